@@ -1,0 +1,1 @@
+"""sandlot: self-hosted sandboxes for AI agents."""

@@ -1,0 +1,127 @@
+"""The one error root of sandlot.
+
+    SandlotError
+    ├── InvalidArgument          bad input from the caller (HTTP 400)
+    │   └── PathError            a path that is malformed or escapes where it may go
+    ├── AuthenticationError      missing, wrong or revoked API key / access token (401)
+    ├── PermissionDenied         the caller may not do this (403)
+    ├── NotFound                 unknown sandbox, template, process, file (404)
+    │   └── FileNotFound
+    ├── AlreadyExists            (409)
+    ├── SandboxNotRunning        the sandbox was killed, expired or is paused (502 on sandbox routes)
+    ├── TimeoutError             a deadline passed (504)
+    ├── ResourceExhausted        limits, quotas, no space (429/507)
+    ├── CommandExitError         a command ended with a non-zero exit code (client side)
+    ├── RuntimeFailure           the isolation runtime failed to do its job (500)
+    └── TemplateError            a template could not be built or found
+Each layer translates the errors of the layer below into these; nothing else crosses a boundary.
+"""
+
+from __future__ import annotations
+
+
+class SandlotError(Exception):
+    """Root of every error sandlot raises."""
+
+    status = 500
+    code = "internal"  # Connect code name
+
+    def __init__(self, message: str = "", **details):
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class InvalidArgument(SandlotError):
+    """The request is malformed or a value is out of range."""
+
+    status, code = 400, "invalid_argument"
+
+
+class PathError(InvalidArgument):
+    """A path is malformed, or points outside where it is allowed to."""
+
+
+class AuthenticationError(SandlotError):
+    """No credentials, or credentials that do not match."""
+
+    status, code = 401, "unauthenticated"
+
+
+class PermissionDenied(SandlotError):
+    """The caller is known but may not do this."""
+
+    status, code = 403, "permission_denied"
+
+
+class NotFound(SandlotError):
+    """The named sandbox, template, process or file does not exist."""
+
+    status, code = 404, "not_found"
+
+
+class FileNotFound(NotFound):
+    """The path does not exist inside the sandbox."""
+
+
+class AlreadyExists(SandlotError):
+    status, code = 409, "already_exists"
+
+
+class SandboxNotRunning(SandlotError):
+    """The sandbox was killed, reached its end of life, or is paused."""
+
+    status, code = 502, "unavailable"
+
+
+class TimeoutError(SandlotError):  # noqa: A001 - deliberate, mirrors the E2B SDK's name
+    """A deadline passed before the work finished."""
+
+    status, code = 504, "deadline_exceeded"
+
+
+class ResourceExhausted(SandlotError):
+    """A limit was hit: pool size, disk space, rate."""
+
+    status, code = 429, "resource_exhausted"
+
+
+class RuntimeFailure(SandlotError):
+    """The isolation runtime could not create, run or clean up a sandbox."""
+
+    status, code = 500, "internal"
+
+
+class TemplateError(SandlotError):
+    """A template could not be built, or its root filesystem is unusable."""
+
+    status, code = 500, "internal"
+
+
+class CommandExitError(SandlotError):
+    """A command finished with a non-zero exit code; carries its result."""
+
+    status, code = 400, "failed_precondition"
+
+    def __init__(self, stdout: str, stderr: str, exit_code: int, error: str | None = None):
+        super().__init__(f"command exited with code {exit_code}: {stderr.strip()[-500:] or error or ''}")
+        self.stdout, self.stderr, self.exit_code, self.error = stdout, stderr, exit_code, error
+
+
+_BY_CODE = {
+    "invalid_argument": InvalidArgument,
+    "out_of_range": InvalidArgument,
+    "unauthenticated": AuthenticationError,
+    "permission_denied": PermissionDenied,
+    "not_found": NotFound,
+    "already_exists": AlreadyExists,
+    "unavailable": SandboxNotRunning,
+    "deadline_exceeded": TimeoutError,
+    "resource_exhausted": ResourceExhausted,
+    "failed_precondition": InvalidArgument,
+}
+
+
+def from_code(code: str, message: str) -> SandlotError:
+    """Rebuild an error from a Connect code name (agent replies, wire errors)."""
+    return _BY_CODE.get(code, SandlotError)(message)
