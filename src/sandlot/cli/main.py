@@ -1,0 +1,17 @@
+"""`sandlot` command line: one module per command group, thin over the SDK and the server."""
+
+from __future__ import annotations
+
+import typer
+
+from . import keys, sandboxes, serve, template
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="sandlot: self-hosted sandboxes for AI agents.")
+app.command()(serve.serve)
+app.add_typer(keys.app, name="keys")
+app.add_typer(template.app, name="template")
+sandboxes.register(app)
+
+if __name__ == "__main__":
+    app()

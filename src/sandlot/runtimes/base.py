@@ -1,0 +1,46 @@
+"""The runtime interface every isolation tier implements (namespace today; gVisor, Docker, k8s later)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from .cgroups import Usage
+from .policy import SandboxSpec
+
+if TYPE_CHECKING:
+    from ..templates import Template
+
+
+@dataclass
+class RuntimeSandbox:
+    """A running sandbox as its runtime sees it."""
+
+    sandbox_id: str
+    socket_path: Path  # the agent's unix socket, reachable from the host
+    pid: int  # host pid of the sandbox's outermost process
+    started_ticks: int  # that process's start time (/proc/PID/stat field 22): guards against pid reuse
+
+
+class Runtime(Protocol):
+    name: str
+
+    def create(self, spec: SandboxSpec, template: Template) -> RuntimeSandbox:
+        """Build and start a sandbox; return once its agent accepts connections."""
+
+    def adopt(self, sandbox_id: str) -> RuntimeSandbox | None:
+        """Find a sandbox a previous server left running; None if it is gone or broken."""
+
+    def kill(self, sandbox_id: str) -> None:
+        """Stop every process and remove every resource of the sandbox. Idempotent."""
+
+    def usage(self, sandbox_id: str) -> Usage: ...
+
+    def freeze(self, sandbox_id: str, frozen: bool) -> None: ...
+
+    def leftovers(self) -> set[str]:
+        """Ids of sandboxes that still hold resources on this host (dirs, cgroups, mounts)."""
+
+    def degradations(self) -> list[str]:
+        """What this runtime cannot enforce on this host (shown as a warning at start)."""

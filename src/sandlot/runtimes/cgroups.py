@@ -1,0 +1,200 @@
+"""Per-sandbox cgroups: memory, cpu and pids limits, usage readings, freezing, cleanup.
+
+Supports cgroup v1 (one hierarchy per controller, as on these machines) and the v2 unified
+hierarchy. Every sandbox gets `sandlot/<id>` in each hierarchy; `remove()` kills what is left and
+deletes the directories, so a sandbox's cgroups never outlive it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .policy import Limits
+
+ROOT = Path("/sys/fs/cgroup")
+V1_CONTROLLERS = ("memory", "pids", "cpu", "cpuacct", "freezer")
+PARENT = "sandlot"
+CFS_PERIOD_US = 100_000
+
+
+def _write(path: Path, value: str) -> None:
+    with open(path, "w") as f:
+        f.write(value)
+
+
+def _read_int(path: Path, default: int = 0) -> int:
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return default
+
+
+def detect() -> str | None:
+    """'v1', 'v2', or None when this process cannot manage cgroups (not root, read-only)."""
+    if os.geteuid() != 0:
+        return None
+    if (ROOT / "cgroup.controllers").exists():
+        return "v2" if os.access(ROOT, os.W_OK) else None
+    if all((ROOT / c).is_dir() for c in ("memory", "pids", "cpu", "freezer")):
+        return "v1"
+    return None
+
+
+@dataclass
+class Usage:
+    memory_bytes: int
+    memory_cache_bytes: int
+    cpu_usage_ns: int
+    pids: int
+
+
+class SandboxCgroup:
+    """The cgroup(s) of one sandbox."""
+
+    def __init__(self, sandbox_id: str, version: str):
+        self.version = version
+        if version == "v1":
+            self.dirs = {c: ROOT / c / PARENT / sandbox_id for c in V1_CONTROLLERS}
+        else:
+            self.dirs = {"unified": ROOT / PARENT / sandbox_id}
+
+    def _dir(self, controller: str) -> Path:
+        return self.dirs.get(controller) or self.dirs["unified"]
+
+    def create(self, limits: Limits) -> None:
+        mem = limits.memory_mb * 1024 * 1024
+        quota = int(limits.cpu_count * CFS_PERIOD_US)
+        if self.version == "v1":
+            for d in self.dirs.values():
+                for _ in range(10):  # another sandbox's remove() may rmdir the parent meanwhile
+                    try:
+                        d.mkdir(parents=True, exist_ok=True)
+                        break
+                    except FileNotFoundError:
+                        continue
+            m = self.dirs["memory"]
+            _write(m / "memory.limit_in_bytes", str(mem))
+            try:  # no swap escape hatch: memory+swap capped at the same value
+                _write(m / "memory.memsw.limit_in_bytes", str(mem))
+            except OSError:
+                pass
+            _write(m / "memory.oom_control", "0")  # OOM killer on, inside this group only
+            _write(self.dirs["pids"] / "pids.max", str(limits.pids))
+            _write(self.dirs["cpu"] / "cpu.cfs_period_us", str(CFS_PERIOD_US))
+            _write(self.dirs["cpu"] / "cpu.cfs_quota_us", str(quota))
+        else:
+            parent = ROOT / PARENT
+            parent.mkdir(exist_ok=True)
+            _write(ROOT / "cgroup.subtree_control", "+memory +pids +cpu")
+            _write(parent / "cgroup.subtree_control", "+memory +pids +cpu")
+            d = self.dirs["unified"]
+            d.mkdir(exist_ok=True)
+            _write(d / "memory.max", str(mem))
+            _write(d / "memory.swap.max", "0")
+            _write(d / "memory.oom.group", "0")
+            _write(d / "pids.max", str(limits.pids))
+            _write(d / "cpu.max", f"{quota} {CFS_PERIOD_US}")
+
+    def proc_files(self) -> list[str]:
+        """The cgroup.procs files a new process must be written into (used by the spawner)."""
+        return [str(d / "cgroup.procs") for d in self.dirs.values()]
+
+    def exists(self) -> bool:
+        return any(d.is_dir() for d in self.dirs.values())
+
+    def pids(self) -> list[int]:
+        path = self._dir("pids") / "cgroup.procs"
+        try:
+            return [int(x) for x in path.read_text().split()]
+        except OSError:
+            return []
+
+    def usage(self) -> Usage:
+        if self.version == "v1":
+            m, a = self.dirs["memory"], self.dirs["cpuacct"]
+            stat = _kv(m / "memory.stat")
+            return Usage(
+                memory_bytes=_read_int(m / "memory.usage_in_bytes") - stat.get("total_inactive_file", 0),
+                memory_cache_bytes=stat.get("total_cache", 0),
+                cpu_usage_ns=_read_int(a / "cpuacct.usage"),
+                pids=_read_int(self.dirs["pids"] / "pids.current"),
+            )
+        d = self.dirs["unified"]
+        stat = _kv(d / "memory.stat")
+        return Usage(
+            memory_bytes=_read_int(d / "memory.current") - stat.get("inactive_file", 0),
+            memory_cache_bytes=stat.get("file", 0),
+            cpu_usage_ns=_kv(d / "cpu.stat").get("usage_usec", 0) * 1000,
+            pids=_read_int(d / "pids.current"),
+        )
+
+    def oom_killed(self) -> bool:
+        if self.version == "v1":
+            return _kv(self.dirs["memory"] / "memory.oom_control").get("oom_kill", 0) > 0
+        return _kv(self.dirs["unified"] / "memory.events").get("oom_kill", 0) > 0
+
+    def freeze(self, frozen: bool) -> None:
+        if self.version == "v1":
+            _write(self.dirs["freezer"] / "freezer.state", "FROZEN" if frozen else "THAWED")
+        else:
+            _write(self.dirs["unified"] / "cgroup.freeze", "1" if frozen else "0")
+
+    def kill_all(self) -> None:
+        """SIGKILL every process in the group (a frozen group is thawed so the kills land)."""
+        if self.version == "v2" and (self.dirs["unified"] / "cgroup.kill").exists():
+            _write(self.dirs["unified"] / "cgroup.kill", "1")
+            return
+        for _ in range(50):
+            pids = self.pids()
+            if not pids:
+                return
+            for pid in pids:
+                try:
+                    os.kill(pid, 9)
+                except ProcessLookupError:
+                    pass
+            try:
+                self.freeze(False)
+            except OSError:
+                pass
+            time.sleep(0.01)
+
+    def remove(self) -> None:
+        self.kill_all()
+        for d in self.dirs.values():
+            for _ in range(100):
+                try:
+                    d.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:  # busy: processes still exiting
+                    time.sleep(0.01)
+            try:  # the shared parent goes too once empty, so an idle host shows no sandlot cgroups
+                d.parent.rmdir()
+            except OSError:
+                pass
+
+
+def _kv(path: Path) -> dict[str, int]:
+    out = {}
+    try:
+        for line in path.read_text().splitlines():
+            k, _, v = line.partition(" ")
+            if v.strip().lstrip("-").isdigit():
+                out[k] = int(v)
+    except OSError:
+        pass
+    return out
+
+
+def leftovers() -> list[str]:
+    """Names of sandbox cgroups present on the host (for adoption and leak checks)."""
+    names: set[str] = set()
+    for base in [ROOT / c / PARENT for c in V1_CONTROLLERS] + [ROOT / PARENT]:
+        if base.is_dir():
+            names.update(p.name for p in base.iterdir() if p.is_dir())
+    return sorted(names)

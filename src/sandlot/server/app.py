@@ -1,0 +1,85 @@
+"""Assembly of the control plane: one ASGI app, one port, every front door.
+
+    /sandboxes, /v2/sandboxes ...       control plane (API key)          api.py
+    /process.Process/*, /filesystem.*,  envd, routed by E2b-Sandbox-Id   envd/
+    /files, /health, /envs              (access token or signature)
+    /_sandlot/health                    liveness of the server itself
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from .. import _exceptions as E
+from ..runtimes.namespace import NamespaceRuntime
+from ..templates import TemplateStore
+from . import api
+from .auth import KeyAuth
+from .config import Config
+from .envd import envd_routes
+from .service import SandboxService
+from .store import Store
+
+log = logging.getLogger("sandlot.server")
+
+
+async def _sandlot_error(request: Request, exc: E.SandlotError) -> JSONResponse:
+    return JSONResponse({"code": exc.status, "message": exc.message}, status_code=exc.status)
+
+
+async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    return JSONResponse({"code": exc.status_code, "message": exc.detail}, status_code=exc.status_code)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return JSONResponse({"code": 500, "message": f"internal error: {type(exc).__name__}"}, status_code=500)
+
+
+async def _health(request: Request) -> JSONResponse:
+    svc: SandboxService = request.app.state.service
+    return JSONResponse({"status": "ok", "running": len(svc.live), "paused": len(svc.paused)})
+
+
+def ensure_first_key(store: Store, config: Config) -> str | None:
+    """On the very first start, create an API key and return it (it is shown once)."""
+    if store.has_keys() or config.preset_api_key:
+        return None
+    _, key = store.create_key("first key")
+    return key
+
+
+def build_app(config: Config) -> Starlette:
+    config.home.mkdir(parents=True, exist_ok=True)
+    store = Store(config.db_path)
+    runtime = NamespaceRuntime(config.home)
+    templates = TemplateStore(config.home)
+    service = SandboxService(config, store, runtime, templates)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        await service.startup()
+        try:
+            yield
+        finally:
+            await service.shutdown()
+            store.close()
+
+    app = Starlette(
+        routes=[Route("/_sandlot/health", _health), *api.routes(), *envd_routes(service, config)],
+        middleware=[Middleware(KeyAuth, store=store, preset_key=config.preset_api_key)],
+        exception_handlers={E.SandlotError: _sandlot_error, HTTPException: _http_error, Exception: _unexpected},
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    app.state.store = store
+    app.state.config = config
+    return app

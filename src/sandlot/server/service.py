@@ -1,0 +1,308 @@
+"""Sandbox lifecycle: create (from a warm pool when possible), timeouts, kill, pause, adoption.
+
+States: running -> paused -> running, and running|paused -> killed (final). The store is written
+before and after every runtime action, so a crash at any point leaves a record that the next start
+resolves: live sandboxes are adopted, broken ones are killed and marked so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import string
+import time
+from dataclasses import asdict, dataclass, field
+
+from .. import _exceptions as E
+from ..agent.client import AgentClient
+from ..runtimes.base import Runtime, RuntimeSandbox
+from ..runtimes.policy import Limits, SandboxSpec
+from .config import Config
+from .store import SandboxRecord, Store
+
+log = logging.getLogger("sandlot.service")
+
+ENVD_VERSION = "0.6.4"  # the envd feature level we implement (see e2b-protocol.md §3.4)
+REAP_INTERVAL = 0.2
+_ID_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def new_sandbox_id() -> str:
+    # E2B's proxy splits hosts on '-' and '.', so ids use neither.
+    return "i" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(19))
+
+
+@dataclass
+class LiveSandbox:
+    """A sandbox the control plane can talk to (also the envd front door's SandboxHandle)."""
+
+    record: SandboxRecord
+    rt: RuntimeSandbox
+    agent: AgentClient
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
+    default_user: str = "user"
+    last_cpu: tuple[float, int] | None = None  # (monotonic time, cpu ns) for cpu% between readings
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+    @property
+    def access_token(self) -> str | None:
+        return self.record.access_token
+
+    @property
+    def envs(self) -> dict[str, str]:
+        return self.record.envs
+
+
+@dataclass
+class CreateRequest:
+    template: str
+    timeout: int
+    metadata: dict[str, str] = field(default_factory=dict)
+    envs: dict[str, str] = field(default_factory=dict)
+    limits: Limits = field(default_factory=Limits)
+    auto_pause: bool = False
+    secure: bool = True
+
+
+class SandboxService:
+    def __init__(self, config: Config, store: Store, runtime: Runtime, templates):
+        self.config = config
+        self.store = store
+        self.runtime = runtime
+        self.templates = templates
+        self.live: dict[str, LiveSandbox] = {}
+        self.paused: dict[str, LiveSandbox] = {}
+        self._pools: dict[str, list[RuntimeSandbox]] = {}
+        self._pool_refill: dict[str, asyncio.Task] = {}
+        self._reaper: asyncio.Task | None = None
+        self._closing = False
+
+    # ---- start and stop ----------------------------------------------------------------------
+
+    async def startup(self) -> None:
+        for warning in self.runtime.degradations():
+            log.warning("DEGRADED ISOLATION: %s", warning)
+        await asyncio.to_thread(self._adopt_all)
+        self._reaper = asyncio.create_task(self._reap_loop(), name="sandlot-reaper")
+        for name in self.config.pool_templates:
+            if self.config.pool_size > 0:
+                self._schedule_refill(name)
+
+    def _adopt_all(self) -> None:
+        known = set()
+        for rec in self.store.live():
+            known.add(rec.id)
+            rt = self.runtime.adopt(rec.id)
+            if rt is None:
+                log.warning("sandbox %s did not survive the restart: cleaning up", rec.id)
+                self.runtime.kill(rec.id)
+                self.store.update(rec.id, state="killed", ended_at=time.time(), end_reason="lost on restart")
+                continue
+            live = LiveSandbox(rec, rt, AgentClient(str(rt.socket_path)))
+            (self.paused if rec.state == "paused" else self.live)[rec.id] = live
+            log.info("adopted sandbox %s (%s)", rec.id, rec.state)
+        for sid in self.runtime.leftovers() - known:
+            log.info("removing leftover sandbox resources %s", sid)
+            self.runtime.kill(sid)
+
+    async def shutdown(self) -> None:
+        self._closing = True
+        if self._reaper:
+            self._reaper.cancel()
+        for task in self._pool_refill.values():
+            task.cancel()
+        pooled = [rt.sandbox_id for pool in self._pools.values() for rt in pool]
+        self._pools.clear()
+        for sid in pooled:
+            await asyncio.to_thread(self.runtime.kill, sid)
+        if self.config.kill_on_shutdown:
+            for sid in list(self.live) + list(self.paused):
+                await self.kill(sid, reason="server shutdown")
+
+    # ---- create ------------------------------------------------------------------------------
+
+    def _template(self, name: str):
+        return self.templates.get(name)
+
+    async def create(self, req: CreateRequest) -> LiveSandbox:
+        if not 1 <= req.timeout <= self.config.max_timeout:
+            raise E.InvalidArgument(f"timeout must be between 1 and {self.config.max_timeout} seconds")
+        req.limits.validate()
+        template = await asyncio.to_thread(self._template, req.template)
+        rt = self._claim_pooled(req)
+        if rt is None:
+            spec = SandboxSpec(new_sandbox_id(), req.template, req.limits, envs=req.envs)
+            rt = await asyncio.to_thread(self.runtime.create, spec, template)
+        now = time.time()
+        rec = SandboxRecord(
+            id=rt.sandbox_id, template=req.template, state="running", started_at=now,
+            end_at=now + req.timeout, metadata=req.metadata, envs=req.envs, limits=asdict(req.limits),
+            access_token=secrets.token_urlsafe(24) if req.secure else None, auto_pause=req.auto_pause)
+        self.store.insert(rec)
+        live = LiveSandbox(rec, rt, AgentClient(str(rt.socket_path)))
+        self.live[rec.id] = live
+        return live
+
+    def _claim_pooled(self, req: CreateRequest) -> RuntimeSandbox | None:
+        # Pooled sandboxes start with default limits and no env vars (the agent reads its env vars
+        # at start), so only matching requests may take one.
+        pool = self._pools.get(req.template)
+        if not pool or req.envs or req.limits != Limits():
+            return None
+        rt = pool.pop()
+        self._schedule_refill(req.template)
+        return rt
+
+    def _schedule_refill(self, template: str) -> None:
+        task = self._pool_refill.get(template)
+        if task is None or task.done():
+            self._pool_refill[template] = asyncio.create_task(self._refill(template))
+
+    async def _refill(self, name: str) -> None:
+        try:
+            template = await asyncio.to_thread(self._template, name)
+            pool = self._pools.setdefault(name, [])
+            while not self._closing and len(pool) < self.config.pool_size:
+                spec = SandboxSpec(new_sandbox_id(), name)
+                pool.append(await asyncio.to_thread(self.runtime.create, spec, template))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("could not fill the pool for template %s", name)
+
+    # ---- lookups -----------------------------------------------------------------------------
+
+    def record(self, sandbox_id: str) -> SandboxRecord:
+        live = self.live.get(sandbox_id) or self.paused.get(sandbox_id)
+        if live is None:
+            raise E.NotFound(f"sandbox \"{sandbox_id}\" not found")
+        return live.record
+
+    def get_running(self, sandbox_id: str) -> LiveSandbox | None:
+        return self.live.get(sandbox_id)
+
+    def running(self) -> list[LiveSandbox]:
+        return list(self.live.values())
+
+    def listed(self) -> list[SandboxRecord]:
+        return [s.record for s in (*self.live.values(), *self.paused.values())]
+
+    # ---- lifecycle changes -------------------------------------------------------------------
+
+    async def kill(self, sandbox_id: str, reason: str = "killed") -> None:
+        live = self.live.pop(sandbox_id, None) or self.paused.pop(sandbox_id, None)
+        if live is None:
+            raise E.NotFound(f"sandbox \"{sandbox_id}\" not found")
+        live.closed.set()
+        self.store.update(sandbox_id, state="killed", ended_at=time.time(), end_reason=reason)
+        await asyncio.to_thread(self.runtime.kill, sandbox_id)
+
+    def set_timeout(self, sandbox_id: str, timeout: int) -> None:
+        if not 0 <= timeout <= self.config.max_timeout:
+            raise E.InvalidArgument(f"timeout must be between 0 and {self.config.max_timeout} seconds")
+        rec = self.record(sandbox_id)
+        rec.end_at = time.time() + timeout
+        self.store.update(sandbox_id, end_at=rec.end_at)
+
+    async def connect(self, sandbox_id: str, timeout: int | None) -> tuple[LiveSandbox, bool]:
+        """Make sure the sandbox runs (resuming it if paused); extend, never shorten, its timeout.
+
+        Returns the sandbox and whether it was resumed.
+        """
+        resumed = False
+        if sandbox_id in self.paused:
+            await self.resume(sandbox_id)
+            resumed = True
+        live = self.live.get(sandbox_id)
+        if live is None:
+            raise E.NotFound(f"sandbox \"{sandbox_id}\" not found")
+        if timeout is not None:
+            if not 0 <= timeout <= self.config.max_timeout:
+                raise E.InvalidArgument(f"timeout must be between 0 and {self.config.max_timeout} seconds")
+            end = time.time() + timeout
+            if end > live.record.end_at:
+                live.record.end_at = end
+                self.store.update(sandbox_id, end_at=end)
+        return live, resumed
+
+    async def pause(self, sandbox_id: str) -> None:
+        if sandbox_id in self.paused:
+            raise E.AlreadyExists(f"sandbox \"{sandbox_id}\" is already paused")
+        live = self.live.get(sandbox_id)
+        if live is None:
+            raise E.NotFound(f"sandbox \"{sandbox_id}\" not found")
+        await asyncio.to_thread(self.runtime.freeze, sandbox_id, True)
+        del self.live[sandbox_id]
+        live.closed.set()  # open streams end: a paused sandbox answers like a gone one
+        live.closed = asyncio.Event()
+        self.paused[sandbox_id] = live
+        live.record.state = "paused"
+        self.store.update(sandbox_id, state="paused")
+
+    async def resume(self, sandbox_id: str, timeout: int | None = None) -> LiveSandbox:
+        if sandbox_id in self.live:
+            raise E.AlreadyExists(f"sandbox \"{sandbox_id}\" is already running")
+        live = self.paused.get(sandbox_id)
+        if live is None:
+            raise E.NotFound(f"sandbox \"{sandbox_id}\" not found")
+        await asyncio.to_thread(self.runtime.freeze, sandbox_id, False)
+        del self.paused[sandbox_id]
+        self.live[sandbox_id] = live
+        live.record.state = "running"
+        live.record.end_at = time.time() + (timeout if timeout is not None else self.config.default_timeout)
+        self.store.update(sandbox_id, state="running", end_at=live.record.end_at)
+        return live
+
+    def metrics(self, sandbox_id: str) -> dict:
+        live = self.live.get(sandbox_id) or self.paused.get(sandbox_id)
+        if live is None:
+            raise E.NotFound(f"sandbox \"{sandbox_id}\" not found")
+        usage = self.runtime.usage(sandbox_id)
+        now = time.monotonic()
+        limits = Limits(**live.record.limits)
+        cpu_pct = 0.0
+        if live.last_cpu is not None and now > live.last_cpu[0]:
+            dt_ns = (now - live.last_cpu[0]) * 1e9
+            cpu_pct = max(0.0, (usage.cpu_usage_ns - live.last_cpu[1]) / dt_ns / limits.cpu_count * 100)
+        live.last_cpu = (now, usage.cpu_usage_ns)
+        disk_used = getattr(self.runtime, "disk_used", lambda _id: 0)(sandbox_id)
+        return {
+            "cpu_count": limits.cpu_count, "cpu_used_pct": round(min(cpu_pct, 100.0), 2),
+            "mem_used": usage.memory_bytes, "mem_total": limits.memory_mb * 1024 * 1024,
+            "mem_cache": usage.memory_cache_bytes, "disk_used": disk_used,
+            "disk_total": limits.disk_mb * 1024 * 1024,
+        }
+
+    # ---- the reaper --------------------------------------------------------------------------
+
+    async def _reap_loop(self) -> None:
+        while True:
+            await asyncio.sleep(REAP_INTERVAL)
+            now = time.time()
+            for live in list(self.live.values()):  # paused sandboxes keep until killed or resumed
+                try:
+                    if live.record.end_at <= now:
+                        if live.record.auto_pause:
+                            await self.pause(live.id)
+                        else:
+                            await self.kill(live.id, reason="timeout")
+                    elif not _alive(live.rt):
+                        await self.kill(live.id, reason="sandbox exited")
+                except E.NotFound:
+                    pass
+                except Exception:
+                    log.exception("reaper failed on sandbox %s", live.id)
+
+
+def _alive(rt: RuntimeSandbox) -> bool:
+    try:
+        with open(f"/proc/{rt.pid}/stat") as f:
+            data = f.read()
+    except OSError:
+        return False
+    fields = data.rsplit(")", 1)[1].split()
+    return fields[0] != "Z" and int(fields[19]) == rt.started_ticks
