@@ -1,0 +1,168 @@
+"""A sandbox is hostile: it must not see or touch the host, the control plane, or its neighbours."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import uuid
+from pathlib import Path
+
+import httpx
+from e2b import CommandExitException
+
+
+def run(sbx, cmd, **kw):
+    """Run a command; return (exit code, stdout + stderr) whether it succeeded or not."""
+    try:
+        r = sbx.commands.run(cmd, **kw)
+        return r.exit_code, r.stdout + r.stderr
+    except CommandExitException as e:
+        return e.exit_code, e.stdout + e.stderr
+
+
+def test_host_files_are_invisible(make_sandbox, tmp_path):
+    marker = Path("/tmp") / f"sandlot-host-marker-{uuid.uuid4().hex}"
+    marker.write_text("host secret")
+    try:
+        sbx = make_sandbox()
+        code, out = run(sbx, f"cat {marker}", user="root")
+        assert code != 0 and "host secret" not in out
+        # /root, /etc/shadow and home directories of the host are not the host's
+        code, out = run(sbx, "ls -A /root 2>&1; cat /etc/shadow 2>&1 | head -3", user="root")
+        assert "host secret" not in out
+        assert str(Path.home()) == "/root"
+        host_root_entries = set(os.listdir("/root"))
+        inside = set(run(sbx, "ls -A /root", user="root")[1].split())
+        assert not (host_root_entries & inside) - {".bashrc", ".profile"}
+        # the control plane's code and state are not reachable by path
+        code, out = run(sbx, "ls /work /var/lib/sandlot /tmp/sandlot-test-* 2>&1; echo done", user="root")
+        assert "state.db" not in out and "pyproject.toml" not in out
+    finally:
+        marker.unlink()
+
+
+def test_host_processes_are_invisible(make_sandbox):
+    sbx = make_sandbox()
+    code, out = run(sbx, "ps -eo pid,comm --no-headers")
+    assert code == 0
+    pids = [int(line.split()[0]) for line in out.splitlines() if line.strip()]
+    assert max(pids) < 100, out  # its own pid namespace: only its own few processes
+    assert str(os.getpid()) not in out.split() or os.getpid() > 100
+    assert "pytest" not in out and "sandlot serve" not in out
+
+
+def test_control_plane_port_is_unreachable(make_sandbox, server):
+    sbx = make_sandbox()
+    port = server.url.rsplit(":", 1)[1]
+    code, out = run(sbx, f"curl -sS -m 3 http://127.0.0.1:{port}/_sandlot/health")
+    assert code != 0, out
+    assert '"status"' not in out
+
+
+def _host_address() -> str:
+    """An address of this machine other than loopback (the sandbox must not reach it either)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))  # UDP connect sends nothing; it only picks the outgoing address
+            return s.getsockname()[0]
+        except OSError:
+            return "127.0.0.1"
+
+
+def test_outbound_network_fails_by_default(make_sandbox):
+    # A listener on this machine (never any other address) that would answer if a packet got out.
+    listener = socket.socket()
+    listener.bind(("0.0.0.0", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    accepted = []
+    threading.Thread(target=lambda: accepted.append(listener.accept()), daemon=True).start()
+    try:
+        sbx = make_sandbox()
+        host = _host_address()
+        code, out = run(sbx, f"curl -sS -m 3 http://{host}:{port}/")
+        assert code != 0
+        code, out = run(sbx, "ip -o route 2>/dev/null; cat /proc/net/route | tail -n +2")
+        assert out.strip() == "", f"sandbox has routes: {out}"
+        code, out = run(sbx, "cat /sys/class/net/*/operstate 2>/dev/null; ls /sys/class/net 2>/dev/null || "
+                             "python3 -c 'import socket; print([n for _, n in socket.if_nameindex()])'")
+        assert "eth" not in out and "veth" not in out
+        assert not accepted
+    finally:
+        listener.close()
+
+
+def test_sandboxes_cannot_see_or_signal_each_other(make_sandbox):
+    a, b = make_sandbox(), make_sandbox()
+    handle = a.commands.run("sleep 600", background=True)
+    a.files.write("/home/user/secret.txt", "only for a")
+    code, out = run(b, "ps -eo comm --no-headers")
+    assert "sleep" not in out
+    code, out = run(b, f"kill -9 {handle.pid}; echo rc=$?", user="root")
+    assert a.commands.list() and any(p.pid == handle.pid for p in a.commands.list())
+    assert not b.files.exists("/home/user/secret.txt")
+    # different host uid ranges: a's files in b's view do not exist, and uids differ on the host
+    ua = run(a, "cat /proc/self/uid_map")[1].split()
+    ub = run(b, "cat /proc/self/uid_map")[1].split()
+    assert ua[1] != ub[1] and int(ua[1]) >= 1_000_000 and int(ub[1]) >= 1_000_000
+    handle.kill()
+
+
+def test_memory_bomb_is_oom_killed_alone(make_sandbox, server):
+    bomb = make_sandbox(memory_mb=128)
+    neighbour = make_sandbox()
+    code, out = run(bomb, "python3 -c 'x = []\nwhile True: x.append(bytearray(10**7))'", timeout=60)
+    assert code != 0, out
+    assert code in (137, -1) or "Killed" in out or "MemoryError" in out, (code, out)
+    # the sandbox itself, its neighbour and the server keep working
+    assert bomb.commands.run("echo alive").stdout.strip() == "alive"
+    assert neighbour.commands.run("echo fine").stdout.strip() == "fine"
+    assert httpx.get(f"{server.url}/_sandlot/health").status_code == 200
+
+
+def test_fork_bomb_is_stopped_by_the_pids_limit(make_sandbox, server):
+    bomb = make_sandbox(pids=64)
+    neighbour = make_sandbox()
+    code, out = run(bomb, "bash -c 'f(){ f | f & }; f; sleep 3; echo survived'", timeout=30)
+    # the bomb hits the limit ("Resource temporarily unavailable") instead of taking the host down
+    assert neighbour.commands.run("echo ok").stdout.strip() == "ok"
+    assert httpx.get(f"{server.url}/_sandlot/health").status_code == 200
+    bomb.kill()
+
+
+def test_writes_outside_the_writable_layer_fail(make_sandbox, server):
+    sbx = make_sandbox()
+    # the agent's code and the sudo shim are read-only binds; /proc/sys is read-only
+    for path in ("/opt/sandlot/sandlot_agent/evil.py", "/usr/bin/sudo", "/proc/sys/kernel/hostname"):
+        code, out = run(sbx, f"echo x > {path}", user="root")
+        assert code != 0, f"{path} writable: {out}"
+    # the user cannot write system paths; root inside can, but only into its own layer
+    code, _ = run(sbx, "echo x > /usr/bin/evil")
+    assert code != 0
+    code, _ = run(sbx, "echo x > /usr/bin/evil && cat /usr/bin/evil", user="root")
+    assert code == 0
+    templates = server.home / "templates"
+    assert not list(templates.glob("*/rootfs/usr/bin/evil"))
+    other = make_sandbox()
+    assert not other.files.exists("/usr/bin/evil")
+
+
+def test_dangerous_syscalls_are_blocked(make_sandbox):
+    sbx = make_sandbox()
+    script = (
+        "import ctypes, os, platform\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "KEYCTL = {'x86_64': 250, 'aarch64': 219}[platform.machine()]\n"
+        "print('unshare', libc.unshare(0x10000000), ctypes.get_errno())\n"
+        "print('mount', libc.mount(b'none', b'/mnt', b'tmpfs', 0, None), ctypes.get_errno())\n"
+        "print('keyctl', libc.syscall(KEYCTL, 0, 0, 0, 0, 0), ctypes.get_errno())\n"
+    )
+    sbx.files.write("/tmp/sys.py", script)
+    code, out = run(sbx, "python3 /tmp/sys.py", user="root")
+    for line in out.splitlines():
+        name, rc, err = line.split()
+        assert rc == "-1" and err == "1", out  # EPERM
+    code, out = run(sbx, "grep -E 'NoNewPrivs|Seccomp:|CapEff' /proc/self/status")
+    assert "NoNewPrivs:\t1" in out and "Seccomp:\t2" in out
+    assert "CapEff:\t0000000000000000" in out  # `user` has no capabilities at all

@@ -1,0 +1,85 @@
+"""Test support: start a real sandlot server in a subprocess, on a free loopback port.
+
+Imports nothing from sandlot, so the e2b end-to-end tests can also run from a venv that holds only
+another release of the official SDK (see ./dev test).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+API_KEY = "e2b_" + "5a" * 20  # E2B-shaped, so SDK releases that validate key shapes accept it
+# Templates are slow to build; tests share one cache (a real user would build once too).
+TEMPLATE_CACHE = Path(os.environ.get("SANDLOT_TEST_TEMPLATES", "/var/tmp/sandlot-test-templates"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    url: str
+    api_key: str
+    home: Path
+    proc: subprocess.Popen
+    log: Path
+
+    def env(self) -> dict[str, str]:
+        """Environment for the official SDKs (e2b-protocol.md §2.1, mode A)."""
+        return {"E2B_API_URL": self.url, "E2B_SANDBOX_URL": self.url, "E2B_API_KEY": self.api_key,
+                "E2B_DOMAIN": "localhost"}
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def server_cmd() -> list[str]:
+    cmd = os.environ.get("SANDLOT_SERVER_CMD")
+    if cmd:
+        return cmd.split()
+    return [str(REPO / ".venv" / "bin" / "sandlot")]
+
+
+def start_server(home: Path, port: int | None = None, pool_size: int = 2, extra_env=None) -> Server:
+    port = port or free_port()
+    home.mkdir(parents=True, exist_ok=True)
+    templates = home / "templates"
+    if not templates.exists():
+        TEMPLATE_CACHE.mkdir(parents=True, exist_ok=True)
+        templates.symlink_to(TEMPLATE_CACHE)
+    log = home / "server.log"
+    env = {**os.environ, "SANDLOT_API_KEY": API_KEY, "SANDLOT_HOME": str(home), **(extra_env or {})}
+    proc = subprocess.Popen(
+        [*server_cmd(), "serve", "--host", "127.0.0.1", "--port", str(port), "--pool-size", str(pool_size)],
+        env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    server = Server(url, API_KEY, home, proc, log)
+    deadline = time.monotonic() + 600  # the first run builds the base template
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return server
+        except OSError:
+            time.sleep(0.05)
+    server.stop(signal.SIGKILL)
+    raise RuntimeError("server did not start in time")
+
+
