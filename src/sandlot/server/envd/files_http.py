@@ -1,0 +1,226 @@
+"""The envd HTTP routes: /health, /envs and the /files download and upload API (§4.9).
+
+Uploads stream: each multipart file part (or the octet-stream body) goes to the agent chunk by
+chunk as it arrives, gunzipped on the fly when `Content-Encoding: gzip`, and the upload fails with
+413 once it passes the configured maximum.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import deque
+from collections.abc import AsyncIterator, Iterator
+from urllib.parse import quote
+
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from ..._exceptions import InvalidArgument, ResourceExhausted, SandlotError
+from ...agent.client import AgentError
+from .errors import error_response
+from .routing import SandboxHandle, current_sandbox
+from .watchers import Watchers
+
+METADATA_PREFIX = "x-metadata-"
+CHUNK = 256 * 1024
+
+
+class UploadTooLarge(ResourceExhausted):
+    status = 413
+
+
+async def health(request: Request) -> Response:
+    return Response(status_code=204)  # the gate already answered 502 for a sandbox that is not running
+
+
+async def envs(request: Request) -> Response:
+    sandbox = current_sandbox()
+    try:
+        return JSONResponse(await sandbox.agent.env())
+    except AgentError as e:
+        return error_response(e, sandbox.id)
+
+
+async def download(request: Request) -> Response:
+    sandbox = current_sandbox()
+    path = request.query_params.get("path")
+    if not path:
+        return error_response(InvalidArgument("the path query parameter is required"))
+    user = request.query_params.get("username") or sandbox.default_user
+    stream = sandbox.agent.read(path, user)
+    try:
+        entry = await anext(stream)
+        if entry["type"] == "dir":
+            raise InvalidArgument(f"path '{path}' is a directory")
+    except (SandlotError, AgentError) as e:
+        await stream.aclose()
+        return error_response(e, sandbox.id)
+    disposition = f"inline; filename*=UTF-8''{quote(entry['name'], safe='')}"
+    return StreamingResponse(stream, media_type="application/octet-stream",
+                             headers={"Content-Disposition": disposition})
+
+
+class Uploads:
+    """POST /files: one JSON entry per written file, in request order."""
+
+    def __init__(self, watchers: Watchers, max_bytes: int):
+        self.watchers, self.max_bytes = watchers, max_bytes
+
+    async def post(self, request: Request) -> Response:
+        sandbox = current_sandbox()
+        try:
+            return JSONResponse(await self._upload(request, sandbox))
+        except (SandlotError, AgentError) as e:
+            return error_response(e, sandbox.id)
+
+    async def _upload(self, request: Request, sandbox: SandboxHandle) -> list[dict]:
+        query = request.query_params
+        user = query.get("username") or sandbox.default_user
+        metadata = {k[len(METADATA_PREFIX):].lower(): v for k, v in request.headers.items()
+                    if k.startswith(METADATA_PREFIX)}
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > self.max_bytes:
+            raise self._too_large()
+        body = self._body(request)
+        content_type, options = parse_options_header(request.headers.get("content-type"))
+        if content_type == b"multipart/form-data":
+            if not options.get(b"boundary"):
+                raise InvalidArgument("the multipart body has no boundary")
+            files = MultipartFiles(body, options[b"boundary"]).files(query.get("path"))
+        elif content_type == b"application/octet-stream":
+            if not query.get("path"):
+                raise InvalidArgument("an octet-stream upload needs the path query parameter")
+            files = _single(query["path"], body)
+        else:
+            raise InvalidArgument("the body must be multipart/form-data or application/octet-stream")
+        written = []
+        async for path, chunks in files:
+            marks = self.watchers.marks(sandbox)
+            entry = await sandbox.agent.write(path, user, chunks, metadata or None)
+            await self.watchers.settle(marks, entry["path"])
+            info = {"name": entry["name"], "type": "file", "path": entry["path"]}
+            if entry.get("metadata"):
+                info["metadata"] = entry["metadata"]
+            written.append(info)
+        if not written:
+            raise InvalidArgument("the request contains no file")
+        return written
+
+    async def _body(self, request: Request) -> AsyncIterator[bytes]:
+        """The request body, decoded, failing once it passes the size limit."""
+        gzipped = request.headers.get("content-encoding", "").strip().lower() == "gzip"
+        inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzipped else None
+        total = 0
+        async for raw in request.stream():
+            for chunk in _gunzip(inflate, raw) if inflate else (raw,):
+                total += len(chunk)
+                if total > self.max_bytes:
+                    raise self._too_large()
+                if chunk:
+                    yield chunk
+        if inflate is not None and not inflate.eof:
+            raise InvalidArgument("the gzip body is truncated")
+
+    def _too_large(self) -> UploadTooLarge:
+        return UploadTooLarge(f"the upload is larger than the limit of {self.max_bytes} bytes")
+
+
+def _gunzip(inflate, data: bytes) -> Iterator[bytes]:
+    """Inflate in bounded pieces: a small gzip chunk may expand a thousandfold."""
+    try:
+        while data:
+            yield inflate.decompress(data, CHUNK)
+            data = inflate.unconsumed_tail
+    except zlib.error as e:
+        raise InvalidArgument(f"the body is not valid gzip: {e}") from None
+
+
+async def _single(path: str, body: AsyncIterator[bytes]) -> AsyncIterator[tuple[str, AsyncIterator[bytes]]]:
+    yield path, body
+
+
+class MultipartFiles:
+    """Pulls `file` parts out of a multipart/form-data body as it streams in.
+
+    python-multipart is a push parser: its callbacks queue events, and the async iterators here
+    feed it more of the body whenever the queue runs dry.
+    """
+
+    def __init__(self, body: AsyncIterator[bytes], boundary: bytes):
+        self._body = body
+        self._events: deque[tuple[str, object]] = deque()
+        self._field, self._value = b"", b""
+        self._headers: dict[bytes, bytes] = {}
+        self._parser = MultipartParser(boundary, {
+            "on_part_begin": self._part_begin,
+            "on_header_field": lambda data, start, end: self._add_field(data[start:end]),
+            "on_header_value": lambda data, start, end: self._add_value(data[start:end]),
+            "on_header_end": self._header_end,
+            "on_headers_finished": lambda: self._events.append(("part", self._headers)),
+            "on_part_data": lambda data, start, end: self._events.append(("data", bytes(data[start:end]))),
+            "on_part_end": lambda: self._events.append(("part_end", None)),
+            "on_end": lambda: self._events.append(("end", None)),
+        })
+
+    async def files(self, path: str | None) -> AsyncIterator[tuple[str, AsyncIterator[bytes]]]:
+        """(destination, data) per `file` part: the filename is the path unless `path` is given."""
+        count = 0
+        while True:
+            kind, headers = await self._next()
+            if kind == "end":
+                return
+            if kind != "part":
+                continue
+            name, filename = _disposition(headers)
+            data = self._data()
+            if name == "file" and filename is not None:
+                count += 1
+                if path and count > 1:
+                    raise InvalidArgument("several files cannot be uploaded to one path")
+                yield path or filename, data
+            async for _ in data:  # skip what the consumer left, and non-file fields
+                pass
+
+    async def _data(self) -> AsyncIterator[bytes]:
+        while True:
+            kind, data = await self._next()
+            if kind != "data":
+                return
+            yield data
+
+    async def _next(self) -> tuple[str, object]:
+        while not self._events:
+            chunk = await anext(self._body, None)
+            try:
+                if chunk is None:
+                    self._parser.finalize()
+                    if not self._events:
+                        raise InvalidArgument("the multipart body ended early")
+                else:
+                    self._parser.write(chunk)
+            except FormParserError as e:
+                raise InvalidArgument(f"malformed multipart body: {e}") from None
+        return self._events.popleft()
+
+    def _part_begin(self) -> None:
+        self._headers = {}
+
+    def _add_field(self, data: bytes) -> None:
+        self._field += data
+
+    def _add_value(self, data: bytes) -> None:
+        self._value += data
+
+    def _header_end(self) -> None:
+        self._headers[self._field.lower()] = self._value
+        self._field, self._value = b"", b""
+
+
+def _disposition(headers: dict[bytes, bytes]) -> tuple[str | None, str | None]:
+    """The form field name and filename of a part (httpx sends them UTF-8 encoded)."""
+    _, options = parse_options_header(headers.get(b"content-disposition", b"").decode("latin-1"))
+    name, filename = options.get(b"name"), options.get(b"filename")
+    return (None if name is None else name.decode("utf-8", "replace"),
+            None if filename is None else filename.decode("utf-8", "replace"))

@@ -1,0 +1,108 @@
+"""Which sandbox an envd request is for, and the seam the control plane fills in (§2.1, §4.12).
+
+Requests carry `E2b-Sandbox-Id`. Without it (SDK 2.0–2.25 after `connect()`, signed URLs fetched
+by other tools) the sandbox is inferred: the only running one, else the one whose access token the
+request's credentials prove. An unknown, killed or paused sandbox answers 502 like E2B's proxy, so
+the SDK's `is_running()` turns False and failed calls become `SandboxNotRunningException`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Protocol
+
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ..._exceptions import AuthenticationError, InvalidArgument, SandboxNotRunning, SandlotError
+from .auth import Policy
+from .errors import error_response
+
+if TYPE_CHECKING:
+    from ...agent.client import AgentClient
+
+SANDBOX_ID_HEADER = "e2b-sandbox-id"
+
+
+class SandboxHandle(Protocol):
+    """A running sandbox as the front door sees it."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def access_token(self) -> str | None: ...  # envd access token; None admits every caller
+    @property
+    def default_user(self) -> str: ...  # user for requests that name none
+    @property
+    def agent(self) -> AgentClient: ...
+    @property
+    def closed(self) -> asyncio.Event: ...  # set on kill or pause: open streams end
+
+
+class SandboxLookup(Protocol):
+    def get_running(self, sandbox_id: str) -> SandboxHandle | None: ...
+    def running(self) -> Iterable[SandboxHandle]: ...
+
+
+
+_current: contextvars.ContextVar[SandboxHandle] = contextvars.ContextVar("envd_sandbox")
+
+
+def current_sandbox() -> SandboxHandle:
+    """The sandbox of the request being served (set by SandboxGate; Connect handlers only get a ctx)."""
+    return _current.get()
+
+
+class SandboxGate:
+    """ASGI middleware: routes the request to its sandbox and applies an access policy."""
+
+    def __init__(self, app: ASGIApp, lookup: SandboxLookup, policy: Policy):
+        self.app, self.lookup, self.policy = app, lookup, policy
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        try:
+            sandbox = find_sandbox(self.lookup, HTTPConnection(scope), self.policy)
+        except SandlotError as e:
+            return await error_response(e)(scope, receive, send)
+        reset = _current.set(sandbox)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            _current.reset(reset)
+
+
+def find_sandbox(lookup: SandboxLookup, request: HTTPConnection, policy: Policy) -> SandboxHandle:
+    sandbox_id = request.headers.get(SANDBOX_ID_HEADER)
+    if sandbox_id:
+        sandbox = lookup.get_running(sandbox_id)
+        if sandbox is None:
+            raise SandboxNotRunning(f"sandbox {sandbox_id} is not running", sandbox_id=sandbox_id)
+    else:
+        sandbox = _infer(list(lookup.running()), request, policy)
+    if sandbox.access_token is not None:
+        policy(sandbox.access_token, request)
+    return sandbox
+
+
+def _infer(running: list[SandboxHandle], request: HTTPConnection, policy: Policy) -> SandboxHandle:
+    if len(running) == 1:
+        return running[0]
+    if not running:
+        # Whatever sandbox the client means is not running: say so the way the SDK understands.
+        raise SandboxNotRunning("no sandbox is running", sandbox_id="")
+    proven = [s for s in running if s.access_token is not None and _admits(policy, s.access_token, request)]
+    if len(proven) == 1:
+        return proven[0]
+    raise InvalidArgument(f"{len(running)} sandboxes are running: send the E2b-Sandbox-Id header")
+
+
+def _admits(policy: Policy, token: str, request: HTTPConnection) -> bool:
+    try:
+        policy(token, request)
+    except AuthenticationError:
+        return False
+    return True

@@ -1,0 +1,41 @@
+"""What every Connect handler needs: the deadline, the requesting user, error translation."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Awaitable
+from typing import TypeVar
+
+from connectrpc.code import Code
+from connectrpc.errors import ConnectError
+from connectrpc.request import RequestContext
+
+from .auth import basic_user
+from .errors import as_connect_errors
+from .routing import SandboxHandle
+
+T = TypeVar("T")
+
+
+def deadline(ctx: RequestContext) -> int | None:
+    """Milliseconds left of the client's `Connect-Timeout-Ms`, None without one."""
+    left = ctx.timeout_ms
+    return None if left is None else max(1, math.ceil(left))
+
+
+def request_user(ctx: RequestContext, sandbox: SandboxHandle) -> str:
+    """The user of the `Authorization: Basic` header, else the sandbox's default user."""
+    with as_connect_errors():
+        return basic_user(ctx.request_headers.get("authorization")) or sandbox.default_user
+
+
+async def unary(ctx: RequestContext, call: Awaitable[T]) -> T:
+    """Await an agent call within the client's deadline, as Connect errors."""
+    left = deadline(ctx)
+    try:
+        with as_connect_errors():
+            async with asyncio.timeout(None if left is None else left / 1000):
+                return await call
+    except TimeoutError:
+        raise ConnectError(Code.DEADLINE_EXCEEDED, "the request's deadline passed") from None
