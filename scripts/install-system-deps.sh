@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the Debian packages sandlot needs on the host. Run as root; safe to run again.
+#   debootstrap, debian-archive-keyring  build the `base` template
+#   sudo                                 the `host` template binds the host's /usr, and the runtime
+#                                        mounts its sudo shim over /usr/bin/sudo, which must exist
+set -euo pipefail
+
+packages=(debootstrap debian-archive-keyring sudo)
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "system dependencies already installed"
+    exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+    echo "run as root to install: ${missing[*]}" >&2
+    exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+# Refresh the package lists only when there are none, or when they are too old to install from.
+if ! compgen -G "/var/lib/apt/lists/*_Packages*" >/dev/null; then
+    apt-get update
+fi
+apt-get install -y "${missing[@]}" || { apt-get update && apt-get install -y "${missing[@]}"; }
