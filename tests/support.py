@@ -17,7 +17,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 API_KEY = "e2b_" + "5a" * 20  # E2B-shaped, so SDK releases that validate key shapes accept it
 # Templates are slow to build; tests share one cache (a real user would build once too).
-TEMPLATE_CACHE = Path(os.environ.get("SANDLOT_TEST_TEMPLATES", "/var/tmp/sandlot-test-templates"))
+TEMPLATE_CACHE = Path(os.environ.get("SANDLOT_TEST_HOME", "/var/tmp/sandlot-test-home")) / "templates"
 
 
 def free_port() -> int:

@@ -74,7 +74,7 @@ def build_app(config: Config) -> Starlette:
             store.close()
 
     app = Starlette(
-        routes=[Route("/_sandlot/health", _health), *api.routes(), *envd_routes(service, config)],
+        routes=[Route("/_sandlot/health", _health), *api.routes(), *envd_routes(service, max_upload_bytes=config.max_upload_bytes)],
         middleware=[Middleware(KeyAuth, store=store, preset_key=config.preset_api_key)],
         exception_handlers={E.SandlotError: _sandlot_error, HTTPException: _http_error, Exception: _unexpected},
         lifespan=lifespan,
