@@ -13,9 +13,15 @@ Every connection carries exactly one request. The client sends a ``J`` frame
 for ``process.stream_input`` it sends ``J`` frames ``{"data": b64, "pty": bool}`` until it closes.
 
 Replies. A failure is always one ``J`` frame ``{"error": {"code": CODE, "message": TEXT}}`` and
-the end of the connection. CODE is a Connect code name (``not_found``, ``invalid_argument``,
-``already_exists``, ``permission_denied``, ``failed_precondition``, ``deadline_exceeded``,
-``resource_exhausted``, ``internal``, ``unavailable``).
+the end of the connection (the agent half-closes, then drops whatever the client still sends until
+it closes, so a client in the middle of an upload still reads the error). CODE is a Connect code
+name (``not_found``, ``invalid_argument``, ``already_exists``, ``permission_denied``,
+``failed_precondition``, ``deadline_exceeded``, ``resource_exhausted``, ``internal``,
+``unavailable``, ``unauthenticated`` for a ``user`` that does not exist, as envd answers).
+
+Streams send ``{"keepalive": {}}`` after 50 s of silence. The socket is world-writable inside the
+sandbox (for sudo): a peer there that is not root may only use ``ping`` and ``sudo``; the host's
+control plane (a peer outside the sandbox's pid namespace) and root may use everything.
 
 Operations (arguments -> reply). ``user`` is a user name inside the sandbox; absent or empty means
 the default user (``user``). Relative paths resolve against that user's home.
@@ -26,7 +32,10 @@ the default user (``user``). Relative paths resolve against that user's home.
                    timeout_ms (0 = none; the agent kills the process at the deadline)
                    -> {"start": {"pid": N}}, then O/E/P frames and {"keepalive": {}},
                       then {"end": {"exit_code": int, "exited": bool, "status": str, "error": str?}}
-                   The process outlives the connection (background commands, reconnect).
+                   The process outlives the connection (background commands, reconnect). It runs
+                   in its own session; signals and the deadline go to its process group. The end
+                   comes when it exits: children that keep its stdout open do not delay it. A tag
+                   of a running process is already_exists; a missing cmd or cwd invalid_argument.
     process.connect  pid | tag       -> same stream as start (output produced from now on)
     process.list                     -> {"processes": [{"pid", "tag", "cmd", "args", "envs", "cwd"}]}
     process.input    pid | tag, data (base64), pty: bool   -> {}
@@ -43,15 +52,23 @@ the default user (``user``). Relative paths resolve against that user's home.
     files.read     path, user        -> {"entry": ENTRY}, D frames, Z
     files.write    path, user, metadata: {k: v} | null, append: bool
                    then D frames and Z from the client  -> {"entry": ENTRY}
-                   (parents are created; ownership is the user's; metadata replaces xattrs)
+                   (parents are created; ownership is the user's; metadata replaces xattrs,
+                   except that an append without metadata keeps them)
     files.watch    path, recursive, include_entry  -> {"start": {}}, then
                    {"event": {"name": rel_path, "type": "create|write|remove|rename|chmod",
-                   "entry": ENTRY?}} and {"keepalive": {}} until the client closes
-    sudo           (see sandlot/templates/sudo) runs a command as root for the sandbox's own sudo
+                   "entry": ENTRY?}} and {"keepalive": {}} until the client closes (or the
+                   directory goes away). Events of a change made through files.* are sent
+                   before that op's reply.
+    sudo           argv, user ("root" if absent), cwd, envs; the request frame carries the
+                   caller's stdin, stdout, stderr as SCM_RIGHTS fds (see sudo_shim.py). Then the
+                   client may send {"signal": N} frames to forward; on its EOF the command gets
+                   SIGHUP.  -> {"exit_code": int, "signal": int (0 if it exited)}
+                   permission_denied if the sandbox's config has allow_sudo false.
 
 ENTRY = {"name", "type": "file"|"dir"|"symlink"|"other", "path" (absolute), "size", "mode"
 (permission bits), "permissions" (ls -l string), "owner", "group", "mtime" (float seconds),
-"symlink_target": absolute path | null, "metadata": {k: v}}
+"symlink_target": absolute path | null, "metadata": {k: v}}. A symlink is followed: the entry
+describes its target and sets "symlink_target"; type "symlink" means a dangling link.
 """
 
 import asyncio

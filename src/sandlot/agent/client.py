@@ -1,0 +1,228 @@
+"""AgentClient: the host side of the agent protocol (wire.py), one unix connection per request.
+
+Unary ops are coroutines returning the reply's payload; streams are async iterators that close
+their connection when closed early (``aclose()``, or when dropped). Every failure is an
+``AgentError``: the agent's error frames with their code, and "unavailable" when the agent cannot
+be reached or a stream breaks off.
+
+Process events are dicts: ``{"start": {"pid": N}}``, ``{"stdout": bytes}``, ``{"stderr": bytes}``,
+``{"pty": bytes}``, ``{"keepalive": {}}`` and last ``{"end": {"exit_code", "exited", "status"}}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from typing import Any, AsyncIterable, AsyncIterator, Optional, Union
+
+from . import wire
+
+_OUTPUT = {wire.STDOUT: "stdout", wire.STDERR: "stderr", wire.PTY: "pty"}
+_READ_LIMIT = 1 << 20
+
+
+class AgentError(Exception):
+    """The agent refused a request (``code`` is a Connect code name, see wire.py) or is unreachable."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+def _selector(pid: Optional[int], tag: Optional[str]) -> dict:
+    if pid is not None:
+        return {"pid": pid}
+    if tag is not None:
+        return {"tag": tag}
+    raise ValueError("give pid or tag")
+
+
+def _json(payload: bytes) -> dict:
+    obj = wire.decode_json(payload)
+    error = obj.get("error")
+    if error is not None:
+        raise AgentError(error.get("code", "internal"), error.get("message", ""))
+    return obj
+
+
+class AgentClient:
+    def __init__(self, socket_path: str):
+        self.socket_path = str(socket_path)
+
+    # ---- plumbing ----------------------------------------------------------------------------
+
+    async def _open(self, request: dict):
+        try:
+            reader, writer = await asyncio.open_unix_connection(self.socket_path, limit=_READ_LIMIT)
+        except OSError as e:
+            raise AgentError("unavailable", f"cannot reach the sandbox agent: {e}") from None
+        writer.write(wire.encode_json(request))
+        return reader, writer
+
+    @staticmethod
+    async def _frame(reader: asyncio.StreamReader):
+        try:
+            return await wire.read_frame(reader)
+        except (wire.WireError, ConnectionError) as e:
+            raise AgentError("unavailable", f"the agent connection broke: {e}") from None
+
+    async def _reply(self, reader: asyncio.StreamReader) -> dict:
+        kind, payload = await self._frame(reader)
+        if kind != wire.JSON:
+            raise AgentError("unavailable", "the agent closed the connection without a reply")
+        return _json(payload)
+
+    async def call(self, op: str, **args: Any) -> dict:
+        """Send one unary request and return its reply."""
+        reader, writer = await self._open({"op": op, **args})
+        try:
+            return await self._reply(reader)
+        finally:
+            writer.close()
+
+    # ---- agent and processes -----------------------------------------------------------------
+
+    async def ping(self) -> dict:
+        return await self.call("ping")
+
+    async def env(self) -> dict:
+        return (await self.call("env"))["envs"]
+
+    def start(self, cmd: str, args: list[str] = (), *, envs: Optional[dict] = None, cwd: Optional[str] = None,
+              user: Optional[str] = None, pty: Optional[dict] = None, stdin: bool = False,
+              tag: Optional[str] = None, timeout_ms: int = 0) -> AsyncIterator[dict]:
+        """Start a process; yields its events (see the module doc). ``pty`` is {"cols", "rows"}."""
+        return self._process_events({
+            "op": "process.start", "cmd": cmd, "args": list(args), "envs": envs or {}, "cwd": cwd,
+            "user": user, "pty": pty, "stdin": stdin, "tag": tag, "timeout_ms": timeout_ms})
+
+    def connect(self, *, pid: Optional[int] = None, tag: Optional[str] = None) -> AsyncIterator[dict]:
+        """Follow a running process: its events from now on."""
+        return self._process_events({"op": "process.connect", **_selector(pid, tag)})
+
+    async def _process_events(self, request: dict) -> AsyncIterator[dict]:
+        reader, writer = await self._open(request)
+        try:
+            while True:
+                kind, payload = await self._frame(reader)
+                if kind == wire.JSON:
+                    event = _json(payload)
+                    yield event
+                    if "end" in event:
+                        return
+                elif kind in _OUTPUT:
+                    yield {_OUTPUT[kind]: payload}
+                else:
+                    raise AgentError("unavailable", "the process stream ended without an end event")
+        finally:
+            writer.close()
+
+    async def list_processes(self) -> list[dict]:
+        return (await self.call("process.list"))["processes"]
+
+    async def send_input(self, data: bytes, *, pid: Optional[int] = None, tag: Optional[str] = None,
+                         pty: bool = False) -> None:
+        await self.call("process.input", data=base64.b64encode(data).decode(), pty=pty, **_selector(pid, tag))
+
+    async def stream_input(self, chunks: AsyncIterable[bytes], *, pid: Optional[int] = None,
+                           tag: Optional[str] = None, pty: bool = False) -> None:
+        """Send every chunk as process input, in order; returns when the agent has written them all."""
+        reader, writer = await self._open({"op": "process.stream_input", **_selector(pid, tag)})
+        try:
+            try:
+                async for chunk in chunks:
+                    writer.write(wire.encode_json({"data": base64.b64encode(chunk).decode(), "pty": pty}))
+                    await writer.drain()
+                writer.write_eof()
+            except ConnectionError:
+                pass  # the agent refused and closed; its reply says why
+            await self._reply(reader)
+        finally:
+            writer.close()
+
+    async def close_stdin(self, *, pid: Optional[int] = None, tag: Optional[str] = None) -> None:
+        await self.call("process.close_stdin", **_selector(pid, tag))
+
+    async def send_signal(self, signal: int, *, pid: Optional[int] = None, tag: Optional[str] = None) -> None:
+        await self.call("process.signal", signal=int(signal), **_selector(pid, tag))
+
+    async def resize(self, cols: int, rows: int, *, pid: Optional[int] = None, tag: Optional[str] = None) -> None:
+        await self.call("process.resize", cols=cols, rows=rows, **_selector(pid, tag))
+
+    # ---- files -------------------------------------------------------------------------------
+
+    async def stat(self, path: str, user: Optional[str] = None) -> dict:
+        return (await self.call("files.stat", path=path, user=user))["entry"]
+
+    async def list_dir(self, path: str, depth: int = 1, user: Optional[str] = None) -> list[dict]:
+        return (await self.call("files.list", path=path, depth=depth, user=user))["entries"]
+
+    async def make_dir(self, path: str, user: Optional[str] = None) -> dict:
+        return (await self.call("files.mkdir", path=path, user=user))["entry"]
+
+    async def move(self, source: str, destination: str, user: Optional[str] = None) -> dict:
+        return (await self.call("files.move", source=source, destination=destination, user=user))["entry"]
+
+    async def remove(self, path: str, user: Optional[str] = None) -> None:
+        await self.call("files.remove", path=path, user=user)
+
+    async def read(self, path: str, user: Optional[str] = None) -> AsyncIterator[Union[dict, bytes]]:
+        """Yields the file's ENTRY, then its content in chunks."""
+        reader, writer = await self._open({"op": "files.read", "path": path, "user": user})
+        try:
+            yield (await self._reply(reader))["entry"]
+            while True:
+                kind, payload = await self._frame(reader)
+                if kind == wire.DATA:
+                    yield payload
+                elif kind == wire.END:
+                    return
+                elif kind == wire.JSON:
+                    _json(payload)  # an error after the entry (the file became unreadable)
+                else:
+                    raise AgentError("unavailable", "the file stream broke off")
+        finally:
+            writer.close()
+
+    async def write(self, path: str, user: Optional[str], chunks: Union[AsyncIterable[bytes], bytes],
+                    metadata: Optional[dict] = None, append: bool = False) -> dict:
+        """Write (or append to) a file from bytes or an async iterable of bytes; returns its ENTRY."""
+        reader, writer = await self._open({"op": "files.write", "path": path, "user": user,
+                                           "metadata": metadata, "append": append})
+        try:
+            try:
+                if isinstance(chunks, (bytes, bytearray, memoryview)):
+                    await self._send_data(writer, chunks)
+                else:
+                    async for chunk in chunks:
+                        await self._send_data(writer, chunk)
+                writer.write(wire.encode(wire.END, b""))
+            except ConnectionError:
+                pass  # the agent refused early and closed; its reply says why
+            return (await self._reply(reader))["entry"]
+        finally:
+            writer.close()
+
+    @staticmethod
+    async def _send_data(writer: asyncio.StreamWriter, data) -> None:
+        view = memoryview(data)
+        for i in range(0, len(view), wire.CHUNK):
+            writer.write(wire.encode(wire.DATA, view[i:i + wire.CHUNK]))
+            await writer.drain()
+
+    async def watch(self, path: str, user: Optional[str] = None, recursive: bool = False,
+                    include_entry: bool = False) -> AsyncIterator[dict]:
+        """Yields ``{"start": {}}``, then ``{"event": {"name", "type", "entry"?}}`` and keepalives."""
+        reader, writer = await self._open({"op": "files.watch", "path": path, "user": user,
+                                           "recursive": recursive, "include_entry": include_entry})
+        try:
+            while True:
+                kind, payload = await self._frame(reader)
+                if kind is None:
+                    return  # the watched directory is gone
+                if kind != wire.JSON:
+                    raise AgentError("unavailable", "unexpected frame on a watch stream")
+                yield _json(payload)
+        finally:
+            writer.close()

@@ -1,0 +1,287 @@
+"""File operations with a sandbox user's permissions, and the ENTRY dicts they answer with.
+
+Everything between ``users.acting_as`` and its end is synchronous: the identity is per thread,
+and an await inside would lend it to other requests. Streams open their file as the user, then
+move the data without it.
+"""
+
+import errno
+import grp
+import os
+import pwd
+import stat as statmod
+import sys
+
+from . import users, wire
+from .errors import OpError, field, from_os
+
+METADATA_PREFIX = "user.e2b."  # E2B's X-Metadata-<key> headers, stored as xattrs
+_TYPES = {statmod.S_IFREG: "file", statmod.S_IFDIR: "dir", statmod.S_IFLNK: "symlink"}
+
+
+class _Names:
+    """uid/gid -> name, cached for one request (a listing asks for the same few many times)."""
+
+    def __init__(self):
+        self.cache = {}
+
+    def owner(self, uid):
+        key = ("u", uid)
+        if key not in self.cache:
+            try:
+                self.cache[key] = pwd.getpwuid(uid).pw_name
+            except KeyError:
+                self.cache[key] = str(uid)
+        return self.cache[key]
+
+    def group(self, gid):
+        key = ("g", gid)
+        if key not in self.cache:
+            try:
+                self.cache[key] = grp.getgrgid(gid).gr_name
+            except KeyError:
+                self.cache[key] = str(gid)
+        return self.cache[key]
+
+
+def entry(path, names=None):
+    """The ENTRY of ``path``. A symlink is followed: the target's type and details, plus
+    ``symlink_target``; a dangling one is reported as itself, with type "symlink"."""
+    names = names or _Names()
+    info = os.lstat(path)
+    target = None
+    if statmod.S_ISLNK(info.st_mode):
+        target = os.path.realpath(path)
+        try:
+            info = os.stat(path)
+        except OSError:
+            pass
+    return {
+        "name": os.path.basename(path) or "/",
+        "type": _TYPES.get(statmod.S_IFMT(info.st_mode), "other"),
+        "path": path,
+        "size": info.st_size,
+        "mode": statmod.S_IMODE(info.st_mode) & 0o777,
+        "permissions": statmod.filemode(info.st_mode),
+        "owner": names.owner(info.st_uid),
+        "group": names.group(info.st_gid),
+        "mtime": info.st_mtime,
+        "symlink_target": target,
+        "metadata": metadata(path),
+    }
+
+
+def metadata(path_or_fd):
+    try:
+        keys = [k for k in os.listxattr(path_or_fd) if k.startswith(METADATA_PREFIX)]
+        return {k[len(METADATA_PREFIX):]: os.getxattr(path_or_fd, k).decode("utf-8", "replace") for k in keys}
+    except OSError:  # no xattr support there, or a dangling symlink
+        return {}
+
+
+def _set_metadata(fd, values):
+    """Replace the file's user.e2b.* xattrs with ``values`` (keys lower-cased, as E2B does)."""
+    try:
+        for key in os.listxattr(fd):
+            if key.startswith(METADATA_PREFIX):
+                os.removexattr(fd, key)
+        for key, value in values.items():
+            os.setxattr(fd, METADATA_PREFIX + key.lower(), value.encode())
+    except OSError as e:
+        if values:
+            raise OpError("failed_precondition", "cannot store metadata: %s" % e.strerror) from None
+
+
+def _stat_entry(path):
+    try:
+        return entry(path)
+    except OSError as e:
+        raise from_os(e, path) from None
+
+
+def _target(req, name="path"):
+    user = users.lookup(field(req, "user", str))
+    return user, user.resolve(field(req, name, str, required=True))
+
+
+def _make_parents(path):
+    parent = os.path.dirname(path)
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except FileExistsError:
+        raise OpError("invalid_argument", "a parent of '%s' is not a directory" % path) from None
+    except OSError as e:
+        raise from_os(e, parent) from None
+
+
+def _publish_watch_events():
+    # Callers poll watches right after a change returns (E2B semantics): hand the events the kernel
+    # has queued to the watch streams before this reply goes out.
+    watch = sys.modules.get(__package__ + ".watch")
+    if watch is not None:
+        watch.flush_all()
+
+
+# ---- ops --------------------------------------------------------------------------------------
+
+
+def stat(req, conn):
+    user, path = _target(req)
+    with users.acting_as(user):
+        return {"entry": _stat_entry(path)}
+
+
+def list_dir(req, conn):
+    user, path = _target(req)
+    depth = field(req, "depth", int, 0) or 1
+    if depth < 0:
+        raise OpError("invalid_argument", "depth must not be negative")
+    with users.acting_as(user):
+        if _stat_entry(path)["type"] != "dir":
+            raise OpError("invalid_argument", "path '%s' is not a directory" % path)
+        entries = []
+        try:
+            _walk(path, depth, entries, _Names())
+        except OSError as e:
+            raise from_os(e, path) from None
+    return {"entries": entries}
+
+
+def _walk(directory, depth, entries, names):
+    for name in sorted(os.listdir(directory)):
+        path = os.path.join(directory, name)
+        try:
+            e = entry(path, names)
+        except FileNotFoundError:  # removed while we list
+            continue
+        entries.append(e)
+        if depth > 1 and e["type"] == "dir" and e["symlink_target"] is None:
+            try:
+                _walk(path, depth - 1, entries, names)
+            except PermissionError:
+                pass  # listed, but its contents are not the user's to see
+
+
+def mkdir(req, conn):
+    user, path = _target(req)
+    with users.acting_as(user):
+        try:
+            os.makedirs(path)
+        except FileExistsError:
+            if os.path.isdir(path):
+                raise OpError("already_exists", "directory '%s' already exists" % path) from None
+            raise OpError("invalid_argument", "path '%s' exists and is not a directory" % path) from None
+        except OSError as e:
+            raise from_os(e, path) from None
+        _publish_watch_events()
+        return {"entry": _stat_entry(path)}
+
+
+def move(req, conn):
+    user, source = _target(req, "source")
+    destination = user.resolve(field(req, "destination", str, required=True))
+    with users.acting_as(user):
+        try:
+            os.lstat(source)
+            _make_parents(destination)
+            try:
+                os.rename(source, destination)
+            except OSError as e:
+                if e.errno != errno.EXDEV:
+                    raise
+                # Another filesystem: copy, then delete.
+                import shutil
+
+                shutil.move(source, destination)
+        except OSError as e:
+            raise from_os(e, e.filename if e.filename else source) from None
+        _publish_watch_events()
+        return {"entry": _stat_entry(destination)}
+
+
+def remove(req, conn):
+    user, path = _target(req)
+    with users.acting_as(user):
+        try:
+            if statmod.S_ISDIR(os.lstat(path).st_mode):
+                import shutil
+
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
+        except FileNotFoundError:
+            pass  # already gone is what was asked for
+        except OSError as e:
+            raise from_os(e, e.filename or path) from None
+        _publish_watch_events()
+    return {}
+
+
+async def read(req, conn):
+    user, path = _target(req)
+    with users.acting_as(user):
+        try:
+            # O_NONBLOCK: opening a FIFO must not hang the agent (it is refused below).
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        except OSError as e:
+            raise from_os(e, path) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if statmod.S_ISDIR(mode):
+            raise OpError("invalid_argument", "path '%s' is a directory" % path)
+        if not statmod.S_ISREG(mode):
+            raise OpError("invalid_argument", "path '%s' is not a regular file" % path)
+        with users.acting_as(user):
+            conn.send({"entry": _stat_entry(path)})
+        while True:
+            data = os.read(fd, wire.CHUNK)
+            if not data:
+                break
+            conn.send_frame(wire.encode(wire.DATA, data))
+            await conn.writer.drain()
+        conn.send_frame(wire.encode(wire.END, b""))
+    finally:
+        os.close(fd)
+
+
+async def write(req, conn):
+    user, path = _target(req)
+    values = field(req, "metadata", dict)
+    if values is not None and not all(isinstance(k, str) and isinstance(v, str) for k, v in values.items()):
+        raise OpError("invalid_argument", "metadata must map strings to strings")
+    append = field(req, "append", bool, False)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_APPEND if append else os.O_TRUNC)
+    with users.acting_as(user):
+        _make_parents(path)
+        try:
+            fd = os.open(path, flags, 0o644)
+        except OSError as e:
+            raise from_os(e, path) from None
+        try:
+            if values is not None or not append:  # an append without metadata keeps the file's
+                _set_metadata(fd, values or {})
+        except BaseException:
+            os.close(fd)
+            raise
+    try:
+        while True:
+            kind, payload = await wire.read_frame(conn.reader)
+            if kind == wire.DATA:
+                view = memoryview(payload)
+                while view:
+                    view = view[os.write(fd, view):]
+            elif kind == wire.END:
+                break
+            elif kind is None:
+                raise ConnectionError("the client left before the end of the data")
+            else:
+                raise OpError("invalid_argument", "files.write takes D frames and one Z frame")
+    except ConnectionError:
+        raise
+    except OSError as e:
+        raise from_os(e, path) from None
+    finally:
+        os.close(fd)
+    _publish_watch_events()
+    with users.acting_as(user):
+        return {"entry": _stat_entry(path)}

@@ -1,0 +1,56 @@
+"""Entry point of the in-sandbox agent: ``main()`` with ``--socket PATH --config PATH``.
+
+The runtime starts it with the template's own python3 (>= 3.9, -S, stdlib only) as
+``sandlot_agent.main``; the same code imports as ``sandlot.agent`` on the host for tests.
+"""
+
+import os
+import sys
+
+USAGE = "usage: sandlot-agent --socket PATH [--config PATH]"
+
+
+def _options(argv):
+    opts = {"--socket": None, "--config": None}
+    it = iter(argv)
+    for arg in it:
+        name, eq, value = arg.partition("=")
+        if name not in opts:
+            sys.exit("%s\nunknown argument: %s" % (USAGE, arg))
+        opts[name] = value if eq else next(it, None)
+    if not opts["--socket"]:
+        sys.exit(USAGE)
+    return opts["--socket"], opts["--config"]
+
+
+def main(argv=None):
+    socket_path, config_path = _options(sys.argv[1:] if argv is None else argv)
+    # asyncio works without ssl and the agent never speaks TLS: not loading OpenSSL saves ~4 MB of
+    # memory in every sandbox. Set before asyncio is first imported.
+    sys.modules.setdefault("ssl", None)
+    import asyncio
+    import signal
+
+    from . import config, server
+
+    if config_path:
+        config.load(config_path)
+    os.umask(0o022)
+
+    async def serve():
+        loop = asyncio.get_running_loop()
+        stop = loop.create_future()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+        srv = server.Server(socket_path)
+        srv.start()
+        try:
+            await stop
+        finally:
+            srv.close()
+            processes = sys.modules.get(__package__ + ".processes")
+            if processes is not None:
+                processes.kill_all()  # the sandbox is going away; leave nothing behind on a host
+
+    asyncio.run(serve())
+

@@ -1,0 +1,378 @@
+"""Processes started through the agent: the registry by pid and tag, output fan-out to every
+connected stream, stdin and PTY input, signals, resizing, deadlines and the end of each process."""
+
+import asyncio
+import binascii
+import os
+import signal
+import struct
+import subprocess
+
+from . import config, spawn, users, wire
+from .errors import OpError, field
+
+READ_SIZE = 65536
+PAUSE_AT = 256 * 1024  # bytes queued for one stream before the process's output stops being read
+DRAIN_LIMIT = 1024 * 1024  # output still read from a pipe after its process ended (children may write on)
+
+_by_pid = {}
+_by_tag = {}
+
+
+class _Input:
+    """A non-blocking fd the agent writes a child's input into (its stdin pipe or its PTY master)."""
+
+    def __init__(self, fd):
+        self.fd = fd
+        self.lock = asyncio.Lock()
+        self._writable = None
+
+    async def write(self, data):
+        async with self.lock:
+            view = memoryview(data)
+            while view:
+                if self.fd is None:
+                    raise OpError("failed_precondition", "the process's input is closed")
+                try:
+                    view = view[os.write(self.fd, view):]
+                except BlockingIOError:
+                    await self._wait_writable()
+                except OSError as e:
+                    raise OpError("failed_precondition", "cannot write to the process: %s" % e.strerror)
+
+    async def _wait_writable(self):
+        loop = asyncio.get_running_loop()
+        self._writable = ready = loop.create_future()
+        loop.add_writer(self.fd, lambda: ready.done() or ready.set_result(None))
+        try:
+            await ready
+        finally:
+            if self.fd is not None:
+                loop.remove_writer(self.fd)
+            self._writable = None
+
+    def detach(self):
+        """Stop writing (a waiting write fails) and give back the fd for its owner to close."""
+        fd, self.fd = self.fd, None
+        if fd is not None and self._writable is not None:
+            asyncio.get_running_loop().remove_writer(fd)
+            if not self._writable.done():
+                self._writable.set_result(None)
+        return fd
+
+
+class Process:
+    def __init__(self, popen, info, outputs, stdin_fd, master):
+        self.pid = popen.pid
+        self.popen = popen
+        self.info = info  # what process.list shows
+        self.outputs = outputs  # {fd: frame kind} still being read
+        self.stdin = _Input(stdin_fd) if stdin_fd is not None else None
+        self.pty = _Input(master) if master is not None else None
+        self.master = master
+        self.streams = []  # connections following the output
+        self.ended = asyncio.get_running_loop().create_future()
+        self.deadline = None
+        self._paused = False
+
+    def begin(self, timeout_ms):
+        loop = asyncio.get_running_loop()
+        _by_pid[self.pid] = self
+        if self.info["tag"] is not None:
+            _by_tag[self.info["tag"]] = self
+        self._read_outputs()
+        if timeout_ms > 0:
+            self.deadline = loop.call_later(timeout_ms / 1000, spawn.signal_group, self.pid, signal.SIGKILL)
+        loop.create_task(self._wait())
+
+    # ---- output ----------------------------------------------------------------------------
+
+    def _read_outputs(self):
+        loop = asyncio.get_running_loop()
+        for fd, kind in self.outputs.items():
+            loop.add_reader(fd, self._on_output, fd, kind)
+
+    def _on_output(self, fd, kind):
+        data = _read(fd)
+        if data:
+            self._emit(wire.encode(kind, data))
+        elif data is not None:
+            self._close_output(fd)
+
+    def _emit(self, frame):
+        congested = []
+        for conn in self.streams:
+            conn.send_frame(frame)
+            if conn.buffered() > PAUSE_AT:
+                congested.append(conn)
+        if congested and not self._paused:
+            # Backpressure: a slow client stops the reading, so the process blocks instead of the agent
+            # buffering without bound.
+            self._paused = True
+            loop = asyncio.get_running_loop()
+            for fd in self.outputs:
+                loop.remove_reader(fd)
+            loop.create_task(self._resume_after(congested))
+
+    async def _resume_after(self, congested):
+        for conn in congested:
+            try:
+                await conn.writer.drain()
+            except Exception:
+                self.unfollow(conn)  # that client is gone; its own handler finishes the stream
+        self._paused = False
+        if not self.ended.done():
+            self._read_outputs()
+
+    def _close_output(self, fd):
+        asyncio.get_running_loop().remove_reader(fd)
+        del self.outputs[fd]
+        if fd != self.master:
+            os.close(fd)
+
+    # ---- the end ----------------------------------------------------------------------------
+
+    async def _wait(self):
+        status = await spawn.wait(self.popen)
+        _by_pid.pop(self.pid, None)
+        if _by_tag.get(self.info["tag"]) is self:
+            del _by_tag[self.info["tag"]]
+        if self.deadline is not None:
+            self.deadline.cancel()
+        # Everything the process wrote before exiting is in its pipes or PTY by now (a PTY read
+        # flushes the line discipline first). Children it left behind may hold them open: send what
+        # is there and close, like Go's cmd.Wait, instead of waiting for them.
+        for fd, kind in list(self.outputs.items()):
+            left = DRAIN_LIMIT
+            while left > 0:
+                data = _read(fd)
+                if not data:
+                    break
+                left -= len(data)
+                for conn in self.streams:
+                    conn.send_frame(wire.encode(kind, data))
+            self._close_output(fd)
+        if self.stdin is not None:
+            fd = self.stdin.detach()
+            if fd is not None:
+                os.close(fd)
+        if self.pty is not None:
+            self.pty.detach()
+            os.close(self.master)
+        end = spawn.describe(status)
+        for conn in self.streams:
+            conn.send({"end": end})
+        self.ended.set_result(end)
+
+    # ---- streams ----------------------------------------------------------------------------
+
+    async def follow(self, conn):
+        """Send output, keepalives and the end on ``conn`` until the process ends or the client leaves."""
+        self.streams.append(conn)
+        try:
+            await conn.hold(self.ended)
+        finally:
+            self.unfollow(conn)
+
+    def unfollow(self, conn):
+        if conn in self.streams:
+            self.streams.remove(conn)
+
+
+def _read(fd):
+    """Bytes from a non-blocking fd; b"" at its end; None if nothing is there yet."""
+    try:
+        return os.read(fd, READ_SIZE)
+    except BlockingIOError:
+        return None
+    except OSError:
+        return b""  # EIO: every holder of the PTY's other side has closed it
+
+
+def _spawn_pipes(argv, user, cwd, env, with_stdin):
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    in_r, in_w = os.pipe() if with_stdin else (subprocess.DEVNULL, None)
+    try:
+        popen = spawn.popen(argv, user, cwd, env, in_r, out_w, err_w)
+    except BaseException:
+        for fd in (out_r, err_r, in_w):
+            if fd is not None:
+                os.close(fd)
+        raise
+    finally:
+        for fd in (out_w, err_w, in_r):
+            if fd != subprocess.DEVNULL:
+                os.close(fd)
+    for fd in (out_r, err_r, in_w):
+        if fd is not None:
+            os.set_blocking(fd, False)
+    return popen, {out_r: wire.STDOUT, err_r: wire.STDERR}, in_w, None
+
+
+def _spawn_pty(argv, user, cwd, env, size):
+    import termios
+
+    def take_terminal():  # in the child, a new session leader: the PTY becomes its controlling tty
+        import fcntl
+
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    master, slave = os.openpty()
+    try:
+        _set_size(master, size)
+        if user.uid != os.geteuid():
+            os.fchown(slave, user.uid, -1)  # like login(1): programs that reopen their tty may
+        popen = spawn.popen(argv, user, cwd, env, slave, slave, slave, preexec_fn=take_terminal)
+    except BaseException:
+        os.close(master)
+        raise
+    finally:
+        os.close(slave)
+    os.set_blocking(master, False)
+    return popen, {master: wire.PTY}, None, master
+
+
+def _size(pty):
+    cols, rows = pty.get("cols", 80), pty.get("rows", 24)
+    for value in (cols, rows):
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 65536:
+            raise OpError("invalid_argument", "pty cols and rows must be integers in 1..65535")
+    return cols, rows
+
+
+def _set_size(master, size):
+    import fcntl
+    import termios
+
+    cols, rows = size
+    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+def _strings(value, name):
+    if not all(isinstance(v, str) for v in value):
+        raise OpError("invalid_argument", "%s must hold strings" % name)
+    return value
+
+
+def _select(req):
+    pid, tag = req.get("pid"), req.get("tag")
+    if pid is not None:
+        if not isinstance(pid, int) or isinstance(pid, bool):
+            raise OpError("invalid_argument", "pid must be an integer")
+        proc, what = _by_pid.get(pid), "pid %d" % pid
+    elif tag is not None:
+        proc, what = _by_tag.get(tag) if isinstance(tag, str) else None, "tag %r" % (tag,)
+    else:
+        raise OpError("invalid_argument", "pid or tag is required")
+    if proc is None:
+        raise OpError("not_found", "process with %s not found" % what)
+    return proc
+
+
+# ---- ops --------------------------------------------------------------------------------------
+
+
+async def start(req, conn):
+    cmd = field(req, "cmd", str, required=True)
+    args = _strings(field(req, "args", list, []), "args")
+    envs = field(req, "envs", dict, {})
+    _strings(envs.values(), "envs")
+    pty = field(req, "pty", dict)
+    tag = field(req, "tag", str)
+    timeout_ms = field(req, "timeout_ms", int, 0)
+    user = users.lookup(field(req, "user", str))
+    if tag is not None and tag in _by_tag:
+        raise OpError("already_exists", "a process with tag %r is running" % tag)
+    cwd = spawn.cwd_for(field(req, "cwd", str), user)
+    env = user.environment()
+    env.update(config.envs)
+    env.update(envs)
+    argv = [cmd] + args
+    if pty is not None:
+        popen, outputs, stdin_fd, master = _spawn_pty(argv, user, cwd, env, _size(pty))
+    else:
+        popen, outputs, stdin_fd, master = _spawn_pipes(argv, user, cwd, env, field(req, "stdin", bool, False))
+    info = {"pid": popen.pid, "tag": tag, "cmd": cmd, "args": args, "envs": envs, "cwd": cwd}
+    proc = Process(popen, info, outputs, stdin_fd, master)
+    conn.send({"start": {"pid": proc.pid}})  # before begin(): no output may precede it
+    proc.begin(timeout_ms)
+    await proc.follow(conn)
+
+
+async def connect(req, conn):
+    proc = _select(req)
+    conn.send({"start": {"pid": proc.pid}})
+    await proc.follow(conn)
+
+
+def list_processes(req, conn):
+    return {"processes": [p.info for p in _by_pid.values()]}
+
+
+def _decode(data):
+    try:
+        return binascii.a2b_base64(data)
+    except (binascii.Error, TypeError, ValueError):
+        raise OpError("invalid_argument", "data must be base64") from None
+
+
+def _input_of(proc, pty):
+    target = proc.pty if pty else proc.stdin
+    if target is None:
+        raise OpError("failed_precondition", "the process has no pty" if pty else
+                      "the process's stdin is not open (start it with stdin: true)")
+    return target
+
+
+async def send_input(req, conn):
+    data, pty = _decode(field(req, "data", str, "")), field(req, "pty", bool, False)
+    await _input_of(_select(req), pty).write(data)
+    return {}
+
+
+async def stream_input(req, conn):
+    proc = _select(req)
+    while True:
+        kind, payload = await wire.read_frame(conn.reader)
+        if kind is None:
+            return {}
+        if kind != wire.JSON:
+            raise OpError("invalid_argument", "stream_input takes JSON frames")
+        chunk = wire.decode_json(payload)
+        await _input_of(proc, field(chunk, "pty", bool, False)).write(_decode(field(chunk, "data", str, "")))
+
+
+async def close_stdin(req, conn):
+    proc = _select(req)
+    if proc.stdin is not None:
+        async with proc.stdin.lock:  # after the writes already queued
+            fd = proc.stdin.detach()
+            if fd is not None:
+                os.close(fd)
+    return {}
+
+
+def send_signal(req, conn):
+    sig = field(req, "signal", int, required=True)
+    if not 0 < sig < signal.NSIG:
+        raise OpError("invalid_argument", "no signal %d" % sig)
+    spawn.signal_group(_select(req).pid, sig)
+    return {}
+
+
+def resize(req, conn):
+    size = _size(req)
+    proc = _select(req)
+    if proc.master is None:
+        raise OpError("failed_precondition", "the process has no pty")
+    _set_size(proc.master, size)
+    return {}
+
+
+def kill_all():
+    for proc in list(_by_pid.values()):
+        try:
+            spawn.signal_group(proc.pid, signal.SIGKILL)
+        except OSError:
+            pass

@@ -1,0 +1,66 @@
+"""Starting child processes, waiting for them, and describing how they ended (like Go's envd)."""
+
+import asyncio
+import os
+import signal
+import subprocess
+
+from .errors import OpError
+from . import users
+
+
+def popen(argv, user, cwd, env, stdin, stdout, stderr, preexec_fn=None):
+    """Start ``argv`` as ``user`` in a new session (its own process group, no controlling tty)."""
+    try:
+        return subprocess.Popen(
+            argv, stdin=stdin, stdout=stdout, stderr=stderr, cwd=cwd, env=env,
+            start_new_session=True, preexec_fn=preexec_fn, **users.identity(user))
+    except FileNotFoundError as e:
+        what = "cwd '%s'" % cwd if e.filename == cwd else "'%s'" % argv[0]
+        raise OpError("invalid_argument", "cannot start process: %s does not exist" % what) from None
+    except PermissionError as e:
+        raise OpError("permission_denied", "cannot start process: %s" % e) from None
+    except OSError as e:
+        raise OpError("invalid_argument", "cannot start process: %s" % e) from None
+
+
+def cwd_for(cwd, user):
+    if cwd:
+        return user.resolve(cwd)
+    return user.home if os.path.isdir(user.home) else "/"
+
+
+async def wait(proc):
+    """Wait for ``proc`` to exit without blocking the loop or a thread; return its wait status."""
+    loop = asyncio.get_running_loop()
+    fd = os.pidfd_open(proc.pid)
+    exited = loop.create_future()
+    loop.add_reader(fd, lambda: exited.done() or exited.set_result(None))
+    try:
+        await exited
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+    _, status = os.waitpid(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)  # so Popen never waits for it again
+    return status
+
+
+def describe(status):
+    """The END payload for a wait status: Go's os.ProcessState conventions, as envd reports them."""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        name = (signal.strsignal(sig) or "signal %d" % sig).lower()
+        if os.WCOREDUMP(status):
+            name += " (core dumped)"
+        return {"exit_code": -1, "exited": False, "status": "signal: " + name}
+    code = os.WEXITSTATUS(status)
+    return {"exit_code": code, "exited": True, "status": "exit status %d" % code}
+
+
+def signal_group(pid, sig):
+    """Signal the process group a child leads (its whole command tree), or the child alone."""
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        os.kill(pid, sig)

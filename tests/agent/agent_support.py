@@ -1,0 +1,105 @@
+"""Running the real agent on the host, as the runtime starts it in a sandbox
+(``python3 -S -B -c "...from sandlot_agent.main import main; main()"``), and reading its streams."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from sandlot.agent.client import AgentClient
+
+AGENT_DIR = Path(__file__).resolve().parents[2] / "src" / "sandlot" / "agent"
+# The template's python3 in a real sandbox; Debian's here. SANDLOT_AGENT_PYTHON picks another.
+AGENT_PYTHON = os.environ.get("SANDLOT_AGENT_PYTHON") or (
+    "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable)
+
+
+@dataclass
+class Agent:
+    proc: subprocess.Popen
+    socket: str
+    dir: Path
+    client: AgentClient
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def log(self) -> str:
+        return (self.dir / "agent.log").read_text()
+
+
+def start_agent(base: Path, python: str = AGENT_PYTHON, **config) -> Agent:
+    d = Path(tempfile.mkdtemp(prefix="agent-", dir=base))
+    os.chmod(d, 0o755)  # other users reach the socket, like the sudo shim in a sandbox
+    (d / "opt").mkdir()
+    (d / "opt" / "sandlot_agent").symlink_to(AGENT_DIR)
+    (d / "agent.json").write_text(json.dumps(config))
+    sock = str(d / "agent.sock")
+    with open(d / "agent.log", "wb") as log:
+        proc = subprocess.Popen(
+            [python, "-S", "-B", "-c",
+             f"import sys; sys.path.insert(0, {str(d / 'opt')!r}); from sandlot_agent.main import main; main()",
+             "--socket", sock, "--config", str(d / "agent.json")],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd="/")
+    agent = Agent(proc, sock, d, AgentClient(sock))
+    deadline = time.monotonic() + 10
+    while True:
+        with socket.socket(socket.AF_UNIX) as s:
+            try:
+                s.connect(sock)
+                return agent
+            except OSError:
+                pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            agent.stop()
+            raise RuntimeError("the agent did not start:\n" + agent.log())
+        time.sleep(0.01)
+
+
+@dataclass
+class Result:
+    pid: int
+    stdout: bytes
+    stderr: bytes
+    pty: bytes
+    end: dict
+
+    @property
+    def exit_code(self) -> int:
+        return self.end["exit_code"]
+
+
+async def collect(events) -> Result:
+    """Drain a process event stream into a Result (keepalives ignored)."""
+    pid, out, err, pty, end = None, [], [], [], None
+    async for event in events:
+        if "start" in event:
+            pid = event["start"]["pid"]
+        out.append(event.get("stdout", b""))
+        err.append(event.get("stderr", b""))
+        pty.append(event.get("pty", b""))
+        end = event.get("end", end)
+    return Result(pid, b"".join(out), b"".join(err), b"".join(pty), end)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

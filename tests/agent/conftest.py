@@ -1,0 +1,102 @@
+"""Fixtures: the real agent in a subprocess on the host (not sandboxed), driven through AgentClient.
+Runs as root; a temporary account stands in for the sandbox's ``user``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from agent_support import Agent, Result, collect, start_agent
+
+from sandlot.agent.client import AgentClient, AgentError
+
+if os.geteuid() != 0:
+    pytest.skip("the agent tests switch users: run them as root", allow_module_level=True)
+
+
+@pytest.fixture(scope="session")
+def base_dir():
+    d = Path(tempfile.mkdtemp(prefix="sandlot-agent-test-"))
+    os.chmod(d, 0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def user(base_dir) -> pwd.struct_passwd:
+    """A throwaway account playing the sandbox's ``user`` (uid != 0, own home, bash)."""
+    name = "slt" + uuid.uuid4().hex[:8]
+    home = base_dir / "home" / name
+    home.parent.mkdir()
+    subprocess.run(["useradd", "--no-create-home", "--home-dir", str(home), "--shell", "/bin/bash",
+                    "--user-group", name], check=True)
+    try:
+        pw = pwd.getpwnam(name)
+        home.mkdir()
+        os.chown(home, pw.pw_uid, pw.pw_gid)
+        yield pw
+    finally:
+        for _ in range(50):  # the agents' last SIGKILLed processes may take a moment to go
+            if subprocess.run(["userdel", name], capture_output=True).returncode in (0, 6):
+                break
+            time.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+def make_agent(base_dir, user):
+    """Start an extra agent with some config changed; all are stopped at the end of the session."""
+    agents = []
+
+    def make(**config) -> Agent:
+        config = {"envs": {"SANDBOX_WIDE": "yes"}, "default_user": user.pw_name, "allow_sudo": True, **config}
+        agents.append(start_agent(base_dir, **config))
+        return agents[-1]
+
+    yield make
+    for agent in agents:
+        agent.stop()
+
+
+@pytest.fixture(scope="session")
+def agent(make_agent) -> Agent:
+    return make_agent()
+
+
+@pytest.fixture
+def client(agent) -> AgentClient:
+    return agent.client
+
+
+@pytest.fixture(autouse=True)
+async def no_leftover_processes(agent):
+    """Whatever a test started through the session's agent and left running is killed after it."""
+    yield
+    for proc in await agent.client.list_processes():
+        try:
+            await agent.client.send_signal(signal.SIGKILL, pid=proc["pid"])
+        except AgentError:
+            pass  # ended meanwhile
+
+
+@pytest.fixture
+def home(user) -> Path:
+    return Path(user.pw_dir)
+
+
+@pytest.fixture
+def run(client):
+    """``await run("shell code", **start_kwargs)`` -> Result, through bash -c like the front door."""
+
+    async def run(code: str, **kwargs) -> Result:
+        return await asyncio.wait_for(collect(client.start("/bin/bash", ["-c", code], **kwargs)), 20)
+
+    return run
