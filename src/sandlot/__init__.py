@@ -1,1 +1,83 @@
-"""sandlot: self-hosted sandboxes for AI agents."""
+"""sandlot: self-hosted sandboxes for AI agents.
+
+    from sandlot import Sandbox
+
+    with Sandbox.create() as sandbox:
+        print(sandbox.commands.run("echo hi").stdout)
+
+Layers: `client` is the SDK re-exported here (blocking `Sandbox`, `AsyncSandbox`); `server`,
+`runtimes`, `agent` and `templates` make up the self-hosted service behind it; `cli` is the
+`sandlot` command. Everything sandlot raises derives from `SandlotError`.
+"""
+
+from ._exceptions import (
+    AlreadyExists,
+    AuthenticationError,
+    CommandExitError,
+    FileNotFound,
+    InvalidArgument,
+    NotFound,
+    PathError,
+    PermissionDenied,
+    ResourceExhausted,
+    RuntimeFailure,
+    SandboxNotRunning,
+    SandlotError,
+    TemplateError,
+    TimeoutError,
+)
+from .client import (
+    AsyncCommandHandle,
+    AsyncSandbox,
+    AsyncWatchHandle,
+    CommandHandle,
+    Sandbox,
+    SandboxPaginator,
+    WatchHandle,
+)
+from .client._models import (
+    CommandResult,
+    EntryInfo,
+    FilesystemEvent,
+    FilesystemEventType,
+    FileType,
+    Limits,
+    ProcessInfo,
+    SandboxInfo,
+    SandboxMetrics,
+    WriteInfo,
+)
+
+__all__ = [
+    "AlreadyExists",
+    "AsyncCommandHandle",
+    "AsyncSandbox",
+    "AsyncWatchHandle",
+    "AuthenticationError",
+    "CommandExitError",
+    "CommandHandle",
+    "CommandResult",
+    "EntryInfo",
+    "FileNotFound",
+    "FileType",
+    "FilesystemEvent",
+    "FilesystemEventType",
+    "InvalidArgument",
+    "Limits",
+    "NotFound",
+    "PathError",
+    "PermissionDenied",
+    "ProcessInfo",
+    "ResourceExhausted",
+    "RuntimeFailure",
+    "Sandbox",
+    "SandboxInfo",
+    "SandboxMetrics",
+    "SandboxNotRunning",
+    "SandboxPaginator",
+    "SandlotError",
+    "TemplateError",
+    "TimeoutError",
+    "WatchHandle",
+    "WriteInfo",
+]

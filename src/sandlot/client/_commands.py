@@ -1,0 +1,272 @@
+"""`sandbox.commands`: shell commands in the foreground or the background, and their handles."""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import inspect
+import time
+from collections.abc import AsyncIterator, Callable
+
+from .. import _exceptions as E
+from ..protocol import process_pb2 as pb
+from ._http import Envd
+from ._models import CommandResult, ProcessInfo
+
+# (stdout, stderr, pty): exactly one is set. Text for the pipes, raw bytes for terminals.
+Output = tuple[str | None, str | None, bytes | None]
+
+
+async def call_back(callback: Callable | None, value) -> None:
+    """Callbacks may be plain functions or coroutine functions."""
+    if callback is not None:
+        result = callback(value)
+        if inspect.isawaitable(result):
+            await result
+
+
+def _text(data: str | bytes) -> bytes:
+    return data.encode() if isinstance(data, str) else data
+
+
+class AsyncCommandHandle:
+    """A started command (or PTY): output so far, `wait()`, `kill()`, stdin, and iteration.
+
+    A background task reads the output from the moment the command starts, so callbacks fire and
+    `stdout`/`stderr` fill whether or not anyone iterates. Iterating yields `(stdout, stderr, pty)`
+    tuples from the start of the output, then follows it live:
+
+        handle = await sandbox.commands.run("for i in 1 2 3; do echo $i; sleep 1; done", background=True)
+        async for stdout, stderr, _ in handle:
+            print(stdout or stderr, end="")
+        result = await handle.wait()
+    """
+
+    def __init__(self, envd: Envd, events: AsyncIterator, *, on_stdout=None, on_stderr=None, on_pty=None,
+                 check: bool = True, pty: bool = False):
+        """Internal: handles come from `commands.run()`, `commands.connect()`, `pty.create()`."""
+        self.pid: int = 0
+        self._envd = envd
+        self._check = check
+        self._input_field = "pty" if pty else "stdin"
+        self._callbacks = {"stdout": on_stdout, "stderr": on_stderr, "pty": on_pty}
+        self._decoders = {k: codecs.getincrementaldecoder("utf-8")(errors="replace") for k in ("stdout", "stderr")}
+        self._chunks: list[Output] = []
+        self._parts: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        self._changed = asyncio.Event()
+        self._end: pb.ProcessEvent.EndEvent | None = None
+        self._started_at = time.monotonic()
+        self._duration = 0.0
+        loop = asyncio.get_running_loop()
+        self._started = loop.create_future()
+        # The whole stream is read in this one task: connectrpc arms the call's deadline in the task
+        # that iterates, so reading the first event elsewhere would cancel the wrong task.
+        self._task = loop.create_task(self._pump(events))
+        self._task.add_done_callback(_retrieve)
+
+    def __repr__(self) -> str:
+        state = "running" if self.exit_code is None else f"exit_code={self.exit_code}"
+        return f"<{type(self).__name__} pid={self.pid} {state}>"
+
+    @property
+    def stdout(self) -> str:
+        """Standard output received so far."""
+        return "".join(self._parts["stdout"])
+
+    @property
+    def stderr(self) -> str:
+        """Standard error received so far."""
+        return "".join(self._parts["stderr"])
+
+    @property
+    def exit_code(self) -> int | None:
+        """None while the command runs."""
+        return self._end.exit_code if self._end is not None else None
+
+    def _push(self, kind: str, value: str | bytes) -> Output:
+        item: Output = (value if kind == "stdout" else None, value if kind == "stderr" else None,
+                        value if kind == "pty" else None)
+        if kind in self._parts:
+            self._parts[kind].append(value)
+        self._chunks.append(item)
+        self._changed.set()
+        self._changed = asyncio.Event()
+        return item
+
+    async def _pump(self, events: AsyncIterator) -> None:
+        try:
+            async for response in events:
+                event = response.event
+                kind = event.WhichOneof("event")
+                if not self._started.done():  # every process stream opens with `start`
+                    if kind != "start":
+                        raise E.SandlotError(f"expected a start event, got {kind!r}")
+                    self.pid = event.start.pid
+                    self._started.set_result(self.pid)
+                elif kind == "data":
+                    which = event.data.WhichOneof("output")
+                    raw = getattr(event.data, which)
+                    value = self._decoders[which].decode(raw) if which in self._decoders else raw
+                    if value:
+                        self._push(which, value)
+                        await call_back(self._callbacks[which], value)
+                elif kind == "end":
+                    self._end = event.end
+            if not self._started.done():
+                raise E.SandlotError("the process stream ended before the process started")
+            for which, decoder in self._decoders.items():  # a split multi-byte character at the end
+                if tail := decoder.decode(b"", final=True):
+                    self._push(which, tail)
+                    await call_back(self._callbacks[which], tail)
+            if self._end is None:
+                raise await self._envd.explain(E.SandlotError("the command ended without an end event"))
+        except BaseException as e:
+            if self._started.done():
+                raise
+            if isinstance(e, asyncio.CancelledError):
+                self._started.cancel()
+            else:
+                self._started.set_exception(e)
+            raise
+        finally:
+            self._duration = time.monotonic() - self._started_at
+            self._changed.set()
+
+    async def _finished(self) -> None:
+        """Wait for the output to end; being cancelled here leaves the reader running."""
+        await asyncio.wait({self._task})
+        if self._task.cancelled():
+            raise E.SandlotError(f"stopped receiving output of process {self.pid} (disconnected)")
+        if (exc := self._task.exception()) is not None:
+            raise exc
+
+    async def wait(self) -> CommandResult:
+        """Wait for the command to end. Raises CommandExitError on a non-zero exit code, unless the
+        command was started with `check=False`."""
+        await self._finished()
+        end = self._end
+        error = end.error if end.HasField("error") else None
+        if end.exit_code != 0 and self._check:
+            raise E.CommandExitError(self.stdout, self.stderr, end.exit_code, error)
+        return CommandResult(self.stdout, self.stderr, end.exit_code, error, self._duration)
+
+    async def __aiter__(self) -> AsyncIterator[Output]:
+        i = 0
+        while True:
+            changed = self._changed
+            while i < len(self._chunks):
+                yield self._chunks[i]
+                i += 1
+            if self._task.done():
+                break
+            await changed.wait()
+        await self._finished()
+
+    async def kill(self) -> bool:
+        """SIGKILL the command. False if it had already ended."""
+        return await AsyncCommands(self._envd).kill(self.pid)
+
+    async def send_stdin(self, data: str | bytes) -> None:
+        """Write to the command's stdin (started with `stdin=True`) or to its terminal."""
+        await send_input_to(self._envd, self.pid, data, self._input_field)
+
+    async def close_stdin(self) -> None:
+        """Signal end-of-file on stdin."""
+        await AsyncCommands(self._envd).close_stdin(self.pid)
+
+    async def disconnect(self) -> None:
+        """Stop receiving output; the command keeps running (see `commands.connect()`)."""
+        self._task.cancel()
+        await asyncio.wait({self._task})
+
+
+async def send_input_to(envd: Envd, pid: int, data: str | bytes, field: str) -> None:
+    request = pb.SendInputRequest(process=pb.ProcessSelector(pid=pid),
+                                  input=pb.ProcessInput(**{field: _text(data)}))
+    await envd.call(envd.process.send_input, request)
+
+
+def _retrieve(task: asyncio.Task) -> None:
+    """The reader's error is raised by `wait()`; asyncio need not also log it as never retrieved."""
+    if not task.cancelled():
+        task.exception()
+
+
+async def attach(envd: Envd, events: AsyncIterator, **handle_options) -> AsyncCommandHandle:
+    """A handle on a process stream, returned once the process has started."""
+    handle = AsyncCommandHandle(envd, events, **handle_options)
+    try:
+        await asyncio.shield(handle._started)
+    except asyncio.CancelledError:
+        handle._task.cancel()
+        raise
+    return handle
+
+
+class AsyncCommands:
+    """Shell commands in the sandbox (`sandbox.commands`).
+
+        result = await sandbox.commands.run("echo hello")
+        assert result.stdout == "hello\\n" and result.success
+    """
+
+    def __init__(self, envd: Envd):
+        self._envd = envd
+
+    async def run(self, cmd: str, background: bool = False, envs: dict[str, str] | None = None,
+                  cwd: str | None = None, user: str | None = None, timeout: float | None = 60,
+                  on_stdout: Callable | None = None, on_stderr: Callable | None = None,
+                  stdin: bool = False, check: bool = True) -> CommandResult | AsyncCommandHandle:
+        """Run `cmd` with `/bin/bash -l -c`.
+
+        Foreground (default): wait and return a CommandResult; a non-zero exit raises
+        CommandExitError unless `check=False`. `background=True` returns an AsyncCommandHandle as
+        soon as the process started. `timeout` (seconds, None or 0 = no limit) bounds the whole
+        command: the server kills it then and TimeoutError is raised. `stdin=True` keeps stdin open
+        for `send_stdin()`. Callbacks get text chunks as they arrive.
+        """
+        config = pb.ProcessConfig(cmd="/bin/bash", args=["-l", "-c", cmd], envs=envs or {})
+        if cwd:
+            config.cwd = cwd
+        events = self._envd.stream(self._envd.process.start, pb.StartRequest(process=config, stdin=stdin),
+                                   user=user, timeout=timeout)
+        handle = await attach(self._envd, events, on_stdout=on_stdout, on_stderr=on_stderr, check=check)
+        if background:
+            return handle
+        try:
+            return await handle.wait()
+        except E.TimeoutError as e:
+            raise E.TimeoutError(f"the command did not finish within {timeout}s (it was killed): {cmd[:200]}") from e
+        except asyncio.CancelledError:  # a foreground command belongs to its caller
+            await asyncio.shield(handle.kill())
+            raise
+
+    async def connect(self, pid: int, timeout: float | None = None, on_stdout: Callable | None = None,
+                      on_stderr: Callable | None = None) -> AsyncCommandHandle:
+        """Attach to a running process; the handle replays nothing, it sees output from now on."""
+        request = pb.ConnectRequest(process=pb.ProcessSelector(pid=pid))
+        events = self._envd.stream(self._envd.process.connect, request, timeout=timeout)
+        return await attach(self._envd, events, on_stdout=on_stdout, on_stderr=on_stderr)
+
+    async def list(self) -> list[ProcessInfo]:
+        """Processes started through envd that are still running (background ones included)."""
+        response = await self._envd.call(self._envd.process.list, pb.ListRequest())
+        return [ProcessInfo.from_proto(p) for p in response.processes]
+
+    async def kill(self, pid: int) -> bool:
+        """SIGKILL a process. False if there is no such process."""
+        request = pb.SendSignalRequest(process=pb.ProcessSelector(pid=pid), signal=pb.SIGNAL_SIGKILL)
+        try:
+            await self._envd.call(self._envd.process.send_signal, request)
+        except E.NotFound:
+            return False
+        return True
+
+    async def send_stdin(self, pid: int, data: str | bytes) -> None:
+        """Write to the stdin of a process started with `stdin=True`."""
+        await send_input_to(self._envd, pid, data, "stdin")
+
+    async def close_stdin(self, pid: int) -> None:
+        """Signal end-of-file on a process's stdin."""
+        request = pb.CloseStdinRequest(process=pb.ProcessSelector(pid=pid))
+        await self._envd.call(self._envd.process.close_stdin, request)

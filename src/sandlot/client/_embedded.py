@@ -1,0 +1,126 @@
+"""A sandlot server for this process, started when no server is configured.
+
+`Sandbox.create()` without `api_url` or $SANDLOT_API_URL lands here: a `sandlot serve` child on a
+free loopback port with a random API key, alive until this interpreter exits. It keeps its state in
+a private directory but shares built templates with the machine-wide state directory, so only the
+first use on a machine pays for building them. Like every sandlot server it needs root.
+
+Run as `python -m sandlot.client._embedded serve ...` it is the child itself: `sandlot serve`, plus
+a watchdog that stops the server if its parent dies without running its exit handlers (kill -9).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from .._exceptions import SandlotError
+
+START_TIMEOUT = float(os.environ.get("SANDLOT_EMBEDDED_START_TIMEOUT", "900"))  # first run builds `base`
+STOP_GRACE = 20.0  # seconds between SIGTERM (the server kills its sandboxes) and SIGKILL
+
+
+@dataclass
+class EmbeddedServer:
+    url: str
+    api_key: str
+    proc: subprocess.Popen
+    home: Path
+    log: Path
+
+    def stop(self) -> None:
+        """SIGTERM, a grace period for the server to kill its sandboxes, then SIGKILL."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(STOP_GRACE)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+_lock = threading.Lock()
+_server: EmbeddedServer | None = None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _private_home() -> Path:
+    from ..server.config import default_home
+
+    shared = default_home()
+    home = Path(tempfile.mkdtemp(prefix="sandlot-embedded-"))
+    for name in ("templates", "cache"):  # built root filesystems and downloads are worth sharing
+        (shared / name).mkdir(parents=True, exist_ok=True)
+        (home / name).symlink_to(shared / name)
+    return home
+
+
+def _wait_healthy(server: EmbeddedServer) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            tail = server.log.read_text(errors="replace")[-3000:]
+            raise SandlotError(f"the embedded sandlot server exited with {server.proc.returncode}:\n{tail}")
+        try:
+            if httpx.get(f"{server.url}/_sandlot/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    server.stop()
+    raise SandlotError(f"the embedded sandlot server did not start within {START_TIMEOUT:.0f}s (log: {server.log})")
+
+
+def embedded_server() -> EmbeddedServer:
+    """This process's server, started (and waited for) on first call."""
+    global _server
+    with _lock:
+        if _server is not None and _server.proc.poll() is None:
+            return _server
+        home = _private_home()
+        port, key = _free_port(), "sl_" + secrets.token_hex(20)
+        log = home / "server.log"
+        env = {**os.environ, "SANDLOT_API_KEY": key, "SANDLOT_HOME": str(home)}
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", __name__, "serve", "--host", "127.0.0.1", "--port", str(port)],
+                env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True)  # Ctrl-C in our terminal is ours to handle, not the server's
+        server = EmbeddedServer(f"http://127.0.0.1:{port}", key, proc, home, log)
+        atexit.register(server.stop)
+        _wait_healthy(server)
+        _server = server
+        return server
+
+
+def _watch_parent() -> None:
+    parent = os.getppid()
+    while os.getppid() == parent:
+        time.sleep(1)
+    os.kill(os.getpid(), signal.SIGTERM)  # uvicorn shuts down cleanly and the sandboxes are killed
+
+
+if __name__ == "__main__":
+    threading.Thread(target=_watch_parent, name="parent-watchdog", daemon=True).start()
+    from ..cli.main import app
+
+    app(prog_name="sandlot")

@@ -1,0 +1,265 @@
+"""Transport to a sandlot server, and the SDK's one error boundary.
+
+All traffic goes to one origin: the server answers every front door on one port (e2b-protocol.md §2.1).
+
+    control plane   REST + JSON, X-API-KEY                                  Transport.api()
+    envd HTTP       /files, /health; X-Access-Token + E2b-Sandbox-Id        Envd.http(), Envd.open()
+    envd RPC        Connect, JSON codec, no compression, over pyqwest      Envd.call(), Envd.stream()
+
+Errors of httpx, pyqwest and connectrpc become sandlot exceptions in `translate()` and nowhere else;
+every I/O path above runs inside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import threading
+from collections.abc import AsyncIterator, Callable
+from importlib.metadata import PackageNotFoundError, version
+
+import httpx
+import pyqwest
+from connectrpc.code import Code
+from connectrpc.compat import google_protobuf_json_codec
+from connectrpc.errors import ConnectError
+
+from .. import _exceptions as E
+from ..protocol.filesystem_connect import FilesystemClient
+from ..protocol.process_connect import ProcessClient
+from ._config import ConnectionConfig
+
+try:
+    USER_AGENT = f"sandlot-python/{version('sandlot')}"
+except PackageNotFoundError:  # running from a source tree
+    USER_AGENT = "sandlot-python"
+ENVD_PORT = "49983"  # E2B routes envd traffic by this port header; sandlot checks it the same way
+
+_BY_STATUS: dict[int, type[E.SandlotError]] = {
+    400: E.InvalidArgument, 401: E.AuthenticationError, 403: E.PermissionDenied, 404: E.NotFound,
+    409: E.AlreadyExists, 413: E.ResourceExhausted, 429: E.ResourceExhausted, 502: E.SandboxNotRunning,
+    504: E.TimeoutError, 507: E.ResourceExhausted,
+}
+
+
+def error_for_status(status: int, message: str, not_found: type[E.NotFound] = E.NotFound) -> E.SandlotError:
+    """The sandlot error for an HTTP error answer; `not_found` refines 404 (e.g. FileNotFound)."""
+    cls = _BY_STATUS.get(status, E.SandlotError)
+    return (not_found if cls is E.NotFound else cls)(message, status=status)
+
+
+def _message(body: bytes, status: int) -> str:
+    """The `message` of a JSON error body, else the text itself (proxies answer in plain text)."""
+    try:
+        data = json.loads(body)
+        if isinstance(data, dict) and isinstance(data.get("message"), str):
+            return data["message"]
+    except ValueError:
+        pass
+    return body.decode("utf-8", "replace").strip()[:1000] or f"HTTP {status}"
+
+
+class _PlainHTTPError(ConnectError):
+    """A non-Connect error answer on an RPC route, with its HTTP status kept."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(Code.UNKNOWN, message)
+        self.status = status
+
+
+def _from_connect(e: ConnectError, not_found: type[E.NotFound]) -> E.SandlotError:
+    if e.code is Code.UNAVAILABLE:  # the stream broke or the server went away; callers may probe /health
+        return E.SandlotError(f"lost the connection to the sandbox: {e.message}", lost=True)
+    err = E.from_code(e.code.value, e.message)
+    return not_found(e.message) if type(err) is E.NotFound else err
+
+
+@contextlib.contextmanager
+def translate(not_found: type[E.NotFound] = E.NotFound):
+    """Run a block of I/O; let only sandlot exceptions (and cancellation) out of it."""
+    try:
+        yield
+    except _PlainHTTPError as e:
+        raise error_for_status(e.status, e.message, not_found) from e
+    except ConnectError as e:
+        # connectrpc turns task cancellation into Code.CANCELED; asyncio needs it back as it was
+        if e.code is Code.CANCELED and isinstance(e.__cause__, asyncio.CancelledError):
+            raise e.__cause__ from None
+        raise _from_connect(e, not_found) from e
+    except httpx.TimeoutException as e:
+        raise E.TimeoutError(f"the sandlot server did not answer in time ({type(e).__name__})") from e
+    except httpx.TransportError as e:
+        raise E.SandlotError(f"cannot reach the sandlot server: {e or type(e).__name__}", lost=True) from e
+    except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as e:
+        raise E.SandlotError(f"HTTP error: {e}") from e
+
+
+class _PlainErrorTransport:
+    """Raises non-Connect error answers (a 502 "sandbox was not found", a 401 from the token check)
+    with their status; connectrpc would fold them all into `unavailable`."""
+
+    def __init__(self, inner: pyqwest.Transport):
+        self._inner = inner
+
+    async def execute(self, request: pyqwest.Request) -> pyqwest.Response:
+        response = await self._inner.execute(request)
+        if response.status < 400:
+            return response
+        body = bytearray()
+        async for chunk in response.content:
+            body.extend(chunk)
+        try:
+            code = json.loads(body).get("code")
+            Code(code)
+        except (ValueError, AttributeError, TypeError):
+            raise _PlainHTTPError(response.status, _message(bytes(body), response.status)) from None
+        # a real Connect error: hand it back to connectrpc, body restored
+        return pyqwest.Response(status=response.status, headers=response.headers, content=bytes(body))
+
+
+_rpc_lock = threading.Lock()
+_rpc_client: pyqwest.Client | None = None
+
+
+def _rpc_http() -> pyqwest.Client:
+    """One pyqwest pool per process; it is not bound to an event loop, so sync and async share it."""
+    global _rpc_client
+    with _rpc_lock:
+        if _rpc_client is None:
+            _rpc_client = pyqwest.Client(_PlainErrorTransport(pyqwest.HTTPTransport(follow_redirects=False)))
+        return _rpc_client
+
+
+class Transport:
+    """HTTP to one server. The httpx client belongs to the event loop that first used it."""
+
+    def __init__(self, config: ConnectionConfig):
+        self.config = config
+        self._client: httpx.AsyncClient | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _http(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            self._client = httpx.AsyncClient(
+                base_url=self.config.api_url, timeout=self.config.request_timeout,
+                headers={"User-Agent": USER_AGENT}, follow_redirects=False)
+            self._loop = loop
+        return self._client
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and self._loop is asyncio.get_running_loop():
+            with translate():
+                await client.aclose()
+
+    async def request(self, method: str, path: str, *, not_found: type[E.NotFound] = E.NotFound,
+                      **kwargs) -> httpx.Response:
+        """One request; error answers raise."""
+        with translate(not_found):
+            r = await self._http().request(method, path, **kwargs)
+            if r.status_code >= 400:
+                raise error_for_status(r.status_code, _message(r.content, r.status_code), not_found)
+            return r
+
+    @contextlib.asynccontextmanager
+    async def open(self, method: str, path: str, *, not_found: type[E.NotFound] = E.NotFound,
+                   **kwargs) -> AsyncIterator[httpx.Response]:
+        """A streamed response; error answers raise before the body is handed out."""
+        with translate(not_found):
+            async with self._http().stream(method, path, **kwargs) as r:
+                if r.status_code >= 400:
+                    body = await r.aread()
+                    raise error_for_status(r.status_code, _message(body, r.status_code), not_found)
+                yield r
+
+    async def api(self, method: str, path: str, **kwargs) -> httpx.Response:
+        """A control-plane call, authenticated with the API key."""
+        headers = {"X-API-KEY": self.config.api_key} if self.config.api_key else {}
+        return await self.request(method, path, headers=headers, **kwargs)
+
+
+def basic_user(user: str) -> str:
+    """envd takes the acting user as HTTP Basic with an empty password."""
+    return "Basic " + base64.b64encode(f"{user}:".encode()).decode()
+
+
+_JSON = google_protobuf_json_codec()
+
+
+class Envd:
+    """One sandbox's in-sandbox daemon: `/files` and `/health` over httpx, processes and the
+    filesystem over Connect. Shared by `commands`, `files` and `pty`."""
+
+    def __init__(self, transport: Transport, sandbox_id: str, access_token: str | None):
+        self.transport = transport
+        self.sandbox_id = sandbox_id
+        self.access_token = access_token
+        rpc = dict(codec=_JSON, send_compression=None, accept_compression=(), http_client=_rpc_http())
+        self.process = ProcessClient(transport.config.api_url, **rpc)
+        self.filesystem = FilesystemClient(transport.config.api_url, **rpc)
+
+    def headers(self, user: str | None = None, stream: bool = False) -> dict[str, str]:
+        h = {"E2b-Sandbox-Id": self.sandbox_id, "E2b-Sandbox-Port": ENVD_PORT, "User-Agent": USER_AGENT}
+        if self.access_token:
+            h["X-Access-Token"] = self.access_token
+        if user:
+            h["Authorization"] = basic_user(user)
+        if stream:
+            h["Keepalive-Ping-Interval"] = "50"
+        return h
+
+    async def http(self, method: str, path: str, *, headers: dict | None = None, not_found=E.NotFound,
+                   **kwargs) -> httpx.Response:
+        return await self.transport.request(method, path, headers={**self.headers(), **(headers or {})},
+                                            not_found=not_found, **kwargs)
+
+    def open(self, method: str, path: str, *, not_found=E.NotFound, **kwargs):
+        return self.transport.open(method, path, headers=self.headers(), not_found=not_found, **kwargs)
+
+    async def call(self, method: Callable, request, *, user: str | None = None,
+                   not_found: type[E.NotFound] = E.NotFound):
+        """A unary RPC, bounded by the request timeout."""
+        with translate(not_found):
+            return await method(request, headers=self.headers(user),
+                                timeout_ms=int(self.transport.config.request_timeout * 1000))
+
+    async def stream(self, method: Callable, request, *, user: str | None = None,
+                     timeout: float | None = None, not_found: type[E.NotFound] = E.NotFound) -> AsyncIterator:
+        """A server stream. `timeout` bounds the whole call (the server also ends the work then);
+        None or 0 means no limit. A broken stream is explained by probing /health."""
+        timeout_ms = int(timeout * 1000) if timeout else None
+        events = method(request, headers=self.headers(user, stream=True), timeout_ms=timeout_ms)
+        try:
+            with translate(not_found):
+                async for event in events:
+                    yield event
+        except E.SandlotError as e:
+            better = await self.explain(e) if e.details.get("lost") else e
+            if better is e:
+                raise
+            raise better from e
+        finally:
+            with translate(not_found):
+                await events.aclose()
+
+    async def is_running(self) -> bool:
+        """False once the sandbox is killed, expired or paused (the server answers 502)."""
+        try:
+            await self.http("GET", "/health")
+        except E.SandboxNotRunning:
+            return False
+        return True
+
+    async def explain(self, err: E.SandlotError) -> E.SandlotError:
+        """Turn a broken connection into SandboxNotRunning when that is what happened."""
+        try:
+            running = await self.is_running()
+        except E.SandlotError:
+            return err
+        if running:
+            return err
+        return E.SandboxNotRunning("the sandbox was killed or reached its end of life while the request "
+                                   "was in flight")

@@ -1,0 +1,73 @@
+"""The curated public API: `sandlot.__all__`, and the blocking surface mirroring the async one."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+import sandlot
+from sandlot import _exceptions
+from sandlot.client import (
+    AsyncCommandHandle, AsyncCommands, AsyncFiles, AsyncPty, AsyncSandbox, AsyncSandboxPaginator,
+    AsyncWatchHandle, CommandHandle, Commands, Files, Pty, Sandbox, SandboxPaginator, WatchHandle,
+)
+from sandlot.client._config import ConnectionConfig
+from sandlot.client._http import Transport
+
+EXPECTED = {
+    # SDK
+    "Sandbox", "AsyncSandbox", "SandboxPaginator", "CommandHandle", "AsyncCommandHandle", "WatchHandle",
+    "AsyncWatchHandle",
+    # data
+    "CommandResult", "EntryInfo", "FileType", "FilesystemEvent", "FilesystemEventType", "Limits",
+    "ProcessInfo", "SandboxInfo", "SandboxMetrics", "WriteInfo",
+    # errors
+    "SandlotError", "InvalidArgument", "PathError", "AuthenticationError", "PermissionDenied", "NotFound",
+    "FileNotFound", "AlreadyExists", "SandboxNotRunning", "TimeoutError", "ResourceExhausted",
+    "CommandExitError", "RuntimeFailure", "TemplateError",
+}
+
+PAIRS = [(Sandbox, AsyncSandbox), (SandboxPaginator, AsyncSandboxPaginator), (Commands, AsyncCommands),
+         (CommandHandle, AsyncCommandHandle), (Files, AsyncFiles), (WatchHandle, AsyncWatchHandle),
+         (Pty, AsyncPty)]
+
+
+def test_all_is_sorted_and_complete():
+    assert sandlot.__all__ == sorted(sandlot.__all__)
+    assert set(sandlot.__all__) == EXPECTED
+    for name in sandlot.__all__:
+        assert getattr(sandlot, name) is not None
+
+
+def test_every_exception_is_exported_and_rooted():
+    classes = {n for n, c in vars(_exceptions).items() if isinstance(c, type) and issubclass(c, Exception)}
+    assert classes <= set(sandlot.__all__)
+    for name in classes:
+        assert issubclass(getattr(sandlot, name), sandlot.SandlotError)
+
+
+def public(obj) -> set[str]:
+    return {n for n in dir(obj) if not n.startswith("_")}
+
+
+@pytest.mark.parametrize("sync_cls, async_cls", PAIRS, ids=lambda c: c.__name__)
+def test_sync_and_async_classes_expose_the_same_methods(sync_cls, async_cls):
+    assert public(sync_cls) == public(async_cls)
+    for name in public(async_cls):
+        member = inspect.getattr_static(async_cls, name)
+        if callable(member) or isinstance(member, (classmethod, staticmethod)):
+            assert inspect.signature(getattr(sync_cls, name)) == inspect.signature(getattr(async_cls, name))
+    assert hasattr(sync_cls, "__enter__") == hasattr(async_cls, "__aenter__")
+    assert hasattr(sync_cls, "__iter__") == hasattr(async_cls, "__aiter__")
+
+
+def test_sandbox_instances_expose_the_same_attributes():
+    # no server is contacted: only objects are built
+    impl = AsyncSandbox("sbx1", Transport(ConnectionConfig("http://127.0.0.1:9")), "token")
+    sandbox = Sandbox._wrap(impl)
+    assert public(sandbox) == public(impl)
+    assert {"commands", "files", "pty", "sandbox_id"} <= public(sandbox)
+    assert type(sandbox.commands) is Commands and type(sandbox.files) is Files and type(sandbox.pty) is Pty
+    assert sandbox.sandbox_id == "sbx1"
+
