@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from sandlot.runtimes.namespace import mount_root
 from support import start_server
 
 
@@ -36,9 +37,11 @@ def _resources(home: Path) -> dict[str, list[str]]:
                 continue
             if "bwrap" in cmd and home in cmd:
                 procs.append(pid)
-    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines() if home in line]
-    sandboxes = home + "/sandboxes"
-    dirs = os.listdir(sandboxes) if os.path.isdir(sandboxes) else []
+    mnt = str(mount_root(Path(home)))
+    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
+              if home in line or mnt in line]
+    dirs = [str(p) for p in Path(home, "sandboxes").glob("*")]
+    dirs += [str(p) for p in Path(mnt).glob("*") if not p.name.startswith("agent-")]
     cgroups = [str(p) for p in Path("/sys/fs/cgroup").glob("*/sandlot/*") if p.is_dir()]
     netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
     return {"processes": procs, "mounts": mounts, "dirs": dirs, "cgroups": cgroups, "netns": netns}

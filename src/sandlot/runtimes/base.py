@@ -32,6 +32,9 @@ class Runtime(Protocol):
     def adopt(self, sandbox_id: str) -> RuntimeSandbox | None:
         """Find a sandbox a previous server left running; None if it is gone or broken."""
 
+    def alive(self, rt: RuntimeSandbox) -> bool:
+        """Whether the sandbox's processes still run."""
+
     def kill(self, sandbox_id: str) -> None:
         """Stop every process and remove every resource of the sandbox. Idempotent."""
 

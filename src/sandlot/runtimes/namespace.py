@@ -12,12 +12,15 @@ How a sandbox is built (as root on the host):
    and its socket directory, drops to the agent's capability set, loads the seccomp filter and sets
    no_new_privs, then starts the agent.
 
-The sandbox's directory under <home>/sandboxes/<id>/ holds everything it owns on the host; kill()
-removes processes (cgroup), mounts, cgroups and that directory, in that order.
+What a sandbox owns on the host: <home>/sandboxes/<id>/ (overlay layers, state, log), and
+/run/sandlot/<home hash>/<id>/ (its root mount and agent socket directory: bwrap runs as the sandbox's
+uid and must be able to reach them, which a private state dir would not allow). kill() removes
+processes (cgroup), mounts, cgroups and both directories, in that order.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -57,12 +60,23 @@ def _bwrap_path() -> str:
 
 
 def _start_ticks(pid: int) -> int:
-    """Process start time in clock ticks; 0 if the process is gone."""
+    """Process start time in clock ticks; 0 if the process is gone (or a zombie: an orphaned
+    bwrap may wait unreaped when the host's pid 1 does not reap)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[19])
+            fields = f.read().rsplit(")", 1)[1].split()
+        return 0 if fields[0] in ("Z", "X") else int(fields[19])
     except (OSError, IndexError, ValueError):
         return 0
+
+
+def alive(rt: RuntimeSandbox) -> bool:
+    return _start_ticks(rt.pid) == rt.started_ticks
+
+
+def mount_root(home: Path) -> Path:
+    """Where the sandboxes of the server with this state dir have their mounts."""
+    return Path("/run/sandlot") / hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:12]
 
 
 def _mounted_under(d: Path) -> bool:
@@ -78,7 +92,12 @@ class NamespaceRuntime:
         self.home = home
         self.root = home / "sandboxes"
         self.root.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.root, 0o711)  # uids of sandboxes traverse it to reach their own layer only
+        os.chmod(self.root, 0o700)
+        self.mnt = mount_root(home)
+        self.mnt.mkdir(parents=True, exist_ok=True)
+        for p in (self.mnt.parent, self.mnt):
+            os.chmod(p, 0o711)
+        self.agent_dir = self._install_agent()
         self.bwrap = _bwrap_path()
         self.cgroup_version = cgroups.detect()
         self._lock = threading.Lock()
@@ -92,6 +111,27 @@ class NamespaceRuntime:
 
     def _dir(self, sandbox_id: str) -> Path:
         return self.root / sandbox_id
+
+    def _mnt(self, sandbox_id: str) -> Path:
+        return self.mnt / sandbox_id
+
+    def _install_agent(self) -> Path:
+        """Copy the agent's code where every sandbox uid can read it (the package may live under a
+        private directory such as /root). One copy per code version: sandboxes adopted after an
+        upgrade keep the copy they were started with (the agent imports lazily)."""
+        files = sorted(p for p in AGENT_DIR.glob("*.py"))
+        digest = hashlib.sha256(b"".join(p.name.encode() + p.read_bytes() for p in files)).hexdigest()[:12]
+        dest = self.mnt / f"agent-{digest}"
+        if dest.is_dir():
+            return dest
+        tmp = self.mnt / f".agent-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(mode=0o755)
+        for p in files:
+            shutil.copyfile(p, tmp / p.name)
+            os.chmod(tmp / p.name, 0o755 if p == SUDO_SHIM else 0o644)
+        tmp.rename(dest)
+        return dest
 
     def _read_state(self, sandbox_id: str) -> dict | None:
         try:
@@ -121,6 +161,7 @@ class NamespaceRuntime:
 
     def leftovers(self) -> set[str]:
         ids = {p.name for p in self.root.iterdir() if p.is_dir()}
+        ids.update(p.name for p in self.mnt.iterdir() if p.is_dir() and not p.name.startswith((".", "agent")))
         ids.update(cgroups.leftovers())
         return ids
 
@@ -142,12 +183,15 @@ class NamespaceRuntime:
     def _create(self, spec: SandboxSpec, template, d: Path, slot: int, base: int) -> RuntimeSandbox:
         sid = spec.sandbox_id
         d.mkdir(mode=0o700)
-        for sub in ("lower", "upper", "work", "root", "run"):
+        for sub in ("lower", "upper", "work"):
             (d / sub).mkdir()
-        os.chmod(d, 0o711)
+        m = self._mnt(sid)
+        m.mkdir(mode=0o711)
+        (m / "root").mkdir()
+        (m / "run").mkdir(mode=0o700)
         os.chown(d / "upper", base, base)
-        os.chown(d / "run", base, base)
-        (d / "run" / "agent.json").write_text(json.dumps(
+        os.chown(m / "run", base, base)
+        (m / "run" / "agent.json").write_text(json.dumps(
             {"envs": spec.envs, "default_user": "user", "allow_sudo": spec.allow_sudo}))
         (d / "state.json").write_text(json.dumps({"slot": slot, "uid_base": base, "template": spec.template}))
 
@@ -156,7 +200,7 @@ class NamespaceRuntime:
             cg = SandboxCgroup(sid, self.cgroup_version)
             cg.create(spec.limits)
 
-        argv = self._bwrap_argv(spec, template, d)
+        argv = self._bwrap_argv(spec, template, m)
         seccomp_fd = seccomp.filter_fd()
         log_fd = os.open(d / "sandbox.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         ready_r, ready_w = os.pipe()
@@ -209,7 +253,7 @@ class NamespaceRuntime:
                 syscalls.idmapped_bind(str(template.rootfs), str(d / "lower"), userns)
             finally:
                 os.close(userns)
-            syscalls.mount("overlay", str(d / "root"), "overlay", syscalls.MS_NODEV,
+            syscalls.mount("overlay", str(m / "root"), "overlay", syscalls.MS_NODEV,
                            f"lowerdir={d / 'lower'},upperdir={d / 'upper'},workdir={d / 'work'}")
             os.write(go_w, b"1")
         finally:
@@ -219,24 +263,23 @@ class NamespaceRuntime:
         state.update(pid=pid, started_ticks=_start_ticks(pid))
         (d / "state.json").write_text(json.dumps(state))
         self._reap_in_background(pid)
-        sock = d / "run" / "agent.sock"
+        sock = m / "run" / "agent.sock"
         self._wait_for_agent(sock, pid, d)
         return RuntimeSandbox(sid, sock, pid, state["started_ticks"])
 
-    def _bwrap_argv(self, spec: SandboxSpec, template, d: Path) -> list[str]:
+    def _bwrap_argv(self, spec: SandboxSpec, template, m: Path) -> list[str]:
         tmp_size = min(spec.limits.memory_mb, 1024) * 1024 * 1024
         argv = [
             self.bwrap,
             "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net", "--unshare-cgroup-try",
-            "--bind", str(d / "root"), "/",
+            "--bind", str(m / "root"), "/",
             "--proc", "/proc",
             "--dev", "/dev",
             "--perms", "1777", "--size", str(tmp_size), "--tmpfs", "/tmp",
-            "--ro-bind", str(AGENT_DIR), "/opt/sandlot/sandlot_agent",
-            "--bind", str(d / "run"), IN_SANDBOX_RUN,
+            "--ro-bind", str(self.agent_dir), "/opt/sandlot/sandlot_agent",
+            "--bind", str(m / "run"), IN_SANDBOX_RUN,
+            "--ro-bind", str(self.agent_dir / SUDO_SHIM.name), "/usr/bin/sudo",
         ]
-        if SUDO_SHIM.exists():
-            argv += ["--ro-bind", str(SUDO_SHIM), "/usr/bin/sudo"]
         for host, inside in template.ro_binds:
             argv += ["--ro-bind", host, inside]
         for path in template.masked:
@@ -293,6 +336,8 @@ class NamespaceRuntime:
 
     # ---- adopt, inspect, kill ----------------------------------------------------------------
 
+    alive = staticmethod(alive)
+
     def adopt(self, sandbox_id: str) -> RuntimeSandbox | None:
         state = self._read_state(sandbox_id)
         if not state or "pid" not in state:
@@ -300,7 +345,7 @@ class NamespaceRuntime:
         pid = state["pid"]
         if _start_ticks(pid) != state["started_ticks"]:
             return None
-        sock = self._dir(sandbox_id) / "run" / "agent.sock"
+        sock = self._mnt(sandbox_id) / "run" / "agent.sock"
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             s.settimeout(2)
@@ -350,18 +395,19 @@ class NamespaceRuntime:
                 os.kill(pid, 9)  # outside any cgroup only if cgroups are unavailable
             except ProcessLookupError:
                 pass
-        for mnt in ("root", "lower"):
-            target = d / mnt
+        m = self._mnt(sandbox_id)
+        for target in (m / "root", d / "lower"):
             for _ in range(3):
                 try:
                     syscalls.umount(str(target))
                 except OSError:
                     break
-        if _mounted_under(d):
-            # Never delete through a mount: that could reach the template. Leave it for adoption.
-            log.error("sandbox %s: mounts remain under %s; not removing it", sandbox_id, d)
-        elif d.exists():
-            shutil.rmtree(d, ignore_errors=True)
+        for path in (m, d):
+            if _mounted_under(path):
+                # Never delete through a mount: that could reach the template. Leave it for adoption.
+                log.error("sandbox %s: mounts remain under %s; not removing it", sandbox_id, path)
+            elif path.exists():
+                shutil.rmtree(path, ignore_errors=True)
         if cg is not None:
             cg.remove()
         self._free_slot(sandbox_id)

@@ -290,19 +290,10 @@ class SandboxService:
                             await self.pause(live.id)
                         else:
                             await self.kill(live.id, reason="timeout")
-                    elif not _alive(live.rt):
+                    elif not self.runtime.alive(live.rt):
                         await self.kill(live.id, reason="sandbox exited")
                 except E.NotFound:
                     pass
                 except Exception:
                     log.exception("reaper failed on sandbox %s", live.id)
 
-
-def _alive(rt: RuntimeSandbox) -> bool:
-    try:
-        with open(f"/proc/{rt.pid}/stat") as f:
-            data = f.read()
-    except OSError:
-        return False
-    fields = data.rsplit(")", 1)[1].split()
-    return fields[0] != "Z" and int(fields[19]) == rt.started_ticks
