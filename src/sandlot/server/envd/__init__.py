@@ -18,6 +18,7 @@ from .files_http import Uploads, download, envs, health
 from .filesystem import FilesystemService
 from .process import ProcessService
 from .routing import SandboxGate, SandboxHandle, SandboxLookup
+from .rpc import CODECS
 from .watchers import Watchers
 
 __all__ = ["DEFAULT_MAX_UPLOAD_BYTES", "SandboxHandle", "SandboxLookup", "envd_app", "envd_routes"]
@@ -40,8 +41,8 @@ def envd_routes(lookup: SandboxLookup, *, max_upload_bytes: int = DEFAULT_MAX_UP
         Route("/files", download, methods=["GET"], middleware=files_gate),
         Route("/files", Uploads(watchers, max_upload_bytes).post, methods=["POST"], middleware=files_gate),
         *(Mount(app.path, app, middleware=rpc_gate)
-          for app in (ProcessASGIApplication(ProcessService()),
-                      FilesystemASGIApplication(FilesystemService(watchers)))),
+          for app in (ProcessASGIApplication(ProcessService(), codecs=CODECS),
+                      FilesystemASGIApplication(FilesystemService(watchers), codecs=CODECS))),
     ]
 
 

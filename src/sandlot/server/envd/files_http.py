@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ..._exceptions import InvalidArgument, ResourceExhausted, SandlotError
@@ -51,13 +51,12 @@ async def download(request: Request) -> Response:
     user = request.query_params.get("username") or sandbox.default_user
     stream = sandbox.agent.read(path, user)
     try:
-        entry = await anext(stream)
-        if entry["type"] == "dir":
-            raise InvalidArgument(f"path '{path}' is a directory")
-    except (SandlotError, AgentError) as e:
-        await stream.aclose()
+        entry = await anext(stream)  # the agent refuses directories (400) and missing paths (404)
+    except AgentError as e:
         return error_response(e, sandbox.id)
-    disposition = f"inline; filename*=UTF-8''{quote(entry['name'], safe='')}"
+    name = entry["name"]
+    fallback = name.encode("ascii", "replace").decode().replace("\\", "_").replace('"', "_")
+    disposition = f"inline; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
     return StreamingResponse(stream, media_type="application/octet-stream",
                              headers={"Content-Disposition": disposition})
 
@@ -74,16 +73,23 @@ class Uploads:
             return JSONResponse(await self._upload(request, sandbox))
         except (SandlotError, AgentError) as e:
             return error_response(e, sandbox.id)
+        except ClientDisconnect:
+            return Response(status_code=499)  # nobody is left to read it
 
     async def _upload(self, request: Request, sandbox: SandboxHandle) -> list[dict]:
         query = request.query_params
         user = query.get("username") or sandbox.default_user
-        metadata = {k[len(METADATA_PREFIX):].lower(): v for k, v in request.headers.items()
-                    if k.startswith(METADATA_PREFIX)}
+        metadata = {k[len(METADATA_PREFIX):]: v for k, v in request.headers.items() if k.startswith(METADATA_PREFIX)}
+        if "" in metadata:
+            raise InvalidArgument("metadata keys must not be empty")
         length = request.headers.get("content-length", "")
         if length.isdigit() and int(length) > self.max_bytes:
             raise self._too_large()
-        body = self._body(request)
+        # Checked before anything is written: the agent truncates the destination when it opens it.
+        encoding = request.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("gzip", "identity"):
+            raise InvalidArgument(f"unsupported Content-Encoding '{encoding}': use gzip or none")
+        body = self._body(request, gzipped=encoding == "gzip")
         content_type, options = parse_options_header(request.headers.get("content-type"))
         if content_type == b"multipart/form-data":
             if not options.get(b"boundary"):
@@ -108,9 +114,8 @@ class Uploads:
             raise InvalidArgument("the request contains no file")
         return written
 
-    async def _body(self, request: Request) -> AsyncIterator[bytes]:
+    async def _body(self, request: Request, gzipped: bool) -> AsyncIterator[bytes]:
         """The request body, decoded, failing once it passes the size limit."""
-        gzipped = request.headers.get("content-encoding", "").strip().lower() == "gzip"
         inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzipped else None
         total = 0
         async for raw in request.stream():

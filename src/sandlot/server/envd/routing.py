@@ -46,7 +46,6 @@ class SandboxLookup(Protocol):
     def running(self) -> Iterable[SandboxHandle]: ...
 
 
-
 _current: contextvars.ContextVar[SandboxHandle] = contextvars.ContextVar("envd_sandbox")
 
 

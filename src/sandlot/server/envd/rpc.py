@@ -1,4 +1,4 @@
-"""What every Connect handler needs: the deadline, the requesting user, error translation."""
+"""What every Connect handler needs: the deadline, the requesting user, error translation, codecs."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from collections.abc import Awaitable
 from typing import TypeVar
 
 from connectrpc.code import Code
+from connectrpc.codec import Codec
+from connectrpc.compat import google_protobuf_codecs
 from connectrpc.errors import ConnectError
 from connectrpc.request import RequestContext
 
@@ -39,3 +41,26 @@ async def unary(ctx: RequestContext, call: Awaitable[T]) -> T:
                 return await call
     except TimeoutError:
         raise ConnectError(Code.DEADLINE_EXCEEDED, "the request's deadline passed") from None
+
+
+class _RejectingCodec:
+    """A codec whose decode failures are `invalid_argument`: connectrpc treats any other exception
+    as a server fault (500, logged, connection dropped)."""
+
+    def __init__(self, codec: Codec):
+        self._codec = codec
+
+    def name(self) -> str:
+        return self._codec.name()
+
+    def encode(self, message) -> bytes:
+        return self._codec.encode(message)
+
+    def decode(self, data, message_class):
+        try:
+            return self._codec.decode(data, message_class)
+        except Exception as e:  # noqa: BLE001 - anything a malformed body makes the parser raise
+            raise ConnectError(Code.INVALID_ARGUMENT, f"malformed request message: {e}") from None
+
+
+CODECS = [_RejectingCodec(codec) for codec in google_protobuf_codecs()]

@@ -30,7 +30,7 @@ async def guarded(
     """Yield `events` until they end, the sandbox closes (`unavailable`) or the deadline passes."""
     loop = asyncio.get_running_loop()
     timeout_ms = ctx.timeout_ms
-    deadline = None if timeout_ms is None else loop.time() + timeout_ms / 1000
+    end = None if timeout_ms is None else loop.time() + timeout_ms / 1000
     idle = _keepalive_interval(ctx)
     closed = asyncio.ensure_future(sandbox.closed.wait())
     pending: asyncio.Future | None = None
@@ -38,7 +38,7 @@ async def guarded(
         while True:
             if pending is None:
                 pending = asyncio.ensure_future(anext(events))
-            wait = idle if deadline is None else min(idle, deadline - loop.time())
+            wait = idle if end is None else min(idle, end - loop.time())
             await asyncio.wait((pending, closed), timeout=max(wait, 0), return_when=asyncio.FIRST_COMPLETED)
             if pending.done():
                 step, pending = pending, None
@@ -50,7 +50,7 @@ async def guarded(
                 yield item
             elif closed.done():
                 raise ConnectError(Code.UNAVAILABLE, f"sandbox {sandbox.id} stopped running")
-            elif deadline is not None and loop.time() >= deadline:
+            elif end is not None and loop.time() >= end:
                 raise ConnectError(Code.DEADLINE_EXCEEDED, "the stream's deadline passed")
             else:
                 yield keepalive()

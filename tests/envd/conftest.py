@@ -1,0 +1,189 @@
+"""Fixtures: the real agent on the host (unsandboxed), the envd front door served by uvicorn in a
+thread, and the official e2b SDK pointed at it with E2B_SANDBOX_URL (e2b-protocol.md §2.1).
+
+SDK sandbox objects come from `Sandbox.connect()`, answered by a stand-in for the control plane's
+`POST /v2/sandboxes/{id}/connect` (the real control plane is another component; the end-to-end
+tests drive it). Two sandboxes with different access tokens share the one agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from e2b import AsyncSandbox, Sandbox
+from sandlot.agent.client import AgentClient
+from sandlot.server.envd import envd_routes
+
+if os.geteuid() != 0:
+    pytest.skip("the envd tests switch users: run them as root", allow_module_level=True)
+
+API_KEY = "e2b_" + "0" * 40
+ENVD_VERSION = "0.6.4"
+MAX_UPLOAD = 8 * 1024 * 1024  # small, so the 413 test need not send a gigabyte
+SANDBOX_ENVS = {"SANDBOX_WIDE": "yes"}
+
+
+@dataclass
+class FakeSandbox:
+    """What the control plane hands the front door (SandboxHandle)."""
+
+    id: str
+    access_token: str | None
+    default_user: str
+    agent: AgentClient
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Lookup:
+    def __init__(self):
+        self.sandboxes: dict[str, FakeSandbox] = {}
+
+    def get_running(self, sandbox_id):
+        return self.sandboxes.get(sandbox_id)
+
+    def running(self):
+        return list(self.sandboxes.values())
+
+
+@dataclass
+class Envd:
+    url: str
+    lookup: Lookup
+    loop: asyncio.AbstractEventLoop
+    agent: AgentClient
+    user: pwd.struct_passwd
+
+    def add(self, sandbox_id: str, token: str | None) -> FakeSandbox:
+        sandbox = FakeSandbox(sandbox_id, token, self.user.pw_name, self.agent)
+        self.lookup.sandboxes[sandbox_id] = sandbox
+        return sandbox
+
+    def kill(self, sandbox_id: str) -> None:
+        """What the control plane does on kill or pause: forget the sandbox, end its streams."""
+        sandbox = self.lookup.sandboxes.pop(sandbox_id)
+        self.loop.call_soon_threadsafe(sandbox.closed.set)
+
+    def connect(self, sandbox_id: str, cls=Sandbox):
+        return cls.connect(sandbox_id, api_key=API_KEY, api_url=self.url, sandbox_url=self.url)
+
+
+def _control_plane_connect(lookup: Lookup):
+    async def connect(request: Request):
+        sandbox = lookup.get_running(request.path_params["sandbox_id"])
+        if sandbox is None:
+            return JSONResponse({"code": 404, "message": "sandbox not found"}, status_code=404)
+        return JSONResponse({"templateID": "base", "sandboxID": sandbox.id, "clientID": "local",
+                             "envdVersion": ENVD_VERSION, "envdAccessToken": sandbox.access_token,
+                             "domain": None})
+
+    return Route("/v2/sandboxes/{sandbox_id}/connect", connect, methods=["POST"])
+
+
+@pytest.fixture(scope="session")
+def base_dir():
+    d = Path(tempfile.mkdtemp(prefix="sandlot-envd-test-"))
+    os.chmod(d, 0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def user(base_dir) -> pwd.struct_passwd:
+    """A throwaway account playing the sandbox's default user."""
+    name = "sle" + uuid.uuid4().hex[:8]
+    home = base_dir / "home" / name
+    home.parent.mkdir()
+    subprocess.run(["useradd", "--no-create-home", "--home-dir", str(home), "--shell", "/bin/bash",
+                    "--user-group", name], check=True)
+    try:
+        pw = pwd.getpwnam(name)
+        home.mkdir()
+        os.chown(home, pw.pw_uid, pw.pw_gid)
+        yield pw
+    finally:
+        subprocess.run(["userdel", name], check=False)
+
+
+@pytest.fixture(scope="session")
+def agent_socket(base_dir, user):
+    config = base_dir / "agent.json"
+    config.write_text(json.dumps({"envs": SANDBOX_ENVS, "default_user": user.pw_name, "allow_sudo": True}))
+    sock = str(base_dir / "agent.sock")
+    log = open(base_dir / "agent.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-c", "from sandlot.agent.main import main; main()",
+                             "--socket", sock, "--config", str(config)],
+                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd="/")
+    deadline = time.monotonic() + 10
+    while not os.path.exists(sock):
+        assert proc.poll() is None and time.monotonic() < deadline, (base_dir / "agent.log").read_text()
+        time.sleep(0.01)
+    yield sock
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(10)
+    log.close()
+
+
+@pytest.fixture(scope="session")
+def envd(agent_socket, user) -> Envd:
+    lookup = Lookup()
+    app = Starlette(routes=[*envd_routes(lookup, max_upload_bytes=MAX_UPLOAD), _control_plane_connect(lookup)])
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_until_complete, args=(server.serve(sockets=[sock]),), daemon=True)
+    thread.start()
+    while not server.started:
+        assert thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.01)
+    host, port = sock.getsockname()
+    yield Envd(f"http://{host}:{port}", lookup, loop, AgentClient(agent_socket), user)
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture(scope="session")
+def sandbox(envd) -> Sandbox:
+    """The main sandbox, with an access token, as the sync SDK sees it."""
+    envd.add("sbxmain", "token-main")
+    return envd.connect("sbxmain")
+
+
+@pytest.fixture
+async def async_sandbox(envd, sandbox) -> AsyncSandbox:
+    return await envd.connect("sbxmain", AsyncSandbox)
+
+
+@pytest.fixture
+def home(user) -> str:
+    return user.pw_dir
+
+
+@pytest.fixture
+def workdir(sandbox, home):
+    """A fresh directory in the default user's home, removed afterwards."""
+    path = f"{home}/t-{uuid.uuid4().hex[:8]}"
+    sandbox.files.make_dir(path)
+    yield path
+    sandbox.files.remove(path)
