@@ -98,7 +98,10 @@ async def test_mkdir(client, home, user):
 async def test_list_with_depth(client, home):
     await client.write("tree/a/b/c.txt", None, b"c")
     await client.write("tree/top.txt", None, b"t")
-    names = lambda entries: [e["path"][len(str(home / "tree")) + 1:] for e in entries]  # noqa: E731
+
+    def names(entries):
+        return [e["path"][len(str(home / "tree")) + 1:] for e in entries]
+
     assert names(await client.list_dir("tree")) == ["a", "top.txt"]
     assert names(await client.list_dir("tree", depth=0)) == ["a", "top.txt"]
     assert names(await client.list_dir("tree", depth=3)) == ["a", "a/b", "a/b/c.txt", "top.txt"]
@@ -157,11 +160,11 @@ async def test_metadata_is_stored_as_xattrs_and_replaced(client, home):
 
 
 async def test_bad_requests(client):
-    for request, code in ((dict(op="files.stat"), "invalid_argument"),
-                          (dict(op="files.stat", path=5), "invalid_argument"),
-                          (dict(op="files.stat", path="/", user="no-such-user"), "unauthenticated"),
-                          (dict(op="files.list", path="/", depth="deep"), "invalid_argument"),
-                          (dict(op="files.write", path="x", metadata={"k": 1}), "invalid_argument")):
+    for request, code in (({"op": "files.stat"}, "invalid_argument"),
+                          ({"op": "files.stat", "path": 5}, "invalid_argument"),
+                          ({"op": "files.stat", "path": "/", "user": "no-such-user"}, "unauthenticated"),
+                          ({"op": "files.list", "path": "/", "depth": "deep"}, "invalid_argument"),
+                          ({"op": "files.write", "path": "x", "metadata": {"k": 1}}, "invalid_argument")):
         with pytest.raises(AgentError) as e:
             await client.call(**request)
         assert e.value.code == code, request

@@ -235,3 +235,20 @@ async def test_exec_round_trip_is_fast(client):
     per_call = (time.perf_counter() - started) / 50
     assert result.exit_code == 0
     assert per_call < 0.02, f"{per_call * 1000:.1f} ms per exec"  # generous: CI machines are noisy
+
+
+def rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return int(next(line for line in f if line.startswith("VmRSS")).split()[1])
+
+
+async def test_a_slow_reader_holds_the_process_back_instead_of_filling_the_agent(agent, client):
+    before = rss_kb(agent.proc.pid)
+    events = client.start("/bin/bash", ["-c", "head -c 200000000 /dev/zero"])
+    await events.__anext__()
+    await asyncio.sleep(1.0)  # read nothing while the process could write 200 MB
+    assert rss_kb(agent.proc.pid) - before < 20_000
+    received = 0
+    async for event in events:
+        received += len(event.get("stdout", b""))
+    assert received == 200_000_000

@@ -7,7 +7,6 @@ import asyncio
 import glob
 import os
 import shutil
-import signal
 import socket
 import struct
 import subprocess

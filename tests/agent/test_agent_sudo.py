@@ -98,7 +98,7 @@ def test_refused_when_the_sandbox_disallows_it(make_agent, user):
     assert done.stderr == b"sudo: sudo is not allowed in this sandbox\n"
 
 
-async def test_other_users_may_only_ask_for_sudo(agent, user):
+def test_other_users_may_only_ask_for_sudo(agent, user):
     probe = ("import json, socket, struct, sys\n"
              "s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])\n"
              "body = json.dumps({'op': sys.argv[2], 'cmd': '/bin/true'}).encode()\n"

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from typing import Any, AsyncIterable, AsyncIterator, Optional, Union
+from collections.abc import AsyncIterable, AsyncIterator
+from typing import Any
 
 from . import wire
 
@@ -30,7 +31,7 @@ class AgentError(Exception):
         self.message = message
 
 
-def _selector(pid: Optional[int], tag: Optional[str]) -> dict:
+def _selector(pid: int | None, tag: str | None) -> dict:
     if pid is not None:
         return {"pid": pid}
     if tag is not None:
@@ -89,15 +90,15 @@ class AgentClient:
     async def env(self) -> dict:
         return (await self.call("env"))["envs"]
 
-    def start(self, cmd: str, args: list[str] = (), *, envs: Optional[dict] = None, cwd: Optional[str] = None,
-              user: Optional[str] = None, pty: Optional[dict] = None, stdin: bool = False,
-              tag: Optional[str] = None, timeout_ms: int = 0) -> AsyncIterator[dict]:
+    def start(self, cmd: str, args: list[str] = (), *, envs: dict | None = None, cwd: str | None = None,
+              user: str | None = None, pty: dict | None = None, stdin: bool = False,
+              tag: str | None = None, timeout_ms: int = 0) -> AsyncIterator[dict]:
         """Start a process; yields its events (see the module doc). ``pty`` is {"cols", "rows"}."""
         return self._process_events({
             "op": "process.start", "cmd": cmd, "args": list(args), "envs": envs or {}, "cwd": cwd,
             "user": user, "pty": pty, "stdin": stdin, "tag": tag, "timeout_ms": timeout_ms})
 
-    def connect(self, *, pid: Optional[int] = None, tag: Optional[str] = None) -> AsyncIterator[dict]:
+    def connect(self, *, pid: int | None = None, tag: str | None = None) -> AsyncIterator[dict]:
         """Follow a running process: its events from now on."""
         return self._process_events({"op": "process.connect", **_selector(pid, tag)})
 
@@ -121,12 +122,12 @@ class AgentClient:
     async def list_processes(self) -> list[dict]:
         return (await self.call("process.list"))["processes"]
 
-    async def send_input(self, data: bytes, *, pid: Optional[int] = None, tag: Optional[str] = None,
+    async def send_input(self, data: bytes, *, pid: int | None = None, tag: str | None = None,
                          pty: bool = False) -> None:
         await self.call("process.input", data=base64.b64encode(data).decode(), pty=pty, **_selector(pid, tag))
 
-    async def stream_input(self, chunks: AsyncIterable[bytes], *, pid: Optional[int] = None,
-                           tag: Optional[str] = None, pty: bool = False) -> None:
+    async def stream_input(self, chunks: AsyncIterable[bytes], *, pid: int | None = None,
+                           tag: str | None = None, pty: bool = False) -> None:
         """Send every chunk as process input, in order; returns when the agent has written them all."""
         reader, writer = await self._open({"op": "process.stream_input", **_selector(pid, tag)})
         try:
@@ -141,33 +142,33 @@ class AgentClient:
         finally:
             writer.close()
 
-    async def close_stdin(self, *, pid: Optional[int] = None, tag: Optional[str] = None) -> None:
+    async def close_stdin(self, *, pid: int | None = None, tag: str | None = None) -> None:
         await self.call("process.close_stdin", **_selector(pid, tag))
 
-    async def send_signal(self, signal: int, *, pid: Optional[int] = None, tag: Optional[str] = None) -> None:
+    async def send_signal(self, signal: int, *, pid: int | None = None, tag: str | None = None) -> None:
         await self.call("process.signal", signal=int(signal), **_selector(pid, tag))
 
-    async def resize(self, cols: int, rows: int, *, pid: Optional[int] = None, tag: Optional[str] = None) -> None:
+    async def resize(self, cols: int, rows: int, *, pid: int | None = None, tag: str | None = None) -> None:
         await self.call("process.resize", cols=cols, rows=rows, **_selector(pid, tag))
 
     # ---- files -------------------------------------------------------------------------------
 
-    async def stat(self, path: str, user: Optional[str] = None) -> dict:
+    async def stat(self, path: str, user: str | None = None) -> dict:
         return (await self.call("files.stat", path=path, user=user))["entry"]
 
-    async def list_dir(self, path: str, depth: int = 1, user: Optional[str] = None) -> list[dict]:
+    async def list_dir(self, path: str, depth: int = 1, user: str | None = None) -> list[dict]:
         return (await self.call("files.list", path=path, depth=depth, user=user))["entries"]
 
-    async def make_dir(self, path: str, user: Optional[str] = None) -> dict:
+    async def make_dir(self, path: str, user: str | None = None) -> dict:
         return (await self.call("files.mkdir", path=path, user=user))["entry"]
 
-    async def move(self, source: str, destination: str, user: Optional[str] = None) -> dict:
+    async def move(self, source: str, destination: str, user: str | None = None) -> dict:
         return (await self.call("files.move", source=source, destination=destination, user=user))["entry"]
 
-    async def remove(self, path: str, user: Optional[str] = None) -> None:
+    async def remove(self, path: str, user: str | None = None) -> None:
         await self.call("files.remove", path=path, user=user)
 
-    async def read(self, path: str, user: Optional[str] = None) -> AsyncIterator[Union[dict, bytes]]:
+    async def read(self, path: str, user: str | None = None) -> AsyncIterator[dict | bytes]:
         """Yields the file's ENTRY, then its content in chunks."""
         reader, writer = await self._open({"op": "files.read", "path": path, "user": user})
         try:
@@ -185,8 +186,8 @@ class AgentClient:
         finally:
             writer.close()
 
-    async def write(self, path: str, user: Optional[str], chunks: Union[AsyncIterable[bytes], bytes],
-                    metadata: Optional[dict] = None, append: bool = False) -> dict:
+    async def write(self, path: str, user: str | None, chunks: AsyncIterable[bytes] | bytes,
+                    metadata: dict | None = None, append: bool = False) -> dict:
         """Write (or append to) a file from bytes or an async iterable of bytes; returns its ENTRY."""
         reader, writer = await self._open({"op": "files.write", "path": path, "user": user,
                                            "metadata": metadata, "append": append})
@@ -211,7 +212,7 @@ class AgentClient:
             writer.write(wire.encode(wire.DATA, view[i:i + wire.CHUNK]))
             await writer.drain()
 
-    async def watch(self, path: str, user: Optional[str] = None, recursive: bool = False,
+    async def watch(self, path: str, user: str | None = None, recursive: bool = False,
                     include_entry: bool = False) -> AsyncIterator[dict]:
         """Yields ``{"start": {}}``, then ``{"event": {"name", "type", "entry"?}}`` and keepalives."""
         reader, writer = await self._open({"op": "files.watch", "path": path, "user": user,

@@ -118,7 +118,7 @@ class Process:
         for conn in congested:
             try:
                 await conn.writer.drain()
-            except Exception:
+            except ConnectionError:
                 self.unfollow(conn)  # that client is gone; its own handler finishes the stream
         self._paused = False
         if not self.ended.done():

@@ -153,7 +153,7 @@ async def _read_request(sock):
 async def _streams(sock, rest):
     """asyncio streams over an accepted socket whose first ``rest`` bytes were already received."""
     loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
+    reader = asyncio.StreamReader(limit=wire.CHUNK)  # reads pause once 2 chunks are waiting
     reader.feed_data(rest)  # before the transport starts reading, to keep the byte order
     protocol = asyncio.StreamReaderProtocol(reader)
     transport, _ = await loop.connect_accepted_socket(lambda: protocol, sock)
@@ -184,7 +184,7 @@ async def _serve_one(sock):
             conn.send(reply)
     except OpError as e:
         await _refuse(reader, writer, e.code, e.message)
-    except wire.WireError as e:
+    except (wire.WireError, ValueError) as e:  # ValueError: e.g. a NUL byte in a path or argument
         await _refuse(reader, writer, "invalid_argument", str(e))
     except (ConnectionError, asyncio.TimeoutError, asyncio.CancelledError):
         pass  # the client left, or never sent a request, or the agent stops
@@ -251,12 +251,16 @@ class Server:
                 # Out of fds or memory: stop accepting for a moment instead of spinning on the listener.
                 log("accept failed: %s" % e)
                 loop.remove_reader(self.listener.fileno())
-                loop.call_later(1.0, loop.add_reader, self.listener.fileno(), self._accept)
+                loop.call_later(1.0, self._resume_accepting)
                 return
             sock.setblocking(False)
             task = loop.create_task(_serve_one(sock))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
+
+    def _resume_accepting(self):
+        if self.listener is not None:
+            asyncio.get_running_loop().add_reader(self.listener.fileno(), self._accept)
 
     def close(self):
         if self.listener is not None:

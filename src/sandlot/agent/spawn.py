@@ -5,8 +5,8 @@ import os
 import signal
 import subprocess
 
-from .errors import OpError
 from . import users
+from .errors import OpError
 
 
 def popen(argv, user, cwd, env, stdin, stdout, stderr, preexec_fn=None):
@@ -41,7 +41,7 @@ async def wait(proc):
     finally:
         loop.remove_reader(fd)
         os.close(fd)
-    _, status = os.waitpid(proc.pid, 0)
+    _, status = os.waitpid(proc.pid, 0)  # it has exited: this reaps without blocking
     proc.returncode = os.waitstatus_to_exitcode(status)  # so Popen never waits for it again
     return status
 

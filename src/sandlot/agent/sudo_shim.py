@@ -181,6 +181,11 @@ def main(argv):
     argv, cwd, extra = command(opts, args)
     request = {"op": "sudo", "argv": argv, "user": opts["user"], "cwd": cwd,
                "envs": environment(opts, extra)}
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:  # closed by the caller: the command gets /dev/null there
+            os.dup2(os.open(os.devnull, os.O_RDWR), fd)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(SOCKET)
