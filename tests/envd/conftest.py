@@ -9,6 +9,7 @@ tests drive it). Two sandboxes with different access tokens share the one agent.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import pwd
@@ -79,10 +80,13 @@ class Envd:
         self.lookup.sandboxes[sandbox_id] = sandbox
         return sandbox
 
-    def kill(self, sandbox_id: str) -> None:
-        """What the control plane does on kill or pause: forget the sandbox, end its streams."""
+    def kill(self, sandbox_id: str) -> FakeSandbox:
+        """What the control plane does on kill or pause: forget the sandbox, end its streams.
+
+        Returns the sandbox with a fresh `closed` event, as a pause leaves it for a later resume."""
         sandbox = self.lookup.sandboxes.pop(sandbox_id)
         self.loop.call_soon_threadsafe(sandbox.closed.set)
+        return dataclasses.replace(sandbox, closed=asyncio.Event())
 
     def connect(self, sandbox_id: str, cls=Sandbox):
         return cls.connect(sandbox_id, api_key=API_KEY, api_url=self.url, sandbox_url=self.url)
@@ -152,7 +156,16 @@ def envd(agent_socket, user) -> Envd:
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_until_complete, args=(server.serve(sockets=[sock]),), daemon=True)
+
+    def serve():
+        loop.run_until_complete(server.serve(sockets=[sock]))
+        leftovers = asyncio.all_tasks(loop)  # watchers of sandboxes "killed" while the agent lives on
+        for task in leftovers:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
+        loop.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     while not server.started:
         assert thread.is_alive(), "uvicorn did not start"

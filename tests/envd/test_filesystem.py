@@ -114,6 +114,17 @@ def test_sync_watch(sandbox, workdir):
         handle.get_new_events()
 
 
+def test_polling_watcher_outlives_pause_and_resume(envd, sandbox, workdir):
+    handle = sandbox.files.watch_dir(workdir)
+    try:
+        paused = envd.kill("sbxmain")  # what a pause looks like to the front door
+        envd.lookup.sandboxes["sbxmain"] = paused  # resumed, with a fresh closed event
+        sandbox.files.write(f"{workdir}/after-resume.txt", "x")
+        assert "after-resume.txt" in {e.name for e in handle.get_new_events()}
+    finally:
+        handle.stop()
+
+
 def test_watch_errors(sandbox, workdir):
     with pytest.raises(FileNotFoundException):
         sandbox.files.watch_dir(f"{workdir}/missing")

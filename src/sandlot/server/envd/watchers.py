@@ -1,8 +1,9 @@
 """Polling watchers (CreateWatcher / GetWatcherEvents / RemoveWatcher), kept per sandbox.
 
 The sync SDK cannot hold a stream open, so each watcher is an agent watch stream pumped into a
-buffer here until the client removes it or the sandbox stops. Events are the agent's raw event
-objects ({"name", "type", "entry"?}); filesystem.py converts them when they are fetched.
+buffer here until the client removes it or the agent ends the stream (the sandbox was killed). A
+pause only stalls the stream, so watchers outlive pause and resume as envd's do. Events are the
+agent's raw event objects ({"name", "type", "entry"?}); filesystem.py converts them when fetched.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 
 from ..._exceptions import NotFound
+from ...agent.client import AgentError
 from .routing import SandboxHandle
 
 MAX_BUFFERED = 10_000  # per watcher; a client that never polls loses the oldest events
@@ -38,27 +40,17 @@ class Watcher:
         name = posixpath.relpath(path, self.path)
         return name if self.recursive or "/" not in name else None
 
-    def start(self, closed: asyncio.Event) -> asyncio.Task:
-        self.task = asyncio.create_task(self._pump(closed))
-        return self.task
-
-    async def _pump(self, closed: asyncio.Event) -> None:
-        reader = asyncio.ensure_future(self._read())
-        stopped = asyncio.ensure_future(closed.wait())
+    async def pump(self) -> None:
         try:
-            await asyncio.wait((reader, stopped), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            reader.cancel()
-            stopped.cancel()
-
-    async def _read(self) -> None:
-        async for message in self._stream:
-            if event := message.get("event"):
-                self.events.append(event)
-                self.count += 1
-                self._recent.append((self.count, event.get("name", "")))
-                self._arrival.set()
-                self._arrival = asyncio.Event()
+            async for message in self._stream:
+                if event := message.get("event"):
+                    self.events.append(event)
+                    self.count += 1
+                    self._recent.append((self.count, event.get("name", "")))
+                    self._arrival.set()
+                    self._arrival = asyncio.Event()
+        except AgentError:
+            pass  # the agent went away with its sandbox
 
     async def wait_for(self, name: str, after: int) -> None:
         """Until an event named `name` arrives as event number `after` + 1 or later."""
@@ -71,11 +63,11 @@ class Watchers:
         self._by_sandbox: dict[str, dict[str, Watcher]] = {}
 
     def add(self, sandbox: SandboxHandle, watcher: Watcher) -> str:
-        """Register a watcher whose stream has started; it lives until removed or the sandbox stops."""
+        """Register a watcher whose stream has started; it lives until removed or its stream ends."""
         watcher_id = secrets.token_hex(8)
         self._by_sandbox.setdefault(sandbox.id, {})[watcher_id] = watcher
-        task = watcher.start(sandbox.closed)
-        task.add_done_callback(lambda _: self._forget(sandbox.id, watcher_id))
+        watcher.task = asyncio.create_task(watcher.pump())
+        watcher.task.add_done_callback(lambda _: self._forget(sandbox.id, watcher_id))
         return watcher_id
 
     def take_events(self, sandbox: SandboxHandle, watcher_id: str) -> list[dict]:
