@@ -71,10 +71,10 @@ def entry(path, names=None):
     }
 
 
-def metadata(path_or_fd):
+def metadata(path):
     try:
-        keys = [k for k in os.listxattr(path_or_fd) if k.startswith(METADATA_PREFIX)]
-        return {k[len(METADATA_PREFIX):]: os.getxattr(path_or_fd, k).decode("utf-8", "replace") for k in keys}
+        keys = [k for k in os.listxattr(path) if k.startswith(METADATA_PREFIX)]
+        return {k[len(METADATA_PREFIX):]: os.getxattr(path, k).decode("utf-8", "replace") for k in keys}
     except OSError:  # no xattr support there, or a dangling symlink
         return {}
 

@@ -3,6 +3,7 @@ connected stream, stdin and PTY input, signals, resizing, deadlines and the end 
 
 import asyncio
 import binascii
+import fcntl
 import os
 import signal
 import struct
@@ -214,15 +215,13 @@ def _spawn_pty(argv, user, cwd, env, size):
     import termios
 
     def take_terminal():  # in the child, a new session leader: the PTY becomes its controlling tty
-        import fcntl
-
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
     master, slave = os.openpty()
     try:
         _set_size(master, size)
         if user.uid != os.geteuid():
-            os.fchown(slave, user.uid, -1)  # like login(1): programs that reopen their tty may
+            os.fchown(slave, user.uid, -1)  # like login(1), for programs that reopen their tty by name
         popen = spawn.popen(argv, user, cwd, env, slave, slave, slave, preexec_fn=take_terminal)
     except BaseException:
         os.close(master)
@@ -242,7 +241,6 @@ def _size(pty):
 
 
 def _set_size(master, size):
-    import fcntl
     import termios
 
     cols, rows = size
