@@ -27,12 +27,12 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from e2b import AsyncSandbox, Sandbox
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from e2b import AsyncSandbox, Sandbox
 from sandlot.agent.client import AgentClient
 from sandlot.server.envd import envd_routes
 
@@ -134,10 +134,10 @@ def agent_socket(base_dir, user):
     config = base_dir / "agent.json"
     config.write_text(json.dumps({"envs": SANDBOX_ENVS, "default_user": user.pw_name, "allow_sudo": True}))
     sock = str(base_dir / "agent.sock")
-    log = open(base_dir / "agent.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-c", "from sandlot.agent.main import main; main()",
-                             "--socket", sock, "--config", str(config)],
-                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd="/")
+    with open(base_dir / "agent.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-c", "from sandlot.agent.main import main; main()",
+                                 "--socket", sock, "--config", str(config)],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd="/")
     deadline = time.monotonic() + 10
     while not os.path.exists(sock):
         assert proc.poll() is None and time.monotonic() < deadline, (base_dir / "agent.log").read_text()
@@ -145,7 +145,6 @@ def agent_socket(base_dir, user):
     yield sock
     proc.send_signal(signal.SIGTERM)
     proc.wait(10)
-    log.close()
 
 
 @pytest.fixture(scope="session")

@@ -8,9 +8,8 @@ import time
 
 import httpx
 import pytest
-from e2b import AuthenticationException, FileNotFoundException, InvalidArgumentException
-
 from conftest import MAX_UPLOAD
+from e2b import AuthenticationException, FileNotFoundException, InvalidArgumentException
 
 
 @pytest.fixture

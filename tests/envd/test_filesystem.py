@@ -7,7 +7,7 @@ import os
 import time
 
 import pytest
-from e2b import FileNotFoundException, FileType, FilesystemEventType, InvalidArgumentException, SandboxException
+from e2b import FileNotFoundException, FilesystemEventType, FileType, InvalidArgumentException, SandboxException
 
 
 def test_get_info_and_exists(sandbox, workdir, user):
@@ -86,10 +86,11 @@ def test_metadata_round_trip(sandbox, workdir):
     assert sandbox.files.get_info(path).metadata is None
 
 
-def test_user_selection_sets_ownership(sandbox, workdir):
-    assert sandbox.files.write("/tmp/envd-owned-by-root", "r", user="root").path == "/tmp/envd-owned-by-root"
-    assert sandbox.files.get_info("/tmp/envd-owned-by-root").owner == "root"
-    with pytest.raises(Exception):
+def test_user_selection_sets_ownership(sandbox, tmp_path):
+    path = f"{tmp_path}/owned-by-root"
+    assert sandbox.files.write(path, "r", user="root").path == path
+    assert sandbox.files.get_info(path, user="root").owner == "root"
+    with pytest.raises(SandboxException, match="403"):
         sandbox.files.write("/root/not-mine", "x")  # the default user may not write there
 
 

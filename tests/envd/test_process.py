@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
-from e2b import CommandExitException, NotFoundException, TimeoutException
-from e2b.sandbox.commands.command_handle import PtySize
-
 from conftest import SANDBOX_ENVS
+from e2b import CommandExitException, InvalidArgumentException, NotFoundException, TimeoutException
+from e2b.sandbox.commands.command_handle import PtySize
 
 
 def test_foreground_command(sandbox, user):
@@ -33,7 +31,7 @@ def test_envs_cwd_and_user(sandbox):
 
 
 def test_missing_cwd_is_an_error(sandbox):
-    with pytest.raises(Exception):
+    with pytest.raises(InvalidArgumentException):
         sandbox.commands.run("true", cwd="/no/such/dir")
 
 
@@ -86,12 +84,12 @@ def test_unknown_pid(sandbox):
         sandbox.commands.send_stdin(999_999, "x")
 
 
-def test_timeout_kills_the_command(sandbox):
+def test_timeout_kills_the_command(sandbox, tmp_path):
     started = time.monotonic()
     with pytest.raises(TimeoutException):
-        sandbox.commands.run("echo $$ > /tmp/envd-timeout.pid; sleep 30", timeout=1, user="root")
+        sandbox.commands.run(f"echo $$ > {tmp_path}/pid; sleep 30", timeout=1, user="root")
     assert time.monotonic() - started < 10
-    pid = int(sandbox.files.read("/tmp/envd-timeout.pid", user="root"))
+    pid = int(sandbox.files.read(f"{tmp_path}/pid", user="root"))
     deadline = time.monotonic() + 5
     while pid in {p.pid for p in sandbox.commands.list()} and time.monotonic() < deadline:
         time.sleep(0.05)

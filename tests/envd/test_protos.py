@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import filecmp
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -16,8 +17,9 @@ GENERATED = ["process_pb2.py", "process_pb2.pyi", "process_connect.py",
              "filesystem_pb2.py", "filesystem_pb2.pyi", "filesystem_connect.py"]
 
 
-@pytest.mark.skipif(shutil.which("protoc-gen-connectrpc", path=os.path.dirname(sys.executable)) is None,
-                    reason="protoc-gen-connectrpc is not installed")
+@pytest.mark.skipif(importlib.util.find_spec("grpc_tools") is None
+                    or shutil.which("protoc-gen-connectrpc", path=os.path.dirname(sys.executable)) is None,
+                    reason="the code generators (grpcio-tools, protoc-gen-connectrpc) are not installed")
 def test_regenerating_changes_nothing(tmp_path):
     subprocess.run([REPO / "scripts" / "gen-protos.sh", tmp_path], check=True, env={**os.environ, "PYTHON": sys.executable})
     fresh, committed = tmp_path / "sandlot" / "protocol", REPO / "src" / "sandlot" / "protocol"

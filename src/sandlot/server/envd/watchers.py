@@ -96,7 +96,7 @@ class Watchers:
         if waits:
             try:
                 await asyncio.wait_for(asyncio.gather(*waits), SETTLE_TIMEOUT_S)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     def _get(self, sandbox: SandboxHandle, watcher_id: str) -> Watcher:
