@@ -53,9 +53,8 @@ def timed(fn, runs: int) -> list[float]:
 
 def pss_of_cgroup(sandbox_id: str) -> int:
     total = 0
-    procs = Path(f"/sys/fs/cgroup/pids/sandlot/{sandbox_id}/cgroup.procs")
-    if not procs.exists():
-        procs = Path(f"/sys/fs/cgroup/sandlot/{sandbox_id}/cgroup.procs")
+    procs = next(Path("/sys/fs/cgroup").glob(f"pids/sandlot-*/{sandbox_id}/cgroup.procs"), None) or \
+        next(Path("/sys/fs/cgroup").glob(f"sandlot-*/{sandbox_id}/cgroup.procs"))
     for pid in procs.read_text().split():
         try:
             for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():

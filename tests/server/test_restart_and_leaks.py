@@ -42,7 +42,7 @@ def _resources(home: Path) -> dict[str, list[str]]:
               if home in line or mnt in line]
     dirs = [str(p) for p in Path(home, "sandboxes").glob("*")]
     dirs += [str(p) for p in Path(mnt).glob("*") if not p.name.startswith("agent-")]
-    cgroups = [str(p) for p in Path("/sys/fs/cgroup").glob("*/sandlot/*") if p.is_dir()]
+    cgroups = [str(p) for p in Path("/sys/fs/cgroup").glob(f"*/sandlot-{Path(mnt).name}") if p.is_dir()]
     netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
     return {"processes": procs, "mounts": mounts, "dirs": dirs, "cgroups": cgroups, "netns": netns}
 

@@ -1,8 +1,9 @@
 """Per-sandbox cgroups: memory, cpu and pids limits, usage readings, freezing, cleanup.
 
 Supports cgroup v1 (one hierarchy per controller, as on these machines) and the v2 unified
-hierarchy. Every sandbox gets `sandlot/<id>` in each hierarchy; `remove()` kills what is left and
-deletes the directories, so a sandbox's cgroups never outlive it.
+hierarchy. Every sandbox gets `<group>/<id>` in each hierarchy, where the group names one server
+(`sandlot-<hash of its state dir>`), so servers never touch each other's sandboxes; `remove()` kills
+what is left and deletes the directories, so a sandbox's cgroups never outlive it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from .policy import Limits
 
 ROOT = Path("/sys/fs/cgroup")
 V1_CONTROLLERS = ("memory", "pids", "cpu", "cpuacct", "freezer")
-PARENT = "sandlot"
 CFS_PERIOD_US = 100_000
 
 
@@ -54,12 +54,12 @@ class Usage:
 class SandboxCgroup:
     """The cgroup(s) of one sandbox."""
 
-    def __init__(self, sandbox_id: str, version: str):
+    def __init__(self, sandbox_id: str, version: str, group: str):
         self.version = version
         if version == "v1":
-            self.dirs = {c: ROOT / c / PARENT / sandbox_id for c in V1_CONTROLLERS}
+            self.dirs = {c: ROOT / c / group / sandbox_id for c in V1_CONTROLLERS}
         else:
-            self.dirs = {"unified": ROOT / PARENT / sandbox_id}
+            self.dirs = {"unified": ROOT / group / sandbox_id}
 
     def _dir(self, controller: str) -> Path:
         return self.dirs.get(controller) or self.dirs["unified"]
@@ -86,7 +86,7 @@ class SandboxCgroup:
             _write(self.dirs["cpu"] / "cpu.cfs_period_us", str(CFS_PERIOD_US))
             _write(self.dirs["cpu"] / "cpu.cfs_quota_us", str(quota))
         else:
-            parent = ROOT / PARENT
+            parent = self.dirs["unified"].parent
             parent.mkdir(exist_ok=True)
             _write(ROOT / "cgroup.subtree_control", "+memory +pids +cpu")
             _write(parent / "cgroup.subtree_control", "+memory +pids +cpu")
@@ -191,10 +191,10 @@ def _kv(path: Path) -> dict[str, int]:
     return out
 
 
-def leftovers() -> list[str]:
-    """Names of sandbox cgroups present on the host (for adoption and leak checks)."""
+def leftovers(group: str) -> list[str]:
+    """Names of the sandbox cgroups of one server's group (for adoption and leak checks)."""
     names: set[str] = set()
-    for base in [ROOT / c / PARENT for c in V1_CONTROLLERS] + [ROOT / PARENT]:
+    for base in [ROOT / c / group for c in V1_CONTROLLERS] + [ROOT / group]:
         if base.is_dir():
             names.update(p.name for p in base.iterdir() if p.is_dir())
     return sorted(names)

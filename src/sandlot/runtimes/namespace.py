@@ -94,6 +94,7 @@ class NamespaceRuntime:
         self.root.mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o700)
         self.mnt = mount_root(home)
+        self.cgroup_group = "sandlot-" + self.mnt.name
         self.mnt.mkdir(parents=True, exist_ok=True)
         for p in (self.mnt.parent, self.mnt):
             os.chmod(p, 0o711)
@@ -162,7 +163,7 @@ class NamespaceRuntime:
     def leftovers(self) -> set[str]:
         ids = {p.name for p in self.root.iterdir() if p.is_dir()}
         ids.update(p.name for p in self.mnt.iterdir() if p.is_dir() and not p.name.startswith((".", "agent")))
-        ids.update(cgroups.leftovers())
+        ids.update(cgroups.leftovers(self.cgroup_group))
         return ids
 
     # ---- create ------------------------------------------------------------------------------
@@ -197,7 +198,7 @@ class NamespaceRuntime:
 
         cg = None
         if self.cgroup_version:
-            cg = SandboxCgroup(sid, self.cgroup_version)
+            cg = SandboxCgroup(sid, self.cgroup_version, self.cgroup_group)
             cg.create(spec.limits)
 
         argv = self._bwrap_argv(spec, template, m)
@@ -359,7 +360,9 @@ class NamespaceRuntime:
         return RuntimeSandbox(sandbox_id, sock, pid, state["started_ticks"])
 
     def _cgroup(self, sandbox_id: str) -> SandboxCgroup | None:
-        return SandboxCgroup(sandbox_id, self.cgroup_version) if self.cgroup_version else None
+        if self.cgroup_version is None:
+            return None
+        return SandboxCgroup(sandbox_id, self.cgroup_version, self.cgroup_group)
 
     def usage(self, sandbox_id: str):
         cg = self._cgroup(sandbox_id)
