@@ -95,9 +95,10 @@ def ls(state: str = typer.Option(None, help="running, paused, or both comma-sepa
 
 
 def _pump_stdin(handle) -> None:
-    while chunk := sys.stdin.buffer.read1(65536):
-        handle.send_stdin(chunk)
-    handle.close_stdin()
+    with contextlib.suppress(NotFound):  # the command may end before its input does
+        while chunk := sys.stdin.buffer.read1(65536):
+            handle.send_stdin(chunk)
+        handle.close_stdin()
 
 
 def exec_(sandbox_id: str = typer.Argument(..., help="Sandbox id."),
@@ -113,6 +114,10 @@ def exec_(sandbox_id: str = typer.Argument(..., help="Sandbox id."),
 
     Example: sandlot exec ID -- ls -la /tmp
     """
+    if command[:1] == ["--"]:  # options stop at the sandbox id, so a `--` separator arrives here
+        command = command[1:]
+    if not command:
+        raise typer.BadParameter("no command given", param_hint="COMMAND")
     line = command[0] if len(command) == 1 else shlex.join(command)
     sandbox = Sandbox.connect(sandbox_id, api_url=api_url, api_key=api_key)
     out, err = sys.stdout, sys.stderr

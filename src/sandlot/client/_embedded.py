@@ -123,4 +123,7 @@ if __name__ == "__main__":
     threading.Thread(target=_watch_parent, name="parent-watchdog", daemon=True).start()
     from ..cli.main import app
 
-    app(prog_name="sandlot")
+    try:
+        app(prog_name="sandlot")
+    finally:  # the private state directory dies with the server, even if our parent could not clean up
+        shutil.rmtree(os.environ["SANDLOT_HOME"], ignore_errors=True)

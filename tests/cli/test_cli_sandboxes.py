@@ -1,0 +1,86 @@
+"""`sandlot create|ls|exec|cp|kill` against a real server (typer's CliRunner, in-process)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+from typer.testing import CliRunner
+
+from sandlot import Sandbox
+from sandlot.cli.main import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def cli(server):
+    env = {"SANDLOT_API_URL": server.url, "SANDLOT_API_KEY": server.api_key}
+
+    def invoke(*args: str, input: str | bytes | None = None):
+        return runner.invoke(app, list(args), env=env, input=input)
+
+    return invoke
+
+
+@pytest.fixture
+def sandbox_id(cli, server):
+    result = cli("create")
+    assert result.exit_code == 0, result.output
+    sid = result.stdout.strip()
+    yield sid
+    Sandbox.kill(sid, api_url=server.url, api_key=server.api_key)
+
+
+def test_create_ls_exec_kill(cli):
+    suite = uuid.uuid4().hex[:8]
+    created = cli("create", "--env", "A=1", "--metadata", f"suite={suite}", "--timeout", "120")
+    assert created.exit_code == 0, created.output
+    sid = created.stdout.strip()
+    listed = cli("ls", "--metadata", f"suite={suite}")
+    assert sid in listed.stdout and "running" in listed.stdout and f"suite={suite}" in listed.stdout
+    ran = cli("exec", sid, "--", "sh", "-c", "echo $A; echo oops >&2; exit 3")
+    assert (ran.exit_code, ran.stdout, ran.stderr) == (3, "1\n", "oops\n")
+    assert cli("kill", sid).stdout == f"killed {sid}\n"
+    again = cli("kill", sid)
+    assert again.exit_code == 1 and "no sandbox" in again.stderr
+    assert "no sandboxes" in cli("ls", "--metadata", f"suite={suite}").stderr
+
+
+def test_exec_forms(cli, sandbox_id):
+    assert cli("exec", sandbox_id, "echo $HOME | tr a-z A-Z").stdout == "/HOME/USER\n"  # one arg: shell
+    assert cli("exec", sandbox_id, "printf", "%s|", "a b", "$HOME").stdout == "a b|$HOME|"  # several: argv
+    assert cli("exec", "--cwd", "/tmp", sandbox_id, "pwd").stdout == "/tmp\n"
+    assert cli("exec", "-i", sandbox_id, "--", "tr", "a-z", "A-Z", input="piped in\n").stdout == "PIPED IN\n"
+
+
+def test_errors_are_one_line(cli):
+    missing = cli("exec", "nosuchsandbox", "--", "true")
+    assert missing.exit_code == 1 and missing.stderr.startswith("error:")
+    assert cli("create", "--env", "novalue").exit_code == 2
+    assert cli("cp", "a", "b").exit_code == 2  # neither side is in a sandbox
+
+
+def test_cp_files_and_directories(cli, sandbox_id, tmp_path):
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "data.bin").write_bytes(os.urandom(3 * 1024 * 1024))
+    (src / "run.sh").write_text("#!/bin/sh\necho ran\n")
+    (src / "run.sh").chmod(0o755)
+    (src / "empty").mkdir()
+
+    assert cli("cp", str(src / "run.sh"), f"{sandbox_id}:/tmp/").exit_code == 0  # into a directory
+    assert cli("exec", sandbox_id, "/tmp/run.sh").stdout == "ran\n"
+    assert cli("cp", str(src), f"{sandbox_id}:/tmp/tree").exit_code == 0
+    assert cli("exec", sandbox_id, "find /tmp/tree | sort").stdout.split() == [
+        "/tmp/tree", "/tmp/tree/empty", "/tmp/tree/run.sh", "/tmp/tree/sub", "/tmp/tree/sub/data.bin"]
+
+    back = tmp_path / "back"
+    assert cli("cp", f"{sandbox_id}:/tmp/tree", str(back)).exit_code == 0
+    assert (back / "sub" / "data.bin").read_bytes() == (src / "sub" / "data.bin").read_bytes()
+    assert os.access(back / "run.sh", os.X_OK) and (back / "empty").is_dir()
+    assert cli("cp", f"{sandbox_id}:/tmp/run.sh", str(tmp_path)).exit_code == 0  # into a directory
+    assert (tmp_path / "run.sh").read_text() == "#!/bin/sh\necho ran\n"
+    missing = cli("cp", f"{sandbox_id}:/tmp/none", str(tmp_path))
+    assert missing.exit_code == 1 and "error:" in missing.stderr

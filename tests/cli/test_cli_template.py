@@ -1,0 +1,34 @@
+"""`sandlot template build|list` on a state directory."""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from sandlot.cli.main import app
+from support import TEMPLATE_CACHE
+
+runner = CliRunner()
+
+
+def test_list_shows_the_shared_base(tmp_path):
+    TEMPLATE_CACHE.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "templates").symlink_to(TEMPLATE_CACHE)
+    result = runner.invoke(app, ["template", "list", "--home", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "base" in result.stdout and "host" in result.stdout
+
+
+def test_build_then_list(tmp_path):
+    result = runner.invoke(app, ["template", "build", "host", "--home", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("built host")
+    listed = runner.invoke(app, ["template", "list", "--home", str(tmp_path)])
+    host = next(line for line in listed.stdout.splitlines() if line.strip().startswith("host"))
+    assert "built" in host and "not built" not in host
+    again = runner.invoke(app, ["template", "build", "host", "--force", "--home", str(tmp_path)])
+    assert again.exit_code == 0, again.output
+
+
+def test_unknown_template(tmp_path):
+    result = runner.invoke(app, ["template", "build", "nope", "--home", str(tmp_path)])
+    assert result.exit_code == 1 and "unknown template" in result.stderr
