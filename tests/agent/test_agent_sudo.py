@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -13,16 +14,27 @@ from agent_support import AGENT_DIR, AGENT_PYTHON, pid_alive
 SHIM = str(AGENT_DIR / "sudo_shim.py")
 
 
+@functools.cache
+def shim_python(uid: int) -> str:
+    """The agent's python if ``uid`` may run it (not one in root's home), else the system's."""
+    try:
+        subprocess.run([AGENT_PYTHON, "-S", "-c", ""], user=uid, check=True)
+        return AGENT_PYTHON
+    except (OSError, subprocess.CalledProcessError):
+        return "/usr/bin/python3"
+
+
 def sudo(agent, *args, as_user=None, input=None, env=None, cwd="/", popen=False):
     kwargs = dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd,
                   env={"PATH": "/usr/bin:/bin", "SANDLOT_AGENT_SOCKET": agent.socket, **(env or {})})
     if as_user is not None:
         kwargs.update(user=as_user.pw_uid, group=as_user.pw_gid)
+    argv = [shim_python(as_user.pw_uid if as_user else 0), "-S", SHIM, *args]
     if popen:
-        return subprocess.Popen([AGENT_PYTHON, "-S", SHIM, *args], stdin=subprocess.DEVNULL, **kwargs)
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, **kwargs)
     if input is None:
         kwargs["stdin"] = subprocess.DEVNULL
-    return subprocess.run([AGENT_PYTHON, "-S", SHIM, *args], input=input, timeout=20, **kwargs)
+    return subprocess.run(argv, input=input, timeout=20, **kwargs)
 
 
 def test_runs_the_command_as_root_with_the_callers_fds(agent, user):
@@ -106,7 +118,7 @@ def test_other_users_may_only_ask_for_sudo(agent, user):
              "print(s.recv(1000)[5:].decode())\n")
     for op, expected in (("process.start", "permission_denied"), ("files.stat", "permission_denied"),
                          ("ping", '"ok":true')):
-        out = subprocess.run([AGENT_PYTHON, "-S", "-c", probe, agent.socket, op], capture_output=True,
+        out = subprocess.run([shim_python(user.pw_uid), "-S", "-c", probe, agent.socket, op], capture_output=True,
                              user=user.pw_uid, group=user.pw_gid, timeout=10, check=True).stdout.decode()
         assert expected in out, (op, out)
 

@@ -178,6 +178,8 @@ def mkdir(req, conn):
 
 
 def move(req, conn):
+    import shutil  # here, not where it is needed: the user may not be able to read the stdlib
+
     user, source = _target(req, "source")
     destination = user.resolve(field(req, "destination", str, required=True))
     with users.acting_as(user):
@@ -189,23 +191,20 @@ def move(req, conn):
             except OSError as e:
                 if e.errno != errno.EXDEV:
                     raise
-                # Another filesystem: copy, then delete.
-                import shutil
-
-                shutil.move(source, destination)
+                shutil.move(source, destination)  # another filesystem: copy, then delete
         except OSError as e:
-            raise from_os(e, e.filename if e.filename else source) from None
+            raise from_os(e, e.filename or source) from None
         _publish_watch_events()
         return {"entry": _stat_entry(destination)}
 
 
 def remove(req, conn):
+    import shutil  # here, not where it is needed: the user may not be able to read the stdlib
+
     user, path = _target(req)
     with users.acting_as(user):
         try:
             if statmod.S_ISDIR(os.lstat(path).st_mode):
-                import shutil
-
                 shutil.rmtree(path)
             else:
                 os.unlink(path)
