@@ -62,6 +62,10 @@ def test_errors_are_one_line(cli):
     assert cli("cp", "a", "b").exit_code == 2  # neither side is in a sandbox
 
 
+def test_exec_needs_a_command(cli, sandbox_id):
+    assert cli("exec", sandbox_id, "--").exit_code == 2
+
+
 def test_cp_files_and_directories(cli, sandbox_id, tmp_path):
     src = tmp_path / "src"
     (src / "sub").mkdir(parents=True)

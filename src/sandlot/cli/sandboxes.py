@@ -163,6 +163,22 @@ def cp(source: str = typer.Argument(..., help="Local path or ID:/path."),
         sandbox.close()
 
 
+def kill(sandbox_ids: list[str] = typer.Argument(..., help="Sandbox ids."),
+         api_url: str = ApiUrl, api_key: str = ApiKey) -> None:
+    """Kill sandboxes."""
+    missing = False
+    for sandbox_id in sandbox_ids:
+        if Sandbox.kill(sandbox_id, api_url=api_url, api_key=api_key):
+            print(f"killed {sandbox_id}")
+        else:
+            errors.print(f"[yellow]no sandbox {sandbox_id}[/]")
+            missing = True
+    raise typer.Exit(1 if missing else 0)
+
+
+# --- shell: bridging this terminal to a sandbox PTY ---
+
+
 def _interactive_shell(sandbox, cwd: str | None, user: str | None) -> int:
     """Bridge this terminal to a sandbox PTY: raw mode, stdin forwarded, SIGWINCH -> resize; the
     terminal is restored however the session ends. Piped (non-tty) stdin works too: EOF sends ^D."""
@@ -170,8 +186,17 @@ def _interactive_shell(sandbox, cwd: str | None, user: str | None) -> int:
     is_tty = os.isatty(stdin_fd)
     cols, rows = shutil.get_terminal_size()
     term = sandbox.pty.create(cols=cols, rows=rows, cwd=cwd, user=user, on_data=lambda b: os.write(stdout_fd, b))
-    ended = threading.Event()
-    threading.Thread(target=lambda: (term.wait(), ended.set()), daemon=True).start()
+    ended, failure = threading.Event(), []
+
+    def wait() -> None:
+        try:
+            term.wait()
+        except SandlotError as e:  # e.g. the sandbox was killed under us: raised after cleanup
+            failure.append(e)
+        finally:
+            ended.set()
+
+    threading.Thread(target=wait, daemon=True).start()
     resized = threading.Event()
     previous_winch = signal.signal(signal.SIGWINCH, lambda *_: resized.set())
     saved = termios.tcgetattr(stdin_fd) if is_tty else None
@@ -198,8 +223,12 @@ def _interactive_shell(sandbox, cwd: str | None, user: str | None) -> int:
         if saved is not None:
             termios.tcsetattr(stdin_fd, termios.TCSADRAIN, saved)
         signal.signal(signal.SIGWINCH, previous_winch)
+    if failure:
+        raise failure[0]
     return term.exit_code or 0
 
+
+# --- cp: transfers in either direction ---
 
 _REMOTE = re.compile(r"^([A-Za-z0-9_]+):(.*)$")  # sandbox ids have no '-' or '.'
 PROGRESS_MIN_BYTES = 1024 * 1024
@@ -292,19 +321,6 @@ def _download(sandbox, remote: str, local: str) -> None:
                     advance(len(chunk))
             if entry.mode & 0o111:
                 target.chmod(target.stat().st_mode | 0o111)
-
-
-def kill(sandbox_ids: list[str] = typer.Argument(..., help="Sandbox ids."),
-         api_url: str = ApiUrl, api_key: str = ApiKey) -> None:
-    """Kill sandboxes."""
-    missing = False
-    for sandbox_id in sandbox_ids:
-        if Sandbox.kill(sandbox_id, api_url=api_url, api_key=api_key):
-            print(f"killed {sandbox_id}")
-        else:
-            errors.print(f"[yellow]no sandbox {sandbox_id}[/]")
-            missing = True
-    raise typer.Exit(1 if missing else 0)
 
 
 def register(app: typer.Typer) -> None:

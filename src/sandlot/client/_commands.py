@@ -25,7 +25,7 @@ async def call_back(callback: Callable | None, value) -> None:
             await result
 
 
-def _text(data: str | bytes) -> bytes:
+def _bytes(data: str | bytes) -> bytes:
     return data.encode() if isinstance(data, str) else data
 
 
@@ -83,15 +83,13 @@ class AsyncCommandHandle:
         """None while the command runs."""
         return self._end.exit_code if self._end is not None else None
 
-    def _push(self, kind: str, value: str | bytes) -> Output:
-        item: Output = (value if kind == "stdout" else None, value if kind == "stderr" else None,
-                        value if kind == "pty" else None)
+    def _push(self, kind: str, value: str | bytes) -> None:
+        self._chunks.append((value if kind == "stdout" else None, value if kind == "stderr" else None,
+                             value if kind == "pty" else None))
         if kind in self._parts:
             self._parts[kind].append(value)
-        self._chunks.append(item)
-        self._changed.set()
+        self._changed.set()  # wakes the iterators waiting on this event; later ones wait on a new one
         self._changed = asyncio.Event()
-        return item
 
     async def _pump(self, events: AsyncIterator) -> None:
         try:
@@ -120,17 +118,23 @@ class AsyncCommandHandle:
                     await call_back(self._callbacks[which], tail)
             if self._end is None:
                 raise await self._envd.explain(E.SandlotError("the command ended without an end event"))
-        except BaseException as e:
-            if self._started.done():
-                raise
-            if isinstance(e, asyncio.CancelledError):
-                self._started.cancel()
-            else:
-                self._started.set_exception(e)
+        except BaseException as e:  # failing before the start event fails whoever waits for it
+            if not self._started.done():
+                if isinstance(e, asyncio.CancelledError):
+                    self._started.cancel()
+                else:
+                    self._started.set_exception(e)
             raise
         finally:
             self._duration = time.monotonic() - self._started_at
             self._changed.set()
+
+    async def _until_started(self) -> None:
+        try:
+            await asyncio.shield(self._started)
+        except asyncio.CancelledError:  # our caller gave up: stop reading too
+            self._task.cancel()
+            raise
 
     async def _finished(self) -> None:
         """Wait for the output to end; being cancelled here leaves the reader running."""
@@ -182,7 +186,7 @@ class AsyncCommandHandle:
 
 async def send_input_to(envd: Envd, pid: int, data: str | bytes, field: str) -> None:
     request = pb.SendInputRequest(process=pb.ProcessSelector(pid=pid),
-                                  input=pb.ProcessInput(**{field: _text(data)}))
+                                  input=pb.ProcessInput(**{field: _bytes(data)}))
     await envd.call(envd.process.send_input, request)
 
 
@@ -195,11 +199,7 @@ def _retrieve(task: asyncio.Task) -> None:
 async def attach(envd: Envd, events: AsyncIterator, **handle_options) -> AsyncCommandHandle:
     """A handle on a process stream, returned once the process has started."""
     handle = AsyncCommandHandle(envd, events, **handle_options)
-    try:
-        await asyncio.shield(handle._started)
-    except asyncio.CancelledError:
-        handle._task.cancel()
-        raise
+    await handle._until_started()
     return handle
 
 
