@@ -116,7 +116,8 @@ def _make_parents(path):
 
 def _publish_watch_events():
     # Callers poll watches right after a change returns (E2B semantics): hand the events the kernel
-    # has queued to the watch streams before this reply goes out.
+    # has queued to the watch streams before this reply goes out. Not while acting as a user: the
+    # watchers act as theirs.
     watch = sys.modules.get(__package__ + ".watch")
     if watch is not None:
         watch.flush_all()
@@ -173,8 +174,9 @@ def mkdir(req, conn):
             raise OpError("invalid_argument", "path '%s' exists and is not a directory" % path) from None
         except OSError as e:
             raise from_os(e, path) from None
-        _publish_watch_events()
-        return {"entry": _stat_entry(path)}
+        made = _stat_entry(path)
+    _publish_watch_events()
+    return {"entry": made}
 
 
 def move(req, conn):
@@ -194,8 +196,9 @@ def move(req, conn):
                 shutil.move(source, destination)  # another filesystem: copy, then delete
         except OSError as e:
             raise from_os(e, e.filename or source) from None
-        _publish_watch_events()
-        return {"entry": _stat_entry(destination)}
+        moved = _stat_entry(destination)
+    _publish_watch_events()
+    return {"entry": moved}
 
 
 def remove(req, conn):
@@ -212,7 +215,7 @@ def remove(req, conn):
             pass  # already gone is what was asked for
         except OSError as e:
             raise from_os(e, e.filename or path) from None
-        _publish_watch_events()
+    _publish_watch_events()
     return {}
 
 

@@ -25,8 +25,8 @@ def _options(argv):
 
 def main(argv=None):
     socket_path, config_path = _options(sys.argv[1:] if argv is None else argv)
-    # asyncio works without ssl and the agent never speaks TLS: not loading OpenSSL saves ~4 MB of
-    # memory in every sandbox. Set before asyncio is first imported.
+    # asyncio works without ssl and the agent never speaks TLS: not loading OpenSSL saves ~4 MB RSS
+    # (1.3 MB of it private) in every sandbox. Must happen before asyncio is first imported.
     sys.modules.setdefault("ssl", None)
     import asyncio
     import signal

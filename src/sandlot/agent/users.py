@@ -80,7 +80,8 @@ def acting_as(user):
     setfsuid/setfsgid change only the identity used for file access, and only for this thread. A
     switch away from fsuid 0 drops CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_CHOWN... from the effective
     set and the switch back restores them from the permitted set, so root's powers come back after.
-    The block must not await: another request would run with this identity.
+    The block must not await (another request would run with this identity) and must not enter
+    another acting_as (the inner one restores the agent's identity, not the outer one's).
     """
     global _libc
     euid, egid = os.geteuid(), os.getegid()

@@ -36,8 +36,12 @@ def _check(result, path):
 
 
 class Watcher:
-    def __init__(self, root, recursive, include_entry, conn):
+    """One watch stream's inotify instance. Directories are added and entries read with the
+    permissions of the user who asked."""
+
+    def __init__(self, root, recursive, include_entry, user, conn):
         self.root, self.recursive, self.include_entry, self.conn = root, recursive, include_entry, conn
+        self.user = user
         self.dirs = {}  # watch descriptor -> directory relative to root ("" for root)
         self.gone = asyncio.get_running_loop().create_future()  # done when root goes away
         self.fd = _check(_libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC), root)
@@ -106,7 +110,8 @@ class Watcher:
         if self.recursive and mask & IN_ISDIR:
             if mask & (IN_CREATE | IN_MOVED_TO):
                 try:
-                    created = self.add(rel)
+                    with users.acting_as(self.user):
+                        created = self.add(rel)
                 except OpError:
                     created = []
                 for child in created:  # made before the new directory's watch existed
@@ -118,7 +123,8 @@ class Watcher:
         event = {"name": rel, "type": kind}
         if self.include_entry:
             try:
-                event["entry"] = entry(os.path.join(self.root, rel))
+                with users.acting_as(self.user):
+                    event["entry"] = entry(os.path.join(self.root, rel))
             except OSError:
                 pass
         self.conn.send({"event": event})
@@ -141,7 +147,7 @@ async def watch(req, conn):
             raise from_os(e, root) from None
         if not os.path.isdir(root):
             raise OpError("invalid_argument", "path '%s' is not a directory" % root)
-        watcher = Watcher(root, recursive, include_entry, conn)
+        watcher = Watcher(root, recursive, include_entry, user, conn)
         try:
             watcher.add("")
         except BaseException:
