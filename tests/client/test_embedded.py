@@ -61,13 +61,15 @@ def test_server_stops_when_its_parent_is_killed(clean_env):
     script = textwrap.dedent("""
         import time
         from sandlot.client._embedded import embedded_server
-        print(embedded_server().proc.pid, flush=True)
+        server = embedded_server()
+        print(server.proc.pid, server.home, flush=True)
         time.sleep(600)
     """)
     parent = subprocess.Popen([sys.executable, "-c", script], env=clean_env, stdout=subprocess.PIPE, text=True)
     try:
-        pid = int(parent.stdout.readline())
+        pid, home = parent.stdout.readline().split()
     finally:
         parent.send_signal(signal.SIGKILL)  # no atexit: the server's watchdog must notice
         parent.wait()
-    assert _gone(pid)
+    assert _gone(int(pid))
+    assert not Path(home).exists()  # the server removed its private state itself

@@ -121,6 +121,8 @@ def _watch_parent() -> None:
 
 if __name__ == "__main__":
     threading.Thread(target=_watch_parent, name="parent-watchdog", daemon=True).start()
+    # uvicorn re-raises SIGTERM once it has shut down; as an exception it lets the cleanup below run
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     from ..cli.main import app
 
     try:
