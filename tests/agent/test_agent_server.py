@@ -155,3 +155,26 @@ async def test_runs_on_other_python_versions(base_dir, user, version):
         await watch.aclose()
     finally:
         assert agent.stop() == 0, agent.log()
+
+
+async def test_closing_or_dropping_a_stream_closes_its_connection(agent, client, home):
+    def open_fds() -> int:
+        return len(os.listdir(f"/proc/{agent.proc.pid}/fd"))
+
+    async def settle(expected: int) -> int:
+        for _ in range(100):
+            if open_fds() == expected:
+                break
+            await asyncio.sleep(0.01)
+        return open_fds()
+
+    baseline = open_fds()
+    stream = client.watch(str(home))
+    await stream.__anext__()
+    assert open_fds() > baseline  # its connection and its inotify instance
+    await stream.aclose()
+    assert await settle(baseline) == baseline
+    stream = client.watch(str(home))
+    await stream.__anext__()
+    del stream  # dropped without aclose(): asyncio finalizes the generator
+    assert await settle(baseline) == baseline
