@@ -1,0 +1,96 @@
+"""Helpers for the E2B compatibility suite.
+
+Imports nothing from sandlot: this directory also runs from a venv that holds only another release
+of the official `e2b` SDK (see ./dev test).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from importlib.metadata import version
+
+import httpx
+from e2b import CommandExitException
+from packaging.version import Version
+
+# Neither 2.45.1 nor 2.63.0 defines `e2b.__version__`: ask the installed distribution instead.
+SDK_VERSION = Version(version("e2b"))
+
+ENVD_PORT = "49983"
+SANDBOX_NOT_FOUND = "The sandbox was not found"
+
+
+def unique(prefix: str = "t") -> str:
+    return f"{prefix}{uuid.uuid4().hex[:12]}"
+
+
+def envd_headers(sandbox_id: str | None, token: str | None = None, **extra: str) -> dict[str, str]:
+    """The routing (and optionally auth) headers the SDK puts on envd requests (§1.5)."""
+    headers = {"E2b-Sandbox-Port": ENVD_PORT}
+    if sandbox_id is not None:
+        headers["E2b-Sandbox-Id"] = sandbox_id
+    if token is not None:
+        headers["X-Access-Token"] = token
+    headers.update(extra)
+    return headers
+
+
+def access_token(server, sandbox_id: str) -> str:
+    """The sandbox's envd access token, as the control plane hands it out (GET /sandboxes/{id})."""
+    r = httpx.get(f"{server.url}/sandboxes/{sandbox_id}", headers={"X-API-KEY": server.api_key}, timeout=30)
+    assert r.status_code == 200, r.text
+    token = r.json().get("envdAccessToken")
+    assert token, "every sandbox must be secured with an envd access token"
+    return token
+
+
+def health(server, sandbox_id: str) -> httpx.Response:
+    return httpx.get(f"{server.url}/health", headers=envd_headers(sandbox_id), timeout=30)
+
+
+def assert_sandbox_gone_health(server, sandbox_id: str) -> None:
+    """E2B's proxy answer for a killed/expired sandbox (§4.12)."""
+    r = health(server, sandbox_id)
+    assert r.status_code == 502, (r.status_code, r.text)
+    body = r.json()
+    assert body["code"] == 502 and body["message"] == SANDBOX_NOT_FOUND, body
+
+
+def assert_json_error(r: httpx.Response, status: int | tuple[int, ...]) -> dict:
+    """An error answer: the expected status and a JSON {"code": int, "message": str} body."""
+    statuses = status if isinstance(status, tuple) else (status,)
+    assert r.status_code in statuses, (r.status_code, r.text[:500])
+    assert r.headers.get("content-type", "").startswith("application/json"), (r.headers, r.text[:500])
+    body = r.json()
+    assert isinstance(body, dict), body
+    assert body.get("code") == r.status_code, body
+    assert isinstance(body.get("message"), str) and body["message"], body
+    return body
+
+
+def run(sbx, cmd: str, **kw) -> tuple[int, str, str]:
+    """Run a command; (exit code, stdout, stderr) whether it succeeded or not."""
+    try:
+        r = sbx.commands.run(cmd, **kw)
+        return r.exit_code, r.stdout, r.stderr
+    except CommandExitException as e:
+        return e.exit_code, e.stdout, e.stderr
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05, message: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+def kill_quietly(sbx) -> None:
+    try:
+        sbx.kill()
+    except Exception:
+        pass

@@ -1,0 +1,309 @@
+"""The filesystem through the official SDK: /files uploads and downloads, and the Filesystem RPCs
+(e2b-protocol.md §4.7–§4.9)."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import io
+import os
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from e2b import FileNotFoundException, FileType, SandboxException
+from e2b.sandbox_sync.filesystem.filesystem import Filesystem
+from packaging.version import Version
+
+from e2b_support import SDK_VERSION, run, unique
+
+
+def supports(method, parameter: str) -> bool:
+    return parameter in inspect.signature(method).parameters
+
+
+def test_text_round_trip(sandbox, workdir):
+    text = "héllo wörld ✓\nline two\n\ttabbed\r\nend"
+    info = sandbox.files.write(f"{workdir}/a.txt", text)
+    assert info.path == f"{workdir}/a.txt" and info.name == "a.txt"
+    assert info.type in (FileType.FILE, None)
+    assert sandbox.files.read(f"{workdir}/a.txt") == text
+    # the sandbox sees the same bytes
+    assert run(sandbox, f"sha256sum {workdir}/a.txt")[1].split()[0] == hashlib.sha256(text.encode()).hexdigest()
+    # overwriting replaces the content (shorter content truncates)
+    sandbox.files.write(f"{workdir}/a.txt", "short")
+    assert sandbox.files.read(f"{workdir}/a.txt") == "short"
+    # empty file
+    sandbox.files.write(f"{workdir}/empty", "")
+    assert sandbox.files.read(f"{workdir}/empty") == ""
+    assert sandbox.files.get_info(f"{workdir}/empty").size == 0
+
+
+def test_relative_paths_resolve_against_home(sandbox):
+    name = unique("rel") + ".txt"
+    info = sandbox.files.write(name, "relative")
+    assert info.path == f"/home/user/{name}"
+    assert sandbox.files.read(f"/home/user/{name}") == "relative"
+    assert sandbox.files.read(name) == "relative"
+    assert sandbox.files.get_info(name).path == f"/home/user/{name}"
+    sandbox.files.remove(name)
+
+
+def test_bytes_round_trip_non_utf8(sandbox, workdir):
+    data = os.urandom(64 * 1024) + b"\xff\xfe\x00\x80" + bytes(range(256))
+    sandbox.files.write(f"{workdir}/blob.bin", data)
+    got = sandbox.files.read(f"{workdir}/blob.bin", format="bytes")
+    assert bytes(got) == data
+    assert sandbox.files.get_info(f"{workdir}/blob.bin").size == len(data)
+    # reading non-UTF-8 as text does not fail: bad bytes are replaced
+    text = sandbox.files.read(f"{workdir}/blob.bin")
+    assert isinstance(text, str) and "\ufffd" in text
+
+
+def test_stream_read_and_file_like_write(sandbox, workdir):
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    # a binary file object is streamed (octet-stream upload)
+    sandbox.files.write(f"{workdir}/from-fileobj.bin", io.BytesIO(data))
+    # a text file object too
+    sandbox.files.write(f"{workdir}/from-textio.txt", io.StringIO("text io ✓\n"))
+    assert sandbox.files.read(f"{workdir}/from-textio.txt") == "text io ✓\n"
+
+    stream = sandbox.files.read(f"{workdir}/from-fileobj.bin", format="stream")
+    chunks = [bytes(c) for c in stream]
+    assert b"".join(chunks) == data
+    assert len(chunks) >= 1
+
+    # octet-stream explicitly, and the multipart path explicitly
+    sandbox.files.write(f"{workdir}/octet.bin", data[:1000], use_octet_stream=True)
+    sandbox.files.write(f"{workdir}/multi.bin", io.BytesIO(data[:1000]), use_octet_stream=False)
+    assert bytes(sandbox.files.read(f"{workdir}/octet.bin", format="bytes")) == data[:1000]
+    assert bytes(sandbox.files.read(f"{workdir}/multi.bin", format="bytes")) == data[:1000]
+
+    if SDK_VERSION >= Version("2.46"):
+        # iterables of bytes are streamed too (2.63.0; 2.45.1 accepts only str/bytes/IO)
+        sandbox.files.write(f"{workdir}/iter.bin", iter([b"ab", b"", b"cd" * 1000]))
+        assert bytes(sandbox.files.read(f"{workdir}/iter.bin", format="bytes")) == b"ab" + b"cd" * 1000
+
+
+def test_write_multiple_files(sandbox, workdir):
+    entries = [
+        {"path": f"{workdir}/multi/one.txt", "data": "one"},
+        {"path": f"{workdir}/multi/nested/deep/two.bin", "data": b"\x00\x01two"},
+        {"path": f"{workdir}/multi/three ✓.txt", "data": io.BytesIO(b"three")},
+        {"path": f"{workdir}/multi/four.txt", "data": "four"},
+    ]
+    infos = sandbox.files.write_files(entries)
+    assert [i.path for i in infos] == [e["path"] for e in entries]
+    assert [i.name for i in infos] == ["one.txt", "two.bin", "three ✓.txt", "four.txt"]
+    assert sandbox.files.read(f"{workdir}/multi/one.txt") == "one"
+    assert bytes(sandbox.files.read(f"{workdir}/multi/nested/deep/two.bin", format="bytes")) == b"\x00\x01two"
+    assert sandbox.files.read(f"{workdir}/multi/three ✓.txt") == "three"
+    assert sandbox.files.read(f"{workdir}/multi/four.txt") == "four"
+    # multipart with several str/bytes entries (filename = destination path)
+    infos = sandbox.files.write_files([{"path": f"{workdir}/m1", "data": "1"}, {"path": f"{workdir}/m2", "data": b"2"}],
+                                      use_octet_stream=False)
+    assert [i.path for i in infos] == [f"{workdir}/m1", f"{workdir}/m2"]
+    assert sandbox.files.read(f"{workdir}/m2") == "2"
+
+
+@pytest.mark.skipif(not supports(Filesystem.write, "gzip"), reason="this SDK release has no gzip uploads")
+def test_gzip_upload_and_download(sandbox, workdir):
+    data = (b"compressible " * 50_000) + os.urandom(1000)
+    info = sandbox.files.write(f"{workdir}/gz.bin", data, gzip=True)
+    assert info.path == f"{workdir}/gz.bin"
+    assert bytes(sandbox.files.read(f"{workdir}/gz.bin", format="bytes")) == data
+    assert bytes(sandbox.files.read(f"{workdir}/gz.bin", format="bytes", gzip=True)) == data
+    # stored uncompressed: the sandbox sees the original bytes
+    assert run(sandbox, f"sha256sum {workdir}/gz.bin")[1].split()[0] == hashlib.sha256(data).hexdigest()
+    infos = sandbox.files.write_files([{"path": f"{workdir}/gz1", "data": "a" * 10_000},
+                                       {"path": f"{workdir}/gz2", "data": b"b" * 10_000}], gzip=True)
+    assert [i.path for i in infos] == [f"{workdir}/gz1", f"{workdir}/gz2"]
+    assert sandbox.files.read(f"{workdir}/gz2") == "b" * 10_000
+
+
+@pytest.mark.skipif(not supports(Filesystem.write, "metadata"), reason="this SDK release has no file metadata")
+def test_file_metadata(sandbox, workdir):
+    path = f"{workdir}/meta.txt"
+    info = sandbox.files.write(path, "with metadata", metadata={"Owner": "alice", "purpose": "test run"})
+    assert info.metadata == {"owner": "alice", "purpose": "test run"}  # keys are lower-cased
+    assert sandbox.files.get_info(path).metadata == {"owner": "alice", "purpose": "test run"}
+    [listed] = [e for e in sandbox.files.list(workdir) if e.name == "meta.txt"]
+    assert listed.metadata == {"owner": "alice", "purpose": "test run"}
+    # rename keeps it
+    moved = sandbox.files.rename(path, f"{workdir}/meta2.txt")
+    assert moved.metadata == {"owner": "alice", "purpose": "test run"}
+    # an upload replaces the metadata; one without metadata clears it
+    sandbox.files.write(f"{workdir}/meta2.txt", "v2", metadata={"owner": "bob"})
+    assert sandbox.files.get_info(f"{workdir}/meta2.txt").metadata == {"owner": "bob"}
+    sandbox.files.write(f"{workdir}/meta2.txt", "v3")
+    assert not sandbox.files.get_info(f"{workdir}/meta2.txt").metadata
+    # files without metadata report none
+    sandbox.files.write(f"{workdir}/plain.txt", "x")
+    assert not sandbox.files.get_info(f"{workdir}/plain.txt").metadata
+    # metadata on several files at once
+    infos = sandbox.files.write_files([{"path": f"{workdir}/w1", "data": "1"}, {"path": f"{workdir}/w2", "data": "2"}],
+                                      metadata={"batch": "7"})
+    assert all(i.metadata == {"batch": "7"} for i in infos)
+    assert sandbox.files.get_info(f"{workdir}/w2").metadata == {"batch": "7"}
+
+
+def test_list_depth(sandbox, workdir):
+    sandbox.files.write_files([
+        {"path": f"{workdir}/tree/a.txt", "data": "a"},
+        {"path": f"{workdir}/tree/sub/b.txt", "data": "bb"},
+        {"path": f"{workdir}/tree/sub/deeper/c.txt", "data": "ccc"},
+    ])
+    depth1 = sandbox.files.list(f"{workdir}/tree")
+    assert {e.name for e in depth1} == {"a.txt", "sub"}
+    by_name = {e.name: e for e in depth1}
+    assert by_name["a.txt"].type == FileType.FILE and by_name["a.txt"].size == 1
+    assert by_name["sub"].type == FileType.DIR
+    assert by_name["a.txt"].path == f"{workdir}/tree/a.txt"
+    assert {e.path for e in sandbox.files.list(f"{workdir}/tree", depth=1)} == {e.path for e in depth1}
+
+    depth2 = sandbox.files.list(f"{workdir}/tree", depth=2)
+    assert {e.path for e in depth2} == {f"{workdir}/tree/{p}" for p in ("a.txt", "sub", "sub/b.txt", "sub/deeper")}
+    depth3 = sandbox.files.list(f"{workdir}/tree", depth=3)
+    assert f"{workdir}/tree/sub/deeper/c.txt" in {e.path for e in depth3}
+
+    # relative to home, and errors
+    assert {e.name for e in sandbox.files.list(workdir.removeprefix("/home/user/") + "/tree")} == {"a.txt", "sub"}
+    with pytest.raises(FileNotFoundException):
+        sandbox.files.list(f"{workdir}/no-such-dir")
+    with pytest.raises(SandboxException):
+        sandbox.files.list(f"{workdir}/tree", depth=0)  # the SDK refuses depth < 1
+
+
+def test_exists(sandbox, workdir):
+    sandbox.files.write(f"{workdir}/e.txt", "x")
+    assert sandbox.files.exists(f"{workdir}/e.txt") is True
+    assert sandbox.files.exists(workdir) is True
+    assert sandbox.files.exists(f"{workdir}/nope") is False
+    assert sandbox.files.exists("/") is True
+
+
+def test_get_info(sandbox, workdir):
+    sandbox.files.write(f"{workdir}/i.txt", "12345")
+    info = sandbox.files.get_info(f"{workdir}/i.txt")
+    assert info.name == "i.txt" and info.path == f"{workdir}/i.txt"
+    assert info.type == FileType.FILE
+    assert info.size == 5
+    assert info.mode == 0o644 and info.permissions == "-rw-r--r--"
+    assert info.owner == "user" and info.group == "user"
+    assert abs(info.modified_time - datetime.now(timezone.utc)) < timedelta(seconds=60)
+    assert info.symlink_target is None
+
+    d = sandbox.files.get_info(workdir)
+    assert d.type == FileType.DIR and d.permissions.startswith("d") and d.mode == 0o755
+
+    run(sandbox, f"chmod 750 {workdir}/i.txt")
+    info = sandbox.files.get_info(f"{workdir}/i.txt")
+    assert info.mode == 0o750 and info.permissions == "-rwxr-x---"
+
+    root_file = sandbox.files.get_info("/etc/passwd")
+    assert root_file.owner == "root" and root_file.group == "root"
+
+    with pytest.raises(FileNotFoundException):
+        sandbox.files.get_info(f"{workdir}/missing")
+
+
+def test_get_info_of_symlinks(sandbox, workdir):
+    sandbox.files.write(f"{workdir}/target.txt", "target")
+    run(sandbox, f"cd {workdir} && ln -s {workdir}/target.txt abs-link && ln -s target.txt rel-link "
+                 f"&& ln -s /nonexistent dangling && mkdir d && ln -s d dir-link")
+    for name in ("abs-link", "rel-link"):
+        info = sandbox.files.get_info(f"{workdir}/{name}")
+        assert info.name == name and info.path == f"{workdir}/{name}"
+        assert info.symlink_target == f"{workdir}/target.txt"  # absolute, even for a relative link
+        assert info.type == FileType.FILE  # the target's type (§4.8)
+        assert info.size == len("target")
+        assert sandbox.files.read(f"{workdir}/{name}") == "target"
+    dir_link = sandbox.files.get_info(f"{workdir}/dir-link")
+    assert dir_link.symlink_target == f"{workdir}/d" and dir_link.type == FileType.DIR
+    # a dangling link is still listed; reading through it is a not-found
+    assert "dangling" in {e.name for e in sandbox.files.list(workdir)}
+    with pytest.raises(FileNotFoundException):
+        sandbox.files.read(f"{workdir}/dangling")
+
+
+def test_make_dir(sandbox, workdir):
+    assert sandbox.files.make_dir(f"{workdir}/new") is True
+    assert sandbox.files.make_dir(f"{workdir}/new") is False
+    assert sandbox.files.make_dir(f"{workdir}/a/b/c") is True  # parents are created
+    assert sandbox.files.get_info(f"{workdir}/a/b/c").type == FileType.DIR
+    assert sandbox.files.get_info(f"{workdir}/a/b/c").owner == "user"
+    sandbox.files.write(f"{workdir}/file", "x")
+    with pytest.raises(SandboxException):
+        sandbox.files.make_dir(f"{workdir}/file")
+    # the default user cannot create directories where it has no permission
+    with pytest.raises(SandboxException):
+        sandbox.files.make_dir("/root/not-yours")
+    assert sandbox.files.make_dir(f"/opt/{unique()}", user="root") is True
+
+
+def test_rename(sandbox, workdir):
+    sandbox.files.write(f"{workdir}/old.txt", "moving")
+    info = sandbox.files.rename(f"{workdir}/old.txt", f"{workdir}/new.txt")
+    assert info.path == f"{workdir}/new.txt" and info.name == "new.txt"
+    assert sandbox.files.exists(f"{workdir}/old.txt") is False
+    assert sandbox.files.read(f"{workdir}/new.txt") == "moving"
+    # directories move with their contents
+    sandbox.files.write(f"{workdir}/dir1/inner.txt", "inner")
+    sandbox.files.rename(f"{workdir}/dir1", f"{workdir}/dir2")
+    assert sandbox.files.read(f"{workdir}/dir2/inner.txt") == "inner"
+    with pytest.raises(FileNotFoundException):
+        sandbox.files.rename(f"{workdir}/missing", f"{workdir}/whatever")
+
+
+def test_remove(sandbox, workdir):
+    sandbox.files.write(f"{workdir}/gone.txt", "x")
+    sandbox.files.remove(f"{workdir}/gone.txt")
+    assert sandbox.files.exists(f"{workdir}/gone.txt") is False
+    sandbox.files.write_files([{"path": f"{workdir}/rmdir/a", "data": "a"}, {"path": f"{workdir}/rmdir/b/c", "data": "c"}])
+    sandbox.files.remove(f"{workdir}/rmdir")  # recursive
+    assert sandbox.files.exists(f"{workdir}/rmdir") is False
+    sandbox.files.remove(f"{workdir}/never-existed")  # removing a missing path is fine
+    # removing a symlink removes the link, not its target
+    sandbox.files.write(f"{workdir}/keep.txt", "keep")
+    run(sandbox, f"ln -s {workdir}/keep.txt {workdir}/link")
+    sandbox.files.remove(f"{workdir}/link")
+    assert sandbox.files.read(f"{workdir}/keep.txt") == "keep"
+    # the default user cannot remove root's files
+    with pytest.raises(SandboxException):
+        sandbox.files.remove("/etc/hostname")
+    assert sandbox.files.exists("/etc/hostname")
+
+
+def test_files_as_root(sandbox):
+    path = f"/root/{unique()}.txt"
+    info = sandbox.files.write(path, "root only", user="root")
+    assert info.path == path
+    assert sandbox.files.get_info(path, user="root").owner == "root"
+    assert sandbox.files.read(path, user="root") == "root only"
+    with pytest.raises(SandboxException):
+        sandbox.files.read(path)  # the default user cannot read /root
+    with pytest.raises(SandboxException):
+        sandbox.files.write("/etc/not-allowed", "x")  # nor write system paths
+
+
+def test_upload_owner_is_the_requesting_user(sandbox, workdir):
+    sandbox.files.write(f"{workdir}/mine.txt", "x")
+    assert sandbox.files.get_info(f"{workdir}/mine.txt").owner == "user"
+    assert run(sandbox, f"stat -c %U {workdir}/mine.txt")[1].strip() == "user"
+    sandbox.files.write(f"{workdir}/deep/new/dirs/f.txt", "x")
+    assert run(sandbox, f"stat -c %U {workdir}/deep/new")[1].strip() == "user"
+
+
+def test_twenty_megabytes_round_trip(sandbox, workdir):
+    data = os.urandom(20 * 1024 * 1024)
+    digest = hashlib.sha256(data).hexdigest()
+    sandbox.files.write(f"{workdir}/big.bin", data)
+    assert run(sandbox, f"sha256sum {workdir}/big.bin")[1].split()[0] == digest
+    got = sandbox.files.read(f"{workdir}/big.bin", format="bytes")
+    assert len(got) == len(data) and hashlib.sha256(got).hexdigest() == digest
+    # and a file made inside the sandbox comes out intact
+    run(sandbox, f"head -c 20971520 /dev/urandom > {workdir}/made-inside.bin")
+    inside = run(sandbox, f"sha256sum {workdir}/made-inside.bin")[1].split()[0]
+    streamed = hashlib.sha256()
+    for chunk in sandbox.files.read(f"{workdir}/made-inside.bin", format="stream"):
+        streamed.update(chunk)
+    assert streamed.hexdigest() == inside

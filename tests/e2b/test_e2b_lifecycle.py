@@ -1,0 +1,307 @@
+"""Sandbox lifecycle through the official SDK: create, connect, info, list, timeouts, kill, expiry."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from e2b import (
+    NotFoundException,
+    Sandbox,
+    SandboxException,
+    SandboxNotFoundException,
+    SandboxQuery,
+    SandboxState,
+)
+from packaging.version import Version
+
+from e2b_support import assert_sandbox_gone_health, health, kill_quietly, unique, wait_until
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def seconds(delta: timedelta) -> float:
+    return delta.total_seconds()
+
+
+def ids(infos) -> list[str]:
+    return [i.sandbox_id for i in infos]
+
+
+def listed_ids(query: SandboxQuery, **kw) -> set[str]:
+    """Every sandbox id the query lists, across all pages."""
+    paginator = Sandbox.list(query=query, **kw)
+    found: list[str] = []
+    while paginator.has_next:
+        found += ids(paginator.next_items())
+    assert len(found) == len(set(found)), f"duplicates across pages: {found}"
+    return set(found)
+
+
+def assert_gone(server, sbx: Sandbox) -> None:
+    """What a user sees once a sandbox is killed or expired (§3.1, §4.12)."""
+    assert sbx.is_running() is False
+    with pytest.raises(SandboxNotFoundException):
+        sbx.get_info()
+    with pytest.raises(SandboxNotFoundException):
+        Sandbox.get_info(sbx.sandbox_id)
+    # envd calls fail with the SDK's "sandbox not running" family, never hang or succeed
+    with pytest.raises(SandboxException) as run_err:
+        sbx.commands.run("echo still here", timeout=10)
+    assert_not_running_error(run_err.value)
+    with pytest.raises(SandboxException) as read_err:
+        sbx.files.read("/etc/hostname", request_timeout=10)
+    assert_not_running_error(read_err.value)
+    assert_sandbox_gone_health(server, sbx.sandbox_id)
+    running = listed_ids(SandboxQuery(state=[SandboxState.RUNNING]))
+    assert sbx.sandbox_id not in running
+
+
+def assert_not_running_error(err: Exception) -> None:
+    import e2b
+
+    not_running = getattr(e2b, "SandboxNotRunningException", None)
+    if not_running is not None:  # 2.5x+: a dedicated exception (a TimeoutException subclass)
+        assert isinstance(err, not_running), repr(err)
+    else:  # 2.45.1: TimeoutException (or SandboxException) whose message names the cause
+        message = str(err).lower()
+        assert "not found" in message or "not running" in message or "killed" in message, repr(err)
+
+
+def test_create_with_metadata_envs_and_timeout(make_sandbox):
+    tag = unique()
+    before = now()
+    sbx = make_sandbox(timeout=123, metadata={"suite": "e2b", "tag": tag, "note": "a b&c=d/é"},
+                       envs={"GREETING": "hello world", "QUOTED": "it's \"quoted\" $HOME"})
+    after = now()
+    assert sbx.sandbox_id and "-" not in sbx.sandbox_id and "." not in sbx.sandbox_id
+
+    # sandbox-wide env vars are visible in every command, verbatim (no shell expansion)
+    r = sbx.commands.run('printf "%s|%s" "$GREETING" "$QUOTED"')
+    assert r.stdout == "hello world|it's \"quoted\" $HOME"
+    # ... also for another user and in a later command
+    assert sbx.commands.run("echo $GREETING", user="root").stdout == "hello world\n"
+
+    info = sbx.get_info()
+    assert info.sandbox_id == sbx.sandbox_id
+    assert info.template_id and info.template_id == sbx.get_info().template_id
+    assert info.metadata == {"suite": "e2b", "tag": tag, "note": "a b&c=d/é"}
+    assert info.state == SandboxState.RUNNING
+    assert info.cpu_count >= 1 and info.memory_mb > 0
+    assert Version(info.envd_version) >= Version("0.6.4")
+    assert before - timedelta(seconds=2) <= info.started_at <= after + timedelta(seconds=2)
+    assert abs(seconds(info.end_at - info.started_at) - 123) < 2
+
+
+def test_default_timeout_is_five_minutes(make_sandbox):
+    sbx = make_sandbox(timeout=None)
+    info = sbx.get_info()
+    assert abs(seconds(info.end_at - info.started_at) - 300) < 2
+
+
+def test_connect_by_id_extends_but_never_shortens(make_sandbox):
+    sbx = make_sandbox(timeout=120)
+    sbx.files.write("/home/user/from-first.txt", "written before connect")
+    end0 = sbx.get_info().end_at
+
+    # a shorter timeout on connect leaves the end time alone
+    same = Sandbox.connect(sbx.sandbox_id, timeout=10)
+    assert same.sandbox_id == sbx.sandbox_id
+    end1 = same.get_info().end_at
+    assert abs(seconds(end1 - end0)) < 1, (end0, end1)
+
+    # the connected object drives the same sandbox
+    assert same.files.read("/home/user/from-first.txt") == "written before connect"
+    assert same.commands.run("echo connected").stdout == "connected\n"
+    assert same.is_running() is True
+
+    # a longer one extends it
+    requested = now()
+    Sandbox.connect(sbx.sandbox_id, timeout=600)
+    end2 = sbx.get_info().end_at
+    assert end2 > end1
+    assert abs(seconds(end2 - (requested + timedelta(seconds=600)))) < 3
+
+    # and a shorter one afterwards still does not shorten it
+    Sandbox.connect(sbx.sandbox_id, timeout=30)
+    assert abs(seconds(sbx.get_info().end_at - end2)) < 1
+
+
+def test_connect_to_unknown_sandbox_fails():
+    with pytest.raises(NotFoundException):
+        Sandbox.connect("inosuchsandbox00000", timeout=30)
+
+
+def test_list_filters_by_metadata_and_state(make_sandbox):
+    tag = unique()
+    a = make_sandbox(metadata={"tag": tag, "role": "a"})
+    b = make_sandbox(metadata={"tag": tag, "role": "b"})
+    other = make_sandbox(metadata={"tag": unique(), "role": "a"})
+
+    assert listed_ids(SandboxQuery(metadata={"tag": tag})) == {a.sandbox_id, b.sandbox_id}
+    assert listed_ids(SandboxQuery(metadata={"tag": tag, "role": "a"})) == {a.sandbox_id}
+    assert listed_ids(SandboxQuery(metadata={"tag": tag, "role": "c"})) == set()
+
+    running = SandboxQuery(metadata={"tag": tag}, state=[SandboxState.RUNNING])
+    paused = SandboxQuery(metadata={"tag": tag}, state=[SandboxState.PAUSED])
+    assert listed_ids(running) == {a.sandbox_id, b.sandbox_id}
+    assert listed_ids(paused) == set()
+
+    # listed entries carry the same fields as get_info
+    [entry] = [i for i in Sandbox.list(query=SandboxQuery(metadata={"tag": tag, "role": "b"})).next_items()]
+    assert entry.sandbox_id == b.sandbox_id
+    assert entry.metadata == {"tag": tag, "role": "b"}
+    assert entry.state == SandboxState.RUNNING
+    assert entry.end_at > entry.started_at
+
+    assert a.kill() is True
+    assert listed_ids(running) == {b.sandbox_id}
+    assert listed_ids(SandboxQuery(metadata={"tag": tag})) == {b.sandbox_id}
+    assert other.sandbox_id not in listed_ids(SandboxQuery(metadata={"tag": tag}))
+
+
+def test_list_metadata_filter_with_special_characters(make_sandbox):
+    """The SDK quotes keys and values, joins them with urlencode (quoting them again) and httpx
+    encodes the parameter once more; E2B's API unescapes all three layers. Values with spaces,
+    '&', '=', '%' or non-ASCII text must still match exactly."""
+    tag = unique()
+    meta = {"tag": tag, "note": "x y&z=1", "pct": "100%", "name": "Zoë/ü", "key with space": "v"}
+    a = make_sandbox(metadata=meta)
+    b = make_sandbox(metadata={"tag": tag, "note": "x y"})
+    assert listed_ids(SandboxQuery(metadata={"tag": tag})) == {a.sandbox_id, b.sandbox_id}
+    assert listed_ids(SandboxQuery(metadata={"tag": tag, "note": "x y&z=1"})) == {a.sandbox_id}
+    assert listed_ids(SandboxQuery(metadata={"tag": tag, "note": "x y"})) == {b.sandbox_id}
+    assert listed_ids(SandboxQuery(metadata={"tag": tag, "pct": "100%"})) == {a.sandbox_id}
+    assert listed_ids(SandboxQuery(metadata={"tag": tag, "name": "Zoë/ü"})) == {a.sandbox_id}
+    assert listed_ids(SandboxQuery(metadata={"tag": tag, "key with space": "v"})) == {a.sandbox_id}
+    assert listed_ids(SandboxQuery(metadata=meta)) == {a.sandbox_id}
+    # "z=1" must not be taken as a separate filter key
+    assert listed_ids(SandboxQuery(metadata={"tag": tag, "z": "1"})) == set()
+
+
+def test_list_paginates_with_limit_and_next_token(make_sandbox):
+    tag = unique()
+    created = [make_sandbox(metadata={"tag": tag, "n": str(i)}) for i in range(3)]
+    newest_first = [s.sandbox_id for s in reversed(created)]
+    query = SandboxQuery(metadata={"tag": tag})
+
+    pages = Sandbox.list(query=query, limit=2)
+    assert pages.has_next
+    first = pages.next_items()
+    assert len(first) == 2
+    assert pages.has_next and pages.next_token
+    token = pages.next_token
+    second = pages.next_items()
+    assert len(second) == 1
+    assert not pages.has_next
+    # newest first by default, no sandbox twice, none missing
+    assert ids(first) + ids(second) == newest_first
+
+    # the token works on its own, from a fresh paginator
+    resumed = Sandbox.list(query=query, limit=2, next_token=token)
+    assert ids(resumed.next_items()) == ids(second)
+    assert not resumed.has_next
+
+    # limit larger than the result: one page, no token
+    whole = Sandbox.list(query=query, limit=10)
+    assert ids(whole.next_items()) == newest_first
+    assert not whole.has_next and not whole.next_token
+
+
+def test_kill_returns_true_then_false(make_sandbox, server):
+    sbx = make_sandbox()
+    assert sbx.is_running() is True
+    assert health(server, sbx.sandbox_id).status_code // 100 == 2
+    assert sbx.kill() is True
+    assert sbx.kill() is False
+    assert Sandbox.kill(sbx.sandbox_id) is False
+    assert Sandbox.kill("inosuchsandbox00000") is False
+    assert_gone(server, sbx)
+    # control-plane calls on a killed sandbox: not found
+    with pytest.raises(SandboxNotFoundException):
+        sbx.set_timeout(60)
+    with pytest.raises(SandboxNotFoundException):
+        sbx.get_metrics()
+    with pytest.raises(NotFoundException):
+        Sandbox.connect(sbx.sandbox_id, timeout=30)
+
+
+def test_kill_by_id_from_another_client(make_sandbox, server):
+    sbx = make_sandbox()
+    assert Sandbox.kill(sbx.sandbox_id) is True
+    assert_gone(server, sbx)
+
+
+def test_set_timeout_moves_the_end(make_sandbox):
+    sbx = make_sandbox(timeout=60)
+    end0 = sbx.get_info().end_at
+    requested = now()
+    sbx.set_timeout(600)
+    end1 = sbx.get_info().end_at
+    assert end1 > end0
+    assert abs(seconds(end1 - (requested + timedelta(seconds=600)))) < 3
+    # set_timeout may also shorten (unlike connect)
+    requested = now()
+    Sandbox.set_timeout(sbx.sandbox_id, 30)
+    end2 = sbx.get_info().end_at
+    assert end2 < end1
+    assert abs(seconds(end2 - (requested + timedelta(seconds=30)))) < 3
+    assert sbx.is_running()
+
+
+def test_get_metrics(make_sandbox):
+    sbx = make_sandbox()
+    sbx.commands.run("python3 -c 'x = bytearray(30 * 1024 * 1024); import time; time.sleep(0.2)'")
+    metrics = sbx.get_metrics()
+    assert len(metrics) >= 1
+    m = metrics[-1]
+    assert m.cpu_count >= 1
+    assert 0 <= m.cpu_used_pct <= 100
+    assert m.mem_used > 0
+    assert m.mem_total >= m.mem_used
+    assert m.mem_cache >= 0
+    assert m.disk_total > 0 and 0 <= m.disk_used <= m.disk_total
+    assert isinstance(m.timestamp, datetime)
+    assert abs(seconds(m.timestamp - now())) < 60
+    # the static form answers the same sandbox
+    assert Sandbox.get_metrics(sbx.sandbox_id)[-1].mem_total == m.mem_total
+
+
+def test_sandbox_is_gone_promptly_after_its_timeout(make_sandbox, server):
+    sbx = make_sandbox(timeout=2)
+    end = sbx.get_info().end_at
+    assert sbx.is_running() is True
+    assert sbx.commands.run("echo alive").stdout == "alive\n"
+    # clients expect the sandbox gone about a second after its end (§3.6)
+    time.sleep(max(0.0, seconds(end - now())) + 1.5)
+    assert sbx.is_running() is False
+    with pytest.raises(SandboxNotFoundException):
+        sbx.get_info()
+    assert_gone(server, sbx)
+    assert Sandbox.kill(sbx.sandbox_id) is False
+
+
+def test_context_manager_kills_on_exit(sdk_env, server):
+    with Sandbox.create(timeout=120) as sbx:
+        assert sbx.commands.run("echo inside").stdout == "inside\n"
+        sandbox_id = sbx.sandbox_id
+    try:
+        assert sbx.is_running() is False
+        with pytest.raises(SandboxNotFoundException):
+            Sandbox.get_info(sandbox_id)
+        assert_sandbox_gone_health(server, sandbox_id)
+    finally:
+        kill_quietly(sbx)
+
+
+def test_context_manager_kills_on_error(sdk_env):
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom):
+        with Sandbox.create(timeout=120) as sbx:
+            raise Boom()
+    assert wait_until(lambda: not sbx.is_running(), timeout=5, message="sandbox killed")
