@@ -43,7 +43,8 @@ def main(argv=None):
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
         srv = server.Server(socket_path)
-        srv.start()
+        srv.start()  # the socket is made while still root: /run/sandlot belongs to the sandbox's root
+        _drop_privileges()
         try:
             await stop
         finally:
@@ -54,3 +55,18 @@ def main(argv=None):
 
     asyncio.run(serve())
 
+
+
+def _drop_privileges():
+    from . import config
+
+    if config.root_caps is None and not config.run_as_default_user:
+        return  # not in a sandbox (host tests): nothing to drop, and no ctypes to load
+    from . import privileges, users
+
+    if config.root_caps is not None:
+        privileges.limit_bounding_set(config.root_caps)
+    if config.run_as_default_user and os.geteuid() == 0:
+        user = users.lookup(None)
+        if user.uid != 0:
+            privileges.run_as(user.uid, user.gid)

@@ -12,9 +12,12 @@ from .errors import OpError
 def popen(argv, user, cwd, env, stdin, stdout, stderr, preexec_fn=None):
     """Start ``argv`` as ``user`` in a new session (its own process group, no controlling tty)."""
     try:
-        return subprocess.Popen(
-            argv, stdin=stdin, stdout=stdout, stderr=stderr, cwd=cwd, env=env,
-            start_new_session=True, preexec_fn=preexec_fn, **users.identity(user))
+        # The child changes directory before it switches user: with the agent's file identity set to
+        # the user's meanwhile, that chdir is checked (and allowed) as it would be for the user.
+        with users.acting_as(user):
+            return subprocess.Popen(
+                argv, stdin=stdin, stdout=stdout, stderr=stderr, cwd=cwd, env=env,
+                start_new_session=True, preexec_fn=preexec_fn, **users.identity(user))
     except FileNotFoundError as e:
         what = "cwd '%s'" % cwd if e.filename == cwd else "'%s'" % argv[0]
         raise OpError("invalid_argument", "cannot start process: %s does not exist" % what) from None

@@ -189,11 +189,12 @@ class NamespaceRuntime:
         m = self._mnt(sid)
         m.mkdir(mode=0o711)
         (m / "root").mkdir()
-        (m / "run").mkdir(mode=0o700)
+        (m / "run").mkdir(mode=0o711)  # users inside reach agent.sock (sudo) but cannot list
         os.chown(d / "upper", base, base)
         os.chown(m / "run", base, base)
         (m / "run" / "agent.json").write_text(json.dumps(
-            {"envs": spec.envs, "default_user": "user", "allow_sudo": spec.allow_sudo}))
+            {"envs": spec.envs, "default_user": "user", "allow_sudo": spec.allow_sudo,
+             "root_caps": list(SANDBOX_ROOT_CAPS), "run_as_default_user": True}))
         (d / "state.json").write_text(json.dumps({"slot": slot, "uid_base": base, "template": spec.template}))
 
         cg = None
@@ -277,12 +278,14 @@ class NamespaceRuntime:
             "--proc", "/proc",
             "--dev", "/dev",
             "--perms", "1777", "--size", str(tmp_size), "--tmpfs", "/tmp",
+            "--perms", "0755", "--dir", "/opt/sandlot",  # the agent runs as `user` and reads its code
             "--ro-bind", str(self.agent_dir), "/opt/sandlot/sandlot_agent",
             "--bind", str(m / "run"), IN_SANDBOX_RUN,
-            "--ro-bind", str(self.agent_dir / SUDO_SHIM.name), "/usr/bin/sudo",
         ]
         for host, inside in template.ro_binds:
             argv += ["--ro-bind", host, inside]
+        # after the template's binds, which may cover /usr
+        argv += ["--ro-bind", str(self.agent_dir / SUDO_SHIM.name), "/usr/bin/sudo"]
         for path in template.masked:
             argv += ["--tmpfs", path, "--remount-ro", path]
         argv += ["--hostname", spec.hostname, "--chdir", "/", "--clearenv",

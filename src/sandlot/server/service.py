@@ -153,9 +153,14 @@ class SandboxService:
         pool = self._pools.get(req.template)
         if not pool or req.envs or req.limits != Limits():
             return None
-        rt = pool.pop()
         self._schedule_refill(req.template)
-        return rt
+        while pool:
+            rt = pool.pop()
+            if self.runtime.alive(rt):
+                return rt
+            log.warning("pooled sandbox %s died while idle; discarding it", rt.sandbox_id)
+            asyncio.get_running_loop().run_in_executor(None, self.runtime.kill, rt.sandbox_id)
+        return None
 
     def _schedule_refill(self, template: str) -> None:
         task = self._pool_refill.get(template)
