@@ -111,3 +111,4 @@ def test_create_and_kill_200_sandboxes_leaves_nothing(private_server):
     left = _resources(srv.home)
     left.pop("netns")
     assert not any(left.values()), left
+    assert not mount_root(srv.home).exists()

@@ -45,5 +45,8 @@ class Runtime(Protocol):
     def leftovers(self) -> set[str]:
         """Ids of sandboxes that still hold resources on this host (dirs, cgroups, mounts)."""
 
+    def close(self) -> None:
+        """Release what the runtime itself holds once the server stops (not running sandboxes)."""
+
     def degradations(self) -> list[str]:
         """What this runtime cannot enforce on this host (shown as a warning at start)."""

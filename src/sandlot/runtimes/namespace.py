@@ -166,6 +166,11 @@ class NamespaceRuntime:
         ids.update(cgroups.leftovers(self.cgroup_group))
         return ids
 
+    def close(self) -> None:
+        """At server stop: with no sandbox left, remove this server's directory under /run."""
+        if not self.leftovers() and not _mounted_under(self.mnt):
+            shutil.rmtree(self.mnt, ignore_errors=True)
+
     # ---- create ------------------------------------------------------------------------------
 
     def create(self, spec: SandboxSpec, template) -> RuntimeSandbox:

@@ -122,6 +122,7 @@ class SandboxService:
         if self.config.kill_on_shutdown:
             for sid in list(self.live) + list(self.paused):
                 await self.kill(sid, reason="server shutdown")
+        await asyncio.to_thread(self.runtime.close)
 
     # ---- create ------------------------------------------------------------------------------
 
