@@ -7,7 +7,14 @@ import threading
 import time
 
 import pytest
-from e2b import AsyncSandbox, CommandExitException, NotFoundException, SandboxException, TimeoutException
+from e2b import (
+    AsyncSandbox,
+    AuthenticationException,
+    CommandExitException,
+    NotFoundException,
+    SandboxException,
+    TimeoutException,
+)
 
 from e2b_support import run, unique, wait_until
 
@@ -138,6 +145,19 @@ def test_kill_background_process(sandbox):
     assert sandbox.commands.kill(999_999) is False
 
 
+def test_only_commands_started_through_the_api_can_be_killed(sandbox):
+    # pid 1 and a command's own children are not envd processes: kill() finds nothing to kill
+    handle = sandbox.commands.run("sleep 300 & echo $!; wait", background=True)
+    try:
+        child = int(wait_until(lambda: run(sandbox, "pgrep -x sleep -n")[1].strip(), message="child sleep"))
+        assert sandbox.commands.kill(1) is False
+        assert sandbox.commands.kill(child) is False
+        assert sandbox.commands.run("echo alive").stdout == "alive\n"
+        assert handle.pid in pids(sandbox)
+    finally:
+        handle.kill()
+
+
 def test_kill_through_the_handle(sandbox):
     handle = sandbox.commands.run("sleep 600", background=True)
     assert handle.kill() is True
@@ -226,6 +246,9 @@ def test_users(sandbox):
     assert sandbox.commands.run("whoami", user="root").stdout == "root\n"
     assert sandbox.commands.run("id -u", user="root").stdout == "0\n"
     assert sandbox.commands.run("id -u").stdout == "1000\n"
+    # an unknown user is refused, and nothing runs
+    with pytest.raises((SandboxException, AuthenticationException)):
+        sandbox.commands.run("whoami", user="nosuchuser")
     # sudo works for the default user without a password
     assert sandbox.commands.run("sudo whoami").stdout == "root\n"
     assert sandbox.commands.run("sudo -n true && echo ok").stdout == "ok\n"

@@ -160,6 +160,22 @@ def test_signed_upload_url_works_without_any_headers(sandbox, neighbour):
     assert neighbour.files.exists(path) is False
 
 
+@pytest.mark.parametrize("name", ["plus+and space?.txt", "ünï%2F#.txt"])
+def test_signed_urls_for_awkward_and_relative_paths(sandbox, name):
+    # the signature covers the path exactly as given, relative paths included (§4.11)
+    relative = f"{unique('rel')}-{name}"
+    url = sandbox.upload_url(relative)
+    r = httpx.post(url, files={"file": ("f", b"signed " + name.encode())}, timeout=30)
+    assert r.status_code == 200, r.text
+    [entry] = r.json()
+    assert entry["path"] == f"/home/user/{relative}"
+    assert sandbox.files.read(f"/home/user/{relative}") == "signed " + name
+    r = httpx.get(sandbox.download_url(relative), timeout=30)
+    assert r.status_code == 200 and r.text == "signed " + name
+    r = httpx.get(sandbox.download_url(f"/home/user/{relative}"), timeout=30)
+    assert r.status_code == 200 and r.text == "signed " + name
+
+
 def test_signed_urls_with_user_and_expiration(sandbox):
     path = f"/root/{unique()}.txt"
     up = sandbox.upload_url(path, user="root", use_signature_expiration=120)
@@ -185,17 +201,24 @@ def url_headers(request, sandbox, neighbour):
 def test_expired_signature_is_refused_with_the_exact_body(sandbox, url_headers):
     path = f"/home/user/{unique()}.txt"
     sandbox.files.write(path, "soon expired")
-    url = sandbox.download_url(path, use_signature_expiration=1)
-    up = sandbox.upload_url(path, use_signature_expiration=1)
+    # already expired when made (the SDK does not refuse a negative lifetime)
+    for url, send in ((sandbox.download_url(path, use_signature_expiration=-5), "get"),
+                      (sandbox.upload_url(path, use_signature_expiration=-5), "post")):
+        if send == "get":
+            r = httpx.get(url, headers=url_headers, timeout=30)
+        else:
+            r = httpx.post(url, files={"file": ("f", b"overwritten")}, headers=url_headers, timeout=30)
+        assert r.status_code == 401, (send, r.status_code, r.text)
+        assert r.json() == EXPIRED, send  # clients compare this body
+    assert sandbox.files.read(path) == "soon expired"
+    # valid until it expires: expiration = int(now) + 2 leaves at least a second to use it
+    url = sandbox.download_url(path, use_signature_expiration=2)
+    expiration = int(parse_qs(urlsplit(url).query)["signature_expiration"][0])
     assert httpx.get(url, headers=url_headers, timeout=30).content == b"soon expired"
-    time.sleep(2.1)
+    time.sleep(max(0.0, expiration + 1.1 - time.time()))
     r = httpx.get(url, headers=url_headers, timeout=30)
     assert r.status_code == 401, (r.status_code, r.text)
-    assert r.json() == EXPIRED  # clients compare this body
-    r = httpx.post(up, files={"file": ("f", b"overwritten")}, headers=url_headers, timeout=30)
-    assert r.status_code == 401, (r.status_code, r.text)
     assert r.json() == EXPIRED
-    assert sandbox.files.read(path) == "soon expired"
 
 
 def test_tampered_signatures_are_refused(sandbox, token, url_headers):

@@ -48,6 +48,20 @@ def test_relative_paths_resolve_against_home(sandbox):
     sandbox.files.remove(name)
 
 
+@pytest.mark.parametrize("name", ["a?b#c%20d+e&f=g.txt", "spaced dir/ünï cödé.txt", "%2e%2e%2fnot-up.txt",
+                                  "semi;colon 'quote\" $HOME.txt"])
+def test_names_with_url_and_shell_metacharacters(sandbox, workdir, name):
+    path = f"{workdir}/{name}"
+    info = sandbox.files.write(path, f"content of {name}")
+    assert info.path == path
+    assert sandbox.files.read(path) == f"content of {name}"
+    # exactly that name exists, decoded once: the sandbox's own view agrees
+    listing = run(sandbox, f"cd {workdir} && find . -type f")[1].splitlines()
+    assert f"./{name}" in listing
+    assert sandbox.files.get_info(path).name == name.rsplit("/", 1)[-1]
+    sandbox.files.remove(path)
+
+
 def test_bytes_round_trip_non_utf8(sandbox, workdir):
     data = os.urandom(64 * 1024) + b"\xff\xfe\x00\x80" + bytes(range(256))
     sandbox.files.write(f"{workdir}/blob.bin", data)

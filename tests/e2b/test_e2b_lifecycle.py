@@ -68,7 +68,8 @@ def assert_not_running_error(err: Exception) -> None:
         assert isinstance(err, not_running), repr(err)
     else:  # 2.45.1: TimeoutException (or SandboxException) whose message names the cause
         message = str(err).lower()
-        assert "not found" in message or "not running" in message or "killed" in message, repr(err)
+        assert any(words in message for words in ("not found", "not running", "stopped running", "killed")), \
+            repr(err)
 
 
 def test_create_with_metadata_envs_and_timeout(make_sandbox):
@@ -84,6 +85,9 @@ def test_create_with_metadata_envs_and_timeout(make_sandbox):
     assert r.stdout == "hello world|it's \"quoted\" $HOME"
     # ... also for another user and in a later command
     assert sbx.commands.run("echo $GREETING", user="root").stdout == "hello world\n"
+    # a command's own envs override the sandbox-wide ones, for that command only
+    assert sbx.commands.run("echo $GREETING", envs={"GREETING": "override"}).stdout == "override\n"
+    assert sbx.commands.run("echo $GREETING").stdout == "hello world\n"
 
     info = sbx.get_info()
     assert info.sandbox_id == sbx.sandbox_id
@@ -227,6 +231,37 @@ def test_kill_returns_true_then_false(make_sandbox, server):
         sbx.get_metrics()
     with pytest.raises(NotFoundException):
         Sandbox.connect(sbx.sandbox_id, timeout=30)
+
+
+def test_kill_aborts_open_streams(make_sandbox, server):
+    sbx = make_sandbox()
+    handle = sbx.commands.run("sleep 600", background=True)
+    start = time.monotonic()
+    assert Sandbox.kill(sbx.sandbox_id) is True
+    with pytest.raises(SandboxException) as info:
+        handle.wait()
+    assert time.monotonic() - start < 10, "an open command stream must end when its sandbox is killed"
+    assert_not_running_error(info.value)
+
+
+def test_pause_and_resume_through_connect(make_sandbox, server):
+    sbx = make_sandbox(timeout=120)
+    sbx.files.write("/home/user/kept.txt", "survives the pause")
+    background = sbx.commands.run("sleep 600", background=True)
+    assert sbx.pause() is True
+    assert sbx.is_running() is False
+    assert sbx.get_info().state == SandboxState.PAUSED
+    assert sbx.sandbox_id in listed_ids(SandboxQuery(state=[SandboxState.PAUSED]))
+    assert sbx.sandbox_id not in listed_ids(SandboxQuery(state=[SandboxState.RUNNING]))
+    assert_sandbox_gone_health(server, sbx.sandbox_id)
+    assert sbx.pause() is False  # already paused (409)
+
+    resumed = Sandbox.connect(sbx.sandbox_id, timeout=120)
+    assert resumed.is_running() is True
+    assert resumed.get_info().state == SandboxState.RUNNING
+    assert resumed.files.read("/home/user/kept.txt") == "survives the pause"
+    assert background.pid in {p.pid for p in resumed.commands.list()}, "processes survive a pause"
+    assert resumed.commands.run("echo resumed").stdout == "resumed\n"
 
 
 def test_kill_by_id_from_another_client(make_sandbox, server):
