@@ -18,7 +18,7 @@ async def test_output_streams_and_exit_code(run):
     result = await run("echo out; echo err >&2; exit 3")
     assert result.stdout == b"out\n"
     assert result.stderr == b"err\n"
-    assert result.end == {"exit_code": 3, "exited": True, "status": "exit status 3"}
+    assert result.end == {"exit_code": 3, "exited": True, "status": "exit status 3", "error": "exit status 3"}
 
 
 async def test_start_event_comes_first_and_output_streams_before_the_end(client):
@@ -139,7 +139,8 @@ async def test_background_list_reconnect_and_kill(client):
     await client.send_signal(signal.SIGKILL, pid=pid)
     for stream in (again, second):
         result = await collect(stream)
-        assert result.end == {"exit_code": -1, "exited": False, "status": "signal: killed"}
+        assert result.end == {"exit_code": -1, "exited": False, "status": "signal: killed",
+                          "error": "signal: killed"}
     assert pid not in {p["pid"] for p in await client.list_processes()}
     for op in (client.connect(pid=pid).__anext__(), client.send_signal(9, pid=pid)):
         with pytest.raises(AgentError) as e:
@@ -162,7 +163,8 @@ async def test_deadline_kills_the_process(client):
     started = time.monotonic()
     result = await collect(client.start("/bin/sleep", ["30"], timeout_ms=300))
     assert 0.25 < time.monotonic() - started < 5
-    assert result.end == {"exit_code": -1, "exited": False, "status": "signal: killed"}
+    assert result.end == {"exit_code": -1, "exited": False, "status": "signal: killed",
+                          "error": "signal: killed"}
 
 
 async def test_duplicate_running_tag_is_refused(client):

@@ -162,8 +162,9 @@ async def test_closing_or_dropping_a_stream_closes_its_connection(agent, client,
         return len(os.listdir(f"/proc/{agent.proc.pid}/fd"))
 
     async def settle(expected: int) -> int:
-        for _ in range(100):
-            if open_fds() == expected:
+        # at most the baseline: a transient fd of an earlier test (a pidfd, a pipe) may close meanwhile
+        for _ in range(300):
+            if open_fds() <= expected:
                 break
             await asyncio.sleep(0.01)
         return open_fds()
@@ -173,8 +174,8 @@ async def test_closing_or_dropping_a_stream_closes_its_connection(agent, client,
     await stream.__anext__()
     assert open_fds() > baseline  # its connection and its inotify instance
     await stream.aclose()
-    assert await settle(baseline) == baseline
+    assert await settle(baseline) <= baseline
     stream = client.watch(str(home))
     await stream.__anext__()
     del stream  # dropped without aclose(): asyncio finalizes the generator
-    assert await settle(baseline) == baseline
+    assert await settle(baseline) <= baseline

@@ -56,9 +56,12 @@ def describe(status):
         name = (signal.strsignal(sig) or "signal %d" % sig).lower()
         if os.WCOREDUMP(status):
             name += " (core dumped)"
-        return {"exit_code": -1, "exited": False, "status": "signal: " + name}
+        return {"exit_code": -1, "exited": False, "status": "signal: " + name, "error": "signal: " + name}
     code = os.WEXITSTATUS(status)
-    return {"exit_code": code, "exited": True, "status": "exit status %d" % code}
+    end = {"exit_code": code, "exited": True, "status": "exit status %d" % code}
+    if code:
+        end["error"] = end["status"]  # Go's exec.ExitError text, which envd reports as the error
+    return end
 
 
 def signal_group(pid, sig):

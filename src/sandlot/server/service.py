@@ -113,8 +113,9 @@ class SandboxService:
         self._closing = True
         if self._reaper:
             self._reaper.cancel()
-        for task in self._pool_refill.values():
-            task.cancel()
+        # A refill may be inside runtime.create (a thread): let it finish and kill what it made,
+        # rather than cancel the await and leak the sandbox the thread still creates.
+        await asyncio.gather(*self._pool_refill.values(), return_exceptions=True)
         pooled = [rt.sandbox_id for pool in self._pools.values() for rt in pool]
         self._pools.clear()
         for sid in pooled:
@@ -174,7 +175,11 @@ class SandboxService:
             pool = self._pools.setdefault(name, [])
             while not self._closing and len(pool) < self.config.pool_size:
                 spec = SandboxSpec(new_sandbox_id(), name)
-                pool.append(await asyncio.to_thread(self.runtime.create, spec, template))
+                rt = await asyncio.to_thread(self.runtime.create, spec, template)
+                if self._closing:
+                    await asyncio.to_thread(self.runtime.kill, rt.sandbox_id)
+                    return
+                pool.append(rt)
         except asyncio.CancelledError:
             raise
         except Exception:
