@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import pytest
 from e2b import Sandbox
-
 from e2b_support import SDK_VERSION, kill_quietly, unique
 
 

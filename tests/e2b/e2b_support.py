@@ -92,5 +92,5 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05, message
 def kill_quietly(sbx) -> None:
     try:
         sbx.kill()
-    except Exception:
+    except Exception:  # noqa: BLE001, S110 - best-effort cleanup; the sandbox may be gone already
         pass

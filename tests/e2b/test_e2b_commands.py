@@ -15,7 +15,6 @@ from e2b import (
     SandboxException,
     TimeoutException,
 )
-
 from e2b_support import run, unique, wait_until
 
 
@@ -27,7 +26,7 @@ def process_count(sandbox, pattern: str) -> int:
     """How many processes in the sandbox have `pattern` in their command line (per ps)."""
     # the brackets keep grep from matching itself: '[s]leep 10.123' matches 'sleep 10.123'
     grep = f"[{pattern[0]}]{pattern[1:]}"
-    code, out, _ = run(sandbox, f"ps -eo args= | grep -c -- '{grep}' || true")
+    _, out, _ = run(sandbox, f"ps -eo args= | grep -c -- '{grep}' || true")
     return int(out.strip() or 0)
 
 

@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from e2b import AuthenticationException, NotFoundException, Sandbox, SandboxException, SandboxQuery
-
+from e2b import (
+    AuthenticationException,
+    NotFoundException,
+    Sandbox,
+    SandboxException,
+    SandboxQuery,
+)
 from e2b_support import assert_json_error, unique
 
 UNKNOWN = "inosuchsandbox00000"

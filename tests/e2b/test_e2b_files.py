@@ -7,14 +7,13 @@ import hashlib
 import inspect
 import io
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from e2b import FileNotFoundException, FileType, SandboxException
 from e2b.sandbox_sync.filesystem.filesystem import Filesystem
-from packaging.version import Version
-
 from e2b_support import SDK_VERSION, run, unique
+from packaging.version import Version
 
 
 def supports(method, parameter: str) -> bool:
@@ -203,7 +202,7 @@ def test_get_info(sandbox, workdir):
     assert info.size == 5
     assert info.mode == 0o644 and info.permissions == "-rw-r--r--"
     assert info.owner == "user" and info.group == "user"
-    assert abs(info.modified_time - datetime.now(timezone.utc)) < timedelta(seconds=60)
+    assert abs(info.modified_time - datetime.now(UTC)) < timedelta(seconds=60)
     assert info.symlink_target is None
 
     d = sandbox.files.get_info(workdir)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from e2b import (
@@ -14,13 +14,12 @@ from e2b import (
     SandboxQuery,
     SandboxState,
 )
+from e2b_support import assert_sandbox_gone_health, health, kill_quietly, unique
 from packaging.version import Version
-
-from e2b_support import assert_sandbox_gone_health, health, kill_quietly, unique, wait_until
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def seconds(delta: timedelta) -> float:
@@ -336,7 +335,11 @@ def test_context_manager_kills_on_error(sdk_env):
     class Boom(Exception):
         pass
 
-    with pytest.raises(Boom):
-        with Sandbox.create(timeout=120) as sbx:
+    sbx = None
+    try:
+        with pytest.raises(Boom), Sandbox.create(timeout=120) as sbx:
             raise Boom()
-    assert wait_until(lambda: not sbx.is_running(), timeout=5, message="sandbox killed")
+        assert sbx.is_running() is False
+    finally:
+        if sbx is not None:
+            kill_quietly(sbx)

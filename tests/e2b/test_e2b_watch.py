@@ -7,8 +7,12 @@ import asyncio
 import time
 
 import pytest
-from e2b import AsyncSandbox, FileNotFoundException, FilesystemEventType, SandboxException
-
+from e2b import (
+    AsyncSandbox,
+    FileNotFoundException,
+    FilesystemEventType,
+    SandboxException,
+)
 from e2b_support import run
 
 
