@@ -15,6 +15,7 @@ import sys
 from . import users, wire
 from .errors import OpError, field, from_os
 
+STAGING_PREFIX = ".sandlot-upload-"  # watch streams do not report these
 METADATA_PREFIX = "user.e2b."  # E2B's X-Metadata-<key> headers, stored as xattrs
 _TYPES = {statmod.S_IFREG: "file", statmod.S_IFDIR: "dir", statmod.S_IFLNK: "symlink"}
 
@@ -247,24 +248,31 @@ async def read(req, conn):
 
 
 async def write(req, conn):
+    """Write a file from D frames, without ever losing data: replacing an existing file goes
+    through a hidden staging file next to it, and the file is overwritten only once all the data
+    arrived; a new file that breaks off is removed. Appends write in place."""
     user, path = _target(req)
     values = field(req, "metadata", dict)
     if values is not None and not all(isinstance(k, str) and isinstance(v, str) for k, v in values.items()):
         raise OpError("invalid_argument", "metadata must map strings to strings")
     append = field(req, "append", bool, False)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_APPEND if append else os.O_TRUNC)
     with users.acting_as(user):
         _make_parents(path)
+        if os.path.isdir(path):
+            raise OpError("invalid_argument", "path '%s' is a directory" % path)
+        staged = None
+        if append:
+            target, flags = path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_APPEND
+        elif os.path.lexists(path):
+            staged = target = os.path.join(os.path.dirname(path), STAGING_PREFIX + os.urandom(6).hex())
+            flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC  # read back by _overwrite_from
+        else:
+            target, flags = path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         try:
-            fd = os.open(path, flags, 0o644)
+            fd = os.open(target, flags, 0o644)
         except OSError as e:
             raise from_os(e, path) from None
-        try:
-            if values is not None or not append:  # an append without metadata keeps the file's
-                _set_metadata(fd, values or {})
-        except BaseException:
-            os.close(fd)
-            raise
+    done = False
     try:
         while True:
             kind, payload = await wire.read_frame(conn.reader)
@@ -278,12 +286,38 @@ async def write(req, conn):
                 raise ConnectionError("the client left before the end of the data")
             else:
                 raise OpError("invalid_argument", "files.write takes D frames and one Z frame")
-    except ConnectionError:
-        raise
+        with users.acting_as(user):
+            if staged:
+                _overwrite_from(fd, path, values or {})
+            elif values is not None or not append:  # an append without metadata keeps the file's
+                _set_metadata(fd, values or {})
+        done = True
     except OSError as e:
         raise from_os(e, path) from None
     finally:
         os.close(fd)
+        if staged or not (done or append):
+            with users.acting_as(user):
+                try:
+                    os.unlink(target)
+                except OSError:
+                    pass
     _publish_watch_events()
     with users.acting_as(user):
         return {"entry": _stat_entry(path)}
+
+
+def _overwrite_from(fd, path, values):
+    """Overwrite ``path`` in place with the staged file ``fd`` (same inode, links and watchers;
+    watchers see a write, as with a plain overwrite; a symlink is written through)."""
+    dest = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+    try:
+        size, offset = os.fstat(fd).st_size, 0
+        while offset < size:
+            copied = os.copy_file_range(fd, dest, size - offset, offset, offset)
+            if not copied:
+                break
+            offset += copied
+        _set_metadata(dest, values)
+    finally:
+        os.close(dest)

@@ -221,7 +221,10 @@ def _spawn_pty(argv, user, cwd, env, size):
     try:
         _set_size(master, size)
         if user.uid != os.geteuid():
-            os.fchown(slave, user.uid, -1)  # like login(1), for programs that reopen their tty by name
+            # like login(1), for programs that reopen their tty by name; CAP_CHOWN is a file
+            # capability, in effect only while the agent acts as root (see privileges.py)
+            with users.acting_as(users.by_uid(0) or user):
+                os.fchown(slave, user.uid, -1)
         popen = spawn.popen(argv, user, cwd, env, slave, slave, slave, preexec_fn=take_terminal)
     except BaseException:
         os.close(master)

@@ -188,6 +188,8 @@ async def _serve_one(sock):
         await _refuse(reader, writer, "invalid_argument", str(e))
     except (ConnectionError, asyncio.TimeoutError, asyncio.CancelledError):
         pass  # the client left, or never sent a request, or the agent stops
+    except PermissionError as e:
+        await _refuse(reader, writer, "permission_denied", str(e))
     except Exception as e:
         log("internal error:\n" + traceback.format_exc())
         await _refuse(reader, writer, "internal", "%s: %s" % (type(e).__name__, e))

@@ -11,7 +11,7 @@ import struct
 
 from . import users
 from .errors import OpError, field, from_os
-from .files import entry
+from .files import STAGING_PREFIX, entry
 
 IN_MODIFY, IN_ATTRIB, IN_MOVED_FROM, IN_MOVED_TO = 0x2, 0x4, 0x40, 0x80
 IN_CREATE, IN_DELETE, IN_DELETE_SELF, IN_MOVE_SELF = 0x100, 0x200, 0x400, 0x800
@@ -120,6 +120,8 @@ class Watcher:
                 self._forget(rel)
 
     def _send(self, rel, kind):
+        if os.path.basename(rel).startswith(STAGING_PREFIX):
+            return  # an upload in progress; its result shows up under the real name
         event = {"name": rel, "type": kind}
         if self.include_entry:
             try:

@@ -12,7 +12,7 @@ import base64
 import json
 import time
 from datetime import datetime, timezone
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
@@ -183,8 +183,9 @@ async def list_sandboxes(request: Request) -> Response:
     states = {s for s in q.get("state", "").split(",") if s} or {"running", "paused"}
     if bad := states - {"running", "paused"}:
         raise E.InvalidArgument(f"unknown state filter: {', '.join(sorted(bad))}")
-    # metadata arrives encoded twice: "a=b%20c&k=v" as one query value (e2b-protocol.md §3.2)
-    wanted_meta = dict(parse_qsl(q.get("metadata", ""), keep_blank_values=True))
+    # metadata is one query value holding "k=v&k2=v2" whose keys and values the SDK quoted before
+    # urlencode quoted the whole again: decode the pairs, then each key and value once more.
+    wanted_meta = {unquote(k): unquote(v) for k, v in parse_qsl(q.get("metadata", ""), keep_blank_values=True)}
     try:
         limit = int(q.get("limit", "100"))
     except ValueError:

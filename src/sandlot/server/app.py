@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from .. import _exceptions as E
-from ..runtimes.namespace import NamespaceRuntime
+from ..runtimes import make_runtime
 from ..templates import TemplateStore
 from . import api
 from .auth import KeyAuth
@@ -60,7 +60,7 @@ def ensure_first_key(store: Store, config: Config) -> str | None:
 def build_app(config: Config) -> Starlette:
     config.home.mkdir(parents=True, exist_ok=True)
     store = Store(config.db_path)
-    runtime = NamespaceRuntime(config.home)
+    runtime = make_runtime(config.home)  # namespace as root, rootless otherwise
     templates = TemplateStore(config.home)
     service = SandboxService(config, store, runtime, templates)
 

@@ -17,7 +17,7 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..._exceptions import AuthenticationError, InvalidArgument, SandboxNotRunning, SandlotError
-from .auth import Policy
+from .auth import SIGNATURE_EXPIRED, UNAUTHORIZED, Policy
 from .errors import error_response
 
 if TYPE_CHECKING:
@@ -93,15 +93,19 @@ def _infer(running: list[SandboxHandle], request: HTTPConnection, policy: Policy
     if not running:
         # Whatever sandbox the client means is not running: say so the way the SDK understands.
         raise SandboxNotRunning("no sandbox is running", sandbox_id="")
-    proven = [s for s in running if s.access_token is not None and _admits(policy, s.access_token, request)]
+    proven = [s for s in running if s.access_token is not None and _proves(policy, s.access_token, request)]
     if len(proven) == 1:
-        return proven[0]
+        return proven[0]  # find_sandbox applies the policy again: an expired signature answers as such
+    if not proven:  # no sandbox's token made these credentials (or there are none)
+        raise AuthenticationError(UNAUTHORIZED)
     raise InvalidArgument(f"{len(running)} sandboxes are running: send the E2b-Sandbox-Id header")
 
 
-def _admits(policy: Policy, token: str, request: HTTPConnection) -> bool:
+def _proves(policy: Policy, token: str, request: HTTPConnection) -> bool:
+    """Whether the request's token or signature was made with ``token`` (even if it has expired)."""
     try:
         policy(token, request)
-    except AuthenticationError:
-        return False
+    except AuthenticationError as e:
+        return e.message == SIGNATURE_EXPIRED  # only checked once the signature matched
     return True
+
