@@ -35,14 +35,13 @@ from starlette.routing import Route
 
 from sandlot.agent.client import AgentClient
 from sandlot.server.envd import envd_routes
+from envd_constants import MAX_UPLOAD, SANDBOX_ENVS
 
 if os.geteuid() != 0:
     pytest.skip("the envd tests switch users: run them as root", allow_module_level=True)
 
 API_KEY = "e2b_" + "0" * 40
 ENVD_VERSION = "0.6.4"
-MAX_UPLOAD = 8 * 1024 * 1024  # small, so the 413 test need not send a gigabyte
-SANDBOX_ENVS = {"SANDBOX_WIDE": "yes"}
 
 
 @dataclass
