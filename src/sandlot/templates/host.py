@@ -126,8 +126,9 @@ class HostRecipe:
         for dotfile in (".bashrc", ".profile", ".bash_logout"):
             if (skel / dotfile).is_file():
                 shutil.copyfile(skel / dotfile, home / dotfile)
-        for path in (home, *home.iterdir()):
-            os.lchown(path, 1000, 1000)
+        if os.geteuid() == 0:  # built by an ordinary user, it already belongs to the uid `user` maps to
+            for path in (home, *home.iterdir()):
+                os.lchown(path, 1000, 1000)
         progress(3, 3, "done")
         return {"binds": [list(b) for b in plan.binds], "masked": list(plan.masked)}
 
