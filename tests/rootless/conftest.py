@@ -1,0 +1,59 @@
+"""Fixtures for the rootless runtime's tests: a real server run by an unprivileged user, driven over
+REST and through the official e2b SDK."""
+
+from __future__ import annotations
+
+import contextlib
+
+import httpx
+import pytest
+from rootless_support import Account, remove_home, start_rootless_server
+
+
+@pytest.fixture(scope="session")
+def account():
+    acct = Account()
+    if error := acct.userns_error():
+        pytest.skip(f"user namespaces are unavailable to unprivileged users here: {error}")
+    acct.interpreter  # noqa: B018 - fail here, once, if no python fits
+    return acct
+
+
+@pytest.fixture(scope="module")
+def rl_server(account):
+    home = account.make_home()
+    server = start_rootless_server(account, home)
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in server.env().items():
+            mp.setenv(key, value)
+        yield server
+    server.stop()
+    remove_home(home)
+
+
+@pytest.fixture
+def api(rl_server):
+    with httpx.Client(base_url=rl_server.url, headers={"X-API-KEY": rl_server.api_key}, timeout=60) as client:
+        yield client
+
+
+@pytest.fixture
+def make_sandbox(api):
+    """Create `host` sandboxes over REST (with sandlot's `limits` extension) and open them with the
+    e2b SDK; all are killed at the end of the test."""
+    from e2b import Sandbox
+
+    created = []
+
+    def make(**limits):
+        body = {"templateID": "host", "timeout": 120, **({"limits": limits} if limits else {})}
+        r = api.post("/v2/sandboxes", json=body)
+        assert r.status_code == 201, r.text
+        sbx = Sandbox.connect(r.json()["sandboxID"])
+        created.append(sbx)
+        return sbx
+
+    yield make
+    for sbx in created:
+        with contextlib.suppress(Exception):  # already gone is fine
+            sbx.kill()
