@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import threading
 import uuid
@@ -50,6 +51,10 @@ def test_host_processes_are_invisible(make_sandbox):
     assert max(pids) < 100, out  # its own pid namespace: only its own few processes
     assert str(os.getpid()) not in out.split() or os.getpid() > 100
     assert "pytest" not in out and "sandlot serve" not in out
+    # pid 1 (bwrap) takes its options from an fd: no host path shows in its command line
+    code, out = run(sbx, "tr '\\0' ' ' < /proc/1/cmdline")
+    assert out.startswith("bwrap --args") and "--bind" not in out and "site-packages" not in out, out
+    assert not re.search(r"/run/sandlot/[0-9a-f]{12}|/sandboxes/", out), out
 
 
 def test_control_plane_port_is_unreachable(make_sandbox, server):
@@ -166,3 +171,17 @@ def test_dangerous_syscalls_are_blocked(make_sandbox):
     code, out = run(sbx, "grep -E 'NoNewPrivs|Seccomp:|CapEff' /proc/self/status")
     assert "NoNewPrivs:\t1" in out and "Seccomp:\t2" in out
     assert "CapEff:\t0000000000000000" in out  # `user` has no capabilities at all
+
+
+def test_a_sandbox_cannot_redirect_its_agent_socket_to_a_neighbour(make_sandbox):
+    # Root inside a sandbox owns /run/sandlot: it may replace the agent socket with a symlink to
+    # another sandbox's socket on the host. The control plane must keep talking to its own agent.
+    attacker, victim = make_sandbox(), make_sandbox()
+    victim.files.write("/home/user/owner.txt", "victim")
+    attacker.files.write("/home/user/owner.txt", "attacker")
+    target = next(Path("/run/sandlot").glob(f"*/{victim.sandbox_id}/run/agent.sock"))
+    code, out = run(attacker, f"rm -f /run/sandlot/agent.sock && ln -s {target} /run/sandlot/agent.sock",
+                    user="root")
+    assert code == 0, out
+    assert attacker.files.read("/home/user/owner.txt") == "attacker"
+    assert attacker.commands.run("cat /home/user/owner.txt").stdout == "attacker"

@@ -165,7 +165,14 @@ class NamespaceRuntime:
             cg = SandboxCgroup(sid, self.cgroup_version, self.cgroup_group)
             cg.create(spec.limits)
 
+        # bwrap reads its options from an fd: it is pid 1 inside, and a command line would show
+        # host paths to anyone running `ps` there.
         argv = self._bwrap_argv(spec, template, m)
+        split = argv.index("--")
+        args_fd = os.memfd_create("sandlot-bwrap-args", 0)
+        os.write(args_fd, b"".join(a.encode() + b"\0" for a in argv[1:split]))
+        os.lseek(args_fd, 0, os.SEEK_SET)
+        command = ["bwrap", "--args", "6", *argv[split:]]  # argv[0] too: no host path shows
         seccomp_fd = seccomp.filter_fd()
         log_fd = os.open(d / "sandbox.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         ready_r, ready_w = os.pipe()
@@ -187,8 +194,10 @@ class NamespaceRuntime:
                 os.dup2(seccomp_fd, 3)
                 os.dup2(ready_w, 4)
                 os.dup2(go_r, 5)
-                os.closerange(6, 65536)
+                os.dup2(args_fd, 6)
+                os.closerange(7, 65536)
                 os.set_inheritable(3, True)
+                os.set_inheritable(6, True)
                 os.setgroups([])
                 os.setresgid(base, base, base)
                 os.setresuid(base, base, base)
@@ -198,13 +207,14 @@ class NamespaceRuntime:
                     os._exit(1)
                 os.close(4)
                 os.close(5)
-                os.execv(self.bwrap, argv)
+                os.execv(self.bwrap, command)
             except BaseException:
                 os._exit(127)
         # parent
         os.close(ready_w)
         os.close(go_r)
         os.close(seccomp_fd)
+        os.close(args_fd)
         os.close(log_fd)
         try:
             if os.read(ready_r, 1) != b"1":
@@ -228,9 +238,12 @@ class NamespaceRuntime:
         state.update(pid=pid, started_ticks=start_ticks(pid))
         (d / "state.json").write_text(json.dumps(state))
         self._reap_in_background(pid)
-        sock = m / "run" / "agent.sock"
-        wait_for_agent(sock, pid, d)
-        return RuntimeSandbox(sid, sock, pid, state["started_ticks"])
+        wait_for_agent(m / "run" / "agent.sock", pid, d)
+        # The server talks to the agent through a second link made now, before any code of the
+        # sandbox's has run, in a directory the sandbox cannot reach: its root could later replace
+        # /run/sandlot/agent.sock with a symlink to another sandbox's socket.
+        os.link(m / "run" / "agent.sock", m / "agent.sock", follow_symlinks=False)
+        return RuntimeSandbox(sid, m / "agent.sock", pid, state["started_ticks"])
 
     def _bwrap_argv(self, spec: SandboxSpec, template, m: Path) -> list[str]:
         return bwrap_argv(self.bwrap, spec, template, root=["--bind", str(m / "root"), "/"],
@@ -260,7 +273,7 @@ class NamespaceRuntime:
         pid = state["pid"]
         if start_ticks(pid) != state["started_ticks"]:
             return None
-        sock = self._mnt(sandbox_id) / "run" / "agent.sock"
+        sock = self._mnt(sandbox_id) / "agent.sock"
         if not agent_answers(sock):
             return None
         with self._lock:
