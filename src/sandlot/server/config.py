@@ -25,7 +25,8 @@ class Config:
     default_timeout: int = 300
     max_timeout: int = 24 * 3600
     pool_size: int = field(default_factory=lambda: int(os.environ.get("SANDLOT_POOL_SIZE", "2")))
-    pool_templates: tuple[str, ...] = ("base",)
+    # Warm pools: `base` needs root to build, so an ordinary user's server keeps `host` warm instead.
+    pool_templates: tuple[str, ...] = field(default_factory=lambda: ("base",) if os.geteuid() == 0 else ("host",))
     preset_api_key: str | None = field(default_factory=lambda: os.environ.get("SANDLOT_API_KEY") or None)
     max_upload_bytes: int = 1024 * 1024 * 1024
     # A clean stop kills every sandbox (nothing outlives a stopped server). --keep-sandboxes leaves

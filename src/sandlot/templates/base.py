@@ -52,7 +52,9 @@ class DebianRecipe:
 
     def build(self, rootfs: Path, cache: Path, progress: Progress) -> dict[str, Any]:
         if os.geteuid() != 0:
-            raise TemplateError("building a Debian template needs root (debootstrap, chroot)")
+            raise TemplateError(
+                "building a Debian template needs root (debootstrap, chroot): build it once with "
+                f"`sudo sandlot template build NAME --home {cache.parent}`, or use the template 'host'")
         tool = find_debootstrap()  # before anything else, so a missing tool is what gets reported
         mirror = find_mirror(self.suite)
         meter = Meter(self.expected_packages, extra_steps=4, progress=progress)
