@@ -137,3 +137,15 @@ def wait_for_agent(sock: Path, pid: int, d: Path) -> None:
     except OSError:
         pass
     raise E.RuntimeFailure(f"the sandbox agent did not start: {logtail.strip() or 'no output'}")
+
+
+def tree_usage(path: Path) -> int:
+    """Bytes of disk the files under ``path`` occupy (a sandbox's writable layer)."""
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, f)).st_blocks * 512
+            except OSError:
+                pass
+    return total

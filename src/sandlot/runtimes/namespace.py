@@ -39,6 +39,7 @@ from .common import (
     bwrap_path,
     install_agent,
     start_ticks,
+    tree_usage,
     wait_for_agent,
 )
 from .policy import SANDBOX_ROOT_CAPS, SandboxSpec
@@ -292,14 +293,7 @@ class NamespaceRuntime:
         return cg.usage()
 
     def disk_used(self, sandbox_id: str) -> int:
-        total = 0
-        for dirpath, _, files in os.walk(self._dir(sandbox_id) / "upper"):
-            for f in files:
-                try:
-                    total += os.lstat(os.path.join(dirpath, f)).st_blocks * 512
-                except OSError:
-                    pass
-        return total
+        return tree_usage(self._dir(sandbox_id) / "upper")
 
     def freeze(self, sandbox_id: str, frozen: bool) -> None:
         cg = self._cgroup(sandbox_id)

@@ -42,6 +42,7 @@ from .common import (
     install_agent,
     start_ticks,
     tmp_size,
+    tree_usage,
     wait_for_agent,
 )
 from .policy import Limits, MiB, SandboxSpec
@@ -216,14 +217,7 @@ class RootlessRuntime:
                      pids=pids)
 
     def disk_used(self, sandbox_id: str) -> int:
-        total = 0
-        for dirpath, _, files in os.walk(self._dir(sandbox_id) / "home"):
-            for f in files:
-                try:
-                    total += os.lstat(os.path.join(dirpath, f)).st_blocks * 512
-                except OSError:
-                    pass
-        return total
+        return tree_usage(self._dir(sandbox_id) / "home")
 
     def freeze(self, sandbox_id: str, frozen: bool) -> None:
         raise E.RuntimeFailure("pause needs root (cgroup freezer)")
