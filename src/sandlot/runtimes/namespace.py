@@ -20,6 +20,7 @@ processes (cgroup), mounts, cgroups and both directories, in that order.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -188,14 +189,13 @@ class NamespaceRuntime:
                     with open(path, "w") as f:
                         f.write("0")
                 os.setsid()
+                # fds 0-6 get fixed roles; park every source above them first, so no dup2
+                # overwrites a source still to be placed (in a small process they are low numbers).
                 null = os.open("/dev/null", os.O_RDONLY)
-                os.dup2(null, 0)
-                os.dup2(log_fd, 1)
-                os.dup2(log_fd, 2)
-                os.dup2(seccomp_fd, 3)
-                os.dup2(ready_w, 4)
-                os.dup2(go_r, 5)
-                os.dup2(args_fd, 6)
+                sources = [fcntl.fcntl(fd, fcntl.F_DUPFD, 64)
+                           for fd in (null, log_fd, log_fd, seccomp_fd, ready_w, go_r, args_fd)]
+                for target, fd in enumerate(sources):
+                    os.dup2(fd, target)
                 os.closerange(7, 65536)
                 os.set_inheritable(3, True)
                 os.set_inheritable(6, True)

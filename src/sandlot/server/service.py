@@ -179,6 +179,7 @@ class SandboxService:
                 if self._closing:
                     await asyncio.to_thread(self.runtime.kill, rt.sandbox_id)
                     return
+                await _warm_up(rt)
                 pool.append(rt)
         except asyncio.CancelledError:
             raise
@@ -308,3 +309,13 @@ class SandboxService:
                 except Exception:
                     log.exception("reaper failed on sandbox %s", live.id)
 
+
+
+async def _warm_up(rt: RuntimeSandbox) -> None:
+    """Run one command in a pooled sandbox: the agent imports what commands need on first use
+    (~10 ms), which the user's first command should not pay."""
+    try:
+        async for _ in AgentClient(str(rt.socket_path)).start("/bin/true"):
+            pass
+    except Exception as e:  # a broken sandbox is found and replaced when claimed
+        log.warning("warming pooled sandbox %s failed: %s", rt.sandbox_id, e)
