@@ -6,11 +6,14 @@ another release of the official SDK (see ./dev test).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pwd
 import signal
 import socket
 import subprocess
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,3 +86,24 @@ def start_server(home: Path, port: int | None = None, pool_size: int = 2, extra_
     raise RuntimeError("server did not start in time")
 
 
+
+
+@contextlib.contextmanager
+def throwaway_user(prefix: str, homes: Path):
+    """A temporary host account (own group, bash, a home under ``homes``) playing a sandbox's
+    ``user`` in tests that run the agent on the host; removed afterwards."""
+    name = prefix + uuid.uuid4().hex[:8]
+    home = homes / name
+    homes.mkdir(exist_ok=True)
+    subprocess.run(["useradd", "--no-create-home", "--home-dir", str(home), "--shell", "/bin/bash",
+                    "--user-group", name], check=True)
+    try:
+        pw = pwd.getpwnam(name)
+        home.mkdir()
+        os.chown(home, pw.pw_uid, pw.pw_gid)
+        yield pw
+    finally:
+        for _ in range(50):  # processes of the user that were just SIGKILLed may take a moment to go
+            if subprocess.run(["userdel", name], capture_output=True).returncode in (0, 6):
+                break
+            time.sleep(0.1)

@@ -8,13 +8,11 @@ import os
 import pwd
 import shutil
 import signal
-import subprocess
 import tempfile
-import time
-import uuid
 from pathlib import Path
 
 import pytest
+from support import throwaway_user
 from agent_support import Agent, Result, collect, start_agent
 
 from sandlot.agent.client import AgentClient, AgentError
@@ -34,21 +32,8 @@ def base_dir():
 @pytest.fixture(scope="session")
 def user(base_dir) -> pwd.struct_passwd:
     """A throwaway account playing the sandbox's ``user`` (uid != 0, own home, bash)."""
-    name = "slt" + uuid.uuid4().hex[:8]
-    home = base_dir / "home" / name
-    home.parent.mkdir()
-    subprocess.run(["useradd", "--no-create-home", "--home-dir", str(home), "--shell", "/bin/bash",
-                    "--user-group", name], check=True)
-    try:
-        pw = pwd.getpwnam(name)
-        home.mkdir()
-        os.chown(home, pw.pw_uid, pw.pw_gid)
+    with throwaway_user("slt", base_dir / "home") as pw:
         yield pw
-    finally:
-        for _ in range(50):  # the agents' last SIGKILLed processes may take a moment to go
-            if subprocess.run(["userdel", name], capture_output=True).returncode in (0, 6):
-                break
-            time.sleep(0.1)
 
 
 @pytest.fixture(scope="session")

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from support import throwaway_user
 import uvicorn
 from e2b import AsyncSandbox, Sandbox
 from starlette.applications import Starlette
@@ -114,18 +115,8 @@ def base_dir():
 @pytest.fixture(scope="session")
 def user(base_dir) -> pwd.struct_passwd:
     """A throwaway account playing the sandbox's default user."""
-    name = "sle" + uuid.uuid4().hex[:8]
-    home = base_dir / "home" / name
-    home.parent.mkdir()
-    subprocess.run(["useradd", "--no-create-home", "--home-dir", str(home), "--shell", "/bin/bash",
-                    "--user-group", name], check=True)
-    try:
-        pw = pwd.getpwnam(name)
-        home.mkdir()
-        os.chown(home, pw.pw_uid, pw.pw_gid)
+    with throwaway_user("sle", base_dir / "home") as pw:
         yield pw
-    finally:
-        subprocess.run(["userdel", name], check=False)
 
 
 @pytest.fixture(scope="session")
