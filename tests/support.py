@@ -71,9 +71,14 @@ def start_server(home: Path, port: int | None = None, pool_size: int = 2, extra_
     proc = subprocess.Popen(
         [*server_cmd(), "serve", "--host", "127.0.0.1", "--port", str(port), "--pool-size", str(pool_size)],
         env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    server = Server(url, API_KEY, home, proc, log)
-    deadline = time.monotonic() + 600  # the first run builds the base template
+    return wait_until_serving(Server(f"http://127.0.0.1:{port}", API_KEY, home, proc, log), port,
+                              timeout=600)  # the first run builds the base template
+
+
+def wait_until_serving(server: Server, port: int, timeout: float) -> Server:
+    """Return the server once its port accepts connections; raise with its log if it dies first."""
+    proc, log = server.proc, server.log
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
@@ -84,7 +89,6 @@ def start_server(home: Path, port: int | None = None, pool_size: int = 2, extra_
             time.sleep(0.05)
     server.stop(signal.SIGKILL)
     raise RuntimeError("server did not start in time")
-
 
 
 

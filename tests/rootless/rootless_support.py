@@ -12,16 +12,13 @@ import functools
 import os
 import pwd
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import sysconfig
 import tempfile
-import time
 from pathlib import Path
 
-from support import API_KEY, Server, free_port
+from support import API_KEY, Server, free_port, wait_until_serving
 
 import sandlot
 
@@ -88,18 +85,7 @@ def start_rootless_server(account: Account, home: Path, port: int | None = None)
     with open(log, "ab") as out:
         proc = subprocess.Popen(cmd, env=account.env(SANDLOT_HOME=str(home), SANDLOT_API_KEY=API_KEY),
                                 stdout=out, stderr=subprocess.STDOUT, cwd="/")
-    server = Server(f"http://127.0.0.1:{port}", API_KEY, home, proc, log)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return server
-        except OSError:
-            time.sleep(0.05)
-    server.stop(signal.SIGKILL)
-    raise RuntimeError("server did not start in time")
+    return wait_until_serving(Server(f"http://127.0.0.1:{port}", API_KEY, home, proc, log), port, timeout=60)
 
 
 def remove_home(home: Path) -> None:
