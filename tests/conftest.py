@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from support import server_cmd, start_server
+from support import leftovers, server_cmd, start_server
 
 
 @pytest.fixture(scope="session")
@@ -18,7 +18,10 @@ def server():
     srv = start_server(home)
     yield srv
     srv.stop()
+    # Every sandbox the suite made must be gone with the server: no layer, no mount left.
+    left = leftovers(home)
     shutil.rmtree(home, ignore_errors=True)
+    assert not left, f"the test server left sandbox resources behind: {left}"
 
 
 @pytest.fixture

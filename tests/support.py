@@ -111,3 +111,11 @@ def throwaway_user(prefix: str, homes: Path):
             if subprocess.run(["userdel", name], capture_output=True).returncode in (0, 6):
                 break
             time.sleep(0.1)
+
+
+def leftovers(home: Path) -> list[str]:
+    """Sandbox layers and mounts a stopped server left under its state directory."""
+    found = [str(p) for p in (home / "sandboxes").glob("*")]
+    with open("/proc/mounts") as f:
+        found += [line.split()[1] for line in f if str(home) + "/" in line]
+    return found
