@@ -83,6 +83,8 @@ def main() -> None:
     runs = args.runs
     from e2b import Sandbox
 
+    import sandlot
+
     rows, notes = [], []
     home = Path(tempfile.mkdtemp(prefix="sandlot-bench-"))
     try:
@@ -122,6 +124,16 @@ def main() -> None:
                 create_echo()
                 samples.append(time.perf_counter() - t)
             rows.append(row(f"create -> first `echo` ({label})", samples))
+            samples = []
+            for _ in range(runs):
+                if pool:
+                    time.sleep(0.25)
+                t = time.perf_counter()
+                native = sandlot.Sandbox.create(timeout=120, api_url=srv.url, api_key=srv.api_key)
+                assert native.commands.run("echo hi").stdout == "hi\n"
+                samples.append(time.perf_counter() - t)
+                ids.append(native.sandbox_id)
+            rows.append(row(f"create -> first `echo` ({label}, sandlot SDK)", samples))
             for sid in ids:
                 api.delete(f"/sandboxes/{sid}")
             ids.clear()

@@ -15,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import json
+import ssl
 import threading
 from collections.abc import AsyncIterator, Callable
 from importlib.metadata import PackageNotFoundError, version
@@ -132,6 +134,12 @@ def _rpc_http() -> pyqwest.Client:
         return _rpc_client
 
 
+@functools.lru_cache(maxsize=1)
+def _tls() -> ssl.SSLContext:
+    """One TLS context per process: loading the CA store takes ~25 ms, too much for every sandbox."""
+    return ssl.create_default_context()
+
+
 class Transport:
     """HTTP to one server. The httpx client belongs to the event loop that first used it."""
 
@@ -145,7 +153,7 @@ class Transport:
         if self._client is None or self._loop is not loop:
             self._client = httpx.AsyncClient(
                 base_url=self.config.api_url, timeout=self.config.request_timeout,
-                headers={"User-Agent": USER_AGENT}, follow_redirects=False)
+                headers={"User-Agent": USER_AGENT}, follow_redirects=False, verify=_tls())
             self._loop = loop
         return self._client
 
