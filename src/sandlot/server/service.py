@@ -312,10 +312,11 @@ class SandboxService:
 
 
 async def _warm_up(rt: RuntimeSandbox) -> None:
-    """Run one command in a pooled sandbox: the agent imports what commands need on first use
-    (~10 ms), which the user's first command should not pay."""
+    """Run one login shell in a pooled sandbox: the agent imports what commands need on first use
+    and the new overlay looks up bash and its profile once (~10 ms together), which the user's
+    first command should not pay."""
     try:
-        async for _ in AgentClient(str(rt.socket_path)).start("/bin/true"):
+        async for _ in AgentClient(str(rt.socket_path)).start("/bin/bash", ["-l", "-c", "true"]):
             pass
     except Exception as e:  # a broken sandbox is found and replaced when claimed
         log.warning("warming pooled sandbox %s failed: %s", rt.sandbox_id, e)
