@@ -47,6 +47,24 @@ def _json(payload: bytes) -> dict:
     return obj
 
 
+async def _read_frame(reader: asyncio.StreamReader):
+    """Return (kind, payload), or (None, b"") at a clean end of stream."""
+    try:
+        head = await reader.readexactly(wire.HEADER_SIZE)
+    except asyncio.IncompleteReadError as e:
+        if not e.partial:
+            return None, b""
+        raise wire.WireError("truncated frame header")
+    length = int.from_bytes(head[1:], "big")
+    if length > wire.MAX_FRAME:
+        raise wire.WireError("frame too large: %d bytes" % length)
+    try:
+        payload = await reader.readexactly(length)
+    except asyncio.IncompleteReadError:
+        raise wire.WireError("truncated frame")
+    return head[:1], payload
+
+
 class AgentClient:
     def __init__(self, socket_path: str):
         self.socket_path = str(socket_path)
@@ -64,7 +82,7 @@ class AgentClient:
     @staticmethod
     async def _frame(reader: asyncio.StreamReader):
         try:
-            return await wire.read_frame(reader)
+            return await _read_frame(reader)
         except (wire.WireError, ConnectionError) as e:
             raise AgentError("unavailable", f"the agent connection broke: {e}") from None
 

@@ -241,7 +241,7 @@ async def read(req, conn):
             if not data:
                 break
             conn.send_frame(wire.encode(wire.DATA, data))
-            await conn.writer.drain()
+            await conn.drain()
         conn.send_frame(wire.encode(wire.END, b""))
     finally:
         os.close(fd)
@@ -275,7 +275,7 @@ async def write(req, conn):
     done = False
     try:
         while True:
-            kind, payload = await wire.read_frame(conn.reader)
+            kind, payload = await conn.read_frame()
             if kind == wire.DATA:
                 view = memoryview(payload)
                 while view:

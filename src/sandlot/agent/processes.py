@@ -1,15 +1,15 @@
 """Processes started through the agent: the registry by pid and tag, output fan-out to every
 connected stream, stdin and PTY input, signals, resizing, deadlines and the end of each process."""
 
-import asyncio
 import binascii
 import fcntl
 import os
 import signal
 import struct
 import subprocess
+from collections import deque
 
-from . import config, spawn, users, wire
+from . import config, loop, spawn, users, wire
 from .errors import OpError, field
 
 READ_SIZE = 65536
@@ -21,44 +21,69 @@ _by_tag = {}
 
 
 class _Input:
-    """A non-blocking fd the agent writes a child's input into (its stdin pipe or its PTY master)."""
+    """A non-blocking fd the agent writes a child's input into (its stdin pipe or its PTY master).
+    Writes and the close go out in the order they were asked for."""
 
     def __init__(self, fd):
         self.fd = fd
-        self.lock = asyncio.Lock()
-        self._writable = None
+        self.queue = deque()  # [memoryview, Future]; a None view closes the fd
 
-    async def write(self, data):
-        async with self.lock:
-            view = memoryview(data)
-            while view:
-                if self.fd is None:
-                    raise OpError("failed_precondition", "the process's input is closed")
-                try:
-                    view = view[os.write(self.fd, view):]
-                except BlockingIOError:
-                    await self._wait_writable()
-                except OSError as e:
-                    raise OpError("failed_precondition", "cannot write to the process: %s" % e.strerror)
+    def write(self, data):
+        """A Future done once ``data`` is written (failed_precondition if it cannot be)."""
+        return self._enqueue(memoryview(data))
 
-    async def _wait_writable(self):
-        loop = asyncio.get_running_loop()
-        self._writable = ready = loop.create_future()
-        loop.add_writer(self.fd, lambda: ready.done() or ready.set_result(None))
-        try:
-            await ready
-        finally:
-            if self.fd is not None:
-                loop.remove_writer(self.fd)
-            self._writable = None
+    def close(self):
+        """A Future done once the writes queued before are done and the fd is closed."""
+        return self._enqueue(None)
+
+    def _enqueue(self, view):
+        future = loop.Future()
+        self.queue.append((view, future))
+        if len(self.queue) == 1:
+            self._flush()
+        return future
+
+    def _flush(self):
+        while self.queue:
+            view, future = self.queue[0]
+            if view is None:
+                fd = self.detach()
+                if fd is not None:
+                    os.close(fd)
+                future.set_result(None)
+                return
+            if view and self.fd is None:
+                self.queue.popleft()
+                future.set_exception(OpError("failed_precondition", "the process's input is closed"))
+                continue
+            try:
+                written = os.write(self.fd, view) if view else 0
+            except BlockingIOError:
+                loop.add_writer(self.fd, self._flush)
+                return
+            except OSError as e:
+                self.queue.popleft()
+                future.set_exception(OpError("failed_precondition", "cannot write to the process: %s" % e.strerror))
+                continue
+            if written < len(view):
+                self.queue[0] = (view[written:], future)
+                continue
+            self.queue.popleft()
+            future.set_result(None)
+        if self.fd is not None:
+            loop.remove_writer(self.fd)
 
     def detach(self):
-        """Stop writing (a waiting write fails) and give back the fd for its owner to close."""
+        """Stop writing (waiting writes fail) and give back the fd for its owner to close."""
         fd, self.fd = self.fd, None
-        if fd is not None and self._writable is not None:
-            asyncio.get_running_loop().remove_writer(fd)
-            if not self._writable.done():
-                self._writable.set_result(None)
+        if fd is not None:
+            loop.remove_writer(fd)
+        queue, self.queue = self.queue, deque()
+        for view, future in queue:
+            if view:
+                future.set_exception(OpError("failed_precondition", "the process's input is closed"))
+            else:
+                future.set_result(None)
         return fd
 
 
@@ -72,24 +97,22 @@ class Process:
         self.pty = _Input(master) if master is not None else None
         self.master = master
         self.streams = []  # connections following the output
-        self.ended = asyncio.get_running_loop().create_future()
+        self.ended = loop.Future()
         self.deadline = None
         self._paused = False
 
     def begin(self, timeout_ms):
-        loop = asyncio.get_running_loop()
         _by_pid[self.pid] = self
         if self.info["tag"] is not None:
             _by_tag[self.info["tag"]] = self
         self._read_outputs()
         if timeout_ms > 0:
             self.deadline = loop.call_later(timeout_ms / 1000, spawn.signal_group, self.pid, signal.SIGKILL)
-        loop.create_task(self._wait())
+        loop.Task(self._wait())
 
     # ---- output ----------------------------------------------------------------------------
 
     def _read_outputs(self):
-        loop = asyncio.get_running_loop()
         for fd, kind in self.outputs.items():
             loop.add_reader(fd, self._on_output, fd, kind)
 
@@ -110,15 +133,14 @@ class Process:
             # Backpressure: a slow client stops the reading, so the process blocks instead of the agent
             # buffering without bound.
             self._paused = True
-            loop = asyncio.get_running_loop()
             for fd in self.outputs:
                 loop.remove_reader(fd)
-            loop.create_task(self._resume_after(congested))
+            loop.Task(self._resume_after(congested))
 
     async def _resume_after(self, congested):
         for conn in congested:
             try:
-                await conn.writer.drain()
+                await conn.drain()
             except ConnectionError:
                 self.unfollow(conn)  # that client is gone; its own handler finishes the stream
         self._paused = False
@@ -126,7 +148,7 @@ class Process:
             self._read_outputs()
 
     def _close_output(self, fd):
-        asyncio.get_running_loop().remove_reader(fd)
+        loop.remove_reader(fd)
         del self.outputs[fd]
         if fd != self.master:
             os.close(fd)
@@ -335,7 +357,7 @@ async def send_input(req, conn):
 async def stream_input(req, conn):
     proc = _select(req)
     while True:
-        kind, payload = await wire.read_frame(conn.reader)
+        kind, payload = await conn.read_frame()
         if kind is None:
             return {}
         if kind != wire.JSON:
@@ -347,10 +369,7 @@ async def stream_input(req, conn):
 async def close_stdin(req, conn):
     proc = _select(req)
     if proc.stdin is not None:
-        async with proc.stdin.lock:  # after the writes already queued
-            fd = proc.stdin.detach()
-            if fd is not None:
-                os.close(fd)
+        await proc.stdin.close()  # after the writes already queued
     return {}
 
 

@@ -1,6 +1,6 @@
 """The agent's socket: accepting connections, reading each one's request, dispatching it."""
 
-import asyncio
+import errno
 import importlib
 import os
 import socket
@@ -8,13 +8,16 @@ import struct
 import sys
 import time
 import traceback
+import types
 
-from . import config, wire
+from . import config, loop, wire
 from .errors import OpError
 
 REQUEST_TIMEOUT = 30.0  # a connection that has not sent its request by then is dropped
 LINGER = 10.0  # how long a refused client may go on sending before its connection is dropped
 MAX_FDS = 3  # file descriptors a request may carry (sudo passes stdin, stdout, stderr)
+READ_SIZE = wire.CHUNK
+DRAINED = 64 * 1024  # drain() waits until no more than this is queued for the client
 
 # op -> (module, function). Modules load on first use, so an idle agent holds only this file.
 ROUTES = {
@@ -48,40 +51,149 @@ def log(message):
 
 
 class Connection:
-    """One request's connection: framed I/O after the request, the fds it carried, its peer."""
+    """One request's connection: framed I/O after the request, the fds it carried, its peer.
 
-    __slots__ = ("reader", "writer", "fds", "peer_uid", "last_sent")
+    Sending never blocks: what the socket does not take is queued and written as it drains."""
 
-    def __init__(self, reader, writer, fds, peer_uid):
-        self.reader, self.writer, self.fds, self.peer_uid = reader, writer, fds, peer_uid
+    __slots__ = ("sock", "fd", "fds", "peer_uid", "last_sent", "inbuf", "out", "drained",
+                 "closing", "eof_after_flush", "broken")
+
+    def __init__(self, sock, fds, peer_uid, inbuf=b""):
+        self.sock, self.fd, self.fds, self.peer_uid = sock, sock.fileno(), fds, peer_uid
         self.last_sent = time.monotonic()
+        self.inbuf = bytearray(inbuf)
+        self.out = bytearray()
+        self.drained = []  # Futures of drain() callers
+        self.closing = self.eof_after_flush = self.broken = False
 
     def send(self, obj):
         self.send_frame(wire.encode_json(obj))
 
     def send_frame(self, frame):
-        if not self.writer.transport.is_closing():
-            self.writer.write(frame)
         self.last_sent = time.monotonic()
-
-    async def hold(self, until):
-        """Keep this stream open until the future ``until`` is done or the client leaves, sending
-        {"keepalive": {}} after each ``keepalive_interval`` of silence. The client says nothing
-        on a stream: any byte or EOF from it means it left."""
-        gone = asyncio.ensure_future(self.reader.read(1))
+        if self.closing or self.broken:
+            return
+        if self.out:
+            self.out += frame
+            return
         try:
-            while not until.done() and not gone.done():
-                silence = time.monotonic() - self.last_sent
-                if silence >= config.keepalive_interval:
-                    self.send({"keepalive": {}})
-                    continue
-                await asyncio.wait((until, gone), timeout=config.keepalive_interval - silence,
-                                   return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            gone.cancel()
+            sent = self.sock.send(frame)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self._break()
+            return
+        if sent < len(frame):
+            self.out += frame[sent:]
+            loop.add_writer(self.fd, self._flush)
+
+    def _flush(self):
+        try:
+            del self.out[:self.sock.send(self.out)]
+        except BlockingIOError:
+            return
+        except OSError:
+            self._break()
+            return
+        if len(self.out) <= DRAINED:
+            self._wake_drained(None)
+        if not self.out:
+            loop.remove_writer(self.fd)
+            self._after_flush()
+
+    def _break(self):
+        self.broken = True
+        self.out.clear()
+        loop.remove_writer(self.fd)
+        self._wake_drained(ConnectionResetError("the client went away"))
+        self._after_flush()
+
+    def _wake_drained(self, error):
+        waiters, self.drained = self.drained, []
+        for future in waiters:
+            if error is None:
+                future.set_result(None)
+            else:
+                future.set_exception(error)
+
+    def _after_flush(self):
+        if self.eof_after_flush and not self.broken:
+            self.eof_after_flush = False
+            try:
+                self.sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+        if self.closing and self.sock.fileno() >= 0:
+            self.sock.close()
 
     def buffered(self):
-        return self.writer.transport.get_write_buffer_size()
+        return len(self.out)
+
+    async def drain(self):
+        """Wait until the client has taken all but DRAINED bytes; ConnectionError if it left."""
+        if self.broken:
+            raise ConnectionResetError("the client went away")
+        if len(self.out) > DRAINED:
+            future = loop.Future()
+            self.drained.append(future)
+            await future
+
+    def write_eof(self):
+        self.eof_after_flush = True
+        if not self.out:
+            self._after_flush()
+
+    def close(self):
+        """Close once what is queued has been sent (or the client is gone)."""
+        if self.closing:
+            return
+        self.closing = True
+        if not self.out:
+            self._after_flush()
+
+    async def receive(self, timeout=None):
+        """Read what the client sent next into ``inbuf``; False at its end."""
+        await loop.wait_readable(self.fd, timeout)
+        try:
+            data = self.sock.recv(READ_SIZE)
+        except BlockingIOError:
+            return True
+        except OSError as e:
+            raise ConnectionError(e.errno or errno.ECONNRESET, "the client connection broke") from None
+        self.inbuf += data
+        return bool(data)
+
+    async def read_frame(self):
+        """Return (kind, payload), or (None, b"") at a clean end of stream."""
+        while True:
+            frame = wire.split_frame(self.inbuf)
+            if frame is not None:
+                del self.inbuf[:frame[2]]
+                return frame[0], frame[1]
+            if not await self.receive():
+                if self.inbuf:
+                    raise wire.WireError("truncated frame")
+                return None, b""
+
+    async def hold(self, until):
+        """Keep this stream open until the Future ``until`` is done or the client leaves, sending
+        {"keepalive": {}} after each ``keepalive_interval`` of silence. The client says nothing
+        on a stream: any byte or EOF from it means it left."""
+        while not until.done() and not self.inbuf:
+            silence = time.monotonic() - self.last_sent
+            if silence >= config.keepalive_interval:
+                self.send({"keepalive": {}})
+                continue
+            woken = loop.Future()
+            loop.add_reader(self.fd, woken.set_result, "gone")
+            timer = loop.call_later(config.keepalive_interval - silence, woken.set_result, None)
+            try:
+                await loop.first(until, woken)
+            finally:
+                loop.remove_reader(self.fd)
+                timer.cancel()
+            if woken.done() and woken.result() == "gone":
+                return
 
 
 def _ping(req, conn):
@@ -106,18 +218,8 @@ def _handler(op):
     return handler
 
 
-async def _wait_readable(fd, timeout):
-    loop = asyncio.get_running_loop()
-    ready = loop.create_future()
-    loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
-    try:
-        await asyncio.wait_for(ready, timeout)
-    finally:
-        loop.remove_reader(fd)
-
-
 async def _read_request(sock):
-    """Read the request frame with recvmsg, which (unlike asyncio's streams) keeps passed fds.
+    """Read the request frame with recvmsg, to keep the fds it may carry.
 
     Returns (request, fds, bytes received after the request)."""
     deadline = time.monotonic() + REQUEST_TIMEOUT
@@ -125,18 +227,19 @@ async def _read_request(sock):
     fd_space = socket.CMSG_SPACE(MAX_FDS * 4)
     try:
         while True:
-            if len(buf) >= 5:
-                kind, length = struct.unpack(">cI", buf[:5])
+            if len(buf) >= wire.HEADER_SIZE:
+                kind, length = struct.unpack(">cI", buf[:wire.HEADER_SIZE])
                 if kind != wire.JSON:
                     raise OpError("invalid_argument", "the request must be a JSON frame")
                 if length > wire.MAX_FRAME:
                     raise OpError("invalid_argument", "request frame too large")
-                if len(buf) >= 5 + length:
-                    return wire.decode_json(buf[5:5 + length]), fds, buf[5 + length:]
+                end = wire.HEADER_SIZE + length
+                if len(buf) >= end:
+                    return wire.decode_json(buf[wire.HEADER_SIZE:end]), fds, buf[end:]
             try:
                 data, ancdata, _, _ = sock.recvmsg(65536, fd_space)
             except BlockingIOError:
-                await _wait_readable(sock.fileno(), deadline - time.monotonic())
+                await loop.wait_readable(sock.fileno(), deadline - time.monotonic())
                 continue
             for level, kind, payload in ancdata:
                 if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
@@ -150,18 +253,8 @@ async def _read_request(sock):
         raise
 
 
-async def _streams(sock, rest):
-    """asyncio streams over an accepted socket whose first ``rest`` bytes were already received."""
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=wire.CHUNK)  # reads pause once 2 chunks are waiting
-    reader.feed_data(rest)  # before the transport starts reading, to keep the byte order
-    protocol = asyncio.StreamReaderProtocol(reader)
-    transport, _ = await loop.connect_accepted_socket(lambda: protocol, sock)
-    return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
-
-
 async def _serve_one(sock):
-    reader = writer = None
+    conn = None
     fds = []
     try:
         peer_pid, peer_uid, _ = _PEERCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
@@ -169,64 +262,61 @@ async def _serve_one(sock):
         try:
             req, fds, rest = await _read_request(sock)
         except (OpError, wire.WireError):
-            reader, writer = await _streams(sock, b"")
+            conn = Connection(sock, [], peer_uid)
             raise
-        reader, writer = await _streams(sock, rest)
+        conn = Connection(sock, fds, peer_uid, rest)
         op = req.get("op")
         # pid 0: the peer lives outside this pid namespace, i.e. it is the host's control plane.
         if peer_pid != 0 and peer_uid != 0 and op not in UNPRIVILEGED_OPS:
             raise OpError("permission_denied", "only root may use the agent's %r op" % (op,))
-        conn = Connection(reader, writer, fds, peer_uid)
         reply = _handler(op)(req, conn)
-        if asyncio.iscoroutine(reply):
+        if isinstance(reply, types.CoroutineType):
             reply = await reply
         if reply is not None:
             conn.send(reply)
     except OpError as e:
-        await _refuse(reader, writer, e.code, e.message)
+        await _refuse(conn, e.code, e.message)
     except (wire.WireError, ValueError) as e:  # ValueError: e.g. a NUL byte in a path or argument
-        await _refuse(reader, writer, "invalid_argument", str(e))
-    except (ConnectionError, asyncio.TimeoutError, asyncio.CancelledError):
-        pass  # the client left, or never sent a request, or the agent stops
+        await _refuse(conn, "invalid_argument", str(e))
+    except (ConnectionError, TimeoutError, loop.CancelledError):
+        pass  # the client left, or never sent a request
     except PermissionError as e:
-        await _refuse(reader, writer, "permission_denied", str(e))
+        await _refuse(conn, "permission_denied", str(e))
     except Exception as e:
         log("internal error:\n" + traceback.format_exc())
-        await _refuse(reader, writer, "internal", "%s: %s" % (type(e).__name__, e))
+        await _refuse(conn, "internal", "%s: %s" % (type(e).__name__, e))
     finally:
         for fd in fds:
             try:
                 os.close(fd)  # handlers that keep a passed fd take it out of the list
             except OSError:
                 pass
-        if writer is not None:
-            writer.close()
+        if conn is not None:
+            conn.close()
         else:
             sock.close()
 
 
-async def _refuse(reader, writer, code, message):
+async def _refuse(conn, code, message):
     """Send an error frame, then drop what the client still sends until it closes: closing with
     unread data would fail the client's pending writes and reads before it saw the error."""
-    if writer is None or writer.transport.is_closing():
+    if conn is None or conn.closing or conn.broken:
         return
-    writer.write(wire.error_frame(code, message))
-    writer.write_eof()
+    conn.send_frame(wire.error_frame(code, message))
+    conn.write_eof()
+    deadline = time.monotonic() + LINGER
     try:
-        await asyncio.wait_for(_discard(reader), LINGER)
-    except (asyncio.TimeoutError, ConnectionError):
-        pass
-
-
-async def _discard(reader):
-    while await reader.read(65536):
+        while True:
+            del conn.inbuf[:]
+            if not await conn.receive(deadline - time.monotonic()):
+                return
+    except (TimeoutError, ConnectionError):
         pass
 
 
 class Server:
     def __init__(self, path):
         self.path = path
-        self.tasks = set()
         self.listener = None
 
     def start(self):
@@ -240,10 +330,9 @@ class Server:
         sock.listen(256)
         sock.setblocking(False)
         self.listener = sock
-        asyncio.get_running_loop().add_reader(sock.fileno(), self._accept)
+        loop.add_reader(sock.fileno(), self._accept)
 
     def _accept(self):
-        loop = asyncio.get_running_loop()
         while True:
             try:
                 sock, _ = self.listener.accept()
@@ -256,22 +345,18 @@ class Server:
                 loop.call_later(1.0, self._resume_accepting)
                 return
             sock.setblocking(False)
-            task = loop.create_task(_serve_one(sock))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+            loop.Task(_serve_one(sock))
 
     def _resume_accepting(self):
         if self.listener is not None:
-            asyncio.get_running_loop().add_reader(self.listener.fileno(), self._accept)
+            loop.add_reader(self.listener.fileno(), self._accept)
 
     def close(self):
         if self.listener is not None:
-            asyncio.get_running_loop().remove_reader(self.listener.fileno())
+            loop.remove_reader(self.listener.fileno())
             self.listener.close()
             self.listener = None
             try:
                 os.unlink(self.path)
             except FileNotFoundError:
                 pass
-        for task in self.tasks:
-            task.cancel()

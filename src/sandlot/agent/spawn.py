@@ -1,11 +1,10 @@
 """Starting child processes, waiting for them, and describing how they ended (like Go's envd)."""
 
-import asyncio
 import os
 import signal
 import subprocess
 
-from . import users
+from . import loop, users
 from .errors import OpError
 
 
@@ -35,14 +34,10 @@ def cwd_for(cwd, user):
 
 async def wait(proc):
     """Wait for ``proc`` to exit without blocking the loop or a thread; return its wait status."""
-    loop = asyncio.get_running_loop()
     fd = os.pidfd_open(proc.pid)
-    exited = loop.create_future()
-    loop.add_reader(fd, lambda: exited.done() or exited.set_result(None))
     try:
-        await exited
+        await loop.wait_readable(fd)
     finally:
-        loop.remove_reader(fd)
         os.close(fd)
     _, status = os.waitpid(proc.pid, 0)  # it has exited: this reaps without blocking
     proc.returncode = os.waitstatus_to_exitcode(status)  # so Popen never waits for it again

@@ -5,11 +5,10 @@ the caller's terminal or pipes directly; the agent relays the signals the shim f
 answers with the exit status. no_new_privs stays set in the sandbox: nothing setuid is needed.
 """
 
-import asyncio
 import os
 import signal
 
-from . import config, spawn, users, wire
+from . import config, loop, spawn, users, wire
 from .errors import OpError, field
 
 
@@ -38,7 +37,7 @@ async def sudo(req, conn):
     for fd in conn.fds:
         os.close(fd)  # the command holds them now
     del conn.fds[:]
-    exited = asyncio.ensure_future(spawn.wait(proc))
+    exited = loop.Task(spawn.wait(proc))
     try:
         await _relay_signals(proc, conn, exited)
     finally:
@@ -46,7 +45,6 @@ async def sudo(req, conn):
             # The shim went away (or the agent stops): hang up on the command, as a closing
             # terminal would; commands started under nohup keep running. Reaped when they end.
             spawn.signal_group(proc.pid, signal.SIGHUP)
-            exited.add_done_callback(lambda f: f.cancelled() or f.exception())
     if not exited.done():
         return None
     status = exited.result()
@@ -57,8 +55,8 @@ async def sudo(req, conn):
 async def _relay_signals(proc, conn, exited):
     """Forward {"signal": N} frames from the shim to the command until it exits."""
     while True:
-        frame = asyncio.ensure_future(wire.read_frame(conn.reader))
-        await asyncio.wait((exited, frame), return_when=asyncio.FIRST_COMPLETED)
+        frame = loop.Task(conn.read_frame())
+        await loop.first(exited, frame)
         if exited.done():
             frame.cancel()
             return

@@ -4,12 +4,11 @@ Event types follow fsnotify, which envd uses: create (also a move in), write, re
 move out), chmod. A recursive watch adds every subdirectory, and each new one as it appears.
 """
 
-import asyncio
 import ctypes
 import os
 import struct
 
-from . import users
+from . import loop, users
 from .errors import OpError, field, from_os
 from .files import STAGING_PREFIX, entry
 
@@ -43,7 +42,7 @@ class Watcher:
         self.root, self.recursive, self.include_entry, self.conn = root, recursive, include_entry, conn
         self.user = user
         self.dirs = {}  # watch descriptor -> directory relative to root ("" for root)
-        self.gone = asyncio.get_running_loop().create_future()  # done when root goes away
+        self.gone = loop.Future()  # done when root goes away
         self.fd = _check(_libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC), root)
 
     def close(self):
@@ -155,7 +154,6 @@ async def watch(req, conn):
         except BaseException:
             watcher.close()
             raise
-    loop = asyncio.get_running_loop()
     loop.add_reader(watcher.fd, watcher.flush)
     _watchers.add(watcher)
     try:

@@ -71,7 +71,6 @@ ENTRY = {"name", "type": "file"|"dir"|"symlink"|"other", "path" (absolute), "siz
 describes its target and sets "symlink_target"; type "symlink" means a dangling link.
 """
 
-import asyncio
 import json
 import struct
 
@@ -83,6 +82,7 @@ DATA = b"D"
 END = b"Z"
 
 _HEADER = struct.Struct(">cI")
+HEADER_SIZE = _HEADER.size
 MAX_FRAME = 16 * 1024 * 1024
 CHUNK = 256 * 1024
 
@@ -103,22 +103,17 @@ def error_frame(code, message):
     return encode_json({"error": {"code": code, "message": message}})
 
 
-async def read_frame(reader):
-    """Return (kind, payload), or (None, b"") at a clean end of stream."""
-    try:
-        head = await reader.readexactly(_HEADER.size)
-    except asyncio.IncompleteReadError as e:
-        if not e.partial:
-            return None, b""
-        raise WireError("truncated frame header")
-    kind, length = _HEADER.unpack(head)
+def split_frame(buf):
+    """(kind, payload, bytes used) of the frame at the start of ``buf``, or None until it is whole."""
+    if len(buf) < HEADER_SIZE:
+        return None
+    kind, length = _HEADER.unpack_from(buf)
     if length > MAX_FRAME:
         raise WireError("frame too large: %d bytes" % length)
-    try:
-        payload = await reader.readexactly(length)
-    except asyncio.IncompleteReadError:
-        raise WireError("truncated frame")
-    return kind, payload
+    end = HEADER_SIZE + length
+    if len(buf) < end:
+        return None
+    return kind, bytes(buf[HEADER_SIZE:end]), end
 
 
 def decode_json(payload):
