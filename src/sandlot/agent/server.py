@@ -7,7 +7,6 @@ import socket
 import struct
 import sys
 import time
-import traceback
 import types
 
 from . import config, loop, wire
@@ -278,12 +277,12 @@ async def _serve_one(sock):
         await _refuse(conn, e.code, e.message)
     except (wire.WireError, ValueError) as e:  # ValueError: e.g. a NUL byte in a path or argument
         await _refuse(conn, "invalid_argument", str(e))
-    except (ConnectionError, TimeoutError, loop.CancelledError):
+    except (ConnectionError, TimeoutError):
         pass  # the client left, or never sent a request
     except PermissionError as e:
         await _refuse(conn, "permission_denied", str(e))
     except Exception as e:
-        log("internal error:\n" + traceback.format_exc())
+        loop.log_exception("internal error")
         await _refuse(conn, "internal", "%s: %s" % (type(e).__name__, e))
     finally:
         for fd in fds:
