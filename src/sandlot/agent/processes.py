@@ -26,7 +26,7 @@ class _Input:
 
     def __init__(self, fd):
         self.fd = fd
-        self.queue = deque()  # [memoryview, Future]; a None view closes the fd
+        self.queue = deque()  # (memoryview, Future); a None view closes the fd
 
     def write(self, data):
         """A Future done once ``data`` is written (failed_precondition if it cannot be)."""
@@ -47,10 +47,9 @@ class _Input:
         while self.queue:
             view, future = self.queue[0]
             if view is None:
-                fd = self.detach()
+                fd = self.detach()  # which also settles this close's Future
                 if fd is not None:
                     os.close(fd)
-                future.set_result(None)
                 return
             if view and self.fd is None:
                 self.queue.popleft()
