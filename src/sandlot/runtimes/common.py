@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import py_compile
 import shutil
 import socket
 import time
@@ -63,6 +64,11 @@ def install_agent(parent: Path) -> Path:
     for p in files:
         shutil.copyfile(p, tmp / p.name)
         os.chmod(tmp / p.name, 0o755 if p == SUDO_SHIM else 0o644)
+        # The agent runs with -B from a read-only bind: without these it compiles its modules at
+        # every sandbox start (~8 ms). Hash-checked, so copies keep them valid; a template python
+        # of another version looks for its own cache tag and compiles as before.
+        py_compile.compile(str(tmp / p.name), doraise=True,
+                           invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
     tmp.rename(dest)
     return dest
 
