@@ -168,3 +168,17 @@ async def test_bad_requests(client):
         with pytest.raises(AgentError) as e:
             await client.call(**request)
         assert e.value.code == code, request
+
+
+
+async def test_listing_is_bounded(make_agent, home):
+    client = make_agent(max_list_entries=20).client
+    root = home / "wide"
+    (root / "sub").mkdir(parents=True)
+    for i in range(15):
+        (root / f"f{i}").write_text("")
+        (root / "sub" / f"g{i}").write_text("")
+    assert len(await client.list_dir(str(root), depth=1)) == 16
+    with pytest.raises(AgentError) as e:
+        await client.list_dir(str(root), depth=2)
+    assert e.value.code == "resource_exhausted" and "smaller depth" in e.value.message

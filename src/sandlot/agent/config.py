@@ -7,11 +7,12 @@ default_user = "user"  # whose identity a request without ``user`` runs with
 allow_sudo = False  # closed unless the runtime says otherwise
 keepalive_interval = 50.0  # seconds of silence after which a stream gets {"keepalive": {}} (envd's)
 root_caps = None  # capability names the bounding set keeps (None: leave it alone, as in host tests)
+max_list_entries = 100_000  # files.list refuses larger listings (they would stall the agent)
 run_as_default_user = False  # see privileges.run_as: the fast spawn path for the default user
 
 
 def load(path):
-    global envs, default_user, allow_sudo, keepalive_interval, root_caps, run_as_default_user
+    global envs, default_user, allow_sudo, keepalive_interval, root_caps, run_as_default_user, max_list_entries
     with open(path) as f:
         data = json.load(f)
     envs = {str(k): str(v) for k, v in (data.get("envs") or {}).items()}
@@ -20,3 +21,4 @@ def load(path):
     keepalive_interval = float(data.get("keepalive_interval", keepalive_interval))
     root_caps = data.get("root_caps", root_caps)
     run_as_default_user = bool(data.get("run_as_default_user", run_as_default_user))
+    max_list_entries = int(data.get("max_list_entries", max_list_entries))
