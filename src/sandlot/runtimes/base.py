@@ -40,6 +40,9 @@ class Runtime(Protocol):
 
     def usage(self, sandbox_id: str) -> Usage: ...
 
+    def disk_used(self, sandbox_id: str) -> int:
+        """Bytes the sandbox's writable layer occupies."""
+
     def freeze(self, sandbox_id: str, frozen: bool) -> None: ...
 
     def leftovers(self) -> set[str]:

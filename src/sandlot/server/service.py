@@ -131,8 +131,7 @@ class SandboxService:
         return self.templates.get(name)
 
     async def create(self, req: CreateRequest) -> LiveSandbox:
-        if not 1 <= req.timeout <= self.config.max_timeout:
-            raise E.InvalidArgument(f"timeout must be between 1 and {self.config.max_timeout} seconds")
+        self._check_timeout(req.timeout, minimum=1)
         req.limits.validate()
         template = await asyncio.to_thread(self._template, req.template)
         rt = self._claim_pooled(req)
@@ -188,11 +187,20 @@ class SandboxService:
 
     # ---- lookups -----------------------------------------------------------------------------
 
-    def record(self, sandbox_id: str) -> SandboxRecord:
-        live = self.live.get(sandbox_id) or self.paused.get(sandbox_id)
+    def _known(self, sandbox_id: str, table: dict[str, LiveSandbox] | None = None) -> LiveSandbox:
+        """The sandbox from `table` (default: running or paused), or NotFound."""
+        live = table.get(sandbox_id) if table is not None else \
+            self.live.get(sandbox_id) or self.paused.get(sandbox_id)
         if live is None:
             raise E.NotFound(f"sandbox \"{sandbox_id}\" not found")
-        return live.record
+        return live
+
+    def _check_timeout(self, timeout: int, minimum: int = 0) -> None:
+        if not minimum <= timeout <= self.config.max_timeout:
+            raise E.InvalidArgument(f"timeout must be between {minimum} and {self.config.max_timeout} seconds")
+
+    def record(self, sandbox_id: str) -> SandboxRecord:
+        return self._known(sandbox_id).record
 
     def get_running(self, sandbox_id: str) -> LiveSandbox | None:
         return self.live.get(sandbox_id)
@@ -206,16 +214,14 @@ class SandboxService:
     # ---- lifecycle changes -------------------------------------------------------------------
 
     async def kill(self, sandbox_id: str, reason: str = "killed") -> None:
-        live = self.live.pop(sandbox_id, None) or self.paused.pop(sandbox_id, None)
-        if live is None:
-            raise E.NotFound(f"sandbox \"{sandbox_id}\" not found")
+        self._known(sandbox_id)
+        live = self.live.pop(sandbox_id, None) or self.paused.pop(sandbox_id)
         live.closed.set()
         self.store.update(sandbox_id, state="killed", ended_at=time.time(), end_reason=reason)
         await asyncio.to_thread(self.runtime.kill, sandbox_id)
 
     def set_timeout(self, sandbox_id: str, timeout: int) -> None:
-        if not 0 <= timeout <= self.config.max_timeout:
-            raise E.InvalidArgument(f"timeout must be between 0 and {self.config.max_timeout} seconds")
+        self._check_timeout(timeout)
         rec = self.record(sandbox_id)
         rec.end_at = time.time() + timeout
         self.store.update(sandbox_id, end_at=rec.end_at)
@@ -229,12 +235,9 @@ class SandboxService:
         if sandbox_id in self.paused:
             await self.resume(sandbox_id)
             resumed = True
-        live = self.live.get(sandbox_id)
-        if live is None:
-            raise E.NotFound(f"sandbox \"{sandbox_id}\" not found")
+        live = self._known(sandbox_id, self.live)
         if timeout is not None:
-            if not 0 <= timeout <= self.config.max_timeout:
-                raise E.InvalidArgument(f"timeout must be between 0 and {self.config.max_timeout} seconds")
+            self._check_timeout(timeout)
             end = time.time() + timeout
             if end > live.record.end_at:
                 live.record.end_at = end
@@ -244,9 +247,7 @@ class SandboxService:
     async def pause(self, sandbox_id: str) -> None:
         if sandbox_id in self.paused:
             raise E.AlreadyExists(f"sandbox \"{sandbox_id}\" is already paused")
-        live = self.live.get(sandbox_id)
-        if live is None:
-            raise E.NotFound(f"sandbox \"{sandbox_id}\" not found")
+        live = self._known(sandbox_id, self.live)
         await asyncio.to_thread(self.runtime.freeze, sandbox_id, True)
         del self.live[sandbox_id]
         live.closed.set()  # open streams end: a paused sandbox answers like a gone one
@@ -258,9 +259,7 @@ class SandboxService:
     async def resume(self, sandbox_id: str, timeout: int | None = None) -> LiveSandbox:
         if sandbox_id in self.live:
             raise E.AlreadyExists(f"sandbox \"{sandbox_id}\" is already running")
-        live = self.paused.get(sandbox_id)
-        if live is None:
-            raise E.NotFound(f"sandbox \"{sandbox_id}\" not found")
+        live = self._known(sandbox_id, self.paused)
         await asyncio.to_thread(self.runtime.freeze, sandbox_id, False)
         del self.paused[sandbox_id]
         self.live[sandbox_id] = live
@@ -270,9 +269,7 @@ class SandboxService:
         return live
 
     def metrics(self, sandbox_id: str) -> dict:
-        live = self.live.get(sandbox_id) or self.paused.get(sandbox_id)
-        if live is None:
-            raise E.NotFound(f"sandbox \"{sandbox_id}\" not found")
+        live = self._known(sandbox_id)
         usage = self.runtime.usage(sandbox_id)
         now = time.monotonic()
         limits = Limits(**live.record.limits)
@@ -281,7 +278,7 @@ class SandboxService:
             dt_ns = (now - live.last_cpu[0]) * 1e9
             cpu_pct = max(0.0, (usage.cpu_usage_ns - live.last_cpu[1]) / dt_ns / limits.cpu_count * 100)
         live.last_cpu = (now, usage.cpu_usage_ns)
-        disk_used = getattr(self.runtime, "disk_used", lambda _id: 0)(sandbox_id)
+        disk_used = self.runtime.disk_used(sandbox_id)
         return {
             "cpu_count": limits.cpu_count, "cpu_used_pct": round(min(cpu_pct, 100.0), 2),
             "mem_used": usage.memory_bytes, "mem_total": limits.memory_mb * 1024 * 1024,
