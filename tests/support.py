@@ -119,3 +119,31 @@ def leftovers(home: Path) -> list[str]:
     with open("/proc/mounts") as f:
         found += [line.split()[1] for line in f if str(home) + "/" in line]
     return found
+
+
+@contextlib.contextmanager
+def sandbox_factory(server: Server, template: str):
+    """make(**limits): a sandbox created over REST (with sandlot's `limits` extension) and opened
+    with the official e2b SDK (whose environment must point at `server`); all are killed on exit."""
+    import httpx
+    from e2b import Sandbox
+
+    created = []
+
+    def make(**limits):
+        body = {"templateID": template, "timeout": 120, "metadata": {}, "envVars": {}}
+        if limits:
+            body["limits"] = limits
+        r = httpx.post(f"{server.url}/v2/sandboxes", json=body, headers={"X-API-KEY": server.api_key},
+                       timeout=120)
+        assert r.status_code == 201, r.text
+        sbx = Sandbox.connect(r.json()["sandboxID"])
+        created.append(sbx)
+        return sbx
+
+    try:
+        yield make
+    finally:
+        for sbx in created:
+            with contextlib.suppress(Exception):  # already gone is fine
+                sbx.kill()

@@ -3,11 +3,11 @@ REST and through the official e2b SDK."""
 
 from __future__ import annotations
 
-import contextlib
 
 import httpx
 import pytest
 from rootless_support import Account, remove_home, start_rootless_server
+from support import sandbox_factory
 
 
 @pytest.fixture(scope="session")
@@ -38,22 +38,6 @@ def api(rl_server):
 
 
 @pytest.fixture
-def make_sandbox(api):
-    """Create `host` sandboxes over REST (with sandlot's `limits` extension) and open them with the
-    e2b SDK; all are killed at the end of the test."""
-    from e2b import Sandbox
-
-    created = []
-
-    def make(**limits):
-        body = {"templateID": "host", "timeout": 120, **({"limits": limits} if limits else {})}
-        r = api.post("/v2/sandboxes", json=body)
-        assert r.status_code == 201, r.text
-        sbx = Sandbox.connect(r.json()["sandboxID"])
-        created.append(sbx)
-        return sbx
-
-    yield make
-    for sbx in created:
-        with contextlib.suppress(Exception):  # already gone is fine
-            sbx.kill()
+def make_sandbox(rl_server):
+    with sandbox_factory(rl_server, "host") as make:
+        yield make

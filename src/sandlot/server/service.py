@@ -127,13 +127,10 @@ class SandboxService:
 
     # ---- create ------------------------------------------------------------------------------
 
-    def _template(self, name: str):
-        return self.templates.get(name)
-
     async def create(self, req: CreateRequest) -> LiveSandbox:
         self._check_timeout(req.timeout, minimum=1)
         req.limits.validate()
-        template = await asyncio.to_thread(self._template, req.template)
+        template = await asyncio.to_thread(self.templates.get, req.template)
         rt = self._claim_pooled(req)
         if rt is None:
             spec = SandboxSpec(new_sandbox_id(), req.template, req.limits, envs=req.envs)
@@ -170,7 +167,7 @@ class SandboxService:
 
     async def _refill(self, name: str) -> None:
         try:
-            template = await asyncio.to_thread(self._template, name)
+            template = await asyncio.to_thread(self.templates.get, name)
             pool = self._pools.setdefault(name, [])
             while not self._closing and len(pool) < self.config.pool_size:
                 spec = SandboxSpec(new_sandbox_id(), name)
