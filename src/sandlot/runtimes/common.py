@@ -18,6 +18,7 @@ from .policy import Limits, SandboxSpec
 
 AGENT_DIR = Path(__file__).resolve().parent.parent / "agent"
 SUDO_SHIM = AGENT_DIR / "sudo_shim.py"
+KERNELS_DIR = AGENT_DIR.parent / "kernels"  # the code-context driver, shipped beside the agent
 AGENT_READY_TIMEOUT = 10.0
 IN_SANDBOX_RUN = "/run/sandlot"
 
@@ -53,21 +54,23 @@ def install_agent(parent: Path) -> Path:
     """Copy the agent's code into `parent`, where sandboxes can read it (the package may live under a
     private directory such as /root). One copy per code version: sandboxes adopted after an upgrade
     keep the copy they were started with (the agent imports lazily)."""
-    files = sorted(p for p in AGENT_DIR.glob("*.py"))
-    digest = hashlib.sha256(b"".join(p.name.encode() + p.read_bytes() for p in files)).hexdigest()[:12]
+    files = [(p, p.name) for p in sorted(AGENT_DIR.glob("*.py"))]
+    files += [(p, f"kernels/{p.name}") for p in sorted(KERNELS_DIR.glob("*.py"))]
+    digest = hashlib.sha256(b"".join(n.encode() + p.read_bytes() for p, n in files)).hexdigest()[:12]
     dest = parent / f"agent-{digest}"
     if dest.is_dir():
         return dest
     tmp = parent / f".agent-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(mode=0o755)
-    for p in files:
-        shutil.copyfile(p, tmp / p.name)
-        os.chmod(tmp / p.name, 0o755 if p == SUDO_SHIM else 0o644)
+    (tmp / "kernels").mkdir(mode=0o755)
+    for p, name in files:
+        shutil.copyfile(p, tmp / name)
+        os.chmod(tmp / name, 0o755 if p == SUDO_SHIM else 0o644)
         # The agent runs with -B from a read-only bind: without these it compiles its modules at
         # every sandbox start (~8 ms). Hash-checked, so copies keep them valid; a template python
         # of another version looks for its own cache tag and compiles as before.
-        py_compile.compile(str(tmp / p.name), doraise=True,
+        py_compile.compile(str(tmp / name), doraise=True,
                            invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
     tmp.rename(dest)
     return dest

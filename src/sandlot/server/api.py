@@ -78,7 +78,7 @@ def sandbox_json(live: LiveSandbox) -> dict:
     rec = live.record
     return {
         "templateID": rec.template, "sandboxID": rec.id, "clientID": CLIENT_ID, "alias": rec.template,
-        "envdVersion": ENVD_VERSION, "envdAccessToken": rec.access_token, "trafficAccessToken": None,
+        "envdVersion": ENVD_VERSION, "envdAccessToken": rec.access_token, "trafficAccessToken": rec.access_token,
         "domain": None,
     }
 

@@ -18,7 +18,9 @@ from .. import _exceptions as E
 from ..agent.client import AgentClient
 from ..runtimes.base import Runtime, RuntimeSandbox
 from ..runtimes.policy import Limits, SandboxSpec
+from ..templates.spec import Template
 from .config import Config
+from .kernels import KernelSession
 from .store import SandboxRecord, Store
 
 log = logging.getLogger("sandlot.service")
@@ -42,6 +44,7 @@ class LiveSandbox:
     agent: AgentClient
     closed: asyncio.Event = field(default_factory=asyncio.Event)
     default_user: str = "user"
+    kernels: KernelSession | None = None  # code contexts, if the template has kernels
     last_cpu: tuple[float, int] | None = None  # (monotonic time, cpu ns) for cpu% between readings
 
     @property
@@ -55,6 +58,14 @@ class LiveSandbox:
     @property
     def envs(self) -> dict[str, str]:
         return self.record.envs
+
+
+@dataclass
+class Pooled:
+    """A warm sandbox waiting to be claimed, with its code interpreter already started."""
+
+    rt: RuntimeSandbox
+    kernels: KernelSession | None
 
 
 @dataclass
@@ -76,7 +87,7 @@ class SandboxService:
         self.templates = templates
         self.live: dict[str, LiveSandbox] = {}
         self.paused: dict[str, LiveSandbox] = {}
-        self._pools: dict[str, list[RuntimeSandbox]] = {}
+        self._pools: dict[str, list[Pooled]] = {}
         self._pool_refill: dict[str, asyncio.Task] = {}
         self._reaper: asyncio.Task | None = None
         self._closing = False
@@ -102,7 +113,11 @@ class SandboxService:
                 self.runtime.kill(rec.id)
                 self.store.update(rec.id, state="killed", ended_at=time.time(), end_reason="lost on restart")
                 continue
-            live = LiveSandbox(rec, rt, AgentClient(str(rt.socket_path)))
+            try:
+                kernels = self._kernels(rt, self.templates.describe(rec.template))
+            except E.NotFound:
+                kernels = None
+            live = LiveSandbox(rec, rt, AgentClient(str(rt.socket_path)), kernels=kernels)
             (self.paused if rec.state == "paused" else self.live)[rec.id] = live
             log.info("adopted sandbox %s (%s)", rec.id, rec.state)
         for sid in self.runtime.leftovers() - known:
@@ -116,7 +131,7 @@ class SandboxService:
         # A refill may be inside runtime.create (a thread): let it finish and kill what it made,
         # rather than cancel the await and leak the sandbox the thread still creates.
         await asyncio.gather(*self._pool_refill.values(), return_exceptions=True)
-        pooled = [rt.sandbox_id for pool in self._pools.values() for rt in pool]
+        pooled = [p.rt.sandbox_id for pool in self._pools.values() for p in pool]
         self._pools.clear()
         for sid in pooled:
             await asyncio.to_thread(self.runtime.kill, sid)
@@ -131,21 +146,31 @@ class SandboxService:
         self._check_timeout(req.timeout, minimum=1)
         req.limits.validate()
         template = await asyncio.to_thread(self.templates.get, req.template)
-        rt = self._claim_pooled(req)
-        if rt is None:
+        pooled = self._claim_pooled(req)
+        if pooled is None:
             spec = SandboxSpec(new_sandbox_id(), req.template, req.limits, envs=req.envs)
             rt = await asyncio.to_thread(self.runtime.create, spec, template)
+            kernels = self._kernels(rt, template)
+            if kernels is not None:  # its first run_code should not wait for a whole kernel start
+                _log_failure(kernels.start(), rt.sandbox_id)
+        else:
+            rt, kernels = pooled.rt, pooled.kernels
         now = time.time()
         rec = SandboxRecord(
             id=rt.sandbox_id, template=req.template, state="running", started_at=now,
             end_at=now + req.timeout, metadata=req.metadata, envs=req.envs, limits=asdict(req.limits),
             access_token=secrets.token_urlsafe(24) if req.secure else None, auto_pause=req.auto_pause)
         self.store.insert(rec)
-        live = LiveSandbox(rec, rt, AgentClient(str(rt.socket_path)))
+        live = LiveSandbox(rec, rt, AgentClient(str(rt.socket_path)), kernels=kernels)
         self.live[rec.id] = live
         return live
 
-    def _claim_pooled(self, req: CreateRequest) -> RuntimeSandbox | None:
+    def _kernels(self, rt: RuntimeSandbox, template: Template) -> KernelSession | None:
+        if not template.kernels:
+            return None
+        return KernelSession(AgentClient(str(rt.socket_path)), "user", self.config.max_output_bytes)
+
+    def _claim_pooled(self, req: CreateRequest) -> Pooled | None:
         # Pooled sandboxes start with default limits and no env vars (the agent reads its env vars
         # at start), so only matching requests may take one.
         pool = self._pools.get(req.template)
@@ -153,11 +178,11 @@ class SandboxService:
             return None
         self._schedule_refill(req.template)
         while pool:
-            rt = pool.pop()
-            if self.runtime.alive(rt):
-                return rt
-            log.warning("pooled sandbox %s died while idle; discarding it", rt.sandbox_id)
-            asyncio.get_running_loop().run_in_executor(None, self.runtime.kill, rt.sandbox_id)
+            pooled = pool.pop()
+            if self.runtime.alive(pooled.rt):
+                return pooled
+            log.warning("pooled sandbox %s died while idle; discarding it", pooled.rt.sandbox_id)
+            asyncio.get_running_loop().run_in_executor(None, self.runtime.kill, pooled.rt.sandbox_id)
         return None
 
     def _schedule_refill(self, template: str) -> None:
@@ -175,8 +200,9 @@ class SandboxService:
                 if self._closing:
                     await asyncio.to_thread(self.runtime.kill, rt.sandbox_id)
                     return
-                await _warm_up(rt)
-                pool.append(rt)
+                kernels = self._kernels(rt, template)
+                await _warm_up(rt, kernels)
+                pool.append(Pooled(rt, kernels))
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -216,6 +242,8 @@ class SandboxService:
         live.closed.set()
         self.store.update(sandbox_id, state="killed", ended_at=time.time(), end_reason=reason)
         await asyncio.to_thread(self.runtime.kill, sandbox_id)
+        if live.kernels is not None:
+            await live.kernels.close()
 
     def set_timeout(self, sandbox_id: str, timeout: int) -> None:
         self._check_timeout(timeout)
@@ -305,12 +333,22 @@ class SandboxService:
 
 
 
-async def _warm_up(rt: RuntimeSandbox) -> None:
+async def _warm_up(rt: RuntimeSandbox, kernels: KernelSession | None) -> None:
     """Run one login shell in a pooled sandbox: the agent imports what commands need on first use
     and the new overlay looks up bash and its profile once (~10 ms together), which the user's
-    first command should not pay."""
+    first command should not pay. With a code interpreter, also wait for its default context."""
     try:
         async for _ in AgentClient(str(rt.socket_path)).start("/bin/bash", ["-l", "-c", "true"]):
             pass
+        if kernels is not None:
+            await kernels.start()
     except Exception as e:  # a broken sandbox is found and replaced when claimed
         log.warning("warming pooled sandbox %s failed: %s", rt.sandbox_id, e)
+
+
+def _log_failure(started: asyncio.Future, sandbox_id: str) -> None:
+    """A background start is retried by the first request that needs it; just say what went wrong."""
+    def done(f: asyncio.Future) -> None:
+        if not f.cancelled() and f.exception() is not None:
+            log.warning("code interpreter of sandbox %s did not start: %s", sandbox_id, f.exception())
+    started.add_done_callback(done)

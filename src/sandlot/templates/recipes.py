@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from .base import DebianRecipe
 from .host import HostRecipe
+from .python_stack import DATA_STACK, PythonStackRecipe
 from .spec import Recipe
 
 RECIPES: dict[str, Recipe] = {
     "base": DebianRecipe(),
     "host": HostRecipe(),
+    # E2B's `code-interpreter-v1`: Jupyter kernels (python, bash) and the data stack
+    "code-interpreter": PythonStackRecipe(
+        parent="base", packages=(*DATA_STACK, "bash_kernel"),
+        warm="import matplotlib.pyplot, pandas, sklearn, scipy.stats"),
 }

@@ -24,10 +24,15 @@ class Template:
     ro_binds: tuple[tuple[str, str], ...] = ()  # (host path, sandbox path) extra read-only binds
     masked: tuple[str, ...] = ()  # sandbox directories to hide under an empty read-only tmpfs
     python: str = "/usr/bin/python3"  # interpreter inside the sandbox, runs the in-sandbox agent
+    kernels: bool = False  # its python3 has jupyter_client and ipykernel: code contexts work
 
 
 class Recipe(Protocol):
-    """How to make one template. Recipes are data in the registry (recipes.RECIPES)."""
+    """How to make one template. Recipes are data in the registry (recipes.RECIPES).
+
+    A recipe with a `parent` attribute (a template name) is built from that template: the store
+    builds the parent first and passes its rootfs to build() as `parent=`.
+    """
 
     def fingerprint(self) -> str:
         """A hash of everything that shapes the result: a change triggers a rebuild."""

@@ -43,8 +43,14 @@ class TemplateStore:
     def is_built(self, name: str) -> bool:
         """Built, and from the recipe as it is now."""
         manifest = self.manifest(name)
-        return bool(manifest and manifest.get("recipe") == self._recipe(name).fingerprint()
+        return bool(manifest and manifest.get("recipe") == self._fingerprint(name)
                     and (self.root / name / "rootfs").is_dir())
+
+    def _fingerprint(self, name: str) -> str:
+        """The recipe's own fingerprint, and its parent's: a rebuilt parent rebuilds the child."""
+        recipe = self._recipe(name)
+        parent = getattr(recipe, "parent", None)
+        return recipe.fingerprint() + (f"+{self._fingerprint(parent)}" if parent else "")
 
     def get(self, name: str, progress: Progress = no_progress) -> Template:
         """The template, built first if it is missing or its recipe changed."""
@@ -52,10 +58,18 @@ class TemplateStore:
             return self._recipe(name).template(name, self.root / name / "rootfs")
         return self.build(name, progress=progress)
 
+    def describe(self, name: str) -> Template:
+        """What the runtime would get for `name`, without building anything (for sandboxes that
+        already run from it)."""
+        return self._recipe(name).template(name, self.root / name / "rootfs")
+
     def build(self, name: str, progress: Progress = no_progress, force: bool = False) -> Template:
         """Build `name` unless it is up to date (always, with force). Concurrent callers wait for
         one another, so a template is built once even when several ask for it at once."""
         recipe = self._recipe(name)
+        parent = getattr(recipe, "parent", None)
+        if parent and not self.is_built(parent):
+            self.build(parent, progress=progress)
         with self._lock():
             if force or not self.is_built(name):
                 self._build(name, recipe, progress)
@@ -83,10 +97,14 @@ class TemplateStore:
             d.chmod(0o755)
         started = time.monotonic()
         try:
-            facts = recipe.build(new / "rootfs", self.cache, progress)
+            parent = getattr(recipe, "parent", None)
+            if parent:  # under our lock: the parent cannot be swapped while it is copied
+                facts = recipe.build(new / "rootfs", self.cache, progress, parent=self.root / parent / "rootfs")
+            else:
+                facts = recipe.build(new / "rootfs", self.cache, progress)
             manifest = {
                 "name": name,
-                "recipe": recipe.fingerprint(),
+                "recipe": self._fingerprint(name),
                 "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "build_seconds": round(time.monotonic() - started, 1),
                 **facts,

@@ -13,7 +13,7 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from ...protocol.filesystem_connect import FilesystemASGIApplication
 from ...protocol.process_connect import ProcessASGIApplication
-from . import auth
+from . import auth, code
 from .files_http import Uploads, download, envs, health
 from .filesystem import FilesystemService
 from .process import ProcessService
@@ -27,7 +27,8 @@ DEFAULT_MAX_UPLOAD_BYTES = 1024**3
 
 
 def envd_routes(lookup: SandboxLookup, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES) -> list[BaseRoute]:
-    """Routes for /health, /envs, /files, /process.Process/* and /filesystem.Filesystem/*."""
+    """Routes for /health, /envs, /files, /process.Process/*, /filesystem.Filesystem/* and the code
+    interpreter's /execute and /contexts."""
     watchers = Watchers()
 
     def gate(policy: auth.Policy) -> list[Middleware]:
@@ -35,6 +36,7 @@ def envd_routes(lookup: SandboxLookup, *, max_upload_bytes: int = DEFAULT_MAX_UP
 
     files_gate = gate(auth.require_token_or_signature)
     rpc_gate = gate(auth.require_token)
+    code_gate = gate(auth.require_token_or_traffic_token)
     return [
         Route("/health", health, methods=["GET"], middleware=gate(auth.allow_all)),
         Route("/envs", envs, methods=["GET"], middleware=rpc_gate),
@@ -43,6 +45,11 @@ def envd_routes(lookup: SandboxLookup, *, max_upload_bytes: int = DEFAULT_MAX_UP
         *(Mount(app.path, app, middleware=rpc_gate)
           for app in (ProcessASGIApplication(ProcessService(), codecs=CODECS),
                       FilesystemASGIApplication(FilesystemService(watchers), codecs=CODECS))),
+        Route("/execute", code.execute, methods=["POST"], middleware=code_gate),
+        Route("/contexts", code.create_context, methods=["POST"], middleware=code_gate),
+        Route("/contexts", code.list_contexts, methods=["GET"], middleware=code_gate),
+        Route("/contexts/{context_id}/restart", code.restart_context, methods=["POST"], middleware=code_gate),
+        Route("/contexts/{context_id}", code.remove_context, methods=["DELETE"], middleware=code_gate),
     ]
 
 

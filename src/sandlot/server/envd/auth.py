@@ -36,6 +36,17 @@ def require_token(token: str, request: HTTPConnection) -> None:
         raise AuthenticationError(UNAUTHORIZED)
 
 
+TRAFFIC_TOKEN_HEADER = "e2b-traffic-access-token"
+
+
+def require_token_or_traffic_token(token: str, request: HTTPConnection) -> None:
+    """The code interpreter's routes: the SDK sends X-Access-Token on /execute only, and the
+    traffic token (which sandlot hands out equal to the access token) on every call."""
+    given = request.headers.get(ACCESS_TOKEN_HEADER) or request.headers.get(TRAFFIC_TOKEN_HEADER)
+    if given is None or not _same(given, token):
+        raise AuthenticationError(UNAUTHORIZED)
+
+
 def require_token_or_signature(token: str, request: HTTPConnection) -> None:
     """/files: the header if present must match; otherwise the URL must carry a valid signature."""
     if ACCESS_TOKEN_HEADER in request.headers:

@@ -22,6 +22,7 @@ from .errors import error_response
 
 if TYPE_CHECKING:
     from ...agent.client import AgentClient
+    from ..kernels import KernelSession
 
 SANDBOX_ID_HEADER = "e2b-sandbox-id"
 
@@ -39,6 +40,8 @@ class SandboxHandle(Protocol):
     def agent(self) -> AgentClient: ...
     @property
     def closed(self) -> asyncio.Event: ...  # set on kill or pause: open streams end
+    @property
+    def kernels(self) -> KernelSession | None: ...  # code contexts; None if the template has none
 
 
 class SandboxLookup(Protocol):

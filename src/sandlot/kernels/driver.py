@@ -1,0 +1,506 @@
+"""The in-sandbox code-context driver: Jupyter kernels behind a JSON-lines pipe.
+
+Runs inside a sandbox on the template's python3, which must have `jupyter_client` (and `ipykernel`
+for python contexts, `bash_kernel` for bash ones): the control plane starts it through the agent
+(`python3 -B driver.py`) and talks to it over its stdin and stdout. One driver per sandbox owns every
+code context: one kernel each, started by the driver itself (so its pid is known for interrupts and
+deaths) and driven over jupyter_client's protocol on ipc sockets in a private directory.
+
+Requests, one JSON object per line on stdin: {"id": N, "op": OP, ...}
+
+    create    language, cwd, envs {k: v}, variables {k: json}  -> {"context": CONTEXT}
+    list                                                       -> {"contexts": [CONTEXT...]}
+    restart   context                                          -> {"context": CONTEXT}
+    remove    context                                          -> {}
+    execute   context | language, code, envs, timeout (s, 0 = none)
+              -> {"id", "line": {"type": "accepted"}} once the context is known, then zero or
+                 more {"id", "line": E2B_LINE}, then the reply
+    cancel    target (the id of an execute): interrupt it if it runs, drop it if it waits -> {}
+
+Each request ends with exactly one reply line {"id", "reply": {...}} or {"id", "error": {"code",
+"message"}} (codes: invalid_argument, not_found, internal). E2B_LINE is one line of E2B's /execute
+stream (number_of_executions, stdout, stderr, result, error); the control plane adds
+end_of_execution. At start the driver creates the default python context and prints
+{"ready": CONTEXT} (or {"ready": null, "error": "..."}).
+
+A context's executions run one at a time, in order. A kernel that dies (os._exit, a segfault, the
+OOM killer) fails its execution with a KernelDied error and is started afresh on next use.
+"""
+
+import asyncio
+import json
+import os
+import secrets
+import signal
+import sys
+import tempfile
+import time
+import uuid
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+STARTUP = os.path.join(HERE, "startup.py")
+HOME = os.path.expanduser("~")
+ALIASES = {"": "python", "py": "python", "python3": "python", "ipython": "python", "sh": "bash"}
+KERNELS = {
+    # language -> (module run with python3 -m, extra argv). The history database is kept in
+    # memory: nothing to write at start, nothing left in the sandbox's home.
+    "python": ("ipykernel_launcher", ["--HistoryManager.hist_file=:memory:",
+                                      "--IPKernelApp.exec_files=" + STARTUP]),
+    "bash": ("bash_kernel", []),
+}
+MIME = {
+    "text/plain": "text", "text/html": "html", "text/markdown": "markdown", "image/svg+xml": "svg",
+    "image/png": "png", "image/jpeg": "jpeg", "application/pdf": "pdf", "text/latex": "latex",
+    "application/json": "json", "application/javascript": "javascript", "e2b/data": "data",
+    "e2b/chart": "chart",
+}
+KERNEL_START_TIMEOUT = 60.0
+# per-run environment variables: set before the run, restored after it (state is per context)
+ENV_CODE = {
+    "python": (
+        "import os as _sl_os\n_sl_saved_env = {k: _sl_os.environ.get(k) for k in %(keys)s}\n"
+        "_sl_os.environ.update(%(envs)s)\ndel _sl_os\n",
+        "import os as _sl_os\nfor _sl_k, _sl_v in _sl_saved_env.items():\n"
+        "    _sl_os.environ.pop(_sl_k, None) if _sl_v is None else _sl_os.environ.__setitem__(_sl_k, _sl_v)\n"
+        "del _sl_os, _sl_k, _sl_v, _sl_saved_env\n"),
+    "bash": ("_sl_saved_env=$(declare -p %(names)s 2>/dev/null); export %(assign)s\n",
+             "unset %(names)s; eval \"$_sl_saved_env\"; unset _sl_saved_env\n"),
+}
+
+
+class Failure(Exception):
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def shell_quote(value):
+    return "'" + str(value).replace("'", "'\\''") + "'"
+
+
+class Context:
+    def __init__(self, driver, language, cwd, envs, variables):
+        self.driver = driver
+        self.id = uuid.uuid4().hex
+        self.language, self.cwd, self.envs, self.variables = language, cwd, envs, variables
+        self.lock = asyncio.Lock()
+        self.proc = self.client = None
+        self.started = None  # a future: the kernel is up (or failed to come up)
+        self.current = None  # the Execution running now
+
+    def describe(self):
+        return {"id": self.id, "language": self.language, "cwd": self.cwd}
+
+    # ---- kernel lifecycle ----------------------------------------------------------------------
+
+    def ensure_started(self):
+        if self.started is None or (self.started.done() and (self.started.exception() or self.dead())):
+            self.started = asyncio.ensure_future(self._start())
+        return self.started
+
+    def dead(self):
+        return self.proc is None or self.proc.returncode is not None
+
+    async def _start(self):
+        await self.stop()
+        module, extra = KERNELS[self.language]
+        conn = os.path.join(self.driver.run_dir, "k-%s.json" % self.id)
+        info = {"transport": "ipc", "ip": os.path.join(self.driver.run_dir, "k-" + self.id[:12]),
+                "shell_port": 1, "iopub_port": 2, "stdin_port": 3, "control_port": 4, "hb_port": 5,
+                "key": secrets.token_hex(16), "signature_scheme": "hmac-sha256", "kernel_name": self.language}
+        with open(conn, "w") as f:
+            json.dump(info, f)
+        env = dict(os.environ, JPY_PARENT_PID=str(os.getpid()), PYDEVD_DISABLE_FILE_VALIDATION="1")
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", module, "-f", conn, *extra, cwd=self.cwd, env=env,
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+                start_new_session=True)
+        except OSError as e:
+            raise Failure("invalid_argument", "cannot start the %s kernel in %s: %s" % (self.language, self.cwd, e))
+        _raise_oom_score(self.proc.pid)
+        from jupyter_client.asynchronous.client import AsyncKernelClient  # after the kernel starts: overlaps
+
+        self.client = AsyncKernelClient()
+        self.client.load_connection_info(info)
+        self.client.start_channels()
+        ready = asyncio.ensure_future(self.client.wait_for_ready(timeout=KERNEL_START_TIMEOUT))
+        died = asyncio.ensure_future(self.proc.wait())
+        await asyncio.wait((ready, died), return_when=asyncio.FIRST_COMPLETED)
+        if not ready.done():
+            ready.cancel()
+            raise Failure("internal", "the %s kernel exited while starting (status %s)" % (
+                self.language, self.proc.returncode))
+        died.cancel()
+        ready.result()  # raises if it timed out
+        self.driver.watch(self)
+        setup = []
+        if self.variables:
+            setup.append(self._variables_code())
+        if setup:
+            await self.run_silent("\n".join(setup))
+
+    def _variables_code(self):
+        if self.language == "python":
+            return "import json as _sl_j\nglobals().update(_sl_j.loads(%r))\ndel _sl_j\n" % json.dumps(self.variables)
+        return "\n".join("%s=%s" % (k, shell_quote(v if isinstance(v, str) else json.dumps(v)))
+                         for k, v in self.variables.items())
+
+    async def stop(self):
+        if self.client is not None:
+            self.client.stop_channels()
+            self.client = None
+        if self.proc is not None and self.proc.returncode is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            await self.proc.wait()
+        self.proc = None
+        for suffix in ("json",):
+            try:
+                os.unlink(os.path.join(self.driver.run_dir, "k-%s.%s" % (self.id, suffix)))
+            except FileNotFoundError:
+                pass
+
+    def interrupt(self):
+        if self.proc is not None and self.proc.returncode is None:
+            try:
+                os.kill(self.proc.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+
+    # ---- running code --------------------------------------------------------------------------
+
+    async def run_silent(self, code):
+        """Run setup code without output or a history entry; raise if it fails."""
+        msg_id = self.client.execute(code, silent=True, store_history=False, allow_stdin=False)
+        reply = await self._reply(msg_id)
+        if reply["content"].get("status") != "ok":
+            raise Failure("internal", "setting up the context failed: %s" % reply["content"].get("evalue"))
+
+    async def _reply(self, msg_id):
+        waiter = self.driver.loop.create_future()
+        self.driver.replies[msg_id] = waiter
+        try:
+            return await waiter
+        finally:
+            self.driver.replies.pop(msg_id, None)
+
+    async def execute(self, execution):
+        async with self.lock:
+            if execution.cancelled:
+                return
+            await self.ensure_started()
+            self.current = execution
+            try:
+                envs = execution.envs
+                if envs and self.language in ENV_CODE:
+                    await self.run_silent(self._env_code(envs, 0))
+                try:
+                    await execution.run(self)
+                finally:
+                    if envs and self.language in ENV_CODE and not self.dead():
+                        await self.run_silent(self._env_code(envs, 1))
+            finally:
+                self.current = None
+
+    def _env_code(self, envs, which):
+        template = ENV_CODE[self.language][which]
+        names = " ".join(envs)
+        return template % {"keys": repr(list(envs)), "envs": repr(dict(envs)), "names": names,
+                           "assign": " ".join("%s=%s" % (k, shell_quote(v)) for k, v in envs.items())}
+
+
+class Execution:
+    def __init__(self, driver, rid, code, envs, timeout):
+        self.driver, self.rid, self.code, self.envs, self.timeout = driver, rid, code, envs, timeout
+        self.cancelled = False
+        self.msg_id = None
+        self.events = asyncio.Queue()
+        self.sent = 0
+        self.truncated = False
+        self.error_seen = False
+
+    def emit(self, line):
+        if line["type"] in ("stdout", "stderr", "result"):
+            size = len(json.dumps(line))
+            if self.sent + size > self.driver.max_output:
+                if not self.truncated:
+                    self.truncated = True
+                    self.driver.send({"id": self.rid, "line": {
+                        "type": "stderr", "timestamp": _now(),
+                        "text": "\n[sandlot: output truncated: this run produced more than %d bytes]\n"
+                                % self.driver.max_output}})
+                return
+            self.sent += size
+        self.driver.send({"id": self.rid, "line": line})
+
+    async def run(self, ctx):
+        self.msg_id = ctx.client.execute(self.code, silent=False, store_history=True, allow_stdin=False)
+        self.driver.executions[self.msg_id] = self
+        reply = asyncio.ensure_future(ctx._reply(self.msg_id))
+        idle = self.driver.loop.create_future()
+        self.idle = idle
+        died = asyncio.ensure_future(ctx.proc.wait())
+        deadline = None
+        if self.timeout:
+            deadline = self.driver.loop.call_later(self.timeout, ctx.interrupt)
+        try:
+            await asyncio.wait((asyncio.gather(reply, idle), died), return_when=asyncio.FIRST_COMPLETED)
+            if not (reply.done() and idle.done()):
+                code = ctx.proc.returncode
+                how = ("killed by signal %d%s" % (-code, " (out of memory?)" if code == -signal.SIGKILL else "")
+                       if code is not None and code < 0 else "exit status %s" % code)
+                self.emit({"type": "error", "name": "KernelDied",
+                           "value": "the kernel died (%s): the context restarts on its next run" % how,
+                           "traceback": ""})
+                return
+            content = reply.result()["content"]
+            if content.get("status") == "error" and not self.error_seen:
+                self.emit({"type": "error", "name": content.get("ename", ""), "value": content.get("evalue", ""),
+                           "traceback": "\n".join(content.get("traceback", []))})
+        finally:
+            if deadline is not None:
+                deadline.cancel()
+            died.cancel()
+            reply.cancel()
+            self.driver.executions.pop(self.msg_id, None)
+
+    def on_iopub(self, msg):
+        kind, content = msg["msg_type"], msg["content"]
+        if kind == "execute_input":
+            self.emit({"type": "number_of_executions", "execution_count": content.get("execution_count")})
+        elif kind == "stream":
+            name = "stderr" if content.get("name") == "stderr" else "stdout"
+            self.emit({"type": name, "text": content.get("text", ""), "timestamp": _stamp(msg)})
+        elif kind in ("execute_result", "display_data"):
+            self.emit(result_line(content.get("data") or {}, kind == "execute_result"))
+        elif kind == "error":
+            self.error_seen = True
+            self.emit({"type": "error", "name": content.get("ename", ""), "value": content.get("evalue", ""),
+                       "traceback": "\n".join(content.get("traceback", []))})
+        elif kind == "status" and content.get("execution_state") == "idle" and not self.idle.done():
+            self.idle.set_result(None)
+
+
+def result_line(bundle, main):
+    line = {"type": "result", "is_main_result": main}
+    extra = {}
+    for mime, value in bundle.items():
+        key = MIME.get(mime)
+        if key is None:
+            extra[mime] = value
+        else:
+            line[key] = value
+    text = line.get("text")
+    if isinstance(text, str) and len(text) >= 2 and text[0] == text[-1] == "'":
+        line["text"] = text[1:-1]
+    line["extra"] = extra
+    return line
+
+
+def _stamp(msg):
+    date = msg.get("header", {}).get("date")
+    return date.isoformat() if hasattr(date, "isoformat") else (date or _now())
+
+
+def _now():
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _raise_oom_score(pid):
+    """Make a kernel the OOM killer's first choice in the sandbox: a memory bomb takes its kernel,
+    not the driver or the agent. Raising the score needs no privilege."""
+    try:
+        with open("/proc/%d/oom_score_adj" % pid, "w") as f:
+            f.write("800")
+    except OSError:
+        pass
+
+
+class Driver:
+    def __init__(self, max_output):
+        self.loop = asyncio.get_running_loop()
+        self.max_output = max_output
+        self.contexts = {}  # id -> Context, in creation order
+        self.defaults = {}  # language -> the context used when a request names only a language
+        self.executions = {}  # kernel msg_id -> Execution
+        self.by_rid = {}  # request id -> Execution
+        self.replies = {}  # kernel msg_id -> future of its shell reply
+        self.run_dir = tempfile.mkdtemp(prefix=".sandlot-kernels-")
+        self.out = sys.stdout.buffer
+        sys.stdout = sys.stderr  # nothing but protocol lines may reach the control plane
+
+    def send(self, obj):
+        self.out.write(json.dumps(obj, separators=(",", ":"), default=str).encode() + b"\n")
+        self.out.flush()
+
+    def watch(self, ctx):
+        """Read the kernel's iopub and shell channels until its client is replaced."""
+        client = ctx.client
+        asyncio.ensure_future(self._pump(client, client.get_iopub_msg, self._on_iopub))
+        asyncio.ensure_future(self._pump(client, client.get_shell_msg, self._on_shell))
+
+    async def _pump(self, client, get, handle):
+        while ctx_client_alive(client):
+            try:
+                msg = await get(timeout=1)
+            except Exception:  # queue.Empty on timeout; errors once the channels are stopped
+                continue
+            handle(msg)
+
+    def _on_iopub(self, msg):
+        execution = self.executions.get(msg.get("parent_header", {}).get("msg_id"))
+        if execution is not None:
+            execution.on_iopub(msg)
+
+    def _on_shell(self, msg):
+        waiter = self.replies.get(msg.get("parent_header", {}).get("msg_id"))
+        if waiter is not None and not waiter.done():
+            waiter.set_result(msg)
+
+    # ---- requests -------------------------------------------------------------------------------
+
+    def context_for(self, req):
+        cid, language = req.get("context"), req.get("language")
+        if cid:
+            if language:
+                raise Failure("invalid_argument", "give a context or a language, not both")
+            ctx = self.contexts.get(cid)
+            if ctx is None:
+                raise Failure("not_found", "context %s not found" % cid)
+            return ctx
+        language = normalise(language)
+        ctx = self.defaults.get(language)
+        if ctx is None:
+            ctx = self.create(language, HOME, {}, {})
+            self.defaults[language] = ctx
+        return ctx
+
+    def create(self, language, cwd, envs, variables):
+        language = normalise(language)
+        if not isinstance(cwd, str) or not cwd:
+            cwd = HOME
+        ctx = Context(self, language, cwd, envs or {}, variables or {})
+        self.contexts[ctx.id] = ctx
+        return ctx
+
+    async def handle(self, req):
+        rid, op = req.get("id"), req.get("op")
+        try:
+            reply = await self._dispatch(op, req, rid)
+            self.send({"id": rid, "reply": reply})
+        except Failure as e:
+            self.send({"id": rid, "error": {"code": e.code, "message": e.message}})
+        except Exception as e:  # a bug or a kernel that went away mid-request: report, keep serving
+            self.send({"id": rid, "error": {"code": "internal", "message": "%s: %s" % (type(e).__name__, e)}})
+
+    async def _dispatch(self, op, req, rid):
+        if op == "execute":
+            ctx = self.context_for(req)
+            self.send({"id": rid, "line": {"type": "accepted"}})
+            execution = Execution(self, rid, str(req.get("code", "")), _strings(req.get("envs")),
+                                  float(req.get("timeout") or 0))
+            self.by_rid[rid] = execution
+            try:
+                await ctx.execute(execution)
+            finally:
+                self.by_rid.pop(rid, None)
+            return {}
+        if op == "cancel":
+            execution = self.by_rid.get(req.get("target"))
+            if execution is not None:
+                execution.cancelled = True
+                for ctx in self.contexts.values():
+                    if ctx.current is execution:
+                        ctx.interrupt()
+            return {}
+        if op == "create":
+            ctx = self.create(req.get("language"), req.get("cwd"), _strings(req.get("envs")),
+                              req.get("variables") or {})
+            try:
+                await ctx.ensure_started()
+            except BaseException:
+                self.contexts.pop(ctx.id, None)
+                await ctx.stop()
+                raise
+            return {"context": ctx.describe()}
+        if op == "list":
+            return {"contexts": [c.describe() for c in self.contexts.values()]}
+        ctx = self.contexts.get(req.get("context"))
+        if ctx is None:
+            raise Failure("not_found", "context %s not found" % req.get("context"))
+        if op == "restart":
+            async with ctx.lock:
+                ctx.started = None
+                await ctx.ensure_started()
+            return {"context": ctx.describe()}
+        if op == "remove":
+            del self.contexts[ctx.id]
+            for lang, default in list(self.defaults.items()):
+                if default is ctx:
+                    del self.defaults[lang]
+            ctx.interrupt()
+            await ctx.stop()
+            return {}
+        raise Failure("invalid_argument", "unknown op %r" % op)
+
+
+def ctx_client_alive(client):
+    return client.channels_running
+
+
+def normalise(language):
+    language = ALIASES.get((language or "").strip().lower(), (language or "").strip().lower())
+    language = {"js": "javascript", "ts": "typescript"}.get(language, language)
+    if language not in KERNELS:
+        raise Failure("invalid_argument", "unsupported language %r: this sandbox has kernels for %s"
+                      % (language, ", ".join(sorted(KERNELS))))
+    return language
+
+
+def _strings(value):
+    if not isinstance(value, dict):
+        return {}
+    return {str(k): str(v) for k, v in value.items()}
+
+
+async def main():
+    max_output = int(sys.argv[sys.argv.index("--max-output") + 1]) if "--max-output" in sys.argv else 1 << 24
+    driver = Driver(max_output)
+    try:
+        default = driver.context_for({"language": "python"})
+        await default.ensure_started()
+        await default.run_silent("pass")  # the first run pays one-time costs; not a user's
+        driver.send({"ready": default.describe()})
+    except Exception as e:
+        driver.send({"ready": None, "error": str(e)})
+    reader = asyncio.StreamReader(limit=1 << 26)
+    await driver.loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    tasks = set()
+    try:
+        while True:
+            line = await reader.readline()
+            if not line:
+                break
+            try:
+                req = json.loads(line)
+                if not isinstance(req, dict):
+                    raise ValueError("not an object")
+            except ValueError:
+                continue
+            task = asyncio.ensure_future(driver.handle(req))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+    finally:
+        for ctx in list(driver.contexts.values()):
+            await ctx.stop()
+        try:
+            os.rmdir(driver.run_dir)
+        except OSError:
+            pass
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

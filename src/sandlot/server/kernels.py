@@ -1,0 +1,192 @@
+"""Code contexts of one sandbox: the control plane's side of the in-sandbox driver (kernels/driver.py).
+
+The driver is an ordinary process started through the agent, as the sandbox's default user; this
+side writes requests to its stdin and reads JSON lines from its stdout, routing each to the request
+it answers. Everything it prints is untrusted: lines are size-bounded and parsed as JSON objects,
+and a driver that breaks the protocol is killed (the next request starts a fresh one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import signal
+from collections.abc import AsyncIterator
+from typing import Any
+
+from .. import _exceptions as E
+from ..agent.client import AgentClient, AgentError
+
+log = logging.getLogger("sandlot.kernels")
+
+DRIVER = "/opt/sandlot/sandlot_agent/kernels/driver.py"
+READY_TIMEOUT = 120.0  # a cold kernel takes ~0.6 s; a loaded machine may take far longer
+MAX_LINE = 64 * 1024 * 1024  # above the driver's own output cap: only a broken driver gets here
+STOPPED = "the code interpreter stopped"
+
+
+class KernelSession:
+    def __init__(self, agent: AgentClient, user: str, max_output: int):
+        self.agent, self.user, self.max_output = agent, user, max_output
+        self._ids = itertools.count(1)
+        self._waiting: dict[int, asyncio.Queue] = {}
+        self._started: asyncio.Future | None = None
+        self._input: asyncio.Queue[bytes | None] | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._pid: int | None = None
+
+    # ---- the driver process ------------------------------------------------------------------
+
+    def start(self) -> asyncio.Future:
+        """Start the driver unless it runs; the future resolves once its default python context is
+        ready. Safe to call again: a driver that stopped is replaced."""
+        if self._started is None or (self._started.done() and self._stopped()):
+            self._started = asyncio.ensure_future(self._start())
+        return self._started
+
+    def _stopped(self) -> bool:
+        return self._started.exception() is not None or not self._tasks or self._tasks[0].done()
+
+    async def _start(self) -> None:
+        await self.close()
+        await self._kill_orphans()
+        ready: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._input = asyncio.Queue()
+        events = self.agent.start("python3", ["-B", DRIVER, "--max-output", str(self.max_output)],
+                                  user=self.user, stdin=True)
+        self._tasks = [asyncio.create_task(self._read(events, ready), name="sandlot-kernels-read")]
+        try:
+            await asyncio.wait_for(asyncio.shield(ready), READY_TIMEOUT)
+        except asyncio.TimeoutError:
+            await self.close()
+            raise E.TimeoutError("the code interpreter did not start in time") from None
+        self._tasks.append(asyncio.create_task(self._write(), name="sandlot-kernels-write"))
+
+    async def _read(self, events: AsyncIterator[dict], ready: asyncio.Future) -> None:
+        buf = bytearray()
+        try:
+            async for event in events:
+                if "start" in event:
+                    self._pid = event["start"]["pid"]
+                elif "stdout" in event:
+                    buf += event["stdout"]
+                    while (cut := buf.find(b"\n")) >= 0:
+                        line, buf = bytes(buf[:cut]), buf[cut + 1:]
+                        self._dispatch(line, ready)
+                    if len(buf) > MAX_LINE:
+                        log.warning("code interpreter sent a line over %d bytes: stopping it", MAX_LINE)
+                        await self._kill()
+                        break
+                elif "stderr" in event:
+                    log.debug("kernel driver: %s", event["stderr"][:2000].decode(errors="replace").rstrip())
+                elif "end" in event:
+                    break
+        except AgentError as e:
+            log.debug("kernel driver stream ended: %s", e)
+        finally:
+            if not ready.done():
+                ready.set_exception(E.RuntimeFailure(f"{STOPPED} while starting"))
+            for queue in self._waiting.values():
+                queue.put_nowait({"error": {"code": "internal", "message": STOPPED}})
+            self._waiting.clear()
+
+    def _dispatch(self, line: bytes, ready: asyncio.Future) -> None:
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            return
+        if not isinstance(msg, dict):
+            return
+        if "ready" in msg and not ready.done():
+            if msg["ready"] is None:
+                ready.set_exception(E.RuntimeFailure(f"the code interpreter failed to start: {msg.get('error')}"))
+            else:
+                ready.set_result(msg["ready"])
+            return
+        queue = self._waiting.get(msg.get("id"))
+        if queue is not None:
+            queue.put_nowait(msg)
+
+    async def _write(self) -> None:
+        async def chunks():
+            while (chunk := await self._input.get()) is not None:
+                yield chunk
+
+        try:
+            await self.agent.stream_input(chunks(), pid=self._pid)
+        except AgentError as e:
+            log.debug("kernel driver input ended: %s", e)
+
+    async def _kill_orphans(self) -> None:
+        """Drivers this session no longer talks to (a server restart adopted the sandbox; a protocol
+        breach): their kernels would hold memory for contexts nobody can reach."""
+        for proc in await self.agent.list_processes():
+            if DRIVER in proc.get("args", []):
+                try:
+                    await self.agent.send_signal(signal.SIGKILL, pid=proc["pid"])
+                except AgentError:
+                    pass
+
+    async def _kill(self) -> None:
+        if self._pid is not None:
+            try:
+                await self.agent.send_signal(signal.SIGKILL, pid=self._pid)
+            except AgentError:
+                pass
+
+    async def close(self) -> None:
+        """Stop talking to the driver (the sandbox's end kills it; so does a protocol breach)."""
+        if self._input is not None:
+            self._input.put_nowait(None)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    # ---- requests ----------------------------------------------------------------------------
+
+    async def _send(self, op: str, args: dict) -> tuple[int, asyncio.Queue]:
+        await self.start()
+        rid = next(self._ids)
+        queue: asyncio.Queue = asyncio.Queue()
+        self._waiting[rid] = queue
+        self._input.put_nowait(json.dumps({"id": rid, "op": op, **args}).encode() + b"\n")
+        return rid, queue
+
+    async def call(self, op: str, **args: Any) -> dict:
+        rid, queue = await self._send(op, args)
+        try:
+            return _reply(await queue.get())
+        finally:
+            self._waiting.pop(rid, None)
+
+    async def execute(self, **args: Any) -> AsyncIterator[dict]:
+        """Yield the run's E2B lines (without end_of_execution). Closing the iterator early (the
+        client went away) interrupts the run, or drops it if it is still waiting for its turn."""
+        rid, queue = await self._send("execute", args)
+        finished = False
+        try:
+            while True:
+                msg = await queue.get()
+                if "line" in msg:
+                    if isinstance(msg["line"], dict):
+                        yield msg["line"]
+                    continue
+                finished = True
+                _reply(msg)
+                return
+        finally:
+            self._waiting.pop(rid, None)
+            if not finished and self._input is not None:
+                self._input.put_nowait(json.dumps({"id": next(self._ids), "op": "cancel",
+                                                   "target": rid}).encode() + b"\n")
+
+
+def _reply(msg: dict) -> dict:
+    if "error" in msg:
+        error = msg["error"] if isinstance(msg["error"], dict) else {}
+        raise E.from_code(str(error.get("code", "internal")), str(error.get("message", "")))
+    reply = msg.get("reply")
+    return reply if isinstance(reply, dict) else {}

@@ -1,0 +1,112 @@
+"""Templates made from another template plus Python packages, e.g. `code-interpreter` = `base` +
+ipykernel and the data stack.
+
+The parent's root filesystem is copied, the wheels are fetched on the host for the copy's own
+python3 (wheels.py: binary only, the host's index configuration), and pip inside a chroot installs
+them offline. Nothing in the chroot needs network access, and nothing from the index runs on the host.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import wheels
+from .._exceptions import TemplateError
+from .spec import Progress, Template
+
+DATA_STACK = ("ipykernel", "numpy", "pandas", "matplotlib", "scipy", "scikit-learn", "pillow",
+              "requests", "e2b-charts")
+
+
+
+@dataclass(frozen=True)
+class PythonStackRecipe:
+    parent: str
+    packages: tuple[str, ...]
+    revision: int = 1  # bump when build() changes in a way the fields above do not show
+    # Python run as the template's user after the install, to fill caches that would otherwise be
+    # built at a sandbox's first use (matplotlib's font list takes seconds).
+    warm: str = ""
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+
+    def build(self, rootfs: Path, cache: Path, progress: Progress, parent: Path | None = None) -> dict[str, Any]:
+        if parent is None:
+            raise TemplateError(f"a python-stack template needs its parent '{self.parent}' built first")
+        steps = Steps(progress, total=len(self.packages) * 8 + 6)
+        steps.step(f"copying {self.parent}")
+        copy_tree(parent, rootfs)
+
+        steps.step("asking the template's python for its wheel tags")
+        tags = wheels.PythonTags.parse(chroot(rootfs, "python3", "-c", wheels.TAGS_SCRIPT))
+
+        def on_pip_line(line: str) -> None:
+            if m := re.match(r"(Collecting|Saved|File was already downloaded|Processing) (\S+)", line.strip()):
+                steps.step(f"fetching {Path(m.group(2)).name}")
+
+        found = wheels.WheelCache(cache / "wheels").fetch(self.packages, tags, on_line=on_pip_line)
+        steps.total = steps.done + len(found) + 4
+        staging = rootfs / "tmp" / "sandlot-wheels"
+        wheels.copy_wheels(found, staging)
+        try:
+            chroot(rootfs, "python3", "-m", "pip", "install", "--no-index", "--find-links", "/tmp/sandlot-wheels",
+                   "--no-warn-script-location", "--", *wheels.requirements(self.packages),
+                   on_line=lambda line: steps.step(line.strip()[:60]) if line.startswith(
+                       ("Processing", "Installing", "Successfully")) else None)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+        steps.step("warming caches")
+        if self.warm:
+            chroot(rootfs, "python3", "-c", self.warm, user="1000:1000", home="/home/user")
+        installed = json.loads(chroot(rootfs, "python3", "-m", "pip", "list", "--format", "json"))
+        steps.step("done")
+        return {"parent": self.parent, "python": tags.version,
+                "python_packages": sorted(f"{p['name']}=={p['version']}" for p in installed)}
+
+    def template(self, name: str, rootfs: Path) -> Template:
+        return Template(name=name, rootfs=rootfs, kernels="ipykernel" in self.packages)
+
+
+class Steps:
+    def __init__(self, progress: Progress, total: int):
+        self.progress, self.total, self.done = progress, total, 0
+
+    def step(self, message: str) -> None:
+        self.done += 1
+        self.total = max(self.total, self.done + 1)
+        self.progress(self.done, self.total, message)
+
+
+def copy_tree(source: Path, dest: Path) -> None:
+    """cp -a: ownership, modes, links and xattrs as they are (the rootfs is owned by host root)."""
+    done = subprocess.run(["cp", "-a", "--reflink=auto", f"{source}/.", str(dest)], capture_output=True,
+                          text=True, check=False)
+    if done.returncode:
+        raise TemplateError(f"copying {source} failed: {done.stderr.strip()}")
+
+
+def chroot(rootfs: Path, *argv: str, on_line=None, user: str = "", home: str = "/root") -> str:
+    env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8",
+           "HOME": home, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    tool = shutil.which("chroot", path=env["PATH"]) or "chroot"
+    userspec = [f"--userspec={user}"] if user else []
+    proc = subprocess.Popen([tool, *userspec, str(rootfs), *argv], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, errors="replace", stdin=subprocess.DEVNULL)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if on_line:
+            on_line(line)
+    if proc.wait():
+        tail = wheels.pip_error("".join(lines[-200:]), "".join(lines[-15:]))
+        raise TemplateError(f"{' '.join(argv[:4])} failed in the new rootfs:\n{tail}")
+    return "".join(lines)
