@@ -78,6 +78,67 @@ def shell_quote(value):
     return "'" + str(value).replace("'", "'\\''") + "'"
 
 
+class KernelLink:
+    """The shell and iopub sockets of one kernel, read straight from the event loop (one callback
+    per readable socket, no future per message), signed and parsed by jupyter_client's Session."""
+
+    def __init__(self, info, on_shell, on_iopub):
+        import zmq
+        from jupyter_client.session import Session
+
+        self.zmq = zmq
+        self.session = Session(key=info["key"].encode(), signature_scheme=info["signature_scheme"],
+                               username="sandlot")
+        context = zmq.Context.instance()
+        self.shell = context.socket(zmq.DEALER)
+        self.iopub = context.socket(zmq.SUB)
+        self.iopub.setsockopt(zmq.SUBSCRIBE, b"")
+        for sock, port in ((self.shell, info["shell_port"]), (self.iopub, info["iopub_port"])):
+            sock.linger = 0
+            sock.connect("ipc://%s-%d" % (info["ip"], port))
+        self.handlers = ((self.shell, on_shell), (self.iopub, on_iopub))
+        self.loop = asyncio.get_running_loop()
+        for sock, handle in self.handlers:
+            self.loop.add_reader(sock.FD, self.drain)
+
+    def drain(self):
+        # zmq's FD is edge-triggered: read until neither socket has anything left
+        progress = True
+        while progress:
+            progress = False
+            for sock, handle in self.handlers:
+                if sock.closed or not sock.EVENTS & self.zmq.POLLIN:
+                    continue
+                try:
+                    frames = sock.recv_multipart(self.zmq.NOBLOCK)
+                except self.zmq.Again:
+                    continue
+                progress = True
+                try:
+                    _, frames = self.session.feed_identities(frames)
+                    msg = self.session.deserialize(frames)
+                except Exception:  # unsigned or malformed: not from our kernel
+                    continue
+                handle(msg)
+
+    def send(self, msg_type, content):
+        msg = self.session.msg(msg_type, content)
+        self.session.send(self.shell, msg)
+        self.loop.call_soon(self.drain)  # a send can swallow the FD's edge for a pending reply
+        return msg["header"]["msg_id"]
+
+    def execute(self, code, silent):
+        return self.send("execute_request", {"code": code, "silent": silent, "store_history": not silent,
+                                             "user_expressions": {}, "allow_stdin": False,
+                                             "stop_on_error": False})
+
+    def close(self):
+        for sock, _ in self.handlers:
+            if not sock.closed:
+                self.loop.remove_reader(sock.FD)
+                sock.close(linger=0)
+
+
 class Context:
     def __init__(self, driver, language, cwd, envs, variables):
         self.driver = driver
@@ -86,6 +147,7 @@ class Context:
         self.lock = asyncio.Lock()
         self.proc = self.client = None
         self.started = None  # a future: the kernel is up (or failed to come up)
+        self.iopub_seen = None  # while starting: set by the kernel's next iopub message
         self.current = None  # the Execution running now
 
     def describe(self):
@@ -119,26 +181,40 @@ class Context:
         except OSError as e:
             raise Failure("invalid_argument", "cannot start the %s kernel in %s: %s" % (self.language, self.cwd, e))
         _raise_oom_score(self.proc.pid)
-        from jupyter_client.asynchronous.client import AsyncKernelClient  # after the kernel starts: overlaps
-
-        self.client = AsyncKernelClient()
-        self.client.load_connection_info(info)
-        self.client.start_channels()
-        ready = asyncio.ensure_future(self.client.wait_for_ready(timeout=KERNEL_START_TIMEOUT))
+        # imported once the kernel is on its way: the imports overlap its start
+        self.client = KernelLink(info, self.driver.on_shell, self._on_iopub)
+        ready = asyncio.ensure_future(self._wait_ready())
         died = asyncio.ensure_future(self.proc.wait())
-        await asyncio.wait((ready, died), return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait((ready, died), timeout=KERNEL_START_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
         if not ready.done():
             ready.cancel()
-            raise Failure("internal", "the %s kernel exited while starting (status %s)" % (
-                self.language, self.proc.returncode))
+            if died.done():
+                raise Failure("internal", "the %s kernel exited while starting (status %s)" % (
+                    self.language, self.proc.returncode))
+            raise Failure("internal", "the %s kernel did not start in %d s" % (self.language, KERNEL_START_TIMEOUT))
         died.cancel()
-        ready.result()  # raises if it timed out
-        self.driver.watch(self)
         setup = []
         if self.variables:
             setup.append(self._variables_code())
         if setup:
             await self.run_silent("\n".join(setup))
+
+    async def _wait_ready(self):
+        """Ask for kernel_info until it answers and its iopub messages reach us (a SUB socket
+        misses what is published before it is connected)."""
+        while True:
+            self.iopub_seen = self.driver.loop.create_future()
+            try:
+                await asyncio.wait_for(self._reply(self.client.send("kernel_info_request", {})), 0.5)
+                await asyncio.wait_for(self.iopub_seen, 0.25)
+                return
+            except asyncio.TimeoutError:
+                continue
+
+    def _on_iopub(self, msg):
+        if self.iopub_seen is not None and not self.iopub_seen.done():
+            self.iopub_seen.set_result(None)
+        self.driver.on_iopub(msg)
 
     def _variables_code(self):
         if self.language == "python":
@@ -148,7 +224,7 @@ class Context:
 
     async def stop(self):
         if self.client is not None:
-            self.client.stop_channels()
+            self.client.close()
             self.client = None
         if self.proc is not None and self.proc.returncode is None:
             try:
@@ -174,7 +250,7 @@ class Context:
 
     async def run_silent(self, code):
         """Run setup code without output or a history entry; raise if it fails."""
-        msg_id = self.client.execute(code, silent=True, store_history=False, allow_stdin=False)
+        msg_id = self.client.execute(code, silent=True)
         reply = await self._reply(msg_id)
         if reply["content"].get("status") != "ok":
             raise Failure("internal", "setting up the context failed: %s" % reply["content"].get("evalue"))
@@ -237,7 +313,7 @@ class Execution:
         self.driver.send({"id": self.rid, "line": line})
 
     async def run(self, ctx):
-        self.msg_id = ctx.client.execute(self.code, silent=False, store_history=True, allow_stdin=False)
+        self.msg_id = ctx.client.execute(self.code, silent=False)
         self.driver.executions[self.msg_id] = self
         reply = asyncio.ensure_future(ctx._reply(self.msg_id))
         idle = self.driver.loop.create_future()
@@ -247,8 +323,11 @@ class Execution:
         if self.timeout:
             deadline = self.driver.loop.call_later(self.timeout, ctx.interrupt)
         try:
-            await asyncio.wait((asyncio.gather(reply, idle), died), return_when=asyncio.FIRST_COMPLETED)
-            if not (reply.done() and idle.done()):
+            waiting = {reply, idle}
+            while waiting and not died.done():
+                done, _ = await asyncio.wait(waiting | {died}, return_when=asyncio.FIRST_COMPLETED)
+                waiting -= done
+            if waiting:
                 code = ctx.proc.returncode
                 how = ("killed by signal %d%s" % (-code, " (out of memory?)" if code == -signal.SIGKILL else "")
                        if code is not None and code < 0 else "exit status %s" % code)
@@ -336,26 +415,12 @@ class Driver:
         self.out.write(json.dumps(obj, separators=(",", ":"), default=str).encode() + b"\n")
         self.out.flush()
 
-    def watch(self, ctx):
-        """Read the kernel's iopub and shell channels until its client is replaced."""
-        client = ctx.client
-        asyncio.ensure_future(self._pump(client, client.get_iopub_msg, self._on_iopub))
-        asyncio.ensure_future(self._pump(client, client.get_shell_msg, self._on_shell))
-
-    async def _pump(self, client, get, handle):
-        while ctx_client_alive(client):
-            try:
-                msg = await get(timeout=1)
-            except Exception:  # queue.Empty on timeout; errors once the channels are stopped
-                continue
-            handle(msg)
-
-    def _on_iopub(self, msg):
+    def on_iopub(self, msg):
         execution = self.executions.get(msg.get("parent_header", {}).get("msg_id"))
         if execution is not None:
             execution.on_iopub(msg)
 
-    def _on_shell(self, msg):
+    def on_shell(self, msg):
         waiter = self.replies.get(msg.get("parent_header", {}).get("msg_id"))
         if waiter is not None and not waiter.done():
             waiter.set_result(msg)
@@ -445,10 +510,6 @@ class Driver:
             await ctx.stop()
             return {}
         raise Failure("invalid_argument", "unknown op %r" % op)
-
-
-def ctx_client_alive(client):
-    return client.channels_running
 
 
 def normalise(language):

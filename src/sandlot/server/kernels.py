@@ -162,21 +162,37 @@ class KernelSession:
         finally:
             self._waiting.pop(rid, None)
 
-    async def execute(self, **args: Any) -> AsyncIterator[dict]:
-        """Yield the run's E2B lines (without end_of_execution). Closing the iterator early (the
-        client went away) interrupts the run, or drops it if it is still waiting for its turn."""
+    async def execute(self, **args: Any) -> AsyncIterator[list[dict]]:
+        """Yield the run's E2B lines in batches (whatever arrived together), the first batch being
+        [{"type": "accepted"}] and the last ending with {"type": "end_of_execution"}. Closing the
+        iterator early (the client went away) interrupts the run, or drops it if it is still
+        waiting for its turn."""
         rid, queue = await self._send("execute", args)
-        finished = False
+        finished = accepted = False
         try:
-            while True:
+            while not finished:
+                batch = []
                 msg = await queue.get()
-                if "line" in msg:
-                    if isinstance(msg["line"], dict):
-                        yield msg["line"]
-                    continue
-                finished = True
-                _reply(msg)
-                return
+                while True:
+                    if "line" in msg:
+                        if isinstance(msg["line"], dict):
+                            batch.append(msg["line"])
+                            accepted = True
+                    else:
+                        finished = True
+                        try:
+                            _reply(msg)
+                        except E.SandlotError as e:
+                            if not accepted:
+                                raise  # nothing streamed yet: the request fails as a whole
+                            batch.append({"type": "error", "name": type(e).__name__, "value": e.message,
+                                          "traceback": ""})
+                        batch.append({"type": "end_of_execution"})
+                        break
+                    if queue.empty():
+                        break
+                    msg = queue.get_nowait()
+                yield batch
         finally:
             self._waiting.pop(rid, None)
             if not finished and self._input is not None:

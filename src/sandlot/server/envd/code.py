@@ -14,7 +14,7 @@ import json
 from collections.abc import AsyncIterator
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from ..._exceptions import InvalidArgument, NotFound, SandlotError
 from .routing import SandboxHandle, current_sandbox
@@ -72,57 +72,61 @@ async def execute(request: Request) -> Response:
         timeout = _optional(body, "timeout", (int, float)) or 0  # sandlot's SDK: a server-side deadline
         args = {"code": code, "envs": _envs(body, "env_vars"), "timeout": max(0, timeout)}
         args.update({"context": context} if context else {"language": language or "python"})
-        lines = _session(sandbox).execute(**args)
-        first = await _next(lines)  # "accepted" or an error: bad contexts answer 4xx, not a stream
+        batches = _session(sandbox).execute(**args)
+        first = await anext(batches)  # "accepted" or an error: bad contexts answer 4xx, not a stream
     except SandlotError as e:
         return _error(e)
-    return StreamingResponse(_stream(first, lines, sandbox), media_type="application/x-ndjson")
+    return NDJSONStream(first, batches, sandbox)
 
 
-async def _next(lines: AsyncIterator[dict]) -> dict | None:
-    try:
-        return await anext(lines)
-    except StopAsyncIteration:
-        return None
+class NDJSONStream:
+    """The /execute response. Lines that arrive together go out in one chunk, and the last ones
+    with the end of the body in one write: a `1+1` costs the client as few wake-ups as it can.
+    Quiet for KEEPALIVE_S: a keepalive line. The client gone: the run is interrupted. The sandbox
+    gone: the body is broken off."""
+
+    def __init__(self, first: list[dict], batches: AsyncIterator[list[dict]], sandbox: SandboxHandle):
+        self.first, self.batches, self.sandbox = first, batches, sandbox
+
+    async def __call__(self, scope, receive, send) -> None:
+        stops = [asyncio.ensure_future(self.sandbox.closed.wait()), asyncio.ensure_future(_disconnect(receive))]
+        pending: asyncio.Future | None = None
+        try:
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"application/x-ndjson")]})
+            batch = [line for line in self.first if line.get("type") != "accepted"]
+            while True:
+                if batch:
+                    last = batch[-1].get("type") == "end_of_execution"
+                    await send({"type": "http.response.body", "body": b"".join(map(_line, batch)),
+                                "more_body": not last})
+                    if last:
+                        return
+                if pending is None:
+                    pending = asyncio.ensure_future(anext(self.batches))
+                await asyncio.wait((pending, *stops), timeout=KEEPALIVE_S, return_when=asyncio.FIRST_COMPLETED)
+                if pending.done():
+                    step, pending = pending, None
+                    batch = step.result()
+                elif stops[1].done():
+                    return  # the client left; closing the batches below interrupts the run
+                elif stops[0].done():
+                    # broken off mid-body: the SDK sees the connection drop and asks if the sandbox lives
+                    raise ConnectionAbortedError(f"sandbox {self.sandbox.id} stopped during /execute")
+                else:
+                    batch = [{"type": "keepalive"}]
+        finally:
+            for f in stops:
+                f.cancel()
+            if pending is not None:
+                pending.cancel()
+                await asyncio.wait((pending,))
+            await self.batches.aclose()  # interrupts the run if it is still going
 
 
-async def _stream(first: dict | None, lines: AsyncIterator[dict], sandbox: SandboxHandle) -> AsyncIterator[bytes]:
-    """The NDJSON body: lines as they come, keepalives while quiet, end_of_execution last. A closed
-    sandbox raises, which breaks the response off mid-stream."""
-    closed = asyncio.ensure_future(sandbox.closed.wait())
-    pending: asyncio.Future | None = None
-    try:
-        if first is not None and first.get("type") != "accepted":
-            yield _line(first)
-        elif first is None:
-            yield _line({"type": "end_of_execution"})
-            return
-        while True:
-            if pending is None:
-                pending = asyncio.ensure_future(_next(lines))
-            await asyncio.wait((pending, closed), timeout=KEEPALIVE_S, return_when=asyncio.FIRST_COMPLETED)
-            if pending.done():
-                try:
-                    item = pending.result()
-                except SandlotError as e:
-                    item = {"type": "error", "name": "SandboxError", "value": e.message, "traceback": ""}
-                    yield _line(item)
-                    item = None
-                pending = None
-                if item is None:
-                    yield _line({"type": "end_of_execution"})
-                    return
-                yield _line(item)
-            elif closed.done():
-                raise ConnectionAbortedError(f"sandbox {sandbox.id} stopped running")
-            else:
-                yield _line({"type": "keepalive"})
-    finally:
-        closed.cancel()
-        if pending is not None:
-            pending.cancel()
-            await asyncio.wait((pending,))
-        await lines.aclose()  # interrupts the run if it is still going (the client left)
+async def _disconnect(receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def _line(obj: dict) -> bytes:
