@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -29,51 +28,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 from support import start_server  # noqa: E402
 
-OUT = REPO / "docs" / "benchmarks.md"
-
-
-def pct(samples: list[float], p: float) -> float:
-    s = sorted(samples)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
-
-
-def row(name: str, samples_s: list[float]) -> str:
-    ms = [x * 1000 for x in samples_s]
-    return f"| {name} | {pct(ms, 50):.2f} | {pct(ms, 99):.2f} | {len(ms)} |"
-
-
-def timed(fn, runs: int) -> list[float]:
-    out = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return out
+from report import machine, pss_of_pids, row, sandbox_pids, timed, write_section  # noqa: E402
 
 
 def pss_of_cgroup(sandbox_id: str) -> int:
-    total = 0
-    procs = next(Path("/sys/fs/cgroup").glob(f"pids/sandlot-*/{sandbox_id}/cgroup.procs"), None) or \
-        next(Path("/sys/fs/cgroup").glob(f"sandlot-*/{sandbox_id}/cgroup.procs"))
-    for pid in procs.read_text().split():
-        try:
-            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    total += int(line.split()[1]) * 1024
-        except OSError:
-            pass
-    return total
-
-
-def machine() -> str:
-    cpu = "unknown cpu"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    mem = int(Path("/proc/meminfo").read_text().split()[1]) // 1024 // 1024
-    return f"{os.cpu_count()} cores ({cpu}), {mem} GiB RAM, {platform.system()} {platform.release()}, " \
-           f"Python {platform.python_version()}"
+    return pss_of_pids(sandbox_pids(sandbox_id))
 
 
 def main() -> None:
@@ -89,7 +48,8 @@ def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="sandlot-bench-"))
     try:
         for pool, label in ((0, "cold"), (4, "warm pool")):
-            srv = start_server(home / label.replace(" ", "-"), pool_size=pool)
+            srv = start_server(home / label.replace(" ", "-"), pool_size=pool,
+                               extra_env={"SANDLOT_POOL_TEMPLATES": "base"})
             os.environ.update(srv.env())
             api = httpx.Client(base_url=srv.url, headers={"X-API-KEY": srv.api_key}, timeout=60)
             ids = []
@@ -190,9 +150,8 @@ def main() -> None:
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
-    OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text("\n".join([
-        "# Benchmarks",
+    write_section("core", "\n".join([
+        "## Sandboxes (`benchmarks/core.py`)",
         "",
         f"Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `benchmarks/core.py --runs {runs}` on: {machine()}.",
         "",
@@ -216,9 +175,7 @@ def main() -> None:
         "ready in its cgroups and user namespace varies 3-28 ms: moving a task between cgroup v1",
         "groups waits for an RCU grace period (cgroup_threadgroup_rwsem). cgroup v2 can avoid it",
         "(CLONE_INTO_CGROUP, favordynmods); on v1 a pre-forked, pre-attached stem would hide it.",
-        "",
     ]))
-    print(OUT.read_text())
 
 
 if __name__ == "__main__":

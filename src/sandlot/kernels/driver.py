@@ -172,7 +172,8 @@ class Context:
                 "key": secrets.token_hex(16), "signature_scheme": "hmac-sha256", "kernel_name": self.language}
         with open(conn, "w") as f:
             json.dump(info, f)
-        env = dict(os.environ, JPY_PARENT_PID=str(os.getpid()), PYDEVD_DISABLE_FILE_VALIDATION="1")
+        env = dict(os.environ, **self.envs)
+        env.update(JPY_PARENT_PID=str(os.getpid()), PYDEVD_DISABLE_FILE_VALIDATION="1")
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", module, "-f", conn, *extra, cwd=self.cwd, env=env,

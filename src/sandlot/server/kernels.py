@@ -23,7 +23,7 @@ log = logging.getLogger("sandlot.kernels")
 
 DRIVER = "/opt/sandlot/sandlot_agent/kernels/driver.py"
 READY_TIMEOUT = 120.0  # a cold kernel takes ~0.6 s; a loaded machine may take far longer
-MAX_LINE = 64 * 1024 * 1024  # above the driver's own output cap: only a broken driver gets here
+MAX_LINE_MARGIN = 1 << 20  # a line may exceed the driver's output cap by its JSON framing only
 STOPPED = "the code interpreter stopped"
 
 
@@ -75,8 +75,8 @@ class KernelSession:
                     while (cut := buf.find(b"\n")) >= 0:
                         line, buf = bytes(buf[:cut]), buf[cut + 1:]
                         self._dispatch(line, ready)
-                    if len(buf) > MAX_LINE:
-                        log.warning("code interpreter sent a line over %d bytes: stopping it", MAX_LINE)
+                    if len(buf) > self.max_output + MAX_LINE_MARGIN:
+                        log.warning("a code interpreter sent a line over its output limit: stopping it")
                         await self._kill()
                         break
                 elif "stderr" in event:

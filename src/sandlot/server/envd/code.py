@@ -51,12 +51,16 @@ def _optional(body: dict, key: str, kind: type):
     return value
 
 
-def _envs(body: dict, key: str) -> dict[str, str]:
-    envs = _optional(body, key, dict) or {}
-    if not all(isinstance(k, str) and k and "=" not in k and "\0" not in k and isinstance(v, str)
-               for k, v in envs.items()):
-        raise InvalidArgument(f"'{key}' must map variable names to strings")
-    return envs
+def _names(body: dict, key: str, values: type | tuple = object) -> dict:
+    """A {name: value} object whose names are identifiers: environment variables and variables of
+    a context's namespace (python and bash accept nothing else)."""
+    mapping = _optional(body, key, dict) or {}
+    for name, value in mapping.items():
+        if not name.isidentifier() or not name.isascii():
+            raise InvalidArgument(f"'{key}': {name!r} is not a valid variable name")
+        if not isinstance(value, values):
+            raise InvalidArgument(f"'{key}': the value of {name} must be a string")
+    return mapping
 
 
 async def execute(request: Request) -> Response:
@@ -70,7 +74,7 @@ async def execute(request: Request) -> Response:
         if context and language:
             raise InvalidArgument("give a context_id or a language, not both")
         timeout = _optional(body, "timeout", (int, float)) or 0  # sandlot's SDK: a server-side deadline
-        args = {"code": code, "envs": _envs(body, "env_vars"), "timeout": max(0, timeout)}
+        args = {"code": code, "envs": _names(body, "env_vars", str), "timeout": max(0, timeout)}
         args.update({"context": context} if context else {"language": language or "python"})
         batches = _session(sandbox).execute(**args)
         first = await anext(batches)  # "accepted" or an error: bad contexts answer 4xx, not a stream
@@ -137,10 +141,10 @@ async def create_context(request: Request) -> Response:
     sandbox = current_sandbox()
     try:
         body = await _body(request)
-        variables = _optional(body, "variables", dict) or {}
         reply = await _session(sandbox).call(
             "create", language=_optional(body, "language", str) or "python",
-            cwd=_optional(body, "cwd", str) or None, envs=_envs(body, "envs"), variables=variables)
+            cwd=_optional(body, "cwd", str) or None, envs=_names(body, "envs", str),
+            variables=_names(body, "variables"))
     except SandlotError as e:
         return _error(e)
     return JSONResponse(reply["context"])
