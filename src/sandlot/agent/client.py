@@ -110,11 +110,12 @@ class AgentClient:
 
     def start(self, cmd: str, args: list[str] = (), *, envs: dict | None = None, cwd: str | None = None,
               user: str | None = None, pty: dict | None = None, stdin: bool = False,
-              tag: str | None = None, timeout_ms: int = 0) -> AsyncIterator[dict]:
+              tag: str | None = None, timeout_ms: int = 0, internal: bool = False) -> AsyncIterator[dict]:
         """Start a process; yields its events (see the module doc). ``pty`` is {"cols", "rows"}."""
         return self._process_events({
             "op": "process.start", "cmd": cmd, "args": list(args), "envs": envs or {}, "cwd": cwd,
-            "user": user, "pty": pty, "stdin": stdin, "tag": tag, "timeout_ms": timeout_ms})
+            "user": user, "pty": pty, "stdin": stdin, "tag": tag, "timeout_ms": timeout_ms,
+            "internal": internal})
 
     def connect(self, *, pid: int | None = None, tag: str | None = None) -> AsyncIterator[dict]:
         """Follow a running process: its events from now on."""
@@ -137,8 +138,8 @@ class AgentClient:
         finally:
             writer.close()
 
-    async def list_processes(self) -> list[dict]:
-        return (await self.call("process.list"))["processes"]
+    async def list_processes(self, all: bool = False) -> list[dict]:  # noqa: A002 - the wire's name
+        return (await self.call("process.list", all=all))["processes"]
 
     async def send_input(self, data: bytes, *, pid: int | None = None, tag: str | None = None,
                          pty: bool = False) -> None:

@@ -99,6 +99,7 @@ class Process:
         self.ended = loop.Future()
         self.deadline = None
         self._paused = False
+        self.internal = False  # sandlot's own helper: not listed to users
 
     def begin(self, timeout_ms):
         _by_pid[self.pid] = self
@@ -317,6 +318,7 @@ async def start(req, conn):
         popen, outputs, stdin_fd, master = _spawn_pipes(argv, user, cwd, env, field(req, "stdin", bool, False))
     info = {"pid": popen.pid, "tag": tag, "cmd": cmd, "args": args, "envs": envs, "cwd": cwd}
     proc = Process(popen, info, outputs, stdin_fd, master)
+    proc.internal = field(req, "internal", bool, False)
     conn.send({"start": {"pid": proc.pid}})  # before begin(): no output may precede it
     proc.begin(timeout_ms)
     await proc.follow(conn)
@@ -329,7 +331,8 @@ async def connect(req, conn):
 
 
 def list_processes(req, conn):
-    return {"processes": [p.info for p in _by_pid.values()]}
+    every = field(req, "all", bool, False)
+    return {"processes": [p.info for p in _by_pid.values() if every or not p.internal]}
 
 
 def _decode(data):

@@ -29,7 +29,9 @@ the default user (``user``). Relative paths resolve against that user's home.
     ping                                 -> {"ok": true, "pid": agent_pid}
     env                                  -> {"envs": {..sandbox-wide env vars..}}
     process.start  cmd, args, envs, cwd, user, pty: {cols, rows} | null, stdin: bool, tag,
-                   timeout_ms (0 = none; the agent kills the process at the deadline)
+                   timeout_ms (0 = none; the agent kills the process at the deadline),
+                   internal: bool (sandlot's own helper, e.g. the code-context driver: left out
+                   of process.list unless it asks for all)
                    -> {"start": {"pid": N}}, then O/E/P frames and {"keepalive": {}},
                       then {"end": {"exit_code": int, "exited": bool, "status": str, "error": str?}}
                    The process outlives the connection (background commands, reconnect). It runs
@@ -37,7 +39,7 @@ the default user (``user``). Relative paths resolve against that user's home.
                    comes when it exits: children that keep its stdout open do not delay it. A tag
                    of a running process is already_exists; a missing cmd or cwd invalid_argument.
     process.connect  pid | tag       -> same stream as start (output produced from now on)
-    process.list                     -> {"processes": [{"pid", "tag", "cmd", "args", "envs", "cwd"}]}
+    process.list   all: bool         -> {"processes": [{"pid", "tag", "cmd", "args", "envs", "cwd"}]}
     process.input    pid | tag, data (base64), pty: bool   -> {}
     process.stream_input  pid | tag  -> client sends J frames {"data": b64, "pty": bool}; on EOF
                                         the agent replies {}

@@ -55,7 +55,7 @@ class KernelSession:
         ready: asyncio.Future = asyncio.get_running_loop().create_future()
         self._input = asyncio.Queue()
         events = self.agent.start("python3", ["-B", DRIVER, "--max-output", str(self.max_output)],
-                                  user=self.user, stdin=True)
+                                  user=self.user, stdin=True, internal=True)
         self._tasks = [asyncio.create_task(self._read(events, ready), name="sandlot-kernels-read")]
         try:
             await asyncio.wait_for(asyncio.shield(ready), READY_TIMEOUT)
@@ -122,7 +122,7 @@ class KernelSession:
     async def _kill_orphans(self) -> None:
         """Drivers this session no longer talks to (a server restart adopted the sandbox; a protocol
         breach): their kernels would hold memory for contexts nobody can reach."""
-        for proc in await self.agent.list_processes():
+        for proc in await self.agent.list_processes(all=True):
             if DRIVER in proc.get("args", []):
                 try:
                     await self.agent.send_signal(signal.SIGKILL, pid=proc["pid"])
