@@ -1,10 +1,11 @@
-"""The in-sandbox code-context driver: Jupyter kernels behind a JSON-lines pipe.
+"""The in-sandbox code-context driver: Jupyter kernels (and node) behind a JSON-lines pipe.
 
 Runs inside a sandbox on the template's python3, which must have `jupyter_client` (and `ipykernel`
 for python contexts, `bash_kernel` for bash ones): the control plane starts it through the agent
 (`python3 -B driver.py`) and talks to it over its stdin and stdout. One driver per sandbox owns every
 code context: one kernel each, started by the driver itself (so its pid is known for interrupts and
 deaths) and driven over jupyter_client's protocol on ipc sockets in a private directory.
+javascript and typescript contexts run kernels/javascript.js on the template's node instead.
 
 Requests, one JSON object per line on stdin: {"id": N, "op": OP, ...}
 
@@ -20,8 +21,9 @@ Requests, one JSON object per line on stdin: {"id": N, "op": OP, ...}
 Each request ends with exactly one reply line {"id", "reply": {...}} or {"id", "error": {"code",
 "message"}} (codes: invalid_argument, not_found, internal). E2B_LINE is one line of E2B's /execute
 stream (number_of_executions, stdout, stderr, result, error); the control plane adds
-end_of_execution. At start the driver creates the default python context and prints
-{"ready": CONTEXT} (or {"ready": null, "error": "..."}).
+end_of_execution. At start the driver starts the default python context (and lists a javascript
+one, started on first use, if the template has node), then prints {"ready": CONTEXT} (or
+{"ready": null, "error": "..."}).
 
 A context's executions run one at a time, in order. A kernel that dies (os._exit, a segfault, the
 OOM killer) fails its execution with a KernelDied error and is started afresh on next use.
@@ -31,6 +33,7 @@ import asyncio
 import json
 import os
 import secrets
+import shutil
 import signal
 import sys
 import tempfile
@@ -48,6 +51,8 @@ KERNELS = {
                                       "--IPKernelApp.exec_files=" + STARTUP]),
     "bash": ("bash_kernel", []),
 }
+NODE_LANGUAGES = ("javascript", "typescript")  # kernels/javascript.js on the template's node
+NODE_RUNNER = os.path.join(HERE, "javascript.js")
 MIME = {
     "text/plain": "text", "text/html": "html", "text/markdown": "markdown", "image/svg+xml": "svg",
     "image/png": "png", "image/jpeg": "jpeg", "application/pdf": "pdf", "text/latex": "latex",
@@ -65,7 +70,14 @@ ENV_CODE = {
         "del _sl_os, _sl_k, _sl_v, _sl_saved_env\n"),
     "bash": ("_sl_saved_env=$(declare -p %(names)s 2>/dev/null); export %(assign)s\n",
              "unset %(names)s; eval \"$_sl_saved_env\"; unset _sl_saved_env\n"),
+    "javascript": (
+        "globalThis._sl_saved_env = Object.fromEntries(%(keys_json)s.map((k) => [k, process.env[k]]));\n"
+        "Object.assign(process.env, %(envs_json)s);\n",
+        "for (const [k, v] of Object.entries(globalThis._sl_saved_env)) {\n"
+        "  if (v === undefined) delete process.env[k]; else process.env[k] = v;\n}\n"
+        "delete globalThis._sl_saved_env;\n"),
 }
+ENV_CODE["typescript"] = ENV_CODE["javascript"]
 
 
 class Failure(Exception):
@@ -218,6 +230,8 @@ class Context:
         self.driver.on_iopub(msg)
 
     def _variables_code(self):
+        if self.language in NODE_LANGUAGES:
+            return "Object.assign(globalThis, JSON.parse(%s));" % json.dumps(json.dumps(self.variables))
         if self.language == "python":
             return "import json as _sl_j\nglobals().update(_sl_j.loads(%r))\ndel _sl_j\n" % json.dumps(self.variables)
         return "\n".join("%s=%s" % (k, shell_quote(v if isinstance(v, str) else json.dumps(v)))
@@ -240,10 +254,10 @@ class Context:
             except FileNotFoundError:
                 pass
 
-    def interrupt(self):
+    def interrupt(self, sig=signal.SIGINT):
         if self.proc is not None and self.proc.returncode is None:
             try:
-                os.kill(self.proc.pid, signal.SIGINT)
+                os.kill(self.proc.pid, sig)
             except ProcessLookupError:
                 pass
 
@@ -275,18 +289,145 @@ class Context:
                 if envs and self.language in ENV_CODE:
                     await self.run_silent(self._env_code(envs, 0))
                 try:
-                    await execution.run(self)
+                    await self.run_execution(execution)
                 finally:
                     if envs and self.language in ENV_CODE and not self.dead():
                         await self.run_silent(self._env_code(envs, 1))
             finally:
                 self.current = None
 
+    async def run_execution(self, execution):
+        execution.msg_id = self.client.execute(execution.code, silent=False)
+        self.driver.executions[execution.msg_id] = execution
+        reply = asyncio.ensure_future(self._reply(execution.msg_id))
+        execution.idle = idle = self.driver.loop.create_future()
+        died = asyncio.ensure_future(self.proc.wait())
+        deadline = self.driver.loop.call_later(execution.timeout, self.interrupt) if execution.timeout else None
+        try:
+            waiting = {reply, idle}
+            while waiting and not died.done():
+                done, _ = await asyncio.wait(waiting | {died}, return_when=asyncio.FIRST_COMPLETED)
+                waiting -= done
+            if waiting:
+                execution.emit(kernel_died(self.proc.returncode))
+                return
+            content = reply.result()["content"]
+            if content.get("status") == "error" and not execution.error_seen:
+                execution.emit({"type": "error", "name": content.get("ename", ""),
+                                "value": content.get("evalue", ""),
+                                "traceback": "\n".join(content.get("traceback", []))})
+        finally:
+            if deadline is not None:
+                deadline.cancel()
+            died.cancel()
+            reply.cancel()
+            self.driver.executions.pop(execution.msg_id, None)
+
     def _env_code(self, envs, which):
         template = ENV_CODE[self.language][which]
         names = " ".join(envs)
         return template % {"keys": repr(list(envs)), "envs": repr(dict(envs)), "names": names,
+                           "keys_json": json.dumps(list(envs)), "envs_json": json.dumps(dict(envs)),
                            "assign": " ".join("%s=%s" % (k, shell_quote(v)) for k, v in envs.items())}
+
+
+class NodeContext(Context):
+    """A javascript or typescript context: kernels/javascript.js on the template's node, JSON lines
+    on its stdin and stdout (no Jupyter kernel for node installs without a network)."""
+
+    async def _start(self):
+        await self.stop()
+        node = shutil.which("node") or shutil.which("nodejs")
+        if node is None:
+            raise Failure("invalid_argument", "%s contexts need Node.js, which this sandbox's template "
+                          "does not have" % self.language)
+        env = dict(os.environ, **self.envs)
+        self.calls = {}  # run id -> queue of its lines
+        self.ids = iter(range(1, 1 << 62))
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                node, NODE_RUNNER, cwd=self.cwd, env=env, stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE, start_new_session=True, limit=1 << 26)
+        except OSError as e:
+            raise Failure("invalid_argument", "cannot start node in %s: %s" % (self.cwd, e))
+        _raise_oom_score(self.proc.pid)
+        ready = self.driver.loop.create_future()
+        self.reader = asyncio.ensure_future(self._read(ready))
+        try:
+            await asyncio.wait_for(ready, KERNEL_START_TIMEOUT)
+        except asyncio.TimeoutError:
+            raise Failure("internal", "node did not start in %d s" % KERNEL_START_TIMEOUT)
+        if not ready.result():
+            raise Failure("internal", "node exited while starting (status %s)" % self.proc.returncode)
+        if self.variables:
+            await self.run_silent(self._variables_code())
+
+    async def _read(self, ready):
+        try:
+            while True:
+                line = await self.proc.stdout.readline()
+                if not line:
+                    break
+                try:
+                    msg = json.loads(line)
+                except ValueError:
+                    continue
+                if "ready" in msg and not ready.done():
+                    ready.set_result(True)
+                queue = self.calls.get(msg.get("id"))
+                if queue is not None:
+                    queue.put_nowait(msg)
+        except (ValueError, OSError):  # a line over the limit, a broken pipe: the runner is unusable
+            pass
+        if not ready.done():
+            ready.set_result(False)
+        self.interrupt(signal.SIGKILL)
+        for queue in self.calls.values():
+            queue.put_nowait(None)
+
+    async def _call(self, code, silent, execution=None, typescript=None):
+        """Run code; return the runner's done line, or None if node died meanwhile."""
+        rid = next(self.ids)
+        queue = self.calls[rid] = asyncio.Queue()
+        if typescript is None:
+            typescript = self.language == "typescript"
+        try:
+            self.proc.stdin.write(json.dumps({"id": rid, "code": code, "silent": silent,
+                                              "typescript": typescript}).encode() + b"\n")
+            while True:
+                msg = await queue.get()
+                if msg is None or msg.get("type") == "done":
+                    return msg
+                if execution is not None:
+                    msg.pop("id", None)
+                    if msg.get("type") == "result":
+                        msg = result_line({"text/plain": msg.get("text", "")}, True)
+                    execution.emit(msg)
+        finally:
+            del self.calls[rid]
+
+    async def run_silent(self, code):
+        done = await self._call(code, True, typescript=False)
+        if done is None or done.get("error"):
+            raise Failure("internal", "setting up the context failed: %s" % (done or {}).get("error", "node died"))
+
+    async def run_execution(self, execution):
+        deadline = self.driver.loop.call_later(execution.timeout, self.interrupt) if execution.timeout else None
+        try:
+            if await self._call(execution.code, False, execution) is None:
+                execution.emit(kernel_died(self.proc.returncode))
+        finally:
+            if deadline is not None:
+                deadline.cancel()
+
+    async def stop(self):
+        if getattr(self, "reader", None) is not None:
+            self.reader.cancel()
+            self.reader = None
+        if self.proc is not None and self.proc.returncode is None:
+            self.interrupt(signal.SIGKILL)
+            await self.proc.wait()
+        self.proc = None
 
 
 class Execution:
@@ -313,40 +454,6 @@ class Execution:
             self.sent += size
         self.driver.send({"id": self.rid, "line": line})
 
-    async def run(self, ctx):
-        self.msg_id = ctx.client.execute(self.code, silent=False)
-        self.driver.executions[self.msg_id] = self
-        reply = asyncio.ensure_future(ctx._reply(self.msg_id))
-        idle = self.driver.loop.create_future()
-        self.idle = idle
-        died = asyncio.ensure_future(ctx.proc.wait())
-        deadline = None
-        if self.timeout:
-            deadline = self.driver.loop.call_later(self.timeout, ctx.interrupt)
-        try:
-            waiting = {reply, idle}
-            while waiting and not died.done():
-                done, _ = await asyncio.wait(waiting | {died}, return_when=asyncio.FIRST_COMPLETED)
-                waiting -= done
-            if waiting:
-                code = ctx.proc.returncode
-                how = ("killed by signal %d%s" % (-code, " (out of memory?)" if code == -signal.SIGKILL else "")
-                       if code is not None and code < 0 else "exit status %s" % code)
-                self.emit({"type": "error", "name": "KernelDied",
-                           "value": "the kernel died (%s): the context restarts on its next run" % how,
-                           "traceback": ""})
-                return
-            content = reply.result()["content"]
-            if content.get("status") == "error" and not self.error_seen:
-                self.emit({"type": "error", "name": content.get("ename", ""), "value": content.get("evalue", ""),
-                           "traceback": "\n".join(content.get("traceback", []))})
-        finally:
-            if deadline is not None:
-                deadline.cancel()
-            died.cancel()
-            reply.cancel()
-            self.driver.executions.pop(self.msg_id, None)
-
     def on_iopub(self, msg):
         kind, content = msg["msg_type"], msg["content"]
         if kind == "execute_input":
@@ -362,6 +469,13 @@ class Execution:
                        "traceback": "\n".join(content.get("traceback", []))})
         elif kind == "status" and content.get("execution_state") == "idle" and not self.idle.done():
             self.idle.set_result(None)
+
+
+def kernel_died(returncode):
+    how = ("killed by signal %d%s" % (-returncode, " (out of memory?)" if returncode == -signal.SIGKILL else "")
+           if returncode is not None and returncode < 0 else "exit status %s" % returncode)
+    return {"type": "error", "name": "KernelDied",
+            "value": "the kernel died (%s): the context restarts on its next run" % how, "traceback": ""}
 
 
 def result_line(bundle, main):
@@ -448,7 +562,8 @@ class Driver:
         language = normalise(language)
         if not isinstance(cwd, str) or not cwd:
             cwd = HOME
-        ctx = Context(self, language, cwd, envs or {}, variables or {})
+        kind = NodeContext if language in NODE_LANGUAGES else Context
+        ctx = kind(self, language, cwd, envs or {}, variables or {})
         self.contexts[ctx.id] = ctx
         return ctx
 
@@ -516,9 +631,9 @@ class Driver:
 def normalise(language):
     language = ALIASES.get((language or "").strip().lower(), (language or "").strip().lower())
     language = {"js": "javascript", "ts": "typescript"}.get(language, language)
-    if language not in KERNELS:
-        raise Failure("invalid_argument", "unsupported language %r: this sandbox has kernels for %s"
-                      % (language, ", ".join(sorted(KERNELS))))
+    if language not in KERNELS and language not in NODE_LANGUAGES:
+        raise Failure("invalid_argument", "unsupported language %r: known languages are %s"
+                      % (language, ", ".join(sorted([*KERNELS, *NODE_LANGUAGES]))))
     return language
 
 
@@ -535,6 +650,8 @@ async def main():
         default = driver.context_for({"language": "python"})
         await default.ensure_started()
         await default.run_silent("pass")  # the first run pays one-time costs; not a user's
+        if shutil.which("node"):  # listed from the start, as E2B's; node starts on first use
+            driver.context_for({"language": "javascript"})
         driver.send({"ready": default.describe()})
     except Exception as e:
         driver.send({"ready": None, "error": str(e)})

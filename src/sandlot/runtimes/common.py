@@ -55,7 +55,7 @@ def install_agent(parent: Path) -> Path:
     private directory such as /root). One copy per code version: sandboxes adopted after an upgrade
     keep the copy they were started with (the agent imports lazily)."""
     files = [(p, p.name) for p in sorted(AGENT_DIR.glob("*.py"))]
-    files += [(p, f"kernels/{p.name}") for p in sorted(KERNELS_DIR.glob("*.py"))]
+    files += [(p, f"kernels/{p.name}") for p in sorted([*KERNELS_DIR.glob("*.py"), *KERNELS_DIR.glob("*.js")])]
     digest = hashlib.sha256(b"".join(n.encode() + p.read_bytes() for p, n in files)).hexdigest()[:12]
     dest = parent / f"agent-{digest}"
     if dest.is_dir():
@@ -70,8 +70,9 @@ def install_agent(parent: Path) -> Path:
         # The agent runs with -B from a read-only bind: without these it compiles its modules at
         # every sandbox start (~8 ms). Hash-checked, so copies keep them valid; a template python
         # of another version looks for its own cache tag and compiles as before.
-        py_compile.compile(str(tmp / name), doraise=True,
-                           invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
+        if name.endswith(".py"):
+            py_compile.compile(str(tmp / name), doraise=True,
+                               invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
     tmp.rename(dest)
     return dest
 

@@ -1,15 +1,17 @@
-"""Templates made from another template plus Python packages, e.g. `code-interpreter` = `base` +
-ipykernel and the data stack.
+"""Templates made from another template plus Debian and Python packages, e.g. `code-interpreter` =
+`base` + Node.js + ipykernel and the data stack.
 
-The parent's root filesystem is copied, the wheels are fetched on the host for the copy's own
-python3 (wheels.py: binary only, the host's index configuration), and pip inside a chroot installs
-them offline. Nothing in the chroot needs network access, and nothing from the index runs on the host.
+The parent's root filesystem is copied; Debian packages come from the mirror the parent was built
+from (apt in a chroot, with the host's resolver for the duration); the wheels are fetched on the
+host for the copy's own python3 (wheels.py: binary only, the host's index configuration) and pip in
+the chroot installs them offline. Nothing from the Python index runs on the host.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -30,6 +32,7 @@ DATA_STACK = ("ipykernel", "numpy", "pandas", "matplotlib", "scipy", "scikit-lea
 class PythonStackRecipe:
     parent: str
     packages: tuple[str, ...]
+    apt: tuple[str, ...] = ()  # Debian packages, installed first
     revision: int = 1  # bump when build() changes in a way the fields above do not show
     # Python run as the template's user after the install, to fill caches that would otherwise be
     # built at a sandbox's first use (matplotlib's font list takes seconds).
@@ -45,8 +48,12 @@ class PythonStackRecipe:
         steps.step(f"copying {self.parent}")
         copy_tree(parent, rootfs)
 
+        if self.apt:
+            steps.step("installing " + ", ".join(self.apt))
+            apt_install(rootfs, self.apt)
+
         steps.step("asking the template's python for its wheel tags")
-        tags = wheels.PythonTags.parse(chroot(rootfs, "python3", "-c", wheels.TAGS_SCRIPT))
+        tags = wheels.PythonTags.parse(chroot(rootfs, "python3", "-c", wheels.TAGS_SCRIPT).strip().splitlines()[-1])
 
         def on_pip_line(line: str) -> None:
             if m := re.match(r"(Collecting|Saved|File was already downloaded|Processing) (\S+)", line.strip()):
@@ -86,6 +93,23 @@ class Steps:
         self.progress(self.done, self.total, message)
 
 
+def apt_install(rootfs: Path, packages: tuple[str, ...]) -> None:
+    """apt-get install in the chroot from the sources the parent's debootstrap wrote. The template's
+    resolv.conf is a placeholder (sandboxes have no network): the host's stands in meanwhile."""
+    resolv = rootfs / "etc" / "resolv.conf"
+    placeholder = resolv.read_bytes()
+    resolv.write_bytes(Path("/etc/resolv.conf").read_bytes())
+    try:
+        env = ("env", "DEBIAN_FRONTEND=noninteractive")
+        chroot(rootfs, *env, "apt-get", "-q", "update")
+        chroot(rootfs, *env, "apt-get", "-q", "install", "-y", "--no-install-recommends", *packages)
+        chroot(rootfs, "apt-get", "clean")
+    finally:
+        resolv.write_bytes(placeholder)
+        for lists in (rootfs / "var/lib/apt/lists").glob("*_*"):
+            lists.unlink()
+
+
 def copy_tree(source: Path, dest: Path) -> None:
     """cp -a: ownership, modes, links and xattrs as they are (the rootfs is owned by host root)."""
     done = subprocess.run(["cp", "-a", "--reflink=auto", f"{source}/.", str(dest)], capture_output=True,
@@ -96,7 +120,8 @@ def copy_tree(source: Path, dest: Path) -> None:
 
 def chroot(rootfs: Path, *argv: str, on_line=None, user: str = "", home: str = "/root") -> str:
     env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8",
-           "HOME": home, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+           "HOME": home, "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+           **{k: v for k, v in os.environ.items() if k.lower() in ("http_proxy", "https_proxy", "no_proxy")}}
     tool = shutil.which("chroot", path=env["PATH"]) or "chroot"
     userspec = [f"--userspec={user}"] if user else []
     proc = subprocess.Popen([tool, *userspec, str(rootfs), *argv], env=env, stdout=subprocess.PIPE,

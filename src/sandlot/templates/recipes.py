@@ -10,8 +10,9 @@ from .spec import Recipe
 RECIPES: dict[str, Recipe] = {
     "base": DebianRecipe(),
     "host": HostRecipe(),
-    # E2B's `code-interpreter-v1`: Jupyter kernels (python, bash) and the data stack
+    # E2B's `code-interpreter-v1`: Jupyter kernels (python, bash), Node.js with TypeScript for
+    # javascript/typescript contexts, and the data stack
     "code-interpreter": PythonStackRecipe(
-        parent="base", packages=(*DATA_STACK, "bash_kernel"),
+        parent="base", packages=(*DATA_STACK, "bash_kernel"), apt=("nodejs", "node-typescript"),
         warm="import matplotlib.pyplot, pandas, sklearn, scipy.stats"),
 }
