@@ -35,6 +35,8 @@ TAGS_SCRIPT = (
 )
 _TAG = re.compile(r"^[a-z0-9_.]{1,64}$")
 _VERSION = re.compile(r"^3\.\d{1,3}$")
+MAX_SPECS = 1000  # requirements in one request
+MAX_SPEC_CHARS = 1000
 
 
 class PackageError(SandlotError):
@@ -58,13 +60,15 @@ class PythonTags:
         every field must look like a tag (no leading '-', no spaces)."""
         try:
             raw = json.loads(text)
+            if not isinstance(raw["platforms"], list):
+                raise TypeError("platforms is not a list")
             tags = cls(version=raw["version"], interpreter=raw["interpreter"], abi=raw["abi"],
                        platforms=tuple(raw["platforms"]))
         except (ValueError, KeyError, TypeError):
             raise PackageError(f"the sandbox's python did not report its wheel tags: {text[:200]!r}") from None
         fields = [tags.interpreter, tags.abi, *tags.platforms]
-        if (not _VERSION.match(tags.version) or not tags.platforms or len(tags.platforms) > 200
-                or not all(isinstance(f, str) and _TAG.match(f) for f in fields)):
+        if (not isinstance(tags.version, str) or not _VERSION.match(tags.version) or not tags.platforms
+                or len(tags.platforms) > 200 or not all(isinstance(f, str) and _TAG.match(f) for f in fields)):
             raise PackageError(f"the sandbox's python reported unusable wheel tags: {text[:200]!r}")
         return tags
 
@@ -82,10 +86,14 @@ def requirements(specs: Sequence[str]) -> list[str]:
     options are refused: they could make the host read local files or an arbitrary server."""
     if not specs:
         raise InvalidArgument("no packages given")
+    if len(specs) > MAX_SPECS:
+        raise InvalidArgument(f"more than {MAX_SPECS} packages in one request")
     out = []
     for spec in specs:
-        if not isinstance(spec, str) or not spec.strip() or spec.strip().startswith("-"):
-            raise InvalidArgument(f"not a package requirement: {spec!r}")
+        if not isinstance(spec, str) or not spec.strip() or len(spec) > MAX_SPEC_CHARS:
+            raise InvalidArgument(f"not a package requirement: {str(spec)[:200]!r}")
+        if spec.strip().startswith("-"):
+            raise InvalidArgument(f"pip options are not allowed, only package requirements: {spec!r}")
         try:
             req = Requirement(spec.strip())
         except InvalidRequirement as e:
@@ -106,13 +114,16 @@ def requirement(name: str, version: str | None = None) -> str:
 
 
 def parse_requirements_file(text: str) -> list[str]:
-    """The requirement lines of a requirements.txt (comments and blank lines dropped). Options
-    (-r, -e, --index-url...) are refused rather than silently ignored."""
+    """The requirement lines of a requirements.txt (as pip reads them: lines ending in a backslash
+    continue on the next, comments and blank lines are dropped). Options (-r, -e, --index-url,
+    --hash...) are refused rather than silently ignored."""
     specs = []
-    for line in text.splitlines():
-        line = line.split(" #", 1)[0].strip()
-        if line and not line.startswith("#"):
+    for line in re.sub(r"\\\r?\n", " ", text).splitlines():
+        line = re.sub(r"(^|\s)#.*", "", line).strip()
+        if line:
             specs.append(line)
+    if not specs:
+        raise InvalidArgument("the requirements file lists no packages")
     return requirements(specs)
 
 

@@ -9,8 +9,8 @@ import pytest
 import sandlot
 from sandlot import _exceptions
 from sandlot.client import (
-    AsyncCommandHandle, AsyncCommands, AsyncFiles, AsyncPty, AsyncSandbox, AsyncSandboxPaginator,
-    AsyncWatchHandle, CommandHandle, Commands, Files, Pty, Sandbox, SandboxPaginator, WatchHandle,
+    AsyncCommandHandle, AsyncCommands, AsyncFiles, AsyncPackages, AsyncPty, AsyncSandbox, AsyncSandboxPaginator,
+    AsyncWatchHandle, CommandHandle, Commands, Files, Packages, Pty, Sandbox, SandboxPaginator, WatchHandle,
 )
 from sandlot.client._config import ConnectionConfig
 from sandlot.client._http import Transport
@@ -20,8 +20,10 @@ EXPECTED = {
     "Sandbox", "AsyncSandbox", "SandboxPaginator", "CommandHandle", "AsyncCommandHandle", "WatchHandle",
     "AsyncWatchHandle",
     # data
-    "CommandResult", "EntryInfo", "FileType", "FilesystemEvent", "FilesystemEventType", "Limits",
+    "CommandResult", "EntryInfo", "FileType", "FilesystemEvent", "FilesystemEventType", "Limits", "Package",
     "ProcessInfo", "SandboxInfo", "SandboxMetrics", "WriteInfo",
+    # data: code interpreter
+    "CodeContext", "Execution", "ExecutionError", "Logs", "OutputMessage", "Result",
     # errors
     "SandlotError", "InvalidArgument", "PathError", "AuthenticationError", "PermissionDenied", "NotFound",
     "FileNotFound", "AlreadyExists", "SandboxNotRunning", "TimeoutError", "ResourceExhausted",
@@ -30,7 +32,7 @@ EXPECTED = {
 
 PAIRS = [(Sandbox, AsyncSandbox), (SandboxPaginator, AsyncSandboxPaginator), (Commands, AsyncCommands),
          (CommandHandle, AsyncCommandHandle), (Files, AsyncFiles), (WatchHandle, AsyncWatchHandle),
-         (Pty, AsyncPty)]
+         (Pty, AsyncPty), (Packages, AsyncPackages)]
 
 
 def test_all_is_sorted_and_complete():
@@ -67,7 +69,10 @@ def test_sandbox_instances_expose_the_same_attributes():
     impl = AsyncSandbox("sbx1", Transport(ConnectionConfig("http://127.0.0.1:9")), "token")
     sandbox = Sandbox._wrap(impl)
     assert public(sandbox) == public(impl)
-    assert {"commands", "files", "pty", "sandbox_id"} <= public(sandbox)
+    assert {"commands", "files", "pty", "packages", "sandbox_id"} <= public(sandbox)
+    assert {"run_code", "create_code_context", "list_code_contexts", "restart_code_context",
+            "remove_code_context"} <= public(sandbox)
     assert type(sandbox.commands) is Commands and type(sandbox.files) is Files and type(sandbox.pty) is Pty
+    assert type(sandbox.packages) is Packages
     assert sandbox.sandbox_id == "sbx1"
 

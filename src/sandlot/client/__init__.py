@@ -6,11 +6,14 @@
     _commands.py  sandbox.commands and command handles
     _files.py     sandbox.files and watch handles
     _pty.py       sandbox.pty
+    _packages.py  sandbox.packages
+    _code.py      the code interpreter: sandbox.run_code() and code contexts
     _models.py    plain data shared by both forms
 """
 
 from ._commands import AsyncCommandHandle, AsyncCommands
 from ._files import AsyncFiles, AsyncWatchHandle
+from ._packages import AsyncPackages
 from ._pty import AsyncPty
 from ._sandbox import AsyncSandbox, AsyncSandboxPaginator
 from ._sync import synchronize
@@ -42,8 +45,10 @@ Blocking form of `AsyncCommandHandle`.
 Files = synchronize(AsyncFiles, "Files")
 WatchHandle = synchronize(AsyncWatchHandle, "WatchHandle")
 Pty = synchronize(AsyncPty, "Pty")
+Packages = synchronize(AsyncPackages, "Packages")
 
 __all__ = [
-    "AsyncCommandHandle", "AsyncCommands", "AsyncFiles", "AsyncPty", "AsyncSandbox", "AsyncSandboxPaginator",
-    "AsyncWatchHandle", "CommandHandle", "Commands", "Files", "Pty", "Sandbox", "SandboxPaginator", "WatchHandle",
+    "AsyncCommandHandle", "AsyncCommands", "AsyncFiles", "AsyncPackages", "AsyncPty", "AsyncSandbox",
+    "AsyncSandboxPaginator", "AsyncWatchHandle", "CommandHandle", "Commands", "Files", "Packages", "Pty", "Sandbox",
+    "SandboxPaginator", "WatchHandle",
 ]

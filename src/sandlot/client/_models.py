@@ -11,8 +11,9 @@ from ..protocol import process_pb2 as proc_pb
 from ..runtimes.policy import Limits
 
 __all__ = [
-    "CommandResult", "EntryInfo", "FileType", "FilesystemEvent", "FilesystemEventType", "Limits",
-    "ProcessInfo", "SandboxInfo", "SandboxMetrics", "WriteInfo",
+    "CodeContext", "CommandResult", "EntryInfo", "Execution", "ExecutionError", "FileType", "FilesystemEvent",
+    "FilesystemEventType", "Limits", "Logs", "OutputMessage", "Package", "ProcessInfo", "Result", "SandboxInfo",
+    "SandboxMetrics", "WriteInfo",
 ]
 
 
@@ -102,6 +103,18 @@ class ProcessInfo:
                    cwd=c.cwd if c.HasField("cwd") else None, tag=p.tag if p.HasField("tag") else None)
 
 
+@dataclass(frozen=True)
+class Package:
+    """A Python package installed in a sandbox (`packages.list()`, `packages.install()`)."""
+
+    name: str
+    version: str
+
+    @classmethod
+    def from_json(cls, d: dict) -> Package:
+        return cls(name=str(d["name"]), version=str(d["version"]))
+
+
 class FileType(str, enum.Enum):
     FILE = "file"
     DIR = "dir"
@@ -177,3 +190,113 @@ class FilesystemEvent:
     def from_proto(cls, e: fs_pb.FilesystemEvent) -> FilesystemEvent | None:
         kind = _EVENT_TYPES.get(e.type)
         return cls(name=e.name, type=kind) if kind else None
+
+
+# --- code interpreter (sandbox.run_code(), code contexts): E2B's shapes, e2b-protocol.md §5 ---
+
+_RESULT_FORMATS = ("text", "html", "markdown", "svg", "png", "jpeg", "pdf", "latex", "json", "javascript",
+                   "data", "chart")
+
+
+@dataclass(frozen=True)
+class CodeContext:
+    """An isolated code state (one kernel): `create_code_context()`, `list_code_contexts()`."""
+
+    id: str
+    language: str
+    cwd: str
+
+    @classmethod
+    def from_json(cls, d: dict) -> CodeContext:
+        return cls(id=str(d["id"]), language=str(d.get("language", "")), cwd=str(d.get("cwd", "")))
+
+
+@dataclass(frozen=True)
+class OutputMessage:
+    """A chunk of stdout or stderr of `run_code()`, handed to `on_stdout` / `on_stderr` as it arrives.
+    `timestamp` is passed on as the server sent it (an ISO-8601 string from sandlot's server)."""
+
+    line: str
+    timestamp: str | int | None = None
+    error: bool = False  # True for stderr
+
+    def __str__(self) -> str:
+        return self.line
+
+
+@dataclass(frozen=True)
+class ExecutionError:
+    """An exception raised by the code: its class name, message and the formatted traceback (with
+    the kernel's ANSI colours)."""
+
+    name: str
+    value: str
+    traceback: str
+
+    @classmethod
+    def from_json(cls, d: dict) -> ExecutionError:
+        return cls(name=str(d.get("name") or ""), value=str(d.get("value") or ""),
+                   traceback=str(d.get("traceback") or ""))
+
+
+@dataclass(frozen=True, repr=False)
+class Result:
+    """One displayed value: the cell's own value (`is_main_result`) or a display call (a plot, a
+    `display()`). Each representation is None unless present: `png`/`jpeg`/`pdf` are base64,
+    `data` is a DataFrame as {column: [values]}, `chart` a matplotlib figure described as data
+    (E2B's chart structure: type, title, elements, ...); other MIME types land in `extra`."""
+
+    text: str | None = None
+    html: str | None = None
+    markdown: str | None = None
+    svg: str | None = None
+    png: str | None = None
+    jpeg: str | None = None
+    pdf: str | None = None
+    latex: str | None = None
+    json: dict | list | None = None
+    javascript: str | None = None
+    data: dict | None = None
+    chart: dict | None = None
+    is_main_result: bool = False
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, d: dict) -> Result:
+        """A result line of /execute; keys this SDK does not know are ignored."""
+        known = {k: d[k] for k in _RESULT_FORMATS if d.get(k) is not None}
+        return cls(**known, is_main_result=bool(d.get("is_main_result")),
+                   extra=dict(d["extra"]) if isinstance(d.get("extra"), dict) else {})
+
+    def formats(self) -> list[str]:
+        """The representations present, e.g. ["text", "png", "chart"], then the keys of `extra`."""
+        return [k for k in _RESULT_FORMATS if getattr(self, k) is not None] + list(self.extra)
+
+    def __repr__(self) -> str:
+        if self.text is not None:
+            return f"Result({self.text[:200]!r})"
+        return f"Result(formats: {', '.join(self.formats())})"
+
+
+@dataclass(frozen=True)
+class Logs:
+    """What the code printed, chunk by chunk as it arrived."""
+
+    stdout: list[str] = field(default_factory=list)
+    stderr: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Execution:
+    """The outcome of `run_code()`: displayed `results`, printed `logs`, the `error` the code raised
+    (None if it ran through) and the context's `execution_count`."""
+
+    results: list[Result] = field(default_factory=list)
+    logs: Logs = field(default_factory=Logs)
+    error: ExecutionError | None = None
+    execution_count: int | None = None
+
+    @property
+    def text(self) -> str | None:
+        """The text of the main result (the value of the code's last expression), if any."""
+        return next((r.text for r in self.results if r.is_main_result), None)

@@ -8,15 +8,17 @@ import functools
 import hashlib
 import time
 import types
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from urllib.parse import quote, urlencode
 
 from .. import _exceptions as E
+from ._code import AsyncCodeInterpreter
 from ._commands import AsyncCommands
 from ._config import ConnectionConfig
 from ._files import AsyncFiles
 from ._http import Envd, Transport
-from ._models import Limits, SandboxInfo, SandboxMetrics
+from ._models import CodeContext, Execution, Limits, SandboxInfo, SandboxMetrics
+from ._packages import AsyncPackages
 from ._pty import AsyncPty
 
 
@@ -77,6 +79,8 @@ class AsyncSandbox:
         self.commands = AsyncCommands(self._envd)
         self.files = AsyncFiles(self._envd, self.commands)
         self.pty = AsyncPty(self._envd)
+        self.packages = AsyncPackages(transport, sandbox_id)
+        self._code = AsyncCodeInterpreter(self._envd)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.sandbox_id} template={self.template_id!r}>"
@@ -177,6 +181,51 @@ class AsyncSandbox:
     async def is_running(self) -> bool:
         """False once the sandbox was killed, expired or paused."""
         return await self._envd.is_running()
+
+    # --- code interpreter: sandboxes of the `code-interpreter` template (others raise NotFound) ---
+
+    async def run_code(self, code: str, language: str | None = None, context: CodeContext | str | None = None,
+                       envs: dict[str, str] | None = None, timeout: float | None = None,
+                       on_stdout: Callable | None = None, on_stderr: Callable | None = None,
+                       on_result: Callable | None = None, on_error: Callable | None = None) -> Execution:
+        """Run `code` in a stateful kernel and return its Execution: results (the last expression's
+        value is the main one, `execution.text`; plots and `display()` calls add more), logs and
+        the error the code raised, if any (an error in the code does not raise here).
+
+            execution = await sandbox.run_code("x = 6 * 7\\nx")
+            assert execution.text == "42"
+
+        Without `language` or `context`, the default python context runs it; `language` ("python",
+        "bash") picks that language's default context, `context` a context of
+        `create_code_context()` (not both: InvalidArgument). `envs` are set for this run only.
+        `timeout` bounds the whole run (default 300 s, 0 = none): past it the kernel is interrupted
+        (the context keeps its state) and TimeoutError is raised, its `details["execution"]` holding
+        what the run produced until then. Callbacks get output as it arrives:
+        `on_stdout`/`on_stderr` an OutputMessage, `on_result` a Result, `on_error` an
+        ExecutionError; they may be coroutine functions.
+        """
+        return await self._code.run_code(code, language=language, context=context, envs=envs, timeout=timeout,
+                                         on_stdout=on_stdout, on_stderr=on_stderr, on_result=on_result,
+                                         on_error=on_error)
+
+    async def create_code_context(self, language: str = "python", cwd: str | None = None,
+                                  variables: dict | None = None, envs: dict[str, str] | None = None) -> CodeContext:
+        """A new context: its own kernel and state, starting in `cwd` (default /home/user).
+        `variables` ({name: JSON value}) are defined in its namespace before first use; `envs` are
+        its environment variables."""
+        return await self._code.create_code_context(language=language, cwd=cwd, variables=variables, envs=envs)
+
+    async def list_code_contexts(self) -> list[CodeContext]:
+        """The sandbox's code contexts, oldest first (the default ones included)."""
+        return await self._code.list_code_contexts()
+
+    async def restart_code_context(self, context: CodeContext | str) -> None:
+        """Restart a context's kernel: its state is cleared, its id stays."""
+        await self._code.restart_code_context(context)
+
+    async def remove_code_context(self, context: CodeContext | str) -> None:
+        """Stop a context's kernel and forget the context."""
+        await self._code.remove_code_context(context)
 
     def download_url(self, path: str, user: str | None = None, expires_in: int | None = None) -> str:
         """A URL that downloads `path` with a plain GET, no credentials; valid `expires_in` seconds

@@ -4,6 +4,8 @@ Extensions ride in the same bodies (unknown keys are ignored by E2B): `limits` o
 (memory_mb, cpu_count, pids, disk_mb). Errors are JSON {"code": int, "message": str}.
 Sandboxes are always offline: `allow_internet_access` (sent as true by older SDKs) is accepted and
 reported back as `allowInternetAccess: false`; network access will come with the egress policy.
+sandlot's own routes: `/sandboxes/{id}/packages` (GET list, POST install) and `.../packages/uninstall`
+(packages.py: wheels fetched on the host, installed offline inside).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from starlette.routing import Route
 
 from .. import _exceptions as E
 from ..runtimes.policy import Limits
+from .packages import PackageManager
 from .service import ENVD_VERSION, CreateRequest, LiveSandbox, SandboxService
 from .store import SandboxRecord
 
@@ -56,6 +59,16 @@ class CreateIn(_Body):
 
 class TimeoutIn(_Body):
     timeout: int | None = Field(default=None)
+
+
+class InstallIn(_Body):
+    packages: list[str] | None = None
+    requirements: str | None = None  # path of a requirements.txt inside the sandbox
+    upgrade: bool = False
+
+
+class UninstallIn(_Body):
+    packages: list[str]
 
 
 async def _body(request: Request, model: type[_Body]) -> _Body:
@@ -159,6 +172,49 @@ async def metrics(request: Request) -> Response:
     }])
 
 
+def _packages(request: Request) -> PackageManager:
+    state = request.app.state
+    if getattr(state, "packages", None) is None:
+        state.packages = PackageManager(state.config.home / "cache" / "wheels")
+    return state.packages
+
+
+def _running(request: Request) -> LiveSandbox:
+    sandbox_id = request.path_params["sandbox_id"]
+    svc = _service(request)
+    live = svc.get_running(sandbox_id)
+    if live is None:
+        svc.record(sandbox_id)  # NotFound if unknown
+        raise E.SandboxNotRunning(f"sandbox \"{sandbox_id}\" is paused")
+    return live
+
+
+def _packages_json(packages) -> list[dict]:
+    return [p.json() for p in packages]
+
+
+async def list_packages(request: Request) -> Response:
+    return JSONResponse(_packages_json(await _packages(request).list(_running(request))))
+
+
+async def install_packages(request: Request) -> Response:
+    body = await _body(request, InstallIn)
+    if (body.packages is None) == (body.requirements is None):
+        raise E.InvalidArgument("give either packages or requirements")
+    live, packages = _running(request), _packages(request)
+    if body.requirements is not None:
+        installed = await packages.install_requirements(live, body.requirements, upgrade=body.upgrade)
+    else:
+        installed = await packages.install(live, body.packages, upgrade=body.upgrade)
+    return JSONResponse({"installed": _packages_json(installed)})
+
+
+async def uninstall_packages(request: Request) -> Response:
+    body = await _body(request, UninstallIn)
+    removed = await _packages(request).uninstall(_running(request), body.packages)
+    return JSONResponse({"uninstalled": _packages_json(removed)})
+
+
 def _parse_started_after(value: str) -> float:
     try:
         return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
@@ -227,4 +283,7 @@ def routes() -> list[Route]:
         Route(sid + "/pause", pause, methods=["POST"]),
         Route(sid + "/resume", resume, methods=["POST"]),
         Route(sid + "/metrics", metrics, methods=["GET"]),
+        Route(sid + "/packages", list_packages, methods=["GET"]),
+        Route(sid + "/packages", install_packages, methods=["POST"]),
+        Route(sid + "/packages/uninstall", uninstall_packages, methods=["POST"]),
     ]

@@ -11,21 +11,42 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
+from typing import TypeVar
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from ..._exceptions import InvalidArgument, NotFound, SandlotError
+from ..._exceptions import InvalidArgument, NotFound, SandboxNotRunning, SandlotError
+from .errors import error_response
 from .routing import SandboxHandle, current_sandbox
+
+T = TypeVar("T")
 
 KEEPALIVE_S = 5.0  # the reference server's KEEPALIVE_INTERVAL
 NO_KERNELS = ("this sandbox's template has no code interpreter: create the sandbox from the "
               "'code-interpreter' template")
 
 
-def _error(e: SandlotError) -> Response:
+def _error(e: SandlotError, sandbox: SandboxHandle | None = None) -> Response:
+    if isinstance(e, SandboxNotRunning):
+        return error_response(e, sandbox.id if sandbox else "")  # the proxy's 502, as on every route
     return PlainTextResponse(e.message, status_code=e.status)
+
+
+async def _while_running(sandbox: SandboxHandle, work: Awaitable[T]) -> T:
+    """`work`, unless the sandbox is killed or paused first: then SandboxNotRunning, not whatever
+    the dying interpreter answered (the Event is taken now: pause() swaps in a new one)."""
+    closed = asyncio.ensure_future(sandbox.closed.wait())
+    task = asyncio.ensure_future(work)
+    try:
+        await asyncio.wait((task, closed), return_when=asyncio.FIRST_COMPLETED)
+        if closed.done():
+            task.cancel()
+            raise SandboxNotRunning(f"sandbox {sandbox.id} stopped running", sandbox_id=sandbox.id)
+        return task.result()
+    finally:
+        closed.cancel()
 
 
 async def _body(request: Request) -> dict:
@@ -77,9 +98,9 @@ async def execute(request: Request) -> Response:
         args = {"code": code, "envs": _names(body, "env_vars", str), "timeout": max(0, timeout)}
         args.update({"context": context} if context else {"language": language or "python"})
         batches = _session(sandbox).execute(**args)
-        first = await anext(batches)  # "accepted" or an error: bad contexts answer 4xx, not a stream
+        first = await _while_running(sandbox, anext(batches))  # "accepted", or 4xx for a bad context
     except SandlotError as e:
-        return _error(e)
+        return _error(e, sandbox)
     return NDJSONStream(first, batches, sandbox)
 
 
@@ -141,34 +162,37 @@ async def create_context(request: Request) -> Response:
     sandbox = current_sandbox()
     try:
         body = await _body(request)
-        reply = await _session(sandbox).call(
+        reply = await _while_running(sandbox, _session(sandbox).call(
             "create", language=_optional(body, "language", str) or "python",
             cwd=_optional(body, "cwd", str) or None, envs=_names(body, "envs", str),
-            variables=_names(body, "variables"))
+            variables=_names(body, "variables")))
     except SandlotError as e:
-        return _error(e)
+        return _error(e, sandbox)
     return JSONResponse(reply["context"])
 
 
 async def list_contexts(request: Request) -> Response:
+    sandbox = current_sandbox()
     try:
-        reply = await _session(current_sandbox()).call("list")
+        reply = await _while_running(sandbox, _session(sandbox).call("list"))
     except SandlotError as e:
-        return _error(e)
+        return _error(e, sandbox)
     return JSONResponse(reply["contexts"])
 
 
 async def restart_context(request: Request) -> Response:
+    sandbox = current_sandbox()
     try:
-        reply = await _session(current_sandbox()).call("restart", context=request.path_params["context_id"])
+        reply = await _while_running(sandbox, _session(sandbox).call("restart", context=request.path_params["context_id"]))
     except SandlotError as e:
-        return _error(e)
+        return _error(e, sandbox)
     return JSONResponse(reply["context"])
 
 
 async def remove_context(request: Request) -> Response:
+    sandbox = current_sandbox()
     try:
-        await _session(current_sandbox()).call("remove", context=request.path_params["context_id"])
+        await _while_running(sandbox, _session(sandbox).call("remove", context=request.path_params["context_id"]))
     except SandlotError as e:
-        return _error(e)
+        return _error(e, sandbox)
     return Response(status_code=200)

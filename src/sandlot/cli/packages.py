@@ -1,0 +1,84 @@
+"""`sandlot packages install|uninstall|list`: Python packages of a sandbox, thin over the blocking SDK.
+
+The sandbox stays offline: the server fetches the wheels through its own package index.
+"""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.table import Table
+
+from .. import Sandbox
+from .sandboxes import ApiKey, ApiUrl, _friendly, console, errors
+
+app = typer.Typer(no_args_is_help=True, help="Install, remove and list a sandbox's Python packages.")
+
+
+def _sandbox(sandbox_id: str, api_url: str, api_key: str | None):
+    return Sandbox.connect(sandbox_id, api_url=api_url, api_key=api_key)
+
+
+def _report(packages, verb: str, nothing: str) -> None:
+    for p in packages:
+        print(f"{verb} {p.name} {p.version}")
+    if not packages:
+        errors.print(f"[dim]{nothing}[/]")
+
+
+def install(sandbox_id: str = typer.Argument(..., help="Sandbox id."),
+            names: list[str] = typer.Argument(None, help="Requirements: NAME or NAME==VERSION (ranges and "
+                                                         "extras work too)."),
+            requirements: str = typer.Option(None, "--requirements", "-r",
+                                             help="Path of a requirements.txt inside the sandbox."),
+            upgrade: bool = typer.Option(False, "--upgrade", "-U", help="Fetch the newest matching releases."),
+            api_url: str = ApiUrl, api_key: str = ApiKey) -> None:
+    """Install packages into a sandbox (system-wide), e.g. sandlot packages install ID tabulate six==1.16.0"""
+    if not names and not requirements:
+        raise typer.BadParameter("give package names or --requirements", param_hint="NAMES")
+    sandbox = _sandbox(sandbox_id, api_url, api_key)
+    try:
+        installed = []
+        if names:
+            installed += sandbox.packages.install_many(names, upgrade=upgrade)
+        if requirements:
+            installed += sandbox.packages.install_requirements(requirements, upgrade=upgrade)
+    finally:
+        sandbox.close()
+    _report(installed, "installed", "nothing to install: already satisfied")
+
+
+def uninstall(sandbox_id: str = typer.Argument(..., help="Sandbox id."),
+              names: list[str] = typer.Argument(..., help="Package names."),
+              api_url: str = ApiUrl, api_key: str = ApiKey) -> None:
+    """Uninstall packages from a sandbox."""
+    sandbox = _sandbox(sandbox_id, api_url, api_key)
+    try:
+        removed = sandbox.packages.uninstall(names)
+    finally:
+        sandbox.close()
+    _report(removed, "uninstalled", "nothing to uninstall: not installed")
+
+
+def list_(sandbox_id: str = typer.Argument(..., help="Sandbox id."),
+          as_json: bool = typer.Option(False, "--json", help="Print JSON: [{\"name\", \"version\"}]."),
+          api_url: str = ApiUrl, api_key: str = ApiKey) -> None:
+    """List the Python packages installed in a sandbox."""
+    sandbox = _sandbox(sandbox_id, api_url, api_key)
+    try:
+        packages = sandbox.packages.list()
+    finally:
+        sandbox.close()
+    if as_json:
+        print(json.dumps([{"name": p.name, "version": p.version} for p in packages]))
+        return
+    table = Table("name", "version", box=None)
+    for p in packages:
+        table.add_row(p.name, p.version)
+    console.print(table)
+
+
+app.command()(_friendly(install))
+app.command()(_friendly(uninstall))
+app.command("list")(_friendly(list_))
