@@ -1,1 +1,2 @@
-"""In-sandbox code contexts: driver.py (Jupyter kernels behind a pipe) and startup.py (run in each python kernel). Neither is imported by sandlot itself."""
+"""In-sandbox code contexts: driver.py (Jupyter kernels and node behind a pipe), startup.py (run in
+each python kernel) and javascript.js (the node runner). sandlot itself imports none of them."""

@@ -183,7 +183,8 @@ async def list_contexts(request: Request) -> Response:
 async def restart_context(request: Request) -> Response:
     sandbox = current_sandbox()
     try:
-        reply = await _while_running(sandbox, _session(sandbox).call("restart", context=request.path_params["context_id"]))
+        restart = _session(sandbox).call("restart", context=request.path_params["context_id"])
+        reply = await _while_running(sandbox, restart)
     except SandlotError as e:
         return _error(e, sandbox)
     return JSONResponse(reply["context"])
