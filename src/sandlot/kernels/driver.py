@@ -442,14 +442,21 @@ class Execution:
 
     def emit(self, line):
         if line["type"] in ("stdout", "stderr", "result"):
+            if self.truncated:
+                return
             size = len(json.dumps(line))
-            if self.sent + size > self.driver.max_output:
-                if not self.truncated:
-                    self.truncated = True
-                    self.driver.send({"id": self.rid, "line": {
-                        "type": "stderr", "timestamp": _now(),
-                        "text": "\n[sandlot: output truncated: this run produced more than %d bytes]\n"
-                                % self.driver.max_output}})
+            room = self.driver.max_output - self.sent
+            if size > room:
+                self.truncated = True
+                if line["type"] != "result" and room > 0:  # text keeps what fits; a result is whole or not at all
+                    text, keep = line["text"], room
+                    while keep and len(json.dumps(text[:keep])) > room:  # escapes take up to 6 bytes a char
+                        keep //= 2
+                    self.driver.send({"id": self.rid, "line": dict(line, text=text[:keep])})
+                self.driver.send({"id": self.rid, "line": {
+                    "type": "stderr", "timestamp": _now(),
+                    "text": "\n[sandlot: output truncated: this run produced more than %d bytes]\n"
+                            % self.driver.max_output}})
                 return
             self.sent += size
         self.driver.send({"id": self.rid, "line": line})
