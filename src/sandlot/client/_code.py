@@ -152,10 +152,10 @@ class AsyncCodeInterpreter:
     async def _stream(self, body: dict, run: _Run) -> None:
         try:
             async with self._envd.open("POST", "/execute", json=body, timeout=self._timeout()) as r:
-                async for line in r.aiter_lines():
+                async for line in r.aiter_lines():  # to the end of the body: the connection is reused
                     await run.feed(line)
-                    if run.ended:
-                        return
+            if run.ended:
+                return
             raise E.SandlotError("the code interpreter's answer ended before the end of the execution", lost=True)
         except E.SandlotError as e:
             if not e.details.get("lost"):
