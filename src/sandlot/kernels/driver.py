@@ -161,6 +161,7 @@ class Context:
         self.started = None  # a future: the kernel is up (or failed to come up)
         self.iopub_seen = None  # while starting: set by the kernel's next iopub message
         self.current = None  # the Execution running now
+        self.stopped_by = None  # "restarted" / "removed" while a restart or remove stops the kernel
 
     def describe(self):
         return {"id": self.id, "language": self.language, "cwd": self.cwd}
@@ -282,6 +283,8 @@ class Context:
         async with self.lock:
             if execution.cancelled:
                 return
+            if self.driver.contexts.get(self.id) is not self:
+                raise Failure("not_found", "context %s was removed" % self.id)
             await self.ensure_started()
             self.current = execution
             try:
@@ -297,11 +300,12 @@ class Context:
                 self.current = None
 
     async def run_execution(self, execution):
+        proc = self.proc  # stop() (a restart, a remove) clears self.proc while we wait
         execution.msg_id = self.client.execute(execution.code, silent=False)
         self.driver.executions[execution.msg_id] = execution
         reply = asyncio.ensure_future(self._reply(execution.msg_id))
         execution.idle = idle = self.driver.loop.create_future()
-        died = asyncio.ensure_future(self.proc.wait())
+        died = asyncio.ensure_future(proc.wait())
         deadline = self.driver.loop.call_later(execution.timeout, self.interrupt) if execution.timeout else None
         try:
             waiting = {reply, idle}
@@ -309,7 +313,7 @@ class Context:
                 done, _ = await asyncio.wait(waiting | {died}, return_when=asyncio.FIRST_COMPLETED)
                 waiting -= done
             if waiting:
-                execution.emit(kernel_died(self.proc.returncode))
+                execution.emit(kernel_died(proc.returncode, self.stopped_by))
                 return
             content = reply.result()["content"]
             if content.get("status") == "error" and not execution.error_seen:
@@ -379,11 +383,12 @@ class NodeContext(Context):
                     queue.put_nowait(msg)
         except (ValueError, OSError):  # a line over the limit, a broken pipe: the runner is unusable
             pass
-        if not ready.done():
-            ready.set_result(False)
-        self.interrupt(signal.SIGKILL)
-        for queue in self.calls.values():
-            queue.put_nowait(None)
+        finally:  # node is gone (or being stopped): nobody waits for it any more
+            if not ready.done():
+                ready.set_result(False)
+            self.interrupt(signal.SIGKILL)
+            for queue in self.calls.values():
+                queue.put_nowait(None)
 
     async def _call(self, code, silent, execution=None, typescript=None):
         """Run code; return the runner's done line, or None if node died meanwhile."""
@@ -412,10 +417,12 @@ class NodeContext(Context):
             raise Failure("internal", "setting up the context failed: %s" % (done or {}).get("error", "node died"))
 
     async def run_execution(self, execution):
+        proc = self.proc  # stop() (a restart, a remove) clears self.proc while we wait
         deadline = self.driver.loop.call_later(execution.timeout, self.interrupt) if execution.timeout else None
         try:
             if await self._call(execution.code, False, execution) is None:
-                execution.emit(kernel_died(self.proc.returncode))
+                await proc.wait()
+                execution.emit(kernel_died(proc.returncode, self.stopped_by))
         finally:
             if deadline is not None:
                 deadline.cancel()
@@ -478,7 +485,10 @@ class Execution:
             self.idle.set_result(None)
 
 
-def kernel_died(returncode):
+def kernel_died(returncode, stopped_by=None):
+    if stopped_by:  # not a death: the context was restarted or removed under the run
+        return {"type": "error", "name": "ContextStopped", "value": "the context was %s during this run" % stopped_by,
+                "traceback": ""}
     how = ("killed by signal %d%s" % (-returncode, " (out of memory?)" if returncode == -signal.SIGKILL else "")
            if returncode is not None and returncode < 0 else "exit status %s" % returncode)
     return {"type": "error", "name": "KernelDied",
@@ -620,7 +630,13 @@ class Driver:
         if ctx is None:
             raise Failure("not_found", "context %s not found" % req.get("context"))
         if op == "restart":
+            # the kernel goes first: a run stuck in it (one that ignores interrupts) ends now
+            ctx.stopped_by = "restarted"
+            await ctx.stop()
             async with ctx.lock:
+                if self.contexts.get(ctx.id) is not ctx:
+                    raise Failure("not_found", "context %s was removed" % ctx.id)
+                ctx.stopped_by = None
                 ctx.started = None
                 await ctx.ensure_started()
             return {"context": ctx.describe()}
@@ -629,7 +645,7 @@ class Driver:
             for lang, default in list(self.defaults.items()):
                 if default is ctx:
                     del self.defaults[lang]
-            ctx.interrupt()
+            ctx.stopped_by = "removed"
             await ctx.stop()
             return {}
         raise Failure("invalid_argument", "unknown op %r" % op)

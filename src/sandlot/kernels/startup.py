@@ -12,6 +12,7 @@ def _sandlot_startup():
     import importlib.util
     import json
     import sys
+    import warnings
 
     from IPython import get_ipython
     from IPython.core.formatters import BaseFormatter
@@ -30,7 +31,11 @@ def _sandlot_startup():
         except ImportError:
             return None
         try:
-            return chart_figure_to_dict(figure)
+            # e2b_charts trips over numpy ticks (pydantic serializer warnings) and deprecated
+            # matplotlib attributes: its warnings are not the user's output
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return chart_figure_to_dict(figure)
         except Exception:  # a figure e2b_charts cannot read still displays as an image
             return None
 

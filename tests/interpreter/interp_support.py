@@ -1,0 +1,81 @@
+"""Helpers for the code-interpreter suite: the official `e2b-code-interpreter` SDK against a real
+`sandlot serve`. A black-box suite: nothing here imports sandlot."""
+
+from __future__ import annotations
+
+import base64
+import re
+import uuid
+from importlib.metadata import version
+
+import httpx
+
+SDK_VERSION = version("e2b-code-interpreter")
+E2B_VERSION = version("e2b")
+
+JUPYTER_PORT = "49999"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def unique(prefix: str = "t") -> str:
+    return f"{prefix}{uuid.uuid4().hex[:12]}"
+
+
+def plain(text: str) -> str:
+    """A traceback without its terminal colours."""
+    return _ANSI.sub("", text)
+
+
+def png_bytes(b64: str | None) -> bytes:
+    assert b64, "expected a base64 PNG"
+    raw = base64.b64decode(b64, validate=True)
+    assert raw.startswith(PNG_MAGIC), raw[:16]
+    return raw
+
+
+def main_results(execution) -> list:
+    return [r for r in execution.results if r.is_main_result]
+
+
+def display_results(execution) -> list:
+    return [r for r in execution.results if not r.is_main_result]
+
+
+def stdout(execution) -> str:
+    return "".join(execution.logs.stdout)
+
+
+def stderr(execution) -> str:
+    return "".join(execution.logs.stderr)
+
+
+def ok(execution):
+    """The execution, asserting it raised nothing."""
+    assert execution.error is None, (execution.error.name, execution.error.value, plain(execution.error.traceback))
+    return execution
+
+
+def access_token(server, sandbox_id: str) -> str:
+    """The sandbox's envd access token, as the control plane hands it out (GET /sandboxes/{id})."""
+    r = httpx.get(f"{server.url}/sandboxes/{sandbox_id}", headers={"X-API-KEY": server.api_key}, timeout=30)
+    assert r.status_code == 200, r.text
+    token = r.json().get("envdAccessToken")
+    assert token, "every sandbox must be secured with an envd access token"
+    return token
+
+
+def jupyter_headers(sandbox_id: str, token: str | None = None, **extra: str) -> dict[str, str]:
+    """The headers the SDK puts on code-interpreter requests (port 49999)."""
+    headers = {"E2b-Sandbox-Id": sandbox_id, "E2b-Sandbox-Port": JUPYTER_PORT}
+    if token is not None:
+        headers["X-Access-Token"] = token
+    headers.update(extra)
+    return headers
+
+
+def kill_quietly(sbx) -> None:
+    try:
+        sbx.kill()
+    except Exception:  # noqa: BLE001, S110 - best-effort cleanup; the sandbox may be gone already
+        pass
