@@ -65,8 +65,10 @@ class SandboxCgroup:
         return self.dirs.get(controller) or self.dirs["unified"]
 
     def create(self, limits: Limits) -> None:
-        mem = limits.memory_mb * 1024 * 1024
-        quota = int(limits.cpu_count * CFS_PERIOD_US)
+        self.make_dirs()
+        self.set_limits(limits)
+
+    def make_dirs(self) -> None:
         if self.version == "v1":
             for d in self.dirs.values():
                 for _ in range(10):  # another sandbox's remove() may rmdir the parent meanwhile
@@ -75,6 +77,23 @@ class SandboxCgroup:
                         break
                     except FileNotFoundError:
                         continue
+        else:
+            parent = self.dirs["unified"].parent
+            parent.mkdir(exist_ok=True)
+            _write(ROOT / "cgroup.subtree_control", "+memory +pids +cpu")
+            _write(parent / "cgroup.subtree_control", "+memory +pids +cpu")
+            self.dirs["unified"].mkdir(exist_ok=True)
+
+    def adopt(self, spare: str, limits: Limits) -> None:
+        """Take over the groups named `spare` (a stem's, with the stem inside) under our name."""
+        for d in self.dirs.values():
+            os.rename(d.parent / spare, d)
+        self.set_limits(limits)
+
+    def set_limits(self, limits: Limits) -> None:
+        mem = limits.memory_mb * 1024 * 1024
+        quota = int(limits.cpu_count * CFS_PERIOD_US)
+        if self.version == "v1":
             m = self.dirs["memory"]
             _write(m / "memory.limit_in_bytes", str(mem))
             try:  # no swap escape hatch: memory+swap capped at the same value
@@ -86,12 +105,7 @@ class SandboxCgroup:
             _write(self.dirs["cpu"] / "cpu.cfs_period_us", str(CFS_PERIOD_US))
             _write(self.dirs["cpu"] / "cpu.cfs_quota_us", str(quota))
         else:
-            parent = self.dirs["unified"].parent
-            parent.mkdir(exist_ok=True)
-            _write(ROOT / "cgroup.subtree_control", "+memory +pids +cpu")
-            _write(parent / "cgroup.subtree_control", "+memory +pids +cpu")
             d = self.dirs["unified"]
-            d.mkdir(exist_ok=True)
             _write(d / "memory.max", str(mem))
             _write(d / "memory.swap.max", "0")
             _write(d / "memory.oom.group", "0")

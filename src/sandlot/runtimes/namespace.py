@@ -44,6 +44,7 @@ from .common import (
     wait_for_agent,
 )
 from .policy import SANDBOX_ROOT_CAPS, SandboxSpec
+from .stems import Stems, discard, hand_over
 
 log = logging.getLogger("sandlot.runtime")
 
@@ -63,6 +64,33 @@ def _mounted_under(d: Path) -> bool:
         return any(line.split()[4].startswith(prefix) for line in f)
 
 
+def become_sandbox(base: int, log_fd: int, seccomp_fd: int, ready_w: int, go_r: int, args_fd: int,
+                   bwrap: str, command: list[str]) -> None:
+    """In a new child (forked now, or a stem): become the sandbox's uid base in a new user
+    namespace, tell the parent (which then maps uids and mounts), wait for its go, exec bwrap.
+    Only syscalls; never returns (the caller _exits if this raises)."""
+    # fds 0-6 get fixed roles; park every source above them first, so no dup2 overwrites a
+    # source still to be placed (in a small process they are low numbers).
+    null = os.open("/dev/null", os.O_RDONLY)
+    sources = [fcntl.fcntl(fd, fcntl.F_DUPFD, 64)
+               for fd in (null, log_fd, log_fd, seccomp_fd, ready_w, go_r, args_fd)]
+    for target, fd in enumerate(sources):
+        os.dup2(fd, target)
+    os.closerange(7, 65536)
+    os.set_inheritable(3, True)
+    os.set_inheritable(6, True)
+    os.setgroups([])
+    os.setresgid(base, base, base)
+    os.setresuid(base, base, base)
+    syscalls.unshare(syscalls.CLONE_NEWUSER)
+    os.write(4, b"1")
+    if os.read(5, 1) != b"1":
+        os._exit(1)
+    os.close(4)
+    os.close(5)
+    os.execv(bwrap, command)
+
+
 class NamespaceRuntime:
     name = "namespace"
 
@@ -79,6 +107,9 @@ class NamespaceRuntime:
         self.agent_dir = install_agent(self.mnt)
         self.bwrap = bwrap_path()
         self.cgroup_version = cgroups.detect()
+        # with cgroups, sandbox processes are forked (and attached) ahead of time
+        self.stems = Stems(self.cgroup_version, self.cgroup_group, self._reap_in_background) \
+            if self.cgroup_version else None
         self._lock = threading.Lock()
         self._slots: dict[int, str] = {}
         for sid in self.leftovers():
@@ -124,10 +155,12 @@ class NamespaceRuntime:
         ids = {p.name for p in self.root.iterdir() if p.is_dir()}
         ids.update(p.name for p in self.mnt.iterdir() if p.is_dir() and not p.name.startswith((".", "agent")))
         ids.update(cgroups.leftovers(self.cgroup_group))
-        return ids
+        return ids - (self.stems.spares() if self.stems else set())
 
     def close(self) -> None:
-        """At server stop: with no sandbox left, remove this server's directory under /run."""
+        """At server stop: stems go; with no sandbox left, this server's directory under /run too."""
+        if self.stems:
+            self.stems.close()
         if not self.leftovers() and not _mounted_under(self.mnt):
             shutil.rmtree(self.mnt, ignore_errors=True)
 
@@ -162,10 +195,7 @@ class NamespaceRuntime:
              "root_caps": list(SANDBOX_ROOT_CAPS), "run_as_default_user": True}))
         (d / "state.json").write_text(json.dumps({"slot": slot, "uid_base": base, "template": spec.template}))
 
-        cg = None
-        if self.cgroup_version:
-            cg = SandboxCgroup(sid, self.cgroup_version, self.cgroup_group)
-            cg.create(spec.limits)
+        cg = SandboxCgroup(sid, self.cgroup_version, self.cgroup_group) if self.cgroup_version else None
 
         # bwrap reads its options from an fd: it is pid 1 inside, and a command line would show
         # host paths to anyone running `ps` there.
@@ -179,38 +209,32 @@ class NamespaceRuntime:
         log_fd = os.open(d / "sandbox.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         ready_r, ready_w = os.pipe()
         go_r, go_w = os.pipe()
-        procs = cg.proc_files() if cg else []
-        pid = os.fork()
-        if pid == 0:  # child: only syscalls from here to exec
+        stem = self.stems.take() if self.stems and cg else None
+        if stem is not None:  # already forked and in its cgroups: the groups become the sandbox's
             try:
-                os.close(ready_r)
-                os.close(go_w)
-                for path in procs:
-                    with open(path, "w") as f:
-                        f.write("0")
-                os.setsid()
-                # fds 0-6 get fixed roles; park every source above them first, so no dup2
-                # overwrites a source still to be placed (in a small process they are low numbers).
-                null = os.open("/dev/null", os.O_RDONLY)
-                sources = [fcntl.fcntl(fd, fcntl.F_DUPFD, 64)
-                           for fd in (null, log_fd, log_fd, seccomp_fd, ready_w, go_r, args_fd)]
-                for target, fd in enumerate(sources):
-                    os.dup2(fd, target)
-                os.closerange(7, 65536)
-                os.set_inheritable(3, True)
-                os.set_inheritable(6, True)
-                os.setgroups([])
-                os.setresgid(base, base, base)
-                os.setresuid(base, base, base)
-                syscalls.unshare(syscalls.CLONE_NEWUSER)
-                os.write(4, b"1")
-                if os.read(5, 1) != b"1":
-                    os._exit(1)
-                os.close(4)
-                os.close(5)
-                os.execv(self.bwrap, command)
+                cg.adopt(stem.spare, spec.limits)
+                pid = stem.pid
+                hand_over(stem, base, [log_fd, seccomp_fd, ready_w, go_r, args_fd],
+                          {"bwrap": self.bwrap, "command": command})
             except BaseException:
+                discard(stem, self.cgroup_version, self.cgroup_group)
+                raise
+        else:
+            if cg:
+                cg.create(spec.limits)
+            procs = cg.proc_files() if cg else []
+            pid = os.fork()
+            if pid == 0:  # child: only syscalls from here to exec
+                try:
+                    for path in procs:
+                        with open(path, "w") as f:
+                            f.write("0")
+                    os.setsid()
+                    become_sandbox(base, log_fd, seccomp_fd, ready_w, go_r, args_fd, self.bwrap, command)
+                except BaseException:
+                    pass
                 os._exit(127)
+            self._reap_in_background(pid)
         # parent
         os.close(ready_w)
         os.close(go_r)
@@ -238,7 +262,6 @@ class NamespaceRuntime:
         state = json.loads((d / "state.json").read_text())
         state.update(pid=pid, started_ticks=start_ticks(pid))
         (d / "state.json").write_text(json.dumps(state))
-        self._reap_in_background(pid)
         wait_for_agent(m / "run" / "agent.sock", pid, d)
         # The server talks to the agent through a second link made now, before any code of the
         # sandbox's has run, in a directory the sandbox cannot reach: its root could later replace

@@ -1,0 +1,160 @@
+"""Stems: sandbox processes forked ahead of time and already in cgroups, so a create does not wait.
+
+Moving a process into a cgroup v1 group waits for an RCU grace period (cgroup_threadgroup_rwsem):
+3-28 ms on these machines, most of a cold create's time outside the agent and all of its spread. A
+stem is a child of the server forked in the background into spare groups of its own
+(`<group>/spare-<token>`). A create renames those groups to the sandbox's, writes its limits, and
+sends the stem the sandbox's uid base and fds over a socketpair; the stem then goes on exactly as a
+freshly forked child would (`become_sandbox`). Without a ready stem, a create forks as before.
+
+A stem closes every inherited fd at once (it must not hold the server's sockets open), and exits
+when its socketpair closes: a stopped or killed server leaves no stem behind, only spare groups,
+which the next start removes with the other leftovers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import select
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .cgroups import SandboxCgroup
+
+log = logging.getLogger("sandlot.runtime")
+
+SPARE_PREFIX = "spare-"
+READY = b"R"
+
+
+@dataclass
+class Stem:
+    pid: int
+    sock: socket.socket  # the server's end
+    spare: str  # name of its spare cgroup
+    ready: bool = False
+
+
+class Stems:
+    """Keeps `keep` stems forked and attached; `take()` hands one out (or None)."""
+
+    def __init__(self, cgroup_version: str, group: str, on_fork: Callable[[int], None], keep: int = 2):
+        self.version, self.group, self.keep = cgroup_version, group, keep
+        self.on_fork = on_fork  # called with each stem's pid (the runtime reaps it)
+        self._stems: list[Stem] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self._filling: threading.Thread | None = None
+
+    def take(self) -> Stem | None:
+        with self._lock:
+            found = None
+            for stem in list(self._stems):
+                if not (stem.ready or select.select([stem.sock], [], [], 0)[0]):
+                    continue  # still attaching
+                if not stem.ready and stem.sock.recv(1) != READY:  # it died: never ready
+                    self._stems.remove(stem)
+                    discard(stem, self.version, self.group)
+                    continue
+                stem.ready = True
+                self._stems.remove(stem)
+                found = stem
+                break
+            self._refill_later()
+            return found
+
+    def _refill_later(self) -> None:
+        if self._filling is None and not self._closed and len(self._stems) < self.keep:
+            self._filling = threading.Thread(target=self._refill, name="sandlot-stems", daemon=True)
+            self._filling.start()
+
+    def _refill(self) -> None:
+        try:
+            while True:
+                with self._lock:
+                    if self._closed or len(self._stems) >= self.keep:
+                        return
+                stem = self._fork()
+                with self._lock:
+                    if self._closed:
+                        discard(stem, self.version, self.group)
+                        return
+                    self._stems.append(stem)
+        except Exception:
+            log.exception("could not fork a stem; creates fork their own")
+        finally:
+            with self._lock:
+                self._filling = None
+
+    def _fork(self) -> Stem:
+        spare = SPARE_PREFIX + secrets.token_hex(6)
+        cg = SandboxCgroup(spare, self.version, self.group)
+        cg.make_dirs()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        procs = cg.proc_files()
+        pid = os.fork()
+        if pid == 0:
+            _stem_main(theirs.fileno(), procs)  # never returns
+        theirs.close()
+        self.on_fork(pid)
+        return Stem(pid, ours, spare)
+
+    def spares(self) -> set[str]:
+        """Cgroup names of the stems (not leftovers of sandboxes)."""
+        with self._lock:
+            return {stem.spare for stem in self._stems}
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            stems, self._stems = self._stems, []
+            filling = self._filling
+        if filling is not None:
+            filling.join()  # a stem being forked now is discarded by the refill itself
+        for stem in stems:
+            discard(stem, self.version, self.group)
+
+
+def discard(stem: Stem, version: str, group: str) -> None:
+    stem.sock.close()  # the stem reads EOF and exits
+    try:
+        os.kill(stem.pid, 9)
+    except ProcessLookupError:
+        pass
+    SandboxCgroup(stem.spare, version, group).remove()
+
+
+def hand_over(stem: Stem, base: int, fds: list[int], exec_args: dict) -> None:
+    """Tell the stem to become the sandbox with uid base `base`: `fds` (log, seccomp, ready, go,
+    bwrap args) and `exec_args` ({"bwrap", "command"}) as become_sandbox takes them."""
+    socket.send_fds(stem.sock, [json.dumps({"base": base, **exec_args}).encode()], fds)
+    stem.sock.close()
+
+
+def _stem_main(fd: int, procs: list[str]) -> None:
+    """In the forked child: only syscalls and a few bytes of Python until exec."""
+    from .namespace import become_sandbox  # already imported in the parent: no import runs here
+
+    try:
+        os.closerange(0, fd)
+        os.closerange(fd + 1, 65536)  # none of the server's sockets may stay open in a stem
+        for path in procs:
+            with open(path, "w") as f:
+                f.write("0")
+        os.setsid()
+        sock = socket.socket(fileno=fd)
+        sock.sendall(READY)
+        msg, fds, _, _ = socket.recv_fds(sock, 1 << 16, 8)
+        if not msg or len(fds) != 5:
+            os._exit(0)  # the server went away (or changed its mind): nothing to become
+        sock.close()
+        order = json.loads(msg)
+        become_sandbox(order["base"], *fds, order["bwrap"], order["command"])
+    except BaseException:
+        pass
+    os._exit(127)
