@@ -171,10 +171,11 @@ def main() -> None:
         "(asyncio cost ~35-45 ms of imports and ~8.5 MB private memory) from precompiled modules: on",
         "the host it accepts ~30 ms after exec (the interpreter alone ~13 ms, the stdlib modules it",
         "needs ~13 ms); idle in a sandbox it holds ~4.8 MB private dirty. Outside the agent (runtime",
-        "alone, 10 creates: ~51 ms each): mounts and cgroup set-up take <1 ms, but fork -> the child",
-        "ready in its cgroups and user namespace varies 3-28 ms: moving a task between cgroup v1",
-        "groups waits for an RCU grace period (cgroup_threadgroup_rwsem). cgroup v2 can avoid it",
-        "(CLONE_INTO_CGROUP, favordynmods); on v1 a pre-forked, pre-attached stem would hide it.",
+        "alone: ~41 ms each): mounts and cgroup set-up take <1 ms; moving a process into cgroup v1",
+        "groups waits for an RCU grace period (cgroup_threadgroup_rwsem, 3-28 ms), so sandboxes start",
+        "from stems (runtimes/stems.py): processes forked and attached ahead of time, whose groups a",
+        "create renames. A/B in one session (create -> first `echo`, cold, e2b SDK): 82-86 ms before",
+        "stems, 64-75 ms with them; the same probe on the runtime alone: 60-65 ms -> 41 ms.",
     ]))
 
 

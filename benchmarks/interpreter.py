@@ -48,15 +48,20 @@ for _ in range(runs):
     samples.append(time.perf_counter() - t)
 kc.stop_channels()
 km.shutdown_kernel(now=True)
-print(json.dumps({"start": start, "samples": samples}))
+print()
+print("FLOOR=" + json.dumps({"start": start, "samples": samples}), flush=True)
 """
 
 
 def floor(rootfs: Path, runs: int) -> dict:
     """jupyter_client -> ipykernel with the template's python, chrooted, no sandbox around it."""
-    done = subprocess.run(["chroot", "--userspec=1000:1000", str(rootfs), "env", "HOME=/tmp", "python3", "-c",
+    # a private tmpfs over the template's /tmp (in a mount namespace of its own): the kernel's files
+    # must not land in the template
+    script = 'mount -t tmpfs tmpfs "$1/tmp" && exec chroot --userspec=1000:1000 "$1" env HOME=/tmp python3 -c "$2" "$3"'
+    done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", str(rootfs),
                            FLOOR, str(runs)], capture_output=True, text=True, check=True, cwd="/")
-    return json.loads(done.stdout.splitlines()[-1])
+    line = next(ln for ln in done.stdout.splitlines() if ln.startswith("FLOOR="))  # the kernel shares stdout
+    return json.loads(line[len("FLOOR="):])
 
 
 def main() -> None:
@@ -84,7 +89,7 @@ def main() -> None:
 
             time.sleep(3 if pool else 0)  # the pool's kernels start
             samples = []
-            for _ in range(max(5, runs // 5) if not pool else runs):
+            for _ in range(max(10, runs // 3) if not pool else runs):
                 if pool:
                     time.sleep(1.5)  # a pooled sandbox's kernel takes ~0.6 s to start: let it refill
                 t = time.perf_counter()

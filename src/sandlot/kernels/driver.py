@@ -29,28 +29,24 @@ A context's executions run one at a time, in order. A kernel that dies (os._exit
 OOM killer) fails its execution with a KernelDied error and is started afresh on next use.
 """
 
-import asyncio
-import json
 import os
-import secrets
-import shutil
-import signal
 import sys
-import tempfile
-import time
-import uuid
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-STARTUP = os.path.join(HERE, "startup.py")
-HOME = os.path.expanduser("~")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import spawn  # noqa: E402 - light: it starts the default kernel before the heavy imports below
+
+EARLY = spawn.early_default() if __name__ == "__main__" else None
+
+import asyncio  # noqa: E402
+import json  # noqa: E402
+import secrets  # noqa: E402
+import shutil  # noqa: E402
+import signal  # noqa: E402
+import time  # noqa: E402
+
+from spawn import HERE, HOME, KERNELS  # noqa: E402
+
 ALIASES = {"": "python", "py": "python", "python3": "python", "ipython": "python", "sh": "bash"}
-KERNELS = {
-    # language -> (module run with python3 -m, extra argv). The history database is kept in
-    # memory: nothing to write at start, nothing left in the sandbox's home.
-    "python": ("ipykernel_launcher", ["--HistoryManager.hist_file=:memory:",
-                                      "--IPKernelApp.exec_files=" + STARTUP]),
-    "bash": ("bash_kernel", []),
-}
 NODE_LANGUAGES = ("javascript", "typescript")  # kernels/javascript.js on the template's node
 NODE_RUNNER = os.path.join(HERE, "javascript.js")
 MIME = {
@@ -151,15 +147,40 @@ class KernelLink:
                 sock.close(linger=0)
 
 
+class Child:
+    """A kernel process (subprocess.Popen) that the event loop can wait for."""
+
+    def __init__(self, popen):
+        self.popen, self.pid = popen, popen.pid
+
+    @property
+    def returncode(self):
+        return self.popen.poll()
+
+    async def wait(self):
+        if self.popen.poll() is None:  # not reaped: its pid cannot be reused while we watch it
+            loop = asyncio.get_running_loop()
+            fd = os.pidfd_open(self.pid)
+            exited = loop.create_future()
+            loop.add_reader(fd, lambda: exited.done() or exited.set_result(None))
+            try:
+                await exited
+            finally:
+                loop.remove_reader(fd)
+                os.close(fd)
+        return self.popen.wait()
+
+
 class Context:
     def __init__(self, driver, language, cwd, envs, variables):
         self.driver = driver
-        self.id = uuid.uuid4().hex
+        self.id = secrets.token_hex(16)
         self.language, self.cwd, self.envs, self.variables = language, cwd, envs, variables
         self.lock = asyncio.Lock()
         self.proc = self.client = None
         self.started = None  # a future: the kernel is up (or failed to come up)
         self.iopub_seen = None  # while starting: set by the kernel's next iopub message
+        self.files = []  # the kernel's connection file and ipc sockets
         self.current = None  # the Execution running now
         self.stopped_by = None  # "restarted" / "removed" while a restart or remove stops the kernel
 
@@ -178,23 +199,16 @@ class Context:
 
     async def _start(self):
         await self.stop()
-        module, extra = KERNELS[self.language]
-        conn = os.path.join(self.driver.run_dir, "k-%s.json" % self.id)
-        info = {"transport": "ipc", "ip": os.path.join(self.driver.run_dir, "k-" + self.id[:12]),
-                "shell_port": 1, "iopub_port": 2, "stdin_port": 3, "control_port": 4, "hb_port": 5,
-                "key": secrets.token_hex(16), "signature_scheme": "hmac-sha256", "kernel_name": self.language}
-        with open(conn, "w") as f:
-            json.dump(info, f)
-        env = dict(os.environ, **self.envs)
-        env.update(JPY_PARENT_PID=str(os.getpid()), PYDEVD_DISABLE_FILE_VALIDATION="1")
-        try:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", module, "-f", conn, *extra, cwd=self.cwd, env=env,
-                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-                start_new_session=True)
-        except OSError as e:
-            raise Failure("invalid_argument", "cannot start the %s kernel in %s: %s" % (self.language, self.cwd, e))
-        _raise_oom_score(self.proc.pid)
+        started = self.driver.take_early(self)
+        if started is None:
+            try:
+                started = spawn.spawn_kernel(self.driver.run_dir, secrets.token_hex(16), self.language, self.cwd,
+                                             self.envs)
+            except OSError as e:
+                raise Failure("invalid_argument", "cannot start the %s kernel in %s: %s" % (self.language, self.cwd, e))
+        popen, info, conn = started
+        self.proc = Child(popen)
+        self.files = [conn, *("%s-%d" % (info["ip"], port) for port in range(1, 6))]
         # imported once the kernel is on its way: the imports overlap its start
         self.client = KernelLink(info, self.driver.on_shell, self._on_iopub)
         ready = asyncio.ensure_future(self._wait_ready())
@@ -249,9 +263,10 @@ class Context:
                 pass
             await self.proc.wait()
         self.proc = None
-        for suffix in ("json",):
+        files, self.files = self.files, []
+        for path in files:  # a killed kernel leaves its ipc sockets behind
             try:
-                os.unlink(os.path.join(self.driver.run_dir, "k-%s.%s" % (self.id, suffix)))
+                os.unlink(path)
             except FileNotFoundError:
                 pass
 
@@ -354,7 +369,7 @@ class NodeContext(Context):
                 stdout=asyncio.subprocess.PIPE, start_new_session=True, limit=1 << 26)
         except OSError as e:
             raise Failure("invalid_argument", "cannot start node in %s: %s" % (self.cwd, e))
-        _raise_oom_score(self.proc.pid)
+        spawn.raise_oom_score(self.proc.pid)
         ready = self.driver.loop.create_future()
         self.reader = asyncio.ensure_future(self._read(ready))
         try:
@@ -520,18 +535,8 @@ def _now():
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def _raise_oom_score(pid):
-    """Make a kernel the OOM killer's first choice in the sandbox: a memory bomb takes its kernel,
-    not the driver or the agent. Raising the score needs no privilege."""
-    try:
-        with open("/proc/%d/oom_score_adj" % pid, "w") as f:
-            f.write("800")
-    except OSError:
-        pass
-
-
 class Driver:
-    def __init__(self, max_output):
+    def __init__(self, max_output, early):
         self.loop = asyncio.get_running_loop()
         self.max_output = max_output
         self.contexts = {}  # id -> Context, in creation order
@@ -539,9 +544,16 @@ class Driver:
         self.executions = {}  # kernel msg_id -> Execution
         self.by_rid = {}  # request id -> Execution
         self.replies = {}  # kernel msg_id -> future of its shell reply
-        self.run_dir = tempfile.mkdtemp(prefix=".sandlot-kernels-")
+        self.run_dir, self.early = early
         self.out = sys.stdout.buffer
         sys.stdout = sys.stderr  # nothing but protocol lines may reach the control plane
+
+    def take_early(self, ctx):
+        """The kernel started before the loop (spawn.early_default), for the default python context."""
+        if self.early is None or ctx.language != "python" or ctx.cwd != HOME or ctx.envs:
+            return None
+        early, self.early = self.early, None
+        return early
 
     def send(self, obj):
         self.out.write(json.dumps(obj, separators=(",", ":"), default=str).encode() + b"\n")
@@ -668,7 +680,7 @@ def _strings(value):
 
 async def main():
     max_output = int(sys.argv[sys.argv.index("--max-output") + 1]) if "--max-output" in sys.argv else 1 << 24
-    driver = Driver(max_output)
+    driver = Driver(max_output, EARLY or spawn.early_default())
     try:
         default = driver.context_for({"language": "python"})
         await default.ensure_started()
@@ -698,10 +710,7 @@ async def main():
     finally:
         for ctx in list(driver.contexts.values()):
             await ctx.stop()
-        try:
-            os.rmdir(driver.run_dir)
-        except OSError:
-            pass
+        shutil.rmtree(driver.run_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":
