@@ -126,11 +126,13 @@ _rpc_client: pyqwest.Client | None = None
 
 
 def _rpc_http() -> pyqwest.Client:
-    """One pyqwest pool per process; it is not bound to an event loop, so sync and async share it."""
+    """One pyqwest pool per process; it is not bound to an event loop, so sync and async share it.
+    pyqwest trusts no CA unless told: the system's, as httpx does for the other requests."""
     global _rpc_client
     with _rpc_lock:
         if _rpc_client is None:
-            _rpc_client = pyqwest.Client(_PlainErrorTransport(pyqwest.HTTPTransport(follow_redirects=False)))
+            _rpc_client = pyqwest.Client(_PlainErrorTransport(pyqwest.HTTPTransport(
+                follow_redirects=False, tls_include_system_certs=True)))
         return _rpc_client
 
 
