@@ -52,6 +52,9 @@ class Server:
                 self.proc.wait()
 
 
+TEMPLATES = ("base", "code-interpreter")
+
+
 def server_cmd() -> list[str]:
     cmd = os.environ.get("SANDLOT_SERVER_CMD")
     if cmd:
@@ -66,6 +69,7 @@ def start_server(home: Path, port: int | None = None, pool_size: int = 2, extra_
     if not templates.exists():
         TEMPLATE_CACHE.mkdir(parents=True, exist_ok=True)
         templates.symlink_to(TEMPLATE_CACHE)
+    build_templates(home)
     log = home / "server.log"
     env = {**os.environ, "SANDLOT_API_KEY": API_KEY, "SANDLOT_HOME": str(home), **(extra_env or {})}
     proc = subprocess.Popen(
@@ -73,6 +77,20 @@ def start_server(home: Path, port: int | None = None, pool_size: int = 2, extra_
         env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
     return wait_until_serving(Server(f"http://127.0.0.1:{port}", API_KEY, home, proc, log), port,
                               timeout=600)  # the first run builds the base template
+
+
+_templates_built = False
+
+
+def build_templates(home: Path) -> None:
+    """Build (once per test session) the templates the suites use, before a server needs them: a
+    first build takes minutes, longer than the SDKs wait for a create. Only root can build them."""
+    global _templates_built
+    if _templates_built or os.geteuid() != 0:
+        return
+    for name in TEMPLATES:
+        subprocess.run([*server_cmd(), "template", "build", name, "--home", str(home)], check=True, timeout=1800)
+    _templates_built = True
 
 
 def wait_until_serving(server: Server, port: int, timeout: float) -> Server:
