@@ -57,6 +57,15 @@ def test_host_processes_are_invisible(make_sandbox):
     assert not re.search(r"/run/sandlot/[0-9a-f]{12}|/sandboxes/", out), out
 
 
+def test_no_server_environment_reaches_the_sandbox(make_sandbox, server):
+    # bwrap is pid 1 inside and root there may read its environ: the server's must not be in it
+    sbx = make_sandbox()
+    code, out = run(sbx, "for f in /proc/[0-9]*/environ; do echo \"== $f\"; tr '\\0' '\\n' < $f; done",
+                    user="root")
+    assert "== /proc/1/environ" in out, out
+    assert server.api_key not in out and "SANDLOT_" not in out, out
+
+
 def test_control_plane_port_is_unreachable(make_sandbox, server):
     sbx = make_sandbox()
     port = server.url.rsplit(":", 1)[1]

@@ -82,6 +82,14 @@ def test_commands_and_files_as_user(make_sandbox):
     assert sbx.commands.run("echo t > /tmp/t && cat /tmp/t").stdout == "t\n"
 
 
+def test_no_server_environment_reaches_the_sandbox(rl_server, make_sandbox):
+    # here every process inside, bwrap's included, runs as `user`, who may read their environ
+    sbx = make_sandbox()
+    out = sbx.commands.run("for f in /proc/[0-9]*/environ; do echo \"== $f\"; tr '\\0' '\\n' < $f; done").stdout
+    assert "== /proc/1/environ" in out, out
+    assert rl_server.api_key not in out and "SANDLOT_" not in out, out
+
+
 def test_root_filesystem_is_read_only(make_sandbox):
     sbx = make_sandbox()
     for path in ("/usr/x", "/etc/x", "/x", "/opt/x", "/run/x", "/dev/x"):

@@ -43,7 +43,7 @@ from .common import (
     tree_usage,
     wait_for_agent,
 )
-from .policy import SANDBOX_ROOT_CAPS, SandboxSpec
+from .policy import BWRAP_ENV, SANDBOX_ROOT_CAPS, SandboxSpec
 from .stems import Stems, discard, hand_over
 
 log = logging.getLogger("sandlot.runtime")
@@ -88,7 +88,7 @@ def become_sandbox(base: int, log_fd: int, seccomp_fd: int, ready_w: int, go_r: 
         os._exit(1)
     os.close(4)
     os.close(5)
-    os.execv(bwrap, command)
+    os.execve(bwrap, command, BWRAP_ENV)
 
 
 class NamespaceRuntime:

@@ -41,6 +41,11 @@ DENIED_SYSCALLS: tuple[str, ...] = (
     "syslog", "personality", "uselib", "ustat", "sysfs", "_sysctl",
 )
 
+# The environment bwrap itself runs with: none. bwrap is pid 1 inside, and root there can read
+# /proc/1/environ (in the rootless tier, `user` can): the server's (its API key, state dir) must
+# never reach it. What sandbox processes see is set with --setenv after --clearenv.
+BWRAP_ENV: dict[str, str] = {}
+
 MiB = 1024 * 1024
 
 

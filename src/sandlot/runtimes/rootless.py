@@ -45,7 +45,7 @@ from .common import (
     tree_usage,
     wait_for_agent,
 )
-from .policy import Limits, MiB, SandboxSpec
+from .policy import BWRAP_ENV, Limits, MiB, SandboxSpec
 
 SANDBOX_UID = 1000  # `user` in every template; inside the sandbox it is the server's own uid
 SOCKET_PATH_MAX = 107  # sun_path holds 108 bytes with the terminating NUL
@@ -148,7 +148,7 @@ class RootlessRuntime:
             try:
                 with open(d / "sandbox.log", "ab") as log:
                     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                            pass_fds=child_fds, start_new_session=True)
+                                            pass_fds=child_fds, start_new_session=True, env=BWRAP_ENV)
             finally:
                 for fd in child_fds:
                     os.close(fd)
