@@ -9,6 +9,7 @@ import hashlib
 import time
 import types
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from datetime import datetime
 from urllib.parse import quote, urlencode
 
 from .. import _exceptions as E
@@ -158,9 +159,13 @@ class AsyncSandbox:
         return SandboxInfo.from_json(response.json())
 
     @_instance_or_id
-    async def get_metrics(self) -> list[SandboxMetrics]:
-        """Current CPU, memory and disk usage."""
-        response = await self._transport.api("GET", self._path("/metrics"))
+    async def get_metrics(self, start: datetime | float | None = None,
+                          end: datetime | float | None = None) -> list[SandboxMetrics]:
+        """CPU, memory and disk usage, oldest first: the server samples every 5 s (an hour is
+        kept) and adds a reading taken now; `start`/`end` (datetime or unix seconds) narrow it."""
+        params = {name: value.timestamp() if isinstance(value, datetime) else value
+                  for name, value in (("start", start), ("end", end)) if value is not None}
+        response = await self._transport.api("GET", self._path("/metrics"), params=params)
         return [SandboxMetrics.from_json(d) for d in response.json()]
 
     @_instance_or_id

@@ -45,12 +45,9 @@ from .common import (
 )
 from .policy import BWRAP_ENV, SANDBOX_ROOT_CAPS, SandboxSpec
 from .stems import Stems, discard, hand_over
+from .uids import UID_RANGE, UidRanges, uid_base
 
 log = logging.getLogger("sandlot.runtime")
-
-UID_FIRST = 1_000_000  # host uids from here on belong to sandboxes, 65536 per sandbox
-UID_RANGE = 65536
-MAX_SLOTS = 4096
 
 
 def mount_root(home: Path) -> Path:
@@ -110,12 +107,12 @@ class NamespaceRuntime:
         # with cgroups, sandbox processes are forked (and attached) ahead of time
         self.stems = Stems(self.cgroup_version, self.cgroup_group, self._reap_in_background) \
             if self.cgroup_version else None
-        self._lock = threading.Lock()
-        self._slots: dict[int, str] = {}
-        for sid in self.leftovers():
-            state = self._read_state(sid)
-            if state:
-                self._slots[state["slot"]] = sid
+        self.uids = UidRanges(self.mnt)
+        # claims of sandboxes that never got a state dir (a crash mid-create) are stale; the
+        # others stay until the service adopts or kills their sandbox
+        known = self.leftovers()
+        for sid in set(self.uids.mine().values()) - known:
+            self.uids.release(sid)
 
     # ---- bookkeeping -------------------------------------------------------------------------
 
@@ -130,20 +127,6 @@ class NamespaceRuntime:
             return json.loads((self._dir(sandbox_id) / "state.json").read_text())
         except (OSError, ValueError):
             return None
-
-    def _take_slot(self, sandbox_id: str) -> int:
-        with self._lock:
-            for slot in range(MAX_SLOTS):
-                if slot not in self._slots:
-                    self._slots[slot] = sandbox_id
-                    return slot
-        raise E.ResourceExhausted(f"all {MAX_SLOTS} sandbox uid ranges are in use")
-
-    def _free_slot(self, sandbox_id: str) -> None:
-        with self._lock:
-            for slot, sid in list(self._slots.items()):
-                if sid == sandbox_id:
-                    del self._slots[slot]
 
     def degradations(self) -> list[str]:
         found = []
@@ -171,8 +154,8 @@ class NamespaceRuntime:
             raise E.RuntimeFailure("the namespace runtime needs root on this host")
         sid = spec.sandbox_id
         d = self._dir(sid)
-        slot = self._take_slot(sid)
-        base = UID_FIRST + slot * UID_RANGE
+        slot = self.uids.claim(sid)
+        base = uid_base(slot)
         try:
             return self._create(spec, template, d, slot, base)
         except BaseException:
@@ -300,8 +283,9 @@ class NamespaceRuntime:
         sock = self._mnt(sandbox_id) / "agent.sock"
         if not agent_answers(sock):
             return None
-        with self._lock:
-            self._slots[state["slot"]] = sandbox_id
+        if not self.uids.reclaim(state["slot"], sandbox_id):
+            log.error("sandbox %s: its uid range is now another server's; not adopting it", sandbox_id)
+            return None
         return RuntimeSandbox(sandbox_id, sock, pid, state["started_ticks"])
 
     def _cgroup(self, sandbox_id: str) -> SandboxCgroup | None:
@@ -351,4 +335,4 @@ class NamespaceRuntime:
                 shutil.rmtree(path, ignore_errors=True)
         if cg is not None:
             cg.remove()
-        self._free_slot(sandbox_id)
+        self.uids.release(sandbox_id)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from datetime import datetime, timezone
 from urllib.parse import parse_qsl, unquote
 
@@ -163,13 +162,21 @@ async def resume(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    m = _service(request).metrics(request.path_params["sandbox_id"])
-    now = time.time()
+    """Samples in [start, end] (unix seconds, both optional), oldest first."""
+    bounds = []
+    for name in ("start", "end"):
+        value = request.query_params.get(name)
+        try:
+            bounds.append(float(value) if value not in (None, "") else None)
+        except ValueError:
+            raise E.InvalidArgument(f"{name} must be a unix time in seconds, got {value!r}") from None
+    samples = _service(request).metrics(request.path_params["sandbox_id"], *bounds)
     return JSONResponse([{
-        "timestamp": rfc3339(now), "timestampUnix": int(now), "cpuCount": max(1, round(m["cpu_count"])),
-        "cpuUsedPct": m["cpu_used_pct"], "memUsed": m["mem_used"], "memTotal": m["mem_total"],
-        "memCache": m["mem_cache"], "diskUsed": m["disk_used"], "diskTotal": m["disk_total"],
-    }])
+        "timestamp": rfc3339(m["timestamp"]), "timestampUnix": int(m["timestamp"]),
+        "cpuCount": max(1, round(m["cpu_count"])), "cpuUsedPct": m["cpu_used_pct"], "memUsed": m["mem_used"],
+        "memTotal": m["mem_total"], "memCache": m["mem_cache"], "diskUsed": m["disk_used"],
+        "diskTotal": m["disk_total"],
+    } for m in samples])
 
 
 def _packages(request: Request) -> PackageManager:

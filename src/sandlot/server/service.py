@@ -12,6 +12,7 @@ import logging
 import secrets
 import string
 import time
+from collections import deque
 from dataclasses import asdict, dataclass, field
 
 from .. import _exceptions as E
@@ -27,6 +28,8 @@ log = logging.getLogger("sandlot.service")
 
 ENVD_VERSION = "0.6.4"  # the envd feature level we implement (see e2b-protocol.md §3.4)
 REAP_INTERVAL = 0.2
+METRICS_INTERVAL = 5.0  # E2B's sampling period
+METRICS_KEPT = 720  # an hour of samples per sandbox
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 
 
@@ -45,7 +48,7 @@ class LiveSandbox:
     closed: asyncio.Event = field(default_factory=asyncio.Event)
     default_user: str = "user"
     kernels: KernelSession | None = None  # code contexts, if the template has kernels
-    last_cpu: tuple[float, int] | None = None  # (monotonic time, cpu ns) for cpu% between readings
+    samples: deque = field(default_factory=lambda: deque(maxlen=METRICS_KEPT))  # see _sample
 
     @property
     def id(self) -> str:
@@ -90,6 +93,7 @@ class SandboxService:
         self._pools: dict[str, list[Pooled]] = {}
         self._pool_refill: dict[str, asyncio.Task] = {}
         self._reaper: asyncio.Task | None = None
+        self._sampler: asyncio.Task | None = None
         self._closing = False
 
     # ---- start and stop ----------------------------------------------------------------------
@@ -99,6 +103,7 @@ class SandboxService:
             log.warning("DEGRADED ISOLATION: %s", warning)
         await asyncio.to_thread(self._adopt_all)
         self._reaper = asyncio.create_task(self._reap_loop(), name="sandlot-reaper")
+        self._sampler = asyncio.create_task(self._sample_loop(), name="sandlot-metrics")
         for name in self.config.pool_templates:
             if self.config.pool_size > 0:
                 self._schedule_refill(name)
@@ -126,8 +131,9 @@ class SandboxService:
 
     async def shutdown(self) -> None:
         self._closing = True
-        if self._reaper:
-            self._reaper.cancel()
+        for task in (self._reaper, self._sampler):
+            if task:
+                task.cancel()
         # A refill may be inside runtime.create (a thread): let it finish and kill what it made,
         # rather than cancel the await and leak the sandbox the thread still creates.
         await asyncio.gather(*self._pool_refill.values(), return_exceptions=True)
@@ -293,23 +299,45 @@ class SandboxService:
         self.store.update(sandbox_id, state="running", end_at=live.record.end_at)
         return live
 
-    def metrics(self, sandbox_id: str) -> dict:
+    def metrics(self, sandbox_id: str, start: float | None = None, end: float | None = None) -> list[dict]:
+        """Samples taken every METRICS_INTERVAL s within [start, end] (unix s), and one taken now if
+        `end` is not in the past."""
         live = self._known(sandbox_id)
-        usage = self.runtime.usage(sandbox_id)
-        now = time.monotonic()
+        if start is not None and end is not None and start > end:
+            raise E.InvalidArgument("start must not be after end")
+        found = [m for m in live.samples if (start is None or m["timestamp"] >= start)
+                 and (end is None or m["timestamp"] <= end)]
+        now = time.time()
+        if (end is None or end >= now) and (start is None or start <= now):
+            found.append(self._sample(live, now))
+        return found
+
+    def _sample(self, live: LiveSandbox, now: float) -> dict:
+        """One reading; cpu is the share used since the previous sample (or since the start)."""
+        usage = self.runtime.usage(live.id)
         limits = Limits(**live.record.limits)
-        cpu_pct = 0.0
-        if live.last_cpu is not None and now > live.last_cpu[0]:
-            dt_ns = (now - live.last_cpu[0]) * 1e9
-            cpu_pct = max(0.0, (usage.cpu_usage_ns - live.last_cpu[1]) / dt_ns / limits.cpu_count * 100)
-        live.last_cpu = (now, usage.cpu_usage_ns)
-        disk_used = self.runtime.disk_used(sandbox_id)
+        before = live.samples[-1] if live.samples else {"timestamp": live.record.started_at, "cpu_ns": 0}
+        elapsed_ns = max(now - before["timestamp"], 1e-3) * 1e9
+        cpu_pct = max(0.0, (usage.cpu_usage_ns - before["cpu_ns"]) / elapsed_ns / limits.cpu_count * 100)
         return {
+            "timestamp": now, "cpu_ns": usage.cpu_usage_ns,
             "cpu_count": limits.cpu_count, "cpu_used_pct": round(min(cpu_pct, 100.0), 2),
             "mem_used": usage.memory_bytes, "mem_total": limits.memory_mb * 1024 * 1024,
-            "mem_cache": usage.memory_cache_bytes, "disk_used": disk_used,
+            "mem_cache": usage.memory_cache_bytes, "disk_used": self.runtime.disk_used(live.id),
             "disk_total": limits.disk_mb * 1024 * 1024,
         }
+
+    async def _sample_loop(self) -> None:
+        def sample_all() -> None:
+            for live in list(self.live.values()):
+                try:
+                    live.samples.append(self._sample(live, time.time()))
+                except Exception as e:  # gone meanwhile: the reaper deals with it
+                    log.debug("no metrics for sandbox %s: %s", live.id, e)
+
+        while True:
+            await asyncio.sleep(METRICS_INTERVAL)
+            await asyncio.to_thread(sample_all)
 
     # ---- the reaper --------------------------------------------------------------------------
 
@@ -317,19 +345,24 @@ class SandboxService:
         while True:
             await asyncio.sleep(REAP_INTERVAL)
             now = time.time()
-            for live in list(self.live.values()):  # paused sandboxes keep until killed or resumed
-                try:
-                    if live.record.end_at <= now:
-                        if live.record.auto_pause:
-                            await self.pause(live.id)
-                        else:
-                            await self.kill(live.id, reason="timeout")
-                    elif not self.runtime.alive(live.rt):
-                        await self.kill(live.id, reason="sandbox exited")
-                except E.NotFound:
-                    pass
-                except Exception:
-                    log.exception("reaper failed on sandbox %s", live.id)
+            # paused sandboxes keep until killed or resumed; many due at once end together, so
+            # the last of them is not late by the sum of the others' kills
+            due = [live for live in list(self.live.values())
+                   if live.record.end_at <= now or not self.runtime.alive(live.rt)]
+            await asyncio.gather(*(self._reap(live, now) for live in due))
+
+    async def _reap(self, live: LiveSandbox, now: float) -> None:
+        try:
+            if live.record.end_at > now:
+                await self.kill(live.id, reason="sandbox exited")
+            elif live.record.auto_pause:
+                await self.pause(live.id)
+            else:
+                await self.kill(live.id, reason="timeout")
+        except E.NotFound:
+            pass
+        except Exception:
+            log.exception("reaper failed on sandbox %s", live.id)
 
 
 

@@ -1,0 +1,94 @@
+"""Host uid ranges for sandboxes: one per sandbox, never shared, even between servers on one host.
+
+Slot N is host uids UID_FIRST + N * UID_RANGE onwards, mapped onto 0..65535 inside the sandbox. A
+slot is held by a claim file /run/sandlot/uids/N ("<server> <sandbox id>") made under a host-wide
+lock, so two servers (two state dirs) never hand out the same range. A claim whose server
+directory (/run/sandlot/<server>) is gone is stale and may be taken; /run empties at boot.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+from .. import _exceptions as E
+
+UID_FIRST = 1_000_000  # host uids from here on belong to sandboxes, 65536 per sandbox
+UID_RANGE = 65536
+MAX_SLOTS = 4096
+CLAIMS = Path("/run/sandlot/uids")
+
+
+def uid_base(slot: int) -> int:
+    return UID_FIRST + slot * UID_RANGE
+
+
+class UidRanges:
+    """The claims of one server, named by its directory under /run/sandlot."""
+
+    def __init__(self, server_dir: Path, claims: Path = CLAIMS):
+        self.server_dir = server_dir
+        self.owner = server_dir.name
+        self.claims = claims
+        claims.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    @contextmanager
+    def _locked(self):
+        fd = os.open(self.claims / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _read(self) -> dict[int, tuple[str, str]]:
+        found = {}
+        for entry in os.scandir(self.claims):
+            if entry.name.isdigit():
+                try:
+                    owner, sid = Path(entry.path).read_text().split()
+                except (OSError, ValueError):
+                    owner, sid = "", ""  # half-written: only under the lock, by a crashed claimer
+                found[int(entry.name)] = (owner, sid)
+        return found
+
+    def _write(self, slot: int, sandbox_id: str) -> None:
+        path = self.claims / str(slot)
+        tmp = self.claims / f".{slot}.tmp"
+        tmp.write_text(f"{self.owner} {sandbox_id}\n")
+        os.replace(tmp, path)
+
+    def _stale(self, owner: str) -> bool:
+        return owner != self.owner and not (self.server_dir.parent / owner).is_dir()
+
+    def claim(self, sandbox_id: str) -> int:
+        """A free slot, now held for `sandbox_id`."""
+        with self._locked():
+            taken = {slot for slot, (owner, _) in self._read().items() if not self._stale(owner)}
+            for slot in range(MAX_SLOTS):
+                if slot not in taken:
+                    self._write(slot, sandbox_id)
+                    return slot
+        raise E.ResourceExhausted(f"all {MAX_SLOTS} sandbox uid ranges on this host are in use")
+
+    def reclaim(self, slot: int, sandbox_id: str) -> bool:
+        """Hold `slot` for an adopted sandbox again; False if another server's sandbox holds it."""
+        with self._locked():
+            owner, sid = self._read().get(slot, (self.owner, sandbox_id))
+            if (owner, sid) != (self.owner, sandbox_id) and not self._stale(owner):
+                return False
+            self._write(slot, sandbox_id)
+            return True
+
+    def release(self, sandbox_id: str) -> None:
+        with self._locked():
+            for slot, claim in self._read().items():
+                if claim == (self.owner, sandbox_id):
+                    (self.claims / str(slot)).unlink(missing_ok=True)
+
+    def mine(self) -> dict[int, str]:
+        """This server's claims: slot -> sandbox id."""
+        with self._locked():
+            return {slot: sid for slot, (owner, sid) in self._read().items() if owner == self.owner}

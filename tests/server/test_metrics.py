@@ -1,0 +1,50 @@
+"""Sandbox metrics: sampled every 5 s and kept, plus a reading taken at request time; time ranges;
+cpu usage that reflects real work (e2b SDK and REST)."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+
+import httpx
+import pytest
+from e2b import Sandbox
+
+
+@pytest.fixture
+def api(server):
+    with httpx.Client(base_url=server.url, headers={"X-API-KEY": server.api_key}, timeout=60) as client:
+        yield client
+
+
+@pytest.fixture
+def sbx(e2b_env):
+    sandbox = Sandbox.create(timeout=120)
+    yield sandbox
+    sandbox.kill()
+
+
+def test_cpu_use_shows_and_samples_accumulate(sbx):
+    sbx.commands.run("timeout 1.5 sh -c 'while :; do :; done'; true")
+    first = sbx.get_metrics()
+    assert first[-1].cpu_used_pct > 25, first  # 1.5 s of a busy core in a sandbox ~2 s old
+    time.sleep(5.5)  # at least one 5 s sample is now on record besides the fresh reading
+    later = sbx.get_metrics()
+    assert len(later) >= 2
+    stamps = [m.timestamp for m in later]
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+    # a range in the past holds only recorded samples; one in the future holds nothing
+    now = datetime.now(timezone.utc)
+    past = sbx.get_metrics(start=now - timedelta(minutes=5), end=now - timedelta(seconds=1))
+    assert past and all(m.timestamp <= now for m in past)
+    assert len(past) == len(later) - 1
+    assert sbx.get_metrics(start=now + timedelta(minutes=5)) == []
+
+
+def test_bad_ranges_are_clear_errors(sbx, api):
+    path = f"/sandboxes/{sbx.sandbox_id}/metrics"
+    r = api.get(path, params={"start": "yesterday"})
+    assert r.status_code == 400 and "start" in r.json()["message"]
+    r = api.get(path, params={"start": 2000, "end": 1000})
+    assert r.status_code == 400 and "start" in r.json()["message"]
+    assert api.get(path, params={"start": 0, "end": int(time.time()) + 60}).status_code == 200
