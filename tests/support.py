@@ -63,13 +63,15 @@ def server_cmd() -> list[str]:
 
 
 def start_server(home: Path, port: int | None = None, pool_size: int = 2, extra_env=None) -> Server:
+    """A server on `home`, whose templates are the shared cache unless `home/templates` exists."""
     port = port or free_port()
     home.mkdir(parents=True, exist_ok=True)
     templates = home / "templates"
     if not templates.exists():
         TEMPLATE_CACHE.mkdir(parents=True, exist_ok=True)
         templates.symlink_to(TEMPLATE_CACHE)
-    build_templates(home)
+    if templates.is_symlink():
+        build_templates(home)
     log = home / "server.log"
     env = {**os.environ, "SANDLOT_API_KEY": API_KEY, "SANDLOT_HOME": str(home), **(extra_env or {})}
     proc = subprocess.Popen(
@@ -89,7 +91,8 @@ def build_templates(home: Path) -> None:
     if _templates_built or os.geteuid() != 0:
         return
     for name in TEMPLATES:
-        subprocess.run([*server_cmd(), "template", "build", name, "--home", str(home)], check=True, timeout=1800)
+        subprocess.run([*server_cmd(), "template", "build", name, "--if-stale", "--home", str(home)],
+                       check=True, timeout=1800)
     _templates_built = True
 
 

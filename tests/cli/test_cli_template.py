@@ -25,8 +25,14 @@ def test_build_then_list(tmp_path):
     listed = runner.invoke(app, ["template", "list", "--home", str(tmp_path)])
     host = next(line for line in listed.stdout.splitlines() if line.strip().startswith("host"))
     assert "built" in host and "not built" not in host
-    again = runner.invoke(app, ["template", "build", "host", "--force", "--home", str(tmp_path)])
+    rootfs = tmp_path / "templates" / "host" / "rootfs"
+    first = rootfs.stat().st_ino
+    kept = runner.invoke(app, ["template", "build", "host", "--if-stale", "--home", str(tmp_path)])
+    assert kept.exit_code == 0, kept.output
+    assert rootfs.stat().st_ino == first  # up to date: left as it was
+    again = runner.invoke(app, ["template", "build", "host", "--home", str(tmp_path)])
     assert again.exit_code == 0, again.output
+    assert rootfs.stat().st_ino != first  # an explicit build rebuilds
 
 
 def test_unknown_template(tmp_path):

@@ -25,6 +25,8 @@ def serve(
     import uvicorn
 
     from ..server.app import build_app, ensure_first_key
+    from ..templates import TemplateStore
+    from ..templates.progress import build_in_view
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = Config(host=host, port=port)
@@ -33,6 +35,7 @@ def serve(
     config.kill_on_shutdown = not keep_sandboxes
     if pool_size is not None:
         config.pool_size = pool_size
+    build_in_view(TemplateStore(config.home), config.default_template, console)
     app = build_app(config)
     if key := ensure_first_key(app.state.store, config):
         console.print(f"[bold green]Created the first API key[/] (shown once, store it now):\n  {key}")

@@ -28,13 +28,14 @@ def _store(home: Path | None) -> TemplateStore:
 
 @app.command()
 def build(name: str = typer.Argument(..., help="Template name (see `sandlot template list`)."),
-          force: bool = typer.Option(False, "--force", help="Rebuild even if it is up to date."),
+          if_stale: bool = typer.Option(False, "--if-stale",
+                                        help="Only build it if it is missing or its recipe changed."),
           home: Path = HomeOpt) -> None:
-    """Build a template (skipped when it is up to date, unless --force)."""
+    """(Re)build a template; running sandboxes keep the version they started from."""
     store = _store(home)
     try:
         with progress_bar(f"template {name}", console=errors) as progress:
-            template = store.build(name, progress=progress, force=force)
+            template = store.build(name, progress=progress, force=not if_stale)
     except SandlotError as e:
         errors.print(f"[red]error:[/] {e.message}")
         raise typer.Exit(1) from None

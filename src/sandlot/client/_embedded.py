@@ -97,6 +97,11 @@ def embedded_server() -> EmbeddedServer:
         if _server is not None and _server.proc.poll() is None:
             return _server
         home = _private_home()
+        # a first use on this machine builds `base` here, in view, not hidden in the server's log
+        from ..templates import TemplateStore
+        from ..templates.progress import build_in_view
+
+        build_in_view(TemplateStore(home), "base")
         port, key = _free_port(), "sl_" + secrets.token_hex(20)
         log = home / "server.log"
         env = {**os.environ, "SANDLOT_API_KEY": key, "SANDLOT_HOME": str(home)}

@@ -46,7 +46,7 @@ class LimitsIn(_Body):
 
 
 class CreateIn(_Body):
-    templateID: str = "base"
+    templateID: str | None = None  # the server's default template
     timeout: int | None = None
     metadata: dict[str, str] | None = None
     envVars: dict[str, str] | None = None
@@ -116,7 +116,7 @@ async def create(request: Request) -> Response:
     svc = _service(request)
     limits = Limits(**body.limits.model_dump()) if body.limits else Limits()
     req = CreateRequest(
-        template=TEMPLATE_ALIASES.get(body.templateID, body.templateID),
+        template=TEMPLATE_ALIASES.get(body.templateID, body.templateID or svc.config.default_template),
         timeout=body.timeout if body.timeout is not None else svc.config.default_timeout,
         metadata=body.metadata or {}, envs=body.envVars or {}, limits=limits,
         auto_pause=body.autoPause, secure=body.secure)

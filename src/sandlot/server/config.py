@@ -29,7 +29,8 @@ class Config:
     host: str = "127.0.0.1"
     port: int = 3000
     runtime: str = "namespace"
-    default_template: str = "base"
+    # the template of a create that names none; `serve` builds it (in view) before it listens
+    default_template: str = field(default_factory=lambda: os.environ.get("SANDLOT_DEFAULT_TEMPLATE", "base"))
     default_timeout: int = 300
     max_timeout: int = 24 * 3600
     pool_size: int = field(default_factory=lambda: int(os.environ.get("SANDLOT_POOL_SIZE", "2")))

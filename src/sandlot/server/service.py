@@ -19,6 +19,7 @@ from .. import _exceptions as E
 from ..agent.client import AgentClient
 from ..runtimes.base import Runtime, RuntimeSandbox
 from ..runtimes.policy import Limits, SandboxSpec
+from ..templates import logged_progress
 from ..templates.spec import Template
 from .config import Config
 from .kernels import KernelSession
@@ -151,7 +152,7 @@ class SandboxService:
     async def create(self, req: CreateRequest) -> LiveSandbox:
         self._check_timeout(req.timeout, minimum=1)
         req.limits.validate()
-        template = await asyncio.to_thread(self.templates.get, req.template)
+        template = await asyncio.to_thread(self.templates.get, req.template, logged_progress(req.template, log))
         pooled = self._claim_pooled(req)
         if pooled is None:
             spec = SandboxSpec(new_sandbox_id(), req.template, req.limits, envs=req.envs)
@@ -198,7 +199,7 @@ class SandboxService:
 
     async def _refill(self, name: str) -> None:
         try:
-            template = await asyncio.to_thread(self.templates.get, name)
+            template = await asyncio.to_thread(self.templates.get, name, logged_progress(name, log))
             pool = self._pools.setdefault(name, [])
             while not self._closing and len(pool) < self.config.pool_size:
                 spec = SandboxSpec(new_sandbox_id(), name)

@@ -1,13 +1,17 @@
-"""A rich progress bar for template builds, for the CLI and the server's first start."""
+"""Progress of template builds: a rich bar for terminals (CLI, first start), log lines for servers."""
 
 from __future__ import annotations
 
+import logging
+import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
+from .._exceptions import SandlotError
 from .spec import Progress as ProgressFn
 
 
@@ -24,3 +28,35 @@ def progress_bar(title: str, console: Console | None = None) -> Iterator[Progres
             bar.update(task, completed=done, total=total, step=message)
 
         yield report
+
+
+def logged_progress(title: str, logger: logging.Logger, every: float = 5.0) -> ProgressFn:
+    """A `progress(done, total, message)` callback for builds a running server starts itself: a log
+    line when the step changes, at most one per `every` seconds within a step."""
+    last = {"message": None, "at": 0.0}
+
+    def report(done: int, total: int, message: str) -> None:
+        now = time.monotonic()
+        if message == last["message"] and now - last["at"] < every:
+            return
+        last.update(message=message, at=now)
+        share = f" {100 * done // total}%" if total else ""
+        logger.info("building template %s:%s %s", title, share, message)
+
+    return report
+
+
+def build_in_view(store, name: str, console: Console | None = None) -> None:
+    """Build `name` now with a bar, if it is missing or stale and this process may build it (root):
+    a first start shows its one slow step instead of spending it silently on the first create."""
+    if os.geteuid() != 0 or store.is_built(name):
+        return
+    console = console or Console(stderr=True)
+    try:
+        if console.is_terminal:
+            with progress_bar(f"template {name} (first use, then cached)", console=console) as progress:
+                store.build(name, progress=progress)
+        else:  # a log file: lines, not a bar
+            store.build(name, progress=logged_progress(name, logging.getLogger("sandlot.templates")))
+    except SandlotError as e:
+        console.print(f"[yellow]warning:[/] template {name} could not be built: {e.message}")
