@@ -17,6 +17,7 @@ _ERRNO_CODES = {
     errno.ENAMETOOLONG: "invalid_argument",
     errno.ENOSPC: "resource_exhausted",
     errno.EDQUOT: "resource_exhausted",
+    errno.EFBIG: "resource_exhausted",  # past the sandbox's disk_mb (RLIMIT_FSIZE)
     errno.EMFILE: "resource_exhausted",
     errno.ENFILE: "resource_exhausted",
     errno.ENOMEM: "resource_exhausted",

@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import os
+import resource
 import shutil
 import threading
 from pathlib import Path
@@ -43,7 +44,7 @@ from .common import (
     tree_usage,
     wait_for_agent,
 )
-from .policy import BWRAP_ENV, SANDBOX_ROOT_CAPS, SandboxSpec
+from .policy import BWRAP_ENV, SANDBOX_ROOT_CAPS, MiB, SandboxSpec
 from .stems import Stems, discard, hand_over
 from .uids import UID_RANGE, UidRanges, uid_base
 
@@ -62,7 +63,7 @@ def _mounted_under(d: Path) -> bool:
 
 
 def become_sandbox(base: int, log_fd: int, seccomp_fd: int, ready_w: int, go_r: int, args_fd: int,
-                   bwrap: str, command: list[str]) -> None:
+                   bwrap: str, command: list[str], fsize: int) -> None:
     """In a new child (forked now, or a stem): become the sandbox's uid base in a new user
     namespace, tell the parent (which then maps uids and mounts), wait for its go, exec bwrap.
     Only syscalls; never returns (the caller _exits if this raises)."""
@@ -76,6 +77,9 @@ def become_sandbox(base: int, log_fd: int, seccomp_fd: int, ready_w: int, go_r: 
     os.closerange(7, 65536)
     os.set_inheritable(3, True)
     os.set_inheritable(6, True)
+    # No quota on the writable layer: no file may grow past disk_mb (RLIMIT_FSIZE, soft = hard;
+    # raising a hard limit takes CAP_SYS_RESOURCE on the host, which nothing inside has).
+    resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
     os.setgroups([])
     os.setresgid(base, base, base)
     os.setresuid(base, base, base)
@@ -132,6 +136,8 @@ class NamespaceRuntime:
         found = []
         if self.cgroup_version is None:
             found.append("no cgroups: memory, cpu and pids limits are not enforced")
+        found.append("disk: the writable layer has no quota; each file is limited to disk_mb "
+                     "(RLIMIT_FSIZE) and /tmp to its tmpfs size, the total is only reported")
         return found
 
     def leftovers(self) -> set[str]:
@@ -192,13 +198,14 @@ class NamespaceRuntime:
         log_fd = os.open(d / "sandbox.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         ready_r, ready_w = os.pipe()
         go_r, go_w = os.pipe()
+        fsize = spec.limits.disk_mb * MiB
         stem = self.stems.take() if self.stems and cg else None
         if stem is not None:  # already forked and in its cgroups: the groups become the sandbox's
             try:
                 cg.adopt(stem.spare, spec.limits)
                 pid = stem.pid
                 hand_over(stem, base, [log_fd, seccomp_fd, ready_w, go_r, args_fd],
-                          {"bwrap": self.bwrap, "command": command})
+                          {"bwrap": self.bwrap, "command": command, "fsize": fsize})
             except BaseException:
                 discard(stem, self.cgroup_version, self.cgroup_group)
                 raise
@@ -213,7 +220,7 @@ class NamespaceRuntime:
                         with open(path, "w") as f:
                             f.write("0")
                     os.setsid()
-                    become_sandbox(base, log_fd, seccomp_fd, ready_w, go_r, args_fd, self.bwrap, command)
+                    become_sandbox(base, log_fd, seccomp_fd, ready_w, go_r, args_fd, self.bwrap, command, fsize)
                 except BaseException:
                     pass
                 os._exit(127)

@@ -56,7 +56,7 @@ class Limits:
     memory_mb: int = 512
     cpu_count: float = 1.0
     pids: int = 512
-    disk_mb: int = 2048  # reported to clients; enforced by the writable layer's quota when available
+    disk_mb: int = 2048  # reported to clients; no file may grow past it (no quota on the layer's total)
 
     def validate(self) -> "Limits":
         if not 16 <= self.memory_mb <= 256 * 1024:

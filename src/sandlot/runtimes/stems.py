@@ -131,7 +131,7 @@ def discard(stem: Stem, version: str, group: str) -> None:
 
 def hand_over(stem: Stem, base: int, fds: list[int], exec_args: dict) -> None:
     """Tell the stem to become the sandbox with uid base `base`: `fds` (log, seccomp, ready, go,
-    bwrap args) and `exec_args` ({"bwrap", "command"}) as become_sandbox takes them."""
+    bwrap args) and `exec_args` ({"bwrap", "command", "fsize"}) as become_sandbox takes them."""
     socket.send_fds(stem.sock, [json.dumps({"base": base, **exec_args}).encode()], fds)
     stem.sock.close()
 
@@ -154,7 +154,7 @@ def _stem_main(fd: int, procs: list[str]) -> None:
             os._exit(0)  # the server went away (or changed its mind): nothing to become
         sock.close()
         order = json.loads(msg)
-        become_sandbox(order["base"], *fds, order["bwrap"], order["command"])
+        become_sandbox(order["base"], *fds, order["bwrap"], order["command"], order["fsize"])
     except BaseException:
         pass
     os._exit(127)

@@ -22,6 +22,8 @@ SANDBOX_NOT_FOUND = "The sandbox was not found"
 def error_response(err: SandlotError | AgentError, sandbox_id: str = "") -> JSONResponse:
     """`{"code": status, "message": ...}`, or the E2B proxy's 502 body for a sandbox that is gone."""
     if isinstance(err, AgentError):
+        if err.code == "resource_exhausted":  # the sandbox's disk or files ran out: E2B's 507
+            return JSONResponse({"code": 507, "message": err.message}, status_code=507)
         err = from_code(err.code, err.message)
     if isinstance(err, SandboxNotRunning):
         body = {"sandboxId": err.details.get("sandbox_id", sandbox_id), "message": SANDBOX_NOT_FOUND, "code": 502}
