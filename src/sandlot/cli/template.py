@@ -33,6 +33,9 @@ def build(name: str = typer.Argument(..., help="Template name (see `sandlot temp
           home: Path = HomeOpt) -> None:
     """(Re)build a template; running sandboxes keep the version they started from."""
     store = _store(home)
+    if if_stale and store.is_built(name):
+        console.print(f"{name} is up to date: {store.describe(name).rootfs}")
+        return
     try:
         with progress_bar(f"template {name}", console=errors) as progress:
             template = store.build(name, progress=progress, force=not if_stale)

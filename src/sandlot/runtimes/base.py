@@ -45,6 +45,9 @@ class Runtime(Protocol):
 
     def freeze(self, sandbox_id: str, frozen: bool) -> None: ...
 
+    def foreground(self, sandbox_id: str) -> None:
+        """A pool sandbox (spec.background) was claimed: give it the normal CPU weight."""
+
     def leftovers(self) -> set[str]:
         """Ids of sandboxes that still hold resources on this host (dirs, cgroups, mounts)."""
 

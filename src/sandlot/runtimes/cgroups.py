@@ -18,6 +18,9 @@ from .policy import Limits
 ROOT = Path("/sys/fs/cgroup")
 V1_CONTROLLERS = ("memory", "pids", "cpu", "cpuacct", "freezer")
 CFS_PERIOD_US = 100_000
+# CPU weight (v1 cpu.shares, v2 cpu.weight): a pool sandbox warming up gets only CPU that live
+# sandboxes leave unused, so refilling a pool never slows the sandbox just claimed from it.
+CPU_WEIGHT = {"v1": {False: "1024", True: "2"}, "v2": {False: "100", True: "1"}}
 
 
 def _write(path: Path, value: str) -> None:
@@ -111,6 +114,12 @@ class SandboxCgroup:
             _write(d / "memory.oom.group", "0")
             _write(d / "pids.max", str(limits.pids))
             _write(d / "cpu.max", f"{quota} {CFS_PERIOD_US}")
+
+    def set_background(self, background: bool) -> None:
+        if self.version == "v1":
+            _write(self.dirs["cpu"] / "cpu.shares", CPU_WEIGHT["v1"][background])
+        else:
+            _write(self.dirs["unified"] / "cpu.weight", CPU_WEIGHT["v2"][background])
 
     def proc_files(self) -> list[str]:
         """The cgroup.procs files a new process must be written into (used by the spawner)."""

@@ -203,6 +203,7 @@ class NamespaceRuntime:
         if stem is not None:  # already forked and in its cgroups: the groups become the sandbox's
             try:
                 cg.adopt(stem.spare, spec.limits)
+                cg.set_background(spec.background)
                 pid = stem.pid
                 hand_over(stem, base, [log_fd, seccomp_fd, ready_w, go_r, args_fd],
                           {"bwrap": self.bwrap, "command": command, "fsize": fsize})
@@ -212,6 +213,7 @@ class NamespaceRuntime:
         else:
             if cg:
                 cg.create(spec.limits)
+                cg.set_background(spec.background)
             procs = cg.proc_files() if cg else []
             pid = os.fork()
             if pid == 0:  # child: only syscalls from here to exec
@@ -314,6 +316,11 @@ class NamespaceRuntime:
         if cg is None:
             raise E.RuntimeFailure("pausing needs cgroups (run the server as root)")
         cg.freeze(frozen)
+
+    def foreground(self, sandbox_id: str) -> None:
+        cg = self._cgroup(sandbox_id)
+        if cg is not None:
+            cg.set_background(False)
 
     def kill(self, sandbox_id: str) -> None:
         d = self._dir(sandbox_id)

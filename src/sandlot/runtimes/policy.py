@@ -81,6 +81,7 @@ class SandboxSpec:
     network: bool = False  # loosening: outbound network (not available in the namespace tier yet)
     allow_sudo: bool = True  # the sandbox's `user` may become root *inside its own user namespace*
     hostname: str = "sandbox"
+    background: bool = False  # a pool sandbox: lowest CPU weight until claimed (not a limit)
 
     def loosenings(self) -> list[str]:
         found = []

@@ -222,6 +222,9 @@ class RootlessRuntime:
     def freeze(self, sandbox_id: str, frozen: bool) -> None:
         raise E.RuntimeFailure("pause needs root (cgroup freezer)")
 
+    def foreground(self, sandbox_id: str) -> None:
+        pass  # no cgroups, and an ordinary user could not undo a lowered priority (nice)
+
     def kill(self, sandbox_id: str) -> None:
         state = self._read_state(sandbox_id)
         init = state.get("child_pid"), state.get("child_ticks")

@@ -29,6 +29,9 @@ log = logging.getLogger("sandlot.service")
 
 ENVD_VERSION = "0.6.4"  # the envd feature level we implement (see e2b-protocol.md §3.4)
 REAP_INTERVAL = 0.2
+# A claim refills its pool this much later: a create is mostly followed at once by its first
+# commands, which should not share the CPU (or the GIL) with the next sandbox's start.
+REFILL_DELAY = 0.1
 METRICS_INTERVAL = 5.0  # E2B's sampling period
 METRICS_KEPT = 720  # an hour of samples per sandbox
 _ID_ALPHABET = string.ascii_lowercase + string.digits
@@ -183,26 +186,30 @@ class SandboxService:
         pool = self._pools.get(req.template)
         if not pool or req.envs or req.limits != Limits():
             return None
-        self._schedule_refill(req.template)
         while pool:
             pooled = pool.pop()
             if self.runtime.alive(pooled.rt):
+                self.runtime.foreground(pooled.rt.sandbox_id)
+                self._schedule_refill(req.template, delay=REFILL_DELAY if pool else 0)
                 return pooled
             log.warning("pooled sandbox %s died while idle; discarding it", pooled.rt.sandbox_id)
             asyncio.get_running_loop().run_in_executor(None, self.runtime.kill, pooled.rt.sandbox_id)
+        self._schedule_refill(req.template)
         return None
 
-    def _schedule_refill(self, template: str) -> None:
+    def _schedule_refill(self, template: str, delay: float = 0) -> None:
         task = self._pool_refill.get(template)
         if task is None or task.done():
-            self._pool_refill[template] = asyncio.create_task(self._refill(template))
+            self._pool_refill[template] = asyncio.create_task(self._refill(template, delay))
 
-    async def _refill(self, name: str) -> None:
+    async def _refill(self, name: str, delay: float = 0) -> None:
         try:
+            if delay:
+                await asyncio.sleep(delay)
             template = await asyncio.to_thread(self.templates.get, name, logged_progress(name, log))
             pool = self._pools.setdefault(name, [])
             while not self._closing and len(pool) < self.config.pool_size:
-                spec = SandboxSpec(new_sandbox_id(), name)
+                spec = SandboxSpec(new_sandbox_id(), name, background=True)
                 rt = await asyncio.to_thread(self.runtime.create, spec, template)
                 if self._closing:
                     await asyncio.to_thread(self.runtime.kill, rt.sandbox_id)
