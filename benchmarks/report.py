@@ -24,6 +24,16 @@ def row(name: str, samples_s: list[float]) -> str:
     return f"| {name} | {pct(ms, 50):.2f} | {pct(ms, 99):.2f} | {len(ms)} |"
 
 
+def p50_ms(samples_s: list[float]) -> float:
+    return pct([x * 1000 for x in samples_s], 50)
+
+
+def verdict(what: str, value: float, target: float, unit: str = "ms") -> str:
+    """One line saying whether a measured p50 (or other value) meets its target."""
+    met = "met" if value <= target else "**missed**"
+    return f"{what}: {value:.2f} {unit} against <= {target:g} {unit}: {met}."
+
+
 def timed(fn, runs: int) -> list[float]:
     out = []
     for _ in range(runs):
