@@ -220,7 +220,8 @@ class RootlessRuntime:
         return tree_usage(self._dir(sandbox_id) / "home")
 
     def freeze(self, sandbox_id: str, frozen: bool) -> None:
-        raise E.RuntimeFailure("pause needs root (cgroup freezer)")
+        raise E.Unsupported("pausing needs cgroups (the freezer), which this server does not have: it runs "
+                            "without root (rootless runtime)")
 
     def kill(self, sandbox_id: str) -> None:
         state = self._read_state(sandbox_id)
