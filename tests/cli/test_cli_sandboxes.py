@@ -88,3 +88,29 @@ def test_cp_files_and_directories(cli, sandbox_id, tmp_path):
     assert (tmp_path / "run.sh").read_text() == "#!/bin/sh\necho ran\n"
     missing = cli("cp", f"{sandbox_id}:/tmp/none", str(tmp_path))
     assert missing.exit_code == 1 and "error:" in missing.stderr
+
+
+@pytest.mark.timeout(120)
+def test_cp_copies_symlinks_as_symlinks(cli, sandbox_id, tmp_path):
+    # a loop (`up` climbs out of the tree: following it never ends) and links out of the tree
+    setup = ("mkdir -p /tmp/links/sub && cd /tmp/links && echo data > file.txt && ln -s file.txt link.txt && "
+             "ln -s ../../.. sub/up && ln -s /etc etc && ln -s /nonexistent dangling && ln -s sub/ subdir")
+    assert cli("exec", sandbox_id, setup).exit_code == 0
+    back = tmp_path / "back"
+    copied = cli("cp", f"{sandbox_id}:/tmp/links", str(back))
+    assert copied.exit_code == 0, copied.output
+    assert {p.relative_to(back).as_posix() for p in back.rglob("*")} == {
+        "file.txt", "link.txt", "sub", "sub/up", "etc", "dangling", "subdir"}
+    links = {name: os.readlink(back / name) for name in ("link.txt", "sub/up", "etc", "dangling", "subdir")}
+    assert links == {"link.txt": "file.txt", "sub/up": "../../..", "etc": "/etc", "dangling": "/nonexistent",
+                     "subdir": "sub/"}
+    assert (back / "file.txt").read_text() == "data\n" and not (back / "sub").is_symlink()
+    # a link named on the command line is followed, as cp does with its arguments
+    assert cli("cp", f"{sandbox_id}:/tmp/links/link.txt", str(tmp_path / "named.txt")).exit_code == 0
+    assert (tmp_path / "named.txt").read_text() == "data\n" and not (tmp_path / "named.txt").is_symlink()
+
+
+def test_cp_of_the_root_into_a_directory_stays_there(cli, sandbox_id, tmp_path):
+    # "/" has no name to join onto the destination directory: it must not become the host's /
+    refused = cli("cp", f"{sandbox_id}:/", str(tmp_path) + "/")
+    assert refused.exit_code != 0 and "error" in refused.output.lower(), refused.output
