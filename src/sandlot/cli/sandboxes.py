@@ -64,10 +64,17 @@ def _friendly(command):
 def create(template: str = typer.Option("base", "--template", "-t", help="Template to start from."),
            timeout: int = typer.Option(300, help="Seconds until the sandbox is killed."),
            env: list[str] = EnvOpt, metadata: list[str] = MetadataOpt,
+           memory_mb: int = typer.Option(None, "--memory-mb", help="Memory limit in MiB (default 512)."),
+           cpu: float = typer.Option(None, "--cpu", help="CPU limit in cores, e.g. 0.5 (default 1)."),
+           pids: int = typer.Option(None, "--pids", help="Most processes at once (default 512)."),
+           disk_mb: int = typer.Option(None, "--disk-mb", help="Disk size in MiB (default 2048)."),
            api_url: str = ApiUrl, api_key: str = ApiKey) -> None:
     """Create a sandbox and print its id."""
+    given = {"memory_mb": memory_mb, "cpu_count": cpu, "pids": pids, "disk_mb": disk_mb}
+    limits = {k: v for k, v in given.items() if v is not None} or None  # the rest keep their defaults
     sandbox = Sandbox.create(template=template, timeout=timeout, envs=_pairs(env, "--env"),
-                             metadata=_pairs(metadata, "--metadata"), api_url=api_url, api_key=api_key)
+                             metadata=_pairs(metadata, "--metadata"), limits=limits, api_url=api_url,
+                             api_key=api_key)
     sandbox.close()
     print(sandbox.sandbox_id)
 
