@@ -122,10 +122,10 @@ def test_the_leak_checks_see_leaks(tmp_path):
         subprocess.run(["rm", "-rf", str(mnt)], check=True)
 
 
-def test_kill_9_then_restart_adopts_or_cleans_up(private_server):
+def test_kill_9_then_restart_adopts_or_cleans_up(private_server, tmp_path):
+    fp = Footprint(tmp_path / "home")  # before the server: its first sandboxes count as new
     srv = private_server(pool_size=1)
     port = int(srv.url.rsplit(":", 1)[1])
-    fp = Footprint(srv.home)
     with _api(srv) as c:
         keep = _create(c, metadata={"role": "keep"})["sandboxID"]  # may come from the warm pool
         paused = _create(c, metadata={"role": "paused"})["sandboxID"]
@@ -183,9 +183,9 @@ def test_kill_9_then_restart_adopts_or_cleans_up(private_server):
     assert not any(left.values()), left
 
 
-def test_create_and_kill_200_sandboxes_leaves_nothing(private_server):
+def test_create_and_kill_200_sandboxes_leaves_nothing(private_server, tmp_path):
+    fp = Footprint(tmp_path / "home")
     srv = private_server()
-    fp = Footprint(srv.home)
     with _api(srv) as c:
         for _ in range(200):
             sid = _create(c, timeout=60)["sandboxID"]
