@@ -127,11 +127,18 @@ def test_sandboxes_cannot_see_or_signal_each_other(make_sandbox):
     handle.kill()
 
 
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:  # gone meanwhile (its login shell's helpers come and go)
+        return ""
+
+
 def _sleep_pid(host_cgroup, sandbox_id: str) -> int:
     """The host pid of the one `sleep` running in a sandbox (once its shell has exec'd it)."""
     deadline = time.monotonic() + 10
     while True:
-        pids = [p for p in host_cgroup(sandbox_id).pids() if Path(f"/proc/{p}/comm").read_text().strip() == "sleep"]
+        pids = [p for p in host_cgroup(sandbox_id).pids() if _comm(p) == "sleep"]
         if pids or time.monotonic() > deadline:
             assert len(pids) == 1, pids
             return pids[0]
