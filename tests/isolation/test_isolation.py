@@ -187,7 +187,8 @@ def test_writes_outside_the_writable_layer_fail(make_sandbox, server):
 
 
 # Each call's arguments make the kernel itself answer something other than EPERM (EFAULT for bad
-# pointers, success, ENOSYS without module support), so EPERM means the seccomp filter stopped it.
+# pointers, success, ENOSYS without module support), so EPERM means the seccomp filter stopped it
+# (the host control run in the test shows which calls the kernel would answer differently).
 SYSCALLS_SCRIPT = """\
 import ctypes, platform, subprocess
 libc = ctypes.CDLL(None, use_errno=True)
@@ -219,7 +220,11 @@ def test_dangerous_syscalls_are_blocked(make_sandbox):
     # control: an unprivileged host process without the filter gets no EPERM from these calls
     host = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3",
                            "-c", SYSCALLS_SCRIPT], capture_output=True, text=True, timeout=60, cwd="/")
-    assert all(err != errno.EPERM for _, err in _syscall_results(host.stdout).values()), host.stdout
+    host_results = _syscall_results(host.stdout)
+    # bpf and init_module may meet an EPERM of the kernel's own first (older kernels, or a kernel with
+    # modules); the others answer otherwise on any kernel
+    assert {n for n, (_, err) in host_results.items() if err != errno.EPERM} >= \
+        {"perf_event_open", "ptrace", "keyctl", "unshare", "mount"}, host.stdout
 
     sbx = make_sandbox()
     sbx.files.write("/tmp/sys.py", SYSCALLS_SCRIPT)
