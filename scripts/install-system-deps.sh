@@ -3,9 +3,13 @@
 #   debootstrap, debian-archive-keyring  build the `base` template
 #   sudo                                 the `host` template binds the host's /usr, and the runtime
 #                                        mounts its sudo shim over /usr/bin/sudo, which must exist
+#   python3-venv                         ./dev makes its virtualenvs with `python3 -m venv`
+#   iproute2                             `ip`, to look into a sandbox's network namespace from the host
+#                                        (nsenter --net=/proc/PID/ns/net ip addr)
+# Keep README.md's list of system packages the same as this one.
 set -euo pipefail
 
-packages=(debootstrap debian-archive-keyring sudo)
+packages=(debootstrap debian-archive-keyring sudo python3-venv iproute2)
 
 missing=()
 for p in "${packages[@]}"; do

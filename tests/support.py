@@ -62,8 +62,11 @@ def server_cmd() -> list[str]:
     return [str(REPO / ".venv" / "bin" / "sandlot")]
 
 
-def start_server(home: Path, port: int | None = None, pool_size: int = 2, extra_env=None) -> Server:
-    """A server on `home`, whose templates are the shared cache unless `home/templates` exists."""
+def start_server(home: Path, port: int | None = None, pool_size: int = 2, extra_env=None,
+                 api_key: str | None = API_KEY) -> Server:
+    """A server on `home`, whose templates are the shared cache unless `home/templates` exists.
+    api_key=None: no preset key (the server makes and prints its first key; `Server.api_key` is
+    then empty)."""
     port = port or free_port()
     home.mkdir(parents=True, exist_ok=True)
     templates = home / "templates"
@@ -73,11 +76,12 @@ def start_server(home: Path, port: int | None = None, pool_size: int = 2, extra_
     if templates.is_symlink():
         build_templates(home)
     log = home / "server.log"
-    env = {**os.environ, "SANDLOT_API_KEY": API_KEY, "SANDLOT_HOME": str(home), **(extra_env or {})}
+    env = {k: v for k, v in os.environ.items() if k != "SANDLOT_API_KEY"}
+    env.update({"SANDLOT_HOME": str(home), **({"SANDLOT_API_KEY": api_key} if api_key else {}), **(extra_env or {})})
     proc = subprocess.Popen(
         [*server_cmd(), "serve", "--host", "127.0.0.1", "--port", str(port), "--pool-size", str(pool_size)],
         env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
-    return wait_until_serving(Server(f"http://127.0.0.1:{port}", API_KEY, home, proc, log), port,
+    return wait_until_serving(Server(f"http://127.0.0.1:{port}", api_key or "", home, proc, log), port,
                               timeout=600)  # the first run builds the base template
 
 

@@ -25,6 +25,7 @@ from ._exceptions import (
     SandlotError,
     TemplateError,
     TimeoutError,
+    Unsupported,
 )
 from .client import (
     AsyncCommandHandle,
@@ -92,6 +93,7 @@ __all__ = [
     "SandlotError",
     "TemplateError",
     "TimeoutError",
+    "Unsupported",
     "WatchHandle",
     "WriteInfo",
 ]

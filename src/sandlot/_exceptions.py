@@ -13,6 +13,7 @@
     ├── ResourceExhausted        limits, quotas, no space (429/507)
     ├── CommandExitError         a command ended with a non-zero exit code (client side)
     ├── RuntimeFailure           the isolation runtime failed to do its job (500)
+    ├── Unsupported              this server cannot do that at all, e.g. pause without cgroups (501)
     └── TemplateError            a template could not be built or found
 Each layer translates the errors of the layer below into these; nothing else crosses a boundary.
 """
@@ -92,6 +93,13 @@ class RuntimeFailure(SandlotError):
     status, code = 500, "internal"
 
 
+class Unsupported(SandlotError):
+    """The operation exists but this server cannot perform it (e.g. pausing needs cgroups). Not a
+    500: nothing failed, and retrying will not help; not a 409, which E2B's SDK reads as "already paused"."""
+
+    status, code = 501, "unimplemented"
+
+
 class TemplateError(SandlotError):
     """A template could not be built, or its root filesystem is unusable."""
 
@@ -119,6 +127,7 @@ _BY_CODE = {
     "deadline_exceeded": TimeoutError,
     "resource_exhausted": ResourceExhausted,
     "failed_precondition": InvalidArgument,
+    "unimplemented": Unsupported,
 }
 
 

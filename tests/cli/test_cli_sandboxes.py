@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import uuid
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
 from sandlot import Sandbox
 from sandlot.cli.main import app
+from sandlot.runtimes import cgroups
+from sandlot.runtimes.namespace import mount_root
 
 runner = CliRunner()
 
@@ -88,3 +91,62 @@ def test_cp_files_and_directories(cli, sandbox_id, tmp_path):
     assert (tmp_path / "run.sh").read_text() == "#!/bin/sh\necho ran\n"
     missing = cli("cp", f"{sandbox_id}:/tmp/none", str(tmp_path))
     assert missing.exit_code == 1 and "error:" in missing.stderr
+
+
+@pytest.mark.timeout(120)
+def test_cp_copies_symlinks_as_symlinks(cli, sandbox_id, tmp_path):
+    # a loop (`up` climbs out of the tree: following it never ends) and links out of the tree
+    setup = ("mkdir -p /tmp/links/sub && cd /tmp/links && echo data > file.txt && ln -s file.txt link.txt && "
+             "ln -s ../../.. sub/up && ln -s /etc etc && ln -s /nonexistent dangling && ln -s sub/ subdir")
+    assert cli("exec", sandbox_id, setup).exit_code == 0
+    back = tmp_path / "back"
+    copied = cli("cp", f"{sandbox_id}:/tmp/links", str(back))
+    assert copied.exit_code == 0, copied.output
+    assert {p.relative_to(back).as_posix() for p in back.rglob("*")} == {
+        "file.txt", "link.txt", "sub", "sub/up", "etc", "dangling", "subdir"}
+    links = {name: os.readlink(back / name) for name in ("link.txt", "sub/up", "etc", "dangling", "subdir")}
+    assert links == {"link.txt": "file.txt", "sub/up": "../../..", "etc": "/etc", "dangling": "/nonexistent",
+                     "subdir": "sub/"}
+    assert (back / "file.txt").read_text() == "data\n" and not (back / "sub").is_symlink()
+    # a link named on the command line is followed, as cp does with its arguments
+    assert cli("cp", f"{sandbox_id}:/tmp/links/link.txt", str(tmp_path / "named.txt")).exit_code == 0
+    assert (tmp_path / "named.txt").read_text() == "data\n" and not (tmp_path / "named.txt").is_symlink()
+
+
+def test_cp_of_the_root_into_a_directory_stays_there(cli, sandbox_id, tmp_path):
+    # "/" has no name to join onto the destination directory: it must not become the host's /
+    refused = cli("cp", f"{sandbox_id}:/", str(tmp_path) + "/")
+    assert refused.exit_code != 0 and "error" in refused.output.lower(), refused.output
+
+
+def test_create_with_limits(cli, server):
+    created = cli("create", "--memory-mb", "256", "--cpu", "0.5", "--pids", "100", "--disk-mb", "1024",
+                  "--timeout", "120", "-m", "who=cli", "-e", "GREETING=hi")
+    assert created.exit_code == 0, created.output
+    sid = created.stdout.strip()
+    try:
+        info = Sandbox.get_info(sid, api_url=server.url, api_key=server.api_key)
+        assert info.metadata == {"who": "cli"}
+        assert 115 <= (info.end_at - info.started_at).total_seconds() <= 120
+        assert cli("exec", sid, "echo $GREETING").stdout == "hi\n"
+        # what the kernel enforces, read on the host (this server's cgroups only)
+        version = cgroups.detect()
+        if version is not None:
+            cg = cgroups.SandboxCgroup(sid, version, "sandlot-" + mount_root(server.home).name)
+            if version == "v1":
+                d = cg.dirs
+                assert (d["memory"] / "memory.limit_in_bytes").read_text().strip() == str(256 << 20)
+                assert (d["cpu"] / "cpu.cfs_quota_us").read_text().strip() == "50000"
+                assert (d["pids"] / "pids.max").read_text().strip() == "100"
+            else:
+                d = cg.dirs["unified"]
+                assert (d / "memory.max").read_text().strip() == str(256 << 20)
+                assert (d / "cpu.max").read_text().split()[0] == "50000"
+                assert (d / "pids.max").read_text().strip() == "100"
+        r = httpx.get(f"{server.url}/sandboxes/{sid}", headers={"X-API-KEY": server.api_key})
+        assert (r.json()["memoryMB"], r.json()["diskSizeMB"]) == (256, 1024)
+    finally:
+        Sandbox.kill(sid, api_url=server.url, api_key=server.api_key)
+    bad = cli("create", "--memory-mb", "1")
+    assert bad.exit_code == 1 and "memory_mb" in bad.stderr
+    assert cli("create", "--cpu", "lots").exit_code == 2

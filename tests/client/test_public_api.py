@@ -27,7 +27,7 @@ EXPECTED = {
     # errors
     "SandlotError", "InvalidArgument", "PathError", "AuthenticationError", "PermissionDenied", "NotFound",
     "FileNotFound", "AlreadyExists", "SandboxNotRunning", "TimeoutError", "ResourceExhausted",
-    "CommandExitError", "RuntimeFailure", "TemplateError",
+    "CommandExitError", "RuntimeFailure", "TemplateError", "Unsupported",
 }
 
 PAIRS = [(Sandbox, AsyncSandbox), (SandboxPaginator, AsyncSandboxPaginator), (Commands, AsyncCommands),

@@ -8,7 +8,7 @@ import os
 import httpx
 import pytest
 
-from sandlot import FileNotFound, FilesystemEventType, FileType
+from sandlot import FileNotFound, FilesystemEventType, FileType, PermissionDenied
 from sdk_helpers import collect, eventually, maybe
 
 
@@ -74,6 +74,20 @@ async def test_make_dir_rename_copy_remove(sandbox):
 async def test_user_owns_what_it_writes(sandbox):
     await maybe(sandbox.files.write("/tmp/by-root", "r", user="root"))
     assert (await maybe(sandbox.files.get_info("/tmp/by-root"))).owner == "root"
+
+
+async def test_permission_denied_from_the_real_server(sandbox):
+    await maybe(sandbox.files.write("/tmp/root-only", "secret", user="root"))
+    await maybe(sandbox.commands.run("chmod 600 /tmp/root-only", user="root"))
+    with pytest.raises(PermissionDenied, match="/tmp/root-only"):  # upload (HTTP /files)
+        await maybe(sandbox.files.write("/tmp/root-only", "overwritten"))
+    with pytest.raises(PermissionDenied, match="/tmp/root-only"):  # download
+        await maybe(sandbox.files.read("/tmp/root-only"))
+    with pytest.raises(PermissionDenied):  # RPCs
+        await maybe(sandbox.files.make_dir("/root/mine"))
+    with pytest.raises(PermissionDenied):
+        await maybe(sandbox.files.remove("/etc/hostname"))
+    assert await maybe(sandbox.files.read("/tmp/root-only", user="root")) == "secret"  # untouched
 
 
 async def test_watch_dir(sandbox):

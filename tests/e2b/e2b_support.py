@@ -6,16 +6,21 @@ of the official `e2b` SDK (see ./dev test).
 
 from __future__ import annotations
 
+import inspect
 import time
 import uuid
 from importlib.metadata import version
 
 import httpx
 from e2b import CommandExitException
+from e2b.sandbox_sync.sandbox_api import SandboxApi
 from packaging.version import Version
 
 # Neither 2.45.1 nor 2.63.0 defines `e2b.__version__`: ask the installed distribution instead.
 SDK_VERSION = Version(version("e2b"))
+# Whether `Sandbox.create(secure=...)` reaches the server: the 2.4x line sends it, later lines accept
+# the argument and drop it (every sandbox secured).
+SDK_SENDS_SECURE = "secure" in inspect.signature(SandboxApi._create_sandbox).parameters
 
 ENVD_PORT = "49983"
 SANDBOX_NOT_FOUND = "The sandbox was not found"

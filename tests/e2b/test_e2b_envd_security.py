@@ -15,9 +15,10 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import httpx
 import pytest
-from e2b import FileNotFoundException, InvalidArgumentException, SandboxException
+from e2b import FileNotFoundException, InvalidArgumentException, Sandbox, SandboxException
 from e2b_support import (
     SANDBOX_NOT_FOUND,
+    SDK_SENDS_SECURE,
     access_token,
     assert_json_error,
     envd_headers,
@@ -138,6 +139,34 @@ def test_envs_route_requires_the_access_token(http, server, make_sandbox):
     r = http.get("/envs", headers=envd_headers(sbx.sandbox_id, access_token(server, sbx.sandbox_id)))
     assert r.status_code == 200, r.text
     assert r.json().get("API_SECRET") == "s3cr3t-value"
+
+
+def test_secure_false_works_without_an_access_token(http, server, make_sandbox, token, sandbox):
+    sbx = make_sandbox(secure=False)
+    r = http.get(f"/sandboxes/{sbx.sandbox_id}", headers={"X-API-KEY": server.api_key})
+    if SDK_SENDS_SECURE:  # the 2.4x line asks for an unsecured sandbox
+        assert r.json()["envdAccessToken"] is None, r.text
+    else:  # the current line accepts secure=False and ignores it: every sandbox is secured
+        assert r.json()["envdAccessToken"], r.text
+    assert sbx.commands.run("echo open").stdout == "open\n"
+    # an unsecured sandbox, asked for over REST as the 2.4x line does: the SDK connects without a token
+    r = http.post("/sandboxes", json={"templateID": "base", "timeout": 120, "secure": False},
+                  headers={"X-API-KEY": server.api_key})
+    assert r.status_code == 201 and r.json()["envdAccessToken"] is None, r.text
+    opened = Sandbox.connect(r.json()["sandboxID"])
+    try:
+        assert opened.commands.run("echo open").stdout == "open\n"
+        opened.files.write("/home/user/open.txt", "readable")
+        assert opened.files.read("/home/user/open.txt") == "readable"
+        headers = envd_headers(opened.sandbox_id)  # raw requests, no token at all
+        r = http.get("/files", params={"path": "/home/user/open.txt"}, headers=headers)
+        assert r.status_code == 200 and r.content == b"readable"
+        assert connect_unary(http, "filesystem.Filesystem/Stat", {"path": "/home/user"}, headers).status_code == 200
+        # a secured sandbox stays closed next to it
+        for headers in (envd_headers(sandbox.sandbox_id), envd_headers(sandbox.sandbox_id, "")):
+            assert_json_error(http.get("/files", params={"path": "/home/user"}, headers=headers), 401)
+    finally:
+        opened.kill()
 
 
 def _envelope(message: dict) -> bytes:

@@ -9,9 +9,10 @@ import threading
 from pathlib import Path
 
 import pytest
-from e2b import AuthenticationException, CommandExitException, PtySize, Sandbox
+from e2b import AuthenticationException, CommandExitException, PtySize, Sandbox, SandboxException
 from rootless_support import remove_home, start_rootless_server
 
+import sandlot
 from sandlot.runtimes.rootless import PER_USERNS_NPROC
 
 FORK_COUNT = """
@@ -152,13 +153,19 @@ def test_process_limit_is_per_sandbox(make_sandbox):
     assert int(other.commands.run(f"python3 -c '{FORK_COUNT.format(most=60, hold=2)}'").stdout) == 60
 
 
-def test_metrics_and_no_pause(make_sandbox, api):
+def test_metrics_and_no_pause(make_sandbox, api, rl_server):
     sbx = make_sandbox()
     sbx.commands.run("head -c 3M /dev/urandom > ~/blob")
     metrics = api.get(f"/sandboxes/{sbx.sandbox_id}/metrics").json()[-1]
     assert metrics["memUsed"] > 1_000_000 and metrics["diskUsed"] >= 3 * 1024 * 1024
     r = api.post(f"/sandboxes/{sbx.sandbox_id}/pause")
-    assert r.status_code == 500 and "pause needs root" in r.json()["message"]
+    assert r.status_code == 501, r.text  # not a failure of the server: it cannot pause at all
+    assert r.json() == {"code": 501, "message": r.json()["message"]} and "needs cgroups" in r.json()["message"]
+    with pytest.raises(SandboxException, match="501.*needs cgroups"):  # not "already paused" (409)
+        sbx.pause()
+    with pytest.raises(sandlot.Unsupported, match="needs cgroups"):
+        sandlot.Sandbox.connect(sbx.sandbox_id, api_url=rl_server.url, api_key=rl_server.api_key).pause()
+    assert api.get(f"/sandboxes/{sbx.sandbox_id}").json()["state"] == "running"
     assert sbx.commands.run("echo still running").exit_code == 0
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -11,7 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sandlot.runtimes.namespace import mount_root
+from host_resources import Footprint, _uids
+from sandlot.runtimes.namespace import UID_FIRST, UID_RANGE, mount_root
 from support import start_server
 
 
@@ -25,45 +28,47 @@ def _create(client, **extra):
     return r.json()
 
 
-def _resources(home: Path) -> dict[str, list[str]]:
-    """Everything sandboxes of this server could leave behind on the host."""
-    home = str(home)
-    procs = []
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            if "bwrap" in cmd and home in cmd:
-                procs.append(pid)
-    mnt = str(mount_root(Path(home)))
-    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
-              if home in line or mnt in line]
-    dirs = [str(p) for p in Path(home, "sandboxes").glob("*")]
-    dirs += [str(p) for p in Path(mnt).glob("*") if not p.name.startswith("agent-")]
-    # the server's own groups hold only its stems (spare-*: processes forked ahead for creates)
-    cgroups = [str(p) for p in Path("/sys/fs/cgroup").glob(f"*/sandlot-{Path(mnt).name}/*")
-               if p.is_dir() and not p.name.startswith("spare-")]
-    stems = [str(p) for p in Path("/sys/fs/cgroup").glob(f"*/sandlot-{Path(mnt).name}/spare-*")]
-    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
-    return {"processes": procs, "mounts": mounts, "dirs": dirs, "cgroups": cgroups, "netns": netns,
-            "stems": stems}
-
-
-def _run(server, sandbox, cmd):
+def _run(server, sandbox_id, cmd):
     from e2b import Sandbox
 
     os.environ.update(server.env())
-    return Sandbox.connect(sandbox["sandboxID"]).commands.run(cmd).stdout
+    return Sandbox.connect(sandbox_id).commands.run(cmd).stdout
+
+
+def _state(home: Path, sandbox_id: str) -> dict:
+    return json.loads((home / "sandboxes" / sandbox_id / "state.json").read_text())
+
+
+def _start_ticks(pid: int) -> int | None:
+    """When the process started; None once it is gone (or a zombie: dead, awaiting its reaper)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return None if fields[0] == "Z" else int(fields[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _pooled_ids(server, client) -> set[str]:
+    """Warm sandboxes: the runtime has them, the API never listed them."""
+    listed = {s["sandboxID"] for s in client.get("/v2/sandboxes").json()}
+    return {p.parent.name for p in (server.home / "sandboxes").glob("*/state.json")
+            if "pid" in json.loads(p.read_text())} - listed
+
+
+def _wait(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+    return value
 
 
 @pytest.fixture
 def private_server(tmp_path):
     servers = []
 
-    def start(home=tmp_path / "home", port=None):
-        srv = start_server(home, port=port, pool_size=0)
+    def start(home=tmp_path / "home", port=None, pool_size=0):
+        srv = start_server(home, port=port, pool_size=pool_size)
         servers.append(srv)
         return srv
 
@@ -72,49 +77,127 @@ def private_server(tmp_path):
         srv.stop()
 
 
+def test_the_leak_checks_see_leaks(tmp_path):
+    """The checks below are only worth something if they find what a broken server leaves: plant
+    each kind of leftover for a fake server and look."""
+    home = tmp_path / "home"
+    (home / "sandboxes" / "ifake").mkdir(parents=True)
+    slot = 4000  # far above what test servers use
+    uid = UID_FIRST + slot * UID_RANGE
+    fp = Footprint(home, slots={slot})
+    mnt = mount_root(home)
+    group = Path("/sys/fs/cgroup/pids") / fp.group / "ifake"
+    other = Path("/sys/fs/cgroup/pids") / "sandlot-0therserver0" / "ifake"
+    procs = []
+    try:
+        (mnt / "ifake" / "root").mkdir(parents=True)
+        subprocess.run(["mount", "-t", "tmpfs", "leak", str(mnt / "ifake" / "root")], check=True)
+        group.mkdir(parents=True)
+        other.mkdir(parents=True)
+        # a process of one of the server's uids in a network namespace of its own, outside cgroups
+        netns = subprocess.Popen(["unshare", "--net", "setpriv", f"--reuid={uid}", f"--regid={uid}",
+                                  "--clear-groups", "sleep", "60"])
+        # a root process in one of the server's cgroups; one of the same uid in another server's group
+        in_group = subprocess.Popen(["sleep", "60"])
+        (group / "cgroup.procs").write_text(str(in_group.pid))
+        theirs = subprocess.Popen(["sh", "-c", f"echo $$ > {other}/cgroup.procs; exec setpriv --reuid={uid} "
+                                   f"--regid={uid} --clear-groups sleep 60"])
+        procs = [netns, in_group, theirs]
+        _wait(lambda: all(uid in _uids(p.pid) for p in (netns, theirs)), 10, "set-up")
+        found = fp.resources()
+        pids = {int(p.split()[0]) for p in found["processes"]}
+        assert {netns.pid, in_group.pid} <= pids and theirs.pid not in pids, found
+        assert any(f"held by {netns.pid}" in n for n in found["netns"]), found
+        assert str(mnt / "ifake" / "root") in found["mounts"], found
+        assert {str(home.resolve() / "sandboxes" / "ifake"), str(mnt / "ifake")} <= set(found["dirs"]), found
+        assert str(group) in found["cgroups"], found
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+        subprocess.run(["umount", str(mnt / "ifake" / "root")], capture_output=True)
+        for d in (group, other, other.parent, group.parent):
+            if d.is_dir():
+                d.rmdir()
+        subprocess.run(["rm", "-rf", str(mnt)], check=True)
+
+
 def test_kill_9_then_restart_adopts_or_cleans_up(private_server, tmp_path):
-    srv = private_server()
+    fp = Footprint(tmp_path / "home")  # before the server: its first sandboxes count as new
+    srv = private_server(pool_size=1)
+    port = int(srv.url.rsplit(":", 1)[1])
     with _api(srv) as c:
-        keep = _create(c, metadata={"role": "keep"})
-        lost = _create(c, metadata={"role": "lost"})
+        keep = _create(c, metadata={"role": "keep"})["sandboxID"]  # may come from the warm pool
+        paused = _create(c, metadata={"role": "paused"})["sandboxID"]
+        lost = _create(c, metadata={"role": "lost"})["sandboxID"]
         _run(srv, keep, "echo persisted > /home/user/state.txt")
+        _run(srv, paused, "echo frozen > /home/user/state.txt")
+        assert c.post(f"/sandboxes/{paused}/pause").status_code == 204
+        pooled = _wait(lambda: _pooled_ids(srv, c), 60, "the warm pool to refill")
+        before = {sid: c.get(f"/sandboxes/{sid}").json() for sid in (keep, paused)}
+        # not from the pool (env vars): the warm one must stay unclaimed
+        expiring_id = _create(c, timeout=3, metadata={"role": "expiring"}, envVars={"A": "1"})["sandboxID"]
+        fp.note_slots()
+        assert expiring_id in {s["sandboxID"] for s in c.get("/v2/sandboxes").json()}
     srv.stop(signal.SIGKILL)
-    # while the server is down, one sandbox dies on its own
-    state = (srv.home / "sandboxes" / lost["sandboxID"] / "state.json").read_text()
-    import json
+    states = {sid: _state(srv.home, sid) for sid in (lost, *pooled)}
+    os.kill(states[lost]["pid"], signal.SIGKILL)  # while the server is down, one sandbox dies on its own
+    with sqlite3.connect(srv.home / "state.db") as db:
+        (deadline,) = db.execute("SELECT end_at FROM sandboxes WHERE id=?", (expiring_id,)).fetchone()
+    time.sleep(max(0.0, deadline - time.time()) + 0.5)  # and one reaches its deadline
 
-    os.kill(json.loads(state)["pid"], signal.SIGKILL)
-    time.sleep(0.2)
-
-    srv2 = private_server(home=srv.home, port=int(srv.url.rsplit(":", 1)[1]))
+    srv2 = private_server(home=srv.home, port=port, pool_size=1)
     with _api(srv2) as c:
-        listed = {s["sandboxID"]: s for s in c.get("/v2/sandboxes").json()}
-        assert keep["sandboxID"] in listed
-        assert lost["sandboxID"] not in listed
-        assert c.get(f"/sandboxes/{lost['sandboxID']}").status_code == 404
+        def listed():
+            return {s["sandboxID"]: s for s in c.get("/v2/sandboxes").json()}
+
+        # the expired one is killed at once (the reaper's first round), never shown as running again
+        _wait(lambda: expiring_id not in listed(), 1.0, "the expired sandbox to be reaped")
+        now = listed()
+        assert set(now) == {keep, paused}, now
+        assert now[keep]["state"] == "running" and now[paused]["state"] == "paused"
+        for sid in (keep, paused):  # what the control plane knew survives adoption
+            after = c.get(f"/sandboxes/{sid}").json()
+            for field in ("metadata", "endAt", "startedAt", "templateID", "envdAccessToken"):
+                assert after[field] == before[sid][field], (field, after, before[sid])
+        for sid in (lost, expiring_id):
+            assert c.get(f"/sandboxes/{sid}").status_code == 404
+        with sqlite3.connect(srv.home / "state.db") as db:
+            reasons = dict(db.execute("SELECT id, end_reason FROM sandboxes WHERE state='killed'").fetchall())
+        assert reasons.get(lost) == "lost on restart" and reasons.get(expiring_id) == "timeout", reasons
+        # warm sandboxes of the dead server were never handed out: they are gone, not adopted
+        for sid in pooled:
+            assert not (srv.home / "sandboxes" / sid).exists()
+            assert _start_ticks(states[sid]["pid"]) != states[sid]["started_ticks"], f"pooled {sid} lives on"
         assert _run(srv2, keep, "cat /home/user/state.txt").strip() == "persisted"
-        assert c.delete(f"/sandboxes/{keep['sandboxID']}").status_code == 204
+        r = c.post(f"/sandboxes/{paused}/resume", json={"timeout": 60})
+        assert r.status_code == 201, r.text
+        assert _run(srv2, paused, "cat /home/user/state.txt").strip() == "frozen"
+        fresh = _create(c)["sandboxID"]
+        assert _run(srv2, fresh, "echo ok").strip() == "ok"
+        fp.note_slots()
+        for sid in (keep, paused, fresh):
+            assert c.delete(f"/sandboxes/{sid}").status_code == 204
     srv2.stop()
-    left = _resources(srv.home)
+    left = fp.resources()
     assert not any(left.values()), left
 
 
-def test_create_and_kill_200_sandboxes_leaves_nothing(private_server):
+def test_create_and_kill_200_sandboxes_leaves_nothing(private_server, tmp_path):
+    fp = Footprint(tmp_path / "home")
     srv = private_server()
-    before_netns = _resources(srv.home)["netns"]
     with _api(srv) as c:
         for _ in range(200):
             sid = _create(c, timeout=60)["sandboxID"]
+            fp.slots.add(_state(srv.home, sid)["slot"])
             assert c.delete(f"/sandboxes/{sid}").status_code == 204
         assert c.get("/v2/sandboxes").json() == []
-    left = _resources(srv.home)
-    assert left["netns"] == before_netns
-    left.pop("netns")
-    assert len(left.pop("stems")) <= 5 * 2, left  # a running server keeps <= 2 stems (5 v1 controllers)
+    assert fp.slots
+    left = fp.resources(server_pid=srv.proc.pid)
+    assert len(left.pop("stems")) <= 5 * 2 + 2, left  # a running server keeps <= 2 stems (5 v1 controllers)
     assert not any(left.values()), left
     srv.stop()
-    left = _resources(srv.home)
-    left.pop("netns")
+    left = fp.resources()
     assert not any(left.values()), left  # stems included: none outlive the server
     assert not mount_root(srv.home).exists()
-    assert not list(Path("/sys/fs/cgroup").glob(f"*/sandlot-{mount_root(srv.home).name}"))
+    assert not fp.group_dirs()

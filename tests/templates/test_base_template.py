@@ -10,7 +10,7 @@ import pytest
 
 from sandlot._exceptions import TemplateError
 from sandlot.templates import TemplateStore, progress_bar
-from sandlot.templates.apt_sources import find_mirror
+from sandlot.templates.apt_sources import find_mirror, this_host_suite
 from sandlot.templates.base import DebianRecipe
 from sandlot.templates.debootstrap import find_debootstrap
 
@@ -71,7 +71,9 @@ def test_nothing_of_the_host_leaks_in(base):
 def test_manifest(store, base):
     manifest = store.manifest("base")
     assert manifest["recipe"] == DebianRecipe().fingerprint()
-    assert manifest["suite"] == "bookworm" and manifest["mirror"] == find_mirror("bookworm").uri
+    suite = this_host_suite()  # the host's release, read at run time: the recipe names none
+    assert DebianRecipe().suite == "" and DebianRecipe(suite=suite).fingerprint() == manifest["recipe"]
+    assert manifest["suite"] == suite and manifest["mirror"] == find_mirror(suite).uri
     packages = {p.split("=")[0] for p in manifest["packages"]}
     assert {"python3", "git", "curl", "sudo", "ncurses-bin", "procps"} <= packages
     assert manifest["built_at"] and manifest["build_seconds"] > 0

@@ -32,7 +32,12 @@ def create(name: str = typer.Argument("default"), home: Path = HomeOpt) -> None:
 @app.command("list")
 def list_(home: Path = HomeOpt) -> None:
     """List keys (never the keys themselves)."""
-    table = Table("id", "name", "prefix", "created", "revoked")
+    # no borders, and ids never cut short: piped output is 80 columns wide, and the id is what
+    # `revoke` takes
+    table = Table(box=None)
+    table.add_column("id", no_wrap=True, min_width=16)
+    for name in ("name", "prefix", "created", "revoked"):
+        table.add_column(name, no_wrap=name != "name")
     for k in _store(home).list_keys():
         fmt = lambda t: datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M") if t else ""  # noqa: E731
         table.add_row(k.id, k.name, k.prefix + "…", fmt(k.created_at), fmt(k.revoked_at))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import posixpath
 import re
@@ -63,10 +64,17 @@ def _friendly(command):
 def create(template: str = typer.Option("base", "--template", "-t", help="Template to start from."),
            timeout: int = typer.Option(300, help="Seconds until the sandbox is killed."),
            env: list[str] = EnvOpt, metadata: list[str] = MetadataOpt,
+           memory_mb: int = typer.Option(None, "--memory-mb", help="Memory limit in MiB (default 512)."),
+           cpu: float = typer.Option(None, "--cpu", help="CPU limit in cores, e.g. 0.5 (default 1)."),
+           pids: int = typer.Option(None, "--pids", help="Most processes at once (default 512)."),
+           disk_mb: int = typer.Option(None, "--disk-mb", help="Disk size in MiB (default 2048)."),
            api_url: str = ApiUrl, api_key: str = ApiKey) -> None:
     """Create a sandbox and print its id."""
+    given = {"memory_mb": memory_mb, "cpu_count": cpu, "pids": pids, "disk_mb": disk_mb}
+    limits = {k: v for k, v in given.items() if v is not None} or None  # the rest keep their defaults
     sandbox = Sandbox.create(template=template, timeout=timeout, envs=_pairs(env, "--env"),
-                             metadata=_pairs(metadata, "--metadata"), api_url=api_url, api_key=api_key)
+                             metadata=_pairs(metadata, "--metadata"), limits=limits, api_url=api_url,
+                             api_key=api_key)
     sandbox.close()
     print(sandbox.sandbox_id)
 
@@ -294,26 +302,52 @@ def _upload(sandbox, local: str, remote: str) -> None:
         sandbox.commands.run(shlex.join(["chmod", "+x", "--", *executable]))
 
 
+def _local_name(name: str) -> str:
+    """A directory entry's name as a local file name: one path component, never `..` or `/` (the
+    names come from the sandbox, which may lie)."""
+    if not name or name in (".", "..") or "/" in name or "\0" in name:
+        raise SandlotError(f"refusing to copy an entry named {name!r}")
+    return name
+
+
+# Prints what each symlink given on the command line says (None if it is no symlink any more).
+_READLINK = ("import json, os, sys; "
+             "print(json.dumps([os.readlink(p) if os.path.islink(p) else None for p in sys.argv[1:]]))")
+
+
+def _link_texts(sandbox, paths: list[str]) -> list[str | None]:
+    texts: list[str | None] = []
+    for start in range(0, len(paths), 500):  # well below the kernel's argument size limit
+        chunk = paths[start:start + 500]
+        texts += json.loads(sandbox.commands.run(shlex.join(["python3", "-c", _READLINK, *chunk])).stdout)
+    return texts
+
+
 def _download(sandbox, remote: str, local: str) -> None:
-    info = sandbox.files.get_info(remote)
+    info = sandbox.files.get_info(remote)  # the path named is followed, as cp follows its arguments
     dst = Path(local)
     if local.endswith("/") or dst.is_dir():
-        dst = dst / info.name
-    pairs = []  # (entry, local path)
+        if info.name in ("", "/"):
+            raise SandlotError("name the local directory to copy the sandbox's / into")
+        dst = dst / _local_name(info.name)
+    files, links = [], []  # (entry, local path)
     if info.type == FileType.DIR:
         todo = [(info.path, dst)]
         while todo:
             remote_dir, local_dir = todo.pop()
             local_dir.mkdir(parents=True, exist_ok=True)
             for entry in sandbox.files.list(remote_dir):
-                if entry.type == FileType.DIR:
-                    todo.append((entry.path, local_dir / entry.name))
+                target = local_dir / _local_name(entry.name)
+                if entry.symlink_target is not None:  # copied as a link, never followed: `up -> ..` loops
+                    links.append((entry, target))
+                elif entry.type == FileType.DIR:
+                    todo.append((entry.path, target))
                 else:
-                    pairs.append((entry, local_dir / entry.name))
+                    files.append((entry, target))
     else:
-        pairs.append((info, dst))
-    with _progress(sum(e.size for e, _ in pairs), f"{remote} -> {local}") as advance:
-        for entry, target in pairs:
+        files.append((info, dst))
+    with _progress(sum(e.size for e, _ in files), f"{remote} -> {local}") as advance:
+        for entry, target in files:
             target.parent.mkdir(parents=True, exist_ok=True)
             with open(target, "wb") as f:
                 for chunk in sandbox.files.read(entry.path, format="stream"):
@@ -321,6 +355,15 @@ def _download(sandbox, remote: str, local: str) -> None:
                     advance(len(chunk))
             if entry.mode & 0o111:
                 target.chmod(target.stat().st_mode | 0o111)
+    # links last, so no file above is written through a link this copy made
+    for (entry, target), text in zip(links, _link_texts(sandbox, [e.path for e, _ in links])):
+        if text is None:
+            continue
+        if target.is_symlink() or target.is_file():
+            target.unlink()
+        elif target.exists():
+            raise SandlotError(f"{target}: a directory is in the way of the symlink {entry.path}")
+        target.symlink_to(text)
 
 
 def register(app: typer.Typer) -> None:

@@ -41,8 +41,8 @@ ENVD_PORT = "49983"  # E2B routes envd traffic by this port header; sandlot chec
 
 _BY_STATUS: dict[int, type[E.SandlotError]] = {
     400: E.InvalidArgument, 401: E.AuthenticationError, 403: E.PermissionDenied, 404: E.NotFound,
-    409: E.AlreadyExists, 413: E.ResourceExhausted, 429: E.ResourceExhausted, 502: E.SandboxNotRunning,
-    504: E.TimeoutError, 507: E.ResourceExhausted,
+    409: E.AlreadyExists, 413: E.ResourceExhausted, 429: E.ResourceExhausted, 501: E.Unsupported,
+    502: E.SandboxNotRunning, 504: E.TimeoutError, 507: E.ResourceExhausted,
 }
 
 

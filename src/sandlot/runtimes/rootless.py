@@ -220,7 +220,8 @@ class RootlessRuntime:
         return tree_usage(self._dir(sandbox_id) / "home")
 
     def freeze(self, sandbox_id: str, frozen: bool) -> None:
-        raise E.RuntimeFailure("pause needs root (cgroup freezer)")
+        raise E.Unsupported("pausing needs cgroups (the freezer), which this server does not have: it runs "
+                            "without root (rootless runtime)")
 
     def foreground(self, sandbox_id: str) -> None:
         pass  # no cgroups, and an ordinary user could not undo a lowered priority (nice)

@@ -1,7 +1,7 @@
 """The control-plane REST API, in E2B's shape (e2b-protocol.md §3) plus sandlot's own extensions.
 
 Extensions ride in the same bodies (unknown keys are ignored by E2B): `limits` on create
-(memory_mb, cpu_count, pids, disk_mb). Errors are JSON {"code": int, "message": str}.
+(memory_mb, cpu_count, pids, disk_mb; unknown keys in it are refused). Errors are JSON {"code": int, "message": str}.
 Sandboxes are always offline: `allow_internet_access` (sent as true by older SDKs) is accepted and
 reported back as `allowInternetAccess: false`; network access will come with the egress policy.
 sandlot's own routes: `/sandboxes/{id}/packages` (GET list, POST install) and `.../packages/uninstall`
@@ -39,6 +39,9 @@ class _Body(BaseModel):
 
 
 class LimitsIn(_Body):
+    # sandlot's own field: a misspelt limit or a quoted number is an error, not a silent default
+    model_config = ConfigDict(extra="forbid", strict=True)
+
     memory_mb: int = Limits.memory_mb
     cpu_count: float = Limits.cpu_count
     pids: int = Limits.pids

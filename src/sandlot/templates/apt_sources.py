@@ -1,11 +1,13 @@
-"""Find the Debian mirror this host's apt uses, so templates are built from the same place.
+"""Find the Debian release and mirror this host's apt uses, so templates are built from the same place.
 
 apt knows two formats: one-line entries in sources.list / *.list, and deb822 stanzas in *.sources.
 """
 
 from __future__ import annotations
 
+import functools
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,3 +109,54 @@ def find_mirror(suite: str, sources: list[AptSource] | None = None) -> Mirror:
         f"no apt source for Debian '{suite}' (main) in /etc/apt: the template is built from the mirror "
         f"the host's apt uses. Found: {', '.join(seen) or 'none'}. Add one, or use the 'host' template."
     )
+
+
+def parse_os_release(text: str) -> dict[str, str]:
+    """The KEY=value lines of os-release(5); values may be shell-quoted."""
+    fields = {}
+    for line in text.splitlines():
+        key, sep, value = line.strip().partition("=")
+        if not sep or not key or key.startswith("#"):
+            continue
+        try:
+            words = shlex.split(value)
+        except ValueError:  # unbalanced quotes: keep what is there
+            words = [value.strip("\"'")]
+        fields[key] = words[0] if words else ""
+    return fields
+
+
+def _release_suites(sources: list[AptSource]) -> list[str]:
+    """Suites of binary main sources that name a release (not bookworm-security, not a path)."""
+    found = []
+    for src in sources:
+        if "deb" in src.types and "main" in src.components:
+            found += [s for s in src.suites if s and "-" not in s and "/" not in s and s not in found]
+    return found
+
+
+def host_suite(os_release: str, sources: list[AptSource]) -> str:
+    """The suite to build templates of: the host's codename (os-release VERSION_CODENAME) if its
+    apt can fetch it, else the release its apt sources name (testing/sid hosts, or no codename)."""
+    codename = parse_os_release(os_release).get("VERSION_CODENAME", "").strip()
+    suites = _release_suites(sources)
+    if codename and (codename in suites or not suites):
+        return codename
+    if suites:
+        return suites[0]
+    raise TemplateError("cannot tell which Debian release this host runs: /etc/os-release has no "
+                        "VERSION_CODENAME and no apt source names one. Use the 'host' template.")
+
+
+@functools.lru_cache(maxsize=1)
+def this_host_suite() -> str:
+    """host_suite() of this machine (read once per process)."""
+    for path in (Path("/etc/os-release"), Path("/usr/lib/os-release")):
+        try:
+            text = path.read_text(errors="replace")
+            break
+        except OSError:
+            continue
+    else:
+        text = ""
+    return host_suite(text, read_sources())

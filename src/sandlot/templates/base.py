@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .._exceptions import TemplateError
-from .apt_sources import find_mirror
+from .apt_sources import find_mirror, this_host_suite
 from .debootstrap import Meter, debootstrap, find_debootstrap, prune_cache
 from .spec import Progress, Template
 
@@ -38,16 +38,20 @@ FILES = (
 
 @dataclass(frozen=True)
 class DebianRecipe:
-    suite: str = "bookworm"
+    suite: str = ""  # "" = the release the host runs, read at run time (apt_sources.host_suite)
     variant: str = "minbase"
     packages: tuple[str, ...] = PACKAGES
     files: tuple[tuple[str, str, int], ...] = FILES
     revision: int = 1  # bump when build() changes in a way the fields above do not show
     expected_packages: int = 155  # measured; sizes the progress bar only, so not in the fingerprint
 
+    def release(self) -> str:
+        return self.suite or this_host_suite()
+
     def fingerprint(self) -> str:
         recipe = asdict(self)
         del recipe["expected_packages"]
+        recipe["suite"] = self.release()  # the suite itself, so a host upgrade rebuilds the template
         return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
 
     def build(self, rootfs: Path, cache: Path, progress: Progress) -> dict[str, Any]:
@@ -56,10 +60,11 @@ class DebianRecipe:
                 "building a Debian template needs root (debootstrap, chroot): build it once with "
                 f"`sudo sandlot template build NAME --home {cache.parent}`, or use the template 'host'")
         tool = find_debootstrap()  # before anything else, so a missing tool is what gets reported
-        mirror = find_mirror(self.suite)
+        suite = self.release()
+        mirror = find_mirror(suite)
         meter = Meter(self.expected_packages, extra_steps=4, progress=progress)
         debs = cache / "debootstrap"
-        debootstrap(tool, rootfs, self.suite, mirror, variant=self.variant, include=self.packages,
+        debootstrap(tool, rootfs, suite, mirror, variant=self.variant, include=self.packages,
                     cache=debs, meter=meter)
 
         meter.step("writing configuration")
@@ -86,7 +91,7 @@ class DebianRecipe:
         meter.step("listing packages")
         packages = _chroot(rootfs, "dpkg-query", "-W", "-f", "${Package}=${Version}\\n").split()
         prune_cache(debs, set(packages))
-        return {"suite": self.suite, "mirror": mirror.uri, "packages": sorted(packages)}
+        return {"suite": suite, "mirror": mirror.uri, "packages": sorted(packages)}
 
     def template(self, name: str, rootfs: Path) -> Template:
         return Template(name=name, rootfs=rootfs)
