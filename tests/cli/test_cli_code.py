@@ -68,6 +68,9 @@ def test_run_code_json(cli, ci_id):
 
 def test_run_code_language_and_context(cli, ci_id, server):
     assert cli("run-code", ci_id, "--language", "bash", "echo $((2 + 3))").stdout == "5\n"
+    assert cli("run-code", ci_id, "-l", "javascript", "const j = 6; j * 7").stdout == "42\n"
+    assert cli("run-code", ci_id, "-l", "javascript", "console.log(j + 1)").stdout == "7\n"  # its state persists
+    assert cli("run-code", ci_id, "-l", "typescript", "const t: number = 2; t ** 3").stdout == "8\n"
     sandbox = Sandbox.connect(ci_id, api_url=server.url, api_key=server.api_key)
     try:
         ctx = sandbox.create_code_context(variables={"only_here": "ctx"})

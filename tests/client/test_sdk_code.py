@@ -114,16 +114,62 @@ async def test_error_has_a_traceback_and_reaches_on_error(ci, surface):
 async def test_matplotlib_figures_come_as_png_and_chart(ci):
     line = await maybe(ci.run_code(
         "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3], [1, 4, 9], label='sq')\n"
-        "plt.title('squares')\nplt.show()"))
+        "plt.plot([1, 2], [2, 1], label='down')\nplt.title('squares'); plt.xlabel('n'); plt.ylabel('n squared')\n"
+        "plt.show()", timeout=120))
     assert line.error is None, line.error
     [fig] = line.results
     assert not fig.is_main_result and fig.png and {"png", "chart"} <= set(fig.formats())
-    assert isinstance(fig.chart, dict) and fig.chart["type"] == "line" and fig.chart["title"] == "squares"
     assert fig.png.startswith("iVBORw0KGgo")  # base64 of the PNG signature
+    chart = fig.chart
+    assert isinstance(chart, dict) and (chart["type"], chart["title"]) == ("line", "squares")
+    assert (chart["x_label"], chart["y_label"]) == ("n", "n squared")
+    assert (chart["x_scale"], chart["y_scale"]) == ("linear", "linear")
+    assert [(e["label"], e["points"]) for e in chart["elements"]] == [
+        ("sq", [[1, 1], [2, 4], [3, 9]]), ("down", [[1, 2], [2, 1]])]
     bar = await maybe(ci.run_code(
-        "fig, ax = plt.subplots()\nax.bar(['a', 'b'], [3, 5])\nplt.show()"))
-    assert bar.error is None and bar.results[0].chart["type"] == "bar"
-    assert bar.results[0].png
+        "fig, ax = plt.subplots()\nax.bar(['a', 'b'], [3, 5])\nax.set_title('bars')\n"
+        "ax.set_xlabel('letter'); ax.set_ylabel('count')\nplt.show()"))
+    assert bar.error is None and bar.results[0].png
+    chart = bar.results[0].chart
+    assert (chart["type"], chart["title"], chart["x_label"], chart["y_label"]) == ("bar", "bars", "letter", "count")
+    assert [(e["label"], e["value"]) for e in chart["elements"]] == [("a", 3), ("b", 5)]
+    assert all(isinstance(e["group"], str) for e in chart["elements"])
+
+
+async def test_scatter_pie_box_and_log_charts(ci):
+    await maybe(ci.run_code("import matplotlib.pyplot as plt", timeout=120))
+
+    async def chart(code: str) -> dict:
+        execution = await maybe(ci.run_code(code + "\nplt.show()"))
+        assert execution.error is None, execution.error
+        [result] = execution.results
+        assert result.png and isinstance(result.chart, dict), result.formats()
+        return result.chart
+
+    scatter = await chart("plt.figure()\nplt.scatter([1, 2, 3], [9, 4, 1], label='pts')\n"
+                          "plt.scatter([5], [5], label='one')\nplt.xlabel('width'); plt.ylabel('height')")
+    assert (scatter["type"], scatter["x_label"], scatter["y_label"]) == ("scatter", "width", "height")
+    assert [(e["label"], e["points"]) for e in scatter["elements"]] == [
+        ("pts", [[1, 9], [2, 4], [3, 1]]), ("one", [[5, 5]])]
+
+    pie = await chart("plt.figure()\nplt.pie([1, 2, 3], labels=['p', 'q', 'r'])\nplt.title('Pie')")
+    assert (pie["type"], pie["title"]) == ("pie", "Pie")
+    assert [(e["label"], round(e["angle"], 3), e["radius"]) for e in pie["elements"]] == [
+        ("p", 60, 1), ("q", 120, 1), ("r", 180, 1)]
+
+    box = await chart("fig, ax = plt.subplots()\n"
+                      "ax.boxplot([[1, 2, 3, 4, 5], [2, 3, 4, 5, 6, 7, 40]], tick_labels=['g', 'h'],\n"
+                      "           patch_artist=True)\n"
+                      "ax.set_title('Box'); ax.set_xlabel('group'); ax.set_ylabel('value')")
+    assert (box["type"], box["title"], box["x_label"], box["y_label"]) == ("box_and_whisker", "Box", "group", "value")
+    g, h = box["elements"]
+    assert [g[k] for k in ("label", "min", "first_quartile", "median", "third_quartile", "max", "outliers")] == [
+        "g", 1, 2, 3, 4, 5, []]
+    assert [h[k] for k in ("label", "min", "median", "max", "outliers")] == ["h", 2, 5, 7, [40]]
+
+    log = await chart("plt.figure()\nplt.plot([1, 10, 100], [1, 100, 10000])\nplt.xscale('log'); plt.yscale('log')")
+    assert (log["type"], log["x_scale"], log["y_scale"]) == ("line", "log", "log")
+    assert log["elements"][0]["points"] == [[1, 1], [10, 100], [100, 10000]]
 
 
 async def test_dataframe_comes_as_data(ci):
@@ -226,6 +272,65 @@ async def test_bash_contexts(ci):
     # language="bash" is the default bash context: another state
     assert "".join((await maybe(ci.run_code("echo N=$N", language="bash"))).logs.stdout) == "N=\n"
     assert "".join((await maybe(ci.run_code("echo hi", language="sh"))).logs.stdout) == "hi\n"
+
+
+async def test_javascript_and_typescript(ci):
+    await maybe(ci.run_code("const base = 20 + 1", language="javascript"))
+    execution = await maybe(ci.run_code("console.log('from node'); base * 2", language="js"))
+    assert (execution.text, execution.logs.stdout, execution.error) == ("42", ["from node\n"], None)
+    ctx = await maybe(ci.create_code_context("javascript", cwd="/tmp", variables={"seed": [1, 2]}))
+    assert (ctx.language, ctx.cwd) == ("javascript", "/tmp")
+    assert ctx in await maybe(ci.list_code_contexts())
+    execution = await maybe(ci.run_code("process.cwd() + ' ' + seed.length + ' ' + typeof base", context=ctx))
+    assert execution.text == "/tmp 2 undefined"  # its own node: the default javascript context's state is not here
+    failed = await maybe(ci.run_code("null.x", context=ctx))
+    assert failed.error is not None and failed.error.name == "TypeError"
+    ts = await maybe(ci.create_code_context("typescript"))
+    assert ts.language == "typescript"
+    assert (await maybe(ci.run_code("const n: number = 6; n * 7", context=ts))).text == "42"
+
+
+@pytest.mark.parametrize(("language", "sleep", "check", "unset"), [
+    ("python", "import time; time.sleep(30)", "import os; repr(os.environ.get('SL_TMO'))", "None"),
+    ("javascript", "await new Promise((r) => setTimeout(r, 30000))", "String(process.env.SL_TMO)", "undefined"),
+])
+async def test_run_envs_are_restored_after_a_timeout(ci, language, sleep, check, unset):
+    ctx = await maybe(ci.create_code_context(language))
+    with pytest.raises(TimeoutError):
+        await maybe(ci.run_code(sleep, context=ctx, envs={"SL_TMO": "1"}, timeout=1))
+    after = await maybe(ci.run_code(check, context=ctx, timeout=15))
+    assert (after.error, after.text) == (None, unset)
+
+
+async def test_a_memory_bomb_kills_only_its_kernel(api):
+    cls, conn = api
+    sbx = await maybe(cls.create(template=TEMPLATE, limits={"memory_mb": 384}, **conn))
+    try:
+        other = await maybe(sbx.create_code_context())
+        await maybe(sbx.run_code("kept = 'other'", context=other))
+        await maybe(sbx.run_code("default_kept = 'default'"))
+        bomb = await maybe(sbx.create_code_context())
+        await maybe(sbx.run_code("before = 1", context=bomb))
+        started = time.monotonic()
+        execution = await maybe(sbx.run_code("x = []\nwhile True:\n    x.append(bytearray(1 << 26))",
+                                             context=bomb, timeout=120))
+        assert time.monotonic() - started < 60
+        error = execution.error
+        assert error is not None and error.name in ("KernelDied", "MemoryError"), error
+        if error.name == "KernelDied":  # the cgroup's OOM killer took the kernel (its first choice)
+            assert "signal 9" in error.value, error.value
+        # the other contexts kept their state; the bombed one works again (afresh if its kernel died)
+        assert (await maybe(sbx.run_code("kept", context=other))).text == "other"
+        assert (await maybe(sbx.run_code("default_kept"))).text == "default"
+        again = await maybe(sbx.run_code("del x\n6 * 7" if error.name == "MemoryError" else "6 * 7", context=bomb))
+        assert (again.error, again.text) == (None, "42")
+        # the sandbox and the server answer
+        assert (await maybe(sbx.commands.run("echo alive"))).stdout == "alive\n"
+        info = await maybe(sbx.get_info())
+        assert (info.state, info.memory_mb) == ("running", 384)
+    finally:
+        await maybe(sbx.kill())
+        await maybe(sbx.close())
 
 
 async def test_variables_are_injected_into_a_new_context(ci):

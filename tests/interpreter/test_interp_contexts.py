@@ -6,9 +6,16 @@ from __future__ import annotations
 import threading
 import time
 
+import httpx
 import pytest
 from e2b_code_interpreter import Context, NotFoundException, SandboxException
-from interp_support import ok, stdout, unique
+from interp_support import access_token, jupyter_headers, ok, stdout, unique
+
+
+def post_context(server, sandbox, body: dict) -> httpx.Response:
+    """POST /contexts as the SDK sends it, to see the status code itself."""
+    headers = jupyter_headers(sandbox.sandbox_id, access_token(server, sandbox.sandbox_id))
+    return httpx.post(f"{server.url}/contexts", json=body, headers=headers, timeout=60)
 
 
 def test_create_context_defaults(sandbox):
@@ -44,11 +51,15 @@ def test_create_context_in_a_new_directory(sandbox):
         sandbox.remove_code_context(context)
 
 
-def test_create_context_in_a_missing_directory_fails_cleanly(sandbox):
+def test_create_context_in_a_missing_directory_fails_cleanly(server, sandbox):
     before = [c.id for c in sandbox.list_code_contexts()]
     with pytest.raises(SandboxException) as info:
         sandbox.create_code_context(cwd="/does/not/exist")
-    assert "/does/not/exist" in str(info.value), info.value
+    assert str(info.value).startswith("400 Bad Request: ") and "/does/not/exist" in str(info.value), info.value
+    assert not isinstance(info.value, NotFoundException)
+    for language in ("python", "bash", "javascript"):
+        r = post_context(server, sandbox, {"language": language, "cwd": "/does/not/exist"})
+        assert r.status_code == 400 and "/does/not/exist" in r.text, (language, r.status_code, r.text)
     assert [c.id for c in sandbox.list_code_contexts()] == before  # nothing half-made is listed
 
 
@@ -64,10 +75,31 @@ def test_create_bash_context(sandbox):
         sandbox.remove_code_context(context)
 
 
-def test_create_context_unknown_language(sandbox):
+def test_create_context_unknown_language(server, sandbox):
+    before = [c.id for c in sandbox.list_code_contexts()]
     with pytest.raises(SandboxException) as info:
         sandbox.create_code_context(language="brainfuck")
-    assert "brainfuck" in str(info.value)
+    assert str(info.value).startswith("400 Bad Request: ") and "brainfuck" in str(info.value), info.value
+    for body in ({"language": "brainfuck"}, {"language": "Python 2"}, {"language": "../python"}, {"language": 7}):
+        r = post_context(server, sandbox, body)
+        assert r.status_code == 400 and r.text, (body, r.status_code, r.text)
+    assert [c.id for c in sandbox.list_code_contexts()] == before
+
+
+@pytest.mark.parametrize("language", ["javascript", "typescript"])
+def test_create_node_context(sandbox, language):
+    context = sandbox.create_code_context(language=language, cwd="/tmp")
+    try:
+        assert (context.language, context.cwd) == (language, "/tmp")
+        assert context.id in [c.id for c in sandbox.list_code_contexts()]
+        ok(sandbox.run_code("globalThis.ctxVar = 'in ' + process.cwd()", context=context))
+        assert ok(sandbox.run_code("ctxVar", context=context)).text == "in /tmp"
+        # the default javascript context is another one
+        assert ok(sandbox.run_code("typeof ctxVar", language="javascript")).text == "undefined"
+        sandbox.restart_code_context(context)
+        assert ok(sandbox.run_code("typeof ctxVar", context=context)).text == "undefined"
+    finally:
+        sandbox.remove_code_context(context)
 
 
 def test_list_contexts(sandbox):

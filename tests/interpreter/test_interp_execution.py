@@ -3,6 +3,7 @@ environment variables, IPython magics and shell escapes, other languages, concur
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -312,6 +313,25 @@ def test_javascript_language(sandbox):
 
 def test_typescript_language(sandbox):
     assert ok(sandbox.run_code("const n: number = 6; n * 7", language="typescript")).text == "42"
+
+
+def test_the_templates_data_stack_works_in_a_kernel(sandbox, ctx):
+    execution = ok(sandbox.run_code(
+        "import json, numpy, pandas, matplotlib, scipy, sklearn, PIL, requests\n"
+        "import scipy.stats, sklearn.linear_model, PIL.Image, matplotlib.pyplot\n"
+        "x = numpy.arange(6).reshape(2, 3)\n"
+        "fit = sklearn.linear_model.LinearRegression().fit([[0], [1], [2]], [1, 3, 5])\n"
+        "json.dumps({'sum': int(x.sum()), 'frame': list(pandas.DataFrame(x).shape),\n"
+        "            'cdf': float(scipy.stats.norm.cdf(0)), 'slope': round(float(fit.coef_[0]), 6),\n"
+        "            'image': list(PIL.Image.new('RGB', (3, 2)).size), 'session': type(requests.Session()).__name__,\n"
+        "            'versions': {m.__name__: m.__version__ for m in (numpy, pandas, matplotlib, scipy, sklearn, PIL,\n"
+        "                                                             requests)}})",
+        context=ctx, timeout=180))
+    got = json.loads(execution.text)
+    assert {k: v for k, v in got.items() if k != "versions"} == {
+        "sum": 15, "frame": [2, 3], "cdf": 0.5, "slope": 2.0, "image": [3, 2], "session": "Session"}
+    assert set(got["versions"]) == {"numpy", "pandas", "matplotlib", "scipy", "sklearn", "PIL", "requests"}
+    assert all(isinstance(v, str) and v[0].isdigit() for v in got["versions"].values()), got["versions"]
 
 
 @pytest.mark.parametrize("language", ["cobol", "Python2", "../python"])

@@ -45,6 +45,48 @@ def test_timeout_in_the_default_context(sandbox):
     assert time.monotonic() - start < 5
 
 
+@pytest.mark.parametrize(("language", "sleep", "check"), [
+    ("python", "import time; time.sleep(30)", "import os; os.environ.get('TMO_ENV', 'unset')"),
+    ("javascript", "await new Promise((r) => setTimeout(r, 30000))", "process.env.TMO_ENV ?? 'unset'"),
+])
+def test_per_run_envs_are_restored_after_a_timeout(sandbox, language, sleep, check):
+    context = sandbox.create_code_context(language=language)
+    try:
+        with pytest.raises(TimeoutException):
+            sandbox.run_code(sleep, context=context, envs={"TMO_ENV": "1"}, timeout=1)
+        assert ok(sandbox.run_code(check, context=context, timeout=15)).text == "unset"
+        assert ok(sandbox.run_code(check, context=context, envs={"TMO_ENV": "2"})).text == "2"
+        assert ok(sandbox.run_code(check, context=context)).text == "unset"
+    finally:
+        sandbox.remove_code_context(context)
+
+
+def said(execution) -> str:
+    """What a run answered: bash prints, node returns a value."""
+    return stdout(execution).strip() or execution.text
+
+
+@pytest.mark.parametrize(("language", "setup", "busy"), [
+    ("bash", "KEPT=yes", "while true; do :; done"),
+    ("bash", "KEPT=yes", "sleep 30"),
+    ("javascript", "globalThis.KEPT = 'yes'", "while (true) {}"),
+    ("javascript", "globalThis.KEPT = 'yes'", "await new Promise((r) => setTimeout(r, 30000))"),
+    ("typescript", "const KEPT: string = 'yes'", "let n: number = 0; while (true) { n++ }"),
+])
+def test_timeout_interrupts_other_languages(sandbox, language, setup, busy):
+    context = sandbox.create_code_context(language=language)
+    try:
+        ok(sandbox.run_code(setup, context=context, timeout=30))
+        with pytest.raises(TimeoutException):
+            sandbox.run_code(busy, context=context, timeout=1)
+        start = time.monotonic()
+        execution = ok(sandbox.run_code('echo "$KEPT"' if language == "bash" else "KEPT", context=context, timeout=15))
+        assert time.monotonic() - start < 5  # interrupted, not still running
+        assert said(execution) == "yes"
+    finally:
+        sandbox.remove_code_context(context)
+
+
 def test_timeout_zero_means_no_timeout(sandbox, ctx):
     execution = ok(sandbox.run_code("import time; time.sleep(1.5); 'slept'", context=ctx, timeout=0))
     assert execution.text == "slept"
@@ -99,6 +141,30 @@ def test_kernel_death(sandbox, ctx, code, how):
     # neither the sandbox nor its other contexts noticed
     assert sandbox.commands.run("true").exit_code == 0
     assert ok(sandbox.run_code("'default ok'")).text == "default ok"
+
+
+@pytest.mark.parametrize(("language", "setup", "kill", "check", "how"), [
+    # bash_kernel restarts a bash that exits by itself; its parent is the kernel
+    ("bash", "KEPT=yes", "kill -9 $PPID", 'echo "[${KEPT-gone}]"', "signal 9"),
+    ("javascript", "globalThis.KEPT = 'yes'", "process.exit(3)", "typeof KEPT", "exit status 3"),
+    ("typescript", "const KEPT: string = 'yes'", "process.kill(process.pid, 'SIGKILL')", "typeof KEPT", "signal 9"),
+])
+def test_kernel_death_in_other_languages(sandbox, language, setup, kill, check, how):
+    context = sandbox.create_code_context(language=language)
+    try:
+        ok(sandbox.run_code(setup, context=context, timeout=30))
+        start = time.monotonic()
+        execution = sandbox.run_code(kill, context=context, timeout=30)
+        assert time.monotonic() - start < 10
+        assert execution.error is not None and execution.error.name == "KernelDied", execution.error
+        assert how in execution.error.value, execution.error.value
+        # restarted afresh on the next run
+        execution = ok(sandbox.run_code(check, context=context, timeout=60))
+        assert said(execution) in ("[gone]", "undefined") and execution.execution_count == 1
+        assert ok(sandbox.run_code("'default ok'")).text == "default ok"
+        assert sandbox.commands.run("true").exit_code == 0
+    finally:
+        sandbox.remove_code_context(context)
 
 
 def test_killing_the_interpreter_process(make_sandbox):

@@ -4,6 +4,8 @@ knows, matplotlib charts (PNG + e2b/chart parsed into the SDK's chart classes), 
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import struct
 from datetime import datetime
@@ -13,6 +15,7 @@ from e2b_code_interpreter import Result
 from e2b_code_interpreter.charts import (
     BarChart,
     BoxAndWhiskerChart,
+    Chart,
     ChartType,
     LineChart,
     PieChart,
@@ -100,6 +103,28 @@ def test_display_formats(sandbox, ctx, expr, field, expected):
     assert getattr(result, field) == expected, result
     assert field in result.formats()
     assert result.is_main_result is False
+
+
+@pytest.mark.parametrize(("code", "field", "magic"), [
+    # a real JPEG from PIL, displayed through IPython's Image
+    ("from PIL import Image as P\nimport io\nbuf = io.BytesIO()\nP.new('RGB', (5, 3), (0, 200, 0)).save(buf, 'JPEG')\n"
+     "from IPython.display import Image\nraw = buf.getvalue()\ndisplay(Image(data=raw, format='jpeg'))",
+     "jpeg", b"\xff\xd8\xff"),
+    # a real PDF from matplotlib, through an object's _repr_pdf_
+    ("import io\nimport matplotlib.pyplot as plt\nfig = plt.figure()\nplt.plot([1, 2])\nbuf = io.BytesIO()\n"
+     "fig.savefig(buf, format='pdf')\nplt.close(fig)\nraw = buf.getvalue()\n"
+     "class Doc:\n    def _repr_pdf_(self):\n        return raw\n    def __repr__(self):\n        return 'Doc()'\n"
+     "display(Doc())", "pdf", b"%PDF-"),
+])
+def test_binary_display_formats(sandbox, ctx, code, field, magic):
+    result = only_result(sandbox.run_code(code, context=ctx, timeout=120))
+    data = base64.b64decode(getattr(result, field), validate=True)
+    assert data.startswith(magic), data[:16]
+    assert field in result.formats() and result.is_main_result is False
+    assert result.png is None  # the form the kernel produced, no other
+    # exactly the bytes the kernel had
+    digest = ok(sandbox.run_code("import hashlib; hashlib.sha256(raw).hexdigest()", context=ctx)).text
+    assert digest == hashlib.sha256(data).hexdigest()
 
 
 def test_json_display_is_a_dict(sandbox, ctx):
@@ -265,13 +290,30 @@ def test_chart_extraction_writes_nothing_to_stderr(sandbox, plots):
 
 
 def test_unreadable_figure_still_gives_a_png(sandbox, plots):
-    # an image plot is not a chart e2b_charts knows: no crash, the PNG is there
+    # an image plot is not a chart e2b_charts knows: no crash, the PNG is there, the chart says "unknown"
     execution = ok(sandbox.run_code(
-        "import numpy as np\nplt.figure()\nplt.imshow(np.arange(16).reshape(4, 4))\nplt.show()", context=plots))
+        "import numpy as np\nplt.figure()\nplt.imshow(np.arange(16).reshape(4, 4))\nplt.title('img')\nplt.show()",
+        context=plots))
     assert len(execution.results) == 1
     png_bytes(execution.results[0].png)
     chart = execution.results[0].chart
-    assert chart is None or chart.type == ChartType.UNKNOWN
+    assert type(chart) is Chart and chart.type == ChartType.UNKNOWN
+    assert (chart.title, chart.elements) == ("img", [])
+
+
+def test_log_scales(sandbox, plots):
+    chart = chart_result(sandbox.run_code(
+        "plt.figure()\nplt.plot([1, 10, 100], [1, 100, 10000], label='pow')\nplt.xscale('log'); plt.yscale('log')\n"
+        "plt.xlabel('x (log)'); plt.show()", context=plots)).chart
+    assert isinstance(chart, LineChart)
+    assert (chart.x_scale, chart.y_scale) == (ScaleType.LOG, ScaleType.LOG)
+    assert chart.elements[0].points == [(1, 1), (10, 100), (100, 10000)]
+    assert chart.x_label == "x (log)"
+    assert all(t > 0 for t in chart.x_ticks) and len(chart.x_ticks) == len(chart.x_tick_labels)
+    # one log axis, one linear
+    chart = chart_result(sandbox.run_code(
+        "plt.figure()\nplt.plot([1, 2, 3], [10, 1000, 100000])\nplt.yscale('log')\nplt.show()", context=plots)).chart
+    assert (chart.x_scale, chart.y_scale) == (ScaleType.LINEAR, ScaleType.LOG)
 
 
 def test_savefig_writes_a_real_png(sandbox, plots):

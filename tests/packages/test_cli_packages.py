@@ -1,4 +1,4 @@
-"""`sandlot packages install|list|uninstall` against a real server (typer's CliRunner, in-process)."""
+"""`sandlot packages install|list|uninstall|is-installed` against a real server (typer's CliRunner, in-process)."""
 
 from __future__ import annotations
 
@@ -66,3 +66,35 @@ def test_errors_are_one_line(cli, sandbox):
     assert cli("packages", "install", sid).exit_code == 2  # neither names nor -r
     missing = cli("packages", "list", "nosuchsandbox")
     assert missing.exit_code == 1 and missing.stderr.startswith("error:")
+
+
+def test_is_installed_exit_codes(cli, sandbox):
+    sid = sandbox.sandbox_id
+    missing = cli("packages", "is-installed", sid, "six")
+    assert (missing.exit_code, missing.stdout) == (1, ""), missing.output
+    assert "six is not installed" in missing.stderr
+    assert cli("packages", "install", sid, "six==1.16.0").exit_code == 0
+    found = cli("packages", "is-installed", sid, "SIX")  # PEP 503 names
+    assert (found.exit_code, found.stdout) == (0, "") and "SIX is installed" in found.stderr, found.output
+    assert cli("packages", "is-installed", sid, "pip").exit_code == 0
+    assert cli("packages", "uninstall", sid, "six").exit_code == 0
+    assert cli("packages", "is-installed", sid, "six").exit_code == 1
+    # an error is neither answer
+    error = cli("packages", "is-installed", "nosuchsandbox", "six")
+    assert error.exit_code == 2 and error.stderr.startswith("error:"), error.output
+    assert cli("packages", "is-installed", sid).exit_code == 2  # no name: a usage error
+
+
+def test_install_upgrade(cli, sandbox):
+    sid = sandbox.sandbox_id
+    assert cli("packages", "install", sid, "six==1.16.0").stdout == "installed six 1.16.0\n"
+    assert cli("packages", "install", sid, "six").stdout == ""  # 1.16.0 satisfies it
+    upgraded = cli("packages", "install", sid, "six", "--upgrade")
+    assert upgraded.exit_code == 0, upgraded.output
+    [line] = upgraded.stdout.splitlines()
+    verb, name, version = line.split()
+    assert (verb, name) == ("installed", "six") and version != "1.16.0", line
+    ran = sandbox.commands.run("python3 -c 'import six; print(six.__version__)'")
+    assert ran.stdout.strip() == version
+    again = cli("packages", "install", sid, "-U", "six")
+    assert (again.exit_code, again.stdout) == (0, "") and "already satisfied" in again.stderr

@@ -60,6 +60,26 @@ async def test_install_import_uninstall_without_network(sandbox):
     assert await maybe(sandbox.packages.uninstall(["tabulate"])) == []  # not installed: skipped
 
 
+async def test_a_running_context_imports_what_is_installed_after_it_started(api):
+    cls, conn = api
+    sbx = await maybe(cls.create(template="code-interpreter", **conn))
+    try:
+        ctx = await maybe(sbx.create_code_context())
+        for context in (ctx, None):  # a new context, and the default one (started with the sandbox)
+            missing = await maybe(sbx.run_code("import tabulate", context=context))
+            assert missing.error is not None and missing.error.name == "ModuleNotFoundError", missing.error
+        [installed] = await maybe(sbx.packages.install("tabulate"))
+        for context in (ctx, None):
+            execution = await maybe(sbx.run_code(
+                "import tabulate\ntabulate.__version__, tabulate.tabulate([[1, 2]], tablefmt='plain')",
+                context=context))
+            assert execution.error is None, execution.error
+            assert execution.text == repr((installed.version, "1  2")), execution.text
+    finally:
+        await maybe(sbx.kill())
+        await maybe(sbx.close())
+
+
 async def test_version_pin_and_upgrade(sandbox):
     installed = await maybe(sandbox.packages.install("six", version="1.16.0"))
     assert installed == [Package("six", "1.16.0")]
@@ -93,6 +113,31 @@ async def test_version_conflicts_fail_clearly(sandbox):
         await maybe(sandbox.packages.install_many(["six==1.16.0", "six==1.17.0"]))
     assert "conflict" in e.value.message.lower() or "ResolutionImpossible" in e.value.message
     assert await maybe(sandbox.packages.list()) == before
+
+
+async def test_a_failed_install_inside_the_sandbox_is_undone(sandbox):
+    """The host fetches the wheels fine; pip fails inside, after it has already replaced a package.
+    python-dateutil (pure Python) depends on six, which pip installs first; a file where dateutil's
+    package directory goes then makes pip fail (as a full or read-only disk would)."""
+    await maybe(sandbox.packages.install("six", version="1.16.0"))
+    before = await maybe(sandbox.packages.list())
+    site = (await python(sandbox, "import site; print(site.getsitepackages()[0])", user="root")).stdout.strip()
+    await maybe(sandbox.commands.run(f"touch {site}/dateutil", user="root"))
+    with pytest.raises(InvalidArgument) as e:
+        await maybe(sandbox.packages.install_many(["six==1.17.0", "python-dateutil"]))
+    assert "Could not install packages" in e.value.message and "dateutil" in e.value.message, e.value.message
+    # six is back at 1.16.0, python-dateutil is not there: the sandbox's packages are as they were
+    assert await maybe(sandbox.packages.list()) == before
+    ran = await python(sandbox, "import six; print(six.__version__)")
+    assert ran.stdout.strip() == "1.16.0", ran.stderr
+    assert not await maybe(sandbox.packages.is_installed("python-dateutil"))
+    assert ".sandlot-wheels" not in (await maybe(sandbox.commands.run("ls -A /tmp", user="root"))).stdout
+    # with the obstacle gone, the same install works
+    await maybe(sandbox.commands.run(f"rm {site}/dateutil", user="root"))
+    changed = {p.name.lower(): p.version for p in await maybe(sandbox.packages.install_many(
+        ["six==1.17.0", "python-dateutil"]))}
+    assert changed["six"] == "1.17.0" and "python-dateutil" in changed
+    assert (await python(sandbox, "import dateutil.parser")).exit_code == 0
 
 
 @pytest.mark.parametrize("spec", ["-r /etc/passwd", "pkg @ file:///etc/passwd", "--index-url=http://127.0.0.1:9/",

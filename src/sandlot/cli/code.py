@@ -27,8 +27,8 @@ def _plain(text: str, stream) -> str:
 
 def run_code(sandbox_id: str = typer.Argument(..., help="Sandbox id."),
              code: str = typer.Argument(None, help="Code to run; '-' or nothing reads it from stdin."),
-             language: str = typer.Option(None, "--language", "-l",
-                                          help="Language of the default context to use (python, bash)."),
+             language: str = typer.Option(None, "--language", "-l", help="Language of the default context to use "
+                                                                             "(python, bash, javascript, typescript)."),
              context: str = typer.Option(None, "--context", "-c", help="Id of a context to run in."),
              timeout: float = typer.Option(300, help="Seconds before the run is interrupted (0 = never)."),
              as_json: bool = typer.Option(False, "--json", help="Print the whole execution as one JSON object "

@@ -1,4 +1,5 @@
-"""`sandlot packages install|uninstall|list`: Python packages of a sandbox, thin over the blocking SDK.
+"""`sandlot packages install|uninstall|list|is-installed`: Python packages of a sandbox, thin over the
+blocking SDK.
 
 The sandbox stays offline: the server fetches the wheels through its own package index.
 """
@@ -10,7 +11,7 @@ import json
 import typer
 from rich.table import Table
 
-from .. import Sandbox
+from .. import Sandbox, SandlotError
 from .sandboxes import ApiKey, ApiUrl, _friendly, console, errors
 
 app = typer.Typer(no_args_is_help=True, help="Install, remove and list a sandbox's Python packages.")
@@ -79,6 +80,25 @@ def list_(sandbox_id: str = typer.Argument(..., help="Sandbox id."),
     console.print(table)
 
 
+def is_installed(sandbox_id: str = typer.Argument(..., help="Sandbox id."),
+                 name: str = typer.Argument(..., help="Package name (Foo_Bar and foo-bar are the same)."),
+                 api_url: str = ApiUrl, api_key: str = ApiKey) -> None:
+    """Exit 0 if a package is installed in a sandbox, 1 if not, 2 on errors (as grep), for scripts:
+    sandlot packages is-installed ID six || sandlot packages install ID six"""
+    try:
+        sandbox = _sandbox(sandbox_id, api_url, api_key)
+        try:
+            installed = sandbox.packages.is_installed(name)
+        finally:
+            sandbox.close()
+    except SandlotError as e:
+        errors.print(f"[red]error:[/] {e.message or type(e).__name__}")
+        raise typer.Exit(2) from None
+    errors.print(f"[dim]{name} is {'' if installed else 'not '}installed[/]")
+    raise typer.Exit(0 if installed else 1)
+
+
 app.command()(_friendly(install))
 app.command()(_friendly(uninstall))
 app.command("list")(_friendly(list_))
+app.command("is-installed")(is_installed)

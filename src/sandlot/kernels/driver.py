@@ -49,6 +49,7 @@ from spawn import HERE, HOME, KERNELS  # noqa: E402
 ALIASES = {"": "python", "py": "python", "python3": "python", "ipython": "python", "sh": "bash"}
 NODE_LANGUAGES = ("javascript", "typescript")  # kernels/javascript.js on the template's node
 NODE_RUNNER = os.path.join(HERE, "javascript.js")
+NODE_LINE_LIMIT = 1 << 24  # javascript.js cuts its lines well below this; what it buffers is twice as much
 MIME = {
     "text/plain": "text", "text/html": "html", "text/markdown": "markdown", "image/svg+xml": "svg",
     "image/png": "png", "image/jpeg": "jpeg", "application/pdf": "pdf", "text/latex": "latex",
@@ -56,6 +57,10 @@ MIME = {
     "e2b/chart": "chart",
 }
 KERNEL_START_TIMEOUT = 60.0
+# An error is sent even past the output limit (it says why the run failed), cut to this if need be;
+# one per run at most, so the control plane never sees a line much over its limit.
+ERROR_FLOOR = 1 << 16
+CUT = "\n[sandlot: %d characters cut: a run's output is limited to %d bytes]\n"
 # per-run environment variables: set before the run, restored after it (state is per context)
 ENV_CODE = {
     "python": (
@@ -366,7 +371,7 @@ class NodeContext(Context):
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 node, NODE_RUNNER, cwd=self.cwd, env=env, stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE, start_new_session=True, limit=1 << 26)
+                stdout=asyncio.subprocess.PIPE, start_new_session=True, limit=NODE_LINE_LIMIT)
         except OSError as e:
             raise Failure("invalid_argument", "cannot start node in %s: %s" % (self.cwd, e))
         spawn.raise_oom_score(self.proc.pid)
@@ -461,9 +466,14 @@ class Execution:
         self.sent = 0
         self.truncated = False
         self.error_seen = False
+        self.floor_used = False
 
     def emit(self, line):
-        if line["type"] in ("stdout", "stderr", "result"):
+        if line["type"] == "error":
+            line = self.bounded_error(line)
+            if line is None:
+                return
+        elif line["type"] in ("stdout", "stderr", "result"):
             if self.truncated:
                 return
             size = len(json.dumps(line))
@@ -483,6 +493,28 @@ class Execution:
             self.sent += size
         self.driver.send({"id": self.rid, "line": line})
 
+    def bounded_error(self, line):
+        """The error line cut to the room left (ERROR_FLOOR for the first past the limit), or None
+        if there is none: a 20 MiB exception message would otherwise make a 40 MiB line."""
+        limit = self.driver.max_output
+        room, size = limit - self.sent, len(json.dumps(line))
+        if size > room and not self.floor_used:
+            room, self.floor_used = max(room, min(ERROR_FLOOR, limit)), True
+        if size > room:
+            name = str(line.get("name", ""))[:200]
+            fixed = len(json.dumps(dict(line, name=name, value="", traceback="")))
+            budget = room - fixed
+            if budget < 2 * len(CUT):
+                return None
+            value, traceback = str(line.get("value", "")), str(line.get("traceback", ""))
+            # the value gets what the traceback leaves, at least half; the traceback the rest
+            value = _cut(value, max(budget // 2, budget + 2 - len(json.dumps(traceback))), limit)
+            traceback = _cut(traceback, budget + 2 - len(json.dumps(value)), limit, ends=True)
+            line = dict(line, name=name, value=value, traceback=traceback)
+            size = len(json.dumps(line))
+        self.sent += size
+        return line
+
     def on_iopub(self, msg):
         kind, content = msg["msg_type"], msg["content"]
         if kind == "execute_input":
@@ -498,6 +530,23 @@ class Execution:
                        "traceback": "\n".join(content.get("traceback", []))})
         elif kind == "status" and content.get("execution_state") == "idle" and not self.idle.done():
             self.idle.set_result(None)
+
+
+def _cut(text, budget, limit, ends=False):
+    """`text`, cut with a marker so that its JSON string takes at most `budget` bytes; with `ends`,
+    its head and tail are kept (a traceback's last lines say what was raised)."""
+    size = len(json.dumps(text))
+    if size <= budget:
+        return text
+    keep = max(budget - len(CUT) - 16, 0)
+    while True:
+        head = keep - keep // 2 if ends else keep
+        tail = text[len(text) - keep // 2:] if ends and keep // 2 else ""
+        cut = text[:head] + CUT % (len(text) - head - len(tail), limit) + tail
+        size = len(json.dumps(cut))
+        if size <= budget or not keep:
+            return cut if size <= budget else ""
+        keep = min(keep - 1, keep * budget // size)  # escapes take up to 6 bytes a character
 
 
 def kernel_died(returncode, stopped_by=None):

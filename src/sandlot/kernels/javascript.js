@@ -21,15 +21,36 @@ const out = process.stdout;
 let current = null; // the run in progress: {id, silent, interrupt}
 let count = 0;
 let ts = null;
+// The driver reads lines of at most 16 MiB from us (and cuts a run's output to its own limit):
+// output goes in pieces of PIECE characters, an error's or a result's text is cut to MAX_FIELD
+// (a character takes up to 6 bytes in JSON).
+const PIECE = 1 << 20;
+const MAX_FIELD = 1 << 20;
 
 function send(obj) {
   out.write(JSON.stringify(obj) + "\n");
 }
 
+function clip(text) {
+  text = String(text);
+  return text.length <= MAX_FIELD ? text
+    : text.slice(0, MAX_FIELD) + `\n[sandlot: ${text.length - MAX_FIELD} characters cut]\n`;
+}
+
 function stream(type) {
   return new Writable({
+    decodeStrings: false, // a huge console.log is not copied into a Buffer and back
     write(chunk, encoding, done) {
-      if (current && !current.silent) send({ id: current.id, type, text: chunk.toString() });
+      if (current && !current.silent) {
+        const text = chunk.toString();
+        for (let i = 0; i < text.length;) {
+          let end = Math.min(i + PIECE, text.length);
+          const last = text.charCodeAt(end - 1);
+          if (end < text.length && last >= 0xd800 && last <= 0xdbff) end -= 1; // not half a surrogate pair
+          send({ id: current.id, type, text: text.slice(i, end) });
+          i = end;
+        }
+      }
       done();
     },
   });
@@ -47,8 +68,8 @@ function reportError(err) {
   // the user's frames only: not this runner's, not node's vm machinery
   const stack = String(e.stack || e).split("\n")
     .filter((line, i) => i === 0 || !/node:vm|node:internal|\[sandlot\]|javascript\.js/.test(line));
-  send({ id: current.id, type: "error", name: e.name || "Error", value: e.message || String(err),
-         traceback: stack.join("\n") });
+  send({ id: current.id, type: "error", name: String(e.name || "Error").slice(0, 200),
+         value: clip(e.message || String(err)), traceback: clip(stack.join("\n")) });
 }
 
 process.on("unhandledRejection", (err) => reportError(err));
@@ -119,7 +140,7 @@ async function run(req) {
       });
     }
     if (value !== undefined && !req.silent) {
-      send({ id: req.id, type: "result", is_main_result: true, text: util.inspect(value, { depth: 4 }) });
+      send({ id: req.id, type: "result", is_main_result: true, text: clip(util.inspect(value, { depth: 4 })) });
     }
   } catch (err) {
     error = err;
@@ -127,7 +148,7 @@ async function run(req) {
   }
   // let output written by callbacks of this run (console.log in a resolved promise) come first
   await new Promise((resolve) => setImmediate(resolve));
-  send({ id: req.id, type: "done", error: error ? String(error && error.message) : undefined });
+  send({ id: req.id, type: "done", error: error ? clip(error && error.message) : undefined });
   current = null;
 }
 

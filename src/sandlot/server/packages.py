@@ -10,6 +10,7 @@ uid), so packages are system-wide: every user's commands and the code interprete
 Everything the sandbox prints is untrusted: outputs are bounded, `pip list` is checked for its shape
 and the tags are validated before they reach the host's pip (PythonTags.parse). Operations on one
 sandbox run one at a time, and once started they finish (and clean up) even if the caller leaves.
+A failed install is undone: what it added is removed, what it replaced is reinstalled from the cache.
 """
 
 from __future__ import annotations
@@ -108,19 +109,10 @@ class PackageManager:
         tags = await self._tags(live)
         found = await asyncio.to_thread(self.cache.fetch, specs, tags, upgrade=upgrade)
         before = await self._list(live)
-        staging = STAGING_PREFIX + secrets.token_hex(8)
-        try:
-            with _agent_errors():
-                await live.agent.make_dir(staging, INSTALLER)  # fails if it exists: never someone else's
-                for wheel in found:
-                    await live.agent.write(f"{staging}/{wheel.name}", INSTALLER, _file_chunks(wheel))
-            code, output = await _pip(live, "install", "--no-index", "--find-links", staging, "--no-cache-dir",
-                                      *(["--upgrade"] if upgrade else []), "--", *specs)
-        finally:
-            await _remove(live, staging)
+        code, output = await _pip_install(live, found, *(["--upgrade"] if upgrade else []), "--", *specs)
         after = await self._list(live)
         if code != 0:
-            await self._undo(live, before, after)
+            await self._undo(live, tags, before, after)
             raise wheels.PackageError(wheels.pip_error(output, "pip install failed"))
         return _changed(before, after)
 
@@ -132,16 +124,29 @@ class PackageManager:
             raise wheels.PackageError(wheels.pip_error(output, "pip uninstall failed"))
         return _changed(after, before)
 
-    async def _undo(self, live: LiveSandbox, before: list[Package], after: list[Package]) -> None:
-        """After a failed install, remove what it added (best effort: pip already restored the
-        package it failed on; one that it upgraded before that keeps its new version)."""
+    async def _undo(self, live: LiveSandbox, tags: wheels.PythonTags, before: list[Package],
+                    after: list[Package]) -> None:
+        """After a failed install, put the packages back as they were: remove what it added, and
+        reinstall from the wheel cache the earlier version of what it replaced before failing (pip
+        restores only the package it failed on). Best effort: what cannot be undone is logged."""
+        now = {canonical(p.name): p.version for p in after}
         known = {canonical(p.name) for p in before}
         added = [p.name for p in after if canonical(p.name) not in known]
+        replaced = [f"{p.name}=={p.version}" for p in before if now.get(canonical(p.name)) != p.version]
         if added:
             code, output = await _pip(live, "uninstall", "--yes", "--", *added)
             if code != 0:
                 log.warning("sandbox %s: could not undo a failed install of %s: %s", live.id, added,
                             wheels.pip_error(output, "pip uninstall failed"))
+        if replaced:
+            try:
+                found = await asyncio.to_thread(self.cache.fetch, replaced, tags)
+                code, output = await _pip_install(live, found, "--no-deps", "--", *replaced)
+            except (E.SandlotError, OSError) as e:
+                code, output = 1, getattr(e, "message", str(e))
+            if code != 0:
+                log.warning("sandbox %s: could not restore %s after a failed install: %s", live.id, replaced,
+                            wheels.pip_error(output, "pip install failed"))
 
     async def _tags(self, live: LiveSandbox) -> wheels.PythonTags:
         code, out, err = await _run(live, ["-c", wheels.TAGS_SCRIPT])
@@ -213,6 +218,19 @@ async def _run(live: LiveSandbox, args: list[str], keep: str = "tail") -> tuple[
     if not isinstance(code, int) or isinstance(code, bool):
         raise E.SandboxNotRunning("the sandbox stopped while pip ran")
     return code, bytes(out), bytes(err)
+
+
+async def _pip_install(live: LiveSandbox, found: Sequence[Path], *args: str) -> tuple[int, str]:
+    """pip install, offline, from a private copy of the wheels `found` (removed afterwards)."""
+    staging = STAGING_PREFIX + secrets.token_hex(8)
+    try:
+        with _agent_errors():
+            await live.agent.make_dir(staging, INSTALLER)  # fails if it exists: never someone else's
+            for wheel in found:
+                await live.agent.write(f"{staging}/{wheel.name}", INSTALLER, _file_chunks(wheel))
+        return await _pip(live, "install", "--no-index", "--find-links", staging, "--no-cache-dir", *args)
+    finally:
+        await _remove(live, staging)
 
 
 async def _pip(live: LiveSandbox, *args: str) -> tuple[int, str]:

@@ -1,0 +1,129 @@
+"""Huge outputs against a server started with a small SANDLOT_MAX_OUTPUT_BYTES: what a run prints,
+raises or displays past the limit is cut with a marker; the run completes, and the context (and
+every other one of the sandbox) keeps its state."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from interp_support import ok, plain, stderr, stdout
+from support import leftovers, start_server
+
+LIMIT = 64 << 10  # far below a 1 MiB display, so every case here overflows the control plane's margin too
+MARKER = f"[sandlot: output truncated: this run produced more than {LIMIT} bytes]"
+CUT = f"characters cut: a run's output is limited to {LIMIT} bytes]"
+
+
+@pytest.fixture(scope="module")
+def small_server():
+    home = Path(tempfile.mkdtemp(prefix="sandlot-test-limit-"))
+    srv = start_server(home, pool_size=1, extra_env={"SANDLOT_MAX_OUTPUT_BYTES": str(LIMIT)})
+    yield srv
+    srv.stop()
+    left = leftovers(home)
+    shutil.rmtree(home, ignore_errors=True)  # its templates/ is a link to the shared cache: only the link goes
+    assert not left, f"the server left sandbox resources behind: {left}"
+
+
+@pytest.fixture(scope="module")
+def sdk_env(small_server):
+    """Overrides conftest's: the SDK talks to the small-limit server."""
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in small_server.env().items():
+            mp.setenv(key, value)
+        mp.delenv("E2B_DEBUG", raising=False)
+        yield small_server
+
+
+def survives(sandbox, ctx):
+    """The context's earlier state and the sandbox's default context are still there: the run did
+    not take the interpreter down with it."""
+    assert ok(sandbox.run_code("kept", context=ctx, timeout=30)).text == "yes"
+    assert ok(sandbox.run_code("default_kept", timeout=30)).text == "also"
+
+
+@pytest.fixture
+def kept(sandbox, ctx):
+    ok(sandbox.run_code("kept = 'yes'", context=ctx))
+    ok(sandbox.run_code("default_kept = 'also'"))
+    return ctx
+
+
+def test_output_under_the_limit_is_intact(sandbox, kept):
+    execution = ok(sandbox.run_code("print('a' * 30_000)\n'done'", context=kept))
+    assert stdout(execution) == "a" * 30_000 + "\n"
+    assert MARKER not in stderr(execution) and execution.text == "done"
+
+
+def test_stdout_past_the_limit_is_cut_with_a_marker(sandbox, kept):
+    started = time.monotonic()
+    execution = ok(sandbox.run_code(
+        "for i in range(40):\n    print(str(i % 10) * 10_000, flush=True)\nafter = 'ran to the end'\n'result'",
+        context=kept, timeout=60))
+    assert time.monotonic() - started < 20
+    out = stdout(execution)
+    assert 0 < len(out) <= LIMIT and out.startswith("0" * 10_000), len(out)
+    assert stderr(execution).strip() == MARKER
+    assert execution.results == []  # past the limit: dropped, results too
+    # the run went on to its end, only its output was dropped
+    assert ok(sandbox.run_code("after", context=kept)).text == "ran to the end"
+    survives(sandbox, kept)
+
+
+def test_huge_exception_is_cut(sandbox, kept):
+    started = time.monotonic()
+    execution = sandbox.run_code("raise ValueError('x' * (20 << 20))", context=kept, timeout=60)
+    assert time.monotonic() - started < 30
+    error = execution.error
+    assert error is not None and error.name == "ValueError", error and (error.name, error.value[:300])
+    assert len(error.value) + len(error.traceback) <= LIMIT
+    assert error.value.startswith("x" * 1000) and CUT in error.value, error.value[-300:]
+    trace = plain(error.traceback)
+    assert CUT in trace and "ValueError" in trace and "raise ValueError" in trace, trace[:500]
+    assert ok(sandbox.run_code("6 * 7", context=kept)).text == "42"
+    survives(sandbox, kept)
+
+
+def test_huge_exception_after_the_output_limit_is_still_reported(sandbox, kept):
+    execution = sandbox.run_code("print('o' * (200 << 10))\nraise KeyError('k' * (1 << 20))", context=kept, timeout=60)
+    assert stderr(execution).strip() == MARKER
+    assert execution.error is not None and execution.error.name == "KeyError"
+    assert CUT in execution.error.value and len(execution.error.value) <= LIMIT
+    survives(sandbox, kept)
+
+
+def test_huge_display_is_dropped_with_a_marker(sandbox, kept):
+    execution = ok(sandbox.run_code(
+        "from IPython.display import HTML, display\n"
+        "display(HTML('<p>' + 'h' * (4 << 20) + '</p>'))\nshown = 'after the display'\n'main'",
+        context=kept, timeout=60))
+    assert execution.results == []  # a result is whole or not at all
+    assert stderr(execution).strip() == MARKER
+    assert ok(sandbox.run_code("shown", context=kept)).text == "after the display"
+    # the next run has a limit of its own
+    execution = ok(sandbox.run_code("display(HTML('<b>small</b>'))", context=kept))
+    assert [r.html for r in execution.results] == ["<b>small</b>"]
+    survives(sandbox, kept)
+
+
+def test_huge_javascript_error_is_cut(sandbox, kept):
+    ok(sandbox.run_code("globalThis.jsKept = 'js'", language="javascript", timeout=60))
+    execution = sandbox.run_code("throw new Error('j'.repeat(20 << 20))", language="javascript", timeout=60)
+    assert execution.error is not None and execution.error.name == "Error"
+    assert CUT in execution.error.value and len(execution.error.value) <= LIMIT
+    assert ok(sandbox.run_code("jsKept", language="javascript")).text == "js"
+    survives(sandbox, kept)
+
+
+def test_huge_javascript_output_is_cut(sandbox, kept):
+    # one console.log larger than a line the driver reads from node (16 MiB): sent in pieces
+    ok(sandbox.run_code("globalThis.jsKept = 'js'", language="javascript", timeout=60))
+    execution = ok(sandbox.run_code("console.log('z'.repeat(24 << 20)); 'end'", language="javascript", timeout=120))
+    assert 0 < len(stdout(execution)) <= LIMIT and set(stdout(execution)) == {"z"}
+    assert stderr(execution).strip() == MARKER
+    assert ok(sandbox.run_code("jsKept", language="javascript")).text == "js"
+    survives(sandbox, kept)
