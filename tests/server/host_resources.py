@@ -10,7 +10,8 @@ import os
 import re
 from pathlib import Path
 
-from sandlot.runtimes.namespace import UID_FIRST, UID_RANGE, mount_root
+from sandlot.runtimes.namespace import mount_root
+from sandlot.runtimes.uids import UID_FIRST, UID_RANGE, UidRanges
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 _NS = re.compile(r"^net:\[(\d+)\]$")
@@ -83,9 +84,9 @@ class Footprint:
     """The host resources of the server with state directory `home`.
 
     A process is the server's if it sits in the server's cgroup group, or runs under a host uid of a
-    slot the server used (UID_FIRST + slot * UID_RANGE ...) and sits in no other server's group:
-    servers number their slots independently, so the uid alone does not tell servers apart. Slots are
-    learnt from state.json files and cgroup membership while sandboxes live (`note_slots`).
+    slot the server used (UID_FIRST + slot * UID_RANGE ...) and sits in no other server's group. Slots
+    are learnt from state.json files and cgroup membership while sandboxes live (`note_slots`); the
+    server's claims on them (/run/sandlot/uids) count as resources too.
     """
 
     def __init__(self, home: Path, slots: set[int] | None = None):
@@ -161,8 +162,9 @@ class Footprint:
         cgroups = [str(p) for p in groups if p.is_dir() and not p.name.startswith("spare-")]
         stems = [str(p) for p in groups if p.is_dir() and p.name.startswith("spare-")]
         stems += [f"process {pid}" for pid in _pids() if self._in_group(pid, spares=True) and not self._in_group(pid)]
+        claims = [f"uid slot {slot}" for slot in UidRanges(self.mnt).mine()]
         return {"processes": self.processes(), "netns": self.new_net_namespaces(server_pid), "mounts": mounts,
-                "dirs": dirs, "cgroups": cgroups, "stems": stems}
+                "dirs": dirs, "cgroups": cgroups, "stems": stems, "uid claims": claims}
 
     def group_dirs(self) -> list[Path]:
         return [p for p in [*CGROUP_ROOT.glob(f"*/{self.group}"), CGROUP_ROOT / self.group] if p.is_dir()]

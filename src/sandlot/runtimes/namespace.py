@@ -314,7 +314,7 @@ class NamespaceRuntime:
     def freeze(self, sandbox_id: str, frozen: bool) -> None:
         cg = self._cgroup(sandbox_id)
         if cg is None:
-            raise E.RuntimeFailure("pausing needs cgroups (run the server as root)")
+            raise E.Unsupported("pausing needs cgroups, which this host does not offer the server")
         cg.freeze(frozen)
 
     def foreground(self, sandbox_id: str) -> None:

@@ -116,6 +116,11 @@ class SandboxService:
         known = set()
         for rec in self.store.live():
             known.add(rec.id)
+            if rec.state == "running" and rec.end_at <= time.time() and not rec.auto_pause:
+                log.info("sandbox %s reached its deadline while the server was down: killing it", rec.id)
+                self.runtime.kill(rec.id)
+                self.store.update(rec.id, state="killed", ended_at=time.time(), end_reason="timeout")
+                continue
             rt = self.runtime.adopt(rec.id)
             if rt is None:
                 log.warning("sandbox %s did not survive the restart: cleaning up", rec.id)
