@@ -190,14 +190,16 @@ def test_writes_outside_the_writable_layer_fail(make_sandbox, server):
 # pointers, success, ENOSYS without module support), so EPERM means the seccomp filter stopped it
 # (the host control run in the test shows which calls the kernel would answer differently).
 SYSCALLS_SCRIPT = """\
-import ctypes, platform, subprocess
+import ctypes, os, platform, signal, subprocess
 libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall.restype = ctypes.c_long
 NR = {"x86_64": dict(bpf=321, perf_event_open=298, ptrace=101, init_module=175, keyctl=250),
       "aarch64": dict(bpf=280, perf_event_open=241, ptrace=117, init_module=105, keyctl=219)}[platform.machine()]
 def report(name, rc):
     print(name, rc, ctypes.get_errno() if rc == -1 else 0, flush=True)
-child = subprocess.Popen(["sleep", "30"])  # ours: ptrace needs no privilege to attach to it
+# ours: ptrace needs no privilege to attach to it. It must not hold our stdout: if it stays stopped
+# by the attach, the caller would wait on the pipe.
+child = subprocess.Popen(["sleep", "30"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 report("bpf", libc.syscall(NR["bpf"], 0, ctypes.c_void_p(1), 64))
 report("perf_event_open", libc.syscall(NR["perf_event_open"], None, 0, -1, -1, 0))
 report("ptrace", libc.syscall(NR["ptrace"], 16, child.pid, None, None))  # PTRACE_ATTACH
@@ -205,7 +207,7 @@ report("init_module", libc.syscall(NR["init_module"], None, 0, b""))
 report("keyctl", libc.syscall(NR["keyctl"], 0, -3, 0))  # the session keyring's id
 report("unshare", libc.unshare(0x10000000))  # CLONE_NEWUSER
 report("mount", libc.mount(ctypes.c_void_p(1), b"/mnt", b"tmpfs", 0, None))
-child.kill()
+os.kill(child.pid, signal.SIGKILL)  # not child.kill(): its poll() takes the ptrace stop for an exit
 """
 SYSCALLS = {"bpf", "perf_event_open", "ptrace", "init_module", "keyctl", "unshare", "mount"}
 
