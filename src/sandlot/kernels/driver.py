@@ -306,18 +306,21 @@ class Context:
             if self.driver.contexts.get(self.id) is not self:
                 raise Failure("not_found", "context %s was removed" % self.id)
             await self.ensure_started()
-            self.current = execution
+            envs = execution.envs if self.language in ENV_CODE else None
+            if envs:
+                await self.run_silent(self._env_code(envs, 0))
             try:
-                envs = execution.envs
-                if envs and self.language in ENV_CODE:
-                    await self.run_silent(self._env_code(envs, 0))
-                try:
-                    await self.run_execution(execution)
-                finally:
-                    if envs and self.language in ENV_CODE and not self.dead():
-                        await self.run_silent(self._env_code(envs, 1))
+                # only the run itself is `current`, the one a cancel interrupts: an interrupt
+                # landing in the env set-up or restore would leave the run's env vars in place
+                if not execution.cancelled:
+                    self.current = execution
+                    try:
+                        await self.run_execution(execution)
+                    finally:
+                        self.current = None
             finally:
-                self.current = None
+                if envs and not self.dead():
+                    await self.run_silent(self._env_code(envs, 1))
 
     async def run_execution(self, execution):
         proc = self.proc  # stop() (a restart, a remove) clears self.proc while we wait
