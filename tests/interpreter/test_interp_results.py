@@ -254,6 +254,25 @@ def test_box_and_whisker_chart(sandbox, plots):
     assert h.outliers == [40]
 
 
+def test_a_default_box_plot_is_read_as_one(sandbox, plots):
+    # no patch_artist: matplotlib draws each box as a closed line, which e2b_charts alone calls a
+    # line chart; next to a line plot in the same figure, each axes keeps its own type
+    result = chart_result(sandbox.run_code(
+        "fig, (box, line) = plt.subplots(1, 2)\n"
+        "box.boxplot([[1, 2, 3, 4, 5], [2, 3, 4, 5, 6, 7, 40]], tick_labels=['g', 'h'])\n"
+        "box.set_title('Box')\n"
+        "line.plot([0, 1, 1, 0, 0], [0, 0, 1, 1, 0]); line.set_title('Square')\nplt.show()", context=plots))
+    chart = result.chart
+    assert isinstance(chart, SuperChart)
+    box, line = chart.elements
+    assert isinstance(box, BoxAndWhiskerChart) and box.title == "Box"
+    g, h = box.elements
+    assert (g.label, g.min, g.first_quartile, g.median, g.third_quartile, g.max) == ("g", 1, 2, 3, 4, 5)
+    assert (h.label, h.min, h.median, h.max, h.outliers) == ("h", 2, 5, 7, [40])
+    # a closed square without a median across it is what it looks like: a line
+    assert isinstance(line, LineChart) and line.title == "Square"
+
+
 def test_subplots_make_a_superchart(sandbox, plots):
     result = chart_result(sandbox.run_code(
         "fig, (left, right) = plt.subplots(1, 2)\n"

@@ -25,17 +25,74 @@ def _sandlot_startup():
         columns = [str(c) for c in split["columns"]]
         return {c: [row[i] for row in split["data"]] for i, c in enumerate(columns)}
 
+    def boxplot_view(ax):
+        """An axes as e2b_charts reads a box plot, if `ax` holds a default one (patch_artist=False,
+        not notched), or None. e2b_charts finds boxes only among patches; a default box plot draws
+        each box as a closed 5-point line, which it would call a line chart."""
+        from matplotlib.lines import Line2D
+        from matplotlib.patches import PathPatch
+        from matplotlib.path import Path
+        from matplotlib.text import Text
+
+        if not all(isinstance(c, Line2D) for c in ax._children if not isinstance(c, Text)):
+            return None
+        boxes, rest = [], []
+        for line in ax.lines:
+            xy = line.get_xydata()
+            if len(xy) == 5 and (xy[0] == xy[-1]).all() and len(set(xy[:, 0])) == len(set(xy[:, 1])) == 2:
+                boxes.append(xy)
+            elif len(xy) == 2 or line.get_linestyle() in ("None", "none", " ", ""):
+                rest.append(line)  # whiskers, caps, medians; fliers are markers only
+            else:
+                return None
+
+        def has_median(box):  # a segment across the box from side to side: what a plain square lacks
+            (x0, y0), (x1, y1) = box.min(axis=0), box.max(axis=0)
+            for xy in (line.get_xydata() for line in rest):
+                if len(xy) != 2:
+                    continue
+                (sx0, sy0), (sx1, sy1) = xy.min(axis=0), xy.max(axis=0)
+                if (sx0, sx1) == (x0, x1) and sy0 == sy1 and y0 <= sy0 <= y1 \
+                        or (sy0, sy1) == (y0, y1) and sx0 == sx1 and x0 <= sx0 <= x1:
+                    return True
+            return False
+
+        if not boxes or not all(has_median(box) for box in boxes):
+            return None
+        boxes = [PathPatch(Path(box)) for box in boxes]
+
+        class View:
+            patches, lines = boxes, rest
+
+            def __getattr__(self, name):
+                return getattr(ax, name)
+
+        return View()
+
     def chart(figure):
         try:
-            from e2b_charts import chart_figure_to_dict
+            from e2b_charts import main as charts
         except ImportError:
             return None
+
+        def of_axes(ax):
+            view = boxplot_view(ax)
+            return charts.BoxAndWhiskerChart(ax=view) if view is not None else charts.get_chart_from_ax(ax)
+
         try:
             # e2b_charts trips over numpy ticks (pydantic serializer warnings) and deprecated
             # matplotlib attributes: its warnings are not the user's output
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                return chart_figure_to_dict(figure)
+                # charts.chart_figure_to_dict, with default box plots read as box plots
+                axes = figure.get_axes()
+                if not axes or charts.is_figure_blank(axes):
+                    return {}
+                if len(axes) == 1:
+                    return of_axes(axes[0]).model_dump()
+                whole = charts.SuperChart(figure=figure)
+                whole.elements = [of_axes(ax) for ax in axes]
+                return whole.model_dump()
         except Exception:  # a figure e2b_charts cannot read still displays as an image
             return None
 
