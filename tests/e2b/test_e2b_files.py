@@ -3,16 +3,18 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import inspect
 import io
 import os
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 from e2b import FileNotFoundException, FileType, SandboxException
 from e2b.sandbox_sync.filesystem.filesystem import Filesystem
-from e2b_support import SDK_VERSION, run, unique
+from e2b_support import SDK_VERSION, access_token, assert_json_error, envd_headers, run, unique
 from packaging.version import Version
 
 
@@ -131,6 +133,86 @@ def test_gzip_upload_and_download(sandbox, workdir):
                                        {"path": f"{workdir}/gz2", "data": b"b" * 10_000}], gzip=True)
     assert [i.path for i in infos] == [f"{workdir}/gz1", f"{workdir}/gz2"]
     assert sandbox.files.read(f"{workdir}/gz2") == "b" * 10_000
+    if supports(Filesystem.read, "gzip"):  # a large compressible file, streamed both ways
+        big = os.urandom(4 * 1024 * 1024).hex().encode()
+        sandbox.files.write(f"{workdir}/gz-big.txt", io.BytesIO(big), gzip=True)
+        streamed = hashlib.sha256()
+        for chunk in sandbox.files.read(f"{workdir}/gz-big.txt", format="stream", gzip=True):
+            streamed.update(chunk)
+        assert streamed.hexdigest() == hashlib.sha256(big).hexdigest()
+
+
+def _files_client(server, sandbox) -> httpx.Client:
+    """Raw HTTP to the sandbox's /files, as the SDK routes it (§1.5), to see what is on the wire."""
+    return httpx.Client(base_url=server.url, timeout=120,
+                        headers=envd_headers(sandbox.sandbox_id, access_token(server, sandbox.sandbox_id)))
+
+
+def test_gzip_download_on_the_wire(sdk_env, sandbox, workdir):
+    """Downloads are gzip-encoded when the client accepts gzip (the SDK always sends
+    `Accept-Encoding: gzip, deflate`; `gzip=True` sends just `gzip`), streamed as chunks."""
+    text = os.urandom(8 * 1024 * 1024).hex().encode()  # 16 MiB of hex: compresses to about half
+    sandbox.files.write(f"{workdir}/big.txt", io.BytesIO(text))
+    with _files_client(sdk_env, sandbox) as http:
+        for accept in ("gzip", "gzip, deflate", "deflate, gzip;q=0.5"):
+            with http.stream("GET", "/files", params={"path": f"{workdir}/big.txt"},
+                             headers={"Accept-Encoding": accept}) as r:
+                assert r.status_code == 200, r.read()
+                assert r.headers["content-encoding"] == "gzip", (accept, r.headers)
+                assert "content-length" not in r.headers  # streamed: the size is not known up front
+                raw = list(r.iter_raw())
+            wire = b"".join(raw)
+            assert len(raw) > 1 and len(wire) < 0.7 * len(text), (len(raw), len(wire))
+            assert gzip.decompress(wire) == text
+        # not accepted: the bytes as they are
+        for accept in ("identity", "gzip;q=0", "br"):
+            with http.stream("GET", "/files", params={"path": f"{workdir}/big.txt"},
+                             headers={"Accept-Encoding": accept}) as r:
+                assert r.status_code == 200 and "content-encoding" not in r.headers, (accept, r.headers)
+                assert b"".join(r.iter_raw()) == text
+        # data that does not shrink is sent as is even to a gzip client (Accept-Encoding is advisory)
+        noise = os.urandom(256 * 1024)
+        sandbox.files.write(f"{workdir}/noise.bin", noise)
+        r = http.get("/files", params={"path": f"{workdir}/noise.bin"}, headers={"Accept-Encoding": "gzip"})
+        assert r.status_code == 200 and "content-encoding" not in r.headers and r.content == noise
+        # a small text file, and an empty one
+        sandbox.files.write(f"{workdir}/small.txt", "hello " * 100)
+        with http.stream("GET", "/files", params={"path": f"{workdir}/small.txt"},
+                         headers={"Accept-Encoding": "gzip"}) as r:
+            assert r.headers["content-encoding"] == "gzip"
+            assert gzip.decompress(b"".join(r.iter_raw())) == b"hello " * 100
+        sandbox.files.write(f"{workdir}/empty", "")
+        r = http.get("/files", params={"path": f"{workdir}/empty"}, headers={"Accept-Encoding": "gzip"})
+        assert r.status_code == 200 and r.content == b""
+    # the SDK decodes what it asked for
+    assert sandbox.files.read(f"{workdir}/small.txt") == "hello " * 100
+    assert bytes(sandbox.files.read(f"{workdir}/big.txt", format="bytes")) == text
+
+
+def test_single_byte_range_download(sdk_env, sandbox, workdir):
+    data = bytes(range(256)) * 4096  # 1 MiB
+    sandbox.files.write(f"{workdir}/r.bin", data)
+    with _files_client(sdk_env, sandbox) as http:
+        def get(rng: str) -> httpx.Response:
+            return http.get("/files", params={"path": f"{workdir}/r.bin"},
+                            headers={"Range": rng, "Accept-Encoding": "gzip"})
+
+        for rng, (first, last) in {"bytes=10-19": (10, 19), "bytes=1048000-": (1048000, len(data) - 1),
+                                   "bytes=-5": (len(data) - 5, len(data) - 1),
+                                   "bytes=300000-99999999": (300000, len(data) - 1),
+                                   "bytes=0-0": (0, 0)}.items():
+            r = get(rng)
+            assert r.status_code == 206, (rng, r.status_code, r.text[:200])
+            assert "content-encoding" not in r.headers  # a range is of the bytes themselves
+            assert r.headers["content-range"] == f"bytes {first}-{last}/{len(data)}", rng
+            assert r.content == data[first:last + 1], rng
+        body = assert_json_error(get(f"bytes={len(data)}-"), 416)
+        assert str(len(data)) in body["message"]
+        assert get(f"bytes={len(data)}-").headers["content-range"] == f"bytes */{len(data)}"
+        # what is not one simple range is ignored: the whole file
+        for rng in ("bytes=0-1,5-6", "bytes=9-3", "items=0-5", "bytes=x-y"):
+            r = get(rng)
+            assert r.status_code == 200 and r.content == data, rng
 
 
 @pytest.mark.skipif(not supports(Filesystem.write, "metadata"), reason="this SDK release has no file metadata")
