@@ -40,6 +40,7 @@ from .common import (
     bwrap_argv,
     bwrap_path,
     install_agent,
+    remove_tree,
     start_ticks,
     tree_usage,
     wait_for_agent,
@@ -341,12 +342,23 @@ class NamespaceRuntime:
                     syscalls.umount(str(target))
                 except OSError:
                     break
+        # A step that fails does not stop the next: a directory that resists removal must not keep
+        # the sandbox's cgroups or uid range. What remains is a leftover, retried at next start.
         for path in (m, d):
             if _mounted_under(path):
                 # Never delete through a mount: that could reach the template. Leave it for adoption.
                 log.error("sandbox %s: mounts remain under %s; not removing it", sandbox_id, path)
-            elif path.exists():
-                shutil.rmtree(path, ignore_errors=True)
+                continue
+            try:
+                remove_tree(path)
+            except OSError as e:
+                log.error("sandbox %s: %s", sandbox_id, e)
         if cg is not None:
-            cg.remove()
+            try:
+                cg.remove()
+            except OSError as e:
+                log.error("sandbox %s: could not remove its cgroups: %s", sandbox_id, e)
+            if cg.exists():  # its processes may live on: their uids must not go to another sandbox
+                log.error("sandbox %s: its cgroups remain; keeping its uid range claimed", sandbox_id)
+                return
         self.uids.release(sandbox_id)

@@ -21,6 +21,7 @@ bwrap outside reap it and exit, then removes the directory. No mount is made on 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import resource
 import shutil
@@ -40,6 +41,7 @@ from .common import (
     bwrap_argv,
     bwrap_path,
     install_agent,
+    remove_tree,
     start_ticks,
     tmp_size,
     tree_usage,
@@ -53,6 +55,8 @@ SANDBOX_ID_LEN = 20  # see server.service.new_sandbox_id
 PER_USERNS_NPROC = tuple(int(x) for x in os.uname().release.split(".")[:2]) >= (5, 14)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+log = logging.getLogger("sandlot.runtime")
 
 
 class RootlessRuntime:
@@ -236,7 +240,10 @@ class RootlessRuntime:
             _sigkill(*outer)
         if not _ended(*init, within=5):
             raise E.RuntimeFailure(f"sandbox {sandbox_id}: processes remain after SIGKILL")
-        _remove(self._dir(sandbox_id))
+        try:
+            _remove(self._dir(sandbox_id))
+        except OSError as e:  # left for the next start's clean-up (leftovers) to retry
+            log.error("sandbox %s: %s", sandbox_id, e)
 
 
 def _sigkill(pid: int | None, ticks: int | None) -> None:
@@ -316,14 +323,11 @@ def _seed_home(skeleton: Path, home: Path) -> None:
 
 def _remove(path: Path) -> None:
     """rm -rf, also through directories a sandbox left without write or search permission (they
-    are ours: same uid). Symlinks are removed, never followed."""
-    shutil.rmtree(path, ignore_errors=True)
-    if not path.exists():
-        return
-    os.chmod(path, 0o700)
-    for dirpath, dirnames, _ in os.walk(path):
-        for name in dirnames:
-            sub = os.path.join(dirpath, name)
-            if not os.path.islink(sub):
-                os.chmod(sub, 0o700)
-    shutil.rmtree(path, ignore_errors=True)
+    are ours: same uid, so we may chmod them first). Any depth; symlinks are removed, never
+    followed (chmod -R does not follow the links it meets). Raises OSError if anything remains."""
+    try:
+        remove_tree(path)
+    except OSError:
+        subprocess.run(["chmod", "-R", "u+rwx", "--", str(path)], stdin=subprocess.DEVNULL,
+                       capture_output=True, check=False)
+        remove_tree(path)

@@ -118,13 +118,13 @@ class SandboxService:
             known.add(rec.id)
             if rec.state == "running" and rec.end_at <= time.time() and not rec.auto_pause:
                 log.info("sandbox %s reached its deadline while the server was down: killing it", rec.id)
-                self.runtime.kill(rec.id)
+                self._kill_leftover(rec.id)
                 self.store.update(rec.id, state="killed", ended_at=time.time(), end_reason="timeout")
                 continue
             rt = self.runtime.adopt(rec.id)
             if rt is None:
                 log.warning("sandbox %s did not survive the restart: cleaning up", rec.id)
-                self.runtime.kill(rec.id)
+                self._kill_leftover(rec.id)
                 self.store.update(rec.id, state="killed", ended_at=time.time(), end_reason="lost on restart")
                 continue
             try:
@@ -136,7 +136,15 @@ class SandboxService:
             log.info("adopted sandbox %s (%s)", rec.id, rec.state)
         for sid in self.runtime.leftovers() - known:
             log.info("removing leftover sandbox resources %s", sid)
-            self.runtime.kill(sid)
+            self._kill_leftover(sid)
+
+    def _kill_leftover(self, sandbox_id: str) -> None:
+        """Whatever a dead sandbox left must never stop the server from starting: what cannot be
+        removed now stays a leftover, retried at the next start."""
+        try:
+            self.runtime.kill(sandbox_id)
+        except Exception:
+            log.exception("could not clean up sandbox %s", sandbox_id)
 
     async def shutdown(self) -> None:
         self._closing = True
