@@ -51,6 +51,26 @@ def test_create_ls_exec_kill(cli):
     assert "no sandboxes" in cli("ls", "--metadata", f"suite={suite}").stderr
 
 
+def test_ls_metadata_values_with_url_characters(cli, server):
+    suite = uuid.uuid4().hex[:8]
+    made = {}
+    for name, meta in (("a", ["note=a b", "pct=a%20b", "amp=x&y=z"]), ("b", ["note=a%20b", "pct=a b", "amp=x"])):
+        created = cli("create", "--timeout", "120", "-m", f"suite={suite}", *(f for m in meta for f in ("-m", m)))
+        assert created.exit_code == 0, created.output
+        made[name] = created.stdout.strip()
+    try:
+        for pair, expected in (("note=a b", "a"), ("pct=a%20b", "a"), ("amp=x&y=z", "a"),
+                               ("note=a%20b", "b"), ("pct=a b", "b"), ("amp=x", "b")):
+            listed = cli("ls", "-m", f"suite={suite}", "-m", pair)
+            assert listed.exit_code == 0, listed.output
+            other = "b" if expected == "a" else "a"
+            assert made[expected] in listed.stdout and made[other] not in listed.stdout, (pair, listed.stdout)
+        assert "no sandboxes" in cli("ls", "-m", f"suite={suite}", "-m", "y=z").stderr
+    finally:
+        for sid in made.values():
+            Sandbox.kill(sid, api_url=server.url, api_key=server.api_key)
+
+
 def test_exec_forms(cli, sandbox_id):
     assert cli("exec", sandbox_id, "echo $HOME | tr a-z A-Z").stdout == "/HOME/USER\n"  # one arg: shell
     assert cli("exec", sandbox_id, "printf", "%s|", "a b", "$HOME").stdout == "a b|$HOME|"  # several: argv

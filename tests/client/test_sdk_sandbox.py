@@ -68,11 +68,47 @@ async def test_list_filters_and_pages(api):
         assert [i.sandbox_id for i in everything] == [s.sandbox_id for s in reversed(created)]  # newest first
         only = await collect(cls.list(metadata={"suite": suite, "i": "1"}, **conn))
         assert [i.sandbox_id for i in only] == [created[1].sandbox_id]
+        made = [s.sandbox_id for s in created]
+        for order, expected in (("asc", made), ("desc", made[::-1])):
+            pages = cls.list(metadata={"suite": suite}, limit=2, order=order, **conn)
+            first, second = await maybe(pages.next_items()), await maybe(pages.next_items())
+            assert not pages.has_next
+            assert [[i.sandbox_id for i in p] for p in (first, second)] == [expected[:2], expected[2:]], order
+            assert [i.sandbox_id for i in await collect(cls.list(metadata={"suite": suite}, order=order, **conn))
+                    ] == expected
+        with pytest.raises(InvalidArgument, match="order"):
+            await maybe(cls.list(metadata={"suite": suite}, order="sideways", **conn).next_items())
         assert await collect(cls.list(metadata={"suite": suite}, state="paused", **conn)) == []
     finally:
         for sbx in created:
             await maybe(sbx.kill())
     assert await collect(cls.list(metadata={"suite": suite}, **conn)) == []
+
+
+async def test_list_metadata_values_are_matched_exactly(api):
+    """Values with spaces, '%', '&', '=' or '+' select exactly the sandboxes that carry them (the
+    SDK encodes the filter as the e2b SDK does, which the server decodes)."""
+    cls, conn = api
+    suite = uuid.uuid4().hex
+    odd = {"note": "a b", "pct": "a%20b", "amp": "x&y=z", "plus": "1+1", "name": "Zoë/ü", "key with space": "v"}
+    a = await maybe(cls.create(metadata={"suite": suite, **odd}, **conn))
+    # the look-alikes: what a value would become if decoded once too often or too seldom
+    b = await maybe(cls.create(metadata={"suite": suite, "note": "a%20b", "pct": "a b", "amp": "x",
+                                         "y": "z", "plus": "1 1"}, **conn))
+    try:
+        async def listed(**meta) -> set[str]:
+            return {i.sandbox_id for i in await collect(cls.list(metadata={"suite": suite, **meta}, **conn))}
+
+        for key, value in odd.items():
+            assert await listed(**{key: value}) == {a.sandbox_id}, (key, value)
+        assert await listed(**odd) == {a.sandbox_id}
+        assert await listed(note="a%20b", pct="a b", y="z") == {b.sandbox_id}
+        assert await listed(plus="1 1") == {b.sandbox_id}
+        assert await listed(amp="x") == {b.sandbox_id}
+        assert await listed() == {a.sandbox_id, b.sandbox_id}
+    finally:
+        for sbx in (a, b):
+            await maybe(sbx.kill())
 
 
 async def test_limits(api):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
+import httpx
 import pytest
 from e2b import (
     NotFoundException,
@@ -212,6 +215,94 @@ def test_list_paginates_with_limit_and_next_token(make_sandbox):
     whole = Sandbox.list(query=query, limit=10)
     assert ids(whole.next_items()) == newest_first
     assert not whole.has_next and not whole.next_token
+
+
+# The current SDK line has these list parameters; the 2.4x line only metadata and state.
+SDK_LIST_ORDER = "order" in inspect.signature(Sandbox.list).parameters
+SDK_QUERY_FIELDS = {f.name for f in dataclasses.fields(SandboxQuery)}
+
+
+def raw_pages(server, **params) -> list[list[str]]:
+    """The ids of GET /v2/sandboxes page by page, following X-Next-Token."""
+    pages, token = [], None
+    with httpx.Client(base_url=server.url, headers={"X-API-KEY": server.api_key}, timeout=60) as http:
+        while True:
+            r = http.get("/v2/sandboxes", params={**params, **({"nextToken": token} if token else {})})
+            assert r.status_code == 200, r.text
+            pages.append([s["sandboxID"] for s in r.json()])
+            token = r.headers.get("x-next-token")
+            if not token:
+                return pages
+
+
+def sdk_pages(query: SandboxQuery, **kw) -> list[list[str]]:
+    paginator = Sandbox.list(query=query, **kw)
+    pages = []
+    while paginator.has_next:
+        pages.append(ids(paginator.next_items()))
+    return pages
+
+
+def test_list_order_and_started_after_with_pagination(make_sandbox, sdk_env):
+    tag = unique()
+    made = [make_sandbox(metadata={"tag": tag, "n": str(i)}).sandbox_id for i in range(5)]
+    started = {i["sandboxID"]: i["startedAt"] for i in httpx.get(
+        f"{sdk_env.url}/v2/sandboxes", params={"metadata": f"tag={tag}"},
+        headers={"X-API-KEY": sdk_env.api_key}, timeout=60).json()}
+    assert [started[s] for s in made] == sorted(started.values())  # created one after the other
+    s0, s1, s2, s3, s4 = made
+    meta = f"tag={tag}"
+    assert raw_pages(sdk_env, metadata=meta, order="asc", limit=2) == [[s0, s1], [s2, s3], [s4]]
+    assert raw_pages(sdk_env, metadata=meta, order="desc", limit=2) == [[s4, s3], [s2, s1], [s0]]
+    assert raw_pages(sdk_env, metadata=meta, limit=3) == [[s4, s3, s2], [s1, s0]]  # newest first by default
+    # startedAfter: at or after, to the microsecond startedAt shows; any offset
+    after = started[s2]
+    assert raw_pages(sdk_env, metadata=meta, startedAfter=after, order="asc", limit=2) == [[s2, s3], [s4]]
+    assert raw_pages(sdk_env, metadata=meta, startedAfter=after, order="desc", limit=2) == [[s4, s3], [s2]]
+    when = datetime.fromisoformat(after.replace("Z", "+00:00"))
+    in_paris = when.astimezone(timezone(timedelta(hours=1))).isoformat()
+    assert raw_pages(sdk_env, metadata=meta, startedAfter=in_paris, order="asc") == [[s2, s3, s4]]
+    later = (when + timedelta(microseconds=1)).isoformat()
+    assert raw_pages(sdk_env, metadata=meta, startedAfter=later, order="asc") == [[s3, s4]]
+    future = (now() + timedelta(hours=1)).isoformat()
+    assert raw_pages(sdk_env, metadata=meta, startedAfter=future) == [[]]
+    # a next token keeps the order and the filters it was made under
+    first = httpx.get(f"{sdk_env.url}/v2/sandboxes", headers={"X-API-KEY": sdk_env.api_key}, timeout=60,
+                      params={"metadata": meta, "order": "asc", "limit": 1, "startedAfter": started[s1]})
+    assert [s["sandboxID"] for s in first.json()] == [s1]
+    assert raw_pages(sdk_env, metadata=meta, order="asc", limit=2, startedAfter=started[s1],
+                     nextToken=first.headers["x-next-token"]) == [[s2, s3], [s4]]
+
+    if not (SDK_LIST_ORDER and "started_after" in SDK_QUERY_FIELDS):
+        return  # the 2.4x SDK cannot ask for these; the wire is covered above
+    query = SandboxQuery(metadata={"tag": tag})
+    assert sdk_pages(query, limit=2, order="asc") == [[s0, s1], [s2, s3], [s4]]
+    assert sdk_pages(query, limit=2, order="desc") == [[s4, s3], [s2, s1], [s0]]
+    since = SandboxQuery(metadata={"tag": tag}, started_after=when)
+    assert sdk_pages(since, limit=2, order="asc") == [[s2, s3], [s4]]
+    assert sdk_pages(since, limit=2) == [[s4, s3], [s2]]
+
+
+def test_list_template_filter(make_sandbox, sdk_env):
+    tag = unique()
+    base_a = make_sandbox(metadata={"tag": tag}).sandbox_id
+    ci_a = make_sandbox(template="code-interpreter", metadata={"tag": tag}).sandbox_id
+    base_b = make_sandbox(metadata={"tag": tag}).sandbox_id
+    ci_b = make_sandbox(template="code-interpreter", metadata={"tag": tag}).sandbox_id
+    meta = f"tag={tag}"
+    assert raw_pages(sdk_env, metadata=meta, template="base", order="asc") == [[base_a, base_b]]
+    assert raw_pages(sdk_env, metadata=meta, template="code-interpreter", limit=1) == [[ci_b], [ci_a]]
+    assert raw_pages(sdk_env, metadata=meta, template="code-interpreter-v1", order="asc") == [[ci_a, ci_b]]
+    assert raw_pages(sdk_env, metadata=meta, template="nope") == [[]]
+    assert raw_pages(sdk_env, metadata=meta, order="asc", limit=3) == [[base_a, ci_a, base_b], [ci_b]]
+    r = httpx.get(f"{sdk_env.url}/v2/sandboxes", params={"metadata": meta, "template": "code-interpreter"},
+                  headers={"X-API-KEY": sdk_env.api_key}, timeout=60)
+    assert {s["templateID"] for s in r.json()} == {"code-interpreter"}
+
+    if "template" not in SDK_QUERY_FIELDS:
+        return
+    assert sdk_pages(SandboxQuery(metadata={"tag": tag}, template="base"), limit=1) == [[base_b], [base_a]]
+    assert sdk_pages(SandboxQuery(metadata={"tag": tag}, template="code-interpreter")) == [[ci_b, ci_a]]
 
 
 def test_kill_returns_true_then_false(make_sandbox, server):

@@ -26,7 +26,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from .. import FileType, NotFound, Sandbox, SandlotError
 
@@ -92,7 +92,9 @@ def _ago_or_in(when: datetime | None) -> str:
 def ls(state: str = typer.Option(None, help="running, paused, or both comma-separated."),
        metadata: list[str] = MetadataOpt, api_url: str = ApiUrl, api_key: str = ApiKey) -> None:
     """List sandboxes, newest first."""
-    table = Table("id", "template", "state", "started", "ends", "metadata", box=None)
+    # ids are never cut (they are copied into other commands): long metadata wraps instead
+    table = Table(*(Column(name, no_wrap=True) for name in ("id", "template", "state", "started", "ends")),
+                  Column("metadata", overflow="fold"), box=None)
     for info in Sandbox.list(metadata=_pairs(metadata, "--metadata"), state=state, api_url=api_url, api_key=api_key):
         table.add_row(info.sandbox_id, info.template_id, info.state, _ago_or_in(info.started_at),
                       _ago_or_in(info.end_at), " ".join(f"{k}={v}" for k, v in info.metadata.items()))

@@ -122,18 +122,26 @@ class AsyncSandbox:
 
     @classmethod
     def list(cls, metadata: dict[str, str] | None = None, state: str | Iterable[str] | None = None,
-             limit: int | None = None, api_url: str | None = None, api_key: str | None = None
-             ) -> AsyncSandboxPaginator:
-        """Sandboxes on the server, newest first: iterate over all of them (`async for`), or fetch
-        page by page with `next_items()`. Filters: `metadata` (all pairs must match), `state`
-        ("running", "paused" or both); `limit` is the page size (at most 100)."""
+             limit: int | None = None, order: str | None = None, api_url: str | None = None,
+             api_key: str | None = None) -> AsyncSandboxPaginator:
+        """Sandboxes on the server, newest first (`order="asc"`: oldest first): iterate over all
+        of them (`async for`), or fetch page by page with `next_items()`. Filters: `metadata` (all
+        pairs must match), `state` ("running", "paused" or both); `limit` is the page size (at
+        most 100)."""
+        if order not in (None, "asc", "desc"):
+            raise E.InvalidArgument(f"order must be 'asc' or 'desc', got {order!r}")
         params: dict[str, str | int] = {}
         if metadata:
-            params["metadata"] = urlencode(metadata, quote_via=quote)  # encoded twice on purpose (§3.2)
+            # Keys and values quoted, then joined by urlencode (quoting them again), then quoted once
+            # more as a query value: the three layers the e2b SDK sends and the server undoes (§3.2).
+            quoted = {quote(k, safe=""): quote(v, safe="") for k, v in metadata.items()}
+            params["metadata"] = urlencode(quoted)
         if state:
             params["state"] = state if isinstance(state, str) else ",".join(state)
         if limit:
             params["limit"] = limit
+        if order:
+            params["order"] = order
         return AsyncSandboxPaginator(params, api_url, api_key)
 
     def _path(self, suffix: str = "") -> str:

@@ -173,7 +173,7 @@ async def metrics(request: Request) -> Response:
             bounds.append(float(value) if value not in (None, "") else None)
         except ValueError:
             raise E.InvalidArgument(f"{name} must be a unix time in seconds, got {value!r}") from None
-    samples = _service(request).metrics(request.path_params["sandbox_id"], *bounds)
+    samples = await _service(request).metrics(request.path_params["sandbox_id"], *bounds)
     return JSONResponse([{
         "timestamp": rfc3339(m["timestamp"]), "timestampUnix": int(m["timestamp"]),
         "cpuCount": max(1, round(m["cpu_count"])), "cpuUsedPct": m["cpu_used_pct"], "memUsed": m["mem_used"],
@@ -225,11 +225,17 @@ async def uninstall_packages(request: Request) -> Response:
     return JSONResponse({"uninstalled": _packages_json(removed)})
 
 
-def _parse_started_after(value: str) -> float:
+def _parse_started_after(value: str) -> datetime:
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise E.InvalidArgument(f"startedAfter is not an RFC 3339 time: {value!r}") from None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)  # no offset: read as UTC
+
+
+def _started(rec: SandboxRecord) -> datetime:
+    # to the microsecond, as `startedAt` shows it: a sandbox's own startedAt lists it
+    return datetime.fromtimestamp(rec.started_at, timezone.utc)
 
 
 def _cursor(rec: SandboxRecord) -> str:
@@ -263,11 +269,12 @@ async def list_sandboxes(request: Request) -> Response:
         raise E.InvalidArgument("order must be asc or desc")
     after = _parse_started_after(q["startedAfter"]) if q.get("startedAfter") else None
     template = q.get("template")
+    template = TEMPLATE_ALIASES.get(template, template)  # as create maps it
 
     recs = [r for r in _service(request).listed()
             if r.state in states
             and all(r.metadata.get(k) == v for k, v in wanted_meta.items())
-            and (after is None or r.started_at >= after)
+            and (after is None or _started(r) >= after)
             and (template is None or r.template == template)]
     recs.sort(key=lambda r: (r.started_at, r.id), reverse=order == "desc")
     if token := q.get("nextToken"):
