@@ -174,15 +174,17 @@ def test_list_metadata_filter_with_special_characters(make_sandbox):
     encodes the parameter once more; E2B's API unescapes all three layers. Values with spaces,
     '&', '=', '%' or non-ASCII text must still match exactly."""
     tag = unique()
-    meta = {"tag": tag, "note": "x y&z=1", "pct": "100%", "name": "Zoë/ü", "key with space": "v"}
+    meta = {"tag": tag, "note": "x y&z=1", "pct": "100%", "name": "Zoë/ü", "key with space": "v", "enc": "a%20b"}
     a = make_sandbox(metadata=meta)
-    b = make_sandbox(metadata={"tag": tag, "note": "x y"})
+    b = make_sandbox(metadata={"tag": tag, "note": "x y", "enc": "a b"})
     assert listed_ids(SandboxQuery(metadata={"tag": tag})) == {a.sandbox_id, b.sandbox_id}
     assert listed_ids(SandboxQuery(metadata={"tag": tag, "note": "x y&z=1"})) == {a.sandbox_id}
     assert listed_ids(SandboxQuery(metadata={"tag": tag, "note": "x y"})) == {b.sandbox_id}
     assert listed_ids(SandboxQuery(metadata={"tag": tag, "pct": "100%"})) == {a.sandbox_id}
     assert listed_ids(SandboxQuery(metadata={"tag": tag, "name": "Zoë/ü"})) == {a.sandbox_id}
     assert listed_ids(SandboxQuery(metadata={"tag": tag, "key with space": "v"})) == {a.sandbox_id}
+    assert listed_ids(SandboxQuery(metadata={"tag": tag, "enc": "a%20b"})) == {a.sandbox_id}
+    assert listed_ids(SandboxQuery(metadata={"tag": tag, "enc": "a b"})) == {b.sandbox_id}
     assert listed_ids(SandboxQuery(metadata=meta)) == {a.sandbox_id}
     # "z=1" must not be taken as a separate filter key
     assert listed_ids(SandboxQuery(metadata={"tag": tag, "z": "1"})) == set()
