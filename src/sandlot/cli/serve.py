@@ -29,7 +29,11 @@ def serve(
     from ..templates.progress import build_in_view
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = Config(host=host, port=port)
+    try:
+        config = Config(host=host, port=port)
+    except ValueError as e:  # a malformed SANDLOT_* setting
+        console.print(f"[red]error:[/] {e}")
+        raise typer.Exit(2) from None
     if home:
         config.home = home
     config.kill_on_shutdown = not keep_sandboxes

@@ -23,6 +23,15 @@ def _pool_templates() -> tuple[str, ...]:
     return ("base", "code-interpreter") if os.geteuid() == 0 else ("host",)
 
 
+def _env_bytes(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{name} must be a whole number of bytes above 0, got {value!r}")
+    return int(value)
+
+
 @dataclass
 class Config:
     home: Path = field(default_factory=default_home)
@@ -37,9 +46,10 @@ class Config:
     # Warm pools: `base` needs root to build, so an ordinary user's server keeps `host` warm instead.
     pool_templates: tuple[str, ...] = field(default_factory=lambda: _pool_templates())
     preset_api_key: str | None = field(default_factory=lambda: os.environ.get("SANDLOT_API_KEY") or None)
-    max_upload_bytes: int = 1024 * 1024 * 1024
+    # One POST /files (all its files, after gunzip): past it, 413 and the upload is dropped.
+    max_upload_bytes: int = field(default_factory=lambda: _env_bytes("SANDLOT_MAX_UPLOAD_BYTES", 1 << 30))
     # Output of one code run (stdout, stderr, results) past which the rest is dropped with a marker.
-    max_output_bytes: int = field(default_factory=lambda: int(os.environ.get("SANDLOT_MAX_OUTPUT_BYTES", 16 << 20)))
+    max_output_bytes: int = field(default_factory=lambda: _env_bytes("SANDLOT_MAX_OUTPUT_BYTES", 16 << 20))
     # A clean stop kills every sandbox (nothing outlives a stopped server). --keep-sandboxes leaves
     # them running for a restart to adopt, as after kill -9.
     kill_on_shutdown: bool = True

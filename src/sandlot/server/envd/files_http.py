@@ -31,6 +31,8 @@ METADATA_PREFIX = "x-metadata-"
 CHUNK = 256 * 1024
 # Level 1: on loopback the CPU spent compressing matters more than the bytes saved.
 GZIP_LEVEL = 1
+# Files of one upload whose commit may wait for the end of the body (see _write_together).
+HELD_FILES_MAX = 64
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
 
@@ -204,18 +206,54 @@ class Uploads:
             files = _single(query["path"], body)
         else:
             raise InvalidArgument("the body must be multipart/form-data or application/octet-stream")
-        written = []
-        async for path, chunks in files:
-            marks = self.watchers.marks(sandbox)
-            entry = await sandbox.agent.write(path, user, chunks, metadata or None)
-            await self.watchers.settle(marks, entry["path"])
-            info = {"name": entry["name"], "type": "file", "path": entry["path"]}
-            if entry.get("metadata"):
-                info["metadata"] = entry["metadata"]
-            written.append(info)
-        if not written:
+        if content_type == b"multipart/form-data" and not (length.isdigit() and encoding == "identity"):
+            entries = await self._write_together(sandbox, user, metadata or None, files)
+        else:  # a single file, or files whose total is known to fit: each is committed as it ends
+            entries = []
+            async for path, chunks in files:
+                marks = self.watchers.marks(sandbox)
+                entries.append(await sandbox.agent.write(path, user, chunks, metadata or None))
+                await self.watchers.settle(marks, entries[-1]["path"])
+        if not entries:
             raise InvalidArgument("the request contains no file")
-        return written
+        return [_written(entry) for entry in entries]
+
+    async def _write_together(self, sandbox: SandboxHandle, user: str, metadata: dict | None,
+                              files: AsyncIterator[tuple[str, AsyncIterator[bytes]]]) -> list[dict]:
+        """Files of a multipart body that may still pass the limit (no Content-Length, or gzipped):
+        each file's data goes to the agent as it arrives, but the agent commits it only once the
+        whole body is in. A 413 (or a malformed or broken-off body) on a later file then leaves none
+        written: the agent drops what it holds (new files removed, replaced ones untouched). A file
+        the agent refuses (a directory in the way) shows only when committed, after those before it."""
+        held: list[tuple[asyncio.Task, asyncio.Event]] = []
+        entries = []
+        try:
+            async for path, chunks in files:
+                drained, commit = asyncio.Event(), asyncio.Event()
+                task = asyncio.create_task(sandbox.agent.write(path, user, _held(chunks, drained, commit), metadata))
+                held.append((task, commit))
+                # the part must be read to its end (by the task) before the parser moves on
+                waiter = asyncio.create_task(drained.wait())
+                await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+                if task.done():
+                    task.result()  # the agent refused the file, or its data failed (413, malformed)
+                while len(held) > HELD_FILES_MAX:  # bound the connections held open: commit the oldest
+                    entries.append(await self._commit(sandbox, *held.pop(0)))
+            while held:
+                entries.append(await self._commit(sandbox, *held.pop(0)))
+        finally:
+            for task, _ in held:
+                task.cancel()  # the agent sees its connection close without the end: nothing is kept
+            await asyncio.gather(*(task for task, _ in held), return_exceptions=True)
+        return entries
+
+    async def _commit(self, sandbox: SandboxHandle, task: asyncio.Task, commit: asyncio.Event) -> dict:
+        marks = self.watchers.marks(sandbox)
+        commit.set()
+        entry = await task
+        await self.watchers.settle(marks, entry["path"])
+        return entry
 
     async def _body(self, request: Request, gzipped: bool) -> AsyncIterator[bytes]:
         """The request body, decoded, failing once it passes the size limit."""
@@ -233,6 +271,22 @@ class Uploads:
 
     def _too_large(self) -> UploadTooLarge:
         return UploadTooLarge(f"the upload is larger than the limit of {self.max_bytes} bytes")
+
+
+def _written(entry: dict) -> dict:
+    info = {"name": entry["name"], "type": "file", "path": entry["path"]}
+    if entry.get("metadata"):
+        info["metadata"] = entry["metadata"]
+    return info
+
+
+async def _held(chunks: AsyncIterator[bytes], drained: asyncio.Event, commit: asyncio.Event) -> AsyncIterator[bytes]:
+    """A file's data, then a wait for `commit` before it ends (the agent writes the file for good
+    when its data ends)."""
+    async for chunk in chunks:
+        yield chunk
+    drained.set()
+    await commit.wait()
 
 
 def _gunzip(inflate, data: bytes) -> Iterator[bytes]:
