@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -166,3 +167,38 @@ def test_rootless_kill_removes_a_deep_tree_with_unsearchable_directories(canary)
     finally:
         srv.stop()
         remove_home(home)
+
+
+def test_metrics_of_a_layer_with_many_files_do_not_stall_the_server(private_server):
+    """Reading disk use walks the writable layer; a sandbox with many files must not make every
+    other request wait for that walk."""
+    srv = private_server()
+    with _api(srv) as c:
+        sid = _create(c)
+        from e2b import Sandbox
+
+        os.environ.update(srv.env())
+        sbx = Sandbox.connect(sid)
+        sbx.commands.run("python3 -c \"import os\nfor i in range(40):\n os.mkdir(f'/home/user/m{i}')\n"
+                         " for j in range(1000): open(f'/home/user/m{i}/{j}', 'w').close()\"", timeout=300)
+        done = threading.Event()
+        took = []
+
+        def read_metrics():
+            start = time.monotonic()
+            with _api(srv) as other:
+                assert other.get(f"/sandboxes/{sid}/metrics").status_code == 200
+            took.append(time.monotonic() - start)
+            done.set()
+
+        reader = threading.Thread(target=read_metrics)
+        reader.start()
+        slowest = 0.0
+        while not done.is_set():
+            start = time.monotonic()
+            assert c.get("/v2/sandboxes").status_code == 200
+            slowest = max(slowest, time.monotonic() - start)
+        reader.join()
+        assert took and took[0] > 0.1, took  # a walk long enough to notice a stall
+        assert slowest < took[0] / 2, (slowest, took)
+        assert c.delete(f"/sandboxes/{sid}").status_code == 204

@@ -320,9 +320,9 @@ class SandboxService:
         self.store.update(sandbox_id, state="running", end_at=live.record.end_at)
         return live
 
-    def metrics(self, sandbox_id: str, start: float | None = None, end: float | None = None) -> list[dict]:
+    async def metrics(self, sandbox_id: str, start: float | None = None, end: float | None = None) -> list[dict]:
         """Samples taken every METRICS_INTERVAL s within [start, end] (unix s), and one taken now if
-        `end` is not in the past."""
+        `end` is not in the past (in a thread: it walks the sandbox's writable layer)."""
         live = self._known(sandbox_id)
         if start is not None and end is not None and start > end:
             raise E.InvalidArgument("start must not be after end")
@@ -330,7 +330,7 @@ class SandboxService:
                  and (end is None or m["timestamp"] <= end)]
         now = time.time()
         if (end is None or end >= now) and (start is None or start <= now):
-            found.append(self._sample(live, now))
+            found.append(await asyncio.to_thread(self._sample, live, now))
         return found
 
     def _sample(self, live: LiveSandbox, now: float) -> dict:
