@@ -147,6 +147,33 @@ def test_negative_timeouts_on_running_sandboxes_are_400(api, sandbox):
     assert sandbox.is_running()
 
 
+def test_bad_timeouts_leave_a_paused_sandbox_paused(api, make_sandbox):
+    """resume and connect check the timeout before resuming: a refused one changes nothing (an end
+    time too far to show made every GET and list a 500; a negative one had the sandbox reaped)."""
+    sbx = make_sandbox()
+    sid = sbx.sandbox_id
+    sbx.files.write("/home/user/kept.txt", "still here")
+    assert api.post(f"/sandboxes/{sid}/pause").status_code == 204
+    before = api.get(f"/sandboxes/{sid}").json()
+    bad = ({"timeout": -5}, {"timeout": 0}, {"timeout": 10**12}, {"timeout": 2**63}, {"timeout": 1.5},
+           {"timeout": "x"})
+    for body in bad:
+        assert_json_error(api.post(f"/sandboxes/{sid}/resume", json=body), 400)
+    for path in (f"/v2/sandboxes/{sid}/connect", f"/sandboxes/{sid}/connect"):
+        for body in bad[2:]:  # connect accepts 0 and less: it only ever extends
+            assert_json_error(api.post(path, json=body), 400)
+        assert_json_error(api.post(path, json={"timeout": -5}), 400)
+    r = api.get(f"/sandboxes/{sid}")
+    assert r.status_code == 200, r.text
+    assert r.json()["state"] == "paused" and r.json()["endAt"] == before["endAt"], r.json()
+    listed = api.get("/v2/sandboxes", params={"state": "paused"})
+    assert listed.status_code == 200 and sid in {s["sandboxID"] for s in listed.json()}, listed.text
+    r = api.post(f"/sandboxes/{sid}/resume", json={"timeout": 120})
+    assert r.status_code == 201, r.text
+    assert api.get(f"/sandboxes/{sid}").json()["state"] == "running"
+    assert sbx.commands.run("cat /home/user/kept.txt").stdout == "still here"
+
+
 def test_negative_timeout_through_the_sdk(sandbox):
     with pytest.raises(SandboxException):
         sandbox.set_timeout(-1)

@@ -283,13 +283,14 @@ class SandboxService:
 
         Returns the sandbox and whether it was resumed.
         """
+        if timeout is not None:  # before resuming: a refused request changes nothing
+            self._check_timeout(timeout)
         resumed = False
         if sandbox_id in self.paused:
             await self.resume(sandbox_id)
             resumed = True
         live = self._known(sandbox_id, self.live)
         if timeout is not None:
-            self._check_timeout(timeout)
             end = time.time() + timeout
             if end > live.record.end_at:
                 live.record.end_at = end
@@ -309,6 +310,8 @@ class SandboxService:
         self.store.update(sandbox_id, state="paused")
 
     async def resume(self, sandbox_id: str, timeout: int | None = None) -> LiveSandbox:
+        if timeout is not None:  # as on create: it runs again for `timeout` seconds
+            self._check_timeout(timeout, minimum=1)
         if sandbox_id in self.live:
             raise E.AlreadyExists(f"sandbox \"{sandbox_id}\" is already running")
         live = self._known(sandbox_id, self.paused)
