@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from host_resources import Footprint, _uids
+from host_resources import Footprint, _cgroups, _uids
 from sandlot.runtimes.namespace import mount_root
 from sandlot.runtimes.uids import UID_FIRST, UID_RANGE
 from support import start_server
@@ -68,8 +68,8 @@ def _wait(predicate, timeout: float, what: str):
 def private_server(tmp_path):
     servers = []
 
-    def start(home=tmp_path / "home", port=None, pool_size=0):
-        srv = start_server(home, port=port, pool_size=pool_size)
+    def start(home=tmp_path / "home", port=None, pool_size=0, extra_env=None):
+        srv = start_server(home, port=port, pool_size=pool_size, extra_env=extra_env)
         servers.append(srv)
         return srv
 
@@ -200,5 +200,102 @@ def test_create_and_kill_200_sandboxes_leaves_nothing(private_server, tmp_path):
     srv.stop()
     left = fp.resources()
     assert not any(left.values()), left  # stems included: none outlive the server
+    assert not mount_root(srv.home).exists()
+    assert not fp.group_dirs()
+
+
+def _use(server, sandbox_id: str, kind: str) -> None:
+    """Leave something in the sandbox for its end to clean up."""
+    from sandlot import Sandbox
+
+    sbx = Sandbox.connect(sandbox_id, api_url=server.url, api_key=server.api_key)
+    try:
+        if kind == "command":
+            assert sbx.commands.run("echo hi; ls / > /dev/null").stdout == "hi\n"
+        elif kind == "background":
+            sbx.commands.run("sleep 600", background=True)
+            # a daemon out of the agent's reach, and one that ignores SIGTERM and SIGHUP
+            sbx.commands.run("setsid sh -c 'sleep 600 &' < /dev/null > /dev/null 2>&1")
+            sbx.commands.run("nohup sh -c 'trap \"\" TERM HUP; sleep 600' > /dev/null 2>&1 &")
+            sbx.pty.create()
+        elif kind == "files":
+            sbx.files.write("/home/user/blob.bin", os.urandom(1 << 20))
+            sbx.files.write("/tmp/t/a.txt", "in the private /tmp")
+            sbx.commands.run("mkdir -p /home/user/d/e && dd if=/dev/zero of=/home/user/d/e/z bs=1M count=4 2>/dev/null")
+        elif kind == "paused":
+            sbx.commands.run("sleep 600", background=True)
+            sbx.pause()
+    finally:
+        sbx.close()
+
+
+def _without_sandboxes(found: dict[str, list[str]], home: Path, ids: set[str]) -> dict[str, list[str]]:
+    """`found` less what the live sandboxes `ids` hold: their paths, cgroups, processes (by
+    cgroup), network namespaces (by holder) and uid slots."""
+    slots = {f"uid slot {_state(home, sid)['slot']}" for sid in ids}
+    theirs = {pid for pid in map(int, filter(str.isdigit, os.listdir("/proc")))
+              if any(sid in path for sid in ids for path in _cgroups(pid))}
+
+    def mine(kind: str, entry: str) -> bool:
+        if kind == "processes":
+            return int(entry.split()[0]) not in theirs
+        if kind == "netns":
+            return int(entry.rsplit(" ", 1)[1]) not in theirs
+        if kind == "uid claims":
+            return entry not in slots
+        return not any(sid in entry for sid in ids)
+
+    return {kind: [e for e in entries if mine(kind, e)] for kind, entries in found.items()}
+
+
+def test_used_pooled_and_expired_sandboxes_leave_nothing(private_server, tmp_path):
+    """Beyond empty sandboxes killed by DELETE: warm-pool ones, ones that ran commands, kept
+    background processes (a daemon, one that ignores SIGTERM, a terminal), wrote files or were
+    paused; ended by DELETE or by the reaper at their deadline."""
+    fp = Footprint(tmp_path / "home")
+    srv = private_server(pool_size=2, extra_env={"SANDLOT_POOL_TEMPLATES": "base"})
+    deleted, expired, from_pool = [], [], 0
+    with _api(srv) as c:
+        for _ in range(5):
+            for kind in ("plain", "pooled", "command", "background", "files", "paused"):
+                for ending in ("delete", "expire"):
+                    if kind == "paused" and ending == "expire":
+                        continue  # a paused sandbox keeps past its deadline, by design
+                    if kind == "pooled":
+                        warm = _wait(lambda: _pooled_ids(srv, c), 30, "the warm pool to refill")
+                        sid = _create(c, timeout=300)["sandboxID"]
+                        from_pool += sid in warm
+                    else:  # env vars: never from the pool
+                        sid = _create(c, timeout=300, envVars={"K": kind})["sandboxID"]
+                    fp.slots.add(_state(srv.home, sid)["slot"])
+                    if kind != "plain":
+                        _use(srv, sid, kind)
+                    if ending == "delete":
+                        assert c.delete(f"/sandboxes/{sid}").status_code == 204
+                        deleted.append(sid)
+                    else:
+                        assert c.post(f"/sandboxes/{sid}/timeout", json={"timeout": 1}).status_code == 204
+                        expired.append(sid)
+        assert from_pool >= 8, from_pool  # (of 10) the pooled creates found a warm sandbox
+        _wait(lambda: c.get("/v2/sandboxes").json() == [], 15, "the reaper to end the expired sandboxes")
+        fp.note_slots()
+    with sqlite3.connect(srv.home / "state.db") as db:
+        reasons = dict(db.execute("SELECT id, end_reason FROM sandboxes WHERE state='killed'").fetchall())
+    assert {reasons.get(sid) for sid in expired} == {"timeout"}, reasons
+    assert all(reasons.get(sid) not in (None, "timeout") for sid in deleted), reasons
+    # while the server runs, only its warm pool (refilled: two, fully started) may hold anything
+    with _api(srv) as c:
+        def settled():
+            dirs = {p.name for p in (srv.home / "sandboxes").glob("*")}
+            return dirs if len(dirs) == 2 and dirs == _pooled_ids(srv, c) else None
+
+        pooled = _wait(settled, 30, "the warm pool to settle")
+    assert not pooled & set(deleted + expired), pooled
+    left = _without_sandboxes(fp.resources(server_pid=srv.proc.pid), srv.home, pooled)
+    assert len(left.pop("stems")) <= 5 * 2 + 2, left
+    assert not any(left.values()), left
+    srv.stop()
+    left = fp.resources()
+    assert not any(left.values()), left
     assert not mount_root(srv.home).exists()
     assert not fp.group_dirs()
