@@ -301,7 +301,12 @@ class SandboxService:
         if sandbox_id in self.paused:
             raise E.AlreadyExists(f"sandbox \"{sandbox_id}\" is already paused")
         live = self._known(sandbox_id, self.live)
-        await asyncio.to_thread(self.runtime.freeze, sandbox_id, True)
+        try:
+            await asyncio.to_thread(self.runtime.freeze, sandbox_id, True)
+        except OSError:  # its cgroup may be gone: killed meanwhile
+            self._check_still(sandbox_id, live, self.live)
+            raise
+        self._check_still(sandbox_id, live, self.live)
         del self.live[sandbox_id]
         live.closed.set()  # open streams end: a paused sandbox answers like a gone one
         live.closed = asyncio.Event()
@@ -315,13 +320,29 @@ class SandboxService:
         if sandbox_id in self.live:
             raise E.AlreadyExists(f"sandbox \"{sandbox_id}\" is already running")
         live = self._known(sandbox_id, self.paused)
-        await asyncio.to_thread(self.runtime.freeze, sandbox_id, False)
+        try:
+            await asyncio.to_thread(self.runtime.freeze, sandbox_id, False)
+        except OSError:
+            self._check_still(sandbox_id, live, self.paused)
+            raise
+        self._check_still(sandbox_id, live, self.paused)
         del self.paused[sandbox_id]
         self.live[sandbox_id] = live
         live.record.state = "running"
         live.record.end_at = time.time() + (timeout if timeout is not None else self.config.default_timeout)
         self.store.update(sandbox_id, state="running", end_at=live.record.end_at)
         return live
+
+    def _check_still(self, sandbox_id: str, live: LiveSandbox, table: dict[str, LiveSandbox]) -> None:
+        """After awaiting the freezer: another request may have killed, paused or resumed the sandbox
+        meanwhile. Answer as if this request came second."""
+        if table.get(sandbox_id) is live:
+            return
+        if sandbox_id in self.paused:
+            raise E.AlreadyExists(f"sandbox \"{sandbox_id}\" is already paused")
+        if sandbox_id in self.live:
+            raise E.AlreadyExists(f"sandbox \"{sandbox_id}\" is already running")
+        raise E.NotFound(f"sandbox \"{sandbox_id}\" not found")
 
     async def metrics(self, sandbox_id: str, start: float | None = None, end: float | None = None) -> list[dict]:
         """Samples taken every METRICS_INTERVAL s within [start, end] (unix s), and one taken now if
@@ -383,7 +404,7 @@ class SandboxService:
                 await self.pause(live.id)
             else:
                 await self.kill(live.id, reason="timeout")
-        except E.NotFound:
+        except (E.NotFound, E.AlreadyExists):  # killed or paused by a request meanwhile
             pass
         except Exception:
             log.exception("reaper failed on sandbox %s", live.id)
