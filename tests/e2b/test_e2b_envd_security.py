@@ -305,6 +305,21 @@ def test_tampered_signatures_are_refused(sandbox, token, url_headers):
     assert sandbox.files.read(public) == "public"
 
 
+def test_validly_signed_odd_expirations_are_4xx(sandbox, token, url_headers):
+    """Expirations that str.isdigit() or int() would take but are no unix time ("²", Arabic-Indic
+    digits, thousands of digits): even correctly signed, a clear 4xx, never a 500."""
+    path = f"/home/user/{unique()}.txt"
+    sandbox.files.write(path, "odd")
+    base = sandbox.download_url(path)
+    user = parse_qs(urlsplit(base).query).get("username", [""])[0]
+    for expiration in ("\u00b2", "\u0661\u0662\u0663", "9" * 5000, "+5", " 5", "-5"):
+        url = with_query(base, signature_expiration=expiration,
+                         signature=sign(path, "read", user, token, expiration))
+        r = httpx.get(url, headers=url_headers, timeout=30)
+        body = assert_json_error(r, (400, 401))
+        assert "odd" not in body["message"], expiration
+
+
 # ---- path tricks through the file API ---------------------------------------------------------
 
 

@@ -10,6 +10,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Callable
 
@@ -21,6 +22,7 @@ from ..._exceptions import AuthenticationError, InvalidArgument
 UNAUTHORIZED = "unauthorized access, please provide a valid access token or method signing if supported"
 SIGNATURE_EXPIRED = "signature is already expired"
 ACCESS_TOKEN_HEADER = "x-access-token"
+_EXPIRATION = re.compile(r"[0-9]{1,20}")
 
 Policy = Callable[[str, HTTPConnection], None]
 """Checks a request against a sandbox's access token; raises AuthenticationError."""
@@ -56,7 +58,9 @@ def require_token_or_signature(token: str, request: HTTPConnection) -> None:
     if not signature:
         raise AuthenticationError(UNAUTHORIZED)
     expiration = query.get("signature_expiration") or None
-    if expiration is not None and not expiration.isdigit():
+    # ASCII digits only: str.isdigit() also takes "²" and other scripts' digits, which int() refuses;
+    # 20 digits hold any unix time, and int() refuses strings past 4300 digits
+    if expiration is not None and not _EXPIRATION.fullmatch(expiration):
         raise AuthenticationError("invalid signature expiration")
     operation = "read" if request.scope["method"] in ("GET", "HEAD") else "write"
     expected = sign(query.get("path", ""), operation, query.get("username", ""), token, expiration)
