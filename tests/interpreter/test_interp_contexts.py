@@ -227,3 +227,33 @@ def test_restart_rescues_a_context_stuck_in_a_run(make_sandbox):
     assert time.monotonic() - started < 15
     execution = sbx.run_code("'free again'", context=context, timeout=15)
     assert ok(execution).text == "free again"
+
+
+@pytest.mark.parametrize("action", ["remove", "restart"])
+def test_remove_or_restart_while_the_kernel_starts(make_sandbox, action):
+    """A run that has to start its context's kernel afresh (the last one died) and a remove or
+    restart meanwhile: the run ends with a clear error, and no kernel is left over for a context
+    that no longer has one (or has two)."""
+    sbx = make_sandbox()
+    context = sbx.create_code_context()
+    kernels = "pgrep -fc ipykernel_launcher || true"
+    before = int(sbx.commands.run(kernels).stdout)
+    assert sbx.run_code("import os; os._exit(1)", context=context, timeout=30).error.name == "KernelDied"
+    outcome = []
+    run = threading.Thread(target=lambda: outcome.append(sbx.run_code("'ran'", context=context, timeout=60)))
+    run.start()
+    time.sleep(0.1)  # the kernel is starting (~0.6 s)
+    if action == "remove":
+        sbx.remove_code_context(context)
+    else:
+        sbx.restart_code_context(context)
+    run.join(60)
+    assert outcome, "the run never ended"
+    execution = outcome[0]
+    if execution.error is not None:
+        assert "NoneType" not in execution.error.value and "Cancelled" not in execution.error.name, execution.error
+    time.sleep(1)
+    assert int(sbx.commands.run(kernels).stdout) == before - (action == "remove"), "a kernel was left over"
+    if action == "restart":
+        assert ok(sbx.run_code("'after'", context=context, timeout=30)).text == "after"
+    assert ok(sbx.run_code("'default still works'", timeout=30)).text == "default still works"

@@ -233,6 +233,35 @@ def test_per_run_envs_restore_the_previous_value(sandbox, ctx):
     assert ok(sandbox.run_code("os.environ['MINE']", context=ctx)).text == "before"
 
 
+@pytest.mark.parametrize("language, clear, check", [
+    ("python", "%reset -f", "import os\nrepr(os.environ.get('LEAK'))"),
+    ("javascript", "for (const k of Object.keys(globalThis)) delete globalThis[k]", "String(process.env.LEAK)"),
+])
+def test_per_run_envs_are_restored_after_the_run_clears_its_namespace(sandbox, language, clear, check):
+    """The restore must not depend on anything the run could delete: a run that wipes its namespace
+    still leaves no env var behind."""
+    ctx = sandbox.create_code_context(language=language)
+    ok(sandbox.run_code(clear, context=ctx, envs={"LEAK": "1"}, timeout=60))
+    assert ok(sandbox.run_code(check, context=ctx, timeout=60)).text in ("None", "undefined")
+
+
+def test_a_kernel_that_dies_while_run_envs_are_restored(sandbox, ctx):
+    """The run arranges for the kernel to exit when its env var is removed afterwards: the run ends
+    with an error instead of hanging the context, and the context starts afresh."""
+    ok(sandbox.run_code("before = 1", context=ctx))
+    execution = sandbox.run_code("import os\nos.unsetenv = lambda key: os._exit(3)", context=ctx,
+                                 envs={"NEW_RUN_VAR": "1"}, timeout=60)
+    assert execution.error is not None and "exit status 3" in execution.error.value, execution
+    assert ok(sandbox.run_code("40 + 2", context=ctx, timeout=60)).text == "42"
+    assert sandbox.run_code("before", context=ctx, timeout=60).error.name == "NameError"  # a fresh kernel
+    # and while they are set: the same run with a variable that exists kills it on set-up instead
+    ok(sandbox.run_code("import os\nos.putenv = lambda key, value: os._exit(4)", context=ctx))
+    execution = sandbox.run_code("'never'", context=ctx, envs={"HOME": "/x"}, timeout=60)
+    assert execution.error is not None and "exit status 4" in execution.error.value, execution
+    assert not execution.results
+    assert ok(sandbox.run_code("'again'", context=ctx, timeout=60)).text == "again"
+
+
 def test_per_run_envs_in_the_default_context(sandbox):
     assert ok(sandbox.run_code("import os; os.environ.get('DEFAULT_RUN_ENV')", envs={"DEFAULT_RUN_ENV": "v"})).text == "v"
     assert ok(sandbox.run_code("import os; repr(os.environ.get('DEFAULT_RUN_ENV'))")).text == "None"

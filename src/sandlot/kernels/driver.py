@@ -61,22 +61,28 @@ KERNEL_START_TIMEOUT = 60.0
 # one per run at most, so the control plane never sees a line much over its limit.
 ERROR_FLOOR = 1 << 16
 CUT = "\n[sandlot: %d characters cut: a run's output is limited to %d bytes]\n"
-# per-run environment variables: set before the run, restored after it (state is per context)
+# Per-run environment variables: set before the run, restored after it (state is per context).
+# The earlier values are kept outside the user's namespace (on the os module, under a symbol), and
+# the restore walks the run's own keys: a run that clears its namespace (%reset -f, delete
+# globalThis...) loses at worst the earlier values, never leaves its own behind.
 ENV_CODE = {
     "python": (
-        "import os as _sl_os\n_sl_saved_env = {k: _sl_os.environ.get(k) for k in %(keys)s}\n"
+        "import os as _sl_os\n_sl_os._sandlot_saved_env = {k: _sl_os.environ.get(k) for k in %(keys)s}\n"
         "_sl_os.environ.update(%(envs)s)\ndel _sl_os\n",
-        "import os as _sl_os\nfor _sl_k, _sl_v in _sl_saved_env.items():\n"
+        "import os as _sl_os\n_sl_saved = _sl_os.__dict__.pop('_sandlot_saved_env', None) or {}\n"
+        "for _sl_k in %(keys)s:\n"
+        "    _sl_v = _sl_saved.get(_sl_k)\n"
         "    _sl_os.environ.pop(_sl_k, None) if _sl_v is None else _sl_os.environ.__setitem__(_sl_k, _sl_v)\n"
-        "del _sl_os, _sl_k, _sl_v, _sl_saved_env\n"),
+        "del _sl_os, _sl_saved, _sl_k, _sl_v\n"),
     "bash": ("_sl_saved_env=$(declare -p %(names)s 2>/dev/null); export %(assign)s\n",
              "unset %(names)s; eval \"$_sl_saved_env\"; unset _sl_saved_env\n"),
     "javascript": (
-        "globalThis._sl_saved_env = Object.fromEntries(%(keys_json)s.map((k) => [k, process.env[k]]));\n"
+        "globalThis[Symbol.for('sandlot.savedEnv')] = Object.fromEntries(%(keys_json)s.map((k) => [k, process.env[k]]));\n"
         "Object.assign(process.env, %(envs_json)s);\n",
-        "for (const [k, v] of Object.entries(globalThis._sl_saved_env)) {\n"
-        "  if (v === undefined) delete process.env[k]; else process.env[k] = v;\n}\n"
-        "delete globalThis._sl_saved_env;\n"),
+        "{ const saved = globalThis[Symbol.for('sandlot.savedEnv')] || {};\n"
+        "  for (const k of %(keys_json)s) { const v = saved[k];\n"
+        "    if (v === undefined) delete process.env[k]; else process.env[k] = v; }\n"
+        "  delete globalThis[Symbol.for('sandlot.savedEnv')]; }\n"),
 }
 ENV_CODE["typescript"] = ENV_CODE["javascript"]
 
@@ -195,9 +201,31 @@ class Context:
     # ---- kernel lifecycle ----------------------------------------------------------------------
 
     def ensure_started(self):
-        if self.started is None or (self.started.done() and (self.started.exception() or self.dead())):
+        started = self.started
+        if started is None or (started.done() and (started.cancelled() or started.exception() or self.dead())):
             self.started = asyncio.ensure_future(self._start())
         return self.started
+
+    async def wait_started(self):
+        """The kernel up. A start that a restart or remove cancelled fails this request (with a
+        reply), not the driver's task for it."""
+        started = self.ensure_started()
+        try:
+            await asyncio.shield(started)
+        except asyncio.CancelledError:
+            if started.cancelled():
+                raise Failure("internal", "the context was %s while its kernel started" % (self.stopped_by or "stopped"))
+            raise
+
+    async def halt(self, why):
+        """Stop the kernel for a restart or remove. A start in progress is cancelled first: it
+        would otherwise spawn a kernel after stop() and leave it running."""
+        self.stopped_by = why
+        started = self.started
+        if started is not None and not started.done():
+            started.cancel()
+            await asyncio.wait((started,))
+        await self.stop()
 
     def dead(self):
         return self.proc is None or self.proc.returncode is not None
@@ -218,14 +246,16 @@ class Context:
         self.client = KernelLink(info, self.driver.on_shell, self._on_iopub)
         ready = asyncio.ensure_future(self._wait_ready())
         died = asyncio.ensure_future(self.proc.wait())
-        await asyncio.wait((ready, died), timeout=KERNEL_START_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
-        if not ready.done():
+        try:
+            await asyncio.wait((ready, died), timeout=KERNEL_START_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
+        finally:
             ready.cancel()
-            if died.done():
+            died.cancel()
+        if not ready.done() or ready.cancelled():
+            if died.done() and not died.cancelled():
                 raise Failure("internal", "the %s kernel exited while starting (status %s)" % (
                     self.language, self.proc.returncode))
             raise Failure("internal", "the %s kernel did not start in %d s" % (self.language, KERNEL_START_TIMEOUT))
-        died.cancel()
         setup = []
         if self.variables:
             setup.append(self._variables_code())
@@ -238,7 +268,7 @@ class Context:
         while True:
             self.iopub_seen = self.driver.loop.create_future()
             try:
-                await asyncio.wait_for(self._reply(self.client.send("kernel_info_request", {})), 0.5)
+                await asyncio.wait_for(self._expect_reply(self.client.send("kernel_info_request", {})), 0.5)
                 await asyncio.wait_for(self.iopub_seen, 0.25)
                 return
             except asyncio.TimeoutError:
@@ -285,19 +315,28 @@ class Context:
     # ---- running code --------------------------------------------------------------------------
 
     async def run_silent(self, code):
-        """Run setup code without output or a history entry; raise if it fails."""
-        msg_id = self.client.execute(code, silent=True)
-        reply = await self._reply(msg_id)
-        if reply["content"].get("status") != "ok":
-            raise Failure("internal", "setting up the context failed: %s" % reply["content"].get("evalue"))
+        """Run setup code without output or a history entry; raise if it fails or the kernel dies
+        meanwhile (a run may have left it to die there: os.environ patched to exit)."""
+        proc = self.proc
+        reply = self._expect_reply(self.client.execute(code, silent=True))
+        died = asyncio.ensure_future(proc.wait())
+        try:
+            await asyncio.wait((reply, died), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            died.cancel()
+            reply.cancel()
+        if not reply.done() or reply.cancelled():
+            raise Failure("internal", "setting up the context failed: %s" % kernel_died(
+                proc.returncode, self.stopped_by)["value"])
+        if reply.result()["content"].get("status") != "ok":
+            raise Failure("internal", "setting up the context failed: %s" % reply.result()["content"].get("evalue"))
 
-    async def _reply(self, msg_id):
+    def _expect_reply(self, msg_id):
+        """A future of the shell reply to msg_id, registered before the loop can read it."""
         waiter = self.driver.loop.create_future()
         self.driver.replies[msg_id] = waiter
-        try:
-            return await waiter
-        finally:
-            self.driver.replies.pop(msg_id, None)
+        waiter.add_done_callback(lambda _: self.driver.replies.pop(msg_id, None))
+        return waiter
 
     async def execute(self, execution):
         async with self.lock:
@@ -305,7 +344,7 @@ class Context:
                 return
             if self.driver.contexts.get(self.id) is not self:
                 raise Failure("not_found", "context %s was removed" % self.id)
-            await self.ensure_started()
+            await self.wait_started()
             envs = execution.envs if self.language in ENV_CODE else None
             if envs:
                 await self.run_silent(self._env_code(envs, 0))
@@ -326,7 +365,7 @@ class Context:
         proc = self.proc  # stop() (a restart, a remove) clears self.proc while we wait
         execution.msg_id = self.client.execute(execution.code, silent=False)
         self.driver.executions[execution.msg_id] = execution
-        reply = asyncio.ensure_future(self._reply(execution.msg_id))
+        reply = self._expect_reply(execution.msg_id)
         execution.idle = idle = self.driver.loop.create_future()
         died = asyncio.ensure_future(proc.wait())
         deadline = self.driver.loop.call_later(execution.timeout, self.interrupt) if execution.timeout else None
@@ -682,7 +721,7 @@ class Driver:
             ctx = self.create(req.get("language"), req.get("cwd"), _strings(req.get("envs")),
                               req.get("variables") or {})
             try:
-                await ctx.ensure_started()
+                await ctx.wait_started()
             except BaseException:
                 self.contexts.pop(ctx.id, None)
                 await ctx.stop()
@@ -695,22 +734,20 @@ class Driver:
             raise Failure("not_found", "context %s not found" % req.get("context"))
         if op == "restart":
             # the kernel goes first: a run stuck in it (one that ignores interrupts) ends now
-            ctx.stopped_by = "restarted"
-            await ctx.stop()
+            await ctx.halt("restarted")
             async with ctx.lock:
                 if self.contexts.get(ctx.id) is not ctx:
                     raise Failure("not_found", "context %s was removed" % ctx.id)
                 ctx.stopped_by = None
                 ctx.started = None
-                await ctx.ensure_started()
+                await ctx.wait_started()
             return {"context": ctx.describe()}
         if op == "remove":
             del self.contexts[ctx.id]
             for lang, default in list(self.defaults.items()):
                 if default is ctx:
                     del self.defaults[lang]
-            ctx.stopped_by = "removed"
-            await ctx.stop()
+            await ctx.halt("removed")
             return {}
         raise Failure("invalid_argument", "unknown op %r" % op)
 

@@ -18,6 +18,9 @@ const Module = require("module");
 
 const TYPESCRIPT = ["/usr/share/nodejs/typescript", "/usr/lib/node_modules/typescript", "typescript"];
 const out = process.stdout;
+// Globals the runner needs after a cell ran: enumerable ones a cell may delete or replace
+// (`for (const k of Object.keys(globalThis)) delete globalThis[k]`), so kept here.
+const { setImmediate } = globalThis;
 let current = null; // the run in progress: {id, silent, interrupt}
 let count = 0;
 let ts = null;
@@ -146,10 +149,13 @@ async function run(req) {
     error = err;
     reportError(err);
   }
-  // let output written by callbacks of this run (console.log in a resolved promise) come first
-  await new Promise((resolve) => setImmediate(resolve));
-  send({ id: req.id, type: "done", error: error ? clip(error && error.message) : undefined });
-  current = null;
+  try {
+    // let output written by callbacks of this run (console.log in a resolved promise) come first
+    await new Promise((resolve) => setImmediate(resolve));
+  } finally {
+    send({ id: req.id, type: "done", error: error ? clip(error && error.message) : undefined });
+    current = null;
+  }
 }
 
 const input = readline.createInterface({ input: process.stdin, terminal: false });
@@ -157,7 +163,7 @@ let queue = Promise.resolve();
 input.on("line", (line) => {
   let req;
   try { req = JSON.parse(line); } catch (e) { return; }
-  queue = queue.then(() => run(req));
+  queue = queue.then(() => run(req)).catch(() => {}); // one run failing never stops the next
 });
 input.on("close", () => process.exit(0));
 send({ ready: true });
