@@ -285,13 +285,18 @@ def test_bad_execute_bodies(server, sandbox):
     token = access_token(server, sandbox.sandbox_id)
     headers = jupyter_headers(sandbox.sandbox_id, token)
     for body in ({}, {"code": 1}, {"code": "1", "env_vars": ["A"]}, {"code": "1", "context_id": 5},
-                 {"code": "1", "context_id": "x", "language": "python"}):
+                 {"code": "1", "context_id": "x", "language": "python"}, {"code": "1", "timeout": "5"},
+                 {"code": "1", "timeout": [1]}, {"code": "1", "timeout": True}, {"code": "1", "env_vars": {"A": 1}}):
         r = httpx.post(f"{server.url}/execute", json=body, headers=headers, timeout=30)
         assert r.status_code == 400, (body, r.status_code, r.text)
     r = httpx.post(f"{server.url}/execute", content=b"{not json", headers=headers, timeout=30)
     assert r.status_code == 400, r.text
     r = httpx.post(f"{server.url}/execute", json=["code"], headers=headers, timeout=30)
     assert r.status_code == 400, r.text
+    for timeout in (b"NaN", b"Infinity", b"-Infinity"):  # Python's JSON reader takes these
+        r = httpx.post(f"{server.url}/execute", content=b'{"code": "1", "timeout": ' + timeout + b"}",
+                       headers=headers, timeout=30)
+        assert r.status_code == 400 and "timeout" in r.text, (timeout, r.status_code, r.text)
     assert ok(sandbox.run_code("'fine'")).text == "fine"
 
 

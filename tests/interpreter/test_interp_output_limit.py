@@ -127,3 +127,27 @@ def test_huge_javascript_output_is_cut(sandbox, kept):
     assert stderr(execution).strip() == MARKER
     assert ok(sandbox.run_code("jsKept", language="javascript")).text == "js"
     survives(sandbox, kept)
+
+
+def test_forged_output_on_the_interpreter_pipe_is_bounded(make_sandbox):
+    """Code in the sandbox can write protocol lines to the driver's stdout, answering for the run
+    in progress past the driver's own output limit. The control plane bounds what one request
+    receives (twice the limit plus a margin) and stops the driver, so server memory stays bounded:
+    the run ends with an error, and the next run gets a fresh interpreter."""
+    sbx = make_sandbox()  # a fresh sandbox: its first run is request 1 of its interpreter session
+    bound = 2 * LIMIT + (1 << 20)
+    execution = sbx.run_code(
+        "import json, os\n"
+        "lines = [json.dumps({'id': rid, 'line': {'type': 'stdout', 'text': 'f' * 50_000}}) + '\\n'\n"
+        "         for rid in (1, 2, 3)]\n"
+        "try:\n"
+        "    with open(f'/proc/{os.getppid()}/fd/1', 'w') as pipe:\n"
+        f"        for _ in range({2 * bound // 50_000}):\n"
+        "            pipe.write(''.join(lines))\n"
+        "            pipe.flush()\n"
+        "except OSError:\n"
+        "    pass\n", timeout=60)
+    received = sum(len(text) for text in execution.logs.stdout)
+    assert 0 < received <= bound, received
+    assert execution.error is not None and "stopped" in execution.error.value, execution.error
+    assert ok(sbx.run_code("'fresh'", timeout=60)).text == "fresh"

@@ -27,11 +27,19 @@ MAX_LINE_MARGIN = 1 << 20  # a line may exceed the driver's output cap by its JS
 STOPPED = "the code interpreter stopped"
 
 
+def request_bound(max_output: int) -> int:
+    """What one request may receive in all. The driver bounds a run's output to max_output as it
+    counts it (spaced JSON); its compact lines and their framing stay well under twice that. Code in
+    the sandbox can write to the driver's stdout too, so the bound is kept here, not trusted to it."""
+    return 2 * max_output + MAX_LINE_MARGIN
+
+
 class KernelSession:
     def __init__(self, agent: AgentClient, user: str, max_output: int):
         self.agent, self.user, self.max_output = agent, user, max_output
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Queue] = {}
+        self._received: dict[int, int] = {}  # request id -> bytes routed to it so far
         self._started: asyncio.Future | None = None
         self._input: asyncio.Queue[bytes | None] | None = None
         self._tasks: list[asyncio.Task] = []
@@ -72,11 +80,14 @@ class KernelSession:
                     self._pid = event["start"]["pid"]
                 elif "stdout" in event:
                     buf += event["stdout"]
-                    while (cut := buf.find(b"\n")) >= 0:
+                    breach = None
+                    while breach is None and (cut := buf.find(b"\n")) >= 0:
                         line, buf = bytes(buf[:cut]), buf[cut + 1:]
-                        self._dispatch(line, ready)
-                    if len(buf) > self.max_output + MAX_LINE_MARGIN:
-                        log.warning("a code interpreter sent a line over its output limit: stopping it")
+                        breach = self._dispatch(line, ready)
+                    if breach is None and len(buf) > self.max_output + MAX_LINE_MARGIN:
+                        breach = "a line over its output limit"
+                    if breach is not None:
+                        log.warning("a code interpreter sent %s: stopping it", breach)
                         await self._kill()
                         break
                 elif "stderr" in event:
@@ -91,23 +102,30 @@ class KernelSession:
             for queue in self._waiting.values():
                 queue.put_nowait({"error": {"code": "internal", "message": STOPPED}})
             self._waiting.clear()
+            self._received.clear()
 
-    def _dispatch(self, line: bytes, ready: asyncio.Future) -> None:
+    def _dispatch(self, line: bytes, ready: asyncio.Future) -> str | None:
+        """Route one line; returns what was wrong with it if the driver must be stopped."""
         try:
             msg = json.loads(line)
         except ValueError:
-            return
+            return None
         if not isinstance(msg, dict):
-            return
+            return None
         if "ready" in msg and not ready.done():
             if msg["ready"] is None:
                 ready.set_exception(E.RuntimeFailure(f"the code interpreter failed to start: {msg.get('error')}"))
             else:
                 ready.set_result(msg["ready"])
-            return
-        queue = self._waiting.get(msg.get("id"))
+            return None
+        rid = msg.get("id")
+        queue = self._waiting.get(rid)
         if queue is not None:
+            received = self._received[rid] = self._received.get(rid, 0) + len(line)
+            if received > request_bound(self.max_output):
+                return "more output for one request than its limit allows"
             queue.put_nowait(msg)
+        return None
 
     async def _write(self) -> None:
         async def chunks():
@@ -152,6 +170,7 @@ class KernelSession:
         rid = next(self._ids)
         queue: asyncio.Queue = asyncio.Queue()
         self._waiting[rid] = queue
+        self._received[rid] = 0
         self._input.put_nowait(json.dumps({"id": rid, "op": op, **args}).encode() + b"\n")
         return rid, queue
 
@@ -160,7 +179,7 @@ class KernelSession:
         try:
             return _reply(await queue.get())
         finally:
-            self._waiting.pop(rid, None)
+            self._forget(rid)
 
     async def execute(self, **args: Any) -> AsyncIterator[list[dict]]:
         """Yield the run's E2B lines in batches (whatever arrived together), the first batch being
@@ -194,10 +213,14 @@ class KernelSession:
                     msg = queue.get_nowait()
                 yield batch
         finally:
-            self._waiting.pop(rid, None)
+            self._forget(rid)
             if not finished and self._input is not None:
                 self._input.put_nowait(json.dumps({"id": next(self._ids), "op": "cancel",
                                                    "target": rid}).encode() + b"\n")
+
+    def _forget(self, rid: int) -> None:
+        self._waiting.pop(rid, None)
+        self._received.pop(rid, None)
 
 
 def _reply(msg: dict) -> dict:

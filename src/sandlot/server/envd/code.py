@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import AsyncIterator, Awaitable
 from typing import TypeVar
 
@@ -65,10 +66,12 @@ def _session(sandbox: SandboxHandle):
     return sandbox.kernels
 
 
-def _optional(body: dict, key: str, kind: type):
+def _optional(body: dict, key: str, kind: type | tuple[type, ...]):
     value = body.get(key)
-    if value is not None and not isinstance(value, kind):
-        raise InvalidArgument(f"'{key}' must be a {kind.__name__}")
+    if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        names = {"str": "string", "dict": "JSON object", "int": "number", "float": "number"}
+        raise InvalidArgument(f"'{key}' must be a {' or '.join(dict.fromkeys(names.get(k.__name__, k.__name__) for k in kinds))}")
     return value
 
 
@@ -95,6 +98,8 @@ async def execute(request: Request) -> Response:
         if context and language:
             raise InvalidArgument("give a context_id or a language, not both")
         timeout = _optional(body, "timeout", (int, float)) or 0  # sandlot's SDK: a server-side deadline
+        if not math.isfinite(timeout):
+            raise InvalidArgument("'timeout' must be a finite number of seconds")
         args = {"code": code, "envs": _names(body, "env_vars", str), "timeout": max(0, timeout)}
         args.update({"context": context} if context else {"language": language or "python"})
         batches = _session(sandbox).execute(**args)
