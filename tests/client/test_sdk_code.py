@@ -346,6 +346,27 @@ async def test_variables_are_injected_into_a_new_context(ci):
         await maybe(ci.create_code_context(variables={"not a name": 1}))
 
 
+@pytest.mark.parametrize("language, read, expected", [
+    ("bash", 'echo "$word|$n|$cfg"', 'hi there|7|{"a": [1, 2]}'),
+    ("typescript", "const got: string = `${word}|${n}|${cfg.a.length}`; got", "hi there|7|2"),
+])
+async def test_variables_in_bash_and_typescript_contexts(ci, language, read, expected):
+    """bash gets strings (JSON for what is not one), typescript the JSON values."""
+    ctx = await maybe(ci.create_code_context(language, variables={"word": "hi there", "n": 7, "cfg": {"a": [1, 2]}}))
+    execution = await maybe(ci.run_code(read, context=ctx, timeout=60))
+    assert execution.error is None, execution.error
+    assert (execution.text or "".join(execution.logs.stdout)).strip().strip("'") == expected
+
+
+async def test_variables_come_back_after_a_restart_and_a_kernel_death(ci):
+    ctx = await maybe(ci.create_code_context(variables={"seed": 41}))
+    await maybe(ci.run_code("seed = 0\nextra = 1", context=ctx))
+    await maybe(ci.restart_code_context(ctx))
+    assert (await maybe(ci.run_code("seed + 1", context=ctx))).text == "42"
+    assert (await maybe(ci.run_code("import os; os._exit(1)", context=ctx))).error.name == "KernelDied"
+    assert (await maybe(ci.run_code("seed + 1, 'extra' in dir()", context=ctx, timeout=60))).text == "(42, False)"
+
+
 async def test_restart_clears_the_state(ci):
     ctx = await maybe(ci.create_code_context())
     await maybe(ci.run_code("gone = 1", context=ctx))

@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 from e2b_code_interpreter import Sandbox, TimeoutException
-from interp_support import access_token, jupyter_headers, ok, stdout
+from interp_support import access_token, jupyter_headers, kill_quietly, ok, stdout
 
 # ---- client timeouts ----------------------------------------------------------------------------
 
@@ -197,6 +197,36 @@ def test_garbage_on_the_interpreter_pipe_is_ignored(make_sandbox):
     assert ok(sbx.run_code("kept", timeout=60)).text == "yes"
     assert ok(sbx.run_code("40 + 2", timeout=60)).text == "42"
     assert sbx.commands.run("true").exit_code == 0
+
+
+def test_a_memory_bomb_kills_its_kernel_only(server, sdk_env):
+    """A 256 MiB sandbox (created over REST with sandlot's `limits`, then used through the official
+    SDK): a run that fills memory is OOM-killed in its kernel alone (the kernels are the OOM
+    killer's first choice), reported as KernelDied; the other context, the sandbox and the server
+    go on, and the bombed context starts afresh on its next run."""
+    r = httpx.post(f"{server.url}/sandboxes", headers={"X-API-Key": server.api_key}, timeout=60,
+                   json={"templateID": "code-interpreter", "timeout": 300, "limits": {"memory_mb": 256}})
+    assert r.status_code == 201, r.text
+    sbx = Sandbox.connect(r.json()["sandboxID"])
+    try:
+        other = sbx.create_code_context()
+        ok(sbx.run_code("kept = 'other'", context=other))
+        bomb = sbx.create_code_context()
+        ok(sbx.run_code("before = 1", context=bomb))
+        start = time.monotonic()
+        # bytes filled as they are made: resident at once, so the cgroup's limit is met, not malloc's
+        execution = sbx.run_code("x = []\nwhile True:\n    x.append(b'\\x01' * (1 << 25))", context=bomb,
+                                 timeout=120)
+        assert time.monotonic() - start < 60
+        assert execution.error is not None and execution.error.name == "KernelDied", execution.error
+        assert "signal 9" in execution.error.value, execution.error.value
+        assert ok(sbx.run_code("kept", context=other)).text == "other"
+        assert sbx.run_code("before", context=bomb, timeout=60).error.name == "NameError"  # afresh
+        assert ok(sbx.run_code("6 * 7", context=bomb)).text == "42"
+        assert sbx.commands.run("echo alive").stdout == "alive\n"
+        assert sbx.get_info().state.value == "running"
+    finally:
+        kill_quietly(sbx)
 
 
 # ---- sandbox-wide environment variables ---------------------------------------------------------
