@@ -4,16 +4,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import time
+from pathlib import Path
 
 import pytest
 from e2b import (
     AsyncSandbox,
     FileNotFoundException,
     FilesystemEventType,
+    RateLimitException,
     SandboxException,
 )
-from e2b_support import run
+from e2b_support import run, wait_until
 
 
 def names(events, kind: FilesystemEventType | None = None) -> set[str]:
@@ -94,6 +98,52 @@ def test_sync_watch_sees_changes_made_by_commands(sandbox, workdir):
         assert "from-cmd.txt" in names(seen, FilesystemEventType.CREATE)
     finally:
         handle.stop()
+
+
+WATCHERS_PER_SANDBOX = 64
+
+
+def _inotify_instances(sandbox_id: str) -> int:
+    """inotify fds held by the sandbox's processes, read from the host (the agent is not dumpable,
+    so not even root inside may list its fds); its processes are found by their cgroup's name."""
+    count = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if f"/{sandbox_id}\n" not in Path(f"/proc/{pid}/cgroup").read_text():
+                continue
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                count += os.readlink(f"/proc/{pid}/fd/{fd}") == "anon_inode:inotify"
+    return count
+
+
+def test_sync_watchers_per_sandbox_are_capped(make_sandbox):
+    """Each polling watcher buffers up to 10,000 events on the server: a sandbox gets a bounded
+    number, and past it a clear resource_exhausted (the SDK's RateLimitException)."""
+    sbx = make_sandbox()
+    handles = [sbx.files.watch_dir("/home/user") for _ in range(WATCHERS_PER_SANDBOX)]
+    try:
+        for _ in range(3):
+            with pytest.raises(RateLimitException) as info:
+                sbx.files.watch_dir("/tmp")
+        assert str(WATCHERS_PER_SANDBOX) in str(info.value)
+        # refused watches do not live on in the agent (one inotify instance per watch)
+        wait_until(lambda: _inotify_instances(sbx.sandbox_id) == WATCHERS_PER_SANDBOX, 5,
+                   message="the refused watches to end")
+        handles.pop().stop()  # a removed watcher frees its place
+        handles.append(sbx.files.watch_dir("/home/user"))
+        sbx.files.write("/home/user/seen.txt", "x")
+        assert "seen.txt" in names(handles[-1].get_new_events())
+        assert "seen.txt" in names(handles[0].get_new_events())
+    finally:
+        for handle in handles:
+            handle.stop()
+    # another sandbox has its own allowance
+    other = make_sandbox()
+    other.files.watch_dir("/home/user").stop()
 
 
 async def test_async_watch_dir_recursive(sandbox, workdir):
