@@ -8,6 +8,7 @@ what is left and deletes the directories, so a sandbox's cgroups never outlive i
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -17,7 +18,9 @@ from .policy import Limits
 
 ROOT = Path("/sys/fs/cgroup")
 V1_CONTROLLERS = ("memory", "pids", "cpu", "cpuacct", "freezer")
+V2_CONTROLLERS = ("memory", "pids", "cpu")  # the freezer is built into every v2 group
 CFS_PERIOD_US = 100_000
+log = logging.getLogger("sandlot.runtime")
 # CPU weight (v1 cpu.shares, v2 cpu.weight): a pool sandbox warming up gets only CPU that live
 # sandboxes leave unused, so refilling a pool never slows the sandbox just claimed from it.
 CPU_WEIGHT = {"v1": {False: "1024", True: "2"}, "v2": {False: "100", True: "1"}}
@@ -83,8 +86,8 @@ class SandboxCgroup:
         else:
             parent = self.dirs["unified"].parent
             parent.mkdir(exist_ok=True)
-            _write(ROOT / "cgroup.subtree_control", "+memory +pids +cpu")
-            _write(parent / "cgroup.subtree_control", "+memory +pids +cpu")
+            _enable_controllers(ROOT)
+            _enable_controllers(parent)
             self.dirs["unified"].mkdir(exist_ok=True)
 
     def adopt(self, spare: str, limits: Limits) -> None:
@@ -110,7 +113,10 @@ class SandboxCgroup:
         else:
             d = self.dirs["unified"]
             _write(d / "memory.max", str(mem))
-            _write(d / "memory.swap.max", "0")
+            try:  # as memsw on v1; absent where the kernel does no swap accounting
+                _write(d / "memory.swap.max", "0")
+            except OSError:
+                pass
             _write(d / "memory.oom.group", "0")
             _write(d / "pids.max", str(limits.pids))
             _write(d / "cpu.max", f"{quota} {CFS_PERIOD_US}")
@@ -200,6 +206,23 @@ class SandboxCgroup:
                 d.parent.rmdir()
             except OSError:
                 pass
+
+
+def _enable_controllers(group: Path) -> None:
+    """Let the children of a v2 group use the controllers sandboxes need. Only missing ones are
+    written, one at a time: the root group may belong to systemd or a container runtime, which may
+    have enabled some already, lack one, or refuse the write (a group with processes of its own). A
+    controller still missing then fails the first limit written, with the file's name."""
+    try:
+        enabled = set((group / "cgroup.subtree_control").read_text().split())
+    except OSError:
+        enabled = set()
+    for controller in V2_CONTROLLERS:
+        if controller not in enabled:
+            try:
+                _write(group / "cgroup.subtree_control", "+" + controller)
+            except OSError as e:
+                log.warning("cannot enable the %s controller in %s: %s", controller, group, e)
 
 
 def _kv(path: Path) -> dict[str, int]:
