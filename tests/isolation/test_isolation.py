@@ -261,3 +261,35 @@ def test_a_sandbox_cannot_redirect_its_agent_socket_to_a_neighbour(make_sandbox)
     assert code == 0, out
     assert attacker.files.read("/home/user/owner.txt") == "attacker"
     assert attacker.commands.run("cat /home/user/owner.txt").stdout == "attacker"
+
+
+def _mount_options(mount_point: Path) -> set[str]:
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        if fields[4] == str(mount_point):
+            return set(fields[5].split(","))
+    raise AssertionError(f"{mount_point} is not a mount point")
+
+
+def test_setuid_files_a_sandbox_plants_give_host_users_nothing(make_sandbox, server):
+    """Root inside owns its layer: it can make a setuid file there, owned by its host uid. Seen from
+    the host, the sandbox's mounts are nosuid and nodev and its directory is closed to other users."""
+    sbx = make_sandbox()
+    code, out = run(sbx, "cp /usr/bin/id /home/user/suid-id && chmod 4755 /home/user/suid-id && "
+                         "stat -c %a /home/user/suid-id", user="root")
+    assert (code, out.strip()) == (0, "4755"), out
+    mnt = next(Path("/run/sandlot").glob(f"*/{sbx.sandbox_id}"))
+    lower = server.home.resolve() / "sandboxes" / sbx.sandbox_id / "lower"
+    for mount_point in (mnt / "root", lower):
+        assert {"nosuid", "nodev"} <= _mount_options(mount_point), mount_point
+    planted = mnt / "root" / "home" / "user" / "suid-id"
+    assert planted.stat().st_mode & 0o4000  # the bit is there: only the mount makes it inert
+    # host root running it stays root (no switch to the sandbox's uid) ...
+    done = subprocess.run([str(planted), "-u"], capture_output=True, text=True, timeout=30)
+    assert done.stdout.strip() == "0", done
+    # ... and another host user cannot even reach it (through sh: setpriv itself execs while it
+    # still holds root's capabilities)
+    done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c",
+                           'exec "$0" -u', str(planted)], capture_output=True, text=True, timeout=30, cwd="/")
+    assert done.returncode != 0 and "Permission denied" in done.stderr, done
+    assert mnt.stat().st_mode & 0o007 == 0

@@ -14,8 +14,9 @@ How a sandbox is built (as root on the host):
 
 What a sandbox owns on the host: <home>/sandboxes/<id>/ (overlay layers, state, log), and
 /run/sandlot/<home hash>/<id>/ (its root mount and agent socket directory: bwrap runs as the sandbox's
-uid and must be able to reach them, which a private state dir would not allow). kill() removes
-processes (cgroup), mounts, cgroups and both directories, in that order.
+uid and must be able to reach them, which a private state dir would not allow; the directory admits
+the sandbox's gid only, and its mounts are nosuid and nodev). kill() removes processes (cgroup),
+mounts, cgroups and both directories, in that order.
 """
 
 from __future__ import annotations
@@ -175,7 +176,11 @@ class NamespaceRuntime:
         for sub in ("lower", "upper", "work"):
             (d / sub).mkdir()
         m = self._mnt(sid)
-        m.mkdir(mode=0o711)
+        # Only the sandbox's bwrap (gid base) passes: nothing of the sandbox's, its layer above all,
+        # is reachable by the host's other users.
+        m.mkdir(mode=0o700)
+        os.chown(m, 0, base)
+        os.chmod(m, 0o710)
         (m / "root").mkdir()
         (m / "run").mkdir(mode=0o711)  # users inside reach agent.sock (sudo) but cannot list
         os.chown(d / "upper", base, base)
@@ -246,7 +251,9 @@ class NamespaceRuntime:
                 syscalls.idmapped_bind(str(template.rootfs), str(d / "lower"), userns)
             finally:
                 os.close(userns)
-            syscalls.mount("overlay", str(m / "root"), "overlay", syscalls.MS_NODEV,
+            # nosuid: root inside may make setuid files in its layer, owned by its host uid
+            # (inside, no_new_privs makes them inert; on the host only the mount flag does)
+            syscalls.mount("overlay", str(m / "root"), "overlay", syscalls.MS_NODEV | syscalls.MS_NOSUID,
                            f"lowerdir={d / 'lower'},upperdir={d / 'upper'},workdir={d / 'work'}")
             os.write(go_w, b"1")
         finally:

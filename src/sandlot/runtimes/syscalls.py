@@ -75,12 +75,13 @@ def idmapped_bind(source: str, target: str, userns_fd: int, readonly: bool = Tru
 
     Host uid 0 in the template appears as the sandbox's own root, host 1000 as its `user`, and so on:
     the template stays owned by host root yet each sandbox sees it under its own unique uid range.
+    nosuid: the template's setuid files would run as the sandbox's uids for whoever reaches the mount.
     """
     tree = _check(_libc.syscall(SYS_open_tree, AT_FDCWD, source.encode(),
                                 OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC))
     try:
-        attr = _MountAttr(MOUNT_ATTR_IDMAP | MOUNT_ATTR_NODEV | (MOUNT_ATTR_RDONLY if readonly else 0),
-                          0, 0, userns_fd)
+        attr = _MountAttr(MOUNT_ATTR_IDMAP | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV
+                          | (MOUNT_ATTR_RDONLY if readonly else 0), 0, 0, userns_fd)
         _check(_libc.syscall(SYS_mount_setattr, tree, b"", AT_EMPTY_PATH, ctypes.byref(attr),
                              ctypes.sizeof(attr)))
         _check(_libc.syscall(SYS_move_mount, tree, b"", AT_FDCWD, target.encode(), MOVE_MOUNT_F_EMPTY_PATH))
