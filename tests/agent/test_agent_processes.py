@@ -254,3 +254,38 @@ async def test_a_slow_reader_holds_the_process_back_instead_of_filling_the_agent
     async for event in events:
         received += len(event.get("stdout", b""))
     assert received == 200_000_000
+
+
+async def test_stdio_fds_connect_the_caller_to_the_process_directly(client):
+    """process.start with stdio_fds: the process reads and writes the caller's own pipes (passed as
+    SCM_RIGHTS); only its stderr and its end come on the stream. The agent keeps no copy: the
+    process's exit reaches the caller as EOF."""
+    in_r, in_w = os.pipe()
+    out_r, out_w = os.pipe()
+    events = client.start("/bin/bash", ["-c", "read line; echo \"got $line\"; echo oops >&2"],
+                          stdio_fds=(in_r, out_w))
+    first = await events.__anext__()
+    os.close(in_r)
+    os.close(out_w)
+    assert set(first) == {"start"}
+    os.write(in_w, b"hello\n")
+    os.close(in_w)
+    rest = [e async for e in events]
+    assert {"stderr": b"oops\n"} in rest and not any("stdout" in e for e in rest), rest
+    assert rest[-1]["end"]["exit_code"] == 0
+    with os.fdopen(out_r, "rb") as out:
+        assert out.read() == b"got hello\n"  # then EOF: nobody else holds the pipe
+
+
+@pytest.mark.parametrize("fds, pty", [(1, None), (3, None), (2, {"cols": 80, "rows": 24})])
+async def test_stdio_fds_needs_two_fds_and_no_pty(client, fds, pty):
+    pipes = [os.pipe() for _ in range(2)]
+    passed = [fd for pair in pipes for fd in pair][:fds]
+    events = client._process_events({"op": "process.start", "cmd": "/bin/true", "args": [], "stdio_fds": True,
+                                     "pty": pty}, passed)
+    with pytest.raises(AgentError) as info:
+        await events.__anext__()
+    assert info.value.code == "invalid_argument"
+    for pair in pipes:
+        for fd in pair:
+            os.close(fd)

@@ -79,3 +79,16 @@ def kill_quietly(sbx) -> None:
         sbx.kill()
     except Exception:  # noqa: BLE001, S110 - best-effort cleanup; the sandbox may be gone already
         pass
+
+
+# Kernel code that opens the driver's stdout (the pipe the control plane reads) as `pipe`. The pipe
+# is the control plane's: its /proc/<pid>/fd link cannot be opened from the sandbox, but a process of
+# the driver's own uid can take a copy with pidfd_getfd, so the control plane must not trust it.
+DRIVER_STDOUT = (
+    "import ctypes, os\n"
+    "_libc = ctypes.CDLL(None, use_errno=True)\n"
+    "_fd = _libc.syscall(438, os.pidfd_open(os.getppid()), 1, 0)  # pidfd_getfd(driver, stdout)\n"
+    "if _fd < 0:\n"
+    "    raise OSError(ctypes.get_errno(), 'pidfd_getfd')\n"
+    "pipe = os.fdopen(_fd, 'w')\n"
+)

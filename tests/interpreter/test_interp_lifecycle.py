@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 from e2b_code_interpreter import Sandbox, TimeoutException
-from interp_support import access_token, jupyter_headers, kill_quietly, ok, stdout
+from interp_support import DRIVER_STDOUT, access_token, jupyter_headers, kill_quietly, ok, stdout
 
 # ---- client timeouts ----------------------------------------------------------------------------
 
@@ -182,14 +182,29 @@ def test_killing_the_interpreter_process(make_sandbox):
     assert sbx.commands.run("true").exit_code == 0
 
 
+def test_the_interpreter_pipes_are_out_of_reach(make_sandbox):
+    """The driver's stdin and stdout are the control plane's pipes: sandbox code (user or root)
+    can neither write requests or answers into them nor read them through /proc."""
+    sbx = make_sandbox()
+    for fd, mode in ((0, "r"), (0, "w"), (1, "w"), (1, "r")):
+        execution = sbx.run_code(f"import os\nopen('/proc/%d/fd/{fd}' % os.getppid(), '{mode}')", timeout=30)
+        assert execution.error is not None and execution.error.name == "PermissionError", (fd, mode, execution)
+    driver = sbx.commands.run("pgrep -f kernels/driver.py").stdout.split()[0]
+    for fd in (0, 1):
+        done = sbx.commands.run(f"sudo sh -c 'echo x > /proc/{driver}/fd/{fd}' || echo refused", timeout=30)
+        assert "refused" in done.stdout, done
+    assert ok(sbx.run_code("6 * 7")).text == "42"
+
+
 def test_garbage_on_the_interpreter_pipe_is_ignored(make_sandbox):
-    """User code can write to the driver's stdout (the pipe the control plane reads): lines that
-    are not the driver's own must not be taken for answers, nor break the interpreter."""
+    """A process of the driver's uid can still take a copy of its stdout (pidfd_getfd) and write
+    to it: lines that are not the driver's own must not be taken for answers, nor break the
+    interpreter."""
     sbx = make_sandbox()
     ok(sbx.run_code("kept = 'yes'"))
     execution = sbx.run_code(
-        "import os\n"
-        "with open(f'/proc/{os.getppid()}/fd/1', 'w') as pipe:\n"
+        DRIVER_STDOUT +
+        "with pipe:\n"
         "    pipe.write('not json\\n[1, 2]\\n{\"id\": 999999, \"reply\": {}}\\n{\"ready\": {}}\\n')\n"
         "'wrote'", timeout=30)
     assert ok(execution).text == "wrote"

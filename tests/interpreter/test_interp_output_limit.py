@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from interp_support import ok, plain, stderr, stdout
+from interp_support import DRIVER_STDOUT, ok, plain, stderr, stdout
 from support import leftovers, start_server
 
 LIMIT = 64 << 10  # far below a 1 MiB display, so every case here overflows the control plane's margin too
@@ -130,18 +130,19 @@ def test_huge_javascript_output_is_cut(sandbox, kept):
 
 
 def test_forged_output_on_the_interpreter_pipe_is_bounded(make_sandbox):
-    """Code in the sandbox can write protocol lines to the driver's stdout, answering for the run
+    """Code in the sandbox can write protocol lines to the driver's stdout (pidfd_getfd), answering for the run
     in progress past the driver's own output limit. The control plane bounds what one request
     receives (twice the limit plus a margin) and stops the driver, so server memory stays bounded:
     the run ends with an error, and the next run gets a fresh interpreter."""
     sbx = make_sandbox()  # a fresh sandbox: its first run is request 1 of its interpreter session
     bound = 2 * LIMIT + (1 << 20)
     execution = sbx.run_code(
-        "import json, os\n"
+        DRIVER_STDOUT +
+        "import json\n"
         "lines = [json.dumps({'id': rid, 'line': {'type': 'stdout', 'text': 'f' * 50_000}}) + '\\n'\n"
         "         for rid in (1, 2, 3)]\n"
         "try:\n"
-        "    with open(f'/proc/{os.getppid()}/fd/1', 'w') as pipe:\n"
+        "    with pipe:\n"
         f"        for _ in range({2 * bound // 50_000}):\n"
         "            pipe.write(''.join(lines))\n"
         "            pipe.flush()\n"

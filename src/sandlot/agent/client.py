@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterable, AsyncIterator
+import socket
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from typing import Any
 
 from . import wire
@@ -71,13 +72,28 @@ class AgentClient:
 
     # ---- plumbing ----------------------------------------------------------------------------
 
-    async def _open(self, request: dict):
+    async def _open(self, request: dict, fds: Sequence[int] = ()):
+        """Connect and send the request, with ``fds`` as SCM_RIGHTS if any (the caller keeps and
+        closes its own copies)."""
+        if not fds:
+            try:
+                reader, writer = await asyncio.open_unix_connection(self.socket_path, limit=_READ_LIMIT)
+            except OSError as e:
+                raise AgentError("unavailable", f"cannot reach the sandbox agent: {e}") from None
+            writer.write(wire.encode_json(request))
+            return reader, writer
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            reader, writer = await asyncio.open_unix_connection(self.socket_path, limit=_READ_LIMIT)
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, self.socket_path)
+            frame = wire.encode_json(request)
+            # a new connection's buffer is empty: a request frame goes out whole
+            if socket.send_fds(sock, [frame], list(fds)) != len(frame):
+                raise OSError("the request was cut short")
+            return await asyncio.open_unix_connection(sock=sock, limit=_READ_LIMIT)
         except OSError as e:
+            sock.close()
             raise AgentError("unavailable", f"cannot reach the sandbox agent: {e}") from None
-        writer.write(wire.encode_json(request))
-        return reader, writer
 
     @staticmethod
     async def _frame(reader: asyncio.StreamReader):
@@ -110,19 +126,22 @@ class AgentClient:
 
     def start(self, cmd: str, args: list[str] = (), *, envs: dict | None = None, cwd: str | None = None,
               user: str | None = None, pty: dict | None = None, stdin: bool = False,
-              tag: str | None = None, timeout_ms: int = 0, internal: bool = False) -> AsyncIterator[dict]:
-        """Start a process; yields its events (see the module doc). ``pty`` is {"cols", "rows"}."""
-        return self._process_events({
-            "op": "process.start", "cmd": cmd, "args": list(args), "envs": envs or {}, "cwd": cwd,
-            "user": user, "pty": pty, "stdin": stdin, "tag": tag, "timeout_ms": timeout_ms,
-            "internal": internal})
+              tag: str | None = None, timeout_ms: int = 0, internal: bool = False,
+              stdio_fds: tuple[int, int] | None = None) -> AsyncIterator[dict]:
+        """Start a process; yields its events (see the module doc). ``pty`` is {"cols", "rows"}.
+        ``stdio_fds``: (stdin, stdout) fds the process gets instead of pipes to the agent, so the
+        caller talks to it directly (its stdout then never comes as events)."""
+        request = {"op": "process.start", "cmd": cmd, "args": list(args), "envs": envs or {}, "cwd": cwd,
+                   "user": user, "pty": pty, "stdin": stdin, "tag": tag, "timeout_ms": timeout_ms,
+                   "internal": internal, "stdio_fds": stdio_fds is not None}
+        return self._process_events(request, stdio_fds or ())
 
     def connect(self, *, pid: int | None = None, tag: str | None = None) -> AsyncIterator[dict]:
         """Follow a running process: its events from now on."""
         return self._process_events({"op": "process.connect", **_selector(pid, tag)})
 
-    async def _process_events(self, request: dict) -> AsyncIterator[dict]:
-        reader, writer = await self._open(request)
+    async def _process_events(self, request: dict, fds: Sequence[int] = ()) -> AsyncIterator[dict]:
+        reader, writer = await self._open(request, fds)
         try:
             while True:
                 kind, payload = await self._frame(reader)

@@ -233,6 +233,20 @@ def _spawn_pipes(argv, user, cwd, env, with_stdin):
     return popen, {out_r: wire.STDOUT, err_r: wire.STDERR}, in_w, None
 
 
+def _spawn_passed(argv, user, cwd, env, stdin, stdout):
+    """The process reads and writes fds its caller passed (stdio_fds); only stderr comes here."""
+    err_r, err_w = os.pipe()
+    try:
+        popen = spawn.popen(argv, user, cwd, env, stdin, stdout, err_w)
+    except BaseException:
+        os.close(err_r)
+        raise
+    finally:
+        os.close(err_w)
+    os.set_blocking(err_r, False)
+    return popen, {err_r: wire.STDERR}, None, None
+
+
 def _spawn_pty(argv, user, cwd, env, size):
     import termios
 
@@ -312,7 +326,16 @@ async def start(req, conn):
     env.update(config.envs)
     env.update(envs)
     argv = [cmd] + args
-    if pty is not None:
+    if field(req, "stdio_fds", bool, False):
+        if pty is not None or len(conn.fds) != 2:
+            raise OpError("invalid_argument", "stdio_fds takes two passed fds (stdin, stdout) and no pty")
+        passed, conn.fds[:] = list(conn.fds), []
+        try:
+            popen, outputs, stdin_fd, master = _spawn_passed(argv, user, cwd, env, *passed)
+        finally:  # the process has them now: a copy kept here would hide its end from the caller
+            for fd in passed:
+                os.close(fd)
+    elif pty is not None:
         popen, outputs, stdin_fd, master = _spawn_pty(argv, user, cwd, env, _size(pty))
     else:
         popen, outputs, stdin_fd, master = _spawn_pipes(argv, user, cwd, env, field(req, "stdin", bool, False))

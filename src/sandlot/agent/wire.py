@@ -31,7 +31,9 @@ the default user (``user``). Relative paths resolve against that user's home.
     process.start  cmd, args, envs, cwd, user, pty: {cols, rows} | null, stdin: bool, tag,
                    timeout_ms (0 = none; the agent kills the process at the deadline),
                    internal: bool (sandlot's own helper, e.g. the code-context driver: left out
-                   of process.list unless it asks for all)
+                   of process.list unless it asks for all), stdio_fds: bool (the request carries
+                   two fds as SCM_RIGHTS, the process's stdin and stdout: the caller talks to it
+                   directly, and only stderr comes on this stream)
                    -> {"start": {"pid": N}}, then O/E/P frames and {"keepalive": {}},
                       then {"end": {"exit_code": int, "exited": bool, "status": str, "error": str?}}
                    The process outlives the connection (background commands, reconnect). It runs

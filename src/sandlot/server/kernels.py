@@ -12,6 +12,7 @@ import asyncio
 import itertools
 import json
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator
 from typing import Any
@@ -41,7 +42,10 @@ class KernelSession:
         self._waiting: dict[int, asyncio.Queue] = {}
         self._received: dict[int, int] = {}  # request id -> bytes routed to it so far
         self._started: asyncio.Future | None = None
-        self._input: asyncio.Queue[bytes | None] | None = None
+        self._ready: asyncio.Future | None = None
+        self._writer: asyncio.WriteTransport | None = None  # the driver's stdin
+        self._output: int | None = None  # the driver's stdout (non-blocking, read by _on_output)
+        self._buf = bytearray()
         self._tasks: list[asyncio.Task] = []
         self._pid: int | None = None
 
@@ -60,36 +64,39 @@ class KernelSession:
     async def _start(self) -> None:
         await self.close()
         await self._kill_orphans()
-        ready: asyncio.Future = asyncio.get_running_loop().create_future()
-        self._input = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+        self._ready = ready = loop.create_future()
+        # The driver's stdin and stdout are pipes made here and handed to it through the agent:
+        # requests and answers then go straight between the control plane and the driver (each
+        # hop through the agent cost a wake-up and a re-framing, per line, both ways).
+        in_r, in_w = os.pipe()
+        out_r, out_w = os.pipe()
+        passed = [in_r, out_w]
+        try:
+            self._writer, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(in_w, "wb", buffering=0))
+        except BaseException:
+            for fd in (in_r, in_w, out_r, out_w):
+                os.close(fd)
+            raise
+        os.set_blocking(out_r, False)
+        self._output, self._buf = out_r, bytearray()
+        loop.add_reader(out_r, self._on_output)
         events = self.agent.start("python3", ["-B", DRIVER, "--max-output", str(self.max_output)],
-                                  user=self.user, stdin=True, internal=True)
-        self._tasks = [asyncio.create_task(self._read(events, ready), name="sandlot-kernels-read")]
+                                  user=self.user, internal=True, stdio_fds=(in_r, out_w))
+        self._tasks = [asyncio.create_task(self._follow(events, passed), name="sandlot-kernels")]
         try:
             await asyncio.wait_for(asyncio.shield(ready), READY_TIMEOUT)
         except asyncio.TimeoutError:
             await self.close()
             raise E.TimeoutError("the code interpreter did not start in time") from None
-        self._tasks.append(asyncio.create_task(self._write(), name="sandlot-kernels-write"))
 
-    async def _read(self, events: AsyncIterator[dict], ready: asyncio.Future) -> None:
-        buf = bytearray()
+    async def _follow(self, events: AsyncIterator[dict], passed: list[int]) -> None:
+        """The agent's stream of the driver: its pid, its stderr (logged), its end."""
         try:
             async for event in events:
                 if "start" in event:
                     self._pid = event["start"]["pid"]
-                elif "stdout" in event:
-                    buf += event["stdout"]
-                    breach = None
-                    while breach is None and (cut := buf.find(b"\n")) >= 0:
-                        line, buf = bytes(buf[:cut]), buf[cut + 1:]
-                        breach = self._dispatch(line, ready)
-                    if breach is None and len(buf) > self.max_output + MAX_LINE_MARGIN:
-                        breach = "a line over its output limit"
-                    if breach is not None:
-                        log.warning("a code interpreter sent %s: stopping it", breach)
-                        await self._kill()
-                        break
+                    _close_all(passed)  # the driver holds them now: its exit must reach us as EOF
                 elif "stderr" in event:
                     log.debug("kernel driver: %s", event["stderr"][:2000].decode(errors="replace").rstrip())
                 elif "end" in event:
@@ -97,14 +104,58 @@ class KernelSession:
         except AgentError as e:
             log.debug("kernel driver stream ended: %s", e)
         finally:
-            if not ready.done():
-                ready.set_exception(E.RuntimeFailure(f"{STOPPED} while starting"))
+            _close_all(passed)
+            # what the driver wrote before it ended is in the pipe: route it before failing the rest
+            self._on_output(drain=True)
+            self._stop_io()
+            if self._ready is not None and not self._ready.done():
+                self._ready.set_exception(E.RuntimeFailure(f"{STOPPED} while starting"))
             for queue in self._waiting.values():
                 queue.put_nowait({"error": {"code": "internal", "message": STOPPED}})
             self._waiting.clear()
             self._received.clear()
 
-    def _dispatch(self, line: bytes, ready: asyncio.Future) -> str | None:
+    def _on_output(self, drain: bool = False) -> None:
+        """Read what the driver wrote and route its lines. `drain`: all there is (bounded), at its end."""
+        left = request_bound(self.max_output)
+        while self._output is not None and left > 0:
+            try:
+                data = os.read(self._output, 1 << 16)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._stop_io(writer=False)
+                return
+            left -= len(data)
+            self._buf += data
+            *lines, rest = self._buf.split(b"\n")
+            self._buf = bytearray(rest)
+            breach = None
+            for line in lines:
+                if (breach := self._dispatch(line)) is not None:
+                    break
+            if breach is None and len(self._buf) > self.max_output + MAX_LINE_MARGIN:
+                breach = "a line over its output limit"
+            if breach is not None:
+                log.warning("a code interpreter sent %s: stopping it", breach)
+                self._stop_io(writer=False)
+                asyncio.ensure_future(self._kill())
+                return
+            if not drain:
+                return
+
+    def _stop_io(self, writer: bool = True) -> None:
+        if self._output is not None:
+            asyncio.get_running_loop().remove_reader(self._output)
+            os.close(self._output)
+            self._output = None
+        if writer and self._writer is not None:
+            self._writer.close()  # the driver reads EOF and exits
+            self._writer = None
+
+    def _dispatch(self, line: bytes) -> str | None:
         """Route one line; returns what was wrong with it if the driver must be stopped."""
         try:
             msg = json.loads(line)
@@ -112,7 +163,8 @@ class KernelSession:
             return None
         if not isinstance(msg, dict):
             return None
-        if "ready" in msg and not ready.done():
+        ready = self._ready
+        if "ready" in msg and ready is not None and not ready.done():
             if msg["ready"] is None:
                 ready.set_exception(E.RuntimeFailure(f"the code interpreter failed to start: {msg.get('error')}"))
             else:
@@ -127,15 +179,12 @@ class KernelSession:
             queue.put_nowait(msg)
         return None
 
-    async def _write(self) -> None:
-        async def chunks():
-            while (chunk := await self._input.get()) is not None:
-                yield chunk
-
-        try:
-            await self.agent.stream_input(chunks(), pid=self._pid)
-        except AgentError as e:
-            log.debug("kernel driver input ended: %s", e)
+    def _write(self, request: dict) -> bool:
+        writer = self._writer
+        if writer is None or writer.is_closing():
+            return False
+        writer.write(json.dumps(request).encode() + b"\n")
+        return True
 
     async def _kill_orphans(self) -> None:
         """Drivers this session no longer talks to (a server restart adopted the sandbox; a protocol
@@ -155,9 +204,8 @@ class KernelSession:
                 pass
 
     async def close(self) -> None:
-        """Stop talking to the driver (the sandbox's end kills it; so does a protocol breach)."""
-        if self._input is not None:
-            self._input.put_nowait(None)
+        """Stop talking to the driver: it reads EOF and exits (the sandbox's end kills it anyway)."""
+        self._stop_io()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -171,7 +219,9 @@ class KernelSession:
         queue: asyncio.Queue = asyncio.Queue()
         self._waiting[rid] = queue
         self._received[rid] = 0
-        self._input.put_nowait(json.dumps({"id": rid, "op": op, **args}).encode() + b"\n")
+        if not self._write({"id": rid, "op": op, **args}):
+            self._forget(rid)
+            raise E.RuntimeFailure(STOPPED)
         return rid, queue
 
     async def call(self, op: str, **args: Any) -> dict:
@@ -214,13 +264,17 @@ class KernelSession:
                 yield batch
         finally:
             self._forget(rid)
-            if not finished and self._input is not None:
-                self._input.put_nowait(json.dumps({"id": next(self._ids), "op": "cancel",
-                                                   "target": rid}).encode() + b"\n")
+            if not finished:
+                self._write({"id": next(self._ids), "op": "cancel", "target": rid})
 
     def _forget(self, rid: int) -> None:
         self._waiting.pop(rid, None)
         self._received.pop(rid, None)
+
+
+def _close_all(fds: list[int]) -> None:
+    while fds:
+        os.close(fds.pop())
 
 
 def _reply(msg: dict) -> dict:
