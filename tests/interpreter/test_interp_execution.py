@@ -68,6 +68,31 @@ def test_execution_count_per_context(sandbox, ctx):
         sandbox.remove_code_context(fresh)
 
 
+def test_execution_count_is_the_kernels_own(sandbox, ctx):
+    """The count reported is the one the kernel gave the cell (In [n]), whatever happened before:
+    syntax errors, a kernel death and restart, and code that sets the counter itself."""
+    # IPython has counted the cell by the time its code runs: In [n] sees execution_count n + 1
+    own = "get_ipython().execution_count - 1"
+    for code in ("1", "def broken(:", "1/0", "get_ipython().execution_count = 40", "%reset -f", "'plain'"):
+        execution = sandbox.run_code(code + "\n", context=ctx)
+        check = ok(sandbox.run_code(own, context=ctx))
+        assert check.execution_count == int(check.text), (code, check.execution_count, check.text)
+        if "execution_count" not in code:
+            assert execution.execution_count == check.execution_count - 1, (code, execution.execution_count)
+    sandbox.run_code("import os; os._exit(1)", context=ctx, timeout=30)
+    assert sandbox.run_code("'again'", context=ctx, timeout=60).execution_count == 1
+
+
+def test_output_written_to_the_fds_directly_is_captured(sandbox, ctx):
+    """Output that bypasses sys.stdout (os.write on fd 1 and 2, as C code does) reaches the run it
+    was written in, up to the run's last line."""
+    for i in range(20):
+        execution = ok(sandbox.run_code(f"import os\nos.write(1, b'out{i}\\n')\nos.write(2, b'err{i}\\n')",
+                                        context=ctx))
+        assert "".join(execution.logs.stdout) == f"out{i}\n", (i, execution.logs)
+        assert "".join(execution.logs.stderr) == f"err{i}\n", (i, execution.logs)
+
+
 # ---- stdout / stderr ----------------------------------------------------------------------------
 
 

@@ -193,6 +193,7 @@ class Context:
         self.iopub_seen = None  # while starting: set by the kernel's next iopub message
         self.files = []  # the kernel's connection file and ipc sockets
         self.current = None  # the Execution running now
+        self.count = 0  # the kernel's execution count after its last run (a new kernel starts at 0)
         self.stopped_by = None  # "restarted" / "removed" while a restart or remove stops the kernel
 
     def describe(self):
@@ -241,6 +242,7 @@ class Context:
                 raise Failure("invalid_argument", "cannot start the %s kernel in %s: %s" % (self.language, self.cwd, e))
         popen, info, conn = started
         self.proc = Child(popen)
+        self.count = 0
         self.files = [conn, *("%s-%d" % (info["ip"], port) for port in range(1, 6))]
         # imported once the kernel is on its way: the imports overlap its start
         self.client = KernelLink(info, self.driver.on_shell, self._on_iopub)
@@ -365,6 +367,8 @@ class Context:
         proc = self.proc  # stop() (a restart, a remove) clears self.proc while we wait
         execution.msg_id = self.client.execute(execution.code, silent=False)
         self.driver.executions[execution.msg_id] = execution
+        # Python kernels send no execute_input (startup.py): the count is known ahead, the next one
+        execution.announce(self.count + 1)
         reply = self._expect_reply(execution.msg_id)
         execution.idle = idle = self.driver.loop.create_future()
         died = asyncio.ensure_future(proc.wait())
@@ -378,6 +382,10 @@ class Context:
                 execution.emit(kernel_died(proc.returncode, self.stopped_by))
                 return
             content = reply.result()["content"]
+            count = content.get("execution_count")
+            if isinstance(count, int) and not isinstance(count, bool):
+                execution.announce(count)  # differs only if the code changed the kernel's count
+                self.count = count
             if content.get("status") == "error" and not execution.error_seen:
                 execution.emit({"type": "error", "name": content.get("ename", ""),
                                 "value": content.get("evalue", ""),
@@ -509,6 +517,12 @@ class Execution:
         self.truncated = False
         self.error_seen = False
         self.floor_used = False
+        self.count = None  # the execution count sent for this run
+
+    def announce(self, count):
+        if count != self.count:
+            self.count = count
+            self.emit({"type": "number_of_executions", "execution_count": count})
 
     def emit(self, line):
         if line["type"] == "error":
@@ -559,8 +573,8 @@ class Execution:
 
     def on_iopub(self, msg):
         kind, content = msg["msg_type"], msg["content"]
-        if kind == "execute_input":
-            self.emit({"type": "number_of_executions", "execution_count": content.get("execution_count")})
+        if kind == "execute_input":  # bash_kernel's (python kernels send none)
+            self.announce(content.get("execution_count"))
         elif kind == "stream":
             name = "stderr" if content.get("name") == "stderr" else "stdout"
             self.emit({"type": name, "text": content.get("text", ""), "timestamp": _stamp(msg)})

@@ -15,8 +15,10 @@ STARTUP = os.path.join(HERE, "startup.py")
 HOME = os.path.expanduser("~")
 KERNELS = {
     # language -> (module run with python3 -m, extra argv). The history database is kept in
-    # memory: nothing to write at start, nothing left in the sandbox's home.
-    "python": ("ipykernel_launcher", ["--HistoryManager.hist_file=:memory:",
+    # memory: nothing to write at start, nothing left in the sandbox's home. _execute_sleep:
+    # ipykernel sleeps 0.5 ms before each execute_reply, to let output written to fd 1 and 2
+    # directly reach its stream first; startup.py waits for exactly that instead.
+    "python": ("ipykernel_launcher", ["--HistoryManager.hist_file=:memory:", "--IPythonKernel._execute_sleep=0",
                                       "--IPKernelApp.exec_files=" + STARTUP]),
     "bash": ("bash_kernel", []),
 }
