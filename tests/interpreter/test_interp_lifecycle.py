@@ -101,9 +101,10 @@ def test_quiet_long_run_is_kept_alive(sandbox, ctx):
 # ---- the sandbox killed mid-run -----------------------------------------------------------------
 
 
-def test_kill_during_a_run(make_sandbox):
+def test_kill_during_a_run(server, make_sandbox):
     sbx = make_sandbox()
     ok(sbx.run_code("1"))
+    logged = server.log.stat().st_size
     killer = threading.Timer(1.5, sbx.kill)
     start = time.monotonic()
     killer.start()
@@ -115,6 +116,10 @@ def test_kill_during_a_run(make_sandbox):
     assert "killed" in str(info.value), info.value
     assert time.monotonic() - start < 15
     assert not sbx.is_running()
+    # the stream is broken off on purpose: no error or traceback in the server's log for it
+    with server.log.open() as f:
+        f.seek(logged)
+        assert "Traceback" not in f.read()
 
 
 # ---- kernels that die ---------------------------------------------------------------------------

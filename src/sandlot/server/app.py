@@ -25,6 +25,7 @@ from . import api
 from .auth import KeyAuth
 from .config import Config
 from .envd import envd_routes
+from .envd.code import BrokenOff
 from .service import SandboxService
 from .store import Store
 
@@ -40,8 +41,13 @@ async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    if not isinstance(exc, BrokenOff):  # on purpose (after the response began, this answer is not sent)
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
     return JSONResponse({"code": 500, "message": f"internal error: {type(exc).__name__}"}, status_code=500)
+
+
+def _not_broken_off(record: logging.LogRecord) -> bool:
+    return not (record.exc_info and isinstance(record.exc_info[1], BrokenOff))
 
 
 async def _health(request: Request) -> JSONResponse:
@@ -66,6 +72,8 @@ def build_app(config: Config) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
+        # uvicorn logs each exception out of the app with its traceback: not the deliberate ones
+        logging.getLogger("uvicorn.error").addFilter(_not_broken_off)
         await service.startup()
         try:
             yield

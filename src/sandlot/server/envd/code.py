@@ -29,6 +29,11 @@ NO_KERNELS = ("this sandbox's template has no code interpreter: create the sandb
               "'code-interpreter' template")
 
 
+class BrokenOff(ConnectionAbortedError):
+    """Raised out of an /execute body to drop the connection mid-body: the sandbox stopped, which
+    the SDK learns from the broken stream. Expected, so not logged as a server error."""
+
+
 def _error(e: SandlotError, sandbox: SandboxHandle | None = None) -> Response:
     if isinstance(e, SandboxNotRunning):
         return error_response(e, sandbox.id if sandbox else "")  # the proxy's 502, as on every route
@@ -142,7 +147,7 @@ class NDJSONStream:
                     return  # the client left; closing the batches below interrupts the run
                 elif stops[0].done():
                     # broken off mid-body: the SDK sees the connection drop and asks if the sandbox lives
-                    raise ConnectionAbortedError(f"sandbox {self.sandbox.id} stopped during /execute")
+                    raise BrokenOff(f"sandbox {self.sandbox.id} stopped during /execute")
                 else:
                     batch = [{"type": "keepalive"}]
         finally:
