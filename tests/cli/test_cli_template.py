@@ -130,3 +130,41 @@ def test_forced_rebuild_of_base_through_the_cli(tmp_path):
     finally:
         srv.stop()
     assert not leftovers(home)
+
+
+@pytest.mark.timeout(900)  # ~40 s here: the wheels come from the shared cache, node from the mirror
+def test_first_build_of_code_interpreter_through_the_cli(tmp_path):
+    """`sandlot template build code-interpreter` on a home with only `base`: it is built on top of
+    it with a progress bar, and its kernels run code, the data stack included."""
+    if os.geteuid() != 0:
+        pytest.skip("building templates needs root")
+    shared = TemplateStore(TEMPLATE_CACHE.parent)
+    if not shared.is_built("base"):
+        pytest.skip("the shared base template is not built")
+    home = tmp_path / "home"
+    (home / "templates").mkdir(parents=True)
+    subprocess.run(["cp", "-a", str(TEMPLATE_CACHE / "base"), str(home / "templates" / "base")], check=True)
+    (home / "cache").symlink_to(TEMPLATE_CACHE.parent / "cache")  # fetched wheels: shared, like a user's
+    store = TemplateStore(home)
+    assert not store.is_built("code-interpreter")
+
+    env = {**os.environ, "SANDLOT_HOME": str(home), "TERM": "xterm-256color"}
+    code, output = _run_in_terminal([*server_cmd(), "template", "build", "code-interpreter"], env, timeout=850)
+    output = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", output)
+    assert code == 0, output[-3000:]
+    assert "built code-interpreter in " in output, output[-2000:]
+    assert "template code-interpreter" in output, output[-2000:]
+    percents = [int(p) for p in re.findall(r"(\d{1,3})%", output)]
+    assert len(set(percents)) >= 5 and max(percents) >= 90, percents[-20:]
+    assert re.search(r"copying base|installing nodejs|fetching \S+\.whl", output), output[-2000:]
+    assert store.is_built("code-interpreter")
+
+    srv = start_server(home, pool_size=0, extra_env={"SANDLOT_POOL_TEMPLATES": ""})
+    try:
+        with Sandbox.create(template="code-interpreter", timeout=120, api_url=srv.url, api_key=srv.api_key) as sbx:
+            assert sbx.run_code("1 + 1").text == "2"
+            assert sbx.run_code("import pandas, sklearn; int(pandas.DataFrame({'a': [1, 2]}).a.sum())").text == "3"
+            assert sbx.run_code("console.log(6 * 7)", language="javascript").logs.stdout == ["42\n"]
+    finally:
+        srv.stop()
+    assert not leftovers(home)
