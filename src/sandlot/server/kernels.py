@@ -53,13 +53,15 @@ class KernelSession:
 
     def start(self) -> asyncio.Future:
         """Start the driver unless it runs; the future resolves once its default python context is
-        ready. Safe to call again: a driver that stopped is replaced."""
+        ready. Safe to call again: a driver that stopped is replaced. Shared by every caller, so
+        one that is cancelled (a client gone) does not cancel the start for the others."""
         if self._started is None or (self._started.done() and self._stopped()):
             self._started = asyncio.ensure_future(self._start())
-        return self._started
+        return asyncio.shield(self._started)
 
     def _stopped(self) -> bool:
-        return self._started.exception() is not None or not self._tasks or self._tasks[0].done()
+        started = self._started
+        return started.cancelled() or started.exception() is not None or not self._tasks or self._tasks[0].done()
 
     async def _start(self) -> None:
         await self.close()
