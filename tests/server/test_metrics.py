@@ -33,11 +33,13 @@ def test_cpu_use_shows_and_samples_accumulate(sbx):
     assert len(later) >= 2
     stamps = [m.timestamp for m in later]
     assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
-    # a range in the past holds only recorded samples; one in the future holds nothing
+    # a range in the past holds only recorded samples; one in the future holds nothing. The range
+    # ends just after the last sample `later` holds (the next comes 5 s after it), so a sample
+    # recorded meanwhile cannot fall into it.
     now = datetime.now(timezone.utc)
-    past = sbx.get_metrics(start=now - timedelta(minutes=5), end=now - timedelta(seconds=1))
+    past = sbx.get_metrics(start=now - timedelta(minutes=5), end=later[-2].timestamp + timedelta(seconds=1))
     assert past and all(m.timestamp <= now for m in past)
-    assert len(past) == len(later) - 1
+    assert [m.timestamp for m in past] == stamps[:-1]  # all recorded ones, not the fresh reading
     assert sbx.get_metrics(start=now + timedelta(minutes=5)) == []
 
 
