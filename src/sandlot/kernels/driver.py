@@ -321,17 +321,28 @@ class Context:
         meanwhile (a run may have left it to die there: os.environ patched to exit)."""
         proc = self.proc
         reply = self._expect_reply(self.client.execute(code, silent=True))
-        died = asyncio.ensure_future(proc.wait())
         try:
-            await asyncio.wait((reply, died), return_when=asyncio.FIRST_COMPLETED)
+            replied = await self._unless_died(proc, reply)
         finally:
-            died.cancel()
             reply.cancel()
-        if not reply.done() or reply.cancelled():
+        if not replied:
             raise Failure("internal", "setting up the context failed: %s" % kernel_died(
                 proc.returncode, self.stopped_by)["value"])
         if reply.result()["content"].get("status") != "ok":
             raise Failure("internal", "setting up the context failed: %s" % reply.result()["content"].get("evalue"))
+
+    @staticmethod
+    async def _unless_died(proc, *futures):
+        """Wait for all of `futures`; False if the kernel process ends first."""
+        died = asyncio.ensure_future(proc.wait())
+        waiting = set(futures)
+        try:
+            while waiting and not died.done():
+                done, _ = await asyncio.wait(waiting | {died}, return_when=asyncio.FIRST_COMPLETED)
+                waiting -= done
+        finally:
+            died.cancel()
+        return not waiting
 
     def _expect_reply(self, msg_id):
         """A future of the shell reply to msg_id, registered before the loop can read it."""
@@ -371,14 +382,9 @@ class Context:
         execution.announce(self.count + 1)
         reply = self._expect_reply(execution.msg_id)
         execution.idle = idle = self.driver.loop.create_future()
-        died = asyncio.ensure_future(proc.wait())
         deadline = self.driver.loop.call_later(execution.timeout, self.interrupt) if execution.timeout else None
         try:
-            waiting = {reply, idle}
-            while waiting and not died.done():
-                done, _ = await asyncio.wait(waiting | {died}, return_when=asyncio.FIRST_COMPLETED)
-                waiting -= done
-            if waiting:
+            if not await self._unless_died(proc, reply, idle):
                 execution.emit(kernel_died(proc.returncode, self.stopped_by))
                 return
             content = reply.result()["content"]
@@ -393,7 +399,6 @@ class Context:
         finally:
             if deadline is not None:
                 deadline.cancel()
-            died.cancel()
             reply.cancel()
             self.driver.executions.pop(execution.msg_id, None)
 

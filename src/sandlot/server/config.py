@@ -27,7 +27,7 @@ def _env_bytes(name: str, default: int) -> int:
     value = os.environ.get(name, "").strip()
     if not value:
         return default
-    if not value.isdigit() or int(value) < 1:
+    if not (value.isascii() and value.isdigit()) or int(value) < 1:
         raise ValueError(f"{name} must be a whole number of bytes above 0, got {value!r}")
     return int(value)
 

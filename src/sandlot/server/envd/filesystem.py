@@ -72,10 +72,11 @@ class FilesystemService(Filesystem):
                                      include_entry=request.include_entry)
         try:
             await unary(ctx, anext(stream))  # the start message, or the agent's refusal
+            with as_connect_errors():
+                watcher_id = self.watchers.add(sandbox, Watcher(directory["path"], request.recursive, stream))
         except BaseException:
-            await stream.aclose()
+            await stream.aclose()  # the agent drops its watch
             raise
-        watcher_id = self.watchers.add(sandbox, Watcher(directory["path"], request.recursive, stream))
         return pb.CreateWatcherResponse(watcher_id=watcher_id)
 
     async def get_watcher_events(self, request: pb.GetWatcherEventsRequest,

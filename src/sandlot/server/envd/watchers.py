@@ -14,10 +14,7 @@ import secrets
 from collections import deque
 from collections.abc import AsyncIterator
 
-from connectrpc.code import Code
-from connectrpc.errors import ConnectError
-
-from ..._exceptions import NotFound
+from ..._exceptions import NotFound, ResourceExhausted
 from ...agent.client import AgentError
 from .routing import SandboxHandle
 
@@ -27,9 +24,6 @@ MAX_BUFFERED = 10_000  # per watcher; a client that never polls loses the oldest
 MAX_WATCHERS = 64
 RECENT = 256  # names remembered for settle()
 SETTLE_TIMEOUT_S = 1.0
-
-
-_closing: set[asyncio.Task] = set()  # streams being closed (a task needs a reference to finish)
 
 
 class Watcher:
@@ -61,12 +55,6 @@ class Watcher:
         except AgentError:
             pass  # the agent went away with its sandbox
 
-    def close(self) -> None:
-        """End a stream that never got pumped (the agent then drops its watch)."""
-        task = asyncio.ensure_future(self._stream.aclose())
-        _closing.add(task)
-        task.add_done_callback(_closing.discard)
-
     async def wait_for(self, name: str, after: int) -> None:
         """Until an event named `name` arrives as event number `after` + 1 or later."""
         while not any(n > after and seen == name for n, seen in self._recent):
@@ -79,12 +67,10 @@ class Watchers:
 
     def add(self, sandbox: SandboxHandle, watcher: Watcher) -> str:
         """Register a watcher whose stream has started; it lives until removed or its stream ends.
-        Past MAX_WATCHERS for the sandbox it is closed and refused."""
+        Past MAX_WATCHERS for the sandbox it is refused (the caller closes its stream)."""
         if len(self._by_sandbox.get(sandbox.id, {})) >= MAX_WATCHERS:
-            watcher.close()
-            # a Connect error already: the caller registers outside its error translation
-            raise ConnectError(Code.RESOURCE_EXHAUSTED, f"too many watchers: a sandbox may have at most "
-                                                        f"{MAX_WATCHERS}; remove one first")
+            raise ResourceExhausted(f"too many watchers: a sandbox may have at most {MAX_WATCHERS}; "
+                                    "remove one first")
         watcher_id = secrets.token_hex(8)
         self._by_sandbox.setdefault(sandbox.id, {})[watcher_id] = watcher
         watcher.task = asyncio.create_task(watcher.pump())
