@@ -129,7 +129,9 @@ def parse_requirements_file(text: str) -> list[str]:
 
 class WheelCache:
     def __init__(self, root: Path, python: str = sys.executable):
-        self.root = Path(root)
+        # resolved: a cache that is a link to a directory not made yet (a shared cache on a fresh
+        # machine) gets its target made by mkdir instead of failing with "File exists"
+        self.root = Path(os.path.realpath(root))
         self.python = python
 
     def fetch(self, specs: Sequence[str], tags: PythonTags, *, upgrade: bool = False,

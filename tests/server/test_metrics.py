@@ -33,12 +33,17 @@ def test_cpu_use_shows_and_samples_accumulate(sbx):
     assert len(later) >= 2
     stamps = [m.timestamp for m in later]
     assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
-    # a range in the past holds only recorded samples; one in the future holds nothing. The range
-    # ends just after the last sample `later` holds (the next comes 5 s after it), so a sample
-    # recorded meanwhile cannot fall into it.
+    # A range in the past holds only recorded samples; one in the future holds nothing. The range
+    # ends just after the last recorded sample of `later` (the next one comes 5 s after it). The
+    # SDK sends whole seconds, so its end may still lie ahead of the server's clock, and a range
+    # that reaches the present rightly gets a fresh reading: ask once the end has passed.
+    end = later[-2].timestamp + timedelta(seconds=1)
+    wire_end = int(end.timestamp())
+    while time.time() <= wire_end:
+        time.sleep(wire_end + 0.05 - time.time())
     now = datetime.now(timezone.utc)
-    past = sbx.get_metrics(start=now - timedelta(minutes=5), end=later[-2].timestamp + timedelta(seconds=1))
-    assert past and all(m.timestamp <= now for m in past)
+    past = sbx.get_metrics(start=now - timedelta(minutes=5), end=end)
+    assert past and all(m.timestamp <= end for m in past)
     assert [m.timestamp for m in past] == stamps[:-1]  # all recorded ones, not the fresh reading
     assert sbx.get_metrics(start=now + timedelta(minutes=5)) == []
 

@@ -161,3 +161,27 @@ def test_progress_bar_draws():
     with progress_bar("building base", console=Console(file=out, force_terminal=True, width=100)) as report:
         report(5, 10, "unpacking bash")
     assert "building base" in out.getvalue()
+
+
+@pytest.mark.parametrize("link", ["dangling", "missing"])
+def test_a_dangling_or_missing_cache_link_does_not_break_a_build(tmp_path, link):
+    """A home whose `cache` links to a directory that does not exist yet (a shared cache on a fresh
+    machine), or has no cache at all: recipes get a cache directory they can write into."""
+    target = tmp_path / "shared" / "cache"
+    home = tmp_path / "home"
+    home.mkdir()
+    if link == "dangling":
+        (home / "cache").symlink_to(target)
+
+    class Caching(FakeRecipe):
+        def build(self, rootfs, cache, progress):
+            (cache / "debs").mkdir(parents=True, exist_ok=True)
+            (cache / "debs" / "a.deb").write_text("x")
+            return super().build(rootfs, cache, progress)
+
+    store = TemplateStore(home, {"fake": Caching()})
+    store.get("fake")
+    kept = (target if link == "dangling" else home / "cache") / "debs" / "a.deb"
+    assert kept.read_text() == "x"
+    from sandlot.wheels import WheelCache
+    assert WheelCache(home / "cache" / "wheels").root == (target if link == "dangling" else home / "cache").resolve() / "wheels"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import secrets
 import time
 from collections.abc import Iterator, Mapping
@@ -26,7 +27,9 @@ from .spec import Progress, Recipe, Template, no_progress
 class TemplateStore:
     def __init__(self, home: Path, recipes: Mapping[str, Recipe] = RECIPES):
         self.root = Path(home) / "templates"
-        self.cache = Path(home) / "cache"  # downloads kept between builds (debootstrap's .debs)
+        # downloads kept between builds (debootstrap's .debs, wheels); resolved, so that a link to a
+        # directory not made yet gets its target made instead of failing with "File exists"
+        self.cache = Path(os.path.realpath(Path(home) / "cache"))
         self.recipes = recipes
 
     def list(self) -> list[str]:
