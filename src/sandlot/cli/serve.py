@@ -10,6 +10,8 @@ from rich.console import Console
 
 from ..server.config import Config
 
+KEEP_ALIVE_SECONDS = 120
+
 console = Console(stderr=True)
 
 
@@ -44,4 +46,8 @@ def serve(
     if key := ensure_first_key(app.state.store, config):
         console.print(f"[bold green]Created the first API key[/] (shown once, store it now):\n  {key}")
     console.print(f"sandlot listening on http://{host}:{port}  (state in {config.home})")
-    uvicorn.run(app, host=host, port=port, log_level=log_level.lower(), access_log=False)
+    # Keep-alive longer than the clients' pools keep idle connections (the e2b SDK's transport: 90 s):
+    # with uvicorn's 5 s, a request sent on a connection the server was closing failed with
+    # "connection reset by peer".
+    uvicorn.run(app, host=host, port=port, log_level=log_level.lower(), access_log=False,
+                timeout_keep_alive=KEEP_ALIVE_SECONDS)
