@@ -32,6 +32,7 @@ import threading
 from pathlib import Path
 
 from .. import _exceptions as E
+from ..hostfs import mounted_under, remove_tree, tree_usage
 from . import cgroups, seccomp, syscalls
 from .base import RuntimeSandbox
 from .cgroups import SandboxCgroup
@@ -41,9 +42,7 @@ from .common import (
     bwrap_argv,
     bwrap_path,
     install_agent,
-    remove_tree,
     start_ticks,
-    tree_usage,
     wait_for_agent,
 )
 from .policy import BWRAP_ENV, SANDBOX_ROOT_CAPS, MiB, SandboxSpec
@@ -56,12 +55,6 @@ log = logging.getLogger("sandlot.runtime")
 def mount_root(home: Path) -> Path:
     """Where the sandboxes of the server with this state dir have their mounts."""
     return Path("/run/sandlot") / hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:12]
-
-
-def _mounted_under(d: Path) -> bool:
-    prefix = str(d) + "/"
-    with open("/proc/self/mountinfo") as f:
-        return any(line.split()[4].startswith(prefix) for line in f)
 
 
 def become_sandbox(base: int, log_fd: int, seccomp_fd: int, ready_w: int, go_r: int, args_fd: int,
@@ -152,7 +145,7 @@ class NamespaceRuntime:
         """At server stop: stems go; with no sandbox left, this server's directory under /run too."""
         if self.stems:
             self.stems.close()
-        if not self.leftovers() and not _mounted_under(self.mnt):
+        if not self.leftovers() and not mounted_under(self.mnt):
             shutil.rmtree(self.mnt, ignore_errors=True)
 
     # ---- create ------------------------------------------------------------------------------
@@ -352,11 +345,8 @@ class NamespaceRuntime:
         # A step that fails does not stop the next: a directory that resists removal must not keep
         # the sandbox's cgroups or uid range. What remains is a leftover, retried at next start.
         for path in (m, d):
-            if _mounted_under(path):
-                # Never delete through a mount: that could reach the template. Leave it for adoption.
-                log.error("sandbox %s: mounts remain under %s; not removing it", sandbox_id, path)
-                continue
             try:
+                # never through a mount (that could reach the template): what stays is left for adoption
                 remove_tree(path)
             except OSError as e:
                 log.error("sandbox %s: %s", sandbox_id, e)

@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 from .. import _exceptions as E
+from ..hostfs import remove_tree, tree_usage
 from . import seccomp
 from .base import RuntimeSandbox
 from .cgroups import Usage
@@ -41,10 +42,8 @@ from .common import (
     bwrap_argv,
     bwrap_path,
     install_agent,
-    remove_tree,
     start_ticks,
     tmp_size,
-    tree_usage,
     wait_for_agent,
 )
 from .policy import BWRAP_ENV, Limits, MiB, SandboxSpec
