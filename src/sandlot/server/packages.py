@@ -28,7 +28,6 @@ from typing import Any, TypeVar
 
 from .. import _exceptions as E
 from .. import wheels
-from ..agent.client import AgentError
 from .service import LiveSandbox
 
 log = logging.getLogger("sandlot.packages")
@@ -189,11 +188,9 @@ class PackageManager:
 def _agent_errors():
     try:
         yield
-    except AgentError as e:
-        if e.code == "unauthenticated":  # users.lookup: the template (or runtime) has no root account
-            raise wheels.PackageError("installing packages needs the sandbox's root account, which this "
-                                      f"sandbox does not have ({e.message})") from None
-        raise E.from_code(e.code, e.message) from None
+    except E.AuthenticationError as e:  # users.lookup: the template (or runtime) has no root account
+        raise wheels.PackageError("installing packages needs the sandbox's root account, which this "
+                                  f"sandbox does not have ({e.message})") from None
 
 
 async def _run(live: LiveSandbox, args: list[str], keep: str = "tail") -> tuple[int, bytes, bytes]:
@@ -242,7 +239,7 @@ async def _pip(live: LiveSandbox, *args: str) -> tuple[int, str]:
 async def _remove(live: LiveSandbox, path: str) -> None:
     try:
         await live.agent.remove(path, INSTALLER)
-    except AgentError as e:
+    except E.SandlotError as e:
         log.warning("sandbox %s: could not remove %s: %s", live.id, path, e)
 
 

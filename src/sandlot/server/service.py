@@ -16,13 +16,13 @@ from collections import deque
 from dataclasses import asdict, dataclass, field
 
 from .. import _exceptions as E
-from ..agent.client import AgentClient
-from ..runtimes.base import Runtime, RuntimeSandbox
+from ..runtimes.interface import Runtime, RuntimeSandbox
 from ..runtimes.policy import Limits, SandboxSpec
 from ..templates import logged_progress
 from ..templates.spec import Template
+from .agent_client import AgentClient
 from .config import Config
-from .kernels import KernelSession
+from .code_contexts import KernelSession
 from .store import SandboxRecord, Store
 
 log = logging.getLogger("sandlot.service")
