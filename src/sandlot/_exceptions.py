@@ -132,5 +132,9 @@ _BY_CODE = {
 
 
 def from_code(code: str, message: str) -> SandlotError:
-    """Rebuild an error from a Connect code name (agent replies, wire errors)."""
-    return _BY_CODE.get(code, SandlotError)(message)
+    """Rebuild an error from a Connect code name (agent replies, wire errors). The error keeps that
+    code even where its class stands for several (``failed_precondition`` is an InvalidArgument), so
+    it crosses the next boundary unchanged."""
+    err = _BY_CODE.get(code, SandlotError)(message)
+    err.code = code
+    return err

@@ -1,9 +1,8 @@
-"""Running the real agent on the host, as the runtime starts it in a sandbox
-(``python3 -S -B -c "...from sandlot_agent.main import main; main()"``), and reading its streams."""
+"""Running the real agent on the host, as the runtime starts it in a sandbox (its in-sandbox tree
+installed as the runtimes install it, started with contract.agent_command), and reading its streams."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -14,7 +13,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from sandlot.agent.client import AgentClient
+from sandlot.protocol.contract import AgentConfig, agent_command
+from sandlot.runtimes.agent_setup import install_agent
+from sandlot.server.agent_client import AgentClient
 
 AGENT_DIR = Path(__file__).resolve().parents[2] / "src" / "sandlot" / "agent"
 # The template's python3 in a real sandbox; Debian's here. SANDLOT_AGENT_PYTHON picks another.
@@ -47,15 +48,12 @@ def start_agent(base: Path, python: str = AGENT_PYTHON, **config) -> Agent:
     d = Path(tempfile.mkdtemp(prefix="agent-", dir=base))
     os.chmod(d, 0o755)  # other users reach the socket, like the sudo shim in a sandbox
     (d / "opt").mkdir()
-    (d / "opt" / "sandlot_agent").symlink_to(AGENT_DIR)
-    (d / "agent.json").write_text(json.dumps(config))
+    (d / "opt" / "sandlot").symlink_to(install_agent(base))
+    (d / "agent.json").write_text(AgentConfig(**config).to_json())
     sock = str(d / "agent.sock")
     with open(d / "agent.log", "wb") as log:
-        proc = subprocess.Popen(
-            [python, "-S", "-B", "-c",
-             f"import sys; sys.path.insert(0, {str(d / 'opt')!r}); from sandlot_agent.main import main; main()",
-             "--socket", sock, "--config", str(d / "agent.json")],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd="/")
+        proc = subprocess.Popen(agent_command(python, str(d / "opt"), sock, str(d / "agent.json")),
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd="/")
     agent = Agent(proc, sock, d, AgentClient(sock))
     deadline = time.monotonic() + 10
     while True:

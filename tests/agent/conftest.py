@@ -15,7 +15,8 @@ import pytest
 from support import throwaway_user
 from agent_support import Agent, Result, collect, start_agent
 
-from sandlot.agent.client import AgentClient, AgentError
+from sandlot import SandlotError
+from sandlot.server.agent_client import AgentClient
 
 if os.geteuid() != 0:
     pytest.skip("the agent tests switch users: run them as root", allow_module_level=True)
@@ -68,7 +69,7 @@ async def no_leftover_processes(agent):
     for proc in await agent.client.list_processes():
         try:
             await agent.client.send_signal(signal.SIGKILL, pid=proc["pid"])
-        except AgentError:
+        except SandlotError:
             pass  # ended meanwhile
 
 

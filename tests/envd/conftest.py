@@ -34,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from sandlot.agent.client import AgentClient
+from sandlot.server.agent_client import AgentClient
 from sandlot.server.envd import envd_routes
 from envd_constants import MAX_UPLOAD, SANDBOX_ENVS
 

@@ -172,7 +172,7 @@ def test_kill_everything_as_root_in_one_sandbox_spares_its_neighbour(make_sandbo
 def test_writes_outside_the_writable_layer_fail(make_sandbox, server):
     sbx = make_sandbox()
     # the agent's code and the sudo shim are read-only binds; /proc/sys is read-only
-    for path in ("/opt/sandlot/sandlot_agent/evil.py", "/usr/bin/sudo", "/proc/sys/kernel/hostname"):
+    for path in ("/opt/sandlot/sandlot/evil.py", "/opt/sandlot/sandlot/agent/evil.py", "/usr/bin/sudo", "/proc/sys/kernel/hostname"):
         code, out = run(sbx, f"echo x > {path}", user="root")
         assert code != 0, f"{path} writable: {out}"
     # the user cannot write system paths; root inside can, but only into its own layer

@@ -63,7 +63,7 @@ class Account:
 
     def userns_error(self) -> str | None:
         """Why this user cannot make a user namespace with bwrap, or None if it can."""
-        from sandlot.runtimes.common import bwrap_path
+        from sandlot.runtimes.bwrap import bwrap_path
 
         done = self.run(bwrap_path(), "--unshare-user", "--ro-bind", "/", "/", "true")
         return None if done.returncode == 0 else done.stderr.strip() or f"bwrap exited {done.returncode}"

@@ -1,7 +1,8 @@
 """Entry point of the in-sandbox agent: ``main()`` with ``--socket PATH --config PATH``.
 
-The runtime starts it with the template's own python3 (>= 3.9, -S, stdlib only) as
-``sandlot_agent.main``; the same code imports as ``sandlot.agent`` on the host for tests.
+The runtime starts it with the template's own python3 (>= 3.9, -S, stdlib only) from the
+in-sandbox tree, a package ``sandlot`` holding only agent/, protocol/{wire,contract}.py and kernels/
+(see protocol/contract.py: agent_command); the same code runs from the host's package in tests.
 """
 
 import os
@@ -54,13 +55,13 @@ def main(argv=None):
 def _drop_privileges():
     from . import config
 
-    if config.root_caps is None and not config.run_as_default_user:
+    if config.settings.root_caps is None and not config.settings.run_as_default_user:
         return  # not in a sandbox (host tests): nothing to drop, and no ctypes to load
     from . import privileges, users
 
-    if config.root_caps is not None:
-        privileges.limit_bounding_set(config.root_caps)
-    if config.run_as_default_user and os.geteuid() == 0:
+    if config.settings.root_caps is not None:
+        privileges.limit_bounding_set(config.settings.root_caps)
+    if config.settings.run_as_default_user and os.geteuid() == 0:
         user = users.lookup(None)
         if user.uid != 0:
             privileges.run_as(user.uid, user.gid)

@@ -9,7 +9,8 @@ import struct
 import subprocess
 from collections import deque
 
-from . import config, loop, spawn, users, wire
+from ..protocol import wire
+from . import config, loop, spawn, users
 from .errors import OpError, field
 
 READ_SIZE = 65536
@@ -323,7 +324,7 @@ async def start(req, conn):
         raise OpError("already_exists", "a process with tag %r is running" % tag)
     cwd = spawn.cwd_for(field(req, "cwd", str), user)
     env = user.environment()
-    env.update(config.envs)
+    env.update(config.settings.envs)
     env.update(envs)
     argv = [cmd] + args
     if field(req, "stdio_fds", bool, False):

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from urllib.parse import quote
+
+from packaging.utils import canonicalize_name
 
 from ._http import Transport
 from ._models import Package
 
 INSTALL_TIMEOUT = 600.0  # seconds; a first install may download (on the server) and build large wheels
-
-
-def _canonical(name: str) -> str:
-    """PEP 503: `Foo_Bar.baz` and `foo-bar-baz` name the same project."""
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _names(name_or_names: str | Iterable[str]) -> list[str]:
@@ -81,5 +77,5 @@ class AsyncPackages:
 
     async def is_installed(self, name: str) -> bool:
         """Whether a package of that name is installed (`Foo_Bar` and `foo-bar` are the same)."""
-        wanted = _canonical(name)
-        return any(_canonical(p.name) == wanted for p in await self.list())
+        wanted = canonicalize_name(name)
+        return any(canonicalize_name(p.name) == wanted for p in await self.list())

@@ -2,7 +2,8 @@
 
 Runtimes translate a `SandboxSpec` (bwrap argv, cgroup files, seccomp BPF); they never invent policy.
 Defaults are closed: no network, no host paths, no capabilities for user processes. Every loosening is
-a field someone set on purpose, and `loosenings()` names them so the service can log them loudly.
+a field someone set on purpose (or a template's host paths), and `loosenings()` names them all so the
+service logs them for every sandbox it hands out.
 """
 
 from __future__ import annotations
@@ -86,8 +87,14 @@ class SandboxSpec:
     hostname: str = "sandbox"
     background: bool = False  # a pool sandbox: lowest CPU weight until claimed (not a limit)
 
-    def loosenings(self) -> list[str]:
+    def loosenings(self, template=None) -> list[str]:
+        """What this sandbox may do beyond the closed defaults, its template's host paths included.
+        These are what the spec allows; a runtime may allow less (its degradations say so)."""
         found = []
         if self.network:
             found.append("network access")
+        if self.allow_sudo:
+            found.append("sudo: its user may become root inside the sandbox's own user namespace")
+        if template is not None and template.ro_binds:
+            found.append("read-only host paths: " + ", ".join(inside for _, inside in template.ro_binds))
         return found

@@ -16,13 +16,13 @@ from collections import deque
 from dataclasses import asdict, dataclass, field
 
 from .. import _exceptions as E
-from ..agent.client import AgentClient
-from ..runtimes.base import Runtime, RuntimeSandbox
+from ..runtimes.interface import Runtime, RuntimeSandbox
 from ..runtimes.policy import Limits, SandboxSpec
 from ..templates import logged_progress
 from ..templates.spec import Template
+from .agent_client import AgentClient
 from .config import Config
-from .kernels import KernelSession
+from .code_contexts import KernelSession
 from .store import SandboxRecord, Store
 
 log = logging.getLogger("sandlot.service")
@@ -73,6 +73,7 @@ class Pooled:
 
     rt: RuntimeSandbox
     kernels: KernelSession | None
+    spec: SandboxSpec
 
 
 @dataclass
@@ -177,7 +178,9 @@ class SandboxService:
             if kernels is not None:  # its first run_code should not wait for a whole kernel start
                 _log_failure(kernels.start(), rt.sandbox_id)
         else:
-            rt, kernels = pooled.rt, pooled.kernels
+            rt, kernels, spec = pooled.rt, pooled.kernels, pooled.spec
+        # once per sandbox handed out (not per pooled one made ahead)
+        log.info("sandbox %s loosenings: %s", rt.sandbox_id, "; ".join(spec.loosenings(template)) or "none")
         now = time.time()
         rec = SandboxRecord(
             id=rt.sandbox_id, template=req.template, state="running", started_at=now,
@@ -229,7 +232,7 @@ class SandboxService:
                     return
                 kernels = self._kernels(rt, template)
                 await _warm_up(rt, kernels)
-                pool.append(Pooled(rt, kernels))
+                pool.append(Pooled(rt, kernels, spec))
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import DebianRecipe
+from .debian import DebianRecipe
 from .host import HostRecipe
 from .python_stack import DATA_STACK, PythonStackRecipe
 from .spec import Recipe

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .._exceptions import NotFound, SandlotError, TemplateError
-from .mounts import in_use, remove_tree
+from ..hostfs import remove_tree, source_in_use
 from .recipes import RECIPES
 from .spec import Progress, Recipe, Template, no_progress
 
@@ -118,7 +118,10 @@ class TemplateStore:
                 current.rename(self.root / f".old-{name}-{token}")
             new.rename(current)
         except BaseException as e:  # failed or interrupted: leave nothing half-built behind
-            remove_tree(new)
+            try:
+                remove_tree(new, detach_mounts=True)
+            except OSError:
+                pass  # the next build's sweep tries again; the build's own error is what matters
             if isinstance(e, Exception) and not isinstance(e, SandlotError):
                 raise TemplateError(f"building template '{name}' failed: {e}") from e
             raise
@@ -127,8 +130,8 @@ class TemplateStore:
         """Delete replaced versions no sandbox uses any more, and leftovers of interrupted builds
         (none can be running: the caller holds the build lock)."""
         for path in self.root.iterdir():
-            if path.name.startswith((".old-", ".new-")) and not in_use(path):
+            if path.name.startswith((".old-", ".new-")) and not source_in_use(path):
                 try:
-                    remove_tree(path)
+                    remove_tree(path, detach_mounts=True)
                 except OSError:
                     pass  # still mounted: the next build tries again

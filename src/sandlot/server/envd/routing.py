@@ -21,8 +21,8 @@ from .auth import SIGNATURE_EXPIRED, UNAUTHORIZED, Policy
 from .errors import error_response
 
 if TYPE_CHECKING:
-    from ...agent.client import AgentClient
-    from ..kernels import KernelSession
+    from ..agent_client import AgentClient
+    from ..code_contexts import KernelSession
 
 SANDBOX_ID_HEADER = "e2b-sandbox-id"
 

@@ -18,11 +18,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from .. import _exceptions as E
-from ..agent.client import AgentClient, AgentError
+from ..protocol import contract
+from .agent_client import AgentClient
 
 log = logging.getLogger("sandlot.kernels")
 
-DRIVER = "/opt/sandlot/sandlot_agent/kernels/driver.py"
 READY_TIMEOUT = 120.0  # a cold kernel takes ~0.6 s; a loaded machine may take far longer
 MAX_LINE_MARGIN = 1 << 20  # a line may exceed the driver's output cap by its JSON framing only
 STOPPED = "the code interpreter stopped"
@@ -83,7 +83,7 @@ class KernelSession:
         os.set_blocking(out_r, False)
         self._output, self._buf = out_r, bytearray()
         loop.add_reader(out_r, self._on_output)
-        events = self.agent.start("python3", ["-B", DRIVER, "--max-output", str(self.max_output)],
+        events = self.agent.start("python3", ["-B", contract.KERNEL_DRIVER, "--max-output", str(self.max_output)],
                                   user=self.user, internal=True, stdio_fds=(in_r, out_w))
         self._tasks = [asyncio.create_task(self._follow(events, passed), name="sandlot-kernels")]
         try:
@@ -103,7 +103,7 @@ class KernelSession:
                     log.debug("kernel driver: %s", event["stderr"][:2000].decode(errors="replace").rstrip())
                 elif "end" in event:
                     break
-        except AgentError as e:
+        except E.SandlotError as e:
             log.debug("kernel driver stream ended: %s", e)
         finally:
             _close_all(passed)
@@ -192,17 +192,17 @@ class KernelSession:
         """Drivers this session no longer talks to (a server restart adopted the sandbox; a protocol
         breach): their kernels would hold memory for contexts nobody can reach."""
         for proc in await self.agent.list_processes(all=True):
-            if DRIVER in proc.get("args", []):
+            if contract.KERNEL_DRIVER in proc.get("args", []):
                 try:
                     await self.agent.send_signal(signal.SIGKILL, pid=proc["pid"])
-                except AgentError:
+                except E.SandlotError:
                     pass
 
     async def _kill(self) -> None:
         if self._pid is not None:
             try:
                 await self.agent.send_signal(signal.SIGKILL, pid=self._pid)
-            except AgentError:
+            except E.SandlotError:
                 pass
 
     async def close(self) -> None:

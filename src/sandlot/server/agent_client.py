@@ -1,9 +1,12 @@
-"""AgentClient: the host side of the agent protocol (wire.py), one unix connection per request.
+"""AgentClient: the control plane's side of the agent protocol (protocol/wire.py for the frames,
+protocol/contract.py for the operations), one unix connection per request.
 
 Unary ops are coroutines returning the reply's payload; streams are async iterators that close
-their connection when closed early (``aclose()``, or when dropped). Every failure is an
-``AgentError``: the agent's error frames with their code, and "unavailable" when the agent cannot
-be reached or a stream breaks off.
+their connection when closed early (``aclose()``, or when dropped). Every failure is a SandlotError:
+an agent's error frame becomes the class of its Connect code (``_exceptions.from_code``, which keeps
+the code itself, e.g. ``failed_precondition``); an agent that cannot be reached or a stream that
+breaks off is SandboxNotRunning ("unavailable"); what the sandbox itself ran out of (disk, files,
+memory: ``resource_exhausted``) is SandboxExhausted, which E2B's envd answers with 507.
 
 Process events are dicts: ``{"start": {"pid": N}}``, ``{"stdout": bytes}``, ``{"stderr": bytes}``,
 ``{"pty": bytes}``, ``{"keepalive": {}}`` and last ``{"end": {"exit_code", "exited", "status"}}``.
@@ -17,19 +20,25 @@ import socket
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from typing import Any
 
-from . import wire
+from .. import _exceptions as E
+from ..protocol import contract
+from ..protocol import wire
 
 _OUTPUT = {wire.STDOUT: "stdout", wire.STDERR: "stderr", wire.PTY: "pty"}
 _READ_LIMIT = 1 << 20
 
 
-class AgentError(Exception):
-    """The agent refused a request (``code`` is a Connect code name, see wire.py) or is unreachable."""
+class SandboxExhausted(E.ResourceExhausted):
+    """The sandbox ran out of disk space, files or memory (E2B's envd answers 507)."""
 
-    def __init__(self, code: str, message: str):
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
+    status = 507
+
+
+def agent_error(code: str, message: str) -> E.SandlotError:
+    """The error an agent's reply with this Connect code name stands for."""
+    if code == "resource_exhausted":
+        return SandboxExhausted(message)
+    return E.from_code(code, message)
 
 
 def _selector(pid: int | None, tag: str | None) -> dict:
@@ -41,10 +50,14 @@ def _selector(pid: int | None, tag: str | None) -> dict:
 
 
 def _json(payload: bytes) -> dict:
-    obj = wire.decode_json(payload)
+    try:
+        obj = wire.decode_json(payload)
+    except wire.WireError as e:
+        raise E.SandboxNotRunning(f"the agent broke the protocol: {e}") from None
     error = obj.get("error")
     if error is not None:
-        raise AgentError(error.get("code", "internal"), error.get("message", ""))
+        error = error if isinstance(error, dict) else {}
+        raise agent_error(str(error.get("code", "internal")), str(error.get("message", "")))
     return obj
 
 
@@ -79,7 +92,7 @@ class AgentClient:
             try:
                 reader, writer = await asyncio.open_unix_connection(self.socket_path, limit=_READ_LIMIT)
             except OSError as e:
-                raise AgentError("unavailable", f"cannot reach the sandbox agent: {e}") from None
+                raise E.SandboxNotRunning(f"cannot reach the sandbox agent: {e}") from None
             writer.write(wire.encode_json(request))
             return reader, writer
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -93,19 +106,19 @@ class AgentClient:
             return await asyncio.open_unix_connection(sock=sock, limit=_READ_LIMIT)
         except OSError as e:
             sock.close()
-            raise AgentError("unavailable", f"cannot reach the sandbox agent: {e}") from None
+            raise E.SandboxNotRunning(f"cannot reach the sandbox agent: {e}") from None
 
     @staticmethod
     async def _frame(reader: asyncio.StreamReader):
         try:
             return await _read_frame(reader)
         except (wire.WireError, ConnectionError) as e:
-            raise AgentError("unavailable", f"the agent connection broke: {e}") from None
+            raise E.SandboxNotRunning(f"the agent connection broke: {e}") from None
 
     async def _reply(self, reader: asyncio.StreamReader) -> dict:
         kind, payload = await self._frame(reader)
         if kind != wire.JSON:
-            raise AgentError("unavailable", "the agent closed the connection without a reply")
+            raise E.SandboxNotRunning("the agent closed the connection without a reply")
         return _json(payload)
 
     async def call(self, op: str, **args: Any) -> dict:
@@ -119,10 +132,10 @@ class AgentClient:
     # ---- agent and processes -----------------------------------------------------------------
 
     async def ping(self) -> dict:
-        return await self.call("ping")
+        return await self.call(contract.PING)
 
     async def env(self) -> dict:
-        return (await self.call("env"))["envs"]
+        return (await self.call(contract.ENV))["envs"]
 
     def start(self, cmd: str, args: list[str] = (), *, envs: dict | None = None, cwd: str | None = None,
               user: str | None = None, pty: dict | None = None, stdin: bool = False,
@@ -131,14 +144,14 @@ class AgentClient:
         """Start a process; yields its events (see the module doc). ``pty`` is {"cols", "rows"}.
         ``stdio_fds``: (stdin, stdout) fds the process gets instead of pipes to the agent, so the
         caller talks to it directly (its stdout then never comes as events)."""
-        request = {"op": "process.start", "cmd": cmd, "args": list(args), "envs": envs or {}, "cwd": cwd,
+        request = {"op": contract.PROCESS_START, "cmd": cmd, "args": list(args), "envs": envs or {}, "cwd": cwd,
                    "user": user, "pty": pty, "stdin": stdin, "tag": tag, "timeout_ms": timeout_ms,
                    "internal": internal, "stdio_fds": stdio_fds is not None}
         return self._process_events(request, stdio_fds or ())
 
     def connect(self, *, pid: int | None = None, tag: str | None = None) -> AsyncIterator[dict]:
         """Follow a running process: its events from now on."""
-        return self._process_events({"op": "process.connect", **_selector(pid, tag)})
+        return self._process_events({"op": contract.PROCESS_CONNECT, **_selector(pid, tag)})
 
     async def _process_events(self, request: dict, fds: Sequence[int] = ()) -> AsyncIterator[dict]:
         reader, writer = await self._open(request, fds)
@@ -153,21 +166,21 @@ class AgentClient:
                 elif kind in _OUTPUT:
                     yield {_OUTPUT[kind]: payload}
                 else:
-                    raise AgentError("unavailable", "the process stream ended without an end event")
+                    raise E.SandboxNotRunning("the process stream ended without an end event")
         finally:
             writer.close()
 
     async def list_processes(self, all: bool = False) -> list[dict]:  # noqa: A002 - the wire's name
-        return (await self.call("process.list", all=all))["processes"]
+        return (await self.call(contract.PROCESS_LIST, all=all))["processes"]
 
     async def send_input(self, data: bytes, *, pid: int | None = None, tag: str | None = None,
                          pty: bool = False) -> None:
-        await self.call("process.input", data=base64.b64encode(data).decode(), pty=pty, **_selector(pid, tag))
+        await self.call(contract.PROCESS_INPUT, data=base64.b64encode(data).decode(), pty=pty, **_selector(pid, tag))
 
     async def stream_input(self, chunks: AsyncIterable[bytes], *, pid: int | None = None,
                            tag: str | None = None, pty: bool = False) -> None:
         """Send every chunk as process input, in order; returns when the agent has written them all."""
-        reader, writer = await self._open({"op": "process.stream_input", **_selector(pid, tag)})
+        reader, writer = await self._open({"op": contract.PROCESS_STREAM_INPUT, **_selector(pid, tag)})
         try:
             try:
                 async for chunk in chunks:
@@ -181,34 +194,34 @@ class AgentClient:
             writer.close()
 
     async def close_stdin(self, *, pid: int | None = None, tag: str | None = None) -> None:
-        await self.call("process.close_stdin", **_selector(pid, tag))
+        await self.call(contract.PROCESS_CLOSE_STDIN, **_selector(pid, tag))
 
     async def send_signal(self, signal: int, *, pid: int | None = None, tag: str | None = None) -> None:
-        await self.call("process.signal", signal=int(signal), **_selector(pid, tag))
+        await self.call(contract.PROCESS_SIGNAL, signal=int(signal), **_selector(pid, tag))
 
     async def resize(self, cols: int, rows: int, *, pid: int | None = None, tag: str | None = None) -> None:
-        await self.call("process.resize", cols=cols, rows=rows, **_selector(pid, tag))
+        await self.call(contract.PROCESS_RESIZE, cols=cols, rows=rows, **_selector(pid, tag))
 
     # ---- files -------------------------------------------------------------------------------
 
     async def stat(self, path: str, user: str | None = None) -> dict:
-        return (await self.call("files.stat", path=path, user=user))["entry"]
+        return (await self.call(contract.FILES_STAT, path=path, user=user))["entry"]
 
     async def list_dir(self, path: str, depth: int = 1, user: str | None = None) -> list[dict]:
-        return (await self.call("files.list", path=path, depth=depth, user=user))["entries"]
+        return (await self.call(contract.FILES_LIST, path=path, depth=depth, user=user))["entries"]
 
     async def make_dir(self, path: str, user: str | None = None) -> dict:
-        return (await self.call("files.mkdir", path=path, user=user))["entry"]
+        return (await self.call(contract.FILES_MKDIR, path=path, user=user))["entry"]
 
     async def move(self, source: str, destination: str, user: str | None = None) -> dict:
-        return (await self.call("files.move", source=source, destination=destination, user=user))["entry"]
+        return (await self.call(contract.FILES_MOVE, source=source, destination=destination, user=user))["entry"]
 
     async def remove(self, path: str, user: str | None = None) -> None:
-        await self.call("files.remove", path=path, user=user)
+        await self.call(contract.FILES_REMOVE, path=path, user=user)
 
     async def read(self, path: str, user: str | None = None) -> AsyncIterator[dict | bytes]:
         """Yields the file's ENTRY, then its content in chunks."""
-        reader, writer = await self._open({"op": "files.read", "path": path, "user": user})
+        reader, writer = await self._open({"op": contract.FILES_READ, "path": path, "user": user})
         try:
             yield (await self._reply(reader))["entry"]
             while True:
@@ -220,14 +233,14 @@ class AgentClient:
                 elif kind == wire.JSON:
                     _json(payload)  # an error after the entry (the file became unreadable)
                 else:
-                    raise AgentError("unavailable", "the file stream broke off")
+                    raise E.SandboxNotRunning("the file stream broke off")
         finally:
             writer.close()
 
     async def write(self, path: str, user: str | None, chunks: AsyncIterable[bytes] | bytes,
                     metadata: dict | None = None, append: bool = False) -> dict:
         """Write (or append to) a file from bytes or an async iterable of bytes; returns its ENTRY."""
-        reader, writer = await self._open({"op": "files.write", "path": path, "user": user,
+        reader, writer = await self._open({"op": contract.FILES_WRITE, "path": path, "user": user,
                                            "metadata": metadata, "append": append})
         try:
             try:
@@ -253,7 +266,7 @@ class AgentClient:
     async def watch(self, path: str, user: str | None = None, recursive: bool = False,
                     include_entry: bool = False) -> AsyncIterator[dict]:
         """Yields ``{"start": {}}``, then ``{"event": {"name", "type", "entry"?}}`` and keepalives."""
-        reader, writer = await self._open({"op": "files.watch", "path": path, "user": user,
+        reader, writer = await self._open({"op": contract.FILES_WATCH, "path": path, "user": user,
                                            "recursive": recursive, "include_entry": include_entry})
         try:
             while True:
@@ -261,7 +274,7 @@ class AgentClient:
                 if kind is None:
                     return  # the watched directory is gone
                 if kind != wire.JSON:
-                    raise AgentError("unavailable", "unexpected frame on a watch stream")
+                    raise E.SandboxNotRunning("unexpected frame on a watch stream")
                 yield _json(payload)
         finally:
             writer.close()
