@@ -75,12 +75,13 @@ class Tool:
 
     name: str
     description: str
-    params: type[BaseModel]
+    params: type[BaseModel] | None  # None: `input_schema` describes the arguments (tools from MCP servers)
     fn: Callable[..., Any]
     category: str = "custom"
     template: str | None = None  # for a temporary sandbox: the template this tool needs
     needs_sandbox: bool = True
     positional: tuple[str, ...] = field(default=())
+    input_schema: dict | None = None
 
     def __post_init__(self):
         if not _NAME.match(self.name):
@@ -91,6 +92,8 @@ class Tool:
 
     @cached_property
     def parameters(self) -> dict:
+        if self.params is None:
+            return {"type": "object", "properties": {}, **(self.input_schema or {})}
         raw = self.params.model_json_schema()
         try:
             schema = _clean(_inline(raw, raw.get("$defs", {})))
@@ -117,6 +120,14 @@ class Tool:
                 raise E.InvalidArgument(f"the arguments of {self.name} are not valid JSON: {e}") from None
         if not isinstance(arguments, Mapping):
             raise E.InvalidArgument(f"the arguments of {self.name} must be a JSON object")
+        if self.params is None:
+            from jsonschema import Draft202012Validator
+
+            problems = [f"{'.'.join(map(str, err.absolute_path)) or 'arguments'}: {err.message}"
+                        for err in Draft202012Validator(self.parameters).iter_errors(dict(arguments))]
+            if problems:
+                raise E.InvalidArgument(f"invalid arguments for {self.name}: {'; '.join(problems)}")
+            return dict(arguments)
         try:
             model = self.params.model_validate(dict(arguments))
         except ValidationError as e:

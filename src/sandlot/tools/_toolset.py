@@ -186,6 +186,27 @@ class _BaseToolset:
     def _impl(self) -> Any:
         return self._sandbox
 
+    async def _add_mcp(self, config: Mapping, whitelist: Iterable[str] | None, blacklist: Iterable[str] | None,
+                       ) -> list[Tool]:
+        from .mcp_inside import McpServers
+
+        if self._sandbox is None:
+            raise E.InvalidArgument("MCP servers run in a sandbox: bind the toolset first")
+        if self.__dict__.get("_mcp") is None:
+            self._mcp = McpServers(self._impl())
+        added = await self._mcp.add(config, whitelist, blacklist, self.settings.user)
+        for t in added:
+            if t.name in self._tools:
+                raise E.AlreadyExists(f"the toolset already has a tool named {t.name}")
+            self._tools[t.name] = t
+        return added
+
+    async def _close(self) -> None:
+        if self.__dict__.get("_mcp") is not None:
+            await self._mcp.close()
+            self._tools = {n: t for n, t in self._tools.items() if not t.category.startswith("mcp:")}
+            self._mcp = None
+
     async def _answer_openai(self, message: Any) -> list[dict]:
         out: list[dict] = []
         for call in _get(message, "tool_calls") or ():
@@ -261,6 +282,16 @@ class AsyncToolset(_BaseToolset):
         blocks for the next user message."""
         return await self._answer_anthropic(content)
 
+    async def add_mcp_servers(self, server_configs: Mapping, whitelist: Iterable[str] | None = None,
+                              blacklist: Iterable[str] | None = None) -> list[Tool]:
+        """Start stdio MCP servers inside the bound sandbox and add their tools to this toolset
+        (AgentScope's `add_mcp_servers`; configuration shapes in mcp_inside.py). `close()` stops them."""
+        return await self._add_mcp(server_configs, whitelist, blacklist)
+
+    async def close(self) -> None:
+        """Stop the MCP servers this toolset started (the sandbox is left alone)."""
+        await self._close()
+
 
 class Toolset(_BaseToolset):
     """The blocking form of `AsyncToolset`, for a blocking `Sandbox`:
@@ -312,6 +343,16 @@ class Toolset(_BaseToolset):
         """Run every `tool_use` block of an Anthropic response's content; returns the `tool_result`
         blocks for the next user message."""
         return self._run(self._answer_anthropic(content))
+
+    def add_mcp_servers(self, server_configs: Mapping, whitelist: Iterable[str] | None = None,
+                        blacklist: Iterable[str] | None = None) -> list[Tool]:
+        """Start stdio MCP servers inside the bound sandbox and add their tools to this toolset
+        (AgentScope's `add_mcp_servers`; configuration shapes in mcp_inside.py). `close()` stops them."""
+        return self._run(self._add_mcp(server_configs, whitelist, blacklist))
+
+    def close(self) -> None:
+        """Stop the MCP servers this toolset started (the sandbox is left alone)."""
+        self._run(self._close())
 
 
 class BoundTool:
