@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sandlot import Sandbox, SandboxInfo
+from sandlot import Sandbox
 
 
 @pytest.fixture
@@ -16,7 +16,3 @@ def conn(server):
 def sandbox(conn):
     with Sandbox.create(**conn) as sbx:
         yield sbx
-
-
-def running(conn) -> list[SandboxInfo]:
-    return list(Sandbox.list(**conn))

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
-import struct
-import zlib
 
 import pytest
 
 from sandlot.tools import ALPHORA_TOOLS, AsyncToolset, Toolset, bind, call_tool
-from conftest import running
+from tool_helpers import running, tiny_png
 
 
 @pytest.fixture
@@ -100,21 +98,14 @@ def test_long_output_is_cut_and_pageable(sandbox):
     assert f"continue with read_file(path=\"{saved}\", offset={len(shown) + 6})" in page.text
 
 
-def _png() -> bytes:
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"\0\xff\0\0")) + chunk(b"IEND", b""))
-
-
 def test_binary_refused_images_returned(sandbox, tools):
     sandbox.files.write("blob.bin", b"\x00\x01\x02" * 100)
     r = tools.call_tool("read_file", {"path": "blob.bin"})
     assert r.is_error and "binary file" in r.text
-    sandbox.files.write("dot.png", _png())
+    sandbox.files.write("dot.png", tiny_png())
     r = tools.call_tool("read_file", {"path": "dot.png"})
     assert not r.is_error and r.images[0].mime_type == "image/png"
-    assert base64.b64decode(r.images[0].data) == _png()
+    assert base64.b64decode(r.images[0].data) == tiny_png()
     assert r.to_anthropic("t1")["content"][0]["source"]["media_type"] == "image/png"
 
 

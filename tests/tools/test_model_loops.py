@@ -17,6 +17,7 @@ import pytest
 from sandlot import AsyncSandbox
 from sandlot.tools import AsyncToolset, Toolset
 from scripted_model import ScriptedModel
+from tool_helpers import tiny_png
 
 SCRIPT = [[("save_file", {"path": "test.py", "content": "print('hello from the sandbox')"})],
           [("run_python_file", {"path": "test.py"}), ("run_python_code", {"code": "print(1 + 1)"})]]
@@ -115,9 +116,7 @@ def test_readme_loop(server, monkeypatch, capsys):
 def test_image_results_reach_the_model(sandbox, api):
     """A plot from run_ipython_cell... here a PNG read by read_file: an image block for Anthropic, a
     follow-up user message with the image for Chat Completions."""
-    from test_builtin_tools import _png
-
-    sandbox.files.write("dot.png", _png())
+    sandbox.files.write("dot.png", tiny_png())
     with ScriptedModel([[("read_file", {"path": "dot.png"})]]) as model:
         tools = Toolset(sandbox, ["read_file"])
         if api == "openai":
