@@ -14,6 +14,7 @@ from typing import IO, Literal, Union
 
 from .. import _exceptions as E
 from ..protocol import filesystem_pb2 as pb
+from . import _fs_tools
 from ._commands import AsyncCommands, call_back
 from ._http import Envd, translate
 from ._models import EntryInfo, FilesystemEvent, WriteInfo
@@ -212,6 +213,55 @@ class AsyncFiles:
         request = pb.CreateWatcherRequest(path=path, recursive=recursive)
         response = await self._rpc(self._envd.filesystem.create_watcher, request, user)
         return AsyncWatchHandle(self._envd, response.watcher_id, on_event)
+
+    # --- for agents: edit, glob, search, tree (client/_fs_tools.py) ---
+
+    async def edit(self, path: str, edits: Iterable[Mapping | tuple[str, str]], dry_run: bool = False,
+                   user: str | None = None) -> str:
+        """Replace text in a file and return the unified diff. Each edit is `{"old_text": ...,
+        "new_text": ...}` or an `(old, new)` pair, applied in order; each old text must occur exactly
+        once (InvalidArgument otherwise, and nothing is written). `dry_run=True` only returns the diff.
+
+            diff = await sandbox.files.edit("app.py", [("DEBUG = True", "DEBUG = False")])
+        """
+        text = await self.read(path, user=user)
+        new, diff = _fs_tools.apply_edits(path, text, edits)
+        if not dry_run and new != text:
+            await self.write(path, new, user=user)
+        return diff
+
+    async def glob(self, pattern: str, path: str = ".", exclude: Iterable[str] = (), limit: int = 1000,
+                   user: str | None = None) -> _fs_tools.WalkResult:
+        """Paths under `path` matching a glob, as `GlobMatch`es in `.entries`: `*` and `?` stay within a
+        name, `**` spans directories; a pattern without `/` matches names at any depth (`"*.py"`), one
+        with `/` the path relative to `path` (`"src/**/test_*.py"`). `exclude` patterns (same rules)
+        drop matches and the directories under them. At most `limit` entries (then `.truncated`)."""
+        result = await _fs_tools.walk(self._commands, "glob", path, user, limit, pattern=pattern,
+                                      exclude=list(exclude))
+        return _fs_tools.WalkResult(result.path, [_fs_tools.GlobMatch(**e) for e in result.entries],
+                                    result.truncated)
+
+    async def search(self, regex: str, path: str = ".", glob: str | None = None, exclude: Iterable[str] = (),
+                     ignore_case: bool = False, limit: int = 1000, max_bytes: int = 10 << 20,
+                     user: str | None = None) -> _fs_tools.WalkResult:
+        """Lines matching a (Python) regular expression in text files under `path`, as `SearchMatch`es
+        in `.entries`; `glob` narrows the files (same rules as `glob()`). Binary files are passed over;
+        files larger than `max_bytes` or unreadable are counted in `.skipped`."""
+        result = await _fs_tools.walk(self._commands, "search", path, user, limit, regex=regex, pattern=glob,
+                                      exclude=list(exclude), ignore_case=ignore_case, max_bytes=max_bytes)
+        return _fs_tools.WalkResult(result.path, [_fs_tools.SearchMatch(**e) for e in result.entries],
+                                    result.truncated, result.skipped)
+
+    async def tree(self, path: str = ".", depth: int = 3, exclude: Iterable[str] = (), limit: int = 1000,
+                   user: str | None = None) -> _fs_tools.WalkResult:
+        """The directory tree under `path`, `depth` levels deep, as `TreeNode`s in `.entries` (sorted by
+        name; symlinked directories are not entered). At most `limit` nodes (then `.truncated`)."""
+        if not isinstance(depth, int) or depth < 1:
+            raise E.InvalidArgument(f"depth must be at least 1, got {depth!r}")
+        result = await _fs_tools.walk(self._commands, "tree", path, user, limit, depth=depth,
+                                      exclude=list(exclude))
+        return _fs_tools.WalkResult(result.path, [_fs_tools.TreeNode.from_json(e) for e in result.entries],
+                                    result.truncated)
 
 
 async def _stream(response, stack: contextlib.AsyncExitStack) -> AsyncIterator[bytes]:

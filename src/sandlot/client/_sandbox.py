@@ -13,6 +13,7 @@ from datetime import datetime
 from urllib.parse import quote, urlencode
 
 from .. import _exceptions as E
+from . import _state
 from ._code import AsyncCodeInterpreter
 from ._commands import AsyncCommands
 from ._config import ConnectionConfig
@@ -194,6 +195,21 @@ class AsyncSandbox:
     async def is_running(self) -> bool:
         """False once the sandbox was killed, expired or paused."""
         return await self._envd.is_running()
+
+    # --- changing a live sandbox (client/_state.py) ---
+
+    async def set_envs(self, envs: dict[str, str | None]) -> dict[str, str]:
+        """Set environment variables for commands started from now on (None unsets one); returns all
+        variables set this way. Unlike `create(envs=...)`, they reach login shells only (every
+        `commands.run`), not processes already running such as a code context's kernel."""
+        return await _state.set_envs(self, envs)
+
+    async def reset(self, timeout: int | None = None) -> None:
+        """Start over: a fresh sandbox from the same template, with the same metadata, creation envs
+        and memory/CPU/disk limits, replaces this one, which is killed. This object then stands for the
+        new sandbox (its `sandbox_id` changes). `timeout` defaults to what the old one had left (at
+        least 60 s)."""
+        await _state.reset(self, timeout)
 
     # --- code interpreter: sandboxes of the `code-interpreter` template (others raise NotFound) ---
 
