@@ -22,7 +22,7 @@ def test_every_operation_has_a_handler_in_the_agent():
 
 def test_every_operation_is_named_once_and_documented():
     names = {v for k, v in vars(contract).items() if k.isupper() and k.startswith(("PING", "ENV", "PROCESS_",
-                                                                                      "FILES_", "SUDO"))
+                                                                                      "FILES_", "SUDO", "SESSION_"))
              and k != "SUDO_SHIM_PATH"}
     assert names == set(contract.OPERATIONS)
     doc = contract.__doc__.split("Operations (arguments -> reply).", 1)[1]

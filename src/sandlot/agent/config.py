@@ -3,6 +3,7 @@
 from ..protocol.contract import AgentConfig
 
 settings = AgentConfig()  # the closed defaults, until main() loads the sandbox's agent.json
+run_dir = "/run/sandlot"  # the directory of the agent's socket (main() sets it); sessions live there
 
 
 def load(path):

@@ -32,6 +32,7 @@ def main(argv=None):
 
     if config_path:
         config.load(config_path)
+    config.run_dir = os.path.dirname(os.path.abspath(socket_path))
     os.umask(0o022)
     # A signal writes its number to this pipe (set_wakeup_fd), which wakes the loop to stop.
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -47,9 +48,11 @@ def main(argv=None):
         loop.run_until(stop)
     finally:
         srv.close()
-        processes = sys.modules.get(__package__ + ".processes")
-        if processes is not None:
-            processes.kill_all()  # the sandbox is going away; leave nothing behind on a host
+        # the sandbox is going away; leave nothing behind on a host
+        for name in ("processes", "sessions"):
+            module = sys.modules.get(__package__ + "." + name)
+            if module is not None:
+                module.kill_all()
 
 
 def _drop_privileges():

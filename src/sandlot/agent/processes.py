@@ -21,7 +21,7 @@ _by_pid = {}
 _by_tag = {}
 
 
-class _Input:
+class Input:
     """A non-blocking fd the agent writes a child's input into (its stdin pipe or its PTY master).
     Writes and the close go out in the order they were asked for."""
 
@@ -93,8 +93,8 @@ class Process:
         self.popen = popen
         self.info = info  # what process.list shows
         self.outputs = outputs  # {fd: frame kind} still being read
-        self.stdin = _Input(stdin_fd) if stdin_fd is not None else None
-        self.pty = _Input(master) if master is not None else None
+        self.stdin = Input(stdin_fd) if stdin_fd is not None else None
+        self.pty = Input(master) if master is not None else None
         self.master = master
         self.streams = []  # connections following the output
         self.ended = loop.Future()
@@ -118,7 +118,7 @@ class Process:
             loop.add_reader(fd, self._on_output, fd, kind)
 
     def _on_output(self, fd, kind):
-        data = _read(fd)
+        data = read_available(fd)
         if data:
             self._emit(wire.encode(kind, data))
         elif data is not None:
@@ -169,7 +169,7 @@ class Process:
         for fd, kind in list(self.outputs.items()):
             left = DRAIN_LIMIT
             while left > 0:
-                data = _read(fd)
+                data = read_available(fd)
                 if not data:
                     break
                 left -= len(data)
@@ -203,7 +203,7 @@ class Process:
             self.streams.remove(conn)
 
 
-def _read(fd):
+def read_available(fd):
     """Bytes from a non-blocking fd; b"" at its end; None if nothing is there yet."""
     try:
         return os.read(fd, READ_SIZE)

@@ -59,11 +59,27 @@ the host's control plane (a peer outside the sandbox's pid namespace) and root m
                    client may send {"signal": N} frames to forward; on its EOF the command gets
                    SIGHUP.  -> {"exit_code": int, "signal": int (0 if it exited)}
                    permission_denied if the sandbox's config has allow_sudo false.
+    session.create id (optional: made up if absent), user, cwd, envs
+                   -> {"session": SESSION}   (already_exists for an id in use; the shell's login
+                   profile has run when this answers; see agent/sessions.py for how it works)
+    session.exec   id, cmd, stdin (base64) | null (null: /dev/null), timeout_ms (0 = none)
+                   -> O/E frames and {"keepalive": {}}, then {"end": {"exit_code": int,
+                      "timed_out": bool, "interrupted": bool, "shell_exited": bool}}
+                   Runs ``cmd`` in the session's shell, after the session's earlier commands.
+                   At the deadline, or when the client leaves, the command is interrupted like
+                   Ctrl-C in a terminal (then killed) and the shell stays; ``shell_exited``: the
+                   shell itself ended (``exit``), and the session with it.
+    session.get    id                -> {"session": SESSION}
+    session.list                     -> {"sessions": [SESSION, ...]}
+    session.delete id                -> {}   (its shell and everything it started are killed)
 
 ENTRY = {"name", "type": "file"|"dir"|"symlink"|"other", "path" (absolute), "size", "mode"
 (permission bits), "permissions" (ls -l string), "owner", "group", "mtime" (float seconds),
 "symlink_target": absolute path | null, "metadata": {k: v}}. A symlink is followed: the entry
 describes its target and sets "symlink_target"; type "symlink" means a dangling link.
+
+SESSION = {"id", "user", "pid" (the shell's), "cwd" (the shell's current directory), "envs" (given
+at create), "created_at" (unix seconds), "busy" (a command is running)}.
 """
 
 import json
@@ -78,6 +94,9 @@ KERNEL_DRIVER = CODE_DIR + "/kernels/driver.py"
 RUN_DIR = "/run/sandlot"  # bound from a host directory of the sandbox's own; its root owns it
 AGENT_SOCKET_NAME = "agent.sock"  # in RUN_DIR: made by the agent as root inside, world-writable
 AGENT_CONFIG_NAME = "agent.json"  # in RUN_DIR: AgentConfig, written by the runtime
+# Next to the agent's socket: one private directory per session (its FIFOs, command files), made by
+# the agent as root inside, so no sandbox user can plant anything there.
+SESSIONS_DIR_NAME = "sessions"
 AGENT_SOCKET = RUN_DIR + "/" + AGENT_SOCKET_NAME
 AGENT_CONFIG = RUN_DIR + "/" + AGENT_CONFIG_NAME
 # agent/sudo_shim.py is bound here. It is a lone script (python3 -S), so it names AGENT_SOCKET
@@ -152,6 +171,11 @@ FILES_READ = "files.read"
 FILES_WRITE = "files.write"
 FILES_WATCH = "files.watch"
 SUDO = "sudo"
+SESSION_CREATE = "session.create"
+SESSION_EXEC = "session.exec"
+SESSION_GET = "session.get"
+SESSION_LIST = "session.list"
+SESSION_DELETE = "session.delete"
 
 # op -> (module of the agent package, its handler). The agent imports a module on its first use,
 # so an idle agent holds only what ping needs.
@@ -175,6 +199,11 @@ OPERATIONS = {
     FILES_WRITE: ("files", "write"),
     FILES_WATCH: ("watch", "watch"),
     SUDO: ("sudo", "sudo"),
+    SESSION_CREATE: ("sessions", "create"),
+    SESSION_EXEC: ("sessions", "exec_command"),
+    SESSION_GET: ("sessions", "get"),
+    SESSION_LIST: ("sessions", "list_sessions"),
+    SESSION_DELETE: ("sessions", "delete"),
 }
 # What a process inside the sandbox that is not root may ask for: the socket is world-writable so
 # that the sudo shim reaches it, and anything else would let a user start processes as root.

@@ -278,3 +278,28 @@ class AgentClient:
                 yield _json(payload)
         finally:
             writer.close()
+
+    # ---- sessions (agent/sessions.py) ---------------------------------------------------------
+
+    async def session_create(self, session_id: str | None = None, *, user: str | None = None,
+                             cwd: str | None = None, envs: dict | None = None) -> dict:
+        return (await self.call(contract.SESSION_CREATE, id=session_id, user=user, cwd=cwd,
+                                envs=envs or {}))["session"]
+
+    def session_exec(self, session_id: str, cmd: str, *, stdin: bytes | None = None,
+                     timeout_ms: int = 0) -> AsyncIterator[dict]:
+        """Run a command in a session: yields {"stdout": bytes}, {"stderr": bytes}, keepalives and
+        last {"end": {"exit_code", "timed_out", "interrupted", "shell_exited"}}. Closing the
+        iterator early interrupts the command."""
+        request = {"op": contract.SESSION_EXEC, "id": session_id, "cmd": cmd, "timeout_ms": timeout_ms,
+                   "stdin": base64.b64encode(stdin).decode() if stdin is not None else None}
+        return self._process_events(request)
+
+    async def session_get(self, session_id: str) -> dict:
+        return (await self.call(contract.SESSION_GET, id=session_id))["session"]
+
+    async def session_list(self) -> list[dict]:
+        return (await self.call(contract.SESSION_LIST))["sessions"]
+
+    async def session_delete(self, session_id: str) -> None:
+        await self.call(contract.SESSION_DELETE, id=session_id)
