@@ -30,10 +30,12 @@ from ._exceptions import (
 from .client import (
     AsyncCommandHandle,
     AsyncSandbox,
+    AsyncSession,
     AsyncWatchHandle,
     CommandHandle,
     Sandbox,
     SandboxPaginator,
+    Session,
     WatchHandle,
 )
 from .client._models import (
@@ -55,11 +57,13 @@ from .client._models import (
     SandboxMetrics,
     WriteInfo,
 )
+from .client._sessions import SessionInfo
 
 __all__ = [
     "AlreadyExists",
     "AsyncCommandHandle",
     "AsyncSandbox",
+    "AsyncSession",
     "AsyncWatchHandle",
     "AuthenticationError",
     "CodeContext",
@@ -91,6 +95,8 @@ __all__ = [
     "SandboxNotRunning",
     "SandboxPaginator",
     "SandlotError",
+    "Session",
+    "SessionInfo",
     "TemplateError",
     "TimeoutError",
     "Unsupported",

@@ -10,7 +10,8 @@ import sandlot
 from sandlot import _exceptions
 from sandlot.client import (
     AsyncCommandHandle, AsyncCommands, AsyncFiles, AsyncPackages, AsyncPty, AsyncSandbox, AsyncSandboxPaginator,
-    AsyncWatchHandle, CommandHandle, Commands, Files, Packages, Pty, Sandbox, SandboxPaginator, WatchHandle,
+    AsyncSession, AsyncSessionFiles, AsyncWatchHandle, CommandHandle, Commands, Files, Packages, Pty, Sandbox,
+    SandboxPaginator, Session, SessionFiles, WatchHandle,
 )
 from sandlot.client._config import ConnectionConfig
 from sandlot.client._http import Transport
@@ -18,10 +19,10 @@ from sandlot.client._http import Transport
 EXPECTED = {
     # SDK
     "Sandbox", "AsyncSandbox", "SandboxPaginator", "CommandHandle", "AsyncCommandHandle", "WatchHandle",
-    "AsyncWatchHandle",
+    "AsyncWatchHandle", "Session", "AsyncSession",
     # data
     "CommandResult", "EntryInfo", "FileType", "FilesystemEvent", "FilesystemEventType", "Limits", "Package",
-    "ProcessInfo", "SandboxInfo", "SandboxMetrics", "WriteInfo",
+    "ProcessInfo", "SandboxInfo", "SandboxMetrics", "SessionInfo", "WriteInfo",
     # data: code interpreter
     "CodeContext", "Execution", "ExecutionError", "Logs", "OutputMessage", "Result",
     # errors
@@ -32,7 +33,7 @@ EXPECTED = {
 
 PAIRS = [(Sandbox, AsyncSandbox), (SandboxPaginator, AsyncSandboxPaginator), (Commands, AsyncCommands),
          (CommandHandle, AsyncCommandHandle), (Files, AsyncFiles), (WatchHandle, AsyncWatchHandle),
-         (Pty, AsyncPty), (Packages, AsyncPackages)]
+         (Pty, AsyncPty), (Packages, AsyncPackages), (Session, AsyncSession), (SessionFiles, AsyncSessionFiles)]
 
 
 def test_all_is_sorted_and_complete():

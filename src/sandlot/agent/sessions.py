@@ -321,6 +321,7 @@ class Session:
                 os.close(fd)
             self._remove(paths)
             raise from_os(e) from None
+        conn.send({"start": {"pid": self.pid}})
         output = _Output(conn, fds)
         started = _ticks()
         marker, done = self.line("\\builtin source %s <%s >%s 2>%s" % (

@@ -6,6 +6,7 @@
     _commands.py  sandbox.commands and command handles
     _files.py     sandbox.files and watch handles
     _pty.py       sandbox.pty
+    _sessions.py  sandbox.session(): named shells that keep their state
     _packages.py  sandbox.packages
     _code.py      the code interpreter: sandbox.run_code() and code contexts
     _models.py    plain data shared by both forms
@@ -16,6 +17,7 @@ from ._files import AsyncFiles, AsyncWatchHandle
 from ._packages import AsyncPackages
 from ._pty import AsyncPty
 from ._sandbox import AsyncSandbox, AsyncSandboxPaginator
+from ._sessions import AsyncSession, AsyncSessionFiles
 from ._sync import synchronize
 
 Sandbox = synchronize(AsyncSandbox, "Sandbox", """An isolated Linux machine for running untrusted code.
@@ -46,9 +48,18 @@ Files = synchronize(AsyncFiles, "Files")
 WatchHandle = synchronize(AsyncWatchHandle, "WatchHandle")
 Pty = synchronize(AsyncPty, "Pty")
 Packages = synchronize(AsyncPackages, "Packages")
+Session = synchronize(AsyncSession, "Session", """A shell in the sandbox that keeps its state between commands.
+
+    with sandbox.session() as session:                 # deleted when the block ends
+        session.exec("cd /tmp && export DEBUG=1")
+        result = session.exec("pwd; echo $DEBUG")        # CommandResult
+
+Blocking form of `AsyncSession`.
+""")
+SessionFiles = synchronize(AsyncSessionFiles, "SessionFiles")
 
 __all__ = [
     "AsyncCommandHandle", "AsyncCommands", "AsyncFiles", "AsyncPackages", "AsyncPty", "AsyncSandbox",
-    "AsyncSandboxPaginator", "AsyncWatchHandle", "CommandHandle", "Commands", "Files", "Packages", "Pty", "Sandbox",
-    "SandboxPaginator", "WatchHandle",
+    "AsyncSandboxPaginator", "AsyncSession", "AsyncSessionFiles", "AsyncWatchHandle", "CommandHandle", "Commands",
+    "Files", "Packages", "Pty", "Sandbox", "SandboxPaginator", "Session", "SessionFiles", "WatchHandle",
 ]

@@ -185,10 +185,16 @@ class Transport:
                     raise error_for_status(r.status_code, _message(body, r.status_code), not_found)
                 yield r
 
+    def _api_headers(self) -> dict[str, str]:
+        return {"X-API-KEY": self.config.api_key} if self.config.api_key else {}
+
     async def api(self, method: str, path: str, **kwargs) -> httpx.Response:
         """A control-plane call, authenticated with the API key."""
-        headers = {"X-API-KEY": self.config.api_key} if self.config.api_key else {}
-        return await self.request(method, path, headers=headers, **kwargs)
+        return await self.request(method, path, headers=self._api_headers(), **kwargs)
+
+    def open_api(self, method: str, path: str, **kwargs):
+        """A streamed control-plane call (`async with`), authenticated with the API key."""
+        return self.open(method, path, headers=self._api_headers(), **kwargs)
 
 
 def basic_user(user: str) -> str:

@@ -13,7 +13,7 @@ from datetime import datetime
 from urllib.parse import quote, urlencode
 
 from .. import _exceptions as E
-from . import _state
+from . import _sessions, _state
 from ._code import AsyncCodeInterpreter
 from ._commands import AsyncCommands
 from ._config import ConnectionConfig
@@ -22,6 +22,7 @@ from ._http import Envd, Transport
 from ._models import CodeContext, Execution, Limits, SandboxInfo, SandboxMetrics
 from ._packages import AsyncPackages
 from ._pty import AsyncPty
+from ._sessions import AsyncSession, SessionInfo
 
 
 def _limits_json(limits: Limits | Mapping) -> dict:
@@ -210,6 +211,35 @@ class AsyncSandbox:
         new sandbox (its `sandbox_id` changes). `timeout` defaults to what the old one had left (at
         least 60 s)."""
         await _state.reset(self, timeout)
+
+    # --- sessions: named shells that keep their state (client/_sessions.py) ---
+
+    async def session(self, id: str | None = None, cwd: str | None = None,  # noqa: A002 - Cloudflare's name
+                      envs: dict[str, str] | None = None, user: str | None = None) -> AsyncSession:
+        """Start a session: a shell that keeps `cd`, `export`, `source`, functions, aliases and
+        background jobs from one `exec` to the next. `id` names it (made up if None; AlreadyExists
+        if taken), `cwd` is where it starts (default: the user's home), `envs` its environment on
+        top of the sandbox's, `user` who runs it. As a context manager it is deleted at the end:
+
+            async with await sandbox.session() as session:
+                await session.exec("cd /tmp && export DEBUG=1")
+                print((await session.exec("pwd; echo $DEBUG")).stdout)
+        """
+        return await _sessions.create_session(self, id, cwd, envs, user)
+
+    create_session = session  # Cloudflare's name
+
+    async def get_session(self, session_id: str) -> AsyncSession:
+        """An existing session by id (NotFound if there is none)."""
+        return await _sessions.get_session(self, session_id)
+
+    async def list_sessions(self) -> list[SessionInfo]:
+        """The sandbox's sessions."""
+        return await _sessions.list_sessions(self)
+
+    async def delete_session(self, session_id: str) -> bool:
+        """End a session (its shell and jobs are killed). False if there was none."""
+        return await _sessions.delete_session(self, session_id)
 
     # --- code interpreter: sandboxes of the `code-interpreter` template (others raise NotFound) ---
 

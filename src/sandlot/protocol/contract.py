@@ -63,8 +63,9 @@ the host's control plane (a peer outside the sandbox's pid namespace) and root m
                    -> {"session": SESSION}   (already_exists for an id in use; the shell's login
                    profile has run when this answers; see agent/sessions.py for how it works)
     session.exec   id, cmd, stdin (base64) | null (null: /dev/null), timeout_ms (0 = none)
-                   -> O/E frames and {"keepalive": {}}, then {"end": {"exit_code": int,
-                      "timed_out": bool, "interrupted": bool, "shell_exited": bool}}
+                   -> {"start": {"pid": the shell's}} once it runs, O/E frames and
+                      {"keepalive": {}}, then {"end": {"exit_code": int, "timed_out": bool,
+                      "interrupted": bool, "shell_exited": bool}}
                    Runs ``cmd`` in the session's shell, after the session's earlier commands.
                    At the deadline, or when the client leaves, the command is interrupted like
                    Ctrl-C in a terminal (then killed) and the shell stays; ``shell_exited``: the

@@ -1,0 +1,170 @@
+"""REST routes for sessions: named, stateful shells in a running sandbox (agent/sessions.py runs
+them). sandlot's own API, authenticated with the API key like every /sandboxes route.
+
+    POST   /sandboxes/{id}/sessions                 {id?, cwd?, envs?, user?} -> 201 SESSION
+    GET    /sandboxes/{id}/sessions                 -> [SESSION]
+    GET    /sandboxes/{id}/sessions/{session}       -> SESSION (cwd is the shell's current one)
+    DELETE /sandboxes/{id}/sessions/{session}       -> 204 (the shell and its jobs are killed)
+    POST   /sandboxes/{id}/sessions/{session}/exec  {cmd, timeout?, stdin? | stdinBase64?, stream?}
+           -> {stdout, stderr, exitCode, timedOut, interrupted, shellExited, truncated}, or with
+              stream: true, NDJSON lines {"start": {"pid"}} (the command runs: earlier ones of the
+              session are done), {"stdout": text} / {"stderr": text} / {"keepalive": {}}, then
+              {"end": {...}} (or {"error": {code, message}} if the sandbox went away)
+
+SESSION = {sessionID, user, pid, cwd, envs, createdAt (RFC 3339), busy}. `timeout` is seconds
+(default 60, 0 = none): past it the command is interrupted like Ctrl-C (then killed), the shell and
+its state stay, and the answer has timedOut: true. A client that leaves a streamed exec interrupts
+its command the same way. Output past the server's max output size (SANDLOT_MAX_OUTPUT_BYTES) is
+dropped from a collected answer, which then says truncated: true.
+"""
+
+from __future__ import annotations
+
+import base64
+import codecs
+import json
+from collections.abc import AsyncIterator
+from urllib.parse import quote
+
+from pydantic import Field
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from .. import _exceptions as E
+from .api import _Body, _body, _running, rfc3339
+
+DEFAULT_TIMEOUT = 60.0
+
+
+class SessionIn(_Body):
+    id: str | None = None
+    cwd: str | None = None
+    envs: dict[str, str] | None = None
+    user: str | None = None
+
+
+class ExecIn(_Body):
+    cmd: str
+    timeout: float | None = Field(default=DEFAULT_TIMEOUT, ge=0)
+    stdin: str | None = None
+    stdinBase64: str | None = None
+    stream: bool = False
+
+
+def session_json(info: dict) -> dict:
+    return {"sessionID": info["id"], "user": info["user"], "pid": info["pid"], "cwd": info["cwd"],
+            "envs": info["envs"], "createdAt": rfc3339(info["created_at"]), "busy": info["busy"]}
+
+
+def _end_json(end: dict) -> dict:
+    return {"exitCode": end["exit_code"], "timedOut": end["timed_out"], "interrupted": end["interrupted"],
+            "shellExited": end["shell_exited"]}
+
+
+async def create(request: Request) -> Response:
+    body = await _body(request, SessionIn)
+    info = await _running(request).agent.session_create(body.id, user=body.user, cwd=body.cwd, envs=body.envs)
+    return JSONResponse(session_json(info), status_code=201,
+                        headers={"Location": request.url.path + "/" + quote(info["id"], safe="")})
+
+
+async def list_sessions(request: Request) -> Response:
+    return JSONResponse([session_json(i) for i in await _running(request).agent.session_list()])
+
+
+async def get(request: Request) -> Response:
+    info = await _running(request).agent.session_get(request.path_params["session_id"])
+    return JSONResponse(session_json(info))
+
+
+async def delete(request: Request) -> Response:
+    await _running(request).agent.session_delete(request.path_params["session_id"])
+    return Response(status_code=204)
+
+
+async def exec_command(request: Request) -> Response:
+    body = await _body(request, ExecIn)
+    live = _running(request)
+    timeout_ms = int((body.timeout or 0) * 1000)
+    stdin = body.stdin.encode() if body.stdin is not None else None
+    if body.stdinBase64 is not None:
+        try:
+            stdin = base64.b64decode(body.stdinBase64, validate=True)
+        except ValueError:
+            raise E.InvalidArgument("stdinBase64 is not base64") from None
+    events = live.agent.session_exec(request.path_params["session_id"], body.cmd, stdin=stdin,
+                                     timeout_ms=timeout_ms)
+    if body.stream:
+        first = await _first_event(events)  # errors (no such session) answer with their status
+        return StreamingResponse(_ndjson(first, events), media_type="application/x-ndjson")
+    limit = request.app.state.config.max_output_bytes
+    parts: dict[str, list[str]] = {"stdout": [], "stderr": []}
+    decoders = {k: codecs.getincrementaldecoder("utf-8")(errors="replace") for k in parts}
+    size, truncated, end = 0, False, None
+    async for event in events:
+        for kind in parts:
+            if kind in event:
+                size += len(event[kind])
+                if size > limit:
+                    truncated = True
+                else:
+                    parts[kind].append(decoders[kind].decode(event[kind]))
+        end = event.get("end", end)
+    if end is None:
+        raise E.SandboxNotRunning("the session's command stream broke off")
+    for kind, decoder in decoders.items():
+        parts[kind].append(decoder.decode(b"", final=True))
+    return JSONResponse({"stdout": "".join(parts["stdout"]), "stderr": "".join(parts["stderr"]),
+                         **_end_json(end), "truncated": truncated})
+
+
+async def _first_event(events: AsyncIterator[dict]) -> dict | None:
+    try:
+        return await events.__anext__()
+    except StopAsyncIteration:
+        return None
+
+
+async def _ndjson(first: dict | None, events: AsyncIterator[dict]) -> AsyncIterator[bytes]:
+    """The events as JSON lines; leaving early closes the agent's stream, which interrupts the
+    command."""
+    decoders = {k: codecs.getincrementaldecoder("utf-8")(errors="replace") for k in ("stdout", "stderr")}
+
+    async def all_events():
+        if first is not None:
+            yield first
+        async for event in events:
+            yield event
+
+    try:
+        async for event in all_events():
+            if "keepalive" in event or "start" in event:
+                yield (json.dumps(event) + "\n").encode()
+            if "end" in event:
+                tails = {k: d.decode(b"", final=True) for k, d in decoders.items()}
+                for kind, tail in tails.items():
+                    if tail:
+                        yield (json.dumps({kind: tail}) + "\n").encode()
+                yield (json.dumps({"end": _end_json(event["end"])}) + "\n").encode()
+                return
+            for kind, decoder in decoders.items():
+                if kind in event and (text := decoder.decode(event[kind])):
+                    yield (json.dumps({kind: text}) + "\n").encode()
+        raise E.SandboxNotRunning("the session's command stream broke off")
+    except E.SandlotError as e:  # the headers are out: the last line says what went wrong
+        yield (json.dumps({"error": {"code": e.status, "message": e.message}}) + "\n").encode()
+    finally:
+        await events.aclose()
+
+
+def routes() -> list[Route]:
+    base = "/sandboxes/{sandbox_id}/sessions"
+    one = base + "/{session_id}"
+    return [
+        Route(base, create, methods=["POST"]),
+        Route(base, list_sessions, methods=["GET"]),
+        Route(one, get, methods=["GET"]),
+        Route(one, delete, methods=["DELETE"]),
+        Route(one + "/exec", exec_command, methods=["POST"]),
+    ]
