@@ -29,7 +29,7 @@ async def session(client):
 
 async def test_state_carries_between_commands(client, session, home):
     for cmd in ("cd /tmp && export FOO=bar", "declare -a arr=(1 2 3)", "greet() { echo hi $1; }",
-                "alias ll='echo listed'", "python3 -m venv /tmp/venv-$$ >/dev/null && source /tmp/venv-$$/bin/activate"):
+                "alias ll='echo listed'", "python3 -m venv --without-pip /tmp/venv-$$ >/dev/null && source /tmp/venv-$$/bin/activate"):
         assert (await run(client, session, cmd)).exit_code == 0, cmd
     result = await run(client, session, "pwd; echo $FOO ${arr[2]}; greet you; ll; command -v python3")
     lines = result.stdout.decode().splitlines()
@@ -96,7 +96,8 @@ async def test_a_timeout_leaves_older_background_jobs_alone(client, session):
 
 
 async def test_a_client_that_leaves_interrupts_its_command(client, session):
-    events = client.session_exec(session, "echo started; sleep 30; echo never > /tmp/should-not-exist")
+    events = client.session_exec(session, "echo started; sleep 30; echo never > /tmp/should-not-exist",
+                                 announce=True)
     assert "start" in await events.__anext__()
     assert await events.__anext__() == {"stdout": b"started\n"}
     await events.aclose()

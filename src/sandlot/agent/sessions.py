@@ -4,16 +4,17 @@ jobs) from one command to the next. Loaded on first use: an agent without sessio
 One interactive bash per session (-i, --noediting: no readline; prompts, history and the prompt
 command switched off), reading lines from a pipe the agent writes; its stdout is the agent's status
 pipe and its own stderr goes nowhere. For each command the agent writes the command's text to a file
-and makes two FIFOs in the session's private directory (contract.SESSIONS_DIR_NAME next to the
-agent's socket), then sends one line:
+in the session's private directory (contract.SESSIONS_DIR_NAME next to the agent's socket), where
+it also keeps two FIFOs for the output, then sends one line:
 
-    \\builtin source DIR/c.N <STDIN >DIR/o.N 2>DIR/e.N; \\__sandlot_end M
+    \\builtin source DIR/command <STDIN >DIR/o.N 2>DIR/e.N; \\__sandlot_end M
 
 - `source` runs the text in the shell itself, so `cd`, `export`, `declare` (unlike eval inside a
   function, which makes it local), functions and aliases stay; while sourcing, bash prints no job
   notices ("[1] 123") into the output.
 - The redirections hold for this command only. Background jobs it starts keep *its* FIFOs, so what
-  they write later never reaches another command: the agent drains and discards it until they exit.
+  they write later never reaches another command: the agent drains and discards it until they exit,
+  and the next command gets new FIFOs (otherwise it reuses them: no writer is left).
 - stdin is /dev/null, or a file holding what the caller gave: a command reading stdin never waits.
 - `__sandlot_end M` prints "TOKEN M STATUS" on the status pipe (TOKEN is the session's secret, so
   output of the user's own programs there cannot pass for it) and returns STATUS, so `$?` is right
@@ -137,10 +138,13 @@ def _first(*futures):
 
 
 class _Output:
-    """A command's stdout and stderr FIFOs, forwarded to its client as O and E frames."""
+    """A command's stdout and stderr FIFOs, forwarded to its client as O and E frames.
 
-    def __init__(self, conn, fds):
-        self.conn, self.fds, self.paused = conn, fds, False
+    While the command runs the agent holds a write end of each too: a FIFO without writers reads
+    as its end (and would keep the loop busy), which is what it is before bash opens it."""
+
+    def __init__(self, conn, fds, writers):
+        self.conn, self.fds, self.writers, self.paused = conn, fds, writers, False
         self._listen()
 
     def _listen(self):
@@ -155,10 +159,7 @@ class _Output:
         data = read_available(fd)
         if data is None:
             return
-        if not data:  # every writer closed it: nothing more can come
-            loop.remove_reader(fd)
-            os.close(fd)
-            del self.fds[fd]
+        if not data:
             return
         self.conn.send_frame(wire.encode(kind, data))
         if self.conn.buffered() > PAUSE_AT and not self.paused:
@@ -177,24 +178,23 @@ class _Output:
             self._listen()
 
     def finish(self):
-        """Send what the FIFOs still hold once the command's line ended; return the fds background
-        jobs still hold open (the rest are closed)."""
+        """Stop forwarding and send what the FIFOs still hold once the command's line ended.
+        Returns the fds that background jobs still hold open for writing."""
         self._stop()
         self.paused = False
+        for fd in self.writers:
+            os.close(fd)
         held = []
         for fd, kind in self.fds.items():
-            left = DRAIN_LIMIT
+            left, data = DRAIN_LIMIT, None
             while left > 0:
                 data = read_available(fd)
                 if not data:
                     break
                 left -= len(data)
                 self.conn.send_frame(wire.encode(kind, data))
-            if data == b"":
-                os.close(fd)
-            else:
+            if data != b"":
                 held.append(fd)
-        self.fds = {}
         return held
 
 
@@ -212,6 +212,7 @@ class Session:
         self.pending = b""  # status output after the last newline
         self.busy = False
         self.turns = deque()  # Futures of exec requests waiting for the shell
+        self.fifos = None  # [(path, read fd)] of stdout and stderr, kept while no one else holds them
         self.lingering = deque()  # fds of finished commands' FIFOs that background jobs hold
         self.exited = loop.Future()  # the shell's wait status
         loop.add_reader(status_fd, self._on_status)
@@ -257,6 +258,9 @@ class Session:
             os.close(fd)
         while self.lingering:
             self._close_lingering(self.lingering.popleft())
+        for _, fd in self.fifos or ():
+            os.close(fd)
+        self.fifos = None
         with users.acting_as(self.user):
             _empty_dir(self.dir)
         try:
@@ -304,29 +308,44 @@ class Session:
             self.busy = True
             self.turns.popleft().set_result(None)
 
-    async def run(self, cmd, stdin, timeout_ms, conn):
-        self.counter += 1
-        paths = {k: os.path.join(self.dir, "%s.%d" % (k, self.counter)) for k in "coei"}
-        fds = {}
+    def _pipes(self):
+        """The stdout and stderr FIFOs for the next command: those of the last one, unless a
+        background job of it still holds them."""
+        if self.fifos is None:
+            self.counter += 1
+            paths = [os.path.join(self.dir, "%s.%d" % (k, self.counter)) for k in "oe"]
+            fds = []
+            try:
+                with users.acting_as(self.user):
+                    for path in paths:
+                        os.mkfifo(path, 0o600)
+                        fds.append(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC))
+            except OSError as e:
+                for fd in fds:
+                    os.close(fd)
+                self._remove(paths)
+                raise from_os(e) from None
+            self.fifos = list(zip(paths, fds))
+        return self.fifos
+
+    async def run(self, cmd, stdin, timeout_ms, announce, conn):
+        command, given = os.path.join(self.dir, "command"), os.path.join(self.dir, "stdin")
         try:
+            (out, out_fd), (err, err_fd) = self._pipes()
             with users.acting_as(self.user):
-                _write_file(paths["c"], cmd.encode())
+                _write_file(command, cmd.encode())
                 if stdin is not None:
-                    _write_file(paths["i"], stdin)
-                for name, kind in (("o", wire.STDOUT), ("e", wire.STDERR)):
-                    os.mkfifo(paths[name], 0o600)
-                    fds[os.open(paths[name], os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)] = kind
+                    _write_file(given, stdin)
+                writers = [os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC) for path in (out, err)]
         except OSError as e:
-            for fd in fds:
-                os.close(fd)
-            self._remove(paths)
+            self._remove([command, given])
             raise from_os(e) from None
-        conn.send({"start": {"pid": self.pid}})
-        output = _Output(conn, fds)
+        if announce:
+            conn.send({"start": {"pid": self.pid}})
+        output = _Output(conn, {out_fd: wire.STDOUT, err_fd: wire.STDERR}, writers)
         started = _ticks()
         marker, done = self.line("\\builtin source %s <%s >%s 2>%s" % (
-            _quote(paths["c"]), _quote(paths["i"] if stdin is not None else "/dev/null"),
-            _quote(paths["o"]), _quote(paths["e"])))
+            _quote(command), _quote(given if stdin is not None else "/dev/null"), _quote(out), _quote(err)))
         deadline = loop.Future()
         timer = loop.call_later(timeout_ms / 1000, deadline.set_result, None) if timeout_ms else None
         await conn.hold(_first(done, deadline, self.exited))
@@ -336,9 +355,16 @@ class Session:
         if interrupted:
             self.markers.pop(marker, None)
             await self._interrupt(started, done)
-        for fd in output.finish():
-            self._linger(fd)
-        self._remove(paths)
+        held = output.finish()
+        if held:  # a background job writes on: it keeps these, the next command gets new ones
+            self._remove([out, err])
+            for fd in (out_fd, err_fd):
+                if fd in held:
+                    self._linger(fd)
+                else:
+                    os.close(fd)
+            self.fifos = None
+        self._remove([command, given])
         if done.done():
             exit_code = done.result()
         elif self.exited.done():
@@ -374,7 +400,7 @@ class Session:
 
     def _remove(self, paths):
         with users.acting_as(self.user):
-            for path in paths.values():
+            for path in paths:
                 _unlink(path)
 
     def _linger(self, fd):
@@ -510,7 +536,7 @@ async def exec_command(req, conn):
     if not await session.take_turn(conn):
         return None  # the client left while waiting
     try:
-        end = await session.run(cmd, stdin, timeout_ms, conn)
+        end = await session.run(cmd, stdin, timeout_ms, field(req, "announce", bool, False), conn)
     finally:
         session.next_turn()
     return {"end": end}

@@ -62,8 +62,8 @@ the host's control plane (a peer outside the sandbox's pid namespace) and root m
     session.create id (optional: made up if absent), user, cwd, envs
                    -> {"session": SESSION}   (already_exists for an id in use; the shell's login
                    profile has run when this answers; see agent/sessions.py for how it works)
-    session.exec   id, cmd, stdin (base64) | null (null: /dev/null), timeout_ms (0 = none)
-                   -> {"start": {"pid": the shell's}} once it runs, O/E frames and
+    session.exec   id, cmd, stdin (base64) | null (null: /dev/null), timeout_ms (0 = none), announce
+                   -> {"start": {"pid": the shell's}} once it runs (if announce), O/E frames and
                       {"keepalive": {}}, then {"end": {"exit_code": int, "timed_out": bool,
                       "interrupted": bool, "shell_exited": bool}}
                    Runs ``cmd`` in the session's shell, after the session's earlier commands.

@@ -286,14 +286,15 @@ class AgentClient:
         return (await self.call(contract.SESSION_CREATE, id=session_id, user=user, cwd=cwd,
                                 envs=envs or {}))["session"]
 
-    def session_exec(self, session_id: str, cmd: str, *, stdin: bytes | None = None,
-                     timeout_ms: int = 0) -> AsyncIterator[dict]:
-        """Run a command in a session: yields {"start": {"pid": N}} (the shell) when it runs (after the session's
-        earlier commands), then {"stdout": bytes}, {"stderr": bytes}, keepalives and last {"end":
-        {"exit_code", "timed_out", "interrupted", "shell_exited"}}. Closing the iterator early
-        interrupts the command."""
+    def session_exec(self, session_id: str, cmd: str, *, stdin: bytes | None = None, timeout_ms: int = 0,
+                     announce: bool = False) -> AsyncIterator[dict]:
+        """Run a command in a session: yields {"start": {"pid": N}} (the shell) when it runs (after
+        the session's earlier commands; only if `announce`), then {"stdout": bytes}, {"stderr":
+        bytes}, keepalives and last {"end": {"exit_code", "timed_out", "interrupted",
+        "shell_exited"}}. Closing the iterator early interrupts the command."""
         request = {"op": contract.SESSION_EXEC, "id": session_id, "cmd": cmd, "timeout_ms": timeout_ms,
-                   "stdin": base64.b64encode(stdin).decode() if stdin is not None else None}
+                   "stdin": base64.b64encode(stdin).decode() if stdin is not None else None,
+                   "announce": announce}
         return self._process_events(request)
 
     async def session_get(self, session_id: str) -> dict:

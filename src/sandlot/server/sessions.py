@@ -94,7 +94,7 @@ async def exec_command(request: Request) -> Response:
         except ValueError:
             raise E.InvalidArgument("stdinBase64 is not base64") from None
     events = live.agent.session_exec(request.path_params["session_id"], body.cmd, stdin=stdin,
-                                     timeout_ms=timeout_ms)
+                                     timeout_ms=timeout_ms, announce=body.stream)
     if body.stream:
         first = await _first_event(events)  # errors (no such session) answer with their status
         return StreamingResponse(_ndjson(first, events), media_type="application/x-ndjson")
