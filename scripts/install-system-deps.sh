@@ -6,10 +6,13 @@
 #   python3-venv                         ./dev makes its virtualenvs with `python3 -m venv`
 #   iproute2                             `ip`, to look into a sandbox's network namespace from the host
 #                                        (nsenter --net=/proc/PID/ns/net ip addr)
+#   fuse3                                the permission filesystem that serves workspaces (codebases
+#                                        with path permissions) is a FUSE daemon: fusermount3, fuse.conf
+#   libfuse3-dev, pkg-config             build the pyfuse3 wheel (no binary wheel on PyPI)
 # Keep README.md's list of system packages the same as this one.
 set -euo pipefail
 
-packages=(debootstrap debian-archive-keyring sudo python3-venv iproute2)
+packages=(debootstrap debian-archive-keyring sudo python3-venv iproute2 fuse3 libfuse3-dev pkg-config)
 
 missing=()
 for p in "${packages[@]}"; do

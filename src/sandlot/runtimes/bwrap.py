@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .. import _exceptions as E
 from ..protocol import contract
-from .policy import Limits, SandboxSpec
+from .policy import SHELLS, Limits, SandboxSpec
 
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -110,6 +110,39 @@ def sandbox_setup(spec: SandboxSpec, template, *, root: Sequence[Op], code_dir: 
         # policy.DENIED_SYSCALLS, loaded last (bwrap sets no_new_privs with it)
         Op("--seccomp", (str(seccomp_fd),)),
     ]
+
+
+def policy_ops(spec: SandboxSpec, template, workspace: Path | None) -> list[Op]:
+    """What the sandbox's own policy adds after the template's binds (sandbox_setup's `late`): its
+    workspace (the permission filesystem's directory for it) bound at its path, the shells masked
+    by an unexecutable device file (allow_shell False), / read-only (allow_file_write False)."""
+    ops = []
+    if spec.workspace is not None and workspace is not None:
+        ops.append(bind(workspace, spec.workspace.mount_path))
+    if not spec.security.allow_shell:
+        ops += [ro_bind("/dev/null", inside) for inside in shells(template)]
+    if not spec.security.allow_file_write:
+        ops.append(remount_ro("/"))
+    return ops
+
+
+def shells(template) -> list[str]:
+    """The shell programs in the template's root (each once: /bin may be a link to /usr/bin)."""
+    found = []
+    for directory in ("/usr/bin", "/bin", "/usr/local/bin"):
+        host = _on_host(template, directory)
+        if host.is_symlink() or not host.is_dir():
+            continue
+        found += [f"{directory}/{name}" for name in SHELLS if (host / name).exists() or (host / name).is_symlink()]
+    return found
+
+
+def _on_host(template, inside: str) -> Path:
+    """Where a sandbox path of the template's comes from: one of its host binds, else its root."""
+    for host, bound in template.ro_binds:
+        if inside == bound or inside.startswith(bound.rstrip("/") + "/"):
+            return Path(host) / inside[len(bound):].lstrip("/")
+    return template.rootfs / inside.lstrip("/")
 
 
 def render(bwrap: str, setup: Iterable[Op], command: Sequence[str]) -> list[str]:

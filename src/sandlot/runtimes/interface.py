@@ -11,6 +11,7 @@ from .policy import SandboxSpec
 
 if TYPE_CHECKING:
     from ..templates import Template
+    from .workspace import Workspaces
 
 
 @dataclass
@@ -25,6 +26,8 @@ class RuntimeSandbox:
 
 class Runtime(Protocol):
     name: str
+    # codebases with path permissions (runtimes/workspace.py); None where the tier has none
+    workspaces: Workspaces | None
 
     def create(self, spec: SandboxSpec, template: Template) -> RuntimeSandbox:
         """Build and start a sandbox; return once its agent accepts connections."""

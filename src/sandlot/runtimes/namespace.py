@@ -34,13 +34,15 @@ from ..hostfs import mounted_under, remove_tree, tree_usage
 from ..protocol import contract
 from . import cgroups, seccomp, syscalls
 from .agent_setup import agent_answers, install_agent, wait_for_agent, write_config
-from .bwrap import bind, bwrap_path, render, sandbox_setup
+from . import hidden
+from .bwrap import bind, bwrap_path, policy_ops, render, sandbox_setup
 from .cgroups import SandboxCgroup
 from .interface import RuntimeSandbox
 from .policy import SANDBOX_ROOT_CAPS, MiB, SandboxSpec
 from .sandbox_process import alive, become_sandbox, start_ticks
 from .stems import Stems, discard, hand_over
 from .uids import UID_RANGE, UidRanges, uid_base
+from .workspace import Workspaces
 
 log = logging.getLogger("sandlot.runtime")
 
@@ -70,6 +72,7 @@ class NamespaceRuntime:
         self.stems = Stems(self.cgroup_version, self.cgroup_group, self._reap_in_background) \
             if self.cgroup_version else None
         self.uids = UidRanges(self.mnt)
+        self.workspaces = Workspaces(home, self.root, self.mnt)  # codebases with path permissions (issue 13)
         # claims of sandboxes that never got a state dir (a crash mid-create) are stale; the
         # others stay until the service adopts or kills their sandbox
         known = self.leftovers()
@@ -108,6 +111,7 @@ class NamespaceRuntime:
         """At server stop: stems go; with no sandbox left, this server's directory under /run too."""
         if self.stems:
             self.stems.close()
+        self.workspaces.close(sandboxes_left=bool(self.leftovers()))
         if not self.leftovers() and not mounted_under(self.mnt):
             shutil.rmtree(self.mnt, ignore_errors=True)
 
@@ -143,13 +147,17 @@ class NamespaceRuntime:
         os.chown(m / "run", base, base)
         write_config(m / "run", contract.AgentConfig(envs=spec.envs, allow_sudo=spec.allow_sudo,
                                                      root_caps=SANDBOX_ROOT_CAPS, run_as_default_user=True))
-        (d / "state.json").write_text(json.dumps({"slot": slot, "uid_base": base, "template": spec.template}))
+        (d / "state.json").write_text(json.dumps({"slot": slot, "uid_base": base, "template": spec.template,
+                                                  "workspace": spec.workspace is not None}))
+        # the sandbox's own policy (issue 13): paths it blocks, its workspace (runtimes/workspace.py)
+        hidden.hide(d / "upper", template.rootfs, spec.hidden_paths(), base)
+        workspace = self.workspaces.prepare(spec, template, d, base) if spec.workspace else None
 
         cg = SandboxCgroup(sid, self.cgroup_version, self.cgroup_group) if self.cgroup_version else None
 
         # bwrap reads its options from an fd: it is pid 1 inside, and a command line would show
         # host paths to anyone running `ps` there.
-        argv = self._bwrap_argv(spec, template, m)
+        argv = self._bwrap_argv(spec, template, m, policy_ops(spec, template, workspace))
         split = argv.index("--")
         args_fd = os.memfd_create("sandlot-bwrap-args", 0)
         os.write(args_fd, b"".join(a.encode() + b"\0" for a in argv[1:split]))
@@ -224,11 +232,11 @@ class NamespaceRuntime:
         os.link(m / "run" / contract.AGENT_SOCKET_NAME, m / "agent.sock", follow_symlinks=False)
         return RuntimeSandbox(sid, m / "agent.sock", pid, state["started_ticks"])
 
-    def _bwrap_argv(self, spec: SandboxSpec, template, m: Path) -> list[str]:
+    def _bwrap_argv(self, spec: SandboxSpec, template, m: Path, late=()) -> list[str]:
         # / is the overlay the parent mounted (template id-mapped below, the sandbox's layer above);
         # seccomp's fd is 3 once become_sandbox has placed it
         setup = sandbox_setup(spec, template, root=[bind(m / "root", "/")], code_dir=self.agent_dir,
-                              run_dir=m / "run", seccomp_fd=3, caps=SANDBOX_ROOT_CAPS)
+                              run_dir=m / "run", seccomp_fd=3, caps=SANDBOX_ROOT_CAPS, late=late)
         return render(self.bwrap, setup, contract.agent_command(template.python))
 
     @staticmethod
@@ -256,6 +264,9 @@ class NamespaceRuntime:
             return None
         sock = self._mnt(sandbox_id) / "agent.sock"
         if not agent_answers(sock):
+            return None
+        if state.get("workspace") and not self.workspaces.known(sandbox_id):
+            log.error("sandbox %s: its workspace is no longer served; not adopting it", sandbox_id)
             return None
         if not self.uids.reclaim(state["slot"], sandbox_id):
             log.error("sandbox %s: its uid range is now another server's; not adopting it", sandbox_id)
@@ -300,6 +311,7 @@ class NamespaceRuntime:
             except ProcessLookupError:
                 pass
         m = self._mnt(sandbox_id)
+        self.workspaces.release(sandbox_id, d)
         for target in (m / "root", d / "lower"):
             for _ in range(3):
                 try:

@@ -8,9 +8,13 @@ service logs them for every sandbox it hands out.
 
 from __future__ import annotations
 
+import posixpath
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .._exceptions import InvalidArgument
+from ..protocol import contract
+from .permissions import PRESETS, WRITE, LEVELS, Rule, RuleError, resolve
 
 # Capabilities the in-sandbox agent keeps inside the sandbox's own user namespace (never on the host):
 # enough to switch to the sandbox's users, own their files and serve `sudo`. A process running as
@@ -62,6 +66,19 @@ class Limits:
     pids: int = 512
     disk_mb: int = 2048  # reported to clients; no file may grow past it (no quota on the layer's total)
 
+    # Alphora's ResourceLimits presets, in sandlot's terms (pids counts sandlot's own ~3 too)
+    @classmethod
+    def minimal(cls) -> "Limits":
+        return cls(memory_mb=128, cpu_count=0.5, pids=32, disk_mb=256)
+
+    @classmethod
+    def standard(cls) -> "Limits":
+        return cls()
+
+    @classmethod
+    def high_performance(cls) -> "Limits":
+        return cls(memory_mb=4096, cpu_count=4.0, pids=1024, disk_mb=10240)
+
     def validate(self) -> "Limits":
         if not 16 <= self.memory_mb <= 256 * 1024:
             raise InvalidArgument(f"memory_mb must be between 16 and 262144, got {self.memory_mb}")
@@ -72,6 +89,134 @@ class Limits:
         if not 16 <= self.disk_mb <= 16 * 1024 * 1024:
             raise InvalidArgument(f"disk_mb must be between 16 and 16777216, got {self.disk_mb}")
         return self
+
+
+# ---- path permissions and Alphora's security knobs (issue 13) ------------------------------------
+
+DEFAULT_WORKSPACE = "/workspace"  # AgentFense's path
+# Where a workspace may not go: sandlot's own mounts, and what every program needs.
+_RESERVED = ("/", "/proc", "/dev", "/sys", "/tmp", "/run", "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib64",
+             contract.CODE_ROOT, contract.RUN_DIR)
+SHELLS = ("sh", "bash", "dash", "rbash", "zsh", "ksh", "mksh", "csh", "tcsh", "fish")
+
+
+def _absolute(path: str, what: str) -> str:
+    if not isinstance(path, str) or not path.startswith("/") or "\0" in path:
+        raise InvalidArgument(f"{what} must be an absolute path, got {path!r}")
+    return posixpath.normpath(path).replace("//", "/")
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """A codebase in the sandbox at ``mount_path``, through the permission filesystem (permfs/),
+    with ``rules`` (runtimes/permissions.py) deciding what every process there may see and do.
+    Writes land in the sandbox's own copy-on-write layer, never in the codebase itself."""
+
+    source: Path | None  # the codebase's tree on the host; None: an empty one
+    mount_path: str = DEFAULT_WORKSPACE
+    rules: tuple[Rule, ...] = PRESETS["view-only"]
+    codebase: str | None = None  # the codebase's id, if it is one (server/codebase_store.py)
+
+    def validate(self) -> "Workspace":
+        path = _absolute(self.mount_path, "the workspace's path")
+        if any(path == r or r != "/" and path.startswith(r + "/") for r in _RESERVED):
+            raise InvalidArgument(f"a workspace cannot be mounted at {path} (sandlot or the system needs it)")
+        return self
+
+
+@dataclass(frozen=True)
+class SecurityPolicy:
+    """Alphora's SecurityPolicy knobs, as sandlot enforces them:
+
+    - allow_shell: False masks the shells (sh, bash, ...) with an unexecutable file, so nothing
+      in the sandbox can start one (commands, sessions and terminals, which run bash, fail).
+    - allow_subprocess: False means no process creation after start: every process sandlot starts
+      for the sandbox (commands, code-context kernels) runs under a seccomp filter that denies
+      fork, vfork and clone of new processes (threads stay), and sudo is refused.
+    - allow_file_write: False makes the sandbox read-only: its root file system, and the
+      workspace (rules capped at read); only the private in-memory /tmp stays writable.
+    - blocked_paths: paths that do not exist for the sandbox: inside the workspace, `none` rules
+      above every other; elsewhere, hidden in its root's own layer (ENOENT, root included).
+    - max_output_size: bytes of output one command or code run may return (the rest is dropped
+      with a marker); None: the server's limit.
+    - blocked_imports: ADVISORY ONLY. A Python import hook (sitecustomize) refuses these
+      modules (``mod``) and attributes (``mod.attr``) to code run as a program or in a code context;
+      any program can get around it (another interpreter, importlib tricks). Not a security boundary.
+    - audit_enabled: denied file operations are recorded in the sandbox's log.
+    """
+
+    allow_shell: bool = True
+    allow_subprocess: bool = True
+    allow_file_write: bool = True
+    blocked_paths: tuple[str, ...] = ()
+    max_output_size: int | None = None
+    blocked_imports: tuple[str, ...] = ()
+    audit_enabled: bool = True
+
+    @classmethod
+    def strict(cls) -> "SecurityPolicy":
+        """Alphora's strict(): no shell, no subprocesses, and (advisory) no os, subprocess,
+        shutil, ctypes, multiprocessing or socket imports."""
+        return cls(allow_shell=False, allow_subprocess=False,
+                   blocked_imports=("os", "subprocess", "shutil", "ctypes", "multiprocessing", "socket"))
+
+    @classmethod
+    def permissive(cls) -> "SecurityPolicy":
+        """Alphora's permissive(): everything allowed (sandlot's default, too)."""
+        return cls()
+
+    def validate(self) -> "SecurityPolicy":
+        paths = tuple(_absolute(p, "a blocked path") for p in self.blocked_paths)
+        for path in paths:
+            if path == "/" or any(path == r or path.startswith(r + "/") or r.startswith(path + "/")
+                                  for r in ("/proc", "/dev", "/sys", "/tmp", "/run", contract.CODE_ROOT,
+                                            contract.RUN_DIR)):
+                raise InvalidArgument(f"{path} cannot be blocked: sandlot itself uses it")
+        if self.max_output_size is not None and not 1024 <= self.max_output_size <= 1 << 34:
+            raise InvalidArgument("max_output_size must be between 1024 bytes and 16 GiB")
+        for name in self.blocked_imports:
+            if not isinstance(name, str) or not all(part.isidentifier() for part in name.split(".")):
+                raise InvalidArgument(f"not a module or attribute name: {name!r}")
+        return self
+
+    def restrictions(self) -> list[str]:
+        """What this policy takes away, for the log."""
+        found = [what for what, allowed in (("no shell", self.allow_shell), ("no subprocesses", self.allow_subprocess),
+                                             ("read-only", self.allow_file_write)) if not allowed]
+        if self.blocked_paths:
+            found.append("blocked paths: " + ", ".join(self.blocked_paths))
+        if self.blocked_imports:
+            found.append("blocked imports (advisory): " + ", ".join(self.blocked_imports))
+        return found
+
+
+def workspace_rules(workspace: Workspace, security: SecurityPolicy) -> tuple[Rule, ...]:
+    """The rules the permission filesystem applies: the workspace's, then the policy's blocked
+    paths inside it (above everything), and capped at read for a read-only sandbox."""
+    rules = list(workspace.rules)
+    top = workspace.mount_path.rstrip("/")
+    for path in security.blocked_paths:
+        if path == top or path.startswith(top + "/"):
+            rel = path[len(top):] or "/"
+            rules.append(Rule(rel.rstrip("/") + "/**" if rel != "/" else "/**", "none", 10 ** 9))
+    if not security.allow_file_write:
+        rules = [Rule(r.pattern, "read", r.priority, r.kind) if LEVELS[r.level] == WRITE else r for r in rules]
+    return tuple(rules)
+
+
+def rules_of(preset: str | None = None, rules=()) -> tuple[Rule, ...]:
+    """Rules from API input: a preset (view-only when neither it nor rules are given), then the
+    explicit rules."""
+    try:
+        return resolve(preset if preset is not None or rules else "view-only", rules)
+    except RuleError as e:
+        raise InvalidArgument(str(e)) from None
+
+
+def workspace_of(source: Path | None, mount_path: str | None = None, preset: str | None = None,
+                 rules=(), codebase: str | None = None) -> Workspace:
+    """A Workspace from API input (see rules_of)."""
+    return Workspace(source, mount_path or DEFAULT_WORKSPACE, rules_of(preset, rules), codebase).validate()
 
 
 @dataclass(frozen=True)
@@ -86,6 +231,13 @@ class SandboxSpec:
     allow_sudo: bool = True  # the sandbox's `user` may become root *inside its own user namespace*
     hostname: str = "sandbox"
     background: bool = False  # a pool sandbox: lowest CPU weight until claimed (not a limit)
+    workspace: Workspace | None = None  # a codebase at /workspace with path permissions
+    security: SecurityPolicy = field(default_factory=SecurityPolicy)
+
+    def hidden_paths(self) -> tuple[str, ...]:
+        """The blocked paths outside the workspace (those inside are rules of the workspace)."""
+        top = self.workspace.mount_path.rstrip("/") if self.workspace else None
+        return tuple(p for p in self.security.blocked_paths if top is None or not (p == top or p.startswith(top + "/")))
 
     def loosenings(self, template=None) -> list[str]:
         """What this sandbox may do beyond the closed defaults, its template's host paths included.

@@ -36,7 +36,8 @@ from ..hostfs import remove_tree, tree_usage
 from ..protocol import contract
 from . import seccomp
 from .agent_setup import agent_answers, install_agent, wait_for_agent, write_config
-from .bwrap import Op, bind, bwrap_path, remount_ro, render, ro_bind, sandbox_setup, tmp_size, tmpfs, unshare
+from .bwrap import (Op, bind, bwrap_path, policy_ops, remount_ro, render, ro_bind, sandbox_setup, tmp_size, tmpfs,
+                    unshare)
 from .cgroups import Usage
 from .interface import RuntimeSandbox
 from .policy import BWRAP_ENV, Limits, MiB, SandboxSpec
@@ -54,6 +55,7 @@ log = logging.getLogger("sandlot.runtime")
 
 class RootlessRuntime:
     name = "rootless"
+    workspaces = None  # a workspace mounts on the host: root only
 
     def __init__(self, home: Path):
         self.home = home
@@ -118,6 +120,8 @@ class RootlessRuntime:
             raise
 
     def _create(self, spec: SandboxSpec, template, d: Path) -> RuntimeSandbox:
+        if spec.workspace is not None or spec.hidden_paths():
+            raise E.Unsupported("workspaces and blocked paths need a server run as root (they mount on the host)")
         d.mkdir(mode=0o700)
         (d / "run").mkdir()
         _seed_home(template.rootfs / "home" / "user", d / "home")
@@ -140,7 +144,7 @@ class RootlessRuntime:
             # tmpfs made during setup belong to `user`: only the size-limited ones stay writable
             late=[tmpfs("/dev/shm", perms="1777", size=tmp_size(spec.limits)),
                   remount_ro("/dev"), remount_ro("/opt"), remount_ro("/run"),
-                  ro_bind(d / "passwd", "/etc/passwd")],
+                  ro_bind(d / "passwd", "/etc/passwd"), *policy_ops(spec, template, None)],
             sudo_shim=_exists(template, contract.SUDO_SHIM_PATH))
         argv = render(self.bwrap, setup, contract.agent_command(template.python))
         child_fds = (seccomp_fd, info_w, block_r)

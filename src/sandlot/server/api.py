@@ -5,7 +5,8 @@ Extensions ride in the same bodies (unknown keys are ignored by E2B): `limits` o
 Sandboxes are always offline: `allow_internet_access` (sent as true by older SDKs) is accepted and
 reported back as `allowInternetAccess: false`; network access will come with the egress policy.
 sandlot's own routes: `/sandboxes/{id}/packages` (GET list, POST install) and `.../packages/uninstall`
-(packages.py: wheels fetched on the host, installed offline inside).
+(packages.py: wheels fetched on the host, installed offline inside). `workspace` and `security` on
+create: a codebase with path permissions and the security policy (workspaces.py).
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ class CreateIn(_Body):
     autoPause: bool = False
     allow_internet_access: bool | None = None
     limits: LimitsIn | None = None
+    workspace: dict | None = None  # issue 13, checked in workspaces.py
+    security: dict | None = None
 
 
 class TimeoutIn(_Body):
@@ -118,11 +121,14 @@ async def create(request: Request) -> Response:
     body = await _body(request, CreateIn)
     svc = _service(request)
     limits = Limits(**body.limits.model_dump()) if body.limits else Limits()
+    from .workspaces import from_create  # it builds on this module's helpers
+
+    workspace, security = from_create(request, body.workspace, body.security)
     req = CreateRequest(
         template=TEMPLATE_ALIASES.get(body.templateID, body.templateID or svc.config.default_template),
         timeout=body.timeout if body.timeout is not None else svc.config.default_timeout,
         metadata=body.metadata or {}, envs=body.envVars or {}, limits=limits,
-        auto_pause=body.autoPause, secure=body.secure)
+        auto_pause=body.autoPause, secure=body.secure, workspace=workspace, security=security)
     live = await svc.create(req)
     return JSONResponse(sandbox_json(live), status_code=201)
 

@@ -21,7 +21,7 @@ from starlette.routing import Route
 from .. import _exceptions as E
 from ..runtimes import make_runtime
 from ..templates import TemplateStore
-from . import api, sessions
+from . import api, codebases, sessions, workspaces
 from .auth import KeyAuth
 from .config import Config
 from .envd import envd_routes
@@ -82,7 +82,7 @@ def build_app(config: Config) -> Starlette:
             store.close()
 
     app = Starlette(
-        routes=[Route("/_sandlot/health", _health), *api.routes(), *sessions.routes(), *envd_routes(service, max_upload_bytes=config.max_upload_bytes)],
+        routes=[Route("/_sandlot/health", _health), *api.routes(), *sessions.routes(), *workspaces.routes(), *codebases.routes(), *envd_routes(service, max_upload_bytes=config.max_upload_bytes)],
         middleware=[Middleware(KeyAuth, store=store, preset_key=config.preset_api_key)],
         exception_handlers={E.SandlotError: _sandlot_error, HTTPException: _http_error, Exception: _unexpected},
         lifespan=lifespan,

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 
 from .. import _exceptions as E
 from ..runtimes.interface import Runtime, RuntimeSandbox
-from ..runtimes.policy import Limits, SandboxSpec
+from ..runtimes.policy import Limits, SandboxSpec, SecurityPolicy, Workspace
 from ..templates import logged_progress
 from ..templates.spec import Template
 from .agent_client import AgentClient
@@ -85,6 +85,9 @@ class CreateRequest:
     limits: Limits = field(default_factory=Limits)
     auto_pause: bool = False
     secure: bool = True
+    # issue 13: a codebase with path permissions, and Alphora's security knobs
+    workspace: Workspace | None = None
+    security: SecurityPolicy = field(default_factory=SecurityPolicy)
 
 
 class SandboxService:
@@ -172,7 +175,8 @@ class SandboxService:
         template = await asyncio.to_thread(self.templates.get, req.template, logged_progress(req.template, log))
         pooled = self._claim_pooled(req)
         if pooled is None:
-            spec = SandboxSpec(new_sandbox_id(), req.template, req.limits, envs=req.envs)
+            spec = SandboxSpec(new_sandbox_id(), req.template, req.limits, envs=req.envs,
+                               workspace=req.workspace, security=req.security)
             rt = await asyncio.to_thread(self.runtime.create, spec, template)
             kernels = self._kernels(rt, template)
             if kernels is not None:  # its first run_code should not wait for a whole kernel start
@@ -200,7 +204,7 @@ class SandboxService:
         # Pooled sandboxes start with default limits and no env vars (the agent reads its env vars
         # at start), so only matching requests may take one.
         pool = self._pools.get(req.template)
-        if not pool or req.envs or req.limits != Limits():
+        if not pool or req.envs or req.limits != Limits() or req.workspace or req.security != SecurityPolicy():
             return None
         while pool:
             pooled = pool.pop()

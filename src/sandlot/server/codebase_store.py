@@ -1,0 +1,440 @@
+"""Codebases: named file trees stored once on the host, which sandboxes mount (each with its own
+copy-on-write layer and path permissions, runtimes/workspace.py).
+
+    <home>/codebases/<id>/meta.json    {id, name, owner, created_at, version, files, size}
+    <home>/codebases/<id>/v<N>/        version N of the tree (owned by host root)
+
+A sandbox mounts the version that is current when it starts, as the lower layer of its overlay, so a
+version in use is never changed: a change to one (an upload, a sandbox's commit) makes the next
+version, a copy sharing every unchanged file through hard links, and becomes current once whole.
+Versions no overlay uses any more are removed. Uploads are a file or a tar stream, extracted with
+tarfile's "data" filter (no absolute paths, no `..`, no device files, no links leaving the tree,
+no setuid bits). `owner` is the seam for teams (issue 10): None until they exist.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import stat
+import tarfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from .. import _exceptions as E
+from ..hostfs import remove_tree
+from .envd.files_http import UploadTooLarge
+
+_ID = re.compile(r"cb[0-9a-f]{16}\Z")
+MAX_NAME = 128
+OVERLAY_OPAQUE = "trusted.overlay.opaque"
+
+
+def _now() -> float:
+    return time.time()
+
+
+class CodebaseStore:
+    def __init__(self, root: Path, max_upload_bytes: int = 1 << 30):
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.root, 0o700)
+        self.max_upload_bytes = max_upload_bytes
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def _lock(self, cid: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(cid, threading.Lock())
+
+    # ---- codebases ---------------------------------------------------------------------------
+
+    def create(self, name: str, owner: str | None = None) -> dict:
+        if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME or "\0" in name:
+            raise E.InvalidArgument(f"a codebase name is 1 to {MAX_NAME} characters")
+        cid = "cb" + secrets.token_hex(8)
+        d = self.root / cid
+        d.mkdir(mode=0o700)
+        (d / "v1").mkdir(mode=0o755)
+        meta = {"id": cid, "name": name, "owner": owner, "created_at": _now(), "version": 1, "files": 0, "size": 0}
+        self._save(meta)
+        return meta
+
+    def list(self) -> list[dict]:
+        found = []
+        for d in sorted(self.root.iterdir()):
+            if _ID.match(d.name):
+                try:
+                    found.append(self._meta(d.name))
+                except E.NotFound:
+                    pass  # being deleted
+        return sorted(found, key=lambda m: m["created_at"])
+
+    def get(self, cid: str) -> dict:
+        return self._meta(cid)
+
+    def tree(self, cid: str) -> Path:
+        """The current version's tree: what a sandbox created now mounts."""
+        return self._dir(cid) / f"v{self._meta(cid)['version']}"
+
+    def delete(self, cid: str) -> None:
+        with self._lock(cid):
+            self._meta(cid)
+            users = sorted(self._in_use(cid))
+            if users:
+                raise E.AlreadyExists(f"codebase {cid} is mounted by running sandboxes (version "
+                                      f"{', '.join(users)}): kill them first")
+            d = self._dir(cid)
+            (d / "meta.json").unlink()
+            remove_tree(d)
+
+    # ---- files -------------------------------------------------------------------------------
+
+    def write_file(self, cid: str, path: str, data: BinaryIO, mode: int = 0o644) -> dict:
+        """Write one file (parents made); a new version if the current one is in use."""
+        rel = _relative(path)
+        if not rel.parts:
+            raise E.InvalidArgument("a file path inside the codebase is required")
+        with self._lock(cid):
+            tree, commit = self._writable(cid)
+            try:
+                target = _inside(tree, rel)
+                _make_parents(tree, rel)
+                if target.is_symlink() or target.is_dir():
+                    raise E.InvalidArgument(f"/{rel} is a directory or a link in the codebase")
+                tmp = target.with_name(f".upload-{secrets.token_hex(4)}")
+                with open(tmp, "xb") as out:
+                    _copy(data, out, self.max_upload_bytes)
+                os.chmod(tmp, mode & 0o777)
+                os.replace(tmp, target)
+            except BaseException:
+                commit(False)
+                raise
+            return commit(True)
+
+    def extract_tar(self, cid: str, stream: BinaryIO, into: str = "/") -> dict:
+        """Unpack a tar (gzip allowed) below ``into``; a new version if the current one is in use."""
+        base = _relative(into)
+        with self._lock(cid):
+            tree, commit = self._writable(cid)
+            try:
+                dest = _inside(tree, base)
+                if base.parts:
+                    _make_parents(tree, base / "x")
+                dest.mkdir(exist_ok=True)
+                counted = _Counted(stream, self.max_upload_bytes)
+                try:
+                    with tarfile.open(fileobj=counted, mode="r|*") as tar:
+                        for member in tar:
+                            tar.extract(member, dest, filter="data")
+                except (tarfile.TarError, EOFError, OSError) as e:
+                    if isinstance(e, OSError) and e.errno is None:
+                        raise E.InvalidArgument(f"not a tar archive: {e}") from None
+                    if isinstance(e, tarfile.FilterError):
+                        raise E.InvalidArgument(f"refused tar member: {e}") from None
+                    if isinstance(e, (tarfile.TarError, EOFError)):
+                        raise E.InvalidArgument(f"not a valid tar archive: {e}") from None
+                    raise
+            except BaseException:
+                commit(False)
+                raise
+            return commit(True)
+
+    def read_file(self, cid: str, path: str) -> Path:
+        """The host path of a file of the current version (for streaming it out)."""
+        rel = _relative(path)
+        target = _inside(self.tree(cid), rel)
+        if target.is_symlink() or not target.is_file():
+            raise E.FileNotFound(f"/{rel} is not a file of codebase {cid}")
+        return target
+
+    def list_files(self, cid: str, path: str = "/") -> list[dict]:
+        rel = _relative(path)
+        tree = self.tree(cid)
+        top = _inside(tree, rel)
+        if top.is_symlink() or not top.is_dir():
+            raise E.FileNotFound(f"/{rel} is not a directory of codebase {cid}")
+        found = []
+        for dirpath, dirs, files in os.walk(top):
+            dirs.sort()
+            for name in sorted(dirs + files):
+                full = Path(dirpath) / name
+                st = full.lstat()
+                kind = "dir" if stat.S_ISDIR(st.st_mode) else "symlink" if stat.S_ISLNK(st.st_mode) else "file"
+                found.append({"path": "/" + str(full.relative_to(tree)), "type": kind, "size": st.st_size,
+                              "mode": stat.S_IMODE(st.st_mode), "mtime": st.st_mtime})
+        return found
+
+    def tar(self, cid: str, path: str = "/") -> Iterator[bytes]:
+        """The current version (or one directory of it) as an uncompressed tar stream."""
+        rel = _relative(path)
+        top = _inside(self.tree(cid), rel)
+        if not top.is_dir():
+            raise E.FileNotFound(f"/{rel} is not a directory of codebase {cid}")
+        return _tar_stream(top)
+
+    # ---- versions ----------------------------------------------------------------------------
+
+    def apply_layer(self, cid: str, upper: Path) -> dict:
+        """Commit a sandbox's overlay layer: its new and changed files, its deletions (whiteouts)
+        and replaced directories (opaque ones), as the codebase's next version."""
+        with self._lock(cid):
+            meta = self._meta(cid)
+            d = self._dir(cid)
+            new = d / f"v{meta['version'] + 1}.building"
+            if new.exists():
+                remove_tree(new)
+            _link_copy(d / f"v{meta['version']}", new)
+            _apply(upper, new)
+            return self._switch(meta, new)
+
+    def collect(self, cid: str) -> None:
+        """Remove the versions no sandbox mounts any more (after a sandbox moved off one)."""
+        with self._lock(cid):
+            self._collect(self._meta(cid))
+
+    def _writable(self, cid: str):
+        """(tree to write, commit(ok) -> meta): in place if no sandbox uses the current version,
+        else a copy that becomes the next version."""
+        meta = self._meta(cid)
+        d = self._dir(cid)
+        current = d / f"v{meta['version']}"
+        if f"v{meta['version']}" not in self._in_use(cid):
+            def commit_in_place(ok: bool) -> dict:
+                return self._recount(meta, current)
+            return current, commit_in_place
+        new = d / f"v{meta['version'] + 1}.building"
+        if new.exists():
+            remove_tree(new)
+        _link_copy(current, new)
+
+        def commit_copy(ok: bool) -> dict:
+            if not ok:
+                remove_tree(new)
+                return meta
+            return self._switch(meta, new)
+        return new, commit_copy
+
+    def _switch(self, meta: dict, building: Path) -> dict:
+        final = building.with_name(f"v{meta['version'] + 1}")
+        building.rename(final)
+        meta["version"] += 1
+        meta = self._recount(meta, final)
+        self._collect(meta)
+        return meta
+
+    def _recount(self, meta: dict, tree: Path) -> dict:
+        files = size = 0
+        for dirpath, _, names in os.walk(tree):
+            for name in names:
+                st = os.lstat(os.path.join(dirpath, name))
+                files += 1
+                size += st.st_size
+        meta.update(files=files, size=size)
+        self._save(meta)
+        return meta
+
+    def _collect(self, meta: dict) -> None:
+        """Remove the versions no overlay mounts any more (the current one stays)."""
+        d = self._dir(meta["id"])
+        used = self._in_use(meta["id"]) | {f"v{meta['version']}"}
+        for v in d.iterdir():
+            if v.name.startswith("v") and v.name not in used and not v.name.endswith(".building"):
+                remove_tree(v)
+
+    def _in_use(self, cid: str) -> set[str]:
+        """Versions of the codebase that an overlay on this host has as its lower layer."""
+        prefix = str(self._dir(cid)) + "/"
+        found = set()
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                _, _, tail = line.partition(" - ")
+                fields = tail.split()
+                if len(fields) < 3 or fields[0] != "overlay":
+                    continue
+                for option in fields[2].split(","):
+                    if option.startswith("lowerdir="):
+                        for lower in option[len("lowerdir="):].split(":"):
+                            lower = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), lower)
+                            if lower.startswith(prefix):
+                                found.add(lower[len(prefix):].split("/")[0])
+        return found
+
+    # ---- metadata ----------------------------------------------------------------------------
+
+    def _dir(self, cid: str) -> Path:
+        if not isinstance(cid, str) or not _ID.match(cid):
+            raise E.NotFound(f"codebase {cid!r} not found")
+        return self.root / cid
+
+    def _meta(self, cid: str) -> dict:
+        try:
+            return json.loads((self._dir(cid) / "meta.json").read_text())
+        except (OSError, ValueError):
+            raise E.NotFound(f"codebase {cid!r} not found") from None
+
+    def _save(self, meta: dict) -> None:
+        path = self._dir(meta["id"]) / "meta.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(meta))
+        tmp.replace(path)
+
+
+# ---- trees -----------------------------------------------------------------------------------
+
+
+def _relative(path: str) -> PurePosixPath:
+    """A path inside a codebase, as relative parts; `..` and NUL refused."""
+    if not isinstance(path, str) or "\0" in path:
+        raise E.PathError("a codebase path is a string without NUL bytes")
+    parts = [p for p in path.split("/") if p and p != "."]
+    if ".." in parts:
+        raise E.PathError(f"{path!r} leaves the codebase")
+    return PurePosixPath(*parts) if parts else PurePosixPath()
+
+
+def _inside(tree: Path, rel: PurePosixPath) -> Path:
+    """``tree / rel`` with no symlink on the way (a symlink in a codebase may point anywhere)."""
+    here = tree
+    for part in rel.parts[:-1]:
+        here = here / part
+        if here.is_symlink():
+            raise E.PathError(f"/{rel} goes through a symbolic link in the codebase")
+    return tree.joinpath(*rel.parts) if rel.parts else tree
+
+
+def _make_parents(tree: Path, rel: PurePosixPath) -> None:
+    here = tree
+    for part in rel.parts[:-1]:
+        here = here / part
+        if here.is_symlink() or here.exists() and not here.is_dir():
+            raise E.InvalidArgument(f"a parent of /{rel} is not a directory")
+        here.mkdir(mode=0o755, exist_ok=True)
+
+
+class _Counted:
+    """A read-only stream that fails past ``limit`` bytes."""
+
+    def __init__(self, stream: BinaryIO, limit: int):
+        self.stream, self.limit, self.seen = stream, limit, 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.stream.read(size)
+        self.seen += len(data)
+        if self.seen > self.limit:
+            raise UploadTooLarge(f"the upload is larger than {self.limit} bytes")
+        return data
+
+
+def _copy(data: BinaryIO, out, limit: int) -> None:
+    seen = 0
+    while chunk := data.read(1 << 20):
+        seen += len(chunk)
+        if seen > limit:
+            raise UploadTooLarge(f"the upload is larger than {limit} bytes")
+        out.write(chunk)
+
+
+def _link_copy(src: Path, dst: Path) -> None:
+    """A copy of a tree whose files are hard links to the original's (never written in place)."""
+    dst.mkdir(mode=stat.S_IMODE(src.stat().st_mode))
+    for dirpath, dirs, files in os.walk(src):
+        rel = os.path.relpath(dirpath, src)
+        target = dst / rel if rel != "." else dst
+        for name in dirs:
+            s = os.path.join(dirpath, name)
+            st = os.lstat(s)
+            if stat.S_ISLNK(st.st_mode):
+                os.symlink(os.readlink(s), target / name)
+            else:
+                (target / name).mkdir(mode=stat.S_IMODE(st.st_mode))
+        for name in files:
+            s = os.path.join(dirpath, name)
+            if os.path.islink(s):
+                os.symlink(os.readlink(s), target / name)
+            else:
+                os.link(s, target / name)
+
+
+def _apply(upper: Path, tree: Path) -> None:
+    """Replay an overlay's upper layer onto ``tree`` (whose files are shared: replaced, never
+    written in place)."""
+    for dirpath, dirs, files in os.walk(upper):
+        rel = os.path.relpath(dirpath, upper)
+        here = tree / rel if rel != "." else tree
+        for name in list(dirs):
+            s = Path(dirpath) / name
+            t = here / name
+            st = s.lstat()
+            if stat.S_ISLNK(st.st_mode):
+                _remove(t)
+                os.symlink(os.readlink(s), t)
+                dirs.remove(name)
+                continue
+            opaque = _is_opaque(s)
+            if opaque or not t.is_dir() or t.is_symlink():
+                _remove(t)
+                t.mkdir()
+            os.chmod(t, stat.S_IMODE(st.st_mode))
+        for name in files:
+            s = Path(dirpath) / name
+            t = here / name
+            st = s.lstat()
+            _remove(t)
+            if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+                continue  # a whiteout: deleted
+            if stat.S_ISLNK(st.st_mode):
+                os.symlink(os.readlink(s), t)
+            elif stat.S_ISREG(st.st_mode):
+                shutil.copy2(s, t, follow_symlinks=False)
+                os.chmod(t, stat.S_IMODE(st.st_mode) & 0o777)
+            # fifos, sockets and devices are not part of a codebase
+
+
+def _is_opaque(path: Path) -> bool:
+    try:
+        return os.getxattr(path, OVERLAY_OPAQUE, follow_symlinks=False) == b"y"
+    except OSError:
+        return False
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink() or path.exists() and not path.is_dir():
+        path.unlink()
+    elif path.is_dir():
+        remove_tree(path)
+
+
+def _tar_stream(top: Path) -> Iterator[bytes]:
+    """An uncompressed tar of ``top``'s contents, produced as it is read."""
+    import io
+
+    class _Pipe(io.RawIOBase):
+        def __init__(self):
+            self.chunks: list[bytes] = []
+
+        def writable(self) -> bool:
+            return True
+
+        def write(self, b) -> int:
+            self.chunks.append(bytes(b))
+            return len(b)
+
+    pipe = _Pipe()
+    with tarfile.open(fileobj=pipe, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for dirpath, dirs, files in os.walk(top):
+            dirs.sort()
+            for name in sorted(dirs + files):
+                full = os.path.join(dirpath, name)
+                tar.add(full, arcname=os.path.relpath(full, top), recursive=False)
+                if pipe.chunks:
+                    yield b"".join(pipe.chunks)
+                    pipe.chunks.clear()
+    if pipe.chunks:
+        yield b"".join(pipe.chunks)
