@@ -28,10 +28,12 @@ from ._exceptions import (
     Unsupported,
 )
 from .client import (
+    AsyncCodebase,
     AsyncCommandHandle,
     AsyncSandbox,
     AsyncSession,
     AsyncWatchHandle,
+    Codebase,
     CommandHandle,
     Sandbox,
     SandboxPaginator,
@@ -57,16 +59,22 @@ from .client._models import (
     SandboxMetrics,
     WriteInfo,
 )
+from .client._codebases import CodebaseFile
 from .client._sessions import SessionInfo
+from .runtimes.permissions import Permission, PatternType, PermissionRule
+from .runtimes.policy import SecurityPolicy
 
 __all__ = [
     "AlreadyExists",
+    "AsyncCodebase",
     "AsyncCommandHandle",
     "AsyncSandbox",
     "AsyncSession",
     "AsyncWatchHandle",
     "AuthenticationError",
     "CodeContext",
+    "Codebase",
+    "CodebaseFile",
     "CommandExitError",
     "CommandHandle",
     "CommandResult",
@@ -84,7 +92,10 @@ __all__ = [
     "OutputMessage",
     "Package",
     "PathError",
+    "PatternType",
+    "Permission",
     "PermissionDenied",
+    "PermissionRule",
     "ProcessInfo",
     "ResourceExhausted",
     "Result",
@@ -95,6 +106,7 @@ __all__ = [
     "SandboxNotRunning",
     "SandboxPaginator",
     "SandlotError",
+    "SecurityPolicy",
     "Session",
     "SessionInfo",
     "TemplateError",

@@ -9,7 +9,7 @@ import pytest
 import sandlot
 from sandlot import _exceptions
 from sandlot.client import (
-    AsyncCommandHandle, AsyncCommands, AsyncFiles, AsyncPackages, AsyncPty, AsyncSandbox, AsyncSandboxPaginator,
+    AsyncCodebase, Codebase, AsyncCommandHandle, AsyncCommands, AsyncFiles, AsyncPackages, AsyncPty, AsyncSandbox, AsyncSandboxPaginator,
     AsyncSession, AsyncSessionFiles, AsyncWatchHandle, CommandHandle, Commands, Files, Packages, Pty, Sandbox,
     SandboxPaginator, Session, SessionFiles, WatchHandle,
 )
@@ -19,10 +19,12 @@ from sandlot.client._http import Transport
 EXPECTED = {
     # SDK
     "Sandbox", "AsyncSandbox", "SandboxPaginator", "CommandHandle", "AsyncCommandHandle", "WatchHandle",
-    "AsyncWatchHandle", "Session", "AsyncSession",
+    "AsyncWatchHandle", "Session", "AsyncSession", "Codebase", "AsyncCodebase",
     # data
     "CommandResult", "EntryInfo", "FileType", "FilesystemEvent", "FilesystemEventType", "Limits", "Package",
-    "ProcessInfo", "SandboxInfo", "SandboxMetrics", "SessionInfo", "WriteInfo",
+    "ProcessInfo", "SandboxInfo", "SandboxMetrics", "SessionInfo", "WriteInfo", "CodebaseFile",
+    # data: path permissions and policy
+    "Permission", "PatternType", "PermissionRule", "SecurityPolicy",
     # data: code interpreter
     "CodeContext", "Execution", "ExecutionError", "Logs", "OutputMessage", "Result",
     # errors
@@ -33,7 +35,8 @@ EXPECTED = {
 
 PAIRS = [(Sandbox, AsyncSandbox), (SandboxPaginator, AsyncSandboxPaginator), (Commands, AsyncCommands),
          (CommandHandle, AsyncCommandHandle), (Files, AsyncFiles), (WatchHandle, AsyncWatchHandle),
-         (Pty, AsyncPty), (Packages, AsyncPackages), (Session, AsyncSession), (SessionFiles, AsyncSessionFiles)]
+         (Pty, AsyncPty), (Packages, AsyncPackages), (Session, AsyncSession), (SessionFiles, AsyncSessionFiles),
+         (Codebase, AsyncCodebase)]
 
 
 def test_all_is_sorted_and_complete():

@@ -87,6 +87,28 @@ class Input:
         return fd
 
 
+class OutputBudget:
+    """agent.json's max_output_bytes for one command: what it prints past that is dropped (and
+    still read, so the command does not block), after one marker saying so."""
+
+    __slots__ = ("left",)
+    MARKER = b"\n[sandlot: output past the sandbox's max_output_size was dropped]\n"
+
+    def __init__(self):
+        self.left = config.settings.max_output_bytes or None
+
+    def take(self, data):
+        if self.left is None:
+            return data
+        if self.left <= 0:
+            return b""
+        if len(data) <= self.left:
+            self.left -= len(data)
+            return data
+        data, self.left = data[:self.left] + self.MARKER, 0
+        return data
+
+
 class Process:
     def __init__(self, popen, info, outputs, stdin_fd, master):
         self.pid = popen.pid
@@ -101,6 +123,7 @@ class Process:
         self.deadline = None
         self._paused = False
         self.internal = False  # sandlot's own helper: not listed to users
+        self.budget = OutputBudget()
 
     def begin(self, timeout_ms):
         _by_pid[self.pid] = self
@@ -120,7 +143,9 @@ class Process:
     def _on_output(self, fd, kind):
         data = read_available(fd)
         if data:
-            self._emit(wire.encode(kind, data))
+            data = self.budget.take(data)
+            if data:
+                self._emit(wire.encode(kind, data))
         elif data is not None:
             self._close_output(fd)
 
@@ -173,7 +198,8 @@ class Process:
                 if not data:
                     break
                 left -= len(data)
-                for conn in self.streams:
+                data = self.budget.take(data)
+                for conn in self.streams if data else ():
                     conn.send_frame(wire.encode(kind, data))
             self._close_output(fd)
         if self.stdin is not None:
@@ -213,12 +239,12 @@ def read_available(fd):
         return b""  # EIO: every holder of the PTY's other side has closed it
 
 
-def _spawn_pipes(argv, user, cwd, env, with_stdin):
+def _spawn_pipes(argv, user, cwd, env, with_stdin, restricted=True):
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     in_r, in_w = os.pipe() if with_stdin else (subprocess.DEVNULL, None)
     try:
-        popen = spawn.popen(argv, user, cwd, env, in_r, out_w, err_w)
+        popen = spawn.popen(argv, user, cwd, env, in_r, out_w, err_w, restricted=restricted)
     except BaseException:
         for fd in (out_r, err_r, in_w):
             if fd is not None:
@@ -234,11 +260,11 @@ def _spawn_pipes(argv, user, cwd, env, with_stdin):
     return popen, {out_r: wire.STDOUT, err_r: wire.STDERR}, in_w, None
 
 
-def _spawn_passed(argv, user, cwd, env, stdin, stdout):
+def _spawn_passed(argv, user, cwd, env, stdin, stdout, restricted=True):
     """The process reads and writes fds its caller passed (stdio_fds); only stderr comes here."""
     err_r, err_w = os.pipe()
     try:
-        popen = spawn.popen(argv, user, cwd, env, stdin, stdout, err_w)
+        popen = spawn.popen(argv, user, cwd, env, stdin, stdout, err_w, restricted=restricted)
     except BaseException:
         os.close(err_r)
         raise
@@ -327,22 +353,26 @@ async def start(req, conn):
     env.update(config.settings.envs)
     env.update(envs)
     argv = [cmd] + args
+    internal = field(req, "internal", bool, False)
+    if internal and config.settings.process_filter:
+        env["SANDLOT_PROCESS_FILTER"] = config.settings.process_filter  # the driver filters its kernels
     if field(req, "stdio_fds", bool, False):
         if pty is not None or len(conn.fds) != 2:
             raise OpError("invalid_argument", "stdio_fds takes two passed fds (stdin, stdout) and no pty")
         passed, conn.fds[:] = list(conn.fds), []
         try:
-            popen, outputs, stdin_fd, master = _spawn_passed(argv, user, cwd, env, *passed)
+            popen, outputs, stdin_fd, master = _spawn_passed(argv, user, cwd, env, *passed, restricted=not internal)
         finally:  # the process has them now: a copy kept here would hide its end from the caller
             for fd in passed:
                 os.close(fd)
     elif pty is not None:
         popen, outputs, stdin_fd, master = _spawn_pty(argv, user, cwd, env, _size(pty))
     else:
-        popen, outputs, stdin_fd, master = _spawn_pipes(argv, user, cwd, env, field(req, "stdin", bool, False))
+        popen, outputs, stdin_fd, master = _spawn_pipes(argv, user, cwd, env, field(req, "stdin", bool, False),
+                                                        restricted=not internal)
     info = {"pid": popen.pid, "tag": tag, "cmd": cmd, "args": args, "envs": envs, "cwd": cwd}
     proc = Process(popen, info, outputs, stdin_fd, master)
-    proc.internal = field(req, "internal", bool, False)
+    proc.internal = internal
     conn.send({"start": {"pid": proc.pid}})  # before begin(): no output may precede it
     proc.begin(timeout_ms)
     await proc.follow(conn)

@@ -245,6 +245,9 @@ async def _serve_one(sock):
         # pid 0: the peer lives outside this pid namespace, i.e. it is the host's control plane.
         if peer_pid != 0 and peer_uid != 0 and op not in contract.UNPRIVILEGED:
             raise OpError("permission_denied", "only root may use the agent's %r op" % (op,))
+        if peer_pid != 0 and op != contract.PING and config.settings.process_filter:
+            # no process creation after start: none by the agent for a caller inside, root included
+            raise OpError("permission_denied", "this sandbox may not create processes")
         reply = _handler(op)(req, conn)
         if isinstance(reply, types.CoroutineType):
             reply = await reply

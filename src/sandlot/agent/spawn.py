@@ -4,12 +4,34 @@ import os
 import signal
 import subprocess
 
-from . import loop, users
+from . import config, loop, users
 from .errors import OpError
 
+_no_fork = None  # the no-subprocess filter's loader (agent/nofork.py), read on first use
 
-def popen(argv, user, cwd, env, stdin, stdout, stderr, preexec_fn=None):
-    """Start ``argv`` as ``user`` in a new session (its own process group, no controlling tty)."""
+
+def restriction():
+    """What to load into a process started for the sandbox (None: nothing)."""
+    global _no_fork
+    if config.settings.process_filter and _no_fork is None:
+        from . import nofork
+
+        _no_fork = nofork.loader(config.settings.process_filter)
+    return _no_fork
+
+
+def popen(argv, user, cwd, env, stdin, stdout, stderr, preexec_fn=None, restricted=True):
+    """Start ``argv`` as ``user`` in a new session (its own process group, no controlling tty).
+    ``restricted``: under the sandbox's no-subprocess filter, if it has one (sandlot's own helpers
+    are not)."""
+    restrict = restriction() if restricted else None
+    if restrict is not None:
+        first = preexec_fn
+
+        def preexec_fn():  # a function in the child forces a full fork: only with the filter
+            if first is not None:
+                first()
+            restrict()
     try:
         # The child changes directory before it switches user: with the agent's file identity set to
         # the user's meanwhile, that chdir is checked (and allowed) as it would be for the user.

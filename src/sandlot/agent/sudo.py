@@ -16,6 +16,8 @@ from .errors import OpError, field
 async def sudo(req, conn):
     if not config.settings.allow_sudo:
         raise OpError("permission_denied", "sudo is not allowed in this sandbox")
+    if config.settings.process_filter:  # the agent would start a process for a sandbox process
+        raise OpError("permission_denied", "sudo is not allowed: this sandbox may not create processes")
     argv = field(req, "argv", list, required=True)
     if not argv or not all(isinstance(a, str) for a in argv):
         raise OpError("invalid_argument", "argv must be a non-empty list of strings")

@@ -7,11 +7,14 @@
     _files.py     sandbox.files and watch handles
     _pty.py       sandbox.pty
     _sessions.py  sandbox.session(): named shells that keep their state
+    _codebases.py AsyncCodebase: file trees sandboxes mount at /workspace
+    _workspace.py a sandbox's workspace: create arguments, from_local, permissions, commit
     _packages.py  sandbox.packages
     _code.py      the code interpreter: sandbox.run_code() and code contexts
     _models.py    plain data shared by both forms
 """
 
+from ._codebases import AsyncCodebase
 from ._commands import AsyncCommandHandle, AsyncCommands
 from ._files import AsyncFiles, AsyncWatchHandle
 from ._packages import AsyncPackages
@@ -57,9 +60,18 @@ Session = synchronize(AsyncSession, "Session", """A shell in the sandbox that ke
 Blocking form of `AsyncSession`.
 """)
 SessionFiles = synchronize(AsyncSessionFiles, "SessionFiles")
+Codebase = synchronize(AsyncCodebase, "Codebase", """A file tree stored once on the server that sandboxes mount at /workspace.
+
+    codebase = Codebase.create("shared-repo")
+    codebase.upload_dir("./my-project")
+    one = Sandbox.create(codebase=codebase, preset="read-only")
+    two = Sandbox.create(codebase=codebase, preset="agent-safe")   # each its own rules and changes
+
+Blocking form of `AsyncCodebase`.
+""")
 
 __all__ = [
-    "AsyncCommandHandle", "AsyncCommands", "AsyncFiles", "AsyncPackages", "AsyncPty", "AsyncSandbox",
+    "AsyncCodebase", "AsyncCommandHandle", "AsyncCommands", "AsyncFiles", "AsyncPackages", "AsyncPty", "AsyncSandbox",
     "AsyncSandboxPaginator", "AsyncSession", "AsyncSessionFiles", "AsyncWatchHandle", "CommandHandle", "Commands",
-    "Files", "Packages", "Pty", "Sandbox", "SandboxPaginator", "Session", "SessionFiles", "WatchHandle",
+    "Codebase", "Files", "Packages", "Pty", "Sandbox", "SandboxPaginator", "Session", "SessionFiles", "WatchHandle",
 ]

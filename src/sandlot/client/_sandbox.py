@@ -6,6 +6,7 @@ import base64
 import dataclasses
 import functools
 import hashlib
+import os
 import time
 import types
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -13,13 +14,16 @@ from datetime import datetime
 from urllib.parse import quote, urlencode
 
 from .. import _exceptions as E
-from . import _sessions, _state
+from . import _sessions, _state, _workspace
 from ._code import AsyncCodeInterpreter
+from ._codebases import AsyncCodebase
 from ._commands import AsyncCommands
 from ._config import ConnectionConfig
 from ._files import AsyncFiles
 from ._http import Envd, Transport
 from ._models import CodeContext, Execution, Limits, SandboxInfo, SandboxMetrics
+from ..runtimes.permissions import PermissionRule
+from ..runtimes.policy import SecurityPolicy
 from ._packages import AsyncPackages
 from ._pty import AsyncPty
 from ._sessions import AsyncSession, SessionInfo
@@ -100,18 +104,50 @@ class AsyncSandbox:
     @classmethod
     async def create(cls, template: str = "base", timeout: int = 300, metadata: dict[str, str] | None = None,
                      envs: dict[str, str] | None = None, limits: Limits | Mapping | None = None,
-                     api_url: str | None = None, api_key: str | None = None) -> AsyncSandbox:
+                     api_url: str | None = None, api_key: str | None = None, *,
+                     codebase: AsyncCodebase | str | None = None, preset: str | None = None,
+                     permissions: _workspace.Rules | None = None, workspace_path: str | None = None,
+                     security: SecurityPolicy | Mapping | None = None) -> AsyncSandbox:
         """Start a sandbox from `template` that lives `timeout` seconds unless extended.
 
         `metadata` is yours to filter `list()` by; `envs` are set for every command; `limits` is a
-        `Limits` or a dict with `memory_mb`, `cpu_count`, `pids`, `disk_mb`.
+        `Limits` (or `Limits.minimal()`, `.standard()`, `.high_performance()`) or a dict with
+        `memory_mb`, `cpu_count`, `pids`, `disk_mb`.
+
+        Workspace (docs/permissions.md): `codebase` (an AsyncCodebase or its id) appears at
+        `workspace_path` (default /workspace) with path permissions: a `preset` ("view-only", the
+        default, "read-only", "agent-safe", "development", "full-access") extended by `permissions`
+        (PermissionRule or {"pattern", "permission", "priority"?, "type"?}). Permissions without a
+        codebase give an empty workspace. Its changes stay the sandbox's until `commit()`.
+        `security`: a SecurityPolicy (or dict of its fields): shell, subprocesses, file writes,
+        blocked paths, output size, blocked imports (advisory only), audit.
         """
-        body = {"templateID": template, "timeout": timeout, "metadata": metadata or {}, "envVars": envs or {}}
+        body = {"templateID": template, "timeout": timeout, "metadata": metadata or {}, "envVars": envs or {},
+                **_workspace.create_fields(codebase, preset, permissions, workspace_path, security)}
         if limits is not None:
             body["limits"] = _limits_json(limits)
         transport = Transport(await ConnectionConfig.resolve(api_url, api_key))
         response = await transport.api("POST", "/v2/sandboxes", json=body)
         return cls._from_json(response.json(), transport)
+
+    @classmethod
+    async def from_local(cls, path: str | os.PathLike, preset: str | None = None,
+                         permissions: _workspace.Rules | None = None, *, exclude: Iterable[str] = (),
+                         template: str = "base", timeout: int = 300, workspace_path: str | None = None,
+                         security: SecurityPolicy | Mapping | None = None, metadata: dict[str, str] | None = None,
+                         envs: dict[str, str] | None = None, limits: Limits | Mapping | None = None,
+                         api_url: str | None = None, api_key: str | None = None) -> AsyncSandbox:
+        """AgentFense's one step: upload the local directory `path` as a new codebase and start a
+        sandbox with it at /workspace under `preset` (default "view-only") and `permissions`. The
+        codebase belongs to the sandbox: `kill()` (and the end of an `async with` block) deletes it.
+        `exclude`: names to leave out at any depth, e.g. (".git", "node_modules").
+
+            async with await AsyncSandbox.from_local("./my-project", preset="agent-safe") as sandbox:
+                result = await sandbox.commands.run("python analyze.py", cwd="/workspace")
+        """
+        return await _workspace.from_local(cls, path, exclude, api_url, api_key, template=template, timeout=timeout,
+                                           preset=preset, permissions=permissions, workspace_path=workspace_path,
+                                           security=security, metadata=metadata, envs=envs, limits=limits)
 
     @classmethod
     async def connect(cls, sandbox_id: str, timeout: int | None = None, api_url: str | None = None,
@@ -151,11 +187,14 @@ class AsyncSandbox:
 
     @_instance_or_id
     async def kill(self) -> bool:
-        """Kill the sandbox now. False if it did not exist (any more)."""
+        """Kill the sandbox now (and the codebase `from_local` made for it). False if it did not
+        exist (any more)."""
         try:
             await self._transport.api("DELETE", self._path())
         except E.NotFound:
             return False
+        finally:
+            await _workspace.drop_own_codebase(self)
         return True
 
     @_instance_or_id
@@ -240,6 +279,28 @@ class AsyncSandbox:
     async def delete_session(self, session_id: str) -> bool:
         """End a session (its shell and jobs are killed). False if there was none."""
         return await _sessions.delete_session(self, session_id)
+
+    # --- the workspace: path permissions, commit and discard (client/_workspace.py) ---
+
+    async def get_permissions(self) -> list[PermissionRule]:
+        """The workspace's rules now (NotFound if the sandbox has no workspace)."""
+        return await _workspace.get_permissions(self)
+
+    async def set_permissions(self, preset: str | None = None,
+                              permissions: _workspace.Rules | None = None) -> list[PermissionRule]:
+        """Replace the workspace's rules while the sandbox runs: `preset` extended by
+        `permissions`. Every open, listing and lookup from now on follows them (files already open
+        stay open)."""
+        return await _workspace.set_permissions(self, preset, permissions)
+
+    async def commit(self) -> AsyncCodebase:
+        """Write the sandbox's changes to its workspace back to the codebase (its next version) and
+        go on from there. Returns the codebase."""
+        return await _workspace.commit(self)
+
+    async def discard(self) -> None:
+        """Drop the sandbox's changes to its workspace: it sees the codebase as it was again."""
+        await _workspace.discard(self)
 
     # --- code interpreter: sandboxes of the `code-interpreter` template (others raise NotFound) ---
 

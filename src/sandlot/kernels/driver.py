@@ -426,7 +426,8 @@ class NodeContext(Context):
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 node, NODE_RUNNER, cwd=self.cwd, env=env, stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE, start_new_session=True, limit=NODE_LINE_LIMIT)
+                stdout=asyncio.subprocess.PIPE, start_new_session=True, limit=NODE_LINE_LIMIT,
+                preexec_fn=spawn.RESTRICT)  # issue 13: no subprocesses when the policy says so
         except OSError as e:
             raise Failure("invalid_argument", "cannot start node in %s: %s" % (self.cwd, e))
         spawn.raise_oom_score(self.proc.pid)

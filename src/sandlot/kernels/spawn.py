@@ -24,6 +24,21 @@ KERNELS = {
 }
 
 
+def _no_fork():
+    """With SecurityPolicy.allow_subprocess False the agent passes its no-subprocess filter
+    (agent/nofork.py): loaded into every kernel, so code in a context cannot start processes."""
+    path = os.environ.get("SANDLOT_PROCESS_FILTER")
+    if not path:
+        return None
+    sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))  # the in-sandbox tree's root
+    from sandlot.agent import nofork
+
+    return nofork.loader(path)
+
+
+RESTRICT = _no_fork()  # a preexec_fn for kernels, or None
+
+
 def new_run_dir():
     """A private directory for connection files and ipc sockets."""
     path = os.path.join("/tmp", ".sandlot-kernels-" + secrets.token_hex(6))
@@ -45,7 +60,8 @@ def spawn_kernel(run_dir, kernel_id, language, cwd, envs):
     # The kernel exits when its parent (this driver) goes; no debugger noise on its stderr.
     env.update(JPY_PARENT_PID=str(os.getpid()), PYDEVD_DISABLE_FILE_VALIDATION="1")
     popen = subprocess.Popen([sys.executable, "-m", module, "-f", conn, *extra], cwd=cwd, env=env,
-                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True)
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True,
+                             preexec_fn=RESTRICT)
     raise_oom_score(popen.pid)
     return popen, info, conn
 

@@ -7,7 +7,6 @@ Blocking calls: the runtime makes them from worker threads (its create and kill 
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys

@@ -98,6 +98,9 @@ AGENT_CONFIG_NAME = "agent.json"  # in RUN_DIR: AgentConfig, written by the runt
 # Next to the agent's socket: one private directory per session (its FIFOs, command files), made by
 # the agent as root inside, so no sandbox user can plant anything there.
 SESSIONS_DIR_NAME = "sessions"
+NOFORK_FILTER_NAME = "nofork.bpf"  # in RUN_DIR, when the sandbox may not create processes
+# A Python import hook for SecurityPolicy.blocked_imports (advisory): a sitecustomize on PYTHONPATH
+IMPORT_GUARD_DIR = CODE_DIR + "/agent/importguard"
 AGENT_SOCKET = RUN_DIR + "/" + AGENT_SOCKET_NAME
 AGENT_CONFIG = RUN_DIR + "/" + AGENT_CONFIG_NAME
 # agent/sudo_shim.py is bound here. It is a lone script (python3 -S), so it names AGENT_SOCKET
@@ -121,10 +124,11 @@ class AgentConfig:
     plane can still start an older agent."""
 
     __slots__ = ("envs", "default_user", "allow_sudo", "root_caps", "run_as_default_user",
-                 "keepalive_interval", "max_list_entries")
+                 "keepalive_interval", "max_list_entries", "process_filter", "max_output_bytes")
 
     def __init__(self, envs=None, default_user="user", allow_sudo=False, root_caps=None,
-                 run_as_default_user=False, keepalive_interval=50.0, max_list_entries=100000):
+                 run_as_default_user=False, keepalive_interval=50.0, max_list_entries=100000,
+                 process_filter=None, max_output_bytes=0):
         # sandbox-wide environment variables, given to every process
         self.envs = {str(k): str(v) for k, v in (envs or {}).items()}
         self.default_user = default_user or "user"  # whose identity a request without ``user`` runs with
@@ -134,6 +138,12 @@ class AgentConfig:
         self.run_as_default_user = bool(run_as_default_user)  # see agent/privileges.run_as
         self.keepalive_interval = float(keepalive_interval)  # seconds of silence before a keepalive (envd's)
         self.max_list_entries = int(max_list_entries)  # files.list refuses larger listings (they stall the agent)
+        # a seccomp filter (a file inside) loaded into every process started for the sandbox: no
+        # process creation after start (agent/nofork.py); None: processes may fork
+        self.process_filter = str(process_filter) if process_filter else None
+        # output one command may return (its stdout and stderr together); past it, a marker and
+        # nothing more; 0: no limit
+        self.max_output_bytes = int(max_output_bytes)
 
     def to_json(self):
         return json.dumps({name: getattr(self, name) for name in self.__slots__})

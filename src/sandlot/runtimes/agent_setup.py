@@ -19,7 +19,8 @@ PACKAGE = Path(__file__).resolve().parent.parent  # sandlot, on the host
 # The in-sandbox tree: a package `sandlot` with only what runs inside, under empty __init__ files
 # (the host's import the SDK). agent/ and protocol/ are stdlib only; kernels/ runs on the template's
 # Jupyter. The control plane's own modules (server/agent_client.py above all) never go in.
-TREE = {"agent": ("*.py",), "protocol": ("wire.py", "contract.py"), "kernels": ("*.py", "*.js")}
+TREE = {"agent": ("*.py",), "agent/importguard": ("sitecustomize.py",), "protocol": ("wire.py", "contract.py"),
+        "kernels": ("*.py", "*.js")}
 EXECUTABLE = "agent/sudo_shim.py"  # bound at contract.SUDO_SHIM_PATH
 AGENT_READY_TIMEOUT = 10.0
 
@@ -69,6 +70,23 @@ def install_agent(parent: Path) -> Path:
 def write_config(run_dir: Path, config: contract.AgentConfig) -> None:
     """The sandbox's agent.json, in the host directory that is bound at contract.RUN_DIR."""
     (run_dir / contract.AGENT_CONFIG_NAME).write_text(config.to_json())
+
+
+def policy_settings(run_dir: Path, spec) -> dict:
+    """The AgentConfig fields that carry a sandbox's SecurityPolicy: the no-subprocess filter
+    (written next to agent.json), the output cap, and the import guard's variables (advisory)."""
+    from .seccomp import nofork_bpf
+
+    security = spec.security
+    envs = dict(spec.envs)
+    if security.blocked_imports:
+        envs["PYTHONPATH"] = contract.IMPORT_GUARD_DIR + (":" + envs["PYTHONPATH"] if envs.get("PYTHONPATH") else "")
+        envs["SANDLOT_BLOCKED_IMPORTS"] = ",".join(security.blocked_imports)
+    settings = {"envs": envs, "max_output_bytes": security.max_output_size or 0}
+    if not security.allow_subprocess:
+        (run_dir / contract.NOFORK_FILTER_NAME).write_bytes(nofork_bpf())
+        settings["process_filter"] = contract.RUN_DIR + "/" + contract.NOFORK_FILTER_NAME
+    return settings
 
 
 def agent_answers(sock: Path, timeout: float = 2) -> bool:

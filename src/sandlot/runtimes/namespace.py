@@ -33,7 +33,7 @@ from .. import _exceptions as E
 from ..hostfs import mounted_under, remove_tree, tree_usage
 from ..protocol import contract
 from . import cgroups, seccomp, syscalls
-from .agent_setup import agent_answers, install_agent, wait_for_agent, write_config
+from .agent_setup import agent_answers, install_agent, policy_settings, wait_for_agent, write_config
 from . import hidden
 from .bwrap import bind, bwrap_path, policy_ops, render, sandbox_setup
 from .cgroups import SandboxCgroup
@@ -145,8 +145,8 @@ class NamespaceRuntime:
         (m / "run").mkdir(mode=0o711)  # users inside reach agent.sock (sudo) but cannot list
         os.chown(d / "upper", base, base)
         os.chown(m / "run", base, base)
-        write_config(m / "run", contract.AgentConfig(envs=spec.envs, allow_sudo=spec.allow_sudo,
-                                                     root_caps=SANDBOX_ROOT_CAPS, run_as_default_user=True))
+        write_config(m / "run", contract.AgentConfig(allow_sudo=spec.allow_sudo, root_caps=SANDBOX_ROOT_CAPS,
+                                                     run_as_default_user=True, **policy_settings(m / "run", spec)))
         (d / "state.json").write_text(json.dumps({"slot": slot, "uid_base": base, "template": spec.template,
                                                   "workspace": spec.workspace is not None}))
         # the sandbox's own policy (issue 13): paths it blocks, its workspace (runtimes/workspace.py)

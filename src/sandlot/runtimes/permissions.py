@@ -42,6 +42,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from dataclasses import dataclass
+from enum import Enum
 
 NONE, VIEW, READ, WRITE = 0, 1, 2, 3
 LEVELS = {"none": NONE, "view": VIEW, "read": READ, "write": WRITE}
@@ -56,48 +57,72 @@ class RuleError(ValueError):
     """A rule or preset that cannot be used (the caller turns it into InvalidArgument)."""
 
 
+class Permission(str, Enum):
+    """A level, by AgentFense's name (``Permission.READ == "read"``)."""
+
+    NONE = "none"
+    VIEW = "view"
+    READ = "read"
+    WRITE = "write"
+
+
+class PatternType(str, Enum):
+    """How a rule's pattern matches (AgentFense's names)."""
+
+    GLOB = "glob"
+    DIRECTORY = "directory"
+    FILE = "file"
+
+
 @dataclass(frozen=True)
 class Rule:
-    """One permission rule: ``pattern`` (see the module doc), ``level`` ("none", "view", "read",
-    "write"), ``priority`` (higher wins), ``kind`` ("glob", "directory", "file")."""
+    """One permission rule (AgentFense's PermissionRule): ``pattern`` (see the module doc),
+    ``permission`` ("none", "view", "read", "write" or a Permission), ``type`` ("glob",
+    "directory", "file" or a PatternType), ``priority`` (higher wins)."""
 
     pattern: str
-    level: str = "read"
+    permission: str = "read"
+    type: str = "glob"
     priority: int = 0
-    kind: str = "glob"
 
     def __post_init__(self):
+        for name in ("permission", "type"):  # enum members are stored as their plain values
+            value = getattr(self, name)
+            if isinstance(value, Enum):
+                object.__setattr__(self, name, value.value)
         if not isinstance(self.pattern, str) or not self.pattern or len(self.pattern) > MAX_PATTERN \
                 or "\0" in self.pattern:
             raise RuleError(f"a rule's pattern must be a non-empty string (at most {MAX_PATTERN} characters)")
-        if self.level not in LEVELS:
-            raise RuleError(f"unknown permission level {self.level!r}: use one of {', '.join(LEVELS)}")
-        if self.kind not in KINDS:
-            raise RuleError(f"unknown pattern kind {self.kind!r}: use one of {', '.join(KINDS)}")
+        if self.permission not in LEVELS:
+            raise RuleError(f"unknown permission {self.permission!r}: use one of {', '.join(LEVELS)}")
+        if self.type not in KINDS:
+            raise RuleError(f"unknown pattern type {self.type!r}: use one of {', '.join(KINDS)}")
         if not isinstance(self.priority, int) or isinstance(self.priority, bool) or abs(self.priority) > 10 ** 9:
             raise RuleError("a rule's priority must be an integer")
 
     def to_json(self) -> dict:
-        return {"pattern": self.pattern, "permission": self.level, "priority": self.priority, "type": self.kind}
+        return {"pattern": self.pattern, "permission": self.permission, "type": self.type, "priority": self.priority}
 
     @classmethod
     def from_json(cls, data) -> Rule:
-        """From {"pattern", "permission" (or "level"), "priority"?, "type" (or "kind")?}, AgentFense's
-        dictionary form."""
+        """From a Rule, or AgentFense's dictionary form {"pattern", "permission", "priority"?, "type"?}."""
         if isinstance(data, Rule):
             return data
         if not isinstance(data, dict):
             raise RuleError("a rule is an object with a pattern and a permission")
-        unknown = set(data) - {"pattern", "permission", "level", "priority", "type", "kind"}
+        unknown = set(data) - {"pattern", "permission", "priority", "type"}
         if unknown:
             raise RuleError(f"unknown rule field(s): {', '.join(sorted(unknown))}")
-        level = data.get("permission", data.get("level", "read"))
-        return cls(pattern=data.get("pattern"), level=str(level).lower(), priority=data.get("priority", 0),
-                   kind=str(data.get("type", data.get("kind", "glob"))).lower())
+        permission, kind = data.get("permission", "read"), data.get("type", "glob")
+        return cls(pattern=data.get("pattern"), permission=str(getattr(permission, "value", permission)).lower(),
+                   type=str(getattr(kind, "value", kind)).lower(), priority=data.get("priority", 0))
+
+
+PermissionRule = Rule  # AgentFense's name
 
 
 def _rules(*specs) -> tuple[Rule, ...]:
-    return tuple(Rule(p, level, priority) for p, level, priority in specs)
+    return tuple(Rule(p, level, priority=priority) for p, level, priority in specs)
 
 
 _SECRETS = (("**/.env*", "none", 100), ("**/secrets/**", "none", 100), ("**/*.key", "none", 100),
@@ -148,16 +173,16 @@ class _Compiled:
     __slots__ = ("rule", "level", "segments", "exact", "rank", "match")
 
     def __init__(self, rule: Rule, index: int):
-        self.rule, self.level = rule, LEVELS[rule.level]
+        self.rule, self.level = rule, LEVELS[rule.permission]
         pattern = rule.pattern
-        if rule.kind == "glob" and not pattern.startswith(("/", "**")):
+        if rule.type == "glob" and not pattern.startswith(("/", "**")):
             pattern = "/" + pattern  # anchored at the root, as AgentFense reads it
         segs = _segments(pattern)
-        if rule.kind == "directory":
+        if rule.type == "directory":
             segs = [*segs, "**"]
-        self.exact = "/" + "/".join(segs) if rule.kind == "file" else None
+        self.exact = "/" + "/".join(segs) if rule.type == "file" else None
         self.segments = [s if s == "**" else s.replace("**", "*") for s in segs]
-        self.rank = (rule.priority, _KIND_RANK[rule.kind], _specificity(rule.pattern), index)
+        self.rank = (rule.priority, _KIND_RANK[rule.type], _specificity(rule.pattern), index)
         self.match = self._compile()
 
     def _compile(self):

@@ -198,9 +198,9 @@ def workspace_rules(workspace: Workspace, security: SecurityPolicy) -> tuple[Rul
     for path in security.blocked_paths:
         if path == top or path.startswith(top + "/"):
             rel = path[len(top):] or "/"
-            rules.append(Rule(rel.rstrip("/") + "/**" if rel != "/" else "/**", "none", 10 ** 9))
+            rules.append(Rule(rel.rstrip("/") + "/**" if rel != "/" else "/**", "none", priority=10 ** 9))
     if not security.allow_file_write:
-        rules = [Rule(r.pattern, "read", r.priority, r.kind) if LEVELS[r.level] == WRITE else r for r in rules]
+        rules = [Rule(r.pattern, "read", r.type, r.priority) if LEVELS[r.permission] == WRITE else r for r in rules]
     return tuple(rules)
 
 

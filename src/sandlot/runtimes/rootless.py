@@ -35,7 +35,7 @@ from .. import _exceptions as E
 from ..hostfs import remove_tree, tree_usage
 from ..protocol import contract
 from . import seccomp
-from .agent_setup import agent_answers, install_agent, wait_for_agent, write_config
+from .agent_setup import agent_answers, install_agent, policy_settings, wait_for_agent, write_config
 from .bwrap import (Op, bind, bwrap_path, policy_ops, remount_ro, render, ro_bind, sandbox_setup, tmp_size, tmpfs,
                     unshare)
 from .cgroups import Usage
@@ -126,7 +126,7 @@ class RootlessRuntime:
         (d / "run").mkdir()
         _seed_home(template.rootfs / "home" / "user", d / "home")
         _accounts(template.rootfs / "etc" / "passwd", d / "passwd")
-        write_config(d / "run", contract.AgentConfig(envs=spec.envs, allow_sudo=False))
+        write_config(d / "run", contract.AgentConfig(allow_sudo=False, **policy_settings(d / "run", spec)))
         seccomp_fd = seccomp.filter_fd()
         info_r, info_w = os.pipe()
         block_r, block_w = os.pipe()

@@ -9,6 +9,7 @@ import os
 from .policy import DENIED_SYSCALLS
 
 CLONE_NEWUSER = 0x10000000
+CLONE_THREAD = 0x00010000
 TIOCSTI = 0x5412  # push bytes into another terminal's input queue: a classic escape
 
 
@@ -28,6 +29,26 @@ def filter_bpf() -> bytes:
     f.add_rule(deny, "clone", sc.Arg(0, sc.MASKED_EQ, CLONE_NEWUSER, CLONE_NEWUSER))
     f.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")  # libc falls back to clone, which we can inspect
     f.add_rule(deny, "ioctl", sc.Arg(1, sc.MASKED_EQ, 0xFFFFFFFF, TIOCSTI))
+    return _export(f)
+
+
+@functools.lru_cache(maxsize=1)
+def nofork_bpf() -> bytes:
+    """SecurityPolicy.allow_subprocess False: the filter loaded into each process started for the
+    sandbox (agent/nofork.py) on top of the sandbox's: no fork, vfork or clone of a new process;
+    threads (clone with CLONE_THREAD) stay."""
+    import pyseccomp as sc
+
+    f = sc.SyscallFilter(defaction=sc.ALLOW)
+    deny = sc.ERRNO(errno.EPERM)
+    for name in ("fork", "vfork"):
+        f.add_rule(deny, name)
+    f.add_rule(deny, "clone", sc.Arg(0, sc.MASKED_EQ, CLONE_THREAD, 0))
+    f.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")  # libc falls back to clone
+    return _export(f)
+
+
+def _export(f) -> bytes:
     r, w = os.pipe()
     try:
         with os.fdopen(w, "wb") as out:

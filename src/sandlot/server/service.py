@@ -179,6 +179,8 @@ class SandboxService:
                                workspace=req.workspace, security=req.security)
             rt = await asyncio.to_thread(self.runtime.create, spec, template)
             kernels = self._kernels(rt, template)
+            if kernels is not None and req.security.max_output_size:  # the policy's output cap, per run
+                kernels.max_output = min(kernels.max_output, req.security.max_output_size)
             if kernels is not None:  # its first run_code should not wait for a whole kernel start
                 _log_failure(kernels.start(), rt.sandbox_id)
         else:

@@ -127,7 +127,7 @@ async def commit(request: Request) -> Response:
     workspaces, codebases = _workspaces(request), store(request)
 
     def work():
-        meta = codebases.apply_layer(cid, workspaces.layer(sandbox_id))
+        codebases.apply_layer(cid, workspaces.layer(sandbox_id))
         workspaces.reset(sandbox_id, codebases.tree(cid))  # on top of what it committed, no layer left
         codebases.collect(cid)
         return codebases.get(cid)

@@ -1,0 +1,91 @@
+"""A sandbox's workspace in the SDK: the create arguments that give it a codebase, permissions and a
+security policy; `from_local`; live permission changes; commit and discard."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from .. import _exceptions as E
+from ..runtimes.permissions import PRESETS, Rule, RuleError
+from ..runtimes.policy import SecurityPolicy
+from ._codebases import AsyncCodebase
+
+Rules = Iterable[Rule | Mapping]
+
+
+def rules_json(permissions: Rules | None) -> list[dict]:
+    try:
+        return [Rule.from_json(dict(r) if isinstance(r, Mapping) else r).to_json() for r in permissions or ()]
+    except RuleError as e:
+        raise E.InvalidArgument(str(e)) from None
+
+
+def create_fields(codebase: AsyncCodebase | str | None, preset: str | None, permissions: Rules | None,
+                  workspace_path: str | None, security: SecurityPolicy | Mapping | None) -> dict:
+    """The create body's `workspace` and `security` (empty without them)."""
+    body: dict = {}
+    if codebase is not None or preset is not None or permissions is not None or workspace_path is not None:
+        if preset is not None and preset not in PRESETS:
+            raise E.InvalidArgument(f"unknown preset {preset!r}: use one of {', '.join(PRESETS)}")
+        body["workspace"] = {"codebase": codebase.id if isinstance(codebase, AsyncCodebase) else codebase,
+                             "path": workspace_path, "preset": preset, "permissions": rules_json(permissions)}
+    if security is not None:
+        if isinstance(security, Mapping):
+            try:
+                security = SecurityPolicy(**security)
+            except TypeError as e:
+                raise E.InvalidArgument(f"unknown security setting: {e}") from None
+        fields = dataclasses.asdict(security.validate())
+        body["security"] = {k: list(v) if isinstance(v, tuple) else v for k, v in fields.items()}
+    return body
+
+
+async def from_local(cls, path: str | os.PathLike, exclude: Iterable[str], api_url: str | None,
+                     api_key: str | None, **create_kwargs):
+    """Upload `path` as a new codebase, start a sandbox on it; the codebase is the sandbox's own."""
+    local = Path(path)
+    if not local.is_dir():
+        raise E.InvalidArgument(f"{local} is not a directory")
+    codebase = await AsyncCodebase.create(local.resolve().name or "codebase", api_url=api_url, api_key=api_key)
+    try:
+        await codebase.upload_dir(local, exclude=exclude)
+        sandbox = await cls.create(codebase=codebase, api_url=api_url, api_key=api_key, **create_kwargs)
+    except BaseException:
+        await codebase.delete()
+        await codebase.close()
+        raise
+    sandbox._own_codebase = codebase
+    return sandbox
+
+
+async def drop_own_codebase(sandbox) -> None:
+    """After the sandbox is gone: delete the codebase `from_local` made for it."""
+    codebase = sandbox.__dict__.pop("_own_codebase", None)
+    if codebase is not None:
+        try:
+            await codebase.delete()
+        finally:
+            await codebase.close()
+
+
+async def get_permissions(sandbox) -> list[Rule]:
+    response = await sandbox._transport.api("GET", sandbox._path("/permissions"))
+    return [Rule.from_json(r) for r in response.json()["permissions"]]
+
+
+async def set_permissions(sandbox, preset: str | None, permissions: Rules | None) -> list[Rule]:
+    body = {"preset": preset, "permissions": rules_json(permissions)}
+    response = await sandbox._transport.api("PUT", sandbox._path("/permissions"), json=body)
+    return [Rule.from_json(r) for r in response.json()["permissions"]]
+
+
+async def commit(sandbox) -> AsyncCodebase:
+    response = await sandbox._transport.api("POST", sandbox._path("/workspace/commit"), timeout=600)
+    return AsyncCodebase(sandbox._transport, response.json())
+
+
+async def discard(sandbox) -> None:
+    await sandbox._transport.api("POST", sandbox._path("/workspace/discard"))
