@@ -35,8 +35,9 @@ from .workspace import Workspace
 ROOT = pyfuse3.ROOT_INODE
 TIMEOUT = 5.0  # seconds the kernel may cache lookups and attributes; rule changes invalidate them
 MAX_RENAMED = 20000  # entries a directory rename checks one by one; past it: EXDEV (mv copies instead)
-_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR
-_OPEN_DROP = os.O_CREAT | os.O_EXCL | os.O_NOCTTY | os.O_TRUNC | getattr(os, "O_DIRECT", 0)
+# O_TRUNC writes too (the kernel passes it to open: libfuse asks for atomic_o_trunc)
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_TRUNC
+_OPEN_DROP = os.O_CREAT | os.O_EXCL | os.O_NOCTTY | getattr(os, "O_DIRECT", 0)
 _XATTR_PREFIX = b"user."
 log = logging.getLogger("sandlot.permfs")
 
@@ -67,6 +68,8 @@ class PermFS(pyfuse3.Operations):
         self.paths: dict[tuple[str, str], int] = {}  # (sandbox, path) -> inode
         self.workspaces: dict[str, Workspace] = {}
         self.files: dict[int, int] = {}  # fh -> fd
+        self.file_inodes: dict[int, int] = {}  # fh -> inode
+        self.opened: dict[int, int] = {}  # inode -> open file handles
         self.dirs: dict[int, list] = {}  # fh -> [(name, attrs)] of a listing
         self._next_ino = ROOT + 1
         self._next_fh = 1
@@ -239,7 +242,8 @@ class PermFS(pyfuse3.Operations):
             return self._top_attrs()
         node = self._get(inode, ctx)
         st = self._stat(node.ws, node.path)
-        self._need(node.ws, node.path, P.VIEW, "stat", ctx, st)
+        if not self.opened.get(inode):  # fstat of a file opened before the rules changed still works
+            self._need(node.ws, node.path, P.VIEW, "stat", ctx, st)
         return self._attrs(node.ws, node, st)
 
     async def setattr(self, inode, attr, fields, fh, ctx):
@@ -386,11 +390,13 @@ class PermFS(pyfuse3.Operations):
             fd = ws.open(node.path, flags & ~_OPEN_DROP)
         except OSError as e:
             raise _oserror(e) from None
-        return self._file(fd)
+        return self._file(fd, inode)
 
-    def _file(self, fd: int) -> pyfuse3.FileInfo:
+    def _file(self, fd: int, inode: int) -> pyfuse3.FileInfo:
         fh, self._next_fh = self._next_fh, self._next_fh + 1
         self.files[fh] = fd
+        self.file_inodes[fh] = inode
+        self.opened[inode] = self.opened.get(inode, 0) + 1
         info = pyfuse3.FileInfo(fh=fh)
         info.keep_cache = True  # everything reaches these files through this mount: the page cache stays right
         return info
@@ -403,7 +409,8 @@ class PermFS(pyfuse3.Operations):
             fd = ws.open(path, (flags & ~(os.O_NOCTTY | getattr(os, "O_DIRECT", 0))) | os.O_CREAT, mode & 0o7777)
         except OSError as e:
             raise _oserror(e) from None
-        return self._file(fd), self._entry(ws, path, ctx)
+        entry = self._entry(ws, path, ctx)
+        return self._file(fd, entry.st_ino), entry
 
     async def read(self, fh, off, size):
         try:
@@ -430,6 +437,11 @@ class PermFS(pyfuse3.Operations):
         fd = self.files.pop(fh, None)
         if fd is not None:
             os.close(fd)
+        inode = self.file_inodes.pop(fh, None)
+        if inode is not None:
+            self.opened[inode] -= 1
+            if not self.opened[inode]:
+                del self.opened[inode]
 
     async def mknod(self, parent_inode, name, mode, rdev, ctx):
         if S.S_IFMT(mode) not in (S.S_IFREG, S.S_IFIFO, S.S_IFSOCK):
