@@ -356,6 +356,10 @@ async def start(req, conn):
     internal = field(req, "internal", bool, False)
     if internal and config.settings.process_filter:
         env["SANDLOT_PROCESS_FILTER"] = config.settings.process_filter  # the driver filters its kernels
+    elif config.settings.process_filter and os.path.basename(cmd) == "bash" and args[:1] == ["-l"]:
+        # A login shell's profile forks (command substitutions), which the filter refuses, and bash
+        # then gives up before the command: with no process creation, commands skip the profile.
+        argv = [cmd] + args[1:]
     if field(req, "stdio_fds", bool, False):
         if pty is not None or len(conn.fds) != 2:
             raise OpError("invalid_argument", "stdio_fds takes two passed fds (stdin, stdout) and no pty")

@@ -132,7 +132,8 @@ class SecurityPolicy:
       in the sandbox can start one (commands, sessions and terminals, which run bash, fail).
     - allow_subprocess: False means no process creation after start: every process sandlot starts
       for the sandbox (commands, code-context kernels) runs under a seccomp filter that denies
-      fork, vfork and clone of new processes (threads stay), and sudo is refused.
+      fork, vfork and clone of new processes (threads stay); sudo and sessions are refused, and
+      commands run without the login profile (which forks). A command line is one program then.
     - allow_file_write: False makes the sandbox read-only: its root file system, and the
       workspace (rules capped at read); only the private in-memory /tmp stays writable.
     - blocked_paths: paths that do not exist for the sandbox: inside the workspace, `none` rules

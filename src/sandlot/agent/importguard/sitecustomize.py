@@ -14,11 +14,19 @@ import sys
 
 _BLOCKED = frozenset(n for n in os.environ.get("SANDLOT_BLOCKED_IMPORTS", "").split(",") if n)
 _import = builtins.__import__
+# the in-sandbox tree (this file is its agent/importguard/sitecustomize.py)
+_SANDLOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) + "/"
 
 
 def _from_main():
-    frame = sys._getframe(2)
-    return frame is not None and frame.f_globals.get("__name__") == "__main__"
+    """Whether the code asking is a program's own (sandlot's code-context driver is not)."""
+    try:
+        frame = sys._getframe(2)
+    except ValueError:  # imported from C (python -m starting runpy): not a program's code
+        return False
+    if frame.f_globals.get("__name__") != "__main__":
+        return False
+    return not str(frame.f_globals.get("__file__") or "").startswith(_SANDLOT)
 
 
 def _refuse(name):
