@@ -123,16 +123,19 @@ class CodebaseStore:
         base = _relative(into)
         with self._lock(cid):
             tree, commit = self._writable(cid)
+            staging = self._dir(cid) / f".staging-{secrets.token_hex(4)}"
             try:
                 dest = _inside(tree, base)
                 if base.parts:
                     _make_parents(tree, base / "x")
                 dest.mkdir(exist_ok=True)
+                staging.mkdir(mode=0o700)
                 counted = _Counted(stream, self.max_upload_bytes)
                 try:
+                    # unpacked aside first: a refused member leaves the tree as it was
                     with tarfile.open(fileobj=counted, mode="r|*") as tar:
                         for member in tar:
-                            tar.extract(member, dest, filter="data")
+                            tar.extract(member, staging, filter="data")
                 except (tarfile.TarError, EOFError, OSError) as e:
                     if isinstance(e, OSError) and e.errno is None:
                         raise E.InvalidArgument(f"not a tar archive: {e}") from None
@@ -141,9 +144,13 @@ class CodebaseStore:
                     if isinstance(e, (tarfile.TarError, EOFError)):
                         raise E.InvalidArgument(f"not a valid tar archive: {e}") from None
                     raise
+                _merge(staging, dest)
             except BaseException:
                 commit(False)
                 raise
+            finally:
+                if staging.exists():
+                    remove_tree(staging)
             return commit(True)
 
     def read_file(self, cid: str, path: str) -> Path:
@@ -395,6 +402,25 @@ def _apply(upper: Path, tree: Path) -> None:
                 shutil.copy2(s, t, follow_symlinks=False)
                 os.chmod(t, stat.S_IMODE(st.st_mode) & 0o777)
             # fifos, sockets and devices are not part of a codebase
+
+
+def _merge(staging: Path, dest: Path) -> None:
+    """Move what a tar unpacked in ``staging`` into ``dest`` (replacing what is there)."""
+    for dirpath, dirs, files in os.walk(staging):
+        rel = os.path.relpath(dirpath, staging)
+        here = dest / rel if rel != "." else dest
+        for name in dirs:
+            target = here / name
+            if target.is_symlink() or target.exists() and not target.is_dir():
+                target.unlink()
+            if not target.exists():
+                target.mkdir()
+            os.chmod(target, stat.S_IMODE((Path(dirpath) / name).stat().st_mode))
+        for name in files:
+            target = here / name
+            if target.is_dir() and not target.is_symlink():
+                remove_tree(target)
+            os.replace(Path(dirpath) / name, target)
 
 
 def _is_opaque(path: Path) -> bool:

@@ -1,0 +1,190 @@
+"""Codebases: stored once, uploaded as a file or a tar stream, listed, downloaded, deleted; many
+sandboxes on one at once, each with its own permissions and changes; commit and discard; the REST
+routes' answers to bad input. Both SDK surfaces."""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+
+import httpx
+import pytest
+
+from sandlot import AlreadyExists, AsyncCodebase, AsyncSandbox, Codebase, FileNotFound, InvalidArgument, NotFound, Sandbox
+
+if os.geteuid() != 0:
+    pytest.skip("workspaces need a server run as root", allow_module_level=True)
+
+W = "/workspace"
+
+
+@pytest.fixture
+def conn(server) -> dict:
+    return {"api_url": server.url, "api_key": server.api_key}
+
+
+@pytest.fixture
+def local(tmp_path):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "app.py").write_text("print('app')\n")
+    (tmp_path / "README.md").write_text("readme\n")
+    (tmp_path / "node_modules").mkdir()
+    (tmp_path / "node_modules" / "big.js").write_text("x")
+    os.symlink("src/app.py", tmp_path / "link.py")
+    return tmp_path
+
+
+def test_create_upload_list_download_delete(conn, local, tmp_path):
+    cb = Codebase.create("demo", **conn)
+    assert (cb.name, cb.files, cb.version) == ("demo", 0, 1)
+    cb.upload_dir(local, exclude=["node_modules"])
+    assert cb.files == 3 and cb.version == 1  # not in use: written in place
+    cb.upload_file("/docs/guide.md", "guide")
+    paths = {f.path: f.type for f in cb.list_files()}
+    assert paths == {"/README.md": "file", "/docs": "dir", "/docs/guide.md": "file", "/link.py": "symlink",
+                     "/src": "dir", "/src/app.py": "file"}
+    assert cb.read_file("src/app.py") == b"print('app')\n"
+    with pytest.raises(FileNotFound):
+        cb.read_file("/nope")
+    out = cb.download(tmp_path / "back")
+    assert (out / "docs" / "guide.md").read_text() == "guide" and os.readlink(out / "link.py") == "src/app.py"
+    assert cb.id in {c.id for c in Codebase.list(**conn)}
+    assert Codebase.get(cb.id, **conn).files == 4
+    assert cb.delete() and not cb.delete()
+    with pytest.raises(NotFound):
+        Codebase.get(cb.id, **conn)
+
+
+async def test_async_surface(conn, local):
+    cb = await AsyncCodebase.create("async-demo", **conn)
+    async with cb:
+        await cb.upload_dir(local / "src", into="/lib")
+        assert [f.path for f in await cb.list_files("/lib")] == ["/lib/app.py"]
+        sandbox = await AsyncSandbox.create(codebase=cb, preset="read-only", **conn)
+        async with sandbox:
+            assert (await sandbox.commands.run(f"cat {W}/lib/app.py")).stdout == "print('app')\n"
+
+
+def test_sandboxes_share_a_codebase_each_with_its_own_changes_and_rules(conn, local):
+    cb = Codebase.create("shared", **conn)
+    cb.upload_dir(local, exclude=["node_modules"])
+    one = Sandbox.create(codebase=cb, preset="development", **conn)
+    two = Sandbox.create(codebase=cb, preset="read-only", **conn)
+    try:
+        one.commands.run(f"echo changed > {W}/README.md && echo new > {W}/new.txt && rm {W}/src/app.py")
+        assert one.commands.run(f"cat {W}/README.md").stdout == "changed\n"
+        assert two.commands.run(f"cat {W}/README.md").stdout == "readme\n"  # its own view
+        assert two.commands.run(f"ls {W}").stdout.split() == ["README.md", "link.py", "src"]
+        assert two.commands.run(f"echo x > {W}/README.md", check=False).exit_code != 0
+        assert cb.read_file("README.md") == b"readme\n"  # nothing reaches the codebase by itself
+        with pytest.raises(AlreadyExists):
+            cb.delete()  # in use
+        # an upload while sandboxes use the tree makes a new version; they keep theirs
+        cb.upload_file("/later.txt", "later")
+        assert cb.version == 2
+        assert two.commands.run(f"test -e {W}/later.txt", check=False).exit_code != 0
+        three = Sandbox.create(codebase=cb, preset="read-only", **conn)
+        assert three.commands.run(f"cat {W}/later.txt").stdout == "later"
+        three.kill()
+        # commit: the next version holds one's changes; one goes on from it, with no layer left
+        committed = one.commit()
+        assert committed.version == 3
+        assert cb.read_file("README.md") == b"changed\n" and cb.read_file("new.txt") == b"new\n"
+        assert "/src/app.py" not in {f.path for f in cb.list_files()}
+        assert cb.read_file("later.txt") == b"later"  # the upload made meanwhile stays
+        assert one.commands.run(f"cat {W}/README.md {W}/later.txt").stdout == "changed\nlater"
+        # discard: back to what the codebase had when it (re)started
+        one.commands.run(f"echo scratch > {W}/README.md && touch {W}/tmpfile")
+        one.discard()
+        assert one.commands.run(f"cat {W}/README.md").stdout == "changed\n"
+        assert one.commands.run(f"test -e {W}/tmpfile", check=False).exit_code != 0
+        with pytest.raises(NotFound):
+            Sandbox.create(**conn).get_permissions()  # no workspace
+    finally:
+        one.kill()
+        two.kill()
+    cb.delete()
+
+
+def test_from_local_owns_its_codebase(conn, local):
+    before = {c.id for c in Codebase.list(**conn)}
+    with Sandbox.from_local(local, preset="read-only", exclude=["node_modules"], **conn) as sandbox:
+        assert sandbox.commands.run(f"ls {W}").stdout.split() == ["README.md", "link.py", "src"]
+        assert len({c.id for c in Codebase.list(**conn)} - before) == 1
+    assert {c.id for c in Codebase.list(**conn)} == before
+    with pytest.raises(InvalidArgument):
+        Sandbox.from_local(local / "README.md", **conn)
+
+
+def test_workspace_path_and_an_empty_workspace(conn):
+    with Sandbox.create(preset="full-access", workspace_path="/home/user/project", **conn) as sandbox:
+        sandbox.commands.run("echo hi > /home/user/project/a.txt")
+        assert sandbox.files.read("/home/user/project/a.txt") == "hi\n"
+        with pytest.raises(InvalidArgument):
+            sandbox.commit()  # no codebase behind it
+    with pytest.raises(InvalidArgument):
+        Sandbox.create(preset="full-access", workspace_path="/proc/x", **conn)
+
+
+def _tar(members: dict) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, (kind, value) in members.items():
+            info = tarfile.TarInfo(name)
+            if kind == "file":
+                info.size = len(value)
+                tar.addfile(info, io.BytesIO(value))
+            else:
+                info.type = tarfile.SYMTYPE if kind == "symlink" else tarfile.CHRTYPE
+                info.linkname = value
+                tar.addfile(info)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("member", [{"../escape": ("file", b"x")}, {"out": ("symlink", "/etc/passwd")},
+                                    {"up": ("symlink", "../../x")}, {"dev": ("device", "")}])
+def test_hostile_tars_are_refused(conn, server, member):
+    cb = Codebase.create("hostile", **conn)
+    try:
+        cb.upload_file("keep.txt", "kept")
+        with pytest.raises(InvalidArgument):
+            cb.upload_tar(_tar({"first.txt": ("file", b"1"), **member}))
+        assert [f.path for f in cb.list_files()] == ["/keep.txt"]  # all or nothing
+    finally:
+        cb.delete()
+    assert not (server.home.parent / "escape").exists()
+
+
+def test_absolute_tar_members_land_inside(conn):
+    cb = Codebase.create("absolute", **conn)
+    try:
+        cb.upload_tar(_tar({"/etc/abs": ("file", b"x")}))
+        assert cb.read_file("etc/abs") == b"x"
+    finally:
+        cb.delete()
+
+
+def test_rest_answers(server):
+    h = {"X-API-KEY": server.api_key}
+    with httpx.Client(base_url=server.url, headers=h) as http:
+        assert http.get("/codebases", headers={"X-API-KEY": "wrong"}).status_code == 401
+        assert http.post("/codebases", json={}).status_code == 400
+        assert http.post("/codebases", json={"name": "x" * 200}).status_code == 400
+        assert http.get("/codebases/cb0000000000000000").status_code == 404
+        assert http.get("/codebases/../etc").status_code == 404
+        made = http.post("/codebases", json={"name": "rest"}).json()
+        base = f"/codebases/{made['codebaseID']}"
+        assert http.put(base + "/files", params={"path": "../x"}, content=b"x").status_code == 400
+        assert http.put(base + "/files", params={"path": "/"}, content=b"x").status_code == 400
+        assert http.post(base + "/tar", content=b"not a tar").status_code == 400
+        assert http.put(base + "/files", params={"path": "a/b.txt"}, content=b"ab").json()["files"] == 1
+        assert http.get(base + "/files", params={"path": "a/b.txt"}).content == b"ab"
+        assert http.get(base + "/list", params={"path": "/nope"}).status_code == 404
+        create = {"templateID": "base", "workspace": {"codebase": made["codebaseID"], "preset": "nope"}}
+        assert http.post("/v2/sandboxes", json=create).status_code == 400
+        create["workspace"] = {"codebase": made["codebaseID"], "permissions": [{"pattern": "/x", "permission": "all"}]}
+        assert http.post("/v2/sandboxes", json=create).status_code == 400
+        create["workspace"] = {"codebase": "cbffffffffffffffff"}
+        assert http.post("/v2/sandboxes", json=create).status_code == 404
+        assert http.delete(base).status_code == 204
