@@ -47,3 +47,13 @@ def open_sandbox(conn, codebase):
     yield make
     for sandbox in made:
         sandbox.kill()
+
+
+def pytest_collection_modifyitems(items):
+    # async tests here run on the session's event loop, as the SDK tests do
+    import inspect
+
+    for item in items:
+        if Path(item.fspath).parent == Path(__file__).parent and \
+                inspect.iscoroutinefunction(getattr(item, "function", None)):
+            item.add_marker(pytest.mark.asyncio(loop_scope="session"))

@@ -123,7 +123,7 @@ class AsyncCodebase:
         return response.content
 
     async def list_files(self, path: str = "/") -> list[CodebaseFile]:
-        """Every entry below `path`, depth first."""
+        """Every entry below `path`, sorted by path."""
         response = await self._transport.api("GET", self._path("/list"), params={"path": path},
                                              not_found=E.FileNotFound)
         return [CodebaseFile(**d) for d in response.json()]

@@ -257,7 +257,8 @@ class AsyncSandbox:
                       envs: dict[str, str] | None = None, user: str | None = None) -> AsyncSession:
         """Start a session: a shell that keeps `cd`, `export`, `source`, functions, aliases and
         background jobs from one `exec` to the next. `id` names it (made up if None; AlreadyExists
-        if taken), `cwd` is where it starts (default: the user's home), `envs` its environment on
+        if taken), `cwd` is where it starts (default: the workspace if there is one, else the
+        user's home), `envs` its environment on
         top of the sandbox's, `user` who runs it. As a context manager it is deleted at the end:
 
             async with await sandbox.session() as session:

@@ -176,7 +176,7 @@ class CodebaseStore:
                 kind = "dir" if stat.S_ISDIR(st.st_mode) else "symlink" if stat.S_ISLNK(st.st_mode) else "file"
                 found.append({"path": "/" + str(full.relative_to(tree)), "type": kind, "size": st.st_size,
                               "mode": stat.S_IMODE(st.st_mode), "mtime": st.st_mtime})
-        return found
+        return sorted(found, key=lambda e: e["path"])
 
     def tar(self, cid: str, path: str = "/") -> Iterator[bytes]:
         """The current version (or one directory of it) as an uncompressed tar stream."""

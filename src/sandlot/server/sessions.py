@@ -11,7 +11,8 @@ them). sandlot's own API, authenticated with the API key like every /sandboxes r
               session are done), {"stdout": text} / {"stderr": text} / {"keepalive": {}}, then
               {"end": {...}} (or {"error": {code, message}} if the sandbox went away)
 
-SESSION = {sessionID, user, pid, cwd, envs, createdAt (RFC 3339), busy}. `timeout` is seconds
+SESSION = {sessionID, user, pid, cwd, envs, createdAt (RFC 3339), busy}. A session starts in `cwd`,
+else the sandbox's workspace (/workspace) if it has one, else the user's home. `timeout` is seconds
 (default 60, 0 = none): past it the command is interrupted like Ctrl-C (then killed), the shell and
 its state stay, and the answer has timedOut: true. A client that leaves a streamed exec interrupts
 its command the same way. Output past the server's max output size (SANDLOT_MAX_OUTPUT_BYTES) is
@@ -64,9 +65,18 @@ def _end_json(end: dict) -> dict:
 
 async def create(request: Request) -> Response:
     body = await _body(request, SessionIn)
-    info = await _running(request).agent.session_create(body.id, user=body.user, cwd=body.cwd, envs=body.envs)
+    live = _running(request)
+    cwd = body.cwd or _workspace_path(request, live.id)
+    info = await live.agent.session_create(body.id, user=body.user, cwd=cwd, envs=body.envs)
     return JSONResponse(session_json(info), status_code=201,
                         headers={"Location": request.url.path + "/" + quote(info["id"], safe="")})
+
+
+def _workspace_path(request: Request, sandbox_id: str) -> str | None:
+    """A sandbox with a workspace starts its sessions there (AgentFense's `pwd` is /workspace)."""
+    workspaces = request.app.state.service.runtime.workspaces
+    state = workspaces.state(sandbox_id) if workspaces is not None else None
+    return state["path"] if state else None
 
 
 async def list_sessions(request: Request) -> Response:
