@@ -53,7 +53,7 @@ class PermFS:
         with self._lock:
             if self.running() is not None:
                 return
-            self._unmount_stale()
+            self.unmount_stale()
             self.mount.mkdir(mode=0o711, exist_ok=True)
             with open(self.log, "ab") as out:
                 proc = subprocess.Popen([sys.executable, "-c", BOOT, "--mount", str(self.mount),
@@ -74,7 +74,7 @@ class PermFS:
             tail = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
             raise E.RuntimeFailure(f"the permission filesystem did not start: {tail.strip() or 'no output'}")
 
-    def _unmount_stale(self) -> None:
+    def unmount_stale(self) -> None:
         """A daemon that died leaves its mount behind ("transport endpoint is not connected")."""
         if any(m.point == str(self.mount) for m in mounts()):
             try:
@@ -85,13 +85,13 @@ class PermFS:
     def stop(self) -> None:
         """Unmount and end the daemon (when no sandbox needs it any more)."""
         if self.running() is None:
-            self._unmount_stale()
+            self.unmount_stale()
             return
         self._call({"op": "stop"})
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and any(m.point == str(self.mount) for m in mounts()):
             time.sleep(0.02)
-        self._unmount_stale()
+        self.unmount_stale()
         try:
             self.mount.rmdir()
         except OSError:

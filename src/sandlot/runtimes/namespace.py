@@ -103,7 +103,7 @@ class NamespaceRuntime:
 
     def leftovers(self) -> set[str]:
         ids = {p.name for p in self.root.iterdir() if p.is_dir()}
-        ids.update(p.name for p in self.mnt.iterdir() if p.is_dir() and not p.name.startswith((".", "agent")))
+        ids.update(p.name for p in self.mnt.iterdir() if not p.name.startswith((".", "agent")) and p.is_dir())
         ids.update(cgroups.leftovers(self.cgroup_group))
         return ids - (self.stems.spares() if self.stems else set())
 

@@ -48,6 +48,8 @@ class Workspaces:
     def __init__(self, home: Path, sandboxes: Path, run_dir: Path):
         self.sandboxes = sandboxes
         self.permfs = PermFS(run_dir, home / "permfs.log")
+        if self.permfs.running() is None:
+            self.permfs.unmount_stale()  # a daemon that died (its sandboxes are not adopted)
 
     # ---- what a sandbox's workspace is -------------------------------------------------------
 

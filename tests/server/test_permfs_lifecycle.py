@@ -1,0 +1,107 @@
+"""The permission filesystem's life with its server's: it starts with the first workspace, outlives a
+server killed with -9 (the next server adopts it with the sandboxes), and goes with a clean stop,
+leaving no process or mount. A daemon that died with the server takes its sandboxes' workspaces
+with it: those sandboxes are not adopted."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import httpx
+import pytest
+
+if os.geteuid() != 0:
+    pytest.skip("workspaces need a server run as root", allow_module_level=True)
+from host_resources import Footprint
+
+from sandlot import Sandbox
+from sandlot.runtimes.namespace import mount_root
+from support import start_server
+
+
+PROJECT = {"main.py": "print('main')\n", ".env": "API_KEY=secret\n", "output/.keep": ""}
+
+
+def write_project(root, files=PROJECT):
+    for path, content in files.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(content)
+    return root
+
+
+def _daemon(home) -> tuple[int | None, str]:
+    """(pid, mount point) of the server's permission filesystem daemon, pid None if none runs."""
+    mount = str(mount_root(home) / ".permfs")
+    for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                args = f.read().split(b"\0")
+        except OSError:
+            continue
+        if mount.encode() in args and any(b"permfs.daemon" in a for a in args):
+            return pid, mount
+    return None, mount
+
+
+def _mounted(point: str) -> bool:
+    return any(line.split()[1] == point for line in open("/proc/mounts"))
+
+
+@pytest.fixture
+def home(tmp_path):
+    return tmp_path / "home"
+
+
+def test_daemon_survives_kill_9_and_stops_with_the_server(home, tmp_path):
+    fp = Footprint(home)
+    srv = start_server(home, pool_size=0)
+    port = int(srv.url.rsplit(":", 1)[1])
+    conn = {"api_url": srv.url, "api_key": srv.api_key}
+    try:
+        assert _daemon(home)[0] is None  # not before a workspace needs it
+        sandbox = Sandbox.from_local(write_project(tmp_path / "p"), preset="agent-safe", **conn)
+        sandbox.commands.run("echo kept > /workspace/output/state.txt")
+        pid, mount = _daemon(home)
+        assert pid is not None and _mounted(mount)
+        fp.note_slots()
+        srv.stop(signal.SIGKILL)
+        assert _daemon(home)[0] == pid  # lives on with the sandboxes
+        srv = start_server(home, port=port, pool_size=0)
+        again = Sandbox.connect(sandbox.sandbox_id, **conn)
+        assert again.commands.run("cat /workspace/output/state.txt").stdout == "kept\n"
+        assert again.commands.run("cat /workspace/.env", check=False).exit_code != 0
+        again.set_permissions(preset="full-access")  # the adopted daemon takes changes
+        assert again.commands.run("cat /workspace/.env").stdout == PROJECT[".env"]
+        assert _daemon(home)[0] == pid
+        again.kill()
+    finally:
+        srv.stop()
+    assert _daemon(home)[0] is None and not _mounted(mount)
+    left = fp.resources()
+    assert not any(left.values()), left
+
+
+def test_a_workspace_whose_daemon_died_is_not_adopted(home, tmp_path):
+    srv = start_server(home, pool_size=0)
+    port = int(srv.url.rsplit(":", 1)[1])
+    conn = {"api_url": srv.url, "api_key": srv.api_key}
+    try:
+        with_ws = Sandbox.from_local(write_project(tmp_path / "p"), preset="read-only", **conn)
+        plain = Sandbox.create(**conn)
+        srv.stop(signal.SIGKILL)
+        pid, mount = _daemon(home)
+        os.kill(pid, signal.SIGKILL)
+        time.sleep(0.2)
+        srv = start_server(home, port=port, pool_size=0)
+        with httpx.Client(base_url=srv.url, headers={"X-API-KEY": srv.api_key}) as http:
+            assert http.get(f"/sandboxes/{with_ws.sandbox_id}").status_code == 404  # its /workspace was gone
+            assert http.get(f"/sandboxes/{plain.sandbox_id}").status_code == 200
+        assert not _mounted(mount)  # the dead daemon's mount was cleared
+        Sandbox.connect(plain.sandbox_id, **conn).kill()
+        # a new workspace starts a new daemon
+        with Sandbox.from_local(write_project(tmp_path / "q"), preset="read-only", **conn) as fresh:
+            assert fresh.commands.run("cat /workspace/main.py").stdout == PROJECT["main.py"]
+    finally:
+        srv.stop()
