@@ -27,6 +27,7 @@ from report import machine, p50_ms, row, timed, verdict, write_section  # noqa: 
 
 BLOCK = 10
 TARGET_MS = 3.0  # issue 13: session.exec("true") p50 on a live sandbox
+QUIET_RUN_MS = 4.02  # commands.run("true") p50 in the core section, measured on a quiet machine
 
 
 def main() -> None:
@@ -97,11 +98,15 @@ def main() -> None:
         row("`sandbox.session()` create", create_s),
         "",
         verdict("- `session.exec(\"true\")` round trip, p50", p50_ms(exec_s), TARGET_MS),
+        f"- In the same run `commands.run(\"true\")` took {p50_ms(run_s):.2f} ms, against {QUIET_RUN_MS} ms on a "
+        f"quiet machine (core section): scaled by that, `session.exec(\"true\")` would take about "
+        f"{p50_ms(exec_s) / p50_ms(run_s) * QUIET_RUN_MS:.2f} ms there (an estimate, not a measurement).",
         "",
         "Where the time goes: HTTP to the control plane (one JSON POST, kept-alive connection), one",
-        "unix-socket request to the agent, which writes the command to a file, makes two FIFOs and",
-        "sends bash one line; bash sources the file with its output on the FIFOs and prints a marker",
-        "(no fork for a builtin). `commands.run` starts a login shell per command instead.",
+        "unix-socket request to the agent, which writes the command to a file and sends bash one line;",
+        "bash sources the file with its output on the session's two FIFOs (kept from one command to the",
+        "next) and prints a marker (no fork for a builtin). `commands.run` starts a login shell per",
+        "command instead.",
     ]
     text = "\n".join(lines)
     print(text)
