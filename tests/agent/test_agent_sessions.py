@@ -29,7 +29,8 @@ async def session(client):
 
 async def test_state_carries_between_commands(client, session, home):
     for cmd in ("cd /tmp && export FOO=bar", "declare -a arr=(1 2 3)", "greet() { echo hi $1; }",
-                "alias ll='echo listed'", "python3 -m venv --without-pip /tmp/venv-$$ >/dev/null && source /tmp/venv-$$/bin/activate"):
+                "alias ll='echo listed'",
+                "python3 -m venv --without-pip /tmp/venv-$$ >/dev/null && source /tmp/venv-$$/bin/activate"):
         assert (await run(client, session, cmd)).exit_code == 0, cmd
     result = await run(client, session, "pwd; echo $FOO ${arr[2]}; greet you; ll; command -v python3")
     lines = result.stdout.decode().splitlines()
@@ -55,7 +56,8 @@ async def test_stdout_and_stderr_are_separate_and_whole(client, session):
 
 
 async def test_background_output_never_reaches_the_next_command(client, session):
-    started = await run(client, session, "(sleep 0.3; for i in 1 2 3 4 5; do echo late-$i; sleep 0.1; done) & echo started")
+    started = await run(client, session,
+                        "(sleep 0.3; for i in 1 2 3 4 5; do echo late-$i; sleep 0.1; done) & echo started")
     assert started.stdout == b"started\n" and started.stderr == b""  # no "[1] PID" job notice
     for _ in range(8):  # while the job writes on
         result = await run(client, session, "sleep 0.05; echo now")

@@ -9,9 +9,9 @@ import pytest
 import sandlot
 from sandlot import _exceptions
 from sandlot.client import (
-    AsyncCodebase, Codebase, AsyncCommandHandle, AsyncCommands, AsyncFiles, AsyncPackages, AsyncPty, AsyncSandbox, AsyncSandboxPaginator,
-    AsyncSession, AsyncSessionFiles, AsyncWatchHandle, CommandHandle, Commands, Files, Packages, Pty, Sandbox,
-    SandboxPaginator, Session, SessionFiles, WatchHandle,
+    AsyncCodebase, AsyncCommandHandle, AsyncCommands, AsyncFiles, AsyncPackages, AsyncPty, AsyncSandbox,
+    AsyncSandboxPaginator, AsyncSession, AsyncSessionFiles, AsyncWatchHandle, Codebase, CommandHandle, Commands, Files,
+    Packages, Pty, Sandbox, SandboxPaginator, Session, SessionFiles, WatchHandle,
 )
 from sandlot.client._config import ConnectionConfig
 from sandlot.client._http import Transport

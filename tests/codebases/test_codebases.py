@@ -11,7 +11,8 @@ import tarfile
 import httpx
 import pytest
 
-from sandlot import AlreadyExists, AsyncCodebase, AsyncSandbox, Codebase, FileNotFound, InvalidArgument, NotFound, Sandbox
+from sandlot import (AlreadyExists, AsyncCodebase, AsyncSandbox, Codebase, FileNotFound, InvalidArgument, NotFound,
+                     Sandbox)
 
 if os.geteuid() != 0:
     pytest.skip("workspaces need a server run as root", allow_module_level=True)

@@ -40,10 +40,12 @@ if __name__ == "__main__":
 @pytest.fixture
 def my_project(tmp_path):
     return write_project(tmp_path / "my-project", {
-        "analyze.py": ANALYZE, "test_app.py": TEST, "process.py": "open('/workspace/output/out.txt', 'w').write('done')\n",
+        "analyze.py": ANALYZE, "test_app.py": TEST,
+        "process.py": "open('/workspace/output/out.txt', 'w').write('done')\n",
         ".env": "SECRET=1\n", ".env.production": "SECRET=2\n", "secrets/db.key": "K\n", "server.pem": "P\n",
         "src/main.py": "print('main')\n", "output/.keep": "",
-        "backend/manage.py": "import os, sys\nprint('DEBUG', os.environ.get('DEBUG'), 'venv', sys.prefix != sys.base_prefix)\n",
+        "backend/manage.py": "import os, sys\n"
+                             "print('DEBUG', os.environ.get('DEBUG'), 'venv', sys.prefix != sys.base_prefix)\n",
     })
 
 

@@ -60,7 +60,7 @@ Session = synchronize(AsyncSession, "Session", """A shell in the sandbox that ke
 Blocking form of `AsyncSession`.
 """)
 SessionFiles = synchronize(AsyncSessionFiles, "SessionFiles")
-Codebase = synchronize(AsyncCodebase, "Codebase", """A file tree stored once on the server that sandboxes mount at /workspace.
+Codebase = synchronize(AsyncCodebase, "Codebase", """A file tree on the server that sandboxes mount at /workspace.
 
     codebase = Codebase.create("shared-repo")
     codebase.upload_dir("./my-project")

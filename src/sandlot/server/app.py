@@ -81,8 +81,9 @@ def build_app(config: Config) -> Starlette:
             await service.shutdown()
             store.close()
 
+    own = [*sessions.routes(), *workspaces.routes(), *codebases.routes()]  # sandlot's own, beside E2B's
     app = Starlette(
-        routes=[Route("/_sandlot/health", _health), *api.routes(), *sessions.routes(), *workspaces.routes(), *codebases.routes(), *envd_routes(service, max_upload_bytes=config.max_upload_bytes)],
+        routes=[Route("/_sandlot/health", _health), *api.routes(), *own, *envd_routes(service, max_upload_bytes=config.max_upload_bytes)],
         middleware=[Middleware(KeyAuth, store=store, preset_key=config.preset_api_key)],
         exception_handlers={E.SandlotError: _sandlot_error, HTTPException: _http_error, Exception: _unexpected},
         lifespan=lifespan,
