@@ -217,3 +217,15 @@ def test_terminal(make_sandbox):
     sbx.pty.send_stdin(term.pid, b"tty; echo done-$((6*7)); exit\n")
     reader.join(10)
     assert b"/dev/pts/0" in output and b"done-42" in output
+
+
+def test_sessions_work_and_workspaces_need_root(rl_server, make_sandbox, api):
+    """Issue 13 in the rootless tier: sessions run as there (one shell per session), a workspace
+    (a mount on the host) is refused as not supported."""
+    native = sandlot.Sandbox.connect(make_sandbox().sandbox_id, api_url=rl_server.url, api_key=rl_server.api_key)
+    session = native.session()
+    session.exec("cd /tmp && export KEPT=yes")
+    assert session.exec("pwd; echo $KEPT").stdout == "/tmp\nyes\n"
+    session.delete()
+    refused = api.post("/v2/sandboxes", json={"templateID": "host", "workspace": {"preset": "read-only"}})
+    assert refused.status_code == 501, refused.text
