@@ -189,3 +189,29 @@ def test_rest_answers(server):
         create["workspace"] = {"codebase": "cbffffffffffffffff"}
         assert http.post("/v2/sandboxes", json=create).status_code == 404
         assert http.delete(base).status_code == 204
+
+
+def test_a_committed_symlink_never_leads_the_server_off_the_tree(conn, server, tmp_path):
+    """A sandbox may commit any symlink (`ln -s /etc out`): uploading into it, downloading or
+    listing through it, reading it, must not reach the host's /etc."""
+    cb = Codebase.create("links", **conn)
+    try:
+        with Sandbox.create(codebase=cb, preset="full-access", **conn) as sandbox:
+            sandbox.commands.run("ln -s /etc /workspace/out && ln -s /etc/passwd /workspace/pw")
+            sandbox.commit()
+        assert {f.path: f.type for f in cb.list_files()} == {"/out": "symlink", "/pw": "symlink"}
+        with pytest.raises(InvalidArgument):
+            cb.upload_tar(_tar({"planted": ("file", b"x")}), into="/out")
+        with pytest.raises(InvalidArgument):
+            cb.upload_file("/out/planted", "x")
+        assert not os.path.exists("/etc/planted")
+        with pytest.raises(InvalidArgument):
+            cb.download_tar("/out")
+        with pytest.raises((InvalidArgument, FileNotFound)):
+            cb.list_files("/out")
+        with pytest.raises(FileNotFound):
+            cb.read_file("/pw")
+        names = tarfile.open(fileobj=io.BytesIO(cb.download_tar())).getnames()
+        assert sorted(names) == ["out", "pw"]  # the links themselves, not what they point at
+    finally:
+        cb.delete()

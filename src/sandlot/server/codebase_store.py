@@ -125,7 +125,7 @@ class CodebaseStore:
             tree, commit = self._writable(cid)
             staging = self._dir(cid) / f".staging-{secrets.token_hex(4)}"
             try:
-                dest = _inside(tree, base)
+                dest = _inside(tree, base, directory=True)
                 if base.parts:
                     _make_parents(tree, base / "x")
                 dest.mkdir(exist_ok=True)
@@ -181,7 +181,7 @@ class CodebaseStore:
     def tar(self, cid: str, path: str = "/") -> Iterator[bytes]:
         """The current version (or one directory of it) as an uncompressed tar stream."""
         rel = _relative(path)
-        top = _inside(self.tree(cid), rel)
+        top = _inside(self.tree(cid), rel, directory=True)
         if not top.is_dir():
             raise E.FileNotFound(f"/{rel} is not a directory of codebase {cid}")
         return _tar_stream(top)
@@ -306,10 +306,11 @@ def _relative(path: str) -> PurePosixPath:
     return PurePosixPath(*parts) if parts else PurePosixPath()
 
 
-def _inside(tree: Path, rel: PurePosixPath) -> Path:
-    """``tree / rel`` with no symlink on the way (a symlink in a codebase may point anywhere)."""
+def _inside(tree: Path, rel: PurePosixPath, directory: bool = False) -> Path:
+    """``tree / rel`` with no symlink on the way: a symlink in a codebase (a sandbox may commit one)
+    may point anywhere on the host. ``directory``: the path itself is used as one (not a link)."""
     here = tree
-    for part in rel.parts[:-1]:
+    for part in rel.parts if directory else rel.parts[:-1]:
         here = here / part
         if here.is_symlink():
             raise E.PathError(f"/{rel} goes through a symbolic link in the codebase")
