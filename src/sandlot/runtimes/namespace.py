@@ -285,7 +285,8 @@ class NamespaceRuntime:
         return cg.usage()
 
     def disk_used(self, sandbox_id: str) -> int:
-        return tree_usage(self._dir(sandbox_id) / "upper")
+        d = self._dir(sandbox_id)
+        return tree_usage(d / "upper") + sum(tree_usage(p) for p in d.glob("ws-upper.*"))  # + its workspace
 
     def freeze(self, sandbox_id: str, frozen: bool) -> None:
         cg = self._cgroup(sandbox_id)
