@@ -10,7 +10,7 @@ import httpx
 import pytest
 from perm_helpers import W
 
-from sandlot import CommandExitError, FileType, InvalidArgument, Limits, PermissionDenied, Sandbox, SecurityPolicy
+from sandlot import FileType, InvalidArgument, Limits, PermissionDenied, Sandbox, SecurityPolicy
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +135,7 @@ def test_strict_on_a_code_interpreter(make):
     assert sandbox.run_code("21 * 2").text == "42"
     assert "blocked_imports" in sandbox.run_code("import os").error.value
     assert sandbox.run_code("import json; json.loads('[1]')[0] + 1").text == "2"
-    with pytest.raises(CommandExitError):
+    with pytest.raises(PermissionDenied):
         sandbox.commands.run("true")  # no shell
 
 
