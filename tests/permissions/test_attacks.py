@@ -180,3 +180,13 @@ def test_another_sandbox_or_host_user_cannot_enter_a_workspace(server, agent_saf
     # another sandbox has no path to it at all
     other = open_sandbox(preset="full-access")
     assert other.commands.run(f"ls {fs_dir}", check=False).exit_code != 0
+
+
+def test_root_cannot_take_the_mount_away_or_reach_below_it(agent_safe):
+    for cmd in (f"umount {W}", f"umount -l {W}", f"mount --bind /tmp {W}", "mount -t tmpfs none /mnt"):
+        assert agent_safe.commands.run(cmd, user="root", check=False).exit_code != 0, cmd
+    assert ".env" not in agent_safe.commands.run(f"ls -a {W}", user="root").stdout.split()
+    # no FUSE device to mount a filesystem of its own, and no file handles to open by
+    assert agent_safe.commands.run("test -e /dev/fuse", check=False).exit_code != 0
+    assert probe(agent_safe, "stat", f"{W}/.env", user="root") == {"lstat": "ENOENT", "sys_newfstatat": "ENOENT",
+                                                                  "sys_statx": "ENOENT"}
