@@ -1,4 +1,7 @@
-"""`AsyncSandbox`: create, find and manage sandboxes; the async source of the public `Sandbox`."""
+"""`AsyncSandbox`: create, find and manage sandboxes; the async source of the public `Sandbox`.
+
+Longer than most modules: it is the sandbox's whole public surface, each method a documented line
+or two onto the module that does the work (_sessions.py, _workspace.py, _code.py, _state.py...)."""
 
 from __future__ import annotations
 

@@ -18,22 +18,20 @@ import json
 import os
 import re
 import secrets
-import shutil
 import stat
 import tarfile
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import BinaryIO
 
 from .. import _exceptions as E
 from ..hostfs import remove_tree
-from .envd.files_http import UploadTooLarge
+from . import codebase_trees as trees
 
 _ID = re.compile(r"cb[0-9a-f]{16}\Z")
 MAX_NAME = 128
-OVERLAY_OPAQUE = "trusted.overlay.opaque"
 
 
 def _now() -> float:
@@ -98,19 +96,19 @@ class CodebaseStore:
 
     def write_file(self, cid: str, path: str, data: BinaryIO, mode: int = 0o644) -> dict:
         """Write one file (parents made); a new version if the current one is in use."""
-        rel = _relative(path)
+        rel = trees.relative(path)
         if not rel.parts:
             raise E.InvalidArgument("a file path inside the codebase is required")
         with self._lock(cid):
             tree, commit = self._writable(cid)
             try:
-                target = _inside(tree, rel)
-                _make_parents(tree, rel)
+                target = trees.inside(tree, rel)
+                trees.make_parents(tree, rel)
                 if target.is_symlink() or target.is_dir():
                     raise E.InvalidArgument(f"/{rel} is a directory or a link in the codebase")
                 tmp = target.with_name(f".upload-{secrets.token_hex(4)}")
                 with open(tmp, "xb") as out:
-                    _copy(data, out, self.max_upload_bytes)
+                    trees.copy_limited(data, out, self.max_upload_bytes)
                 os.chmod(tmp, mode & 0o777)
                 os.replace(tmp, target)
             except BaseException:
@@ -120,17 +118,17 @@ class CodebaseStore:
 
     def extract_tar(self, cid: str, stream: BinaryIO, into: str = "/") -> dict:
         """Unpack a tar (gzip allowed) below ``into``; a new version if the current one is in use."""
-        base = _relative(into)
+        base = trees.relative(into)
         with self._lock(cid):
             tree, commit = self._writable(cid)
             staging = self._dir(cid) / f".staging-{secrets.token_hex(4)}"
             try:
-                dest = _inside(tree, base, directory=True)
+                dest = trees.inside(tree, base, directory=True)
                 if base.parts:
-                    _make_parents(tree, base / "x")
+                    trees.make_parents(tree, base / "x")
                 dest.mkdir(exist_ok=True)
                 staging.mkdir(mode=0o700)
-                counted = _Counted(stream, self.max_upload_bytes)
+                counted = trees.Counted(stream, self.max_upload_bytes)
                 try:
                     # unpacked aside first: a refused member leaves the tree as it was
                     with tarfile.open(fileobj=counted, mode="r|*") as tar:
@@ -144,7 +142,7 @@ class CodebaseStore:
                     if isinstance(e, (tarfile.TarError, EOFError)):
                         raise E.InvalidArgument(f"not a valid tar archive: {e}") from None
                     raise
-                _merge(staging, dest)
+                trees.merge(staging, dest)
             except BaseException:
                 commit(False)
                 raise
@@ -155,16 +153,16 @@ class CodebaseStore:
 
     def read_file(self, cid: str, path: str) -> Path:
         """The host path of a file of the current version (for streaming it out)."""
-        rel = _relative(path)
-        target = _inside(self.tree(cid), rel)
+        rel = trees.relative(path)
+        target = trees.inside(self.tree(cid), rel)
         if target.is_symlink() or not target.is_file():
             raise E.FileNotFound(f"/{rel} is not a file of codebase {cid}")
         return target
 
     def list_files(self, cid: str, path: str = "/") -> list[dict]:
-        rel = _relative(path)
+        rel = trees.relative(path)
         tree = self.tree(cid)
-        top = _inside(tree, rel)
+        top = trees.inside(tree, rel)
         if top.is_symlink() or not top.is_dir():
             raise E.FileNotFound(f"/{rel} is not a directory of codebase {cid}")
         found = []
@@ -180,11 +178,11 @@ class CodebaseStore:
 
     def tar(self, cid: str, path: str = "/") -> Iterator[bytes]:
         """The current version (or one directory of it) as an uncompressed tar stream."""
-        rel = _relative(path)
-        top = _inside(self.tree(cid), rel, directory=True)
+        rel = trees.relative(path)
+        top = trees.inside(self.tree(cid), rel, directory=True)
         if not top.is_dir():
             raise E.FileNotFound(f"/{rel} is not a directory of codebase {cid}")
-        return _tar_stream(top)
+        return trees.tar_stream(top)
 
     # ---- versions ----------------------------------------------------------------------------
 
@@ -197,8 +195,8 @@ class CodebaseStore:
             new = d / f"v{meta['version'] + 1}.building"
             if new.exists():
                 remove_tree(new)
-            _link_copy(d / f"v{meta['version']}", new)
-            _apply(upper, new)
+            trees.link_copy(d / f"v{meta['version']}", new)
+            trees.apply_layer(upper, new)
             return self._switch(meta, new)
 
     def collect(self, cid: str) -> None:
@@ -219,7 +217,7 @@ class CodebaseStore:
         new = d / f"v{meta['version'] + 1}.building"
         if new.exists():
             remove_tree(new)
-        _link_copy(current, new)
+        trees.link_copy(current, new)
 
         def commit_copy(ok: bool) -> dict:
             if not ok:
@@ -291,177 +289,3 @@ class CodebaseStore:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(meta))
         tmp.replace(path)
-
-
-# ---- trees -----------------------------------------------------------------------------------
-
-
-def _relative(path: str) -> PurePosixPath:
-    """A path inside a codebase, as relative parts; `..` and NUL refused."""
-    if not isinstance(path, str) or "\0" in path:
-        raise E.PathError("a codebase path is a string without NUL bytes")
-    parts = [p for p in path.split("/") if p and p != "."]
-    if ".." in parts:
-        raise E.PathError(f"{path!r} leaves the codebase")
-    return PurePosixPath(*parts) if parts else PurePosixPath()
-
-
-def _inside(tree: Path, rel: PurePosixPath, directory: bool = False) -> Path:
-    """``tree / rel`` with no symlink on the way: a symlink in a codebase (a sandbox may commit one)
-    may point anywhere on the host. ``directory``: the path itself is used as one (not a link)."""
-    here = tree
-    for part in rel.parts if directory else rel.parts[:-1]:
-        here = here / part
-        if here.is_symlink():
-            raise E.PathError(f"/{rel} goes through a symbolic link in the codebase")
-    return tree.joinpath(*rel.parts) if rel.parts else tree
-
-
-def _make_parents(tree: Path, rel: PurePosixPath) -> None:
-    here = tree
-    for part in rel.parts[:-1]:
-        here = here / part
-        if here.is_symlink() or here.exists() and not here.is_dir():
-            raise E.InvalidArgument(f"a parent of /{rel} is not a directory")
-        here.mkdir(mode=0o755, exist_ok=True)
-
-
-class _Counted:
-    """A read-only stream that fails past ``limit`` bytes."""
-
-    def __init__(self, stream: BinaryIO, limit: int):
-        self.stream, self.limit, self.seen = stream, limit, 0
-
-    def read(self, size: int = -1) -> bytes:
-        data = self.stream.read(size)
-        self.seen += len(data)
-        if self.seen > self.limit:
-            raise UploadTooLarge(f"the upload is larger than {self.limit} bytes")
-        return data
-
-
-def _copy(data: BinaryIO, out, limit: int) -> None:
-    seen = 0
-    while chunk := data.read(1 << 20):
-        seen += len(chunk)
-        if seen > limit:
-            raise UploadTooLarge(f"the upload is larger than {limit} bytes")
-        out.write(chunk)
-
-
-def _link_copy(src: Path, dst: Path) -> None:
-    """A copy of a tree whose files are hard links to the original's (never written in place)."""
-    dst.mkdir(mode=stat.S_IMODE(src.stat().st_mode))
-    for dirpath, dirs, files in os.walk(src):
-        rel = os.path.relpath(dirpath, src)
-        target = dst / rel if rel != "." else dst
-        for name in dirs:
-            s = os.path.join(dirpath, name)
-            st = os.lstat(s)
-            if stat.S_ISLNK(st.st_mode):
-                os.symlink(os.readlink(s), target / name)
-            else:
-                (target / name).mkdir(mode=stat.S_IMODE(st.st_mode))
-        for name in files:
-            s = os.path.join(dirpath, name)
-            if os.path.islink(s):
-                os.symlink(os.readlink(s), target / name)
-            else:
-                os.link(s, target / name)
-
-
-def _apply(upper: Path, tree: Path) -> None:
-    """Replay an overlay's upper layer onto ``tree`` (whose files are shared: replaced, never
-    written in place)."""
-    for dirpath, dirs, files in os.walk(upper):
-        rel = os.path.relpath(dirpath, upper)
-        here = tree / rel if rel != "." else tree
-        for name in list(dirs):
-            s = Path(dirpath) / name
-            t = here / name
-            st = s.lstat()
-            if stat.S_ISLNK(st.st_mode):
-                _remove(t)
-                os.symlink(os.readlink(s), t)
-                dirs.remove(name)
-                continue
-            opaque = _is_opaque(s)
-            if opaque or not t.is_dir() or t.is_symlink():
-                _remove(t)
-                t.mkdir()
-            os.chmod(t, stat.S_IMODE(st.st_mode))
-        for name in files:
-            s = Path(dirpath) / name
-            t = here / name
-            st = s.lstat()
-            _remove(t)
-            if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
-                continue  # a whiteout: deleted
-            if stat.S_ISLNK(st.st_mode):
-                os.symlink(os.readlink(s), t)
-            elif stat.S_ISREG(st.st_mode):
-                shutil.copy2(s, t, follow_symlinks=False)
-                os.chmod(t, stat.S_IMODE(st.st_mode) & 0o777)
-            # fifos, sockets and devices are not part of a codebase
-
-
-def _merge(staging: Path, dest: Path) -> None:
-    """Move what a tar unpacked in ``staging`` into ``dest`` (replacing what is there)."""
-    for dirpath, dirs, files in os.walk(staging):
-        rel = os.path.relpath(dirpath, staging)
-        here = dest / rel if rel != "." else dest
-        for name in dirs:
-            target = here / name
-            if target.is_symlink() or target.exists() and not target.is_dir():
-                target.unlink()
-            if not target.exists():
-                target.mkdir()
-            os.chmod(target, stat.S_IMODE((Path(dirpath) / name).stat().st_mode))
-        for name in files:
-            target = here / name
-            if target.is_dir() and not target.is_symlink():
-                remove_tree(target)
-            os.replace(Path(dirpath) / name, target)
-
-
-def _is_opaque(path: Path) -> bool:
-    try:
-        return os.getxattr(path, OVERLAY_OPAQUE, follow_symlinks=False) == b"y"
-    except OSError:
-        return False
-
-
-def _remove(path: Path) -> None:
-    if path.is_symlink() or path.exists() and not path.is_dir():
-        path.unlink()
-    elif path.is_dir():
-        remove_tree(path)
-
-
-def _tar_stream(top: Path) -> Iterator[bytes]:
-    """An uncompressed tar of ``top``'s contents, produced as it is read."""
-    import io
-
-    class _Pipe(io.RawIOBase):
-        def __init__(self):
-            self.chunks: list[bytes] = []
-
-        def writable(self) -> bool:
-            return True
-
-        def write(self, b) -> int:
-            self.chunks.append(bytes(b))
-            return len(b)
-
-    pipe = _Pipe()
-    with tarfile.open(fileobj=pipe, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        for dirpath, dirs, files in os.walk(top):
-            dirs.sort()
-            for name in sorted(dirs + files):
-                full = os.path.join(dirpath, name)
-                tar.add(full, arcname=os.path.relpath(full, top), recursive=False)
-                if pipe.chunks:
-                    yield b"".join(pipe.chunks)
-                    pipe.chunks.clear()
-    if pipe.chunks:
-        yield b"".join(pipe.chunks)

@@ -1,0 +1,191 @@
+"""File trees of codebases on the host (server/codebase_store.py keeps them): paths that never go
+through a symlink, hard-link copies, replaying a sandbox's overlay layer, merging a staged upload,
+tar streams. Host root does all this, and a codebase holds whatever a sandbox committed, links to
+anywhere included: nothing here follows a symlink of the tree.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import stat
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from .. import _exceptions as E
+from ..hostfs import remove_tree
+from .envd.files_http import UploadTooLarge
+
+OVERLAY_OPAQUE = "trusted.overlay.opaque"
+
+
+def relative(path: str) -> PurePosixPath:
+    """A path inside a codebase, as relative parts; `..` and NUL refused."""
+    if not isinstance(path, str) or "\0" in path:
+        raise E.PathError("a codebase path is a string without NUL bytes")
+    parts = [p for p in path.split("/") if p and p != "."]
+    if ".." in parts:
+        raise E.PathError(f"{path!r} leaves the codebase")
+    return PurePosixPath(*parts) if parts else PurePosixPath()
+
+
+def inside(tree: Path, rel: PurePosixPath, directory: bool = False) -> Path:
+    """``tree / rel`` with no symlink on the way: a symlink in a codebase (a sandbox may commit one)
+    may point anywhere on the host. ``directory``: the path itself is used as one (not a link)."""
+    here = tree
+    for part in rel.parts if directory else rel.parts[:-1]:
+        here = here / part
+        if here.is_symlink():
+            raise E.PathError(f"/{rel} goes through a symbolic link in the codebase")
+    return tree.joinpath(*rel.parts) if rel.parts else tree
+
+
+def make_parents(tree: Path, rel: PurePosixPath) -> None:
+    here = tree
+    for part in rel.parts[:-1]:
+        here = here / part
+        if here.is_symlink() or here.exists() and not here.is_dir():
+            raise E.InvalidArgument(f"a parent of /{rel} is not a directory")
+        here.mkdir(mode=0o755, exist_ok=True)
+
+
+class Counted:
+    """A read-only stream that fails past ``limit`` bytes."""
+
+    def __init__(self, stream: BinaryIO, limit: int):
+        self.stream, self.limit, self.seen = stream, limit, 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.stream.read(size)
+        self.seen += len(data)
+        if self.seen > self.limit:
+            raise UploadTooLarge(f"the upload is larger than {self.limit} bytes")
+        return data
+
+
+def copy_limited(data: BinaryIO, out, limit: int) -> None:
+    seen = 0
+    while chunk := data.read(1 << 20):
+        seen += len(chunk)
+        if seen > limit:
+            raise UploadTooLarge(f"the upload is larger than {limit} bytes")
+        out.write(chunk)
+
+
+def link_copy(src: Path, dst: Path) -> None:
+    """A copy of a tree whose files are hard links to the original's (never written in place)."""
+    dst.mkdir(mode=stat.S_IMODE(src.stat().st_mode))
+    for dirpath, dirs, files in os.walk(src):
+        rel = os.path.relpath(dirpath, src)
+        target = dst / rel if rel != "." else dst
+        for name in dirs:
+            s = os.path.join(dirpath, name)
+            st = os.lstat(s)
+            if stat.S_ISLNK(st.st_mode):
+                os.symlink(os.readlink(s), target / name)
+            else:
+                (target / name).mkdir(mode=stat.S_IMODE(st.st_mode))
+        for name in files:
+            s = os.path.join(dirpath, name)
+            if os.path.islink(s):
+                os.symlink(os.readlink(s), target / name)
+            else:
+                os.link(s, target / name)
+
+
+def apply_layer(upper: Path, tree: Path) -> None:
+    """Replay an overlay's upper layer onto ``tree`` (whose files are shared: replaced, never
+    written in place)."""
+    for dirpath, dirs, files in os.walk(upper):
+        rel = os.path.relpath(dirpath, upper)
+        here = tree / rel if rel != "." else tree
+        for name in list(dirs):
+            s = Path(dirpath) / name
+            t = here / name
+            st = s.lstat()
+            if stat.S_ISLNK(st.st_mode):
+                _remove(t)
+                os.symlink(os.readlink(s), t)
+                dirs.remove(name)
+                continue
+            opaque = _is_opaque(s)
+            if opaque or not t.is_dir() or t.is_symlink():
+                _remove(t)
+                t.mkdir()
+            os.chmod(t, stat.S_IMODE(st.st_mode))
+        for name in files:
+            s = Path(dirpath) / name
+            t = here / name
+            st = s.lstat()
+            _remove(t)
+            if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+                continue  # a whiteout: deleted
+            if stat.S_ISLNK(st.st_mode):
+                os.symlink(os.readlink(s), t)
+            elif stat.S_ISREG(st.st_mode):
+                shutil.copy2(s, t, follow_symlinks=False)
+                os.chmod(t, stat.S_IMODE(st.st_mode) & 0o777)
+            # fifos, sockets and devices are not part of a codebase
+
+
+def merge(staging: Path, dest: Path) -> None:
+    """Move what a tar unpacked in ``staging`` into ``dest`` (replacing what is there)."""
+    for dirpath, dirs, files in os.walk(staging):
+        rel = os.path.relpath(dirpath, staging)
+        here = dest / rel if rel != "." else dest
+        for name in dirs:
+            target = here / name
+            if target.is_symlink() or target.exists() and not target.is_dir():
+                target.unlink()
+            if not target.exists():
+                target.mkdir()
+            os.chmod(target, stat.S_IMODE((Path(dirpath) / name).stat().st_mode))
+        for name in files:
+            target = here / name
+            if target.is_dir() and not target.is_symlink():
+                remove_tree(target)
+            os.replace(Path(dirpath) / name, target)
+
+
+def _is_opaque(path: Path) -> bool:
+    try:
+        return os.getxattr(path, OVERLAY_OPAQUE, follow_symlinks=False) == b"y"
+    except OSError:
+        return False
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink() or path.exists() and not path.is_dir():
+        path.unlink()
+    elif path.is_dir():
+        remove_tree(path)
+
+
+def tar_stream(top: Path) -> Iterator[bytes]:
+    """An uncompressed tar of ``top``'s contents, produced as it is read."""
+    class _Pipe(io.RawIOBase):
+        def __init__(self):
+            self.chunks: list[bytes] = []
+
+        def writable(self) -> bool:
+            return True
+
+        def write(self, b) -> int:
+            self.chunks.append(bytes(b))
+            return len(b)
+
+    pipe = _Pipe()
+    with tarfile.open(fileobj=pipe, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for dirpath, dirs, files in os.walk(top):
+            dirs.sort()
+            for name in sorted(dirs + files):
+                full = os.path.join(dirpath, name)
+                tar.add(full, arcname=os.path.relpath(full, top), recursive=False)
+                if pipe.chunks:
+                    yield b"".join(pipe.chunks)
+                    pipe.chunks.clear()
+    if pipe.chunks:
+        yield b"".join(pipe.chunks)
