@@ -22,6 +22,7 @@ from ..runtimes.policy import Limits, SandboxSpec
 from ..templates import logged_progress
 from ..templates.spec import Template
 from .config import Config
+from .journal import Journal
 from .kernels import KernelSession
 from .store import SandboxRecord, Store
 
@@ -99,6 +100,7 @@ class SandboxService:
         self._reaper: asyncio.Task | None = None
         self._sampler: asyncio.Task | None = None
         self._closing = False
+        self.journal = Journal()  # each sandbox's log (logs_api.py)
 
     # ---- start and stop ----------------------------------------------------------------------
 
@@ -131,8 +133,10 @@ class SandboxService:
                 kernels = self._kernels(rt, self.templates.describe(rec.template))
             except E.NotFound:
                 kernels = None
-            live = LiveSandbox(rec, rt, AgentClient(str(rt.socket_path)), kernels=kernels)
+            live = LiveSandbox(rec, rt, self.journal.recording(rec.id, AgentClient(str(rt.socket_path))),
+                               kernels=kernels)
             (self.paused if rec.state == "paused" else self.live)[rec.id] = live
+            self.journal.record(rec.id, f"adopted after a server restart ({rec.state})")
             log.info("adopted sandbox %s (%s)", rec.id, rec.state)
         for sid in self.runtime.leftovers() - known:
             log.info("removing leftover sandbox resources %s", sid)
@@ -184,8 +188,11 @@ class SandboxService:
             end_at=now + req.timeout, metadata=req.metadata, envs=req.envs, limits=asdict(req.limits),
             access_token=secrets.token_urlsafe(24) if req.secure else None, auto_pause=req.auto_pause)
         self.store.insert(rec)
-        live = LiveSandbox(rec, rt, AgentClient(str(rt.socket_path)), kernels=kernels)
+        live = LiveSandbox(rec, rt, self.journal.recording(rec.id, AgentClient(str(rt.socket_path))),
+                           kernels=kernels)
         self.live[rec.id] = live
+        self.journal.record(rec.id, f"created from template {req.template}", template=req.template,
+                            timeout=req.timeout, pooled=pooled is not None, **asdict(req.limits))
         return live
 
     def _kernels(self, rt: RuntimeSandbox, template: Template) -> KernelSession | None:
@@ -268,6 +275,9 @@ class SandboxService:
         live = self.live.pop(sandbox_id, None) or self.paused.pop(sandbox_id)
         live.closed.set()
         self.store.update(sandbox_id, state="killed", ended_at=time.time(), end_reason=reason)
+        self.journal.record(sandbox_id, f"ended: {reason}", level="warn" if reason == "sandbox exited" else "info",
+                            reason=reason)
+        self.journal.ended(sandbox_id)
         await asyncio.to_thread(self.runtime.kill, sandbox_id)
         if live.kernels is not None:
             await live.kernels.close()
@@ -277,6 +287,7 @@ class SandboxService:
         rec = self.record(sandbox_id)
         rec.end_at = time.time() + timeout
         self.store.update(sandbox_id, end_at=rec.end_at)
+        self.journal.record(sandbox_id, f"timeout set: ends in {timeout}s", timeout=timeout)
 
     async def connect(self, sandbox_id: str, timeout: int | None) -> tuple[LiveSandbox, bool]:
         """Make sure the sandbox runs (resuming it if paused); extend, never shorten, its timeout.
@@ -313,6 +324,7 @@ class SandboxService:
         self.paused[sandbox_id] = live
         live.record.state = "paused"
         self.store.update(sandbox_id, state="paused")
+        self.journal.record(sandbox_id, "paused")
 
     async def resume(self, sandbox_id: str, timeout: int | None = None) -> LiveSandbox:
         if timeout is not None:  # as on create: it runs again for `timeout` seconds
@@ -331,6 +343,7 @@ class SandboxService:
         live.record.state = "running"
         live.record.end_at = time.time() + (timeout if timeout is not None else self.config.default_timeout)
         self.store.update(sandbox_id, state="running", end_at=live.record.end_at)
+        self.journal.record(sandbox_id, "resumed")
         return live
 
     def _check_still(self, sandbox_id: str, live: LiveSandbox, table: dict[str, LiveSandbox]) -> None:
