@@ -8,7 +8,6 @@ import shlex
 import sys
 import threading
 
-import click
 import typer
 from typer.core import TyperCommand
 
@@ -20,9 +19,9 @@ class ExecCommand(TyperCommand):
     no option (or after `--`), so `sandlot exec ID ls -la` passes -la to ls and
     `sandlot exec ID --timeout 1 -- sleep 3` sets exec's timeout."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
         takes_value = {name: not (p.is_flag or p.count) for p in self.get_params(ctx)
-                       if isinstance(p, click.Option) for name in (*p.opts, *p.secondary_opts)}
+                       if p.param_type_name == "option" for name in (*p.opts, *p.secondary_opts)}
         seen_id = False
         i = 0
         while i < len(args):
