@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import typer
 
-from ._common import ApiKey, ApiUrl, JsonOpt, MetadataOpt, console, friendly, note, print_json
+from ._common import ApiKey, ApiUrl, JsonOpt, MetadataOpt, console, error, friendly, note, print_json
 from .ls import listed
 
 RECENT = 30.0  # seconds back that `stats` asks for: the server adds a reading taken now
@@ -58,28 +59,27 @@ def stats(sandbox_ids: list[str] = typer.Argument(None, help="Sandbox ids (defau
     from .. import Sandbox
     from .._exceptions import NotFound
 
-    if not sandbox_ids:
+    named = bool(sandbox_ids)
+    if not named:
         sandbox_ids = [info.sandbox_id for info in listed(metadata, "running", api_url, api_key)]
-    now = []
+    now, missing = [], False
     for sandbox_id in sandbox_ids:
         try:
             samples = Sandbox.get_metrics(sandbox_id, start=time.time() - RECENT, api_url=api_url, api_key=api_key)
-        except NotFound:  # ended since it was listed
+        except NotFound as e:
+            if named:  # (one listed may just have ended)
+                error(e.message)
+                missing = True
             continue
         if samples:
             now.append((sandbox_id, samples[-1]))
     if as_json:
-        print_json([{"sandbox_id": sid, **_fields(m)} for sid, m in now])
+        print_json([{"sandbox_id": sid, **dataclasses.asdict(m)} for sid, m in now])
     elif now:
         _table(("id", "cpu", "memory", "disk"), [(sid, *_usage(m)) for sid, m in now])
-    else:
+    elif not missing:
         note("no running sandboxes")
-
-
-def _fields(sample) -> dict:
-    import dataclasses
-
-    return dataclasses.asdict(sample)
+    raise typer.Exit(1 if missing else 0)
 
 
 def register(app: typer.Typer) -> None:
