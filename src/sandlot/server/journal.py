@@ -37,6 +37,11 @@ class Entry:
     fields: dict[str, str] = field(default_factory=dict)
 
 
+def _text(value: object) -> str:
+    """E2B's log fields are strings; booleans as JSON writes them."""
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
 class Journal:
     """The logs of the sandboxes this server runs and of those that ended lately."""
 
@@ -49,7 +54,7 @@ class Journal:
                **fields: object) -> None:
         entries = self._logs.setdefault(sandbox_id, deque(maxlen=KEPT_PER_SANDBOX))
         entries.append(Entry(self._clock(), level, logger, message,
-                             {k: str(v) for k, v in fields.items() if v is not None}))
+                             {k: _text(v) for k, v in fields.items() if v is not None}))
 
     def ended(self, sandbox_id: str) -> None:
         """The sandbox is gone: its log stays readable for a while."""
@@ -98,7 +103,7 @@ class RecordingAgent:
                     pid = event["start"].get("pid")
                     self._journal.record(self._sandbox_id, f"process {pid} started: {line[:1000]}", logger="process",
                                          pid=pid, user=options.get("user"), cwd=options.get("cwd"),
-                                         pty="true" if options.get("pty") else None)
+                                         pty=True if options.get("pty") else None)
                 elif "end" in event:
                     end = event["end"]
                     how = f"exited with code {end.get('exit_code')}" if end.get("exited") else end.get("status")
