@@ -16,7 +16,8 @@ from support import REPO
 SANDLOT = str(REPO / ".venv" / "bin" / "sandlot")
 # what a hostile sandbox prints: a clipboard write (OSC 52), a title, a link (OSC 8), a status
 # report request (the terminal would type its answer into the operator's prompt), colour, text
-HOSTILE = r"printf 'a\033]52;c;aGFja2Vk\007b\033]0;title\007c\033]8;;http://x\033\\link\033]8;;\033\\ \033[6n\033[31mred\033[0m\n'"
+HOSTILE = (r"printf 'a\033]52;c;aGFja2Vk\007b\033]0;title\007c\033]8;;http://x\033\\link\033]8;;\033\\ "
+           r"\033[6n\033[31mred\033[0m\n'")
 
 
 @pytest.fixture

@@ -44,7 +44,8 @@ def test_lifecycle_and_processes_through_the_official_sdk(e2b_env, e2b_api):
         lines = [json.loads(log.line) for log in v1.parsed.logs]  # what `e2b sandbox logs` prints
         messages = [line["message"] for line in lines]
         assert messages[0] == "created from template base" and lines[0]["logger"] == "lifecycle"
-        assert lines[0]["template"] == "base" and lines[0]["memory_mb"] == "512" and lines[0]["pooled"] in ("true", "false")
+        assert (lines[0]["template"], lines[0]["memory_mb"]) == ("base", "512")
+        assert lines[0]["pooled"] in ("true", "false")
         started = [line for line in lines if line["logger"] == "process" and "started" in line["message"]]
         assert [s["message"].split(": ", 1)[1] for s in started] == ["/bin/bash -l -c 'echo hi'",
                                                                       "/bin/bash -l -c 'exit 3'"]
