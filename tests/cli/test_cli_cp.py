@@ -175,3 +175,16 @@ def test_a_hostile_archive_is_refused(env, sandbox, tmp_path, kind):
     assert copied.returncode == 1 and b"refusing the sandbox's archive" in copied.stderr, copied.stderr
     assert list(outside.iterdir()) == [] and not (tmp_path / "escaped.txt").exists()
     assert list(target.parent.iterdir()) == []  # nothing placed, nothing left half-made
+
+
+def test_local_paths_in_the_way_are_errors_not_tracebacks(env, sandbox, tmp_path):
+    sid = sandbox.sandbox_id
+    sandbox.commands.run("mkdir -p /tmp/d && echo x > /tmp/d/f && echo y > /tmp/f")
+    (tmp_path / "f").mkdir()  # a directory where the file would go
+    (tmp_path / "d").write_text("a file where the directory would go")
+    for remote in ("/tmp/f", "/tmp/d"):
+        copied = sandlot(env, "cp", f"{sid}:{remote}", str(tmp_path) + "/")
+        assert copied.returncode == 1 and copied.stderr.startswith(b"error:"), copied.stderr
+        assert b"is in the way" in copied.stderr
+    assert (tmp_path / "f").is_dir() and (tmp_path / "d").read_text() == "a file where the directory would go"
+    assert parts(tmp_path) == []

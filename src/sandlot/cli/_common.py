@@ -65,8 +65,8 @@ def not_found(kind: str, name: str) -> str:
 
 
 def friendly(command):
-    """sandlot errors end the command with a one-line message and exit code 1 (a timeout: 124),
-    not a traceback."""
+    """sandlot errors, and local file errors (a local path in the way, no permission), end the
+    command with a one-line message and exit code 1 (a timeout: 124), not a traceback."""
     @functools.wraps(command)
     def run(*args, **kwargs):
         from .._exceptions import SandlotError, TimeoutError
@@ -76,6 +76,9 @@ def friendly(command):
         except SandlotError as e:
             error(e.message or type(e).__name__)
             raise typer.Exit(EXIT_TIMEOUT if isinstance(e, TimeoutError) else 1) from None
+        except OSError as e:
+            error(f"{e.strerror or e}: {e.filename}" if e.filename else str(e))
+            raise typer.Exit(1) from None
     return run
 
 

@@ -90,14 +90,17 @@ def stream_out(sandbox, remote: str, write) -> None:
 def download(sandbox, remote: str, dst: Path, advance) -> list[str]:
     """The sandbox's directory `remote` becomes the local directory `dst` (made, or merged into if
     it exists). Returns the names of special files (devices, fifos) left out."""
+    merge = dst.is_dir() and not dst.is_symlink()
+    if not merge and (dst.exists() or dst.is_symlink()):
+        raise SandlotError(f"{dst}: a file is in the way of the directory")
     dst.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".sandlot-part", dir=dst.parent))
     try:
         skipped = _receive(sandbox, remote, staging, advance)
-        if dst.is_dir() and not dst.is_symlink():
+        if merge:
             _merge(staging, dst)
         else:
-            os.replace(staging, dst)  # a file or link in the way is replaced, as a file download does
+            os.rename(staging, dst)
         return skipped
     finally:
         shutil.rmtree(staging, ignore_errors=True)

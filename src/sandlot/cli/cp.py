@@ -160,8 +160,12 @@ def _download(sandbox, remote: str, local: str) -> None:
 
 def _download_file(sandbox, info, dst: Path, advance) -> None:
     """Write beside `dst`, then rename over it: the old file stays whole until the new one is."""
+    from .._exceptions import SandlotError
+
     if dst.is_symlink() and dst.exists():  # write through a local link, as cp does
         dst = Path(os.path.realpath(dst))
+    if dst.is_dir():
+        raise SandlotError(f"{dst}: a directory is in the way of the file")
     dst.parent.mkdir(parents=True, exist_ok=True)
     fd, part = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".sandlot-part", dir=dst.parent)
     try:
