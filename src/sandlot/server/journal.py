@@ -5,7 +5,8 @@ Entries are written by the control plane only, never by the sandbox, so a sandbo
 or flood its own log. Loggers:
 
     lifecycle   created, timeout set, paused, resumed, killed (with the reason), adopted after a restart
-    process     a process started through envd (pid, command line, user, cwd), and how it ended
+    process     a process the control plane started (commands through envd, package installs:
+                pid, command line, user, cwd), and how it ended
                 (exit code, or the signal), seen when its event stream is followed to the end: a
                 client that lets go of a background command leaves its end unrecorded
 
