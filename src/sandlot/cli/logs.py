@@ -33,7 +33,7 @@ def logs(sandbox_id: str = typer.Argument(..., help="Sandbox id."),
     """Show a sandbox's log: lifecycle events and processes.
 
     Created, paused, resumed, ended (and why), and each process started through the API with how
-    it ended. Readable for an hour after the sandbox ended.
+    it ended. Readable for an hour after the sandbox ended (the server keeps the last 200).
     """
     from datetime import timedelta
 

@@ -4,14 +4,15 @@ Served by logs_api.py in E2B's shapes (`GET /sandboxes/{id}/logs`, `/v2/sandboxe
 Entries are written by the control plane only, never by the sandbox, so a sandbox cannot forge
 or flood its own log. Loggers:
 
-    lifecycle   created, timeout set, paused, resumed, killed (with the reason), adopted after a restart
+    lifecycle   created, timeout set, paused, resumed, ended (why: killed, timeout, sandbox exited,
+                server shutdown), adopted after a restart
     process     a process the control plane started (commands through envd, package installs:
                 pid, command line, user, cwd), and how it ended
                 (exit code, or the signal), seen when its event stream is followed to the end: a
                 client that lets go of a background command leaves its end unrecorded
 
 Kept in memory: the newest KEPT_PER_SANDBOX entries of each sandbox, and a sandbox's log for
-ENDED_KEPT_FOR seconds after it ended (at most ENDED_KEPT sandboxes); a server restart starts
+ENDED_KEPT_FOR seconds after it ended (at most the ENDED_KEPT last ended); a server restart starts
 afresh (an adopted sandbox's log opens with "adopted").
 """
 
@@ -24,12 +25,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 LEVELS = ("debug", "info", "warn", "error")  # E2B's LogLevel, least severe first
+# An entry is ~0.5 KiB: a sandbox's log stays under ~0.5 MiB (an idle sandbox costs ~5.5 MiB), and
+# the ended ones kept under ~100 MiB however busy the server.
 KEPT_PER_SANDBOX = 1000
-ENDED_KEPT = 1000
+ENDED_KEPT = 200
 ENDED_KEPT_FOR = 3600.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     timestamp: float  # unix seconds
     level: str
