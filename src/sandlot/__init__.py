@@ -10,6 +10,9 @@ Layers: `client` is the SDK re-exported here (blocking `Sandbox`, `AsyncSandbox`
 `sandlot` command. Everything sandlot raises derives from `SandlotError`.
 """
 
+import importlib
+from typing import TYPE_CHECKING
+
 from ._exceptions import (
     AlreadyExists,
     AuthenticationError,
@@ -27,34 +30,61 @@ from ._exceptions import (
     TimeoutError,
     Unsupported,
 )
-from .client import (
-    AsyncCommandHandle,
-    AsyncSandbox,
-    AsyncWatchHandle,
-    CommandHandle,
-    Sandbox,
-    SandboxPaginator,
-    WatchHandle,
-)
-from .client._models import (
-    CodeContext,
-    CommandResult,
-    EntryInfo,
-    Execution,
-    ExecutionError,
-    FilesystemEvent,
-    FilesystemEventType,
-    FileType,
-    Limits,
-    Logs,
-    OutputMessage,
-    Package,
-    ProcessInfo,
-    Result,
-    SandboxInfo,
-    SandboxMetrics,
-    WriteInfo,
-)
+
+# The SDK (httpx, protobuf, connectrpc: ~0.35 s) is imported on first use of one of its names, so that
+# `sandlot --help`, the server and the agent's host side do not pay for it (PEP 562).
+if TYPE_CHECKING:
+    from .client import (
+        AsyncCommandHandle,
+        AsyncSandbox,
+        AsyncWatchHandle,
+        CommandHandle,
+        Sandbox,
+        SandboxPaginator,
+        WatchHandle,
+    )
+    from .client._models import (
+        CodeContext,
+        CommandResult,
+        EntryInfo,
+        Execution,
+        ExecutionError,
+        FilesystemEvent,
+        FilesystemEventType,
+        FileType,
+        Limits,
+        Logs,
+        OutputMessage,
+        Package,
+        ProcessInfo,
+        Result,
+        SandboxInfo,
+        SandboxMetrics,
+        WriteInfo,
+    )
+
+_LAZY = {
+    **dict.fromkeys(["AsyncCommandHandle", "AsyncSandbox", "AsyncWatchHandle", "CommandHandle", "Sandbox",
+                     "SandboxPaginator", "WatchHandle"], ".client"),
+    **dict.fromkeys(["CodeContext", "CommandResult", "EntryInfo", "Execution", "ExecutionError",
+                     "FilesystemEvent", "FilesystemEventType", "FileType", "Limits", "Logs", "OutputMessage",
+                     "Package", "ProcessInfo", "Result", "SandboxInfo", "SandboxMetrics", "WriteInfo"],
+                    ".client._models"),
+}
+
+
+def __getattr__(name: str):
+    source = _LAZY.get(name)
+    if source is None:
+        raise AttributeError(f"module 'sandlot' has no attribute {name!r}")
+    value = getattr(importlib.import_module(source, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "AlreadyExists",

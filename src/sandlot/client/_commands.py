@@ -43,9 +43,10 @@ class AsyncCommandHandle:
     """
 
     def __init__(self, envd: Envd, events: AsyncIterator, *, on_stdout=None, on_stderr=None, on_pty=None,
-                 check: bool = True, pty: bool = False):
+                 check: bool = True, pty: bool = False, raw: bool = False):
         """Internal: handles come from `commands.run()`, `commands.connect()`, `pty.create()`."""
         self.pid: int = 0
+        self._raw = raw  # callbacks get bytes as they come; nothing is kept (see `commands.run`)
         self._envd = envd
         self._check = check
         self._input_field = "pty" if pty else "stdin"
@@ -104,16 +105,17 @@ class AsyncCommandHandle:
                 elif kind == "data":
                     which = event.data.WhichOneof("output")
                     raw = getattr(event.data, which)
-                    value = self._decoders[which].decode(raw) if which in self._decoders else raw
+                    value = self._decoders[which].decode(raw) if which in self._decoders and not self._raw else raw
                     if value:
-                        self._push(which, value)
+                        if not self._raw:
+                            self._push(which, value)
                         await call_back(self._callbacks[which], value)
                 elif kind == "end":
                     self._end = event.end
             if not self._started.done():
                 raise E.SandlotError("the process stream ended before the process started")
             for which, decoder in self._decoders.items():  # a split multi-byte character at the end
-                if tail := decoder.decode(b"", final=True):
+                if not self._raw and (tail := decoder.decode(b"", final=True)):
                     self._push(which, tail)
                     await call_back(self._callbacks[which], tail)
             if self._end is None:
@@ -216,21 +218,23 @@ class AsyncCommands:
     async def run(self, cmd: str, background: bool = False, envs: dict[str, str] | None = None,
                   cwd: str | None = None, user: str | None = None, timeout: float | None = 60,
                   on_stdout: Callable | None = None, on_stderr: Callable | None = None,
-                  stdin: bool = False, check: bool = True) -> CommandResult | AsyncCommandHandle:
+                  stdin: bool = False, check: bool = True, raw: bool = False) -> CommandResult | AsyncCommandHandle:
         """Run `cmd` with `/bin/bash -l -c`.
 
         Foreground (default): wait and return a CommandResult; a non-zero exit raises
         CommandExitError unless `check=False`. `background=True` returns an AsyncCommandHandle as
         soon as the process started. `timeout` (seconds, None or 0 = no limit) bounds the whole
         command: the server kills it then and TimeoutError is raised. `stdin=True` keeps stdin open
-        for `send_stdin()`. Callbacks get text chunks as they arrive.
+        for `send_stdin()`. Callbacks get text chunks as they arrive; with `raw=True` they get the
+        bytes exactly as the command wrote them, and nothing is kept (`stdout`/`stderr` of the
+        result and handle stay empty): for binary or endless output.
         """
         config = pb.ProcessConfig(cmd="/bin/bash", args=["-l", "-c", cmd], envs=envs or {})
         if cwd:
             config.cwd = cwd
         events = self._envd.stream(self._envd.process.start, pb.StartRequest(process=config, stdin=stdin),
                                    user=user, timeout=timeout)
-        handle = await attach(self._envd, events, on_stdout=on_stdout, on_stderr=on_stderr, check=check)
+        handle = await attach(self._envd, events, on_stdout=on_stdout, on_stderr=on_stderr, check=check, raw=raw)
         if background:
             return handle
         try:

@@ -68,6 +68,22 @@ class SandboxMetrics:
 
 
 @dataclass(frozen=True)
+class SandboxLogEntry:
+    """One entry of a sandbox's log: a lifecycle event or a process start or end (`fields["logger"]`
+    says which: "lifecycle" or "process")."""
+
+    timestamp: datetime | None
+    level: str  # debug, info, warn, error
+    message: str
+    fields: dict[str, str]
+
+    @classmethod
+    def from_json(cls, d: dict) -> SandboxLogEntry:
+        return cls(timestamp=_time(d.get("timestamp")), level=d.get("level", "info"), message=d.get("message", ""),
+                   fields=dict(d.get("fields") or {}))
+
+
+@dataclass(frozen=True)
 class CommandResult:
     """The outcome of a finished command.
 

@@ -19,7 +19,7 @@ from ._commands import AsyncCommands
 from ._config import ConnectionConfig
 from ._files import AsyncFiles
 from ._http import Envd, Transport
-from ._models import CodeContext, Execution, Limits, SandboxInfo, SandboxMetrics
+from ._models import CodeContext, Execution, Limits, SandboxInfo, SandboxLogEntry, SandboxMetrics
 from ._packages import AsyncPackages
 from ._pty import AsyncPty
 
@@ -176,6 +176,23 @@ class AsyncSandbox:
                   for name, value in (("start", start), ("end", end)) if value is not None}
         response = await self._transport.api("GET", self._path("/metrics"), params=params)
         return [SandboxMetrics.from_json(d) for d in response.json()]
+
+    @_instance_or_id
+    async def get_logs(self, start: datetime | float | None = None, level: str | None = None,
+                       limit: int | None = None) -> list[SandboxLogEntry]:
+        """The sandbox's log, oldest first: lifecycle events (created, paused, resumed, killed...)
+        and the processes started in it. `start` (datetime or unix seconds) skips older entries,
+        `level` ("debug", "info", "warn", "error") less severe ones; at most `limit` (1000) come.
+        Readable for a while after the sandbox ended."""
+        params: dict[str, str | int] = {}
+        if start is not None:
+            params["cursor"] = int((start.timestamp() if isinstance(start, datetime) else start) * 1000)
+        if level is not None:
+            params["level"] = level
+        if limit is not None:
+            params["limit"] = limit
+        response = await self._transport.api("GET", f"/v2{self._path('/logs')}", params=params)
+        return [SandboxLogEntry.from_json(d) for d in response.json()["logs"]]
 
     @_instance_or_id
     async def pause(self) -> bool:

@@ -22,6 +22,7 @@ from starlette.routing import Route
 
 from .. import _exceptions as E
 from ..runtimes.policy import Limits
+from . import logs_api
 from .packages import PackageManager
 from .service import ENVD_VERSION, CreateRequest, LiveSandbox, SandboxService
 from .store import SandboxRecord
@@ -303,4 +304,6 @@ def routes() -> list[Route]:
         Route(sid + "/packages", list_packages, methods=["GET"]),
         Route(sid + "/packages", install_packages, methods=["POST"]),
         Route(sid + "/packages/uninstall", uninstall_packages, methods=["POST"]),
+        # --- a sandbox's logs (logs_api.py) ---
+        *logs_api.routes(),
     ]

@@ -23,6 +23,7 @@ from ..templates.spec import Template
 from .agent_client import AgentClient
 from .config import Config
 from .code_contexts import KernelSession
+from .journal import Journal
 from .store import SandboxRecord, Store
 
 log = logging.getLogger("sandlot.service")
@@ -100,6 +101,7 @@ class SandboxService:
         self._reaper: asyncio.Task | None = None
         self._sampler: asyncio.Task | None = None
         self._closing = False
+        self.journal = Journal()  # each sandbox's log (logs_api.py)
 
     # ---- start and stop ----------------------------------------------------------------------
 
@@ -132,8 +134,10 @@ class SandboxService:
                 kernels = self._kernels(rt, self.templates.describe(rec.template))
             except E.NotFound:
                 kernels = None
-            live = LiveSandbox(rec, rt, AgentClient(str(rt.socket_path)), kernels=kernels)
+            live = LiveSandbox(rec, rt, self.journal.recording(rec.id, AgentClient(str(rt.socket_path))),
+                               kernels=kernels)
             (self.paused if rec.state == "paused" else self.live)[rec.id] = live
+            self.journal.record(rec.id, f"adopted after a server restart ({rec.state})")
             log.info("adopted sandbox %s (%s)", rec.id, rec.state)
         for sid in self.runtime.leftovers() - known:
             log.info("removing leftover sandbox resources %s", sid)
@@ -187,8 +191,11 @@ class SandboxService:
             end_at=now + req.timeout, metadata=req.metadata, envs=req.envs, limits=asdict(req.limits),
             access_token=secrets.token_urlsafe(24) if req.secure else None, auto_pause=req.auto_pause)
         self.store.insert(rec)
-        live = LiveSandbox(rec, rt, AgentClient(str(rt.socket_path)), kernels=kernels)
+        live = LiveSandbox(rec, rt, self.journal.recording(rec.id, AgentClient(str(rt.socket_path))),
+                           kernels=kernels)
         self.live[rec.id] = live
+        self.journal.record(rec.id, f"created from template {req.template}", template=req.template,
+                            timeout=req.timeout, pooled=pooled is not None, **asdict(req.limits))
         return live
 
     def _kernels(self, rt: RuntimeSandbox, template: Template) -> KernelSession | None:
@@ -271,6 +278,9 @@ class SandboxService:
         live = self.live.pop(sandbox_id, None) or self.paused.pop(sandbox_id)
         live.closed.set()
         self.store.update(sandbox_id, state="killed", ended_at=time.time(), end_reason=reason)
+        self.journal.record(sandbox_id, f"ended: {reason}", level="warn" if reason == "sandbox exited" else "info",
+                            reason=reason)
+        self.journal.ended(sandbox_id)
         await asyncio.to_thread(self.runtime.kill, sandbox_id)
         if live.kernels is not None:
             await live.kernels.close()
@@ -280,6 +290,7 @@ class SandboxService:
         rec = self.record(sandbox_id)
         rec.end_at = time.time() + timeout
         self.store.update(sandbox_id, end_at=rec.end_at)
+        self.journal.record(sandbox_id, f"timeout set: ends in {timeout}s", timeout=timeout)
 
     async def connect(self, sandbox_id: str, timeout: int | None) -> tuple[LiveSandbox, bool]:
         """Make sure the sandbox runs (resuming it if paused); extend, never shorten, its timeout.
@@ -316,6 +327,7 @@ class SandboxService:
         self.paused[sandbox_id] = live
         live.record.state = "paused"
         self.store.update(sandbox_id, state="paused")
+        self.journal.record(sandbox_id, "paused")
 
     async def resume(self, sandbox_id: str, timeout: int | None = None) -> LiveSandbox:
         if timeout is not None:  # as on create: it runs again for `timeout` seconds
@@ -334,6 +346,7 @@ class SandboxService:
         live.record.state = "running"
         live.record.end_at = time.time() + (timeout if timeout is not None else self.config.default_timeout)
         self.store.update(sandbox_id, state="running", end_at=live.record.end_at)
+        self.journal.record(sandbox_id, "resumed")
         return live
 
     def _check_still(self, sandbox_id: str, live: LiveSandbox, table: dict[str, LiveSandbox]) -> None:
