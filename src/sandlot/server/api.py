@@ -22,6 +22,8 @@ from starlette.routing import Route
 
 from .. import _exceptions as E
 from ..runtimes.policy import Limits
+from .bodies import read_json
+from .observe import request_info
 from .packages import PackageManager
 from .service import ENVD_VERSION, CreateRequest, LiveSandbox, SandboxService
 from .store import SandboxRecord
@@ -74,11 +76,7 @@ class UninstallIn(_Body):
 
 
 async def _body(request: Request, model: type[_Body]) -> _Body:
-    raw = await request.body()
-    try:
-        data = json.loads(raw) if raw.strip() else {}
-    except ValueError:
-        raise E.InvalidArgument("request body is not valid JSON") from None
+    data = await read_json(request)
     if not isinstance(data, dict):
         raise E.InvalidArgument("request body must be a JSON object")
     try:
@@ -124,6 +122,7 @@ async def create(request: Request) -> Response:
         metadata=body.metadata or {}, envs=body.envVars or {}, limits=limits,
         auto_pause=body.autoPause, secure=body.secure)
     live = await svc.create(req)
+    request_info(request.scope).sandbox_id = live.id  # for the access log
     return JSONResponse(sandbox_json(live), status_code=201)
 
 
