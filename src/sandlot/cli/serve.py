@@ -54,7 +54,14 @@ def _run(config) -> None:
 
     build_in_view(TemplateStore(config.home), config.default_template, console)
     app = build_app(config)
-    if key := ensure_first_key(app.state.store, config):
-        console.print(f"[bold green]Created the first API key[/] (shown once, store it now):\n  {key}")
-    console.print(f"sandlot listening on http://{config.host}:{config.port}  (state in {config.home})")
+    key = ensure_first_key(app.state.store, config)
+    if config.log_format == "json":  # every line of the log is JSON
+        log = logging.getLogger("sandlot.server")
+        if key:
+            log.warning("created the first API key (shown once, store it now): %s", key)
+        log.info("sandlot listening on http://%s:%d (state in %s)", config.host, config.port, config.home)
+    else:
+        if key:
+            console.print(f"[bold green]Created the first API key[/] (shown once, store it now):\n  {key}")
+        console.print(f"sandlot listening on http://{config.host}:{config.port}  (state in {config.home})")
     listener.run(app, config, on_drop=lambda reason: app.state.metrics.dropped_connections.labels(reason).inc())
