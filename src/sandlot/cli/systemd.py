@@ -53,7 +53,7 @@ def render(config: Config, config_file: Path | None, executable: str) -> str:
         "TimeoutStopSec=120",
         "Restart=on-failure",
         "RestartSec=2",
-        "LimitNOFILE=65536",
+        "LimitNOFILE=16384",  # half for client connections (SANDLOT_MAX_CONNECTIONS); sandboxes inherit it
         "TasksMax=infinity",  # each sandbox has its own pids limit
         "Delegate=yes",  # sandboxes get cgroups of their own (cgroup v2)
         "",

@@ -99,11 +99,9 @@ def protocol_class(admission: Admission) -> type[BoundedH11]:
 
 
 def connection_budget(wanted: int) -> int:
-    """`wanted`, within a share of the fds this process may open (raised to the hard limit)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        soft = hard
+    """`wanted`, within a share of the fds this process may open. The limit is not raised here:
+    sandboxes inherit it (the service unit sets it)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     budget = max(8, soft // FDS_PER_CONNECTION_SHARE)
     if wanted > budget:
         logging.getLogger("sandlot.listener").warning(
