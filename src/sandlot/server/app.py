@@ -23,7 +23,7 @@ import logging
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -38,7 +38,7 @@ from .envd import envd_routes
 from .envd.code import BrokenOff
 from .events import Events
 from .metrics import Metrics
-from .observe import Observe
+from .observe import CLIENT_LEFT, Observe
 from .service import SandboxService
 from .store import Store
 
@@ -55,6 +55,10 @@ async def _sandlot_error(request: Request, exc: E.SandlotError) -> JSONResponse:
 
 async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
     return JSONResponse({"code": exc.status_code, "message": exc.detail}, status_code=exc.status_code)
+
+
+async def _client_left(request: Request, exc: ClientDisconnect) -> Response:
+    return Response(status_code=CLIENT_LEFT)  # nobody reads it; the access log shows 499
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -124,7 +128,8 @@ def build_app(config: Config) -> Starlette:
     app = Starlette(
         routes=routes(config, service, metrics, keys),
         middleware=[Middleware(Observe, metrics=metrics)],
-        exception_handlers={E.SandlotError: _sandlot_error, HTTPException: _http_error, Exception: _unexpected},
+        exception_handlers={E.SandlotError: _sandlot_error, HTTPException: _http_error,
+                            ClientDisconnect: _client_left, Exception: _unexpected},
         lifespan=lifespan,
     )
     app.state.serving = False

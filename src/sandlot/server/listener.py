@@ -4,9 +4,10 @@ uvicorn times out idle connections between requests (`timeout_keep_alive`) but n
 whose headers never end, and accepts connections until the process runs out of fds (then asyncio
 logs a traceback per refused accept). So each connection here has `header_timeout` seconds to
 send a request's headers, from its accept or the end of its previous answer, and at most
-`max_connections` are open: past it the connection that has waited longest for headers is
-closed to make room (one that is being answered is never touched), so a flood of half-sent
-requests cannot keep anyone else out. Drops are counted (sandlot_dropped_connections_total) and
+`max_connections` are open: past it, of the client address holding the most connections, the
+one that has waited longest for headers is closed to make room (a connection being answered is
+never touched). So a flood of half-sent requests from one address evicts its own connections and
+cannot keep others out. Drops are counted (sandlot_dropped_connections_total) and
 logged at most once per RATE_WINDOW.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
+from collections import Counter
 from collections.abc import Callable
 
 import h11
@@ -32,22 +34,29 @@ FDS_PER_CONNECTION_SHARE = 2  # at most half the process's fds go to client conn
 
 
 class Admission:
-    """The server's open connections and those waiting for a request's headers (oldest first)."""
+    """The server's open connections (counted per client address) and those waiting for a
+    request's headers (oldest first)."""
 
     def __init__(self, max_connections: int, header_timeout: float, on_drop: Callable[[str], None]):
         self.max_connections, self.header_timeout, self.on_drop = max_connections, header_timeout, on_drop
         self.open: set[BoundedH11] = set()
+        self.per_address: Counter[str] = Counter()
         self.waiting: dict[BoundedH11, asyncio.TimerHandle] = {}
 
     def admit(self, conn: BoundedH11) -> bool:
+        """Count `conn` in; past the limit close a waiting connection of the busiest address
+        (`conn` itself if it is the one). Whether `conn` stays open."""
         self.open.add(conn)
-        if len(self.open) > self.max_connections:
-            victim = next((c for c in self.waiting if c is not conn), None)
-            if victim is None:  # every other connection is being answered: refuse this one
-                self.drop(conn, "over_limit")
-                return False
-            self.drop(victim, "over_limit")
-        return True
+        self.per_address[conn.address] += 1
+        if len(self.open) <= self.max_connections:
+            return True
+        oldest: dict[str, BoundedH11] = {}
+        for waiting in self.waiting:  # oldest first
+            oldest.setdefault(waiting.address, waiting)
+        oldest.setdefault(conn.address, conn)  # the newcomer waits too, last
+        victim = oldest[max(oldest, key=lambda address: self.per_address[address])]
+        self.drop(victim, "over_limit")
+        return victim is not conn
 
     def wait_for_headers(self, conn: BoundedH11) -> None:
         if conn in self.open and conn not in self.waiting:
@@ -59,7 +68,11 @@ class Admission:
 
     def forget(self, conn: BoundedH11) -> None:
         self.headers_received(conn)
-        self.open.discard(conn)
+        if conn in self.open:
+            self.open.remove(conn)
+            self.per_address[conn.address] -= 1
+            if not self.per_address[conn.address]:
+                del self.per_address[conn.address]
 
     def drop(self, conn: BoundedH11, reason: str) -> None:
         self.forget(conn)
@@ -73,6 +86,10 @@ class BoundedH11(H11Protocol):
     """uvicorn's h11 protocol, admitted and timed by the server's Admission."""
 
     admission: Admission  # set on the subclass made for each server (protocol_class)
+
+    @property
+    def address(self) -> str:
+        return self.client[0] if self.client else ""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -119,6 +136,9 @@ def uvicorn_config(app, config: Config, on_drop: Callable[[str], None]) -> uvico
         timeout_keep_alive=config.keepalive_timeout, h11_max_incomplete_event_size=MAX_HEADER_BYTES,
         # a backstop for requests in flight (answered 503 past it); connections are bounded above
         limit_concurrency=2 * max_connections,
+        # also how many connections one accept round may take: a closed connection's fd is freed
+        # on the next round, so open fds stay under 2 * max_connections (within the fd budget)
+        backlog=min(2048, max_connections),
     )
 
 
