@@ -5,6 +5,7 @@ of half-sent requests neither keeps others out nor exhausts fds nor floods the l
 from __future__ import annotations
 
 import os
+import select
 import socket
 import threading
 import time
@@ -77,28 +78,17 @@ def _recv(sock) -> bytes:
 
 
 def stream_until_answered(sock, total: int, chunked: bool) -> int:
-    """Send up to `total` bytes of `[` in 1 MiB pieces, stopping once the server answers or closes."""
+    """Send up to `total` bytes of `[` in 1 MiB pieces, stopping once the server answers, closes,
+    or stops reading (a send blocked for 2 s)."""
     piece, sent = b"[" * (1 << 20), 0
-    sock.setblocking(False)
+    sock.settimeout(2)
     try:
-        while sent < total:
-            try:
-                if sock.recv(1, socket.MSG_PEEK):
-                    break
-            except BlockingIOError:
-                pass
-            data = (b"%x\r\n" % len(piece) + piece + b"\r\n") if chunked else piece
-            try:
-                sock.sendall(data)
-            except BlockingIOError:
-                time.sleep(0.01)
-                continue
-            except (BrokenPipeError, ConnectionResetError):
-                break
+        while sent < total and not select.select([sock], [], [], 0)[0]:
+            sock.sendall((b"%x\r\n" % len(piece) + piece + b"\r\n") if chunked else piece)
             sent += len(piece)
-    finally:
-        sock.setblocking(True)
-        sock.settimeout(30)
+    except (TimeoutError, BrokenPipeError, ConnectionResetError):
+        pass
+    sock.settimeout(30)
     return sent
 
 
