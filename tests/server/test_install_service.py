@@ -45,3 +45,13 @@ def test_a_bad_setting_writes_nothing(tmp_path):
     run = _install(tmp_path, "--unit-path", str(unit), SANDLOT_POOL_SIZE="many")
     assert run.returncode == 2 and "SANDLOT_POOL_SIZE" in run.stderr
     assert not unit.exists()
+
+
+def test_flags_and_environment_reach_the_unit(tmp_path):
+    unit = tmp_path / "sandlot.service"
+    assert _install(tmp_path, "--unit-path", str(unit), "--keep-sandboxes").returncode == 0
+    assert "--keep-sandboxes" in unit.read_text()
+    assert _install(tmp_path, "--unit-path", str(unit), SANDLOT_KEEP_SANDBOXES="true").returncode == 0
+    assert "--keep-sandboxes" in unit.read_text()
+    assert _install(tmp_path, "--unit-path", str(unit)).returncode == 0
+    assert "--keep-sandboxes" not in unit.read_text()
