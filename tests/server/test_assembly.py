@@ -4,14 +4,15 @@ same operations."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
+import httpx
 import pytest
 from openapi_spec_validator import validate
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
-from starlette.testclient import TestClient
 
 from sandlot.server import api
 from sandlot.server.app import build_app
@@ -35,27 +36,37 @@ def _app(config_overrides: dict, tmp_path) -> Starlette:
     return build_app(config)
 
 
+@contextlib.asynccontextmanager
+async def serving(app: Starlette):
+    """An in-process client of `app`, with its lifespan run (the runtime is closed after)."""
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://sandlot.test") as http:
+        http.app = app
+        yield http
+
+
 @pytest.fixture
-def client(tmp_path):
-    with TestClient(_app({}, tmp_path)) as c:  # with its lifespan: the runtime is closed after
-        yield c
+async def client(tmp_path):
+    async with serving(_app({}, tmp_path)) as http:
+        yield http
 
 
 async def _ok(request):
     return PlainTextResponse("ok")
 
 
-def test_a_route_that_declares_no_access_is_refused(keys, caplog):
+async def test_a_route_that_declares_no_access_is_refused(keys, caplog):
     with caplog.at_level(logging.ERROR, logger="sandlot.auth"):
         routes = secure([*requires(Access.PUBLIC, [Route("/open", _ok)], keys, body=1024),
                          *requires(Access.API_KEY, [Route("/keyed", _ok)], keys, body=1024),
                          Route("/forgotten", _ok)], keys)
     assert "GET|HEAD /forgotten declares no access rule" in caplog.text
-    http = TestClient(Starlette(routes=routes))
-    assert http.get("/open").text == "ok"
-    assert http.get("/keyed").status_code == 401
-    assert http.get("/keyed", headers={"X-API-KEY": KEY}).text == "ok"
-    r = http.get("/forgotten", headers={"X-API-KEY": KEY})  # no key opens an undeclared route
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=Starlette(routes=routes)),
+                                 base_url="http://sandlot.test") as http:
+        assert (await http.get("/open")).text == "ok"
+        assert (await http.get("/keyed")).status_code == 401
+        assert (await http.get("/keyed", headers={"X-API-KEY": KEY})).text == "ok"
+        r = await http.get("/forgotten", headers={"X-API-KEY": KEY})  # no key opens an undeclared route
     assert r.status_code == 403 and r.json()["code"] == 403, r.text
 
 
@@ -68,7 +79,7 @@ def test_declarations_are_checked(keys):
         requires(Access.API_KEY, [route], keys, body=None)
 
 
-def test_every_route_of_the_app_declares_its_access(client):
+async def test_every_route_of_the_app_declares_its_access(client):
     access = {(route.path, tuple(sorted(getattr(route, "methods", None) or ()))): access_of(route)
               for route in client.app.routes}
     assert None not in access.values(), access
@@ -81,23 +92,27 @@ def test_every_route_of_the_app_declares_its_access(client):
         "/files", "/envs", "/execute", "/contexts", "/process.Process", "/filesystem.Filesystem"}
 
 
-def test_metrics_need_a_key_unless_configured_public(tmp_path, client):
-    assert client.get("/metrics").status_code == 401
-    assert client.get("/metrics", headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
-    with TestClient(_app({"metrics_auth": "none"}, tmp_path / "public")) as public:
-        assert public.get("/metrics").status_code == 200
+async def test_metrics_need_a_key_unless_configured_public(tmp_path, client):
+    assert (await client.get("/metrics")).status_code == 401
+    assert (await client.get("/metrics", headers={"Authorization": f"Bearer {KEY}"})).status_code == 200
+    async with serving(_app({"metrics_auth": "none"}, tmp_path / "public")) as public:
+        assert (await public.get("/metrics")).status_code == 200
 
 
-def test_api_health_is_e2b_s(client):
-    r = client.get("/health")
+async def test_api_health_is_e2b_s(client):
+    r = await client.get("/health")
     assert (r.status_code, r.text) == (200, "Health check successful")
+    client.app.state.serving = False  # as while it starts or stops
+    r = await client.get("/health")
+    assert (r.status_code, r.text) == (503, "Service is unavailable")
+    client.app.state.serving = True
     # sandbox traffic (routing header, or the access token older SDKs send) gets envd's answer
-    assert client.get("/health", headers={"E2b-Sandbox-Id": "inosuch"}).status_code == 502
-    assert client.get("/health", headers={"X-Access-Token": "t"}).status_code == 502  # none is running
+    assert (await client.get("/health", headers={"E2b-Sandbox-Id": "inosuch"})).status_code == 502
+    assert (await client.get("/health", headers={"X-Access-Token": "t"})).status_code == 502  # none is running
 
 
-def test_openapi_document_and_routes_name_the_same_operations(client):
-    doc = client.get("/openapi.json").json()
+async def test_openapi_document_and_routes_name_the_same_operations(client):
+    doc = (await client.get("/openapi.json")).json()
     validate(doc)
     documented = {(method, path) for path, ops in doc["paths"].items() for method in ops}
     served = {(m.lower(), route.path) for route in client.app.routes if access_of(route) is not Access.SANDBOX
