@@ -68,10 +68,12 @@ class Observe:
         finally:
             seconds = time.perf_counter() - started
             route = route_template(scope, status)
-            sandbox = info.sandbox_id or scope.get("path_params", {}).get("sandbox_id") or _header(scope, b"e2b-sandbox-id")
-            log.info("%s %s %s %.1fms", scope["method"], route, status, seconds * 1000, extra={"fields": {
-                "method": scope["method"], "route": route, "status": status, "ms": round(seconds * 1000, 2),
-                "key": info.key_id, "sandbox": sandbox}, "in_message": ("method", "route", "status", "ms")})
+            if log.isEnabledFor(logging.INFO):
+                sandbox = info.sandbox_id or scope.get("path_params", {}).get("sandbox_id") or \
+                    _header(scope, b"e2b-sandbox-id")
+                log.info("%s %s %s %.1fms", scope["method"], route, status, seconds * 1000, extra={"fields": {
+                    "method": scope["method"], "route": route, "status": status, "ms": round(seconds * 1000, 2),
+                    "key": info.key_id, "sandbox": sandbox}, "in_message": ("method", "route", "status", "ms")})
             if self.metrics is not None:
                 self.metrics.request(scope["method"], route, status, seconds, answer.get("first_byte"), info.key_id)
 
