@@ -13,18 +13,21 @@ console = Console(stderr=True)
 
 
 def serve(
-    host: str = typer.Option(None, help="Address to listen on (default 127.0.0.1, or $SANDLOT_HOST)."),
-    port: int = typer.Option(None, help="Port for the API and all sandbox traffic (default 3000, or $SANDLOT_PORT)."),
-    home: Path = typer.Option(None, help="State directory (default /var/lib/sandlot, or $SANDLOT_HOME)."),
-    pool_size: int = typer.Option(None, help="Warm sandboxes kept per template (default 2, or $SANDLOT_POOL_SIZE)."),
-    log_level: str = typer.Option(None, help="debug, info, warning, error (default info, or $SANDLOT_LOG_LEVEL)."),
+    host: str = typer.Option(None, help="Address to listen on ($SANDLOT_HOST)."),
+    port: int = typer.Option(None, help="Port for the API and all sandbox traffic ($SANDLOT_PORT)."),
+    home: Path = typer.Option(None, help="State directory ($SANDLOT_HOME)."),
+    pool_size: int = typer.Option(None, help="Warm sandboxes kept per template ($SANDLOT_POOL_SIZE)."),
+    log_level: str = typer.Option(None, help="debug, info, warning or error ($SANDLOT_LOG_LEVEL)."),
     keep_sandboxes: bool = typer.Option(False, help="On stop, leave sandboxes running for the next start to adopt."),
     config_file: Path = typer.Option(None, "--config", help="A TOML file of settings (or $SANDLOT_CONFIG)."),
     install_service: bool = typer.Option(False, help="Write a systemd unit that runs this command, then exit."),
     unit_path: Path = typer.Option(None, help="Where --install-service writes the unit (default "
                                    "/etc/systemd/system/sandlot.service; a user unit when not root)."),
 ) -> None:
-    """Run the sandlot server: REST control plane + E2B-compatible sandbox traffic on one port."""
+    """Run the sandlot server: REST control plane + E2B-compatible sandbox traffic on one port.
+
+    Flags override $SANDLOT_* variables, which override the --config file (docs/configuration.md).
+    """
     from ..server import logs
     from ..server.config import Config, ConfigError
 

@@ -182,10 +182,7 @@ async def metrics(request: Request) -> Response:
 
 
 def _packages(request: Request) -> PackageManager:
-    state = request.app.state
-    if getattr(state, "packages", None) is None:
-        state.packages = PackageManager(state.config.home / "cache" / "wheels")
-    return state.packages
+    return request.app.state.packages  # built with the app (app.py)
 
 
 def _running(request: Request) -> LiveSandbox:

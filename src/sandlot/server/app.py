@@ -39,6 +39,7 @@ from .envd.code import BrokenOff
 from .events import Events
 from .metrics import Metrics
 from .observe import CLIENT_LEFT, Observe
+from .packages import PackageManager
 from .service import SandboxService
 from .store import Store
 
@@ -137,6 +138,7 @@ def build_app(config: Config) -> Starlette:
     app.state.store = store
     app.state.config = config
     app.state.metrics = metrics
+    app.state.packages = PackageManager(config.home / "cache" / "wheels")
     return app
 
 
