@@ -97,15 +97,18 @@ class AsyncSandbox:
         return cls(data["sandboxID"], transport, data.get("envdAccessToken"), data.get("templateID"))
 
     @classmethod
-    async def create(cls, template: str = "base", timeout: int = 300, metadata: dict[str, str] | None = None,
+    async def create(cls, template: str | None = None, timeout: int = 300, metadata: dict[str, str] | None = None,
                      envs: dict[str, str] | None = None, limits: Limits | Mapping | None = None,
                      api_url: str | None = None, api_key: str | None = None) -> AsyncSandbox:
-        """Start a sandbox from `template` that lives `timeout` seconds unless extended.
+        """Start a sandbox from `template` (None: the server's default template, `base` unless its
+        operator set SANDLOT_DEFAULT_TEMPLATE) that lives `timeout` seconds unless extended.
 
         `metadata` is yours to filter `list()` by; `envs` are set for every command; `limits` is a
         `Limits` or a dict with `memory_mb`, `cpu_count`, `pids`, `disk_mb`.
         """
-        body = {"templateID": template, "timeout": timeout, "metadata": metadata or {}, "envVars": envs or {}}
+        body = {"timeout": timeout, "metadata": metadata or {}, "envVars": envs or {}}
+        if template is not None:
+            body["templateID"] = template
         if limits is not None:
             body["limits"] = _limits_json(limits)
         transport = Transport(await ConnectionConfig.resolve(api_url, api_key))

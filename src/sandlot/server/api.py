@@ -23,6 +23,8 @@ from starlette.routing import Route
 from .. import _exceptions as E
 from ..runtimes.policy import Limits
 from . import logs_api
+from .bodies import read_json
+from .observe import request_info
 from .packages import PackageManager
 from .service import ENVD_VERSION, CreateRequest, LiveSandbox, SandboxService
 from .store import SandboxRecord
@@ -75,11 +77,7 @@ class UninstallIn(_Body):
 
 
 async def _body(request: Request, model: type[_Body]) -> _Body:
-    raw = await request.body()
-    try:
-        data = json.loads(raw) if raw.strip() else {}
-    except ValueError:
-        raise E.InvalidArgument("request body is not valid JSON") from None
+    data = await read_json(request)
     if not isinstance(data, dict):
         raise E.InvalidArgument("request body must be a JSON object")
     try:
@@ -125,6 +123,7 @@ async def create(request: Request) -> Response:
         metadata=body.metadata or {}, envs=body.envVars or {}, limits=limits,
         auto_pause=body.autoPause, secure=body.secure)
     live = await svc.create(req)
+    request_info(request.scope).sandbox_id = live.id  # for the access log
     return JSONResponse(sandbox_json(live), status_code=201)
 
 
@@ -184,10 +183,7 @@ async def metrics(request: Request) -> Response:
 
 
 def _packages(request: Request) -> PackageManager:
-    state = request.app.state
-    if getattr(state, "packages", None) is None:
-        state.packages = PackageManager(state.config.home / "cache" / "wheels")
-    return state.packages
+    return request.app.state.packages  # built with the app (app.py)
 
 
 def _running(request: Request) -> LiveSandbox:

@@ -1,9 +1,18 @@
-"""Assembly of the control plane: one ASGI app, one port, every front door.
+"""Assembly of the control plane: the app's services, and every route with its access rule.
 
-    /sandboxes, /v2/sandboxes ...       control plane (API key)          api.py
-    /process.Process/*, /filesystem.*,  envd, routed by E2b-Sandbox-Id   envd/
-    /files, /health, /envs              (access token or signature)
-    /_sandlot/health                    liveness of the server itself
+One ASGI app, one port, every front door (paths are disjoint, e2b-protocol.md §2.1):
+
+    route                                   access (auth.py)     served by
+    /health                                 public               E2B's API health; sandbox traffic
+                                                                 (routing headers) → envd's /health
+    /_sandlot/health, /openapi.json         public               here, openapi.py
+    /metrics                                SANDLOT_METRICS_AUTH metrics.py
+    /sandboxes, /v2/sandboxes ...           API key              api.py
+    /files, /envs, /process.Process/*,      sandbox token or     envd/ (routed by E2b-Sandbox-Id)
+    /filesystem.Filesystem/*, /execute,     signature
+    /contexts
+
+Every request passes Observe (access log, metrics); a route's body is bounded (bodies.py).
 """
 
 from __future__ import annotations
@@ -14,22 +23,31 @@ import logging
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import _exceptions as E
 from ..runtimes import make_runtime
 from ..templates import TemplateStore
-from . import api
-from .auth import KeyAuth
+from . import api, openapi
+from .auth import Access, ApiKeys, requires, secure
 from .config import Config
 from .envd import envd_routes
 from .envd.code import BrokenOff
+from .events import Events
+from .metrics import Metrics
+from .observe import CLIENT_LEFT, Observe
+from .packages import PackageManager
 from .service import SandboxService
 from .store import Store
 
 log = logging.getLogger("sandlot.server")
+
+# Headers only sandbox traffic carries (e2b-protocol.md §1.5): SDKs before 2.7 send no routing
+# headers, but send the sandbox's access token.
+SANDBOX_HEADERS = (b"e2b-sandbox-id", b"e2b-sandbox-port", b"x-access-token")
 
 
 async def _sandlot_error(request: Request, exc: E.SandlotError) -> JSONResponse:
@@ -38,6 +56,10 @@ async def _sandlot_error(request: Request, exc: E.SandlotError) -> JSONResponse:
 
 async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
     return JSONResponse({"code": exc.status_code, "message": exc.detail}, status_code=exc.status_code)
+
+
+async def _client_left(request: Request, exc: ClientDisconnect) -> Response:
+    return Response(status_code=CLIENT_LEFT)  # nobody reads it; the access log shows 499
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -50,44 +72,103 @@ def _not_broken_off(record: logging.LogRecord) -> bool:
     return not (record.exc_info and isinstance(record.exc_info[1], BrokenOff))
 
 
-async def _health(request: Request) -> JSONResponse:
+async def _sandlot_health(request: Request) -> JSONResponse:
+    """Liveness of the server, with its sandbox counts."""
     svc: SandboxService = request.app.state.service
     return JSONResponse({"status": "ok", "running": len(svc.live), "paused": len(svc.paused)})
 
 
+class Health:
+    """GET /health: E2B's API health check (200 "Health check successful", 503 while the server is
+    starting or stopping), unless the request is sandbox traffic: then envd's /health for that
+    sandbox (204 running, 502 gone), which the SDK's `is_running()` asks."""
+
+    def __init__(self, sandbox_health: ASGIApp):
+        self.sandbox_health = sandbox_health
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if any(name in SANDBOX_HEADERS for name, _ in scope["headers"]):
+            return await self.sandbox_health(scope, receive, send)
+        if scope["app"].state.serving:
+            response: Response = PlainTextResponse("Health check successful")
+        else:
+            response = PlainTextResponse("Service is unavailable", status_code=503)
+        await response(scope, receive, send)
+
+
 def ensure_first_key(store: Store, config: Config) -> str | None:
     """On the very first start, create an API key and return it (it is shown once)."""
-    if store.has_keys() or config.preset_api_key:
+    if store.has_keys() or config.api_key:
         return None
     _, key = store.create_key("first key")
     return key
 
 
 def build_app(config: Config) -> Starlette:
+    """The app and its services, built here and nowhere else."""
     config.home.mkdir(parents=True, exist_ok=True)
     store = Store(config.db_path)
-    runtime = make_runtime(config.home)  # namespace as root, rootless otherwise
-    templates = TemplateStore(config.home)
-    service = SandboxService(config, store, runtime, templates)
+    keys = ApiKeys(store, config.api_key)
+    metrics = Metrics()
+    service = SandboxService(config, store, make_runtime(config.home), TemplateStore(config.home), Events(metrics))
+    metrics.watch(service)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
         # uvicorn logs each exception out of the app with its traceback: not the deliberate ones
         logging.getLogger("uvicorn.error").addFilter(_not_broken_off)
         await service.startup()
+        app.state.serving = True
         try:
             yield
         finally:
+            app.state.serving = False
             await service.shutdown()
             store.close()
 
     app = Starlette(
-        routes=[Route("/_sandlot/health", _health), *api.routes(), *envd_routes(service, max_upload_bytes=config.max_upload_bytes)],
-        middleware=[Middleware(KeyAuth, store=store, preset_key=config.preset_api_key)],
-        exception_handlers={E.SandlotError: _sandlot_error, HTTPException: _http_error, Exception: _unexpected},
+        routes=routes(config, service, metrics, keys),
+        middleware=[Middleware(Observe, metrics=metrics)],
+        exception_handlers={E.SandlotError: _sandlot_error, HTTPException: _http_error,
+                            ClientDisconnect: _client_left, Exception: _unexpected},
         lifespan=lifespan,
     )
+    app.state.serving = False
     app.state.service = service
     app.state.store = store
     app.state.config = config
+    app.state.metrics = metrics
+    app.state.packages = PackageManager(config.home / "cache" / "wheels")
     return app
+
+
+def routes(config: Config, service: SandboxService, metrics: Metrics, keys: ApiKeys) -> list[BaseRoute]:
+    """Every route with its access rule and body bound."""
+    json_bytes = config.max_json_bytes
+    envd = envd_routes(service, max_upload_bytes=config.max_upload_bytes)
+    [sandbox_health] = _take(envd, lambda r: isinstance(r, Route) and r.path == "/health")
+    # these stream their bodies and bound them themselves: uploads (SANDLOT_MAX_UPLOAD_BYTES), the
+    # Connect services (connectrpc's read_max_bytes per message)
+    streaming = [*_take(envd, lambda r: isinstance(r, Route) and r.path == "/files" and "POST" in (r.methods or ())),
+                 *_take(envd, lambda r: isinstance(r, Mount))]
+    return secure([
+        *requires(Access.PUBLIC, [
+            Route("/health", Health(sandbox_health.app), methods=["GET"]),
+            Route("/_sandlot/health", _sandlot_health, methods=["GET"]),
+            Route("/openapi.json", openapi.endpoint, methods=["GET"]),
+        ], keys, body=json_bytes),
+        *requires(Access.PUBLIC if config.metrics_auth == "none" else Access.API_KEY,
+                  [Route("/metrics", metrics.endpoint, methods=["GET"])], keys, body=json_bytes),
+        *requires(Access.API_KEY, api.routes(), keys, body=json_bytes),
+        *requires(Access.SANDBOX, envd, keys, body=json_bytes),
+        *requires(Access.SANDBOX, streaming, keys, body=None),
+    ], keys)
+
+
+def _take(routes: list[BaseRoute], which) -> list[BaseRoute]:
+    """Remove and return the routes `which` selects (one at least)."""
+    taken = [r for r in routes if which(r)]
+    assert taken, "no such envd route"
+    for route in taken:
+        routes.remove(route)
+    return taken

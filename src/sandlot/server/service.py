@@ -23,6 +23,7 @@ from ..templates.spec import Template
 from .agent_client import AgentClient
 from .config import Config
 from .code_contexts import KernelSession
+from .events import Events
 from .journal import Journal
 from .store import SandboxRecord, Store
 
@@ -89,8 +90,9 @@ class CreateRequest:
 
 
 class SandboxService:
-    def __init__(self, config: Config, store: Store, runtime: Runtime, templates):
+    def __init__(self, config: Config, store: Store, runtime: Runtime, templates, events: Events | None = None):
         self.config = config
+        self.events = events or Events()  # log lines and metrics of lifecycle events
         self.store = store
         self.runtime = runtime
         self.templates = templates
@@ -171,6 +173,16 @@ class SandboxService:
     # ---- create ------------------------------------------------------------------------------
 
     async def create(self, req: CreateRequest) -> LiveSandbox:
+        started = time.monotonic()
+        try:
+            live, pooled = await self._create(req)
+        except Exception as e:
+            self.events.create_failed(req.template, e, time.monotonic() - started)
+            raise
+        self.events.created(live.id, req.template, pooled, time.monotonic() - started)
+        return live
+
+    async def _create(self, req: CreateRequest) -> tuple[LiveSandbox, bool]:
         self._check_timeout(req.timeout, minimum=1)
         req.limits.validate()
         template = await asyncio.to_thread(self.templates.get, req.template, logged_progress(req.template, log))
@@ -196,7 +208,7 @@ class SandboxService:
         self.live[rec.id] = live
         self.journal.record(rec.id, f"created from template {req.template}", template=req.template,
                             timeout=req.timeout, pooled=pooled is not None, **asdict(req.limits))
-        return live
+        return live, pooled is not None
 
     def _kernels(self, rt: RuntimeSandbox, template: Template) -> KernelSession | None:
         if not template.kernels:
@@ -268,12 +280,17 @@ class SandboxService:
     def running(self) -> list[LiveSandbox]:
         return list(self.live.values())
 
+    def pool_sizes(self) -> dict[str, int]:
+        """Warm sandboxes ready per template."""
+        return {name: len(pool) for name, pool in self._pools.items()}
+
     def listed(self) -> list[SandboxRecord]:
         return [s.record for s in (*self.live.values(), *self.paused.values())]
 
     # ---- lifecycle changes -------------------------------------------------------------------
 
     async def kill(self, sandbox_id: str, reason: str = "killed") -> None:
+        started = time.monotonic()
         self._known(sandbox_id)
         live = self.live.pop(sandbox_id, None) or self.paused.pop(sandbox_id)
         live.closed.set()
@@ -284,6 +301,7 @@ class SandboxService:
         await asyncio.to_thread(self.runtime.kill, sandbox_id)
         if live.kernels is not None:
             await live.kernels.close()
+        self.events.killed(sandbox_id, live.record.template, reason, time.monotonic() - started)
 
     def set_timeout(self, sandbox_id: str, timeout: int) -> None:
         self._check_timeout(timeout)
@@ -328,6 +346,7 @@ class SandboxService:
         live.record.state = "paused"
         self.store.update(sandbox_id, state="paused")
         self.journal.record(sandbox_id, "paused")
+        self.events.paused(sandbox_id)
 
     async def resume(self, sandbox_id: str, timeout: int | None = None) -> LiveSandbox:
         if timeout is not None:  # as on create: it runs again for `timeout` seconds
@@ -347,6 +366,7 @@ class SandboxService:
         live.record.end_at = time.time() + (timeout if timeout is not None else self.config.default_timeout)
         self.store.update(sandbox_id, state="running", end_at=live.record.end_at)
         self.journal.record(sandbox_id, "resumed")
+        self.events.resumed(sandbox_id)
         return live
 
     def _check_still(self, sandbox_id: str, live: LiveSandbox, table: dict[str, LiveSandbox]) -> None:

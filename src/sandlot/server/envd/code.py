@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from ..._exceptions import InvalidArgument, NotFound, SandboxNotRunning, SandlotError
+from ..bodies import read_json
 from .errors import error_response
 from .routing import SandboxHandle, current_sandbox
 
@@ -56,10 +57,7 @@ async def _while_running(sandbox: SandboxHandle, work: Awaitable[T]) -> T:
 
 
 async def _body(request: Request) -> dict:
-    try:
-        body = await request.json() if await request.body() else {}
-    except ValueError:
-        raise InvalidArgument("the request body is not JSON") from None
+    body = await read_json(request)  # bounded by the route (bodies.BodyLimit); too deep is a 400
     if not isinstance(body, dict):
         raise InvalidArgument("the request body must be a JSON object")
     return body
