@@ -57,7 +57,7 @@ def _run(config) -> None:
     from ..templates.progress import build_in_view
 
     build_in_view(TemplateStore(config.home), config.default_template, console)
-    app = build_app(config)
+    app = build_app(config, _extensions(config))
     key = ensure_first_key(app.state.store, config)
     if config.log_format == "json":  # every line of the log is JSON
         log = logging.getLogger("sandlot.server")
@@ -69,3 +69,15 @@ def _run(config) -> None:
             console.print(f"[bold green]Created the first API key[/] (shown once, store it now):\n  {key}")
         console.print(f"sandlot listening on http://{config.host}:{config.port}  (state in {config.home})")
     listener.run(app, config, on_drop=lambda reason: app.state.metrics.dropped_connections.labels(reason).inc())
+
+
+def _extensions(config) -> dict:
+    """Front doors above the server that `serve` composes into it: /mcp (the tools over MCP), if
+    enabled and the `mcp` extra is installed."""
+    if not config.mcp:
+        return {}
+    try:
+        from ..tools.mcp_server import server_endpoint
+    except ImportError:  # the `mcp` extra is not installed
+        return {}
+    return {"/mcp": server_endpoint()}

@@ -8,6 +8,8 @@ One ASGI app, one port, every front door (paths are disjoint, e2b-protocol.md §
     /_sandlot/health, /openapi.json         public               here, openapi.py
     /metrics                                SANDLOT_METRICS_AUTH metrics.py
     /sandboxes, /v2/sandboxes ...           API key              api.py
+    /mcp (when serve mounts it)             API key              tools/mcp_server.py (a client of this
+                                                                 server, composed by cli/serve.py)
     /files, /envs, /process.Process/*,      sandbox token or     envd/ (routed by E2b-Sandbox-Id)
     /filesystem.Filesystem/*, /execute,     signature
     /contexts
@@ -19,6 +21,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -104,8 +109,19 @@ def ensure_first_key(store: Store, config: Config) -> str | None:
     return key
 
 
-def build_app(config: Config) -> Starlette:
-    """The app and its services, built here and nowhere else."""
+class Extension(Protocol):
+    """A front door built above the server and composed into it by `serve` (the MCP endpoint, which
+    is a client of this server: server/ imports nothing of the client's): served to API-key
+    holders at its path, its lifespan entered once the service runs."""
+
+    def route(self, path: str) -> BaseRoute: ...
+
+    def lifespan(self) -> AbstractAsyncContextManager[None]: ...
+
+
+def build_app(config: Config, extensions: Mapping[str, Extension] | None = None) -> Starlette:
+    """The app and its services, built here and nowhere else. `extensions`: path -> front door."""
+    extensions = dict(extensions or {})
     config.home.mkdir(parents=True, exist_ok=True)
     store = Store(config.db_path)
     keys = ApiKeys(store, config.api_key)
@@ -120,14 +136,17 @@ def build_app(config: Config) -> Starlette:
         await service.startup()
         app.state.serving = True
         try:
-            yield
+            async with contextlib.AsyncExitStack() as stack:
+                for extension in extensions.values():
+                    await stack.enter_async_context(extension.lifespan())
+                yield
         finally:
             app.state.serving = False
             await service.shutdown()
             store.close()
 
     app = Starlette(
-        routes=routes(config, service, metrics, keys),
+        routes=routes(config, service, metrics, keys, extensions),
         middleware=[Middleware(Observe, metrics=metrics)],
         exception_handlers={E.SandlotError: _sandlot_error, HTTPException: _http_error,
                             ClientDisconnect: _client_left, Exception: _unexpected},
@@ -142,7 +161,8 @@ def build_app(config: Config) -> Starlette:
     return app
 
 
-def routes(config: Config, service: SandboxService, metrics: Metrics, keys: ApiKeys) -> list[BaseRoute]:
+def routes(config: Config, service: SandboxService, metrics: Metrics, keys: ApiKeys,
+           extensions: Mapping[str, Extension] | None = None) -> list[BaseRoute]:
     """Every route with its access rule and body bound."""
     json_bytes = config.max_json_bytes
     envd = envd_routes(service, max_upload_bytes=config.max_upload_bytes)
@@ -160,6 +180,8 @@ def routes(config: Config, service: SandboxService, metrics: Metrics, keys: ApiK
         *requires(Access.PUBLIC if config.metrics_auth == "none" else Access.API_KEY,
                   [Route("/metrics", metrics.endpoint, methods=["GET"])], keys, body=json_bytes),
         *requires(Access.API_KEY, api.routes(), keys, body=json_bytes),
+        *requires(Access.API_KEY, [ext.route(path) for path, ext in (extensions or {}).items()], keys,
+                  body=json_bytes),
         *requires(Access.SANDBOX, envd, keys, body=json_bytes),
         *requires(Access.SANDBOX, streaming, keys, body=None),
     ], keys)

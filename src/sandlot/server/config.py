@@ -92,6 +92,8 @@ class Config(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
     metrics_auth: Literal["api-key", "none"] = "api-key"  # who may read /metrics
+    # -- agents
+    mcp: bool = True  # serve sandlot's tools over MCP at /mcp (API key) when the `mcp` extra is installed
 
     def __init__(self, **values: Any):
         try:

@@ -59,6 +59,7 @@ _LIST = _op("List sandboxes", {"200": _LISTED}, parameters=_QUERY_LIST)
 _CONNECT = _op("Make sure a sandbox runs (resuming it if paused) and extend its timeout",
                {"200": _json(_SANDBOX, "Running"), "201": _json(_SANDBOX, "Resumed")}, body="Timeout")
 
+_INT_PARAM = {"type": "integer"}
 OPERATIONS: dict[tuple[str, str], dict] = {
     ("get", "/health"): _op("Health of the API (E2B's route); sandbox traffic gets the sandbox's envd health",
                             {"200": {"description": "Serving", "content": {"text/plain": {"schema": {"type": "string"}}}},
@@ -90,6 +91,18 @@ OPERATIONS: dict[tuple[str, str], dict] = {
     ("post", "/sandboxes/{sandbox_id}/packages"): _op(
         "Install Python packages (wheels fetched on the host, installed offline inside)",
         {"200": _json({"type": "object", "properties": {"installed": _PACKAGES}})}, body="InstallPackages"),
+    ("get", "/sandboxes/{sandbox_id}/logs"): _op(
+        "A sandbox's log (lifecycle events, processes started), E2B's v1 shape", {"200": _json({
+            "type": "object", "properties": {"logs": {"type": "array"}, "logEntries": {"type": "array"}}})},
+        parameters=[{"name": "start", "in": "query", "schema": _INT_PARAM, "description": "unix milliseconds"},
+                    {"name": "limit", "in": "query", "schema": _INT_PARAM}]),
+    ("get", "/v2/sandboxes/{sandbox_id}/logs"): _op(
+        "A sandbox's log, E2B's v2 shape", {"200": _json({"type": "object", "properties": {"logs": {"type": "array"}}})},
+        parameters=[{"name": "cursor", "in": "query", "schema": _INT_PARAM, "description": "unix milliseconds"},
+                    {"name": "limit", "in": "query", "schema": _INT_PARAM},
+                    {"name": "direction", "in": "query", "schema": {"enum": ["forward", "backward"]}},
+                    {"name": "level", "in": "query", "schema": {"enum": ["debug", "info", "warn", "error"]}},
+                    {"name": "search", "in": "query", "schema": {"type": "string"}}]),
     ("post", "/sandboxes/{sandbox_id}/packages/uninstall"): _op(
         "Uninstall Python packages", {"200": _json({"type": "object", "properties": {"uninstalled": _PACKAGES}})},
         body="UninstallPackages"),
