@@ -13,7 +13,6 @@ import time
 import uuid
 from pathlib import Path
 
-import httpx
 from e2b import CommandExitException
 
 
