@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import base64
+import ctypes
+import os
 import re
+import time
 import uuid
 from importlib.metadata import version
 
@@ -81,14 +84,62 @@ def kill_quietly(sbx) -> None:
         pass
 
 
-# Kernel code that opens the driver's stdout (the pipe the control plane reads) as `pipe`. The pipe
-# is the control plane's: its /proc/<pid>/fd link cannot be opened from the sandbox, but a process of
-# the driver's own uid can take a copy with pidfd_getfd, so the control plane must not trust it.
-DRIVER_STDOUT = (
-    "import ctypes, os\n"
-    "_libc = ctypes.CDLL(None, use_errno=True)\n"
-    "_fd = _libc.syscall(438, os.pidfd_open(os.getppid()), 1, 0)  # pidfd_getfd(driver, stdout)\n"
-    "if _fd < 0:\n"
-    "    raise OSError(ctypes.get_errno(), 'pidfd_getfd')\n"
-    "pipe = os.fdopen(_fd, 'w')\n"
-)
+# Code in the sandbox cannot reach the driver's stdout, the pipe the control plane reads (the
+# pipe is host root's, the driver is not dumpable, pidfd_getfd is denied: test_interp_lifecycle).
+# These helpers play a driver taken over anyway, from the host, to show that the control plane does
+# not trust what comes on that pipe.
+KERNEL_DRIVER = b"kernels/driver.py"
+SYS_PIDFD_GETFD = 438
+
+
+def driver_pid(sandbox_id: str) -> int:
+    """The host pid of the sandbox's code-interpreter driver (found by its cgroup)."""
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                cmdline = f.read()
+            with open(f"/proc/{entry.name}/cgroup") as f:
+                cgroups = f.read()
+        except OSError:
+            continue
+        if KERNEL_DRIVER in cmdline and f"/{sandbox_id}\n" in cgroups:
+            return int(entry.name)
+    raise AssertionError(f"no code-interpreter driver runs in sandbox {sandbox_id}")
+
+
+def driver_stdout(sandbox_id: str) -> int:
+    """A non-blocking fd on the driver's stdout, taken from the host (root may, with pidfd_getfd)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    pidfd = os.pidfd_open(driver_pid(sandbox_id))
+    try:
+        fd = libc.syscall(SYS_PIDFD_GETFD, pidfd, 1, 0)
+    finally:
+        os.close(pidfd)
+    if fd < 0:
+        raise OSError(ctypes.get_errno(), "pidfd_getfd")
+    os.set_blocking(fd, False)
+    return fd
+
+
+def wait_for_file(sbx, path: str, timeout: float = 60) -> None:
+    """Until a run in progress has made `path` (so the control plane knows that run by now)."""
+    deadline = time.monotonic() + timeout
+    while not sbx.files.exists(path):
+        assert time.monotonic() < deadline, f"{path} did not appear"
+        time.sleep(0.02)
+
+
+def write_until(fd: int, data: bytes, done) -> int:
+    """Write `data` to `fd` until it is all written, the reader is gone, or `done()`; bytes written."""
+    written = 0
+    while written < len(data) and not done():
+        try:
+            written += os.write(fd, data[written:written + (1 << 16)])
+        except BlockingIOError:
+            time.sleep(0.001)
+        except BrokenPipeError:
+            break
+    return written

@@ -182,7 +182,7 @@ def test_kill_leaves_no_processes_and_no_directories(rl_server, make_sandbox):
                      "chmod 000 ~/locked/deep && chmod 500 ~/locked")
     state = _state(rl_server, sbx.sandbox_id)
     ns = os.readlink(f"/proc/{state['child_pid']}/ns/pid")
-    assert len(_pid_ns_members(ns)) >= 4  # bwrap as init, the agent, two sleeps
+    assert len(_pid_ns_members(ns)) >= 3  # the agent as init, two sleeps
     sbx.kill()
     assert _pid_ns_members(ns) == []
     assert _mentioning(str(rl_server.home / "sandboxes" / sbx.sandbox_id)) == []

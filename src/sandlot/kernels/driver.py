@@ -35,6 +35,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import spawn  # noqa: E402 - light: it starts the default kernel before the heavy imports below
 
+if __name__ == "__main__":
+    spawn.not_dumpable()  # first thing: kernel code runs as the same user
 EARLY = spawn.early_default() if __name__ == "__main__" else None
 
 import asyncio  # noqa: E402

@@ -24,6 +24,17 @@ KERNELS = {
 }
 
 
+def not_dumpable():
+    """Close this process's /proc/<pid>/mem, fd and environ to the sandbox's own processes: kernel
+    code runs as the driver's user and could otherwise rewrite the driver, or take a copy of the
+    pipes to the control plane, to answer for runs that are not its own."""
+    import ctypes
+
+    PR_SET_DUMPABLE = 4
+    if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE)")
+
+
 def new_run_dir():
     """A private directory for connection files and ipc sockets."""
     path = os.path.join("/tmp", ".sandlot-kernels-" + secrets.token_hex(6))

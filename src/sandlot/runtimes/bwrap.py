@@ -84,6 +84,9 @@ def sandbox_setup(spec: SandboxSpec, template, *, root: Sequence[Op], code_dir: 
     return [
         # own pid, IPC, hostname and network namespaces (no network: loopback only), own cgroup view
         *unshare("pid", "ipc", "uts", "net", "cgroup-try"),
+        # the agent is pid 1 (it reaps orphans: agent/children.py): bwrap's own init would be a
+        # dumpable process inside that root there could take over through /proc/1/mem
+        Op("--as-pid-1"),
         *root,
         Op("--proc", ("/proc",)),  # the sandbox's pid namespace only
         Op("--dev", ("/dev",)),  # a minimal /dev: null, zero, random, tty, pts, shm; no host device
