@@ -41,7 +41,7 @@ def _gone(pid: int, timeout: float = 30) -> bool:
 def test_sandbox_without_configuration(clean_env):
     script = textwrap.dedent("""
         from sandlot import Sandbox
-        from sandlot.client import _embedded
+        from sandlot import embedded as _embedded
 
         with Sandbox.create() as s:
             print(s.commands.run("echo hi").stdout, end="")
@@ -60,7 +60,7 @@ def test_sandbox_without_configuration(clean_env):
 def test_server_stops_when_its_parent_is_killed(clean_env):
     script = textwrap.dedent("""
         import time
-        from sandlot.client._embedded import embedded_server
+        from sandlot.embedded import embedded_server
         server = embedded_server()
         print(server.proc.pid, server.home, flush=True)
         time.sleep(600)

@@ -1,14 +1,35 @@
-"""Where the SDK finds its server: arguments, then the environment, then an embedded server."""
+"""Where the SDK finds its server: arguments, then the environment, then an embedded server.
+
+The embedded server is not part of the SDK: it is whatever the `sandlot.embedded` entry point
+names (the sandlot package points it at `sandlot.embedded:embedded_server`). Found by name, not
+imported, so `client/` depends on no server code and would work shipped on its own, with a clear
+error when no server is installed to embed.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
 from dataclasses import dataclass
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from typing import Protocol
+
+from .._exceptions import SandlotError
 
 API_URL_ENV = "SANDLOT_API_URL"
 API_KEY_ENV = "SANDLOT_API_KEY"
 DEFAULT_REQUEST_TIMEOUT = 60.0
+EMBEDDED_ENTRY_POINT = "sandlot.embedded"  # group; its entry is a function returning an EmbeddedServer
+
+
+class EmbeddedServer(Protocol):
+    """A server started for this process: its URL and the API key it accepts."""
+
+    @property
+    def url(self) -> str: ...
+    @property
+    def api_key(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -32,7 +53,14 @@ class ConnectionConfig:
         """The configured server, else this process's embedded server (started on first use)."""
         if config := cls.from_env(api_url, api_key):
             return config
-        from ._embedded import embedded_server
-
-        server = await asyncio.to_thread(embedded_server)  # blocks until it answers its health check
+        server = await asyncio.to_thread(_embedded_server)  # blocks until it answers its health check
         return cls(api_url=server.url, api_key=server.api_key)
+
+
+def _embedded_server() -> EmbeddedServer:
+    found = sorted(entry_points(group=EMBEDDED_ENTRY_POINT), key=lambda ep: ep.name)
+    if not found:
+        raise SandlotError(f"no sandlot server is configured: pass api_url= or set ${API_URL_ENV} (and "
+                           f"${API_KEY_ENV}), or install the sandlot server to run one in this process")
+    start: Callable[[], EmbeddedServer] = found[0].load()
+    return start()

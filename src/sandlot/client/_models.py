@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 from ..protocol import filesystem_pb2 as fs_pb
 from ..protocol import process_pb2 as proc_pb
-from ..runtimes.policy import Limits
+from ..limits import Limits
 
 __all__ = [
     "CodeContext", "CommandResult", "EntryInfo", "Execution", "ExecutionError", "FileType", "FilesystemEvent",

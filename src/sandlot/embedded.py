@@ -5,7 +5,7 @@ free loopback port with a random API key, alive until this interpreter exits. It
 a private directory but shares built templates with the machine-wide state directory, so only the
 first use on a machine pays for building them. Like every sandlot server it needs root.
 
-Run as `python -m sandlot.client._embedded serve ...` it is the child itself: `sandlot serve`, plus
+Run as `python -m sandlot.embedded serve ...` it is the child itself: `sandlot serve`, plus
 a watchdog that stops the server if its parent dies without running its exit handlers (kill -9).
 """
 
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import httpx
 
-from .._exceptions import SandlotError
+from ._exceptions import SandlotError
 
 START_TIMEOUT = float(os.environ.get("SANDLOT_EMBEDDED_START_TIMEOUT", "900"))  # first run builds `base`
 STOP_GRACE = 20.0  # seconds between SIGTERM (the server kills its sandboxes) and SIGKILL
@@ -64,7 +64,7 @@ def _free_port() -> int:
 
 
 def _private_home() -> Path:
-    from ..server.config import default_home
+    from .server.config import default_home
 
     shared = default_home()
     home = Path(tempfile.mkdtemp(prefix="sandlot-embedded-"))
@@ -98,8 +98,8 @@ def embedded_server() -> EmbeddedServer:
             return _server
         home = _private_home()
         # a first use on this machine builds `base` here, in view, not hidden in the server's log
-        from ..templates import TemplateStore
-        from ..templates.progress import build_in_view
+        from .templates import TemplateStore
+        from .templates.progress import build_in_view
 
         build_in_view(TemplateStore(home), "base")
         port, key = _free_port(), "sl_" + secrets.token_hex(20)
@@ -128,7 +128,7 @@ if __name__ == "__main__":
     threading.Thread(target=_watch_parent, name="parent-watchdog", daemon=True).start()
     # uvicorn re-raises SIGTERM once it has shut down; as an exception it lets the cleanup below run
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
-    from ..cli.main import app
+    from .cli.main import app
 
     try:
         app(prog_name="sandlot")
