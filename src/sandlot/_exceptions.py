@@ -9,7 +9,8 @@
     │   └── FileNotFound
     ├── AlreadyExists            (409)
     ├── SandboxNotRunning        the sandbox was killed, expired or is paused (502 on sandbox routes)
-    ├── TimeoutError             a deadline passed (504)
+    ├── SandlotTimeoutError      a deadline passed (504); also a builtin TimeoutError.
+    │                            `TimeoutError` is its E2B-style alias
     ├── ResourceExhausted        limits, quotas, no space (429/507)
     ├── CommandExitError         a command ended with a non-zero exit code (client side)
     ├── RuntimeFailure           the isolation runtime failed to do its job (500)
@@ -19,6 +20,8 @@ Each layer translates the errors of the layer below into these; nothing else cro
 """
 
 from __future__ import annotations
+
+import builtins
 
 
 class SandlotError(Exception):
@@ -75,10 +78,15 @@ class SandboxNotRunning(SandlotError):
     status, code = 502, "unavailable"
 
 
-class TimeoutError(SandlotError):  # noqa: A001 - deliberate, mirrors the E2B SDK's name
-    """A deadline passed before the work finished."""
+class SandlotTimeoutError(SandlotError, builtins.TimeoutError):
+    """A deadline passed before the work finished: a command's or a code run's `timeout`, a
+    `request_timeout`, a server that did not answer. Also a builtin TimeoutError, so
+    `except TimeoutError` catches it whether or not `sandlot.TimeoutError` shadows the builtin."""
 
     status, code = 504, "deadline_exceeded"
+
+
+TimeoutError = SandlotTimeoutError  # noqa: A001 - the E2B SDK's name, kept as an alias
 
 
 class ResourceExhausted(SandlotError):

@@ -26,7 +26,7 @@ EXPECTED = {
     "CodeContext", "Execution", "ExecutionError", "Logs", "OutputMessage", "Result",
     # errors
     "SandlotError", "InvalidArgument", "PathError", "AuthenticationError", "PermissionDenied", "NotFound",
-    "FileNotFound", "AlreadyExists", "SandboxNotRunning", "TimeoutError", "ResourceExhausted",
+    "FileNotFound", "AlreadyExists", "SandboxNotRunning", "SandlotTimeoutError", "TimeoutError", "ResourceExhausted",
     "CommandExitError", "RuntimeFailure", "TemplateError", "Unsupported",
 }
 
@@ -76,3 +76,15 @@ def test_sandbox_instances_expose_the_same_attributes():
     assert type(sandbox.packages) is Packages
     assert sandbox.sandbox_id == "sbx1"
 
+
+
+def test_timeout_error_does_not_shadow_the_builtin_confusingly():
+    import builtins
+
+    assert sandlot.TimeoutError is sandlot.SandlotTimeoutError
+    assert issubclass(sandlot.SandlotTimeoutError, builtins.TimeoutError)
+    assert issubclass(sandlot.SandlotTimeoutError, sandlot.SandlotError)
+    with pytest.raises(builtins.TimeoutError) as caught:  # code written against the builtin catches it
+        raise sandlot.TimeoutError("late", execution=None)
+    assert str(caught.value) == "late" and caught.value.message == "late" and caught.value.details == {"execution": None}
+    assert type(caught.value).__name__ == "SandlotTimeoutError"  # tracebacks say whose timeout it was
