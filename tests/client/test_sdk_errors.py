@@ -165,9 +165,9 @@ async def test_unreachable_server(surface):
     (ConnectError(Code.UNAVAILABLE, "x"), SandlotError),
     (ConnectError(Code.RESOURCE_EXHAUSTED, "x"), sandlot.ResourceExhausted),
     (ConnectError(Code.INTERNAL, "x"), SandlotError),
-    (_PlainHTTPError(502, "The sandbox was not found"), SandboxNotRunning),
-    (_PlainHTTPError(507, "no space"), sandlot.ResourceExhausted),
-    (_PlainHTTPError(418, "teapot"), SandlotError),
+    (_PlainHTTPError(502, b"The sandbox was not found"), SandboxNotRunning),
+    (_PlainHTTPError(507, b"no space"), sandlot.ResourceExhausted),
+    (_PlainHTTPError(418, b"teapot"), SandlotError),
 ], ids=lambda v: type(v).__name__ if isinstance(v, Exception) else v.__name__)
 def test_translate_maps_lower_layer_errors(raised, expected):
     with pytest.raises(SandlotError) as info:

@@ -47,28 +47,35 @@ _BY_STATUS: dict[int, type[E.SandlotError]] = {
 
 
 def error_for_status(status: int, message: str, not_found: type[E.NotFound] = E.NotFound) -> E.SandlotError:
-    """The sandlot error for an HTTP error answer; `not_found` refines 404 (e.g. FileNotFound)."""
+    """The sandlot error for an HTTP error status; `not_found` refines 404 (e.g. FileNotFound)."""
     cls = _BY_STATUS.get(status, E.SandlotError)
     return (not_found if cls is E.NotFound else cls)(message, status=status)
 
 
-def _message(body: bytes, status: int) -> str:
-    """The `message` of a JSON error body, else the text itself (proxies answer in plain text)."""
+def error_for_answer(status: int, body: bytes, not_found: type[E.NotFound] = E.NotFound) -> E.SandlotError:
+    """The sandlot error for an error answer: its JSON `message`, else its text (proxies answer in
+    plain text). A paused sandbox's 502 carries `state` (the message is worded for the e2b SDK)."""
     try:
         data = json.loads(body)
-        if isinstance(data, dict) and isinstance(data.get("message"), str):
-            return data["message"]
     except ValueError:
-        pass
-    return body.decode("utf-8", "replace").strip()[:1000] or f"HTTP {status}"
+        data = None
+    if not isinstance(data, dict):
+        return error_for_status(status, body.decode("utf-8", "replace").strip()[:1000] or f"HTTP {status}",
+                                not_found)
+    if status == 502 and data.get("state") == "paused":
+        sid = str(data.get("sandboxId", ""))
+        return E.SandboxNotRunning(f"sandbox {sid} is paused: resume it with sandbox.resume() or "
+                                   f"Sandbox.connect({sid!r})", status=status, paused=True, sandbox_id=sid)
+    message = data.get("message")
+    return error_for_status(status, message if isinstance(message, str) else f"HTTP {status}", not_found)
 
 
 class _PlainHTTPError(ConnectError):
-    """A non-Connect error answer on an RPC route, with its HTTP status kept."""
+    """A non-Connect error answer on an RPC route, with its HTTP status and body kept."""
 
-    def __init__(self, status: int, message: str):
-        super().__init__(Code.UNKNOWN, message)
-        self.status = status
+    def __init__(self, status: int, body: bytes):
+        super().__init__(Code.UNKNOWN, body.decode("utf-8", "replace")[:1000])
+        self.status, self.body = status, body
 
 
 def _from_connect(e: ConnectError, not_found: type[E.NotFound]) -> E.SandlotError:
@@ -84,7 +91,7 @@ def translate(not_found: type[E.NotFound] = E.NotFound):
     try:
         yield
     except _PlainHTTPError as e:
-        raise error_for_status(e.status, e.message, not_found) from e
+        raise error_for_answer(e.status, e.body, not_found) from e
     except ConnectError as e:
         # connectrpc turns task cancellation into Code.CANCELED; asyncio needs it back as it was
         if e.code is Code.CANCELED and isinstance(e.__cause__, asyncio.CancelledError):
@@ -116,7 +123,7 @@ class _PlainErrorTransport:
             code = json.loads(body).get("code")
             Code(code)
         except (ValueError, AttributeError, TypeError):
-            raise _PlainHTTPError(response.status, _message(bytes(body), response.status)) from None
+            raise _PlainHTTPError(response.status, bytes(body)) from None
         # a real Connect error: hand it back to connectrpc, body restored
         return pyqwest.Response(status=response.status, headers=response.headers, content=bytes(body))
 
@@ -171,7 +178,7 @@ class Transport:
         with translate(not_found):
             r = await self._http().request(method, path, **kwargs)
             if r.status_code >= 400:
-                raise error_for_status(r.status_code, _message(r.content, r.status_code), not_found)
+                raise error_for_answer(r.status_code, r.content, not_found)
             return r
 
     @contextlib.asynccontextmanager
@@ -182,7 +189,7 @@ class Transport:
             async with self._http().stream(method, path, **kwargs) as r:
                 if r.status_code >= 400:
                     body = await r.aread()
-                    raise error_for_status(r.status_code, _message(body, r.status_code), not_found)
+                    raise error_for_answer(r.status_code, body, not_found)
                 yield r
 
     async def api(self, method: str, path: str, **kwargs) -> httpx.Response:
@@ -266,10 +273,12 @@ class Envd:
     async def explain(self, err: E.SandlotError) -> E.SandlotError:
         """Turn a broken connection into SandboxNotRunning when that is what happened."""
         try:
-            running = await self.is_running()
+            await self.http("GET", "/health")
+        except E.SandboxNotRunning as gone:
+            if gone.details.get("paused"):
+                return gone
+            return E.SandboxNotRunning("the sandbox was killed or reached its end of life while the request "
+                                       "was in flight")
         except E.SandlotError:
             return err
-        if running:
-            return err
-        return E.SandboxNotRunning("the sandbox was killed or reached its end of life while the request "
-                                   "was in flight")
+        return err
