@@ -19,14 +19,16 @@ import functools
 import json
 import ssl
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any, TypeVar, cast
 
 import httpx
 import pyqwest
 from connectrpc.code import Code
 from connectrpc.compat import google_protobuf_json_codec
 from connectrpc.errors import ConnectError
+from google.protobuf.message import Message
 
 from .. import _exceptions as E
 from ..protocol.filesystem_connect import FilesystemClient
@@ -37,6 +39,7 @@ try:
     USER_AGENT = f"sandlot-python/{version('sandlot')}"
 except PackageNotFoundError:  # running from a source tree
     USER_AGENT = "sandlot-python"
+R = TypeVar("R")
 ENVD_PORT = "49983"  # E2B routes envd traffic by this port header; sandlot checks it the same way
 
 _BY_STATUS: dict[int, type[E.SandlotError]] = {
@@ -86,7 +89,7 @@ def _from_connect(e: ConnectError, not_found: type[E.NotFound]) -> E.SandlotErro
 
 
 @contextlib.contextmanager
-def translate(not_found: type[E.NotFound] = E.NotFound):
+def translate(not_found: type[E.NotFound] = E.NotFound) -> Iterator[None]:
     """Run a block of I/O; let only sandlot exceptions (and cancellation) out of it."""
     try:
         yield
@@ -173,8 +176,10 @@ class Transport:
                 await client.aclose()
 
     async def request(self, method: str, path: str, *, not_found: type[E.NotFound] = E.NotFound,
-                      **kwargs) -> httpx.Response:
-        """One request; error answers raise."""
+                      request_timeout: float | None = None, **kwargs: Any) -> httpx.Response:
+        """One request, bounded by `request_timeout` (else the config's) unless `timeout` is given
+        as httpx takes it; error answers raise."""
+        kwargs.setdefault("timeout", self.config.timeout(request_timeout))
         with translate(not_found):
             r = await self._http().request(method, path, **kwargs)
             if r.status_code >= 400:
@@ -183,8 +188,9 @@ class Transport:
 
     @contextlib.asynccontextmanager
     async def open(self, method: str, path: str, *, not_found: type[E.NotFound] = E.NotFound,
-                   **kwargs) -> AsyncIterator[httpx.Response]:
+                   request_timeout: float | None = None, **kwargs: Any) -> AsyncIterator[httpx.Response]:
         """A streamed response; error answers raise before the body is handed out."""
+        kwargs.setdefault("timeout", self.config.timeout(request_timeout))
         with translate(not_found):
             async with self._http().stream(method, path, **kwargs) as r:
                 if r.status_code >= 400:
@@ -192,7 +198,7 @@ class Transport:
                     raise error_for_answer(r.status_code, body, not_found)
                 yield r
 
-    async def api(self, method: str, path: str, **kwargs) -> httpx.Response:
+    async def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """A control-plane call, authenticated with the API key."""
         headers = {"X-API-KEY": self.config.api_key} if self.config.api_key else {}
         return await self.request(method, path, headers=headers, **kwargs)
@@ -214,7 +220,8 @@ class Envd:
         self.transport = transport
         self.sandbox_id = sandbox_id
         self.access_token = access_token
-        rpc = dict(codec=_JSON, send_compression=None, accept_compression=(), http_client=_rpc_http())
+        rpc: dict[str, Any] = dict(codec=_JSON, send_compression=None, accept_compression=(),
+                                   http_client=_rpc_http())
         self.process = ProcessClient(transport.config.api_url, **rpc)
         self.filesystem = FilesystemClient(transport.config.api_url, **rpc)
 
@@ -228,23 +235,25 @@ class Envd:
             h["Keepalive-Ping-Interval"] = "50"
         return h
 
-    async def http(self, method: str, path: str, *, headers: dict | None = None, not_found=E.NotFound,
-                   **kwargs) -> httpx.Response:
+    async def http(self, method: str, path: str, *, headers: dict[str, str] | None = None,
+                   not_found: type[E.NotFound] = E.NotFound, **kwargs: Any) -> httpx.Response:
         return await self.transport.request(method, path, headers={**self.headers(), **(headers or {})},
                                             not_found=not_found, **kwargs)
 
-    def open(self, method: str, path: str, *, not_found=E.NotFound, **kwargs):
+    def open(self, method: str, path: str, *, not_found: type[E.NotFound] = E.NotFound,
+             **kwargs: Any) -> contextlib.AbstractAsyncContextManager[httpx.Response]:
         return self.transport.open(method, path, headers=self.headers(), not_found=not_found, **kwargs)
 
-    async def call(self, method: Callable, request, *, user: str | None = None,
-                   not_found: type[E.NotFound] = E.NotFound):
-        """A unary RPC, bounded by the request timeout."""
+    async def call(self, method: Callable[..., Awaitable[R]], request: Message, *, user: str | None = None,
+                   not_found: type[E.NotFound] = E.NotFound, request_timeout: float | None = None) -> R:
+        """A unary RPC, bounded by `request_timeout` (else the config's)."""
+        limit = self.transport.config.timeout(request_timeout)
         with translate(not_found):
             return await method(request, headers=self.headers(user),
-                                timeout_ms=int(self.transport.config.request_timeout * 1000))
+                                timeout_ms=int(limit * 1000) if limit else None)
 
-    async def stream(self, method: Callable, request, *, user: str | None = None,
-                     timeout: float | None = None, not_found: type[E.NotFound] = E.NotFound) -> AsyncIterator:
+    async def stream(self, method: Callable[..., AsyncIterator[R]], request: Message, *, user: str | None = None,
+                     timeout: float | None = None, not_found: type[E.NotFound] = E.NotFound) -> AsyncIterator[R]:
         """A server stream. `timeout` bounds the whole call (the server also ends the work then);
         None or 0 means no limit. A broken stream is explained by probing /health."""
         timeout_ms = int(timeout * 1000) if timeout else None
@@ -260,12 +269,12 @@ class Envd:
             raise better from e
         finally:
             with translate(not_found):
-                await events.aclose()
+                await cast(AsyncGenerator[R, None], events).aclose()  # connectrpc streams are generators
 
-    async def is_running(self) -> bool:
+    async def is_running(self, request_timeout: float | None = None) -> bool:
         """False once the sandbox is killed, expired or paused (the server answers 502)."""
         try:
-            await self.http("GET", "/health")
+            await self.http("GET", "/health", request_timeout=request_timeout)
         except E.SandboxNotRunning:
             return False
         return True
