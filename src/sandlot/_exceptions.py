@@ -22,6 +22,7 @@ Each layer translates the errors of the layer below into these; nothing else cro
 from __future__ import annotations
 
 import builtins
+from typing import Any
 
 
 class SandlotError(Exception):
@@ -30,10 +31,10 @@ class SandlotError(Exception):
     status = 500
     code = "internal"  # Connect code name
 
-    def __init__(self, message: str = "", **details):
+    def __init__(self, message: str = "", **details: Any):
         super().__init__(message)
         self.message = message
-        self.details = details
+        self.details: dict[str, Any] = details
 
 
 class InvalidArgument(SandlotError):

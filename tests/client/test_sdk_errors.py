@@ -5,6 +5,7 @@ needed; test_sandbox.py and friends cover the real server's errors."""
 from __future__ import annotations
 
 import asyncio
+import builtins
 import socket
 import threading
 import time
@@ -41,8 +42,18 @@ async def connect_sandbox(request: Request) -> Response:
     return JSONResponse({"code": 404, "message": "sandbox not found"}, status_code=404)
 
 
+SLOW = 1.0  # seconds a "slow" route takes to answer
+
+
+async def slow_info(request: Request) -> Response:
+    await asyncio.sleep(SLOW)
+    return JSONResponse({"code": 404, "message": "no such sandbox"}, status_code=404)
+
+
 async def files(request: Request) -> Response:
     path = request.query_params.get("path", "")
+    if path == "/slow":
+        await asyncio.sleep(SLOW)
     if path == "/gone":
         return JSONResponse({"code": 502, "message": "The sandbox was not found"}, status_code=502)
     if path == "/text-error":
@@ -52,15 +63,24 @@ async def files(request: Request) -> Response:
 
 async def stat(request: Request) -> Response:
     path = (await request.json()).get("path")
+    if path == "/slow":
+        await asyncio.sleep(SLOW)
     if path == "/denied":
         return JSONResponse({"code": 401, "message": "unauthorized access"}, status_code=401)  # not Connect
     return _connect_error("not_found", 404)
+
+
+async def start(request: Request) -> Response:
+    if b"slow" in await request.body():
+        await asyncio.sleep(SLOW)
+    return _connect_error("permission_denied", 403)
 
 
 APP = Starlette(routes=[
     Route("/v2/sandboxes", lambda r: JSONResponse({"code": 401, "message": "invalid API key"}, status_code=401),
           methods=["POST", "GET"]),
     Route("/v2/sandboxes/{sid}/connect", connect_sandbox, methods=["POST"]),
+    Route("/sandboxes/slow", slow_info, methods=["GET"]),
     Route("/sandboxes/{sid}", lambda r: JSONResponse({"code": 404, "message": "no such sandbox"}, status_code=404),
           methods=["GET", "DELETE"]),
     Route("/sandboxes/{sid}/timeout", lambda r: PlainTextResponse("bad gateway", status_code=400),
@@ -71,7 +91,7 @@ APP = Starlette(routes=[
     Route("/filesystem.Filesystem/MakeDir", lambda r: _connect_error("invalid_argument", 400), methods=["POST"]),
     Route("/process.Process/List", lambda r: JSONResponse({"code": 502, "message": "The sandbox was not found"},
                                                           status_code=502), methods=["POST"]),
-    Route("/process.Process/Start", lambda r: _connect_error("permission_denied", 403), methods=["POST"]),
+    Route("/process.Process/Start", start, methods=["POST"]),
 ])
 
 
@@ -134,6 +154,31 @@ async def test_envd_errors(scripted, surface):
         await maybe(sandbox.commands.list())
     with pytest.raises(sandlot.PermissionDenied):  # a stream refused before it starts
         await maybe(sandbox.commands.run("true"))
+
+
+async def test_request_timeout(scripted, surface):
+    """Every call takes `request_timeout` (E2B's name and meaning); what it raises is sandlot's
+    timeout error, which is also the builtin TimeoutError."""
+    S = cls(surface)
+    started = time.monotonic()
+    with pytest.raises(builtins.TimeoutError) as info:
+        await maybe(S.get_info("slow", api_url=scripted, api_key="k", request_timeout=0.2))
+    assert isinstance(info.value, sandlot.SandlotTimeoutError)
+    sandbox = await maybe(S.connect("sbx1", api_url=scripted, api_key="k"))
+    for call in (lambda: sandbox.files.read("/slow", request_timeout=0.2),       # envd HTTP
+                 lambda: sandbox.files.get_info("/slow", request_timeout=0.2),   # unary RPC
+                 lambda: sandbox.commands.run("slow", request_timeout=0.2)):     # a stream's start
+        with pytest.raises(sandlot.SandlotTimeoutError):
+            await maybe(call())
+    assert time.monotonic() - started < 4 * SLOW - 0.5, "a request_timeout did not cut a call short"
+    # the one given to connect() (or create()) is the sandbox's default; a call's own wins, 0 = none
+    quick = await maybe(S.connect("sbx1", api_url=scripted, api_key="k", request_timeout=0.2))
+    with pytest.raises(sandlot.SandlotTimeoutError):
+        await maybe(quick.files.get_info("/slow"))
+    with pytest.raises(FileNotFound):
+        await maybe(quick.files.read("/slow", request_timeout=0))
+    with pytest.raises(InvalidArgument, match="request_timeout"):
+        await maybe(sandbox.files.read("/a", request_timeout=-1))
 
 
 async def test_unreachable_server(surface):
