@@ -16,6 +16,7 @@
     ├── RuntimeFailure           the isolation runtime failed to do its job (500)
     ├── Unsupported              this server cannot do that at all, e.g. pause without cgroups (501)
     └── TemplateError            a template could not be built or found
+        └── TemplateBuilding     the template is being built: retry (503, with its progress)
 Each layer translates the errors of the layer below into these; nothing else crosses a boundary.
 """
 
@@ -113,6 +114,14 @@ class TemplateError(SandlotError):
     """A template could not be built, or its root filesystem is unusable."""
 
     status, code = 500, "internal"
+
+
+class TemplateBuilding(TemplateError):
+    """A create needs a template that is being built (a first use takes minutes). Nothing was
+    created; retry later. `details`: `template`, `progress` (percent), `step`. The sandlot SDK
+    waits and retries by itself, reporting the progress on the `sandlot` logger."""
+
+    status, code = 503, "unavailable"
 
 
 class CommandExitError(SandlotError):

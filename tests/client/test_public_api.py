@@ -29,7 +29,7 @@ EXPECTED = {
     # errors
     "SandlotError", "InvalidArgument", "PathError", "AuthenticationError", "PermissionDenied", "NotFound",
     "FileNotFound", "AlreadyExists", "SandboxNotRunning", "SandlotTimeoutError", "TimeoutError", "ResourceExhausted",
-    "CommandExitError", "RuntimeFailure", "TemplateError", "Unsupported",
+    "CommandExitError", "RuntimeFailure", "TemplateBuilding", "TemplateError", "Unsupported",
 }
 
 PAIRS = [(Sandbox, AsyncSandbox), (SandboxPaginator, AsyncSandboxPaginator), (Commands, AsyncCommands),

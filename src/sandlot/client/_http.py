@@ -57,7 +57,8 @@ def error_for_status(status: int, message: str, not_found: type[E.NotFound] = E.
 
 def error_for_answer(status: int, body: bytes, not_found: type[E.NotFound] = E.NotFound) -> E.SandlotError:
     """The sandlot error for an error answer: its JSON `message`, else its text (proxies answer in
-    plain text). A paused sandbox's 502 carries `state` (the message is worded for the e2b SDK)."""
+    plain text). A paused sandbox's 502 carries `state` (the message is worded for the e2b SDK); a
+    create's 503 carries the progress of the template build it waits for."""
     try:
         data = json.loads(body)
     except ValueError:
@@ -70,7 +71,11 @@ def error_for_answer(status: int, body: bytes, not_found: type[E.NotFound] = E.N
         return E.SandboxNotRunning(f"sandbox {sid} is paused: resume it with sandbox.resume() or "
                                    f"Sandbox.connect({sid!r})", status=status, paused=True, sandbox_id=sid)
     message = data.get("message")
-    return error_for_status(status, message if isinstance(message, str) else f"HTTP {status}", not_found)
+    message = message if isinstance(message, str) else f"HTTP {status}"
+    if status == 503 and isinstance(data.get("template"), str):  # a create waiting for a template build
+        return E.TemplateBuilding(message, status=status, template=data["template"],
+                                  progress=int(data.get("progress") or 0), step=str(data.get("step") or ""))
+    return error_for_status(status, message, not_found)
 
 
 class _PlainHTTPError(ConnectError):

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import builtins
 import dataclasses
 import functools
 import hashlib
+import logging
 import time
 import types
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, TypeVar, cast, overload
 from urllib.parse import quote, urlencode
+
+import httpx
 
 from .. import _exceptions as E
 from ._code import AsyncCodeInterpreter
@@ -25,6 +29,10 @@ from ._models import (
 )
 from ._packages import AsyncPackages
 from ._pty import AsyncPty
+
+log = logging.getLogger("sandlot")
+BUILD_POLL = 2.0  # seconds between creates while the template is being built
+BUILD_LOG_STEP, BUILD_LOG_EVERY = 10, 30.0  # percent, seconds
 
 
 def _limits_json(limits: Limits | Mapping[str, float]) -> dict[str, float]:
@@ -67,6 +75,22 @@ class _InstanceOrId:
                 await sandbox.close()
 
         return by_id
+
+
+async def _create(transport: Transport, body: dict[str, Any]) -> httpx.Response:
+    """POST the create; while the server builds the template it needs, wait and say how far it got
+    (a line per BUILD_LOG_STEP percent or BUILD_LOG_EVERY seconds)."""
+    said_percent, said_at = -BUILD_LOG_STEP, 0.0
+    while True:
+        try:
+            return await transport.api("POST", "/v2/sandboxes", json=body)
+        except E.TemplateBuilding as building:
+            percent, now = building.details.get("progress", 0), time.monotonic()
+            if percent // BUILD_LOG_STEP != said_percent // BUILD_LOG_STEP or now - said_at >= BUILD_LOG_EVERY:
+                log.warning("waiting for template %s to be built on the server (first use only): %d %%, %s",
+                            building.details.get("template"), percent, building.details.get("step") or "")
+                said_percent, said_at = percent, now
+        await asyncio.sleep(BUILD_POLL)
 
 
 class AsyncSandbox:
@@ -131,14 +155,20 @@ class AsyncSandbox:
         """Start a sandbox from `template` that lives `timeout` seconds unless extended.
 
         `metadata` is yours to filter `list()` by; `envs` are set for every command; `limits` is a
-        `Limits` or a dict with `memory_mb`, `cpu_count`, `pids`, `disk_mb`.
+        `Limits` or a dict with `memory_mb`, `cpu_count`, `pids`, `disk_mb`. The first use of a
+        template on a server may build it (minutes): create() then waits, logging the build's
+        progress on the `sandlot` logger (shown on stderr unless logging is configured).
         """
         body: dict[str, Any] = {"templateID": template, "timeout": timeout, "metadata": metadata or {},
                                 "envVars": envs or {}}
         if limits is not None:
             body["limits"] = _limits_json(limits)
         transport = Transport(await ConnectionConfig.resolve(api_url, api_key, request_timeout))
-        response = await transport.api("POST", "/v2/sandboxes", json=body)
+        try:
+            response = await _create(transport, body)
+        except BaseException:
+            await transport.aclose()
+            raise
         return cls._from_json(response.json(), transport)
 
     @classmethod

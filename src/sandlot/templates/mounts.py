@@ -29,9 +29,9 @@ def in_use(path: Path) -> bool:
     return any(marker in root + "/" for root, _ in _mountinfo())
 
 
-def remove_tree(path: Path) -> None:
-    """rm -rf that first detaches whatever is mounted inside (an interrupted debootstrap leaves its
-    /proc and /sys mounted in the target), so it can never delete through into a host filesystem."""
+def unmount_inside(path: Path) -> None:
+    """Detach whatever is mounted inside `path` (an interrupted debootstrap leaves its /proc and
+    /sys mounted in the target); OSError if something stays."""
     prefix = str(path.resolve()) + "/"
 
     def mounted() -> list[str]:
@@ -40,5 +40,14 @@ def remove_tree(path: Path) -> None:
     for point in mounted():
         subprocess.run(["umount", "--lazy", point], capture_output=True, check=False)
     if left := mounted():
-        raise OSError(f"cannot unmount {left[0]}; not deleting {path}")
+        raise OSError(f"cannot unmount {left[0]}")
+
+
+def remove_tree(path: Path) -> None:
+    """rm -rf that first detaches whatever is mounted inside, so it can never delete through into a
+    host filesystem."""
+    try:
+        unmount_inside(path)
+    except OSError as e:
+        raise OSError(f"{e}; not deleting {path}") from None
     shutil.rmtree(path, ignore_errors=True)

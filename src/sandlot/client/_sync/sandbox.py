@@ -84,7 +84,9 @@ class Sandbox(_loop.SyncWrapper[AsyncSandbox]):
         """Start a sandbox from `template` that lives `timeout` seconds unless extended.
 
         `metadata` is yours to filter `list()` by; `envs` are set for every command; `limits` is a
-        `Limits` or a dict with `memory_mb`, `cpu_count`, `pids`, `disk_mb`.
+        `Limits` or a dict with `memory_mb`, `cpu_count`, `pids`, `disk_mb`. The first use of a
+        template on a server may build it (minutes): create() then waits, logging the build's
+        progress on the `sandlot` logger (shown on stderr unless logging is configured).
         """
         return Sandbox._wrap(_loop.run(AsyncSandbox.create(
             template=template, timeout=timeout, metadata=metadata, envs=envs, limits=limits, api_url=api_url,
