@@ -76,9 +76,24 @@ async def start(request: Request) -> Response:
     return _connect_error("permission_denied", 403)
 
 
+BUILD_STEPS = iter([])  # progress the scripted server reports for a create while "building"
+
+
+async def create(request: Request) -> Response:
+    if request.headers.get("X-API-KEY") == "building":
+        progress = next(BUILD_STEPS, None)
+        if progress is None:
+            return JSONResponse(SANDBOX_JSON, status_code=201)
+        return JSONResponse({"code": 503, "message": f"template code-interpreter is being built ({progress} %)",
+                             "template": "code-interpreter", "progress": progress, "step": "installing"},
+                            status_code=503, headers={"Retry-After": "1"})
+    return JSONResponse({"code": 401, "message": "invalid API key"}, status_code=401)
+
+
 APP = Starlette(routes=[
+    Route("/v2/sandboxes", create, methods=["POST"]),
     Route("/v2/sandboxes", lambda r: JSONResponse({"code": 401, "message": "invalid API key"}, status_code=401),
-          methods=["POST", "GET"]),
+          methods=["GET"]),
     Route("/v2/sandboxes/{sid}/connect", connect_sandbox, methods=["POST"]),
     Route("/sandboxes/slow", slow_info, methods=["GET"]),
     Route("/sandboxes/{sid}", lambda r: JSONResponse({"code": 404, "message": "no such sandbox"}, status_code=404),
@@ -154,6 +169,23 @@ async def test_envd_errors(scripted, surface):
         await maybe(sandbox.commands.list())
     with pytest.raises(sandlot.PermissionDenied):  # a stream refused before it starts
         await maybe(sandbox.commands.run("true"))
+
+
+async def test_create_waits_for_a_template_build_and_says_how_far_it_got(scripted, surface, monkeypatch,
+                                                                          caplog):
+    global BUILD_STEPS
+    BUILD_STEPS = iter([5, 12, 14, 60])
+    monkeypatch.setattr(sandlot.client._sandbox, "BUILD_POLL", 0.01)
+    with caplog.at_level("WARNING", logger="sandlot"):
+        sandbox = await maybe(cls(surface).create("code-interpreter", api_url=scripted, api_key="building"))
+    assert sandbox.sandbox_id == "sbx1"
+    said = [r.getMessage() for r in caplog.records if r.name == "sandlot"]
+    assert said == [f"waiting for template code-interpreter to be built on the server (first use only): {p} %, "
+                    "installing" for p in (5, 12, 60)]  # a line per 10 %, not per answer
+    # without the SDK's waiting, what a client sees: the error says what happens and what to do
+    from sandlot.client._http import error_for_answer
+    err = error_for_answer(503, b'{"code": 503, "message": "being built", "template": "t", "progress": 7}')
+    assert isinstance(err, sandlot.TemplateBuilding) and err.details["progress"] == 7
 
 
 async def test_request_timeout(scripted, surface):
