@@ -129,8 +129,8 @@ def origins_of(tree: ast.Module, source: str) -> dict[str, str]:
                 if isinstance(target, ast.Name):
                     found[target.id] = f"..{source}"
     for async_name, sync_name in CLASSES.items():
-        found[async_name] = f"..{next(s for s in MODULES if _defines(s, async_name))}"
-        found[sync_name] = f".{MODULES[next(s for s in MODULES if _defines(s, async_name))]}"
+        home = next(s for s in MODULES if _defines(s, async_name))
+        found[async_name], found[sync_name] = f"..{home}", f".{MODULES[home]}"
     return found
 
 
@@ -286,11 +286,12 @@ def _method(mod: Module, cls: ast.ClassDef, fn: ast.FunctionDef | ast.AsyncFunct
     if fn.name == "__aiter__":
         mod.used.add("Iterator")
     lines = [""]
+    if "overload" in decos:
+        mod.used.add("overload")
     for deco in ("overload", "staticmethod", "classmethod", "property"):
         if deco in decos:
-            lines.append(f"    @{deco}" + ("  # type: ignore[misc]  # see _loop.instance_or_id"
-                                           if deco == "overload" and _static_twin(cls, fn) else ""))
-            mod.used.add(deco) if deco == "overload" else None
+            twin = deco == "overload" and _static_twin(cls, fn)
+            lines.append(f"    @{deco}" + ("  # type: ignore[misc]  # see _loop.instance_or_id" if twin else ""))
     if "_instance_or_id" in decos:
         lines.append("    @_loop.instance_or_id  # type: ignore[misc]")
     lines += signature(name, params, mod.annotation(returns))
@@ -303,8 +304,6 @@ def _method(mod: Module, cls: ast.ClassDef, fn: ast.FunctionDef | ast.AsyncFunct
     if decos & {"classmethod", "staticmethod"}:
         mod.used.add(cls.name)
     call = f"{target}.{fn.name}({forwarded(fn.args)})"
-    if fn.name == "__aexit__":
-        call = f"{target}.__aexit__({forwarded(fn.args)})"
     if isinstance(fn, ast.AsyncFunctionDef) and not is_generator(fn):
         call = f"_loop.run({call})"
     if "property" in decos:

@@ -1,4 +1,8 @@
-"""`AsyncSandbox`: create, find and manage sandboxes; the async source of the public `Sandbox`."""
+"""`AsyncSandbox`: create, find and manage sandboxes; the async source of the public `Sandbox`.
+
+Over 400 lines because each of the five methods also callable by id (`kill`, `set_timeout`,
+`get_info`, `get_metrics`, `pause`) carries its two overload signatures for type checkers.
+"""
 
 from __future__ import annotations
 
