@@ -131,6 +131,11 @@ async def test_pause_and_resume(api, sandbox):
     assert await maybe(sandbox.pause()) is False
     assert await maybe(sandbox.is_running()) is False
     assert (await maybe(sandbox.get_info())).state == "paused"
+    for call in (lambda: sandbox.commands.run("true"), lambda: sandbox.files.read("/tmp/state")):
+        with pytest.raises(SandboxNotRunning, match=rf"sandbox {sandbox.sandbox_id} is paused: resume it with "
+                                                    r"sandbox.resume\(\)") as failed:
+            await maybe(call())
+        assert "not found" not in str(failed.value)
     await maybe(sandbox.resume())
     assert await maybe(sandbox.is_running()) is True
     assert await maybe(sandbox.files.read("/tmp/state")) == "kept"

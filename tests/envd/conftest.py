@@ -59,6 +59,7 @@ class FakeSandbox:
 class Lookup:
     def __init__(self):
         self.sandboxes: dict[str, FakeSandbox] = {}
+        self.paused: dict[str, FakeSandbox] = {}
 
     def get_running(self, sandbox_id):
         return self.sandboxes.get(sandbox_id)

@@ -31,6 +31,7 @@ from .store import SandboxRecord
 
 CLIENT_ID = "sandlot"
 TEMPLATE_ALIASES = {"code-interpreter-v1": "code-interpreter"}
+BUILD_RETRY_AFTER = 2  # seconds, for a create whose template is being built
 
 
 def rfc3339(ts: float) -> str:
@@ -122,7 +123,11 @@ async def create(request: Request) -> Response:
         timeout=body.timeout if body.timeout is not None else svc.config.default_timeout,
         metadata=body.metadata or {}, envs=body.envVars or {}, limits=limits,
         auto_pause=body.autoPause, secure=body.secure)
-    live = await svc.create(req)
+    try:
+        live = await svc.create(req)
+    except E.TemplateBuilding as e:  # answered at once, with the progress; nothing is created later
+        return JSONResponse({"code": e.status, "message": e.message, **e.details}, status_code=e.status,
+                            headers={"Retry-After": str(BUILD_RETRY_AFTER)})
     request_info(request.scope).sandbox_id = live.id  # for the access log
     return JSONResponse(sandbox_json(live), status_code=201)
 
