@@ -69,12 +69,7 @@ def start_server(home: Path, port: int | None = None, pool_size: int = 2, extra_
     then empty)."""
     port = port or free_port()
     home.mkdir(parents=True, exist_ok=True)
-    templates = home / "templates"
-    if not templates.exists():
-        TEMPLATE_CACHE.mkdir(parents=True, exist_ok=True)
-        templates.symlink_to(TEMPLATE_CACHE)
-    if templates.is_symlink():
-        build_templates(home)
+    link_templates(home)
     log = home / "server.log"
     env = {k: v for k, v in os.environ.items() if k != "SANDLOT_API_KEY"}
     env.update({"SANDLOT_HOME": str(home), **({"SANDLOT_API_KEY": api_key} if api_key else {}), **(extra_env or {})})
@@ -83,6 +78,17 @@ def start_server(home: Path, port: int | None = None, pool_size: int = 2, extra_
         env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
     return wait_until_serving(Server(f"http://127.0.0.1:{port}", api_key or "", home, proc, log), port,
                               timeout=600)  # the first run builds the base template
+
+
+def link_templates(home: Path) -> None:
+    """Give the state dir `home` the shared template cache, unless it has templates of its own, and
+    build there the templates the suites use."""
+    templates = home / "templates"
+    if not templates.exists():
+        TEMPLATE_CACHE.mkdir(parents=True, exist_ok=True)
+        templates.symlink_to(TEMPLATE_CACHE)
+    if templates.is_symlink():
+        build_templates(home)
 
 
 _templates_built = False

@@ -1,5 +1,6 @@
-"""Running the real agent on the host, as the runtime starts it in a sandbox
-(``python3 -S -B -c "...from sandlot_agent.main import main; main()"``), and reading its streams."""
+"""Talking to a sandbox's agent as the control plane does, and running the real agent on the host
+as the runtime starts it in a sandbox (``python3 -S -B -c "...from sandlot_agent.main import
+main; main()"``): the agent, envd and runtime conformance suites share it."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from sandlot.agent.client import AgentClient
+# The host's agent client, for every suite that talks to an agent: the one import to change when it moves.
+from sandlot.agent.client import AgentClient, AgentError  # noqa: F401 - re-exported
 
-AGENT_DIR = Path(__file__).resolve().parents[2] / "src" / "sandlot" / "agent"
+AGENT_DIR = Path(__file__).resolve().parents[1] / "src" / "sandlot" / "agent"
 # The template's python3 in a real sandbox; Debian's here. SANDLOT_AGENT_PYTHON picks another.
 AGENT_PYTHON = os.environ.get("SANDLOT_AGENT_PYTHON") or (
     "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable)
