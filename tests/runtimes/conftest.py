@@ -22,6 +22,11 @@ if os.geteuid() != 0:
                 allow_module_level=True)
 
 
+def pytest_report_header(config):
+    return [f"runtime {case.name} ({case.template}, {case.account}) lacks: "
+            + (", ".join(sorted(case.lacks)) or "nothing") for case in CASES]
+
+
 @pytest.fixture(scope="session", params=CASES, ids=lambda case: case.name)
 def case(request) -> RuntimeCase:
     if request.param.account == "unprivileged" and (error := Account().userns_error()):
