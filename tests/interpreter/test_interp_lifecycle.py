@@ -10,7 +10,8 @@ import time
 import httpx
 import pytest
 from e2b_code_interpreter import Sandbox, TimeoutException
-from interp_support import DRIVER_STDOUT, access_token, jupyter_headers, kill_quietly, ok, stdout
+from interp_support import DRIVER_STDOUT, jupyter_headers, ok, stdout
+from support import access_token, kill_quietly
 
 # ---- client timeouts ----------------------------------------------------------------------------
 

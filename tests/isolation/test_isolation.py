@@ -13,7 +13,6 @@ import time
 import uuid
 from pathlib import Path
 
-import httpx
 from e2b import CommandExitException
 from seccomp_support import SYSCALLS_SCRIPT, assert_the_host_answers_them, syscall_results
 
