@@ -119,7 +119,8 @@ def envd(agent, user) -> Envd:
         leftovers = asyncio.all_tasks(loop)  # watchers of sandboxes "killed" while the agent lives on
         for task in leftovers:
             task.cancel()
-        loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
+        if leftovers:  # gather() of nothing looks for a current loop, which this thread has not
+            loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
         loop.close()
 
     thread = threading.Thread(target=serve, daemon=True)
