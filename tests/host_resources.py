@@ -190,19 +190,20 @@ def pid_namespace_members(ns: str) -> list[int]:
 def sandbox_traces(sandbox_id: str, home: Path, pid_ns: str | None = None) -> dict[str, list[str]]:
     """What one sandbox still holds on the host, whichever runtime made it: processes (of its pid
     namespace, or naming its id on their command line), mounts, directories and cgroups named by its
-    id, uid claims. Only kinds with something left are in the answer, so a clean sandbox gives {}."""
+    id, uid claims. Only kinds with something left are in the answer, so a clean sandbox gives {}.
+    The caller keeps `pid_ns` open (the kernel reuses the names of namespaces that are gone)."""
     found: dict[str, list[str]] = {}
     members = pid_namespace_members(pid_ns) if pid_ns else []
     members += [pid for pid in _pids() if sandbox_id.encode() in _cmdline(pid)]
-    found["processes"] = [f"{pid} {_read(f'/proc/{pid}/comm').strip()}" for pid in sorted(set(members))
-                          if not _orphan_zombie(pid)]
+    found["processes"] = [f"{pid} {_read(f'/proc/{pid}/comm').strip()} (state, ppid: {' '.join(_stat(pid)[:2])})"
+                          for pid in sorted(set(members)) if not _orphan_zombie(pid)]
     found["mounts"] = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
                        if sandbox_id in line.split()[4].split("/")]
     places = [home.resolve(), *(p for p in Path("/run/sandlot").glob("*") if p.is_dir())]
     found["dirs"] = [str(p) for place in places for depth in ("*", "*/*", "*/*/*")
                      for p in place.glob(depth) if p.name == sandbox_id]
-    found["cgroups"] = [str(p) for p in [*CGROUP_ROOT.glob(f"*/*/{sandbox_id}"), *CGROUP_ROOT.glob(f"*/{sandbox_id}")]
-                        if p.is_dir()]
+    groups = [*CGROUP_ROOT.glob(f"*/*/{sandbox_id}"), *CGROUP_ROOT.glob(f"*/{sandbox_id}")]
+    found["cgroups"] = [str(p) for p in groups if p.is_dir()]
     found["uid claims"] = [str(p) for p in CLAIMS.glob("[0-9]*") if sandbox_id in _read(str(p)).split()]
     return {kind: items for kind, items in found.items() if items}
 

@@ -47,9 +47,9 @@ def runtime(case) -> RuntimeDriver:
         if driver.proc.poll() is None:
             driver.proc.kill()
         remove_driver_home(driver)
-    assert not left, f"{case.name}: sandboxes left behind: {left}"
+    assert not left, f"{case.name}: sandboxes left behind: {left} (its log: {driver.log})"
     errors = [line for line in log.splitlines() if " ERROR " in line or line.startswith("Traceback")]
-    assert not errors, f"{case.name} logged errors:\n" + "\n".join(errors)
+    assert not errors, f"{case.name} logged errors ({driver.log}):\n" + "\n".join(errors)
     for path in logs.iterdir():
         path.unlink()
     logs.rmdir()
@@ -57,7 +57,8 @@ def runtime(case) -> RuntimeDriver:
 
 @pytest.fixture
 def make_sandbox(runtime):
-    """make(background=False, **limits) -> Box, a sandbox of the case's template; each is killed at the end of the test, which fails if the host still holds any of it."""
+    """make(background=False, **limits) -> Box, a sandbox of the case's template; each is killed at
+    the end of the test, which fails if the host still holds any of it."""
     made: list[Box] = []
 
     def make(background: bool = False, **limits) -> Box:
@@ -71,6 +72,7 @@ def make_sandbox(runtime):
         runtime.kill(box.id)
         if found := sandbox_traces(box.id, runtime.home, box.pid_ns):
             traces[box.id] = found
+        box.close()
     assert not traces, f"killed sandboxes left traces on the host: {traces}"
 
 

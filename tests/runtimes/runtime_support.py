@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent_support import AgentClient, Result, collect
-from host_resources import pid_namespace
 from rootless_support import Account, remove_home
 from support import link_templates
 
@@ -254,15 +253,22 @@ def agent_host_pid(socket_path: Path) -> int:
 
 @dataclass
 class Box:
-    """One sandbox under test."""
+    """One sandbox under test; close() it once its traces have been looked for."""
 
     rt: RuntimeSandbox
     agent: AgentClient
-    pid_ns: str  # its pid namespace: every process of the sandbox is in it
+    pid_ns: str  # its pid namespace ("pid:[N]"): every process of the sandbox is in it
+    # Held open until close(): the kernel reuses the names of namespaces that are gone, and another
+    # sandbox on this machine must not take this one's while the tests look for its processes.
+    ns_fd: int
 
     @classmethod
     def of(cls, rt: RuntimeSandbox) -> Box:
-        return cls(rt, AgentClient(str(rt.socket_path)), pid_namespace(agent_host_pid(rt.socket_path)))
+        fd = os.open(f"/proc/{agent_host_pid(rt.socket_path)}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        return cls(rt, AgentClient(str(rt.socket_path)), os.readlink(f"/proc/self/fd/{fd}"), fd)
+
+    def close(self) -> None:
+        os.close(self.ns_fd)
 
     @property
     def id(self) -> str:

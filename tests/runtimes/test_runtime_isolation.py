@@ -34,8 +34,12 @@ async def test_no_network_but_loopback(sandbox):
     listener = socket.socket()  # on this machine (never any other address): it would see a packet
     listener.bind(("0.0.0.0", 0))
     listener.listen()
+    abstract = socket.socket(socket.AF_UNIX)  # abstract unix sockets (X11, D-Bus...) are per netns
+    abstract.bind(f"\0sandlot-conformance-{uuid.uuid4().hex}")
+    abstract.listen()
     accepted = []
-    threading.Thread(target=lambda: accepted.append(listener.accept()), daemon=True).start()
+    for sock in (listener, abstract):
+        threading.Thread(target=lambda sock=sock: accepted.append(sock.accept()), daemon=True).start()
     try:
         names = await sandbox.python("import socket; print(sorted(n for _, n in socket.if_nameindex()))")
         assert names.stdout == b"['lo']\n", names
@@ -45,13 +49,18 @@ async def test_no_network_but_loopback(sandbox):
             reach = await sandbox.python(f"import socket; socket.create_connection(({host!r}, "
                                          f"{listener.getsockname()[1]}), timeout=3)")
             assert reach.exit_code != 0, reach
+        address = abstract.getsockname()
+        reach = await sandbox.python(f"import socket; socket.socket(socket.AF_UNIX).connect({address!r})")
+        assert reach.exit_code != 0 and b"ConnectionRefusedError" in reach.stderr, reach
         assert not accepted
     finally:
         listener.close()
+        abstract.close()
 
 
 async def test_host_paths_are_invisible(runtime, sandbox):
-    markers = [Path("/tmp") / f"sandlot-host-marker-{uuid.uuid4().hex}", runtime.home / f"marker-{uuid.uuid4().hex}"]
+    markers = [Path("/tmp") / f"sandlot-host-marker-{uuid.uuid4().hex}",
+               runtime.home / f"marker-{uuid.uuid4().hex}"]
     for marker in markers:
         marker.write_text("host secret")
     try:
@@ -64,6 +73,15 @@ async def test_host_paths_are_invisible(runtime, sandbox):
     finally:
         for marker in markers:
             marker.unlink()
+
+
+async def test_its_own_hostname(runtime, sandbox):
+    host = socket.gethostname()
+    assert (await sandbox.run("hostname")).stdout == b"sandbox\n"
+    who = "root" if enforces(runtime, "root") else "user"
+    assert (await sandbox.run("hostname evil", user=who)).exit_code != 0  # no CAP_SYS_ADMIN, even as root
+    assert (await sandbox.run("echo evil > /proc/sys/kernel/hostname", user=who)).exit_code != 0
+    assert socket.gethostname() == host
 
 
 async def test_its_own_pid_namespace(sandbox):

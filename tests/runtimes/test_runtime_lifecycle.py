@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 from agent_support import AgentError
-from host_resources import sandbox_traces
-from runtime_support import Box, spec
+from host_resources import pid_namespace, sandbox_traces
+from runtime_support import agent_host_pid, spec
 
 from sandlot._exceptions import RuntimeFailure
 
@@ -55,11 +55,10 @@ async def test_a_restarted_runtime_adopts_the_live_sandboxes_only(runtime, make_
     adopted = runtime.adopt(live.id)
     assert adopted == live.rt  # the same sandbox: same socket, same process, same start time
     assert runtime.alive(adopted)
-    again = Box.of(adopted)
-    assert again.pid_ns == live.pid_ns
-    chunks = [c async for c in again.agent.read("/home/user/kept")]
+    assert pid_namespace(agent_host_pid(adopted.socket_path)) == live.pid_ns  # the same agent answers
+    chunks = [c async for c in live.agent.read("/home/user/kept")]
     assert b"".join(chunks[1:]) == b"from before the restart"
-    assert (await again.run(f"kill -0 {int(background.stdout)} && echo running")).stdout == b"running\n"
+    assert (await live.run(f"kill -0 {int(background.stdout)} && echo running")).stdout == b"running\n"
     # the adopted sandbox is the new runtime's to kill (make_sandbox checks nothing is left)
 
 
