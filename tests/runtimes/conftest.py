@@ -9,8 +9,6 @@ leftovers, and its log no error.
 from __future__ import annotations
 
 import os
-import tempfile
-from pathlib import Path
 
 import pytest
 from host_resources import sandbox_traces
@@ -35,24 +33,22 @@ def case(request) -> RuntimeCase:
 
 
 @pytest.fixture(scope="session")
-def runtime(case) -> RuntimeDriver:
-    logs = Path(tempfile.mkdtemp(prefix="sandlot-conformance-logs-"))
-    driver = start_driver(case, logs)
+def runtime(case, tmp_path_factory) -> RuntimeDriver:
+    driver = start_driver(case, tmp_path_factory.mktemp("runtime-logs"))  # pytest keeps the last runs
+    left = {"the session ended early"}
     try:
         yield driver
         left = driver.leftovers()
         driver.stop()
-        log = driver.log_text()
     finally:
         if driver.proc.poll() is None:
             driver.proc.kill()
-        remove_driver_home(driver)
-    assert not left, f"{case.name}: sandboxes left behind: {left} (its log: {driver.log})"
+        if not left:  # else kept as it is, for a look (and never removed through a sandbox's mounts)
+            remove_driver_home(driver)
+    assert not left, f"{case.name}: sandboxes left behind in {driver.home}: {left} (its log: {driver.log})"
+    log = driver.log_text()
     errors = [line for line in log.splitlines() if " ERROR " in line or line.startswith("Traceback")]
     assert not errors, f"{case.name} logged errors ({driver.log}):\n" + "\n".join(errors)
-    for path in logs.iterdir():
-        path.unlink()
-    logs.rmdir()
 
 
 @pytest.fixture

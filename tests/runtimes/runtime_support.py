@@ -198,17 +198,17 @@ def _sandbox(d: dict) -> RuntimeSandbox:
     return RuntimeSandbox(d["sandbox_id"], Path(d["socket_path"]), d["pid"], d["started_ticks"])
 
 
-def start_driver(case: RuntimeCase, workdir: Path) -> RuntimeDriver:
-    """A driver for `case` on a fresh home; `workdir` (the test's) keeps its log."""
+def start_driver(case: RuntimeCase, logs: Path) -> RuntimeDriver:
+    """A driver for `case` on a fresh home, logging into the directory `logs`."""
     canary = {CANARY: secrets.token_hex(8)}
     if case.account == "root":
         home = Path(tempfile.mkdtemp(prefix="sandlot-conformance-"))
         link_templates(home)  # the shared, already built templates
         env = {k: v for k, v in os.environ.items() if not k.startswith("SANDLOT_")}
-        return RuntimeDriver(case, home, [sys.executable], {**env, **canary}, workdir / f"{case.name}.log")
+        return RuntimeDriver(case, home, [sys.executable], {**env, **canary}, logs / f"{case.name}.log")
     account = Account()
     return RuntimeDriver(case, account.make_home(), [*account.prefix, account.interpreter],
-                         account.env(**canary), workdir / f"{case.name}.log")
+                         account.env(**canary), logs / f"{case.name}.log")
 
 
 def remove_driver_home(driver: RuntimeDriver) -> None:
