@@ -29,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,33 +123,48 @@ def _wait_healthy(server: EmbeddedServer) -> None:
     raise SandlotError(f"the embedded sandlot server did not start within {START_TIMEOUT:.0f}s (log: {server.log})")
 
 
-def embedded_server() -> EmbeddedServer:
-    """This process's server, started (and waited for) on first call."""
-    global _server
-    with _lock:
-        if _server is not None and _server.proc.poll() is None:
-            return _server
-        home = _private_home()
-        # a first use on this machine builds `base` here, in view, not hidden in the server's log
-        from .templates import TemplateStore
-        from .templates.progress import build_in_view
+def start(api_key: str, build: Sequence[str] = ("base",), pooled: Sequence[str] = POOLED,
+          pool_size: int | None = None) -> EmbeddedServer:
+    """A `sandlot serve` child on a free loopback port with `api_key` and a private state directory
+    (built templates and downloads shared with the machine's), healthy when returned. `build` are
+    built first, in view (a first use on a machine builds `base` here, not hidden in the server's
+    log); of `pooled`, those built are kept warm (`pool_size` each, else the server's default).
+    The caller stops it (`stop()`)."""
+    from .templates import TemplateStore
+    from .templates.progress import build_in_view
 
-        build_in_view(TemplateStore(home), "base")
-        port, key = _free_port(), "sl_" + secrets.token_hex(20)
-        log = home / "server.log"
+    home = _private_home()
+    try:
         store = TemplateStore(home)
-        env = {"SANDLOT_POOL_TEMPLATES": ",".join(t for t in POOLED if store.is_built(t)),
-               **os.environ, "SANDLOT_API_KEY": key, "SANDLOT_HOME": str(home)}
+        for name in build:
+            build_in_view(store, name)
+        port = _free_port()
+        env = {"SANDLOT_POOL_TEMPLATES": ",".join(t for t in pooled if store.is_built(t)),
+               **({"SANDLOT_POOL_SIZE": str(pool_size)} if pool_size is not None else {}),
+               **os.environ, "SANDLOT_API_KEY": api_key, "SANDLOT_HOME": str(home)}
+        log = home / "server.log"
         with open(log, "ab") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-m", __name__, "serve", "--host", "127.0.0.1", "--port", str(port)],
                 env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True)  # Ctrl-C in our terminal is ours to handle, not the server's
-        server = EmbeddedServer(f"http://127.0.0.1:{port}", key, proc, home, log)
-        atexit.register(server.stop)
-        _wait_healthy(server)
-        _server = server
-        return server
+    except BaseException:
+        _remove_home(home)
+        raise
+    server = EmbeddedServer(f"http://127.0.0.1:{port}", api_key, proc, home, log)
+    _wait_healthy(server)
+    return server
+
+
+def embedded_server() -> EmbeddedServer:
+    """This process's server, started (and waited for) on first call, stopped at exit."""
+    global _server
+    with _lock:
+        if _server is not None and _server.proc.poll() is None:
+            return _server
+        _server = start("sl_" + secrets.token_hex(20))
+        atexit.register(_server.stop)
+        return _server
 
 
 def _watch_parent() -> None:

@@ -26,7 +26,7 @@ from sandlot import (
     SandlotError,
 )
 from sandlot.client._http import _PlainHTTPError, translate
-from sdk_helpers import maybe
+from sdk_support import maybe
 
 SANDBOX_JSON = {"sandboxID": "sbx1", "templateID": "base", "clientID": "x", "envdVersion": "0.6.4",
                 "envdAccessToken": "tok"}
