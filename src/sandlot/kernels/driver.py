@@ -1,11 +1,12 @@
-"""The in-sandbox code-context driver: Jupyter kernels (and node) behind a JSON-lines pipe.
+"""The in-sandbox code-context driver: Jupyter kernels (and runners) behind a JSON-lines pipe.
 
 Runs inside a sandbox on the template's python3, which must have `jupyter_client` (and `ipykernel`
-for python contexts, `bash_kernel` for bash ones): the control plane starts it through the agent
-(`python3 -B driver.py`) and talks to it over its stdin and stdout. One driver per sandbox owns every
-code context: one kernel each, started by the driver itself (so its pid is known for interrupts and
-deaths) and driven over jupyter_client's protocol on ipc sockets in a private directory.
-javascript and typescript contexts run kernels/javascript.js on the template's node instead.
+for python contexts, `bash_kernel` for bash ones, R with IRkernel for r ones): the control plane
+starts it through the agent (`python3 -B driver.py --user NAME`, as root: see spawn.py) and talks
+to it over its stdin and stdout. One driver per sandbox owns every code context: one kernel each,
+started by the driver itself (so its pid is known for interrupts and deaths) and driven over
+jupyter_client's protocol on ipc sockets in a private directory. javascript, typescript and java
+contexts run a runner of sandlot's own instead (runners.py).
 
 Requests, one JSON object per line on stdin: {"id": N, "op": OP, ...}
 
@@ -23,15 +24,17 @@ Each request ends with exactly one reply line {"id", "reply": {...}} or {"id", "
 stream (number_of_executions, stdout, stderr, result, error); the control plane adds
 end_of_execution. At start the driver starts the default python context (and lists a javascript
 one, started on first use, if the template has node), then prints {"ready": CONTEXT} (or
-{"ready": null, "error": "..."}).
+{"ready": null, "error": "..."}). Then it answers GET /health on port 49999 inside the sandbox
+(health.py), as E2B's code interpreter does.
 
 A context's executions run one at a time, in order. A kernel that dies (os._exit, a segfault, the
 OOM killer) fails its execution with a KernelDied error and is started afresh on next use.
 
 Modules (flat: this directory is the driver's sys.path): spawn.py starts kernels (stdlib only, run
 before anything else), languages.py holds what differs between languages, context.py a context's
-lifecycle and runs, jupyter_context.py and kernel_link.py the Jupyter kernels, node_context.py the
-node runner, execution.py a run's output and its limits, failure.py the error a request fails with.
+lifecycle and runs, jupyter_context.py and kernel_link.py the Jupyter kernels, runners.py the
+contexts run by javascript.js (node) and JavaRunner.java (a JShell), execution.py a run's output
+and its limits, failure.py the error a request fails with, health.py the in-sandbox /health.
 """
 
 import os
@@ -46,11 +49,12 @@ import asyncio  # noqa: E402
 import json  # noqa: E402
 import shutil  # noqa: E402
 
+import health  # noqa: E402
 from execution import Execution  # noqa: E402
 from failure import Failure  # noqa: E402
 from jupyter_context import JupyterContext  # noqa: E402
-from languages import NODE_LANGUAGES, normalise  # noqa: E402
-from node_context import NodeContext  # noqa: E402
+from languages import normalise  # noqa: E402
+from runners import RUNNERS  # noqa: E402
 from spawn import HOME  # noqa: E402
 
 
@@ -113,7 +117,7 @@ class Driver:
         language = normalise(language)
         if not isinstance(cwd, str) or not cwd:
             cwd = HOME
-        kind = NodeContext if language in NODE_LANGUAGES else JupyterContext
+        kind = RUNNERS.get(language, JupyterContext)
         ctx = kind(self, language, cwd, envs or {}, variables or {})
         self.contexts[ctx.id] = ctx
         return ctx
@@ -202,6 +206,7 @@ def _strings(value):
 async def main():
     max_output = int(sys.argv[sys.argv.index("--max-output") + 1]) if "--max-output" in sys.argv else 1 << 24
     driver = Driver(max_output, EARLY or spawn.early_default())
+    server = None
     try:
         default = driver.context_for({"language": "python"})
         await default.ensure_started()
@@ -209,6 +214,7 @@ async def main():
         if shutil.which("node"):  # listed from the start, as E2B's; node starts on first use
             driver.context_for({"language": "javascript"})
         driver.send({"ready": default.describe()})
+        server = await health.serve()
     except Exception as e:
         driver.send({"ready": None, "error": str(e)})
     reader = asyncio.StreamReader(limit=1 << 26)
@@ -229,6 +235,8 @@ async def main():
             tasks.add(task)
             task.add_done_callback(tasks.discard)
     finally:
+        if server is not None:
+            server.close()
         for ctx in list(driver.contexts.values()):
             await ctx.stop()
         shutil.rmtree(driver.run_dir, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""A context run by a Jupyter kernel (python, bash): started by spawn.py, driven over its shell
+"""A context run by a Jupyter kernel (python, bash, r): started by spawn.py, driven over its shell
 and iopub sockets (kernel_link.py), its iopub messages routed by the driver to the Execution they
 belong to."""
 
@@ -32,14 +32,19 @@ class JupyterContext(Context):
             try:
                 started = spawn.spawn_kernel(self.driver.run_dir, secrets.token_hex(16), self.language, self.cwd,
                                              self.envs)
+            except FileNotFoundError as e:
+                if e.filename == self.cwd:
+                    raise Failure("invalid_argument", "cannot start the %s kernel in %s: %s" % (self.language, self.cwd, e))
+                raise Failure("invalid_argument", "%s contexts need %s, which this sandbox's template does not have"
+                              % (self.language, e.filename))
             except OSError as e:
                 raise Failure("invalid_argument", "cannot start the %s kernel in %s: %s" % (self.language, self.cwd, e))
-        popen, info, conn = started
+        popen, info, conn, sockets = started
         self.proc = Child(popen)
         self.count = 0
-        self.files = [conn, *("%s-%d" % (info["ip"], port) for port in range(1, 6))]
+        self.files = [conn, *sockets.values()]
         # imported once the kernel is on its way: the imports overlap its start
-        self.client = KernelLink(info, self.driver.on_shell, self._on_iopub)
+        self.client = KernelLink(info, sockets, self.driver.on_shell, self._on_iopub)
         ready = asyncio.ensure_future(self._wait_ready())
         died = asyncio.ensure_future(self.proc.wait())
         try:

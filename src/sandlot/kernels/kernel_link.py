@@ -9,7 +9,7 @@ class KernelLink:
     """The shell and iopub sockets of one kernel, read straight from the event loop (one callback
     per readable socket, no future per message), signed and parsed by jupyter_client's Session."""
 
-    def __init__(self, info, on_shell, on_iopub):
+    def __init__(self, info, sockets, on_shell, on_iopub):
         import zmq
         from jupyter_client.session import Session
 
@@ -20,9 +20,9 @@ class KernelLink:
         self.shell = context.socket(zmq.DEALER)
         self.iopub = context.socket(zmq.SUB)
         self.iopub.setsockopt(zmq.SUBSCRIBE, b"")
-        for sock, port in ((self.shell, info["shell_port"]), (self.iopub, info["iopub_port"])):
+        for sock, path in ((self.shell, sockets["shell"]), (self.iopub, sockets["iopub"])):
             sock.linger = 0
-            sock.connect("ipc://%s-%d" % (info["ip"], port))
+            sock.connect("ipc://" + path)
         self.handlers = ((self.shell, on_shell), (self.iopub, on_iopub))
         self.loop = asyncio.get_running_loop()
         for sock, handle in self.handlers:
