@@ -17,6 +17,9 @@
 //
 // Environment variables are system properties too (System.getProperty), as in E2B's java contexts:
 // the process's at start, and a run's `envs` for that run (a JVM's environment cannot change).
+//
+// One file of ~500 lines, the JSON it needs included: `java FILE.java` (JDK 11+) runs a single
+// source file, so the runner needs no build step and no class files in the sandbox's tree.
 
 import java.io.BufferedReader;
 import java.io.ByteArrayOutputStream;

@@ -214,7 +214,7 @@ async def main():
         if shutil.which("node"):  # listed from the start, as E2B's; node starts on first use
             driver.context_for({"language": "javascript"})
         driver.send({"ready": default.describe()})
-        server = await health.serve()
+        server = asyncio.ensure_future(health.serve())  # not awaited: a busy port is tried again
     except Exception as e:
         driver.send({"ready": None, "error": str(e)})
     reader = asyncio.StreamReader(limit=1 << 26)
@@ -236,7 +236,7 @@ async def main():
             task.add_done_callback(tasks.discard)
     finally:
         if server is not None:
-            server.close()
+            health.stop(server)
         for ctx in list(driver.contexts.values()):
             await ctx.stop()
         shutil.rmtree(driver.run_dir, ignore_errors=True)

@@ -8,19 +8,31 @@ import sys
 
 PORT = 49999
 REQUEST_LIMIT = 1 << 14
+BIND_ATTEMPTS = 10
 HEAD = "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
 
 
 async def serve():
-    """The listening server, or None if the port cannot be had (a user's server holds it)."""
-    for host in (None, "0.0.0.0"):  # every address (IPv6 too), else IPv4 only
-        try:
-            return await asyncio.start_server(_answer, host=host, port=PORT, reuse_address=True,
-                                              limit=REQUEST_LIMIT)
-        except OSError as e:
-            error = e
+    """Listen on PORT; the server, or None once it is clear the port cannot be had (a user's server
+    holds it). An earlier driver killed a moment ago may still hold it: tried again for a while."""
+    for _ in range(BIND_ATTEMPTS):
+        for host in (None, "0.0.0.0"):  # every address (IPv6 too), else IPv4 only
+            try:
+                return await asyncio.start_server(_answer, host=host, port=PORT, reuse_address=True,
+                                                  limit=REQUEST_LIMIT)
+            except OSError as e:
+                error = e
+        await asyncio.sleep(1)
     print("sandlot: no /health on port %d: %s" % (PORT, error), file=sys.stderr)
     return None
+
+
+def stop(serving):
+    """Stop serve()'s task: its server if it has one, else its attempts."""
+    if not serving.done():
+        serving.cancel()
+    elif not serving.cancelled() and serving.exception() is None and serving.result() is not None:
+        serving.result().close()
 
 
 async def _answer(reader, writer):
