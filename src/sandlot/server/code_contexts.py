@@ -117,25 +117,24 @@ class KernelSession:
             raise E.TimeoutError("the code interpreter did not start in time") from None
 
     async def _launch(self, stdin: int, stdout: int) -> AsyncIterator[dict]:
-        """Start the driver as root, else as the default user (permission_denied: no root to be
-        had); its event stream once the agent has started it."""
+        """Start the driver as root, else (permission_denied: no root to be had) as the default
+        user; its event stream once the agent has started it."""
+        try:
+            return await self._launch_as("root", stdin, stdout)
+        except E.PermissionDenied:
+            log.info("no root in this sandbox: its code interpreter runs as %s", self.user)
+            return await self._launch_as(self.user, stdin, stdout)
+
+    async def _launch_as(self, user: str, stdin: int, stdout: int) -> AsyncIterator[dict]:
         argv = ["-B", contract.KERNEL_DRIVER, "--max-output", str(self.max_output), "--user", self.user]
-        for user in ("root", self.user):
-            events = self.agent.start("python3", argv, user=user, internal=True, stdio_fds=(stdin, stdout))
-            try:
-                first = await anext(events)
-            except E.PermissionDenied:
-                await events.aclose()
-                if user == self.user:
-                    raise
-                log.info("no root in this sandbox: its code interpreter runs as %s", self.user)
-                continue
-            except BaseException:
-                await events.aclose()
-                raise
-            self._pid = first.get("start", {}).get("pid")
-            return events
-        raise AssertionError("unreachable")
+        events = self.agent.start("python3", argv, user=user, internal=True, stdio_fds=(stdin, stdout))
+        try:
+            first = await anext(events)
+        except BaseException:
+            await events.aclose()
+            raise
+        self._pid = first.get("start", {}).get("pid")
+        return events
 
     async def _follow(self, events: AsyncIterator[dict]) -> None:
         """The agent's stream of the driver: its stderr (logged), its end. An end that nobody asked
