@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import time
 
+import httpx
 import pytest
-from interp_support import ok, stdout, stderr
+from e2b_code_interpreter import Context
+from interp_support import access_token, jupyter_headers, ok, stderr, stdout
 
 
 @pytest.fixture(scope="module")
@@ -131,5 +133,22 @@ def test_java_exit_is_a_kernel_death(sandbox):
         assert execution.error is not None and execution.error.name == "KernelDied", execution.error
         assert "exit status 3" in execution.error.value
         assert ok(sandbox.run_code("6 * 7", context=context, timeout=60)).text == "42"
+    finally:
+        sandbox.remove_code_context(context)
+
+
+def test_java_context_variables(server, sandbox):
+    """sandlot's `variables` on POST /contexts (its SDK's create_code_context(variables=...)):
+    JSON values become Java variables of the matching type, anything else its JSON text."""
+    variables = {"count": 3, "big": 2**40, "ratio": 0.5, "name": "it's \"x\"\nnext", "flag": True,
+                 "nothing": None, "items": [1, "a"]}
+    r = httpx.post(f"{server.url}/contexts", json={"language": "java", "variables": variables}, timeout=120,
+                   headers=jupyter_headers(sandbox.sandbox_id, access_token(server, sandbox.sandbox_id)))
+    assert r.status_code == 200, r.text
+    context = Context.from_json(r.json())
+    try:
+        code = 'count * 2 + " " + big + " " + ratio + " " + flag + " " + nothing + " " + items'
+        assert ok(sandbox.run_code(code, context=context)).text == '6 1099511627776 0.5 true null [1, "a"]'
+        assert ok(sandbox.run_code("name", context=context)).text == variables["name"]
     finally:
         sandbox.remove_code_context(context)

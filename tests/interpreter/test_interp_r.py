@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import time
 
+import httpx
 import pytest
-from interp_support import ok, plain, stdout, unique
+from e2b_code_interpreter import Context
+from interp_support import access_token, jupyter_headers, ok, plain, stdout, unique
 
 
 @pytest.fixture(scope="module")
@@ -127,5 +129,20 @@ def test_r_kernel_death_restarts_the_context(sandbox):
         assert execution.error is not None and execution.error.name == "KernelDied", execution.error
         assert "signal 9" in execution.error.value
         assert text(ok(sandbox.run_code("exists('kept')", context=context, timeout=60))) == "[1] FALSE"
+    finally:
+        sandbox.remove_code_context(context)
+
+
+def test_r_context_variables(server, sandbox):
+    """sandlot's `variables` on POST /contexts (its SDK's create_code_context(variables=...))."""
+    variables = {"count": 3, "name": "it's \"x\"\nnext", "items": [1, 2, 3]}
+    r = httpx.post(f"{server.url}/contexts", json={"language": "r", "variables": variables}, timeout=120,
+                   headers=jupyter_headers(sandbox.sandbox_id, access_token(server, sandbox.sandbox_id)))
+    assert r.status_code == 200, r.text
+    context = Context.from_json(r.json())
+    try:
+        assert text(ok(sandbox.run_code("count * 2", context=context))) == "[1] 6"
+        assert stdout(ok(sandbox.run_code("cat(name)", context=context))) == variables["name"]
+        assert text(ok(sandbox.run_code("sum(items)", context=context))) == "[1] 6"
     finally:
         sandbox.remove_code_context(context)
