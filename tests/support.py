@@ -39,7 +39,7 @@ class Server:
     log: Path
 
     def env(self) -> dict[str, str]:
-        """Environment for the official SDKs (e2b-protocol.md §2.1, mode A)."""
+        """Environment for the official SDKs (docs/e2b.md §1.1)."""
         return {"E2B_API_URL": self.url, "E2B_SANDBOX_URL": self.url, "E2B_API_KEY": self.api_key,
                 "E2B_DOMAIN": "localhost"}
 
@@ -194,7 +194,7 @@ def sandbox_factory(server: Server, template: str):
 
 @contextlib.contextmanager
 def sdk_environment(server: Server):
-    """The official SDKs' environment (e2b-protocol.md §2.1, mode A) pointed at `server`, while the
+    """The official SDKs' environment (docs/e2b.md §1.1) pointed at `server`, while the
     block runs."""
     saved = {key: os.environ.get(key) for key in [*server.env(), "E2B_DEBUG"]}
     os.environ.update(server.env())

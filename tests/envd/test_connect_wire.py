@@ -1,4 +1,4 @@
-"""The Connect wire format as E2B clients see it (§4.2): envelopes, end frames, keepalives."""
+"""The Connect wire format as E2B clients see it (docs/e2b.md §3.2): envelopes, end frames, keepalives."""
 
 from __future__ import annotations
 

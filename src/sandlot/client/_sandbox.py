@@ -204,7 +204,7 @@ class AsyncSandbox:
         params: dict[str, str | int] = {}
         if metadata:
             # Keys and values quoted, then joined by urlencode (quoting them again), then quoted once
-            # more as a query value: the three layers the e2b SDK sends and the server undoes (§3.2).
+            # more as a query value: the three layers the e2b SDK sends and the server undoes (docs/e2b.md §2.5).
             quoted = {quote(k, safe=""): quote(v, safe="") for k, v in metadata.items()}
             params["metadata"] = urlencode(quoted)
         if state:
@@ -421,7 +421,7 @@ class AsyncSandbox:
         token = self._envd.access_token
         if not token:
             raise E.InvalidArgument("this sandbox has no access token, its files need no signature")
-        raw = f"{path}:{operation}:{user or ''}:{token}"  # e2b-protocol.md §4.11
+        raw = f"{path}:{operation}:{user or ''}:{token}"  # docs/e2b.md §3.12
         query = {"path": path, **({"username": user} if user else {})}
         if expires_in is not None:
             expiration = int(time.time()) + expires_in

@@ -1,4 +1,4 @@
-"""The control-plane REST API, in E2B's shape (e2b-protocol.md §3) plus sandlot's own extensions.
+"""The control-plane REST API, in E2B's shape (docs/e2b.md §2) plus sandlot's own extensions.
 
 Extensions ride in the same bodies (unknown keys are ignored by E2B): `limits` on create
 (memory_mb, cpu_count, pids, disk_mb; unknown keys in it are refused). Errors are JSON {"code": int, "message": str}.

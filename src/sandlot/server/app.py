@@ -1,6 +1,6 @@
 """Assembly of the control plane: the app's services, and every route with its access rule.
 
-One ASGI app, one port, every front door (paths are disjoint, e2b-protocol.md §2.1):
+One ASGI app, one port, every front door (paths are disjoint, docs/e2b.md §1.2):
 
     route                                   access (auth.py)     served by
     /health                                 public               E2B's API health; sandbox traffic
@@ -50,7 +50,7 @@ from .store import Store
 
 log = logging.getLogger("sandlot.server")
 
-# Headers only sandbox traffic carries (e2b-protocol.md §1.5): SDKs before 2.7 send no routing
+# Headers only sandbox traffic carries (docs/e2b.md §1.3): SDKs before 2.7 send no routing
 # headers, but send the sandbox's access token.
 SANDBOX_HEADERS = (b"e2b-sandbox-id", b"e2b-sandbox-port", b"x-access-token")
 

@@ -29,7 +29,7 @@ from .store import SandboxRecord, Store
 
 log = logging.getLogger("sandlot.service")
 
-ENVD_VERSION = "0.6.4"  # the envd feature level we implement (see e2b-protocol.md §3.4)
+ENVD_VERSION = "0.6.4"  # the envd feature level we implement (docs/e2b.md §3.14)
 REAP_INTERVAL = 0.2
 # A claim refills its pool this much later: a create is mostly followed at once by its first
 # commands, which should not share the CPU (or the GIL) with the next sandbox's start.

@@ -1,4 +1,4 @@
-"""The envd HTTP routes: /health, /envs and the /files download and upload API (§4.9).
+"""The envd HTTP routes: /health, /envs and the /files download and upload API (docs/e2b.md §3.8, §3.9).
 
 Downloads stream from the agent: gzipped on the fly when the client accepts gzip (as real envd
 does; the SDKs decode it), or one byte range (206) for a single `Range: bytes=a-b`.

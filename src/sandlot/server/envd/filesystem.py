@@ -1,4 +1,4 @@
-"""`filesystem.Filesystem`: file operations and watches, translated into the agent's file ops (§4.8)."""
+"""`filesystem.Filesystem`: file operations and watches, translated into the agent's file ops (docs/e2b.md §3.6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`process.Process`: commands and PTYs, translated one to one into the agent's process ops (§4.6)."""
+"""`process.Process`: commands and PTYs, translated one to one into the agent's process ops (docs/e2b.md §3.5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Which sandbox an envd request is for, and the seam the control plane fills in (§2.1, §4.12).
+"""Which sandbox an envd request is for, and the seam the control plane fills in (docs/e2b.md §1.3, §3.13).
 
 Requests carry `E2b-Sandbox-Id`. Without it (SDK 2.0–2.25 after `connect()`, signed URLs fetched
 by other tools) the sandbox is inferred: the only running one, else the one whose access token the
