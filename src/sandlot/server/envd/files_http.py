@@ -22,6 +22,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ..._exceptions import InvalidArgument, ResourceExhausted, SandlotError
+from ..observe import note
 from .errors import error_response
 from .routing import SandboxHandle, current_sandbox
 from .watchers import Watchers
@@ -215,6 +216,7 @@ class Uploads:
                 await self.watchers.settle(marks, entries[-1]["path"])
         if not entries:
             raise InvalidArgument("the request contains no file")
+        note(**({"path": entries[0]["path"]} if len(entries) == 1 else {"paths": [e["path"] for e in entries]}))
         return [_written(entry) for entry in entries]
 
     async def _write_together(self, sandbox: SandboxHandle, user: str, metadata: dict | None,
