@@ -32,7 +32,7 @@ from ..runtimes.policy import Limits
 from . import logs_api
 from .auth import caller
 from .bodies import read_json
-from .observe import request_info
+from .observe import note, request_info
 from .packages import PackageManager
 from .service import ENVD_VERSION, CreateRequest, LiveSandbox, SandboxService
 from .store import SandboxRecord
@@ -133,7 +133,6 @@ async def create(request: Request) -> Response:
     info = request_info(request.scope)
     info.detail["template"] = req.template
     live = await _for_its_client(request, svc, svc.create(req))
-    info.sandbox_id = live.id  # for the access log and the audit trail
     return JSONResponse(sandbox_json(live), status_code=201)
 
 
@@ -151,8 +150,10 @@ async def _for_its_client(request: Request, svc: SandboxService, creating: Await
         raise
     finally:
         gone.cancel()
+    request_info(request.scope).sandbox_id = live.id  # for the access log and the audit trail
     if gone.done() and not gone.cancelled():
         await svc.kill(live.id, reason=UNCLAIMED)
+        note(ended=UNCLAIMED)
         raise ClientDisconnect()
     return live
 

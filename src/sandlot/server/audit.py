@@ -185,14 +185,22 @@ def ensure_schema(db: sqlite3.Connection) -> None:
 def append(db: sqlite3.Connection, action: str, outcome: str = "ok", **fields: Any) -> None:
     """Write one row at once (the CLI's key and team changes)."""
     ensure_schema(db)
-    db.execute(_INSERT, _row(action, outcome, **fields))
+    db.execute(_INSERT, _stored(_row(action, outcome, **fields)))
 
 
 def _row(action: str, outcome: str, *, team: str | None = None, key_id: str | None = None,
          sandbox: str | None = None, status: int | None = None, detail: dict | None = None,
          foreign_team: str | None = None, when: float | None = None) -> tuple:
-    text = json.dumps({k: _text(v) for k, v in detail.items() if v is not None}) if detail else None
-    return (when or time.time(), team, key_id, sandbox, action, outcome, status, text, foreign_team)
+    return (when or time.time(), team, key_id, sandbox, action, outcome, status, detail or None, foreign_team)
+
+
+def _stored(row: tuple) -> tuple:
+    """A row as written: its details as JSON (encoded by the writer, off the request's path)."""
+    detail = row[7]
+    if detail is None:
+        return row
+    text = json.dumps({k: _text(v) for k, v in detail.items() if v is not None}) or None
+    return (*row[:7], text, row[8])
 
 
 class AuditLog:
@@ -280,7 +288,7 @@ class AuditLog:
         if batch:
             self._writer.execute("BEGIN")
             try:
-                self._writer.executemany(_INSERT, batch)
+                self._writer.executemany(_INSERT, map(_stored, batch))
                 self._writer.execute("COMMIT")
             except BaseException:
                 self._writer.execute("ROLLBACK")
