@@ -14,6 +14,7 @@ import typer
 from ._common import HomeOpt, JsonOpt, QuietOpt, console, error, friendly, not_found, print_json
 
 app = typer.Typer(no_args_is_help=True, help="Manage API keys.")
+PIPED_WIDTH = 132  # rich would take 80 columns and wrap names
 LOCAL_CLI = "local-cli"  # the key id of changes made with these commands, in the audit trail
 
 
@@ -69,8 +70,7 @@ def list_(as_json: bool = JsonOpt, quiet: bool = QuietOpt, home: Path = HomeOpt)
         return
     from rich.table import Table
 
-    # no borders, and ids never cut short: piped output is 80 columns wide, and the id is what
-    # `revoke` takes
+    # no borders, and ids never cut short: the id is what `revoke` takes
     table = Table(box=None)
     table.add_column("id", no_wrap=True, min_width=16)
     for column in ("name", "team", "admin", "prefix", "created", "revoked"):
@@ -79,7 +79,10 @@ def list_(as_json: bool = JsonOpt, quiet: bool = QuietOpt, home: Path = HomeOpt)
     for k in keys:
         table.add_row(k.id, k.name, names.get(k.team, k.team), "yes" if k.admin else "", k.prefix + "…",
                       short(k.created_at), short(k.revoked_at))
-    console(markup=False).print(table)
+    out = console(markup=False)
+    if not out.is_terminal:
+        out.width = PIPED_WIDTH
+    out.print(table)
 
 
 @app.command()
