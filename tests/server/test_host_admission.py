@@ -83,3 +83,21 @@ def test_admission_can_be_turned_off(server):
         r = http.post("/v2/sandboxes", json={"templateID": "base", "timeout": 60, "limits": {"memory_mb": 2 * HOST_MB}})
         assert r.status_code == 201, r.text
         assert http.delete(f"/sandboxes/{r.json()['sandboxID']}").status_code == 204
+
+
+def test_concurrent_creates_cannot_pass_the_same_room_twice(server):
+    from concurrent.futures import ThreadPoolExecutor
+
+    srv = server(SANDLOT_HOST_MEMORY_RESERVE_MB=str(HOST_MB - 1100))  # room for two of 512 MiB
+    with httpx.Client(base_url=srv.url, headers={"X-API-KEY": srv.api_key}, timeout=120) as http:
+        def create(_) -> int:
+            return http.post("/v2/sandboxes", json={"templateID": "base", "timeout": 120,
+                                                    "limits": {"memory_mb": 512}}).status_code
+
+        with ThreadPoolExecutor(6) as pool:
+            statuses = sorted(pool.map(create, range(6)))
+        assert statuses == [201, 201, 429, 429, 429, 429], statuses
+        listed = http.get("/v2/sandboxes").json()
+        assert len(listed) == 2 and len(_made(srv.home)) == 2
+        for s in listed:
+            assert http.delete(f"/sandboxes/{s['sandboxID']}").status_code == 204
