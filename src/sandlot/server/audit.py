@@ -32,16 +32,20 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 from starlette.routing import Mount
 from starlette.types import Scope
 
 from .auth import Access, access_of
+from .logs import RateLimit
 from .observe import RequestInfo, route_template
 
 log = logging.getLogger("sandlot.audit")
+log.addFilter(RateLimit())  # a database that stays locked or full would log every second
 
 FLUSH_INTERVAL = 0.25  # seconds a row may wait in memory
 MAX_PENDING = 100_000
@@ -159,8 +163,6 @@ class Entry:
     foreign_team: str | None
 
     def json(self, admin: bool) -> dict:
-        from datetime import datetime, timezone
-
         when = datetime.fromtimestamp(self.time, timezone.utc).isoformat(timespec="milliseconds")
         out = {"id": self.id, "time": when.replace("+00:00", "Z"), "team": self.team, "key": self.key_id,
                "sandbox": self.sandbox, "action": self.action, "outcome": self.outcome, "status": self.status,
@@ -199,7 +201,7 @@ def _stored(row: tuple) -> tuple:
     detail = row[7]
     if detail is None:
         return row
-    text = json.dumps({k: _text(v) for k, v in detail.items() if v is not None}) or None
+    text = json.dumps({k: _text(v) for k, v in detail.items() if v is not None}, default=str)
     return (*row[:7], text, row[8])
 
 
@@ -276,9 +278,9 @@ class AuditLog:
                 self._write()
                 if self._since_prune >= PRUNE_AFTER_ROWS or time.monotonic() - self._pruned_at >= PRUNE_INTERVAL:
                     self.prune()
-            except sqlite3.Error:
+            except Exception:  # the database locked or full: retry later, the rows stay queued
                 log.exception("could not write the audit trail")
-                time.sleep(1)  # the database is locked or full: retry later, rows stay queued
+                time.sleep(1)
 
     def _write(self) -> None:
         batch = []
@@ -350,7 +352,5 @@ class AuditLog:
 
 
 def _query_path(scope: Scope) -> str | None:
-    from urllib.parse import parse_qs
-
     values = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True).get("path")
     return values[0] if values else None
