@@ -26,6 +26,8 @@ from ._exceptions import (
     RuntimeFailure,
     SandboxNotRunning,
     SandlotError,
+    SandlotTimeoutError,
+    TemplateBuilding,
     TemplateError,
     TimeoutError,
     Unsupported,
@@ -37,10 +39,12 @@ if TYPE_CHECKING:
     from .client import (
         AsyncCommandHandle,
         AsyncSandbox,
+        AsyncSandboxService,
         AsyncWatchHandle,
         CommandHandle,
         Sandbox,
         SandboxPaginator,
+        SandboxService,
         WatchHandle,
     )
     from .client._models import (
@@ -59,16 +63,17 @@ if TYPE_CHECKING:
         ProcessInfo,
         Result,
         SandboxInfo,
+        SandboxLogEntry,
         SandboxMetrics,
         WriteInfo,
     )
 
 _LAZY = {
-    **dict.fromkeys(["AsyncCommandHandle", "AsyncSandbox", "AsyncWatchHandle", "CommandHandle", "Sandbox",
-                     "SandboxPaginator", "WatchHandle"], ".client"),
+    **dict.fromkeys(["AsyncCommandHandle", "AsyncSandbox", "AsyncSandboxService", "AsyncWatchHandle",
+                     "CommandHandle", "Sandbox", "SandboxPaginator", "SandboxService", "WatchHandle"], ".client"),
     **dict.fromkeys(["CodeContext", "CommandResult", "EntryInfo", "Execution", "ExecutionError",
                      "FilesystemEvent", "FilesystemEventType", "FileType", "Limits", "Logs", "OutputMessage",
-                     "Package", "ProcessInfo", "Result", "SandboxInfo", "SandboxMetrics", "WriteInfo"],
+                     "Package", "ProcessInfo", "Result", "SandboxInfo", "SandboxLogEntry", "SandboxMetrics", "WriteInfo"],
                     ".client._models"),
 }
 
@@ -90,6 +95,7 @@ __all__ = [
     "AlreadyExists",
     "AsyncCommandHandle",
     "AsyncSandbox",
+    "AsyncSandboxService",
     "AsyncWatchHandle",
     "AuthenticationError",
     "CodeContext",
@@ -117,10 +123,14 @@ __all__ = [
     "RuntimeFailure",
     "Sandbox",
     "SandboxInfo",
+    "SandboxLogEntry",
     "SandboxMetrics",
     "SandboxNotRunning",
     "SandboxPaginator",
+    "SandboxService",
     "SandlotError",
+    "SandlotTimeoutError",
+    "TemplateBuilding",
     "TemplateError",
     "TimeoutError",
     "Unsupported",

@@ -5,22 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from typer.testing import CliRunner
 
 from sandlot import Sandbox
-from sandlot.cli.main import app
-
-runner = CliRunner()
-
-
-@pytest.fixture
-def cli(server):
-    env = {"SANDLOT_API_URL": server.url, "SANDLOT_API_KEY": server.api_key}
-
-    def invoke(*args: str, input: str | bytes | None = None):
-        return runner.invoke(app, list(args), env=env, input=input)
-
-    return invoke
 
 
 def _created(cli, *args: str):

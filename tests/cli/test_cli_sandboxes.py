@@ -7,24 +7,10 @@ import uuid
 
 import httpx
 import pytest
-from typer.testing import CliRunner
 
 from sandlot import Sandbox
-from sandlot.cli.main import app
 from sandlot.runtimes import cgroups
 from sandlot.runtimes.namespace import mount_root
-
-runner = CliRunner()
-
-
-@pytest.fixture
-def cli(server):
-    env = {"SANDLOT_API_URL": server.url, "SANDLOT_API_KEY": server.api_key}
-
-    def invoke(*args: str, input: str | bytes | None = None):
-        return runner.invoke(app, list(args), env=env, input=input)
-
-    return invoke
 
 
 @pytest.fixture

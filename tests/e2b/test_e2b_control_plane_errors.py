@@ -15,16 +15,11 @@ from e2b import (
     SandboxException,
     SandboxQuery,
 )
-from e2b_support import assert_json_error, unique
+from e2b_support import assert_json_error
+from support import unique
 
 UNKNOWN = "inosuchsandbox00000"
 WRONG_KEY = "e2b_" + "0" * 40
-
-
-@pytest.fixture
-def api(server):
-    with httpx.Client(base_url=server.url, headers={"X-API-KEY": server.api_key}, timeout=60) as client:
-        yield client
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """Helpers for the code-interpreter suite: the official `e2b-code-interpreter` SDK against a real
-`sandlot serve`. A black-box suite: nothing here imports sandlot."""
+`sandlot serve` (support.py holds those every suite shares). A black-box suite: nothing here
+imports sandlot."""
 
 from __future__ import annotations
 
@@ -8,10 +9,8 @@ import ctypes
 import os
 import re
 import time
-import uuid
 from importlib.metadata import version
 
-import httpx
 
 SDK_VERSION = version("e2b-code-interpreter")
 E2B_VERSION = version("e2b")
@@ -19,10 +18,6 @@ E2B_VERSION = version("e2b")
 JUPYTER_PORT = "49999"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-
-
-def unique(prefix: str = "t") -> str:
-    return f"{prefix}{uuid.uuid4().hex[:12]}"
 
 
 def plain(text: str) -> str:
@@ -59,15 +54,6 @@ def ok(execution):
     return execution
 
 
-def access_token(server, sandbox_id: str) -> str:
-    """The sandbox's envd access token, as the control plane hands it out (GET /sandboxes/{id})."""
-    r = httpx.get(f"{server.url}/sandboxes/{sandbox_id}", headers={"X-API-KEY": server.api_key}, timeout=30)
-    assert r.status_code == 200, r.text
-    token = r.json().get("envdAccessToken")
-    assert token, "every sandbox must be secured with an envd access token"
-    return token
-
-
 def jupyter_headers(sandbox_id: str, token: str | None = None, **extra: str) -> dict[str, str]:
     """The headers the SDK puts on code-interpreter requests (port 49999)."""
     headers = {"E2b-Sandbox-Id": sandbox_id, "E2b-Sandbox-Port": JUPYTER_PORT}
@@ -75,13 +61,6 @@ def jupyter_headers(sandbox_id: str, token: str | None = None, **extra: str) -> 
         headers["X-Access-Token"] = token
     headers.update(extra)
     return headers
-
-
-def kill_quietly(sbx) -> None:
-    try:
-        sbx.kill()
-    except Exception:  # noqa: BLE001, S110 - best-effort cleanup; the sandbox may be gone already
-        pass
 
 
 # Code in the sandbox cannot reach the driver's stdout, the pipe the control plane reads (the

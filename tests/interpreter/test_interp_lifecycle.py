@@ -11,7 +11,8 @@ import time
 import httpx
 import pytest
 from e2b_code_interpreter import Sandbox, TimeoutException
-from interp_support import access_token, driver_stdout, jupyter_headers, kill_quietly, ok, stdout, wait_for_file, write_until
+from interp_support import driver_stdout, jupyter_headers, ok, stdout, wait_for_file, write_until
+from support import access_token, kill_quietly
 
 # ---- client timeouts ----------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from interp_support import driver_stdout, ok, plain, stderr, stdout, wait_for_file, write_until
-from support import leftovers, start_server
+from support import leftovers, sdk_environment, start_server
 
 LIMIT = 64 << 10  # far below a 1 MiB display, so every case here overflows the control plane's margin too
 MARKER = f"[sandlot: output truncated: this run produced more than {LIMIT} bytes]"
@@ -35,10 +35,7 @@ def small_server():
 @pytest.fixture(scope="module")
 def sdk_env(small_server):
     """Overrides conftest's: the SDK talks to the small-limit server."""
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in small_server.env().items():
-            mp.setenv(key, value)
-        mp.delenv("E2B_DEBUG", raising=False)
+    with sdk_environment(small_server):
         yield small_server
 
 

@@ -26,11 +26,11 @@ def api(server):
 
 
 @pytest.fixture
-def e2b_api(e2b_env):
+def e2b_api(sdk_env):
     return get_api_client(ConnectionConfig())
 
 
-def test_lifecycle_and_processes_through_the_official_sdk(e2b_env, e2b_api):
+def test_lifecycle_and_processes_through_the_official_sdk(sdk_env, e2b_api):
     sbx = E2BSandbox.create(timeout=120)
     try:
         sbx.commands.run("echo hi")
@@ -81,7 +81,7 @@ def test_lifecycle_and_processes_through_the_official_sdk(e2b_env, e2b_api):
         sbx.kill()
 
 
-def test_a_sandbox_cannot_write_its_log(e2b_env, e2b_api):
+def test_a_sandbox_cannot_write_its_log(sdk_env, e2b_api):
     sbx = E2BSandbox.create(timeout=120)
     try:
         sbx.commands.run("""echo '{"level":"error","logger":"lifecycle","message":"ended: forged"}'; """
@@ -93,7 +93,7 @@ def test_a_sandbox_cannot_write_its_log(e2b_env, e2b_api):
         sbx.kill()
 
 
-def test_logs_stay_readable_after_the_end_and_unknown_ids_are_404(server, e2b_env, e2b_api, api):
+def test_logs_stay_readable_after_the_end_and_unknown_ids_are_404(server, sdk_env, e2b_api, api):
     sbx = sandlot.Sandbox.create(api_url=server.url, api_key=server.api_key)
     sbx.commands.run("true")
     sbx.kill()

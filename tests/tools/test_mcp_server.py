@@ -15,7 +15,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
 from sandlot import Sandbox
-from sandlot.sandbox_service import SandboxService
+from sandlot import SandboxService
 from support import REPO, free_port, start_server, wait_until_serving, Server
 
 SANDLOT = str(REPO / ".venv" / "bin" / "sandlot")

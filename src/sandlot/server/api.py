@@ -39,6 +39,7 @@ from .store import SandboxRecord
 
 CLIENT_ID = "sandlot"
 TEMPLATE_ALIASES = {"code-interpreter-v1": "code-interpreter"}
+BUILD_RETRY_AFTER = 2  # seconds, for a create whose template is being built
 
 
 def rfc3339(ts: float) -> str:
@@ -132,7 +133,11 @@ async def create(request: Request) -> Response:
         auto_pause=body.autoPause, secure=body.secure, team=caller(request).team)
     info = request_info(request.scope)
     info.detail["template"] = req.template
-    live = await _for_its_client(request, svc, svc.create(req))
+    try:
+        live = await _for_its_client(request, svc, svc.create(req))
+    except E.TemplateBuilding as e:  # answered at once, with the progress; nothing is created later
+        return JSONResponse({"code": e.status, "message": e.message, **e.details}, status_code=e.status,
+                            headers={"Retry-After": str(BUILD_RETRY_AFTER)})
     return JSONResponse(sandbox_json(live), status_code=201)
 
 

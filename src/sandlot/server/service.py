@@ -19,9 +19,9 @@ from dataclasses import asdict, dataclass, field
 from .. import _exceptions as E
 from ..runtimes.interface import Runtime, RuntimeSandbox
 from ..runtimes.policy import Limits, SandboxSpec
-from ..templates import logged_progress
 from ..templates.spec import Template
 from .agent_client import AgentClient
+from .builds import TemplateBuilds
 from .config import Config
 from .code_contexts import KernelSession
 from .events import Events
@@ -111,6 +111,7 @@ class SandboxService:
         self.store = store
         self.runtime = runtime
         self.templates = templates
+        self.builds = TemplateBuilds(templates)  # in worker processes, so that shutdown is prompt
         self.live: dict[str, LiveSandbox] = {}
         self.paused: dict[str, LiveSandbox] = {}
         self._pools: dict[str, list[Pooled]] = {}
@@ -177,6 +178,7 @@ class SandboxService:
         for task in (self._reaper, self._sampler):
             if task:
                 task.cancel()
+        await self.builds.close()  # refills waiting for a build end with it
         # A refill may be inside runtime.create (a thread): let it finish and kill what it made,
         # rather than cancel the await and leak the sandbox the thread still creates.
         await asyncio.gather(*self._pool_refill.values(), return_exceptions=True)
@@ -209,7 +211,7 @@ class SandboxService:
             return await self._create_admitted(req)
 
     async def _create_admitted(self, req: CreateRequest) -> tuple[LiveSandbox, bool]:
-        template = await asyncio.to_thread(self.templates.get, req.template, logged_progress(req.template, log))
+        template = await self.builds.require(req.template)  # TemplateBuilding (503) while it builds
         pooled = self._claim_pooled(req)
         if pooled is None:
             spec = SandboxSpec(new_sandbox_id(), req.template, req.limits, envs=req.envs)
@@ -266,7 +268,7 @@ class SandboxService:
         try:
             if delay:
                 await asyncio.sleep(delay)
-            template = await asyncio.to_thread(self.templates.get, name, logged_progress(name, log))
+            template = await self.builds.get(name)
             pool = self._pools.setdefault(name, [])
             while not self._closing and len(pool) < self.config.pool_size:
                 spec = SandboxSpec(new_sandbox_id(), name, background=True)

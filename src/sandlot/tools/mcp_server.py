@@ -39,7 +39,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import _exceptions as E
 from ..client import AsyncSandbox
-from ..sandbox_service import AsyncSandboxService
+from ..client import AsyncSandboxService
 from ._toolset import AsyncToolset
 
 NAMESPACE = "mcp"

@@ -1,6 +1,7 @@
-"""What one server's sandboxes hold on the host: processes, network namespaces, mounts, directories,
-cgroups. Found by ownership (the server's uid slots, cgroup group, state and mount directories),
-because other servers with sandboxes of their own may run on the same machine at the same time.
+"""What sandboxes hold on the host: processes, network namespaces, mounts, directories, cgroups, uid
+claims. Found by ownership (a server's uid slots, cgroup group, state and mount directories; one
+sandbox's id and pid namespace), because other servers with sandboxes of their own may run on the
+same machine at the same time.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import re
 from pathlib import Path
 
 from sandlot.runtimes.namespace import mount_root
-from sandlot.runtimes.uids import UID_FIRST, UID_RANGE, UidRanges
+from sandlot.runtimes.uids import CLAIMS, UID_FIRST, UID_RANGE, UidRanges
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 _NS = re.compile(r"^net:\[(\d+)\]$")
@@ -157,7 +158,7 @@ class Footprint:
         mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
                   if home in line or mnt in line]
         dirs = [str(p) for p in (self.home / "sandboxes").glob("*")]
-        dirs += [str(p) for p in self.mnt.glob("*") if not p.name.startswith("agent-")]
+        dirs += [str(p) for p in self.mnt.glob("*") if not p.name.startswith(("agent-", "bwrap-"))]  # the server's own
         groups = list(CGROUP_ROOT.glob(f"*/{self.group}/*")) + list(CGROUP_ROOT.glob(f"{self.group}/*"))
         cgroups = [str(p) for p in groups if p.is_dir() and not p.name.startswith("spare-")]
         stems = [str(p) for p in groups if p.is_dir() and p.name.startswith("spare-")]
@@ -168,3 +169,48 @@ class Footprint:
 
     def group_dirs(self) -> list[Path]:
         return [p for p in [*CGROUP_ROOT.glob(f"*/{self.group}"), CGROUP_ROOT / self.group] if p.is_dir()]
+
+
+def pid_namespace(pid: int) -> str:
+    """The pid namespace of a process ("pid:[4026532...]"), the same name inside and outside it."""
+    return os.readlink(f"/proc/{pid}/ns/pid")
+
+
+def pid_namespace_members(ns: str) -> list[int]:
+    found = []
+    for pid in _pids():
+        try:
+            if os.readlink(f"/proc/{pid}/ns/pid") == ns:
+                found.append(pid)
+        except OSError:  # gone meanwhile
+            pass
+    return found
+
+
+def sandbox_traces(sandbox_id: str, home: Path, pid_ns: str | None = None) -> dict[str, list[str]]:
+    """What one sandbox still holds on the host, whichever runtime made it: processes (of its pid
+    namespace, or naming its id on their command line), mounts, directories and cgroups named by its
+    id, uid claims. Only kinds with something left are in the answer, so a clean sandbox gives {}.
+    The caller keeps `pid_ns` open (the kernel reuses the names of namespaces that are gone)."""
+    found: dict[str, list[str]] = {}
+    members = pid_namespace_members(pid_ns) if pid_ns else []
+    members += [pid for pid in _pids() if sandbox_id.encode() in _cmdline(pid)]
+    found["processes"] = [f"{pid} {_read(f'/proc/{pid}/comm').strip()} (state, ppid: {' '.join(_stat(pid)[:2])})"
+                          for pid in sorted(set(members)) if not _orphan_zombie(pid)]
+    found["mounts"] = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
+                       if sandbox_id in line.split()[4].split("/")]
+    places = [home.resolve(), *(p for p in Path("/run/sandlot").glob("*") if p.is_dir())]
+    found["dirs"] = [str(p) for place in places for depth in ("*", "*/*", "*/*/*")
+                     for p in place.glob(depth) if p.name == sandbox_id]
+    groups = [*CGROUP_ROOT.glob(f"*/*/{sandbox_id}"), *CGROUP_ROOT.glob(f"*/{sandbox_id}")]
+    found["cgroups"] = [str(p) for p in groups if p.is_dir()]
+    found["uid claims"] = [str(p) for p in CLAIMS.glob("[0-9]*") if sandbox_id in _read(str(p)).split()]
+    return {kind: items for kind, items in found.items() if items}
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""

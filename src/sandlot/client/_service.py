@@ -1,6 +1,6 @@
 """`SandboxService`: one live sandbox per (session, user, type), reused until released or idle.
 
-    from sandlot.sandbox_service import SandboxService
+    from sandlot import SandboxService
 
     service = SandboxService(idle_timeout=900)            # sandboxes unused for 15 min expire
     [sandbox] = service.connect(session_id="s1", user_id="u1")
@@ -24,21 +24,36 @@ processes that create the same key at once keep the older sandbox and kill the o
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 from collections.abc import Iterable
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypedDict
 
-from . import _exceptions as E
-from .client import AsyncSandbox, _sync
-from .client._models import SandboxInfo
+from .. import _exceptions as E
+from ._models import SandboxInfo
+from ._sandbox import AsyncSandbox
 
 SERVICE, SESSION, USER, TYPE = "sandlot-service", "sandlot-session", "sandlot-user", "sandlot-type"
 TYPES = {"base": "base", "filesystem": "base", "code": "code-interpreter"}  # AgentScope's names -> templates
 
 
+class _Connection(TypedDict):
+    api_url: str | None
+    api_key: str | None
+
+
 class AsyncSandboxService:
     """Session-keyed sandboxes (see the module docstring); `SandboxService` is the blocking form."""
+
+    namespace: str
+    """Which service the sandboxes belong to (in their metadata): services with another see none of them."""
+    template: str
+    """The template of sandboxes created when `connect()` names no type."""
+    idle_timeout: int
+    """Seconds after its last `connect()` at which a sandbox ends."""
+    max_sandboxes: int | None
+    """At most this many sandboxes in the namespace (None: no cap)."""
 
     def __init__(self, api_url: str | None = None, api_key: str | None = None, *, namespace: str = "default",
                  template: str = "base", idle_timeout: int = 1800, max_sandboxes: int | None = None,
@@ -49,7 +64,7 @@ class AsyncSandboxService:
             raise E.InvalidArgument("max_sandboxes must be at least 1")
         self.namespace, self.template, self.idle_timeout = namespace, template, idle_timeout
         self.max_sandboxes = max_sandboxes
-        self._conn = {"api_url": api_url, "api_key": api_key}
+        self._conn = _Connection(api_url=api_url, api_key=api_key)
         self._envs, self._metadata = dict(envs or {}), dict(metadata or {})
         self._open: dict[tuple[str, str, str], AsyncSandbox] = {}
         self._locks: dict[tuple[str, str, str], asyncio.Lock] = {}
@@ -139,7 +154,7 @@ class AsyncSandboxService:
                     **({USER: user_id} if user_id else {})}
         return await self._find(metadata)
 
-    async def _kill(self, infos: Iterable[SandboxInfo]) -> list[str]:
+    async def _kill(self, infos: Iterable[SandboxInfo]) -> builtins.list[str]:
         killed = []
         for info in infos:
             for key, sandbox in list(self._open.items()):
@@ -149,11 +164,11 @@ class AsyncSandboxService:
                 killed.append(info.sandbox_id)
         return killed
 
-    async def release(self, session_id: str, user_id: str | None = None) -> list[str]:
+    async def release(self, session_id: str, user_id: str | None = None) -> builtins.list[str]:
         """Kill a session's sandboxes (of one user, or of all); returns their ids."""
         return await self._kill(await self.list(session_id, user_id))
 
-    async def release_all(self) -> list[str]:
+    async def release_all(self) -> builtins.list[str]:
         """Kill every sandbox of this service's namespace (Alphora's `destroy_all`)."""
         return await self._kill(await self.list())
 
@@ -165,14 +180,14 @@ class AsyncSandboxService:
             return 0.0
         return max(0.0, (now - info.end_at).total_seconds() + self.idle_timeout)
 
-    async def cleanup_idle(self, max_idle_seconds: float | None = None) -> list[str]:
+    async def cleanup_idle(self, max_idle_seconds: float | None = None) -> builtins.list[str]:
         """Kill sandboxes not connected to for `max_idle_seconds` (default: `idle_timeout`, which the
         server enforces by itself anyway); returns their ids."""
         limit = self.idle_timeout if max_idle_seconds is None else max_idle_seconds
         now = datetime.now(timezone.utc)
         return await self._kill([i for i in await self.list() if self._idle_seconds(i, now) >= limit])
 
-    async def health(self) -> list[dict[str, Any]]:
+    async def health(self) -> builtins.list[dict[str, Any]]:
         """Every sandbox of the namespace: its key, whether it answers, its state and idle time
         (Alphora's `health_check_all`)."""
         now, report = datetime.now(timezone.utc), []
@@ -217,13 +232,5 @@ class AsyncSandboxService:
     async def __aenter__(self) -> AsyncSandboxService:
         return self
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.stop()
-
-
-class SandboxService(_sync.synchronize(AsyncSandboxService, "SandboxService")):
-    """The blocking form of `AsyncSandboxService` (same arguments and methods, without `await`); the
-    sandboxes it returns are blocking `Sandbox`es."""
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        object.__setattr__(self, "_impl", AsyncSandboxService(*args, **kwargs))

@@ -1,5 +1,7 @@
-"""Running the real agent on the host, as the runtime starts it in a sandbox (its in-sandbox tree
-installed as the runtimes install it, started with contract.agent_command), and reading its streams."""
+"""Talking to a sandbox's agent as the control plane does, and running the real agent on the host
+as the runtime starts it in a sandbox (its in-sandbox tree installed as the runtimes install it,
+started with contract.agent_command), and reading its streams: the agent, envd and runtime
+conformance suites share it."""
 
 from __future__ import annotations
 
@@ -15,9 +17,11 @@ from pathlib import Path
 
 from sandlot.protocol.contract import AgentConfig, agent_command
 from sandlot.runtimes.agent_setup import install_agent
-from sandlot.server.agent_client import AgentClient
+# The host's agent client, for every suite that talks to an agent (it raises SandlotErrors whose
+# `.code` is the agent's Connect code name).
+from sandlot.server.agent_client import AgentClient  # noqa: F401 - re-exported
 
-AGENT_DIR = Path(__file__).resolve().parents[2] / "src" / "sandlot" / "agent"
+AGENT_DIR = Path(__file__).resolve().parents[1] / "src" / "sandlot" / "agent"
 # The template's python3 in a real sandbox; Debian's here. SANDLOT_AGENT_PYTHON picks another.
 AGENT_PYTHON = os.environ.get("SANDLOT_AGENT_PYTHON") or (
     "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable)

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import inspect
 import shlex
 
-
-async def maybe(value):
-    """Await the async surface's coroutines; the blocking surface already has the result."""
-    return await value if inspect.isawaitable(value) else value
+from sdk_support import maybe
 
 
 async def python(sandbox, code: str, user: str | None = None):

@@ -1,4 +1,5 @@
-"""Helpers that let one async test body drive both the blocking and the async SDK surface."""
+"""Helpers that let one async test body drive both the blocking and the async surface of sandlot's
+SDK (tests/client, tests/packages)."""
 
 from __future__ import annotations
 
