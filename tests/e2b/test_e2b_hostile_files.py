@@ -11,7 +11,8 @@ from urllib.parse import quote
 import httpx
 import pytest
 from e2b import InvalidArgumentException
-from e2b_support import access_token, envd_headers, unique
+from e2b_support import envd_headers
+from support import access_token, unique
 
 NAMES = ["a\nb.txt", "c\r\nd.txt", "e\rf.txt", 'q"uote\\back.txt']
 

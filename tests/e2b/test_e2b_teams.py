@@ -16,8 +16,8 @@ import time
 import httpx
 import pytest
 from e2b import NotFoundException, RateLimitException, Sandbox
-from e2b_support import assert_json_error, envd_headers, kill_quietly, unique
-from support import server_cmd
+from e2b_support import assert_json_error, envd_headers
+from support import kill_quietly, server_cmd, unique
 
 UNAUTHORIZED = "unauthorized access, please provide a valid access token or method signing if supported"
 

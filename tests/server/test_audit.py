@@ -27,7 +27,7 @@ def srv(tmp_path_factory):
 
 
 @pytest.fixture
-def sdk(srv, monkeypatch):
+def official_sdk(srv, monkeypatch):
     for key, value in srv.env().items():
         monkeypatch.setenv(key, value)
     return srv
@@ -61,7 +61,7 @@ def everything(srv, key: str, **params) -> list[dict]:
             return rows
 
 
-def test_every_action_is_recorded_and_no_row_holds_a_secret(srv, sdk):
+def test_every_action_is_recorded_and_no_row_holds_a_secret(srv, official_sdk):
     from e2b import Sandbox
 
     team, key_id, key = team_key(srv, "audited")
@@ -134,7 +134,7 @@ def test_every_action_is_recorded_and_no_row_holds_a_secret(srv, sdk):
         assert secret not in dump, secret
 
 
-def test_a_team_reads_only_its_own_trail_pages_and_filters(srv, sdk):
+def test_a_team_reads_only_its_own_trail_pages_and_filters(srv, official_sdk):
     from e2b import Sandbox
 
     _, _, key = team_key(srv, "pager")
@@ -174,7 +174,7 @@ def test_a_team_reads_only_its_own_trail_pages_and_filters(srv, sdk):
     assert len(text) == 3 and all("sandbox.create  ok 201" in line for line in text), text
 
 
-def test_what_the_server_does_by_itself_is_recorded(srv, sdk):
+def test_what_the_server_does_by_itself_is_recorded(srv, official_sdk):
     from e2b import Sandbox
 
     team, _, key = team_key(srv, "timing-out")
