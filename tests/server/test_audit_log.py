@@ -59,6 +59,8 @@ def test_what_each_request_is_recorded_as(tmp_path):
         (_scope(start, "POST", "/process.Process/Start"), 200, "process.start"),
         (_scope(start, "POST", "/process.Process/List"), 200, None),
         (_scope(start, "POST", "/process.Process/List"), 401, "POST /process.Process/*"),
+        (_scope(start, "POST", "/process.Process/Start"), 401, "process.start"),  # refused: still by name
+        (_scope(start, "POST", "/process.Process/Start/../x"), 401, "POST /process.Process/*"),
         (_scope(files, "GET", "/files", b"path=/a&signature=v1_x"), 200, "file.read"),  # a signed URL used
         (_scope(files, "GET", "/files", b"path=/a", [(b"x-access-token", b"t")]), 200, None),
         (_scope(files, "POST", "/files", b"path=/a", [(b"x-access-token", b"t")]), 200, "file.write"),

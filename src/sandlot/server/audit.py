@@ -138,7 +138,8 @@ def classify(scope: Scope, status: int) -> str | None:
     if access is Access.SANDBOX:
         if (method, template) == ("GET", "/files") and _via(scope) == "signature":
             return "file.read"  # a signed download URL used
-        action = SANDBOX_ACTIONS.get((method, template))
+        # a Connect method by its own name, refused or not (the table holds fixed names only)
+        action = SANDBOX_ACTIONS.get((method, scope["path"] if isinstance(route, Mount) else template))
         return action or (f"{method} {template}" if status in _REFUSED else None)
     if access in (Access.API_KEY, Access.ADMIN):
         if (action := CONTROL_ACTIONS.get((method, template))) is not None:
