@@ -40,9 +40,11 @@ REFILL_DELAY = 0.1
 METRICS_INTERVAL = 5.0  # E2B's sampling period
 METRICS_KEPT = 720  # an hour of samples per sandbox
 # Reading a sandbox's disk use walks its writable layer (300k files: seconds of a thread, holding
-# the GIL): done in a thread of its own (creates and kills keep the default executor), a reading
-# is reused for METRICS_INTERVAL, and one that took t seconds for DISK_WALK_SPACING * t, so walks
-# keep that thread busy at most ~1/DISK_WALK_SPACING of the time however many clients poll.
+# the GIL). Walks run in a thread of their own (creates and kills keep the default executor), one
+# at a time, at most one per sandbox in flight; a reading is fresh for METRICS_INTERVAL, and one
+# that took t seconds for DISK_WALK_SPACING * t, so walks keep that thread busy at most
+# ~1/DISK_WALK_SPACING of the time however many clients poll. A reader never waits for a walk
+# but a sandbox's first: it gets the last reading while the next is taken.
 USAGE_THREADS = 1
 DISK_WALK_SPACING = 10
 _ID_ALPHABET = string.ascii_lowercase + string.digits
@@ -64,7 +66,8 @@ class LiveSandbox:
     default_user: str = "user"
     kernels: KernelSession | None = None  # code contexts, if the template has kernels
     samples: deque = field(default_factory=lambda: deque(maxlen=METRICS_KEPT))  # see _sample
-    disk: tuple[float, int] | None = None  # (valid until, bytes): the last reading of its disk use
+    disk: tuple[float, int] | None = None  # (fresh until, bytes): the last reading of its disk use
+    walking: asyncio.Future | None = None  # the walk taking the next one
 
     @property
     def id(self) -> str:
@@ -436,20 +439,29 @@ class SandboxService:
                  and (end is None or m["timestamp"] <= end)]
         now = time.time()
         if (end is None or end >= now) and (start is None or start <= now):
-            found.append(await asyncio.get_running_loop().run_in_executor(self._usage, self._sample, live, now))
+            disk = await self._disk_used(live)
+            found.append(await asyncio.to_thread(self._sample, live, now, disk))  # a few cgroup files
         return found
 
-    def _disk_used(self, live: LiveSandbox) -> int:
-        """The sandbox's disk use, walked again only once the last reading is stale (USAGE_THREADS)."""
-        now = time.monotonic()
-        if live.disk is not None and now < live.disk[0]:
+    async def _disk_used(self, live: LiveSandbox) -> int:
+        """The sandbox's disk use as last read; a stale reading starts the next walk (USAGE_THREADS)."""
+        if live.disk is not None and time.monotonic() < live.disk[0]:
             return live.disk[1]
+        if live.walking is None or live.walking.done():
+            live.walking = asyncio.get_running_loop().run_in_executor(self._usage, self._walk, live)
+            live.walking.add_done_callback(_walked)
+        if live.disk is not None:
+            return live.disk[1]
+        return await asyncio.shield(live.walking)
+
+    def _walk(self, live: LiveSandbox) -> int:
+        started = time.monotonic()
         used = self.runtime.disk_used(live.id)
-        took = time.monotonic() - now
-        live.disk = (now + max(METRICS_INTERVAL, DISK_WALK_SPACING * took), used)
+        took = time.monotonic() - started
+        live.disk = (time.monotonic() + max(METRICS_INTERVAL, DISK_WALK_SPACING * took), used)
         return used
 
-    def _sample(self, live: LiveSandbox, now: float) -> dict:
+    def _sample(self, live: LiveSandbox, now: float, disk_used: int) -> dict:
         """One reading; cpu is the share used since the previous sample (or since the start)."""
         usage = self.runtime.usage(live.id)
         limits = Limits(**live.record.limits)
@@ -460,22 +472,28 @@ class SandboxService:
             "timestamp": now, "cpu_ns": usage.cpu_usage_ns,
             "cpu_count": limits.cpu_count, "cpu_used_pct": round(min(cpu_pct, 100.0), 2),
             "mem_used": usage.memory_bytes, "mem_total": limits.memory_mb * 1024 * 1024,
-            "mem_cache": usage.memory_cache_bytes, "disk_used": self._disk_used(live),
+            "mem_cache": usage.memory_cache_bytes, "disk_used": disk_used,
             "disk_total": limits.disk_mb * 1024 * 1024,
         }
 
     async def _sample_loop(self) -> None:
-        def sample(live: LiveSandbox) -> None:
-            try:
-                live.samples.append(self._sample(live, time.time()))
-            except Exception as e:  # gone meanwhile: the reaper deals with it
-                log.debug("no metrics for sandbox %s: %s", live.id, e)
+        def sample_all(running: list[LiveSandbox], disks: dict[str, int]) -> None:
+            for live in running:
+                try:
+                    live.samples.append(self._sample(live, time.time(), disks[live.id]))
+                except Exception as e:  # gone meanwhile: the reaper deals with it
+                    log.debug("no metrics for sandbox %s: %s", live.id, e)
 
-        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(METRICS_INTERVAL)
-            # one job per sandbox: a client's reading of one waits behind one walk, not all of them
-            await asyncio.gather(*(loop.run_in_executor(self._usage, sample, live) for live in list(self.live.values())))
+            running = list(self.live.values())
+            disks = {}
+            for live in running:
+                try:
+                    disks[live.id] = await self._disk_used(live)
+                except Exception:  # gone meanwhile: the reaper deals with it
+                    disks[live.id] = 0
+            await asyncio.to_thread(sample_all, running, disks)
 
     # ---- the reaper --------------------------------------------------------------------------
 
@@ -515,6 +533,12 @@ async def _warm_up(rt: RuntimeSandbox, kernels: KernelSession | None) -> None:
             await kernels.start()
     except Exception as e:  # a broken sandbox is found and replaced when claimed
         log.warning("warming pooled sandbox %s failed: %s", rt.sandbox_id, e)
+
+
+def _walked(walk: asyncio.Future) -> None:
+    """A walk nobody awaited (its readers took the last reading) failed: the sandbox went meanwhile."""
+    if not walk.cancelled() and walk.exception() is not None:
+        log.debug("disk use not read: %s", walk.exception())
 
 
 def _log_failure(started: asyncio.Future, sandbox_id: str) -> None:
