@@ -86,7 +86,9 @@ async def test_every_route_of_the_app_declares_its_access(client):
     public = sorted(path for (path, _), a in access.items() if a is Access.PUBLIC)
     assert public == ["/_sandlot/health", "/health", "/openapi.json"]
     keyed = {path for (path, _), a in access.items() if a is Access.API_KEY}
-    assert keyed == {r.path for r in api.routes()} | {"/metrics"}
+    assert keyed == {r.path for r in api.routes()} | {"/audit"}
+    # /metrics shows every team: admin keys only, by default
+    assert [path for (path, _), a in access.items() if a is Access.ADMIN] == ["/metrics"]
     # sandbox traffic, authenticated by the sandbox's own token or signature
     assert {path for (path, _), a in access.items() if a is Access.SANDBOX} >= {
         "/files", "/envs", "/execute", "/contexts", "/process.Process", "/filesystem.Filesystem"}

@@ -6,25 +6,33 @@ Sandboxes are always offline: `allow_internet_access` (sent as true by older SDK
 reported back as `allowInternetAccess: false`; network access will come with the egress policy.
 sandlot's own routes: `/sandboxes/{id}/packages` (GET list, POST install) and `.../packages/uninstall`
 (packages.py: wheels fetched on the host, installed offline inside).
+
+Teams (teams.py): a sandbox belongs to the team of the key that created it; the routes' guard
+answers another team's sandbox as an unknown one (auth.py), and a list holds only the caller's
+team's sandboxes (their access tokens included, for that team alone).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import functools
 import json
+from collections.abc import Awaitable
 from datetime import datetime, timezone
 from urllib.parse import parse_qsl, unquote
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .. import _exceptions as E
 from ..runtimes.policy import Limits
 from . import logs_api
+from .auth import caller
 from .bodies import read_json
-from .observe import request_info
+from .observe import note, request_info
 from .packages import PackageManager
 from .service import ENVD_VERSION, CreateRequest, LiveSandbox, SandboxService
 from .store import SandboxRecord
@@ -122,14 +130,56 @@ async def create(request: Request) -> Response:
         template=TEMPLATE_ALIASES.get(body.templateID, body.templateID or svc.config.default_template),
         timeout=body.timeout if body.timeout is not None else svc.config.default_timeout,
         metadata=body.metadata or {}, envs=body.envVars or {}, limits=limits,
-        auto_pause=body.autoPause, secure=body.secure)
+        auto_pause=body.autoPause, secure=body.secure, team=caller(request).team)
+    info = request_info(request.scope)
+    info.detail["template"] = req.template
     try:
-        live = await svc.create(req)
+        live = await _for_its_client(request, svc, svc.create(req))
     except E.TemplateBuilding as e:  # answered at once, with the progress; nothing is created later
         return JSONResponse({"code": e.status, "message": e.message, **e.details}, status_code=e.status,
                             headers={"Retry-After": str(BUILD_RETRY_AFTER)})
-    request_info(request.scope).sandbox_id = live.id  # for the access log
     return JSONResponse(sandbox_json(live), status_code=201)
+
+
+# ---- a create nobody waits for any more ----
+async def _for_its_client(request: Request, svc: SandboxService, creating: Awaitable[LiveSandbox]) -> LiveSandbox:
+    """A create runs to its end even if its client leaves or this request is cancelled (a thread
+    may be making the sandbox); a sandbox whose client left before learning its id is then killed
+    at once, rather than left running (and counted in its team's quota) until its timeout."""
+    task = asyncio.ensure_future(creating)
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        live = await asyncio.shield(task)
+    except asyncio.CancelledError:
+        task.add_done_callback(functools.partial(_kill_unclaimed, svc))
+        raise
+    finally:
+        gone.cancel()
+    request_info(request.scope).sandbox_id = live.id  # for the access log and the audit trail
+    if gone.done() and not gone.cancelled():
+        await svc.kill(live.id, reason=UNCLAIMED)
+        note(ended=UNCLAIMED)
+        raise ClientDisconnect()
+    return live
+
+
+UNCLAIMED = "client left during create"
+
+
+async def _disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":  # the body was read: only the end is left
+        pass
+
+
+def _kill_unclaimed(svc: SandboxService, task: asyncio.Future) -> None:
+    if not task.cancelled() and task.exception() is None:
+        killing = asyncio.ensure_future(svc.kill(task.result().id, reason=UNCLAIMED))
+        _killing.add(killing)  # a task nobody references may be collected before it runs
+        killing.add_done_callback(_killing.discard)
+
+
+_killing: set[asyncio.Future] = set()
+# ---- end ----
 
 
 async def get_sandbox(request: Request) -> Response:
@@ -273,8 +323,9 @@ async def list_sandboxes(request: Request) -> Response:
     template = q.get("template")
     template = TEMPLATE_ALIASES.get(template, template)  # as create maps it
 
+    team = caller(request).team
     recs = [r for r in _service(request).listed()
-            if r.state in states
+            if r.team == team and r.state in states
             and all(r.metadata.get(k) == v for k, v in wanted_meta.items())
             and (after is None or _started(r) >= after)
             and (template is None or r.template == template)]

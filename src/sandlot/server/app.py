@@ -7,14 +7,19 @@ One ASGI app, one port, every front door (paths are disjoint, docs/e2b.md §1.2)
                                                                  (routing headers) → envd's /health
     /_sandlot/health, /openapi.json         public               here, openapi.py
     /metrics                                SANDLOT_METRICS_AUTH metrics.py
-    /sandboxes, /v2/sandboxes ...           API key              api.py
+                                            (an admin key)
+    /sandboxes, /v2/sandboxes ...           API key, of the      api.py
+                                            sandbox's team
+    /audit                                  API key              audit_api.py (a team's rows; all: admin)
     /mcp (when serve mounts it)             API key              tools/mcp_server.py (a client of this
                                                                  server, composed by cli/serve.py)
     /files, /envs, /process.Process/*,      sandbox token or     envd/ (routed by E2b-Sandbox-Id)
     /filesystem.Filesystem/*, /execute,     signature
     /contexts
 
-Every request passes Observe (access log, metrics); a route's body is bounded (bodies.py).
+Every request passes Observe (access log, metrics, audit trail); a route's body is bounded
+(bodies.py). Teams: the guard of every API-key route answers 404 for another team's sandbox
+(auth.py, `ApiKeys.owned`); quotas and host admission are checked by the service (quotas.py).
 """
 
 from __future__ import annotations
@@ -36,7 +41,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .. import _exceptions as E
 from ..runtimes import make_runtime
 from ..templates import TemplateStore
-from . import api, openapi
+from . import api, audit_api, openapi
+from .audit import AuditLog
 from .auth import Access, ApiKeys, requires, secure
 from .config import Config
 from .envd import envd_routes
@@ -56,7 +62,9 @@ SANDBOX_HEADERS = (b"e2b-sandbox-id", b"e2b-sandbox-port", b"x-access-token")
 
 
 async def _sandlot_error(request: Request, exc: E.SandlotError) -> JSONResponse:
-    return JSONResponse({"code": exc.status, "message": exc.message}, status_code=exc.status)
+    # a refusal that retrying cannot fix (a quota): the e2b SDK would retry a 429 three times
+    headers = {"Should-Retry": "false"} if exc.details.get("retry") is False else None
+    return JSONResponse({"code": exc.status, "message": exc.message}, status_code=exc.status, headers=headers)
 
 
 async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
@@ -102,10 +110,11 @@ class Health:
 
 
 def ensure_first_key(store: Store, config: Config) -> str | None:
-    """On the very first start, create an API key and return it (it is shown once)."""
+    """On the very first start, create an API key and return it (it is shown once): an admin key of
+    the default team, as the operator's own."""
     if store.has_keys() or config.api_key:
         return None
-    _, key = store.create_key("first key")
+    _, key = store.create_key("first key", admin=True)
     return key
 
 
@@ -126,7 +135,10 @@ def build_app(config: Config, extensions: Mapping[str, Extension] | None = None)
     store = Store(config.db_path)
     keys = ApiKeys(store, config.api_key)
     metrics = Metrics()
-    service = SandboxService(config, store, make_runtime(config.home), TemplateStore(config.home), Events(metrics))
+    audit = AuditLog(config.db_path, config.audit_retention_days, config.audit_max_rows)
+    service = SandboxService(config, store, make_runtime(config.home), TemplateStore(config.home),
+                             Events(metrics, audit))
+    keys.owned("sandbox_id", service.team_of, "sandbox")  # every /sandboxes/{sandbox_id}... route
     metrics.watch(service)
 
     @contextlib.asynccontextmanager
@@ -143,11 +155,12 @@ def build_app(config: Config, extensions: Mapping[str, Extension] | None = None)
         finally:
             app.state.serving = False
             await service.shutdown()
+            audit.close()
             store.close()
 
     app = Starlette(
         routes=routes(config, service, metrics, keys, extensions),
-        middleware=[Middleware(Observe, metrics=metrics)],
+        middleware=[Middleware(Observe, metrics=metrics, audit=audit)],
         exception_handlers={E.SandlotError: _sandlot_error, HTTPException: _http_error,
                             ClientDisconnect: _client_left, Exception: _unexpected},
         lifespan=lifespan,
@@ -155,6 +168,7 @@ def build_app(config: Config, extensions: Mapping[str, Extension] | None = None)
     app.state.serving = False
     app.state.service = service
     app.state.store = store
+    app.state.audit = audit
     app.state.config = config
     app.state.metrics = metrics
     app.state.packages = PackageManager(config.home / "cache" / "wheels")
@@ -177,14 +191,18 @@ def routes(config: Config, service: SandboxService, metrics: Metrics, keys: ApiK
             Route("/_sandlot/health", _sandlot_health, methods=["GET"]),
             Route("/openapi.json", openapi.endpoint, methods=["GET"]),
         ], keys, body=json_bytes),
-        *requires(Access.PUBLIC if config.metrics_auth == "none" else Access.API_KEY,
-                  [Route("/metrics", metrics.endpoint, methods=["GET"])], keys, body=json_bytes),
+        *requires(METRICS_ACCESS[config.metrics_auth], [Route("/metrics", metrics.endpoint, methods=["GET"])], keys,
+                  body=json_bytes),
         *requires(Access.API_KEY, api.routes(), keys, body=json_bytes),
+        *requires(Access.API_KEY, audit_api.routes(), keys, body=json_bytes),
         *requires(Access.API_KEY, [ext.route(path) for path, ext in (extensions or {}).items()], keys,
                   body=json_bytes),
         *requires(Access.SANDBOX, envd, keys, body=json_bytes),
         *requires(Access.SANDBOX, streaming, keys, body=None),
     ], keys)
+
+
+METRICS_ACCESS = {"admin": Access.ADMIN, "api-key": Access.API_KEY, "none": Access.PUBLIC}
 
 
 def _take(routes: list[BaseRoute], which) -> list[BaseRoute]:

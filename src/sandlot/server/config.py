@@ -91,7 +91,13 @@ class Config(BaseSettings):
     # -- what operators see
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
-    metrics_auth: Literal["api-key", "none"] = "api-key"  # who may read /metrics
+    metrics_auth: Literal["admin", "api-key", "none"] = "admin"  # who may read /metrics (it shows every team)
+    # -- tenants: host admission (quotas.py) and the audit trail (audit.py)
+    # sandboxes' memory limits may add up to (host RAM - reserve) * this; 0: not checked
+    memory_overcommit: float = Field(1.0, ge=0, allow_inf_nan=False)
+    host_memory_reserve_mb: int = Field(1024, ge=0)  # kept for the server, page cache and warm pools
+    audit_retention_days: float = Field(90.0, gt=0, allow_inf_nan=False)
+    audit_max_rows: int = Field(1_000_000, ge=1000)  # per team (and for requests of no team)
     # -- agents
     mcp: bool = True  # serve sandlot's tools over MCP at /mcp (API key) when the `mcp` extra is installed
 

@@ -60,6 +60,7 @@ _CONNECT = _op("Make sure a sandbox runs (resuming it if paused) and extend its 
                {"200": _json(_SANDBOX, "Running"), "201": _json(_SANDBOX, "Resumed")}, body="Timeout")
 
 _INT_PARAM = {"type": "integer"}
+_STR_PARAM = {"type": "string"}
 OPERATIONS: dict[tuple[str, str], dict] = {
     ("get", "/health"): _op("Health of the API (E2B's route); sandbox traffic gets the sandbox's envd health",
                             {"200": {"description": "Serving", "content": {"text/plain": {"schema": {"type": "string"}}}},
@@ -106,6 +107,17 @@ OPERATIONS: dict[tuple[str, str], dict] = {
     ("post", "/sandboxes/{sandbox_id}/packages/uninstall"): _op(
         "Uninstall Python packages", {"200": _json({"type": "object", "properties": {"uninstalled": _PACKAGES}})},
         body="UninstallPackages"),
+    ("get", "/audit"): _op(
+        "The audit trail, newest first: the caller's team's rows (every team's for an admin key)",
+        {"200": _json({"type": "object", "required": ["entries", "next"], "properties": {
+            "entries": {"type": "array", "items": {"$ref": "#/components/schemas/AuditEntry"}},
+            "next": {"type": ["string", "null"], "description": "the cursor of the next page"}}})},
+        parameters=[{"name": name, "in": "query", "schema": _STR_PARAM, "description": text} for name, text in (
+            ("team", "a team name or id (admin keys)"), ("key", "an API key id"), ("sandbox", "a sandbox id"),
+            ("action", "exact, or a prefix ending in '.' or '*'"),
+            ("outcome", "ok, denied, not_found, refused, failed, abandoned"),
+            ("since", "unix seconds or RFC 3339"), ("until", "unix seconds or RFC 3339"),
+            ("limit", "1-1000, default 100"), ("cursor", "`next` of the previous page"))]),
 }
 
 _STRING = {"type": "string"}
@@ -137,6 +149,13 @@ SCHEMAS: dict[str, dict] = {
                        "cpuCount": _INT, "cpuUsedPct": {"type": "number"}, "memUsed": _INT, "memTotal": _INT,
                        "memCache": _INT, "diskUsed": _INT, "diskTotal": _INT}},
     "Package": {"type": "object", "required": ["name", "version"], "properties": {"name": _STRING, "version": _STRING}},
+    "AuditEntry": {
+        "type": "object", "required": ["id", "time", "team", "key", "sandbox", "action", "outcome", "status", "detail"],
+        "properties": {"id": _INT, "time": {"type": "string", "format": "date-time"},
+                       "team": {"type": ["string", "null"]}, "key": {"type": ["string", "null"]},
+                       "sandbox": {"type": ["string", "null"]}, "action": _STRING, "outcome": _STRING,
+                       "status": {"type": ["integer", "null"]}, "detail": {"type": "object"},
+                       "foreignTeam": {"type": ["string", "null"], "description": "admin keys only"}}},
 }
 
 
@@ -159,7 +178,7 @@ def document(routes: list[BaseRoute]) -> dict:
             op = dict(OPERATIONS.get((method.lower(), path)) or {"summary": _summary(route), "responses": {
                 "default": _ERROR}})
             op["operationId"] = f"{method.lower()}{path.replace('/', '_').replace('{', '').replace('}', '')}"
-            op["security"] = [{"ApiKey": []}, {"Bearer": []}] if access is Access.API_KEY else []
+            op["security"] = [{"ApiKey": []}, {"Bearer": []}] if access in (Access.API_KEY, Access.ADMIN) else []
             params = [{"name": p, "in": "path", "required": True, "schema": _STRING} for p in route.param_convertors]
             if params or "parameters" in op:
                 op["parameters"] = [*params, *op.get("parameters", [])]

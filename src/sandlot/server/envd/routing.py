@@ -6,6 +6,10 @@ request's credentials prove. An unknown, killed or paused sandbox answers 502 li
 the SDK's `is_running()` turns False and failed calls become `SandboxNotRunningException`. A paused
 one says so (and how to resume it) to a caller holding its access token, its message still containing the
 "was not found" the e2b SDK looks for.
+
+Teams play no part here: the access token (or a URL signed with it) is the credential, and only
+the sandbox's own team is ever handed it (teams.py). The gate notes the sandbox and its team for
+the audit trail, also when it refuses a request that named a running sandbox.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..._exceptions import AuthenticationError, InvalidArgument, SandboxNotRunning, SandlotError
+from ..observe import request_info
 from .auth import SIGNATURE_EXPIRED, UNAUTHORIZED, Policy, require_token_or_traffic_token
 from .errors import error_response
 
@@ -45,6 +50,7 @@ class SandboxHandle(Protocol):
     def closed(self) -> asyncio.Event: ...  # set on kill or pause: open streams end
     @property
     def kernels(self) -> KernelSession | None: ...  # code contexts; None if the template has none
+    # and, optionally, `team`: the owning team's id (for the audit trail)
 
 
 class SandboxLookup(Protocol):
@@ -71,11 +77,17 @@ class SandboxGate:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        request = HTTPConnection(scope)
+        info = request_info(scope)
         try:
-            sandbox = find_sandbox(self.lookup, HTTPConnection(scope), self.policy)
+            sandbox = find_sandbox(self.lookup, request, self.policy)
         except SandlotError as e:
+            if isinstance(e, AuthenticationError) and (named := request.headers.get(SANDBOX_ID_HEADER)):
+                refused = self.lookup.get_running(named)
+                info.sandbox_id, info.team = named, getattr(refused, "team", None)
             response = _paused(e) if e.details.get("paused") else error_response(e)
             return await response(scope, receive, send)
+        info.sandbox_id, info.team = sandbox.id, getattr(sandbox, "team", None)
         reset = _current.set(sandbox)
         try:
             await self.app(scope, receive, send)
