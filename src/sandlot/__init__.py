@@ -10,6 +10,9 @@ Layers: `client` is the SDK re-exported here (blocking `Sandbox`, `AsyncSandbox`
 `sandlot` command. Everything sandlot raises derives from `SandlotError`.
 """
 
+import importlib
+from typing import TYPE_CHECKING
+
 from ._exceptions import (
     AlreadyExists,
     AuthenticationError,
@@ -23,52 +26,90 @@ from ._exceptions import (
     RuntimeFailure,
     SandboxNotRunning,
     SandlotError,
+    SandlotTimeoutError,
+    TemplateBuilding,
     TemplateError,
     TimeoutError,
     Unsupported,
 )
-from .client import (
-    AsyncCodebase,
-    AsyncCommandHandle,
-    AsyncSandbox,
-    AsyncSession,
-    AsyncWatchHandle,
-    Codebase,
-    CommandHandle,
-    Sandbox,
-    SandboxPaginator,
-    Session,
-    WatchHandle,
-)
-from .client._models import (
-    CodeContext,
-    CommandResult,
-    EntryInfo,
-    Execution,
-    ExecutionError,
-    FilesystemEvent,
-    FilesystemEventType,
-    FileType,
-    Limits,
-    Logs,
-    OutputMessage,
-    Package,
-    ProcessInfo,
-    Result,
-    SandboxInfo,
-    SandboxMetrics,
-    WriteInfo,
-)
-from .client._codebases import CodebaseFile
-from .client._sessions import SessionInfo
-from .runtimes.permissions import Permission, PatternType, PermissionRule
-from .runtimes.policy import SecurityPolicy
+
+# The SDK (httpx, protobuf, connectrpc: ~0.35 s) is imported on first use of one of its names, so that
+# `sandlot --help`, the server and the agent's host side do not pay for it (PEP 562).
+if TYPE_CHECKING:
+    from .client import (
+        AsyncCodebase,
+        AsyncCommandHandle,
+        AsyncSandbox,
+        AsyncSandboxService,
+        AsyncSession,
+        AsyncWatchHandle,
+        Codebase,
+        CommandHandle,
+        Sandbox,
+        SandboxPaginator,
+        SandboxService,
+        Session,
+        WatchHandle,
+    )
+    from .client._codebases import CodebaseFile
+    from .client._models import (
+        CodeContext,
+        CommandResult,
+        EntryInfo,
+        Execution,
+        ExecutionError,
+        FilesystemEvent,
+        FilesystemEventType,
+        FileType,
+        Limits,
+        Logs,
+        OutputMessage,
+        Package,
+        ProcessInfo,
+        Result,
+        SandboxInfo,
+        SandboxLogEntry,
+        SandboxMetrics,
+        WriteInfo,
+    )
+    from .client._sessions import SessionInfo
+    from .limits import SecurityPolicy
+    from .permissions import Permission, PatternType, PermissionRule
+
+_LAZY = {
+    **dict.fromkeys(["AsyncCodebase", "AsyncCommandHandle", "AsyncSandbox", "AsyncSandboxService", "AsyncSession",
+                     "AsyncWatchHandle", "Codebase", "CommandHandle", "Sandbox", "SandboxPaginator", "SandboxService",
+                     "Session", "WatchHandle"], ".client"),
+    "CodebaseFile": ".client._codebases",
+    "SessionInfo": ".client._sessions",
+    "SecurityPolicy": ".limits",
+    **dict.fromkeys(["Permission", "PatternType", "PermissionRule"], ".permissions"),
+    **dict.fromkeys(["CodeContext", "CommandResult", "EntryInfo", "Execution", "ExecutionError",
+                     "FilesystemEvent", "FilesystemEventType", "FileType", "Limits", "Logs", "OutputMessage",
+                     "Package", "ProcessInfo", "Result", "SandboxInfo", "SandboxLogEntry", "SandboxMetrics", "WriteInfo"],
+                    ".client._models"),
+}
+
+
+def __getattr__(name: str):
+    source = _LAZY.get(name)
+    if source is None:
+        raise AttributeError(f"module 'sandlot' has no attribute {name!r}")
+    value = getattr(importlib.import_module(source, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "AlreadyExists",
     "AsyncCodebase",
     "AsyncCommandHandle",
     "AsyncSandbox",
+    "AsyncSandboxService",
     "AsyncSession",
     "AsyncWatchHandle",
     "AuthenticationError",
@@ -102,13 +143,17 @@ __all__ = [
     "RuntimeFailure",
     "Sandbox",
     "SandboxInfo",
+    "SandboxLogEntry",
     "SandboxMetrics",
     "SandboxNotRunning",
     "SandboxPaginator",
+    "SandboxService",
     "SandlotError",
+    "SandlotTimeoutError",
     "SecurityPolicy",
     "Session",
     "SessionInfo",
+    "TemplateBuilding",
     "TemplateError",
     "TimeoutError",
     "Unsupported",

@@ -1,7 +1,7 @@
 """Path permissions attacked from inside the sandbox, as `user` and as root: libc calls and raw
 syscalls (ctypes), symlinks, hard links, renames into and out of protected paths, listings,
 inotify, mmap and /proc/self/fd reopens, for each preset (kernel-enforced outcomes checked against
-runtimes/permissions.py's decision for the same rules) and for custom rules, and live changes."""
+sandlot/permissions.py's decision for the same rules) and for custom rules, and live changes."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import time
 import pytest
 from perm_helpers import PROJECT, W, outcomes, probe
 
-from sandlot.runtimes import permissions as P
+from sandlot import permissions as P
 
 
 @pytest.fixture(scope="module")

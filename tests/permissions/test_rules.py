@@ -1,4 +1,4 @@
-"""The decision function (runtimes/permissions.py) on its own: patterns, precedence, presets, the
+"""The decision function (sandlot/permissions.py) on its own: patterns, precedence, presets, the
 implied view of directories, and bad rules. No server."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from sandlot import Permission, PatternType, PermissionRule
-from sandlot.runtimes import permissions as P
+from sandlot import permissions as P
 from sandlot.runtimes.policy import SecurityPolicy, Workspace, rules_of, workspace_rules
 
 NAMES = P.LEVEL_NAMES

@@ -4,15 +4,16 @@ its own path permissions and its own copy-on-write changes (`AsyncCodebase`)."""
 from __future__ import annotations
 
 import asyncio
+import builtins
 import io
 import os
 import tarfile
 import tempfile
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 from urllib.parse import quote
 
 from .. import _exceptions as E
@@ -49,15 +50,15 @@ class AsyncCodebase:
     Files changed by uploads or commits make a new version; sandboxes already running keep theirs.
     """
 
-    def __init__(self, transport: Transport, data: dict):
+    def __init__(self, transport: Transport, data: dict[str, Any]):
         """Internal: use `create()`, `get()`, `list()`."""
         self._transport = transport
         self._update(data)
 
-    def _update(self, data: dict) -> None:
+    def _update(self, data: dict[str, Any]) -> None:
         self.id: str = data["codebaseID"]
         self.name: str = data["name"]
-        self.owner: str | None = data.get("owner")
+        self.team: str = data["team"]  # the team whose keys see it
         self.created_at: datetime = _time(data["createdAt"])
         self.version: int = data["version"]  # changes with every upload and commit
         self.files: int = data["files"]
@@ -82,8 +83,8 @@ class AsyncCodebase:
         return cls(transport, (await transport.api("GET", path)).json())
 
     @classmethod
-    async def list(cls, api_url: str | None = None, api_key: str | None = None) -> list[AsyncCodebase]:
-        """Every codebase on the server, oldest first."""
+    async def list(cls, api_url: str | None = None, api_key: str | None = None) -> builtins.list[AsyncCodebase]:
+        """Your team's codebases, oldest first."""
         transport = Transport(await ConnectionConfig.resolve(api_url, api_key))
         return [cls(transport, d) for d in (await transport.api("GET", "/codebases")).json()]
 
@@ -99,7 +100,7 @@ class AsyncCodebase:
         self._update(response.json())
         return self
 
-    async def upload_dir(self, local: str | os.PathLike, into: str = "/", exclude: Iterable[str] = ()) -> AsyncCodebase:
+    async def upload_dir(self, local: str | os.PathLike[str], into: str = "/", exclude: Iterable[str] = ()) -> AsyncCodebase:
         """Upload a local directory's contents below `into`, as one tar stream. `exclude`: names
         (at any depth) to leave out, e.g. (".git", "node_modules")."""
         local = Path(local)
@@ -122,7 +123,7 @@ class AsyncCodebase:
                                              not_found=E.FileNotFound)
         return response.content
 
-    async def list_files(self, path: str = "/") -> list[CodebaseFile]:
+    async def list_files(self, path: str = "/") -> builtins.list[CodebaseFile]:
         """Every entry below `path`, sorted by path."""
         response = await self._transport.api("GET", self._path("/list"), params={"path": path},
                                              not_found=E.FileNotFound)
@@ -134,12 +135,12 @@ class AsyncCodebase:
                                              not_found=E.FileNotFound, timeout=UPLOAD_TIMEOUT)
         return response.content
 
-    async def download(self, local: str | os.PathLike, path: str = "/") -> Path:
+    async def download(self, local: str | os.PathLike[str], path: str = "/") -> Path:
         """Unpack the tree below `path` into the local directory `local` (made if missing)."""
         data = await self.download_tar(path)
         target = Path(local)
 
-        def unpack():
+        def unpack() -> None:
             target.mkdir(parents=True, exist_ok=True)
             with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
                 tar.extractall(target, filter="data")
@@ -163,19 +164,19 @@ class AsyncCodebase:
     async def __aenter__(self) -> AsyncCodebase:
         return self
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         try:
             await self.delete()
         finally:
             await self.close()
 
 
-def _body(data: bytes | BinaryIO):
+def _body(data: bytes | BinaryIO) -> bytes | AsyncIterator[bytes]:
     """Bytes as they are; a file as chunks read off the event loop."""
     if isinstance(data, (bytes, bytearray, memoryview)):
-        return data
+        return bytes(data)
 
-    async def chunks():
+    async def chunks() -> AsyncIterator[bytes]:
         while chunk := await asyncio.to_thread(data.read, 1 << 20):
             yield chunk
 

@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import base64
+import builtins
 import json
 import posixpath
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal, overload
 from urllib.parse import quote
 
 from .. import _exceptions as E
@@ -18,6 +19,9 @@ from ._commands import call_back
 from ._files import AsyncFiles, Data
 from ._http import Transport, error_for_status
 from ._models import CommandResult, EntryInfo, WriteInfo
+
+if TYPE_CHECKING:
+    from ._sandbox import AsyncSandbox
 
 DEFAULT_TIMEOUT = 60.0
 HTTP_MARGIN = 30.0  # the HTTP request outlives the command's own timeout by this much
@@ -36,7 +40,7 @@ class SessionInfo:
     busy: bool = False  # a command is running
 
     @classmethod
-    def from_json(cls, data: dict) -> SessionInfo:
+    def from_json(cls, data: dict[str, Any]) -> SessionInfo:
         return cls(id=data["sessionID"], user=data["user"], pid=data["pid"], cwd=data.get("cwd"),
                    envs=data.get("envs") or {}, busy=bool(data.get("busy")),
                    created_at=datetime.fromisoformat(data["createdAt"].replace("Z", "+00:00")))
@@ -68,8 +72,8 @@ class AsyncSession:
         return f"<{type(self).__name__} {self.id} user={self.user!r}>"
 
     async def exec(self, cmd: str, timeout: float | None = DEFAULT_TIMEOUT, stdin: str | bytes | None = None,
-                   on_stdout: Callable | None = None, on_stderr: Callable | None = None,
-                   check: bool = False) -> CommandResult:
+                   on_stdout: Callable[[str], object] | None = None,
+                   on_stderr: Callable[[str], object] | None = None, check: bool = False) -> CommandResult:
         """Run `cmd` in the session's shell and return its CommandResult (stdout, stderr,
         exit_code, duration). A non-zero exit code is returned, not raised, unless `check=True`
         (then CommandExitError). `stdin` is the command's input; without it stdin is empty, so
@@ -78,7 +82,7 @@ class AsyncSession:
         the output so far in `details["result"]`; the session and its state stay usable.
         `on_stdout`/`on_stderr` get text as it arrives (plain or coroutine functions). `exit` in
         `cmd` ends the session (its exit code is returned)."""
-        body: dict = {"cmd": cmd, "timeout": timeout or 0}
+        body: dict[str, Any] = {"cmd": cmd, "timeout": timeout or 0}
         if isinstance(stdin, bytes):
             body["stdinBase64"] = base64.b64encode(stdin).decode()
         elif stdin is not None:
@@ -98,7 +102,9 @@ class AsyncSession:
             raise E.CommandExitError(result.stdout, result.stderr, result.exit_code)
         return result
 
-    async def _stream(self, body: dict, http_timeout: float | None, on_stdout, on_stderr):
+    async def _stream(self, body: dict[str, Any], http_timeout: float | None,
+                      on_stdout: Callable[[str], object] | None,
+                      on_stderr: Callable[[str], object] | None) -> tuple[str, str, dict[str, Any]]:
         parts: dict[str, list[str]] = {"stdout": [], "stderr": []}
         callbacks = {"stdout": on_stdout, "stderr": on_stderr}
         async with self._transport.open_api("POST", self._path + "/exec", json={**body, "stream": True},
@@ -114,7 +120,8 @@ class AsyncSession:
                 if "error" in event:
                     raise error_for_status(event["error"]["code"], event["error"]["message"])
                 if "end" in event:
-                    return "".join(parts["stdout"]), "".join(parts["stderr"]), event["end"]
+                    end: dict[str, Any] = event["end"]
+                    return "".join(parts["stdout"]), "".join(parts["stderr"]), end
         raise E.SandlotError("the session's output stream ended without a result", lost=True)
 
     async def get_info(self) -> SessionInfo:
@@ -141,7 +148,7 @@ class AsyncSession:
     async def __aenter__(self) -> AsyncSession:
         return self
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         try:
             await self.delete()
         except E.SandboxNotRunning:
@@ -159,13 +166,28 @@ class AsyncSessionFiles:
     async def _abs(self, path: str) -> str:
         return path if posixpath.isabs(path) else posixpath.join(await self._session.cwd(), path)
 
-    async def read(self, path: str, format: Literal["text", "bytes", "stream"] = "text"):  # noqa: A002
+    @overload
+    async def read(self, path: str, format: Literal["text"] = "text") -> str: ...
+
+    @overload
+    async def read(self, path: str, format: Literal["bytes"]) -> bytes: ...
+
+    @overload
+    async def read(self, path: str, format: Literal["stream"]) -> AsyncIterator[bytes]: ...
+
+    @overload
+    async def read(self, path: str,
+                   format: Literal["text", "bytes", "stream"] = "text") -> str | bytes | AsyncIterator[bytes]: ...
+
+    async def read(self, path: str,  # noqa: A002 - E2B's name
+                   format: Literal["text", "bytes", "stream"] = "text") -> str | bytes | AsyncIterator[bytes]:
+        """A file's contents (as `sandbox.files.read`), a relative `path` from the session's cwd."""
         return await self._files.read(await self._abs(path), format=format, user=self._session.user)
 
     async def write(self, path: str, data: Data) -> WriteInfo:
         return await self._files.write(await self._abs(path), data, user=self._session.user)
 
-    async def list(self, path: str = ".", depth: int = 1) -> list[EntryInfo]:
+    async def list(self, path: str = ".", depth: int = 1) -> builtins.list[EntryInfo]:
         return await self._files.list(await self._abs(path), depth=depth, user=self._session.user)
 
     async def exists(self, path: str) -> bool:
@@ -184,19 +206,19 @@ class AsyncSessionFiles:
         await self._files.remove(await self._abs(path), user=self._session.user)
 
 
-async def create_session(sandbox, session_id: str | None, cwd: str | None, envs: dict[str, str] | None,
-                         user: str | None) -> AsyncSession:
+async def create_session(sandbox: AsyncSandbox, session_id: str | None, cwd: str | None,
+                         envs: dict[str, str] | None, user: str | None) -> AsyncSession:
     body = {k: v for k, v in (("id", session_id), ("cwd", cwd), ("envs", envs), ("user", user)) if v is not None}
     response = await sandbox._transport.api("POST", sandbox._path("/sessions"), json=body)
     return _session(sandbox, response.json())
 
 
-async def get_session(sandbox, session_id: str) -> AsyncSession:
+async def get_session(sandbox: AsyncSandbox, session_id: str) -> AsyncSession:
     response = await sandbox._transport.api("GET", sandbox._path(f"/sessions/{quote(session_id, safe='')}"))
     return _session(sandbox, response.json())
 
 
-async def delete_session(sandbox, session_id: str) -> bool:
+async def delete_session(sandbox: AsyncSandbox, session_id: str) -> bool:
     try:
         await sandbox._transport.api("DELETE", sandbox._path(f"/sessions/{quote(session_id, safe='')}"))
     except E.NotFound:
@@ -204,10 +226,10 @@ async def delete_session(sandbox, session_id: str) -> bool:
     return True
 
 
-async def list_sessions(sandbox) -> list[SessionInfo]:
+async def list_sessions(sandbox: AsyncSandbox) -> list[SessionInfo]:
     response = await sandbox._transport.api("GET", sandbox._path("/sessions"))
     return [SessionInfo.from_json(d) for d in response.json()]
 
 
-def _session(sandbox, data: dict) -> AsyncSession:
+def _session(sandbox: AsyncSandbox, data: dict[str, Any]) -> AsyncSession:
     return AsyncSession(sandbox._transport, sandbox.sandbox_id, SessionInfo.from_json(data), sandbox.files)

@@ -7,16 +7,20 @@ import dataclasses
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .. import _exceptions as E
-from ..runtimes.permissions import PRESETS, Rule, RuleError
-from ..runtimes.policy import SecurityPolicy
+from ..limits import SecurityPolicy
+from ..permissions import PRESETS, Rule, RuleError
 from ._codebases import AsyncCodebase
 
-Rules = Iterable[Rule | Mapping]
+if TYPE_CHECKING:
+    from ._sandbox import AsyncSandbox
+
+Rules = Iterable[Rule | Mapping[str, Any]]
 
 
-def rules_json(permissions: Rules | None) -> list[dict]:
+def rules_json(permissions: Rules | None) -> list[dict[str, Any]]:
     try:
         return [Rule.from_json(dict(r) if isinstance(r, Mapping) else r).to_json() for r in permissions or ()]
     except RuleError as e:
@@ -24,9 +28,9 @@ def rules_json(permissions: Rules | None) -> list[dict]:
 
 
 def create_fields(codebase: AsyncCodebase | str | None, preset: str | None, permissions: Rules | None,
-                  workspace_path: str | None, security: SecurityPolicy | Mapping | None) -> dict:
+                  workspace_path: str | None, security: SecurityPolicy | Mapping[str, Any] | None) -> dict[str, Any]:
     """The create body's `workspace` and `security` (empty without them)."""
-    body: dict = {}
+    body: dict[str, Any] = {}
     if codebase is not None or preset is not None or permissions is not None or workspace_path is not None:
         if preset is not None and preset not in PRESETS:
             raise E.InvalidArgument(f"unknown preset {preset!r}: use one of {', '.join(PRESETS)}")
@@ -43,8 +47,9 @@ def create_fields(codebase: AsyncCodebase | str | None, preset: str | None, perm
     return body
 
 
-async def from_local(cls, path: str | os.PathLike, exclude: Iterable[str], api_url: str | None,
-                     api_key: str | None, **create_kwargs):
+async def from_local(cls: type[AsyncSandbox], path: str | os.PathLike[str], exclude: Iterable[str],
+                     api_url: str | None, api_key: str | None, request_timeout: float | None,
+                     **create_kwargs: Any) -> AsyncSandbox:
     """Upload `path` as a new codebase, start a sandbox on it; the codebase is the sandbox's own."""
     local = Path(path)
     if not local.is_dir():
@@ -52,16 +57,17 @@ async def from_local(cls, path: str | os.PathLike, exclude: Iterable[str], api_u
     codebase = await AsyncCodebase.create(local.resolve().name or "codebase", api_url=api_url, api_key=api_key)
     try:
         await codebase.upload_dir(local, exclude=exclude)
-        sandbox = await cls.create(codebase=codebase, api_url=api_url, api_key=api_key, **create_kwargs)
+        sandbox = await cls.create(codebase=codebase, api_url=api_url, api_key=api_key,
+                                   request_timeout=request_timeout, **create_kwargs)
     except BaseException:
         await codebase.delete()
         await codebase.close()
         raise
-    sandbox._own_codebase = codebase
+    sandbox.__dict__["_own_codebase"] = codebase  # dropped by kill() (drop_own_codebase)
     return sandbox
 
 
-async def drop_own_codebase(sandbox) -> None:
+async def drop_own_codebase(sandbox: AsyncSandbox) -> None:
     """After the sandbox is gone: delete the codebase `from_local` made for it."""
     codebase = sandbox.__dict__.pop("_own_codebase", None)
     if codebase is not None:
@@ -71,21 +77,21 @@ async def drop_own_codebase(sandbox) -> None:
             await codebase.close()
 
 
-async def get_permissions(sandbox) -> list[Rule]:
+async def get_permissions(sandbox: AsyncSandbox) -> list[Rule]:
     response = await sandbox._transport.api("GET", sandbox._path("/permissions"))
     return [Rule.from_json(r) for r in response.json()["permissions"]]
 
 
-async def set_permissions(sandbox, preset: str | None, permissions: Rules | None) -> list[Rule]:
+async def set_permissions(sandbox: AsyncSandbox, preset: str | None, permissions: Rules | None) -> list[Rule]:
     body = {"preset": preset, "permissions": rules_json(permissions)}
     response = await sandbox._transport.api("PUT", sandbox._path("/permissions"), json=body)
     return [Rule.from_json(r) for r in response.json()["permissions"]]
 
 
-async def commit(sandbox) -> AsyncCodebase:
+async def commit(sandbox: AsyncSandbox) -> AsyncCodebase:
     response = await sandbox._transport.api("POST", sandbox._path("/workspace/commit"), timeout=600)
     return AsyncCodebase(sandbox._transport, response.json())
 
 
-async def discard(sandbox) -> None:
+async def discard(sandbox: AsyncSandbox) -> None:
     await sandbox._transport.api("POST", sandbox._path("/workspace/discard"))

@@ -1,6 +1,6 @@
 """The permission filesystem: one FUSE daemon per server that serves every sandbox's workspace
 (its codebase, with the sandbox's own copy-on-write layer) under a directory of its own, and decides
-every request with runtimes/permissions.py.
+every request with sandlot/permissions.py.
 
     daemon.py     the process: mounts, serves FUSE requests and a control socket (root only)
     fs.py         the FUSE operations: a passthrough confined below each workspace's root

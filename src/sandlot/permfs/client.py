@@ -21,7 +21,7 @@ from ..runtimes import syscalls
 START_TIMEOUT = 20.0
 CALL_TIMEOUT = 60.0
 _PACKAGE = str(Path(__file__).resolve().parent.parent)
-# `sandlot` as an empty package: the daemon imports permfs and runtimes.permissions, not the SDK
+# `sandlot` as an empty package: the daemon imports permfs, permissions and runtimes.syscalls, not the SDK
 BOOT = ("import sys, types; pkg = types.ModuleType('sandlot'); pkg.__path__ = [%r]; sys.modules['sandlot'] = pkg; "
         "from sandlot.permfs.daemon import main; main()" % _PACKAGE)
 

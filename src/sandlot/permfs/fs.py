@@ -1,5 +1,5 @@
 """The permission filesystem's FUSE operations: a passthrough to each workspace in which every
-request is decided by the workspace's rules (runtimes/permissions.py) on the path it was made
+request is decided by the workspace's rules (sandlot/permissions.py) on the path it was made
 through. Longer than most modules: it is the one place that maps each FUSE request to its check.
 
 Inodes stand for paths, not files: each path gets its own inode number, so a hard link made before
@@ -28,7 +28,7 @@ import stat as S
 import pyfuse3
 from pyfuse3 import FUSEError
 
-from ..runtimes import permissions as P
+from .. import permissions as P
 from ..runtimes.syscalls import renameat2
 from .workspace import Workspace
 

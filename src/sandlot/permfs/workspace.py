@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import time
 
-from ..runtimes import permissions as P
+from .. import permissions as P
 from ..runtimes.syscalls import openat2
 
 DENIALS_PER_SECOND = 50  # past this, denials are counted, not written (a scan must not flood the log)

@@ -20,7 +20,7 @@ PACKAGE = Path(__file__).resolve().parent.parent  # sandlot, on the host
 # (the host's import the SDK). agent/ and protocol/ are stdlib only; kernels/ runs on the template's
 # Jupyter. The control plane's own modules (server/agent_client.py above all) never go in.
 TREE = {"agent": ("*.py",), "agent/importguard": ("sitecustomize.py",), "protocol": ("wire.py", "contract.py"),
-        "kernels": ("*.py", "*.js")}
+        "kernels": ("*.py", "*.js", "*.java")}
 EXECUTABLE = "agent/sudo_shim.py"  # bound at contract.SUDO_SHIM_PATH
 AGENT_READY_TIMEOUT = 10.0
 

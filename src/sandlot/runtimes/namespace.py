@@ -33,9 +33,9 @@ from .. import _exceptions as E
 from ..hostfs import mounted_under, remove_tree, tree_usage
 from ..protocol import contract
 from . import cgroups, seccomp, syscalls
-from .agent_setup import agent_answers, install_agent, policy_settings, wait_for_agent, write_config
 from . import hidden
-from .bwrap import bind, bwrap_path, policy_ops, render, sandbox_setup
+from .agent_setup import agent_answers, install_agent, policy_settings, wait_for_agent, write_config
+from .bwrap import bind, install_bwrap, policy_ops, render, sandbox_setup
 from .cgroups import SandboxCgroup
 from .interface import RuntimeSandbox
 from .policy import SANDBOX_ROOT_CAPS, MiB, SandboxSpec
@@ -66,7 +66,7 @@ class NamespaceRuntime:
         for p in (self.mnt.parent, self.mnt):
             os.chmod(p, 0o711)
         self.agent_dir = install_agent(self.mnt)
-        self.bwrap = bwrap_path()
+        self.bwrap = install_bwrap(self.mnt)
         self.cgroup_version = cgroups.detect()
         # with cgroups, sandbox processes are forked (and attached) ahead of time
         self.stems = Stems(self.cgroup_version, self.cgroup_group, self._reap_in_background) \
@@ -103,7 +103,9 @@ class NamespaceRuntime:
 
     def leftovers(self) -> set[str]:
         ids = {p.name for p in self.root.iterdir() if p.is_dir()}
-        ids.update(p.name for p in self.mnt.iterdir() if not p.name.startswith((".", "agent")) and p.is_dir())
+        # besides sandboxes, the server's own: the in-sandbox tree (agent-*), bwrap's copy (bwrap-*) and
+        # the permission filesystem's mount (.permfs: named first, as a dead daemon's mount fails is_dir)
+        ids.update(p.name for p in self.mnt.iterdir() if not p.name.startswith((".", "agent", "bwrap-")) and p.is_dir())
         ids.update(cgroups.leftovers(self.cgroup_group))
         return ids - (self.stems.spares() if self.stems else set())
 

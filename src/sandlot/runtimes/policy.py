@@ -8,13 +8,13 @@ service logs them for every sandbox it hands out.
 
 from __future__ import annotations
 
-import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._exceptions import InvalidArgument
+from ..limits import Limits, SecurityPolicy, absolute  # values clients send; re-exported for the server side
+from ..permissions import LEVELS, PRESETS, WRITE, Rule, RuleError, resolve
 from ..protocol import contract
-from .permissions import PRESETS, WRITE, LEVELS, Rule, RuleError, resolve
 
 # Capabilities the in-sandbox agent keeps inside the sandbox's own user namespace (never on the host):
 # enough to switch to the sandbox's users, own their files and serve `sudo`. A process running as
@@ -44,10 +44,25 @@ DENIED_SYSCALLS: tuple[str, ...] = (
     # io_uring: a large, often exploited kernel surface that seccomp cannot inspect (its operations
     # bypass syscall filtering); Docker denies it by default too
     "io_uring_setup", "io_uring_enter", "io_uring_register",
+    # another process's fds and memory: root inside could take the fds sandlot's own processes
+    # hold (pidfd_getfd) or steer their memory management
+    "pidfd_getfd", "process_madvise", "process_mrelease",
+    # Linux AIO: its context table is host-wide (fs.aio-max-nr, 65,536 events here); one sandbox
+    # held all of it and io_setup failed for its neighbours and the host. Programs fall back to
+    # threads (glibc's POSIX AIO does not use these).
+    "io_setup", "io_destroy", "io_submit", "io_cancel", "io_getevents", "io_pgetevents",
     # misc kernel surface
     "lookup_dcookie", "quotactl", "quotactl_fd", "nfsservctl", "vhangup", "iopl", "ioperm",
     "syslog", "personality", "uselib", "ustat", "sysfs", "_sysctl",
 )
+
+# Socket families a sandbox may open (socket, socketpair); any other answers EAFNOSUPPORT, like
+# Docker's default profile (AF_VSOCK above all: on a VM host a bind inside took a port of the host's).
+# Packet and raw sockets would need CAP_NET_RAW, which nothing inside has.
+ALLOWED_SOCKET_FAMILIES: dict[str, int] = {"AF_UNIX": 1, "AF_INET": 2, "AF_INET6": 10, "AF_NETLINK": 16}
+# Netlink protocols within AF_NETLINK: routing (ip addr, getaddrinfo's interface query) and
+# sock_diag (ss); audit, uevents, xfrm and the rest are host kernel surface nothing inside needs.
+ALLOWED_NETLINK_PROTOCOLS: dict[str, int] = {"NETLINK_ROUTE": 0, "NETLINK_SOCK_DIAG": 4}
 
 # The environment bwrap itself runs with: none. bwrap is pid 1 inside, and root there can read
 # /proc/1/environ (in the rootless tier, `user` can): the server's (its API key, state dir) must
@@ -55,40 +70,6 @@ DENIED_SYSCALLS: tuple[str, ...] = (
 BWRAP_ENV: dict[str, str] = {}
 
 MiB = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Per-sandbox resource limits (cgroups where available, rlimits otherwise)."""
-
-    memory_mb: int = 512
-    cpu_count: float = 1.0
-    pids: int = 512
-    disk_mb: int = 2048  # reported to clients; no file may grow past it (no quota on the layer's total)
-
-    # Alphora's ResourceLimits presets, in sandlot's terms (pids counts sandlot's own ~3 too)
-    @classmethod
-    def minimal(cls) -> "Limits":
-        return cls(memory_mb=128, cpu_count=0.5, pids=32, disk_mb=256)
-
-    @classmethod
-    def standard(cls) -> "Limits":
-        return cls()
-
-    @classmethod
-    def high_performance(cls) -> "Limits":
-        return cls(memory_mb=4096, cpu_count=4.0, pids=1024, disk_mb=10240)
-
-    def validate(self) -> "Limits":
-        if not 16 <= self.memory_mb <= 256 * 1024:
-            raise InvalidArgument(f"memory_mb must be between 16 and 262144, got {self.memory_mb}")
-        if not 0.05 <= self.cpu_count <= 256:
-            raise InvalidArgument(f"cpu_count must be between 0.05 and 256, got {self.cpu_count}")
-        if not 8 <= self.pids <= 1_000_000:
-            raise InvalidArgument(f"pids must be between 8 and 1000000, got {self.pids}")
-        if not 16 <= self.disk_mb <= 16 * 1024 * 1024:
-            raise InvalidArgument(f"disk_mb must be between 16 and 16777216, got {self.disk_mb}")
-        return self
 
 
 # ---- path permissions and Alphora's security knobs (issue 13) ------------------------------------
@@ -100,16 +81,10 @@ _RESERVED = ("/", "/proc", "/dev", "/sys", "/tmp", "/run", "/etc", "/usr", "/bin
 SHELLS = ("sh", "bash", "dash", "rbash", "zsh", "ksh", "mksh", "csh", "tcsh", "fish")
 
 
-def _absolute(path: str, what: str) -> str:
-    if not isinstance(path, str) or not path.startswith("/") or "\0" in path:
-        raise InvalidArgument(f"{what} must be an absolute path, got {path!r}")
-    return posixpath.normpath(path).replace("//", "/")
-
-
 @dataclass(frozen=True)
 class Workspace:
     """A codebase in the sandbox at ``mount_path``, through the permission filesystem (permfs/),
-    with ``rules`` (runtimes/permissions.py) deciding what every process there may see and do.
+    with ``rules`` (sandlot/permissions.py) deciding what every process there may see and do.
     Writes land in the sandbox's own copy-on-write layer, never in the codebase itself."""
 
     source: Path | None  # the codebase's tree on the host; None: an empty one
@@ -118,77 +93,10 @@ class Workspace:
     codebase: str | None = None  # the codebase's id, if it is one (server/codebase_store.py)
 
     def validate(self) -> "Workspace":
-        path = _absolute(self.mount_path, "the workspace's path")
+        path = absolute(self.mount_path, "the workspace's path")
         if any(path == r or r != "/" and path.startswith(r + "/") for r in _RESERVED):
             raise InvalidArgument(f"a workspace cannot be mounted at {path} (sandlot or the system needs it)")
         return self
-
-
-@dataclass(frozen=True)
-class SecurityPolicy:
-    """Alphora's SecurityPolicy knobs, as sandlot enforces them:
-
-    - allow_shell: False masks the shells (sh, bash, ...) with an unexecutable file, so nothing
-      in the sandbox can start one (commands, sessions and terminals, which run bash, fail).
-    - allow_subprocess: False means no process creation after start: every process sandlot starts
-      for the sandbox (commands, code-context kernels) runs under a seccomp filter that denies
-      fork, vfork and clone of new processes (threads stay); sudo and sessions are refused, and
-      commands run without the login profile (which forks). A command line is one program then.
-    - allow_file_write: False makes the sandbox read-only: its root file system, and the
-      workspace (rules capped at read); only the private in-memory /tmp stays writable.
-    - blocked_paths: paths that do not exist for the sandbox: inside the workspace, `none` rules
-      above every other; elsewhere, hidden in its root's own layer (ENOENT, root included).
-    - max_output_size: bytes of output one command or code run may return (the rest is dropped
-      with a marker); None: the server's limit.
-    - blocked_imports: ADVISORY ONLY. A Python import hook (sitecustomize) refuses these
-      modules (``mod``) and attributes (``mod.attr``) to code run as a program or in a code context;
-      any program can get around it (another interpreter, importlib tricks). Not a security boundary.
-    - audit_enabled: denied file operations are recorded in the sandbox's log.
-    """
-
-    allow_shell: bool = True
-    allow_subprocess: bool = True
-    allow_file_write: bool = True
-    blocked_paths: tuple[str, ...] = ()
-    max_output_size: int | None = None
-    blocked_imports: tuple[str, ...] = ()
-    audit_enabled: bool = True
-
-    @classmethod
-    def strict(cls) -> "SecurityPolicy":
-        """Alphora's strict(): no shell, no subprocesses, and (advisory) no os, subprocess,
-        shutil, ctypes, multiprocessing or socket imports."""
-        return cls(allow_shell=False, allow_subprocess=False,
-                   blocked_imports=("os", "subprocess", "shutil", "ctypes", "multiprocessing", "socket"))
-
-    @classmethod
-    def permissive(cls) -> "SecurityPolicy":
-        """Alphora's permissive(): everything allowed (sandlot's default, too)."""
-        return cls()
-
-    def validate(self) -> "SecurityPolicy":
-        paths = tuple(_absolute(p, "a blocked path") for p in self.blocked_paths)
-        for path in paths:
-            if path == "/" or any(path == r or path.startswith(r + "/") or r.startswith(path + "/")
-                                  for r in ("/proc", "/dev", "/sys", "/tmp", "/run", contract.CODE_ROOT,
-                                            contract.RUN_DIR)):
-                raise InvalidArgument(f"{path} cannot be blocked: sandlot itself uses it")
-        if self.max_output_size is not None and not 1024 <= self.max_output_size <= 1 << 34:
-            raise InvalidArgument("max_output_size must be between 1024 bytes and 16 GiB")
-        for name in self.blocked_imports:
-            if not isinstance(name, str) or not all(part.isidentifier() for part in name.split(".")):
-                raise InvalidArgument(f"not a module or attribute name: {name!r}")
-        return self
-
-    def restrictions(self) -> list[str]:
-        """What this policy takes away, for the log."""
-        found = [what for what, allowed in (("no shell", self.allow_shell), ("no subprocesses", self.allow_subprocess),
-                                             ("read-only", self.allow_file_write)) if not allowed]
-        if self.blocked_paths:
-            found.append("blocked paths: " + ", ".join(self.blocked_paths))
-        if self.blocked_imports:
-            found.append("blocked imports (advisory): " + ", ".join(self.blocked_imports))
-        return found
 
 
 def workspace_rules(workspace: Workspace, security: SecurityPolicy) -> tuple[Rule, ...]:

@@ -1,7 +1,7 @@
 """Codebases: named file trees stored once on the host, which sandboxes mount (each with its own
 copy-on-write layer and path permissions, runtimes/workspace.py).
 
-    <home>/codebases/<id>/meta.json    {id, name, owner, created_at, version, files, size}
+    <home>/codebases/<id>/meta.json    {id, name, team, created_at, version, files, size}
     <home>/codebases/<id>/v<N>/        version N of the tree (owned by host root)
 
 A sandbox mounts the version that is current when it starts, as the lower layer of its overlay, so a
@@ -9,7 +9,8 @@ version in use is never changed: a change to one (an upload, a sandbox's commit)
 version, a copy sharing every unchanged file through hard links, and becomes current once whole.
 Versions no overlay uses any more are removed. Uploads are a file or a tar stream, extracted with
 tarfile's "data" filter (no absolute paths, no `..`, no device files, no links leaving the tree,
-no setuid bits). `owner` is the seam for teams (issue 10): None until they exist.
+no setuid bits). A codebase belongs to a team (teams.py): `team_of` answers the routes' team
+check (auth.py), `list` gives one team's.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import BinaryIO
 from .. import _exceptions as E
 from ..hostfs import remove_tree
 from . import codebase_trees as trees
+from .teams import DEFAULT_TEAM
 
 _ID = re.compile(r"cb[0-9a-f]{16}\Z")
 MAX_NAME = 128
@@ -53,29 +55,44 @@ class CodebaseStore:
 
     # ---- codebases ---------------------------------------------------------------------------
 
-    def create(self, name: str, owner: str | None = None) -> dict:
+    def create(self, name: str, team: str = DEFAULT_TEAM) -> dict:
         if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME or "\0" in name:
             raise E.InvalidArgument(f"a codebase name is 1 to {MAX_NAME} characters")
         cid = "cb" + secrets.token_hex(8)
         d = self.root / cid
         d.mkdir(mode=0o700)
         (d / "v1").mkdir(mode=0o755)
-        meta = {"id": cid, "name": name, "owner": owner, "created_at": _now(), "version": 1, "files": 0, "size": 0}
+        meta = {"id": cid, "name": name, "team": team, "created_at": _now(), "version": 1, "files": 0, "size": 0}
         self._save(meta)
         return meta
 
-    def list(self) -> list[dict]:
+    def list(self, team: str) -> list[dict]:
+        """The team's codebases, oldest first."""
         found = []
         for d in sorted(self.root.iterdir()):
             if _ID.match(d.name):
                 try:
-                    found.append(self._meta(d.name))
+                    meta = self._meta(d.name)
                 except E.NotFound:
-                    pass  # being deleted
+                    continue  # being deleted
+                if meta["team"] == team:
+                    found.append(meta)
         return sorted(found, key=lambda m: m["created_at"])
 
-    def get(self, cid: str) -> dict:
-        return self._meta(cid)
+    def get(self, cid: str, team: str | None = None) -> dict:
+        """The codebase's metadata; with `team`, NotFound (as for an unknown id) unless it is that
+        team's."""
+        meta = self._meta(cid)
+        if team is not None and meta["team"] != team:
+            raise E.NotFound(_not_found(cid))
+        return meta
+
+    def team_of(self, cid: str) -> str | None:
+        """The team owning a codebase; None if there is none of that id (auth.py's team check)."""
+        try:
+            return self._meta(cid)["team"]
+        except E.NotFound:
+            return None
 
     def tree(self, cid: str) -> Path:
         """The current version's tree: what a sandbox created now mounts."""
@@ -275,17 +292,24 @@ class CodebaseStore:
 
     def _dir(self, cid: str) -> Path:
         if not isinstance(cid, str) or not _ID.match(cid):
-            raise E.NotFound(f"codebase {cid!r} not found")
+            raise E.NotFound(_not_found(cid))
         return self.root / cid
 
     def _meta(self, cid: str) -> dict:
         try:
-            return json.loads((self._dir(cid) / "meta.json").read_text())
+            meta = json.loads((self._dir(cid) / "meta.json").read_text())
         except (OSError, ValueError):
-            raise E.NotFound(f"codebase {cid!r} not found") from None
+            raise E.NotFound(_not_found(cid)) from None
+        meta["team"] = meta.get("team") or DEFAULT_TEAM  # made before teams: the default team's
+        return meta
 
     def _save(self, meta: dict) -> None:
         path = self._dir(meta["id"]) / "meta.json"
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(meta))
         tmp.replace(path)
+
+
+def _not_found(cid: object) -> str:
+    # the words auth.py answers another team's codebase with: the two cannot be told apart
+    return f'codebase "{cid}" not found'

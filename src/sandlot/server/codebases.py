@@ -1,5 +1,7 @@
 """REST routes for codebases (server/codebase_store.py): named file trees on the host that sandboxes
-mount at /workspace with path permissions. Authenticated with the API key like /sandboxes.
+mount at /workspace with path permissions. API key routes (declared in app.py); a codebase belongs to
+the team of the key that created it: another team's is answered as an unknown one (404, the
+`codebase_id` check of auth.py) and left out of lists.
 
     POST   /codebases                     {"name"} -> 201 CODEBASE
     GET    /codebases                     -> [CODEBASE]
@@ -11,8 +13,9 @@ mount at /workspace with path permissions. Authenticated with the API key like /
     GET    /codebases/{id}/tar?path=P     -> P (default /) as a tar stream
     GET    /codebases/{id}/list?path=P    -> [{"path", "type", "size", "mode", "mtime"}] below P
 
-CODEBASE = {"codebaseID", "name", "owner", "createdAt", "version", "files", "size"}. Uploads past
-the server's upload limit (SANDLOT_MAX_UPLOAD_BYTES) answer 413 and change nothing.
+CODEBASE = {"codebaseID", "name", "team", "createdAt", "version", "files", "size"}. Uploads past
+the server's upload limit (SANDLOT_MAX_UPLOAD_BYTES) answer 413 and change nothing. Audit rows
+(audit.py) carry the codebase's id and the path, never contents.
 """
 
 from __future__ import annotations
@@ -25,8 +28,10 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 
 from .api import _Body, _body, rfc3339
+from .auth import caller
 from .codebase_store import CodebaseStore
 from .envd.files_http import UploadTooLarge
+from .observe import note
 
 SPOOL_IN_MEMORY = 8 << 20  # uploads up to this size are not written to disk before unpacking
 
@@ -36,38 +41,46 @@ class CodebaseIn(_Body):
 
 
 def store(request: Request) -> CodebaseStore:
-    state = request.app.state
-    if getattr(state, "codebases", None) is None:
-        state.codebases = CodebaseStore(state.config.home / "codebases", state.config.max_upload_bytes)
-    return state.codebases
+    return request.app.state.codebases
 
 
 def codebase_json(meta: dict) -> dict:
-    return {"codebaseID": meta["id"], "name": meta["name"], "owner": meta["owner"],
+    return {"codebaseID": meta["id"], "name": meta["name"], "team": meta["team"],
             "createdAt": rfc3339(meta["created_at"]), "version": meta["version"], "files": meta["files"],
             "size": meta["size"]}
 
 
 def _path(request: Request) -> str:
-    return request.query_params.get("path", "/")
+    path = request.query_params.get("path", "/")
+    note(path=path)
+    return path
+
+
+def _id(request: Request) -> str:
+    """The codebase the path names (the caller's team's: auth.py checked it)."""
+    cid = request.path_params["codebase_id"]
+    note(codebase=cid)
+    return cid
 
 
 async def create(request: Request) -> Response:
     body = await _body(request, CodebaseIn)
-    meta = await asyncio.to_thread(store(request).create, body.name)
+    meta = await asyncio.to_thread(store(request).create, body.name, caller(request).team)
+    note(codebase=meta["id"])
     return JSONResponse(codebase_json(meta), status_code=201)
 
 
 async def list_codebases(request: Request) -> Response:
-    return JSONResponse([codebase_json(m) for m in await asyncio.to_thread(store(request).list)])
+    metas = await asyncio.to_thread(store(request).list, caller(request).team)
+    return JSONResponse([codebase_json(m) for m in metas])
 
 
 async def get(request: Request) -> Response:
-    return JSONResponse(codebase_json(store(request).get(request.path_params["codebase_id"])))
+    return JSONResponse(codebase_json(store(request).get(_id(request))))
 
 
 async def delete(request: Request) -> Response:
-    await asyncio.to_thread(store(request).delete, request.path_params["codebase_id"])
+    await asyncio.to_thread(store(request).delete, _id(request))
     return Response(status_code=204)
 
 
@@ -90,7 +103,7 @@ async def _spool(request: Request):
 
 
 async def put_file(request: Request) -> Response:
-    cid = request.path_params["codebase_id"]
+    cid = _id(request)
     store(request).get(cid)
     with await _spool(request) as data:
         meta = await asyncio.to_thread(store(request).write_file, cid, _path(request), data)
@@ -98,12 +111,12 @@ async def put_file(request: Request) -> Response:
 
 
 async def get_file(request: Request) -> Response:
-    path = await asyncio.to_thread(store(request).read_file, request.path_params["codebase_id"], _path(request))
+    path = await asyncio.to_thread(store(request).read_file, _id(request), _path(request))
     return FileResponse(path, media_type="application/octet-stream")
 
 
 async def put_tar(request: Request) -> Response:
-    cid = request.path_params["codebase_id"]
+    cid = _id(request)
     store(request).get(cid)
     with await _spool(request) as data:
         meta = await asyncio.to_thread(store(request).extract_tar, cid, data, _path(request))
@@ -111,25 +124,34 @@ async def put_tar(request: Request) -> Response:
 
 
 async def get_tar(request: Request) -> Response:
-    chunks = store(request).tar(request.path_params["codebase_id"], _path(request))
+    chunks = store(request).tar(_id(request), _path(request))
     return StreamingResponse(chunks, media_type="application/x-tar")
 
 
 async def list_files(request: Request) -> Response:
-    files = await asyncio.to_thread(store(request).list_files, request.path_params["codebase_id"], _path(request))
+    files = await asyncio.to_thread(store(request).list_files, _id(request), _path(request))
     return JSONResponse(files)
 
 
+ONE = "/codebases/{codebase_id}"
+
+
 def routes() -> list[Route]:
-    one = "/codebases/{codebase_id}"
+    """The routes with JSON or no bodies."""
     return [
         Route("/codebases", create, methods=["POST"]),
         Route("/codebases", list_codebases, methods=["GET"]),
-        Route(one, get, methods=["GET"]),
-        Route(one, delete, methods=["DELETE"]),
-        Route(one + "/files", put_file, methods=["PUT"]),
-        Route(one + "/files", get_file, methods=["GET"]),
-        Route(one + "/tar", put_tar, methods=["POST"]),
-        Route(one + "/tar", get_tar, methods=["GET"]),
-        Route(one + "/list", list_files, methods=["GET"]),
+        Route(ONE, get, methods=["GET"]),
+        Route(ONE, delete, methods=["DELETE"]),
+        Route(ONE + "/files", get_file, methods=["GET"]),
+        Route(ONE + "/tar", get_tar, methods=["GET"]),
+        Route(ONE + "/list", list_files, methods=["GET"]),
+    ]
+
+
+def upload_routes() -> list[Route]:
+    """The uploads: their bodies are streamed and bounded here (_spool), not by the route's guard."""
+    return [
+        Route(ONE + "/files", put_file, methods=["PUT"]),
+        Route(ONE + "/tar", put_tar, methods=["POST"]),
     ]

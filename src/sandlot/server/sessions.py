@@ -34,6 +34,7 @@ from starlette.routing import Route
 
 from .. import _exceptions as E
 from .api import _Body, _body, _running, rfc3339
+from .observe import note
 
 DEFAULT_TIMEOUT = 60.0
 
@@ -68,6 +69,7 @@ async def create(request: Request) -> Response:
     live = _running(request)
     cwd = body.cwd or _workspace_path(request, live.id)
     info = await live.agent.session_create(body.id, user=body.user, cwd=cwd, envs=body.envs)
+    note(session=info["id"])
     return JSONResponse(session_json(info), status_code=201,
                         headers={"Location": request.url.path + "/" + quote(info["id"], safe="")})
 
@@ -83,13 +85,19 @@ async def list_sessions(request: Request) -> Response:
     return JSONResponse([session_json(i) for i in await _running(request).agent.session_list()])
 
 
+def _session_id(request: Request) -> str:
+    sid = request.path_params["session_id"]
+    note(session=sid)  # for the audit trail (never the command line)
+    return sid
+
+
 async def get(request: Request) -> Response:
-    info = await _running(request).agent.session_get(request.path_params["session_id"])
+    info = await _running(request).agent.session_get(_session_id(request))
     return JSONResponse(session_json(info))
 
 
 async def delete(request: Request) -> Response:
-    await _running(request).agent.session_delete(request.path_params["session_id"])
+    await _running(request).agent.session_delete(_session_id(request))
     return Response(status_code=204)
 
 
@@ -103,7 +111,7 @@ async def exec_command(request: Request) -> Response:
             stdin = base64.b64decode(body.stdinBase64, validate=True)
         except ValueError:
             raise E.InvalidArgument("stdinBase64 is not base64") from None
-    events = live.agent.session_exec(request.path_params["session_id"], body.cmd, stdin=stdin,
+    events = live.agent.session_exec(_session_id(request), body.cmd, stdin=stdin,
                                      timeout_ms=timeout_ms, announce=body.stream)
     if body.stream:
         first = await _first_event(events)  # errors (no such session) answer with their status

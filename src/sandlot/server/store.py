@@ -1,4 +1,5 @@
-"""Durable control-plane state in SQLite: API keys and sandbox records.
+"""Durable control-plane state in SQLite: API keys and sandbox records (teams: teams.py, which
+adds its columns to both; the audit trail: audit.py).
 
 Every write commits before the caller acts on it, so a server killed at any point restarts knowing
 every sandbox it ever started (and can adopt or clean it up).
@@ -13,6 +14,9 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from . import teams
+from .teams import DEFAULT_TEAM, Caller, Teams
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -60,6 +64,7 @@ class SandboxRecord:
     auto_pause: bool = False
     ended_at: float | None = None
     end_reason: str | None = None
+    team: str = DEFAULT_TEAM  # teams.py
 
 
 @dataclass
@@ -69,6 +74,8 @@ class ApiKey:
     prefix: str
     created_at: float
     revoked_at: float | None
+    team: str = DEFAULT_TEAM
+    admin: bool = False
 
 
 class Store:
@@ -78,35 +85,42 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+        teams.migrate(self.db)
         path.chmod(0o600)
+        self.teams = Teams(self.db)
 
     def close(self) -> None:
         self.db.close()
 
     # ---- API keys ----------------------------------------------------------------------------
 
-    def create_key(self, name: str, key: str | None = None) -> tuple[ApiKey, str]:
-        """Store a new key (hashed). Returns the record and the key itself, shown once."""
+    def create_key(self, name: str, key: str | None = None, *, team: str = DEFAULT_TEAM,
+                   admin: bool = False) -> tuple[ApiKey, str]:
+        """Store a new key (hashed) of `team` (a name or id). Returns the record and the key itself,
+        shown once."""
+        team_id = self.teams.get(team).id
         key = key or "e2b_" + secrets.token_hex(20)  # E2B-shaped, so every SDK release accepts it
         rec = ApiKey(id="key_" + secrets.token_hex(6), name=name, prefix=key[:8], created_at=time.time(),
-                     revoked_at=None)
-        self.db.execute("INSERT INTO api_keys VALUES (?,?,?,?,?,NULL)",
-                        (rec.id, name, hash_key(key), rec.prefix, rec.created_at))
+                     revoked_at=None, team=team_id, admin=admin)
+        self.db.execute("INSERT INTO api_keys (id, name, hash, prefix, created_at, team, admin) VALUES (?,?,?,?,?,?,?)",
+                        (rec.id, name, hash_key(key), rec.prefix, rec.created_at, team_id, int(admin)))
         return rec, key
 
     def list_keys(self) -> list[ApiKey]:
-        rows = self.db.execute("SELECT id,name,prefix,created_at,revoked_at FROM api_keys ORDER BY created_at")
-        return [ApiKey(*r) for r in rows]
+        rows = self.db.execute("SELECT id,name,prefix,created_at,revoked_at,team,admin FROM api_keys "
+                               "ORDER BY created_at")
+        return [ApiKey(*r[:6], admin=bool(r[6])) for r in rows]
 
     def revoke_key(self, key_id: str) -> bool:
         cur = self.db.execute("UPDATE api_keys SET revoked_at=? WHERE id=? AND revoked_at IS NULL",
                               (time.time(), key_id))
         return cur.rowcount == 1
 
-    def key_is_valid(self, key: str) -> bool:
-        row = self.db.execute("SELECT 1 FROM api_keys WHERE hash=? AND revoked_at IS NULL",
-                              (hash_key(key),)).fetchone()
-        return row is not None
+    def caller(self, key: str) -> Caller | None:
+        """Who `key` is, if it is stored, not revoked, and its team exists."""
+        row = self.db.execute("SELECT k.id, k.team, k.admin FROM api_keys k JOIN teams t ON t.id = k.team "
+                              "WHERE k.hash=? AND k.revoked_at IS NULL", (hash_key(key),)).fetchone()
+        return Caller(row[0], row[1], bool(row[2])) if row else None
 
     def has_keys(self) -> bool:
         return self.db.execute("SELECT 1 FROM api_keys LIMIT 1").fetchone() is not None
@@ -115,24 +129,30 @@ class Store:
 
     def insert(self, r: SandboxRecord) -> None:
         self.db.execute(
-            "INSERT INTO sandboxes VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT INTO sandboxes ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (r.id, r.template, r.state, r.started_at, r.end_at, json.dumps(r.metadata), json.dumps(r.envs),
-             json.dumps(r.limits), r.access_token, int(r.auto_pause), r.ended_at, r.end_reason))
+             json.dumps(r.limits), r.access_token, int(r.auto_pause), r.ended_at, r.end_reason, r.team))
 
     def update(self, sandbox_id: str, **fields) -> None:
         cols = ", ".join(f"{k}=?" for k in fields)
         self.db.execute(f"UPDATE sandboxes SET {cols} WHERE id=?", (*fields.values(), sandbox_id))
 
     def get(self, sandbox_id: str) -> SandboxRecord | None:
-        row = self.db.execute("SELECT * FROM sandboxes WHERE id=?", (sandbox_id,)).fetchone()
+        row = self.db.execute(f"SELECT {_COLUMNS} FROM sandboxes WHERE id=?", (sandbox_id,)).fetchone()
         return _record(row) if row else None
 
     def live(self) -> list[SandboxRecord]:
-        rows = self.db.execute("SELECT * FROM sandboxes WHERE state != 'killed' ORDER BY started_at")
+        rows = self.db.execute(f"SELECT {_COLUMNS} FROM sandboxes WHERE state != 'killed' ORDER BY started_at")
         return [_record(r) for r in rows]
+
+
+# named, not `*`: columns added to an existing database come last, in the order they were added
+_COLUMNS = ("id, template, state, started_at, end_at, metadata, envs, limits, access_token, auto_pause, ended_at, "
+            "end_reason, team")
 
 
 def _record(row) -> SandboxRecord:
     return SandboxRecord(id=row[0], template=row[1], state=row[2], started_at=row[3], end_at=row[4],
                          metadata=json.loads(row[5]), envs=json.loads(row[6]), limits=json.loads(row[7]),
-                         access_token=row[8], auto_pause=bool(row[9]), ended_at=row[10], end_reason=row[11])
+                         access_token=row[8], auto_pause=bool(row[9]), ended_at=row[10], end_reason=row[11],
+                         team=row[12])

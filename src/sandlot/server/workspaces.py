@@ -31,6 +31,7 @@ from .. import _exceptions as E
 from ..runtimes.policy import SecurityPolicy, rules_of, workspace_of
 from .api import _Body, _body, _running
 from .codebases import codebase_json, store
+from .observe import note
 
 
 class WorkspaceIn(_Body):
@@ -61,8 +62,9 @@ class PermissionsIn(_Body):
     permissions: list[dict] | None = None
 
 
-def from_create(request: Request, workspace: dict | None, security: dict | None):
-    """(Workspace | None, SecurityPolicy) from a create body's fields; InvalidArgument if bad."""
+def from_create(request: Request, team: str, workspace: dict | None, security: dict | None):
+    """(Workspace | None, SecurityPolicy) from a create body's fields; InvalidArgument if bad, NotFound
+    for a codebase that is not `team`'s (worded as for an unknown one)."""
     policy = SecurityPolicy()
     if security is not None:
         s = _parse(SecurityIn, security, "security")
@@ -71,7 +73,12 @@ def from_create(request: Request, workspace: dict | None, security: dict | None)
     if workspace is None:
         return None, policy
     w = _parse(WorkspaceIn, workspace, "workspace")
-    source = store(request).tree(w.codebase) if w.codebase else None
+    source = None
+    if w.codebase:
+        codebases = store(request)
+        codebases.get(w.codebase, team)
+        source = codebases.tree(w.codebase)
+        note(codebase=w.codebase)
     return workspace_of(source, w.path, w.preset, w.permissions or (), w.codebase), policy
 
 
@@ -124,6 +131,7 @@ async def commit(request: Request) -> Response:
     cid = state.get("codebase")
     if cid is None:
         raise E.InvalidArgument(f"sandbox {sandbox_id}'s workspace has no codebase to commit to")
+    note(codebase=cid)
     workspaces, codebases = _workspaces(request), store(request)
 
     def work():
