@@ -12,7 +12,7 @@ import pytest_asyncio
 
 from sandlot import (AlreadyExists, AsyncSandbox, CommandExitError, CommandResult, NotFound, Sandbox, SessionInfo,
                      TimeoutError)
-from sdk_helpers import maybe
+from sdk_support import maybe
 
 
 @pytest.fixture(scope="module", params=["sync", "async"])

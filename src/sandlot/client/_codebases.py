@@ -50,19 +50,33 @@ class AsyncCodebase:
     Files changed by uploads or commits make a new version; sandboxes already running keep theirs.
     """
 
+    id: str
+    """The codebase's id (`cb` and 16 hex digits), what `Sandbox.create(codebase=...)` takes."""
+    name: str
+    """The name it was given (free text, not unique)."""
+    team: str
+    """The team whose keys see it."""
+    created_at: datetime
+    version: int
+    """Its current version: each upload and commit makes the next one."""
+    files: int
+    """Files in the current version."""
+    size: int
+    """Bytes of those files."""
+
     def __init__(self, transport: Transport, data: dict[str, Any]):
         """Internal: use `create()`, `get()`, `list()`."""
         self._transport = transport
         self._update(data)
 
     def _update(self, data: dict[str, Any]) -> None:
-        self.id: str = data["codebaseID"]
-        self.name: str = data["name"]
-        self.team: str = data["team"]  # the team whose keys see it
-        self.created_at: datetime = _time(data["createdAt"])
-        self.version: int = data["version"]  # changes with every upload and commit
-        self.files: int = data["files"]
-        self.size: int = data["size"]
+        self.id = data["codebaseID"]
+        self.name = data["name"]
+        self.team = data["team"]
+        self.created_at = _time(data["createdAt"])
+        self.version = data["version"]
+        self.files = data["files"]
+        self.size = data["size"]
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.id} {self.name!r} v{self.version} files={self.files}>"

@@ -60,6 +60,13 @@ class AsyncSession:
     output (redirect it to a file to keep it).
     """
 
+    id: str
+    """The session's id (`sandbox.get_session(id)` finds it again)."""
+    user: str
+    """Who its shell runs as."""
+    files: AsyncSessionFiles
+    """The sandbox's files, relative paths from the shell's current directory."""
+
     def __init__(self, transport: Transport, sandbox_id: str, info: SessionInfo, files: AsyncFiles):
         """Internal: sessions come from `sandbox.session()` and `sandbox.get_session()`."""
         self.id = info.id

@@ -7,7 +7,10 @@ from collections.abc import AsyncIterator
 from typing import assert_type
 
 import sandlot
-from sandlot import AsyncCommandHandle, AsyncSandbox, AsyncWatchHandle, CommandResult, Execution, SandboxInfo
+from sandlot import (
+    AsyncCodebase, AsyncCommandHandle, AsyncSandbox, AsyncSession, AsyncWatchHandle, CommandResult, Execution,
+    SandboxInfo,
+)
 
 
 async def on_line(text: str) -> None:  # callbacks may be coroutine functions
@@ -42,6 +45,15 @@ async def main() -> None:
         assert_type(execution, Execution)
         print(execution.text, execution.error.name if execution.error else None)
         print(await sandbox.is_running(request_timeout=2))
+
+    async with await AsyncCodebase.create("repo") as codebase:
+        await codebase.upload_dir("./project", exclude=(".git",))
+        async with await AsyncSandbox.create(codebase=codebase, preset="view-only") as sandbox:
+            async with await sandbox.session() as session:
+                assert_type(session, AsyncSession)
+                assert_type(await session.exec("ls", on_stdout=on_line), CommandResult)
+                assert_type(await session.files.read("a.txt", format="stream"), AsyncIterator[bytes])
+            assert_type(await sandbox.commit(), AsyncCodebase)
 
     paginator = AsyncSandbox.list(state=["running", "paused"], limit=10)
     while paginator.has_next:

@@ -7,8 +7,8 @@ from typing import assert_type
 
 import sandlot
 from sandlot import (
-    CommandHandle, CommandResult, EntryInfo, Execution, FilesystemEvent, OutputMessage, Sandbox, SandboxInfo,
-    WatchHandle,
+    Codebase, CodebaseFile, CommandHandle, CommandResult, EntryInfo, Execution, FilesystemEvent, Limits,
+    OutputMessage, PermissionRule, Sandbox, SandboxInfo, SecurityPolicy, Session, SessionInfo, WatchHandle,
 )
 
 
@@ -70,6 +70,34 @@ def main() -> None:
         print(sandbox.get_metrics()[-1].cpu_used_pct)
         assert_type(sandbox.pause(), bool)
         sandbox.resume(timeout=60)
+
+    # codebases, path permissions, the security policy, sessions
+    codebase = Codebase.create("repo")
+    assert_type(codebase, Codebase)
+    assert_type(codebase.upload_file("/README.md", "hi").version, int)
+    assert_type(codebase.list_files("/"), list[CodebaseFile])
+    assert_type(Codebase.list(), list[Codebase])
+    with Sandbox.create(codebase=codebase, preset="agent-safe", limits=Limits.minimal(),
+                        permissions=[PermissionRule("/docs/**", "write"),
+                                     {"pattern": "**/.env*", "permission": "none"}],
+                        security=SecurityPolicy(allow_subprocess=False, blocked_paths=("/etc/shadow",))) as sandbox:
+        assert_type(sandbox.get_permissions(), list[PermissionRule])
+        assert_type(sandbox.set_permissions("read-only"), list[PermissionRule])
+        assert_type(sandbox.commit(), Codebase)
+        sandbox.discard()
+        with sandbox.session(cwd="/workspace", envs={"A": "1"}) as session:
+            assert_type(session, Session)
+            assert_type(session.exec("cd src", timeout=5, on_stdout=on_line), CommandResult)
+            assert_type(session.files.read("main.py"), str)
+            assert_type(session.files.read("main.py", format="bytes"), bytes)
+            assert_type(session.files.list("."), list[EntryInfo])
+            assert_type(session.cwd(), str)
+        assert_type(sandbox.list_sessions(), list[SessionInfo])
+        assert_type(sandbox.get_session("s1"), Session)
+        assert_type(sandbox.delete_session("s1"), bool)
+    with Sandbox.from_local("./project", preset="read-only", exclude=(".git",)) as local:
+        assert_type(local, Sandbox)
+    assert_type(codebase.delete(), bool)
 
     for listed in Sandbox.list(metadata={"job": "demo"}, state="running"):
         assert_type(listed, SandboxInfo)

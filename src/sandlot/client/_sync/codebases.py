@@ -4,6 +4,7 @@
 import builtins
 import os
 from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
@@ -24,6 +25,40 @@ class Codebase(_loop.SyncWrapper[AsyncCodebase]):
     """
 
     _async_cls = AsyncCodebase
+
+    @property
+    def id(self) -> str:
+        """The codebase's id (`cb` and 16 hex digits), what `Sandbox.create(codebase=...)` takes."""
+        return self._impl.id
+
+    @property
+    def name(self) -> str:
+        """The name it was given (free text, not unique)."""
+        return self._impl.name
+
+    @property
+    def team(self) -> str:
+        """The team whose keys see it."""
+        return self._impl.team
+
+    @property
+    def created_at(self) -> datetime:
+        return self._impl.created_at
+
+    @property
+    def version(self) -> int:
+        """Its current version: each upload and commit makes the next one."""
+        return self._impl.version
+
+    @property
+    def files(self) -> int:
+        """Files in the current version."""
+        return self._impl.files
+
+    @property
+    def size(self) -> int:
+        """Bytes of those files."""
+        return self._impl.size
 
     @classmethod
     def create(cls, name: str, api_url: str | None = None, api_key: str | None = None) -> 'Codebase':

@@ -27,6 +27,21 @@ class Session(_loop.SyncWrapper[AsyncSession]):
 
     _async_cls = AsyncSession
 
+    @property
+    def id(self) -> str:
+        """The session's id (`sandbox.get_session(id)` finds it again)."""
+        return self._impl.id
+
+    @property
+    def user(self) -> str:
+        """Who its shell runs as."""
+        return self._impl.user
+
+    @property
+    def files(self) -> 'SessionFiles':
+        """The sandbox's files, relative paths from the shell's current directory."""
+        return SessionFiles._wrap(self._impl.files)
+
     def exec(
             self,
             cmd: str,
