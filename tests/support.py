@@ -249,3 +249,22 @@ def access_token(server: Server, sandbox_id: str) -> str:
     token = r.json().get("envdAccessToken")
     assert token, "every sandbox must be secured with an envd access token"
     return token
+
+
+def state_cli(server: Server, *args: str) -> str:
+    """`sandlot ARGS --home HOME` on the server's state directory, as its operator runs it (teams,
+    keys); its stdout."""
+    r = subprocess.run([*server_cmd(), *args, "--home", str(server.home)], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, (args, r.stdout, r.stderr)
+    return r.stdout
+
+
+def team_key(server: Server, name: str | None = None, *quotas: str) -> tuple[str, str, str]:
+    """(team id, key id, key) of a new team (`quotas`: options of `sandlot teams create`)."""
+    import json
+
+    name = name or unique("team-")
+    team_id = state_cli(server, "teams", "create", name, *quotas).strip()
+    made = json.loads(state_cli(server, "keys", "create", f"{name}-key", "--team", name, "--json"))
+    return team_id, made["id"], made["key"]

@@ -6,21 +6,11 @@ import json
 import os
 
 import pytest
-from typer.testing import CliRunner
 
 from sandlot import Sandbox
-from sandlot.cli.main import app
-
-runner = CliRunner()
 
 if os.geteuid() != 0:
     pytest.skip("codebases are mounted by a server run as root", allow_module_level=True)
-
-
-@pytest.fixture
-def cli(server):
-    env = {"SANDLOT_API_URL": server.url, "SANDLOT_API_KEY": server.api_key}
-    return lambda *args: runner.invoke(app, list(args), env=env)
 
 
 def test_codebase_commands(cli, server, tmp_path):
@@ -37,7 +27,11 @@ def test_codebase_commands(cli, server, tmp_path):
     assert listed.stdout.split() == ["/docs/", "/docs/notes.txt", "/src/", "/src/main.py"]
     shown = json.loads(cli("codebase", "show", cid).stdout)
     assert shown["name"] == "cli-demo" and shown["files"] == 2
-    assert cid in {c["id"] for c in json.loads(cli("codebase", "ls", "--json").stdout)}
+    listed = json.loads(cli("codebase", "ls", "--json").stdout)
+    assert {"id": cid, "name": "cli-demo", "team": "default", "version": 1, "files": 2} == {
+        k: v for c in listed if c["id"] == cid for k, v in c.items() if k not in ("size", "created_at")}
+    assert cid in cli("codebase", "ls", "-q").stdout.split()
+    assert json.loads(cli("codebase", "files", cid, "--json").stdout)[-1]["path"] == "/src/main.py"
     assert cli("codebase", "download", cid, str(tmp_path / "back")).exit_code == 0
     assert (tmp_path / "back" / "src" / "main.py").read_text() == "print('cli')\n"
     with Sandbox.create(codebase=cid, preset="read-only", api_url=server.url, api_key=server.api_key) as sandbox:

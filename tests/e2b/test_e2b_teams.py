@@ -10,30 +10,20 @@ which the SDK raises as RateLimitException without retrying. Teams and keys are 
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 
 import httpx
 import pytest
 from e2b import NotFoundException, RateLimitException, Sandbox
 from e2b_support import assert_json_error, envd_headers
-from support import kill_quietly, server_cmd, unique
+from support import kill_quietly, team_key, unique
 
 UNAUTHORIZED = "unauthorized access, please provide a valid access token or method signing if supported"
 
 
-def cli(server, *args: str) -> str:
-    r = subprocess.run([*server_cmd(), *args, "--home", str(server.home)], capture_output=True, text=True,
-                       timeout=60)
-    assert r.returncode == 0, (args, r.stdout, r.stderr)
-    return r.stdout
-
-
 def new_team(server, *quotas: str) -> str:
     """A fresh team with a key; the key."""
-    name = unique("team-")
-    cli(server, "teams", "create", name, *quotas)
-    return json.loads(cli(server, "keys", "create", f"{name}-key", "--team", name, "--json"))["key"]
+    return team_key(server, None, *quotas)[2]
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import uuid
 import httpx
 import pytest
 
-from support import leftovers, server_cmd, start_server
+from support import leftovers, server_cmd, start_server, state_cli, team_key
 
 
 @pytest.fixture(scope="module")
@@ -31,19 +31,6 @@ def official_sdk(srv, monkeypatch):
     for key, value in srv.env().items():
         monkeypatch.setenv(key, value)
     return srv
-
-
-def cli(srv, *args: str) -> str:
-    r = subprocess.run([*server_cmd(), *args, "--home", str(srv.home)], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, (args, r.stdout, r.stderr)
-    return r.stdout
-
-
-def team_key(srv, name: str) -> tuple[str, str, str]:
-    """(team id, key id, key) of a new team."""
-    team_id = cli(srv, "teams", "create", name).strip()
-    made = json.loads(cli(srv, "keys", "create", f"{name}-key", "--team", name, "--json"))
-    return team_id, made["id"], made["key"]
 
 
 def read(srv, key: str, **params) -> dict:
@@ -94,7 +81,7 @@ def test_every_action_is_recorded_and_no_row_holds_a_secret(srv, official_sdk):
                   headers={"E2b-Sandbox-Id": sid, "X-Access-Token": "wrong"})
     assert r.status_code == 401
     assert Sandbox.kill(sid, api_key=key) is True
-    cli(srv, "keys", "revoke", key_id)
+    state_cli(srv, "keys", "revoke", key_id)
 
     rows = everything(srv, srv.api_key, team="audited")  # an admin reads one team's trail
     mine = [(r["action"], r["outcome"], r["key"], r["sandbox"]) for r in reversed(rows)]
