@@ -164,11 +164,26 @@ class Footprint:
         stems = [str(p) for p in groups if p.is_dir() and p.name.startswith("spare-")]
         stems += [f"process {pid}" for pid in _pids() if self._in_group(pid, spares=True) and not self._in_group(pid)]
         claims = [f"uid slot {slot}" for slot in UidRanges(self.mnt).mine()]
+        # the permission filesystem: its daemon (host root, in no sandbox's cgroup), its mount
+        # point and sockets (dot names, which the glob above leaves out)
+        permfs = [f"daemon {pid}" for pid in permfs_daemons(self.mnt)]
+        permfs += [str(p) for p in self.mnt.glob(".permfs*")]
         return {"processes": self.processes(), "netns": self.new_net_namespaces(server_pid), "mounts": mounts,
-                "dirs": dirs, "cgroups": cgroups, "stems": stems, "uid claims": claims}
+                "dirs": dirs, "cgroups": cgroups, "stems": stems, "uid claims": claims, "permfs": permfs}
 
     def group_dirs(self) -> list[Path]:
         return [p for p in [*CGROUP_ROOT.glob(f"*/{self.group}"), CGROUP_ROOT / self.group] if p.is_dir()]
+
+
+def permfs_daemons(mnt: Path) -> list[int]:
+    """Pids of the permission filesystem daemons mounted at `mnt`/.permfs (one per server)."""
+    mount = str(mnt / ".permfs").encode()
+    found = []
+    for pid in _pids():
+        args = _cmdline(pid).split(b"\0")
+        if mount in args and any(b"permfs.daemon" in a for a in args):
+            found.append(pid)
+    return found
 
 
 def pid_namespace(pid: int) -> str:

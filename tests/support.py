@@ -251,6 +251,16 @@ def access_token(server: Server, sandbox_id: str) -> str:
     return token
 
 
+def denials(server: Server, sandbox_id: str) -> list[dict]:
+    """The audit trail's `file.denied` rows of a sandbox (what permfs denied its processes), newest first."""
+    import httpx
+
+    r = httpx.get(f"{server.url}/audit", params={"sandbox": sandbox_id, "action": "file.denied"},
+                  headers={"X-API-KEY": server.api_key}, timeout=30)
+    assert r.status_code == 200, r.text
+    return r.json()["entries"]
+
+
 def state_cli(server: Server, *args: str) -> str:
     """`sandlot ARGS --home HOME` on the server's state directory, as its operator runs it (teams,
     keys); its stdout."""

@@ -74,7 +74,8 @@ class SecurityPolicy:
     - blocked_imports: ADVISORY ONLY. A Python import hook (sitecustomize) refuses these
       modules (``mod``) and attributes (``mod.attr``) to code run as a program or in a code context;
       any program can get around it (another interpreter, importlib tricks). Not a security boundary.
-    - audit_enabled: denied file operations are recorded in the sandbox's log.
+    - audit_enabled: denied file operations in the workspace are recorded in the audit trail
+      (`file.denied`: op, path, process) and the sandbox's log; False: they are not.
     """
 
     allow_shell: bool = True

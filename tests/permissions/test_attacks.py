@@ -12,8 +12,10 @@ import time
 
 import pytest
 from perm_helpers import PROJECT, W, outcomes, probe
+from support import denials, wait_until
 
 from sandlot import permissions as P
+from sandlot.permfs.workspace import DENIALS_PER_WINDOW
 
 
 @pytest.fixture(scope="module")
@@ -98,12 +100,34 @@ def test_files_created_inside_are_checked_like_the_rest(agent_safe):
     assert outcomes(probe(agent_safe, "create", f"{W}/output/secrets", user="root")) == {"EACCES"}
 
 
-def test_denied_operations_are_recorded_in_the_sandbox_log(server, agent_safe):
-    probe(agent_safe, "read", f"{W}/.env")
-    probe(agent_safe, "write", f"{W}/main.py")
-    log = (server.home / "sandboxes" / agent_safe.sandbox_id / "sandbox.log").read_text()
-    assert "permfs: denied lookup '/.env' (pid" in log
-    assert "permfs: denied open for writing '/main.py' (pid" in log and "python3)" in log
+def test_denied_operations_are_recorded_in_the_audit_trail_and_the_sandbox_log(server, open_sandbox):
+    sandbox = open_sandbox(preset="agent-safe")  # its own: the module's others have spent their reports
+    probe(sandbox, "read", f"{W}/.env")
+    probe(sandbox, "write", f"{W}/main.py")
+
+    wait_until(lambda: len(denials(server, sandbox.sandbox_id)) >= 2, message="the denials in the audit trail")
+    rows = denials(server, sandbox.sandbox_id)
+    found = {(r["detail"]["op"], r["detail"]["path"]) for r in rows}
+    assert {("lookup", "/.env"), ("open for writing", "/main.py")} <= found
+    for row in rows:
+        assert (row["team"], row["outcome"], row["key"]) == ("default", "denied", None)
+        assert row["detail"]["process"] == "python3" and 1 < row["detail"]["pid"] < 65536  # its pid inside
+    logged = [e for e in sandbox.get_logs() if e.fields.get("logger") == "permfs"]
+    assert any(e.level == "warn" and e.message.startswith("denied lookup '/.env' (pid ") for e in logged)
+    # nothing of the sandbox's making went to a host file
+    assert "denied" not in (server.home / "sandboxes" / sandbox.sandbox_id / "sandbox.log").read_text()
+
+
+def test_a_scan_of_denied_paths_is_recorded_up_to_a_budget(server, open_sandbox):
+    sandbox = open_sandbox(preset="agent-safe")
+    scan = "; ".join(f"cat {W}/.env 2>/dev/null" for _ in range(DENIALS_PER_WINDOW + 20))
+    sandbox.commands.run(scan, check=False)
+    sandbox.commands.run(f"cat {W}/secrets/api.key", check=False)  # past the budget too
+
+    wait_until(lambda: len(denials(server, sandbox.sandbox_id)) >= DENIALS_PER_WINDOW,
+               message="the denials in the audit trail")
+    time.sleep(0.5)  # any past the budget would have arrived by now
+    assert len(denials(server, sandbox.sandbox_id)) == DENIALS_PER_WINDOW
 
 
 PATHS = ["/main.py", "/README.md", "/.env", "/.env.local", "/secrets/api.key", "/certs/server.pem",

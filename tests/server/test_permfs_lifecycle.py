@@ -12,13 +12,14 @@ import time
 import httpx
 import pytest
 
-if os.geteuid() != 0:
-    pytest.skip("workspaces need a server run as root", allow_module_level=True)
-from host_resources import Footprint
+from host_resources import Footprint, permfs_daemons
+from support import denials, start_server, wait_until
 
 from sandlot import Sandbox
 from sandlot.runtimes.namespace import mount_root
-from support import start_server
+
+if os.geteuid() != 0:
+    pytest.skip("workspaces need a server run as root", allow_module_level=True)
 
 
 PROJECT = {"main.py": "print('main')\n", ".env": "API_KEY=secret\n", "output/.keep": ""}
@@ -33,16 +34,10 @@ def write_project(root, files=PROJECT):
 
 def _daemon(home) -> tuple[int | None, str]:
     """(pid, mount point) of the server's permission filesystem daemon, pid None if none runs."""
-    mount = str(mount_root(home) / ".permfs")
-    for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                args = f.read().split(b"\0")
-        except OSError:
-            continue
-        if mount.encode() in args and any(b"permfs.daemon" in a for a in args):
-            return pid, mount
-    return None, mount
+    mnt = mount_root(home)
+    pids = permfs_daemons(mnt)
+    assert len(pids) <= 1, pids
+    return (pids[0] if pids else None), str(mnt / ".permfs")
 
 
 def _mounted(point: str) -> bool:
@@ -72,6 +67,9 @@ def test_daemon_survives_kill_9_and_stops_with_the_server(home, tmp_path):
         again = Sandbox.connect(sandbox.sandbox_id, **conn)
         assert again.commands.run("cat /workspace/output/state.txt").stdout == "kept\n"
         assert again.commands.run("cat /workspace/.env", check=False).exit_code != 0
+        # the adopted daemon reports denials to the new server
+        rows = wait_until(lambda: denials(srv, sandbox.sandbox_id), message="a denial in the new server's trail")
+        assert rows[0]["detail"]["path"] == "/.env"
         again.set_permissions(preset="full-access")  # the adopted daemon takes changes
         assert again.commands.run("cat /workspace/.env").stdout == PROJECT[".env"]
         assert _daemon(home)[0] == pid

@@ -4,7 +4,8 @@ every request with sandlot/permissions.py.
 
     daemon.py     the process: mounts, serves FUSE requests and a control socket (root only)
     fs.py         the FUSE operations: a passthrough confined below each workspace's root
-    workspace.py  one sandbox's workspace in the daemon: its root, rules, uid range, denial log
+    workspace.py  one sandbox's workspace in the daemon: its root, rules, uid range, denials
+    reports.py    the daemon's connection to the server for denial reports (server/denials.py)
     client.py     the server's side: starts or adopts the daemon, adds, changes and removes
                   workspaces
 

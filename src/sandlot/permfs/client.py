@@ -28,11 +28,14 @@ BOOT = ("import sys, types; pkg = types.ModuleType('sandlot'); pkg.__path__ = [%
 
 class PermFS:
     """One server's permission filesystem: mounted at ``<run_dir>/.permfs``, each sandbox's
-    workspace at ``<run_dir>/.permfs/<sandbox id>`` (what its bwrap binds)."""
+    workspace at ``<run_dir>/.permfs/<sandbox id>`` (what its bwrap binds). Denied operations are
+    reported to ``<run_dir>/.permfs-denials.sock``, a unix stream socket the server binds
+    (server/denials.py)."""
 
     def __init__(self, run_dir: Path, log: Path):
         self.mount = run_dir / ".permfs"
         self.control = run_dir / ".permfs.sock"
+        self.denials = run_dir / ".permfs-denials.sock"
         self.log = log
         self._lock = threading.Lock()
 
@@ -100,10 +103,11 @@ class PermFS:
     # ---- workspaces ----------------------------------------------------------------------------
 
     def add(self, sandbox_id: str, root: Path, uid_base: int, uid_count: int, owner: tuple[int, int],
-            rules: list[dict], log: Path, audit: bool = True) -> None:
+            rules: list[dict], audit: bool = True) -> None:
         self.ensure()
         self._call({"op": "add", "sandbox": sandbox_id, "root": str(root), "uid_base": uid_base,
-                    "uid_count": uid_count, "owner": list(owner), "rules": rules, "log": str(log), "audit": audit})
+                    "uid_count": uid_count, "owner": list(owner), "rules": rules, "report": str(self.denials),
+                    "audit": audit})
 
     def set_rules(self, sandbox_id: str, rules: list[dict]) -> None:
         self._call({"op": "rules", "sandbox": sandbox_id, "rules": rules})

@@ -6,8 +6,10 @@ Control protocol: one JSON request per connection, one JSON line back (``{"error
 it fails):
 
     {"op": "ping"}                  -> {"ok": true, "pid": N, "sandboxes": [ids]}
-    {"op": "add", "sandbox", "root", "uid_base", "uid_count", "owner": [uid, gid], "rules", "log",
-     "audit"}                       -> {"ok": true}: the workspace at <mount>/<sandbox>
+    {"op": "add", "sandbox", "root", "uid_base", "uid_count", "owner": [uid, gid], "rules", "report",
+     "audit"}                       -> {"ok": true}: the workspace at <mount>/<sandbox>; its denied
+                                    operations are reported to the server's socket "report"
+                                    (workspace.py, reports.py)
     {"op": "rules", "sandbox", "rules"}  -> {"ok": true} once the kernel has dropped what it cached
     {"op": "reroot", "sandbox", "root"}  -> {"ok": true}: serve it from another directory (a fresh
                                     layer), the kernel's caches of it dropped
@@ -33,6 +35,7 @@ from .fs import PermFS
 from .workspace import Workspace
 
 MAX_REQUEST = 16 * 1024 * 1024
+DENIAL_TICK = 5.0  # seconds between checks that report the denials a workspace's window counted
 log = logging.getLogger("sandlot.permfs")
 
 
@@ -79,7 +82,7 @@ class Control:
             return {"ok": True, "pid": os.getpid(), "sandboxes": sorted(self.fs.workspaces)}
         if op == "add":
             ws = Workspace(req["sandbox"], req["root"], int(req["uid_base"]), int(req["uid_count"]),
-                           tuple(req["owner"]), req["rules"], req.get("log"), bool(req.get("audit", True)))
+                           tuple(req["owner"]), req["rules"], req.get("report"), bool(req.get("audit", True)))
             self.fs.add(ws)
             return {"ok": True}
         if op == "rules":
@@ -120,6 +123,14 @@ async def _run(fs: PermFS, mount: str, control_path: str) -> None:
                     return
 
         nursery.start_soon(on_signals)
+
+        async def count_denials():
+            while True:
+                await trio.sleep(DENIAL_TICK)
+                for ws in list(fs.workspaces.values()):
+                    ws.tick()
+
+        nursery.start_soon(count_denials)
         await pyfuse3.main()
         nursery.cancel_scope.cancel()
 

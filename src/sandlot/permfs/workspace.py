@@ -1,5 +1,13 @@
 """One sandbox's workspace as the daemon holds it: where its files are, its rules, who may enter,
-and the log its denied operations go to."""
+and where its denied operations are reported.
+
+Denials go to the server on its socket (``report``, root only: reports.py; the server's
+denials.py writes them to the audit trail and the sandbox's log), never to a file: what a sandbox
+provokes must not grow anything on the host's disk. Per workspace at most DENIALS_PER_WINDOW are
+reported in DENIAL_WINDOW seconds, the rest counted and reported as one number once the window
+ends (the daemon's `tick`), so a scan of a protected tree cannot push its team's history out of the
+audit trail. With no server listening (it restarts) they are dropped.
+"""
 
 from __future__ import annotations
 
@@ -8,25 +16,36 @@ import time
 
 from .. import permissions as P
 from ..runtimes.syscalls import openat2
+from .reports import Reporter
 
-DENIALS_PER_SECOND = 50  # past this, denials are counted, not written (a scan must not flood the log)
+DENIAL_WINDOW = 60.0
+DENIALS_PER_WINDOW = 30
+MAX_REPORTED_PATH = 1024  # characters of a path in a report (the audit trail keeps as many)
+_reporters: dict[str, Reporter] = {}  # the server's socket -> the daemon's one connection to it
+
+
+def reporter(path: str) -> Reporter:
+    if path not in _reporters:
+        _reporters[path] = Reporter(path)
+    return _reporters[path]
 
 
 class Workspace:
     def __init__(self, sandbox_id: str, root: str, uid_base: int, uid_count: int, owner: tuple[int, int],
-                 rules: list[dict], log: str | None, audit: bool = True):
+                 rules: list[dict], report: str | None, audit: bool = True):
         self.id = sandbox_id
         # the overlay's merged directory; every path below it is opened relative to this fd
         self.root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW)
         self.uids = range(uid_base, uid_base + uid_count)
         self.owner = owner  # (uid, gid) on the host that every file is shown with
         self.permissions = P.Permissions([P.Rule.from_json(r) for r in rules])
-        self.log = log
+        self.reporter = reporter(report) if report else None  # to the server's socket for denials
         self.audit = audit
         self.top = 0  # the inode of its directory in the mount
-        self._window, self._written, self._dropped = 0.0, 0, 0
+        self._window, self._reported, self._dropped = -DENIAL_WINDOW, 0, 0
 
     def close(self) -> None:
+        self._report_dropped()
         os.close(self.root_fd)
 
     def reroot(self, root: str) -> None:
@@ -67,34 +86,42 @@ class Workspace:
     # ---- denied operations -------------------------------------------------------------------
 
     def deny(self, op: str, path: str, pid: int) -> None:
-        """Record a denied operation in the sandbox's log (issue 10's audit trail takes it over)."""
-        if not (self.audit and self.log):
+        """Report a denied operation: which, on what path, by which process of the sandbox."""
+        if not (self.audit and self.reporter):
             return
-        now = time.monotonic()
-        if now - self._window >= 1:
-            if self._dropped:
-                self._write("permfs: %d more denied operations not shown\n" % self._dropped)
-            self._window, self._written, self._dropped = now, 0, 0
-        if self._written >= DENIALS_PER_SECOND:
+        self.tick()
+        if self._reported >= DENIALS_PER_WINDOW:
             self._dropped += 1
             return
-        self._written += 1
+        self._reported += 1
         inner, comm = _process(pid)
-        self._write("permfs: denied %s %r (pid %s, %s)\n" % (op, path, inner, comm))
+        self._send({"op": op, "path": path[:MAX_REPORTED_PATH], "pid": inner, "process": comm})
 
-    def _write(self, line: str) -> None:
-        try:
-            with open(self.log, "a") as f:
-                f.write(time.strftime("%Y-%m-%dT%H:%M:%S ") + line)
-        except OSError:
-            pass
+    def tick(self) -> None:
+        """Start a new window if this one is over, reporting what it counted (the daemon calls it
+        every few seconds too, so a count is never held back until the next denial)."""
+        if self.reporter is not None:
+            self.reporter.flush()
+        now = time.monotonic()
+        if now - self._window >= DENIAL_WINDOW:
+            self._report_dropped()
+            self._window, self._reported = now, 0
+
+    def _report_dropped(self) -> None:
+        if self._dropped:
+            dropped, self._dropped = self._dropped, 0
+            self._send({"more": dropped})
+
+    def _send(self, report: dict) -> None:
+        if self.reporter is not None and not self.reporter.send({"sandbox": self.id, "time": time.time(), **report}):
+            self._dropped += report.get("more", 1)  # the daemon's buffer is full: counted for later
 
 
-def _process(pid: int) -> tuple[str, str]:
+def _process(pid: int) -> tuple[int, str]:
     """The pid as the sandbox sees it (its own pid namespace) and the process's name."""
     try:
         with open("/proc/%d/status" % pid) as f:
             fields = dict(line.split(":", 1) for line in f if ":" in line)
-        return fields.get("NSpid", str(pid)).split()[-1], fields.get("Name", "?").strip()
+        return int(fields.get("NSpid", str(pid)).split()[-1]), fields.get("Name", "?").strip()
     except (OSError, ValueError):
-        return str(pid), "?"
+        return pid, "?"

@@ -51,6 +51,12 @@ class Workspaces:
         if self.permfs.running() is None:
             self.permfs.unmount_stale()  # a daemon that died (its sandboxes are not adopted)
 
+    @property
+    def denials(self) -> Path:
+        """Where the daemon reports denied operations: a unix stream socket the server binds
+        (server/denials.py)."""
+        return self.permfs.denials
+
     # ---- what a sandbox's workspace is -------------------------------------------------------
 
     def _file(self, sandbox_id: str) -> Path:
@@ -94,7 +100,7 @@ class Workspaces:
         self._save(spec.sandbox_id, state)
         merged = self._mount(d, state, 1)
         self.permfs.add(spec.sandbox_id, merged, uid_base, UID_RANGE, tuple(state["owner"]), self._effective(state),
-                        d / "sandbox.log", spec.security.audit_enabled)
+                        spec.security.audit_enabled)
         return self.permfs.path(spec.sandbox_id)
 
     @staticmethod

@@ -49,6 +49,7 @@ from . import api, audit_api, codebases, openapi, sessions, workspaces
 from .audit import AuditLog
 from .auth import Access, ApiKeys, requires, secure
 from .codebase_store import CodebaseStore
+from .denials import Denials
 from .config import Config
 from .envd import envd_routes
 from .envd.code import BrokenOff
@@ -146,6 +147,8 @@ def build_app(config: Config, extensions: Mapping[str, Extension] | None = None)
     keys.owned("sandbox_id", service.team_of, "sandbox")  # every /sandboxes/{sandbox_id}... route
     codebase_store = CodebaseStore(config.home / "codebases", config.max_upload_bytes)
     keys.owned("codebase_id", codebase_store.team_of, "codebase")  # every /codebases/{codebase_id}... route
+    workspaces = service.runtime.workspaces
+    denials = Denials(workspaces.denials, service, audit) if workspaces is not None else None
     metrics.watch(service)
 
     @contextlib.asynccontextmanager
@@ -153,6 +156,8 @@ def build_app(config: Config, extensions: Mapping[str, Extension] | None = None)
         # uvicorn logs each exception out of the app with its traceback: not the deliberate ones
         logging.getLogger("uvicorn.error").addFilter(_not_broken_off)
         await service.startup()
+        if denials is not None:
+            await denials.start()
         app.state.serving = True
         try:
             async with contextlib.AsyncExitStack() as stack:
@@ -161,6 +166,8 @@ def build_app(config: Config, extensions: Mapping[str, Extension] | None = None)
                 yield
         finally:
             app.state.serving = False
+            if denials is not None:
+                await denials.close()
             await service.shutdown()
             audit.close()
             store.close()

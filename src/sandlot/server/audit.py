@@ -6,6 +6,7 @@ Rows come from three places, never from the handlers themselves:
                  tables below) whether and as what it is recorded; handlers only add details
                  (`observe.note(path=...)`)
     events.py    what no request did: timeouts, auto-pauses, sandboxes that exited, server shutdown
+    denials.py   file operations the permission filesystem denied a sandbox's processes (file.denied)
     the CLI      key and team changes (`sandlot keys`, `sandlot teams` write the database directly)
 
 Recorded: every control-plane request that changes something (create, connect, kill, pause,
