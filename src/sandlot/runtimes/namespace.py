@@ -31,6 +31,7 @@ from pathlib import Path
 
 from .. import _exceptions as E
 from ..hostfs import mounted_under, remove_tree, tree_usage
+from ..layers.mount import mount_lowers, overlay_options, unmount_lowers
 from ..protocol import contract
 from . import cgroups, seccomp, syscalls
 from .agent_setup import agent_answers, install_agent, wait_for_agent, write_config
@@ -202,14 +203,14 @@ class NamespaceRuntime:
                     Path(f"/proc/{pid}/setgroups").write_text("deny")
                 Path(f"/proc/{pid}/{name}").write_text(f"0 {base} {UID_RANGE}\n")
             userns = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                syscalls.idmapped_bind(str(template.rootfs), str(d / "lower"), userns)
+            try:  # the template, and the layers above it (snapshots: layers/mount.py)
+                lowerdir = mount_lowers(d, template.rootfs, template.layers, userns)
             finally:
                 os.close(userns)
             # nosuid: root inside may make setuid files in its layer, owned by its host uid
             # (inside, no_new_privs makes them inert; on the host only the mount flag does)
             syscalls.mount("overlay", str(m / "root"), "overlay", syscalls.MS_NODEV | syscalls.MS_NOSUID,
-                           f"lowerdir={d / 'lower'},upperdir={d / 'upper'},workdir={d / 'work'}")
+                           overlay_options(lowerdir, d / "upper", d / "work"))
             os.write(go_w, b"1")
         finally:
             os.close(ready_r)
@@ -276,6 +277,14 @@ class NamespaceRuntime:
     def disk_used(self, sandbox_id: str) -> int:
         return tree_usage(self._dir(sandbox_id) / "upper")
 
+    def writable_layer(self, sandbox_id: str) -> tuple[Path, int]:
+        """The sandbox's overlay upper and the host uid that is root in it (for a commit)."""
+        state = self._read_state(sandbox_id)
+        upper = self._dir(sandbox_id) / "upper"
+        if not state or not upper.is_dir():
+            raise E.NotFound(f"sandbox {sandbox_id} has no writable layer on this host")
+        return upper, state["uid_base"]
+
     def freeze(self, sandbox_id: str, frozen: bool) -> None:
         cg = self._cgroup(sandbox_id)
         if cg is None:
@@ -300,12 +309,12 @@ class NamespaceRuntime:
             except ProcessLookupError:
                 pass
         m = self._mnt(sandbox_id)
-        for target in (m / "root", d / "lower"):
-            for _ in range(3):
-                try:
-                    syscalls.umount(str(target))
-                except OSError:
-                    break
+        for _ in range(3):
+            try:
+                syscalls.umount(str(m / "root"))
+            except OSError:
+                break
+        unmount_lowers(d)
         # A step that fails does not stop the next: a directory that resists removal must not keep
         # the sandbox's cgroups or uid range. What remains is a leftover, retried at next start.
         for path in (m, d):

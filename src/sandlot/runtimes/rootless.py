@@ -111,6 +111,8 @@ class RootlessRuntime:
     # ---- create ------------------------------------------------------------------------------
 
     def create(self, spec: SandboxSpec, template) -> RuntimeSandbox:
+        if template.layers:
+            raise E.Unsupported("sandboxes from snapshots need the namespace runtime (a server run as root)")
         try:
             return self._create(spec, template, self._dir(spec.sandbox_id))
         except BaseException:
@@ -222,6 +224,10 @@ class RootlessRuntime:
     def freeze(self, sandbox_id: str, frozen: bool) -> None:
         raise E.Unsupported("pausing needs cgroups (the freezer), which this server does not have: it runs "
                             "without root (rootless runtime)")
+
+    def writable_layer(self, sandbox_id: str) -> tuple[Path, int]:
+        raise E.Unsupported("snapshots, fork and filesystem pause need the namespace runtime (a server "
+                            "run as root): this one has no writable layer to commit")
 
     def foreground(self, sandbox_id: str) -> None:
         pass  # no cgroups, and an ordinary user could not undo a lowered priority (nice)
