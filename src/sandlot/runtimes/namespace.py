@@ -142,7 +142,8 @@ class NamespaceRuntime:
         (m / "run").mkdir(mode=0o711)  # users inside reach agent.sock (sudo) but cannot list
         os.chown(d / "upper", base, base)
         os.chown(m / "run", base, base)
-        write_config(m / "run", contract.AgentConfig(envs=spec.envs, allow_sudo=spec.allow_sudo,
+        envs = {**dict(template.envs), **spec.envs}  # a snapshot's env vars, under the request's
+        write_config(m / "run", contract.AgentConfig(envs=envs, allow_sudo=spec.allow_sudo,
                                                      root_caps=SANDBOX_ROOT_CAPS, run_as_default_user=True))
         (d / "state.json").write_text(json.dumps({"slot": slot, "uid_base": base, "template": spec.template}))
 

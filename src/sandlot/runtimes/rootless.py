@@ -124,7 +124,7 @@ class RootlessRuntime:
         (d / "run").mkdir()
         _seed_home(template.rootfs / "home" / "user", d / "home")
         _accounts(template.rootfs / "etc" / "passwd", d / "passwd")
-        write_config(d / "run", contract.AgentConfig(envs=spec.envs, allow_sudo=False))
+        write_config(d / "run", contract.AgentConfig(envs={**dict(template.envs), **spec.envs}, allow_sudo=False))
         seccomp_fd = seccomp.filter_fd()
         info_r, info_w = os.pipe()
         block_r, block_w = os.pipe()

@@ -48,6 +48,10 @@ class LimitsIn(_Body):
     disk_mb: int = Limits.disk_mb
 
 
+class AutoResumeIn(_Body):
+    enabled: bool = False
+
+
 class CreateIn(_Body):
     templateID: str | None = None  # the server's default template
     timeout: int | None = None
@@ -55,12 +59,32 @@ class CreateIn(_Body):
     envVars: dict[str, str] | None = None
     secure: bool = True
     autoPause: bool = False
+    autoPauseMemory: bool = True
+    autoResume: AutoResumeIn | None = None
     allow_internet_access: bool | None = None
     limits: LimitsIn | None = None
 
 
 class TimeoutIn(_Body):
     timeout: int | None = Field(default=None)
+    memory: bool | None = None  # connect: false resumes from the files only (a cold boot)
+
+
+# ---- lifecycle (server/lifecycle.py) ----
+class PauseIn(_Body):
+    memory: bool = True  # false: keep the files only (pause mode "filesystem")
+    requireHealthyGuest: bool = False
+
+
+def lifecycle_fields(body: CreateIn) -> dict:
+    auto_resume = bool(body.autoResume and body.autoResume.enabled)
+    if auto_resume and not body.autoPause:
+        raise E.InvalidArgument("autoResume needs autoPause (lifecycle on_timeout 'pause')")
+    if auto_resume and not body.autoPauseMemory:
+        raise E.InvalidArgument("autoResume cannot be combined with a filesystem-only auto-pause: "
+                                "such a sandbox is resumed by connect")
+    return {"auto_pause_mode": "full" if body.autoPauseMemory else "filesystem", "auto_resume": auto_resume}
+# ---- end lifecycle ----
 
 
 class InstallIn(_Body):
@@ -106,7 +130,8 @@ def detail_json(rec: SandboxRecord) -> dict:
         "envdAccessToken": rec.access_token, "cpuCount": max(1, round(limits.cpu_count)),
         "memoryMB": limits.memory_mb, "diskSizeMB": limits.disk_mb, "state": rec.state,
         "metadata": rec.metadata, "domain": None, "allowInternetAccess": False,
-        "lifecycle": {"autoResume": False, "onTimeout": "pause" if rec.auto_pause else "kill"},
+        "lifecycle": {"autoResume": rec.auto_resume, "onTimeout": "pause" if rec.auto_pause else "kill"},
+        **({"pauseMode": rec.pause_mode} if rec.state == "paused" and rec.pause_mode else {}),
     }
 
 
@@ -118,11 +143,13 @@ async def create(request: Request) -> Response:
     body = await _body(request, CreateIn)
     svc = _service(request)
     limits = Limits(**body.limits.model_dump()) if body.limits else Limits()
+    template = TEMPLATE_ALIASES.get(body.templateID, body.templateID or svc.config.default_template)
     req = CreateRequest(
-        template=TEMPLATE_ALIASES.get(body.templateID, body.templateID or svc.config.default_template),
+        template=template,
         timeout=body.timeout if body.timeout is not None else svc.config.default_timeout,
-        metadata=body.metadata or {}, envs=body.envVars or {}, limits=limits,
-        auto_pause=body.autoPause, secure=body.secure)
+        metadata={**request.app.state.snapshots.metadata(template), **(body.metadata or {})},
+        envs=body.envVars or {}, limits=limits,
+        auto_pause=body.autoPause, secure=body.secure, **lifecycle_fields(body))
     live = await svc.create(req)
     return JSONResponse(sandbox_json(live), status_code=201)
 
@@ -146,13 +173,20 @@ async def set_timeout(request: Request) -> Response:
 
 async def connect(request: Request) -> Response:
     body = await _body(request, TimeoutIn)
-    live, resumed = await _service(request).connect(request.path_params["sandbox_id"], body.timeout)
+    svc, sandbox_id = _service(request), request.path_params["sandbox_id"]
+    if body.memory is False and sandbox_id in svc.paused:  # on_resume="reboot": from the files only
+        try:
+            await svc.pause(sandbox_id, "filesystem")
+        except E.AlreadyExists:
+            pass
+    live, resumed = await svc.connect(sandbox_id, body.timeout)
     return JSONResponse(sandbox_json(live), status_code=201 if resumed else 200)
 
 
 async def pause(request: Request) -> Response:
+    body = await _body(request, PauseIn)
     try:
-        await _service(request).pause(request.path_params["sandbox_id"])
+        await _service(request).pause(request.path_params["sandbox_id"], "full" if body.memory else "filesystem")
     except E.AlreadyExists as e:
         return JSONResponse({"code": 409, "message": e.message}, status_code=409)
     return Response(status_code=204)

@@ -21,12 +21,16 @@ from starlette.routing import Route
 from .. import _exceptions as E
 from ..runtimes import make_runtime
 from ..templates import TemplateStore
-from . import api
+from ..layers import LayerStore
+from ..layers.holding import HoldingRuntime
+from . import api, snapshots
 from .auth import KeyAuth
 from .config import Config
 from .envd import envd_routes
 from .envd.code import BrokenOff
+from .lifecycle import Lifecycle
 from .service import SandboxService
+from .snapshots import Snapshots, SnapshotTemplates
 from .store import Store
 
 log = logging.getLogger("sandlot.server")
@@ -66,28 +70,38 @@ def ensure_first_key(store: Store, config: Config) -> str | None:
 def build_app(config: Config) -> Starlette:
     config.home.mkdir(parents=True, exist_ok=True)
     store = Store(config.db_path)
-    runtime = make_runtime(config.home)  # namespace as root, rootless otherwise
-    templates = TemplateStore(config.home)
-    service = SandboxService(config, store, runtime, templates)
+    layers = LayerStore(config.home)
+    # namespace as root, rootless otherwise; its sandboxes hold the layers they are stacked on
+    runtime = HoldingRuntime(make_runtime(config.home), layers)
+    service = SandboxService(config, store, runtime, TemplateStore(config.home))
+    # snapshots and lifecycle (snapshots.py, lifecycle.py): snapshots resolve as templates
+    service.lifecycle = Lifecycle(service, layers)
+    snapshot_store = Snapshots(service, service.lifecycle, layers)
+    service.templates = SnapshotTemplates(service.templates, snapshot_store)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
         # uvicorn logs each exception out of the app with its traceback: not the deliberate ones
         logging.getLogger("uvicorn.error").addFilter(_not_broken_off)
         await service.startup()
+        runtime.forget_gone({r.id for r in store.live()})
+        for name in snapshot_store.warm_names():
+            service._schedule_refill(name)
         try:
             yield
         finally:
             await service.shutdown()
             store.close()
+            layers.close()
 
     app = Starlette(
-        routes=[Route("/_sandlot/health", _health), *api.routes(), *envd_routes(service, max_upload_bytes=config.max_upload_bytes)],
+        routes=[Route("/_sandlot/health", _health), *api.routes(), *snapshots.routes(), *envd_routes(service, max_upload_bytes=config.max_upload_bytes)],
         middleware=[Middleware(KeyAuth, store=store, preset_key=config.preset_api_key)],
         exception_handlers={E.SandlotError: _sandlot_error, HTTPException: _http_error, Exception: _unexpected},
         lifespan=lifespan,
     )
     app.state.service = service
+    app.state.snapshots = snapshot_store
     app.state.store = store
     app.state.config = config
     return app

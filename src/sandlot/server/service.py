@@ -47,8 +47,8 @@ class LiveSandbox:
     """A sandbox the control plane can talk to (also the envd front door's SandboxHandle)."""
 
     record: SandboxRecord
-    rt: RuntimeSandbox
-    agent: AgentClient
+    rt: RuntimeSandbox | None  # None while paused in filesystem mode (lifecycle.py): nothing runs
+    agent: AgentClient | None
     closed: asyncio.Event = field(default_factory=asyncio.Event)
     default_user: str = "user"
     kernels: KernelSession | None = None  # code contexts, if the template has kernels
@@ -85,6 +85,10 @@ class CreateRequest:
     limits: Limits = field(default_factory=Limits)
     auto_pause: bool = False
     secure: bool = True
+    # lifecycle (lifecycle.py): what a pause on timeout keeps, whether requests resume it
+    auto_pause_mode: str = "full"
+    auto_resume: bool = False
+    stack: Template | None = None  # a fork's children: this stack instead of the template's
 
 
 class SandboxService:
@@ -100,6 +104,7 @@ class SandboxService:
         self._reaper: asyncio.Task | None = None
         self._sampler: asyncio.Task | None = None
         self._closing = False
+        self.lifecycle = None  # lifecycle.Lifecycle, set by the app: pause modes, cold resume, wake
 
     # ---- start and stop ----------------------------------------------------------------------
 
@@ -122,7 +127,15 @@ class SandboxService:
                 self._kill_leftover(rec.id)
                 self.store.update(rec.id, state="killed", ended_at=time.time(), end_reason="timeout")
                 continue
-            rt = self.runtime.adopt(rec.id)
+            if rec.state == "paused" and rec.pause_mode == "filesystem":
+                rt = None  # nothing of it runs: lifecycle.adopt_paused keeps its layers
+            else:
+                rt = self.runtime.adopt(rec.id)
+            if rt is None and rec.state == "paused":
+                live = self.lifecycle.adopt_paused(rec)
+                if live is not None:
+                    self.paused[rec.id] = live
+                    continue
             if rt is None:
                 log.warning("sandbox %s did not survive the restart: cleaning up", rec.id)
                 self._kill_leftover(rec.id)
@@ -160,8 +173,10 @@ class SandboxService:
         for sid in pooled:
             await asyncio.to_thread(self.runtime.kill, sid)
         if self.config.kill_on_shutdown:
-            for sid in list(self.live) + list(self.paused):
+            for sid in list(self.live):
                 await self.kill(sid, reason="server shutdown")
+            for live in list(self.paused.values()):  # paused ones keep their files (lifecycle.py)
+                await self.lifecycle.keep_paused(live)
         await asyncio.to_thread(self.runtime.close)
 
     # ---- create ------------------------------------------------------------------------------
@@ -169,8 +184,9 @@ class SandboxService:
     async def create(self, req: CreateRequest) -> LiveSandbox:
         self._check_timeout(req.timeout, minimum=1)
         req.limits.validate()
-        template = await asyncio.to_thread(self.templates.get, req.template, logged_progress(req.template, log))
-        pooled = self._claim_pooled(req)
+        template = req.stack or await asyncio.to_thread(self.templates.get, req.template,
+                                                        logged_progress(req.template, log))
+        pooled = self._claim_pooled(req) if req.stack is None else None
         if pooled is None:
             spec = SandboxSpec(new_sandbox_id(), req.template, req.limits, envs=req.envs)
             rt = await asyncio.to_thread(self.runtime.create, spec, template)
@@ -185,7 +201,9 @@ class SandboxService:
         rec = SandboxRecord(
             id=rt.sandbox_id, template=req.template, state="running", started_at=now,
             end_at=now + req.timeout, metadata=req.metadata, envs=req.envs, limits=asdict(req.limits),
-            access_token=secrets.token_urlsafe(24) if req.secure else None, auto_pause=req.auto_pause)
+            access_token=secrets.token_urlsafe(24) if req.secure else None, auto_pause=req.auto_pause,
+            auto_pause_mode=req.auto_pause_mode, auto_resume=req.auto_resume,
+            stack=self.lifecycle.stack_of(template))
         self.store.insert(rec)
         live = LiveSandbox(rec, rt, AgentClient(str(rt.socket_path)), kernels=kernels)
         self.live[rec.id] = live
@@ -272,8 +290,18 @@ class SandboxService:
         live.closed.set()
         self.store.update(sandbox_id, state="killed", ended_at=time.time(), end_reason=reason)
         await asyncio.to_thread(self.runtime.kill, sandbox_id)
+        await asyncio.to_thread(self.lifecycle.forget, sandbox_id)
         if live.kernels is not None:
             await live.kernels.close()
+
+    async def drop_pool(self, name: str) -> None:
+        """Kill the warm sandboxes of `name` (a snapshot deleted or replaced)."""
+        for pooled in self._pools.pop(name, []):
+            await asyncio.to_thread(self.runtime.kill, pooled.rt.sandbox_id)
+
+    async def wake(self, sandbox_id: str) -> None:
+        """The auto-resume hook (envd requests, the port proxy): see lifecycle.wake."""
+        await self.lifecycle.wake(sandbox_id)
 
     def set_timeout(self, sandbox_id: str, timeout: int) -> None:
         self._check_timeout(timeout)
@@ -300,7 +328,14 @@ class SandboxService:
                 self.store.update(sandbox_id, end_at=end)
         return live, resumed
 
-    async def pause(self, sandbox_id: str) -> None:
+    async def pause(self, sandbox_id: str, mode: str = "full") -> None:
+        """Pause with its memory (full: frozen) or its files only (filesystem): lifecycle.py."""
+        await self.lifecycle.pause(sandbox_id, mode)
+
+    async def resume(self, sandbox_id: str, timeout: int | None = None) -> LiveSandbox:
+        return await self.lifecycle.resume(sandbox_id, timeout)
+
+    async def _freeze_pause(self, sandbox_id: str) -> None:
         if sandbox_id in self.paused:
             raise E.AlreadyExists(f"sandbox \"{sandbox_id}\" is already paused")
         live = self._known(sandbox_id, self.live)
@@ -317,7 +352,7 @@ class SandboxService:
         live.record.state = "paused"
         self.store.update(sandbox_id, state="paused")
 
-    async def resume(self, sandbox_id: str, timeout: int | None = None) -> LiveSandbox:
+    async def _thaw(self, sandbox_id: str, timeout: int | None = None) -> LiveSandbox:
         if timeout is not None:  # as on create: it runs again for `timeout` seconds
             self._check_timeout(timeout, minimum=1)
         if sandbox_id in self.live:
@@ -404,7 +439,7 @@ class SandboxService:
             if live.record.end_at > now:
                 await self.kill(live.id, reason="sandbox exited")
             elif live.record.auto_pause:
-                await self.pause(live.id)
+                await self.pause(live.id, live.record.auto_pause_mode)
             else:
                 await self.kill(live.id, reason="timeout")
         except (E.NotFound, E.AlreadyExists):  # killed or paused by a request meanwhile

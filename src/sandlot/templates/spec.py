@@ -27,6 +27,7 @@ class Template:
     kernels: bool = False  # its python3 has jupyter_client and ipykernel: code contexts work
     # read-only layers stacked on rootfs, bottom first (a snapshot's; layers/store.py holds them)
     layers: tuple[Path, ...] = ()
+    envs: tuple[tuple[str, str], ...] = ()  # env vars every sandbox from it gets (under its own)
 
 
 class Recipe(Protocol):

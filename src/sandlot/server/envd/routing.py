@@ -66,6 +66,10 @@ class SandboxGate:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        # auto-resume (server/lifecycle.py); not on /health: is_running() must not wake a sandbox
+        wake = getattr(self.lookup, "wake", None) if scope["path"] != "/health" else None
+        if wake is not None and (sandbox_id := HTTPConnection(scope).headers.get(SANDBOX_ID_HEADER)):
+            await wake(sandbox_id)
         try:
             sandbox = find_sandbox(self.lookup, HTTPConnection(scope), self.policy)
         except SandlotError as e:

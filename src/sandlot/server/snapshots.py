@@ -1,0 +1,337 @@
+"""Snapshots and fork, with E2B's routes and payloads (e2b-protocol.md §3.1).
+
+    POST   /sandboxes/{id}/snapshots  {"name"?, "memory"?} -> 201 {"snapshotID", "names", "mode"}
+    GET    /snapshots?sandboxID=&name=&limit=&nextToken=  -> 200 [{"snapshotID", "names"}], X-Next-Token
+    DELETE /templates/{snapshot id or name}                -> 204 | 404 (the SDK's delete_snapshot)
+    POST   /sandboxes/{id}/fork       {"timeout"?, "count"?} -> 201 [{"sandbox"} | {"error"}]
+    create with templateID = a snapshot's id or name (optionally ":default")
+
+A snapshot is the sandbox's stack (its built template and layers) plus its writable layer,
+committed as a layer while the sandbox is frozen, and its metadata and env vars; a sandbox made
+from it gets them under its own. The namespace tier keeps files, not processes: a snapshot asked
+with `memory: true` (E2B's default) is taken as a filesystem snapshot, and the response says
+`"mode": "filesystem"` (a field E2B's SDK ignores); a fork's children boot fresh on the parent's
+files. Named snapshots are unique per server (there are no teams yet: issue 5); taking one with a
+name in use replaces its content, as E2B assigns a new build to the existing template.
+A snapshot can be kept warm (`"warm": true`, sandlot's extension): a pool as for templates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import re
+import secrets
+import string
+import time
+from dataclasses import dataclass
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .. import _exceptions as E
+from ..layers import LayerStore
+from ..runtimes.policy import Limits
+from ..templates.spec import Template
+from .lifecycle import Lifecycle
+from .service import CreateRequest, SandboxService
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS snapshots (
+    id TEXT PRIMARY KEY,
+    name TEXT UNIQUE,
+    sandbox_id TEXT NOT NULL,     -- the sandbox it was taken from
+    stack TEXT NOT NULL,          -- {"template", "layers", "envs"}
+    metadata TEXT NOT NULL,
+    envs TEXT NOT NULL,
+    warm INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL
+);
+"""
+FORK_TIMEOUT = 15  # E2B's default lifetime of a fork's children (SandboxForkRequest)
+MAX_FORKS = 20  # as the SDK checks
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_TAGS = ("default", "latest")
+_ALPHABET = string.ascii_lowercase + string.digits
+
+
+@dataclass
+class Snapshot:
+    id: str
+    name: str | None
+    sandbox_id: str
+    stack: dict
+    metadata: dict
+    envs: dict
+    warm: bool
+    created_at: float
+
+    @property
+    def holder(self) -> str:
+        return f"snapshot:{self.id}"
+
+    def json(self) -> dict:
+        names = [f"{self.name}:default"] if self.name else []
+        return {"snapshotID": names[0] if names else self.id, "names": names}
+
+
+def _split(ref: str) -> str:
+    """A snapshot reference without its namespace and tag ("team/name:default" -> "name")."""
+    ref = ref.rsplit("/", 1)[-1]
+    name, _, tag = ref.partition(":")
+    if tag and tag not in _TAGS:
+        raise E.NotFound(f"snapshot \"{ref}\" not found")
+    return name
+
+
+class Snapshots:
+    def __init__(self, service: SandboxService, lifecycle: Lifecycle, layers: LayerStore):
+        self.service = service
+        self.lifecycle = lifecycle
+        self.layers = layers
+        self.db = service.store.db
+        self.db.executescript(SCHEMA)
+
+    # ---- the store ---------------------------------------------------------------------------
+
+    def _rows(self, where: str = "", args: tuple = ()) -> list[Snapshot]:
+        rows = self.db.execute(f"SELECT id, name, sandbox_id, stack, metadata, envs, warm, created_at "
+                               f"FROM snapshots {where}", args)
+        return [Snapshot(r[0], r[1], r[2], json.loads(r[3]), json.loads(r[4]), json.loads(r[5]), bool(r[6]), r[7])
+                for r in rows]
+
+    def find(self, ref: str) -> Snapshot | None:
+        """The snapshot named or identified by `ref`, or None."""
+        try:
+            key = _split(ref)
+        except E.NotFound:
+            return None
+        found = self._rows("WHERE id=? OR name=?", (key, key))
+        return found[0] if found else None
+
+    def get(self, ref: str) -> Snapshot:
+        snap = self.find(ref)
+        if snap is None:
+            raise E.NotFound(f"snapshot \"{ref}\" not found")
+        return snap
+
+    def list(self, sandbox_id: str | None = None, name: str | None = None) -> list[Snapshot]:
+        snaps = self._rows("ORDER BY created_at DESC, id")
+        if sandbox_id:
+            snaps = [s for s in snaps if s.sandbox_id == sandbox_id]
+        if name:
+            key = _split(name) if ":" not in name or name.rsplit(":", 1)[1] in _TAGS else None
+            snaps = [s for s in snaps if key is not None and key in (s.name, s.id)]
+        return snaps
+
+    # ---- templates: a snapshot resolves like a template --------------------------------------
+
+    def template(self, ref: str) -> Template | None:
+        snap = self.find(ref)
+        if snap is None:
+            return None
+        return self.lifecycle.template_for(snap.stack, snap.stack["template"])
+
+    # ---- taking and deleting -----------------------------------------------------------------
+
+    async def create(self, sandbox_id: str, name: str | None = None, warm: bool = False) -> Snapshot:
+        if name is not None:
+            if not _NAME.match(name):
+                raise E.InvalidArgument("a snapshot name is 1-128 letters, digits, '_', '.' or '-', "
+                                        "starting with a letter or digit")
+            if name in self.service.templates.list():
+                raise E.InvalidArgument(f"\"{name}\" is a template's name: choose another for the snapshot")
+        existing = self.find(name) if name else None
+        snap_id = existing.id if existing else "snap" + "".join(secrets.choice(_ALPHABET) for _ in range(16))
+        holder = f"snapshot:{snap_id}"
+        async with self.lifecycle.lock(sandbox_id):
+            live = self.service._known(sandbox_id)
+            rec = live.record
+            stack = {"template": rec.template, **rec.stack}
+            paused = sandbox_id in self.service.paused
+            if rec.pause_mode == "filesystem":  # its files are its layers already
+                stack = await asyncio.to_thread(self.lifecycle.stacked, stack, None, holder)
+            else:
+                stack = await asyncio.to_thread(self._commit, sandbox_id, stack, holder, paused)
+        # its env vars become the stack's: every sandbox from it (pooled ones too) starts with them
+        stack["envs"] = {**stack.get("envs", {}), **rec.envs}
+        snap = Snapshot(snap_id, name, sandbox_id, stack, dict(rec.metadata), stack["envs"], warm, time.time())
+        self.db.execute("INSERT OR REPLACE INTO snapshots VALUES (?,?,?,?,?,?,?,?)",
+                        (snap.id, snap.name, snap.sandbox_id, json.dumps(snap.stack), json.dumps(snap.metadata),
+                         json.dumps(snap.envs), int(warm), snap.created_at))
+        if existing:  # a new build under the same name: the old one's pooled sandboxes are stale
+            await self.service.drop_pool(snap.id)
+        await asyncio.to_thread(self.layers.gc)
+        if warm:
+            self.service._schedule_refill(snap.id)
+        return snap
+
+    def _commit(self, sandbox_id: str, stack: dict, holder: str, frozen: bool) -> dict:
+        top = self.lifecycle.commit_writable(sandbox_id, holder, frozen=frozen)
+        return self.lifecycle.stacked(stack, top, holder)
+
+    async def delete(self, ref: str) -> bool:
+        snap = self.find(ref)
+        if snap is None:
+            return False
+        self.db.execute("DELETE FROM snapshots WHERE id=?", (snap.id,))
+        await self.service.drop_pool(snap.id)
+        self.layers.release(snap.holder)
+        await asyncio.to_thread(self.layers.gc)
+        return True
+
+    def warm_names(self) -> list[str]:
+        return [s.id for s in self._rows("WHERE warm=1")]
+
+    # ---- fork --------------------------------------------------------------------------------
+
+    async def fork(self, sandbox_id: str, count: int, timeout: int) -> list[dict]:
+        """`count` children on the parent's files at this instant: one commit, then each child
+        succeeds or fails on its own (an entry per child: {"sandbox"} or {"error"})."""
+        from .api import sandbox_json  # api imports the service, not this module's users
+
+        holder = f"fork:{secrets.token_hex(6)}"
+        async with self.lifecycle.lock(sandbox_id):
+            live = self.service._known(sandbox_id)
+            rec = live.record
+            stack = {"template": rec.template, **rec.stack}
+            if rec.pause_mode == "filesystem":
+                stack = await asyncio.to_thread(self.lifecycle.stacked, stack, None, holder)
+            else:
+                stack = await asyncio.to_thread(self._commit, sandbox_id, stack, holder,
+                                                sandbox_id in self.service.paused)
+        try:
+            template = await asyncio.to_thread(self.lifecycle.template_for, stack, rec.template)
+            results = await asyncio.gather(*(self._child(rec, template, timeout) for _ in range(count)),
+                                           return_exceptions=True)
+        finally:  # the children hold their layers themselves
+            self.layers.release(holder)
+            await asyncio.to_thread(self.layers.gc)
+        out = []
+        for r in results:
+            if isinstance(r, E.SandlotError):
+                out.append({"error": {"code": r.status, "message": r.message}})
+            elif isinstance(r, BaseException):
+                out.append({"error": {"code": 500, "message": f"the fork failed: {type(r).__name__}"}})
+            else:
+                out.append({"sandbox": sandbox_json(r)})
+        return out
+
+    async def _child(self, parent, template: Template, timeout: int):
+        req = CreateRequest(template=parent.template, timeout=timeout, metadata=dict(parent.metadata),
+                            envs=dict(parent.envs), limits=Limits(**parent.limits),
+                            secure=parent.access_token is not None, stack=template)
+        return await self.service.create(req)
+
+    # ---- create from a snapshot --------------------------------------------------------------
+
+    def metadata(self, template_ref: str) -> dict:
+        """The metadata a sandbox made from `template_ref` starts with (a snapshot's), under its own."""
+        snap = self.find(template_ref)
+        return dict(snap.metadata) if snap else {}
+
+
+class SnapshotTemplates:
+    """The service's template store, with snapshots resolving as templates by id or name."""
+
+    def __init__(self, templates, snapshots: Snapshots):
+        self.inner = templates
+        self.snapshots = snapshots
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def get(self, name: str, progress=None) -> Template:
+        found = self.snapshots.template(name)
+        if found is not None:
+            return found
+        return self.inner.get(name, progress) if progress else self.inner.get(name)
+
+    def describe(self, name: str) -> Template:
+        snap = self.snapshots.find(name)
+        return self.inner.describe(snap.stack["template"] if snap else name)
+
+
+# ---- routes ----------------------------------------------------------------------------------
+
+def _snapshots(request: Request) -> Snapshots:
+    return request.app.state.snapshots
+
+
+async def _json(request: Request) -> dict:
+    raw = await request.body()
+    try:
+        data = json.loads(raw) if raw.strip() else {}
+    except ValueError:
+        raise E.InvalidArgument("request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise E.InvalidArgument("request body must be a JSON object")
+    return data
+
+
+def _typed(data: dict, key: str, kind, default=None):
+    value = data.get(key, default)
+    if value is not None and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
+        raise E.InvalidArgument(f"invalid {key}: expected {kind.__name__}")
+    return value
+
+
+async def create_snapshot(request: Request) -> Response:
+    data = await _json(request)
+    snap = await _snapshots(request).create(request.path_params["sandbox_id"], _typed(data, "name", str),
+                                            warm=bool(_typed(data, "warm", bool, False)))
+    # memory snapshots need a tier that can checkpoint: this one keeps the files
+    return JSONResponse({**snap.json(), "mode": "filesystem"}, status_code=201)
+
+
+async def list_snapshots(request: Request) -> Response:
+    q = request.query_params
+    try:
+        limit = int(q.get("limit", "100"))
+    except ValueError:
+        raise E.InvalidArgument("limit must be an integer") from None
+    if not 1 <= limit <= 100:
+        raise E.InvalidArgument("limit must be between 1 and 100")
+    snaps = _snapshots(request).list(q.get("sandboxID"), q.get("name"))
+    if token := q.get("nextToken"):
+        try:
+            created, sid = json.loads(base64.urlsafe_b64decode(token.encode()))
+        except (ValueError, TypeError):
+            raise E.InvalidArgument("nextToken is not valid") from None
+        snaps = [s for s in snaps if (-s.created_at, s.id) > (-created, sid)]
+    page, more = snaps[:limit], len(snaps) > limit
+    headers = {}
+    if more:
+        headers["X-Next-Token"] = base64.urlsafe_b64encode(
+            json.dumps([page[-1].created_at, page[-1].id]).encode()).decode()
+    return JSONResponse([s.json() for s in page], headers=headers)
+
+
+async def delete_snapshot(request: Request) -> Response:
+    ref = request.path_params["template_id"]
+    if not await _snapshots(request).delete(ref):
+        raise E.NotFound(f"template \"{ref}\" not found")
+    return Response(status_code=204)
+
+
+async def fork(request: Request) -> Response:
+    data = await _json(request)
+    count = _typed(data, "count", int, 1)
+    timeout = _typed(data, "timeout", int, FORK_TIMEOUT)
+    if not 1 <= count <= MAX_FORKS:
+        raise E.InvalidArgument(f"count must be between 1 and {MAX_FORKS}")
+    svc: SandboxService = request.app.state.service
+    svc._check_timeout(timeout, minimum=1)
+    results = await _snapshots(request).fork(request.path_params["sandbox_id"], count, timeout)
+    return JSONResponse(results, status_code=201)
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/sandboxes/{sandbox_id}/snapshots", create_snapshot, methods=["POST"]),
+        Route("/snapshots", list_snapshots, methods=["GET"]),
+        Route("/templates/{template_id:path}", delete_snapshot, methods=["DELETE"]),
+        Route("/sandboxes/{sandbox_id}/fork", fork, methods=["POST"]),
+    ]
