@@ -27,6 +27,7 @@ import logging
 import os
 import shutil
 import threading
+import uuid
 from pathlib import Path
 
 from .. import _exceptions as E
@@ -229,8 +230,11 @@ class NamespaceRuntime:
     def _bwrap_argv(self, spec: SandboxSpec, template, m: Path) -> list[str]:
         # / is the overlay the parent mounted (template id-mapped below, the sandbox's layer above);
         # seccomp's fd is 3 once become_sandbox has placed it
+        boot_id = m / "boot_id"  # new at each boot (a filesystem-mode resume is one)
+        boot_id.write_text(f"{uuid.uuid4()}\n")
+        boot_id.chmod(0o444)
         setup = sandbox_setup(spec, template, root=[bind(m / "root", "/")], code_dir=self.agent_dir,
-                              run_dir=m / "run", seccomp_fd=3, caps=SANDBOX_ROOT_CAPS)
+                              run_dir=m / "run", seccomp_fd=3, caps=SANDBOX_ROOT_CAPS, boot_id=boot_id)
         return render(self.bwrap, setup, contract.agent_command(template.python))
 
     @staticmethod
