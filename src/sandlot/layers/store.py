@@ -66,6 +66,12 @@ class LayerStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(SCHEMA)
         self._thread_lock = threading.Lock()
+        self._db_lock = threading.Lock()  # one connection, used from the server's threads
+
+    def _sql(self, sql: str, args=(), many: bool = False) -> list:
+        with self._db_lock:
+            cur = self._db.executemany(sql, args) if many else self._db.execute(sql, args)
+            return cur.fetchall()
 
     def close(self) -> None:
         self._db.close()
@@ -129,7 +135,7 @@ class LayerStore:
                     log.info("layer %s already stored: shared", result.digest)
                 else:
                     new.rename(final)
-                self._db.execute("INSERT OR IGNORE INTO refs VALUES (?, ?)", (holder, result.digest))
+                self._sql("INSERT OR IGNORE INTO refs VALUES (?, ?)", (holder, result.digest))
             return result.digest
         finally:
             try:
@@ -164,18 +170,18 @@ class LayerStore:
             if missing:
                 raise E.NotFound(f"layer {missing[0]} is gone")
             if replace:
-                self._db.execute("DELETE FROM refs WHERE holder=?", (holder,))
-            self._db.executemany("INSERT OR IGNORE INTO refs VALUES (?, ?)", [(holder, d) for d in digests])
+                self._sql("DELETE FROM refs WHERE holder=?", (holder,))
+            self._sql("INSERT OR IGNORE INTO refs VALUES (?, ?)", [(holder, d) for d in digests], many=True)
 
     def release(self, holder: str) -> None:
         with self._lock():
-            self._db.execute("DELETE FROM refs WHERE holder=?", (holder,))
+            self._sql("DELETE FROM refs WHERE holder=?", (holder,))
 
     def held_by(self, holder: str) -> list[str]:
-        return [r[0] for r in self._db.execute("SELECT layer FROM refs WHERE holder=?", (holder,))]
+        return [r[0] for r in self._sql("SELECT layer FROM refs WHERE holder=?", (holder,))]
 
     def holders(self, prefix: str = "") -> set[str]:
-        rows = self._db.execute("SELECT DISTINCT holder FROM refs WHERE holder LIKE ? ESCAPE '\\'",
+        rows = self._sql("SELECT DISTINCT holder FROM refs WHERE holder LIKE ? ESCAPE '\\'",
                                 (prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%",))
         return {r[0] for r in rows}
 
@@ -184,10 +190,15 @@ class LayerStore:
         commits); returns the digests removed."""
         removed = []
         with self._lock():
-            held = {r[0] for r in self._db.execute("SELECT DISTINCT layer FROM refs")}
+            held = {r[0] for r in self._sql("SELECT DISTINCT layer FROM refs")}
             for p in self.root.iterdir():
-                if p.name.startswith(".new-") and not p.name.endswith(".lock"):
-                    self._remove_stale(p)
+                if p.name.startswith(".new-"):
+                    if p.name.endswith(".lock"):
+                        new = p.with_name(p.name[:-len(".lock")])
+                        if not new.exists():  # a commit killed before its directory was made
+                            self._remove_stale(new)
+                    else:
+                        self._remove_stale(p)
                     continue
                 if len(p.name) != 64 or not p.is_dir():
                     continue
@@ -205,8 +216,7 @@ class LayerStore:
         lock = new.with_name(new.name + ".lock")
         try:
             f = open(lock, "r+")
-        except FileNotFoundError:  # its commit finished meanwhile, or was killed before it locked
-            self._remove(new)
+        except FileNotFoundError:  # its commit finished meanwhile
             return
         with f:
             try:

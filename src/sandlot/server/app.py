@@ -92,6 +92,7 @@ def build_app(config: Config) -> Starlette:
         finally:
             await service.shutdown()
             store.close()
+            snapshot_store.close()
             layers.close()
 
     app = Starlette(

@@ -289,10 +289,15 @@ class SandboxService:
         live = self.live.pop(sandbox_id, None) or self.paused.pop(sandbox_id)
         live.closed.set()
         self.store.update(sandbox_id, state="killed", ended_at=time.time(), end_reason=reason)
-        await asyncio.to_thread(self.runtime.kill, sandbox_id)
-        await asyncio.to_thread(self.lifecycle.forget, sandbox_id)
+        # shielded: a reaper cancelled at shutdown must not drop a kill queued for a thread (the
+        # sandbox is no longer listed anywhere, so nothing else would remove it)
+        await asyncio.shield(asyncio.to_thread(self._end, sandbox_id))
         if live.kernels is not None:
             await live.kernels.close()
+
+    def _end(self, sandbox_id: str) -> None:
+        self.runtime.kill(sandbox_id)
+        self.lifecycle.forget(sandbox_id)  # the layers of a filesystem pause
 
     async def drop_pool(self, name: str) -> None:
         """Kill the warm sandboxes of `name` (a snapshot deleted or replaced)."""

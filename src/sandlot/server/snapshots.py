@@ -23,7 +23,9 @@ import base64
 import json
 import re
 import secrets
+import sqlite3
 import string
+import threading
 import time
 from dataclasses import dataclass
 
@@ -91,14 +93,25 @@ class Snapshots:
         self.service = service
         self.lifecycle = lifecycle
         self.layers = layers
-        self.db = service.store.db
-        self.db.executescript(SCHEMA)
+        # its own connection (WAL: the store's is used on the event loop; templates are resolved
+        # in threads), one thread at a time
+        self._db = sqlite3.connect(str(service.config.db_path), isolation_level=None,
+                                   check_same_thread=False, timeout=30)
+        self._db.executescript(SCHEMA)
+        self._db_lock = threading.Lock()
+
+    def _sql(self, sql: str, args: tuple = ()) -> list:
+        with self._db_lock:
+            return self._db.execute(sql, args).fetchall()
+
+    def close(self) -> None:
+        self._db.close()
 
     # ---- the store ---------------------------------------------------------------------------
 
     def _rows(self, where: str = "", args: tuple = ()) -> list[Snapshot]:
-        rows = self.db.execute(f"SELECT id, name, sandbox_id, stack, metadata, envs, warm, created_at "
-                               f"FROM snapshots {where}", args)
+        rows = self._sql(f"SELECT id, name, sandbox_id, stack, metadata, envs, warm, created_at "
+                         f"FROM snapshots {where}", args)
         return [Snapshot(r[0], r[1], r[2], json.loads(r[3]), json.loads(r[4]), json.loads(r[5]), bool(r[6]), r[7])
                 for r in rows]
 
@@ -158,9 +171,9 @@ class Snapshots:
         # its env vars become the stack's: every sandbox from it (pooled ones too) starts with them
         stack["envs"] = {**stack.get("envs", {}), **rec.envs}
         snap = Snapshot(snap_id, name, sandbox_id, stack, dict(rec.metadata), stack["envs"], warm, time.time())
-        self.db.execute("INSERT OR REPLACE INTO snapshots VALUES (?,?,?,?,?,?,?,?)",
-                        (snap.id, snap.name, snap.sandbox_id, json.dumps(snap.stack), json.dumps(snap.metadata),
-                         json.dumps(snap.envs), int(warm), snap.created_at))
+        self._sql("INSERT OR REPLACE INTO snapshots VALUES (?,?,?,?,?,?,?,?)",
+                  (snap.id, snap.name, snap.sandbox_id, json.dumps(snap.stack), json.dumps(snap.metadata),
+                   json.dumps(snap.envs), int(warm), snap.created_at))
         if existing:  # a new build under the same name: the old one's pooled sandboxes are stale
             await self.service.drop_pool(snap.id)
         await asyncio.to_thread(self.layers.gc)
@@ -176,7 +189,7 @@ class Snapshots:
         snap = self.find(ref)
         if snap is None:
             return False
-        self.db.execute("DELETE FROM snapshots WHERE id=?", (snap.id,))
+        self._sql("DELETE FROM snapshots WHERE id=?", (snap.id,))
         await self.service.drop_pool(snap.id)
         self.layers.release(snap.holder)
         await asyncio.to_thread(self.layers.gc)
