@@ -211,3 +211,21 @@ def test_stack_is_bounded(tmp_path, monkeypatch):
     assert sorted(p.name for p in bottom.iterdir()) == ["f0", "f1", "f2", "same"]
     assert (bottom / "same").read_text() == "2"
     assert set(store.held_by("sandbox:x")) == set(stacked)
+
+
+def test_digest_depends_on_content_not_on_holes(tmp_path):
+    dense, sparse = tmp_path / "dense", tmp_path / "sparse"
+    for d in (dense, sparse):
+        d.mkdir()
+    data = b"\0" * (3 << 20) + b"tail"
+    (dense / "f").write_bytes(data)
+    with open(sparse / "f", "wb") as f:
+        f.seek(3 << 20)
+        f.write(b"tail")
+    for d in (dense, sparse):
+        os.utime(d / "f", ns=(0, 0))
+        os.utime(d, ns=(0, 0))
+    a, b = copy_tree(dense, tmp_path / "a"), copy_tree(sparse, tmp_path / "b")
+    assert a.digest == b.digest
+    assert (tmp_path / "a" / "f").read_bytes() == data
+    assert os.stat(tmp_path / "a" / "f").st_blocks * 512 < 1 << 20  # the zeros became a hole

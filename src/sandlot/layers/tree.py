@@ -18,9 +18,10 @@ opened. The caller freezes the sandbox for a consistent copy; a tree changed mea
 copy inconsistently, never reach outside itself.
 
 The digest is sha256 over a canonical form: each entry in depth-first order of sorted names, as
-length-prefixed fields (path, type, mode, uid, gid, mtime_ns, sorted xattrs, then the file's data
-extents as (offset, sha256 of the bytes), the symlink's target, the hard link's first path or the
-device number). Two copies of the same tree have the same digest, whatever they were copied from.
+length-prefixed fields (path, type, mode, uid, gid, mtime_ns, sorted xattrs, then the file's size
+and its non-zero 1 MiB blocks as (index, sha256), the symlink's target, or the hard link's first
+path). Two copies of the same tree have the same digest, whatever they were copied from and however
+sparse their files are.
 """
 
 from __future__ import annotations
@@ -197,38 +198,35 @@ class _Copier:
         return True
 
     def copy_file(self, src_fd: int, dst_fd: int, name: str, st: os.stat_result) -> list:
-        """The file's data extents (holes stay holes); returns [offset, sha256] per extent."""
+        """Copy the file's data in CHUNK blocks: blocks of zeros (holes, or zeros written) are left
+        as holes and not hashed; returns [block index, sha256] of the others, so the digest depends
+        on the content alone, however sparse a copy of it is (an archive extracts files dense)."""
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=src_fd)
         try:
             if os.fstat(fd).st_ino != st.st_ino:  # replaced meanwhile (the caller froze the sandbox)
                 raise E.RuntimeFailure(f"{name!r} changed while it was copied")
             out = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600, dir_fd=dst_fd)
             try:
-                extents = []
-                offset = 0
-                while True:
-                    try:
-                        start = os.lseek(fd, offset, os.SEEK_DATA)
-                    except OSError:  # ENXIO: no data past offset
+                blocks = []
+                block = 0
+                while block * CHUNK < st.st_size:
+                    try:  # skip holes without reading them
+                        block = max(block, os.lseek(fd, block * CHUNK, os.SEEK_DATA) // CHUNK)
+                    except OSError:  # ENXIO: no data past this point
                         break
-                    end = os.lseek(fd, start, os.SEEK_HOLE)
-                    h = hashlib.sha256()
-                    pos = start
-                    while pos < end:
-                        chunk = os.pread(fd, min(CHUNK, end - pos), pos)
-                        if not chunk:
-                            break
-                        h.update(chunk)
-                        view = memoryview(chunk)
+                    data = os.pread(fd, CHUNK, block * CHUNK)
+                    if not data:
+                        break
+                    if data != bytes(len(data)):
+                        view = memoryview(data)
                         written = 0
-                        while written < len(chunk):
-                            written += os.pwrite(out, view[written:], pos + written)
-                        pos += len(chunk)
-                    self.bytes += pos - start
-                    extents += [start, h.digest()]
-                    offset = end
+                        while written < len(data):
+                            written += os.pwrite(out, view[written:], block * CHUNK + written)
+                        self.bytes += len(data)
+                        blocks += [block, hashlib.sha256(data).digest()]
+                    block += 1
                 os.ftruncate(out, st.st_size)
-                return extents
+                return blocks
             finally:
                 os.close(out)
         finally:
