@@ -33,6 +33,7 @@ from pathlib import Path
 from .. import _exceptions as E
 from ..hostfs import mounted_under, remove_tree, tree_usage
 from ..layers.mount import mount_lowers, overlay_options, unmount_lowers
+from ..volumes.mount import mount_volumes, unmount_volumes, volume_binds
 from ..protocol import contract
 from . import cgroups, seccomp, syscalls
 from .agent_setup import agent_answers, install_agent, wait_for_agent, write_config
@@ -207,6 +208,7 @@ class NamespaceRuntime:
             userns = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
             try:  # the template, and the layers above it (snapshots: layers/mount.py)
                 lowerdir = mount_lowers(d, template.rootfs, template.layers, userns)
+                mount_volumes(m, spec.volumes, userns)  # volumes/mount.py
             finally:
                 os.close(userns)
             # nosuid: root inside may make setuid files in its layer, owned by its host uid
@@ -234,7 +236,8 @@ class NamespaceRuntime:
         boot_id.write_text(f"{uuid.uuid4()}\n")
         boot_id.chmod(0o444)
         setup = sandbox_setup(spec, template, root=[bind(m / "root", "/")], code_dir=self.agent_dir,
-                              run_dir=m / "run", seccomp_fd=3, caps=SANDBOX_ROOT_CAPS, boot_id=boot_id)
+                              run_dir=m / "run", seccomp_fd=3, caps=SANDBOX_ROOT_CAPS, boot_id=boot_id,
+                              late=volume_binds(m, spec.volumes))
         return render(self.bwrap, setup, contract.agent_command(template.python))
 
     @staticmethod
@@ -319,6 +322,7 @@ class NamespaceRuntime:
                 syscalls.umount(str(m / "root"))
             except OSError:
                 break
+        unmount_volumes(m)
         unmount_lowers(d)
         # A step that fails does not stop the next: a directory that resists removal must not keep
         # the sandbox's cgroups or uid range. What remains is a leftover, retried at next start.

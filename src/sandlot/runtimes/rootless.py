@@ -111,8 +111,8 @@ class RootlessRuntime:
     # ---- create ------------------------------------------------------------------------------
 
     def create(self, spec: SandboxSpec, template) -> RuntimeSandbox:
-        if template.layers:
-            raise E.Unsupported("sandboxes from snapshots need the namespace runtime (a server run as root)")
+        if template.layers or spec.volumes:
+            raise E.Unsupported("snapshots and volumes need the namespace runtime (a server run as root)")
         try:
             return self._create(spec, template, self._dir(spec.sandbox_id))
         except BaseException:

@@ -52,6 +52,11 @@ class AutoResumeIn(_Body):
     enabled: bool = False
 
 
+class VolumeMountIn(_Body):
+    name: str
+    path: str
+
+
 class CreateIn(_Body):
     templateID: str | None = None  # the server's default template
     timeout: int | None = None
@@ -61,6 +66,7 @@ class CreateIn(_Body):
     autoPause: bool = False
     autoPauseMemory: bool = True
     autoResume: AutoResumeIn | None = None
+    volumeMounts: list[VolumeMountIn] | None = None
     allow_internet_access: bool | None = None
     limits: LimitsIn | None = None
 
@@ -132,6 +138,7 @@ def detail_json(rec: SandboxRecord) -> dict:
         "metadata": rec.metadata, "domain": None, "allowInternetAccess": False,
         "lifecycle": {"autoResume": rec.auto_resume, "onTimeout": "pause" if rec.auto_pause else "kill"},
         **({"pauseMode": rec.pause_mode} if rec.state == "paused" and rec.pause_mode else {}),
+        "volumeMounts": rec.volume_mounts,
     }
 
 
@@ -149,7 +156,8 @@ async def create(request: Request) -> Response:
         timeout=body.timeout if body.timeout is not None else svc.config.default_timeout,
         metadata={**request.app.state.snapshots.metadata(template), **(body.metadata or {})},
         envs=body.envVars or {}, limits=limits,
-        auto_pause=body.autoPause, secure=body.secure, **lifecycle_fields(body))
+        auto_pause=body.autoPause, secure=body.secure, **lifecycle_fields(body),
+        volume_mounts=[m.model_dump() for m in body.volumeMounts or []])
     live = await svc.create(req)
     return JSONResponse(sandbox_json(live), status_code=201)
 

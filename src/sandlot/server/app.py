@@ -23,7 +23,8 @@ from ..runtimes import make_runtime
 from ..templates import TemplateStore
 from ..layers import LayerStore
 from ..layers.holding import HoldingRuntime
-from . import api, snapshots
+from ..volumes import VolumeStore
+from . import api, snapshots, volumes
 from .auth import KeyAuth
 from .config import Config
 from .envd import envd_routes
@@ -77,6 +78,7 @@ def build_app(config: Config) -> Starlette:
     # snapshots and lifecycle (snapshots.py, lifecycle.py): snapshots resolve as templates
     service.lifecycle = Lifecycle(service, layers)
     snapshot_store = Snapshots(service, service.lifecycle, layers)
+    service.volumes = VolumeStore(config.home, config.db_path)  # volumes.py
     service.templates = SnapshotTemplates(service.templates, snapshot_store)
 
     @contextlib.asynccontextmanager
@@ -91,18 +93,22 @@ def build_app(config: Config) -> Starlette:
             yield
         finally:
             await service.shutdown()
+            # volumes no sandbox left running uses are unmounted
+            service.volumes.close(in_use={m["name"] for r in store.live() if r.pause_mode != "filesystem"
+                                          for m in r.volume_mounts})
             store.close()
             snapshot_store.close()
             layers.close()
 
     app = Starlette(
-        routes=[Route("/_sandlot/health", _health), *api.routes(), *snapshots.routes(), *envd_routes(service, max_upload_bytes=config.max_upload_bytes)],
+        routes=[Route("/_sandlot/health", _health), *api.routes(), *snapshots.routes(), *volumes.routes(), *envd_routes(service, max_upload_bytes=config.max_upload_bytes)],
         middleware=[Middleware(KeyAuth, store=store, preset_key=config.preset_api_key)],
         exception_handlers={E.SandlotError: _sandlot_error, HTTPException: _http_error, Exception: _unexpected},
         lifespan=lifespan,
     )
     app.state.service = service
     app.state.snapshots = snapshot_store
+    app.state.volumes = service.volumes
     app.state.store = store
     app.state.config = config
     return app

@@ -11,7 +11,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .store import Store, hash_key
 
-CONTROL_PLANE_PREFIXES = ("/sandboxes", "/v2/", "/templates", "/snapshots", "/_sandlot/api")
+CONTROL_PLANE_PREFIXES = ("/sandboxes", "/v2/", "/templates", "/snapshots", "/volumes", "/_sandlot/api")
 
 
 class KeyAuth:

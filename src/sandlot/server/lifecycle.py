@@ -142,7 +142,8 @@ class Lifecycle:
         live = svc._known(sandbox_id, svc.paused)
         rec = live.record
         template = await asyncio.to_thread(self.template_for, rec.stack, rec.template)
-        spec = SandboxSpec(sandbox_id, rec.template, Limits(**rec.limits), envs=rec.envs)
+        spec = SandboxSpec(sandbox_id, rec.template, Limits(**rec.limits), envs=rec.envs,
+                           volumes=await asyncio.to_thread(svc.volume_binds, rec.volume_mounts))
         rt = await asyncio.to_thread(svc.runtime.create, spec, template)
         live.rt, live.agent = rt, AgentClient(str(rt.socket_path))
         live.kernels = svc._kernels(rt, template)

@@ -24,6 +24,7 @@ from .agent_client import AgentClient
 from .config import Config
 from .code_contexts import KernelSession
 from .store import SandboxRecord, Store
+from .volumes import volume_binds
 
 log = logging.getLogger("sandlot.service")
 
@@ -89,6 +90,7 @@ class CreateRequest:
     auto_pause_mode: str = "full"
     auto_resume: bool = False
     stack: Template | None = None  # a fork's children: this stack instead of the template's
+    volume_mounts: list[dict] = field(default_factory=list)  # [{"name", "path"}] (volumes.py)
 
 
 class SandboxService:
@@ -105,6 +107,7 @@ class SandboxService:
         self._sampler: asyncio.Task | None = None
         self._closing = False
         self.lifecycle = None  # lifecycle.Lifecycle, set by the app: pause modes, cold resume, wake
+        self.volumes = None  # volumes.VolumeStore, set by the app
 
     # ---- start and stop ----------------------------------------------------------------------
 
@@ -188,7 +191,8 @@ class SandboxService:
                                                         logged_progress(req.template, log))
         pooled = self._claim_pooled(req) if req.stack is None else None
         if pooled is None:
-            spec = SandboxSpec(new_sandbox_id(), req.template, req.limits, envs=req.envs)
+            spec = SandboxSpec(new_sandbox_id(), req.template, req.limits, envs=req.envs,
+                               volumes=await asyncio.to_thread(self.volume_binds, req.volume_mounts))
             rt = await asyncio.to_thread(self.runtime.create, spec, template)
             kernels = self._kernels(rt, template)
             if kernels is not None:  # its first run_code should not wait for a whole kernel start
@@ -203,11 +207,14 @@ class SandboxService:
             end_at=now + req.timeout, metadata=req.metadata, envs=req.envs, limits=asdict(req.limits),
             access_token=secrets.token_urlsafe(24) if req.secure else None, auto_pause=req.auto_pause,
             auto_pause_mode=req.auto_pause_mode, auto_resume=req.auto_resume,
-            stack=self.lifecycle.stack_of(template))
+            stack=self.lifecycle.stack_of(template), volume_mounts=req.volume_mounts)
         self.store.insert(rec)
         live = LiveSandbox(rec, rt, AgentClient(str(rt.socket_path)), kernels=kernels)
         self.live[rec.id] = live
         return live
+
+    def volume_binds(self, mounts: list[dict]) -> tuple[tuple[str, str], ...]:
+        return volume_binds(self.volumes, mounts) if mounts else ()
 
     def _kernels(self, rt: RuntimeSandbox, template: Template) -> KernelSession | None:
         if not template.kernels:
@@ -218,7 +225,7 @@ class SandboxService:
         # Pooled sandboxes start with default limits and no env vars (the agent reads its env vars
         # at start), so only matching requests may take one.
         pool = self._pools.get(req.template)
-        if not pool or req.envs or req.limits != Limits():
+        if not pool or req.envs or req.limits != Limits() or req.volume_mounts:
             return None
         while pool:
             pooled = pool.pop()

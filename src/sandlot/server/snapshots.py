@@ -235,7 +235,8 @@ class Snapshots:
     async def _child(self, parent, template: Template, timeout: int):
         req = CreateRequest(template=parent.template, timeout=timeout, metadata=dict(parent.metadata),
                             envs=dict(parent.envs), limits=Limits(**parent.limits),
-                            secure=parent.access_token is not None, stack=template)
+                            secure=parent.access_token is not None, stack=template,
+                            volume_mounts=list(parent.volume_mounts))
         return await self.service.create(req)
 
     # ---- create from a snapshot --------------------------------------------------------------
