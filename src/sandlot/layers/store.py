@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .. import _exceptions as E
-from ..hostfs import remove_tree, source_in_use
+from ..hostfs import remove_tree, source_mounted
 from .tree import CopyResult, copy_tree, merge
 
 log = logging.getLogger("sandlot.layers")
@@ -200,10 +200,13 @@ class LayerStore:
                     else:
                         self._remove_stale(p)
                     continue
+                if p.name.startswith(".transfer-") and time.time() - p.lstat().st_mtime > 3600:
+                    self._remove(p) if p.is_dir() else p.unlink(missing_ok=True)  # an interrupted transfer
+                    continue
                 if len(p.name) != 64 or not p.is_dir():
                     continue
                 digest = "sha256:" + p.name
-                if digest in held or source_in_use(p):
+                if digest in held or source_mounted(p):
                     continue
                 if self._remove(p):
                     removed.append(digest)

@@ -24,7 +24,7 @@ from ..templates import TemplateStore
 from ..layers import LayerStore
 from ..layers.holding import HoldingRuntime
 from ..volumes import VolumeStore
-from . import api, snapshots, volumes
+from . import api, snapshots, transfer, volumes
 from .auth import KeyAuth
 from .config import Config
 from .envd import envd_routes
@@ -32,6 +32,7 @@ from .envd.code import BrokenOff
 from .lifecycle import Lifecycle
 from .service import SandboxService
 from .snapshots import Snapshots, SnapshotTemplates
+from .transfer import Transfer
 from .store import Store
 
 log = logging.getLogger("sandlot.server")
@@ -101,7 +102,8 @@ def build_app(config: Config) -> Starlette:
             layers.close()
 
     app = Starlette(
-        routes=[Route("/_sandlot/health", _health), *api.routes(), *snapshots.routes(), *volumes.routes(), *envd_routes(service, max_upload_bytes=config.max_upload_bytes)],
+        routes=[Route("/_sandlot/health", _health), *api.routes(), *transfer.routes(), *snapshots.routes(),
+                *volumes.routes(), *envd_routes(service, max_upload_bytes=config.max_upload_bytes)],
         middleware=[Middleware(KeyAuth, store=store, preset_key=config.preset_api_key)],
         exception_handlers={E.SandlotError: _sandlot_error, HTTPException: _http_error, Exception: _unexpected},
         lifespan=lifespan,
@@ -109,6 +111,7 @@ def build_app(config: Config) -> Starlette:
     app.state.service = service
     app.state.snapshots = snapshot_store
     app.state.volumes = service.volumes
+    app.state.transfer = Transfer(snapshot_store, layers, config.storage or str(config.home / "storage"))
     app.state.store = store
     app.state.config = config
     return app

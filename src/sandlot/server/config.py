@@ -53,6 +53,9 @@ class Config:
     # A clean stop kills every sandbox (nothing outlives a stopped server). --keep-sandboxes leaves
     # them running for a restart to adopt, as after kill -9.
     kill_on_shutdown: bool = True
+    # Where snapshots are exported to and imported from (server/transfer.py): a directory, or
+    # s3://bucket/prefix with boto3's own settings (AWS_* variables); default <home>/storage.
+    storage: str = field(default_factory=lambda: os.environ.get("SANDLOT_STORAGE", ""))
 
     @property
     def db_path(self) -> Path:

@@ -149,15 +149,38 @@ class Snapshots:
 
     # ---- taking and deleting -----------------------------------------------------------------
 
+    def _check_name(self, name: str | None) -> Snapshot | None:
+        """The snapshot a new one of that name replaces, if any."""
+        if name is None:
+            return None
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise E.InvalidArgument("a snapshot name is 1-128 letters, digits, '_', '.' or '-', "
+                                    "starting with a letter or digit")
+        if name in self.service.templates.list():
+            raise E.InvalidArgument(f"\"{name}\" is a template's name: choose another for the snapshot")
+        return self.find(name)
+
+    @staticmethod
+    def _new_id() -> str:
+        return "snap" + "".join(secrets.choice(_ALPHABET) for _ in range(16))
+
+    def _save(self, snap: Snapshot) -> None:
+        self._sql("INSERT OR REPLACE INTO snapshots VALUES (?,?,?,?,?,?,?,?)",
+                  (snap.id, snap.name, snap.sandbox_id, json.dumps(snap.stack), json.dumps(snap.metadata),
+                   json.dumps(snap.envs), int(snap.warm), snap.created_at))
+
+    def add(self, stack: dict, metadata: dict, name: str | None, source: str) -> Snapshot:
+        """A snapshot of an existing stack (an import; in a thread): its layers held by it."""
+        existing = self._check_name(name)
+        snap = Snapshot(existing.id if existing else self._new_id(), name, source, stack, metadata,
+                        stack.get("envs", {}), False, time.time())
+        self.layers.hold(snap.holder, stack["layers"], replace=True)
+        self._save(snap)
+        return snap
+
     async def create(self, sandbox_id: str, name: str | None = None, warm: bool = False) -> Snapshot:
-        if name is not None:
-            if not _NAME.match(name):
-                raise E.InvalidArgument("a snapshot name is 1-128 letters, digits, '_', '.' or '-', "
-                                        "starting with a letter or digit")
-            if name in self.service.templates.list():
-                raise E.InvalidArgument(f"\"{name}\" is a template's name: choose another for the snapshot")
-        existing = self.find(name) if name else None
-        snap_id = existing.id if existing else "snap" + "".join(secrets.choice(_ALPHABET) for _ in range(16))
+        existing = self._check_name(name)
+        snap_id = existing.id if existing else self._new_id()
         holder = f"snapshot:{snap_id}"
         async with self.lifecycle.lock(sandbox_id):
             live = self.service._known(sandbox_id)
@@ -171,9 +194,7 @@ class Snapshots:
         # its env vars become the stack's: every sandbox from it (pooled ones too) starts with them
         stack["envs"] = {**stack.get("envs", {}), **rec.envs}
         snap = Snapshot(snap_id, name, sandbox_id, stack, dict(rec.metadata), stack["envs"], warm, time.time())
-        self._sql("INSERT OR REPLACE INTO snapshots VALUES (?,?,?,?,?,?,?,?)",
-                  (snap.id, snap.name, snap.sandbox_id, json.dumps(snap.stack), json.dumps(snap.metadata),
-                   json.dumps(snap.envs), int(warm), snap.created_at))
+        self._save(snap)
         if existing:  # a new build under the same name: the old one's pooled sandboxes are stale
             await self.service.drop_pool(snap.id)
         await asyncio.to_thread(self.layers.gc)
