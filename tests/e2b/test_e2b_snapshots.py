@@ -226,3 +226,43 @@ def test_no_layer_stays_once_everything_is_deleted(sdk_env, server):
     sbx.kill()
     with open("/proc/self/mountinfo") as f:
         assert str(server.home / "layers") not in f.read()
+
+
+def test_a_warm_snapshot_keeps_a_pool(made, sdk_env, server):
+    """`"warm": true` (sandlot's extension): sandboxes on the snapshot's stack wait ready, and a
+    create by its name takes one, with the snapshot's files and env vars."""
+    sandboxes, snapshots = made
+    src = Sandbox.create(timeout=300, envs={"WARM": "yes"})
+    sandboxes.append(src)
+    src.files.write("/home/user/warm.txt", "pooled")
+    name = unique("warm")
+    r = httpx.post(f"{server.url}/sandboxes/{src.sandbox_id}/snapshots", json={"name": name, "warm": True},
+                   headers={"X-API-KEY": server.api_key})
+    assert r.status_code == 201, r.text
+    snapshots.append(r.json()["snapshotID"])
+    before = set((server.home / "sandboxes").iterdir())
+    deadline = time.monotonic() + 60
+    while len(set((server.home / "sandboxes").iterdir()) - before) < 2:  # the pool fills
+        assert time.monotonic() < deadline, "the snapshot's pool did not fill"
+        time.sleep(0.2)
+    pooled = {p.name for p in set((server.home / "sandboxes").iterdir()) - before}
+    child = Sandbox.create(name, timeout=60)
+    sandboxes.append(child)
+    assert child.sandbox_id in pooled
+    assert child.commands.run("cat /home/user/warm.txt; echo \" $WARM\"").stdout == "pooled yes\n"
+    assert child.get_info().template_id == _internal_id(server, name)
+    # deleting the snapshot empties its pool: no sandbox is left on a deleted snapshot's layers
+    Sandbox.delete_snapshot(r.json()["snapshotID"])
+    snapshots.remove(r.json()["snapshotID"])
+    leftover = pooled - {child.sandbox_id}
+    deadline = time.monotonic() + 30
+    while leftover & {p.name for p in (server.home / "sandboxes").iterdir()}:
+        assert time.monotonic() < deadline, "the deleted snapshot's pool stayed"
+        time.sleep(0.2)
+
+
+def _internal_id(server, name: str) -> str:
+    import sqlite3
+
+    with sqlite3.connect(server.home / "state.db") as db:
+        return db.execute("SELECT id FROM snapshots WHERE name=?", (name,)).fetchone()[0]

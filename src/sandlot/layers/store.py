@@ -64,6 +64,7 @@ class LayerStore:
         self._db = sqlite3.connect(str(self.root / "layers.db"), isolation_level=None,
                                    check_same_thread=False, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # as the server's store: WAL keeps it consistent
         self._db.executescript(SCHEMA)
         self._thread_lock = threading.Lock()
         self._db_lock = threading.Lock()  # one connection, used from the server's threads

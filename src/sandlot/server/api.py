@@ -151,6 +151,7 @@ async def create(request: Request) -> Response:
     svc = _service(request)
     limits = Limits(**body.limits.model_dump()) if body.limits else Limits()
     template = TEMPLATE_ALIASES.get(body.templateID, body.templateID or svc.config.default_template)
+    template = request.app.state.snapshots.canonical(template)  # a snapshot by its id (its pool's key)
     req = CreateRequest(
         template=template,
         timeout=body.timeout if body.timeout is not None else svc.config.default_timeout,

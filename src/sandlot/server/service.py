@@ -249,17 +249,22 @@ class SandboxService:
                 await asyncio.sleep(delay)
             template = await asyncio.to_thread(self.templates.get, name, logged_progress(name, log))
             pool = self._pools.setdefault(name, [])
-            while not self._closing and len(pool) < self.config.pool_size:
+            # drop_pool (a snapshot deleted or replaced) unregisters the list: stop filling it
+            while not self._closing and self._pools.get(name) is pool and len(pool) < self.config.pool_size:
                 spec = SandboxSpec(new_sandbox_id(), name, background=True)
                 rt = await asyncio.to_thread(self.runtime.create, spec, template)
-                if self._closing:
+                kernels = None
+                if not self._closing and self._pools.get(name) is pool:
+                    kernels = self._kernels(rt, template)
+                    await _warm_up(rt, kernels)
+                if self._closing or self._pools.get(name) is not pool:
                     await asyncio.to_thread(self.runtime.kill, rt.sandbox_id)
                     return
-                kernels = self._kernels(rt, template)
-                await _warm_up(rt, kernels)
                 pool.append(Pooled(rt, kernels, spec))
         except asyncio.CancelledError:
             raise
+        except E.NotFound as e:  # a snapshot deleted meanwhile
+            log.info("no pool for %s: %s", name, e.message)
         except Exception:
             log.exception("could not fill the pool for template %s", name)
 

@@ -262,6 +262,11 @@ class Snapshots:
 
     # ---- create from a snapshot --------------------------------------------------------------
 
+    def canonical(self, template_ref: str) -> str:
+        """A snapshot's id for any of its references (name, name:tag); other names unchanged."""
+        snap = self.find(template_ref)
+        return snap.id if snap else template_ref
+
     def metadata(self, template_ref: str) -> dict:
         """The metadata a sandbox made from `template_ref` starts with (a snapshot's), under its own."""
         snap = self.find(template_ref)
