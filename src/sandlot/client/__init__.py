@@ -3,6 +3,7 @@
     _http.py      transport to the server, and the one place errors are translated
     _config.py    which server: arguments, environment, else _embedded.py
     _sandbox.py   AsyncSandbox (control plane) and the list paginator
+    _snapshots.py snapshots, fork and volumes (AsyncVolume)
     _commands.py  sandbox.commands and command handles
     _files.py     sandbox.files and watch handles
     _pty.py       sandbox.pty
@@ -16,6 +17,7 @@ from ._files import AsyncFiles, AsyncWatchHandle
 from ._packages import AsyncPackages
 from ._pty import AsyncPty
 from ._sandbox import AsyncSandbox, AsyncSandboxPaginator
+from ._snapshots import AsyncVolume, SnapshotInfo, VolumeInfo
 from ._sync import synchronize
 
 Sandbox = synchronize(AsyncSandbox, "Sandbox", """An isolated Linux machine for running untrusted code.
@@ -46,9 +48,12 @@ Files = synchronize(AsyncFiles, "Files")
 WatchHandle = synchronize(AsyncWatchHandle, "WatchHandle")
 Pty = synchronize(AsyncPty, "Pty")
 Packages = synchronize(AsyncPackages, "Packages")
+Volume = synchronize(AsyncVolume, "Volume")
 
 __all__ = [
     "AsyncCommandHandle", "AsyncCommands", "AsyncFiles", "AsyncPackages", "AsyncPty", "AsyncSandbox",
     "AsyncSandboxPaginator", "AsyncWatchHandle", "CommandHandle", "Commands", "Files", "Packages", "Pty", "Sandbox",
     "SandboxPaginator", "WatchHandle",
+    # snapshots and volumes (_snapshots.py)
+    "AsyncVolume", "SnapshotInfo", "Volume", "VolumeInfo",
 ]

@@ -13,7 +13,7 @@ from datetime import datetime
 from urllib.parse import quote, urlencode
 
 from .. import _exceptions as E
-from . import _state
+from . import _snapshots, _state
 from ._code import AsyncCodeInterpreter
 from ._commands import AsyncCommands
 from ._config import ConnectionConfig
@@ -99,13 +99,17 @@ class AsyncSandbox:
     @classmethod
     async def create(cls, template: str = "base", timeout: int = 300, metadata: dict[str, str] | None = None,
                      envs: dict[str, str] | None = None, limits: Limits | Mapping | None = None,
-                     api_url: str | None = None, api_key: str | None = None) -> AsyncSandbox:
-        """Start a sandbox from `template` that lives `timeout` seconds unless extended.
+                     api_url: str | None = None, api_key: str | None = None,
+                     volume_mounts: Mapping[str, str] | None = None) -> AsyncSandbox:
+        """Start a sandbox from `template` (or a snapshot) that lives `timeout` seconds unless extended.
 
         `metadata` is yours to filter `list()` by; `envs` are set for every command; `limits` is a
-        `Limits` or a dict with `memory_mb`, `cpu_count`, `pids`, `disk_mb`.
+        `Limits` or a dict with `memory_mb`, `cpu_count`, `pids`, `disk_mb`; `volume_mounts` maps
+        sandbox paths to volume names (`AsyncVolume`).
         """
         body = {"templateID": template, "timeout": timeout, "metadata": metadata or {}, "envVars": envs or {}}
+        if volume_mounts:
+            body["volumeMounts"] = [{"name": getattr(v, "name", v), "path": p} for p, v in volume_mounts.items()]
         if limits is not None:
             body["limits"] = _limits_json(limits)
         transport = Transport(await ConnectionConfig.resolve(api_url, api_key))
@@ -178,10 +182,14 @@ class AsyncSandbox:
         return [SandboxMetrics.from_json(d) for d in response.json()]
 
     @_instance_or_id
-    async def pause(self) -> bool:
-        """Freeze the sandbox; `resume()` or `connect()` continues it. False if already paused."""
+    async def pause(self, mode: str = "full") -> bool:
+        """Pause the sandbox; `resume()` or `connect()` continues it. False if already paused.
+        `mode="full"` freezes its processes in memory; `"filesystem"` keeps only its files (its
+        processes end; resuming is a cold boot): docs/snapshots.md."""
+        if mode not in ("full", "filesystem"):
+            raise E.InvalidArgument(f"mode must be 'full' or 'filesystem', got {mode!r}")
         try:
-            await self._transport.api("POST", self._path("/pause"))
+            await self._transport.api("POST", self._path("/pause"), json={"memory": mode == "full"})
         except E.AlreadyExists:
             return False
         return True
@@ -195,6 +203,39 @@ class AsyncSandbox:
     async def is_running(self) -> bool:
         """False once the sandbox was killed, expired or paused."""
         return await self._envd.is_running()
+
+    # --- snapshots and fork (client/_snapshots.py; docs/snapshots.md) ---
+
+    @_instance_or_id
+    async def create_snapshot(self, name: str | None = None, warm: bool = False) -> _snapshots.SnapshotInfo:
+        """Keep the sandbox's files, env vars and metadata as a snapshot (named or not) to create
+        sandboxes from; `warm=True` keeps a pool of them ready. Processes are not kept."""
+        return await _snapshots.create_snapshot(self._transport, self.sandbox_id, name, warm)
+
+    @_instance_or_id
+    async def fork(self, count: int = 1, timeout: int | None = None) -> list[AsyncSandbox | E.SandlotError]:
+        """`count` new sandboxes with this one's files at this instant (not its processes), each
+        with its own id and lifetime (`timeout`, default 15 s as E2B's); a child that failed to
+        start is its error in the list."""
+        out: list[AsyncSandbox | E.SandlotError] = []
+        for entry in await _snapshots.fork(self._transport, self.sandbox_id, count, timeout):
+            if "sandbox" in entry:
+                transport = Transport(self._transport.config)
+                out.append(type(self)._from_json(entry["sandbox"], transport))
+            else:
+                out.append(_snapshots.fork_error(entry))
+        return out
+
+    @classmethod
+    async def list_snapshots(cls, sandbox_id: str | None = None, name: str | None = None,
+                             api_url: str | None = None, api_key: str | None = None) -> list[_snapshots.SnapshotInfo]:
+        """Snapshots on the server, newest first; of one sandbox, or by name."""
+        return await _snapshots.list_snapshots(api_url, api_key, sandbox_id, name)
+
+    @classmethod
+    async def delete_snapshot(cls, snapshot_id: str, api_url: str | None = None, api_key: str | None = None) -> bool:
+        """Delete a snapshot (sandboxes made from it keep running). False if unknown."""
+        return await _snapshots.delete_snapshot(api_url, api_key, snapshot_id)
 
     # --- changing a live sandbox (client/_state.py) ---
 
