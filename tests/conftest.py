@@ -23,7 +23,6 @@ def server():
     # Whatever the suite sent it, the server never failed unexpectedly (bad input is a 4xx, not a
     # traceback in its log).
     failures = tracebacks(srv.log.read_text(errors="replace"))
-    import os; (shutil.copy(srv.log, '/tmp/snapwt-last-server.log') if os.environ.get('SNAPWT_KEEP_LOG') else None)
     shutil.rmtree(home, ignore_errors=True)
     assert not left, f"the test server left sandbox resources behind: {left}"
     assert not failures, "the test server logged errors with tracebacks:\n\n" + "\n\n".join(failures)

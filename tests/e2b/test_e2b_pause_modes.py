@@ -143,3 +143,10 @@ def test_killing_a_filesystem_paused_sandbox_frees_its_layers(make_sandbox, serv
     sbx.kill()
     assert not made & {p.name for p in (server.home / "layers").iterdir()}
     kill_quietly(sbx)
+
+
+def test_a_filesystem_paused_sandbox_answers_info_and_metrics(make_sandbox):
+    sbx = make_sandbox(timeout=300)
+    assert sbx.pause(mode="filesystem") is True
+    assert sbx.get_info().state == SandboxState.PAUSED
+    assert isinstance(sbx.get_metrics(), list)  # its samples so far; nothing runs to sample now

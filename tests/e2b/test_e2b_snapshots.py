@@ -266,3 +266,22 @@ def _internal_id(server, name: str) -> str:
 
     with sqlite3.connect(server.home / "state.db") as db:
         return db.execute("SELECT id FROM snapshots WHERE name=?", (name,)).fetchone()[0]
+
+
+def test_snapshot_and_kill_at_once(sdk_env, server):
+    """A kill while a snapshot copies waits for it; neither answers 500."""
+    import concurrent.futures
+
+    sbx = Sandbox.create(timeout=120)
+    sbx.commands.run("head -c 50000000 /dev/urandom > /home/user/big.bin")
+    headers = {"X-API-KEY": server.api_key}
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        snap = pool.submit(httpx.post, f"{server.url}/sandboxes/{sbx.sandbox_id}/snapshots", json={},
+                           headers=headers, timeout=120)
+        time.sleep(0.05)
+        kill = pool.submit(httpx.delete, f"{server.url}/sandboxes/{sbx.sandbox_id}", headers=headers, timeout=120)
+        s, k = snap.result(), kill.result()
+    assert k.status_code == 204, k.text
+    assert s.status_code in (201, 404), s.text
+    if s.status_code == 201:
+        assert Sandbox.delete_snapshot(s.json()["snapshotID"]) is True

@@ -57,6 +57,7 @@ class HoldingRuntime:
         """At start: sandboxes the runtime has no trace of and the service does not know hold nothing."""
         present = self.inner.leftovers() | known
         stale = [h for h in self.layers.holders("sandbox:") if h.split(":", 1)[1] not in present]
+        stale += [*self.layers.holders("fork:"), *self.layers.holders("import:")]  # a crash mid-way
         for h in stale:
             self.layers.release(h)
         if stale:

@@ -81,6 +81,7 @@ def build_app(config: Config) -> Starlette:
     snapshot_store = Snapshots(service, service.lifecycle, layers)
     service.volumes = VolumeStore(config.home, config.db_path)  # volumes.py
     service.templates = SnapshotTemplates(service.templates, snapshot_store)
+    config.pool_templates = tuple(snapshot_store.canonical(n) for n in config.pool_templates)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -51,12 +50,20 @@ class Lifecycle:
     def __init__(self, service: SandboxService, layers: LayerStore):
         self.service = service
         self.layers = layers
-        self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._locks: dict[str, list] = {}  # sandbox id -> [lock, holders and waiters]
 
     @asynccontextmanager
     async def lock(self, sandbox_id: str) -> AsyncIterator[None]:
-        async with self._locks[sandbox_id]:  # dropped in forget(), when the sandbox is gone
-            yield
+        """Orders pause, resume, snapshot, fork and kill of one sandbox (kept while in use only)."""
+        entry = self._locks.setdefault(sandbox_id, [asyncio.Lock(), 0])
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0 and self._locks.get(sandbox_id) is entry:
+                del self._locks[sandbox_id]
 
     # ---- stacks ------------------------------------------------------------------------------
 
@@ -73,15 +80,21 @@ class Lifecycle:
 
     def commit_writable(self, sandbox_id: str, holder: str, *, frozen: bool) -> str | None:
         """Commit the sandbox's writable layer as a layer held by `holder` (in a thread). The
-        sandbox is frozen meanwhile, for a consistent copy, unless it already is."""
+        sandbox is frozen meanwhile, for a consistent copy, unless it already is. Its own
+        processes ending it meanwhile (the cgroup or layer gone) is SandboxNotRunning."""
         upper, uid_base = self.service.runtime.writable_layer(sandbox_id)
-        if not frozen:
-            self.service.runtime.freeze(sandbox_id, True)
         try:
-            return self.layers.commit(upper, holder, uid_base=uid_base, made_from=f"sandbox {sandbox_id}")
-        finally:
             if not frozen:
-                self.service.runtime.freeze(sandbox_id, False)
+                self.service.runtime.freeze(sandbox_id, True)
+            try:
+                return self.layers.commit(upper, holder, uid_base=uid_base, made_from=f"sandbox {sandbox_id}")
+            finally:
+                if not frozen:
+                    self.service.runtime.freeze(sandbox_id, False)
+        except OSError as e:
+            if not upper.is_dir():  # killed (by its own processes' end, or a reboot) meanwhile
+                raise E.SandboxNotRunning(f"sandbox \"{sandbox_id}\" ended while its files were copied") from e
+            raise E.RuntimeFailure(f"copying the files of sandbox \"{sandbox_id}\" failed: {e}") from e
 
     def stacked(self, stack: dict, top: str | None, holder: str) -> dict:
         """`stack` with the layer `top` above it (if any), held by `holder`, flattened if deep."""
@@ -227,7 +240,6 @@ class Lifecycle:
 
     def forget(self, sandbox_id: str) -> None:
         """A killed sandbox's paused layers go (called by kill, in a thread)."""
-        self._locks.pop(sandbox_id, None)
         if self.layers.held_by(paused_holder(sandbox_id)):
             self.layers.release(paused_holder(sandbox_id))
             self.layers.gc()

@@ -297,6 +297,11 @@ class SandboxService:
     # ---- lifecycle changes -------------------------------------------------------------------
 
     async def kill(self, sandbox_id: str, reason: str = "killed") -> None:
+        # after a snapshot, fork or pause of it in progress (lifecycle.py's lock)
+        async with self.lifecycle.lock(sandbox_id):
+            await self._kill(sandbox_id, reason)
+
+    async def _kill(self, sandbox_id: str, reason: str) -> None:
         self._known(sandbox_id)
         live = self.live.pop(sandbox_id, None) or self.paused.pop(sandbox_id)
         live.closed.set()
@@ -408,7 +413,7 @@ class SandboxService:
         found = [m for m in live.samples if (start is None or m["timestamp"] >= start)
                  and (end is None or m["timestamp"] <= end)]
         now = time.time()
-        if (end is None or end >= now) and (start is None or start <= now):
+        if live.rt is not None and (end is None or end >= now) and (start is None or start <= now):
             found.append(await asyncio.to_thread(self._sample, live, now))
         return found
 
