@@ -6,10 +6,11 @@
 #   python3-venv                         ./dev makes its virtualenvs with `python3 -m venv`
 #   iproute2                             `ip`, to look into a sandbox's network namespace from the host
 #                                        (nsenter --net=/proc/PID/ns/net ip addr)
+#   e2fsprogs                            mkfs.ext4: each volume is an ext4 image (its size its quota)
 # Keep README.md's list of system packages the same as this one.
 set -euo pipefail
 
-packages=(debootstrap debian-archive-keyring sudo python3-venv iproute2)
+packages=(debootstrap debian-archive-keyring sudo python3-venv iproute2 e2fsprogs)
 
 missing=()
 for p in "${packages[@]}"; do

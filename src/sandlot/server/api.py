@@ -79,7 +79,6 @@ class TimeoutIn(_Body):
 # ---- lifecycle (server/lifecycle.py) ----
 class PauseIn(_Body):
     memory: bool = True  # false: keep the files only (pause mode "filesystem")
-    requireHealthyGuest: bool = False
 
 
 def lifecycle_fields(body: CreateIn) -> dict:

@@ -191,8 +191,8 @@ class SandboxService:
                                                         logged_progress(req.template, log))
         pooled = self._claim_pooled(req) if req.stack is None else None
         if pooled is None:
-            spec = SandboxSpec(new_sandbox_id(), req.template, req.limits, envs=req.envs,
-                               volumes=await asyncio.to_thread(self.volume_binds, req.volume_mounts))
+            volumes = await asyncio.to_thread(self.volume_binds, req.volume_mounts) if req.volume_mounts else ()
+            spec = SandboxSpec(new_sandbox_id(), req.template, req.limits, envs=req.envs, volumes=volumes)
             rt = await asyncio.to_thread(self.runtime.create, spec, template)
             kernels = self._kernels(rt, template)
             if kernels is not None:  # its first run_code should not wait for a whole kernel start

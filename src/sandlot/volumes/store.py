@@ -104,6 +104,8 @@ class VolumeStore:
     # ---- create and delete -------------------------------------------------------------------
 
     def create(self, name: str, size_mb: int = DEFAULT_SIZE_MB) -> Volume:
+        if os.geteuid() != 0:
+            raise E.Unsupported("volumes need a server run as root (an image is mounted per volume)")
         if not isinstance(name, str) or not _NAME.match(name):
             raise E.InvalidArgument("a volume name is 1-63 letters, digits, '_', '.' or '-', starting with "
                                     "a letter or digit")
