@@ -285,3 +285,21 @@ def test_snapshot_and_kill_at_once(sdk_env, server):
     assert s.status_code in (201, 404), s.text
     if s.status_code == 201:
         assert Sandbox.delete_snapshot(s.json()["snapshotID"]) is True
+
+
+def test_the_answers_say_files_not_processes(sdk_env, server):
+    headers = {"X-API-KEY": server.api_key}
+    sbx = Sandbox.create(timeout=60)
+    try:
+        r = httpx.post(f"{server.url}/sandboxes/{sbx.sandbox_id}/fork", json={"count": 1, "timeout": 30},
+                       headers=headers, timeout=60)
+        assert r.status_code == 201, r.text
+        [entry] = r.json()
+        assert entry["mode"] == "filesystem" and entry["sandbox"]["sandboxID"] != sbx.sandbox_id
+        Sandbox.kill(entry["sandbox"]["sandboxID"])
+        r = httpx.post(f"{server.url}/sandboxes/{sbx.sandbox_id}/snapshots", json={"memory": True},
+                       headers=headers, timeout=60)
+        assert r.status_code == 201 and r.json()["mode"] == "filesystem", r.text
+        assert Sandbox.delete_snapshot(r.json()["snapshotID"]) is True
+    finally:
+        sbx.kill()

@@ -249,8 +249,8 @@ class Snapshots:
                 out.append({"error": {"code": r.status, "message": r.message}})
             elif isinstance(r, BaseException):
                 out.append({"error": {"code": 500, "message": f"the fork failed: {type(r).__name__}"}})
-            else:
-                out.append({"sandbox": sandbox_json(r)})
+            else:  # files, not processes (this tier cannot checkpoint): said where E2B's SDK ignores it
+                out.append({"sandbox": sandbox_json(r), "mode": "filesystem"})
         return out
 
     async def _child(self, parent, template: Template, timeout: int):
