@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 from e2b import AsyncSandbox, Sandbox, SandboxException
-from e2b_support import access_token, envd_headers, kill_quietly, unique
+from e2b_support import access_token, envd_headers, unique
 
 END_OF_LIFE = "The sandbox was killed or reached its end of life while the request was in flight"
 
