@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from ..._exceptions import InvalidArgument, NotFound, SandboxNotRunning, SandlotError
-from .errors import BrokenOff, error_response
+from .errors import error_response
 from .routing import SandboxHandle, current_sandbox
 
 T = TypeVar("T")
@@ -27,6 +27,11 @@ T = TypeVar("T")
 KEEPALIVE_S = 5.0  # the reference server's KEEPALIVE_INTERVAL
 NO_KERNELS = ("this sandbox's template has no code interpreter: create the sandbox from the "
               "'code-interpreter' template")
+
+
+class BrokenOff(ConnectionAbortedError):
+    """Raised out of an /execute body to drop the connection mid-body: the sandbox stopped, which
+    the SDK learns from the broken stream. Expected, so not logged as a server error."""
 
 
 def _error(e: SandlotError, sandbox: SandboxHandle | None = None) -> Response:

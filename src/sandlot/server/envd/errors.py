@@ -19,12 +19,6 @@ from ..._exceptions import SandboxNotRunning, SandlotError
 SANDBOX_NOT_FOUND = "The sandbox was not found"
 
 
-class BrokenOff(ConnectionAbortedError):
-    """Raised out of a response body to drop the connection mid-body: the sandbox stopped, which
-    the SDK learns from the broken stream and then /health's 502 (as with E2B, whose streams break
-    when a sandbox goes). Expected, so not logged as a server error."""
-
-
 def error_response(err: SandlotError, sandbox_id: str = "") -> JSONResponse:
     """`{"code": status, "message": ...}`, or the E2B proxy's 502 body for a sandbox that is gone."""
     if isinstance(err, SandboxNotRunning):

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..._exceptions import AuthenticationError, InvalidArgument, SandboxNotRunning, SandlotError
 from .auth import SIGNATURE_EXPIRED, UNAUTHORIZED, Policy
-from .errors import BrokenOff, error_response
+from .errors import error_response
 
 if TYPE_CHECKING:
     from ..agent_client import AgentClient
@@ -76,27 +76,9 @@ class SandboxGate:
             return await error_response(e)(scope, receive, send)
         reset = _current.set(sandbox)
         try:
-            await self.app(scope, receive, _breaking_off(scope, send, sandbox))
+            await self.app(scope, receive, send)
         finally:
             _current.reset(reset)
-
-
-def _breaking_off(scope: Scope, send: Send, sandbox: SandboxHandle) -> Send:
-    """For a Connect stream: once the sandbox is killed or paused, the connection drops instead of
-    the stream ending with an error frame. E2B's streams break that way, and the SDKs (2.4x to
-    2.6x) then read /health's 502 and report "The sandbox was killed or reached its end of life
-    while the request was in flight"."""
-    content_type = dict(scope.get("headers", [])).get(b"content-type", b"")
-    if not content_type.startswith(b"application/connect+"):
-        return send
-    closed = sandbox.closed  # now: pause() swaps in a new Event
-
-    async def send_unless_gone(message) -> None:
-        if closed.is_set() and message["type"] == "http.response.body":
-            raise BrokenOff(f"sandbox {sandbox.id} stopped during a stream")
-        await send(message)
-
-    return send_unless_gone
 
 
 def find_sandbox(lookup: SandboxLookup, request: HTTPConnection, policy: Policy) -> SandboxHandle:
