@@ -75,6 +75,15 @@ def source_mounted(path: Path) -> bool:
     return any(devno == want and (r.rstrip("/") + "/").startswith(inside) for devno, r, _ in entries)
 
 
+def unmount_inside(path: Path) -> None:
+    """Detach whatever is mounted at or inside `path` (an interrupted debootstrap leaves its /proc
+    and /sys mounted in the target); OSError if something stays mounted."""
+    for point in mounted_under(path):
+        subprocess.run(["umount", "--lazy", point], capture_output=True, check=False)
+    if left := mounted_under(path):
+        raise OSError(f"{left[0]} is still mounted")
+
+
 def remove_tree(path: Path, *, detach_mounts: bool = False) -> None:
     """rm -rf of a directory a sandbox or a build wrote into, never through a mount.
 
@@ -86,12 +95,12 @@ def remove_tree(path: Path, *, detach_mounts: bool = False) -> None:
     """
     if not os.path.lexists(path):
         return
-    inside = mounted_under(path)
-    if inside and detach_mounts:
-        for point in inside:
-            subprocess.run(["umount", "--lazy", point], capture_output=True, check=False)
-        inside = mounted_under(path)
-    if inside:
+    if detach_mounts:
+        try:
+            unmount_inside(path)
+        except OSError as e:
+            raise OSError(f"{e}: not removing {path}") from None
+    elif inside := mounted_under(path):
         raise OSError(f"{inside[0]} is still mounted: not removing {path}")
     done = subprocess.run(["rm", "-rf", "--one-file-system", "--", str(path)],
                           stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)

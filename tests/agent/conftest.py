@@ -1,18 +1,14 @@
 """Fixtures: the real agent in a subprocess on the host (not sandboxed), driven through AgentClient.
-Runs as root; a temporary account stands in for the sandbox's ``user``."""
+Runs as root; a temporary account (the shared `user` fixture) stands in for the sandbox's ``user``."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import pwd
-import shutil
 import signal
-import tempfile
 from pathlib import Path
 
 import pytest
-from support import throwaway_user
 from agent_support import Agent, Result, collect, start_agent
 
 from sandlot import SandlotError
@@ -20,21 +16,6 @@ from sandlot.server.agent_client import AgentClient
 
 if os.geteuid() != 0:
     pytest.skip("the agent tests switch users: run them as root", allow_module_level=True)
-
-
-@pytest.fixture(scope="session")
-def base_dir():
-    d = Path(tempfile.mkdtemp(prefix="sandlot-agent-test-"))
-    os.chmod(d, 0o755)
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def user(base_dir) -> pwd.struct_passwd:
-    """A throwaway account playing the sandbox's ``user`` (uid != 0, own home, bash)."""
-    with throwaway_user("slt", base_dir / "home") as pw:
-        yield pw
 
 
 @pytest.fixture(scope="session")

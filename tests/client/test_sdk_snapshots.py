@@ -8,11 +8,11 @@ import pytest
 
 from sandlot import SandlotError
 from sandlot.client import AsyncVolume, Volume
-from sdk_helpers import maybe
+from sdk_support import maybe
 
 
-async def test_snapshot_create_from_it_list_and_delete(api, sandbox):
-    cls, conn = api
+async def test_snapshot_create_from_it_list_and_delete(sdk, sandbox):
+    cls, conn = sdk
     name = "n" + uuid.uuid4().hex[:10]
     await maybe(sandbox.files.write("/home/user/kept.txt", "kept"))
     snap = await maybe(sandbox.create_snapshot(name=name))
@@ -29,8 +29,8 @@ async def test_snapshot_create_from_it_list_and_delete(api, sandbox):
     assert await maybe(cls.delete_snapshot(snap.snapshot_id, **conn)) is False
 
 
-async def test_fork_by_instance_and_by_id(api, sandbox):
-    cls, conn = api
+async def test_fork_by_instance_and_by_id(sdk, sandbox):
+    cls, conn = sdk
     await maybe(sandbox.files.write("/home/user/f.txt", "parent"))
     kids = await maybe(sandbox.fork(count=2, timeout=60))
     more = await maybe(cls.fork(sandbox.sandbox_id, **conn))
@@ -46,8 +46,8 @@ async def test_fork_by_instance_and_by_id(api, sandbox):
             await maybe(kid.close())
 
 
-async def test_filesystem_pause(api, sandbox):
-    cls, conn = api
+async def test_filesystem_pause(sdk, sandbox):
+    cls, conn = sdk
     await maybe(sandbox.files.write("/home/user/p.txt", "paused"))
     assert await maybe(sandbox.pause(mode="filesystem")) is True
     assert (await maybe(sandbox.get_info())).state == "paused"
@@ -60,8 +60,8 @@ async def test_filesystem_pause(api, sandbox):
         await maybe(sandbox.pause(mode="neither"))
 
 
-async def test_volumes(api, server, surface):
-    cls, conn = api
+async def test_volumes(sdk, server, surface):
+    cls, conn = sdk
     vcls = Volume if surface == "sync" else AsyncVolume
     name = "v" + uuid.uuid4().hex[:10]
     vol = await maybe(vcls.create(name, size_mb=64, **conn))

@@ -11,7 +11,8 @@ import time
 import httpx
 import pytest
 from e2b import AsyncSandbox, Sandbox, SandboxException
-from e2b_support import SDK_VERSION, access_token, envd_headers, unique
+from e2b_support import SDK_VERSION, envd_headers
+from support import access_token, unique
 from packaging.version import Version
 
 END_OF_LIFE = "The sandbox was killed or reached its end of life while the request was in flight"

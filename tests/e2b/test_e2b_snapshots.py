@@ -9,7 +9,8 @@ import time
 import httpx
 import pytest
 from e2b import AsyncSandbox, Sandbox, SandboxException, SandboxNotFoundException
-from e2b_support import SDK_VERSION, assert_json_error, kill_quietly, unique
+from e2b_support import SDK_VERSION, assert_json_error
+from support import kill_quietly, unique
 from packaging.version import Version
 
 pytestmark = pytest.mark.skipif(SDK_VERSION < Version("2.34"), reason="fork and snapshots need e2b >= 2.34")

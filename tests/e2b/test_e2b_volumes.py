@@ -7,7 +7,8 @@ import httpx
 import pytest
 from e2b import AsyncSandbox, Sandbox
 from e2b.exceptions import VolumeException
-from e2b_support import SDK_VERSION, assert_json_error, kill_quietly, unique
+from e2b_support import SDK_VERSION, assert_json_error
+from support import kill_quietly, unique
 from packaging.version import Version
 
 pytestmark = pytest.mark.skipif(SDK_VERSION < Version("2.55"), reason="volumes need a recent e2b SDK")

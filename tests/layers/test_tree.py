@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from sandlot import _exceptions as E
+from sandlot.hostfs import remove_tree
 from sandlot.layers import tree
 from sandlot.layers.store import LayerStore
 from sandlot.layers.tree import OPAQUE, copy_tree, merge
@@ -112,23 +113,29 @@ def test_commit_shifts_owners_and_keeps_everything(tmp_path):
 def test_hostile_tree_is_never_followed(tmp_path):
     src = tmp_path / "upper"
     src.mkdir()
-    (src / "escape").symlink_to("/etc")
-    os.mkfifo(src / "pipe")  # opening it would block the copy forever
-    os.mknod(src / "dev", stat.S_IFCHR | 0o600, os.makedev(1, 3))  # a real device: not copied
-    fd = os.open(src, os.O_RDONLY)
-    for _ in range(tree.MAX_DEPTH + 5):  # deeper than PATH_MAX allows by path
-        os.mkdir("d", dir_fd=fd)
-        fd, parent = os.open("d", os.O_RDONLY, dir_fd=fd), fd
-        os.close(parent)
-    os.close(fd)
-    with pytest.raises(E.InvalidArgument, match="nest deeper"):
-        copy_tree(src, tmp_path / "layer")
-    # (rm walks iteratively: Python's tree removal would hit its recursion limit)
-    subprocess.run(["rm", "-rf", str(src / "d"), str(tmp_path / "layer")], check=True)
-    copy_tree(src, tmp_path / "layer2")
-    assert os.readlink(tmp_path / "layer2" / "escape") == "/etc"
-    assert not (tmp_path / "layer2" / "dev").exists()
-    assert stat.S_ISFIFO(os.lstat(tmp_path / "layer2" / "pipe").st_mode)
+    try:
+        (src / "escape").symlink_to("/etc")
+        os.mkfifo(src / "pipe")  # opening it would block the copy forever
+        os.mknod(src / "dev", stat.S_IFCHR | 0o600, os.makedev(1, 3))  # a real device: not copied
+        fd = os.open(src, os.O_RDONLY)
+        for _ in range(tree.MAX_DEPTH + 5):  # deeper than PATH_MAX allows by path
+            os.mkdir("d", dir_fd=fd)
+            fd, parent = os.open("d", os.O_RDONLY, dir_fd=fd), fd
+            os.close(parent)
+        os.close(fd)
+        with pytest.raises(E.InvalidArgument, match="nest deeper"):
+            copy_tree(src, tmp_path / "layer")
+        remove_tree(src / "d")
+        remove_tree(tmp_path / "layer")
+        copy_tree(src, tmp_path / "layer2")
+        assert os.readlink(tmp_path / "layer2" / "escape") == "/etc"
+        assert not (tmp_path / "layer2" / "dev").exists()
+        assert stat.S_ISFIFO(os.lstat(tmp_path / "layer2" / "pipe").st_mode)
+    finally:
+        # pytest's own clean-up of its temp dirs recurses: trees this deep would fail it (a
+        # RecursionError at the end of every later run on the machine); rm walks iteratively
+        for made in tmp_path.iterdir():
+            remove_tree(made)
 
 
 def test_merge_is_what_overlay_shows(tmp_path):

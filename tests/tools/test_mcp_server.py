@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import tempfile
 import uuid
 from pathlib import Path
@@ -16,7 +15,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
 from sandlot import Sandbox
-from sandlot.sandbox_service import SandboxService
+from sandlot import SandboxService
 from support import REPO, free_port, start_server, wait_until_serving, Server
 
 SANDLOT = str(REPO / ".venv" / "bin" / "sandlot")
@@ -114,16 +113,8 @@ async def test_standalone_http(server, mode):
 
 @pytest.fixture(scope="module")
 def mounted(tmp_path_factory):
-    """A sandlot server with /mcp mounted (see serve_with_mcp.py)."""
-    old = os.environ.get("SANDLOT_SERVER_CMD")
-    os.environ["SANDLOT_SERVER_CMD"] = f"{sys.executable} {Path(__file__).parent / 'serve_with_mcp.py'}"
-    try:
-        srv = start_server(tmp_path_factory.mktemp("mcp-mounted"), pool_size=0)
-    finally:
-        if old is None:
-            os.environ.pop("SANDLOT_SERVER_CMD")
-        else:
-            os.environ["SANDLOT_SERVER_CMD"] = old
+    """A sandlot server: `serve` mounts /mcp (SANDLOT_MCP is on by default)."""
+    srv = start_server(tmp_path_factory.mktemp("mcp-mounted"), pool_size=0)
     yield srv
     srv.stop()
     assert "Traceback" not in srv.log.read_text()

@@ -12,7 +12,7 @@ import uuid
 import pytest
 
 from sandlot import AsyncSandbox, ResourceExhausted, Sandbox
-from sandlot.sandbox_service import AsyncSandboxService, SandboxService
+from sandlot import AsyncSandboxService, SandboxService
 from sandlot.tools import bind
 
 
@@ -42,7 +42,7 @@ def test_key_lives_in_metadata_across_processes(service, conn):
     [sandbox] = service.connect("shared", "u1")
     sandbox.files.write("/tmp/state", "kept")
     script = textwrap.dedent(f"""
-        from sandlot.sandbox_service import SandboxService
+        from sandlot import SandboxService
         service = SandboxService(api_url={conn['api_url']!r}, api_key={conn['api_key']!r},
                                  namespace={service.namespace!r})
         [sandbox] = service.connect("shared", "u1")

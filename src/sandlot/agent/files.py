@@ -106,6 +106,26 @@ def _target(req, name="path"):
     return user, user.resolve(field(req, name, str, required=True))
 
 
+def _not_regular(path):
+    return OpError("invalid_argument", "path '%s' is not a regular file" % path)
+
+
+def _open_regular(path, flags, mode=0o644):
+    """Open ``path`` for writing, refusing anything but a regular file without blocking: opening a
+    FIFO blocks until a reader comes (and would stall the whole agent), a terminal could become the
+    agent's controlling one, and writing to a device is no file upload."""
+    try:
+        fd = os.open(path, flags | os.O_NONBLOCK | os.O_NOCTTY, mode)
+    except OSError as e:
+        if e.errno == errno.ENXIO:  # a FIFO no one reads, or a socket
+            raise _not_regular(path) from None
+        raise
+    if not statmod.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise _not_regular(path)
+    return fd
+
+
 def _make_parents(path):
     parent = os.path.dirname(path)
     try:
@@ -263,8 +283,9 @@ async def read(req, conn):
     user, path = _target(req)
     with users.acting_as(user):
         try:
-            # O_NONBLOCK: opening a FIFO must not hang the agent (it is refused below).
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+            # O_NONBLOCK: opening a FIFO must not hang the agent (it is refused below); O_NOCTTY: nor
+            # may a terminal become the agent's
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
         except OSError as e:
             raise from_os(e, path) from None
     try:
@@ -299,6 +320,11 @@ async def write(req, conn):
     with users.acting_as(user):
         if os.path.isdir(path):
             raise OpError("invalid_argument", "path '%s' is a directory" % path)
+        try:  # refused before any data is taken (the open below checks again: it may change meanwhile)
+            if not statmod.S_ISREG(os.stat(path).st_mode):
+                raise _not_regular(path)
+        except OSError:
+            pass  # missing (or a dangling link): written anew
         staged = None
         if append:
             target, flags = path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_APPEND
@@ -308,7 +334,7 @@ async def write(req, conn):
         else:
             target, flags = path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         try:
-            fd = os.open(target, flags, 0o644)
+            fd = _open_regular(target, flags)
         except OSError as e:
             raise from_os(e, path) from None
     done = False
@@ -349,7 +375,7 @@ async def write(req, conn):
 def _overwrite_from(fd, path, values):
     """Overwrite ``path`` in place with the staged file ``fd`` (same inode, links and watchers;
     watchers see a write, as with a plain overwrite; a symlink is written through)."""
-    dest = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+    dest = _open_regular(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
     try:
         size, offset = os.fstat(fd).st_size, 0
         while offset < size:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import typer
 
-from .sandboxes import ApiKey, ApiUrl
+from ._common import ApiKey, ApiUrl
 
 
 def mcp(
@@ -43,3 +43,7 @@ def mcp(
     import uvicorn
 
     uvicorn.run(http_app(api_url, toolset=toolset, **options), host=host, port=port, log_level="warning")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(mcp)

@@ -7,17 +7,20 @@ import codecs
 import inspect
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any, Literal, TypeVar, overload
 
 from .. import _exceptions as E
 from ..protocol import process_pb2 as pb
 from ._http import Envd
 from ._models import CommandResult, ProcessInfo
 
+T = TypeVar("T")
+
 # (stdout, stderr, pty): exactly one is set. Text for the pipes, raw bytes for terminals.
 Output = tuple[str | None, str | None, bytes | None]
 
 
-async def call_back(callback: Callable | None, value) -> None:
+async def call_back(callback: Callable[[T], object] | None, value: T) -> None:
     """Callbacks may be plain functions or coroutine functions."""
     if callback is not None:
         result = callback(value)
@@ -42,14 +45,21 @@ class AsyncCommandHandle:
         result = await handle.wait()
     """
 
-    def __init__(self, envd: Envd, events: AsyncIterator, *, on_stdout=None, on_stderr=None, on_pty=None,
-                 check: bool = True, pty: bool = False):
+    pid: int
+    """The process id in the sandbox."""
+
+    def __init__(self, envd: Envd, events: AsyncIterator[Any], *,
+                 on_stdout: Callable[[Any], object] | None = None, on_stderr: Callable[[Any], object] | None = None,
+                 on_pty: Callable[[bytes], object] | None = None, check: bool = True, pty: bool = False,
+                 raw: bool = False):
         """Internal: handles come from `commands.run()`, `commands.connect()`, `pty.create()`."""
-        self.pid: int = 0
+        self.pid = 0
+        self._raw = raw  # callbacks get bytes as they come; nothing is kept (see `commands.run`)
         self._envd = envd
         self._check = check
-        self._input_field = "pty" if pty else "stdin"
-        self._callbacks = {"stdout": on_stdout, "stderr": on_stderr, "pty": on_pty}
+        self._input_field: Literal["pty", "stdin"] = "pty" if pty else "stdin"
+        self._callbacks: dict[str, Callable[[Any], object] | None] = {
+            "stdout": on_stdout, "stderr": on_stderr, "pty": on_pty}
         self._decoders = {k: codecs.getincrementaldecoder("utf-8")(errors="replace") for k in ("stdout", "stderr")}
         self._chunks: list[Output] = []
         self._parts: dict[str, list[str]] = {"stdout": [], "stderr": []}
@@ -58,7 +68,7 @@ class AsyncCommandHandle:
         self._started_at = time.monotonic()
         self._duration = 0.0
         loop = asyncio.get_running_loop()
-        self._started = loop.create_future()
+        self._started: asyncio.Future[int] = loop.create_future()
         # The whole stream is read in this one task: connectrpc arms the call's deadline in the task
         # that iterates, so reading the first event elsewhere would cancel the wrong task.
         self._task = loop.create_task(self._pump(events))
@@ -84,14 +94,15 @@ class AsyncCommandHandle:
         return self._end.exit_code if self._end is not None else None
 
     def _push(self, kind: str, value: str | bytes) -> None:
-        self._chunks.append((value if kind == "stdout" else None, value if kind == "stderr" else None,
-                             value if kind == "pty" else None))
-        if kind in self._parts:
+        if isinstance(value, bytes):
+            self._chunks.append((None, None, value))
+        else:
+            self._chunks.append((value if kind == "stdout" else None, value if kind == "stderr" else None, None))
             self._parts[kind].append(value)
         self._changed.set()  # wakes the iterators waiting on this event; later ones wait on a new one
         self._changed = asyncio.Event()
 
-    async def _pump(self, events: AsyncIterator) -> None:
+    async def _pump(self, events: AsyncIterator[Any]) -> None:
         try:
             async for response in events:
                 event = response.event
@@ -103,17 +114,19 @@ class AsyncCommandHandle:
                     self._started.set_result(self.pid)
                 elif kind == "data":
                     which = event.data.WhichOneof("output")
-                    raw = getattr(event.data, which)
-                    value = self._decoders[which].decode(raw) if which in self._decoders else raw
+                    raw: bytes = getattr(event.data, which)
+                    value: str | bytes = (self._decoders[which].decode(raw)
+                                          if which in self._decoders and not self._raw else raw)
                     if value:
-                        self._push(which, value)
+                        if not self._raw:
+                            self._push(which, value)
                         await call_back(self._callbacks[which], value)
                 elif kind == "end":
                     self._end = event.end
             if not self._started.done():
                 raise E.SandlotError("the process stream ended before the process started")
             for which, decoder in self._decoders.items():  # a split multi-byte character at the end
-                if tail := decoder.decode(b"", final=True):
+                if not self._raw and (tail := decoder.decode(b"", final=True)):
                     self._push(which, tail)
                     await call_back(self._callbacks[which], tail)
             if self._end is None:
@@ -149,6 +162,7 @@ class AsyncCommandHandle:
         command was started with `check=False`."""
         await self._finished()
         end = self._end
+        assert end is not None  # _finished() raised otherwise
         error = end.error if end.HasField("error") else None
         if end.exit_code != 0 and self._check:
             raise E.CommandExitError(self.stdout, self.stderr, end.exit_code, error)
@@ -166,17 +180,17 @@ class AsyncCommandHandle:
             await changed.wait()
         await self._finished()
 
-    async def kill(self) -> bool:
+    async def kill(self, request_timeout: float | None = None) -> bool:
         """SIGKILL the command. False if it had already ended."""
-        return await AsyncCommands(self._envd).kill(self.pid)
+        return await AsyncCommands(self._envd).kill(self.pid, request_timeout=request_timeout)
 
-    async def send_stdin(self, data: str | bytes) -> None:
+    async def send_stdin(self, data: str | bytes, request_timeout: float | None = None) -> None:
         """Write to the command's stdin (started with `stdin=True`) or to its terminal."""
-        await send_input_to(self._envd, self.pid, data, self._input_field)
+        await send_input_to(self._envd, self.pid, data, self._input_field, request_timeout)
 
-    async def close_stdin(self) -> None:
+    async def close_stdin(self, request_timeout: float | None = None) -> None:
         """Signal end-of-file on stdin."""
-        await AsyncCommands(self._envd).close_stdin(self.pid)
+        await AsyncCommands(self._envd).close_stdin(self.pid, request_timeout=request_timeout)
 
     async def disconnect(self) -> None:
         """Stop receiving output; the command keeps running (see `commands.connect()`)."""
@@ -184,22 +198,32 @@ class AsyncCommandHandle:
         await asyncio.wait({self._task})
 
 
-async def send_input_to(envd: Envd, pid: int, data: str | bytes, field: str) -> None:
-    request = pb.SendInputRequest(process=pb.ProcessSelector(pid=pid),
-                                  input=pb.ProcessInput(**{field: _bytes(data)}))
-    await envd.call(envd.process.send_input, request)
+async def send_input_to(envd: Envd, pid: int, data: str | bytes, field: Literal["pty", "stdin"],
+                        request_timeout: float | None = None) -> None:
+    process_input = pb.ProcessInput(pty=_bytes(data)) if field == "pty" else pb.ProcessInput(stdin=_bytes(data))
+    request = pb.SendInputRequest(process=pb.ProcessSelector(pid=pid), input=process_input)
+    await envd.call(envd.process.send_input, request, request_timeout=request_timeout)
 
 
-def _retrieve(task: asyncio.Task) -> None:
+def _retrieve(task: asyncio.Task[None]) -> None:
     """The reader's error is raised by `wait()`; asyncio need not also log it as never retrieved."""
     if not task.cancelled():
         task.exception()
 
 
-async def attach(envd: Envd, events: AsyncIterator, **handle_options) -> AsyncCommandHandle:
-    """A handle on a process stream, returned once the process has started."""
+async def attach(envd: Envd, events: AsyncIterator[Any], request_timeout: float | None = None,
+                 **handle_options: Any) -> AsyncCommandHandle:
+    """A handle on a process stream, returned once the process has started; `request_timeout`
+    (else the connection's) bounds the wait for the start."""
+    limit = envd.transport.config.timeout(request_timeout)
     handle = AsyncCommandHandle(envd, events, **handle_options)
-    await handle._until_started()
+    try:
+        async with asyncio.timeout(limit):
+            await handle._until_started()
+    except TimeoutError as e:
+        if isinstance(e, E.SandlotError):  # the server's own deadline, not ours
+            raise
+        raise E.TimeoutError(f"the process did not start within {limit:g}s (request_timeout)") from None
     return handle
 
 
@@ -213,24 +237,58 @@ class AsyncCommands:
     def __init__(self, envd: Envd):
         self._envd = envd
 
+    @overload
+    async def run(self, cmd: str, background: Literal[False] = False, envs: dict[str, str] | None = None,
+                  cwd: str | None = None, user: str | None = None, timeout: float | None = 60,
+                  on_stdout: Callable[[str], object] | None = None, on_stderr: Callable[[str], object] | None = None,
+                  stdin: bool = False, check: bool = True, request_timeout: float | None = None, *,
+                  raw: Literal[False] = False) -> CommandResult: ...
+
+    @overload
+    async def run(self, cmd: str, background: Literal[True], envs: dict[str, str] | None = None,
+                  cwd: str | None = None, user: str | None = None, timeout: float | None = 60,
+                  on_stdout: Callable[[str], object] | None = None, on_stderr: Callable[[str], object] | None = None,
+                  stdin: bool = False, check: bool = True, request_timeout: float | None = None, *,
+                  raw: Literal[False] = False) -> AsyncCommandHandle: ...
+
+    @overload
     async def run(self, cmd: str, background: bool = False, envs: dict[str, str] | None = None,
                   cwd: str | None = None, user: str | None = None, timeout: float | None = 60,
-                  on_stdout: Callable | None = None, on_stderr: Callable | None = None,
-                  stdin: bool = False, check: bool = True) -> CommandResult | AsyncCommandHandle:
+                  on_stdout: Callable[[bytes], object] | None = None, on_stderr: Callable[[bytes], object] | None = None,
+                  stdin: bool = False, check: bool = True, request_timeout: float | None = None, *,
+                  raw: Literal[True]) -> CommandResult | AsyncCommandHandle: ...
+
+    @overload
+    async def run(self, cmd: str, background: bool = False, envs: dict[str, str] | None = None,
+                  cwd: str | None = None, user: str | None = None, timeout: float | None = 60,
+                  on_stdout: Callable[[Any], object] | None = None, on_stderr: Callable[[Any], object] | None = None,
+                  stdin: bool = False, check: bool = True, request_timeout: float | None = None, *,
+                  raw: bool = False) -> CommandResult | AsyncCommandHandle: ...
+
+    async def run(self, cmd: str, background: bool = False, envs: dict[str, str] | None = None,
+                  cwd: str | None = None, user: str | None = None, timeout: float | None = 60,
+                  on_stdout: Callable[[Any], object] | None = None, on_stderr: Callable[[Any], object] | None = None,
+                  stdin: bool = False, check: bool = True, request_timeout: float | None = None, *,
+                  raw: bool = False) -> CommandResult | AsyncCommandHandle:
         """Run `cmd` with `/bin/bash -l -c`.
 
         Foreground (default): wait and return a CommandResult; a non-zero exit raises
         CommandExitError unless `check=False`. `background=True` returns an AsyncCommandHandle as
         soon as the process started. `timeout` (seconds, None or 0 = no limit) bounds the whole
         command: the server kills it then and TimeoutError is raised. `stdin=True` keeps stdin open
-        for `send_stdin()`. Callbacks get text chunks as they arrive.
+        for `send_stdin()`. Callbacks get text chunks as they arrive; with `raw=True` they get the
+        bytes exactly as the command wrote them, and nothing is kept (`stdout`/`stderr` of the
+        result and handle stay empty): for binary or endless output. `request_timeout` bounds the
+        wait for the process to start (as every call's `request_timeout`: seconds, 0 = no limit,
+        default the sandbox's, 60 s unless given to `create()`/`connect()`).
         """
         config = pb.ProcessConfig(cmd="/bin/bash", args=["-l", "-c", cmd], envs=envs or {})
         if cwd:
             config.cwd = cwd
         events = self._envd.stream(self._envd.process.start, pb.StartRequest(process=config, stdin=stdin),
                                    user=user, timeout=timeout)
-        handle = await attach(self._envd, events, on_stdout=on_stdout, on_stderr=on_stderr, check=check)
+        handle = await attach(self._envd, events, request_timeout, on_stdout=on_stdout, on_stderr=on_stderr,
+                              check=check, raw=raw)
         if background:
             return handle
         try:
@@ -241,32 +299,33 @@ class AsyncCommands:
             await asyncio.shield(handle.kill())
             raise
 
-    async def connect(self, pid: int, timeout: float | None = None, on_stdout: Callable | None = None,
-                      on_stderr: Callable | None = None) -> AsyncCommandHandle:
+    async def connect(self, pid: int, timeout: float | None = None, on_stdout: Callable[[str], object] | None = None,
+                      on_stderr: Callable[[str], object] | None = None,
+                      request_timeout: float | None = None) -> AsyncCommandHandle:
         """Attach to a running process; the handle replays nothing, it sees output from now on."""
         request = pb.ConnectRequest(process=pb.ProcessSelector(pid=pid))
         events = self._envd.stream(self._envd.process.connect, request, timeout=timeout)
-        return await attach(self._envd, events, on_stdout=on_stdout, on_stderr=on_stderr)
+        return await attach(self._envd, events, request_timeout, on_stdout=on_stdout, on_stderr=on_stderr)
 
-    async def list(self) -> list[ProcessInfo]:
+    async def list(self, request_timeout: float | None = None) -> list[ProcessInfo]:
         """Processes started through envd that are still running (background ones included)."""
-        response = await self._envd.call(self._envd.process.list, pb.ListRequest())
+        response = await self._envd.call(self._envd.process.list, pb.ListRequest(), request_timeout=request_timeout)
         return [ProcessInfo.from_proto(p) for p in response.processes]
 
-    async def kill(self, pid: int) -> bool:
+    async def kill(self, pid: int, request_timeout: float | None = None) -> bool:
         """SIGKILL a process. False if there is no such process."""
         request = pb.SendSignalRequest(process=pb.ProcessSelector(pid=pid), signal=pb.SIGNAL_SIGKILL)
         try:
-            await self._envd.call(self._envd.process.send_signal, request)
+            await self._envd.call(self._envd.process.send_signal, request, request_timeout=request_timeout)
         except E.NotFound:
             return False
         return True
 
-    async def send_stdin(self, pid: int, data: str | bytes) -> None:
+    async def send_stdin(self, pid: int, data: str | bytes, request_timeout: float | None = None) -> None:
         """Write to the stdin of a process started with `stdin=True`."""
-        await send_input_to(self._envd, pid, data, "stdin")
+        await send_input_to(self._envd, pid, data, "stdin", request_timeout)
 
-    async def close_stdin(self, pid: int) -> None:
+    async def close_stdin(self, pid: int, request_timeout: float | None = None) -> None:
         """Signal end-of-file on a process's stdin."""
         request = pb.CloseStdinRequest(process=pb.ProcessSelector(pid=pid))
-        await self._envd.call(self._envd.process.close_stdin, request)
+        await self._envd.call(self._envd.process.close_stdin, request, request_timeout=request_timeout)

@@ -14,8 +14,15 @@ import json
 import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from .. import _exceptions as E
+
+if TYPE_CHECKING:
+    from ._commands import AsyncCommands
+
+# one edit: {"old_text": ..., "new_text": ...} or an (old, new) pair
+Edit = Mapping[str, str] | tuple[str, str]
 
 DEFAULT_LIMIT = 1000
 
@@ -142,7 +149,7 @@ class TreeNode:
     children: list[TreeNode] | None = None
 
     @classmethod
-    def from_json(cls, d: dict) -> TreeNode:
+    def from_json(cls, d: dict[str, Any]) -> TreeNode:
         kids = d.get("children")
         return cls(d["name"], d["type"], None if kids is None else [cls.from_json(k) for k in kids])
 
@@ -153,12 +160,12 @@ class WalkResult:
     not read or that were larger than `max_bytes`."""
 
     path: str
-    entries: list = field(default_factory=list)
+    entries: list[Any] = field(default_factory=list)
     truncated: bool = False
     skipped: int = 0
 
 
-async def walk(commands, op: str, path: str, user: str | None, limit: int, **args) -> WalkResult:
+async def walk(commands: AsyncCommands, op: str, path: str, user: str | None, limit: int, **args: Any) -> WalkResult:
     if not isinstance(limit, int) or limit < 1:
         raise E.InvalidArgument(f"limit must be a whole number above 0, got {limit!r}")
     if not isinstance(path, str) or not path or "\0" in path:
@@ -179,7 +186,7 @@ async def walk(commands, op: str, path: str, user: str | None, limit: int, **arg
     return WalkResult(data["path"], data["entries"], data["truncated"], data["skipped"])
 
 
-def _edits(edits: Iterable) -> list[tuple[str, str]]:
+def _edits(edits: Iterable[Edit]) -> list[tuple[str, str]]:
     pairs = []
     for edit in edits:
         if isinstance(edit, Mapping):
@@ -197,7 +204,7 @@ def _edits(edits: Iterable) -> list[tuple[str, str]]:
     return pairs
 
 
-def apply_edits(path: str, text: str, edits: Iterable) -> tuple[str, str]:
+def apply_edits(path: str, text: str, edits: Iterable[Edit]) -> tuple[str, str]:
     """The edited text and a unified diff. Each old text must occur exactly once in the text as
     edited so far, so an edit never lands somewhere the caller did not mean."""
     new = text

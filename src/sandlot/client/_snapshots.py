@@ -1,17 +1,31 @@
-"""Snapshots, fork and volumes for the native SDK (server side: server/snapshots.py, volumes.py).
+"""Snapshots, fork and volumes for the native SDK (server side: server/snapshots.py, transfer.py,
+volumes.py; docs/snapshots.md, docs/volumes.md).
 
-Written once, async; AsyncSandbox exposes them (create_snapshot, fork, list_snapshots,
-delete_snapshot) and AsyncVolume is the volume API; the blocking forms come from _sync.py.
+Written once, async: AsyncSandbox exposes the snapshot calls (create_snapshot, fork,
+list_snapshots, delete_snapshot, export_snapshot, import_snapshot) through the helpers here, and
+AsyncVolume is the volume API; their blocking forms are generated (scripts/gen-sync.py).
 """
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
 from urllib.parse import quote
 
 from .. import _exceptions as E
 from ._config import ConnectionConfig
-from ._http import Transport
+from ._http import Transport, error_for_status
+
+PauseMode = Literal["full", "filesystem"]
+"""What a pause keeps: the processes frozen in memory (full), or the files only (filesystem)."""
+
+
+class VolumeRef(Protocol):
+    """A volume as `create(volume_mounts=...)` takes it: an `AsyncVolume` or a `Volume`."""
+
+    @property
+    def name(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -22,55 +36,18 @@ class SnapshotInfo:
     names: list[str] = field(default_factory=list)
 
     @classmethod
-    def from_json(cls, d: dict) -> SnapshotInfo:
+    def from_json(cls, d: dict[str, Any]) -> SnapshotInfo:
         return cls(d["snapshotID"], list(d.get("names") or []))
 
 
-async def create_snapshot(transport: Transport, sandbox_id: str, name: str | None, warm: bool) -> SnapshotInfo:
-    body = {**({"name": name} if name else {}), **({"warm": True} if warm else {})}
-    response = await transport.api("POST", f"/sandboxes/{quote(sandbox_id, safe='')}/snapshots", json=body)
-    return SnapshotInfo.from_json(response.json())
+@dataclass(frozen=True)
+class SnapshotExport:
+    """Where an exported snapshot went (`AsyncSandbox.export_snapshot`)."""
 
-
-async def fork(transport: Transport, sandbox_id: str, count: int, timeout: int | None) -> list[dict]:
-    body = {"count": count, **({"timeout": timeout} if timeout is not None else {})}
-    response = await transport.api("POST", f"/sandboxes/{quote(sandbox_id, safe='')}/fork", json=body)
-    return response.json()
-
-
-def fork_error(entry: dict) -> E.SandlotError:
-    err = entry.get("error") or {}
-    status = err.get("code", 500)
-    kind = next((c for c in (E.InvalidArgument, E.NotFound, E.ResourceExhausted, E.Unsupported)
-                 if c.status == status), E.RuntimeFailure)
-    return kind(err.get("message") or "the fork failed")
-
-
-async def list_snapshots(api_url: str | None, api_key: str | None, sandbox_id: str | None,
-                         name: str | None) -> list[SnapshotInfo]:
-    transport = Transport(await ConnectionConfig.resolve(api_url, api_key))
-    found, token = [], None
-    try:
-        while True:
-            params = {k: v for k, v in (("sandboxID", sandbox_id), ("name", name), ("nextToken", token)) if v}
-            response = await transport.api("GET", "/snapshots", params=params)
-            found += [SnapshotInfo.from_json(d) for d in response.json()]
-            token = response.headers.get("X-Next-Token")
-            if not token:
-                return found
-    finally:
-        await transport.aclose()
-
-
-async def delete_snapshot(api_url: str | None, api_key: str | None, snapshot_id: str) -> bool:
-    transport = Transport(await ConnectionConfig.resolve(api_url, api_key))
-    try:
-        await transport.api("DELETE", f"/templates/{quote(snapshot_id, safe='')}")
-        return True
-    except E.NotFound:
-        return False
-    finally:
-        await transport.aclose()
+    snapshot_id: str
+    location: str  # the server's storage: a directory or s3://bucket/prefix
+    layers: int  # layers the snapshot has
+    uploaded: int  # of which were not in the storage yet
 
 
 @dataclass(frozen=True)
@@ -79,49 +56,135 @@ class VolumeInfo:
     name: str
 
 
+def _sandbox_path(sandbox_id: str, suffix: str) -> str:
+    return f"/sandboxes/{quote(sandbox_id, safe='')}{suffix}"
+
+
+async def create_snapshot(transport: Transport, sandbox_id: str, name: str | None, warm: bool,
+                          request_timeout: float | None) -> SnapshotInfo:
+    body = {**({"name": name} if name else {}), **({"warm": True} if warm else {})}
+    response = await transport.api("POST", _sandbox_path(sandbox_id, "/snapshots"), json=body,
+                                   request_timeout=request_timeout)
+    return SnapshotInfo.from_json(response.json())
+
+
+async def fork(transport: Transport, sandbox_id: str, count: int, timeout: int | None,
+               request_timeout: float | None) -> list[dict[str, Any]]:
+    body = {"count": count, **({"timeout": timeout} if timeout is not None else {})}
+    response = await transport.api("POST", _sandbox_path(sandbox_id, "/fork"), json=body,
+                                   request_timeout=request_timeout)
+    entries: list[dict[str, Any]] = response.json()
+    return entries
+
+
+def fork_error(entry: dict[str, Any]) -> E.SandlotError:
+    """The error of a child that did not start, as the SDK raises that status elsewhere."""
+    err = entry.get("error") or {}
+    return error_for_status(int(err.get("code", 500)), err.get("message") or "the fork failed")
+
+
+async def _call(method: str, path: str, api_url: str | None, api_key: str | None, request_timeout: float | None,
+                **kwargs: Any) -> Any:
+    """One control-plane request on a transport of its own: the answer's JSON (None: no body)."""
+    transport = Transport(await ConnectionConfig.resolve(api_url, api_key, request_timeout))
+    try:
+        response = await transport.api(method, path, request_timeout=request_timeout, **kwargs)
+        return response.json() if response.content else None
+    finally:
+        await transport.aclose()
+
+
+async def list_snapshots(api_url: str | None, api_key: str | None, sandbox_id: str | None, name: str | None,
+                         request_timeout: float | None) -> list[SnapshotInfo]:
+    transport = Transport(await ConnectionConfig.resolve(api_url, api_key, request_timeout))
+    found: list[SnapshotInfo] = []
+    token: str | None = None
+    try:
+        while True:
+            params = {k: v for k, v in (("sandboxID", sandbox_id), ("name", name), ("nextToken", token)) if v}
+            response = await transport.api("GET", "/snapshots", params=params, request_timeout=request_timeout)
+            found += [SnapshotInfo.from_json(d) for d in response.json()]
+            token = response.headers.get("X-Next-Token")
+            if not token:
+                return found
+    finally:
+        await transport.aclose()
+
+
+async def delete_snapshot(api_url: str | None, api_key: str | None, snapshot_id: str,
+                          request_timeout: float | None) -> bool:
+    try:
+        await _call("DELETE", f"/templates/{quote(snapshot_id, safe='')}", api_url, api_key, request_timeout)
+    except E.NotFound:
+        return False
+    return True
+
+
+async def export_snapshot(api_url: str | None, api_key: str | None, snapshot_id: str,
+                          request_timeout: float | None) -> SnapshotExport:
+    d = await _call("POST", f"/snapshots/{quote(snapshot_id, safe='')}/export", api_url, api_key, request_timeout)
+    return SnapshotExport(d["snapshotID"], d["location"], d["layers"], d["uploaded"])
+
+
+async def import_snapshot(api_url: str | None, api_key: str | None, snapshot_id: str, name: str | None,
+                          request_timeout: float | None) -> SnapshotInfo:
+    body = {"snapshotID": snapshot_id, **({"name": name} if name else {})}
+    return SnapshotInfo.from_json(await _call("POST", "/snapshots/import", api_url, api_key, request_timeout,
+                                              json=body))
+
+
 class AsyncVolume:
-    """A persistent named volume; mount it with `AsyncSandbox.create(volume_mounts={"/data": name})`.
+    """A persistent named volume; mount it with `AsyncSandbox.create(volume_mounts={"/data": volume})`.
 
         vol = await AsyncVolume.create("datasets", size_mb=2048)   # its size is a hard quota
         [v.name for v in await AsyncVolume.list()]
         await AsyncVolume.destroy("datasets")                      # False if unknown
+
+    Volumes belong to the API key's team; their names are unique within it.
     """
 
+    volume_id: str
+    """The volume's id."""
+    name: str
+    """Its name (what `volume_mounts` takes)."""
+    token: str | None
+    """The token of its content API (E2B's `Volume` reads and writes files with it)."""
+
     def __init__(self, volume_id: str, name: str, token: str | None = None):
+        """Internal: use `create()`, `get()`."""
         self.volume_id, self.name, self.token = volume_id, name, token
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.volume_id} name={self.name!r}>"
 
     @classmethod
-    async def _call(cls, method: str, path: str, api_url: str | None, api_key: str | None, **kw):
-        transport = Transport(await ConnectionConfig.resolve(api_url, api_key))
-        try:
-            return (await transport.api(method, path, **kw)).json() if method != "DELETE" else \
-                await transport.api(method, path, **kw)
-        finally:
-            await transport.aclose()
-
-    @classmethod
     async def create(cls, name: str, size_mb: int | None = None, api_url: str | None = None,
-                     api_key: str | None = None) -> AsyncVolume:
+                     api_key: str | None = None, request_timeout: float | None = None) -> AsyncVolume:
+        """Make a volume of `size_mb` (default 1024; its hard quota, counted in the team's disk quota)."""
         body = {"name": name, **({"sizeMB": size_mb} if size_mb is not None else {})}
-        d = await cls._call("POST", "/volumes", api_url, api_key, json=body)
+        d = await _call("POST", "/volumes", api_url, api_key, request_timeout, json=body)
         return cls(d["volumeID"], d["name"], d.get("token"))
 
     @classmethod
-    async def get(cls, volume: str, api_url: str | None = None, api_key: str | None = None) -> AsyncVolume:
-        d = await cls._call("GET", f"/volumes/{quote(volume, safe='')}", api_url, api_key)
+    async def get(cls, volume: str, api_url: str | None = None, api_key: str | None = None,
+                  request_timeout: float | None = None) -> AsyncVolume:
+        """The volume with this id or name (NotFound if none)."""
+        d = await _call("GET", f"/volumes/{quote(volume, safe='')}", api_url, api_key, request_timeout)
         return cls(d["volumeID"], d["name"], d.get("token"))
 
     @classmethod
-    async def list(cls, api_url: str | None = None, api_key: str | None = None) -> list[VolumeInfo]:
-        return [VolumeInfo(d["volumeID"], d["name"]) for d in await cls._call("GET", "/volumes", api_url, api_key)]
+    async def list(cls, api_url: str | None = None, api_key: str | None = None,
+                   request_timeout: float | None = None) -> builtins.list[VolumeInfo]:
+        """The team's volumes, oldest first."""
+        return [VolumeInfo(d["volumeID"], d["name"])
+                for d in await _call("GET", "/volumes", api_url, api_key, request_timeout)]
 
     @classmethod
-    async def destroy(cls, volume: str, api_url: str | None = None, api_key: str | None = None) -> bool:
+    async def destroy(cls, volume: str, api_url: str | None = None, api_key: str | None = None,
+                      request_timeout: float | None = None) -> bool:
+        """Delete a volume no sandbox mounts (by id or name). False if unknown."""
         try:
-            await cls._call("DELETE", f"/volumes/{quote(volume, safe='')}", api_url, api_key)
-            return True
+            await _call("DELETE", f"/volumes/{quote(volume, safe='')}", api_url, api_key, request_timeout)
         except E.NotFound:
             return False
+        return True

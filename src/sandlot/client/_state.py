@@ -13,15 +13,20 @@ import json
 import re
 import shlex
 import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from .. import _exceptions as E
+
+if TYPE_CHECKING:
+    from ._sandbox import AsyncSandbox
 
 ENVS_JSON = "/etc/sandlot/envs.json"
 ENVS_PROFILE = "/etc/profile.d/zz-sandlot-envs.sh"  # read last: values set here win
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
-def _check(envs: dict) -> None:
+def _check(envs: Mapping[str, object]) -> None:
     if not isinstance(envs, dict):
         raise E.InvalidArgument(f"envs must be a dict, got {type(envs).__name__}")
     for name, value in envs.items():
@@ -31,10 +36,10 @@ def _check(envs: dict) -> None:
             raise E.InvalidArgument(f"the value of {name} must be a string without NUL bytes (or None to unset)")
 
 
-async def set_envs(sandbox, envs: dict[str, str | None]) -> dict[str, str]:
+async def set_envs(sandbox: AsyncSandbox, envs: dict[str, str | None]) -> dict[str, str]:
     _check(envs)
     try:
-        current = json.loads(await sandbox.files.read(ENVS_JSON, user="root"))
+        current: dict[str, str] = json.loads(await sandbox.files.read(ENVS_JSON, user="root"))
     except E.FileNotFound:
         current = {}
     for name, value in envs.items():
@@ -47,7 +52,7 @@ async def set_envs(sandbox, envs: dict[str, str | None]) -> dict[str, str]:
     return current
 
 
-async def reset(sandbox, timeout: int | None) -> None:
+async def reset(sandbox: AsyncSandbox, timeout: int | None) -> None:
     """Replace the sandbox behind `sandbox` with a fresh one and kill the old one."""
     from ._models import Limits
 
@@ -66,5 +71,5 @@ async def reset(sandbox, timeout: int | None) -> None:
         await sandbox.kill()
     finally:
         # this object now stands for the new sandbox; its own connection pool stays in use
-        sandbox.__init__(fresh.sandbox_id, sandbox._transport, fresh._envd.access_token, fresh.template_id)
+        sandbox._attach(fresh.sandbox_id, fresh._envd.access_token, fresh.template_id)
         await fresh.close()

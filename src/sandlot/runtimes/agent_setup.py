@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parent.parent  # sandlot, on the host
 # The in-sandbox tree: a package `sandlot` with only what runs inside, under empty __init__ files
 # (the host's import the SDK). agent/ and protocol/ are stdlib only; kernels/ runs on the template's
 # Jupyter. The control plane's own modules (server/agent_client.py above all) never go in.
-TREE = {"agent": ("*.py",), "protocol": ("wire.py", "contract.py"), "kernels": ("*.py", "*.js")}
+TREE = {"agent": ("*.py",), "protocol": ("wire.py", "contract.py"), "kernels": ("*.py", "*.js", "*.java")}
 EXECUTABLE = "agent/sudo_shim.py"  # bound at contract.SUDO_SHIM_PATH
 AGENT_READY_TIMEOUT = 10.0
 

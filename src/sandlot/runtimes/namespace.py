@@ -37,7 +37,7 @@ from ..volumes.mount import mount_volumes, unmount_volumes, volume_binds
 from ..protocol import contract
 from . import cgroups, seccomp, syscalls
 from .agent_setup import agent_answers, install_agent, wait_for_agent, write_config
-from .bwrap import bind, bwrap_path, render, sandbox_setup
+from .bwrap import bind, install_bwrap, render, sandbox_setup
 from .cgroups import SandboxCgroup
 from .interface import RuntimeSandbox
 from .policy import SANDBOX_ROOT_CAPS, MiB, SandboxSpec
@@ -67,7 +67,7 @@ class NamespaceRuntime:
         for p in (self.mnt.parent, self.mnt):
             os.chmod(p, 0o711)
         self.agent_dir = install_agent(self.mnt)
-        self.bwrap = bwrap_path()
+        self.bwrap = install_bwrap(self.mnt)
         self.cgroup_version = cgroups.detect()
         # with cgroups, sandbox processes are forked (and attached) ahead of time
         self.stems = Stems(self.cgroup_version, self.cgroup_group, self._reap_in_background) \
@@ -103,7 +103,8 @@ class NamespaceRuntime:
 
     def leftovers(self) -> set[str]:
         ids = {p.name for p in self.root.iterdir() if p.is_dir()}
-        ids.update(p.name for p in self.mnt.iterdir() if p.is_dir() and not p.name.startswith((".", "agent")))
+        # besides sandboxes, the server's own: the in-sandbox tree (agent-*) and bwrap's copy (bwrap-*)
+        ids.update(p.name for p in self.mnt.iterdir() if p.is_dir() and not p.name.startswith((".", "agent", "bwrap-")))
         ids.update(cgroups.leftovers(self.cgroup_group))
         return ids - (self.stems.spares() if self.stems else set())
 

@@ -1,4 +1,4 @@
-"""The control-plane REST API, in E2B's shape (e2b-protocol.md §3) plus sandlot's own extensions.
+"""The control-plane REST API, in E2B's shape (docs/e2b.md §2) plus sandlot's own extensions.
 
 Extensions ride in the same bodies (unknown keys are ignored by E2B): `limits` on create
 (memory_mb, cpu_count, pids, disk_mb; unknown keys in it are refused). Errors are JSON {"code": int, "message": str}.
@@ -6,28 +6,40 @@ Sandboxes are always offline: `allow_internet_access` (sent as true by older SDK
 reported back as `allowInternetAccess: false`; network access will come with the egress policy.
 sandlot's own routes: `/sandboxes/{id}/packages` (GET list, POST install) and `.../packages/uninstall`
 (packages.py: wheels fetched on the host, installed offline inside).
+
+Teams (teams.py): a sandbox belongs to the team of the key that created it; the routes' guard
+answers another team's sandbox as an unknown one (auth.py), and a list holds only the caller's
+team's sandboxes (their access tokens included, for that team alone).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import functools
 import json
+from collections.abc import Awaitable
 from datetime import datetime, timezone
 from urllib.parse import parse_qsl, unquote
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .. import _exceptions as E
 from ..runtimes.policy import Limits
+from . import logs_api
+from .auth import caller
+from .bodies import read_json
+from .observe import note, request_info
 from .packages import PackageManager
 from .service import ENVD_VERSION, CreateRequest, LiveSandbox, SandboxService
 from .store import SandboxRecord
 
 CLIENT_ID = "sandlot"
 TEMPLATE_ALIASES = {"code-interpreter-v1": "code-interpreter"}
+BUILD_RETRY_AFTER = 2  # seconds, for a create whose template is being built
 
 
 def rfc3339(ts: float) -> str:
@@ -103,11 +115,7 @@ class UninstallIn(_Body):
 
 
 async def _body(request: Request, model: type[_Body]) -> _Body:
-    raw = await request.body()
-    try:
-        data = json.loads(raw) if raw.strip() else {}
-    except ValueError:
-        raise E.InvalidArgument("request body is not valid JSON") from None
+    data = await read_json(request)
     if not isinstance(data, dict):
         raise E.InvalidArgument("request body must be a JSON object")
     try:
@@ -150,16 +158,64 @@ async def create(request: Request) -> Response:
     svc = _service(request)
     limits = Limits(**body.limits.model_dump()) if body.limits else Limits()
     template = TEMPLATE_ALIASES.get(body.templateID, body.templateID or svc.config.default_template)
-    template = request.app.state.snapshots.canonical(template)  # a snapshot by its id (its pool's key)
+    team = caller(request).team
+    # a snapshot of the caller's team, by its id (the key of its pool), with its metadata under the create's
+    snap = request.app.state.snapshots.for_create(template, team)
     req = CreateRequest(
-        template=template,
+        template=snap.id if snap else template,
         timeout=body.timeout if body.timeout is not None else svc.config.default_timeout,
-        metadata={**request.app.state.snapshots.metadata(template), **(body.metadata or {})},
-        envs=body.envVars or {}, limits=limits,
-        auto_pause=body.autoPause, secure=body.secure, **lifecycle_fields(body),
+        metadata={**(snap.metadata if snap else {}), **(body.metadata or {})}, envs=body.envVars or {},
+        limits=limits, auto_pause=body.autoPause, secure=body.secure, team=team, **lifecycle_fields(body),
         volume_mounts=[m.model_dump() for m in body.volumeMounts or []])
-    live = await svc.create(req)
+    info = request_info(request.scope)
+    info.detail["template"] = req.template
+    try:
+        live = await _for_its_client(request, svc, svc.create(req))
+    except E.TemplateBuilding as e:  # answered at once, with the progress; nothing is created later
+        return JSONResponse({"code": e.status, "message": e.message, **e.details}, status_code=e.status,
+                            headers={"Retry-After": str(BUILD_RETRY_AFTER)})
     return JSONResponse(sandbox_json(live), status_code=201)
+
+
+# ---- a create nobody waits for any more ----
+async def _for_its_client(request: Request, svc: SandboxService, creating: Awaitable[LiveSandbox]) -> LiveSandbox:
+    """A create runs to its end even if its client leaves or this request is cancelled (a thread
+    may be making the sandbox); a sandbox whose client left before learning its id is then killed
+    at once, rather than left running (and counted in its team's quota) until its timeout."""
+    task = asyncio.ensure_future(creating)
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        live = await asyncio.shield(task)
+    except asyncio.CancelledError:
+        task.add_done_callback(functools.partial(_kill_unclaimed, svc))
+        raise
+    finally:
+        gone.cancel()
+    request_info(request.scope).sandbox_id = live.id  # for the access log and the audit trail
+    if gone.done() and not gone.cancelled():
+        await svc.kill(live.id, reason=UNCLAIMED)
+        note(ended=UNCLAIMED)
+        raise ClientDisconnect()
+    return live
+
+
+UNCLAIMED = "client left during create"
+
+
+async def _disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":  # the body was read: only the end is left
+        pass
+
+
+def _kill_unclaimed(svc: SandboxService, task: asyncio.Future) -> None:
+    if not task.cancelled() and task.exception() is None:
+        killing = asyncio.ensure_future(svc.kill(task.result().id, reason=UNCLAIMED))
+        _killing.add(killing)  # a task nobody references may be collected before it runs
+        killing.add_done_callback(_killing.discard)
+
+
+_killing: set[asyncio.Future] = set()
+# ---- end ----
 
 
 async def get_sandbox(request: Request) -> Response:
@@ -225,10 +281,7 @@ async def metrics(request: Request) -> Response:
 
 
 def _packages(request: Request) -> PackageManager:
-    state = request.app.state
-    if getattr(state, "packages", None) is None:
-        state.packages = PackageManager(state.config.home / "cache" / "wheels")
-    return state.packages
+    return request.app.state.packages  # built with the app (app.py)
 
 
 def _running(request: Request) -> LiveSandbox:
@@ -313,8 +366,9 @@ async def list_sandboxes(request: Request) -> Response:
     template = q.get("template")
     template = TEMPLATE_ALIASES.get(template, template)  # as create maps it
 
+    team = caller(request).team
     recs = [r for r in _service(request).listed()
-            if r.state in states
+            if r.team == team and r.state in states
             and all(r.metadata.get(k) == v for k, v in wanted_meta.items())
             and (after is None or _started(r) >= after)
             and (template is None or r.template == template)]
@@ -345,4 +399,6 @@ def routes() -> list[Route]:
         Route(sid + "/packages", list_packages, methods=["GET"]),
         Route(sid + "/packages", install_packages, methods=["POST"]),
         Route(sid + "/packages/uninstall", uninstall_packages, methods=["POST"]),
+        # --- a sandbox's logs (logs_api.py) ---
+        *logs_api.routes(),
     ]

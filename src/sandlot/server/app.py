@@ -1,22 +1,48 @@
-"""Assembly of the control plane: one ASGI app, one port, every front door.
+"""Assembly of the control plane: the app's services, and every route with its access rule.
 
-    /sandboxes, /v2/sandboxes ...       control plane (API key)          api.py
-    /process.Process/*, /filesystem.*,  envd, routed by E2b-Sandbox-Id   envd/
-    /files, /health, /envs              (access token or signature)
-    /_sandlot/health                    liveness of the server itself
+One ASGI app, one port, every front door (paths are disjoint, docs/e2b.md §1.2):
+
+    route                                   access (auth.py)     served by
+    /health                                 public               E2B's API health; sandbox traffic
+                                                                 (routing headers) → envd's /health
+    /_sandlot/health, /openapi.json         public               here, openapi.py
+    /metrics                                SANDLOT_METRICS_AUTH metrics.py
+                                            (an admin key)
+    /sandboxes, /v2/sandboxes ...           API key, of the      api.py
+                                            sandbox's team
+    /audit                                  API key              audit_api.py (a team's rows; all: admin)
+    /sandboxes/{id}/snapshots, .../fork,    API key, of the      snapshots.py, transfer.py (export,
+    /snapshots..., DELETE /templates/{id}   snapshot's team      import)
+    /volumes...                             API key, of the      volumes.py
+                                            volume's team
+    /volumecontent/{id}/...                 the volume's token   volumes.py (volume_gate.py)
+    /mcp (when serve mounts it)             API key              tools/mcp_server.py (a client of this
+                                                                 server, composed by cli/serve.py)
+    /files, /envs, /process.Process/*,      sandbox token or     envd/ (routed by E2b-Sandbox-Id)
+    /filesystem.Filesystem/*, /execute,     signature
+    /contexts
+
+Every request passes Observe (access log, metrics, audit trail); a route's body is bounded
+(bodies.py). Teams: the guard of every API-key route answers 404 for another team's sandbox,
+snapshot or volume (auth.py, `ApiKeys.owned`); quotas and host admission are checked by the
+service (quotas.py).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import _exceptions as E
 from ..runtimes import make_runtime
@@ -24,26 +50,41 @@ from ..templates import TemplateStore
 from ..layers import LayerStore
 from ..layers.holding import HoldingRuntime
 from ..volumes import VolumeStore
-from . import api, snapshots, transfer, volumes
-from .auth import KeyAuth
+from . import api, audit_api, openapi, snapshots, transfer, volumes
+from .audit import AuditLog
+from .auth import Access, ApiKeys, requires, secure
 from .config import Config
 from .envd import envd_routes
 from .envd.code import BrokenOff
+from .events import Events
 from .lifecycle import Lifecycle
+from .metrics import Metrics
+from .observe import CLIENT_LEFT, Observe
+from .packages import PackageManager
 from .service import SandboxService
-from .snapshots import Snapshots, SnapshotTemplates
-from .transfer import Transfer
+from .snapshots import Snapshots
 from .store import Store
+from .transfer import Transfer
 
 log = logging.getLogger("sandlot.server")
 
+# Headers only sandbox traffic carries (docs/e2b.md §1.3): SDKs before 2.7 send no routing
+# headers, but send the sandbox's access token.
+SANDBOX_HEADERS = (b"e2b-sandbox-id", b"e2b-sandbox-port", b"x-access-token")
+
 
 async def _sandlot_error(request: Request, exc: E.SandlotError) -> JSONResponse:
-    return JSONResponse({"code": exc.status, "message": exc.message}, status_code=exc.status)
+    # a refusal that retrying cannot fix (a quota): the e2b SDK would retry a 429 three times
+    headers = {"Should-Retry": "false"} if exc.details.get("retry") is False else None
+    return JSONResponse({"code": exc.status, "message": exc.message}, status_code=exc.status, headers=headers)
 
 
 async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
     return JSONResponse({"code": exc.status_code, "message": exc.detail}, status_code=exc.status_code)
+
+
+async def _client_left(request: Request, exc: ClientDisconnect) -> Response:
+    return Response(status_code=CLIENT_LEFT)  # nobody reads it; the access log shows 499
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -56,32 +97,74 @@ def _not_broken_off(record: logging.LogRecord) -> bool:
     return not (record.exc_info and isinstance(record.exc_info[1], BrokenOff))
 
 
-async def _health(request: Request) -> JSONResponse:
+async def _sandlot_health(request: Request) -> JSONResponse:
+    """Liveness of the server, with its sandbox counts."""
     svc: SandboxService = request.app.state.service
     return JSONResponse({"status": "ok", "running": len(svc.live), "paused": len(svc.paused)})
 
 
+class Health:
+    """GET /health: E2B's API health check (200 "Health check successful", 503 while the server is
+    starting or stopping), unless the request is sandbox traffic: then envd's /health for that
+    sandbox (204 running, 502 gone), which the SDK's `is_running()` asks."""
+
+    def __init__(self, sandbox_health: ASGIApp):
+        self.sandbox_health = sandbox_health
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if any(name in SANDBOX_HEADERS for name, _ in scope["headers"]):
+            return await self.sandbox_health(scope, receive, send)
+        if scope["app"].state.serving:
+            response: Response = PlainTextResponse("Health check successful")
+        else:
+            response = PlainTextResponse("Service is unavailable", status_code=503)
+        await response(scope, receive, send)
+
+
 def ensure_first_key(store: Store, config: Config) -> str | None:
-    """On the very first start, create an API key and return it (it is shown once)."""
-    if store.has_keys() or config.preset_api_key:
+    """On the very first start, create an API key and return it (it is shown once): an admin key of
+    the default team, as the operator's own."""
+    if store.has_keys() or config.api_key:
         return None
-    _, key = store.create_key("first key")
+    _, key = store.create_key("first key", admin=True)
     return key
 
 
-def build_app(config: Config) -> Starlette:
+class Extension(Protocol):
+    """A front door built above the server and composed into it by `serve` (the MCP endpoint, which
+    is a client of this server: server/ imports nothing of the client's): served to API-key
+    holders at its path, its lifespan entered once the service runs."""
+
+    def route(self, path: str) -> BaseRoute: ...
+
+    def lifespan(self) -> AbstractAsyncContextManager[None]: ...
+
+
+def build_app(config: Config, extensions: Mapping[str, Extension] | None = None) -> Starlette:
+    """The app and its services, built here and nowhere else. `extensions`: path -> front door."""
+    extensions = dict(extensions or {})
     config.home.mkdir(parents=True, exist_ok=True)
     store = Store(config.db_path)
+    keys = ApiKeys(store, config.api_key)
+    metrics = Metrics()
+    audit = AuditLog(config.db_path, config.audit_retention_days, config.audit_max_rows)
     layers = LayerStore(config.home)
     # namespace as root, rootless otherwise; its sandboxes hold the layers they are stacked on
     runtime = HoldingRuntime(make_runtime(config.home), layers)
-    service = SandboxService(config, store, runtime, TemplateStore(config.home))
-    # snapshots and lifecycle (snapshots.py, lifecycle.py): snapshots resolve as templates
+    service = SandboxService(config, store, runtime, TemplateStore(config.home), Events(metrics, audit))
+    # pause modes, cold resume, auto-resume (lifecycle.py); snapshots a create may name
+    # (snapshots.py); volumes (volumes.py)
     service.lifecycle = Lifecycle(service, layers)
-    snapshot_store = Snapshots(service, service.lifecycle, layers)
-    service.volumes = VolumeStore(config.home, config.db_path)  # volumes.py
-    service.templates = SnapshotTemplates(service.templates, snapshot_store)
+    service.snapshots = snapshot_store = Snapshots(service, service.lifecycle, layers)
+    service.volumes = VolumeStore(config.home, config.db_path)
     config.pool_templates = tuple(snapshot_store.canonical(n) for n in config.pool_templates)
+    # what a route's path names must be the caller's team's (auth.py): every /sandboxes/{sandbox_id}...
+    # route, snapshots (DELETE /templates/{template_id} is E2B's delete_snapshot) and volumes by id
+    keys.owned("sandbox_id", service.team_of, "sandbox")
+    keys.owned("template_id", snapshot_store.team_of, "template")
+    keys.owned("snapshot_id", snapshot_store.team_of, "snapshot")
+    keys.owned("volume_id", service.volumes.team_of, "volume")
+    metrics.watch(service)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
@@ -91,28 +174,81 @@ def build_app(config: Config) -> Starlette:
         runtime.forget_gone({r.id for r in store.live()})
         for name in snapshot_store.warm_names():
             service._schedule_refill(name)
+        app.state.serving = True
         try:
-            yield
+            async with contextlib.AsyncExitStack() as stack:
+                for extension in extensions.values():
+                    await stack.enter_async_context(extension.lifespan())
+                yield
         finally:
+            app.state.serving = False
             await service.shutdown()
             # volumes no sandbox left running uses are unmounted
-            service.volumes.close(in_use={m["name"] for r in store.live() if r.pause_mode != "filesystem"
+            service.volumes.close(in_use={(r.team, m["name"]) for r in store.live() if r.pause_mode != "filesystem"
                                           for m in r.volume_mounts})
+            audit.close()
             store.close()
             snapshot_store.close()
             layers.close()
 
     app = Starlette(
-        routes=[Route("/_sandlot/health", _health), *api.routes(), *transfer.routes(), *snapshots.routes(),
-                *volumes.routes(), *envd_routes(service, max_upload_bytes=config.max_upload_bytes)],
-        middleware=[Middleware(KeyAuth, store=store, preset_key=config.preset_api_key)],
-        exception_handlers={E.SandlotError: _sandlot_error, HTTPException: _http_error, Exception: _unexpected},
+        routes=routes(config, service, metrics, keys, extensions),
+        middleware=[Middleware(Observe, metrics=metrics, audit=audit)],
+        exception_handlers={E.SandlotError: _sandlot_error, HTTPException: _http_error,
+                            ClientDisconnect: _client_left, Exception: _unexpected},
         lifespan=lifespan,
     )
+    app.state.serving = False
     app.state.service = service
     app.state.snapshots = snapshot_store
     app.state.volumes = service.volumes
     app.state.transfer = Transfer(snapshot_store, layers, config.storage or str(config.home / "storage"))
     app.state.store = store
+    app.state.audit = audit
     app.state.config = config
+    app.state.metrics = metrics
+    app.state.packages = PackageManager(config.home / "cache" / "wheels")
     return app
+
+
+def routes(config: Config, service: SandboxService, metrics: Metrics, keys: ApiKeys,
+           extensions: Mapping[str, Extension] | None = None) -> list[BaseRoute]:
+    """Every route with its access rule and body bound."""
+    json_bytes = config.max_json_bytes
+    envd = envd_routes(service, max_upload_bytes=config.max_upload_bytes)
+    [sandbox_health] = _take(envd, lambda r: isinstance(r, Route) and r.path == "/health")
+    # these stream their bodies and bound them themselves: uploads (SANDLOT_MAX_UPLOAD_BYTES), the
+    # Connect services (connectrpc's read_max_bytes per message)
+    streaming = [*_take(envd, lambda r: isinstance(r, Route) and r.path == "/files" and "POST" in (r.methods or ())),
+                 *_take(envd, lambda r: isinstance(r, Mount))]
+    return secure([
+        *requires(Access.PUBLIC, [
+            Route("/health", Health(sandbox_health.app), methods=["GET"]),
+            Route("/_sandlot/health", _sandlot_health, methods=["GET"]),
+            Route("/openapi.json", openapi.endpoint, methods=["GET"]),
+        ], keys, body=json_bytes),
+        *requires(METRICS_ACCESS[config.metrics_auth], [Route("/metrics", metrics.endpoint, methods=["GET"])], keys,
+                  body=json_bytes),
+        *requires(Access.API_KEY, api.routes(), keys, body=json_bytes),
+        *requires(Access.API_KEY, audit_api.routes(), keys, body=json_bytes),
+        # snapshots, fork, their export and import, volumes (snapshots.py, transfer.py, volumes.py)
+        *requires(Access.API_KEY, [*snapshots.routes(), *transfer.routes(), *volumes.routes()], keys,
+                  body=json_bytes),
+        *requires(Access.VOLUME, volumes.content_routes(), keys, body=config.max_upload_bytes),
+        *requires(Access.API_KEY, [ext.route(path) for path, ext in (extensions or {}).items()], keys,
+                  body=json_bytes),
+        *requires(Access.SANDBOX, envd, keys, body=json_bytes),
+        *requires(Access.SANDBOX, streaming, keys, body=None),
+    ], keys)
+
+
+METRICS_ACCESS = {"admin": Access.ADMIN, "api-key": Access.API_KEY, "none": Access.PUBLIC}
+
+
+def _take(routes: list[BaseRoute], which) -> list[BaseRoute]:
+    """Remove and return the routes `which` selects (one at least)."""
+    taken = [r for r in routes if which(r)]
+    assert taken, "no such envd route"
+    for route in taken:
+        routes.remove(route)
+    return taken

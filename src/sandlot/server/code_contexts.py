@@ -1,9 +1,12 @@
 """Code contexts of one sandbox: the control plane's side of the in-sandbox driver (kernels/driver.py).
 
-The driver is an ordinary process started through the agent, as the sandbox's default user; this
-side writes requests to its stdin and reads JSON lines from its stdout, routing each to the request
-it answers. Everything it prints is untrusted: lines are size-bounded and parsed as JSON objects,
-and a driver that breaks the protocol is killed (the next request starts a fresh one).
+The driver is an internal process started through the agent, as root (E2B's kernels run as root)
+or, where the sandbox has no root to give (the rootless tier), as its default user. This side
+writes requests to its stdin and reads JSON lines from its stdout, routing each to the request it
+answers. Everything it prints is untrusted: lines are size-bounded and parsed as JSON objects, and
+a driver that breaks the protocol is killed. A driver that ends while the sandbox lives (killed by
+sandbox code, crashed) is started again by itself, as E2B's supervisor restarts its interpreter:
+after REVIVE_DELAY, longer each time it ends again soon after its start.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ from .agent_client import AgentClient
 log = logging.getLogger("sandlot.kernels")
 
 READY_TIMEOUT = 120.0  # a cold kernel takes ~0.6 s; a loaded machine may take far longer
+REVIVE_DELAY = 1.0  # E2B's supervisor waits 1 s before it restarts its interpreter
+REVIVE_MAX_DELAY = 32.0  # a driver that keeps ending soon after its start is left for its next request
+SHORT_LIFE = 30.0  # a driver that ends sooner than this after its start doubles the next delay
 MAX_LINE_MARGIN = 1 << 20  # a line may exceed the driver's output cap by its JSON framing only
 STOPPED = "the code interpreter stopped"
 
@@ -36,6 +42,9 @@ def request_bound(max_output: int) -> int:
 
 
 class KernelSession:
+    """`user`: the sandbox's default user. Contexts start in its home, with HOME set to it, as E2B's
+    in /home/user; the kernels run as root."""
+
     def __init__(self, agent: AgentClient, user: str, max_output: int):
         self.agent, self.user, self.max_output = agent, user, max_output
         self._ids = itertools.count(1)
@@ -48,6 +57,10 @@ class KernelSession:
         self._buf = bytearray()
         self._tasks: list[asyncio.Task] = []
         self._pid: int | None = None
+        self._closed = False  # close() was called: the driver is not started again by itself
+        self._revival: asyncio.Task | None = None
+        self._revive_delay = REVIVE_DELAY
+        self._started_at = 0.0
 
     # ---- the driver process ------------------------------------------------------------------
 
@@ -55,16 +68,21 @@ class KernelSession:
         """Start the driver unless it runs; the future resolves once its default python context is
         ready. Safe to call again: a driver that stopped is replaced. Shared by every caller, so
         one that is cancelled (a client gone) does not cancel the start for the others."""
+        self._closed = False
         if self._started is None or (self._started.done() and self._stopped()):
             self._started = asyncio.ensure_future(self._start())
         return asyncio.shield(self._started)
+
+    def serving(self) -> bool:
+        """Whether the driver runs and its default context came up: what /health on 49999 says."""
+        return self._started is not None and self._started.done() and not self._stopped()
 
     def _stopped(self) -> bool:
         started = self._started
         return started.cancelled() or started.exception() is not None or not self._tasks or self._tasks[0].done()
 
     async def _start(self) -> None:
-        await self.close()
+        await self._stop_driver()
         await self._kill_orphans()
         loop = asyncio.get_running_loop()
         self._ready = ready = loop.create_future()
@@ -83,30 +101,55 @@ class KernelSession:
         os.set_blocking(out_r, False)
         self._output, self._buf = out_r, bytearray()
         loop.add_reader(out_r, self._on_output)
-        events = self.agent.start("python3", ["-B", contract.KERNEL_DRIVER, "--max-output", str(self.max_output)],
-                                  user=self.user, internal=True, stdio_fds=(in_r, out_w))
-        self._tasks = [asyncio.create_task(self._follow(events, passed), name="sandlot-kernels")]
+        try:
+            events = await self._launch(in_r, out_w)
+        except BaseException:
+            _close_all(passed)
+            self._stop_io()
+            raise
+        _close_all(passed)  # the driver holds them now: its exit must reach us as EOF
+        self._started_at = loop.time()
+        self._tasks = [asyncio.create_task(self._follow(events), name="sandlot-kernels")]
         try:
             await asyncio.wait_for(asyncio.shield(ready), READY_TIMEOUT)
         except asyncio.TimeoutError:
-            await self.close()
+            await self._stop_driver()
             raise E.TimeoutError("the code interpreter did not start in time") from None
 
-    async def _follow(self, events: AsyncIterator[dict], passed: list[int]) -> None:
-        """The agent's stream of the driver: its pid, its stderr (logged), its end."""
+    async def _launch(self, stdin: int, stdout: int) -> AsyncIterator[dict]:
+        """Start the driver as root, else (permission_denied: no root to be had) as the default
+        user; its event stream once the agent has started it."""
+        try:
+            return await self._launch_as("root", stdin, stdout)
+        except E.PermissionDenied:
+            log.info("no root in this sandbox: its code interpreter runs as %s", self.user)
+            return await self._launch_as(self.user, stdin, stdout)
+
+    async def _launch_as(self, user: str, stdin: int, stdout: int) -> AsyncIterator[dict]:
+        argv = ["-B", contract.KERNEL_DRIVER, "--max-output", str(self.max_output), "--user", self.user]
+        events = self.agent.start("python3", argv, user=user, internal=True, stdio_fds=(stdin, stdout))
+        try:
+            first = await anext(events)
+        except BaseException:
+            await events.aclose()
+            raise
+        self._pid = first.get("start", {}).get("pid")
+        return events
+
+    async def _follow(self, events: AsyncIterator[dict]) -> None:
+        """The agent's stream of the driver: its stderr (logged), its end. An end that nobody asked
+        for (the task was not cancelled) is survived: the driver is started again."""
         try:
             async for event in events:
-                if "start" in event:
-                    self._pid = event["start"]["pid"]
-                    _close_all(passed)  # the driver holds them now: its exit must reach us as EOF
-                elif "stderr" in event:
+                if "stderr" in event:
                     log.debug("kernel driver: %s", event["stderr"][:2000].decode(errors="replace").rstrip())
                 elif "end" in event:
                     break
         except E.SandlotError as e:
             log.debug("kernel driver stream ended: %s", e)
+        else:
+            self._revive_later()
         finally:
-            _close_all(passed)
             # what the driver wrote before it ended is in the pipe: route it before failing the rest
             self._on_output(drain=True)
             self._stop_io()
@@ -205,13 +248,47 @@ class KernelSession:
             except E.SandlotError:
                 pass
 
-    async def close(self) -> None:
-        """Stop talking to the driver: it reads EOF and exits (the sandbox's end kills it anyway)."""
+    def _revive_later(self) -> None:
+        """The driver ended by itself: start it again after a delay (doubled, up to a limit, while
+        it keeps ending soon after its start), unless the session was closed meanwhile."""
+        if self._closed or (self._revival is not None and not self._revival.done()):
+            return
+        if asyncio.get_running_loop().time() - self._started_at > SHORT_LIFE:
+            self._revive_delay = REVIVE_DELAY
+        elif self._revive_delay >= REVIVE_MAX_DELAY:
+            log.warning("the code interpreter keeps stopping: it starts again on its next request")
+            self._revive_delay = REVIVE_DELAY
+            return
+        else:
+            self._revive_delay = min(self._revive_delay * 2, REVIVE_MAX_DELAY)
+        self._revival = asyncio.ensure_future(self._revive(self._revive_delay))
+
+    async def _revive(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        if self._closed:
+            return
+        log.info("the code interpreter stopped: starting it again")
+        try:
+            await self.start()
+        except E.SandboxNotRunning:
+            pass  # the sandbox is gone (its kill closes this session): nothing to supervise
+        except Exception as e:  # noqa: BLE001 - a supervisor outlives what it supervises; its end tries again
+            log.warning("restarting the code interpreter failed: %s", e)
+
+    async def _stop_driver(self) -> None:
+        """Stop talking to the driver: it reads EOF and exits."""
         self._stop_io()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+
+    async def close(self) -> None:
+        """For good (the sandbox's end kills the driver anyway): no more restarts."""
+        self._closed = True
+        if self._revival is not None:
+            self._revival.cancel()
+        await self._stop_driver()
 
     # ---- requests ----------------------------------------------------------------------------
 

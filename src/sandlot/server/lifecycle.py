@@ -72,11 +72,13 @@ class Lifecycle:
         return {"template": template.name, "layers": [digest_of(p) for p in template.layers],
                 "envs": dict(template.envs)}
 
-    def template_for(self, stack: dict, default: str) -> Template:
-        """The runtime's template for a recorded stack: its built template, its layers above."""
-        base = self.service.templates.get(stack.get("template", default))
-        return replace(base, layers=self.layers.paths(stack.get("layers", [])),
-                       envs=tuple(stack.get("envs", {}).items()))
+    async def template_for(self, stack: dict, default: str, *, wait: bool = False) -> Template:
+        """The runtime's template for a recorded stack: its built template (TemplateBuilding while
+        it builds, unless `wait`), its layers above."""
+        name = stack.get("template", default)
+        base = await (self.service.builds.get(name) if wait else self.service.builds.require(name))
+        layers = await asyncio.to_thread(self.layers.paths, stack.get("layers", []))
+        return replace(base, layers=layers, envs=tuple(stack.get("envs", {}).items()))
 
     def commit_writable(self, sandbox_id: str, holder: str, *, frozen: bool) -> str | None:
         """Commit the sandbox's writable layer as a layer held by `holder` (in a thread). The
@@ -137,6 +139,9 @@ class Lifecycle:
         live.record.state = "paused"
         live.record.pause_mode = "filesystem"
         svc.store.update(sandbox_id, state="paused", pause_mode="filesystem", stack=live.record.stack)
+        svc.journal.record(sandbox_id, "paused (files only: its processes ended)", mode="filesystem")
+        if not frozen:  # a full pause turned into a filesystem one was reported paused already
+            svc.events.paused(sandbox_id, team=live.team)
         await asyncio.to_thread(svc.runtime.kill, sandbox_id)
         if kernels is not None:
             await kernels.close()
@@ -154,22 +159,30 @@ class Lifecycle:
             svc._check_timeout(timeout, minimum=1)
         live = svc._known(sandbox_id, svc.paused)
         rec = live.record
-        template = await asyncio.to_thread(self.template_for, rec.stack, rec.template)
-        spec = SandboxSpec(sandbox_id, rec.template, Limits(**rec.limits), envs=rec.envs,
-                           volumes=await asyncio.to_thread(svc.volume_binds, rec.volume_mounts))
-        rt = await asyncio.to_thread(svc.runtime.create, spec, template)
-        live.rt, live.agent = rt, AgentClient(str(rt.socket_path))
+        template = await self.template_for(rec.stack, rec.template)
+        # quotas.py, as for any create: its share is held until it is listed running
+        with svc.quotas.admit(rec.team, Limits(**rec.limits), sandbox_id):
+            spec = SandboxSpec(sandbox_id, rec.template, Limits(**rec.limits), envs=rec.envs,
+                               volumes=await asyncio.to_thread(svc.volume_binds, rec.volume_mounts, rec.team))
+            rt = await asyncio.to_thread(svc.runtime.create, spec, template)
+            self._running_again(live, rt, template)
+        rec.end_at = time.time() + (timeout if timeout is not None else svc.config.default_timeout)
+        svc.store.update(sandbox_id, state="running", pause_mode=None, end_at=rec.end_at)
+        svc.journal.record(sandbox_id, "resumed (a cold boot from its files)", mode="filesystem")
+        svc.events.resumed(sandbox_id, team=live.team)
+        log.info("sandbox %s resumed from its filesystem (a cold boot)", sandbox_id)
+        return live
+
+    def _running_again(self, live: LiveSandbox, rt, template: Template) -> None:
+        svc, sandbox_id = self.service, live.id
+        live.rt, live.agent = rt, svc.journal.recording(sandbox_id, AgentClient(str(rt.socket_path)))
         live.kernels = svc._kernels(rt, template)
         if live.kernels is not None:
             _log_failure(live.kernels.start(), sandbox_id)
         self.layers.release(paused_holder(sandbox_id))  # the running sandbox holds them now
         del svc.paused[sandbox_id]
         svc.live[sandbox_id] = live
-        rec.state, rec.pause_mode = "running", None
-        rec.end_at = time.time() + (timeout if timeout is not None else svc.config.default_timeout)
-        svc.store.update(sandbox_id, state="running", pause_mode=None, end_at=rec.end_at)
-        log.info("sandbox %s resumed from its filesystem (a cold boot)", sandbox_id)
-        return live
+        live.record.state, live.record.pause_mode = "running", None
 
     async def resume(self, sandbox_id: str, timeout: int | None = None) -> LiveSandbox:
         async with self.lock(sandbox_id):

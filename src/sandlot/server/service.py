@@ -13,28 +13,47 @@ import secrets
 import string
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 from .. import _exceptions as E
 from ..runtimes.interface import Runtime, RuntimeSandbox
 from ..runtimes.policy import Limits, SandboxSpec
-from ..templates import logged_progress
 from ..templates.spec import Template
 from .agent_client import AgentClient
+from .builds import TemplateBuilds
 from .config import Config
 from .code_contexts import KernelSession
+from .events import Events
+from .journal import Journal
+from .quotas import Holding, Quotas
 from .store import SandboxRecord, Store
+from .teams import DEFAULT_TEAM
 from .volumes import volume_binds
+
+if TYPE_CHECKING:
+    from ..volumes import VolumeStore
+    from .lifecycle import Lifecycle
+    from .snapshots import Snapshots
 
 log = logging.getLogger("sandlot.service")
 
-ENVD_VERSION = "0.6.4"  # the envd feature level we implement (see e2b-protocol.md §3.4)
+ENVD_VERSION = "0.6.4"  # the envd feature level we implement (docs/e2b.md §3.14)
 REAP_INTERVAL = 0.2
 # A claim refills its pool this much later: a create is mostly followed at once by its first
 # commands, which should not share the CPU (or the GIL) with the next sandbox's start.
 REFILL_DELAY = 0.1
 METRICS_INTERVAL = 5.0  # E2B's sampling period
 METRICS_KEPT = 720  # an hour of samples per sandbox
+# Reading a sandbox's disk use walks its writable layer (300k files: seconds of a thread, holding
+# the GIL). Walks run in a thread of their own (creates and kills keep the default executor), one
+# at a time, at most one per sandbox in flight; a reading is fresh for METRICS_INTERVAL, and one
+# that took t seconds for DISK_WALK_SPACING * t, so walks keep that thread busy at most
+# ~1/DISK_WALK_SPACING of the time however many clients poll. A reader never waits for a walk
+# but a sandbox's first: it gets the last reading while the next is taken.
+USAGE_THREADS = 1
+DISK_WALK_SPACING = 10
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 
 
@@ -54,10 +73,16 @@ class LiveSandbox:
     default_user: str = "user"
     kernels: KernelSession | None = None  # code contexts, if the template has kernels
     samples: deque = field(default_factory=lambda: deque(maxlen=METRICS_KEPT))  # see _sample
+    disk: tuple[float, int] | None = None  # (fresh until, bytes): the last reading of its disk use
+    walking: asyncio.Future | None = None  # the walk taking the next one
 
     @property
     def id(self) -> str:
         return self.record.id
+
+    @property
+    def team(self) -> str:
+        return self.record.team
 
     @property
     def access_token(self) -> str | None:
@@ -91,14 +116,17 @@ class CreateRequest:
     auto_resume: bool = False
     stack: Template | None = None  # a fork's children: this stack instead of the template's
     volume_mounts: list[dict] = field(default_factory=list)  # [{"name", "path"}] (volumes.py)
+    team: str = DEFAULT_TEAM  # the creating key's (teams.py)
 
 
 class SandboxService:
-    def __init__(self, config: Config, store: Store, runtime: Runtime, templates):
+    def __init__(self, config: Config, store: Store, runtime: Runtime, templates, events: Events | None = None):
         self.config = config
+        self.events = events or Events()  # log lines and metrics of lifecycle events
         self.store = store
         self.runtime = runtime
         self.templates = templates
+        self.builds = TemplateBuilds(templates)  # in worker processes, so that shutdown is prompt
         self.live: dict[str, LiveSandbox] = {}
         self.paused: dict[str, LiveSandbox] = {}
         self._pools: dict[str, list[Pooled]] = {}
@@ -106,8 +134,16 @@ class SandboxService:
         self._reaper: asyncio.Task | None = None
         self._sampler: asyncio.Task | None = None
         self._closing = False
-        self.lifecycle = None  # lifecycle.Lifecycle, set by the app: pause modes, cold resume, wake
-        self.volumes = None  # volumes.VolumeStore, set by the app
+        # set by the app: pause modes, cold resume, wake (lifecycle.Lifecycle); snapshots a create
+        # may name (snapshots.Snapshots); volumes (volumes.VolumeStore)
+        self.lifecycle: Lifecycle = None  # type: ignore[assignment]
+        self.snapshots: Snapshots | None = None
+        self.volumes: VolumeStore | None = None
+        self.journal = Journal()  # each sandbox's log (logs_api.py)
+        # team quotas and host memory, checked on create and resume (quotas.py)
+        self.quotas = Quotas(store.teams, self._holdings, overcommit=config.memory_overcommit,
+                             reserve_mb=config.host_memory_reserve_mb)
+        self._usage = ThreadPoolExecutor(USAGE_THREADS, thread_name_prefix="sandlot-usage")  # metrics readings
 
     # ---- start and stop ----------------------------------------------------------------------
 
@@ -138,6 +174,7 @@ class SandboxService:
                 live = self.lifecycle.adopt_paused(rec)
                 if live is not None:
                     self.paused[rec.id] = live
+                    self.journal.record(rec.id, "adopted after a server restart (paused, files only)")
                     continue
             if rt is None:
                 log.warning("sandbox %s did not survive the restart: cleaning up", rec.id)
@@ -145,11 +182,14 @@ class SandboxService:
                 self.store.update(rec.id, state="killed", ended_at=time.time(), end_reason="lost on restart")
                 continue
             try:
-                kernels = self._kernels(rt, self.templates.describe(rec.template))
+                # a sandbox from a snapshot runs on the snapshot's built template
+                kernels = self._kernels(rt, self.templates.describe(rec.stack.get("template", rec.template)))
             except E.NotFound:
                 kernels = None
-            live = LiveSandbox(rec, rt, AgentClient(str(rt.socket_path)), kernels=kernels)
+            live = LiveSandbox(rec, rt, self.journal.recording(rec.id, AgentClient(str(rt.socket_path))),
+                               kernels=kernels)
             (self.paused if rec.state == "paused" else self.live)[rec.id] = live
+            self.journal.record(rec.id, f"adopted after a server restart ({rec.state})")
             log.info("adopted sandbox %s (%s)", rec.id, rec.state)
         for sid in self.runtime.leftovers() - known:
             log.info("removing leftover sandbox resources %s", sid)
@@ -168,6 +208,7 @@ class SandboxService:
         for task in (self._reaper, self._sampler):
             if task:
                 task.cancel()
+        await self.builds.close()  # refills waiting for a build end with it
         # A refill may be inside runtime.create (a thread): let it finish and kill what it made,
         # rather than cancel the await and leak the sandbox the thread still creates.
         await asyncio.gather(*self._pool_refill.values(), return_exceptions=True)
@@ -181,17 +222,32 @@ class SandboxService:
             for live in list(self.paused.values()):  # paused ones keep their files (lifecycle.py)
                 await self.lifecycle.keep_paused(live)
         await asyncio.to_thread(self.runtime.close)
+        self._usage.shutdown(wait=False, cancel_futures=True)
 
     # ---- create ------------------------------------------------------------------------------
 
     async def create(self, req: CreateRequest) -> LiveSandbox:
+        started = time.monotonic()
+        try:
+            live, pooled = await self._create(req)
+        except Exception as e:
+            self.events.create_failed(req.template, e, time.monotonic() - started)
+            raise
+        self.events.created(live.id, req.template, pooled, time.monotonic() - started)
+        return live
+
+    async def _create(self, req: CreateRequest) -> tuple[LiveSandbox, bool]:
         self._check_timeout(req.timeout, minimum=1)
         req.limits.validate()
-        template = req.stack or await asyncio.to_thread(self.templates.get, req.template,
-                                                        logged_progress(req.template, log))
+        with self.quotas.admit(req.team, req.limits):  # its share is held until it is listed
+            return await self._create_admitted(req)
+
+    async def _create_admitted(self, req: CreateRequest) -> tuple[LiveSandbox, bool]:
+        # TemplateBuilding (503) while it builds; a fork's children come with their stack
+        template = req.stack or await self._template(req.template)
         pooled = self._claim_pooled(req) if req.stack is None else None
         if pooled is None:
-            volumes = await asyncio.to_thread(self.volume_binds, req.volume_mounts) if req.volume_mounts else ()
+            volumes = await asyncio.to_thread(self.volume_binds, req.volume_mounts, req.team)
             spec = SandboxSpec(new_sandbox_id(), req.template, req.limits, envs=req.envs, volumes=volumes)
             rt = await asyncio.to_thread(self.runtime.create, spec, template)
             kernels = self._kernels(rt, template)
@@ -207,14 +263,32 @@ class SandboxService:
             end_at=now + req.timeout, metadata=req.metadata, envs=req.envs, limits=asdict(req.limits),
             access_token=secrets.token_urlsafe(24) if req.secure else None, auto_pause=req.auto_pause,
             auto_pause_mode=req.auto_pause_mode, auto_resume=req.auto_resume,
-            stack=self.lifecycle.stack_of(template), volume_mounts=req.volume_mounts)
+            stack=self.lifecycle.stack_of(template), volume_mounts=req.volume_mounts,
+            team=req.team)
         self.store.insert(rec)
-        live = LiveSandbox(rec, rt, AgentClient(str(rt.socket_path)), kernels=kernels)
+        live = LiveSandbox(rec, rt, self.journal.recording(rec.id, AgentClient(str(rt.socket_path))),
+                           kernels=kernels)
         self.live[rec.id] = live
-        return live
+        self.journal.record(rec.id, f"created from template {req.template}", template=req.template,
+                            timeout=req.timeout, pooled=pooled is not None, **asdict(req.limits))
+        return live, pooled is not None
 
-    def volume_binds(self, mounts: list[dict]) -> tuple[tuple[str, str], ...]:
-        return volume_binds(self.volumes, mounts) if mounts else ()
+    async def _template(self, name: str, *, wait: bool = False) -> Template:
+        """What a create or a pool names: a built template (a create gets TemplateBuilding while it
+        builds; wait: a pool waits), or a snapshot, by its id (api.py resolved its name for the
+        caller's team), on its template."""
+        snap = self.snapshots.by_id(name) if self.snapshots is not None else None
+        if snap is not None:
+            return await self.lifecycle.template_for(snap.stack, snap.stack["template"], wait=wait)
+        return await (self.builds.get(name) if wait else self.builds.require(name))
+
+    def volume_binds(self, mounts: list[dict], team: str) -> tuple[tuple[str, str], ...]:
+        """(host mount, sandbox path) of each of a create's volumeMounts (volumes of `team`)."""
+        if not mounts:
+            return ()
+        if self.volumes is None:
+            raise E.Unsupported("this server has no volumes")
+        return volume_binds(self.volumes, mounts, team)
 
     def _kernels(self, rt: RuntimeSandbox, template: Template) -> KernelSession | None:
         if not template.kernels:
@@ -247,7 +321,7 @@ class SandboxService:
         try:
             if delay:
                 await asyncio.sleep(delay)
-            template = await asyncio.to_thread(self.templates.get, name, logged_progress(name, log))
+            template = await self._template(name, wait=True)
             pool = self._pools.setdefault(name, [])
             # drop_pool (a snapshot deleted or replaced) unregisters the list: stop filling it
             while not self._closing and self._pools.get(name) is pool and len(pool) < self.config.pool_size:
@@ -285,11 +359,37 @@ class SandboxService:
     def record(self, sandbox_id: str) -> SandboxRecord:
         return self._known(sandbox_id).record
 
+    def team_of(self, sandbox_id: str) -> str | None:
+        """The team owning a sandbox this server runs, holds paused or ran; None if unknown (the
+        routes' team check, auth.py)."""
+        live = self.live.get(sandbox_id) or self.paused.get(sandbox_id)
+        if live is not None:
+            return live.record.team
+        rec = self.store.get(sandbox_id)
+        return rec.team if rec is not None else None
+
+    def _holdings(self) -> list[Holding]:
+        """What the running and paused sandboxes hold, and the volumes (quotas.py). A sandbox paused
+        with its files only holds no memory."""
+        found = []
+        for live in (*self.live.values(), *self.paused.values()):
+            limits = live.record.limits
+            memory = 0 if live.rt is None else limits.get("memory_mb", Limits.memory_mb)
+            found.append(Holding(live.id, live.record.team, memory, limits.get("disk_mb", Limits.disk_mb),
+                                 live.record.state == "running"))
+        if self.volumes is not None:
+            found.extend(Holding(f"volume:{v.id}", v.team, 0, v.size_mb, running=False) for v in self.volumes.list())
+        return found
+
     def get_running(self, sandbox_id: str) -> LiveSandbox | None:
         return self.live.get(sandbox_id)
 
     def running(self) -> list[LiveSandbox]:
         return list(self.live.values())
+
+    def pool_sizes(self) -> dict[str, int]:
+        """Warm sandboxes ready per template."""
+        return {name: len(pool) for name, pool in self._pools.items()}
 
     def listed(self) -> list[SandboxRecord]:
         return [s.record for s in (*self.live.values(), *self.paused.values())]
@@ -302,15 +402,20 @@ class SandboxService:
             await self._kill(sandbox_id, reason)
 
     async def _kill(self, sandbox_id: str, reason: str) -> None:
+        started = time.monotonic()
         self._known(sandbox_id)
         live = self.live.pop(sandbox_id, None) or self.paused.pop(sandbox_id)
         live.closed.set()
         self.store.update(sandbox_id, state="killed", ended_at=time.time(), end_reason=reason)
+        self.journal.record(sandbox_id, f"ended: {reason}", level="warn" if reason == "sandbox exited" else "info",
+                            reason=reason)
+        self.journal.ended(sandbox_id)
         # shielded: a reaper cancelled at shutdown must not drop a kill queued for a thread (the
         # sandbox is no longer listed anywhere, so nothing else would remove it)
         await asyncio.shield(asyncio.to_thread(self._end, sandbox_id))
         if live.kernels is not None:
             await live.kernels.close()
+        self.events.killed(sandbox_id, live.record.template, reason, time.monotonic() - started, team=live.team)
 
     def _end(self, sandbox_id: str) -> None:
         self.runtime.kill(sandbox_id)
@@ -330,6 +435,7 @@ class SandboxService:
         rec = self.record(sandbox_id)
         rec.end_at = time.time() + timeout
         self.store.update(sandbox_id, end_at=rec.end_at)
+        self.journal.record(sandbox_id, f"timeout set: ends in {timeout}s", timeout=timeout)
 
     async def connect(self, sandbox_id: str, timeout: int | None) -> tuple[LiveSandbox, bool]:
         """Make sure the sandbox runs (resuming it if paused); extend, never shorten, its timeout.
@@ -373,6 +479,8 @@ class SandboxService:
         self.paused[sandbox_id] = live
         live.record.state = "paused"
         self.store.update(sandbox_id, state="paused")
+        self.journal.record(sandbox_id, "paused")
+        self.events.paused(sandbox_id, team=live.team)
 
     async def _thaw(self, sandbox_id: str, timeout: int | None = None) -> LiveSandbox:
         if timeout is not None:  # as on create: it runs again for `timeout` seconds
@@ -381,7 +489,8 @@ class SandboxService:
             raise E.AlreadyExists(f"sandbox \"{sandbox_id}\" is already running")
         live = self._known(sandbox_id, self.paused)
         try:
-            await asyncio.to_thread(self.runtime.freeze, sandbox_id, False)
+            with self.quotas.admit(live.record.team, Limits(**live.record.limits), sandbox_id):
+                await asyncio.to_thread(self.runtime.freeze, sandbox_id, False)
         except OSError:
             self._check_still(sandbox_id, live, self.paused)
             raise
@@ -391,6 +500,8 @@ class SandboxService:
         live.record.state = "running"
         live.record.end_at = time.time() + (timeout if timeout is not None else self.config.default_timeout)
         self.store.update(sandbox_id, state="running", end_at=live.record.end_at)
+        self.journal.record(sandbox_id, "resumed")
+        self.events.resumed(sandbox_id, team=live.team)
         return live
 
     def _check_still(self, sandbox_id: str, live: LiveSandbox, table: dict[str, LiveSandbox]) -> None:
@@ -414,10 +525,29 @@ class SandboxService:
                  and (end is None or m["timestamp"] <= end)]
         now = time.time()
         if live.rt is not None and (end is None or end >= now) and (start is None or start <= now):
-            found.append(await asyncio.to_thread(self._sample, live, now))
+            disk = await self._disk_used(live)
+            found.append(await asyncio.to_thread(self._sample, live, now, disk))  # a few cgroup files
         return found
 
-    def _sample(self, live: LiveSandbox, now: float) -> dict:
+    async def _disk_used(self, live: LiveSandbox) -> int:
+        """The sandbox's disk use as last read; a stale reading starts the next walk (USAGE_THREADS)."""
+        if live.disk is not None and time.monotonic() < live.disk[0]:
+            return live.disk[1]
+        if live.walking is None or live.walking.done():
+            live.walking = asyncio.get_running_loop().run_in_executor(self._usage, self._walk, live)
+            live.walking.add_done_callback(_walked)
+        if live.disk is not None:
+            return live.disk[1]
+        return await asyncio.shield(live.walking)
+
+    def _walk(self, live: LiveSandbox) -> int:
+        started = time.monotonic()
+        used = self.runtime.disk_used(live.id)
+        took = time.monotonic() - started
+        live.disk = (time.monotonic() + max(METRICS_INTERVAL, DISK_WALK_SPACING * took), used)
+        return used
+
+    def _sample(self, live: LiveSandbox, now: float, disk_used: int) -> dict:
         """One reading; cpu is the share used since the previous sample (or since the start)."""
         usage = self.runtime.usage(live.id)
         limits = Limits(**live.record.limits)
@@ -428,21 +558,28 @@ class SandboxService:
             "timestamp": now, "cpu_ns": usage.cpu_usage_ns,
             "cpu_count": limits.cpu_count, "cpu_used_pct": round(min(cpu_pct, 100.0), 2),
             "mem_used": usage.memory_bytes, "mem_total": limits.memory_mb * 1024 * 1024,
-            "mem_cache": usage.memory_cache_bytes, "disk_used": self.runtime.disk_used(live.id),
+            "mem_cache": usage.memory_cache_bytes, "disk_used": disk_used,
             "disk_total": limits.disk_mb * 1024 * 1024,
         }
 
     async def _sample_loop(self) -> None:
-        def sample_all() -> None:
-            for live in list(self.live.values()):
+        def sample_all(running: list[LiveSandbox], disks: dict[str, int]) -> None:
+            for live in running:
                 try:
-                    live.samples.append(self._sample(live, time.time()))
+                    live.samples.append(self._sample(live, time.time(), disks[live.id]))
                 except Exception as e:  # gone meanwhile: the reaper deals with it
                     log.debug("no metrics for sandbox %s: %s", live.id, e)
 
         while True:
             await asyncio.sleep(METRICS_INTERVAL)
-            await asyncio.to_thread(sample_all)
+            running = list(self.live.values())
+            disks = {}
+            for live in running:
+                try:
+                    disks[live.id] = await self._disk_used(live)
+                except Exception:  # gone meanwhile: the reaper deals with it
+                    disks[live.id] = 0
+            await asyncio.to_thread(sample_all, running, disks)
 
     # ---- the reaper --------------------------------------------------------------------------
 
@@ -482,6 +619,12 @@ async def _warm_up(rt: RuntimeSandbox, kernels: KernelSession | None) -> None:
             await kernels.start()
     except Exception as e:  # a broken sandbox is found and replaced when claimed
         log.warning("warming pooled sandbox %s failed: %s", rt.sandbox_id, e)
+
+
+def _walked(walk: asyncio.Future) -> None:
+    """A walk nobody awaited (its readers took the last reading) failed: the sandbox went meanwhile."""
+    if not walk.cancelled() and walk.exception() is not None:
+        log.debug("disk use not read: %s", walk.exception())
 
 
 def _log_failure(started: asyncio.Future, sandbox_id: str) -> None:

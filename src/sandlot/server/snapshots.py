@@ -1,4 +1,4 @@
-"""Snapshots and fork, with E2B's routes and payloads (e2b-protocol.md §3.1).
+"""Snapshots and fork, with E2B's routes and payloads (docs/e2b.md §2.12).
 
     POST   /sandboxes/{id}/snapshots  {"name"?, "memory"?} -> 201 {"snapshotID", "names", "mode"}
     GET    /snapshots?sandboxID=&name=&limit=&nextToken=  -> 200 [{"snapshotID", "names"}], X-Next-Token
@@ -11,9 +11,15 @@ committed as a layer while the sandbox is frozen, and its metadata and env vars;
 from it gets them under its own. The namespace tier keeps files, not processes: a snapshot asked
 with `memory: true` (E2B's default) is taken as a filesystem snapshot, and the response says
 `"mode": "filesystem"` (a field E2B's SDK ignores); a fork's children boot fresh on the parent's
-files. Named snapshots are unique per server (there are no teams yet: issue 5); taking one with a
-name in use replaces its content, as E2B assigns a new build to the existing template.
-A snapshot can be kept warm (`"warm": true`, sandlot's extension): a pool as for templates.
+files. A snapshot can be kept warm (`"warm": true`, sandlot's extension): a pool as for templates.
+
+Teams (auth.py, teams.py): a snapshot belongs to the team of the sandbox it was taken from (or of
+the key that imported it). Its name is unique within that team; taking one with a name in use
+replaces its content, as E2B assigns a new build to the existing template. Another team never sees
+it: lists are the caller's team's, a name resolves within the caller's team, and an id of another
+team's snapshot is answered as an unknown one (404 on its routes through `team_of`, which app.py
+registers for `{template_id}` and `{snapshot_id}`; a create naming it gets the unknown-template
+error).
 """
 
 from __future__ import annotations
@@ -37,19 +43,24 @@ from .. import _exceptions as E
 from ..layers import LayerStore
 from ..runtimes.policy import Limits
 from ..templates.spec import Template
+from .auth import caller
+from .bodies import read_json_object
 from .lifecycle import Lifecycle
+from .observe import note
 from .service import CreateRequest, SandboxService
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS snapshots (
     id TEXT PRIMARY KEY,
-    name TEXT UNIQUE,
+    team TEXT NOT NULL,           -- teams.py
+    name TEXT,                    -- unique within its team
     sandbox_id TEXT NOT NULL,     -- the sandbox it was taken from
     stack TEXT NOT NULL,          -- {"template", "layers", "envs"}
     metadata TEXT NOT NULL,
     envs TEXT NOT NULL,
     warm INTEGER NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    UNIQUE (team, name)
 );
 """
 FORK_TIMEOUT = 15  # E2B's default lifetime of a fork's children (SandboxForkRequest)
@@ -62,6 +73,7 @@ _ALPHABET = string.ascii_lowercase + string.digits
 @dataclass
 class Snapshot:
     id: str
+    team: str
     name: str | None
     sandbox_id: str
     stack: dict
@@ -110,28 +122,42 @@ class Snapshots:
     # ---- the store ---------------------------------------------------------------------------
 
     def _rows(self, where: str = "", args: tuple = ()) -> list[Snapshot]:
-        rows = self._sql(f"SELECT id, name, sandbox_id, stack, metadata, envs, warm, created_at "
+        rows = self._sql(f"SELECT id, team, name, sandbox_id, stack, metadata, envs, warm, created_at "
                          f"FROM snapshots {where}", args)
-        return [Snapshot(r[0], r[1], r[2], json.loads(r[3]), json.loads(r[4]), json.loads(r[5]), bool(r[6]), r[7])
-                for r in rows]
+        return [Snapshot(r[0], r[1], r[2], r[3], json.loads(r[4]), json.loads(r[5]), json.loads(r[6]), bool(r[7]),
+                         r[8]) for r in rows]
 
-    def find(self, ref: str) -> Snapshot | None:
-        """The snapshot named or identified by `ref`, or None."""
+    def find(self, ref: str, team: str) -> Snapshot | None:
+        """The snapshot of `team` named or identified by `ref`, or None."""
         try:
             key = _split(ref)
         except E.NotFound:
             return None
-        found = self._rows("WHERE id=? OR name=?", (key, key))
+        found = self._rows("WHERE team=? AND (id=? OR name=?)", (team, key, key))
         return found[0] if found else None
 
-    def get(self, ref: str) -> Snapshot:
-        snap = self.find(ref)
+    def get(self, ref: str, team: str) -> Snapshot:
+        snap = self.find(ref, team)
         if snap is None:
             raise E.NotFound(f"snapshot \"{ref}\" not found")
         return snap
 
-    def list(self, sandbox_id: str | None = None, name: str | None = None) -> list[Snapshot]:
-        snaps = self._rows("ORDER BY created_at DESC, id")
+    def by_id(self, snapshot_id: str) -> Snapshot | None:
+        """Any team's snapshot by its id (the service's pools and creates, which api.py resolved)."""
+        found = self._rows("WHERE id=?", (snapshot_id,))
+        return found[0] if found else None
+
+    def team_of(self, ref: str) -> str | None:
+        """The team owning the snapshot whose id `ref` is (the routes' team check, auth.py); None
+        for anything else: names are resolved within the caller's team by the handlers."""
+        try:
+            snap = self.by_id(_split(ref))
+        except E.NotFound:
+            return None
+        return snap.team if snap else None
+
+    def list(self, team: str, sandbox_id: str | None = None, name: str | None = None) -> list[Snapshot]:
+        snaps = self._rows("WHERE team=? ORDER BY created_at DESC, id", (team,))
         if sandbox_id:
             snaps = [s for s in snaps if s.sandbox_id == sandbox_id]
         if name:
@@ -139,18 +165,10 @@ class Snapshots:
             snaps = [s for s in snaps if key is not None and key in (s.name, s.id)]
         return snaps
 
-    # ---- templates: a snapshot resolves like a template --------------------------------------
-
-    def template(self, ref: str) -> Template | None:
-        snap = self.find(ref)
-        if snap is None:
-            return None
-        return self.lifecycle.template_for(snap.stack, snap.stack["template"])
-
     # ---- taking and deleting -----------------------------------------------------------------
 
-    def _check_name(self, name: str | None) -> Snapshot | None:
-        """The snapshot a new one of that name replaces, if any."""
+    def _check_name(self, name: str | None, team: str) -> Snapshot | None:
+        """The snapshot of `team` a new one of that name replaces, if any."""
         if name is None:
             return None
         if not isinstance(name, str) or not _NAME.match(name):
@@ -158,28 +176,30 @@ class Snapshots:
                                     "starting with a letter or digit")
         if name in self.service.templates.list():
             raise E.InvalidArgument(f"\"{name}\" is a template's name: choose another for the snapshot")
-        return self.find(name)
+        return self.find(name, team)
 
     @staticmethod
     def _new_id() -> str:
         return "snap" + "".join(secrets.choice(_ALPHABET) for _ in range(16))
 
     def _save(self, snap: Snapshot) -> None:
-        self._sql("INSERT OR REPLACE INTO snapshots VALUES (?,?,?,?,?,?,?,?)",
-                  (snap.id, snap.name, snap.sandbox_id, json.dumps(snap.stack), json.dumps(snap.metadata),
+        self._sql("INSERT OR REPLACE INTO snapshots VALUES (?,?,?,?,?,?,?,?,?)",
+                  (snap.id, snap.team, snap.name, snap.sandbox_id, json.dumps(snap.stack), json.dumps(snap.metadata),
                    json.dumps(snap.envs), int(snap.warm), snap.created_at))
 
-    def add(self, stack: dict, metadata: dict, name: str | None, source: str) -> Snapshot:
-        """A snapshot of an existing stack (an import; in a thread): its layers held by it."""
-        existing = self._check_name(name)
-        snap = Snapshot(existing.id if existing else self._new_id(), name, source, stack, metadata,
+    def add(self, stack: dict, metadata: dict, name: str | None, source: str, team: str) -> Snapshot:
+        """A snapshot of `team` of an existing stack (an import; in a thread): its layers held by it."""
+        existing = self._check_name(name, team)
+        snap = Snapshot(existing.id if existing else self._new_id(), team, name, source, stack, metadata,
                         stack.get("envs", {}), False, time.time())
         self.layers.hold(snap.holder, stack["layers"], replace=True)
         self._save(snap)
         return snap
 
     async def create(self, sandbox_id: str, name: str | None = None, warm: bool = False) -> Snapshot:
-        existing = self._check_name(name)
+        """A snapshot of the sandbox, of the sandbox's team."""
+        team = self.service.record(sandbox_id).team
+        existing = self._check_name(name, team)
         snap_id = existing.id if existing else self._new_id()
         holder = f"snapshot:{snap_id}"
         async with self.lifecycle.lock(sandbox_id):
@@ -193,7 +213,7 @@ class Snapshots:
                 stack = await asyncio.to_thread(self._commit, sandbox_id, stack, holder, paused)
         # its env vars become the stack's: every sandbox from it (pooled ones too) starts with them
         stack["envs"] = {**stack.get("envs", {}), **rec.envs}
-        snap = Snapshot(snap_id, name, sandbox_id, stack, dict(rec.metadata), stack["envs"], warm, time.time())
+        snap = Snapshot(snap_id, team, name, sandbox_id, stack, dict(rec.metadata), stack["envs"], warm, time.time())
         self._save(snap)
         if existing:  # a new build under the same name: the old one's pooled sandboxes are stale
             await self.service.drop_pool(snap.id)
@@ -206,8 +226,8 @@ class Snapshots:
         top = self.lifecycle.commit_writable(sandbox_id, holder, frozen=frozen)
         return self.lifecycle.stacked(stack, top, holder)
 
-    async def delete(self, ref: str) -> bool:
-        snap = self.find(ref)
+    async def delete(self, ref: str, team: str) -> bool:
+        snap = self.find(ref, team)
         if snap is None:
             return False
         self._sql("DELETE FROM snapshots WHERE id=?", (snap.id,))
@@ -237,7 +257,7 @@ class Snapshots:
                 stack = await asyncio.to_thread(self._commit, sandbox_id, stack, holder,
                                                 sandbox_id in self.service.paused)
         try:
-            template = await asyncio.to_thread(self.lifecycle.template_for, stack, rec.template)
+            template = await self.lifecycle.template_for(stack, rec.template)
             results = await asyncio.gather(*(self._child(rec, template, timeout) for _ in range(count)),
                                            return_exceptions=True)
         finally:  # the children hold their layers themselves
@@ -257,58 +277,35 @@ class Snapshots:
         req = CreateRequest(template=parent.template, timeout=timeout, metadata=dict(parent.metadata),
                             envs=dict(parent.envs), limits=Limits(**parent.limits),
                             secure=parent.access_token is not None, stack=template,
-                            volume_mounts=list(parent.volume_mounts))
+                            volume_mounts=list(parent.volume_mounts), team=parent.team)
         return await self.service.create(req)
 
     # ---- create from a snapshot --------------------------------------------------------------
 
+    def for_create(self, template_ref: str, team: str) -> Snapshot | None:
+        """The snapshot of `team` a create's templateID names (by id, name or name:tag), if any. An
+        id of another team's snapshot fails as an unknown template would."""
+        snap = self.find(template_ref, team)
+        if snap is None and self.team_of(template_ref) is not None:
+            self.service.templates.describe(template_ref)  # NotFound, worded as for any unknown name
+            raise E.NotFound(f"template \"{template_ref}\" not found")  # (a recipe named like an id)
+        return snap
+
     def canonical(self, template_ref: str) -> str:
-        """A snapshot's id for any of its references (name, name:tag); other names unchanged."""
-        snap = self.find(template_ref)
-        return snap.id if snap else template_ref
-
-    def metadata(self, template_ref: str) -> dict:
-        """The metadata a sandbox made from `template_ref` starts with (a snapshot's), under its own."""
-        snap = self.find(template_ref)
-        return dict(snap.metadata) if snap else {}
-
-
-class SnapshotTemplates:
-    """The service's template store, with snapshots resolving as templates by id or name."""
-
-    def __init__(self, templates, snapshots: Snapshots):
-        self.inner = templates
-        self.snapshots = snapshots
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    def get(self, name: str, progress=None) -> Template:
-        found = self.snapshots.template(name)
-        if found is not None:
-            return found
-        return self.inner.get(name, progress) if progress else self.inner.get(name)
-
-    def describe(self, name: str) -> Template:
-        snap = self.snapshots.find(name)
-        return self.inner.describe(snap.stack["template"] if snap else name)
+        """A snapshot's id for a pool the operator names by a snapshot's id or name (SANDLOT_POOL_
+        TEMPLATES; a name several teams use stays as given); other names unchanged."""
+        try:
+            key = _split(template_ref)
+        except E.NotFound:
+            return template_ref
+        found = self._rows("WHERE id=? OR name=?", (key, key))
+        return found[0].id if len(found) == 1 else template_ref
 
 
 # ---- routes ----------------------------------------------------------------------------------
 
 def _snapshots(request: Request) -> Snapshots:
     return request.app.state.snapshots
-
-
-async def _json(request: Request) -> dict:
-    raw = await request.body()
-    try:
-        data = json.loads(raw) if raw.strip() else {}
-    except ValueError:
-        raise E.InvalidArgument("request body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise E.InvalidArgument("request body must be a JSON object")
-    return data
 
 
 def _typed(data: dict, key: str, kind, default=None):
@@ -319,9 +316,10 @@ def _typed(data: dict, key: str, kind, default=None):
 
 
 async def create_snapshot(request: Request) -> Response:
-    data = await _json(request)
+    data = await read_json_object(request)
     snap = await _snapshots(request).create(request.path_params["sandbox_id"], _typed(data, "name", str),
                                             warm=bool(_typed(data, "warm", bool, False)))
+    note(snapshot=snap.id, name=snap.name)
     # memory snapshots need a tier that can checkpoint: this one keeps the files
     return JSONResponse({**snap.json(), "mode": "filesystem"}, status_code=201)
 
@@ -334,7 +332,7 @@ async def list_snapshots(request: Request) -> Response:
         raise E.InvalidArgument("limit must be an integer") from None
     if not 1 <= limit <= 100:
         raise E.InvalidArgument("limit must be between 1 and 100")
-    snaps = _snapshots(request).list(q.get("sandboxID"), q.get("name"))
+    snaps = _snapshots(request).list(caller(request).team, q.get("sandboxID"), q.get("name"))
     if token := q.get("nextToken"):
         try:
             created, sid = json.loads(base64.urlsafe_b64decode(token.encode()))
@@ -351,13 +349,14 @@ async def list_snapshots(request: Request) -> Response:
 
 async def delete_snapshot(request: Request) -> Response:
     ref = request.path_params["template_id"]
-    if not await _snapshots(request).delete(ref):
+    note(snapshot=ref)
+    if not await _snapshots(request).delete(ref, caller(request).team):
         raise E.NotFound(f"template \"{ref}\" not found")
     return Response(status_code=204)
 
 
 async def fork(request: Request) -> Response:
-    data = await _json(request)
+    data = await read_json_object(request)
     count = _typed(data, "count", int, 1)
     timeout = _typed(data, "timeout", int, FORK_TIMEOUT)
     if not 1 <= count <= MAX_FORKS:
@@ -365,6 +364,7 @@ async def fork(request: Request) -> Response:
     svc: SandboxService = request.app.state.service
     svc._check_timeout(timeout, minimum=1)
     results = await _snapshots(request).fork(request.path_params["sandbox_id"], count, timeout)
+    note(count=count, children=[r["sandbox"]["sandboxID"] for r in results if "sandbox" in r])
     return JSONResponse(results, status_code=201)
 
 
@@ -372,6 +372,6 @@ def routes() -> list[Route]:
     return [
         Route("/sandboxes/{sandbox_id}/snapshots", create_snapshot, methods=["POST"]),
         Route("/snapshots", list_snapshots, methods=["GET"]),
-        Route("/templates/{template_id:path}", delete_snapshot, methods=["DELETE"]),
+        Route("/templates/{template_id}", delete_snapshot, methods=["DELETE"]),
         Route("/sandboxes/{sandbox_id}/fork", fork, methods=["POST"]),
     ]

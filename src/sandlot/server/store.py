@@ -1,4 +1,5 @@
-"""Durable control-plane state in SQLite: API keys and sandbox records.
+"""Durable control-plane state in SQLite: API keys and sandbox records (teams: teams.py, which
+adds its columns to both; the audit trail: audit.py).
 
 Every write commits before the caller acts on it, so a server killed at any point restarts knowing
 every sandbox it ever started (and can adopt or clean it up).
@@ -13,6 +14,9 @@ import sqlite3
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+
+from . import teams
+from .teams import DEFAULT_TEAM, Caller, Teams
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -77,6 +81,7 @@ class SandboxRecord:
     auto_resume: bool = False
     pause_mode: str | None = None
     volume_mounts: list = field(default_factory=list)
+    team: str = DEFAULT_TEAM  # teams.py
 
 
 @dataclass
@@ -86,6 +91,8 @@ class ApiKey:
     prefix: str
     created_at: float
     revoked_at: float | None
+    team: str = DEFAULT_TEAM
+    admin: bool = False
 
 
 class Store:
@@ -99,35 +106,42 @@ class Store:
         for name, decl in ADDED_COLUMNS.items():
             if name not in have:
                 self.db.execute(f"ALTER TABLE sandboxes ADD COLUMN {name} {decl}")
+        teams.migrate(self.db)
         path.chmod(0o600)
+        self.teams = Teams(self.db)
 
     def close(self) -> None:
         self.db.close()
 
     # ---- API keys ----------------------------------------------------------------------------
 
-    def create_key(self, name: str, key: str | None = None) -> tuple[ApiKey, str]:
-        """Store a new key (hashed). Returns the record and the key itself, shown once."""
+    def create_key(self, name: str, key: str | None = None, *, team: str = DEFAULT_TEAM,
+                   admin: bool = False) -> tuple[ApiKey, str]:
+        """Store a new key (hashed) of `team` (a name or id). Returns the record and the key itself,
+        shown once."""
+        team_id = self.teams.get(team).id
         key = key or "e2b_" + secrets.token_hex(20)  # E2B-shaped, so every SDK release accepts it
         rec = ApiKey(id="key_" + secrets.token_hex(6), name=name, prefix=key[:8], created_at=time.time(),
-                     revoked_at=None)
-        self.db.execute("INSERT INTO api_keys VALUES (?,?,?,?,?,NULL)",
-                        (rec.id, name, hash_key(key), rec.prefix, rec.created_at))
+                     revoked_at=None, team=team_id, admin=admin)
+        self.db.execute("INSERT INTO api_keys (id, name, hash, prefix, created_at, team, admin) VALUES (?,?,?,?,?,?,?)",
+                        (rec.id, name, hash_key(key), rec.prefix, rec.created_at, team_id, int(admin)))
         return rec, key
 
     def list_keys(self) -> list[ApiKey]:
-        rows = self.db.execute("SELECT id,name,prefix,created_at,revoked_at FROM api_keys ORDER BY created_at")
-        return [ApiKey(*r) for r in rows]
+        rows = self.db.execute("SELECT id,name,prefix,created_at,revoked_at,team,admin FROM api_keys "
+                               "ORDER BY created_at")
+        return [ApiKey(*r[:6], admin=bool(r[6])) for r in rows]
 
     def revoke_key(self, key_id: str) -> bool:
         cur = self.db.execute("UPDATE api_keys SET revoked_at=? WHERE id=? AND revoked_at IS NULL",
                               (time.time(), key_id))
         return cur.rowcount == 1
 
-    def key_is_valid(self, key: str) -> bool:
-        row = self.db.execute("SELECT 1 FROM api_keys WHERE hash=? AND revoked_at IS NULL",
-                              (hash_key(key),)).fetchone()
-        return row is not None
+    def caller(self, key: str) -> Caller | None:
+        """Who `key` is, if it is stored, not revoked, and its team exists."""
+        row = self.db.execute("SELECT k.id, k.team, k.admin FROM api_keys k JOIN teams t ON t.id = k.team "
+                              "WHERE k.hash=? AND k.revoked_at IS NULL", (hash_key(key),)).fetchone()
+        return Caller(row[0], row[1], bool(row[2])) if row else None
 
     def has_keys(self) -> bool:
         return self.db.execute("SELECT 1 FROM api_keys LIMIT 1").fetchone() is not None

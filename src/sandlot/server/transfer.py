@@ -5,13 +5,18 @@ from it, so another sandlot host can start sandboxes from them (sandlot's own ro
     POST /snapshots/import {"snapshotID", "name"?} -> 201 {"snapshotID", "names"}
 
 In storage:
-    snapshots/<id>/manifest.json   {"format": 1, "id", "name", "stack", "metadata", "template"}
+    snapshots/<id>/manifest.json   {"format": 1, "id", "team", "name", "stack", "metadata", "template"}
     layers/<hex digest>.tar.gz     each layer once (layers/archive.py), shared by every export
 
 Layers already in storage are not uploaded again, layers already on the importing host are not
 downloaded; every downloaded layer is checked against its digest. The importing host builds the
 stack's template itself (from the same recipe; the exporter's template fingerprint is compared
 and a difference logged).
+
+Teams: an export is of the caller's team's snapshot (app.py checks `{snapshot_id}`); an import
+becomes a snapshot of the caller's team. The storage is the server's, shared by its teams: what
+names an export is its snapshot id (82 random bits, shown only to its team), and the id of another
+team's snapshot on this server is answered as missing from storage.
 """
 
 from __future__ import annotations
@@ -32,6 +37,9 @@ from .. import _exceptions as E
 from ..hostfs import remove_tree
 from ..layers import LayerStore, archive
 from ..storage import make_backend
+from .auth import caller
+from .bodies import read_json_object
+from .observe import note
 from .snapshots import Snapshot, Snapshots
 
 log = logging.getLogger("sandlot.transfer")
@@ -67,7 +75,7 @@ class Transfer:
             finally:
                 tmp.unlink(missing_ok=True)
         template = self.snapshots.service.templates.manifest(snap.stack["template"]) or {}
-        manifest = {"format": FORMAT, "id": snap.id, "name": snap.name, "stack": snap.stack,
+        manifest = {"format": FORMAT, "id": snap.id, "team": snap.team, "name": snap.name, "stack": snap.stack,
                     "metadata": snap.metadata, "template": {"name": snap.stack["template"],
                                                              "recipe": template.get("recipe")},
                     "exported_at": time.time()}
@@ -80,17 +88,21 @@ class Transfer:
         return {"snapshotID": snap.json()["snapshotID"], "location": self.backend.location,
                 "layers": len(snap.stack["layers"]), "uploaded": uploaded}
 
-    def import_(self, snapshot_id: str, name: str | None) -> Snapshot:
+    def import_(self, snapshot_id: str, name: str | None, team: str) -> Snapshot:
         if not _ID.match(snapshot_id):
             raise E.InvalidArgument("not a snapshot id")
+        key = f"snapshots/{snapshot_id}/manifest.json"
         tmp = self._tmp(".json")
         try:
-            self.backend.get(f"snapshots/{snapshot_id}/manifest.json", tmp)
+            self.backend.get(key, tmp)
             manifest = json.loads(tmp.read_text())
         except ValueError:
             raise E.InvalidArgument(f"the manifest of {snapshot_id} is not valid JSON") from None
         finally:
             tmp.unlink(missing_ok=True)
+        here = self.snapshots.by_id(snapshot_id)
+        if here is not None and here.team != team:  # another team's, exported from this server
+            raise E.NotFound(f"{key} is not in {self.backend.location}")  # as if it were not there
         if manifest.get("format") != FORMAT:
             raise E.InvalidArgument(f"snapshot {snapshot_id} was exported in an unknown format")
         stack = manifest["stack"]
@@ -107,7 +119,7 @@ class Transfer:
                     continue
                 self._fetch(digest, holder)
             return self.snapshots.add(stack, manifest.get("metadata", {}), name or manifest.get("name"),
-                                      source=f"import of {snapshot_id}")
+                                      source=f"import of {snapshot_id}", team=team)
         finally:  # the snapshot holds its layers now; a refused one goes
             self.layers.release(holder)
             self.layers.gc()
@@ -132,20 +144,18 @@ def _transfer(request: Request) -> Transfer:
 
 async def export_snapshot(request: Request) -> Response:
     transfer = _transfer(request)
-    snap = transfer.snapshots.get(request.path_params["snapshot_id"])
+    snap = transfer.snapshots.get(request.path_params["snapshot_id"], caller(request).team)
+    note(snapshot=snap.id)
     return JSONResponse(await asyncio.to_thread(transfer.export, snap))
 
 
 async def import_snapshot(request: Request) -> Response:
-    try:
-        data = json.loads(await request.body() or b"{}")
-    except ValueError:
-        raise E.InvalidArgument("request body is not valid JSON") from None
-    if not isinstance(data, dict) or not isinstance(data.get("snapshotID"), str) or \
-            not isinstance(data.get("name", ""), (str, type(None))):
+    data = await read_json_object(request)
+    if not isinstance(data.get("snapshotID"), str) or not isinstance(data.get("name", ""), (str, type(None))):
         raise E.InvalidArgument("give the snapshotID to import (and optionally a name)")
     transfer = _transfer(request)
-    snap = await asyncio.to_thread(transfer.import_, data["snapshotID"], data.get("name"))
+    note(snapshot=data["snapshotID"])
+    snap = await asyncio.to_thread(transfer.import_, data["snapshotID"], data.get("name"), caller(request).team)
     return JSONResponse(snap.json(), status_code=201)
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .._exceptions import NotFound, SandlotError, TemplateError
-from ..hostfs import remove_tree, source_in_use
+from ..hostfs import remove_tree, source_in_use, unmount_inside
 from .recipes import RECIPES
 from .spec import Progress, Recipe, Template, no_progress
 
@@ -75,9 +75,26 @@ class TemplateStore:
             self.build(parent, progress=progress)
         with self._lock():
             if force or not self.is_built(name):
+                if any(self.root.glob(".new-*")):  # an interrupted build's: this one starts over, clean
+                    progress(0, 0, "removing what an interrupted build left")
+                    self._sweep()
                 self._build(name, recipe, progress)
             self._sweep()
         return recipe.template(name, self.root / name / "rootfs")
+
+    def release_interrupted(self) -> bool:
+        """Unmount whatever interrupted builds left mounted, unless a build is running (it holds the
+        lock). Their directories are deleted by the next build: deleting a root filesystem takes
+        seconds to a minute, too long for a stopping server. False if a build is running."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "w") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            for path in self.root.glob(".new-*"):
+                unmount_inside(path)
+            return True
 
     def _recipe(self, name: str) -> Recipe:
         try:

@@ -315,15 +315,13 @@ class Toolset(_BaseToolset):
         return sandbox
 
     def _impl(self) -> Any:
-        from ..client import _sync
-
-        return _sync.unwrap(self._sandbox)  # the AsyncSandbox on the SDK's loop, where we run
+        return self._sandbox._impl  # the AsyncSandbox behind it, on the SDK's loop, where we run
 
     @staticmethod
     def _run(coro) -> Any:
-        from ..client import _sync
+        from ..client import _loop
 
-        return _sync.run(coro)
+        return _loop.run(coro)
 
     def call_tool(self, name: str, arguments: Mapping | str | None = None) -> ToolResult:
         """Run a tool with arguments from a model (a dict, or a JSON string as OpenAI sends them)."""

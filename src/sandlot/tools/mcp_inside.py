@@ -293,14 +293,14 @@ class MCPConfigConverter:
 
     def to_builtin_tools(self, sandbox: Any = None, template: str = "base", whitelist: Iterable[str] | None = None,
                          blacklist: Iterable[str] | None = None, **connection: Any) -> list[Tool]:
-        from ..client import _sync
+        from ..client import _loop
 
         allow = whitelist if whitelist is not None else self.whitelist
         deny = blacklist if blacklist is not None else self.blacklist
         if sandbox is not None:
-            servers = _sync.run(McpServers.start(_sync.unwrap(sandbox), self.config, allow, deny))
+            servers = _loop.run(McpServers.start(sandbox._impl, self.config, allow, deny))
             return servers.tools()
-        return _sync.run(self._temporary_tools(template, allow, deny, connection))
+        return _loop.run(self._temporary_tools(template, allow, deny, connection))
 
     async def _temporary_tools(self, template: str, allow, deny, connection: dict) -> list[Tool]:
         from ..client import AsyncSandbox

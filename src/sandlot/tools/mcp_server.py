@@ -39,7 +39,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import _exceptions as E
 from ..client import AsyncSandbox
-from ..sandbox_service import AsyncSandboxService
+from ..client import AsyncSandboxService
 from ._toolset import AsyncToolset
 
 NAMESPACE = "mcp"
@@ -190,7 +190,7 @@ async def serve_stdio(sandboxes: Sandboxes, toolset: AsyncToolset | None = None)
 
 class McpEndpoint:
     """The MCP server over streamable HTTP as one ASGI endpoint, for a host Starlette app: add
-    `route(path)` to its routes and enter `lifespan()` in its lifespan (`mount()` does both)."""
+    `route(path)` to its routes and enter `lifespan()` in its lifespan (server/app.py's extensions do both)."""
 
     def __init__(self, sandboxes: Sandboxes, toolset: AsyncToolset | None = None):
         self.sandboxes = sandboxes
@@ -213,22 +213,12 @@ class McpEndpoint:
             await self.sandboxes.close()
 
 
-def mount(app: Starlette, path: str = "/mcp", toolset: AsyncToolset | None = None, **sandbox_options: Any) -> McpEndpoint:
-    """Serve MCP at `path` of a sandlot server's app, each caller acting with its own API key
-    (authentication stays with the app's KeyAuth, which must cover `path`)."""
-    endpoint = McpEndpoint(Sandboxes(forward_api_key=True, **sandbox_options), toolset)
-    app.router.routes.append(endpoint.route(path))
+def server_endpoint(toolset: AsyncToolset | None = None, **sandbox_options: Any) -> McpEndpoint:
+    """The endpoint `sandlot serve` mounts at /mcp (server/app.py guards it with the API key): each
+    caller acts with its own API key on the server it reached."""
     # the endpoint's tools call this same server through the SDK: one log line per call is noise
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    inner = app.router.lifespan_context
-
-    @contextlib.asynccontextmanager
-    async def lifespan(a: Any) -> AsyncIterator[Any]:
-        async with inner(a) as state, endpoint.lifespan():
-            yield state
-
-    app.router.lifespan_context = lifespan
-    return endpoint
+    return McpEndpoint(Sandboxes(forward_api_key=True, **sandbox_options), toolset)
 
 
 class KeyCheck:

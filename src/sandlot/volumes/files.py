@@ -8,9 +8,11 @@ Ownership is in the template uid space (the default user is 1000), as sandboxes 
 
 from __future__ import annotations
 
+import errno
 import os
+import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -136,29 +138,37 @@ class VolumeFiles:
             finally:
                 os.close(f)
 
-    def write(self, path: str, data: bytes, uid: int, gid: int, mode: int, force: bool) -> dict:
+    def write(self, path: str, chunks: Iterable[bytes], uid: int, gid: int, mode: int, force: bool) -> dict:
+        """Write `chunks` (read as they come: an upload is never held whole) to a new file beside
+        `path`, renamed over it once complete: a failed or abandoned upload leaves the old file
+        whole. What is at `path` must be a regular file, or nothing."""
         if not parts(path):
             raise E.InvalidArgument("give a file path")
         with self._parent(path, create=force, uid=uid, gid=gid) as (fd, name):
             try:
-                f = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, mode,
+                if not stat.S_ISREG(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
+                    raise E.InvalidArgument(f"path '{path}' is not a file")
+            except FileNotFoundError:
+                pass
+            tmp = f".sandlot-upload-{secrets.token_hex(8)}"
+            try:
+                f = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
                             dir_fd=fd)
             except OSError as e:
-                if e.errno == 28:
-                    raise E.ResourceExhausted("the volume is full") from None
-                raise E.InvalidArgument(f"path '{path}' is not a file") from None
+                raise _full(e) from None
             try:
-                if not stat.S_ISREG(os.fstat(f).st_mode):
-                    raise E.InvalidArgument(f"path '{path}' is not a file")
-                view, done = memoryview(data), 0
-                while done < len(data):
-                    done += os.write(f, view[done:])
+                for chunk in chunks:
+                    view, done = memoryview(chunk), 0
+                    while done < len(chunk):
+                        done += os.write(f, view[done:])
                 os.fchown(f, uid, gid)
                 os.fchmod(f, mode)
-            except OSError as e:
-                if e.errno == 28:  # ENOSPC: the volume's quota
-                    raise E.ResourceExhausted("the volume is full (its size is its quota)") from None
-                raise
+                os.rename(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)  # never follows a link at `name`
+            except BaseException as e:
+                os.unlink(tmp, dir_fd=fd)
+                if isinstance(e, IsADirectoryError):  # made at `path` meanwhile
+                    raise E.InvalidArgument(f"path '{path}' is not a file") from None
+                raise _full(e) if isinstance(e, OSError) else e
             finally:
                 os.close(f)
             return self._entry(fd, name, "/" + "/".join(parts(path)))
@@ -185,6 +195,13 @@ class VolumeFiles:
                 _remove_dir(fd, name)
             else:
                 os.unlink(name, dir_fd=fd)
+
+
+def _full(error: OSError) -> Exception:
+    """ENOSPC as the volume's quota; any other error as it is."""
+    if error.errno == errno.ENOSPC:
+        return E.ResourceExhausted("the volume is full (its size is its quota)")
+    return error
 
 
 def _remove_dir(parent: int, name: str) -> None:

@@ -2,7 +2,7 @@
 
     <home>/volumes/<id>/disk.img   a sparse file (costs only what is written), formatted ext4
     <home>/volumes/<id>/mnt/       where the image is mounted (loop, nodev, nosuid) while in use
-    the server's SQLite: table volumes (id, name, size_mb, token, created_at)
+    the server's SQLite: table volumes (id, team, name, size_mb, token, created_at)
 
 Why an image per volume (docs/volumes.md has the numbers): a full file system of its own is a hard
 quota the kernel enforces (ENOSPC at the size, as on a disk), on any host file system, without
@@ -13,6 +13,9 @@ through an id-mapped bind (volumes/mount.py), so sandboxes with different host u
 A volume is mounted once on the host and stays so while the server runs (sandboxes kept across a
 restart keep theirs; a second mount of the image through another loop device would corrupt it, so
 an existing mount is always reused); `close()` at a clean stop unmounts the ones no sandbox uses.
+
+A volume belongs to a team (server/teams.py): its name is unique within the team, and lookups by
+name are a team's; an id names one volume on the server.
 """
 
 from __future__ import annotations
@@ -37,10 +40,12 @@ log = logging.getLogger("sandlot.volumes")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS volumes (
     id TEXT PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
+    team TEXT NOT NULL,
+    name TEXT NOT NULL,
     size_mb INTEGER NOT NULL,
     token TEXT NOT NULL,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    UNIQUE (team, name)
 );
 """
 DEFAULT_SIZE_MB = 1024
@@ -53,6 +58,7 @@ _ALPHABET = string.ascii_lowercase + string.digits
 @dataclass(frozen=True)
 class Volume:
     id: str
+    team: str
     name: str
     size_mb: int
     token: str
@@ -72,38 +78,48 @@ class VolumeStore:
         with self._lock:
             return self._db.execute(sql, args).fetchall()
 
-    def close(self, in_use: set[str] = frozenset()) -> None:
-        """At a clean stop: unmount the volumes no remaining sandbox uses."""
+    def close(self, in_use: set[tuple[str, str]] = frozenset()) -> None:
+        """At a clean stop: unmount the volumes no remaining sandbox uses ((team, name) pairs)."""
         for vol in self.list():
-            if vol.name not in in_use:
+            if (vol.team, vol.name) not in in_use:
                 self._unmount(vol)
         self._db.close()
 
     # ---- records -----------------------------------------------------------------------------
 
-    def list(self) -> list[Volume]:
-        return [Volume(*r) for r in self._sql("SELECT id, name, size_mb, token, created_at FROM volumes "
-                                              "ORDER BY created_at, id")]
+    def _rows(self, where: str = "", args: tuple = ()) -> list[Volume]:
+        return [Volume(*r) for r in self._sql(f"SELECT id, team, name, size_mb, token, created_at FROM volumes "
+                                              f"{where} ORDER BY created_at, id", args)]
 
-    def find(self, ref: str) -> Volume | None:
-        """By id or by name."""
-        rows = self._sql("SELECT id, name, size_mb, token, created_at FROM volumes WHERE id=? OR name=?",
-                         (ref, ref))
-        return Volume(*rows[0]) if rows else None
+    def list(self, team: str | None = None) -> list[Volume]:
+        """The volumes of `team` (None: all)."""
+        return self._rows("WHERE team=?", (team,)) if team is not None else self._rows()
 
-    def get(self, ref: str) -> Volume:
-        vol = self.find(ref)
+    def find(self, ref: str, team: str) -> Volume | None:
+        """A volume of `team`, by id or by name."""
+        rows = self._rows("WHERE team=? AND (id=? OR name=?)", (team, ref, ref))
+        return rows[0] if rows else None
+
+    def get(self, ref: str, team: str) -> Volume:
+        vol = self.find(ref, team)
         if vol is None:
             raise E.NotFound(f"volume \"{ref}\" not found")
         return vol
 
-    def by_token(self, token: str) -> Volume | None:
-        rows = self._sql("SELECT id, name, size_mb, token, created_at FROM volumes WHERE token=?", (token,))
-        return Volume(*rows[0]) if rows else None
+    def by_id(self, volume_id: str) -> Volume | None:
+        """Any team's volume by its id (the content API, whose token is the credential)."""
+        rows = self._rows("WHERE id=?", (volume_id,))
+        return rows[0] if rows else None
+
+    def team_of(self, ref: str) -> str | None:
+        """The team owning the volume whose id `ref` is (the routes' team check, auth.py); None for
+        anything else: names are resolved within the caller's team by the handlers."""
+        vol = self.by_id(ref)
+        return vol.team if vol else None
 
     # ---- create and delete -------------------------------------------------------------------
 
-    def create(self, name: str, size_mb: int = DEFAULT_SIZE_MB) -> Volume:
+    def create(self, name: str, team: str, size_mb: int = DEFAULT_SIZE_MB) -> Volume:
         if os.geteuid() != 0:
             raise E.Unsupported("volumes need a server run as root (an image is mounted per volume)")
         if not isinstance(name, str) or not _NAME.match(name):
@@ -111,9 +127,9 @@ class VolumeStore:
                                     "a letter or digit")
         if not 16 <= size_mb <= MAX_SIZE_MB:
             raise E.InvalidArgument(f"a volume's size is 16 to {MAX_SIZE_MB} MB")
-        if self.find(name):
+        if self.find(name, team):
             raise E.AlreadyExists(f"a volume named \"{name}\" exists")
-        vol = Volume("vol" + "".join(secrets.choice(_ALPHABET) for _ in range(16)), name, size_mb,
+        vol = Volume("vol" + "".join(secrets.choice(_ALPHABET) for _ in range(16)), team, name, size_mb,
                      secrets.token_urlsafe(24), time.time())
         d = self.root / vol.id
         d.mkdir(mode=0o711)
@@ -128,8 +144,11 @@ class VolumeStore:
             (d / "mnt").mkdir(mode=0o700)
             self._mount(vol)
             remove_tree(self.mountpoint(vol) / "lost+found")  # an empty volume looks empty
-            self._sql("INSERT INTO volumes VALUES (?,?,?,?,?)", (vol.id, vol.name, vol.size_mb, vol.token,
-                                                                   vol.created_at))
+            try:
+                self._sql("INSERT INTO volumes VALUES (?,?,?,?,?,?)", (vol.id, vol.team, vol.name, vol.size_mb,
+                                                                         vol.token, vol.created_at))
+            except sqlite3.IntegrityError:  # made meanwhile by a concurrent request
+                raise E.AlreadyExists(f"a volume named \"{name}\" exists") from None
         except BaseException:
             self._unmount(vol)
             remove_tree(d)

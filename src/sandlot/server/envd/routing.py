@@ -1,23 +1,31 @@
-"""Which sandbox an envd request is for, and the seam the control plane fills in (§2.1, §4.12).
+"""Which sandbox an envd request is for, and the seam the control plane fills in (docs/e2b.md §1.3, §3.13).
 
 Requests carry `E2b-Sandbox-Id`. Without it (SDK 2.0–2.25 after `connect()`, signed URLs fetched
 by other tools) the sandbox is inferred: the only running one, else the one whose access token the
 request's credentials prove. An unknown, killed or paused sandbox answers 502 like E2B's proxy, so
-the SDK's `is_running()` turns False and failed calls become `SandboxNotRunningException`.
+the SDK's `is_running()` turns False and failed calls become `SandboxNotRunningException`. A paused
+one says so (and how to resume it) to a caller holding its access token, its message still containing the
+"was not found" the e2b SDK looks for.
+
+Teams play no part here: the access token (or a URL signed with it) is the credential, and only
+the sandbox's own team is ever handed it (teams.py). The gate notes the sandbox and its team for
+the audit trail, also when it refuses a request that named a running sandbox.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
 from starlette.requests import HTTPConnection
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..._exceptions import AuthenticationError, InvalidArgument, SandboxNotRunning, SandlotError
-from .auth import SIGNATURE_EXPIRED, UNAUTHORIZED, Policy
+from ..observe import request_info
+from .auth import SIGNATURE_EXPIRED, UNAUTHORIZED, Policy, require_token_or_traffic_token
 from .errors import error_response
 
 if TYPE_CHECKING:
@@ -42,11 +50,15 @@ class SandboxHandle(Protocol):
     def closed(self) -> asyncio.Event: ...  # set on kill or pause: open streams end
     @property
     def kernels(self) -> KernelSession | None: ...  # code contexts; None if the template has none
+    # and, optionally, `team`: the owning team's id (for the audit trail)
 
 
 class SandboxLookup(Protocol):
     def get_running(self, sandbox_id: str) -> SandboxHandle | None: ...
     def running(self) -> Iterable[SandboxHandle]: ...
+    @property
+    def paused(self) -> Mapping[str, SandboxHandle]: ...
+    # and, optionally, `async wake(sandbox_id)`: resume a paused sandbox that asked for auto-resume
 
 
 _current: contextvars.ContextVar[SandboxHandle] = contextvars.ContextVar("envd_sandbox")
@@ -66,19 +78,40 @@ class SandboxGate:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        # auto-resume (server/lifecycle.py); not on /health: is_running() must not wake a sandbox
-        wake = getattr(self.lookup, "wake", None) if scope["path"] != "/health" else None
-        if wake is not None and (sandbox_id := HTTPConnection(scope).headers.get(SANDBOX_ID_HEADER)):
-            await wake(sandbox_id)
+        request = HTTPConnection(scope)
+        info = request_info(scope)
+        await self._wake(scope, request)
         try:
-            sandbox = find_sandbox(self.lookup, HTTPConnection(scope), self.policy)
+            sandbox = find_sandbox(self.lookup, request, self.policy)
         except SandlotError as e:
-            return await error_response(e)(scope, receive, send)
+            if isinstance(e, AuthenticationError) and (named := request.headers.get(SANDBOX_ID_HEADER)):
+                refused = self.lookup.get_running(named)
+                info.sandbox_id, info.team = named, getattr(refused, "team", None)
+            response = _paused(e) if e.details.get("paused") else error_response(e)
+            return await response(scope, receive, send)
+        info.sandbox_id, info.team = sandbox.id, getattr(sandbox, "team", None)
         reset = _current.set(sandbox)
         try:
             await self.app(scope, receive, send)
         finally:
             _current.reset(reset)
+
+    async def _wake(self, scope: Scope, request: HTTPConnection) -> None:
+        """Auto-resume (server/lifecycle.py): a paused sandbox the request names and would be let
+        into resumes first. Not on /health: is_running() must not wake a sandbox."""
+        wake = getattr(self.lookup, "wake", None)
+        named = request.headers.get(SANDBOX_ID_HEADER)
+        if wake is None or not named or scope["path"] == "/health":
+            return
+        paused = self.lookup.paused.get(named)
+        if paused is None:
+            return
+        if paused.access_token is not None:
+            try:
+                self.policy(paused.access_token, request)
+            except AuthenticationError:
+                return  # refused as usual by find_sandbox
+        await wake(named)
 
 
 def find_sandbox(lookup: SandboxLookup, request: HTTPConnection, policy: Policy) -> SandboxHandle:
@@ -86,12 +119,26 @@ def find_sandbox(lookup: SandboxLookup, request: HTTPConnection, policy: Policy)
     if sandbox_id:
         sandbox = lookup.get_running(sandbox_id)
         if sandbox is None:
+            paused = lookup.paused.get(sandbox_id)
+            # only a caller holding its token learns more than of an unknown sandbox
+            if paused is not None and (paused.access_token is None
+                                       or _proves(require_token_or_traffic_token, paused.access_token, request)):
+                raise SandboxNotRunning(f"sandbox {sandbox_id} is paused", sandbox_id=sandbox_id, paused=True)
             raise SandboxNotRunning(f"sandbox {sandbox_id} is not running", sandbox_id=sandbox_id)
     else:
         sandbox = _infer(list(lookup.running()), request, policy)
     if sandbox.access_token is not None:
         policy(sandbox.access_token, request)
     return sandbox
+
+
+def _paused(err: SandboxNotRunning) -> JSONResponse:
+    """E2B's 502 for a sandbox that is gone, worded for a paused one (the e2b SDK still reads it as
+    not running); `state` lets clients tell the two apart without parsing the message."""
+    sid = err.details["sandbox_id"]
+    message = (f"sandbox {sid} is paused (it was not found running): resume it with "
+               f"Sandbox.connect(\"{sid}\") or sandbox.resume()")
+    return JSONResponse({"sandboxId": sid, "message": message, "code": 502, "state": "paused"}, status_code=502)
 
 
 def _infer(running: list[SandboxHandle], request: HTTPConnection, policy: Policy) -> SandboxHandle:
