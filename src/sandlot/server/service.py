@@ -28,6 +28,7 @@ from .events import Events
 from .journal import Journal
 from .quotas import Holding, Quotas
 from .store import SandboxRecord, Store
+from .throttle import ByteRate
 from .teams import DEFAULT_TEAM
 
 log = logging.getLogger("sandlot.service")
@@ -66,6 +67,7 @@ class LiveSandbox:
     default_user: str = "user"
     kernels: KernelSession | None = None  # code contexts, if the template has kernels
     samples: deque = field(default_factory=lambda: deque(maxlen=METRICS_KEPT))  # see _sample
+    output_rate: ByteRate | None = None  # command output relayed to clients (throttle.py); None: unbounded
     disk: tuple[float, int] | None = None  # (fresh until, bytes): the last reading of its disk use
     walking: asyncio.Future | None = None  # the walk taking the next one
 
@@ -159,8 +161,7 @@ class SandboxService:
                 kernels = self._kernels(rt, self.templates.describe(rec.template))
             except E.NotFound:
                 kernels = None
-            live = LiveSandbox(rec, rt, self.journal.recording(rec.id, AgentClient(str(rt.socket_path))),
-                               kernels=kernels)
+            live = self._live(rec, rt, kernels)
             (self.paused if rec.state == "paused" else self.live)[rec.id] = live
             self.journal.record(rec.id, f"adopted after a server restart ({rec.state})")
             log.info("adopted sandbox %s (%s)", rec.id, rec.state)
@@ -233,12 +234,15 @@ class SandboxService:
             access_token=secrets.token_urlsafe(24) if req.secure else None, auto_pause=req.auto_pause,
             team=req.team)
         self.store.insert(rec)
-        live = LiveSandbox(rec, rt, self.journal.recording(rec.id, AgentClient(str(rt.socket_path))),
-                           kernels=kernels)
+        live = self._live(rec, rt, kernels)
         self.live[rec.id] = live
         self.journal.record(rec.id, f"created from template {req.template}", template=req.template,
                             timeout=req.timeout, pooled=pooled is not None, **asdict(req.limits))
         return live, pooled is not None
+
+    def _live(self, rec: SandboxRecord, rt: RuntimeSandbox, kernels: KernelSession | None) -> LiveSandbox:
+        return LiveSandbox(rec, rt, self.journal.recording(rec.id, AgentClient(str(rt.socket_path))),
+                           kernels=kernels, output_rate=ByteRate(self.config.output_rate_bytes))
 
     def _kernels(self, rt: RuntimeSandbox, template: Template) -> KernelSession | None:
         if not template.kernels:
