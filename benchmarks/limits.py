@@ -119,8 +119,10 @@ def check(n: int, per: dict[str, float], server_pid: int | None = None) -> list[
          "no host-wide limit; per uid kernel.keys.maxkeys = %s" % _sysctl("kernel.keys.maxkeys")),
         ("ptys in sandboxes' devpts (all of them)", 0, None, (pty_max - pty_reserve) if pty_max else None,
          "kernel.pty.max - kernel.pty.reserve, shared by every sandbox's terminals"),
-        ("host memory (MemAvailable)", per["mem_available"] / 2**20, n * per["mem_available"] / 2**20,
-         now["mem_available"] / 2**20, "MiB"),
+        ("host memory, MiB", per["cgroup_memory"] / 2**20, n * per["cgroup_memory"] / 2**20,
+         round(now["mem_available"] / 2**20),
+         "MemAvailable now, against each sandbox's cgroup memory (kernel memory it caused included); "
+         f"MemAvailable fell by {per['mem_available'] / 2**20:.1f} MiB per sandbox (other work too)"),
     ]
     lines = [f"Host limits for {n} sandboxes (per sandbox: measured as the difference a number of sandboxes "
              "made; needed: what exists now plus that many more):", "",

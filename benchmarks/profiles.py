@@ -1,8 +1,11 @@
 """Sampling profiles of a benchmark's processes with py-spy, summed up as the frames that take the
 most of the samples (self time by function and by area of the code, and time under each function).
 
-py-spy samples the process from outside (no change to it); without --idle it only keeps samples of
-threads that were running, so shares are shares of the process's CPU time.
+py-spy samples the process from outside (no change to it) with --gil: only the thread holding the
+GIL is kept, so shares are shares of the time the process ran Python (with what its C calls and
+syscalls took while holding the GIL); waits in epoll or sleep, and runnable threads waiting for a
+core on a loaded machine, are left out. py-spy itself takes CPU (a third of the machine with a busy
+server): CPU figures of a profiled run are not the unprofiled ones.
 """
 
 from __future__ import annotations
@@ -116,7 +119,7 @@ class PySpy:
     def __enter__(self) -> PySpy:
         self.proc = subprocess.Popen(
             [_py_spy(), "record", "--pid", str(self.pid), "--format", "raw", "--output", str(self.out),
-             "--rate", str(self.rate), "--nonblocking"],
+             "--rate", str(self.rate), "--nonblocking", "--gil"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         return self
 
@@ -154,3 +157,37 @@ def summary(title: str, prof: Profile, cpu_ms_per_op: float | None, n: int = 8) 
     lines.append("- time under (inclusive, frames on < 90% of stacks): " + "; ".join(
         f"`{name}` {fmt(share)}" for name, share in prof.top(prof.under_frame, n, skip_above=0.9)))
     return lines
+
+
+class Perf:
+    """`perf record -a -g` of the whole machine while a block runs (kernel time included: forks,
+    mounts, cgroup moves, page faults); `summary()` gives its top commands and symbols. Other work
+    on the machine is in it too."""
+
+    def __init__(self, out: Path, frequency: int = 499):
+        self.out, self.frequency = out, frequency
+        self.proc: subprocess.Popen | None = None
+
+    @staticmethod
+    def available() -> bool:
+        return shutil.which("perf") is not None
+
+    def __enter__(self) -> Perf:
+        self.proc = subprocess.Popen(["perf", "record", "-F", str(self.frequency), "-a", "-g", "-o", str(self.out)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(60)
+
+    def summary(self, title: str, n: int = 12) -> list[str]:
+        def report(*sort: str) -> list[str]:
+            out = subprocess.run(["perf", "report", "-i", str(self.out), "--stdio", "--no-children", "-g", "none",
+                                  "--percent-limit", "0.5", "--sort", ",".join(sort)],
+                                 capture_output=True, text=True).stdout
+            return [" ".join(line.split()) for line in out.splitlines() if line.strip() and not line.startswith("#")][:n]
+
+        return [f"{title} (perf, whole machine, other work included):", "",
+                "- by command: " + "; ".join(report("comm")),
+                "- by command and symbol: " + "; ".join(f"`{x}`" for x in report("comm", "sym"))]

@@ -23,8 +23,10 @@ official async e2b SDK from this process, on the same machine. Phases (`--only`)
 
 CPU is read from /proc and the cgroups, for every process of the run (cputime.py); `--profile`
 samples the server and this client with py-spy during the burst and the exec loops (profiles.py).
-Each phase writes its own section. Other work on the machine shares its cores: the load average
-is recorded with each section.
+Each phase writes its own section, after the section `scale` (the method, and scale-where.md: where
+the time goes, from the profiles). Other work on the machine shares its cores: the load average is
+recorded with each section. One module past 400 lines: the phases share the server, its CPU
+accounting and the shape of their sections.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from support import TEMPLATE_CACHE, Server, start_server  # noqa: E402
 
 import limits as host_limits  # noqa: E402
 from cputime import RunCPU, by_command, descendants, group_usage_s  # noqa: E402
-from profiles import PySpy, summary  # noqa: E402
+from profiles import Perf, PySpy, summary  # noqa: E402
 from report import machine, pct, pss_of_pids, sandbox_pids, verdict, write_section  # noqa: E402
 
 PHASES = ("burst", "exec", "files", "density", "limits")
@@ -101,12 +103,28 @@ class Bench:
 
         if not self.args.profile or not PySpy.available():
             return contextlib.nullcontext(None)
-        return PySpy(pid or self.srv.proc.pid, self.home / f"{name}.txt")
+        out = Path(self.args.profile_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        return PySpy(pid or self.srv.proc.pid, out / f"{name}.txt")
 
     def keep_profile(self, title: str, spy, cpu_ms_per_op: float | None) -> None:
         prof = spy.profile() if spy else None
         if prof is not None:
             self.profiles[title] = summary(title, prof, cpu_ms_per_op)
+
+    async def pool_filled(self, timeout: float = 300) -> None:
+        """Wait until the warm pool of `base` holds --pool sandboxes."""
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient(base_url=self.srv.url, headers={"X-API-KEY": self.srv.api_key}) as http:
+            while time.monotonic() < deadline:
+                text = (await http.get("/metrics")).text
+                ready = [line for line in text.splitlines() if line.startswith('sandlot_pool_ready{template="base"}')]
+                if ready and float(ready[0].split()[-1]) >= self.args.pool:
+                    return
+                await asyncio.sleep(0.5)
+        raise RuntimeError("the warm pool did not fill in time")
 
     async def create(self, template: str = "base"):
         from e2b import AsyncSandbox
@@ -148,12 +166,19 @@ async def burst(b: Bench) -> None:
         return sbx, created, time.perf_counter() - t
 
     await (await b.create()).kill()  # warm the SDK and the server
+    if b.args.pool:
+        await b.pool_filled()
+    import contextlib
+
+    perf = Perf(b.home / "burst.perf") if b.args.perf and Perf.available() else None
     before = b.cpu.sample()
-    with b.spy("burst") as spy:
+    with b.spy("burst") as spy, perf or contextlib.nullcontext():
         t0 = time.perf_counter()
         done = await asyncio.gather(*(one() for _ in range(n)))
         wall = time.perf_counter() - t0
     cost = b.cpu.sample() - before
+    if perf:
+        b.profiles["perf-burst"] = perf.summary(f"the machine during the burst of {n} creates")
     per_sandbox = by_command([p for p in descendants(b.srv.proc.pid)
                               if Path(f"/proc/{p}/comm").exists() and "sandlot" not in Path(f"/proc/{p}/comm").read_text()])
     sandboxes = [s for s, _, _ in done]
@@ -179,9 +204,12 @@ async def burst(b: Bench) -> None:
         f"{name} {s / n * 1000:.1f} ms" for name, s in per_sandbox.most_common(6)) + ".")
     verdicts = [verdict(f"{n} concurrent create -> first `echo`, p50", pct([e * 1000 for _, _, e in done], 50), 200),
                 verdict(f"{n} concurrent create -> first `echo`, p99", pct([e * 1000 for _, _, e in done], 99), 1000),
-                verdict("machine CPU per cold create (burst)", per_op["total"], 40)]
-    write_section("scale-burst", "\n".join([
-        f"### Bursts (`benchmarks/scale.py`, burst)", "", *header(f"--only burst --burst {n}"),
+                verdict(f"machine CPU per {'pooled' if b.args.pool else 'cold'} create (burst)", per_op["total"], 40)]
+    write_section("scale-burst-pool" if b.args.pool else "scale-burst", "\n".join([
+        f"### Bursts (`benchmarks/scale.py`, burst{', warm pool' if b.args.pool else ''})", "",
+        *header(f"--only burst --burst {n}" + (f" --pool {b.args.pool}" if b.args.pool else "")),
+        *([f"A warm pool of {b.args.pool} `base` sandboxes, full when the burst starts (refilled at the lowest CPU "
+           "weight during it); the one-at-a-time rows below take from it too.", ""] if b.args.pool else []),
         "| operation | p50 ms | p99 ms | runs |", "|---|---|---|---|", *rows, "",
         *[f"- {x}" for x in notes], "", "Targets (issue 17):", "", *[f"- {v}" for v in verdicts]]))
 
@@ -280,7 +308,7 @@ def _server_rss(pid: int) -> int:
 async def density(b: Bench, only_limits: bool = False) -> None:
     from e2b import AsyncSandbox
 
-    n = b.args.idle if not only_limits else 10
+    n = b.args.idle if not only_limits else 20
     pid = b.srv.proc.pid
     foot0 = host_limits.footprint(pid)
     rss0 = _server_rss(pid)
@@ -295,6 +323,7 @@ async def density(b: Bench, only_limits: bool = False) -> None:
     await asyncio.sleep(2)
     foot1 = host_limits.footprint(pid)
     per = host_limits.per_sandbox(foot0, foot1, n)
+    per["cgroup_memory"] = statistics.mean(host_limits.cgroup_memory(b.group, s.sandbox_id) for s in sandboxes)
     check = host_limits.check(b.args.idle, per, pid)
     if only_limits:
         await b.kill_all(sandboxes)
@@ -397,6 +426,19 @@ async def soak_phase(b: Bench) -> None:
         "- " + verdict(f"server RSS growth from cycle {start} to {n}", growth * 100, 10, "%")]))
 
 
+def write_intro() -> None:
+    write_section("scale", "\n".join([
+        "## Scale on one box (`benchmarks/scale.py`)", "",
+        "Method: a real `sandlot serve` on loopback (namespace runtime, `base` template, no warm pool unless said), "
+        "driven by the official async e2b SDK from the benchmark's own process on the same machine. CPU per "
+        "operation counts every process of the run, from /proc and the cgroups, not by sampling: the server "
+        "(its /proc stat, all threads, and its reaped children), the sandboxes (the cpuacct counter of the "
+        "server's cgroup group, which keeps what exited processes used) and the client (getrusage). The floor "
+        "rows run the same work with nothing of sandlot's around it. Each phase below says its sizes, when it ran "
+        "and the machine's load.", "",
+        (Path(__file__).parent / "scale-where.md").read_text().strip()]))
+
+
 async def run(args) -> None:
     if args.soak:
         b = Bench(args)
@@ -408,6 +450,7 @@ async def run(args) -> None:
     phases = args.only.split(",") if args.only else [p for p in PHASES if p != "limits"]
     if unknown := set(phases) - set(PHASES):
         raise SystemExit(f"unknown phases: {', '.join(sorted(unknown))}")
+    write_intro()
     b = Bench(args)
     try:
         for phase in phases:
@@ -436,6 +479,8 @@ def main() -> None:
     ap.add_argument("--file-runs", type=int, default=10)
     ap.add_argument("--pool", type=int, default=0, help="warm pool size (default: none, every create cold)")
     ap.add_argument("--profile", action="store_true", help="py-spy on the server and the client")
+    ap.add_argument("--profile-dir", default="/var/tmp/sandlot-scale-profiles", help="where py-spy's raw stacks go")
+    ap.add_argument("--perf", action="store_true", help="perf record of the whole machine during the burst")
     ap.add_argument("--soak", type=int, default=0, help="run N soak cycles instead of the phases")
     ap.add_argument("--concurrency", type=int, default=20, help="soak cycles at once")
     args = ap.parse_args()
