@@ -8,9 +8,16 @@
 #                                        (nsenter --net=/proc/PID/ns/net ip addr)
 #   e2fsprogs                            mkfs.ext4: each volume is an ext4 image (its size its quota)
 # Keep README.md's list of system packages the same as this one.
+#
+# --peers (opt-in; the test suite does not need them): also the peers benchmarks/peers.py measures
+#   docker.io                            Docker (a private dockerd the benchmark starts and stops)
+#   runsc                                gVisor, as a runtime of that dockerd
 set -euo pipefail
 
 packages=(debootstrap debian-archive-keyring sudo python3-venv iproute2 e2fsprogs)
+if [ "${1:-}" = "--peers" ]; then
+    packages+=(docker.io runsc)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -131,6 +131,7 @@ class Lifecycle:
                                       "needs a responding sandbox")
         holder = paused_holder(sandbox_id)
         await asyncio.to_thread(self._commit_for_pause, live, holder, frozen)
+        svc._unwatch_exit(sandbox_id)  # its processes end now: not an exit for the reaper
         svc.live.pop(sandbox_id, None)
         svc.paused[sandbox_id] = live
         live.closed.set()  # open streams end: a paused sandbox answers like a gone one
@@ -182,6 +183,8 @@ class Lifecycle:
         self.layers.release(paused_holder(sandbox_id))  # the running sandbox holds them now
         del svc.paused[sandbox_id]
         svc.live[sandbox_id] = live
+        svc._watch_exit(live)
+        live.disk = None  # a fresh writable layer: the last reading is not its own
         live.record.state, live.record.pause_mode = "running", None
 
     async def resume(self, sandbox_id: str, timeout: int | None = None) -> LiveSandbox:
@@ -226,7 +229,7 @@ class Lifecycle:
             return None
         rec.pause_mode = "filesystem"
         self.service.store.update(rec.id, pause_mode="filesystem", stack=rec.stack)
-        return LiveSandbox(rec, None, None)
+        return self.service._live(rec, None, None)
 
     def _degrade(self, rec) -> None:
         holder = paused_holder(rec.id)

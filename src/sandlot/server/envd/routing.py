@@ -31,6 +31,7 @@ from .errors import error_response
 if TYPE_CHECKING:
     from ..agent_client import AgentClient
     from ..code_contexts import KernelSession
+    from ..throttle import ByteRate
 
 SANDBOX_ID_HEADER = "e2b-sandbox-id"
 
@@ -50,6 +51,8 @@ class SandboxHandle(Protocol):
     def closed(self) -> asyncio.Event: ...  # set on kill or pause: open streams end
     @property
     def kernels(self) -> KernelSession | None: ...  # code contexts; None if the template has none
+    @property
+    def output_rate(self) -> ByteRate | None: ...  # bounds the command output relayed (None: unbounded)
     # and, optionally, `team`: the owning team's id (for the audit trail)
 
 
