@@ -167,16 +167,18 @@ class Snapshots:
 
     # ---- taking and deleting -----------------------------------------------------------------
 
-    def _check_name(self, name: str | None, team: str) -> Snapshot | None:
-        """The snapshot of `team` a new one of that name replaces, if any."""
+    def _check_name(self, name: str | None) -> None:
         if name is None:
-            return None
+            return
         if not isinstance(name, str) or not _NAME.match(name):
             raise E.InvalidArgument("a snapshot name is 1-128 letters, digits, '_', '.' or '-', "
                                     "starting with a letter or digit")
         if name in self.service.templates.list():
             raise E.InvalidArgument(f"\"{name}\" is a template's name: choose another for the snapshot")
-        return self.find(name, team)
+
+    def _replaced(self, name: str | None, team: str) -> Snapshot | None:
+        """The snapshot of `team` a new one of that name replaces, if any."""
+        return self.find(name, team) if name is not None else None
 
     @staticmethod
     def _new_id() -> str:
@@ -189,7 +191,8 @@ class Snapshots:
 
     def add(self, stack: dict, metadata: dict, name: str | None, source: str, team: str) -> Snapshot:
         """A snapshot of `team` of an existing stack (an import; in a thread): its layers held by it."""
-        existing = self._check_name(name, team)
+        self._check_name(name)
+        existing = self._replaced(name, team)
         snap = Snapshot(existing.id if existing else self._new_id(), team, name, source, stack, metadata,
                         stack.get("envs", {}), False, time.time())
         self.layers.hold(snap.holder, stack["layers"], replace=True)
@@ -198,8 +201,9 @@ class Snapshots:
 
     async def create(self, sandbox_id: str, name: str | None = None, warm: bool = False) -> Snapshot:
         """A snapshot of the sandbox, of the sandbox's team."""
+        self._check_name(name)
         team = self.service.record(sandbox_id).team
-        existing = self._check_name(name, team)
+        existing = self._replaced(name, team)
         snap_id = existing.id if existing else self._new_id()
         holder = f"snapshot:{snap_id}"
         async with self.lifecycle.lock(sandbox_id):
