@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
@@ -34,6 +35,9 @@ def test_create_list_fork_export_delete(cli, server):
         assert made.stdout.strip() == f"{name}:default"
         listed = cli("list", "--sandbox", sbx.sandbox_id)
         assert f"{name}:default" in listed.stdout
+        assert json.loads(cli("list", "--sandbox", sbx.sandbox_id, "--json").stdout) == [
+            {"snapshot_id": f"{name}:default", "names": [f"{name}:default"]}]
+        assert cli("list", "-q", "--name", name).stdout == f"{name}:default\n"
         forked = cli("fork", sbx.sandbox_id, "--count", "2", "--timeout", "60")
         assert forked.exit_code == 0, forked.output
         kids = forked.stdout.split()
@@ -43,9 +47,12 @@ def test_create_list_fork_export_delete(cli, server):
             Sandbox.kill(kid, **conn)
         exported = cli("export", name)
         assert exported.exit_code == 0 and "layers uploaded" in " ".join(exported.stdout.split()), exported.output
+        again = json.loads(cli("export", name, "--json").stdout)
+        assert again["uploaded"] == 0 and again["layers"] >= 1  # each layer goes to storage once
         assert cli("delete", name).exit_code == 0
         gone = cli("delete", name)
-        assert gone.exit_code == 1 and "no snapshot" in gone.stdout
-        assert cli("create", "inotasandbox0000000").exit_code == 1  # a message, not a traceback
+        assert (gone.exit_code, gone.stderr) == (1, f'error: snapshot "{name}" not found\n')
+        bad = cli("create", "inotasandbox0000000")
+        assert (bad.exit_code, bad.stderr) == (1, 'error: sandbox "inotasandbox0000000" not found\n')
     finally:
         sbx.kill()

@@ -25,6 +25,12 @@ async def test_snapshot_create_from_it_list_and_delete(sdk, sandbox):
         await maybe(child.close())
     listed = await maybe(cls.list_snapshots(sandbox_id=sandbox.sandbox_id, **conn))
     assert [s.snapshot_id for s in listed] == [snap.snapshot_id]
+    # through the server's storage and back (as another host would), under another name
+    exported = await maybe(cls.export_snapshot(snap.snapshot_id, **conn))
+    assert exported.snapshot_id == snap.snapshot_id and exported.export_id.startswith("snap")
+    copy = await maybe(cls.import_snapshot(exported.export_id, name=name + "-copy", **conn))
+    assert copy.snapshot_id == f"{name}-copy:default"
+    assert await maybe(cls.delete_snapshot(copy.snapshot_id, **conn)) is True
     assert await maybe(cls.delete_snapshot(snap.snapshot_id, **conn)) is True
     assert await maybe(cls.delete_snapshot(snap.snapshot_id, **conn)) is False
 
@@ -37,7 +43,7 @@ async def test_fork_by_instance_and_by_id(sdk, sandbox):
     try:
         assert len(kids) == 2 and len(more) == 1
         for kid in [*kids, *more]:
-            assert not isinstance(kid, SandlotError)
+            assert isinstance(kid, cls)  # the surface's own class, by instance and by id
             assert await maybe(kid.files.read("/home/user/f.txt")) == "parent"
         assert len({k.sandbox_id for k in [*kids, *more]} | {sandbox.sandbox_id}) == 4
     finally:

@@ -91,10 +91,11 @@ def export_(snapshot_id: str = typer.Argument(..., help="Snapshot id or name."),
     if as_json:
         print_json(done)
     else:
-        print(f"{done.snapshot_id} -> {done.location} ({done.uploaded} of {done.layers} layers uploaded)")
+        print(f"{done.snapshot_id} -> {done.location} as {done.export_id} ({done.uploaded} of {done.layers} layers "
+              f"uploaded; import it with: sandlot snapshot import {done.export_id})")
 
 
-def import_(snapshot_id: str = typer.Argument(..., help="The exported snapshot's id (snap...)."),
+def import_(snapshot_id: str = typer.Argument(..., help="The export's id (snap..., as export printed it)."),
             name: str = typer.Option(None, "--name", "-n", help="Name it here (default: its own name)."),
             as_json: bool = JsonOpt, api_url: str = ApiUrl, api_key: str = ApiKey) -> None:
     """Bring a snapshot another sandlot host exported into this server (from its storage)."""

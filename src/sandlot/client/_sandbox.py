@@ -422,8 +422,8 @@ class AsyncSandbox:
     @classmethod
     async def import_snapshot(cls, snapshot_id: str, name: str | None = None, api_url: str | None = None,
                               api_key: str | None = None, request_timeout: float | None = None) -> SnapshotInfo:
-        """Make a snapshot exported to the server's storage (by its id, `snap...`) one of this
-        server's, named `name` (default: its own name)."""
+        """Make a snapshot exported to the server's storage (by its `export_id`, `snap...`) one of
+        this server's, named `name` (default: its own name)."""
         return await _snapshots.import_snapshot(api_url, api_key, snapshot_id, name, request_timeout)
 
     # --- changing a live sandbox (client/_state.py) ---

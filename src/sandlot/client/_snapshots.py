@@ -45,6 +45,7 @@ class SnapshotExport:
     """Where an exported snapshot went (`AsyncSandbox.export_snapshot`)."""
 
     snapshot_id: str
+    export_id: str  # what `import_snapshot` takes, on this host or another one reading the storage
     location: str  # the server's storage: a directory or s3://bucket/prefix
     layers: int  # layers the snapshot has
     uploaded: int  # of which were not in the storage yet
@@ -123,7 +124,7 @@ async def delete_snapshot(api_url: str | None, api_key: str | None, snapshot_id:
 async def export_snapshot(api_url: str | None, api_key: str | None, snapshot_id: str,
                           request_timeout: float | None) -> SnapshotExport:
     d = await _call("POST", f"/snapshots/{quote(snapshot_id, safe='')}/export", api_url, api_key, request_timeout)
-    return SnapshotExport(d["snapshotID"], d["location"], d["layers"], d["uploaded"])
+    return SnapshotExport(d["snapshotID"], d["exportID"], d["location"], d["layers"], d["uploaded"])
 
 
 async def import_snapshot(api_url: str | None, api_key: str | None, snapshot_id: str, name: str | None,

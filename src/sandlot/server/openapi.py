@@ -96,7 +96,8 @@ _SNAPSHOT_OPERATIONS: dict[tuple[str, str], dict] = {
         **_body(_object(count={"type": "integer", "minimum": 1, "maximum": 20}, timeout=_INT_PARAM))),
     ("post", "/snapshots/{snapshot_id}/export"): _op(
         "Export a snapshot to the server's storage (SANDLOT_STORAGE)", {"200": _json(_object(
-            snapshotID=_STR_PARAM, location=_STR_PARAM, layers=_INT_PARAM, uploaded=_INT_PARAM))}),
+            snapshotID=_STR_PARAM, exportID={**_STR_PARAM, "description": "what an import takes"},
+            location=_STR_PARAM, layers=_INT_PARAM, uploaded=_INT_PARAM))}),
     ("post", "/snapshots/import"): _op(
         "Import an exported snapshot from the server's storage", {"201": _json(_SNAPSHOT, "Imported")},
         **_body({**_object(snapshotID=_STR_PARAM, name=_STR_PARAM), "required": ["snapshotID"]})),

@@ -1,8 +1,8 @@
 """Snapshots exported to the server's storage (storage/: a directory or an S3 bucket) and imported
 from it, so another sandlot host can start sandboxes from them (sandlot's own routes):
 
-    POST /snapshots/{id or name}/export  -> 200 {"snapshotID", "location", "layers", "uploaded"}
-    POST /snapshots/import {"snapshotID", "name"?} -> 201 {"snapshotID", "names"}
+    POST /snapshots/{id or name}/export  -> 200 {"snapshotID", "exportID", "location", "layers", "uploaded"}
+    POST /snapshots/import {"snapshotID": an exportID, "name"?} -> 201 {"snapshotID", "names"}
 
 In storage:
     snapshots/<id>/manifest.json   {"format": 1, "id", "team", "name", "stack", "metadata", "template"}
@@ -85,7 +85,7 @@ class Transfer:
             self.backend.put(f"snapshots/{snap.id}/manifest.json", tmp)  # last: complete exports only
         finally:
             tmp.unlink(missing_ok=True)
-        return {"snapshotID": snap.json()["snapshotID"], "location": self.backend.location,
+        return {"snapshotID": snap.json()["snapshotID"], "exportID": snap.id, "location": self.backend.location,
                 "layers": len(snap.stack["layers"]), "uploaded": uploaded}
 
     def import_(self, snapshot_id: str, name: str | None, team: str) -> Snapshot:

@@ -396,8 +396,8 @@ class Sandbox(_loop.SyncWrapper[AsyncSandbox]):
             api_key: str | None = None,
             request_timeout: float | None = None,
     ) -> SnapshotInfo:
-        """Make a snapshot exported to the server's storage (by its id, `snap...`) one of this
-        server's, named `name` (default: its own name)."""
+        """Make a snapshot exported to the server's storage (by its `export_id`, `snap...`) one of
+        this server's, named `name` (default: its own name)."""
         return _loop.run(AsyncSandbox.import_snapshot(
             snapshot_id=snapshot_id, name=name, api_url=api_url, api_key=api_key,
             request_timeout=request_timeout))
