@@ -3,6 +3,8 @@ shared between them, surviving them, with a hard quota; the content API; deletio
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 from e2b import AsyncSandbox, Sandbox
@@ -120,3 +122,34 @@ async def test_async_volume(sdk_env, monkeypatch):
             await sbx.kill()
     finally:
         await AsyncVolume.destroy(vol.volume_id)
+
+
+def test_content_writes_are_whole_or_nothing_and_never_open_a_fifo(server, make_sandbox, sdk_env):
+    """An upload lands complete or not at all (a failed one keeps the old file), and a FIFO, device
+    or directory a sandbox put at the path is refused at once: the server never blocks on it."""
+    r = httpx.post(f"{server.url}/volumes", json={"name": unique("whole"), "sizeMB": 32},
+                   headers={"X-API-KEY": server.api_key})
+    assert r.status_code == 201, r.text
+    vol = r.json()
+    content = httpx.Client(base_url=f"{server.url}/volumecontent/{vol['volumeID']}", timeout=30,
+                           headers={"Authorization": f"Bearer {vol['token']}"})
+    try:
+        assert content.put("/file", params={"path": "/kept.txt"}, content=b"old").status_code == 201
+        # past the volume's size: ENOSPC midway, answered 429; the old content stays, nothing is left over
+        r = content.put("/file", params={"path": "/kept.txt"}, content=b"x" * (40 << 20))
+        assert "full" in assert_json_error(r, 429)["message"]
+        assert content.get("/file", params={"path": "/kept.txt"}).content == b"old"
+        assert [e["name"] for e in content.get("/dir", params={"path": "/"}).json()] == ["kept.txt"]
+        sbx = make_sandbox(timeout=120, volume_mounts={"/v": vol["name"]})
+        sbx.commands.run("mkfifo /v/pipe && mkdir /v/dir && ln -s /etc/passwd /v/link")
+        for path in ("/pipe", "/dir", "/link"):
+            started = time.monotonic()
+            assert_json_error(content.put("/file", params={"path": path}, content=b"x"), 400)
+            assert time.monotonic() - started < 5
+        assert content.get("/file", params={"path": "/pipe"}).status_code == 400
+        assert sbx.commands.run("stat -c %F /v/pipe /v/link && cat /etc/passwd | head -1").stdout.startswith(
+            "fifo\nsymbolic link\nroot:")
+        sbx.kill()
+    finally:
+        content.close()
+        httpx.delete(f"{server.url}/volumes/{vol['volumeID']}", headers={"X-API-KEY": server.api_key})
