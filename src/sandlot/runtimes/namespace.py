@@ -341,4 +341,4 @@ class NamespaceRuntime:
             if cg.exists():  # its processes may live on: their uids must not go to another sandbox
                 log.error("sandbox %s: its cgroups remain; keeping its uid range claimed", sandbox_id)
                 return
-        self.uids.release(sandbox_id)
+        self.uids.release(sandbox_id, state.get("slot"))
