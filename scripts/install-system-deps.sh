@@ -9,10 +9,18 @@
 #   fuse3                                the permission filesystem that serves workspaces (codebases
 #                                        with path permissions) is a FUSE daemon: fusermount3, fuse.conf
 #   libfuse3-dev, pkg-config             build the pyfuse3 wheel (no binary wheel on PyPI)
+#   e2fsprogs                            mkfs.ext4: each volume is an ext4 image (its size its quota)
 # Keep README.md's list of system packages the same as this one.
+#
+# --peers (opt-in; the test suite does not need them): also the peers benchmarks/peers.py measures
+#   docker.io                            Docker (a private dockerd the benchmark starts and stops)
+#   runsc                                gVisor, as a runtime of that dockerd
 set -euo pipefail
 
-packages=(debootstrap debian-archive-keyring sudo python3-venv iproute2 fuse3 libfuse3-dev pkg-config)
+packages=(debootstrap debian-archive-keyring sudo python3-venv iproute2 fuse3 libfuse3-dev pkg-config e2fsprogs)
+if [ "${1:-}" = "--peers" ]; then
+    packages+=(docker.io runsc)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

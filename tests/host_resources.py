@@ -168,8 +168,12 @@ class Footprint:
         # point and sockets (dot names, which the glob above leaves out)
         permfs = [f"daemon {pid}" for pid in permfs_daemons(self.mnt)]
         permfs += [str(p) for p in self.mnt.glob(".permfs*")]
+        # layers (snapshots, fork, filesystem pauses): a layer or an unfinished commit nobody holds
+        layers = [str(p) for p in (self.home / "layers").glob("*")
+                  if len(p.name) == 64 or p.name.startswith(".new-")]
         return {"processes": self.processes(), "netns": self.new_net_namespaces(server_pid), "mounts": mounts,
-                "dirs": dirs, "cgroups": cgroups, "stems": stems, "uid claims": claims, "permfs": permfs}
+                "dirs": dirs, "cgroups": cgroups, "stems": stems, "uid claims": claims, "permfs": permfs,
+                "layers": layers}
 
     def group_dirs(self) -> list[Path]:
         return [p for p in [*CGROUP_ROOT.glob(f"*/{self.group}"), CGROUP_ROOT / self.group] if p.is_dir()]

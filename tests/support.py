@@ -157,8 +157,10 @@ def tracebacks(log: str) -> list[str]:
 
 
 def leftovers(home: Path) -> list[str]:
-    """Sandbox layers and mounts a stopped server left under its state directory."""
+    """Sandbox layers, committed layers and mounts a stopped server left under its state directory."""
     found = [str(p) for p in (home / "sandboxes").glob("*")]
+    # layers (snapshots, fork, filesystem pauses) nobody holds any more
+    found += [str(p) for p in (home / "layers").glob("*") if len(p.name) == 64 or p.name.startswith(".new-")]
     with open("/proc/mounts") as f:
         found += [line.split()[1] for line in f if str(home) + "/" in line]
     return found

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
         AsyncSandbox,
         AsyncSandboxService,
         AsyncSession,
+        AsyncVolume,
         AsyncWatchHandle,
         Codebase,
         CommandHandle,
@@ -49,6 +50,10 @@ if TYPE_CHECKING:
         SandboxPaginator,
         SandboxService,
         Session,
+        SnapshotExport,
+        SnapshotInfo,
+        Volume,
+        VolumeInfo,
         WatchHandle,
     )
     from .client._codebases import CodebaseFile
@@ -78,8 +83,9 @@ if TYPE_CHECKING:
 
 _LAZY = {
     **dict.fromkeys(["AsyncCodebase", "AsyncCommandHandle", "AsyncSandbox", "AsyncSandboxService", "AsyncSession",
-                     "AsyncWatchHandle", "Codebase", "CommandHandle", "Sandbox", "SandboxPaginator", "SandboxService",
-                     "Session", "WatchHandle"], ".client"),
+                     "AsyncVolume", "AsyncWatchHandle", "Codebase", "CommandHandle", "Sandbox", "SandboxPaginator",
+                     "SandboxService", "Session", "SnapshotExport", "SnapshotInfo", "Volume", "VolumeInfo",
+                     "WatchHandle"], ".client"),
     "CodebaseFile": ".client._codebases",
     "SessionInfo": ".client._sessions",
     "SecurityPolicy": ".limits",
@@ -111,6 +117,7 @@ __all__ = [
     "AsyncSandbox",
     "AsyncSandboxService",
     "AsyncSession",
+    "AsyncVolume",
     "AsyncWatchHandle",
     "AuthenticationError",
     "CodeContext",
@@ -153,10 +160,14 @@ __all__ = [
     "SecurityPolicy",
     "Session",
     "SessionInfo",
+    "SnapshotExport",
+    "SnapshotInfo",
     "TemplateBuilding",
     "TemplateError",
     "TimeoutError",
     "Unsupported",
+    "Volume",
+    "VolumeInfo",
     "WatchHandle",
     "WriteInfo",
 ]

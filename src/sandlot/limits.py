@@ -7,7 +7,7 @@ nothing of sandlot but the error tree and the in-sandbox paths (protocol/contrac
 from __future__ import annotations
 
 import posixpath
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from ._exceptions import InvalidArgument
 from .protocol import contract
@@ -111,6 +111,15 @@ class SecurityPolicy:
             if not isinstance(name, str) or not all(part.isidentifier() for part in name.split(".")):
                 raise InvalidArgument(f"not a module or attribute name: {name!r}")
         return self
+
+    def changes(self) -> dict:
+        """The fields that differ from the defaults, as JSON (the sandbox's record keeps them)."""
+        return {f.name: list(v) if isinstance(v, tuple) else v for f in fields(self)
+                if (v := getattr(self, f.name)) != f.default}
+
+    @classmethod
+    def from_changes(cls, changes: dict) -> SecurityPolicy:
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in changes.items()})
 
     def restrictions(self) -> list[str]:
         """What this policy takes away, for the log."""

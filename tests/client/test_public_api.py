@@ -12,9 +12,9 @@ import sandlot
 from sandlot import _exceptions
 from sandlot.client import (
     AsyncCodebase, AsyncCommandHandle, AsyncCommands, AsyncFiles, AsyncPackages, AsyncPty, AsyncSandbox,
-    AsyncSandboxPaginator, AsyncSandboxService, AsyncSession, AsyncSessionFiles, AsyncWatchHandle, Codebase,
-    CommandHandle, Commands, Files, Packages, Pty, Sandbox, SandboxPaginator, SandboxService, Session, SessionFiles,
-    WatchHandle,
+    AsyncSandboxPaginator, AsyncSandboxService, AsyncSession, AsyncSessionFiles, AsyncVolume, AsyncWatchHandle,
+    Codebase, CommandHandle, Commands, Files, Packages, Pty, Sandbox, SandboxPaginator, SandboxService, Session,
+    SessionFiles, Volume, WatchHandle,
 )
 from sandlot.client._config import ConnectionConfig
 from sandlot.client._http import Transport
@@ -23,12 +23,14 @@ EXPECTED = {
     # SDK
     "Sandbox", "AsyncSandbox", "SandboxPaginator", "CommandHandle", "AsyncCommandHandle", "WatchHandle",
     "AsyncWatchHandle", "SandboxService", "AsyncSandboxService", "Session", "AsyncSession", "Codebase",
-    "AsyncCodebase",
+    "AsyncCodebase", "Volume", "AsyncVolume",
     # data
     "CommandResult", "EntryInfo", "FileType", "FilesystemEvent", "FilesystemEventType", "Limits", "Package",
     "ProcessInfo", "SandboxInfo", "SandboxLogEntry", "SandboxMetrics", "SessionInfo", "WriteInfo", "CodebaseFile",
     # data: path permissions and policy
     "Permission", "PatternType", "PermissionRule", "SecurityPolicy",
+    # data: snapshots and volumes
+    "SnapshotExport", "SnapshotInfo", "VolumeInfo",
     # data: code interpreter
     "CodeContext", "Execution", "ExecutionError", "Logs", "OutputMessage", "Result",
     # errors
@@ -40,7 +42,7 @@ EXPECTED = {
 PAIRS = [(Sandbox, AsyncSandbox), (SandboxPaginator, AsyncSandboxPaginator), (Commands, AsyncCommands),
          (CommandHandle, AsyncCommandHandle), (Files, AsyncFiles), (WatchHandle, AsyncWatchHandle),
          (Pty, AsyncPty), (Packages, AsyncPackages), (SandboxService, AsyncSandboxService), (Session, AsyncSession),
-         (SessionFiles, AsyncSessionFiles), (Codebase, AsyncCodebase)]
+         (SessionFiles, AsyncSessionFiles), (Codebase, AsyncCodebase), (Volume, AsyncVolume)]
 
 
 def test_all_is_sorted_and_complete():

@@ -2,7 +2,8 @@
 
 A sandbox is its team's alone: another team's key gets, on every control-plane route, the very 404
 an unknown id gets (no existence oracle) and changes nothing; a list holds only the caller's team's
-sandboxes and tokens; another team's sandbox traffic credentials open nothing. Quotas answer 429,
+sandboxes and tokens; another team's sandbox traffic credentials open nothing. Snapshots and
+volumes likewise: unseen, unreachable, their names a team's own. Quotas answer 429,
 which the SDK raises as RateLimitException without retrying. Teams and keys are made with the
 `sandlot` CLI on the server's state directory, as an operator would.
 """
@@ -67,7 +68,8 @@ def control_routes(sandbox_id: str) -> list[tuple[str, str, dict | None]]:
             ("POST", s + "/connect", {"timeout": 5}), ("POST", "/v2" + s + "/connect", {"timeout": 5}),
             ("POST", s + "/pause", {}), ("POST", s + "/resume", {"timeout": 5}), ("GET", s + "/metrics", None),
             ("GET", s + "/logs", None), ("GET", "/v2" + s + "/logs", None), ("GET", s + "/packages", None),
-            ("POST", s + "/packages", {"packages": ["six"]}), ("POST", s + "/packages/uninstall", {"packages": ["six"]})]
+            ("POST", s + "/packages", {"packages": ["six"]}), ("POST", s + "/packages/uninstall", {"packages": ["six"]}),
+            ("POST", s + "/snapshots", {"name": "stolen"}), ("POST", s + "/fork", {"count": 1})]
 
 
 def test_another_teams_sandbox_is_404_on_every_route_like_an_unknown_one(server, red, blue, red_sandbox):
@@ -209,3 +211,124 @@ def test_memory_and_disk_quotas(server, sdk_env, quota, limit):
             assert http.delete(f"/sandboxes/{small.json()['sandboxID']}").status_code == 204
         finally:
             assert http.delete(f"/sandboxes/{held}").status_code == 204
+
+
+def _same_as_unknown(http: httpx.Client, method: str, path: str, real: str, unknown: str, body=None) -> None:
+    """`path` naming another team's `real` resource answers as the same path naming `unknown` does."""
+    r = http.request(method, path, json=body)
+    twin = http.request(method, path.replace(real, unknown), json=body)
+    assert_json_error(r, 404)
+    assert (r.status_code, r.json()["message"]) == (twin.status_code, twin.json()["message"].replace(unknown, real)), \
+        (method, path, r.text, twin.text)
+
+
+def test_another_teams_snapshots_are_unseen_and_unreachable(server, red, blue, red_sandbox, blue_sandbox):
+    name = unique("snap")
+    red_sandbox.files.write("/home/user/whose.txt", "red's")
+    blue_sandbox.files.write("/home/user/whose.txt", "blue's")
+    with api(server, red) as owner, api(server, blue) as other:
+        made = owner.post(f"/sandboxes/{red_sandbox.sandbox_id}/snapshots", json={"name": name})
+        assert made.status_code == 201, made.text
+        ref = made.json()["snapshotID"]  # "name:default"
+        internal = _internal_id(server, name)
+        try:
+            # blue's lists never show it, by name, by sandbox or at all
+            for params in ({}, {"name": name}, {"sandboxID": red_sandbox.sandbox_id}):
+                r = other.get("/snapshots", params=params)
+                assert r.status_code == 200 and name not in r.text and internal not in r.text, r.text
+            # by id: the answer of an unknown snapshot; by name: blue has none of that name
+            unknown = "snap" + "0" * 16
+            _same_as_unknown(other, "DELETE", f"/templates/{internal}", internal, unknown)
+            _same_as_unknown(other, "POST", f"/snapshots/{internal}/export", internal, unknown)
+            assert_json_error(other.delete(f"/templates/{ref}"), 404)
+            assert_json_error(other.post(f"/snapshots/{ref}/export"), 404)
+            for template in (internal, ref, name):  # a create from it fails as from an unknown template
+                r = other.post("/v2/sandboxes", json={"templateID": template, "timeout": 30})
+                twin = other.post("/v2/sandboxes", json={"templateID": unknown, "timeout": 30})
+                assert_json_error(r, 404)
+                assert r.json()["message"].replace(template, "X") == twin.json()["message"].replace(unknown, "X")
+            # exported by red, blue cannot import it from the server's storage
+            assert owner.post(f"/snapshots/{internal}/export").status_code == 200
+            r = other.post("/snapshots/import", json={"snapshotID": internal})
+            twin = other.post("/snapshots/import", json={"snapshotID": unknown})
+            assert_json_error(r, 404)
+            assert r.json()["message"].replace(internal, "X") == twin.json()["message"].replace(unknown, "X")
+            # the same name is blue's own to use: two snapshots, each team's sandboxes get its own
+            mine = other.post(f"/sandboxes/{blue_sandbox.sandbox_id}/snapshots", json={"name": name})
+            assert mine.status_code == 201 and mine.json()["snapshotID"] == ref, mine.text
+            for key, expected in ((red, "red's"), (blue, "blue's")):
+                child = Sandbox.create(name, timeout=60, api_key=key)
+                try:
+                    assert child.files.read("/home/user/whose.txt") == expected
+                finally:
+                    kill_quietly(child)
+            assert other.delete(f"/templates/{ref}").status_code == 204  # blue's, not red's
+            assert [s["snapshotID"] for s in owner.get("/snapshots", params={"name": name}).json()] == [ref]
+        finally:
+            owner.delete(f"/templates/{ref}")
+            other.delete(f"/templates/{ref}")
+
+
+def _internal_id(server, name: str) -> str:
+    import sqlite3
+
+    db = sqlite3.connect(server.home / "state.db")
+    try:
+        return db.execute("SELECT id FROM snapshots WHERE name=?", (name,)).fetchone()[0]
+    finally:
+        db.close()
+
+
+def test_another_teams_volumes_are_unseen_and_unreachable(server, red, blue):
+    name = unique("vol")
+    with api(server, red) as owner, api(server, blue) as other:
+        vol = owner.post("/volumes", json={"name": name, "sizeMB": 32}).json()
+        try:
+            assert name not in other.get("/volumes").text
+            unknown = "vol" + "0" * 16
+            for method in ("GET", "DELETE"):
+                _same_as_unknown(other, method, f"/volumes/{vol['volumeID']}", vol["volumeID"], unknown)
+                assert_json_error(other.request(method, f"/volumes/{name}"), 404)  # blue has none of that name
+            # the same name is blue's own: a create mounting it gets blue's volume, not red's
+            theirs = other.post("/volumes", json={"name": name, "sizeMB": 32}).json()
+            try:
+                assert theirs["volumeID"] != vol["volumeID"]
+                with httpx.Client(base_url=server.url, timeout=30) as content:
+                    put = content.put(f"/volumecontent/{vol['volumeID']}/file", params={"path": "/red.txt"},
+                                      content=b"red's", headers={"Authorization": f"Bearer {vol['token']}"})
+                    assert put.status_code == 201, put.text
+                    # blue's volume token opens blue's volume only
+                    r = content.get(f"/volumecontent/{vol['volumeID']}/file", params={"path": "/red.txt"},
+                                    headers={"Authorization": f"Bearer {theirs['token']}"})
+                    assert_json_error(r, 401)
+                r = other.post("/v2/sandboxes", json={"templateID": "base", "timeout": 60,
+                                                       "volumeMounts": [{"name": name, "path": "/data"}]})
+                assert r.status_code == 201, r.text
+                sbx = Sandbox.connect(r.json()["sandboxID"], api_key=blue)
+                try:
+                    assert sbx.files.exists("/data") and not sbx.files.exists("/data/red.txt")
+                finally:
+                    kill_quietly(sbx)
+            finally:
+                assert other.delete(f"/volumes/{theirs['volumeID']}").status_code == 204
+        finally:
+            assert owner.delete(f"/volumes/{vol['volumeID']}").status_code == 204
+
+
+def test_volume_sizes_count_toward_the_disk_quota(server, sdk_env):
+    key = new_team(server, "--max-disk-mb", "700")
+    with api(server, key) as http:
+        vol = http.post("/volumes", json={"name": unique("vol"), "sizeMB": 512})
+        assert vol.status_code == 201, vol.text
+        try:
+            refused = http.post("/volumes", json={"name": unique("vol"), "sizeMB": 256})
+            assert "max_disk_mb" in assert_json_error(refused, 429)["message"]
+            assert refused.headers["Should-Retry"] == "false"
+            r = http.post("/v2/sandboxes", json={"templateID": "base", "timeout": 60, "limits": {"disk_mb": 256}})
+            assert "max_disk_mb" in assert_json_error(r, 429)["message"]
+            assert len(http.get("/volumes").json()) == 1  # nothing half-made
+        finally:
+            assert http.delete(f"/volumes/{vol.json()['volumeID']}").status_code == 204
+        again = http.post("/volumes", json={"name": unique("vol"), "sizeMB": 256})  # the room is back
+        assert again.status_code == 201, again.text
+        assert http.delete(f"/volumes/{again.json()['volumeID']}").status_code == 204

@@ -47,6 +47,7 @@ class FakeSandbox:
     default_user: str
     agent: AgentClient
     closed: asyncio.Event = field(default_factory=asyncio.Event)
+    output_rate: None = None  # the relay's throttle: none for these wire tests
 
 
 class Lookup:

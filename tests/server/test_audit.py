@@ -193,3 +193,42 @@ def test_an_abandoned_create_leaves_no_sandbox_running(srv):
     assert row["detail"] == {"template": "base", "ended": "client left during create"}
     assert httpx.get(f"{srv.url}/v2/sandboxes", headers={"X-API-KEY": key}).json() == []
     assert not (srv.home / "sandboxes" / row["sandbox"]).exists()
+
+
+def test_snapshot_fork_and_volume_actions_are_recorded(srv):
+    team, key_id, key = team_key(srv, "snapshotting")
+    name, vol_name = f"s{uuid.uuid4().hex[:8]}", f"v{uuid.uuid4().hex[:8]}"
+    with httpx.Client(base_url=srv.url, headers={"X-API-KEY": key}, timeout=120) as http:
+        sid = http.post("/v2/sandboxes", json={"templateID": "base", "timeout": 120}).json()["sandboxID"]
+        snap = http.post(f"/sandboxes/{sid}/snapshots", json={"name": name}).json()["snapshotID"]
+        [child] = http.post(f"/sandboxes/{sid}/fork", json={"count": 1, "timeout": 60}).json()
+        assert http.post(f"/snapshots/{snap}/export").status_code == 200
+        assert http.delete(f"/templates/{snap}").status_code == 204
+        vol = http.post("/volumes", json={"name": vol_name, "sizeMB": 32}).json()
+        written = httpx.put(f"{srv.url}/volumecontent/{vol['volumeID']}/file", params={"path": "/a.txt"},
+                            content=b"volume content", headers={"Authorization": f"Bearer {vol['token']}"})
+        assert written.status_code == 201, written.text
+        assert httpx.get(f"{srv.url}/volumecontent/{vol['volumeID']}/file", params={"path": "/a.txt"},
+                         headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert http.delete(f"/volumes/{vol['volumeID']}").status_code == 204
+        for gone in (child["sandbox"]["sandboxID"], sid):
+            assert http.delete(f"/sandboxes/{gone}").status_code == 204
+
+    rows = {r["action"]: r for r in everything(srv, srv.api_key, team="snapshotting")}
+    assert (rows["snapshot.create"]["sandbox"], rows["snapshot.create"]["key"]) == (sid, key_id)
+    internal = rows["snapshot.create"]["detail"]["snapshot"]
+    assert rows["snapshot.create"]["detail"] == {"snapshot": internal, "name": name}
+    assert rows["sandbox.fork"]["detail"] == {"count": 1, "children": [child["sandbox"]["sandboxID"]]}
+    assert rows["snapshot.export"]["detail"] == {"snapshot": internal}
+    assert rows["snapshot.delete"]["detail"] == {"snapshot": snap}
+    assert rows["volume.create"]["detail"] == {"name": vol_name, "size_mb": 32, "volume": vol["volumeID"]}
+    # the content API: its writes with the volume's team (no key: the volume's token), refusals too
+    write = rows["volume.file.write"]
+    assert (write["team"], write["key"], write["detail"]) == (team, None, {"path": "/a.txt", "volume": vol["volumeID"]})
+    assert rows["volume.delete"]["outcome"] == "ok"
+    admin = everything(srv, srv.api_key, action="GET /volumecontent/{volume_id}/file")
+    assert [(r["outcome"], r["team"]) for r in admin] == [("denied", None)]
+    db = sqlite3.connect(srv.home / "state.db")
+    dump = "\n".join(map(repr, db.execute("SELECT * FROM audit")))
+    db.close()
+    assert vol["token"] not in dump and "volume content" not in dump

@@ -136,6 +136,40 @@ def _make_parents(path):
         raise from_os(e, parent) from None
 
 
+def _make_parents_for(user, path):
+    """Missing parents of a file `user` writes, made as E2B's envd makes them: even where `user`
+    could not create them (`/0/a.txt`), and handed to `user`, provided the sandbox lets its user
+    become root anyway (allow_sudo); otherwise with the user's own permissions, as before. The
+    root walk follows no symlink: a link on the way leaves the user's own permissions to decide."""
+    with users.acting_as(user):
+        try:
+            _make_parents(path)
+            return
+        except OpError as e:
+            refused = e
+            if e.code != "permission_denied" or not config.settings.allow_sudo or user.uid == 0:
+                raise
+    parts = [p for p in os.path.dirname(path).split("/") if p]
+    with users.acting_as(users.lookup("root")):
+        fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            for name in parts:
+                try:
+                    nxt = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+                except FileNotFoundError:
+                    os.mkdir(name, 0o755, dir_fd=fd)
+                    os.chown(name, user.uid, user.gid, dir_fd=fd, follow_symlinks=False)
+                    nxt = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+                except OSError:  # a symlink or a file on the way
+                    raise refused from None
+                os.close(fd)
+                fd = nxt
+        except OSError as e:
+            raise from_os(e, os.path.dirname(path)) from None
+        finally:
+            os.close(fd)
+
+
 def _publish_watch_events():
     # Callers poll watches right after a change returns (E2B semantics): hand the events the kernel
     # has queued to the watch streams before this reply goes out. Not while acting as a user: the
@@ -282,8 +316,8 @@ async def write(req, conn):
     if values is not None and not all(isinstance(k, str) and isinstance(v, str) for k, v in values.items()):
         raise OpError("invalid_argument", "metadata must map strings to strings")
     append = field(req, "append", bool, False)
+    _make_parents_for(user, path)
     with users.acting_as(user):
-        _make_parents(path)
         if os.path.isdir(path):
             raise OpError("invalid_argument", "path '%s' is a directory" % path)
         try:  # refused before any data is taken (the open below checks again: it may change meanwhile)

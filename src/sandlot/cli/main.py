@@ -3,6 +3,7 @@
     sandboxes   create.py  ls.py  exec.py  shell.py  cp.py (+ _tar.py)  kill.py
                 lifecycle.py (pause, resume)  logs.py  metrics.py (metrics, stats)
     code        code.py (run-code)   packages.py (packages ...)   codebase.py (codebase ...)
+    snapshots   snapshot.py (snapshot create|list|delete|fork|export|import)
     the host    serve.py  keys.py (keys ...)  teams.py (teams ...)  audit.py  template.py (template ...)
     shared      _common.py (options, errors, JSON)  _terminal.py (output filter for terminals)
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 import typer
 
 from . import (audit, code, codebase, cp, create, exec, keys, kill, lifecycle, logs, ls, mcp, metrics, packages, serve,
-               shell, teams, template)
+               shell, snapshot, teams, template)
 
 # plain click help: typer's rich help costs ~0.1-0.2 s at every start
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="sandlot: self-hosted sandboxes for AI agents.")
@@ -44,6 +45,7 @@ app.add_typer(teams.app, name="teams")
 app.add_typer(template.app, name="template")
 app.add_typer(packages.app, name="packages")
 app.add_typer(codebase.app, name="codebase")
+app.add_typer(snapshot.app, name="snapshot")
 
 if __name__ == "__main__":
     app()

@@ -3,6 +3,7 @@
     _http.py      transport to the server, and the one place errors are translated
     _config.py    which server: arguments, environment, else an embedded one (entry point)
     _sandbox.py   AsyncSandbox (control plane) and the list paginator
+    _snapshots.py snapshots, fork (AsyncSandbox's calls) and volumes (AsyncVolume)
     _commands.py  sandbox.commands and command handles
     _files.py     sandbox.files and watch handles
     _pty.py       sandbox.pty
@@ -29,14 +30,16 @@ from ._pty import AsyncPty
 from ._sandbox import AsyncSandbox, AsyncSandboxPaginator
 from ._service import AsyncSandboxService
 from ._sessions import AsyncSession, AsyncSessionFiles
+from ._snapshots import AsyncVolume, SnapshotExport, SnapshotInfo, VolumeInfo
 from ._sync import (
     Codebase, CommandHandle, Commands, Files, Packages, Pty, Sandbox, SandboxPaginator, SandboxService, Session,
-    SessionFiles, WatchHandle,
+    SessionFiles, Volume, WatchHandle,
 )
 
 __all__ = [
     "AsyncCodebase", "AsyncCommandHandle", "AsyncCommands", "AsyncFiles", "AsyncPackages", "AsyncPty",
     "AsyncSandbox", "AsyncSandboxPaginator", "AsyncSandboxService", "AsyncSession", "AsyncSessionFiles",
-    "AsyncWatchHandle", "Codebase", "CommandHandle", "Commands", "Files", "Packages", "Pty", "Sandbox",
-    "SandboxPaginator", "SandboxService", "Session", "SessionFiles", "WatchHandle",
+    "AsyncVolume", "AsyncWatchHandle", "Codebase", "CommandHandle", "Commands", "Files", "Packages", "Pty",
+    "Sandbox", "SandboxPaginator", "SandboxService", "Session", "SessionFiles", "SnapshotExport", "SnapshotInfo",
+    "Volume", "VolumeInfo", "WatchHandle",
 ]

@@ -72,13 +72,14 @@ def write_config(run_dir: Path, config: contract.AgentConfig) -> None:
     (run_dir / contract.AGENT_CONFIG_NAME).write_text(config.to_json())
 
 
-def policy_settings(run_dir: Path, spec) -> dict:
-    """The AgentConfig fields that carry a sandbox's SecurityPolicy: the no-subprocess filter
-    (written next to agent.json), the output cap, and the import guard's variables (advisory)."""
+def policy_settings(run_dir: Path, spec, template) -> dict:
+    """The AgentConfig fields that carry a sandbox's environment (a snapshot's variables under the
+    request's) and its SecurityPolicy: the no-subprocess filter (written next to agent.json), the
+    output cap, and the import guard's variables (advisory)."""
     from .seccomp import nofork_bpf
 
     security = spec.security
-    envs = dict(spec.envs)
+    envs = {**dict(template.envs), **spec.envs}
     if security.blocked_imports:
         envs["PYTHONPATH"] = contract.IMPORT_GUARD_DIR + (":" + envs["PYTHONPATH"] if envs.get("PYTHONPATH") else "")
         envs["SANDLOT_BLOCKED_IMPORTS"] = ",".join(security.blocked_imports)

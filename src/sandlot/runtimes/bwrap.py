@@ -21,6 +21,7 @@ from .. import _exceptions as E
 from ..protocol import contract
 from .policy import SHELLS, Limits, SandboxSpec
 
+BOOT_ID = "/proc/sys/kernel/random/boot_id"
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -106,9 +107,10 @@ def tmp_size(limits: Limits) -> int:
 
 def sandbox_setup(spec: SandboxSpec, template, *, root: Sequence[Op], code_dir: Path, run_dir: Path,
                   seccomp_fd: int, caps: Sequence[str] = (), late: Sequence[Op] = (),
-                  sudo_shim: bool = True) -> list[Op]:
+                  sudo_shim: bool = True, boot_id: Path | None = None) -> list[Op]:
     """The setup of one sandbox that runs the agent. `root` makes / (and whatever must be mounted
-    before the rest); `late` comes after every bind, before the sandbox's identity. `code_dir` is
+    before the rest); `late` comes after every bind, before the sandbox's identity. `boot_id`: a
+    file bound over /proc's boot id (none: the host's shows). `code_dir` is
     the installed in-sandbox tree (agent_setup.install_agent), `run_dir` the sandbox's own host
     directory for the agent's socket and config."""
     return [
@@ -119,6 +121,8 @@ def sandbox_setup(spec: SandboxSpec, template, *, root: Sequence[Op], code_dir: 
         Op("--as-pid-1"),
         *root,
         Op("--proc", ("/proc",)),  # the sandbox's pid namespace only
+        # its own boot id (a file made per boot), not the host's: as LXCFS does for containers
+        *([ro_bind(boot_id, BOOT_ID)] if boot_id else []),
         Op("--dev", ("/dev",)),  # a minimal /dev: null, zero, random, tty, pts, shm; no host device
         tmpfs("/tmp", perms="1777", size=tmp_size(spec.limits)),  # private, in memory, bounded
         Op("--dir", (contract.CODE_ROOT,), perms="0755"),  # the agent runs as `user` and reads its code
@@ -148,14 +152,15 @@ def sandbox_setup(spec: SandboxSpec, template, *, root: Sequence[Op], code_dir: 
 def policy_ops(spec: SandboxSpec, template, workspace: Path | None) -> list[Op]:
     """What the sandbox's own policy adds after the template's binds (sandbox_setup's `late`): its
     workspace (the permission filesystem's directory for it) bound at its path, the shells masked
-    by an unexecutable device file (allow_shell False), / read-only (allow_file_write False)."""
+    by an unexecutable device file (allow_shell False), / and the volumes read-only (allow_file_write
+    False: bwrap's remount is not recursive). After the volumes' binds."""
     ops = []
     if spec.workspace is not None and workspace is not None:
         ops.append(bind(workspace, spec.workspace.mount_path))
     if not spec.security.allow_shell:
         ops += [ro_bind("/dev/null", inside) for inside in shells(template)]
     if not spec.security.allow_file_write:
-        ops.append(remount_ro("/"))
+        ops += [remount_ro("/"), *(remount_ro(inside) for _, inside in spec.volumes)]
     return ops
 
 

@@ -1,7 +1,7 @@
 """Paths a sandbox's policy blocks outside its workspace (SecurityPolicy.blocked_paths): they do not
 exist for it (ENOENT, root included). Each is an overlay whiteout in the sandbox's own upper layer,
-made before its root overlay is mounted, over the template below: what the template holds there
-cannot be reached from inside (a file made there later is a new one).
+made before its root overlay is mounted, over the template and a snapshot's layers below: what they
+hold there cannot be reached from inside (a file made there later is a new one).
 """
 
 from __future__ import annotations
@@ -13,29 +13,30 @@ from pathlib import Path
 from .. import _exceptions as E
 
 
-def hide(upper: Path, lower: Path, paths: tuple[str, ...], uid_base: int) -> None:
-    """Whiteouts in ``upper`` for ``paths`` that exist in ``lower`` (the template's root, as host
-    root owns it; the sandbox sees owner u as host uid_base + u)."""
+def hide(upper: Path, lowers: list[Path], paths: tuple[str, ...], uid_base: int) -> None:
+    """Whiteouts in ``upper`` for ``paths`` that exist in any of ``lowers`` (the template's root and
+    a snapshot's layers, top first, as host root owns them; the sandbox sees owner u as host
+    uid_base + u). A path a layer above deleted may get a whiteout too: it hides nothing more."""
     for path in paths:
         parts = [p for p in path.split("/") if p]
-        below = lower
-        for i, part in enumerate(parts):
-            below = below / part
-            if below.is_symlink():
-                real = "/" + "/".join(parts[:i]) + "/" + part
+        for i in range(len(parts)):
+            below = [lower.joinpath(*parts[:i + 1]) for lower in lowers]
+            if any(b.is_symlink() for b in below):
+                real = "/" + "/".join(parts[:i + 1])
                 raise E.InvalidArgument(f"blocked path {path}: {real} is a symbolic link in the template; "
                                         "block the path it points to")
-            if not below.exists():
+            if not any(b.exists() for b in below):
                 break
         else:
-            _whiteout(upper, lower, parts, uid_base)
+            _whiteout(upper, lowers, parts, uid_base)
 
 
-def _whiteout(upper: Path, lower: Path, parts: list[str], uid_base: int) -> None:
-    here, there = upper, lower
-    for part in parts[:-1]:  # the parents exist in the upper layer as the template has them
-        here, there = here / part, there / part
+def _whiteout(upper: Path, lowers: list[Path], parts: list[str], uid_base: int) -> None:
+    here = upper
+    for i, part in enumerate(parts[:-1]):  # the parents exist in the upper layer as the layers below have them
+        here = here / part
         if not here.exists():
+            there = next(d for d in (lower.joinpath(*parts[:i + 1]) for lower in lowers) if d.is_dir())
             st = there.stat()
             here.mkdir(mode=stat.S_IMODE(st.st_mode))
             os.chown(here, uid_base + st.st_uid, uid_base + st.st_gid)

@@ -30,7 +30,8 @@ class Runtime(Protocol):
     workspaces: Workspaces | None
 
     def create(self, spec: SandboxSpec, template: Template) -> RuntimeSandbox:
-        """Build and start a sandbox; return once its agent accepts connections."""
+        """Build and start a sandbox; return once its agent accepts connections. The template's
+        `layers` (a snapshot's) are stacked on its rootfs."""
 
     def adopt(self, sandbox_id: str) -> RuntimeSandbox | None:
         """Find a sandbox a previous server left running; None if it is gone or broken."""
@@ -47,6 +48,10 @@ class Runtime(Protocol):
         """Bytes the sandbox's writable layer occupies."""
 
     def freeze(self, sandbox_id: str, frozen: bool) -> None: ...
+
+    def writable_layer(self, sandbox_id: str) -> tuple[Path, int]:
+        """The sandbox's writable layer (a directory to commit as a layer: snapshots, fork,
+        filesystem pause) and the host uid that is root in it. Unsupported where there is none."""
 
     def foreground(self, sandbox_id: str) -> None:
         """A pool sandbox (spec.background) was claimed: give it the normal CPU weight."""

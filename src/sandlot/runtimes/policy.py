@@ -142,6 +142,8 @@ class SandboxSpec:
     background: bool = False  # a pool sandbox: lowest CPU weight until claimed (not a limit)
     workspace: Workspace | None = None  # a codebase at /workspace with path permissions
     security: SecurityPolicy = field(default_factory=SecurityPolicy)
+    # loosening: persistent volumes shared with other sandboxes, (host directory, sandbox path)
+    volumes: tuple[tuple[str, str], ...] = ()
 
     def hidden_paths(self) -> tuple[str, ...]:
         """The blocked paths outside the workspace (those inside are rules of the workspace)."""
@@ -156,6 +158,8 @@ class SandboxSpec:
             found.append("network access")
         if self.allow_sudo:
             found.append("sudo: its user may become root inside the sandbox's own user namespace")
+        if self.volumes:
+            found.append("volumes shared with other sandboxes: " + ", ".join(path for _, path in self.volumes))
         if template is not None and template.ro_binds:
             found.append("read-only host paths: " + ", ".join(inside for _, inside in template.ro_binds))
         return found

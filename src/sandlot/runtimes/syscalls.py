@@ -22,6 +22,7 @@ if platform.machine() not in ("x86_64", "aarch64"):  # pragma: no cover - docume
     raise ImportError(f"sandlot's namespace runtime supports x86_64 and aarch64, not {platform.machine()}")
 
 CLONE_NEWUSER = 0x10000000
+CLONE_NEWTIME = 0x80
 OPEN_TREE_CLONE = 1
 OPEN_TREE_CLOEXEC = 0o2000000
 AT_FDCWD = -100
@@ -59,6 +60,12 @@ def _check(result: int) -> int:
 
 def unshare(flags: int) -> None:
     _check(_libc.unshare(flags))
+
+
+def set_dumpable(dumpable: bool) -> None:
+    """prctl(PR_SET_DUMPABLE): a process that changed its uids is not dumpable, and its /proc/self
+    files belong to host root, out of its reach."""
+    _check(_libc.prctl(4, int(dumpable), 0, 0, 0))
 
 
 def mount(source: str, target: str, fstype: str | None, flags: int = 0, data: str | None = None) -> None:

@@ -61,6 +61,15 @@ class LimitsIn(_Body):
     disk_mb: int = Limits.disk_mb
 
 
+class AutoResumeIn(_Body):
+    enabled: bool = False
+
+
+class VolumeMountIn(_Body):
+    name: str
+    path: str
+
+
 class CreateIn(_Body):
     templateID: str | None = None  # the server's default template
     timeout: int | None = None
@@ -68,6 +77,9 @@ class CreateIn(_Body):
     envVars: dict[str, str] | None = None
     secure: bool = True
     autoPause: bool = False
+    autoPauseMemory: bool = True
+    autoResume: AutoResumeIn | None = None
+    volumeMounts: list[VolumeMountIn] | None = None
     allow_internet_access: bool | None = None
     limits: LimitsIn | None = None
     # sandlot's own, checked in workspaces.py
@@ -80,6 +92,23 @@ class CreateIn(_Body):
 
 class TimeoutIn(_Body):
     timeout: int | None = Field(default=None)
+    memory: bool | None = None  # connect: false resumes from the files only (a cold boot)
+
+
+# ---- lifecycle (server/lifecycle.py) ----
+class PauseIn(_Body):
+    memory: bool = True  # false: keep the files only (pause mode "filesystem")
+
+
+def lifecycle_fields(body: CreateIn) -> dict:
+    auto_resume = bool(body.autoResume and body.autoResume.enabled)
+    if auto_resume and not body.autoPause:
+        raise E.InvalidArgument("autoResume needs autoPause (lifecycle on_timeout 'pause')")
+    if auto_resume and not body.autoPauseMemory:
+        raise E.InvalidArgument("autoResume cannot be combined with a filesystem-only auto-pause: "
+                                "such a sandbox is resumed by connect")
+    return {"auto_pause_mode": "full" if body.autoPauseMemory else "filesystem", "auto_resume": auto_resume}
+# ---- end lifecycle ----
 
 
 class InstallIn(_Body):
@@ -121,7 +150,9 @@ def detail_json(rec: SandboxRecord) -> dict:
         "envdAccessToken": rec.access_token, "cpuCount": max(1, round(limits.cpu_count)),
         "memoryMB": limits.memory_mb, "diskSizeMB": limits.disk_mb, "state": rec.state,
         "metadata": rec.metadata, "domain": None, "allowInternetAccess": False,
-        "lifecycle": {"autoResume": False, "onTimeout": "pause" if rec.auto_pause else "kill"},
+        "lifecycle": {"autoResume": rec.auto_resume, "onTimeout": "pause" if rec.auto_pause else "kill"},
+        **({"pauseMode": rec.pause_mode} if rec.state == "paused" and rec.pause_mode else {}),
+        "volumeMounts": rec.volume_mounts,
     }
 
 
@@ -133,15 +164,19 @@ async def create(request: Request) -> Response:
     body = await _body(request, CreateIn)
     svc = _service(request)
     limits = Limits(**body.limits.model_dump()) if body.limits else Limits()
+    template = TEMPLATE_ALIASES.get(body.templateID, body.templateID or svc.config.default_template)
     team = caller(request).team
     from .workspaces import from_create  # it builds on this module's helpers
 
     workspace, security = from_create(request, team, body.workspace, body.security)
+    # a snapshot of the caller's team, by its id (the key of its pool), with its metadata under the create's
+    snap = request.app.state.snapshots.for_create(template, team)
     req = CreateRequest(
-        template=TEMPLATE_ALIASES.get(body.templateID, body.templateID or svc.config.default_template),
+        template=snap.id if snap else template,
         timeout=body.timeout if body.timeout is not None else svc.config.default_timeout,
-        metadata=body.metadata or {}, envs=body.envVars or {}, limits=limits,
-        auto_pause=body.autoPause, secure=body.secure, team=team, workspace=workspace, security=security)
+        metadata={**(snap.metadata if snap else {}), **(body.metadata or {})}, envs=body.envVars or {},
+        limits=limits, auto_pause=body.autoPause, secure=body.secure, team=team, **lifecycle_fields(body),
+        volume_mounts=[m.model_dump() for m in body.volumeMounts or []], workspace=workspace, security=security)
     info = request_info(request.scope)
     info.detail["template"] = req.template
     try:
@@ -212,13 +247,20 @@ async def set_timeout(request: Request) -> Response:
 
 async def connect(request: Request) -> Response:
     body = await _body(request, TimeoutIn)
-    live, resumed = await _service(request).connect(request.path_params["sandbox_id"], body.timeout)
+    svc, sandbox_id = _service(request), request.path_params["sandbox_id"]
+    if body.memory is False and sandbox_id in svc.paused:  # on_resume="reboot": from the files only
+        try:
+            await svc.pause(sandbox_id, "filesystem")
+        except E.AlreadyExists:
+            pass
+    live, resumed = await svc.connect(sandbox_id, body.timeout)
     return JSONResponse(sandbox_json(live), status_code=201 if resumed else 200)
 
 
 async def pause(request: Request) -> Response:
+    body = await _body(request, PauseIn)
     try:
-        await _service(request).pause(request.path_params["sandbox_id"])
+        await _service(request).pause(request.path_params["sandbox_id"], "full" if body.memory else "filesystem")
     except E.AlreadyExists as e:
         return JSONResponse({"code": 409, "message": e.message}, status_code=409)
     return Response(status_code=204)

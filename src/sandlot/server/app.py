@@ -15,6 +15,11 @@ One ASGI app, one port, every front door (paths are disjoint, docs/e2b.md §1.2)
     /codebases ...                          API key, of the      codebases.py (codebase_store.py)
                                             codebase's team
     /audit                                  API key              audit_api.py (a team's rows; all: admin)
+    /sandboxes/{id}/snapshots, .../fork,    API key, of the      snapshots.py, transfer.py (export,
+    /snapshots..., DELETE /templates/{id}   snapshot's team      import)
+    /volumes...                             API key, of the      volumes.py
+                                            volume's team
+    /volumecontent/{id}/...                 the volume's token   volumes.py (volume_gate.py)
     /mcp (when serve mounts it)             API key              tools/mcp_server.py (a client of this
                                                                  server, composed by cli/serve.py)
     /files, /envs, /process.Process/*,      sandbox token or     envd/ (routed by E2b-Sandbox-Id)
@@ -22,8 +27,9 @@ One ASGI app, one port, every front door (paths are disjoint, docs/e2b.md §1.2)
     /contexts
 
 Every request passes Observe (access log, metrics, audit trail); a route's body is bounded
-(bodies.py). Teams: the guard of every API-key route answers 404 for another team's sandbox
-(auth.py, `ApiKeys.owned`); quotas and host admission are checked by the service (quotas.py).
+(bodies.py). Teams: the guard of every API-key route answers 404 for another team's sandbox,
+snapshot or volume (auth.py, `ApiKeys.owned`); quotas and host admission are checked by the
+service (quotas.py).
 """
 
 from __future__ import annotations
@@ -43,22 +49,28 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import _exceptions as E
+from ..layers import LayerStore
+from ..layers.holding import HoldingRuntime
 from ..runtimes import make_runtime
 from ..templates import TemplateStore
-from . import api, audit_api, codebases, openapi, sessions, workspaces
+from ..volumes import VolumeStore
+from . import api, audit_api, codebases, openapi, sessions, snapshots, transfer, volumes, workspaces
 from .audit import AuditLog
 from .auth import Access, ApiKeys, requires, secure
 from .codebase_store import CodebaseStore
-from .denials import Denials
 from .config import Config
+from .denials import Denials
 from .envd import envd_routes
 from .envd.code import BrokenOff
 from .events import Events
+from .lifecycle import Lifecycle
 from .metrics import Metrics
 from .observe import CLIENT_LEFT, Observe
 from .packages import PackageManager
 from .service import SandboxService
+from .snapshots import Snapshots
 from .store import Store
+from .transfer import Transfer
 
 log = logging.getLogger("sandlot.server")
 
@@ -142,13 +154,27 @@ def build_app(config: Config, extensions: Mapping[str, Extension] | None = None)
     keys = ApiKeys(store, config.api_key)
     metrics = Metrics()
     audit = AuditLog(config.db_path, config.audit_retention_days, config.audit_max_rows)
-    service = SandboxService(config, store, make_runtime(config.home), TemplateStore(config.home),
-                             Events(metrics, audit))
-    keys.owned("sandbox_id", service.team_of, "sandbox")  # every /sandboxes/{sandbox_id}... route
+    layers = LayerStore(config.home)
+    # namespace as root, rootless otherwise; its sandboxes hold the layers they are stacked on
+    runtime = HoldingRuntime(make_runtime(config.home), layers)
+    service = SandboxService(config, store, runtime, TemplateStore(config.home), Events(metrics, audit))
+    # pause modes, cold resume, auto-resume (lifecycle.py); snapshots a create may name
+    # (snapshots.py); volumes (volumes.py)
+    service.lifecycle = Lifecycle(service, layers)
+    service.snapshots = snapshot_store = Snapshots(service, service.lifecycle, layers)
+    service.volumes = VolumeStore(config.home, config.db_path)
+    config.pool_templates = tuple(snapshot_store.canonical(n) for n in config.pool_templates)
     codebase_store = CodebaseStore(config.home / "codebases", config.max_upload_bytes)
-    keys.owned("codebase_id", codebase_store.team_of, "codebase")  # every /codebases/{codebase_id}... route
-    workspaces = service.runtime.workspaces
-    denials = Denials(workspaces.denials, service, audit) if workspaces is not None else None
+    # what a route's path names must be the caller's team's (auth.py): every /sandboxes/{sandbox_id}...
+    # route, snapshots (DELETE /templates/{template_id} is E2B's delete_snapshot), volumes and codebases by id
+    keys.owned("sandbox_id", service.team_of, "sandbox")
+    keys.owned("template_id", snapshot_store.team_of, "template")
+    keys.owned("snapshot_id", snapshot_store.team_of, "snapshot")
+    keys.owned("volume_id", service.volumes.team_of, "volume")
+    keys.owned("codebase_id", codebase_store.team_of, "codebase")
+    # denied file operations in workspaces, reported by the permission filesystem (denials.py)
+    permfs = runtime.workspaces
+    denials = Denials(permfs.denials, service, audit) if permfs is not None else None
     metrics.watch(service)
 
     @contextlib.asynccontextmanager
@@ -156,6 +182,9 @@ def build_app(config: Config, extensions: Mapping[str, Extension] | None = None)
         # uvicorn logs each exception out of the app with its traceback: not the deliberate ones
         logging.getLogger("uvicorn.error").addFilter(_not_broken_off)
         await service.startup()
+        runtime.forget_gone({r.id for r in store.live()})
+        for name in snapshot_store.warm_names():
+            service._schedule_refill(name)
         if denials is not None:
             await denials.start()
         app.state.serving = True
@@ -169,8 +198,13 @@ def build_app(config: Config, extensions: Mapping[str, Extension] | None = None)
             if denials is not None:
                 await denials.close()
             await service.shutdown()
+            # volumes no sandbox left running uses are unmounted
+            service.volumes.close(in_use={(r.team, m["name"]) for r in store.live() if r.pause_mode != "filesystem"
+                                          for m in r.volume_mounts})
             audit.close()
             store.close()
+            snapshot_store.close()
+            layers.close()
 
     app = Starlette(
         routes=routes(config, service, metrics, keys, extensions),
@@ -181,6 +215,9 @@ def build_app(config: Config, extensions: Mapping[str, Extension] | None = None)
     )
     app.state.serving = False
     app.state.service = service
+    app.state.snapshots = snapshot_store
+    app.state.volumes = service.volumes
+    app.state.transfer = Transfer(snapshot_store, layers, config.storage or str(config.home / "storage"))
     app.state.store = store
     app.state.audit = audit
     app.state.codebases = codebase_store
@@ -215,6 +252,10 @@ def routes(config: Config, service: SandboxService, metrics: Metrics, keys: ApiK
         *requires(Access.API_KEY, [*sessions.routes(), *workspaces.routes(), *codebases.routes()], keys,
                   body=json_bytes),
         *requires(Access.API_KEY, codebases.upload_routes(), keys, body=None),
+        # snapshots, fork, their export and import, volumes (snapshots.py, transfer.py, volumes.py)
+        *requires(Access.API_KEY, [*snapshots.routes(), *transfer.routes(), *volumes.routes()], keys,
+                  body=json_bytes),
+        *requires(Access.VOLUME, volumes.content_routes(), keys, body=config.max_upload_bytes),
         *requires(Access.API_KEY, [ext.route(path) for path, ext in (extensions or {}).items()], keys,
                   body=json_bytes),
         *requires(Access.SANDBOX, envd, keys, body=json_bytes),

@@ -97,6 +97,10 @@ CONTROL_ACTIONS = {
     ("DELETE", _CODEBASE): "codebase.delete",
     ("PUT", _CODEBASE + "/files"): "codebase.write",
     ("POST", _CODEBASE + "/tar"): "codebase.upload",
+    ("POST", _SANDBOX + "/snapshots"): "snapshot.create", ("POST", _SANDBOX + "/fork"): "sandbox.fork",
+    ("DELETE", "/templates/{template_id}"): "snapshot.delete",
+    ("POST", "/snapshots/{snapshot_id}/export"): "snapshot.export", ("POST", "/snapshots/import"): "snapshot.import",
+    ("POST", "/volumes"): "volume.create", ("DELETE", "/volumes/{volume_id}"): "volume.delete",
 }
 # control-plane reads: recorded only when refused (401, 403, 404)
 CONTROL_READS = {
@@ -114,6 +118,14 @@ CONTROL_READS = {
     ("GET", _CODEBASE + "/files"): "codebase.read",
     ("GET", _CODEBASE + "/tar"): "codebase.download",
     ("GET", _CODEBASE + "/list"): "codebase.list_files",
+    ("GET", "/snapshots"): "snapshot.list",
+    ("GET", "/volumes"): "volume.list", ("GET", "/volumes/{volume_id}"): "volume.get",
+}
+_CONTENT = "/volumecontent/{volume_id}"
+# a volume's content API (its own token) that acts (reads only when refused: 401)
+VOLUME_ACTIONS = {
+    ("PUT", _CONTENT + "/file"): "volume.file.write", ("POST", _CONTENT + "/dir"): "volume.make_dir",
+    ("PATCH", _CONTENT + "/path"): "volume.update", ("DELETE", _CONTENT + "/path"): "volume.remove",
 }
 # sandbox traffic that acts (the rest, reads and stdin, only when refused: 401, 403)
 SANDBOX_ACTIONS = {
@@ -161,6 +173,8 @@ def classify(scope: Scope, status: int) -> str | None:
         # a Connect method by its own name, refused or not (the table holds fixed names only)
         action = SANDBOX_ACTIONS.get((method, scope["path"] if isinstance(route, Mount) else template))
         return action or (f"{method} {template}" if status in _REFUSED else None)
+    if access is Access.VOLUME:
+        return VOLUME_ACTIONS.get((method, template)) or (f"{method} {template}" if status in _REFUSED else None)
     if access in (Access.API_KEY, Access.ADMIN):
         if (action := CONTROL_ACTIONS.get((method, template))) is not None:
             return action
@@ -271,6 +285,8 @@ class AuditLog:
             detail["via"] = _via(scope)
             if action.startswith("file.") and "path" not in detail and "paths" not in detail:
                 detail["path"] = _query_path(scope)
+        elif scope.get("route") is not None and access_of(scope["route"]) is Access.VOLUME:
+            detail["volume"] = scope.get("path_params", {}).get("volume_id")
         outcome = "failed" if detail.get("error") and status < 400 else outcome_of(status)
         sandbox = info.sandbox_id or scope.get("path_params", {}).get("sandbox_id")
         self.record(action, outcome, team=info.team, key_id=info.key_id, sandbox=sandbox, status=status,

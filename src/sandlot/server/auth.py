@@ -12,6 +12,8 @@ open. Rules:
     SANDBOX   sandbox traffic (envd, the code interpreter): the sandbox's access token or a signed
               URL, checked by the envd gate the route carries (envd/auth.py); refused at assembly
               if the route has none
+    VOLUME    a volume's content API: the volume's own token, checked by the volume gate the route
+              carries (volume_gate.py); refused at assembly if the route has none
 
 Tenancy: the guard of an API_KEY or ADMIN route resolves the caller (key id, team, admin) into the
 request's RequestInfo (`caller(request)` reads it), and checks every resource the route's path
@@ -40,6 +42,7 @@ from .envd.routing import SandboxGate
 from .observe import request_info
 from .store import Store, hash_key
 from .teams import DEFAULT_TEAM, Caller
+from .volume_gate import VolumeGate
 
 log = logging.getLogger("sandlot.auth")
 
@@ -51,6 +54,7 @@ class Access(enum.Enum):
     API_KEY = "api-key"
     ADMIN = "admin"
     SANDBOX = "sandbox"
+    VOLUME = "volume"
 
 
 @dataclass(frozen=True)
@@ -145,6 +149,8 @@ def requires(access: Access, routes: Iterable[BaseRoute], keys: ApiKeys, *, body
             raise TypeError(f"{_name(route)} is declared twice")
         if access is Access.SANDBOX and not isinstance(_app(route), SandboxGate):
             raise TypeError(f"{_name(route)} is declared sandbox traffic but carries no sandbox gate")
+        if access is Access.VOLUME and not isinstance(_app(route), VolumeGate):
+            raise TypeError(f"{_name(route)} is declared volume content but carries no volume gate")
         _set_app(route, Guard(_app(route), access, keys, _name(route), body))
     return routes
 

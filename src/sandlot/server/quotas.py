@@ -2,7 +2,9 @@
 
     team quotas   (teams.py, `sandlot teams quotas`) max_sandboxes: running at once; max_memory_mb
                   and max_disk_mb: the limits of the team's running and paused sandboxes, summed (a
-                  paused sandbox is frozen in memory and keeps its files)
+                  paused sandbox is frozen in memory and keeps its files; one paused with its files
+                  only holds no memory); max_disk_mb also counts the sizes of the team's volumes,
+                  checked when one is made (`admit_volume`)
     host memory   the memory limits of every running and paused sandbox, summed, stay within
                   (host RAM - SANDLOT_HOST_MEMORY_RESERVE_MB) * SANDLOT_MEMORY_OVERCOMMIT; at the
                   default ratio of 1 sandboxes that each stay within their own limit cannot, together,
@@ -74,12 +76,24 @@ class Quotas:
         finally:
             self._reserved.remove(claim)
 
+    @contextlib.contextmanager
+    def admit_volume(self, team: str, size_mb: int) -> Iterator[None]:
+        """Check that `team` may keep a volume of `size_mb` more (max_disk_mb), and hold that
+        until the block ends (by then the volume is listed)."""
+        claim = Holding(None, team, 0, size_mb, running=False)
+        self.check(claim)
+        self._reserved.append(claim)
+        try:
+            yield
+        finally:
+            self._reserved.remove(claim)
+
     def check(self, claim: Holding) -> None:
         others = [h for h in (*self.holdings(), *self._reserved)
                   if claim.sandbox_id is None or h.sandbox_id != claim.sandbox_id]
         team = self.teams.get(claim.team)
         mine = [h for h in others if h.team == claim.team]
-        if team.max_sandboxes is not None and sum(h.running for h in mine) + 1 > team.max_sandboxes:
+        if claim.running and team.max_sandboxes is not None and sum(h.running for h in mine) + 1 > team.max_sandboxes:
             raise refusal(f"team \"{team.name}\" may run {team.max_sandboxes} sandbox(es) at once (max_sandboxes) "
                           f"and has {sum(h.running for h in mine)} running")
         for quota, attr in (("max_memory_mb", "memory_mb"), ("max_disk_mb", "disk_mb")):
@@ -87,10 +101,10 @@ class Quotas:
             held = sum(getattr(h, attr) for h in mine)
             if allowed is not None and held + getattr(claim, attr) > allowed:
                 raise refusal(f"team \"{team.name}\" would pass its quota of {allowed} MiB ({quota}): its sandboxes "
-                              f"hold {held} MiB and this one asks {getattr(claim, attr)} MiB")
+                              f"{'and volumes ' if attr == 'disk_mb' else ''}hold {held} MiB and this one asks {getattr(claim, attr)} MiB")
         capacity = self.host_capacity_mb
         committed = sum(h.memory_mb for h in others)
-        if capacity is not None and committed + claim.memory_mb > capacity:
+        if capacity is not None and claim.memory_mb and committed + claim.memory_mb > capacity:
             raise refusal(f"the host has no room for this sandbox: the memory limits of its sandboxes would total "
                           f"{committed + claim.memory_mb} MiB, past the {capacity} MiB they may have (host memory "
                           f"{self.host_mb} MiB, less SANDLOT_HOST_MEMORY_RESERVE_MB={self.reserve_mb}, times "

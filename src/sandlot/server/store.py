@@ -12,7 +12,7 @@ import json
 import secrets
 import sqlite3
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from . import teams
@@ -43,6 +43,21 @@ CREATE TABLE IF NOT EXISTS sandboxes (
 );
 CREATE INDEX IF NOT EXISTS sandboxes_state ON sandboxes(state, started_at);
 """
+# Columns added after the first release, added to older databases at open (JSON where structured):
+# stack: {"template": built template, "layers": [digests, bottom first]} the sandbox runs on;
+# auto_pause_mode: what a pause on timeout keeps (full | filesystem); pause_mode: what the current
+# pause kept; volume_mounts: [{"name", "path"}]; security: the SecurityPolicy fields that differ
+# from its defaults (a fork's children and a cold resume run under it); workspace: it has one.
+ADDED_COLUMNS = {
+    "stack": "TEXT NOT NULL DEFAULT '{}'",
+    "auto_pause_mode": "TEXT NOT NULL DEFAULT 'full'",
+    "auto_resume": "INTEGER NOT NULL DEFAULT 0",
+    "pause_mode": "TEXT",
+    "volume_mounts": "TEXT NOT NULL DEFAULT '[]'",
+    "security": "TEXT NOT NULL DEFAULT '{}'",
+    "workspace": "INTEGER NOT NULL DEFAULT 0",
+}
+_JSON_COLUMNS = ("metadata", "envs", "limits", "stack", "volume_mounts", "security")
 
 
 def hash_key(key: str) -> str:
@@ -64,6 +79,13 @@ class SandboxRecord:
     auto_pause: bool = False
     ended_at: float | None = None
     end_reason: str | None = None
+    stack: dict = field(default_factory=dict)
+    auto_pause_mode: str = "full"
+    auto_resume: bool = False
+    pause_mode: str | None = None
+    volume_mounts: list = field(default_factory=list)
+    security: dict = field(default_factory=dict)
+    workspace: bool = False
     team: str = DEFAULT_TEAM  # teams.py
 
 
@@ -85,6 +107,10 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+        have = {row[1] for row in self.db.execute("PRAGMA table_info(sandboxes)")}
+        for name, decl in ADDED_COLUMNS.items():
+            if name not in have:
+                self.db.execute(f"ALTER TABLE sandboxes ADD COLUMN {name} {decl}")
         teams.migrate(self.db)
         path.chmod(0o600)
         self.teams = Teams(self.db)
@@ -128,31 +154,31 @@ class Store:
     # ---- sandboxes ---------------------------------------------------------------------------
 
     def insert(self, r: SandboxRecord) -> None:
-        self.db.execute(
-            f"INSERT INTO sandboxes ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (r.id, r.template, r.state, r.started_at, r.end_at, json.dumps(r.metadata), json.dumps(r.envs),
-             json.dumps(r.limits), r.access_token, int(r.auto_pause), r.ended_at, r.end_reason, r.team))
+        row = {k: (json.dumps(v) if k in _JSON_COLUMNS else v) for k, v in asdict(r).items()}
+        self.db.execute(f"INSERT INTO sandboxes ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                        tuple(row.values()))
 
     def update(self, sandbox_id: str, **fields) -> None:
         cols = ", ".join(f"{k}=?" for k in fields)
-        self.db.execute(f"UPDATE sandboxes SET {cols} WHERE id=?", (*fields.values(), sandbox_id))
+        values = (json.dumps(v) if k in _JSON_COLUMNS else v for k, v in fields.items())
+        self.db.execute(f"UPDATE sandboxes SET {cols} WHERE id=?", (*values, sandbox_id))
 
     def get(self, sandbox_id: str) -> SandboxRecord | None:
-        row = self.db.execute(f"SELECT {_COLUMNS} FROM sandboxes WHERE id=?", (sandbox_id,)).fetchone()
+        row = self._select("WHERE id=?", (sandbox_id,)).fetchone()
         return _record(row) if row else None
 
     def live(self) -> list[SandboxRecord]:
-        rows = self.db.execute(f"SELECT {_COLUMNS} FROM sandboxes WHERE state != 'killed' ORDER BY started_at")
-        return [_record(r) for r in rows]
+        return [_record(r) for r in self._select("WHERE state != 'killed' ORDER BY started_at")]
+
+    def _select(self, where: str, args: tuple = ()) -> sqlite3.Cursor:
+        return self.db.execute(f"SELECT {', '.join(_FIELDS)} FROM sandboxes {where}", args)
 
 
-# named, not `*`: columns added to an existing database come last, in the order they were added
-_COLUMNS = ("id, template, state, started_at, end_at, metadata, envs, limits, access_token, auto_pause, ended_at, "
-            "end_reason, team")
+_FIELDS = [f.name for f in fields(SandboxRecord)]
 
 
 def _record(row) -> SandboxRecord:
-    return SandboxRecord(id=row[0], template=row[1], state=row[2], started_at=row[3], end_at=row[4],
-                         metadata=json.loads(row[5]), envs=json.loads(row[6]), limits=json.loads(row[7]),
-                         access_token=row[8], auto_pause=bool(row[9]), ended_at=row[10], end_reason=row[11],
-                         team=row[12])
+    values = {k: (json.loads(v) if k in _JSON_COLUMNS else v) for k, v in zip(_FIELDS, row)}
+    values["auto_pause"] = bool(values["auto_pause"])
+    values["auto_resume"] = bool(values["auto_resume"])
+    return SandboxRecord(**values)

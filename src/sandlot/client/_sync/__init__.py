@@ -7,7 +7,8 @@ from .pty import Pty
 from .packages import Packages
 from .sessions import Session, SessionFiles
 from .codebases import Codebase
+from .snapshots import Volume
 from .sandbox import Sandbox, SandboxPaginator
 from .service import SandboxService
 
-__all__ = ["Codebase", "CommandHandle", "Commands", "Files", "Packages", "Pty", "Sandbox", "SandboxPaginator", "SandboxService", "Session", "SessionFiles", "WatchHandle"]
+__all__ = ["Codebase", "CommandHandle", "Commands", "Files", "Packages", "Pty", "Sandbox", "SandboxPaginator", "SandboxService", "Session", "SessionFiles", "Volume", "WatchHandle"]

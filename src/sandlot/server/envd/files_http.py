@@ -338,7 +338,8 @@ class MultipartFiles:
         })
 
     async def files(self, path: str | None) -> AsyncIterator[tuple[str, AsyncIterator[bytes]]]:
-        """(destination, data) per `file` part: the filename is the path unless `path` is given."""
+        """(destination, data) per `file` part: the filename is the path unless `path` is given
+        (then a part without a filename is taken as well, as E2B's envd does)."""
         count = 0
         while True:
             kind, headers = await self._next()
@@ -348,7 +349,8 @@ class MultipartFiles:
                 continue
             name, filename = _disposition(headers)
             data = self._data()
-            if name == "file" and filename is not None:
+            # a `file` part; E2B takes one without a filename too when the query gives the path
+            if name == "file" and (filename is not None or path):
                 count += 1
                 if path and count > 1:
                     raise InvalidArgument("several files cannot be uploaded to one path")

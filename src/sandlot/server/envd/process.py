@@ -129,3 +129,5 @@ async def _process_events(events: AsyncIterator[dict], sandbox: SandboxHandle,
                 exit_code=end["exit_code"], exited=end["exited"], status=end["status"], error=end.get("error")))
         else:
             yield pb.ProcessEvent(data=pb.ProcessEvent.DataEvent(**event))
+            if sandbox.output_rate is not None:  # the relay's CPU is ours: bounded per sandbox
+                await sandbox.output_rate.take(len(next(iter(event.values()))))

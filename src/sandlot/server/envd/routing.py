@@ -31,6 +31,7 @@ from .errors import error_response
 if TYPE_CHECKING:
     from ..agent_client import AgentClient
     from ..code_contexts import KernelSession
+    from ..throttle import ByteRate
 
 SANDBOX_ID_HEADER = "e2b-sandbox-id"
 
@@ -50,6 +51,8 @@ class SandboxHandle(Protocol):
     def closed(self) -> asyncio.Event: ...  # set on kill or pause: open streams end
     @property
     def kernels(self) -> KernelSession | None: ...  # code contexts; None if the template has none
+    @property
+    def output_rate(self) -> ByteRate | None: ...  # bounds the command output relayed (None: unbounded)
     # and, optionally, `team`: the owning team's id (for the audit trail)
 
 
@@ -58,6 +61,7 @@ class SandboxLookup(Protocol):
     def running(self) -> Iterable[SandboxHandle]: ...
     @property
     def paused(self) -> Mapping[str, SandboxHandle]: ...
+    # and, optionally, `async wake(sandbox_id)`: resume a paused sandbox that asked for auto-resume
 
 
 _current: contextvars.ContextVar[SandboxHandle] = contextvars.ContextVar("envd_sandbox")
@@ -79,6 +83,7 @@ class SandboxGate:
             return await self.app(scope, receive, send)
         request = HTTPConnection(scope)
         info = request_info(scope)
+        await self._wake(scope, request)
         try:
             sandbox = find_sandbox(self.lookup, request, self.policy)
         except SandlotError as e:
@@ -93,6 +98,23 @@ class SandboxGate:
             await self.app(scope, receive, send)
         finally:
             _current.reset(reset)
+
+    async def _wake(self, scope: Scope, request: HTTPConnection) -> None:
+        """Auto-resume (server/lifecycle.py): a paused sandbox the request names and would be let
+        into resumes first. Not on /health: is_running() must not wake a sandbox."""
+        wake = getattr(self.lookup, "wake", None)
+        named = request.headers.get(SANDBOX_ID_HEADER)
+        if wake is None or not named or scope["path"] == "/health":
+            return
+        paused = self.lookup.paused.get(named)
+        if paused is None:
+            return
+        if paused.access_token is not None:
+            try:
+                self.policy(paused.access_token, request)
+            except AuthenticationError:
+                return  # refused as usual by find_sandbox
+        await wake(named)
 
 
 def find_sandbox(lookup: SandboxLookup, request: HTTPConnection, policy: Policy) -> SandboxHandle:
