@@ -1,7 +1,9 @@
 """The permission filesystem's life with its server's: it starts with the first workspace, outlives a
 server killed with -9 (the next server adopts it with the sandboxes), and goes with a clean stop,
 leaving no process or mount. A daemon that died with the server takes its sandboxes' workspaces
-with it: those sandboxes are not adopted."""
+with it: those sandboxes are not adopted. A daemon killed under a running server leaves a dead
+mount, which the server removes (when a workspace goes, before a new daemon starts, at stop) and
+the suites' leak checks report rather than crash on."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import time
 import httpx
 import pytest
 
-from host_resources import Footprint, permfs_daemons
+from host_resources import Footprint, permfs_daemons, sandbox_traces
 from support import denials, start_server, wait_until
 
 from sandlot import Sandbox
@@ -103,3 +105,40 @@ def test_a_workspace_whose_daemon_died_is_not_adopted(home, tmp_path):
             assert fresh.commands.run("cat /workspace/main.py").stdout == PROJECT["main.py"]
     finally:
         srv.stop()
+
+
+def _killed(pid: int) -> None:
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not os.path.exists(f"/proc/{pid}"), message=f"daemon {pid} gone")  # the server reaps it
+
+
+def test_a_daemon_killed_under_a_running_server(home, tmp_path):
+    fp = Footprint(home)
+    srv = start_server(home, pool_size=0)
+    conn = {"api_url": srv.url, "api_key": srv.api_key}
+    try:
+        first = Sandbox.from_local(write_project(tmp_path / "p"), preset="read-only", **conn)
+        fp.note_slots()
+        pid, mount = _daemon(home)
+        _killed(pid)
+        assert _mounted(mount)  # dead: "transport endpoint is not connected"
+        # the leak checks report the dead mount instead of failing on it
+        assert mount in sandbox_traces(first.sandbox_id, home).get("dead mounts", [])
+        assert any(mount in item and "dead mount" in item for item in fp.resources()["permfs"])
+        assert first.commands.run("ls /workspace", check=False).exit_code != 0  # its workspace went with it
+        first.kill()
+        assert not _mounted(mount)  # its last workspace gone: the server removed the dead mount
+        # the server recovers: a new workspace gets a new daemon
+        with Sandbox.from_local(write_project(tmp_path / "q"), preset="read-only", **conn) as fresh:
+            assert fresh.commands.run("cat /workspace/main.py").stdout == PROJECT["main.py"]
+            assert _daemon(home)[0] not in (None, pid)
+        # killed again, with a workspace sandbox running: the stop removes everything
+        last = Sandbox.from_local(write_project(tmp_path / "r"), preset="read-only", **conn)
+        _killed(_daemon(home)[0])
+        assert last.commands.run("ls /workspace", check=False).exit_code != 0
+    finally:
+        srv.stop()
+    assert _daemon(home)[0] is None and not _mounted(mount)
+    assert not [line for line in open("/proc/mounts") if line.split()[1].startswith(str(mount_root(home)))]
+    left = fp.resources()
+    assert not any(left.values()), left

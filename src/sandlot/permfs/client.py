@@ -6,7 +6,9 @@ Blocking calls: the runtime makes them from worker threads (its create and kill 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import socket
 import subprocess
 import sys
@@ -17,6 +19,8 @@ from pathlib import Path
 from .. import _exceptions as E
 from ..hostfs import mounts
 from ..runtimes import syscalls
+
+log = logging.getLogger("sandlot.permfs")
 
 START_TIMEOUT = 20.0
 CALL_TIMEOUT = 60.0
@@ -56,7 +60,7 @@ class PermFS:
         with self._lock:
             if self.running() is not None:
                 return
-            self.unmount_stale()
+            self._clear_dead()
             self.mount.mkdir(mode=0o711, exist_ok=True)
             with open(self.log, "ab") as out:
                 proc = subprocess.Popen([sys.executable, "-c", BOOT, "--mount", str(self.mount),
@@ -77,28 +81,41 @@ class PermFS:
             tail = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
             raise E.RuntimeFailure(f"the permission filesystem did not start: {tail.strip() or 'no output'}")
 
-    def unmount_stale(self) -> None:
-        """A daemon that died leaves its mount behind ("transport endpoint is not connected")."""
-        if any(m.point == str(self.mount) for m in mounts()):
+    def clear_dead(self) -> bool:
+        """If no daemon answers, remove what a dead one left: its mount ("transport endpoint is
+        not connected" to anything that looks), the mount point and its control socket. The
+        server's owner of the mount: at start, at stop, and when a workspace goes. True if none
+        answers."""
+        with self._lock:  # not while ensure() starts a daemon
+            if self.running() is not None:
+                return False
+            self._clear_dead()
+            return True
+
+    def _clear_dead(self) -> None:
+        for _ in range(8):  # stacked mounts, if one was made over a dead one
+            if not any(m.point == str(self.mount) for m in mounts()):
+                break
             try:
-                syscalls.umount(str(self.mount))
-            except OSError:
-                pass
+                syscalls.umount(str(self.mount))  # lazy: a process may still be inside it
+            except OSError as e:
+                log.error("cannot unmount the dead permission filesystem at %s: %s", self.mount, e)
+                return
+            log.warning("unmounted the permission filesystem a dead daemon left at %s", self.mount)
+        for remove in (self.mount.rmdir, self.control.unlink):
+            with contextlib.suppress(FileNotFoundError):
+                remove()
 
     def stop(self) -> None:
         """Unmount and end the daemon (when no sandbox needs it any more)."""
-        if self.running() is None:
-            self.unmount_stale()
+        if self.clear_dead():
             return
         self._call({"op": "stop"})
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and any(m.point == str(self.mount) for m in mounts()):
             time.sleep(0.02)
-        self.unmount_stale()
-        try:
-            self.mount.rmdir()
-        except OSError:
-            pass
+        with self._lock:  # asked to stop: whatever it did not remove goes, answering or not
+            self._clear_dead()
 
     # ---- workspaces ----------------------------------------------------------------------------
 
@@ -117,7 +134,7 @@ class PermFS:
         self._call({"op": "reroot", "sandbox": sandbox_id, "root": str(root)})
 
     def remove(self, sandbox_id: str) -> None:
-        if self.running() is not None:
+        if not self.clear_dead():
             self._call({"op": "remove", "sandbox": sandbox_id})
 
     def sandboxes(self) -> set[str]:

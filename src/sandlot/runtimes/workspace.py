@@ -48,8 +48,7 @@ class Workspaces:
     def __init__(self, home: Path, sandboxes: Path, run_dir: Path):
         self.sandboxes = sandboxes
         self.permfs = PermFS(run_dir, home / "permfs.log")
-        if self.permfs.running() is None:
-            self.permfs.unmount_stale()  # a daemon that died (its sandboxes are not adopted)
+        self.permfs.clear_dead()  # a daemon that died (its sandboxes are not adopted) left its mount
 
     @property
     def denials(self) -> Path:
@@ -170,6 +169,9 @@ class Workspaces:
                 remove_tree(path)
 
     def close(self, sandboxes_left: bool) -> None:
-        """At server stop: the daemon goes with the last sandbox (a kept one still needs it)."""
+        """At server stop: the daemon goes with the last sandbox (a kept one still needs it); a
+        dead daemon's mount goes in any case."""
         if not sandboxes_left:
             self.permfs.stop()
+        else:
+            self.permfs.clear_dead()
