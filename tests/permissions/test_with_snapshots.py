@@ -51,16 +51,16 @@ def test_a_cold_resume_keeps_the_policy(conn, made):
 def test_blocked_paths_hide_a_snapshots_files(conn, made):
     source = Sandbox.create(**conn)
     made.append(source)
-    source.files.write("/opt/secret.txt", "from the snapshot\n")
+    source.files.write("/home/user/secret.txt", "from the snapshot\n")
     snap = source.create_snapshot()
     try:
-        blocked = Sandbox.create(snap.snapshot_id, security={"blocked_paths": ["/opt/secret.txt"]}, **conn)
+        blocked = Sandbox.create(snap.snapshot_id, security={"blocked_paths": ["/home/user/secret.txt"]}, **conn)
         made.append(blocked)
-        assert blocked.commands.run("cat /opt/secret.txt", check=False).exit_code != 0
-        assert blocked.commands.run("sudo cat /opt/secret.txt", check=False).exit_code != 0  # root too
+        assert blocked.commands.run("cat /home/user/secret.txt", check=False).exit_code != 0
+        assert blocked.commands.run("sudo cat /home/user/secret.txt", check=False).exit_code != 0  # root too
         plain = Sandbox.create(snap.snapshot_id, **conn)
         made.append(plain)
-        assert plain.files.read("/opt/secret.txt") == "from the snapshot\n"
+        assert plain.files.read("/home/user/secret.txt") == "from the snapshot\n"
     finally:
         for sandbox in made[1:]:
             sandbox.kill()
