@@ -78,3 +78,15 @@ def test_a_workspace_refuses_fork_and_a_filesystem_pause(open_sandbox):
     assert sandbox.pause(mode="full")  # its memory, workspace and all
     sandbox.resume()
     assert sandbox.commands.run(f"cat {W}/output/state.txt").stdout == "mine\n"
+
+
+def test_a_volume_cannot_share_the_workspaces_path(conn, codebase):
+    from sandlot import InvalidArgument, Volume
+
+    volume = Volume.create("ws-overlap", **conn)
+    try:
+        for path in ("/workspace", "/workspace/data", "/"):
+            with pytest.raises(InvalidArgument):
+                Sandbox.create(codebase=codebase, volume_mounts={path: volume}, **conn)
+    finally:
+        Volume.destroy("ws-overlap", **conn)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from sandlot.runtimes import make_runtime
 from sandlot.runtimes.interface import RuntimeSandbox
-from sandlot.runtimes.policy import Limits, SandboxSpec
+from sandlot.runtimes.policy import Limits, SandboxSpec, SecurityPolicy
 from sandlot.templates import TemplateStore
 
 
@@ -54,7 +54,10 @@ def main() -> None:
     store = TemplateStore(home)
 
     def create(spec: dict, template: str, overrides: dict | None = None):
-        spec = SandboxSpec(**{**spec, "limits": Limits(**spec["limits"])})
+        # the nested values as the dataclasses hold them (JSON made their tuples lists)
+        spec = SandboxSpec(**{**spec, "limits": Limits(**spec["limits"]),
+                              "security": SecurityPolicy.from_changes(spec.get("security") or {}),
+                              "volumes": tuple(tuple(v) for v in spec.get("volumes") or ())})
         return runtime.create(spec, dataclasses.replace(store.get(template), **(overrides or {})))
 
     ops = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import posixpath
 import secrets
 import string
 import time
@@ -260,6 +261,7 @@ class SandboxService:
         template = req.stack or await self._template(req.template)
         pooled = self._claim_pooled(req) if req.stack is None else None
         if pooled is None:
+            _apart(req.workspace, req.volume_mounts)  # before a volume is mounted
             volumes = await asyncio.to_thread(self.volume_binds, req.volume_mounts, req.team)
             spec = SandboxSpec(new_sandbox_id(), req.template, req.limits, envs=req.envs, volumes=volumes,
                                workspace=req.workspace, security=req.security)
@@ -698,6 +700,17 @@ def _walked(walk: asyncio.Future) -> None:
     """A walk nobody awaited (its readers took the last reading) failed: the sandbox went meanwhile."""
     if not walk.cancelled() and walk.exception() is not None:
         log.debug("disk use not read: %s", walk.exception())
+
+
+def _apart(workspace: Workspace | None, volume_mounts: list[dict]) -> None:
+    """A volume and the workspace cannot share a path: one bind would cover the other."""
+    if workspace is None:
+        return
+    top = workspace.mount_path.rstrip("/")
+    for mount in volume_mounts:
+        path = posixpath.normpath(str(mount.get("path", "")))
+        if path == top or path.startswith(top + "/") or top.startswith(path.rstrip("/") + "/"):
+            raise E.InvalidArgument(f"a volume at {path} and the workspace at {top} overlap")
 
 
 def _log_failure(started: asyncio.Future, sandbox_id: str) -> None:
