@@ -10,6 +10,7 @@ import errno
 import json
 import os
 import re
+import socket
 import stat
 from pathlib import Path
 
@@ -56,6 +57,17 @@ def walk(top: Path, depth: int) -> tuple[list[Path], list[str]]:
                     below.append(path)
         level = below
     return found, dead
+
+
+def _listened_on(path: Path) -> bool:
+    """Does a process accept connections on this unix socket (else it is a stale file)?"""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(2)
+        try:
+            s.connect(str(path))
+            return True
+        except OSError:
+            return False
 
 
 def dead_mounts(top: Path) -> list[str]:
@@ -219,7 +231,8 @@ class Footprint:
         # the permission filesystem: its daemon (host root, in no sandbox's cgroup), its mount
         # point and sockets, a mount its daemon left dead
         permfs = [f"daemon {pid}" for pid in permfs_daemons(self.mnt)]
-        permfs += [str(p) for p in self.mnt.glob(".permfs*")]
+        permfs += [str(p) for p in self.mnt.glob(".permfs*")
+                   if not (p.name == ".permfs-denials.sock" and _listened_on(p))]  # a running server's
         permfs += [f"{point} (dead mount: its daemon is gone)" for point in dead_mounts(self.mnt)]
         # layers (snapshots, fork, filesystem pauses): a layer or an unfinished commit nobody holds
         layers = [str(p) for p in (self.home / "layers").glob("*")
