@@ -291,6 +291,10 @@ def sandbox_traces(sandbox_id: str, home: Path, pid_ns: str | None = None) -> di
     groups = [*CGROUP_ROOT.glob(f"*/*/{sandbox_id}"), *CGROUP_ROOT.glob(f"*/{sandbox_id}")]
     found["cgroups"] = [str(p) for p in groups if p.is_dir()]
     found["uid claims"] = [str(p) for p in CLAIMS.glob("[0-9]*") if sandbox_id in _read(str(p)).split()]
+    # its disk's loop device (runtimes/disk.py): gone once nothing holds its filesystem
+    found["loop devices"] = [f"{p.parent.parent.name} {_read(str(p)).strip()}"
+                             for p in Path("/sys/block").glob("loop*/loop/backing_file")
+                             if sandbox_id in _read(str(p)).split("/")]
     return {kind: items for kind, items in found.items() if items}
 
 

@@ -34,7 +34,7 @@ from rootless_support import Account, remove_home
 from support import link_templates
 
 from sandlot import _exceptions
-from sandlot.runtimes import cgroups
+from sandlot.runtimes import cgroups, disk
 from sandlot.runtimes.interface import RuntimeSandbox
 from sandlot.runtimes.cgroups import Usage
 from sandlot.runtimes.policy import Limits, SandboxSpec
@@ -69,7 +69,7 @@ class RuntimeCase:
 
 
 def _namespace_lacks() -> dict[str, str]:
-    lacks = {"disk_quota": "the writable layer has no quota"}
+    lacks = {"disk_quota": "disk: "} if disk.available() else {}
     if cgroups.detect() is None:
         lacks.update(dict.fromkeys(("memory", "cpu", "pids", "pause"), "no cgroups"))
     return lacks

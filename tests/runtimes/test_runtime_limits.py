@@ -100,9 +100,11 @@ async def test_the_cpu_limit_gives_a_fraction_of_a_core(runtime, make_sandbox):
 async def test_no_file_grows_past_disk_mb(make_sandbox):
     box = make_sandbox(disk_mb=16)
     result = await box.run("head -c 20M /dev/zero > ~/big")
-    assert result.exit_code != 0 and b"File size limit exceeded" in result.stderr, result  # SIGXFSZ
+    # SIGXFSZ (RLIMIT_FSIZE), or first a full disk where the runtime gives each sandbox its own
+    assert result.exit_code != 0, result
+    assert b"File size limit exceeded" in result.stderr or b"No space left" in result.stderr, result
     assert int((await box.run("stat -c %s ~/big")).stdout) <= 16 * MiB
-    assert (await box.run("head -c 10M /dev/zero > ~/small")).exit_code == 0
+    assert (await box.run("rm ~/big && head -c 10M /dev/zero > ~/small")).exit_code == 0
     assert (await box.run("ulimit -f unlimited")).exit_code != 0  # not to be lifted from inside
     with pytest.raises(SandlotError) as e:
         await box.agent.write("/home/user/upload", None, b"\0" * (17 * MiB))
@@ -113,9 +115,57 @@ async def test_no_file_grows_past_disk_mb(make_sandbox):
 async def test_disk_mb_caps_the_writable_layer(runtime, make_sandbox):
     if not enforces(runtime, "disk_quota"):
         return
-    box = make_sandbox(disk_mb=16)
+    box, neighbour = make_sandbox(disk_mb=16), make_sandbox(disk_mb=16)
     result = await box.run("for i in 1 2 3; do head -c 8M /dev/zero > ~/part$i || exit 1; done")
     assert result.exit_code != 0 and b"No space left" in result.stderr, result
+    # every writable place counts: /tmp is on the same disk (not memory), so is root's whole tree
+    result = await box.run("head -c 8M /dev/zero > /tmp/more", user="root")
+    assert result.exit_code != 0 and b"No space left" in result.stderr, result
+    assert runtime.disk_used(box.id) >= 12 * MiB
+    # files run out too: the disk has its own inodes (1 per 16 KiB), not the host's
+    made = await box.python("import os\nos.chdir('/tmp')\nn = 0\n"
+                            "try:\n    while n < 100000:\n        open(f'f{n}', 'x').close(); n += 1\n"
+                            "except OSError as e:\n    print(n, e.errno)\n", user="root")
+    count, errno_ = made.stdout.split()
+    assert int(count) <= 1024 and int(errno_) == 28, made  # ENOSPC
+    # the agent's /run/sandlot (writable by root inside) is a small tmpfs, not the host's disk
+    result = await box.run("head -c 4M /dev/zero > /run/sandlot/fill", user="root")
+    assert result.exit_code != 0 and b"No space left" in result.stderr, result
+    # a full disk is ENOSPC inside, not a dead sandbox; freeing space makes it usable again
+    assert (await box.run("echo alive")).stdout == b"alive\n"
+    assert (await box.run("rm -f /home/user/part* /tmp/more /run/sandlot/fill && find /tmp -name 'f*' -delete && "
+                          "head -c 4M /dev/zero > ~/again", user="root")).exit_code == 0
+    assert (await neighbour.run("head -c 8M /dev/zero > ~/mine")).exit_code == 0
+
+
+async def test_a_full_tmp_does_not_take_the_sandbox_down(runtime, make_sandbox):
+    # /tmp used to be a tmpfs charged to the sandbox's memory: filling it OOM-killed the agent
+    if not enforces(runtime, "disk_quota"):
+        return
+    box = make_sandbox(memory_mb=64, disk_mb=512)
+    result = await box.run("head -c 200M /dev/zero > /tmp/big; ls -la /tmp/big")
+    assert result.exit_code == 0, result
+    assert runtime.usage(box.id).memory_bytes < 64 * MiB
+    assert (await box.run("echo alive")).stdout == b"alive\n"
+
+
+async def test_memory_pressure_kills_the_sandbox_processes_not_its_agent(runtime, make_sandbox):
+    if not enforces(runtime, "memory"):
+        return
+    box = make_sandbox(memory_mb=64)
+    # two holders of 25 MiB: together with the agent near the limit; a third pushes past it
+    holders = [box.agent.start("python3", ["-c", HOLD.format(mb=25, seconds=60)]) for _ in range(2)]
+    for events in holders:
+        assert "start" in await events.__anext__()
+        assert await events.__anext__() == {"stdout": b"held\n"}
+    tasks = [asyncio.ensure_future(collect(events)) for events in holders]
+    third = await box.python(HOLD.format(mb=25, seconds=0))
+    ends = [third.end["status"]] + [
+        (await asyncio.wait_for(t, 30)).end["status"] if t.done() else "running" for t in tasks]
+    assert "signal: killed" in ends, ends
+    for t in tasks:
+        t.cancel()
+    assert (await box.run("echo alive")).stdout == b"alive\n"  # the agent survived it all
 
 
 async def test_usage_and_disk_used_are_measured(runtime, make_sandbox):

@@ -40,6 +40,7 @@ def popen(argv, user, cwd, env, stdin, stdout, stderr, preexec_fn=None, restrict
                 argv, stdin=stdin, stdout=stdout, stderr=stderr, cwd=cwd, env=env,
                 start_new_session=True, preexec_fn=preexec_fn, **users.identity(user))
         children.started.add(proc.pid)
+        _oom_first(proc.pid)
         return proc
     except FileNotFoundError as e:
         what = "cwd '%s'" % cwd if e.filename == cwd else "'%s'" % argv[0]
@@ -48,6 +49,21 @@ def popen(argv, user, cwd, env, stdin, stdout, stderr, preexec_fn=None, restrict
         raise OpError("permission_denied", "cannot start process: %s" % e) from None
     except OSError as e:
         raise OpError("invalid_argument", "cannot start process: %s" % e) from None
+
+
+OOM_SCORE_ADJ = 500  # half the sandbox's memory limit added to a process's badness
+
+
+def _oom_first(pid):
+    """Under the sandbox's memory pressure its own processes go first, the agent (at 0) last:
+    the OOM killer picks the highest score. Raising a score needs no privilege; lowering one below
+    the agent's would need CAP_SYS_RESOURCE on the host (which even the server may lack), so a
+    process that lowers its own back to 0 only competes with the agent on memory use."""
+    try:
+        with open("/proc/%d/oom_score_adj" % pid, "w") as f:
+            f.write(str(OOM_SCORE_ADJ))
+    except OSError:
+        pass  # it has already exited
 
 
 def cwd_for(cwd, user):

@@ -102,7 +102,7 @@ def agent_answers(sock: Path, timeout: float = 2) -> bool:
         s.close()
 
 
-def wait_for_agent(sock: Path, pid: int, d: Path) -> None:
+def wait_for_agent(sock: Path, pid: int, log: Path) -> None:
     """Return once the agent accepts connections; raise with the sandbox's log if it never does."""
     deadline = time.monotonic() + AGENT_READY_TIMEOUT
     delay = 0.0005
@@ -115,7 +115,7 @@ def wait_for_agent(sock: Path, pid: int, d: Path) -> None:
         delay = min(delay * 2, 0.002)  # the agent needs ~70 ms: poll finely, the checks are cheap
     logtail = ""
     try:
-        logtail = (d / "sandbox.log").read_text()[-2000:]
+        logtail = log.read_text()[-2000:]
     except OSError:
         pass
     raise E.RuntimeFailure(f"the sandbox agent did not start: {logtail.strip() or 'no output'}")

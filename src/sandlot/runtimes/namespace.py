@@ -8,15 +8,16 @@ How a sandbox is built (as root on the host):
    owned by host root, appears owned by the sandbox's own root and `user`) and mounts an overlay with a
    per-sandbox upper layer on top. Sandbox writes land in the upper layer only.
 3. The child execs bwrap, which (root inside its user namespace only) makes the mount, pid, ipc, uts,
-   net and cgroup namespaces, binds the overlay as /, adds /proc, /dev, a private /tmp, the agent code
+   net and cgroup namespaces, binds the overlay as /, adds /proc, /dev, the agent code
    and its socket directory, drops to the agent's capability set, loads the seccomp filter and sets
    no_new_privs, then starts the agent.
 
-What a sandbox owns on the host: <home>/sandboxes/<id>/ (overlay layers, state, log), and
-/run/sandlot/<home hash>/<id>/ (its root mount and agent socket directory: bwrap runs as the sandbox's
-uid and must be able to reach them, which a private state dir would not allow; the directory admits
-the sandbox's gid only, and its mounts are nosuid and nodev). kill() removes processes (cgroup),
-mounts, cgroups and both directories, in that order.
+What a sandbox owns on the host: <home>/sandboxes/<id>/ (state, the template's lower mounts, and
+its disk: an ext4 image of disk_mb mounted at disk/, holding the overlay's upper layer and the agent's
+log: disk.py), and /run/sandlot/<home hash>/<id>/ (a small tmpfs with its root mount and agent socket
+directory: bwrap runs as the sandbox's uid and must be able to reach them, which a private state dir
+would not allow; the directory admits the sandbox's gid only, and its mounts are nosuid and nodev).
+kill() removes processes (cgroup), mounts, cgroups and both directories, in that order.
 """
 
 from __future__ import annotations
@@ -35,19 +36,21 @@ from ..hostfs import mounted_under, remove_tree, tree_usage
 from ..layers.mount import mount_lowers, overlay_options, unmount_lowers
 from ..volumes.mount import mount_volumes, unmount_volumes, volume_binds
 from ..protocol import contract
-from . import cgroups, seccomp, syscalls
-from . import hidden
+from . import cgroups, disk, hidden, seccomp, syscalls
 from .agent_setup import agent_answers, install_agent, policy_settings, wait_for_agent, write_config
 from .bwrap import bind, install_bwrap, policy_ops, render, sandbox_setup
 from .cgroups import SandboxCgroup
 from .interface import RuntimeSandbox
-from .policy import SANDBOX_ROOT_CAPS, MiB, SandboxSpec
+from .policy import SANDBOX_ROOT_CAPS, Limits, MiB, SandboxSpec
 from .sandbox_process import alive, become_sandbox, start_ticks
 from .stems import Stems, discard, hand_over
 from .uids import UID_RANGE, UidRanges, uid_base
 from .workspace import Workspaces
 
 log = logging.getLogger("sandlot.runtime")
+
+RUN_MOUNT_FLAGS = syscalls.MS_NODEV | syscalls.MS_NOSUID | syscalls.MS_NOEXEC
+RUN_TMPFS = "size=1m,nr_inodes=256"  # agent.json, its socket, boot_id, the mount points
 
 
 def mount_root(home: Path) -> Path:
@@ -76,6 +79,10 @@ class NamespaceRuntime:
             if self.cgroup_version else None
         self.uids = UidRanges(self.mnt)
         self.workspaces = Workspaces(home, self.root, self.mnt)  # codebases with path permissions (issue 13)
+        # each sandbox on a disk of its own where loop devices allow (disk.py)
+        self.disks = disk.available() is None
+        if self.disks:  # mkfs once per home for the default size (~0.2 s), not at a create
+            disk.blank(home / "disks", Limits.disk_mb)
         # claims of sandboxes that never got a state dir (a crash mid-create) are stale; the
         # others stay until the service adopts or kills their sandbox
         known = self.leftovers()
@@ -100,8 +107,9 @@ class NamespaceRuntime:
         found = []
         if self.cgroup_version is None:
             found.append("no cgroups: memory, cpu and pids limits are not enforced")
-        found.append("disk: the writable layer has no quota; each file is limited to disk_mb "
-                     "(RLIMIT_FSIZE) and /tmp to its tmpfs size, the total is only reported")
+        if why := disk.available():
+            found.append(f"disk: {why}: the writable layer has no quota; each file is limited to disk_mb "
+                         "(RLIMIT_FSIZE) and /tmp is a tmpfs in the sandbox's memory")
         return found
 
     def leftovers(self) -> set[str]:
@@ -138,26 +146,33 @@ class NamespaceRuntime:
     def _create(self, spec: SandboxSpec, template, d: Path, slot: int, base: int) -> RuntimeSandbox:
         sid = spec.sandbox_id
         d.mkdir(mode=0o700)
-        for sub in ("lower", "upper", "work"):
-            (d / sub).mkdir()
+        (d / "lower").mkdir()
+        # everything the sandbox writes to disk lands on its own filesystem of disk_mb (disk.py)
+        if self.disks:
+            empty = disk.mount(self.home / "disks", d / "disk.img", d / "disk", spec.limits.disk_mb)
+        else:
+            (d / "disk").mkdir()
+            empty = None
+        for sub in ("upper", "work"):
+            (d / "disk" / sub).mkdir()
+        os.chown(d / "disk" / "upper", base, base)
         m = self._mnt(sid)
         # Only the sandbox's bwrap (gid base) passes: nothing of the sandbox's, its layer above all,
-        # is reachable by the host's other users.
+        # is reachable by the host's other users. A tmpfs of its own: the sandbox's root writes in
+        # run/ (its /run/sandlot), which must fill neither the host's disk nor its memory.
         m.mkdir(mode=0o700)
-        os.chown(m, 0, base)
-        os.chmod(m, 0o710)
+        syscalls.mount("tmpfs", str(m), "tmpfs", RUN_MOUNT_FLAGS, f"{RUN_TMPFS},mode=0710,uid=0,gid={base}")
         (m / "root").mkdir()
         (m / "run").mkdir(mode=0o711)  # users inside reach agent.sock (sudo) but cannot list
-        os.chown(d / "upper", base, base)
         os.chown(m / "run", base, base)
         write_config(m / "run", contract.AgentConfig(allow_sudo=spec.allow_sudo, root_caps=SANDBOX_ROOT_CAPS,
                                                      run_as_default_user=True,
                                                      **policy_settings(m / "run", spec, template)))
         (d / "state.json").write_text(json.dumps({"slot": slot, "uid_base": base, "template": spec.template,
-                                                  "workspace": spec.workspace is not None}))
+                                                  "workspace": spec.workspace is not None, "disk_empty": empty}))
         # the sandbox's own policy (issue 13): paths it blocks (in the template and a snapshot's
         # layers), its workspace (runtimes/workspace.py)
-        hidden.hide(d / "upper", [*reversed(template.layers), template.rootfs], spec.hidden_paths(), base)
+        hidden.hide(d / "disk" / "upper", [*reversed(template.layers), template.rootfs], spec.hidden_paths(), base)
         workspace = self.workspaces.prepare(spec, template, d, base) if spec.workspace else None
 
         cg = SandboxCgroup(sid, self.cgroup_version, self.cgroup_group) if self.cgroup_version else None
@@ -171,7 +186,7 @@ class NamespaceRuntime:
         os.lseek(args_fd, 0, os.SEEK_SET)
         command = ["bwrap", "--args", "6", *argv[split:]]  # argv[0] too: no host path shows
         seccomp_fd = seccomp.filter_fd()
-        log_fd = os.open(d / "sandbox.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        log_fd = os.open(d / "disk" / "sandbox.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         ready_r, ready_w = os.pipe()
         go_r, go_w = os.pipe()
         fsize = spec.limits.disk_mb * MiB
@@ -225,7 +240,7 @@ class NamespaceRuntime:
             # nosuid: root inside may make setuid files in its layer, owned by its host uid
             # (inside, no_new_privs makes them inert; on the host only the mount flag does)
             syscalls.mount("overlay", str(m / "root"), "overlay", syscalls.MS_NODEV | syscalls.MS_NOSUID,
-                           overlay_options(lowerdir, d / "upper", d / "work"))
+                           overlay_options(lowerdir, d / "disk" / "upper", d / "disk" / "work"))
             os.write(go_w, b"1")
         finally:
             os.close(ready_r)
@@ -233,7 +248,7 @@ class NamespaceRuntime:
         state = json.loads((d / "state.json").read_text())
         state.update(pid=pid, started_ticks=start_ticks(pid))
         (d / "state.json").write_text(json.dumps(state))
-        wait_for_agent(m / "run" / contract.AGENT_SOCKET_NAME, pid, d)
+        wait_for_agent(m / "run" / contract.AGENT_SOCKET_NAME, pid, d / "disk" / "sandbox.log")
         # The server talks to the agent through a second link made now, before any code of the
         # sandbox's has run, in a directory the sandbox cannot reach: its root could later replace
         # /run/sandlot/agent.sock with a symlink to another sandbox's socket.
@@ -248,7 +263,8 @@ class NamespaceRuntime:
         boot_id.chmod(0o444)
         setup = sandbox_setup(spec, template, root=[bind(m / "root", "/")], code_dir=self.agent_dir,
                               run_dir=m / "run", seccomp_fd=3, caps=SANDBOX_ROOT_CAPS, boot_id=boot_id,
-                              late=[*volume_binds(m, spec.volumes), *late])  # volumes, then the policy
+                              late=[*volume_binds(m, spec.volumes), *late],  # volumes, then the policy
+                              tmp_in_memory=not self.disks)  # on its disk, a full /tmp kills nothing
         return render(self.bwrap, setup, contract.agent_command(template.python))
 
     @staticmethod
@@ -298,12 +314,17 @@ class NamespaceRuntime:
 
     def disk_used(self, sandbox_id: str) -> int:
         d = self._dir(sandbox_id)
-        return tree_usage(d / "upper") + sum(tree_usage(p) for p in d.glob("ws-upper.*"))  # + its workspace
+        state = self._read_state(sandbox_id) or {}
+        # its workspace's changes are beside its disk (runtimes/workspace.py): walked
+        workspace = sum(tree_usage(p) for p in d.glob("ws-upper.*"))
+        if state.get("disk_empty") is None:  # no disk of its own: walk its layer
+            return tree_usage(d / "disk" / "upper") + workspace
+        return disk.used(d / "disk", state["disk_empty"]) + workspace
 
     def writable_layer(self, sandbox_id: str) -> tuple[Path, int]:
         """The sandbox's overlay upper and the host uid that is root in it (for a commit)."""
         state = self._read_state(sandbox_id)
-        upper = self._dir(sandbox_id) / "upper"
+        upper = self._dir(sandbox_id) / "disk" / "upper"
         if not state or not upper.is_dir():
             raise E.NotFound(f"sandbox {sandbox_id} has no writable layer on this host")
         return upper, state["uid_base"]
@@ -340,6 +361,11 @@ class NamespaceRuntime:
                 break
         unmount_volumes(m)
         unmount_lowers(d)
+        for mount in (d / "disk", m):
+            try:
+                disk.unmount(mount)  # lazily: a process still inside (an abandoned exec) holds it
+            except OSError as e:
+                log.error("sandbox %s: could not unmount %s: %s", sandbox_id, mount, e)
         # A step that fails does not stop the next: a directory that resists removal must not keep
         # the sandbox's cgroups or uid range. What remains is a leftover, retried at next start.
         for path in (m, d):

@@ -177,7 +177,7 @@ class RootlessRuntime:
         finally:
             os.close(info_r)
             os.close(block_w)
-        wait_for_agent(d / "run" / contract.AGENT_SOCKET_NAME, proc.pid, d)
+        wait_for_agent(d / "run" / contract.AGENT_SOCKET_NAME, proc.pid, d / "sandbox.log")
         # Every process in the sandbox may replace the socket in its /run/sandlot (same uid as the
         # agent), e.g. by a symlink to another sandbox's. The server connects through a second
         # link to the agent's socket, made before anything else runs, where no sandbox can reach.

@@ -44,8 +44,8 @@ def become_sandbox(base: int, log_fd: int, seccomp_fd: int, ready_w: int, go_r: 
     os.closerange(7, 65536)
     os.set_inheritable(3, True)
     os.set_inheritable(6, True)
-    # No quota on the writable layer: no file may grow past disk_mb (RLIMIT_FSIZE, soft = hard;
-    # raising a hard limit takes CAP_SYS_RESOURCE on the host, which nothing inside has).
+    # The sandbox's disk bounds the total (disk.py); no file grows past disk_mb either (RLIMIT_FSIZE,
+    # soft = hard; raising a hard limit takes CAP_SYS_RESOURCE on the host, which nothing inside has).
     resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
     os.setgroups([])
     os.setresgid(base, base, base)
