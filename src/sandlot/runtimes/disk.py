@@ -124,17 +124,27 @@ def _attach(image_fd: int) -> tuple[str, int]:
 def mount(cache: Path, image: Path, target: Path, size_mb: int) -> int:
     """Make the sandbox's disk at `image` (a copy of the blank of its size) and mount it at
     `target`; returns the bytes the empty filesystem already uses (what `used` subtracts)."""
-    fd = _sparse_copy(blank(cache, size_mb), image)
+    _mount(_sparse_copy(blank(cache, size_mb), image), target)
+    return _fs_used(target)
+
+
+def remount(image: Path, target: Path) -> None:
+    """Mount an existing disk again (after a reboot took its mount, its image stays): what a
+    paused sandbox wrote is on it."""
+    if not os.path.ismount(target):
+        _mount(os.open(image, os.O_RDWR | os.O_CLOEXEC), target)
+
+
+def _mount(image_fd: int, target: Path) -> None:
     try:
-        dev, loop_fd = _attach(fd)
+        dev, loop_fd = _attach(image_fd)
     finally:
-        os.close(fd)
+        os.close(image_fd)
     try:
         target.mkdir(mode=0o700, exist_ok=True)
         syscalls.mount(dev, str(target), "ext4", MOUNT_FLAGS, MOUNT_OPTIONS)
     finally:
         os.close(loop_fd)  # mounted, the filesystem holds the device; not, this frees it
-    return _fs_used(target)
 
 
 def _fs_used(target: Path) -> int:

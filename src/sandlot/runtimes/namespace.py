@@ -324,7 +324,10 @@ class NamespaceRuntime:
     def writable_layer(self, sandbox_id: str) -> tuple[Path, int]:
         """The sandbox's overlay upper and the host uid that is root in it (for a commit)."""
         state = self._read_state(sandbox_id)
-        upper = self._dir(sandbox_id) / "disk" / "upper"
+        d = self._dir(sandbox_id)
+        if state and state.get("disk_empty") is not None and (d / "disk.img").exists():
+            disk.remount(d / "disk.img", d / "disk")  # a reboot took the mount, not the image
+        upper = d / "disk" / "upper"
         if not state or not upper.is_dir():
             raise E.NotFound(f"sandbox {sandbox_id} has no writable layer on this host")
         return upper, state["uid_base"]
