@@ -170,8 +170,8 @@ def test_rootless_kill_removes_a_deep_tree_with_unsearchable_directories(canary)
 
 
 def test_metrics_of_a_layer_with_many_files_do_not_stall_the_server(private_server):
-    """Reading disk use walks the writable layer; a sandbox with many files must not make every
-    other request wait for that walk."""
+    """Reading disk use once walked the writable layer; a sandbox with many files must not make
+    every other request wait for that reading (now one statvfs of the sandbox's own disk)."""
     srv = private_server()
     with _api(srv) as c:
         sid = _create(c)
@@ -199,6 +199,6 @@ def test_metrics_of_a_layer_with_many_files_do_not_stall_the_server(private_serv
             assert c.get("/v2/sandboxes").status_code == 200
             slowest = max(slowest, time.monotonic() - start)
         reader.join()
-        assert took and took[0] > 0.1, took  # a walk long enough to notice a stall
-        assert slowest < took[0] / 2, (slowest, took)
+        assert took and took[0] < 1.0, took  # a walk of 40,000 files on the loop would take longer
+        assert slowest < 0.5, (slowest, took)
         assert c.delete(f"/sandboxes/{sid}").status_code == 204
