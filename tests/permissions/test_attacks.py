@@ -115,7 +115,7 @@ def test_denied_operations_are_recorded_in_the_audit_trail_and_the_sandbox_log(s
     logged = [e for e in sandbox.get_logs() if e.fields.get("logger") == "permfs"]
     assert any(e.level == "warn" and e.message.startswith("denied lookup '/.env' (pid ") for e in logged)
     # nothing of the sandbox's making went to a host file
-    assert "denied" not in (server.home / "sandboxes" / sandbox.sandbox_id / "sandbox.log").read_text()
+    assert "denied" not in (server.home / "sandboxes" / sandbox.sandbox_id / "disk" / "sandbox.log").read_text()
 
 
 def test_a_scan_of_denied_paths_is_recorded_up_to_a_budget(server, open_sandbox):

@@ -264,7 +264,9 @@ class NamespaceRuntime:
         setup = sandbox_setup(spec, template, root=[bind(m / "root", "/")], code_dir=self.agent_dir,
                               run_dir=m / "run", seccomp_fd=3, caps=SANDBOX_ROOT_CAPS, boot_id=boot_id,
                               late=[*volume_binds(m, spec.volumes), *late],  # volumes, then the policy
-                              tmp_in_memory=not self.disks)  # on its disk, a full /tmp kills nothing
+                              # on its disk a full /tmp kills nothing; a read-only / keeps a
+                              # scratch /tmp in memory (remounting / leaves that tmpfs writable)
+                              tmp_in_memory=not self.disks or not spec.security.allow_file_write)
         return render(self.bwrap, setup, contract.agent_command(template.python))
 
     @staticmethod
