@@ -12,6 +12,7 @@ import os
 import re
 import socket
 import stat
+import time
 from pathlib import Path
 
 from sandlot.runtimes.namespace import mount_root
@@ -291,11 +292,22 @@ def sandbox_traces(sandbox_id: str, home: Path, pid_ns: str | None = None) -> di
     groups = [*CGROUP_ROOT.glob(f"*/*/{sandbox_id}"), *CGROUP_ROOT.glob(f"*/{sandbox_id}")]
     found["cgroups"] = [str(p) for p in groups if p.is_dir()]
     found["uid claims"] = [str(p) for p in CLAIMS.glob("[0-9]*") if sandbox_id in _read(str(p)).split()]
-    # its disk's loop device (runtimes/disk.py): gone once nothing holds its filesystem
-    found["loop devices"] = [f"{p.parent.parent.name} {_read(str(p)).strip()}"
-                             for p in Path("/sys/block").glob("loop*/loop/backing_file")
-                             if sandbox_id in _read(str(p)).split("/")]
+    found["loop devices"] = _loop_devices(sandbox_id)
     return {kind: items for kind, items in found.items() if items}
+
+
+def _loop_devices(sandbox_id: str) -> list[str]:
+    """Loop devices backed by the sandbox's disk (runtimes/disk.py). The kernel frees one after
+    its filesystem's last unmount, in a work queue: a moment after kill() it may still show, its
+    image deleted; such a one gets 2 s to go."""
+    deadline = time.monotonic() + 2
+    while True:
+        found = [f"{p.parent.parent.name} {_read(str(p)).strip()}"
+                 for p in Path("/sys/block").glob("loop*/loop/backing_file")
+                 if sandbox_id in _read(str(p)).split("/")]
+        if not found or time.monotonic() > deadline or not all(f.endswith("(deleted)") for f in found):
+            return found
+        time.sleep(0.05)
 
 
 def _cmdline(pid: int) -> bytes:

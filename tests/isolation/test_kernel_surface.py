@@ -8,6 +8,7 @@ import platform
 import socket
 
 import pytest
+from e2b import PtySize
 from test_isolation import run
 
 # raw syscall numbers below are x86_64's (pidfd_* are the same everywhere)
@@ -87,3 +88,45 @@ def test_the_controls_answer_on_the_host():
     ctx = ctypes.c_ulong(0)
     assert libc.syscall(206, 1, ctypes.byref(ctx)) == 0, ctypes.get_errno()  # io_setup
     libc.syscall(207, ctx)  # io_destroy
+
+
+PTY_HOARD = """
+import os
+held = []
+try:
+    while len(held) < 1000:
+        held.append(os.openpty())
+except OSError as e:
+    print(len(held), e.errno)
+"""
+
+
+def test_a_sandbox_cannot_take_the_hosts_terminals(make_sandbox):
+    """The kernel's terminals are host-wide (3072 for all containers); one sandbox once took them
+    all and a neighbour's pty.create() failed. Each sandbox's /dev/pts is its own, bounded."""
+    from sandlot.runtimes.namespace import PTYS_PER_SANDBOX
+
+    hoarder, neighbour = make_sandbox(), make_sandbox()
+    hoarder.files.write("/tmp/hoard.py", PTY_HOARD)
+    for user in ("user", "root"):
+        code, out = run(hoarder, "python3 /tmp/hoard.py", user=user)
+        held, err = out.split()
+        assert int(held) <= PTYS_PER_SANDBOX and int(err) == errno.ENOSPC, out
+    # the neighbour's terminals work, through the API as a user would open one
+    terminal = neighbour.pty.create(PtySize(rows=24, cols=80))
+    neighbour.pty.kill(terminal.pid)
+    code, out = run(neighbour, "python3 -c 'import os; os.openpty(); print(\"ok\")'")
+    assert out.strip() == "ok", out
+    # a terminal's group inside is tty, as in any Debian system
+    code, out = run(hoarder, "python3 -c 'import os; m, s = os.openpty(); print(os.stat(os.ttyname(s)).st_gid)'")
+    assert out.strip() == "5", out
+
+
+def test_mountinfo_names_no_state_path_of_the_server(make_sandbox, server):
+    """/proc/self/mountinfo inside shows each mount's options: the overlay's layers are named by
+    the fds they were mounted through, not by where the server keeps sandboxes and templates."""
+    sbx = make_sandbox()
+    code, out = run(sbx, "cat /proc/self/mountinfo", user="root")
+    root = next(line for line in out.splitlines() if line.split()[4] == "/")
+    assert "lowerdir=/proc/self/fd/" in root and "upperdir=/proc/self/fd/" in root, root
+    assert str(server.home.resolve()) not in out and "/sandboxes/" not in out, out

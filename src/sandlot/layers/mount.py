@@ -14,6 +14,7 @@ other stack.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..runtimes import syscalls
@@ -36,8 +37,19 @@ def mount_lowers(sandbox_dir: Path, rootfs: Path, layers: tuple[Path, ...], user
     return ":".join(reversed(parts))
 
 
-def overlay_options(lowerdir: str, upper: Path, work: Path) -> str:
-    return f"lowerdir={lowerdir},upperdir={upper},workdir={work},{OVERLAY_OPTIONS}"
+def mount_overlay(target: Path, lowerdir: str, upper: Path, work: Path, flags: int) -> None:
+    """Mount the overlay at `target`. Its layers are named by fds (/proc/self/fd/N, resolved at
+    the mount): the options are what the sandbox's /proc/self/mountinfo shows, and host paths
+    there would tell it where the server keeps its state."""
+    fds = [os.open(p, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) for p in [*lowerdir.split(":"), upper, work]]
+    try:
+        named = [f"/proc/self/fd/{fd}" for fd in fds]
+        syscalls.mount("overlay", str(target), "overlay", flags,
+                       f"lowerdir={':'.join(named[:-2])},upperdir={named[-2]},workdir={named[-1]},"
+                       f"{OVERLAY_OPTIONS}")
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def lower_mounts(sandbox_dir: Path) -> list[Path]:

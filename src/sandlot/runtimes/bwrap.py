@@ -107,13 +107,15 @@ def tmp_size(limits: Limits) -> int:
 
 def sandbox_setup(spec: SandboxSpec, template, *, root: Sequence[Op], code_dir: Path, run_dir: Path,
                   seccomp_fd: int, caps: Sequence[str] = (), late: Sequence[Op] = (),
-                  sudo_shim: bool = True, boot_id: Path | None = None, tmp_in_memory: bool = True) -> list[Op]:
+                  sudo_shim: bool = True, boot_id: Path | None = None, tmp_in_memory: bool = True,
+                  ptys: Path | None = None) -> list[Op]:
     """The setup of one sandbox that runs the agent. `root` makes / (and whatever must be mounted
     before the rest); `late` comes after every bind, before the sandbox's identity. `boot_id`: a
     file bound over /proc's boot id (none: the host's shows). `code_dir` is
     the installed in-sandbox tree (agent_setup.install_agent), `run_dir` the sandbox's own host
     directory for the agent's socket and config. `tmp_in_memory`: /tmp is a tmpfs (bounded, charged
-    to the sandbox's memory); otherwise it is the root filesystem's own, on the sandbox's disk."""
+    to the sandbox's memory); otherwise it is the root filesystem's own, on the sandbox's disk.
+    `ptys`: a devpts instance of the sandbox's own, bounded, for /dev/pts (bwrap's has no bound)."""
     return [
         # own pid, IPC, hostname and network namespaces (no network: loopback only), own cgroup view
         *unshare("pid", "ipc", "uts", "net", "cgroup-try"),
@@ -125,6 +127,8 @@ def sandbox_setup(spec: SandboxSpec, template, *, root: Sequence[Op], code_dir: 
         # its own boot id (a file made per boot), not the host's: as LXCFS does for containers
         *([ro_bind(boot_id, BOOT_ID)] if boot_id else []),
         Op("--dev", ("/dev",)),  # a minimal /dev: null, zero, random, tty, pts, shm; no host device
+        # device nodes live in devpts: a bind with them allowed (--dev-bind); /dev/ptmx links into it
+        *([Op("--dev-bind", (str(ptys), "/dev/pts"))] if ptys else []),
         *([tmpfs("/tmp", perms="1777", size=tmp_size(spec.limits))] if tmp_in_memory else []),
         Op("--dir", (contract.CODE_ROOT,), perms="0755"),  # the agent runs as `user` and reads its code
         ro_bind(code_dir, contract.CODE_DIR),  # the agent's code, read-only

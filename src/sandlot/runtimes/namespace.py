@@ -33,7 +33,7 @@ from pathlib import Path
 
 from .. import _exceptions as E
 from ..hostfs import mounted_under, remove_tree, tree_usage
-from ..layers.mount import mount_lowers, overlay_options, unmount_lowers
+from ..layers.mount import mount_lowers, mount_overlay, unmount_lowers
 from ..volumes.mount import mount_volumes, unmount_volumes, volume_binds
 from ..protocol import contract
 from . import cgroups, disk, hidden, seccomp, syscalls
@@ -51,6 +51,11 @@ log = logging.getLogger("sandlot.runtime")
 
 RUN_MOUNT_FLAGS = syscalls.MS_NODEV | syscalls.MS_NOSUID | syscalls.MS_NOEXEC
 RUN_TMPFS = "size=1m,nr_inodes=256"  # agent.json, its socket, boot_id, the mount points
+# Terminals per sandbox. The kernel's are host-wide (kernel.pty.max 4096, of which new devpts
+# instances share max - reserve = 3072): one sandbox once took them all, and a neighbour's
+# pty.create() failed. 64 each takes 48 sandboxes at their bound to run the host out.
+PTYS_PER_SANDBOX = 64
+TTY_GID = 5  # the tty group of Debian's /etc/group: a terminal's group inside
 
 
 def mount_root(home: Path) -> Path:
@@ -161,9 +166,13 @@ class NamespaceRuntime:
         # is reachable by the host's other users. A tmpfs of its own: the sandbox's root writes in
         # run/ (its /run/sandlot), which must fill neither the host's disk nor its memory.
         m.mkdir(mode=0o700)
-        syscalls.mount("tmpfs", str(m), "tmpfs", RUN_MOUNT_FLAGS, f"{RUN_TMPFS},mode=0710,uid=0,gid={base}")
+        syscalls.mount("tmpfs", str(m), "tmpfs", RUN_MOUNT_FLAGS, f"{RUN_TMPFS},mode=0710")
+        os.chown(m, 0, base)  # not a gid= option: the sandbox's mountinfo shows a mount's options
         (m / "root").mkdir()
         (m / "run").mkdir(mode=0o711)  # users inside reach agent.sock (sudo) but cannot list
+        (m / "pts").mkdir()
+        syscalls.mount("devpts", str(m / "pts"), "devpts", syscalls.MS_NOSUID | syscalls.MS_NOEXEC,
+                       f"newinstance,ptmxmode=0666,mode=0620,gid={base + TTY_GID},max={PTYS_PER_SANDBOX}")
         os.chown(m / "run", base, base)
         write_config(m / "run", contract.AgentConfig(allow_sudo=spec.allow_sudo, root_caps=SANDBOX_ROOT_CAPS,
                                                      run_as_default_user=True,
@@ -239,8 +248,8 @@ class NamespaceRuntime:
                 os.close(userns)
             # nosuid: root inside may make setuid files in its layer, owned by its host uid
             # (inside, no_new_privs makes them inert; on the host only the mount flag does)
-            syscalls.mount("overlay", str(m / "root"), "overlay", syscalls.MS_NODEV | syscalls.MS_NOSUID,
-                           overlay_options(lowerdir, d / "disk" / "upper", d / "disk" / "work"))
+            mount_overlay(m / "root", lowerdir, d / "disk" / "upper", d / "disk" / "work",
+                          syscalls.MS_NODEV | syscalls.MS_NOSUID)
             os.write(go_w, b"1")
         finally:
             os.close(ready_r)
@@ -263,7 +272,7 @@ class NamespaceRuntime:
         boot_id.chmod(0o444)
         setup = sandbox_setup(spec, template, root=[bind(m / "root", "/")], code_dir=self.agent_dir,
                               run_dir=m / "run", seccomp_fd=3, caps=SANDBOX_ROOT_CAPS, boot_id=boot_id,
-                              late=[*volume_binds(m, spec.volumes), *late],  # volumes, then the policy
+                              ptys=m / "pts", late=[*volume_binds(m, spec.volumes), *late],  # volumes, then the policy
                               # on its disk a full /tmp kills nothing; a read-only / keeps a
                               # scratch /tmp in memory (remounting / leaves that tmpfs writable)
                               tmp_in_memory=not self.disks or not spec.security.allow_file_write)

@@ -95,6 +95,7 @@ class RootlessRuntime:
             ("disk: only the size of each file is limited (RLIMIT_FSIZE = disk_mb); /home/user is a "
              "host directory without a quota"),
             "no root inside sandboxes: sudo is refused and there is no 'root' account (user='root' fails)",
+            "terminals: no bound per sandbox (bwrap's /dev/pts draws on the host's shared 3072)",
             "read-only root filesystem: only /home/user, /tmp and /dev/shm are writable",
         ]
         if self.userns_error:
