@@ -7,6 +7,7 @@ Blocking calls: the runtime makes them from worker threads (its create and kill 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import logging
 import socket
@@ -28,6 +29,14 @@ _PACKAGE = str(Path(__file__).resolve().parent.parent)
 # `sandlot` as an empty package: the daemon imports permfs, permissions and runtimes.syscalls, not the SDK
 BOOT = ("import sys, types; pkg = types.ModuleType('sandlot'); pkg.__path__ = [%r]; sys.modules['sandlot'] = pkg; "
         "from sandlot.permfs.daemon import main; main()" % _PACKAGE)
+
+
+def missing() -> str | None:
+    """Why this server cannot run the permission filesystem, or None if it can."""
+    if importlib.util.find_spec("pyfuse3") is None:
+        return ("workspaces with path permissions need pyfuse3, which is not installed: "
+                "pip install 'sandlot[permissions]' (it builds against libfuse3-dev)")
+    return None
 
 
 class PermFS:
@@ -60,6 +69,8 @@ class PermFS:
         with self._lock:
             if self.running() is not None:
                 return
+            if why := missing():
+                raise E.Unsupported(why)
             self._clear_dead()
             self.mount.mkdir(mode=0o711, exist_ok=True)
             with open(self.log, "ab") as out:

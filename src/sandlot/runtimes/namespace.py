@@ -34,6 +34,7 @@ from pathlib import Path
 from .. import _exceptions as E
 from ..hostfs import mounted_under, remove_tree, tree_usage
 from ..layers.mount import mount_lowers, mount_overlay, unmount_lowers
+from ..permfs.client import missing as permfs_missing
 from ..volumes.mount import mount_volumes, unmount_volumes, volume_binds
 from ..protocol import contract
 from . import cgroups, disk, hidden, seccomp, syscalls
@@ -115,6 +116,8 @@ class NamespaceRuntime:
         if why := disk.available():
             found.append(f"disk: {why}: the writable layer has no quota; each file is limited to disk_mb "
                          "(RLIMIT_FSIZE) and /tmp is a tmpfs in the sandbox's memory")
+        if why := permfs_missing():
+            found.append(why)
         return found
 
     def leftovers(self) -> set[str]:
