@@ -24,7 +24,7 @@ def test_a_plain_install_imports_and_serves(tmp_path):
     # nothing of the test extra came along
     listed = subprocess.run([str(python), "-m", "pip", "list", "--format=freeze"], capture_output=True, text=True)
     installed = {line.split("==")[0].lower() for line in listed.stdout.splitlines()}
-    assert "sandlot" in installed and not {"pytest", "e2b", "mypy"} & installed, sorted(installed)
+    assert "sandlot" in installed and not {"pytest", "e2b", "mypy", "pyfuse3"} & installed, sorted(installed)
 
     code = "import sandlot, sandlot.server.app, sandlot.cli.main; from sandlot import Sandbox; print('ok')"
     imported = subprocess.run([str(python), "-c", code], capture_output=True, text=True, cwd=tmp_path)
@@ -48,6 +48,12 @@ def test_a_plain_install_imports_and_serves(tmp_path):
         assert r.status_code == 201, r.text
         r = httpx.delete(f"{server.url}/sandboxes/{r.json()['sandboxID']}", headers={"X-API-Key": API_KEY}, timeout=60)
         assert r.status_code == 204, r.text
+        # path permissions are an extra (pyfuse3 builds against libfuse3-dev): refused, naming it
+        r = httpx.post(f"{server.url}/sandboxes", json={"templateID": "base", "timeout": 60,
+                                                        "workspace": {"preset": "agent-safe"}},
+                       headers={"X-API-Key": API_KEY}, timeout=60)
+        assert r.status_code == 501 and "sandlot[permissions]" in r.json()["message"], r.text
     finally:
         server.stop()
     assert not leftovers(home), leftovers(home)
+    assert "DEGRADED ISOLATION: workspaces with path permissions need pyfuse3" in log.read_text()
