@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 from .. import _exceptions as E
 from ..hostfs import remove_tree
-from .envd.files_http import UploadTooLarge
+from .envd.uploads import UploadTooLarge
 
 OVERLAY_OPAQUE = "trusted.overlay.opaque"
 

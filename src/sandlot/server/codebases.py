@@ -30,7 +30,7 @@ from starlette.routing import Route
 from .api import _Body, _body, rfc3339
 from .auth import caller
 from .codebase_store import CodebaseStore
-from .envd.files_http import UploadTooLarge
+from .envd.uploads import UploadTooLarge
 from .observe import note
 
 SPOOL_IN_MEMORY = 8 << 20  # uploads up to this size are not written to disk before unpacking

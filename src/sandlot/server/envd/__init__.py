@@ -14,7 +14,8 @@ from starlette.routing import BaseRoute, Mount, Route
 from ...protocol.filesystem_connect import FilesystemASGIApplication
 from ...protocol.process_connect import ProcessASGIApplication
 from . import auth, code
-from .files_http import Uploads, download, envs, health
+from .downloads import download, envs, health
+from .uploads import Uploads
 from .filesystem import FilesystemService
 from .process import ProcessService
 from .routing import SandboxGate, SandboxHandle, SandboxLookup
