@@ -34,6 +34,20 @@ def test_timeout_keeps_partial_output(tools):
     assert r.text.startswith("started") and "timed out after 1 s" in r.text
 
 
+def test_session_exec_keeps_the_shell_between_calls(tools):
+    assert not tools.call_tool("session_exec", {"command": "mkdir -p proj && cd proj && export MODE=dev"}).is_error
+    r = tools.call_tool("session_exec", {"command": "pwd; echo $MODE"})
+    assert r.text == "/home/user/proj\ndev" and r.data["exit_code"] == 0
+    # another session is another shell; run_shell_command keeps nothing
+    assert tools.call_tool("session_exec", {"command": "pwd", "session": "other"}).text == "/home/user"
+    assert tools.call_tool("run_shell_command", {"command": "echo ${MODE:-unset}"}).text == "unset"
+    r = tools.call_tool("session_exec", {"command": "false"})
+    assert r.is_error and r.text == "[exit code 1]"
+    r = tools.call_tool("session_exec", {"command": "echo begun; sleep 30", "timeout": 1})
+    assert r.is_error and r.data["timed_out"] and r.text.startswith("begun") and "the session stays" in r.text
+    assert tools.call_tool("session_exec", {"command": "echo $MODE"}).text == "dev"  # interrupted, not lost
+
+
 def test_run_python_file_with_args(tools):
     tools.call_tool("save_file", {"path": "script.py", "content": "import sys\nprint(f'Args: {sys.argv[1:]}')\n"})
     r = tools.run_python_file("script.py", ["arg1", "arg2"])  # positional, as Alphora calls its tools
@@ -159,7 +173,7 @@ def test_subsets_and_binding(sandbox):
     alphora = Toolset(sandbox, ALPHORA_TOOLS)
     assert alphora.names == ALPHORA_TOOLS and len(alphora.openai_tools()) == 20
     code = alphora.select(categories=["code"])
-    assert code.names == ["run_python_code", "run_python_file", "run_shell_command"]
+    assert code.names == ["run_python_code", "run_python_file", "run_shell_command"]  # Alphora's
     assert bind(sandbox).sandbox is sandbox
     with pytest.raises(TypeError):
         AsyncToolset(sandbox)

@@ -29,7 +29,7 @@ def stdio(server, *args: str) -> StdioServerParameters:
 async def exercise(client: Client, sandbox_ids: set[str]) -> str:
     """List and call tools, list and read resources; returns the sandbox the calls used."""
     tools = (await client.list_tools()).tools
-    assert len(tools) == 30 and {"run_shell_command", "edit_file", "run_ipython_cell"} <= {t.name for t in tools}
+    assert len(tools) == 31 and {"run_shell_command", "session_exec", "edit_file", "run_ipython_cell"} <= {t.name for t in tools}
     shell = next(t for t in tools if t.name == "run_shell_command")
     assert shell.input_schema["required"] == ["command"]
     result = await client.call_tool("run_shell_command", {"command": "echo hello from $(whoami)"})

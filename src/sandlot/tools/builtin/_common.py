@@ -51,16 +51,25 @@ async def run_command(ctx: ToolContext, cmd: str, timeout: float, cwd: str | Non
         exit_code, duration = result.exit_code, result.duration
     except E.TimeoutError:
         timed_out, exit_code, duration = True, None, timeout
-    parts = [handle.stdout.rstrip("\n")]
-    if handle.stderr:
-        parts.append("[stderr]\n" + handle.stderr.rstrip("\n"))
+    return await command_result(ctx, handle.stdout, handle.stderr, exit_code, duration,
+                                f"[timed out after {timeout:g} s: the command was killed]" if timed_out else None)
+
+
+async def command_result(ctx: ToolContext, stdout: str, stderr: str, exit_code: int | None, duration: float,
+                         timed_out: str | None = None) -> ToolResult:
+    """A command's outcome for a model: its output as text (stderr marked, a non-zero exit code or
+    the `timed_out` note said in words), cut to the output budget; an error result unless it exited 0."""
+    parts = [stdout.rstrip("\n")]
+    if stderr:
+        parts.append("[stderr]\n" + stderr.rstrip("\n"))
     if timed_out:
-        parts.append(f"[timed out after {timeout:g} s: the command was killed]")
+        parts.append(timed_out)
     elif exit_code:
         parts.append(f"[exit code {exit_code}]")
     text = "\n".join(p for p in parts if p) or "(no output)"
     text, cut = await ctx.limit(text)
-    data = {"success": exit_code == 0, "exit_code": exit_code, "timed_out": timed_out, "duration": round(duration, 3)}
+    data = {"success": exit_code == 0, "exit_code": exit_code, "timed_out": bool(timed_out),
+            "duration": round(duration, 3)}
     if cut:
         data["truncated"] = cut
     return ToolResult([TextContent(text)], is_error=exit_code != 0, data=data)

@@ -11,7 +11,7 @@ from ... import _exceptions as E
 from .._context import ToolContext
 from .._result import ImageContent, TextContent, ToolResult
 from .._tool import tool
-from ._common import DEFAULT_TIMEOUT, run_command, strip_ansi
+from ._common import DEFAULT_TIMEOUT, command_result, run_command, strip_ansi
 
 MAX_INLINE_CODE = 100_000  # bytes passed as `python3 -c` (one argv string may be 128 KiB); more goes via a file
 
@@ -50,6 +50,31 @@ async def run_shell_command(ctx: ToolContext, command: Annotated[str, "The comma
     """Run a shell command in the sandbox (bash, as an ordinary user with sudo) and return its
     output and exit code. The sandbox is a Debian Linux machine without network access."""
     return await run_command(ctx, command, timeout, cwd=await ctx.path(cwd, "cwd") if cwd else None)
+
+
+@tool(category="code")
+async def session_exec(ctx: ToolContext, command: Annotated[str, "The command line, run by the session's bash"],
+                       session: Annotated[str, "The session's name: calls with the same name share one shell"]
+                       = "default",
+                       timeout: Timeout = DEFAULT_TIMEOUT) -> ToolResult:
+    """Run a shell command in a persistent shell session of the sandbox (made on first use) and
+    return its output and exit code. Unlike run_shell_command, state carries over between calls of
+    one session: `cd`, exported variables, `source venv/bin/activate`, shell functions and aliases.
+    A command that times out is interrupted; the session stays."""
+    try:
+        shell = await ctx.sandbox.get_session(session)
+    except E.NotFound:
+        try:
+            shell = await ctx.sandbox.session(id=session, user=ctx.user)
+        except E.AlreadyExists:  # another call made it meanwhile
+            shell = await ctx.sandbox.get_session(session)
+    try:
+        result = await shell.exec(command, timeout=timeout)
+    except E.TimeoutError as e:
+        result = e.details["result"]
+        return await command_result(ctx, result.stdout, result.stderr, None, timeout,
+                                    f"[timed out after {timeout:g} s: the command was interrupted; the session stays]")
+    return await command_result(ctx, result.stdout, result.stderr, result.exit_code, result.duration)
 
 
 @tool(category="code", template="code-interpreter")
