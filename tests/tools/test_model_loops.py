@@ -8,7 +8,7 @@ Includes seed 001's OpenAI and Anthropic examples translated to sandlot, and the
 from __future__ import annotations
 
 import json
-import textwrap
+import re
 
 import anthropic
 import openai
@@ -17,6 +17,7 @@ import pytest
 from sandlot import AsyncSandbox
 from sandlot.tools import AsyncToolset, Toolset
 from scripted_model import ScriptedModel
+from support import REPO
 from tool_helpers import tiny_png
 
 SCRIPT = [[("save_file", {"path": "test.py", "content": "print('hello from the sandbox')"})],
@@ -87,19 +88,9 @@ def test_responses_api_loop(sandbox):
     assert json.loads(response.output_text.removeprefix("Tool results: ")) == ["hello from the sandbox", "2"]
 
 
-README_LOOP = textwrap.dedent("""
-    from openai import OpenAI
-    from sandlot import Sandbox
-    from sandlot.tools import Toolset
-
-    client, messages = OpenAI(), [{"role": "user", "content": "What is 2**100? Use Python."}]
-    with Sandbox.create() as sandbox:
-        tools = Toolset(sandbox, categories=["code", "files"])
-        while (message := client.chat.completions.create(model="gpt-4.1", messages=messages,
-                                                         tools=tools.openai_tools()).choices[0].message).tool_calls:
-            messages += [message, *tools.answer_openai(message)]
-    print(message.content)
-""")
+# the loop as the README and docs/tools.md show it (the same text in both)
+README_LOOP = next(block for block in re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+                   if "from openai import OpenAI" in block)
 
 
 def test_readme_loop(server, monkeypatch, capsys):
@@ -110,6 +101,7 @@ def test_readme_loop(server, monkeypatch, capsys):
         exec(compile(README_LOOP, "<README>", "exec"), {})
     assert capsys.readouterr().out == f'Tool results: ["{2**100}"]\n'
     assert len(README_LOOP.strip().splitlines()) <= 12
+    assert README_LOOP in (REPO / "docs" / "tools.md").read_text()
 
 
 @pytest.mark.parametrize("api", ["openai", "anthropic"])
