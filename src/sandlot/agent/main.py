@@ -59,6 +59,7 @@ def main(argv=None):
     srv = server.Server(socket_path)
     srv.start()  # the socket is made while still root: /run/sandlot belongs to the sandbox's root
     _drop_privileges()
+    _say_ready()
     try:
         loop.run_until(stop)
     finally:
@@ -68,6 +69,19 @@ def main(argv=None):
             module = sys.modules.get(__package__ + "." + name)
             if module is not None:
                 module.kill_all()
+
+
+def _say_ready():
+    from . import config
+
+    fd = config.settings.ready_fd
+    if fd is None:
+        return
+    try:
+        os.write(fd, b"1")  # the socket listens: the runtime's create can go on
+        os.close(fd)
+    except OSError:
+        pass  # nobody waits (an adopted sandbox's agent, restarted by hand)
 
 
 def _drop_privileges():

@@ -124,11 +124,11 @@ class AgentConfig:
     plane can still start an older agent."""
 
     __slots__ = ("envs", "default_user", "allow_sudo", "root_caps", "run_as_default_user",
-                 "keepalive_interval", "max_list_entries", "process_filter", "max_output_bytes")
+                 "keepalive_interval", "max_list_entries", "process_filter", "max_output_bytes", "ready_fd")
 
     def __init__(self, envs=None, default_user="user", allow_sudo=False, root_caps=None,
                  run_as_default_user=False, keepalive_interval=50.0, max_list_entries=100000,
-                 process_filter=None, max_output_bytes=0):
+                 process_filter=None, max_output_bytes=0, ready_fd=None):
         # sandbox-wide environment variables, given to every process
         self.envs = {str(k): str(v) for k, v in (envs or {}).items()}
         self.default_user = default_user or "user"  # whose identity a request without ``user`` runs with
@@ -144,6 +144,9 @@ class AgentConfig:
         # output one command may return (its stdout and stderr together); past it, a marker and
         # nothing more; 0: no limit
         self.max_output_bytes = int(max_output_bytes)
+        # an fd the agent inherits and writes one byte to once its socket listens, then closes: the
+        # runtime waits on it instead of polling the socket (None: no one waits that way)
+        self.ready_fd = None if ready_fd is None else int(ready_fd)
 
     def to_json(self):
         return json.dumps({name: getattr(self, name) for name in self.__slots__})
@@ -160,6 +163,8 @@ class AgentConfig:
         with open(path) as f:
             return cls.from_json(f.read())
 
+
+READY_FD = 7  # where the namespace runtime places the agent's ready pipe (runtimes/sandbox_process.py)
 
 # ---- operations ----------------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import py_compile
+import select
 import shutil
 import socket
 import time
@@ -102,6 +103,17 @@ def agent_answers(sock: Path, timeout: float = 2) -> bool:
         s.close()
 
 
+def wait_for_ready(ready_fd: int, log: Path) -> None:
+    """Return once the agent says its socket listens (a byte on the pipe it inherited as
+    contract.READY_FD); raise with the sandbox's log if it ends or times out first. No polling:
+    the pipe's other end closes with the sandbox."""
+    poller = select.poll()
+    poller.register(ready_fd, select.POLLIN)
+    if poller.poll(AGENT_READY_TIMEOUT * 1000) and os.read(ready_fd, 1) == b"1":
+        return
+    _agent_failed(log)
+
+
 def wait_for_agent(sock: Path, pid: int, log: Path) -> None:
     """Return once the agent accepts connections; raise with the sandbox's log if it never does."""
     deadline = time.monotonic() + AGENT_READY_TIMEOUT
@@ -113,6 +125,10 @@ def wait_for_agent(sock: Path, pid: int, log: Path) -> None:
             break
         time.sleep(delay)
         delay = min(delay * 2, 0.002)  # the agent needs ~70 ms: poll finely, the checks are cheap
+    _agent_failed(log)
+
+
+def _agent_failed(log: Path):
     logtail = ""
     try:
         logtail = log.read_text()[-2000:]

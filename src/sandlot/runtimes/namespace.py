@@ -38,7 +38,7 @@ from ..permfs.client import missing as permfs_missing
 from ..volumes.mount import mount_volumes, unmount_volumes, volume_binds
 from ..protocol import contract
 from . import cgroups, disk, hidden, seccomp, syscalls
-from .agent_setup import agent_answers, install_agent, policy_settings, wait_for_agent, write_config
+from .agent_setup import agent_answers, install_agent, policy_settings, wait_for_ready, write_config
 from .bwrap import bind, install_bwrap, policy_ops, render, sandbox_setup
 from .cgroups import SandboxCgroup
 from .interface import RuntimeSandbox
@@ -178,7 +178,7 @@ class NamespaceRuntime:
                        f"newinstance,ptmxmode=0666,mode=0620,gid={base + TTY_GID},max={PTYS_PER_SANDBOX}")
         os.chown(m / "run", base, base)
         write_config(m / "run", contract.AgentConfig(allow_sudo=spec.allow_sudo, root_caps=SANDBOX_ROOT_CAPS,
-                                                     run_as_default_user=True,
+                                                     run_as_default_user=True, ready_fd=contract.READY_FD,
                                                      **policy_settings(m / "run", spec, template)))
         (d / "state.json").write_text(json.dumps({"slot": slot, "uid_base": base, "template": spec.template,
                                                   "workspace": spec.workspace is not None, "disk_empty": empty}))
@@ -201,6 +201,7 @@ class NamespaceRuntime:
         log_fd = os.open(d / "disk" / "sandbox.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         ready_r, ready_w = os.pipe()
         go_r, go_w = os.pipe()
+        agent_ready_r, agent_ready_w = os.pipe()  # the agent writes once it listens (contract.READY_FD)
         fsize = spec.limits.disk_mb * MiB
         stem = self.stems.take() if self.stems and cg else None
         if stem is not None:  # already forked and in its cgroups: the groups become the sandbox's
@@ -208,7 +209,7 @@ class NamespaceRuntime:
                 cg.adopt(stem.spare, spec.limits)
                 cg.set_background(spec.background)
                 pid = stem.pid
-                hand_over(stem, base, [log_fd, seccomp_fd, ready_w, go_r, args_fd],
+                hand_over(stem, base, [log_fd, seccomp_fd, ready_w, go_r, args_fd, agent_ready_w],
                           {"bwrap": self.bwrap, "command": command, "fsize": fsize})
             except BaseException:
                 discard(stem, self.cgroup_version, self.cgroup_group)
@@ -225,7 +226,8 @@ class NamespaceRuntime:
                         with open(path, "w") as f:
                             f.write("0")
                     os.setsid()
-                    become_sandbox(base, log_fd, seccomp_fd, ready_w, go_r, args_fd, self.bwrap, command, fsize)
+                    become_sandbox(base, log_fd, seccomp_fd, ready_w, go_r, args_fd, agent_ready_w, self.bwrap,
+                                   command, fsize)
                 except BaseException:
                     pass
                 os._exit(127)
@@ -236,6 +238,7 @@ class NamespaceRuntime:
         os.close(seccomp_fd)
         os.close(args_fd)
         os.close(log_fd)
+        os.close(agent_ready_w)
         try:
             if os.read(ready_r, 1) != b"1":
                 raise E.RuntimeFailure("sandbox process failed before its user namespace was ready")
@@ -254,13 +257,13 @@ class NamespaceRuntime:
             mount_overlay(m / "root", lowerdir, d / "disk" / "upper", d / "disk" / "work",
                           syscalls.MS_NODEV | syscalls.MS_NOSUID)
             os.write(go_w, b"1")
+            state = json.loads((d / "state.json").read_text())
+            state.update(pid=pid, started_ticks=start_ticks(pid))
+            (d / "state.json").write_text(json.dumps(state))
+            wait_for_ready(agent_ready_r, d / "disk" / "sandbox.log")
         finally:
-            os.close(ready_r)
-            os.close(go_w)
-        state = json.loads((d / "state.json").read_text())
-        state.update(pid=pid, started_ticks=start_ticks(pid))
-        (d / "state.json").write_text(json.dumps(state))
-        wait_for_agent(m / "run" / contract.AGENT_SOCKET_NAME, pid, d / "disk" / "sandbox.log")
+            for fd in (ready_r, go_w, agent_ready_r):
+                os.close(fd)
         # The server talks to the agent through a second link made now, before any code of the
         # sandbox's has run, in a directory the sandbox cannot reach: its root could later replace
         # /run/sandlot/agent.sock with a symlink to another sandbox's socket.

@@ -30,20 +30,21 @@ def alive(rt: RuntimeSandbox) -> bool:
 
 
 def become_sandbox(base: int, log_fd: int, seccomp_fd: int, ready_w: int, go_r: int, args_fd: int,
-                   bwrap: str, command: list[str], fsize: int) -> None:
+                   agent_ready_w: int, bwrap: str, command: list[str], fsize: int) -> None:
     """In a new child (forked now, or a stem): become the sandbox's uid base in a new user
     namespace, tell the parent (which then maps uids and mounts), wait for its go, exec bwrap.
     Only syscalls; never returns (the caller _exits if this raises)."""
-    # fds 0-6 get fixed roles; park every source above them first, so no dup2 overwrites a
+    # fds 0-7 get fixed roles; park every source above them first, so no dup2 overwrites a
     # source still to be placed (in a small process they are low numbers).
     null = os.open("/dev/null", os.O_RDONLY)
     sources = [fcntl.fcntl(fd, fcntl.F_DUPFD, 64)
-               for fd in (null, log_fd, log_fd, seccomp_fd, ready_w, go_r, args_fd)]
+               for fd in (null, log_fd, log_fd, seccomp_fd, ready_w, go_r, args_fd, agent_ready_w)]
     for target, fd in enumerate(sources):
         os.dup2(fd, target)
-    os.closerange(7, 65536)
+    os.closerange(8, 65536)
     os.set_inheritable(3, True)
     os.set_inheritable(6, True)
+    os.set_inheritable(7, True)  # contract.READY_FD: the agent says it listens
     # The sandbox's disk bounds the total (disk.py); no file grows past disk_mb either (RLIMIT_FSIZE,
     # soft = hard; raising a hard limit takes CAP_SYS_RESOURCE on the host, which nothing inside has).
     resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))

@@ -132,7 +132,7 @@ def discard(stem: Stem, version: str, group: str) -> None:
 
 def hand_over(stem: Stem, base: int, fds: list[int], exec_args: dict) -> None:
     """Tell the stem to become the sandbox with uid base `base`: `fds` (log, seccomp, ready, go,
-    bwrap args) and `exec_args` ({"bwrap", "command", "fsize"}) as become_sandbox takes them."""
+    bwrap args, agent ready) and `exec_args` ({"bwrap", "command", "fsize"}) as become_sandbox takes them."""
     socket.send_fds(stem.sock, [json.dumps({"base": base, **exec_args}).encode()], fds)
     stem.sock.close()
 
@@ -149,7 +149,7 @@ def _stem_main(fd: int, procs: list[str]) -> None:
         sock = socket.socket(fileno=fd)
         sock.sendall(READY)
         msg, fds, _, _ = socket.recv_fds(sock, 1 << 16, 8)
-        if not msg or len(fds) != 5:
+        if not msg or len(fds) != 6:
             os._exit(0)  # the server went away (or changed its mind): nothing to become
         sock.close()
         order = json.loads(msg)
