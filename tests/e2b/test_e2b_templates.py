@@ -1,0 +1,204 @@
+"""Templates built from recipes with the official SDK's `Template` builder (docs/templates.md):
+from a sandlot template, steps of each kind, the step cache, logs, a failing step, tags, sandboxes
+made from the result by name and name:tag, another team's view. Sync and async.
+
+Images from a registry cannot be pulled here; `docker save` archives and debian:<host release> are
+in test_e2b_template_images.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import httpx
+import pytest
+from e2b import AsyncSandbox, AsyncTemplate, BuildException, Sandbox, Template, wait_for_file
+from e2b_support import run
+from test_e2b_teams import new_team
+
+
+def _name(prefix: str = "tpl") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def names(server):
+    """Template names a test builds; deleted afterwards (their layers must go with them)."""
+    made: list[str] = []
+    yield made
+    for name in made:
+        httpx.delete(f"{server.url}/templates/{name}", headers={"X-API-KEY": server.api_key}, timeout=60)
+
+
+@pytest.fixture
+def context(tmp_path):
+    (tmp_path / "app.py").write_text("print('hello from app')\n")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.txt").write_text("A\n")
+    (tmp_path / "data" / "b.txt").write_text("B\n")
+    return tmp_path
+
+
+def _logs():
+    seen: list[str] = []
+    return seen, lambda entry: seen.append(str(entry.message))
+
+
+def test_steps_of_each_kind_and_create_by_name(context, names):
+    name = _name()
+    names.append(name)
+    tpl = (Template(file_context_path=str(context)).from_template("base")
+           .copy("app.py", "/home/user/app/")
+           .copy("data", "/opt/data/", user="root", mode=0o640)
+           .set_envs({"GREETING": "hi there", "STAGE": "test"})
+           .run_cmd('echo "$GREETING" > /home/user/greeting.txt')
+           .set_workdir("/srv/work")
+           .run_cmd("pwd > where.txt && id -un > who.txt", user="root")
+           .set_user("root")
+           .run_cmd("id -un > /root/me.txt"))
+    seen, on_logs = _logs()
+    info = Template.build(tpl, name, on_build_logs=on_logs)
+    assert info.name == name and info.template_id and info.build_id
+    assert any("Build finished" in m for m in seen), seen
+
+    sbx = Sandbox.create(name)
+    try:
+        assert sbx.commands.run("python3 /home/user/app/app.py").stdout == "hello from app\n"
+        assert run(sbx, "cat /home/user/greeting.txt")[1] == "hi there\n"
+        assert run(sbx, "stat -c '%U %a' /opt/data/a.txt /opt/data/b.txt", user="root")[1] == "root 640\nroot 640\n"
+        assert run(sbx, "cat /srv/work/where.txt /srv/work/who.txt")[1] == "/srv/work\nroot\n"
+        assert run(sbx, "cat /root/me.txt", user="root")[1] == "root\n"
+        assert sbx.commands.run("echo $STAGE").stdout == "test\n"  # the template's env vars stay
+        assert sbx.get_info().template_id == name
+    finally:
+        sbx.kill()
+
+
+def test_cache_hits_on_a_rebuild_and_skip_cache(context, names):
+    name = _name()
+    names.append(name)
+
+    def recipe():
+        return (Template(file_context_path=str(context)).from_template("base")
+                .copy("app.py", "/home/user/")
+                .run_cmd("date +%s%N > /home/user/stamp"))
+
+    first, on_first = _logs()
+    Template.build(recipe(), name, on_build_logs=on_first)
+    assert not any(m == "CACHED" for m in first)
+    with Sandbox.create(name) as sbx:
+        stamp = sbx.files.read("/home/user/stamp")
+
+    second, on_second = _logs()
+    Template.build(recipe(), name, on_build_logs=on_second)
+    assert sum(m == "CACHED" for m in second) == 2, second
+    with Sandbox.create(name) as sbx:
+        assert sbx.files.read("/home/user/stamp") == stamp  # the cached layer, not a new run
+
+    third, on_third = _logs()
+    Template.build(recipe(), name, skip_cache=True, on_build_logs=on_third)
+    assert not any(m == "CACHED" for m in third)
+    with Sandbox.create(name) as sbx:
+        assert sbx.files.read("/home/user/stamp") != stamp
+
+
+def test_a_failing_step_shows_its_output_and_keeps_the_previous_build(names):
+    name = _name()
+    names.append(name)
+    Template.build(Template().from_template("base").run_cmd("echo v1 > /home/user/v"), name)
+    seen, on_logs = _logs()
+    bad = Template().from_template("base").run_cmd("echo v2 > /home/user/v").run_cmd(
+        "echo the-reason-it-broke >&2; exit 7")
+    with pytest.raises(BuildException) as failed:
+        Template.build(bad, name, on_build_logs=on_logs)
+    assert "exited with code 7" in str(failed.value)
+    assert any("the-reason-it-broke" in m for m in seen), seen
+    with Sandbox.create(name) as sbx:  # still the first build
+        assert sbx.files.read("/home/user/v") == "v1\n"
+
+
+def test_tags_and_create_by_name_and_tag(names):
+    name = _name()
+    names.append(name)
+    Template.build(Template().from_template("base").run_cmd("echo one > /home/user/v"), f"{name}:v1")
+    Template.build(Template().from_template("base").run_cmd("echo two > /home/user/v"), name, tags=["v2"])
+    assert {t.tag for t in Template.get_tags(name)} == {"v1", "default", "v2"}
+    with Sandbox.create(f"{name}:v1") as sbx:
+        assert sbx.files.read("/home/user/v") == "one\n"
+    with Sandbox.create(f"{name}:v2") as sbx:
+        assert sbx.files.read("/home/user/v") == "two\n"
+    with Sandbox.create(name) as sbx:
+        assert sbx.files.read("/home/user/v") == "two\n"
+    Template.assign_tags(f"{name}:v1", "stable")
+    with Sandbox.create(f"{name}:stable") as sbx:
+        assert sbx.files.read("/home/user/v") == "one\n"
+    assert Template.exists(name) and not Template.exists(_name("missing"))
+
+
+def test_start_and_ready_command(names):
+    name = _name()
+    names.append(name)
+    tpl = (Template().from_template("base")
+           .set_start_cmd("sleep 1; echo started > /tmp/ready-marker; sleep 600", wait_for_file("/tmp/ready-marker")))
+    Template.build(tpl, name)
+    with Sandbox.create(name) as sbx:
+        assert sbx.files.read("/tmp/ready-marker") == "started\n"  # the create waited for it
+        assert "sleep 600" in run(sbx, "ps -eo args")[1]
+
+
+def test_async_build_from_a_snapshot(names):
+    async def main():
+        sbx = await AsyncSandbox.create()
+        try:
+            await sbx.files.write("/home/user/from-snapshot.txt", "snap\n")
+            snap = await sbx.create_snapshot(name=_name("snap"))
+        finally:
+            await sbx.kill()
+        name = _name()
+        names.append(name)
+        seen, on_logs = _logs()
+        await AsyncTemplate.build(AsyncTemplate().from_template(snap.snapshot_id).run_cmd(
+            "cat /home/user/from-snapshot.txt > /home/user/copy.txt"), name, on_build_logs=on_logs)
+        child = await AsyncSandbox.create(name)
+        try:
+            assert await child.files.read("/home/user/copy.txt") == "snap\n"
+        finally:
+            await child.kill()
+            await AsyncSandbox.delete_snapshot(snap.snapshot_id)
+
+    asyncio.run(main())
+
+
+def test_registry_images_are_refused_clearly(names):
+    name = _name()
+    names.append(name)
+    with pytest.raises(BuildException) as failed:
+        Template.build(Template().from_image("python:3.12"), name)
+    message = str(failed.value)
+    assert "cannot pull" in message and "docker save" in message and "debian:" in message
+
+
+def test_another_team_cannot_see_or_use_it(server, names):
+    name = _name()
+    names.append(name)
+    Template.build(Template().from_template("base").run_cmd("true"), name)
+    other = new_team(server)
+    try:
+        assert not Template.exists(name, api_key=other)
+        with pytest.raises(Exception) as refused:
+            Sandbox.create(name, api_key=other)
+        assert "not found" in str(refused.value).lower()
+        tags = httpx.get(f"{server.url}/templates/{name}/tags", headers={"X-API-KEY": other})
+        assert tags.status_code == 404
+        listed = httpx.get(f"{server.url}/templates", headers={"X-API-KEY": other}).json()
+        assert all(t["names"] != [name] for t in listed)
+        assert httpx.delete(f"{server.url}/templates/{name}", headers={"X-API-KEY": other}).status_code == 404
+        # the same name in the other team is its own template
+        Template.build(Template().from_template("base").run_cmd("echo mine > /home/user/who"), name, api_key=other)
+        with Sandbox.create(name, api_key=other) as sbx:
+            assert sbx.files.read("/home/user/who") == "mine\n"
+        with Sandbox.create(name) as sbx:
+            assert not sbx.files.exists("/home/user/who")
+    finally:
+        httpx.delete(f"{server.url}/templates/{name}", headers={"X-API-KEY": other})
