@@ -15,7 +15,6 @@ sources work.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import TYPE_CHECKING
 
@@ -112,7 +111,7 @@ class Bases:
             return None
         out.add(f"reading the image archive {image}")
         await self.built(SCRATCH_RECIPE, out)
-        digest, envs = await asyncio.to_thread(image_archive.import_archive, self.service, archive, holder, out)
+        digest, envs = await image_archive.import_archive(self.service, self.store, archive, team, holder, out)
         stack = {"template": SCRATCH_RECIPE, "layers": [digest], "envs": envs}
         return stack, json.dumps(["image", digest, envs])
 
