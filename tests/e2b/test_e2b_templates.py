@@ -202,3 +202,32 @@ def test_another_team_cannot_see_or_use_it(server, names):
             assert not sbx.files.exists("/home/user/who")
     finally:
         httpx.delete(f"{server.url}/templates/{name}", headers={"X-API-KEY": other})
+
+
+def test_pip_and_apt_installs_reach_an_offline_build(names):
+    name = _name()
+    names.append(name)
+    seen, on_logs = _logs()
+    Template.build(Template().from_template("base").pip_install("tabulate").apt_install("cowsay"), name,
+                   on_build_logs=on_logs)
+    assert any("the build's sandbox has no network" in m for m in seen), seen
+    with Sandbox.create(name) as sbx:
+        assert sbx.commands.run("python3 -c 'import tabulate; print(tabulate.__name__)'").stdout == "tabulate\n"
+        assert "moo" in sbx.commands.run("/usr/games/cowsay moo").stdout
+        # still no network in the sandboxes made from it
+        assert run(sbx, "curl -s -m 3 http://1.1.1.1/")[0] != 0
+
+
+@pytest.mark.timeout(1200)  # apt brings npm's 360 Debian packages
+def test_npm_install_global_and_local(names):
+    name = _name()
+    names.append(name)
+    tpl = (Template().from_template("base").apt_install("npm", no_install_recommends=True)
+           .npm_install("is-number", g=True)
+           .set_workdir("/home/user/app").run_cmd("chown user /home/user/app", user="root")
+           .npm_install("is-odd"))
+    Template.build(tpl, name)
+    with Sandbox.create(name) as sbx:
+        assert sbx.commands.run("ls /usr/local/lib/node_modules").stdout.split() == ["is-number"]
+        out = sbx.commands.run("cd /home/user/app && node -e 'console.log(require(\"is-odd\")(3))'").stdout
+        assert out == "true\n"

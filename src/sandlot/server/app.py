@@ -165,7 +165,8 @@ def build_app(config: Config, extensions: Mapping[str, Extension] | None = None)
     service.volumes = VolumeStore(config.home, config.db_path)
     # templates built from recipes (E2B's Template builder, Dockerfiles): template_routes.py
     custom = CustomTemplates(config.db_path, config.home, layers)
-    builder = TemplateBuilder(service, custom)
+    packages = PackageManager(config.home / "cache" / "wheels")
+    builder = TemplateBuilder(service, custom, packages)
     config.pool_templates = tuple(snapshot_store.canonical(n) for n in config.pool_templates)
     # what a route's path names must be the caller's team's (auth.py): every /sandboxes/{sandbox_id}...
     # route, snapshots (DELETE /templates/{template_id} is E2B's delete_snapshot) and volumes by id
@@ -222,7 +223,7 @@ def build_app(config: Config, extensions: Mapping[str, Extension] | None = None)
     app.state.audit = audit
     app.state.config = config
     app.state.metrics = metrics
-    app.state.packages = PackageManager(config.home / "cache" / "wheels")
+    app.state.packages = packages
     return app
 
 

@@ -4,7 +4,8 @@ below it and the step (docs/templates.md).
 
 A step runs in a sandbox made directly through the runtime (not listed, counted nowhere but the
 host's admission), from the stack so far, with the step's user, working directory and env vars:
-the build never runs anything on the host. RUN is `/bin/sh -c` (as Docker's); COPY extracts the
+the build never runs anything on the host. RUN is `/bin/sh -c` (as Docker's), but
+pip/apt/npm installs of the SDK's shapes are fetched on the host (template_packages.py); COPY extracts the
 uploaded tarball in the sandbox's /tmp (a tmpfs: not committed) and copies what its source names
 to its destination; WORKDIR makes its directory; ENV and USER only change the state the following
 steps run with. A failing step (non-zero exit, a timeout) ends the build with its output in the
@@ -28,13 +29,16 @@ from ..templates.build_spec import DEFAULT_USER, DEFAULT_WORKDIR, BuildSpec, Ste
 from .agent_client import AgentClient
 from .custom_templates import Build, CustomTemplate, CustomTemplates
 from .service import SandboxService, new_sandbox_id
+from .packages import PackageManager
 from .template_bases import Bases
+from .template_packages import Installer, recognise
 
 log = logging.getLogger("sandlot.template_builds")
 
 STEP_TIMEOUT_S = 3600
 MAX_LOG_ENTRIES = 20_000  # per build; older output lines are dropped first
 MAX_LINE = 4000
+FAILURE_TAIL = 10  # output lines a failed step's error message repeats
 BUILD_LIMITS = Limits(memory_mb=2048, cpu_count=2.0, pids=4096)
 FILES_IN_SANDBOX = "/tmp/.sandlot-build-files.tar"
 COPY_SCRIPT = r"""
@@ -106,8 +110,9 @@ class BuildLog:
 
 
 class TemplateBuilder:
-    def __init__(self, service: SandboxService, store: CustomTemplates):
+    def __init__(self, service: SandboxService, store: CustomTemplates, packages: PackageManager):
         self.service = service
+        self.installer = Installer(packages, service.config.home / "cache")
         self.store = store
         self.layers = store.layers
         self.bases = Bases(service, store)
@@ -228,7 +233,12 @@ class TemplateBuilder:
             agent = AgentClient(str(rt.socket_path))
             if step.kind == "RUN":
                 user = step.args[1] if len(step.args) > 1 and step.args[1] else state.user
-                await self._run_cmd(agent, ["/bin/sh", "-c", step.args[0]], user, state.workdir, envs, out)
+                install = recognise(step.args[0])
+                if install is not None:  # pip/apt/npm: fetched on the host, installed offline
+                    await self.installer.run(install, rt.sandbox_id, agent, user, state.workdir, out,
+                                             lambda argv, u, cwd: self._run_cmd(agent, argv, u, cwd, envs, out))
+                else:
+                    await self._run_cmd(agent, ["/bin/sh", "-c", step.args[0]], user, state.workdir, envs, out)
             elif step.kind == "WORKDIR":
                 await self._run_cmd(agent, ["mkdir", "-p", step.args[0]], "root", "/", envs, out)
             elif step.kind == "COPY":
@@ -257,7 +267,7 @@ class TemplateBuilder:
 
     async def _run_cmd(self, agent: AgentClient, argv: list[str], user: str, cwd: str, envs: dict,
                        out: BuildLog) -> None:
-        code, buffered = None, {"stdout": b"", "stderr": b""}
+        code, buffered, first = None, {"stdout": b"", "stderr": b""}, len(out.entries)
         events = agent.start(argv[0], argv[1:], envs=envs, cwd=cwd, user=user, timeout_ms=STEP_TIMEOUT_S * 1000)
         async for event in events:
             for stream in ("stdout", "stderr"):
@@ -275,7 +285,9 @@ class TemplateBuilder:
                 out.add(rest.decode(errors="replace"), "info" if stream == "stdout" else "warn")
         if code != 0:
             shown = shlex.join(argv) if argv[0] != "python3" else "the copy"
-            raise StepFailed(f"step {out.step} failed: {shown[:200]} exited with code {code}", out.step)
+            tail = [e["message"] for e in out.entries[first:]][-FAILURE_TAIL:]
+            raise StepFailed(f"step {out.step} failed: {shown[:200]} exited with code {code}" +
+                             "".join(f"\n  {line}" for line in tail), out.step)
 
 
 def _key(team: str, parent: str, what) -> str:
