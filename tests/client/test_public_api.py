@@ -12,8 +12,8 @@ import sandlot
 from sandlot import _exceptions
 from sandlot.client import (
     AsyncCommandHandle, AsyncCommands, AsyncFiles, AsyncPackages, AsyncPty, AsyncSandbox, AsyncSandboxPaginator,
-    AsyncSandboxService, AsyncVolume, AsyncWatchHandle, CommandHandle, Commands, Files, Packages, Pty, Sandbox,
-    SandboxPaginator, SandboxService, Volume, WatchHandle,
+    AsyncSandboxService, AsyncTemplate, AsyncVolume, AsyncWatchHandle, CommandHandle, Commands, Files, Packages, Pty,
+    Sandbox, SandboxPaginator, SandboxService, Template, Volume, WatchHandle,
 )
 from sandlot.client._config import ConnectionConfig
 from sandlot.client._http import Transport
@@ -21,12 +21,14 @@ from sandlot.client._http import Transport
 EXPECTED = {
     # SDK
     "Sandbox", "AsyncSandbox", "SandboxPaginator", "CommandHandle", "AsyncCommandHandle", "WatchHandle",
-    "AsyncWatchHandle", "SandboxService", "AsyncSandboxService", "Volume", "AsyncVolume",
+    "AsyncWatchHandle", "SandboxService", "AsyncSandboxService", "Volume", "AsyncVolume", "Template", "AsyncTemplate",
     # data
     "CommandResult", "EntryInfo", "FileType", "FilesystemEvent", "FilesystemEventType", "Limits", "Package",
     "ProcessInfo", "SandboxInfo", "SandboxLogEntry", "SandboxMetrics", "WriteInfo",
     # data: snapshots and volumes
     "SnapshotExport", "SnapshotInfo", "VolumeInfo",
+    # data: templates built from recipes
+    "TemplateBuildInfo", "TemplateInfo", "TemplateLogEntry",
     # data: code interpreter
     "CodeContext", "Execution", "ExecutionError", "Logs", "OutputMessage", "Result",
     # errors
@@ -37,7 +39,8 @@ EXPECTED = {
 
 PAIRS = [(Sandbox, AsyncSandbox), (SandboxPaginator, AsyncSandboxPaginator), (Commands, AsyncCommands),
          (CommandHandle, AsyncCommandHandle), (Files, AsyncFiles), (WatchHandle, AsyncWatchHandle),
-         (Pty, AsyncPty), (Packages, AsyncPackages), (SandboxService, AsyncSandboxService), (Volume, AsyncVolume)]
+         (Pty, AsyncPty), (Packages, AsyncPackages), (SandboxService, AsyncSandboxService), (Volume, AsyncVolume),
+         (Template, AsyncTemplate)]
 
 
 def test_all_is_sorted_and_complete():

@@ -4,6 +4,7 @@
     _config.py    which server: arguments, environment, else an embedded one (entry point)
     _sandbox.py   AsyncSandbox (control plane) and the list paginator
     _snapshots.py snapshots, fork (AsyncSandbox's calls) and volumes (AsyncVolume)
+    _templates.py AsyncTemplate: templates built from Dockerfiles (_dockerfile.py), listed, deleted
     _commands.py  sandbox.commands and command handles
     _files.py     sandbox.files and watch handles
     _pty.py       sandbox.pty
@@ -27,12 +28,15 @@ from ._sandbox import AsyncSandbox, AsyncSandboxPaginator
 from ._service import AsyncSandboxService
 from ._snapshots import AsyncVolume, SnapshotExport, SnapshotInfo, VolumeInfo
 from ._sync import (
-    CommandHandle, Commands, Files, Packages, Pty, Sandbox, SandboxPaginator, SandboxService, Volume, WatchHandle,
+    CommandHandle, Commands, Files, Packages, Pty, Sandbox, SandboxPaginator, SandboxService, Template, Volume,
+    WatchHandle,
 )
+from ._templates import AsyncTemplate, TemplateBuildInfo, TemplateInfo, TemplateLogEntry
 
 __all__ = [
     "AsyncCommandHandle", "AsyncCommands", "AsyncFiles", "AsyncPackages", "AsyncPty", "AsyncSandbox",
-    "AsyncSandboxPaginator", "AsyncSandboxService", "AsyncVolume", "AsyncWatchHandle", "CommandHandle", "Commands",
-    "Files", "Packages", "Pty", "Sandbox", "SandboxPaginator", "SandboxService", "SnapshotExport", "SnapshotInfo",
-    "Volume", "VolumeInfo", "WatchHandle",
+    "AsyncSandboxPaginator", "AsyncSandboxService", "AsyncTemplate", "AsyncVolume", "AsyncWatchHandle",
+    "CommandHandle", "Commands", "Files", "Packages", "Pty", "Sandbox", "SandboxPaginator", "SandboxService",
+    "SnapshotExport", "SnapshotInfo", "Template", "TemplateBuildInfo", "TemplateInfo", "TemplateLogEntry", "Volume",
+    "VolumeInfo", "WatchHandle",
 ]

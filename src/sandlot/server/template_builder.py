@@ -18,6 +18,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import posixpath
 import shlex
 import time
 from dataclasses import dataclass, field, replace
@@ -101,6 +102,7 @@ class BuildLog:
     def __init__(self, build: Build):
         self.entries = build.logs
         self.step = "base"
+        self.total = 0  # steps in the recipe
 
     def add(self, message: str, level: str = "info") -> None:
         now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -143,6 +145,7 @@ class TemplateBuilder:
         holder = f"tplstep:{build.id}"  # every layer this build made or reused, until it ends
         started = time.monotonic()
         try:
+            out.total = len(spec.steps)
             out.add(f"Building template {tpl.name} from {spec.base}")
             stack, base_id, state = await self.bases.resolve(spec, tpl.team, out, holder)
             self.layers.hold(holder, stack["layers"])
@@ -197,7 +200,7 @@ class TemplateBuilder:
 
     async def _step(self, step: Step, stack: dict, key: str, state: State, holder: str, force: bool,
                     out: BuildLog, team: str) -> tuple[dict, str]:
-        out.add(f"[{out.step}] {step.describe()}")
+        out.add(f"[{out.step}/{out.total}] {step.describe()}")
         if step.kind == "ENV":
             state.envs.update(dict(zip(step.args[::2], step.args[1::2])))
             return stack, key
@@ -262,7 +265,8 @@ class TemplateBuilder:
         await agent.write(FILES_IN_SANDBOX, "root", chunks())
         owner = step.args[2] if len(step.args) > 2 and step.args[2] else state.user
         mode = step.args[3] if len(step.args) > 3 else ""
-        await self._run_cmd(agent, ["python3", "-c", COPY_SCRIPT, FILES_IN_SANDBOX, step.args[0], step.args[1],
+        dest = posixpath.join(state.workdir, step.args[1])  # a relative one is the working directory's
+        await self._run_cmd(agent, ["python3", "-c", COPY_SCRIPT, FILES_IN_SANDBOX, step.args[0], dest,
                                     owner, mode], "root", "/", envs, out)
 
     async def _run_cmd(self, agent: AgentClient, argv: list[str], user: str, cwd: str, envs: dict,

@@ -6,7 +6,8 @@ from .files import Files, WatchHandle
 from .pty import Pty
 from .packages import Packages
 from .snapshots import Volume
+from .templates import Template
 from .sandbox import Sandbox, SandboxPaginator
 from .service import SandboxService
 
-__all__ = ["CommandHandle", "Commands", "Files", "Packages", "Pty", "Sandbox", "SandboxPaginator", "SandboxService", "Volume", "WatchHandle"]
+__all__ = ["CommandHandle", "Commands", "Files", "Packages", "Pty", "Sandbox", "SandboxPaginator", "SandboxService", "Template", "Volume", "WatchHandle"]
