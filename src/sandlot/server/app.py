@@ -18,7 +18,7 @@ One ASGI app, one port, every front door (paths are disjoint, docs/e2b.md §1.2)
     /volumecontent/{id}/...                 the volume's token   volumes.py (volume_gate.py)
     /v3/templates, /v2/templates/{id}/...,  API key, of the      template_routes.py (builds:
     /templates/{id}/..., /templates/tags    template's team      template_builder.py)
-    PUT /templates/{id}/files/{h}/upload    a signed URL         template_routes.py
+    PUT /templates/{id}/files/{h}/upload    its signed URL       template_routes.py (upload_gate.py)
     /mcp (when serve mounts it)             API key              tools/mcp_server.py (a client of this
                                                                  server, composed by cli/serve.py)
     /files, /envs, /process.Process/*,      sandbox token or     envd/ (routed by E2b-Sandbox-Id)
@@ -251,8 +251,8 @@ def routes(config: Config, service: SandboxService, metrics: Metrics, keys: ApiK
         # template builds (template_routes.py; its DELETE /templates/{id} deletes snapshots too)
         *requires(Access.API_KEY, [*template_routes.routes(), *snapshots.routes(), *transfer.routes(),
                                    *volumes.routes()], keys, body=json_bytes),
-        # a template build's file upload: the URL's signature is the credential (template_routes.py)
-        *requires(Access.PUBLIC, template_routes.upload_routes(), keys, body=config.max_upload_bytes),
+        # a template build's file upload: the URL's signature is the credential (upload_gate.py)
+        *requires(Access.UPLOAD, template_routes.upload_routes(), keys, body=config.max_upload_bytes),
         *requires(Access.VOLUME, volumes.content_routes(), keys, body=config.max_upload_bytes),
         *requires(Access.API_KEY, [ext.route(path) for path, ext in (extensions or {}).items()], keys,
                   body=json_bytes),

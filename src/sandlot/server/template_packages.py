@@ -115,6 +115,7 @@ class Installer:
         await agent.make_dir(staging, "root")
         for deb in debs:
             await agent.write(f"{staging}/{deb.name}", "root", deb.read_bytes())
+            deb.unlink(missing_ok=True)  # the host keeps no archive: the step's layer is the cache
         out.add(f"apt: installing {len(debs)} package(s) in the sandbox")
         # apt resolved the set on the host (with the sandbox's dpkg status): dpkg unpacks it all,
         # then configures it in dependency order

@@ -14,21 +14,20 @@
     GET    /templates/{id}/tags
 
 Every route but the upload takes an API key and serves the caller's team only (`{template_id}` is
-team-checked by auth.py through `team_of`, names resolve within the team). The upload URL is the
-SDK's presigned S3 URL: it carries an HMAC of (team, template, hash, expiry) made with a key this
-server process holds; the PUT is streamed to disk, bounded by SANDLOT_MAX_UPLOAD_BYTES.
+team-checked by auth.py through `team_of`, names resolve within the team). The upload URL stands in
+for E2B's presigned S3 URL: signed (upload_gate.py), the PUT streamed to disk, bounded by
+SANDLOT_MAX_UPLOAD_BYTES.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import os
 import secrets
 import time
 from datetime import UTC, datetime
 
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -41,6 +40,7 @@ from .custom_templates import DEFAULT_TAG, CustomTemplates, split_ref
 from .observe import note
 from .snapshots import delete_snapshot
 from .template_builder import TemplateBuilder
+from .upload_gate import UploadGate, sign
 
 UPLOAD_TTL_S = 3600
 PAGE = 100  # log entries per status answer, as E2B's
@@ -88,11 +88,6 @@ def _own_template(request: Request):
     return tpl
 
 
-def _sign(request: Request, team: str, template_id: str, files_hash: str, expires: int) -> str:
-    key: bytes = request.app.state.upload_key
-    return hmac.new(key, f"{team}\n{template_id}\n{files_hash}\n{expires}".encode(), hashlib.sha256).hexdigest()
-
-
 async def file_upload_link(request: Request) -> Response:
     tpl = _own_template(request)
     files_hash = request.path_params["hash"]
@@ -100,24 +95,16 @@ async def file_upload_link(request: Request) -> Response:
     if path.is_file():
         return JSONResponse({"present": True}, status_code=201)
     expires = int(time.time()) + UPLOAD_TTL_S
-    signature = _sign(request, tpl.team, tpl.id, files_hash, expires)
+    signature = sign(request.app.state.upload_key, tpl.team, tpl.id, files_hash, expires)
     url = str(request.url_for("template_upload", template_id=tpl.id, hash=files_hash))
     return JSONResponse({"present": False, "url": f"{url}?expires={expires}&signature={signature}"}, status_code=201)
 
 
 async def upload(request: Request) -> Response:
-    """The presigned PUT: the signature is the credential."""
+    """The presigned PUT (its signature was checked by the upload gate)."""
     store = _store(request)
     tpl = store.by_id(request.path_params["template_id"])
     files_hash = request.path_params["hash"]
-    try:
-        expires = int(request.query_params.get("expires", ""))
-    except ValueError:
-        expires = 0
-    given = request.query_params.get("signature", "")
-    if tpl is None or expires < time.time() or not hmac.compare_digest(
-            given.encode(), _sign(request, tpl.team, tpl.id, files_hash, expires).encode()):
-        raise E.AuthenticationError("the upload URL is invalid or has expired")
     note(template=tpl.id, files=files_hash)
     path = store.files_path(tpl.team, files_hash)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -255,5 +242,6 @@ def routes() -> list[Route]:
 
 
 def upload_routes() -> list[Route]:
-    """The signed upload (no API key: the URL's signature is checked by the handler)."""
-    return [Route("/templates/{template_id}/files/{hash}/upload", upload, methods=["PUT"], name="template_upload")]
+    """The signed upload (no API key: the URL's signature, checked by the upload gate)."""
+    return [Route("/templates/{template_id}/files/{hash}/upload", upload, methods=["PUT"], name="template_upload",
+                  middleware=[Middleware(UploadGate)])]

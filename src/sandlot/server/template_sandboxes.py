@@ -5,13 +5,15 @@ E2B runs a template's start command during the build and snapshots the sandbox w
 so each sandbox resumes with the process running. This tier cannot snapshot memory (docs/
 snapshots.md): the start command is started in each new sandbox (as the template's final user, in
 its working directory), and the create answers once the ready command succeeds (every 0.2 s, for
-at most READY_TIMEOUT_S; past that the sandbox is killed and the create fails, saying so).
+at most READY_TIMEOUT_S; past that the sandbox is killed and the create fails, saying so). A ready
+command that only sleeps (E2B's `wait_for_timeout`) is skipped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from dataclasses import dataclass
 
@@ -25,6 +27,9 @@ log = logging.getLogger("sandlot.template_builds")
 
 READY_TIMEOUT_S = 120
 READY_POLL_S = 0.2
+# E2B's wait_for_timeout() (what its Dockerfile parser gives a CMD): a pause before E2B's memory
+# snapshot, once per build. Here it would delay every create, and proves nothing: skipped.
+SLEEP_ONLY = re.compile(r"^\s*sleep\s+[0-9.]+\s*$")
 
 
 @dataclass
@@ -64,7 +69,7 @@ async def start_services(agent, result: dict) -> None:
         finally:
             await events.aclose()  # it runs on: the agent keeps processes whose client left
     ready = result.get("ready_cmd")
-    if not ready:
+    if not ready or SLEEP_ONLY.match(ready):
         return
     deadline = time.monotonic() + READY_TIMEOUT_S
     while True:
