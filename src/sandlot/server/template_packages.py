@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
 import re
 import secrets
 import shutil
@@ -185,10 +184,8 @@ class Installer:
 
 
 def _tool(argv: list[str], what: str, cwd: Path | None = None) -> str:
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "http_proxy", "https_proxy",
-                                                        "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")}
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=TOOL_TIMEOUT_S, env=env, cwd=cwd,
+    try:  # with the server's environment: the host's registry configuration (proxies, CA bundles)
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=TOOL_TIMEOUT_S, cwd=cwd,
                               stdin=subprocess.DEVNULL, check=False)
     except subprocess.TimeoutExpired:
         raise E.TemplateError(f"{what} took longer than {TOOL_TIMEOUT_S} s") from None
