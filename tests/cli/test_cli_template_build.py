@@ -113,6 +113,25 @@ def test_refused_dockerfiles(cli, tmp_path, dockerfile, message):
         cli("delete", name)
 
 
+def test_from_a_local_docker_save_archive(cli, server, tmp_path):
+    """FROM ./image.tar: the CLI uploads the archive (streamed) and the server builds on it."""
+    from image_archive_support import make_docker_save
+    from support import TEMPLATE_CACHE
+
+    make_docker_save(tmp_path / "image.tar", TEMPLATE_CACHE / "base" / "rootfs")
+    (tmp_path / "Dockerfile").write_text("FROM ./image.tar\nRUN cat /opt/image/hello.txt > /srv.txt\n")
+    name = "cli-" + uuid.uuid4().hex[:8]
+    built = cli("build", "-f", str(tmp_path / "Dockerfile"), name)
+    try:
+        assert built.exit_code == 0, built.output
+        assert "unpacking 2 layer(s)" in built.stderr
+        with Sandbox.create(name, timeout=60, api_url=server.url, api_key=server.api_key) as sbx:
+            assert sbx.files.read("/srv.txt") == "hello from the image\n"
+            assert sbx.commands.run("echo $IMAGE_VAR").stdout == "from-the-image\n"
+    finally:
+        cli("delete", name)
+
+
 async def test_the_async_sdk_builds_from_dockerfile_text(server, tmp_path):
     from sandlot import AsyncSandbox, AsyncTemplate
 

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import glob
 import hashlib
-import io
 import json
 import os
-import re
 import shlex
 import tarfile
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from .. import _exceptions as E
 
@@ -40,14 +40,20 @@ class Upload:
     paths: list[str] = field(default_factory=list)
     archive: Path | None = None
 
-    def content(self, context: Path) -> bytes:
+    def open(self, context: Path) -> BinaryIO:
+        """What to upload, as a file (a temporary one for a COPY: deleted when closed)."""
         if self.archive is not None:
-            return self.archive.read_bytes()
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-            for rel in self.paths:
-                tar.add(context / rel, arcname=rel, recursive=False)
-        return buf.getvalue()
+            return open(self.archive, "rb")
+        packed = tempfile.TemporaryFile()
+        try:
+            with tarfile.open(fileobj=packed, mode="w:gz") as tar:
+                for rel in self.paths:
+                    tar.add(context / rel, arcname=rel, recursive=False)
+            packed.seek(0)
+        except BaseException:
+            packed.close()
+            raise
+        return packed
 
 
 @dataclass

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-from collections.abc import Callable
+import os
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote
 
 from .. import _exceptions as E
@@ -26,6 +27,7 @@ from ._http import Transport
 from ._snapshots import _call
 
 POLL_S = 0.2
+CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -92,8 +94,7 @@ class AsyncTemplate:
                 link = (await transport.api("GET", f"/templates/{quote(tid, safe='')}/files/{upload.files_hash}",
                                             request_timeout=request_timeout)).json()
                 if not link.get("present") and link.get("url"):
-                    content = await asyncio.to_thread(upload.content, ctx)
-                    await transport.request("PUT", link["url"], content=content, request_timeout=request_timeout)
+                    await _put(transport, link["url"], await asyncio.to_thread(upload.open, ctx), request_timeout)
             await transport.api("POST", f"/v2/templates/{quote(tid, safe='')}/builds/{bid}",
                                 request_timeout=request_timeout, json=recipe.spec)
             await _wait(transport, tid, bid, on_log, request_timeout)
@@ -117,6 +118,20 @@ class AsyncTemplate:
         except E.NotFound:
             return False
         return True
+
+
+async def _put(transport: Transport, url: str, f: BinaryIO, request_timeout: float | None) -> None:
+    """Stream the file to the signed upload URL (it carries its own credential), then close it."""
+    async def chunks() -> AsyncIterator[bytes]:
+        while data := await asyncio.to_thread(f.read, CHUNK):
+            yield data
+
+    try:
+        size = os.fstat(f.fileno()).st_size
+        await transport.request("PUT", url, content=chunks(), headers={"Content-Length": str(size)},
+                                request_timeout=request_timeout)
+    finally:
+        f.close()
 
 
 def _dockerfile(dockerfile: str | Path) -> tuple[str, Path]:

@@ -74,6 +74,10 @@ async def request_build(request: Request) -> Response:
     tags = list(dict.fromkeys([tag, *_strings(data, "tags")]))
     limits = {k: data[k] for k in ("cpuCount", "memoryMB") if isinstance(data.get(k), int)}
     team = caller(request).team
+    if name in request.app.state.service.templates.list():
+        raise E.InvalidArgument(f"\"{name}\" is one of sandlot's templates: choose another name")
+    if request.app.state.snapshots.find(name, team) is not None:
+        raise E.InvalidArgument(f"\"{name}\" is the name of one of your snapshots: choose another name")
     tpl = _store(request).ensure(name, team)
     build = _store(request).new_build(tpl, tags, limits)
     note(template=tpl.id, build=build.id, name=name)
@@ -188,9 +192,10 @@ async def delete_template(request: Request) -> Response:
     if tpl is None:
         return await delete_snapshot(request)
     note(template=tpl.id)
-    for build_id, (build, task) in list(_builder(request).running.items()):
-        if build.template_id == tpl.id:
-            task.cancel()
+    running = [task for build, task in _builder(request).running.values() if build.template_id == tpl.id]
+    for task in running:
+        task.cancel()
+    await asyncio.gather(*running, return_exceptions=True)  # their sandboxes gone, their layers let go
     await asyncio.to_thread(_store(request).delete, tpl)
     return Response(status_code=204)
 
