@@ -194,6 +194,12 @@ def test_async_build_from_a_snapshot(names):
     asyncio.run(main())
 
 
+def test_the_empty_scratch_template_starts_no_sandbox():
+    with pytest.raises(Exception) as refused:
+        Sandbox.create("scratch")
+    assert "cannot start from it" in str(refused.value)
+
+
 def test_registry_images_are_refused_clearly(names):
     name = _name()
     names.append(name)

@@ -37,6 +37,7 @@ from .template_packages import Installer, recognise
 log = logging.getLogger("sandlot.template_builds")
 
 STEP_TIMEOUT_S = 3600
+MAX_BUILDS = 2  # at once on this server (their sandboxes are counted in no team's quota); others wait
 MAX_LOG_ENTRIES = 20_000  # per build; older output lines are dropped first
 MAX_LINE = 4000
 FAILURE_TAIL = 10  # output lines a failed step's error message repeats
@@ -119,15 +120,16 @@ class TemplateBuilder:
         self.layers = store.layers
         self.bases = Bases(service, store)
         self.running: dict[str, tuple[Build, asyncio.Task]] = {}
+        self.slots = asyncio.Semaphore(MAX_BUILDS)
 
     def live(self, build_id: str) -> Build | None:
         found = self.running.get(build_id)
         return found[0] if found else None
 
     def start(self, tpl: CustomTemplate, build: Build, spec: BuildSpec, raw: dict) -> None:
-        build.status, build.spec = "building", raw
+        build.spec = raw  # "waiting" until one of the server's MAX_BUILDS slots is free
         self.store.save_build(build)
-        task = asyncio.create_task(self._run(tpl, build, spec), name=f"template-build-{build.id}")
+        task = asyncio.create_task(self._queued(tpl, build, spec), name=f"template-build-{build.id}")
         self.running[build.id] = (build, task)
         task.add_done_callback(lambda _: self.running.pop(build.id, None))
 
@@ -139,6 +141,19 @@ class TemplateBuilder:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     # ---- one build ---------------------------------------------------------------------------
+
+    async def _queued(self, tpl: CustomTemplate, build: Build, spec: BuildSpec) -> None:
+        try:
+            async with self.slots:
+                build.status = "building"
+                self.store.save_build(build)
+                await self._run(tpl, build, spec)
+        except asyncio.CancelledError:
+            if build.status == "waiting":  # stopped before it began
+                build.status, build.finished_at = "error", time.time()
+                build.reason = {"message": "the build was cancelled before it began", "step": "base"}
+                self.store.save_build(build)
+            raise
 
     async def _run(self, tpl: CustomTemplate, build: Build, spec: BuildSpec) -> None:
         out = BuildLog(build)

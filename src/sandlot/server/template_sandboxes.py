@@ -22,6 +22,7 @@ from ..runtimes.policy import Limits
 from ..templates.spec import Template
 from .custom_templates import CustomTemplates, split_ref
 from .lifecycle import Lifecycle
+from .template_bases import SCRATCH_RECIPE
 
 log = logging.getLogger("sandlot.template_builds")
 
@@ -42,6 +43,9 @@ class FromTemplate:
 
 async def for_create(store: CustomTemplates, lifecycle: Lifecycle, ref: str, team: str) -> FromTemplate | None:
     """The team's built template a create's templateID names, if any (NotFound for a missing tag)."""
+    if ref == SCRATCH_RECIPE:
+        raise E.InvalidArgument("\"scratch\" is the empty root under templates built from image archives: "
+                                "sandboxes cannot start from it (it has no python3 for the agent)")
     found = await asyncio.to_thread(store.resolve, ref, team) if store.find(ref, team) else None
     if found is None:
         return None
