@@ -3,8 +3,8 @@ reach the server as RUN steps of known shapes (below); a build's sandbox has no 
 these the host fetches what the install needs and the sandbox installs it offline. Nothing fetched
 runs on the host: pip downloads wheels only (wheels.py), apt downloads .debs (no maintainer
 scripts: --download-only, into private state and cache directories, with the host's sources and
-the sandbox's own dpkg status), npm installs with --ignore-scripts into a throwaway prefix to fill a
-private cache. Other RUN steps run as written, without network.
+the sandbox's own dpkg status), npm installs with --ignore-scripts into a throwaway prefix whose
+tree is copied into the sandbox. Other RUN steps run as written, without network.
 
     pip install [--user] PKG...       -> the wheels through the host's pip configuration; installed
                                          system-wide by pip in the sandbox (packages.py's way)
@@ -12,8 +12,10 @@ private cache. Other RUN steps run as written, without network.
                                       -> .debs of the host's Debian release, from its mirror, as
                                          apt resolves them against the sandbox's dpkg status;
                                          dpkg in the sandbox installs them (as root)
-    npm install [-g] [--save-dev] [PKG...] -> `npm install --offline` in the sandbox from a cache
-                                         the host filled (the sandbox needs npm itself)
+    npm install [-g] [--save-dev] [PKG...] -> the tree the host's npm made, copied where the
+                                         sandbox's npm would put it (its global prefix, or the
+                                         working directory with package.json), then `npm rebuild`
+                                         there runs the packages' scripts (the sandbox needs npm)
 """
 
 from __future__ import annotations
@@ -153,33 +155,54 @@ class Installer:
     # ---- npm -----------------------------------------------------------------------------------
 
     async def _npm(self, install: Install, agent: AgentClient, user: str, cwd: str, out: BuildLog, run_cmd) -> None:
-        package_json = None
-        if not install.packages:  # npm install: what the working directory's package.json lists
-            package_json = await _read(agent, f"{cwd.rstrip('/')}/package.json")
-        packed = await asyncio.to_thread(self._fill_npm_cache, install, package_json)
+        """The host's npm installs the tree (no scripts) into a throwaway prefix; the tree is
+        copied into the sandbox where npm would have put it, and `npm rebuild` runs the packages'
+        scripts there. (Not a cache the sandbox's npm reads offline: caches of two npm releases
+        do not answer each other's requests.)"""
+        glob_ = "-g" in install.flags
+        project = {}
+        if not glob_:  # a local install updates the working directory's package.json (and lock)
+            for name in ("package.json", "package-lock.json"):
+                try:
+                    project[name] = await _read(agent, f"{cwd.rstrip('/')}/{name}")
+                except E.NotFound:
+                    pass
+            if not install.packages and "package.json" not in project:
+                raise E.InvalidArgument(f"npm install without packages needs {cwd}/package.json")
+        packed = await asyncio.to_thread(self._npm_tree, install, project)
         staging = f"/tmp/.sandlot-npm-{secrets.token_hex(6)}"
         await agent.write(f"{staging}.tar", "root", packed)
         await run_cmd(["/bin/sh", "-c", f"mkdir -p {staging} && tar -C {staging} -xf {staging}.tar && "
                        f"rm {staging}.tar && chmod -R a+rX {staging}"], "root", "/")
         try:
-            await run_cmd(["npm", "install", "--offline", "--no-audit", "--no-fund", "--cache", staging,
-                           *install.flags, *install.packages], user, cwd)
+            if glob_:
+                script = (f'P="$(npm prefix -g)" && mkdir -p "$P/lib/node_modules" "$P/bin" && '
+                          f'cp -a {staging}/lib/node_modules/. "$P/lib/node_modules/" && '
+                          f'if [ -d {staging}/bin ]; then cp -a {staging}/bin/. "$P/bin/"; fi && '
+                          f'npm rebuild -g --offline --no-audit --no-fund')
+                await run_cmd(["/bin/sh", "-c", script], user, "/")
+            else:
+                script = (f"cp -r {staging}/node_modules {staging}/package.json . && "
+                          f"if [ -f {staging}/package-lock.json ]; then cp {staging}/package-lock.json .; fi && "
+                          f"npm rebuild --offline --no-audit --no-fund")
+                await run_cmd(["/bin/sh", "-c", script], user, cwd)
         finally:
             await run_cmd(["rm", "-rf", staging], "root", "/")
 
-    def _fill_npm_cache(self, install: Install, package_json: bytes | None) -> bytes:
+    def _npm_tree(self, install: Install, project: dict[str, bytes]) -> bytes:
         if shutil.which("npm") is None:
             raise E.Unsupported("npm installs need npm on the server's host")
         with tempfile.TemporaryDirectory(prefix="sandlot-npm-") as tmp:
-            prefix, cache = Path(tmp) / "prefix", Path(tmp) / "cache"
+            prefix = Path(tmp) / "prefix"
             prefix.mkdir()
-            if package_json is not None:
-                (prefix / "package.json").write_bytes(package_json)
-            _tool(["npm", "install", "--ignore-scripts", "--no-audit", "--no-fund", "--cache", str(cache),
-                   "--prefix", str(prefix), "--", *install.packages], "npm install on the host", cwd=prefix)
+            for name, content in project.items():
+                (prefix / name).write_bytes(content)
+            _tool(["npm", "install", "--ignore-scripts", "--no-audit", "--no-fund", "--cache", str(Path(tmp) / "cache"),
+                   "--prefix", str(prefix), *install.flags, "--", *install.packages], "npm install on the host",
+                  cwd=prefix)
             buf = io.BytesIO()
             with tarfile.open(fileobj=buf, mode="w") as tar:
-                tar.add(cache, arcname=".")
+                tar.add(prefix, arcname=".")
             return buf.getvalue()
 
 
