@@ -69,6 +69,8 @@ def test_steps_of_each_kind_and_create_by_name(context, names):
         assert run(sbx, "cat /home/user/greeting.txt")[1] == "hi there\n"
         assert run(sbx, "stat -c '%U %a' /opt/data/a.txt /opt/data/b.txt", user="root")[1] == "root 640\nroot 640\n"
         assert run(sbx, "cat /srv/work/where.txt /srv/work/who.txt")[1] == "/srv/work\nroot\n"
+        # directories made for a COPY or a WORKDIR belong to the user steps run as
+        assert run(sbx, "stat -c %U /home/user/app /srv/work")[1] == "user\nuser\n"
         assert run(sbx, "cat /root/me.txt", user="root")[1] == "root\n"
         assert sbx.commands.run("echo $STAGE").stdout == "test\n"  # the template's env vars stay
         assert sbx.get_info().template_id == name

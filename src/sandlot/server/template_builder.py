@@ -53,7 +53,10 @@ matches = sorted(glob.glob(os.path.join(stage, src.lstrip("/"))))
 if not matches:
     sys.exit("COPY: nothing matches %r in the uploaded files" % src)
 into_dir = dest.endswith("/") or len(matches) > 1 or os.path.isdir(dest)
-made = []
+whole_dir = len(matches) == 1 and os.path.isdir(matches[0]) and not os.path.islink(matches[0])
+# a directory made for the copy is the owner's too (not its mode: that is the files')
+made = [dest.rstrip("/") or "/"] if (into_dir or whole_dir) and not os.path.isdir(dest) else []
+chown_only = set(made)
 for m in matches:
     if os.path.isdir(m) and not os.path.islink(m):
         os.makedirs(dest, exist_ok=True)
@@ -67,8 +70,9 @@ for m in matches:
     made.append(target)
 for path in made:
     if owner:
-        subprocess.run(["chown", "-R", "--no-dereference", owner, path], check=True)
-    if mode:
+        flags = [] if path in chown_only else ["-R"]
+        subprocess.run(["chown", *flags, "--no-dereference", owner, path], check=True)
+    if mode and path not in chown_only:
         subprocess.run(["chmod", "-R", mode, path], check=True)
 shutil.rmtree(stage)
 print("copied %d path(s) to %s" % (len(made), dest))
@@ -257,8 +261,10 @@ class TemplateBuilder:
                                              lambda argv, u, cwd: self._run_cmd(agent, argv, u, cwd, envs, out))
                 else:
                     await self._run_cmd(agent, ["/bin/sh", "-c", step.args[0]], user, state.workdir, envs, out)
-            elif step.kind == "WORKDIR":
-                await self._run_cmd(agent, ["mkdir", "-p", step.args[0]], "root", "/", envs, out)
+            elif step.kind == "WORKDIR":  # made for the current user, as BuildKit does
+                d = shlex.quote(step.args[0])
+                await self._run_cmd(agent, ["/bin/sh", "-c", f"[ -d {d} ] || {{ mkdir -p {d} && chown "
+                                            f"{shlex.quote(state.user)} {d}; }}"], "root", "/", envs, out)
             elif step.kind == "COPY":
                 await self._copy(agent, step, state, envs, out, team)
             # the sandbox's files as a layer: sandboxes are committed as snapshots are
