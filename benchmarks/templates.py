@@ -62,7 +62,7 @@ def main() -> None:
             for i in range(runs):  # a new nonce: the RUN steps (and all after them) miss the cache
                 nonce = uuid.uuid4().hex
                 uncached += timed(lambda: Template.build(recipe(context, nonce), name), 1)
-            m["build of the recipe (5 steps, 3 in sandboxes), uncached"] = uncached
+            m["build of the recipe, its two RUN steps uncached (each in a sandbox, committed)"] = uncached
             nonce = uuid.uuid4().hex
             Template.build(recipe(context, nonce), name)
             m["the same build again (every step a cache hit)"] = timed(
@@ -99,9 +99,10 @@ Run {now} by `benchmarks/templates.py --runs {runs}` on: {machine()}.
 Method: a real `sandlot serve` on loopback (namespace runtime), driven by the official `e2b` SDK's
 `Template.build()` (request, upload of one file by hash, build start, status polled every 0.2 s as
 the SDK does). The recipe: from `base`, COPY one file, ENV, WORKDIR (a sandbox: it makes the
-directory), two RUNs. Uncached: a new value in the first RUN each time, so it and every step after
-it run in a sandbox of their own and are committed as layers. Quick runs: other work shared the
-2 CPUs.
+directory), two RUNs. Uncached: a new value in the first RUN each time, so both RUNs run in a
+sandbox of their own and are committed as layers (COPY and WORKDIR are cache hits after the first
+run). A build's time includes the SDK's polling (every 0.2 s): a fully cached build is about one
+poll. Quick runs: other work shared the 2 CPUs.
 
 | operation | p50 ms | p99 ms | runs |
 |---|---|---|---|
