@@ -46,7 +46,7 @@ def _logs():
     return seen, lambda entry: seen.append(str(entry.message))
 
 
-def test_steps_of_each_kind_and_create_by_name(context, names):
+def test_steps_of_each_kind_and_create_by_name(server, context, names):
     name = _name()
     names.append(name)
     tpl = (Template(file_context_path=str(context)).from_template("base")
@@ -62,6 +62,10 @@ def test_steps_of_each_kind_and_create_by_name(context, names):
     info = Template.build(tpl, name, on_build_logs=on_logs)
     assert info.name == name and info.template_id and info.build_id
     assert any("Build finished" in m for m in seen), seen
+    # the uploads through the signed URL are in the audit trail, under the template's team
+    audit = httpx.get(f"{server.url}/audit", params={"action": "template.files.upload"},
+                      headers={"X-API-KEY": server.api_key}).json()["entries"]
+    assert len([e for e in audit if e["outcome"] == "ok"]) >= 2 and all(e["team"] for e in audit), audit
 
     sbx = Sandbox.create(name)
     try:
