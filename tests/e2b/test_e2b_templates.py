@@ -110,6 +110,29 @@ def test_cache_hits_on_a_rebuild_and_skip_cache(context, names):
         assert sbx.files.read("/home/user/stamp") != stamp
 
 
+def test_logs_stream_while_the_build_runs(names):
+    name = _name()
+    names.append(name)
+    tpl = Template().from_template("base").run_cmd("echo early-line; sleep 4; echo late-line")
+    info = Template.build_in_background(tpl, name)
+    seen: list[str] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status = Template.get_build_status(info, logs_offset=len(seen))
+        seen += [e.message for e in status.log_entries]
+        if "early-line" in seen:
+            assert status.status.value == "building" and "late-line" not in seen, (status.status, seen)
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError(f"no early output while building: {seen}")
+    while status.status.value == "building":
+        time.sleep(0.2)
+        status = Template.get_build_status(info, logs_offset=len(seen))
+        seen += [e.message for e in status.log_entries]
+    assert status.status.value == "ready" and "late-line" in seen, (status.status, seen)
+
+
 def test_a_failing_step_shows_its_output_and_keeps_the_previous_build(names):
     name = _name()
     names.append(name)
