@@ -100,10 +100,11 @@ def archive_path(image: str, team: str, store: CustomTemplates) -> Path | None:
         return None
     folder = images_dir(store.files_root.parent).resolve()
     path = Path(os.path.realpath(folder / name))
-    if folder not in path.parents:
-        raise E.PermissionDenied(f"image archives are read from {folder} only (docker-archive:NAME.tar)")
+    if folder not in path.parents:  # (the server's paths are not the caller's business)
+        raise E.PermissionDenied("image archives are read from the server's images directory only "
+                                 "(docker-archive:NAME.tar), or uploaded")
     if not path.is_file():
-        raise E.NotFound(f"image archive {name!r} not found in {folder}")
+        raise E.NotFound(f"image archive {name!r} not found in the server's images directory")
     return path
 
 

@@ -49,6 +49,7 @@ NPM = re.compile(rf"^npm install(?P<g> -g)?(?P<dev> --save-dev)?(?P<pkgs>( {_WOR
 APT_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]*(:[a-z0-9]+)?(=[A-Za-z0-9.+~:-]+)?$")
 INST = re.compile(r"^Inst (\S+) (?:\[[^]]*\] )?\((\S+) .*\[(\S+)\]\)")
 LISTS_FRESH_S = 3600
+MAX_READ = 64 << 20  # a dpkg status or package.json read from the sandbox (bookworm's full status: ~1 MB)
 TOOL_TIMEOUT_S = 1800
 
 
@@ -219,12 +220,15 @@ def _tool(argv: list[str], what: str, cwd: Path | None = None) -> str:
 
 
 async def _read(agent: AgentClient, path: str) -> bytes:
+    """A file of the sandbox (untrusted: bounded) that a tool on the host reads."""
     data = bytearray()
     stream = agent.read(path, "root")
     try:
         await anext(stream)  # its entry
         async for chunk in stream:
             data += chunk
+            if len(data) > MAX_READ:
+                raise E.InvalidArgument(f"the sandbox's {path} is larger than {MAX_READ} bytes")
     finally:
         await stream.aclose()
     return bytes(data)
