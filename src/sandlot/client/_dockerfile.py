@@ -23,7 +23,7 @@ import tarfile
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from .. import _exceptions as E
 
@@ -58,7 +58,7 @@ class Upload:
 
 @dataclass
 class DockerfileBuild:
-    spec: dict
+    spec: dict[str, Any]
     uploads: list[Upload]
 
 
@@ -138,9 +138,9 @@ def _file_hash(path: Path) -> str:
 def parse(text: str, context: Path) -> DockerfileBuild:
     """The build a Dockerfile describes, its COPY sources read from `context`."""
     context = Path(context)
-    steps: list[dict] = [{"type": "USER", "args": ["root"]}, {"type": "WORKDIR", "args": ["/"]}]
+    steps: list[dict[str, Any]] = [{"type": "USER", "args": ["root"]}, {"type": "WORKDIR", "args": ["/"]}]
     uploads: list[Upload] = []
-    spec: dict = {}
+    spec: dict[str, Any] = {}
     user_set = workdir_set = False
     for number, line in _lines(text):
         word, _, rest = line.partition(" ")
@@ -200,7 +200,7 @@ def _env(rest: str, where: str) -> list[str]:
     return args
 
 
-def _copy(rest: str, context: Path, uploads: list[Upload], where: str) -> list[dict]:
+def _copy(rest: str, context: Path, uploads: list[Upload], where: str) -> list[dict[str, Any]]:
     words = json.loads(rest) if rest.startswith("[") else shlex.split(rest)
     owner = mode = ""
     while words and words[0].startswith("--"):
