@@ -166,6 +166,15 @@ def test_tags_and_create_by_name_and_tag(names):
     assert Template.exists(name) and not Template.exists(_name("missing"))
 
 
+def test_the_templates_cpu_and_memory_are_its_sandboxes(names):
+    name = _name()
+    names.append(name)
+    Template.build(Template().from_template("base"), name, cpu_count=2, memory_mb=768)
+    with Sandbox.create(name) as sbx:
+        info = sbx.get_info()
+        assert (info.cpu_count, info.memory_mb) == (2, 768)
+
+
 def test_start_and_ready_command(names):
     name = _name()
     names.append(name)
