@@ -174,7 +174,14 @@ class CustomTemplates:
             self.layers.release(f"tplbuild:{build_id}")
         self.layers.release(tpl.failed_holder)
         self.layers.gc()
+        self.prune_cache()
         return builds
+
+    def prune_cache(self) -> None:
+        """Forget cache entries whose layers are gone (their templates were deleted)."""
+        for key, stack in self._sql("SELECT key, stack FROM template_steps"):
+            if not all(self.layers.exists(d) for d in json.loads(stack)["layers"]):
+                self._sql("DELETE FROM template_steps WHERE key=?", (key,))
 
     # ---- builds ------------------------------------------------------------------------------
 
