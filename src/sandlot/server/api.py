@@ -175,16 +175,11 @@ async def create(request: Request) -> Response:
     info = request_info(request.scope)
     info.detail["template"] = req.template
     try:
-        live = await _for_its_client(request, svc, svc.create(req))
+        creating = svc.create(req) if built is None else template_sandboxes.create(svc, req, built)
+        live = await _for_its_client(request, svc, creating)
     except E.TemplateBuilding as e:  # answered at once, with the progress; nothing is created later
         return JSONResponse({"code": e.status, "message": e.message, **e.details}, status_code=e.status,
                             headers={"Retry-After": str(BUILD_RETRY_AFTER)})
-    if built is not None and (built.result.get("start_cmd") or built.result.get("ready_cmd")):
-        try:
-            await template_sandboxes.start_services(live.agent, built.result)
-        except BaseException:
-            await asyncio.shield(svc.kill(live.id, reason="its template's start failed"))
-            raise
     return JSONResponse(sandbox_json(live), status_code=201)
 
 

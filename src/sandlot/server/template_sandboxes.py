@@ -22,6 +22,7 @@ from ..runtimes.policy import Limits
 from ..templates.spec import Template
 from .custom_templates import CustomTemplates, split_ref
 from .lifecycle import Lifecycle
+from .service import CreateRequest, LiveSandbox, SandboxService
 from .template_bases import SCRATCH_RECIPE
 
 log = logging.getLogger("sandlot.template_builds")
@@ -58,6 +59,18 @@ async def for_create(store: CustomTemplates, lifecycle: Lifecycle, ref: str, tea
                         cpu_count=float(build.limits.get("cpuCount", Limits.cpu_count)))
     name, tag = split_ref(ref)
     return FromTemplate(tpl.name if tag == "default" else f"{tpl.name}:{tag}", template, result, limits)
+
+
+async def create(svc: SandboxService, req: CreateRequest, built: FromTemplate) -> LiveSandbox:
+    """A sandbox from the template, its start command started and ready (else it is killed)."""
+    live = await svc.create(req)
+    if built.result.get("start_cmd") or built.result.get("ready_cmd"):
+        try:
+            await start_services(live.agent, built.result)
+        except BaseException:
+            await asyncio.shield(svc.kill(live.id, reason="its template's start command failed"))
+            raise
+    return live
 
 
 async def start_services(agent, result: dict) -> None:
