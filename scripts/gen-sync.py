@@ -31,13 +31,14 @@ from pathlib import Path
 CLIENT = Path(__file__).resolve().parent.parent / "src" / "sandlot" / "client"
 OUT = CLIENT / "_sync"
 MODULES = {"_commands": "commands", "_files": "files", "_pty": "pty", "_packages": "packages",
-           "_sessions": "sessions", "_codebases": "codebases", "_snapshots": "snapshots", "_sandbox": "sandbox",
+           "_sessions": "sessions", "_codebases": "codebases", "_snapshots": "snapshots", "_templates": "templates",
+           "_sandbox": "sandbox",
            "_service": "service"}  # async module -> generated module, in dependency order
 CLASSES = {"AsyncSandbox": "Sandbox", "AsyncSandboxPaginator": "SandboxPaginator", "AsyncCommands": "Commands",
            "AsyncCommandHandle": "CommandHandle", "AsyncFiles": "Files", "AsyncWatchHandle": "WatchHandle",
            "AsyncPty": "Pty", "AsyncPackages": "Packages", "AsyncSandboxService": "SandboxService",
            "AsyncSession": "Session", "AsyncSessionFiles": "SessionFiles", "AsyncCodebase": "Codebase",
-           "AsyncVolume": "Volume"}
+           "AsyncVolume": "Volume", "AsyncTemplate": "Template"}
 # classes users construct themselves (the others come from the API): their blocking form takes the
 # same arguments and builds the async object
 CONSTRUCTED = {"AsyncSandboxService"}

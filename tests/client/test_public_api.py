@@ -12,9 +12,9 @@ import sandlot
 from sandlot import _exceptions
 from sandlot.client import (
     AsyncCodebase, AsyncCommandHandle, AsyncCommands, AsyncFiles, AsyncPackages, AsyncPty, AsyncSandbox,
-    AsyncSandboxPaginator, AsyncSandboxService, AsyncSession, AsyncSessionFiles, AsyncVolume, AsyncWatchHandle,
-    Codebase, CommandHandle, Commands, Files, Packages, Pty, Sandbox, SandboxPaginator, SandboxService, Session,
-    SessionFiles, Volume, WatchHandle,
+    AsyncSandboxPaginator, AsyncSandboxService, AsyncSession, AsyncSessionFiles, AsyncTemplate, AsyncVolume,
+    AsyncWatchHandle, Codebase, CommandHandle, Commands, Files, Packages, Pty, Sandbox, SandboxPaginator,
+    SandboxService, Session, SessionFiles, Template, Volume, WatchHandle,
 )
 from sandlot.client._config import ConnectionConfig
 from sandlot.client._http import Transport
@@ -23,7 +23,7 @@ EXPECTED = {
     # SDK
     "Sandbox", "AsyncSandbox", "SandboxPaginator", "CommandHandle", "AsyncCommandHandle", "WatchHandle",
     "AsyncWatchHandle", "SandboxService", "AsyncSandboxService", "Session", "AsyncSession", "Codebase",
-    "AsyncCodebase", "Volume", "AsyncVolume",
+    "AsyncCodebase", "Volume", "AsyncVolume", "Template", "AsyncTemplate",
     # data
     "CommandResult", "EntryInfo", "FileType", "FilesystemEvent", "FilesystemEventType", "Limits", "Package",
     "ProcessInfo", "SandboxInfo", "SandboxLogEntry", "SandboxMetrics", "SessionInfo", "WriteInfo", "CodebaseFile",
@@ -31,6 +31,8 @@ EXPECTED = {
     "Permission", "PatternType", "PermissionRule", "SecurityPolicy",
     # data: snapshots and volumes
     "SnapshotExport", "SnapshotInfo", "VolumeInfo",
+    # data: templates built from recipes
+    "TemplateBuildInfo", "TemplateInfo", "TemplateLogEntry",
     # data: code interpreter
     "CodeContext", "Execution", "ExecutionError", "Logs", "OutputMessage", "Result",
     # errors
@@ -42,7 +44,8 @@ EXPECTED = {
 PAIRS = [(Sandbox, AsyncSandbox), (SandboxPaginator, AsyncSandboxPaginator), (Commands, AsyncCommands),
          (CommandHandle, AsyncCommandHandle), (Files, AsyncFiles), (WatchHandle, AsyncWatchHandle),
          (Pty, AsyncPty), (Packages, AsyncPackages), (SandboxService, AsyncSandboxService), (Session, AsyncSession),
-         (SessionFiles, AsyncSessionFiles), (Codebase, AsyncCodebase), (Volume, AsyncVolume)]
+         (SessionFiles, AsyncSessionFiles), (Codebase, AsyncCodebase), (Volume, AsyncVolume),
+         (Template, AsyncTemplate)]
 
 
 def test_all_is_sorted_and_complete():

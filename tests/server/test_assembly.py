@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from sandlot.server import api, codebases, sessions, snapshots, transfer, volumes, workspaces
+from sandlot.server import api, codebases, sessions, snapshots, template_routes, transfer, volumes, workspaces
 from sandlot.server.app import build_app
 from sandlot.server.auth import Access, ApiKeys, access_of, requires, secure
 from sandlot.server.config import Config
@@ -89,10 +89,13 @@ async def test_every_route_of_the_app_declares_its_access(client):
     assert public == ["/_sandlot/health", "/health", "/openapi.json"]
     keyed = {path for (path, _), a in access.items() if a is Access.API_KEY}
     own = [*sessions.routes(), *workspaces.routes(), *codebases.routes(), *codebases.upload_routes(),
-           *snapshots.routes(), *transfer.routes(), *volumes.routes()]
+           *snapshots.routes(), *transfer.routes(), *volumes.routes(), *template_routes.routes()]
     assert keyed == {r.path for r in [*api.routes(), *own]} | {"/audit"}
     # a volume's content API: its own token, checked by the volume gate
     assert {path for (path, _), a in access.items() if a is Access.VOLUME} == {r.path for r in volumes.content_routes()}
+    # a template build's file upload: the signed URL the files route gave, checked by the upload gate
+    assert {path for (path, _), a in access.items() if a is Access.UPLOAD} == {
+        "/templates/{template_id}/files/{hash}/upload"}
     # /metrics shows every team: admin keys only, by default
     assert [path for (path, _), a in access.items() if a is Access.ADMIN] == ["/metrics"]
     # sandbox traffic, authenticated by the sandbox's own token or signature

@@ -4,6 +4,7 @@
     _config.py    which server: arguments, environment, else an embedded one (entry point)
     _sandbox.py   AsyncSandbox (control plane) and the list paginator
     _snapshots.py snapshots, fork (AsyncSandbox's calls) and volumes (AsyncVolume)
+    _templates.py AsyncTemplate: templates built from Dockerfiles (_dockerfile.py), listed, deleted
     _commands.py  sandbox.commands and command handles
     _files.py     sandbox.files and watch handles
     _pty.py       sandbox.pty
@@ -33,13 +34,15 @@ from ._sessions import AsyncSession, AsyncSessionFiles
 from ._snapshots import AsyncVolume, SnapshotExport, SnapshotInfo, VolumeInfo
 from ._sync import (
     Codebase, CommandHandle, Commands, Files, Packages, Pty, Sandbox, SandboxPaginator, SandboxService, Session,
-    SessionFiles, Volume, WatchHandle,
+    SessionFiles, Template, Volume, WatchHandle,
 )
+from ._templates import AsyncTemplate, TemplateBuildInfo, TemplateInfo, TemplateLogEntry
 
 __all__ = [
     "AsyncCodebase", "AsyncCommandHandle", "AsyncCommands", "AsyncFiles", "AsyncPackages", "AsyncPty",
     "AsyncSandbox", "AsyncSandboxPaginator", "AsyncSandboxService", "AsyncSession", "AsyncSessionFiles",
-    "AsyncVolume", "AsyncWatchHandle", "Codebase", "CommandHandle", "Commands", "Files", "Packages", "Pty",
-    "Sandbox", "SandboxPaginator", "SandboxService", "Session", "SessionFiles", "SnapshotExport", "SnapshotInfo",
-    "Volume", "VolumeInfo", "WatchHandle",
+    "AsyncTemplate", "AsyncVolume", "AsyncWatchHandle", "Codebase", "CommandHandle", "Commands", "Files", "Packages",
+    "Pty", "Sandbox", "SandboxPaginator", "SandboxService", "Session", "SessionFiles", "SnapshotExport",
+    "SnapshotInfo", "Template", "TemplateBuildInfo", "TemplateInfo", "TemplateLogEntry", "Volume", "VolumeInfo",
+    "WatchHandle",
 ]

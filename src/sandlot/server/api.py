@@ -30,7 +30,7 @@ from starlette.routing import Route
 
 from .. import _exceptions as E
 from ..runtimes.policy import Limits
-from . import logs_api
+from . import logs_api, template_sandboxes
 from .auth import caller
 from .bodies import read_json
 from .observe import note, request_info
@@ -171,16 +171,23 @@ async def create(request: Request) -> Response:
     workspace, security = from_create(request, team, body.workspace, body.security)
     # a snapshot of the caller's team, by its id (the key of its pool), with its metadata under the create's
     snap = request.app.state.snapshots.for_create(template, team)
+    # or a template of the team built from a recipe (template_sandboxes.py): its stack, its limits
+    built = None if snap else await template_sandboxes.for_create(
+        request.app.state.custom_templates, svc.lifecycle, template, team)
+    if built is not None and built.limits is not None and body.limits is None:
+        limits = built.limits
     req = CreateRequest(
-        template=snap.id if snap else template,
+        template=snap.id if snap else (built.name if built else template),
         timeout=body.timeout if body.timeout is not None else svc.config.default_timeout,
         metadata={**(snap.metadata if snap else {}), **(body.metadata or {})}, envs=body.envVars or {},
         limits=limits, auto_pause=body.autoPause, secure=body.secure, team=team, **lifecycle_fields(body),
-        volume_mounts=[m.model_dump() for m in body.volumeMounts or []], workspace=workspace, security=security)
+        volume_mounts=[m.model_dump() for m in body.volumeMounts or []], workspace=workspace, security=security,
+        stack=built.template if built else None)
     info = request_info(request.scope)
     info.detail["template"] = req.template
     try:
-        live = await _for_its_client(request, svc, svc.create(req))
+        creating = svc.create(req) if built is None else template_sandboxes.create(svc, req, built)
+        live = await _for_its_client(request, svc, creating)
     except E.TemplateBuilding as e:  # answered at once, with the progress; nothing is created later
         return JSONResponse({"code": e.status, "message": e.message, **e.details}, status_code=e.status,
                             headers={"Retry-After": str(BUILD_RETRY_AFTER)})

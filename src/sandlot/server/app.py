@@ -20,6 +20,9 @@ One ASGI app, one port, every front door (paths are disjoint, docs/e2b.md §1.2)
     /volumes...                             API key, of the      volumes.py
                                             volume's team
     /volumecontent/{id}/...                 the volume's token   volumes.py (volume_gate.py)
+    /v3/templates, /v2/templates/{id}/...,  API key, of the      template_routes.py (builds:
+    /templates/{id}/..., /templates/tags    template's team      template_builder.py)
+    PUT /templates/{id}/files/{h}/upload    its signed URL       template_routes.py (upload_gate.py)
     /mcp (when serve mounts it)             API key              tools/mcp_server.py (a client of this
                                                                  server, composed by cli/serve.py)
     /files, /envs, /process.Process/*,      sandbox token or     envd/ (routed by E2b-Sandbox-Id)
@@ -36,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import secrets
 from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
@@ -54,11 +58,12 @@ from ..layers.holding import HoldingRuntime
 from ..runtimes import make_runtime
 from ..templates import TemplateStore
 from ..volumes import VolumeStore
-from . import api, audit_api, codebases, openapi, sessions, snapshots, transfer, volumes, workspaces
+from . import api, audit_api, codebases, openapi, sessions, snapshots, template_routes, transfer, volumes, workspaces
 from .audit import AuditLog
 from .auth import Access, ApiKeys, requires, secure
 from .codebase_store import CodebaseStore
 from .config import Config
+from .custom_templates import CustomTemplates
 from .denials import Denials
 from .envd import envd_routes
 from .envd.code import BrokenOff
@@ -70,6 +75,7 @@ from .packages import PackageManager
 from .service import SandboxService
 from .snapshots import Snapshots
 from .store import Store
+from .template_builder import TemplateBuilder
 from .transfer import Transfer
 
 log = logging.getLogger("sandlot.server")
@@ -163,12 +169,16 @@ def build_app(config: Config, extensions: Mapping[str, Extension] | None = None)
     service.lifecycle = Lifecycle(service, layers)
     service.snapshots = snapshot_store = Snapshots(service, service.lifecycle, layers)
     service.volumes = VolumeStore(config.home, config.db_path)
+    # templates built from recipes (E2B's Template builder, Dockerfiles): template_routes.py
+    custom = CustomTemplates(config.db_path, config.home, layers)
+    packages = PackageManager(config.home / "cache" / "wheels")
+    builder = TemplateBuilder(service, custom, packages)
     config.pool_templates = tuple(snapshot_store.canonical(n) for n in config.pool_templates)
     codebase_store = CodebaseStore(config.home / "codebases", config.max_upload_bytes)
     # what a route's path names must be the caller's team's (auth.py): every /sandboxes/{sandbox_id}...
     # route, snapshots (DELETE /templates/{template_id} is E2B's delete_snapshot), volumes and codebases by id
     keys.owned("sandbox_id", service.team_of, "sandbox")
-    keys.owned("template_id", snapshot_store.team_of, "template")
+    keys.owned("template_id", lambda ref: snapshot_store.team_of(ref) or custom.team_of(ref), "template")
     keys.owned("snapshot_id", snapshot_store.team_of, "snapshot")
     keys.owned("volume_id", service.volumes.team_of, "volume")
     keys.owned("codebase_id", codebase_store.team_of, "codebase")
@@ -182,6 +192,7 @@ def build_app(config: Config, extensions: Mapping[str, Extension] | None = None)
         # uvicorn logs each exception out of the app with its traceback: not the deliberate ones
         logging.getLogger("uvicorn.error").addFilter(_not_broken_off)
         await service.startup()
+        custom.interrupted()
         runtime.forget_gone({r.id for r in store.live()})
         for name in snapshot_store.warm_names():
             service._schedule_refill(name)
@@ -197,6 +208,7 @@ def build_app(config: Config, extensions: Mapping[str, Extension] | None = None)
             app.state.serving = False
             if denials is not None:
                 await denials.close()
+            await builder.close()
             await service.shutdown()
             # volumes no sandbox left running uses are unmounted
             service.volumes.close(in_use={(r.team, m["name"]) for r in store.live() if r.pause_mode != "filesystem"
@@ -204,6 +216,7 @@ def build_app(config: Config, extensions: Mapping[str, Extension] | None = None)
             audit.close()
             store.close()
             snapshot_store.close()
+            custom.close()
             layers.close()
 
     app = Starlette(
@@ -216,6 +229,9 @@ def build_app(config: Config, extensions: Mapping[str, Extension] | None = None)
     app.state.serving = False
     app.state.service = service
     app.state.snapshots = snapshot_store
+    app.state.custom_templates = custom
+    app.state.template_builder = builder
+    app.state.upload_key = secrets.token_bytes(32)  # signs template file upload URLs (template_routes.py)
     app.state.volumes = service.volumes
     app.state.transfer = Transfer(snapshot_store, layers, config.storage or str(config.home / "storage"))
     app.state.store = store
@@ -223,7 +239,7 @@ def build_app(config: Config, extensions: Mapping[str, Extension] | None = None)
     app.state.codebases = codebase_store
     app.state.config = config
     app.state.metrics = metrics
-    app.state.packages = PackageManager(config.home / "cache" / "wheels")
+    app.state.packages = packages
     return app
 
 
@@ -252,9 +268,12 @@ def routes(config: Config, service: SandboxService, metrics: Metrics, keys: ApiK
         *requires(Access.API_KEY, [*sessions.routes(), *workspaces.routes(), *codebases.routes()], keys,
                   body=json_bytes),
         *requires(Access.API_KEY, codebases.upload_routes(), keys, body=None),
-        # snapshots, fork, their export and import, volumes (snapshots.py, transfer.py, volumes.py)
-        *requires(Access.API_KEY, [*snapshots.routes(), *transfer.routes(), *volumes.routes()], keys,
-                  body=json_bytes),
+        # snapshots, fork, their export and import, volumes (snapshots.py, transfer.py, volumes.py);
+        # template builds (template_routes.py; its DELETE /templates/{id} deletes snapshots too)
+        *requires(Access.API_KEY, [*template_routes.routes(), *snapshots.routes(), *transfer.routes(),
+                                   *volumes.routes()], keys, body=json_bytes),
+        # a template build's file upload: the URL's signature is the credential (upload_gate.py)
+        *requires(Access.UPLOAD, template_routes.upload_routes(), keys, body=config.max_upload_bytes),
         *requires(Access.VOLUME, volumes.content_routes(), keys, body=config.max_upload_bytes),
         *requires(Access.API_KEY, [ext.route(path) for path, ext in (extensions or {}).items()], keys,
                   body=json_bytes),

@@ -175,6 +175,8 @@ def classify(scope: Scope, status: int) -> str | None:
         return action or (f"{method} {template}" if status in _REFUSED else None)
     if access is Access.VOLUME:
         return VOLUME_ACTIONS.get((method, template)) or (f"{method} {template}" if status in _REFUSED else None)
+    if access is Access.UPLOAD:  # a template build's files, through the signed URL (template_routes.py)
+        return "template.files.upload"
     if access in (Access.API_KEY, Access.ADMIN):
         if (action := CONTROL_ACTIONS.get((method, template))) is not None:
             return action

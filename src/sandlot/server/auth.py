@@ -14,6 +14,8 @@ open. Rules:
               if the route has none
     VOLUME    a volume's content API: the volume's own token, checked by the volume gate the route
               carries (volume_gate.py); refused at assembly if the route has none
+    UPLOAD    a template build's file upload: the signed URL the API gave, checked by the upload gate
+              the route carries (upload_gate.py); refused at assembly if the route has none
 
 Tenancy: the guard of an API_KEY or ADMIN route resolves the caller (key id, team, admin) into the
 request's RequestInfo (`caller(request)` reads it), and checks every resource the route's path
@@ -42,6 +44,7 @@ from .envd.routing import SandboxGate
 from .observe import request_info
 from .store import Store, hash_key
 from .teams import DEFAULT_TEAM, Caller
+from .upload_gate import UploadGate
 from .volume_gate import VolumeGate
 
 log = logging.getLogger("sandlot.auth")
@@ -55,6 +58,7 @@ class Access(enum.Enum):
     ADMIN = "admin"
     SANDBOX = "sandbox"
     VOLUME = "volume"
+    UPLOAD = "upload"
 
 
 @dataclass(frozen=True)
@@ -151,6 +155,8 @@ def requires(access: Access, routes: Iterable[BaseRoute], keys: ApiKeys, *, body
             raise TypeError(f"{_name(route)} is declared sandbox traffic but carries no sandbox gate")
         if access is Access.VOLUME and not isinstance(_app(route), VolumeGate):
             raise TypeError(f"{_name(route)} is declared volume content but carries no volume gate")
+        if access is Access.UPLOAD and not isinstance(_app(route), UploadGate):
+            raise TypeError(f"{_name(route)} is declared a signed upload but carries no upload gate")
         _set_app(route, Guard(_app(route), access, keys, _name(route), body))
     return routes
 

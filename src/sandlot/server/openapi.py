@@ -111,8 +111,6 @@ _SNAPSHOT_OPERATIONS: dict[tuple[str, str], dict] = {
                     {"name": "name", "in": "query", "schema": _STR_PARAM},
                     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
                     {"name": "nextToken", "in": "query", "schema": _STR_PARAM}]),
-    ("delete", "/templates/{template_id}"): _op("Delete a snapshot (by id or name; E2B's delete_snapshot)",
-                                                _NO_CONTENT),
     ("post", "/sandboxes/{sandbox_id}/fork"): _op(
         "New sandboxes on the sandbox's files at this instant (not its processes)",
         {"201": _json({"type": "array", "items": _object(sandbox=_SANDBOX, mode={"const": "filesystem"},
@@ -154,6 +152,51 @@ _VOLUME_OPERATIONS: dict[tuple[str, str], dict] = {
     ("put", "/volumecontent/{volume_id}/file"): _op("Write a file (the body is its content)", {"201": _VOLUME_ENTRY},
                                                     parameters=_VOLUME_PATH),
 }
+# templates built from recipes (template_routes.py; docs/e2b.md §2.13)
+_STRS = {"type": "array", "items": _STR_PARAM}
+_BUILD_LOG = _object(timestamp=_STR_PARAM, level={"enum": ["debug", "info", "warn", "error"]}, message=_STR_PARAM,
+                     step=_STR_PARAM)
+_TEMPLATE_OPERATIONS: dict[tuple[str, str], dict] = {
+    ("post", "/v3/templates"): _op(
+        "Start a template build: the template (made if new) and a build id", {"202": _json(_object(
+            templateID=_STR_PARAM, buildID=_STR_PARAM, names=_STRS, tags=_STRS, aliases=_STRS,
+            public={"const": False}), "Accepted")},
+        **_body({**_object(name={**_STR_PARAM, "description": "name or name:tag"}, tags=_STRS,
+                           cpuCount=_INT_PARAM, memoryMB=_INT_PARAM), "required": ["name"]})),
+    ("get", "/templates"): _op("The team's templates built from recipes", {"200": _json({"type": "array", "items": _object(
+        templateID=_STR_PARAM, buildID=_STR_PARAM, names=_STRS, buildStatus=_STR_PARAM, tags=_STRS)})}),
+    ("get", "/templates/{template_id}/files/{hash}"): _op(
+        "Whether a step's files are uploaded, else where to PUT their tarball",
+        {"201": _json(_object(present={"type": "boolean"}, url=_STR_PARAM))}),
+    ("put", "/templates/{template_id}/files/{hash}/upload"): _op(
+        "Upload a step's files (the URL the files route gave: signed, for an hour)", {"200": {"description": "Stored"}},
+        parameters=[{"name": "expires", "in": "query", "required": True, "schema": _INT_PARAM},
+                    {"name": "signature", "in": "query", "required": True, "schema": _STR_PARAM}]),
+    ("post", "/v2/templates/{template_id}/builds/{build_id}"): _op(
+        "Run a build: its base and steps (E2B's TemplateBuildStartV2)", {"202": {"description": "Started"}},
+        **_body(_object(fromImage=_STR_PARAM, fromTemplate=_STR_PARAM, force={"type": "boolean"},
+                        startCmd=_STR_PARAM, readyCmd=_STR_PARAM, steps={"type": "array", "items": _object(
+                            type={"enum": ["RUN", "COPY", "ENV", "WORKDIR", "USER"]}, args=_STRS,
+                            filesHash=_STR_PARAM, force={"type": "boolean"})}))),
+    ("get", "/templates/{template_id}/builds/{build_id}/status"): _op(
+        "A build's status and its log from logsOffset (100 entries at most)", {"200": _json(_object(
+            templateID=_STR_PARAM, buildID=_STR_PARAM, status={"enum": ["waiting", "building", "ready", "error"]},
+            logEntries={"type": "array", "items": _BUILD_LOG}, logs=_STRS,
+            reason=_object(message=_STR_PARAM, step=_STR_PARAM, logEntries={"type": "array", "items": _BUILD_LOG})))},
+        parameters=[{"name": "logsOffset", "in": "query", "schema": _INT_PARAM},
+                    {"name": "limit", "in": "query", "schema": _INT_PARAM}]),
+    ("get", "/templates/aliases/{alias}"): _op("The team's template of that name",
+                                               {"200": _json(_object(templateID=_STR_PARAM, public={"const": False}))}),
+    ("post", "/templates/tags"): _op("Tag the build a name:tag names", {"201": _json(_object(
+        buildID=_STR_PARAM, tags=_STRS), "Tagged")}, **_body(_object(target=_STR_PARAM, tags=_STRS))),
+    ("delete", "/templates/tags"): _op("Remove tags of a template", _NO_CONTENT,
+                                       **_body(_object(name=_STR_PARAM, tags=_STRS))),
+    ("get", "/templates/{template_id}/tags"): _op("A template's tags", {"200": _json({"type": "array", "items": _object(
+        tag=_STR_PARAM, buildID=_STR_PARAM, createdAt=_STR_PARAM)})}),
+    ("delete", "/templates/{template_id}"): _op(
+        "Delete a template built from a recipe, or a snapshot (by id or name; E2B's delete_snapshot)", _NO_CONTENT),
+}
+
 OPERATIONS: dict[tuple[str, str], dict] = {
     ("get", "/health"): _op("Health of the API (E2B's route); sandbox traffic gets the sandbox's envd health",
                             {"200": {"description": "Serving", "content": {"text/plain": {"schema": {"type": "string"}}}},
@@ -203,6 +246,7 @@ OPERATIONS: dict[tuple[str, str], dict] = {
         body="UninstallPackages"),
     **_SNAPSHOT_OPERATIONS,
     **_VOLUME_OPERATIONS,
+    **_TEMPLATE_OPERATIONS,
     ("get", "/audit"): _op(
         "The audit trail, newest first: the caller's team's rows (every team's for an admin key)",
         {"200": _json({"type": "object", "required": ["entries", "next"], "properties": {
@@ -337,7 +381,7 @@ def document(routes: list[BaseRoute]) -> dict:
                 "default": _ERROR}})
             op["operationId"] = f"{method.lower()}{path.replace('/', '_').replace('{', '').replace('}', '')}"
             op["security"] = [{"ApiKey": []}, {"Bearer": []}] if access in (Access.API_KEY, Access.ADMIN) else \
-                [{"VolumeToken": []}] if access is Access.VOLUME else []
+                [{"VolumeToken": []}] if access is Access.VOLUME else []  # UPLOAD: its URL's signature
             params = [{"name": p, "in": "path", "required": True, "schema": _STRING} for p in route.param_convertors]
             if params or "parameters" in op:
                 op["parameters"] = [*params, *op.get("parameters", [])]

@@ -2,7 +2,8 @@
 
     POST   /sandboxes/{id}/snapshots  {"name"?, "memory"?} -> 201 {"snapshotID", "names", "mode"}
     GET    /snapshots?sandboxID=&name=&limit=&nextToken=  -> 200 [{"snapshotID", "names"}], X-Next-Token
-    DELETE /templates/{snapshot id or name}                -> 204 | 404 (the SDK's delete_snapshot)
+    DELETE /templates/{snapshot id or name}                -> 204 | 404 (the SDK's delete_snapshot;
+                                                              routed by template_routes.py)
     POST   /sandboxes/{id}/fork       {"timeout"?, "count"?} -> 201 [{"sandbox"} | {"error"}]
     create with templateID = a snapshot's id or name (optionally ":default")
 
@@ -379,6 +380,5 @@ def routes() -> list[Route]:
     return [
         Route("/sandboxes/{sandbox_id}/snapshots", create_snapshot, methods=["POST"]),
         Route("/snapshots", list_snapshots, methods=["GET"]),
-        Route("/templates/{template_id}", delete_snapshot, methods=["DELETE"]),
         Route("/sandboxes/{sandbox_id}/fork", fork, methods=["POST"]),
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from .debian import DebianRecipe
 from .host import HostRecipe
 from .python_stack import DATA_STACK, PythonStackRecipe
+from .scratch import ScratchRecipe
 from .spec import Recipe
 
 RECIPES: dict[str, Recipe] = {
@@ -16,4 +17,10 @@ RECIPES: dict[str, Recipe] = {
         parent="base", packages=(*DATA_STACK, "bash_kernel"),
         apt=("nodejs", "node-typescript", "r-base-core", "r-cran-irkernel", "default-jdk-headless"),
         warm="import matplotlib.pyplot, pandas, sklearn, scipy.stats"),
+    # what E2B's `from_debian_image()` builds on (server/template_bases.py): the host's release
+    # as a Docker image has it, plus what the in-sandbox agent and E2B's default user need
+    "debian": DebianRecipe(packages=("bash", "coreutils", "python3", "sudo", "procps", "ca-certificates",
+                                     "libnss-myhostname"), expected_packages=110),
+    # an empty root filesystem under templates that are all layers (a `docker save` archive)
+    "scratch": ScratchRecipe(),
 }

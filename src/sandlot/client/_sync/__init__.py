@@ -8,7 +8,8 @@ from .packages import Packages
 from .sessions import Session, SessionFiles
 from .codebases import Codebase
 from .snapshots import Volume
+from .templates import Template
 from .sandbox import Sandbox, SandboxPaginator
 from .service import SandboxService
 
-__all__ = ["Codebase", "CommandHandle", "Commands", "Files", "Packages", "Pty", "Sandbox", "SandboxPaginator", "SandboxService", "Session", "SessionFiles", "Volume", "WatchHandle"]
+__all__ = ["Codebase", "CommandHandle", "Commands", "Files", "Packages", "Pty", "Sandbox", "SandboxPaginator", "SandboxService", "Session", "SessionFiles", "Template", "Volume", "WatchHandle"]
