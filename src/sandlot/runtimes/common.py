@@ -86,12 +86,14 @@ def tmp_size(limits: Limits) -> int:
 
 def bwrap_argv(bwrap: str, spec: SandboxSpec, template, *, root: Sequence[str], agent_dir: Path,
                run_dir: Path, seccomp_fd: int, caps: Sequence[str] = (), late: Sequence[str] = (),
-               sudo_shim: bool = True) -> list[str]:
+               sudo_shim: bool = True, unshare_net: bool = True) -> list[str]:
     """bwrap's arguments for one sandbox running the agent. `root` sets up / (and whatever must be
-    mounted before the rest); `late` comes after every bind, before the sandbox's identity."""
+    mounted before the rest); `late` comes after every bind, before the sandbox's identity.
+    unshare_net=False: the process already has a network namespace of its own (namespace runtime)."""
     argv = [
         bwrap,
-        "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net", "--unshare-cgroup-try",
+        "--unshare-pid", "--unshare-ipc", "--unshare-uts", *(["--unshare-net"] if unshare_net else []),
+        "--unshare-cgroup-try",
         *root,
         "--proc", "/proc",
         "--dev", "/dev",

@@ -32,7 +32,7 @@ import threading
 from pathlib import Path
 
 from .. import _exceptions as E
-from . import cgroups, seccomp, syscalls
+from . import cgroups, links, seccomp, syscalls
 from .base import RuntimeSandbox
 from .cgroups import SandboxCgroup
 from .common import (
@@ -46,7 +46,7 @@ from .common import (
     tree_usage,
     wait_for_agent,
 )
-from .policy import BWRAP_ENV, SANDBOX_ROOT_CAPS, MiB, SandboxSpec
+from .policy import BWRAP_ENV, SANDBOX_ROOT_CAPS, MiB, NetworkPolicy, SandboxSpec
 from .stems import Stems, discard, hand_over
 from .uids import UID_RANGE, UidRanges, uid_base
 
@@ -116,9 +116,12 @@ class NamespaceRuntime:
         self.uids = UidRanges(self.mnt)
         # claims of sandboxes that never got a state dir (a crash mid-create) are stale; the
         # others stay until the service adopts or kills their sandbox
+        self.network, self.network_missing = _start_network(self.mnt)
         known = self.leftovers()
         for sid in set(self.uids.mine().values()) - known:
             self.uids.release(sid)
+        if self.network:
+            self.network.sweep(set(self.uids.mine()))
 
     # ---- bookkeeping -------------------------------------------------------------------------
 
@@ -140,18 +143,25 @@ class NamespaceRuntime:
             found.append("no cgroups: memory, cpu and pids limits are not enforced")
         found.append("disk: the writable layer has no quota; each file is limited to disk_mb "
                      "(RLIMIT_FSIZE) and /tmp to its tmpfs size, the total is only reported")
+        if self.network is None:
+            found.append(f"no sandbox networking: {self.network_missing}")
         return found
 
     def leftovers(self) -> set[str]:
         ids = {p.name for p in self.root.iterdir() if p.is_dir()}
         ids.update(p.name for p in self.mnt.iterdir() if p.is_dir() and not p.name.startswith((".", "agent")))
         ids.update(cgroups.leftovers(self.cgroup_group))
+        if self.network:
+            ids.update(self.network.sandboxes_with_rules())
         return ids - (self.stems.spares() if self.stems else set())
 
     def close(self) -> None:
         """At server stop: stems go; with no sandbox left, this server's directory under /run too."""
         if self.stems:
             self.stems.close()
+        if self.network:
+            self.network.close(sandboxes_left=bool(self.leftovers()))
+            self.network = None
         if not self.leftovers() and not _mounted_under(self.mnt):
             shutil.rmtree(self.mnt, ignore_errors=True)
 
@@ -184,6 +194,7 @@ class NamespaceRuntime:
         (m / "root").mkdir()
         (m / "run").mkdir(mode=0o711)  # users inside reach agent.sock (sudo) but cannot list
         os.chown(d / "upper", base, base)
+        _write_resolv_conf(d / "upper", slot, base)
         os.chown(m / "run", base, base)
         (m / "run" / "agent.json").write_text(json.dumps(
             {"envs": spec.envs, "default_user": "user", "allow_sudo": spec.allow_sudo,
@@ -228,6 +239,7 @@ class NamespaceRuntime:
                         with open(path, "w") as f:
                             f.write("0")
                     os.setsid()
+                    links.new_netns()
                     become_sandbox(base, log_fd, seccomp_fd, ready_w, go_r, args_fd, self.bwrap, command, fsize)
                 except BaseException:
                     pass
@@ -262,6 +274,8 @@ class NamespaceRuntime:
         state = json.loads((d / "state.json").read_text())
         state.update(pid=pid, started_ticks=start_ticks(pid))
         (d / "state.json").write_text(json.dumps(state))
+        if spec.network is not None or spec.network_ready:  # while the agent starts
+            self._network_of(sid, spec.network, pid, slot, prepare_only=spec.network is None)
         wait_for_agent(m / "run" / "agent.sock", pid, d)
         # The server talks to the agent through a second link made now, before any code of the
         # sandbox's has run, in a directory the sandbox cannot reach: its root could later replace
@@ -272,7 +286,7 @@ class NamespaceRuntime:
     def _bwrap_argv(self, spec: SandboxSpec, template, m: Path) -> list[str]:
         return bwrap_argv(self.bwrap, spec, template, root=["--bind", str(m / "root"), "/"],
                           agent_dir=self.agent_dir, run_dir=m / "run", seccomp_fd=3,
-                          caps=SANDBOX_ROOT_CAPS)
+                          caps=SANDBOX_ROOT_CAPS, unshare_net=False)  # its own netns already
 
     @staticmethod
     def _reap_in_background(pid: int) -> None:
@@ -342,6 +356,11 @@ class NamespaceRuntime:
                 os.kill(pid, 9)  # outside any cgroup only if cgroups are unavailable
             except ProcessLookupError:
                 pass
+        if self.network:
+            try:
+                self.network.detach(sandbox_id, state.get("slot"))
+            except Exception as e:  # a link that resists stays a leftover, swept at the next start
+                log.error("sandbox %s: could not remove its network: %s", sandbox_id, e)
         m = self._mnt(sandbox_id)
         for target in (m / "root", d / "lower"):
             for _ in range(3):
@@ -369,3 +388,70 @@ class NamespaceRuntime:
                 log.error("sandbox %s: its cgroups remain; keeping its uid range claimed", sandbox_id)
                 return
         self.uids.release(sandbox_id)
+
+
+    # ---- network (runtimes/network.py) -------------------------------------------------------
+
+    def set_network(self, sandbox_id: str, policy: NetworkPolicy | None, adopting: bool = False) -> None:
+        """Give a running sandbox a network under `policy`, change its policy, or (None) take its
+        network away: its link goes, only loopback stays."""
+        state = self._read_state(sandbox_id) or {}
+        if "pid" not in state:
+            raise E.NotFound(f"sandbox \"{sandbox_id}\" not found")
+        if policy is None:
+            if self.network:
+                self.network.detach(sandbox_id, state["slot"])
+            return
+        self._network_of(sandbox_id, policy, state["pid"], state["slot"], adopting=adopting,
+                         started=state.get("started_ticks"))
+
+    def _network_of(self, sandbox_id: str, policy: NetworkPolicy | None, pid: int, slot: int,
+                    prepare_only: bool = False, adopting: bool = False, started: int | None = None) -> None:
+        if self.network is None:
+            if prepare_only:
+                return
+            raise E.Unsupported(f"this server cannot give sandboxes a network: {self.network_missing}")
+        netns = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            if started is not None and start_ticks(pid) != started:  # the pid is another process's now
+                raise E.SandboxNotRunning(f"sandbox \"{sandbox_id}\" is not running")
+            if prepare_only:
+                self.network.prepare(slot, netns)
+            else:
+                self.network.attach(sandbox_id, slot, netns, policy, adopting=adopting)
+        finally:
+            os.close(netns)
+
+    def network_usage(self, sandbox_id: str) -> tuple[int, int]:
+        """(bytes sent, bytes received) by the sandbox through its link; (0, 0) without one."""
+        state = self._read_state(sandbox_id) or {}
+        if self.network is None or "slot" not in state:
+            return 0, 0
+        return self.network.usage(state["slot"])
+
+
+def _start_network(state_dir: Path):
+    """The server's egress machinery, or (None, why not): a host without nftables still runs
+    sandboxes, without networks."""
+    from .network import Network
+
+    try:
+        return Network(state_dir.name, state_dir), None
+    except (E.SandlotError, OSError) as e:
+        reason = e.message if isinstance(e, E.SandlotError) else str(e)
+        log.warning("sandbox networking unavailable: %s", reason)
+        return None, reason
+
+
+def _write_resolv_conf(upper: Path, slot: int, base: int) -> None:
+    """The sandbox's /etc/resolv.conf names its gateway (all its DNS goes to the server's resolver
+    anyway), written into its empty layer before anything of the sandbox's runs."""
+    from .network import addresses
+
+    etc = upper / "etc"
+    etc.mkdir(mode=0o755)
+    os.chown(etc, base, base)
+    path = etc / "resolv.conf"
+    path.write_text(f"nameserver {addresses(slot)[0].split('/')[0]}\noptions timeout:2 attempts:2\n")
+    os.chown(path, base, base)
+    os.chmod(path, 0o644)
