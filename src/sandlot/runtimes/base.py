@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from .cgroups import Usage
-from .policy import SandboxSpec
+from .policy import NetworkPolicy, SandboxSpec
 
 if TYPE_CHECKING:
     from ..templates import Template
@@ -44,6 +44,10 @@ class Runtime(Protocol):
         """Bytes the sandbox's writable layer occupies."""
 
     def freeze(self, sandbox_id: str, frozen: bool) -> None: ...
+
+    def set_network(self, sandbox_id: str, policy: NetworkPolicy | None, adopting: bool = False) -> None:
+        """Give a running sandbox a network under `policy`, replace its policy, or (None) take its
+        network away; Unsupported where the tier cannot. `adopting`: a restart takes it over."""
 
     def foreground(self, sandbox_id: str) -> None:
         """A pool sandbox (spec.background) was claimed: give it the normal CPU weight."""

@@ -28,7 +28,6 @@ from pyroute2.netlink.rtnl.rtmsg import rtmsg
 from . import syscalls
 
 PEER_NAME = "eth0"
-PEER_INDEX = 2  # in a namespace of its own, after lo (1)
 IFF_UP = 1
 _HDR = struct.Struct("IHHII")
 
@@ -152,8 +151,7 @@ class Netlink:
             self.run(s, [self._msg(ifinfmsg, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, {}, [
                 ("IFLA_IFNAME", name),
                 ("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", "veth"), ("IFLA_INFO_DATA", {"attrs": [
-                    ("VETH_INFO_PEER", {"index": PEER_INDEX,
-                                        "attrs": [("IFLA_IFNAME", PEER_NAME), ("IFLA_NET_NS_FD", netns_fd)]})]})]}),
+                    ("VETH_INFO_PEER", {"attrs": [("IFLA_IFNAME", PEER_NAME), ("IFLA_NET_NS_FD", netns_fd)]})]})]}),
             ])])
             index = self.index(name, s)
             self.run(s, [
@@ -165,41 +163,36 @@ class Netlink:
         return index
 
     def configure_peer(self, netns_fd: int, cidr: str, gateway: str) -> None:
-        """eth0 in the sandbox: its address, up, and the default route through the host end."""
+        """eth0 in the sandbox: its address, up, and the default route through the host end
+        (nothing to do if it is up already)."""
         addr, plen = cidr.split("/")
         with contextlib.closing(self.socket(netns_fd)) as s:
+            link = self._link(PEER_NAME, s)  # its index: not always 2, a namespace never reuses one soon
+            if link["flags"] & IFF_UP:
+                return
+            index = link["index"]
             self.run(s, [
                 self._msg(ifaddrmsg, RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL,
-                          {"index": PEER_INDEX, "family": socket.AF_INET, "prefixlen": int(plen)},
+                          {"index": index, "family": socket.AF_INET, "prefixlen": int(plen)},
                           [("IFA_LOCAL", addr), ("IFA_ADDRESS", addr)]),
-                self._msg(ifinfmsg, RTM_NEWLINK, 0, {"index": PEER_INDEX, "flags": IFF_UP, "change": IFF_UP}, []),
+                self._msg(ifinfmsg, RTM_NEWLINK, 0, {"index": index, "flags": IFF_UP, "change": IFF_UP}, []),
                 self._msg(rtmsg, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL,
                           {"family": socket.AF_INET, "dst_len": 0, "table": 254, "proto": 4, "scope": 0,
                            "type": 1},
-                          [("RTA_GATEWAY", gateway), ("RTA_OIF", PEER_INDEX)]),
+                          [("RTA_GATEWAY", gateway), ("RTA_OIF", index)]),
             ])
-
-    def peer_configured(self, netns_fd: int) -> bool:
-        """Whether eth0 in the sandbox's namespace is up (configure_peer ran)."""
-        with contextlib.closing(self.socket(netns_fd)) as s:
-            try:
-                got = self.run(s, [self._msg(ifinfmsg, RTM_GETLINK, 0, {"index": PEER_INDEX}, [])], replies=True)
-            except OSError:
-                return False
-        if not got:
-            return False
-        msg = ifinfmsg(got[0])
-        msg.decode()
-        return bool(msg["flags"] & IFF_UP)
 
     def index(self, name: str, sock: socket.socket | None = None) -> int:
         with contextlib.ExitStack() as stack:
             if sock is None:
                 sock = stack.enter_context(contextlib.closing(self.socket()))
-            got = self.run(sock, [self._msg(ifinfmsg, RTM_GETLINK, 0, {}, [("IFLA_IFNAME", name)])], replies=True)
+            return self._link(name, sock)["index"]
+
+    def _link(self, name: str, sock: socket.socket):
+        got = self.run(sock, [self._msg(ifinfmsg, RTM_GETLINK, 0, {}, [("IFLA_IFNAME", name)])], replies=True)
         msg = ifinfmsg(got[0])
         msg.decode()
-        return msg["index"]
+        return msg
 
     def delete(self, name: str) -> bool:
         """Delete a link of the host's (a veth: both ends). False if there was none."""

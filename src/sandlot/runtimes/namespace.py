@@ -116,7 +116,7 @@ class NamespaceRuntime:
         self.uids = UidRanges(self.mnt)
         # claims of sandboxes that never got a state dir (a crash mid-create) are stale; the
         # others stay until the service adopts or kills their sandbox
-        self.network, self.network_missing = _start_network(self.mnt)
+        self.network, self.network_missing = _start_network(self.mnt.name, home)
         known = self.leftovers()
         for sid in set(self.uids.mine().values()) - known:
             self.uids.release(sid)
@@ -419,6 +419,8 @@ class NamespaceRuntime:
                 self.network.prepare(slot, netns)
             else:
                 self.network.attach(sandbox_id, slot, netns, policy, adopting=adopting)
+        except OSError as e:
+            raise E.RuntimeFailure(f"sandbox {sandbox_id}: could not set up its network link: {e}") from e
         finally:
             os.close(netns)
 
@@ -430,13 +432,13 @@ class NamespaceRuntime:
         return self.network.usage(state["slot"])
 
 
-def _start_network(state_dir: Path):
+def _start_network(server: str, home: Path):
     """The server's egress machinery, or (None, why not): a host without nftables still runs
     sandboxes, without networks."""
     from .network import Network
 
     try:
-        return Network(state_dir.name, state_dir), None
+        return Network(server, home), None
     except (E.SandlotError, OSError) as e:
         reason = e.message if isinstance(e, E.SandlotError) else str(e)
         log.warning("sandbox networking unavailable: %s", reason)

@@ -210,8 +210,7 @@ class Network:
         address = cidr.split("/")[0]
         if not (Path("/sys/class/net") / link).exists():
             self.netlink.add_veth(link, netns_fd, host_cidr)
-        if not self.netlink.peer_configured(netns_fd):
-            self.netlink.configure_peer(netns_fd, cidr, host_cidr.split("/")[0])
+        self.netlink.configure_peer(netns_fd, cidr, host_cidr.split("/")[0])
         with self._lock:
             before = self._attached.get(sandbox_id)
             a = Attached(sandbox_id, link, address, policy, dict(before.pins) if before else {})

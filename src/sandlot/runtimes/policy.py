@@ -151,6 +151,28 @@ class NetworkPolicy:
     dns_servers: tuple[str, ...] | None = None  # upstreams of the sandbox's resolver; None: the host's
     bandwidth_mbps: float | None = None  # cap, each direction (sandlot's own)
 
+    @classmethod
+    def from_e2b(cls, allow_internet_access: bool | None, allow_out: list[str] | None = None,
+                 deny_out: list[str] | None = None, dns_servers: list[str] | None = None,
+                 bandwidth_mbps: float | None = None) -> "NetworkPolicy | None":
+        """E2B's create/update fields as a policy, or None for no network at all (only loopback).
+
+        sandlot's default is closed: a request that says nothing about egress gets no network,
+        where E2B would give internet. `allow_internet_access` true, or egress rules (allow_out,
+        deny_out), ask for one; false with no allow_out is no network; false with allow_out is
+        the allow-list (E2B: false "works the same as deny_out 0.0.0.0/0").
+        """
+        allow, deny = tuple(allow_out or ()), tuple(deny_out or ())
+        if allow_internet_access is None:
+            if not (allow or deny):
+                return None
+            allow_internet_access = True
+        if not allow_internet_access and not allow:
+            return None
+        dns = None if dns_servers is None else tuple(dns_servers)
+        return cls(internet=allow_internet_access, allow=allow, deny=deny, dns_servers=dns,
+                   bandwidth_mbps=bandwidth_mbps).validate()
+
     def validate(self) -> "NetworkPolicy":
         for what, entries in (("allow_out", self.allow), ("deny_out", self.deny)):
             if len(entries) > MAX_RULES:

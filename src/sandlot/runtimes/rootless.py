@@ -57,6 +57,8 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 log = logging.getLogger("sandlot.runtime")
+# veths and firewall rules take root on the host
+NO_NETWORK = "sandbox networks need the namespace runtime (a server run as root)"
 
 
 class RootlessRuntime:
@@ -118,6 +120,8 @@ class RootlessRuntime:
     # ---- create ------------------------------------------------------------------------------
 
     def create(self, spec: SandboxSpec, template) -> RuntimeSandbox:
+        if spec.network is not None:
+            raise E.Unsupported(NO_NETWORK)
         try:
             return self._create(spec, template, self._dir(spec.sandbox_id))
         except BaseException:
@@ -222,6 +226,10 @@ class RootlessRuntime:
 
     def disk_used(self, sandbox_id: str) -> int:
         return tree_usage(self._dir(sandbox_id) / "home")
+
+    def set_network(self, sandbox_id: str, policy, adopting: bool = False) -> None:
+        if policy is not None:
+            raise E.Unsupported(NO_NETWORK)
 
     def freeze(self, sandbox_id: str, frozen: bool) -> None:
         raise E.Unsupported("pausing needs cgroups (the freezer), which this server does not have: it runs "

@@ -1,9 +1,11 @@
 """The control-plane REST API, in E2B's shape (e2b-protocol.md §3) plus sandlot's own extensions.
 
 Extensions ride in the same bodies (unknown keys are ignored by E2B): `limits` on create
-(memory_mb, cpu_count, pids, disk_mb; unknown keys in it are refused). Errors are JSON {"code": int, "message": str}.
-Sandboxes are always offline: `allow_internet_access` (sent as true by older SDKs) is accepted and
-reported back as `allowInternetAccess: false`; network access will come with the egress policy.
+(memory_mb, cpu_count, pids, disk_mb; unknown keys in it are refused), `network.bandwidthMbps`.
+Errors are JSON {"code": int, "message": str}.
+Network (issue 12): `allow_internet_access` and `network` (allowOut, denyOut, dnsServers) become a
+NetworkPolicy (runtimes/policy.py `from_e2b`: no egress asked, no network); PUT
+/sandboxes/{id}/network replaces it live.
 sandlot's own routes: `/sandboxes/{id}/packages` (GET list, POST install) and `.../packages/uninstall`
 (packages.py: wheels fetched on the host, installed offline inside).
 """
@@ -21,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .. import _exceptions as E
-from ..runtimes.policy import Limits
+from ..runtimes.policy import Limits, NetworkPolicy
 from .packages import PackageManager
 from .service import ENVD_VERSION, CreateRequest, LiveSandbox, SandboxService
 from .store import SandboxRecord
@@ -48,6 +50,67 @@ class LimitsIn(_Body):
     disk_mb: int = Limits.disk_mb
 
 
+class NetworkIn(_Body):
+    """E2B's `network` (SandboxNetworkConfig); `bandwidthMbps` is sandlot's own."""
+
+    allowOut: list[str] | None = None
+    denyOut: list[str] | None = None
+    dnsServers: list[str] | None = None
+    allowPublicTraffic: bool | None = None
+    maskRequestHost: str | None = None
+    httpsPorts: list[int] | None = None
+    rules: dict | None = None
+    egressProxy: dict | None = None
+    bandwidthMbps: float | None = None
+
+
+class NetworkUpdateIn(_Body):
+    """E2B's SandboxNetworkUpdateConfig: replaces the egress configuration; omitted is cleared."""
+
+    allowOut: list[str] | None = None
+    denyOut: list[str] | None = None
+    dnsServers: list[str] | None = None
+    rules: dict | None = None
+    egressProxy: dict | None = None
+    allow_internet_access: bool | None = None
+    bandwidthMbps: float | None = None
+
+
+def _egress(allow_internet_access: bool | None, net: NetworkIn | NetworkUpdateIn | None) -> NetworkPolicy | None:
+    if net is not None:
+        if net.rules:
+            raise E.Unsupported("network.rules (header-injecting egress proxy) is not available on this server")
+        if net.egressProxy is not None:
+            raise E.Unsupported("network.egressProxy (SOCKS5) is not available on this server")
+    return NetworkPolicy.from_e2b(allow_internet_access, net and net.allowOut, net and net.denyOut,
+                                  net and net.dnsServers, net and net.bandwidthMbps)
+
+
+def _ingress(net: NetworkIn | None) -> dict:
+    if net is None:
+        return {}
+    return {k: v for k, v in (("allowPublicTraffic", net.allowPublicTraffic),
+                              ("maskRequestHost", net.maskRequestHost),
+                              ("httpsPorts", net.httpsPorts)) if v is not None}
+
+
+def network_json(rec: SandboxRecord) -> dict:
+    """E2B's SandboxNetworkConfig as getInfo shows it."""
+    net = rec.network or {}
+    egress = net.get("egress")
+    out = dict(net.get("ingress") or {})
+    if egress:
+        out.update(allowOut=egress["allow"], denyOut=egress["deny"])
+        if egress.get("dns_servers") is not None:
+            out["dnsServers"] = egress["dns_servers"]
+    return out
+
+
+def _internet(rec: SandboxRecord) -> bool:
+    egress = (rec.network or {}).get("egress")
+    return bool(egress) and NetworkPolicy.from_json(egress).open_to_all()
+
+
 class CreateIn(_Body):
     templateID: str | None = None  # the server's default template
     timeout: int | None = None
@@ -56,6 +119,7 @@ class CreateIn(_Body):
     secure: bool = True
     autoPause: bool = False
     allow_internet_access: bool | None = None
+    network: NetworkIn | None = None
     limits: LimitsIn | None = None
 
 
@@ -105,7 +169,8 @@ def detail_json(rec: SandboxRecord) -> dict:
         "startedAt": rfc3339(rec.started_at), "endAt": rfc3339(rec.end_at), "envdVersion": ENVD_VERSION,
         "envdAccessToken": rec.access_token, "cpuCount": max(1, round(limits.cpu_count)),
         "memoryMB": limits.memory_mb, "diskSizeMB": limits.disk_mb, "state": rec.state,
-        "metadata": rec.metadata, "domain": None, "allowInternetAccess": False,
+        "metadata": rec.metadata, "domain": None, "allowInternetAccess": _internet(rec),
+        "network": network_json(rec),
         "lifecycle": {"autoResume": False, "onTimeout": "pause" if rec.auto_pause else "kill"},
     }
 
@@ -122,9 +187,17 @@ async def create(request: Request) -> Response:
         template=TEMPLATE_ALIASES.get(body.templateID, body.templateID or svc.config.default_template),
         timeout=body.timeout if body.timeout is not None else svc.config.default_timeout,
         metadata=body.metadata or {}, envs=body.envVars or {}, limits=limits,
-        auto_pause=body.autoPause, secure=body.secure)
+        auto_pause=body.autoPause, secure=body.secure,
+        egress=_egress(body.allow_internet_access, body.network), network=_ingress(body.network))
     live = await svc.create(req)
     return JSONResponse(sandbox_json(live), status_code=201)
+
+
+async def update_network(request: Request) -> Response:
+    body = await _body(request, NetworkUpdateIn)
+    await _service(request).update_network(request.path_params["sandbox_id"],
+                                           _egress(body.allow_internet_access, body))
+    return Response(status_code=204)
 
 
 async def get_sandbox(request: Request) -> Response:
@@ -179,6 +252,8 @@ async def metrics(request: Request) -> Response:
         "cpuCount": max(1, round(m["cpu_count"])), "cpuUsedPct": m["cpu_used_pct"], "memUsed": m["mem_used"],
         "memTotal": m["mem_total"], "memCache": m["mem_cache"], "diskUsed": m["disk_used"],
         "diskTotal": m["disk_total"],
+        # sandlot's own: bytes through the sandbox's network link (0 without one)
+        "networkTxBytes": m.get("net_out", 0), "networkRxBytes": m.get("net_in", 0),
     } for m in samples])
 
 
@@ -300,6 +375,7 @@ def routes() -> list[Route]:
         Route(sid + "/pause", pause, methods=["POST"]),
         Route(sid + "/resume", resume, methods=["POST"]),
         Route(sid + "/metrics", metrics, methods=["GET"]),
+        Route(sid + "/network", update_network, methods=["PUT"]),
         Route(sid + "/packages", list_packages, methods=["GET"]),
         Route(sid + "/packages", install_packages, methods=["POST"]),
         Route(sid + "/packages/uninstall", uninstall_packages, methods=["POST"]),

@@ -8,6 +8,7 @@ resolves: live sandboxes are adopted, broken ones are killed and marked so.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import secrets
 import string
@@ -18,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from .. import _exceptions as E
 from ..agent.client import AgentClient
 from ..runtimes.base import Runtime, RuntimeSandbox
-from ..runtimes.policy import Limits, SandboxSpec
+from ..runtimes.policy import Limits, NetworkPolicy, SandboxSpec
 from ..templates import logged_progress
 from ..templates.spec import Template
 from .config import Config
@@ -84,6 +85,8 @@ class CreateRequest:
     limits: Limits = field(default_factory=Limits)
     auto_pause: bool = False
     secure: bool = True
+    egress: NetworkPolicy | None = None  # None: no network, only loopback
+    network: dict = field(default_factory=dict)  # ingress settings as the API took them (issue 12)
 
 
 class SandboxService:
@@ -127,6 +130,12 @@ class SandboxService:
                 self._kill_leftover(rec.id)
                 self.store.update(rec.id, state="killed", ended_at=time.time(), end_reason="lost on restart")
                 continue
+            egress = _egress_of(rec)
+            if egress is not None:  # the table outlived the server; the resolver must know it again
+                try:
+                    self.runtime.set_network(rec.id, egress, adopting=True)
+                except Exception:
+                    log.exception("sandbox %s: could not take its network over again", rec.id)
             try:
                 kernels = self._kernels(rt, self.templates.describe(rec.template))
             except E.NotFound:
@@ -170,8 +179,14 @@ class SandboxService:
         req.limits.validate()
         template = await asyncio.to_thread(self.templates.get, req.template, logged_progress(req.template, log))
         pooled = self._claim_pooled(req)
+        if pooled is not None:
+            try:  # a pool sandbox has its link made, unconfigured; configure it or take it away
+                await self._network_of_pooled(pooled.rt, req.egress)
+            except BaseException:
+                asyncio.get_running_loop().run_in_executor(None, self.runtime.kill, pooled.rt.sandbox_id)
+                raise
         if pooled is None:
-            spec = SandboxSpec(new_sandbox_id(), req.template, req.limits, envs=req.envs)
+            spec = SandboxSpec(new_sandbox_id(), req.template, req.limits, envs=req.envs, network=req.egress)
             rt = await asyncio.to_thread(self.runtime.create, spec, template)
             kernels = self._kernels(rt, template)
             if kernels is not None:  # its first run_code should not wait for a whole kernel start
@@ -182,7 +197,8 @@ class SandboxService:
         rec = SandboxRecord(
             id=rt.sandbox_id, template=req.template, state="running", started_at=now,
             end_at=now + req.timeout, metadata=req.metadata, envs=req.envs, limits=asdict(req.limits),
-            access_token=secrets.token_urlsafe(24) if req.secure else None, auto_pause=req.auto_pause)
+            access_token=secrets.token_urlsafe(24) if req.secure else None, auto_pause=req.auto_pause,
+            network=_network_record(req.egress, req.network))
         self.store.insert(rec)
         live = LiveSandbox(rec, rt, AgentClient(str(rt.socket_path)), kernels=kernels)
         self.live[rec.id] = live
@@ -222,7 +238,7 @@ class SandboxService:
             template = await asyncio.to_thread(self.templates.get, name, logged_progress(name, log))
             pool = self._pools.setdefault(name, [])
             while not self._closing and len(pool) < self.config.pool_size:
-                spec = SandboxSpec(new_sandbox_id(), name, background=True)
+                spec = SandboxSpec(new_sandbox_id(), name, background=True, network_ready=True)
                 rt = await asyncio.to_thread(self.runtime.create, spec, template)
                 if self._closing:
                     await asyncio.to_thread(self.runtime.kill, rt.sandbox_id)
@@ -271,6 +287,36 @@ class SandboxService:
         await asyncio.to_thread(self.runtime.kill, sandbox_id)
         if live.kernels is not None:
             await live.kernels.close()
+
+    # ---- network (issue 12; the substance is in runtimes/network.py) -------------------------
+
+    async def _network_of_pooled(self, rt: RuntimeSandbox, egress: NetworkPolicy | None) -> None:
+        if egress is not None:
+            await asyncio.to_thread(self.runtime.set_network, rt.sandbox_id, egress)
+        else:  # its unconfigured link goes after the create has answered (a deletion waits ~20-50 ms)
+            loop = asyncio.get_running_loop()
+            loop.call_later(REFILL_DELAY, lambda: loop.run_in_executor(
+                None, self._quietly, self.runtime.set_network, rt.sandbox_id, None))
+
+    @staticmethod
+    def _quietly(fn, *args) -> None:
+        try:
+            fn(*args)
+        except (E.NotFound, E.SandboxNotRunning):  # killed meanwhile: kill removed the link
+            pass
+        except Exception:
+            log.exception("%s%s failed", fn.__name__, args)
+
+    async def update_network(self, sandbox_id: str, egress: NetworkPolicy | None) -> None:
+        """Replace the sandbox's egress policy live (E2B's PUT /sandboxes/{id}/network)."""
+        live = self._known(sandbox_id)
+        await asyncio.to_thread(self.runtime.set_network, sandbox_id, egress)
+        live.record.network = _network_record(egress, (live.record.network or {}).get("ingress", {}))
+        self.store.update(sandbox_id, network=json.dumps(live.record.network))
+
+    def network_usage(self, sandbox_id: str) -> tuple[int, int]:
+        usage = getattr(self.runtime, "network_usage", None)
+        return usage(sandbox_id) if usage else (0, 0)
 
     def set_timeout(self, sandbox_id: str, timeout: int) -> None:
         self._check_timeout(timeout)
@@ -364,7 +410,9 @@ class SandboxService:
         before = live.samples[-1] if live.samples else {"timestamp": live.record.started_at, "cpu_ns": 0}
         elapsed_ns = max(now - before["timestamp"], 1e-3) * 1e9
         cpu_pct = max(0.0, (usage.cpu_usage_ns - before["cpu_ns"]) / elapsed_ns / limits.cpu_count * 100)
+        net_out, net_in = self.network_usage(live.id)
         return {
+            "net_out": net_out, "net_in": net_in,
             "timestamp": now, "cpu_ns": usage.cpu_usage_ns,
             "cpu_count": limits.cpu_count, "cpu_used_pct": round(min(cpu_pct, 100.0), 2),
             "mem_used": usage.memory_bytes, "mem_total": limits.memory_mb * 1024 * 1024,
@@ -409,6 +457,15 @@ class SandboxService:
         except Exception:
             log.exception("reaper failed on sandbox %s", live.id)
 
+
+
+def _network_record(egress: NetworkPolicy | None, ingress: dict) -> dict:
+    return {"egress": None if egress is None else egress.as_json(), "ingress": ingress}
+
+
+def _egress_of(rec: SandboxRecord) -> NetworkPolicy | None:
+    egress = (rec.network or {}).get("egress")
+    return None if egress is None else NetworkPolicy.from_json(egress)
 
 
 async def _warm_up(rt: RuntimeSandbox, kernels: KernelSession | None) -> None:

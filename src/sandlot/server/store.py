@@ -35,7 +35,8 @@ CREATE TABLE IF NOT EXISTS sandboxes (
     access_token TEXT,
     auto_pause INTEGER NOT NULL DEFAULT 0,
     ended_at REAL,
-    end_reason TEXT
+    end_reason TEXT,
+    network TEXT                      -- JSON: egress policy and ingress settings (issue 12)
 );
 CREATE INDEX IF NOT EXISTS sandboxes_state ON sandboxes(state, started_at);
 """
@@ -60,6 +61,7 @@ class SandboxRecord:
     auto_pause: bool = False
     ended_at: float | None = None
     end_reason: str | None = None
+    network: dict | None = None  # {"egress": NetworkPolicy json | None, "public": bool, ...}
 
 
 @dataclass
@@ -78,6 +80,8 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+        if "network" not in {row[1] for row in self.db.execute("PRAGMA table_info(sandboxes)")}:
+            self.db.execute("ALTER TABLE sandboxes ADD COLUMN network TEXT")  # a state dir from before it
         path.chmod(0o600)
 
     def close(self) -> None:
@@ -115,9 +119,10 @@ class Store:
 
     def insert(self, r: SandboxRecord) -> None:
         self.db.execute(
-            "INSERT INTO sandboxes VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO sandboxes VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (r.id, r.template, r.state, r.started_at, r.end_at, json.dumps(r.metadata), json.dumps(r.envs),
-             json.dumps(r.limits), r.access_token, int(r.auto_pause), r.ended_at, r.end_reason))
+             json.dumps(r.limits), r.access_token, int(r.auto_pause), r.ended_at, r.end_reason,
+             None if r.network is None else json.dumps(r.network)))
 
     def update(self, sandbox_id: str, **fields) -> None:
         cols = ", ".join(f"{k}=?" for k in fields)
@@ -135,4 +140,5 @@ class Store:
 def _record(row) -> SandboxRecord:
     return SandboxRecord(id=row[0], template=row[1], state=row[2], started_at=row[3], end_at=row[4],
                          metadata=json.loads(row[5]), envs=json.loads(row[6]), limits=json.loads(row[7]),
-                         access_token=row[8], auto_pause=bool(row[9]), ended_at=row[10], end_reason=row[11])
+                         access_token=row[8], auto_pause=bool(row[9]), ended_at=row[10], end_reason=row[11],
+                         network=json.loads(row[12]) if len(row) > 12 and row[12] else None)
