@@ -6,16 +6,33 @@
 #   python3-venv                         ./dev makes its virtualenvs with `python3 -m venv`
 #   iproute2                             `ip`, to look into a sandbox's network namespace from the host
 #                                        (nsenter --net=/proc/PID/ns/net ip addr)
+#   nftables                             sandbox egress: the firewall rules of sandboxes with a network
+#                                        (the runtime loads them through its libnftables)
+#   libnss-myhostname                    `*.localhost` names (the port proxy's `3000-<id>.localhost`)
+#                                        resolve to loopback; enabled below in /etc/nsswitch.conf
 # Keep README.md's list of system packages the same as this one.
 set -euo pipefail
 
-packages=(debootstrap debian-archive-keyring sudo python3-venv iproute2)
+packages=(debootstrap debian-archive-keyring sudo python3-venv iproute2 nftables libnss-myhostname)
+
+# glibc resolves `*.localhost` only through nss-myhostname: add it to the hosts line, after `files`
+# (so /etc/hosts still wins) and before `dns`; a hosts line that names it already is left alone.
+enable_myhostname() {
+    if [ -f /etc/nsswitch.conf ] && ! grep -qE '^hosts:.*\bmyhostname\b' /etc/nsswitch.conf; then
+        if [ "$(id -u)" -eq 0 ]; then
+            sed -i -E '/^hosts:/ s/\bfiles\b/files myhostname/' /etc/nsswitch.conf
+        else
+            echo "add myhostname to the hosts line of /etc/nsswitch.conf for *.localhost names" >&2
+        fi
+    fi
+}
 
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -eq 0 ]; then
+    enable_myhostname
     echo "system dependencies already installed"
     exit 0
 fi
@@ -30,3 +47,4 @@ if ! compgen -G "/var/lib/apt/lists/*_Packages*" >/dev/null; then
     apt-get update
 fi
 apt-get install -y "${missing[@]}" || { apt-get update && apt-get install -y "${missing[@]}"; }
+enable_myhostname

@@ -165,3 +165,31 @@ def test_bad_network_input_is_a_clear_error(world, sdk_env):
     assert r.status_code == 501, r.text
     r = api.put("/sandboxes/nosuch/network", json={})
     assert r.status_code == 404
+
+
+def test_bandwidth_cap_and_network_usage_in_metrics(world, sdk_env):
+    """sandlot's own `network.bandwidthMbps`: a cap each way; the bytes show in metrics."""
+    import httpx
+
+    api = httpx.Client(base_url=sdk_env.url, headers={"X-API-KEY": sdk_env.api_key}, timeout=60)
+    size = 1_500_000
+    took = {}
+    for cap in (None, 4):
+        net = {"dnsServers": [world.dns], **({"bandwidthMbps": cap} if cap else {})}
+        r = api.post("/v2/sandboxes", json={"templateID": "base", "allow_internet_access": True, "network": net})
+        assert r.status_code == 201, r.text
+        sbx = Sandbox.connect(r.json()["sandboxID"])
+        try:
+            code, out = sh(sbx, f"curl -sS -m 20 -o /dev/null -w '%{{time_total}} %{{size_download}}' "
+                                f"http://{ALLOWED}/bytes/{size}")
+            assert code == 0, out
+            seconds, got = out.split()
+            assert int(got) == size
+            took[cap] = float(seconds)
+            sample = api.get(f"/sandboxes/{sbx.sandbox_id}/metrics").json()[-1]
+            assert sample["networkRxBytes"] >= size and sample["networkTxBytes"] > 0, sample
+        finally:
+            sbx.kill()
+    # 4 Mbit/s is 0.5 MB/s: ~3 s for 1.5 MB (with its burst); uncapped, on loopback-like links, far less
+    assert took[4] >= 1.8, took
+    assert took[None] < took[4] / 3, took

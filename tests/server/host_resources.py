@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 from sandlot.runtimes.namespace import mount_root
@@ -164,7 +166,39 @@ class Footprint:
         stems += [f"process {pid}" for pid in _pids() if self._in_group(pid, spares=True) and not self._in_group(pid)]
         claims = [f"uid slot {slot}" for slot in UidRanges(self.mnt).mine()]
         return {"processes": self.processes(), "netns": self.new_net_namespaces(server_pid), "mounts": mounts,
-                "dirs": dirs, "cgroups": cgroups, "stems": stems, "uid claims": claims}
+                "dirs": dirs, "cgroups": cgroups, "stems": stems, "uid claims": claims,
+                "links": self.links(), "nft": self.nft(table_too=server_pid is None)}
+
+    # ---- network (issue 12) ------------------------------------------------------------------
+
+    def links(self) -> list[str]:
+        """The server's veths on the host (`sl<server>-<slot>`), named with their sandbox's id."""
+        prefix = "sl" + self.mnt.name[:6] + "-"
+        by_slot = {}
+        for state in (self.home / "sandboxes").glob("*/state.json"):
+            try:
+                by_slot[json.loads(state.read_text())["slot"]] = state.parent.name
+            except (OSError, ValueError, KeyError):
+                pass
+        found = []
+        for name in sorted(os.listdir("/sys/class/net")):
+            if name.startswith(prefix):
+                slot = name[len(prefix):]
+                found.append(f"link {name} of {by_slot.get(int(slot), '?') if slot.isdigit() else '?'}")
+        return found
+
+    def nft(self, table_too: bool) -> list[str]:
+        """Per-sandbox chains in the server's nftables table; the table itself too once the server
+        has stopped (a running server keeps it, with no sandbox in it)."""
+        table = "sandlot_" + self.mnt.name
+        if not shutil.which("nft"):
+            return []
+        done = subprocess.run(["nft", "-j", "list", "table", "inet", table], capture_output=True, text=True)
+        if done.returncode != 0:
+            return []
+        found = [f"nft chain {item['chain']['name']}" for item in json.loads(done.stdout)["nftables"]
+                 if "chain" in item and item["chain"]["name"].startswith("sb")]
+        return found + ([f"nft table {table}"] if table_too else [])
 
     def group_dirs(self) -> list[Path]:
         return [p for p in [*CGROUP_ROOT.glob(f"*/{self.group}"), CGROUP_ROOT / self.group] if p.is_dir()]
