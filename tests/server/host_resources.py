@@ -171,34 +171,43 @@ class Footprint:
 
     # ---- network (issue 12) ------------------------------------------------------------------
 
-    def links(self) -> list[str]:
-        """The server's veths on the host (`sl<server>-<slot>`), named with their sandbox's id."""
-        prefix = "sl" + self.mnt.name[:6] + "-"
+    def _slots(self) -> dict[int, str]:
         by_slot = {}
         for state in (self.home / "sandboxes").glob("*/state.json"):
             try:
                 by_slot[json.loads(state.read_text())["slot"]] = state.parent.name
             except (OSError, ValueError, KeyError):
                 pass
-        found = []
-        for name in sorted(os.listdir("/sys/class/net")):
-            if name.startswith(prefix):
-                slot = name[len(prefix):]
-                found.append(f"link {name} of {by_slot.get(int(slot), '?') if slot.isdigit() else '?'}")
-        return found
+        return by_slot
+
+    def _owner(self, link: str, by_slot: dict[int, str]) -> str:
+        slot = link.rsplit("-", 1)[-1]
+        return by_slot.get(int(slot), "?") if slot.isdigit() else "?"
+
+    def links(self) -> list[str]:
+        """The server's veths on the host (`sl<server>-<slot>`), named with their sandbox's id."""
+        prefix, by_slot = "sl" + self.mnt.name[:6] + "-", self._slots()
+        return [f"link {name} of {self._owner(name, by_slot)}"
+                for name in sorted(os.listdir("/sys/class/net")) if name.startswith(prefix)]
 
     def nft(self, table_too: bool) -> list[str]:
-        """Per-sandbox chains in the server's nftables table; the table itself too once the server
-        has stopped (a running server keeps it, with no sandbox in it)."""
+        """What the server's nftables table holds for sandboxes (set and map elements by link, cap
+        chains), named with their sandbox's id; the table itself too once the server has stopped
+        (a running server keeps it, empty of sandboxes)."""
         table = "sandlot_" + self.mnt.name
         if not shutil.which("nft"):
             return []
         done = subprocess.run(["nft", "-j", "list", "table", "inet", table], capture_output=True, text=True)
         if done.returncode != 0:
             return []
-        found = [f"nft chain {item['chain']['name']}" for item in json.loads(done.stdout)["nftables"]
-                 if "chain" in item and item["chain"]["name"].startswith("sb")]
-        return found + ([f"nft table {table}"] if table_too else [])
-
-    def group_dirs(self) -> list[Path]:
-        return [p for p in [*CGROUP_ROOT.glob(f"*/{self.group}"), CGROUP_ROOT / self.group] if p.is_dir()]
+        by_slot, found = self._slots(), set()
+        for item in json.loads(done.stdout)["nftables"]:
+            s = item.get("set") or item.get("map")
+            if s and s["name"] != "blocked":
+                for elem in s.get("elem", []):
+                    link = re.search(r'"(sl[0-9a-f]{6}-\d+)"', json.dumps(elem))
+                    if link:
+                        found.add(f"nft {s['name']} element of {link.group(1)} of {self._owner(link.group(1), by_slot)}")
+            if "chain" in item and item["chain"]["name"].startswith("cap_"):
+                found.add(f"nft chain {item['chain']['name']}")
+        return sorted(found) + ([f"nft table {table}"] if table_too else [])

@@ -151,8 +151,9 @@ class NamespaceRuntime:
         ids = {p.name for p in self.root.iterdir() if p.is_dir()}
         ids.update(p.name for p in self.mnt.iterdir() if p.is_dir() and not p.name.startswith((".", "agent")))
         ids.update(cgroups.leftovers(self.cgroup_group))
-        if self.network:
-            ids.update(self.network.sandboxes_with_rules())
+        if self.network:  # rules of a sandbox whose slot is still claimed (the claim names it)
+            claims = self.uids.mine()
+            ids.update(claims[slot] for slot in self.network.slots_with_rules() if slot in claims)
         return ids - (self.stems.spares() if self.stems else set())
 
     def close(self) -> None:

@@ -1,0 +1,121 @@
+"""Network benchmark: creates with networking on, egress throughput, the port proxy; writes the
+`network` section of docs/benchmarks.md.
+
+    sudo .venv/bin/python benchmarks/network.py [--runs 20]
+
+Against a real `sandlot serve` started here (cold: no pool; warm: a pool of 4) and the outside world
+the network tests build (tests/network/net_support.py: a netns with HTTP/DNS servers on
+198.18.0.0/24; nothing is sent anywhere else). Not a test: numbers, machine, method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "network")]
+from net_support import ALLOWED, DNS, outside_world  # noqa: E402
+from support import start_server  # noqa: E402
+
+from report import machine, p50_ms, row, verdict, write_section  # noqa: E402
+
+NETWORK = {"dns_servers": [DNS]}
+DOWNLOAD = 20_000_000
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=20)
+    args = ap.parse_args()
+    runs = args.runs
+    from e2b import Sandbox
+
+    m: dict[str, list[float]] = {}
+    notes = []
+    home = Path(tempfile.mkdtemp(prefix="sandlot-bench-net-"))
+    try:
+        with outside_world(home) as _world:
+            for pool, label in ((0, "cold"), (4, "warm pool")):
+                srv = start_server(home / label.replace(" ", "-"), pool_size=pool,
+                                   extra_env={"SANDLOT_POOL_TEMPLATES": "base"})
+                os.environ.update(srv.env())
+                ids = []
+
+                def create_echo(**kw):
+                    sbx = Sandbox.create(timeout=120, **kw)
+                    assert sbx.commands.run("echo hi").stdout == "hi\n"
+                    ids.append(sbx)
+
+                # alternate with and without a network, so both see the same spells of this VM
+                with_net, without = [], []
+                Sandbox.create(timeout=60).kill()  # warm the SDK and server
+                time.sleep(1.0 if pool else 0)
+                for _ in range(runs):
+                    for samples, kw in ((with_net, {"allow_internet_access": True, "network": NETWORK}),
+                                        (without, {})):
+                        if pool:
+                            time.sleep(0.3)  # the pool refills (and a no-network claim drops its link)
+                        t = time.perf_counter()
+                        create_echo(**kw)
+                        samples.append(time.perf_counter() - t)
+                    for sbx in ids:
+                        sbx.kill()
+                    ids.clear()
+                m[f"create -> first `echo`, network on ({label})"] = with_net
+                m[f"create -> first `echo`, no network ({label})"] = without
+                if not pool:
+                    sbx = Sandbox.create(timeout=300, allow_internet_access=True, network=NETWORK)
+                    cmd = f"curl -sS -o /dev/null -w '%{{time_total}}' http://{ALLOWED}/bytes/{DOWNLOAD}"
+                    inside = [float(sbx.commands.run(cmd).stdout) for _ in range(5)]
+                    host = [float(subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{time_total}",
+                                                  f"http://{ALLOWED}/bytes/{DOWNLOAD}"],
+                                                 capture_output=True, text=True, check=True).stdout)
+                            for _ in range(5)]
+                    m["download 20 MB from the test server (inside, through NAT)"] = inside
+                    m["download 20 MB from the test server (host)"] = host
+                    notes.append(f"Egress throughput (best of 5): {DOWNLOAD / min(inside) / 1e6:.0f} MB/s from "
+                                 f"inside a sandbox, {DOWNLOAD / min(host) / 1e6:.0f} MB/s from the host; the "
+                                 "test server is one Python process, so both are bounded by it.")
+                    sbx.kill()
+                srv.stop()
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+    verdicts = [
+        verdict("create -> first `echo` with a network, cold, p50", p50_ms(m["create -> first `echo`, network on (cold)"]), 60),
+        verdict("create -> first `echo` with a network, warm pool, p50",
+                p50_ms(m["create -> first `echo`, network on (warm pool)"]), 15),
+    ]
+    write_section("network", "\n".join([
+        "## Network (`benchmarks/network.py`)",
+        "",
+        f"Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `benchmarks/network.py --runs {runs}` on: {machine()}.",
+        "",
+        "Method: a real `sandlot serve` (namespace runtime, `base`) driven by the official `e2b` SDK;",
+        "creates with a network (`allow_internet_access=True`, DNS through the sandbox's resolver to the",
+        "test world's server) alternate with creates without one. The world is a network namespace on",
+        "this machine (tests/network). Short runs while other work shared the 2 cores: read the p50s",
+        "as indications.",
+        "",
+        "| operation | p50 ms | p99 ms | runs |",
+        "|---|---|---|---|",
+        *[row(k, v) for k, v in m.items()],
+        "",
+        *[f"- {n}" for n in notes],
+        "",
+        *[f"- {v}" for v in verdicts],
+    ]))
+
+
+if __name__ == "__main__":
+    main()
