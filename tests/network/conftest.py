@@ -36,6 +36,25 @@ def sdk_env(server):
         yield server
 
 
+@pytest.fixture(autouse=True)
+def _server_log_on_failure(request, sdk_env):
+    start = sdk_env.log.stat().st_size
+    yield
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        with open(sdk_env.log, errors="replace") as f:
+            f.seek(start)
+            print("---- server log during the test ----\n" + f.read()[-4000:])
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.when == "call":
+        item.rep_call = rep
+
+
 @pytest.fixture
 def make_sandbox(sdk_env):
     created = []

@@ -137,6 +137,8 @@ class Footprint:
         the server itself and its children) keep alive."""
         found = []
         for pid in _pids():
+            if self._in_group(pid, spares=True) and not self._in_group(pid):
+                continue  # a stem makes its sandbox's namespace ahead of time: counted with the stems
             if self.owns(pid) or (server_pid and self._descends_from(pid, server_pid)):
                 found += [f"net:[{ns}] held by {pid}" for ns in _net_namespaces(pid) - self.netns_before]
         return found
@@ -211,3 +213,6 @@ class Footprint:
             if "chain" in item and item["chain"]["name"].startswith("cap_"):
                 found.add(f"nft chain {item['chain']['name']}")
         return sorted(found) + ([f"nft table {table}"] if table_too else [])
+
+    def group_dirs(self) -> list[Path]:
+        return [p for p in [*CGROUP_ROOT.glob(f"*/{self.group}"), CGROUP_ROOT / self.group] if p.is_dir()]

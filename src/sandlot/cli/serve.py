@@ -20,6 +20,7 @@ def serve(
     pool_size: int = typer.Option(None, help="Warm sandboxes kept per template (default 2)."),
     log_level: str = typer.Option("info", help="debug, info, warning, error."),
     keep_sandboxes: bool = typer.Option(False, help="On stop, leave sandboxes running for the next start to adopt."),
+    domain: str = typer.Option(None, help="Domain of sandbox hosts, `{port}-{id}.{domain}` (e.g. localhost:3000)."),
 ) -> None:
     """Run the sandlot server: REST control plane + E2B-compatible sandbox traffic on one port."""
     import uvicorn
@@ -37,6 +38,8 @@ def serve(
     if home:
         config.home = home
     config.kill_on_shutdown = not keep_sandboxes
+    if domain:
+        config.domain = domain
     if pool_size is not None:
         config.pool_size = pool_size
     build_in_view(TemplateStore(config.home), config.default_template, console)

@@ -264,6 +264,25 @@ class AsyncSandbox:
             query["signature_expiration"] = str(expiration)
         return f"{self.api_url}/files?{urlencode(query, quote_via=quote)}"
 
+    # ---- ports in: preview URLs (issue 12; server/proxy.py) --------------------------------
+
+    async def expose_port(self, port: int, ttl: int = 3600) -> str:
+        """A signed URL to `port` in this sandbox, valid for `ttl` seconds (at most a week) even
+        where its traffic is private; exposing the port again replaces the URL."""
+        response = await self._transport.api("POST", self._path(f"/ports/{port}/expose"), json={"ttl": ttl})
+        return response.json()["url"]
+
+    async def unexpose_port(self, port: int) -> None:
+        """Revoke the port's preview URL."""
+        await self._transport.api("DELETE", self._path(f"/ports/{port}/expose"))
+
+    async def list_exposed_ports(self) -> list[dict]:
+        """The ports with a live preview URL: [{"port", "url", "expiresAt"}]."""
+        return (await self._transport.api("GET", self._path("/ports"))).json()
+
+    async def is_port_exposed(self, port: int) -> bool:
+        return any(p["port"] == port for p in await self.list_exposed_ports())
+
     async def close(self) -> None:
         """Release this object's connections; the sandbox keeps running."""
         await self._transport.aclose()

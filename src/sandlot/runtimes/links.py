@@ -67,35 +67,45 @@ def new_netns() -> None:
             os.close(fd)
 
 
+# The server's own namespace, the host's: taken at import, before any thread has entered another.
+_HOST_NETNS = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+
+
+@contextlib.contextmanager
+def entered(netns_fd: int):
+    """The calling thread inside the network namespace of `netns_fd`, and back (~5 µs). Sockets
+    made inside stay there: that is how the host reaches into a sandbox (its links here, its ports
+    for the proxy), and nothing else of the thread's changes."""
+    syscalls.setns(netns_fd, syscalls.CLONE_NEWNET)
+    try:
+        yield
+    finally:
+        # failing to come back would leave a server thread in a sandbox: never carry on
+        try:
+            syscalls.setns(_HOST_NETNS, syscalls.CLONE_NEWNET)
+        except OSError:  # pragma: no cover
+            os.abort()
+
+
+def socket_in(netns_fd: int, family: int = socket.AF_INET) -> socket.socket:
+    """A non-blocking TCP socket in the namespace of `netns_fd` (connect it from anywhere)."""
+    with entered(netns_fd):
+        return socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
+
+
 class Netlink:
     """Batched rtnetlink requests in the host's namespace or a sandbox's."""
 
     def __init__(self) -> None:
-        # this thread's namespace now: the host's (the server never leaves it for long)
-        self._host = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         self._seq = 0
 
     def close(self) -> None:
-        os.close(self._host)
-
-    @contextlib.contextmanager
-    def entered(self, netns_fd: int):
-        """The calling thread inside the namespace of `netns_fd`, and back. Sockets made inside
-        stay there: that is how the host reaches into a sandbox (links here, ports for the proxy)."""
-        syscalls.setns(netns_fd, syscalls.CLONE_NEWNET)
-        try:
-            yield
-        finally:
-            # failing to come back would leave a server thread in a sandbox: never carry on
-            try:
-                syscalls.setns(self._host, syscalls.CLONE_NEWNET)
-            except OSError:  # pragma: no cover
-                os.abort()
+        pass
 
     def socket(self, netns_fd: int | None = None) -> socket.socket:
         if netns_fd is None:
             return self._socket()
-        with self.entered(netns_fd):
+        with entered(netns_fd):
             return self._socket()
 
     @staticmethod

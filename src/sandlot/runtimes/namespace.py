@@ -28,6 +28,7 @@ import logging
 import os
 import resource
 import shutil
+import socket
 import threading
 from pathlib import Path
 
@@ -422,6 +423,20 @@ class NamespaceRuntime:
                 self.network.attach(sandbox_id, slot, netns, policy, adopting=adopting)
         except OSError as e:
             raise E.RuntimeFailure(f"sandbox {sandbox_id}: could not set up its network link: {e}") from e
+        finally:
+            os.close(netns)
+
+    def port_socket(self, rt: RuntimeSandbox, family: int = socket.AF_INET) -> socket.socket:
+        """A TCP socket inside the sandbox's network namespace, to connect to a port a process of
+        its listens on (loopback included): how the port proxy reaches in, network or not."""
+        try:
+            netns = os.open(f"/proc/{rt.pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            raise E.SandboxNotRunning(f"sandbox \"{rt.sandbox_id}\" is not running") from None
+        try:
+            if start_ticks(rt.pid) != rt.started_ticks:  # the pid is another process's now
+                raise E.SandboxNotRunning(f"sandbox \"{rt.sandbox_id}\" is not running")
+            return links.socket_in(netns, family)
         finally:
             os.close(netns)
 

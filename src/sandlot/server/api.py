@@ -153,23 +153,27 @@ async def _body(request: Request, model: type[_Body]) -> _Body:
         raise E.InvalidArgument(f"invalid {where}: {first['msg']}") from None
 
 
-def sandbox_json(live: LiveSandbox) -> dict:
+def sandbox_json(live: LiveSandbox, domain: str | None = None) -> dict:
     rec = live.record
     return {
         "templateID": rec.template, "sandboxID": rec.id, "clientID": CLIENT_ID, "alias": rec.template,
         "envdVersion": ENVD_VERSION, "envdAccessToken": rec.access_token, "trafficAccessToken": rec.access_token,
-        "domain": None,
+        "domain": domain,
     }
 
 
-def detail_json(rec: SandboxRecord) -> dict:
+def _domain(request: Request) -> str | None:
+    return getattr(request.app.state.config, "domain", None)
+
+
+def detail_json(rec: SandboxRecord, domain: str | None = None) -> dict:
     limits = Limits(**rec.limits)
     return {
         "templateID": rec.template, "sandboxID": rec.id, "clientID": CLIENT_ID, "alias": rec.template,
         "startedAt": rfc3339(rec.started_at), "endAt": rfc3339(rec.end_at), "envdVersion": ENVD_VERSION,
         "envdAccessToken": rec.access_token, "cpuCount": max(1, round(limits.cpu_count)),
         "memoryMB": limits.memory_mb, "diskSizeMB": limits.disk_mb, "state": rec.state,
-        "metadata": rec.metadata, "domain": None, "allowInternetAccess": _internet(rec),
+        "metadata": rec.metadata, "domain": domain, "allowInternetAccess": _internet(rec),
         "network": network_json(rec),
         "lifecycle": {"autoResume": False, "onTimeout": "pause" if rec.auto_pause else "kill"},
     }
@@ -190,7 +194,7 @@ async def create(request: Request) -> Response:
         auto_pause=body.autoPause, secure=body.secure,
         egress=_egress(body.allow_internet_access, body.network), network=_ingress(body.network))
     live = await svc.create(req)
-    return JSONResponse(sandbox_json(live), status_code=201)
+    return JSONResponse(sandbox_json(live, _domain(request)), status_code=201)
 
 
 async def update_network(request: Request) -> Response:
@@ -201,7 +205,7 @@ async def update_network(request: Request) -> Response:
 
 
 async def get_sandbox(request: Request) -> Response:
-    return JSONResponse(detail_json(_service(request).record(request.path_params["sandbox_id"])))
+    return JSONResponse(detail_json(_service(request).record(request.path_params["sandbox_id"]), _domain(request)))
 
 
 async def kill(request: Request) -> Response:
@@ -220,7 +224,7 @@ async def set_timeout(request: Request) -> Response:
 async def connect(request: Request) -> Response:
     body = await _body(request, TimeoutIn)
     live, resumed = await _service(request).connect(request.path_params["sandbox_id"], body.timeout)
-    return JSONResponse(sandbox_json(live), status_code=201 if resumed else 200)
+    return JSONResponse(sandbox_json(live, _domain(request)), status_code=201 if resumed else 200)
 
 
 async def pause(request: Request) -> Response:
@@ -234,7 +238,7 @@ async def pause(request: Request) -> Response:
 async def resume(request: Request) -> Response:
     body = await _body(request, TimeoutIn)
     live = await _service(request).resume(request.path_params["sandbox_id"], body.timeout)
-    return JSONResponse(sandbox_json(live), status_code=201)
+    return JSONResponse(sandbox_json(live, _domain(request)), status_code=201)
 
 
 async def metrics(request: Request) -> Response:
@@ -357,7 +361,7 @@ async def list_sandboxes(request: Request) -> Response:
         recs = [r for r in recs if ((r.started_at, r.id) < key if order == "desc" else (r.started_at, r.id) > key)]
     page, more = recs[:limit], len(recs) > limit
     headers = {"X-Next-Token": _cursor(page[-1])} if more else {}
-    return JSONResponse([detail_json(r) for r in page], headers=headers)
+    return JSONResponse([detail_json(r, _domain(request)) for r in page], headers=headers)
 
 
 def routes() -> list[Route]:

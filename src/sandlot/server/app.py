@@ -26,6 +26,8 @@ from .auth import KeyAuth
 from .config import Config
 from .envd import envd_routes
 from .envd.code import BrokenOff
+from .proxy import Exposures, PortProxy
+from .proxy import routes as proxy_routes
 from .service import SandboxService
 from .store import Store
 
@@ -69,6 +71,7 @@ def build_app(config: Config) -> Starlette:
     runtime = make_runtime(config.home)  # namespace as root, rootless otherwise
     templates = TemplateStore(config.home)
     service = SandboxService(config, store, runtime, templates)
+    exposures = Exposures(config.home)  # preview URLs' signing key (server/proxy.py)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
@@ -82,12 +85,16 @@ def build_app(config: Config) -> Starlette:
             store.close()
 
     app = Starlette(
-        routes=[Route("/_sandlot/health", _health), *api.routes(), *envd_routes(service, max_upload_bytes=config.max_upload_bytes)],
-        middleware=[Middleware(KeyAuth, store=store, preset_key=config.preset_api_key)],
+        routes=[Route("/_sandlot/health", _health), *api.routes(), *proxy_routes(),
+                *envd_routes(service, max_upload_bytes=config.max_upload_bytes)],
+        # the port proxy first: requests for a sandbox's port carry no API key (issue 12)
+        middleware=[Middleware(PortProxy, service=service, exposures=exposures),
+                    Middleware(KeyAuth, store=store, preset_key=config.preset_api_key)],
         exception_handlers={E.SandlotError: _sandlot_error, HTTPException: _http_error, Exception: _unexpected},
         lifespan=lifespan,
     )
     app.state.service = service
     app.state.store = store
     app.state.config = config
+    app.state.exposures = exposures
     return app

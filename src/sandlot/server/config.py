@@ -53,6 +53,9 @@ class Config:
     # A clean stop kills every sandbox (nothing outlives a stopped server). --keep-sandboxes leaves
     # them running for a restart to adopt, as after kill -9.
     kill_on_shutdown: bool = True
+    # issue 12: the domain create/info answer with, so get_host(port) is `{port}-{id}.{domain}`
+    # (may carry the port: `localhost:3000`); None leaves it to the client's E2B_DOMAIN
+    domain: str | None = field(default_factory=lambda: os.environ.get("SANDLOT_DOMAIN") or None)
 
     @property
     def db_path(self) -> Path:

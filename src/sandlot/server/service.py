@@ -314,6 +314,14 @@ class SandboxService:
         live.record.network = _network_record(egress, (live.record.network or {}).get("ingress", {}))
         self.store.update(sandbox_id, network=json.dumps(live.record.network))
 
+    def set_ingress(self, sandbox_id: str, **fields) -> None:
+        """Change the ingress settings the port proxy reads (server/proxy.py), e.g. exposures."""
+        rec = self.record(sandbox_id)
+        net = rec.network or _network_record(None, {})
+        net["ingress"] = {**(net.get("ingress") or {}), **fields}
+        rec.network = net
+        self.store.update(sandbox_id, network=json.dumps(net))
+
     def network_usage(self, sandbox_id: str) -> tuple[int, int]:
         usage = getattr(self.runtime, "network_usage", None)
         return usage(sandbox_id) if usage else (0, 0)

@@ -1,0 +1,174 @@
+"""Ports in: the control plane's proxy to a port in a sandbox, reached the way E2B users reach it,
+through the official SDK's `get_host(port)` (here `8000-<id>.localhost`, which nss-myhostname
+resolves to loopback) at the server's port, or by E2B's routing headers."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+from net_support import HERE, sh
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect as ws_connect
+
+PORT = 8000
+
+
+def _serve(sbx, port: int = PORT, bind: str = "0.0.0.0") -> None:
+    """Start tests/network/sandbox_server.py in the sandbox and wait until it listens."""
+    sbx.files.write("/tmp/sandbox_server.py", (HERE / "sandbox_server.py").read_text())
+    sbx.commands.run(f"python3 /tmp/sandbox_server.py {port} {bind}", background=True)
+    code, out = sh(sbx, f"for i in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:{port}/ && exit 0; "
+                        "sleep 0.05; done; exit 1")
+    assert code == 0, out
+
+
+def _url(server, sbx, port: int = PORT, path: str = "/") -> str:
+    host = sbx.get_host(port)  # E2B_DOMAIN=localhost: "8000-<id>.localhost"
+    assert host == f"{port}-{sbx.sandbox_id}.localhost"
+    return f"http://{host}:{server.url.rsplit(':', 1)[1]}{path}"
+
+
+def test_localhost_names_resolve_to_loopback():
+    # what the install script sets up (libnss-myhostname): get_host's names work on this machine
+    assert socket.gethostbyname("8000-abc.localhost") == "127.0.0.1"
+
+
+def test_a_dev_server_through_get_host(make_sandbox, sdk_env):
+    sbx = make_sandbox()  # no network at all: still reachable in, as on E2B
+    sbx.commands.run(f"cd /tmp && python3 -m http.server {PORT}", background=True)
+    url = _url(sdk_env, sbx)
+    for _ in range(100):
+        try:
+            r = httpx.get(url, timeout=10)
+            if r.status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    assert r.status_code == 200 and "Directory listing" in r.text, r.text
+
+
+def test_streaming_bodies_headers_and_routing_headers(make_sandbox, sdk_env):
+    sbx = make_sandbox()
+    _serve(sbx)
+    url = _url(sdk_env, sbx, path="/stream")
+    arrived = []
+    with httpx.stream("GET", url, timeout=10) as r:
+        for line in r.iter_lines():
+            arrived.append(time.monotonic())
+    assert len(arrived) == 3 and arrived[2] - arrived[0] > 0.7, arrived  # as they were written
+    body = b"x" * 3_000_000
+    r = httpx.post(_url(sdk_env, sbx, path="/echo"), content=body, timeout=30)
+    assert r.status_code == 200 and r.content == body, (r.text, sdk_env.log.read_text()[-1500:])
+    # E2B's routing headers work as well as the host name (E2B_SANDBOX_URL deployments)
+    r = httpx.get(f"{sdk_env.url}/headers", headers={"E2b-Sandbox-Id": sbx.sandbox_id,
+                                                    "E2b-Sandbox-Port": str(PORT), "X-Api-Key": "not forwarded"})
+    seen = {k.lower(): v for k, v in r.json().items()}
+    assert "e2b-sandbox-id" not in seen and "x-api-key" not in seen, seen
+    assert seen["x-forwarded-for"] == "127.0.0.1"
+
+
+def test_websocket_echo(make_sandbox, sdk_env):
+    sbx = make_sandbox()
+    _serve(sbx)
+    ws_url = _url(sdk_env, sbx, path="/ws").replace("http://", "ws://")
+    with ws_connect(ws_url, open_timeout=10) as ws:
+        ws.send("hello")
+        assert ws.recv(timeout=10) == "hello"
+        blob = bytes(range(256)) * 1000
+        ws.send(blob)
+        assert ws.recv(timeout=10) == blob
+        ws.send("close")  # the sandbox's server closes with its own code
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=10)
+        assert closed.value.rcvd.code == 4000
+
+
+def test_loopback_only_servers_and_closed_ports(make_sandbox, sdk_env):
+    sbx = make_sandbox()
+    _serve(sbx, port=8001, bind="127.0.0.1")
+    assert httpx.get(_url(sdk_env, sbx, port=8001), timeout=10).text == "hello from the sandbox\n"
+    r = httpx.get(_url(sdk_env, sbx, port=8002), timeout=10)
+    assert r.status_code == 502 and r.json()["message"] == "The sandbox is running but port is not open"
+    r = httpx.get(f"http://8000-inosuchsandbox0000000.localhost:{sdk_env.url.rsplit(':', 1)[1]}/", timeout=10)
+    assert r.status_code == 502 and r.json()["message"] == "The sandbox was not found"
+
+
+def test_private_traffic_needs_the_token(make_sandbox, sdk_env):
+    sbx = make_sandbox(network={"allow_public_traffic": False})
+    assert sbx.get_info().network["allow_public_traffic"] is False
+    _serve(sbx)
+    url = _url(sdk_env, sbx, path="/headers")
+    assert httpx.get(url, timeout=10).status_code == 403
+    assert httpx.get(url, headers={"E2B-Traffic-Access-Token": "wrong"}, timeout=10).status_code == 403
+    r = httpx.get(url, headers={"E2B-Traffic-Access-Token": sbx.traffic_access_token}, timeout=10)
+    assert r.status_code == 200
+    assert "e2b-traffic-access-token" not in {k.lower() for k in r.json()}  # never forwarded
+    with pytest.raises(Exception):
+        with ws_connect(_url(sdk_env, sbx, path="/ws").replace("http://", "ws://"), open_timeout=10) as ws:
+            ws.recv(timeout=5)
+
+
+def test_preview_urls_are_signed_expiring_and_revocable(make_sandbox, sdk_env):
+    from sandlot import Sandbox as NativeSandbox
+
+    sbx = make_sandbox(network={"allow_public_traffic": False})
+    _serve(sbx)
+    native = NativeSandbox.connect(sbx.sandbox_id, api_url=sdk_env.url, api_key=sdk_env.api_key)
+    url = native.expose_port(PORT, ttl=120)
+    assert url.startswith(f"http://{PORT}-{sbx.sandbox_id}-") and native.is_port_exposed(PORT)
+    port = sdk_env.url.rsplit(":", 1)[1]
+    assert url.endswith(f".localhost:{port}")  # no --domain: the server's own port on localhost
+    shared = url + "/"
+    assert httpx.get(shared, timeout=10).text == "hello from the sandbox\n"
+    assert httpx.get(shared.replace(f"-{sbx.sandbox_id}-", f"-{sbx.sandbox_id}-0"), timeout=10).status_code == 403
+    forged = shared.split("-", 2)
+    forged[2] = "ffffffff" + forged[2][8:]  # a later expiry: the signature no longer matches
+    assert httpx.get("-".join(forged), timeout=10).status_code == 403
+    assert httpx.get(shared.replace(f"{PORT}-", "8001-", 1), timeout=10).status_code == 403  # another port
+    assert [p["port"] for p in native.list_exposed_ports()] == [PORT]
+    native.unexpose_port(PORT)
+    assert httpx.get(shared, timeout=10).status_code == 403
+    assert not native.is_port_exposed(PORT)
+    short = native.expose_port(PORT, ttl=1) + "/"
+    time.sleep(2.1)
+    assert httpx.get(short, timeout=10).status_code == 403
+    r = httpx.post(f"{sdk_env.url}/sandboxes/{sbx.sandbox_id}/ports/49983/expose", json={},
+                   headers={"X-API-KEY": sdk_env.api_key})
+    assert r.status_code == 400
+    native.close()
+
+
+def test_mask_request_host(make_sandbox, sdk_env):
+    sbx = make_sandbox(network={"mask_request_host": "${PORT}-app.example.test"})
+    _serve(sbx)
+    seen = {k.lower(): v for k, v in httpx.get(_url(sdk_env, sbx, path="/headers"), timeout=10).json().items()}
+    assert seen["host"] == f"{PORT}-app.example.test"
+
+
+def test_many_concurrent_requests(make_sandbox, sdk_env):
+    sbx = make_sandbox()
+    _serve(sbx)
+    url = _url(sdk_env, sbx, path="/echo")
+    failures = []
+
+    def client(i: int) -> None:
+        with httpx.Client(timeout=30) as c:
+            for j in range(20):
+                body = f"{i}-{j}".encode() * 100
+                r = c.post(url, content=body)
+                if r.content != body:
+                    failures.append((i, j, r.status_code))
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures, failures[:5]
+    assert json.loads(httpx.get(_url(sdk_env, sbx, path="/headers"), timeout=10).text)
