@@ -11,8 +11,10 @@ the network tests build (tests/network/net_support.py: a netns with HTTP/DNS ser
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +33,79 @@ from report import machine, p50_ms, row, verdict, write_section  # noqa: E402
 
 NETWORK = {"dns_servers": [DNS]}
 DOWNLOAD = 20_000_000
+
+
+def _get(sock: socket.socket, host: str) -> bytes:
+    """One HTTP/1.1 GET on a kept-alive connection; the body (Content-Length framed)."""
+    sock.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, body = data.split(b"\r\n\r\n", 1)
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+    while len(body) < length:
+        body += sock.recv(65536)
+    return body
+
+
+def proxy_rows(srv, m: dict, notes: list, runs: int) -> None:
+    """Round trip to a server in a sandbox through the proxy vs. straight into its namespace, with
+    the same minimal client on a kept-alive connection, alternating blocks of 50; WebSocket echo
+    throughput through the proxy."""
+    from e2b import Sandbox
+    from websockets.sync.client import connect as ws_connect
+
+    from sandlot.runtimes import links
+
+    sbx = Sandbox.create(timeout=300)
+    sbx.files.write("/tmp/s.py", (REPO / "tests" / "network" / "sandbox_server.py").read_text())
+    sbx.commands.run("python3 /tmp/s.py 8000", background=True)
+    sbx.commands.run("for i in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:8000/ && exit 0; sleep 0.05; done")
+    port = int(srv.url.rsplit(":", 1)[1])
+    host = f"8000-{sbx.sandbox_id}.localhost:{port}"
+    pid = json.loads((srv.home / "sandboxes" / sbx.sandbox_id / "state.json").read_text())["pid"]
+    netns = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY)
+    direct = links.socket_in(netns)
+    direct.setblocking(True)
+    direct.connect(("127.0.0.1", 8000))
+    direct.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    proxied = socket.create_connection(("127.0.0.1", port))
+    proxied.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for sock in (direct, proxied):
+        assert _get(sock, host) == b"hello from the sandbox\n"
+    d, p = [], []
+    for _ in range(max(runs // 2, 4)):
+        for sock, samples in ((direct, d), (proxied, p)):
+            for _ in range(50):
+                t = time.perf_counter()
+                _get(sock, host)
+                samples.append(time.perf_counter() - t)
+    m["HTTP GET round trip, straight into the sandbox's namespace"] = d
+    m["HTTP GET round trip, through the port proxy"] = p
+    notes.append(f"Proxy added latency (p50 through the proxy - p50 direct): "
+                 f"{p50_ms(p) - p50_ms(d):.2f} ms; the server in the sandbox is Python's http.server.")
+    direct.close()
+    proxied.close()
+    os.close(netns)
+    blob = os.urandom(64 * 1024)
+    with ws_connect(f"ws://{host}/ws", open_timeout=10, max_size=None) as ws:
+        n, t = 0, time.perf_counter()
+        while time.perf_counter() - t < 3:
+            ws.send(blob)
+            assert ws.recv(timeout=10) == blob
+            n += 1
+        took = time.perf_counter() - t
+        small, t2 = 0, time.perf_counter()
+        while time.perf_counter() - t2 < 2:
+            ws.send("x")
+            ws.recv(timeout=10)
+            small += 1
+        took2 = time.perf_counter() - t2
+    notes.append(f"WebSocket echo through the proxy: {n * len(blob) / took / 1e6:.1f} MB/s each way with 64 KiB "
+                 f"messages (one in flight), {small / took2:.0f} round trips/s with 1-byte messages; the echo "
+                 "server is a stdlib Python one in the sandbox.")
+    m["_proxy_added"] = [(p50_ms(p) - p50_ms(d)) / 1000]
+    sbx.kill()
 
 
 def main() -> None:
@@ -87,11 +162,14 @@ def main() -> None:
                                  f"inside a sandbox, {DOWNLOAD / min(host) / 1e6:.0f} MB/s from the host; the "
                                  "test server is one Python process, so both are bounded by it.")
                     sbx.kill()
+                    proxy_rows(srv, m, notes, runs)
                 srv.stop()
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
+    added = m.pop("_proxy_added")[0] * 1000
     verdicts = [
+        verdict("port proxy added latency, p50", added, 1),
         verdict("create -> first `echo` with a network, cold, p50", p50_ms(m["create -> first `echo`, network on (cold)"]), 60),
         verdict("create -> first `echo` with a network, warm pool, p50",
                 p50_ms(m["create -> first `echo`, network on (warm pool)"]), 15),

@@ -21,6 +21,7 @@ GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go in separate writes
 
     def log_message(self, *args):
         pass
@@ -72,7 +73,7 @@ class Handler(BaseHTTPRequestHandler):
             elif size == 127:
                 size = struct.unpack("!Q", self.rfile.read(8))[0]
             mask = self.rfile.read(4) if head[1] & 0x80 else b"\0\0\0\0"
-            data = bytes(b ^ mask[i % 4] for i, b in enumerate(self.rfile.read(size)))
+            data = _unmask(self.rfile.read(size), mask)
             if opcode == 8:  # close: answer it, then end the connection
                 self._frame(8, data[:2] or struct.pack("!H", 1000))
                 self.close_connection = True
@@ -93,6 +94,12 @@ class Handler(BaseHTTPRequestHandler):
                                           b"\x7f" + struct.pack("!Q", n))
         self.wfile.write(head + data)
         self.wfile.flush()
+
+
+def _unmask(data: bytes, mask: bytes) -> bytes:
+    n = len(data)
+    key = (mask * (n // 4 + 1))[:n]
+    return (int.from_bytes(data, "big") ^ int.from_bytes(key, "big")).to_bytes(n, "big")
 
 
 class Server(ThreadingHTTPServer):

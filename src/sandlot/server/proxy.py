@@ -212,7 +212,8 @@ class PortProxy:
             pool = self._pool(live) if body.replayable else httpcore.AsyncHTTPConnection(
                 httpcore.Origin(b"http", b"127.0.0.1", port), network_backend=self._pool(live)._network_backend)
             try:
-                async with pool.stream(method, url, headers=headers, content=body.chunks()) as response:
+                async with pool.stream(method, url, headers=headers,
+                                       content=body.chunks() if body.present else None) as response:
                     await send({"type": "http.response.start", "status": response.status,
                                 "headers": [(k, v) for k, v in response.headers if k.lower() not in _DROP]})
                     started = True
@@ -325,7 +326,10 @@ class _Body:
     def __init__(self, receive: Receive, headers: dict):
         self._receive = receive
         length = headers.get(b"content-length", b"0")  # neither it nor chunked framing: no body
-        self.replayable = b"transfer-encoding" not in headers and length.isdigit() and int(length) <= REPLAY_MAX
+        chunked = b"transfer-encoding" in headers
+        # without a body httpcore must get none (an iterator, even empty, makes it send chunked framing)
+        self.present = chunked or length != b"0"
+        self.replayable = not chunked and length.isdigit() and int(length) <= REPLAY_MAX
         self._kept: list[bytes] = []
         self._done = False
 
