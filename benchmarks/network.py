@@ -22,7 +22,6 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import httpx
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "network")]
@@ -119,7 +118,7 @@ def main() -> None:
     notes = []
     home = Path(tempfile.mkdtemp(prefix="sandlot-bench-net-"))
     try:
-        with outside_world(home) as _world:
+        with outside_world(home):
             for pool, label in ((0, "cold"), (4, "warm pool")):
                 srv = start_server(home / label.replace(" ", "-"), pool_size=pool,
                                    extra_env={"SANDLOT_POOL_TEMPLATES": "base"})
@@ -167,6 +166,8 @@ def main() -> None:
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
+    notes.append("Load average (1 min) at the end of the run: {:.1f} on 2 cores: compare rows of one run "
+                 "(network on vs off alternate), not with other sections' absolute numbers.".format(os.getloadavg()[0]))
     added = m.pop("_proxy_added")[0] * 1000
     verdicts = [
         verdict("port proxy added latency, p50", added, 1),

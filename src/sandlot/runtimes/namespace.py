@@ -2,13 +2,15 @@
 
 How a sandbox is built (as root on the host):
 
-1. Fork. The child joins the sandbox's cgroups, becomes the sandbox's unique host uid range base
-   (never root) and unshares a user namespace; the parent maps inside 0..65535 onto that range.
+1. Fork. The child joins the sandbox's cgroups, makes its own network namespace while still host
+   root (only loopback; owned by the host, see runtimes/network.py), becomes the sandbox's unique
+   host uid range base (never root) and unshares a user namespace; the parent maps inside
+   0..65535 onto that range.
 2. The parent id-maps the template's root filesystem through that user namespace (so the template,
    owned by host root, appears owned by the sandbox's own root and `user`) and mounts an overlay with a
    per-sandbox upper layer on top. Sandbox writes land in the upper layer only.
-3. The child execs bwrap, which (root inside its user namespace only) makes the mount, pid, ipc, uts,
-   net and cgroup namespaces, binds the overlay as /, adds /proc, /dev, a private /tmp, the agent code
+3. The child execs bwrap, which (root inside its user namespace only) makes the mount, pid, ipc, uts
+   and cgroup namespaces, binds the overlay as /, adds /proc, /dev, a private /tmp, the agent code
    and its socket directory, drops to the agent's capability set, loads the seccomp filter and sets
    no_new_privs, then starts the agent.
 
@@ -16,7 +18,7 @@ What a sandbox owns on the host: <home>/sandboxes/<id>/ (overlay layers, state, 
 /run/sandlot/<home hash>/<id>/ (its root mount and agent socket directory: bwrap runs as the sandbox's
 uid and must be able to reach them, which a private state dir would not allow; the directory admits
 the sandbox's gid only, and its mounts are nosuid and nodev). kill() removes processes (cgroup),
-mounts, cgroups and both directories, in that order.
+its network (link, rules), mounts, cgroups and both directories, in that order.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from pathlib import Path
 from .. import _exceptions as E
 from . import cgroups, links, seccomp, syscalls
 from .base import RuntimeSandbox
+from .network import start_network, write_resolv_conf
 from .cgroups import SandboxCgroup
 from .common import (
     agent_answers,
@@ -117,7 +120,7 @@ class NamespaceRuntime:
         self.uids = UidRanges(self.mnt)
         # claims of sandboxes that never got a state dir (a crash mid-create) are stale; the
         # others stay until the service adopts or kills their sandbox
-        self.network, self.network_missing = _start_network(self.mnt.name, home)
+        self.network, self.network_missing = start_network(self.mnt.name, home)
         known = self.leftovers()
         for sid in set(self.uids.mine().values()) - known:
             self.uids.release(sid)
@@ -196,7 +199,7 @@ class NamespaceRuntime:
         (m / "root").mkdir()
         (m / "run").mkdir(mode=0o711)  # users inside reach agent.sock (sudo) but cannot list
         os.chown(d / "upper", base, base)
-        _write_resolv_conf(d / "upper", slot, base)
+        write_resolv_conf(d / "upper", slot, base)
         os.chown(m / "run", base, base)
         (m / "run" / "agent.json").write_text(json.dumps(
             {"envs": spec.envs, "default_user": "user", "allow_sudo": spec.allow_sudo,
@@ -447,29 +450,3 @@ class NamespaceRuntime:
             return 0, 0
         return self.network.usage(state["slot"])
 
-
-def _start_network(server: str, home: Path):
-    """The server's egress machinery, or (None, why not): a host without nftables still runs
-    sandboxes, without networks."""
-    from .network import Network
-
-    try:
-        return Network(server, home), None
-    except (E.SandlotError, OSError) as e:
-        reason = e.message if isinstance(e, E.SandlotError) else str(e)
-        log.warning("sandbox networking unavailable: %s", reason)
-        return None, reason
-
-
-def _write_resolv_conf(upper: Path, slot: int, base: int) -> None:
-    """The sandbox's /etc/resolv.conf names its gateway (all its DNS goes to the server's resolver
-    anyway), written into its empty layer before anything of the sandbox's runs."""
-    from .network import addresses
-
-    etc = upper / "etc"
-    etc.mkdir(mode=0o755)
-    os.chown(etc, base, base)
-    path = etc / "resolv.conf"
-    path.write_text(f"nameserver {addresses(slot)[0].split('/')[0]}\noptions timeout:2 attempts:2\n")
-    os.chown(path, base, base)
-    os.chmod(path, 0o644)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -403,3 +404,26 @@ def _split_explicit(nets: list[ipaddress.IPv4Network]):
             rest.append(n)
     # an interval set refuses overlapping elements of one key
     return list(ipaddress.collapse_addresses(explicit)), list(ipaddress.collapse_addresses(rest))
+
+
+def start_network(server: str, home: Path):
+    """The server's egress machinery, or (None, why not): a host without nftables still runs
+    sandboxes, without networks."""
+    try:
+        return Network(server, home), None
+    except (E.SandlotError, OSError) as e:
+        reason = e.message if isinstance(e, E.SandlotError) else str(e)
+        log.warning("sandbox networking unavailable: %s", reason)
+        return None, reason
+
+
+def write_resolv_conf(upper: Path, slot: int, base: int) -> None:
+    """The sandbox's /etc/resolv.conf names its gateway (all its DNS goes to the server's resolver
+    anyway), written into its empty layer before anything of the sandbox's runs."""
+    etc = upper / "etc"
+    etc.mkdir(mode=0o755)
+    os.chown(etc, base, base)
+    path = etc / "resolv.conf"
+    path.write_text(f"nameserver {addresses(slot)[0].split('/')[0]}\noptions timeout:2 attempts:2\n")
+    os.chown(path, base, base)
+    os.chmod(path, 0o644)

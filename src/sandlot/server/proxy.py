@@ -21,32 +21,22 @@ unexpose revokes it). The proxy never forwards the token, the routing headers or
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import hmac
 import json
 import logging
-import os
 import re
-import secrets
 import socket
-import time
-from pathlib import Path
 
 import httpcore
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import _exceptions as E
+from .previews import ENVD_PORTS, Exposures
 
 log = logging.getLogger("sandlot.proxy")
 
-ENVD_PORTS = frozenset({49983, 49999})
 TRAFFIC_TOKEN_HEADER = b"e2b-traffic-access-token"
 _HOST = re.compile(r"^(\d{1,5})-([a-z0-9]{1,64})(?:-([a-z0-9]{1,63}))?\.", re.I)
-_TOKEN = re.compile(r"^[0-9a-f]{8}[a-z2-7]{20}$")
 # never forwarded: hop-by-hop (RFC 9110 §7.6.1), routing, credentials of the control plane
 _DROP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"proxy-authorization", b"te",
                    b"trailer", b"transfer-encoding", b"upgrade", b"host", b"e2b-sandbox-id",
@@ -55,7 +45,6 @@ _WS_DROP = _DROP | {b"sec-websocket-key", b"sec-websocket-version", b"sec-websoc
                     b"sec-websocket-protocol", b"content-length"}
 NOT_FOUND = "The sandbox was not found"
 PORT_CLOSED = "The sandbox is running but port is not open"
-MAX_EXPOSE_TTL = 7 * 24 * 3600
 REPLAY_MAX = 1 << 20  # request bodies up to this are kept to be sent again on a fresh connection
 
 
@@ -116,35 +105,10 @@ async def connect_into(runtime, rt, port: int, timeout: float | None = 10) -> so
     raise error
 
 
-class Exposures:
-    """Signed, expiring preview URLs (`{port}-{id}-{token}.{domain}`): a token is an expiry and an
-    HMAC over sandbox, port, expiry and the exposure's nonce, under a key of this server's."""
-
-    def __init__(self, home: Path):
-        path = home / "proxy.key"
-        try:
-            self.key = path.read_bytes()
-        except FileNotFoundError:
-            self.key = secrets.token_bytes(32)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(self.key)
-
-    def token(self, sandbox_id: str, port: int, expires: int, nonce: str) -> str:
-        mac = hmac.new(self.key, f"{sandbox_id}:{port}:{expires}:{nonce}".encode(), hashlib.sha256).digest()
-        return f"{expires:08x}" + base64.b32encode(mac).decode().lower()[:20]
-
-    def valid(self, record, port: int, token: str) -> bool:
-        exposed = ((record.network or {}).get("ingress") or {}).get("exposed", {}).get(str(port))
-        if not exposed or not _TOKEN.match(token) or int(token[:8], 16) != exposed["expires"] or exposed["expires"] < time.time():
-            return False
-        return hmac.compare_digest(self.token(record.id, port, exposed["expires"], exposed["nonce"]), token)
-
-
 class PortProxy:
     """ASGI middleware in front of the whole app (see the module docstring)."""
 
-    def __init__(self, app: ASGIApp, service, exposures: Exposures):
+    def __init__(self, app: ASGIApp, service, exposures: "Exposures"):
         self.app, self.service, self.exposures = app, service, exposures
         self._pools: dict[str, httpcore.AsyncConnectionPool] = {}
 
@@ -356,71 +320,3 @@ async def _refuse(scope: Scope, send: Send, status: int, message: str, **extra) 
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
-
-
-# ---- preview URLs: sandlot's API (behind the API key) -----------------------------------------
-
-def _port(request: Request) -> int:
-    try:
-        port = int(request.path_params["port"])
-    except ValueError:
-        port = 0
-    if not 1 <= port <= 65535 or port in ENVD_PORTS:
-        raise E.InvalidArgument(f"port must be 1-65535 and not envd's (49983, 49999), got {request.path_params['port']}")
-    return port
-
-
-def _exposed(record) -> dict:
-    return ((record.network or {}).get("ingress") or {}).get("exposed", {})
-
-
-def _preview(request: Request, record, port: int, entry: dict) -> dict:
-    config = request.app.state.config
-    domain = getattr(config, "domain", None) or f"localhost:{config.port}"
-    token = request.app.state.exposures.token(record.id, port, entry["expires"], entry["nonce"])
-    return {"port": port, "url": f"http://{port}-{record.id}-{token}.{domain}",
-            "expiresAt": entry["expires"]}
-
-
-async def expose(request: Request) -> Response:
-    svc = request.app.state.service
-    record = svc.record(request.path_params["sandbox_id"])
-    port = _port(request)
-    raw = await request.body()
-    try:
-        ttl = json.loads(raw).get("ttl", 3600) if raw.strip() else 3600
-    except (ValueError, AttributeError):
-        raise E.InvalidArgument("request body must be a JSON object") from None
-    if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= MAX_EXPOSE_TTL:
-        raise E.InvalidArgument(f"ttl must be a whole number of seconds between 1 and {MAX_EXPOSE_TTL}")
-    entry = {"nonce": secrets.token_hex(8), "expires": int(time.time()) + ttl}
-    svc.set_ingress(record.id, exposed={**_exposed(record), str(port): entry})
-    return JSONResponse(_preview(request, record, port, entry), status_code=201)
-
-
-async def unexpose(request: Request) -> Response:
-    svc = request.app.state.service
-    record = svc.record(request.path_params["sandbox_id"])
-    port = _port(request)
-    exposed = dict(_exposed(record))
-    if exposed.pop(str(port), None) is None:
-        raise E.NotFound(f"port {port} is not exposed")
-    svc.set_ingress(record.id, exposed=exposed)
-    return Response(status_code=204)
-
-
-async def list_exposed(request: Request) -> Response:
-    record = request.app.state.service.record(request.path_params["sandbox_id"])
-    now = time.time()
-    return JSONResponse([_preview(request, record, int(port), entry)
-                         for port, entry in sorted(_exposed(record).items(), key=lambda kv: int(kv[0]))
-                         if entry["expires"] > now])
-
-
-def routes() -> list[Route]:
-    base = "/sandboxes/{sandbox_id}/ports"
-    return [
-        Route(base + "/{port}/expose", expose, methods=["POST"]),
-        Route(base + "/{port}/expose", unexpose, methods=["DELETE"]),
-        Route(base, list_exposed, methods=["GET"]),
-    ]
