@@ -25,6 +25,7 @@ class RuntimeSandbox:
 
 class Runtime(Protocol):
     name: str
+    network_missing: str | None  # why this runtime gives sandboxes no network here; None: it does
 
     def create(self, spec: SandboxSpec, template: Template) -> RuntimeSandbox:
         """Build and start a sandbox; return once its agent accepts connections."""

@@ -63,6 +63,7 @@ NO_NETWORK = "sandbox networks need the namespace runtime (a server run as root)
 
 class RootlessRuntime:
     name = "rootless"
+    network_missing = NO_NETWORK  # why sandboxes get no network here (read by the service)
 
     def __init__(self, home: Path):
         self.home = home

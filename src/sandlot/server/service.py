@@ -177,6 +177,7 @@ class SandboxService:
     async def create(self, req: CreateRequest) -> LiveSandbox:
         self._check_timeout(req.timeout, minimum=1)
         req.limits.validate()
+        req.egress = self._egress_here(req.egress)
         template = await asyncio.to_thread(self.templates.get, req.template, logged_progress(req.template, log))
         pooled = self._claim_pooled(req)
         if pooled is not None:
@@ -307,9 +308,22 @@ class SandboxService:
         except Exception:
             log.exception("%s%s failed", fn.__name__, args)
 
+    def _egress_here(self, egress: NetworkPolicy | None) -> NetworkPolicy | None:
+        """What this server can give: where the runtime has no networks, a bare
+        `allow_internet_access: true` (which SDKs up to 2.50 send on every create) gets none, and
+        getInfo says so; rules it cannot enforce are refused."""
+        missing = getattr(self.runtime, "network_missing", None)
+        if egress is None or missing is None:
+            return egress
+        if egress == NetworkPolicy():
+            log.info("creating without a network (asked for internet access): %s", missing)
+            return None
+        raise E.Unsupported(f"this server cannot give sandboxes a network: {missing}")
+
     async def update_network(self, sandbox_id: str, egress: NetworkPolicy | None) -> None:
         """Replace the sandbox's egress policy live (E2B's PUT /sandboxes/{id}/network)."""
         live = self._known(sandbox_id)
+        egress = self._egress_here(egress)
         await asyncio.to_thread(self.runtime.set_network, sandbox_id, egress)
         live.record.network = _network_record(egress, (live.record.network or {}).get("ingress", {}))
         self.store.update(sandbox_id, network=json.dumps(live.record.network))
