@@ -172,3 +172,24 @@ def test_many_concurrent_requests(make_sandbox, sdk_env):
         t.join()
     assert not failures, failures[:5]
     assert json.loads(httpx.get(_url(sdk_env, sbx, path="/headers"), timeout=10).text)
+
+
+def test_wait_for_port_without_client_polling(make_sandbox, sdk_env):
+    from sandlot import Sandbox as NativeSandbox
+    from sandlot._exceptions import TimeoutError as SandlotTimeout
+
+    sbx = make_sandbox()
+    sbx.files.write("/tmp/sandbox_server.py", (HERE / "sandbox_server.py").read_text())
+    sbx.commands.run(f"sleep 1; python3 /tmp/sandbox_server.py {PORT} 127.0.0.1", background=True)
+    native = NativeSandbox.connect(sbx.sandbox_id, api_url=sdk_env.url, api_key=sdk_env.api_key)
+    try:
+        t = time.monotonic()
+        native.wait_for_port(PORT, timeout=20)
+        assert 0.8 < time.monotonic() - t < 15
+        assert httpx.get(_url(sdk_env, sbx), timeout=10).text == "hello from the sandbox\n"
+        t = time.monotonic()
+        with pytest.raises(SandlotTimeout):
+            native.wait_for_port(PORT + 9, timeout=1)
+        assert time.monotonic() - t < 5
+    finally:
+        native.close()

@@ -283,6 +283,12 @@ class AsyncSandbox:
     async def is_port_exposed(self, port: int) -> bool:
         return any(p["port"] == port for p in await self.list_exposed_ports())
 
+    async def wait_for_port(self, port: int, timeout: float = 30) -> None:
+        """Return once something in the sandbox accepts connections on `port` (the server
+        watches; raises TimeoutError after `timeout` seconds)."""
+        await self._transport.api("POST", self._path(f"/ports/{port}/wait"), json={"timeout": timeout},
+                                  timeout=timeout + 10)
+
     async def close(self) -> None:
         """Release this object's connections; the sandbox keeps running."""
         await self._transport.aclose()

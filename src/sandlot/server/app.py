@@ -26,8 +26,8 @@ from .auth import KeyAuth
 from .config import Config
 from .envd import envd_routes
 from .envd.code import BrokenOff
-from .previews import Exposures
-from .previews import routes as preview_routes
+from .ports import Exposures
+from .ports import routes as port_routes
 from .proxy import PortProxy
 from .service import SandboxService
 from .store import Store
@@ -86,7 +86,7 @@ def build_app(config: Config) -> Starlette:
             store.close()
 
     app = Starlette(
-        routes=[Route("/_sandlot/health", _health), *api.routes(), *preview_routes(),
+        routes=[Route("/_sandlot/health", _health), *api.routes(), *port_routes(),
                 *envd_routes(service, max_upload_bytes=config.max_upload_bytes)],
         # the port proxy first: requests for a sandbox's port carry no API key (issue 12)
         middleware=[Middleware(PortProxy, service=service, exposures=exposures),

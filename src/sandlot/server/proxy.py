@@ -31,7 +31,6 @@ import httpcore
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import _exceptions as E
-from .previews import ENVD_PORTS, Exposures
 
 log = logging.getLogger("sandlot.proxy")
 
@@ -89,6 +88,9 @@ class _IntoSandbox(httpcore.AsyncNetworkBackend):
         await asyncio.sleep(seconds)
 
 
+ENVD_PORTS = frozenset({49983, 49999})
+
+
 async def connect_into(runtime, rt, port: int, timeout: float | None = 10) -> socket.socket:
     """A connected socket to `port` on the sandbox's loopback (127.0.0.1, else ::1)."""
     loop = asyncio.get_running_loop()
@@ -108,7 +110,7 @@ async def connect_into(runtime, rt, port: int, timeout: float | None = 10) -> so
 class PortProxy:
     """ASGI middleware in front of the whole app (see the module docstring)."""
 
-    def __init__(self, app: ASGIApp, service, exposures: "Exposures"):
+    def __init__(self, app: ASGIApp, service, exposures):
         self.app, self.service, self.exposures = app, service, exposures
         self._pools: dict[str, httpcore.AsyncConnectionPool] = {}
 

@@ -1,16 +1,22 @@
-"""Preview URLs: signed, expiring links to one port of a sandbox, for sharing (Cloudflare's
-`exposePort`), valid even where the sandbox's traffic is private.
+"""The sandbox-ports API (behind the API key; the proxy itself is proxy.py): preview URLs, and
+waiting for a port to open.
 
-A URL is `http://{port}-{id}-{token}.{domain}`; its token is the expiry (8 hex digits) and an HMAC
-over sandbox, port, expiry and the exposure's nonce, under a key of this server's
-(`<home>/proxy.key`). Exposing a port again makes a new nonce (the old URL stops working);
-unexposing removes it. The exposures live in the sandbox's record, so a restart keeps them.
-The API (behind the API key): POST/DELETE /sandboxes/{id}/ports/{port}/expose, GET
-/sandboxes/{id}/ports. The proxy (proxy.py) checks the tokens.
+Preview URLs: signed, expiring links to one port of a sandbox, for sharing (Cloudflare's
+`exposePort`), valid even where the sandbox's traffic is private. A URL is
+`http://{port}-{id}-{token}.{domain}`; its token is the expiry (8 hex digits) and an HMAC over
+sandbox, port, expiry and the exposure's nonce, under a key of this server's (`<home>/proxy.key`).
+Exposing a port again makes a new nonce (the old URL stops working); unexposing removes it. The
+exposures live in the sandbox's record, so a restart keeps them. Routes: POST/DELETE
+/sandboxes/{id}/ports/{port}/expose, GET /sandboxes/{id}/ports.
+
+Waiting: POST /sandboxes/{id}/ports/{port}/wait {"timeout": s} answers 204 once something in the
+sandbox accepts connections on the port (loopback included), 504 at the timeout. The server
+tries a connection inside the sandbox's namespace every 25 ms; the client does not poll.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -26,8 +32,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .. import _exceptions as E
+from .proxy import ENVD_PORTS, connect_into
 
-ENVD_PORTS = frozenset({49983, 49999})
 MAX_EXPOSE_TTL = 7 * 24 * 3600
 _TOKEN = re.compile(r"^[0-9a-f]{8}[a-z2-7]{20}$")
 
@@ -114,9 +120,36 @@ async def list_exposed(request: Request) -> Response:
                          if entry["expires"] > now])
 
 
+async def wait(request: Request) -> Response:
+    svc = request.app.state.service
+    port = _port(request)
+    raw = await request.body()
+    try:
+        timeout = json.loads(raw).get("timeout", 30) if raw.strip() else 30
+    except (ValueError, AttributeError):
+        raise E.InvalidArgument("request body must be a JSON object") from None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 <= timeout <= 3600:
+        raise E.InvalidArgument("timeout must be a number of seconds between 0 and 3600")
+    deadline = time.monotonic() + timeout
+    while True:
+        live = svc.get_running(request.path_params["sandbox_id"])
+        if live is None:
+            svc.record(request.path_params["sandbox_id"])  # NotFound if unknown
+            raise E.SandboxNotRunning(f"sandbox \"{request.path_params['sandbox_id']}\" is not running")
+        try:
+            (await connect_into(svc.runtime, live.rt, port, timeout=1)).close()
+            return Response(status_code=204)
+        except OSError:
+            pass
+        if time.monotonic() >= deadline:
+            raise E.TimeoutError(f"nothing listens on port {port} after {timeout} s")
+        await asyncio.sleep(0.025)
+
+
 def routes() -> list[Route]:
     base = "/sandboxes/{sandbox_id}/ports"
     return [
+        Route(base + "/{port}/wait", wait, methods=["POST"]),
         Route(base + "/{port}/expose", expose, methods=["POST"]),
         Route(base + "/{port}/expose", unexpose, methods=["DELETE"]),
         Route(base, list_exposed, methods=["GET"]),
