@@ -193,3 +193,29 @@ def test_wait_for_port_without_client_polling(make_sandbox, sdk_env):
         assert time.monotonic() - t < 5
     finally:
         native.close()
+
+
+def test_serve_domain_makes_get_host_usable_as_is(tmp_path, monkeypatch):
+    """`sandlot serve --domain localhost:PORT` (here SANDLOT_DOMAIN): create answers with it, so
+    get_host(port) is a host:port to use as it is; other domains' hosts are not sandbox ports."""
+    from e2b import Sandbox
+    from support import free_port, start_server
+
+    port = free_port()
+    srv = start_server(tmp_path / "home", port=port, pool_size=0,
+                       extra_env={"SANDLOT_DOMAIN": f"localhost:{port}", "SANDLOT_POOL_TEMPLATES": ""})
+    try:
+        for key, value in srv.env().items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.setenv("E2B_DOMAIN", "elsewhere.test")  # the server's answer wins
+        sbx = Sandbox.create(timeout=120)
+        try:
+            assert sbx.get_host(PORT) == f"{PORT}-{sbx.sandbox_id}.localhost:{port}"
+            _serve(sbx)
+            assert httpx.get(f"http://{sbx.get_host(PORT)}/", timeout=10).text == "hello from the sandbox\n"
+            r = httpx.get(f"{srv.url}/", headers={"Host": f"{PORT}-{sbx.sandbox_id}.elsewhere.test"}, timeout=10)
+            assert r.status_code != 200 or "hello" not in r.text
+        finally:
+            sbx.kill()
+    finally:
+        srv.stop()

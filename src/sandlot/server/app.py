@@ -89,7 +89,7 @@ def build_app(config: Config) -> Starlette:
         routes=[Route("/_sandlot/health", _health), *api.routes(), *port_routes(),
                 *envd_routes(service, max_upload_bytes=config.max_upload_bytes)],
         # the port proxy first: requests for a sandbox's port carry no API key (issue 12)
-        middleware=[Middleware(PortProxy, service=service, exposures=exposures),
+        middleware=[Middleware(PortProxy, service=service, exposures=exposures, domain=config.domain),
                     Middleware(KeyAuth, store=store, preset_key=config.preset_api_key)],
         exception_handlers={E.SandlotError: _sandlot_error, HTTPException: _http_error, Exception: _unexpected},
         lifespan=lifespan,

@@ -110,15 +110,17 @@ async def connect_into(runtime, rt, port: int, timeout: float | None = 10) -> so
 class PortProxy:
     """ASGI middleware in front of the whole app (see the module docstring)."""
 
-    def __init__(self, app: ASGIApp, service, exposures):
+    def __init__(self, app: ASGIApp, service, exposures, domain: str | None = None):
         self.app, self.service, self.exposures = app, service, exposures
+        # with a domain configured, only its hosts are sandbox ports; without, any `{port}-{id}.` host
+        self.domain = domain.rsplit(":", 1)[0].lower() if domain else None
         self._pools: dict[str, httpcore.AsyncConnectionPool] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             return await self.app(scope, receive, send)
         headers = dict(scope["headers"])
-        target = _target(headers)
+        target = _target(headers, self.domain)
         if target is None:
             return await self.app(scope, receive, send)
         sid, port, token, by_host = target
@@ -258,10 +260,11 @@ class PortProxy:
             await pool.aclose()
 
 
-def _target(headers: dict) -> tuple[str, int, str | None, bool] | None:
+def _target(headers: dict, domain: str | None) -> tuple[str, int, str | None, bool] | None:
     """(sandbox id, port, preview token, routed by Host) of a request for a sandbox's port."""
-    m = _HOST.match(headers.get(b"host", b"").decode("latin-1"))
-    if m:
+    host = headers.get(b"host", b"").decode("latin-1")
+    m = _HOST.match(host)
+    if m and (domain is None or host[m.end():].rsplit(":", 1)[0].lower() == domain):
         return m.group(2).lower(), int(m.group(1)), m.group(3) and m.group(3).lower(), True
     sid, port = headers.get(b"e2b-sandbox-id"), headers.get(b"e2b-sandbox-port")
     if sid and port and port.isdigit() and int(port) not in ENVD_PORTS:
