@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 
 import pytest
 from net_support import ALLOWED, HOST, METADATA, NEIGHBOUR, OTHER, fetch, network, sh
@@ -136,6 +137,11 @@ def test_no_network_to_network_live(world, make_sandbox):
     assert fetch(sbx, f"http://{OTHER}/")[0] != 0
     Sandbox.update_network(sbx.sandbox_id, network(allow_out=[OTHER], deny_out=[ALL_TRAFFIC]))
     assert fetch(sbx, f"http://{OTHER}/") == (0, f"world {OTHER}\n")
+    # at once after a create: the pool sandbox's unused link is due to go, not the network just given
+    fresh = make_sandbox()
+    fresh.update_network(network(allow_internet_access=True))
+    time.sleep(0.5)
+    assert fetch(fresh, f"http://{OTHER}/") == (0, f"world {OTHER}\n")
 
 
 def test_root_inside_cannot_change_the_network(world, make_sandbox):

@@ -102,6 +102,7 @@ class SandboxService:
         self._reaper: asyncio.Task | None = None
         self._sampler: asyncio.Task | None = None
         self._closing = False
+        self._net_locks: dict[str, asyncio.Lock] = {}  # a sandbox's network changes, one at a time
 
     # ---- start and stop ----------------------------------------------------------------------
 
@@ -283,6 +284,7 @@ class SandboxService:
     async def kill(self, sandbox_id: str, reason: str = "killed") -> None:
         self._known(sandbox_id)
         live = self.live.pop(sandbox_id, None) or self.paused.pop(sandbox_id)
+        self._net_locks.pop(sandbox_id, None)
         live.closed.set()
         self.store.update(sandbox_id, state="killed", ended_at=time.time(), end_reason=reason)
         await asyncio.to_thread(self.runtime.kill, sandbox_id)
@@ -296,17 +298,25 @@ class SandboxService:
             await asyncio.to_thread(self.runtime.set_network, rt.sandbox_id, egress)
         else:  # its unconfigured link goes after the create has answered (a deletion waits ~20-50 ms)
             loop = asyncio.get_running_loop()
-            loop.call_later(REFILL_DELAY, lambda: loop.run_in_executor(
-                None, self._quietly, self.runtime.set_network, rt.sandbox_id, None))
+            loop.call_later(REFILL_DELAY, lambda: loop.create_task(self._drop_unused_link(rt.sandbox_id)))
 
-    @staticmethod
-    def _quietly(fn, *args) -> None:
-        try:
-            fn(*args)
-        except (E.NotFound, E.SandboxNotRunning):  # killed meanwhile: kill removed the link
-            pass
-        except Exception:
-            log.exception("%s%s failed", fn.__name__, args)
+    async def _drop_unused_link(self, sandbox_id: str) -> None:
+        async with self._network_lock(sandbox_id):  # not over a network given meanwhile
+            live = self.live.get(sandbox_id) or self.paused.get(sandbox_id)
+            if live is None or (live.record.network or {}).get("egress") is not None:
+                return
+            try:
+                await asyncio.to_thread(self.runtime.set_network, sandbox_id, None)
+            except (E.NotFound, E.SandboxNotRunning):  # killed meanwhile: kill removed the link
+                pass
+            except Exception:
+                log.exception("sandbox %s: could not remove its unused link", sandbox_id)
+
+    def _network_lock(self, sandbox_id: str) -> asyncio.Lock:
+        lock = self._net_locks.get(sandbox_id)
+        if lock is None:
+            lock = self._net_locks[sandbox_id] = asyncio.Lock()
+        return lock
 
     def _egress_here(self, egress: NetworkPolicy | None) -> NetworkPolicy | None:
         """What this server can give: where the runtime has no networks, a bare
@@ -324,9 +334,10 @@ class SandboxService:
         """Replace the sandbox's egress policy live (E2B's PUT /sandboxes/{id}/network)."""
         live = self._known(sandbox_id)
         egress = self._egress_here(egress)
-        await asyncio.to_thread(self.runtime.set_network, sandbox_id, egress)
-        live.record.network = _network_record(egress, (live.record.network or {}).get("ingress", {}))
-        self.store.update(sandbox_id, network=json.dumps(live.record.network))
+        async with self._network_lock(sandbox_id):
+            await asyncio.to_thread(self.runtime.set_network, sandbox_id, egress)
+            live.record.network = _network_record(egress, (live.record.network or {}).get("ingress", {}))
+            self.store.update(sandbox_id, network=json.dumps(live.record.network))
 
     def set_ingress(self, sandbox_id: str, **fields) -> None:
         """Change the ingress settings the port proxy reads (server/proxy.py), e.g. exposures."""
