@@ -9,10 +9,12 @@ keepalive_interval = 50.0  # seconds of silence after which a stream gets {"keep
 root_caps = None  # capability names the bounding set keeps (None: leave it alone, as in host tests)
 max_list_entries = 100_000  # files.list refuses larger listings (they would stall the agent)
 run_as_default_user = False  # see privileges.run_as: the fast spawn path for the default user
+output_replay_bytes = 64 * 1024  # output a process keeps to replay to a client that connects later
 
 
 def load(path):
     global envs, default_user, allow_sudo, keepalive_interval, root_caps, run_as_default_user, max_list_entries
+    global output_replay_bytes
     with open(path) as f:
         data = json.load(f)
     envs = {str(k): str(v) for k, v in (data.get("envs") or {}).items()}
@@ -22,3 +24,4 @@ def load(path):
     root_caps = data.get("root_caps", root_caps)
     run_as_default_user = bool(data.get("run_as_default_user", run_as_default_user))
     max_list_entries = int(data.get("max_list_entries", max_list_entries))
+    output_replay_bytes = int(data.get("output_replay_bytes", output_replay_bytes))
