@@ -73,6 +73,17 @@ async def test_background_list_connect_kill(sandbox):
         await maybe(sandbox.commands.connect(handle.pid))
 
 
+async def test_tags_get_process_and_replayed_output(sandbox):
+    handle = await maybe(sandbox.commands.run("echo early; sleep 60", background=True, tag="web"))
+    info = await maybe(sandbox.commands.get_process("web"))
+    assert info is not None and info.pid == handle.pid and info.tag == "web"
+    assert await maybe(sandbox.commands.get_process("nosuch")) is None
+    await eventually(lambda: "early" in handle.stdout)
+    attached = await maybe(sandbox.commands.connect("web"))  # by tag; it prints nothing new
+    assert await eventually(lambda: attached.stdout == "early\n")
+    assert await maybe(handle.kill()) is True
+
+
 async def test_stdin(sandbox):
     handle = await maybe(sandbox.commands.run("cat; echo done", background=True, stdin=True))
     await maybe(handle.send_stdin("hello "))

@@ -216,20 +216,23 @@ class AsyncCommands:
     async def run(self, cmd: str, background: bool = False, envs: dict[str, str] | None = None,
                   cwd: str | None = None, user: str | None = None, timeout: float | None = 60,
                   on_stdout: Callable | None = None, on_stderr: Callable | None = None,
-                  stdin: bool = False, check: bool = True) -> CommandResult | AsyncCommandHandle:
+                  stdin: bool = False, check: bool = True, tag: str | None = None) -> CommandResult | AsyncCommandHandle:
         """Run `cmd` with `/bin/bash -l -c`.
 
         Foreground (default): wait and return a CommandResult; a non-zero exit raises
         CommandExitError unless `check=False`. `background=True` returns an AsyncCommandHandle as
         soon as the process started. `timeout` (seconds, None or 0 = no limit) bounds the whole
         command: the server kills it then and TimeoutError is raised. `stdin=True` keeps stdin open
-        for `send_stdin()`. Callbacks get text chunks as they arrive.
+        for `send_stdin()`. Callbacks get text chunks as they arrive. `tag` names the process while
+        it runs (unique among running ones): `get_process(tag)`, `connect(tag)`.
         """
         config = pb.ProcessConfig(cmd="/bin/bash", args=["-l", "-c", cmd], envs=envs or {})
         if cwd:
             config.cwd = cwd
-        events = self._envd.stream(self._envd.process.start, pb.StartRequest(process=config, stdin=stdin),
-                                   user=user, timeout=timeout)
+        start = pb.StartRequest(process=config, stdin=stdin)
+        if tag is not None:
+            start.tag = tag
+        events = self._envd.stream(self._envd.process.start, start, user=user, timeout=timeout)
         handle = await attach(self._envd, events, on_stdout=on_stdout, on_stderr=on_stderr, check=check)
         if background:
             return handle
@@ -241,10 +244,12 @@ class AsyncCommands:
             await asyncio.shield(handle.kill())
             raise
 
-    async def connect(self, pid: int, timeout: float | None = None, on_stdout: Callable | None = None,
+    async def connect(self, pid: int | str, timeout: float | None = None, on_stdout: Callable | None = None,
                       on_stderr: Callable | None = None) -> AsyncCommandHandle:
-        """Attach to a running process; the handle replays nothing, it sees output from now on."""
-        request = pb.ConnectRequest(process=pb.ProcessSelector(pid=pid))
+        """Attach to a running process by pid or tag; the handle first gets the process's latest
+        output (up to 64 KiB, replayed by sandlot's agent), then what follows."""
+        selector = pb.ProcessSelector(tag=pid) if isinstance(pid, str) else pb.ProcessSelector(pid=pid)
+        request = pb.ConnectRequest(process=selector)
         events = self._envd.stream(self._envd.process.connect, request, timeout=timeout)
         return await attach(self._envd, events, on_stdout=on_stdout, on_stderr=on_stderr)
 
@@ -252,6 +257,10 @@ class AsyncCommands:
         """Processes started through envd that are still running (background ones included)."""
         response = await self._envd.call(self._envd.process.list, pb.ListRequest())
         return [ProcessInfo.from_proto(p) for p in response.processes]
+
+    async def get_process(self, tag: str) -> ProcessInfo | None:
+        """The running process started with `tag`, or None."""
+        return next((p for p in await self.list() if p.tag == tag), None)
 
     async def kill(self, pid: int) -> bool:
         """SIGKILL a process. False if there is no such process."""
