@@ -84,6 +84,26 @@ async def test_tags_get_process_and_replayed_output(sandbox):
     assert await maybe(handle.kill()) is True
 
 
+async def test_wait_for_log_and_port_on_a_handle(sandbox):
+    from sandlot import CommandExitError
+
+    server = await maybe(sandbox.commands.run(
+        "sleep 0.5; echo 'ready on 8123' >&2; exec python3 -m http.server 8123 --bind 127.0.0.1",
+        background=True))
+    t = time.monotonic()
+    m = await maybe(server.wait_for_log(r"ready on (\d+)", timeout=20))
+    assert m.group(1) == "8123" and time.monotonic() - t >= 0.4
+    await maybe(server.wait_for_port(8123, timeout=20))
+    out = await maybe(sandbox.commands.run("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8123/"))
+    assert out.stdout == "200"
+    with pytest.raises(TimeoutError):
+        await maybe(server.wait_for_log("never printed", timeout=0.5))
+    await maybe(server.kill())
+    quick = await maybe(sandbox.commands.run("echo bye", background=True))
+    with pytest.raises(CommandExitError):
+        await maybe(quick.wait_for_log("hello", timeout=10))
+
+
 async def test_stdin(sandbox):
     handle = await maybe(sandbox.commands.run("cat; echo done", background=True, stdin=True))
     await maybe(handle.send_stdin("hello "))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import inspect
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -165,6 +166,35 @@ class AsyncCommandHandle:
                 break
             await changed.wait()
         await self._finished()
+
+    async def wait_for_log(self, pattern: str | re.Pattern, timeout: float | None = 30) -> re.Match:
+        """The first match of `pattern` (a regular expression) in the output (stdout, then
+        stderr), as soon as it is printed: the output arrives pushed, nothing polls. Raises
+        TimeoutError after `timeout` s, CommandExitError if the command ends without it."""
+        rx = re.compile(pattern)
+
+        async def watch() -> re.Match:
+            while True:
+                changed = self._changed
+                if m := rx.search(self.stdout) or rx.search(self.stderr):
+                    return m
+                if self._task.done():
+                    await self._finished()
+                    end = self._end
+                    raise E.CommandExitError(self.stdout, self.stderr, end.exit_code,
+                                             f"the command ended without printing {rx.pattern!r}")
+                await changed.wait()
+
+        try:
+            return await asyncio.wait_for(watch(), timeout)
+        except asyncio.TimeoutError:
+            raise E.TimeoutError(f"{rx.pattern!r} did not appear within {timeout} s") from None
+
+    async def wait_for_port(self, port: int, timeout: float = 30) -> None:
+        """Return once something in the sandbox accepts connections on `port` (the server watches,
+        see AsyncSandbox.wait_for_port)."""
+        await self._envd.transport.api("POST", f"/sandboxes/{self._envd.sandbox_id}/ports/{port}/wait",
+                                       json={"timeout": timeout}, timeout=timeout + 10)
 
     async def kill(self) -> bool:
         """SIGKILL the command. False if it had already ended."""
