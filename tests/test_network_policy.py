@@ -48,6 +48,9 @@ def test_limits_on_sizes_and_servers():
         NetworkPolicy(dns_servers=tuple("1.1.1.1" for _ in range(11))).validate()
     with pytest.raises(InvalidArgument):
         NetworkPolicy(dns_servers=("dns.test",)).validate()
+    for closed in ("169.254.169.254", "127.0.0.53", "10.200.0.1"):  # asked from the host: never these
+        with pytest.raises(InvalidArgument):
+            NetworkPolicy(dns_servers=(closed,)).validate()
     NetworkPolicy(allow=("*.Example.TEST.", "10.1.2.3", "192.168.0.0/16"), dns_servers=()).validate()
 
 

@@ -184,9 +184,12 @@ class NetworkPolicy:
                 raise InvalidArgument(f"dns_servers: at most {MAX_DNS_SERVERS} entries")
             for server in self.dns_servers:
                 try:
-                    ipaddress.IPv4Address(server)
+                    address = ipaddress.IPv4Address(server)
                 except ValueError:
                     raise InvalidArgument(f"dns_servers: {server!r} is not an IPv4 address") from None
+                # the resolver asks them from the host: never a closed range on a sandbox's behalf
+                if address in SANDBOX_SUBNET or any(address in ipaddress.IPv4Network(b) for b in ALWAYS_BLOCKED):
+                    raise InvalidArgument(f"dns_servers: {server} is in a range sandboxes never reach")
         if self.bandwidth_mbps is not None and not 0.1 <= self.bandwidth_mbps <= 100_000:
             raise InvalidArgument("bandwidth_mbps must be between 0.1 and 100000")
         return self
