@@ -71,8 +71,16 @@ def test_200_networked_creates_and_kills_leave_nothing(world, own_server, tmp_pa
             assert api.delete(f"/sandboxes/{sid}").status_code == 204
             fp.note_slots()
         # while it runs, only its warm pool holds anything: two sandboxes, their prepared links
-        pooled = _wait(lambda: {p.name for p in (srv.home / "sandboxes").glob("*")} if
-                       len(list((srv.home / "sandboxes").glob("*"))) == 2 else None, 30, "the pool to settle")
+        def settled():
+            dirs = {p.name for p in (srv.home / "sandboxes").glob("*")}
+            return dirs if len(dirs) == 2 and all((srv.home / "sandboxes" / d / "state.json").exists()
+                                                  for d in dirs) else None
+
+        try:
+            pooled = _wait(settled, 90, "the pool to settle")
+        except AssertionError:
+            raise AssertionError(f"the pool did not settle: {sorted(p.name for p in (srv.home / 'sandboxes').glob('*'))}"
+                                 f"\n{srv.log.read_text()[-3000:]}") from None
     running = fp.resources(server_pid=srv.proc.pid)
     assert all(any(sid in link for sid in pooled) for link in running["links"]), running["links"]
     assert running["nft"] == [], running["nft"]

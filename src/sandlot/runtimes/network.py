@@ -26,6 +26,7 @@ entry) is removed by `detach`, which the runtime's kill() calls.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import json
 import logging
@@ -234,8 +235,23 @@ class Network:
 
     def prepare(self, slot: int, netns_fd: int) -> None:
         """Make the sandbox's veth now (eth0 down, no address, no elements: it carries nothing)."""
-        host_cidr, _ = addresses(slot)
-        self.netlink.add_veth(self.link_name(slot), netns_fd, host_cidr)
+        self._make_link(slot, netns_fd)
+
+    def _make_link(self, slot: int, netns_fd: int) -> None:
+        link, (host_cidr, _) = self.link_name(slot), addresses(slot)
+        for attempt in range(3):
+            try:
+                self.netlink.add_veth(link, netns_fd, host_cidr)
+                return
+            except FileExistsError:
+                # the slot's last sandbox's link, its namespace still being torn down by the kernel
+                # (asynchronous after its last process): the slot is ours now, so it goes
+                deadline = time.monotonic() + 2
+                while (Path("/sys/class/net") / link).exists() and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                if attempt == 1:
+                    self.netlink.delete(link)
+        self.netlink.add_veth(link, netns_fd, host_cidr)
 
     def attach(self, sandbox_id: str, slot: int, netns_fd: int, policy: NetworkPolicy,
                adopting: bool = False) -> None:
@@ -244,8 +260,14 @@ class Network:
         link = self.link_name(slot)
         host_cidr, cidr = addresses(slot)
         if not (Path("/sys/class/net") / link).exists():
-            self.netlink.add_veth(link, netns_fd, host_cidr)
-        self.netlink.configure_peer(netns_fd, cidr, host_cidr.split("/")[0])
+            self._make_link(slot, netns_fd)
+        try:
+            self.netlink.configure_peer(netns_fd, cidr, host_cidr.split("/")[0])
+        except OSError as e:
+            if e.errno != errno.ENODEV:
+                raise
+            self._make_link(slot, netns_fd)  # no eth0 here: the link of that name was a dead sandbox's
+            self.netlink.configure_peer(netns_fd, cidr, host_cidr.split("/")[0])
         with self._lock:
             before = self._attached.get(sandbox_id)
             a = Attached(sandbox_id, link, cidr.split("/")[0], policy)
