@@ -46,6 +46,9 @@ class Runtime(Protocol):
 
     def freeze(self, sandbox_id: str, frozen: bool) -> None: ...
 
+    # Optional: port_socket(rt, family) -> a socket inside the sandbox's network namespace, how the
+    # port proxy (server/proxy.py) reaches in; a runtime without it has no ports in (501).
+
     def set_network(self, sandbox_id: str, policy: NetworkPolicy | None, adopting: bool = False) -> None:
         """Give a running sandbox a network under `policy`, replace its policy, or (None) take its
         network away; Unsupported where the tier cannot. `adopting`: a restart takes it over."""

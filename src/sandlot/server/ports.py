@@ -130,6 +130,8 @@ async def wait(request: Request) -> Response:
         raise E.InvalidArgument("request body must be a JSON object") from None
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 <= timeout <= 3600:
         raise E.InvalidArgument("timeout must be a number of seconds between 0 and 3600")
+    if not hasattr(svc.runtime, "port_socket"):
+        raise E.Unsupported("waiting for a port needs the namespace runtime (a server run as root)")
     deadline = time.monotonic() + timeout
     while True:
         live = svc.get_running(request.path_params["sandbox_id"])

@@ -131,6 +131,8 @@ class PortProxy:
         live = self.service.get_running(sid)
         if live is None:
             return await _refuse(scope, send, 502, NOT_FOUND)
+        if not hasattr(self.service.runtime, "port_socket"):  # the rootless tier cannot enter a namespace
+            return await _refuse(scope, send, 501, "ports in need the namespace runtime (a server run as root)")
         if not self._admitted(live, headers, port, token):
             return await _refuse(scope, send, 403, "this sandbox's traffic is private: send its "
                                                    "E2B-Traffic-Access-Token header or use a preview URL")
