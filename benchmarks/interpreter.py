@@ -1,6 +1,6 @@
-"""Code interpreter benchmark; writes its section of docs/benchmarks.md.
+"""Code interpreter benchmark; writes its sections of docs/benchmarks.md.
 
-    sudo .venv/bin/python benchmarks/interpreter.py [--runs 50]
+    sudo .venv/bin/python benchmarks/interpreter.py [--runs 50] [--languages]
 
 Against a real `sandlot serve` (one with a warm pool of `code-interpreter` sandboxes, one without),
 driven by the official `e2b-code-interpreter` SDK, sandlot's own SDK and plain HTTP: `1+1` round
@@ -9,6 +9,9 @@ from the pool), and the memory of an idle python context. The floor, in the same
 `1+1` through jupyter_client straight to a stock ipykernel on the host (no sandbox, no HTTP), and
 that kernel's start -> first result. The warm round trips and the floor are taken in alternating
 blocks, so that a slow spell of the machine (seen here: 30% for minutes) falls on all of them alike.
+Then R and java contexts (their own section; `--languages`: only them): create -> first `run_code`
+cold and from the pool (which starts only the python context, as E2B's), warm round trips, and the
+memory of an idle context.
 Not a test: numbers, machine, method.
 """
 
@@ -28,7 +31,7 @@ import httpx
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
-from support import start_server  # noqa: E402
+from support import TEMPLATE_CACHE, start_server  # noqa: E402
 
 from report import machine, p50_ms, pss_of_pids, row, sandbox_pids, timed, verdict, write_section  # noqa: E402
 
@@ -87,16 +90,25 @@ class Floor:
         self.proc.wait(30)
 
 
+# language -> (code, the text of its first result, a pattern of its kernel's command line)
+LANGUAGES = {"r": ("1+1", "[1] 2", "IRkernel"), "java": ("1+1", "2", "JavaRunner")}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=50)
+    ap.add_argument("--languages", action="store_true", help="only the R and java contexts")
     args = ap.parse_args()
-    runs = args.runs
+    if not args.languages:
+        python_section(args.runs)
+    languages_section(args.runs)
+    print(Path(REPO / "docs" / "benchmarks.md").read_text())
+
+
+def python_section(runs: int) -> None:
     from e2b_code_interpreter import Sandbox
 
     import sandlot
-
-    from support import TEMPLATE_CACHE
 
     rows, notes, verdicts = [], [], []
     home = Path(tempfile.mkdtemp(prefix="sandlot-bench-"))
@@ -200,7 +212,72 @@ def main() -> None:
         "",
         *[f"- {v}" for v in verdicts],
     ]))
-    print(Path(REPO / "docs" / "benchmarks.md").read_text())
+
+
+def languages_section(runs: int) -> None:
+    from e2b_code_interpreter import Sandbox
+
+    runs = max(3, runs // 5)
+    rows, notes = [], []
+    load = os.getloadavg()[0]
+    home = Path(tempfile.mkdtemp(prefix="sandlot-bench-"))
+    try:
+        for pool, label in ((0, "cold"), (2, "warm pool")):
+            srv = start_server(home / label.replace(" ", "-"), pool_size=pool,
+                               extra_env={"SANDLOT_POOL_TEMPLATES": TEMPLATE})
+            os.environ.update(srv.env())
+            time.sleep(3 if pool else 0)  # the pool's kernels start
+            for language, (code, expected, _) in LANGUAGES.items():
+                samples = []
+                for _ in range(runs):
+                    if pool:
+                        time.sleep(1.5)  # the pool refills
+                    t = time.perf_counter()
+                    sbx = Sandbox.create(timeout=120)
+                    execution = sbx.run_code(code, language=language, timeout=120)
+                    samples.append(time.perf_counter() - t)
+                    assert execution.error is None and execution.results[0].text == expected, execution
+                    sbx.kill()
+                rows.append(row(f"create -> first `run_code(\"{code}\", language=\"{language}\")` ({label})", samples))
+            if pool:
+                sbx = Sandbox.create(timeout=300)
+                for language, (code, expected, pattern) in LANGUAGES.items():
+                    context = sbx.create_code_context(language=language, request_timeout=120)
+                    sbx.run_code(code, context=context)
+                    rows.append(row(f"`{code}` round trip, warm {language} context",
+                                    timed(lambda: sbx.run_code(code, context=context), max(20, runs * 4))))
+                    time.sleep(1)
+                    procs = [p for p in sandbox_pids(sbx.sandbox_id)
+                             if pattern in Path(f"/proc/{p}/cmdline").read_text(errors="replace")]
+                    notes.append(f"An idle {language} context: {pss_of_pids(procs) / 2**20:.1f} MiB PSS "
+                                 f"({len(procs)} process).")
+                sbx.kill()
+            srv.stop()
+    finally:
+        subprocess.run(["rm", "-rf", str(home)], check=False)
+    template = TEMPLATE_CACHE / TEMPLATE
+    manifest = json.loads((template / "manifest.json").read_text())
+    size = subprocess.run(["du", "-sm", str(template / "rootfs")], capture_output=True, text=True).stdout.split()[0]
+    notes.append(f"The `{TEMPLATE}` template this ran on: {size} MiB on disk, built in "
+                 f"{manifest['build_seconds']:.0f} s.")
+    write_section("interpreter-languages", "\n".join([
+        "### R and java contexts (`benchmarks/interpreter.py --languages`)",
+        "",
+        f"Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `benchmarks/interpreter.py --languages --runs "
+        f"{runs * 5}` on: {machine()}; load average {load:.1f} at its start, {os.getloadavg()[0]:.1f} at its end",
+        "(other work on the machine shares its cores: read the numbers as an upper bound).",
+        "",
+        "Method: as above. R is IRkernel (a Jupyter kernel), java a JShell in sandlot's runner",
+        "(kernels/JavaRunner.java, one JVM per context). The pool starts only each sandbox's python context,",
+        "as E2B's does: an R or java context starts on its first use, so \"warm pool\" saves the sandbox's",
+        "start, not the kernel's.",
+        "",
+        "| operation | p50 ms | p99 ms | runs |",
+        "|---|---|---|---|",
+        *rows,
+        "",
+        *[f"- {n}" for n in notes],
+    ]))
 
 
 if __name__ == "__main__":

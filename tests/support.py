@@ -1,4 +1,5 @@
-"""Test support: start a real sandlot server in a subprocess, on a free loopback port.
+"""Test support: start a real sandlot server in a subprocess, on a free loopback port; helpers every
+suite shares (tests/conftest.py holds the shared fixtures).
 
 Imports nothing from sandlot, so the e2b end-to-end tests can also run from a venv that holds only
 another release of the official SDK (see ./dev test).
@@ -71,12 +72,7 @@ def start_server(home: Path, port: int | None = None, pool_size: int = 2, extra_
     then empty)."""
     port = port or free_port()
     home.mkdir(parents=True, exist_ok=True)
-    templates = home / "templates"
-    if not templates.exists():
-        TEMPLATE_CACHE.mkdir(parents=True, exist_ok=True)
-        templates.symlink_to(TEMPLATE_CACHE)
-    if templates.is_symlink():
-        build_templates(home)
+    link_templates(home)
     log = home / "server.log"
     env = {k: v for k, v in os.environ.items() if k != "SANDLOT_API_KEY"}
     env.update({"SANDLOT_HOME": str(home), **({"SANDLOT_API_KEY": api_key} if api_key else {}), **(extra_env or {})})
@@ -85,6 +81,17 @@ def start_server(home: Path, port: int | None = None, pool_size: int = 2, extra_
         env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
     return wait_until_serving(Server(f"http://127.0.0.1:{port}", api_key or "", home, proc, log), port,
                               timeout=600)  # the first run builds the base template
+
+
+def link_templates(home: Path) -> None:
+    """Give the state dir `home` the shared template cache, unless it has templates of its own, and
+    build there the templates the suites use."""
+    templates = home / "templates"
+    if not templates.exists():
+        TEMPLATE_CACHE.mkdir(parents=True, exist_ok=True)
+        templates.symlink_to(TEMPLATE_CACHE)
+    if templates.is_symlink():
+        build_templates(home)
 
 
 _templates_built = False
@@ -140,6 +147,17 @@ def throwaway_user(prefix: str, homes: Path):
             time.sleep(0.1)
 
 
+def tracebacks(log: str) -> list[str]:
+    """Each traceback in a server log, with the line that introduced it."""
+    lines = log.splitlines()
+    found = []
+    for i, line in enumerate(lines):
+        if line.startswith("Traceback (most recent call last)"):
+            end = next((j for j in range(i + 1, len(lines)) if lines[j] and not lines[j].startswith(" ")), i)
+            found.append("\n".join(lines[max(0, i - 1):end + 1])[-3000:])
+    return found
+
+
 def leftovers(home: Path) -> list[str]:
     """Sandbox layers and mounts a stopped server left under its state directory, and its network:
     host links and nftables table (named from the same hash as its /run/sandlot directory)."""
@@ -181,3 +199,62 @@ def sandbox_factory(server: Server, template: str):
         for sbx in created:
             with contextlib.suppress(Exception):  # already gone is fine
                 sbx.kill()
+
+
+@contextlib.contextmanager
+def sdk_environment(server: Server):
+    """The official SDKs' environment (e2b-protocol.md §2.1, mode A) pointed at `server`, while the
+    block runs."""
+    saved = {key: os.environ.get(key) for key in [*server.env(), "E2B_DEBUG"]}
+    os.environ.update(server.env())
+    os.environ.pop("E2B_DEBUG", None)
+    try:
+        yield server
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextlib.contextmanager
+def rest_client(server: Server, timeout: float = 120):
+    """An HTTP client for the server's REST API, with its API key."""
+    import httpx
+
+    with httpx.Client(base_url=server.url, headers={"X-API-KEY": server.api_key}, timeout=timeout) as client:
+        yield client
+
+
+def unique(prefix: str = "t") -> str:
+    return f"{prefix}{uuid.uuid4().hex[:12]}"
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05, message: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+def kill_quietly(sbx) -> None:
+    try:
+        sbx.kill()
+    except Exception:  # noqa: BLE001, S110 - best-effort cleanup; the sandbox may be gone already
+        pass
+
+
+def access_token(server: Server, sandbox_id: str) -> str:
+    """The sandbox's envd access token, as the control plane hands it out (GET /sandboxes/{id})."""
+    import httpx
+
+    r = httpx.get(f"{server.url}/sandboxes/{sandbox_id}", headers={"X-API-KEY": server.api_key}, timeout=30)
+    assert r.status_code == 200, r.text
+    token = r.json().get("envdAccessToken")
+    assert token, "every sandbox must be secured with an envd access token"
+    return token

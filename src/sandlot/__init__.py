@@ -10,6 +10,9 @@ Layers: `client` is the SDK re-exported here (blocking `Sandbox`, `AsyncSandbox`
 `sandlot` command. Everything sandlot raises derives from `SandlotError`.
 """
 
+import importlib
+from typing import TYPE_CHECKING
+
 from ._exceptions import (
     AlreadyExists,
     AuthenticationError,
@@ -23,43 +26,77 @@ from ._exceptions import (
     RuntimeFailure,
     SandboxNotRunning,
     SandlotError,
+    SandlotTimeoutError,
+    TemplateBuilding,
     TemplateError,
     TimeoutError,
     Unsupported,
 )
-from .client import (
-    AsyncCommandHandle,
-    AsyncSandbox,
-    AsyncWatchHandle,
-    CommandHandle,
-    Sandbox,
-    SandboxPaginator,
-    WatchHandle,
-)
-from .client._models import (
-    CodeContext,
-    CommandResult,
-    EntryInfo,
-    Execution,
-    ExecutionError,
-    FilesystemEvent,
-    FilesystemEventType,
-    FileType,
-    Limits,
-    Logs,
-    OutputMessage,
-    Package,
-    ProcessInfo,
-    Result,
-    SandboxInfo,
-    SandboxMetrics,
-    WriteInfo,
-)
+
+# The SDK (httpx, protobuf, connectrpc: ~0.35 s) is imported on first use of one of its names, so that
+# `sandlot --help`, the server and the agent's host side do not pay for it (PEP 562).
+if TYPE_CHECKING:
+    from .client import (
+        AsyncCommandHandle,
+        AsyncSandbox,
+        AsyncSandboxService,
+        AsyncWatchHandle,
+        CommandHandle,
+        Sandbox,
+        SandboxPaginator,
+        SandboxService,
+        WatchHandle,
+    )
+    from .client._models import (
+        CodeContext,
+        CommandResult,
+        EntryInfo,
+        Execution,
+        ExecutionError,
+        ExposedPort,
+        FilesystemEvent,
+        FilesystemEventType,
+        FileType,
+        Limits,
+        Logs,
+        OutputMessage,
+        Package,
+        ProcessInfo,
+        Result,
+        SandboxInfo,
+        SandboxLogEntry,
+        SandboxMetrics,
+        WriteInfo,
+    )
+
+_LAZY = {
+    **dict.fromkeys(["AsyncCommandHandle", "AsyncSandbox", "AsyncSandboxService", "AsyncWatchHandle",
+                     "CommandHandle", "Sandbox", "SandboxPaginator", "SandboxService", "WatchHandle"], ".client"),
+    **dict.fromkeys(["CodeContext", "CommandResult", "EntryInfo", "Execution", "ExecutionError", "ExposedPort",
+                     "FilesystemEvent", "FilesystemEventType", "FileType", "Limits", "Logs", "OutputMessage",
+                     "Package", "ProcessInfo", "Result", "SandboxInfo", "SandboxLogEntry", "SandboxMetrics", "WriteInfo"],
+                    ".client._models"),
+}
+
+
+def __getattr__(name: str):
+    source = _LAZY.get(name)
+    if source is None:
+        raise AttributeError(f"module 'sandlot' has no attribute {name!r}")
+    value = getattr(importlib.import_module(source, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "AlreadyExists",
     "AsyncCommandHandle",
     "AsyncSandbox",
+    "AsyncSandboxService",
     "AsyncWatchHandle",
     "AuthenticationError",
     "CodeContext",
@@ -69,6 +106,7 @@ __all__ = [
     "EntryInfo",
     "Execution",
     "ExecutionError",
+    "ExposedPort",
     "FileNotFound",
     "FileType",
     "FilesystemEvent",
@@ -87,10 +125,14 @@ __all__ = [
     "RuntimeFailure",
     "Sandbox",
     "SandboxInfo",
+    "SandboxLogEntry",
     "SandboxMetrics",
     "SandboxNotRunning",
     "SandboxPaginator",
+    "SandboxService",
     "SandlotError",
+    "SandlotTimeoutError",
+    "TemplateBuilding",
     "TemplateError",
     "TimeoutError",
     "Unsupported",

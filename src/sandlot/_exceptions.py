@@ -9,16 +9,21 @@
     │   └── FileNotFound
     ├── AlreadyExists            (409)
     ├── SandboxNotRunning        the sandbox was killed, expired or is paused (502 on sandbox routes)
-    ├── TimeoutError             a deadline passed (504)
+    ├── SandlotTimeoutError      a deadline passed (504); also a builtin TimeoutError.
+    │                            `TimeoutError` is its E2B-style alias
     ├── ResourceExhausted        limits, quotas, no space (429/507)
     ├── CommandExitError         a command ended with a non-zero exit code (client side)
     ├── RuntimeFailure           the isolation runtime failed to do its job (500)
     ├── Unsupported              this server cannot do that at all, e.g. pause without cgroups (501)
     └── TemplateError            a template could not be built or found
+        └── TemplateBuilding     the template is being built: retry (503, with its progress)
 Each layer translates the errors of the layer below into these; nothing else crosses a boundary.
 """
 
 from __future__ import annotations
+
+import builtins
+from typing import Any
 
 
 class SandlotError(Exception):
@@ -27,10 +32,10 @@ class SandlotError(Exception):
     status = 500
     code = "internal"  # Connect code name
 
-    def __init__(self, message: str = "", **details):
+    def __init__(self, message: str = "", **details: Any):
         super().__init__(message)
         self.message = message
-        self.details = details
+        self.details: dict[str, Any] = details
 
 
 class InvalidArgument(SandlotError):
@@ -75,10 +80,15 @@ class SandboxNotRunning(SandlotError):
     status, code = 502, "unavailable"
 
 
-class TimeoutError(SandlotError):  # noqa: A001 - deliberate, mirrors the E2B SDK's name
-    """A deadline passed before the work finished."""
+class SandlotTimeoutError(SandlotError, builtins.TimeoutError):
+    """A deadline passed before the work finished: a command's or a code run's `timeout`, a
+    `request_timeout`, a server that did not answer. Also a builtin TimeoutError, so
+    `except TimeoutError` catches it whether or not `sandlot.TimeoutError` shadows the builtin."""
 
     status, code = 504, "deadline_exceeded"
+
+
+TimeoutError = SandlotTimeoutError  # noqa: A001 - the E2B SDK's name, kept as an alias
 
 
 class ResourceExhausted(SandlotError):
@@ -104,6 +114,14 @@ class TemplateError(SandlotError):
     """A template could not be built, or its root filesystem is unusable."""
 
     status, code = 500, "internal"
+
+
+class TemplateBuilding(TemplateError):
+    """A create needs a template that is being built (a first use takes minutes). Nothing was
+    created; retry later. `details`: `template`, `progress` (percent), `step`. The sandlot SDK
+    waits and retries by itself, reporting the progress on the `sandlot` logger."""
+
+    status, code = 503, "unavailable"
 
 
 class CommandExitError(SandlotError):
@@ -132,5 +150,9 @@ _BY_CODE = {
 
 
 def from_code(code: str, message: str) -> SandlotError:
-    """Rebuild an error from a Connect code name (agent replies, wire errors)."""
-    return _BY_CODE.get(code, SandlotError)(message)
+    """Rebuild an error from a Connect code name (agent replies, wire errors). The error keeps that
+    code even where its class stands for several (``failed_precondition`` is an InvalidArgument), so
+    it crosses the next boundary unchanged."""
+    err = _BY_CODE.get(code, SandlotError)(message)
+    err.code = code
+    return err

@@ -1,39 +1,21 @@
 """Fixtures: the real agent in a subprocess on the host (not sandboxed), driven through AgentClient.
-Runs as root; a temporary account stands in for the sandbox's ``user``."""
+Runs as root; a temporary account (the shared `user` fixture) stands in for the sandbox's ``user``."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import pwd
-import shutil
 import signal
-import tempfile
 from pathlib import Path
 
 import pytest
-from support import throwaway_user
 from agent_support import Agent, Result, collect, start_agent
 
-from sandlot.agent.client import AgentClient, AgentError
+from sandlot import SandlotError
+from sandlot.server.agent_client import AgentClient
 
 if os.geteuid() != 0:
     pytest.skip("the agent tests switch users: run them as root", allow_module_level=True)
-
-
-@pytest.fixture(scope="session")
-def base_dir():
-    d = Path(tempfile.mkdtemp(prefix="sandlot-agent-test-"))
-    os.chmod(d, 0o755)
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def user(base_dir) -> pwd.struct_passwd:
-    """A throwaway account playing the sandbox's ``user`` (uid != 0, own home, bash)."""
-    with throwaway_user("slt", base_dir / "home") as pw:
-        yield pw
 
 
 @pytest.fixture(scope="session")
@@ -68,7 +50,7 @@ async def no_leftover_processes(agent):
     for proc in await agent.client.list_processes():
         try:
             await agent.client.send_signal(signal.SIGKILL, pid=proc["pid"])
-        except AgentError:
+        except SandlotError:
             pass  # ended meanwhile
 
 

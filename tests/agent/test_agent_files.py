@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from sandlot.agent.client import AgentError
+from sandlot import SandlotError
 
 
 async def read_all(client, path, user=None):
@@ -60,7 +60,7 @@ async def test_files_as_root_and_permissions_of_user(client, home, user):
     try:
         for op in (read_all(client, entry["path"]), client.write(entry["path"], None, b"x"),
                    client.remove(entry["path"]), client.make_dir("/root/nope")):
-            with pytest.raises(AgentError) as e:
+            with pytest.raises(SandlotError) as e:
                 await op
             assert e.value.code == "permission_denied"
         assert (await read_all(client, entry["path"], "root"))[1] == b"secret"
@@ -71,13 +71,13 @@ async def test_files_as_root_and_permissions_of_user(client, home, user):
 async def test_stat_missing_and_directory_errors(client, home):
     for op in (client.stat("missing"), read_all(client, "missing"), client.list_dir("missing"),
                client.move("missing", "elsewhere")):
-        with pytest.raises(AgentError) as e:
+        with pytest.raises(SandlotError) as e:
             await op
         assert e.value.code == "not_found" and str(home / "missing") in e.value.message
-    with pytest.raises(AgentError) as e:
+    with pytest.raises(SandlotError) as e:
         await read_all(client, str(home))
     assert e.value.code == "invalid_argument"
-    with pytest.raises(AgentError) as e:
+    with pytest.raises(SandlotError) as e:
         await client.write(str(home), None, b"x")
     assert e.value.code == "invalid_argument"
 
@@ -86,11 +86,11 @@ async def test_mkdir(client, home, user):
     entry = await client.make_dir("deep/er/dir")
     assert entry["type"] == "dir" and entry["mode"] == 0o755 and entry["permissions"] == "drwxr-xr-x"
     assert entry["owner"] == user.pw_name
-    with pytest.raises(AgentError) as e:
+    with pytest.raises(SandlotError) as e:
         await client.make_dir("deep/er/dir")
     assert e.value.code == "already_exists"
     await client.write("plain", None, b"")
-    with pytest.raises(AgentError) as e:
+    with pytest.raises(SandlotError) as e:
         await client.make_dir("plain")
     assert e.value.code == "invalid_argument"
 
@@ -105,7 +105,7 @@ async def test_list_with_depth(client, home):
     assert names(await client.list_dir("tree")) == ["a", "top.txt"]
     assert names(await client.list_dir("tree", depth=0)) == ["a", "top.txt"]
     assert names(await client.list_dir("tree", depth=3)) == ["a", "a/b", "a/b/c.txt", "top.txt"]
-    with pytest.raises(AgentError) as e:
+    with pytest.raises(SandlotError) as e:
         await client.list_dir("tree/top.txt")
     assert e.value.code == "invalid_argument"
 
@@ -165,7 +165,7 @@ async def test_bad_requests(client):
                           ({"op": "files.stat", "path": "/", "user": "no-such-user"}, "unauthenticated"),
                           ({"op": "files.list", "path": "/", "depth": "deep"}, "invalid_argument"),
                           ({"op": "files.write", "path": "x", "metadata": {"k": 1}}, "invalid_argument")):
-        with pytest.raises(AgentError) as e:
+        with pytest.raises(SandlotError) as e:
             await client.call(**request)
         assert e.value.code == code, request
 
@@ -179,6 +179,6 @@ async def test_listing_is_bounded(make_agent, home):
         (root / f"f{i}").write_text("")
         (root / "sub" / f"g{i}").write_text("")
     assert len(await client.list_dir(str(root), depth=1)) == 16
-    with pytest.raises(AgentError) as e:
+    with pytest.raises(SandlotError) as e:
         await client.list_dir(str(root), depth=2)
     assert e.value.code == "resource_exhausted" and "smaller depth" in e.value.message

@@ -11,7 +11,7 @@ import time
 import pytest
 from agent_support import collect, pid_alive
 
-from sandlot.agent.client import AgentError
+from sandlot import SandlotError
 
 
 async def test_output_streams_and_exit_code(run):
@@ -72,13 +72,13 @@ async def test_user_processes_have_no_capabilities(run):
 
 
 async def test_bad_starts_are_errors(client):
-    with pytest.raises(AgentError) as e:
+    with pytest.raises(SandlotError) as e:
         await collect(client.start("/no/such/program"))
     assert e.value.code == "invalid_argument"
-    with pytest.raises(AgentError) as e:
+    with pytest.raises(SandlotError) as e:
         await collect(client.start("/bin/true", cwd="/no/such/dir"))
     assert e.value.code == "invalid_argument" and "/no/such/dir" in e.value.message
-    with pytest.raises(AgentError) as e:
+    with pytest.raises(SandlotError) as e:
         await collect(client.start("/bin/true", user="nobody-here"))
     assert e.value.code == "unauthenticated"
 
@@ -111,7 +111,7 @@ async def test_without_stdin_the_child_reads_dev_null(run, client):
     assert (await run("cat; readlink /proc/self/fd/0")).stdout == b"/dev/null\n"
     events = client.start("/bin/sleep", ["5"])
     pid = (await events.__anext__())["start"]["pid"]
-    with pytest.raises(AgentError) as e:
+    with pytest.raises(SandlotError) as e:
         await client.send_input(b"x", pid=pid)
     assert e.value.code == "failed_precondition"
     await client.send_signal(signal.SIGKILL, pid=pid)
@@ -143,7 +143,7 @@ async def test_background_list_reconnect_and_kill(client):
                           "error": "signal: killed"}
     assert pid not in {p["pid"] for p in await client.list_processes()}
     for op in (client.connect(pid=pid).__anext__(), client.send_signal(9, pid=pid)):
-        with pytest.raises(AgentError) as e:
+        with pytest.raises(SandlotError) as e:
             await op
         assert e.value.code == "not_found"
 
@@ -170,7 +170,7 @@ async def test_deadline_kills_the_process(client):
 async def test_duplicate_running_tag_is_refused(client):
     events = client.start("/bin/sleep", ["10"], tag="only-one")
     pid = (await events.__anext__())["start"]["pid"]
-    with pytest.raises(AgentError) as e:
+    with pytest.raises(SandlotError) as e:
         await collect(client.start("/bin/true", tag="only-one"))
     assert e.value.code == "already_exists"
     await client.send_signal(signal.SIGKILL, pid=pid)
@@ -196,7 +196,7 @@ async def test_pty_size_resize_and_input(client, user):
     await client.resize(120, 40, pid=pid)
     await client.send_input(b"echo C=$(tput cols) $((40+2))Y\n", pid=pid, pty=True)
     assert b"C=120" in await output_until(b"42Y")
-    with pytest.raises(AgentError) as e:
+    with pytest.raises(SandlotError) as e:
         await client.send_input(b"x", pid=pid)  # a PTY process takes input only as pty
     assert e.value.code == "failed_precondition"
     await client.send_input(b"exit 5\n", pid=pid, pty=True)
@@ -213,7 +213,7 @@ async def test_pty_output_is_not_lost_at_exit(client):
 async def test_resize_without_pty_is_refused(client):
     events = client.start("/bin/sleep", ["10"])
     pid = (await events.__anext__())["start"]["pid"]
-    with pytest.raises(AgentError) as e:
+    with pytest.raises(SandlotError) as e:
         await client.resize(100, 30, pid=pid)
     assert e.value.code == "failed_precondition"
     await client.send_signal(signal.SIGKILL, pid=pid)
@@ -283,7 +283,7 @@ async def test_stdio_fds_needs_two_fds_and_no_pty(client, fds, pty):
     passed = [fd for pair in pipes for fd in pair][:fds]
     events = client._process_events({"op": "process.start", "cmd": "/bin/true", "args": [], "stdio_fds": True,
                                      "pty": pty}, passed)
-    with pytest.raises(AgentError) as info:
+    with pytest.raises(SandlotError) as info:
         await events.__anext__()
     assert info.value.code == "invalid_argument"
     for pair in pipes:

@@ -14,8 +14,9 @@ import subprocess
 import pytest
 from agent_support import AGENT_PYTHON, collect, pid_alive, start_agent
 
-from sandlot.agent import wire
-from sandlot.agent.client import AgentClient, AgentError
+from sandlot.protocol import wire
+from sandlot import SandlotError
+from sandlot.server.agent_client import AgentClient
 
 
 def raw_request(path: str, data: bytes) -> bytes:
@@ -62,7 +63,7 @@ def test_bad_requests_get_invalid_argument(agent, data):
 async def test_unknown_process_is_not_found(client):
     for call in (client.connect(pid=1 << 22).__anext__(), client.send_input(b"x", pid=1 << 22),
                  client.close_stdin(tag="nobody"), client.resize(1, 1, tag="nobody")):
-        with pytest.raises(AgentError) as e:
+        with pytest.raises(SandlotError) as e:
             await call
         assert e.value.code == "not_found"
 
@@ -99,7 +100,7 @@ async def test_many_concurrent_requests(client):
 
 
 async def test_unreachable_agent_is_unavailable(base_dir):
-    with pytest.raises(AgentError) as e:
+    with pytest.raises(SandlotError) as e:
         await AgentClient(str(base_dir / "nothing-here.sock")).ping()
     assert e.value.code == "unavailable"
 
@@ -110,7 +111,7 @@ async def test_sigterm_stops_cleanly_and_kills_processes(make_agent):
     pid = (await events.__anext__())["start"]["pid"]
     assert agent.stop() == 0
     assert not os.path.exists(agent.socket)
-    with pytest.raises(AgentError) as e:
+    with pytest.raises(SandlotError) as e:
         await collect(events)  # the stream broke off without an end
     assert e.value.code == "unavailable"
     for _ in range(100):
@@ -131,7 +132,7 @@ def test_idle_agent_holds_no_tls_and_no_op_modules(make_agent):
 def test_agent_never_imports_asyncio(agent):
     """asyncio alone would cost every sandbox ~40 ms of start-up and ~8 MB: the agent has its own loop."""
     code = ("import sys; sys.path.insert(0, sys.argv[1]); "
-            "from sandlot_agent import main, server, processes, files, watch, sudo; "
+            "from sandlot.agent import main, server, processes, files, watch, sudo; "
             "print(sorted(m for m in ('asyncio', 'ssl') if m in sys.modules))")
     out = subprocess.run([AGENT_PYTHON, "-S", "-B", "-c", code, str(agent.dir / "opt")],
                          capture_output=True, text=True, check=True).stdout

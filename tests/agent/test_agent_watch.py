@@ -9,8 +9,8 @@ import socket
 
 import pytest
 
-from sandlot.agent import wire
-from sandlot.agent.client import AgentError
+from sandlot.protocol import wire
+from sandlot import SandlotError
 
 
 async def next_events(stream, count, timeout=5.0):
@@ -96,6 +96,6 @@ async def test_watch_ends_when_the_directory_goes(client, home):
 async def test_watch_errors(client, home):
     (home / "a-file").write_text("")
     for path, code in (("no-such-dir", "not_found"), ("a-file", "invalid_argument")):
-        with pytest.raises(AgentError) as e:
+        with pytest.raises(SandlotError) as e:
             await client.watch(str(home / path)).__anext__()
         assert e.value.code == code

@@ -1,44 +1,19 @@
 """SDK tests run every scenario on both surfaces: `Sandbox` (blocking) and `AsyncSandbox`.
 
-Tests are async and call the API through `sdk_helpers.maybe()`, which awaits what the async surface
-returns and passes the blocking surface's results through, so one test body covers both.
+Tests are async and call the API through `sdk_support.maybe()`, which awaits what the async surface
+returns and passes the blocking surface's results through, so one test body covers both. `surface`
+and `sdk` (the class under test and its connection arguments) are shared fixtures (tests/conftest.py).
 """
 
 from __future__ import annotations
 
-import inspect
-from pathlib import Path
-
 import pytest
-
-from sandlot import AsyncSandbox, Sandbox
-from sdk_helpers import maybe
-
-HERE = Path(__file__).parent
-
-
-def pytest_collection_modifyitems(items):
-    # one event loop for the session's async fixtures and these tests
-    for item in items:
-        if Path(item.fspath).parent == HERE and inspect.iscoroutinefunction(getattr(item, "function", None)):
-            item.add_marker(pytest.mark.asyncio(loop_scope="session"))
-
-
-@pytest.fixture(params=["sync", "async"])
-def surface(request) -> str:
-    return request.param
+from sdk_support import maybe
 
 
 @pytest.fixture
-def api(server, surface):
-    """The class under test and the keyword arguments that point it at the test server."""
-    cls = Sandbox if surface == "sync" else AsyncSandbox
-    return cls, {"api_url": server.url, "api_key": server.api_key}
-
-
-@pytest.fixture
-async def sandbox(api):
-    cls, conn = api
+async def sandbox(sdk):
+    cls, conn = sdk
     sbx = await maybe(cls.create(**conn))
     yield sbx
     await maybe(sbx.kill())

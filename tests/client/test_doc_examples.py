@@ -1,10 +1,15 @@
-"""The examples in the SDK's docstrings run, as written, against the test server."""
+"""The examples in the SDK's docstrings and the README run, as written, against the test server,
+and the README's print what their `# -> ...` comments say."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import subprocess
+import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -53,3 +58,28 @@ def test_docstring_examples_run(obj, server, monkeypatch, capsys):
     for code in found:
         exec(compile(runnable(code), f"<example in {obj.__name__}>", "exec"),
              {"asyncio": asyncio, "AsyncSandbox": AsyncSandbox, "Sandbox": Sandbox})
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+README_BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+
+
+def promised(code: str) -> list[str]:
+    """What a block says it prints: each `# -> X` comment's X, without a trailing "(explanation)"."""
+    return [re.sub(r"\s+\((?=[A-Za-z]).*\)$", "", m.group(1).strip())
+            for m in re.finditer(r"#\s*->\s*(.+)$", code, re.M)]
+
+
+def test_readme_has_python_examples():
+    assert len(README_BLOCKS) >= 3 and all(promised(block) for block in README_BLOCKS)
+
+
+@pytest.mark.parametrize("index", range(len(README_BLOCKS)))
+def test_readme_examples_print_what_they_say(index, server):
+    code = README_BLOCKS[index]
+    env = {**os.environ, "SANDLOT_API_URL": server.url, "SANDLOT_API_KEY": server.api_key, **server.env()}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    printed = iter(done.stdout.splitlines())
+    for expected in promised(code):  # in order, each a whole line of what the block printed
+        assert any(line == expected for line in printed), f"expected {expected!r} in:\n{done.stdout}"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import re
+import typing
 
 import pytest
 
@@ -10,7 +12,8 @@ import sandlot
 from sandlot import _exceptions
 from sandlot.client import (
     AsyncCommandHandle, AsyncCommands, AsyncFiles, AsyncPackages, AsyncPty, AsyncSandbox, AsyncSandboxPaginator,
-    AsyncWatchHandle, CommandHandle, Commands, Files, Packages, Pty, Sandbox, SandboxPaginator, WatchHandle,
+    AsyncSandboxService, AsyncWatchHandle, CommandHandle, Commands, Files, Packages, Pty, Sandbox, SandboxPaginator,
+    SandboxService, WatchHandle,
 )
 from sandlot.client._config import ConnectionConfig
 from sandlot.client._http import Transport
@@ -18,21 +21,21 @@ from sandlot.client._http import Transport
 EXPECTED = {
     # SDK
     "Sandbox", "AsyncSandbox", "SandboxPaginator", "CommandHandle", "AsyncCommandHandle", "WatchHandle",
-    "AsyncWatchHandle",
+    "AsyncWatchHandle", "SandboxService", "AsyncSandboxService",
     # data
-    "CommandResult", "EntryInfo", "FileType", "FilesystemEvent", "FilesystemEventType", "Limits", "Package",
-    "ProcessInfo", "SandboxInfo", "SandboxMetrics", "WriteInfo",
+    "CommandResult", "EntryInfo", "ExposedPort", "FileType", "FilesystemEvent", "FilesystemEventType", "Limits", "Package",
+    "ProcessInfo", "SandboxInfo", "SandboxLogEntry", "SandboxMetrics", "WriteInfo",
     # data: code interpreter
     "CodeContext", "Execution", "ExecutionError", "Logs", "OutputMessage", "Result",
     # errors
     "SandlotError", "InvalidArgument", "PathError", "AuthenticationError", "PermissionDenied", "NotFound",
-    "FileNotFound", "AlreadyExists", "SandboxNotRunning", "TimeoutError", "ResourceExhausted",
-    "CommandExitError", "RuntimeFailure", "TemplateError", "Unsupported",
+    "FileNotFound", "AlreadyExists", "SandboxNotRunning", "SandlotTimeoutError", "TimeoutError", "ResourceExhausted",
+    "CommandExitError", "RuntimeFailure", "TemplateBuilding", "TemplateError", "Unsupported",
 }
 
 PAIRS = [(Sandbox, AsyncSandbox), (SandboxPaginator, AsyncSandboxPaginator), (Commands, AsyncCommands),
          (CommandHandle, AsyncCommandHandle), (Files, AsyncFiles), (WatchHandle, AsyncWatchHandle),
-         (Pty, AsyncPty), (Packages, AsyncPackages)]
+         (Pty, AsyncPty), (Packages, AsyncPackages), (SandboxService, AsyncSandboxService)]
 
 
 def test_all_is_sorted_and_complete():
@@ -49,17 +52,43 @@ def test_every_exception_is_exported_and_rooted():
         assert issubclass(getattr(sandlot, name), sandlot.SandlotError)
 
 
+def described(fn) -> list[tuple[str, str, object, str]]:
+    """(name, kind, default, type) of each parameter, then the return type, types evaluated and
+    without module paths."""
+    sig = inspect.signature(fn)
+    hints = typing.get_type_hints(fn)
+
+    def text(name):
+        return re.sub(r"\b[\w.]+\.(?=\w)", "", str(hints.get(name, "")).replace("typing.", "")) \
+            if name in hints else ""
+
+    return [(p.name, str(p.kind), p.default, text(p.name)) for p in sig.parameters.values()] + \
+        [("return", "", None, text("return"))]
+
+
+def blocking(fn) -> list[tuple[str, str, object, str]]:
+    """What the blocking form of an async method must look like: AsyncX -> X, AsyncIterator -> Iterator."""
+    renamed = "|".join(sync.__name__ for sync, _ in PAIRS) + "|Iterator"
+    return [(name, kind, default, re.sub(rf"\bAsync(?=({renamed})\b)", "", hint))
+            for name, kind, default, hint in described(fn)]
+
+
 def public(obj) -> set[str]:
-    return {n for n in dir(obj) if not n.startswith("_")}
+    """Public attributes; for a class, its declared instance attributes too (the blocking class
+    has them as properties)."""
+    names = set(dir(obj))
+    if isinstance(obj, type):
+        names |= {n for c in obj.__mro__ for n in vars(c).get("__annotations__", {})}
+    return {n for n in names if not n.startswith("_")}
 
 
 @pytest.mark.parametrize("sync_cls, async_cls", PAIRS, ids=lambda c: c.__name__)
 def test_sync_and_async_classes_expose_the_same_methods(sync_cls, async_cls):
     assert public(sync_cls) == public(async_cls)
     for name in public(async_cls):
-        member = inspect.getattr_static(async_cls, name)
+        member = inspect.getattr_static(async_cls, name, None)  # None: a declared instance attribute
         if callable(member) or isinstance(member, (classmethod, staticmethod)):
-            assert inspect.signature(getattr(sync_cls, name)) == inspect.signature(getattr(async_cls, name))
+            assert blocking(getattr(async_cls, name)) == described(getattr(sync_cls, name)), name
     assert hasattr(sync_cls, "__enter__") == hasattr(async_cls, "__aenter__")
     assert hasattr(sync_cls, "__iter__") == hasattr(async_cls, "__aiter__")
 
@@ -76,3 +105,15 @@ def test_sandbox_instances_expose_the_same_attributes():
     assert type(sandbox.packages) is Packages
     assert sandbox.sandbox_id == "sbx1"
 
+
+
+def test_timeout_error_does_not_shadow_the_builtin_confusingly():
+    import builtins
+
+    assert sandlot.TimeoutError is sandlot.SandlotTimeoutError
+    assert issubclass(sandlot.SandlotTimeoutError, builtins.TimeoutError)
+    assert issubclass(sandlot.SandlotTimeoutError, sandlot.SandlotError)
+    with pytest.raises(builtins.TimeoutError) as caught:  # code written against the builtin catches it
+        raise sandlot.TimeoutError("late", execution=None)
+    assert str(caught.value) == "late" and caught.value.message == "late" and caught.value.details == {"execution": None}
+    assert type(caught.value).__name__ == "SandlotTimeoutError"  # tracebacks say whose timeout it was

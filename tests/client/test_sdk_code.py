@@ -17,15 +17,15 @@ from sandlot import (
     SandlotError, TimeoutError,
 )
 from sandlot.client._code import _Run
-from sdk_helpers import maybe
+from sdk_support import maybe
 
 TEMPLATE = "code-interpreter"
 
 
 @pytest.fixture
-async def ci(api):
+async def ci(sdk):
     """A code-interpreter sandbox on the surface under test, killed afterwards."""
-    cls, conn = api
+    cls, conn = sdk
     sbx = await maybe(cls.create(template=TEMPLATE, **conn))
     yield sbx
     await maybe(sbx.kill())
@@ -243,8 +243,8 @@ async def test_run_envs_apply_to_one_run_only(ci):
     assert after.text == "(None, 'before')"
 
 
-async def test_sandbox_envs_reach_every_context(api):
-    cls, conn = api
+async def test_sandbox_envs_reach_every_context(sdk):
+    cls, conn = sdk
     sbx = await maybe(cls.create(template=TEMPLATE, envs={"SL_WIDE": "w1"}, **conn))
     try:
         assert (await maybe(sbx.run_code("import os; os.environ.get('SL_WIDE')"))).text == "w1"
@@ -302,8 +302,8 @@ async def test_run_envs_are_restored_after_a_timeout(ci, language, sleep, check,
     assert (after.error, after.text) == (None, unset)
 
 
-async def test_a_memory_bomb_kills_only_its_kernel(api):
-    cls, conn = api
+async def test_a_memory_bomb_kills_only_its_kernel(sdk):
+    cls, conn = sdk
     sbx = await maybe(cls.create(template=TEMPLATE, limits={"memory_mb": 384}, **conn))
     try:
         other = await maybe(sbx.create_code_context())
@@ -420,9 +420,9 @@ async def test_a_base_sandbox_has_no_code_interpreter(sandbox):
         await maybe(sandbox.list_code_contexts())
 
 
-async def _run_then_kill(api, surface, *, envs=None, wait_for_output: bool):
+async def _run_then_kill(sdk, surface, *, envs=None, wait_for_output: bool):
     """Start a long run, kill the sandbox under it; return what the run raised."""
-    cls, conn = api
+    cls, conn = sdk
     sbx = await maybe(cls.create(template=TEMPLATE, envs=envs, **conn))
     started = threading.Event()
     try:
@@ -444,14 +444,14 @@ async def _run_then_kill(api, surface, *, envs=None, wait_for_output: bool):
         await maybe(sbx.close())
 
 
-async def test_killing_the_sandbox_mid_run(api, surface):
-    error = await _run_then_kill(api, surface, wait_for_output=True)
+async def test_killing_the_sandbox_mid_run(sdk, surface):
+    error = await _run_then_kill(sdk, surface, wait_for_output=True)
     assert isinstance(error, SandboxNotRunning), repr(error)
 
 
-async def test_killing_the_sandbox_while_its_interpreter_starts(api, surface):
+async def test_killing_the_sandbox_while_its_interpreter_starts(sdk, surface):
     # a sandbox with envs is never taken from the warm pool: its kernels are still starting
-    error = await _run_then_kill(api, surface, envs={"A": "1"}, wait_for_output=False)
+    error = await _run_then_kill(sdk, surface, envs={"A": "1"}, wait_for_output=False)
     assert isinstance(error, SandboxNotRunning), repr(error)
 
 

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from sandlot import CommandExitError, CommandResult, NotFound, TimeoutError
-from sdk_helpers import collect, eventually, maybe
+from sdk_support import collect, eventually, maybe
 
 
 async def test_run(sandbox):

@@ -5,6 +5,7 @@ needed; test_sandbox.py and friends cover the real server's errors."""
 from __future__ import annotations
 
 import asyncio
+import builtins
 import socket
 import threading
 import time
@@ -25,7 +26,7 @@ from sandlot import (
     SandlotError,
 )
 from sandlot.client._http import _PlainHTTPError, translate
-from sdk_helpers import maybe
+from sdk_support import maybe
 
 SANDBOX_JSON = {"sandboxID": "sbx1", "templateID": "base", "clientID": "x", "envdVersion": "0.6.4",
                 "envdAccessToken": "tok"}
@@ -41,8 +42,18 @@ async def connect_sandbox(request: Request) -> Response:
     return JSONResponse({"code": 404, "message": "sandbox not found"}, status_code=404)
 
 
+SLOW = 1.0  # seconds a "slow" route takes to answer
+
+
+async def slow_info(request: Request) -> Response:
+    await asyncio.sleep(SLOW)
+    return JSONResponse({"code": 404, "message": "no such sandbox"}, status_code=404)
+
+
 async def files(request: Request) -> Response:
     path = request.query_params.get("path", "")
+    if path == "/slow":
+        await asyncio.sleep(SLOW)
     if path == "/gone":
         return JSONResponse({"code": 502, "message": "The sandbox was not found"}, status_code=502)
     if path == "/text-error":
@@ -52,15 +63,39 @@ async def files(request: Request) -> Response:
 
 async def stat(request: Request) -> Response:
     path = (await request.json()).get("path")
+    if path == "/slow":
+        await asyncio.sleep(SLOW)
     if path == "/denied":
         return JSONResponse({"code": 401, "message": "unauthorized access"}, status_code=401)  # not Connect
     return _connect_error("not_found", 404)
 
 
+async def start(request: Request) -> Response:
+    if b"slow" in await request.body():
+        await asyncio.sleep(SLOW)
+    return _connect_error("permission_denied", 403)
+
+
+BUILD_STEPS = iter([])  # progress the scripted server reports for a create while "building"
+
+
+async def create(request: Request) -> Response:
+    if request.headers.get("X-API-KEY") == "building":
+        progress = next(BUILD_STEPS, None)
+        if progress is None:
+            return JSONResponse(SANDBOX_JSON, status_code=201)
+        return JSONResponse({"code": 503, "message": f"template code-interpreter is being built ({progress} %)",
+                             "template": "code-interpreter", "progress": progress, "step": "installing"},
+                            status_code=503, headers={"Retry-After": "1"})
+    return JSONResponse({"code": 401, "message": "invalid API key"}, status_code=401)
+
+
 APP = Starlette(routes=[
+    Route("/v2/sandboxes", create, methods=["POST"]),
     Route("/v2/sandboxes", lambda r: JSONResponse({"code": 401, "message": "invalid API key"}, status_code=401),
-          methods=["POST", "GET"]),
+          methods=["GET"]),
     Route("/v2/sandboxes/{sid}/connect", connect_sandbox, methods=["POST"]),
+    Route("/sandboxes/slow", slow_info, methods=["GET"]),
     Route("/sandboxes/{sid}", lambda r: JSONResponse({"code": 404, "message": "no such sandbox"}, status_code=404),
           methods=["GET", "DELETE"]),
     Route("/sandboxes/{sid}/timeout", lambda r: PlainTextResponse("bad gateway", status_code=400),
@@ -71,7 +106,7 @@ APP = Starlette(routes=[
     Route("/filesystem.Filesystem/MakeDir", lambda r: _connect_error("invalid_argument", 400), methods=["POST"]),
     Route("/process.Process/List", lambda r: JSONResponse({"code": 502, "message": "The sandbox was not found"},
                                                           status_code=502), methods=["POST"]),
-    Route("/process.Process/Start", lambda r: _connect_error("permission_denied", 403), methods=["POST"]),
+    Route("/process.Process/Start", start, methods=["POST"]),
 ])
 
 
@@ -136,6 +171,48 @@ async def test_envd_errors(scripted, surface):
         await maybe(sandbox.commands.run("true"))
 
 
+async def test_create_waits_for_a_template_build_and_says_how_far_it_got(scripted, surface, monkeypatch,
+                                                                          caplog):
+    global BUILD_STEPS
+    BUILD_STEPS = iter([5, 12, 14, 60])
+    monkeypatch.setattr(sandlot.client._sandbox, "BUILD_POLL", 0.01)
+    with caplog.at_level("WARNING", logger="sandlot"):
+        sandbox = await maybe(cls(surface).create("code-interpreter", api_url=scripted, api_key="building"))
+    assert sandbox.sandbox_id == "sbx1"
+    said = [r.getMessage() for r in caplog.records if r.name == "sandlot"]
+    assert said == [f"waiting for template code-interpreter to be built on the server (first use only): {p} %, "
+                    "installing" for p in (5, 12, 60)]  # a line per 10 %, not per answer
+    # without the SDK's waiting, what a client sees: the error says what happens and what to do
+    from sandlot.client._http import error_for_answer
+    err = error_for_answer(503, b'{"code": 503, "message": "being built", "template": "t", "progress": 7}')
+    assert isinstance(err, sandlot.TemplateBuilding) and err.details["progress"] == 7
+
+
+async def test_request_timeout(scripted, surface):
+    """Every call takes `request_timeout` (E2B's name and meaning); what it raises is sandlot's
+    timeout error, which is also the builtin TimeoutError."""
+    S = cls(surface)
+    started = time.monotonic()
+    with pytest.raises(builtins.TimeoutError) as info:
+        await maybe(S.get_info("slow", api_url=scripted, api_key="k", request_timeout=0.2))
+    assert isinstance(info.value, sandlot.SandlotTimeoutError)
+    sandbox = await maybe(S.connect("sbx1", api_url=scripted, api_key="k"))
+    for call in (lambda: sandbox.files.read("/slow", request_timeout=0.2),       # envd HTTP
+                 lambda: sandbox.files.get_info("/slow", request_timeout=0.2),   # unary RPC
+                 lambda: sandbox.commands.run("slow", request_timeout=0.2)):     # a stream's start
+        with pytest.raises(sandlot.SandlotTimeoutError):
+            await maybe(call())
+    assert time.monotonic() - started < 4 * SLOW - 0.5, "a request_timeout did not cut a call short"
+    # the one given to connect() (or create()) is the sandbox's default; a call's own wins, 0 = none
+    quick = await maybe(S.connect("sbx1", api_url=scripted, api_key="k", request_timeout=0.2))
+    with pytest.raises(sandlot.SandlotTimeoutError):
+        await maybe(quick.files.get_info("/slow"))
+    with pytest.raises(FileNotFound):
+        await maybe(quick.files.read("/slow", request_timeout=0))
+    with pytest.raises(InvalidArgument, match="request_timeout"):
+        await maybe(sandbox.files.read("/a", request_timeout=-1))
+
+
 async def test_unreachable_server(surface):
     url = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
     S = cls(surface)
@@ -165,9 +242,9 @@ async def test_unreachable_server(surface):
     (ConnectError(Code.UNAVAILABLE, "x"), SandlotError),
     (ConnectError(Code.RESOURCE_EXHAUSTED, "x"), sandlot.ResourceExhausted),
     (ConnectError(Code.INTERNAL, "x"), SandlotError),
-    (_PlainHTTPError(502, "The sandbox was not found"), SandboxNotRunning),
-    (_PlainHTTPError(507, "no space"), sandlot.ResourceExhausted),
-    (_PlainHTTPError(418, "teapot"), SandlotError),
+    (_PlainHTTPError(502, b"The sandbox was not found"), SandboxNotRunning),
+    (_PlainHTTPError(507, b"no space"), sandlot.ResourceExhausted),
+    (_PlainHTTPError(418, b"teapot"), SandlotError),
 ], ids=lambda v: type(v).__name__ if isinstance(v, Exception) else v.__name__)
 def test_translate_maps_lower_layer_errors(raised, expected):
     with pytest.raises(SandlotError) as info:

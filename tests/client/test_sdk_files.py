@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from sandlot import FileNotFound, FilesystemEventType, FileType, PermissionDenied
-from sdk_helpers import collect, eventually, maybe
+from sdk_support import collect, eventually, maybe
 
 
 async def test_write_and_read(sandbox):

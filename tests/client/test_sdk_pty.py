@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sdk_helpers import collect, eventually, maybe
+from sdk_support import collect, eventually, maybe
 
 
 async def test_terminal_session(sandbox):

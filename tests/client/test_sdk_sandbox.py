@@ -10,11 +10,11 @@ import pytest
 from sandlot import (
     AsyncSandbox, AuthenticationError, InvalidArgument, Limits, NotFound, Sandbox, SandboxNotRunning,
 )
-from sdk_helpers import collect, maybe
+from sdk_support import collect, maybe
 
 
-async def test_create_info_kill(api):
-    cls, conn = api
+async def test_create_info_kill(sdk):
+    cls, conn = sdk
     sbx = await maybe(cls.create(timeout=120, metadata={"owner": "tests"}, envs={"GREETING": "hello"}, **conn))
     try:
         info = await maybe(sbx.get_info())
@@ -31,8 +31,8 @@ async def test_create_info_kill(api):
         await maybe(sbx.commands.run("true"))
 
 
-async def test_class_level_calls_by_id(api, sandbox):
-    cls, conn = api
+async def test_class_level_calls_by_id(sdk, sandbox):
+    cls, conn = sdk
     sid = sandbox.sandbox_id
     assert (await maybe(cls.get_info(sid, **conn))).sandbox_id == sid
     await maybe(cls.set_timeout(sid, 30, **conn))
@@ -44,8 +44,8 @@ async def test_class_level_calls_by_id(api, sandbox):
         await maybe(cls.connect(sid, **conn))
 
 
-async def test_connect_from_another_object(api, sandbox):
-    cls, conn = api
+async def test_connect_from_another_object(sdk, sandbox):
+    cls, conn = sdk
     await maybe(sandbox.files.write("/tmp/marker", "here"))
     other = await maybe(cls.connect(sandbox.sandbox_id, **conn))
     assert (await maybe(other.commands.run("cat /tmp/marker"))).stdout == "here"
@@ -54,8 +54,8 @@ async def test_connect_from_another_object(api, sandbox):
         await maybe(cls.connect("nosuchsandbox", **conn))
 
 
-async def test_list_filters_and_pages(api):
-    cls, conn = api
+async def test_list_filters_and_pages(sdk):
+    cls, conn = sdk
     suite = uuid.uuid4().hex
     created = [await maybe(cls.create(metadata={"suite": suite, "i": str(i)}, **conn)) for i in range(3)]
     try:
@@ -85,10 +85,10 @@ async def test_list_filters_and_pages(api):
     assert await collect(cls.list(metadata={"suite": suite}, **conn)) == []
 
 
-async def test_list_metadata_values_are_matched_exactly(api):
+async def test_list_metadata_values_are_matched_exactly(sdk):
     """Values with spaces, '%', '&', '=' or '+' select exactly the sandboxes that carry them (the
     SDK encodes the filter as the e2b SDK does, which the server decodes)."""
-    cls, conn = api
+    cls, conn = sdk
     suite = uuid.uuid4().hex
     odd = {"note": "a b", "pct": "a%20b", "amp": "x&y=z", "plus": "1+1", "name": "Zoë/ü", "key with space": "v"}
     a = await maybe(cls.create(metadata={"suite": suite, **odd}, **conn))
@@ -111,8 +111,8 @@ async def test_list_metadata_values_are_matched_exactly(api):
             await maybe(sbx.kill())
 
 
-async def test_limits(api):
-    cls, conn = api
+async def test_limits(sdk):
+    cls, conn = sdk
     sbx = await maybe(cls.create(limits=Limits(memory_mb=256, cpu_count=1, pids=128), **conn))
     try:
         info = await maybe(sbx.get_info())
@@ -125,19 +125,24 @@ async def test_limits(api):
         await maybe(cls.create(limits={"gpus": 1}, **conn))
 
 
-async def test_pause_and_resume(api, sandbox):
+async def test_pause_and_resume(sdk, sandbox):
     await maybe(sandbox.files.write("/tmp/state", "kept"))
     assert await maybe(sandbox.pause()) is True
     assert await maybe(sandbox.pause()) is False
     assert await maybe(sandbox.is_running()) is False
     assert (await maybe(sandbox.get_info())).state == "paused"
+    for call in (lambda: sandbox.commands.run("true"), lambda: sandbox.files.read("/tmp/state")):
+        with pytest.raises(SandboxNotRunning, match=rf"sandbox {sandbox.sandbox_id} is paused: resume it with "
+                                                    r"sandbox.resume\(\)") as failed:
+            await maybe(call())
+        assert "not found" not in str(failed.value)
     await maybe(sandbox.resume())
     assert await maybe(sandbox.is_running()) is True
     assert await maybe(sandbox.files.read("/tmp/state")) == "kept"
 
 
-async def test_wrong_api_key(api):
-    cls, conn = api
+async def test_wrong_api_key(sdk):
+    cls, conn = sdk
     with pytest.raises(AuthenticationError):
         await maybe(cls.create(api_url=conn["api_url"], api_key="wrong"))
     with pytest.raises(AuthenticationError):

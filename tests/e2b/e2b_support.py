@@ -1,4 +1,4 @@
-"""Helpers for the E2B compatibility suite.
+"""Helpers for the E2B compatibility suite (support.py holds those every suite shares).
 
 Imports nothing from sandlot: this directory also runs from a venv that holds only another release
 of the official `e2b` SDK (see ./dev test).
@@ -7,8 +7,6 @@ of the official `e2b` SDK (see ./dev test).
 from __future__ import annotations
 
 import inspect
-import time
-import uuid
 from importlib.metadata import version
 
 import httpx
@@ -26,10 +24,6 @@ ENVD_PORT = "49983"
 SANDBOX_NOT_FOUND = "The sandbox was not found"
 
 
-def unique(prefix: str = "t") -> str:
-    return f"{prefix}{uuid.uuid4().hex[:12]}"
-
-
 def envd_headers(sandbox_id: str | None, token: str | None = None, **extra: str) -> dict[str, str]:
     """The routing (and optionally auth) headers the SDK puts on envd requests (§1.5)."""
     headers = {"E2b-Sandbox-Port": ENVD_PORT}
@@ -39,15 +33,6 @@ def envd_headers(sandbox_id: str | None, token: str | None = None, **extra: str)
         headers["X-Access-Token"] = token
     headers.update(extra)
     return headers
-
-
-def access_token(server, sandbox_id: str) -> str:
-    """The sandbox's envd access token, as the control plane hands it out (GET /sandboxes/{id})."""
-    r = httpx.get(f"{server.url}/sandboxes/{sandbox_id}", headers={"X-API-KEY": server.api_key}, timeout=30)
-    assert r.status_code == 200, r.text
-    token = r.json().get("envdAccessToken")
-    assert token, "every sandbox must be secured with an envd access token"
-    return token
 
 
 def health(server, sandbox_id: str) -> httpx.Response:
@@ -81,21 +66,3 @@ def run(sbx, cmd: str, **kw) -> tuple[int, str, str]:
         return r.exit_code, r.stdout, r.stderr
     except CommandExitException as e:
         return e.exit_code, e.stdout, e.stderr
-
-
-def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05, message: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(interval)
-
-
-def kill_quietly(sbx) -> None:
-    try:
-        sbx.kill()
-    except Exception:  # noqa: BLE001, S110 - best-effort cleanup; the sandbox may be gone already
-        pass

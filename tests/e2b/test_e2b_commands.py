@@ -15,7 +15,8 @@ from e2b import (
     SandboxException,
     TimeoutException,
 )
-from e2b_support import run, unique, wait_until
+from e2b_support import run
+from support import unique, wait_until
 
 
 def pids(sandbox) -> set[int]:

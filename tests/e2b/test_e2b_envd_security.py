@@ -16,15 +16,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 import httpx
 import pytest
 from e2b import FileNotFoundException, InvalidArgumentException, Sandbox, SandboxException
-from e2b_support import (
-    SANDBOX_NOT_FOUND,
-    SDK_SENDS_SECURE,
-    access_token,
-    assert_json_error,
-    envd_headers,
-    run,
-    unique,
-)
+from e2b_support import SANDBOX_NOT_FOUND, SDK_SENDS_SECURE, assert_json_error, envd_headers, run
+from support import access_token, unique
 
 UNAUTHORIZED = "unauthorized access, please provide a valid access token or method signing if supported"
 EXPIRED = {"code": 401, "message": "signature is already expired"}

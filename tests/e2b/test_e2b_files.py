@@ -14,7 +14,8 @@ import httpx
 import pytest
 from e2b import FileNotFoundException, FileType, SandboxException
 from e2b.sandbox_sync.filesystem.filesystem import Filesystem
-from e2b_support import SDK_VERSION, access_token, assert_json_error, envd_headers, run, unique
+from e2b_support import SDK_VERSION, assert_json_error, envd_headers, run
+from support import access_token, unique
 from packaging.version import Version
 
 

@@ -17,7 +17,8 @@ from e2b import (
     SandboxQuery,
     SandboxState,
 )
-from e2b_support import assert_sandbox_gone_health, health, kill_quietly, unique
+from e2b_support import assert_sandbox_gone_health, health
+from support import kill_quietly, unique
 from packaging.version import Version
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from e2b_support import kill_quietly
+from support import kill_quietly
 
 
 def test_connect_replays_what_a_background_command_printed(make_sandbox):

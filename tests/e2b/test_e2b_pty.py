@@ -9,7 +9,7 @@ import time
 
 import pytest
 from e2b import AsyncSandbox, CommandExitException, PtySize, SandboxException
-from e2b_support import wait_until
+from support import wait_until
 
 
 class Terminal:

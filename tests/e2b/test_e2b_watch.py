@@ -17,7 +17,8 @@ from e2b import (
     RateLimitException,
     SandboxException,
 )
-from e2b_support import run, wait_until
+from e2b_support import run
+from support import wait_until
 
 
 def names(events, kind: FilesystemEventType | None = None) -> set[str]:

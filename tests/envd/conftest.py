@@ -10,33 +10,26 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import os
 import pwd
-import shutil
-import signal
 import socket
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
-from support import throwaway_user
 import uvicorn
+from agent_support import Agent, start_agent
 from e2b import AsyncSandbox, Sandbox
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from sandlot.agent.client import AgentClient
+from sandlot.server.agent_client import AgentClient
 from sandlot.server.envd import envd_routes
-from envd_constants import MAX_UPLOAD, SANDBOX_ENVS
+from envd_support import MAX_UPLOAD, SANDBOX_ENVS
 
 if os.geteuid() != 0:
     pytest.skip("the envd tests switch users: run them as root", allow_module_level=True)
@@ -59,6 +52,7 @@ class FakeSandbox:
 class Lookup:
     def __init__(self):
         self.sandboxes: dict[str, FakeSandbox] = {}
+        self.paused: dict[str, FakeSandbox] = {}
 
     def get_running(self, sandbox_id):
         return self.sandboxes.get(sandbox_id)
@@ -105,40 +99,15 @@ def _control_plane_connect(lookup: Lookup):
 
 
 @pytest.fixture(scope="session")
-def base_dir():
-    d = Path(tempfile.mkdtemp(prefix="sandlot-envd-test-"))
-    os.chmod(d, 0o755)
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
+def agent(base_dir, user) -> Agent:
+    """The one agent both sandboxes share, run as in a sandbox (agent_support.start_agent)."""
+    agent = start_agent(base_dir, envs=SANDBOX_ENVS, default_user=user.pw_name, allow_sudo=True)
+    yield agent
+    agent.stop()
 
 
 @pytest.fixture(scope="session")
-def user(base_dir) -> pwd.struct_passwd:
-    """A throwaway account playing the sandbox's default user."""
-    with throwaway_user("sle", base_dir / "home") as pw:
-        yield pw
-
-
-@pytest.fixture(scope="session")
-def agent_socket(base_dir, user):
-    config = base_dir / "agent.json"
-    config.write_text(json.dumps({"envs": SANDBOX_ENVS, "default_user": user.pw_name, "allow_sudo": True}))
-    sock = str(base_dir / "agent.sock")
-    with open(base_dir / "agent.log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-c", "from sandlot.agent.main import main; main()",
-                                 "--socket", sock, "--config", str(config)],
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd="/")
-    deadline = time.monotonic() + 10
-    while not os.path.exists(sock):
-        assert proc.poll() is None and time.monotonic() < deadline, (base_dir / "agent.log").read_text()
-        time.sleep(0.01)
-    yield sock
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(10)
-
-
-@pytest.fixture(scope="session")
-def envd(agent_socket, user) -> Envd:
+def envd(agent, user) -> Envd:
     lookup = Lookup()
     app = Starlette(routes=[*envd_routes(lookup, max_upload_bytes=MAX_UPLOAD), _control_plane_connect(lookup)])
     sock = socket.socket()
@@ -151,7 +120,8 @@ def envd(agent_socket, user) -> Envd:
         leftovers = asyncio.all_tasks(loop)  # watchers of sandboxes "killed" while the agent lives on
         for task in leftovers:
             task.cancel()
-        loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
+        if leftovers:  # gather() of nothing looks for a current loop, which this thread has not
+            loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
         loop.close()
 
     thread = threading.Thread(target=serve, daemon=True)
@@ -160,7 +130,7 @@ def envd(agent_socket, user) -> Envd:
         assert thread.is_alive(), "uvicorn did not start"
         time.sleep(0.01)
     host, port = sock.getsockname()
-    yield Envd(f"http://{host}:{port}", lookup, loop, AgentClient(agent_socket), user)
+    yield Envd(f"http://{host}:{port}", lookup, loop, agent.client, user)
     server.should_exit = True
     thread.join(10)
 

@@ -8,7 +8,7 @@ import time
 
 import httpx
 import pytest
-from envd_constants import MAX_UPLOAD
+from envd_support import MAX_UPLOAD
 from e2b import AuthenticationException, FileNotFoundException, InvalidArgumentException
 
 

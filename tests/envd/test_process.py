@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from envd_constants import SANDBOX_ENVS
+from envd_support import SANDBOX_ENVS
 from e2b import CommandExitException, InvalidArgumentException, NotFoundException, TimeoutException
 from e2b.sandbox.commands.command_handle import PtySize
 

@@ -42,6 +42,30 @@ def test_killed_sandbox(envd, doomed):
         doomed.files.list("/")
 
 
+def test_paused_sandbox_says_so_to_its_owner_only(envd, doomed):
+    envd.lookup.paused["sbxdoomed"] = envd.kill("sbxdoomed")  # what a pause does to the front door
+    try:
+        owner = {"E2b-Sandbox-Id": "sbxdoomed", "X-Access-Token": "token-doomed"}
+        for method, path in [("GET", "/health"), ("GET", "/files?path=/etc/hostname"),
+                             ("POST", "/process.Process/List")]:
+            r = httpx.request(method, envd.url + path, headers=owner, json={} if "." in path else None)
+            body = r.json()
+            assert (r.status_code, body["code"], body["state"]) == (502, 502, "paused"), path
+            assert "sbxdoomed is paused" in body["message"] and "resume" in body["message"]
+            assert "was not found" in body["message"]  # what the e2b SDK reads as "not running"
+        # without its token a caller learns nothing more than for an unknown sandbox
+        r = httpx.get(envd.url + "/health", headers={"E2b-Sandbox-Id": "sbxdoomed", "X-Access-Token": "guess"})
+        assert (r.status_code, r.json()) == (502, {"sandboxId": "sbxdoomed", **GONE})
+        # the official SDK behaves as against E2B
+        assert doomed.is_running() is False
+        with pytest.raises(SandboxNotRunningException, match="paused"):
+            doomed.commands.run("true")
+        with pytest.raises(SandboxNotRunningException):
+            doomed.files.read("/etc/hostname")
+    finally:
+        envd.lookup.paused.pop("sbxdoomed", None)
+
+
 def test_open_streams_end_when_the_sandbox_is_killed(envd, doomed):
     handle = doomed.commands.run("sleep 60", background=True, timeout=0)
     watcher = doomed.files.watch_dir("/tmp")

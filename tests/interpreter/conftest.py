@@ -1,10 +1,9 @@
-"""Fixtures for the code-interpreter suite: the official `e2b-code-interpreter` SDK (Sandbox,
-AsyncSandbox) against a real `sandlot serve`.
+"""The code-interpreter suite: the official `e2b-code-interpreter` SDK (Sandbox, AsyncSandbox)
+against a real `sandlot serve`.
 
-The session `server` fixture (tests/conftest.py) starts the server; here the SDK is pointed at it
-through its own environment variables (e2b-protocol.md §2.1, mode A), one module at a time so
-the variables never leak into other test directories. Sandboxes come from the SDK's default
-template (`code-interpreter-v1`, which sandlot maps to `code-interpreter`).
+The shared fixtures (tests/conftest.py) start the server and make sandboxes of `sdk_class`, from the
+SDK's default template (`code-interpreter-v1`, which sandlot maps to `code-interpreter`); the SDK's
+environment points at the server for every module here.
 
 Not in tests/e2b: that directory also runs from a venv with an old `e2b` that cannot install
 `e2b-code-interpreter`.
@@ -14,44 +13,21 @@ from __future__ import annotations
 
 import pytest
 from e2b_code_interpreter import Sandbox
-from interp_support import E2B_VERSION, SDK_VERSION, kill_quietly
+from interp_support import E2B_VERSION, SDK_VERSION
 
 
 def pytest_report_header(config):
     return f"e2b-code-interpreter SDK {SDK_VERSION} (e2b {E2B_VERSION})"
 
 
+@pytest.fixture(scope="session")
+def sdk_class():
+    return Sandbox
+
+
 @pytest.fixture(scope="module", autouse=True)
-def sdk_env(server):
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in server.env().items():
-            mp.setenv(key, value)
-        mp.delenv("E2B_DEBUG", raising=False)
-        yield server
-
-
-@pytest.fixture(scope="module")
-def sandbox(sdk_env):
-    """One sandbox shared by the tests of a module; tests that keep state use their own context."""
-    sbx = Sandbox.create(timeout=900, metadata={"suite": "interpreter-shared"})
-    yield sbx
-    kill_quietly(sbx)
-
-
-@pytest.fixture
-def make_sandbox(sdk_env):
-    """Create sandboxes with the SDK; every one is killed when the test ends."""
-    created = []
-
-    def make(**kwargs):
-        kwargs.setdefault("timeout", 300)
-        sbx = Sandbox.create(**kwargs)
-        created.append(sbx)
-        return sbx
-
-    yield make
-    for sbx in created:
-        kill_quietly(sbx)
+def _sdk_env(sdk_env):
+    return sdk_env
 
 
 @pytest.fixture

@@ -1,14 +1,16 @@
 """Helpers for the code-interpreter suite: the official `e2b-code-interpreter` SDK against a real
-`sandlot serve`. A black-box suite: nothing here imports sandlot."""
+`sandlot serve` (support.py holds those every suite shares). A black-box suite: nothing here
+imports sandlot."""
 
 from __future__ import annotations
 
 import base64
+import ctypes
+import os
 import re
-import uuid
+import time
 from importlib.metadata import version
 
-import httpx
 
 SDK_VERSION = version("e2b-code-interpreter")
 E2B_VERSION = version("e2b")
@@ -16,10 +18,6 @@ E2B_VERSION = version("e2b")
 JUPYTER_PORT = "49999"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-
-
-def unique(prefix: str = "t") -> str:
-    return f"{prefix}{uuid.uuid4().hex[:12]}"
 
 
 def plain(text: str) -> str:
@@ -56,15 +54,6 @@ def ok(execution):
     return execution
 
 
-def access_token(server, sandbox_id: str) -> str:
-    """The sandbox's envd access token, as the control plane hands it out (GET /sandboxes/{id})."""
-    r = httpx.get(f"{server.url}/sandboxes/{sandbox_id}", headers={"X-API-KEY": server.api_key}, timeout=30)
-    assert r.status_code == 200, r.text
-    token = r.json().get("envdAccessToken")
-    assert token, "every sandbox must be secured with an envd access token"
-    return token
-
-
 def jupyter_headers(sandbox_id: str, token: str | None = None, **extra: str) -> dict[str, str]:
     """The headers the SDK puts on code-interpreter requests (port 49999)."""
     headers = {"E2b-Sandbox-Id": sandbox_id, "E2b-Sandbox-Port": JUPYTER_PORT}
@@ -74,21 +63,62 @@ def jupyter_headers(sandbox_id: str, token: str | None = None, **extra: str) -> 
     return headers
 
 
-def kill_quietly(sbx) -> None:
+# Code in the sandbox cannot reach the driver's stdout, the pipe the control plane reads (the
+# pipe is host root's, the driver is not dumpable, pidfd_getfd is denied: test_interp_lifecycle).
+# These helpers play a driver taken over anyway, from the host, to show that the control plane does
+# not trust what comes on that pipe.
+KERNEL_DRIVER = b"kernels/driver.py"
+SYS_PIDFD_GETFD = 438
+
+
+def driver_pid(sandbox_id: str) -> int:
+    """The host pid of the sandbox's code-interpreter driver (found by its cgroup)."""
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                cmdline = f.read()
+            with open(f"/proc/{entry.name}/cgroup") as f:
+                cgroups = f.read()
+        except OSError:
+            continue
+        if KERNEL_DRIVER in cmdline and f"/{sandbox_id}\n" in cgroups:
+            return int(entry.name)
+    raise AssertionError(f"no code-interpreter driver runs in sandbox {sandbox_id}")
+
+
+def driver_stdout(sandbox_id: str) -> int:
+    """A non-blocking fd on the driver's stdout, taken from the host (root may, with pidfd_getfd)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    pidfd = os.pidfd_open(driver_pid(sandbox_id))
     try:
-        sbx.kill()
-    except Exception:  # noqa: BLE001, S110 - best-effort cleanup; the sandbox may be gone already
-        pass
+        fd = libc.syscall(SYS_PIDFD_GETFD, pidfd, 1, 0)
+    finally:
+        os.close(pidfd)
+    if fd < 0:
+        raise OSError(ctypes.get_errno(), "pidfd_getfd")
+    os.set_blocking(fd, False)
+    return fd
 
 
-# Kernel code that opens the driver's stdout (the pipe the control plane reads) as `pipe`. The pipe
-# is the control plane's: its /proc/<pid>/fd link cannot be opened from the sandbox, but a process of
-# the driver's own uid can take a copy with pidfd_getfd, so the control plane must not trust it.
-DRIVER_STDOUT = (
-    "import ctypes, os\n"
-    "_libc = ctypes.CDLL(None, use_errno=True)\n"
-    "_fd = _libc.syscall(438, os.pidfd_open(os.getppid()), 1, 0)  # pidfd_getfd(driver, stdout)\n"
-    "if _fd < 0:\n"
-    "    raise OSError(ctypes.get_errno(), 'pidfd_getfd')\n"
-    "pipe = os.fdopen(_fd, 'w')\n"
-)
+def wait_for_file(sbx, path: str, timeout: float = 60) -> None:
+    """Until a run in progress has made `path` (so the control plane knows that run by now)."""
+    deadline = time.monotonic() + timeout
+    while not sbx.files.exists(path):
+        assert time.monotonic() < deadline, f"{path} did not appear"
+        time.sleep(0.02)
+
+
+def write_until(fd: int, data: bytes, done) -> int:
+    """Write `data` to `fd` until it is all written, the reader is gone, or `done()`; bytes written."""
+    written = 0
+    while written < len(data) and not done():
+        try:
+            written += os.write(fd, data[written:written + (1 << 16)])
+        except BlockingIOError:
+            time.sleep(0.001)
+        except BrokenPipeError:
+            break
+    return written

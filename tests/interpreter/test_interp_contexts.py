@@ -9,7 +9,8 @@ import time
 import httpx
 import pytest
 from e2b_code_interpreter import Context, NotFoundException, SandboxException
-from interp_support import access_token, jupyter_headers, ok, stdout, unique
+from interp_support import jupyter_headers, ok, stdout
+from support import access_token, unique
 
 
 def post_context(server, sandbox, body: dict) -> httpx.Response:

@@ -4,13 +4,15 @@ killed mid-run, kernels that die, sandbox-wide environment variables, and who ma
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 
 import httpx
 import pytest
 from e2b_code_interpreter import Sandbox, TimeoutException
-from interp_support import DRIVER_STDOUT, access_token, jupyter_headers, kill_quietly, ok, stdout
+from interp_support import driver_stdout, jupyter_headers, ok, stdout, wait_for_file, write_until
+from support import access_token, kill_quietly
 
 # ---- client timeouts ----------------------------------------------------------------------------
 
@@ -201,18 +203,47 @@ def test_the_interpreter_pipes_are_out_of_reach(make_sandbox):
     assert ok(sbx.run_code("6 * 7")).text == "42"
 
 
+def test_kernel_code_cannot_take_the_driver_over(make_sandbox):
+    """The driver runs as the kernels' user: kernel code must get neither its pipes to the control
+    plane (pidfd_getfd) nor its memory (/proc/PID/mem), which would let it answer for other runs."""
+    sbx = make_sandbox()
+    execution = ok(sbx.run_code(
+        "import ctypes, os\n"
+        "libc = ctypes.CDLL(None, use_errno=True); libc.syscall.restype = ctypes.c_long\n"
+        "driver = os.getppid()\n"
+        "got = {'getfd': libc.syscall(438, os.pidfd_open(driver), 1, 0), 'getfd_errno': ctypes.get_errno()}\n"
+        "for name, flags in (('mem', os.O_RDWR), ('environ', os.O_RDONLY)):\n"
+        "    try:\n"
+        "        os.close(os.open(f'/proc/{driver}/{name}', flags)); got[name] = 'opened'\n"
+        "    except OSError as e:\n"
+        "        got[name] = e.errno\n"
+        "got"))
+    import errno
+
+    assert execution.text == str({"getfd": -1, "getfd_errno": errno.EPERM, "mem": errno.EACCES,
+                                  "environ": errno.EACCES}), execution.text
+    assert ok(sbx.run_code("6 * 7")).text == "42"
+
+
 def test_garbage_on_the_interpreter_pipe_is_ignored(make_sandbox):
-    """A process of the driver's uid can still take a copy of its stdout (pidfd_getfd) and write
-    to it: lines that are not the driver's own must not be taken for answers, nor break the
-    interpreter."""
+    """A driver taken over (played from the host: sandbox code cannot, see above) writes garbage to
+    the control plane during a run: lines that are not the driver's own must not be taken for
+    answers, nor break the interpreter."""
     sbx = make_sandbox()
     ok(sbx.run_code("kept = 'yes'"))
-    execution = sbx.run_code(
-        DRIVER_STDOUT +
-        "with pipe:\n"
-        "    pipe.write('not json\\n[1, 2]\\n{\"id\": 999999, \"reply\": {}}\\n{\"ready\": {}}\\n')\n"
-        "'wrote'", timeout=30)
-    assert ok(execution).text == "wrote"
+    result = {}
+    run = threading.Thread(target=lambda: result.update(execution=sbx.run_code(
+        "open('/tmp/started', 'w').close()\nimport time\ntime.sleep(1)\n'wrote'", timeout=30)))
+    run.start()
+    wait_for_file(sbx, "/tmp/started")
+    fd = driver_stdout(sbx.sandbox_id)
+    try:
+        garbage = b'not json\n[1, 2]\n{"id": 999999, "reply": {}}\n{"ready": {}}\n'
+        assert write_until(fd, garbage, lambda: False) == len(garbage)
+    finally:
+        os.close(fd)
+    run.join(60)
+    assert ok(result["execution"]).text == "wrote"
     # the interpreter kept going: same kernel, same state, correct answers
     assert ok(sbx.run_code("kept", timeout=60)).text == "yes"
     assert ok(sbx.run_code("40 + 2", timeout=60)).text == "42"

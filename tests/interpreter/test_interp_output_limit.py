@@ -4,14 +4,17 @@ every other one of the sandbox) keeps its state."""
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import pytest
-from interp_support import DRIVER_STDOUT, ok, plain, stderr, stdout
-from support import leftovers, start_server
+from interp_support import driver_stdout, ok, plain, stderr, stdout, wait_for_file, write_until
+from support import leftovers, sdk_environment, start_server
 
 LIMIT = 64 << 10  # far below a 1 MiB display, so every case here overflows the control plane's margin too
 MARKER = f"[sandlot: output truncated: this run produced more than {LIMIT} bytes]"
@@ -32,10 +35,7 @@ def small_server():
 @pytest.fixture(scope="module")
 def sdk_env(small_server):
     """Overrides conftest's: the SDK talks to the small-limit server."""
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in small_server.env().items():
-            mp.setenv(key, value)
-        mp.delenv("E2B_DEBUG", raising=False)
+    with sdk_environment(small_server):
         yield small_server
 
 
@@ -130,24 +130,27 @@ def test_huge_javascript_output_is_cut(sandbox, kept):
 
 
 def test_forged_output_on_the_interpreter_pipe_is_bounded(make_sandbox):
-    """Code in the sandbox can write protocol lines to the driver's stdout (pidfd_getfd), answering for the run
-    in progress past the driver's own output limit. The control plane bounds what one request
-    receives (twice the limit plus a margin) and stops the driver, so server memory stays bounded:
-    the run ends with an error, and the next run gets a fresh interpreter."""
+    """A driver taken over (played from the host: sandbox code cannot take the driver's stdout, see
+    test_interp_lifecycle) writes protocol lines answering for the run in progress past the driver's
+    own output limit. The control plane bounds what one request receives (twice the limit plus a
+    margin) and stops the driver, so server memory stays bounded: the run ends with an error, and
+    the next run gets a fresh interpreter."""
     sbx = make_sandbox()  # a fresh sandbox: its first run is request 1 of its interpreter session
     bound = 2 * LIMIT + (1 << 20)
-    execution = sbx.run_code(
-        DRIVER_STDOUT +
-        "import json\n"
-        "lines = [json.dumps({'id': rid, 'line': {'type': 'stdout', 'text': 'f' * 50_000}}) + '\\n'\n"
-        "         for rid in (1, 2, 3)]\n"
-        "try:\n"
-        "    with pipe:\n"
-        f"        for _ in range({2 * bound // 50_000}):\n"
-        "            pipe.write(''.join(lines))\n"
-        "            pipe.flush()\n"
-        "except OSError:\n"
-        "    pass\n", timeout=60)
+    result = {}
+    run = threading.Thread(target=lambda: result.update(execution=sbx.run_code(
+        "open('/tmp/started', 'w').close()\nimport time\ntime.sleep(60)", timeout=90)))
+    run.start()
+    wait_for_file(sbx, "/tmp/started")
+    lines = "".join(json.dumps({"id": rid, "line": {"type": "stdout", "text": "f" * 50_000}}) + "\n"
+                    for rid in (1, 2, 3)).encode()
+    fd = driver_stdout(sbx.sandbox_id)
+    try:
+        write_until(fd, lines * (2 * bound // 50_000), lambda: not run.is_alive())
+    finally:
+        os.close(fd)
+    run.join(90)
+    execution = result["execution"]
     received = sum(len(text) for text in execution.logs.stdout)
     assert 0 < received <= bound, received
     assert execution.error is not None and "stopped" in execution.error.value, execution.error

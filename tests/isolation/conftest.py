@@ -8,8 +8,8 @@ from sandlot.runtimes.namespace import mount_root
 
 
 @pytest.fixture
-def make_sandbox(e2b_env):
-    with sandbox_factory(e2b_env, "base") as make:
+def make_sandbox(sdk_env):
+    with sandbox_factory(sdk_env, "base") as make:
         yield make
 
 

@@ -13,8 +13,8 @@ import time
 import uuid
 from pathlib import Path
 
-import httpx
 from e2b import CommandExitException
+from seccomp_support import SYSCALLS_SCRIPT, assert_the_host_answers_them, syscall_results
 
 
 def run(sbx, cmd, **kw):
@@ -55,9 +55,11 @@ def test_host_processes_are_invisible(make_sandbox):
     assert max(pids) < 100, out  # its own pid namespace: only its own few processes
     assert str(os.getpid()) not in out.split() or os.getpid() > 100
     assert "pytest" not in out and "sandlot serve" not in out
-    # pid 1 (bwrap) takes its options from an fd: no host path shows in its command line
-    code, out = run(sbx, "tr '\\0' ' ' < /proc/1/cmdline")
-    assert out.startswith("bwrap --args") and "--bind" not in out and "site-packages" not in out, out
+    # pid 1 is the agent (bwrap runs outside: it takes its options from an fd, and its init would be
+    # a process of its own inside); no host path shows in any command line
+    code, out = run(sbx, "tr '\\0' ' ' < /proc/1/cmdline; echo; ps -eo comm --no-headers")
+    assert "sandlot.agent.main" in out.splitlines()[0] and "bwrap" not in out, out
+    assert "--bind" not in out and "site-packages" not in out, out
     assert not re.search(r"/run/sandlot/[0-9a-f]{12}|/sandboxes/", out), out
 
 
@@ -172,7 +174,7 @@ def test_kill_everything_as_root_in_one_sandbox_spares_its_neighbour(make_sandbo
 def test_writes_outside_the_writable_layer_fail(make_sandbox, server):
     sbx = make_sandbox()
     # the agent's code and the sudo shim are read-only binds; /proc/sys is read-only
-    for path in ("/opt/sandlot/sandlot_agent/evil.py", "/usr/bin/sudo", "/proc/sys/kernel/hostname"):
+    for path in ("/opt/sandlot/sandlot/evil.py", "/opt/sandlot/sandlot/agent/evil.py", "/usr/bin/sudo", "/proc/sys/kernel/hostname"):
         code, out = run(sbx, f"echo x > {path}", user="root")
         assert code != 0, f"{path} writable: {out}"
     # the user cannot write system paths; root inside can, but only into its own layer
@@ -186,63 +188,13 @@ def test_writes_outside_the_writable_layer_fail(make_sandbox, server):
     assert not other.files.exists("/usr/bin/evil")
 
 
-# Each call's arguments make the kernel itself answer something other than EPERM (EFAULT for bad
-# pointers, success, ENOSYS without module support), so EPERM means the seccomp filter stopped it
-# (the host control run in the test shows which calls the kernel would answer differently).
-SYSCALLS_SCRIPT = """\
-import ctypes, os, platform, signal, subprocess
-libc = ctypes.CDLL(None, use_errno=True)
-libc.syscall.restype = ctypes.c_long
-NR = {"x86_64": dict(bpf=321, perf_event_open=298, ptrace=101, init_module=175, keyctl=250),
-      "aarch64": dict(bpf=280, perf_event_open=241, ptrace=117, init_module=105, keyctl=219)}[platform.machine()]
-NR["io_uring_setup"] = 425  # the same on every architecture (the unified table of newer syscalls)
-def report(name, rc):
-    print(name, rc, ctypes.get_errno() if rc == -1 else 0, flush=True)
-# ours: ptrace needs no privilege to attach to it. It must not hold our stdout: if it stays stopped
-# by the attach, the caller would wait on the pipe.
-child = subprocess.Popen(["sleep", "30"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-report("bpf", libc.syscall(NR["bpf"], 0, ctypes.c_void_p(1), 64))
-report("perf_event_open", libc.syscall(NR["perf_event_open"], None, 0, -1, -1, 0))
-report("ptrace", libc.syscall(NR["ptrace"], 16, child.pid, None, None))  # PTRACE_ATTACH
-report("init_module", libc.syscall(NR["init_module"], None, 0, b""))
-report("keyctl", libc.syscall(NR["keyctl"], 0, -3, 0))  # the session keyring's id
-report("unshare", libc.unshare(0x10000000))  # CLONE_NEWUSER
-report("mount", libc.mount(ctypes.c_void_p(1), b"/mnt", b"tmpfs", 0, None))
-report("io_uring_setup", libc.syscall(NR["io_uring_setup"], 1, None))  # EFAULT: no params
-os.kill(child.pid, signal.SIGKILL)  # not child.kill(): its poll() takes the ptrace stop for an exit
-"""
-SYSCALLS = {"bpf", "perf_event_open", "ptrace", "init_module", "keyctl", "unshare", "mount", "io_uring_setup"}
-
-
-def _syscall_results(out: str) -> dict[str, tuple[int, int]]:
-    results = {name: (int(rc), int(err)) for name, rc, err in (line.split() for line in out.splitlines())}
-    assert set(results) == SYSCALLS, out
-    return results
-
-
-def _io_uring_enabled() -> bool:
-    try:
-        return Path("/proc/sys/kernel/io_uring_disabled").read_text().strip() == "0"
-    except OSError:  # kernels before 6.6 have no switch
-        return True
-
-
 def test_dangerous_syscalls_are_blocked(make_sandbox):
-    # control: an unprivileged host process without the filter gets no EPERM from these calls
-    host = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3",
-                           "-c", SYSCALLS_SCRIPT], capture_output=True, text=True, timeout=60, cwd="/")
-    host_results = _syscall_results(host.stdout)
-    # bpf and init_module may meet an EPERM of the kernel's own first (older kernels, or a kernel with
-    # modules); the others answer otherwise on any kernel
-    answered = {"perf_event_open", "ptrace", "keyctl", "unshare", "mount"}
-    if _io_uring_enabled():  # else the kernel itself says EPERM (sysctl kernel.io_uring_disabled)
-        answered.add("io_uring_setup")
-    assert {n for n, (_, err) in host_results.items() if err != errno.EPERM} >= answered, host.stdout
+    assert_the_host_answers_them()  # the control: without the filter, no EPERM
 
     sbx = make_sandbox()
     sbx.files.write("/tmp/sys.py", SYSCALLS_SCRIPT)
     code, out = run(sbx, "python3 /tmp/sys.py", user="root")
-    for name, (rc, err) in _syscall_results(out).items():
+    for name, (rc, err) in syscall_results(out).items():
         assert (rc, err) == (-1, errno.EPERM), f"{name}: {out}"
     code, out = run(sbx, "grep -E 'NoNewPrivs|Seccomp:|CapEff' /proc/self/status")
     assert "NoNewPrivs:\t1" in out and "Seccomp:\t2" in out

@@ -6,6 +6,9 @@ name's neighbour that no name points at), HTTPS on .2, DNS on .53 (dnslib, tests
 Names that rebind to closed addresses resolve there too. Nothing is ever sent to another address:
 the metadata address is routed into the world for the session, so a rule that let it through would
 show up as an answer from the world, not as traffic leaving the machine.
+
+The shared fixtures (tests/conftest.py) start the server and make sandboxes of `sdk_class`, the
+official e2b SDK's; its environment points at the server for every module here.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ import os
 
 import pytest
 from e2b import Sandbox
-
 from net_support import outside_world
 
 
@@ -26,14 +28,14 @@ def world(tmp_path_factory):
         yield w
 
 
+@pytest.fixture(scope="session")
+def sdk_class():
+    return Sandbox
+
+
 @pytest.fixture(scope="module", autouse=True)
-def sdk_env(server):
-    """The official SDK pointed at the session's server (e2b-protocol.md §2.1, mode A)."""
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in server.env().items():
-            mp.setenv(key, value)
-        mp.delenv("E2B_DEBUG", raising=False)
-        yield server
+def _sdk_env(sdk_env):
+    return sdk_env
 
 
 @pytest.fixture(autouse=True)
@@ -53,21 +55,3 @@ def pytest_runtest_makereport(item, call):
     rep = outcome.get_result()
     if rep.when == "call":
         item.rep_call = rep
-
-
-@pytest.fixture
-def make_sandbox(sdk_env):
-    created = []
-
-    def make(**kwargs):
-        kwargs.setdefault("timeout", 300)
-        sbx = Sandbox.create(**kwargs)
-        created.append(sbx)
-        return sbx
-
-    yield make
-    for sbx in created:
-        try:
-            sbx.kill()
-        except Exception:
-            pass

@@ -158,10 +158,7 @@ def test_root_inside_cannot_change_the_network(world, make_sandbox):
     assert (code, out.strip()) == (0, "ok")
 
 
-def test_bad_network_input_is_a_clear_error(world, sdk_env):
-    import httpx
-
-    api = httpx.Client(base_url=sdk_env.url, headers={"X-API-KEY": sdk_env.api_key}, timeout=30)
+def test_bad_network_input_is_a_clear_error(world, api):
     for net, word in (({"allowOut": ["not a host!"]}, "allow_out"), ({"denyOut": ["::1"]}, "IPv6"),
                       ({"allowOut": ["x.test"], "dnsServers": ["dns.test"]}, "dns_servers"),
                       ({"allowOut": ["x.test"], "bandwidthMbps": 0}, "bandwidth")):
@@ -173,11 +170,8 @@ def test_bad_network_input_is_a_clear_error(world, sdk_env):
     assert r.status_code == 404
 
 
-def test_bandwidth_cap_and_network_usage_in_metrics(world, sdk_env):
+def test_bandwidth_cap_and_network_usage_in_metrics(world, api):
     """sandlot's own `network.bandwidthMbps`: a cap each way; the bytes show in metrics."""
-    import httpx
-
-    api = httpx.Client(base_url=sdk_env.url, headers={"X-API-KEY": sdk_env.api_key}, timeout=60)
     size = 1_500_000
     took = {}
     for cap in (None, 4):

@@ -6,19 +6,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
-import time
-from pathlib import Path
 
-import httpx
 import pytest
 from e2b import Sandbox
+from host_resources import Footprint
 from net_support import ALLOWED, DNS, OTHER, fetch
 
-from support import start_server
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "server"))
-from host_resources import Footprint  # noqa: E402  (tests/server: the leak checks of every suite)
+from support import rest_client, sdk_environment, start_server, wait_until
 
 ALLOW_LIST = {"allowOut": ["allowed.test"], "denyOut": ["0.0.0.0/0"], "dnsServers": [DNS]}
 
@@ -37,10 +31,6 @@ def own_server(tmp_path):
         srv.stop()
 
 
-def _api(srv) -> httpx.Client:
-    return httpx.Client(base_url=srv.url, headers={"X-API-KEY": srv.api_key}, timeout=120)
-
-
 def _create(api, network=None, **extra) -> str:
     body = {"templateID": "base", "timeout": 300, **extra}
     if network is not None:
@@ -50,24 +40,16 @@ def _create(api, network=None, **extra) -> str:
     return r.json()["sandboxID"]
 
 
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-    return value
-
-
 def test_200_networked_creates_and_kills_leave_nothing(world, own_server, tmp_path):
     fp = Footprint(tmp_path / "home")
     srv = own_server(pool_size=2)
-    with _api(srv) as api:
+    with rest_client(srv) as api:
         for i in range(200):
             net = ALLOW_LIST if i % 2 else {"dnsServers": [DNS]}
             sid = _create(api, network=net, allow_internet_access=True if i % 2 == 0 else None)
             if i % 50 == 0:  # now and then, show it really had its network
-                os.environ.update(srv.env())
-                assert fetch(Sandbox.connect(sid), "http://allowed.test/") == (0, f"world {ALLOWED}\n")
+                with sdk_environment(srv):
+                    assert fetch(Sandbox.connect(sid), "http://allowed.test/") == (0, f"world {ALLOWED}\n")
             assert api.delete(f"/sandboxes/{sid}").status_code == 204
             fp.note_slots()
         # while it runs, only its warm pool holds anything: two sandboxes, their prepared links
@@ -77,7 +59,7 @@ def test_200_networked_creates_and_kills_leave_nothing(world, own_server, tmp_pa
                                                   for d in dirs) else None
 
         try:
-            pooled = _wait(settled, 90, "the pool to settle")
+            pooled = wait_until(settled, 90, message="the pool to settle")
         except AssertionError:
             raise AssertionError(f"the pool did not settle: {sorted(p.name for p in (srv.home / 'sandboxes').glob('*'))}"
                                  f"\n{srv.log.read_text()[-3000:]}") from None
@@ -91,22 +73,22 @@ def test_200_networked_creates_and_kills_leave_nothing(world, own_server, tmp_pa
 
 def test_restart_keeps_adopted_networks_and_cleans_the_dead(world, own_server):
     srv = own_server(pool_size=0)
-    with _api(srv) as api:
+    with rest_client(srv) as api:
         kept = _create(api, network=ALLOW_LIST)
         dead = _create(api, network=ALLOW_LIST)
-    os.environ.update(srv.env())
-    assert fetch(Sandbox.connect(kept), "http://allowed.test/")[0] == 0
+    with sdk_environment(srv):
+        assert fetch(Sandbox.connect(kept), "http://allowed.test/")[0] == 0
     state = json.loads((srv.home / "sandboxes" / dead / "state.json").read_text())
     srv.stop(signal.SIGKILL)
     os.kill(state["pid"], signal.SIGKILL)  # this one dies while no server watches
     srv = own_server(pool_size=0)
-    os.environ.update(srv.env())
-    sbx = Sandbox.connect(kept)
-    assert fetch(sbx, "http://allowed.test/") == (0, f"world {ALLOWED}\n")  # DNS and rules, as before
-    assert fetch(sbx, "http://other.test/")[0] == 6
-    assert fetch(sbx, f"http://{OTHER}/")[0] in (7, 28)
-    sbx.update_network({"allow_out": ["other.test"], "deny_out": ["0.0.0.0/0"], "dns_servers": [DNS]})
-    assert fetch(sbx, "http://other.test/") == (0, f"world {OTHER}\n")
+    with sdk_environment(srv):
+        sbx = Sandbox.connect(kept)
+        assert fetch(sbx, "http://allowed.test/") == (0, f"world {ALLOWED}\n")  # DNS and rules, as before
+        assert fetch(sbx, "http://other.test/")[0] == 6
+        assert fetch(sbx, f"http://{OTHER}/")[0] in (7, 28)
+        sbx.update_network({"allow_out": ["other.test"], "deny_out": ["0.0.0.0/0"], "dns_servers": [DNS]})
+        assert fetch(sbx, "http://other.test/") == (0, f"world {OTHER}\n")
     fp = Footprint(srv.home)
     left = fp.resources(server_pid=srv.proc.pid)
     assert not any(dead in e for entries in left.values() for e in entries), left

@@ -131,7 +131,8 @@ def test_preview_urls_are_signed_expiring_and_revocable(make_sandbox, sdk_env):
     forged[2] = "ffffffff" + forged[2][8:]  # a later expiry: the signature no longer matches
     assert httpx.get("-".join(forged), timeout=10).status_code == 403
     assert httpx.get(shared.replace(f"{PORT}-", "8001-", 1), timeout=10).status_code == 403  # another port
-    assert [p["port"] for p in native.list_exposed_ports()] == [PORT]
+    [exposed] = native.list_exposed_ports()
+    assert exposed.port == PORT and exposed.url + "/" == shared and exposed.expires_at.timestamp() > time.time() + 60
     native.unexpose_port(PORT)
     assert httpx.get(shared, timeout=10).status_code == 403
     assert not native.is_port_exposed(PORT)

@@ -5,18 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from typer.testing import CliRunner
 
 from sandlot import Sandbox
-from sandlot.cli.main import app
-
-runner = CliRunner()
-
-
-@pytest.fixture
-def cli(server):
-    env = {"SANDLOT_API_URL": server.url, "SANDLOT_API_KEY": server.api_key}
-    return lambda *args: runner.invoke(app, list(args), env=env)
 
 
 @pytest.fixture

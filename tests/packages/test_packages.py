@@ -10,7 +10,8 @@ import textwrap
 
 import httpx
 import pytest
-from package_helpers import maybe, python
+from package_support import python
+from sdk_support import maybe
 
 from sandlot import (
     AsyncSandbox,
@@ -60,8 +61,8 @@ async def test_install_import_uninstall_without_network(sandbox):
     assert await maybe(sandbox.packages.uninstall(["tabulate"])) == []  # not installed: skipped
 
 
-async def test_a_running_context_imports_what_is_installed_after_it_started(api):
-    cls, conn = api
+async def test_a_running_context_imports_what_is_installed_after_it_started(sdk):
+    cls, conn = sdk
     sbx = await maybe(cls.create(template="code-interpreter", **conn))
     try:
         ctx = await maybe(sbx.create_code_context())

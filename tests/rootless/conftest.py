@@ -3,11 +3,9 @@ REST and through the official e2b SDK."""
 
 from __future__ import annotations
 
-
-import httpx
 import pytest
 from rootless_support import Account, remove_home, start_rootless_server
-from support import sandbox_factory
+from support import rest_client, sandbox_factory, sdk_environment
 
 
 @pytest.fixture(scope="session")
@@ -23,9 +21,7 @@ def account():
 def rl_server(account):
     home = account.make_home()
     server = start_rootless_server(account, home)
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in server.env().items():
-            mp.setenv(key, value)
+    with sdk_environment(server):
         yield server
     server.stop()
     remove_home(home)
@@ -33,7 +29,7 @@ def rl_server(account):
 
 @pytest.fixture
 def api(rl_server):
-    with httpx.Client(base_url=rl_server.url, headers={"X-API-KEY": rl_server.api_key}, timeout=60) as client:
+    with rest_client(rl_server, timeout=60) as client:
         yield client
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from e2b import AuthenticationException, CommandExitException, PtySize, Sandbox, SandboxException
+from host_resources import pid_namespace_members
 from rootless_support import remove_home, start_rootless_server
 
 import sandlot
@@ -40,15 +41,6 @@ def _state(server, sandbox_id: str) -> dict:
     return json.loads((server.home / "sandboxes" / sandbox_id / "state.json").read_text())
 
 
-def _pid_ns_members(ns: str) -> list[int]:
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            if os.readlink(f"/proc/{pid}/ns/pid") == ns:
-                found.append(int(pid))
-        except OSError:
-            pass
-    return found
 
 
 def _mentioning(text: str) -> list[int]:
@@ -181,10 +173,13 @@ def test_kill_leaves_no_processes_and_no_directories(rl_server, make_sandbox):
     sbx.commands.run("nohup sleep 1000 >/dev/null 2>&1 & mkdir -p ~/locked/deep && touch ~/locked/deep/f && "
                      "chmod 000 ~/locked/deep && chmod 500 ~/locked")
     state = _state(rl_server, sbx.sandbox_id)
-    ns = os.readlink(f"/proc/{state['child_pid']}/ns/pid")
-    assert len(_pid_ns_members(ns)) >= 4  # bwrap as init, the agent, two sleeps
+    # held open: the kernel reuses the names of namespaces that are gone (another sandbox's)
+    ns_fd = os.open(f"/proc/{state['child_pid']}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    ns = os.readlink(f"/proc/self/fd/{ns_fd}")
+    assert len(pid_namespace_members(ns)) >= 3  # the agent as init, two sleeps
     sbx.kill()
-    assert _pid_ns_members(ns) == []
+    assert pid_namespace_members(ns) == []
+    os.close(ns_fd)
     assert _mentioning(str(rl_server.home / "sandboxes" / sbx.sandbox_id)) == []
     assert not (rl_server.home / "sandboxes" / sbx.sandbox_id).exists()
 

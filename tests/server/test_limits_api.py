@@ -20,12 +20,6 @@ BAD_LIMITS = [
 ]
 
 
-@pytest.fixture
-def api(server):
-    with httpx.Client(base_url=server.url, headers={"X-API-KEY": server.api_key}, timeout=120) as client:
-        yield client
-
-
 def _create(api, tag: str, limits) -> httpx.Response:
     return api.post("/v2/sandboxes", json={"templateID": "base", "timeout": 60, "metadata": {"tag": tag},
                                            "limits": limits})

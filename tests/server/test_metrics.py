@@ -6,19 +6,12 @@ from __future__ import annotations
 import time
 from datetime import datetime, timedelta, timezone
 
-import httpx
 import pytest
 from e2b import Sandbox
 
 
 @pytest.fixture
-def api(server):
-    with httpx.Client(base_url=server.url, headers={"X-API-KEY": server.api_key}, timeout=60) as client:
-        yield client
-
-
-@pytest.fixture
-def sbx(e2b_env):
+def sbx(sdk_env):
     sandbox = Sandbox.create(timeout=120)
     yield sandbox
     sandbox.kill()

@@ -3,7 +3,7 @@ import pytest
 
 from sandlot._exceptions import TemplateError
 from sandlot.templates.apt_sources import (
-    AptSource, find_mirror, host_suite, parse_deb822, parse_one_line, parse_os_release, read_sources, this_host_suite,
+    AptSource, find_mirror, host_suite, parse_deb822, parse_one_line, read_sources, this_host_suite,
 )
 
 DEB822 = """\
@@ -105,32 +105,15 @@ def test_host_config_names_a_mirror():
     assert find_mirror(suite).uri.startswith(("http://", "https://", "ftp://", "file:/"))
 
 
-DEBIAN_OS_RELEASE = """\
-PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"
-NAME="Debian GNU/Linux"
-VERSION_ID="12"
-VERSION="12 (bookworm)"
-VERSION_CODENAME=bookworm
-ID=debian
-"""
-
-
-def test_parse_os_release():
-    fields = parse_os_release(DEBIAN_OS_RELEASE + "# VERSION_CODENAME=wrong\nBROKEN=\"open\nEMPTY=\n")
-    assert fields["VERSION_CODENAME"] == "bookworm" and fields["PRETTY_NAME"] == "Debian GNU/Linux 12 (bookworm)"
-    assert fields["BROKEN"] == "open" and fields["EMPTY"] == ""
-    assert parse_os_release("VERSION_CODENAME='trixie'\n")["VERSION_CODENAME"] == "trixie"
-
-
 def test_host_suite():
     bookworm = parse_one_line(ONE_LINE)
     trixie = parse_deb822("Types: deb\nURIs: http://m.example/debian\nSuites: trixie-updates trixie\n"
                           "Components: main\n")
-    assert host_suite(DEBIAN_OS_RELEASE, bookworm) == "bookworm"
-    assert host_suite(DEBIAN_OS_RELEASE.replace("bookworm", "trixie"), trixie) == "trixie"
+    assert host_suite("bookworm", bookworm) == "bookworm"
+    assert host_suite("trixie", trixie) == "trixie"
     # no codename (or one its apt cannot fetch, e.g. testing named "sid" in sources): the sources' release
-    assert host_suite("ID=debian\n", trixie) == "trixie"
-    assert host_suite(DEBIAN_OS_RELEASE, trixie) == "trixie"
-    assert host_suite(DEBIAN_OS_RELEASE, []) == "bookworm"  # no sources: find_mirror says what is missing
+    assert host_suite("", trixie) == "trixie"
+    assert host_suite("bookworm", trixie) == "trixie"
+    assert host_suite("bookworm", []) == "bookworm"  # no sources: find_mirror says what is missing
     with pytest.raises(TemplateError, match="VERSION_CODENAME"):
-        host_suite("ID=debian\n", parse_one_line("deb http://s.example/debian-security bookworm-security main\n"))
+        host_suite("", parse_one_line("deb http://s.example/debian-security bookworm-security main\n"))

@@ -11,7 +11,7 @@ import pytest
 from sandlot._exceptions import TemplateError
 from sandlot.templates import TemplateStore, progress_bar
 from sandlot.templates.apt_sources import find_mirror, this_host_suite
-from sandlot.templates.base import DebianRecipe
+from sandlot.templates.debian import DebianRecipe
 from sandlot.templates.debootstrap import find_debootstrap
 
 pytestmark = pytest.mark.timeout(1200)  # a cold build downloads ~70 MB and unpacks ~150 packages

@@ -12,7 +12,7 @@ from rich.console import Console
 from sandlot._exceptions import NotFound, TemplateError
 from sandlot.templates import Template, TemplateStore, progress_bar
 from sandlot.templates import debootstrap as debootstrap_module
-from sandlot.templates.base import DebianRecipe
+from sandlot.templates.debian import DebianRecipe
 from sandlot.templates.debootstrap import Meter, prune_cache
 
 

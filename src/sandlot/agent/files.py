@@ -12,7 +12,8 @@ import pwd
 import stat as statmod
 import sys
 
-from . import config, users, wire
+from ..protocol import wire
+from . import config, users
 from .errors import OpError, field, from_os
 
 STAGING_PREFIX = ".sandlot-upload-"  # watch streams do not report these
@@ -156,10 +157,10 @@ def _walk(directory, depth, entries, names):
             e = entry(path, names)
         except FileNotFoundError:  # removed while we list
             continue
-        if len(entries) >= config.max_list_entries:
+        if len(entries) >= config.settings.max_list_entries:
             # one listing must not hold the agent (and the reply's memory) for a whole disk
             raise OpError("resource_exhausted", "more than %d entries under the listed path: "
-                          "list with a smaller depth" % config.max_list_entries)
+                          "list with a smaller depth" % config.settings.max_list_entries)
         entries.append(e)
         if depth > 1 and e["type"] == "dir" and e["symlink_target"] is None:
             try:

@@ -1,7 +1,8 @@
 """Entry point of the in-sandbox agent: ``main()`` with ``--socket PATH --config PATH``.
 
-The runtime starts it with the template's own python3 (>= 3.9, -S, stdlib only) as
-``sandlot_agent.main``; the same code imports as ``sandlot.agent`` on the host for tests.
+The runtime starts it with the template's own python3 (>= 3.9, -S, stdlib only) from the
+in-sandbox tree, a package ``sandlot`` holding only agent/, protocol/{wire,contract}.py and kernels/
+(see protocol/contract.py: agent_command); the same code runs from the host's package in tests.
 """
 
 import os
@@ -32,13 +33,28 @@ def main(argv=None):
     if config_path:
         config.load(config_path)
     os.umask(0o022)
-    # A signal writes its number to this pipe (set_wakeup_fd), which wakes the loop to stop.
+    # A signal writes its number to this pipe (set_wakeup_fd), which wakes the loop. As the
+    # sandbox's pid 1 the agent sweeps the orphans it inherits at SIGCHLD, and handles no stopping
+    # signal: the kernel then keeps every signal from inside the sandbox away from it (its users
+    # cannot take it down), and the runtime ends it with SIGKILL. Elsewhere (tests on the host),
+    # SIGTERM and SIGINT stop it.
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_w)
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    handled = (signal.SIGCHLD,) if os.getpid() == 1 else (signal.SIGTERM, signal.SIGINT)
+    for sig in handled:
         signal.signal(sig, lambda *_: None)
     stop = loop.Future()
-    loop.add_reader(wake_r, stop.set_result, None)
+
+    def woken():
+        from . import children
+
+        for signum in os.read(wake_r, 512):
+            if signum == signal.SIGCHLD:
+                children.reap_orphans()
+            elif not stop.done():
+                stop.set_result(None)
+
+    loop.add_reader(wake_r, woken)
     srv = server.Server(socket_path)
     srv.start()  # the socket is made while still root: /run/sandlot belongs to the sandbox's root
     _drop_privileges()
@@ -54,13 +70,13 @@ def main(argv=None):
 def _drop_privileges():
     from . import config
 
-    if config.root_caps is None and not config.run_as_default_user:
+    if config.settings.root_caps is None and not config.settings.run_as_default_user:
         return  # not in a sandbox (host tests): nothing to drop, and no ctypes to load
     from . import privileges, users
 
-    if config.root_caps is not None:
-        privileges.limit_bounding_set(config.root_caps)
-    if config.run_as_default_user and os.geteuid() == 0:
+    if config.settings.root_caps is not None:
+        privileges.limit_bounding_set(config.settings.root_caps)
+    if config.settings.run_as_default_user and os.geteuid() == 0:
         user = users.lookup(None)
         if user.uid != 0:
             privileges.run_as(user.uid, user.gid)

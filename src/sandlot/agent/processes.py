@@ -1,7 +1,7 @@
 """Processes started through the agent: the registry by pid and tag, output fan-out to every
 connected stream, stdin and PTY input, signals, resizing, deadlines and the end of each process.
 
-Each process keeps its latest output (config.output_replay_bytes, 64 KiB by default) and replays
+Each process keeps its latest output (AgentConfig.output_replay_bytes, 64 KiB by default) and replays
 it to a client that connects later, so what a background process printed before is not lost."""
 
 import binascii
@@ -12,7 +12,8 @@ import struct
 import subprocess
 from collections import deque
 
-from . import config, loop, spawn, users, wire
+from ..protocol import wire
+from . import config, loop, spawn, users
 from .errors import OpError, field
 
 READ_SIZE = 65536
@@ -129,7 +130,7 @@ class Process:
             self._close_output(fd)
 
     def _remember(self, frame):
-        limit = config.output_replay_bytes
+        limit = config.settings.output_replay_bytes
         if limit <= 0:
             return
         self.recent.append(frame)
@@ -338,7 +339,7 @@ async def start(req, conn):
         raise OpError("already_exists", "a process with tag %r is running" % tag)
     cwd = spawn.cwd_for(field(req, "cwd", str), user)
     env = user.environment()
-    env.update(config.envs)
+    env.update(config.settings.envs)
     env.update(envs)
     argv = [cmd] + args
     if field(req, "stdio_fds", bool, False):

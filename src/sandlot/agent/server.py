@@ -9,7 +9,8 @@ import sys
 import time
 import types
 
-from . import config, loop, wire
+from ..protocol import contract, wire
+from . import config, loop
 from .errors import OpError
 
 REQUEST_TIMEOUT = 30.0  # a connection that has not sent its request by then is dropped
@@ -17,30 +18,6 @@ LINGER = 10.0  # how long a refused client may go on sending before its connecti
 MAX_FDS = 3  # file descriptors a request may carry (sudo passes stdin, stdout, stderr)
 READ_SIZE = wire.CHUNK
 DRAINED = 64 * 1024  # drain() waits until no more than this is queued for the client
-
-# op -> (module, function). Modules load on first use, so an idle agent holds only this file.
-ROUTES = {
-    "process.start": ("processes", "start"),
-    "process.connect": ("processes", "connect"),
-    "process.list": ("processes", "list_processes"),
-    "process.input": ("processes", "send_input"),
-    "process.stream_input": ("processes", "stream_input"),
-    "process.close_stdin": ("processes", "close_stdin"),
-    "process.signal": ("processes", "send_signal"),
-    "process.resize": ("processes", "resize"),
-    "files.stat": ("files", "stat"),
-    "files.list": ("files", "list_dir"),
-    "files.mkdir": ("files", "mkdir"),
-    "files.move": ("files", "move"),
-    "files.remove": ("files", "remove"),
-    "files.read": ("files", "read"),
-    "files.write": ("files", "write"),
-    "files.watch": ("watch", "watch"),
-    "sudo": ("sudo", "sudo"),
-}
-# What a process inside the sandbox that is not root may ask for: the socket is world-writable so
-# that the sudo shim reaches it, and everything else would let a user start processes as root.
-UNPRIVILEGED_OPS = frozenset(("ping", "sudo"))
 
 _PEERCRED = struct.Struct("3i")
 
@@ -180,12 +157,12 @@ class Connection:
         on a stream: any byte or EOF from it means it left."""
         while not until.done() and not self.inbuf:
             silence = time.monotonic() - self.last_sent
-            if silence >= config.keepalive_interval:
+            if silence >= config.settings.keepalive_interval:
                 self.send({"keepalive": {}})
                 continue
             woken = loop.Future()
             loop.add_reader(self.fd, woken.set_result, "gone")
-            timer = loop.call_later(config.keepalive_interval - silence, woken.set_result, None)
+            timer = loop.call_later(config.settings.keepalive_interval - silence, woken.set_result, None)
             try:
                 await loop.first(until, woken)
             finally:
@@ -195,21 +172,21 @@ class Connection:
                 return
 
 
-def _ping(req, conn):
+def ping(req, conn):
     return {"ok": True, "pid": os.getpid()}
 
 
-def _env(req, conn):
-    return {"envs": config.envs}
+def env(req, conn):
+    return {"envs": config.settings.envs}
 
 
-_handlers = {"ping": _ping, "env": _env}
+_handlers = {}  # op -> its handler, once used
 
 
 def _handler(op):
     handler = _handlers.get(op)
     if handler is None:
-        route = ROUTES.get(op) if isinstance(op, str) else None
+        route = contract.OPERATIONS.get(op) if isinstance(op, str) else None
         if route is None:
             raise OpError("invalid_argument", "unknown op %r" % (op,))
         module = importlib.import_module("." + route[0], __package__)
@@ -266,7 +243,7 @@ async def _serve_one(sock):
         conn = Connection(sock, fds, peer_uid, rest)
         op = req.get("op")
         # pid 0: the peer lives outside this pid namespace, i.e. it is the host's control plane.
-        if peer_pid != 0 and peer_uid != 0 and op not in UNPRIVILEGED_OPS:
+        if peer_pid != 0 and peer_uid != 0 and op not in contract.UNPRIVILEGED:
             raise OpError("permission_denied", "only root may use the agent's %r op" % (op,))
         reply = _handler(op)(req, conn)
         if isinstance(reply, types.CoroutineType):

@@ -4,7 +4,7 @@ import os
 import signal
 import subprocess
 
-from . import loop, users
+from . import children, loop, users
 from .errors import OpError
 
 
@@ -14,9 +14,11 @@ def popen(argv, user, cwd, env, stdin, stdout, stderr, preexec_fn=None):
         # The child changes directory before it switches user: with the agent's file identity set to
         # the user's meanwhile, that chdir is checked (and allowed) as it would be for the user.
         with users.acting_as(user):
-            return subprocess.Popen(
+            proc = subprocess.Popen(
                 argv, stdin=stdin, stdout=stdout, stderr=stderr, cwd=cwd, env=env,
                 start_new_session=True, preexec_fn=preexec_fn, **users.identity(user))
+        children.started.add(proc.pid)
+        return proc
     except FileNotFoundError as e:
         what = "cwd '%s'" % cwd if e.filename == cwd else "'%s'" % argv[0]
         raise OpError("invalid_argument", "cannot start process: %s does not exist" % what) from None
@@ -41,6 +43,8 @@ async def wait(proc):
         os.close(fd)
     _, status = os.waitpid(proc.pid, 0)  # it has exited: this reaps without blocking
     proc.returncode = os.waitstatus_to_exitcode(status)  # so Popen never waits for it again
+    children.started.discard(proc.pid)
+    children.reap_orphans()  # orphans that exited while this child stood first in the sweep
     return status
 
 

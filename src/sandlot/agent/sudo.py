@@ -8,12 +8,13 @@ answers with the exit status. no_new_privs stays set in the sandbox: nothing set
 import os
 import signal
 
-from . import config, loop, spawn, users, wire
+from ..protocol import wire
+from . import config, loop, spawn, users
 from .errors import OpError, field
 
 
 async def sudo(req, conn):
-    if not config.allow_sudo:
+    if not config.settings.allow_sudo:
         raise OpError("permission_denied", "sudo is not allowed in this sandbox")
     argv = field(req, "argv", list, required=True)
     if not argv or not all(isinstance(a, str) for a in argv):
@@ -24,7 +25,7 @@ async def sudo(req, conn):
     envs = field(req, "envs", dict, {})
     caller = users.by_uid(conn.peer_uid)
     env = user.environment()
-    env.update(config.envs)
+    env.update(config.settings.envs)
     env.update({k: v for k, v in envs.items() if isinstance(v, str)})
     env.update(SUDO_COMMAND=" ".join(argv), SUDO_UID=str(conn.peer_uid),
                SUDO_GID=str(caller.gid if caller else conn.peer_uid),

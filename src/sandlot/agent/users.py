@@ -31,7 +31,7 @@ class User:
 
 def lookup(name=None):
     """The named user, or the sandbox's default user for an absent or empty name."""
-    name = name or config.default_user
+    name = name or config.settings.default_user
     if not isinstance(name, str):
         raise OpError("invalid_argument", "user must be a string")
     try:

@@ -14,8 +14,8 @@ import sys
 
 import typer
 
-from .. import Sandbox
-from .sandboxes import ApiKey, ApiUrl, _friendly, errors
+from ._common import EXIT_INTERRUPTED, EXIT_TIMEOUT, ApiKey, ApiUrl, connect, friendly, note
+from ._terminal import sanitize
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -25,12 +25,14 @@ def _plain(text: str, stream) -> str:
     return text if stream.isatty() else _ANSI.sub("", text)
 
 
+@friendly
 def run_code(sandbox_id: str = typer.Argument(..., help="Sandbox id."),
              code: str = typer.Argument(None, help="Code to run; '-' or nothing reads it from stdin."),
              language: str = typer.Option(None, "--language", "-l", help="Language of the default context to use "
                                                                              "(python, bash, javascript, typescript)."),
              context: str = typer.Option(None, "--context", "-c", help="Id of a context to run in."),
-             timeout: float = typer.Option(300, help="Seconds before the run is interrupted (0 = never)."),
+             timeout: float = typer.Option(300, help="Seconds before the run is interrupted (0 = never); "
+                                                     f"exit code {EXIT_TIMEOUT} then."),
              as_json: bool = typer.Option(False, "--json", help="Print the whole execution as one JSON object "
                                                                 "when it ends, instead of streaming."),
              api_url: str = ApiUrl, api_key: str = ApiKey) -> None:
@@ -47,23 +49,23 @@ def run_code(sandbox_id: str = typer.Argument(..., help="Sandbox id."),
         code = sys.stdin.read()
     out, err = sys.stdout, sys.stderr  # callbacks run on the SDK's thread: bind the streams now
 
-    def write(stream, text: str) -> None:
-        stream.write(text)
+    def write(stream, text: str) -> None:  # a terminal gets no escape sequences but colours (_terminal.py)
+        stream.write(sanitize(text) if stream.isatty() else text)
         stream.flush()
 
     def show(result) -> None:
         if result.text is not None:
             write(out, result.text if result.text.endswith("\n") else result.text + "\n")
         else:
-            errors.print(f"[dim]\\[result: {', '.join(result.formats()) or 'empty'}][/]")
+            note(f"[result: {', '.join(result.formats()) or 'empty'}]")
 
     streaming = {} if as_json else {"on_stdout": lambda m: write(out, m.line),
                                     "on_stderr": lambda m: write(err, m.line), "on_result": show}
-    sandbox = Sandbox.connect(sandbox_id, api_url=api_url, api_key=api_key)
+    sandbox = connect(sandbox_id, api_url, api_key)
     try:
         execution = sandbox.run_code(code, language=language, context=context, timeout=timeout, **streaming)
     except KeyboardInterrupt:  # the run is interrupted in the sandbox as the request goes away
-        raise typer.Exit(130) from None
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     finally:
         sandbox.close()
     if as_json:
@@ -75,4 +77,4 @@ def run_code(sandbox_id: str = typer.Argument(..., help="Sandbox id."),
 
 
 def register(app: typer.Typer) -> None:
-    app.command("run-code")(_friendly(run_code))
+    app.command("run-code")(run_code)

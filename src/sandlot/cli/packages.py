@@ -9,23 +9,17 @@ from __future__ import annotations
 import json
 
 import typer
-from rich.table import Table
 
-from .. import Sandbox, SandlotError
-from .sandboxes import ApiKey, ApiUrl, _friendly, console, errors
+from ._common import ApiKey, ApiUrl, connect, console, error, friendly, note
 
 app = typer.Typer(no_args_is_help=True, help="Install, remove and list a sandbox's Python packages.")
-
-
-def _sandbox(sandbox_id: str, api_url: str, api_key: str | None):
-    return Sandbox.connect(sandbox_id, api_url=api_url, api_key=api_key)
 
 
 def _report(packages, verb: str, nothing: str) -> None:
     for p in packages:
         print(f"{verb} {p.name} {p.version}")
     if not packages:
-        errors.print(f"[dim]{nothing}[/]")
+        note(nothing)
 
 
 def install(sandbox_id: str = typer.Argument(..., help="Sandbox id."),
@@ -38,7 +32,7 @@ def install(sandbox_id: str = typer.Argument(..., help="Sandbox id."),
     """Install packages into a sandbox (system-wide), e.g. sandlot packages install ID tabulate six==1.16.0"""
     if not names and not requirements:
         raise typer.BadParameter("give package names or --requirements", param_hint="NAMES")
-    sandbox = _sandbox(sandbox_id, api_url, api_key)
+    sandbox = connect(sandbox_id, api_url, api_key)
     try:
         installed = []
         if names:
@@ -54,7 +48,7 @@ def uninstall(sandbox_id: str = typer.Argument(..., help="Sandbox id."),
               names: list[str] = typer.Argument(..., help="Package names."),
               api_url: str = ApiUrl, api_key: str = ApiKey) -> None:
     """Uninstall packages from a sandbox."""
-    sandbox = _sandbox(sandbox_id, api_url, api_key)
+    sandbox = connect(sandbox_id, api_url, api_key)
     try:
         removed = sandbox.packages.uninstall(names)
     finally:
@@ -66,7 +60,7 @@ def list_(sandbox_id: str = typer.Argument(..., help="Sandbox id."),
           as_json: bool = typer.Option(False, "--json", help="Print JSON: [{\"name\", \"version\"}]."),
           api_url: str = ApiUrl, api_key: str = ApiKey) -> None:
     """List the Python packages installed in a sandbox."""
-    sandbox = _sandbox(sandbox_id, api_url, api_key)
+    sandbox = connect(sandbox_id, api_url, api_key)
     try:
         packages = sandbox.packages.list()
     finally:
@@ -74,10 +68,12 @@ def list_(sandbox_id: str = typer.Argument(..., help="Sandbox id."),
     if as_json:
         print(json.dumps([{"name": p.name, "version": p.version} for p in packages]))
         return
+    from rich.table import Table
+
     table = Table("name", "version", box=None)
     for p in packages:
         table.add_row(p.name, p.version)
-    console.print(table)
+    console(markup=False).print(table)
 
 
 def is_installed(sandbox_id: str = typer.Argument(..., help="Sandbox id."),
@@ -85,20 +81,22 @@ def is_installed(sandbox_id: str = typer.Argument(..., help="Sandbox id."),
                  api_url: str = ApiUrl, api_key: str = ApiKey) -> None:
     """Exit 0 if a package is installed in a sandbox, 1 if not, 2 on errors (as grep), for scripts:
     sandlot packages is-installed ID six || sandlot packages install ID six"""
+    from .._exceptions import SandlotError
+
     try:
-        sandbox = _sandbox(sandbox_id, api_url, api_key)
+        sandbox = connect(sandbox_id, api_url, api_key)
         try:
             installed = sandbox.packages.is_installed(name)
         finally:
             sandbox.close()
     except SandlotError as e:
-        errors.print(f"[red]error:[/] {e.message or type(e).__name__}")
+        error(e.message or type(e).__name__)
         raise typer.Exit(2) from None
-    errors.print(f"[dim]{name} is {'' if installed else 'not '}installed[/]")
+    note(f"{name} is {'' if installed else 'not '}installed")
     raise typer.Exit(0 if installed else 1)
 
 
-app.command()(_friendly(install))
-app.command()(_friendly(uninstall))
-app.command("list")(_friendly(list_))
+app.command()(friendly(install))
+app.command()(friendly(uninstall))
+app.command("list")(friendly(list_))
 app.command("is-installed")(is_installed)

@@ -1,4 +1,4 @@
-"""`sandlot serve`: run the control plane."""
+"""`sandlot serve`: run the control plane (settings: server/config.py, docs/configuration.md)."""
 
 from __future__ import annotations
 
@@ -7,44 +7,78 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from ..server.config import Config
 
 console = Console(stderr=True)
 
 
 def serve(
-    host: str = typer.Option("127.0.0.1", help="Address to listen on (loopback by default)."),
-    port: int = typer.Option(3000, help="Port for the API and all sandbox traffic."),
-    home: Path = typer.Option(None, help="State directory (default /var/lib/sandlot, or $SANDLOT_HOME)."),
-    pool_size: int = typer.Option(None, help="Warm sandboxes kept per template (default 2)."),
-    log_level: str = typer.Option("info", help="debug, info, warning, error."),
+    host: str = typer.Option(None, help="Address to listen on ($SANDLOT_HOST)."),
+    port: int = typer.Option(None, help="Port for the API and all sandbox traffic ($SANDLOT_PORT)."),
+    home: Path = typer.Option(None, help="State directory ($SANDLOT_HOME)."),
+    pool_size: int = typer.Option(None, help="Warm sandboxes kept per template ($SANDLOT_POOL_SIZE)."),
+    log_level: str = typer.Option(None, help="debug, info, warning or error ($SANDLOT_LOG_LEVEL)."),
     keep_sandboxes: bool = typer.Option(False, help="On stop, leave sandboxes running for the next start to adopt."),
-    domain: str = typer.Option(None, help="Domain of sandbox hosts, `{port}-{id}.{domain}` (e.g. localhost:3000)."),
+    domain: str = typer.Option(None, help="Domain of sandbox hosts, `{port}-{id}.{domain}`, e.g. localhost:3000 ($SANDLOT_DOMAIN)."),
+    config_file: Path = typer.Option(None, "--config", help="A TOML file of settings (or $SANDLOT_CONFIG)."),
+    install_service: bool = typer.Option(False, help="Write a systemd unit that runs this command, then exit."),
+    unit_path: Path = typer.Option(None, help="Where --install-service writes the unit (default "
+                                   "/etc/systemd/system/sandlot.service; a user unit when not root)."),
 ) -> None:
-    """Run the sandlot server: REST control plane + E2B-compatible sandbox traffic on one port."""
-    import uvicorn
+    """Run the sandlot server: REST control plane + E2B-compatible sandbox traffic on one port.
 
+    Flags override $SANDLOT_* variables, which override the --config file (docs/configuration.md).
+    """
+    from ..server import logs
+    from ..server.config import Config, ConfigError
+
+    try:
+        config = Config.from_env(config_file, host=host, port=port, home=home, pool_size=pool_size,
+                                 log_level=log_level, keep_sandboxes=keep_sandboxes or None, domain=domain)
+    except ConfigError as e:
+        console.print(f"[red]error:[/] {escape(e.message)}", highlight=False)
+        raise typer.Exit(2) from None
+    if install_service:
+        from .systemd import install
+
+        path = install(unit_path, config, config_file)
+        console.print(f"wrote {path}; start it with: systemctl daemon-reload && systemctl enable --now {path.stem}")
+        return
+    logs.setup(config.log_level, config.log_format)
+    for name in Config.unknown_env():
+        logging.getLogger("sandlot.config").warning("%s is not a sandlot setting: ignored", name)
+    _run(config)
+
+
+def _run(config) -> None:
+    from ..server import listener
     from ..server.app import build_app, ensure_first_key
     from ..templates import TemplateStore
     from ..templates.progress import build_in_view
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        config = Config(host=host, port=port)
-    except ValueError as e:  # a malformed SANDLOT_* setting
-        console.print(f"[red]error:[/] {e}")
-        raise typer.Exit(2) from None
-    if home:
-        config.home = home
-    config.kill_on_shutdown = not keep_sandboxes
-    if domain:
-        config.domain = domain
-    if pool_size is not None:
-        config.pool_size = pool_size
     build_in_view(TemplateStore(config.home), config.default_template, console)
-    app = build_app(config)
-    if key := ensure_first_key(app.state.store, config):
-        console.print(f"[bold green]Created the first API key[/] (shown once, store it now):\n  {key}")
-    console.print(f"sandlot listening on http://{host}:{port}  (state in {config.home})")
-    uvicorn.run(app, host=host, port=port, log_level=log_level.lower(), access_log=False)
+    app = build_app(config, _extensions(config))
+    key = ensure_first_key(app.state.store, config)
+    if config.log_format == "json":  # every line of the log is JSON
+        log = logging.getLogger("sandlot.server")
+        if key:
+            log.warning("created the first API key (shown once, store it now): %s", key)
+        log.info("sandlot listening on http://%s:%d (state in %s)", config.host, config.port, config.home)
+    else:
+        if key:
+            console.print(f"[bold green]Created the first API key[/] (shown once, store it now):\n  {key}")
+        console.print(f"sandlot listening on http://{config.host}:{config.port}  (state in {config.home})")
+    listener.run(app, config, on_drop=lambda reason: app.state.metrics.dropped_connections.labels(reason).inc())
+
+
+def _extensions(config) -> dict:
+    """Front doors above the server that `serve` composes into it: /mcp (the tools over MCP), if
+    enabled and the `mcp` extra is installed."""
+    if not config.mcp:
+        return {}
+    try:
+        from ..tools.mcp_server import server_endpoint
+    except ImportError:  # the `mcp` extra is not installed
+        return {}
+    return {"/mcp": server_endpoint()}

@@ -9,57 +9,69 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from .._exceptions import SandlotError
-from ..server.config import Config
-from ..templates import TemplateStore, progress_bar
+from ._common import HomeOpt, JsonOpt, QuietOpt, console, friendly, print_json
 
 app = typer.Typer(no_args_is_help=True, help="Build and list templates.")
-console = Console()
-errors = Console(stderr=True)
-HomeOpt = typer.Option(None, help="State directory (default /var/lib/sandlot, or $SANDLOT_HOME).")
 
 
-def _store(home: Path | None) -> TemplateStore:
+def _store(home: Path | None):
+    from ..server.config import Config
+    from ..templates import TemplateStore
+
     return TemplateStore(home or Config().home)
 
 
 @app.command()
+@friendly
 def build(name: str = typer.Argument(..., help="Template name (see `sandlot template list`)."),
           if_stale: bool = typer.Option(False, "--if-stale",
                                         help="Only build it if it is missing or its recipe changed."),
           home: Path = HomeOpt) -> None:
     """(Re)build a template; running sandboxes keep the version they started from."""
+    from ..templates import progress_bar
+
     store = _store(home)
+    out = console()
     if if_stale and store.is_built(name):
-        console.print(f"{name} is up to date: {store.describe(name).rootfs}")
+        out.print(f"{name} is up to date: {store.describe(name).rootfs}", markup=False)
         return
-    try:
-        with progress_bar(f"template {name}", console=errors) as progress:
-            template = store.build(name, progress=progress, force=not if_stale)
-    except SandlotError as e:
-        errors.print(f"[red]error:[/] {e.message}")
-        raise typer.Exit(1) from None
+    with progress_bar(f"template {name}", console=console(stderr=True)) as progress:
+        template = store.build(name, progress=progress, force=not if_stale)
     manifest = store.manifest(name) or {}
     took = f" in {manifest['build_seconds']}s" if "build_seconds" in manifest else ""
-    console.print(f"[green]built[/] {name}{took}: {template.rootfs}")
+    out.print(f"[green]built[/] {name}{took}: {template.rootfs}")
+
+
+def _status(store, name: str, manifest: dict | None) -> str:
+    if manifest is None:
+        return "not built"
+    return "built" if store.is_built(name) else "outdated"  # outdated: its recipe changed; next use rebuilds
 
 
 @app.command("list")
-def list_(home: Path = HomeOpt) -> None:
+def list_(as_json: bool = JsonOpt, quiet: bool = QuietOpt, home: Path = HomeOpt) -> None:
     """List known templates and whether they are built."""
     store = _store(home)
-    table = Table("name", "status", "built at", "build time", box=None)
+    rows = []
     for name in store.list():
         manifest = store.manifest(name)
-        if manifest is None:
-            status = "[dim]not built[/]"
-        elif store.is_built(name):
-            status = "[green]built[/]"
-        else:
-            status = "[yellow]outdated[/]"  # its recipe changed since: the next use rebuilds it
-        seconds = (manifest or {}).get("build_seconds")
-        table.add_row(name, status, (manifest or {}).get("built_at", ""), f"{seconds}s" if seconds else "")
-    console.print(table)
+        rows.append({"name": name, "status": _status(store, name, manifest),
+                     "built_at": (manifest or {}).get("built_at"),
+                     "build_seconds": (manifest or {}).get("build_seconds")})
+    if as_json:
+        print_json(rows)
+        return
+    if quiet:
+        for row in rows:
+            print(row["name"])
+        return
+    from rich.table import Table
+
+    colour = {"built": "green", "outdated": "yellow", "not built": "dim"}
+    table = Table("name", "status", "built at", "build time", box=None)
+    for row in rows:
+        seconds = row["build_seconds"]
+        table.add_row(row["name"], f"[{colour[row['status']]}]{row['status']}[/]", row["built_at"] or "",
+                      f"{seconds}s" if seconds else "")
+    console().print(table)

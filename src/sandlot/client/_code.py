@@ -19,6 +19,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable, Mapping
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -43,7 +44,7 @@ def _context_id(context: CodeContext | str) -> str:
     raise E.InvalidArgument(f"expected a CodeContext or a context id, got {context!r}")
 
 
-def _json_object(value: Mapping | None, what: str) -> dict:
+def _json_object(value: Mapping[str, Any] | None, what: str) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
@@ -58,7 +59,9 @@ def _json_object(value: Mapping | None, what: str) -> dict:
 class _Run:
     """One /execute stream being turned into an Execution, callbacks fired line by line."""
 
-    def __init__(self, on_stdout, on_stderr, on_result, on_error):
+    def __init__(self, on_stdout: Callable[[OutputMessage], object] | None,
+                 on_stderr: Callable[[OutputMessage], object] | None, on_result: Callable[[Result], object] | None,
+                 on_error: Callable[[ExecutionError], object] | None):
         self.on_stdout, self.on_stderr, self.on_result, self.on_error = on_stdout, on_stderr, on_result, on_error
         self.results: list[Result] = []
         self.logs = Logs()
@@ -106,14 +109,17 @@ class AsyncCodeInterpreter:
     def __init__(self, envd: Envd):
         self._envd = envd
 
-    def _timeout(self) -> httpx.Timeout:
+    def _timeout(self, request_timeout: float | None) -> httpx.Timeout:
         """Connecting and sending are bounded by the request timeout, each read by READ_TIMEOUT."""
-        return httpx.Timeout(self._envd.transport.config.request_timeout, read=READ_TIMEOUT)
+        return httpx.Timeout(self._envd.transport.config.timeout(request_timeout), read=READ_TIMEOUT)
 
     async def run_code(self, code: str, language: str | None = None, context: CodeContext | str | None = None,
                        envs: dict[str, str] | None = None, timeout: float | None = None,
-                       on_stdout: Callable | None = None, on_stderr: Callable | None = None,
-                       on_result: Callable | None = None, on_error: Callable | None = None) -> Execution:
+                       on_stdout: Callable[[OutputMessage], object] | None = None,
+                       on_stderr: Callable[[OutputMessage], object] | None = None,
+                       on_result: Callable[[Result], object] | None = None,
+                       on_error: Callable[[ExecutionError], object] | None = None,
+                       request_timeout: float | None = None) -> Execution:
         if not isinstance(code, str):
             raise E.InvalidArgument(f"code must be a string, got {type(code).__name__}")
         if language and context:
@@ -124,7 +130,7 @@ class AsyncCodeInterpreter:
             raise E.InvalidArgument(f"timeout must be a number of seconds, got {timeout!r}") from None
         if not limit >= 0:
             raise E.InvalidArgument(f"timeout must be >= 0 seconds (0 = no limit), got {timeout}")
-        body: dict = {"code": code, "context_id": _context_id(context) if context else None,
+        body: dict[str, Any] = {"code": code, "context_id": _context_id(context) if context else None,
                       "language": language or None, "env_vars": _json_object(envs, "envs") or None}
         if limit:
             body["timeout"] = limit  # the server interrupts the kernel then, whatever happens to us
@@ -133,7 +139,7 @@ class AsyncCodeInterpreter:
         deadline = asyncio.timeout(limit or None)
         try:
             async with deadline:
-                await self._stream(body, run)
+                await self._stream(body, run, request_timeout)
         except TimeoutError:  # the builtin one, from `deadline`: closing the stream interrupted the run
             if not deadline.expired():
                 raise
@@ -149,9 +155,9 @@ class AsyncCodeInterpreter:
         return E.TimeoutError(f"the code did not finish within {limit:g}s (it was interrupted; the context "
                               "keeps its state)", execution=run.execution())
 
-    async def _stream(self, body: dict, run: _Run) -> None:
+    async def _stream(self, body: dict[str, Any], run: _Run, request_timeout: float | None) -> None:
         try:
-            async with self._envd.open("POST", "/execute", json=body, timeout=self._timeout()) as r:
+            async with self._envd.open("POST", "/execute", json=body, timeout=self._timeout(request_timeout)) as r:
                 async for line in r.aiter_lines():  # to the end of the body: the connection is reused
                     await run.feed(line)
             if run.ended:
@@ -166,25 +172,26 @@ class AsyncCodeInterpreter:
             raise better from e
 
     async def create_code_context(self, language: str = "python", cwd: str | None = None,
-                                  variables: dict | None = None, envs: dict[str, str] | None = None) -> CodeContext:
-        body: dict = {"language": language or "python"}
+                                  variables: dict[str, Any] | None = None, envs: dict[str, str] | None = None,
+                                  request_timeout: float | None = None) -> CodeContext:
+        body: dict[str, Any] = {"language": language or "python"}
         if cwd:
             body["cwd"] = cwd
         if variables:
             body["variables"] = _json_object(variables, "variables")
         if envs:
             body["envs"] = _json_object(envs, "envs")
-        r = await self._envd.http("POST", "/contexts", json=body, timeout=self._timeout())
+        r = await self._envd.http("POST", "/contexts", json=body, timeout=self._timeout(request_timeout))
         return CodeContext.from_json(r.json())
 
-    async def list_code_contexts(self) -> list[CodeContext]:
-        r = await self._envd.http("GET", "/contexts", timeout=self._timeout())
+    async def list_code_contexts(self, request_timeout: float | None = None) -> list[CodeContext]:
+        r = await self._envd.http("GET", "/contexts", timeout=self._timeout(request_timeout))
         return [CodeContext.from_json(d) for d in r.json()]
 
-    async def restart_code_context(self, context: CodeContext | str) -> None:
+    async def restart_code_context(self, context: CodeContext | str, request_timeout: float | None = None) -> None:
         await self._envd.http("POST", f"/contexts/{quote(_context_id(context), safe='')}/restart",
-                              timeout=self._timeout())
+                              timeout=self._timeout(request_timeout))
 
-    async def remove_code_context(self, context: CodeContext | str) -> None:
+    async def remove_code_context(self, context: CodeContext | str, request_timeout: float | None = None) -> None:
         await self._envd.http("DELETE", f"/contexts/{quote(_context_id(context), safe='')}",
-                              timeout=self._timeout())
+                              timeout=self._timeout(request_timeout))

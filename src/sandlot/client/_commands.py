@@ -8,17 +8,21 @@ import inspect
 import re
 import time
 from collections.abc import AsyncIterator, Callable
+from re import Match, Pattern
+from typing import Any, Literal, TypeVar, overload
 
 from .. import _exceptions as E
 from ..protocol import process_pb2 as pb
 from ._http import Envd
 from ._models import CommandResult, ProcessInfo
 
+T = TypeVar("T")
+
 # (stdout, stderr, pty): exactly one is set. Text for the pipes, raw bytes for terminals.
 Output = tuple[str | None, str | None, bytes | None]
 
 
-async def call_back(callback: Callable | None, value) -> None:
+async def call_back(callback: Callable[[T], object] | None, value: T) -> None:
     """Callbacks may be plain functions or coroutine functions."""
     if callback is not None:
         result = callback(value)
@@ -43,14 +47,21 @@ class AsyncCommandHandle:
         result = await handle.wait()
     """
 
-    def __init__(self, envd: Envd, events: AsyncIterator, *, on_stdout=None, on_stderr=None, on_pty=None,
-                 check: bool = True, pty: bool = False):
+    pid: int
+    """The process id in the sandbox."""
+
+    def __init__(self, envd: Envd, events: AsyncIterator[Any], *,
+                 on_stdout: Callable[[Any], object] | None = None, on_stderr: Callable[[Any], object] | None = None,
+                 on_pty: Callable[[bytes], object] | None = None, check: bool = True, pty: bool = False,
+                 raw: bool = False):
         """Internal: handles come from `commands.run()`, `commands.connect()`, `pty.create()`."""
-        self.pid: int = 0
+        self.pid = 0
+        self._raw = raw  # callbacks get bytes as they come; nothing is kept (see `commands.run`)
         self._envd = envd
         self._check = check
-        self._input_field = "pty" if pty else "stdin"
-        self._callbacks = {"stdout": on_stdout, "stderr": on_stderr, "pty": on_pty}
+        self._input_field: Literal["pty", "stdin"] = "pty" if pty else "stdin"
+        self._callbacks: dict[str, Callable[[Any], object] | None] = {
+            "stdout": on_stdout, "stderr": on_stderr, "pty": on_pty}
         self._decoders = {k: codecs.getincrementaldecoder("utf-8")(errors="replace") for k in ("stdout", "stderr")}
         self._chunks: list[Output] = []
         self._parts: dict[str, list[str]] = {"stdout": [], "stderr": []}
@@ -59,7 +70,7 @@ class AsyncCommandHandle:
         self._started_at = time.monotonic()
         self._duration = 0.0
         loop = asyncio.get_running_loop()
-        self._started = loop.create_future()
+        self._started: asyncio.Future[int] = loop.create_future()
         # The whole stream is read in this one task: connectrpc arms the call's deadline in the task
         # that iterates, so reading the first event elsewhere would cancel the wrong task.
         self._task = loop.create_task(self._pump(events))
@@ -85,14 +96,15 @@ class AsyncCommandHandle:
         return self._end.exit_code if self._end is not None else None
 
     def _push(self, kind: str, value: str | bytes) -> None:
-        self._chunks.append((value if kind == "stdout" else None, value if kind == "stderr" else None,
-                             value if kind == "pty" else None))
-        if kind in self._parts:
+        if isinstance(value, bytes):
+            self._chunks.append((None, None, value))
+        else:
+            self._chunks.append((value if kind == "stdout" else None, value if kind == "stderr" else None, None))
             self._parts[kind].append(value)
         self._changed.set()  # wakes the iterators waiting on this event; later ones wait on a new one
         self._changed = asyncio.Event()
 
-    async def _pump(self, events: AsyncIterator) -> None:
+    async def _pump(self, events: AsyncIterator[Any]) -> None:
         try:
             async for response in events:
                 event = response.event
@@ -104,17 +116,19 @@ class AsyncCommandHandle:
                     self._started.set_result(self.pid)
                 elif kind == "data":
                     which = event.data.WhichOneof("output")
-                    raw = getattr(event.data, which)
-                    value = self._decoders[which].decode(raw) if which in self._decoders else raw
+                    raw: bytes = getattr(event.data, which)
+                    value: str | bytes = (self._decoders[which].decode(raw)
+                                          if which in self._decoders and not self._raw else raw)
                     if value:
-                        self._push(which, value)
+                        if not self._raw:
+                            self._push(which, value)
                         await call_back(self._callbacks[which], value)
                 elif kind == "end":
                     self._end = event.end
             if not self._started.done():
                 raise E.SandlotError("the process stream ended before the process started")
             for which, decoder in self._decoders.items():  # a split multi-byte character at the end
-                if tail := decoder.decode(b"", final=True):
+                if not self._raw and (tail := decoder.decode(b"", final=True)):
                     self._push(which, tail)
                     await call_back(self._callbacks[which], tail)
             if self._end is None:
@@ -150,6 +164,7 @@ class AsyncCommandHandle:
         command was started with `check=False`."""
         await self._finished()
         end = self._end
+        assert end is not None  # _finished() raised otherwise
         error = end.error if end.HasField("error") else None
         if end.exit_code != 0 and self._check:
             raise E.CommandExitError(self.stdout, self.stderr, end.exit_code, error)
@@ -167,13 +182,16 @@ class AsyncCommandHandle:
             await changed.wait()
         await self._finished()
 
-    async def wait_for_log(self, pattern: str | re.Pattern, timeout: float | None = 30) -> re.Match:
+    async def wait_for_log(self, pattern: str | Pattern[str], timeout: float | None = 30) -> Match[str]:
         """The first match of `pattern` (a regular expression) in the output (stdout, then
-        stderr), as soon as it is printed: the output arrives pushed, nothing polls. Raises
-        TimeoutError after `timeout` s, CommandExitError if the command ends without it."""
+        stderr), as soon as it is printed: the output arrives pushed, nothing polls (a handle from
+        `connect()` starts with the output the process printed before). Raises TimeoutError after
+        `timeout` seconds (None or 0: no limit), CommandExitError if the command ends without it."""
+        if self._raw:
+            raise E.InvalidArgument("wait_for_log() reads the text output, which a raw=True command does not keep")
         rx = re.compile(pattern)
 
-        async def watch() -> re.Match:
+        async def watch() -> Match[str]:
             while True:
                 changed = self._changed
                 if m := rx.search(self.stdout) or rx.search(self.stderr):
@@ -181,32 +199,35 @@ class AsyncCommandHandle:
                 if self._task.done():
                     await self._finished()
                     end = self._end
+                    assert end is not None  # _finished() raised otherwise
                     raise E.CommandExitError(self.stdout, self.stderr, end.exit_code,
                                              f"the command ended without printing {rx.pattern!r}")
                 await changed.wait()
 
         try:
-            return await asyncio.wait_for(watch(), timeout)
-        except asyncio.TimeoutError:
-            raise E.TimeoutError(f"{rx.pattern!r} did not appear within {timeout} s") from None
+            async with asyncio.timeout(timeout or None):
+                return await watch()
+        except TimeoutError as e:
+            if isinstance(e, E.SandlotError):  # the command's own deadline, not ours
+                raise
+            raise E.TimeoutError(f"{rx.pattern!r} did not appear within {timeout}s") from None
 
-    async def wait_for_port(self, port: int, timeout: float = 30) -> None:
+    async def wait_for_port(self, port: int, timeout: float = 30, request_timeout: float | None = None) -> None:
         """Return once something in the sandbox accepts connections on `port` (the server watches,
-        see AsyncSandbox.wait_for_port)."""
-        await self._envd.transport.api("POST", f"/sandboxes/{self._envd.sandbox_id}/ports/{port}/wait",
-                                       json={"timeout": timeout}, timeout=timeout + 10)
+        see `AsyncSandbox.wait_for_port`)."""
+        await wait_for_port(self._envd, port, timeout, request_timeout)
 
-    async def kill(self) -> bool:
+    async def kill(self, request_timeout: float | None = None) -> bool:
         """SIGKILL the command. False if it had already ended."""
-        return await AsyncCommands(self._envd).kill(self.pid)
+        return await AsyncCommands(self._envd).kill(self.pid, request_timeout=request_timeout)
 
-    async def send_stdin(self, data: str | bytes) -> None:
+    async def send_stdin(self, data: str | bytes, request_timeout: float | None = None) -> None:
         """Write to the command's stdin (started with `stdin=True`) or to its terminal."""
-        await send_input_to(self._envd, self.pid, data, self._input_field)
+        await send_input_to(self._envd, self.pid, data, self._input_field, request_timeout)
 
-    async def close_stdin(self) -> None:
+    async def close_stdin(self, request_timeout: float | None = None) -> None:
         """Signal end-of-file on stdin."""
-        await AsyncCommands(self._envd).close_stdin(self.pid)
+        await AsyncCommands(self._envd).close_stdin(self.pid, request_timeout=request_timeout)
 
     async def disconnect(self) -> None:
         """Stop receiving output; the command keeps running (see `commands.connect()`)."""
@@ -214,22 +235,40 @@ class AsyncCommandHandle:
         await asyncio.wait({self._task})
 
 
-async def send_input_to(envd: Envd, pid: int, data: str | bytes, field: str) -> None:
-    request = pb.SendInputRequest(process=pb.ProcessSelector(pid=pid),
-                                  input=pb.ProcessInput(**{field: _bytes(data)}))
-    await envd.call(envd.process.send_input, request)
+async def send_input_to(envd: Envd, pid: int, data: str | bytes, field: Literal["pty", "stdin"],
+                        request_timeout: float | None = None) -> None:
+    process_input = pb.ProcessInput(pty=_bytes(data)) if field == "pty" else pb.ProcessInput(stdin=_bytes(data))
+    request = pb.SendInputRequest(process=pb.ProcessSelector(pid=pid), input=process_input)
+    await envd.call(envd.process.send_input, request, request_timeout=request_timeout)
 
 
-def _retrieve(task: asyncio.Task) -> None:
+async def wait_for_port(envd: Envd, port: int, timeout: float, request_timeout: float | None) -> None:
+    """POST .../ports/{port}/wait: the server tries the port inside the sandbox until it opens or
+    `timeout` passes (504: TimeoutError); `request_timeout` is the allowance for the answer beyond it."""
+    allowance = envd.transport.config.timeout(request_timeout)
+    await envd.transport.api("POST", f"/sandboxes/{envd.sandbox_id}/ports/{port}/wait", json={"timeout": timeout},
+                             timeout=None if allowance is None else timeout + allowance)
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
     """The reader's error is raised by `wait()`; asyncio need not also log it as never retrieved."""
     if not task.cancelled():
         task.exception()
 
 
-async def attach(envd: Envd, events: AsyncIterator, **handle_options) -> AsyncCommandHandle:
-    """A handle on a process stream, returned once the process has started."""
+async def attach(envd: Envd, events: AsyncIterator[Any], request_timeout: float | None = None,
+                 **handle_options: Any) -> AsyncCommandHandle:
+    """A handle on a process stream, returned once the process has started; `request_timeout`
+    (else the connection's) bounds the wait for the start."""
+    limit = envd.transport.config.timeout(request_timeout)
     handle = AsyncCommandHandle(envd, events, **handle_options)
-    await handle._until_started()
+    try:
+        async with asyncio.timeout(limit):
+            await handle._until_started()
+    except TimeoutError as e:
+        if isinstance(e, E.SandlotError):  # the server's own deadline, not ours
+            raise
+        raise E.TimeoutError(f"the process did not start within {limit:g}s (request_timeout)") from None
     return handle
 
 
@@ -243,18 +282,51 @@ class AsyncCommands:
     def __init__(self, envd: Envd):
         self._envd = envd
 
+    @overload
+    async def run(self, cmd: str, background: Literal[False] = False, envs: dict[str, str] | None = None,
+                  cwd: str | None = None, user: str | None = None, timeout: float | None = 60,
+                  on_stdout: Callable[[str], object] | None = None, on_stderr: Callable[[str], object] | None = None,
+                  stdin: bool = False, check: bool = True, request_timeout: float | None = None, *,
+                  raw: Literal[False] = False, tag: str | None = None) -> CommandResult: ...
+
+    @overload
+    async def run(self, cmd: str, background: Literal[True], envs: dict[str, str] | None = None,
+                  cwd: str | None = None, user: str | None = None, timeout: float | None = 60,
+                  on_stdout: Callable[[str], object] | None = None, on_stderr: Callable[[str], object] | None = None,
+                  stdin: bool = False, check: bool = True, request_timeout: float | None = None, *,
+                  raw: Literal[False] = False, tag: str | None = None) -> AsyncCommandHandle: ...
+
+    @overload
     async def run(self, cmd: str, background: bool = False, envs: dict[str, str] | None = None,
                   cwd: str | None = None, user: str | None = None, timeout: float | None = 60,
-                  on_stdout: Callable | None = None, on_stderr: Callable | None = None,
-                  stdin: bool = False, check: bool = True, tag: str | None = None) -> CommandResult | AsyncCommandHandle:
+                  on_stdout: Callable[[bytes], object] | None = None, on_stderr: Callable[[bytes], object] | None = None,
+                  stdin: bool = False, check: bool = True, request_timeout: float | None = None, *,
+                  raw: Literal[True], tag: str | None = None) -> CommandResult | AsyncCommandHandle: ...
+
+    @overload
+    async def run(self, cmd: str, background: bool = False, envs: dict[str, str] | None = None,
+                  cwd: str | None = None, user: str | None = None, timeout: float | None = 60,
+                  on_stdout: Callable[[Any], object] | None = None, on_stderr: Callable[[Any], object] | None = None,
+                  stdin: bool = False, check: bool = True, request_timeout: float | None = None, *,
+                  raw: bool = False, tag: str | None = None) -> CommandResult | AsyncCommandHandle: ...
+
+    async def run(self, cmd: str, background: bool = False, envs: dict[str, str] | None = None,
+                  cwd: str | None = None, user: str | None = None, timeout: float | None = 60,
+                  on_stdout: Callable[[Any], object] | None = None, on_stderr: Callable[[Any], object] | None = None,
+                  stdin: bool = False, check: bool = True, request_timeout: float | None = None, *,
+                  raw: bool = False, tag: str | None = None) -> CommandResult | AsyncCommandHandle:
         """Run `cmd` with `/bin/bash -l -c`.
 
         Foreground (default): wait and return a CommandResult; a non-zero exit raises
         CommandExitError unless `check=False`. `background=True` returns an AsyncCommandHandle as
         soon as the process started. `timeout` (seconds, None or 0 = no limit) bounds the whole
         command: the server kills it then and TimeoutError is raised. `stdin=True` keeps stdin open
-        for `send_stdin()`. Callbacks get text chunks as they arrive. `tag` names the process while
-        it runs (unique among running ones): `get_process(tag)`, `connect(tag)`.
+        for `send_stdin()`. Callbacks get text chunks as they arrive; with `raw=True` they get the
+        bytes exactly as the command wrote them, and nothing is kept (`stdout`/`stderr` of the
+        result and handle stay empty): for binary or endless output. `request_timeout` bounds the
+        wait for the process to start (as every call's `request_timeout`: seconds, 0 = no limit,
+        default the sandbox's, 60 s unless given to `create()`/`connect()`). `tag` names the process
+        while it runs (unique among running ones): `get_process(tag)`, `connect(tag)`.
         """
         config = pb.ProcessConfig(cmd="/bin/bash", args=["-l", "-c", cmd], envs=envs or {})
         if cwd:
@@ -263,7 +335,8 @@ class AsyncCommands:
         if tag is not None:
             start.tag = tag
         events = self._envd.stream(self._envd.process.start, start, user=user, timeout=timeout)
-        handle = await attach(self._envd, events, on_stdout=on_stdout, on_stderr=on_stderr, check=check)
+        handle = await attach(self._envd, events, request_timeout, on_stdout=on_stdout, on_stderr=on_stderr,
+                              check=check, raw=raw)
         if background:
             return handle
         try:
@@ -274,38 +347,39 @@ class AsyncCommands:
             await asyncio.shield(handle.kill())
             raise
 
-    async def connect(self, pid: int | str, timeout: float | None = None, on_stdout: Callable | None = None,
-                      on_stderr: Callable | None = None) -> AsyncCommandHandle:
+    async def connect(self, pid: int | str, timeout: float | None = None,
+                      on_stdout: Callable[[str], object] | None = None, on_stderr: Callable[[str], object] | None = None,
+                      request_timeout: float | None = None) -> AsyncCommandHandle:
         """Attach to a running process by pid or tag; the handle first gets the process's latest
-        output (up to 64 KiB, replayed by sandlot's agent), then what follows."""
+        output (up to 64 KiB, kept by sandlot's agent), then what follows."""
         selector = pb.ProcessSelector(tag=pid) if isinstance(pid, str) else pb.ProcessSelector(pid=pid)
         request = pb.ConnectRequest(process=selector)
         events = self._envd.stream(self._envd.process.connect, request, timeout=timeout)
-        return await attach(self._envd, events, on_stdout=on_stdout, on_stderr=on_stderr)
+        return await attach(self._envd, events, request_timeout, on_stdout=on_stdout, on_stderr=on_stderr)
 
-    async def list(self) -> list[ProcessInfo]:
+    async def list(self, request_timeout: float | None = None) -> list[ProcessInfo]:
         """Processes started through envd that are still running (background ones included)."""
-        response = await self._envd.call(self._envd.process.list, pb.ListRequest())
+        response = await self._envd.call(self._envd.process.list, pb.ListRequest(), request_timeout=request_timeout)
         return [ProcessInfo.from_proto(p) for p in response.processes]
 
-    async def get_process(self, tag: str) -> ProcessInfo | None:
+    async def get_process(self, tag: str, request_timeout: float | None = None) -> ProcessInfo | None:
         """The running process started with `tag`, or None."""
-        return next((p for p in await self.list() if p.tag == tag), None)
+        return next((p for p in await self.list(request_timeout) if p.tag == tag), None)
 
-    async def kill(self, pid: int) -> bool:
+    async def kill(self, pid: int, request_timeout: float | None = None) -> bool:
         """SIGKILL a process. False if there is no such process."""
         request = pb.SendSignalRequest(process=pb.ProcessSelector(pid=pid), signal=pb.SIGNAL_SIGKILL)
         try:
-            await self._envd.call(self._envd.process.send_signal, request)
+            await self._envd.call(self._envd.process.send_signal, request, request_timeout=request_timeout)
         except E.NotFound:
             return False
         return True
 
-    async def send_stdin(self, pid: int, data: str | bytes) -> None:
+    async def send_stdin(self, pid: int, data: str | bytes, request_timeout: float | None = None) -> None:
         """Write to the stdin of a process started with `stdin=True`."""
-        await send_input_to(self._envd, pid, data, "stdin")
+        await send_input_to(self._envd, pid, data, "stdin", request_timeout)
 
-    async def close_stdin(self, pid: int) -> None:
+    async def close_stdin(self, pid: int, request_timeout: float | None = None) -> None:
         """Signal end-of-file on a process's stdin."""
         request = pb.CloseStdinRequest(process=pb.ProcessSelector(pid=pid))
-        await self._envd.call(self._envd.process.close_stdin, request)
+        await self._envd.call(self._envd.process.close_stdin, request, request_timeout=request_timeout)

@@ -19,14 +19,16 @@ import functools
 import json
 import ssl
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any, TypeVar, cast
 
 import httpx
 import pyqwest
 from connectrpc.code import Code
 from connectrpc.compat import google_protobuf_json_codec
 from connectrpc.errors import ConnectError
+from google.protobuf.message import Message
 
 from .. import _exceptions as E
 from ..protocol.filesystem_connect import FilesystemClient
@@ -37,6 +39,7 @@ try:
     USER_AGENT = f"sandlot-python/{version('sandlot')}"
 except PackageNotFoundError:  # running from a source tree
     USER_AGENT = "sandlot-python"
+R = TypeVar("R")
 ENVD_PORT = "49983"  # E2B routes envd traffic by this port header; sandlot checks it the same way
 
 _BY_STATUS: dict[int, type[E.SandlotError]] = {
@@ -47,28 +50,40 @@ _BY_STATUS: dict[int, type[E.SandlotError]] = {
 
 
 def error_for_status(status: int, message: str, not_found: type[E.NotFound] = E.NotFound) -> E.SandlotError:
-    """The sandlot error for an HTTP error answer; `not_found` refines 404 (e.g. FileNotFound)."""
+    """The sandlot error for an HTTP error status; `not_found` refines 404 (e.g. FileNotFound)."""
     cls = _BY_STATUS.get(status, E.SandlotError)
     return (not_found if cls is E.NotFound else cls)(message, status=status)
 
 
-def _message(body: bytes, status: int) -> str:
-    """The `message` of a JSON error body, else the text itself (proxies answer in plain text)."""
+def error_for_answer(status: int, body: bytes, not_found: type[E.NotFound] = E.NotFound) -> E.SandlotError:
+    """The sandlot error for an error answer: its JSON `message`, else its text (proxies answer in
+    plain text). A paused sandbox's 502 carries `state` (the message is worded for the e2b SDK); a
+    create's 503 carries the progress of the template build it waits for."""
     try:
         data = json.loads(body)
-        if isinstance(data, dict) and isinstance(data.get("message"), str):
-            return data["message"]
     except ValueError:
-        pass
-    return body.decode("utf-8", "replace").strip()[:1000] or f"HTTP {status}"
+        data = None
+    if not isinstance(data, dict):
+        return error_for_status(status, body.decode("utf-8", "replace").strip()[:1000] or f"HTTP {status}",
+                                not_found)
+    if status == 502 and data.get("state") == "paused":
+        sid = str(data.get("sandboxId", ""))
+        return E.SandboxNotRunning(f"sandbox {sid} is paused: resume it with sandbox.resume() or "
+                                   f"Sandbox.connect({sid!r})", status=status, paused=True, sandbox_id=sid)
+    message = data.get("message")
+    message = message if isinstance(message, str) else f"HTTP {status}"
+    if status == 503 and isinstance(data.get("template"), str):  # a create waiting for a template build
+        return E.TemplateBuilding(message, status=status, template=data["template"],
+                                  progress=int(data.get("progress") or 0), step=str(data.get("step") or ""))
+    return error_for_status(status, message, not_found)
 
 
 class _PlainHTTPError(ConnectError):
-    """A non-Connect error answer on an RPC route, with its HTTP status kept."""
+    """A non-Connect error answer on an RPC route, with its HTTP status and body kept."""
 
-    def __init__(self, status: int, message: str):
-        super().__init__(Code.UNKNOWN, message)
-        self.status = status
+    def __init__(self, status: int, body: bytes):
+        super().__init__(Code.UNKNOWN, body.decode("utf-8", "replace")[:1000])
+        self.status, self.body = status, body
 
 
 def _from_connect(e: ConnectError, not_found: type[E.NotFound]) -> E.SandlotError:
@@ -79,12 +94,12 @@ def _from_connect(e: ConnectError, not_found: type[E.NotFound]) -> E.SandlotErro
 
 
 @contextlib.contextmanager
-def translate(not_found: type[E.NotFound] = E.NotFound):
+def translate(not_found: type[E.NotFound] = E.NotFound) -> Iterator[None]:
     """Run a block of I/O; let only sandlot exceptions (and cancellation) out of it."""
     try:
         yield
     except _PlainHTTPError as e:
-        raise error_for_status(e.status, e.message, not_found) from e
+        raise error_for_answer(e.status, e.body, not_found) from e
     except ConnectError as e:
         # connectrpc turns task cancellation into Code.CANCELED; asyncio needs it back as it was
         if e.code is Code.CANCELED and isinstance(e.__cause__, asyncio.CancelledError):
@@ -116,7 +131,7 @@ class _PlainErrorTransport:
             code = json.loads(body).get("code")
             Code(code)
         except (ValueError, AttributeError, TypeError):
-            raise _PlainHTTPError(response.status, _message(bytes(body), response.status)) from None
+            raise _PlainHTTPError(response.status, bytes(body)) from None
         # a real Connect error: hand it back to connectrpc, body restored
         return pyqwest.Response(status=response.status, headers=response.headers, content=bytes(body))
 
@@ -166,26 +181,29 @@ class Transport:
                 await client.aclose()
 
     async def request(self, method: str, path: str, *, not_found: type[E.NotFound] = E.NotFound,
-                      **kwargs) -> httpx.Response:
-        """One request; error answers raise."""
+                      request_timeout: float | None = None, **kwargs: Any) -> httpx.Response:
+        """One request, bounded by `request_timeout` (else the config's) unless `timeout` is given
+        as httpx takes it; error answers raise."""
+        kwargs.setdefault("timeout", self.config.timeout(request_timeout))
         with translate(not_found):
             r = await self._http().request(method, path, **kwargs)
             if r.status_code >= 400:
-                raise error_for_status(r.status_code, _message(r.content, r.status_code), not_found)
+                raise error_for_answer(r.status_code, r.content, not_found)
             return r
 
     @contextlib.asynccontextmanager
     async def open(self, method: str, path: str, *, not_found: type[E.NotFound] = E.NotFound,
-                   **kwargs) -> AsyncIterator[httpx.Response]:
+                   request_timeout: float | None = None, **kwargs: Any) -> AsyncIterator[httpx.Response]:
         """A streamed response; error answers raise before the body is handed out."""
+        kwargs.setdefault("timeout", self.config.timeout(request_timeout))
         with translate(not_found):
             async with self._http().stream(method, path, **kwargs) as r:
                 if r.status_code >= 400:
                     body = await r.aread()
-                    raise error_for_status(r.status_code, _message(body, r.status_code), not_found)
+                    raise error_for_answer(r.status_code, body, not_found)
                 yield r
 
-    async def api(self, method: str, path: str, **kwargs) -> httpx.Response:
+    async def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """A control-plane call, authenticated with the API key."""
         headers = {"X-API-KEY": self.config.api_key} if self.config.api_key else {}
         return await self.request(method, path, headers=headers, **kwargs)
@@ -207,7 +225,8 @@ class Envd:
         self.transport = transport
         self.sandbox_id = sandbox_id
         self.access_token = access_token
-        rpc = dict(codec=_JSON, send_compression=None, accept_compression=(), http_client=_rpc_http())
+        rpc: dict[str, Any] = dict(codec=_JSON, send_compression=None, accept_compression=(),
+                                   http_client=_rpc_http())
         self.process = ProcessClient(transport.config.api_url, **rpc)
         self.filesystem = FilesystemClient(transport.config.api_url, **rpc)
 
@@ -221,23 +240,25 @@ class Envd:
             h["Keepalive-Ping-Interval"] = "50"
         return h
 
-    async def http(self, method: str, path: str, *, headers: dict | None = None, not_found=E.NotFound,
-                   **kwargs) -> httpx.Response:
+    async def http(self, method: str, path: str, *, headers: dict[str, str] | None = None,
+                   not_found: type[E.NotFound] = E.NotFound, **kwargs: Any) -> httpx.Response:
         return await self.transport.request(method, path, headers={**self.headers(), **(headers or {})},
                                             not_found=not_found, **kwargs)
 
-    def open(self, method: str, path: str, *, not_found=E.NotFound, **kwargs):
+    def open(self, method: str, path: str, *, not_found: type[E.NotFound] = E.NotFound,
+             **kwargs: Any) -> contextlib.AbstractAsyncContextManager[httpx.Response]:
         return self.transport.open(method, path, headers=self.headers(), not_found=not_found, **kwargs)
 
-    async def call(self, method: Callable, request, *, user: str | None = None,
-                   not_found: type[E.NotFound] = E.NotFound):
-        """A unary RPC, bounded by the request timeout."""
+    async def call(self, method: Callable[..., Awaitable[R]], request: Message, *, user: str | None = None,
+                   not_found: type[E.NotFound] = E.NotFound, request_timeout: float | None = None) -> R:
+        """A unary RPC, bounded by `request_timeout` (else the config's)."""
+        limit = self.transport.config.timeout(request_timeout)
         with translate(not_found):
             return await method(request, headers=self.headers(user),
-                                timeout_ms=int(self.transport.config.request_timeout * 1000))
+                                timeout_ms=int(limit * 1000) if limit else None)
 
-    async def stream(self, method: Callable, request, *, user: str | None = None,
-                     timeout: float | None = None, not_found: type[E.NotFound] = E.NotFound) -> AsyncIterator:
+    async def stream(self, method: Callable[..., AsyncIterator[R]], request: Message, *, user: str | None = None,
+                     timeout: float | None = None, not_found: type[E.NotFound] = E.NotFound) -> AsyncIterator[R]:
         """A server stream. `timeout` bounds the whole call (the server also ends the work then);
         None or 0 means no limit. A broken stream is explained by probing /health."""
         timeout_ms = int(timeout * 1000) if timeout else None
@@ -253,12 +274,12 @@ class Envd:
             raise better from e
         finally:
             with translate(not_found):
-                await events.aclose()
+                await cast(AsyncGenerator[R, None], events).aclose()  # connectrpc streams are generators
 
-    async def is_running(self) -> bool:
+    async def is_running(self, request_timeout: float | None = None) -> bool:
         """False once the sandbox is killed, expired or paused (the server answers 502)."""
         try:
-            await self.http("GET", "/health")
+            await self.http("GET", "/health", request_timeout=request_timeout)
         except E.SandboxNotRunning:
             return False
         return True
@@ -266,10 +287,12 @@ class Envd:
     async def explain(self, err: E.SandlotError) -> E.SandlotError:
         """Turn a broken connection into SandboxNotRunning when that is what happened."""
         try:
-            running = await self.is_running()
+            await self.http("GET", "/health")
+        except E.SandboxNotRunning as gone:
+            if gone.details.get("paused"):
+                return gone
+            return E.SandboxNotRunning("the sandbox was killed or reached its end of life while the request "
+                                       "was in flight")
         except E.SandlotError:
             return err
-        if running:
-            return err
-        return E.SandboxNotRunning("the sandbox was killed or reached its end of life while the request "
-                                   "was in flight")
+        return err

@@ -5,13 +5,14 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Any
 
 from ..protocol import filesystem_pb2 as fs_pb
 from ..protocol import process_pb2 as proc_pb
-from ..runtimes.policy import Limits
+from ..limits import Limits
 
 __all__ = [
-    "CodeContext", "CommandResult", "EntryInfo", "Execution", "ExecutionError", "FileType", "FilesystemEvent",
+    "CodeContext", "CommandResult", "EntryInfo", "Execution", "ExecutionError", "ExposedPort", "FileType", "FilesystemEvent",
     "FilesystemEventType", "Limits", "Logs", "OutputMessage", "Package", "ProcessInfo", "Result", "SandboxInfo",
     "SandboxMetrics", "WriteInfo",
 ]
@@ -38,13 +39,26 @@ class SandboxInfo:
     alias: str | None = None
 
     @classmethod
-    def from_json(cls, d: dict) -> SandboxInfo:
+    def from_json(cls, d: dict[str, Any]) -> SandboxInfo:
         return cls(
             sandbox_id=d["sandboxID"], template_id=d["templateID"], state=d.get("state", "running"),
             started_at=_time(d.get("startedAt")), end_at=_time(d.get("endAt")),
             metadata=dict(d.get("metadata") or {}), cpu_count=d.get("cpuCount", 0),
             memory_mb=d.get("memoryMB", 0), disk_size_mb=d.get("diskSizeMB", 0),
             envd_version=d.get("envdVersion", ""), alias=d.get("alias"))
+
+
+@dataclass(frozen=True)
+class ExposedPort:
+    """A port of a sandbox with a signed preview URL (`list_exposed_ports()`)."""
+
+    port: int
+    url: str  # http://{port}-{sandbox id}-{token}.{domain}
+    expires_at: datetime
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> ExposedPort:
+        return cls(port=d["port"], url=d["url"], expires_at=datetime.fromtimestamp(d["expiresAt"], timezone.utc))
 
 
 @dataclass(frozen=True)
@@ -60,11 +74,27 @@ class SandboxMetrics:
     disk_total: int
 
     @classmethod
-    def from_json(cls, d: dict) -> SandboxMetrics:
+    def from_json(cls, d: dict[str, Any]) -> SandboxMetrics:
         return cls(timestamp=_time(d.get("timestamp")), cpu_count=d.get("cpuCount", 0),
                    cpu_used_pct=d.get("cpuUsedPct", 0.0), mem_used=d.get("memUsed", 0),
                    mem_total=d.get("memTotal", 0), disk_used=d.get("diskUsed", 0),
                    disk_total=d.get("diskTotal", 0))
+
+
+@dataclass(frozen=True)
+class SandboxLogEntry:
+    """One entry of a sandbox's log: a lifecycle event or a process start or end (`fields["logger"]`
+    says which: "lifecycle" or "process")."""
+
+    timestamp: datetime | None
+    level: str  # debug, info, warn, error
+    message: str
+    fields: dict[str, str]
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> SandboxLogEntry:
+        return cls(timestamp=_time(d.get("timestamp")), level=d.get("level", "info"), message=d.get("message", ""),
+                   fields=dict(d.get("fields") or {}))
 
 
 @dataclass(frozen=True)
@@ -111,7 +141,7 @@ class Package:
     version: str
 
     @classmethod
-    def from_json(cls, d: dict) -> Package:
+    def from_json(cls, d: dict[str, Any]) -> Package:
         return cls(name=str(d["name"]), version=str(d["version"]))
 
 
@@ -159,7 +189,7 @@ class WriteInfo:
     type: FileType | None = FileType.FILE
 
     @classmethod
-    def from_json(cls, d: dict) -> WriteInfo:
+    def from_json(cls, d: dict[str, Any]) -> WriteInfo:
         return cls(name=d["name"], path=d["path"],
                    type=FileType(d["type"]) if d.get("type") in ("file", "dir") else None)
 
@@ -207,7 +237,7 @@ class CodeContext:
     cwd: str
 
     @classmethod
-    def from_json(cls, d: dict) -> CodeContext:
+    def from_json(cls, d: dict[str, Any]) -> CodeContext:
         return cls(id=str(d["id"]), language=str(d.get("language", "")), cwd=str(d.get("cwd", "")))
 
 
@@ -234,7 +264,7 @@ class ExecutionError:
     traceback: str
 
     @classmethod
-    def from_json(cls, d: dict) -> ExecutionError:
+    def from_json(cls, d: dict[str, Any]) -> ExecutionError:
         return cls(name=str(d.get("name") or ""), value=str(d.get("value") or ""),
                    traceback=str(d.get("traceback") or ""))
 
@@ -254,15 +284,15 @@ class Result:
     jpeg: str | None = None
     pdf: str | None = None
     latex: str | None = None
-    json: dict | list | None = None
+    json: dict[str, Any] | list[Any] | None = None
     javascript: str | None = None
-    data: dict | None = None
-    chart: dict | None = None
+    data: dict[str, Any] | None = None
+    chart: dict[str, Any] | None = None
     is_main_result: bool = False
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_json(cls, d: dict) -> Result:
+    def from_json(cls, d: dict[str, Any]) -> Result:
         """A result line of /execute; keys this SDK does not know are ignored."""
         known = {k: d[k] for k in _RESULT_FORMATS if d.get(k) is not None}
         return cls(**known, is_main_result=bool(d.get("is_main_result")),

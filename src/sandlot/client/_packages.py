@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
+from typing import Any
 from urllib.parse import quote
+
+from packaging.utils import canonicalize_name
 
 from ._http import Transport
 from ._models import Package
 
 INSTALL_TIMEOUT = 600.0  # seconds; a first install may download (on the server) and build large wheels
-
-
-def _canonical(name: str) -> str:
-    """PEP 503: `Foo_Bar.baz` and `foo-bar-baz` name the same project."""
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _names(name_or_names: str | Iterable[str]) -> list[str]:
@@ -63,7 +60,7 @@ class AsyncPackages:
         are relative to the default user's home). Options such as `-r` or `--index-url` are refused."""
         return await self._install({"requirements": path, "upgrade": upgrade}, timeout)
 
-    async def _install(self, body: dict, timeout: float | None) -> list[Package]:
+    async def _install(self, body: dict[str, Any], timeout: float | None) -> list[Package]:
         response = await self._transport.api("POST", self._path, json=body, timeout=timeout or None)
         return [Package.from_json(p) for p in response.json()["installed"]]
 
@@ -74,12 +71,12 @@ class AsyncPackages:
                                              json={"packages": _names(name_or_names)}, timeout=timeout or None)
         return [Package.from_json(p) for p in response.json()["uninstalled"]]
 
-    async def list(self) -> list[Package]:
+    async def list(self, request_timeout: float | None = None) -> list[Package]:
         """Every Python package installed in the sandbox (as its root sees them), sorted by name."""
-        response = await self._transport.api("GET", self._path)
+        response = await self._transport.api("GET", self._path, request_timeout=request_timeout)
         return [Package.from_json(p) for p in response.json()]
 
-    async def is_installed(self, name: str) -> bool:
+    async def is_installed(self, name: str, request_timeout: float | None = None) -> bool:
         """Whether a package of that name is installed (`Foo_Bar` and `foo-bar` are the same)."""
-        wanted = _canonical(name)
-        return any(_canonical(p.name) == wanted for p in await self.list())
+        wanted = canonicalize_name(name)
+        return any(canonicalize_name(p.name) == wanted for p in await self.list(request_timeout))

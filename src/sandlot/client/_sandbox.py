@@ -1,59 +1,103 @@
-"""`AsyncSandbox`: create, find and manage sandboxes; the async source of the public `Sandbox`."""
+"""`AsyncSandbox`: create, find and manage sandboxes; the async source of the public `Sandbox`.
+
+Over 400 lines because each of the five methods also callable by id (`kill`, `set_timeout`,
+`get_info`, `get_metrics`, `pause`) carries its two overload signatures for type checkers, and the
+sandbox's ports (preview URLs, waits) are methods of the sandbox, as in E2B's and Cloudflare's SDKs.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import builtins
 import dataclasses
 import functools
 import hashlib
+import logging
 import time
 import types
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from datetime import datetime
+from typing import Any, TypeVar, cast, overload
 from urllib.parse import quote, urlencode
 
+import httpx
+
 from .. import _exceptions as E
+from . import _state
 from ._code import AsyncCodeInterpreter
-from ._commands import AsyncCommands
+from ._commands import AsyncCommands, wait_for_port
 from ._config import ConnectionConfig
 from ._files import AsyncFiles
 from ._http import Envd, Transport
-from ._models import CodeContext, Execution, Limits, SandboxInfo, SandboxMetrics
+from ._models import (
+    CodeContext, Execution, ExecutionError, ExposedPort, Limits, OutputMessage, Result, SandboxInfo, SandboxLogEntry,
+    SandboxMetrics,
+)
 from ._packages import AsyncPackages
 from ._pty import AsyncPty
 
+log = logging.getLogger("sandlot")
+BUILD_POLL = 2.0  # seconds between creates while the template is being built
+BUILD_LOG_STEP, BUILD_LOG_EVERY = 10, 30.0  # percent, seconds
 
-def _limits_json(limits: Limits | Mapping) -> dict:
+
+def _limits_json(limits: Limits | Mapping[str, float]) -> dict[str, float]:
     if isinstance(limits, Mapping):
         try:
-            limits = Limits(**limits)
+            limits = Limits(**limits)  # type: ignore[arg-type]  # checked by validate()
         except TypeError as e:
             raise E.InvalidArgument(f"unknown limit: {e}") from None
     return dataclasses.asdict(limits.validate())
 
 
-class _instance_or_id:
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _instance_or_id(method: F) -> F:
     """A control-plane method written once for an instance, also callable on the class with an id:
-    `await sandbox.kill()` and `await AsyncSandbox.kill("sbx123", api_url=..., api_key=...)`."""
+    `await sandbox.kill()` and `await AsyncSandbox.kill("sbx123", api_url=..., api_key=...)`.
+    Type checkers see the two forms as the overloads written above each such method."""
+    return cast(F, _InstanceOrId(method))
 
-    def __init__(self, method):
+
+class _InstanceOrId:
+    def __init__(self, method: Callable[..., Any]):
         self._method = method
-        functools.update_wrapper(self, method)
+        functools.update_wrapper(cast(Any, self), method)
 
-    def __get__(self, obj, cls):
+    def __get__(self, obj: AsyncSandbox | None, cls: type[AsyncSandbox]) -> Callable[..., Any]:
         if obj is not None:
             return types.MethodType(self._method, obj)
         method = self._method
 
         @functools.wraps(method)
-        async def by_id(sandbox_id: str, *args, api_url: str | None = None, api_key: str | None = None, **kwargs):
-            sandbox = cls(sandbox_id, Transport(await ConnectionConfig.resolve(api_url, api_key)))
+        async def by_id(sandbox_id: str, *args: Any, api_url: str | None = None, api_key: str | None = None,
+                        **kwargs: Any) -> Any:
+            config = await ConnectionConfig.resolve(api_url, api_key, kwargs.get("request_timeout"))
+            sandbox = cls(sandbox_id, Transport(config))
             try:
                 return await method(sandbox, *args, **kwargs)
             finally:
                 await sandbox.close()
 
         return by_id
+
+
+async def _create(transport: Transport, body: dict[str, Any]) -> httpx.Response:
+    """POST the create; while the server builds the template it needs, wait and say how far it got
+    (a line per BUILD_LOG_STEP percent or BUILD_LOG_EVERY seconds)."""
+    said_percent, said_at = -BUILD_LOG_STEP, 0.0
+    while True:
+        try:
+            return await transport.api("POST", "/v2/sandboxes", json=body)
+        except E.TemplateBuilding as building:
+            percent, now = building.details.get("progress", 0), time.monotonic()
+            if percent // BUILD_LOG_STEP != said_percent // BUILD_LOG_STEP or now - said_at >= BUILD_LOG_EVERY:
+                log.warning("waiting for template %s to be built on the server (first use only): %d %%, %s",
+                            building.details.get("template"), percent, building.details.get("step") or "")
+                said_percent, said_at = percent, now
+        await asyncio.sleep(BUILD_POLL)
 
 
 class AsyncSandbox:
@@ -67,20 +111,39 @@ class AsyncSandbox:
             print(result.stdout, result.duration)
 
     The server is `api_url` / $SANDLOT_API_URL with `api_key` / $SANDLOT_API_KEY; with neither URL,
-    a server embedded in this process is started on first use. `Sandbox` is the blocking form.
+    a server embedded in this process is started on first use. Every call that talks to the server
+    takes `request_timeout` (seconds, 0 = no limit); the one given to `create()` or `connect()` is
+    the sandbox's default (else 60 s).
     """
+
+    sandbox_id: str
+    """The sandbox's id, e.g. for `connect()` from another process."""
+    template_id: str | None
+    """The template it was created from."""
+    commands: AsyncCommands
+    """Shell commands (`sandbox.commands.run("ls")`)."""
+    files: AsyncFiles
+    """The sandbox's files."""
+    pty: AsyncPty
+    """Interactive terminals."""
+    packages: AsyncPackages
+    """Python packages, installed without network access for the sandbox."""
 
     def __init__(self, sandbox_id: str, transport: Transport, access_token: str | None = None,
                  template_id: str | None = None):
         """Internal: use `create()`, `connect()`."""
+        self._transport = transport
+        self._attach(sandbox_id, access_token, template_id)
+
+    def _attach(self, sandbox_id: str, access_token: str | None, template_id: str | None) -> None:
+        """Stand for the sandbox `sandbox_id`: at creation, and for the fresh one after `reset()`."""
         self.sandbox_id = sandbox_id
         self.template_id = template_id
-        self._transport = transport
-        self._envd = Envd(transport, sandbox_id, access_token)
+        self._envd = Envd(self._transport, sandbox_id, access_token)
         self.commands = AsyncCommands(self._envd)
         self.files = AsyncFiles(self._envd, self.commands)
         self.pty = AsyncPty(self._envd)
-        self.packages = AsyncPackages(transport, sandbox_id)
+        self.packages = AsyncPackages(self._transport, sandbox_id)
         self._code = AsyncCodeInterpreter(self._envd)
 
     def __repr__(self) -> str:
@@ -92,30 +155,40 @@ class AsyncSandbox:
         return self._transport.config.api_url
 
     @classmethod
-    def _from_json(cls, data: dict, transport: Transport) -> AsyncSandbox:
+    def _from_json(cls, data: dict[str, Any], transport: Transport) -> AsyncSandbox:
         return cls(data["sandboxID"], transport, data.get("envdAccessToken"), data.get("templateID"))
 
     @classmethod
-    async def create(cls, template: str = "base", timeout: int = 300, metadata: dict[str, str] | None = None,
-                     envs: dict[str, str] | None = None, limits: Limits | Mapping | None = None,
-                     api_url: str | None = None, api_key: str | None = None) -> AsyncSandbox:
-        """Start a sandbox from `template` that lives `timeout` seconds unless extended.
+    async def create(cls, template: str | None = None, timeout: int = 300, metadata: dict[str, str] | None = None,
+                     envs: dict[str, str] | None = None, limits: Limits | Mapping[str, float] | None = None,
+                     api_url: str | None = None, api_key: str | None = None,
+                     request_timeout: float | None = None) -> AsyncSandbox:
+        """Start a sandbox from `template` (None: the server's default template, `base` unless its
+        operator set SANDLOT_DEFAULT_TEMPLATE) that lives `timeout` seconds unless extended.
 
         `metadata` is yours to filter `list()` by; `envs` are set for every command; `limits` is a
-        `Limits` or a dict with `memory_mb`, `cpu_count`, `pids`, `disk_mb`.
+        `Limits` or a dict with `memory_mb`, `cpu_count`, `pids`, `disk_mb`. The first use of a
+        template on a server may build it (minutes): create() then waits, logging the build's
+        progress on the `sandlot` logger (shown on stderr unless logging is configured).
         """
-        body = {"templateID": template, "timeout": timeout, "metadata": metadata or {}, "envVars": envs or {}}
+        body: dict[str, Any] = {"timeout": timeout, "metadata": metadata or {}, "envVars": envs or {}}
+        if template is not None:
+            body["templateID"] = template
         if limits is not None:
             body["limits"] = _limits_json(limits)
-        transport = Transport(await ConnectionConfig.resolve(api_url, api_key))
-        response = await transport.api("POST", "/v2/sandboxes", json=body)
+        transport = Transport(await ConnectionConfig.resolve(api_url, api_key, request_timeout))
+        try:
+            response = await _create(transport, body)
+        except BaseException:
+            await transport.aclose()
+            raise
         return cls._from_json(response.json(), transport)
 
     @classmethod
     async def connect(cls, sandbox_id: str, timeout: int | None = None, api_url: str | None = None,
-                      api_key: str | None = None) -> AsyncSandbox:
+                      api_key: str | None = None, request_timeout: float | None = None) -> AsyncSandbox:
         """Attach to an existing sandbox, resuming it if paused. `timeout` only ever extends its life."""
-        transport = Transport(await ConnectionConfig.resolve(api_url, api_key))
+        transport = Transport(await ConnectionConfig.resolve(api_url, api_key, request_timeout))
         body = {"timeout": timeout} if timeout is not None else {}
         response = await transport.api("POST", f"/v2/sandboxes/{quote(sandbox_id, safe='')}/connect", json=body)
         return cls._from_json(response.json(), transport)
@@ -123,11 +196,11 @@ class AsyncSandbox:
     @classmethod
     def list(cls, metadata: dict[str, str] | None = None, state: str | Iterable[str] | None = None,
              limit: int | None = None, order: str | None = None, api_url: str | None = None,
-             api_key: str | None = None) -> AsyncSandboxPaginator:
+             api_key: str | None = None, request_timeout: float | None = None) -> AsyncSandboxPaginator:
         """Sandboxes on the server, newest first (`order="asc"`: oldest first): iterate over all
         of them (`async for`), or fetch page by page with `next_items()`. Filters: `metadata` (all
         pairs must match), `state` ("running", "paused" or both); `limit` is the page size (at
-        most 100)."""
+        most 100); `request_timeout` bounds each page's request."""
         if order not in (None, "asc", "desc"):
             raise E.InvalidArgument(f"order must be 'asc' or 'desc', got {order!r}")
         params: dict[str, str | int] = {}
@@ -142,65 +215,159 @@ class AsyncSandbox:
             params["limit"] = limit
         if order:
             params["order"] = order
-        return AsyncSandboxPaginator(params, api_url, api_key)
+        return AsyncSandboxPaginator(params, api_url, api_key, request_timeout)
 
     def _path(self, suffix: str = "") -> str:
         return f"/sandboxes/{quote(self.sandbox_id, safe='')}{suffix}"
 
-    @_instance_or_id
-    async def kill(self) -> bool:
+    # Methods of one sandbox that also take its id on the class: each has an overload per form.
+
+    @overload  # type: ignore[misc]  # an instance and a static form: see _instance_or_id
+    async def kill(self, request_timeout: float | None = None) -> bool: ...
+
+    @overload
+    @staticmethod
+    async def kill(sandbox_id: str, request_timeout: float | None = None, *, api_url: str | None = None,
+                   api_key: str | None = None) -> bool: ...
+
+    @_instance_or_id  # type: ignore[misc]
+    async def kill(self, request_timeout: float | None = None) -> bool:
         """Kill the sandbox now. False if it did not exist (any more)."""
         try:
-            await self._transport.api("DELETE", self._path())
+            await self._transport.api("DELETE", self._path(), request_timeout=request_timeout)
         except E.NotFound:
             return False
         return True
 
-    @_instance_or_id
-    async def set_timeout(self, timeout: int) -> None:
-        """Make the sandbox end `timeout` seconds from now (this may shorten its life)."""
-        await self._transport.api("POST", self._path("/timeout"), json={"timeout": timeout})
+    @overload  # type: ignore[misc]  # an instance and a static form: see _instance_or_id
+    async def set_timeout(self, timeout: int, request_timeout: float | None = None) -> None: ...
 
-    @_instance_or_id
-    async def get_info(self) -> SandboxInfo:
-        response = await self._transport.api("GET", self._path())
+    @overload
+    @staticmethod
+    async def set_timeout(sandbox_id: str, timeout: int, request_timeout: float | None = None, *,
+                          api_url: str | None = None, api_key: str | None = None) -> None: ...
+
+    @_instance_or_id  # type: ignore[misc]
+    async def set_timeout(self, timeout: int, request_timeout: float | None = None) -> None:
+        """Make the sandbox end `timeout` seconds from now (this may shorten its life)."""
+        await self._transport.api("POST", self._path("/timeout"), json={"timeout": timeout},
+                                  request_timeout=request_timeout)
+
+    @overload  # type: ignore[misc]  # an instance and a static form: see _instance_or_id
+    async def get_info(self, request_timeout: float | None = None) -> SandboxInfo: ...
+
+    @overload
+    @staticmethod
+    async def get_info(sandbox_id: str, request_timeout: float | None = None, *, api_url: str | None = None,
+                       api_key: str | None = None) -> SandboxInfo: ...
+
+    @_instance_or_id  # type: ignore[misc]
+    async def get_info(self, request_timeout: float | None = None) -> SandboxInfo:
+        """What the server knows about the sandbox: template, state, times, metadata, limits."""
+        response = await self._transport.api("GET", self._path(), request_timeout=request_timeout)
         return SandboxInfo.from_json(response.json())
 
-    @_instance_or_id
-    async def get_metrics(self, start: datetime | float | None = None,
-                          end: datetime | float | None = None) -> list[SandboxMetrics]:
+    @overload  # type: ignore[misc]  # an instance and a static form: see _instance_or_id
+    async def get_metrics(self, start: datetime | float | None = None, end: datetime | float | None = None,
+                          request_timeout: float | None = None) -> builtins.list[SandboxMetrics]: ...
+
+    @overload
+    @staticmethod
+    async def get_metrics(sandbox_id: str, start: datetime | float | None = None,
+                          end: datetime | float | None = None, request_timeout: float | None = None, *,
+                          api_url: str | None = None, api_key: str | None = None) -> builtins.list[SandboxMetrics]: ...
+
+    @_instance_or_id  # type: ignore[misc]
+    async def get_metrics(self, start: datetime | float | None = None, end: datetime | float | None = None,
+                          request_timeout: float | None = None) -> builtins.list[SandboxMetrics]:
         """CPU, memory and disk usage, oldest first: the server samples every 5 s (an hour is
         kept) and adds a reading taken now; `start`/`end` (datetime or unix seconds) narrow it."""
         params = {name: value.timestamp() if isinstance(value, datetime) else value
                   for name, value in (("start", start), ("end", end)) if value is not None}
-        response = await self._transport.api("GET", self._path("/metrics"), params=params)
+        response = await self._transport.api("GET", self._path("/metrics"), params=params,
+                                             request_timeout=request_timeout)
         return [SandboxMetrics.from_json(d) for d in response.json()]
 
-    @_instance_or_id
-    async def pause(self) -> bool:
+    @overload  # type: ignore[misc]  # an instance and a static form: see _instance_or_id
+    async def get_logs(self, start: datetime | float | None = None, level: str | None = None,
+                       limit: int | None = None, request_timeout: float | None = None) -> builtins.list[SandboxLogEntry]: ...
+
+    @overload
+    @staticmethod
+    async def get_logs(sandbox_id: str, start: datetime | float | None = None, level: str | None = None,
+                       limit: int | None = None, request_timeout: float | None = None, *,
+                       api_url: str | None = None, api_key: str | None = None) -> builtins.list[SandboxLogEntry]: ...
+
+    @_instance_or_id  # type: ignore[misc]
+    async def get_logs(self, start: datetime | float | None = None, level: str | None = None,
+                       limit: int | None = None, request_timeout: float | None = None) -> builtins.list[SandboxLogEntry]:
+        """The sandbox's log, oldest first: lifecycle events (created, paused, resumed, killed...)
+        and the processes started in it. `start` (datetime or unix seconds) skips older entries,
+        `level` ("debug", "info", "warn", "error") less severe ones; at most `limit` (1000) come.
+        Readable for a while after the sandbox ended."""
+        params: dict[str, str | int] = {}
+        if start is not None:
+            params["cursor"] = int((start.timestamp() if isinstance(start, datetime) else start) * 1000)
+        if level is not None:
+            params["level"] = level
+        if limit is not None:
+            params["limit"] = limit
+        response = await self._transport.api("GET", f"/v2{self._path('/logs')}", params=params,
+                                             request_timeout=request_timeout)
+        return [SandboxLogEntry.from_json(d) for d in response.json()["logs"]]
+
+    @overload  # type: ignore[misc]  # an instance and a static form: see _instance_or_id
+    async def pause(self, request_timeout: float | None = None) -> bool: ...
+
+    @overload
+    @staticmethod
+    async def pause(sandbox_id: str, request_timeout: float | None = None, *, api_url: str | None = None,
+                    api_key: str | None = None) -> bool: ...
+
+    @_instance_or_id  # type: ignore[misc]
+    async def pause(self, request_timeout: float | None = None) -> bool:
         """Freeze the sandbox; `resume()` or `connect()` continues it. False if already paused."""
         try:
-            await self._transport.api("POST", self._path("/pause"))
+            await self._transport.api("POST", self._path("/pause"), request_timeout=request_timeout)
         except E.AlreadyExists:
             return False
         return True
 
-    async def resume(self, timeout: int | None = None) -> None:
+    async def resume(self, timeout: int | None = None, request_timeout: float | None = None) -> None:
         """Continue a paused sandbox (a running one just has its timeout extended)."""
         body = {"timeout": timeout} if timeout is not None else {}
-        response = await self._transport.api("POST", f"/v2{self._path('/connect')}", json=body)
+        response = await self._transport.api("POST", f"/v2{self._path('/connect')}", json=body,
+                                             request_timeout=request_timeout)
         self._envd.access_token = response.json().get("envdAccessToken") or self._envd.access_token
 
-    async def is_running(self) -> bool:
+    async def is_running(self, request_timeout: float | None = None) -> bool:
         """False once the sandbox was killed, expired or paused."""
-        return await self._envd.is_running()
+        return await self._envd.is_running(request_timeout)
+
+    # --- changing a live sandbox (client/_state.py) ---
+
+    async def set_envs(self, envs: dict[str, str | None]) -> dict[str, str]:
+        """Set environment variables for commands started from now on (None unsets one); returns all
+        variables set this way. Unlike `create(envs=...)`, they reach login shells only (every
+        `commands.run`), not processes already running such as a code context's kernel."""
+        return await _state.set_envs(self, envs)
+
+    async def reset(self, timeout: int | None = None) -> None:
+        """Start over: a fresh sandbox from the same template, with the same metadata, creation envs
+        and memory/CPU/disk limits, replaces this one, which is killed. This object then stands for the
+        new sandbox (its `sandbox_id` changes). `timeout` defaults to what the old one had left (at
+        least 60 s)."""
+        await _state.reset(self, timeout)
 
     # --- code interpreter: sandboxes of the `code-interpreter` template (others raise NotFound) ---
 
     async def run_code(self, code: str, language: str | None = None, context: CodeContext | str | None = None,
                        envs: dict[str, str] | None = None, timeout: float | None = None,
-                       on_stdout: Callable | None = None, on_stderr: Callable | None = None,
-                       on_result: Callable | None = None, on_error: Callable | None = None) -> Execution:
+                       on_stdout: Callable[[OutputMessage], object] | None = None,
+                       on_stderr: Callable[[OutputMessage], object] | None = None,
+                       on_result: Callable[[Result], object] | None = None,
+                       on_error: Callable[[ExecutionError], object] | None = None,
+                       request_timeout: float | None = None) -> Execution:
         """Run `code` in a stateful kernel and return its Execution: results (the last expression's
         value is the main one, `execution.text`; plots and `display()` calls add more), logs and
         the error the code raised, if any (an error in the code does not raise here).
@@ -215,30 +382,33 @@ class AsyncSandbox:
         (the context keeps its state) and TimeoutError is raised, its `details["execution"]` holding
         what the run produced until then. Callbacks get output as it arrives:
         `on_stdout`/`on_stderr` an OutputMessage, `on_result` a Result, `on_error` an
-        ExecutionError; they may be coroutine functions.
+        ExecutionError; they may be coroutine functions. `request_timeout` bounds connecting and
+        sending, not the run.
         """
         return await self._code.run_code(code, language=language, context=context, envs=envs, timeout=timeout,
                                          on_stdout=on_stdout, on_stderr=on_stderr, on_result=on_result,
-                                         on_error=on_error)
+                                         on_error=on_error, request_timeout=request_timeout)
 
     async def create_code_context(self, language: str = "python", cwd: str | None = None,
-                                  variables: dict | None = None, envs: dict[str, str] | None = None) -> CodeContext:
+                                  variables: dict[str, Any] | None = None, envs: dict[str, str] | None = None,
+                                  request_timeout: float | None = None) -> CodeContext:
         """A new context: its own kernel and state, starting in `cwd` (default /home/user).
         `variables` ({name: JSON value}) are defined in its namespace before first use; `envs` are
         its environment variables."""
-        return await self._code.create_code_context(language=language, cwd=cwd, variables=variables, envs=envs)
+        return await self._code.create_code_context(language=language, cwd=cwd, variables=variables, envs=envs,
+                                                    request_timeout=request_timeout)
 
-    async def list_code_contexts(self) -> list[CodeContext]:
+    async def list_code_contexts(self, request_timeout: float | None = None) -> builtins.list[CodeContext]:
         """The sandbox's code contexts, oldest first (the default ones included)."""
-        return await self._code.list_code_contexts()
+        return await self._code.list_code_contexts(request_timeout)
 
-    async def restart_code_context(self, context: CodeContext | str) -> None:
+    async def restart_code_context(self, context: CodeContext | str, request_timeout: float | None = None) -> None:
         """Restart a context's kernel: its state is cleared, its id stays."""
-        await self._code.restart_code_context(context)
+        await self._code.restart_code_context(context, request_timeout)
 
-    async def remove_code_context(self, context: CodeContext | str) -> None:
+    async def remove_code_context(self, context: CodeContext | str, request_timeout: float | None = None) -> None:
         """Stop a context's kernel and forget the context."""
-        await self._code.remove_code_context(context)
+        await self._code.remove_code_context(context, request_timeout)
 
     def download_url(self, path: str, user: str | None = None, expires_in: int | None = None) -> str:
         """A URL that downloads `path` with a plain GET, no credentials; valid `expires_in` seconds
@@ -264,30 +434,34 @@ class AsyncSandbox:
             query["signature_expiration"] = str(expiration)
         return f"{self.api_url}/files?{urlencode(query, quote_via=quote)}"
 
-    # ---- ports in: preview URLs (issue 12; server/proxy.py) --------------------------------
+    # ---- ports in: preview URLs and waits (the server's ports.py; the proxy is its proxy.py) ----
 
-    async def expose_port(self, port: int, ttl: int = 3600) -> str:
+    async def expose_port(self, port: int, ttl: int = 3600, request_timeout: float | None = None) -> str:
         """A signed URL to `port` in this sandbox, valid for `ttl` seconds (at most a week) even
-        where its traffic is private; exposing the port again replaces the URL."""
-        response = await self._transport.api("POST", self._path(f"/ports/{port}/expose"), json={"ttl": ttl})
-        return response.json()["url"]
+        where its traffic is private; exposing the port again replaces the URL (the old one stops
+        working)."""
+        response = await self._transport.api("POST", self._path(f"/ports/{port}/expose"), json={"ttl": ttl},
+                                             request_timeout=request_timeout)
+        return ExposedPort.from_json(response.json()).url
 
-    async def unexpose_port(self, port: int) -> None:
-        """Revoke the port's preview URL."""
-        await self._transport.api("DELETE", self._path(f"/ports/{port}/expose"))
+    async def unexpose_port(self, port: int, request_timeout: float | None = None) -> None:
+        """Revoke the port's preview URL (NotFound if it has none)."""
+        await self._transport.api("DELETE", self._path(f"/ports/{port}/expose"), request_timeout=request_timeout)
 
-    async def list_exposed_ports(self) -> list[dict]:
-        """The ports with a live preview URL: [{"port", "url", "expiresAt"}]."""
-        return (await self._transport.api("GET", self._path("/ports"))).json()
+    async def list_exposed_ports(self, request_timeout: float | None = None) -> builtins.list[ExposedPort]:
+        """The ports with a live preview URL."""
+        response = await self._transport.api("GET", self._path("/ports"), request_timeout=request_timeout)
+        return [ExposedPort.from_json(p) for p in response.json()]
 
-    async def is_port_exposed(self, port: int) -> bool:
-        return any(p["port"] == port for p in await self.list_exposed_ports())
+    async def is_port_exposed(self, port: int, request_timeout: float | None = None) -> bool:
+        """Whether `port` has a live preview URL."""
+        return any(p.port == port for p in await self.list_exposed_ports(request_timeout))
 
-    async def wait_for_port(self, port: int, timeout: float = 30) -> None:
-        """Return once something in the sandbox accepts connections on `port` (the server
-        watches; raises TimeoutError after `timeout` seconds)."""
-        await self._transport.api("POST", self._path(f"/ports/{port}/wait"), json={"timeout": timeout},
-                                  timeout=timeout + 10)
+    async def wait_for_port(self, port: int, timeout: float = 30, request_timeout: float | None = None) -> None:
+        """Return once something in the sandbox accepts connections on `port`, loopback included
+        (the server tries it inside the sandbox; the client does not poll). Raises TimeoutError
+        after `timeout` seconds."""
+        await wait_for_port(self._envd, port, timeout, request_timeout)
 
     async def close(self) -> None:
         """Release this object's connections; the sandbox keeps running."""
@@ -296,7 +470,7 @@ class AsyncSandbox:
     async def __aenter__(self) -> AsyncSandbox:
         return self
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         try:
             await self.kill()
         except E.SandboxNotRunning:
@@ -309,19 +483,27 @@ class AsyncSandboxPaginator:
     """Pages of `AsyncSandbox.list()`. Iterate for every sandbox, or call `next_items()` while
     `has_next`."""
 
-    def __init__(self, params: dict, api_url: str | None, api_key: str | None):
+    has_next: bool
+    """False once the last page was fetched."""
+    next_token: str | None
+    """Where the next page starts (None before the first and after the last)."""
+
+    def __init__(self, params: dict[str, str | int], api_url: str | None, api_key: str | None,
+                 request_timeout: float | None = None):
+        """Internal: use `AsyncSandbox.list()`."""
         self._params = params
-        self._api_url, self._api_key = api_url, api_key
+        self._api_url, self._api_key, self._request_timeout = api_url, api_key, request_timeout
         self._transport: Transport | None = None
         self.has_next = True
-        self.next_token: str | None = None
+        self.next_token = None
 
     async def next_items(self) -> list[SandboxInfo]:
         """The next page (empty once there are no more)."""
         if not self.has_next:
             return []
         if self._transport is None:
-            self._transport = Transport(await ConnectionConfig.resolve(self._api_url, self._api_key))
+            self._transport = Transport(await ConnectionConfig.resolve(self._api_url, self._api_key,
+                                                                       self._request_timeout))
         params = {**self._params, **({"nextToken": self.next_token} if self.next_token else {})}
         response = await self._transport.api("GET", "/v2/sandboxes", params=params)
         self.next_token = response.headers.get("X-Next-Token") or None

@@ -5,13 +5,17 @@
 # nor matplotlib is imported before the user's code does (a kernel starts ~0.5 s faster):
 #   e2b/data   a pandas DataFrame as {column: [values...]}
 #   e2b/chart  a matplotlib figure described as data (e2b_charts: type, title, axes, elements)
-# and makes PIL's Image.show() display the image instead of looking for a viewer. It also trims
-# ipykernel's messaging per run to what the driver reads (see the end).
+# It patches modules as the user's code first imports them (PatchOnImport): PIL's Image.show()
+# and Image.save() to a file display the image, as E2B's do; matplotlib's box plots keep their
+# statistics, from which their chart is made. It also trims ipykernel's messaging per run to what
+# the driver reads (see the end).
 
 
 def _sandlot_startup():
+    import functools
     import importlib.util
     import json
+    import os
     import sys
     import warnings
 
@@ -26,49 +30,67 @@ def _sandlot_startup():
         columns = [str(c) for c in split["columns"]]
         return {c: [row[i] for row in split["data"]] for i, c in enumerate(columns)}
 
-    def boxplot_view(ax):
-        """An axes as e2b_charts reads a box plot, if `ax` holds a default one (patch_artist=False,
-        not notched), or None. e2b_charts finds boxes only among patches; a default box plot draws
-        each box as a closed 5-point line, which it would call a line chart."""
-        from matplotlib.lines import Line2D
-        from matplotlib.patches import PathPatch
-        from matplotlib.path import Path
-        from matplotlib.text import Text
+    def record_boxes(module):
+        """Axes.bxp, which draws every box plot (Axes.boxplot, pandas, seaborn), keeps each plot's
+        statistics on its axes: e2b_charts reads boxes back from their shapes, which misses the
+        default ones (drawn as lines, not patches), notched ones and most outliers."""
 
-        if not all(isinstance(c, Line2D) for c in ax._children if not isinstance(c, Text)):
+        def record(ax, bxpstats, artists):
+            try:
+                stats = [{key: (list(map(float, value)) if key == "fliers" else value if key == "label" else float(value))
+                          for key, value in box.items() if key in BOX_STATS} for box in bxpstats]
+                ax.__dict__.setdefault("_sandlot_boxes", []).append((stats, artists))
+            except Exception:  # statistics it cannot read: the chart is made from the shapes
+                pass
+
+        # Compiled as if in matplotlib's own module: its deprecation warnings name the first frame
+        # outside matplotlib (by module name, or by file from Python 3.12), the user's, not this one.
+        namespace = {"__name__": module.__name__, "original": module.Axes.bxp, "record": record}
+        exec(compile("def bxp(self, bxpstats, *args, **kwargs):\n"
+                     "    artists = original(self, bxpstats, *args, **kwargs)\n"
+                     "    record(self, bxpstats, artists)\n"
+                     "    return artists\n", module.__file__, "exec"), namespace)
+        functools.update_wrapper(namespace["bxp"], module.Axes.bxp)
+        module.Axes.bxp = namespace["bxp"]
+
+    BOX_STATS = ("label", "whislo", "q1", "med", "q3", "whishi", "fliers")
+
+    def box_chart(ax, charts):
+        """A box-and-whisker chart of the box plots recorded on `ax` that it still shows, or None."""
+        try:
+            from e2b_charts.utils.rounding import dynamic_round
+        except ImportError:
+            def dynamic_round(value):
+                return value
+
+        boxes, horizontal = {}, False  # position -> statistics: a box drawn over another hides it
+        for stats, artists in ax.__dict__.get("_sandlot_boxes", ()):
+            medians = artists.get("medians") or []
+            if len(medians) != len(stats) or not all(line in ax._children for line in medians):
+                continue  # cleared or removed since
+            for box, median in zip(stats, medians):
+                xs, ys = median.get_xdata(), median.get_ydata()
+                horizontal = xs[0] == xs[-1]  # the median crosses the box: upright in a horizontal plot
+                across = ys if horizontal else xs
+                boxes[round(float(sum(across)) / len(across), 6)] = box
+        if not boxes:
             return None
-        boxes, rest = [], []
-        for line in ax.lines:
-            xy = line.get_xydata()
-            if len(xy) == 5 and (xy[0] == xy[-1]).all() and len(set(xy[:, 0])) == len(set(xy[:, 1])) == 2:
-                boxes.append(xy)
-            elif len(xy) == 2 or line.get_linestyle() in ("None", "none", " ", ""):
-                rest.append(line)  # whiskers, caps, medians; fliers are markers only
-            else:
-                return None
+        axis = ax.yaxis if horizontal else ax.xaxis
+        ticks = {round(float(loc), 6): label.get_text() for loc, label in zip(axis.get_ticklocs(), axis.get_ticklabels())}
 
-        def has_median(box):  # a segment across the box from side to side: what a plain square lacks
-            (x0, y0), (x1, y1) = box.min(axis=0), box.max(axis=0)
-            for xy in (line.get_xydata() for line in rest):
-                if len(xy) != 2:
-                    continue
-                (sx0, sy0), (sx1, sy1) = xy.min(axis=0), xy.max(axis=0)
-                if (sx0, sx1) == (x0, x1) and sy0 == sy1 and y0 <= sy0 <= y1 \
-                        or (sy0, sy1) == (y0, y1) and sx0 == sx1 and x0 <= sx0 <= x1:
-                    return True
-            return False
+        def label(box, position):
+            text = ticks.get(position) or str(box.get("label", ""))
+            return text or ("%d" % position if position == int(position) else "%g" % position)
 
-        if not boxes or not all(has_median(box) for box in boxes):
-            return None
-        boxes = [PathPatch(Path(box)) for box in boxes]
-
-        class View:
-            patches, lines = boxes, rest
-
-            def __getattr__(self, name):
-                return getattr(ax, name)
-
-        return View()
+        chart = charts.BoxAndWhiskerChart(elements=[{
+            "label": label(box, position), "min": dynamic_round(box["whislo"]),
+            "first_quartile": dynamic_round(box["q1"]), "median": dynamic_round(box["med"]),
+            "third_quartile": dynamic_round(box["q3"]), "max": dynamic_round(box["whishi"]),
+            "outliers": [dynamic_round(v) for v in box.get("fliers", ())]} for position, box in boxes.items()])
+        super(charts.BoxAndWhiskerChart, chart)._extract_info(ax)  # title, axis labels and units
+        if horizontal:
+            chart._change_orientation()  # as e2b_charts: x is the axis of the boxes
+        return chart
 
     def chart(figure):
         try:
@@ -77,15 +99,14 @@ def _sandlot_startup():
             return None
 
         def of_axes(ax):
-            view = boxplot_view(ax)
-            return charts.BoxAndWhiskerChart(ax=view) if view is not None else charts.get_chart_from_ax(ax)
+            return box_chart(ax, charts) or charts.get_chart_from_ax(ax)
 
         try:
             # e2b_charts trips over numpy ticks (pydantic serializer warnings) and deprecated
             # matplotlib attributes: its warnings are not the user's output
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                # charts.chart_figure_to_dict, with default box plots read as box plots
+                # charts.chart_figure_to_dict, with box plots read from their statistics
                 axes = figure.get_axes()
                 if not axes or charts.is_figure_blank(axes):
                     return {}
@@ -122,34 +143,67 @@ def _sandlot_startup():
     ip.display_formatter.formatters["e2b/data"] = data
     ip.display_formatter.formatters["e2b/chart"] = charts
 
-    class ShowImagesInline:
-        """Patches PIL.ImageShow as it is first imported (no screen here): image.show() displays
-        the image as a result instead of looking for a viewer program."""
+    def display_shown_images(module):
+        """No screen here: image.show() displays the image as a result instead of looking for a
+        viewer program."""
+
+        def show(image, title=None, **options):
+            from IPython.display import display
+
+            display(image)
+            return True
+
+        module.show = show
+
+    def display_saved_images(module):
+        """E2B displays an image its code saves to a file: so does sandlot (once it is saved)."""
+        save = module.Image.save
+
+        def save_and_display(self, fp, *args, **kwargs):
+            result = save(self, fp, *args, **kwargs)
+            if isinstance(fp, (str, os.PathLike)):
+                from IPython.display import display
+
+                display(self)
+            return result
+
+        module.Image.save = save_and_display
+
+    class PatchOnImport:
+        """Patches modules as they are first imported (by the user's code: nothing is imported
+        ahead of it), then leaves sys.meta_path."""
+
+        def __init__(self, patches):
+            self.patches, self.busy = patches, False
 
         def find_spec(self, name, path, target=None):
-            if name != "PIL.ImageShow":
+            patch = self.patches.get(name)
+            if patch is None or self.busy:
                 return None
-            sys.meta_path.remove(self)
-            spec = importlib.util.find_spec(name)
+            self.busy = True  # find_spec below asks every finder again, this one included
+            try:
+                spec = importlib.util.find_spec(name)
+            finally:
+                self.busy = False
             if spec is None or spec.loader is None:
                 return spec
+            del self.patches[name]
+            if not self.patches:
+                sys.meta_path.remove(self)
             load = spec.loader.exec_module
 
             def exec_module(module):
                 load(module)
-
-                def show(image, title=None, **options):
-                    from IPython.display import display
-
-                    display(image)
-                    return True
-
-                module.show = show
+                try:
+                    patch(module)
+                except Exception:  # a version that moved things: unpatched, still importable
+                    pass
 
             spec.loader.exec_module = exec_module
             return spec
 
-    sys.meta_path.insert(0, ShowImagesInline())
+    sys.meta_path.insert(0, PatchOnImport({"PIL.ImageShow": display_shown_images, "PIL.Image": display_saved_images,
+                                           "matplotlib.axes._axes": record_boxes}))
 
     # ipykernel flushes stdout and stderr four times per run, each a round trip to its IOPub
     # thread (~0.3 ms apiece here) even when nothing was written: skip the trip when the stream
@@ -159,7 +213,6 @@ def _sandlot_startup():
     # it; ipykernel sleeps 0.5 ms per run for that instead (_execute_sleep, off: see spawn.py).
     try:
         import fcntl
-        import os
         import termios
         import time
 

@@ -1,4 +1,4 @@
-"""Isolation runtimes (see base.Runtime); `make_runtime` picks the one this server can run."""
+"""Isolation runtimes (see interface.Runtime); `make_runtime` picks the one this server can run."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .base import Runtime
+    from .interface import Runtime
 
 
 def make_runtime(home: Path) -> Runtime:

@@ -23,34 +23,26 @@ its network (link, rules), mounts, cgroups and both directories, in that order.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
 import os
-import resource
 import shutil
 import socket
 import threading
 from pathlib import Path
 
 from .. import _exceptions as E
+from ..hostfs import mounted_under, remove_tree, tree_usage
+from ..protocol import contract
 from . import cgroups, links, seccomp, syscalls
-from .base import RuntimeSandbox
-from .network import start_network, write_resolv_conf
+from .agent_setup import agent_answers, install_agent, wait_for_agent, write_config
+from .bwrap import bind, bwrap_path, render, sandbox_setup
 from .cgroups import SandboxCgroup
-from .common import (
-    agent_answers,
-    alive,
-    bwrap_argv,
-    bwrap_path,
-    install_agent,
-    remove_tree,
-    start_ticks,
-    tree_usage,
-    wait_for_agent,
-)
-from .policy import BWRAP_ENV, SANDBOX_ROOT_CAPS, MiB, NetworkPolicy, SandboxSpec
+from .interface import RuntimeSandbox
+from .network import start_network, write_resolv_conf
+from .policy import SANDBOX_ROOT_CAPS, MiB, NetworkPolicy, SandboxSpec
+from .sandbox_process import alive, become_sandbox, start_ticks
 from .stems import Stems, discard, hand_over
 from .uids import UID_RANGE, UidRanges, uid_base
 
@@ -60,42 +52,6 @@ log = logging.getLogger("sandlot.runtime")
 def mount_root(home: Path) -> Path:
     """Where the sandboxes of the server with this state dir have their mounts."""
     return Path("/run/sandlot") / hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:12]
-
-
-def _mounted_under(d: Path) -> bool:
-    prefix = str(d) + "/"
-    with open("/proc/self/mountinfo") as f:
-        return any(line.split()[4].startswith(prefix) for line in f)
-
-
-def become_sandbox(base: int, log_fd: int, seccomp_fd: int, ready_w: int, go_r: int, args_fd: int,
-                   bwrap: str, command: list[str], fsize: int) -> None:
-    """In a new child (forked now, or a stem): become the sandbox's uid base in a new user
-    namespace, tell the parent (which then maps uids and mounts), wait for its go, exec bwrap.
-    Only syscalls; never returns (the caller _exits if this raises)."""
-    # fds 0-6 get fixed roles; park every source above them first, so no dup2 overwrites a
-    # source still to be placed (in a small process they are low numbers).
-    null = os.open("/dev/null", os.O_RDONLY)
-    sources = [fcntl.fcntl(fd, fcntl.F_DUPFD, 64)
-               for fd in (null, log_fd, log_fd, seccomp_fd, ready_w, go_r, args_fd)]
-    for target, fd in enumerate(sources):
-        os.dup2(fd, target)
-    os.closerange(7, 65536)
-    os.set_inheritable(3, True)
-    os.set_inheritable(6, True)
-    # No quota on the writable layer: no file may grow past disk_mb (RLIMIT_FSIZE, soft = hard;
-    # raising a hard limit takes CAP_SYS_RESOURCE on the host, which nothing inside has).
-    resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
-    os.setgroups([])
-    os.setresgid(base, base, base)
-    os.setresuid(base, base, base)
-    syscalls.unshare(syscalls.CLONE_NEWUSER)
-    os.write(4, b"1")
-    if os.read(5, 1) != b"1":
-        os._exit(1)
-    os.close(4)
-    os.close(5)
-    os.execve(bwrap, command, BWRAP_ENV)
 
 
 class NamespaceRuntime:
@@ -167,7 +123,7 @@ class NamespaceRuntime:
         if self.network:
             self.network.close(sandboxes_left=bool(self.leftovers()))
             self.network = None
-        if not self.leftovers() and not _mounted_under(self.mnt):
+        if not self.leftovers() and not mounted_under(self.mnt):
             shutil.rmtree(self.mnt, ignore_errors=True)
 
     # ---- create ------------------------------------------------------------------------------
@@ -201,9 +157,8 @@ class NamespaceRuntime:
         os.chown(d / "upper", base, base)
         write_resolv_conf(d / "upper", slot, base)
         os.chown(m / "run", base, base)
-        (m / "run" / "agent.json").write_text(json.dumps(
-            {"envs": spec.envs, "default_user": "user", "allow_sudo": spec.allow_sudo,
-             "root_caps": list(SANDBOX_ROOT_CAPS), "run_as_default_user": True}))
+        write_config(m / "run", contract.AgentConfig(envs=spec.envs, allow_sudo=spec.allow_sudo,
+                                                     root_caps=SANDBOX_ROOT_CAPS, run_as_default_user=True))
         (d / "state.json").write_text(json.dumps({"slot": slot, "uid_base": base, "template": spec.template}))
 
         cg = SandboxCgroup(sid, self.cgroup_version, self.cgroup_group) if self.cgroup_version else None
@@ -281,17 +236,20 @@ class NamespaceRuntime:
         (d / "state.json").write_text(json.dumps(state))
         if spec.network is not None or spec.network_ready:  # while the agent starts
             self._network_of(sid, spec.network, pid, slot, prepare_only=spec.network is None)
-        wait_for_agent(m / "run" / "agent.sock", pid, d)
+        wait_for_agent(m / "run" / contract.AGENT_SOCKET_NAME, pid, d)
         # The server talks to the agent through a second link made now, before any code of the
         # sandbox's has run, in a directory the sandbox cannot reach: its root could later replace
         # /run/sandlot/agent.sock with a symlink to another sandbox's socket.
-        os.link(m / "run" / "agent.sock", m / "agent.sock", follow_symlinks=False)
+        os.link(m / "run" / contract.AGENT_SOCKET_NAME, m / "agent.sock", follow_symlinks=False)
         return RuntimeSandbox(sid, m / "agent.sock", pid, state["started_ticks"])
 
     def _bwrap_argv(self, spec: SandboxSpec, template, m: Path) -> list[str]:
-        return bwrap_argv(self.bwrap, spec, template, root=["--bind", str(m / "root"), "/"],
-                          agent_dir=self.agent_dir, run_dir=m / "run", seccomp_fd=3,
-                          caps=SANDBOX_ROOT_CAPS, unshare_net=False)  # its own netns already
+        # / is the overlay the parent mounted (template id-mapped below, the sandbox's layer above);
+        # seccomp's fd is 3 once become_sandbox has placed it
+        setup = sandbox_setup(spec, template, root=[bind(m / "root", "/")], code_dir=self.agent_dir,
+                              run_dir=m / "run", seccomp_fd=3, caps=SANDBOX_ROOT_CAPS,
+                              own_netns=True)  # made by the process itself (links.new_netns)
+        return render(self.bwrap, setup, contract.agent_command(template.python))
 
     @staticmethod
     def _reap_in_background(pid: int) -> None:
@@ -376,11 +334,8 @@ class NamespaceRuntime:
         # A step that fails does not stop the next: a directory that resists removal must not keep
         # the sandbox's cgroups or uid range. What remains is a leftover, retried at next start.
         for path in (m, d):
-            if _mounted_under(path):
-                # Never delete through a mount: that could reach the template. Leave it for adoption.
-                log.error("sandbox %s: mounts remain under %s; not removing it", sandbox_id, path)
-                continue
             try:
+                # never through a mount (that could reach the template): what stays is left for adoption
                 remove_tree(path)
             except OSError as e:
                 log.error("sandbox %s: %s", sandbox_id, e)

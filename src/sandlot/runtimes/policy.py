@@ -2,7 +2,8 @@
 
 Runtimes translate a `SandboxSpec` (bwrap argv, cgroup files, seccomp BPF); they never invent policy.
 Defaults are closed: no network, no host paths, no capabilities for user processes. Every loosening is
-a field someone set on purpose, and `loosenings()` names them so the service can log them loudly.
+a field someone set on purpose (or a template's host paths), and `loosenings()` names them all so the
+service logs them for every sandbox it hands out.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 
 from .._exceptions import InvalidArgument
+from ..limits import Limits  # the value clients send; re-exported for the server side
 
 # Capabilities the in-sandbox agent keeps inside the sandbox's own user namespace (never on the host):
 # enough to switch to the sandbox's users, own their files and serve `sudo`. A process running as
@@ -41,10 +43,25 @@ DENIED_SYSCALLS: tuple[str, ...] = (
     # io_uring: a large, often exploited kernel surface that seccomp cannot inspect (its operations
     # bypass syscall filtering); Docker denies it by default too
     "io_uring_setup", "io_uring_enter", "io_uring_register",
+    # another process's fds and memory: root inside could take the fds sandlot's own processes
+    # hold (pidfd_getfd) or steer their memory management
+    "pidfd_getfd", "process_madvise", "process_mrelease",
+    # Linux AIO: its context table is host-wide (fs.aio-max-nr, 65,536 events here); one sandbox
+    # held all of it and io_setup failed for its neighbours and the host. Programs fall back to
+    # threads (glibc's POSIX AIO does not use these).
+    "io_setup", "io_destroy", "io_submit", "io_cancel", "io_getevents", "io_pgetevents",
     # misc kernel surface
     "lookup_dcookie", "quotactl", "quotactl_fd", "nfsservctl", "vhangup", "iopl", "ioperm",
     "syslog", "personality", "uselib", "ustat", "sysfs", "_sysctl",
 )
+
+# Socket families a sandbox may open (socket, socketpair); any other answers EAFNOSUPPORT, like
+# Docker's default profile (AF_VSOCK above all: on a VM host a bind inside took a port of the host's).
+# Packet and raw sockets would need CAP_NET_RAW, which nothing inside has.
+ALLOWED_SOCKET_FAMILIES: dict[str, int] = {"AF_UNIX": 1, "AF_INET": 2, "AF_INET6": 10, "AF_NETLINK": 16}
+# Netlink protocols within AF_NETLINK: routing (ip addr, getaddrinfo's interface query) and
+# sock_diag (ss); audit, uevents, xfrm and the rest are host kernel surface nothing inside needs.
+ALLOWED_NETLINK_PROTOCOLS: dict[str, int] = {"NETLINK_ROUTE": 0, "NETLINK_SOCK_DIAG": 4}
 
 # The environment bwrap itself runs with: none. bwrap is pid 1 inside, and root there can read
 # /proc/1/environ (in the rootless tier, `user` can): the server's (its API key, state dir) must
@@ -52,27 +69,6 @@ DENIED_SYSCALLS: tuple[str, ...] = (
 BWRAP_ENV: dict[str, str] = {}
 
 MiB = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Per-sandbox resource limits (cgroups where available, rlimits otherwise)."""
-
-    memory_mb: int = 512
-    cpu_count: float = 1.0
-    pids: int = 512
-    disk_mb: int = 2048  # reported to clients; no file may grow past it (no quota on the layer's total)
-
-    def validate(self) -> "Limits":
-        if not 16 <= self.memory_mb <= 256 * 1024:
-            raise InvalidArgument(f"memory_mb must be between 16 and 262144, got {self.memory_mb}")
-        if not 0.05 <= self.cpu_count <= 256:
-            raise InvalidArgument(f"cpu_count must be between 0.05 and 256, got {self.cpu_count}")
-        if not 8 <= self.pids <= 1_000_000:
-            raise InvalidArgument(f"pids must be between 8 and 1000000, got {self.pids}")
-        if not 16 <= self.disk_mb <= 16 * 1024 * 1024:
-            raise InvalidArgument(f"disk_mb must be between 16 and 16777216, got {self.disk_mb}")
-        return self
 
 
 @dataclass(frozen=True)
@@ -90,10 +86,16 @@ class SandboxSpec:
     hostname: str = "sandbox"
     background: bool = False  # a pool sandbox: lowest CPU weight until claimed (not a limit)
 
-    def loosenings(self) -> list[str]:
+    def loosenings(self, template=None) -> list[str]:
+        """What this sandbox may do beyond the closed defaults, its template's host paths included.
+        These are what the spec allows; a runtime may allow less (its degradations say so)."""
         found = []
         if self.network is not None:
             found.append(f"network access ({self.network.describe()})")
+        if self.allow_sudo:
+            found.append("sudo: its user may become root inside the sandbox's own user namespace")
+        if template is not None and template.ro_binds:
+            found.append("read-only host paths: " + ", ".join(inside for _, inside in template.ro_binds))
         return found
 
 

@@ -32,22 +32,15 @@ import time
 from pathlib import Path
 
 from .. import _exceptions as E
+from ..hostfs import remove_tree, tree_usage
+from ..protocol import contract
 from . import seccomp
-from .base import RuntimeSandbox
+from .agent_setup import agent_answers, install_agent, wait_for_agent, write_config
+from .bwrap import Op, bind, bwrap_path, remount_ro, render, ro_bind, sandbox_setup, tmp_size, tmpfs, unshare
 from .cgroups import Usage
-from .common import (
-    agent_answers,
-    alive,
-    bwrap_argv,
-    bwrap_path,
-    install_agent,
-    remove_tree,
-    start_ticks,
-    tmp_size,
-    tree_usage,
-    wait_for_agent,
-)
+from .interface import RuntimeSandbox
 from .policy import BWRAP_ENV, Limits, MiB, SandboxSpec
+from .sandbox_process import alive, start_ticks
 
 SANDBOX_UID = 1000  # `user` in every template; inside the sandbox it is the server's own uid
 SOCKET_PATH_MAX = 107  # sun_path holds 108 bytes with the terminating NUL
@@ -134,24 +127,27 @@ class RootlessRuntime:
         (d / "run").mkdir()
         _seed_home(template.rootfs / "home" / "user", d / "home")
         _accounts(template.rootfs / "etc" / "passwd", d / "passwd")
-        (d / "run" / "agent.json").write_text(json.dumps(
-            {"envs": spec.envs, "default_user": "user", "allow_sudo": False}))
+        write_config(d / "run", contract.AgentConfig(envs=spec.envs, allow_sudo=False))
         seccomp_fd = seccomp.filter_fd()
         info_r, info_w = os.pipe()
         block_r, block_w = os.pipe()
-        shm = ["--perms", "1777", "--size", str(tmp_size(spec.limits)), "--tmpfs", "/dev/shm"]
-        argv = bwrap_argv(
-            self.bwrap, spec, template,
-            root=["--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
-                  "--info-fd", str(info_w), "--block-fd", str(block_r),
-                  "--ro-bind", str(template.rootfs), "/", "--bind", str(d / "home"), "/home/user",
-                  # mount points for the agent, which the read-only root cannot provide
-                  "--tmpfs", "/opt", "--tmpfs", "/run"],
-            agent_dir=self.agent_dir, run_dir=d / "run", seccomp_fd=seccomp_fd,
+        setup = sandbox_setup(
+            spec, template,
+            root=[
+                # an unprivileged user namespace, in which `user` is this server's own uid
+                *unshare("user"), Op("--uid", (str(SANDBOX_UID),)), Op("--gid", (str(SANDBOX_UID),)),
+                # bwrap tells the child's pid, then waits until _limit has set its rlimits
+                Op("--info-fd", (str(info_w),)), Op("--block-fd", (str(block_r),)),
+                ro_bind(template.rootfs, "/"), bind(d / "home", "/home/user"),
+                # mount points for the agent, which the read-only root cannot provide
+                tmpfs("/opt"), tmpfs("/run")],
+            code_dir=self.agent_dir, run_dir=d / "run", seccomp_fd=seccomp_fd,
             # tmpfs made during setup belong to `user`: only the size-limited ones stay writable
-            late=[*shm, "--remount-ro", "/dev", "--remount-ro", "/opt", "--remount-ro", "/run",
-                  "--ro-bind", str(d / "passwd"), "/etc/passwd"],
-            sudo_shim=_exists(template, "/usr/bin/sudo"))
+            late=[tmpfs("/dev/shm", perms="1777", size=tmp_size(spec.limits)),
+                  remount_ro("/dev"), remount_ro("/opt"), remount_ro("/run"),
+                  ro_bind(d / "passwd", "/etc/passwd")],
+            sudo_shim=_exists(template, contract.SUDO_SHIM_PATH))
+        argv = render(self.bwrap, setup, contract.agent_command(template.python))
         child_fds = (seccomp_fd, info_w, block_r)
         try:
             try:
@@ -180,11 +176,11 @@ class RootlessRuntime:
         finally:
             os.close(info_r)
             os.close(block_w)
-        wait_for_agent(d / "run" / "agent.sock", proc.pid, d)
+        wait_for_agent(d / "run" / contract.AGENT_SOCKET_NAME, proc.pid, d)
         # Every process in the sandbox may replace the socket in its /run/sandlot (same uid as the
         # agent), e.g. by a symlink to another sandbox's. The server connects through a second
         # link to the agent's socket, made before anything else runs, where no sandbox can reach.
-        os.link(d / "run" / "agent.sock", d / "agent.sock")
+        os.link(d / "run" / contract.AGENT_SOCKET_NAME, d / "agent.sock")
         return RuntimeSandbox(spec.sandbox_id, d / "agent.sock", proc.pid, state["started_ticks"])
 
     # ---- adopt, inspect, kill ----------------------------------------------------------------

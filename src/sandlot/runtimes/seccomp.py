@@ -6,9 +6,14 @@ import errno
 import functools
 import os
 
-from .policy import DENIED_SYSCALLS
+from .policy import ALLOWED_NETLINK_PROTOCOLS, ALLOWED_SOCKET_FAMILIES, DENIED_SYSCALLS
 
 CLONE_NEWUSER = 0x10000000
+AF_NETLINK = 16
+# Past the highest family/netlink protocol the kernel knows (AF_MAX 46, MAX_LINKS 32 in 6.x); a
+# value with bits above the low 32 set is caught by the same >= rule.
+FAMILY_LIMIT = 64
+NETLINK_PROTOCOL_LIMIT = 32
 TIOCSTI = 0x5412  # push bytes into another terminal's input queue: a classic escape
 
 
@@ -28,6 +33,17 @@ def filter_bpf() -> bytes:
     f.add_rule(deny, "clone", sc.Arg(0, sc.MASKED_EQ, CLONE_NEWUSER, CLONE_NEWUSER))
     f.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")  # libc falls back to clone, which we can inspect
     f.add_rule(deny, "ioctl", sc.Arg(1, sc.MASKED_EQ, 0xFFFFFFFF, TIOCSTI))
+    # libseccomp takes one comparison per argument in a rule: "not one of the allowed families" is
+    # a rule per refused value, and one for everything past them.
+    no_family = sc.ERRNO(errno.EAFNOSUPPORT)
+    for call in ("socket", "socketpair"):
+        for family in set(range(FAMILY_LIMIT)) - set(ALLOWED_SOCKET_FAMILIES.values()):
+            f.add_rule(no_family, call, sc.Arg(0, sc.EQ, family))
+        f.add_rule(no_family, call, sc.Arg(0, sc.GE, FAMILY_LIMIT))
+    no_protocol = sc.ERRNO(errno.EPROTONOSUPPORT)
+    for protocol in set(range(NETLINK_PROTOCOL_LIMIT)) - set(ALLOWED_NETLINK_PROTOCOLS.values()):
+        f.add_rule(no_protocol, "socket", sc.Arg(0, sc.EQ, AF_NETLINK), sc.Arg(2, sc.EQ, protocol))
+    f.add_rule(no_protocol, "socket", sc.Arg(0, sc.EQ, AF_NETLINK), sc.Arg(2, sc.GE, NETLINK_PROTOCOL_LIMIT))
     r, w = os.pipe()
     try:
         with os.fdopen(w, "wb") as out:

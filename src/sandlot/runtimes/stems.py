@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .cgroups import SandboxCgroup
+from .sandbox_process import become_sandbox
 
 log = logging.getLogger("sandlot.runtime")
 
@@ -139,7 +140,6 @@ def hand_over(stem: Stem, base: int, fds: list[int], exec_args: dict) -> None:
 def _stem_main(fd: int, procs: list[str]) -> None:
     """In the forked child: only syscalls and a few bytes of Python until exec."""
     from .links import new_netns  # already imported in the parent: no import runs here
-    from .namespace import become_sandbox
 
     try:
         os.closerange(0, fd)

@@ -24,12 +24,16 @@ from starlette.routing import Route
 
 from .. import _exceptions as E
 from ..runtimes.policy import Limits, NetworkPolicy
+from . import logs_api
+from .bodies import read_json
+from .observe import request_info
 from .packages import PackageManager
 from .service import ENVD_VERSION, CreateRequest, LiveSandbox, SandboxService
 from .store import SandboxRecord
 
 CLIENT_ID = "sandlot"
 TEMPLATE_ALIASES = {"code-interpreter-v1": "code-interpreter"}
+BUILD_RETRY_AFTER = 2  # seconds, for a create whose template is being built
 
 
 def rfc3339(ts: float) -> str:
@@ -138,11 +142,7 @@ class UninstallIn(_Body):
 
 
 async def _body(request: Request, model: type[_Body]) -> _Body:
-    raw = await request.body()
-    try:
-        data = json.loads(raw) if raw.strip() else {}
-    except ValueError:
-        raise E.InvalidArgument("request body is not valid JSON") from None
+    data = await read_json(request)
     if not isinstance(data, dict):
         raise E.InvalidArgument("request body must be a JSON object")
     try:
@@ -163,7 +163,7 @@ def sandbox_json(live: LiveSandbox, domain: str | None = None) -> dict:
 
 
 def _domain(request: Request) -> str | None:
-    return getattr(request.app.state.config, "domain", None)
+    return request.app.state.config.domain
 
 
 def detail_json(rec: SandboxRecord, domain: str | None = None) -> dict:
@@ -193,7 +193,12 @@ async def create(request: Request) -> Response:
         metadata=body.metadata or {}, envs=body.envVars or {}, limits=limits,
         auto_pause=body.autoPause, secure=body.secure,
         egress=_egress(body.allow_internet_access, body.network), network=_ingress(body.network))
-    live = await svc.create(req)
+    try:
+        live = await svc.create(req)
+    except E.TemplateBuilding as e:  # answered at once, with the progress; nothing is created later
+        return JSONResponse({"code": e.status, "message": e.message, **e.details}, status_code=e.status,
+                            headers={"Retry-After": str(BUILD_RETRY_AFTER)})
+    request_info(request.scope).sandbox_id = live.id  # for the access log
     return JSONResponse(sandbox_json(live, _domain(request)), status_code=201)
 
 
@@ -262,10 +267,7 @@ async def metrics(request: Request) -> Response:
 
 
 def _packages(request: Request) -> PackageManager:
-    state = request.app.state
-    if getattr(state, "packages", None) is None:
-        state.packages = PackageManager(state.config.home / "cache" / "wheels")
-    return state.packages
+    return request.app.state.packages  # built with the app (app.py)
 
 
 def _running(request: Request) -> LiveSandbox:
@@ -383,4 +385,6 @@ def routes() -> list[Route]:
         Route(sid + "/packages", list_packages, methods=["GET"]),
         Route(sid + "/packages", install_packages, methods=["POST"]),
         Route(sid + "/packages/uninstall", uninstall_packages, methods=["POST"]),
+        # --- a sandbox's logs (logs_api.py) ---
+        *logs_api.routes(),
     ]

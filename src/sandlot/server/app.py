@@ -1,31 +1,56 @@
-"""Assembly of the control plane: one ASGI app, one port, every front door.
+"""Assembly of the control plane: the app's services, and every route with its access rule.
 
-    /sandboxes, /v2/sandboxes ...       control plane (API key)          api.py
-    /process.Process/*, /filesystem.*,  envd, routed by E2b-Sandbox-Id   envd/
-    /files, /health, /envs              (access token or signature)
-    /_sandlot/health                    liveness of the server itself
+One ASGI app, one port, every front door (paths are disjoint, e2b-protocol.md §2.1):
+
+    route                                   access (auth.py)     served by
+    /health                                 public               E2B's API health; sandbox traffic
+                                                                 (routing headers) → envd's /health
+    /_sandlot/health, /openapi.json         public               here, openapi.py
+    /metrics                                SANDLOT_METRICS_AUTH metrics.py
+    /sandboxes, /v2/sandboxes ...           API key              api.py
+    /sandboxes/{id}/ports ...               API key              ports.py (preview URLs, port waits)
+    /mcp (when serve mounts it)             API key              tools/mcp_server.py (a client of this
+                                                                 server, composed by cli/serve.py)
+    /files, /envs, /process.Process/*,      sandbox token or     envd/ (routed by E2b-Sandbox-Id)
+    /filesystem.Filesystem/*, /execute,     signature
+    /contexts
+
+Every request passes Observe (access log, metrics); a route's body is bounded (bodies.py).
+Before the routes, the port proxy (proxy.py) takes the requests for a port of a sandbox (Host
+`{port}-{id}.{domain}`, or E2B's routing headers naming a port other than envd's): they carry no API
+key, and the sandbox's own ingress settings decide (public, or its traffic token or a preview URL).
+Everything else, WebSocket included, reaches the routes and their rules (a WebSocket no route
+serves: refused).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import _exceptions as E
 from ..runtimes import make_runtime
 from ..templates import TemplateStore
-from . import api
-from .auth import KeyAuth
+from . import api, openapi
+from .auth import Access, ApiKeys, requires, secure
 from .config import Config
 from .envd import envd_routes
 from .envd.code import BrokenOff
+from .events import Events
+from .metrics import Metrics
+from .observe import CLIENT_LEFT, Observe
+from .packages import PackageManager
 from .ports import Exposures
 from .ports import routes as port_routes
 from .proxy import PortProxy
@@ -34,6 +59,10 @@ from .store import Store
 
 log = logging.getLogger("sandlot.server")
 
+# Headers only sandbox traffic carries (e2b-protocol.md §1.5): SDKs before 2.7 send no routing
+# headers, but send the sandbox's access token.
+SANDBOX_HEADERS = (b"e2b-sandbox-id", b"e2b-sandbox-port", b"x-access-token")
+
 
 async def _sandlot_error(request: Request, exc: E.SandlotError) -> JSONResponse:
     return JSONResponse({"code": exc.status, "message": exc.message}, status_code=exc.status)
@@ -41,6 +70,10 @@ async def _sandlot_error(request: Request, exc: E.SandlotError) -> JSONResponse:
 
 async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
     return JSONResponse({"code": exc.status_code, "message": exc.detail}, status_code=exc.status_code)
+
+
+async def _client_left(request: Request, exc: ClientDisconnect) -> Response:
+    return Response(status_code=CLIENT_LEFT)  # nobody reads it; the access log shows 499
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -53,49 +86,125 @@ def _not_broken_off(record: logging.LogRecord) -> bool:
     return not (record.exc_info and isinstance(record.exc_info[1], BrokenOff))
 
 
-async def _health(request: Request) -> JSONResponse:
+async def _sandlot_health(request: Request) -> JSONResponse:
+    """Liveness of the server, with its sandbox counts."""
     svc: SandboxService = request.app.state.service
     return JSONResponse({"status": "ok", "running": len(svc.live), "paused": len(svc.paused)})
 
 
+class Health:
+    """GET /health: E2B's API health check (200 "Health check successful", 503 while the server is
+    starting or stopping), unless the request is sandbox traffic: then envd's /health for that
+    sandbox (204 running, 502 gone), which the SDK's `is_running()` asks."""
+
+    def __init__(self, sandbox_health: ASGIApp):
+        self.sandbox_health = sandbox_health
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if any(name in SANDBOX_HEADERS for name, _ in scope["headers"]):
+            return await self.sandbox_health(scope, receive, send)
+        if scope["app"].state.serving:
+            response: Response = PlainTextResponse("Health check successful")
+        else:
+            response = PlainTextResponse("Service is unavailable", status_code=503)
+        await response(scope, receive, send)
+
+
 def ensure_first_key(store: Store, config: Config) -> str | None:
     """On the very first start, create an API key and return it (it is shown once)."""
-    if store.has_keys() or config.preset_api_key:
+    if store.has_keys() or config.api_key:
         return None
     _, key = store.create_key("first key")
     return key
 
 
-def build_app(config: Config) -> Starlette:
+class Extension(Protocol):
+    """A front door built above the server and composed into it by `serve` (the MCP endpoint, which
+    is a client of this server: server/ imports nothing of the client's): served to API-key
+    holders at its path, its lifespan entered once the service runs."""
+
+    def route(self, path: str) -> BaseRoute: ...
+
+    def lifespan(self) -> AbstractAsyncContextManager[None]: ...
+
+
+def build_app(config: Config, extensions: Mapping[str, Extension] | None = None) -> Starlette:
+    """The app and its services, built here and nowhere else. `extensions`: path -> front door."""
+    extensions = dict(extensions or {})
     config.home.mkdir(parents=True, exist_ok=True)
     store = Store(config.db_path)
-    runtime = make_runtime(config.home)  # namespace as root, rootless otherwise
-    templates = TemplateStore(config.home)
-    service = SandboxService(config, store, runtime, templates)
-    exposures = Exposures(config.home)  # preview URLs' signing key (server/proxy.py)
+    keys = ApiKeys(store, config.api_key)
+    metrics = Metrics()
+    service = SandboxService(config, store, make_runtime(config.home), TemplateStore(config.home), Events(metrics))
+    metrics.watch(service)
+    exposures = Exposures(config.home)  # preview URLs' signing key (ports.py)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
         # uvicorn logs each exception out of the app with its traceback: not the deliberate ones
         logging.getLogger("uvicorn.error").addFilter(_not_broken_off)
         await service.startup()
+        app.state.serving = True
         try:
-            yield
+            async with contextlib.AsyncExitStack() as stack:
+                for extension in extensions.values():
+                    await stack.enter_async_context(extension.lifespan())
+                yield
         finally:
+            app.state.serving = False
             await service.shutdown()
             store.close()
 
     app = Starlette(
-        routes=[Route("/_sandlot/health", _health), *api.routes(), *port_routes(),
-                *envd_routes(service, max_upload_bytes=config.max_upload_bytes)],
-        # the port proxy first: requests for a sandbox's port carry no API key (issue 12)
-        middleware=[Middleware(PortProxy, service=service, exposures=exposures, domain=config.domain),
-                    Middleware(KeyAuth, store=store, preset_key=config.preset_api_key)],
-        exception_handlers={E.SandlotError: _sandlot_error, HTTPException: _http_error, Exception: _unexpected},
+        routes=routes(config, service, metrics, keys, extensions),
+        # the port proxy (issue 12) before routing: a request for a sandbox's port carries no API key
+        middleware=[Middleware(Observe, metrics=metrics),
+                    Middleware(PortProxy, service=service, exposures=exposures, domain=config.domain)],
+        exception_handlers={E.SandlotError: _sandlot_error, HTTPException: _http_error,
+                            ClientDisconnect: _client_left, Exception: _unexpected},
         lifespan=lifespan,
     )
+    app.state.serving = False
     app.state.service = service
     app.state.store = store
     app.state.config = config
+    app.state.metrics = metrics
+    app.state.packages = PackageManager(config.home / "cache" / "wheels")
     app.state.exposures = exposures
     return app
+
+
+def routes(config: Config, service: SandboxService, metrics: Metrics, keys: ApiKeys,
+           extensions: Mapping[str, Extension] | None = None) -> list[BaseRoute]:
+    """Every route with its access rule and body bound."""
+    json_bytes = config.max_json_bytes
+    envd = envd_routes(service, max_upload_bytes=config.max_upload_bytes)
+    [sandbox_health] = _take(envd, lambda r: isinstance(r, Route) and r.path == "/health")
+    # these stream their bodies and bound them themselves: uploads (SANDLOT_MAX_UPLOAD_BYTES), the
+    # Connect services (connectrpc's read_max_bytes per message)
+    streaming = [*_take(envd, lambda r: isinstance(r, Route) and r.path == "/files" and "POST" in (r.methods or ())),
+                 *_take(envd, lambda r: isinstance(r, Mount))]
+    return secure([
+        *requires(Access.PUBLIC, [
+            Route("/health", Health(sandbox_health.app), methods=["GET"]),
+            Route("/_sandlot/health", _sandlot_health, methods=["GET"]),
+            Route("/openapi.json", openapi.endpoint, methods=["GET"]),
+        ], keys, body=json_bytes),
+        *requires(Access.PUBLIC if config.metrics_auth == "none" else Access.API_KEY,
+                  [Route("/metrics", metrics.endpoint, methods=["GET"])], keys, body=json_bytes),
+        *requires(Access.API_KEY, api.routes(), keys, body=json_bytes),
+        *requires(Access.API_KEY, port_routes(), keys, body=json_bytes),  # preview URLs, port waits
+        *requires(Access.API_KEY, [ext.route(path) for path, ext in (extensions or {}).items()], keys,
+                  body=json_bytes),
+        *requires(Access.SANDBOX, envd, keys, body=json_bytes),
+        *requires(Access.SANDBOX, streaming, keys, body=None),
+    ], keys)
+
+
+def _take(routes: list[BaseRoute], which) -> list[BaseRoute]:
+    """Remove and return the routes `which` selects (one at least)."""
+    taken = [r for r in routes if which(r)]
+    assert taken, "no such envd route"
+    for route in taken:
+        routes.remove(route)
+    return taken

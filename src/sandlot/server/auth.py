@@ -1,44 +1,135 @@
-"""API-key authentication for the control plane (`X-API-KEY`, or `Authorization: Bearer KEY`).
+"""Who may call each route: declared per route when the app is assembled (app.py), default deny.
 
-The envd and code-interpreter routes authenticate with per-sandbox access tokens instead (envd/).
+`requires(access, routes, body=...)` wraps each route in a guard that applies its rule and bounds
+its request body (bodies.py; None: the route streams and bounds its body itself); `secure(routes)`
+then refuses (403) every route that declared none, so a route added without a rule is closed, not
+open. Rules:
+
+    PUBLIC    anyone: liveness and the API description
+    API_KEY   the control plane: a valid, unrevoked API key (`X-API-KEY`, or `Authorization: Bearer`)
+    SANDBOX   sandbox traffic (envd, the code interpreter): the sandbox's access token or a signed
+              URL, checked by the envd gate the route carries (envd/auth.py); refused at assembly
+              if the route has none
 """
 
 from __future__ import annotations
 
+import enum
 import hmac
+import logging
+from collections.abc import Iterable
 
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .bodies import BodyLimit
+from .envd.routing import SandboxGate
+from .observe import request_info
 from .store import Store, hash_key
 
-CONTROL_PLANE_PREFIXES = ("/sandboxes", "/v2/", "/templates", "/snapshots", "/_sandlot/api")
+log = logging.getLogger("sandlot.auth")
+
+PRESET_KEY_ID = "preset"  # the key id shown in logs and metrics for SANDLOT_API_KEY
 
 
-class KeyAuth:
-    """Pure ASGI middleware: control-plane paths need a valid, unrevoked API key."""
+class Access(enum.Enum):
+    PUBLIC = "public"
+    API_KEY = "api-key"
+    SANDBOX = "sandbox"
 
-    def __init__(self, app: ASGIApp, store: Store, preset_key: str | None):
-        self.app = app
+
+class ApiKeys:
+    """Checks API keys: the stored ones, and the preset one (SANDLOT_API_KEY) if set."""
+
+    def __init__(self, store: Store, preset_key: str | None):
         self.store = store
         self.preset_hash = hash_key(preset_key) if preset_key else None
 
-    def valid(self, key: str) -> bool:
+    def key_id(self, key: str) -> str | None:
+        """The id of a valid key, None for an unknown or revoked one."""
         if self.preset_hash and hmac.compare_digest(hash_key(key), self.preset_hash):
-            return True
-        return self.store.key_is_valid(key)
+            return PRESET_KEY_ID
+        return self.store.key_id(key)
+
+
+def presented_key(scope: Scope) -> str:
+    headers = dict(scope["headers"])
+    key = headers.get(b"x-api-key", b"").decode("latin-1")
+    if not key:
+        auth = headers.get(b"authorization", b"").decode("latin-1")
+        if auth.lower().startswith("bearer "):
+            key = auth[7:].strip()
+    return key
+
+
+class Guard:
+    """The access rule and body bound of one route (access None: the route declared none and is
+    refused)."""
+
+    def __init__(self, app: ASGIApp, access: Access | None, keys: ApiKeys, name: str, body: int | None = None):
+        self.route_app, self.access, self.keys, self.name, self.body = app, access, keys, name, body
+        self.app = BodyLimit(app, body) if body is not None else app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(CONTROL_PLANE_PREFIXES):
-            headers = dict(scope["headers"])
-            key = headers.get(b"x-api-key", b"").decode("latin-1")
-            if not key:
-                auth = headers.get(b"authorization", b"").decode("latin-1")
-                if auth.lower().startswith("bearer "):
-                    key = auth[7:].strip()
-            if not key or not self.valid(key):
-                from starlette.responses import JSONResponse
-
-                message = "missing API key" if not key else "invalid API key"
-                await JSONResponse({"code": 401, "message": message}, status_code=401)(scope, receive, send)
-                return
+        if scope["type"] != "http":
+            # A WebSocket (a Mount matches one): no route serves it, and the rules below are for
+            # HTTP; the port proxy (proxy.py), in front of the routes, is its only server.
+            return await send({"type": "websocket.close", "code": 1008})  # answered 403
+        if self.access is None:
+            return await _refuse(403, f"{self.name} declares no access rule: refused", scope, receive, send)
+        if self.access is Access.API_KEY:
+            key = presented_key(scope)
+            key_id = self.keys.key_id(key) if key else None
+            if key_id is None:
+                message = "invalid API key" if key else "missing API key"
+                return await _refuse(401, message, scope, receive, send)
+            request_info(scope).key_id = key_id
         await self.app(scope, receive, send)
+
+
+def requires(access: Access, routes: Iterable[BaseRoute], keys: ApiKeys, *, body: int | None) -> list[BaseRoute]:
+    """Declare `access` for each of `routes`, whose request bodies may hold `body` bytes."""
+    routes = list(routes)
+    for route in routes:
+        if isinstance(_app(route), Guard):
+            raise TypeError(f"{_name(route)} is declared twice")
+        if access is Access.SANDBOX and not isinstance(_app(route), SandboxGate):
+            raise TypeError(f"{_name(route)} is declared sandbox traffic but carries no sandbox gate")
+        _set_app(route, Guard(_app(route), access, keys, _name(route), body))
+    return routes
+
+
+def secure(routes: Iterable[BaseRoute], keys: ApiKeys) -> list[BaseRoute]:
+    """Every route as declared; one that declared nothing is refused (and said so in the log)."""
+    routes = list(routes)
+    for route in routes:
+        if not isinstance(_app(route), Guard):
+            log.error("%s declares no access rule: every request to it is refused", _name(route))
+            _set_app(route, Guard(_app(route), None, keys, _name(route)))
+    return routes
+
+
+def access_of(route: BaseRoute) -> Access | None:
+    app = _app(route)
+    return app.access if isinstance(app, Guard) else None
+
+
+def _app(route: BaseRoute) -> ASGIApp:
+    if not isinstance(route, Route | Mount):
+        raise TypeError(f"cannot guard a {type(route).__name__}")
+    return route.app
+
+
+def _set_app(route: BaseRoute, app: ASGIApp) -> None:
+    route.app = app  # what Route.handle / Mount.handle call once the path and method matched
+
+
+def _name(route: BaseRoute) -> str:
+    if isinstance(route, Route):
+        return f"{'|'.join(sorted(route.methods or []))} {route.path}"
+    return f"{route.path}/*"
+
+
+async def _refuse(status: int, message: str, scope: Scope, receive: Receive, send: Send) -> None:
+    await JSONResponse({"code": status, "message": message}, status_code=status)(scope, receive, send)

@@ -26,9 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from packaging.utils import canonicalize_name
+
 from .. import _exceptions as E
 from .. import wheels
-from ..agent.client import AgentError
 from .service import LiveSandbox
 
 log = logging.getLogger("sandlot.packages")
@@ -53,11 +54,6 @@ class Package:
 
     def json(self) -> dict[str, str]:
         return {"name": self.name, "version": self.version}
-
-
-def canonical(name: str) -> str:
-    """PEP 503: `Foo_Bar.baz` and `foo-bar-baz` are the same project."""
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def package_names(names: Sequence[str]) -> list[str]:
@@ -129,10 +125,10 @@ class PackageManager:
         """After a failed install, put the packages back as they were: remove what it added, and
         reinstall from the wheel cache the earlier version of what it replaced before failing (pip
         restores only the package it failed on). Best effort: what cannot be undone is logged."""
-        now = {canonical(p.name): p.version for p in after}
-        known = {canonical(p.name) for p in before}
-        added = [p.name for p in after if canonical(p.name) not in known]
-        replaced = [f"{p.name}=={p.version}" for p in before if now.get(canonical(p.name)) != p.version]
+        now = {canonicalize_name(p.name): p.version for p in after}
+        known = {canonicalize_name(p.name) for p in before}
+        added = [p.name for p in after if canonicalize_name(p.name) not in known]
+        replaced = [f"{p.name}=={p.version}" for p in before if now.get(canonicalize_name(p.name)) != p.version]
         if added:
             code, output = await _pip(live, "uninstall", "--yes", "--", *added)
             if code != 0:
@@ -189,11 +185,9 @@ class PackageManager:
 def _agent_errors():
     try:
         yield
-    except AgentError as e:
-        if e.code == "unauthenticated":  # users.lookup: the template (or runtime) has no root account
-            raise wheels.PackageError("installing packages needs the sandbox's root account, which this "
-                                      f"sandbox does not have ({e.message})") from None
-        raise E.from_code(e.code, e.message) from None
+    except E.AuthenticationError as e:  # users.lookup: the template (or runtime) has no root account
+        raise wheels.PackageError("installing packages needs the sandbox's root account, which this "
+                                  f"sandbox does not have ({e.message})") from None
 
 
 async def _run(live: LiveSandbox, args: list[str], keep: str = "tail") -> tuple[int, bytes, bytes]:
@@ -242,7 +236,7 @@ async def _pip(live: LiveSandbox, *args: str) -> tuple[int, str]:
 async def _remove(live: LiveSandbox, path: str) -> None:
     try:
         await live.agent.remove(path, INSTALLER)
-    except AgentError as e:
+    except E.SandlotError as e:
         log.warning("sandbox %s: could not remove %s: %s", live.id, path, e)
 
 
@@ -289,13 +283,13 @@ def _parse_list(out: bytes) -> list[Package]:
                 and len(item["name"]) <= 200 and len(item["version"]) <= 200):
             raise wheels.PackageError(f"pip list printed an unexpected entry: {str(item)[:200]!r}")
         packages.append(Package(item["name"], item["version"]))
-    return sorted(packages, key=lambda p: canonical(p.name))
+    return sorted(packages, key=lambda p: canonicalize_name(p.name))
 
 
 def _changed(before: list[Package], after: list[Package]) -> list[Package]:
     """Packages of `after` that `before` did not have in that version."""
-    old = {canonical(p.name): p.version for p in before}
-    return [p for p in after if old.get(canonical(p.name)) != p.version]
+    old = {canonicalize_name(p.name): p.version for p in before}
+    return [p for p in after if old.get(canonicalize_name(p.name)) != p.version]
 
 
 def _retrieve(task: asyncio.Task) -> None:

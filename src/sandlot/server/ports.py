@@ -79,7 +79,7 @@ def _exposed(record) -> dict:
 
 def _preview(request: Request, record, port: int, entry: dict) -> dict:
     config = request.app.state.config
-    domain = getattr(config, "domain", None) or f"localhost:{config.port}"
+    domain = config.domain or f"localhost:{config.port}"
     token = request.app.state.exposures.token(record.id, port, entry["expires"], entry["nonce"])
     return {"port": port, "url": f"http://{port}-{record.id}-{token}.{domain}",
             "expiresAt": entry["expires"]}

@@ -17,13 +17,15 @@ from collections import deque
 from dataclasses import asdict, dataclass, field
 
 from .. import _exceptions as E
-from ..agent.client import AgentClient
-from ..runtimes.base import Runtime, RuntimeSandbox
+from ..runtimes.interface import Runtime, RuntimeSandbox
 from ..runtimes.policy import Limits, NetworkPolicy, SandboxSpec
-from ..templates import logged_progress
 from ..templates.spec import Template
+from .agent_client import AgentClient
+from .builds import TemplateBuilds
 from .config import Config
-from .kernels import KernelSession
+from .code_contexts import KernelSession
+from .events import Events
+from .journal import Journal
 from .store import SandboxRecord, Store
 
 log = logging.getLogger("sandlot.service")
@@ -74,6 +76,7 @@ class Pooled:
 
     rt: RuntimeSandbox
     kernels: KernelSession | None
+    spec: SandboxSpec
 
 
 @dataclass
@@ -90,11 +93,13 @@ class CreateRequest:
 
 
 class SandboxService:
-    def __init__(self, config: Config, store: Store, runtime: Runtime, templates):
+    def __init__(self, config: Config, store: Store, runtime: Runtime, templates, events: Events | None = None):
         self.config = config
+        self.events = events or Events()  # log lines and metrics of lifecycle events
         self.store = store
         self.runtime = runtime
         self.templates = templates
+        self.builds = TemplateBuilds(templates)  # in worker processes, so that shutdown is prompt
         self.live: dict[str, LiveSandbox] = {}
         self.paused: dict[str, LiveSandbox] = {}
         self._pools: dict[str, list[Pooled]] = {}
@@ -102,6 +107,7 @@ class SandboxService:
         self._reaper: asyncio.Task | None = None
         self._sampler: asyncio.Task | None = None
         self._closing = False
+        self.journal = Journal()  # each sandbox's log (logs_api.py)
         self._net_locks: dict[str, asyncio.Lock] = {}  # a sandbox's network changes, one at a time
 
     # ---- start and stop ----------------------------------------------------------------------
@@ -141,8 +147,10 @@ class SandboxService:
                 kernels = self._kernels(rt, self.templates.describe(rec.template))
             except E.NotFound:
                 kernels = None
-            live = LiveSandbox(rec, rt, AgentClient(str(rt.socket_path)), kernels=kernels)
+            live = LiveSandbox(rec, rt, self.journal.recording(rec.id, AgentClient(str(rt.socket_path))),
+                               kernels=kernels)
             (self.paused if rec.state == "paused" else self.live)[rec.id] = live
+            self.journal.record(rec.id, f"adopted after a server restart ({rec.state})")
             log.info("adopted sandbox %s (%s)", rec.id, rec.state)
         for sid in self.runtime.leftovers() - known:
             log.info("removing leftover sandbox resources %s", sid)
@@ -161,6 +169,7 @@ class SandboxService:
         for task in (self._reaper, self._sampler):
             if task:
                 task.cancel()
+        await self.builds.close()  # refills waiting for a build end with it
         # A refill may be inside runtime.create (a thread): let it finish and kill what it made,
         # rather than cancel the await and leak the sandbox the thread still creates.
         await asyncio.gather(*self._pool_refill.values(), return_exceptions=True)
@@ -176,10 +185,20 @@ class SandboxService:
     # ---- create ------------------------------------------------------------------------------
 
     async def create(self, req: CreateRequest) -> LiveSandbox:
+        started = time.monotonic()
+        try:
+            live, pooled = await self._create(req)
+        except Exception as e:
+            self.events.create_failed(req.template, e, time.monotonic() - started)
+            raise
+        self.events.created(live.id, req.template, pooled, time.monotonic() - started)
+        return live
+
+    async def _create(self, req: CreateRequest) -> tuple[LiveSandbox, bool]:
         self._check_timeout(req.timeout, minimum=1)
         req.limits.validate()
         req.egress = self._egress_here(req.egress)
-        template = await asyncio.to_thread(self.templates.get, req.template, logged_progress(req.template, log))
+        template = await self.builds.require(req.template)  # TemplateBuilding (503) while it builds
         pooled = self._claim_pooled(req)
         if pooled is not None:
             try:  # a pool sandbox has its link made, unconfigured; configure it or take it away
@@ -194,7 +213,9 @@ class SandboxService:
             if kernels is not None:  # its first run_code should not wait for a whole kernel start
                 _log_failure(kernels.start(), rt.sandbox_id)
         else:
-            rt, kernels = pooled.rt, pooled.kernels
+            rt, kernels, spec = pooled.rt, pooled.kernels, pooled.spec
+        # once per sandbox handed out (not per pooled one made ahead)
+        log.info("sandbox %s loosenings: %s", rt.sandbox_id, "; ".join(spec.loosenings(template)) or "none")
         now = time.time()
         rec = SandboxRecord(
             id=rt.sandbox_id, template=req.template, state="running", started_at=now,
@@ -202,9 +223,12 @@ class SandboxService:
             access_token=secrets.token_urlsafe(24) if req.secure else None, auto_pause=req.auto_pause,
             network=_network_record(req.egress, req.network))
         self.store.insert(rec)
-        live = LiveSandbox(rec, rt, AgentClient(str(rt.socket_path)), kernels=kernels)
+        live = LiveSandbox(rec, rt, self.journal.recording(rec.id, AgentClient(str(rt.socket_path))),
+                           kernels=kernels)
         self.live[rec.id] = live
-        return live
+        self.journal.record(rec.id, f"created from template {req.template}", template=req.template,
+                            timeout=req.timeout, pooled=pooled is not None, **asdict(req.limits))
+        return live, pooled is not None
 
     def _kernels(self, rt: RuntimeSandbox, template: Template) -> KernelSession | None:
         if not template.kernels:
@@ -237,7 +261,7 @@ class SandboxService:
         try:
             if delay:
                 await asyncio.sleep(delay)
-            template = await asyncio.to_thread(self.templates.get, name, logged_progress(name, log))
+            template = await self.builds.get(name)
             pool = self._pools.setdefault(name, [])
             while not self._closing and len(pool) < self.config.pool_size:
                 spec = SandboxSpec(new_sandbox_id(), name, background=True, network_ready=True)
@@ -247,7 +271,7 @@ class SandboxService:
                     return
                 kernels = self._kernels(rt, template)
                 await _warm_up(rt, kernels)
-                pool.append(Pooled(rt, kernels))
+                pool.append(Pooled(rt, kernels, spec))
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -276,20 +300,29 @@ class SandboxService:
     def running(self) -> list[LiveSandbox]:
         return list(self.live.values())
 
+    def pool_sizes(self) -> dict[str, int]:
+        """Warm sandboxes ready per template."""
+        return {name: len(pool) for name, pool in self._pools.items()}
+
     def listed(self) -> list[SandboxRecord]:
         return [s.record for s in (*self.live.values(), *self.paused.values())]
 
     # ---- lifecycle changes -------------------------------------------------------------------
 
     async def kill(self, sandbox_id: str, reason: str = "killed") -> None:
+        started = time.monotonic()
         self._known(sandbox_id)
         live = self.live.pop(sandbox_id, None) or self.paused.pop(sandbox_id)
         self._net_locks.pop(sandbox_id, None)
         live.closed.set()
         self.store.update(sandbox_id, state="killed", ended_at=time.time(), end_reason=reason)
+        self.journal.record(sandbox_id, f"ended: {reason}", level="warn" if reason == "sandbox exited" else "info",
+                            reason=reason)
+        self.journal.ended(sandbox_id)
         await asyncio.to_thread(self.runtime.kill, sandbox_id)
         if live.kernels is not None:
             await live.kernels.close()
+        self.events.killed(sandbox_id, live.record.template, reason, time.monotonic() - started)
 
     # ---- network (issue 12; the substance is in runtimes/network.py) -------------------------
 
@@ -356,6 +389,7 @@ class SandboxService:
         rec = self.record(sandbox_id)
         rec.end_at = time.time() + timeout
         self.store.update(sandbox_id, end_at=rec.end_at)
+        self.journal.record(sandbox_id, f"timeout set: ends in {timeout}s", timeout=timeout)
 
     async def connect(self, sandbox_id: str, timeout: int | None) -> tuple[LiveSandbox, bool]:
         """Make sure the sandbox runs (resuming it if paused); extend, never shorten, its timeout.
@@ -392,6 +426,8 @@ class SandboxService:
         self.paused[sandbox_id] = live
         live.record.state = "paused"
         self.store.update(sandbox_id, state="paused")
+        self.journal.record(sandbox_id, "paused")
+        self.events.paused(sandbox_id)
 
     async def resume(self, sandbox_id: str, timeout: int | None = None) -> LiveSandbox:
         if timeout is not None:  # as on create: it runs again for `timeout` seconds
@@ -410,6 +446,8 @@ class SandboxService:
         live.record.state = "running"
         live.record.end_at = time.time() + (timeout if timeout is not None else self.config.default_timeout)
         self.store.update(sandbox_id, state="running", end_at=live.record.end_at)
+        self.journal.record(sandbox_id, "resumed")
+        self.events.resumed(sandbox_id)
         return live
 
     def _check_still(self, sandbox_id: str, live: LiveSandbox, table: dict[str, LiveSandbox]) -> None:

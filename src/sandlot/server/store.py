@@ -107,10 +107,11 @@ class Store:
                               (time.time(), key_id))
         return cur.rowcount == 1
 
-    def key_is_valid(self, key: str) -> bool:
-        row = self.db.execute("SELECT 1 FROM api_keys WHERE hash=? AND revoked_at IS NULL",
+    def key_id(self, key: str) -> str | None:
+        """The id of `key` if it is stored and not revoked."""
+        row = self.db.execute("SELECT id FROM api_keys WHERE hash=? AND revoked_at IS NULL",
                               (hash_key(key),)).fetchone()
-        return row is not None
+        return row[0] if row else None
 
     def has_keys(self) -> bool:
         return self.db.execute("SELECT 1 FROM api_keys LIMIT 1").fetchone() is not None

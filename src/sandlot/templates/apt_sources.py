@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 import re
-import shlex
+import platform
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,21 +111,6 @@ def find_mirror(suite: str, sources: list[AptSource] | None = None) -> Mirror:
     )
 
 
-def parse_os_release(text: str) -> dict[str, str]:
-    """The KEY=value lines of os-release(5); values may be shell-quoted."""
-    fields = {}
-    for line in text.splitlines():
-        key, sep, value = line.strip().partition("=")
-        if not sep or not key or key.startswith("#"):
-            continue
-        try:
-            words = shlex.split(value)
-        except ValueError:  # unbalanced quotes: keep what is there
-            words = [value.strip("\"'")]
-        fields[key] = words[0] if words else ""
-    return fields
-
-
 def _release_suites(sources: list[AptSource]) -> list[str]:
     """Suites of binary main sources that name a release (not bookworm-security, not a path)."""
     found = []
@@ -135,10 +120,10 @@ def _release_suites(sources: list[AptSource]) -> list[str]:
     return found
 
 
-def host_suite(os_release: str, sources: list[AptSource]) -> str:
+def host_suite(codename: str, sources: list[AptSource]) -> str:
     """The suite to build templates of: the host's codename (os-release VERSION_CODENAME) if its
     apt can fetch it, else the release its apt sources name (testing/sid hosts, or no codename)."""
-    codename = parse_os_release(os_release).get("VERSION_CODENAME", "").strip()
+    codename = codename.strip()
     suites = _release_suites(sources)
     if codename and (codename in suites or not suites):
         return codename
@@ -151,12 +136,8 @@ def host_suite(os_release: str, sources: list[AptSource]) -> str:
 @functools.lru_cache(maxsize=1)
 def this_host_suite() -> str:
     """host_suite() of this machine (read once per process)."""
-    for path in (Path("/etc/os-release"), Path("/usr/lib/os-release")):
-        try:
-            text = path.read_text(errors="replace")
-            break
-        except OSError:
-            continue
-    else:
-        text = ""
-    return host_suite(text, read_sources())
+    try:
+        codename = platform.freedesktop_os_release().get("VERSION_CODENAME", "")
+    except OSError:  # neither /etc/os-release nor /usr/lib/os-release
+        codename = ""
+    return host_suite(codename, read_sources())

@@ -30,18 +30,21 @@ def progress_bar(title: str, console: Console | None = None) -> Iterator[Progres
         yield report
 
 
-def logged_progress(title: str, logger: logging.Logger, every: float = 5.0) -> ProgressFn:
+def logged_progress(title: str, logger: logging.Logger, every: float = 5.0, step: int = 10) -> ProgressFn:
     """A `progress(done, total, message)` callback for builds a running server starts itself: a log
-    line when the step changes, at most one per `every` seconds within a step."""
-    last = {"message": None, "at": 0.0}
+    line at the first report, when the step changes after `step` percent more or `every` seconds,
+    and within one step every `every` seconds (a debootstrap reports ~700 steps: ~15 lines)."""
+    last = {"message": None, "at": 0.0, "share": -step}
 
     def report(done: int, total: int, message: str) -> None:
         now = time.monotonic()
-        if message == last["message"] and now - last["at"] < every:
+        share = 100 * done // total if total else None
+        moved = share is not None and share - last["share"] >= step
+        due = now - last["at"] >= every
+        if last["message"] is not None and not (due or (moved and message != last["message"])):
             return
-        last.update(message=message, at=now)
-        share = f" {100 * done // total}%" if total else ""
-        logger.info("building template %s:%s %s", title, share, message)
+        last.update(message=message, at=now, share=share if share is not None else last["share"])
+        logger.info("building template %s:%s %s", title, f" {share}%" if share is not None else "", message)
 
     return report
 

@@ -77,6 +77,8 @@ class PythonStackRecipe:
         steps.step("warming caches")
         if self.warm:
             chroot(rootfs, "python3", "-c", self.warm, user="1000:1000", home="/home/user")
+        for junk in (rootfs / "tmp").iterdir():  # what the steps left (the JRE's postinst: hsperfdata_root)
+            shutil.rmtree(junk) if junk.is_dir() and not junk.is_symlink() else junk.unlink()
         installed = json.loads(chroot(rootfs, "python3", "-m", "pip", "list", "--format", "json"))
         steps.step("done")
         return {"parent": self.parent, "python": tags.version,
@@ -105,7 +107,8 @@ def apt_install(rootfs: Path, packages: tuple[str, ...]) -> None:
     try:
         env = ("env", "DEBIAN_FRONTEND=noninteractive")
         chroot(rootfs, *env, "apt-get", "-q", "update")
-        chroot(rootfs, *env, "apt-get", "-q", "install", "-y", "--no-install-recommends", *packages)
+        # the JRE's postinst runs java, which needs /proc
+        chroot(rootfs, *env, "apt-get", "-q", "install", "-y", "--no-install-recommends", *packages, proc=True)
         chroot(rootfs, "apt-get", "clean")
     finally:
         resolv.write_bytes(placeholder)
@@ -121,20 +124,24 @@ def copy_tree(source: Path, dest: Path) -> None:
         raise TemplateError(f"copying {source} failed: {done.stderr.strip()}")
 
 
-def chroot(rootfs: Path, *argv: str, on_line=None, user: str = "", home: str = "/root") -> str:
+def chroot(rootfs: Path, *argv: str, on_line=None, user: str = "", home: str = "/root", proc: bool = False) -> str:
+    """Run argv in the rootfs; its output. `proc`: with a /proc of its own (a pid and mount namespace
+    that end with it, so nothing stays mounted)."""
     env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8",
            "HOME": home, "PIP_DISABLE_PIP_VERSION_CHECK": "1",
            **{k: v for k, v in os.environ.items() if k.lower() in ("http_proxy", "https_proxy", "no_proxy")}}
     tool = shutil.which("chroot", path=env["PATH"]) or "chroot"
     userspec = [f"--userspec={user}"] if user else []
-    proc = subprocess.Popen([tool, *userspec, str(rootfs), *argv], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, errors="replace", stdin=subprocess.DEVNULL)
+    namespaces = ["unshare", "--mount", "--pid", "--fork", "--propagation", "private",
+                  f"--mount-proc={rootfs}/proc"] if proc else []
+    child = subprocess.Popen([*namespaces, tool, *userspec, str(rootfs), *argv], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, errors="replace", stdin=subprocess.DEVNULL)
     lines = []
-    for line in proc.stdout:
+    for line in child.stdout:
         lines.append(line)
         if on_line:
             on_line(line)
-    if proc.wait():
+    if child.wait():
         tail = wheels.pip_error("".join(lines[-200:]), "".join(lines[-15:]))
         raise TemplateError(f"{' '.join(argv[:4])} failed in the new rootfs:\n{tail}")
     return "".join(lines)

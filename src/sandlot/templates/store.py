@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .._exceptions import NotFound, SandlotError, TemplateError
-from .mounts import in_use, remove_tree
+from ..hostfs import remove_tree, source_in_use, unmount_inside
 from .recipes import RECIPES
 from .spec import Progress, Recipe, Template, no_progress
 
@@ -75,9 +75,26 @@ class TemplateStore:
             self.build(parent, progress=progress)
         with self._lock():
             if force or not self.is_built(name):
+                if any(self.root.glob(".new-*")):  # an interrupted build's: this one starts over, clean
+                    progress(0, 0, "removing what an interrupted build left")
+                    self._sweep()
                 self._build(name, recipe, progress)
             self._sweep()
         return recipe.template(name, self.root / name / "rootfs")
+
+    def release_interrupted(self) -> bool:
+        """Unmount whatever interrupted builds left mounted, unless a build is running (it holds the
+        lock). Their directories are deleted by the next build: deleting a root filesystem takes
+        seconds to a minute, too long for a stopping server. False if a build is running."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "w") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            for path in self.root.glob(".new-*"):
+                unmount_inside(path)
+            return True
 
     def _recipe(self, name: str) -> Recipe:
         try:
@@ -118,7 +135,10 @@ class TemplateStore:
                 current.rename(self.root / f".old-{name}-{token}")
             new.rename(current)
         except BaseException as e:  # failed or interrupted: leave nothing half-built behind
-            remove_tree(new)
+            try:
+                remove_tree(new, detach_mounts=True)
+            except OSError:
+                pass  # the next build's sweep tries again; the build's own error is what matters
             if isinstance(e, Exception) and not isinstance(e, SandlotError):
                 raise TemplateError(f"building template '{name}' failed: {e}") from e
             raise
@@ -127,8 +147,8 @@ class TemplateStore:
         """Delete replaced versions no sandbox uses any more, and leftovers of interrupted builds
         (none can be running: the caller holds the build lock)."""
         for path in self.root.iterdir():
-            if path.name.startswith((".old-", ".new-")) and not in_use(path):
+            if path.name.startswith((".old-", ".new-")) and not source_in_use(path):
                 try:
-                    remove_tree(path)
+                    remove_tree(path, detach_mounts=True)
                 except OSError:
                     pass  # still mounted: the next build tries again

@@ -38,7 +38,7 @@ def envd_routes(lookup: SandboxLookup, *, max_upload_bytes: int = DEFAULT_MAX_UP
     rpc_gate = gate(auth.require_token)
     code_gate = gate(auth.require_token_or_traffic_token)
     return [
-        Route("/health", health, methods=["GET"], middleware=gate(auth.allow_all)),
+        Route("/health", code.health_by_port(health), methods=["GET"], middleware=gate(auth.allow_all)),
         Route("/envs", envs, methods=["GET"], middleware=rpc_gate),
         Route("/files", download, methods=["GET"], middleware=files_gate),
         Route("/files", Uploads(watchers, max_upload_bytes).post, methods=["POST"], middleware=files_gate),

@@ -1,8 +1,8 @@
-"""The code interpreter's HTTP API (e2b-protocol.md §5): POST /execute and /contexts.
+"""The code interpreter's HTTP API (e2b-protocol.md §5): POST /execute, /contexts and GET /health.
 
 E2B serves these on port 49999 inside the sandbox; with E2B_SANDBOX_URL the SDK sends them to the
-same base URL as envd, routed by `E2b-Sandbox-Id`. Errors are plain text, as the reference server's
-(the SDK shows the body). /execute streams newline-delimited JSON and always ends with
+same base URL as envd, routed by `E2b-Sandbox-Id` (and `E2b-Sandbox-Port: 49999`, which tells this
+/health from envd's). Errors are plain text, as the reference server's (the SDK shows the body). /execute streams newline-delimited JSON and always ends with
 end_of_execution; a sandbox killed or paused mid-run breaks the stream off (no end), which the SDK
 reports as "the sandbox was killed".
 """
@@ -12,19 +12,22 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from ..._exceptions import InvalidArgument, NotFound, SandboxNotRunning, SandlotError
+from ..bodies import read_json
 from .errors import error_response
 from .routing import SandboxHandle, current_sandbox
 
 T = TypeVar("T")
 
 KEEPALIVE_S = 5.0  # the reference server's KEEPALIVE_INTERVAL
+PORT = "49999"
+PORT_CLOSED = "The sandbox is running but port is not open"  # E2B's proxy, for a port nothing serves
 NO_KERNELS = ("this sandbox's template has no code interpreter: create the sandbox from the "
               "'code-interpreter' template")
 
@@ -56,10 +59,7 @@ async def _while_running(sandbox: SandboxHandle, work: Awaitable[T]) -> T:
 
 
 async def _body(request: Request) -> dict:
-    try:
-        body = await request.json() if await request.body() else {}
-    except ValueError:
-        raise InvalidArgument("the request body is not JSON") from None
+    body = await read_json(request)  # bounded by the route (bodies.BodyLimit); too deep is a 400
     if not isinstance(body, dict):
         raise InvalidArgument("the request body must be a JSON object")
     return body
@@ -90,6 +90,27 @@ def _names(body: dict, key: str, values: type | tuple = object) -> dict:
         if not isinstance(value, values):
             raise InvalidArgument(f"'{key}': the value of {name} must be a string")
     return mapping
+
+
+def health_by_port(envd_health: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    """GET /health: the code interpreter's for port 49999, envd's for any other."""
+
+    async def health(request: Request) -> Response:
+        if request.headers.get("e2b-sandbox-port") == PORT:
+            return interpreter_health()
+        return await envd_health(request)
+
+    return health
+
+
+def interpreter_health() -> Response:
+    """200 "OK" as E2B's interpreter answers once it serves; while it does not (starting, started
+    again after it was killed, or a template without one) E2B's proxy answer for a closed port."""
+    sandbox = current_sandbox()
+    if sandbox.kernels is None or not sandbox.kernels.serving():
+        return JSONResponse({"sandboxId": sandbox.id, "message": PORT_CLOSED, "port": int(PORT), "code": 502},
+                            status_code=502)
+    return JSONResponse("OK")
 
 
 async def execute(request: Request) -> Response:

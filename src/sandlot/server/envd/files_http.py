@@ -22,7 +22,6 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ..._exceptions import InvalidArgument, ResourceExhausted, SandlotError
-from ...agent.client import AgentError
 from .errors import error_response
 from .routing import SandboxHandle, current_sandbox
 from .watchers import Watchers
@@ -48,7 +47,7 @@ async def envs(request: Request) -> Response:
     sandbox = current_sandbox()
     try:
         return JSONResponse(await sandbox.agent.env())
-    except AgentError as e:
+    except SandlotError as e:
         return error_response(e, sandbox.id)
 
 
@@ -61,7 +60,7 @@ async def download(request: Request) -> Response:
     stream = sandbox.agent.read(path, user)
     try:
         entry = await anext(stream)  # the agent refuses directories (400) and missing paths (404)
-    except AgentError as e:
+    except SandlotError as e:
         return error_response(e, sandbox.id)
     name = entry["name"]
     fallback = name.encode("ascii", "replace").decode().replace("\\", "_").replace('"', "_")
@@ -83,7 +82,7 @@ async def download(request: Request) -> Response:
     if _accepts_gzip(request.headers.get("accept-encoding", "")):
         try:
             first = await anext(stream, b"")
-        except AgentError as e:
+        except SandlotError as e:
             return error_response(e, sandbox.id)
         body = _chain(first, stream)
         # Accept-Encoding is advisory: data that does not shrink (media, archives) is sent as is
@@ -176,7 +175,7 @@ class Uploads:
         sandbox = current_sandbox()
         try:
             return JSONResponse(await self._upload(request, sandbox))
-        except (SandlotError, AgentError) as e:
+        except SandlotError as e:
             return error_response(e, sandbox.id)
         except ClientDisconnect:
             return Response(status_code=499)  # nobody is left to read it

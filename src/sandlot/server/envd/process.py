@@ -110,7 +110,7 @@ def _input(message: pb.ProcessInput) -> tuple[bytes, bool]:
 
 async def _process_events(events: AsyncIterator[dict], sandbox: SandboxHandle,
                           ctx: RequestContext) -> AsyncIterator[pb.ProcessEvent]:
-    """The agent's process events (see agent/client.py) as ProcessEvents."""
+    """The agent's process events (see server/agent_client.py) as ProcessEvents."""
     async for event in guarded(events, sandbox, ctx, lambda: {"keepalive": {}}):
         if "keepalive" in event:
             yield _KEEPALIVE

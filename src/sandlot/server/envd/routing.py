@@ -3,26 +3,29 @@
 Requests carry `E2b-Sandbox-Id`. Without it (SDK 2.0–2.25 after `connect()`, signed URLs fetched
 by other tools) the sandbox is inferred: the only running one, else the one whose access token the
 request's credentials prove. An unknown, killed or paused sandbox answers 502 like E2B's proxy, so
-the SDK's `is_running()` turns False and failed calls become `SandboxNotRunningException`.
+the SDK's `is_running()` turns False and failed calls become `SandboxNotRunningException`. A paused
+one says so (and how to resume it) to a caller holding its access token, its message still containing the
+"was not found" the e2b SDK looks for.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
 from starlette.requests import HTTPConnection
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..._exceptions import AuthenticationError, InvalidArgument, SandboxNotRunning, SandlotError
-from .auth import SIGNATURE_EXPIRED, UNAUTHORIZED, Policy
+from .auth import SIGNATURE_EXPIRED, UNAUTHORIZED, Policy, require_token_or_traffic_token
 from .errors import error_response
 
 if TYPE_CHECKING:
-    from ...agent.client import AgentClient
-    from ..kernels import KernelSession
+    from ..agent_client import AgentClient
+    from ..code_contexts import KernelSession
 
 SANDBOX_ID_HEADER = "e2b-sandbox-id"
 
@@ -47,6 +50,8 @@ class SandboxHandle(Protocol):
 class SandboxLookup(Protocol):
     def get_running(self, sandbox_id: str) -> SandboxHandle | None: ...
     def running(self) -> Iterable[SandboxHandle]: ...
+    @property
+    def paused(self) -> Mapping[str, SandboxHandle]: ...
 
 
 _current: contextvars.ContextVar[SandboxHandle] = contextvars.ContextVar("envd_sandbox")
@@ -69,7 +74,8 @@ class SandboxGate:
         try:
             sandbox = find_sandbox(self.lookup, HTTPConnection(scope), self.policy)
         except SandlotError as e:
-            return await error_response(e)(scope, receive, send)
+            response = _paused(e) if e.details.get("paused") else error_response(e)
+            return await response(scope, receive, send)
         reset = _current.set(sandbox)
         try:
             await self.app(scope, receive, send)
@@ -82,12 +88,26 @@ def find_sandbox(lookup: SandboxLookup, request: HTTPConnection, policy: Policy)
     if sandbox_id:
         sandbox = lookup.get_running(sandbox_id)
         if sandbox is None:
+            paused = lookup.paused.get(sandbox_id)
+            # only a caller holding its token learns more than of an unknown sandbox
+            if paused is not None and (paused.access_token is None
+                                       or _proves(require_token_or_traffic_token, paused.access_token, request)):
+                raise SandboxNotRunning(f"sandbox {sandbox_id} is paused", sandbox_id=sandbox_id, paused=True)
             raise SandboxNotRunning(f"sandbox {sandbox_id} is not running", sandbox_id=sandbox_id)
     else:
         sandbox = _infer(list(lookup.running()), request, policy)
     if sandbox.access_token is not None:
         policy(sandbox.access_token, request)
     return sandbox
+
+
+def _paused(err: SandboxNotRunning) -> JSONResponse:
+    """E2B's 502 for a sandbox that is gone, worded for a paused one (the e2b SDK still reads it as
+    not running); `state` lets clients tell the two apart without parsing the message."""
+    sid = err.details["sandbox_id"]
+    message = (f"sandbox {sid} is paused (it was not found running): resume it with "
+               f"Sandbox.connect(\"{sid}\") or sandbox.resume()")
+    return JSONResponse({"sandboxId": sid, "message": message, "code": 502, "state": "paused"}, status_code=502)
 
 
 def _infer(running: list[SandboxHandle], request: HTTPConnection, policy: Policy) -> SandboxHandle:

@@ -14,8 +14,7 @@ import secrets
 from collections import deque
 from collections.abc import AsyncIterator
 
-from ..._exceptions import NotFound, ResourceExhausted
-from ...agent.client import AgentError
+from ..._exceptions import NotFound, ResourceExhausted, SandlotError
 from .routing import SandboxHandle
 
 MAX_BUFFERED = 10_000  # per watcher; a client that never polls loses the oldest events
@@ -52,7 +51,7 @@ class Watcher:
                     self._recent.append((self.count, event.get("name", "")))
                     self._arrival.set()
                     self._arrival = asyncio.Event()
-        except AgentError:
+        except SandlotError:
             pass  # the agent went away with its sandbox
 
     async def wait_for(self, name: str, after: int) -> None:

@@ -1,0 +1,40 @@
+"""`sandlot create`: start a sandbox and print its id (or, with --json, what it is)."""
+
+from __future__ import annotations
+
+import typer
+
+from ._common import ApiKey, ApiUrl, EnvOpt, JsonOpt, MetadataOpt, friendly, pairs, print_json
+
+
+@friendly
+def create(template: str = typer.Option("base", "--template", "-t", help="Template to start from."),
+           timeout: int = typer.Option(300, help="Seconds until the sandbox is killed."),
+           env: list[str] = EnvOpt, metadata: list[str] = MetadataOpt,
+           memory_mb: int = typer.Option(None, "--memory-mb", help="Memory limit in MiB (default 512)."),
+           cpu: float = typer.Option(None, "--cpu", help="CPU limit in cores, e.g. 0.5 (default 1)."),
+           pids: int = typer.Option(None, "--pids", help="Most processes at once (default 512)."),
+           disk_mb: int = typer.Option(None, "--disk-mb", help="Disk size in MiB (default 2048)."),
+           as_json: bool = JsonOpt, api_url: str = ApiUrl, api_key: str = ApiKey) -> None:
+    """Create a sandbox and print its id.
+
+    With --json: its id, template, state, times, metadata and limits.
+    """
+    from .. import Sandbox
+
+    given = {"memory_mb": memory_mb, "cpu_count": cpu, "pids": pids, "disk_mb": disk_mb}
+    limits = {k: v for k, v in given.items() if v is not None} or None  # the rest keep their defaults
+    sandbox = Sandbox.create(template=template, timeout=timeout, envs=pairs(env, "--env"),
+                             metadata=pairs(metadata, "--metadata"), limits=limits, api_url=api_url,
+                             api_key=api_key)
+    try:
+        if as_json:
+            print_json(sandbox.get_info())
+        else:
+            print(sandbox.sandbox_id)
+    finally:
+        sandbox.close()
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(create)

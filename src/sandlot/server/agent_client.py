@@ -1,0 +1,280 @@
+"""AgentClient: the control plane's side of the agent protocol (protocol/wire.py for the frames,
+protocol/contract.py for the operations), one unix connection per request.
+
+Unary ops are coroutines returning the reply's payload; streams are async iterators that close
+their connection when closed early (``aclose()``, or when dropped). Every failure is a SandlotError:
+an agent's error frame becomes the class of its Connect code (``_exceptions.from_code``, which keeps
+the code itself, e.g. ``failed_precondition``); an agent that cannot be reached or a stream that
+breaks off is SandboxNotRunning ("unavailable"); what the sandbox itself ran out of (disk, files,
+memory: ``resource_exhausted``) is SandboxExhausted, which E2B's envd answers with 507.
+
+Process events are dicts: ``{"start": {"pid": N}}``, ``{"stdout": bytes}``, ``{"stderr": bytes}``,
+``{"pty": bytes}``, ``{"keepalive": {}}`` and last ``{"end": {"exit_code", "exited", "status"}}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import socket
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from typing import Any
+
+from .. import _exceptions as E
+from ..protocol import contract
+from ..protocol import wire
+
+_OUTPUT = {wire.STDOUT: "stdout", wire.STDERR: "stderr", wire.PTY: "pty"}
+_READ_LIMIT = 1 << 20
+
+
+class SandboxExhausted(E.ResourceExhausted):
+    """The sandbox ran out of disk space, files or memory (E2B's envd answers 507)."""
+
+    status = 507
+
+
+def agent_error(code: str, message: str) -> E.SandlotError:
+    """The error an agent's reply with this Connect code name stands for."""
+    if code == "resource_exhausted":
+        return SandboxExhausted(message)
+    return E.from_code(code, message)
+
+
+def _selector(pid: int | None, tag: str | None) -> dict:
+    if pid is not None:
+        return {"pid": pid}
+    if tag is not None:
+        return {"tag": tag}
+    raise ValueError("give pid or tag")
+
+
+def _json(payload: bytes) -> dict:
+    try:
+        obj = wire.decode_json(payload)
+    except wire.WireError as e:
+        raise E.SandboxNotRunning(f"the agent broke the protocol: {e}") from None
+    error = obj.get("error")
+    if error is not None:
+        error = error if isinstance(error, dict) else {}
+        raise agent_error(str(error.get("code", "internal")), str(error.get("message", "")))
+    return obj
+
+
+async def _read_frame(reader: asyncio.StreamReader):
+    """Return (kind, payload), or (None, b"") at a clean end of stream."""
+    try:
+        head = await reader.readexactly(wire.HEADER_SIZE)
+    except asyncio.IncompleteReadError as e:
+        if not e.partial:
+            return None, b""
+        raise wire.WireError("truncated frame header")
+    length = int.from_bytes(head[1:], "big")
+    if length > wire.MAX_FRAME:
+        raise wire.WireError("frame too large: %d bytes" % length)
+    try:
+        payload = await reader.readexactly(length)
+    except asyncio.IncompleteReadError:
+        raise wire.WireError("truncated frame")
+    return head[:1], payload
+
+
+class AgentClient:
+    def __init__(self, socket_path: str):
+        self.socket_path = str(socket_path)
+
+    # ---- plumbing ----------------------------------------------------------------------------
+
+    async def _open(self, request: dict, fds: Sequence[int] = ()):
+        """Connect and send the request, with ``fds`` as SCM_RIGHTS if any (the caller keeps and
+        closes its own copies)."""
+        if not fds:
+            try:
+                reader, writer = await asyncio.open_unix_connection(self.socket_path, limit=_READ_LIMIT)
+            except OSError as e:
+                raise E.SandboxNotRunning(f"cannot reach the sandbox agent: {e}") from None
+            writer.write(wire.encode_json(request))
+            return reader, writer
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, self.socket_path)
+            frame = wire.encode_json(request)
+            # a new connection's buffer is empty: a request frame goes out whole
+            if socket.send_fds(sock, [frame], list(fds)) != len(frame):
+                raise OSError("the request was cut short")
+            return await asyncio.open_unix_connection(sock=sock, limit=_READ_LIMIT)
+        except OSError as e:
+            sock.close()
+            raise E.SandboxNotRunning(f"cannot reach the sandbox agent: {e}") from None
+
+    @staticmethod
+    async def _frame(reader: asyncio.StreamReader):
+        try:
+            return await _read_frame(reader)
+        except (wire.WireError, ConnectionError) as e:
+            raise E.SandboxNotRunning(f"the agent connection broke: {e}") from None
+
+    async def _reply(self, reader: asyncio.StreamReader) -> dict:
+        kind, payload = await self._frame(reader)
+        if kind != wire.JSON:
+            raise E.SandboxNotRunning("the agent closed the connection without a reply")
+        return _json(payload)
+
+    async def call(self, op: str, **args: Any) -> dict:
+        """Send one unary request and return its reply."""
+        reader, writer = await self._open({"op": op, **args})
+        try:
+            return await self._reply(reader)
+        finally:
+            writer.close()
+
+    # ---- agent and processes -----------------------------------------------------------------
+
+    async def ping(self) -> dict:
+        return await self.call(contract.PING)
+
+    async def env(self) -> dict:
+        return (await self.call(contract.ENV))["envs"]
+
+    def start(self, cmd: str, args: list[str] = (), *, envs: dict | None = None, cwd: str | None = None,
+              user: str | None = None, pty: dict | None = None, stdin: bool = False,
+              tag: str | None = None, timeout_ms: int = 0, internal: bool = False,
+              stdio_fds: tuple[int, int] | None = None) -> AsyncIterator[dict]:
+        """Start a process; yields its events (see the module doc). ``pty`` is {"cols", "rows"}.
+        ``stdio_fds``: (stdin, stdout) fds the process gets instead of pipes to the agent, so the
+        caller talks to it directly (its stdout then never comes as events)."""
+        request = {"op": contract.PROCESS_START, "cmd": cmd, "args": list(args), "envs": envs or {}, "cwd": cwd,
+                   "user": user, "pty": pty, "stdin": stdin, "tag": tag, "timeout_ms": timeout_ms,
+                   "internal": internal, "stdio_fds": stdio_fds is not None}
+        return self._process_events(request, stdio_fds or ())
+
+    def connect(self, *, pid: int | None = None, tag: str | None = None) -> AsyncIterator[dict]:
+        """Follow a running process: its events from now on."""
+        return self._process_events({"op": contract.PROCESS_CONNECT, **_selector(pid, tag)})
+
+    async def _process_events(self, request: dict, fds: Sequence[int] = ()) -> AsyncIterator[dict]:
+        reader, writer = await self._open(request, fds)
+        try:
+            while True:
+                kind, payload = await self._frame(reader)
+                if kind == wire.JSON:
+                    event = _json(payload)
+                    yield event
+                    if "end" in event:
+                        return
+                elif kind in _OUTPUT:
+                    yield {_OUTPUT[kind]: payload}
+                else:
+                    raise E.SandboxNotRunning("the process stream ended without an end event")
+        finally:
+            writer.close()
+
+    async def list_processes(self, all: bool = False) -> list[dict]:  # noqa: A002 - the wire's name
+        return (await self.call(contract.PROCESS_LIST, all=all))["processes"]
+
+    async def send_input(self, data: bytes, *, pid: int | None = None, tag: str | None = None,
+                         pty: bool = False) -> None:
+        await self.call(contract.PROCESS_INPUT, data=base64.b64encode(data).decode(), pty=pty, **_selector(pid, tag))
+
+    async def stream_input(self, chunks: AsyncIterable[bytes], *, pid: int | None = None,
+                           tag: str | None = None, pty: bool = False) -> None:
+        """Send every chunk as process input, in order; returns when the agent has written them all."""
+        reader, writer = await self._open({"op": contract.PROCESS_STREAM_INPUT, **_selector(pid, tag)})
+        try:
+            try:
+                async for chunk in chunks:
+                    writer.write(wire.encode_json({"data": base64.b64encode(chunk).decode(), "pty": pty}))
+                    await writer.drain()
+                writer.write_eof()
+            except ConnectionError:
+                pass  # the agent refused and closed; its reply says why
+            await self._reply(reader)
+        finally:
+            writer.close()
+
+    async def close_stdin(self, *, pid: int | None = None, tag: str | None = None) -> None:
+        await self.call(contract.PROCESS_CLOSE_STDIN, **_selector(pid, tag))
+
+    async def send_signal(self, signal: int, *, pid: int | None = None, tag: str | None = None) -> None:
+        await self.call(contract.PROCESS_SIGNAL, signal=int(signal), **_selector(pid, tag))
+
+    async def resize(self, cols: int, rows: int, *, pid: int | None = None, tag: str | None = None) -> None:
+        await self.call(contract.PROCESS_RESIZE, cols=cols, rows=rows, **_selector(pid, tag))
+
+    # ---- files -------------------------------------------------------------------------------
+
+    async def stat(self, path: str, user: str | None = None) -> dict:
+        return (await self.call(contract.FILES_STAT, path=path, user=user))["entry"]
+
+    async def list_dir(self, path: str, depth: int = 1, user: str | None = None) -> list[dict]:
+        return (await self.call(contract.FILES_LIST, path=path, depth=depth, user=user))["entries"]
+
+    async def make_dir(self, path: str, user: str | None = None) -> dict:
+        return (await self.call(contract.FILES_MKDIR, path=path, user=user))["entry"]
+
+    async def move(self, source: str, destination: str, user: str | None = None) -> dict:
+        return (await self.call(contract.FILES_MOVE, source=source, destination=destination, user=user))["entry"]
+
+    async def remove(self, path: str, user: str | None = None) -> None:
+        await self.call(contract.FILES_REMOVE, path=path, user=user)
+
+    async def read(self, path: str, user: str | None = None) -> AsyncIterator[dict | bytes]:
+        """Yields the file's ENTRY, then its content in chunks."""
+        reader, writer = await self._open({"op": contract.FILES_READ, "path": path, "user": user})
+        try:
+            yield (await self._reply(reader))["entry"]
+            while True:
+                kind, payload = await self._frame(reader)
+                if kind == wire.DATA:
+                    yield payload
+                elif kind == wire.END:
+                    return
+                elif kind == wire.JSON:
+                    _json(payload)  # an error after the entry (the file became unreadable)
+                else:
+                    raise E.SandboxNotRunning("the file stream broke off")
+        finally:
+            writer.close()
+
+    async def write(self, path: str, user: str | None, chunks: AsyncIterable[bytes] | bytes,
+                    metadata: dict | None = None, append: bool = False) -> dict:
+        """Write (or append to) a file from bytes or an async iterable of bytes; returns its ENTRY."""
+        reader, writer = await self._open({"op": contract.FILES_WRITE, "path": path, "user": user,
+                                           "metadata": metadata, "append": append})
+        try:
+            try:
+                if isinstance(chunks, (bytes, bytearray, memoryview)):
+                    await self._send_data(writer, chunks)
+                else:
+                    async for chunk in chunks:
+                        await self._send_data(writer, chunk)
+                writer.write(wire.encode(wire.END, b""))
+            except ConnectionError:
+                pass  # the agent refused early and closed; its reply says why
+            return (await self._reply(reader))["entry"]
+        finally:
+            writer.close()
+
+    @staticmethod
+    async def _send_data(writer: asyncio.StreamWriter, data) -> None:
+        view = memoryview(data)
+        for i in range(0, len(view), wire.CHUNK):
+            writer.write(wire.encode(wire.DATA, view[i:i + wire.CHUNK]))
+            await writer.drain()
+
+    async def watch(self, path: str, user: str | None = None, recursive: bool = False,
+                    include_entry: bool = False) -> AsyncIterator[dict]:
+        """Yields ``{"start": {}}``, then ``{"event": {"name", "type", "entry"?}}`` and keepalives."""
+        reader, writer = await self._open({"op": contract.FILES_WATCH, "path": path, "user": user,
+                                           "recursive": recursive, "include_entry": include_entry})
+        try:
+            while True:
+                kind, payload = await self._frame(reader)
+                if kind is None:
+                    return  # the watched directory is gone
+                if kind != wire.JSON:
+                    raise E.SandboxNotRunning("unexpected frame on a watch stream")
+                yield _json(payload)
+        finally:
+            writer.close()

@@ -1,0 +1,70 @@
+"""Request bodies: bounded per route, and JSON read so that bad input is a 400.
+
+`BodyLimit` wraps a route: a declared Content-Length past the bound is answered 413 at once,
+without reading the body; a body without one (chunked) is counted as it arrives and the read fails
+with BodyTooLarge once past it, so the server never holds more than the bound. Either way the
+connection is closed after the answer (the rest of the body is not read). JSON routes take
+SANDLOT_MAX_JSON_BYTES; uploads (POST /files) stream and bound themselves, as do the Connect
+services (connectrpc's read_max_bytes, 4 MiB a message).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .._exceptions import InvalidArgument, ResourceExhausted
+
+
+class BodyTooLarge(ResourceExhausted):
+    status = 413
+
+
+class BodyLimit:
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        too_large = BodyTooLarge(f"the request body is larger than the limit of {self.max_bytes} bytes")
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            response = JSONResponse({"code": 413, "message": too_large.message}, status_code=413,
+                                    headers={"Connection": "close"})
+            return await response(scope, receive, send)
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise too_large
+            return message
+
+        async def closing(message: Message) -> None:
+            if message["type"] == "http.response.start" and received > self.max_bytes:
+                message["headers"] = [*message.get("headers", []), (b"connection", b"close")]
+            await send(message)
+
+        await self.app(scope, counted, closing)
+
+
+async def read_json(request: Request) -> Any:
+    """The request's JSON body ({} when empty). Not JSON, or nested past what the parser takes
+    (Python's json recurses): InvalidArgument, never a 500."""
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise InvalidArgument("the request body is not valid JSON") from None
+    except RecursionError:
+        raise InvalidArgument("the request body is nested too deeply") from None

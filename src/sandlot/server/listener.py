@@ -1,0 +1,147 @@
+"""The HTTP listener: uvicorn, bounded against clients that hold connections without finishing.
+
+uvicorn times out idle connections between requests (`timeout_keep_alive`) but not a request
+whose headers never end, and accepts connections until the process runs out of fds (then asyncio
+logs a traceback per refused accept). So each connection here has `header_timeout` seconds to
+send a request's headers, from its accept or the end of its previous answer, and at most
+`max_connections` are open: past it, of the client address holding the most connections, the
+one that has waited longest for headers is closed to make room (a connection being answered is
+never touched). So a flood of half-sent requests from one address evicts its own connections and
+cannot keep others out. Drops are counted (sandlot_dropped_connections_total) and
+logged at most once per RATE_WINDOW.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import resource
+from collections import Counter
+from collections.abc import Callable
+
+import h11
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from .config import Config
+from .logs import RateLimit
+
+log = logging.getLogger("sandlot.listener")
+log.addFilter(RateLimit())
+
+MAX_HEADER_BYTES = 16 * 1024  # h11's own default, said out loud: a longer header block is a 400
+FDS_PER_CONNECTION_SHARE = 2  # at most half the process's fds go to client connections
+
+
+class Admission:
+    """The server's open connections (counted per client address) and those waiting for a
+    request's headers (oldest first)."""
+
+    def __init__(self, max_connections: int, header_timeout: float, on_drop: Callable[[str], None]):
+        self.max_connections, self.header_timeout, self.on_drop = max_connections, header_timeout, on_drop
+        self.open: set[BoundedH11] = set()
+        self.per_address: Counter[str] = Counter()
+        self.waiting: dict[BoundedH11, asyncio.TimerHandle] = {}
+
+    def admit(self, conn: BoundedH11) -> bool:
+        """Count `conn` in; past the limit close a waiting connection of the busiest address
+        (`conn` itself if it is the one). Whether `conn` stays open."""
+        self.open.add(conn)
+        self.per_address[conn.address] += 1
+        if len(self.open) <= self.max_connections:
+            return True
+        oldest: dict[str, BoundedH11] = {}
+        for waiting in self.waiting:  # oldest first
+            oldest.setdefault(waiting.address, waiting)
+        oldest.setdefault(conn.address, conn)  # the newcomer waits too, last
+        victim = oldest[max(oldest, key=lambda address: self.per_address[address])]
+        self.drop(victim, "over_limit")
+        return victim is not conn
+
+    def wait_for_headers(self, conn: BoundedH11) -> None:
+        if conn in self.open and conn not in self.waiting:
+            self.waiting[conn] = conn.loop.call_later(self.header_timeout, self.drop, conn, "header_timeout")
+
+    def headers_received(self, conn: BoundedH11) -> None:
+        if timer := self.waiting.pop(conn, None):
+            timer.cancel()
+
+    def forget(self, conn: BoundedH11) -> None:
+        self.headers_received(conn)
+        if conn in self.open:
+            self.open.remove(conn)
+            self.per_address[conn.address] -= 1
+            if not self.per_address[conn.address]:
+                del self.per_address[conn.address]
+
+    def drop(self, conn: BoundedH11, reason: str) -> None:
+        self.forget(conn)
+        conn.transport.close()
+        self.on_drop(reason)
+        log.warning("closing client connections: %s (max %d open, %g s for a request's headers)",
+                    reason.replace("_", " "), self.max_connections, self.header_timeout)
+
+
+class BoundedH11(H11Protocol):
+    """uvicorn's h11 protocol, admitted and timed by the server's Admission."""
+
+    admission: Admission  # set on the subclass made for each server (protocol_class)
+
+    @property
+    def address(self) -> str:
+        return self.client[0] if self.client else ""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if self.admission.admit(self):
+            self.admission.wait_for_headers(self)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state is not h11.IDLE:  # a request's headers are in
+            self.admission.headers_received(self)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
+            self.admission.wait_for_headers(self)  # the next request's headers, in time
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.admission.forget(self)
+        super().connection_lost(exc)
+
+
+def protocol_class(admission: Admission) -> type[BoundedH11]:
+    return type("SandlotH11", (BoundedH11,), {"admission": admission})
+
+
+def connection_budget(wanted: int) -> int:
+    """`wanted`, within a share of the fds this process may open. The limit is not raised here:
+    sandboxes inherit it (the service unit sets it)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    budget = max(8, soft // FDS_PER_CONNECTION_SHARE)
+    if wanted > budget:
+        logging.getLogger("sandlot.listener").warning(
+            "SANDLOT_MAX_CONNECTIONS=%d is more than half the fds this process may open (%d): using %d",
+            wanted, soft, budget)
+    return min(wanted, budget)
+
+
+def uvicorn_config(app, config: Config, on_drop: Callable[[str], None]) -> uvicorn.Config:
+    max_connections = connection_budget(config.max_connections)
+    admission = Admission(max_connections, config.header_timeout, on_drop)
+    return uvicorn.Config(
+        # WebSocket: the port proxy relays it into sandboxes (server/proxy.py)
+        app, host=config.host, port=config.port, http=protocol_class(admission), ws="websockets-sansio",
+        log_config=None, log_level=config.log_level, access_log=False,  # observe.py writes the access log
+        timeout_keep_alive=config.keepalive_timeout, h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+        # a backstop for requests in flight (answered 503 past it); connections are bounded above
+        limit_concurrency=2 * max_connections,
+        # also how many connections one accept round may take: a closed connection's fd is freed
+        # on the next round, so open fds stay under 2 * max_connections (within the fd budget)
+        backlog=min(2048, max_connections),
+    )
+
+
+def run(app, config: Config, on_drop: Callable[[str], None]) -> None:
+    uvicorn.Server(uvicorn_config(app, config, on_drop)).run()

@@ -1,0 +1,206 @@
+"""The OpenAPI 3.1 document of sandlot's REST API, served at /openapi.json.
+
+Generated from the app's routes at request time: each route that is not sandbox traffic becomes
+an operation, with its path parameters and its security from the access rule it declared
+(auth.py); request bodies come from the pydantic models api.py validates them with. What the code
+cannot say (summaries, answers) is in OPERATIONS, keyed by (method, path); a test checks that it
+and the routes name the same operations. Sandbox traffic (envd's /files, /envs, Connect
+services, the code interpreter) is E2B's in-sandbox API, defined by protocol/*.proto and E2B's
+envd spec, and is left out.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
+
+from .api import CreateIn, InstallIn, NetworkUpdateIn, TimeoutIn, UninstallIn
+from .auth import Access, access_of
+
+_ERROR = {"$ref": "#/components/responses/Error"}
+_SANDBOX = {"$ref": "#/components/schemas/Sandbox"}
+_DETAIL = {"$ref": "#/components/schemas/SandboxDetail"}
+_PACKAGES = {"type": "array", "items": {"$ref": "#/components/schemas/Package"}}
+_MODELS = {"NewSandbox": CreateIn, "Timeout": TimeoutIn, "InstallPackages": InstallIn,
+           "UninstallPackages": UninstallIn, "NetworkUpdate": NetworkUpdateIn}
+
+
+def _json(schema: dict, description: str = "OK") -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _op(summary: str, ok: dict[str, Any], body: str | None = None, body_schema: dict | None = None,
+        **extra: Any) -> dict:
+    op: dict[str, Any] = {"summary": summary, "responses": {**ok, "default": _ERROR}, **extra}
+    if body or body_schema:
+        op["requestBody"] = {"required": False, "content": {"application/json": {
+            "schema": body_schema or {"$ref": f"#/components/schemas/{body}"}}}}
+    return op
+
+
+_NO_CONTENT = {"204": {"description": "Done"}}
+_PREVIEW = {"type": "object", "properties": {"port": {"type": "integer"}, "url": {"type": "string"},
+                                             "expiresAt": {"type": "integer", "description": "unix seconds"}}}
+_QUERY_LIST = [
+    {"name": "state", "in": "query", "schema": {"type": "string"}, "description": "running, paused or both (comma-separated)"},
+    {"name": "metadata", "in": "query", "schema": {"type": "string"}, "description": "k=v pairs joined by &, URL-encoded"},
+    {"name": "template", "in": "query", "schema": {"type": "string"}},
+    {"name": "startedAfter", "in": "query", "schema": {"type": "string", "format": "date-time"}},
+    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 100}},
+    {"name": "order", "in": "query", "schema": {"type": "string", "enum": ["asc", "desc"], "default": "desc"}},
+    {"name": "nextToken", "in": "query", "schema": {"type": "string"}, "description": "X-Next-Token of the previous page"},
+]
+_LISTED = _json({"type": "array", "items": _DETAIL})
+_LISTED["headers"] = {"X-Next-Token": {"schema": {"type": "string"}, "description": "present when more pages follow"}}
+_CREATE = _op("Create a sandbox (from SANDLOT_DEFAULT_TEMPLATE when templateID is left out)",
+              {"201": _json(_SANDBOX, "Created")}, body="NewSandbox")
+_LIST = _op("List sandboxes", {"200": _LISTED}, parameters=_QUERY_LIST)
+_CONNECT = _op("Make sure a sandbox runs (resuming it if paused) and extend its timeout",
+               {"200": _json(_SANDBOX, "Running"), "201": _json(_SANDBOX, "Resumed")}, body="Timeout")
+
+_INT_PARAM = {"type": "integer"}
+OPERATIONS: dict[tuple[str, str], dict] = {
+    ("get", "/health"): _op("Health of the API (E2B's route); sandbox traffic gets the sandbox's envd health",
+                            {"200": {"description": "Serving", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                             "503": {"description": "Starting or stopping"}}),
+    ("get", "/_sandlot/health"): _op("Liveness with sandbox counts", {"200": _json({
+        "type": "object", "properties": {"status": {"const": "ok"}, "running": {"type": "integer"},
+                                         "paused": {"type": "integer"}}})}),
+    ("get", "/openapi.json"): _op("This document", {"200": _json({"type": "object"})}),
+    ("get", "/metrics"): _op("Prometheus metrics (text exposition format)", {"200": {
+        "description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}}),
+    ("post", "/sandboxes"): _CREATE,
+    ("post", "/v2/sandboxes"): _CREATE,
+    ("get", "/sandboxes"): _LIST,
+    ("get", "/v2/sandboxes"): _LIST,
+    ("get", "/sandboxes/{sandbox_id}"): _op("A sandbox's details", {"200": _json(_DETAIL)}),
+    ("delete", "/sandboxes/{sandbox_id}"): _op("Kill a sandbox", _NO_CONTENT),
+    ("post", "/sandboxes/{sandbox_id}/timeout"): _op("Set a sandbox's timeout from now", _NO_CONTENT, body="Timeout"),
+    ("post", "/sandboxes/{sandbox_id}/connect"): _CONNECT,
+    ("post", "/v2/sandboxes/{sandbox_id}/connect"): _CONNECT,
+    ("post", "/sandboxes/{sandbox_id}/pause"): _op("Pause a sandbox (its processes freeze in memory)", {
+        **_NO_CONTENT, "409": {"description": "Already paused"}}),
+    ("post", "/sandboxes/{sandbox_id}/resume"): _op("Resume a paused sandbox", {"201": _json(_SANDBOX, "Resumed")},
+                                                    body="Timeout"),
+    ("get", "/sandboxes/{sandbox_id}/metrics"): _op("A sandbox's resource samples (every 5 s, the last hour)", {
+        "200": _json({"type": "array", "items": {"$ref": "#/components/schemas/SandboxMetric"}})}, parameters=[
+        {"name": "start", "in": "query", "schema": {"type": "number"}, "description": "unix seconds"},
+        {"name": "end", "in": "query", "schema": {"type": "number"}, "description": "unix seconds"}]),
+    ("put", "/sandboxes/{sandbox_id}/network"): _op(
+        "Replace a sandbox's egress configuration live (E2B's update_network; omitted fields are cleared)",
+        _NO_CONTENT, body="NetworkUpdate"),
+    ("post", "/sandboxes/{sandbox_id}/ports/{port}/expose"): _op(
+        "A signed, expiring preview URL to a port of the sandbox, valid even where its traffic is private",
+        {"201": _json(_PREVIEW, "Exposed")}, body_schema={"type": "object", "properties": {
+            "ttl": {"type": "integer", "minimum": 1, "maximum": 604800, "default": 3600}}}),
+    ("delete", "/sandboxes/{sandbox_id}/ports/{port}/expose"): _op("Revoke a port's preview URL", _NO_CONTENT),
+    ("get", "/sandboxes/{sandbox_id}/ports"): _op("The ports with a live preview URL",
+                                                  {"200": _json({"type": "array", "items": _PREVIEW})}),
+    ("post", "/sandboxes/{sandbox_id}/ports/{port}/wait"): _op(
+        "Answer once something in the sandbox accepts connections on the port (504 at the timeout)",
+        _NO_CONTENT, body_schema={"type": "object", "properties": {
+            "timeout": {"type": "number", "minimum": 0, "maximum": 3600, "default": 30}}}),
+    ("get", "/sandboxes/{sandbox_id}/packages"): _op("Python packages installed in a sandbox", {"200": _json(_PACKAGES)}),
+    ("post", "/sandboxes/{sandbox_id}/packages"): _op(
+        "Install Python packages (wheels fetched on the host, installed offline inside)",
+        {"200": _json({"type": "object", "properties": {"installed": _PACKAGES}})}, body="InstallPackages"),
+    ("get", "/sandboxes/{sandbox_id}/logs"): _op(
+        "A sandbox's log (lifecycle events, processes started), E2B's v1 shape", {"200": _json({
+            "type": "object", "properties": {"logs": {"type": "array"}, "logEntries": {"type": "array"}}})},
+        parameters=[{"name": "start", "in": "query", "schema": _INT_PARAM, "description": "unix milliseconds"},
+                    {"name": "limit", "in": "query", "schema": _INT_PARAM}]),
+    ("get", "/v2/sandboxes/{sandbox_id}/logs"): _op(
+        "A sandbox's log, E2B's v2 shape", {"200": _json({"type": "object", "properties": {"logs": {"type": "array"}}})},
+        parameters=[{"name": "cursor", "in": "query", "schema": _INT_PARAM, "description": "unix milliseconds"},
+                    {"name": "limit", "in": "query", "schema": _INT_PARAM},
+                    {"name": "direction", "in": "query", "schema": {"enum": ["forward", "backward"]}},
+                    {"name": "level", "in": "query", "schema": {"enum": ["debug", "info", "warn", "error"]}},
+                    {"name": "search", "in": "query", "schema": {"type": "string"}}]),
+    ("post", "/sandboxes/{sandbox_id}/packages/uninstall"): _op(
+        "Uninstall Python packages", {"200": _json({"type": "object", "properties": {"uninstalled": _PACKAGES}})},
+        body="UninstallPackages"),
+}
+
+_STRING = {"type": "string"}
+_INT = {"type": "integer"}
+_SANDBOX_FIELDS = {"templateID": _STRING, "sandboxID": _STRING, "clientID": _STRING, "alias": _STRING,
+                   "envdVersion": _STRING, "envdAccessToken": {"type": ["string", "null"]},
+                   "domain": {"type": ["string", "null"]}}
+SCHEMAS: dict[str, dict] = {
+    "Error": {"type": "object", "required": ["code", "message"],
+              "properties": {"code": _INT, "message": _STRING}},
+    "Sandbox": {"type": "object", "required": ["templateID", "sandboxID", "clientID", "envdVersion"],
+                "properties": {**_SANDBOX_FIELDS, "trafficAccessToken": {"type": ["string", "null"]}}},
+    "SandboxDetail": {
+        "type": "object",
+        "required": ["templateID", "sandboxID", "clientID", "startedAt", "endAt", "envdVersion", "cpuCount",
+                     "memoryMB", "diskSizeMB", "state"],
+        "properties": {**_SANDBOX_FIELDS, "startedAt": {"type": "string", "format": "date-time"},
+                       "endAt": {"type": "string", "format": "date-time"}, "cpuCount": _INT, "memoryMB": _INT,
+                       "diskSizeMB": _INT, "state": {"enum": ["running", "paused"]},
+                       "metadata": {"type": "object", "additionalProperties": _STRING},
+                       "allowInternetAccess": {"type": ["boolean", "null"]},
+                       "lifecycle": {"type": "object", "properties": {
+                           "autoResume": {"type": "boolean"}, "onTimeout": {"enum": ["kill", "pause"]}}}}},
+    "SandboxMetric": {
+        "type": "object",
+        "required": ["timestamp", "timestampUnix", "cpuCount", "cpuUsedPct", "memUsed", "memTotal", "memCache",
+                     "diskUsed", "diskTotal"],
+        "properties": {"timestamp": {"type": "string", "format": "date-time"}, "timestampUnix": _INT,
+                       "cpuCount": _INT, "cpuUsedPct": {"type": "number"}, "memUsed": _INT, "memTotal": _INT,
+                       "memCache": _INT, "diskUsed": _INT, "diskTotal": _INT}},
+    "Package": {"type": "object", "required": ["name", "version"], "properties": {"name": _STRING, "version": _STRING}},
+}
+
+
+def document(routes: list[BaseRoute]) -> dict:
+    """The OpenAPI document of `routes` (an app's top-level routes)."""
+    paths: dict[str, dict] = {}
+    schemas = dict(SCHEMAS)
+    for name, model in _MODELS.items():
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[name] = schema
+    for route in routes:
+        access = access_of(route)
+        if access is Access.SANDBOX or not isinstance(route, Route) or not route.include_in_schema:
+            continue
+        path = route.path  # no converters: parameters are plain strings
+        for method in sorted(route.methods or ["GET"]):
+            if method == "HEAD":
+                continue
+            op = dict(OPERATIONS.get((method.lower(), path)) or {"summary": _summary(route), "responses": {
+                "default": _ERROR}})
+            op["operationId"] = f"{method.lower()}{path.replace('/', '_').replace('{', '').replace('}', '')}"
+            op["security"] = [{"ApiKey": []}, {"Bearer": []}] if access is Access.API_KEY else []
+            params = [{"name": p, "in": "path", "required": True, "schema": _STRING} for p in route.param_convertors]
+            if params or "parameters" in op:
+                op["parameters"] = [*params, *op.get("parameters", [])]
+            paths.setdefault(path, {})[method.lower()] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "sandlot", "version": version("sandlot"),
+                 "description": "sandlot's REST API: E2B's control plane plus sandlot's own routes. Errors are "
+                                "JSON {code, message}. Sandbox traffic (envd, code interpreter) is E2B's."},
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "responses": {"Error": _json({"$ref": "#/components/schemas/Error"}, "Error")},
+            "securitySchemes": {"ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-KEY"},
+                                "Bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+async def endpoint(request: Request) -> JSONResponse:
+    """The OpenAPI document of this server's REST API."""
+    return JSONResponse(document(request.app.routes))
+
+
+def _summary(route: Route) -> str:
+    doc = (route.endpoint.__doc__ or "").strip()
+    return doc.splitlines()[0] if doc else route.path

@@ -1,0 +1,85 @@
+"""The host <-> sandbox contract (protocol/contract.py): every operation routed and documented, the
+agent's config read as written, and the in-sandbox tree holding only what runs inside, stdlib only."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+
+from agent_support import AGENT_PYTHON
+
+from sandlot.protocol import contract
+from sandlot.runtimes.agent_setup import install_agent
+
+
+def test_every_operation_has_a_handler_in_the_agent():
+    for op, (module, function) in contract.OPERATIONS.items():
+        handler = getattr(importlib.import_module(f"sandlot.agent.{module}"), function, None)
+        assert callable(handler), f"{op}: no sandlot.agent.{module}.{function}"
+    assert contract.UNPRIVILEGED <= set(contract.OPERATIONS)
+
+
+def test_every_operation_is_named_once_and_documented():
+    names = {v for k, v in vars(contract).items() if k.isupper() and k.startswith(("PING", "ENV", "PROCESS_",
+                                                                                      "FILES_", "SUDO"))
+             and k != "SUDO_SHIM_PATH"}
+    assert names == set(contract.OPERATIONS)
+    doc = contract.__doc__.split("Operations (arguments -> reply).", 1)[1]
+    for op in contract.OPERATIONS:
+        assert f"\n    {op} " in doc, f"{op} is not documented in contract.py"
+
+
+def test_agent_config_round_trip_and_closed_defaults():
+    config = contract.AgentConfig(envs={"A": 1}, allow_sudo=True, root_caps=("CAP_KILL",), keepalive_interval=2)
+    read = contract.AgentConfig.from_json(config.to_json())
+    assert {k: getattr(read, k) for k in read.__slots__} == {
+        "envs": {"A": "1"}, "default_user": "user", "allow_sudo": True, "root_caps": ["CAP_KILL"],
+        "run_as_default_user": False, "keepalive_interval": 2.0, "max_list_entries": 100_000,
+        "output_replay_bytes": 64 * 1024}
+    closed = contract.AgentConfig.from_json(json.dumps({"a_newer_key": 1}))  # unknown keys: ignored
+    assert not closed.allow_sudo and closed.root_caps is None and closed.envs == {}
+
+
+def test_the_in_sandbox_tree_holds_only_the_agent_protocol_and_driver(tmp_path):
+    tree = install_agent(tmp_path)
+    files = {str(p.relative_to(tree)) for p in tree.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+    assert {"__init__.py", "agent/__init__.py", "agent/main.py", "agent/sudo_shim.py", "protocol/__init__.py",
+            "protocol/wire.py", "protocol/contract.py", "kernels/driver.py"} <= files
+    assert not {f for f in files if f.startswith("protocol/")} - {"protocol/__init__.py", "protocol/wire.py",
+                                                                  "protocol/contract.py"}
+    assert not any(f.startswith(("server/", "client/", "runtimes/")) or "agent_client" in f for f in files)
+    for init in ("__init__.py", "agent/__init__.py", "protocol/__init__.py", "kernels/__init__.py"):
+        assert (tree / init).read_bytes() == b""
+    assert install_agent(tmp_path) == tree  # one copy per code version
+
+
+def test_the_agent_imports_only_the_stdlib_and_starts_light(tmp_path):
+    """Run with the template's kind of python (-S: no site-packages) from the installed tree: every
+    agent and protocol module imports, nothing outside the stdlib loads, and what an idle agent
+    imports (main, server, config) pulls in neither dataclasses nor typing (~8 ms per sandbox)."""
+    (tmp_path / "opt").mkdir()
+    (tmp_path / "opt" / "sandlot").symlink_to(install_agent(tmp_path))
+    agent_modules = sorted(p.stem for p in (tmp_path / "opt" / "sandlot" / "agent").glob("*.py")
+                           if p.stem != "__init__")
+    code = (
+        "import importlib, json, sys\n"
+        "sys.path.insert(0, sys.argv[1])\n"
+        "import sandlot.agent.main, sandlot.agent.server, sandlot.agent.config\n"
+        "idle = sorted(m for m in ('dataclasses', 'typing', 'inspect', 'asyncio') if m in sys.modules)\n"
+        "for m in sys.argv[2:]:\n"
+        "    importlib.import_module(m)\n"
+        "import sandlot.agent.sudo_shim as shim\n"
+        "top = {m.split('.')[0] for m in sys.modules}\n"
+        "print(json.dumps({'idle': idle, 'foreign': sorted(top - set(sys.stdlib_module_names) - {'sandlot', '__main__'}),"
+        " 'socket': shim.SOCKET, 'file': sandlot.__file__}))\n"
+    )
+    modules = [f"sandlot.agent.{m}" for m in agent_modules] + ["sandlot.protocol.wire", "sandlot.protocol.contract"]
+    out = subprocess.run([AGENT_PYTHON, "-S", "-B", "-c", code, str(tmp_path / "opt"), *modules],
+                         capture_output=True, text=True, check=True, env={"PATH": "/usr/bin:/bin"}).stdout
+    found = json.loads(out)
+    assert found["file"].startswith(str(tmp_path))  # the installed tree, not the host's package
+    assert found["foreign"] == []
+    assert found["idle"] == []
+    # the sudo shim is a lone script: it names the agent's socket itself, and must name the contract's
+    assert found["socket"] == contract.AGENT_SOCKET

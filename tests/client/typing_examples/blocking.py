@@ -1,0 +1,103 @@
+"""Type-checked, not run: the blocking API as a user's script uses it (mypy --strict, pyright strict)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import assert_type
+
+import sandlot
+from sandlot import (
+    CommandHandle, CommandResult, EntryInfo, Execution, ExposedPort, FilesystemEvent, OutputMessage, ProcessInfo,
+    Sandbox, SandboxInfo, WatchHandle,
+)
+
+
+def on_line(text: str) -> None:
+    print(text, end="")
+
+
+def on_result(result: sandlot.Result) -> None:
+    print(result.formats())
+
+
+def main() -> None:
+    with Sandbox.create(template="code-interpreter", timeout=120, metadata={"job": "demo"},
+                        request_timeout=30) as sandbox:
+        assert_type(sandbox, Sandbox)
+        assert_type(sandbox.sandbox_id, str)
+        result = sandbox.commands.run("echo hi", on_stdout=on_line, timeout=10)
+        assert_type(result, CommandResult)
+        print(result.stdout, result.exit_code, result.success, result.duration)
+        handle = sandbox.commands.run("sleep 1; echo done", background=True)
+        assert_type(handle, CommandHandle)
+        for stdout, stderr, _ in handle:
+            print(stdout or stderr or "", end="")
+        assert_type(handle.wait(), CommandResult)
+        assert_type(handle.exit_code, int | None)
+        web = sandbox.commands.run("python3 -m http.server 8000", background=True, tag="web")
+        assert_type(web, CommandHandle)
+        assert_type(web.wait_for_log(re.compile(r"port (\d+)"), timeout=10), re.Match[str])
+        web.wait_for_port(8000, timeout=10)
+        assert_type(sandbox.commands.get_process("web"), ProcessInfo | None)
+        assert_type(sandbox.commands.connect("web"), CommandHandle)
+        url = sandbox.expose_port(8000, ttl=600)
+        assert_type(url, str)
+        assert_type(sandbox.list_exposed_ports(), list[ExposedPort])
+        assert_type(sandbox.is_port_exposed(8000), bool)
+        sandbox.unexpose_port(8000)
+
+        sandbox.files.write("/tmp/a.txt", "hello")
+        assert_type(sandbox.files.read("/tmp/a.txt"), str)
+        assert_type(sandbox.files.read("/tmp/a.txt", format="bytes"), bytes)
+        chunks = sandbox.files.read("/tmp/a.txt", format="stream")
+        assert_type(chunks, Iterator[bytes])
+        print(b"".join(chunks))
+        entries = sandbox.files.list("/tmp")
+        assert_type(entries, list[EntryInfo])
+        print([e.name for e in entries if e.type is sandlot.FileType.FILE])
+        watch = sandbox.files.watch_dir("/tmp", on_event=lambda e: print(e.name))
+        assert_type(watch, WatchHandle)
+        events = watch.get_new_events()
+        assert_type(events, list[FilesystemEvent])
+        watch.stop()
+
+        term = sandbox.pty.create(cols=80, rows=24, on_data=lambda data: print(data.decode(), end=""))
+        term.send_stdin(b"exit\n")
+        print(term.wait().exit_code)
+
+        def on_stdout(message: OutputMessage) -> None:
+            print(message.line)
+
+        execution = sandbox.run_code("1 + 1", on_stdout=on_stdout, on_result=on_result, request_timeout=5)
+        assert_type(execution, Execution)
+        print(execution.text, [r.chart for r in execution.results])
+        context = sandbox.create_code_context(variables={"rows": [1, 2, 3]})
+        print(sandbox.run_code("sum(rows)", context=context).text)
+        print([p.name for p in sandbox.packages.install("tabulate")])
+
+        info = sandbox.get_info()
+        assert_type(info, SandboxInfo)
+        print(info.state, info.metadata.get("job"))
+        print(sandbox.get_metrics()[-1].cpu_used_pct)
+        assert_type(sandbox.pause(), bool)
+        sandbox.resume(timeout=60)
+
+    for listed in Sandbox.list(metadata={"job": "demo"}, state="running"):
+        assert_type(listed, SandboxInfo)
+        assert_type(Sandbox.kill(listed.sandbox_id, request_timeout=10), bool)
+    Sandbox.set_timeout("sbx", 60)
+    print(Sandbox.get_info("sbx").template_id)
+
+    try:
+        Sandbox.connect("sbx").commands.run("sleep 5", timeout=1)
+    except sandlot.CommandExitError as e:
+        print(e.exit_code, e.stderr)
+    except TimeoutError as e:  # the builtin: sandlot's timeouts are builtin TimeoutErrors too
+        print(e)
+    except sandlot.SandlotError as e:
+        print(e.message, e.details)
+
+
+if __name__ == "__main__":
+    main()
