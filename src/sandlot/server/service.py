@@ -3,6 +3,11 @@
 States: running -> paused -> running, and running|paused -> killed (final). The store is written
 before and after every runtime action, so a crash at any point leaves a record that the next start
 resolves: live sandboxes are adopted, broken ones are killed and marked so.
+
+A sandbox's network (issue 12) is part of its lifecycle here: what the operator allows
+(SANDLOT_EGRESS) and the runtime can give, the pool's links made ahead, live updates one at a time,
+adoption; the substance is in runtimes/network.py. Over 400 lines for that reason: these are the
+calls the lifecycle makes at each of its steps, not a separate concern.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import secrets
 import string
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from .. import _exceptions as E
 from ..runtimes.interface import Runtime, RuntimeSandbox
@@ -137,12 +142,7 @@ class SandboxService:
                 self._kill_leftover(rec.id)
                 self.store.update(rec.id, state="killed", ended_at=time.time(), end_reason="lost on restart")
                 continue
-            egress = _egress_of(rec)
-            if egress is not None:  # the table outlived the server; the resolver must know it again
-                try:
-                    self.runtime.set_network(rec.id, egress, adopting=True)
-                except Exception:
-                    log.exception("sandbox %s: could not take its network over again", rec.id)
+            self._adopt_network(rec)
             try:
                 kernels = self._kernels(rt, self.templates.describe(rec.template))
             except E.NotFound:
@@ -155,6 +155,21 @@ class SandboxService:
         for sid in self.runtime.leftovers() - known:
             log.info("removing leftover sandbox resources %s", sid)
             self._kill_leftover(sid)
+
+    def _adopt_network(self, rec: SandboxRecord) -> None:
+        egress = _egress_of(rec)
+        if egress is None:
+            return
+        try:
+            if self.config.egress == "off":  # started sealed: what an earlier run gave is taken away
+                log.warning("sandbox %s: its network is removed (SANDLOT_EGRESS=off)", rec.id)
+                self.runtime.set_network(rec.id, None)
+                rec.network = _network_record(None, (rec.network or {}).get("ingress", {}))
+                self.store.update(rec.id, network=json.dumps(rec.network))
+            else:  # the table outlived the server; the resolver must know it again
+                self.runtime.set_network(rec.id, egress, adopting=True)
+        except Exception:
+            log.exception("sandbox %s: could not take its network over again", rec.id)
 
     def _kill_leftover(self, sandbox_id: str) -> None:
         """Whatever a dead sandbox left must never stop the server from starting: what cannot be
@@ -202,7 +217,7 @@ class SandboxService:
         pooled = self._claim_pooled(req)
         if pooled is not None:
             try:  # a pool sandbox has its link made, unconfigured; configure it or take it away
-                await self._network_of_pooled(pooled.rt, req.egress)
+                await self._network_of_pooled(pooled, req.egress)
             except BaseException:
                 asyncio.get_running_loop().run_in_executor(None, self.runtime.kill, pooled.rt.sandbox_id)
                 raise
@@ -213,7 +228,7 @@ class SandboxService:
             if kernels is not None:  # its first run_code should not wait for a whole kernel start
                 _log_failure(kernels.start(), rt.sandbox_id)
         else:
-            rt, kernels, spec = pooled.rt, pooled.kernels, pooled.spec
+            rt, kernels, spec = pooled.rt, pooled.kernels, replace(pooled.spec, network=req.egress)
         # once per sandbox handed out (not per pooled one made ahead)
         log.info("sandbox %s loosenings: %s", rt.sandbox_id, "; ".join(spec.loosenings(template)) or "none")
         now = time.time()
@@ -264,7 +279,8 @@ class SandboxService:
             template = await self.builds.get(name)
             pool = self._pools.setdefault(name, [])
             while not self._closing and len(pool) < self.config.pool_size:
-                spec = SandboxSpec(new_sandbox_id(), name, background=True, network_ready=True)
+                spec = SandboxSpec(new_sandbox_id(), name, background=True,
+                                   network_ready=self.config.egress != "off")
                 rt = await asyncio.to_thread(self.runtime.create, spec, template)
                 if self._closing:
                     await asyncio.to_thread(self.runtime.kill, rt.sandbox_id)
@@ -326,10 +342,11 @@ class SandboxService:
 
     # ---- network (issue 12; the substance is in runtimes/network.py) -------------------------
 
-    async def _network_of_pooled(self, rt: RuntimeSandbox, egress: NetworkPolicy | None) -> None:
+    async def _network_of_pooled(self, pooled: Pooled, egress: NetworkPolicy | None) -> None:
+        rt = pooled.rt
         if egress is not None:
             await asyncio.to_thread(self.runtime.set_network, rt.sandbox_id, egress)
-        else:  # its unconfigured link goes after the create has answered (a deletion waits ~20-50 ms)
+        elif pooled.spec.network_ready:  # its unconfigured link goes after the create has answered (~20-50 ms)
             loop = asyncio.get_running_loop()
             loop.call_later(REFILL_DELAY, lambda: loop.create_task(self._drop_unused_link(rt.sandbox_id)))
 
@@ -352,15 +369,23 @@ class SandboxService:
         return lock
 
     def _egress_here(self, egress: NetworkPolicy | None) -> NetworkPolicy | None:
-        """What this server can give: where the runtime has no networks, a bare
-        `allow_internet_access: true` (which SDKs up to 2.50 send on every create) gets none, and
-        getInfo says so; rules it cannot enforce are refused."""
-        missing = getattr(self.runtime, "network_missing", None)
-        if egress is None or missing is None:
+        """What this server gives: with SANDLOT_EGRESS=off, or where the runtime has no networks, a
+        bare `allow_internet_access: true` (which the e2b SDK up to 2.50 sends on every create)
+        gets no network, and getInfo says so; rules are refused (403 where the operator turned
+        egress off, 501 where the runtime cannot enforce them)."""
+        if egress is None:
+            return None
+        off = self.config.egress == "off"
+        missing = "outbound access is off on this server (SANDLOT_EGRESS=off)" if off else \
+            getattr(self.runtime, "network_missing", None)
+        if missing is None:
             return egress
         if egress == NetworkPolicy():
-            log.info("creating without a network (asked for internet access): %s", missing)
+            log.info("no network for a sandbox that asked for internet access: %s", missing)
             return None
+        if off:
+            raise E.PermissionDenied(f"sandboxes get no outbound network here: {missing}; allowOut, denyOut, "
+                                     "dnsServers and bandwidthMbps are refused")
         raise E.Unsupported(f"this server cannot give sandboxes a network: {missing}")
 
     async def update_network(self, sandbox_id: str, egress: NetworkPolicy | None) -> None:
@@ -371,6 +396,9 @@ class SandboxService:
             await asyncio.to_thread(self.runtime.set_network, sandbox_id, egress)
             live.record.network = _network_record(egress, (live.record.network or {}).get("ingress", {}))
             self.store.update(sandbox_id, network=json.dumps(live.record.network))
+        network = egress.describe() if egress is not None else "none"
+        log.info("sandbox %s network updated: %s", sandbox_id, network)
+        self.journal.record(sandbox_id, f"network updated: {network}", network=network)
 
     def set_ingress(self, sandbox_id: str, **fields) -> None:
         """Change the ingress settings the port proxy reads (server/proxy.py), e.g. exposures."""
