@@ -15,6 +15,8 @@ from net_support import HERE, sh
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
+from support import access_token
+
 PORT = 8000
 
 
@@ -87,6 +89,25 @@ def test_websocket_echo(make_sandbox, sdk_env):
         with pytest.raises(ConnectionClosed) as closed:
             ws.recv(timeout=10)
         assert closed.value.rcvd.code == 4000
+
+
+def test_websocket_reaches_only_sandbox_ports(make_sandbox, sdk_env):
+    """The listener speaks WebSocket for the proxy; anywhere else a WebSocket is refused (403), with
+    or without credentials: the routes' access rules are for HTTP and no route serves WebSocket."""
+    from websockets.exceptions import InvalidStatus
+
+    sbx = make_sandbox()
+    token = access_token(sdk_env, sbx.sandbox_id)
+    ws_base = sdk_env.url.replace("http://", "ws://")
+    envd = {"E2b-Sandbox-Id": sbx.sandbox_id, "E2b-Sandbox-Port": "49983", "X-Access-Token": token}
+    for path, headers in (("/process.Process/Start", envd), ("/filesystem.Filesystem/Stat", envd),
+                          ("/mcp", {"X-API-KEY": sdk_env.api_key}), ("/mcp", {}),
+                          ("/sandboxes", {"X-API-KEY": sdk_env.api_key}), ("/nosuch", {})):
+        with pytest.raises(InvalidStatus) as refused:
+            with ws_connect(ws_base + path, additional_headers=headers, open_timeout=10):
+                pass
+        assert refused.value.response.status_code == 403, path
+    assert sbx.commands.run("echo still here").stdout == "still here\n"
 
 
 def test_loopback_only_servers_and_closed_ports(make_sandbox, sdk_env):
