@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from sandlot import CommandExitError, CommandResult, NotFound, TimeoutError
+from sandlot import CommandExitError, CommandResult, InvalidArgument, NotFound, TimeoutError
 from sdk_support import collect, eventually, maybe
 
 
@@ -85,8 +85,6 @@ async def test_tags_get_process_and_replayed_output(sandbox):
 
 
 async def test_wait_for_log_and_port_on_a_handle(sandbox):
-    from sandlot import CommandExitError
-
     server = await maybe(sandbox.commands.run(
         "sleep 0.5; echo 'ready on 8123' >&2; exec python3 -m http.server 8123 --bind 127.0.0.1",
         background=True))
@@ -102,6 +100,10 @@ async def test_wait_for_log_and_port_on_a_handle(sandbox):
     quick = await maybe(sandbox.commands.run("echo bye", background=True))
     with pytest.raises(CommandExitError):
         await maybe(quick.wait_for_log("hello", timeout=10))
+    raw = await maybe(sandbox.commands.run("echo hello; sleep 30", background=True, raw=True))
+    with pytest.raises(InvalidArgument, match="raw=True"):  # it keeps no text to search: no silent wait
+        await maybe(raw.wait_for_log("hello", timeout=10))
+    assert await maybe(raw.kill()) is True
 
 
 async def test_stdin(sandbox):
