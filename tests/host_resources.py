@@ -162,7 +162,7 @@ class Footprint:
         mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
                   if home in line or mnt in line]
         dirs = [str(p) for p in (self.home / "sandboxes").glob("*")]
-        dirs += [str(p) for p in self.mnt.glob("*") if not p.name.startswith("agent-")]
+        dirs += [str(p) for p in self.mnt.glob("*") if not p.name.startswith(("agent-", "bwrap-"))]  # the server's own
         groups = list(CGROUP_ROOT.glob(f"*/{self.group}/*")) + list(CGROUP_ROOT.glob(f"{self.group}/*"))
         cgroups = [str(p) for p in groups if p.is_dir() and not p.name.startswith("spare-")]
         stems = [str(p) for p in groups if p.is_dir() and p.name.startswith("spare-")]

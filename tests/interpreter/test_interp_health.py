@@ -10,7 +10,8 @@ import time
 
 import httpx
 from e2b_code_interpreter import Sandbox
-from interp_support import jupyter_headers, kill_quietly, ok
+from interp_support import jupyter_headers, ok
+from support import kill_quietly
 
 CURL = 'curl -s -o /dev/null -w "%{http_code}" http://0.0.0.0:49999'
 

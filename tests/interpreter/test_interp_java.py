@@ -10,7 +10,8 @@ import time
 import httpx
 import pytest
 from e2b_code_interpreter import Context
-from interp_support import access_token, jupyter_headers, ok, stderr, stdout
+from interp_support import jupyter_headers, ok, stderr, stdout
+from support import access_token
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,8 @@ import time
 import httpx
 import pytest
 from e2b_code_interpreter import Context
-from interp_support import access_token, jupyter_headers, ok, plain, stdout, unique
+from interp_support import jupyter_headers, ok, plain, stdout
+from support import access_token, unique
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,8 @@ the contexts were created (the language normalised, as E2B's server does)."""
 from __future__ import annotations
 
 import pytest
-from interp_support import ok, stdout, unique
+from interp_support import ok, stdout
+from support import unique
 
 WHO = {
     "python": ("import os; os.getuid()", "0"),

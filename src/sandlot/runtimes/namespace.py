@@ -37,7 +37,7 @@ from ..hostfs import mounted_under, remove_tree, tree_usage
 from ..protocol import contract
 from . import cgroups, links, seccomp, syscalls
 from .agent_setup import agent_answers, install_agent, wait_for_agent, write_config
-from .bwrap import bind, bwrap_path, render, sandbox_setup
+from .bwrap import bind, install_bwrap, render, sandbox_setup
 from .cgroups import SandboxCgroup
 from .interface import RuntimeSandbox
 from .network import start_network, write_resolv_conf
@@ -68,7 +68,7 @@ class NamespaceRuntime:
         for p in (self.mnt.parent, self.mnt):
             os.chmod(p, 0o711)
         self.agent_dir = install_agent(self.mnt)
-        self.bwrap = bwrap_path()
+        self.bwrap = install_bwrap(self.mnt)
         self.cgroup_version = cgroups.detect()
         # with cgroups, sandbox processes are forked (and attached) ahead of time
         self.stems = Stems(self.cgroup_version, self.cgroup_group, self._reap_in_background) \
@@ -109,7 +109,8 @@ class NamespaceRuntime:
 
     def leftovers(self) -> set[str]:
         ids = {p.name for p in self.root.iterdir() if p.is_dir()}
-        ids.update(p.name for p in self.mnt.iterdir() if p.is_dir() and not p.name.startswith((".", "agent")))
+        # besides sandboxes, the server's own: the in-sandbox tree (agent-*) and bwrap's copy (bwrap-*)
+        ids.update(p.name for p in self.mnt.iterdir() if p.is_dir() and not p.name.startswith((".", "agent", "bwrap-")))
         ids.update(cgroups.leftovers(self.cgroup_group))
         if self.network:  # rules of a sandbox whose slot is still claimed (the claim names it)
             claims = self.uids.mine()
