@@ -4,7 +4,7 @@
     sudo .venv/bin/python benchmarks/network.py [--runs 20]
 
 Against a real `sandlot serve` started here (cold: no pool; warm: a pool of 4) and the outside world
-the network tests build (tests/network/net_support.py: a netns with HTTP/DNS servers on
+the network tests build (tests/network/network_support.py: a netns with HTTP/DNS servers on
 198.18.0.0/24; nothing is sent anywhere else). Not a test: numbers, machine, method.
 """
 
@@ -25,7 +25,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "network")]
-from net_support import ALLOWED, DNS, outside_world  # noqa: E402
+from network_support import ALLOWED, DNS, outside_world  # noqa: E402
 from support import start_server  # noqa: E402
 
 from report import machine, p50_ms, row, verdict, write_section  # noqa: E402

@@ -17,7 +17,7 @@ import os
 
 import pytest
 from e2b import Sandbox
-from net_support import outside_world
+from network_support import outside_world
 
 
 @pytest.fixture(scope="session")

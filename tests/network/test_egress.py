@@ -9,7 +9,7 @@ import threading
 import time
 
 import pytest
-from net_support import ALLOWED, HOST, METADATA, NEIGHBOUR, OTHER, fetch, network, sh
+from network_support import ALLOWED, HOST, METADATA, NEIGHBOUR, OTHER, fetch, network, sh
 from e2b import Sandbox
 from e2b.sandbox.network import ALL_TRAFFIC
 

@@ -12,7 +12,7 @@ import pytest
 from e2b import Sandbox
 from e2b.sandbox.network import ALL_TRAFFIC
 from host_resources import Footprint
-from net_support import ALLOWED, DNS, OTHER, fetch, network, sh
+from network_support import ALLOWED, DNS, OTHER, fetch, network, sh
 
 from support import kill_quietly, rest_client, sdk_environment, start_server
 

@@ -10,7 +10,7 @@ import signal
 import pytest
 from e2b import Sandbox
 from host_resources import Footprint
-from net_support import ALLOWED, DNS, OTHER, fetch
+from network_support import ALLOWED, DNS, OTHER, fetch
 
 from support import rest_client, sdk_environment, start_server, wait_until
 

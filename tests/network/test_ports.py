@@ -11,7 +11,7 @@ import time
 
 import httpx
 import pytest
-from net_support import HERE, sh
+from network_support import HERE, sh
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
