@@ -93,7 +93,6 @@ class Network:
         self.netlink = links.Netlink()
         self._lock = threading.Lock()
         self._attached: dict[str, Attached] = {}  # by sandbox id
-        self._enable_forwarding()
         self.resolver = Resolver(self, port=self._saved_port())
         try:
             self.nft.run(self._base_rules())
@@ -259,6 +258,9 @@ class Network:
         (one nftables transaction). `adopting`: a new server takes over what the last one loaded."""
         link = self.link_name(slot)
         host_cidr, cidr = addresses(slot)
+        # at the first network given, not at start: a server that gives none (SANDLOT_EGRESS=off)
+        # leaves the host's forwarding as it found it
+        self._enable_forwarding()
         if not (Path("/sys/class/net") / link).exists():
             self._make_link(slot, netns_fd)
         try:
