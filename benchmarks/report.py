@@ -28,10 +28,11 @@ def p50_ms(samples_s: list[float]) -> float:
     return pct([x * 1000 for x in samples_s], 50)
 
 
-def verdict(what: str, value: float, target: float, unit: str = "ms") -> str:
-    """One line saying whether a measured p50 (or other value) meets its target."""
-    met = "met" if value <= target else "**missed**"
-    return f"{what}: {value:.2f} {unit} against <= {target:g} {unit}: {met}."
+def verdict(what: str, value: float, target: float, unit: str = "ms", at_least: bool = False) -> str:
+    """One line saying whether a measured p50 (or other value) meets its target (a ceiling, or a
+    floor with `at_least`)."""
+    met = "met" if (value >= target if at_least else value <= target) else "**missed**"
+    return f"{what}: {value:.2f} {unit} against {'>=' if at_least else '<='} {target:g} {unit}: {met}."
 
 
 def timed(fn, runs: int) -> list[float]:

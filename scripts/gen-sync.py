@@ -31,10 +31,12 @@ from pathlib import Path
 CLIENT = Path(__file__).resolve().parent.parent / "src" / "sandlot" / "client"
 OUT = CLIENT / "_sync"
 MODULES = {"_commands": "commands", "_files": "files", "_pty": "pty", "_packages": "packages",
-           "_sandbox": "sandbox", "_service": "service"}  # async module -> generated module, in dependency order
+           "_snapshots": "snapshots", "_sandbox": "sandbox",
+           "_service": "service"}  # async module -> generated module, in dependency order
 CLASSES = {"AsyncSandbox": "Sandbox", "AsyncSandboxPaginator": "SandboxPaginator", "AsyncCommands": "Commands",
            "AsyncCommandHandle": "CommandHandle", "AsyncFiles": "Files", "AsyncWatchHandle": "WatchHandle",
-           "AsyncPty": "Pty", "AsyncPackages": "Packages", "AsyncSandboxService": "SandboxService"}
+           "AsyncPty": "Pty", "AsyncPackages": "Packages", "AsyncSandboxService": "SandboxService",
+           "AsyncVolume": "Volume"}
 # classes users construct themselves (the others come from the API): their blocking form takes the
 # same arguments and builds the async object
 CONSTRUCTED = {"AsyncSandboxService"}
@@ -240,6 +242,8 @@ def _union(node: ast.expr) -> list[ast.expr]:
 
 
 def _wrapped(node: ast.expr) -> bool:
+    if _list_of_union(node):
+        return True
     if isinstance(node, ast.Name):
         return node.id in CLASSES
     if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name):
@@ -252,10 +256,24 @@ def _wrapped(node: ast.expr) -> bool:
     return False
 
 
+def _list_of_union(node: ast.expr) -> bool:
+    """list[AsyncX | Y]: one async class in a union of otherwise plain types (a fork's children
+    or their errors)."""
+    if not (isinstance(node, ast.Subscript) and ast.unparse(node.value) in ("list", "builtins.list")):
+        return False
+    parts = _union(node.slice)
+    return len(parts) > 1 and sum(isinstance(p, ast.Name) and p.id in CLASSES for p in parts) == 1 \
+        and not any(names_in(p) & set(CLASSES) for p in parts if not (isinstance(p, ast.Name) and p.id in CLASSES))
+
+
 def _wrap(mod: Module, value: str, node: ast.expr) -> str:
     if isinstance(node, ast.Name):
         mod.used.add(CLASSES[node.id])
         return f"{CLASSES[node.id]}._wrap({value})"
+    if _list_of_union(node):  # list[AsyncX | Other]: the AsyncX items wrapped, the others as they are
+        [part] = [p for p in _union(node.slice) if _wrapped(p)]
+        mod.used.add(ast.unparse(part))
+        return f"[{_wrap(mod, 'item', part)} if isinstance(item, {ast.unparse(part)}) else item for item in {value}]"
     if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id == "list":
         return f"[{_wrap(mod, 'item', node.slice)} for item in {value}]"
     return f"_loop.SyncIterator({value})"

@@ -10,10 +10,18 @@
 #                                        (the runtime loads them through its libnftables)
 #   libnss-myhostname                    `*.localhost` names (the port proxy's `3000-<id>.localhost`)
 #                                        resolve to loopback; enabled below in /etc/nsswitch.conf
+#   e2fsprogs                            mkfs.ext4: each volume is an ext4 image (its size its quota)
 # Keep README.md's list of system packages the same as this one.
+#
+# --peers (opt-in; the test suite does not need them): also the peers benchmarks/peers.py measures
+#   docker.io                            Docker (a private dockerd the benchmark starts and stops)
+#   runsc                                gVisor, as a runtime of that dockerd
 set -euo pipefail
 
-packages=(debootstrap debian-archive-keyring sudo python3-venv iproute2 nftables libnss-myhostname)
+packages=(debootstrap debian-archive-keyring sudo python3-venv iproute2 nftables libnss-myhostname e2fsprogs)
+if [ "${1:-}" = "--peers" ]; then
+    packages+=(docker.io runsc)
+fi
 
 # glibc resolves `*.localhost` only through nss-myhostname: add it to the hosts line, after `files`
 # (so /etc/hosts still wins) and before `dns`; a hosts line that names it already is left alone.

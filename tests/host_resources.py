@@ -168,8 +168,11 @@ class Footprint:
         stems = [str(p) for p in groups if p.is_dir() and p.name.startswith("spare-")]
         stems += [f"process {pid}" for pid in _pids() if self._in_group(pid, spares=True) and not self._in_group(pid)]
         claims = [f"uid slot {slot}" for slot in UidRanges(self.mnt).mine()]
+        # layers (snapshots, fork, filesystem pauses): a layer or an unfinished commit nobody holds
+        layers = [str(p) for p in (self.home / "layers").glob("*")
+                  if len(p.name) == 64 or p.name.startswith(".new-")]
         return {"processes": self.processes(), "netns": self.new_net_namespaces(server_pid), "mounts": mounts,
-                "dirs": dirs, "cgroups": cgroups, "stems": stems, "uid claims": claims,
+                "dirs": dirs, "cgroups": cgroups, "stems": stems, "uid claims": claims, "layers": layers,
                 "links": self.links(), "nft": self.nft(table_too=server_pid is None)}
 
     # ---- network (issue 12) ------------------------------------------------------------------

@@ -41,7 +41,7 @@ class Server:
     log: Path
 
     def env(self) -> dict[str, str]:
-        """Environment for the official SDKs (e2b-protocol.md §2.1, mode A)."""
+        """Environment for the official SDKs (docs/e2b.md §1.1)."""
         return {"E2B_API_URL": self.url, "E2B_SANDBOX_URL": self.url, "E2B_API_KEY": self.api_key,
                 "E2B_DOMAIN": "localhost"}
 
@@ -159,9 +159,12 @@ def tracebacks(log: str) -> list[str]:
 
 
 def leftovers(home: Path) -> list[str]:
-    """Sandbox layers and mounts a stopped server left under its state directory, and its network:
-    host links and nftables table (named from the same hash as its /run/sandlot directory)."""
+    """Sandbox layers, committed layers and mounts a stopped server left under its state directory,
+    and its network: host links and nftables table (named from the same hash as its /run/sandlot
+    directory)."""
     found = [str(p) for p in (home / "sandboxes").glob("*")]
+    # layers (snapshots, fork, filesystem pauses) nobody holds any more
+    found += [str(p) for p in (home / "layers").glob("*") if len(p.name) == 64 or p.name.startswith(".new-")]
     with open("/proc/mounts") as f:
         found += [line.split()[1] for line in f if str(home) + "/" in line]
     server = hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:12]
@@ -203,7 +206,7 @@ def sandbox_factory(server: Server, template: str):
 
 @contextlib.contextmanager
 def sdk_environment(server: Server):
-    """The official SDKs' environment (e2b-protocol.md §2.1, mode A) pointed at `server`, while the
+    """The official SDKs' environment (docs/e2b.md §1.1) pointed at `server`, while the
     block runs."""
     saved = {key: os.environ.get(key) for key in [*server.env(), "E2B_DEBUG"]}
     os.environ.update(server.env())

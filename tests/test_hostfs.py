@@ -112,3 +112,21 @@ def test_namespace_runtime_in_a_state_dir_with_a_space_keeps_its_guards(tmp_path
         subprocess.run(["umount", "--lazy", str(sandbox_dir / "extra")], capture_output=True, check=False)
         runtime.kill("ispacetest0000000000")
         runtime.close()
+
+
+def test_source_mounted_is_exact(tmp_path):
+    """Two trees with the same directory name (content-addressed layers of two servers): only the
+    one bound somewhere counts as in use."""
+    import subprocess
+
+    from sandlot.hostfs import source_mounted
+
+    a, b, point = tmp_path / "a" / "same", tmp_path / "b" / "same", tmp_path / "point"
+    for d in (a / "tree", b / "tree", point):
+        d.mkdir(parents=True)
+    subprocess.run(["mount", "--bind", str(b / "tree"), str(point)], check=True)
+    try:
+        assert source_mounted(b) and not source_mounted(a)
+    finally:
+        subprocess.run(["umount", str(point)], check=True)
+    assert not source_mounted(b)

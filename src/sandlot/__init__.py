@@ -40,11 +40,16 @@ if TYPE_CHECKING:
         AsyncCommandHandle,
         AsyncSandbox,
         AsyncSandboxService,
+        AsyncVolume,
         AsyncWatchHandle,
         CommandHandle,
         Sandbox,
         SandboxPaginator,
         SandboxService,
+        SnapshotExport,
+        SnapshotInfo,
+        Volume,
+        VolumeInfo,
         WatchHandle,
     )
     from .client._models import (
@@ -70,8 +75,9 @@ if TYPE_CHECKING:
     )
 
 _LAZY = {
-    **dict.fromkeys(["AsyncCommandHandle", "AsyncSandbox", "AsyncSandboxService", "AsyncWatchHandle",
-                     "CommandHandle", "Sandbox", "SandboxPaginator", "SandboxService", "WatchHandle"], ".client"),
+    **dict.fromkeys(["AsyncCommandHandle", "AsyncSandbox", "AsyncSandboxService", "AsyncVolume", "AsyncWatchHandle",
+                     "CommandHandle", "Sandbox", "SandboxPaginator", "SandboxService", "SnapshotExport", "SnapshotInfo",
+                     "Volume", "VolumeInfo", "WatchHandle"], ".client"),
     **dict.fromkeys(["CodeContext", "CommandResult", "EntryInfo", "Execution", "ExecutionError", "ExposedPort",
                      "FilesystemEvent", "FilesystemEventType", "FileType", "Limits", "Logs", "OutputMessage",
                      "Package", "ProcessInfo", "Result", "SandboxInfo", "SandboxLogEntry", "SandboxMetrics", "WriteInfo"],
@@ -97,6 +103,7 @@ __all__ = [
     "AsyncCommandHandle",
     "AsyncSandbox",
     "AsyncSandboxService",
+    "AsyncVolume",
     "AsyncWatchHandle",
     "AuthenticationError",
     "CodeContext",
@@ -132,10 +139,14 @@ __all__ = [
     "SandboxService",
     "SandlotError",
     "SandlotTimeoutError",
+    "SnapshotExport",
+    "SnapshotInfo",
     "TemplateBuilding",
     "TemplateError",
     "TimeoutError",
     "Unsupported",
+    "Volume",
+    "VolumeInfo",
     "WatchHandle",
     "WriteInfo",
 ]

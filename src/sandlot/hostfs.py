@@ -55,6 +55,26 @@ def source_in_use(path: Path) -> bool:
     return any(marker in m.root + "/" for m in mounts())
 
 
+def source_mounted(path: Path) -> bool:
+    """Is the directory `path`, or something in it, the source of a mount? Exact, unlike
+    source_in_use: mountinfo's source is relative to its file system's root, so `path` is put in
+    the same terms (through the deepest mount of its device that contains it) before comparing.
+    Needed where names repeat across servers (content-addressed layers)."""
+    real = str(Path(path).resolve())
+    dev = os.stat(real).st_dev
+    want = f"{os.major(dev)}:{os.minor(dev)}"
+    with open(MOUNTINFO) as f:
+        fields = [line.split() for line in f.read().splitlines()]
+    entries = [(f[2], unescape(f[3]), unescape(f[4])) for f in fields if len(f) > 4]
+    holders = [(point, root) for devno, root, point in entries if devno == want
+               and (real + "/").startswith(point.rstrip("/") + "/")]
+    if not holders:
+        return False
+    point, root = max(holders, key=lambda h: len(h[0]))
+    inside = (root.rstrip("/") + "/" + real[len(point.rstrip("/")):].lstrip("/")).rstrip("/") + "/"
+    return any(devno == want and (r.rstrip("/") + "/").startswith(inside) for devno, r, _ in entries)
+
+
 def unmount_inside(path: Path) -> None:
     """Detach whatever is mounted at or inside `path` (an interrupted debootstrap leaves its /proc
     and /sys mounted in the target); OSError if something stays mounted."""

@@ -182,3 +182,29 @@ async def test_listing_is_bounded(make_agent, home):
     with pytest.raises(SandlotError) as e:
         await client.list_dir(str(root), depth=2)
     assert e.value.code == "resource_exhausted" and "smaller depth" in e.value.message
+
+
+async def test_writes_to_a_fifo_or_device_are_refused_without_blocking(client, home):
+    # A FIFO planted where a file goes: opening it for writing would block until a reader comes,
+    # and the agent serves every request from one loop.
+    fifo = home / "pipe"
+    os.mkfifo(fifo)
+    os.chmod(fifo, 0o666)  # planted by root, writable by anyone
+    os.symlink(fifo, home / "link-to-pipe")
+    for path, append in ((str(fifo), False), (str(fifo), True), (str(home / "link-to-pipe"), False),
+                         ("/dev/null", False)):
+        with pytest.raises(SandlotError) as e:
+            await client.write(path, None, b"data", append=append)
+        assert e.value.code == "invalid_argument" and "not a regular file" in e.value.message, e.value
+    # with a reader present the open would succeed: the type is checked on the open descriptor
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        with pytest.raises(SandlotError) as e:
+            await client.write(str(fifo), None, b"data")
+        assert "not a regular file" in e.value.message
+        assert os.read(reader, 100) == b""  # nothing went into the pipe
+    finally:
+        os.close(reader)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)  # left as it was
+    assert not [p for p in os.listdir(home) if p.startswith(".sandlot-upload-")]  # no staging file left
+    assert (await client.stat(str(home)))["type"] == "dir"  # and the agent still answers

@@ -49,8 +49,9 @@ def test_keys_json_and_quiet(tmp_path):
     made = json.loads(runner.invoke(app, ["keys", "create", "ci", "--json", *home]).stdout)
     assert made["name"] == "ci" and made["key"] and made["id"]
     listed = json.loads(runner.invoke(app, ["keys", "list", "--json", *home]).stdout)
-    assert listed == [{"id": made["id"], "name": "ci", "prefix": made["key"][:len(listed[0]["prefix"])],
-                       "created_at": listed[0]["created_at"], "revoked_at": None}]
+    assert listed == [{"id": made["id"], "name": "ci", "team": "default", "admin": False,
+                       "prefix": made["key"][:len(listed[0]["prefix"])], "created_at": listed[0]["created_at"],
+                       "revoked_at": None}]
     assert made["key"] not in json.dumps(listed)  # never the key itself
     assert runner.invoke(app, ["keys", "list", "-q", *home]).stdout == made["id"] + "\n"
     assert runner.invoke(app, ["keys", "revoke", made["id"], *home]).exit_code == 0

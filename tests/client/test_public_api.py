@@ -12,8 +12,8 @@ import sandlot
 from sandlot import _exceptions
 from sandlot.client import (
     AsyncCommandHandle, AsyncCommands, AsyncFiles, AsyncPackages, AsyncPty, AsyncSandbox, AsyncSandboxPaginator,
-    AsyncSandboxService, AsyncWatchHandle, CommandHandle, Commands, Files, Packages, Pty, Sandbox, SandboxPaginator,
-    SandboxService, WatchHandle,
+    AsyncSandboxService, AsyncVolume, AsyncWatchHandle, CommandHandle, Commands, Files, Packages, Pty, Sandbox,
+    SandboxPaginator, SandboxService, Volume, WatchHandle,
 )
 from sandlot.client._config import ConnectionConfig
 from sandlot.client._http import Transport
@@ -21,10 +21,12 @@ from sandlot.client._http import Transport
 EXPECTED = {
     # SDK
     "Sandbox", "AsyncSandbox", "SandboxPaginator", "CommandHandle", "AsyncCommandHandle", "WatchHandle",
-    "AsyncWatchHandle", "SandboxService", "AsyncSandboxService",
+    "AsyncWatchHandle", "SandboxService", "AsyncSandboxService", "Volume", "AsyncVolume",
     # data
     "CommandResult", "EntryInfo", "ExposedPort", "FileType", "FilesystemEvent", "FilesystemEventType", "Limits", "Package",
     "ProcessInfo", "SandboxInfo", "SandboxLogEntry", "SandboxMetrics", "WriteInfo",
+    # data: snapshots and volumes
+    "SnapshotExport", "SnapshotInfo", "VolumeInfo",
     # data: code interpreter
     "CodeContext", "Execution", "ExecutionError", "Logs", "OutputMessage", "Result",
     # errors
@@ -35,7 +37,7 @@ EXPECTED = {
 
 PAIRS = [(Sandbox, AsyncSandbox), (SandboxPaginator, AsyncSandboxPaginator), (Commands, AsyncCommands),
          (CommandHandle, AsyncCommandHandle), (Files, AsyncFiles), (WatchHandle, AsyncWatchHandle),
-         (Pty, AsyncPty), (Packages, AsyncPackages), (SandboxService, AsyncSandboxService)]
+         (Pty, AsyncPty), (Packages, AsyncPackages), (SandboxService, AsyncSandboxService), (Volume, AsyncVolume)]
 
 
 def test_all_is_sorted_and_complete():

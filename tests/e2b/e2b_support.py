@@ -25,7 +25,7 @@ SANDBOX_NOT_FOUND = "The sandbox was not found"
 
 
 def envd_headers(sandbox_id: str | None, token: str | None = None, **extra: str) -> dict[str, str]:
-    """The routing (and optionally auth) headers the SDK puts on envd requests (§1.5)."""
+    """The routing (and optionally auth) headers the SDK puts on envd requests (docs/e2b.md §1.3)."""
     headers = {"E2b-Sandbox-Port": ENVD_PORT}
     if sandbox_id is not None:
         headers["E2b-Sandbox-Id"] = sandbox_id
@@ -40,7 +40,7 @@ def health(server, sandbox_id: str) -> httpx.Response:
 
 
 def assert_sandbox_gone_health(server, sandbox_id: str) -> None:
-    """E2B's proxy answer for a killed/expired sandbox (§4.12)."""
+    """E2B's proxy answer for a killed/expired sandbox (docs/e2b.md §3.13)."""
     r = health(server, sandbox_id)
     assert r.status_code == 502, (r.status_code, r.text)
     body = r.json()

@@ -1,5 +1,5 @@
 """Commands through the official SDK: output, exit codes, streaming, background, stdin, signals,
-timeouts, environment, users and the login shell (e2b-protocol.md §4.5, §4.6)."""
+timeouts, environment, users and the login shell (docs/e2b.md §3.5)."""
 
 from __future__ import annotations
 
@@ -205,7 +205,7 @@ def test_timeout_raises_quickly_and_kills_the_process(sandbox):
     with pytest.raises(TimeoutException):
         sandbox.commands.run("sleep 10.123", timeout=1)
     assert time.monotonic() - start < 5
-    # the server kills the command at its deadline, like envd (§4.3)
+    # the server kills the command at its deadline, like envd (docs/e2b.md §3.3)
     wait_until(lambda: not any("sleep 10.123" in " ".join(p.args) for p in sandbox.commands.list()),
                timeout=3, message="timed-out command to leave commands.list")
     wait_until(lambda: process_count(sandbox, "sleep 10.123") == 0, timeout=3,

@@ -1,4 +1,4 @@
-"""Control-plane error answers (e2b-protocol.md §3.3, §3.5): hostile and broken requests get a JSON
+"""Control-plane error answers (docs/e2b.md §2.3, §2.10): hostile and broken requests get a JSON
 `{"code": int, "message": str}` with the right 4xx status, never a 500, and change nothing."""
 
 from __future__ import annotations

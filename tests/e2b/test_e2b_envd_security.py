@@ -1,5 +1,5 @@
 """envd access control and hostile input: access tokens, signed file URLs, path tricks and malformed
-requests against /files and the Connect RPCs (e2b-protocol.md §4.9–§4.12).
+requests against /files and the Connect RPCs (docs/e2b.md §3.8–§3.13).
 
 Raw requests use httpx directly, the way an attacker (or a curl user) would.
 """
@@ -57,7 +57,7 @@ def with_query(url: str, **changes: str | None) -> str:
 
 
 def sign(path: str, operation: str, user: str, token: str, expiration: int | None = None) -> str:
-    """e2b's v1 file URL signature (§4.11), recomputed here to forge near-miss signatures."""
+    """e2b's v1 file URL signature (docs/e2b.md §3.12), recomputed here to forge near-miss signatures."""
     raw = f"{path}:{operation}:{user}:{token}" + (f":{expiration}" if expiration is not None else "")
     return "v1_" + base64.b64encode(hashlib.sha256(raw.encode()).digest()).rstrip(b"=").decode()
 
@@ -202,7 +202,7 @@ def test_signed_upload_url_works_without_any_headers(sandbox, neighbour):
 
 @pytest.mark.parametrize("name", ["plus+and space?.txt", "ünï%2F#.txt"])
 def test_signed_urls_for_awkward_and_relative_paths(sandbox, name):
-    # the signature covers the path exactly as given, relative paths included (§4.11)
+    # the signature covers the path exactly as given, relative paths included (docs/e2b.md §3.12)
     relative = f"{unique('rel')}-{name}"
     url = sandbox.upload_url(relative)
     r = httpx.post(url, files={"file": ("f", b"signed " + name.encode())}, timeout=30)

@@ -1,5 +1,5 @@
 """The filesystem through the official SDK: /files uploads and downloads, and the Filesystem RPCs
-(e2b-protocol.md §4.7–§4.9)."""
+(docs/e2b.md §3.6–§3.9)."""
 
 from __future__ import annotations
 
@@ -144,7 +144,7 @@ def test_gzip_upload_and_download(sandbox, workdir):
 
 
 def _files_client(server, sandbox) -> httpx.Client:
-    """Raw HTTP to the sandbox's /files, as the SDK routes it (§1.5), to see what is on the wire."""
+    """Raw HTTP to the sandbox's /files, as the SDK routes it (docs/e2b.md §1.3), to see what is on the wire."""
     return httpx.Client(base_url=server.url, timeout=120,
                         headers=envd_headers(sandbox.sandbox_id, access_token(server, sandbox.sandbox_id)))
 
@@ -310,7 +310,7 @@ def test_get_info_of_symlinks(sandbox, workdir):
         info = sandbox.files.get_info(f"{workdir}/{name}")
         assert info.name == name and info.path == f"{workdir}/{name}"
         assert info.symlink_target == f"{workdir}/target.txt"  # absolute, even for a relative link
-        assert info.type == FileType.FILE  # the target's type (§4.8)
+        assert info.type == FileType.FILE  # the target's type (docs/e2b.md §3.6)
         assert info.size == len("target")
         assert sandbox.files.read(f"{workdir}/{name}") == "target"
     dir_link = sandbox.files.get_info(f"{workdir}/dir-link")

@@ -45,7 +45,7 @@ def listed_ids(query: SandboxQuery, **kw) -> set[str]:
 
 
 def assert_gone(server, sbx: Sandbox) -> None:
-    """What a user sees once a sandbox is killed or expired (§3.1, §4.12)."""
+    """What a user sees once a sandbox is killed or expired (docs/e2b.md §2.1, §3.13)."""
     assert sbx.is_running() is False
     with pytest.raises(SandboxNotFoundException):
         sbx.get_info()
@@ -403,7 +403,7 @@ def test_sandbox_is_gone_promptly_after_its_timeout(make_sandbox, server):
     end = sbx.get_info().end_at
     assert sbx.is_running() is True
     assert sbx.commands.run("echo alive").stdout == "alive\n"
-    # clients expect the sandbox gone about a second after its end (§3.6)
+    # clients expect the sandbox gone about a second after its end (docs/e2b.md §2.6)
     time.sleep(max(0.0, seconds(end - now())) + 1.5)
     assert sbx.is_running() is False
     with pytest.raises(SandboxNotFoundException):

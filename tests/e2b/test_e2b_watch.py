@@ -30,7 +30,7 @@ def test_sync_watch_reports_writes_right_after_they_return(sandbox, workdir):
     try:
         assert handle.get_new_events() == []
         sandbox.files.write(f"{workdir}/a.txt", "one")
-        # events of an upload are recorded before the upload answers (§4.8): no sleeping here
+        # events of an upload are recorded before the upload answers (docs/e2b.md §3.7): no sleeping here
         events = handle.get_new_events()
         assert "a.txt" in names(events, FilesystemEventType.CREATE) | names(events, FilesystemEventType.WRITE)
         assert all(not e.name.startswith("/") for e in events), "names are relative to the watched dir"

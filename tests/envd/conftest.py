@@ -1,5 +1,5 @@
 """Fixtures: the real agent on the host (unsandboxed), the envd front door served by uvicorn in a
-thread, and the official e2b SDK pointed at it with E2B_SANDBOX_URL (e2b-protocol.md §2.1).
+thread, and the official e2b SDK pointed at it with E2B_SANDBOX_URL (docs/e2b.md §1.1).
 
 SDK sandbox objects come from `Sandbox.connect()`, answered by a stand-in for the control plane's
 `POST /v2/sandboxes/{id}/connect` (the real control plane is another component; the end-to-end
@@ -47,6 +47,7 @@ class FakeSandbox:
     default_user: str
     agent: AgentClient
     closed: asyncio.Event = field(default_factory=asyncio.Event)
+    output_rate: None = None  # the relay's throttle: none for these wire tests
 
 
 class Lookup:

@@ -1,4 +1,4 @@
-"""The Connect wire format as E2B clients see it (§4.2): envelopes, end frames, keepalives."""
+"""The Connect wire format as E2B clients see it (docs/e2b.md §3.2): envelopes, end frames, keepalives."""
 
 from __future__ import annotations
 
@@ -26,9 +26,10 @@ def frames(body: bytes) -> list[tuple[int, dict]]:
 
 
 def test_start_stream_framing_and_keepalives(envd, sandbox):
-    request = {"process": {"cmd": "/bin/bash", "args": ["-c", "sleep 0.7; echo done"]}, "stdin": False}
+    # 1 s: the shortest interval the server keeps (envd takes whole seconds; 1e-7 spun a core)
+    request = {"process": {"cmd": "/bin/bash", "args": ["-c", "sleep 2.5; echo done"]}, "stdin": False}
     r = httpx.post(f"{envd.url}/process.Process/Start", content=envelope(request),
-                   headers={**HEADERS, "Keepalive-Ping-Interval": "0.2", "Connect-Timeout-Ms": "10000"}, timeout=20)
+                   headers={**HEADERS, "Keepalive-Ping-Interval": "1", "Connect-Timeout-Ms": "10000"}, timeout=20)
     assert r.status_code == 200 and r.headers["content-type"] == "application/connect+json"
     got = frames(r.content)
     events = [message["event"] for flags, message in got[:-1]]

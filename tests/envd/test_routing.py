@@ -1,4 +1,4 @@
-"""Which sandbox a request reaches, and how a sandbox that is gone answers (§2.1, §4.12)."""
+"""Which sandbox a request reaches, and how a sandbox that is gone answers (docs/e2b.md §1.3, §3.13)."""
 
 from __future__ import annotations
 

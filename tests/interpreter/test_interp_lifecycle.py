@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 from e2b_code_interpreter import Sandbox, TimeoutException
-from interp_support import driver_stdout, jupyter_headers, ok, stdout, wait_for_file, write_until
+from interp_support import driver_pid, driver_stdout, jupyter_headers, ok, stdout, wait_for_file, write_until
 from support import access_token, kill_quietly
 
 # ---- client timeouts ----------------------------------------------------------------------------
@@ -248,6 +248,27 @@ def test_garbage_on_the_interpreter_pipe_is_ignored(make_sandbox):
     assert ok(sbx.run_code("kept", timeout=60)).text == "yes"
     assert ok(sbx.run_code("40 + 2", timeout=60)).text == "42"
     assert sbx.commands.run("true").exit_code == 0
+
+
+def test_a_flood_of_lines_answering_nothing_stops_the_driver(make_sandbox):
+    """A driver taken over (played from the host) floods the control plane with lines for requests
+    never made: parsing them costs the shared event loop, so past a small budget the control plane
+    stops that driver; the sandbox's next run gets a fresh interpreter."""
+    sbx = make_sandbox()
+    ok(sbx.run_code("kept = 'yes'"))
+    driver = driver_pid(sbx.sandbox_id)
+    fd = driver_stdout(sbx.sandbox_id)
+    try:
+        line = b'{"id": 999999, "line": {"type": "stdout", "text": "' + b"g" * 1000 + b'"}}\n'
+        write_until(fd, line * 200, lambda: False)  # ~200 KiB, past the budget
+    finally:
+        os.close(fd)
+    deadline = time.monotonic() + 30
+    while os.path.exists(f"/proc/{driver}"):  # the control plane stops it
+        assert time.monotonic() < deadline, "the flooding driver was not stopped"
+        time.sleep(0.05)
+    assert sbx.run_code("kept", timeout=60).error.name == "NameError"  # a fresh interpreter
+    assert ok(sbx.run_code("40 + 2", timeout=60)).text == "42"
 
 
 def test_a_memory_bomb_kills_its_kernel_only(server, sdk_env):

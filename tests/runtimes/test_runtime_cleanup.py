@@ -33,7 +33,7 @@ async def test_kill_leaves_nothing_of_a_hostile_sandbox(runtime, make_sandbox):
     box = make_sandbox()
     result = await box.run(HOSTILE)
     assert (result.exit_code, result.stdout) == (0, b"ready\n"), result
-    assert len(pid_namespace_members(box.pid_ns)) >= 4  # the agent (pid 1: no bwrap init), three sleeps
+    assert len(pid_namespace_members(box.pid_ns)) >= 4  # the agent (pid 1), three sleeps
     runtime.kill(box.id)
     assert not runtime.alive(box.rt)
     assert sandbox_traces(box.id, runtime.home, box.pid_ns) == {}

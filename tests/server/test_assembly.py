@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
 
-from sandlot.server import api, ports
+from sandlot.server import api, ports, snapshots, transfer, volumes
 from sandlot.server.app import build_app
 from sandlot.server.auth import Access, ApiKeys, access_of, requires, secure
 from sandlot.server.config import Config
@@ -102,6 +102,8 @@ async def test_a_websocket_reaches_no_route(keys):
 def test_declarations_are_checked(keys):
     with pytest.raises(TypeError, match="no sandbox gate"):
         requires(Access.SANDBOX, [Route("/x", _ok)], keys, body=None)
+    with pytest.raises(TypeError, match="no volume gate"):
+        requires(Access.VOLUME, [Route("/v", _ok)], keys, body=None)
     route = Route("/y", _ok)
     requires(Access.PUBLIC, [route], keys, body=None)
     with pytest.raises(TypeError, match="declared twice"):
@@ -115,7 +117,12 @@ async def test_every_route_of_the_app_declares_its_access(client):
     public = sorted(path for (path, _), a in access.items() if a is Access.PUBLIC)
     assert public == ["/_sandlot/health", "/health", "/openapi.json"]
     keyed = {path for (path, _), a in access.items() if a is Access.API_KEY}
-    assert keyed == {r.path for r in api.routes()} | {r.path for r in ports.routes()} | {"/metrics"}
+    assert keyed == {r.path for r in [*api.routes(), *ports.routes(), *snapshots.routes(), *transfer.routes(),
+                                      *volumes.routes()]} | {"/audit"}
+    # a volume's content API: its own token, checked by the volume gate
+    assert {path for (path, _), a in access.items() if a is Access.VOLUME} == {r.path for r in volumes.content_routes()}
+    # /metrics shows every team: admin keys only, by default
+    assert [path for (path, _), a in access.items() if a is Access.ADMIN] == ["/metrics"]
     # sandbox traffic, authenticated by the sandbox's own token or signature
     assert {path for (path, _), a in access.items() if a is Access.SANDBOX} >= {
         "/files", "/envs", "/execute", "/contexts", "/process.Process", "/filesystem.Filesystem"}

@@ -41,6 +41,20 @@ def test_cpu_use_shows_and_samples_accumulate(sbx):
     assert sbx.get_metrics(start=now + timedelta(minutes=5)) == []
 
 
+def test_disk_use_follows_writes_after_idle_samples(sbx):
+    """An idle sandbox's samples reuse the last walk of its layer (nothing ran, nothing wrote); after
+    a write its layer is walked again (readers get the last reading at once, never waiting for a
+    walk: the one after the write comes with the next walk, within a sampling period or two)."""
+    time.sleep(5.5)  # a recorded sample, then nothing runs in the sandbox
+    idle = sbx.get_metrics()
+    assert idle[-1].disk_used == idle[-2].disk_used
+    sbx.files.write("/home/user/blob.bin", b"x" * (3 << 20))
+    deadline = time.monotonic() + 15
+    while (after := sbx.get_metrics()[-1]).disk_used - idle[-1].disk_used < 3 << 20:
+        assert time.monotonic() < deadline, (idle[-1], after)
+        time.sleep(0.5)
+
+
 def test_bad_ranges_are_clear_errors(sbx, api):
     path = f"/sandboxes/{sbx.sandbox_id}/metrics"
     r = api.get(path, params={"start": "yesterday"})

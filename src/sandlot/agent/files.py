@@ -106,6 +106,26 @@ def _target(req, name="path"):
     return user, user.resolve(field(req, name, str, required=True))
 
 
+def _not_regular(path):
+    return OpError("invalid_argument", "path '%s' is not a regular file" % path)
+
+
+def _open_regular(path, flags, mode=0o644):
+    """Open ``path`` for writing, refusing anything but a regular file without blocking: opening a
+    FIFO blocks until a reader comes (and would stall the whole agent), a terminal could become the
+    agent's controlling one, and writing to a device is no file upload."""
+    try:
+        fd = os.open(path, flags | os.O_NONBLOCK | os.O_NOCTTY, mode)
+    except OSError as e:
+        if e.errno == errno.ENXIO:  # a FIFO no one reads, or a socket
+            raise _not_regular(path) from None
+        raise
+    if not statmod.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise _not_regular(path)
+    return fd
+
+
 def _make_parents(path):
     parent = os.path.dirname(path)
     try:
@@ -114,6 +134,40 @@ def _make_parents(path):
         raise OpError("invalid_argument", "a parent of '%s' is not a directory" % path) from None
     except OSError as e:
         raise from_os(e, parent) from None
+
+
+def _make_parents_for(user, path):
+    """Missing parents of a file `user` writes, made as E2B's envd makes them: even where `user`
+    could not create them (`/0/a.txt`), and handed to `user`, provided the sandbox lets its user
+    become root anyway (allow_sudo); otherwise with the user's own permissions, as before. The
+    root walk follows no symlink: a link on the way leaves the user's own permissions to decide."""
+    with users.acting_as(user):
+        try:
+            _make_parents(path)
+            return
+        except OpError as e:
+            refused = e
+            if e.code != "permission_denied" or not config.settings.allow_sudo or user.uid == 0:
+                raise
+    parts = [p for p in os.path.dirname(path).split("/") if p]
+    with users.acting_as(users.lookup("root")):
+        fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            for name in parts:
+                try:
+                    nxt = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+                except FileNotFoundError:
+                    os.mkdir(name, 0o755, dir_fd=fd)
+                    os.chown(name, user.uid, user.gid, dir_fd=fd, follow_symlinks=False)
+                    nxt = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+                except OSError:  # a symlink or a file on the way
+                    raise refused from None
+                os.close(fd)
+                fd = nxt
+        except OSError as e:
+            raise from_os(e, os.path.dirname(path)) from None
+        finally:
+            os.close(fd)
 
 
 def _publish_watch_events():
@@ -229,8 +283,9 @@ async def read(req, conn):
     user, path = _target(req)
     with users.acting_as(user):
         try:
-            # O_NONBLOCK: opening a FIFO must not hang the agent (it is refused below).
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+            # O_NONBLOCK: opening a FIFO must not hang the agent (it is refused below); O_NOCTTY: nor
+            # may a terminal become the agent's
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
         except OSError as e:
             raise from_os(e, path) from None
     try:
@@ -261,10 +316,15 @@ async def write(req, conn):
     if values is not None and not all(isinstance(k, str) and isinstance(v, str) for k, v in values.items()):
         raise OpError("invalid_argument", "metadata must map strings to strings")
     append = field(req, "append", bool, False)
+    _make_parents_for(user, path)
     with users.acting_as(user):
-        _make_parents(path)
         if os.path.isdir(path):
             raise OpError("invalid_argument", "path '%s' is a directory" % path)
+        try:  # refused before any data is taken (the open below checks again: it may change meanwhile)
+            if not statmod.S_ISREG(os.stat(path).st_mode):
+                raise _not_regular(path)
+        except OSError:
+            pass  # missing (or a dangling link): written anew
         staged = None
         if append:
             target, flags = path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_APPEND
@@ -274,7 +334,7 @@ async def write(req, conn):
         else:
             target, flags = path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         try:
-            fd = os.open(target, flags, 0o644)
+            fd = _open_regular(target, flags)
         except OSError as e:
             raise from_os(e, path) from None
     done = False
@@ -315,7 +375,7 @@ async def write(req, conn):
 def _overwrite_from(fd, path, values):
     """Overwrite ``path`` in place with the staged file ``fd`` (same inode, links and watchers;
     watchers see a write, as with a plain overwrite; a symlink is written through)."""
-    dest = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+    dest = _open_regular(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
     try:
         size, offset = os.fstat(fd).st_size, 0
         while offset < size:

@@ -49,7 +49,8 @@ class Watcher:
         os.close(self.fd)
 
     def add(self, rel):
-        """Watch root/rel (and, if recursive, what is below it); return the entries found below."""
+        """Watch root/rel (and, if recursive, what is below it); return the entries found below,
+        each with whether it is a file with data in it."""
         path = os.path.join(self.root, rel) if rel else self.root
         wd = _check(_libc.inotify_add_watch(self.fd, os.fsencode(path), MASK), path)
         self.dirs[wd] = rel
@@ -57,12 +58,14 @@ class Watcher:
         if self.recursive:
             try:
                 with os.scandir(path) as it:
-                    children = [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
+                    children = [(e.name, e.is_dir(follow_symlinks=False),
+                                 e.is_file(follow_symlinks=False) and e.stat(follow_symlinks=False).st_size > 0)
+                                for e in it]
             except OSError:
                 return found  # gone again, or not ours to read
-            for name, is_dir in children:
+            for name, is_dir, written in children:
                 child = os.path.join(rel, name) if rel else name
-                found.append(child)
+                found.append((child, written))
                 if is_dir:
                     try:
                         found.extend(self.add(child))
@@ -113,8 +116,12 @@ class Watcher:
                         created = self.add(rel)
                 except OpError:
                     created = []
-                for child in created:  # made before the new directory's watch existed
+                # made before the new directory's watch existed: what a watch there would have
+                # reported (a file written in a new directory reads the same at any depth)
+                for child, written in created:
                     self._send(child, "create")
+                    if written:
+                        self._send(child, "write")
             elif mask & IN_MOVED_FROM:
                 self._forget(rel)
 

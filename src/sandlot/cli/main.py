@@ -3,7 +3,8 @@
     sandboxes   create.py  ls.py  exec.py  shell.py  cp.py (+ _tar.py)  kill.py
                 lifecycle.py (pause, resume)  logs.py  metrics.py (metrics, stats)
     code        code.py (run-code)   packages.py (packages ...)
-    the host    serve.py  keys.py (keys ...)  template.py (template ...)
+    snapshots   snapshot.py (snapshot create|list|delete|fork|export|import)
+    the host    serve.py  keys.py (keys ...)  teams.py (teams ...)  audit.py  template.py (template ...)
     shared      _common.py (options, errors, JSON)  _terminal.py (output filter for terminals)
 
 Command modules import only typer and the standard library at the top; the SDK, rich and the
@@ -15,7 +16,8 @@ from __future__ import annotations
 
 import typer
 
-from . import code, cp, create, exec, keys, kill, lifecycle, logs, ls, mcp, metrics, packages, serve, shell, template
+from . import (audit, code, cp, create, exec, keys, kill, lifecycle, logs, ls, mcp, metrics, packages, serve, shell,
+               snapshot, teams, template)
 
 # plain click help: typer's rich help costs ~0.1-0.2 s at every start
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="sandlot: self-hosted sandboxes for AI agents.")
@@ -36,11 +38,13 @@ def main(version: bool = typer.Option(False, "--version", callback=_version, is_
 
 
 app.command()(serve.serve)
-for module in (create, ls, exec, shell, cp, kill, lifecycle, logs, metrics, code, mcp):
+for module in (create, ls, exec, shell, cp, kill, lifecycle, logs, metrics, code, mcp, audit):
     module.register(app)
 app.add_typer(keys.app, name="keys")
+app.add_typer(teams.app, name="teams")
 app.add_typer(template.app, name="template")
 app.add_typer(packages.app, name="packages")
+app.add_typer(snapshot.app, name="snapshot")
 
 if __name__ == "__main__":
     app()

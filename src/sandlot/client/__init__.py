@@ -3,6 +3,7 @@
     _http.py      transport to the server, and the one place errors are translated
     _config.py    which server: arguments, environment, else an embedded one (entry point)
     _sandbox.py   AsyncSandbox (control plane) and the list paginator
+    _snapshots.py snapshots, fork (AsyncSandbox's calls) and volumes (AsyncVolume)
     _commands.py  sandbox.commands and command handles
     _files.py     sandbox.files and watch handles
     _pty.py       sandbox.pty
@@ -24,12 +25,14 @@ from ._packages import AsyncPackages
 from ._pty import AsyncPty
 from ._sandbox import AsyncSandbox, AsyncSandboxPaginator
 from ._service import AsyncSandboxService
+from ._snapshots import AsyncVolume, SnapshotExport, SnapshotInfo, VolumeInfo
 from ._sync import (
-    CommandHandle, Commands, Files, Packages, Pty, Sandbox, SandboxPaginator, SandboxService, WatchHandle,
+    CommandHandle, Commands, Files, Packages, Pty, Sandbox, SandboxPaginator, SandboxService, Volume, WatchHandle,
 )
 
 __all__ = [
     "AsyncCommandHandle", "AsyncCommands", "AsyncFiles", "AsyncPackages", "AsyncPty", "AsyncSandbox",
-    "AsyncSandboxPaginator", "AsyncSandboxService", "AsyncWatchHandle", "CommandHandle", "Commands", "Files",
-    "Packages", "Pty", "Sandbox", "SandboxPaginator", "SandboxService", "WatchHandle",
+    "AsyncSandboxPaginator", "AsyncSandboxService", "AsyncVolume", "AsyncWatchHandle", "CommandHandle", "Commands",
+    "Files", "Packages", "Pty", "Sandbox", "SandboxPaginator", "SandboxService", "SnapshotExport", "SnapshotInfo",
+    "Volume", "VolumeInfo", "WatchHandle",
 ]

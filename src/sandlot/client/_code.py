@@ -1,6 +1,6 @@
 """The code interpreter: stateful code in Jupyter kernels (`sandbox.run_code()` and code contexts).
 
-Wire (e2b-protocol.md §5), on the same origin as envd, routed by `E2b-Sandbox-Id`:
+Wire (docs/e2b.md §4), on the same origin as envd, routed by `E2b-Sandbox-Id`:
 
     POST   /execute                 {code, context_id | language, env_vars, timeout} -> NDJSON lines
     POST   /contexts                {language, cwd, variables, envs}                 -> context

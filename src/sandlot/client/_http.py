@@ -1,6 +1,6 @@
 """Transport to a sandlot server, and the SDK's one error boundary.
 
-All traffic goes to one origin: the server answers every front door on one port (e2b-protocol.md §2.1).
+All traffic goes to one origin: the server answers every front door on one port (docs/e2b.md §1.2).
 
     control plane   REST + JSON, X-API-KEY                                  Transport.api()
     envd HTTP       /files, /health; X-Access-Token + E2b-Sandbox-Id        Envd.http(), Envd.open()

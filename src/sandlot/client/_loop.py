@@ -103,6 +103,11 @@ class SyncWrapper(Generic[A]):
     _async_cls: ClassVar[type]
     _impl: A
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "_async_cls" in cls.__dict__:
+            _WRAPPERS[cls._async_cls] = cls
+
     def __init__(self, *args: object, **kwargs: object) -> None:
         raise TypeError(f"{type(self).__name__} objects come from the API (e.g. Sandbox.create()), "
                         "they are not constructed directly")
@@ -141,6 +146,18 @@ class _InstanceOrId:
 
         @functools.wraps(by_id)
         def call(*args: Any, **kwargs: Any) -> Any:
-            return run(by_id(*args, **kwargs))
+            return _blocking(run(by_id(*args, **kwargs)))
 
         return call
+
+
+_WRAPPERS: dict[type, type[SyncWrapper[Any]]] = {}  # async class -> its generated blocking class
+
+
+def _blocking(value: Any) -> Any:
+    """A by-id call's result in blocking form: async objects of the API (a fork's children), alone
+    or in a list, wrapped as the generated methods wrap them on an instance."""
+    if isinstance(value, list):
+        return [_blocking(item) for item in value]
+    wrapper = _WRAPPERS.get(type(value))
+    return wrapper._wrap(value) if wrapper is not None else value

@@ -222,7 +222,7 @@ class FilesystemEvent:
         return cls(name=e.name, type=kind) if kind else None
 
 
-# --- code interpreter (sandbox.run_code(), code contexts): E2B's shapes, e2b-protocol.md §5 ---
+# --- code interpreter (sandbox.run_code(), code contexts): E2B's shapes, docs/e2b.md §4 ---
 
 _RESULT_FORMATS = ("text", "html", "markdown", "svg", "png", "jpeg", "pdf", "latex", "json", "javascript",
                    "data", "chart")

@@ -1,8 +1,9 @@
 """`AsyncSandbox`: create, find and manage sandboxes; the async source of the public `Sandbox`.
 
-Over 400 lines because each of the five methods also callable by id (`kill`, `set_timeout`,
-`get_info`, `get_metrics`, `pause`) carries its two overload signatures for type checkers, and the
-sandbox's ports (preview URLs, waits) are methods of the sandbox, as in E2B's and Cloudflare's SDKs.
+Over 400 lines because each of the methods also callable by id (`kill`, `set_timeout`, `get_info`,
+`get_metrics`, `get_logs`, `pause`, `create_snapshot`, `fork`) carries its two overload signatures
+for type checkers, and the sandbox's ports (preview URLs, waits) are methods of the sandbox, as in
+E2B's and Cloudflare's SDKs.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from urllib.parse import quote, urlencode
 import httpx
 
 from .. import _exceptions as E
-from . import _state
+from .._exceptions import SandlotError
+from . import _snapshots, _state
 from ._code import AsyncCodeInterpreter
 from ._commands import AsyncCommands, wait_for_port
 from ._config import ConnectionConfig
@@ -36,6 +38,7 @@ from ._models import (
 )
 from ._packages import AsyncPackages
 from ._pty import AsyncPty
+from ._snapshots import PauseMode, SnapshotExport, SnapshotInfo, VolumeRef
 
 log = logging.getLogger("sandlot")
 BUILD_POLL = 2.0  # seconds between creates while the template is being built
@@ -162,18 +165,24 @@ class AsyncSandbox:
     async def create(cls, template: str | None = None, timeout: int = 300, metadata: dict[str, str] | None = None,
                      envs: dict[str, str] | None = None, limits: Limits | Mapping[str, float] | None = None,
                      api_url: str | None = None, api_key: str | None = None,
-                     request_timeout: float | None = None) -> AsyncSandbox:
-        """Start a sandbox from `template` (None: the server's default template, `base` unless its
-        operator set SANDLOT_DEFAULT_TEMPLATE) that lives `timeout` seconds unless extended.
+                     request_timeout: float | None = None,
+                     volume_mounts: Mapping[str, str | VolumeRef] | None = None) -> AsyncSandbox:
+        """Start a sandbox from `template` (or a snapshot's id or name; None: the server's default
+        template, `base` unless its operator set SANDLOT_DEFAULT_TEMPLATE) that lives `timeout`
+        seconds unless extended.
 
         `metadata` is yours to filter `list()` by; `envs` are set for every command; `limits` is a
-        `Limits` or a dict with `memory_mb`, `cpu_count`, `pids`, `disk_mb`. The first use of a
+        `Limits` or a dict with `memory_mb`, `cpu_count`, `pids`, `disk_mb`; `volume_mounts` maps
+        sandbox paths to volumes (`AsyncVolume` objects or their names). The first use of a
         template on a server may build it (minutes): create() then waits, logging the build's
         progress on the `sandlot` logger (shown on stderr unless logging is configured).
         """
         body: dict[str, Any] = {"timeout": timeout, "metadata": metadata or {}, "envVars": envs or {}}
         if template is not None:
             body["templateID"] = template
+        if volume_mounts:
+            body["volumeMounts"] = [{"name": v if isinstance(v, str) else v.name, "path": p}
+                                    for p, v in volume_mounts.items()]
         if limits is not None:
             body["limits"] = _limits_json(limits)
         transport = Transport(await ConnectionConfig.resolve(api_url, api_key, request_timeout))
@@ -206,7 +215,7 @@ class AsyncSandbox:
         params: dict[str, str | int] = {}
         if metadata:
             # Keys and values quoted, then joined by urlencode (quoting them again), then quoted once
-            # more as a query value: the three layers the e2b SDK sends and the server undoes (§3.2).
+            # more as a query value: the three layers the e2b SDK sends and the server undoes (docs/e2b.md §2.5).
             quoted = {quote(k, safe=""): quote(v, safe="") for k, v in metadata.items()}
             params["metadata"] = urlencode(quoted)
         if state:
@@ -317,18 +326,23 @@ class AsyncSandbox:
         return [SandboxLogEntry.from_json(d) for d in response.json()["logs"]]
 
     @overload  # type: ignore[misc]  # an instance and a static form: see _instance_or_id
-    async def pause(self, request_timeout: float | None = None) -> bool: ...
+    async def pause(self, request_timeout: float | None = None, *, mode: PauseMode = "full") -> bool: ...
 
     @overload
     @staticmethod
-    async def pause(sandbox_id: str, request_timeout: float | None = None, *, api_url: str | None = None,
-                    api_key: str | None = None) -> bool: ...
+    async def pause(sandbox_id: str, request_timeout: float | None = None, *, mode: PauseMode = "full",
+                    api_url: str | None = None, api_key: str | None = None) -> bool: ...
 
     @_instance_or_id  # type: ignore[misc]
-    async def pause(self, request_timeout: float | None = None) -> bool:
-        """Freeze the sandbox; `resume()` or `connect()` continues it. False if already paused."""
+    async def pause(self, request_timeout: float | None = None, *, mode: PauseMode = "full") -> bool:
+        """Pause the sandbox; `resume()` or `connect()` continues it. False if already paused.
+        `mode="full"` freezes its processes in memory; `"filesystem"` keeps only its files (its
+        processes end; resuming is a cold boot): docs/snapshots.md."""
+        if mode not in ("full", "filesystem"):
+            raise E.InvalidArgument(f"mode must be 'full' or 'filesystem', got {mode!r}")
         try:
-            await self._transport.api("POST", self._path("/pause"), request_timeout=request_timeout)
+            await self._transport.api("POST", self._path("/pause"), json={"memory": mode == "full"},
+                                      request_timeout=request_timeout)
         except E.AlreadyExists:
             return False
         return True
@@ -343,6 +357,76 @@ class AsyncSandbox:
     async def is_running(self, request_timeout: float | None = None) -> bool:
         """False once the sandbox was killed, expired or paused."""
         return await self._envd.is_running(request_timeout)
+
+    # --- snapshots and fork (client/_snapshots.py; docs/snapshots.md) ---
+
+    @overload  # type: ignore[misc]  # an instance and a static form: see _instance_or_id
+    async def create_snapshot(self, name: str | None = None, warm: bool = False,
+                              request_timeout: float | None = None) -> SnapshotInfo: ...
+
+    @overload
+    @staticmethod
+    async def create_snapshot(sandbox_id: str, name: str | None = None, warm: bool = False,
+                              request_timeout: float | None = None, *, api_url: str | None = None,
+                              api_key: str | None = None) -> SnapshotInfo: ...
+
+    @_instance_or_id  # type: ignore[misc]
+    async def create_snapshot(self, name: str | None = None, warm: bool = False,
+                              request_timeout: float | None = None) -> SnapshotInfo:
+        """Keep the sandbox's files, env vars and metadata as a snapshot (named or not) to create
+        sandboxes from; `warm=True` keeps a pool of them ready. Processes are not kept."""
+        return await _snapshots.create_snapshot(self._transport, self.sandbox_id, name, warm, request_timeout)
+
+    @overload  # type: ignore[misc]  # an instance and a static form: see _instance_or_id
+    async def fork(self, count: int = 1, timeout: int | None = None,
+                   request_timeout: float | None = None) -> builtins.list[AsyncSandbox | SandlotError]: ...
+
+    @overload
+    @staticmethod
+    async def fork(sandbox_id: str, count: int = 1, timeout: int | None = None, request_timeout: float | None = None,
+                   *, api_url: str | None = None,
+                   api_key: str | None = None) -> builtins.list[AsyncSandbox | SandlotError]: ...
+
+    @_instance_or_id  # type: ignore[misc]
+    async def fork(self, count: int = 1, timeout: int | None = None,
+                   request_timeout: float | None = None) -> builtins.list[AsyncSandbox | SandlotError]:
+        """`count` new sandboxes with this one's files at this instant (not its processes), each
+        with its own id and lifetime (`timeout`, default 15 s as E2B's); a child that failed to
+        start is its error in the list."""
+        out: builtins.list[AsyncSandbox | SandlotError] = []
+        for entry in await _snapshots.fork(self._transport, self.sandbox_id, count, timeout, request_timeout):
+            if "sandbox" in entry:
+                out.append(type(self)._from_json(entry["sandbox"], Transport(self._transport.config)))
+            else:
+                out.append(_snapshots.fork_error(entry))
+        return out
+
+    @classmethod
+    async def list_snapshots(cls, sandbox_id: str | None = None, name: str | None = None, api_url: str | None = None,
+                             api_key: str | None = None,
+                             request_timeout: float | None = None) -> builtins.list[SnapshotInfo]:
+        """The team's snapshots, newest first; of one sandbox, or by name."""
+        return await _snapshots.list_snapshots(api_url, api_key, sandbox_id, name, request_timeout)
+
+    @classmethod
+    async def delete_snapshot(cls, snapshot_id: str, api_url: str | None = None, api_key: str | None = None,
+                              request_timeout: float | None = None) -> bool:
+        """Delete a snapshot (sandboxes made from it keep running). False if unknown."""
+        return await _snapshots.delete_snapshot(api_url, api_key, snapshot_id, request_timeout)
+
+    @classmethod
+    async def export_snapshot(cls, snapshot_id: str, api_url: str | None = None, api_key: str | None = None,
+                              request_timeout: float | None = None) -> SnapshotExport:
+        """Copy a snapshot to the server's storage (its SANDLOT_STORAGE: a directory or an S3
+        bucket), from which another sandlot host can import it."""
+        return await _snapshots.export_snapshot(api_url, api_key, snapshot_id, request_timeout)
+
+    @classmethod
+    async def import_snapshot(cls, snapshot_id: str, name: str | None = None, api_url: str | None = None,
+                              api_key: str | None = None, request_timeout: float | None = None) -> SnapshotInfo:
+        """Make a snapshot exported to the server's storage (by its `export_id`, `snap...`) one of
+        this server's, named `name` (default: its own name)."""
+        return await _snapshots.import_snapshot(api_url, api_key, snapshot_id, name, request_timeout)
 
     # --- changing a live sandbox (client/_state.py) ---
 
@@ -423,7 +507,7 @@ class AsyncSandbox:
         token = self._envd.access_token
         if not token:
             raise E.InvalidArgument("this sandbox has no access token, its files need no signature")
-        raw = f"{path}:{operation}:{user or ''}:{token}"  # e2b-protocol.md §4.11
+        raw = f"{path}:{operation}:{user or ''}:{token}"  # docs/e2b.md §3.12
         query = {"path": path, **({"username": user} if user else {})}
         if expires_in is not None:
             expiration = int(time.time()) + expires_in

@@ -21,6 +21,7 @@ from .. import _exceptions as E
 from ..protocol import contract
 from .policy import Limits, SandboxSpec
 
+BOOT_ID = "/proc/sys/kernel/random/boot_id"
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -106,9 +107,10 @@ def tmp_size(limits: Limits) -> int:
 
 def sandbox_setup(spec: SandboxSpec, template, *, root: Sequence[Op], code_dir: Path, run_dir: Path,
                   seccomp_fd: int, caps: Sequence[str] = (), late: Sequence[Op] = (),
-                  sudo_shim: bool = True, own_netns: bool = False) -> list[Op]:
+                  sudo_shim: bool = True, own_netns: bool = False, boot_id: Path | None = None) -> list[Op]:
     """The setup of one sandbox that runs the agent. `root` makes / (and whatever must be mounted
-    before the rest); `late` comes after every bind, before the sandbox's identity. `code_dir` is
+    before the rest); `late` comes after every bind, before the sandbox's identity. `boot_id`: a
+    file bound over /proc's boot id (none: the host's shows). `code_dir` is
     the installed in-sandbox tree (agent_setup.install_agent), `run_dir` the sandbox's own host
     directory for the agent's socket and config. `own_netns`: the process bwrap runs as already
     has a network namespace of its own (the namespace runtime's: links.new_netns)."""
@@ -124,6 +126,8 @@ def sandbox_setup(spec: SandboxSpec, template, *, root: Sequence[Op], code_dir: 
         Op("--as-pid-1"),
         *root,
         Op("--proc", ("/proc",)),  # the sandbox's pid namespace only
+        # its own boot id (a file made per boot), not the host's: as LXCFS does for containers
+        *([ro_bind(boot_id, BOOT_ID)] if boot_id else []),
         Op("--dev", ("/dev",)),  # a minimal /dev: null, zero, random, tty, pts, shm; no host device
         tmpfs("/tmp", perms="1777", size=tmp_size(spec.limits)),  # private, in memory, bounded
         Op("--dir", (contract.CODE_ROOT,), perms="0755"),  # the agent runs as `user` and reads its code

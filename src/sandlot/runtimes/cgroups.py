@@ -31,9 +31,22 @@ def _write(path: Path, value: str) -> None:
         f.write(value)
 
 
+def _read(path: Path) -> bytes:
+    """A cgroup file's content, in os.read calls: the metrics sampler reads four files of every
+    sandbox every 5 s, and pathlib's read_text and a str parse took ~4x the reads themselves."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def _read_int(path: Path, default: int = 0) -> int:
     try:
-        return int(path.read_text().split()[0])
+        return int(_read(path).split()[0])
     except (OSError, ValueError, IndexError):
         return default
 
@@ -226,14 +239,18 @@ def _enable_controllers(group: Path) -> None:
 
 
 def _kv(path: Path) -> dict[str, int]:
+    """A flat keyed file ("name value" lines); lines whose value is no integer are left out."""
     out = {}
     try:
-        for line in path.read_text().splitlines():
-            k, _, v = line.partition(" ")
-            if v.strip().lstrip("-").isdigit():
-                out[k] = int(v)
+        data = _read(path)
     except OSError:
-        pass
+        return out
+    for line in data.splitlines():
+        k, _, v = line.partition(b" ")
+        try:
+            out[k.decode()] = int(v)
+        except ValueError:
+            pass
     return out
 
 

@@ -28,7 +28,8 @@ class Runtime(Protocol):
     network_missing: str | None  # why this runtime gives sandboxes no network here; None: it does
 
     def create(self, spec: SandboxSpec, template: Template) -> RuntimeSandbox:
-        """Build and start a sandbox; return once its agent accepts connections."""
+        """Build and start a sandbox; return once its agent accepts connections. The template's
+        `layers` (a snapshot's) are stacked on its rootfs."""
 
     def adopt(self, sandbox_id: str) -> RuntimeSandbox | None:
         """Find a sandbox a previous server left running; None if it is gone or broken."""
@@ -52,6 +53,10 @@ class Runtime(Protocol):
     def set_network(self, sandbox_id: str, policy: NetworkPolicy | None, adopting: bool = False) -> None:
         """Give a running sandbox a network under `policy`, replace its policy, or (None) take its
         network away; Unsupported where the tier cannot. `adopting`: a restart takes it over."""
+
+    def writable_layer(self, sandbox_id: str) -> tuple[Path, int]:
+        """The sandbox's writable layer (a directory to commit as a layer: snapshots, fork,
+        filesystem pause) and the host uid that is root in it. Unsupported where there is none."""
 
     def foreground(self, sandbox_id: str) -> None:
         """A pool sandbox (spec.background) was claimed: give it the normal CPU weight."""

@@ -30,10 +30,13 @@ import os
 import shutil
 import socket
 import threading
+import uuid
 from pathlib import Path
 
 from .. import _exceptions as E
 from ..hostfs import mounted_under, remove_tree, tree_usage
+from ..layers.mount import mount_lowers, overlay_options, unmount_lowers
+from ..volumes.mount import mount_volumes, unmount_volumes, volume_binds
 from ..protocol import contract
 from . import cgroups, links, seccomp, syscalls
 from .agent_setup import agent_answers, install_agent, wait_for_agent, write_config
@@ -158,7 +161,8 @@ class NamespaceRuntime:
         os.chown(d / "upper", base, base)
         write_resolv_conf(d / "upper", slot, base)
         os.chown(m / "run", base, base)
-        write_config(m / "run", contract.AgentConfig(envs=spec.envs, allow_sudo=spec.allow_sudo,
+        envs = {**dict(template.envs), **spec.envs}  # a snapshot's env vars, under the request's
+        write_config(m / "run", contract.AgentConfig(envs=envs, allow_sudo=spec.allow_sudo,
                                                      root_caps=SANDBOX_ROOT_CAPS, run_as_default_user=True))
         (d / "state.json").write_text(json.dumps({"slot": slot, "uid_base": base, "template": spec.template}))
 
@@ -220,14 +224,15 @@ class NamespaceRuntime:
                     Path(f"/proc/{pid}/setgroups").write_text("deny")
                 Path(f"/proc/{pid}/{name}").write_text(f"0 {base} {UID_RANGE}\n")
             userns = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                syscalls.idmapped_bind(str(template.rootfs), str(d / "lower"), userns)
+            try:  # the template, and the layers above it (snapshots: layers/mount.py)
+                lowerdir = mount_lowers(d, template.rootfs, template.layers, userns)
+                mount_volumes(m, spec.volumes, userns)  # volumes/mount.py
             finally:
                 os.close(userns)
             # nosuid: root inside may make setuid files in its layer, owned by its host uid
             # (inside, no_new_privs makes them inert; on the host only the mount flag does)
             syscalls.mount("overlay", str(m / "root"), "overlay", syscalls.MS_NODEV | syscalls.MS_NOSUID,
-                           f"lowerdir={d / 'lower'},upperdir={d / 'upper'},workdir={d / 'work'}")
+                           overlay_options(lowerdir, d / "upper", d / "work"))
             os.write(go_w, b"1")
         finally:
             os.close(ready_r)
@@ -247,8 +252,12 @@ class NamespaceRuntime:
     def _bwrap_argv(self, spec: SandboxSpec, template, m: Path) -> list[str]:
         # / is the overlay the parent mounted (template id-mapped below, the sandbox's layer above);
         # seccomp's fd is 3 once become_sandbox has placed it
+        boot_id = m / "boot_id"  # new at each boot (a filesystem-mode resume is one)
+        boot_id.write_text(f"{uuid.uuid4()}\n")
+        boot_id.chmod(0o444)
         setup = sandbox_setup(spec, template, root=[bind(m / "root", "/")], code_dir=self.agent_dir,
-                              run_dir=m / "run", seccomp_fd=3, caps=SANDBOX_ROOT_CAPS,
+                              run_dir=m / "run", seccomp_fd=3, caps=SANDBOX_ROOT_CAPS, boot_id=boot_id,
+                              late=volume_binds(m, spec.volumes),
                               own_netns=True)  # made by the process itself (links.new_netns)
         return render(self.bwrap, setup, contract.agent_command(template.python))
 
@@ -297,6 +306,14 @@ class NamespaceRuntime:
     def disk_used(self, sandbox_id: str) -> int:
         return tree_usage(self._dir(sandbox_id) / "upper")
 
+    def writable_layer(self, sandbox_id: str) -> tuple[Path, int]:
+        """The sandbox's overlay upper and the host uid that is root in it (for a commit)."""
+        state = self._read_state(sandbox_id)
+        upper = self._dir(sandbox_id) / "upper"
+        if not state or not upper.is_dir():
+            raise E.NotFound(f"sandbox {sandbox_id} has no writable layer on this host")
+        return upper, state["uid_base"]
+
     def freeze(self, sandbox_id: str, frozen: bool) -> None:
         cg = self._cgroup(sandbox_id)
         if cg is None:
@@ -326,12 +343,13 @@ class NamespaceRuntime:
             except Exception as e:  # a link that resists stays a leftover, swept at the next start
                 log.error("sandbox %s: could not remove its network: %s", sandbox_id, e)
         m = self._mnt(sandbox_id)
-        for target in (m / "root", d / "lower"):
-            for _ in range(3):
-                try:
-                    syscalls.umount(str(target))
-                except OSError:
-                    break
+        for _ in range(3):
+            try:
+                syscalls.umount(str(m / "root"))
+            except OSError:
+                break
+        unmount_volumes(m)
+        unmount_lowers(d)
         # A step that fails does not stop the next: a directory that resists removal must not keep
         # the sandbox's cgroups or uid range. What remains is a leftover, retried at next start.
         for path in (m, d):
@@ -348,8 +366,7 @@ class NamespaceRuntime:
             if cg.exists():  # its processes may live on: their uids must not go to another sandbox
                 log.error("sandbox %s: its cgroups remain; keeping its uid range claimed", sandbox_id)
                 return
-        self.uids.release(sandbox_id)
-
+        self.uids.release(sandbox_id, state.get("slot"))
 
     # ---- network (runtimes/network.py) -------------------------------------------------------
 
@@ -405,4 +422,3 @@ class NamespaceRuntime:
         if self.network is None or "slot" not in state:
             return 0, 0
         return self.network.usage(state["slot"])
-

@@ -85,6 +85,8 @@ class SandboxSpec:
     allow_sudo: bool = True  # the sandbox's `user` may become root *inside its own user namespace*
     hostname: str = "sandbox"
     background: bool = False  # a pool sandbox: lowest CPU weight until claimed (not a limit)
+    # loosening: persistent volumes shared with other sandboxes, (host directory, sandbox path)
+    volumes: tuple[tuple[str, str], ...] = ()
 
     def loosenings(self, template=None) -> list[str]:
         """What this sandbox may do beyond the closed defaults, its template's host paths included.
@@ -94,6 +96,8 @@ class SandboxSpec:
             found.append(f"network access ({self.network.describe()})")
         if self.allow_sudo:
             found.append("sudo: its user may become root inside the sandbox's own user namespace")
+        if self.volumes:
+            found.append("volumes shared with other sandboxes: " + ", ".join(path for _, path in self.volumes))
         if template is not None and template.ro_binds:
             found.append("read-only host paths: " + ", ".join(inside for _, inside in template.ro_binds))
         return found

@@ -116,6 +116,8 @@ class RootlessRuntime:
     def create(self, spec: SandboxSpec, template) -> RuntimeSandbox:
         if spec.network is not None:
             raise E.Unsupported(NO_NETWORK)
+        if template.layers or spec.volumes:
+            raise E.Unsupported("snapshots and volumes need the namespace runtime (a server run as root)")
         try:
             return self._create(spec, template, self._dir(spec.sandbox_id))
         except BaseException:
@@ -127,7 +129,7 @@ class RootlessRuntime:
         (d / "run").mkdir()
         _seed_home(template.rootfs / "home" / "user", d / "home")
         _accounts(template.rootfs / "etc" / "passwd", d / "passwd")
-        write_config(d / "run", contract.AgentConfig(envs=spec.envs, allow_sudo=False))
+        write_config(d / "run", contract.AgentConfig(envs={**dict(template.envs), **spec.envs}, allow_sudo=False))
         seccomp_fd = seccomp.filter_fd()
         info_r, info_w = os.pipe()
         block_r, block_w = os.pipe()
@@ -231,6 +233,10 @@ class RootlessRuntime:
     def freeze(self, sandbox_id: str, frozen: bool) -> None:
         raise E.Unsupported("pausing needs cgroups (the freezer), which this server does not have: it runs "
                             "without root (rootless runtime)")
+
+    def writable_layer(self, sandbox_id: str) -> tuple[Path, int]:
+        raise E.Unsupported("snapshots, fork and filesystem pause need the namespace runtime (a server "
+                            "run as root): this one has no writable layer to commit")
 
     def foreground(self, sandbox_id: str) -> None:
         pass  # no cgroups, and an ordinary user could not undo a lowered priority (nice)

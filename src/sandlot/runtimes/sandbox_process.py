@@ -7,6 +7,7 @@ from __future__ import annotations
 import fcntl
 import os
 import resource
+import time
 
 from . import syscalls
 from .interface import RuntimeSandbox
@@ -55,4 +56,23 @@ def become_sandbox(base: int, log_fd: int, seccomp_fd: int, ready_w: int, go_r: 
         os._exit(1)
     os.close(4)
     os.close(5)
+    boot_clock_from_now()
     os.execve(bwrap, command, BWRAP_ENV)
+
+
+def boot_clock_from_now() -> None:
+    """A time namespace whose boot clock starts now: /proc/uptime inside counts from the sandbox's
+    start, as in a machine that just booted (a filesystem-mode resume is a cold boot). The exec
+    that follows enters it (Linux >= 5.11); without time namespaces the host's uptime shows."""
+    try:
+        syscalls.unshare(syscalls.CLONE_NEWTIME)
+        now = int(time.clock_gettime(time.CLOCK_BOOTTIME))
+        syscalls.set_dumpable(True)  # for its own /proc/self/timens_offsets; exec sets it anew
+        fd = os.open("/proc/self/timens_offsets", os.O_WRONLY)
+        try:
+            os.write(fd, f"boottime {-now} 0\n".encode())
+        finally:
+            os.close(fd)
+            syscalls.set_dumpable(False)
+    except OSError:
+        pass

@@ -23,6 +23,7 @@ if platform.machine() not in ("x86_64", "aarch64"):  # pragma: no cover - docume
 
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
+CLONE_NEWTIME = 0x80
 OPEN_TREE_CLONE = 1
 OPEN_TREE_CLOEXEC = 0o2000000
 AT_FDCWD = -100
@@ -65,6 +66,12 @@ def unshare(flags: int) -> None:
 def setns(fd: int, nstype: int) -> None:
     """Move the calling thread into the namespace of `fd` (os.setns arrives in Python 3.12)."""
     _check(_libc.setns(fd, nstype))
+
+
+def set_dumpable(dumpable: bool) -> None:
+    """prctl(PR_SET_DUMPABLE): a process that changed its uids is not dumpable, and its /proc/self
+    files belong to host root, out of its reach."""
+    _check(_libc.prctl(4, int(dumpable), 0, 0, 0))
 
 
 def mount(source: str, target: str, fstype: str | None, flags: int = 0, data: str | None = None) -> None:

@@ -1,9 +1,12 @@
 """Host uid ranges for sandboxes: one per sandbox, never shared, even between servers on one host.
 
 Slot N is host uids UID_FIRST + N * UID_RANGE onwards, mapped onto 0..65535 inside the sandbox. A
-slot is held by a claim file /run/sandlot/uids/N ("<server> <sandbox id>") made under a host-wide
-lock, so two servers (two state dirs) never hand out the same range. A claim whose server
-directory (/run/sandlot/<server>) is gone is stale and may be taken; /run empties at boot.
+slot is held by a claim file /run/sandlot/uids/N ("<server> <sandbox id>"), made with O_EXCL, so two
+servers (two state dirs) never hand out the same range. A claim costs O(1) however many sandboxes
+run (reading every claim took 77 ms at 2000 sandboxes, per create and per kill): it tries slots
+from the lowest this server freed, and reads claims only when every slot is taken, to take over
+stale ones: a claim whose server directory (/run/sandlot/<server>) is gone; /run empties at boot.
+Taking a slot over, adoption and listing hold a host-wide lock.
 """
 
 from __future__ import annotations
@@ -28,10 +31,12 @@ def uid_base(slot: int) -> int:
 class UidRanges:
     """The claims of one server, named by its directory under /run/sandlot."""
 
-    def __init__(self, server_dir: Path, claims: Path = CLAIMS):
+    def __init__(self, server_dir: Path, claims: Path = CLAIMS, slots: int = MAX_SLOTS):
         self.server_dir = server_dir
         self.owner = server_dir.name
         self.claims = claims
+        self.slots = slots
+        self._hint = 0  # the lowest slot this server may find free
         claims.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     @contextmanager
@@ -65,13 +70,22 @@ class UidRanges:
 
     def claim(self, sandbox_id: str) -> int:
         """A free slot, now held for `sandbox_id`."""
-        with self._locked():
-            taken = {slot for slot, (owner, _) in self._read().items() if not self._stale(owner)}
-            for slot in range(MAX_SLOTS):
-                if slot not in taken:
+        for i in range(self.slots):
+            slot = (self._hint + i) % self.slots
+            try:
+                fd = os.open(self.claims / str(slot), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            except FileExistsError:
+                continue
+            with os.fdopen(fd, "w") as f:  # read half-written, a claim is taken (never stale): safe
+                f.write(f"{self.owner} {sandbox_id}\n")
+            self._hint = (slot + 1) % self.slots
+            return slot
+        with self._locked():  # every slot taken: those of servers that are gone may be had
+            for slot, (owner, _) in sorted(self._read().items()):
+                if slot < self.slots and self._stale(owner):
                     self._write(slot, sandbox_id)
                     return slot
-        raise E.ResourceExhausted(f"all {MAX_SLOTS} sandbox uid ranges on this host are in use")
+        raise E.ResourceExhausted(f"all {self.slots} sandbox uid ranges on this host are in use")
 
     def reclaim(self, slot: int, sandbox_id: str) -> bool:
         """Hold `slot` for an adopted sandbox again; False if another server's sandbox holds it."""
@@ -82,11 +96,22 @@ class UidRanges:
             self._write(slot, sandbox_id)
             return True
 
-    def release(self, sandbox_id: str) -> None:
+    def release(self, sandbox_id: str, slot: int | None = None) -> None:
+        """Free the slot `sandbox_id` holds: `slot` if known (O(1)), else found among the claims."""
+        if slot is not None:
+            path = self.claims / str(slot)
+            try:
+                if path.read_text().split() == [self.owner, sandbox_id]:
+                    path.unlink(missing_ok=True)
+                    self._hint = min(self._hint, slot)
+                    return
+            except (OSError, ValueError):
+                pass
         with self._locked():
-            for slot, claim in self._read().items():
+            for found, claim in self._read().items():
                 if claim == (self.owner, sandbox_id):
-                    (self.claims / str(slot)).unlink(missing_ok=True)
+                    (self.claims / str(found)).unlink(missing_ok=True)
+                    self._hint = min(self._hint, found)
 
     def mine(self) -> dict[int, str]:
         """This server's claims: slot -> sandbox id."""

@@ -1,4 +1,4 @@
-"""The control-plane REST API, in E2B's shape (e2b-protocol.md §3) plus sandlot's own extensions.
+"""The control-plane REST API, in E2B's shape (docs/e2b.md §2) plus sandlot's own extensions.
 
 Extensions ride in the same bodies (unknown keys are ignored by E2B): `limits` on create
 (memory_mb, cpu_count, pids, disk_mb; unknown keys in it are refused), `network.bandwidthMbps`.
@@ -8,25 +8,33 @@ NetworkPolicy (runtimes/policy.py `from_e2b`: no egress asked, no network); PUT
 /sandboxes/{id}/network replaces it live.
 sandlot's own routes: `/sandboxes/{id}/packages` (GET list, POST install) and `.../packages/uninstall`
 (packages.py: wheels fetched on the host, installed offline inside).
+
+Teams (teams.py): a sandbox belongs to the team of the key that created it; the routes' guard
+answers another team's sandbox as an unknown one (auth.py), and a list holds only the caller's
+team's sandboxes (their access tokens included, for that team alone).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import functools
 import json
+from collections.abc import Awaitable
 from datetime import datetime, timezone
 from urllib.parse import parse_qsl, unquote
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .. import _exceptions as E
 from ..runtimes.policy import Limits, NetworkPolicy
 from . import logs_api
+from .auth import caller
 from .bodies import read_json
-from .observe import request_info
+from .observe import note, request_info
 from .packages import PackageManager
 from .service import ENVD_VERSION, CreateRequest, LiveSandbox, SandboxService
 from .store import SandboxRecord
@@ -113,6 +121,13 @@ def network_json(rec: SandboxRecord) -> dict:
 def _internet(rec: SandboxRecord) -> bool:
     egress = (rec.network or {}).get("egress")
     return bool(egress) and NetworkPolicy.from_json(egress).open_to_all()
+class AutoResumeIn(_Body):
+    enabled: bool = False
+
+
+class VolumeMountIn(_Body):
+    name: str
+    path: str
 
 
 class CreateIn(_Body):
@@ -122,6 +137,9 @@ class CreateIn(_Body):
     envVars: dict[str, str] | None = None
     secure: bool = True
     autoPause: bool = False
+    autoPauseMemory: bool = True
+    autoResume: AutoResumeIn | None = None
+    volumeMounts: list[VolumeMountIn] | None = None
     allow_internet_access: bool | None = None
     network: NetworkIn | None = None
     limits: LimitsIn | None = None
@@ -129,6 +147,23 @@ class CreateIn(_Body):
 
 class TimeoutIn(_Body):
     timeout: int | None = Field(default=None)
+    memory: bool | None = None  # connect: false resumes from the files only (a cold boot)
+
+
+# ---- lifecycle (server/lifecycle.py) ----
+class PauseIn(_Body):
+    memory: bool = True  # false: keep the files only (pause mode "filesystem")
+
+
+def lifecycle_fields(body: CreateIn) -> dict:
+    auto_resume = bool(body.autoResume and body.autoResume.enabled)
+    if auto_resume and not body.autoPause:
+        raise E.InvalidArgument("autoResume needs autoPause (lifecycle on_timeout 'pause')")
+    if auto_resume and not body.autoPauseMemory:
+        raise E.InvalidArgument("autoResume cannot be combined with a filesystem-only auto-pause: "
+                                "such a sandbox is resumed by connect")
+    return {"auto_pause_mode": "full" if body.autoPauseMemory else "filesystem", "auto_resume": auto_resume}
+# ---- end lifecycle ----
 
 
 class InstallIn(_Body):
@@ -175,7 +210,9 @@ def detail_json(rec: SandboxRecord, domain: str | None = None) -> dict:
         "memoryMB": limits.memory_mb, "diskSizeMB": limits.disk_mb, "state": rec.state,
         "metadata": rec.metadata, "domain": domain, "allowInternetAccess": _internet(rec),
         "network": network_json(rec),
-        "lifecycle": {"autoResume": False, "onTimeout": "pause" if rec.auto_pause else "kill"},
+        "lifecycle": {"autoResume": rec.auto_resume, "onTimeout": "pause" if rec.auto_pause else "kill"},
+        **({"pauseMode": rec.pause_mode} if rec.state == "paused" and rec.pause_mode else {}),
+        "volumeMounts": rec.volume_mounts,
     }
 
 
@@ -187,18 +224,24 @@ async def create(request: Request) -> Response:
     body = await _body(request, CreateIn)
     svc = _service(request)
     limits = Limits(**body.limits.model_dump()) if body.limits else Limits()
+    template = TEMPLATE_ALIASES.get(body.templateID, body.templateID or svc.config.default_template)
+    team = caller(request).team
+    # a snapshot of the caller's team, by its id (the key of its pool), with its metadata under the create's
+    snap = request.app.state.snapshots.for_create(template, team)
     req = CreateRequest(
-        template=TEMPLATE_ALIASES.get(body.templateID, body.templateID or svc.config.default_template),
+        template=snap.id if snap else template,
         timeout=body.timeout if body.timeout is not None else svc.config.default_timeout,
-        metadata=body.metadata or {}, envs=body.envVars or {}, limits=limits,
-        auto_pause=body.autoPause, secure=body.secure,
+        metadata={**(snap.metadata if snap else {}), **(body.metadata or {})}, envs=body.envVars or {},
+        limits=limits, auto_pause=body.autoPause, secure=body.secure, team=team, **lifecycle_fields(body),
+        volume_mounts=[m.model_dump() for m in body.volumeMounts or []],
         egress=_egress(body.allow_internet_access, body.network), network=_ingress(body.network))
+    info = request_info(request.scope)
+    info.detail["template"] = req.template
     try:
-        live = await svc.create(req)
+        live = await _for_its_client(request, svc, svc.create(req))
     except E.TemplateBuilding as e:  # answered at once, with the progress; nothing is created later
         return JSONResponse({"code": e.status, "message": e.message, **e.details}, status_code=e.status,
                             headers={"Retry-After": str(BUILD_RETRY_AFTER)})
-    request_info(request.scope).sandbox_id = live.id  # for the access log
     return JSONResponse(sandbox_json(live, _domain(request)), status_code=201)
 
 
@@ -207,6 +250,47 @@ async def update_network(request: Request) -> Response:
     await _service(request).update_network(request.path_params["sandbox_id"],
                                            _egress(body.allow_internet_access, body))
     return Response(status_code=204)
+
+
+# ---- a create nobody waits for any more ----
+async def _for_its_client(request: Request, svc: SandboxService, creating: Awaitable[LiveSandbox]) -> LiveSandbox:
+    """A create runs to its end even if its client leaves or this request is cancelled (a thread
+    may be making the sandbox); a sandbox whose client left before learning its id is then killed
+    at once, rather than left running (and counted in its team's quota) until its timeout."""
+    task = asyncio.ensure_future(creating)
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        live = await asyncio.shield(task)
+    except asyncio.CancelledError:
+        task.add_done_callback(functools.partial(_kill_unclaimed, svc))
+        raise
+    finally:
+        gone.cancel()
+    request_info(request.scope).sandbox_id = live.id  # for the access log and the audit trail
+    if gone.done() and not gone.cancelled():
+        await svc.kill(live.id, reason=UNCLAIMED)
+        note(ended=UNCLAIMED)
+        raise ClientDisconnect()
+    return live
+
+
+UNCLAIMED = "client left during create"
+
+
+async def _disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":  # the body was read: only the end is left
+        pass
+
+
+def _kill_unclaimed(svc: SandboxService, task: asyncio.Future) -> None:
+    if not task.cancelled() and task.exception() is None:
+        killing = asyncio.ensure_future(svc.kill(task.result().id, reason=UNCLAIMED))
+        _killing.add(killing)  # a task nobody references may be collected before it runs
+        killing.add_done_callback(_killing.discard)
+
+
+_killing: set[asyncio.Future] = set()
+# ---- end ----
 
 
 async def get_sandbox(request: Request) -> Response:
@@ -228,13 +312,20 @@ async def set_timeout(request: Request) -> Response:
 
 async def connect(request: Request) -> Response:
     body = await _body(request, TimeoutIn)
-    live, resumed = await _service(request).connect(request.path_params["sandbox_id"], body.timeout)
+    svc, sandbox_id = _service(request), request.path_params["sandbox_id"]
+    if body.memory is False and sandbox_id in svc.paused:  # on_resume="reboot": from the files only
+        try:
+            await svc.pause(sandbox_id, "filesystem")
+        except E.AlreadyExists:
+            pass
+    live, resumed = await svc.connect(sandbox_id, body.timeout)
     return JSONResponse(sandbox_json(live, _domain(request)), status_code=201 if resumed else 200)
 
 
 async def pause(request: Request) -> Response:
+    body = await _body(request, PauseIn)
     try:
-        await _service(request).pause(request.path_params["sandbox_id"])
+        await _service(request).pause(request.path_params["sandbox_id"], "full" if body.memory else "filesystem")
     except E.AlreadyExists as e:
         return JSONResponse({"code": 409, "message": e.message}, status_code=409)
     return Response(status_code=204)
@@ -352,8 +443,9 @@ async def list_sandboxes(request: Request) -> Response:
     template = q.get("template")
     template = TEMPLATE_ALIASES.get(template, template)  # as create maps it
 
+    team = caller(request).team
     recs = [r for r in _service(request).listed()
-            if r.state in states
+            if r.team == team and r.state in states
             and all(r.metadata.get(k) == v for k, v in wanted_meta.items())
             and (after is None or _started(r) >= after)
             and (template is None or r.template == template)]

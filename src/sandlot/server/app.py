@@ -1,21 +1,33 @@
 """Assembly of the control plane: the app's services, and every route with its access rule.
 
-One ASGI app, one port, every front door (paths are disjoint, e2b-protocol.md §2.1):
+One ASGI app, one port, every front door (paths are disjoint, docs/e2b.md §1.2):
 
     route                                   access (auth.py)     served by
     /health                                 public               E2B's API health; sandbox traffic
                                                                  (routing headers) → envd's /health
     /_sandlot/health, /openapi.json         public               here, openapi.py
     /metrics                                SANDLOT_METRICS_AUTH metrics.py
-    /sandboxes, /v2/sandboxes ...           API key              api.py
-    /sandboxes/{id}/ports ...               API key              ports.py (preview URLs, port waits)
+                                            (an admin key)
+    /sandboxes, /v2/sandboxes ...           API key, of the      api.py
+                                            sandbox's team
+    /sandboxes/{id}/ports ...               API key, of the      ports.py (preview URLs, port waits)
+                                            sandbox's team
+    /audit                                  API key              audit_api.py (a team's rows; all: admin)
+    /sandboxes/{id}/snapshots, .../fork,    API key, of the      snapshots.py, transfer.py (export,
+    /snapshots..., DELETE /templates/{id}   snapshot's team      import)
+    /volumes...                             API key, of the      volumes.py
+                                            volume's team
+    /volumecontent/{id}/...                 the volume's token   volumes.py (volume_gate.py)
     /mcp (when serve mounts it)             API key              tools/mcp_server.py (a client of this
                                                                  server, composed by cli/serve.py)
     /files, /envs, /process.Process/*,      sandbox token or     envd/ (routed by E2b-Sandbox-Id)
     /filesystem.Filesystem/*, /execute,     signature
     /contexts
 
-Every request passes Observe (access log, metrics); a route's body is bounded (bodies.py).
+Every request passes Observe (access log, metrics, audit trail); a route's body is bounded
+(bodies.py). Teams: the guard of every API-key route answers 404 for another team's sandbox,
+snapshot or volume (auth.py, `ApiKeys.owned`); quotas and host admission are checked by the
+service (quotas.py).
 Before the routes, the port proxy (proxy.py) takes the requests for a port of a sandbox (Host
 `{port}-{id}.{domain}`, or E2B's routing headers naming a port other than envd's): they carry no API
 key, and the sandbox's own ingress settings decide (public, or its traffic token or a preview URL).
@@ -42,12 +54,17 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .. import _exceptions as E
 from ..runtimes import make_runtime
 from ..templates import TemplateStore
-from . import api, openapi
+from ..layers import LayerStore
+from ..layers.holding import HoldingRuntime
+from ..volumes import VolumeStore
+from . import api, audit_api, openapi, snapshots, transfer, volumes
+from .audit import AuditLog
 from .auth import Access, ApiKeys, requires, secure
 from .config import Config
 from .envd import envd_routes
 from .envd.code import BrokenOff
 from .events import Events
+from .lifecycle import Lifecycle
 from .metrics import Metrics
 from .observe import CLIENT_LEFT, Observe
 from .packages import PackageManager
@@ -55,17 +72,21 @@ from .ports import Exposures
 from .ports import routes as port_routes
 from .proxy import PortProxy
 from .service import SandboxService
+from .snapshots import Snapshots
 from .store import Store
+from .transfer import Transfer
 
 log = logging.getLogger("sandlot.server")
 
-# Headers only sandbox traffic carries (e2b-protocol.md §1.5): SDKs before 2.7 send no routing
+# Headers only sandbox traffic carries (docs/e2b.md §1.3): SDKs before 2.7 send no routing
 # headers, but send the sandbox's access token.
 SANDBOX_HEADERS = (b"e2b-sandbox-id", b"e2b-sandbox-port", b"x-access-token")
 
 
 async def _sandlot_error(request: Request, exc: E.SandlotError) -> JSONResponse:
-    return JSONResponse({"code": exc.status, "message": exc.message}, status_code=exc.status)
+    # a refusal that retrying cannot fix (a quota): the e2b SDK would retry a 429 three times
+    headers = {"Should-Retry": "false"} if exc.details.get("retry") is False else None
+    return JSONResponse({"code": exc.status, "message": exc.message}, status_code=exc.status, headers=headers)
 
 
 async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
@@ -111,10 +132,11 @@ class Health:
 
 
 def ensure_first_key(store: Store, config: Config) -> str | None:
-    """On the very first start, create an API key and return it (it is shown once)."""
+    """On the very first start, create an API key and return it (it is shown once): an admin key of
+    the default team, as the operator's own."""
     if store.has_keys() or config.api_key:
         return None
-    _, key = store.create_key("first key")
+    _, key = store.create_key("first key", admin=True)
     return key
 
 
@@ -135,7 +157,23 @@ def build_app(config: Config, extensions: Mapping[str, Extension] | None = None)
     store = Store(config.db_path)
     keys = ApiKeys(store, config.api_key)
     metrics = Metrics()
-    service = SandboxService(config, store, make_runtime(config.home), TemplateStore(config.home), Events(metrics))
+    audit = AuditLog(config.db_path, config.audit_retention_days, config.audit_max_rows)
+    layers = LayerStore(config.home)
+    # namespace as root, rootless otherwise; its sandboxes hold the layers they are stacked on
+    runtime = HoldingRuntime(make_runtime(config.home), layers)
+    service = SandboxService(config, store, runtime, TemplateStore(config.home), Events(metrics, audit))
+    # pause modes, cold resume, auto-resume (lifecycle.py); snapshots a create may name
+    # (snapshots.py); volumes (volumes.py)
+    service.lifecycle = Lifecycle(service, layers)
+    service.snapshots = snapshot_store = Snapshots(service, service.lifecycle, layers)
+    service.volumes = VolumeStore(config.home, config.db_path)
+    config.pool_templates = tuple(snapshot_store.canonical(n) for n in config.pool_templates)
+    # what a route's path names must be the caller's team's (auth.py): every /sandboxes/{sandbox_id}...
+    # route, snapshots (DELETE /templates/{template_id} is E2B's delete_snapshot) and volumes by id
+    keys.owned("sandbox_id", service.team_of, "sandbox")
+    keys.owned("template_id", snapshot_store.team_of, "template")
+    keys.owned("snapshot_id", snapshot_store.team_of, "snapshot")
+    keys.owned("volume_id", service.volumes.team_of, "volume")
     metrics.watch(service)
     exposures = Exposures(config.home)  # preview URLs' signing key (ports.py)
 
@@ -144,6 +182,9 @@ def build_app(config: Config, extensions: Mapping[str, Extension] | None = None)
         # uvicorn logs each exception out of the app with its traceback: not the deliberate ones
         logging.getLogger("uvicorn.error").addFilter(_not_broken_off)
         await service.startup()
+        runtime.forget_gone({r.id for r in store.live()})
+        for name in snapshot_store.warm_names():
+            service._schedule_refill(name)
         app.state.serving = True
         try:
             async with contextlib.AsyncExitStack() as stack:
@@ -153,12 +194,18 @@ def build_app(config: Config, extensions: Mapping[str, Extension] | None = None)
         finally:
             app.state.serving = False
             await service.shutdown()
+            # volumes no sandbox left running uses are unmounted
+            service.volumes.close(in_use={(r.team, m["name"]) for r in store.live() if r.pause_mode != "filesystem"
+                                          for m in r.volume_mounts})
+            audit.close()
             store.close()
+            snapshot_store.close()
+            layers.close()
 
     app = Starlette(
         routes=routes(config, service, metrics, keys, extensions),
         # the port proxy (issue 12) before routing: a request for a sandbox's port carries no API key
-        middleware=[Middleware(Observe, metrics=metrics),
+        middleware=[Middleware(Observe, metrics=metrics, audit=audit),
                     Middleware(PortProxy, service=service, exposures=exposures, domain=config.domain)],
         exception_handlers={E.SandlotError: _sandlot_error, HTTPException: _http_error,
                             ClientDisconnect: _client_left, Exception: _unexpected},
@@ -166,7 +213,11 @@ def build_app(config: Config, extensions: Mapping[str, Extension] | None = None)
     )
     app.state.serving = False
     app.state.service = service
+    app.state.snapshots = snapshot_store
+    app.state.volumes = service.volumes
+    app.state.transfer = Transfer(snapshot_store, layers, config.storage or str(config.home / "storage"))
     app.state.store = store
+    app.state.audit = audit
     app.state.config = config
     app.state.metrics = metrics
     app.state.packages = PackageManager(config.home / "cache" / "wheels")
@@ -190,15 +241,23 @@ def routes(config: Config, service: SandboxService, metrics: Metrics, keys: ApiK
             Route("/_sandlot/health", _sandlot_health, methods=["GET"]),
             Route("/openapi.json", openapi.endpoint, methods=["GET"]),
         ], keys, body=json_bytes),
-        *requires(Access.PUBLIC if config.metrics_auth == "none" else Access.API_KEY,
-                  [Route("/metrics", metrics.endpoint, methods=["GET"])], keys, body=json_bytes),
+        *requires(METRICS_ACCESS[config.metrics_auth], [Route("/metrics", metrics.endpoint, methods=["GET"])], keys,
+                  body=json_bytes),
         *requires(Access.API_KEY, api.routes(), keys, body=json_bytes),
         *requires(Access.API_KEY, port_routes(), keys, body=json_bytes),  # preview URLs, port waits
+        *requires(Access.API_KEY, audit_api.routes(), keys, body=json_bytes),
+        # snapshots, fork, their export and import, volumes (snapshots.py, transfer.py, volumes.py)
+        *requires(Access.API_KEY, [*snapshots.routes(), *transfer.routes(), *volumes.routes()], keys,
+                  body=json_bytes),
+        *requires(Access.VOLUME, volumes.content_routes(), keys, body=config.max_upload_bytes),
         *requires(Access.API_KEY, [ext.route(path) for path, ext in (extensions or {}).items()], keys,
                   body=json_bytes),
         *requires(Access.SANDBOX, envd, keys, body=json_bytes),
         *requires(Access.SANDBOX, streaming, keys, body=None),
     ], keys)
+
+
+METRICS_ACCESS = {"admin": Access.ADMIN, "api-key": Access.API_KEY, "none": Access.PUBLIC}
 
 
 def _take(routes: list[BaseRoute], which) -> list[BaseRoute]:

@@ -68,3 +68,11 @@ async def read_json(request: Request) -> Any:
         raise InvalidArgument("the request body is not valid JSON") from None
     except RecursionError:
         raise InvalidArgument("the request body is nested too deeply") from None
+
+
+async def read_json_object(request: Request) -> dict[str, Any]:
+    """read_json, for routes whose body is a JSON object."""
+    data = await read_json(request)
+    if not isinstance(data, dict):
+        raise InvalidArgument("request body must be a JSON object")
+    return data

@@ -31,6 +31,11 @@ REVIVE_DELAY = 1.0  # E2B's supervisor waits 1 s before it restarts its interpre
 REVIVE_MAX_DELAY = 32.0  # a driver that keeps ending soon after its start is left for its next request
 SHORT_LIFE = 30.0  # a driver that ends sooner than this after its start doubles the next delay
 MAX_LINE_MARGIN = 1 << 20  # a line may exceed the driver's output cap by its JSON framing only
+# Lines that answer no request a driver may send before it is stopped: the driver sends none that
+# are not JSON objects or name a request never made, and late ones only for a request given up
+# (its run is interrupted then). A flood would cost the shared event loop parsing time (a driver
+# taken over: the sandbox cannot reach its pipe, see tests/interpreter), so it is bounded.
+MAX_GARBAGE_BYTES = 64 << 10
 STOPPED = "the code interpreter stopped"
 
 
@@ -50,6 +55,8 @@ class KernelSession:
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Queue] = {}
         self._received: dict[int, int] = {}  # request id -> bytes routed to it so far
+        self._last_id = 0  # the newest request's id
+        self._garbage_bytes = self._late_bytes = 0  # of the driver running now: see _garbage
         self._started: asyncio.Future | None = None
         self._ready: asyncio.Future | None = None
         self._writer: asyncio.WriteTransport | None = None  # the driver's stdin
@@ -61,6 +68,7 @@ class KernelSession:
         self._revival: asyncio.Task | None = None
         self._revive_delay = REVIVE_DELAY
         self._started_at = 0.0
+        self._condemned = False  # the driver broke the protocol: it is being killed, not to be used
 
     # ---- the driver process ------------------------------------------------------------------
 
@@ -79,11 +87,13 @@ class KernelSession:
 
     def _stopped(self) -> bool:
         started = self._started
-        return started.cancelled() or started.exception() is not None or not self._tasks or self._tasks[0].done()
+        return (self._condemned or started.cancelled() or started.exception() is not None or not self._tasks
+                or self._tasks[0].done())
 
     async def _start(self) -> None:
         await self._stop_driver()
         await self._kill_orphans()
+        self._condemned = False
         loop = asyncio.get_running_loop()
         self._ready = ready = loop.create_future()
         # The driver's stdin and stdout are pipes made here and handed to it through the agent:
@@ -100,6 +110,7 @@ class KernelSession:
             raise
         os.set_blocking(out_r, False)
         self._output, self._buf = out_r, bytearray()
+        self._garbage_bytes = self._late_bytes = 0
         loop.add_reader(out_r, self._on_output)
         try:
             events = await self._launch(in_r, out_w)
@@ -186,6 +197,7 @@ class KernelSession:
             if breach is not None:
                 log.warning("a code interpreter sent %s: stopping it", breach)
                 self._stop_io(writer=False)
+                self._condemned = True  # the next request starts a fresh driver, whatever this one does
                 asyncio.ensure_future(self._kill())
                 return
             if not drain:
@@ -205,9 +217,9 @@ class KernelSession:
         try:
             msg = json.loads(line)
         except ValueError:
-            return None
+            return self._garbage(line)
         if not isinstance(msg, dict):
-            return None
+            return self._garbage(line)
         ready = self._ready
         if "ready" in msg and ready is not None and not ready.done():
             if msg["ready"] is None:
@@ -217,12 +229,23 @@ class KernelSession:
             return None
         rid = msg.get("id")
         queue = self._waiting.get(rid)
-        if queue is not None:
-            received = self._received[rid] = self._received.get(rid, 0) + len(line)
-            if received > request_bound(self.max_output):
-                return "more output for one request than its limit allows"
-            queue.put_nowait(msg)
+        if queue is None:
+            return self._garbage(line, rid)
+        received = self._received[rid] = self._received.get(rid, 0) + len(line)
+        if received > request_bound(self.max_output):
+            return "more output for one request than its limit allows"
+        queue.put_nowait(msg)
         return None
+
+    def _garbage(self, line: bytes, rid: object = None) -> str | None:
+        """Count a line that answers no waiting request: late answers to requests given up, within
+        one request's bound; anything else within MAX_GARBAGE_BYTES."""
+        if isinstance(rid, int) and 0 < rid <= self._last_id:
+            self._late_bytes += len(line) + 1
+            return "more late output than one request may have" if self._late_bytes > request_bound(
+                self.max_output) else None
+        self._garbage_bytes += len(line) + 1
+        return "lines that answer no request" if self._garbage_bytes > MAX_GARBAGE_BYTES else None
 
     def _write(self, request: dict) -> bool:
         writer = self._writer
@@ -294,7 +317,7 @@ class KernelSession:
 
     async def _send(self, op: str, args: dict) -> tuple[int, asyncio.Queue]:
         await self.start()
-        rid = next(self._ids)
+        rid = self._last_id = next(self._ids)
         queue: asyncio.Queue = asyncio.Queue()
         self._waiting[rid] = queue
         self._received[rid] = 0

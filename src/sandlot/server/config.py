@@ -89,6 +89,9 @@ class Config(BaseSettings):
     max_upload_bytes: Bytes = 1 << 30  # one POST /files, all its files after gunzip: past it 413
     max_json_bytes: Bytes = 4 << 20  # a request body on the JSON routes (REST, /execute, /contexts)
     max_output_bytes: Bytes = 16 << 20  # output of one code run; the rest is dropped with a marker
+    # a sandbox's command output relayed to clients, per second (all its streams): the relay's CPU is
+    # the server's, outside the sandbox's cgroup; past it the sandbox's writers are slowed down
+    output_rate_bytes: Bytes = 128 << 20
     max_connections: int = Field(2048, ge=8)  # open client connections; past it idle ones are dropped
     header_timeout: Seconds = 10.0  # for a client to send a request's headers
     # an idle connection between requests is closed after it: longer than clients' pools keep idle
@@ -98,7 +101,16 @@ class Config(BaseSettings):
     # -- what operators see
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
-    metrics_auth: Literal["api-key", "none"] = "api-key"  # who may read /metrics
+    metrics_auth: Literal["admin", "api-key", "none"] = "admin"  # who may read /metrics (it shows every team)
+    # -- tenants: host admission (quotas.py) and the audit trail (audit.py)
+    # sandboxes' memory limits may add up to (host RAM - reserve) * this; 0: not checked
+    memory_overcommit: float = Field(1.0, ge=0, allow_inf_nan=False)
+    host_memory_reserve_mb: int = Field(1024, ge=0)  # kept for the server, page cache and warm pools
+    audit_retention_days: float = Field(90.0, gt=0, allow_inf_nan=False)
+    audit_max_rows: int = Field(1_000_000, ge=1000)  # per team (and for requests of no team)
+    # -- snapshots: where they are exported to and imported from (server/transfer.py): a directory,
+    # or s3://bucket/prefix with boto3's own settings (AWS_* variables); empty: <home>/storage
+    storage: str = ""
     # -- agents
     mcp: bool = True  # serve sandlot's tools over MCP at /mcp (API key) when the `mcp` extra is installed
 

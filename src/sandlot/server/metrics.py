@@ -3,13 +3,13 @@
 Counters and histograms are updated as things happen (requests by observe.py, lifecycle events by
 events.py); gauges of what exists now (sandboxes by state and template, warm pools, usage per team)
 are read from the service when Prometheus scrapes, from what it already holds: a scrape never walks
-a sandbox's files. Teams do not exist yet: every sandbox counts for team "default", and requests are
-also counted per API key id.
+a sandbox's files. Requests are also counted per team and API key id (teams.py).
 """
 
 from __future__ import annotations
 
 from collections import Counter as Tally
+from collections import defaultdict
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, generate_latest
@@ -21,7 +21,6 @@ from starlette.responses import Response
 if TYPE_CHECKING:
     from .service import SandboxService
 
-DEFAULT_TEAM = "default"
 EXEC_ROUTE = "/process.Process/Start"  # a command or PTY started through envd
 CREATE_ROUTES = {"/sandboxes", "/v2/sandboxes"}
 _LIFECYCLE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -64,13 +63,13 @@ class Metrics:
         self.registry.register(_ServiceCollector(service))
 
     def request(self, method: str, route: str, status: int, seconds: float, first_byte: float | None,
-                key_id: str | None) -> None:
+                key_id: str | None, team: str | None = None) -> None:
         self.requests.labels(method, route, str(status)).inc()
         self.request_seconds.labels(method, route).observe(seconds)
-        if key_id is not None:
-            self.team_requests.labels(DEFAULT_TEAM, key_id).inc()
+        if key_id is not None and team is not None:
+            self.team_requests.labels(team, key_id).inc()
             if route in CREATE_ROUTES and method == "POST" and status == 201:
-                self.team_creates.labels(DEFAULT_TEAM, key_id).inc()
+                self.team_creates.labels(team, key_id).inc()
         if route == EXEC_ROUTE:
             self.execs.labels(str(status)).inc()
             if first_byte is not None and status == 200:
@@ -118,12 +117,16 @@ def _team_usage(svc: SandboxService):
                              "Memory the team's running sandboxes used at their last sample.", labels=["team"])
     disk = GaugeMetricFamily("sandlot_team_disk_used_bytes",
                              "Disk the team's running sandboxes used at their last sample.", labels=["team"])
-    running = list(svc.live.values())
-    sandboxes.add_metric([DEFAULT_TEAM, "running"], len(running))
-    sandboxes.add_metric([DEFAULT_TEAM, "paused"], len(svc.paused))
-    memory.add_metric([DEFAULT_TEAM], sum(live.record.limits.get("memory_mb", 0) for live in running) * 1024 * 1024)
-    cpus.add_metric([DEFAULT_TEAM], sum(live.record.limits.get("cpu_count", 0) for live in running))
-    last = [live.samples[-1] for live in running if live.samples]
-    used.add_metric([DEFAULT_TEAM], sum(s["mem_used"] for s in last))
-    disk.add_metric([DEFAULT_TEAM], sum(s["disk_used"] for s in last))
+    running, paused = defaultdict(list), Tally(live.record.team for live in svc.paused.values())
+    for live in svc.live.values():
+        running[live.record.team].append(live)
+    for team in sorted(set(running) | set(paused)):
+        mine = running[team]
+        sandboxes.add_metric([team, "running"], len(mine))
+        sandboxes.add_metric([team, "paused"], paused[team])
+        memory.add_metric([team], sum(live.record.limits.get("memory_mb", 0) for live in mine) * 1024 * 1024)
+        cpus.add_metric([team], sum(live.record.limits.get("cpu_count", 0) for live in mine))
+        last = [live.samples[-1] for live in mine if live.samples]
+        used.add_metric([team], sum(s["mem_used"] for s in last))
+        disk.add_metric([team], sum(s["disk_used"] for s in last))
     yield from (sandboxes, memory, cpus, used, disk)

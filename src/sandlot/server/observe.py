@@ -1,21 +1,27 @@
-"""Every request, seen once: one access-log line (logger `sandlot.access`) and its metrics.
+"""Every request, seen once: one access-log line (logger `sandlot.access`), its metrics, and its
+audit row if it is one to record (audit.py decides).
 
 The line holds the method, the route template (`/sandboxes/{sandbox_id}`, never the raw path, so
 ids and junk paths do not become labels), the status, the latency, the API key id and the sandbox.
-Inner layers add what only they know to the request's RequestInfo (auth.py the key id, a create
-its new sandbox).
+Inner layers add what only they know to the request's RequestInfo (auth.py the caller, the envd
+gate the sandbox and its team, a create its new sandbox, handlers details with `note()`).
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .metrics import Metrics
+
+if TYPE_CHECKING:
+    from .audit import AuditLog
 
 log = logging.getLogger("sandlot.access")
 
@@ -28,6 +34,24 @@ _INFO = "sandlot.request"
 class RequestInfo:
     key_id: str | None = None
     sandbox_id: str | None = None
+    team: str | None = None  # the caller's (API key), or the sandbox's (sandbox traffic)
+    admin: bool = False
+    foreign_team: str | None = None  # the owner of what the path named, when refused as another team's
+    detail: dict[str, Any] = field(default_factory=dict)  # non-secret details for the audit trail
+
+
+_current: contextvars.ContextVar[RequestInfo | None] = contextvars.ContextVar("sandlot_request", default=None)
+
+
+def current_request() -> RequestInfo | None:
+    """The info of the request being served (None outside a request: the reaper, startup)."""
+    return _current.get()
+
+
+def note(**detail: Any) -> None:
+    """Add details to the audit row of the request being served (Connect handlers see no scope)."""
+    if (info := _current.get()) is not None:
+        info.detail.update(detail)
 
 
 def request_info(scope: Scope) -> RequestInfo:
@@ -41,13 +65,15 @@ def request_info(scope: Scope) -> RequestInfo:
 class Observe:
     """Pure ASGI middleware around the whole app."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics | None):
-        self.app, self.metrics = app, metrics
+    def __init__(self, app: ASGIApp, metrics: Metrics | None, audit: AuditLog | None = None):
+        self.app, self.metrics, self.audit = app, metrics, audit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         info = request_info(scope)
+        token = _current.set(info)
+        arrived = time.time()
         started = time.perf_counter()
         answer: dict[str, float | int] = {}
 
@@ -66,6 +92,7 @@ class Observe:
             status = int(answer.get("status", 500))
             raise
         finally:
+            _current.reset(token)
             seconds = time.perf_counter() - started
             route = route_template(scope, status)
             if log.isEnabledFor(logging.INFO):
@@ -75,7 +102,10 @@ class Observe:
                     "method": scope["method"], "route": route, "status": status, "ms": round(seconds * 1000, 2),
                     "key": info.key_id, "sandbox": sandbox}, "in_message": ("method", "route", "status", "ms")})
             if self.metrics is not None:
-                self.metrics.request(scope["method"], route, status, seconds, answer.get("first_byte"), info.key_id)
+                self.metrics.request(scope["method"], route, status, seconds, answer.get("first_byte"), info.key_id,
+                                     info.team)
+            if self.audit is not None:
+                self.audit.request(scope, info, status, arrived)
 
 
 def route_template(scope: Scope, status: int) -> str:

@@ -18,14 +18,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from .api import CreateIn, InstallIn, NetworkUpdateIn, TimeoutIn, UninstallIn
+from .api import CreateIn, InstallIn, NetworkUpdateIn, PauseIn, TimeoutIn, UninstallIn
 from .auth import Access, access_of
 
 _ERROR = {"$ref": "#/components/responses/Error"}
 _SANDBOX = {"$ref": "#/components/schemas/Sandbox"}
 _DETAIL = {"$ref": "#/components/schemas/SandboxDetail"}
 _PACKAGES = {"type": "array", "items": {"$ref": "#/components/schemas/Package"}}
-_MODELS = {"NewSandbox": CreateIn, "Timeout": TimeoutIn, "InstallPackages": InstallIn,
+_MODELS = {"NewSandbox": CreateIn, "Timeout": TimeoutIn, "Pause": PauseIn, "InstallPackages": InstallIn,
            "UninstallPackages": UninstallIn, "NetworkUpdate": NetworkUpdateIn}
 
 
@@ -63,6 +63,76 @@ _CONNECT = _op("Make sure a sandbox runs (resuming it if paused) and extend its 
                {"200": _json(_SANDBOX, "Running"), "201": _json(_SANDBOX, "Resumed")}, body="Timeout")
 
 _INT_PARAM = {"type": "integer"}
+_STR_PARAM = {"type": "string"}
+
+
+def _object(**properties: Any) -> dict:
+    return {"type": "object", "properties": properties}
+
+
+def _body(schema: dict) -> dict:
+    return {"requestBody": {"required": False, "content": {"application/json": {"schema": schema}}}}
+
+
+# snapshots and fork (snapshots.py, transfer.py; docs/e2b.md §2.12)
+_SNAPSHOT = _object(snapshotID=_STR_PARAM, names={"type": "array", "items": _STR_PARAM})
+_SNAPSHOT_OPERATIONS: dict[tuple[str, str], dict] = {
+    ("post", "/sandboxes/{sandbox_id}/snapshots"): _op(
+        "Snapshot a sandbox's files, env vars and metadata (processes are not kept: mode filesystem)",
+        {"201": _json({**_SNAPSHOT, "properties": {**_SNAPSHOT["properties"], "mode": {"const": "filesystem"}}},
+                      "Created")},
+        **_body(_object(name=_STR_PARAM, memory={"type": "boolean"},
+                        warm={"type": "boolean", "description": "keep a pool of sandboxes from it (sandlot's)"}))),
+    ("get", "/snapshots"): _op("The team's snapshots, newest first", {"200": {
+        **_json({"type": "array", "items": _SNAPSHOT}),
+        "headers": {"X-Next-Token": {"schema": _STR_PARAM, "description": "present when more pages follow"}}}},
+        parameters=[{"name": "sandboxID", "in": "query", "schema": _STR_PARAM},
+                    {"name": "name", "in": "query", "schema": _STR_PARAM},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
+                    {"name": "nextToken", "in": "query", "schema": _STR_PARAM}]),
+    ("delete", "/templates/{template_id}"): _op("Delete a snapshot (by id or name; E2B's delete_snapshot)",
+                                                _NO_CONTENT),
+    ("post", "/sandboxes/{sandbox_id}/fork"): _op(
+        "New sandboxes on the sandbox's files at this instant (not its processes)",
+        {"201": _json({"type": "array", "items": _object(sandbox=_SANDBOX, mode={"const": "filesystem"},
+                                                         error={"$ref": "#/components/schemas/Error"})})},
+        **_body(_object(count={"type": "integer", "minimum": 1, "maximum": 20}, timeout=_INT_PARAM))),
+    ("post", "/snapshots/{snapshot_id}/export"): _op(
+        "Export a snapshot to the server's storage (SANDLOT_STORAGE)", {"200": _json(_object(
+            snapshotID=_STR_PARAM, exportID={**_STR_PARAM, "description": "what an import takes"},
+            location=_STR_PARAM, layers=_INT_PARAM, uploaded=_INT_PARAM))}),
+    ("post", "/snapshots/import"): _op(
+        "Import an exported snapshot from the server's storage", {"201": _json(_SNAPSHOT, "Imported")},
+        **_body({**_object(snapshotID=_STR_PARAM, name=_STR_PARAM), "required": ["snapshotID"]})),
+}
+# volumes (volumes.py): the control plane (API key) and the content API (the volume's token)
+_VOLUME = _object(volumeID=_STR_PARAM, name=_STR_PARAM, token=_STR_PARAM)
+_VOLUME_PATH = [{"name": "path", "in": "query", "required": True, "schema": _STR_PARAM}]
+_VOLUME_ENTRY = _json({"type": "object"})
+_VOLUME_OPERATIONS: dict[tuple[str, str], dict] = {
+    ("post", "/volumes"): _op("Create a volume (an ext4 image; its size is its quota)",
+                              {"201": _json(_VOLUME, "Created")},
+                              **_body(_object(name=_STR_PARAM, sizeMB={"type": "integer", "minimum": 16}))),
+    ("get", "/volumes"): _op("The team's volumes", {"200": _json({"type": "array", "items": _VOLUME})}),
+    ("get", "/volumes/{volume_id}"): _op("A volume (by id or name), with its token", {"200": _json(_VOLUME)}),
+    ("delete", "/volumes/{volume_id}"): _op("Delete a volume no sandbox mounts", {
+        **_NO_CONTENT, "409": {"description": "Mounted in a sandbox"}}),
+    ("get", "/volumecontent/{volume_id}/path"): _op("Stat a path", {"200": _VOLUME_ENTRY}, parameters=_VOLUME_PATH),
+    ("patch", "/volumecontent/{volume_id}/path"): _op(
+        "Change a path's owner or mode", {"200": _VOLUME_ENTRY}, parameters=_VOLUME_PATH,
+        **_body(_object(uid=_INT_PARAM, gid=_INT_PARAM, mode=_INT_PARAM))),
+    ("delete", "/volumecontent/{volume_id}/path"): _op("Remove a path", _NO_CONTENT, parameters=_VOLUME_PATH),
+    ("get", "/volumecontent/{volume_id}/dir"): _op("List a directory", {"200": _json({"type": "array"})},
+                                                   parameters=[*_VOLUME_PATH, {"name": "depth", "in": "query",
+                                                                               "schema": _INT_PARAM}]),
+    ("post", "/volumecontent/{volume_id}/dir"): _op("Make a directory", {"201": _VOLUME_ENTRY},
+                                                    parameters=_VOLUME_PATH),
+    ("get", "/volumecontent/{volume_id}/file"): _op("Read a file", {"200": {
+        "description": "OK", "content": {"application/octet-stream": {"schema": {"type": "string"}}}}},
+        parameters=_VOLUME_PATH),
+    ("put", "/volumecontent/{volume_id}/file"): _op("Write a file (the body is its content)", {"201": _VOLUME_ENTRY},
+                                                    parameters=_VOLUME_PATH),
+}
 OPERATIONS: dict[tuple[str, str], dict] = {
     ("get", "/health"): _op("Health of the API (E2B's route); sandbox traffic gets the sandbox's envd health",
                             {"200": {"description": "Serving", "content": {"text/plain": {"schema": {"type": "string"}}}},
@@ -82,8 +152,9 @@ OPERATIONS: dict[tuple[str, str], dict] = {
     ("post", "/sandboxes/{sandbox_id}/timeout"): _op("Set a sandbox's timeout from now", _NO_CONTENT, body="Timeout"),
     ("post", "/sandboxes/{sandbox_id}/connect"): _CONNECT,
     ("post", "/v2/sandboxes/{sandbox_id}/connect"): _CONNECT,
-    ("post", "/sandboxes/{sandbox_id}/pause"): _op("Pause a sandbox (its processes freeze in memory)", {
-        **_NO_CONTENT, "409": {"description": "Already paused"}}),
+    ("post", "/sandboxes/{sandbox_id}/pause"): _op(
+        "Pause a sandbox: its processes freeze in memory, or (memory: false) only its files are kept", {
+            **_NO_CONTENT, "409": {"description": "Already paused"}}, body="Pause"),
     ("post", "/sandboxes/{sandbox_id}/resume"): _op("Resume a paused sandbox", {"201": _json(_SANDBOX, "Resumed")},
                                                     body="Timeout"),
     ("get", "/sandboxes/{sandbox_id}/metrics"): _op("A sandbox's resource samples (every 5 s, the last hour)", {
@@ -123,6 +194,19 @@ OPERATIONS: dict[tuple[str, str], dict] = {
     ("post", "/sandboxes/{sandbox_id}/packages/uninstall"): _op(
         "Uninstall Python packages", {"200": _json({"type": "object", "properties": {"uninstalled": _PACKAGES}})},
         body="UninstallPackages"),
+    **_SNAPSHOT_OPERATIONS,
+    **_VOLUME_OPERATIONS,
+    ("get", "/audit"): _op(
+        "The audit trail, newest first: the caller's team's rows (every team's for an admin key)",
+        {"200": _json({"type": "object", "required": ["entries", "next"], "properties": {
+            "entries": {"type": "array", "items": {"$ref": "#/components/schemas/AuditEntry"}},
+            "next": {"type": ["string", "null"], "description": "the cursor of the next page"}}})},
+        parameters=[{"name": name, "in": "query", "schema": _STR_PARAM, "description": text} for name, text in (
+            ("team", "a team name or id (admin keys)"), ("key", "an API key id"), ("sandbox", "a sandbox id"),
+            ("action", "exact, or a prefix ending in '.' or '*'"),
+            ("outcome", "ok, denied, not_found, refused, failed, abandoned"),
+            ("since", "unix seconds or RFC 3339"), ("until", "unix seconds or RFC 3339"),
+            ("limit", "1-1000, default 100"), ("cursor", "`next` of the previous page"))]),
 }
 
 _STRING = {"type": "string"}
@@ -154,6 +238,13 @@ SCHEMAS: dict[str, dict] = {
                        "cpuCount": _INT, "cpuUsedPct": {"type": "number"}, "memUsed": _INT, "memTotal": _INT,
                        "memCache": _INT, "diskUsed": _INT, "diskTotal": _INT}},
     "Package": {"type": "object", "required": ["name", "version"], "properties": {"name": _STRING, "version": _STRING}},
+    "AuditEntry": {
+        "type": "object", "required": ["id", "time", "team", "key", "sandbox", "action", "outcome", "status", "detail"],
+        "properties": {"id": _INT, "time": {"type": "string", "format": "date-time"},
+                       "team": {"type": ["string", "null"]}, "key": {"type": ["string", "null"]},
+                       "sandbox": {"type": ["string", "null"]}, "action": _STRING, "outcome": _STRING,
+                       "status": {"type": ["integer", "null"]}, "detail": {"type": "object"},
+                       "foreignTeam": {"type": ["string", "null"], "description": "admin keys only"}}},
 }
 
 
@@ -176,7 +267,8 @@ def document(routes: list[BaseRoute]) -> dict:
             op = dict(OPERATIONS.get((method.lower(), path)) or {"summary": _summary(route), "responses": {
                 "default": _ERROR}})
             op["operationId"] = f"{method.lower()}{path.replace('/', '_').replace('{', '').replace('}', '')}"
-            op["security"] = [{"ApiKey": []}, {"Bearer": []}] if access is Access.API_KEY else []
+            op["security"] = [{"ApiKey": []}, {"Bearer": []}] if access in (Access.API_KEY, Access.ADMIN) else \
+                [{"VolumeToken": []}] if access is Access.VOLUME else []
             params = [{"name": p, "in": "path", "required": True, "schema": _STRING} for p in route.param_convertors]
             if params or "parameters" in op:
                 op["parameters"] = [*params, *op.get("parameters", [])]
@@ -191,7 +283,9 @@ def document(routes: list[BaseRoute]) -> dict:
             "schemas": schemas,
             "responses": {"Error": _json({"$ref": "#/components/schemas/Error"}, "Error")},
             "securitySchemes": {"ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-KEY"},
-                                "Bearer": {"type": "http", "scheme": "bearer"}},
+                                "Bearer": {"type": "http", "scheme": "bearer"},
+                                "VolumeToken": {"type": "http", "scheme": "bearer",
+                                                "description": "a volume's own token (GET /volumes/{id})"}},
         },
     }
 

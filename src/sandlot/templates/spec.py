@@ -25,6 +25,9 @@ class Template:
     masked: tuple[str, ...] = ()  # sandbox directories to hide under an empty read-only tmpfs
     python: str = "/usr/bin/python3"  # interpreter inside the sandbox, runs the in-sandbox agent
     kernels: bool = False  # its python3 has jupyter_client and ipykernel: code contexts work
+    # read-only layers stacked on rootfs, bottom first (a snapshot's; layers/store.py holds them)
+    layers: tuple[Path, ...] = ()
+    envs: tuple[tuple[str, str], ...] = ()  # env vars every sandbox from it gets (under its own)
 
 
 class Recipe(Protocol):

@@ -8,7 +8,8 @@ from typing import assert_type
 
 import sandlot
 from sandlot import (
-    AsyncCommandHandle, AsyncSandbox, AsyncWatchHandle, CommandResult, Execution, ExposedPort, ProcessInfo, SandboxInfo,
+    AsyncCommandHandle, AsyncSandbox, AsyncVolume, AsyncWatchHandle, CommandResult, Execution, ExposedPort, ProcessInfo,
+    SandboxInfo, SnapshotInfo,
 )
 
 
@@ -51,6 +52,16 @@ async def main() -> None:
         assert_type(execution, Execution)
         print(execution.text, execution.error.name if execution.error else None)
         print(await sandbox.is_running(request_timeout=2))
+
+        snapshot = await sandbox.create_snapshot(name="ready")
+        assert_type(snapshot, SnapshotInfo)
+        children = await sandbox.fork(count=2)
+        assert_type(children, list[AsyncSandbox | sandlot.SandlotError])
+        assert_type(await AsyncSandbox.create_snapshot("sbx", api_key="key"), SnapshotInfo)
+        assert_type(await sandbox.pause(mode="filesystem"), bool)
+        volume = await AsyncVolume.create("data")
+        async with await AsyncSandbox.create(snapshot.snapshot_id, volume_mounts={"/data": volume}) as mounted:
+            print(await mounted.files.read("/data/x"))
 
     paginator = AsyncSandbox.list(state=["running", "paused"], limit=10)
     while paginator.has_next:

@@ -9,7 +9,7 @@ from typing import assert_type
 import sandlot
 from sandlot import (
     CommandHandle, CommandResult, EntryInfo, Execution, ExposedPort, FilesystemEvent, OutputMessage, ProcessInfo,
-    Sandbox, SandboxInfo, WatchHandle,
+    Sandbox, SandboxInfo, SnapshotExport, SnapshotInfo, Volume, VolumeInfo, WatchHandle,
 )
 
 
@@ -80,8 +80,30 @@ def main() -> None:
         assert_type(info, SandboxInfo)
         print(info.state, info.metadata.get("job"))
         print(sandbox.get_metrics()[-1].cpu_used_pct)
-        assert_type(sandbox.pause(), bool)
+        snapshot = sandbox.create_snapshot(name="ready", warm=True)
+        assert_type(snapshot, SnapshotInfo)
+        for child in sandbox.fork(count=2, timeout=60):
+            if isinstance(child, Sandbox):
+                print(child.commands.run("hostname").stdout)
+            else:
+                assert_type(child, sandlot.SandlotError)
+        assert_type(Sandbox.fork("sbx", count=1), list[Sandbox | sandlot.SandlotError])
+        assert_type(sandbox.pause(mode="filesystem"), bool)
+        assert_type(Sandbox.pause("sbx", mode="full", request_timeout=5), bool)
         sandbox.resume(timeout=60)
+        assert_type(Sandbox.list_snapshots(name="ready"), list[SnapshotInfo])
+        exported = Sandbox.export_snapshot(snapshot.snapshot_id)
+        assert_type(exported, SnapshotExport)
+        assert_type(Sandbox.import_snapshot(exported.export_id, name="copy"), SnapshotInfo)
+        assert_type(Sandbox.delete_snapshot(snapshot.snapshot_id), bool)
+
+    volume = Volume.create("data", size_mb=64)
+    assert_type(volume, Volume)
+    assert_type(volume.name, str)
+    with Sandbox.create(snapshot.snapshot_id, volume_mounts={"/data": volume, "/more": "other"}) as mounted:
+        print(mounted.files.read("/data/x"))
+    assert_type(Volume.list(), list[VolumeInfo])
+    assert_type(Volume.destroy("data"), bool)
 
     for listed in Sandbox.list(metadata={"job": "demo"}, state="running"):
         assert_type(listed, SandboxInfo)

@@ -5,7 +5,8 @@ from .commands import CommandHandle, Commands
 from .files import Files, WatchHandle
 from .pty import Pty
 from .packages import Packages
+from .snapshots import Volume
 from .sandbox import Sandbox, SandboxPaginator
 from .service import SandboxService
 
-__all__ = ["CommandHandle", "Commands", "Files", "Packages", "Pty", "Sandbox", "SandboxPaginator", "SandboxService", "WatchHandle"]
+__all__ = ["CommandHandle", "Commands", "Files", "Packages", "Pty", "Sandbox", "SandboxPaginator", "SandboxService", "Volume", "WatchHandle"]

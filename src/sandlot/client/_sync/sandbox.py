@@ -7,10 +7,12 @@ from datetime import datetime
 from typing import Any, overload
 
 from .. import _loop
+from ..._exceptions import SandlotError
 from .._models import (
     CodeContext, Execution, ExecutionError, ExposedPort, Limits, OutputMessage, Result, SandboxInfo,
     SandboxLogEntry, SandboxMetrics)
 from .._sandbox import AsyncSandbox, AsyncSandboxPaginator
+from .._snapshots import PauseMode, SnapshotExport, SnapshotInfo, VolumeRef
 from .commands import Commands
 from .files import Files
 from .packages import Packages
@@ -81,18 +83,21 @@ class Sandbox(_loop.SyncWrapper[AsyncSandbox]):
             api_url: str | None = None,
             api_key: str | None = None,
             request_timeout: float | None = None,
+            volume_mounts: Mapping[str, str | VolumeRef] | None = None,
     ) -> 'Sandbox':
-        """Start a sandbox from `template` (None: the server's default template, `base` unless its
-        operator set SANDLOT_DEFAULT_TEMPLATE) that lives `timeout` seconds unless extended.
+        """Start a sandbox from `template` (or a snapshot's id or name; None: the server's default
+        template, `base` unless its operator set SANDLOT_DEFAULT_TEMPLATE) that lives `timeout`
+        seconds unless extended.
 
         `metadata` is yours to filter `list()` by; `envs` are set for every command; `limits` is a
-        `Limits` or a dict with `memory_mb`, `cpu_count`, `pids`, `disk_mb`. The first use of a
+        `Limits` or a dict with `memory_mb`, `cpu_count`, `pids`, `disk_mb`; `volume_mounts` maps
+        sandbox paths to volumes (`Volume` objects or their names). The first use of a
         template on a server may build it (minutes): create() then waits, logging the build's
         progress on the `sandlot` logger (shown on stderr unless logging is configured).
         """
         return Sandbox._wrap(_loop.run(AsyncSandbox.create(
             template=template, timeout=timeout, metadata=metadata, envs=envs, limits=limits, api_url=api_url,
-            api_key=api_key, request_timeout=request_timeout)))
+            api_key=api_key, request_timeout=request_timeout, volume_mounts=volume_mounts)))
 
     @classmethod
     def connect(
@@ -251,7 +256,7 @@ class Sandbox(_loop.SyncWrapper[AsyncSandbox]):
             start=start, level=level, limit=limit, request_timeout=request_timeout))
 
     @overload  # type: ignore[misc]  # see _loop.instance_or_id
-    def pause(self, request_timeout: float | None = None) -> bool: ...
+    def pause(self, request_timeout: float | None = None, *, mode: PauseMode = 'full') -> bool: ...
 
     @overload
     @staticmethod
@@ -259,14 +264,17 @@ class Sandbox(_loop.SyncWrapper[AsyncSandbox]):
             sandbox_id: str,
             request_timeout: float | None = None,
             *,
+            mode: PauseMode = 'full',
             api_url: str | None = None,
             api_key: str | None = None,
     ) -> bool: ...
 
     @_loop.instance_or_id  # type: ignore[misc]
-    def pause(self, request_timeout: float | None = None) -> bool:
-        """Freeze the sandbox; `resume()` or `connect()` continues it. False if already paused."""
-        return _loop.run(self._impl.pause(request_timeout=request_timeout))
+    def pause(self, request_timeout: float | None = None, *, mode: PauseMode = 'full') -> bool:
+        """Pause the sandbox; `resume()` or `connect()` continues it. False if already paused.
+        `mode="full"` freezes its processes in memory; `"filesystem"` keeps only its files (its
+        processes end; resuming is a cold boot): docs/snapshots.md."""
+        return _loop.run(self._impl.pause(request_timeout=request_timeout, mode=mode))
 
     def resume(self, timeout: int | None = None, request_timeout: float | None = None) -> None:
         """Continue a paused sandbox (a running one just has its timeout extended)."""
@@ -275,6 +283,124 @@ class Sandbox(_loop.SyncWrapper[AsyncSandbox]):
     def is_running(self, request_timeout: float | None = None) -> bool:
         """False once the sandbox was killed, expired or paused."""
         return _loop.run(self._impl.is_running(request_timeout=request_timeout))
+
+    @overload  # type: ignore[misc]  # see _loop.instance_or_id
+    def create_snapshot(
+            self,
+            name: str | None = None,
+            warm: bool = False,
+            request_timeout: float | None = None,
+    ) -> SnapshotInfo: ...
+
+    @overload
+    @staticmethod
+    def create_snapshot(
+            sandbox_id: str,
+            name: str | None = None,
+            warm: bool = False,
+            request_timeout: float | None = None,
+            *,
+            api_url: str | None = None,
+            api_key: str | None = None,
+    ) -> SnapshotInfo: ...
+
+    @_loop.instance_or_id  # type: ignore[misc]
+    def create_snapshot(
+            self,
+            name: str | None = None,
+            warm: bool = False,
+            request_timeout: float | None = None,
+    ) -> SnapshotInfo:
+        """Keep the sandbox's files, env vars and metadata as a snapshot (named or not) to create
+        sandboxes from; `warm=True` keeps a pool of them ready. Processes are not kept."""
+        return _loop.run(self._impl.create_snapshot(name=name, warm=warm, request_timeout=request_timeout))
+
+    @overload  # type: ignore[misc]  # see _loop.instance_or_id
+    def fork(
+            self,
+            count: int = 1,
+            timeout: int | None = None,
+            request_timeout: float | None = None,
+    ) -> 'builtins.list[Sandbox | SandlotError]': ...
+
+    @overload
+    @staticmethod
+    def fork(
+            sandbox_id: str,
+            count: int = 1,
+            timeout: int | None = None,
+            request_timeout: float | None = None,
+            *,
+            api_url: str | None = None,
+            api_key: str | None = None,
+    ) -> 'builtins.list[Sandbox | SandlotError]': ...
+
+    @_loop.instance_or_id  # type: ignore[misc]
+    def fork(
+            self,
+            count: int = 1,
+            timeout: int | None = None,
+            request_timeout: float | None = None,
+    ) -> 'builtins.list[Sandbox | SandlotError]':
+        """`count` new sandboxes with this one's files at this instant (not its processes), each
+        with its own id and lifetime (`timeout`, default 15 s as E2B's); a child that failed to
+        start is its error in the list."""
+        return [Sandbox._wrap(item) if isinstance(item, AsyncSandbox) else item for item in _loop.run(self._impl.fork(
+            count=count, timeout=timeout, request_timeout=request_timeout))]
+
+    @classmethod
+    def list_snapshots(
+            cls,
+            sandbox_id: str | None = None,
+            name: str | None = None,
+            api_url: str | None = None,
+            api_key: str | None = None,
+            request_timeout: float | None = None,
+    ) -> builtins.list[SnapshotInfo]:
+        """The team's snapshots, newest first; of one sandbox, or by name."""
+        return _loop.run(AsyncSandbox.list_snapshots(
+            sandbox_id=sandbox_id, name=name, api_url=api_url, api_key=api_key,
+            request_timeout=request_timeout))
+
+    @classmethod
+    def delete_snapshot(
+            cls,
+            snapshot_id: str,
+            api_url: str | None = None,
+            api_key: str | None = None,
+            request_timeout: float | None = None,
+    ) -> bool:
+        """Delete a snapshot (sandboxes made from it keep running). False if unknown."""
+        return _loop.run(AsyncSandbox.delete_snapshot(
+            snapshot_id=snapshot_id, api_url=api_url, api_key=api_key, request_timeout=request_timeout))
+
+    @classmethod
+    def export_snapshot(
+            cls,
+            snapshot_id: str,
+            api_url: str | None = None,
+            api_key: str | None = None,
+            request_timeout: float | None = None,
+    ) -> SnapshotExport:
+        """Copy a snapshot to the server's storage (its SANDLOT_STORAGE: a directory or an S3
+        bucket), from which another sandlot host can import it."""
+        return _loop.run(AsyncSandbox.export_snapshot(
+            snapshot_id=snapshot_id, api_url=api_url, api_key=api_key, request_timeout=request_timeout))
+
+    @classmethod
+    def import_snapshot(
+            cls,
+            snapshot_id: str,
+            name: str | None = None,
+            api_url: str | None = None,
+            api_key: str | None = None,
+            request_timeout: float | None = None,
+    ) -> SnapshotInfo:
+        """Make a snapshot exported to the server's storage (by its `export_id`, `snap...`) one of
+        this server's, named `name` (default: its own name)."""
+        return _loop.run(AsyncSandbox.import_snapshot(
+            snapshot_id=snapshot_id, name=name, api_url=api_url, api_key=api_key,
+            request_timeout=request_timeout))
 
     def set_envs(self, envs: dict[str, str | None]) -> dict[str, str]:
         """Set environment variables for commands started from now on (None unsets one); returns all

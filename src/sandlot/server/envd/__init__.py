@@ -2,7 +2,7 @@
 
 Every request is routed to a sandbox (routing.py), checked against its access token (auth.py) and
 translated one to one into agent operations; nothing here touches sandbox files itself. The control
-plane mounts `envd_routes(lookup)` next to its REST API: the paths are disjoint (§2.1).
+plane mounts `envd_routes(lookup)` next to its REST API: the paths are disjoint (docs/e2b.md §1.2).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Who may call envd, and as which sandbox user (e2b-protocol.md §4.10, §4.11).
+"""Who may call envd, and as which sandbox user (docs/e2b.md §3.11, §3.12).
 
 Policies take the sandbox's access token and the request and raise AuthenticationError; the gate in
 routing.py applies them. A sandbox without a token admits everyone.

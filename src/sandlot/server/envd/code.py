@@ -1,4 +1,4 @@
-"""The code interpreter's HTTP API (e2b-protocol.md §5): POST /execute, /contexts and GET /health.
+"""The code interpreter's HTTP API (docs/e2b.md §4): POST /execute, /contexts and GET /health.
 
 E2B serves these on port 49999 inside the sandbox; with E2B_SANDBOX_URL the SDK sends them to the
 same base URL as envd, routed by `E2b-Sandbox-Id` (and `E2b-Sandbox-Port: 49999`, which tells this

@@ -1,4 +1,4 @@
-"""The envd HTTP routes: /health, /envs and the /files download and upload API (§4.9).
+"""The envd HTTP routes: /health, /envs and the /files download and upload API (docs/e2b.md §3.8, §3.9).
 
 Downloads stream from the agent: gzipped on the fly when the client accepts gzip (as real envd
 does; the SDKs decode it), or one byte range (206) for a single `Range: bytes=a-b`.
@@ -22,6 +22,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ..._exceptions import InvalidArgument, ResourceExhausted, SandlotError
+from ..observe import note
 from .errors import error_response
 from .routing import SandboxHandle, current_sandbox
 from .watchers import Watchers
@@ -33,6 +34,10 @@ GZIP_LEVEL = 1
 # Files of one upload whose commit may wait for the end of the body (see _write_together).
 HELD_FILES_MAX = 64
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+# How browsers (the HTML standard) and httpx (every e2b SDK) write a `"`, CR, LF and the other
+# control characters of a multipart filename; `\` they escape as a quoted pair, which the parser
+# undoes. A name that holds such a sequence literally goes in the `path` query parameter instead.
+_FORM_ESCAPE = re.compile(r"%(22|[01][0-9A-Fa-f])")
 
 
 class UploadTooLarge(ResourceExhausted):
@@ -62,10 +67,7 @@ async def download(request: Request) -> Response:
         entry = await anext(stream)  # the agent refuses directories (400) and missing paths (404)
     except SandlotError as e:
         return error_response(e, sandbox.id)
-    name = entry["name"]
-    fallback = name.encode("ascii", "replace").decode().replace("\\", "_").replace('"', "_")
-    headers = {"Content-Disposition": f"inline; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}",
-               "Accept-Ranges": "bytes"}
+    headers = {"Content-Disposition": content_disposition(entry["name"]), "Accept-Ranges": "bytes"}
     size = entry["size"]
     span = _byte_range(request.headers.get("range"), size)
     if span == "unsatisfiable":
@@ -91,6 +93,15 @@ async def download(request: Request) -> Response:
             headers["Content-Encoding"] = "gzip"
             body = _gzip(body)
     return StreamingResponse(body, media_type="application/octet-stream", headers=headers)
+
+
+def content_disposition(name: str) -> str:
+    """`inline` with the file's name: exact in `filename*` (RFC 6266: percent-encoded UTF-8), and a
+    printable-ASCII stand-in in `filename` for old clients. A name may hold any byte but '/' and
+    NUL, a CR or LF among them: sent raw in a header it would end the header (h11 refuses to send
+    it, and the download failed)."""
+    fallback = "".join(c if " " <= c <= "~" and c not in '"\\' else "_" for c in name)
+    return f"inline; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='', errors='surrogateescape')}"
 
 
 def _accepts_gzip(accept_encoding: str) -> bool:
@@ -215,6 +226,7 @@ class Uploads:
                 await self.watchers.settle(marks, entries[-1]["path"])
         if not entries:
             raise InvalidArgument("the request contains no file")
+        note(**({"path": entries[0]["path"]} if len(entries) == 1 else {"paths": [e["path"] for e in entries]}))
         return [_written(entry) for entry in entries]
 
     async def _write_together(self, sandbox: SandboxHandle, user: str, metadata: dict | None,
@@ -326,7 +338,8 @@ class MultipartFiles:
         })
 
     async def files(self, path: str | None) -> AsyncIterator[tuple[str, AsyncIterator[bytes]]]:
-        """(destination, data) per `file` part: the filename is the path unless `path` is given."""
+        """(destination, data) per `file` part: the filename is the path unless `path` is given
+        (then a part without a filename is taken as well, as E2B's envd does)."""
         count = 0
         while True:
             kind, headers = await self._next()
@@ -336,7 +349,8 @@ class MultipartFiles:
                 continue
             name, filename = _disposition(headers)
             data = self._data()
-            if name == "file" and filename is not None:
+            # a `file` part; E2B takes one without a filename too when the query gives the path
+            if name == "file" and (filename is not None or path):
                 count += 1
                 if path and count > 1:
                     raise InvalidArgument("several files cannot be uploaded to one path")
@@ -380,8 +394,9 @@ class MultipartFiles:
 
 
 def _disposition(headers: dict[bytes, bytes]) -> tuple[str | None, str | None]:
-    """The form field name and filename of a part (httpx sends them UTF-8 encoded)."""
+    """The form field name and filename of a part (httpx sends them UTF-8 encoded, _FORM_ESCAPE)."""
     _, options = parse_options_header(headers.get(b"content-disposition", b"").decode("latin-1"))
     name, filename = options.get(b"name"), options.get(b"filename")
     return (None if name is None else name.decode("utf-8", "replace"),
-            None if filename is None else filename.decode("utf-8", "replace"))
+            None if filename is None else _FORM_ESCAPE.sub(lambda m: chr(int(m[1], 16)),
+                                                           filename.decode("utf-8", "replace")))

@@ -1,4 +1,4 @@
-"""`filesystem.Filesystem`: file operations and watches, translated into the agent's file ops (§4.8)."""
+"""`filesystem.Filesystem`: file operations and watches, translated into the agent's file ops (docs/e2b.md §3.6)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from connectrpc.request import RequestContext
 
 from ...protocol import filesystem_pb2 as pb
 from ...protocol.filesystem_connect import Filesystem
+from ..observe import note
 from .errors import as_connect_errors
 from .routing import current_sandbox
 from .rpc import request_user, unary
@@ -30,11 +31,13 @@ class FilesystemService(Filesystem):
 
     async def make_dir(self, request: pb.MakeDirRequest, ctx: RequestContext) -> pb.MakeDirResponse:
         sandbox = current_sandbox()
+        note(path=request.path)  # for the audit trail
         reply = await unary(ctx, sandbox.agent.make_dir(request.path, request_user(ctx, sandbox)))
         return pb.MakeDirResponse(entry=entry_info(reply))
 
     async def move(self, request: pb.MoveRequest, ctx: RequestContext) -> pb.MoveResponse:
         sandbox = current_sandbox()
+        note(path=request.source, destination=request.destination)
         reply = await unary(ctx, sandbox.agent.move(request.source, request.destination,
                                                     request_user(ctx, sandbox)))
         return pb.MoveResponse(entry=entry_info(reply))
@@ -47,6 +50,7 @@ class FilesystemService(Filesystem):
 
     async def remove(self, request: pb.RemoveRequest, ctx: RequestContext) -> pb.RemoveResponse:
         sandbox = current_sandbox()
+        note(path=request.path)
         await unary(ctx, sandbox.agent.remove(request.path, request_user(ctx, sandbox)))
         return pb.RemoveResponse()
 

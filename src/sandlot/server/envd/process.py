@@ -1,4 +1,4 @@
-"""`process.Process`: commands and PTYs, translated one to one into the agent's process ops (§4.6)."""
+"""`process.Process`: commands and PTYs, translated one to one into the agent's process ops (docs/e2b.md §3.5)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from connectrpc.request import RequestContext
 
 from ...protocol import process_pb2 as pb
 from ...protocol.process_connect import Process
+from ..observe import note
 from .routing import SandboxHandle, current_sandbox
 from .rpc import deadline, request_user, unary
 from .streams import guarded
@@ -40,8 +41,15 @@ class ProcessService(Process):
             tag=request.tag if request.HasField("tag") else None,
             # The client's deadline is the command's timeout: the agent kills the process at it.
             timeout_ms=deadline(ctx) or 0)
-        async for event in _process_events(events, sandbox, ctx):
-            yield pb.StartResponse(event=event)
+        started = False
+        try:
+            async for event in _process_events(events, sandbox, ctx):
+                started = started or event.HasField("start")
+                yield pb.StartResponse(event=event)
+        except ConnectError as e:
+            if not started:  # the audit trail: this start failed (the stream's status is 200 regardless)
+                note(error=e.code.value)
+            raise
 
     async def connect(self, request: pb.ConnectRequest, ctx: RequestContext) -> AsyncIterator[pb.ConnectResponse]:
         sandbox = current_sandbox()
@@ -121,3 +129,5 @@ async def _process_events(events: AsyncIterator[dict], sandbox: SandboxHandle,
                 exit_code=end["exit_code"], exited=end["exited"], status=end["status"], error=end.get("error")))
         else:
             yield pb.ProcessEvent(data=pb.ProcessEvent.DataEvent(**event))
+            if sandbox.output_rate is not None:  # the relay's CPU is ours: bounded per sandbox
+                await sandbox.output_rate.take(len(next(iter(event.values()))))

@@ -1,4 +1,4 @@
-"""Which sandbox an envd request is for, and the seam the control plane fills in (§2.1, §4.12).
+"""Which sandbox an envd request is for, and the seam the control plane fills in (docs/e2b.md §1.3, §3.13).
 
 Requests carry `E2b-Sandbox-Id`. Without it (SDK 2.0–2.25 after `connect()`, signed URLs fetched
 by other tools) the sandbox is inferred: the only running one, else the one whose access token the
@@ -6,6 +6,10 @@ request's credentials prove. An unknown, killed or paused sandbox answers 502 li
 the SDK's `is_running()` turns False and failed calls become `SandboxNotRunningException`. A paused
 one says so (and how to resume it) to a caller holding its access token, its message still containing the
 "was not found" the e2b SDK looks for.
+
+Teams play no part here: the access token (or a URL signed with it) is the credential, and only
+the sandbox's own team is ever handed it (teams.py). The gate notes the sandbox and its team for
+the audit trail, also when it refuses a request that named a running sandbox.
 """
 
 from __future__ import annotations
@@ -20,12 +24,14 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..._exceptions import AuthenticationError, InvalidArgument, SandboxNotRunning, SandlotError
+from ..observe import request_info
 from .auth import SIGNATURE_EXPIRED, UNAUTHORIZED, Policy, require_token_or_traffic_token
 from .errors import error_response
 
 if TYPE_CHECKING:
     from ..agent_client import AgentClient
     from ..code_contexts import KernelSession
+    from ..throttle import ByteRate
 
 SANDBOX_ID_HEADER = "e2b-sandbox-id"
 
@@ -45,6 +51,9 @@ class SandboxHandle(Protocol):
     def closed(self) -> asyncio.Event: ...  # set on kill or pause: open streams end
     @property
     def kernels(self) -> KernelSession | None: ...  # code contexts; None if the template has none
+    @property
+    def output_rate(self) -> ByteRate | None: ...  # bounds the command output relayed (None: unbounded)
+    # and, optionally, `team`: the owning team's id (for the audit trail)
 
 
 class SandboxLookup(Protocol):
@@ -52,6 +61,7 @@ class SandboxLookup(Protocol):
     def running(self) -> Iterable[SandboxHandle]: ...
     @property
     def paused(self) -> Mapping[str, SandboxHandle]: ...
+    # and, optionally, `async wake(sandbox_id)`: resume a paused sandbox that asked for auto-resume
 
 
 _current: contextvars.ContextVar[SandboxHandle] = contextvars.ContextVar("envd_sandbox")
@@ -71,16 +81,40 @@ class SandboxGate:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        request = HTTPConnection(scope)
+        info = request_info(scope)
+        await self._wake(scope, request)
         try:
-            sandbox = find_sandbox(self.lookup, HTTPConnection(scope), self.policy)
+            sandbox = find_sandbox(self.lookup, request, self.policy)
         except SandlotError as e:
+            if isinstance(e, AuthenticationError) and (named := request.headers.get(SANDBOX_ID_HEADER)):
+                refused = self.lookup.get_running(named)
+                info.sandbox_id, info.team = named, getattr(refused, "team", None)
             response = _paused(e) if e.details.get("paused") else error_response(e)
             return await response(scope, receive, send)
+        info.sandbox_id, info.team = sandbox.id, getattr(sandbox, "team", None)
         reset = _current.set(sandbox)
         try:
             await self.app(scope, receive, send)
         finally:
             _current.reset(reset)
+
+    async def _wake(self, scope: Scope, request: HTTPConnection) -> None:
+        """Auto-resume (server/lifecycle.py): a paused sandbox the request names and would be let
+        into resumes first. Not on /health: is_running() must not wake a sandbox."""
+        wake = getattr(self.lookup, "wake", None)
+        named = request.headers.get(SANDBOX_ID_HEADER)
+        if wake is None or not named or scope["path"] == "/health":
+            return
+        paused = self.lookup.paused.get(named)
+        if paused is None:
+            return
+        if paused.access_token is not None:
+            try:
+                self.policy(paused.access_token, request)
+            except AuthenticationError:
+                return  # refused as usual by find_sandbox
+        await wake(named)
 
 
 def find_sandbox(lookup: SandboxLookup, request: HTTPConnection, policy: Policy) -> SandboxHandle:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 from collections.abc import Awaitable
 from typing import TypeVar
@@ -12,6 +13,7 @@ from connectrpc.codec import Codec
 from connectrpc.compat import google_protobuf_codecs
 from connectrpc.errors import ConnectError
 from connectrpc.request import RequestContext
+from google.protobuf import json_format
 
 from .auth import basic_user
 from .errors import as_connect_errors
@@ -45,15 +47,20 @@ async def unary(ctx: RequestContext, call: Awaitable[T]) -> T:
 
 class _RejectingCodec:
     """A codec whose decode failures are `invalid_argument`: connectrpc treats any other exception
-    as a server fault (500, logged, connection dropped)."""
+    as a server fault (500, logged, connection dropped). Its JSON is compact: connectrpc's JSON
+    codec calls MessageToJson, which indents, and an indent puts json.dumps on its pure-Python
+    encoder: ~0.3 ms of every command's stream (the e2b SDK speaks Connect JSON)."""
 
     def __init__(self, codec: Codec):
         self._codec = codec
+        self._json = codec.name() == "json"
 
     def name(self) -> str:
         return self._codec.name()
 
     def encode(self, message) -> bytes:
+        if self._json:
+            return json.dumps(json_format.MessageToDict(message), separators=(",", ":")).encode()
         return self._codec.encode(message)
 
     def decode(self, data, message_class):

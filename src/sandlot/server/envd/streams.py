@@ -2,12 +2,14 @@
 
 connectrpc notices a vanished client only when it sends a message, and E2B's proxies drop silent
 connections, so a stream that has been quiet for `Keepalive-Ping-Interval` seconds (the SDK sends
-50) gets a keepalive message, as envd does.
+50) gets a keepalive message, as envd does. The interval is held within [MIN_KEEPALIVE_S,
+MAX_KEEPALIVE_S]: a client asking for 1e-7 s made the server spin a core sending keepalives.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator, Callable
 from typing import TypeVar
 
@@ -22,6 +24,8 @@ T = TypeVar("T")
 
 KEEPALIVE_HEADER = "keepalive-ping-interval"
 DEFAULT_KEEPALIVE_S = 50.0
+MIN_KEEPALIVE_S = 1.0
+MAX_KEEPALIVE_S = 3600.0
 
 
 async def guarded(
@@ -68,4 +72,6 @@ def _keepalive_interval(ctx: RequestContext) -> float:
         seconds = float(ctx.request_headers.get(KEEPALIVE_HEADER, DEFAULT_KEEPALIVE_S))
     except ValueError:
         return DEFAULT_KEEPALIVE_S
-    return seconds if seconds > 0 else DEFAULT_KEEPALIVE_S
+    if not math.isfinite(seconds) or seconds <= 0:
+        return DEFAULT_KEEPALIVE_S
+    return min(max(seconds, MIN_KEEPALIVE_S), MAX_KEEPALIVE_S)

@@ -95,7 +95,7 @@ class Watchers:
     async def settle(self, marks: dict[Watcher, int], path: str) -> None:
         """Wait (briefly) until every watcher covering `path` has recorded an event for it.
 
-        Clients poll right after an upload returns and expect its events (§4.8), while inotify
+        Clients poll right after an upload returns and expect its events (docs/e2b.md §3.7), while inotify
         events reach the agent's watch streams asynchronously.
         """
         waits = [w.wait_for(name, mark) for w, mark in marks.items() if (name := w.name_of(path)) is not None]

@@ -18,7 +18,7 @@ from . import code, environment, files, packages, sandbox
 BUILTIN: dict[str, Tool] = {t.name: t for module in (code, files, packages, environment, sandbox)
                             for t in vars(module).values() if isinstance(t, Tool)}
 
-# The seeds' tool sets, for toolsets that mirror them (`Toolset(sandbox, ALPHORA_TOOLS)`).
+# Alphora's and AgentScope's tool sets, for toolsets that mirror them (`Toolset(sandbox, ALPHORA_TOOLS)`).
 ALPHORA_TOOLS = [
     "run_python_code", "run_python_file", "run_shell_command", "save_file", "read_file", "delete_file", "list_files",
     "file_exists", "copy_file", "move_file", "install_pip_package", "install_pip_packages", "uninstall_pip_package",

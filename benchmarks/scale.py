@@ -1,0 +1,492 @@
+"""Scale on one box (issue 17): bursts, throughput, density, soak; writes docs/benchmarks.md.
+
+    sudo .venv/bin/python benchmarks/scale.py                    # every phase, quick sizes
+    sudo .venv/bin/python benchmarks/scale.py --burst 100 --live 50 --idle 2000 --profile
+    sudo .venv/bin/python benchmarks/scale.py --only burst,exec --burst 10 --live 10
+    sudo .venv/bin/python benchmarks/scale.py --only limits --idle 2000   # what 2000 would hit
+    sudo .venv/bin/python benchmarks/scale.py --soak 10000
+
+A real `sandlot serve` (namespace runtime, `base` template, no warm pool unless --pool) driven by the
+official async e2b SDK from this process, on the same machine. Phases (`--only`):
+
+- burst: `--burst` concurrent create -> first `echo`, then the same one at a time: latency, and
+  machine CPU per create (server, sandboxes, client);
+- exec: `--live` sandboxes, one client loop each running `true` for `--seconds`: throughput,
+  latency, CPU per exec against the floor (`bash -l -c true` inside a sandbox; fork/exec on the host);
+- files: 10 MB written and read back through the files API: MB/s moved;
+- density: `--idle` sandboxes created in batches of 20 (creates/s as they accumulate), then with all
+  of them alive: memory each (PSS, cgroup), the server's memory and idle CPU, exec p50, list of 100
+  p50; then all killed, 20 at a time (kills/s); and the host limits N sandboxes would hit (limits.py);
+- limits: only that check, from a few sandboxes' footprint;
+- soak (`--soak N`): N create -> exec -> file -> kill cycles mixed with pause/resume and code contexts,
+  20 at a time; no leak, no error, server RSS growth (tests/soak_support.py).
+
+CPU is read from /proc and the cgroups, for every process of the run (cputime.py); `--profile`
+samples the server and this client with py-spy during the burst and the exec loops (profiles.py).
+Each phase writes its own section, after the section `scale` (the method, and scale-where.md: where
+the time goes, from the profiles). Other work on the machine shares its cores: the load average is
+recorded with each section. One module past 400 lines: the phases share the server, its CPU
+accounting and the shape of their sections.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+from support import TEMPLATE_CACHE, Server, start_server  # noqa: E402
+
+import limits as host_limits  # noqa: E402
+from cputime import RunCPU, by_command, descendants, group_usage_s  # noqa: E402
+from profiles import Perf, PySpy, summary  # noqa: E402
+from report import machine, pct, pss_of_pids, sandbox_pids, verdict, write_section  # noqa: E402
+
+PHASES = ("burst", "exec", "files", "density", "limits")
+BATCH = 20
+
+
+def header(script_args: str) -> list[str]:
+    load = os.getloadavg()
+    return [f"Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `benchmarks/scale.py {script_args}` on: "
+            f"{machine()}; load average {load[0]:.1f} at its start (other work on the machine shares its "
+            "cores: absolute numbers are an upper bound).", ""]
+
+
+def ms_row(name: str, samples_s: list[float]) -> str:
+    ms = [x * 1000 for x in samples_s]
+    return f"| {name} | {pct(ms, 50):.1f} | {pct(ms, 99):.1f} | {len(ms)} |"
+
+
+def cpu_line(what: str, per_op: dict[str, float]) -> str:
+    return (f"{what}: {per_op['total']:.1f} ms (server {per_op['server']:.1f}, sandboxes {per_op['sandboxes']:.1f}, "
+            f"client {per_op['client']:.1f})")
+
+
+class Bench:
+    """The server under test and what every phase needs."""
+
+    def __init__(self, args):
+        self.args = args
+        self.home = Path(tempfile.mkdtemp(prefix="sandlot-scale-"))
+        # the shared template, linked (not the cache itself: start_server would build every template)
+        (self.home / "templates").mkdir()
+        for name in ("base", "code-interpreter"):
+            if (TEMPLATE_CACHE / name / "manifest.json").exists():
+                (self.home / "templates" / name).symlink_to(TEMPLATE_CACHE / name)
+        self.srv: Server = start_server(self.home, pool_size=args.pool, extra_env={
+            "SANDLOT_POOL_TEMPLATES": "base", "SANDLOT_MAX_TIMEOUT": "86400"})
+        os.environ.update(self.srv.env())
+        from sandlot.runtimes.namespace import mount_root
+
+        self.group = "sandlot-" + mount_root(self.home).name
+        self.cpu = RunCPU(self.srv.proc.pid, self.group)
+        self.profiles: dict[str, list[str]] = {}
+
+    def close(self) -> None:
+        self.srv.stop()
+        subprocess.run(["rm", "-rf", str(self.home)], check=False)
+
+    def spy(self, name: str, pid: int | None = None):
+        """A py-spy recording of the server (or `pid`) while the block runs, if --profile."""
+        import contextlib
+
+        if not self.args.profile or not PySpy.available():
+            return contextlib.nullcontext(None)
+        out = Path(self.args.profile_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        return PySpy(pid or self.srv.proc.pid, out / f"{name}.txt")
+
+    def keep_profile(self, title: str, spy, cpu_ms_per_op: float | None) -> None:
+        prof = spy.profile() if spy else None
+        if prof is not None:
+            self.profiles[title] = summary(title, prof, cpu_ms_per_op)
+
+    async def pool_filled(self, timeout: float = 300) -> None:
+        """Wait until the warm pool of `base` holds --pool sandboxes."""
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient(base_url=self.srv.url, headers={"X-API-KEY": self.srv.api_key}) as http:
+            while time.monotonic() < deadline:
+                text = (await http.get("/metrics")).text
+                ready = [line for line in text.splitlines() if line.startswith('sandlot_pool_ready{template="base"}')]
+                if ready and float(ready[0].split()[-1]) >= self.args.pool:
+                    return
+                await asyncio.sleep(0.5)
+        raise RuntimeError("the warm pool did not fill in time")
+
+    async def create(self, template: str = "base"):
+        from e2b import AsyncSandbox
+
+        return await AsyncSandbox.create(template, timeout=3600)
+
+    async def many(self, n: int, batch: int = BATCH) -> list:
+        """n sandboxes, `batch` at a time."""
+        out = []
+        while len(out) < n:
+            out += await asyncio.gather(*(self.create() for _ in range(min(batch, n - len(out)))))
+        return out
+
+    @staticmethod
+    async def kill_all(sandboxes: list, concurrency: int = BATCH) -> float:
+        """Kill them, `concurrency` at a time; the seconds it took."""
+        gate = asyncio.Semaphore(concurrency)
+
+        async def kill(s):
+            async with gate:
+                await s.kill()
+
+        t = time.perf_counter()
+        await asyncio.gather(*(kill(s) for s in sandboxes))
+        return time.perf_counter() - t
+
+
+# ---- phases -----------------------------------------------------------------------------------
+
+async def burst(b: Bench) -> None:
+    n, seq = b.args.burst, max(5, b.args.burst // 5)
+    rows, notes = [], []
+
+    async def one():
+        t = time.perf_counter()
+        sbx = await b.create()
+        created = time.perf_counter() - t
+        assert (await sbx.commands.run("echo hi")).stdout == "hi\n"
+        return sbx, created, time.perf_counter() - t
+
+    await (await b.create()).kill()  # warm the SDK and the server
+    if b.args.pool:
+        await b.pool_filled()
+    import contextlib
+
+    perf = Perf(b.home / "burst.perf") if b.args.perf and Perf.available() else None
+    before = b.cpu.sample()
+    with b.spy("burst") as spy, perf or contextlib.nullcontext():
+        t0 = time.perf_counter()
+        done = await asyncio.gather(*(one() for _ in range(n)))
+        wall = time.perf_counter() - t0
+    cost = b.cpu.sample() - before
+    if perf:
+        b.profiles["perf-burst"] = perf.summary(f"the machine during the burst of {n} creates")
+    per_sandbox = by_command([p for p in descendants(b.srv.proc.pid)
+                              if Path(f"/proc/{p}/comm").exists() and "sandlot" not in Path(f"/proc/{p}/comm").read_text()])
+    sandboxes = [s for s, _, _ in done]
+    kill_s = await b.kill_all(sandboxes)
+    per_op = cost.per_op_ms(n)
+    rows.append(ms_row(f"{n} concurrent: create", [c for _, c, _ in done]))
+    rows.append(ms_row(f"{n} concurrent: create -> first `echo`", [e for _, _, e in done]))
+    b.keep_profile(f"server during the burst of {n} creates", spy, per_op["server"])
+
+    before = b.cpu.sample()
+    seq_samples = []
+    for _ in range(seq):
+        sbx, _, took = await one()
+        seq_samples.append(took)
+        await sbx.kill()
+    seq_cost = (b.cpu.sample() - before).per_op_ms(seq)
+    rows.append(ms_row("one at a time: create -> first `echo` (kill included in CPU)", seq_samples))
+    notes.append(f"Wall time of the burst: {wall:.2f} s; killing its {n} sandboxes (20 at a time): {kill_s:.2f} s "
+                 f"({n / kill_s:.0f}/s).")
+    notes.append(cpu_line(f"Machine CPU per create in the burst (create -> `echo`, all processes)", per_op) + ".")
+    notes.append(cpu_line("Machine CPU per create one at a time (create -> `echo` -> kill)", seq_cost) + ".")
+    notes.append("Sandbox processes' CPU per sandbox at the end of the burst, by command: " + ", ".join(
+        f"{name} {s / n * 1000:.1f} ms" for name, s in per_sandbox.most_common(6)) + ".")
+    verdicts = [verdict(f"{n} concurrent create -> first `echo`, p50", pct([e * 1000 for _, _, e in done], 50), 200),
+                verdict(f"{n} concurrent create -> first `echo`, p99", pct([e * 1000 for _, _, e in done], 99), 1000),
+                verdict(f"machine CPU per {'pooled' if b.args.pool else 'cold'} create (burst)", per_op["total"], 40)]
+    write_section("scale-burst-pool" if b.args.pool else "scale-burst", "\n".join([
+        f"### Bursts (`benchmarks/scale.py`, burst{', warm pool' if b.args.pool else ''})", "",
+        *header(f"--only burst --burst {n}" + (f" --pool {b.args.pool}" if b.args.pool else "")),
+        *([f"A warm pool of {b.args.pool} `base` sandboxes, full when the burst starts (refilled at the lowest CPU "
+           "weight during it); the one-at-a-time rows below take from it too.", ""] if b.args.pool else []),
+        "| operation | p50 ms | p99 ms | runs |", "|---|---|---|---|", *rows, "",
+        *[f"- {x}" for x in notes], "", "Targets (issue 17):", "", *[f"- {v}" for v in verdicts]]))
+
+
+async def exec_throughput(b: Bench) -> None:
+    live, seconds = b.args.live, b.args.seconds
+    sandboxes = await b.many(live)
+    await asyncio.gather(*(s.commands.run("true") for s in sandboxes))
+    latencies: list[float] = []
+    stop = time.perf_counter() + seconds
+
+    async def client_loop(s):
+        while time.perf_counter() < stop:
+            t = time.perf_counter()
+            await s.commands.run("true")
+            latencies.append(time.perf_counter() - t)
+
+    before = b.cpu.sample()
+    t0 = time.perf_counter()
+    with b.spy("exec") as spy, b.spy("exec-client", os.getpid()) as client_spy:
+        await asyncio.gather(*(client_loop(s) for s in sandboxes))
+    elapsed = time.perf_counter() - t0
+    cost = b.cpu.sample() - before
+    n = len(latencies)
+    per_op = cost.per_op_ms(n)
+    b.keep_profile(f"server during exec `true` x {live} loops", spy, per_op["server"])
+    b.keep_profile(f"client (e2b SDK) during exec `true` x {live} loops", client_spy, per_op["client"])
+
+    # the floor: `bash -l -c true` run by a shell loop inside one sandbox (its cgroup's CPU), and
+    # fork/exec of `true` on the host (this process's children)
+    runs = 200
+    s = sandboxes[0]
+    cg = f"{b.group}/{s.sandbox_id}"
+    cpu0, t = group_usage_s(cg), time.perf_counter()
+    await s.commands.run(f"for i in $(seq {runs}); do bash -l -c true; done", timeout=120)
+    bash_wall, bash_cpu = (time.perf_counter() - t) / runs * 1000, (group_usage_s(cg) - cpu0) / runs * 1000
+    import resource
+
+    r0, t = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
+    for _ in range(runs):
+        subprocess.run(["true"])
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    fork_wall = (time.perf_counter() - t) / runs * 1000
+    fork_cpu = (r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime) / runs * 1000
+    await b.kill_all(sandboxes)
+
+    rate = n / elapsed
+    notes = [
+        f"Throughput: {rate:.0f} commands/s ({n} in {elapsed:.1f} s, {live} sandboxes, one client loop each).",
+        cpu_line("Machine CPU per exec", per_op) + ".",
+        f"Floor, inside a sandbox: `bash -l -c true` run by a shell loop: {bash_wall:.2f} ms wall, "
+        f"{bash_cpu:.2f} ms CPU per run; on the host, fork/exec of `true` (subprocess.run): {fork_wall:.2f} ms "
+        f"wall, {fork_cpu:.2f} ms CPU.",
+        f"Machine CPU per exec / the floor (`bash -l -c true` inside): {per_op['total'] / max(bash_cpu, 1e-6):.1f}x; "
+        f"sandlot's own share (everything but the command): {per_op['total'] - bash_cpu:.2f} ms.",
+    ]
+    verdicts = [verdict(f"exec `true` throughput, {live} live sandboxes", rate, 500, "cmd/s", at_least=True),
+                verdict("machine CPU per exec", per_op["total"], 4)]
+    write_section("scale-exec", "\n".join([
+        "### Exec throughput (`benchmarks/scale.py`, exec)", "",
+        *header(f"--only exec --live {live} --seconds {seconds}"),
+        "| operation | p50 ms | p99 ms | runs |", "|---|---|---|---|",
+        ms_row(f"exec `true` round trip, {live} loops at once", latencies), "",
+        *[f"- {x}" for x in notes], "", "Targets (issue 17):", "", *[f"- {v}" for v in verdicts]]))
+
+
+async def files(b: Bench) -> None:
+    sbx = await b.create()
+    data = os.urandom(10 * 2**20)
+    samples = []
+    before = b.cpu.sample()
+    for _ in range(b.args.file_runs):
+        t = time.perf_counter()
+        await sbx.files.write("/home/user/blob.bin", data)
+        assert await sbx.files.read("/home/user/blob.bin", format="bytes") == data
+        samples.append(time.perf_counter() - t)
+    per_op = (b.cpu.sample() - before).per_op_ms(len(samples))
+    await sbx.kill()
+    mbps = 20 / statistics.median(samples) * 2**20 / 1e6
+    write_section("scale-files", "\n".join([
+        "### Files (`benchmarks/scale.py`, files)", "", *header(f"--only files --file-runs {b.args.file_runs}"),
+        "| operation | p50 ms | p99 ms | runs |", "|---|---|---|---|",
+        ms_row("10 MB write + read back (e2b SDK)", samples), "",
+        f"- Moved: {mbps:.0f} MB/s at the p50 (20 MB per operation).",
+        "- " + cpu_line("Machine CPU per 10 MB write + read", per_op) + ".", "",
+        "Targets (issue 17):", "", f"- {verdict('10 MB write + read, moved', mbps, 500, 'MB/s', at_least=True)}"]))
+
+
+def _server_rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+async def density(b: Bench, only_limits: bool = False) -> None:
+    from e2b import AsyncSandbox
+
+    n = b.args.idle if not only_limits else 20
+    pid = b.srv.proc.pid
+    foot0 = host_limits.footprint(pid)
+    rss0 = _server_rss(pid)
+    sandboxes, batches = [], []  # (alive before the batch, seconds)
+    t_all = time.perf_counter()
+    while len(sandboxes) < n:
+        k = min(BATCH, n - len(sandboxes))
+        t = time.perf_counter()
+        sandboxes += await asyncio.gather(*(b.create() for _ in range(k)))
+        batches.append((len(sandboxes) - k, k, time.perf_counter() - t))
+    create_all = time.perf_counter() - t_all
+    await asyncio.sleep(2)
+    foot1 = host_limits.footprint(pid)
+    per = host_limits.per_sandbox(foot0, foot1, n)
+    per["cgroup_memory"] = statistics.mean(host_limits.cgroup_memory(b.group, s.sandbox_id) for s in sandboxes)
+    check = host_limits.check(b.args.idle, per, pid)
+    if only_limits:
+        await b.kill_all(sandboxes)
+        write_section("scale-limits", "\n".join(["### Host limits for many sandboxes (`benchmarks/scale.py`, limits)",
+                                                  "", *header(f"--only limits --idle {b.args.idle}"), *check]))
+        return
+
+    sample = random.sample(sandboxes, min(20, n))
+    pss = [pss_of_pids(sandbox_pids(s.sandbox_id)) for s in sample]
+    cg_mem = [host_limits.cgroup_memory(b.group, s.sandbox_id) for s in sandboxes]
+    rss1 = _server_rss(pid)
+    idle0 = b.cpu.sample()
+    await asyncio.sleep(b.args.idle_seconds)
+    idle = b.cpu.sample() - idle0
+    execs = []
+    for s in random.choices(sandboxes, k=50):
+        t = time.perf_counter()
+        await s.commands.run("true")
+        execs.append(time.perf_counter() - t)
+    lists = []
+    for _ in range(20):
+        t = time.perf_counter()
+        page = await AsyncSandbox.list(limit=100).next_items()
+        lists.append(time.perf_counter() - t)
+    assert len(page) == min(100, n)
+    unshare = host_limits.unshare_mount_ms()
+    kill_s = await b.kill_all(sandboxes)
+
+    def rate_at(frac: float) -> str:
+        alive = frac * n
+        near = [x for x in batches if x[0] <= alive][-3:] or batches[:1]
+        return f"{sum(k for _, k, _ in near) / sum(s for _, _, s in near):.0f}/s with ~{near[-1][0]} alive"
+
+    notes = [
+        f"Creates in batches of {BATCH}: {rate_at(0.0)}, {rate_at(0.5)}, {rate_at(1.0)} "
+        f"({n} in {create_all:.1f} s).",
+        f"Memory per idle sandbox: PSS of its processes {statistics.mean(pss) / 2**20:.2f} MiB (mean of {len(pss)}); "
+        f"its cgroup's memory usage {statistics.mean(cg_mem) / 2**20:.2f} MiB (mean of {n}, page cache included).",
+        f"The server's RSS: {rss0 / 2**20:.0f} MiB before, {rss1 / 2**20:.0f} MiB with {n} alive "
+        f"({(rss1 - rss0) / n / 1024:.0f} KiB per sandbox); host memory per sandbox (MemAvailable, kernel "
+        f"included, other work too): {per['mem_available'] / 2**20:.2f} MiB.",
+        f"Idle, with {n} alive, for {b.args.idle_seconds:.0f} s: the server used {idle.server / b.args.idle_seconds * 1000:.1f} ms "
+        f"CPU per second, the sandboxes {idle.sandboxes / b.args.idle_seconds * 1000:.1f} ms per second.",
+        f"`unshare --mount true` on the host with {n} alive: {unshare:.1f} ms (a new mount namespace copies "
+        "the host's mount table, which grows by 2 mounts per sandbox).",
+        f"Killing {n}, 20 at a time: {kill_s:.1f} s ({n / kill_s:.0f}/s).",
+    ]
+    rows = [ms_row(f"exec `true` round trip with {n} alive", execs), ms_row(f"list of 100 with {n} alive", lists)]
+    last = batches[-3:]
+    verdicts = [
+        verdict(f"memory per idle sandbox (PSS)", statistics.mean(pss) / 2**20, 6, "MiB"),
+        verdict(f"exec p50 with {n} alive", pct([x * 1000 for x in execs], 50), 6),
+        verdict(f"list of 100 p50 with {n} alive", pct([x * 1000 for x in lists], 50), 20),
+        verdict(f"creates with {n} alive", sum(k for _, k, _ in last) / sum(s for _, _, s in last), 30, "/s",
+                at_least=True),
+        verdict("kills", n / kill_s, 50, "/s", at_least=True),
+    ]
+    write_section("scale-density", "\n".join([
+        "### Density (`benchmarks/scale.py`, density)", "", *header(f"--only density --idle {n}"),
+        "| operation | p50 ms | p99 ms | runs |", "|---|---|---|---|", *rows, "",
+        *[f"- {x}" for x in notes], "", f"Targets (issue 17: 2000 alive; this run: {n}):", "",
+        *[f"- {v}" for v in verdicts], "", *check]))
+
+
+def write_profiles(b: Bench) -> None:
+    if not b.profiles:
+        return
+    lines = ["### Profiles (`benchmarks/scale.py --profile`)", "", *header("--profile")]
+    for block in b.profiles.values():
+        lines += [*block, ""]
+    write_section("scale-profiles", "\n".join(lines))
+
+
+async def soak_phase(b: Bench) -> None:
+    """--soak N: N cycles, --concurrency at a time; leaks checked while the server runs."""
+    from host_resources import Footprint
+    from soak_support import soak
+
+    n, code = b.args.soak, (TEMPLATE_CACHE / "code-interpreter" / "manifest.json").exists()
+    footprint = Footprint(b.home)
+    result = await soak(b.srv, n, concurrency=b.args.concurrency, pause_every=5, code_every=25 if code else 0,
+                        rss_every=max(10, n // 100))
+    held = {kind: found for kind, found in footprint.resources(b.srv.proc.pid).items() if found and kind != "stems"}
+    start, growth = result.rss_growth(1000 if n >= 2000 else n // 10)
+    notes = [
+        f"{n} cycles in {result.seconds:.0f} s ({n / result.seconds:.1f}/s), {b.args.concurrency} at a time: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(result.kinds.items())) + " (pause: paused and resumed on the way; "
+        "code: a `code-interpreter` sandbox running a cell in a new context).",
+        f"Errors: {len(result.errors)}" + (": " + result.errors[0].splitlines()[0] if result.errors else "."),
+        "Left on the host by killed sandboxes, while the server runs (processes, mounts, cgroups, uid claims, "
+        f"directories, network namespaces): {held or 'nothing'}.",
+        f"Server RSS: {result.rss[0] / 2**20:.0f} MiB at the start, {result.rss[start] / 2**20:.0f} MiB after "
+        f"{start} cycles, {result.rss[n] / 2**20:.0f} MiB at the end: {growth * 100:+.1f}% from cycle {start} to {n}.",
+    ]
+    write_section("scale-soak", "\n".join([
+        "### Soak (`benchmarks/scale.py --soak`)", "", *header(f"--soak {n} --concurrency {b.args.concurrency}"),
+        *[f"- {x}" for x in notes], "", "Targets (issue 17: 10,000 cycles at concurrency 20):", "",
+        f"- errors: {len(result.errors)}, leaks: {sum(map(len, held.values()))}: "
+        + ("met." if not result.errors and not held else "**missed**."),
+        "- " + verdict(f"server RSS growth from cycle {start} to {n}", growth * 100, 10, "%")]))
+
+
+def write_intro() -> None:
+    write_section("scale", "\n".join([
+        "## Scale on one box (`benchmarks/scale.py`)", "",
+        "Method: a real `sandlot serve` on loopback (namespace runtime, `base` template, no warm pool unless said), "
+        "driven by the official async e2b SDK from the benchmark's own process on the same machine. CPU per "
+        "operation counts every process of the run, from /proc and the cgroups, not by sampling: the server "
+        "(its /proc stat, all threads, and its reaped children), the sandboxes (the cpuacct counter of the "
+        "server's cgroup group, which keeps what exited processes used) and the client (getrusage). The floor "
+        "rows run the same work with nothing of sandlot's around it. Each phase below says its sizes, when it ran "
+        "and the machine's load.", "",
+        (Path(__file__).parent / "scale-where.md").read_text().strip()]))
+
+
+async def run(args) -> None:
+    if args.soak:
+        b = Bench(args)
+        try:
+            await soak_phase(b)
+        finally:
+            b.close()
+        return
+    phases = args.only.split(",") if args.only else [p for p in PHASES if p != "limits"]
+    if unknown := set(phases) - set(PHASES):
+        raise SystemExit(f"unknown phases: {', '.join(sorted(unknown))}")
+    write_intro()
+    b = Bench(args)
+    try:
+        for phase in phases:
+            print(f"-- {phase}", flush=True)
+            if phase == "burst":
+                await burst(b)
+            elif phase == "exec":
+                await exec_throughput(b)
+            elif phase == "files":
+                await files(b)
+            elif phase in ("density", "limits"):
+                await density(b, only_limits=phase == "limits")
+        write_profiles(b)
+    finally:
+        b.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", help=f"comma-separated phases of {', '.join(PHASES)}")
+    ap.add_argument("--burst", type=int, default=20, help="concurrent creates (the issue: 100)")
+    ap.add_argument("--live", type=int, default=10, help="sandboxes in the exec loops (the issue: 50)")
+    ap.add_argument("--seconds", type=float, default=5, help="length of the exec loops")
+    ap.add_argument("--idle", type=int, default=50, help="idle sandboxes alive at once (the issue: 2000)")
+    ap.add_argument("--idle-seconds", type=float, default=5, help="how long the server's idle CPU is read")
+    ap.add_argument("--file-runs", type=int, default=10)
+    ap.add_argument("--pool", type=int, default=0, help="warm pool size (default: none, every create cold)")
+    ap.add_argument("--profile", action="store_true", help="py-spy on the server and the client")
+    ap.add_argument("--profile-dir", default="/var/tmp/sandlot-scale-profiles", help="where py-spy's raw stacks go")
+    ap.add_argument("--perf", action="store_true", help="perf record of the whole machine during the burst")
+    ap.add_argument("--soak", type=int, default=0, help="run N soak cycles instead of the phases")
+    ap.add_argument("--concurrency", type=int, default=20, help="soak cycles at once")
+    args = ap.parse_args()
+    asyncio.run(run(args))
+    print((REPO / "docs" / "benchmarks.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

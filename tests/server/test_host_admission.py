@@ -1,0 +1,103 @@
+"""Host admission (server/quotas.py): a create or resume whose memory limit would take the
+sandboxes' total past what the host may grant is refused with a clear 429, and nothing of it is
+made. By default that total is host RAM less a reserve, so sandboxes that each stay within their
+own limit cannot together run the host out of memory."""
+
+from __future__ import annotations
+
+import os
+
+import httpx
+import pytest
+
+from support import start_server
+
+HOST_MB = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 * 1024)
+
+
+def _made(home) -> set[str]:
+    return {p.name for p in (home / "sandboxes").glob("*")}
+
+
+@pytest.fixture
+def server(tmp_path):
+    servers = []
+
+    def start(**env):
+        srv = start_server(tmp_path / f"home{len(servers)}", pool_size=0, extra_env=env)
+        servers.append(srv)
+        return srv
+
+    yield start
+    for srv in servers:
+        srv.stop()
+        assert "Traceback" not in srv.log.read_text()
+
+
+def test_by_default_limits_past_the_hosts_memory_are_refused(server):
+    srv = server()
+    with httpx.Client(base_url=srv.url, headers={"X-API-KEY": srv.api_key}, timeout=60) as http:
+        before = _made(srv.home)
+        r = http.post("/v2/sandboxes", json={"templateID": "base", "limits": {"memory_mb": HOST_MB}})
+        assert r.status_code == 429 and r.headers["Should-Retry"] == "false", r.text
+        message = r.json()["message"]
+        assert "the host has no room for this sandbox" in message and "SANDLOT_MEMORY_OVERCOMMIT=1" in message
+        assert _made(srv.home) == before and http.get("/v2/sandboxes").json() == []  # nothing half-made
+        ok = http.post("/v2/sandboxes", json={"templateID": "base", "limits": {"memory_mb": 256}})
+        assert ok.status_code == 201, ok.text
+        assert http.delete(f"/sandboxes/{ok.json()['sandboxID']}").status_code == 204
+
+
+def test_a_full_host_refuses_creates_and_resumes_until_room_is_made(server):
+    # room for two 512 MiB sandboxes (and a bit), whatever this machine's memory
+    from e2b import RateLimitException, Sandbox
+
+    srv = server(SANDLOT_HOST_MEMORY_RESERVE_MB=str(HOST_MB - 1100))
+    with httpx.Client(base_url=srv.url, headers={"X-API-KEY": srv.api_key}, timeout=60) as http:
+        def create(memory_mb: int = 512) -> httpx.Response:
+            return http.post("/v2/sandboxes", json={"templateID": "base", "timeout": 120,
+                                                    "limits": {"memory_mb": memory_mb}})
+
+        first, second = create().json()["sandboxID"], create().json()["sandboxID"]
+        made = _made(srv.home)
+        refused = create()
+        assert refused.status_code == 429 and "1100 MiB they may have" in refused.json()["message"], refused.text
+        with pytest.raises(RateLimitException, match="no room"):  # the official SDK asks 512 MiB too
+            Sandbox.create(timeout=60, api_key=srv.api_key, api_url=srv.url, sandbox_url=srv.url)
+        assert create(64).status_code == 201  # what still fits is made (1088 of 1100 MiB)
+        assert _made(srv.home) - made and len(http.get("/v2/sandboxes").json()) == 3
+        # a paused sandbox keeps its memory (frozen): pausing makes no room...
+        assert http.post(f"/sandboxes/{first}/pause").status_code == 204
+        assert create().status_code == 429
+        # ...killing does, and the paused one resumes
+        assert http.delete(f"/sandboxes/{second}").status_code == 204
+        assert http.post(f"/sandboxes/{first}/resume", json={"timeout": 60}).status_code == 201
+        assert create(12).status_code == 400  # below the smallest limit: a bad request, not a full host
+        for s in http.get("/v2/sandboxes").json():
+            assert http.delete(f"/sandboxes/{s['sandboxID']}").status_code == 204
+
+
+def test_admission_can_be_turned_off(server):
+    srv = server(SANDLOT_MEMORY_OVERCOMMIT="0")
+    with httpx.Client(base_url=srv.url, headers={"X-API-KEY": srv.api_key}, timeout=60) as http:
+        r = http.post("/v2/sandboxes", json={"templateID": "base", "timeout": 60, "limits": {"memory_mb": 2 * HOST_MB}})
+        assert r.status_code == 201, r.text
+        assert http.delete(f"/sandboxes/{r.json()['sandboxID']}").status_code == 204
+
+
+def test_concurrent_creates_cannot_pass_the_same_room_twice(server):
+    from concurrent.futures import ThreadPoolExecutor
+
+    srv = server(SANDLOT_HOST_MEMORY_RESERVE_MB=str(HOST_MB - 1100))  # room for two of 512 MiB
+    with httpx.Client(base_url=srv.url, headers={"X-API-KEY": srv.api_key}, timeout=120) as http:
+        def create(_) -> int:
+            return http.post("/v2/sandboxes", json={"templateID": "base", "timeout": 120,
+                                                    "limits": {"memory_mb": 512}}).status_code
+
+        with ThreadPoolExecutor(6) as pool:
+            statuses = sorted(pool.map(create, range(6)))
+        assert statuses == [201, 201, 429, 429, 429, 429], statuses
+        listed = http.get("/v2/sandboxes").json()
+        assert len(listed) == 2 and len(_made(srv.home)) == 2
+        for s in listed:
+            assert http.delete(f"/sandboxes/{s['sandboxID']}").status_code == 204
