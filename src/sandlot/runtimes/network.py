@@ -39,6 +39,7 @@ from pathlib import Path
 from .. import _exceptions as E
 from . import links
 from .dns import Resolver
+from .forward import ForwardDrops
 from .nft import Nft
 from .policy import ALWAYS_BLOCKED, SANDBOX_SUBNET, NetworkPolicy, name_matches
 
@@ -90,6 +91,7 @@ class Network:
         self.prefix = f"sl{server[:6]}-"
         self.state_file = state_dir / "network.json"
         self.nft = Nft()
+        self.forward = ForwardDrops(self.nft, self.table, self.prefix)  # other firewalls' forward drops
         self.netlink = links.Netlink()
         self._lock = threading.Lock()
         self._attached: dict[str, Attached] = {}  # by sandbox id
@@ -261,6 +263,7 @@ class Network:
         # at the first network given, not at start: a server that gives none (SANDLOT_EGRESS=off)
         # leaves the host's forwarding as it found it
         self._enable_forwarding()
+        self.forward.check()
         if not (Path("/sys/class/net") / link).exists():
             self._make_link(slot, netns_fd)
         try:
@@ -375,6 +378,7 @@ class Network:
     def close(self, sandboxes_left: bool) -> None:
         self.resolver.stop()
         if not sandboxes_left:
+            self.forward.remove()
             try:
                 self.nft.run(f"delete table {self.t}\n")
             except E.RuntimeFailure as e:
