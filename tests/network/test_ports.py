@@ -135,6 +135,22 @@ def test_private_traffic_needs_the_token(make_sandbox, sdk_env):
             ws.recv(timeout=5)
 
 
+def test_a_request_resumes_a_paused_sandbox_that_asked_for_it(make_sandbox, sdk_env):
+    from e2b import SandboxState
+
+    sbx = make_sandbox(lifecycle={"on_timeout": "pause", "auto_resume": True},
+                       network={"allow_public_traffic": False})
+    _serve(sbx)
+    assert sbx.pause() is True
+    url = _url(sdk_env, sbx, path="/headers")
+    # a request the sandbox would refuse does not wake it
+    assert httpx.get(url, timeout=10).status_code == 502
+    assert sbx.get_info().state == SandboxState.PAUSED
+    r = httpx.get(url, headers={"E2B-Traffic-Access-Token": sbx.traffic_access_token}, timeout=30)
+    assert r.status_code == 200, r.text  # its server, frozen with it, answers once it is resumed
+    assert sbx.get_info().state == SandboxState.RUNNING
+
+
 def test_preview_urls_are_signed_expiring_and_revocable(make_sandbox, sdk_env):
     from sandlot import Sandbox as NativeSandbox
 

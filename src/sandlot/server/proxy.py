@@ -16,6 +16,7 @@ Who may: a sandbox is public unless created with `allowPublicTraffic: false`; th
 the `E2B-Traffic-Access-Token` header (the sandbox's trafficAccessToken) or a preview URL's token,
 which the API key holder makes with POST /sandboxes/{id}/ports/{port}/expose (signed, expiring;
 unexpose revokes it). The proxy never forwards the token, the routing headers or an API key.
+A request it admits for a paused sandbox that asked for auto-resume resumes it first (lifecycle.py).
 """
 
 from __future__ import annotations
@@ -129,6 +130,13 @@ class PortProxy:
                 scope = {**scope, "headers": [*scope["headers"], (b"e2b-sandbox-id", sid.encode())]}
             return await self.app(scope, receive, send)
         live = self.service.get_running(sid)
+        paused = self.service.paused.get(sid) if live is None else None
+        if paused is not None and self._admitted(paused, headers, port, token):
+            try:  # auto-resume (lifecycle.wake: only a sandbox that asked for it), as envd requests do
+                await self.service.wake(sid)
+            except E.SandlotError as e:  # a quota, the host's memory: the resume's own answer
+                return await _refuse(scope, send, e.status, e.message)
+            live = self.service.get_running(sid)
         if live is None:
             return await _refuse(scope, send, 502, NOT_FOUND)
         if not hasattr(self.service.runtime, "port_socket"):  # the rootless tier cannot enter a namespace
