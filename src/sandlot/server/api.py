@@ -247,8 +247,9 @@ async def create(request: Request) -> Response:
 
 async def update_network(request: Request) -> Response:
     body = await _body(request, NetworkUpdateIn)
-    await _service(request).update_network(request.path_params["sandbox_id"],
-                                           _egress(body.allow_internet_access, body))
+    egress = _egress(body.allow_internet_access, body)
+    note(network=egress.describe() if egress is not None else "none")  # the audit row
+    await _service(request).update_network(request.path_params["sandbox_id"], egress)
     return Response(status_code=204)
 
 

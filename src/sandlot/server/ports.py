@@ -33,6 +33,7 @@ from starlette.routing import Route
 
 from .. import _exceptions as E
 from .proxy import ENVD_PORTS, connect_into
+from .observe import note
 
 MAX_EXPOSE_TTL = 7 * 24 * 3600
 _TOKEN = re.compile(r"^[0-9a-f]{8}[a-z2-7]{20}$")
@@ -98,6 +99,7 @@ async def expose(request: Request) -> Response:
         raise E.InvalidArgument(f"ttl must be a whole number of seconds between 1 and {MAX_EXPOSE_TTL}")
     entry = {"nonce": secrets.token_hex(8), "expires": int(time.time()) + ttl}
     svc.set_ingress(record.id, exposed={**_exposed(record), str(port): entry})
+    note(port=port, ttl=ttl)  # the audit row (never the URL's token)
     return JSONResponse(_preview(request, record, port, entry), status_code=201)
 
 
@@ -109,6 +111,7 @@ async def unexpose(request: Request) -> Response:
     if exposed.pop(str(port), None) is None:
         raise E.NotFound(f"port {port} is not exposed")
     svc.set_ingress(record.id, exposed=exposed)
+    note(port=port)
     return Response(status_code=204)
 
 
