@@ -143,7 +143,7 @@ def _entry(value: str, what: str) -> str | ipaddress.IPv4Network:
 
 @dataclass(frozen=True)
 class NetworkPolicy:
-    """Outbound network of one sandbox, in E2B's terms (e2b-protocol.md §3.2, `network`).
+    """Outbound network of one sandbox, in E2B's terms (docs/e2b.md §2.13, `network`).
 
     A destination passes if an allow entry matches it (IP/CIDR, or an address that an allowed name
     resolved to through the sandbox's resolver), else not if a deny entry matches, else if

@@ -1,6 +1,6 @@
 """Ports in: the control plane's reverse proxy to any port a process in a sandbox listens on.
 
-Routing (E2B's, e2b-protocol.md §2.1): a Host of `{port}-{sandboxId}.{domain}` (what `get_host(port)`
+Routing (E2B's, docs/e2b.md §1.4): a Host of `{port}-{sandboxId}.{domain}` (what `get_host(port)`
 returns; `{port}-{sandboxId}-{token}.{domain}` is a signed preview URL), or the headers
 `E2b-Sandbox-Id` + `E2b-Sandbox-Port`. Ports 49983/49999 are envd's and the code interpreter's, served
 by the app itself (a Host-routed request gets the sandbox-id header it implies); every other port is
@@ -37,7 +37,7 @@ log = logging.getLogger("sandlot.proxy")
 
 TRAFFIC_TOKEN_HEADER = b"e2b-traffic-access-token"
 _HOST = re.compile(r"^(\d{1,5})-([a-z0-9]{1,64})(?:-([a-z0-9]{1,63}))?\.", re.I)
-# never forwarded: hop-by-hop (RFC 9110 §7.6.1), routing, credentials of the control plane
+# never forwarded: hop-by-hop (RFC 9110, section 7.6.1), routing, credentials of the control plane
 _DROP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"proxy-authorization", b"te",
                    b"trailer", b"transfer-encoding", b"upgrade", b"host", b"e2b-sandbox-id",
                    b"e2b-sandbox-port", TRAFFIC_TOKEN_HEADER, b"x-api-key"})
