@@ -14,6 +14,7 @@ CAP_NET_ADMIN over its links, routes or firewall, whatever capabilities it holds
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import socket
 import struct
@@ -28,6 +29,7 @@ from pyroute2.netlink.rtnl.rtmsg import rtmsg
 from . import syscalls
 
 PEER_NAME = "eth0"
+ANSWER_TIMEOUT = 10.0  # seconds for the kernel's answer to a request (it takes ~0.1-50 ms)
 IFF_UP = 1
 _HDR = struct.Struct("IHHII")
 
@@ -97,7 +99,10 @@ class Netlink:
     """Batched rtnetlink requests in the host's namespace or a sandbox's."""
 
     def __init__(self) -> None:
-        self._seq = 0
+        # one counter for every thread: next() on it is atomic, and each message keeps the number
+        # it drew (re-reading a shared attribute let two threads' messages cross, and a thread
+        # then waited forever for an answer that had come with another number)
+        self._seq = itertools.count(1)
 
     def close(self) -> None:
         pass
@@ -112,6 +117,7 @@ class Netlink:
     def _socket() -> socket.socket:
         s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
         s.bind((0, 0))
+        s.settimeout(ANSWER_TIMEOUT)  # a missing answer fails the call instead of holding its thread
         return s
 
     def _msg(self, cls, kind: int, flags: int, fields: dict, attrs: list) -> tuple[int, bytes]:
@@ -119,12 +125,12 @@ class Netlink:
         for k, v in fields.items():
             m[k] = v
         m["attrs"] = attrs
-        self._seq = (self._seq + 1) & 0x7FFFFFFF
+        seq = next(self._seq) & 0x7FFFFFFF
         m["header"]["type"] = kind
         m["header"]["flags"] = NLM_F_REQUEST | NLM_F_ACK | flags
-        m["header"]["sequence_number"] = self._seq
+        m["header"]["sequence_number"] = seq
         m.encode()
-        return self._seq, bytes(m.data)
+        return seq, bytes(m.data)
 
     def run(self, sock: socket.socket, msgs: list[tuple[int, bytes]], replies: bool = False) -> list[bytes]:
         """Send the messages in one go; wait for each one's answer. Raises OSError for the first
