@@ -193,3 +193,21 @@ def test_bandwidth_cap_and_network_usage_in_metrics(world, api):
     # 4 Mbit/s is 0.5 MB/s: ~3 s for 1.5 MB (with its burst); uncapped, on loopback-like links, far less
     assert took[4] >= 1.8, took
     assert took[None] < took[4] / 3, took
+
+
+def test_a_cold_resume_and_a_fork_keep_the_network(world, make_sandbox):
+    """A filesystem pause ends the sandbox's processes and its link; the cold boot at resume gets
+    its network back, and a fork's children run under the parent's policy (not a fresh default)."""
+    sbx = make_sandbox(network=network(allow_out=["allowed.test"], deny_out=[ALL_TRAFFIC]))
+    assert fetch(sbx, "http://allowed.test/") == (0, f"world {ALLOWED}\n")
+    assert sbx.pause(mode="filesystem") is True
+    resumed = Sandbox.connect(sbx.sandbox_id, timeout=120)
+    assert fetch(resumed, "http://allowed.test/") == (0, f"world {ALLOWED}\n")
+    assert fetch(resumed, f"http://{OTHER}/")[0] in CLOSED
+    [child] = resumed.fork(timeout=120)
+    try:
+        assert child.get_info().network["allow_out"] == ["allowed.test"]
+        assert fetch(child, "http://allowed.test/") == (0, f"world {ALLOWED}\n")
+        assert fetch(child, "http://other.test/")[0] == 6
+    finally:
+        child.kill()
