@@ -9,6 +9,10 @@
 #   fuse3                                the permission filesystem that serves workspaces (codebases
 #                                        with path permissions) is a FUSE daemon: fusermount3, fuse.conf
 #   libfuse3-dev, pkg-config             build the pyfuse3 wheel (no binary wheel on PyPI)
+#   nftables                             sandbox egress: the firewall rules of sandboxes with a network
+#                                        (the runtime loads them through its libnftables)
+#   libnss-myhostname                    `*.localhost` names (the port proxy's `3000-<id>.localhost`)
+#                                        resolve to loopback; enabled below in /etc/nsswitch.conf
 #   e2fsprogs                            mkfs.ext4: each volume is an ext4 image (its size its quota)
 # Keep README.md's list of system packages the same as this one.
 #
@@ -17,16 +21,29 @@
 #   runsc                                gVisor, as a runtime of that dockerd
 set -euo pipefail
 
-packages=(debootstrap debian-archive-keyring sudo python3-venv iproute2 fuse3 libfuse3-dev pkg-config e2fsprogs)
+packages=(debootstrap debian-archive-keyring sudo python3-venv iproute2 fuse3 libfuse3-dev pkg-config nftables libnss-myhostname e2fsprogs)
 if [ "${1:-}" = "--peers" ]; then
     packages+=(docker.io runsc)
 fi
+
+# glibc resolves `*.localhost` only through nss-myhostname: add it to the hosts line, after `files`
+# (so /etc/hosts still wins) and before `dns`; a hosts line that names it already is left alone.
+enable_myhostname() {
+    if [ -f /etc/nsswitch.conf ] && ! grep -qE '^hosts:.*\bmyhostname\b' /etc/nsswitch.conf; then
+        if [ "$(id -u)" -eq 0 ]; then
+            sed -i -E '/^hosts:/ s/\bfiles\b/files myhostname/' /etc/nsswitch.conf
+        else
+            echo "add myhostname to the hosts line of /etc/nsswitch.conf for *.localhost names" >&2
+        fi
+    fi
+}
 
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -eq 0 ]; then
+    enable_myhostname
     echo "system dependencies already installed"
     exit 0
 fi
@@ -41,3 +58,4 @@ if ! compgen -G "/var/lib/apt/lists/*_Packages*" >/dev/null; then
     apt-get update
 fi
 apt-get install -y "${missing[@]}" || { apt-get update && apt-get install -y "${missing[@]}"; }
+enable_myhostname

@@ -10,8 +10,10 @@ import errno
 import json
 import os
 import re
+import shutil
 import socket
 import stat
+import subprocess
 import time
 from pathlib import Path
 
@@ -200,6 +202,8 @@ class Footprint:
         the server itself and its children) keep alive."""
         found = []
         for pid in _pids():
+            if self._in_group(pid, spares=True) and not self._in_group(pid):
+                continue  # a stem makes its sandbox's namespace ahead of time: counted with the stems
             if self.owns(pid) or (server_pid and self._descends_from(pid, server_pid)):
                 found += [f"net:[{ns}] held by {pid}" for ns in _net_namespaces(pid) - self.netns_before]
         return found
@@ -240,7 +244,50 @@ class Footprint:
                   if len(p.name) == 64 or p.name.startswith(".new-")]
         return {"processes": self.processes(), "netns": self.new_net_namespaces(server_pid), "mounts": mounts,
                 "dirs": dirs, "cgroups": cgroups, "stems": stems, "uid claims": claims, "permfs": permfs,
-                "layers": layers}
+                "layers": layers, "links": self.links(), "nft": self.nft(table_too=server_pid is None)}
+
+    # ---- network (issue 12) ------------------------------------------------------------------
+
+    def _slots(self) -> dict[int, str]:
+        by_slot = {}
+        for state in (self.home / "sandboxes").glob("*/state.json"):
+            try:
+                by_slot[json.loads(state.read_text())["slot"]] = state.parent.name
+            except (OSError, ValueError, KeyError):
+                pass
+        return by_slot
+
+    def _owner(self, link: str, by_slot: dict[int, str]) -> str:
+        slot = link.rsplit("-", 1)[-1]
+        return by_slot.get(int(slot), "?") if slot.isdigit() else "?"
+
+    def links(self) -> list[str]:
+        """The server's veths on the host (`sl<server>-<slot>`), named with their sandbox's id."""
+        prefix, by_slot = "sl" + self.mnt.name[:6] + "-", self._slots()
+        return [f"link {name} of {self._owner(name, by_slot)}"
+                for name in sorted(os.listdir("/sys/class/net")) if name.startswith(prefix)]
+
+    def nft(self, table_too: bool) -> list[str]:
+        """What the server's nftables table holds for sandboxes (set and map elements by link, cap
+        chains), named with their sandbox's id; the table itself too once the server has stopped
+        (a running server keeps it, empty of sandboxes)."""
+        table = "sandlot_" + self.mnt.name
+        if not shutil.which("nft"):
+            return []
+        done = subprocess.run(["nft", "-j", "list", "table", "inet", table], capture_output=True, text=True)
+        if done.returncode != 0:
+            return []
+        by_slot, found = self._slots(), set()
+        for item in json.loads(done.stdout)["nftables"]:
+            s = item.get("set") or item.get("map")
+            if s and s["name"] != "blocked":
+                for elem in s.get("elem", []):
+                    link = re.search(r'"(sl[0-9a-f]{6}-\d+)"', json.dumps(elem))
+                    if link:
+                        found.add(f"nft {s['name']} element of {link.group(1)} of {self._owner(link.group(1), by_slot)}")
+            if "chain" in item and item["chain"]["name"].startswith("cap_"):
+                found.add(f"nft chain {item['chain']['name']}")
+        return sorted(found) + ([f"nft table {table}"] if table_too else [])
 
     def group_dirs(self) -> list[Path]:
         return [p for p in [*CGROUP_ROOT.glob(f"*/{self.group}"), CGROUP_ROOT / self.group] if p.is_dir()]

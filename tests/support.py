@@ -8,8 +8,10 @@ another release of the official SDK (see ./dev test).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import pwd
+import shutil
 import signal
 import socket
 import subprocess
@@ -157,12 +159,20 @@ def tracebacks(log: str) -> list[str]:
 
 
 def leftovers(home: Path) -> list[str]:
-    """Sandbox layers, committed layers and mounts a stopped server left under its state directory."""
+    """Sandbox layers, committed layers and mounts a stopped server left under its state directory,
+    and its network: host links and nftables table (named from the same hash as its /run/sandlot
+    directory)."""
     found = [str(p) for p in (home / "sandboxes").glob("*")]
     # layers (snapshots, fork, filesystem pauses) nobody holds any more
     found += [str(p) for p in (home / "layers").glob("*") if len(p.name) == 64 or p.name.startswith(".new-")]
     with open("/proc/mounts") as f:
         found += [line.split()[1] for line in f if str(home) + "/" in line]
+    server = hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:12]
+    if os.path.isdir("/sys/class/net"):
+        found += [f"link {n}" for n in os.listdir("/sys/class/net") if n.startswith(f"sl{server[:6]}-")]
+    if os.geteuid() == 0 and shutil.which("nft") and subprocess.run(["nft", "list", "table", "inet", f"sandlot_{server}"],
+                                            capture_output=True).returncode == 0:
+        found.append(f"nftables table sandlot_{server}")
     return found
 
 

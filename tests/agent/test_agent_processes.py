@@ -289,3 +289,18 @@ async def test_stdio_fds_needs_two_fds_and_no_pty(client, fds, pty):
     for pair in pipes:
         for fd in pair:
             os.close(fd)
+
+
+async def test_a_later_connect_replays_recent_output(client):
+    events = client.start("/bin/bash", ["-c", "for i in 1 2 3; do echo line $i; done; sleep 30"], tag="replay")
+    pid = (await events.__anext__())["start"]["pid"]
+    await events.aclose()
+    await asyncio.sleep(0.5)
+    again = client.connect(pid=pid)
+    assert (await again.__anext__()) == {"start": {"pid": pid}}
+    seen = b""
+    while seen.count(b"\n") < 3:
+        seen += (await asyncio.wait_for(again.__anext__(), 5))["stdout"]
+    assert seen == b"line 1\nline 2\nline 3\n"
+    await client.send_signal(signal.SIGKILL, pid=pid)
+    await collect(again)

@@ -36,7 +36,7 @@ def test_agent_config_round_trip_and_closed_defaults():
     assert {k: getattr(read, k) for k in read.__slots__} == {
         "envs": {"A": "1"}, "default_user": "user", "allow_sudo": True, "root_caps": ["CAP_KILL"],
         "run_as_default_user": False, "keepalive_interval": 2.0, "max_list_entries": 100_000,
-        "process_filter": None, "max_output_bytes": 0, "ready_fd": None}
+        "process_filter": None, "max_output_bytes": 0, "ready_fd": None, "output_replay_bytes": 64 * 1024}
     closed = contract.AgentConfig.from_json(json.dumps({"a_newer_key": 1}))  # unknown keys: ignored
     assert not closed.allow_sudo and closed.root_caps is None and closed.envs == {}
 

@@ -25,8 +25,9 @@ EXPECTED = {
     "AsyncWatchHandle", "SandboxService", "AsyncSandboxService", "Session", "AsyncSession", "Codebase",
     "AsyncCodebase", "Volume", "AsyncVolume", "Template", "AsyncTemplate",
     # data
-    "CommandResult", "EntryInfo", "FileType", "FilesystemEvent", "FilesystemEventType", "Limits", "Package",
-    "ProcessInfo", "SandboxInfo", "SandboxLogEntry", "SandboxMetrics", "SessionInfo", "WriteInfo", "CodebaseFile",
+    "CommandResult", "EntryInfo", "ExposedPort", "FileType", "FilesystemEvent", "FilesystemEventType", "Limits",
+    "Package", "ProcessInfo", "SandboxInfo", "SandboxLogEntry", "SandboxMetrics", "SessionInfo", "WriteInfo",
+    "CodebaseFile",
     # data: path permissions and policy
     "Permission", "PatternType", "PermissionRule", "SecurityPolicy",
     # data: snapshots and volumes

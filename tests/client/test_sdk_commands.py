@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from sandlot import CommandExitError, CommandResult, NotFound, TimeoutError
+from sandlot import CommandExitError, CommandResult, InvalidArgument, NotFound, TimeoutError
 from sdk_support import collect, eventually, maybe
 
 
@@ -71,6 +71,39 @@ async def test_background_list_connect_kill(sandbox):
     assert await maybe(sandbox.commands.kill(handle.pid)) is False
     with pytest.raises(NotFound):
         await maybe(sandbox.commands.connect(handle.pid))
+
+
+async def test_tags_get_process_and_replayed_output(sandbox):
+    handle = await maybe(sandbox.commands.run("echo early; sleep 60", background=True, tag="web"))
+    info = await maybe(sandbox.commands.get_process("web"))
+    assert info is not None and info.pid == handle.pid and info.tag == "web"
+    assert await maybe(sandbox.commands.get_process("nosuch")) is None
+    await eventually(lambda: "early" in handle.stdout)
+    attached = await maybe(sandbox.commands.connect("web"))  # by tag; it prints nothing new
+    assert await eventually(lambda: attached.stdout == "early\n")
+    assert await maybe(handle.kill()) is True
+
+
+async def test_wait_for_log_and_port_on_a_handle(sandbox):
+    server = await maybe(sandbox.commands.run(
+        "sleep 0.5; echo 'ready on 8123' >&2; exec python3 -m http.server 8123 --bind 127.0.0.1",
+        background=True))
+    t = time.monotonic()
+    m = await maybe(server.wait_for_log(r"ready on (\d+)", timeout=20))
+    assert m.group(1) == "8123" and time.monotonic() - t >= 0.4
+    await maybe(server.wait_for_port(8123, timeout=20))
+    out = await maybe(sandbox.commands.run("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8123/"))
+    assert out.stdout == "200"
+    with pytest.raises(TimeoutError):
+        await maybe(server.wait_for_log("never printed", timeout=0.5))
+    await maybe(server.kill())
+    quick = await maybe(sandbox.commands.run("echo bye", background=True))
+    with pytest.raises(CommandExitError):
+        await maybe(quick.wait_for_log("hello", timeout=10))
+    raw = await maybe(sandbox.commands.run("echo hello; sleep 30", background=True, raw=True))
+    with pytest.raises(InvalidArgument, match="raw=True"):  # it keeps no text to search: no silent wait
+        await maybe(raw.wait_for_log("hello", timeout=10))
+    assert await maybe(raw.kill()) is True
 
 
 async def test_stdin(sandbox):

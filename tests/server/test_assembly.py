@@ -12,9 +12,9 @@ import pytest
 from openapi_spec_validator import validate
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
-from sandlot.server import api, codebases, sessions, snapshots, template_routes, transfer, volumes, workspaces
+from sandlot.server import api, codebases, ports, sessions, snapshots, template_routes, transfer, volumes, workspaces
 from sandlot.server.app import build_app
 from sandlot.server.auth import Access, ApiKeys, access_of, requires, secure
 from sandlot.server.config import Config
@@ -70,6 +70,35 @@ async def test_a_route_that_declares_no_access_is_refused(keys, caplog):
     assert r.status_code == 403 and r.json()["code"] == 403, r.text
 
 
+async def test_a_websocket_reaches_no_route(keys):
+    """WebSocket is the port proxy's alone (proxy.py, before the routes): one sent to a route, a
+    Mount above all (Mounts match WebSocket scopes, whose rules the guard does not check), is
+    refused before the route's app runs, whatever its access rule."""
+    reached = []
+
+    async def inner(scope, receive, send):
+        reached.append(scope["path"])
+
+    routes = secure([*requires(Access.PUBLIC, [Mount("/open", app=inner)], keys, body=1024),
+                     *requires(Access.API_KEY, [Mount("/keyed", app=inner)], keys, body=None),
+                     Mount("/forgotten", app=inner)], keys)
+    app = Starlette(routes=routes)
+    for path in ("/open/x", "/keyed/x", "/forgotten/x"):
+        sent = []
+
+        async def receive():
+            return {"type": "websocket.connect"}
+
+        async def send(message):
+            sent.append(message)
+
+        await app({"type": "websocket", "path": path, "raw_path": path.encode(), "root_path": "", "scheme": "ws",
+                   "query_string": b"", "headers": [(b"x-api-key", KEY.encode())], "subprotocols": []},
+                  receive, send)
+        assert sent == [{"type": "websocket.close", "code": 1008}], (path, sent)  # uvicorn answers 403
+    assert reached == []
+
+
 def test_declarations_are_checked(keys):
     with pytest.raises(TypeError, match="no sandbox gate"):
         requires(Access.SANDBOX, [Route("/x", _ok)], keys, body=None)
@@ -89,7 +118,7 @@ async def test_every_route_of_the_app_declares_its_access(client):
     assert public == ["/_sandlot/health", "/health", "/openapi.json"]
     keyed = {path for (path, _), a in access.items() if a is Access.API_KEY}
     own = [*sessions.routes(), *workspaces.routes(), *codebases.routes(), *codebases.upload_routes(),
-           *snapshots.routes(), *transfer.routes(), *volumes.routes(), *template_routes.routes()]
+           *snapshots.routes(), *transfer.routes(), *volumes.routes(), *template_routes.routes(), *ports.routes()]
     assert keyed == {r.path for r in [*api.routes(), *own]} | {"/audit"}
     # a volume's content API: its own token, checked by the volume gate
     assert {path for (path, _), a in access.items() if a is Access.VOLUME} == {r.path for r in volumes.content_routes()}

@@ -232,3 +232,28 @@ def test_snapshot_fork_and_volume_actions_are_recorded(srv):
     dump = "\n".join(map(repr, db.execute("SELECT * FROM audit")))
     db.close()
     assert vol["token"] not in dump and "volume content" not in dump
+
+
+def test_network_and_port_actions_are_recorded(srv):
+    team, key_id, key = team_key(srv, "networking")
+    with httpx.Client(base_url=srv.url, headers={"X-API-KEY": key}, timeout=120) as http:
+        sid = http.post("/v2/sandboxes", json={"templateID": "base", "timeout": 120}).json()["sandboxID"]
+        changed = http.put(f"/sandboxes/{sid}/network", json={"allowOut": ["example.test"], "denyOut": ["0.0.0.0/0"]})
+        assert changed.status_code == 204, changed.text
+        preview = http.post(f"/sandboxes/{sid}/ports/8000/expose", json={"ttl": 60}).json()
+        assert http.delete(f"/sandboxes/{sid}/ports/8000/expose").status_code == 204
+        assert http.post(f"/sandboxes/{sid}/ports/8001/wait", json={"timeout": 0}).status_code == 504
+        assert http.delete(f"/sandboxes/{sid}").status_code == 204
+
+    rows = {r["action"]: r for r in everything(srv, srv.api_key, team="networking")}
+    update = rows["sandbox.network.update"]
+    assert (update["sandbox"], update["key"], update["outcome"]) == (sid, key_id, "ok")
+    assert update["detail"] == {"network": "internet, allow 1, deny 1"}  # policy.describe()
+    assert rows["port.expose"]["detail"] == {"port": 8000, "ttl": 60}
+    assert rows["port.unexpose"]["detail"] == {"port": 8000}
+    assert rows["port.wait"]["outcome"] == "failed"
+    db = sqlite3.connect(srv.home / "state.db")
+    dump = "\n".join(map(repr, db.execute("SELECT * FROM audit")))
+    db.close()
+    token = preview["url"].split("//", 1)[1].split(".", 1)[0].rsplit("-", 1)[1]
+    assert token not in dump  # a preview URL's token is a credential

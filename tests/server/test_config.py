@@ -40,6 +40,12 @@ def test_flags_override_the_environment_which_overrides_the_file(tmp_path, monke
     assert Config.from_env().pool_size == 7
 
 
+def test_egress_is_on_request_unless_turned_off(monkeypatch):
+    assert Config.from_env().egress == "on-request"
+    monkeypatch.setenv("SANDLOT_EGRESS", " OFF")
+    assert Config.from_env().egress == "off"
+
+
 def test_pool_templates_are_comma_separated(monkeypatch):
     monkeypatch.setenv("SANDLOT_POOL_TEMPLATES", " base, code-interpreter ,")
     assert Config.from_env().pool_templates == ("base", "code-interpreter")
@@ -51,6 +57,7 @@ def test_pool_templates_are_comma_separated(monkeypatch):
     ("SANDLOT_POOL_SIZE", "abc"), ("SANDLOT_POOL_SIZE", "-1"), ("SANDLOT_PORT", "70000"),
     ("SANDLOT_MAX_JSON_BYTES", "1_000"), ("SANDLOT_MAX_OUTPUT_BYTES", "²"), ("SANDLOT_LOG_FORMAT", "xml"),
     ("SANDLOT_HEADER_TIMEOUT", "nan"), ("SANDLOT_KEEP_SANDBOXES", "maybe"), ("SANDLOT_METRICS_AUTH", "open"),
+    ("SANDLOT_EGRESS", "on"),
 ])
 def test_a_bad_value_names_the_variable_and_the_value(monkeypatch, name, value):
     monkeypatch.setenv(name, value)

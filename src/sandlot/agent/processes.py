@@ -1,5 +1,8 @@
 """Processes started through the agent: the registry by pid and tag, output fan-out to every
-connected stream, stdin and PTY input, signals, resizing, deadlines and the end of each process."""
+connected stream, stdin and PTY input, signals, resizing, deadlines and the end of each process.
+
+Each process keeps its latest output (AgentConfig.output_replay_bytes, 64 KiB by default) and replays
+it to a client that connects later, so what a background process printed before is not lost."""
 
 import binascii
 import fcntl
@@ -124,6 +127,8 @@ class Process:
         self._paused = False
         self.internal = False  # sandlot's own helper: not listed to users
         self.budget = OutputBudget()
+        self.recent = deque()  # latest output frames, replayed on connect
+        self._recent_size = 0
 
     def begin(self, timeout_ms):
         _by_pid[self.pid] = self
@@ -149,7 +154,17 @@ class Process:
         elif data is not None:
             self._close_output(fd)
 
+    def _remember(self, frame):
+        limit = config.settings.output_replay_bytes
+        if limit <= 0:
+            return
+        self.recent.append(frame)
+        self._recent_size += len(frame)
+        while self._recent_size > limit and len(self.recent) > 1:
+            self._recent_size -= len(self.recent.popleft())
+
     def _emit(self, frame):
+        self._remember(frame)
         congested = []
         for conn in self.streams:
             conn.send_frame(frame)
@@ -385,6 +400,8 @@ async def start(req, conn):
 async def connect(req, conn):
     proc = _select(req)
     conn.send({"start": {"pid": proc.pid}})
+    for frame in proc.recent:  # what it printed before this client came
+        conn.send_frame(frame)
     await proc.follow(conn)
 
 

@@ -20,6 +20,7 @@ def serve(
     pool_size: int = typer.Option(None, help="Warm sandboxes kept per template ($SANDLOT_POOL_SIZE)."),
     log_level: str = typer.Option(None, help="debug, info, warning or error ($SANDLOT_LOG_LEVEL)."),
     keep_sandboxes: bool = typer.Option(False, help="On stop, leave sandboxes running for the next start to adopt."),
+    domain: str = typer.Option(None, help="Domain of sandbox hosts, `{port}-{id}.{domain}`, e.g. localhost:3000 ($SANDLOT_DOMAIN)."),
     config_file: Path = typer.Option(None, "--config", help="A TOML file of settings (or $SANDLOT_CONFIG)."),
     install_service: bool = typer.Option(False, help="Write a systemd unit that runs this command, then exit."),
     unit_path: Path = typer.Option(None, help="Where --install-service writes the unit (default "
@@ -34,7 +35,7 @@ def serve(
 
     try:
         config = Config.from_env(config_file, host=host, port=port, home=home, pool_size=pool_size,
-                                 log_level=log_level, keep_sandboxes=keep_sandboxes or None)
+                                 log_level=log_level, keep_sandboxes=keep_sandboxes or None, domain=domain)
     except ConfigError as e:
         console.print(f"[red]error:[/] {escape(e.message)}", highlight=False)
         raise typer.Exit(2) from None

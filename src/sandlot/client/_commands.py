@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import codecs
 import inspect
+import re
 import time
 from collections.abc import AsyncIterator, Callable
+from re import Match, Pattern
 from typing import Any, Literal, TypeVar, overload
 
 from .. import _exceptions as E
@@ -180,6 +182,41 @@ class AsyncCommandHandle:
             await changed.wait()
         await self._finished()
 
+    async def wait_for_log(self, pattern: str | Pattern[str], timeout: float | None = 30) -> Match[str]:
+        """The first match of `pattern` (a regular expression) in the output (stdout, then
+        stderr), as soon as it is printed: the output arrives pushed, nothing polls (a handle from
+        `connect()` starts with the output the process printed before). Raises TimeoutError after
+        `timeout` seconds (None or 0: no limit), CommandExitError if the command ends without it."""
+        if self._raw:
+            raise E.InvalidArgument("wait_for_log() reads the text output, which a raw=True command does not keep")
+        rx = re.compile(pattern)
+
+        async def watch() -> Match[str]:
+            while True:
+                changed = self._changed
+                if m := rx.search(self.stdout) or rx.search(self.stderr):
+                    return m
+                if self._task.done():
+                    await self._finished()
+                    end = self._end
+                    assert end is not None  # _finished() raised otherwise
+                    raise E.CommandExitError(self.stdout, self.stderr, end.exit_code,
+                                             f"the command ended without printing {rx.pattern!r}")
+                await changed.wait()
+
+        try:
+            async with asyncio.timeout(timeout or None):
+                return await watch()
+        except TimeoutError as e:
+            if isinstance(e, E.SandlotError):  # the command's own deadline, not ours
+                raise
+            raise E.TimeoutError(f"{rx.pattern!r} did not appear within {timeout}s") from None
+
+    async def wait_for_port(self, port: int, timeout: float = 30, request_timeout: float | None = None) -> None:
+        """Return once something in the sandbox accepts connections on `port` (the server watches,
+        see `AsyncSandbox.wait_for_port`)."""
+        await wait_for_port(self._envd, port, timeout, request_timeout)
+
     async def kill(self, request_timeout: float | None = None) -> bool:
         """SIGKILL the command. False if it had already ended."""
         return await AsyncCommands(self._envd).kill(self.pid, request_timeout=request_timeout)
@@ -203,6 +240,14 @@ async def send_input_to(envd: Envd, pid: int, data: str | bytes, field: Literal[
     process_input = pb.ProcessInput(pty=_bytes(data)) if field == "pty" else pb.ProcessInput(stdin=_bytes(data))
     request = pb.SendInputRequest(process=pb.ProcessSelector(pid=pid), input=process_input)
     await envd.call(envd.process.send_input, request, request_timeout=request_timeout)
+
+
+async def wait_for_port(envd: Envd, port: int, timeout: float, request_timeout: float | None) -> None:
+    """POST .../ports/{port}/wait: the server tries the port inside the sandbox until it opens or
+    `timeout` passes (504: TimeoutError); `request_timeout` is the allowance for the answer beyond it."""
+    allowance = envd.transport.config.timeout(request_timeout)
+    await envd.transport.api("POST", f"/sandboxes/{envd.sandbox_id}/ports/{port}/wait", json={"timeout": timeout},
+                             timeout=None if allowance is None else timeout + allowance)
 
 
 def _retrieve(task: asyncio.Task[None]) -> None:
@@ -242,34 +287,34 @@ class AsyncCommands:
                   cwd: str | None = None, user: str | None = None, timeout: float | None = 60,
                   on_stdout: Callable[[str], object] | None = None, on_stderr: Callable[[str], object] | None = None,
                   stdin: bool = False, check: bool = True, request_timeout: float | None = None, *,
-                  raw: Literal[False] = False) -> CommandResult: ...
+                  raw: Literal[False] = False, tag: str | None = None) -> CommandResult: ...
 
     @overload
     async def run(self, cmd: str, background: Literal[True], envs: dict[str, str] | None = None,
                   cwd: str | None = None, user: str | None = None, timeout: float | None = 60,
                   on_stdout: Callable[[str], object] | None = None, on_stderr: Callable[[str], object] | None = None,
                   stdin: bool = False, check: bool = True, request_timeout: float | None = None, *,
-                  raw: Literal[False] = False) -> AsyncCommandHandle: ...
+                  raw: Literal[False] = False, tag: str | None = None) -> AsyncCommandHandle: ...
 
     @overload
     async def run(self, cmd: str, background: bool = False, envs: dict[str, str] | None = None,
                   cwd: str | None = None, user: str | None = None, timeout: float | None = 60,
                   on_stdout: Callable[[bytes], object] | None = None, on_stderr: Callable[[bytes], object] | None = None,
                   stdin: bool = False, check: bool = True, request_timeout: float | None = None, *,
-                  raw: Literal[True]) -> CommandResult | AsyncCommandHandle: ...
+                  raw: Literal[True], tag: str | None = None) -> CommandResult | AsyncCommandHandle: ...
 
     @overload
     async def run(self, cmd: str, background: bool = False, envs: dict[str, str] | None = None,
                   cwd: str | None = None, user: str | None = None, timeout: float | None = 60,
                   on_stdout: Callable[[Any], object] | None = None, on_stderr: Callable[[Any], object] | None = None,
                   stdin: bool = False, check: bool = True, request_timeout: float | None = None, *,
-                  raw: bool = False) -> CommandResult | AsyncCommandHandle: ...
+                  raw: bool = False, tag: str | None = None) -> CommandResult | AsyncCommandHandle: ...
 
     async def run(self, cmd: str, background: bool = False, envs: dict[str, str] | None = None,
                   cwd: str | None = None, user: str | None = None, timeout: float | None = 60,
                   on_stdout: Callable[[Any], object] | None = None, on_stderr: Callable[[Any], object] | None = None,
                   stdin: bool = False, check: bool = True, request_timeout: float | None = None, *,
-                  raw: bool = False) -> CommandResult | AsyncCommandHandle:
+                  raw: bool = False, tag: str | None = None) -> CommandResult | AsyncCommandHandle:
         """Run `cmd` with `/bin/bash -l -c`.
 
         Foreground (default): wait and return a CommandResult; a non-zero exit raises
@@ -280,13 +325,16 @@ class AsyncCommands:
         bytes exactly as the command wrote them, and nothing is kept (`stdout`/`stderr` of the
         result and handle stay empty): for binary or endless output. `request_timeout` bounds the
         wait for the process to start (as every call's `request_timeout`: seconds, 0 = no limit,
-        default the sandbox's, 60 s unless given to `create()`/`connect()`).
+        default the sandbox's, 60 s unless given to `create()`/`connect()`). `tag` names the process
+        while it runs (unique among running ones): `get_process(tag)`, `connect(tag)`.
         """
         config = pb.ProcessConfig(cmd="/bin/bash", args=["-l", "-c", cmd], envs=envs or {})
         if cwd:
             config.cwd = cwd
-        events = self._envd.stream(self._envd.process.start, pb.StartRequest(process=config, stdin=stdin),
-                                   user=user, timeout=timeout)
+        start = pb.StartRequest(process=config, stdin=stdin)
+        if tag is not None:
+            start.tag = tag
+        events = self._envd.stream(self._envd.process.start, start, user=user, timeout=timeout)
         handle = await attach(self._envd, events, request_timeout, on_stdout=on_stdout, on_stderr=on_stderr,
                               check=check, raw=raw)
         if background:
@@ -299,11 +347,13 @@ class AsyncCommands:
             await asyncio.shield(handle.kill())
             raise
 
-    async def connect(self, pid: int, timeout: float | None = None, on_stdout: Callable[[str], object] | None = None,
-                      on_stderr: Callable[[str], object] | None = None,
+    async def connect(self, pid: int | str, timeout: float | None = None,
+                      on_stdout: Callable[[str], object] | None = None, on_stderr: Callable[[str], object] | None = None,
                       request_timeout: float | None = None) -> AsyncCommandHandle:
-        """Attach to a running process; the handle replays nothing, it sees output from now on."""
-        request = pb.ConnectRequest(process=pb.ProcessSelector(pid=pid))
+        """Attach to a running process by pid or tag; the handle first gets the process's latest
+        output (up to 64 KiB, kept by sandlot's agent), then what follows."""
+        selector = pb.ProcessSelector(tag=pid) if isinstance(pid, str) else pb.ProcessSelector(pid=pid)
+        request = pb.ConnectRequest(process=selector)
         events = self._envd.stream(self._envd.process.connect, request, timeout=timeout)
         return await attach(self._envd, events, request_timeout, on_stdout=on_stdout, on_stderr=on_stderr)
 
@@ -311,6 +361,10 @@ class AsyncCommands:
         """Processes started through envd that are still running (background ones included)."""
         response = await self._envd.call(self._envd.process.list, pb.ListRequest(), request_timeout=request_timeout)
         return [ProcessInfo.from_proto(p) for p in response.processes]
+
+    async def get_process(self, tag: str, request_timeout: float | None = None) -> ProcessInfo | None:
+        """The running process started with `tag`, or None."""
+        return next((p for p in await self.list(request_timeout) if p.tag == tag), None)
 
     async def kill(self, pid: int, request_timeout: float | None = None) -> bool:
         """SIGKILL a process. False if there is no such process."""

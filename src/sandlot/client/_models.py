@@ -12,7 +12,7 @@ from ..protocol import process_pb2 as proc_pb
 from ..limits import Limits
 
 __all__ = [
-    "CodeContext", "CommandResult", "EntryInfo", "Execution", "ExecutionError", "FileType", "FilesystemEvent",
+    "CodeContext", "CommandResult", "EntryInfo", "Execution", "ExecutionError", "ExposedPort", "FileType", "FilesystemEvent",
     "FilesystemEventType", "Limits", "Logs", "OutputMessage", "Package", "ProcessInfo", "Result", "SandboxInfo",
     "SandboxMetrics", "WriteInfo",
 ]
@@ -46,6 +46,19 @@ class SandboxInfo:
             metadata=dict(d.get("metadata") or {}), cpu_count=d.get("cpuCount", 0),
             memory_mb=d.get("memoryMB", 0), disk_size_mb=d.get("diskSizeMB", 0),
             envd_version=d.get("envdVersion", ""), alias=d.get("alias"))
+
+
+@dataclass(frozen=True)
+class ExposedPort:
+    """A port of a sandbox with a signed preview URL (`list_exposed_ports()`)."""
+
+    port: int
+    url: str  # http://{port}-{sandbox id}-{token}.{domain}
+    expires_at: datetime
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> ExposedPort:
+        return cls(port=d["port"], url=d["url"], expires_at=datetime.fromtimestamp(d["expiresAt"], timezone.utc))
 
 
 @dataclass(frozen=True)

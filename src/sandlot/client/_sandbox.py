@@ -4,7 +4,8 @@ Over 400 lines because each of the methods also callable by id (`kill`, `set_tim
 `get_metrics`, `get_logs`, `pause`, `create_snapshot`, `fork`) carries its two overload signatures
 for type checkers, and because it is the sandbox's whole public surface: each other method is a
 documented line or two onto the module that does the work (_sessions.py, _workspace.py,
-_snapshots.py, _code.py, _state.py...).
+_snapshots.py, _code.py, _state.py...); the sandbox's ports (preview URLs, waits) are methods of
+the sandbox, as in E2B's and Cloudflare's SDKs.
 """
 
 from __future__ import annotations
@@ -33,12 +34,13 @@ from ..permissions import PermissionRule
 from . import _sessions, _snapshots, _state, _workspace
 from ._code import AsyncCodeInterpreter
 from ._codebases import AsyncCodebase
-from ._commands import AsyncCommands
+from ._commands import AsyncCommands, wait_for_port
 from ._config import ConnectionConfig
 from ._files import AsyncFiles
 from ._http import Envd, Transport
 from ._models import (
-    CodeContext, Execution, ExecutionError, Limits, OutputMessage, Result, SandboxInfo, SandboxLogEntry, SandboxMetrics,
+    CodeContext, Execution, ExecutionError, ExposedPort, Limits, OutputMessage, Result, SandboxInfo, SandboxLogEntry,
+    SandboxMetrics,
 )
 from ._packages import AsyncPackages
 from ._pty import AsyncPty
@@ -611,6 +613,35 @@ class AsyncSandbox:
         if expires_in is not None:
             query["signature_expiration"] = str(expiration)
         return f"{self.api_url}/files?{urlencode(query, quote_via=quote)}"
+
+    # ---- ports in: preview URLs and waits (the server's ports.py; the proxy is its proxy.py) ----
+
+    async def expose_port(self, port: int, ttl: int = 3600, request_timeout: float | None = None) -> str:
+        """A signed URL to `port` in this sandbox, valid for `ttl` seconds (at most a week) even
+        where its traffic is private; exposing the port again replaces the URL (the old one stops
+        working)."""
+        response = await self._transport.api("POST", self._path(f"/ports/{port}/expose"), json={"ttl": ttl},
+                                             request_timeout=request_timeout)
+        return ExposedPort.from_json(response.json()).url
+
+    async def unexpose_port(self, port: int, request_timeout: float | None = None) -> None:
+        """Revoke the port's preview URL (NotFound if it has none)."""
+        await self._transport.api("DELETE", self._path(f"/ports/{port}/expose"), request_timeout=request_timeout)
+
+    async def list_exposed_ports(self, request_timeout: float | None = None) -> builtins.list[ExposedPort]:
+        """The ports with a live preview URL."""
+        response = await self._transport.api("GET", self._path("/ports"), request_timeout=request_timeout)
+        return [ExposedPort.from_json(p) for p in response.json()]
+
+    async def is_port_exposed(self, port: int, request_timeout: float | None = None) -> bool:
+        """Whether `port` has a live preview URL."""
+        return any(p.port == port for p in await self.list_exposed_ports(request_timeout))
+
+    async def wait_for_port(self, port: int, timeout: float = 30, request_timeout: float | None = None) -> None:
+        """Return once something in the sandbox accepts connections on `port`, loopback included
+        (the server tries it inside the sandbox; the client does not poll). Raises TimeoutError
+        after `timeout` seconds."""
+        await wait_for_port(self._envd, port, timeout, request_timeout)
 
     async def close(self) -> None:
         """Release this object's connections; the sandbox keeps running."""

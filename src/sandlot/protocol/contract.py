@@ -31,7 +31,8 @@ the host's control plane (a peer outside the sandbox's pid namespace) and root m
                    in its own session; signals and the deadline go to its process group. The end
                    comes when it exits: children that keep its stdout open do not delay it. A tag
                    of a running process is already_exists; a missing cmd or cwd invalid_argument.
-    process.connect  pid | tag       -> same stream as start (output produced from now on)
+    process.connect  pid | tag       -> same stream as start: first the process's latest output
+                                        (up to output_replay_bytes), then what it prints from now on
     process.list   all: bool         -> {"processes": [{"pid", "tag", "cmd", "args", "envs", "cwd"}]}
     process.input    pid | tag, data (base64), pty: bool   -> {}
     process.stream_input  pid | tag  -> client sends J frames {"data": b64, "pty": bool}; on EOF
@@ -124,11 +125,12 @@ class AgentConfig:
     plane can still start an older agent."""
 
     __slots__ = ("envs", "default_user", "allow_sudo", "root_caps", "run_as_default_user",
-                 "keepalive_interval", "max_list_entries", "process_filter", "max_output_bytes", "ready_fd")
+                 "keepalive_interval", "max_list_entries", "process_filter", "max_output_bytes", "ready_fd",
+                 "output_replay_bytes")
 
     def __init__(self, envs=None, default_user="user", allow_sudo=False, root_caps=None,
                  run_as_default_user=False, keepalive_interval=50.0, max_list_entries=100000,
-                 process_filter=None, max_output_bytes=0, ready_fd=None):
+                 process_filter=None, max_output_bytes=0, ready_fd=None, output_replay_bytes=64 * 1024):
         # sandbox-wide environment variables, given to every process
         self.envs = {str(k): str(v) for k, v in (envs or {}).items()}
         self.default_user = default_user or "user"  # whose identity a request without ``user`` runs with
@@ -147,6 +149,8 @@ class AgentConfig:
         # an fd the agent inherits and writes one byte to once its socket listens, then closes: the
         # runtime waits on it instead of polling the socket (None: no one waits that way)
         self.ready_fd = None if ready_fd is None else int(ready_fd)
+        # output a process keeps to replay to a client that connects later (agent/processes.py)
+        self.output_replay_bytes = int(output_replay_bytes)
 
     def to_json(self):
         return json.dumps({name: getattr(self, name) for name in self.__slots__})

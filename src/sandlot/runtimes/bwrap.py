@@ -107,18 +107,24 @@ def tmp_size(limits: Limits) -> int:
 
 def sandbox_setup(spec: SandboxSpec, template, *, root: Sequence[Op], code_dir: Path, run_dir: Path,
                   seccomp_fd: int, caps: Sequence[str] = (), late: Sequence[Op] = (),
-                  sudo_shim: bool = True, boot_id: Path | None = None, tmp_in_memory: bool = True,
-                  ptys: Path | None = None) -> list[Op]:
+                  sudo_shim: bool = True, own_netns: bool = False, boot_id: Path | None = None,
+                  tmp_in_memory: bool = True, ptys: Path | None = None) -> list[Op]:
     """The setup of one sandbox that runs the agent. `root` makes / (and whatever must be mounted
     before the rest); `late` comes after every bind, before the sandbox's identity. `boot_id`: a
     file bound over /proc's boot id (none: the host's shows). `code_dir` is
     the installed in-sandbox tree (agent_setup.install_agent), `run_dir` the sandbox's own host
-    directory for the agent's socket and config. `tmp_in_memory`: /tmp is a tmpfs (bounded, charged
-    to the sandbox's memory); otherwise it is the root filesystem's own, on the sandbox's disk.
-    `ptys`: a devpts instance of the sandbox's own, bounded, for /dev/pts (bwrap's has no bound)."""
+    directory for the agent's socket and config. `own_netns`: the process bwrap runs as already
+    has a network namespace of its own (the namespace runtime's: links.new_netns). `tmp_in_memory`:
+    /tmp is a tmpfs (bounded, charged to the sandbox's memory); otherwise it is the root
+    filesystem's own, on the sandbox's disk. `ptys`: a devpts instance of the sandbox's own,
+    bounded, for /dev/pts (bwrap's has no bound)."""
     return [
-        # own pid, IPC, hostname and network namespaces (no network: loopback only), own cgroup view
-        *unshare("pid", "ipc", "uts", "net", "cgroup-try"),
+        # own pid, IPC and hostname namespaces, own cgroup view
+        *unshare("pid", "ipc", "uts", "cgroup-try"),
+        # own network namespace (loopback only). One the process made itself while still host root
+        # is kept instead: it belongs to the host's user namespace, so root inside the sandbox has
+        # no CAP_NET_ADMIN over its links, routes or firewall (runtimes/network.py gives it a link)
+        *([] if own_netns else unshare("net")),
         # the agent is pid 1 (it reaps orphans: agent/children.py): bwrap's own init would be a
         # dumpable process inside that root there could take over through /proc/1/mem
         Op("--as-pid-1"),

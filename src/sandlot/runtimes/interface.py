@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from .cgroups import Usage
-from .policy import SandboxSpec
+from .policy import NetworkPolicy, SandboxSpec
 
 if TYPE_CHECKING:
     from ..templates import Template
@@ -28,6 +28,7 @@ class Runtime(Protocol):
     name: str
     # codebases with path permissions (runtimes/workspace.py); None where the tier has none
     workspaces: Workspaces | None
+    network_missing: str | None  # why this runtime gives sandboxes no network here; None: it does
 
     def create(self, spec: SandboxSpec, template: Template) -> RuntimeSandbox:
         """Build and start a sandbox; return once its agent accepts connections. The template's
@@ -48,6 +49,13 @@ class Runtime(Protocol):
         """Bytes the sandbox's writable layer occupies."""
 
     def freeze(self, sandbox_id: str, frozen: bool) -> None: ...
+
+    # Optional: port_socket(rt, family) -> a socket inside the sandbox's network namespace, how the
+    # port proxy (server/proxy.py) reaches in; a runtime without it has no ports in (501).
+
+    def set_network(self, sandbox_id: str, policy: NetworkPolicy | None, adopting: bool = False) -> None:
+        """Give a running sandbox a network under `policy`, replace its policy, or (None) take its
+        network away; Unsupported where the tier cannot. `adopting`: a restart takes it over."""
 
     def writable_layer(self, sandbox_id: str) -> tuple[Path, int]:
         """The sandbox's writable layer (a directory to commit as a layer: snapshots, fork,

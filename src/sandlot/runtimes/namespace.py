@@ -2,22 +2,25 @@
 
 How a sandbox is built (as root on the host):
 
-1. Fork. The child joins the sandbox's cgroups, becomes the sandbox's unique host uid range base
-   (never root) and unshares a user namespace; the parent maps inside 0..65535 onto that range.
+1. Fork. The child joins the sandbox's cgroups, makes its own network namespace while still host
+   root (only loopback; owned by the host, see runtimes/network.py), becomes the sandbox's unique
+   host uid range base (never root) and unshares a user namespace; the parent maps inside
+   0..65535 onto that range.
 2. The parent id-maps the template's root filesystem through that user namespace (so the template,
    owned by host root, appears owned by the sandbox's own root and `user`) and mounts an overlay with a
    per-sandbox upper layer on top. Sandbox writes land in the upper layer only.
-3. The child execs bwrap, which (root inside its user namespace only) makes the mount, pid, ipc, uts,
-   net and cgroup namespaces, binds the overlay as /, adds /proc, /dev, the agent code
-   and its socket directory, drops to the agent's capability set, loads the seccomp filter and sets
-   no_new_privs, then starts the agent.
+3. The child execs bwrap, which (root inside its user namespace only) makes the mount, pid, ipc, uts
+   and cgroup namespaces (the network namespace the child made itself, as host root: links.new_netns),
+   binds the overlay as /, adds /proc, /dev, the agent code and its socket directory, drops to the
+   agent's capability set, loads the seccomp filter and sets no_new_privs, then starts the agent.
 
 What a sandbox owns on the host: <home>/sandboxes/<id>/ (state, the template's lower mounts, and
 its disk: an ext4 image of disk_mb mounted at disk/, holding the overlay's upper layer and the agent's
 log: disk.py), and /run/sandlot/<home hash>/<id>/ (a small tmpfs with its root mount and agent socket
 directory: bwrap runs as the sandbox's uid and must be able to reach them, which a private state dir
 would not allow; the directory admits the sandbox's gid only, and its mounts are nosuid and nodev).
-kill() removes processes (cgroup), mounts, cgroups and both directories, in that order.
+kill() removes processes (cgroup), its network (link, rules), mounts, cgroups and both directories,
+in that order.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import threading
 import uuid
 from pathlib import Path
@@ -37,12 +41,13 @@ from ..layers.mount import mount_lowers, mount_overlay, unmount_lowers
 from ..permfs.client import missing as permfs_missing
 from ..volumes.mount import mount_volumes, unmount_volumes, volume_binds
 from ..protocol import contract
-from . import cgroups, disk, hidden, seccomp, syscalls
+from . import cgroups, disk, hidden, links, seccomp, syscalls
 from .agent_setup import agent_answers, install_agent, policy_settings, wait_for_ready, write_config
 from .bwrap import bind, install_bwrap, policy_ops, render, sandbox_setup
 from .cgroups import SandboxCgroup
 from .interface import RuntimeSandbox
-from .policy import SANDBOX_ROOT_CAPS, Limits, MiB, SandboxSpec
+from .network import start_network, write_resolv_conf
+from .policy import SANDBOX_ROOT_CAPS, Limits, MiB, NetworkPolicy, SandboxSpec
 from .sandbox_process import alive, become_sandbox, start_ticks
 from .stems import Stems, discard, hand_over
 from .uids import UID_RANGE, UidRanges, uid_base
@@ -91,9 +96,12 @@ class NamespaceRuntime:
             disk.blank(home / "disks", Limits.disk_mb)
         # claims of sandboxes that never got a state dir (a crash mid-create) are stale; the
         # others stay until the service adopts or kills their sandbox
+        self.network, self.network_missing = start_network(self.mnt.name, home)
         known = self.leftovers()
         for sid in set(self.uids.mine().values()) - known:
             self.uids.release(sid)
+        if self.network:
+            self.network.sweep(set(self.uids.mine()))
 
     # ---- bookkeeping -------------------------------------------------------------------------
 
@@ -118,6 +126,8 @@ class NamespaceRuntime:
                          "(RLIMIT_FSIZE) and /tmp is a tmpfs in the sandbox's memory")
         if why := permfs_missing():
             found.append(why)
+        if self.network is None:
+            found.append(f"no sandbox networking: {self.network_missing}")
         return found
 
     def leftovers(self) -> set[str]:
@@ -126,6 +136,9 @@ class NamespaceRuntime:
         # the permission filesystem's mount (.permfs: named first, as a dead daemon's mount fails is_dir)
         ids.update(p.name for p in self.mnt.iterdir() if not p.name.startswith((".", "agent", "bwrap-")) and p.is_dir())
         ids.update(cgroups.leftovers(self.cgroup_group))
+        if self.network:  # rules of a sandbox whose slot is still claimed (the claim names it)
+            claims = self.uids.mine()
+            ids.update(claims[slot] for slot in self.network.slots_with_rules() if slot in claims)
         return ids - (self.stems.spares() if self.stems else set())
 
     def close(self) -> None:
@@ -133,6 +146,9 @@ class NamespaceRuntime:
         if self.stems:
             self.stems.close()
         self.workspaces.close(sandboxes_left=bool(self.leftovers()))
+        if self.network:
+            self.network.close(sandboxes_left=bool(self.leftovers()))
+            self.network = None
         if not self.leftovers() and not mounted_under(self.mnt):
             shutil.rmtree(self.mnt, ignore_errors=True)
 
@@ -176,6 +192,7 @@ class NamespaceRuntime:
         (m / "pts").mkdir()
         syscalls.mount("devpts", str(m / "pts"), "devpts", syscalls.MS_NOSUID | syscalls.MS_NOEXEC,
                        f"newinstance,ptmxmode=0666,mode=0620,gid={base + TTY_GID},max={PTYS_PER_SANDBOX}")
+        write_resolv_conf(d / "disk" / "upper", slot, base)
         os.chown(m / "run", base, base)
         write_config(m / "run", contract.AgentConfig(allow_sudo=spec.allow_sudo, root_caps=SANDBOX_ROOT_CAPS,
                                                      run_as_default_user=True, ready_fd=contract.READY_FD,
@@ -226,6 +243,7 @@ class NamespaceRuntime:
                         with open(path, "w") as f:
                             f.write("0")
                     os.setsid()
+                    links.new_netns()
                     become_sandbox(base, log_fd, seccomp_fd, ready_w, go_r, args_fd, agent_ready_w, self.bwrap,
                                    command, fsize)
                 except BaseException:
@@ -260,6 +278,8 @@ class NamespaceRuntime:
             state = json.loads((d / "state.json").read_text())
             state.update(pid=pid, started_ticks=start_ticks(pid))
             (d / "state.json").write_text(json.dumps(state))
+            if spec.network is not None or spec.network_ready:  # while the agent starts
+                self._network_of(sid, spec.network, pid, slot, prepare_only=spec.network is None)
             wait_for_ready(agent_ready_r, d / "disk" / "sandbox.log")
         finally:
             for fd in (ready_r, go_w, agent_ready_r):
@@ -279,6 +299,7 @@ class NamespaceRuntime:
         setup = sandbox_setup(spec, template, root=[bind(m / "root", "/")], code_dir=self.agent_dir,
                               run_dir=m / "run", seccomp_fd=3, caps=SANDBOX_ROOT_CAPS, boot_id=boot_id,
                               ptys=m / "pts", late=[*volume_binds(m, spec.volumes), *late],  # volumes, then the policy
+                              own_netns=True,  # made by the process itself (links.new_netns)
                               # on its disk a full /tmp kills nothing; a read-only / keeps a
                               # scratch /tmp in memory (remounting / leaves that tmpfs writable)
                               tmp_in_memory=not self.disks or not spec.security.allow_file_write)
@@ -372,6 +393,11 @@ class NamespaceRuntime:
                 os.kill(pid, 9)  # outside any cgroup only if cgroups are unavailable
             except ProcessLookupError:
                 pass
+        if self.network:
+            try:
+                self.network.detach(sandbox_id, state.get("slot"))
+            except Exception as e:  # a link that resists stays a leftover, swept at the next start
+                log.error("sandbox %s: could not remove its network: %s", sandbox_id, e)
         m = self._mnt(sandbox_id)
         self.workspaces.release(sandbox_id, d)
         for _ in range(3):
@@ -403,3 +429,58 @@ class NamespaceRuntime:
                 log.error("sandbox %s: its cgroups remain; keeping its uid range claimed", sandbox_id)
                 return
         self.uids.release(sandbox_id, state.get("slot"))
+
+    # ---- network (runtimes/network.py) -------------------------------------------------------
+
+    def set_network(self, sandbox_id: str, policy: NetworkPolicy | None, adopting: bool = False) -> None:
+        """Give a running sandbox a network under `policy`, change its policy, or (None) take its
+        network away: its link goes, only loopback stays."""
+        state = self._read_state(sandbox_id) or {}
+        if "pid" not in state:
+            raise E.NotFound(f"sandbox \"{sandbox_id}\" not found")
+        if policy is None:
+            if self.network:
+                self.network.detach(sandbox_id, state["slot"])
+            return
+        self._network_of(sandbox_id, policy, state["pid"], state["slot"], adopting=adopting,
+                         started=state.get("started_ticks"))
+
+    def _network_of(self, sandbox_id: str, policy: NetworkPolicy | None, pid: int, slot: int,
+                    prepare_only: bool = False, adopting: bool = False, started: int | None = None) -> None:
+        if self.network is None:
+            if prepare_only:
+                return
+            raise E.Unsupported(f"this server cannot give sandboxes a network: {self.network_missing}")
+        netns = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            if started is not None and start_ticks(pid) != started:  # the pid is another process's now
+                raise E.SandboxNotRunning(f"sandbox \"{sandbox_id}\" is not running")
+            if prepare_only:
+                self.network.prepare(slot, netns)
+            else:
+                self.network.attach(sandbox_id, slot, netns, policy, adopting=adopting)
+        except OSError as e:
+            raise E.RuntimeFailure(f"sandbox {sandbox_id}: could not set up its network link: {e}") from e
+        finally:
+            os.close(netns)
+
+    def port_socket(self, rt: RuntimeSandbox, family: int = socket.AF_INET) -> socket.socket:
+        """A TCP socket inside the sandbox's network namespace, to connect to a port a process of
+        its listens on (loopback included): how the port proxy reaches in, network or not."""
+        try:
+            netns = os.open(f"/proc/{rt.pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            raise E.SandboxNotRunning(f"sandbox \"{rt.sandbox_id}\" is not running") from None
+        try:
+            if start_ticks(rt.pid) != rt.started_ticks:  # the pid is another process's now
+                raise E.SandboxNotRunning(f"sandbox \"{rt.sandbox_id}\" is not running")
+            return links.socket_in(netns, family)
+        finally:
+            os.close(netns)
+
+    def network_usage(self, sandbox_id: str) -> tuple[int, int]:
+        """(bytes sent, bytes received) by the sandbox through its link; (0, 0) without one."""
+        state = self._read_state(sandbox_id) or {}
+        if self.network is None or "slot" not in state:
+            return 0, 0
+        return self.network.usage(state["slot"])

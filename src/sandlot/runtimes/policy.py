@@ -8,6 +8,8 @@ service logs them for every sandbox it hands out.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -136,7 +138,9 @@ class SandboxSpec:
     template: str
     limits: Limits = field(default_factory=Limits)
     envs: dict[str, str] = field(default_factory=dict)
-    network: bool = False  # loosening: outbound network (not available in the namespace tier yet)
+    network: NetworkPolicy | None = None  # loosening: outbound network (None: only loopback)
+    # a pool sandbox: make its link now, unconfigured and down, so a claim with a network is quick
+    network_ready: bool = False
     allow_sudo: bool = True  # the sandbox's `user` may become root *inside its own user namespace*
     hostname: str = "sandbox"
     background: bool = False  # a pool sandbox: lowest CPU weight until claimed (not a limit)
@@ -154,8 +158,8 @@ class SandboxSpec:
         """What this sandbox may do beyond the closed defaults, its template's host paths included.
         These are what the spec allows; a runtime may allow less (its degradations say so)."""
         found = []
-        if self.network:
-            found.append("network access")
+        if self.network is not None:
+            found.append(f"network access ({self.network.describe()})")
         if self.allow_sudo:
             found.append("sudo: its user may become root inside the sandbox's own user namespace")
         if self.volumes:
@@ -163,3 +167,146 @@ class SandboxSpec:
         if template is not None and template.ro_binds:
             found.append("read-only host paths: " + ", ".join(inside for _, inside in template.ro_binds))
         return found
+
+
+# ---- network (egress) ------------------------------------------------------------------------
+# A sandbox with a network gets one veth to the host (runtimes/network.py translates this data into
+# nftables). Whatever a policy says, these stay closed unless an allow entry names an address inside
+# them explicitly (a CIDR contained in the range, never a broader one such as 0.0.0.0/0), and the
+# sandboxes' own subnet never opens: other sandboxes are never reachable.
+ALWAYS_BLOCKED: tuple[str, ...] = (
+    "0.0.0.0/8",  # "this network"
+    "127.0.0.0/8",  # the host's loopback (martian on a veth, dropped on principle too)
+    "169.254.0.0/16",  # link-local, cloud metadata (169.254.169.254)
+    "100.100.100.200/32",  # metadata of some clouds (Alibaba)
+    "224.0.0.0/4",  # multicast
+    "240.0.0.0/4",  # reserved, and the limited broadcast 255.255.255.255
+)
+# The host's own addresses (the control plane among them) are closed by an address-type match in
+# the rules, so they need no list. Sandbox link addresses: a /30 per uid slot (host-wide unique).
+SANDBOX_SUBNET = ipaddress.IPv4Network("10.200.0.0/18")
+MAX_RULES = 256  # allow/deny entries per sandbox
+MAX_DNS_SERVERS = 10
+_NAME = re.compile(r"^(\*\.)?([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
+
+
+def _entry(value: str, what: str) -> str | ipaddress.IPv4Network:
+    """An allow/deny entry: an IPv4 address or CIDR (as a network), or a host name (lower case,
+    optionally `*.` for every name below it)."""
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidArgument(f"{what}: entries must be non-empty strings")
+    value = value.strip().lower().rstrip(".")
+    try:
+        net = ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        if len(value) > 253 or not _NAME.match(value):
+            raise InvalidArgument(f"{what}: {value!r} is neither an IPv4 address, a CIDR nor a host name") from None
+        return value
+    if net.version != 4:
+        raise InvalidArgument(f"{what}: {value!r} is IPv6; sandboxes have IPv4 only")
+    return net
+
+
+@dataclass(frozen=True)
+class NetworkPolicy:
+    """Outbound network of one sandbox, in E2B's terms (docs/e2b.md §2.13, `network`).
+
+    A destination passes if an allow entry matches it (IP/CIDR, or an address that an allowed name
+    resolved to through the sandbox's resolver), else not if a deny entry matches, else if
+    `internet`. `deny=("0.0.0.0/0",)` with names in `allow` is the allow-list pattern. ALWAYS_BLOCKED
+    and the host's addresses are closed before any of this.
+    """
+
+    internet: bool = True
+    allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+    dns_servers: tuple[str, ...] | None = None  # upstreams of the sandbox's resolver; None: the host's
+    bandwidth_mbps: float | None = None  # cap, each direction (sandlot's own)
+
+    @classmethod
+    def from_e2b(cls, allow_internet_access: bool | None, allow_out: list[str] | None = None,
+                 deny_out: list[str] | None = None, dns_servers: list[str] | None = None,
+                 bandwidth_mbps: float | None = None) -> "NetworkPolicy | None":
+        """E2B's create/update fields as a policy, or None for no network at all (only loopback).
+
+        sandlot's default is closed: a request that says nothing about egress gets no network,
+        where E2B would give internet. `allow_internet_access` true, or egress rules (allow_out,
+        deny_out), ask for one; false with no allow_out is no network; false with allow_out is
+        the allow-list (E2B: false "works the same as deny_out 0.0.0.0/0").
+        """
+        allow, deny = tuple(allow_out or ()), tuple(deny_out or ())
+        if allow_internet_access is None:
+            if not (allow or deny):
+                return None
+            allow_internet_access = True
+        if not allow_internet_access and not allow:
+            return None
+        dns = None if dns_servers is None else tuple(dns_servers)
+        return cls(internet=allow_internet_access, allow=allow, deny=deny, dns_servers=dns,
+                   bandwidth_mbps=bandwidth_mbps).validate()
+
+    def validate(self) -> "NetworkPolicy":
+        for what, entries in (("allow_out", self.allow), ("deny_out", self.deny)):
+            if len(entries) > MAX_RULES:
+                raise InvalidArgument(f"{what}: at most {MAX_RULES} entries")
+            for e in entries:
+                _entry(e, what)
+        if self.dns_servers is not None:
+            if len(self.dns_servers) > MAX_DNS_SERVERS:
+                raise InvalidArgument(f"dns_servers: at most {MAX_DNS_SERVERS} entries")
+            for server in self.dns_servers:
+                try:
+                    address = ipaddress.IPv4Address(server)
+                except ValueError:
+                    raise InvalidArgument(f"dns_servers: {server!r} is not an IPv4 address") from None
+                # the resolver asks them from the host: never a closed range on a sandbox's behalf
+                if address in SANDBOX_SUBNET or any(address in ipaddress.IPv4Network(b) for b in ALWAYS_BLOCKED):
+                    raise InvalidArgument(f"dns_servers: {server} is in a range sandboxes never reach")
+        if self.bandwidth_mbps is not None and not 0.1 <= self.bandwidth_mbps <= 100_000:
+            raise InvalidArgument("bandwidth_mbps must be between 0.1 and 100000")
+        return self
+
+    def networks(self, which: str) -> list[ipaddress.IPv4Network]:
+        return [e for e in map(lambda v: _entry(v, which), getattr(self, which)) if not isinstance(e, str)]
+
+    def names(self, which: str) -> list[str]:
+        return [e for e in map(lambda v: _entry(v, which), getattr(self, which)) if isinstance(e, str)]
+
+    def open_to_all(self) -> bool:
+        """Whether every address outside the closed ranges passes (what getInfo calls
+        allowInternetAccess)."""
+        everything = ipaddress.IPv4Network("0.0.0.0/0")
+        return (self.internet and everything not in self.networks("deny")) or everything in self.networks("allow")
+
+    def describe(self) -> str:
+        parts = ["internet" if self.internet else "no internet"]
+        if self.allow:
+            parts.append(f"allow {len(self.allow)}")
+        if self.deny:
+            parts.append(f"deny {len(self.deny)}")
+        return ", ".join(parts)
+
+    def as_json(self) -> dict:
+        return {"internet": self.internet, "allow": list(self.allow), "deny": list(self.deny),
+                "dns_servers": None if self.dns_servers is None else list(self.dns_servers),
+                "bandwidth_mbps": self.bandwidth_mbps}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "NetworkPolicy":
+        dns = data.get("dns_servers")
+        return cls(internet=bool(data.get("internet", True)), allow=tuple(data.get("allow", ())),
+                   deny=tuple(data.get("deny", ())), dns_servers=None if dns is None else tuple(dns),
+                   bandwidth_mbps=data.get("bandwidth_mbps"))
+
+
+def name_matches(name: str, patterns: list[str]) -> bool:
+    """Whether a queried host name matches an entry: the name itself, or `*.zone` for any name
+    below zone (not zone itself)."""
+    name = name.lower().rstrip(".")
+    for p in patterns:
+        if p.startswith("*."):
+            if name.endswith(p[1:]):
+                return True
+        elif name == p:
+            return True
+    return False

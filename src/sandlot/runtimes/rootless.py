@@ -51,11 +51,14 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 log = logging.getLogger("sandlot.runtime")
+# veths and firewall rules take root on the host
+NO_NETWORK = "sandbox networks need the namespace runtime (a server run as root)"
 
 
 class RootlessRuntime:
     name = "rootless"
     workspaces = None  # a workspace mounts on the host: root only
+    network_missing = NO_NETWORK  # why sandboxes get no network here (read by the service)
 
     def __init__(self, home: Path):
         self.home = home
@@ -114,6 +117,8 @@ class RootlessRuntime:
     # ---- create ------------------------------------------------------------------------------
 
     def create(self, spec: SandboxSpec, template) -> RuntimeSandbox:
+        if spec.network is not None:
+            raise E.Unsupported(NO_NETWORK)
         if template.layers or spec.volumes:
             raise E.Unsupported("snapshots and volumes need the namespace runtime (a server run as root)")
         try:
@@ -225,6 +230,10 @@ class RootlessRuntime:
 
     def disk_used(self, sandbox_id: str) -> int:
         return tree_usage(self._dir(sandbox_id) / "home")
+
+    def set_network(self, sandbox_id: str, policy, adopting: bool = False) -> None:
+        if policy is not None:
+            raise E.Unsupported(NO_NETWORK)
 
     def freeze(self, sandbox_id: str, frozen: bool) -> None:
         raise E.Unsupported("pausing needs cgroups (the freezer), which this server does not have: it runs "

@@ -139,6 +139,8 @@ def hand_over(stem: Stem, base: int, fds: list[int], exec_args: dict) -> None:
 
 def _stem_main(fd: int, procs: list[str]) -> None:
     """In the forked child: only syscalls and a few bytes of Python until exec."""
+    from .links import new_netns  # already imported in the parent: no import runs here
+
     try:
         os.closerange(0, fd)
         os.closerange(fd + 1, 65536)  # none of the server's sockets may stay open in a stem
@@ -146,6 +148,7 @@ def _stem_main(fd: int, procs: list[str]) -> None:
             with open(path, "w") as f:
                 f.write("0")
         os.setsid()
+        new_netns()  # while still host root: the namespace belongs to the host, not the sandbox
         sock = socket.socket(fileno=fd)
         sock.sendall(READY)
         msg, fds, _, _ = socket.recv_fds(sock, 1 << 16, 8)

@@ -22,6 +22,7 @@ if platform.machine() not in ("x86_64", "aarch64"):  # pragma: no cover - docume
     raise ImportError(f"sandlot's namespace runtime supports x86_64 and aarch64, not {platform.machine()}")
 
 CLONE_NEWUSER = 0x10000000
+CLONE_NEWNET = 0x40000000
 CLONE_NEWTIME = 0x80
 OPEN_TREE_CLONE = 1
 OPEN_TREE_CLOEXEC = 0o2000000
@@ -61,6 +62,11 @@ def _check(result: int) -> int:
 
 def unshare(flags: int) -> None:
     _check(_libc.unshare(flags))
+
+
+def setns(fd: int, nstype: int) -> None:
+    """Move the calling thread into the namespace of `fd` (os.setns arrives in Python 3.12)."""
+    _check(_libc.setns(fd, nstype))
 
 
 def set_dumpable(dumpable: bool) -> None:

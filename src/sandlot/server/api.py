@@ -1,9 +1,11 @@
 """The control-plane REST API, in E2B's shape (docs/e2b.md §2) plus sandlot's own extensions.
 
 Extensions ride in the same bodies (unknown keys are ignored by E2B): `limits` on create
-(memory_mb, cpu_count, pids, disk_mb; unknown keys in it are refused). Errors are JSON {"code": int, "message": str}.
-Sandboxes are always offline: `allow_internet_access` (sent as true by older SDKs) is accepted and
-reported back as `allowInternetAccess: false`; network access will come with the egress policy.
+(memory_mb, cpu_count, pids, disk_mb; unknown keys in it are refused), `network.bandwidthMbps`.
+Errors are JSON {"code": int, "message": str}.
+Network (issue 12): `allow_internet_access` and `network` (allowOut, denyOut, dnsServers) become a
+NetworkPolicy (runtimes/policy.py `from_e2b`: no egress asked, no network); PUT
+/sandboxes/{id}/network replaces it live.
 sandlot's own routes: `/sandboxes/{id}/packages` (GET list, POST install) and `.../packages/uninstall`
 (packages.py: wheels fetched on the host, installed offline inside). `workspace` and `security` on
 create: a codebase with path permissions and the security policy (workspaces.py).
@@ -29,7 +31,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .. import _exceptions as E
-from ..runtimes.policy import Limits
+from ..runtimes.policy import Limits, NetworkPolicy
 from . import logs_api, template_sandboxes
 from .auth import caller
 from .bodies import read_json
@@ -61,6 +63,65 @@ class LimitsIn(_Body):
     disk_mb: int = Limits.disk_mb
 
 
+class NetworkIn(_Body):
+    """E2B's `network` (SandboxNetworkConfig); `bandwidthMbps` is sandlot's own."""
+
+    allowOut: list[str] | None = None
+    denyOut: list[str] | None = None
+    dnsServers: list[str] | None = None
+    allowPublicTraffic: bool | None = None
+    maskRequestHost: str | None = None
+    httpsPorts: list[int] | None = None
+    rules: dict | None = None
+    egressProxy: dict | None = None
+    bandwidthMbps: float | None = None
+
+
+class NetworkUpdateIn(_Body):
+    """E2B's SandboxNetworkUpdateConfig: replaces the egress configuration; omitted is cleared."""
+
+    allowOut: list[str] | None = None
+    denyOut: list[str] | None = None
+    dnsServers: list[str] | None = None
+    rules: dict | None = None
+    egressProxy: dict | None = None
+    allow_internet_access: bool | None = None
+    bandwidthMbps: float | None = None
+
+
+def _egress(allow_internet_access: bool | None, net: NetworkIn | NetworkUpdateIn | None) -> NetworkPolicy | None:
+    if net is not None:
+        if net.rules:
+            raise E.Unsupported("network.rules (header-injecting egress proxy) is not available on this server")
+        if net.egressProxy is not None:
+            raise E.Unsupported("network.egressProxy (SOCKS5) is not available on this server")
+    return NetworkPolicy.from_e2b(allow_internet_access, net and net.allowOut, net and net.denyOut,
+                                  net and net.dnsServers, net and net.bandwidthMbps)
+
+
+def _ingress(net: NetworkIn | None) -> dict:
+    if net is None:
+        return {}
+    return {k: v for k, v in (("allowPublicTraffic", net.allowPublicTraffic),
+                              ("maskRequestHost", net.maskRequestHost),
+                              ("httpsPorts", net.httpsPorts)) if v is not None}
+
+
+def network_json(rec: SandboxRecord) -> dict:
+    """E2B's SandboxNetworkConfig as getInfo shows it."""
+    net = rec.network or {}
+    egress = net.get("egress")
+    out = dict(net.get("ingress") or {})
+    if egress:
+        out.update(allowOut=egress["allow"], denyOut=egress["deny"])
+        if egress.get("dns_servers") is not None:
+            out["dnsServers"] = egress["dns_servers"]
+    return out
+
+
+def _internet(rec: SandboxRecord) -> bool:
+    egress = (rec.network or {}).get("egress")
+    return bool(egress) and NetworkPolicy.from_json(egress).open_to_all()
 class AutoResumeIn(_Body):
     enabled: bool = False
 
@@ -81,6 +142,7 @@ class CreateIn(_Body):
     autoResume: AutoResumeIn | None = None
     volumeMounts: list[VolumeMountIn] | None = None
     allow_internet_access: bool | None = None
+    network: NetworkIn | None = None
     limits: LimitsIn | None = None
     # sandlot's own, checked in workspaces.py
     workspace: dict | None = Field(None, description="a codebase at /workspace with path permissions: "
@@ -133,23 +195,28 @@ async def _body(request: Request, model: type[_Body]) -> _Body:
         raise E.InvalidArgument(f"invalid {where}: {first['msg']}") from None
 
 
-def sandbox_json(live: LiveSandbox) -> dict:
+def sandbox_json(live: LiveSandbox, domain: str | None = None) -> dict:
     rec = live.record
     return {
         "templateID": rec.template, "sandboxID": rec.id, "clientID": CLIENT_ID, "alias": rec.template,
         "envdVersion": ENVD_VERSION, "envdAccessToken": rec.access_token, "trafficAccessToken": rec.access_token,
-        "domain": None,
+        "domain": domain,
     }
 
 
-def detail_json(rec: SandboxRecord) -> dict:
+def _domain(request: Request) -> str | None:
+    return request.app.state.config.domain
+
+
+def detail_json(rec: SandboxRecord, domain: str | None = None) -> dict:
     limits = Limits(**rec.limits)
     return {
         "templateID": rec.template, "sandboxID": rec.id, "clientID": CLIENT_ID, "alias": rec.template,
         "startedAt": rfc3339(rec.started_at), "endAt": rfc3339(rec.end_at), "envdVersion": ENVD_VERSION,
         "envdAccessToken": rec.access_token, "cpuCount": max(1, round(limits.cpu_count)),
         "memoryMB": limits.memory_mb, "diskSizeMB": limits.disk_mb, "state": rec.state,
-        "metadata": rec.metadata, "domain": None, "allowInternetAccess": False,
+        "metadata": rec.metadata, "domain": domain, "allowInternetAccess": _internet(rec),
+        "network": network_json(rec),
         "lifecycle": {"autoResume": rec.auto_resume, "onTimeout": "pause" if rec.auto_pause else "kill"},
         **({"pauseMode": rec.pause_mode} if rec.state == "paused" and rec.pause_mode else {}),
         "volumeMounts": rec.volume_mounts,
@@ -182,7 +249,8 @@ async def create(request: Request) -> Response:
         metadata={**(snap.metadata if snap else {}), **(body.metadata or {})}, envs=body.envVars or {},
         limits=limits, auto_pause=body.autoPause, secure=body.secure, team=team, **lifecycle_fields(body),
         volume_mounts=[m.model_dump() for m in body.volumeMounts or []], workspace=workspace, security=security,
-        stack=built.template if built else None)
+        stack=built.template if built else None,
+        egress=_egress(body.allow_internet_access, body.network), network=_ingress(body.network))
     info = request_info(request.scope)
     info.detail["template"] = req.template
     try:
@@ -191,7 +259,15 @@ async def create(request: Request) -> Response:
     except E.TemplateBuilding as e:  # answered at once, with the progress; nothing is created later
         return JSONResponse({"code": e.status, "message": e.message, **e.details}, status_code=e.status,
                             headers={"Retry-After": str(BUILD_RETRY_AFTER)})
-    return JSONResponse(sandbox_json(live), status_code=201)
+    return JSONResponse(sandbox_json(live, _domain(request)), status_code=201)
+
+
+async def update_network(request: Request) -> Response:
+    body = await _body(request, NetworkUpdateIn)
+    egress = _egress(body.allow_internet_access, body)
+    note(network=egress.describe() if egress is not None else "none")  # the audit row
+    await _service(request).update_network(request.path_params["sandbox_id"], egress)
+    return Response(status_code=204)
 
 
 # ---- a create nobody waits for any more ----
@@ -236,7 +312,7 @@ _killing: set[asyncio.Future] = set()
 
 
 async def get_sandbox(request: Request) -> Response:
-    return JSONResponse(detail_json(_service(request).record(request.path_params["sandbox_id"])))
+    return JSONResponse(detail_json(_service(request).record(request.path_params["sandbox_id"]), _domain(request)))
 
 
 async def kill(request: Request) -> Response:
@@ -261,7 +337,7 @@ async def connect(request: Request) -> Response:
         except E.AlreadyExists:
             pass
     live, resumed = await svc.connect(sandbox_id, body.timeout)
-    return JSONResponse(sandbox_json(live), status_code=201 if resumed else 200)
+    return JSONResponse(sandbox_json(live, _domain(request)), status_code=201 if resumed else 200)
 
 
 async def pause(request: Request) -> Response:
@@ -276,7 +352,7 @@ async def pause(request: Request) -> Response:
 async def resume(request: Request) -> Response:
     body = await _body(request, TimeoutIn)
     live = await _service(request).resume(request.path_params["sandbox_id"], body.timeout)
-    return JSONResponse(sandbox_json(live), status_code=201)
+    return JSONResponse(sandbox_json(live, _domain(request)), status_code=201)
 
 
 async def metrics(request: Request) -> Response:
@@ -294,6 +370,8 @@ async def metrics(request: Request) -> Response:
         "cpuCount": max(1, round(m["cpu_count"])), "cpuUsedPct": m["cpu_used_pct"], "memUsed": m["mem_used"],
         "memTotal": m["mem_total"], "memCache": m["mem_cache"], "diskUsed": m["disk_used"],
         "diskTotal": m["disk_total"],
+        # sandlot's own: bytes through the sandbox's network link (0 without one)
+        "networkTxBytes": m.get("net_out", 0), "networkRxBytes": m.get("net_in", 0),
     } for m in samples])
 
 
@@ -395,7 +473,7 @@ async def list_sandboxes(request: Request) -> Response:
         recs = [r for r in recs if ((r.started_at, r.id) < key if order == "desc" else (r.started_at, r.id) > key)]
     page, more = recs[:limit], len(recs) > limit
     headers = {"X-Next-Token": _cursor(page[-1])} if more else {}
-    return JSONResponse([detail_json(r) for r in page], headers=headers)
+    return JSONResponse([detail_json(r, _domain(request)) for r in page], headers=headers)
 
 
 def routes() -> list[Route]:
@@ -413,6 +491,7 @@ def routes() -> list[Route]:
         Route(sid + "/pause", pause, methods=["POST"]),
         Route(sid + "/resume", resume, methods=["POST"]),
         Route(sid + "/metrics", metrics, methods=["GET"]),
+        Route(sid + "/network", update_network, methods=["PUT"]),
         Route(sid + "/packages", list_packages, methods=["GET"]),
         Route(sid + "/packages", install_packages, methods=["POST"]),
         Route(sid + "/packages/uninstall", uninstall_packages, methods=["POST"]),

@@ -14,6 +14,8 @@ One ASGI app, one port, every front door (paths are disjoint, docs/e2b.md §1.2)
     /sandboxes/{id}/permissions, /workspace sandbox's team       workspaces.py (path permissions)
     /codebases ...                          API key, of the      codebases.py (codebase_store.py)
                                             codebase's team
+    /sandboxes/{id}/ports ...               API key, of the      ports.py (preview URLs, port waits)
+                                            sandbox's team
     /audit                                  API key              audit_api.py (a team's rows; all: admin)
     /sandboxes/{id}/snapshots, .../fork,    API key, of the      snapshots.py, transfer.py (export,
     /snapshots..., DELETE /templates/{id}   snapshot's team      import)
@@ -33,6 +35,11 @@ Every request passes Observe (access log, metrics, audit trail); a route's body 
 (bodies.py). Teams: the guard of every API-key route answers 404 for another team's sandbox,
 snapshot or volume (auth.py, `ApiKeys.owned`); quotas and host admission are checked by the
 service (quotas.py).
+Before the routes, the port proxy (proxy.py) takes the requests for a port of a sandbox (Host
+`{port}-{id}.{domain}`, or E2B's routing headers naming a port other than envd's): they carry no API
+key, and the sandbox's own ingress settings decide (public, or its traffic token or a preview URL).
+Everything else, WebSocket included, reaches the routes and their rules (a WebSocket no route
+serves: refused).
 """
 
 from __future__ import annotations
@@ -72,6 +79,9 @@ from .lifecycle import Lifecycle
 from .metrics import Metrics
 from .observe import CLIENT_LEFT, Observe
 from .packages import PackageManager
+from .ports import Exposures
+from .ports import routes as port_routes
+from .proxy import PortProxy
 from .service import SandboxService
 from .snapshots import Snapshots
 from .store import Store
@@ -186,6 +196,7 @@ def build_app(config: Config, extensions: Mapping[str, Extension] | None = None)
     permfs = runtime.workspaces
     denials = Denials(permfs.denials, service, audit) if permfs is not None else None
     metrics.watch(service)
+    exposures = Exposures(config.home)  # preview URLs' signing key (ports.py)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
@@ -221,7 +232,9 @@ def build_app(config: Config, extensions: Mapping[str, Extension] | None = None)
 
     app = Starlette(
         routes=routes(config, service, metrics, keys, extensions),
-        middleware=[Middleware(Observe, metrics=metrics, audit=audit)],
+        # the port proxy (issue 12) before routing: a request for a sandbox's port carries no API key
+        middleware=[Middleware(Observe, metrics=metrics, audit=audit),
+                    Middleware(PortProxy, service=service, exposures=exposures, domain=config.domain)],
         exception_handlers={E.SandlotError: _sandlot_error, HTTPException: _http_error,
                             ClientDisconnect: _client_left, Exception: _unexpected},
         lifespan=lifespan,
@@ -240,6 +253,7 @@ def build_app(config: Config, extensions: Mapping[str, Extension] | None = None)
     app.state.config = config
     app.state.metrics = metrics
     app.state.packages = packages
+    app.state.exposures = exposures
     return app
 
 
@@ -262,6 +276,7 @@ def routes(config: Config, service: SandboxService, metrics: Metrics, keys: ApiK
         *requires(METRICS_ACCESS[config.metrics_auth], [Route("/metrics", metrics.endpoint, methods=["GET"])], keys,
                   body=json_bytes),
         *requires(Access.API_KEY, api.routes(), keys, body=json_bytes),
+        *requires(Access.API_KEY, port_routes(), keys, body=json_bytes),  # preview URLs, port waits
         *requires(Access.API_KEY, audit_api.routes(), keys, body=json_bytes),
         # sandlot's own, beside E2B's: sessions, a sandbox's workspace, codebases (whose uploads
         # stream their bodies and bound them with SANDLOT_MAX_UPLOAD_BYTES)

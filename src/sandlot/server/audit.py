@@ -101,6 +101,10 @@ CONTROL_ACTIONS = {
     ("DELETE", "/templates/{template_id}"): "snapshot.delete",
     ("POST", "/snapshots/{snapshot_id}/export"): "snapshot.export", ("POST", "/snapshots/import"): "snapshot.import",
     ("POST", "/volumes"): "volume.create", ("DELETE", "/volumes/{volume_id}"): "volume.delete",
+    ("PUT", _SANDBOX + "/network"): "sandbox.network.update",
+    ("POST", _SANDBOX + "/ports/{port}/expose"): "port.expose",
+    ("DELETE", _SANDBOX + "/ports/{port}/expose"): "port.unexpose",
+    ("POST", _SANDBOX + "/ports/{port}/wait"): "port.wait",
 }
 # control-plane reads: recorded only when refused (401, 403, 404)
 CONTROL_READS = {
@@ -120,6 +124,7 @@ CONTROL_READS = {
     ("GET", _CODEBASE + "/list"): "codebase.list_files",
     ("GET", "/snapshots"): "snapshot.list",
     ("GET", "/volumes"): "volume.list", ("GET", "/volumes/{volume_id}"): "volume.get",
+    ("GET", _SANDBOX + "/ports"): "port.list",
 }
 _CONTENT = "/volumecontent/{volume_id}"
 # a volume's content API (its own token) that acts (reads only when refused: 401)

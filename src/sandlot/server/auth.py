@@ -126,22 +126,25 @@ class Guard:
         self.app = BodyLimit(app, body) if body is not None else app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            if self.access is None:
-                return await _refuse(403, f"{self.name} declares no access rule: refused", scope, receive, send)
-            if self.access in (Access.API_KEY, Access.ADMIN):
-                key = presented_key(scope)
-                who = self.keys.caller(key) if key else None
-                if who is None:
-                    message = "invalid API key" if key else "missing API key"
-                    return await _refuse(401, message, scope, receive, send)
-                info = request_info(scope)
-                info.key_id, info.team, info.admin = who.key_id, who.team, who.admin
-                if self.access is Access.ADMIN and not who.admin:
-                    return await _refuse(403, "this needs an admin API key", scope, receive, send)
-                if (hidden := self.keys.foreign(scope, who)) is not None:
-                    noun, value, info.foreign_team = hidden
-                    return await _refuse(404, f"{noun} \"{value}\" not found", scope, receive, send)
+        if scope["type"] != "http":
+            # A WebSocket (a Mount matches one): no route serves it, and the rules below are for
+            # HTTP; the port proxy (proxy.py), in front of the routes, is its only server.
+            return await send({"type": "websocket.close", "code": 1008})  # answered 403
+        if self.access is None:
+            return await _refuse(403, f"{self.name} declares no access rule: refused", scope, receive, send)
+        if self.access in (Access.API_KEY, Access.ADMIN):
+            key = presented_key(scope)
+            who = self.keys.caller(key) if key else None
+            if who is None:
+                message = "invalid API key" if key else "missing API key"
+                return await _refuse(401, message, scope, receive, send)
+            info = request_info(scope)
+            info.key_id, info.team, info.admin = who.key_id, who.team, who.admin
+            if self.access is Access.ADMIN and not who.admin:
+                return await _refuse(403, "this needs an admin API key", scope, receive, send)
+            if (hidden := self.keys.foreign(scope, who)) is not None:
+                noun, value, info.foreign_team = hidden
+                return await _refuse(404, f"{noun} \"{value}\" not found", scope, receive, send)
         await self.app(scope, receive, send)
 
 

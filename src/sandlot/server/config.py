@@ -67,6 +67,9 @@ class Config(BaseSettings):
     home: Path = Field(default_factory=_default_home)  # state directory: database, templates, sandboxes
     host: str = "127.0.0.1"  # loopback by default: nothing is exposed until the operator says so
     port: int = Field(3000, ge=1, le=65535)
+    # The domain create/info answer with, so E2B's get_host(port) is `{port}-{id}.{domain}` (it may
+    # carry the port: `localhost:3000`); None leaves it to the client's E2B_DOMAIN (issue 12)
+    domain: str | None = None
     # A key accepted besides the stored ones (scripts, CI); None: only `sandlot keys` keys
     api_key: str | None = None
     # -- sandboxes
@@ -78,6 +81,10 @@ class Config(BaseSettings):
     # A clean stop kills every sandbox (nothing outlives a stopped server); keep_sandboxes leaves
     # them running for the next start to adopt, as after kill -9.
     keep_sandboxes: bool = False
+    # Outbound access on request (a create's or update's allow_internet_access / allowOut, issue 12),
+    # or "off": no sandbox gets a network whatever it asks (a bare allow_internet_access=true, which
+    # the e2b SDK up to 2.50 sends on every create, gets none and is told so; explicit rules: 403)
+    egress: Literal["on-request", "off"] = "on-request"
     # -- bounds on what clients send and receive
     max_upload_bytes: Bytes = 1 << 30  # one POST /files, all its files after gunzip: past it 413
     max_json_bytes: Bytes = 4 << 20  # a request body on the JSON routes (REST, /execute, /contexts)
@@ -141,7 +148,7 @@ class Config(BaseSettings):
             return tuple(t.strip() for t in value.split(",") if t.strip())
         return value
 
-    @field_validator("log_level", "log_format", "metrics_auth", mode="before")
+    @field_validator("log_level", "log_format", "metrics_auth", "egress", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value

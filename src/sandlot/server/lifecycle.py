@@ -35,7 +35,7 @@ from ..layers.holding import digest_of
 from ..runtimes.policy import Limits, SandboxSpec, SecurityPolicy
 from ..templates.spec import Template
 from .agent_client import AgentClient
-from .service import LiveSandbox, SandboxService, _log_failure
+from .service import LiveSandbox, SandboxService, _log_failure, egress_of
 
 log = logging.getLogger("sandlot.lifecycle")
 
@@ -168,7 +168,8 @@ class Lifecycle:
         with svc.quotas.admit(rec.team, Limits(**rec.limits), sandbox_id):
             spec = SandboxSpec(sandbox_id, rec.template, Limits(**rec.limits), envs=rec.envs,
                                volumes=await asyncio.to_thread(svc.volume_binds, rec.volume_mounts, rec.team),
-                               security=SecurityPolicy.from_changes(rec.security))
+                               security=SecurityPolicy.from_changes(rec.security),
+                               network=egress_of(rec))  # its network as before the pause
             rt = await asyncio.to_thread(svc.runtime.create, spec, template)
             self._running_again(live, rt, template)
         rec.end_at = time.time() + (timeout if timeout is not None else svc.config.default_timeout)

@@ -131,7 +131,8 @@ def uvicorn_config(app, config: Config, on_drop: Callable[[str], None]) -> uvico
     max_connections = connection_budget(config.max_connections)
     admission = Admission(max_connections, config.header_timeout, on_drop)
     return uvicorn.Config(
-        app, host=config.host, port=config.port, http=protocol_class(admission), ws="none",
+        # WebSocket: the port proxy relays it into sandboxes (server/proxy.py)
+        app, host=config.host, port=config.port, http=protocol_class(admission), ws="websockets-sansio",
         log_config=None, log_level=config.log_level, access_log=False,  # observe.py writes the access log
         timeout_keep_alive=config.keepalive_timeout, h11_max_incomplete_event_size=MAX_HEADER_BYTES,
         # a backstop for requests in flight (answered 503 past it); connections are bounded above

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from .api import CreateIn, InstallIn, PauseIn, TimeoutIn, UninstallIn
+from .api import CreateIn, InstallIn, NetworkUpdateIn, PauseIn, TimeoutIn, UninstallIn
 from .auth import Access, access_of
 from .codebases import CodebaseIn
 from .sessions import ExecIn, SessionIn
@@ -33,22 +33,25 @@ _CODEBASE = {"$ref": "#/components/schemas/Codebase"}
 _PERMISSIONS = {"$ref": "#/components/schemas/Permissions"}
 _MODELS = {"NewSandbox": CreateIn, "Timeout": TimeoutIn, "Pause": PauseIn, "InstallPackages": InstallIn,
            "UninstallPackages": UninstallIn, "NewSession": SessionIn, "SessionExec": ExecIn,
-           "SetPermissions": PermissionsIn, "NewCodebase": CodebaseIn}
+           "SetPermissions": PermissionsIn, "NewCodebase": CodebaseIn, "NetworkUpdate": NetworkUpdateIn}
 
 
 def _json(schema: dict, description: str = "OK") -> dict:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _op(summary: str, ok: dict[str, Any], body: str | None = None, **extra: Any) -> dict:
+def _op(summary: str, ok: dict[str, Any], body: str | None = None, body_schema: dict | None = None,
+        **extra: Any) -> dict:
     op: dict[str, Any] = {"summary": summary, "responses": {**ok, "default": _ERROR}, **extra}
-    if body:
+    if body or body_schema:
         op["requestBody"] = {"required": False, "content": {"application/json": {
-            "schema": {"$ref": f"#/components/schemas/{body}"}}}}
+            "schema": body_schema or {"$ref": f"#/components/schemas/{body}"}}}}
     return op
 
 
 _NO_CONTENT = {"204": {"description": "Done"}}
+_PREVIEW = {"type": "object", "properties": {"port": {"type": "integer"}, "url": {"type": "string"},
+                                             "expiresAt": {"type": "integer", "description": "unix seconds"}}}
 _QUERY_LIST = [
     {"name": "state", "in": "query", "schema": {"type": "string"}, "description": "running, paused or both (comma-separated)"},
     {"name": "metadata", "in": "query", "schema": {"type": "string"}, "description": "k=v pairs joined by &, URL-encoded"},
@@ -225,6 +228,20 @@ OPERATIONS: dict[tuple[str, str], dict] = {
         "200": _json({"type": "array", "items": {"$ref": "#/components/schemas/SandboxMetric"}})}, parameters=[
         {"name": "start", "in": "query", "schema": {"type": "number"}, "description": "unix seconds"},
         {"name": "end", "in": "query", "schema": {"type": "number"}, "description": "unix seconds"}]),
+    ("put", "/sandboxes/{sandbox_id}/network"): _op(
+        "Replace a sandbox's egress configuration live (E2B's update_network; omitted fields are cleared)",
+        _NO_CONTENT, body="NetworkUpdate"),
+    ("post", "/sandboxes/{sandbox_id}/ports/{port}/expose"): _op(
+        "A signed, expiring preview URL to a port of the sandbox, valid even where its traffic is private",
+        {"201": _json(_PREVIEW, "Exposed")}, body_schema={"type": "object", "properties": {
+            "ttl": {"type": "integer", "minimum": 1, "maximum": 604800, "default": 3600}}}),
+    ("delete", "/sandboxes/{sandbox_id}/ports/{port}/expose"): _op("Revoke a port's preview URL", _NO_CONTENT),
+    ("get", "/sandboxes/{sandbox_id}/ports"): _op("The ports with a live preview URL",
+                                                  {"200": _json({"type": "array", "items": _PREVIEW})}),
+    ("post", "/sandboxes/{sandbox_id}/ports/{port}/wait"): _op(
+        "Answer once something in the sandbox accepts connections on the port (504 at the timeout)",
+        _NO_CONTENT, body_schema={"type": "object", "properties": {
+            "timeout": {"type": "number", "minimum": 0, "maximum": 3600, "default": 30}}}),
     ("get", "/sandboxes/{sandbox_id}/packages"): _op("Python packages installed in a sandbox", {"200": _json(_PACKAGES)}),
     ("post", "/sandboxes/{sandbox_id}/packages"): _op(
         "Install Python packages (wheels fetched on the host, installed offline inside)",

@@ -3,6 +3,11 @@
 States: running -> paused -> running, and running|paused -> killed (final). The store is written
 before and after every runtime action, so a crash at any point leaves a record that the next start
 resolves: live sandboxes are adopted, broken ones are killed and marked so.
+
+A sandbox's network (issue 12) is part of its lifecycle here: what the operator allows
+(SANDLOT_EGRESS) and the runtime can give, the pool's links made ahead, live updates one at a time,
+adoption; the substance is in runtimes/network.py. Over 400 lines for that reason: these are the
+calls the lifecycle makes at each of its steps, not a separate concern.
 """
 
 from __future__ import annotations
@@ -16,12 +21,12 @@ import string
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from .. import _exceptions as E
 from ..runtimes.interface import Runtime, RuntimeSandbox
-from ..runtimes.policy import Limits, SandboxSpec, SecurityPolicy, Workspace
+from ..runtimes.policy import Limits, NetworkPolicy, SandboxSpec, SecurityPolicy, Workspace
 from ..templates.spec import Template
 from .agent_client import AgentClient
 from .builds import TemplateBuilds
@@ -125,6 +130,8 @@ class CreateRequest:
     # issue 13: a codebase with path permissions, and Alphora's security knobs
     workspace: Workspace | None = None
     security: SecurityPolicy = field(default_factory=SecurityPolicy)
+    egress: NetworkPolicy | None = None  # None: no network, only loopback
+    network: dict = field(default_factory=dict)  # ingress settings as the API took them (issue 12)
 
 
 class SandboxService:
@@ -151,6 +158,7 @@ class SandboxService:
         self.snapshots: Snapshots | None = None
         self.volumes: VolumeStore | None = None
         self.journal = Journal()  # each sandbox's log (logs_api.py)
+        self._net_locks: dict[str, asyncio.Lock] = {}  # a sandbox's network changes, one at a time
         # team quotas and host memory, checked on create and resume (quotas.py)
         self.quotas = Quotas(store.teams, self._holdings, overcommit=config.memory_overcommit,
                              reserve_mb=config.host_memory_reserve_mb)
@@ -184,6 +192,7 @@ class SandboxService:
             else:
                 rt = self.runtime.adopt(rec.id)
             if rt is None and rec.state == "paused":
+                self._adopt_network(rec, running=False)  # its network comes back at resume
                 live = self.lifecycle.adopt_paused(rec)
                 if live is not None:
                     self.paused[rec.id] = live
@@ -194,6 +203,7 @@ class SandboxService:
                 self._kill_leftover(rec.id)
                 self.store.update(rec.id, state="killed", ended_at=time.time(), end_reason="lost on restart")
                 continue
+            self._adopt_network(rec)
             try:
                 # a sandbox from a snapshot runs on the snapshot's built template
                 kernels = self._kernels(rt, self.templates.describe(rec.stack.get("template", rec.template)))
@@ -206,6 +216,22 @@ class SandboxService:
         for sid in self.runtime.leftovers() - known:
             log.info("removing leftover sandbox resources %s", sid)
             self._kill_leftover(sid)
+
+    def _adopt_network(self, rec: SandboxRecord, running: bool = True) -> None:
+        egress = egress_of(rec)
+        if egress is None:
+            return
+        try:
+            if self.config.egress == "off":  # started sealed: what an earlier run gave is taken away
+                log.warning("sandbox %s: its network is removed (SANDLOT_EGRESS=off)", rec.id)
+                if running:
+                    self.runtime.set_network(rec.id, None)
+                rec.network = _network_record(None, (rec.network or {}).get("ingress", {}))
+                self.store.update(rec.id, network=rec.network)
+            elif running:  # the table outlived the server; the resolver must know it again
+                self.runtime.set_network(rec.id, egress, adopting=True)
+        except Exception:
+            log.exception("sandbox %s: could not take its network over again", rec.id)
 
     def _kill_leftover(self, sandbox_id: str) -> None:
         """Whatever a dead sandbox left must never stop the server from starting: what cannot be
@@ -253,6 +279,7 @@ class SandboxService:
     async def _create(self, req: CreateRequest) -> tuple[LiveSandbox, bool]:
         self._check_timeout(req.timeout, minimum=1)
         req.limits.validate()
+        req.egress = self._egress_here(req.egress)
         with self.quotas.admit(req.team, req.limits):  # its share is held until it is listed
             return await self._create_admitted(req)
 
@@ -260,11 +287,17 @@ class SandboxService:
         # TemplateBuilding (503) while it builds; a fork's children come with their stack
         template = req.stack or await self._template(req.template)
         pooled = self._claim_pooled(req) if req.stack is None else None
+        if pooled is not None:
+            try:  # a pool sandbox has its link made, unconfigured; configure it or take it away
+                await self._network_of_pooled(pooled, req.egress)
+            except BaseException:
+                asyncio.get_running_loop().run_in_executor(None, self.runtime.kill, pooled.rt.sandbox_id)
+                raise
         if pooled is None:
             _apart(req.workspace, req.volume_mounts)  # before a volume is mounted
             volumes = await asyncio.to_thread(self.volume_binds, req.volume_mounts, req.team)
             spec = SandboxSpec(new_sandbox_id(), req.template, req.limits, envs=req.envs, volumes=volumes,
-                               workspace=req.workspace, security=req.security)
+                               workspace=req.workspace, security=req.security, network=req.egress)
             rt = await asyncio.to_thread(self.runtime.create, spec, template)
             kernels = self._kernels(rt, template)
             if kernels is not None and req.security.max_output_size:  # the policy's output cap, per run
@@ -272,7 +305,7 @@ class SandboxService:
             if kernels is not None:  # its first run_code should not wait for a whole kernel start
                 _log_failure(kernels.start(), rt.sandbox_id)
         else:
-            rt, kernels, spec = pooled.rt, pooled.kernels, pooled.spec
+            rt, kernels, spec = pooled.rt, pooled.kernels, replace(pooled.spec, network=req.egress)
         # once per sandbox handed out (not per pooled one made ahead)
         log.info("sandbox %s loosenings: %s", rt.sandbox_id, "; ".join(spec.loosenings(template)) or "none")
         if restrictions := spec.security.restrictions():
@@ -284,7 +317,8 @@ class SandboxService:
             access_token=secrets.token_urlsafe(24) if req.secure else None, auto_pause=req.auto_pause,
             auto_pause_mode=req.auto_pause_mode, auto_resume=req.auto_resume,
             stack=self.lifecycle.stack_of(template), volume_mounts=req.volume_mounts,
-            security=req.security.changes(), workspace=req.workspace is not None, team=req.team)
+            security=req.security.changes(), workspace=req.workspace is not None, team=req.team,
+            network=_network_record(req.egress, req.network))
         self.store.insert(rec)
         live = self._live(rec, rt, kernels)
         self.live[rec.id] = live
@@ -351,7 +385,8 @@ class SandboxService:
             pool = self._pools.setdefault(name, [])
             # drop_pool (a snapshot deleted or replaced) unregisters the list: stop filling it
             while not self._closing and self._pools.get(name) is pool and len(pool) < self.config.pool_size:
-                spec = SandboxSpec(new_sandbox_id(), name, background=True)
+                spec = SandboxSpec(new_sandbox_id(), name, background=True,
+                                   network_ready=self.config.egress != "off")
                 rt = await asyncio.to_thread(self.runtime.create, spec, template)
                 kernels = None
                 if not self._closing and self._pools.get(name) is pool:
@@ -431,6 +466,7 @@ class SandboxService:
         started = time.monotonic()
         self._known(sandbox_id)
         live = self.live.pop(sandbox_id, None) or self.paused.pop(sandbox_id)
+        self._net_locks.pop(sandbox_id, None)
         self._unwatch_exit(sandbox_id)
         live.closed.set()
         self.store.update(sandbox_id, state="killed", ended_at=time.time(), end_reason=reason)
@@ -456,6 +492,78 @@ class SandboxService:
     async def wake(self, sandbox_id: str) -> None:
         """The auto-resume hook (envd requests, the port proxy): see lifecycle.wake."""
         await self.lifecycle.wake(sandbox_id)
+
+    # ---- network (issue 12; the substance is in runtimes/network.py) -------------------------
+
+    async def _network_of_pooled(self, pooled: Pooled, egress: NetworkPolicy | None) -> None:
+        rt = pooled.rt
+        if egress is not None:
+            await asyncio.to_thread(self.runtime.set_network, rt.sandbox_id, egress)
+        elif pooled.spec.network_ready:  # its unconfigured link goes after the create has answered (~20-50 ms)
+            loop = asyncio.get_running_loop()
+            loop.call_later(REFILL_DELAY, lambda: loop.create_task(self._drop_unused_link(rt.sandbox_id)))
+
+    async def _drop_unused_link(self, sandbox_id: str) -> None:
+        async with self._network_lock(sandbox_id):  # not over a network given meanwhile
+            live = self.live.get(sandbox_id) or self.paused.get(sandbox_id)
+            if live is None or (live.record.network or {}).get("egress") is not None:
+                return
+            try:
+                await asyncio.to_thread(self.runtime.set_network, sandbox_id, None)
+            except (E.NotFound, E.SandboxNotRunning):  # killed meanwhile: kill removed the link
+                pass
+            except Exception:
+                log.exception("sandbox %s: could not remove its unused link", sandbox_id)
+
+    def _network_lock(self, sandbox_id: str) -> asyncio.Lock:
+        lock = self._net_locks.get(sandbox_id)
+        if lock is None:
+            lock = self._net_locks[sandbox_id] = asyncio.Lock()
+        return lock
+
+    def _egress_here(self, egress: NetworkPolicy | None) -> NetworkPolicy | None:
+        """What this server gives: with SANDLOT_EGRESS=off, or where the runtime has no networks, a
+        bare `allow_internet_access: true` (which the e2b SDK up to 2.50 sends on every create)
+        gets no network, and getInfo says so; rules are refused (403 where the operator turned
+        egress off, 501 where the runtime cannot enforce them)."""
+        if egress is None:
+            return None
+        off = self.config.egress == "off"
+        missing = "outbound access is off on this server (SANDLOT_EGRESS=off)" if off else \
+            getattr(self.runtime, "network_missing", None)
+        if missing is None:
+            return egress
+        if egress == NetworkPolicy():
+            log.info("no network for a sandbox that asked for internet access: %s", missing)
+            return None
+        if off:
+            raise E.PermissionDenied(f"sandboxes get no outbound network here: {missing}; allowOut, denyOut, "
+                                     "dnsServers and bandwidthMbps are refused")
+        raise E.Unsupported(f"this server cannot give sandboxes a network: {missing}")
+
+    async def update_network(self, sandbox_id: str, egress: NetworkPolicy | None) -> None:
+        """Replace the sandbox's egress policy live (E2B's PUT /sandboxes/{id}/network)."""
+        live = self._known(sandbox_id)
+        egress = self._egress_here(egress)
+        async with self._network_lock(sandbox_id):
+            await asyncio.to_thread(self.runtime.set_network, sandbox_id, egress)
+            live.record.network = _network_record(egress, (live.record.network or {}).get("ingress", {}))
+            self.store.update(sandbox_id, network=live.record.network)
+        network = egress.describe() if egress is not None else "none"
+        log.info("sandbox %s network updated: %s", sandbox_id, network)
+        self.journal.record(sandbox_id, f"network updated: {network}", network=network)
+
+    def set_ingress(self, sandbox_id: str, **fields) -> None:
+        """Change the ingress settings the port proxy reads (server/proxy.py), e.g. exposures."""
+        rec = self.record(sandbox_id)
+        net = rec.network or _network_record(None, {})
+        net["ingress"] = {**(net.get("ingress") or {}), **fields}
+        rec.network = net
+        self.store.update(sandbox_id, network=net)
+
+    def network_usage(self, sandbox_id: str) -> tuple[int, int]:
+        usage = getattr(self.runtime, "network_usage", None)
+        return usage(sandbox_id) if usage else (0, 0)
 
     def set_timeout(self, sandbox_id: str, timeout: int) -> None:
         self._check_timeout(timeout)
@@ -589,7 +697,9 @@ class SandboxService:
         before = live.samples[-1] if live.samples else {"timestamp": live.record.started_at, "cpu_ns": 0}
         elapsed_ns = max(now - before["timestamp"], 1e-3) * 1e9
         cpu_pct = max(0.0, (usage.cpu_usage_ns - before["cpu_ns"]) / elapsed_ns / limits.cpu_count * 100)
+        net_out, net_in = self.network_usage(live.id)
         return {
+            "net_out": net_out, "net_in": net_in,
             "timestamp": now, "cpu_ns": usage.cpu_usage_ns,
             "cpu_count": limits.cpu_count, "cpu_used_pct": round(min(cpu_pct, 100.0), 2),
             "mem_used": usage.memory_bytes, "mem_total": limits.memory_mb * 1024 * 1024,
@@ -681,6 +791,15 @@ class SandboxService:
         except Exception:
             log.exception("reaper failed on sandbox %s", live.id)
 
+
+
+def _network_record(egress: NetworkPolicy | None, ingress: dict) -> dict:
+    return {"egress": None if egress is None else egress.as_json(), "ingress": ingress}
+
+
+def egress_of(rec: SandboxRecord) -> NetworkPolicy | None:
+    egress = (rec.network or {}).get("egress")
+    return None if egress is None else NetworkPolicy.from_json(egress)
 
 
 async def _warm_up(rt: RuntimeSandbox, kernels: KernelSession | None) -> None:

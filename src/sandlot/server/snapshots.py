@@ -48,7 +48,7 @@ from .auth import caller
 from .bodies import read_json_object
 from .lifecycle import Lifecycle
 from .observe import note
-from .service import CreateRequest, SandboxService
+from .service import CreateRequest, SandboxService, egress_of
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS snapshots (
@@ -277,15 +277,18 @@ class Snapshots:
             elif isinstance(r, BaseException):
                 out.append({"error": {"code": 500, "message": f"the fork failed: {type(r).__name__}"}})
             else:  # files, not processes (this tier cannot checkpoint): said where E2B's SDK ignores it
-                out.append({"sandbox": sandbox_json(r), "mode": "filesystem"})
+                out.append({"sandbox": sandbox_json(r, self.service.config.domain), "mode": "filesystem"})
         return out
 
     async def _child(self, parent, template: Template, timeout: int):
+        # its network as the parent's (egress policy, ingress settings), not the parent's preview URLs
+        ingress = {k: v for k, v in ((parent.network or {}).get("ingress") or {}).items() if k != "exposed"}
         req = CreateRequest(template=parent.template, timeout=timeout, metadata=dict(parent.metadata),
                             envs=dict(parent.envs), limits=Limits(**parent.limits),
                             secure=parent.access_token is not None, stack=template,
                             volume_mounts=list(parent.volume_mounts), team=parent.team,
-                            security=SecurityPolicy.from_changes(parent.security))
+                            security=SecurityPolicy.from_changes(parent.security),
+                            egress=egress_of(parent), network=ingress)
         return await self.service.create(req)
 
     # ---- create from a snapshot --------------------------------------------------------------

@@ -47,7 +47,8 @@ CREATE INDEX IF NOT EXISTS sandboxes_state ON sandboxes(state, started_at);
 # stack: {"template": built template, "layers": [digests, bottom first]} the sandbox runs on;
 # auto_pause_mode: what a pause on timeout keeps (full | filesystem); pause_mode: what the current
 # pause kept; volume_mounts: [{"name", "path"}]; security: the SecurityPolicy fields that differ
-# from its defaults (a fork's children and a cold resume run under it); workspace: it has one.
+# from its defaults (a fork's children and a cold resume run under it); workspace: it has one;
+# network: the egress policy and ingress settings (issue 12), NULL for no network.
 ADDED_COLUMNS = {
     "stack": "TEXT NOT NULL DEFAULT '{}'",
     "auto_pause_mode": "TEXT NOT NULL DEFAULT 'full'",
@@ -56,8 +57,9 @@ ADDED_COLUMNS = {
     "volume_mounts": "TEXT NOT NULL DEFAULT '[]'",
     "security": "TEXT NOT NULL DEFAULT '{}'",
     "workspace": "INTEGER NOT NULL DEFAULT 0",
+    "network": "TEXT",
 }
-_JSON_COLUMNS = ("metadata", "envs", "limits", "stack", "volume_mounts", "security")
+_JSON_COLUMNS = ("metadata", "envs", "limits", "stack", "volume_mounts", "security", "network")
 
 
 def hash_key(key: str) -> str:
@@ -87,6 +89,7 @@ class SandboxRecord:
     security: dict = field(default_factory=dict)
     workspace: bool = False
     team: str = DEFAULT_TEAM  # teams.py
+    network: dict | None = None  # {"egress": NetworkPolicy json | None, "public": bool, ...}
 
 
 @dataclass
@@ -178,7 +181,7 @@ _FIELDS = [f.name for f in fields(SandboxRecord)]
 
 
 def _record(row) -> SandboxRecord:
-    values = {k: (json.loads(v) if k in _JSON_COLUMNS else v) for k, v in zip(_FIELDS, row)}
+    values = {k: (json.loads(v) if k in _JSON_COLUMNS and v is not None else v) for k, v in zip(_FIELDS, row)}
     values["auto_pause"] = bool(values["auto_pause"])
     values["auto_resume"] = bool(values["auto_resume"])
     return SandboxRecord(**values)

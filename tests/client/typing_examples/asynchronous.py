@@ -9,7 +9,7 @@ from typing import assert_type
 import sandlot
 from sandlot import (
     AsyncCodebase, AsyncCommandHandle, AsyncSandbox, AsyncSession, AsyncVolume, AsyncWatchHandle, CommandResult,
-    Execution, SandboxInfo, SnapshotInfo,
+    Execution, ExposedPort, ProcessInfo, SandboxInfo, SnapshotInfo,
 )
 
 
@@ -28,6 +28,13 @@ async def main() -> None:
         async for stdout, stderr, pty in handle:
             print(stdout, stderr, pty)
         assert_type(await handle.wait(), CommandResult)
+        web = await sandbox.commands.run("python3 -m http.server 8000", background=True, tag="web")
+        assert_type(web, AsyncCommandHandle)
+        print((await web.wait_for_log(r"port (\d+)")).group(1))
+        await sandbox.wait_for_port(8000, timeout=10, request_timeout=5)
+        assert_type(await sandbox.commands.get_process("web"), ProcessInfo | None)
+        assert_type(await sandbox.expose_port(8000), str)
+        assert_type(await sandbox.list_exposed_ports(), list[ExposedPort])
 
         assert_type(await sandbox.files.read("/etc/hostname"), str)
         chunks = await sandbox.files.read("/etc/hostname", format="stream")

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import assert_type
 
 import sandlot
 from sandlot import (
-    Codebase, CodebaseFile, CommandHandle, CommandResult, EntryInfo, Execution, FilesystemEvent, Limits,
-    OutputMessage, PermissionRule, Sandbox, SandboxInfo, SecurityPolicy, Session, SessionInfo, SnapshotExport,
-    SnapshotInfo, Volume, VolumeInfo, WatchHandle,
+    Codebase, CodebaseFile, CommandHandle, CommandResult, EntryInfo, Execution, ExposedPort, FilesystemEvent, Limits,
+    OutputMessage, PermissionRule, ProcessInfo, Sandbox, SandboxInfo, SecurityPolicy, Session, SessionInfo,
+    SnapshotExport, SnapshotInfo, Volume, VolumeInfo, WatchHandle,
 )
 
 
@@ -35,6 +36,17 @@ def main() -> None:
             print(stdout or stderr or "", end="")
         assert_type(handle.wait(), CommandResult)
         assert_type(handle.exit_code, int | None)
+        web = sandbox.commands.run("python3 -m http.server 8000", background=True, tag="web")
+        assert_type(web, CommandHandle)
+        assert_type(web.wait_for_log(re.compile(r"port (\d+)"), timeout=10), re.Match[str])
+        web.wait_for_port(8000, timeout=10)
+        assert_type(sandbox.commands.get_process("web"), ProcessInfo | None)
+        assert_type(sandbox.commands.connect("web"), CommandHandle)
+        url = sandbox.expose_port(8000, ttl=600)
+        assert_type(url, str)
+        assert_type(sandbox.list_exposed_ports(), list[ExposedPort])
+        assert_type(sandbox.is_port_exposed(8000), bool)
+        sandbox.unexpose_port(8000)
 
         sandbox.files.write("/tmp/a.txt", "hello")
         assert_type(sandbox.files.read("/tmp/a.txt"), str)

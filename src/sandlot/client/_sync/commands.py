@@ -2,6 +2,7 @@
 """The blocking `CommandHandle`, `Commands`: generated from the async classes of `_commands.py`."""
 
 from collections.abc import Callable, Iterator
+from re import Match, Pattern
 from typing import Any, Literal, overload
 
 from .. import _loop
@@ -52,6 +53,18 @@ class CommandHandle(_loop.SyncWrapper[AsyncCommandHandle]):
     def __iter__(self) -> Iterator[Output]:
         return _loop.SyncIterator(self._impl.__aiter__())
 
+    def wait_for_log(self, pattern: str | Pattern[str], timeout: float | None = 30) -> Match[str]:
+        """The first match of `pattern` (a regular expression) in the output (stdout, then
+        stderr), as soon as it is printed: the output arrives pushed, nothing polls (a handle from
+        `connect()` starts with the output the process printed before). Raises TimeoutError after
+        `timeout` seconds (None or 0: no limit), CommandExitError if the command ends without it."""
+        return _loop.run(self._impl.wait_for_log(pattern=pattern, timeout=timeout))
+
+    def wait_for_port(self, port: int, timeout: float = 30, request_timeout: float | None = None) -> None:
+        """Return once something in the sandbox accepts connections on `port` (the server watches,
+        see `Sandbox.wait_for_port`)."""
+        _loop.run(self._impl.wait_for_port(port=port, timeout=timeout, request_timeout=request_timeout))
+
     def kill(self, request_timeout: float | None = None) -> bool:
         """SIGKILL the command. False if it had already ended."""
         return _loop.run(self._impl.kill(request_timeout=request_timeout))
@@ -94,6 +107,7 @@ class Commands(_loop.SyncWrapper[AsyncCommands]):
             request_timeout: float | None = None,
             *,
             raw: Literal[False] = False,
+            tag: str | None = None,
     ) -> CommandResult: ...
 
     @overload
@@ -112,6 +126,7 @@ class Commands(_loop.SyncWrapper[AsyncCommands]):
             request_timeout: float | None = None,
             *,
             raw: Literal[False] = False,
+            tag: str | None = None,
     ) -> 'CommandHandle': ...
 
     @overload
@@ -130,6 +145,7 @@ class Commands(_loop.SyncWrapper[AsyncCommands]):
             request_timeout: float | None = None,
             *,
             raw: Literal[True],
+            tag: str | None = None,
     ) -> 'CommandResult | CommandHandle': ...
 
     @overload
@@ -148,6 +164,7 @@ class Commands(_loop.SyncWrapper[AsyncCommands]):
             request_timeout: float | None = None,
             *,
             raw: bool = False,
+            tag: str | None = None,
     ) -> 'CommandResult | CommandHandle': ...
 
     def run(
@@ -165,6 +182,7 @@ class Commands(_loop.SyncWrapper[AsyncCommands]):
             request_timeout: float | None = None,
             *,
             raw: bool = False,
+            tag: str | None = None,
     ) -> 'CommandResult | CommandHandle':
         """Run `cmd` with `/bin/bash -l -c`.
 
@@ -176,23 +194,25 @@ class Commands(_loop.SyncWrapper[AsyncCommands]):
         bytes exactly as the command wrote them, and nothing is kept (`stdout`/`stderr` of the
         result and handle stay empty): for binary or endless output. `request_timeout` bounds the
         wait for the process to start (as every call's `request_timeout`: seconds, 0 = no limit,
-        default the sandbox's, 60 s unless given to `create()`/`connect()`).
+        default the sandbox's, 60 s unless given to `create()`/`connect()`). `tag` names the process
+        while it runs (unique among running ones): `get_process(tag)`, `connect(tag)`.
         """
         result = _loop.run(self._impl.run(
             cmd=cmd, background=background, envs=envs, cwd=cwd, user=user, timeout=timeout,
             on_stdout=on_stdout, on_stderr=on_stderr, stdin=stdin, check=check,
-            request_timeout=request_timeout, raw=raw))
+            request_timeout=request_timeout, raw=raw, tag=tag))
         return CommandHandle._wrap(result) if isinstance(result, AsyncCommandHandle) else result
 
     def connect(
             self,
-            pid: int,
+            pid: int | str,
             timeout: float | None = None,
             on_stdout: Callable[[str], object] | None = None,
             on_stderr: Callable[[str], object] | None = None,
             request_timeout: float | None = None,
     ) -> 'CommandHandle':
-        """Attach to a running process; the handle replays nothing, it sees output from now on."""
+        """Attach to a running process by pid or tag; the handle first gets the process's latest
+        output (up to 64 KiB, kept by sandlot's agent), then what follows."""
         return CommandHandle._wrap(_loop.run(self._impl.connect(
             pid=pid, timeout=timeout, on_stdout=on_stdout, on_stderr=on_stderr,
             request_timeout=request_timeout)))
@@ -200,6 +220,10 @@ class Commands(_loop.SyncWrapper[AsyncCommands]):
     def list(self, request_timeout: float | None = None) -> list[ProcessInfo]:
         """Processes started through envd that are still running (background ones included)."""
         return _loop.run(self._impl.list(request_timeout=request_timeout))
+
+    def get_process(self, tag: str, request_timeout: float | None = None) -> ProcessInfo | None:
+        """The running process started with `tag`, or None."""
+        return _loop.run(self._impl.get_process(tag=tag, request_timeout=request_timeout))
 
     def kill(self, pid: int, request_timeout: float | None = None) -> bool:
         """SIGKILL a process. False if there is no such process."""

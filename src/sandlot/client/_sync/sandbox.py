@@ -13,8 +13,8 @@ from ..._exceptions import SandlotError
 from ...limits import SecurityPolicy
 from ...permissions import PermissionRule
 from .._models import (
-    CodeContext, Execution, ExecutionError, Limits, OutputMessage, Result, SandboxInfo, SandboxLogEntry,
-    SandboxMetrics)
+    CodeContext, Execution, ExecutionError, ExposedPort, Limits, OutputMessage, Result, SandboxInfo,
+    SandboxLogEntry, SandboxMetrics)
 from .._sandbox import AsyncSandbox, AsyncSandboxPaginator
 from .._sessions import SessionInfo
 from .._snapshots import PauseMode, SnapshotExport, SnapshotInfo, VolumeRef
@@ -596,6 +596,30 @@ class Sandbox(_loop.SyncWrapper[AsyncSandbox]):
     def upload_url(self, path: str, user: str | None = None, expires_in: int | None = None) -> str:
         """A URL that accepts a multipart POST of one file to `path`, no credentials needed."""
         return self._impl.upload_url(path=path, user=user, expires_in=expires_in)
+
+    def expose_port(self, port: int, ttl: int = 3600, request_timeout: float | None = None) -> str:
+        """A signed URL to `port` in this sandbox, valid for `ttl` seconds (at most a week) even
+        where its traffic is private; exposing the port again replaces the URL (the old one stops
+        working)."""
+        return _loop.run(self._impl.expose_port(port=port, ttl=ttl, request_timeout=request_timeout))
+
+    def unexpose_port(self, port: int, request_timeout: float | None = None) -> None:
+        """Revoke the port's preview URL (NotFound if it has none)."""
+        _loop.run(self._impl.unexpose_port(port=port, request_timeout=request_timeout))
+
+    def list_exposed_ports(self, request_timeout: float | None = None) -> builtins.list[ExposedPort]:
+        """The ports with a live preview URL."""
+        return _loop.run(self._impl.list_exposed_ports(request_timeout=request_timeout))
+
+    def is_port_exposed(self, port: int, request_timeout: float | None = None) -> bool:
+        """Whether `port` has a live preview URL."""
+        return _loop.run(self._impl.is_port_exposed(port=port, request_timeout=request_timeout))
+
+    def wait_for_port(self, port: int, timeout: float = 30, request_timeout: float | None = None) -> None:
+        """Return once something in the sandbox accepts connections on `port`, loopback included
+        (the server tries it inside the sandbox; the client does not poll). Raises TimeoutError
+        after `timeout` seconds."""
+        _loop.run(self._impl.wait_for_port(port=port, timeout=timeout, request_timeout=request_timeout))
 
     def close(self) -> None:
         """Release this object's connections; the sandbox keeps running."""

@@ -1,0 +1,457 @@
+"""Sandbox egress: a NetworkPolicy (policy.py) made real with a veth, nftables and a resolver.
+
+Every sandbox of the namespace runtime lives in a network namespace of its own, made by its process
+while still host root (links.new_netns): only loopback. A sandbox with a network also gets a veth
+pair: `sl<server>-<slot>` on the host, eth0 inside, a /30 from SANDBOX_SUBNET chosen by its uid
+slot (host-wide unique, so two servers never collide), default route through the host end, NAT out.
+
+The rules are one nftables table per server (`sandlot_<server>`), fixed chains over shared sets
+keyed by the sandbox's link: giving a sandbox its network, changing or removing it only adds and
+deletes set elements (one transaction, ~0.3 ms whatever the number of sandboxes; a chain and sets
+per sandbox cost ~7 ms, since nftables re-reads the table for each).
+
+    c_pre    (prerouting -300)  from a sandbox link: no IPv6; the source must be its own address
+    c_dns    (prerouting nat)   DNS (udp/tcp 53, to any address) goes to this server's resolver
+    c_input, c_fwd              from a sandbox link: `egress`; to one: its cap, then replies only
+    c_post   (postrouting nat)  masquerade the sandboxes' subnet on its way out
+    egress   [cap] · replies · other sandboxes ✗ · explicit allows inside closed ranges ✓ ·
+             ALWAYS_BLOCKED ✗ · the host's own addresses ✗ · allow ✓ · pins ✓ · deny ✗ ·
+             denied pins ✗ · the sandbox's default (`verdicts`); a link in none: ✗
+
+A name in allow_out passes on the wire only as the addresses the sandbox's resolver answered for it
+(pinned with the record's TTL, bounded): a hard-coded address, or a name rebound to a closed
+address, does not pass. Everything a sandbox owns here (link, set elements, cap chains, resolver
+entry) is removed by `detach`, which the runtime's kill() calls.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import _exceptions as E
+from . import links
+from .dns import Resolver
+from .forward import ForwardDrops
+from .nft import Nft
+from .policy import ALWAYS_BLOCKED, SANDBOX_SUBNET, NetworkPolicy, name_matches
+
+log = logging.getLogger("sandlot.network")
+
+PIN_MIN_S, PIN_MAX_S = 30, 3600  # a pinned answer lives its TTL within these bounds
+PIN_SET_SIZE = 65536  # addresses pinned at once, all sandboxes together (kernel memory is bounded)
+RULE_SETS = ("explicit", "allow", "deny")  # interval sets of `ifname . ipv4_addr` a policy fills
+
+
+def addresses(slot: int) -> tuple[str, str]:
+    """(host end, sandbox end) of a slot's /30, as CIDRs."""
+    base = SANDBOX_SUBNET.network_address + 4 * slot
+    if base + 3 > SANDBOX_SUBNET.broadcast_address:
+        raise E.ResourceExhausted(f"uid slot {slot} has no address in {SANDBOX_SUBNET}")
+    return f"{base + 1}/30", f"{base + 2}/30"
+
+
+@dataclass
+class Attached:
+    """A sandbox whose link is configured and whose elements are loaded."""
+
+    sandbox_id: str
+    link: str
+    address: str  # the sandbox's own address
+    policy: NetworkPolicy
+    pins: dict[str, tuple[float, str, bool]] = field(default_factory=dict)  # ip -> (until, name, denied)
+
+    def elements(self) -> dict[str, list[str]]:
+        """The set and map elements its policy makes, by set name (nft syntax)."""
+        explicit, allow = _split_explicit(self.policy.networks("allow"))
+        key = f'"{self.link}" . '
+        found = {"sources": [key + self.address],
+                 "explicit": [key + str(n) for n in explicit], "allow": [key + str(n) for n in allow],
+                 "deny": [key + str(n) for n in ipaddress.collapse_addresses(self.policy.networks("deny"))],
+                 "verdicts": [f'"{self.link}" : {"accept" if self.policy.internet else "drop"}']}
+        if self.policy.bandwidth_mbps:
+            found["up"] = [f'"{self.link}" : jump {_cap_chain(self.link, "up")}']
+            found["down"] = [f'"{self.link}" : jump {_cap_chain(self.link, "down")}']
+        return found
+
+
+class Network:
+    """The egress of one server's sandboxes (see the module docstring)."""
+
+    def __init__(self, server: str, state_dir: Path):
+        self.table = f"sandlot_{server}"
+        self.t = f"inet {self.table}"
+        self.prefix = f"sl{server[:6]}-"
+        self.state_file = state_dir / "network.json"
+        self.nft = Nft()
+        self.forward = ForwardDrops(self.nft, self.table, self.prefix)  # other firewalls' forward drops
+        self.netlink = links.Netlink()
+        self._lock = threading.Lock()
+        self._attached: dict[str, Attached] = {}  # by sandbox id
+        self.resolver = Resolver(self, port=self._saved_port())
+        try:
+            self.nft.run(self._base_rules())
+        except BaseException:
+            self.resolver.stop()
+            self.nft.close()
+            raise
+        self.resolver.start()
+        self.state_file.write_text(json.dumps({"dns_port": self.resolver.port}))
+
+    # ---- the table ---------------------------------------------------------------------------
+
+    def _saved_port(self) -> int:
+        # the same resolver port after a restart: adopted sandboxes' DNS keeps working at once
+        try:
+            return int(json.loads(self.state_file.read_text())["dns_port"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return 0
+
+    @staticmethod
+    def _enable_forwarding() -> None:
+        path = Path("/proc/sys/net/ipv4/ip_forward")
+        if path.read_text().strip() != "1":
+            # host-wide: the host now routes. Our forward chain passes only sandbox replies into
+            # sandbox links; other forwarding is the host's own firewall's business.
+            log.warning("enabling IPv4 forwarding on this host (net.ipv4.ip_forward=1) for sandbox egress")
+            path.write_text("1")
+
+    def _base_rules(self) -> str:
+        """The table, made or brought up to date (its sets keep their elements: a restarted server's
+        adopted sandboxes keep their rules throughout)."""
+        t, p, port = self.t, self.prefix + "*", self.resolver.port
+        chains = (("c_pre", "filter", "prerouting", -300), ("c_dns", "nat", "prerouting", -100),
+                  ("c_input", "filter", "input", 0), ("c_fwd", "filter", "forward", 0),
+                  ("c_post", "nat", "postrouting", 100))
+        egress = [
+            "iifname vmap @up",
+            "ct state established,related accept",
+            f"ip daddr {SANDBOX_SUBNET} drop",
+            "iifname . ip daddr @explicit accept",
+            "ip daddr @blocked drop",
+            "fib daddr type { local, broadcast, anycast, multicast } drop",
+            "iifname . ip daddr @allow accept",
+            "iifname . ip daddr @pins accept",
+            "iifname . ip daddr @deny drop",
+            "iifname . ip daddr @denypins drop",
+            "iifname vmap @verdicts",
+            "drop",
+        ]
+        return "\n".join([
+            f"add table {t}",
+            f"add set {t} blocked {{ type ipv4_addr; flags interval; }}",
+            f"add set {t} sources {{ type ifname . ipv4_addr; }}",
+            *(f"add set {t} {s} {{ type ifname . ipv4_addr; flags interval; }}" for s in RULE_SETS),
+            *(f"add set {t} {s} {{ type ifname . ipv4_addr; flags timeout; size {PIN_SET_SIZE}; }}"
+              for s in ("pins", "denypins")),
+            *(f"add map {t} {m} {{ type ifname : verdict; }}" for m in ("verdicts", "up", "down")),
+            *(f"add chain {t} {name} {{ type {kind} hook {hook} priority {prio}; policy accept; }}"
+              for name, kind, hook, prio in chains),
+            f"add chain {t} egress",
+            *(f"flush chain {t} {name}" for name, *_ in chains),
+            f"flush chain {t} egress",
+            f"flush set {t} blocked",
+            f"add element {t} blocked {{ {', '.join(ALWAYS_BLOCKED)} }}",
+            f'add rule {t} c_pre iifname "{p}" meta nfproto ipv6 drop',
+            f'add rule {t} c_pre iifname "{p}" iifname . ip saddr != @sources drop',
+            f'add rule {t} c_dns iifname "{p}" meta l4proto {{ tcp, udp }} th dport 53 redirect to :{port}',
+            f'add rule {t} c_input iifname "{p}" meta l4proto {{ tcp, udp }} th dport {port} accept',
+            f'add rule {t} c_input iifname "{p}" jump egress',
+            f"add rule {t} c_input meta l4proto {{ tcp, udp }} th dport {port} drop",  # sandboxes only
+            f'add rule {t} c_fwd iifname "{p}" jump egress',
+            f'add rule {t} c_fwd oifname "{p}" oifname vmap @down',
+            f'add rule {t} c_fwd oifname "{p}" ct state established,related accept',
+            f'add rule {t} c_fwd oifname "{p}" drop',
+            f'add rule {t} c_post ip saddr {SANDBOX_SUBNET} oifname != "{p}" masquerade',
+            *(f"add rule {t} egress {rule}" for rule in egress),
+        ]) + "\n"
+
+    def _cap_commands(self, a: Attached) -> list[str]:
+        if not a.policy.bandwidth_mbps:
+            return []
+        rate = max(1, int(a.policy.bandwidth_mbps * 125))  # kbytes/s
+        limit = f"limit rate over {rate} kbytes/second burst {max(rate // 4, 64)} kbytes drop"
+        out = []
+        for way in ("up", "down"):
+            chain = f"{self.t} {_cap_chain(a.link, way)}"
+            out += [f"add chain {chain}", f"flush chain {chain}", f"add rule {chain} {limit}"]
+        return out
+
+    def _add(self, a: Attached) -> str:
+        lines = self._cap_commands(a)
+        for name, elements in a.elements().items():
+            if elements:
+                lines.append(f"add element {self.t} {name} {{ {', '.join(elements)} }}")
+        return "\n".join(lines) + "\n"
+
+    def _deletions(self, link: str, elements: dict[str, list[str]]) -> list[str]:
+        steps = [f"delete element {self.t} {name} {{ {', '.join(found)} }}"
+                 for name, found in elements.items() if found]
+        if elements.get("up"):  # its cap chains, once nothing jumps to them
+            steps += [f"delete chain {self.t} {_cap_chain(link, way)}" for way in ("up", "down")]
+        return steps
+
+    def _delete(self, link: str, elements: dict[str, list[str]], then: str = "") -> None:
+        """Delete these elements of a link (and its cap chains), then run `then`, in one transaction
+        if all are there; else whatever is already gone is skipped, one by one."""
+        steps = self._deletions(link, elements)
+        try:
+            self.nft.run("\n".join(steps) + "\n" + then)
+            return
+        except E.RuntimeFailure:
+            for step in steps:  # one by one: a missing one must not keep the others
+                try:
+                    self.nft.run(step + "\n")
+                except E.RuntimeFailure:
+                    pass
+        if then:
+            self.nft.run(then)
+
+    def _elements_of(self, link: str, sets=("sources", *RULE_SETS, "pins", "denypins")) -> dict[str, list[str]]:
+        """What the kernel holds for `link` (after a restart, or for a leftover), by set."""
+        out = json.loads(self.nft.run(f"list table {self.t}\n", json_output=True) or "{}")
+        found: dict[str, list[str]] = {}
+        for item in out.get("nftables", []):
+            s = item.get("set") or item.get("map")
+            if not s or s.get("name") not in (*sets, "verdicts", "up", "down"):
+                continue
+            for elem in s.get("elem", []):
+                key = _element_key(elem)
+                if key and key[0] == link:
+                    found.setdefault(s["name"], []).append(
+                        f'"{link}"' if len(key) == 1 else f'"{link}" . {key[1]}')
+        return found
+
+    # ---- a sandbox's link --------------------------------------------------------------------
+
+    def link_name(self, slot: int) -> str:
+        return f"{self.prefix}{slot}"
+
+    def prepare(self, slot: int, netns_fd: int) -> None:
+        """Make the sandbox's veth now (eth0 down, no address, no elements: it carries nothing)."""
+        self._make_link(slot, netns_fd)
+
+    def _make_link(self, slot: int, netns_fd: int) -> None:
+        link, (host_cidr, _) = self.link_name(slot), addresses(slot)
+        for attempt in range(3):
+            try:
+                self.netlink.add_veth(link, netns_fd, host_cidr)
+                return
+            except FileExistsError:
+                # the slot's last sandbox's link, its namespace still being torn down by the kernel
+                # (asynchronous after its last process): the slot is ours now, so it goes
+                deadline = time.monotonic() + 2
+                while (Path("/sys/class/net") / link).exists() and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                if attempt == 1:
+                    self.netlink.delete(link)
+        self.netlink.add_veth(link, netns_fd, host_cidr)
+
+    def attach(self, sandbox_id: str, slot: int, netns_fd: int, policy: NetworkPolicy,
+               adopting: bool = False) -> None:
+        """Give the sandbox its network under `policy`, or replace the policy of one that has one
+        (one nftables transaction). `adopting`: a new server takes over what the last one loaded."""
+        link = self.link_name(slot)
+        host_cidr, cidr = addresses(slot)
+        # at the first network given, not at start: a server that gives none (SANDLOT_EGRESS=off)
+        # leaves the host's forwarding as it found it
+        self._enable_forwarding()
+        self.forward.check()
+        if not (Path("/sys/class/net") / link).exists():
+            self._make_link(slot, netns_fd)
+        try:
+            self.netlink.configure_peer(netns_fd, cidr, host_cidr.split("/")[0])
+        except OSError as e:
+            if e.errno != errno.ENODEV:
+                raise
+            self._make_link(slot, netns_fd)  # no eth0 here: the link of that name was a dead sandbox's
+            self.netlink.configure_peer(netns_fd, cidr, host_cidr.split("/")[0])
+        with self._lock:
+            before = self._attached.get(sandbox_id)
+            a = Attached(sandbox_id, link, cidr.split("/")[0], policy)
+            if before is not None:  # the old elements go and the new come in one transaction
+                old = before.elements()
+                old.pop("sources")
+                self._delete(link, old, then=self._add(a))
+            elif adopting:  # the last server's elements, except its pins (the sandbox's DNS cache)
+                self._delete(link, {k: v for k, v in self._elements_of(link).items()
+                                    if k not in ("sources", "pins", "denypins")}, then=self._add(a))
+            else:
+                self.nft.run(self._add(a))
+            self._attached[sandbox_id] = a
+            if before is not None:
+                self._keep_pins(before, a)
+        self.resolver.register(a.address, a)
+
+    def _keep_pins(self, before: Attached, a: Attached) -> None:
+        """After a policy change: the pins of names the new policy still names stay, others go."""
+        allowed, denied = a.policy.names("allow"), a.policy.names("deny")
+        gone = {}
+        for ip, (until, name, is_denied) in before.pins.items():
+            if name_matches(name, denied if is_denied else allowed):
+                a.pins[ip] = (until, name, is_denied)
+            else:
+                gone.setdefault("denypins" if is_denied else "pins", []).append(f'"{a.link}" . {ip}')
+        if gone:
+            self._delete(a.link, gone)
+
+    def pin(self, a: Attached, name: str, ip: str, until: float, denied: bool = False) -> None:
+        """Let the sandbox reach `ip` (an answer for allowed `name`) until `until` (or, denied,
+        drop it). Called by the resolver before it answers."""
+        ttl = int(min(max(until - time.time(), PIN_MIN_S), PIN_MAX_S))
+        element = f'"{a.link}" . {ipaddress.IPv4Address(ip)}'
+        s = f"{self.t} {'denypins' if denied else 'pins'}"
+        add = f"add element {s} {{ {element} timeout {ttl}s }}\n"
+        known = a.pins.get(ip)
+        try:
+            if known and known[2] == denied:
+                if known[0] - time.time() > ttl / 2:
+                    return  # pinned long enough already
+                try:  # a timeout is only renewed by adding the element afresh
+                    self.nft.run(f"delete element {s} {{ {element} }}\n" + add)
+                except E.RuntimeFailure:  # expired in the kernel meanwhile
+                    self.nft.run(add)
+            else:
+                self.nft.run(add)
+        except E.RuntimeFailure as e:  # the sandbox was detached meanwhile, or the set is full
+            log.warning("sandbox %s: could not pin %s for %s: %s", a.sandbox_id, ip, name, e.message)
+            return
+        if self._attached.get(a.sandbox_id) is a:
+            a.pins[ip] = (time.time() + ttl, name, denied)
+
+    def detach(self, sandbox_id: str, slot: int | None) -> None:
+        """Remove everything of the sandbox's network: elements, cap chains, resolver entry, link."""
+        with self._lock:
+            a = self._attached.pop(sandbox_id, None)
+        link = a.link if a else (self.link_name(slot) if slot is not None else None)
+        if link is None:
+            return
+        if a:
+            self.resolver.unregister(a.address)
+            elements = a.elements()
+            for ip, (_, _, denied) in a.pins.items():
+                elements.setdefault("denypins" if denied else "pins", []).append(f'"{link}" . {ip}')
+            self._delete(link, elements)
+        elif (Path("/sys/class/net") / link).exists() or link in self.links_with_rules():
+            self._delete(link, self._elements_of(link))  # a leftover, or one never attached
+        if (Path("/sys/class/net") / link).exists():
+            self.netlink.delete(link)
+
+    def usage(self, slot: int) -> tuple[int, int]:
+        """(bytes out of the sandbox, bytes into it) through its link."""
+        return links.link_bytes(self.link_name(slot))
+
+    # ---- leftovers and stop ------------------------------------------------------------------
+
+    def links_with_rules(self) -> set[str]:
+        """Links that have elements in this server's table (a sandbox with a network loaded)."""
+        out = json.loads(self.nft.run(f"list map {self.t} verdicts\n", json_output=True) or "{}")
+        found = set()
+        for item in out.get("nftables", []):
+            for elem in (item.get("map") or {}).get("elem", []):
+                key = _element_key(elem)
+                if key:
+                    found.add(key[0])
+        return found
+
+    def slots_with_rules(self) -> set[int]:
+        n = len(self.prefix)
+        return {int(link[n:]) for link in self.links_with_rules() if link[n:].isdigit()}
+
+    def sweep(self, claimed_slots: set[int]) -> None:
+        """Remove what this server holds for slots no sandbox holds (a crash mid-create or mid-kill)."""
+        stale = {n for n in links.host_links(self.prefix) if not _slot_in(n[len(self.prefix):], claimed_slots)}
+        stale |= {link for link in self.links_with_rules() if not _slot_in(link[len(self.prefix):], claimed_slots)}
+        for link in sorted(stale):
+            log.info("removing leftover sandbox network %s", link)
+            self._delete(link, self._elements_of(link))
+            if (Path("/sys/class/net") / link).exists():
+                self.netlink.delete(link)
+
+    def close(self, sandboxes_left: bool) -> None:
+        self.resolver.stop()
+        if not sandboxes_left:
+            self.forward.remove()
+            try:
+                self.nft.run(f"delete table {self.t}\n")
+            except E.RuntimeFailure as e:
+                log.error("could not remove nftables table %s: %s", self.table, e.message)
+            self.state_file.unlink(missing_ok=True)
+        self.nft.close()
+        self.netlink.close()
+
+
+def _cap_chain(link: str, way: str) -> str:
+    return f"cap_{way}_{link.replace('-', '_')}"
+
+
+def _slot_in(suffix: str, slots: set[int]) -> bool:
+    return suffix.isdigit() and int(suffix) in slots
+
+
+def _element_key(elem) -> list[str] | None:
+    """An element of an `ifname [. ipv4_addr]` set or map, from nftables' JSON, as its parts
+    (the address part in nft syntax: 10.0.0.0/8, 1.2.3.4)."""
+    if isinstance(elem, dict) and "elem" in elem:  # with a timeout or a comment
+        elem = elem["elem"]["val"]
+    if isinstance(elem, list):  # a map element: [key, value]
+        elem = elem[0]
+    if isinstance(elem, str):
+        return [elem]
+    if isinstance(elem, dict) and "concat" in elem:
+        parts = []
+        for p in elem["concat"]:
+            if isinstance(p, dict) and "prefix" in p:
+                parts.append(f"{p['prefix']['addr']}/{p['prefix']['len']}")
+            elif isinstance(p, dict) and "range" in p:
+                parts.append(f"{p['range'][0]}-{p['range'][1]}")
+            else:
+                parts.append(str(p))
+        return parts
+    return None
+
+
+def _split_explicit(nets: list[ipaddress.IPv4Network]):
+    """Allow CIDRs inside a closed range (or single addresses, which may be the host's own) open
+    exactly that; broader ones never open a closed range. The sandboxes' subnet never opens."""
+    blocked = [ipaddress.IPv4Network(b) for b in ALWAYS_BLOCKED]
+    explicit, rest = [], []
+    for n in nets:
+        if n.subnet_of(SANDBOX_SUBNET):
+            continue
+        if n.prefixlen == 32 or any(n.subnet_of(b) for b in blocked):
+            explicit.append(n)
+        else:
+            rest.append(n)
+    # an interval set refuses overlapping elements of one key
+    return list(ipaddress.collapse_addresses(explicit)), list(ipaddress.collapse_addresses(rest))
+
+
+def start_network(server: str, home: Path):
+    """The server's egress machinery, or (None, why not): a host without nftables still runs
+    sandboxes, without networks."""
+    try:
+        return Network(server, home), None
+    except (E.SandlotError, OSError) as e:
+        reason = e.message if isinstance(e, E.SandlotError) else str(e)
+        log.warning("sandbox networking unavailable: %s", reason)
+        return None, reason
+
+
+def write_resolv_conf(upper: Path, slot: int, base: int) -> None:
+    """The sandbox's /etc/resolv.conf names its gateway (all its DNS goes to the server's resolver
+    anyway), written into its empty layer before anything of the sandbox's runs."""
+    etc = upper / "etc"
+    etc.mkdir(mode=0o755)
+    os.chown(etc, base, base)
+    path = etc / "resolv.conf"
+    path.write_text(f"nameserver {addresses(slot)[0].split('/')[0]}\noptions timeout:2 attempts:2\n")
+    os.chown(path, base, base)
+    os.chmod(path, 0o644)

@@ -1,0 +1,57 @@
+"""Fixtures for the network suite: the sandboxes' outside world, built on this machine.
+
+`world` is a network namespace made for the session with a veth to the host (198.18.0.1/24 on the
+host, the benchmark range): HTTP on 198.18.0.2 (allowed.test), .3 (other.test) and .4 (an allowed
+name's neighbour that no name points at), HTTPS on .2, DNS on .53 (dnslib, tests/network/world.py).
+Names that rebind to closed addresses resolve there too. Nothing is ever sent to another address:
+the metadata address is routed into the world for the session, so a rule that let it through would
+show up as an answer from the world, not as traffic leaving the machine.
+
+The shared fixtures (tests/conftest.py) start the server and make sandboxes of `sdk_class`, the
+official e2b SDK's; its environment points at the server for every module here.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from e2b import Sandbox
+from network_support import outside_world
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory):
+    if os.geteuid() != 0:
+        pytest.skip("the network suite needs root (network namespaces, the namespace runtime)")
+    with outside_world(tmp_path_factory.mktemp("world")) as w:
+        yield w
+
+
+@pytest.fixture(scope="session")
+def sdk_class():
+    return Sandbox
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _sdk_env(sdk_env):
+    return sdk_env
+
+
+@pytest.fixture(autouse=True)
+def _server_log_on_failure(request, sdk_env):
+    start = sdk_env.log.stat().st_size
+    yield
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        with open(sdk_env.log, errors="replace") as f:
+            f.seek(start)
+            print("---- server log during the test ----\n" + f.read()[-4000:])
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.when == "call":
+        item.rep_call = rep

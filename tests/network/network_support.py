@@ -1,0 +1,101 @@
+"""Constants and helpers of the network suite (the fixtures are in conftest.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+HOST = "198.18.0.1"
+ALLOWED, OTHER, NEIGHBOUR, DNS = "198.18.0.2", "198.18.0.3", "198.18.0.4", "198.18.0.53"
+METADATA = "169.254.169.254"
+ZONE = {
+    "allowed.test": [ALLOWED],
+    "other.test": [OTHER],
+    "a.wild.test": [NEIGHBOUR],
+    # DNS rebinding: allowed names whose answers are closed addresses
+    "metadata.test": [METADATA],
+    "host.test": [HOST],
+    "loop.test": ["127.0.0.1"],
+}
+
+
+@dataclass
+class World:
+    netns: str
+    link: str
+    log: Path  # the HTTP servers' request log (JSON lines)
+    dns: str = DNS
+
+    def requests(self) -> list[dict]:
+        if not self.log.exists():
+            return []
+        return [json.loads(line) for line in self.log.read_text().splitlines()]
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True)
+
+
+@contextlib.contextmanager
+def outside_world(d: Path):
+    """The world of conftest.py's docstring, its files in `d`; removed on exit."""
+    netns, link = f"sandlot-world-{os.getpid()}", f"slw{os.getpid() % 100000}"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(d / "key.pem"),
+                    "-out", str(d / "cert.pem"), "-days", "1", "-subj", "/CN=allowed.test"],
+                   check=True, capture_output=True)
+    (d / "zone.json").write_text(json.dumps(ZONE))
+    _ip("netns", "add", netns)
+    proc = None
+    try:
+        _ip("link", "add", link, "type", "veth", "peer", "name", "eth0", "netns", netns)
+        _ip("addr", "add", f"{HOST}/24", "dev", link)
+        _ip("link", "set", link, "up")
+        for address in (ALLOWED, OTHER, NEIGHBOUR, DNS, METADATA):
+            _ip("-n", netns, "addr", "add", f"{address}/{24 if address != METADATA else 32}", "dev", "eth0")
+        _ip("-n", netns, "link", "set", "eth0", "up")
+        _ip("-n", netns, "link", "set", "lo", "up")
+        _ip("route", "add", f"{METADATA}/32", "via", ALLOWED)
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", netns, sys.executable, str(HERE / "world.py"),
+             "--http", ALLOWED, OTHER, NEIGHBOUR, METADATA, "--dns", DNS, "--zone", str(d / "zone.json"),
+             "--cert", str(d / "cert.pem"), "--key", str(d / "key.pem"), "--log", str(d / "requests.log")],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "ready"
+        yield World(netns, link, d / "requests.log")
+    finally:
+        if proc is not None:
+            proc.stdin.close()
+            proc.kill()
+            proc.wait()
+        subprocess.run(["ip", "route", "del", f"{METADATA}/32"], capture_output=True)
+        subprocess.run(["ip", "link", "del", link], capture_output=True)
+        subprocess.run(["ip", "netns", "del", netns], capture_output=True)
+
+
+
+def sh(sbx, cmd: str, user: str | None = None, timeout: float = 30) -> tuple[int, str]:
+    """Run `cmd` in the sandbox: (exit code, stdout + stderr), never raising on a non-zero exit."""
+    from e2b import CommandExitException
+
+    try:
+        r = sbx.commands.run(cmd, user=user, timeout=timeout) if user else sbx.commands.run(cmd, timeout=timeout)
+        return r.exit_code, r.stdout + r.stderr
+    except CommandExitException as e:
+        return e.exit_code, e.stdout + e.stderr
+
+
+def fetch(sbx, url: str) -> tuple[int, str]:
+    """curl from inside: exit 0 with the world's answer; 6 name refused; 7/28 connection refused or
+    dropped (a dropped packet times out after 2 s)."""
+    return sh(sbx, f"curl -sS -k --connect-timeout 2 -m 5 {url}")
+
+
+def network(**kwargs) -> dict:
+    """An E2B `network` option that resolves through the world's DNS server."""
+    return {"dns_servers": [DNS], **kwargs}
