@@ -1,7 +1,7 @@
 """Clients polling the metrics of a sandbox with 300k files must not slow anyone else down: reading
 its disk use walks the whole tree, which once ran in the executor creates and kills use too (12
 pollers made an unrelated create take 11.6 s). Now the walks have a thread of their own and a
-reading is reused while fresh (service.py, USAGE_THREADS, DISK_WALK_SPACING), and where the sandbox
+reading is reused while fresh (usage.py, USAGE_THREADS, DISK_WALK_SPACING), and where the sandbox
 has a disk of its own (runtimes/disk.py) the reading is one statvfs."""
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ from .sandbox_process import alive, start_ticks
 
 SANDBOX_UID = 1000  # `user` in every template; inside the sandbox it is the server's own uid
 SOCKET_PATH_MAX = 107  # sun_path holds 108 bytes with the terminating NUL
-SANDBOX_ID_LEN = 20  # see server.service.new_sandbox_id
+SANDBOX_ID_LEN = 20  # see server.pools.new_sandbox_id
 PER_USERNS_NPROC = tuple(int(x) for x in os.uname().release.split(".")[:2]) >= (5, 14)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")

@@ -266,7 +266,7 @@ async def update_network(request: Request) -> Response:
     body = await _body(request, NetworkUpdateIn)
     egress = _egress(body.allow_internet_access, body)
     note(network=egress.describe() if egress is not None else "none")  # the audit row
-    await _service(request).update_network(request.path_params["sandbox_id"], egress)
+    await _service(request).networks.update(request.path_params["sandbox_id"], egress)
     return Response(status_code=204)
 
 
@@ -364,7 +364,7 @@ async def metrics(request: Request) -> Response:
             bounds.append(float(value) if value not in (None, "") else None)
         except ValueError:
             raise E.InvalidArgument(f"{name} must be a unix time in seconds, got {value!r}") from None
-    samples = await _service(request).metrics(request.path_params["sandbox_id"], *bounds)
+    samples = await _service(request).usage.metrics(request.path_params["sandbox_id"], *bounds)
     return JSONResponse([{
         "timestamp": rfc3339(m["timestamp"]), "timestampUnix": int(m["timestamp"]),
         "cpuCount": max(1, round(m["cpu_count"])), "cpuUsedPct": m["cpu_used_pct"], "memUsed": m["mem_used"],

@@ -206,7 +206,7 @@ def build_app(config: Config, extensions: Mapping[str, Extension] | None = None)
         custom.interrupted()
         runtime.forget_gone({r.id for r in store.live()})
         for name in snapshot_store.warm_names():
-            service._schedule_refill(name)
+            service.pools.refill(name)
         if denials is not None:
             await denials.start()
         app.state.serving = True

@@ -35,7 +35,8 @@ from ..layers.holding import digest_of
 from ..runtimes.policy import Limits, SandboxSpec, SecurityPolicy
 from ..templates.spec import Template
 from .agent_client import AgentClient
-from .service import LiveSandbox, SandboxService, _log_failure, egress_of
+from .sandbox_networks import egress_of
+from .service import LiveSandbox, SandboxService, _log_failure
 
 log = logging.getLogger("sandlot.lifecycle")
 
@@ -134,7 +135,7 @@ class Lifecycle:
                                       "needs a responding sandbox")
         holder = paused_holder(sandbox_id)
         await asyncio.to_thread(self._commit_for_pause, live, holder, frozen)
-        svc._unwatch_exit(sandbox_id)  # its processes end now: not an exit for the reaper
+        svc.reaper.unwatch(sandbox_id)  # its processes end now: not an exit for the reaper
         svc.live.pop(sandbox_id, None)
         svc.paused[sandbox_id] = live
         live.closed.set()  # open streams end: a paused sandbox answers like a gone one
@@ -188,7 +189,7 @@ class Lifecycle:
         self.layers.release(paused_holder(sandbox_id))  # the running sandbox holds them now
         del svc.paused[sandbox_id]
         svc.live[sandbox_id] = live
-        svc._watch_exit(live)
+        svc.reaper.watch(live)
         live.disk = None  # a fresh writable layer: the last reading is not its own
         live.record.state, live.record.pause_mode = "running", None
 

@@ -95,7 +95,7 @@ class _ServiceCollector:
 
         pools = GaugeMetricFamily("sandlot_pool_ready", "Warm sandboxes ready to be claimed, by template.",
                                   labels=["template"])
-        for template, n in sorted(svc.pool_sizes().items()):
+        for template, n in sorted(svc.pools.sizes().items()):
             pools.add_metric([template], n)
         yield pools
         target = GaugeMetricFamily("sandlot_pool_target", "Warm sandboxes kept per pooled template (SANDLOT_POOL_SIZE).",

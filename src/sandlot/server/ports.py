@@ -98,7 +98,7 @@ async def expose(request: Request) -> Response:
     if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= MAX_EXPOSE_TTL:
         raise E.InvalidArgument(f"ttl must be a whole number of seconds between 1 and {MAX_EXPOSE_TTL}")
     entry = {"nonce": secrets.token_hex(8), "expires": int(time.time()) + ttl}
-    svc.set_ingress(record.id, exposed={**_exposed(record), str(port): entry})
+    svc.networks.set_ingress(record.id, exposed={**_exposed(record), str(port): entry})
     note(port=port, ttl=ttl)  # the audit row (never the URL's token)
     return JSONResponse(_preview(request, record, port, entry), status_code=201)
 
@@ -110,7 +110,7 @@ async def unexpose(request: Request) -> Response:
     exposed = dict(_exposed(record))
     if exposed.pop(str(port), None) is None:
         raise E.NotFound(f"port {port} is not exposed")
-    svc.set_ingress(record.id, exposed=exposed)
+    svc.networks.set_ingress(record.id, exposed=exposed)
     note(port=port)
     return Response(status_code=204)
 

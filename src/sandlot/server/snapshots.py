@@ -48,7 +48,8 @@ from .auth import caller
 from .bodies import read_json_object
 from .lifecycle import Lifecycle
 from .observe import note
-from .service import CreateRequest, SandboxService, egress_of
+from .sandbox_networks import egress_of
+from .service import CreateRequest, SandboxService
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS snapshots (
@@ -221,10 +222,10 @@ class Snapshots:
         snap = Snapshot(snap_id, team, name, sandbox_id, stack, dict(rec.metadata), stack["envs"], warm, time.time())
         self._save(snap)
         if existing:  # a new build under the same name: the old one's pooled sandboxes are stale
-            await self.service.drop_pool(snap.id)
+            await self.service.pools.drop(snap.id)
         await asyncio.to_thread(self.layers.gc)
         if warm:
-            self.service._schedule_refill(snap.id)
+            self.service.pools.refill(snap.id)
         return snap
 
     def _commit(self, sandbox_id: str, stack: dict, holder: str, frozen: bool) -> dict:
@@ -236,7 +237,7 @@ class Snapshots:
         if snap is None:
             return False
         self._sql("DELETE FROM snapshots WHERE id=?", (snap.id,))
-        await self.service.drop_pool(snap.id)
+        await self.service.pools.drop(snap.id)
         self.layers.release(snap.holder)
         await asyncio.to_thread(self.layers.gc)
         return True

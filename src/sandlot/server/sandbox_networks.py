@@ -1,0 +1,129 @@
+"""A sandbox's network as the control plane keeps it (issue 12): what a create may have here
+(SANDLOT_EGRESS, the runtime's support), the links pool sandboxes have made ahead, live updates one
+at a time per sandbox, the ingress settings the port proxy reads, and networks taken over after a
+restart. The substance (links, nftables, DNS) is runtimes/network.py's."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from .. import _exceptions as E
+from ..runtimes.policy import NetworkPolicy
+from .store import SandboxRecord
+
+if TYPE_CHECKING:
+    from .pools import Pooled
+    from .service import SandboxService
+
+log = logging.getLogger("sandlot.service")
+
+# A pool sandbox claimed without a network has its unconfigured link removed this much later: after
+# the create has answered (~20-50 ms of work the create should not wait for).
+UNUSED_LINK_DELAY = 0.1
+
+
+class SandboxNetworks:
+    def __init__(self, service: SandboxService):
+        self.service = service
+        self._locks: dict[str, asyncio.Lock] = {}  # a sandbox's network changes, one at a time
+
+    def adopt(self, rec: SandboxRecord, running: bool = True) -> None:
+        egress = egress_of(rec)
+        if egress is None:
+            return
+        try:
+            if self.service.config.egress == "off":  # started sealed: what an earlier run gave is taken away
+                log.warning("sandbox %s: its network is removed (SANDLOT_EGRESS=off)", rec.id)
+                if running:
+                    self.service.runtime.set_network(rec.id, None)
+                rec.network = network_record(None, (rec.network or {}).get("ingress", {}))
+                self.service.store.update(rec.id, network=rec.network)
+            elif running:  # the table outlived the server; the resolver must know it again
+                self.service.runtime.set_network(rec.id, egress, adopting=True)
+        except Exception:
+            log.exception("sandbox %s: could not take its network over again", rec.id)
+
+    async def for_pooled(self, pooled: Pooled, egress: NetworkPolicy | None) -> None:
+        rt = pooled.rt
+        if egress is not None:
+            await asyncio.to_thread(self.service.runtime.set_network, rt.sandbox_id, egress)
+        elif pooled.spec.network_ready:  # its unconfigured link goes after the create has answered (~20-50 ms)
+            loop = asyncio.get_running_loop()
+            loop.call_later(UNUSED_LINK_DELAY, lambda: loop.create_task(self._drop_unused_link(rt.sandbox_id)))
+
+    async def _drop_unused_link(self, sandbox_id: str) -> None:
+        async with self.lock(sandbox_id):  # not over a network given meanwhile
+            live = self.service.live.get(sandbox_id) or self.service.paused.get(sandbox_id)
+            if live is None or (live.record.network or {}).get("egress") is not None:
+                return
+            try:
+                await asyncio.to_thread(self.service.runtime.set_network, sandbox_id, None)
+            except (E.NotFound, E.SandboxNotRunning):  # killed meanwhile: kill removed the link
+                pass
+            except Exception:
+                log.exception("sandbox %s: could not remove its unused link", sandbox_id)
+
+    def lock(self, sandbox_id: str) -> asyncio.Lock:
+        lock = self._locks.get(sandbox_id)
+        if lock is None:
+            lock = self._locks[sandbox_id] = asyncio.Lock()
+        return lock
+
+    def forget(self, sandbox_id: str) -> None:
+        self._locks.pop(sandbox_id, None)
+
+    def allowed(self, egress: NetworkPolicy | None) -> NetworkPolicy | None:
+        """What this server gives: with SANDLOT_EGRESS=off, or where the runtime has no networks, a
+        bare `allow_internet_access: true` (which the e2b SDK up to 2.50 sends on every create)
+        gets no network, and getInfo says so; rules are refused (403 where the operator turned
+        egress off, 501 where the runtime cannot enforce them)."""
+        if egress is None:
+            return None
+        off = self.service.config.egress == "off"
+        missing = "outbound access is off on this server (SANDLOT_EGRESS=off)" if off else \
+            getattr(self.service.runtime, "network_missing", None)
+        if missing is None:
+            return egress
+        if egress == NetworkPolicy():
+            log.info("no network for a sandbox that asked for internet access: %s", missing)
+            return None
+        if off:
+            raise E.PermissionDenied(f"sandboxes get no outbound network here: {missing}; allowOut, denyOut, "
+                                     "dnsServers and bandwidthMbps are refused")
+        raise E.Unsupported(f"this server cannot give sandboxes a network: {missing}")
+
+    async def update(self, sandbox_id: str, egress: NetworkPolicy | None) -> None:
+        """Replace the sandbox's egress policy live (E2B's PUT /sandboxes/{id}/network)."""
+        live = self.service._known(sandbox_id)
+        egress = self.allowed(egress)
+        async with self.lock(sandbox_id):
+            await asyncio.to_thread(self.service.runtime.set_network, sandbox_id, egress)
+            live.record.network = network_record(egress, (live.record.network or {}).get("ingress", {}))
+            self.service.store.update(sandbox_id, network=live.record.network)
+        network = egress.describe() if egress is not None else "none"
+        log.info("sandbox %s network updated: %s", sandbox_id, network)
+        self.service.journal.record(sandbox_id, f"network updated: {network}", network=network)
+
+    def set_ingress(self, sandbox_id: str, **fields) -> None:
+        """Change the ingress settings the port proxy reads (server/proxy.py), e.g. exposures."""
+        rec = self.service.record(sandbox_id)
+        net = rec.network or network_record(None, {})
+        net["ingress"] = {**(net.get("ingress") or {}), **fields}
+        rec.network = net
+        self.service.store.update(sandbox_id, network=net)
+
+    def usage(self, sandbox_id: str) -> tuple[int, int]:
+        usage = getattr(self.service.runtime, "network_usage", None)
+        return usage(sandbox_id) if usage else (0, 0)
+
+def network_record(egress: NetworkPolicy | None, ingress: dict) -> dict:
+    return {"egress": None if egress is None else egress.as_json(), "ingress": ingress}
+
+
+def egress_of(rec: SandboxRecord) -> NetworkPolicy | None:
+    egress = (rec.network or {}).get("egress")
+    return None if egress is None else NetworkPolicy.from_json(egress)
+
+
