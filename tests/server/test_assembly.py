@@ -14,7 +14,8 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
 
-from sandlot.server import api, codebases, ports, sessions, snapshots, template_routes, transfer, volumes, workspaces
+from sandlot.server import (api, codebases, network_api, packages_api, ports, sessions, snapshots, template_routes,
+                            transfer, volumes, workspaces)
 from sandlot.server.app import build_app
 from sandlot.server.auth import Access, ApiKeys, access_of, requires, secure
 from sandlot.server.config import Config
@@ -119,7 +120,7 @@ async def test_every_route_of_the_app_declares_its_access(client):
     keyed = {path for (path, _), a in access.items() if a is Access.API_KEY}
     own = [*sessions.routes(), *workspaces.routes(), *codebases.routes(), *codebases.upload_routes(),
            *snapshots.routes(), *transfer.routes(), *volumes.routes(), *template_routes.routes(), *ports.routes()]
-    assert keyed == {r.path for r in [*api.routes(), *own]} | {"/audit"}
+    assert keyed == {r.path for r in [*api.routes(), *network_api.routes(), *packages_api.routes(), *own]} | {"/audit"}
     # a volume's content API: its own token, checked by the volume gate
     assert {path for (path, _), a in access.items() if a is Access.VOLUME} == {r.path for r in volumes.content_routes()}
     # a template build's file upload: the signed URL the files route gave, checked by the upload gate

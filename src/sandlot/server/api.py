@@ -4,11 +4,9 @@ Extensions ride in the same bodies (unknown keys are ignored by E2B): `limits` o
 (memory_mb, cpu_count, pids, disk_mb; unknown keys in it are refused), `network.bandwidthMbps`.
 Errors are JSON {"code": int, "message": str}.
 Network (issue 12): `allow_internet_access` and `network` (allowOut, denyOut, dnsServers) become a
-NetworkPolicy (runtimes/policy.py `from_e2b`: no egress asked, no network); PUT
-/sandboxes/{id}/network replaces it live.
-sandlot's own routes: `/sandboxes/{id}/packages` (GET list, POST install) and `.../packages/uninstall`
-(packages.py: wheels fetched on the host, installed offline inside). `workspace` and `security` on
-create: a codebase with path permissions and the security policy (workspaces.py).
+NetworkPolicy (network_api.py; PUT /sandboxes/{id}/network replaces it live). sandlot's own
+routes for a sandbox's packages: packages_api.py. `workspace` and `security` on create: a codebase
+with path permissions and the security policy (workspaces.py).
 
 Teams (teams.py): a sandbox belongs to the team of the key that created it; the routes' guard
 answers another team's sandbox as an unknown one (auth.py), and a list holds only the caller's
@@ -25,7 +23,7 @@ from collections.abc import Awaitable
 from datetime import datetime, timezone
 from urllib.parse import parse_qsl, unquote
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -33,10 +31,10 @@ from starlette.routing import Route
 from .. import _exceptions as E
 from ..runtimes.policy import Limits, NetworkPolicy
 from . import logs_api, template_sandboxes
+from .network_api import NetworkIn, egress_from, ingress_from, network_json
 from .auth import caller
-from .bodies import read_json
+from .bodies import JsonBody, read_model
 from .observe import note, request_info
-from .packages import PackageManager
 from .service import ENVD_VERSION, CreateRequest, LiveSandbox, SandboxService
 from .store import SandboxRecord
 
@@ -49,11 +47,7 @@ def rfc3339(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
-
-
-class LimitsIn(_Body):
+class LimitsIn(JsonBody):
     # sandlot's own field: a misspelt limit or a quoted number is an error, not a silent default
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -63,75 +57,29 @@ class LimitsIn(_Body):
     disk_mb: int = Limits.disk_mb
 
 
-class NetworkIn(_Body):
-    """E2B's `network` (SandboxNetworkConfig); `bandwidthMbps` is sandlot's own."""
-
-    allowOut: list[str] | None = None
-    denyOut: list[str] | None = None
-    dnsServers: list[str] | None = None
-    allowPublicTraffic: bool | None = None
-    maskRequestHost: str | None = None
-    httpsPorts: list[int] | None = None
-    rules: dict | None = None
-    egressProxy: dict | None = None
-    bandwidthMbps: float | None = None
-
-
-class NetworkUpdateIn(_Body):
-    """E2B's SandboxNetworkUpdateConfig: replaces the egress configuration; omitted is cleared."""
-
-    allowOut: list[str] | None = None
-    denyOut: list[str] | None = None
-    dnsServers: list[str] | None = None
-    rules: dict | None = None
-    egressProxy: dict | None = None
-    allow_internet_access: bool | None = None
-    bandwidthMbps: float | None = None
-
-
-def _egress(allow_internet_access: bool | None, net: NetworkIn | NetworkUpdateIn | None) -> NetworkPolicy | None:
-    if net is not None:
-        if net.rules:
-            raise E.Unsupported("network.rules (header-injecting egress proxy) is not available on this server")
-        if net.egressProxy is not None:
-            raise E.Unsupported("network.egressProxy (SOCKS5) is not available on this server")
-    return NetworkPolicy.from_e2b(allow_internet_access, net and net.allowOut, net and net.denyOut,
-                                  net and net.dnsServers, net and net.bandwidthMbps)
-
-
-def _ingress(net: NetworkIn | None) -> dict:
-    if net is None:
-        return {}
-    return {k: v for k, v in (("allowPublicTraffic", net.allowPublicTraffic),
-                              ("maskRequestHost", net.maskRequestHost),
-                              ("httpsPorts", net.httpsPorts)) if v is not None}
-
-
-def network_json(rec: SandboxRecord) -> dict:
-    """E2B's SandboxNetworkConfig as getInfo shows it."""
-    net = rec.network or {}
-    egress = net.get("egress")
-    out = dict(net.get("ingress") or {})
-    if egress:
-        out.update(allowOut=egress["allow"], denyOut=egress["deny"])
-        if egress.get("dns_servers") is not None:
-            out["dnsServers"] = egress["dns_servers"]
-    return out
+def _running(request: Request) -> LiveSandbox:
+    sandbox_id = request.path_params["sandbox_id"]
+    svc = _service(request)
+    live = svc.get_running(sandbox_id)
+    if live is None:
+        svc.record(sandbox_id)  # NotFound if unknown
+        raise E.SandboxNotRunning(f"sandbox \"{sandbox_id}\" is paused")
+    return live
 
 
 def _internet(rec: SandboxRecord) -> bool:
     egress = (rec.network or {}).get("egress")
     return bool(egress) and NetworkPolicy.from_json(egress).open_to_all()
-class AutoResumeIn(_Body):
+class AutoResumeIn(JsonBody):
     enabled: bool = False
 
 
-class VolumeMountIn(_Body):
+class VolumeMountIn(JsonBody):
     name: str
     path: str
 
 
-class CreateIn(_Body):
+class CreateIn(JsonBody):
     templateID: str | None = None  # the server's default template
     timeout: int | None = None
     metadata: dict[str, str] | None = None
@@ -152,13 +100,13 @@ class CreateIn(_Body):
                                   "only), audit_enabled}")
 
 
-class TimeoutIn(_Body):
+class TimeoutIn(JsonBody):
     timeout: int | None = Field(default=None)
     memory: bool | None = None  # connect: false resumes from the files only (a cold boot)
 
 
 # ---- lifecycle (server/lifecycle.py) ----
-class PauseIn(_Body):
+class PauseIn(JsonBody):
     memory: bool = True  # false: keep the files only (pause mode "filesystem")
 
 
@@ -171,28 +119,6 @@ def lifecycle_fields(body: CreateIn) -> dict:
                                 "such a sandbox is resumed by connect")
     return {"auto_pause_mode": "full" if body.autoPauseMemory else "filesystem", "auto_resume": auto_resume}
 # ---- end lifecycle ----
-
-
-class InstallIn(_Body):
-    packages: list[str] | None = None
-    requirements: str | None = None  # path of a requirements.txt inside the sandbox
-    upgrade: bool = False
-
-
-class UninstallIn(_Body):
-    packages: list[str]
-
-
-async def _body(request: Request, model: type[_Body]) -> _Body:
-    data = await read_json(request)
-    if not isinstance(data, dict):
-        raise E.InvalidArgument("request body must be a JSON object")
-    try:
-        return model.model_validate(data)
-    except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(x) for x in first["loc"]) or "body"
-        raise E.InvalidArgument(f"invalid {where}: {first['msg']}") from None
 
 
 def sandbox_json(live: LiveSandbox, domain: str | None = None) -> dict:
@@ -228,7 +154,7 @@ def _service(request: Request) -> SandboxService:
 
 
 async def create(request: Request) -> Response:
-    body = await _body(request, CreateIn)
+    body = await read_model(request, CreateIn)
     svc = _service(request)
     limits = Limits(**body.limits.model_dump()) if body.limits else Limits()
     template = TEMPLATE_ALIASES.get(body.templateID, body.templateID or svc.config.default_template)
@@ -250,7 +176,7 @@ async def create(request: Request) -> Response:
         limits=limits, auto_pause=body.autoPause, secure=body.secure, team=team, **lifecycle_fields(body),
         volume_mounts=[m.model_dump() for m in body.volumeMounts or []], workspace=workspace, security=security,
         stack=built.template if built else None,
-        egress=_egress(body.allow_internet_access, body.network), network=_ingress(body.network))
+        egress=egress_from(body.allow_internet_access, body.network), network=ingress_from(body.network))
     info = request_info(request.scope)
     info.detail["template"] = req.template
     try:
@@ -260,14 +186,6 @@ async def create(request: Request) -> Response:
         return JSONResponse({"code": e.status, "message": e.message, **e.details}, status_code=e.status,
                             headers={"Retry-After": str(BUILD_RETRY_AFTER)})
     return JSONResponse(sandbox_json(live, _domain(request)), status_code=201)
-
-
-async def update_network(request: Request) -> Response:
-    body = await _body(request, NetworkUpdateIn)
-    egress = _egress(body.allow_internet_access, body)
-    note(network=egress.describe() if egress is not None else "none")  # the audit row
-    await _service(request).networks.update(request.path_params["sandbox_id"], egress)
-    return Response(status_code=204)
 
 
 # ---- a create nobody waits for any more ----
@@ -321,7 +239,7 @@ async def kill(request: Request) -> Response:
 
 
 async def set_timeout(request: Request) -> Response:
-    body = await _body(request, TimeoutIn)
+    body = await read_model(request, TimeoutIn)
     if body.timeout is None:
         raise E.InvalidArgument("timeout is required")
     _service(request).set_timeout(request.path_params["sandbox_id"], body.timeout)
@@ -329,7 +247,7 @@ async def set_timeout(request: Request) -> Response:
 
 
 async def connect(request: Request) -> Response:
-    body = await _body(request, TimeoutIn)
+    body = await read_model(request, TimeoutIn)
     svc, sandbox_id = _service(request), request.path_params["sandbox_id"]
     if body.memory is False and sandbox_id in svc.paused:  # on_resume="reboot": from the files only
         try:
@@ -341,7 +259,7 @@ async def connect(request: Request) -> Response:
 
 
 async def pause(request: Request) -> Response:
-    body = await _body(request, PauseIn)
+    body = await read_model(request, PauseIn)
     try:
         await _service(request).pause(request.path_params["sandbox_id"], "full" if body.memory else "filesystem")
     except E.AlreadyExists as e:
@@ -350,7 +268,7 @@ async def pause(request: Request) -> Response:
 
 
 async def resume(request: Request) -> Response:
-    body = await _body(request, TimeoutIn)
+    body = await read_model(request, TimeoutIn)
     live = await _service(request).resume(request.path_params["sandbox_id"], body.timeout)
     return JSONResponse(sandbox_json(live, _domain(request)), status_code=201)
 
@@ -373,46 +291,6 @@ async def metrics(request: Request) -> Response:
         # sandlot's own: bytes through the sandbox's network link (0 without one)
         "networkTxBytes": m.get("net_out", 0), "networkRxBytes": m.get("net_in", 0),
     } for m in samples])
-
-
-def _packages(request: Request) -> PackageManager:
-    return request.app.state.packages  # built with the app (app.py)
-
-
-def _running(request: Request) -> LiveSandbox:
-    sandbox_id = request.path_params["sandbox_id"]
-    svc = _service(request)
-    live = svc.get_running(sandbox_id)
-    if live is None:
-        svc.record(sandbox_id)  # NotFound if unknown
-        raise E.SandboxNotRunning(f"sandbox \"{sandbox_id}\" is paused")
-    return live
-
-
-def _packages_json(packages) -> list[dict]:
-    return [p.json() for p in packages]
-
-
-async def list_packages(request: Request) -> Response:
-    return JSONResponse(_packages_json(await _packages(request).list(_running(request))))
-
-
-async def install_packages(request: Request) -> Response:
-    body = await _body(request, InstallIn)
-    if (body.packages is None) == (body.requirements is None):
-        raise E.InvalidArgument("give either packages or requirements")
-    live, packages = _running(request), _packages(request)
-    if body.requirements is not None:
-        installed = await packages.install_requirements(live, body.requirements, upgrade=body.upgrade)
-    else:
-        installed = await packages.install(live, body.packages, upgrade=body.upgrade)
-    return JSONResponse({"installed": _packages_json(installed)})
-
-
-async def uninstall_packages(request: Request) -> Response:
-    body = await _body(request, UninstallIn)
-    removed = await _packages(request).uninstall(_running(request), body.packages)
-    return JSONResponse({"uninstalled": _packages_json(removed)})
 
 
 def _parse_started_after(value: str) -> datetime:
@@ -491,10 +369,6 @@ def routes() -> list[Route]:
         Route(sid + "/pause", pause, methods=["POST"]),
         Route(sid + "/resume", resume, methods=["POST"]),
         Route(sid + "/metrics", metrics, methods=["GET"]),
-        Route(sid + "/network", update_network, methods=["PUT"]),
-        Route(sid + "/packages", list_packages, methods=["GET"]),
-        Route(sid + "/packages", install_packages, methods=["POST"]),
-        Route(sid + "/packages/uninstall", uninstall_packages, methods=["POST"]),
         # --- a sandbox's logs (logs_api.py) ---
         *logs_api.routes(),
     ]

@@ -65,7 +65,8 @@ from ..layers.holding import HoldingRuntime
 from ..runtimes import make_runtime
 from ..templates import TemplateStore
 from ..volumes import VolumeStore
-from . import api, audit_api, codebases, openapi, sessions, snapshots, template_routes, transfer, volumes, workspaces
+from . import (api, audit_api, codebases, network_api, openapi, packages_api, sessions, snapshots, template_routes,
+               transfer, volumes, workspaces)
 from .audit import AuditLog
 from .auth import Access, ApiKeys, requires, secure
 from .codebase_store import CodebaseStore
@@ -275,7 +276,8 @@ def routes(config: Config, service: SandboxService, metrics: Metrics, keys: ApiK
         ], keys, body=json_bytes),
         *requires(METRICS_ACCESS[config.metrics_auth], [Route("/metrics", metrics.endpoint, methods=["GET"])], keys,
                   body=json_bytes),
-        *requires(Access.API_KEY, api.routes(), keys, body=json_bytes),
+        *requires(Access.API_KEY, [*api.routes(), *network_api.routes(), *packages_api.routes()], keys,
+                  body=json_bytes),
         *requires(Access.API_KEY, port_routes(), keys, body=json_bytes),  # preview URLs, port waits
         *requires(Access.API_KEY, audit_api.routes(), keys, body=json_bytes),
         # sandlot's own, beside E2B's: sessions, a sandbox's workspace, codebases (whose uploads

@@ -11,7 +11,9 @@ services (connectrpc's read_max_bytes, 4 MiB a message).
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -76,3 +78,23 @@ async def read_json_object(request: Request) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise InvalidArgument("request body must be a JSON object")
     return data
+
+
+class JsonBody(BaseModel):
+    """A JSON route's body: unknown keys are ignored (E2B's clients send more than sandlot reads)."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def read_model(request: Request, model: type[M]) -> M:
+    """The request's JSON object as `model`; what does not fit is InvalidArgument naming the field."""
+    data = await read_json_object(request)
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(x) for x in first["loc"]) or "body"
+        raise InvalidArgument(f"invalid {where}: {first['msg']}") from None

@@ -27,7 +27,8 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from .api import _Body, _body, rfc3339
+from .api import rfc3339
+from .bodies import JsonBody, read_model
 from .auth import caller
 from .codebase_store import CodebaseStore
 from .envd.uploads import UploadTooLarge
@@ -36,7 +37,7 @@ from .observe import note
 SPOOL_IN_MEMORY = 8 << 20  # uploads up to this size are not written to disk before unpacking
 
 
-class CodebaseIn(_Body):
+class CodebaseIn(JsonBody):
     name: str
 
 
@@ -64,7 +65,7 @@ def _id(request: Request) -> str:
 
 
 async def create(request: Request) -> Response:
-    body = await _body(request, CodebaseIn)
+    body = await read_model(request, CodebaseIn)
     meta = await asyncio.to_thread(store(request).create, body.name, caller(request).team)
     note(codebase=meta["id"])
     return JSONResponse(codebase_json(meta), status_code=201)

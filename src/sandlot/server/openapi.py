@@ -18,7 +18,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from .api import CreateIn, InstallIn, NetworkUpdateIn, PauseIn, TimeoutIn, UninstallIn
+from .api import CreateIn, PauseIn, TimeoutIn
+from .network_api import NetworkUpdateIn
+from .packages_api import InstallIn, UninstallIn
 from .auth import Access, access_of
 from .codebases import CodebaseIn
 from .sessions import ExecIn, SessionIn

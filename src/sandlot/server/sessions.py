@@ -33,20 +33,21 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from .. import _exceptions as E
-from .api import _Body, _body, _running, rfc3339
+from .api import _running, rfc3339
+from .bodies import JsonBody, read_model
 from .observe import note
 
 DEFAULT_TIMEOUT = 60.0
 
 
-class SessionIn(_Body):
+class SessionIn(JsonBody):
     id: str | None = None
     cwd: str | None = None
     envs: dict[str, str] | None = None
     user: str | None = None
 
 
-class ExecIn(_Body):
+class ExecIn(JsonBody):
     cmd: str
     timeout: float | None = Field(default=DEFAULT_TIMEOUT, ge=0)
     stdin: str | None = None
@@ -65,7 +66,7 @@ def _end_json(end: dict) -> dict:
 
 
 async def create(request: Request) -> Response:
-    body = await _body(request, SessionIn)
+    body = await read_model(request, SessionIn)
     live = _running(request)
     cwd = body.cwd or _workspace_path(request, live.id)
     info = await live.agent.session_create(body.id, user=body.user, cwd=cwd, envs=body.envs)
@@ -102,7 +103,7 @@ async def delete(request: Request) -> Response:
 
 
 async def exec_command(request: Request) -> Response:
-    body = await _body(request, ExecIn)
+    body = await read_model(request, ExecIn)
     live = _running(request)
     timeout_ms = int((body.timeout or 0) * 1000)
     stdin = body.stdin.encode() if body.stdin is not None else None

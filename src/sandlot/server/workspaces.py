@@ -29,12 +29,13 @@ from starlette.routing import Route
 
 from .. import _exceptions as E
 from ..runtimes.policy import SecurityPolicy, rules_of, workspace_of
-from .api import _Body, _body, _running
+from .api import _running
+from .bodies import JsonBody, read_model
 from .codebases import codebase_json, store
 from .observe import note
 
 
-class WorkspaceIn(_Body):
+class WorkspaceIn(JsonBody):
     model_config = ConfigDict(extra="forbid")
 
     codebase: str | None = None
@@ -43,7 +44,7 @@ class WorkspaceIn(_Body):
     permissions: list[dict] | None = None
 
 
-class SecurityIn(_Body):
+class SecurityIn(JsonBody):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     allow_shell: bool = True
@@ -55,7 +56,7 @@ class SecurityIn(_Body):
     audit_enabled: bool = True
 
 
-class PermissionsIn(_Body):
+class PermissionsIn(JsonBody):
     model_config = ConfigDict(extra="forbid")
 
     preset: str | None = None
@@ -119,7 +120,7 @@ async def get_permissions(request: Request) -> Response:
 
 
 async def set_permissions(request: Request) -> Response:
-    body = await _body(request, PermissionsIn)
+    body = await read_model(request, PermissionsIn)
     sandbox_id, _ = _state(request)
     rules = rules_of(body.preset, body.permissions or ())
     state = await asyncio.to_thread(_workspaces(request).set_rules, sandbox_id, rules)
