@@ -22,6 +22,9 @@ A name in allow_out passes on the wire only as the addresses the sandbox's resol
 (pinned with the record's TTL, bounded): a hard-coded address, or a name rebound to a closed
 address, does not pass. Everything a sandbox owns here (link, set elements, cap chains, resolver
 entry) is removed by `detach`, which the runtime's kill() calls.
+
+Over 400 lines: the table, its sets and the verdict order above are one security argument, kept
+in one file so that it can be read as one.
 """
 
 from __future__ import annotations
