@@ -39,6 +39,10 @@ def test_foreground_stdout_stderr_and_exit_code(sandbox):
     assert r.error in (None, "")
 
 
+def test_python_is_python3_as_in_e2b_images(sandbox):
+    assert sandbox.commands.run("python --version").stdout.startswith("Python 3.")
+
+
 def test_non_zero_exit_raises_command_exit_exception(sandbox):
     with pytest.raises(CommandExitException) as info:
         sandbox.commands.run("echo partial; echo broken >&2; exit 3")

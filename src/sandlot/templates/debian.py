@@ -18,6 +18,7 @@ from .spec import Progress, Template
 
 PACKAGES = (
     "bash", "coreutils", "python3", "python3-pip", "python3-venv", "git", "curl", "sudo", "procps",
+    "python-is-python3",  # `python` as E2B's images have it (`python -m http.server` is a common first line)
     "ncurses-bin", "ca-certificates", "less", "iproute2",
     "libnss-myhostname",  # resolves the sandbox's own hostname, which no /etc/hosts can know ahead
 )
