@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..runtimes import syscalls
+from .. import syscalls
 
 OVERLAY_OPTIONS = "redirect_dir=off,metacopy=off,index=off"
 

@@ -19,14 +19,14 @@ from pathlib import Path
 
 from .. import _exceptions as E
 from ..hostfs import mounts
-from ..runtimes import syscalls
+from .. import syscalls
 
 log = logging.getLogger("sandlot.permfs")
 
 START_TIMEOUT = 20.0
 CALL_TIMEOUT = 60.0
 _PACKAGE = str(Path(__file__).resolve().parent.parent)
-# `sandlot` as an empty package: the daemon imports permfs, permissions and runtimes.syscalls, not the SDK
+# `sandlot` as an empty package: the daemon imports permfs, permissions and syscalls, not the SDK
 BOOT = ("import sys, types; pkg = types.ModuleType('sandlot'); pkg.__path__ = [%r]; sys.modules['sandlot'] = pkg; "
         "from sandlot.permfs.daemon import main; main()" % _PACKAGE)
 

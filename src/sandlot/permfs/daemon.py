@@ -17,7 +17,7 @@ it fails):
     {"op": "stop"}                  -> {"ok": true}, then it unmounts and exits
 
 Started by client.py as ``python -c BOOT ...``: BOOT makes ``sandlot`` an empty package first, so
-the daemon loads only permfs/, permissions.py and runtimes/syscalls.py, not the SDK.
+the daemon loads only permfs/, permissions.py and syscalls.py, not the SDK.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ import pyfuse3
 from pyfuse3 import FUSEError
 
 from .. import permissions as P
-from ..runtimes.syscalls import renameat2
+from ..syscalls import renameat2
 from .workspace import Workspace
 
 ROOT = pyfuse3.ROOT_INODE

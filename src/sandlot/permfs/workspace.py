@@ -15,7 +15,7 @@ import os
 import time
 
 from .. import permissions as P
-from ..runtimes.syscalls import openat2
+from ..syscalls import openat2
 from .reports import Reporter
 
 DENIAL_WINDOW = 60.0

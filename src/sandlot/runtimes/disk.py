@@ -22,7 +22,7 @@ import subprocess
 from pathlib import Path
 
 from .. import _exceptions as E
-from . import syscalls
+from .. import syscalls
 
 MiB = 1024 * 1024
 BYTES_PER_INODE = 16384  # ext4's default ratio: a 2 GiB disk holds 131,072 files

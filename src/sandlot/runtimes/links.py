@@ -26,7 +26,7 @@ from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
-from . import syscalls
+from .. import syscalls
 
 PEER_NAME = "eth0"
 ANSWER_TIMEOUT = 10.0  # seconds for the kernel's answer to a request (it takes ~0.1-50 ms)

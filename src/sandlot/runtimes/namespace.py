@@ -43,7 +43,8 @@ from ..layers.mount import mount_lowers, mount_overlay, unmount_lowers
 from ..permfs.client import missing as permfs_missing
 from ..volumes.mount import mount_volumes, unmount_volumes, volume_binds
 from ..protocol import contract
-from . import cgroups, disk, hidden, links, seccomp, syscalls
+from .. import syscalls
+from . import cgroups, disk, hidden, links, seccomp
 from .agent_setup import agent_answers, install_agent, policy_settings, wait_for_ready, write_config
 from .bwrap import bind, install_bwrap, policy_ops, render, sandbox_setup
 from .cgroups import SandboxCgroup

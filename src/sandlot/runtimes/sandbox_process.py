@@ -9,7 +9,7 @@ import os
 import resource
 import time
 
-from . import syscalls
+from .. import syscalls
 from .interface import RuntimeSandbox
 from .policy import BWRAP_ENV
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..hostfs import mounted_under, remove_tree
 from ..permfs.client import PermFS
-from . import syscalls
+from .. import syscalls
 from ..permissions import Rule
 from .policy import SandboxSpec, SecurityPolicy, Workspace, workspace_rules
 from .uids import UID_RANGE

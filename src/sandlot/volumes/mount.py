@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..runtimes import syscalls
+from .. import syscalls
 from ..runtimes.bwrap import Op, bind
 
 
