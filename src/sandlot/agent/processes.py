@@ -2,7 +2,8 @@
 connected stream, stdin and PTY input, signals, resizing, deadlines and the end of each process.
 
 Each process keeps its latest output (AgentConfig.output_replay_bytes, 64 KiB by default) and replays
-it to a client that connects later, so what a background process printed before is not lost."""
+it to a client that connects later, so what a background process printed before is not lost.
+Over 400 lines: one process's whole life (start, output, input, signals, end) is one state machine."""
 
 import binascii
 import fcntl
