@@ -96,6 +96,11 @@ def tmpfs(inside: str, perms: str | None = None, size: int | None = None) -> Op:
     return Op("--tmpfs", (inside,), perms, size)
 
 
+def volume_binds(mount_dir: Path, volumes: tuple[tuple[str, str], ...]) -> list[Op]:
+    """The sandbox's volumes, mounted at <mount_dir>/vol<i> (volumes/mount.py), bound at their paths."""
+    return [bind(mount_dir / f"vol{i}", path) for i, (_, path) in enumerate(volumes)]
+
+
 def remount_ro(inside: str) -> Op:
     return Op("--remount-ro", (inside,))
 

@@ -41,12 +41,12 @@ from .. import _exceptions as E
 from ..hostfs import mounted_under, remove_tree, tree_usage
 from ..layers.mount import mount_lowers, mount_overlay, unmount_lowers
 from ..permfs.client import missing as permfs_missing
-from ..volumes.mount import mount_volumes, unmount_volumes, volume_binds
+from ..volumes.mount import mount_volumes, unmount_volumes
 from ..protocol import contract
 from .. import syscalls
 from . import cgroups, disk, hidden, links, seccomp
 from .agent_setup import agent_answers, install_agent, policy_settings, wait_for_ready, write_config
-from .bwrap import bind, install_bwrap, policy_ops, render, sandbox_setup
+from .bwrap import bind, install_bwrap, policy_ops, render, sandbox_setup, volume_binds
 from .cgroups import SandboxCgroup
 from .interface import RuntimeSandbox
 from .network import start_network, write_resolv_conf

@@ -1,6 +1,6 @@
 """A sandbox's volumes: each host mount (volumes/store.py) id-mapped through the sandbox's user
 namespace at <mount dir>/vol<i> (under /run, where the sandbox's bwrap can reach it), then bound by
-bwrap at its path inside. Files keep their template-space owners on the volume, whichever sandbox
+bwrap at its path inside (runtimes/bwrap.py volume_binds). Files keep their template-space owners on the volume, whichever sandbox
 wrote them."""
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import syscalls
-from ..runtimes.bwrap import Op, bind
 
 
 def mount_volumes(mount_dir: Path, volumes: tuple[tuple[str, str], ...], userns_fd: int) -> None:
@@ -16,10 +15,6 @@ def mount_volumes(mount_dir: Path, volumes: tuple[tuple[str, str], ...], userns_
         target = mount_dir / f"vol{i}"
         target.mkdir(mode=0o700)
         syscalls.idmapped_bind(host, str(target), userns_fd, readonly=False)
-
-
-def volume_binds(mount_dir: Path, volumes: tuple[tuple[str, str], ...]) -> list[Op]:
-    return [bind(mount_dir / f"vol{i}", path) for i, (_, path) in enumerate(volumes)]
 
 
 def unmount_volumes(mount_dir: Path) -> None:
