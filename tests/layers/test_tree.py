@@ -15,7 +15,8 @@ from sandlot import _exceptions as E
 from sandlot.hostfs import remove_tree
 from sandlot.layers import tree
 from sandlot.layers.store import LayerStore
-from sandlot.layers.tree import OPAQUE, copy_tree, merge
+from sandlot.layers.merge import merge
+from sandlot.layers.tree import OPAQUE, copy_tree
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="layers are made by root")
 BASE = 1_000_000 + 7 * 65536

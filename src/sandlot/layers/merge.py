@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 
 from .. import _exceptions as E
@@ -110,3 +111,10 @@ def _names(fds: list[int]) -> list[str]:
     """The union of the names in these directories, in reverse byte order (popped from the end)."""
     seen = {os.fsencode(n) for fd in fds for n in _sorted_names(fd)}
     return [os.fsdecode(n) for n in sorted(seen, reverse=True)]
+
+
+def merge(layers: Sequence[Path], dst: Path) -> CopyResult:
+    """One layer equal to `layers` (bottom first) stacked: what the upper ones hide of the lower
+    ones is left out, and their whiteouts and opaque directories stay (they hide the template
+    below them all). Built as overlay would show it, then hashed like any copy."""
+    return merge_into(_Copier(0), list(reversed(layers)), dst)

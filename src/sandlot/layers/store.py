@@ -30,7 +30,8 @@ from pathlib import Path
 
 from .. import _exceptions as E
 from ..hostfs import remove_tree, source_mounted
-from .tree import CopyResult, copy_tree, merge
+from .merge import merge
+from .tree import CopyResult, copy_tree
 
 log = logging.getLogger("sandlot.layers")
 

@@ -31,7 +31,6 @@ import os
 import resource
 import stat
 import struct
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -319,10 +318,3 @@ def copy_tree(src: Path, dst: Path, uid_base: int = 0) -> CopyResult:
     host uid base; 0 for a layer or a directory already in template space)."""
     return _Copier(uid_base).copy(src, dst)
 
-
-def merge(layers: Sequence[Path], dst: Path) -> CopyResult:
-    """One layer equal to `layers` (bottom first) stacked: what the upper ones hide of the lower
-    ones is left out, and their whiteouts and opaque directories stay (they hide the template
-    below them all). Built as overlay would show it, then hashed like any copy."""
-    from .merge import merge_into
-    return merge_into(_Copier(0), list(reversed(layers)), dst)
