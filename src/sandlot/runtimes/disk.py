@@ -19,6 +19,7 @@ import fcntl
 import os
 import struct
 import subprocess
+import tempfile
 from pathlib import Path
 
 from .. import _exceptions as E
@@ -59,11 +60,14 @@ def blank(cache: Path, size_mb: int) -> Path:
     if path.exists():
         return path
     cache.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = cache / f".ext4-{size_mb}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as f:
+    fd, name = tempfile.mkstemp(prefix=f".ext4-{size_mb}.", suffix=".tmp", dir=cache)  # one per maker
+    tmp = Path(name)
+    with os.fdopen(fd, "wb") as f:
         f.truncate(size_mb * MiB)
-    # no journal (a sandbox's disk does not outlive the host's boot), no reserved blocks (no root
-    # on the host writes there), no room kept for growing it
+    # No journal: it doubles every metadata write, and a sandbox's disk is scratch space (a host
+    # crash can cost a running or frozen sandbox its last writes; a files-only pause has committed
+    # them to a layer already). No reserved blocks (no root on the host writes there), no room kept
+    # for growing it.
     run = subprocess.run([_mkfs() or "mkfs.ext4", "-q", "-F", "-m", "0", "-i", str(BYTES_PER_INODE),
                           "-O", "^has_journal,^resize_inode", "-E", "lazy_itable_init=1,nodiscard",
                           str(tmp)], capture_output=True, text=True)
