@@ -359,7 +359,7 @@ class NamespaceRuntime:
         # its workspace's changes are beside its disk (runtimes/workspace.py): walked
         workspace = sum(tree_usage(p) for p in d.glob("ws-upper.*"))
         if state.get("disk_empty") is None:  # no disk of its own: walk its layer
-            return tree_usage(d / "disk" / "upper") + workspace
+            return tree_usage(_upper(d)) + workspace
         return disk.used(d / "disk", state["disk_empty"]) + workspace
 
     def writable_layer(self, sandbox_id: str) -> tuple[Path, int]:
@@ -368,7 +368,7 @@ class NamespaceRuntime:
         d = self._dir(sandbox_id)
         if state and state.get("disk_empty") is not None and (d / "disk.img").exists():
             disk.remount(d / "disk.img", d / "disk")  # a reboot took the mount, not the image
-        upper = d / "disk" / "upper"
+        upper = _upper(d)
         if not state or not upper.is_dir():
             raise E.NotFound(f"sandbox {sandbox_id} has no writable layer on this host")
         return upper, state["uid_base"]
@@ -487,3 +487,10 @@ class NamespaceRuntime:
         if self.network is None or "slot" not in state:
             return 0, 0
         return self.network.usage(state["slot"])
+
+
+def _upper(d: Path) -> Path:
+    """The sandbox's overlay upper: on its disk, or (a sandbox an earlier version made and this one
+    adopted) beside its state."""
+    on_disk = d / "disk" / "upper"
+    return on_disk if on_disk.is_dir() or not (d / "upper").is_dir() else d / "upper"
