@@ -12,9 +12,53 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import threading
 
 from .. import _exceptions as E
+
+
+# libnftables talks to the kernel through a netlink socket it opens with its context and waits on
+# with select(): past fd 1023 glibc aborts the whole process ("buffer overflow detected"), which a
+# server with many sandboxes (or a long test session) reaches. A low fd is held from import and given
+# up for each context's socket, and a context whose socket still lands too high is refused cleanly.
+FD_SETSIZE = 1024
+_spare = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+_spare_lock = threading.Lock()
+
+
+def _sockets() -> set[int]:
+    found = set()
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
+                found.add(int(name))
+        except OSError:
+            pass
+    return found
+
+
+def _new_context(lib) -> int:
+    """nft_ctx_new with its netlink socket on a low fd."""
+    global _spare
+    with _spare_lock:
+        before = _sockets()
+        if _spare is not None:
+            os.close(_spare)
+            _spare = None
+        try:
+            ctx = lib.nft_ctx_new(0)
+        finally:
+            fd = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+            if fd < FD_SETSIZE:
+                _spare = fd
+            else:
+                os.close(fd)
+        if ctx and any(fd >= FD_SETSIZE for fd in _sockets() - before):
+            lib.nft_ctx_free(ctx)
+            raise E.RuntimeFailure(f"nftables needs a file descriptor below {FD_SETSIZE}: this process holds "
+                                   "too many open files")
+        return ctx
 
 
 class Nft:
@@ -37,7 +81,7 @@ class Nft:
             getattr(lib, fn).argtypes = [ctypes.c_void_p]
         lib.nft_ctx_output_set_flags.argtypes = [ctypes.c_void_p, ctypes.c_uint]
         self._lib = lib
-        self._ctx = lib.nft_ctx_new(0)
+        self._ctx = _new_context(lib)
         if not self._ctx:
             raise E.RuntimeFailure("could not make an nftables context")
         lib.nft_ctx_buffer_output(self._ctx)

@@ -56,7 +56,7 @@ class Stems:
         with self._lock:
             found = None
             for stem in list(self._stems):
-                if not (stem.ready or select.select([stem.sock], [], [], 0)[0]):
+                if not (stem.ready or _readable(stem.sock)):
                     continue  # still attaching
                 if not stem.ready and stem.sock.recv(1) != READY:  # it died: never ready
                     self._stems.remove(stem)
@@ -160,3 +160,10 @@ def _stem_main(fd: int, procs: list[str]) -> None:
     except BaseException:
         pass
     os._exit(127)
+
+
+def _readable(sock: socket.socket) -> bool:
+    # poll, not select: a server with many sandboxes holds fds past select's 1024
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))
