@@ -42,9 +42,25 @@ def _ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True)
 
 
+def _remove_dead_worlds() -> None:
+    """A session that died (SIGKILL, an abort) left its world: its netns, its link holding the same
+    addresses, the metadata route. Remove those whose test process is gone before making ours."""
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+    for name in listed:
+        if not name.startswith("sandlot-world-") or not name.rsplit("-", 1)[1].isdigit():
+            continue
+        pid = int(name.rsplit("-", 1)[1])
+        if os.path.exists(f"/proc/{pid}"):
+            continue
+        subprocess.run(["ip", "route", "del", f"{METADATA}/32"], capture_output=True)
+        subprocess.run(["ip", "link", "del", f"slw{pid % 100000}"], capture_output=True)
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
 @contextlib.contextmanager
 def outside_world(d: Path):
     """The world of conftest.py's docstring, its files in `d`; removed on exit."""
+    _remove_dead_worlds()
     netns, link = f"sandlot-world-{os.getpid()}", f"slw{os.getpid() % 100000}"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(d / "key.pem"),
                     "-out", str(d / "cert.pem"), "-days", "1", "-subj", "/CN=allowed.test"],
