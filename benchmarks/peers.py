@@ -39,7 +39,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import machine, pct, pss_of_pids, write_section  # noqa: E402
+from report import machine, pct, pss_of_pids, timed, write_section  # noqa: E402
 from scale import Bench  # noqa: E402
 from support import TEMPLATE_CACHE  # noqa: E402 (scale.py put tests/ on the path)
 
@@ -155,15 +155,6 @@ class Dockerd:
         subprocess.run(["tar", "-C", str(rootfs), "--numeric-owner", "-cf", str(tar), "."], check=True)
         self.client.api.import_image_from_file(str(tar), repository=IMAGE.split(":")[0], tag=IMAGE.split(":")[1])
         tar.unlink()
-
-
-def timed(fn, runs: int) -> list[float]:
-    out = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return out
 
 
 def docker_workload(d: Dockerd, runtime: str, args) -> dict:

@@ -21,7 +21,6 @@ import json
 import logging
 import os
 import secrets
-import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -29,6 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .. import _exceptions as E
+from ..shared_db import SharedDb
 from ..hostfs import remove_tree, source_mounted
 from .merge import merge
 from .tree import CopyResult, copy_tree
@@ -62,18 +62,10 @@ class LayerStore:
         self.root = Path(home) / "layers"
         self.root.mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o700)  # layers hold setuid files of sandboxes: no host user may reach them
-        self._db = sqlite3.connect(str(self.root / "layers.db"), isolation_level=None,
-                                   check_same_thread=False, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")  # as the server's store: WAL keeps it consistent
-        self._db.executescript(SCHEMA)
+        # WAL and synchronous=NORMAL as the server's store: WAL keeps it consistent
+        self._db = SharedDb(self.root / "layers.db", SCHEMA, ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL"))
+        self._sql = self._db.sql
         self._thread_lock = threading.Lock()
-        self._db_lock = threading.Lock()  # one connection, used from the server's threads
-
-    def _sql(self, sql: str, args=(), many: bool = False) -> list:
-        with self._db_lock:
-            cur = self._db.executemany(sql, args) if many else self._db.execute(sql, args)
-            return cur.fetchall()
 
     def close(self) -> None:
         self._db.close()

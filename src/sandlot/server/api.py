@@ -33,7 +33,7 @@ from ..runtimes.policy import Limits, NetworkPolicy
 from . import logs_api, template_sandboxes
 from .network_api import NetworkIn, egress_from, ingress_from, network_json
 from .auth import caller
-from .bodies import JsonBody, read_model
+from .bodies import JsonBody, page_limit, read_model
 from .observe import note, request_info
 from .service import ENVD_VERSION, CreateRequest, LiveSandbox, SandboxService
 from .store import SandboxRecord
@@ -326,12 +326,7 @@ async def list_sandboxes(request: Request) -> Response:
     # metadata is one query value holding "k=v&k2=v2" whose keys and values the SDK quoted before
     # urlencode quoted the whole again: decode the pairs, then each key and value once more.
     wanted_meta = {unquote(k): unquote(v) for k, v in parse_qsl(q.get("metadata", ""), keep_blank_values=True)}
-    try:
-        limit = int(q.get("limit", "100"))
-    except ValueError:
-        raise E.InvalidArgument("limit must be an integer") from None
-    if not 1 <= limit <= 100:
-        raise E.InvalidArgument("limit must be between 1 and 100")
+    limit = page_limit(q)
     order = q.get("order", "desc")
     if order not in ("asc", "desc"):
         raise E.InvalidArgument("order must be asc or desc")

@@ -11,6 +11,7 @@ services (connectrpc's read_max_bytes, 4 MiB a message).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -98,3 +99,14 @@ async def read_model(request: Request, model: type[M]) -> M:
         first = e.errors()[0]
         where = ".".join(str(x) for x in first["loc"]) or "body"
         raise InvalidArgument(f"invalid {where}: {first['msg']}") from None
+
+
+def page_limit(query: Mapping[str, str]) -> int:
+    """A list route's `limit` query value: 1 to 100, 100 when absent (E2B's page size)."""
+    try:
+        limit = int(query.get("limit", "100"))
+    except ValueError:
+        raise InvalidArgument("limit must be an integer") from None
+    if not 1 <= limit <= 100:
+        raise InvalidArgument("limit must be between 1 and 100")
+    return limit

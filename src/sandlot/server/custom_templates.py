@@ -22,15 +22,14 @@ import hashlib
 import json
 import re
 import secrets
-import sqlite3
 import string
-import threading
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from .. import _exceptions as E
+from ..shared_db import SharedDb
 from ..layers import LayerStore
 
 SCHEMA = """
@@ -115,13 +114,8 @@ class CustomTemplates:
     def __init__(self, db_path: Path, home: Path, layers: LayerStore):
         self.layers = layers
         self.files_root = Path(home) / "template-files"
-        self._db = sqlite3.connect(str(db_path), isolation_level=None, check_same_thread=False, timeout=30)
-        self._db.executescript(SCHEMA)
-        self._lock = threading.Lock()
-
-    def _sql(self, sql: str, args: tuple = ()) -> list:
-        with self._lock:
-            return self._db.execute(sql, args).fetchall()
+        self._db = SharedDb(db_path, SCHEMA)
+        self._sql = self._db.sql
 
     def close(self) -> None:
         self._db.close()
@@ -155,10 +149,8 @@ class CustomTemplates:
         if not NAME.match(name):
             raise E.InvalidArgument("a template name is 1-128 lower-case letters, digits, '_', '.' or '-', "
                                     "starting with a letter or digit")
-        with self._lock:
-            self._db.execute("INSERT OR IGNORE INTO custom_templates VALUES (?,?,?,?)",
-                             ("tpl" + "".join(secrets.choice(_ALPHABET) for _ in range(16)), team, name,
-                              time.time()))
+        self._sql("INSERT OR IGNORE INTO custom_templates VALUES (?,?,?,?)",
+                  ("tpl" + "".join(secrets.choice(_ALPHABET) for _ in range(16)), team, name, time.time()))
         found = self.find(name, team)
         assert found is not None
         return found
@@ -166,10 +158,10 @@ class CustomTemplates:
     def delete(self, tpl: CustomTemplate) -> list[str]:
         """Forget the template and release its layers; the ids of its builds (for their pools)."""
         builds = [r[0] for r in self._sql("SELECT id FROM template_builds WHERE template_id=?", (tpl.id,))]
-        with self._lock:
-            self._db.execute("DELETE FROM template_tags WHERE template_id=?", (tpl.id,))
-            self._db.execute("DELETE FROM template_builds WHERE template_id=?", (tpl.id,))
-            self._db.execute("DELETE FROM custom_templates WHERE id=?", (tpl.id,))
+        with self._db.locked() as db:
+            db.execute("DELETE FROM template_tags WHERE template_id=?", (tpl.id,))
+            db.execute("DELETE FROM template_builds WHERE template_id=?", (tpl.id,))
+            db.execute("DELETE FROM custom_templates WHERE id=?", (tpl.id,))
         for build_id in builds:
             self.layers.release(f"tplbuild:{build_id}")
         self.layers.release(tpl.failed_holder)

@@ -68,19 +68,18 @@ class Quotas:
     def admit(self, team: str, limits: Limits, sandbox_id: str | None = None) -> Iterator[None]:
         """Check that `team` may run a sandbox with `limits` (`sandbox_id`: a paused one resuming),
         and hold its share until the block ends (by then the service lists it)."""
-        claim = Holding(sandbox_id, team, limits.memory_mb, limits.disk_mb, running=True)
-        self.check(claim)
-        self._reserved.append(claim)
-        try:
+        with self._held(Holding(sandbox_id, team, limits.memory_mb, limits.disk_mb, running=True)):
             yield
-        finally:
-            self._reserved.remove(claim)
 
     @contextlib.contextmanager
     def admit_volume(self, team: str, size_mb: int) -> Iterator[None]:
         """Check that `team` may keep a volume of `size_mb` more (max_disk_mb), and hold that
         until the block ends (by then the volume is listed)."""
-        claim = Holding(None, team, 0, size_mb, running=False)
+        with self._held(Holding(None, team, 0, size_mb, running=False)):
+            yield
+
+    @contextlib.contextmanager
+    def _held(self, claim: Holding) -> Iterator[None]:
         self.check(claim)
         self._reserved.append(claim)
         try:

@@ -30,9 +30,7 @@ import base64
 import json
 import re
 import secrets
-import sqlite3
 import string
-import threading
 import time
 from dataclasses import dataclass
 
@@ -41,11 +39,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .. import _exceptions as E
+from ..shared_db import SharedDb
 from ..layers import LayerStore
 from ..runtimes.policy import Limits, SecurityPolicy
 from ..templates.spec import Template
 from .auth import caller
-from .bodies import read_json_object
+from .bodies import page_limit, read_json_object
 from .lifecycle import Lifecycle
 from .observe import note
 from .sandbox_networks import egress_of
@@ -109,14 +108,8 @@ class Snapshots:
         self.layers = layers
         # its own connection (WAL: the store's is used on the event loop; templates are resolved
         # in threads), one thread at a time
-        self._db = sqlite3.connect(str(service.config.db_path), isolation_level=None,
-                                   check_same_thread=False, timeout=30)
-        self._db.executescript(SCHEMA)
-        self._db_lock = threading.Lock()
-
-    def _sql(self, sql: str, args: tuple = ()) -> list:
-        with self._db_lock:
-            return self._db.execute(sql, args).fetchall()
+        self._db = SharedDb(service.config.db_path, SCHEMA)
+        self._sql = self._db.sql
 
     def close(self) -> None:
         self._db.close()
@@ -338,12 +331,7 @@ async def create_snapshot(request: Request) -> Response:
 
 async def list_snapshots(request: Request) -> Response:
     q = request.query_params
-    try:
-        limit = int(q.get("limit", "100"))
-    except ValueError:
-        raise E.InvalidArgument("limit must be an integer") from None
-    if not 1 <= limit <= 100:
-        raise E.InvalidArgument("limit must be between 1 and 100")
+    limit = page_limit(q)
     snaps = _snapshots(request).list(caller(request).team, q.get("sandboxID"), q.get("name"))
     if token := q.get("nextToken"):
         try:

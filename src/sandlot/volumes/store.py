@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import _exceptions as E
+from ..shared_db import SharedDb
 from ..hostfs import mounts, remove_tree
 
 log = logging.getLogger("sandlot.volumes")
@@ -70,13 +71,9 @@ class VolumeStore:
         self.root = Path(home) / "volumes"
         self.root.mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o711)  # sandboxes' bwrap passes through to the id-mapped binds only
-        self._db = sqlite3.connect(str(db_path), isolation_level=None, check_same_thread=False, timeout=30)
-        self._db.executescript(SCHEMA)
-        self._lock = threading.Lock()
-
-    def _sql(self, sql: str, args: tuple = ()) -> list:
-        with self._lock:
-            return self._db.execute(sql, args).fetchall()
+        self._db = SharedDb(db_path, SCHEMA)
+        self._sql = self._db.sql
+        self._lock = threading.Lock()  # mounts, one at a time
 
     def close(self, in_use: set[tuple[str, str]] = frozenset()) -> None:
         """At a clean stop: unmount the volumes no remaining sandbox uses ((team, name) pairs)."""
