@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import resource
 
+from sandlot.runtimes import nft
 from sandlot.runtimes.nft import FD_SETSIZE, Nft
 
 
@@ -17,13 +18,46 @@ def test_a_context_made_with_more_than_1024_files_open_still_works():
     try:
         while not held or held[-1] < FD_SETSIZE + 64:
             held.append(os.open("/dev/null", os.O_RDONLY))
-        nft = Nft()
+        tables = Nft()
         try:
-            nft.run("list tables")  # aborted the process before
-            nft.run("list tables")
+            tables.run("list tables")  # aborted the process before
+            tables.run("list tables")
         finally:
-            nft.close()
+            tables.close()
     finally:
         for fd in held:
             os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_spare_taken_by_another_thread_is_not_fatal():
+    """Another thread may open a file between the spare's close and the context's socket: the socket then
+    lands above 1023, and the context is made again with the next spare."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 4096), max(hard, 4096)))
+    real = Nft()  # the loaded library, its argument types set
+    lib = real._lib
+    stolen = []
+
+    class Thief:  # takes the freed fd first, the first time only, as a racing thread would
+        def __getattr__(self, name):
+            return getattr(lib, name)
+
+        def nft_ctx_new(self, flags):
+            if not stolen:
+                stolen.append(os.open("/dev/null", os.O_RDONLY))
+            return lib.nft_ctx_new(flags)
+
+    held = []
+    try:
+        while not held or held[-1] < FD_SETSIZE + 64:
+            held.append(os.open("/dev/null", os.O_RDONLY))
+        ctx = nft._new_context(Thief())
+        assert ctx and stolen and stolen[0] < FD_SETSIZE
+        assert all(fd < FD_SETSIZE for fd in nft._netfilter_sockets())
+        lib.nft_ctx_free(ctx)
+    finally:
+        for fd in held + stolen:
+            os.close(fd)
+        real.close()
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

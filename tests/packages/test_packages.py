@@ -22,7 +22,8 @@ from sandlot import (
     TimeoutError,
 )
 
-NO_NETWORK = "import socket; socket.create_connection(('1.1.1.1', 80), timeout=3)"
+# 192.0.2.1 is TEST-NET-1 (RFC 5737): never routed anywhere; without a network the connect fails at once
+NO_NETWORK = "import socket; socket.create_connection(('192.0.2.1', 80), timeout=3)"
 
 
 async def names(sandbox) -> dict[str, str]:

@@ -20,45 +20,54 @@ from .. import _exceptions as E
 
 # libnftables talks to the kernel through a netlink socket it opens with its context and waits on
 # with select(): past fd 1023 glibc aborts the whole process ("buffer overflow detected"), which a
-# server with many sandboxes (or a long test session) reaches. A low fd is held from import and given
-# up for each context's socket, and a context whose socket still lands too high is refused cleanly.
+# server with many sandboxes (or a long test session) reaches. A few low fds are held from import; one
+# is given up right before each context is made so that its socket lands there. Another thread may
+# take the freed fd first (the server opens files in many threads): then the context is made again
+# with the next spare, and refused cleanly when none is left.
 FD_SETSIZE = 1024
-_spare = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+_SPARES = 4
+_spares = [os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC) for _ in range(_SPARES)]
 _spare_lock = threading.Lock()
 
 
-def _sockets() -> set[int]:
+def _netfilter_sockets() -> set[int]:
+    """This process's fds that are nftables netlink sockets (NETLINK_NETFILTER, protocol 12)."""
+    with open("/proc/self/net/netlink") as f:
+        inodes = {f"socket:[{cols[-1]}]" for cols in map(str.split, list(f)[1:]) if cols[1] == "12"}
     found = set()
     for name in os.listdir("/proc/self/fd"):
         try:
-            if os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
+            if os.readlink(f"/proc/self/fd/{name}") in inodes:
                 found.add(int(name))
         except OSError:
             pass
     return found
 
 
+def _top_up() -> None:
+    while len(_spares) < _SPARES:
+        fd = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+        if fd >= FD_SETSIZE:
+            os.close(fd)
+            return
+        _spares.append(fd)
+
+
 def _new_context(lib) -> int:
-    """nft_ctx_new with its netlink socket on a low fd."""
-    global _spare
+    """nft_ctx_new with its netlink socket below FD_SETSIZE."""
     with _spare_lock:
-        before = _sockets()
-        if _spare is not None:
-            os.close(_spare)
-            _spare = None
         try:
-            ctx = lib.nft_ctx_new(0)
+            while _spares:
+                before = _netfilter_sockets()
+                os.close(_spares.pop())
+                ctx = lib.nft_ctx_new(0)
+                if not ctx or all(fd < FD_SETSIZE for fd in _netfilter_sockets() - before):
+                    return ctx
+                lib.nft_ctx_free(ctx)
         finally:
-            fd = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
-            if fd < FD_SETSIZE:
-                _spare = fd
-            else:
-                os.close(fd)
-        if ctx and any(fd >= FD_SETSIZE for fd in _sockets() - before):
-            lib.nft_ctx_free(ctx)
-            raise E.RuntimeFailure(f"nftables needs a file descriptor below {FD_SETSIZE}: this process holds "
-                                   "too many open files")
-        return ctx
+            _top_up()
+        raise E.RuntimeFailure(f"nftables needs a file descriptor below {FD_SETSIZE}: this process holds "
+                               "too many open files")
 
 
 class Nft:
