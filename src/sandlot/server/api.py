@@ -70,6 +70,8 @@ def _running(request: Request) -> LiveSandbox:
 def _internet(rec: SandboxRecord) -> bool:
     egress = (rec.network or {}).get("egress")
     return bool(egress) and NetworkPolicy.from_json(egress).open_to_all()
+
+
 class AutoResumeIn(JsonBody):
     enabled: bool = False
 

@@ -106,6 +106,9 @@ class Config(BaseSettings):
     # sandboxes' memory limits may add up to (host RAM - reserve) * this; 0: not checked
     memory_overcommit: float = Field(1.0, ge=0, allow_inf_nan=False)
     host_memory_reserve_mb: int = Field(1024, ge=0)  # kept for the server, page cache and warm pools
+    # what sandboxes' disks and volumes may still write adds up to (home's free space - reserve) * this
+    disk_overcommit: float = Field(1.0, ge=0, allow_inf_nan=False)
+    host_disk_reserve_mb: int = Field(2048, ge=0)  # kept for the server's state, templates and layers
     audit_retention_days: float = Field(90.0, gt=0, allow_inf_nan=False)
     audit_max_rows: int = Field(1_000_000, ge=1000)  # per team (and for requests of no team)
     # -- snapshots: where they are exported to and imported from (server/transfer.py): a directory,

@@ -131,7 +131,8 @@ class SandboxService:
         self.journal = Journal()  # each sandbox's log (logs_api.py)
         # team quotas and host memory, checked on create and resume (quotas.py)
         self.quotas = Quotas(store.teams, self._holdings, overcommit=config.memory_overcommit,
-                             reserve_mb=config.host_memory_reserve_mb)
+                             reserve_mb=config.host_memory_reserve_mb, disk=config.home,
+                             disk_overcommit=config.disk_overcommit, disk_reserve_mb=config.host_disk_reserve_mb)
 
     # ---- start and stop ----------------------------------------------------------------------
 
@@ -333,10 +334,15 @@ class SandboxService:
             limits = live.record.limits
             memory = 0 if live.rt is None else limits.get("memory_mb", Limits.memory_mb)
             found.append(Holding(live.id, live.record.team, memory, limits.get("disk_mb", Limits.disk_mb),
-                                 live.record.state == "running"))
+                                 live.record.state == "running", self._disk_written_mb(live.id)))
         if self.volumes is not None:
-            found.extend(Holding(f"volume:{v.id}", v.team, 0, v.size_mb, running=False) for v in self.volumes.list())
+            found.extend(Holding(f"volume:{v.id}", v.team, 0, v.size_mb, running=False,
+                                 disk_written_mb=self.volumes.written_mb(v)) for v in self.volumes.list())
         return found
+
+    def _disk_written_mb(self, sandbox_id: str) -> int:
+        written = getattr(self.runtime, "disk_written", None)  # a runtime without disk images: 0
+        return written(sandbox_id) >> 20 if written else 0
 
     def get_running(self, sandbox_id: str) -> LiveSandbox | None:
         return self.live.get(sandbox_id)
