@@ -130,6 +130,16 @@ def test_websocket_echo_over_wss(tls_server):
             with pytest.raises(ConnectionClosed) as closed:
                 ws.recv(timeout=10)
             assert closed.value.rcvd.code == 4000
+        # the sandlot SDK over https, trusting the CA the same way (its own process: SSL_CERT_FILE)
+        script = ("import sys; from sandlot import Sandbox; s = Sandbox.connect(sys.argv[1], api_url=sys.argv[2], "
+                  "api_key=sys.argv[3]); print(s.commands.run('echo native').stdout, end=''); "
+                  "print(s.expose_port(8000, ttl=60))")
+        proc = subprocess.run([sys.executable, "-c", script, found["id"], tls_server.url, tls_server.api_key],
+                              env={**os.environ, "SSL_CERT_FILE": str(tls_server.ca)}, capture_output=True,
+                              text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        echoed, url = proc.stdout.splitlines()
+        assert echoed == "native" and url.startswith("https://")
     finally:
         _kill(tls_server, found["id"])
 
