@@ -181,7 +181,26 @@ def test_a_given_certificate(tmp_path):
         assert not (srv.home / "ca").exists()  # no local CA made
     finally:
         srv.stop()
-    assert not tracebacks(srv.log.read_text(errors="replace"))
+    log = srv.log.read_text(errors="replace")
+    assert not tracebacks(log) and "does not name" not in log
+
+
+def test_a_given_certificate_without_the_sandbox_hosts_is_named_at_start(tmp_path):
+    """One for the API's name only: the server starts (the API over TLS may be all that is wanted)
+    and says sandbox hosts will be refused."""
+    from sandlot.server.certs import LocalCA
+
+    port = free_port()
+    chain, key = LocalCA(tmp_path / "their-ca").leaf("api.given.localhost", "127.0.0.1")
+    (tmp_path / "cert.pem").write_bytes(chain)
+    (tmp_path / "key.pem").write_bytes(key)
+    srv = start_server(tmp_path / "home", port=port, pool_size=0, extra_env={
+        "SANDLOT_TLS_CERT": str(tmp_path / "cert.pem"), "SANDLOT_TLS_KEY": str(tmp_path / "key.pem"),
+        "SANDLOT_DOMAIN": f"given.localhost:{port}", "SANDLOT_POOL_TEMPLATES": ""})
+    srv.stop()
+    log = " ".join(srv.log.read_text().split())
+    assert "does not name *.given.localhost: TLS clients will refuse sandbox hosts" in log, log[-2000:]
+    assert "(it names api.given.localhost)" in log
 
 
 def test_plain_http_stays_the_default(sdk_env):

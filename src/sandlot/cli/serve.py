@@ -37,7 +37,7 @@ def serve(
     """
     from ..server import logs
     from ..server.config import Config, ConfigError
-    from ..server.tls import server_context
+    from ..server.tls import server_context, uncovered
 
     try:
         config = Config.from_env(config_file, host=host, port=port, home=home, pool_size=pool_size,
@@ -58,6 +58,8 @@ def serve(
     logs.setup(config.log_level, config.log_format)
     for name in Config.unknown_env():
         logging.getLogger("sandlot.config").warning("%s is not a sandlot setting: ignored", name)
+    if warning := uncovered(config):
+        logging.getLogger("sandlot.config").warning("%s", warning)
     _run(config, tls_context)
 
 

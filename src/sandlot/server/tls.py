@@ -67,6 +67,24 @@ def server_context(config: Config) -> ssl.SSLContext | None:
     return ctx
 
 
+def uncovered(config: Config) -> str | None:
+    """A warning when a given certificate does not name the sandbox hosts `*.{domain}` (clients
+    would refuse them; the API may still be all the operator wants over TLS)."""
+    if config.tls_mode != "cert" or not config.domain:
+        return None
+    wanted = "*." + config.domain.rsplit(":", 1)[0].lower()
+    leaf = x509.load_pem_x509_certificates(config.tls_cert.read_bytes())[0]  # type: ignore[union-attr]
+    try:
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        names = {n.lower() for n in san.get_values_for_type(x509.DNSName)}
+    except x509.ExtensionNotFound:
+        names = set()
+    if wanted in names:
+        return None
+    return (f"the certificate in --tls-cert {config.tls_cert} does not name {wanted}: TLS clients will refuse "
+            f"sandbox hosts such as 8000-<id>.{config.domain} (it names {', '.join(sorted(names)) or 'no DNS name'})")
+
+
 def _given(cert: Path, key: Path) -> ssl.SSLContext:
     cert_pem, key_pem = _read("--tls-cert", cert), _read("--tls-key", key)
     try:
