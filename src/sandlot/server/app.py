@@ -79,7 +79,8 @@ from .envd.code import BrokenOff
 from .events import Events
 from .lifecycle import Lifecycle
 from .metrics import Metrics
-from .observe import CLIENT_LEFT, Observe
+from .observe import Observe
+from .request_info import CLIENT_LEFT
 from .packages import PackageManager
 from .ports import Exposures
 from .ports import routes as port_routes

@@ -11,7 +11,7 @@ from starlette.routing import Route
 from .. import _exceptions as E
 from ..runtimes.policy import NetworkPolicy
 from .bodies import JsonBody, read_model
-from .observe import note
+from .request_info import note
 from .store import SandboxRecord
 
 

@@ -33,7 +33,7 @@ from starlette.routing import Route
 
 from .. import _exceptions as E
 from .proxy import ENVD_PORTS, connect_into
-from .observe import note
+from .request_info import note
 
 MAX_EXPOSE_TTL = 7 * 24 * 3600
 _TOKEN = re.compile(r"^[0-9a-f]{8}[a-z2-7]{20}$")

@@ -268,4 +268,5 @@ def http_app(api_url: str, path: str = "/mcp", toolset: AsyncToolset | None = No
     return app
 
 
-__all__ = ["KeyCheck", "McpEndpoint", "Sandboxes", "build_server", "http_app", "mount", "request_key", "serve_stdio"]
+__all__ = ["KeyCheck", "McpEndpoint", "Sandboxes", "build_server", "http_app", "request_key", "serve_stdio",
+           "server_endpoint"]
