@@ -6,6 +6,7 @@ One ASGI app, one port, every front door (paths are disjoint, docs/e2b.md §1.2)
     /health                                 public               E2B's API health; sandbox traffic
                                                                  (routing headers) → envd's /health
     /_sandlot/health, /openapi.json         public               here, openapi.py
+    /ca.pem                                 public               tls.py (the local CA's certificate)
     /metrics                                SANDLOT_METRICS_AUTH metrics.py
                                             (an admin key)
     /sandboxes, /v2/sandboxes ...           API key, of the      api.py
@@ -66,7 +67,7 @@ from ..runtimes import make_runtime
 from ..templates import TemplateStore
 from ..volumes import VolumeStore
 from . import (api, audit_api, codebases, network_api, openapi, packages_api, sessions, snapshots, template_routes,
-               transfer, volumes, workspaces)
+               tls, transfer, volumes, workspaces)
 from .audit import AuditLog
 from .auth import Access, ApiKeys, requires, secure
 from .codebase_store import CodebaseStore
@@ -273,6 +274,7 @@ def routes(config: Config, service: SandboxService, metrics: Metrics, keys: ApiK
             Route("/health", Health(sandbox_health.app), methods=["GET"]),
             Route("/_sandlot/health", _sandlot_health, methods=["GET"]),
             Route("/openapi.json", openapi.endpoint, methods=["GET"]),
+            Route("/ca.pem", tls.ca_pem, methods=["GET"]),  # what clients trust with SANDLOT_TLS=local-ca
         ], keys, body=json_bytes),
         *requires(METRICS_ACCESS[config.metrics_auth], [Route("/metrics", metrics.endpoint, methods=["GET"])], keys,
                   body=json_bytes),
