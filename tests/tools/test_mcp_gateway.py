@@ -8,9 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
+import os
 import shlex
+import ssl
+import subprocess
+import sys
 import textwrap
+from collections.abc import AsyncIterator
 
 import httpx
 import httpx2
@@ -25,6 +31,7 @@ from e2b import (
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
+from support import free_port, leftovers, start_server, tracebacks
 
 # A stdio MCP server, stdlib only; which tools it offers depends on TOOLSET (one script, two servers).
 SERVER = textwrap.dedent('''
@@ -91,9 +98,13 @@ def mcp_url(server, sbx) -> str:
     return f"http://{sbx.get_host(50005)}:{server.url.rsplit(':', 1)[1]}/mcp"
 
 
-def client(url: str, token: str | None) -> Client:
+@contextlib.asynccontextmanager
+async def client(url: str, token: str | None, verify: ssl.SSLContext | bool = True) -> AsyncIterator[Client]:
+    """The mcp SDK's client over streamable HTTP, sending the token; its connections closed after."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return Client(streamable_http_client(url, http_client=httpx2.AsyncClient(headers=headers, timeout=60)))
+    async with httpx2.AsyncClient(headers=headers, timeout=60, verify=verify) as http, \
+            Client(streamable_http_client(url, http_client=http)) as mcp:
+        yield mcp
 
 
 @pytest.fixture(scope="module")
@@ -231,3 +242,46 @@ def test_the_gateway_runs_once_and_logs(gateway):
     assert gateway.files.read("/etc/mcp-gateway/.token", user="root") == token  # the running one's
     log = gateway.commands.run("cat /var/log/mcp-gateway.log", user="root").stdout
     assert "ready on 127.0.0.1:50005, tools: add, fail, upper, whoami" in log
+
+
+# The official SDK in a process of its own (its transport reads the trust store once per process),
+# with only what a user of a TLS server sets: E2B_DOMAIN (own-domain mode) and SSL_CERT_FILE.
+CREATE = """
+import json, sys
+from e2b import Sandbox
+sbx = Sandbox.create(mcp=json.loads(sys.argv[1]), timeout=120)
+print(json.dumps({"id": sbx.sandbox_id, "url": sbx.get_mcp_url(), "token": sbx.get_mcp_token()}))
+"""
+
+
+def test_get_mcp_url_over_tls(tmp_path):
+    """With the server's TLS (--tls local-ca) get_mcp_url() works as it is: https, verified against
+    the server's CA file."""
+    port = free_port()
+    domain = f"sandlot.localhost:{port}"  # *.localhost alone would be one label under the wildcard
+    srv = start_server(tmp_path / "home", port=port, pool_size=0, extra_env={
+        "SANDLOT_TLS": "local-ca", "SANDLOT_DOMAIN": domain, "SANDLOT_POOL_TEMPLATES": ""})
+    ca = srv.home / "ca" / "proxy" / "ca.pem"
+    trust = ssl.create_default_context(cafile=str(ca))
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("E2B_", "SSL_CERT"))}
+        made = subprocess.run([sys.executable, "-c", CREATE, json.dumps({"github/example/text": custom("text")})],
+                              env={**env, "SSL_CERT_FILE": str(ca), "E2B_API_KEY": srv.api_key, "E2B_DOMAIN": domain},
+                              capture_output=True, text=True, timeout=180, check=False)
+        assert made.returncode == 0, made.stderr[-3000:]
+        found = json.loads(made.stdout)
+        assert found["url"] == f"https://50005-{found['id']}.{domain}/mcp"
+
+        async def use() -> None:
+            async with client(found["url"], found["token"], verify=trust) as mcp:
+                assert sorted(t.name for t in (await mcp.list_tools()).tools) == ["upper", "whoami"]
+                assert (await mcp.call_tool("upper", {"text": "tls"})).content[0].text == "TLS"
+
+        asyncio.run(use())
+        assert httpx.post(found["url"], json={}, verify=trust, timeout=30).status_code == 401
+        httpx.delete(f"https://127.0.0.1:{port}/sandboxes/{found['id']}", headers={"X-API-KEY": srv.api_key},
+                     verify=trust, timeout=30)
+    finally:
+        srv.stop()
+    assert not leftovers(srv.home)
+    assert not tracebacks(srv.log.read_text(errors="replace"))
