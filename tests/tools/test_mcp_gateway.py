@@ -16,6 +16,7 @@ import ssl
 import subprocess
 import sys
 import textwrap
+import uuid
 from collections.abc import AsyncIterator
 
 import httpx
@@ -27,6 +28,7 @@ from e2b import (
     Sandbox,
     SandboxException,
     SandboxQuery,
+    Template,
 )
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
@@ -242,6 +244,29 @@ def test_the_gateway_runs_once_and_logs(gateway):
     assert gateway.files.read("/etc/mcp-gateway/.token", user="root") == token  # the running one's
     log = gateway.commands.run("cat /var/log/mcp-gateway.log", user="root").stdout
     assert "ready on 127.0.0.1:50005, tools: add, fail, upper, whoami" in log
+
+
+def test_a_template_built_on_mcp_gateway_holds_the_server(sdk_env, tmp_path):
+    """What replaces E2B's clone of a custom server's repository: a template built (with the SDK's
+    Template builder) from `mcp-gateway` with the server in it; create(template, mcp=) runs it."""
+    (tmp_path / "server.py").write_text(SERVER)
+    name = f"mcp-math-{uuid.uuid4().hex[:8]}"
+    Template.build(Template(file_context_path=str(tmp_path)).from_template("mcp-gateway")
+                   .copy("server.py", "/opt/mcp/", user="root"), name)
+    try:
+        sbx = Sandbox.create(name, mcp={"github/example/math": {"runCmd": "python3 /opt/mcp/server.py",
+                                                                "envs": {"TOOLSET": "math"}}})
+        try:
+            async def use() -> None:
+                async with client(mcp_url(sdk_env, sbx), sbx.get_mcp_token()) as mcp:
+                    assert sorted(t.name for t in (await mcp.list_tools()).tools) == ["add", "fail"]
+                    assert (await mcp.call_tool("add", {"a": 1, "b": 1})).content[0].text == "2"
+
+            asyncio.run(use())
+        finally:
+            sbx.kill()
+    finally:
+        httpx.delete(f"{sdk_env.url}/templates/{name}", headers={"X-API-KEY": sdk_env.api_key}, timeout=60)
 
 
 # The official SDK in a process of its own (its transport reads the trust store once per process),

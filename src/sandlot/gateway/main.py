@@ -63,13 +63,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _daemon(configs, token: str, port: int, ready_w: int) -> None:
     os.setsid()
-    log_fd = os.open(LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    os.dup2(log_fd, 1)
-    os.dup2(log_fd, 2)
-    os.close(null)
-    log = os.fdopen(log_fd, "ab", buffering=0)
     servers: list[StdioServer] = []
 
     def stop(*_) -> None:
@@ -78,7 +71,9 @@ def _daemon(configs, token: str, port: int, ready_w: int) -> None:
         os._exit(0)
 
     signal.signal(signal.SIGTERM, stop)
+    log = None
     try:
+        log = _detach()
         for config in configs:
             server = StdioServer(config, log)
             servers.append(server)
@@ -91,7 +86,10 @@ def _daemon(configs, token: str, port: int, ready_w: int) -> None:
                 from None
         _write_token(token)
     except Exception as e:  # noqa: BLE001 - the daemon's boundary: whatever it is, the command reports it
-        os.write(ready_w, str(e).encode() if isinstance(e, (ServerFailed, ValueError)) else repr(e).encode())
+        reason = str(e) if isinstance(e, (ServerFailed, ValueError, OSError)) else repr(e)
+        if log is not None:
+            log.write(f"mcp-gateway: not started: {reason}\n".encode())
+        os.write(ready_w, reason.encode())
         for server in servers:
             server.stop()
         os._exit(1)
@@ -102,6 +100,18 @@ def _daemon(configs, token: str, port: int, ready_w: int) -> None:
         http.serve_forever()
     finally:
         stop()
+
+
+def _detach():
+    """stdin from /dev/null, stdout and stderr to the log (the command's pipes close with it); the
+    log, for the servers' stderr."""
+    log_fd = os.open(LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.close(null)
+    return os.fdopen(log_fd, "ab", buffering=0)
 
 
 def _write_token(token: str) -> None:
