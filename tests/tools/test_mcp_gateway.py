@@ -46,6 +46,7 @@ SERVER = textwrap.dedent('''
              "inputSchema": {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
                              "required": ["a", "b"]}},
             {"name": "fail", "description": "Always fails.", "inputSchema": OBJECT},
+            {"name": "crash", "description": "Exits the server.", "inputSchema": OBJECT},
         ],
         "text": [
             {"name": "upper", "description": "Upper-case a text.",
@@ -60,6 +61,8 @@ SERVER = textwrap.dedent('''
             return str(args["a"] + args["b"]), False
         if name == "upper":
             return args["text"].upper(), False
+        if name == "crash":
+            os._exit(7)
         if name == "whoami":
             return f"{os.getuid()} {os.environ.get('USER')} {os.getcwd()} {os.environ.get('GREETING')}", False
         return "it failed", True
@@ -124,7 +127,7 @@ def test_tools_of_two_servers_listed_and_called(sdk_env, gateway):
         async with client(mcp_url(sdk_env, gateway), token) as mcp:
             assert mcp.server_info.name == "sandlot-mcp-gateway"
             tools = {t.name: t for t in (await mcp.list_tools()).tools}
-            assert sorted(tools) == ["add", "fail", "upper", "whoami"]  # unprefixed, both servers
+            assert sorted(tools) == ["add", "crash", "fail", "upper", "whoami"]  # unprefixed, both servers
             assert tools["add"].input_schema["required"] == ["a", "b"]
             added = await mcp.call_tool("add", {"a": 2, "b": 40})
             assert added.content[0].text == "42" and not added.is_error
@@ -192,7 +195,7 @@ def test_sessions_as_the_streamable_http_spec_says(sdk_env, gateway):
     assert httpx.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=session,
                       timeout=30).status_code == 202
     listed = httpx.post(url, json=tools_list, headers=session, timeout=30).json()
-    assert sorted(t["name"] for t in listed["result"]["tools"]) == ["add", "fail", "upper", "whoami"]
+    assert sorted(t["name"] for t in listed["result"]["tools"]) == ["add", "crash", "fail", "upper", "whoami"]
     assert httpx.get(url, headers=session, timeout=30).status_code == 405  # no server-sent stream offered
     assert httpx.delete(url, headers=session, timeout=30).status_code == 200
     assert httpx.post(url, json=tools_list, headers=session, timeout=30).status_code == 404  # ended
@@ -223,6 +226,34 @@ def test_a_server_that_fails_to_start_fails_the_create(sdk_env):
     assert not left("broken")
 
 
+def test_a_server_that_exits_later_fails_its_calls_only(sdk_env):
+    sbx = Sandbox.create(mcp=MCP)
+    try:
+        async def use() -> None:
+            async with client(mcp_url(sdk_env, sbx), sbx.get_mcp_token()) as mcp:
+                with pytest.raises(MCPError, match="the server exited with code 7"):
+                    await mcp.call_tool("crash", {})
+                with pytest.raises(MCPError, match="the server exited with code 7"):
+                    await mcp.call_tool("add", {"a": 1, "b": 2})  # the same server's
+                assert (await mcp.call_tool("upper", {"text": "still"})).content[0].text == "STILL"
+
+        asyncio.run(use())
+    finally:
+        sbx.kill()
+
+
+def test_bad_configurations_fail_the_create(sdk_env):
+    twice = {"github/a/math": custom("math"), "github/b/math": custom("math")}
+    with pytest.raises(SandboxException, match="MCP servers github/a/math and github/b/math both offer a tool "
+                                               "named add"):
+        Sandbox.create(mcp=twice, metadata={"test": "bad"})
+    with pytest.raises(SandboxException, match="MCP server x: 'envs' maps names to strings"):
+        Sandbox.create(mcp={"x": {"runCmd": "true", "envs": {"N": 1}}}, metadata={"test": "bad"})
+    with pytest.raises(SandboxException, match="the configuration names no server"):
+        Sandbox.create(mcp={}, metadata={"test": "bad"})
+    assert not left("bad")
+
+
 def test_async_sandbox_with_mcp(sdk_env):
     async def use() -> None:
         sbx = await AsyncSandbox.create(mcp={"github/example/text": custom("text")})
@@ -243,7 +274,7 @@ def test_the_gateway_runs_once_and_logs(gateway):
     assert "is a gateway already running?" in again.stderr and "exit=1" in again.stdout
     assert gateway.files.read("/etc/mcp-gateway/.token", user="root") == token  # the running one's
     log = gateway.commands.run("cat /var/log/mcp-gateway.log", user="root").stdout
-    assert "ready on 127.0.0.1:50005, tools: add, fail, upper, whoami" in log
+    assert "ready on 127.0.0.1:50005, tools: add, fail, crash, upper, whoami" in log
 
 
 def test_a_template_built_on_mcp_gateway_holds_the_server(sdk_env, tmp_path):
@@ -259,7 +290,7 @@ def test_a_template_built_on_mcp_gateway_holds_the_server(sdk_env, tmp_path):
         try:
             async def use() -> None:
                 async with client(mcp_url(sdk_env, sbx), sbx.get_mcp_token()) as mcp:
-                    assert sorted(t.name for t in (await mcp.list_tools()).tools) == ["add", "fail"]
+                    assert sorted(t.name for t in (await mcp.list_tools()).tools) == ["add", "crash", "fail"]
                     assert (await mcp.call_tool("add", {"a": 1, "b": 1})).content[0].text == "2"
 
             asyncio.run(use())
