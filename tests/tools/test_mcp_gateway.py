@@ -197,6 +197,15 @@ def test_sessions_as_the_streamable_http_spec_says(sdk_env, gateway):
     listed = httpx.post(url, json=tools_list, headers=session, timeout=30).json()
     assert sorted(t["name"] for t in listed["result"]["tools"]) == ["add", "crash", "fail", "upper", "whoami"]
     assert httpx.get(url, headers=session, timeout=30).status_code == 405  # no server-sent stream offered
+    # bad input: a clear JSON-RPC error, never a dropped connection
+    r = httpx.post(url, content=b"{not json", headers=session, timeout=30)
+    assert r.status_code == 400 and r.json()["error"]["code"] == -32700
+    r = httpx.post(url, json=[tools_list], headers=session, timeout=30)  # a batch (gone in 2025-06-18)
+    assert r.status_code == 400 and "one JSON-RPC 2.0 message per POST" in r.json()["error"]["message"]
+    r = httpx.post(url, json={"jsonrpc": "2.0", "id": 3, "method": "resources/list"}, headers=session, timeout=30)
+    assert r.status_code == 200 and r.json()["error"] == {"code": -32601, "message": "method not found: resources/list"}
+    r = httpx.post(url.replace("/mcp", "/other"), json=tools_list, headers=session, timeout=30)
+    assert r.status_code == 404 and "the MCP endpoint is /mcp" in r.json()["error"]["message"]
     assert httpx.delete(url, headers=session, timeout=30).status_code == 200
     assert httpx.post(url, json=tools_list, headers=session, timeout=30).status_code == 404  # ended
 

@@ -6,9 +6,12 @@ as one list.
 - `initialize` opens a session: its answer carries `Mcp-Session-Id`, which every later request must
   send (400 without one, 404 for one the gateway does not know, as the spec says); DELETE ends it.
 - GET (a stream of the server's own messages) is not offered: 405, which the spec allows.
-- Tools keep their servers' names, unprefixed (as E2B's gateway lists them); two servers offering
-  one name fail the gateway's start. A tools/call goes to the server offering the tool; its answer,
-  an error included, is passed on as it is.
+- Tools keep their servers' own names, unprefixed; two servers offering one name fail the
+  gateway's start. A tools/call goes to the server offering the tool; its answer, an error
+  included, is passed on as it is.
+- No Origin check (the spec's guard against DNS rebinding): the endpoint listens on the sandbox's
+  loopback, reached only through the port proxy, and every request needs the token, which a page in
+  a browser cannot know.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from .stdio import RpcError, StdioServer
+from .stdio import RpcError, ServerFailed, StdioServer
 
 PATH = "/mcp"
 VERSIONS = ("2025-03-26", "2025-06-18", "2025-11-25")  # handshake versions with streamable HTTP
@@ -36,11 +39,14 @@ class Gateway:
         self.tools: list[dict] = []
         for server in servers:
             for tool in server.tools:
-                other = self.routes.get(tool.get("name"))
+                name = tool.get("name") if isinstance(tool, dict) else None
+                if not isinstance(name, str):
+                    raise ServerFailed(f"MCP server {server.config.name} lists a tool without a name: {tool!r:.200}")
+                other = self.routes.get(name)
                 if other is not None:
-                    raise ValueError(f"MCP servers {other.config.name} and {server.config.name} both offer a tool "
-                                     f"named {tool.get('name')}")
-                self.routes[tool["name"]] = server
+                    raise ServerFailed(f"MCP servers {other.config.name} and {server.config.name} both offer a tool "
+                                     f"named {name}")
+                self.routes[name] = server
                 self.tools.append(tool)
         self.sessions: set[str] = set()
         self._lock = threading.Lock()
@@ -165,4 +171,6 @@ class _Handler(BaseHTTPRequestHandler):
             reply = {"jsonrpc": "2.0", "id": rid, "result": self.gateway.answer(method, params)}
         except RpcError as e:
             reply = {"jsonrpc": "2.0", "id": rid, "error": e.error()}
+        except Exception as e:  # noqa: BLE001 - a bad answer of a server: the client gets an error, not a reset
+            reply = {"jsonrpc": "2.0", "id": rid, "error": {"code": -32603, "message": f"gateway error: {e!r}"}}
         self._reply(200, reply)

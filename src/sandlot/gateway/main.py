@@ -86,7 +86,7 @@ def _daemon(configs, token: str, port: int, ready_w: int) -> None:
                 from None
         _write_token(token)
     except Exception as e:  # noqa: BLE001 - the daemon's boundary: whatever it is, the command reports it
-        reason = str(e) if isinstance(e, (ServerFailed, ValueError, OSError)) else repr(e)
+        reason = str(e) if isinstance(e, (ServerFailed, OSError)) else repr(e)
         if log is not None:
             log.write(f"mcp-gateway: not started: {reason}\n".encode())
         os.write(ready_w, reason.encode())

@@ -54,10 +54,12 @@ class StdioServer:
         self.config, self.log = config, log  # log: the gateway's log file (the servers' stderr)
         self._ids = itertools.count(1)
         self._pending: dict[int, list] = {}  # id -> [threading.Event, response]
-        self._lock = threading.Lock()  # the pending table
+        self._lock = threading.Lock()  # the pending table and _ended
+        self._ended = False  # its stdout ended: nothing more will be answered
         self._write = threading.Lock()  # stdin, one message at a time
         self.proc: subprocess.Popen | None = None
         self.tools: list[dict] = []
+        self._stderr: list[bytes] = []  # its last lines, for the error if it does not start
 
     def _run_as(self) -> tuple[dict, str, dict]:
         """Environment, directory and Popen identity arguments, in a session of its own (the server
@@ -88,7 +90,6 @@ class StdioServer:
                                          stderr=subprocess.PIPE)
         except OSError as e:
             raise ServerFailed(f"MCP server {name}: cannot start: {e}") from None
-        self._stderr: list[bytes] = []
         threading.Thread(target=self._read, daemon=True).start()
         err_reader = threading.Thread(target=self._read_stderr, daemon=True)
         err_reader.start()
@@ -119,7 +120,11 @@ class StdioServer:
         rid = next(self._ids)
         slot = [threading.Event(), None]
         with self._lock:
-            self._pending[rid] = slot
+            ended = self._ended
+            if not ended:
+                self._pending[rid] = slot
+        if ended:
+            raise RpcError(-32603, "the server exited" + _code(self.proc))
         try:
             self._send({"jsonrpc": "2.0", "id": rid, "method": method, **({"params": params} if params else {})})
             if not slot[0].wait(timeout):
@@ -132,7 +137,8 @@ class StdioServer:
             raise RpcError(-32603, "the server exited" + _code(self.proc))
         if "error" in reply:
             e = reply["error"] if isinstance(reply["error"], dict) else {}
-            raise RpcError(int(e.get("code", -32603)), str(e.get("message", "error")), e.get("data"))
+            code = e.get("code") if isinstance(e.get("code"), int) else -32603
+            raise RpcError(code, str(e.get("message", "error")), e.get("data"))
         return reply.get("result") or {}
 
     def notify(self, method: str) -> None:
@@ -160,12 +166,14 @@ class StdioServer:
                     self._send_quietly({"jsonrpc": "2.0", "id": message["id"],
                                         "error": {"code": -32601, "message": "not offered by the gateway"}})
                 continue
+            rid = message.get("id")
             with self._lock:
-                slot = self._pending.get(message.get("id"))
+                slot = self._pending.get(rid) if isinstance(rid, int) else None
             if slot is not None:
                 slot[1] = message
                 slot[0].set()
         with self._lock:  # it exited: nothing more will be answered
+            self._ended = True
             for slot in self._pending.values():
                 slot[0].set()
 
