@@ -64,33 +64,38 @@ class Gateway:
                 "capabilities": {"tools": {"listChanged": False}},
                 "serverInfo": {"name": "sandlot-mcp-gateway", "version": "1"}}, session
 
+    def end(self, session: str) -> None:
+        with self._lock:
+            self.sessions.discard(session)
+
     def answer(self, method: str, params: dict) -> dict:
         if method == "ping":
             return {}
         if method == "tools/list":
             return {"tools": self.tools}
         if method == "tools/call":
-            server = self.routes.get(params.get("name"))
+            name = params.get("name")
+            server = self.routes.get(name) if isinstance(name, str) else None
             if server is None:
-                raise RpcError(-32602, f"unknown tool: {params.get('name')!r}")
+                raise RpcError(-32602, f"unknown tool: {name!r}")
             return server.request("tools/call", params, CALL_TIMEOUT)
         raise RpcError(-32601, f"method not found: {method}")
 
 
 def make_server(gateway: Gateway, host: str, port: int) -> ThreadingHTTPServer:
-    class Handler(_Handler):
-        pass
-
-    Handler.gateway = gateway
-    server = ThreadingHTTPServer((host, port), Handler)
+    server = ThreadingHTTPServer((host, port), _Handler)
     server.daemon_threads = True
+    server.gateway = gateway  # type: ignore[attr-defined]  # read by _Handler
     return server
 
 
 class _Handler(BaseHTTPRequestHandler):
-    gateway: Gateway
     protocol_version = "HTTP/1.1"
     server_version = "sandlot-mcp-gateway"
+
+    @property
+    def gateway(self) -> Gateway:
+        return self.server.gateway  # type: ignore[attr-defined]
 
     def log_message(self, format, *args) -> None:  # the stdlib's signature; requests are not logged
         pass
@@ -136,8 +141,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_DELETE(self) -> None:
         if self._admitted() and (session := self._session(None)):
-            with self.gateway._lock:
-                self.gateway.sessions.discard(session)
+            self.gateway.end(session)
             self._reply(200)
 
     def do_POST(self) -> None:
@@ -159,7 +163,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
             return self._error(400, -32600, "Invalid Request: one JSON-RPC 2.0 message per POST")
         rid, method = message.get("id"), message.get("method")
-        params = message.get("params") if isinstance(message.get("params"), dict) else {}
+        params: dict = message["params"] if isinstance(message.get("params"), dict) else {}
         if method == "initialize" and "id" in message:
             result, session = self.gateway.initialize(params)
             return self._reply(200, {"jsonrpc": "2.0", "id": rid, "result": result}, {"Mcp-Session-Id": session})
