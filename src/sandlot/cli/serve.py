@@ -89,6 +89,8 @@ def _run(config, tls_context) -> None:
         if config.tls_mode == "local-ca":
             console.print(f"TLS certificate signed by this server's CA: trust {tls.local_ca(config.home).cert_path} "
                           "(also GET /ca.pem, `sandlot ca`)")
+    if tls_context is not None:
+        tls.keep_renewed(tls_context, config)
     listener.run(app, config, on_drop=lambda reason: app.state.metrics.dropped_connections.labels(reason).inc(),
                  tls=tls_context)
 

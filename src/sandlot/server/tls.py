@@ -7,6 +7,8 @@ CA's leaf names `{domain}` and `*.{domain}` (what E2B's `get_host(port)` and `ap
 localhost and the loopback addresses, and the listening address when it is a specific one. Clients
 trust the CA's certificate: `GET /ca.pem` (public, as a certificate is) or `sandlot ca`.
 
+The local CA's leaf is made at each start and renewed weekly in place (it lasts 90 days); a given
+certificate is the operator's to renew (a restart loads it again).
 Only HTTP/1.1 is offered (ALPN), as on plain HTTP: the e2b SDK's transport would otherwise ask
 for HTTP/2, which uvicorn does not speak.
 """
@@ -14,7 +16,9 @@ for HTTP/2, which uvicorn does not speak.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import ssl
+import threading
 from pathlib import Path
 
 from cryptography import x509
@@ -29,6 +33,9 @@ from .config import Config, ConfigError
 
 CA_DIR = Path("ca") / "proxy"
 CA_LABEL = "sandlot proxy CA"
+RENEW_EVERY = 7 * 24 * 3600.0  # the local CA's leaves last 90 days (certs.py): renewed long before
+
+log = logging.getLogger("sandlot.tls")
 
 
 def local_ca(home: Path) -> LocalCA:
@@ -83,6 +90,29 @@ def uncovered(config: Config) -> str | None:
         return None
     return (f"the certificate in --tls-cert {config.tls_cert} does not name {wanted}: TLS clients will refuse "
             f"sandbox hosts such as 8000-<id>.{config.domain} (it names {', '.join(sorted(names)) or 'no DNS name'})")
+
+
+def renew(ctx: ssl.SSLContext, config: Config) -> None:
+    """A new leaf from the local CA into the serving context (a fresh LocalCA: it caches leaves)."""
+    server_context_from_pem(*local_ca(config.home).leaf(*names(config)), ctx=ctx)
+
+
+def keep_renewed(ctx: ssl.SSLContext, config: Config) -> threading.Event:
+    """With local-ca, renew the listener's leaf every RENEW_EVERY seconds, in a daemon thread of
+    the serving process (a server may run longer than a leaf lasts); set the event to stop it."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(RENEW_EVERY):
+            try:
+                renew(ctx, config)
+                log.info("renewed the TLS certificate (local CA)")
+            except (OSError, ValueError, ssl.SSLError) as e:  # the old one serves on; said until fixed
+                log.error("cannot renew the TLS certificate from the local CA in %s: %s", config.home / CA_DIR, e)
+
+    if config.tls_mode == "local-ca":
+        threading.Thread(target=loop, name="sandlot-tls-renew", daemon=True).start()
+    return stop
 
 
 def _given(cert: Path, key: Path) -> ssl.SSLContext:
