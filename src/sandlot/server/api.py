@@ -36,7 +36,8 @@ from .auth import caller
 from .bodies import JsonBody, page_limit, read_model
 from .request_info import note, request_info
 from .sandbox_views import detail_json, domain_of, rfc3339, sandbox_json, service_of
-from .service import CreateRequest, LiveSandbox, SandboxService
+from .live import CreateRequest, LiveSandbox
+from .service import SandboxService
 from .store import SandboxRecord
 
 TEMPLATE_ALIASES = {"code-interpreter-v1": "code-interpreter"}

@@ -12,7 +12,8 @@ from starlette.requests import Request
 from .. import _exceptions as E
 from ..runtimes.policy import Limits, NetworkPolicy
 from .network_api import network_json
-from .service import ENVD_VERSION, LiveSandbox, SandboxService
+from .live import ENVD_VERSION, LiveSandbox
+from .service import SandboxService
 from .store import SandboxRecord
 
 CLIENT_ID = "sandlot"

@@ -33,6 +33,7 @@ import secrets
 import string
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -46,9 +47,12 @@ from ..templates.spec import Template
 from .auth import caller
 from .bodies import page_limit, read_json_object
 from .lifecycle import Lifecycle
+from .live import CreateRequest
 from .request_info import note
 from .sandbox_networks import egress_of
-from .service import CreateRequest, SandboxService
+
+if TYPE_CHECKING:
+    from .service import SandboxService
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS snapshots (
