@@ -183,6 +183,11 @@ def env(req, conn):
 _handlers = {}  # op -> its handler, once used
 
 
+def preload():
+    """Load what a first command needs (its handler's modules) before it is asked for."""
+    _handler(contract.PROCESS_START)
+
+
 def _handler(op):
     handler = _handlers.get(op)
     if handler is None:
