@@ -75,7 +75,10 @@ def start_server(home: Path, port: int | None = None, pool_size: int = 2, extra_
     link_templates(home)
     log = home / "server.log"
     env = {k: v for k, v in os.environ.items() if k != "SANDLOT_API_KEY"}
-    env.update({"SANDLOT_HOME": str(home), **({"SANDLOT_API_KEY": api_key} if api_key else {}), **(extra_env or {})})
+    # pools keep their size unless a test asks for them to follow demand (test_pool_demand.py): the
+    # suites' timings and counts should not depend on how many creates came before
+    env.update({"SANDLOT_HOME": str(home), "SANDLOT_POOL_MAX": str(pool_size),
+                **({"SANDLOT_API_KEY": api_key} if api_key else {}), **(extra_env or {})})
     proc = subprocess.Popen(
         [*server_cmd(), "serve", "--host", "127.0.0.1", "--port", str(port), "--pool-size", str(pool_size)],
         env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT)

@@ -82,7 +82,10 @@ class Config(BaseSettings):
     default_template: str = "base"  # of a create that names none; `serve` builds it before it listens
     default_timeout: int = Field(300, ge=1)  # seconds a sandbox lives when the create names none
     max_timeout: int = Field(24 * 3600, ge=1)
-    pool_size: int = Field(2, ge=0)  # warm sandboxes kept per pooled template
+    pool_size: int = Field(2, ge=0)  # warm sandboxes kept per pooled template (0: no pools)
+    pool_max: int = Field(16, ge=0)  # a pool grows to its claims of the last pool_window, up to this many
+    pool_window: Seconds = 30.0
+    pool_memory_mb: int = Field(512, ge=0)  # what pools past their base size may use, all together
     pool_templates: Annotated[tuple[str, ...], NoDecode] = Field(default_factory=_default_pool_templates)
     # A clean stop kills every sandbox (nothing outlives a stopped server); keep_sandboxes leaves
     # them running for the next start to adopt, as after kill -9.

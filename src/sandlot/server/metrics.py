@@ -101,7 +101,7 @@ class _ServiceCollector:
         target = GaugeMetricFamily("sandlot_pool_target", "Warm sandboxes kept per pooled template (SANDLOT_POOL_SIZE).",
                                    labels=["template"])
         for template in svc.config.pool_templates:
-            target.add_metric([template], svc.config.pool_size)
+            target.add_metric([template], svc.pools.target(template))
         yield target
 
         yield from _team_usage(svc)

@@ -1,6 +1,12 @@
 """Warm pools: sandboxes made ahead per template (and per snapshot that asks for one), at the lowest
 CPU weight, each warmed with one login shell (and its code interpreter's default context), claimed
-by creates that ask for nothing a pool sandbox lacks."""
+by creates that ask for nothing a pool sandbox lacks.
+
+A pool sizes itself to demand: it keeps SANDLOT_POOL_SIZE sandboxes, or as many as were claimed from
+it in the last SANDLOT_POOL_WINDOW seconds if more (a burst is followed by more warm sandboxes for
+the next one), up to SANDLOT_POOL_MAX; and all pools together stay within SANDLOT_POOL_MEMORY_MB of what
+their sandboxes measurably use. Past the window the surplus is killed, oldest first.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,8 @@ import asyncio
 import logging
 import secrets
 import string
+import time
+from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -48,10 +56,65 @@ class Pools:
         self.service = service
         self._lists: dict[str, list[Pooled]] = {}
         self._filling: dict[str, asyncio.Task] = {}
+        self._claims: dict[str, deque[float]] = {}  # when each recent claim was made, per pool
+        self._trims: dict[str, asyncio.TimerHandle] = {}
         self._closed = False
+
+    def target(self, name: str) -> int:
+        """How many warm sandboxes the pool of `name` keeps now."""
+        config = self.service.config
+        if not config.pool_size:
+            return 0
+        claims = self._claims.get(name, ())
+        horizon = time.monotonic() - config.pool_window
+        while claims and claims[0] < horizon:
+            claims.popleft()
+        return min(max(config.pool_size, len(claims)), max(config.pool_max, config.pool_size))
+
+    def _memory_mb(self) -> float:
+        """What the warm sandboxes of all pools use now (their cgroups' memory)."""
+        total = 0
+        for pool in self._lists.values():
+            for pooled in pool:
+                try:
+                    total += self.service.runtime.usage(pooled.rt.sandbox_id).memory_bytes
+                except Exception:  # gone meanwhile: a claim finds it dead and discards it
+                    pass
+        return total / (1 << 20)
+
+    def _room(self, name: str, pool: list[Pooled]) -> bool:
+        """One more for `name`: under its target, and, past its base size, within the memory budget
+        (the base size is kept whatever the budget: SANDLOT_POOL_SIZE is the operator's own)."""
+        if len(pool) >= self.target(name):
+            return False
+        return len(pool) < self.service.config.pool_size or self._memory_mb() < self.service.config.pool_memory_mb
+
+    def _note_claim(self, name: str) -> None:
+        self._claims.setdefault(name, deque(maxlen=1024)).append(time.monotonic())
+        handle = self._trims.pop(name, None)
+        if handle is not None:
+            handle.cancel()
+        self._trims[name] = asyncio.get_running_loop().call_later(self.service.config.pool_window + 1, self._trim, name)
+
+    def _trim(self, name: str) -> None:
+        """Kill what a pool holds past its target, oldest first (demand went down)."""
+        self._trims.pop(name, None)
+        pool = self._lists.get(name)
+        if not pool or self._closed:
+            return
+        surplus = len(pool) - self.target(name)
+        if surplus > 0:
+            gone, pool[:] = pool[:surplus], pool[surplus:]
+            loop = asyncio.get_running_loop()
+            for pooled in gone:
+                loop.run_in_executor(None, self.service.runtime.kill, pooled.rt.sandbox_id)
+            log.info("pool %s: %d warm sandbox(es) fewer, demand went down", name, surplus)
 
     def stop(self) -> None:
         self._closed = True
+        for handle in self._trims.values():
+            handle.cancel()
+        self._trims.clear()
 
     async def close(self) -> None:
         """Kill the warm sandboxes. A refill may be inside runtime.create (a thread): it finishes
@@ -67,9 +130,10 @@ class Pools:
         # Pooled sandboxes start with default limits and no env vars (the agent reads its env vars
         # at start), so only matching requests may take one.
         pool = self._lists.get(req.template)
-        if not pool or req.envs or req.limits != Limits() or req.volume_mounts or req.workspace \
+        if pool is None or req.envs or req.limits != Limits() or req.volume_mounts or req.workspace \
                 or req.security != SecurityPolicy():
             return None
+        self._note_claim(req.template)  # asked of the pool, taken or not: its demand
         while pool:
             pooled = pool.pop()
             if self.service.runtime.alive(pooled.rt):
@@ -93,7 +157,7 @@ class Pools:
             template = await self.service._template(name, wait=True)
             pool = self._lists.setdefault(name, [])
             # drop (a snapshot deleted or replaced) unregisters the list: stop filling it
-            while not self._closed and self._lists.get(name) is pool and len(pool) < self.service.config.pool_size:
+            while not self._closed and self._lists.get(name) is pool and self._room(name, pool):
                 spec = SandboxSpec(new_sandbox_id(), name, background=True,
                                    network_ready=self.service.config.egress != "off")
                 rt = await asyncio.to_thread(self.service.runtime.create, spec, template)
