@@ -11,6 +11,8 @@ import pytest
 from e2b import PtySize
 from test_isolation import run
 
+from sandlot.runtimes.namespace import mount_root
+
 # raw syscall numbers below are x86_64's (pidfd_* are the same everywhere)
 pytestmark = pytest.mark.skipif(platform.machine() != "x86_64", reason="syscall numbers for x86_64")
 
@@ -130,3 +132,5 @@ def test_mountinfo_names_no_state_path_of_the_server(make_sandbox, server):
     root = next(line for line in out.splitlines() if line.split()[4] == "/")
     assert "lowerdir=/proc/self/fd/" in root and "upperdir=/proc/self/fd/" in root, root
     assert str(server.home.resolve()) not in out and "/sandboxes/" not in out, out
+    # nor where it keeps its run directory: the agent's code is on a filesystem of its own
+    assert mount_root(server.home).name not in out and "/agent-" in out, out

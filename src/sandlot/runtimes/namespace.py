@@ -60,6 +60,8 @@ log = logging.getLogger("sandlot.runtime")
 
 RUN_MOUNT_FLAGS = syscalls.MS_NODEV | syscalls.MS_NOSUID | syscalls.MS_NOEXEC
 RUN_TMPFS = "size=1m,nr_inodes=256"  # agent.json, its socket, boot_id, the mount points
+CODE_MOUNT = "code"  # in the server's run directory: the in-sandbox tree and bwrap, one copy per version
+CODE_TMPFS = "size=64m,mode=0711"
 # Terminals per sandbox. The kernel's are host-wide (kernel.pty.max 4096, of which new devpts
 # instances share max - reserve = 3072): one sandbox once took them all, and a neighbour's
 # pty.create() failed. 64 each takes 48 sandboxes at their bound to run the host out.
@@ -85,8 +87,14 @@ class NamespaceRuntime:
         self.mnt.mkdir(parents=True, exist_ok=True)
         for p in (self.mnt.parent, self.mnt):
             os.chmod(p, 0o711)
-        self.agent_dir = install_agent(self.mnt)
-        self.bwrap = install_bwrap(self.mnt)
+        # the agent's code and bwrap's copy on a filesystem of their own: what a sandbox sees of them
+        # (its mountinfo, /proc/1/exe) names no host path
+        self.code = self.mnt / CODE_MOUNT
+        if not os.path.ismount(self.code):
+            self.code.mkdir(mode=0o711, exist_ok=True)
+            syscalls.mount("tmpfs", str(self.code), "tmpfs", syscalls.MS_NODEV | syscalls.MS_NOSUID, CODE_TMPFS)
+        self.agent_dir = install_agent(self.code)
+        self.bwrap = install_bwrap(self.code)
         self.cgroup_version = cgroups.detect()
         # with cgroups, sandbox processes are forked (and attached) ahead of time
         self.stems = Stems(self.cgroup_version, self.cgroup_group, self._reap_in_background) \
@@ -135,9 +143,11 @@ class NamespaceRuntime:
 
     def leftovers(self) -> set[str]:
         ids = {p.name for p in self.root.iterdir() if p.is_dir()}
-        # besides sandboxes, the server's own: the in-sandbox tree (agent-*), bwrap's copy (bwrap-*) and
-        # the permission filesystem's mount (.permfs: named first, as a dead daemon's mount fails is_dir)
-        ids.update(p.name for p in self.mnt.iterdir() if not p.name.startswith((".", "agent", "bwrap-")) and p.is_dir())
+        # besides sandboxes, the server's own: code/ (the in-sandbox tree and bwrap's copy; agent-* and
+        # bwrap-* where servers before it kept them) and the permission filesystem's mount (.permfs:
+        # named first, as a dead daemon's mount fails is_dir)
+        ids.update(p.name for p in self.mnt.iterdir()
+                   if not p.name.startswith((".", "agent", "bwrap-")) and p.name != CODE_MOUNT and p.is_dir())
         ids.update(cgroups.leftovers(self.cgroup_group))
         if self.network:  # rules of a sandbox whose slot is still claimed (the claim names it)
             claims = self.uids.mine()
@@ -152,8 +162,11 @@ class NamespaceRuntime:
         if self.network:
             self.network.close(sandboxes_left=bool(self.leftovers()))
             self.network = None
-        if not self.leftovers() and not mounted_under(self.mnt):
-            shutil.rmtree(self.mnt, ignore_errors=True)
+        if not self.leftovers():
+            if os.path.ismount(self.code):
+                syscalls.umount(str(self.code))
+            if not mounted_under(self.mnt):
+                shutil.rmtree(self.mnt, ignore_errors=True)
 
     # ---- create ------------------------------------------------------------------------------
 
