@@ -22,6 +22,8 @@ ZONE = {
     "metadata.test": [METADATA],
     "host.test": [HOST],
     "loop.test": ["127.0.0.1"],
+    # HTTPS whose certificate (for allowed.test) does not name it
+    "mismatch.test": [ALLOWED],
 }
 
 
@@ -30,6 +32,7 @@ class World:
     netns: str
     link: str
     log: Path  # the HTTP servers' request log (JSON lines)
+    ca: Path  # the HTTPS server's certificate, self-signed: what a client must trust to verify it
     dns: str = DNS
 
     def requests(self) -> list[dict]:
@@ -63,7 +66,8 @@ def outside_world(d: Path):
     _remove_dead_worlds()
     netns, link = f"sandlot-world-{os.getpid()}", f"slw{os.getpid() % 100000}"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(d / "key.pem"),
-                    "-out", str(d / "cert.pem"), "-days", "1", "-subj", "/CN=allowed.test"],
+                    "-out", str(d / "cert.pem"), "-days", "1", "-subj", "/CN=allowed.test",
+                    "-addext", "subjectAltName=DNS:allowed.test"],
                    check=True, capture_output=True)
     (d / "zone.json").write_text(json.dumps(ZONE))
     _ip("netns", "add", netns)
@@ -83,7 +87,7 @@ def outside_world(d: Path):
              "--cert", str(d / "cert.pem"), "--key", str(d / "key.pem"), "--log", str(d / "requests.log")],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert proc.stdout.readline().strip() == "ready"
-        yield World(netns, link, d / "requests.log")
+        yield World(netns, link, d / "requests.log", d / "cert.pem")
     finally:
         if proc is not None:
             proc.stdin.close()

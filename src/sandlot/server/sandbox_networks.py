@@ -1,7 +1,8 @@
 """A sandbox's network as the control plane keeps it (issue 12): what a create may have here
 (SANDLOT_EGRESS, the runtime's support), the links pool sandboxes have made ahead, live updates one
 at a time per sandbox, the ingress settings the port proxy reads, and networks taken over after a
-restart. The substance (links, nftables, DNS) is runtimes/network.py's."""
+restart, and the egress CA a sandbox with header rules trusts. The substance (links, nftables, DNS,
+the rules' proxy) is runtimes/network.py's."""
 
 from __future__ import annotations
 
@@ -23,11 +24,21 @@ log = logging.getLogger("sandlot.service")
 # the create has answered (~20-50 ms of work the create should not wait for).
 UNUSED_LINK_DELAY = 0.1
 
+# Where a sandbox with network.rules finds the egress CA (Debian's layout): its own file, appended to
+# the system bundle (curl, OpenSSL, Go), and variables for the programs that bring their own
+# bundle (Python's requests and certifi, Node), set by the login profile the SDKs' commands run.
+CA_FILE = "/usr/local/share/ca-certificates/sandlot-egress.crt"
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+CA_PROFILE = "/etc/profile.d/sandlot-egress-ca.sh"
+CA_ENV = (f"export SSL_CERT_FILE={CA_BUNDLE} REQUESTS_CA_BUNDLE={CA_BUNDLE} "
+          f"NODE_EXTRA_CA_CERTS={CA_FILE}\n").encode()
+
 
 class SandboxNetworks:
     def __init__(self, service: SandboxService):
         self.service = service
         self._locks: dict[str, asyncio.Lock] = {}  # a sandbox's network changes, one at a time
+        self.egress_ca: bytes | None = None  # PEM of the rules proxy's CA (app.py sets it)
 
     def adopt(self, rec: SandboxRecord, running: bool = True) -> None:
         egress = egress_of(rec)
@@ -94,11 +105,34 @@ class SandboxNetworks:
                                      "dnsServers and bandwidthMbps are refused")
         raise E.Unsupported(f"this server cannot give sandboxes a network: {missing}")
 
+    async def trust_ca(self, live, egress: NetworkPolicy | None) -> None:
+        """Make the sandbox trust the egress CA, if `egress` has header rules. Written by the
+        sandbox's agent as root inside the sandbox, so whatever the sandbox did to these paths
+        (a symlink out) stays inside it; only the CA's certificate goes in, never a key or a secret."""
+        if egress is None or not egress.rules or live.agent is None:
+            return
+        if self.egress_ca is None:
+            raise E.Unsupported("this server has no egress CA: network.rules cannot be applied")
+        agent, pem = live.agent, self.egress_ca
+        await agent.write(CA_FILE, "root", pem)
+        bundle = b""
+        try:
+            async for part in agent.read(CA_BUNDLE, "root"):
+                if isinstance(part, bytes):
+                    bundle += part
+        except E.NotFound:
+            pass
+        if pem not in bundle:
+            await agent.write(CA_BUNDLE, "root", (b"\n" if bundle and not bundle.endswith(b"\n") else b"") + pem,
+                              append=True)
+        await agent.write(CA_PROFILE, "root", CA_ENV)
+
     async def update(self, sandbox_id: str, egress: NetworkPolicy | None) -> None:
         """Replace the sandbox's egress policy live (E2B's PUT /sandboxes/{id}/network)."""
         live = self.service._known(sandbox_id)
         egress = self.allowed(egress)
         async with self.lock(sandbox_id):
+            await self.trust_ca(live, egress)  # trusted before the rules apply
             await asyncio.to_thread(self.service.runtime.set_network, sandbox_id, egress)
             live.record.network = network_record(egress, (live.record.network or {}).get("ingress", {}))
             self.service.store.update(sandbox_id, network=live.record.network)

@@ -1,0 +1,157 @@
+"""E2B's `network.rules` (issue 12): per-host headers set on a sandbox's HTTP and HTTPS requests by
+the egress proxy on the host (runtimes/egress_proxy.py), seen at the world's servers and never
+inside the sandbox. HTTPS is terminated with a leaf of the server's egress CA, which the sandbox
+trusts (curl verifies, no -k), and dialled upstream with real verification: this module's server
+trusts the world's self-signed certificate through SANDLOT_EGRESS_CA_FILE, and a name the
+certificate does not cover fails closed."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from e2b.sandbox.network import ALL_TRAFFIC
+from network_support import ALLOWED, OTHER, fetch, network, sh
+
+from support import checked_server
+
+SECRET = f"Bearer sandlot-{uuid.uuid4().hex}"
+RULES = {"allowed.test": [{"transform": {"headers": {"Authorization": SECRET}}},
+                          {"transform": {"headers": {"X-Team": "blue"}}}]}
+CA_FILE = "/usr/local/share/ca-certificates/sandlot-egress.crt"
+
+
+@pytest.fixture(scope="module")
+def server(world):
+    """This module's own server: its proxy must trust the world's HTTPS certificate."""
+    with checked_server(extra_env={"SANDLOT_EGRESS_CA_FILE": str(world.ca), "SANDLOT_POOL_TEMPLATES": "base"}) as srv:
+        yield srv
+
+
+def _allow_list(**kwargs) -> dict:
+    return network(allow_out=["allowed.test", "other.test", "mismatch.test"], deny_out=[ALL_TRAFFIC], **kwargs)
+
+
+def _seen(world, path: str) -> list[dict]:
+    return [r for r in world.requests() if r["path"] == path]
+
+
+def _curl(sbx, url: str, *flags: str) -> tuple[int, str]:
+    """curl from inside with the sandbox's own trust store (no -k unless given)."""
+    return sh(sbx, f"curl -sS --connect-timeout 2 -m 10 {' '.join(flags)} {url}")
+
+
+def test_http_requests_get_the_rule_headers(world, make_sandbox):
+    sbx = make_sandbox(network=_allow_list(rules=RULES))
+    path = f"/http-{uuid.uuid4().hex}"
+    # the sandbox's own Authorization is replaced; two requests on one connection both get it
+    code, out = sh(sbx, f"curl -sS -m 10 -H 'Authorization: mine' http://allowed.test{path} http://allowed.test{path}")
+    assert code == 0, out
+    assert out == f"world {ALLOWED}\n" * 2
+    seen = _seen(world, path)
+    assert len(seen) == 2
+    for r in seen:
+        assert r["port"] == 80
+        assert r["headers"]["Authorization"] == SECRET
+        assert r["headers"]["X-Team"] == "blue"
+        assert r["headers"]["Host"] == "allowed.test"
+
+
+def test_https_is_verified_inside_and_gets_the_headers(world, make_sandbox):
+    sbx = make_sandbox(network=_allow_list(rules=RULES))
+    path = f"/https-{uuid.uuid4().hex}"
+    code, out = _curl(sbx, f"https://allowed.test{path} https://allowed.test{path}", "-v")
+    assert code == 0, out
+    assert out.count(f"world {ALLOWED}") == 2
+    assert "sandlot egress CA" in out  # the certificate the sandbox verified is the proxy's leaf
+    seen = _seen(world, path)
+    assert [r["port"] for r in seen] == [443, 443]
+    assert all(r["headers"]["Authorization"] == SECRET for r in seen)
+    # Python's requests-style variables point at the bundle with the CA (the login profile sets them)
+    code, out = sh(sbx, "python3 -c \"import os, ssl, urllib.request; "
+                        f"print(urllib.request.urlopen('https://allowed.test{path}-py', timeout=10).read().decode(), end='')\"")
+    assert code == 0 and out == f"world {ALLOWED}\n", out
+    assert _seen(world, f"{path}-py")[0]["headers"]["Authorization"] == SECRET
+
+
+def test_the_secret_never_enters_the_sandbox(world, make_sandbox):
+    sbx = make_sandbox(network=_allow_list(rules=RULES))
+    token = SECRET.split()[1]
+    assert token not in sh(sbx, "env; cat /proc/1/environ", user="root")[1]
+    code, out = sh(sbx, f"grep -rIls --exclude-dir=proc --exclude-dir=sys {token} /etc /home /root /tmp /usr/local /var /run",
+                   user="root", timeout=60)
+    assert out.strip() == "", out
+    assert token not in str(sbx.get_info())  # getInfo shows the rule's header names, not their values
+    # a host no rule names gets nothing
+    path = f"/other-{uuid.uuid4().hex}"
+    assert fetch(sbx, f"http://other.test{path}") == (0, f"world {OTHER}\n")
+    (seen,) = _seen(world, path)
+    assert "Authorization" not in seen["headers"] and "X-Team" not in seen["headers"]
+
+
+def test_an_upstream_that_does_not_verify_fails_closed(world, make_sandbox):
+    """mismatch.test is the world's HTTPS server, whose certificate names only allowed.test: the
+    proxy never sends the request (not even when the sandbox itself would accept anything)."""
+    sbx = make_sandbox(network=_allow_list(rules={"mismatch.test": RULES["allowed.test"]}))
+    path = f"/mismatch-{uuid.uuid4().hex}"
+    for flags in ((), ("-k",)):
+        code, out = _curl(sbx, f"https://mismatch.test{path}", *flags)
+        assert code != 0, out
+    assert _seen(world, path) == []
+
+
+def test_a_sandbox_without_rules_is_not_redirected(world, make_sandbox):
+    sbx = make_sandbox(network=_allow_list())
+    path = f"/plain-{uuid.uuid4().hex}"
+    code, out = _curl(sbx, f"https://allowed.test{path}", "-k", "-v")
+    assert code == 0, out
+    assert "sandlot egress CA" not in out  # the world's own certificate, end to end
+    assert sh(sbx, f"test -e {CA_FILE}")[0] == 1
+    (seen,) = _seen(world, path)
+    assert "Authorization" not in seen["headers"]
+
+
+def test_rules_grant_no_access(world, make_sandbox):
+    sbx = make_sandbox(network=network(allow_out=["other.test"], deny_out=[ALL_TRAFFIC], rules=RULES))
+    path = f"/refused-{uuid.uuid4().hex}"
+    assert fetch(sbx, f"http://allowed.test{path}")[0] != 0
+    assert fetch(sbx, f"http://{ALLOWED}{path}")[0] != 0
+    assert _seen(world, path) == []
+
+
+def test_live_update_applies_rules(world, make_sandbox):
+    sbx = make_sandbox(network=_allow_list())
+    path = f"/live-{uuid.uuid4().hex}"
+    assert fetch(sbx, f"http://allowed.test{path}")[0] == 0
+    assert "Authorization" not in _seen(world, path)[0]["headers"]
+    sbx.update_network({"allow_out": ["allowed.test"], "deny_out": [ALL_TRAFFIC], "dns_servers": [world.dns],
+                        "rules": RULES})
+    code, out = _curl(sbx, f"https://allowed.test{path}-tls")
+    assert code == 0, out
+    assert _seen(world, f"{path}-tls")[0]["headers"]["Authorization"] == SECRET
+    sbx.update_network({"allow_out": ["allowed.test"], "deny_out": [ALL_TRAFFIC], "dns_servers": [world.dns]})
+    assert fetch(sbx, f"http://allowed.test{path}-after")[0] == 0
+    assert "Authorization" not in _seen(world, f"{path}-after")[0]["headers"]
+
+
+@pytest.mark.parametrize("rules, status, word", [
+    ({"allowed.test": [{"transform": {"headers": {"Host": "x"}}}]}, 400, "Host"),
+    ({"allowed.test": [{"transform": {"headers": {"X-A": "a\r\nX-B: b"}}}]}, 400, "CR"),
+    ({"allowed.test": [{"transform": {"headers": {"bad name": "x"}}}]}, 400, "header name"),
+    ({"10.0.0.1": [{"transform": {"headers": {"X-A": "a"}}}]}, 400, "address"),
+    ({"*": [{"transform": {"headers": {"X-A": "a"}}}]}, 400, "'*'"),
+    ({"allowed.test": {"transform": {}}}, 400, "list"),
+    ({"allowed.test": [{"transform": {"body": "x"}}]}, 400, "headers"),
+    ({"allowed.test": [{"transform": {"headers": {"Authorization": "Bearer ${e2b.identity.tokens.aws}"}}}]},
+     501, "workload identity"),
+])
+def test_bad_rules_are_refused_clearly(api, rules, status, word):
+    body = {"templateID": "base", "network": {"allowOut": ["allowed.test"], "denyOut": [ALL_TRAFFIC], "rules": rules}}
+    r = api.post("/sandboxes", json=body)
+    assert r.status_code == status, r.text
+    assert word in r.json()["message"]
+
+
+def test_rules_without_a_network_are_refused(api):
+    r = api.post("/sandboxes", json={"templateID": "base", "network": {"rules": RULES}})
+    assert r.status_code == 400 and "allowOut" in r.json()["message"]
