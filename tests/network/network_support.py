@@ -13,6 +13,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 HOST = "198.18.0.1"
 ALLOWED, OTHER, NEIGHBOUR, DNS = "198.18.0.2", "198.18.0.3", "198.18.0.4", "198.18.0.53"
+SOCKS = "198.18.0.10"  # where a test runs its SOCKS5 server (socks_server.py)
 METADATA = "169.254.169.254"
 ZONE = {
     "allowed.test": [ALLOWED],
@@ -32,6 +33,7 @@ class World:
     netns: str
     link: str
     log: Path  # the HTTP servers' request log (JSON lines)
+    zone: Path  # the DNS server's names (JSON)
     ca: Path  # the HTTPS server's certificate, self-signed: what a client must trust to verify it
     dns: str = DNS
 
@@ -76,7 +78,7 @@ def outside_world(d: Path):
         _ip("link", "add", link, "type", "veth", "peer", "name", "eth0", "netns", netns)
         _ip("addr", "add", f"{HOST}/24", "dev", link)
         _ip("link", "set", link, "up")
-        for address in (ALLOWED, OTHER, NEIGHBOUR, DNS, METADATA):
+        for address in (ALLOWED, OTHER, NEIGHBOUR, DNS, SOCKS, METADATA):
             _ip("-n", netns, "addr", "add", f"{address}/{24 if address != METADATA else 32}", "dev", "eth0")
         _ip("-n", netns, "link", "set", "eth0", "up")
         _ip("-n", netns, "link", "set", "lo", "up")
@@ -87,7 +89,7 @@ def outside_world(d: Path):
              "--cert", str(d / "cert.pem"), "--key", str(d / "key.pem"), "--log", str(d / "requests.log")],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert proc.stdout.readline().strip() == "ready"
-        yield World(netns, link, d / "requests.log", d / "cert.pem")
+        yield World(netns, link, d / "requests.log", d / "zone.json", d / "cert.pem")
     finally:
         if proc is not None:
             proc.stdin.close()

@@ -68,8 +68,9 @@ def test_https_is_verified_inside_and_gets_the_headers(world, make_sandbox):
     assert [r["port"] for r in seen] == [443, 443]
     assert all(r["headers"]["Authorization"] == SECRET for r in seen)
     # Python's requests-style variables point at the bundle with the CA (the login profile sets them)
-    code, out = sh(sbx, "python3 -c \"import os, ssl, urllib.request; "
-                        f"print(urllib.request.urlopen('https://allowed.test{path}-py', timeout=10).read().decode(), end='')\"")
+    url = f"https://allowed.test{path}-py"
+    code, out = sh(sbx, f"python3 -c \"import urllib.request; print(urllib.request.urlopen('{url}', timeout=10)"
+                        ".read().decode(), end='')\"")
     assert code == 0 and out == f"world {ALLOWED}\n", out
     assert _seen(world, f"{path}-py")[0]["headers"]["Authorization"] == SECRET
 
@@ -78,8 +79,8 @@ def test_the_secret_never_enters_the_sandbox(world, make_sandbox):
     sbx = make_sandbox(network=_allow_list(rules=RULES))
     token = SECRET.split()[1]
     assert token not in sh(sbx, "env; cat /proc/1/environ", user="root")[1]
-    code, out = sh(sbx, f"grep -rIls --exclude-dir=proc --exclude-dir=sys {token} /etc /home /root /tmp /usr/local /var /run",
-                   user="root", timeout=60)
+    places = "/etc /home /root /tmp /usr/local /var /run"
+    code, out = sh(sbx, f"grep -rIls --exclude-dir=proc --exclude-dir=sys {token} {places}", user="root", timeout=60)
     assert out.strip() == "", out
     assert token not in str(sbx.get_info())  # getInfo shows the rule's header names, not their values
     # a host no rule names gets nothing

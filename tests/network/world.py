@@ -5,8 +5,8 @@ server (dnslib) on port 53 of --dns answering from a fixed zone. Prints "ready" 
     python world.py --http 198.18.0.2 198.18.0.3 --dns 198.18.0.53 --zone zone.json --cert c.pem --key k.pem
 
 Each HTTP answer says which address served it ("world 198.18.0.2"), echoes the request's headers as
-JSON lines into --log (with the address and port that served it), and /bytes/N answers N bytes
-(throughput and bandwidth-cap tests).
+JSON lines into --log (with the address and port that served it and the client's address), and
+/bytes/N answers N bytes (throughput and bandwidth-cap tests).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def handler(log_path: str):
         def do_GET(self):
             with open(log_path, "a") as f:
                 f.write(json.dumps({"host": self.server.server_address[0], "port": self.server.server_address[1],
-                                    "path": self.path,
+                                    "client": self.client_address[0], "path": self.path,
                                     "headers": dict(self.headers)}) + "\n")
             if self.path.startswith("/bytes/"):
                 body = b"x" * int(self.path.rsplit("/", 1)[1])

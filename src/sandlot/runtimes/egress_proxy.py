@@ -35,7 +35,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from python_socks import ProxyError, ProxyTimeoutError
+
+from . import socks
 from .egress_rules import headers_for
+from .policy import closed
 
 if TYPE_CHECKING:
     from .network import Network
@@ -129,15 +133,24 @@ class RulesProxy:
         handed: list[socket.socket] = []
         try:
             address, port = _original_dst(conn)
-            target = self.network.rule_target(peer, address)
-            if target is None:  # not a redirected connection of a sandbox to an address pinned for it
-                log.info("egress proxy: refused %s -> %s:%d (no rule pinned that address)", peer, address, port)
+            target = self.network.target(peer, address)
+            if target is None:  # not a sandbox's connection to an address it may reach and we serve
+                log.info("egress proxy: refused %s -> %s:%d (its policy does not pass it here)", peer, address, port)
                 return
-            attached, names = target
-            up = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            up.setblocking(False)
-            loop = asyncio.get_running_loop()
-            await asyncio.wait_for(loop.sock_connect(up, (address, port)), CONNECT_TIMEOUT)
+            attached, names, name = target
+            if attached.policy.socks:  # only ever through the user's proxy: failing that, not at all
+                try:
+                    up = await socks.dial(attached.policy.socks, name or address, port, closed, CONNECT_TIMEOUT)
+                except (OSError, asyncio.TimeoutError, ProxyError, ProxyTimeoutError) as e:
+                    log.warning("sandbox %s: its SOCKS5 proxy did not connect %s:%d: %s",
+                                attached.sandbox_id, name or address, port, e)
+                    return
+                up.setblocking(False)
+            else:
+                up = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                up.setblocking(False)
+                loop = asyncio.get_running_loop()
+                await asyncio.wait_for(loop.sock_connect(up, (address, port)), CONNECT_TIMEOUT)
             hello = await _first_bytes(conn, up)
             rules = attached.policy.rules
             handed += [conn, up]

@@ -12,8 +12,9 @@ per sandbox cost ~7 ms, since nftables re-reads the table for each).
 
     c_pre    (prerouting -300)  from a sandbox link: no IPv6; the source must be its own address
     c_dns    (prerouting nat)   DNS (udp/tcp 53, to any address) goes to this server's resolver;
-                                TCP to an address pinned for a `network.rules` name (`rulepins`)
-                                goes to the egress proxy (egress_proxy.py), which dials it itself
+                                TCP to an address pinned for a `network.rules` name (`rulepins`),
+                                and all TCP of a link in `socks` (a user's SOCKS5 proxy), goes to
+                                the egress proxy (egress_proxy.py), which dials it itself
     c_input, c_fwd              from a sandbox link: `egress`; to one: its cap, then replies only
     c_post   (postrouting nat)  masquerade the sandboxes' subnet on its way out
     egress   [cap] · replies · other sandboxes ✗ · explicit allows inside closed ranges ✓ ·
@@ -38,7 +39,6 @@ import ipaddress
 import json
 import logging
 import os
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -51,7 +51,7 @@ from .egress_proxy import EgressTls, RulesProxy
 from .egress_rules import headers_for
 from .forward import ForwardDrops
 from .nft import Nft
-from .policy import ALWAYS_BLOCKED, SANDBOX_SUBNET, NetworkPolicy, name_matches
+from .policy import ALWAYS_BLOCKED, SANDBOX_SUBNET, NetworkPolicy, closed, name_matches
 
 log = logging.getLogger("sandlot.network")
 
@@ -87,6 +87,8 @@ class Attached:
                  "explicit": [key + str(n) for n in explicit], "allow": [key + str(n) for n in allow],
                  "deny": [key + str(n) for n in ipaddress.collapse_addresses(self.policy.networks("deny"))],
                  "verdicts": [f'"{self.link}" : {"accept" if self.policy.internet else "drop"}']}
+        if self.policy.socks:
+            found["socks"] = [f'"{self.link}"']
         if self.policy.bandwidth_mbps:
             found["up"] = [f'"{self.link}" : jump {_cap_chain(self.link, "up")}']
             found["down"] = [f'"{self.link}" : jump {_cap_chain(self.link, "down")}']
@@ -170,6 +172,7 @@ class Network:
             *(f"add set {t} {s} {{ type ifname . ipv4_addr; flags timeout; size {PIN_SET_SIZE}; }}"
               for s in ("pins", "denypins", "rulepins")),
             *(f"add map {t} {m} {{ type ifname : verdict; }}" for m in ("verdicts", "up", "down")),
+            f"add set {t} socks {{ type ifname; }}",
             *(f"add chain {t} {name} {{ type {kind} hook {hook} priority {prio}; policy accept; }}"
               for name, kind, hook, prio in chains),
             f"add chain {t} egress",
@@ -197,6 +200,7 @@ class Network:
             return []
         t, p, port = self.t, self.prefix + "*", self.proxy.port
         return [f'add rule {t} c_dns iifname "{p}" iifname . ip daddr @rulepins meta l4proto tcp redirect to :{port}',
+                f'add rule {t} c_dns iifname "{p}" iifname @socks meta l4proto tcp redirect to :{port}',
                 # only what the rule above redirected: the proxy's port itself stays closed to sandboxes
                 f'add rule {t} c_input iifname "{p}" tcp dport {port} ct status dnat accept',
                 f'add rule {t} c_input iifname != "{p}" tcp dport {port} drop']
@@ -243,7 +247,7 @@ class Network:
             self.nft.run(then)
 
     def _elements_of(self, link: str,
-                     sets=("sources", *RULE_SETS, "pins", "denypins", "rulepins")) -> dict[str, list[str]]:
+                     sets=("sources", *RULE_SETS, "pins", "denypins", "rulepins", "socks")) -> dict[str, list[str]]:
         """What the kernel holds for `link` (after a restart, or for a leftover), by set."""
         out = json.loads(self.nft.run(f"list table {self.t}\n", json_output=True) or "{}")
         found: dict[str, list[str]] = {}
@@ -289,8 +293,8 @@ class Network:
         (one nftables transaction). `adopting`: a new server takes over what the last one loaded."""
         link = self.link_name(slot)
         host_cidr, cidr = addresses(slot)
-        if policy.rules and self.proxy is None:
-            raise E.Unsupported("this server has no egress proxy: network.rules cannot be applied")
+        if (policy.rules or policy.socks) and self.proxy is None:
+            raise E.Unsupported("this server has no egress proxy: network.rules and egressProxy cannot be applied")
         # at the first network given, not at start: a server that gives none (SANDLOT_EGRESS=off)
         # leaves the host's forwarding as it found it
         self._enable_forwarding()
@@ -388,7 +392,7 @@ class Network:
         if self._attached.get(a.sandbox_id) is a:
             a.rule_pins.setdefault(ip, {})[name] = time.time() + ttl
 
-    def _reaches(self, a: Attached, ip: str, name: str) -> bool:
+    def _reaches(self, a: Attached, ip: str, name: str | None) -> bool:
         """Whether the egress chain would pass the sandbox's connection to `ip`, an answer for `name`
         (the chain's order, module docstring)."""
         address = ipaddress.IPv4Address(ip)
@@ -397,25 +401,30 @@ class Network:
         explicit, allow = _split_explicit(a.policy.networks("allow"))
         if any(address in n for n in explicit):
             return True
-        if any(address in ipaddress.IPv4Network(b) for b in ALWAYS_BLOCKED) or _is_local(ip):
+        if closed(ip):
             return False
-        if any(address in n for n in allow) or name_matches(name, a.policy.names("allow")):
+        if any(address in n for n in allow) or (name and name_matches(name, a.policy.names("allow"))):
             return True
         pinned = a.pins.get(ip)
         if any(address in n for n in a.policy.networks("deny")) or (pinned and pinned[2]):
             return False
         return a.policy.internet
 
-    def rule_target(self, source: str, ip: str) -> tuple[Attached, set[str]] | None:
-        """For the egress proxy: the sandbox at `source` and the rule names `ip` was pinned for, if
-        it still may reach `ip`; None for anything else."""
+    def target(self, source: str, ip: str) -> tuple[Attached, set[str], str | None] | None:
+        """For the egress proxy, a connection from `source` redirected away from `ip`: the sandbox,
+        the rule names `ip` was pinned for, and the allowed name it was pinned for (what a SOCKS5
+        proxy is asked for), if the sandbox may reach `ip`; None for anything else."""
         a = self.resolver.attached(source)
         if a is None or self._attached.get(a.sandbox_id) is not a:
             return None
         now = time.time()
         names = {n for n, until in a.rule_pins.get(ip, {}).items()
                  if until > now and headers_for(a.policy.rules, n) is not None and self._reaches(a, ip, n)}
-        return (a, names) if names else None
+        pinned = a.pins.get(ip)
+        name = pinned[1] if pinned and not pinned[2] and pinned[0] > now else None
+        if a.policy.socks:  # all its TCP comes here: the egress chain's question, for every connection
+            return (a, names, name or min(names, default=None)) if self._reaches(a, ip, name) or names else None
+        return (a, names, name) if names else None
 
     def detach(self, sandbox_id: str, slot: int | None) -> None:
         """Remove everything of the sandbox's network: elements, cap chains, resolver entry, link."""
@@ -526,16 +535,6 @@ def _split_explicit(nets: list[ipaddress.IPv4Network]):
             rest.append(n)
     # an interval set refuses overlapping elements of one key
     return list(ipaddress.collapse_addresses(explicit)), list(ipaddress.collapse_addresses(rest))
-
-
-def _is_local(ip: str) -> bool:
-    """Whether `ip` is one of this host's own addresses (only those can be bound)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.bind((ip, 0))
-        except OSError:
-            return False
-        return True
 
 
 def start_network(server: str, home: Path, tls: EgressTls | None = None):

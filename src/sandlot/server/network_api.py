@@ -10,8 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .. import _exceptions as E
-from ..runtimes import egress_rules
+from ..runtimes import egress_rules, socks
 from ..runtimes.policy import NetworkPolicy
 from .bodies import JsonBody, read_model
 from .observe import note
@@ -28,7 +27,7 @@ class NetworkIn(JsonBody):
     maskRequestHost: str | None = None
     httpsPorts: list[int] | None = None
     rules: Any = None  # checked by egress_rules.parse: its errors name the field
-    egressProxy: dict | None = None
+    egressProxy: Any = None  # checked by socks.parse
     bandwidthMbps: float | None = None
 
 
@@ -39,17 +38,15 @@ class NetworkUpdateIn(JsonBody):
     denyOut: list[str] | None = None
     dnsServers: list[str] | None = None
     rules: Any = None
-    egressProxy: dict | None = None
+    egressProxy: Any = None
     allow_internet_access: bool | None = None
     bandwidthMbps: float | None = None
 
 
 def egress_from(allow_internet_access: bool | None, net: NetworkIn | NetworkUpdateIn | None) -> NetworkPolicy | None:
-    if net is not None and net.egressProxy is not None:
-        raise E.Unsupported("network.egressProxy (SOCKS5) is not available on this server")
     return NetworkPolicy.from_e2b(allow_internet_access, net and net.allowOut, net and net.denyOut,
                                   net and net.dnsServers, net and net.bandwidthMbps,
-                                  egress_rules.parse(net and net.rules))
+                                  egress_rules.parse(net and net.rules), socks.parse(net and net.egressProxy))
 
 
 def ingress_from(net: NetworkIn | None) -> dict:
@@ -71,6 +68,8 @@ def network_json(rec: SandboxRecord) -> dict:
             out["dnsServers"] = egress["dns_servers"]
         if egress.get("rules"):  # the header values are secrets: never shown
             out["rules"] = egress_rules.redacted(NetworkPolicy.from_json(egress).rules)
+        if egress.get("socks"):  # nor the proxy's password
+            out["egressProxy"] = socks.shown(tuple(egress["socks"]))
     return out
 
 

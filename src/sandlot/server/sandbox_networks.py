@@ -102,7 +102,7 @@ class SandboxNetworks:
             return None
         if off:
             raise E.PermissionDenied(f"sandboxes get no outbound network here: {missing}; allowOut, denyOut, "
-                                     "dnsServers, rules and bandwidthMbps are refused")
+                                     "dnsServers, rules, egressProxy and bandwidthMbps are refused")
         raise E.Unsupported(f"this server cannot give sandboxes a network: {missing}")
 
     async def trust_ca(self, live, egress: NetworkPolicy | None) -> None:
