@@ -57,6 +57,21 @@ def test_http_requests_get_the_rule_headers(world, make_sandbox):
         assert r["headers"]["Host"] == "allowed.test"
 
 
+def test_bodies_keep_their_framing_on_a_kept_alive_connection(world, make_sandbox):
+    """A chunked POST, a sized POST and a GET on one connection: each arrives whole, each with the
+    headers (the proxy parses requests only for their framing)."""
+    sbx = make_sandbox(network=_allow_list(rules=RULES))
+    path = f"/post-{uuid.uuid4().hex}"
+    url = f"https://allowed.test{path}"
+    code, out = _curl(sbx, f"-v -H 'Transfer-Encoding: chunked' -d chunked-body {url}/1 "
+                           f"--next -v -d sized-body {url}/2 --next -v {url}/3")
+    assert code == 0 and out.count(f"world {ALLOWED}") == 3, out
+    assert out.count("existing connection") == 2, out  # curl kept the connection for the next two
+    seen = {r["path"]: r for r in world.requests() if r["path"].startswith(path)}
+    assert seen[f"{path}/1"]["body"] == "chunked-body" and seen[f"{path}/2"]["body"] == "sized-body"
+    assert all(seen[f"{path}/{i}"]["headers"]["Authorization"] == SECRET for i in (1, 2, 3))
+
+
 def test_https_is_verified_inside_and_gets_the_headers(world, make_sandbox):
     sbx = make_sandbox(network=_allow_list(rules=RULES))
     path = f"/https-{uuid.uuid4().hex}"

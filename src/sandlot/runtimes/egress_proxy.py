@@ -53,6 +53,7 @@ IDLE_TIMEOUT = 300.0  # a connection with nothing to relay either way this long 
 HELLO_WAIT = 2.0  # for a ClientHello split over several segments
 MAX_HEAD = 64 * 1024  # a request's head (request line and fields)
 MAX_CONNECTIONS = 1024  # at once, all sandboxes together
+MAX_PER_SANDBOX = 256  # at once, one sandbox's (its neighbours keep the rest)
 CHUNK = 64 * 1024
 
 
@@ -85,6 +86,7 @@ class RulesProxy:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._per_source: dict[str, int] = {}
         self._ready = threading.Event()
 
     def start(self) -> None:
@@ -114,13 +116,20 @@ class RulesProxy:
     async def _accept(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            conn, peer = await loop.sock_accept(self._sock)
-            if len(self._tasks) >= MAX_CONNECTIONS:
+            conn, (source, _) = await loop.sock_accept(self._sock)
+            if len(self._tasks) >= MAX_CONNECTIONS or self._per_source.get(source, 0) >= MAX_PER_SANDBOX:
                 conn.close()
                 continue
-            task = loop.create_task(self._serve(conn, peer[0]))
+            self._per_source[source] = self._per_source.get(source, 0) + 1
+            task = loop.create_task(self._serve(conn, source))
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(lambda t, s=source: self._done(t, s))
+
+    def _done(self, task: asyncio.Task, source: str) -> None:
+        self._tasks.discard(task)
+        left = self._per_source.pop(source, 1) - 1
+        if left:
+            self._per_source[source] = left
 
     # ---- one connection ----------------------------------------------------------------------
 
@@ -174,6 +183,8 @@ class RulesProxy:
         except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
                 ssl.SSLError, ValueError) as e:
             log.debug("egress proxy: %s: %s", peer, e)
+        except Exception:  # a bug: said loudly, this connection ends, the others go on
+            log.exception("egress proxy: connection from %s failed", peer)
         finally:
             for w in writers:
                 w.close()
@@ -217,10 +228,9 @@ async def _relay_http(cr, cw, ur, uw, for_host) -> None:
     try:
         done, _ = await asyncio.wait({down, up}, return_when=asyncio.FIRST_COMPLETED)
         if up in done and not up.exception() and up.result():  # the sandbox closed: let the answer finish
-            await asyncio.wait_for(down, IDLE_TIMEOUT)
+            await asyncio.wait({down}, timeout=IDLE_TIMEOUT)
     finally:
-        for t in (down, up):
-            t.cancel()
+        await _end(down, up)
 
 
 async def _requests(cr, uw, for_host) -> bool:
@@ -296,7 +306,20 @@ async def _pipe(reader, writer) -> None:
 
 
 async def _both_ways(cr, cw, ur, uw) -> None:
-    await asyncio.gather(_pipe(cr, uw), _pipe(ur, cw))
+    """Both directions until both end (half-closes passed on), or one fails."""
+    tasks = [asyncio.ensure_future(_pipe(cr, uw)), asyncio.ensure_future(_pipe(ur, cw))]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        await _end(*tasks)
+
+
+async def _end(*tasks: asyncio.Future) -> None:
+    """Cancel what still runs and collect every outcome (a failure is the connection's end, not
+    an error to log)."""
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _host_only(host: str) -> str:
