@@ -13,7 +13,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 HOST = "198.18.0.1"
 ALLOWED, OTHER, NEIGHBOUR, DNS = "198.18.0.2", "198.18.0.3", "198.18.0.4", "198.18.0.53"
-SOCKS = "198.18.0.10"  # where a test runs its SOCKS5 server (socks_server.py)
+SOCKS = "198.18.0.10"  # where the `socks` fixture runs its SOCKS5 server (socks_server.py)
+SOCKS_USER, SOCKS_PASSWORD = "sandlot", f"pw-{os.getpid()}"
 METADATA = "169.254.169.254"
 ZONE = {
     "allowed.test": [ALLOWED],

@@ -7,11 +7,12 @@ certificate does not cover fails closed."""
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
 from e2b.sandbox.network import ALL_TRAFFIC
-from network_support import ALLOWED, OTHER, fetch, network, sh
+from network_support import ALLOWED, OTHER, SOCKS, SOCKS_PASSWORD, SOCKS_USER, fetch, network, sh
 
 from support import checked_server
 
@@ -125,6 +126,26 @@ def test_a_sandbox_without_rules_is_not_redirected(world, make_sandbox):
     assert sh(sbx, f"test -e {CA_FILE}")[0] == 1
     (seen,) = _seen(world, path)
     assert "Authorization" not in seen["headers"]
+
+
+def test_rules_apply_through_a_users_socks5_proxy(world, socks, make_sandbox):
+    proxy = {"address": f"{SOCKS}:1080", "username": SOCKS_USER, "password": SOCKS_PASSWORD}
+    sbx = make_sandbox(network=_allow_list(rules=RULES, egress_proxy=proxy))
+    path = f"/socks-rules-{uuid.uuid4().hex}"
+    code, out = _curl(sbx, f"https://allowed.test{path}")
+    assert code == 0 and out == f"world {ALLOWED}\n", out
+    (seen,) = _seen(world, path)
+    assert seen["client"] == SOCKS and seen["headers"]["Authorization"] == SECRET
+
+
+def test_the_proxy_port_is_closed_to_a_direct_connection(server, make_sandbox):
+    """Only connections the rules redirected reach the egress proxy; its port on the sandbox's
+    gateway answers nothing."""
+    port = json.loads((server.home / "network.json").read_text())["proxy_port"]
+    sbx = make_sandbox(network=_allow_list(rules=RULES))
+    gateway = sh(sbx, "awk '/^nameserver/ {print $2}' /etc/resolv.conf")[1].strip()
+    code, out = sh(sbx, f"curl -sS --connect-timeout 2 -m 4 http://{gateway}:{port}/")
+    assert code in (7, 28), out
 
 
 def test_rules_grant_no_access(world, make_sandbox):

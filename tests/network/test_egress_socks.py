@@ -7,31 +7,13 @@ so the world's log tells which way a request came."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import uuid
 
 import pytest
 from e2b.sandbox.network import ALL_TRAFFIC
-from network_support import ALLOWED, HERE, HOST, OTHER, SOCKS, fetch, network
+from network_support import ALLOWED, HOST, OTHER, SOCKS, SOCKS_PASSWORD, SOCKS_USER, fetch, network
 
-USER, PASSWORD = "sandlot", f"pw-{uuid.uuid4().hex}"
-
-
-@pytest.fixture(scope="module")
-def socks(world, tmp_path_factory):
-    """The world's SOCKS5 server on SOCKS:1080 (username/password); its CONNECT log."""
-    log = tmp_path_factory.mktemp("socks") / "connects.log"
-    proc = subprocess.Popen(["ip", "netns", "exec", world.netns, sys.executable, str(HERE / "socks_server.py"),
-                             SOCKS, "1080", str(world.zone), str(log), USER, PASSWORD],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "ready"
-        yield log
-    finally:
-        proc.stdin.close()
-        proc.kill()
-        proc.wait()
+USER, PASSWORD = SOCKS_USER, SOCKS_PASSWORD
 
 
 def _connects(log) -> list[dict]:
