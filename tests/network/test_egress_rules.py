@@ -156,6 +156,17 @@ def test_rules_grant_no_access(world, make_sandbox):
     assert _seen(world, path) == []
 
 
+@pytest.mark.parametrize("name", ["metadata.test", "host.test", "loop.test"])
+def test_a_rule_name_rebound_to_a_closed_address_stays_closed(world, make_sandbox, name):
+    """DNS rebinding: the proxy dials from the host, so a rule's name that resolves to metadata, the
+    host itself or loopback must not make it dial there (the address is never pinned for it)."""
+    rules = {name: RULES["allowed.test"]}
+    sbx = make_sandbox(network=network(allow_out=[name], deny_out=[ALL_TRAFFIC], rules=rules))
+    path = f"/rebound-{uuid.uuid4().hex}"
+    assert fetch(sbx, f"http://{name}{path}")[0] != 0
+    assert _seen(world, path) == []
+
+
 def test_live_update_applies_rules(world, make_sandbox):
     sbx = make_sandbox(network=_allow_list())
     path = f"/live-{uuid.uuid4().hex}"
