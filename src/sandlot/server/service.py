@@ -269,7 +269,7 @@ class SandboxService:
         self.live[rec.id] = live
         self.reaper.watch(live)
         try:
-            await self.networks.trust_ca(live, req.egress)  # header rules: the egress CA (sandbox_networks.py)
+            await self.networks.trust_ca(live, req.egress, fresh=True)  # header rules: the egress CA
         except BaseException:
             await self.kill(rec.id, reason="could not install the egress CA")
             raise
