@@ -50,6 +50,9 @@ SO_ORIGINAL_DST = 80  # linux/netfilter_ipv4.h
 CONNECT_TIMEOUT = 10.0
 HANDSHAKE_TIMEOUT = 10.0
 IDLE_TIMEOUT = 300.0  # a connection with nothing to relay either way this long is closed
+# after the sandbox ended its side between requests, the answer still flowing is relayed until
+# the upstream is this quiet (a kept-alive upstream over TLS would otherwise hold it IDLE_TIMEOUT)
+QUIET = 1.0
 HELLO_WAIT = 2.0  # for a ClientHello split over several segments
 MAX_HEAD = 64 * 1024  # a request's head (request line and fields)
 MAX_CONNECTIONS = 1024  # at once, all sandboxes together
@@ -104,7 +107,8 @@ class RulesProxy:
         finally:
             for task in list(self._tasks):
                 task.cancel()
-            loop.run_until_complete(asyncio.sleep(0))
+            if self._tasks:  # their clean-ups (closing transports) run before the loop goes
+                loop.run_until_complete(asyncio.wait(list(self._tasks), timeout=5))
             loop.close()
 
     def stop(self) -> None:
@@ -162,24 +166,20 @@ class RulesProxy:
                 await asyncio.wait_for(loop.sock_connect(up, (address, port)), CONNECT_TIMEOUT)
             hello = await _first_bytes(conn, up)
             rules = attached.policy.rules
-            handed += [conn, up]
             if hello[:1] == b"\x16":
                 name = client_hello_sni(hello)
                 if name in names and headers_for(rules, name) is not None:
-                    await self._tls(conn, up, name, lambda _host: headers_for(rules, name), writers)
+                    await self._tls(conn, up, name, lambda _host: headers_for(rules, name), writers, handed)
                     return
-            elif _is_http(hello):
-                def for_host(host: str):
-                    return headers_for(rules, host) if host in names else None
-                cr, cw = await asyncio.open_connection(sock=conn, limit=MAX_HEAD)
-                ur, uw = await asyncio.open_connection(sock=up)
-                writers += [cw, uw]
-                await _relay_http(cr, cw, ur, uw, for_host)
-                return
-            cr, cw = await asyncio.open_connection(sock=conn)
+            handed += [conn, up]
+            cr, cw = await asyncio.open_connection(sock=conn, limit=MAX_HEAD)
+            writers.append(cw)
             ur, uw = await asyncio.open_connection(sock=up)
-            writers += [cw, uw]
-            await _both_ways(cr, cw, ur, uw)
+            writers.append(uw)
+            if _is_http(hello):
+                await _relay_http(cr, cw, ur, uw, lambda host: headers_for(rules, host) if host in names else None)
+            else:
+                await _both_ways(cr, cw, ur, uw)
         except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
                 ssl.SSLError, ValueError) as e:
             log.debug("egress proxy: %s: %s", peer, e)
@@ -198,9 +198,10 @@ class RulesProxy:
                     sock.close()
 
     async def _tls(self, conn: socket.socket, up: socket.socket, name: str,
-                   for_host: Callable[[str], Any], writers: list) -> None:
+                   for_host: Callable[[str], Any], writers: list, handed: list) -> None:
         # the upstream first: if its certificate does not verify for the name, the sandbox's
         # handshake never completes and nothing is sent anywhere
+        handed.append(up)
         try:
             ur, uw = await asyncio.wait_for(asyncio.open_connection(
                 sock=up, ssl=self.tls.upstream, server_hostname=name), HANDSHAKE_TIMEOUT)
@@ -211,6 +212,7 @@ class RulesProxy:
         loop = asyncio.get_running_loop()
         cr = asyncio.StreamReader(limit=MAX_HEAD)
         protocol = asyncio.StreamReaderProtocol(cr)
+        handed.append(conn)
         transport, _ = await loop.connect_accepted_socket(
             lambda: protocol, conn, ssl=self.tls.ca.server_context(name), ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
         cw = asyncio.StreamWriter(transport, protocol, cr, loop)
@@ -223,12 +225,14 @@ class RulesProxy:
 async def _relay_http(cr, cw, ur, uw, for_host) -> None:
     """Requests from the sandbox (cr) to upstream (uw), each with the headers `for_host(host)`
     gives; responses (ur) back to the sandbox (cw) as they come."""
-    down = asyncio.ensure_future(_pipe(ur, cw))
+    moved = [time.monotonic()]  # when the last answer bytes passed
+    down = asyncio.ensure_future(_pipe(ur, cw, moved))
     up = asyncio.ensure_future(_requests(cr, uw, for_host))
     try:
         done, _ = await asyncio.wait({down, up}, return_when=asyncio.FIRST_COMPLETED)
-        if up in done and not up.exception() and up.result():  # the sandbox closed: let the answer finish
-            await asyncio.wait({down}, timeout=IDLE_TIMEOUT)
+        if up in done and not up.exception() and up.result():  # the sandbox ended: let the answer finish
+            while not down.done() and time.monotonic() - moved[0] < QUIET:
+                await asyncio.wait({down}, timeout=QUIET)
     finally:
         await _end(down, up)
 
@@ -297,10 +301,12 @@ async def _copy(reader, writer, n: int) -> None:
         n -= len(data)
 
 
-async def _pipe(reader, writer) -> None:
+async def _pipe(reader, writer, moved: list | None = None) -> None:
     while data := await asyncio.wait_for(reader.read(CHUNK), IDLE_TIMEOUT):
         writer.write(data)
         await writer.drain()
+        if moved is not None:
+            moved[0] = time.monotonic()
     if writer.can_write_eof():
         writer.write_eof()
 
