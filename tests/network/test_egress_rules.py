@@ -8,6 +8,8 @@ certificate does not cover fails closed."""
 from __future__ import annotations
 
 import json
+import subprocess
+import time
 import uuid
 
 import pytest
@@ -71,6 +73,24 @@ def test_bodies_keep_their_framing_on_a_kept_alive_connection(world, make_sandbo
     seen = {r["path"]: r for r in world.requests() if r["path"].startswith(path)}
     assert seen[f"{path}/1"]["body"] == "chunked-body" and seen[f"{path}/2"]["body"] == "sized-body"
     assert all(seen[f"{path}/{i}"]["headers"]["Authorization"] == SECRET for i in (1, 2, 3))
+
+
+def test_finished_connections_hold_nothing_upstream(world, make_sandbox):
+    """After the sandbox's HTTPS connections end, the proxy's kept-alive upstream connections go
+    too (within a quiet second), not at the upstream's or the proxy's idle timeout."""
+    sbx = make_sandbox(network=_allow_list(rules=RULES))
+    code, out = sh(sbx, "for i in 1 2 3 4 5; do curl -sS -m 5 https://allowed.test/held > /dev/null || exit 1; done")
+    assert code == 0, out
+
+    def held():
+        out = subprocess.run(["ss", "-Htn", "state", "established", "dst", f"{ALLOWED}:443"],
+                             capture_output=True, text=True, check=True).stdout
+        return out.strip() or None
+
+    deadline = time.monotonic() + 5
+    while held() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert held() is None
 
 
 def test_https_is_verified_inside_and_gets_the_headers(world, make_sandbox):
