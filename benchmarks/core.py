@@ -49,10 +49,11 @@ def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="sandlot-bench-"))
     try:
         for pool, label in ((0, "cold"), (4, "warm pool")):
-            # up to `runs` idle sandboxes live at once, 512 MiB limits each: past what host admission
-            # grants at its default ratio on small hosts (docs/security.md), so it is off here
+            # up to `runs` idle sandboxes live at once, 512 MiB and 2 GiB disk limits each: past what host
+            # admission grants at its default ratios on small hosts (docs/security.md), so it is off here
             srv = start_server(home / label.replace(" ", "-"), pool_size=pool,
-                               extra_env={"SANDLOT_POOL_TEMPLATES": "base", "SANDLOT_MEMORY_OVERCOMMIT": "0"})
+                               extra_env={"SANDLOT_POOL_TEMPLATES": "base", "SANDLOT_MEMORY_OVERCOMMIT": "0",
+                                          "SANDLOT_DISK_OVERCOMMIT": "0"})
             os.environ.update(srv.env())
             api = httpx.Client(base_url=srv.url, headers={"X-API-KEY": srv.api_key}, timeout=60)
             ids = []

@@ -108,6 +108,14 @@ def remove_tree(path: Path, *, detach_mounts: bool = False) -> None:
         raise OSError(f"could not remove {path}: {done.stderr.strip()[-500:] or 'rm failed'}")
 
 
+def allocated(path: Path) -> int:
+    """Bytes a (sparse) file takes on the host's disk; 0 if it is not there."""
+    try:
+        return os.stat(path).st_blocks * 512
+    except OSError:
+        return 0
+
+
 # Work per reading of a sandbox's disk use: a layer with millions of files must not keep a server
 # thread (and the GIL) busy for long. Past it the reading is a lower bound.
 TREE_USAGE_MAX_ENTRIES = 200_000

@@ -20,7 +20,7 @@ class Limits:
     memory_mb: int = 512
     cpu_count: float = 1.0
     pids: int = 512
-    disk_mb: int = 2048  # reported to clients; no file may grow past it (no quota on the layer's total)
+    disk_mb: int = 2048  # the size of its own disk (runtimes/disk.py); per file where there is none
 
     # Alphora's ResourceLimits presets, in sandlot's terms (pids counts sandlot's own ~3 too)
     @classmethod

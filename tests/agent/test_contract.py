@@ -45,7 +45,7 @@ def test_the_in_sandbox_tree_holds_only_the_agent_protocol_and_driver(tmp_path):
     tree = install_agent(tmp_path)
     files = {str(p.relative_to(tree)) for p in tree.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
     assert {"__init__.py", "agent/__init__.py", "agent/main.py", "agent/sudo_shim.py", "protocol/__init__.py",
-            "protocol/wire.py", "protocol/contract.py", "kernels/driver.py"} <= files
+            "protocol/wire.py", "protocol/contract.py", "kernels/driver.py", "gateway/main.py"} <= files
     assert not {f for f in files if f.startswith("protocol/")} - {"protocol/__init__.py", "protocol/wire.py",
                                                                   "protocol/contract.py"}
     assert not any(f.startswith(("server/", "client/", "runtimes/")) or "agent_client" in f for f in files)
@@ -74,7 +74,11 @@ def test_the_agent_imports_only_the_stdlib_and_starts_light(tmp_path):
         "print(json.dumps({'idle': idle, 'foreign': sorted(top - set(sys.stdlib_module_names) - {'sandlot', '__main__'}),"
         " 'socket': shim.SOCKET, 'file': sandlot.__file__}))\n"
     )
-    modules = [f"sandlot.agent.{m}" for m in agent_modules] + ["sandlot.protocol.wire", "sandlot.protocol.contract"]
+    gateway_modules = sorted(p.stem for p in (tmp_path / "opt" / "sandlot" / "gateway").glob("*.py")
+                             if p.stem != "__init__")
+    assert "main" in gateway_modules  # the MCP gateway (mcp-gateway template) is stdlib only too
+    modules = [f"sandlot.agent.{m}" for m in agent_modules] + ["sandlot.protocol.wire", "sandlot.protocol.contract"] \
+        + [f"sandlot.gateway.{m}" for m in gateway_modules]
     out = subprocess.run([AGENT_PYTHON, "-S", "-B", "-c", code, str(tmp_path / "opt"), *modules],
                          capture_output=True, text=True, check=True, env={"PATH": "/usr/bin:/bin"}).stdout
     found = json.loads(out)

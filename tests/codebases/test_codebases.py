@@ -143,6 +143,18 @@ def _tar(members: dict) -> bytes:
     return buf.getvalue()
 
 
+def test_a_workspace_s_changes_are_on_the_sandbox_s_disk(conn):
+    """The changes a sandbox makes in its workspace land on its own disk: bounded by disk_mb as its
+    other files are, and counted in its disk use."""
+    with Sandbox.create(preset="full-access", workspace_path="/home/user/project", limits={"disk_mb": 64},
+                        **conn) as sandbox:
+        full = sandbox.commands.run("head -c 100M /dev/zero > /home/user/project/big", check=False)
+        assert full.exit_code != 0 and "No space left" in full.stderr, full.stderr
+        assert int(sandbox.commands.run("stat -c %s /home/user/project/big").stdout) < 64 << 20
+        sandbox.commands.run("rm /home/user/project/big && echo ok > /home/user/project/small")
+        assert sandbox.files.read("/home/user/project/small") == "ok\n"  # usable again
+
+
 @pytest.mark.parametrize("member", [{"../escape": ("file", b"x")}, {"out": ("symlink", "/etc/passwd")},
                                     {"up": ("symlink", "../../x")}, {"dev": ("device", "")}])
 def test_hostile_tars_are_refused(conn, server, member):

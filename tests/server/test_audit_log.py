@@ -13,7 +13,7 @@ from sandlot.server import audit as audit_mod
 from sandlot.server.audit import AuditLog, classify
 from sandlot.server.auth import Access, ApiKeys, requires
 from sandlot.server.envd.routing import SandboxGate
-from sandlot.server.observe import RequestInfo
+from sandlot.server.request_info import RequestInfo
 from sandlot.server.store import Store
 
 

@@ -101,3 +101,49 @@ def test_concurrent_creates_cannot_pass_the_same_room_twice(server):
         assert len(listed) == 2 and len(_made(srv.home)) == 2
         for s in listed:
             assert http.delete(f"/sandboxes/{s['sandboxID']}").status_code == 204
+
+
+def _free_mb(path) -> int:
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize >> 20
+
+
+def test_disks_past_the_hosts_free_space_are_refused_and_written_bytes_count_once(server, tmp_path):
+    # room for 3000 MiB of sandbox disks, whatever this machine's free space (the margins below leave
+    # ~400 MiB for other writers on the same disk while the test runs)
+    srv = server(SANDLOT_HOST_DISK_RESERVE_MB=str(_free_mb(tmp_path) - 3000))
+    with httpx.Client(base_url=srv.url, headers={"X-API-KEY": srv.api_key}, timeout=120) as http:
+        def create(disk_mb: int = 2048) -> httpx.Response:
+            return http.post("/v2/sandboxes", json={"templateID": "base", "timeout": 120,
+                                                    "limits": {"memory_mb": 128, "disk_mb": disk_mb}})
+
+        first = create()
+        assert first.status_code == 201, first.text
+        made = _made(srv.home)
+        refused = create()
+        assert refused.status_code == 429 and refused.headers["Should-Retry"] == "false", refused.text
+        message = refused.json()["message"]
+        assert "the host has no disk for this sandbox" in message and "SANDLOT_DISK_OVERCOMMIT=1" in message
+        assert _made(srv.home) == made  # nothing half-made
+        # 1000 MiB written in the first one: the host's free space shrinks by it, and so does what the
+        # first may still write; counted twice, a 512 MiB disk would no longer fit (2048 + 512 > ~2000)
+        from e2b import Sandbox
+        sbx = Sandbox.connect(first.json()["sandboxID"], api_key=srv.api_key, api_url=srv.url, sandbox_url=srv.url)
+        sbx.commands.run("head -c 1000M /dev/zero > /home/user/big", timeout=120)
+        assert create(512).status_code == 201
+        # a volume is a disk too: its size counts until it is written
+        vol = http.post("/volumes", json={"name": "big", "sizeMB": 4096})
+        assert vol.status_code == 429 and "no disk" in vol.json()["message"], vol.text
+        for s in http.get("/v2/sandboxes").json():
+            assert http.delete(f"/sandboxes/{s['sandboxID']}").status_code == 204
+        assert create().status_code == 201  # room again
+        for s in http.get("/v2/sandboxes").json():
+            assert http.delete(f"/sandboxes/{s['sandboxID']}").status_code == 204
+
+
+def test_disk_admission_can_be_turned_off(server):
+    srv = server(SANDLOT_DISK_OVERCOMMIT="0", SANDLOT_HOST_DISK_RESERVE_MB=str(10**9))
+    with httpx.Client(base_url=srv.url, headers={"X-API-KEY": srv.api_key}, timeout=60) as http:
+        r = http.post("/v2/sandboxes", json={"templateID": "base", "timeout": 60})
+        assert r.status_code == 201, r.text
+        assert http.delete(f"/sandboxes/{r.json()['sandboxID']}").status_code == 204

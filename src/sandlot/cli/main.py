@@ -4,7 +4,7 @@
                 lifecycle.py (pause, resume)  logs.py  metrics.py (metrics, stats)
     code        code.py (run-code)   packages.py (packages ...)   codebase.py (codebase ...)
     snapshots   snapshot.py (snapshot create|list|delete|fork|export|import)
-    the host    serve.py  keys.py (keys ...)  teams.py (teams ...)  audit.py  template.py (template ...)
+    the host    serve.py  ca.py  keys.py (keys ...)  teams.py (teams ...)  audit.py  template.py (template ...)
     shared      _common.py (options, errors, JSON)  _terminal.py (output filter for terminals)
 
 Command modules import only typer and the standard library at the top; the SDK, rich and the
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import typer
 
-from . import (audit, code, codebase, cp, create, exec, keys, kill, lifecycle, logs, ls, mcp, metrics, packages, serve,
+from . import (audit, ca, code, codebase, cp, create, exec, keys, kill, lifecycle, logs, ls, mcp, metrics, packages, serve,
                shell, snapshot, teams, template)
 
 # plain click help: typer's rich help costs ~0.1-0.2 s at every start
@@ -38,7 +38,7 @@ def main(version: bool = typer.Option(False, "--version", callback=_version, is_
 
 
 app.command()(serve.serve)
-for module in (create, ls, exec, shell, cp, kill, lifecycle, logs, metrics, code, mcp, audit):
+for module in (create, ls, exec, shell, cp, kill, lifecycle, logs, metrics, code, mcp, audit, ca):
     module.register(app)
 app.add_typer(keys.app, name="keys")
 app.add_typer(teams.app, name="teams")

@@ -18,10 +18,11 @@ from .sandbox_process import start_ticks
 
 PACKAGE = Path(__file__).resolve().parent.parent  # sandlot, on the host
 # The in-sandbox tree: a package `sandlot` with only what runs inside, under empty __init__ files
-# (the host's import the SDK). agent/ and protocol/ are stdlib only; kernels/ runs on the template's
-# Jupyter. The control plane's own modules (server/agent_client.py above all) never go in.
+# (the host's import the SDK). agent/, gateway/ (the MCP gateway: templates/gateway.py) and protocol/
+# are stdlib only; kernels/ runs on the template's Jupyter. The control plane's own modules
+# (server/agent_client.py above all) never go in.
 TREE = {"agent": ("*.py",), "agent/importguard": ("sitecustomize.py",), "protocol": ("wire.py", "contract.py"),
-        "kernels": ("*.py", "*.js", "*.java")}
+        "gateway": ("*.py",), "kernels": ("*.py", "*.js", "*.java")}
 EXECUTABLE = "agent/sudo_shim.py"  # bound at contract.SUDO_SHIM_PATH
 AGENT_READY_TIMEOUT = 10.0
 

@@ -52,6 +52,8 @@ class Runtime(Protocol):
 
     # Optional: port_socket(rt, family) -> a socket inside the sandbox's network namespace, how the
     # port proxy (server/proxy.py) reaches in; a runtime without it has no ports in (501).
+    # Optional: disk_written(sandbox_id) -> bytes its disk image holds on the host's disk (host
+    # admission, server/quotas.py); a runtime without it counts 0.
 
     def set_network(self, sandbox_id: str, policy: NetworkPolicy | None, adopting: bool = False) -> None:
         """Give a running sandbox a network under `policy`, replace its policy, or (None) take its

@@ -38,7 +38,7 @@ import uuid
 from pathlib import Path
 
 from .. import _exceptions as E
-from ..hostfs import mounted_under, remove_tree, tree_usage
+from ..hostfs import allocated, mounted_under, remove_tree, tree_usage
 from ..layers.mount import mount_lowers, mount_overlay, unmount_lowers
 from ..permfs.client import missing as permfs_missing
 from ..volumes.mount import mount_volumes, unmount_volumes
@@ -356,11 +356,16 @@ class NamespaceRuntime:
     def disk_used(self, sandbox_id: str) -> int:
         d = self._dir(sandbox_id)
         state = self._read_state(sandbox_id) or {}
-        # its workspace's changes are beside its disk (runtimes/workspace.py): walked
+        # its workspace's changes are on its disk (runtimes/workspace.py); beside it, walked, for a
+        # sandbox made before that
         workspace = sum(tree_usage(p) for p in d.glob("ws-upper.*"))
-        if state.get("disk_empty") is None:  # no disk of its own: walk its layer
-            return tree_usage(_upper(d)) + workspace
+        if state.get("disk_empty") is None:  # no disk of its own: walk its layers
+            return tree_usage(_upper(d)) + workspace + sum(tree_usage(p) for p in (d / "disk").glob("ws-upper.*"))
         return disk.used(d / "disk", state["disk_empty"]) + workspace
+
+    def disk_written(self, sandbox_id: str) -> int:
+        """Bytes its disk image holds on the host's disk (host admission, server/quotas.py)."""
+        return allocated(self._dir(sandbox_id) / "disk.img")
 
     def writable_layer(self, sandbox_id: str) -> tuple[Path, int]:
         """The sandbox's overlay upper and the host uid that is root in it (for a commit)."""

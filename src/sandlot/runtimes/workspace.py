@@ -2,7 +2,8 @@
 to it through the permission filesystem (permfs/), which bwrap binds at the workspace's path.
 
     <home>/sandboxes/<id>/workspace.json      its path, codebase tree, rules, policy, layer number
-    <home>/sandboxes/<id>/ws-upper.N, ws-work.N   the sandbox's changes (overlay upper and work)
+    <home>/sandboxes/<id>/disk/ws-upper.N, ws-work.N   the sandbox's changes (overlay upper and work),
+                                              on its own disk (disk.py): they count toward its disk_mb
     <home>/sandboxes/<id>/ws.N                the overlay: codebase below, changes above
     <run>/.permfs/<id>                        the same, as the permission filesystem serves it
 
@@ -39,6 +40,11 @@ def user_ids(template, name: str = DEFAULT_USER) -> tuple[int, int]:
     except (OSError, ValueError):
         pass
     return 1000, 1000
+
+
+def _changes(d: Path, state: dict) -> Path:
+    """Where a sandbox's workspace layers are: on its disk (beside it for one made before that)."""
+    return d / "disk" if state.get("on_disk") else d
 
 
 class Workspaces:
@@ -82,7 +88,8 @@ class Workspaces:
 
     def layer(self, sandbox_id: str) -> Path:
         """The directory holding the sandbox's changes (an overlay upper layer)."""
-        return self.sandboxes / sandbox_id / f"ws-upper.{self.state(sandbox_id)['layer']}"
+        state = self.state(sandbox_id)
+        return _changes(self.sandboxes / sandbox_id, state) / f"ws-upper.{state['layer']}"
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -95,7 +102,7 @@ class Workspaces:
                  "rules": [r.to_json() for r in ws.rules],
                  "security": {"blocked_paths": list(spec.security.blocked_paths),
                               "allow_file_write": spec.security.allow_file_write},
-                 "owner": [uid_base + uid, uid_base + gid], "layer": 1}
+                 "owner": [uid_base + uid, uid_base + gid], "layer": 1, "on_disk": True}
         self._save(spec.sandbox_id, state)
         merged = self._mount(d, state, 1)
         self.permfs.add(spec.sandbox_id, merged, uid_base, UID_RANGE, tuple(state["owner"]), self._effective(state),
@@ -104,7 +111,8 @@ class Workspaces:
 
     @staticmethod
     def _mount(d: Path, state: dict, n: int) -> Path:
-        upper, work, merged = d / f"ws-upper.{n}", d / f"ws-work.{n}", d / f"ws.{n}"
+        changes = _changes(d, state)
+        upper, work, merged = changes / f"ws-upper.{n}", changes / f"ws-work.{n}", d / f"ws.{n}"
         for path in (upper, work, merged):
             path.mkdir(mode=0o700)
         lower = state["source"]
@@ -135,7 +143,7 @@ class Workspaces:
         merged = self._mount(d, state, old + 1)
         self.permfs.reroot(sandbox_id, merged)
         self._save(sandbox_id, state)
-        self._unmount(d, old)
+        self._unmount(d, old, state)
         return state
 
     def known(self, sandbox_id: str) -> bool:
@@ -151,10 +159,10 @@ class Workspaces:
         except Exception as e:  # the mounts must still go
             log.error("sandbox %s: the permission filesystem did not drop its workspace: %s", sandbox_id, e)
         for n in range(1, state["layer"] + 1):
-            self._unmount(d, n)
+            self._unmount(d, n, state)
 
     @staticmethod
-    def _unmount(d: Path, n: int) -> None:
+    def _unmount(d: Path, n: int, state: dict) -> None:
         merged = d / f"ws.{n}"
         for _ in range(3):
             if not merged.exists() or not mounted_under(merged):
@@ -163,8 +171,8 @@ class Workspaces:
                 syscalls.umount(str(merged))
             except OSError:
                 break
-        for name in (f"ws.{n}", f"ws-upper.{n}", f"ws-work.{n}"):
-            path = d / name
+        changes = _changes(d, state)
+        for path in (d / f"ws.{n}", changes / f"ws-upper.{n}", changes / f"ws-work.{n}"):
             if path.exists() and not mounted_under(path):
                 remove_tree(path)
 

@@ -29,22 +29,19 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .. import _exceptions as E
-from ..runtimes.policy import Limits, NetworkPolicy
+from ..runtimes.policy import Limits
 from . import logs_api, template_sandboxes
-from .network_api import NetworkIn, egress_from, ingress_from, network_json
+from .network_api import NetworkIn, egress_from, ingress_from
 from .auth import caller
 from .bodies import JsonBody, page_limit, read_model
-from .observe import note, request_info
-from .service import ENVD_VERSION, CreateRequest, LiveSandbox, SandboxService
+from .request_info import note, request_info
+from .sandbox_views import detail_json, domain_of, rfc3339, sandbox_json, service_of
+from .live import CreateRequest, LiveSandbox
+from .service import SandboxService
 from .store import SandboxRecord
 
-CLIENT_ID = "sandlot"
 TEMPLATE_ALIASES = {"code-interpreter-v1": "code-interpreter"}
 BUILD_RETRY_AFTER = 2  # seconds, for a create whose template is being built
-
-
-def rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 class LimitsIn(JsonBody):
@@ -57,19 +54,6 @@ class LimitsIn(JsonBody):
     disk_mb: int = Limits.disk_mb
 
 
-def _running(request: Request) -> LiveSandbox:
-    sandbox_id = request.path_params["sandbox_id"]
-    svc = _service(request)
-    live = svc.get_running(sandbox_id)
-    if live is None:
-        svc.record(sandbox_id)  # NotFound if unknown
-        raise E.SandboxNotRunning(f"sandbox \"{sandbox_id}\" is paused")
-    return live
-
-
-def _internet(rec: SandboxRecord) -> bool:
-    egress = (rec.network or {}).get("egress")
-    return bool(egress) and NetworkPolicy.from_json(egress).open_to_all()
 class AutoResumeIn(JsonBody):
     enabled: bool = False
 
@@ -121,41 +105,9 @@ def lifecycle_fields(body: CreateIn) -> dict:
 # ---- end lifecycle ----
 
 
-def sandbox_json(live: LiveSandbox, domain: str | None = None) -> dict:
-    rec = live.record
-    return {
-        "templateID": rec.template, "sandboxID": rec.id, "clientID": CLIENT_ID, "alias": rec.template,
-        "envdVersion": ENVD_VERSION, "envdAccessToken": rec.access_token, "trafficAccessToken": rec.access_token,
-        "domain": domain,
-    }
-
-
-def _domain(request: Request) -> str | None:
-    return request.app.state.config.domain
-
-
-def detail_json(rec: SandboxRecord, domain: str | None = None) -> dict:
-    limits = Limits(**rec.limits)
-    return {
-        "templateID": rec.template, "sandboxID": rec.id, "clientID": CLIENT_ID, "alias": rec.template,
-        "startedAt": rfc3339(rec.started_at), "endAt": rfc3339(rec.end_at), "envdVersion": ENVD_VERSION,
-        "envdAccessToken": rec.access_token, "cpuCount": max(1, round(limits.cpu_count)),
-        "memoryMB": limits.memory_mb, "diskSizeMB": limits.disk_mb, "state": rec.state,
-        "metadata": rec.metadata, "domain": domain, "allowInternetAccess": _internet(rec),
-        "network": network_json(rec),
-        "lifecycle": {"autoResume": rec.auto_resume, "onTimeout": "pause" if rec.auto_pause else "kill"},
-        **({"pauseMode": rec.pause_mode} if rec.state == "paused" and rec.pause_mode else {}),
-        "volumeMounts": rec.volume_mounts,
-    }
-
-
-def _service(request: Request) -> SandboxService:
-    return request.app.state.service
-
-
 async def create(request: Request) -> Response:
     body = await read_model(request, CreateIn)
-    svc = _service(request)
+    svc = service_of(request)
     limits = Limits(**body.limits.model_dump()) if body.limits else Limits()
     template = TEMPLATE_ALIASES.get(body.templateID, body.templateID or svc.config.default_template)
     team = caller(request).team
@@ -185,7 +137,7 @@ async def create(request: Request) -> Response:
     except E.TemplateBuilding as e:  # answered at once, with the progress; nothing is created later
         return JSONResponse({"code": e.status, "message": e.message, **e.details}, status_code=e.status,
                             headers={"Retry-After": str(BUILD_RETRY_AFTER)})
-    return JSONResponse(sandbox_json(live, _domain(request)), status_code=201)
+    return JSONResponse(sandbox_json(live, domain_of(request)), status_code=201)
 
 
 # ---- a create nobody waits for any more ----
@@ -230,11 +182,11 @@ _killing: set[asyncio.Future] = set()
 
 
 async def get_sandbox(request: Request) -> Response:
-    return JSONResponse(detail_json(_service(request).record(request.path_params["sandbox_id"]), _domain(request)))
+    return JSONResponse(detail_json(service_of(request).record(request.path_params["sandbox_id"]), domain_of(request)))
 
 
 async def kill(request: Request) -> Response:
-    await _service(request).kill(request.path_params["sandbox_id"])
+    await service_of(request).kill(request.path_params["sandbox_id"])
     return Response(status_code=204)
 
 
@@ -242,26 +194,26 @@ async def set_timeout(request: Request) -> Response:
     body = await read_model(request, TimeoutIn)
     if body.timeout is None:
         raise E.InvalidArgument("timeout is required")
-    _service(request).set_timeout(request.path_params["sandbox_id"], body.timeout)
+    service_of(request).set_timeout(request.path_params["sandbox_id"], body.timeout)
     return Response(status_code=204)
 
 
 async def connect(request: Request) -> Response:
     body = await read_model(request, TimeoutIn)
-    svc, sandbox_id = _service(request), request.path_params["sandbox_id"]
+    svc, sandbox_id = service_of(request), request.path_params["sandbox_id"]
     if body.memory is False and sandbox_id in svc.paused:  # on_resume="reboot": from the files only
         try:
             await svc.pause(sandbox_id, "filesystem")
         except E.AlreadyExists:
             pass
     live, resumed = await svc.connect(sandbox_id, body.timeout)
-    return JSONResponse(sandbox_json(live, _domain(request)), status_code=201 if resumed else 200)
+    return JSONResponse(sandbox_json(live, domain_of(request)), status_code=201 if resumed else 200)
 
 
 async def pause(request: Request) -> Response:
     body = await read_model(request, PauseIn)
     try:
-        await _service(request).pause(request.path_params["sandbox_id"], "full" if body.memory else "filesystem")
+        await service_of(request).pause(request.path_params["sandbox_id"], "full" if body.memory else "filesystem")
     except E.AlreadyExists as e:
         return JSONResponse({"code": 409, "message": e.message}, status_code=409)
     return Response(status_code=204)
@@ -269,8 +221,8 @@ async def pause(request: Request) -> Response:
 
 async def resume(request: Request) -> Response:
     body = await read_model(request, TimeoutIn)
-    live = await _service(request).resume(request.path_params["sandbox_id"], body.timeout)
-    return JSONResponse(sandbox_json(live, _domain(request)), status_code=201)
+    live = await service_of(request).resume(request.path_params["sandbox_id"], body.timeout)
+    return JSONResponse(sandbox_json(live, domain_of(request)), status_code=201)
 
 
 async def metrics(request: Request) -> Response:
@@ -282,7 +234,7 @@ async def metrics(request: Request) -> Response:
             bounds.append(float(value) if value not in (None, "") else None)
         except ValueError:
             raise E.InvalidArgument(f"{name} must be a unix time in seconds, got {value!r}") from None
-    samples = await _service(request).usage.metrics(request.path_params["sandbox_id"], *bounds)
+    samples = await service_of(request).usage.metrics(request.path_params["sandbox_id"], *bounds)
     return JSONResponse([{
         "timestamp": rfc3339(m["timestamp"]), "timestampUnix": int(m["timestamp"]),
         "cpuCount": max(1, round(m["cpu_count"])), "cpuUsedPct": m["cpu_used_pct"], "memUsed": m["mem_used"],
@@ -335,7 +287,7 @@ async def list_sandboxes(request: Request) -> Response:
     template = TEMPLATE_ALIASES.get(template, template)  # as create maps it
 
     team = caller(request).team
-    recs = [r for r in _service(request).listed()
+    recs = [r for r in service_of(request).listed()
             if r.team == team and r.state in states
             and all(r.metadata.get(k) == v for k, v in wanted_meta.items())
             and (after is None or _started(r) >= after)
@@ -346,7 +298,7 @@ async def list_sandboxes(request: Request) -> Response:
         recs = [r for r in recs if ((r.started_at, r.id) < key if order == "desc" else (r.started_at, r.id) > key)]
     page, more = recs[:limit], len(recs) > limit
     headers = {"X-Next-Token": _cursor(page[-1])} if more else {}
-    return JSONResponse([detail_json(r, _domain(request)) for r in page], headers=headers)
+    return JSONResponse([detail_json(r, domain_of(request)) for r in page], headers=headers)
 
 
 def routes() -> list[Route]:

@@ -6,6 +6,7 @@ One ASGI app, one port, every front door (paths are disjoint, docs/e2b.md §1.2)
     /health                                 public               E2B's API health; sandbox traffic
                                                                  (routing headers) → envd's /health
     /_sandlot/health, /openapi.json         public               here, openapi.py
+    /ca.pem                                 public               tls.py (the local CA's certificate)
     /metrics                                SANDLOT_METRICS_AUTH metrics.py
                                             (an admin key)
     /sandboxes, /v2/sandboxes ...           API key, of the      api.py
@@ -67,7 +68,7 @@ from ..runtimes.egress_proxy import EgressTls, upstream_context
 from ..templates import TemplateStore
 from ..volumes import VolumeStore
 from . import (api, audit_api, codebases, network_api, openapi, packages_api, sessions, snapshots, template_routes,
-               transfer, volumes, workspaces)
+               tls, transfer, volumes, workspaces)
 from .audit import AuditLog
 from .auth import Access, ApiKeys, requires, secure
 from .certs import LocalCA
@@ -80,7 +81,8 @@ from .envd.code import BrokenOff
 from .events import Events
 from .lifecycle import Lifecycle
 from .metrics import Metrics
-from .observe import CLIENT_LEFT, Observe
+from .observe import Observe
+from .request_info import CLIENT_LEFT
 from .packages import PackageManager
 from .ports import Exposures
 from .ports import routes as port_routes
@@ -279,6 +281,7 @@ def routes(config: Config, service: SandboxService, metrics: Metrics, keys: ApiK
             Route("/health", Health(sandbox_health.app), methods=["GET"]),
             Route("/_sandlot/health", _sandlot_health, methods=["GET"]),
             Route("/openapi.json", openapi.endpoint, methods=["GET"]),
+            Route("/ca.pem", tls.ca_pem, methods=["GET"]),  # what clients trust with SANDLOT_TLS=local-ca
         ], keys, body=json_bytes),
         *requires(METRICS_ACCESS[config.metrics_auth], [Route("/metrics", metrics.endpoint, methods=["GET"])], keys,
                   body=json_bytes),

@@ -4,7 +4,7 @@ Rows come from three places, never from the handlers themselves:
 
     observe.py   every request, once, as it ends: `AuditLog.request()` decides from its route (the
                  tables below) whether and as what it is recorded; handlers only add details
-                 (`observe.note(path=...)`)
+                 (`request_info.note(path=...)`)
     events.py    what no request did: timeouts, auto-pauses, sandboxes that exited, server shutdown
     denials.py   file operations the permission filesystem denied a sandbox's processes (file.denied)
     the CLI      key and team changes (`sandlot keys`, `sandlot teams` write the database directly)
@@ -43,7 +43,7 @@ from starlette.types import Scope
 
 from .auth import Access, access_of
 from .logs import RateLimit
-from .observe import RequestInfo, route_template
+from .request_info import RequestInfo, route_template
 
 log = logging.getLogger("sandlot.audit")
 log.addFilter(RateLimit())  # a database that stays locked or full would log every second

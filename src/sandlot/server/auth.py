@@ -41,7 +41,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .._exceptions import AuthenticationError
 from .bodies import BodyLimit
 from .envd.routing import SandboxGate
-from .observe import request_info
+from .request_info import request_info
 from .store import Store, hash_key
 from .teams import DEFAULT_TEAM, Caller
 from .upload_gate import UploadGate

@@ -58,10 +58,33 @@ class TemplateBuilds:
     def __init__(self, store: TemplateStore):
         self.store = store
         self._builds: dict[str, Build] = {}
+        # name -> (its manifest's identity, the template): a create reads no files (and takes no
+        # thread) while the build it was made from is the current one
+        self._ready: dict[str, tuple[tuple[int, int], Template]] = {}
+
+    def _manifest_id(self, name: str) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.store.root / name / "manifest.json")
+        except (OSError, ValueError):
+            return None
+        return st.st_ino, st.st_mtime_ns
 
     def ready(self, name: str) -> Template | None:
         """The template if it is built and current (NotFound for an unknown name)."""
-        return self.store.describe(name) if self.store.is_built(name) else None
+        if not self.store.is_built(name):
+            return None
+        template = self.store.describe(name)
+        if (seen := self._manifest_id(name)) is not None:
+            self._ready[name] = (seen, template)
+        return template
+
+    async def _ready_now(self, name: str) -> Template | None:
+        """ready(), from what the last check found while its build is still the one on disk (a
+        rebuild writes a new manifest); else read again, in a thread."""
+        known = self._ready.get(name)
+        if known is not None and known[0] == self._manifest_id(name):
+            return known[1]
+        return await asyncio.to_thread(self.ready, name)
 
     def start(self, name: str) -> Build:
         """The running build of `name`, started now if there is none."""
@@ -81,12 +104,12 @@ class TemplateBuilds:
 
     async def get(self, name: str) -> Template:
         """The template, waiting for its build if needed."""
-        return await asyncio.to_thread(self.ready, name) or await asyncio.shield(self.start(name).task)
+        return await self._ready_now(name) or await asyncio.shield(self.start(name).task)
 
     async def require(self, name: str) -> Template:
         """The template for a create: built, or built within QUICK_BUILD seconds, else
         TemplateBuilding with the build's progress (the build goes on)."""
-        if (template := await asyncio.to_thread(self.ready, name)) is not None:  # reads the manifest
+        if (template := await self._ready_now(name)) is not None:
             return template
         build = self.start(name)
         try:

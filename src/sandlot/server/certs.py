@@ -124,10 +124,12 @@ class LocalCA:
             return self._contexts.setdefault(names, ctx)
 
 
-def server_context_from_pem(chain: bytes, key: bytes) -> ssl.SSLContext:
-    """ssl can load a certificate only from files: written to a private temporary directory and removed."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+def server_context_from_pem(chain: bytes, key: bytes, ctx: ssl.SSLContext | None = None) -> ssl.SSLContext:
+    """ssl can load a certificate only from files: written to a private temporary directory and removed.
+    Into `ctx` if given (a serving context renewed in place: new handshakes present the new one)."""
+    if ctx is None:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     with tempfile.TemporaryDirectory(prefix="sandlot-cert-") as d:
         cert_file, key_file = Path(d) / "cert.pem", Path(d) / "key.pem"
         cert_file.write_bytes(chain)

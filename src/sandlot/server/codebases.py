@@ -27,12 +27,12 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from .api import rfc3339
+from .sandbox_views import rfc3339
 from .bodies import JsonBody, read_model
 from .auth import caller
 from .codebase_store import CodebaseStore
 from .envd.uploads import UploadTooLarge
-from .observe import note
+from .request_info import note
 
 SPOOL_IN_MEMORY = 8 << 20  # uploads up to this size are not written to disk before unpacking
 

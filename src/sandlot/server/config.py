@@ -71,6 +71,12 @@ class Config(BaseSettings):
     # The domain create/info answer with, so E2B's get_host(port) is `{port}-{id}.{domain}` (it may
     # carry the port: `localhost:3000`); None leaves it to the client's E2B_DOMAIN (issue 12)
     domain: str | None = None
+    # TLS on the listener, so on the API and every proxied sandbox port alike (server/tls.py): off;
+    # a given certificate chain and key (tls_cert + tls_key); or "local-ca", a leaf for the domain
+    # and `*.{domain}` signed by a CA kept under the home (<home>/ca/proxy)
+    tls: Literal["off", "local-ca"] = "off"
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
     # A key accepted besides the stored ones (scripts, CI); None: only `sandlot keys` keys
     api_key: str | None = None
     # -- sandboxes
@@ -110,6 +116,9 @@ class Config(BaseSettings):
     # sandboxes' memory limits may add up to (host RAM - reserve) * this; 0: not checked
     memory_overcommit: float = Field(1.0, ge=0, allow_inf_nan=False)
     host_memory_reserve_mb: int = Field(1024, ge=0)  # kept for the server, page cache and warm pools
+    # what sandboxes' disks and volumes may still write adds up to (home's free space - reserve) * this
+    disk_overcommit: float = Field(1.0, ge=0, allow_inf_nan=False)
+    host_disk_reserve_mb: int = Field(2048, ge=0)  # kept for the server's state, templates and layers
     audit_retention_days: float = Field(90.0, gt=0, allow_inf_nan=False)
     audit_max_rows: int = Field(1_000_000, ge=1000)  # per team (and for requests of no team)
     # -- snapshots: where they are exported to and imported from (server/transfer.py): a directory,
@@ -123,6 +132,32 @@ class Config(BaseSettings):
             super().__init__(**values)
         except ValidationError as e:
             raise ConfigError(_explain(e, values)) from None
+        self._check_tls()
+
+    def _check_tls(self) -> None:
+        # the files themselves are read when the server starts (server/tls.py), also a ConfigError
+        if (self.tls_cert is None) != (self.tls_key is None):
+            given, missing = ("tls_cert", "tls_key") if self.tls_key is None else ("tls_key", "tls_cert")
+            raise ConfigError(f"{_name(given)} needs {_name(missing)} too: a certificate chain and its private key")
+        if self.tls_cert is not None and self.tls == "local-ca":
+            raise ConfigError(f"{_name('tls')}=local-ca and {_name('tls_cert')} exclude each other: "
+                              "a given certificate, or one signed by the local CA")
+        if self.tls == "local-ca":
+            domain = (self.domain or "").rsplit(":", 1)[0]
+            if domain.count(".") < 1:
+                raise ConfigError(
+                    f"{_name('tls')}=local-ca needs {_name('domain')} with two labels or more, e.g. "
+                    f"sandlot.localhost:{self.port}, got {self.domain!r}: TLS clients refuse a wildcard "
+                    "certificate for `*.localhost` (one label), so sandbox hosts could not be verified")
+
+    @property
+    def tls_mode(self) -> Literal["off", "cert", "local-ca"]:
+        return "cert" if self.tls_cert is not None else self.tls
+
+    @property
+    def scheme(self) -> str:
+        """Of the URLs this server hands out (preview URLs, its own address)."""
+        return "http" if self.tls_mode == "off" else "https"
 
     @classmethod
     def from_env(cls, config_file: Path | str | None = None, **overrides: Any) -> Config:
@@ -152,7 +187,7 @@ class Config(BaseSettings):
             return tuple(t.strip() for t in value.split(",") if t.strip())
         return value
 
-    @field_validator("log_level", "log_format", "metrics_auth", "egress", mode="before")
+    @field_validator("log_level", "log_format", "metrics_auth", "egress", "tls", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
@@ -185,6 +220,11 @@ class Config(BaseSettings):
 def default_home() -> Path:
     """The state directory the settings name (for commands that only need that)."""
     return Config.from_env().home
+
+
+def _name(field: str) -> str:
+    """A setting as the operator may have written it: its flag and its variable."""
+    return f"--{field.replace('_', '-')} ({ENV_PREFIX}{field.upper()})"
 
 
 def _check_file(path: Path) -> None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from .._exceptions import SandlotError
 from .audit import SYSTEM
 from .metrics import Metrics
-from .observe import current_request
+from .request_info import current_request
 
 if TYPE_CHECKING:
     from .audit import AuditLog

@@ -29,12 +29,12 @@ from typing import TYPE_CHECKING
 from .. import _exceptions as E
 from ..runtimes.policy import SandboxSpec
 from .agent_client import AgentClient
+from .build_log import BUILD_LIMITS, BuildLog
 from .service import new_sandbox_id
 
 if TYPE_CHECKING:
     from .custom_templates import CustomTemplates
     from .service import SandboxService
-    from .template_builder import BuildLog
 
 ROOT = "/.sandlot-image"
 MAX_JSON = 1 << 20
@@ -159,7 +159,7 @@ async def import_archive(service: SandboxService, store: CustomTemplates, archiv
         return cached["layers"][0], cached["envs"]
     out.add(f"unpacking {len(layers)} layer(s) in a sandbox")
     base = await service.lifecycle.template_for({"template": "base", "layers": []}, "base", wait=True)
-    spec = SandboxSpec(new_sandbox_id(), "template-build", _limits())
+    spec = SandboxSpec(new_sandbox_id(), "template-build", BUILD_LIMITS)
     rt = await asyncio.to_thread(service.runtime.create, spec, base)
     try:
         agent = AgentClient(str(rt.socket_path))
@@ -175,12 +175,6 @@ async def import_archive(service: SandboxService, store: CustomTemplates, archiv
     envs = image_envs(config)
     store.remember(key, {"layers": [digest], "envs": envs})
     return digest, envs
-
-
-def _limits():
-    from .template_builder import BUILD_LIMITS
-
-    return BUILD_LIMITS
 
 
 async def _unpack(agent: AgentClient, archive: Path, member: str, out: BuildLog) -> None:

@@ -28,6 +28,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from .. import _exceptions as E
 from ..layers import LayerStore
@@ -35,8 +36,11 @@ from ..layers.holding import digest_of
 from ..runtimes.policy import Limits, SandboxSpec, SecurityPolicy
 from ..templates.spec import Template
 from .agent_client import AgentClient
+from .live import LiveSandbox, log_failure
 from .sandbox_networks import egress_of
-from .service import LiveSandbox, SandboxService, _log_failure
+
+if TYPE_CHECKING:
+    from .service import SandboxService
 
 log = logging.getLogger("sandlot.lifecycle")
 
@@ -185,7 +189,7 @@ class Lifecycle:
         live.rt, live.agent = rt, svc.journal.recording(sandbox_id, AgentClient(str(rt.socket_path)))
         live.kernels = svc._kernels(rt, template)
         if live.kernels is not None:
-            _log_failure(live.kernels.start(), sandbox_id)
+            log_failure(live.kernels.start(), sandbox_id)
         self.layers.release(paused_holder(sandbox_id))  # the running sandbox holds them now
         del svc.paused[sandbox_id]
         svc.live[sandbox_id] = live

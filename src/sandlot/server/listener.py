@@ -9,6 +9,8 @@ one that has waited longest for headers is closed to make room (a connection bei
 never touched). So a flood of half-sent requests from one address evicts its own connections and
 cannot keep others out. Drops are counted (sandlot_dropped_connections_total) and
 logged at most once per RATE_WINDOW.
+With TLS (server/tls.py) a connection is admitted once its handshake is done; until then asyncio
+bounds it (60 s for the handshake).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
+import ssl
 from collections import Counter
 from collections.abc import Callable
 
@@ -127,7 +130,9 @@ def connection_budget(wanted: int) -> int:
     return min(wanted, budget)
 
 
-def uvicorn_config(app, config: Config, on_drop: Callable[[str], None]) -> uvicorn.Config:
+def uvicorn_config(app, config: Config, on_drop: Callable[[str], None],
+                   tls: ssl.SSLContext | None = None) -> uvicorn.Config:
+    """`tls`: the listener's TLS context (server/tls.py), None for plain HTTP."""
     max_connections = connection_budget(config.max_connections)
     admission = Admission(max_connections, config.header_timeout, on_drop)
     return uvicorn.Config(
@@ -140,8 +145,9 @@ def uvicorn_config(app, config: Config, on_drop: Callable[[str], None]) -> uvico
         # also how many connections one accept round may take: a closed connection's fd is freed
         # on the next round, so open fds stay under 2 * max_connections (within the fd budget)
         backlog=min(2048, max_connections),
+        ssl_context_factory=(lambda _config, _default: tls) if tls is not None else None,
     )
 
 
-def run(app, config: Config, on_drop: Callable[[str], None]) -> None:
-    uvicorn.Server(uvicorn_config(app, config, on_drop)).run()
+def run(app, config: Config, on_drop: Callable[[str], None], tls: ssl.SSLContext | None = None) -> None:
+    uvicorn.Server(uvicorn_config(app, config, on_drop, tls)).run()

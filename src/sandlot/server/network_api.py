@@ -13,7 +13,7 @@ from starlette.routing import Route
 from ..runtimes import egress_rules, socks
 from ..runtimes.policy import NetworkPolicy
 from .bodies import JsonBody, read_model
-from .observe import note
+from .request_info import note
 from .store import SandboxRecord
 
 

@@ -3,64 +3,21 @@ audit row if it is one to record (audit.py decides).
 
 The line holds the method, the route template (`/sandboxes/{sandbox_id}`, never the raw path, so
 ids and junk paths do not become labels), the status, the latency, the API key id and the sandbox.
-Inner layers add what only they know to the request's RequestInfo (auth.py the caller, the envd
-gate the sandbox and its team, a create its new sandbox, handlers details with `note()`).
+Inner layers add what only they know to the request's RequestInfo (request_info.py).
 """
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
-from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .audit import AuditLog
 from .metrics import Metrics
-
-if TYPE_CHECKING:
-    from .audit import AuditLog
+from .request_info import CLIENT_LEFT, RequestInfo, route_template, serving
 
 log = logging.getLogger("sandlot.access")
-
-UNMATCHED = "<unmatched>"  # the label of requests no route took (404s of any path)
-CLIENT_LEFT = 499  # no answer was sent: the client went away first
-_INFO = "sandlot.request"
-
-
-@dataclass
-class RequestInfo:
-    key_id: str | None = None
-    sandbox_id: str | None = None
-    team: str | None = None  # the caller's (API key), or the sandbox's (sandbox traffic)
-    admin: bool = False
-    foreign_team: str | None = None  # the owner of what the path named, when refused as another team's
-    detail: dict[str, Any] = field(default_factory=dict)  # non-secret details for the audit trail
-
-
-_current: contextvars.ContextVar[RequestInfo | None] = contextvars.ContextVar("sandlot_request", default=None)
-
-
-def current_request() -> RequestInfo | None:
-    """The info of the request being served (None outside a request: the reaper, startup)."""
-    return _current.get()
-
-
-def note(**detail: Any) -> None:
-    """Add details to the audit row of the request being served (Connect handlers see no scope)."""
-    if (info := _current.get()) is not None:
-        info.detail.update(detail)
-
-
-def request_info(scope: Scope) -> RequestInfo:
-    """The request's info (a fresh one outside Observe, e.g. in tests of one route)."""
-    info = scope.get(_INFO)
-    if info is None:
-        info = scope[_INFO] = RequestInfo()
-    return info
-
 
 class Observe:
     """Pure ASGI middleware around the whole app."""
@@ -71,8 +28,10 @@ class Observe:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        info = request_info(scope)
-        token = _current.set(info)
+        with serving(scope) as info:
+            await self._observed(scope, receive, send, info)
+
+    async def _observed(self, scope: Scope, receive: Receive, send: Send, info: RequestInfo) -> None:
         arrived = time.time()
         started = time.perf_counter()
         answer: dict[str, float | int] = {}
@@ -92,7 +51,6 @@ class Observe:
             status = int(answer.get("status", 500))
             raise
         finally:
-            _current.reset(token)
             seconds = time.perf_counter() - started
             route = route_template(scope, status)
             if log.isEnabledFor(logging.INFO):
@@ -106,17 +64,6 @@ class Observe:
                                      info.team)
             if self.audit is not None:
                 self.audit.request(scope, info, status, arrived)
-
-
-def route_template(scope: Scope, status: int) -> str:
-    route = scope.get("route")
-    if route is None:
-        return UNMATCHED
-    if isinstance(route, Mount):
-        # a Connect service: its method names are a short fixed list, but a refused request may
-        # name any path under it
-        return scope["path"] if status < 400 else route.path + "/*"
-    return route.path
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

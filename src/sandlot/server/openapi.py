@@ -210,6 +210,9 @@ OPERATIONS: dict[tuple[str, str], dict] = {
         "type": "object", "properties": {"status": {"const": "ok"}, "running": {"type": "integer"},
                                          "paused": {"type": "integer"}}})}),
     ("get", "/openapi.json"): _op("This document", {"200": _json({"type": "object"})}),
+    ("get", "/ca.pem"): _op("The certificate of the CA that signed this server's TLS certificate (SANDLOT_TLS=local-ca)",
+                            {"200": {"description": "PEM", "content": {"application/x-pem-file": {"schema": {
+                                "type": "string"}}}}, "404": {"description": "TLS is off or uses a given certificate"}}),
     ("get", "/metrics"): _op("Prometheus metrics (text exposition format)", {"200": {
         "description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}}),
     ("post", "/sandboxes"): _CREATE,

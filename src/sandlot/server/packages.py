@@ -30,7 +30,7 @@ from packaging.utils import canonicalize_name
 
 from .. import _exceptions as E
 from .. import wheels
-from .service import LiveSandbox
+from .live import LiveSandbox
 
 log = logging.getLogger("sandlot.packages")
 T = TypeVar("T")

@@ -9,7 +9,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .. import _exceptions as E
-from .api import _running
+from .sandbox_views import running
 from .bodies import JsonBody, read_model
 from .packages import PackageManager
 
@@ -33,14 +33,14 @@ def _packages_json(packages) -> list[dict]:
 
 
 async def list_packages(request: Request) -> Response:
-    return JSONResponse(_packages_json(await _packages(request).list(_running(request))))
+    return JSONResponse(_packages_json(await _packages(request).list(running(request))))
 
 
 async def install_packages(request: Request) -> Response:
     body = await read_model(request, InstallIn)
     if (body.packages is None) == (body.requirements is None):
         raise E.InvalidArgument("give either packages or requirements")
-    live, packages = _running(request), _packages(request)
+    live, packages = running(request), _packages(request)
     if body.requirements is not None:
         installed = await packages.install_requirements(live, body.requirements, upgrade=body.upgrade)
     else:
@@ -50,7 +50,7 @@ async def install_packages(request: Request) -> Response:
 
 async def uninstall_packages(request: Request) -> Response:
     body = await read_model(request, UninstallIn)
-    removed = await _packages(request).uninstall(_running(request), body.packages)
+    removed = await _packages(request).uninstall(running(request), body.packages)
     return JSONResponse({"uninstalled": _packages_json(removed)})
 
 

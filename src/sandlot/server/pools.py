@@ -18,7 +18,8 @@ from .agent_client import AgentClient
 from .code_contexts import KernelSession
 
 if TYPE_CHECKING:
-    from .service import CreateRequest, SandboxService
+    from .live import CreateRequest
+    from .service import SandboxService
 
 log = logging.getLogger("sandlot.service")
 

@@ -3,7 +3,7 @@ waiting for a port to open.
 
 Preview URLs: signed, expiring links to one port of a sandbox, for sharing (Cloudflare's
 `exposePort`), valid even where the sandbox's traffic is private. A URL is
-`http://{port}-{id}-{token}.{domain}`; its token is the expiry (8 hex digits) and an HMAC over
+`http://{port}-{id}-{token}.{domain}` (https with TLS on); its token is the expiry (8 hex digits) and an HMAC over
 sandbox, port, expiry and the exposure's nonce, under a key of this server's (`<home>/proxy.key`).
 Exposing a port again makes a new nonce (the old URL stops working); unexposing removes it. The
 exposures live in the sandbox's record, so a restart keeps them. Routes: POST/DELETE
@@ -33,7 +33,7 @@ from starlette.routing import Route
 
 from .. import _exceptions as E
 from .proxy import ENVD_PORTS, connect_into
-from .observe import note
+from .request_info import note
 
 MAX_EXPOSE_TTL = 7 * 24 * 3600
 _TOKEN = re.compile(r"^[0-9a-f]{8}[a-z2-7]{20}$")
@@ -82,7 +82,7 @@ def _preview(request: Request, record, port: int, entry: dict) -> dict:
     config = request.app.state.config
     domain = config.domain or f"localhost:{config.port}"
     token = request.app.state.exposures.token(record.id, port, entry["expires"], entry["nonce"])
-    return {"port": port, "url": f"http://{port}-{record.id}-{token}.{domain}",
+    return {"port": port, "url": f"{config.scheme}://{port}-{record.id}-{token}.{domain}",
             "expiresAt": entry["expires"]}
 
 

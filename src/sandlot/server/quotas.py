@@ -1,4 +1,5 @@
-"""Admission of a sandbox about to run (create, resume): its team's quotas, then the host's memory.
+"""Admission of a sandbox about to run (create, resume): its team's quotas, then the host's memory
+and disk.
 
     team quotas   (teams.py, `sandlot teams quotas`) max_sandboxes: running at once; max_memory_mb
                   and max_disk_mb: the limits of the team's running and paused sandboxes, summed (a
@@ -10,6 +11,11 @@
                   default ratio of 1 sandboxes that each stay within their own limit cannot, together,
                   run the host out of memory (the reserve is for the server, the page cache and the
                   warm pools, whose idle sandboxes are not counted until claimed). 0 turns it off.
+    host disk     what the sandboxes' disks and the volumes may still write (each one's size less
+                  what its image already holds on the host) stays within the free space of the
+                  server's home less SANDLOT_HOST_DISK_RESERVE_MB, times SANDLOT_DISK_OVERCOMMIT.
+                  Their images are sparse: without this, sandboxes that each stay on their own disk
+                  could together fill the host's. 0 turns it off.
 
 Either refusal is a 429 with `Should-Retry: false` (the e2b SDK raises RateLimitException and does
 not retry) and a message that names the limit. Nothing is created before the check passes, and a
@@ -24,6 +30,7 @@ import contextlib
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from .._exceptions import ResourceExhausted
 from ..runtimes.policy import Limits
@@ -39,6 +46,7 @@ class Holding:
     memory_mb: int
     disk_mb: int
     running: bool
+    disk_written_mb: int = 0  # what its disk image already holds on the host's disk
 
 
 def host_memory_mb() -> int:
@@ -51,10 +59,12 @@ def refusal(message: str) -> ResourceExhausted:
 
 class Quotas:
     def __init__(self, teams: Teams, holdings: Callable[[], Iterable[Holding]], *, overcommit: float,
-                 reserve_mb: int, host_mb: int | None = None):
+                 reserve_mb: int, host_mb: int | None = None, disk: Path | None = None,
+                 disk_overcommit: float = 0, disk_reserve_mb: int = 0):
         self.teams, self.holdings = teams, holdings
         self.overcommit, self.reserve_mb = overcommit, reserve_mb
         self.host_mb = host_mb or host_memory_mb()
+        self.disk, self.disk_overcommit, self.disk_reserve_mb = disk, disk_overcommit, disk_reserve_mb
         self._reserved: list[Holding] = []
 
     @property
@@ -88,8 +98,8 @@ class Quotas:
             self._reserved.remove(claim)
 
     def check(self, claim: Holding) -> None:
-        others = [h for h in (*self.holdings(), *self._reserved)
-                  if claim.sandbox_id is None or h.sandbox_id != claim.sandbox_id]
+        holdings = [*self.holdings(), *self._reserved]
+        others = [h for h in holdings if claim.sandbox_id is None or h.sandbox_id != claim.sandbox_id]
         team = self.teams.get(claim.team)
         mine = [h for h in others if h.team == claim.team]
         if claim.running and team.max_sandboxes is not None and sum(h.running for h in mine) + 1 > team.max_sandboxes:
@@ -108,3 +118,15 @@ class Quotas:
                           f"{committed + claim.memory_mb} MiB, past the {capacity} MiB they may have (host memory "
                           f"{self.host_mb} MiB, less SANDLOT_HOST_MEMORY_RESERVE_MB={self.reserve_mb}, times "
                           f"SANDLOT_MEMORY_OVERCOMMIT={self.overcommit:g})")
+        if self.disk is not None and self.disk_overcommit and claim.disk_mb:
+            # a paused sandbox resuming already holds what it wrote
+            written = sum(h.disk_written_mb for h in holdings if claim.sandbox_id and h.sandbox_id == claim.sandbox_id)
+            may_write = sum(max(0, h.disk_mb - h.disk_written_mb) for h in others)
+            st = os.statvfs(self.disk)
+            free_mb = st.f_bavail * st.f_frsize >> 20
+            room = int(max(0, free_mb - self.disk_reserve_mb) * self.disk_overcommit)
+            if may_write + claim.disk_mb - written > room:
+                raise refusal(f"the host has no disk for this sandbox: its sandboxes and volumes may still write "
+                              f"{may_write} MiB and this one {claim.disk_mb - written} MiB, past the {room} MiB they "
+                              f"may have ({free_mb} MiB free, less SANDLOT_HOST_DISK_RESERVE_MB="
+                              f"{self.disk_reserve_mb}, times SANDLOT_DISK_OVERCOMMIT={self.disk_overcommit:g})")

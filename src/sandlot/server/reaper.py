@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 from .. import _exceptions as E
 
 if TYPE_CHECKING:
-    from .service import LiveSandbox, SandboxService
+    from .live import LiveSandbox
+    from .service import SandboxService
 
 log = logging.getLogger("sandlot.service")
 

@@ -17,13 +17,12 @@ import logging
 import posixpath
 import secrets
 import time
-from collections import deque
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from typing import TYPE_CHECKING
 
 from .. import _exceptions as E
 from ..runtimes.interface import Runtime, RuntimeSandbox
-from ..runtimes.policy import Limits, NetworkPolicy, SandboxSpec, SecurityPolicy, Workspace
+from ..runtimes.policy import Limits, SandboxSpec, Workspace
 from ..templates.spec import Template
 from .agent_client import AgentClient
 from .builds import TemplateBuilds
@@ -31,14 +30,14 @@ from .config import Config
 from .code_contexts import KernelSession
 from .events import Events
 from .journal import Journal
+from .live import CreateRequest, LiveSandbox, log_failure
 from .pools import Pools, new_sandbox_id
 from .quotas import Holding, Quotas
 from .reaper import Reaper
 from .sandbox_networks import SandboxNetworks, network_record
 from .store import SandboxRecord, Store
 from .throttle import ByteRate
-from .usage import METRICS_KEPT, UsageSampler
-from .teams import DEFAULT_TEAM
+from .usage import UsageSampler
 from .volumes import volume_binds
 
 if TYPE_CHECKING:
@@ -48,64 +47,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sandlot.service")
 
-ENVD_VERSION = "0.6.4"  # the envd feature level we implement (docs/e2b.md §3.14)
 
 
-
-
-@dataclass
-class LiveSandbox:
-    """A sandbox the control plane can talk to (also the envd front door's SandboxHandle)."""
-
-    record: SandboxRecord
-    rt: RuntimeSandbox | None  # None while paused in filesystem mode (lifecycle.py): nothing runs
-    agent: AgentClient | None
-    closed: asyncio.Event = field(default_factory=asyncio.Event)
-    default_user: str = "user"
-    kernels: KernelSession | None = None  # code contexts, if the template has kernels
-    samples: deque = field(default_factory=lambda: deque(maxlen=METRICS_KEPT))  # usage.py
-    output_rate: ByteRate | None = None  # command output relayed to clients (throttle.py); None: unbounded
-    disk: tuple[float, int] | None = None  # (fresh until, bytes): the last reading of its disk use
-    disk_cpu_ns: int = -1  # the sandbox's CPU time when its disk was last walked
-    walking: asyncio.Future | None = None  # the walk taking the next one
-
-    @property
-    def id(self) -> str:
-        return self.record.id
-
-    @property
-    def team(self) -> str:
-        return self.record.team
-
-    @property
-    def access_token(self) -> str | None:
-        return self.record.access_token
-
-    @property
-    def envs(self) -> dict[str, str]:
-        return self.record.envs
-
-
-@dataclass
-class CreateRequest:
-    template: str
-    timeout: int
-    metadata: dict[str, str] = field(default_factory=dict)
-    envs: dict[str, str] = field(default_factory=dict)
-    limits: Limits = field(default_factory=Limits)
-    auto_pause: bool = False
-    secure: bool = True
-    # lifecycle (lifecycle.py): what a pause on timeout keeps, whether requests resume it
-    auto_pause_mode: str = "full"
-    auto_resume: bool = False
-    stack: Template | None = None  # a fork's children: this stack instead of the template's
-    volume_mounts: list[dict] = field(default_factory=list)  # [{"name", "path"}] (volumes.py)
-    team: str = DEFAULT_TEAM  # the creating key's (teams.py)
-    # issue 13: a codebase with path permissions, and Alphora's security knobs
-    workspace: Workspace | None = None
-    security: SecurityPolicy = field(default_factory=SecurityPolicy)
-    egress: NetworkPolicy | None = None  # None: no network, only loopback
-    network: dict = field(default_factory=dict)  # ingress settings as the API took them (issue 12)
 
 
 class SandboxService:
@@ -131,7 +74,8 @@ class SandboxService:
         self.journal = Journal()  # each sandbox's log (logs_api.py)
         # team quotas and host memory, checked on create and resume (quotas.py)
         self.quotas = Quotas(store.teams, self._holdings, overcommit=config.memory_overcommit,
-                             reserve_mb=config.host_memory_reserve_mb)
+                             reserve_mb=config.host_memory_reserve_mb, disk=config.home,
+                             disk_overcommit=config.disk_overcommit, disk_reserve_mb=config.host_disk_reserve_mb)
 
     # ---- start and stop ----------------------------------------------------------------------
 
@@ -248,7 +192,7 @@ class SandboxService:
             if kernels is not None and req.security.max_output_size:  # the policy's output cap, per run
                 kernels.max_output = min(kernels.max_output, req.security.max_output_size)
             if kernels is not None:  # its first run_code should not wait for a whole kernel start
-                _log_failure(kernels.start(), rt.sandbox_id)
+                log_failure(kernels.start(), rt.sandbox_id)
         else:
             rt, kernels, spec = pooled.rt, pooled.kernels, replace(pooled.spec, network=req.egress)
         # once per sandbox handed out (not per pooled one made ahead)
@@ -338,10 +282,15 @@ class SandboxService:
             limits = live.record.limits
             memory = 0 if live.rt is None else limits.get("memory_mb", Limits.memory_mb)
             found.append(Holding(live.id, live.record.team, memory, limits.get("disk_mb", Limits.disk_mb),
-                                 live.record.state == "running"))
+                                 live.record.state == "running", self._disk_written_mb(live.id)))
         if self.volumes is not None:
-            found.extend(Holding(f"volume:{v.id}", v.team, 0, v.size_mb, running=False) for v in self.volumes.list())
+            found.extend(Holding(f"volume:{v.id}", v.team, 0, v.size_mb, running=False,
+                                 disk_written_mb=self.volumes.written_mb(v)) for v in self.volumes.list())
         return found
+
+    def _disk_written_mb(self, sandbox_id: str) -> int:
+        written = getattr(self.runtime, "disk_written", None)  # a runtime without disk images: 0
+        return written(sandbox_id) >> 20 if written else 0
 
     def get_running(self, sandbox_id: str) -> LiveSandbox | None:
         return self.live.get(sandbox_id)
@@ -481,11 +430,3 @@ def _apart(workspace: Workspace | None, volume_mounts: list[dict]) -> None:
         path = posixpath.normpath(str(mount.get("path", "")))
         if path == top or path.startswith(top + "/") or top.startswith(path.rstrip("/") + "/"):
             raise E.InvalidArgument(f"a volume at {path} and the workspace at {top} overlap")
-
-
-def _log_failure(started: asyncio.Future, sandbox_id: str) -> None:
-    """A background start is retried by the first request that needs it; just say what went wrong."""
-    def done(f: asyncio.Future) -> None:
-        if not f.cancelled() and f.exception() is not None:
-            log.warning("code interpreter of sandbox %s did not start: %s", sandbox_id, f.exception())
-    started.add_done_callback(done)

@@ -33,9 +33,9 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from .. import _exceptions as E
-from .api import _running, rfc3339
+from .sandbox_views import rfc3339, running
 from .bodies import JsonBody, read_model
-from .observe import note
+from .request_info import note
 
 DEFAULT_TIMEOUT = 60.0
 
@@ -67,7 +67,7 @@ def _end_json(end: dict) -> dict:
 
 async def create(request: Request) -> Response:
     body = await read_model(request, SessionIn)
-    live = _running(request)
+    live = running(request)
     cwd = body.cwd or _workspace_path(request, live.id)
     info = await live.agent.session_create(body.id, user=body.user, cwd=cwd, envs=body.envs)
     note(session=info["id"])
@@ -83,7 +83,7 @@ def _workspace_path(request: Request, sandbox_id: str) -> str | None:
 
 
 async def list_sessions(request: Request) -> Response:
-    return JSONResponse([session_json(i) for i in await _running(request).agent.session_list()])
+    return JSONResponse([session_json(i) for i in await running(request).agent.session_list()])
 
 
 def _session_id(request: Request) -> str:
@@ -93,18 +93,18 @@ def _session_id(request: Request) -> str:
 
 
 async def get(request: Request) -> Response:
-    info = await _running(request).agent.session_get(_session_id(request))
+    info = await running(request).agent.session_get(_session_id(request))
     return JSONResponse(session_json(info))
 
 
 async def delete(request: Request) -> Response:
-    await _running(request).agent.session_delete(_session_id(request))
+    await running(request).agent.session_delete(_session_id(request))
     return Response(status_code=204)
 
 
 async def exec_command(request: Request) -> Response:
     body = await read_model(request, ExecIn)
-    live = _running(request)
+    live = running(request)
     timeout_ms = int((body.timeout or 0) * 1000)
     stdin = body.stdin.encode() if body.stdin is not None else None
     if body.stdinBase64 is not None:

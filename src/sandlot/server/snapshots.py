@@ -33,6 +33,7 @@ import secrets
 import string
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -46,9 +47,12 @@ from ..templates.spec import Template
 from .auth import caller
 from .bodies import page_limit, read_json_object
 from .lifecycle import Lifecycle
-from .observe import note
+from .live import CreateRequest
+from .request_info import note
 from .sandbox_networks import egress_of
-from .service import CreateRequest, SandboxService
+
+if TYPE_CHECKING:
+    from .service import SandboxService
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS snapshots (
@@ -243,7 +247,7 @@ class Snapshots:
     async def fork(self, sandbox_id: str, count: int, timeout: int) -> list[dict]:
         """`count` children on the parent's files at this instant: one commit, then each child
         succeeds or fails on its own (an entry per child: {"sandbox"} or {"error"})."""
-        from .api import sandbox_json  # api imports the service, not this module's users
+        from .sandbox_views import sandbox_json  # it imports the service
 
         holder = f"fork:{secrets.token_hex(6)}"
         async with self.lifecycle.lock(sandbox_id):

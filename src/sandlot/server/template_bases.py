@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING
 
 from .. import _exceptions as E
 from ..templates.build_spec import DEFAULT_USER, DEFAULT_WORKDIR, BuildSpec
+from .build_log import BuildLog, State
 
 if TYPE_CHECKING:
     from .custom_templates import CustomTemplates
     from .service import SandboxService
-    from .template_builder import BuildLog, State
 
 E2B_BASE_IMAGES = ("e2bdev/base", "e2bdev/base:latest", "docker.io/e2bdev/base", "docker.io/e2bdev/base:latest")
 DEBIAN_RECIPE = "debian"
@@ -52,8 +52,6 @@ class Bases:
     async def resolve(self, spec: BuildSpec, team: str, out: BuildLog, holder: str) -> tuple[dict, str, State]:
         """(stack, identity for the cache, the state steps start with); layers made for it (an
         image's) are held by `holder`."""
-        from .template_builder import State
-
         if spec.registry:
             raise E.InvalidArgument("registry credentials were given, but this server cannot pull from a "
                                     f"registry. Bases that work: {self.sources()}")
@@ -74,8 +72,6 @@ class Bases:
                          f"Bases that work: {self.sources()}")
 
     def _named(self, ref: str, team: str) -> tuple[dict, State] | None:
-        from .template_builder import State
-
         svc = self.service
         custom = self.store.resolve(ref, team) if self.store.find(ref, team) else None
         if custom is not None:

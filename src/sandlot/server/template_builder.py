@@ -21,13 +21,13 @@ import logging
 import posixpath
 import shlex
 import time
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from dataclasses import replace
 
 from .. import _exceptions as E
-from ..runtimes.policy import Limits, SandboxSpec
-from ..templates.build_spec import DEFAULT_USER, DEFAULT_WORKDIR, BuildSpec, Step
+from ..runtimes.policy import SandboxSpec
+from ..templates.build_spec import BuildSpec, Step
 from .agent_client import AgentClient
+from .build_log import BUILD_LIMITS, BuildLog, State, StepFailed
 from .custom_templates import Build, CustomTemplate, CustomTemplates
 from .service import SandboxService, new_sandbox_id
 from .packages import PackageManager
@@ -38,10 +38,7 @@ log = logging.getLogger("sandlot.template_builds")
 
 STEP_TIMEOUT_S = 3600
 MAX_BUILDS = 2  # at once on this server (their sandboxes are counted in no team's quota); others wait
-MAX_LOG_ENTRIES = 20_000  # per build; older output lines are dropped first
-MAX_LINE = 4000
 FAILURE_TAIL = 10  # output lines a failed step's error message repeats
-BUILD_LIMITS = Limits(memory_mb=2048, cpu_count=2.0, pids=4096)
 FILES_IN_SANDBOX = "/tmp/.sandlot-build-files.tar"
 COPY_SCRIPT = r"""
 import glob, os, shutil, subprocess, sys, tempfile
@@ -77,43 +74,6 @@ for path in made:
 shutil.rmtree(stage)
 print("copied %d path(s) to %s" % (len(made), dest))
 """
-
-
-class StepFailed(E.SandlotError):
-    """A build step failed; `step` is E2B's step name (its number, "base" or "finalize")."""
-
-    status = 400
-
-    def __init__(self, message: str, step: str):
-        super().__init__(message)
-        self.step = step
-
-
-@dataclass
-class State:
-    """What a step runs with."""
-
-    user: str = DEFAULT_USER
-    workdir: str = DEFAULT_WORKDIR
-    envs: dict[str, str] = field(default_factory=dict)
-
-    def json(self) -> dict:
-        return {"user": self.user, "workdir": self.workdir, "envs": self.envs}
-
-
-class BuildLog:
-    """A build's log entries (E2B's BuildLogEntry), kept in memory while it runs."""
-
-    def __init__(self, build: Build):
-        self.entries = build.logs
-        self.step = "base"
-        self.total = 0  # steps in the recipe
-
-    def add(self, message: str, level: str = "info") -> None:
-        now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        for line in (message.splitlines() or [""]):
-            self.entries.append({"timestamp": now, "level": level, "message": line[:MAX_LINE], "step": self.step})
-        del self.entries[:max(0, len(self.entries) - MAX_LOG_ENTRIES)]
 
 
 class TemplateBuilder:

@@ -35,11 +35,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import _exceptions as E
+from .build_log import BuildLog
 
 if TYPE_CHECKING:
     from .agent_client import AgentClient
     from .packages import PackageManager
-    from .template_builder import BuildLog
 
 _WORD = r"[A-Za-z0-9@][^\s;&|`$<>()'\"\\*?]*"
 PIP = re.compile(rf"^pip3? install(?P<user> --user)?(?P<pkgs>( {_WORD})+)$")

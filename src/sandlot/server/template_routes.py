@@ -37,7 +37,7 @@ from ..templates import build_spec
 from .auth import caller
 from .bodies import read_json_object
 from .custom_templates import DEFAULT_TAG, CustomTemplates, split_ref
-from .observe import note
+from .request_info import note
 from .snapshots import delete_snapshot
 from .template_builder import TemplateBuilder
 from .upload_gate import UploadGate, sign

@@ -22,7 +22,8 @@ from ..runtimes.policy import Limits
 from ..templates.spec import Template
 from .custom_templates import CustomTemplates, split_ref
 from .lifecycle import Lifecycle
-from .service import CreateRequest, LiveSandbox, SandboxService
+from .live import CreateRequest, LiveSandbox
+from .service import SandboxService
 from .template_bases import SCRATCH_RECIPE
 
 log = logging.getLogger("sandlot.template_builds")

@@ -39,7 +39,7 @@ from ..layers import LayerStore, archive
 from ..storage import make_backend
 from .auth import caller
 from .bodies import read_json_object
-from .observe import note
+from .request_info import note
 from .snapshots import Snapshot, Snapshots
 
 log = logging.getLogger("sandlot.transfer")

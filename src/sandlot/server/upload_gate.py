@@ -16,7 +16,7 @@ from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .observe import request_info
+from .request_info import request_info
 
 
 def sign(key: bytes, team: str, template_id: str, files_hash: str, expires: int) -> str:

@@ -22,12 +22,12 @@ from .. import _exceptions as E
 from ..runtimes.policy import Limits
 
 if TYPE_CHECKING:
-    from .service import LiveSandbox, SandboxService
+    from .live import LiveSandbox
+    from .service import SandboxService
 
 log = logging.getLogger("sandlot.service")
 
 METRICS_INTERVAL = 5.0  # E2B's sampling period
-METRICS_KEPT = 720  # an hour of samples per sandbox
 USAGE_THREADS = 1
 DISK_WALK_SPACING = 10
 

@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..volumes import Volume
-from .observe import request_info
+from .request_info import request_info
 
 _VOLUME = "sandlot.volume"
 

@@ -36,7 +36,7 @@ from ..volumes.store import DEFAULT_SIZE_MB
 from ..volumes.files import DEFAULT_GID, DEFAULT_UID, VolumeFiles
 from .auth import caller
 from .bodies import read_json_object
-from .observe import note
+from .request_info import note
 from .volume_gate import VolumeGate, gated_volume
 
 # Where a volume may not go: what the runtime itself mounts, or the root

@@ -29,10 +29,10 @@ from starlette.routing import Route
 
 from .. import _exceptions as E
 from ..runtimes.policy import SecurityPolicy, rules_of, workspace_of
-from .api import _running
+from .sandbox_views import running
 from .bodies import JsonBody, read_model
 from .codebases import codebase_json, store
-from .observe import note
+from .request_info import note
 
 
 class WorkspaceIn(JsonBody):
@@ -104,7 +104,7 @@ def _workspaces(request: Request):
 
 
 def _state(request: Request) -> tuple[str, dict]:
-    sandbox_id = _running(request).id
+    sandbox_id = running(request).id
     state = _workspaces(request).state(sandbox_id)
     if state is None:
         raise E.NotFound(f"sandbox {sandbox_id} has no workspace (create it with a codebase or permissions)")

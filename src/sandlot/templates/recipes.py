@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .debian import DebianRecipe
+from .gateway import GatewayRecipe
 from .host import HostRecipe
 from .python_stack import DATA_STACK, PythonStackRecipe
 from .scratch import ScratchRecipe
@@ -21,6 +22,9 @@ RECIPES: dict[str, Recipe] = {
     # as a Docker image has it, plus what the in-sandbox agent and E2B's default user need
     "debian": DebianRecipe(packages=("bash", "coreutils", "python3", "sudo", "procps", "ca-certificates",
                                      "libnss-myhostname"), expected_packages=110),
+    # E2B's `mcp-gateway` (the SDK's default_mcp_template, used by `mcp=` on create): base plus the
+    # `mcp-gateway` command, the in-sandbox MCP gateway (sandlot/gateway/)
+    "mcp-gateway": GatewayRecipe(parent="base"),
     # an empty root filesystem under templates that are all layers (a `docker save` archive)
     "scratch": ScratchRecipe(),
 }

@@ -4,17 +4,9 @@ A stdio MCP server is started in the sandbox as a background command; the host s
 through that process's stdin and stdout (the agent's process stream), with the official `mcp`
 client on top. Sandboxes have no network, so this needs nothing but the sandbox itself.
 
-Two configuration shapes are accepted:
-
-    {"mcpServers": {"time": {"command": "python3", "args": ["-m", "time_server"], "env": {...}}}}
-        (Claude Desktop / AgentScope's MCPConfigConverter and add_mcp_servers)
-    {"my-server": {"runCmd": "python3 server.py", "installCmd": "pip install -r req.txt", "envs": {...}}}
-        (E2B's `mcp=` create option, custom servers; catalog servers need network and are refused)
-
-Seam for later (issue 12): E2B also offers one HTTP gateway per sandbox (`get_mcp_url()`,
-`get_mcp_token()`) reached through the port proxy. That gateway would run these same stdio
-servers behind one streamable-HTTP endpoint inside the sandbox; `McpServers.url()` is where it
-plugs in, and tools keep their shape.
+The configuration shapes accepted (Claude Desktop's `mcpServers`, E2B's custom servers) are
+gateway/config.py's. E2B's other way, one HTTP endpoint for all servers (`mcp=` on create,
+`get_mcp_url()`), is the in-sandbox gateway (gateway/, the `mcp-gateway` template).
 """
 
 from __future__ import annotations
@@ -22,9 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import shlex
 from collections.abc import AsyncIterator, Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -33,6 +23,8 @@ from mcp import Client
 from mcp.shared.message import SessionMessage
 
 from .. import _exceptions as E
+from ..gateway import config as gateway_config
+from ..gateway.config import ServerConfig
 from ._context import ToolContext
 from ._result import ImageContent, TextContent, ToolResult
 from ._tool import Tool
@@ -42,48 +34,13 @@ INSTALL_TIMEOUT = 600
 START_TIMEOUT = 120.0  # seconds for a server to answer `initialize`
 
 
-@dataclass(frozen=True)
-class ServerConfig:
-    """One stdio MCP server: a shell command line, its environment and directory, and an optional
-    install command run once before it."""
-
-    name: str
-    command: str
-    env: dict[str, str] = field(default_factory=dict)
-    cwd: str | None = None
-    install: str | None = None
-
-
 def parse_config(config: Mapping) -> list[ServerConfig]:
-    """Both shapes (see the module docstring) into ServerConfigs; InvalidArgument or Unsupported
-    saying what is wrong with an entry."""
-    if not isinstance(config, Mapping):
-        raise E.InvalidArgument("an MCP server configuration is a dict")
-    if "mcpServers" in config:
-        servers = []
-        for name, entry in dict(config["mcpServers"]).items():
-            if not isinstance(entry, Mapping):
-                raise E.InvalidArgument(f"MCP server {name}: its configuration is a dict")
-            if "url" in entry or entry.get("type") in ("http", "sse", "streamable-http"):
-                raise E.Unsupported(f"MCP server {name}: remote servers need network, which sandboxes lack")
-            if not isinstance(entry.get("command"), str) or not entry["command"]:
-                raise E.InvalidArgument(f"MCP server {name}: 'command' is required")
-            args = entry.get("args") or []
-            if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
-                raise E.InvalidArgument(f"MCP server {name}: 'args' is a list of strings")
-            servers.append(ServerConfig(name, shlex.join([entry["command"], *args]), dict(entry.get("env") or {}),
-                                        entry.get("cwd")))
-        return servers
-    servers = []
-    for name, entry in config.items():
-        if not isinstance(entry, Mapping):
-            raise E.InvalidArgument(f"MCP server {name}: its configuration is a dict")
-        if "runCmd" not in entry:
-            raise E.Unsupported(f"MCP server {name}: servers from a catalog are installed over the network, which "
-                                "sandboxes lack; give a runCmd for a server already in the sandbox (or its template)")
-        servers.append(ServerConfig(name, entry["runCmd"], dict(entry.get("envs") or {}), entry.get("cwd"),
-                                    entry.get("installCmd")))
-    return servers
+    """Both shapes (gateway/config.py) into ServerConfigs; InvalidArgument or Unsupported saying what
+    is wrong with an entry."""
+    try:
+        return gateway_config.parse_config(config)
+    except gateway_config.ConfigError as e:
+        raise (E.Unsupported if e.unsupported else E.InvalidArgument)(str(e)) from None
 
 
 @contextlib.asynccontextmanager
@@ -266,7 +223,8 @@ class McpServers:
 
     def url(self) -> str:
         """E2B's `get_mcp_url()`: one streamable-HTTP gateway for all servers, through the port proxy."""
-        raise E.Unsupported("the MCP gateway URL needs the port proxy (issue 12); use tools() or call() meanwhile")
+        raise E.Unsupported("these servers are reached over the agent's stdio, not the port proxy: for one HTTP "
+                            "endpoint create the sandbox with mcp= (the mcp-gateway template, docs/tools.md)")
 
     async def close(self) -> None:
         """Stop the servers (stdin closed, then killed after a grace period)."""

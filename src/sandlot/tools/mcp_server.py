@@ -78,7 +78,8 @@ class Sandboxes:
         url = self.api_url
         if url is None and request is not None:  # mounted in a sandlot server: call it where it was reached
             host, port = request.scope["server"]
-            url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+            scheme = "https" if request.scope.get("scheme") in ("https", "wss") else "http"  # TLS: tls.py
+            url = f"{scheme}://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
         return {"api_url": url, "api_key": key}
 
     def _service(self, conn: dict) -> AsyncSandboxService:
@@ -267,4 +268,5 @@ def http_app(api_url: str, path: str = "/mcp", toolset: AsyncToolset | None = No
     return app
 
 
-__all__ = ["KeyCheck", "McpEndpoint", "Sandboxes", "build_server", "http_app", "mount", "request_key", "serve_stdio"]
+__all__ = ["KeyCheck", "McpEndpoint", "Sandboxes", "build_server", "http_app", "request_key", "serve_stdio",
+           "server_endpoint"]

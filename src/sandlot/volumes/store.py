@@ -34,7 +34,7 @@ from pathlib import Path
 
 from .. import _exceptions as E
 from ..shared_db import SharedDb
-from ..hostfs import mounts, remove_tree
+from ..hostfs import allocated, mounts, remove_tree
 
 log = logging.getLogger("sandlot.volumes")
 
@@ -151,6 +151,10 @@ class VolumeStore:
             remove_tree(d)
             raise
         return vol
+
+    def written_mb(self, vol: Volume) -> int:
+        """MiB its image holds on the host's disk (host admission, server/quotas.py)."""
+        return allocated(self.root / vol.id / "disk.img") >> 20
 
     def delete(self, vol: Volume) -> None:
         """The caller checked that no sandbox mounts it."""

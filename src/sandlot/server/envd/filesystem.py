@@ -8,7 +8,7 @@ from connectrpc.request import RequestContext
 
 from ...protocol import filesystem_pb2 as pb
 from ...protocol.filesystem_connect import Filesystem
-from ..observe import note
+from ..request_info import note
 from .errors import as_connect_errors
 from .routing import current_sandbox
 from .rpc import request_user, unary

@@ -10,7 +10,7 @@ from connectrpc.request import RequestContext
 
 from ...protocol import process_pb2 as pb
 from ...protocol.process_connect import Process
-from ..observe import note
+from ..request_info import note
 from .routing import SandboxHandle, current_sandbox
 from .rpc import deadline, request_user, unary
 from .streams import guarded

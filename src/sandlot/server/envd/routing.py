@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..._exceptions import AuthenticationError, InvalidArgument, SandboxNotRunning, SandlotError
-from ..observe import request_info
+from ..request_info import request_info
 from .auth import SIGNATURE_EXPIRED, UNAUTHORIZED, Policy, require_token_or_traffic_token
 from .errors import error_response
 

@@ -19,7 +19,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from ..._exceptions import InvalidArgument, ResourceExhausted, SandlotError
-from ..observe import note
+from ..request_info import note
 from .errors import error_response
 from .routing import SandboxHandle, current_sandbox
 from .watchers import Watchers

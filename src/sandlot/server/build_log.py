@@ -1,0 +1,55 @@
+"""A template build's running state: its log (E2B's BuildLogEntry), what each step runs with, how a
+step fails, and the limits of its sandboxes. Shared by the builder (template_builder.py) and what it
+calls: bases (template_bases.py, image_archive.py) and package installs (template_packages.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from .. import _exceptions as E
+from ..runtimes.policy import Limits
+from ..templates.build_spec import DEFAULT_USER, DEFAULT_WORKDIR
+from .custom_templates import Build
+
+BUILD_LIMITS = Limits(memory_mb=2048, cpu_count=2.0, pids=4096)
+MAX_LOG_ENTRIES = 20_000  # per build; older output lines are dropped first
+MAX_LINE = 4000
+
+
+class StepFailed(E.SandlotError):
+    """A build step failed; `step` is E2B's step name (its number, "base" or "finalize")."""
+
+    status = 400
+
+    def __init__(self, message: str, step: str):
+        super().__init__(message)
+        self.step = step
+
+
+@dataclass
+class State:
+    """What a step runs with."""
+
+    user: str = DEFAULT_USER
+    workdir: str = DEFAULT_WORKDIR
+    envs: dict[str, str] = field(default_factory=dict)
+
+    def json(self) -> dict:
+        return {"user": self.user, "workdir": self.workdir, "envs": self.envs}
+
+
+class BuildLog:
+    """A build's log entries (E2B's BuildLogEntry), kept in memory while it runs."""
+
+    def __init__(self, build: Build):
+        self.entries = build.logs
+        self.step = "base"
+        self.total = 0  # steps in the recipe
+
+    def add(self, message: str, level: str = "info") -> None:
+        now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        for line in (message.splitlines() or [""]):
+            self.entries.append({"timestamp": now, "level": level, "message": line[:MAX_LINE], "step": self.step})
+        del self.entries[:max(0, len(self.entries) - MAX_LOG_ENTRIES)]
