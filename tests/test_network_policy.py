@@ -109,7 +109,7 @@ def test_rules_merge_in_order_and_match_exact_then_longest_wildcard():
 def test_client_hello_sni_is_read_from_a_real_hello():
     import ssl
 
-    from sandlot.runtimes.egress_proxy import client_hello_sni
+    from sandlot.runtimes.egress_http import client_hello_sni
 
     ctx = ssl.create_default_context()
     out = ssl.MemoryBIO()

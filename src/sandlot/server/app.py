@@ -178,11 +178,11 @@ def build_app(config: Config, extensions: Mapping[str, Extension] | None = None)
     layers = LayerStore(config.home)
     # namespace as root, rootless otherwise; its sandboxes hold the layers they are stacked on
     # the network.rules proxy's HTTPS: leaves from a CA of this server's, upstreams verified
-    egress_tls = EgressTls(LocalCA(config.home / "ca" / "egress", "sandlot egress CA"),
+    egress_tls = EgressTls(lambda: LocalCA(config.home / "ca" / "egress", "sandlot egress CA"),
                            upstream_context(config.egress_ca_file))
     runtime = HoldingRuntime(make_runtime(config.home, egress_tls), layers)
     service = SandboxService(config, store, runtime, TemplateStore(config.home), Events(metrics, audit))
-    service.networks.egress_ca = egress_tls.ca.cert_pem
+    service.networks.egress_tls = egress_tls
     # pause modes, cold resume, auto-resume (lifecycle.py); snapshots a create may name
     # (snapshots.py); volumes (volumes.py)
     service.lifecycle = Lifecycle(service, layers)

@@ -38,7 +38,7 @@ class SandboxNetworks:
     def __init__(self, service: SandboxService):
         self.service = service
         self._locks: dict[str, asyncio.Lock] = {}  # a sandbox's network changes, one at a time
-        self.egress_ca: bytes | None = None  # PEM of the rules proxy's CA (app.py sets it)
+        self.egress_tls = None  # the rules proxy's CA and upstream trust (app.py sets it)
 
     def adopt(self, rec: SandboxRecord, running: bool = True) -> None:
         egress = egress_of(rec)
@@ -112,9 +112,9 @@ class SandboxNetworks:
         `fresh`: a sandbox being created, which cannot have it yet (~6-9 ms for the writes)."""
         if egress is None or not egress.rules or live.agent is None:
             return
-        if self.egress_ca is None:
+        if self.egress_tls is None:
             raise E.Unsupported("this server has no egress CA: network.rules cannot be applied")
-        agent, pem = live.agent, self.egress_ca
+        agent, pem = live.agent, self.egress_tls.ca.cert_pem
         try:  # its own file, written last, says it is done (a live update need not read the bundle)
             installed = b"" if fresh else \
                 b"".join([p async for p in agent.read(CA_FILE, "root") if isinstance(p, bytes)])
