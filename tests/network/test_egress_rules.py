@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 from e2b.sandbox.network import ALL_TRAFFIC
-from network_support import ALLOWED, OTHER, SOCKS, SOCKS_PASSWORD, SOCKS_USER, fetch, network, sh
+from network_support import ALLOWED, NEIGHBOUR, OTHER, SOCKS, SOCKS_PASSWORD, SOCKS_USER, fetch, network, sh
 
 from support import checked_server
 
@@ -58,6 +58,16 @@ def test_http_requests_get_the_rule_headers(world, make_sandbox):
         assert r["headers"]["Authorization"] == SECRET
         assert r["headers"]["X-Team"] == "blue"
         assert r["headers"]["Host"] == "allowed.test"
+
+
+def test_a_wildcard_rule_covers_names_below_it(world, make_sandbox):
+    rules = {"*.wild.test": [{"transform": {"headers": {"X-Wild": "yes"}}}], **RULES}
+    sbx = make_sandbox(network=network(allow_out=["*.wild.test", "allowed.test"], deny_out=[ALL_TRAFFIC],
+                                       rules=rules))
+    path = f"/wild-{uuid.uuid4().hex}"
+    assert fetch(sbx, f"http://a.wild.test{path}") == (0, f"world {NEIGHBOUR}\n")
+    (seen,) = _seen(world, path)
+    assert seen["headers"]["X-Wild"] == "yes" and "Authorization" not in seen["headers"]  # never merged
 
 
 def test_bodies_keep_their_framing_on_a_kept_alive_connection(world, make_sandbox):
