@@ -25,14 +25,12 @@ from pathlib import Path
 import pytest
 
 from support import (
+    checked_server,
     kill_quietly,
-    leftovers,
     rest_client,
     sdk_environment,
     server_cmd,
-    start_server,
     throwaway_user,
-    tracebacks,
 )
 
 # Suites whose async tests run on the session's event loop, like their session-scoped async fixtures
@@ -52,33 +50,10 @@ def pytest_collection_modifyitems(items):
 
 # ---- the session's server ------------------------------------------------------------------------
 
-def _footprint(home: Path):
-    """What the server's sandboxes hold on the host (processes, cgroups, uid claims...); None where
-    sandlot is not importable (the older SDK's venv), which leaves the directory and mount checks."""
-    try:
-        from host_resources import Footprint
-    except ImportError:
-        return None
-    return Footprint(home)
-
-
 @pytest.fixture(scope="session")
 def server():
-    home = Path(tempfile.mkdtemp(prefix="sandlot-test-"))
-    footprint = _footprint(home)
-    srv = start_server(home)
-    yield srv
-    srv.stop()
-    # Every sandbox the suite made must be gone with the server: no layer, mount, process, cgroup.
-    left = leftovers(home)
-    held = {kind: found for kind, found in (footprint.resources() if footprint else {}).items() if found}
-    # Whatever the suite sent it, the server never failed unexpectedly (bad input is a 4xx, not a
-    # traceback in its log).
-    failures = tracebacks(srv.log.read_text(errors="replace"))
-    shutil.rmtree(home, ignore_errors=True)
-    assert not left, f"the test server left sandbox resources behind: {left}"
-    assert not held, f"the test server's sandboxes left resources on the host: {held}"
-    assert not failures, "the test server logged errors with tracebacks:\n\n" + "\n\n".join(failures)
+    with checked_server() as srv:
+        yield srv
 
 
 @pytest.fixture

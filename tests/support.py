@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -177,6 +178,36 @@ def leftovers(home: Path) -> list[str]:
                                             capture_output=True).returncode == 0:
         found.append(f"nftables table sandlot_{server}")
     return found
+
+
+def _footprint(home: Path):
+    """What the server's sandboxes hold on the host (processes, cgroups, uid claims...); None where
+    sandlot is not importable (the older SDK's venv), which leaves the directory and mount checks."""
+    try:
+        from host_resources import Footprint
+    except ImportError:
+        return None
+    return Footprint(home)
+
+
+@contextlib.contextmanager
+def checked_server(extra_env=None):
+    """A server on a fresh home; when it stops, every sandbox it made must be gone (no layer, mount,
+    process, cgroup) and its log may hold no traceback (bad input is a 4xx, never a failure)."""
+    home = Path(tempfile.mkdtemp(prefix="sandlot-test-"))
+    footprint = _footprint(home)
+    srv = start_server(home, extra_env=extra_env)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+    left = leftovers(home)
+    held = {kind: found for kind, found in (footprint.resources() if footprint else {}).items() if found}
+    failures = tracebacks(srv.log.read_text(errors="replace"))
+    shutil.rmtree(home, ignore_errors=True)
+    assert not left, f"the test server left sandbox resources behind: {left}"
+    assert not held, f"the test server's sandboxes left resources on the host: {held}"
+    assert not failures, "the test server logged errors with tracebacks:\n\n" + "\n\n".join(failures)
 
 
 @contextlib.contextmanager

@@ -86,3 +86,37 @@ def test_elements_and_addresses():
     assert e["deny"] == ['"slabcdef-3" . 0.0.0.0/0']
     assert e["verdicts"] == ['"slabcdef-3" : drop'] and e["sources"] == ['"slabcdef-3" . 10.200.0.14']
     assert e["up"] and e["down"]
+
+
+# ---- network.rules (runtimes/egress_rules.py) and the proxy's ClientHello reading -------------------
+
+def test_rules_merge_in_order_and_match_exact_then_longest_wildcard():
+    from sandlot.runtimes.egress_rules import headers_for, parse
+
+    rules = parse({"API.test.": [{"transform": {"headers": {"A": "1", "B": "1"}}},
+                                 {"transform": {"headers": {"a": "2"}}}],
+                   "*.test": [{"transform": {"headers": {"W": "short"}}}],
+                   "*.deep.test": [{"transform": {"headers": {"W": "long"}}}]})
+    assert headers_for(rules, "api.test") == (("a", "2"), ("B", "1"))  # a later rule replaces
+    assert headers_for(rules, "x.deep.test") == (("W", "long"),)
+    assert headers_for(rules, "x.y.other.test") == (("W", "short"),)
+    assert headers_for(rules, "test") is None  # a wildcard never matches its apex
+    pol = NetworkPolicy.from_e2b(True, rules=rules)
+    assert NetworkPolicy.from_json(pol.as_json()) == pol
+    assert pol.describe() == "internet, header rules for 3 hosts"  # logged: names no value
+
+
+def test_client_hello_sni_is_read_from_a_real_hello():
+    import ssl
+
+    from sandlot.runtimes.egress_http import client_hello_sni
+
+    ctx = ssl.create_default_context()
+    out = ssl.MemoryBIO()
+    tls = ctx.wrap_bio(ssl.MemoryBIO(), out, server_hostname="Api.Example.test")
+    with pytest.raises(ssl.SSLWantReadError):
+        tls.do_handshake()
+    hello = out.read()
+    assert client_hello_sni(hello) == "api.example.test"
+    assert client_hello_sni(hello[:40]) is None
+    assert client_hello_sni(b"GET / HTTP/1.1\r\n") is None

@@ -5,7 +5,8 @@ host, the benchmark range): HTTP on 198.18.0.2 (allowed.test), .3 (other.test) a
 name's neighbour that no name points at), HTTPS on .2, DNS on .53 (dnslib, tests/network/world.py).
 Names that rebind to closed addresses resolve there too. Nothing is ever sent to another address:
 the metadata address is routed into the world for the session, so a rule that let it through would
-show up as an answer from the world, not as traffic leaving the machine.
+show up as an answer from the world, not as traffic leaving the machine. `socks`: a SOCKS5 server
+in the world (socks_server.py, on SOCKS:1080, SOCKS_USER/SOCKS_PASSWORD) and its CONNECT log.
 
 The shared fixtures (tests/conftest.py) start the server and make sandboxes of `sdk_class`, the
 official e2b SDK's; its environment points at the server for every module here.
@@ -14,10 +15,12 @@ official e2b SDK's; its environment points at the server for every module here.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 from e2b import Sandbox
-from network_support import outside_world
+from network_support import HERE, SOCKS, SOCKS_PASSWORD, SOCKS_USER, outside_world
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +29,22 @@ def world(tmp_path_factory):
         pytest.skip("the network suite needs root (network namespaces, the namespace runtime)")
     with outside_world(tmp_path_factory.mktemp("world")) as w:
         yield w
+
+
+@pytest.fixture(scope="session")
+def socks(world, tmp_path_factory):
+    """The world's SOCKS5 server on SOCKS:1080 (username/password); its CONNECT log."""
+    log = tmp_path_factory.mktemp("socks") / "connects.log"
+    proc = subprocess.Popen(["ip", "netns", "exec", world.netns, sys.executable, str(HERE / "socks_server.py"),
+                             SOCKS, "1080", str(world.zone), str(log), SOCKS_USER, SOCKS_PASSWORD],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        yield log
+    finally:
+        proc.stdin.close()
+        proc.kill()
+        proc.wait()
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 HOST = "198.18.0.1"
 ALLOWED, OTHER, NEIGHBOUR, DNS = "198.18.0.2", "198.18.0.3", "198.18.0.4", "198.18.0.53"
+SOCKS = "198.18.0.10"  # where the `socks` fixture runs its SOCKS5 server (socks_server.py)
+SOCKS_USER, SOCKS_PASSWORD = "sandlot", f"pw-{os.getpid()}"
 METADATA = "169.254.169.254"
 ZONE = {
     "allowed.test": [ALLOWED],
@@ -22,6 +24,8 @@ ZONE = {
     "metadata.test": [METADATA],
     "host.test": [HOST],
     "loop.test": ["127.0.0.1"],
+    # HTTPS whose certificate (for allowed.test) does not name it
+    "mismatch.test": [ALLOWED],
 }
 
 
@@ -30,6 +34,8 @@ class World:
     netns: str
     link: str
     log: Path  # the HTTP servers' request log (JSON lines)
+    zone: Path  # the DNS server's names (JSON)
+    ca: Path  # the HTTPS server's certificate, self-signed: what a client must trust to verify it
     dns: str = DNS
 
     def requests(self) -> list[dict]:
@@ -63,7 +69,8 @@ def outside_world(d: Path):
     _remove_dead_worlds()
     netns, link = f"sandlot-world-{os.getpid()}", f"slw{os.getpid() % 100000}"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(d / "key.pem"),
-                    "-out", str(d / "cert.pem"), "-days", "1", "-subj", "/CN=allowed.test"],
+                    "-out", str(d / "cert.pem"), "-days", "1", "-subj", "/CN=allowed.test",
+                    "-addext", "subjectAltName=DNS:allowed.test"],
                    check=True, capture_output=True)
     (d / "zone.json").write_text(json.dumps(ZONE))
     _ip("netns", "add", netns)
@@ -72,7 +79,7 @@ def outside_world(d: Path):
         _ip("link", "add", link, "type", "veth", "peer", "name", "eth0", "netns", netns)
         _ip("addr", "add", f"{HOST}/24", "dev", link)
         _ip("link", "set", link, "up")
-        for address in (ALLOWED, OTHER, NEIGHBOUR, DNS, METADATA):
+        for address in (ALLOWED, OTHER, NEIGHBOUR, DNS, SOCKS, METADATA):
             _ip("-n", netns, "addr", "add", f"{address}/{24 if address != METADATA else 32}", "dev", "eth0")
         _ip("-n", netns, "link", "set", "eth0", "up")
         _ip("-n", netns, "link", "set", "lo", "up")
@@ -83,7 +90,7 @@ def outside_world(d: Path):
              "--cert", str(d / "cert.pem"), "--key", str(d / "key.pem"), "--log", str(d / "requests.log")],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert proc.stdout.readline().strip() == "ready"
-        yield World(netns, link, d / "requests.log")
+        yield World(netns, link, d / "requests.log", d / "zone.json", d / "cert.pem")
     finally:
         if proc is not None:
             proc.stdin.close()

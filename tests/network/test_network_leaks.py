@@ -10,7 +10,7 @@ import signal
 import pytest
 from e2b import Sandbox
 from host_resources import Footprint
-from network_support import ALLOWED, DNS, OTHER, fetch
+from network_support import ALLOWED, DNS, OTHER, SOCKS, SOCKS_PASSWORD, SOCKS_USER, fetch
 
 from support import rest_client, sdk_environment, start_server, wait_until
 
@@ -94,3 +94,20 @@ def test_restart_keeps_adopted_networks_and_cleans_the_dead(world, own_server):
     assert not any(dead in e for entries in left.values() for e in entries), left
     assert [e for e in left["links"] if kept not in e] == [] and left["links"]
     assert [e for e in left["nft"] if kept not in e] == [] and left["nft"]
+
+
+def test_restart_keeps_header_rules_and_the_socks5_proxy(world, socks, own_server):
+    """An adopted sandbox's TCP still goes through its SOCKS5 proxy at once; its rule pins are
+    dropped at the restart and made again at its next lookup of the name."""
+    srv = own_server(pool_size=0)
+    proxy = {"address": f"{SOCKS}:1080", "username": SOCKS_USER, "password": SOCKS_PASSWORD}
+    rules = {"allowed.test": [{"transform": {"headers": {"X-Secret": "kept"}}}]}
+    with rest_client(srv) as api:
+        sid = _create(api, network={**ALLOW_LIST, "egressProxy": proxy, "rules": rules})
+    srv.stop(signal.SIGKILL)
+    srv = own_server(pool_size=0)
+    with sdk_environment(srv):
+        sbx = Sandbox.connect(sid)
+        assert fetch(sbx, "http://allowed.test/after-restart") == (0, f"world {ALLOWED}\n")
+    (seen,) = [r for r in world.requests() if r["path"] == "/after-restart"]
+    assert seen["client"] == SOCKS and seen["headers"].get("X-Secret") == "kept"

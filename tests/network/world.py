@@ -4,8 +4,9 @@ server (dnslib) on port 53 of --dns answering from a fixed zone. Prints "ready" 
 
     python world.py --http 198.18.0.2 198.18.0.3 --dns 198.18.0.53 --zone zone.json --cert c.pem --key k.pem
 
-Each HTTP answer says which address served it ("world 198.18.0.2"), echoes the request's headers as
-JSON lines into --log, and /bytes/N answers N bytes (throughput and bandwidth-cap tests).
+Each HTTP answer says which address served it ("world 198.18.0.2"), echoes the request's headers (and a POST's body) as
+JSON lines into --log (with the address and port that served it and the client's address), and
+/bytes/N answers N bytes (throughput and bandwidth-cap tests).
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ def handler(log_path: str):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def do_GET(self):
+        def do_GET(self, body: bytes | None = None):
             with open(log_path, "a") as f:
-                f.write(json.dumps({"host": self.server.server_address[0], "path": self.path,
-                                    "headers": dict(self.headers)}) + "\n")
+                f.write(json.dumps({"host": self.server.server_address[0], "port": self.server.server_address[1],
+                                    "client": self.client_address[0], "path": self.path,
+                                    "headers": dict(self.headers),
+                                    **({"body": body.decode()} if body is not None else {})}) + "\n")
             if self.path.startswith("/bytes/"):
                 body = b"x" * int(self.path.rsplit("/", 1)[1])
             else:
@@ -37,6 +40,17 @@ def handler(log_path: str):
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
+
+        def do_POST(self):
+            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                body = b""
+                while size := int(self.rfile.readline().split(b";")[0], 16):
+                    body += self.rfile.read(size + 2)[:-2]
+                while self.rfile.readline() not in (b"\r\n", b"\n", b""):  # trailers
+                    pass
+            else:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.do_GET(body)
 
         def log_message(self, *args):
             pass

@@ -9,7 +9,9 @@ address (the rules drop spoofed ones) and answers by its policy:
   the connection that follows passes;
 - a name deny_out names: REFUSED (its addresses are pinned as denied, so a later hard-coded use of
   them fails too where the default would pass them);
-- any other name: forwarded as is when the policy's default is open, else REFUSED.
+- any other name: forwarded as is when the policy's default is open, else REFUSED;
+- and an answer for a name a header rule (`network.rules`) names is also pinned into the set that
+  redirects the sandbox's TCP to the egress proxy (egress_proxy.py).
 
 AAAA questions get an empty answer (sandboxes have IPv4 only). Answers are never trusted beyond
 pinning: an allowed name that resolves into a closed range (DNS rebinding) is still dropped by the
@@ -29,6 +31,7 @@ from typing import TYPE_CHECKING
 
 from dnslib import QTYPE, RCODE, DNSError, DNSRecord
 
+from .egress_rules import headers_for
 from .policy import name_matches
 
 if TYPE_CHECKING:
@@ -106,6 +109,9 @@ class Resolver:
 
     def unregister(self, address: str) -> None:
         self._by_address.pop(address, None)
+
+    def attached(self, address: str) -> "Attached | None":
+        return self._by_address.get(address)
 
     # ---- the loop ----------------------------------------------------------------------------
 
@@ -188,7 +194,8 @@ class Resolver:
         raw = await self._forward(data, upstreams, tcp)
         if raw is None:
             return _reply(query, RCODE.SERVFAIL)
-        if allowed or denied:
+        ruled = not denied and headers_for(policy.rules, name) is not None
+        if allowed or denied or ruled:
             try:
                 reply = DNSRecord.parse(raw)
             except (DNSError, ValueError, IndexError, struct.error):
@@ -196,7 +203,10 @@ class Resolver:
             now = time.time()
             for rr in reply.rr:
                 if rr.rtype == QTYPE.A:
-                    self.network.pin(attached, name, str(rr.rdata), now + rr.ttl, denied=denied)
+                    if allowed or denied:
+                        self.network.pin(attached, name, str(rr.rdata), now + rr.ttl, denied=denied)
+                    if ruled:
+                        self.network.pin_rule(attached, name, str(rr.rdata), now + rr.ttl)
             if denied:
                 return _reply(query, RCODE.REFUSED)
         return raw

@@ -77,7 +77,7 @@ def mount_root(home: Path) -> Path:
 class NamespaceRuntime:
     name = "namespace"
 
-    def __init__(self, home: Path):
+    def __init__(self, home: Path, egress_tls=None):
         self.home = home
         self.root = home / "sandboxes"
         self.root.mkdir(parents=True, exist_ok=True)
@@ -107,7 +107,7 @@ class NamespaceRuntime:
             disk.blank(home / "disks", Limits.disk_mb)
         # claims of sandboxes that never got a state dir (a crash mid-create) are stale; the
         # others stay until the service adopts or kills their sandbox
-        self.network, self.network_missing = start_network(self.mnt.name, home)
+        self.network, self.network_missing = start_network(self.mnt.name, home, egress_tls)
         known = self.leftovers()
         for sid in set(self.uids.mine().values()) - known:
             self.uids.release(sid)

@@ -11,7 +11,10 @@ deletes set elements (one transaction, ~0.3 ms whatever the number of sandboxes;
 per sandbox cost ~7 ms, since nftables re-reads the table for each).
 
     c_pre    (prerouting -300)  from a sandbox link: no IPv6; the source must be its own address
-    c_dns    (prerouting nat)   DNS (udp/tcp 53, to any address) goes to this server's resolver
+    c_dns    (prerouting nat)   DNS (udp/tcp 53, to any address) goes to this server's resolver;
+                                TCP to an address pinned for a `network.rules` name (`rulepins`),
+                                and all TCP of a link in `socks` (a user's SOCKS5 proxy), goes to
+                                the egress proxy (egress_proxy.py), which dials it itself
     c_input, c_fwd              from a sandbox link: `egress`; to one: its cap, then replies only
     c_post   (postrouting nat)  masquerade the sandboxes' subnet on its way out
     egress   [cap] · replies · other sandboxes ✗ · explicit allows inside closed ranges ✓ ·
@@ -20,8 +23,10 @@ per sandbox cost ~7 ms, since nftables re-reads the table for each).
 
 A name in allow_out passes on the wire only as the addresses the sandbox's resolver answered for it
 (pinned with the record's TTL, bounded): a hard-coded address, or a name rebound to a closed
-address, does not pass. Everything a sandbox owns here (link, set elements, cap chains, resolver
-entry) is removed by `detach`, which the runtime's kill() calls.
+address, does not pass. An answer for a name with header rules is pinned into `rulepins` only if
+the sandbox's policy lets it reach the address (`_reaches`: the egress chain's question, asked in
+Python, since a redirected connection leaves that chain). Everything a sandbox owns here (link,
+set elements, cap chains, resolver entry) is removed by `detach`, which the runtime's kill() calls.
 
 Over 400 lines: the table, its sets and the verdict order above are one security argument, kept
 in one file so that it can be read as one.
@@ -42,9 +47,11 @@ from pathlib import Path
 from .. import _exceptions as E
 from . import links
 from .dns import Resolver
+from .egress_proxy import EgressTls, RulesProxy
+from .egress_rules import headers_for
 from .forward import ForwardDrops
 from .nft import Nft
-from .policy import ALWAYS_BLOCKED, SANDBOX_SUBNET, NetworkPolicy, name_matches
+from .policy import ALWAYS_BLOCKED, SANDBOX_SUBNET, NetworkPolicy, closed, name_matches
 
 log = logging.getLogger("sandlot.network")
 
@@ -70,6 +77,7 @@ class Attached:
     address: str  # the sandbox's own address
     policy: NetworkPolicy
     pins: dict[str, tuple[float, str, bool]] = field(default_factory=dict)  # ip -> (until, name, denied)
+    rule_pins: dict[str, dict[str, float]] = field(default_factory=dict)  # ip -> {rule name: until}
 
     def elements(self) -> dict[str, list[str]]:
         """The set and map elements its policy makes, by set name (nft syntax)."""
@@ -79,6 +87,8 @@ class Attached:
                  "explicit": [key + str(n) for n in explicit], "allow": [key + str(n) for n in allow],
                  "deny": [key + str(n) for n in ipaddress.collapse_addresses(self.policy.networks("deny"))],
                  "verdicts": [f'"{self.link}" : {"accept" if self.policy.internet else "drop"}']}
+        if self.policy.socks:
+            found["socks"] = [f'"{self.link}"']
         if self.policy.bandwidth_mbps:
             found["up"] = [f'"{self.link}" : jump {_cap_chain(self.link, "up")}']
             found["down"] = [f'"{self.link}" : jump {_cap_chain(self.link, "down")}']
@@ -88,7 +98,7 @@ class Attached:
 class Network:
     """The egress of one server's sandboxes (see the module docstring)."""
 
-    def __init__(self, server: str, state_dir: Path):
+    def __init__(self, server: str, state_dir: Path, tls: EgressTls | None = None):
         self.table = f"sandlot_{server}"
         self.t = f"inet {self.table}"
         self.prefix = f"sl{server[:6]}-"
@@ -98,22 +108,29 @@ class Network:
         self.netlink = links.Netlink()
         self._lock = threading.Lock()
         self._attached: dict[str, Attached] = {}  # by sandbox id
-        self.resolver = Resolver(self, port=self._saved_port())
+        self.resolver = Resolver(self, port=self._saved_port("dns_port"))
+        # without TLS material (a runtime built outside a server) there are no header rules
+        self.proxy = RulesProxy(self, tls, port=self._saved_port("proxy_port")) if tls else None
         try:
             self.nft.run(self._base_rules())
         except BaseException:
             self.resolver.stop()
+            if self.proxy:
+                self.proxy.stop()
             self.nft.close()
             raise
         self.resolver.start()
-        self.state_file.write_text(json.dumps({"dns_port": self.resolver.port}))
+        if self.proxy:
+            self.proxy.start()
+        self.state_file.write_text(json.dumps({"dns_port": self.resolver.port,
+                                               "proxy_port": self.proxy.port if self.proxy else 0}))
 
     # ---- the table ---------------------------------------------------------------------------
 
-    def _saved_port(self) -> int:
-        # the same resolver port after a restart: adopted sandboxes' DNS keeps working at once
+    def _saved_port(self, key: str) -> int:
+        # the same ports after a restart: adopted sandboxes' DNS (and redirects) keep working at once
         try:
-            return int(json.loads(self.state_file.read_text())["dns_port"])
+            return int(json.loads(self.state_file.read_text())[key])
         except (OSError, ValueError, KeyError, TypeError):
             return 0
 
@@ -153,8 +170,9 @@ class Network:
             f"add set {t} sources {{ type ifname . ipv4_addr; }}",
             *(f"add set {t} {s} {{ type ifname . ipv4_addr; flags interval; }}" for s in RULE_SETS),
             *(f"add set {t} {s} {{ type ifname . ipv4_addr; flags timeout; size {PIN_SET_SIZE}; }}"
-              for s in ("pins", "denypins")),
+              for s in ("pins", "denypins", "rulepins")),
             *(f"add map {t} {m} {{ type ifname : verdict; }}" for m in ("verdicts", "up", "down")),
+            f"add set {t} socks {{ type ifname; }}",
             *(f"add chain {t} {name} {{ type {kind} hook {hook} priority {prio}; policy accept; }}"
               for name, kind, hook, prio in chains),
             f"add chain {t} egress",
@@ -165,6 +183,7 @@ class Network:
             f'add rule {t} c_pre iifname "{p}" meta nfproto ipv6 drop',
             f'add rule {t} c_pre iifname "{p}" iifname . ip saddr != @sources drop',
             f'add rule {t} c_dns iifname "{p}" meta l4proto {{ tcp, udp }} th dport 53 redirect to :{port}',
+            *self._proxy_rules(),
             f'add rule {t} c_input iifname "{p}" meta l4proto {{ tcp, udp }} th dport {port} accept',
             f'add rule {t} c_input iifname "{p}" jump egress',
             f"add rule {t} c_input meta l4proto {{ tcp, udp }} th dport {port} drop",  # sandboxes only
@@ -175,6 +194,16 @@ class Network:
             f'add rule {t} c_post ip saddr {SANDBOX_SUBNET} oifname != "{p}" masquerade',
             *(f"add rule {t} egress {rule}" for rule in egress),
         ]) + "\n"
+
+    def _proxy_rules(self) -> list[str]:
+        if self.proxy is None:
+            return []
+        t, p, port = self.t, self.prefix + "*", self.proxy.port
+        return [f'add rule {t} c_dns iifname "{p}" iifname . ip daddr @rulepins meta l4proto tcp redirect to :{port}',
+                f'add rule {t} c_dns iifname "{p}" iifname @socks meta l4proto tcp redirect to :{port}',
+                # only what the rule above redirected: the proxy's port itself stays closed to sandboxes
+                f'add rule {t} c_input iifname "{p}" tcp dport {port} ct status dnat accept',
+                f'add rule {t} c_input iifname != "{p}" tcp dport {port} drop']
 
     def _cap_commands(self, a: Attached) -> list[str]:
         if not a.policy.bandwidth_mbps:
@@ -217,7 +246,8 @@ class Network:
         if then:
             self.nft.run(then)
 
-    def _elements_of(self, link: str, sets=("sources", *RULE_SETS, "pins", "denypins")) -> dict[str, list[str]]:
+    def _elements_of(self, link: str,
+                     sets=("sources", *RULE_SETS, "pins", "denypins", "rulepins", "socks")) -> dict[str, list[str]]:
         """What the kernel holds for `link` (after a restart, or for a leftover), by set."""
         out = json.loads(self.nft.run(f"list table {self.t}\n", json_output=True) or "{}")
         found: dict[str, list[str]] = {}
@@ -263,6 +293,8 @@ class Network:
         (one nftables transaction). `adopting`: a new server takes over what the last one loaded."""
         link = self.link_name(slot)
         host_cidr, cidr = addresses(slot)
+        if (policy.rules or policy.socks) and self.proxy is None:
+            raise E.Unsupported("this server has no egress proxy: network.rules and egressProxy cannot be applied")
         # at the first network given, not at start: a server that gives none (SANDLOT_EGRESS=off)
         # leaves the host's forwarding as it found it
         self._enable_forwarding()
@@ -283,7 +315,8 @@ class Network:
                 old = before.elements()
                 old.pop("sources")
                 self._delete(link, old, then=self._add(a))
-            elif adopting:  # the last server's elements, except its pins (the sandbox's DNS cache)
+            elif adopting:  # the last server's elements, except its pins (the sandbox's DNS cache);
+                # rule pins go: the proxy knows no names for them (the next lookup pins again)
                 self._delete(link, {k: v for k, v in self._elements_of(link).items()
                                     if k not in ("sources", "pins", "denypins")}, then=self._add(a))
             else:
@@ -302,6 +335,13 @@ class Network:
                 a.pins[ip] = (until, name, is_denied)
             else:
                 gone.setdefault("denypins" if is_denied else "pins", []).append(f'"{a.link}" . {ip}')
+        for ip, names in before.rule_pins.items():
+            kept = {n: until for n, until in names.items()
+                    if headers_for(a.policy.rules, n) is not None and self._reaches(a, ip, n)}
+            if kept:
+                a.rule_pins[ip] = kept
+            else:
+                gone.setdefault("rulepins", []).append(f'"{a.link}" . {ip}')
         if gone:
             self._delete(a.link, gone)
 
@@ -329,6 +369,63 @@ class Network:
         if self._attached.get(a.sandbox_id) is a:
             a.pins[ip] = (time.time() + ttl, name, denied)
 
+    def pin_rule(self, a: Attached, name: str, ip: str, until: float) -> None:
+        """Send the sandbox's TCP to `ip` (an answer for `name`, which a header rule names) through
+        the egress proxy until `until`, if its policy lets it reach `ip` at all."""
+        if not self._reaches(a, ip, name):
+            return
+        ttl = int(min(max(until - time.time(), PIN_MIN_S), PIN_MAX_S))
+        element = f'"{a.link}" . {ipaddress.IPv4Address(ip)}'
+        s = f"{self.t} rulepins"
+        add = f"add element {s} {{ {element} timeout {ttl}s }}\n"
+        try:
+            if ip in a.rule_pins:
+                try:  # a timeout is only renewed by adding the element afresh
+                    self.nft.run(f"delete element {s} {{ {element} }}\n" + add)
+                except E.RuntimeFailure:  # expired in the kernel meanwhile
+                    self.nft.run(add)
+            else:
+                self.nft.run(add)
+        except E.RuntimeFailure as e:
+            log.warning("sandbox %s: could not pin %s for %s's rules: %s", a.sandbox_id, ip, name, e.message)
+            return
+        if self._attached.get(a.sandbox_id) is a:
+            a.rule_pins.setdefault(ip, {})[name] = time.time() + ttl
+
+    def _reaches(self, a: Attached, ip: str, name: str | None) -> bool:
+        """Whether the egress chain would pass the sandbox's connection to `ip`, an answer for `name`
+        (the chain's order, module docstring)."""
+        address = ipaddress.IPv4Address(ip)
+        if address in SANDBOX_SUBNET:
+            return False
+        explicit, allow = _split_explicit(a.policy.networks("allow"))
+        if any(address in n for n in explicit):
+            return True
+        if closed(ip):
+            return False
+        if any(address in n for n in allow) or (name and name_matches(name, a.policy.names("allow"))):
+            return True
+        pinned = a.pins.get(ip)
+        if any(address in n for n in a.policy.networks("deny")) or (pinned and pinned[2]):
+            return False
+        return a.policy.internet
+
+    def target(self, source: str, ip: str) -> tuple[Attached, set[str], str | None] | None:
+        """For the egress proxy, a connection from `source` redirected away from `ip`: the sandbox,
+        the rule names `ip` was pinned for, and the allowed name it was pinned for (what a SOCKS5
+        proxy is asked for), if the sandbox may reach `ip`; None for anything else."""
+        a = self.resolver.attached(source)
+        if a is None or self._attached.get(a.sandbox_id) is not a:
+            return None
+        now = time.time()
+        names = {n for n, until in a.rule_pins.get(ip, {}).items()
+                 if until > now and headers_for(a.policy.rules, n) is not None and self._reaches(a, ip, n)}
+        pinned = a.pins.get(ip)
+        name = pinned[1] if pinned and not pinned[2] and pinned[0] > now else None
+        if a.policy.socks:  # all its TCP comes here: the egress chain's question, for every connection
+            return (a, names, name or min(names, default=None)) if self._reaches(a, ip, name) or names else None
+        return (a, names, name) if names else None
+
     def detach(self, sandbox_id: str, slot: int | None) -> None:
         """Remove everything of the sandbox's network: elements, cap chains, resolver entry, link."""
         with self._lock:
@@ -341,6 +438,7 @@ class Network:
             elements = a.elements()
             for ip, (_, _, denied) in a.pins.items():
                 elements.setdefault("denypins" if denied else "pins", []).append(f'"{link}" . {ip}')
+            elements["rulepins"] = [f'"{link}" . {ip}' for ip in a.rule_pins]
             self._delete(link, elements)
         elif (Path("/sys/class/net") / link).exists() or link in self.links_with_rules():
             self._delete(link, self._elements_of(link))  # a leftover, or one never attached
@@ -380,6 +478,8 @@ class Network:
 
     def close(self, sandboxes_left: bool) -> None:
         self.resolver.stop()
+        if self.proxy:
+            self.proxy.stop()
         if not sandboxes_left:
             self.forward.remove()
             try:
@@ -437,11 +537,11 @@ def _split_explicit(nets: list[ipaddress.IPv4Network]):
     return list(ipaddress.collapse_addresses(explicit)), list(ipaddress.collapse_addresses(rest))
 
 
-def start_network(server: str, home: Path):
+def start_network(server: str, home: Path, tls: EgressTls | None = None):
     """The server's egress machinery, or (None, why not): a host without nftables still runs
     sandboxes, without networks."""
     try:
-        return Network(server, home), None
+        return Network(server, home, tls), None
     except (E.SandlotError, OSError) as e:
         reason = e.message if isinstance(e, E.SandlotError) else str(e)
         log.warning("sandbox networking unavailable: %s", reason)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -222,11 +223,16 @@ class NetworkPolicy:
     deny: tuple[str, ...] = ()
     dns_servers: tuple[str, ...] | None = None  # upstreams of the sandbox's resolver; None: the host's
     bandwidth_mbps: float | None = None  # cap, each direction (sandlot's own)
+    # E2B's network.rules: headers the egress proxy sets per host (egress_rules.py; secrets)
+    rules: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
+    # E2B's network.egressProxy: (host, port, username, password) of a user's SOCKS5 proxy that all
+    # of the sandbox's TCP goes through (socks.py), or None
+    socks: tuple | None = None
 
     @classmethod
     def from_e2b(cls, allow_internet_access: bool | None, allow_out: list[str] | None = None,
                  deny_out: list[str] | None = None, dns_servers: list[str] | None = None,
-                 bandwidth_mbps: float | None = None) -> "NetworkPolicy | None":
+                 bandwidth_mbps: float | None = None, rules=(), socks=None) -> "NetworkPolicy | None":
         """E2B's create/update fields as a policy, or None for no network at all (only loopback).
 
         sandlot's default is closed: a request that says nothing about egress gets no network,
@@ -237,13 +243,17 @@ class NetworkPolicy:
         allow, deny = tuple(allow_out or ()), tuple(deny_out or ())
         if allow_internet_access is None:
             if not (allow or deny):
-                return None
-            allow_internet_access = True
+                allow_internet_access = False
+            else:
+                allow_internet_access = True
         if not allow_internet_access and not allow:
+            if rules or socks:  # E2B: rules grant no access; here no access is no network at all
+                raise InvalidArgument(f"network.{'rules' if rules else 'egressProxy'} needs a network to apply "
+                                      "to: name the hosts in allowOut (or set allow_internet_access)")
             return None
         dns = None if dns_servers is None else tuple(dns_servers)
         return cls(internet=allow_internet_access, allow=allow, deny=deny, dns_servers=dns,
-                   bandwidth_mbps=bandwidth_mbps).validate()
+                   bandwidth_mbps=bandwidth_mbps, rules=tuple(rules), socks=socks).validate()
 
     def validate(self) -> "NetworkPolicy":
         for what, entries in (("allow_out", self.allow), ("deny_out", self.deny)):
@@ -284,19 +294,42 @@ class NetworkPolicy:
             parts.append(f"allow {len(self.allow)}")
         if self.deny:
             parts.append(f"deny {len(self.deny)}")
+        if self.rules:
+            parts.append(f"header rules for {len(self.rules)} hosts")
+        if self.socks:
+            parts.append(f"through the SOCKS5 proxy {self.socks[0]}:{self.socks[1]}")
         return ", ".join(parts)
 
     def as_json(self) -> dict:
         return {"internet": self.internet, "allow": list(self.allow), "deny": list(self.deny),
                 "dns_servers": None if self.dns_servers is None else list(self.dns_servers),
-                "bandwidth_mbps": self.bandwidth_mbps}
+                "bandwidth_mbps": self.bandwidth_mbps,
+                "rules": [[host, [list(h) for h in headers]] for host, headers in self.rules],
+                "socks": None if self.socks is None else list(self.socks)}
 
     @classmethod
     def from_json(cls, data: dict) -> "NetworkPolicy":
         dns = data.get("dns_servers")
+        rules = tuple((host, tuple((n, v) for n, v in headers)) for host, headers in data.get("rules", ()))
         return cls(internet=bool(data.get("internet", True)), allow=tuple(data.get("allow", ())),
                    deny=tuple(data.get("deny", ())), dns_servers=None if dns is None else tuple(dns),
-                   bandwidth_mbps=data.get("bandwidth_mbps"))
+                   bandwidth_mbps=data.get("bandwidth_mbps"), rules=rules,
+                   socks=None if data.get("socks") is None else tuple(data["socks"]))
+
+
+def closed(ip: str) -> bool:
+    """Whether `ip` is closed to sandboxes whatever a policy says (short of an explicit allow):
+    ALWAYS_BLOCKED, the sandboxes' subnet, or one of this host's own addresses (only those can be
+    bound)."""
+    address = ipaddress.IPv4Address(ip)
+    if address in SANDBOX_SUBNET or any(address in ipaddress.IPv4Network(b) for b in ALWAYS_BLOCKED):
+        return True
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind((ip, 0))
+        except OSError:
+            return False
+        return True
 
 
 def name_matches(name: str, patterns: list[str]) -> bool:

@@ -64,12 +64,14 @@ from .. import _exceptions as E
 from ..layers import LayerStore
 from ..layers.holding import HoldingRuntime
 from ..runtimes import make_runtime
+from ..runtimes.egress_proxy import EgressTls, upstream_context
 from ..templates import TemplateStore
 from ..volumes import VolumeStore
 from . import (api, audit_api, codebases, network_api, openapi, packages_api, sessions, snapshots, template_routes,
                tls, transfer, volumes, workspaces)
 from .audit import AuditLog
 from .auth import Access, ApiKeys, requires, secure
+from .certs import LocalCA
 from .codebase_store import CodebaseStore
 from .config import Config
 from .custom_templates import CustomTemplates
@@ -175,8 +177,12 @@ def build_app(config: Config, extensions: Mapping[str, Extension] | None = None)
     audit = AuditLog(config.db_path, config.audit_retention_days, config.audit_max_rows)
     layers = LayerStore(config.home)
     # namespace as root, rootless otherwise; its sandboxes hold the layers they are stacked on
-    runtime = HoldingRuntime(make_runtime(config.home), layers)
+    # the network.rules proxy's HTTPS: leaves from a CA of this server's, upstreams verified
+    egress_tls = EgressTls(lambda: LocalCA(config.home / "ca" / "egress", "sandlot egress CA"),
+                           upstream_context(config.egress_ca_file))
+    runtime = HoldingRuntime(make_runtime(config.home, egress_tls), layers)
     service = SandboxService(config, store, runtime, TemplateStore(config.home), Events(metrics, audit))
+    service.networks.egress_tls = egress_tls
     # pause modes, cold resume, auto-resume (lifecycle.py); snapshots a create may name
     # (snapshots.py); volumes (volumes.py)
     service.lifecycle = Lifecycle(service, layers)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextvars
 import os
+import ssl
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -94,6 +95,9 @@ class Config(BaseSettings):
     # or "off": no sandbox gets a network whatever it asks (a bare allow_internet_access=true, which
     # the e2b SDK up to 2.50 sends on every create, gets none and is told so; explicit rules: 403)
     egress: Literal["on-request", "off"] = "on-request"
+    # CA certificates (a PEM bundle) the `network.rules` egress proxy trusts for upstream hosts, besides
+    # the system's trust store (a private API's own CA); None: the system's only
+    egress_ca_file: Path | None = None
     # -- bounds on what clients send and receive
     max_upload_bytes: Bytes = 1 << 30  # one POST /files, all its files after gunzip: past it 413
     max_json_bytes: Bytes = 4 << 20  # a request body on the JSON routes (REST, /execute, /contexts)
@@ -190,6 +194,16 @@ class Config(BaseSettings):
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("egress_ca_file")
+    @classmethod
+    def _pem_bundle(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            try:
+                ssl.create_default_context().load_verify_locations(cafile=str(value))
+            except (OSError, ssl.SSLError) as e:
+                raise ValueError(f"must be a readable file of PEM CA certificates ({e})") from None
+        return value
 
     @property
     def db_path(self) -> Path:

@@ -4,11 +4,13 @@ runtimes/policy.py's NetworkPolicy; the service side is sandbox_networks.py."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .. import _exceptions as E
+from ..runtimes import egress_rules, socks
 from ..runtimes.policy import NetworkPolicy
 from .bodies import JsonBody, read_model
 from .request_info import note
@@ -24,8 +26,8 @@ class NetworkIn(JsonBody):
     allowPublicTraffic: bool | None = None
     maskRequestHost: str | None = None
     httpsPorts: list[int] | None = None
-    rules: dict | None = None
-    egressProxy: dict | None = None
+    rules: Any = None  # checked by egress_rules.parse: its errors name the field
+    egressProxy: Any = None  # checked by socks.parse
     bandwidthMbps: float | None = None
 
 
@@ -35,20 +37,16 @@ class NetworkUpdateIn(JsonBody):
     allowOut: list[str] | None = None
     denyOut: list[str] | None = None
     dnsServers: list[str] | None = None
-    rules: dict | None = None
-    egressProxy: dict | None = None
+    rules: Any = None
+    egressProxy: Any = None
     allow_internet_access: bool | None = None
     bandwidthMbps: float | None = None
 
 
 def egress_from(allow_internet_access: bool | None, net: NetworkIn | NetworkUpdateIn | None) -> NetworkPolicy | None:
-    if net is not None:
-        if net.rules:
-            raise E.Unsupported("network.rules (header-injecting egress proxy) is not available on this server")
-        if net.egressProxy is not None:
-            raise E.Unsupported("network.egressProxy (SOCKS5) is not available on this server")
     return NetworkPolicy.from_e2b(allow_internet_access, net and net.allowOut, net and net.denyOut,
-                                  net and net.dnsServers, net and net.bandwidthMbps)
+                                  net and net.dnsServers, net and net.bandwidthMbps,
+                                  egress_rules.parse(net and net.rules), socks.parse(net and net.egressProxy))
 
 
 def ingress_from(net: NetworkIn | None) -> dict:
@@ -68,6 +66,10 @@ def network_json(rec: SandboxRecord) -> dict:
         out.update(allowOut=egress["allow"], denyOut=egress["deny"])
         if egress.get("dns_servers") is not None:
             out["dnsServers"] = egress["dns_servers"]
+        if egress.get("rules"):  # the header values are secrets: never shown
+            out["rules"] = egress_rules.redacted(NetworkPolicy.from_json(egress).rules)
+        if egress.get("socks"):  # nor the proxy's password
+            out["egressProxy"] = socks.shown(tuple(egress["socks"]))
     return out
 
 

@@ -1,7 +1,8 @@
 """A sandbox's network as the control plane keeps it (issue 12): what a create may have here
 (SANDLOT_EGRESS, the runtime's support), the links pool sandboxes have made ahead, live updates one
 at a time per sandbox, the ingress settings the port proxy reads, and networks taken over after a
-restart. The substance (links, nftables, DNS) is runtimes/network.py's."""
+restart, and the egress CA a sandbox with header rules trusts. The substance (links, nftables, DNS,
+the rules' proxy) is runtimes/network.py's."""
 
 from __future__ import annotations
 
@@ -23,11 +24,21 @@ log = logging.getLogger("sandlot.service")
 # the create has answered (~20-50 ms of work the create should not wait for).
 UNUSED_LINK_DELAY = 0.1
 
+# Where a sandbox with network.rules finds the egress CA (Debian's layout): its own file, appended to
+# the system bundle (curl, OpenSSL, Go), and variables for the programs that bring their own
+# bundle (Python's requests and certifi, Node), set by the login profile the SDKs' commands run.
+CA_FILE = "/usr/local/share/ca-certificates/sandlot-egress.crt"
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+CA_PROFILE = "/etc/profile.d/sandlot-egress-ca.sh"
+CA_ENV = (f"export SSL_CERT_FILE={CA_BUNDLE} REQUESTS_CA_BUNDLE={CA_BUNDLE} "
+          f"NODE_EXTRA_CA_CERTS={CA_FILE}\n").encode()
+
 
 class SandboxNetworks:
     def __init__(self, service: SandboxService):
         self.service = service
         self._locks: dict[str, asyncio.Lock] = {}  # a sandbox's network changes, one at a time
+        self.egress_tls = None  # the rules proxy's CA and upstream trust (app.py sets it)
 
     def adopt(self, rec: SandboxRecord, running: bool = True) -> None:
         egress = egress_of(rec)
@@ -91,14 +102,36 @@ class SandboxNetworks:
             return None
         if off:
             raise E.PermissionDenied(f"sandboxes get no outbound network here: {missing}; allowOut, denyOut, "
-                                     "dnsServers and bandwidthMbps are refused")
+                                     "dnsServers, rules, egressProxy and bandwidthMbps are refused")
         raise E.Unsupported(f"this server cannot give sandboxes a network: {missing}")
+
+    async def trust_ca(self, live, egress: NetworkPolicy | None, fresh: bool = False) -> None:
+        """Make the sandbox trust the egress CA, if `egress` has header rules. Written by the
+        sandbox's agent as root inside the sandbox, so whatever the sandbox did to these paths
+        (a symlink out) stays inside it; only the CA's certificate goes in, never a key or a secret.
+        `fresh`: a sandbox being created, which cannot have it yet (~6-9 ms for the writes)."""
+        if egress is None or not egress.rules or live.agent is None:
+            return
+        if self.egress_tls is None:
+            raise E.Unsupported("this server has no egress CA: network.rules cannot be applied")
+        agent, pem = live.agent, self.egress_tls.ca.cert_pem
+        try:  # its own file, written last, says it is done (a live update need not read the bundle)
+            installed = b"" if fresh else \
+                b"".join([p async for p in agent.read(CA_FILE, "root") if isinstance(p, bytes)])
+        except E.NotFound:
+            installed = b""
+        if installed == pem:
+            return
+        await asyncio.gather(agent.write(CA_BUNDLE, "root", b"\n" + pem, append=True),
+                             agent.write(CA_PROFILE, "root", CA_ENV))
+        await agent.write(CA_FILE, "root", pem)
 
     async def update(self, sandbox_id: str, egress: NetworkPolicy | None) -> None:
         """Replace the sandbox's egress policy live (E2B's PUT /sandboxes/{id}/network)."""
         live = self.service._known(sandbox_id)
         egress = self.allowed(egress)
         async with self.lock(sandbox_id):
+            await self.trust_ca(live, egress)  # trusted before the rules apply
             await asyncio.to_thread(self.service.runtime.set_network, sandbox_id, egress)
             live.record.network = network_record(egress, (live.record.network or {}).get("ingress", {}))
             self.service.store.update(sandbox_id, network=live.record.network)

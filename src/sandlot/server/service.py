@@ -212,6 +212,11 @@ class SandboxService:
         live = self._live(rec, rt, kernels)
         self.live[rec.id] = live
         self.reaper.watch(live)
+        try:
+            await self.networks.trust_ca(live, req.egress, fresh=True)  # header rules: the egress CA
+        except BaseException:
+            await self.kill(rec.id, reason="could not install the egress CA")
+            raise
         self.journal.record(rec.id, f"created from template {req.template}", template=req.template,
                             timeout=req.timeout, pooled=pooled is not None, **asdict(req.limits))
         return live, pooled is not None

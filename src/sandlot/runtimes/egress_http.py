@@ -1,0 +1,161 @@
+"""What the egress proxy (egress_proxy.py) reads of a sandbox's connection: the server name of a
+TLS ClientHello, and HTTP/1.x requests, parsed only for their framing so that each request on a
+kept-alive connection gets a rule's headers; and the byte relays. Responses are never parsed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import time
+
+IDLE_TIMEOUT = 300.0  # a connection with nothing to relay either way this long is closed
+# after the sandbox ended its side between requests, the answer still flowing is relayed until
+# the upstream is this quiet (a kept-alive upstream over TLS would otherwise hold it IDLE_TIMEOUT)
+QUIET = 1.0
+CHUNK = 64 * 1024
+
+
+async def relay_http(cr, cw, ur, uw, for_host) -> None:
+    """Requests from the sandbox (cr) to upstream (uw), each with the headers `for_host(host)`
+    gives; responses (ur) back to the sandbox (cw) as they come."""
+    moved = [time.monotonic()]  # when the last answer bytes passed
+    down = asyncio.ensure_future(_pipe(ur, cw, moved))
+    up = asyncio.ensure_future(_requests(cr, uw, for_host))
+    try:
+        done, _ = await asyncio.wait({down, up}, return_when=asyncio.FIRST_COMPLETED)
+        if up in done and not up.exception() and up.result():  # the sandbox ended: let the answer finish
+            while not down.done() and time.monotonic() - moved[0] < QUIET:
+                await asyncio.wait({down}, timeout=QUIET)
+    finally:
+        await _end(down, up)
+
+
+async def _requests(cr, uw, for_host) -> bool:
+    """True when the sandbox ended cleanly between requests, False on a malformed request."""
+    while True:
+        try:
+            head = await asyncio.wait_for(cr.readuntil(b"\r\n\r\n"), IDLE_TIMEOUT)
+        except asyncio.IncompleteReadError as e:
+            if not e.partial and uw.can_write_eof():
+                uw.write_eof()
+            return not e.partial
+        lines = head[:-4].split(b"\r\n")
+        fields = []
+        for line in lines[1:]:
+            name, sep, value = line.partition(b":")
+            if not sep or not name or name != name.strip() or line[:1] in b" \t":
+                return False  # obsolete folding, no colon: not forwarded (a smuggling trick)
+            fields.append((name.decode("latin-1"), value.strip()))
+        lower = [n.lower() for n, _ in fields]
+        host = next((v.decode("latin-1") for n, v in fields if n.lower() == "host"), "")
+        add = for_host(_host_only(host)) or ()
+        if add:
+            replaced = {n.lower() for n, _ in add}
+            fields = [f for f in fields if f[0].lower() not in replaced] + [(n, v.encode()) for n, v in add]
+        te = [v for n, v in fields if n.lower() == "transfer-encoding"]
+        cl = {v for n, v in fields if n.lower() == "content-length"}
+        if te:
+            if not te[-1].lower().rsplit(b",", 1)[-1].strip() == b"chunked":
+                return False
+            fields = [f for f in fields if f[0].lower() != "content-length"]  # chunked wins (RFC 9112)
+        elif len(cl) > 1 or (cl and not next(iter(cl)).isdigit()):
+            return False
+        uw.write(lines[0] + b"\r\n" + b"".join(n.encode("latin-1") + b": " + v + b"\r\n" for n, v in fields)
+                 + b"\r\n")
+        if te:
+            await _chunked(cr, uw)
+        elif cl:
+            await _copy(cr, uw, int(next(iter(cl))))
+        await uw.drain()
+        if "upgrade" in lower or lines[0].upper().startswith(b"CONNECT "):
+            await _pipe(cr, uw)  # a WebSocket or tunnel: its bytes are no longer HTTP requests
+            return True
+
+
+async def _chunked(cr, uw) -> None:
+    while True:
+        line = await cr.readuntil(b"\r\n")
+        size = int(line.split(b";", 1)[0].strip(), 16)
+        uw.write(line)
+        if size == 0:
+            while True:  # trailers, then the empty line
+                trailer = await cr.readuntil(b"\r\n")
+                uw.write(trailer)
+                if trailer == b"\r\n":
+                    return
+        await _copy(cr, uw, size + 2)
+
+
+async def _copy(reader, writer, n: int) -> None:
+    while n > 0:
+        data = await reader.readexactly(min(n, CHUNK))
+        writer.write(data)
+        await writer.drain()
+        n -= len(data)
+
+
+async def _pipe(reader, writer, moved: list | None = None) -> None:
+    while data := await asyncio.wait_for(reader.read(CHUNK), IDLE_TIMEOUT):
+        writer.write(data)
+        await writer.drain()
+        if moved is not None:
+            moved[0] = time.monotonic()
+    if writer.can_write_eof():
+        writer.write_eof()
+
+
+async def both_ways(cr, cw, ur, uw) -> None:
+    """Both directions until both end (half-closes passed on), or one fails."""
+    tasks = [asyncio.ensure_future(_pipe(cr, uw)), asyncio.ensure_future(_pipe(ur, cw))]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        await _end(*tasks)
+
+
+async def _end(*tasks: asyncio.Future) -> None:
+    """Cancel what still runs and collect every outcome (a failure is the connection's end, not
+    an error to log)."""
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _host_only(host: str) -> str:
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def is_http(data: bytes) -> bool:
+    method, sep, _ = data.partition(b" ")
+    return bool(sep) and method.isalpha() and method.isupper() and len(method) <= 16
+
+
+
+def client_hello_sni(data: bytes) -> str | None:
+    """The server name of a TLS ClientHello (RFC 8446 4.1.2, RFC 6066 3), or None."""
+    try:
+        if data[0] != 0x16 or data[5] != 0x01:
+            return None
+        end = min(len(data), 5 + struct.unpack("!H", data[3:5])[0])
+        i = 5 + 4 + 2 + 32  # handshake header, version, random
+        i += 1 + data[i]  # session id
+        i += 2 + struct.unpack("!H", data[i:i + 2])[0]  # cipher suites
+        i += 1 + data[i]  # compression methods
+        ext_end = min(end, i + 2 + struct.unpack("!H", data[i:i + 2])[0])
+        i += 2
+        while i + 4 <= ext_end:
+            kind, size = struct.unpack("!HH", data[i:i + 4])
+            i += 4
+            if kind == 0:  # server_name: list length, then (type 0 = host_name, length, name)
+                if data[i + 2] != 0:
+                    return None
+                n = struct.unpack("!H", data[i + 3:i + 5])[0]
+                return data[i + 5:i + 5 + n].decode("ascii").lower().rstrip(".")
+            i += size
+    except (IndexError, struct.error, UnicodeDecodeError):
+        return None
+    return None

@@ -1,0 +1,274 @@
+"""The egress proxy of `network.rules` (egress_rules.py): sets a rule's headers on a sandbox's HTTP
+and HTTPS requests to the rule's host, on the host, so the secret never enters the sandbox.
+
+How connections get here: when a sandbox's resolver answers a name some rule names, the answer's
+addresses are pinned into the `rulepins` set (network.py), and nftables redirects the sandbox's TCP
+to those addresses (any port) to this proxy; SO_ORIGINAL_DST gives the address and port asked for.
+Only a connection from a sandbox's own address to an address pinned for it is served; the proxy
+dials exactly that address and port, and only if the sandbox's policy lets it reach it (the
+question the forward chain would ask, checked again here: the redirect takes the connection off
+that chain). Then, by the first bytes the sandbox sends:
+
+- a TLS ClientHello whose SNI is a pinned rule name: the upstream is dialled with TLS first,
+  verified (the system trust store plus the server's extra CA file) for that name; if that fails the
+  sandbox's connection is closed, never served unverified. Then the sandbox's TLS is terminated with
+  a leaf for the name signed by the server's egress CA (which the sandbox trusts), and every request
+  on it gets the rule's headers (replacing any of the same name);
+- an HTTP/1.x request: each request whose Host names a pinned rule name gets its headers;
+- anything else (another SNI, no SNI, a protocol where the server speaks first): relayed as is.
+
+Requests are parsed only for their framing (egress_http.py), so each one on a kept-alive
+connection gets the headers; responses are relayed as they come. Runs on an asyncio loop in a thread
+of its own, like the resolver (dns.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from python_socks import ProxyError, ProxyTimeoutError
+
+from . import socks
+from .egress_http import IDLE_TIMEOUT, both_ways, client_hello_sni, is_http, relay_http
+from .egress_rules import headers_for
+from .policy import closed
+
+if TYPE_CHECKING:
+    from .network import Network
+
+log = logging.getLogger("sandlot.egress")
+
+SO_ORIGINAL_DST = 80  # linux/netfilter_ipv4.h
+CONNECT_TIMEOUT = 10.0
+HANDSHAKE_TIMEOUT = 10.0
+HELLO_WAIT = 2.0  # for a ClientHello split over several segments
+MAX_HEAD = 64 * 1024  # a request's head (request line and fields)
+MAX_CONNECTIONS = 1024  # at once, all sandboxes together
+MAX_PER_SANDBOX = 256  # at once, one sandbox's (its neighbours keep the rest)
+
+
+@dataclass
+class EgressTls:
+    """What the proxy needs for HTTPS: `ca` presents leaves (server/certs.py's LocalCA: its
+    server_context(name) and cert_pem), made by `make_ca` at its first use, so a server whose
+    sandboxes never have rules keeps no CA; `upstream` verifies the real hosts."""
+
+    make_ca: Callable[[], Any]
+    upstream: ssl.SSLContext
+    _ca: Any = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def ca(self) -> Any:
+        with self._lock:
+            if self._ca is None:
+                self._ca = self.make_ca()
+            return self._ca
+
+
+def upstream_context(extra_ca_file: Path | None = None) -> ssl.SSLContext:
+    """The upstream side: the system's trust store, and the operator's extra CA bundle if given;
+    host names checked, TLS 1.2 at least, HTTP/1.1 only (requests are parsed as HTTP/1.x)."""
+    ctx = ssl.create_default_context()
+    if extra_ca_file is not None:
+        ctx.load_verify_locations(cafile=str(extra_ca_file))
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+class RulesProxy:
+    def __init__(self, network: "Network", tls: EgressTls, port: int = 0):
+        self.network = network
+        self.tls = tls
+        self._sock = _listen(port)
+        self.port = self._sock.getsockname()[1]
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._per_source: dict[str, int] = {}
+        self._ready = threading.Event()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="sandlot-egress-proxy", daemon=True)
+        self._thread.start()
+        self._ready.wait(10)
+
+    def _run(self) -> None:
+        loop = self._loop = asyncio.new_event_loop()
+        try:
+            accept = loop.create_task(self._accept())
+            self._ready.set()
+            loop.run_forever()
+            accept.cancel()
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            if self._tasks:  # their clean-ups (closing transports) run before the loop goes
+                loop.run_until_complete(asyncio.wait(list(self._tasks), timeout=5))
+            loop.close()
+
+    def stop(self) -> None:
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+        self._sock.close()
+
+    async def _accept(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            conn, (source, _) = await loop.sock_accept(self._sock)
+            if len(self._tasks) >= MAX_CONNECTIONS or self._per_source.get(source, 0) >= MAX_PER_SANDBOX:
+                conn.close()
+                continue
+            self._per_source[source] = self._per_source.get(source, 0) + 1
+            task = loop.create_task(self._serve(conn, source))
+            self._tasks.add(task)
+            task.add_done_callback(lambda t, s=source: self._done(t, s))
+
+    def _done(self, task: asyncio.Task, source: str) -> None:
+        self._tasks.discard(task)
+        left = self._per_source.pop(source, 1) - 1
+        if left:
+            self._per_source[source] = left
+
+    # ---- one connection ----------------------------------------------------------------------
+
+    async def _serve(self, conn: socket.socket, peer: str) -> None:
+        # Sockets handed to a transport are the transport's to close (it does so a loop turn
+        # later, also when its set-up fails): closing one here first would free its fd for the
+        # next accept while the loop still maps it to the old transport.
+        up = None
+        writers: list[asyncio.StreamWriter] = []
+        handed: list[socket.socket] = []
+        try:
+            address, port = _original_dst(conn)
+            target = self.network.target(peer, address)
+            if target is None:  # not a sandbox's connection to an address it may reach and we serve
+                log.info("egress proxy: refused %s -> %s:%d (its policy does not pass it here)", peer, address, port)
+                return
+            attached, names, name = target
+            if attached.policy.socks:  # only ever through the user's proxy: failing that, not at all
+                try:
+                    up = await socks.dial(attached.policy.socks, name or address, port, closed, CONNECT_TIMEOUT)
+                except (OSError, asyncio.TimeoutError, ProxyError, ProxyTimeoutError) as e:
+                    log.warning("sandbox %s: its SOCKS5 proxy did not connect %s:%d: %s",
+                                attached.sandbox_id, name or address, port, e)
+                    return
+                up.setblocking(False)
+            else:
+                up = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                up.setblocking(False)
+                loop = asyncio.get_running_loop()
+                await asyncio.wait_for(loop.sock_connect(up, (address, port)), CONNECT_TIMEOUT)
+            hello = await _first_bytes(conn, up)
+            rules = attached.policy.rules
+            if hello[:1] == b"\x16":
+                name = client_hello_sni(hello)
+                if name in names and headers_for(rules, name) is not None:
+                    await self._tls(conn, up, name, lambda _host: headers_for(rules, name), writers, handed)
+                    return
+            handed += [conn, up]
+            cr, cw = await asyncio.open_connection(sock=conn, limit=MAX_HEAD)
+            writers.append(cw)
+            ur, uw = await asyncio.open_connection(sock=up)
+            writers.append(uw)
+            if is_http(hello):
+                await relay_http(cr, cw, ur, uw, lambda host: headers_for(rules, host) if host in names else None)
+            else:
+                await both_ways(cr, cw, ur, uw)
+        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
+                ssl.SSLError, ValueError) as e:
+            log.debug("egress proxy: %s: %s", peer, e)
+        except Exception:  # a bug: said loudly, this connection ends, the others go on
+            log.exception("egress proxy: connection from %s failed", peer)
+        finally:
+            for w in writers:
+                w.close()
+            for w in writers:
+                try:
+                    await w.wait_closed()
+                except (OSError, ssl.SSLError):
+                    pass
+            for sock in (conn, up):
+                if sock is not None and sock not in handed:
+                    sock.close()
+
+    async def _tls(self, conn: socket.socket, up: socket.socket, name: str,
+                   for_host: Callable[[str], Any], writers: list, handed: list) -> None:
+        # the upstream first: if its certificate does not verify for the name, the sandbox's
+        # handshake never completes and nothing is sent anywhere
+        handed.append(up)
+        try:
+            ur, uw = await asyncio.wait_for(asyncio.open_connection(
+                sock=up, ssl=self.tls.upstream, server_hostname=name), HANDSHAKE_TIMEOUT)
+        except (ssl.SSLError, ssl.CertificateError) as e:
+            log.warning("egress proxy: %s did not verify (%s): connection closed", name, e)
+            return
+        writers.append(uw)
+        loop = asyncio.get_running_loop()
+        cr = asyncio.StreamReader(limit=MAX_HEAD)
+        protocol = asyncio.StreamReaderProtocol(cr)
+        handed.append(conn)
+        transport, _ = await loop.connect_accepted_socket(
+            lambda: protocol, conn, ssl=self.tls.ca.server_context(name), ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
+        cw = asyncio.StreamWriter(transport, protocol, cr, loop)
+        writers.append(cw)
+        await relay_http(cr, cw, ur, uw, for_host)
+
+
+# ---- sockets -------------------------------------------------------------------------------------
+
+def _listen(port: int) -> socket.socket:
+    """The proxy's socket on every address (the rules admit only redirected sandbox connections):
+    `port` if free (the same as before a restart), else any."""
+    for candidate in (port, 0) if port else (0,):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("0.0.0.0", candidate))
+            sock.listen(512)
+            sock.setblocking(False)
+            return sock
+        except OSError:
+            sock.close()
+    raise OSError("no free port for the egress proxy")
+
+
+def _original_dst(conn: socket.socket) -> tuple[str, int]:
+    raw = conn.getsockopt(socket.SOL_IP, SO_ORIGINAL_DST, 16)
+    port, = struct.unpack("!H", raw[2:4])
+    return socket.inet_ntoa(raw[4:8]), port
+
+
+async def _first_bytes(conn: socket.socket, up: socket.socket) -> bytes:
+    """What the sandbox sends first (peeked: it stays in the socket), or b"" when the server speaks
+    first. A TLS record is waited for whole (HELLO_WAIT at most), for its SNI."""
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future = loop.create_future()
+    for sock, who in ((conn, "client"), (up, "server")):
+        loop.add_reader(sock.fileno(), lambda w=who: ready.done() or ready.set_result(w))
+    try:
+        who = await asyncio.wait_for(ready, IDLE_TIMEOUT)
+    finally:
+        loop.remove_reader(conn.fileno())
+        loop.remove_reader(up.fileno())
+    if who == "server":
+        return b""
+    deadline = time.monotonic() + HELLO_WAIT
+    while True:
+        data = conn.recv(16384, socket.MSG_PEEK)
+        if data[:1] != b"\x16" or len(data) < 5:
+            return data
+        if len(data) >= 5 + struct.unpack("!H", data[3:5])[0] or len(data) >= 16384 or time.monotonic() > deadline:
+            return data
+        await asyncio.sleep(0.01)

@@ -1,0 +1,235 @@
+"""E2B's `network.rules` (issue 12): per-host headers set on a sandbox's HTTP and HTTPS requests by
+the egress proxy on the host (runtimes/egress_proxy.py), seen at the world's servers and never
+inside the sandbox. HTTPS is terminated with a leaf of the server's egress CA, which the sandbox
+trusts (curl verifies, no -k), and dialled upstream with real verification: this module's server
+trusts the world's self-signed certificate through SANDLOT_EGRESS_CA_FILE, and a name the
+certificate does not cover fails closed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import uuid
+
+import pytest
+from e2b.sandbox.network import ALL_TRAFFIC
+from network_support import ALLOWED, NEIGHBOUR, OTHER, SOCKS, SOCKS_PASSWORD, SOCKS_USER, fetch, network, sh
+
+from support import checked_server
+
+SECRET = f"Bearer sandlot-{uuid.uuid4().hex}"
+RULES = {"allowed.test": [{"transform": {"headers": {"Authorization": SECRET}}},
+                          {"transform": {"headers": {"X-Team": "blue"}}}]}
+CA_FILE = "/usr/local/share/ca-certificates/sandlot-egress.crt"
+
+
+@pytest.fixture(scope="module")
+def server(world):
+    """This module's own server: its proxy must trust the world's HTTPS certificate."""
+    with checked_server(extra_env={"SANDLOT_EGRESS_CA_FILE": str(world.ca), "SANDLOT_POOL_TEMPLATES": "base"}) as srv:
+        yield srv
+
+
+def _allow_list(**kwargs) -> dict:
+    return network(allow_out=["allowed.test", "other.test", "mismatch.test"], deny_out=[ALL_TRAFFIC], **kwargs)
+
+
+def _seen(world, path: str) -> list[dict]:
+    return [r for r in world.requests() if r["path"] == path]
+
+
+def _curl(sbx, url: str, *flags: str) -> tuple[int, str]:
+    """curl from inside with the sandbox's own trust store (no -k unless given)."""
+    return sh(sbx, f"curl -sS --connect-timeout 2 -m 10 {' '.join(flags)} {url}")
+
+
+def test_http_requests_get_the_rule_headers(world, make_sandbox):
+    sbx = make_sandbox(network=_allow_list(rules=RULES))
+    path = f"/http-{uuid.uuid4().hex}"
+    # the sandbox's own Authorization is replaced; two requests on one connection both get it
+    code, out = sh(sbx, f"curl -sS -m 10 -H 'Authorization: mine' http://allowed.test{path} http://allowed.test{path}")
+    assert code == 0, out
+    assert out == f"world {ALLOWED}\n" * 2
+    seen = _seen(world, path)
+    assert len(seen) == 2
+    for r in seen:
+        assert r["port"] == 80
+        assert r["headers"]["Authorization"] == SECRET
+        assert r["headers"]["X-Team"] == "blue"
+        assert r["headers"]["Host"] == "allowed.test"
+
+
+def test_a_wildcard_rule_covers_names_below_it(world, make_sandbox):
+    rules = {"*.wild.test": [{"transform": {"headers": {"X-Wild": "yes"}}}], **RULES}
+    sbx = make_sandbox(network=network(allow_out=["*.wild.test", "allowed.test"], deny_out=[ALL_TRAFFIC],
+                                       rules=rules))
+    path = f"/wild-{uuid.uuid4().hex}"
+    assert fetch(sbx, f"http://a.wild.test{path}") == (0, f"world {NEIGHBOUR}\n")
+    (seen,) = _seen(world, path)
+    assert seen["headers"]["X-Wild"] == "yes" and "Authorization" not in seen["headers"]  # never merged
+
+
+def test_bodies_keep_their_framing_on_a_kept_alive_connection(world, make_sandbox):
+    """A chunked POST, a sized POST and a GET on one connection: each arrives whole, each with the
+    headers (the proxy parses requests only for their framing)."""
+    sbx = make_sandbox(network=_allow_list(rules=RULES))
+    path = f"/post-{uuid.uuid4().hex}"
+    url = f"https://allowed.test{path}"
+    code, out = _curl(sbx, f"-v -H 'Transfer-Encoding: chunked' -d chunked-body {url}/1 "
+                           f"--next -v -d sized-body {url}/2 --next -v {url}/3")
+    assert code == 0 and out.count(f"world {ALLOWED}") == 3, out
+    assert out.count("existing connection") == 2, out  # curl kept the connection for the next two
+    seen = {r["path"]: r for r in world.requests() if r["path"].startswith(path)}
+    assert seen[f"{path}/1"]["body"] == "chunked-body" and seen[f"{path}/2"]["body"] == "sized-body"
+    assert all(seen[f"{path}/{i}"]["headers"]["Authorization"] == SECRET for i in (1, 2, 3))
+
+
+def test_finished_connections_hold_nothing_upstream(world, make_sandbox):
+    """After the sandbox's HTTPS connections end, the proxy's kept-alive upstream connections go
+    too (within a quiet second), not at the upstream's or the proxy's idle timeout."""
+    sbx = make_sandbox(network=_allow_list(rules=RULES))
+    code, out = sh(sbx, "for i in 1 2 3 4 5; do curl -sS -m 5 https://allowed.test/held > /dev/null || exit 1; done")
+    assert code == 0, out
+
+    def held():
+        out = subprocess.run(["ss", "-Htn", "state", "established", "dst", f"{ALLOWED}:443"],
+                             capture_output=True, text=True, check=True).stdout
+        return out.strip() or None
+
+    deadline = time.monotonic() + 5
+    while held() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert held() is None
+
+
+def test_https_is_verified_inside_and_gets_the_headers(world, make_sandbox):
+    sbx = make_sandbox(network=_allow_list(rules=RULES))
+    path = f"/https-{uuid.uuid4().hex}"
+    code, out = _curl(sbx, f"https://allowed.test{path} https://allowed.test{path}", "-v")
+    assert code == 0, out
+    assert out.count(f"world {ALLOWED}") == 2
+    assert "sandlot egress CA" in out  # the certificate the sandbox verified is the proxy's leaf
+    seen = _seen(world, path)
+    assert [r["port"] for r in seen] == [443, 443]
+    assert all(r["headers"]["Authorization"] == SECRET for r in seen)
+    # Python's requests-style variables point at the bundle with the CA (the login profile sets them)
+    url = f"https://allowed.test{path}-py"
+    code, out = sh(sbx, f"python3 -c \"import urllib.request; print(urllib.request.urlopen('{url}', timeout=10)"
+                        ".read().decode(), end='')\"")
+    assert code == 0 and out == f"world {ALLOWED}\n", out
+    assert _seen(world, f"{path}-py")[0]["headers"]["Authorization"] == SECRET
+
+
+def test_the_secret_never_enters_the_sandbox(world, make_sandbox):
+    sbx = make_sandbox(network=_allow_list(rules=RULES))
+    token = SECRET.split()[1]
+    assert token not in sh(sbx, "env; cat /proc/1/environ", user="root")[1]
+    places = "/etc /home /root /tmp /usr/local /var /run"
+    code, out = sh(sbx, f"grep -rIls --exclude-dir=proc --exclude-dir=sys {token} {places}", user="root", timeout=60)
+    assert out.strip() == "", out
+    assert token not in str(sbx.get_info())  # getInfo shows the rule's header names, not their values
+    # a host no rule names gets nothing
+    path = f"/other-{uuid.uuid4().hex}"
+    assert fetch(sbx, f"http://other.test{path}") == (0, f"world {OTHER}\n")
+    (seen,) = _seen(world, path)
+    assert "Authorization" not in seen["headers"] and "X-Team" not in seen["headers"]
+
+
+def test_an_upstream_that_does_not_verify_fails_closed(world, make_sandbox):
+    """mismatch.test is the world's HTTPS server, whose certificate names only allowed.test: the
+    proxy never sends the request (not even when the sandbox itself would accept anything)."""
+    sbx = make_sandbox(network=_allow_list(rules={"mismatch.test": RULES["allowed.test"]}))
+    path = f"/mismatch-{uuid.uuid4().hex}"
+    for flags in ((), ("-k",)):
+        code, out = _curl(sbx, f"https://mismatch.test{path}", *flags)
+        assert code != 0, out
+    assert _seen(world, path) == []
+
+
+def test_a_sandbox_without_rules_is_not_redirected(world, make_sandbox):
+    sbx = make_sandbox(network=_allow_list())
+    path = f"/plain-{uuid.uuid4().hex}"
+    code, out = _curl(sbx, f"https://allowed.test{path}", "-k", "-v")
+    assert code == 0, out
+    assert "sandlot egress CA" not in out  # the world's own certificate, end to end
+    assert sh(sbx, f"test -e {CA_FILE}")[0] == 1
+    (seen,) = _seen(world, path)
+    assert "Authorization" not in seen["headers"]
+
+
+def test_rules_apply_through_a_users_socks5_proxy(world, socks, make_sandbox):
+    proxy = {"address": f"{SOCKS}:1080", "username": SOCKS_USER, "password": SOCKS_PASSWORD}
+    sbx = make_sandbox(network=_allow_list(rules=RULES, egress_proxy=proxy))
+    path = f"/socks-rules-{uuid.uuid4().hex}"
+    code, out = _curl(sbx, f"https://allowed.test{path}")
+    assert code == 0 and out == f"world {ALLOWED}\n", out
+    (seen,) = _seen(world, path)
+    assert seen["client"] == SOCKS and seen["headers"]["Authorization"] == SECRET
+
+
+def test_the_proxy_port_is_closed_to_a_direct_connection(server, make_sandbox):
+    """Only connections the rules redirected reach the egress proxy; its port on the sandbox's
+    gateway answers nothing."""
+    port = json.loads((server.home / "network.json").read_text())["proxy_port"]
+    sbx = make_sandbox(network=_allow_list(rules=RULES))
+    gateway = sh(sbx, "awk '/^nameserver/ {print $2}' /etc/resolv.conf")[1].strip()
+    code, out = sh(sbx, f"curl -sS --connect-timeout 2 -m 4 http://{gateway}:{port}/")
+    assert code in (7, 28), out
+
+
+def test_rules_grant_no_access(world, make_sandbox):
+    sbx = make_sandbox(network=network(allow_out=["other.test"], deny_out=[ALL_TRAFFIC], rules=RULES))
+    path = f"/refused-{uuid.uuid4().hex}"
+    assert fetch(sbx, f"http://allowed.test{path}")[0] != 0
+    assert fetch(sbx, f"http://{ALLOWED}{path}")[0] != 0
+    assert _seen(world, path) == []
+
+
+@pytest.mark.parametrize("name", ["metadata.test", "host.test", "loop.test"])
+def test_a_rule_name_rebound_to_a_closed_address_stays_closed(world, make_sandbox, name):
+    """DNS rebinding: the proxy dials from the host, so a rule's name that resolves to metadata, the
+    host itself or loopback must not make it dial there (the address is never pinned for it)."""
+    rules = {name: RULES["allowed.test"]}
+    sbx = make_sandbox(network=network(allow_out=[name], deny_out=[ALL_TRAFFIC], rules=rules))
+    path = f"/rebound-{uuid.uuid4().hex}"
+    assert fetch(sbx, f"http://{name}{path}")[0] != 0
+    assert _seen(world, path) == []
+
+
+def test_live_update_applies_rules(world, make_sandbox):
+    sbx = make_sandbox(network=_allow_list())
+    path = f"/live-{uuid.uuid4().hex}"
+    assert fetch(sbx, f"http://allowed.test{path}")[0] == 0
+    assert "Authorization" not in _seen(world, path)[0]["headers"]
+    sbx.update_network({"allow_out": ["allowed.test"], "deny_out": [ALL_TRAFFIC], "dns_servers": [world.dns],
+                        "rules": RULES})
+    code, out = _curl(sbx, f"https://allowed.test{path}-tls")
+    assert code == 0, out
+    assert _seen(world, f"{path}-tls")[0]["headers"]["Authorization"] == SECRET
+    sbx.update_network({"allow_out": ["allowed.test"], "deny_out": [ALL_TRAFFIC], "dns_servers": [world.dns]})
+    assert fetch(sbx, f"http://allowed.test{path}-after")[0] == 0
+    assert "Authorization" not in _seen(world, f"{path}-after")[0]["headers"]
+
+
+@pytest.mark.parametrize("rules, status, word", [
+    ({"allowed.test": [{"transform": {"headers": {"Host": "x"}}}]}, 400, "Host"),
+    ({"allowed.test": [{"transform": {"headers": {"X-A": "a\r\nX-B: b"}}}]}, 400, "CR"),
+    ({"allowed.test": [{"transform": {"headers": {"bad name": "x"}}}]}, 400, "header name"),
+    ({"10.0.0.1": [{"transform": {"headers": {"X-A": "a"}}}]}, 400, "address"),
+    ({"*": [{"transform": {"headers": {"X-A": "a"}}}]}, 400, "'*'"),
+    ({"allowed.test": {"transform": {}}}, 400, "list"),
+    ({"allowed.test": [{"transform": {"body": "x"}}]}, 400, "headers"),
+    ({"allowed.test": [{"transform": {"headers": {"Authorization": "Bearer ${e2b.identity.tokens.aws}"}}}]},
+     501, "workload identity"),
+])
+def test_bad_rules_are_refused_clearly(api, rules, status, word):
+    body = {"templateID": "base", "network": {"allowOut": ["allowed.test"], "denyOut": [ALL_TRAFFIC], "rules": rules}}
+    r = api.post("/sandboxes", json=body)
+    assert r.status_code == status, r.text
+    assert word in r.json()["message"]
+
+
+def test_rules_without_a_network_are_refused(api):
+    r = api.post("/sandboxes", json={"templateID": "base", "network": {"rules": RULES}})
+    assert r.status_code == 400 and "allowOut" in r.json()["message"]
