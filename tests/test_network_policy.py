@@ -8,7 +8,8 @@ import ipaddress
 import pytest
 
 from sandlot._exceptions import InvalidArgument
-from sandlot.runtimes.network import Attached, _split_explicit, addresses
+from sandlot.runtimes.attachment import Attached, split_explicit
+from sandlot.runtimes.network import addresses
 from sandlot.runtimes.policy import SANDBOX_SUBNET, NetworkPolicy, name_matches
 
 ALL = "0.0.0.0/0"
@@ -67,11 +68,11 @@ def test_names_and_wildcards():
 def test_broad_allows_never_open_closed_ranges():
     nets = [ipaddress.IPv4Network(n) for n in (ALL, "169.254.169.254/32", "198.18.0.0/24", "127.0.0.1/32",
                                                "10.200.0.6/32", "192.0.2.2/32")]
-    explicit, rest = _split_explicit(nets)
+    explicit, rest = split_explicit(nets)
     assert ipaddress.IPv4Network("169.254.169.254/32") in explicit
     assert ipaddress.IPv4Network("192.0.2.2/32") in explicit  # a single address: maybe the host's, on purpose
     assert rest == [ipaddress.IPv4Network(ALL)]  # 198.18.0.0/24 is inside it: collapsed
-    assert _split_explicit([ipaddress.IPv4Network("198.18.0.0/24")]) == ([], [ipaddress.IPv4Network("198.18.0.0/24")])
+    assert split_explicit([ipaddress.IPv4Network("198.18.0.0/24")]) == ([], [ipaddress.IPv4Network("198.18.0.0/24")])
     assert not any(n.subnet_of(SANDBOX_SUBNET) for n in explicit + rest)  # other sandboxes: never
 
 

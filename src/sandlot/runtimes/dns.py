@@ -27,17 +27,17 @@ import socket
 import struct
 import threading
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from dnslib import QTYPE, RCODE, DNSError, DNSRecord
 
+from .attachment import Attached
 from .egress_rules import headers_for
 from .policy import name_matches
 
-if TYPE_CHECKING:
-    from .network import Attached, Network
-
 log = logging.getLogger("sandlot.dns")
+
+Pin = Callable[..., None]
 
 UPSTREAM_TIMEOUT = 2.0  # per upstream server and try
 MAX_IN_FLIGHT = 256  # questions being answered at once, all sandboxes together
@@ -91,8 +91,10 @@ class _Listener(asyncio.DatagramProtocol):
 
 
 class Resolver:
-    def __init__(self, network: "Network", port: int = 0):
-        self.network = network
+    def __init__(self, pin: Pin, pin_rule: Pin, port: int = 0):
+        """`pin(attached, name, ip, until, denied=)`: let a sandbox reach an answer (network.py's
+        Network.pin) before it is sent; `pin_rule(...)`: the same for a name a header rule names."""
+        self._pin, self._pin_rule = pin, pin_rule
         self.default_upstreams = host_nameservers()
         self._by_address: dict[str, Attached] = {}
         self._udp, self._tcp = _bind_pair(port)
@@ -104,13 +106,13 @@ class Resolver:
 
     # ---- sandboxes ---------------------------------------------------------------------------
 
-    def register(self, address: str, attached: "Attached") -> None:
+    def register(self, address: str, attached: Attached) -> None:
         self._by_address[address] = attached
 
     def unregister(self, address: str) -> None:
         self._by_address.pop(address, None)
 
-    def attached(self, address: str) -> "Attached | None":
+    def attached(self, address: str) -> Attached | None:
         return self._by_address.get(address)
 
     # ---- the loop ----------------------------------------------------------------------------
@@ -204,9 +206,9 @@ class Resolver:
             for rr in reply.rr:
                 if rr.rtype == QTYPE.A:
                     if allowed or denied:
-                        self.network.pin(attached, name, str(rr.rdata), now + rr.ttl, denied=denied)
+                        self._pin(attached, name, str(rr.rdata), now + rr.ttl, denied=denied)
                     if ruled:
-                        self.network.pin_rule(attached, name, str(rr.rdata), now + rr.ttl)
+                        self._pin_rule(attached, name, str(rr.rdata), now + rr.ttl)
             if denied:
                 return _reply(query, RCODE.REFUSED)
         return raw

@@ -33,7 +33,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from python_socks import ProxyError, ProxyTimeoutError
 
@@ -41,9 +41,6 @@ from . import socks
 from .egress_http import IDLE_TIMEOUT, both_ways, client_hello_sni, is_http, relay_http
 from .egress_rules import headers_for
 from .policy import closed
-
-if TYPE_CHECKING:
-    from .network import Network
 
 log = logging.getLogger("sandlot.egress")
 
@@ -87,8 +84,9 @@ def upstream_context(extra_ca_file: Path | None = None) -> ssl.SSLContext:
 
 
 class RulesProxy:
-    def __init__(self, network: "Network", tls: EgressTls, port: int = 0):
-        self.network = network
+    def __init__(self, target: Callable[[str, str], Any], tls: EgressTls, port: int = 0):
+        """`target(source, ip)`: what a redirected connection is (network.py's Network.target)."""
+        self._target = target
         self.tls = tls
         self._sock = _listen(port)
         self.port = self._sock.getsockname()[1]
@@ -152,7 +150,7 @@ class RulesProxy:
         handed: list[socket.socket] = []
         try:
             address, port = _original_dst(conn)
-            target = self.network.target(peer, address)
+            target = self._target(peer, address)
             if target is None:  # not a sandbox's connection to an address it may reach and we serve
                 log.info("egress proxy: refused %s -> %s:%d (its policy does not pass it here)", peer, address, port)
                 return

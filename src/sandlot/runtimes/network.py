@@ -41,11 +41,11 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import _exceptions as E
 from . import links
+from .attachment import Attached, cap_chain, split_explicit
 from .dns import Resolver
 from .egress_proxy import EgressTls, RulesProxy
 from .egress_rules import headers_for
@@ -68,33 +68,6 @@ def addresses(slot: int) -> tuple[str, str]:
     return f"{base + 1}/30", f"{base + 2}/30"
 
 
-@dataclass
-class Attached:
-    """A sandbox whose link is configured and whose elements are loaded."""
-
-    sandbox_id: str
-    link: str
-    address: str  # the sandbox's own address
-    policy: NetworkPolicy
-    pins: dict[str, tuple[float, str, bool]] = field(default_factory=dict)  # ip -> (until, name, denied)
-    rule_pins: dict[str, dict[str, float]] = field(default_factory=dict)  # ip -> {rule name: until}
-
-    def elements(self) -> dict[str, list[str]]:
-        """The set and map elements its policy makes, by set name (nft syntax)."""
-        explicit, allow = _split_explicit(self.policy.networks("allow"))
-        key = f'"{self.link}" . '
-        found = {"sources": [key + self.address],
-                 "explicit": [key + str(n) for n in explicit], "allow": [key + str(n) for n in allow],
-                 "deny": [key + str(n) for n in ipaddress.collapse_addresses(self.policy.networks("deny"))],
-                 "verdicts": [f'"{self.link}" : {"accept" if self.policy.internet else "drop"}']}
-        if self.policy.socks:
-            found["socks"] = [f'"{self.link}"']
-        if self.policy.bandwidth_mbps:
-            found["up"] = [f'"{self.link}" : jump {_cap_chain(self.link, "up")}']
-            found["down"] = [f'"{self.link}" : jump {_cap_chain(self.link, "down")}']
-        return found
-
-
 class Network:
     """The egress of one server's sandboxes (see the module docstring)."""
 
@@ -108,9 +81,9 @@ class Network:
         self.netlink = links.Netlink()
         self._lock = threading.Lock()
         self._attached: dict[str, Attached] = {}  # by sandbox id
-        self.resolver = Resolver(self, port=self._saved_port("dns_port"))
+        self.resolver = Resolver(self.pin, self.pin_rule, port=self._saved_port("dns_port"))
         # without TLS material (a runtime built outside a server) there are no header rules
-        self.proxy = RulesProxy(self, tls, port=self._saved_port("proxy_port")) if tls else None
+        self.proxy = RulesProxy(self.target, tls, port=self._saved_port("proxy_port")) if tls else None
         try:
             self.nft.run(self._base_rules())
         except BaseException:
@@ -212,7 +185,7 @@ class Network:
         limit = f"limit rate over {rate} kbytes/second burst {max(rate // 4, 64)} kbytes drop"
         out = []
         for way in ("up", "down"):
-            chain = f"{self.t} {_cap_chain(a.link, way)}"
+            chain = f"{self.t} {cap_chain(a.link, way)}"
             out += [f"add chain {chain}", f"flush chain {chain}", f"add rule {chain} {limit}"]
         return out
 
@@ -227,7 +200,7 @@ class Network:
         steps = [f"delete element {self.t} {name} {{ {', '.join(found)} }}"
                  for name, found in elements.items() if found]
         if elements.get("up"):  # its cap chains, once nothing jumps to them
-            steps += [f"delete chain {self.t} {_cap_chain(link, way)}" for way in ("up", "down")]
+            steps += [f"delete chain {self.t} {cap_chain(link, way)}" for way in ("up", "down")]
         return steps
 
     def _delete(self, link: str, elements: dict[str, list[str]], then: str = "") -> None:
@@ -398,7 +371,7 @@ class Network:
         address = ipaddress.IPv4Address(ip)
         if address in SANDBOX_SUBNET:
             return False
-        explicit, allow = _split_explicit(a.policy.networks("allow"))
+        explicit, allow = split_explicit(a.policy.networks("allow"))
         if any(address in n for n in explicit):
             return True
         if closed(ip):
@@ -491,10 +464,6 @@ class Network:
         self.netlink.close()
 
 
-def _cap_chain(link: str, way: str) -> str:
-    return f"cap_{way}_{link.replace('-', '_')}"
-
-
 def _slot_in(suffix: str, slots: set[int]) -> bool:
     return suffix.isdigit() and int(suffix) in slots
 
@@ -519,22 +488,6 @@ def _element_key(elem) -> list[str] | None:
                 parts.append(str(p))
         return parts
     return None
-
-
-def _split_explicit(nets: list[ipaddress.IPv4Network]):
-    """Allow CIDRs inside a closed range (or single addresses, which may be the host's own) open
-    exactly that; broader ones never open a closed range. The sandboxes' subnet never opens."""
-    blocked = [ipaddress.IPv4Network(b) for b in ALWAYS_BLOCKED]
-    explicit, rest = [], []
-    for n in nets:
-        if n.subnet_of(SANDBOX_SUBNET):
-            continue
-        if n.prefixlen == 32 or any(n.subnet_of(b) for b in blocked):
-            explicit.append(n)
-        else:
-            rest.append(n)
-    # an interval set refuses overlapping elements of one key
-    return list(ipaddress.collapse_addresses(explicit)), list(ipaddress.collapse_addresses(rest))
 
 
 def start_network(server: str, home: Path, tls: EgressTls | None = None):
