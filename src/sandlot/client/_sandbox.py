@@ -83,8 +83,8 @@ class _InstanceOrId:
 
         @functools.wraps(method)
         async def by_id(sandbox_id: str, *args: Any, api_url: str | None = None, api_key: str | None = None,
-                        **kwargs: Any) -> Any:
-            config = await ConnectionConfig.resolve(api_url, api_key, kwargs.get("request_timeout"))
+                        ca_file: str | os.PathLike[str] | None = None, **kwargs: Any) -> Any:
+            config = await ConnectionConfig.resolve(api_url, api_key, kwargs.get("request_timeout"), ca_file)
             sandbox = cls(sandbox_id, Transport(config))
             try:
                 return await method(sandbox, *args, **kwargs)
@@ -121,9 +121,11 @@ class AsyncSandbox:
             print(result.stdout, result.duration)
 
     The server is `api_url` / $SANDLOT_API_URL with `api_key` / $SANDLOT_API_KEY; with neither URL,
-    a server embedded in this process is started on first use. Every call that talks to the server
-    takes `request_timeout` (seconds, 0 = no limit); the one given to `create()` or `connect()` is
-    the sandbox's default (else 60 s).
+    a server embedded in this process is started on first use. A server with TLS whose certificate
+    the system does not trust (`sandlot serve --tls local-ca`) is verified against `ca_file` /
+    $SANDLOT_CA_FILE (its CA's PEM file, `sandlot ca`), trusted besides the system's CAs. Every
+    call that talks to the server takes `request_timeout` (seconds, 0 = no limit); the one given to
+    `create()` or `connect()` is the sandbox's default (else 60 s).
     """
 
     sandbox_id: str
@@ -176,7 +178,8 @@ class AsyncSandbox:
                      volume_mounts: Mapping[str, str | VolumeRef] | None = None, *,
                      codebase: AsyncCodebase | str | None = None, preset: str | None = None,
                      permissions: _workspace.Rules | None = None, workspace_path: str | None = None,
-                     security: SecurityPolicy | Mapping[str, Any] | None = None) -> AsyncSandbox:
+                     security: SecurityPolicy | Mapping[str, Any] | None = None,
+                     ca_file: str | os.PathLike[str] | None = None) -> AsyncSandbox:
         """Start a sandbox from `template` (or a snapshot's id or name; None: the server's default
         template, `base` unless its operator set SANDLOT_DEFAULT_TEMPLATE) that lives `timeout`
         seconds unless extended.
@@ -205,7 +208,7 @@ class AsyncSandbox:
                                     for p, v in volume_mounts.items()]
         if limits is not None:
             body["limits"] = _limits_json(limits)
-        transport = Transport(await ConnectionConfig.resolve(api_url, api_key, request_timeout))
+        transport = Transport(await ConnectionConfig.resolve(api_url, api_key, request_timeout, ca_file))
         try:
             response = await _create(transport, body)
         except BaseException:
@@ -236,9 +239,10 @@ class AsyncSandbox:
 
     @classmethod
     async def connect(cls, sandbox_id: str, timeout: int | None = None, api_url: str | None = None,
-                      api_key: str | None = None, request_timeout: float | None = None) -> AsyncSandbox:
+                      api_key: str | None = None, request_timeout: float | None = None, *,
+                      ca_file: str | os.PathLike[str] | None = None) -> AsyncSandbox:
         """Attach to an existing sandbox, resuming it if paused. `timeout` only ever extends its life."""
-        transport = Transport(await ConnectionConfig.resolve(api_url, api_key, request_timeout))
+        transport = Transport(await ConnectionConfig.resolve(api_url, api_key, request_timeout, ca_file))
         body = {"timeout": timeout} if timeout is not None else {}
         response = await transport.api("POST", f"/v2/sandboxes/{quote(sandbox_id, safe='')}/connect", json=body)
         return cls._from_json(response.json(), transport)
@@ -246,7 +250,8 @@ class AsyncSandbox:
     @classmethod
     def list(cls, metadata: dict[str, str] | None = None, state: str | Iterable[str] | None = None,
              limit: int | None = None, order: str | None = None, api_url: str | None = None,
-             api_key: str | None = None, request_timeout: float | None = None) -> AsyncSandboxPaginator:
+             api_key: str | None = None, request_timeout: float | None = None, *,
+             ca_file: str | os.PathLike[str] | None = None) -> AsyncSandboxPaginator:
         """Sandboxes on the server, newest first (`order="asc"`: oldest first): iterate over all
         of them (`async for`), or fetch page by page with `next_items()`. Filters: `metadata` (all
         pairs must match), `state` ("running", "paused" or both); `limit` is the page size (at
@@ -265,7 +270,7 @@ class AsyncSandbox:
             params["limit"] = limit
         if order:
             params["order"] = order
-        return AsyncSandboxPaginator(params, api_url, api_key, request_timeout)
+        return AsyncSandboxPaginator(params, api_url, api_key, request_timeout, ca_file)
 
     def _path(self, suffix: str = "") -> str:
         return f"/sandboxes/{quote(self.sandbox_id, safe='')}{suffix}"
@@ -278,7 +283,7 @@ class AsyncSandbox:
     @overload
     @staticmethod
     async def kill(sandbox_id: str, request_timeout: float | None = None, *, api_url: str | None = None,
-                   api_key: str | None = None) -> bool: ...
+                   api_key: str | None = None, ca_file: str | os.PathLike[str] | None = None) -> bool: ...
 
     @_instance_or_id  # type: ignore[misc]
     async def kill(self, request_timeout: float | None = None) -> bool:
@@ -298,7 +303,8 @@ class AsyncSandbox:
     @overload
     @staticmethod
     async def set_timeout(sandbox_id: str, timeout: int, request_timeout: float | None = None, *,
-                          api_url: str | None = None, api_key: str | None = None) -> None: ...
+                          api_url: str | None = None, api_key: str | None = None,
+                          ca_file: str | os.PathLike[str] | None = None) -> None: ...
 
     @_instance_or_id  # type: ignore[misc]
     async def set_timeout(self, timeout: int, request_timeout: float | None = None) -> None:
@@ -312,7 +318,7 @@ class AsyncSandbox:
     @overload
     @staticmethod
     async def get_info(sandbox_id: str, request_timeout: float | None = None, *, api_url: str | None = None,
-                       api_key: str | None = None) -> SandboxInfo: ...
+                       api_key: str | None = None, ca_file: str | os.PathLike[str] | None = None) -> SandboxInfo: ...
 
     @_instance_or_id  # type: ignore[misc]
     async def get_info(self, request_timeout: float | None = None) -> SandboxInfo:
@@ -328,7 +334,8 @@ class AsyncSandbox:
     @staticmethod
     async def get_metrics(sandbox_id: str, start: datetime | float | None = None,
                           end: datetime | float | None = None, request_timeout: float | None = None, *,
-                          api_url: str | None = None, api_key: str | None = None) -> builtins.list[SandboxMetrics]: ...
+                          api_url: str | None = None, api_key: str | None = None,
+                          ca_file: str | os.PathLike[str] | None = None) -> builtins.list[SandboxMetrics]: ...
 
     @_instance_or_id  # type: ignore[misc]
     async def get_metrics(self, start: datetime | float | None = None, end: datetime | float | None = None,
@@ -349,7 +356,8 @@ class AsyncSandbox:
     @staticmethod
     async def get_logs(sandbox_id: str, start: datetime | float | None = None, level: str | None = None,
                        limit: int | None = None, request_timeout: float | None = None, *,
-                       api_url: str | None = None, api_key: str | None = None) -> builtins.list[SandboxLogEntry]: ...
+                       api_url: str | None = None, api_key: str | None = None,
+                       ca_file: str | os.PathLike[str] | None = None) -> builtins.list[SandboxLogEntry]: ...
 
     @_instance_or_id  # type: ignore[misc]
     async def get_logs(self, start: datetime | float | None = None, level: str | None = None,
@@ -375,7 +383,8 @@ class AsyncSandbox:
     @overload
     @staticmethod
     async def pause(sandbox_id: str, request_timeout: float | None = None, *, mode: PauseMode = "full",
-                    api_url: str | None = None, api_key: str | None = None) -> bool: ...
+                    api_url: str | None = None, api_key: str | None = None,
+                    ca_file: str | os.PathLike[str] | None = None) -> bool: ...
 
     @_instance_or_id  # type: ignore[misc]
     async def pause(self, request_timeout: float | None = None, *, mode: PauseMode = "full") -> bool:
@@ -412,7 +421,8 @@ class AsyncSandbox:
     @staticmethod
     async def create_snapshot(sandbox_id: str, name: str | None = None, warm: bool = False,
                               request_timeout: float | None = None, *, api_url: str | None = None,
-                              api_key: str | None = None) -> SnapshotInfo: ...
+                              api_key: str | None = None,
+                              ca_file: str | os.PathLike[str] | None = None) -> SnapshotInfo: ...
 
     @_instance_or_id  # type: ignore[misc]
     async def create_snapshot(self, name: str | None = None, warm: bool = False,
@@ -429,7 +439,8 @@ class AsyncSandbox:
     @staticmethod
     async def fork(sandbox_id: str, count: int = 1, timeout: int | None = None, request_timeout: float | None = None,
                    *, api_url: str | None = None,
-                   api_key: str | None = None) -> builtins.list[AsyncSandbox | SandlotError]: ...
+                   api_key: str | None = None,
+                   ca_file: str | os.PathLike[str] | None = None) -> builtins.list[AsyncSandbox | SandlotError]: ...
 
     @_instance_or_id  # type: ignore[misc]
     async def fork(self, count: int = 1, timeout: int | None = None,
@@ -669,10 +680,11 @@ class AsyncSandboxPaginator:
     """Where the next page starts (None before the first and after the last)."""
 
     def __init__(self, params: dict[str, str | int], api_url: str | None, api_key: str | None,
-                 request_timeout: float | None = None):
+                 request_timeout: float | None = None, ca_file: str | os.PathLike[str] | None = None):
         """Internal: use `AsyncSandbox.list()`."""
         self._params = params
         self._api_url, self._api_key, self._request_timeout = api_url, api_key, request_timeout
+        self._ca_file = ca_file
         self._transport: Transport | None = None
         self.has_next = True
         self.next_token = None
@@ -683,7 +695,7 @@ class AsyncSandboxPaginator:
             return []
         if self._transport is None:
             self._transport = Transport(await ConnectionConfig.resolve(self._api_url, self._api_key,
-                                                                       self._request_timeout))
+                                                                       self._request_timeout, self._ca_file))
         params = {**self._params, **({"nextToken": self.next_token} if self.next_token else {})}
         response = await self._transport.api("GET", "/v2/sandboxes", params=params)
         self.next_token = response.headers.get("X-Next-Token") or None

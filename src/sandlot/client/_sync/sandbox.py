@@ -37,9 +37,11 @@ class Sandbox(_loop.SyncWrapper[AsyncSandbox]):
             print(result.stdout, result.duration)
 
     The server is `api_url` / $SANDLOT_API_URL with `api_key` / $SANDLOT_API_KEY; with neither URL,
-    a server embedded in this process is started on first use. Every call that talks to the server
-    takes `request_timeout` (seconds, 0 = no limit); the one given to `create()` or `connect()` is
-    the sandbox's default (else 60 s).
+    a server embedded in this process is started on first use. A server with TLS whose certificate
+    the system does not trust (`sandlot serve --tls local-ca`) is verified against `ca_file` /
+    $SANDLOT_CA_FILE (its CA's PEM file, `sandlot ca`), trusted besides the system's CAs. Every
+    call that talks to the server takes `request_timeout` (seconds, 0 = no limit); the one given to
+    `create()` or `connect()` is the sandbox's default (else 60 s).
     """
 
     _async_cls = AsyncSandbox
@@ -97,6 +99,7 @@ class Sandbox(_loop.SyncWrapper[AsyncSandbox]):
             permissions: _workspace.Rules | None = None,
             workspace_path: str | None = None,
             security: SecurityPolicy | Mapping[str, Any] | None = None,
+            ca_file: str | os.PathLike[str] | None = None,
     ) -> 'Sandbox':
         """Start a sandbox from `template` (or a snapshot's id or name; None: the server's default
         template, `base` unless its operator set SANDLOT_DEFAULT_TEMPLATE) that lives `timeout`
@@ -121,7 +124,7 @@ class Sandbox(_loop.SyncWrapper[AsyncSandbox]):
             template=template, timeout=timeout, metadata=metadata, envs=envs, limits=limits, api_url=api_url,
             api_key=api_key, request_timeout=request_timeout, volume_mounts=volume_mounts,
             codebase=_loop.unwrap(codebase), preset=preset, permissions=permissions,
-            workspace_path=workspace_path, security=security)))
+            workspace_path=workspace_path, security=security, ca_file=ca_file)))
 
     @classmethod
     def from_local(
@@ -163,11 +166,13 @@ class Sandbox(_loop.SyncWrapper[AsyncSandbox]):
             api_url: str | None = None,
             api_key: str | None = None,
             request_timeout: float | None = None,
+            *,
+            ca_file: str | os.PathLike[str] | None = None,
     ) -> 'Sandbox':
         """Attach to an existing sandbox, resuming it if paused. `timeout` only ever extends its life."""
         return Sandbox._wrap(_loop.run(AsyncSandbox.connect(
             sandbox_id=sandbox_id, timeout=timeout, api_url=api_url, api_key=api_key,
-            request_timeout=request_timeout)))
+            request_timeout=request_timeout, ca_file=ca_file)))
 
     @classmethod
     def list(
@@ -179,6 +184,8 @@ class Sandbox(_loop.SyncWrapper[AsyncSandbox]):
             api_url: str | None = None,
             api_key: str | None = None,
             request_timeout: float | None = None,
+            *,
+            ca_file: str | os.PathLike[str] | None = None,
     ) -> 'SandboxPaginator':
         """Sandboxes on the server, newest first (`order="asc"`: oldest first): iterate over all
         of them (`for`), or fetch page by page with `next_items()`. Filters: `metadata` (all
@@ -186,7 +193,7 @@ class Sandbox(_loop.SyncWrapper[AsyncSandbox]):
         most 100); `request_timeout` bounds each page's request."""
         return SandboxPaginator._wrap(AsyncSandbox.list(
             metadata=metadata, state=state, limit=limit, order=order, api_url=api_url, api_key=api_key,
-            request_timeout=request_timeout))
+            request_timeout=request_timeout, ca_file=ca_file))
 
     @overload  # type: ignore[misc]  # see _loop.instance_or_id
     def kill(self, request_timeout: float | None = None) -> bool: ...
@@ -199,6 +206,7 @@ class Sandbox(_loop.SyncWrapper[AsyncSandbox]):
             *,
             api_url: str | None = None,
             api_key: str | None = None,
+            ca_file: str | os.PathLike[str] | None = None,
     ) -> bool: ...
 
     @_loop.instance_or_id  # type: ignore[misc]
@@ -219,6 +227,7 @@ class Sandbox(_loop.SyncWrapper[AsyncSandbox]):
             *,
             api_url: str | None = None,
             api_key: str | None = None,
+            ca_file: str | os.PathLike[str] | None = None,
     ) -> None: ...
 
     @_loop.instance_or_id  # type: ignore[misc]
@@ -237,6 +246,7 @@ class Sandbox(_loop.SyncWrapper[AsyncSandbox]):
             *,
             api_url: str | None = None,
             api_key: str | None = None,
+            ca_file: str | os.PathLike[str] | None = None,
     ) -> SandboxInfo: ...
 
     @_loop.instance_or_id  # type: ignore[misc]
@@ -262,6 +272,7 @@ class Sandbox(_loop.SyncWrapper[AsyncSandbox]):
             *,
             api_url: str | None = None,
             api_key: str | None = None,
+            ca_file: str | os.PathLike[str] | None = None,
     ) -> builtins.list[SandboxMetrics]: ...
 
     @_loop.instance_or_id  # type: ignore[misc]
@@ -295,6 +306,7 @@ class Sandbox(_loop.SyncWrapper[AsyncSandbox]):
             *,
             api_url: str | None = None,
             api_key: str | None = None,
+            ca_file: str | os.PathLike[str] | None = None,
     ) -> builtins.list[SandboxLogEntry]: ...
 
     @_loop.instance_or_id  # type: ignore[misc]
@@ -324,6 +336,7 @@ class Sandbox(_loop.SyncWrapper[AsyncSandbox]):
             mode: PauseMode = 'full',
             api_url: str | None = None,
             api_key: str | None = None,
+            ca_file: str | os.PathLike[str] | None = None,
     ) -> bool: ...
 
     @_loop.instance_or_id  # type: ignore[misc]
@@ -359,6 +372,7 @@ class Sandbox(_loop.SyncWrapper[AsyncSandbox]):
             *,
             api_url: str | None = None,
             api_key: str | None = None,
+            ca_file: str | os.PathLike[str] | None = None,
     ) -> SnapshotInfo: ...
 
     @_loop.instance_or_id  # type: ignore[misc]
@@ -390,6 +404,7 @@ class Sandbox(_loop.SyncWrapper[AsyncSandbox]):
             *,
             api_url: str | None = None,
             api_key: str | None = None,
+            ca_file: str | os.PathLike[str] | None = None,
     ) -> 'builtins.list[Sandbox | SandlotError]': ...
 
     @_loop.instance_or_id  # type: ignore[misc]
