@@ -4,7 +4,10 @@ without it a clear error says the certificate is not trusted. Verification is ne
 
 from __future__ import annotations
 
+import ssl
+
 import pytest
+from mcp_gateway_support import client, custom
 from sdk_support import maybe
 
 from sandlot import InvalidArgument, Sandbox, SandlotError
@@ -48,6 +51,23 @@ async def test_ca_file_verifies_the_server(tls_server, surface, no_ca_env):
         await maybe(sbx.close())
     # one TLS context per CA file, per process
     assert _http._tls(str(tls_server.ca)) is _http._tls(str(tls_server.ca)) is not _http._tls(None)
+
+
+async def test_the_mcp_gateway_over_tls(tls_server, no_ca_env):
+    """get_mcp_url() is https on the server's domain, whose certificate the CA vouches for."""
+    from sandlot import AsyncSandbox
+
+    sbx = await AsyncSandbox.create(mcp={"github/example/text": custom("text")}, api_url=tls_server.url,
+                                    api_key=tls_server.api_key, ca_file=tls_server.ca)
+    try:
+        url = sbx.get_mcp_url()
+        assert url == f"https://50005-{sbx.sandbox_id}.{tls_server.domain}/mcp"
+        async with client(url, await sbx.get_mcp_token(), verify=ssl.create_default_context(cafile=tls_server.ca)) \
+                as mcp:
+            assert (await mcp.call_tool("upper", {"text": "tls"})).content[0].text == "TLS"
+    finally:
+        await sbx.kill()
+        await sbx.close()
 
 
 def test_the_environment_names_the_ca(tls_server, no_ca_env, monkeypatch):

@@ -23,7 +23,7 @@ import types
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, TypeVar, cast, overload
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 import httpx
 
@@ -31,7 +31,7 @@ from .. import _exceptions as E
 from .._exceptions import SandlotError
 from ..limits import SecurityPolicy
 from ..permissions import PermissionRule
-from . import _sessions, _snapshots, _state, _workspace
+from . import _mcp, _sessions, _snapshots, _state, _workspace
 from ._code import AsyncCodeInterpreter
 from ._codebases import AsyncCodebase
 from ._commands import AsyncCommands, wait_for_port
@@ -142,15 +142,17 @@ class AsyncSandbox:
     """Python packages, installed without network access for the sandbox."""
 
     def __init__(self, sandbox_id: str, transport: Transport, access_token: str | None = None,
-                 template_id: str | None = None):
+                 template_id: str | None = None, domain: str | None = None):
         """Internal: use `create()`, `connect()`."""
         self._transport = transport
+        self._domain = domain  # the server's, from its create/connect answer (`serve --domain`)
         self._attach(sandbox_id, access_token, template_id)
 
     def _attach(self, sandbox_id: str, access_token: str | None, template_id: str | None) -> None:
         """Stand for the sandbox `sandbox_id`: at creation, and for the fresh one after `reset()`."""
         self.sandbox_id = sandbox_id
         self.template_id = template_id
+        self._mcp_token: str | None = None
         self._envd = Envd(self._transport, sandbox_id, access_token)
         self.commands = AsyncCommands(self._envd)
         self.files = AsyncFiles(self._envd, self.commands)
@@ -168,7 +170,8 @@ class AsyncSandbox:
 
     @classmethod
     def _from_json(cls, data: dict[str, Any], transport: Transport) -> AsyncSandbox:
-        return cls(data["sandboxID"], transport, data.get("envdAccessToken"), data.get("templateID"))
+        return cls(data["sandboxID"], transport, data.get("envdAccessToken"), data.get("templateID"),
+                   data.get("domain") or None)
 
     @classmethod
     async def create(cls, template: str | None = None, timeout: int = 300, metadata: dict[str, str] | None = None,
@@ -179,7 +182,8 @@ class AsyncSandbox:
                      codebase: AsyncCodebase | str | None = None, preset: str | None = None,
                      permissions: _workspace.Rules | None = None, workspace_path: str | None = None,
                      security: SecurityPolicy | Mapping[str, Any] | None = None,
-                     ca_file: str | os.PathLike[str] | None = None) -> AsyncSandbox:
+                     ca_file: str | os.PathLike[str] | None = None,
+                     mcp: Mapping[str, Any] | None = None) -> AsyncSandbox:
         """Start a sandbox from `template` (or a snapshot's id or name; None: the server's default
         template, `base` unless its operator set SANDLOT_DEFAULT_TEMPLATE) that lives `timeout`
         seconds unless extended.
@@ -198,7 +202,16 @@ class AsyncSandbox:
         codebase give an empty workspace. Its changes stay the sandbox's until `commit()`.
         `security`: a SecurityPolicy (or dict of its fields): shell, subprocesses, file writes,
         blocked paths, output size, blocked imports (advisory only), audit.
+
+        `mcp`: E2B's MCP gateway (docs/mcp.md), its configuration shape (`{"name": {"runCmd": ...,
+        "installCmd": ..., "envs": {...}}}`): the sandbox is of template `mcp-gateway` unless
+        `template` names one (built from it), and the gateway starts before create() returns;
+        reach it at `get_mcp_url()` with `get_mcp_token()`. If it cannot start, the sandbox is
+        killed and McpGatewayError says why.
         """
+        gateway = _mcp.config_json(mcp) if mcp is not None else None
+        if gateway is not None and template is None:
+            template = _mcp.MCP_TEMPLATE
         body: dict[str, Any] = {"timeout": timeout, "metadata": metadata or {}, "envVars": envs or {},
                                 **_workspace.create_fields(codebase, preset, permissions, workspace_path, security)}
         if template is not None:
@@ -214,7 +227,10 @@ class AsyncSandbox:
         except BaseException:
             await transport.aclose()
             raise
-        return cls._from_json(response.json(), transport)
+        sandbox = cls._from_json(response.json(), transport)
+        if gateway is not None:
+            sandbox._mcp_token = await _mcp.start_gateway(sandbox, gateway)
+        return sandbox
 
     @classmethod
     async def from_local(cls, path: str | os.PathLike[str], preset: str | None = None,
@@ -626,6 +642,32 @@ class AsyncSandbox:
         return f"{self.api_url}/files?{urlencode(query, quote_via=quote)}"
 
     # ---- ports in: preview URLs and waits (the server's ports.py; the proxy is its proxy.py) ----
+
+    def get_host(self, port: int) -> str:
+        """E2B's host of `port` in this sandbox, `{port}-{sandbox_id}.{domain}`, which the server's
+        port proxy routes to it: `http://` (`https://` on a server with TLS) + host + path. The
+        domain is the server's (`serve --domain`, with its port if it carries one); for a server
+        without one, `localhost` at the API's port, as the server's own preview URLs: a name
+        that reaches it from its own machine only (`*.localhost` resolved by nss-myhostname)."""
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+            raise E.InvalidArgument(f"port must be a number from 1 to 65535, got {port!r}")
+        domain = self._domain
+        if not domain:
+            url = urlsplit(self.api_url)
+            domain = f"localhost:{url.port or (443 if url.scheme == 'https' else 80)}"
+        return f"{port}-{self.sandbox_id}.{domain}"
+
+    def get_mcp_url(self) -> str:
+        """The URL of the sandbox's MCP gateway (`create(mcp=...)`): `/mcp` on port 50005, in the
+        scheme of the server (E2B's SDK always says https)."""
+        return f"{urlsplit(self.api_url).scheme}://{self.get_host(_mcp.MCP_PORT)}/mcp"
+
+    async def get_mcp_token(self) -> str | None:
+        """The token the MCP gateway wants (`Authorization: Bearer <token>`): the one create() made,
+        else read from the sandbox (as root); None when it runs no gateway."""
+        if self._mcp_token is None:
+            self._mcp_token = await _mcp.read_token(self)
+        return self._mcp_token
 
     async def expose_port(self, port: int, ttl: int = 3600, request_timeout: float | None = None) -> str:
         """A signed URL to `port` in this sandbox, valid for `ttl` seconds (at most a week) even

@@ -100,6 +100,7 @@ class Sandbox(_loop.SyncWrapper[AsyncSandbox]):
             workspace_path: str | None = None,
             security: SecurityPolicy | Mapping[str, Any] | None = None,
             ca_file: str | os.PathLike[str] | None = None,
+            mcp: Mapping[str, Any] | None = None,
     ) -> 'Sandbox':
         """Start a sandbox from `template` (or a snapshot's id or name; None: the server's default
         template, `base` unless its operator set SANDLOT_DEFAULT_TEMPLATE) that lives `timeout`
@@ -119,12 +120,18 @@ class Sandbox(_loop.SyncWrapper[AsyncSandbox]):
         codebase give an empty workspace. Its changes stay the sandbox's until `commit()`.
         `security`: a SecurityPolicy (or dict of its fields): shell, subprocesses, file writes,
         blocked paths, output size, blocked imports (advisory only), audit.
+
+        `mcp`: E2B's MCP gateway (docs/mcp.md), its configuration shape (`{"name": {"runCmd": ...,
+        "installCmd": ..., "envs": {...}}}`): the sandbox is of template `mcp-gateway` unless
+        `template` names one (built from it), and the gateway starts before create() returns;
+        reach it at `get_mcp_url()` with `get_mcp_token()`. If it cannot start, the sandbox is
+        killed and McpGatewayError says why.
         """
         return Sandbox._wrap(_loop.run(AsyncSandbox.create(
             template=template, timeout=timeout, metadata=metadata, envs=envs, limits=limits, api_url=api_url,
             api_key=api_key, request_timeout=request_timeout, volume_mounts=volume_mounts,
             codebase=_loop.unwrap(codebase), preset=preset, permissions=permissions,
-            workspace_path=workspace_path, security=security, ca_file=ca_file)))
+            workspace_path=workspace_path, security=security, ca_file=ca_file, mcp=mcp)))
 
     @classmethod
     def from_local(
@@ -611,6 +618,24 @@ class Sandbox(_loop.SyncWrapper[AsyncSandbox]):
     def upload_url(self, path: str, user: str | None = None, expires_in: int | None = None) -> str:
         """A URL that accepts a multipart POST of one file to `path`, no credentials needed."""
         return self._impl.upload_url(path=path, user=user, expires_in=expires_in)
+
+    def get_host(self, port: int) -> str:
+        """E2B's host of `port` in this sandbox, `{port}-{sandbox_id}.{domain}`, which the server's
+        port proxy routes to it: `http://` (`https://` on a server with TLS) + host + path. The
+        domain is the server's (`serve --domain`, with its port if it carries one); for a server
+        without one, `localhost` at the API's port, as the server's own preview URLs: a name
+        that reaches it from its own machine only (`*.localhost` resolved by nss-myhostname)."""
+        return self._impl.get_host(port=port)
+
+    def get_mcp_url(self) -> str:
+        """The URL of the sandbox's MCP gateway (`create(mcp=...)`): `/mcp` on port 50005, in the
+        scheme of the server (E2B's SDK always says https)."""
+        return self._impl.get_mcp_url()
+
+    def get_mcp_token(self) -> str | None:
+        """The token the MCP gateway wants (`Authorization: Bearer <token>`): the one create() made,
+        else read from the sandbox (as root); None when it runs no gateway."""
+        return _loop.run(self._impl.get_mcp_token())
 
     def expose_port(self, port: int, ttl: int = 3600, request_timeout: float | None = None) -> str:
         """A signed URL to `port` in this sandbox, valid for `ttl` seconds (at most a week) even
