@@ -97,8 +97,8 @@ def _from_connect(e: ConnectError, not_found: type[E.NotFound]) -> E.SandlotErro
 def _cert_error(e: BaseException) -> ssl.SSLCertVerificationError | None:
     """The certificate check that failed under an httpx error, if that is what it was."""
     seen: BaseException | None = e
-    while seen is not None:
-        if isinstance(seen, ssl.SSLCertVerificationError):
+    for _ in range(8):  # httpx -> httpcore -> ssl is three deep; a chain may also loop
+        if seen is None or isinstance(seen, ssl.SSLCertVerificationError):
             return seen
         seen = seen.__cause__ or seen.__context__
     return None
