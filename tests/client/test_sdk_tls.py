@@ -70,6 +70,21 @@ async def test_the_mcp_gateway_over_tls(tls_server, no_ca_env):
         await sbx.close()
 
 
+def test_every_entry_point_takes_ca_file(tls_server, no_ca_env):
+    from sandlot import Codebase, SandboxService, Template, Volume
+
+    conn = {"api_url": tls_server.url, "api_key": tls_server.api_key, "ca_file": tls_server.ca}
+    assert isinstance(Template.list(**conn), list) and isinstance(Volume.list(**conn), list)
+    assert isinstance(Codebase.list(**conn), list) and isinstance(Sandbox.list_snapshots(**conn), list)
+    service = SandboxService(**conn, namespace="tls")
+    sbx = service.get_or_create("s1")
+    try:
+        assert sbx.commands.run("echo service").stdout == "service\n"
+    finally:
+        service.release_all()
+        service.stop()
+
+
 def test_the_environment_names_the_ca(tls_server, no_ca_env, monkeypatch):
     monkeypatch.setenv("SANDLOT_CA_FILE", str(tls_server.ca))
     with Sandbox.create(api_url=tls_server.url, api_key=tls_server.api_key) as sbx:

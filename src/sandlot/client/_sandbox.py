@@ -239,7 +239,8 @@ class AsyncSandbox:
                          security: SecurityPolicy | Mapping[str, Any] | None = None,
                          metadata: dict[str, str] | None = None, envs: dict[str, str] | None = None,
                          limits: Limits | Mapping[str, float] | None = None, api_url: str | None = None,
-                         api_key: str | None = None, request_timeout: float | None = None) -> AsyncSandbox:
+                         api_key: str | None = None, request_timeout: float | None = None,
+                         ca_file: str | os.PathLike[str] | None = None) -> AsyncSandbox:
         """AgentFense's one step: upload the local directory `path` as a new codebase and start a
         sandbox with it at /workspace under `preset` (default "view-only") and `permissions`. The
         codebase belongs to the sandbox: `kill()` (and the end of an `async with` block) deletes it.
@@ -249,9 +250,9 @@ class AsyncSandbox:
                 result = await sandbox.commands.run("python analyze.py", cwd="/workspace")
         """
         return await _workspace.from_local(
-            cls, path, exclude, api_url, api_key, request_timeout, template=template, timeout=timeout, preset=preset,
-            permissions=permissions, workspace_path=workspace_path, security=security, metadata=metadata, envs=envs,
-            limits=limits)
+            cls, path, exclude, api_url, api_key, request_timeout, ca_file, template=template, timeout=timeout,
+            preset=preset, permissions=permissions, workspace_path=workspace_path, security=security, metadata=metadata,
+            envs=envs, limits=limits)
 
     @classmethod
     async def connect(cls, sandbox_id: str, timeout: int | None = None, api_url: str | None = None,
@@ -475,29 +476,33 @@ class AsyncSandbox:
     @classmethod
     async def list_snapshots(cls, sandbox_id: str | None = None, name: str | None = None, api_url: str | None = None,
                              api_key: str | None = None,
-                             request_timeout: float | None = None) -> builtins.list[SnapshotInfo]:
+                             request_timeout: float | None = None, *,
+                             ca_file: str | os.PathLike[str] | None = None) -> builtins.list[SnapshotInfo]:
         """The team's snapshots, newest first; of one sandbox, or by name."""
-        return await _snapshots.list_snapshots(api_url, api_key, sandbox_id, name, request_timeout)
+        return await _snapshots.list_snapshots(api_url, api_key, sandbox_id, name, request_timeout, ca_file)
 
     @classmethod
     async def delete_snapshot(cls, snapshot_id: str, api_url: str | None = None, api_key: str | None = None,
-                              request_timeout: float | None = None) -> bool:
+                              request_timeout: float | None = None, *,
+                              ca_file: str | os.PathLike[str] | None = None) -> bool:
         """Delete a snapshot (sandboxes made from it keep running). False if unknown."""
-        return await _snapshots.delete_snapshot(api_url, api_key, snapshot_id, request_timeout)
+        return await _snapshots.delete_snapshot(api_url, api_key, snapshot_id, request_timeout, ca_file)
 
     @classmethod
     async def export_snapshot(cls, snapshot_id: str, api_url: str | None = None, api_key: str | None = None,
-                              request_timeout: float | None = None) -> SnapshotExport:
+                              request_timeout: float | None = None, *,
+                              ca_file: str | os.PathLike[str] | None = None) -> SnapshotExport:
         """Copy a snapshot to the server's storage (its SANDLOT_STORAGE: a directory or an S3
         bucket), from which another sandlot host can import it."""
-        return await _snapshots.export_snapshot(api_url, api_key, snapshot_id, request_timeout)
+        return await _snapshots.export_snapshot(api_url, api_key, snapshot_id, request_timeout, ca_file)
 
     @classmethod
     async def import_snapshot(cls, snapshot_id: str, name: str | None = None, api_url: str | None = None,
-                              api_key: str | None = None, request_timeout: float | None = None) -> SnapshotInfo:
+                              api_key: str | None = None, request_timeout: float | None = None, *,
+                              ca_file: str | os.PathLike[str] | None = None) -> SnapshotInfo:
         """Make a snapshot exported to the server's storage (by its `export_id`, `snap...`) one of
         this server's, named `name` (default: its own name)."""
-        return await _snapshots.import_snapshot(api_url, api_key, snapshot_id, name, request_timeout)
+        return await _snapshots.import_snapshot(api_url, api_key, snapshot_id, name, request_timeout, ca_file)
 
     # --- changing a live sandbox (client/_state.py) ---
 

@@ -151,6 +151,7 @@ class Sandbox(_loop.SyncWrapper[AsyncSandbox]):
             api_url: str | None = None,
             api_key: str | None = None,
             request_timeout: float | None = None,
+            ca_file: str | os.PathLike[str] | None = None,
     ) -> 'Sandbox':
         """AgentFense's one step: upload the local directory `path` as a new codebase and start a
         sandbox with it at /workspace under `preset` (default "view-only") and `permissions`. The
@@ -163,7 +164,8 @@ class Sandbox(_loop.SyncWrapper[AsyncSandbox]):
         return Sandbox._wrap(_loop.run(AsyncSandbox.from_local(
             path=path, preset=preset, permissions=permissions, exclude=exclude, template=template,
             timeout=timeout, workspace_path=workspace_path, security=security, metadata=metadata, envs=envs,
-            limits=limits, api_url=api_url, api_key=api_key, request_timeout=request_timeout)))
+            limits=limits, api_url=api_url, api_key=api_key, request_timeout=request_timeout,
+            ca_file=ca_file)))
 
     @classmethod
     def connect(
@@ -435,11 +437,13 @@ class Sandbox(_loop.SyncWrapper[AsyncSandbox]):
             api_url: str | None = None,
             api_key: str | None = None,
             request_timeout: float | None = None,
+            *,
+            ca_file: str | os.PathLike[str] | None = None,
     ) -> builtins.list[SnapshotInfo]:
         """The team's snapshots, newest first; of one sandbox, or by name."""
         return _loop.run(AsyncSandbox.list_snapshots(
             sandbox_id=sandbox_id, name=name, api_url=api_url, api_key=api_key,
-            request_timeout=request_timeout))
+            request_timeout=request_timeout, ca_file=ca_file))
 
     @classmethod
     def delete_snapshot(
@@ -448,10 +452,13 @@ class Sandbox(_loop.SyncWrapper[AsyncSandbox]):
             api_url: str | None = None,
             api_key: str | None = None,
             request_timeout: float | None = None,
+            *,
+            ca_file: str | os.PathLike[str] | None = None,
     ) -> bool:
         """Delete a snapshot (sandboxes made from it keep running). False if unknown."""
         return _loop.run(AsyncSandbox.delete_snapshot(
-            snapshot_id=snapshot_id, api_url=api_url, api_key=api_key, request_timeout=request_timeout))
+            snapshot_id=snapshot_id, api_url=api_url, api_key=api_key, request_timeout=request_timeout,
+            ca_file=ca_file))
 
     @classmethod
     def export_snapshot(
@@ -460,11 +467,14 @@ class Sandbox(_loop.SyncWrapper[AsyncSandbox]):
             api_url: str | None = None,
             api_key: str | None = None,
             request_timeout: float | None = None,
+            *,
+            ca_file: str | os.PathLike[str] | None = None,
     ) -> SnapshotExport:
         """Copy a snapshot to the server's storage (its SANDLOT_STORAGE: a directory or an S3
         bucket), from which another sandlot host can import it."""
         return _loop.run(AsyncSandbox.export_snapshot(
-            snapshot_id=snapshot_id, api_url=api_url, api_key=api_key, request_timeout=request_timeout))
+            snapshot_id=snapshot_id, api_url=api_url, api_key=api_key, request_timeout=request_timeout,
+            ca_file=ca_file))
 
     @classmethod
     def import_snapshot(
@@ -474,12 +484,14 @@ class Sandbox(_loop.SyncWrapper[AsyncSandbox]):
             api_url: str | None = None,
             api_key: str | None = None,
             request_timeout: float | None = None,
+            *,
+            ca_file: str | os.PathLike[str] | None = None,
     ) -> SnapshotInfo:
         """Make a snapshot exported to the server's storage (by its `export_id`, `snap...`) one of
         this server's, named `name` (default: its own name)."""
         return _loop.run(AsyncSandbox.import_snapshot(
             snapshot_id=snapshot_id, name=name, api_url=api_url, api_key=api_key,
-            request_timeout=request_timeout))
+            request_timeout=request_timeout, ca_file=ca_file))
 
     def set_envs(self, envs: dict[str, str | None]) -> dict[str, str]:
         """Set environment variables for commands started from now on (None unsets one); returns all
