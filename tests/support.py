@@ -21,6 +21,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 API_KEY = "e2b_" + "5a" * 20  # E2B-shaped, so SDK releases that validate key shapes accept it
 # Templates are slow to build; tests share one cache (a real user would build once too).
@@ -85,6 +87,22 @@ def start_server(home: Path, port: int | None = None, pool_size: int = 2, extra_
         env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
     return wait_until_serving(Server(f"http://127.0.0.1:{port}", api_key or "", home, proc, log), port,
                               timeout=600)  # the first run builds the base template
+
+
+def start_tls_server(home: Path) -> Server:
+    """A server with `--tls local-ca` and `--domain sandlot.localhost:PORT` (`*.localhost` alone would
+    be one label under the wildcard, which TLS clients refuse): `url` is https, `ca` is its CA's PEM
+    file, `domain` its domain. Its environment names no CA file (SSL_CERT_FILE, SANDLOT_CA_FILE):
+    what it trusts of itself, it finds on its own."""
+    port = free_port()
+    domain = f"sandlot.localhost:{port}"
+    with pytest.MonkeyPatch.context() as env:
+        env.delenv("SSL_CERT_FILE", raising=False)
+        env.delenv("SANDLOT_CA_FILE", raising=False)
+        srv = start_server(home, port=port, pool_size=0, extra_env={
+            "SANDLOT_TLS": "local-ca", "SANDLOT_DOMAIN": domain, "SANDLOT_POOL_TEMPLATES": ""})
+    srv.url, srv.ca, srv.domain = f"https://127.0.0.1:{port}", home / "ca" / "proxy" / "ca.pem", domain
+    return srv
 
 
 def link_templates(home: Path) -> None:

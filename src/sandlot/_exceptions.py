@@ -13,6 +13,7 @@
     │                            `TimeoutError` is its E2B-style alias
     ├── ResourceExhausted        limits, quotas, no space (429/507)
     ├── CommandExitError         a command ended with a non-zero exit code (client side)
+    ├── McpGatewayError          create(mcp=...) could not start the MCP gateway (client side)
     ├── RuntimeFailure           the isolation runtime failed to do its job (500)
     ├── Unsupported              this server cannot do that at all, e.g. pause without cgroups (501)
     └── TemplateError            a template could not be built or found
@@ -132,6 +133,12 @@ class CommandExitError(SandlotError):
     def __init__(self, stdout: str, stderr: str, exit_code: int, error: str | None = None):
         super().__init__(f"command exited with code {exit_code}: {stderr.strip()[-500:] or error or ''}")
         self.stdout, self.stderr, self.exit_code, self.error = stdout, stderr, exit_code, error
+
+
+class McpGatewayError(SandlotError):
+    """`create(mcp=...)`: the MCP gateway did not start in the new sandbox (a server failed to
+    install or start, a catalog server, a bad configuration), so the sandbox was killed. The
+    message has the gateway's reason; `details`: `stderr`, `exit_code`, `sandbox_id`."""
 
 
 _BY_CODE = {

@@ -39,7 +39,7 @@ EXPECTED = {
     # errors
     "SandlotError", "InvalidArgument", "PathError", "AuthenticationError", "PermissionDenied", "NotFound",
     "FileNotFound", "AlreadyExists", "SandboxNotRunning", "SandlotTimeoutError", "TimeoutError", "ResourceExhausted",
-    "CommandExitError", "RuntimeFailure", "TemplateBuilding", "TemplateError", "Unsupported",
+    "CommandExitError", "McpGatewayError", "RuntimeFailure", "TemplateBuilding", "TemplateError", "Unsupported",
 }
 
 PAIRS = [(Sandbox, AsyncSandbox), (SandboxPaginator, AsyncSandboxPaginator), (Commands, AsyncCommands),

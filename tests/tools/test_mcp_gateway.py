@@ -1,26 +1,21 @@
 """E2B's MCP gateway: `Sandbox.create(mcp=...)` with the official e2b SDK makes a sandbox of the
 `mcp-gateway` template and runs `mcp-gateway` in it; the official `mcp` SDK's streamable-HTTP client
 then reaches the servers' tools through the port proxy (`get_host(50005)`), with the sandbox's
-MCP token. The stdio servers are written here and put into the sandbox by the configuration's own
-installCmd (sandboxes have no network: nothing is fetched)."""
+MCP token. The stdio servers (tests/mcp_gateway_support.py) are put into the sandbox by the
+configuration's own installCmd (sandboxes have no network: nothing is fetched)."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import contextlib
 import json
 import os
 import shlex
 import ssl
 import subprocess
 import sys
-import textwrap
 import uuid
-from collections.abc import AsyncIterator
 
 import httpx
-import httpx2
 import pytest
 from e2b import (
     AsyncSandbox,
@@ -30,69 +25,9 @@ from e2b import (
     SandboxQuery,
     Template,
 )
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
+from mcp_gateway_support import SERVER, client, custom
 from support import free_port, leftovers, start_server, tracebacks
-
-# A stdio MCP server, stdlib only; which tools it offers depends on TOOLSET (one script, two servers).
-SERVER = textwrap.dedent('''
-    import json, os, sys
-
-    OBJECT = {"type": "object", "properties": {}}
-    TOOLSETS = {
-        "math": [
-            {"name": "add", "description": "Add two integers.",
-             "inputSchema": {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
-                             "required": ["a", "b"]}},
-            {"name": "fail", "description": "Always fails.", "inputSchema": OBJECT},
-            {"name": "crash", "description": "Exits the server.", "inputSchema": OBJECT},
-        ],
-        "text": [
-            {"name": "upper", "description": "Upper-case a text.",
-             "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}},
-            {"name": "whoami", "description": "Who and where this server runs.", "inputSchema": OBJECT},
-        ],
-    }
-    TOOLS = TOOLSETS[os.environ["TOOLSET"]]
-
-    def call(name, args):
-        if name == "add":
-            return str(args["a"] + args["b"]), False
-        if name == "upper":
-            return args["text"].upper(), False
-        if name == "crash":
-            os._exit(7)
-        if name == "whoami":
-            return f"{os.getuid()} {os.environ.get('USER')} {os.getcwd()} {os.environ.get('GREETING')}", False
-        return "it failed", True
-
-    for line in sys.stdin:
-        msg = json.loads(line)
-        if "id" not in msg:
-            continue
-        method, params = msg["method"], msg.get("params") or {}
-        if method == "initialize":
-            result = {"protocolVersion": params["protocolVersion"], "capabilities": {"tools": {}},
-                      "serverInfo": {"name": os.environ["TOOLSET"], "version": "1"}}
-        elif method == "tools/list":
-            result = {"tools": TOOLS}
-        elif method == "tools/call" and params["name"] in [t["name"] for t in TOOLS]:
-            text, error = call(params["name"], params.get("arguments") or {})
-            result = {"content": [{"type": "text", "text": text}], "isError": error}
-        else:
-            print(json.dumps({"jsonrpc": "2.0", "id": msg["id"], "error": {"code": -32601, "message": method}}),
-                  flush=True)
-            continue
-        print(json.dumps({"jsonrpc": "2.0", "id": msg["id"], "result": result}), flush=True)
-''')
-INSTALL = f"echo {base64.b64encode(SERVER.encode()).decode()} | base64 -d > ~/mcp_server.py"
-
-
-def custom(toolset: str, **extra) -> dict:
-    """E2B's custom-server entry for SERVER offering `toolset` (its repository is not cloned here)."""
-    return {"installCmd": INSTALL, "runCmd": "python3 ~/mcp_server.py", "envs": {"TOOLSET": toolset}, **extra}
-
 
 MCP = {"github/example/math": custom("math"), "github/example/text": custom("text", envs={"TOOLSET": "text",
                                                                                            "GREETING": "hi"})}
@@ -101,15 +36,6 @@ MCP = {"github/example/math": custom("math"), "github/example/text": custom("tex
 def mcp_url(server, sbx) -> str:
     """get_mcp_url()'s address over plain HTTP at the test server's port (`50005-<id>.localhost`)."""
     return f"http://{sbx.get_host(50005)}:{server.url.rsplit(':', 1)[1]}/mcp"
-
-
-@contextlib.asynccontextmanager
-async def client(url: str, token: str | None, verify: ssl.SSLContext | bool = True) -> AsyncIterator[Client]:
-    """The mcp SDK's client over streamable HTTP, sending the token; its connections closed after."""
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with httpx2.AsyncClient(headers=headers, timeout=60, verify=verify) as http, \
-            Client(streamable_http_client(url, http_client=http)) as mcp:
-        yield mcp
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ transports (stdio, streamable HTTP) against a real sandlot server."""
 from __future__ import annotations
 
 import os
+import ssl
 import subprocess
 import tempfile
 import uuid
@@ -16,7 +17,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from sandlot import Sandbox
 from sandlot import SandboxService
-from support import REPO, free_port, start_server, wait_until_serving, Server
+from support import REPO, Server, free_port, start_server, start_tls_server, tracebacks, wait_until_serving
 
 SANDLOT = str(REPO / ".venv" / "bin" / "sandlot")
 
@@ -81,8 +82,8 @@ async def test_stdio_named_session_survives_restarts(server):
     service.release(session)
 
 
-def key_client(key: str | None) -> httpx2.AsyncClient:
-    return httpx2.AsyncClient(headers={"X-API-Key": key} if key else {}, timeout=120)
+def key_client(key: str | None, verify: ssl.SSLContext | bool = True) -> httpx2.AsyncClient:
+    return httpx2.AsyncClient(headers={"X-API-Key": key} if key else {}, timeout=120, verify=verify)
 
 
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
@@ -130,3 +131,18 @@ async def test_mounted_in_serve(mounted):
     with pytest.raises(Exception):
         async with key_client(None) as http, Client(streamable_http_client(url, http_client=http)) as client:
             await client.list_tools()
+
+
+async def test_mounted_in_serve_with_tls(tmp_path):
+    """`serve --tls local-ca`: the endpoint's tools call the server over https with its own CA,
+    though nothing in the server's environment names a CA file (start_tls_server)."""
+    srv = start_tls_server(tmp_path / "home")
+    try:
+        trust = ssl.create_default_context(cafile=str(srv.ca))
+        async with key_client(srv.api_key, trust) as http, \
+                Client(streamable_http_client(srv.url + "/mcp", http_client=http)) as client:
+            await exercise(client, set())
+        SandboxService(api_url=srv.url, api_key=srv.api_key, namespace="mcp", ca_file=srv.ca).release_all()
+    finally:
+        srv.stop()
+    assert not tracebacks(srv.log.read_text(errors="replace"))

@@ -97,11 +97,16 @@ def _run(config, tls_context) -> None:
 
 def _extensions(config) -> dict:
     """Front doors above the server that `serve` composes into it: /mcp (the tools over MCP), if
-    enabled and the `mcp` extra is installed."""
+    enabled and the `mcp` extra is installed. Its tools call this server over loopback: with
+    `--tls local-ca` they trust the server's own CA; with a given certificate, the one named by
+    $SANDLOT_CA_FILE or the system's (docs/mcp.md)."""
     if not config.mcp:
         return {}
     try:
         from ..tools.mcp_server import server_endpoint
     except ImportError:  # the `mcp` extra is not installed
         return {}
-    return {"/mcp": server_endpoint()}
+    from ..server import tls
+
+    own_ca = str(config.home / tls.CA_DIR / "ca.pem") if config.tls_mode == "local-ca" else None
+    return {"/mcp": server_endpoint(ca_file=own_ca)}

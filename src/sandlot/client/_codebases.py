@@ -85,21 +85,24 @@ class AsyncCodebase:
         return f"/codebases/{quote(self.id, safe='')}{suffix}"
 
     @classmethod
-    async def create(cls, name: str, api_url: str | None = None, api_key: str | None = None) -> AsyncCodebase:
+    async def create(cls, name: str, api_url: str | None = None, api_key: str | None = None, *,
+                     ca_file: str | os.PathLike[str] | None = None) -> AsyncCodebase:
         """A new, empty codebase."""
-        transport = Transport(await ConnectionConfig.resolve(api_url, api_key))
+        transport = Transport(await ConnectionConfig.resolve(api_url, api_key, ca_file=ca_file))
         return cls(transport, (await transport.api("POST", "/codebases", json={"name": name})).json())
 
     @classmethod
-    async def get(cls, codebase_id: str, api_url: str | None = None, api_key: str | None = None) -> AsyncCodebase:
-        transport = Transport(await ConnectionConfig.resolve(api_url, api_key))
+    async def get(cls, codebase_id: str, api_url: str | None = None, api_key: str | None = None, *,
+                  ca_file: str | os.PathLike[str] | None = None) -> AsyncCodebase:
+        transport = Transport(await ConnectionConfig.resolve(api_url, api_key, ca_file=ca_file))
         path = f"/codebases/{quote(codebase_id, safe='')}"
         return cls(transport, (await transport.api("GET", path)).json())
 
     @classmethod
-    async def list(cls, api_url: str | None = None, api_key: str | None = None) -> builtins.list[AsyncCodebase]:
+    async def list(cls, api_url: str | None = None, api_key: str | None = None, *,
+                   ca_file: str | os.PathLike[str] | None = None) -> builtins.list[AsyncCodebase]:
         """Your team's codebases, oldest first."""
-        transport = Transport(await ConnectionConfig.resolve(api_url, api_key))
+        transport = Transport(await ConnectionConfig.resolve(api_url, api_key, ca_file=ca_file))
         return [cls(transport, d) for d in (await transport.api("GET", "/codebases")).json()]
 
     async def refresh(self) -> AsyncCodebase:

@@ -19,6 +19,7 @@ import functools
 import json
 import ssl
 import threading
+from pathlib import Path
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, TypeVar, cast
@@ -33,7 +34,7 @@ from google.protobuf.message import Message
 from .. import _exceptions as E
 from ..protocol.filesystem_connect import FilesystemClient
 from ..protocol.process_connect import ProcessClient
-from ._config import ConnectionConfig
+from ._config import CA_FILE_ENV, ConnectionConfig
 
 try:
     USER_AGENT = f"sandlot-python/{version('sandlot')}"
@@ -93,6 +94,16 @@ def _from_connect(e: ConnectError, not_found: type[E.NotFound]) -> E.SandlotErro
     return not_found(e.message) if type(err) is E.NotFound else err
 
 
+def _cert_error(e: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate check that failed under an httpx error, if that is what it was."""
+    seen: BaseException | None = e
+    for _ in range(8):  # httpx -> httpcore -> ssl is three deep; a chain may also loop
+        if seen is None or isinstance(seen, ssl.SSLCertVerificationError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 @contextlib.contextmanager
 def translate(not_found: type[E.NotFound] = E.NotFound) -> Iterator[None]:
     """Run a block of I/O; let only sandlot exceptions (and cancellation) out of it."""
@@ -108,6 +119,10 @@ def translate(not_found: type[E.NotFound] = E.NotFound) -> Iterator[None]:
     except httpx.TimeoutException as e:
         raise E.TimeoutError(f"the sandlot server did not answer in time ({type(e).__name__})") from e
     except httpx.TransportError as e:
+        if untrusted := _cert_error(e):
+            raise E.SandlotError(f"the sandlot server's TLS certificate is not trusted ({untrusted.verify_message}): "
+                                 f"pass ca_file= or set ${CA_FILE_ENV} to its CA's PEM file (`sandlot ca` on "
+                                 "the server's machine, or its GET /ca.pem)") from e
         raise E.SandlotError(f"cannot reach the sandlot server: {e or type(e).__name__}", lost=True) from e
     except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as e:
         raise E.SandlotError(f"HTTP error: {e}") from e
@@ -137,24 +152,39 @@ class _PlainErrorTransport:
 
 
 _rpc_lock = threading.Lock()
-_rpc_client: pyqwest.Client | None = None
+_rpc_clients: dict[str | None, pyqwest.Client] = {}
 
 
-def _rpc_http() -> pyqwest.Client:
-    """One pyqwest pool per process; it is not bound to an event loop, so sync and async share it.
-    pyqwest trusts no CA unless told: the system's, as httpx does for the other requests."""
-    global _rpc_client
+def _rpc_http(ca_file: str | None = None) -> pyqwest.Client:
+    """One pyqwest pool per process and CA file; it is not bound to an event loop, so sync and
+    async share it. pyqwest trusts no CA unless told: the system's, as httpx does for the other
+    requests, and `ca_file`'s."""
     with _rpc_lock:
-        if _rpc_client is None:
-            _rpc_client = pyqwest.Client(_PlainErrorTransport(pyqwest.HTTPTransport(
-                follow_redirects=False, tls_include_system_certs=True)))
-        return _rpc_client
+        if ca_file not in _rpc_clients:
+            _rpc_clients[ca_file] = pyqwest.Client(_PlainErrorTransport(pyqwest.HTTPTransport(
+                follow_redirects=False, tls_include_system_certs=True,
+                tls_ca_cert=_read_ca(ca_file) if ca_file else None)))
+        return _rpc_clients[ca_file]
 
 
-@functools.lru_cache(maxsize=1)
-def _tls() -> ssl.SSLContext:
-    """One TLS context per process: loading the CA store takes ~25 ms, too much for every sandbox."""
-    return ssl.create_default_context()
+@functools.lru_cache(maxsize=None)
+def _tls(ca_file: str | None = None) -> ssl.SSLContext:
+    """One TLS context per process and CA file: loading the CA store takes ~25 ms, too much for
+    every sandbox. `ca_file` is trusted besides the system's CAs; verification stays on."""
+    ctx = ssl.create_default_context()
+    if ca_file:
+        try:
+            ctx.load_verify_locations(cadata=_read_ca(ca_file).decode("ascii", "replace"))
+        except ssl.SSLError as e:
+            raise E.InvalidArgument(f"ca_file {ca_file}: no PEM certificate in it ({e.reason or e})") from None
+    return ctx
+
+
+def _read_ca(ca_file: str) -> bytes:
+    try:
+        return Path(ca_file).read_bytes()
+    except OSError as e:
+        raise E.InvalidArgument(f"ca_file {ca_file}: cannot read it: {e.strerror}") from None
 
 
 class Transport:
@@ -170,7 +200,7 @@ class Transport:
         if self._client is None or self._loop is not loop:
             self._client = httpx.AsyncClient(
                 base_url=self.config.api_url, timeout=self.config.request_timeout,
-                headers={"User-Agent": USER_AGENT}, follow_redirects=False, verify=_tls())
+                headers={"User-Agent": USER_AGENT}, follow_redirects=False, verify=_tls(self.config.ca_file))
             self._loop = loop
         return self._client
 
@@ -233,7 +263,7 @@ class Envd:
         self.sandbox_id = sandbox_id
         self.access_token = access_token
         rpc: dict[str, Any] = dict(codec=_JSON, send_compression=None, accept_compression=(),
-                                   http_client=_rpc_http())
+                                   http_client=_rpc_http(transport.config.ca_file))
         self.process = ProcessClient(transport.config.api_url, **rpc)
         self.filesystem = FilesystemClient(transport.config.api_url, **rpc)
 

@@ -23,7 +23,7 @@ import types
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, TypeVar, cast, overload
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 import httpx
 
@@ -31,7 +31,7 @@ from .. import _exceptions as E
 from .._exceptions import SandlotError
 from ..limits import SecurityPolicy
 from ..permissions import PermissionRule
-from . import _sessions, _snapshots, _state, _workspace
+from . import _mcp, _sessions, _snapshots, _state, _workspace
 from ._code import AsyncCodeInterpreter
 from ._codebases import AsyncCodebase
 from ._commands import AsyncCommands, wait_for_port
@@ -83,8 +83,8 @@ class _InstanceOrId:
 
         @functools.wraps(method)
         async def by_id(sandbox_id: str, *args: Any, api_url: str | None = None, api_key: str | None = None,
-                        **kwargs: Any) -> Any:
-            config = await ConnectionConfig.resolve(api_url, api_key, kwargs.get("request_timeout"))
+                        ca_file: str | os.PathLike[str] | None = None, **kwargs: Any) -> Any:
+            config = await ConnectionConfig.resolve(api_url, api_key, kwargs.get("request_timeout"), ca_file)
             sandbox = cls(sandbox_id, Transport(config))
             try:
                 return await method(sandbox, *args, **kwargs)
@@ -121,9 +121,11 @@ class AsyncSandbox:
             print(result.stdout, result.duration)
 
     The server is `api_url` / $SANDLOT_API_URL with `api_key` / $SANDLOT_API_KEY; with neither URL,
-    a server embedded in this process is started on first use. Every call that talks to the server
-    takes `request_timeout` (seconds, 0 = no limit); the one given to `create()` or `connect()` is
-    the sandbox's default (else 60 s).
+    a server embedded in this process is started on first use. A server with TLS whose certificate
+    the system does not trust (`sandlot serve --tls local-ca`) is verified against `ca_file` /
+    $SANDLOT_CA_FILE (its CA's PEM file, `sandlot ca`), trusted besides the system's CAs. Every
+    call that talks to the server takes `request_timeout` (seconds, 0 = no limit); the one given to
+    `create()` or `connect()` is the sandbox's default (else 60 s).
     """
 
     sandbox_id: str
@@ -140,15 +142,17 @@ class AsyncSandbox:
     """Python packages, installed without network access for the sandbox."""
 
     def __init__(self, sandbox_id: str, transport: Transport, access_token: str | None = None,
-                 template_id: str | None = None):
+                 template_id: str | None = None, domain: str | None = None):
         """Internal: use `create()`, `connect()`."""
         self._transport = transport
+        self._domain = domain  # the server's, from its create/connect answer (`serve --domain`)
         self._attach(sandbox_id, access_token, template_id)
 
     def _attach(self, sandbox_id: str, access_token: str | None, template_id: str | None) -> None:
         """Stand for the sandbox `sandbox_id`: at creation, and for the fresh one after `reset()`."""
         self.sandbox_id = sandbox_id
         self.template_id = template_id
+        self._mcp_token: str | None = None
         self._envd = Envd(self._transport, sandbox_id, access_token)
         self.commands = AsyncCommands(self._envd)
         self.files = AsyncFiles(self._envd, self.commands)
@@ -166,7 +170,8 @@ class AsyncSandbox:
 
     @classmethod
     def _from_json(cls, data: dict[str, Any], transport: Transport) -> AsyncSandbox:
-        return cls(data["sandboxID"], transport, data.get("envdAccessToken"), data.get("templateID"))
+        return cls(data["sandboxID"], transport, data.get("envdAccessToken"), data.get("templateID"),
+                   data.get("domain") or None)
 
     @classmethod
     async def create(cls, template: str | None = None, timeout: int = 300, metadata: dict[str, str] | None = None,
@@ -176,7 +181,9 @@ class AsyncSandbox:
                      volume_mounts: Mapping[str, str | VolumeRef] | None = None, *,
                      codebase: AsyncCodebase | str | None = None, preset: str | None = None,
                      permissions: _workspace.Rules | None = None, workspace_path: str | None = None,
-                     security: SecurityPolicy | Mapping[str, Any] | None = None) -> AsyncSandbox:
+                     security: SecurityPolicy | Mapping[str, Any] | None = None,
+                     ca_file: str | os.PathLike[str] | None = None,
+                     mcp: Mapping[str, Any] | None = None) -> AsyncSandbox:
         """Start a sandbox from `template` (or a snapshot's id or name; None: the server's default
         template, `base` unless its operator set SANDLOT_DEFAULT_TEMPLATE) that lives `timeout`
         seconds unless extended.
@@ -195,7 +202,16 @@ class AsyncSandbox:
         codebase give an empty workspace. Its changes stay the sandbox's until `commit()`.
         `security`: a SecurityPolicy (or dict of its fields): shell, subprocesses, file writes,
         blocked paths, output size, blocked imports (advisory only), audit.
+
+        `mcp`: E2B's MCP gateway (docs/mcp.md), its configuration shape (`{"name": {"runCmd": ...,
+        "installCmd": ..., "envs": {...}}}`): the sandbox is of template `mcp-gateway` unless
+        `template` names one (built from it), and the gateway starts before create() returns;
+        reach it at `get_mcp_url()` with `get_mcp_token()`. If it cannot start, the sandbox is
+        killed and McpGatewayError says why.
         """
+        gateway = _mcp.config_json(mcp) if mcp is not None else None
+        if gateway is not None and template is None:
+            template = _mcp.MCP_TEMPLATE
         body: dict[str, Any] = {"timeout": timeout, "metadata": metadata or {}, "envVars": envs or {},
                                 **_workspace.create_fields(codebase, preset, permissions, workspace_path, security)}
         if template is not None:
@@ -205,13 +221,16 @@ class AsyncSandbox:
                                     for p, v in volume_mounts.items()]
         if limits is not None:
             body["limits"] = _limits_json(limits)
-        transport = Transport(await ConnectionConfig.resolve(api_url, api_key, request_timeout))
+        transport = Transport(await ConnectionConfig.resolve(api_url, api_key, request_timeout, ca_file))
         try:
             response = await _create(transport, body)
         except BaseException:
             await transport.aclose()
             raise
-        return cls._from_json(response.json(), transport)
+        sandbox = cls._from_json(response.json(), transport)
+        if gateway is not None:
+            sandbox._mcp_token = await _mcp.start_gateway(sandbox, gateway)
+        return sandbox
 
     @classmethod
     async def from_local(cls, path: str | os.PathLike[str], preset: str | None = None,
@@ -220,7 +239,8 @@ class AsyncSandbox:
                          security: SecurityPolicy | Mapping[str, Any] | None = None,
                          metadata: dict[str, str] | None = None, envs: dict[str, str] | None = None,
                          limits: Limits | Mapping[str, float] | None = None, api_url: str | None = None,
-                         api_key: str | None = None, request_timeout: float | None = None) -> AsyncSandbox:
+                         api_key: str | None = None, request_timeout: float | None = None,
+                         ca_file: str | os.PathLike[str] | None = None) -> AsyncSandbox:
         """AgentFense's one step: upload the local directory `path` as a new codebase and start a
         sandbox with it at /workspace under `preset` (default "view-only") and `permissions`. The
         codebase belongs to the sandbox: `kill()` (and the end of an `async with` block) deletes it.
@@ -230,15 +250,16 @@ class AsyncSandbox:
                 result = await sandbox.commands.run("python analyze.py", cwd="/workspace")
         """
         return await _workspace.from_local(
-            cls, path, exclude, api_url, api_key, request_timeout, template=template, timeout=timeout, preset=preset,
-            permissions=permissions, workspace_path=workspace_path, security=security, metadata=metadata, envs=envs,
-            limits=limits)
+            cls, path, exclude, api_url, api_key, request_timeout, ca_file, template=template, timeout=timeout,
+            preset=preset, permissions=permissions, workspace_path=workspace_path, security=security, metadata=metadata,
+            envs=envs, limits=limits)
 
     @classmethod
     async def connect(cls, sandbox_id: str, timeout: int | None = None, api_url: str | None = None,
-                      api_key: str | None = None, request_timeout: float | None = None) -> AsyncSandbox:
+                      api_key: str | None = None, request_timeout: float | None = None, *,
+                      ca_file: str | os.PathLike[str] | None = None) -> AsyncSandbox:
         """Attach to an existing sandbox, resuming it if paused. `timeout` only ever extends its life."""
-        transport = Transport(await ConnectionConfig.resolve(api_url, api_key, request_timeout))
+        transport = Transport(await ConnectionConfig.resolve(api_url, api_key, request_timeout, ca_file))
         body = {"timeout": timeout} if timeout is not None else {}
         response = await transport.api("POST", f"/v2/sandboxes/{quote(sandbox_id, safe='')}/connect", json=body)
         return cls._from_json(response.json(), transport)
@@ -246,7 +267,8 @@ class AsyncSandbox:
     @classmethod
     def list(cls, metadata: dict[str, str] | None = None, state: str | Iterable[str] | None = None,
              limit: int | None = None, order: str | None = None, api_url: str | None = None,
-             api_key: str | None = None, request_timeout: float | None = None) -> AsyncSandboxPaginator:
+             api_key: str | None = None, request_timeout: float | None = None, *,
+             ca_file: str | os.PathLike[str] | None = None) -> AsyncSandboxPaginator:
         """Sandboxes on the server, newest first (`order="asc"`: oldest first): iterate over all
         of them (`async for`), or fetch page by page with `next_items()`. Filters: `metadata` (all
         pairs must match), `state` ("running", "paused" or both); `limit` is the page size (at
@@ -265,7 +287,7 @@ class AsyncSandbox:
             params["limit"] = limit
         if order:
             params["order"] = order
-        return AsyncSandboxPaginator(params, api_url, api_key, request_timeout)
+        return AsyncSandboxPaginator(params, api_url, api_key, request_timeout, ca_file)
 
     def _path(self, suffix: str = "") -> str:
         return f"/sandboxes/{quote(self.sandbox_id, safe='')}{suffix}"
@@ -278,7 +300,7 @@ class AsyncSandbox:
     @overload
     @staticmethod
     async def kill(sandbox_id: str, request_timeout: float | None = None, *, api_url: str | None = None,
-                   api_key: str | None = None) -> bool: ...
+                   api_key: str | None = None, ca_file: str | os.PathLike[str] | None = None) -> bool: ...
 
     @_instance_or_id  # type: ignore[misc]
     async def kill(self, request_timeout: float | None = None) -> bool:
@@ -298,7 +320,8 @@ class AsyncSandbox:
     @overload
     @staticmethod
     async def set_timeout(sandbox_id: str, timeout: int, request_timeout: float | None = None, *,
-                          api_url: str | None = None, api_key: str | None = None) -> None: ...
+                          api_url: str | None = None, api_key: str | None = None,
+                          ca_file: str | os.PathLike[str] | None = None) -> None: ...
 
     @_instance_or_id  # type: ignore[misc]
     async def set_timeout(self, timeout: int, request_timeout: float | None = None) -> None:
@@ -312,7 +335,7 @@ class AsyncSandbox:
     @overload
     @staticmethod
     async def get_info(sandbox_id: str, request_timeout: float | None = None, *, api_url: str | None = None,
-                       api_key: str | None = None) -> SandboxInfo: ...
+                       api_key: str | None = None, ca_file: str | os.PathLike[str] | None = None) -> SandboxInfo: ...
 
     @_instance_or_id  # type: ignore[misc]
     async def get_info(self, request_timeout: float | None = None) -> SandboxInfo:
@@ -328,7 +351,8 @@ class AsyncSandbox:
     @staticmethod
     async def get_metrics(sandbox_id: str, start: datetime | float | None = None,
                           end: datetime | float | None = None, request_timeout: float | None = None, *,
-                          api_url: str | None = None, api_key: str | None = None) -> builtins.list[SandboxMetrics]: ...
+                          api_url: str | None = None, api_key: str | None = None,
+                          ca_file: str | os.PathLike[str] | None = None) -> builtins.list[SandboxMetrics]: ...
 
     @_instance_or_id  # type: ignore[misc]
     async def get_metrics(self, start: datetime | float | None = None, end: datetime | float | None = None,
@@ -349,7 +373,8 @@ class AsyncSandbox:
     @staticmethod
     async def get_logs(sandbox_id: str, start: datetime | float | None = None, level: str | None = None,
                        limit: int | None = None, request_timeout: float | None = None, *,
-                       api_url: str | None = None, api_key: str | None = None) -> builtins.list[SandboxLogEntry]: ...
+                       api_url: str | None = None, api_key: str | None = None,
+                       ca_file: str | os.PathLike[str] | None = None) -> builtins.list[SandboxLogEntry]: ...
 
     @_instance_or_id  # type: ignore[misc]
     async def get_logs(self, start: datetime | float | None = None, level: str | None = None,
@@ -375,7 +400,8 @@ class AsyncSandbox:
     @overload
     @staticmethod
     async def pause(sandbox_id: str, request_timeout: float | None = None, *, mode: PauseMode = "full",
-                    api_url: str | None = None, api_key: str | None = None) -> bool: ...
+                    api_url: str | None = None, api_key: str | None = None,
+                    ca_file: str | os.PathLike[str] | None = None) -> bool: ...
 
     @_instance_or_id  # type: ignore[misc]
     async def pause(self, request_timeout: float | None = None, *, mode: PauseMode = "full") -> bool:
@@ -412,7 +438,8 @@ class AsyncSandbox:
     @staticmethod
     async def create_snapshot(sandbox_id: str, name: str | None = None, warm: bool = False,
                               request_timeout: float | None = None, *, api_url: str | None = None,
-                              api_key: str | None = None) -> SnapshotInfo: ...
+                              api_key: str | None = None,
+                              ca_file: str | os.PathLike[str] | None = None) -> SnapshotInfo: ...
 
     @_instance_or_id  # type: ignore[misc]
     async def create_snapshot(self, name: str | None = None, warm: bool = False,
@@ -429,7 +456,8 @@ class AsyncSandbox:
     @staticmethod
     async def fork(sandbox_id: str, count: int = 1, timeout: int | None = None, request_timeout: float | None = None,
                    *, api_url: str | None = None,
-                   api_key: str | None = None) -> builtins.list[AsyncSandbox | SandlotError]: ...
+                   api_key: str | None = None,
+                   ca_file: str | os.PathLike[str] | None = None) -> builtins.list[AsyncSandbox | SandlotError]: ...
 
     @_instance_or_id  # type: ignore[misc]
     async def fork(self, count: int = 1, timeout: int | None = None,
@@ -448,29 +476,33 @@ class AsyncSandbox:
     @classmethod
     async def list_snapshots(cls, sandbox_id: str | None = None, name: str | None = None, api_url: str | None = None,
                              api_key: str | None = None,
-                             request_timeout: float | None = None) -> builtins.list[SnapshotInfo]:
+                             request_timeout: float | None = None, *,
+                             ca_file: str | os.PathLike[str] | None = None) -> builtins.list[SnapshotInfo]:
         """The team's snapshots, newest first; of one sandbox, or by name."""
-        return await _snapshots.list_snapshots(api_url, api_key, sandbox_id, name, request_timeout)
+        return await _snapshots.list_snapshots(api_url, api_key, sandbox_id, name, request_timeout, ca_file)
 
     @classmethod
     async def delete_snapshot(cls, snapshot_id: str, api_url: str | None = None, api_key: str | None = None,
-                              request_timeout: float | None = None) -> bool:
+                              request_timeout: float | None = None, *,
+                              ca_file: str | os.PathLike[str] | None = None) -> bool:
         """Delete a snapshot (sandboxes made from it keep running). False if unknown."""
-        return await _snapshots.delete_snapshot(api_url, api_key, snapshot_id, request_timeout)
+        return await _snapshots.delete_snapshot(api_url, api_key, snapshot_id, request_timeout, ca_file)
 
     @classmethod
     async def export_snapshot(cls, snapshot_id: str, api_url: str | None = None, api_key: str | None = None,
-                              request_timeout: float | None = None) -> SnapshotExport:
+                              request_timeout: float | None = None, *,
+                              ca_file: str | os.PathLike[str] | None = None) -> SnapshotExport:
         """Copy a snapshot to the server's storage (its SANDLOT_STORAGE: a directory or an S3
         bucket), from which another sandlot host can import it."""
-        return await _snapshots.export_snapshot(api_url, api_key, snapshot_id, request_timeout)
+        return await _snapshots.export_snapshot(api_url, api_key, snapshot_id, request_timeout, ca_file)
 
     @classmethod
     async def import_snapshot(cls, snapshot_id: str, name: str | None = None, api_url: str | None = None,
-                              api_key: str | None = None, request_timeout: float | None = None) -> SnapshotInfo:
+                              api_key: str | None = None, request_timeout: float | None = None, *,
+                              ca_file: str | os.PathLike[str] | None = None) -> SnapshotInfo:
         """Make a snapshot exported to the server's storage (by its `export_id`, `snap...`) one of
         this server's, named `name` (default: its own name)."""
-        return await _snapshots.import_snapshot(api_url, api_key, snapshot_id, name, request_timeout)
+        return await _snapshots.import_snapshot(api_url, api_key, snapshot_id, name, request_timeout, ca_file)
 
     # --- changing a live sandbox (client/_state.py) ---
 
@@ -616,6 +648,32 @@ class AsyncSandbox:
 
     # ---- ports in: preview URLs and waits (the server's ports.py; the proxy is its proxy.py) ----
 
+    def get_host(self, port: int) -> str:
+        """E2B's host of `port` in this sandbox, `{port}-{sandbox_id}.{domain}`, which the server's
+        port proxy routes to it: `http://` (`https://` on a server with TLS) + host + path. The
+        domain is the server's (`serve --domain`, with its port if it carries one); for a server
+        without one, `localhost` at the API's port, as the server's own preview URLs: a name
+        that reaches it from its own machine only (`*.localhost` resolved by nss-myhostname)."""
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+            raise E.InvalidArgument(f"port must be a number from 1 to 65535, got {port!r}")
+        domain = self._domain
+        if not domain:
+            url = urlsplit(self.api_url)
+            domain = f"localhost:{url.port or (443 if url.scheme == 'https' else 80)}"
+        return f"{port}-{self.sandbox_id}.{domain}"
+
+    def get_mcp_url(self) -> str:
+        """The URL of the sandbox's MCP gateway (`create(mcp=...)`): `/mcp` on port 50005, in the
+        scheme of the server (E2B's SDK always says https)."""
+        return f"{urlsplit(self.api_url).scheme}://{self.get_host(_mcp.MCP_PORT)}/mcp"
+
+    async def get_mcp_token(self) -> str | None:
+        """The token the MCP gateway wants (`Authorization: Bearer <token>`): the one create() made,
+        else read from the sandbox (as root); None when it runs no gateway."""
+        if self._mcp_token is None:
+            self._mcp_token = await _mcp.read_token(self)
+        return self._mcp_token
+
     async def expose_port(self, port: int, ttl: int = 3600, request_timeout: float | None = None) -> str:
         """A signed URL to `port` in this sandbox, valid for `ttl` seconds (at most a week) even
         where its traffic is private; exposing the port again replaces the URL (the old one stops
@@ -669,10 +727,11 @@ class AsyncSandboxPaginator:
     """Where the next page starts (None before the first and after the last)."""
 
     def __init__(self, params: dict[str, str | int], api_url: str | None, api_key: str | None,
-                 request_timeout: float | None = None):
+                 request_timeout: float | None = None, ca_file: str | os.PathLike[str] | None = None):
         """Internal: use `AsyncSandbox.list()`."""
         self._params = params
         self._api_url, self._api_key, self._request_timeout = api_url, api_key, request_timeout
+        self._ca_file = ca_file
         self._transport: Transport | None = None
         self.has_next = True
         self.next_token = None
@@ -683,7 +742,7 @@ class AsyncSandboxPaginator:
             return []
         if self._transport is None:
             self._transport = Transport(await ConnectionConfig.resolve(self._api_url, self._api_key,
-                                                                       self._request_timeout))
+                                                                       self._request_timeout, self._ca_file))
         params = {**self._params, **({"nextToken": self.next_token} if self.next_token else {})}
         response = await self._transport.api("GET", "/v2/sandboxes", params=params)
         self.next_token = response.headers.get("X-Next-Token") or None

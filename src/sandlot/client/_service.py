@@ -24,6 +24,7 @@ processes that create the same key at once keep the older sandbox and kill the o
 from __future__ import annotations
 
 import asyncio
+import os
 import builtins
 import contextlib
 from collections.abc import Iterable
@@ -41,6 +42,7 @@ TYPES = {"base": "base", "filesystem": "base", "code": "code-interpreter"}  # Ag
 class _Connection(TypedDict):
     api_url: str | None
     api_key: str | None
+    ca_file: str | os.PathLike[str] | None
 
 
 class AsyncSandboxService:
@@ -57,14 +59,15 @@ class AsyncSandboxService:
 
     def __init__(self, api_url: str | None = None, api_key: str | None = None, *, namespace: str = "default",
                  template: str = "base", idle_timeout: int = 1800, max_sandboxes: int | None = None,
-                 envs: dict[str, str] | None = None, metadata: dict[str, str] | None = None):
+                 envs: dict[str, str] | None = None, metadata: dict[str, str] | None = None,
+                 ca_file: str | os.PathLike[str] | None = None):
         if not isinstance(idle_timeout, int) or idle_timeout < 1:
             raise E.InvalidArgument("idle_timeout is a whole number of seconds above 0")
         if max_sandboxes is not None and max_sandboxes < 1:
             raise E.InvalidArgument("max_sandboxes must be at least 1")
         self.namespace, self.template, self.idle_timeout = namespace, template, idle_timeout
         self.max_sandboxes = max_sandboxes
-        self._conn = _Connection(api_url=api_url, api_key=api_key)
+        self._conn = _Connection(api_url=api_url, api_key=api_key, ca_file=ca_file)
         self._envs, self._metadata = dict(envs or {}), dict(metadata or {})
         self._open: dict[tuple[str, str, str], AsyncSandbox] = {}
         self._locks: dict[tuple[str, str, str], asyncio.Lock] = {}

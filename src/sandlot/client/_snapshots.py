@@ -9,6 +9,7 @@ AsyncVolume is the volume API; their blocking forms are generated (scripts/gen-s
 from __future__ import annotations
 
 import builtins
+import os
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 from urllib.parse import quote
@@ -85,9 +86,9 @@ def fork_error(entry: dict[str, Any]) -> E.SandlotError:
 
 
 async def _call(method: str, path: str, api_url: str | None, api_key: str | None, request_timeout: float | None,
-                **kwargs: Any) -> Any:
+                *, ca_file: str | os.PathLike[str] | None = None, **kwargs: Any) -> Any:
     """One control-plane request on a transport of its own: the answer's JSON (None: no body)."""
-    transport = Transport(await ConnectionConfig.resolve(api_url, api_key, request_timeout))
+    transport = Transport(await ConnectionConfig.resolve(api_url, api_key, request_timeout, ca_file))
     try:
         response = await transport.api(method, path, request_timeout=request_timeout, **kwargs)
         return response.json() if response.content else None
@@ -96,8 +97,9 @@ async def _call(method: str, path: str, api_url: str | None, api_key: str | None
 
 
 async def list_snapshots(api_url: str | None, api_key: str | None, sandbox_id: str | None, name: str | None,
-                         request_timeout: float | None) -> list[SnapshotInfo]:
-    transport = Transport(await ConnectionConfig.resolve(api_url, api_key, request_timeout))
+                         request_timeout: float | None, ca_file: str | os.PathLike[str] | None = None
+                         ) -> list[SnapshotInfo]:
+    transport = Transport(await ConnectionConfig.resolve(api_url, api_key, request_timeout, ca_file))
     found: list[SnapshotInfo] = []
     token: str | None = None
     try:
@@ -113,25 +115,29 @@ async def list_snapshots(api_url: str | None, api_key: str | None, sandbox_id: s
 
 
 async def delete_snapshot(api_url: str | None, api_key: str | None, snapshot_id: str,
-                          request_timeout: float | None) -> bool:
+                          request_timeout: float | None, ca_file: str | os.PathLike[str] | None = None) -> bool:
     try:
-        await _call("DELETE", f"/templates/{quote(snapshot_id, safe='')}", api_url, api_key, request_timeout)
+        await _call("DELETE", f"/templates/{quote(snapshot_id, safe='')}", api_url, api_key, request_timeout,
+                    ca_file=ca_file)
     except E.NotFound:
         return False
     return True
 
 
 async def export_snapshot(api_url: str | None, api_key: str | None, snapshot_id: str,
-                          request_timeout: float | None) -> SnapshotExport:
-    d = await _call("POST", f"/snapshots/{quote(snapshot_id, safe='')}/export", api_url, api_key, request_timeout)
+                          request_timeout: float | None, ca_file: str | os.PathLike[str] | None = None
+                          ) -> SnapshotExport:
+    d = await _call("POST", f"/snapshots/{quote(snapshot_id, safe='')}/export", api_url, api_key, request_timeout,
+                    ca_file=ca_file)
     return SnapshotExport(d["snapshotID"], d["exportID"], d["location"], d["layers"], d["uploaded"])
 
 
 async def import_snapshot(api_url: str | None, api_key: str | None, snapshot_id: str, name: str | None,
-                          request_timeout: float | None) -> SnapshotInfo:
+                          request_timeout: float | None, ca_file: str | os.PathLike[str] | None = None
+                          ) -> SnapshotInfo:
     body = {"snapshotID": snapshot_id, **({"name": name} if name else {})}
     return SnapshotInfo.from_json(await _call("POST", "/snapshots/import", api_url, api_key, request_timeout,
-                                              json=body))
+                                              ca_file=ca_file, json=body))
 
 
 class AsyncVolume:
@@ -160,32 +166,37 @@ class AsyncVolume:
 
     @classmethod
     async def create(cls, name: str, size_mb: int | None = None, api_url: str | None = None,
-                     api_key: str | None = None, request_timeout: float | None = None) -> AsyncVolume:
+                     api_key: str | None = None, request_timeout: float | None = None, *,
+                     ca_file: str | os.PathLike[str] | None = None) -> AsyncVolume:
         """Make a volume of `size_mb` (default 1024; its hard quota, counted in the team's disk quota)."""
         body = {"name": name, **({"sizeMB": size_mb} if size_mb is not None else {})}
-        d = await _call("POST", "/volumes", api_url, api_key, request_timeout, json=body)
+        d = await _call("POST", "/volumes", api_url, api_key, request_timeout, ca_file=ca_file, json=body)
         return cls(d["volumeID"], d["name"], d.get("token"))
 
     @classmethod
     async def get(cls, volume: str, api_url: str | None = None, api_key: str | None = None,
-                  request_timeout: float | None = None) -> AsyncVolume:
+                  request_timeout: float | None = None, *,
+                  ca_file: str | os.PathLike[str] | None = None) -> AsyncVolume:
         """The volume with this id or name (NotFound if none)."""
-        d = await _call("GET", f"/volumes/{quote(volume, safe='')}", api_url, api_key, request_timeout)
+        d = await _call("GET", f"/volumes/{quote(volume, safe='')}", api_url, api_key, request_timeout,
+                        ca_file=ca_file)
         return cls(d["volumeID"], d["name"], d.get("token"))
 
     @classmethod
     async def list(cls, api_url: str | None = None, api_key: str | None = None,
-                   request_timeout: float | None = None) -> builtins.list[VolumeInfo]:
+                   request_timeout: float | None = None, *,
+                   ca_file: str | os.PathLike[str] | None = None) -> builtins.list[VolumeInfo]:
         """The team's volumes, oldest first."""
         return [VolumeInfo(d["volumeID"], d["name"])
-                for d in await _call("GET", "/volumes", api_url, api_key, request_timeout)]
+                for d in await _call("GET", "/volumes", api_url, api_key, request_timeout, ca_file=ca_file)]
 
     @classmethod
     async def destroy(cls, volume: str, api_url: str | None = None, api_key: str | None = None,
-                      request_timeout: float | None = None) -> bool:
+                      request_timeout: float | None = None, *, ca_file: str | os.PathLike[str] | None = None) -> bool:
         """Delete a volume no sandbox mounts (by id or name). False if unknown."""
         try:
-            await _call("DELETE", f"/volumes/{quote(volume, safe='')}", api_url, api_key, request_timeout)
+            await _call("DELETE", f"/volumes/{quote(volume, safe='')}", api_url, api_key, request_timeout,
+                        ca_file=ca_file)
         except E.NotFound:
             return False
         return True

@@ -66,7 +66,8 @@ async def reset(sandbox: AsyncSandbox, timeout: int | None) -> None:
     config = sandbox._transport.config
     fresh = await type(sandbox).create(template=info.template_id, timeout=timeout, metadata=info.metadata,
                                        envs=envs, limits=None if custom == Limits() else custom,
-                                       api_url=config.api_url, api_key=config.api_key)
+                                       api_url=config.api_url, api_key=config.api_key,
+                                       ca_file=config.ca_file)
     try:
         await sandbox.kill()
     finally:

@@ -75,7 +75,8 @@ class AsyncTemplate:
     async def build(cls, name: str, dockerfile: str | Path = "Dockerfile", context: str | Path | None = None,
                     tags: builtins.list[str] | None = None, skip_cache: bool = False,
                     on_log: Callable[[TemplateLogEntry], None] | None = None, api_url: str | None = None,
-                    api_key: str | None = None, request_timeout: float | None = None) -> TemplateBuildInfo:
+                    api_key: str | None = None, request_timeout: float | None = None, *,
+                    ca_file: str | os.PathLike[str] | None = None) -> TemplateBuildInfo:
         """Build `name` (or `name:tag`) from a Dockerfile (a path, or its text when it has a
         newline); COPY sources are read from `context` (default: the Dockerfile's directory).
         Waits for the build; `on_log` gets its log lines. TemplateError if a step fails (the
@@ -85,7 +86,7 @@ class AsyncTemplate:
         recipe = await asyncio.to_thread(parse_dockerfile, text, ctx)
         if skip_cache:
             recipe.spec["force"] = True
-        transport = Transport(await ConnectionConfig.resolve(api_url, api_key, request_timeout))
+        transport = Transport(await ConnectionConfig.resolve(api_url, api_key, request_timeout, ca_file))
         try:
             started = (await transport.api("POST", "/v3/templates", request_timeout=request_timeout,
                                            json={"name": name, **({"tags": tags} if tags else {})})).json()
@@ -105,16 +106,19 @@ class AsyncTemplate:
 
     @classmethod
     async def list(cls, api_url: str | None = None, api_key: str | None = None,
-                   request_timeout: float | None = None) -> builtins.list[TemplateInfo]:
+                   request_timeout: float | None = None, *,
+                   ca_file: str | os.PathLike[str] | None = None) -> builtins.list[TemplateInfo]:
         """The team's templates built from recipes, by name."""
-        return [TemplateInfo.from_json(d) for d in await _call("GET", "/templates", api_url, api_key, request_timeout)]
+        return [TemplateInfo.from_json(d)
+                for d in await _call("GET", "/templates", api_url, api_key, request_timeout, ca_file=ca_file)]
 
     @classmethod
     async def delete(cls, name: str, api_url: str | None = None, api_key: str | None = None,
-                     request_timeout: float | None = None) -> bool:
+                     request_timeout: float | None = None, *, ca_file: str | os.PathLike[str] | None = None) -> bool:
         """Delete a template (every tag; sandboxes made from it keep running). False if unknown."""
         try:
-            await _call("DELETE", f"/templates/{quote(name, safe='')}", api_url, api_key, request_timeout)
+            await _call("DELETE", f"/templates/{quote(name, safe='')}", api_url, api_key, request_timeout,
+                        ca_file=ca_file)
         except E.NotFound:
             return False
         return True

@@ -49,15 +49,16 @@ def create_fields(codebase: AsyncCodebase | str | None, preset: str | None, perm
 
 async def from_local(cls: type[AsyncSandbox], path: str | os.PathLike[str], exclude: Iterable[str],
                      api_url: str | None, api_key: str | None, request_timeout: float | None,
-                     **create_kwargs: Any) -> AsyncSandbox:
+                     ca_file: str | os.PathLike[str] | None, **create_kwargs: Any) -> AsyncSandbox:
     """Upload `path` as a new codebase, start a sandbox on it; the codebase is the sandbox's own."""
     local = Path(path)
     if not local.is_dir():
         raise E.InvalidArgument(f"{local} is not a directory")
-    codebase = await AsyncCodebase.create(local.resolve().name or "codebase", api_url=api_url, api_key=api_key)
+    codebase = await AsyncCodebase.create(local.resolve().name or "codebase", api_url=api_url, api_key=api_key,
+                                          ca_file=ca_file)
     try:
         await codebase.upload_dir(local, exclude=exclude)
-        sandbox = await cls.create(codebase=codebase, api_url=api_url, api_key=api_key,
+        sandbox = await cls.create(codebase=codebase, api_url=api_url, api_key=api_key, ca_file=ca_file,
                                    request_timeout=request_timeout, **create_kwargs)
     except BaseException:
         await codebase.delete()

@@ -62,8 +62,9 @@ class Sandboxes:
 
     def __init__(self, api_url: str | None = None, api_key: str | None = None, *, sandbox_id: str | None = None,
                  session: str | None = None, template: str = "base", idle_timeout: int = 1800,
-                 forward_api_key: bool = False):
+                 forward_api_key: bool = False, ca_file: str | None = None):
         self.api_url, self.api_key, self.sandbox_id = api_url, api_key, sandbox_id
+        self.ca_file = ca_file  # the server's CA, for calls to a server with TLS (else $SANDLOT_CA_FILE)
         self.template, self.idle_timeout, self.forward_api_key = template, idle_timeout, forward_api_key
         self.session = session or f"mcp-{uuid.uuid4().hex[:12]}"
         # stdio without a session name: a fresh session that ends with the server. Over HTTP the
@@ -72,7 +73,7 @@ class Sandboxes:
         self._services: dict[tuple[str | None, str | None], AsyncSandboxService] = {}
         self._fixed: AsyncSandbox | None = None
 
-    def connection(self, request: Any) -> dict[str, str | None]:
+    def connection(self, request: Any) -> dict[str, Any]:
         headers = getattr(request, "headers", None)
         key = request_key(headers) if self.forward_api_key else self.api_key
         url = self.api_url
@@ -80,7 +81,7 @@ class Sandboxes:
             host, port = request.scope["server"]
             scheme = "https" if request.scope.get("scheme") in ("https", "wss") else "http"  # TLS: tls.py
             url = f"{scheme}://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
-        return {"api_url": url, "api_key": key}
+        return {"api_url": url, "api_key": key, "ca_file": self.ca_file}
 
     def _service(self, conn: dict) -> AsyncSandboxService:
         key = (conn["api_url"], conn["api_key"])
@@ -216,7 +217,8 @@ class McpEndpoint:
 
 def server_endpoint(toolset: AsyncToolset | None = None, **sandbox_options: Any) -> McpEndpoint:
     """The endpoint `sandlot serve` mounts at /mcp (server/app.py guards it with the API key): each
-    caller acts with its own API key on the server it reached."""
+    caller acts with its own API key on the server it reached. With TLS, `ca_file` is the server's
+    own CA (`serve` passes it for --tls local-ca), which its calls to itself verify against."""
     # the endpoint's tools call this same server through the SDK: one log line per call is noise
     logging.getLogger("httpx").setLevel(logging.WARNING)
     return McpEndpoint(Sandboxes(forward_api_key=True, **sandbox_options), toolset)

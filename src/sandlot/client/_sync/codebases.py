@@ -61,20 +61,41 @@ class Codebase(_loop.SyncWrapper[AsyncCodebase]):
         return self._impl.size
 
     @classmethod
-    def create(cls, name: str, api_url: str | None = None, api_key: str | None = None) -> 'Codebase':
+    def create(
+            cls,
+            name: str,
+            api_url: str | None = None,
+            api_key: str | None = None,
+            *,
+            ca_file: str | os.PathLike[str] | None = None,
+    ) -> 'Codebase':
         """A new, empty codebase."""
-        return Codebase._wrap(_loop.run(AsyncCodebase.create(name=name, api_url=api_url, api_key=api_key)))
+        return Codebase._wrap(_loop.run(AsyncCodebase.create(
+            name=name, api_url=api_url, api_key=api_key, ca_file=ca_file)))
 
     @classmethod
-    def get(cls, codebase_id: str, api_url: str | None = None, api_key: str | None = None) -> 'Codebase':
+    def get(
+            cls,
+            codebase_id: str,
+            api_url: str | None = None,
+            api_key: str | None = None,
+            *,
+            ca_file: str | os.PathLike[str] | None = None,
+    ) -> 'Codebase':
         return Codebase._wrap(_loop.run(AsyncCodebase.get(
-            codebase_id=codebase_id, api_url=api_url, api_key=api_key)))
+            codebase_id=codebase_id, api_url=api_url, api_key=api_key, ca_file=ca_file)))
 
     @classmethod
-    def list(cls, api_url: str | None = None, api_key: str | None = None) -> 'builtins.list[Codebase]':
+    def list(
+            cls,
+            api_url: str | None = None,
+            api_key: str | None = None,
+            *,
+            ca_file: str | os.PathLike[str] | None = None,
+    ) -> 'builtins.list[Codebase]':
         """Your team's codebases, oldest first."""
         return [Codebase._wrap(item) for item in _loop.run(AsyncCodebase.list(
-            api_url=api_url, api_key=api_key))]
+            api_url=api_url, api_key=api_key, ca_file=ca_file))]
 
     def refresh(self) -> 'Codebase':
         return Codebase._wrap(_loop.run(self._impl.refresh()))

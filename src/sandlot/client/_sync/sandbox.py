@@ -37,9 +37,11 @@ class Sandbox(_loop.SyncWrapper[AsyncSandbox]):
             print(result.stdout, result.duration)
 
     The server is `api_url` / $SANDLOT_API_URL with `api_key` / $SANDLOT_API_KEY; with neither URL,
-    a server embedded in this process is started on first use. Every call that talks to the server
-    takes `request_timeout` (seconds, 0 = no limit); the one given to `create()` or `connect()` is
-    the sandbox's default (else 60 s).
+    a server embedded in this process is started on first use. A server with TLS whose certificate
+    the system does not trust (`sandlot serve --tls local-ca`) is verified against `ca_file` /
+    $SANDLOT_CA_FILE (its CA's PEM file, `sandlot ca`), trusted besides the system's CAs. Every
+    call that talks to the server takes `request_timeout` (seconds, 0 = no limit); the one given to
+    `create()` or `connect()` is the sandbox's default (else 60 s).
     """
 
     _async_cls = AsyncSandbox
@@ -97,6 +99,8 @@ class Sandbox(_loop.SyncWrapper[AsyncSandbox]):
             permissions: _workspace.Rules | None = None,
             workspace_path: str | None = None,
             security: SecurityPolicy | Mapping[str, Any] | None = None,
+            ca_file: str | os.PathLike[str] | None = None,
+            mcp: Mapping[str, Any] | None = None,
     ) -> 'Sandbox':
         """Start a sandbox from `template` (or a snapshot's id or name; None: the server's default
         template, `base` unless its operator set SANDLOT_DEFAULT_TEMPLATE) that lives `timeout`
@@ -116,12 +120,18 @@ class Sandbox(_loop.SyncWrapper[AsyncSandbox]):
         codebase give an empty workspace. Its changes stay the sandbox's until `commit()`.
         `security`: a SecurityPolicy (or dict of its fields): shell, subprocesses, file writes,
         blocked paths, output size, blocked imports (advisory only), audit.
+
+        `mcp`: E2B's MCP gateway (docs/mcp.md), its configuration shape (`{"name": {"runCmd": ...,
+        "installCmd": ..., "envs": {...}}}`): the sandbox is of template `mcp-gateway` unless
+        `template` names one (built from it), and the gateway starts before create() returns;
+        reach it at `get_mcp_url()` with `get_mcp_token()`. If it cannot start, the sandbox is
+        killed and McpGatewayError says why.
         """
         return Sandbox._wrap(_loop.run(AsyncSandbox.create(
             template=template, timeout=timeout, metadata=metadata, envs=envs, limits=limits, api_url=api_url,
             api_key=api_key, request_timeout=request_timeout, volume_mounts=volume_mounts,
             codebase=_loop.unwrap(codebase), preset=preset, permissions=permissions,
-            workspace_path=workspace_path, security=security)))
+            workspace_path=workspace_path, security=security, ca_file=ca_file, mcp=mcp)))
 
     @classmethod
     def from_local(
@@ -141,6 +151,7 @@ class Sandbox(_loop.SyncWrapper[AsyncSandbox]):
             api_url: str | None = None,
             api_key: str | None = None,
             request_timeout: float | None = None,
+            ca_file: str | os.PathLike[str] | None = None,
     ) -> 'Sandbox':
         """AgentFense's one step: upload the local directory `path` as a new codebase and start a
         sandbox with it at /workspace under `preset` (default "view-only") and `permissions`. The
@@ -153,7 +164,8 @@ class Sandbox(_loop.SyncWrapper[AsyncSandbox]):
         return Sandbox._wrap(_loop.run(AsyncSandbox.from_local(
             path=path, preset=preset, permissions=permissions, exclude=exclude, template=template,
             timeout=timeout, workspace_path=workspace_path, security=security, metadata=metadata, envs=envs,
-            limits=limits, api_url=api_url, api_key=api_key, request_timeout=request_timeout)))
+            limits=limits, api_url=api_url, api_key=api_key, request_timeout=request_timeout,
+            ca_file=ca_file)))
 
     @classmethod
     def connect(
@@ -163,11 +175,13 @@ class Sandbox(_loop.SyncWrapper[AsyncSandbox]):
             api_url: str | None = None,
             api_key: str | None = None,
             request_timeout: float | None = None,
+            *,
+            ca_file: str | os.PathLike[str] | None = None,
     ) -> 'Sandbox':
         """Attach to an existing sandbox, resuming it if paused. `timeout` only ever extends its life."""
         return Sandbox._wrap(_loop.run(AsyncSandbox.connect(
             sandbox_id=sandbox_id, timeout=timeout, api_url=api_url, api_key=api_key,
-            request_timeout=request_timeout)))
+            request_timeout=request_timeout, ca_file=ca_file)))
 
     @classmethod
     def list(
@@ -179,6 +193,8 @@ class Sandbox(_loop.SyncWrapper[AsyncSandbox]):
             api_url: str | None = None,
             api_key: str | None = None,
             request_timeout: float | None = None,
+            *,
+            ca_file: str | os.PathLike[str] | None = None,
     ) -> 'SandboxPaginator':
         """Sandboxes on the server, newest first (`order="asc"`: oldest first): iterate over all
         of them (`for`), or fetch page by page with `next_items()`. Filters: `metadata` (all
@@ -186,7 +202,7 @@ class Sandbox(_loop.SyncWrapper[AsyncSandbox]):
         most 100); `request_timeout` bounds each page's request."""
         return SandboxPaginator._wrap(AsyncSandbox.list(
             metadata=metadata, state=state, limit=limit, order=order, api_url=api_url, api_key=api_key,
-            request_timeout=request_timeout))
+            request_timeout=request_timeout, ca_file=ca_file))
 
     @overload  # type: ignore[misc]  # see _loop.instance_or_id
     def kill(self, request_timeout: float | None = None) -> bool: ...
@@ -199,6 +215,7 @@ class Sandbox(_loop.SyncWrapper[AsyncSandbox]):
             *,
             api_url: str | None = None,
             api_key: str | None = None,
+            ca_file: str | os.PathLike[str] | None = None,
     ) -> bool: ...
 
     @_loop.instance_or_id  # type: ignore[misc]
@@ -219,6 +236,7 @@ class Sandbox(_loop.SyncWrapper[AsyncSandbox]):
             *,
             api_url: str | None = None,
             api_key: str | None = None,
+            ca_file: str | os.PathLike[str] | None = None,
     ) -> None: ...
 
     @_loop.instance_or_id  # type: ignore[misc]
@@ -237,6 +255,7 @@ class Sandbox(_loop.SyncWrapper[AsyncSandbox]):
             *,
             api_url: str | None = None,
             api_key: str | None = None,
+            ca_file: str | os.PathLike[str] | None = None,
     ) -> SandboxInfo: ...
 
     @_loop.instance_or_id  # type: ignore[misc]
@@ -262,6 +281,7 @@ class Sandbox(_loop.SyncWrapper[AsyncSandbox]):
             *,
             api_url: str | None = None,
             api_key: str | None = None,
+            ca_file: str | os.PathLike[str] | None = None,
     ) -> builtins.list[SandboxMetrics]: ...
 
     @_loop.instance_or_id  # type: ignore[misc]
@@ -295,6 +315,7 @@ class Sandbox(_loop.SyncWrapper[AsyncSandbox]):
             *,
             api_url: str | None = None,
             api_key: str | None = None,
+            ca_file: str | os.PathLike[str] | None = None,
     ) -> builtins.list[SandboxLogEntry]: ...
 
     @_loop.instance_or_id  # type: ignore[misc]
@@ -324,6 +345,7 @@ class Sandbox(_loop.SyncWrapper[AsyncSandbox]):
             mode: PauseMode = 'full',
             api_url: str | None = None,
             api_key: str | None = None,
+            ca_file: str | os.PathLike[str] | None = None,
     ) -> bool: ...
 
     @_loop.instance_or_id  # type: ignore[misc]
@@ -359,6 +381,7 @@ class Sandbox(_loop.SyncWrapper[AsyncSandbox]):
             *,
             api_url: str | None = None,
             api_key: str | None = None,
+            ca_file: str | os.PathLike[str] | None = None,
     ) -> SnapshotInfo: ...
 
     @_loop.instance_or_id  # type: ignore[misc]
@@ -390,6 +413,7 @@ class Sandbox(_loop.SyncWrapper[AsyncSandbox]):
             *,
             api_url: str | None = None,
             api_key: str | None = None,
+            ca_file: str | os.PathLike[str] | None = None,
     ) -> 'builtins.list[Sandbox | SandlotError]': ...
 
     @_loop.instance_or_id  # type: ignore[misc]
@@ -413,11 +437,13 @@ class Sandbox(_loop.SyncWrapper[AsyncSandbox]):
             api_url: str | None = None,
             api_key: str | None = None,
             request_timeout: float | None = None,
+            *,
+            ca_file: str | os.PathLike[str] | None = None,
     ) -> builtins.list[SnapshotInfo]:
         """The team's snapshots, newest first; of one sandbox, or by name."""
         return _loop.run(AsyncSandbox.list_snapshots(
             sandbox_id=sandbox_id, name=name, api_url=api_url, api_key=api_key,
-            request_timeout=request_timeout))
+            request_timeout=request_timeout, ca_file=ca_file))
 
     @classmethod
     def delete_snapshot(
@@ -426,10 +452,13 @@ class Sandbox(_loop.SyncWrapper[AsyncSandbox]):
             api_url: str | None = None,
             api_key: str | None = None,
             request_timeout: float | None = None,
+            *,
+            ca_file: str | os.PathLike[str] | None = None,
     ) -> bool:
         """Delete a snapshot (sandboxes made from it keep running). False if unknown."""
         return _loop.run(AsyncSandbox.delete_snapshot(
-            snapshot_id=snapshot_id, api_url=api_url, api_key=api_key, request_timeout=request_timeout))
+            snapshot_id=snapshot_id, api_url=api_url, api_key=api_key, request_timeout=request_timeout,
+            ca_file=ca_file))
 
     @classmethod
     def export_snapshot(
@@ -438,11 +467,14 @@ class Sandbox(_loop.SyncWrapper[AsyncSandbox]):
             api_url: str | None = None,
             api_key: str | None = None,
             request_timeout: float | None = None,
+            *,
+            ca_file: str | os.PathLike[str] | None = None,
     ) -> SnapshotExport:
         """Copy a snapshot to the server's storage (its SANDLOT_STORAGE: a directory or an S3
         bucket), from which another sandlot host can import it."""
         return _loop.run(AsyncSandbox.export_snapshot(
-            snapshot_id=snapshot_id, api_url=api_url, api_key=api_key, request_timeout=request_timeout))
+            snapshot_id=snapshot_id, api_url=api_url, api_key=api_key, request_timeout=request_timeout,
+            ca_file=ca_file))
 
     @classmethod
     def import_snapshot(
@@ -452,12 +484,14 @@ class Sandbox(_loop.SyncWrapper[AsyncSandbox]):
             api_url: str | None = None,
             api_key: str | None = None,
             request_timeout: float | None = None,
+            *,
+            ca_file: str | os.PathLike[str] | None = None,
     ) -> SnapshotInfo:
         """Make a snapshot exported to the server's storage (by its `export_id`, `snap...`) one of
         this server's, named `name` (default: its own name)."""
         return _loop.run(AsyncSandbox.import_snapshot(
             snapshot_id=snapshot_id, name=name, api_url=api_url, api_key=api_key,
-            request_timeout=request_timeout))
+            request_timeout=request_timeout, ca_file=ca_file))
 
     def set_envs(self, envs: dict[str, str | None]) -> dict[str, str]:
         """Set environment variables for commands started from now on (None unsets one); returns all
@@ -596,6 +630,24 @@ class Sandbox(_loop.SyncWrapper[AsyncSandbox]):
     def upload_url(self, path: str, user: str | None = None, expires_in: int | None = None) -> str:
         """A URL that accepts a multipart POST of one file to `path`, no credentials needed."""
         return self._impl.upload_url(path=path, user=user, expires_in=expires_in)
+
+    def get_host(self, port: int) -> str:
+        """E2B's host of `port` in this sandbox, `{port}-{sandbox_id}.{domain}`, which the server's
+        port proxy routes to it: `http://` (`https://` on a server with TLS) + host + path. The
+        domain is the server's (`serve --domain`, with its port if it carries one); for a server
+        without one, `localhost` at the API's port, as the server's own preview URLs: a name
+        that reaches it from its own machine only (`*.localhost` resolved by nss-myhostname)."""
+        return self._impl.get_host(port=port)
+
+    def get_mcp_url(self) -> str:
+        """The URL of the sandbox's MCP gateway (`create(mcp=...)`): `/mcp` on port 50005, in the
+        scheme of the server (E2B's SDK always says https)."""
+        return self._impl.get_mcp_url()
+
+    def get_mcp_token(self) -> str | None:
+        """The token the MCP gateway wants (`Authorization: Bearer <token>`): the one create() made,
+        else read from the sandbox (as root); None when it runs no gateway."""
+        return _loop.run(self._impl.get_mcp_token())
 
     def expose_port(self, port: int, ttl: int = 3600, request_timeout: float | None = None) -> str:
         """A signed URL to `port` in this sandbox, valid for `ttl` seconds (at most a week) even

@@ -2,6 +2,7 @@
 """The blocking `SandboxService`: generated from the async classes of `_service.py`."""
 
 import builtins
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -48,10 +49,12 @@ class SandboxService(_loop.SyncWrapper[AsyncSandboxService]):
             max_sandboxes: int | None = None,
             envs: dict[str, str] | None = None,
             metadata: dict[str, str] | None = None,
+            ca_file: str | os.PathLike[str] | None = None,
     ) -> None:
         self._impl = AsyncSandboxService(
             api_url=api_url, api_key=api_key, namespace=namespace, template=template,
-            idle_timeout=idle_timeout, max_sandboxes=max_sandboxes, envs=envs, metadata=metadata)
+            idle_timeout=idle_timeout, max_sandboxes=max_sandboxes, envs=envs, metadata=metadata,
+            ca_file=ca_file)
 
     def start(self) -> 'SandboxService':
         """Nothing to start (the key lives in metadata, idleness in timeouts); kept for AgentScope's

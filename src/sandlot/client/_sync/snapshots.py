@@ -2,6 +2,7 @@
 """The blocking `Volume`: generated from the async classes of `_snapshots.py`."""
 
 import builtins
+import os
 
 from .. import _loop
 from .._snapshots import AsyncVolume, VolumeInfo
@@ -42,10 +43,13 @@ class Volume(_loop.SyncWrapper[AsyncVolume]):
             api_url: str | None = None,
             api_key: str | None = None,
             request_timeout: float | None = None,
+            *,
+            ca_file: str | os.PathLike[str] | None = None,
     ) -> 'Volume':
         """Make a volume of `size_mb` (default 1024; its hard quota, counted in the team's disk quota)."""
         return Volume._wrap(_loop.run(AsyncVolume.create(
-            name=name, size_mb=size_mb, api_url=api_url, api_key=api_key, request_timeout=request_timeout)))
+            name=name, size_mb=size_mb, api_url=api_url, api_key=api_key, request_timeout=request_timeout,
+            ca_file=ca_file)))
 
     @classmethod
     def get(
@@ -54,10 +58,13 @@ class Volume(_loop.SyncWrapper[AsyncVolume]):
             api_url: str | None = None,
             api_key: str | None = None,
             request_timeout: float | None = None,
+            *,
+            ca_file: str | os.PathLike[str] | None = None,
     ) -> 'Volume':
         """The volume with this id or name (NotFound if none)."""
         return Volume._wrap(_loop.run(AsyncVolume.get(
-            volume=volume, api_url=api_url, api_key=api_key, request_timeout=request_timeout)))
+            volume=volume, api_url=api_url, api_key=api_key, request_timeout=request_timeout,
+            ca_file=ca_file)))
 
     @classmethod
     def list(
@@ -65,9 +72,12 @@ class Volume(_loop.SyncWrapper[AsyncVolume]):
             api_url: str | None = None,
             api_key: str | None = None,
             request_timeout: float | None = None,
+            *,
+            ca_file: str | os.PathLike[str] | None = None,
     ) -> builtins.list[VolumeInfo]:
         """The team's volumes, oldest first."""
-        return _loop.run(AsyncVolume.list(api_url=api_url, api_key=api_key, request_timeout=request_timeout))
+        return _loop.run(AsyncVolume.list(
+            api_url=api_url, api_key=api_key, request_timeout=request_timeout, ca_file=ca_file))
 
     @classmethod
     def destroy(
@@ -76,7 +86,10 @@ class Volume(_loop.SyncWrapper[AsyncVolume]):
             api_url: str | None = None,
             api_key: str | None = None,
             request_timeout: float | None = None,
+            *,
+            ca_file: str | os.PathLike[str] | None = None,
     ) -> bool:
         """Delete a volume no sandbox mounts (by id or name). False if unknown."""
         return _loop.run(AsyncVolume.destroy(
-            volume=volume, api_url=api_url, api_key=api_key, request_timeout=request_timeout))
+            volume=volume, api_url=api_url, api_key=api_key, request_timeout=request_timeout,
+            ca_file=ca_file))

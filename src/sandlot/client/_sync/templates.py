@@ -2,6 +2,7 @@
 """The blocking `Template`: generated from the async classes of `_templates.py`."""
 
 import builtins
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,6 +27,8 @@ class Template(_loop.SyncWrapper[AsyncTemplate]):
             api_url: str | None = None,
             api_key: str | None = None,
             request_timeout: float | None = None,
+            *,
+            ca_file: str | os.PathLike[str] | None = None,
     ) -> TemplateBuildInfo:
         """Build `name` (or `name:tag`) from a Dockerfile (a path, or its text when it has a
         newline); COPY sources are read from `context` (default: the Dockerfile's directory).
@@ -33,7 +36,8 @@ class Template(_loop.SyncWrapper[AsyncTemplate]):
         previous build of the name stays)."""
         return _loop.run(AsyncTemplate.build(
             name=name, dockerfile=dockerfile, context=context, tags=tags, skip_cache=skip_cache,
-            on_log=on_log, api_url=api_url, api_key=api_key, request_timeout=request_timeout))
+            on_log=on_log, api_url=api_url, api_key=api_key, request_timeout=request_timeout,
+            ca_file=ca_file))
 
     @classmethod
     def list(
@@ -41,10 +45,12 @@ class Template(_loop.SyncWrapper[AsyncTemplate]):
             api_url: str | None = None,
             api_key: str | None = None,
             request_timeout: float | None = None,
+            *,
+            ca_file: str | os.PathLike[str] | None = None,
     ) -> builtins.list[TemplateInfo]:
         """The team's templates built from recipes, by name."""
         return _loop.run(AsyncTemplate.list(
-            api_url=api_url, api_key=api_key, request_timeout=request_timeout))
+            api_url=api_url, api_key=api_key, request_timeout=request_timeout, ca_file=ca_file))
 
     @classmethod
     def delete(
@@ -53,7 +59,9 @@ class Template(_loop.SyncWrapper[AsyncTemplate]):
             api_url: str | None = None,
             api_key: str | None = None,
             request_timeout: float | None = None,
+            *,
+            ca_file: str | os.PathLike[str] | None = None,
     ) -> bool:
         """Delete a template (every tag; sandboxes made from it keep running). False if unknown."""
         return _loop.run(AsyncTemplate.delete(
-            name=name, api_url=api_url, api_key=api_key, request_timeout=request_timeout))
+            name=name, api_url=api_url, api_key=api_key, request_timeout=request_timeout, ca_file=ca_file))

@@ -1,0 +1,64 @@
+"""E2B's MCP gateway from the sandlot SDK: `create(mcp=...)`, `get_mcp_url()`, `get_mcp_token()`.
+
+What the e2b SDK does, step for step (docs/mcp.md): a sandbox of template `mcp-gateway` unless one
+is named, then `mcp-gateway --config '<json>'` run as root with GATEWAY_ACCESS_TOKEN (a fresh
+uuid); if that fails the sandbox is killed and the create raises. The gateway serves
+`/mcp` on port 50005 of the sandbox, reached through the server's port proxy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shlex
+import uuid
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from .. import _exceptions as E
+
+if TYPE_CHECKING:
+    from ._sandbox import AsyncSandbox
+
+MCP_PORT = 50005  # E2B's `Sandbox.mcp_port`
+MCP_TEMPLATE = "mcp-gateway"  # E2B's `default_mcp_template`; templates/gateway.py builds it
+TOKEN_PATH = "/etc/mcp-gateway/.token"  # written by the gateway, root's (0600)
+
+
+def config_json(mcp: Mapping[str, Any]) -> str:
+    """The gateway's --config, checked before anything is created: a JSON object of servers."""
+    if not isinstance(mcp, Mapping):
+        raise E.InvalidArgument(f"mcp must be a mapping of server names to their settings, got {type(mcp).__name__}")
+    try:
+        return json.dumps(dict(mcp))
+    except (TypeError, ValueError) as e:
+        raise E.InvalidArgument(f"mcp must be JSON: {e}") from None
+
+
+async def start_gateway(sandbox: AsyncSandbox, config: str) -> str:
+    """Run the gateway in a new sandbox; its token. On failure the sandbox is killed and closed:
+    McpGatewayError with the gateway's reason when the command failed, else the error as it was."""
+    token = str(uuid.uuid4())
+    try:
+        await sandbox.commands.run(f"mcp-gateway --config {shlex.quote(config)}", user="root",
+                                   envs={"GATEWAY_ACCESS_TOKEN": token})
+    except BaseException as e:
+        with contextlib.suppress(E.SandlotError):
+            await sandbox.kill()
+        await sandbox.close()
+        if isinstance(e, E.CommandExitError):
+            reason = e.stderr.strip() or e.stdout.strip() or f"exit code {e.exit_code}"
+            if e.exit_code == 127:  # the shell found no such command
+                reason += f" (the template has no mcp-gateway command: build yours from {MCP_TEMPLATE!r})"
+            raise E.McpGatewayError(f"the MCP gateway did not start: {reason}", stderr=e.stderr,
+                                    exit_code=e.exit_code, sandbox_id=sandbox.sandbox_id) from e
+        raise
+    return token
+
+
+async def read_token(sandbox: AsyncSandbox) -> str | None:
+    """The running gateway's token, read as root; None when the sandbox runs no gateway."""
+    try:
+        return await sandbox.files.read(TOKEN_PATH, user="root")
+    except E.FileNotFound:
+        return None
