@@ -322,25 +322,30 @@ class Network:
         """Let the sandbox reach `ip` (an answer for allowed `name`) until `until` (or, denied,
         drop it). Called by the resolver before it answers."""
         ttl = int(min(max(until - time.time(), PIN_MIN_S), PIN_MAX_S))
-        element = f'"{a.link}" . {ipaddress.IPv4Address(ip)}'
-        s = f"{self.t} {'denypins' if denied else 'pins'}"
-        add = f"add element {s} {{ {element} timeout {ttl}s }}\n"
         known = a.pins.get(ip)
+        same = known is not None and known[2] == denied
+        if same and known[0] - time.time() > ttl / 2:
+            return  # pinned long enough already
         try:
-            if known and known[2] == denied:
-                if known[0] - time.time() > ttl / 2:
-                    return  # pinned long enough already
-                try:  # a timeout is only renewed by adding the element afresh
-                    self.nft.run(f"delete element {s} {{ {element} }}\n" + add)
-                except E.RuntimeFailure:  # expired in the kernel meanwhile
-                    self.nft.run(add)
-            else:
-                self.nft.run(add)
+            self._pin_element(f"{self.t} {'denypins' if denied else 'pins'}", a.link, ip, ttl, renew=same)
         except E.RuntimeFailure as e:  # the sandbox was detached meanwhile, or the set is full
             log.warning("sandbox %s: could not pin %s for %s: %s", a.sandbox_id, ip, name, e.message)
             return
         if self._attached.get(a.sandbox_id) is a:
             a.pins[ip] = (time.time() + ttl, name, denied)
+
+    def _pin_element(self, nft_set: str, link: str, ip: str, ttl: int, renew: bool) -> None:
+        """Add `link . ip` to a pin set for `ttl` seconds; `renew`: it may be there already, and a
+        timeout is only renewed by adding the element afresh."""
+        element = f'"{link}" . {ipaddress.IPv4Address(ip)}'
+        add = f"add element {nft_set} {{ {element} timeout {ttl}s }}\n"
+        if not renew:
+            self.nft.run(add)
+            return
+        try:
+            self.nft.run(f"delete element {nft_set} {{ {element} }}\n" + add)
+        except E.RuntimeFailure:  # expired in the kernel meanwhile
+            self.nft.run(add)
 
     def pin_rule(self, a: Attached, name: str, ip: str, until: float) -> None:
         """Send the sandbox's TCP to `ip` (an answer for `name`, which a header rule names) through
@@ -348,17 +353,8 @@ class Network:
         if not self._reaches(a, ip, name):
             return
         ttl = int(min(max(until - time.time(), PIN_MIN_S), PIN_MAX_S))
-        element = f'"{a.link}" . {ipaddress.IPv4Address(ip)}'
-        s = f"{self.t} rulepins"
-        add = f"add element {s} {{ {element} timeout {ttl}s }}\n"
         try:
-            if ip in a.rule_pins:
-                try:  # a timeout is only renewed by adding the element afresh
-                    self.nft.run(f"delete element {s} {{ {element} }}\n" + add)
-                except E.RuntimeFailure:  # expired in the kernel meanwhile
-                    self.nft.run(add)
-            else:
-                self.nft.run(add)
+            self._pin_element(f"{self.t} rulepins", a.link, ip, ttl, renew=ip in a.rule_pins)
         except E.RuntimeFailure as e:
             log.warning("sandbox %s: could not pin %s for %s's rules: %s", a.sandbox_id, ip, name, e.message)
             return
