@@ -132,3 +132,21 @@ def test_shim_is_executable_with_a_python_shebang():
     with open(SHIM) as f:
         assert f.readline() == "#!/usr/bin/python3 -S\n"
     assert os.access(SHIM, os.X_OK)
+
+
+def test_a_hang_up_reaches_the_command_of_an_agent_started_with_sighup_ignored(make_agent, user):
+    """An ignored SIGHUP is inherited through exec: a server started under nohup passed it to its
+    agents, and on to every command, so a killed shim's command never hung up."""
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        agent = make_agent()
+    finally:
+        signal.signal(signal.SIGHUP, before)
+    shim = sudo(agent, "sh", "-c", "echo $$; exec sleep 30", as_user=user, popen=True)
+    pid = int(shim.stdout.readline())
+    shim.kill()
+    shim.wait()
+    deadline = time.monotonic() + 5
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not pid_alive(pid)

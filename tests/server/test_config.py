@@ -99,7 +99,7 @@ def test_every_setting_is_documented_and_every_documented_one_exists():
     documented = set(re.findall(r"`(SANDLOT_[A-Z_]+)`", DOC.read_text()))
     settings = {"SANDLOT_" + name.upper() for name in Config.model_fields}
     assert settings <= documented, f"undocumented: {settings - documented}"
-    client_side = {"SANDLOT_API_URL", "SANDLOT_EMBEDDED_START_TIMEOUT", "SANDLOT_CONFIG"}
+    client_side = {"SANDLOT_API_URL", "SANDLOT_EMBEDDED_START_TIMEOUT", "SANDLOT_CONFIG", "SANDLOT_CA_FILE"}
     assert documented <= settings | client_side, f"documented but no setting: {documented - settings - client_side}"
 
 

@@ -56,6 +56,7 @@ def _top_up() -> None:
 def _new_context(lib) -> int:
     """nft_ctx_new with its netlink socket below FD_SETSIZE."""
     with _spare_lock:
+        _top_up()  # fds freed since the last context may be low again
         try:
             while _spares:
                 before = _netfilter_sockets()
