@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from datetime import datetime, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -70,8 +71,11 @@ def main() -> None:
     finally:
         server.stop()
 
-    lines = ["## Tool-call overhead (benchmarks/tools.py)", "", f"Machine: {machine()}. Runs per row: {args.runs}, "
-             f"in alternating blocks of {BLOCK}.", "", "| operation | p50 ms | p99 ms | n |", "|---|---|---|---|"]
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M")
+    lines = ["## Tool-call overhead (benchmarks/tools.py)", "",
+             f"Run {when} UTC by `benchmarks/tools.py --runs {args.runs}` on: {machine()}. Method: a real `sandlot "
+             f"serve`, one live sandbox, the blocking Toolset against the blocking SDK, in alternating blocks of "
+             f"{BLOCK}.", "", "| operation | p50 ms | p99 ms | n |", "|---|---|---|---|"]
     summary = []
     for name, (raw, through) in pairs.items():
         lines += [row(f"{name}: SDK", raw), row(f"{name}: tool", through)]
