@@ -4,7 +4,11 @@ without it a clear error says the certificate is not trusted. Verification is ne
 
 from __future__ import annotations
 
+import json
+import os
 import ssl
+import subprocess
+import sys
 
 import pytest
 from mcp_gateway_support import client, custom
@@ -110,3 +114,16 @@ def test_a_bad_ca_file_is_bad_input(tls_server, no_ca_env, tmp_path):
     other = LocalCA(tmp_path / "other-ca").cert_path
     with pytest.raises(SandlotError, match="TLS certificate is not trusted"):
         Sandbox.list(**conn, ca_file=other).next_items()
+
+
+def test_the_audit_command_verifies_a_tls_server_with_the_sdks_ca_setting(tls_server):
+    """`sandlot audit` talks to the server itself (httpx): $SANDLOT_CA_FILE is trusted there too."""
+    env = {k: v for k, v in os.environ.items() if k not in ("SANDLOT_CA_FILE", "SSL_CERT_FILE")}
+    env.update(SANDLOT_API_URL=tls_server.url, SANDLOT_API_KEY=tls_server.api_key)
+    cli = [os.path.join(os.path.dirname(sys.executable), "sandlot"), "audit", "--json", "--limit", "5"]
+    refused = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0 and "certificate" in refused.stderr.lower(), refused.stderr
+    trusted = subprocess.run(cli, env={**env, "SANDLOT_CA_FILE": str(tls_server.ca)}, capture_output=True, text=True,
+                             timeout=60)
+    assert trusted.returncode == 0, trusted.stderr
+    assert isinstance(json.loads(trusted.stdout), list)

@@ -18,9 +18,11 @@ def _fetch(api_url: str, api_key: str | None, params: dict) -> dict:
     import httpx
 
     from .. import _exceptions as E
+    from ..client._config import _ca_file
+    from ..client._http import _tls
 
-    try:
-        r = httpx.get(api_url.rstrip("/") + "/audit", params=params, timeout=60,
+    try:  # a server with TLS is verified as the SDK does ($SANDLOT_CA_FILE besides the system's CAs)
+        r = httpx.get(api_url.rstrip("/") + "/audit", params=params, timeout=60, verify=_tls(_ca_file(None)),
                       headers={"X-API-KEY": api_key} if api_key else {})
     except httpx.HTTPError as e:
         raise E.SandlotError(f"cannot reach the sandlot server: {e or type(e).__name__}") from None
