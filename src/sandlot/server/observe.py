@@ -19,6 +19,7 @@ from .request_info import CLIENT_LEFT, RequestInfo, route_template, serving
 
 log = logging.getLogger("sandlot.access")
 
+
 class Observe:
     """Pure ASGI middleware around the whole app."""
 
