@@ -65,7 +65,7 @@ class TemplateBuilds:
     def _manifest_id(self, name: str) -> tuple[int, int] | None:
         try:
             st = os.stat(self.store.root / name / "manifest.json")
-        except (OSError, ValueError):
+        except OSError:
             return None
         return st.st_ino, st.st_mtime_ns
 
