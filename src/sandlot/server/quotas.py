@@ -46,7 +46,8 @@ class Holding:
     memory_mb: int
     disk_mb: int
     running: bool
-    disk_written_mb: int = 0  # what its disk image already holds on the host's disk
+    # what its disk image already holds on the host's disk (MiB): read only when the room is tight
+    disk_written_mb: Callable[[], int] = lambda: 0
 
 
 def host_memory_mb() -> int:
@@ -119,12 +120,15 @@ class Quotas:
                           f"{self.host_mb} MiB, less SANDLOT_HOST_MEMORY_RESERVE_MB={self.reserve_mb}, times "
                           f"SANDLOT_MEMORY_OVERCOMMIT={self.overcommit:g})")
         if self.disk is not None and self.disk_overcommit and claim.disk_mb:
-            # a paused sandbox resuming already holds what it wrote
-            written = sum(h.disk_written_mb for h in holdings if claim.sandbox_id and h.sandbox_id == claim.sandbox_id)
-            may_write = sum(max(0, h.disk_mb - h.disk_written_mb) for h in others)
             st = os.statvfs(self.disk)
             free_mb = st.f_bavail * st.f_frsize >> 20
             room = int(max(0, free_mb - self.disk_reserve_mb) * self.disk_overcommit)
+            may_write, written = sum(h.disk_mb for h in others), 0
+            if may_write + claim.disk_mb > room:  # what the images hold already comes off: read them
+                may_write = sum(max(0, h.disk_mb - h.disk_written_mb()) for h in others)
+                # a paused sandbox resuming already holds what it wrote
+                written = sum(h.disk_written_mb() for h in holdings
+                              if claim.sandbox_id and h.sandbox_id == claim.sandbox_id)
             if may_write + claim.disk_mb - written > room:
                 raise refusal(f"the host has no disk for this sandbox: its sandboxes and volumes may still write "
                               f"{may_write} MiB and this one {claim.disk_mb - written} MiB, past the {room} MiB they "

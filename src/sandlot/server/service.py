@@ -13,6 +13,7 @@ writing the store before and after its runtime step, read best side by side.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import posixpath
 import secrets
@@ -282,10 +283,11 @@ class SandboxService:
             limits = live.record.limits
             memory = 0 if live.rt is None else limits.get("memory_mb", Limits.memory_mb)
             found.append(Holding(live.id, live.record.team, memory, limits.get("disk_mb", Limits.disk_mb),
-                                 live.record.state == "running", self._disk_written_mb(live.id)))
+                                 live.record.state == "running", functools.partial(self._disk_written_mb, live.id)))
         if self.volumes is not None:
             found.extend(Holding(f"volume:{v.id}", v.team, 0, v.size_mb, running=False,
-                                 disk_written_mb=self.volumes.written_mb(v)) for v in self.volumes.list())
+                                 disk_written_mb=functools.partial(self.volumes.written_mb, v))
+                         for v in self.volumes.list())
         return found
 
     def _disk_written_mb(self, sandbox_id: str) -> int:
