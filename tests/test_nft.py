@@ -61,3 +61,24 @@ def test_a_spare_taken_by_another_thread_is_not_fatal():
             os.close(fd)
         real.close()
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_closed_context_gives_its_low_fd_back():
+    """In a process holding over 1024 files, each context's socket takes a spare; closing the context
+    must make that fd a spare again before some other open takes it, or the spares run out."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 4096), max(hard, 4096)))
+    held = []
+    try:
+        while not held or held[-1] < FD_SETSIZE + 64:
+            held.append(os.open("/dev/null", os.O_RDONLY))
+        for _ in range(nft._SPARES * 2):
+            tables = Nft()
+            tables.run("list tables")
+            tables.close()
+            held.append(os.open("/dev/null", os.O_RDONLY))  # the server opens files all the time
+        assert len(nft._spares) == nft._SPARES
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

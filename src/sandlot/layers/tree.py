@@ -263,42 +263,52 @@ class _Copier:
         self.set_xattrs(fd, ".", xattrs)
 
     def _walk(self, src_fd: int, dst_fd: int, rel: bytes) -> None:
-        # iterative: sandboxes make trees deeper than Python's recursion limit
+        # iterative: sandboxes make trees deeper than Python's recursion limit. Each level below the
+        # top holds its two directory fds until it is left; a refusal or an error part-way closes them
         stack = [(src_fd, dst_fd, rel, _sorted_names(src_fd), None)]
-        while stack:
-            s_fd, d_fd, prefix, names, _ = stack[-1]
-            if not names:
-                _, _, _, _, leave = stack.pop()
-                if leave is not None:
-                    leave()
-                continue
-            name = names.pop()
-            path = prefix + os.fsencode(name)
-            try:
-                st = os.stat(name, dir_fd=s_fd, follow_symlinks=False)
-            except FileNotFoundError:
-                continue
-            if not stat.S_ISDIR(st.st_mode):
-                self.copy_entry(s_fd, d_fd, name, path, st)
-                continue
-            if len(stack) >= MAX_DEPTH:
-                raise E.InvalidArgument(f"directories nest deeper than {MAX_DEPTH} levels: cannot snapshot them")
-            child = os.open(name, _DIR_FLAGS, dir_fd=s_fd)
+        try:
+            while stack:
+                s_fd, d_fd, prefix, names, st = stack[-1]
+                if not names:
+                    stack.pop()
+                    if st is not None:
+                        os.utime(d_fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+                        os.close(d_fd)
+                        os.close(s_fd)
+                    continue
+                self._enter(stack, s_fd, d_fd, prefix, names.pop())
+        finally:
+            for s_fd, d_fd, _, _, st in stack:
+                if st is not None:
+                    os.close(d_fd)
+                    os.close(s_fd)
+
+    def _enter(self, stack: list, s_fd: int, d_fd: int, prefix: bytes, name: str) -> None:
+        """Copy one entry of the directory on top of the stack; a directory is pushed, open."""
+        path = prefix + os.fsencode(name)
+        try:
+            st = os.stat(name, dir_fd=s_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        if not stat.S_ISDIR(st.st_mode):
+            self.copy_entry(s_fd, d_fd, name, path, st)
+            return
+        if len(stack) >= MAX_DEPTH:
+            raise E.InvalidArgument(f"directories nest deeper than {MAX_DEPTH} levels: cannot snapshot them")
+        child = os.open(name, _DIR_FLAGS, dir_fd=s_fd)
+        try:
             if os.fstat(child).st_ino != st.st_ino:
-                os.close(child)
                 raise E.RuntimeFailure(f"{name!r} changed while it was copied")
             os.mkdir(name, 0o700, dir_fd=d_fd)
             out = os.open(name, _DIR_FLAGS, dir_fd=d_fd)
-            xattrs = self._dir_xattrs(child)
-            self._dir_meta(out, st, xattrs)
-            self.record(*self.head(path, "dir", st, xattrs))
-
-            def leave(child=child, out=out, st=st):
-                os.utime(out, ns=(st.st_atime_ns, st.st_mtime_ns))
-                os.close(out)
-                os.close(child)
-
-            stack.append((child, out, path + b"/", _sorted_names(child), leave))
+        except BaseException:
+            os.close(child)
+            raise
+        stack.append((child, out, path + b"/", [], st))  # owned by the stack from here
+        xattrs = self._dir_xattrs(child)
+        self._dir_meta(out, st, xattrs)
+        self.record(*self.head(path, "dir", st, xattrs))
+        stack[-1][3].extend(_sorted_names(child))
 
 
 def _sorted_names(fd: int) -> list[str]:

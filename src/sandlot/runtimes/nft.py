@@ -23,7 +23,8 @@ from .. import _exceptions as E
 # server with many sandboxes (or a long test session) reaches. A few low fds are held from import; one
 # is given up right before each context is made so that its socket lands there. Another thread may
 # take the freed fd first (the server opens files in many threads): then the context is made again
-# with the next spare, and refused cleanly when none is left.
+# with the next spare, and refused cleanly when none is left. A context's close gives its fd back as a
+# spare at once: in a process that holds over 1024 files, the next open anywhere would take it.
 FD_SETSIZE = 1024
 _SPARES = 4
 _spares = [os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC) for _ in range(_SPARES)]
@@ -115,5 +116,7 @@ class Nft:
     def close(self) -> None:
         with self._lock:
             if self._ctx:
-                self._lib.nft_ctx_free(self._ctx)
+                with _spare_lock:  # the socket's low fd becomes a spare again, before another open takes it
+                    self._lib.nft_ctx_free(self._ctx)
+                    _top_up()
                 self._ctx = None
