@@ -23,6 +23,7 @@ from pathlib import Path
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, TypeVar, cast
+from urllib.parse import quote
 
 import httpx
 import pyqwest
@@ -244,6 +245,11 @@ class Transport:
                  **kwargs: Any) -> contextlib.AbstractAsyncContextManager[httpx.Response]:
         """A streamed control-plane call (`async with`), authenticated with the API key."""
         return self.open(method, path, headers=self._api_headers(), **kwargs)
+
+
+def sandbox_path(sandbox_id: str, suffix: str = "") -> str:
+    """The control plane's path of one sandbox (`/sandboxes/{id}`, the id quoted), or of `suffix` under it."""
+    return f"/sandboxes/{quote(sandbox_id, safe='')}{suffix}"
 
 
 def basic_user(user: str) -> str:

@@ -8,17 +8,15 @@ uuid); if that fails the sandbox is killed and the create raises. The gateway se
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shlex
 import uuid
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import _exceptions as E
-
-if TYPE_CHECKING:
-    from ._sandbox import AsyncSandbox
+from ._commands import AsyncCommands
+from ._files import AsyncFiles
 
 MCP_PORT = 50005  # E2B's `Sandbox.mcp_port`
 MCP_TEMPLATE = "mcp-gateway"  # E2B's `default_mcp_template`; templates/gateway.py builds it
@@ -35,30 +33,26 @@ def config_json(mcp: Mapping[str, Any]) -> str:
         raise E.InvalidArgument(f"mcp must be JSON: {e}") from None
 
 
-async def start_gateway(sandbox: AsyncSandbox, config: str) -> str:
-    """Run the gateway in a new sandbox; its token. On failure the sandbox is killed and closed:
-    McpGatewayError with the gateway's reason when the command failed, else the error as it was."""
+async def start_gateway(commands: AsyncCommands, sandbox_id: str, config: str) -> str:
+    """Run the gateway in a new sandbox (through its `commands`); its token. McpGatewayError with
+    the gateway's reason when the command failed, else the error as it was (the caller kills the
+    sandbox either way)."""
     token = str(uuid.uuid4())
     try:
-        await sandbox.commands.run(f"mcp-gateway --config {shlex.quote(config)}", user="root",
-                                   envs={"GATEWAY_ACCESS_TOKEN": token})
-    except BaseException as e:
-        with contextlib.suppress(E.SandlotError):
-            await sandbox.kill()
-        await sandbox.close()
-        if isinstance(e, E.CommandExitError):
-            reason = e.stderr.strip() or e.stdout.strip() or f"exit code {e.exit_code}"
-            if e.exit_code == 127:  # the shell found no such command
-                reason += f" (the template has no mcp-gateway command: build yours from {MCP_TEMPLATE!r})"
-            raise E.McpGatewayError(f"the MCP gateway did not start: {reason}", stderr=e.stderr,
-                                    exit_code=e.exit_code, sandbox_id=sandbox.sandbox_id) from e
-        raise
+        await commands.run(f"mcp-gateway --config {shlex.quote(config)}", user="root",
+                           envs={"GATEWAY_ACCESS_TOKEN": token})
+    except E.CommandExitError as e:
+        reason = e.stderr.strip() or e.stdout.strip() or f"exit code {e.exit_code}"
+        if e.exit_code == 127:  # the shell found no such command
+            reason += f" (the template has no mcp-gateway command: build yours from {MCP_TEMPLATE!r})"
+        raise E.McpGatewayError(f"the MCP gateway did not start: {reason}", stderr=e.stderr,
+                                exit_code=e.exit_code, sandbox_id=sandbox_id) from e
     return token
 
 
-async def read_token(sandbox: AsyncSandbox) -> str | None:
+async def read_token(files: AsyncFiles) -> str | None:
     """The running gateway's token, read as root; None when the sandbox runs no gateway."""
     try:
-        return await sandbox.files.read(TOKEN_PATH, user="root")
+        return await files.read(TOKEN_PATH, user="root")
     except E.FileNotFound:
         return None

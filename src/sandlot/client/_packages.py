@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import quote
 
 from packaging.utils import canonicalize_name
 
-from ._http import Transport
+from ._http import Transport, sandbox_path
 from ._models import Package
 
 INSTALL_TIMEOUT = 600.0  # seconds; a first install may download (on the server) and build large wheels
@@ -40,7 +39,7 @@ class AsyncPackages:
     def __init__(self, transport: Transport, sandbox_id: str):
         """Internal: use `sandbox.packages`."""
         self._transport = transport
-        self._path = f"/sandboxes/{quote(sandbox_id, safe='')}/packages"
+        self._path = sandbox_path(sandbox_id, "/packages")
 
     async def install(self, name: str, version: str | None = None, upgrade: bool = False,
                       timeout: float | None = INSTALL_TIMEOUT) -> list[Package]:

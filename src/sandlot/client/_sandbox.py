@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import builtins
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -37,7 +38,7 @@ from ._codebases import AsyncCodebase
 from ._commands import AsyncCommands, wait_for_port
 from ._config import ConnectionConfig
 from ._files import AsyncFiles
-from ._http import Envd, Transport
+from ._http import Envd, Transport, sandbox_path
 from ._models import (
     CodeContext, Execution, ExecutionError, ExposedPort, Limits, OutputMessage, Result, SandboxInfo, SandboxLogEntry,
     SandboxMetrics,
@@ -146,6 +147,7 @@ class AsyncSandbox:
         """Internal: use `create()`, `connect()`."""
         self._transport = transport
         self._domain = domain  # the server's, from its create/connect answer (`serve --domain`)
+        self._own_codebase: AsyncCodebase | None = None  # from_local's: kill() deletes it
         self._attach(sandbox_id, access_token, template_id)
 
     def _attach(self, sandbox_id: str, access_token: str | None, template_id: str | None) -> None:
@@ -229,7 +231,13 @@ class AsyncSandbox:
             raise
         sandbox = cls._from_json(response.json(), transport)
         if gateway is not None:
-            sandbox._mcp_token = await _mcp.start_gateway(sandbox, gateway)
+            try:
+                sandbox._mcp_token = await _mcp.start_gateway(sandbox.commands, sandbox.sandbox_id, gateway)
+            except BaseException:  # a sandbox without the gateway it was made for is killed and closed
+                with contextlib.suppress(E.SandlotError):
+                    await sandbox.kill()
+                await sandbox.close()
+                raise
         return sandbox
 
     @classmethod
@@ -249,10 +257,12 @@ class AsyncSandbox:
             async with await AsyncSandbox.from_local("./my-project", preset="agent-safe") as sandbox:
                 result = await sandbox.commands.run("python analyze.py", cwd="/workspace")
         """
-        return await _workspace.from_local(
-            cls, path, exclude, api_url, api_key, request_timeout, ca_file, template=template, timeout=timeout,
+        sandbox, codebase = await _workspace.from_local(
+            cls.create, path, exclude, api_url, api_key, request_timeout, ca_file, template=template, timeout=timeout,
             preset=preset, permissions=permissions, workspace_path=workspace_path, security=security, metadata=metadata,
             envs=envs, limits=limits)
+        sandbox._own_codebase = codebase
+        return sandbox
 
     @classmethod
     async def connect(cls, sandbox_id: str, timeout: int | None = None, api_url: str | None = None,
@@ -290,7 +300,7 @@ class AsyncSandbox:
         return AsyncSandboxPaginator(params, api_url, api_key, request_timeout, ca_file)
 
     def _path(self, suffix: str = "") -> str:
-        return f"/sandboxes/{quote(self.sandbox_id, safe='')}{suffix}"
+        return sandbox_path(self.sandbox_id, suffix)
 
     # Methods of one sandbox that also take its id on the class: each has an overload per form.
 
@@ -311,7 +321,9 @@ class AsyncSandbox:
         except E.NotFound:
             return False
         finally:
-            await _workspace.drop_own_codebase(self)
+            codebase, self._own_codebase = self._own_codebase, None
+            if codebase is not None:
+                await _workspace.drop_codebase(codebase)
         return True
 
     @overload  # type: ignore[misc]  # an instance and a static form: see _instance_or_id
@@ -510,14 +522,22 @@ class AsyncSandbox:
         """Set environment variables for commands started from now on (None unsets one); returns all
         variables set this way. Unlike `create(envs=...)`, they reach login shells only (every
         `commands.run`), not processes already running such as a code context's kernel."""
-        return await _state.set_envs(self, envs)
+        return await _state.set_envs(self.files, envs)
 
     async def reset(self, timeout: int | None = None) -> None:
         """Start over: a fresh sandbox from the same template, with the same metadata, creation envs
         and memory/CPU/disk limits, replaces this one, which is killed. This object then stands for the
         new sandbox (its `sandbox_id` changes). `timeout` defaults to what the old one had left (at
         least 60 s)."""
-        await _state.reset(self, timeout)
+        info = await self.get_info()
+        envs = (await self._envd.http("GET", "/envs")).json()
+        fresh = await type(self).create(**_state.reset_arguments(info, envs, timeout, self._transport.config))
+        try:
+            await self.kill()
+        finally:
+            # this object now stands for the new sandbox; its own connection pool stays in use
+            self._attach(fresh.sandbox_id, fresh._envd.access_token, fresh.template_id)
+            await fresh.close()
 
     # --- sessions: named shells that keep their state (client/_sessions.py) ---
 
@@ -533,43 +553,43 @@ class AsyncSandbox:
                 await session.exec("cd /tmp && export DEBUG=1")
                 print((await session.exec("pwd; echo $DEBUG")).stdout)
         """
-        return await _sessions.create_session(self, id, cwd, envs, user)
+        return await _sessions.create_session(self._transport, self.sandbox_id, self.files, id, cwd, envs, user)
 
     create_session = session  # Cloudflare's name
 
     async def get_session(self, session_id: str) -> AsyncSession:
         """An existing session by id (NotFound if there is none)."""
-        return await _sessions.get_session(self, session_id)
+        return await _sessions.get_session(self._transport, self.sandbox_id, self.files, session_id)
 
     async def list_sessions(self) -> builtins.list[SessionInfo]:
         """The sandbox's sessions."""
-        return await _sessions.list_sessions(self)
+        return await _sessions.list_sessions(self._transport, self.sandbox_id)
 
     async def delete_session(self, session_id: str) -> bool:
         """End a session (its shell and jobs are killed). False if there was none."""
-        return await _sessions.delete_session(self, session_id)
+        return await _sessions.delete_session(self._transport, self.sandbox_id, session_id)
 
     # --- the workspace: path permissions, commit and discard (client/_workspace.py) ---
 
     async def get_permissions(self) -> builtins.list[PermissionRule]:
         """The workspace's rules now (NotFound if the sandbox has no workspace)."""
-        return await _workspace.get_permissions(self)
+        return await _workspace.get_permissions(self._transport, self.sandbox_id)
 
     async def set_permissions(self, preset: str | None = None,
                               permissions: _workspace.Rules | None = None) -> builtins.list[PermissionRule]:
         """Replace the workspace's rules while the sandbox runs: `preset` extended by
         `permissions`. Every open, listing and lookup from now on follows them (files already open
         stay open)."""
-        return await _workspace.set_permissions(self, preset, permissions)
+        return await _workspace.set_permissions(self._transport, self.sandbox_id, preset, permissions)
 
     async def commit(self) -> AsyncCodebase:
         """Write the sandbox's changes to its workspace back to the codebase (its next version) and
         go on from there. Returns the codebase."""
-        return await _workspace.commit(self)
+        return await _workspace.commit(self._transport, self.sandbox_id)
 
     async def discard(self) -> None:
         """Drop the sandbox's changes to its workspace: it sees the codebase as it was again."""
-        await _workspace.discard(self)
+        await _workspace.discard(self._transport, self.sandbox_id)
 
     # --- code interpreter: sandboxes of the `code-interpreter` template (others raise NotFound) ---
 
@@ -671,7 +691,7 @@ class AsyncSandbox:
         """The token the MCP gateway wants (`Authorization: Bearer <token>`): the one create() made,
         else read from the sandbox (as root); None when it runs no gateway."""
         if self._mcp_token is None:
-            self._mcp_token = await _mcp.read_token(self)
+            self._mcp_token = await _mcp.read_token(self.files)
         return self._mcp_token
 
     async def expose_port(self, port: int, ttl: int = 3600, request_timeout: float | None = None) -> str:

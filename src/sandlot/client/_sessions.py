@@ -11,17 +11,14 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import Any, Literal, overload
 from urllib.parse import quote
 
 from .. import _exceptions as E
 from ._commands import call_back
 from ._files import AsyncFiles, Data
-from ._http import Transport, error_for_status
+from ._http import Transport, error_for_status, sandbox_path
 from ._models import CommandResult, EntryInfo, WriteInfo
-
-if TYPE_CHECKING:
-    from ._sandbox import AsyncSandbox
 
 DEFAULT_TIMEOUT = 60.0
 HTTP_MARGIN = 30.0  # the HTTP request outlives the command's own timeout by this much
@@ -72,7 +69,7 @@ class AsyncSession:
         self.id = info.id
         self.user = info.user
         self._transport = transport
-        self._path = f"/sandboxes/{quote(sandbox_id, safe='')}/sessions/{quote(info.id, safe='')}"
+        self._path = sandbox_path(sandbox_id, f"/sessions/{quote(info.id, safe='')}")
         self.files = AsyncSessionFiles(self, files)
 
     def __repr__(self) -> str:
@@ -213,30 +210,26 @@ class AsyncSessionFiles:
         await self._files.remove(await self._abs(path), user=self._session.user)
 
 
-async def create_session(sandbox: AsyncSandbox, session_id: str | None, cwd: str | None,
-                         envs: dict[str, str] | None, user: str | None) -> AsyncSession:
+async def create_session(transport: Transport, sandbox_id: str, files: AsyncFiles, session_id: str | None,
+                         cwd: str | None, envs: dict[str, str] | None, user: str | None) -> AsyncSession:
     body = {k: v for k, v in (("id", session_id), ("cwd", cwd), ("envs", envs), ("user", user)) if v is not None}
-    response = await sandbox._transport.api("POST", sandbox._path("/sessions"), json=body)
-    return _session(sandbox, response.json())
+    response = await transport.api("POST", sandbox_path(sandbox_id, "/sessions"), json=body)
+    return AsyncSession(transport, sandbox_id, SessionInfo.from_json(response.json()), files)
 
 
-async def get_session(sandbox: AsyncSandbox, session_id: str) -> AsyncSession:
-    response = await sandbox._transport.api("GET", sandbox._path(f"/sessions/{quote(session_id, safe='')}"))
-    return _session(sandbox, response.json())
+async def get_session(transport: Transport, sandbox_id: str, files: AsyncFiles, session_id: str) -> AsyncSession:
+    response = await transport.api("GET", sandbox_path(sandbox_id, f"/sessions/{quote(session_id, safe='')}"))
+    return AsyncSession(transport, sandbox_id, SessionInfo.from_json(response.json()), files)
 
 
-async def delete_session(sandbox: AsyncSandbox, session_id: str) -> bool:
+async def delete_session(transport: Transport, sandbox_id: str, session_id: str) -> bool:
     try:
-        await sandbox._transport.api("DELETE", sandbox._path(f"/sessions/{quote(session_id, safe='')}"))
+        await transport.api("DELETE", sandbox_path(sandbox_id, f"/sessions/{quote(session_id, safe='')}"))
     except E.NotFound:
         return False
     return True
 
 
-async def list_sessions(sandbox: AsyncSandbox) -> list[SessionInfo]:
-    response = await sandbox._transport.api("GET", sandbox._path("/sessions"))
+async def list_sessions(transport: Transport, sandbox_id: str) -> list[SessionInfo]:
+    response = await transport.api("GET", sandbox_path(sandbox_id, "/sessions"))
     return [SessionInfo.from_json(d) for d in response.json()]
-
-
-def _session(sandbox: AsyncSandbox, data: dict[str, Any]) -> AsyncSession:
-    return AsyncSession(sandbox._transport, sandbox.sandbox_id, SessionInfo.from_json(data), sandbox.files)

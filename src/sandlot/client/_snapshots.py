@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from .. import _exceptions as E
 from ._config import ConnectionConfig
-from ._http import Transport, error_for_status
+from ._http import Transport, error_for_status, sandbox_path
 
 PauseMode = Literal["full", "filesystem"]
 """What a pause keeps: the processes frozen in memory (full), or the files only (filesystem)."""
@@ -58,14 +58,10 @@ class VolumeInfo:
     name: str
 
 
-def _sandbox_path(sandbox_id: str, suffix: str) -> str:
-    return f"/sandboxes/{quote(sandbox_id, safe='')}{suffix}"
-
-
 async def create_snapshot(transport: Transport, sandbox_id: str, name: str | None, warm: bool,
                           request_timeout: float | None) -> SnapshotInfo:
     body = {**({"name": name} if name else {}), **({"warm": True} if warm else {})}
-    response = await transport.api("POST", _sandbox_path(sandbox_id, "/snapshots"), json=body,
+    response = await transport.api("POST", sandbox_path(sandbox_id, "/snapshots"), json=body,
                                    request_timeout=request_timeout)
     return SnapshotInfo.from_json(response.json())
 
@@ -73,7 +69,7 @@ async def create_snapshot(transport: Transport, sandbox_id: str, name: str | Non
 async def fork(transport: Transport, sandbox_id: str, count: int, timeout: int | None,
                request_timeout: float | None) -> list[dict[str, Any]]:
     body = {"count": count, **({"timeout": timeout} if timeout is not None else {})}
-    response = await transport.api("POST", _sandbox_path(sandbox_id, "/fork"), json=body,
+    response = await transport.api("POST", sandbox_path(sandbox_id, "/fork"), json=body,
                                    request_timeout=request_timeout)
     entries: list[dict[str, Any]] = response.json()
     return entries

@@ -1,4 +1,5 @@
-"""Changing a live sandbox: environment variables after creation (`set_envs()`), and `reset()`.
+"""Changing a live sandbox: environment variables after creation (`set_envs()`), and what `reset()`
+starts in its place.
 
 Environment variables given to `create(envs=...)` live in the agent and reach every process. Those
 set later go to a profile script (`/etc/profile.d/`, written as the sandbox's root), which every
@@ -14,12 +15,12 @@ import re
 import shlex
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import Any
 
 from .. import _exceptions as E
-
-if TYPE_CHECKING:
-    from ._sandbox import AsyncSandbox
+from ._config import ConnectionConfig
+from ._files import AsyncFiles
+from ._models import Limits, SandboxInfo
 
 ENVS_JSON = "/etc/sandlot/envs.json"
 ENVS_PROFILE = "/etc/profile.d/zz-sandlot-envs.sh"  # read last: values set here win
@@ -36,10 +37,10 @@ def _check(envs: Mapping[str, object]) -> None:
             raise E.InvalidArgument(f"the value of {name} must be a string without NUL bytes (or None to unset)")
 
 
-async def set_envs(sandbox: AsyncSandbox, envs: dict[str, str | None]) -> dict[str, str]:
+async def set_envs(files: AsyncFiles, envs: dict[str, str | None]) -> dict[str, str]:
     _check(envs)
     try:
-        current: dict[str, str] = json.loads(await sandbox.files.read(ENVS_JSON, user="root"))
+        current: dict[str, str] = json.loads(await files.read(ENVS_JSON, user="root"))
     except E.FileNotFound:
         current = {}
     for name, value in envs.items():
@@ -48,29 +49,20 @@ async def set_envs(sandbox: AsyncSandbox, envs: dict[str, str | None]) -> dict[s
         else:
             current[name] = value
     script = "".join(f"export {name}={shlex.quote(value)}\n" for name, value in sorted(current.items()))
-    await sandbox.files.write_files([(ENVS_JSON, json.dumps(current)), (ENVS_PROFILE, script)], user="root")
+    await files.write_files([(ENVS_JSON, json.dumps(current)), (ENVS_PROFILE, script)], user="root")
     return current
 
 
-async def reset(sandbox: AsyncSandbox, timeout: int | None) -> None:
-    """Replace the sandbox behind `sandbox` with a fresh one and kill the old one."""
-    from ._models import Limits
-
-    info = await sandbox.get_info()
-    envs = (await sandbox._envd.http("GET", "/envs")).json()
+def reset_arguments(info: SandboxInfo, envs: dict[str, str], timeout: int | None,
+                    config: ConnectionConfig) -> dict[str, Any]:
+    """`create()`'s arguments for the fresh sandbox that replaces the one `info` describes in
+    `reset()`: its template, metadata, creation `envs` and limits, on the same server; `timeout`
+    defaults to what the old one had left (at least 60 s)."""
     if timeout is None:
         left = info.end_at.timestamp() - time.time() if info.end_at else 300
         timeout = max(60, int(left))
     custom = Limits(memory_mb=info.memory_mb or Limits.memory_mb, cpu_count=info.cpu_count or Limits.cpu_count,
                     disk_mb=info.disk_size_mb or Limits.disk_mb)
-    config = sandbox._transport.config
-    fresh = await type(sandbox).create(template=info.template_id, timeout=timeout, metadata=info.metadata,
-                                       envs=envs, limits=None if custom == Limits() else custom,
-                                       api_url=config.api_url, api_key=config.api_key,
-                                       ca_file=config.ca_file)
-    try:
-        await sandbox.kill()
-    finally:
-        # this object now stands for the new sandbox; its own connection pool stays in use
-        sandbox._attach(fresh.sandbox_id, fresh._envd.access_token, fresh.template_id)
-        await fresh.close()
+    return {"template": info.template_id, "timeout": timeout, "metadata": info.metadata, "envs": envs,
+            "limits": None if custom == Limits() else custom, "api_url": config.api_url, "api_key": config.api_key,
+            "ca_file": config.ca_file}

@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
 from .. import _exceptions as E
 from ..limits import SecurityPolicy
 from ..permissions import PRESETS, Rule, RuleError
 from ._codebases import AsyncCodebase
-
-if TYPE_CHECKING:
-    from ._sandbox import AsyncSandbox
+from ._http import Transport, sandbox_path
 
 Rules = Iterable[Rule | Mapping[str, Any]]
+S = TypeVar("S")  # the sandbox `from_local` starts
 
 
 def rules_json(permissions: Rules | None) -> list[dict[str, Any]]:
@@ -47,10 +46,11 @@ def create_fields(codebase: AsyncCodebase | str | None, preset: str | None, perm
     return body
 
 
-async def from_local(cls: type[AsyncSandbox], path: str | os.PathLike[str], exclude: Iterable[str],
+async def from_local(create: Callable[..., Awaitable[S]], path: str | os.PathLike[str], exclude: Iterable[str],
                      api_url: str | None, api_key: str | None, request_timeout: float | None,
-                     ca_file: str | os.PathLike[str] | None, **create_kwargs: Any) -> AsyncSandbox:
-    """Upload `path` as a new codebase, start a sandbox on it; the codebase is the sandbox's own."""
+                     ca_file: str | os.PathLike[str] | None, **create_kwargs: Any) -> tuple[S, AsyncCodebase]:
+    """Upload `path` as a new codebase, start a sandbox on it with `create` (AsyncSandbox.create);
+    the sandbox, and the codebase, which is the sandbox's own (`drop_codebase` once it is killed)."""
     local = Path(path)
     if not local.is_dir():
         raise E.InvalidArgument(f"{local} is not a directory")
@@ -58,41 +58,39 @@ async def from_local(cls: type[AsyncSandbox], path: str | os.PathLike[str], excl
                                           ca_file=ca_file)
     try:
         await codebase.upload_dir(local, exclude=exclude)
-        sandbox = await cls.create(codebase=codebase, api_url=api_url, api_key=api_key, ca_file=ca_file,
-                                   request_timeout=request_timeout, **create_kwargs)
+        sandbox = await create(codebase=codebase, api_url=api_url, api_key=api_key, ca_file=ca_file,
+                               request_timeout=request_timeout, **create_kwargs)
     except BaseException:
         await codebase.delete()
         await codebase.close()
         raise
-    sandbox.__dict__["_own_codebase"] = codebase  # dropped by kill() (drop_own_codebase)
-    return sandbox
+    return sandbox, codebase
 
 
-async def drop_own_codebase(sandbox: AsyncSandbox) -> None:
-    """After the sandbox is gone: delete the codebase `from_local` made for it."""
-    codebase = sandbox.__dict__.pop("_own_codebase", None)
-    if codebase is not None:
-        try:
-            await codebase.delete()
-        finally:
-            await codebase.close()
+async def drop_codebase(codebase: AsyncCodebase) -> None:
+    """After its sandbox is gone: delete the codebase `from_local` made for it."""
+    try:
+        await codebase.delete()
+    finally:
+        await codebase.close()
 
 
-async def get_permissions(sandbox: AsyncSandbox) -> list[Rule]:
-    response = await sandbox._transport.api("GET", sandbox._path("/permissions"))
+async def get_permissions(transport: Transport, sandbox_id: str) -> list[Rule]:
+    response = await transport.api("GET", sandbox_path(sandbox_id, "/permissions"))
     return [Rule.from_json(r) for r in response.json()["permissions"]]
 
 
-async def set_permissions(sandbox: AsyncSandbox, preset: str | None, permissions: Rules | None) -> list[Rule]:
+async def set_permissions(transport: Transport, sandbox_id: str, preset: str | None,
+                          permissions: Rules | None) -> list[Rule]:
     body = {"preset": preset, "permissions": rules_json(permissions)}
-    response = await sandbox._transport.api("PUT", sandbox._path("/permissions"), json=body)
+    response = await transport.api("PUT", sandbox_path(sandbox_id, "/permissions"), json=body)
     return [Rule.from_json(r) for r in response.json()["permissions"]]
 
 
-async def commit(sandbox: AsyncSandbox) -> AsyncCodebase:
-    response = await sandbox._transport.api("POST", sandbox._path("/workspace/commit"), timeout=600)
-    return AsyncCodebase(sandbox._transport, response.json())
+async def commit(transport: Transport, sandbox_id: str) -> AsyncCodebase:
+    response = await transport.api("POST", sandbox_path(sandbox_id, "/workspace/commit"), timeout=600)
+    return AsyncCodebase(transport, response.json())
 
 
-async def discard(sandbox: AsyncSandbox) -> None:
-    await sandbox._transport.api("POST", sandbox._path("/workspace/discard"))
+async def discard(transport: Transport, sandbox_id: str) -> None:
+    await transport.api("POST", sandbox_path(sandbox_id, "/workspace/discard"))

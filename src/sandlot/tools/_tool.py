@@ -23,7 +23,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Annotated, Any, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, ClassVar, get_args, get_origin, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
@@ -144,18 +144,19 @@ class Tool:
         return await self.fn(ctx, **arguments)
 
     # --- AgentScope's tool surface: call unbound (a temporary sandbox), or bind to a sandbox ---
+    # Both are a toolset of this one tool. Toolsets are made of tools (_toolset.py imports this
+    # module), so rather than import it back, Tool gets the toolsets' `bind` from _toolset.py, which
+    # sets it when it loads (`import sandlot.tools` loads it before any tool can be used).
+
+    _toolset: ClassVar[Callable[..., Any]]  # _toolset.bind(sandbox or None, tools, **options)
 
     def bind(self, sandbox: Any, **options: Any):
         """This tool bound to `sandbox` (blocking `Sandbox` -> blocking calls, `AsyncSandbox` -> async)."""
-        from ._toolset import bind
-
-        return bind(sandbox, [self], **options)[self.name]
+        return Tool._toolset(sandbox, [self], **options)[self.name]
 
     def __call__(self, *args: Any, **kwargs: Any):
         """Call with a temporary sandbox (function tools: in this process), blocking."""
-        from ._toolset import Toolset
-
-        return Toolset(None, [self])[self.name](*args, **kwargs)
+        return Tool._toolset(None, [self])[self.name](*args, **kwargs)  # no sandbox: a blocking Toolset
 
 
 def _context_param(fn: Callable) -> bool:

@@ -392,3 +392,6 @@ def bind(sandbox: Any, tools: Iterable[Tool | str] | None = None, **options: Any
 
     cls = AsyncToolset if isinstance(sandbox, AsyncSandbox) else Toolset
     return cls(sandbox, tools, **options)
+
+
+Tool._toolset = bind  # Tool.bind() and calling a Tool make toolsets of it (see _tool.py)
