@@ -56,6 +56,8 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+                # a stop that hangs leaves the server's run dir, firewall table and cgroups behind
+                raise AssertionError(f"the server did not stop within 20 s of signal {sig}: killed") from None
 
 
 TEMPLATES = ("base", "code-interpreter")

@@ -153,6 +153,25 @@ def test_e2b_own_domain_mode_needs_no_url_overrides(tls_server):
     assert found["echo"] == "over tls\n" and found["killed"] is True
 
 
+def test_an_idle_keep_alive_client_does_not_hold_up_a_stop(tmp_path):
+    """A TLS close waits for the client's close_notify; a pooled keep-alive connection whose client
+    never reads would hold a stop for 30 s (and the test harness killed it, leaving its traces)."""
+    home = tmp_path / "home"
+    port = free_port()
+    srv = start_server(home, port=port, pool_size=0, extra_env={
+        "SANDLOT_TLS": "local-ca", "SANDLOT_DOMAIN": f"sandlot.localhost:{port}", "SANDLOT_POOL_TEMPLATES": ""})
+    client = httpx.Client(base_url=f"https://127.0.0.1:{port}", verify=_trusting(home / "ca" / "proxy" / "ca.pem"))
+    try:
+        assert client.get("/health").status_code < 300  # its connection stays in the pool, unread
+        started = time.monotonic()
+        srv.stop()
+        assert time.monotonic() - started < 5
+    finally:
+        client.close()
+    assert "Finished server process" in srv.log.read_text()
+    assert not leftovers(home)
+
+
 def test_a_given_certificate(tmp_path):
     """--tls-cert/--tls-key: a certificate the operator's own CA signed (a LocalCA made here stands
     in for it). The server presents it for the API and for sandbox hosts, and has no CA to hand out."""

@@ -34,6 +34,10 @@ log.addFilter(RateLimit())
 
 MAX_HEADER_BYTES = 16 * 1024  # h11's own default, said out loud: a longer header block is a 400
 FDS_PER_CONNECTION_SHARE = 2  # at most half the process's fds go to client connections
+# At a stop, an idle connection is closed. Over TLS that close waits for the client's close_notify
+# (asyncio: up to 30 s), which an idle keep-alive client never reads its socket to send; the stop
+# would wait for it. Past this grace the connection is aborted instead.
+SHUTDOWN_GRACE = 1.0
 
 
 class Admission:
@@ -108,6 +112,15 @@ class BoundedH11(H11Protocol):
         super().on_response_complete()
         if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
             self.admission.wait_for_headers(self)  # the next request's headers, in time
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        if self.transport.is_closing():  # it was idle: closed now, or when TLS has said goodbye
+            self.loop.call_later(SHUTDOWN_GRACE, self._abort_if_open)
+
+    def _abort_if_open(self) -> None:
+        if self in self.connections:
+            self.transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.admission.forget(self)
