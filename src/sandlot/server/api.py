@@ -35,7 +35,7 @@ from .network_api import NetworkIn, egress_from, ingress_from
 from .auth import caller
 from .bodies import JsonBody, page_limit, read_model
 from .request_info import note, request_info
-from .sandbox_views import detail_json, domain_of, rfc3339, sandbox_json, service_of
+from .sandbox_views import detail_json, domain_of, rfc3339, sandbox_json
 from .live import CreateRequest, LiveSandbox
 from .service import SandboxService
 from .store import SandboxRecord
@@ -103,6 +103,10 @@ def lifecycle_fields(body: CreateIn) -> dict:
                                 "such a sandbox is resumed by connect")
     return {"auto_pause_mode": "full" if body.autoPauseMemory else "filesystem", "auto_resume": auto_resume}
 # ---- end lifecycle ----
+
+
+def service_of(request: Request) -> SandboxService:
+    return request.app.state.service
 
 
 async def create(request: Request) -> Response:

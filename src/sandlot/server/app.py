@@ -79,7 +79,6 @@ from .denials import Denials
 from .envd import envd_routes
 from .envd.code import BrokenOff
 from .events import Events
-from .lifecycle import Lifecycle
 from .metrics import Metrics
 from .observe import Observe
 from .request_info import CLIENT_LEFT
@@ -181,12 +180,11 @@ def build_app(config: Config, extensions: Mapping[str, Extension] | None = None)
     egress_tls = EgressTls(lambda: LocalCA(config.home / "ca" / "egress", "sandlot egress CA"),
                            upstream_context(config.egress_ca_file))
     runtime = HoldingRuntime(make_runtime(config.home, egress_tls), layers)
-    service = SandboxService(config, store, runtime, TemplateStore(config.home), Events(metrics, audit))
+    service = SandboxService(config, store, runtime, TemplateStore(config.home), layers, Events(metrics, audit))
     service.networks.egress_tls = egress_tls
-    # pause modes, cold resume, auto-resume (lifecycle.py); snapshots a create may name
-    # (snapshots.py); volumes (volumes.py)
-    service.lifecycle = Lifecycle(service, layers)
-    service.snapshots = snapshot_store = Snapshots(service, service.lifecycle, layers)
+    # snapshots a create may name (snapshots.py); volumes (volumes.py)
+    service.snapshots = snapshot_store = Snapshots(service, service.create, config, service.templates, service.pools,
+                                                   service.lifecycle, layers)
     service.volumes = VolumeStore(config.home, config.db_path)
     # templates built from recipes (E2B's Template builder, Dockerfiles): template_routes.py
     custom = CustomTemplates(config.db_path, config.home, layers)
@@ -204,7 +202,7 @@ def build_app(config: Config, extensions: Mapping[str, Extension] | None = None)
     # denied file operations in workspaces, reported by the permission filesystem (denials.py)
     permfs = runtime.workspaces
     denials = Denials(permfs.denials, service, audit) if permfs is not None else None
-    metrics.watch(service)
+    metrics.watch(service, service.pools, config)
     exposures = Exposures(config.home)  # preview URLs' signing key (ports.py)
 
     @contextlib.asynccontextmanager

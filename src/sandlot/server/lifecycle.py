@@ -25,22 +25,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from .. import _exceptions as E
 from ..layers import LayerStore
 from ..layers.holding import digest_of
+from ..runtimes.interface import Runtime
 from ..runtimes.policy import Limits, SandboxSpec, SecurityPolicy
+from ..templates import TemplateStore
 from ..templates.spec import Template
 from .agent_client import AgentClient
-from .live import LiveSandbox, log_failure
+from .builds import TemplateBuilds
+from .config import Config
+from .events import Events
+from .journal import Journal
+from .live import LiveSandbox, Sandboxes, check_timeout, kernel_session, log_failure
+from .quotas import Quotas
+from .reaper import Reaper
 from .sandbox_networks import egress_of
-
-if TYPE_CHECKING:
-    from .service import SandboxService
+from .store import SandboxRecord, Store
 
 log = logging.getLogger("sandlot.lifecycle")
 
@@ -52,9 +57,15 @@ def paused_holder(sandbox_id: str) -> str:
 
 
 class Lifecycle:
-    def __init__(self, service: SandboxService, layers: LayerStore):
-        self.service = service
-        self.layers = layers
+    def __init__(self, sandboxes: Sandboxes, runtime: Runtime, store: Store, layers: LayerStore, *, config: Config,
+                 builds: TemplateBuilds, templates: TemplateStore, journal: Journal, events: Events, quotas: Quotas,
+                 reaper: Reaper, volume_binds: Callable[[list[dict], str], tuple[tuple[str, str], ...]]):
+        """Made by the service (service.py) from its own parts; `volume_binds(mounts, team)`: a cold
+        resume's volumes."""
+        self.sandboxes, self.runtime, self.store, self.layers = sandboxes, runtime, store, layers
+        self.config, self.builds, self.templates = config, builds, templates
+        self.journal, self.events, self.quotas, self.reaper = journal, events, quotas, reaper
+        self.volume_binds = volume_binds
         self._locks: dict[str, list] = {}  # sandbox id -> [lock, holders and waiters]
 
     @asynccontextmanager
@@ -81,7 +92,7 @@ class Lifecycle:
         """The runtime's template for a recorded stack: its built template (TemplateBuilding while
         it builds, unless `wait`), its layers above."""
         name = stack.get("template", default)
-        base = await (self.service.builds.get(name) if wait else self.service.builds.require(name))
+        base = await (self.builds.get(name) if wait else self.builds.require(name))
         layers = await asyncio.to_thread(self.layers.paths, stack.get("layers", []))
         return replace(base, layers=layers, envs=tuple(stack.get("envs", {}).items()))
 
@@ -89,15 +100,15 @@ class Lifecycle:
         """Commit the sandbox's writable layer as a layer held by `holder` (in a thread). The
         sandbox is frozen meanwhile, for a consistent copy, unless it already is. Its own
         processes ending it meanwhile (the cgroup or layer gone) is SandboxNotRunning."""
-        upper, uid_base = self.service.runtime.writable_layer(sandbox_id)
+        upper, uid_base = self.runtime.writable_layer(sandbox_id)
         try:
             if not frozen:
-                self.service.runtime.freeze(sandbox_id, True)
+                self.runtime.freeze(sandbox_id, True)
             try:
                 return self.layers.commit(upper, holder, uid_base=uid_base, made_from=f"sandbox {sandbox_id}")
             finally:
                 if not frozen:
-                    self.service.runtime.freeze(sandbox_id, False)
+                    self.runtime.freeze(sandbox_id, False)
         except OSError as e:
             if not upper.is_dir():  # killed (by its own processes' end, or a reboot) meanwhile
                 raise E.SandboxNotRunning(f"sandbox \"{sandbox_id}\" ended while its files were copied") from e
@@ -115,43 +126,65 @@ class Lifecycle:
             raise E.InvalidArgument(f"pause mode must be one of {', '.join(MODES)}")
         async with self.lock(sandbox_id):
             if mode == "full":
-                await self.service._freeze_pause(sandbox_id)
+                await self._freeze(sandbox_id)
                 self._set_pause_mode(sandbox_id, "full")
             else:
                 await self._pause_filesystem(sandbox_id)
 
     def _set_pause_mode(self, sandbox_id: str, mode: str | None) -> None:
-        live = self.service._known(sandbox_id)
+        live = self.sandboxes.known(sandbox_id)
         live.record.pause_mode = mode
-        self.service.store.update(sandbox_id, pause_mode=mode)
+        self.store.update(sandbox_id, pause_mode=mode)
+
+    async def _freeze(self, sandbox_id: str) -> None:
+        """A full pause: its processes frozen in memory."""
+        sbx = self.sandboxes
+        if sandbox_id in sbx.paused:
+            raise E.AlreadyExists(f"sandbox \"{sandbox_id}\" is already paused")
+        live = sbx.known(sandbox_id, sbx.live)
+        try:
+            await asyncio.to_thread(self.runtime.freeze, sandbox_id, True)
+        except OSError:  # its cgroup may be gone: killed meanwhile
+            self._check_still(sandbox_id, live, sbx.live)
+            raise
+        self._check_still(sandbox_id, live, sbx.live)
+        del sbx.live[sandbox_id]
+        self.reaper.unwatch(sandbox_id)  # a paused sandbox is not looked after; its resume looks again
+        live.closed.set()  # open streams end: a paused sandbox answers like a gone one
+        live.closed = asyncio.Event()
+        sbx.paused[sandbox_id] = live
+        live.record.state = "paused"
+        self.store.update(sandbox_id, state="paused")
+        self.journal.record(sandbox_id, "paused")
+        self.events.paused(sandbox_id, team=live.team)
 
     async def _pause_filesystem(self, sandbox_id: str) -> None:
-        svc = self.service
-        if sandbox_id in svc.paused and svc.paused[sandbox_id].record.pause_mode == "filesystem":
+        sbx = self.sandboxes
+        if sandbox_id in sbx.paused and sbx.paused[sandbox_id].record.pause_mode == "filesystem":
             raise E.AlreadyExists(f"sandbox \"{sandbox_id}\" is already paused")
-        live = svc._known(sandbox_id)
+        live = sbx.known(sandbox_id)
         if live.record.workspace:
             raise E.Unsupported(f"sandbox \"{sandbox_id}\" has a workspace, which a filesystem pause would not "
                                 "keep: pause it with its memory (mode full)")
-        frozen = sandbox_id in svc.paused  # full pause first, filesystem now: it stays frozen
+        frozen = sandbox_id in sbx.paused  # full pause first, filesystem now: it stays frozen
         if not frozen and not await _answers(live):
             raise E.SandboxNotRunning(f"sandbox \"{sandbox_id}\" does not answer: a filesystem pause "
                                       "needs a responding sandbox")
         holder = paused_holder(sandbox_id)
         await asyncio.to_thread(self._commit_for_pause, live, holder, frozen)
-        svc.reaper.unwatch(sandbox_id)  # its processes end now: not an exit for the reaper
-        svc.live.pop(sandbox_id, None)
-        svc.paused[sandbox_id] = live
+        self.reaper.unwatch(sandbox_id)  # its processes end now: not an exit for the reaper
+        sbx.live.pop(sandbox_id, None)
+        sbx.paused[sandbox_id] = live
         live.closed.set()  # open streams end: a paused sandbox answers like a gone one
         live.closed = asyncio.Event()
         kernels, live.kernels, live.rt, live.agent = live.kernels, None, None, None
         live.record.state = "paused"
         live.record.pause_mode = "filesystem"
-        svc.store.update(sandbox_id, state="paused", pause_mode="filesystem", stack=live.record.stack)
-        svc.journal.record(sandbox_id, "paused (files only: its processes ended)", mode="filesystem")
+        self.store.update(sandbox_id, state="paused", pause_mode="filesystem", stack=live.record.stack)
+        self.journal.record(sandbox_id, "paused (files only: its processes ended)", mode="filesystem")
         if not frozen:  # a full pause turned into a filesystem one was reported paused already
-            svc.events.paused(sandbox_id, team=live.team)
-        await asyncio.to_thread(svc.runtime.kill, sandbox_id)
+            self.events.paused(sandbox_id, team=live.team)
+        await asyncio.to_thread(self.runtime.kill, sandbox_id)
         if kernels is not None:
             await kernels.close()
 
@@ -163,52 +196,87 @@ class Lifecycle:
 
     async def resume_cold(self, sandbox_id: str, timeout: int | None) -> LiveSandbox:
         """A filesystem-paused sandbox boots again from its layers (the caller holds the lock)."""
-        svc = self.service
         if timeout is not None:  # as on create: it runs again for `timeout` seconds
-            svc._check_timeout(timeout, minimum=1)
-        live = svc._known(sandbox_id, svc.paused)
+            check_timeout(timeout, self.config.max_timeout, minimum=1)
+        live = self.sandboxes.known(sandbox_id, self.sandboxes.paused)
         rec = live.record
         template = await self.template_for(rec.stack, rec.template)
         # quotas.py, as for any create: its share is held until it is listed running
-        with svc.quotas.admit(rec.team, Limits(**rec.limits), sandbox_id):
+        with self.quotas.admit(rec.team, Limits(**rec.limits), sandbox_id):
             spec = SandboxSpec(sandbox_id, rec.template, Limits(**rec.limits), envs=rec.envs,
-                               volumes=await asyncio.to_thread(svc.volume_binds, rec.volume_mounts, rec.team),
+                               volumes=await asyncio.to_thread(self.volume_binds, rec.volume_mounts, rec.team),
                                security=SecurityPolicy.from_changes(rec.security),
                                network=egress_of(rec))  # its network as before the pause
-            rt = await asyncio.to_thread(svc.runtime.create, spec, template)
+            rt = await asyncio.to_thread(self.runtime.create, spec, template)
             self._running_again(live, rt, template)
-        rec.end_at = time.time() + (timeout if timeout is not None else svc.config.default_timeout)
-        svc.store.update(sandbox_id, state="running", pause_mode=None, end_at=rec.end_at)
-        svc.journal.record(sandbox_id, "resumed (a cold boot from its files)", mode="filesystem")
-        svc.events.resumed(sandbox_id, team=live.team)
+        rec.end_at = time.time() + (timeout if timeout is not None else self.config.default_timeout)
+        self.store.update(sandbox_id, state="running", pause_mode=None, end_at=rec.end_at)
+        self.journal.record(sandbox_id, "resumed (a cold boot from its files)", mode="filesystem")
+        self.events.resumed(sandbox_id, team=live.team)
         log.info("sandbox %s resumed from its filesystem (a cold boot)", sandbox_id)
         return live
 
     def _running_again(self, live: LiveSandbox, rt, template: Template) -> None:
-        svc, sandbox_id = self.service, live.id
-        live.rt, live.agent = rt, svc.journal.recording(sandbox_id, AgentClient(str(rt.socket_path)))
-        live.kernels = svc._kernels(rt, template)
+        sandbox_id = live.id
+        live.rt, live.agent = rt, self.journal.recording(sandbox_id, AgentClient(str(rt.socket_path)))
+        live.kernels = kernel_session(rt, template, self.config.max_output_bytes)
         if live.kernels is not None:
             log_failure(live.kernels.start(), sandbox_id)
         self.layers.release(paused_holder(sandbox_id))  # the running sandbox holds them now
-        del svc.paused[sandbox_id]
-        svc.live[sandbox_id] = live
-        svc.reaper.watch(live)
+        del self.sandboxes.paused[sandbox_id]
+        self.sandboxes.live[sandbox_id] = live
+        self.reaper.watch(live)
         live.disk = None  # a fresh writable layer: the last reading is not its own
         live.record.state, live.record.pause_mode = "running", None
 
     async def resume(self, sandbox_id: str, timeout: int | None = None) -> LiveSandbox:
         async with self.lock(sandbox_id):
-            live = self.service._known(sandbox_id)
-            if sandbox_id in self.service.paused and live.record.pause_mode == "filesystem":
+            live = self.sandboxes.known(sandbox_id)
+            if sandbox_id in self.sandboxes.paused and live.record.pause_mode == "filesystem":
                 return await self.resume_cold(sandbox_id, timeout)
-            live = await self.service._thaw(sandbox_id, timeout)
+            live = await self._thaw(sandbox_id, timeout)
             self._set_pause_mode(sandbox_id, None)
             return live
 
+    async def _thaw(self, sandbox_id: str, timeout: int | None = None) -> LiveSandbox:
+        """Resume from a full pause: its frozen processes run on."""
+        sbx = self.sandboxes
+        if timeout is not None:  # as on create: it runs again for `timeout` seconds
+            check_timeout(timeout, self.config.max_timeout, minimum=1)
+        if sandbox_id in sbx.live:
+            raise E.AlreadyExists(f"sandbox \"{sandbox_id}\" is already running")
+        live = sbx.known(sandbox_id, sbx.paused)
+        try:
+            with self.quotas.admit(live.record.team, Limits(**live.record.limits), sandbox_id):
+                await asyncio.to_thread(self.runtime.freeze, sandbox_id, False)
+        except OSError:
+            self._check_still(sandbox_id, live, sbx.paused)
+            raise
+        self._check_still(sandbox_id, live, sbx.paused)
+        del sbx.paused[sandbox_id]
+        sbx.live[sandbox_id] = live
+        self.reaper.watch(live)
+        live.record.state = "running"
+        live.record.end_at = time.time() + (timeout if timeout is not None else self.config.default_timeout)
+        self.store.update(sandbox_id, state="running", end_at=live.record.end_at)
+        self.journal.record(sandbox_id, "resumed")
+        self.events.resumed(sandbox_id, team=live.team)
+        return live
+
+    def _check_still(self, sandbox_id: str, live: LiveSandbox, table: dict[str, LiveSandbox]) -> None:
+        """After awaiting the freezer: another request may have killed, paused or resumed the sandbox
+        meanwhile. Answer as if this request came second."""
+        if table.get(sandbox_id) is live:
+            return
+        if sandbox_id in self.sandboxes.paused:
+            raise E.AlreadyExists(f"sandbox \"{sandbox_id}\" is already paused")
+        if sandbox_id in self.sandboxes.live:
+            raise E.AlreadyExists(f"sandbox \"{sandbox_id}\" is already running")
+        raise E.NotFound(f"sandbox \"{sandbox_id}\" not found")
+
     async def wake(self, sandbox_id: str) -> None:
         """The auto-resume hook: resume the sandbox if it is paused and asked for auto_resume."""
-        live = self.service.paused.get(sandbox_id)
+        live = self.sandboxes.paused.get(sandbox_id)
         if live is None or not live.record.auto_resume or live.record.pause_mode == "filesystem":
             return
         try:
@@ -219,50 +287,52 @@ class Lifecycle:
 
     # ---- restarts ----------------------------------------------------------------------------
 
-    def adopt_paused(self, rec) -> LiveSandbox | None:
+    def adopt_paused(self, rec: SandboxRecord) -> bool:
         """At start, a paused record whose processes are gone (or never ran: filesystem mode):
-        keep it paused in filesystem mode; None if nothing of it can be kept."""
+        keep it paused in filesystem mode; False if nothing of it can be kept."""
         if rec.pause_mode != "filesystem":  # a full pause the reboot ended: degrade it
             try:
                 self._degrade(rec)
             except Exception as e:
                 log.error("sandbox %s: its files could not be kept after its processes ended: %s", rec.id, e)
-                return None
+                return False
             log.warning("sandbox %s was paused with its memory, which did not survive a reboot: it is "
                         "now paused with its files only (pauseMode filesystem)", rec.id)
         try:
             self.layers.paths(rec.stack.get("layers", []))
-            self.service.templates.describe(rec.stack.get("template", rec.template))
+            self.templates.describe(rec.stack.get("template", rec.template))
             rec.stack.setdefault("template", rec.template)
         except E.SandlotError as e:
             log.error("sandbox %s: its layers are gone (%s)", rec.id, e)
-            return None
+            return False
         rec.pause_mode = "filesystem"
-        self.service.store.update(rec.id, pause_mode="filesystem", stack=rec.stack)
-        return self.service._live(rec, None, None)
+        self.store.update(rec.id, pause_mode="filesystem", stack=rec.stack)
+        return True
 
-    def _degrade(self, rec) -> None:
+    def _degrade(self, rec: SandboxRecord) -> None:
         holder = paused_holder(rec.id)
         try:
             top = self.commit_writable(rec.id, holder, frozen=True)
         except E.NotFound:
             top = None  # no writable layer left on disk: its layers so far are what it has
         rec.stack = self.stacked({"template": rec.template, **rec.stack}, top, holder)
-        self.service.runtime.kill(rec.id)
+        self.runtime.kill(rec.id)
 
-    async def keep_paused(self, live: LiveSandbox) -> None:
+    async def keep_paused(self, live: LiveSandbox) -> bool:
         """At a clean stop: a fully paused sandbox keeps its files (filesystem mode), not its
-        processes; a filesystem-paused one has nothing running to stop."""
+        processes; a filesystem-paused one has nothing running to stop. False: its files could
+        not be kept (the service kills it)."""
         if live.record.pause_mode == "filesystem":
-            return
+            return True
         try:
             await asyncio.to_thread(self._degrade, live.record)
             live.record.pause_mode = "filesystem"
-            self.service.store.update(live.id, pause_mode="filesystem", stack=live.record.stack)
+            self.store.update(live.id, pause_mode="filesystem", stack=live.record.stack)
             log.info("sandbox %s stays paused across the stop, with its files only", live.id)
+            return True
         except Exception:
             log.exception("sandbox %s: could not keep its files; killing it", live.id)
-            await self.service.kill(live.id, reason="server shutdown")
+            return False
 
     def forget(self, sandbox_id: str) -> None:
         """A killed sandbox's paused layers go (called by kill, in a thread)."""

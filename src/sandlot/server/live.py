@@ -1,6 +1,8 @@
 """A sandbox as the control plane holds it (LiveSandbox: its record, runtime handle, agent client,
-code contexts, usage samples) and what a create asks for (CreateRequest). The service (service.py)
-and its parts (pools, reaper, usage, networks, lifecycle, snapshots) and the routes share them.
+code contexts, usage samples), what a create asks for (CreateRequest), and the tables of them as the
+service's parts look sandboxes up (Sandboxes). The service (service.py) and its parts (pools,
+reaper, usage, networks, lifecycle, snapshots) and the routes share them; the parts import them
+from here, never from service.py, which composes them.
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ import asyncio
 import logging
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Protocol
 
+from .. import _exceptions as E
 from ..runtimes.interface import RuntimeSandbox
 from ..runtimes.policy import Limits, NetworkPolicy, SecurityPolicy, Workspace
 from ..templates.spec import Template
@@ -78,6 +82,35 @@ class CreateRequest:
     security: SecurityPolicy = field(default_factory=SecurityPolicy)
     egress: NetworkPolicy | None = None  # None: no network, only loopback
     network: dict = field(default_factory=dict)  # ingress settings as the API took them (issue 12)
+
+
+class Sandboxes(Protocol):
+    """The sandboxes a server holds, as the service's parts and the routes look them up (the service
+    is the one that holds them)."""
+
+    live: dict[str, LiveSandbox]  # running, by id
+    paused: dict[str, LiveSandbox]
+
+    def known(self, sandbox_id: str, table: dict[str, LiveSandbox] | None = None) -> LiveSandbox:
+        """The sandbox from `table` (default: running or paused), or NotFound."""
+        ...
+
+    def record(self, sandbox_id: str) -> SandboxRecord: ...
+
+    def get_running(self, sandbox_id: str) -> LiveSandbox | None: ...
+
+
+def check_timeout(timeout: int, maximum: int, minimum: int = 0) -> None:
+    """A request's timeout in seconds: within [minimum, the server's max_timeout]."""
+    if not minimum <= timeout <= maximum:
+        raise E.InvalidArgument(f"timeout must be between {minimum} and {maximum} seconds")
+
+
+def kernel_session(rt: RuntimeSandbox, template: Template, max_output: int) -> KernelSession | None:
+    """The code contexts of a sandbox on `template`; None if it has no kernels."""
+    if not template.kernels:
+        return None
+    return KernelSession(AgentClient(str(rt.socket_path)), "user", max_output)
 
 
 def log_failure(started: asyncio.Future, sandbox_id: str) -> None:

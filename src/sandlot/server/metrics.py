@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections import Counter as Tally
 from collections import defaultdict
-from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -18,8 +17,9 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
 
-if TYPE_CHECKING:
-    from .service import SandboxService
+from .config import Config
+from .live import Sandboxes
+from .pools import Pools
 
 EXEC_ROUTE = "/process.Process/Start"  # a command or PTY started through envd
 CREATE_ROUTES = {"/sandboxes", "/v2/sandboxes"}
@@ -58,9 +58,9 @@ class Metrics:
             "sandlot_dropped_connections", "Client connections closed by the server: header_timeout, over_limit.",
             ["reason"], registry=r)
 
-    def watch(self, service: SandboxService) -> None:
+    def watch(self, sandboxes: Sandboxes, pools: Pools, config: Config) -> None:
         """Report the service's sandboxes and pools at each scrape."""
-        self.registry.register(_ServiceCollector(service))
+        self.registry.register(_ServiceCollector(sandboxes, pools, config))
 
     def request(self, method: str, route: str, status: int, seconds: float, first_byte: float | None,
                 key_id: str | None, team: str | None = None) -> None:
@@ -81,33 +81,34 @@ class Metrics:
 
 
 class _ServiceCollector:
-    def __init__(self, service: SandboxService):
-        self.service = service
+    def __init__(self, sandboxes: Sandboxes, pools: Pools, config: Config):
+        self.sandboxes, self.pools, self.config = sandboxes, pools, config
 
     def collect(self):
-        svc = self.service
+        held = self.sandboxes
         by_state = GaugeMetricFamily("sandlot_sandboxes", "Sandboxes that exist now, by state and template.",
                                      labels=["state", "template"])
-        tally = Tally((live.record.state, live.record.template) for live in (*svc.live.values(), *svc.paused.values()))
+        tally = Tally((live.record.state, live.record.template)
+                      for live in (*held.live.values(), *held.paused.values()))
         for (state, template), n in sorted(tally.items()):
             by_state.add_metric([state, template], n)
         yield by_state
 
         pools = GaugeMetricFamily("sandlot_pool_ready", "Warm sandboxes ready to be claimed, by template.",
                                   labels=["template"])
-        for template, n in sorted(svc.pools.sizes().items()):
+        for template, n in sorted(self.pools.sizes().items()):
             pools.add_metric([template], n)
         yield pools
         target = GaugeMetricFamily("sandlot_pool_target", "Warm sandboxes kept per pooled template (SANDLOT_POOL_SIZE).",
                                    labels=["template"])
-        for template in svc.config.pool_templates:
-            target.add_metric([template], svc.pools.target(template))
+        for template in self.config.pool_templates:
+            target.add_metric([template], self.pools.target(template))
         yield target
 
-        yield from _team_usage(svc)
+        yield from _team_usage(held)
 
 
-def _team_usage(svc: SandboxService):
+def _team_usage(held: Sandboxes):
     """What the team's sandboxes were granted and used at their last sample (every 5 s)."""
     sandboxes = GaugeMetricFamily("sandlot_team_sandboxes", "Sandboxes per team and state.", labels=["team", "state"])
     memory = GaugeMetricFamily("sandlot_team_memory_limit_bytes", "Memory granted to the team's running sandboxes.",
@@ -117,8 +118,8 @@ def _team_usage(svc: SandboxService):
                              "Memory the team's running sandboxes used at their last sample.", labels=["team"])
     disk = GaugeMetricFamily("sandlot_team_disk_used_bytes",
                              "Disk the team's running sandboxes used at their last sample.", labels=["team"])
-    running, paused = defaultdict(list), Tally(live.record.team for live in svc.paused.values())
-    for live in svc.live.values():
+    running, paused = defaultdict(list), Tally(live.record.team for live in held.paused.values())
+    for live in held.live.values():
         running[live.record.team].append(live)
     for team in sorted(set(running) | set(paused)):
         mine = running[team]

@@ -16,18 +16,17 @@ import secrets
 import string
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from .. import _exceptions as E
-from ..runtimes.interface import RuntimeSandbox
+from ..runtimes.interface import Runtime, RuntimeSandbox
 from ..runtimes.policy import Limits, SandboxSpec, SecurityPolicy
+from ..templates.spec import Template
 from .agent_client import AgentClient
 from .code_contexts import KernelSession
-
-if TYPE_CHECKING:
-    from .live import CreateRequest
-    from .service import SandboxService
+from .config import Config
+from .live import CreateRequest, kernel_session
 
 log = logging.getLogger("sandlot.service")
 
@@ -52,8 +51,9 @@ class Pooled:
 
 
 class Pools:
-    def __init__(self, service: SandboxService):
-        self.service = service
+    def __init__(self, config: Config, runtime: Runtime, template_of: Callable[..., Awaitable[Template]]):
+        """`template_of(name, wait=True)`: the template or snapshot a pool is named after, once built."""
+        self.config, self.runtime, self.template_of = config, runtime, template_of
         self._lists: dict[str, list[Pooled]] = {}
         self._filling: dict[str, asyncio.Task] = {}
         self._claims: dict[str, deque[float]] = {}  # when each recent claim was made, per pool
@@ -62,7 +62,7 @@ class Pools:
 
     def target(self, name: str) -> int:
         """How many warm sandboxes the pool of `name` keeps now."""
-        config = self.service.config
+        config = self.config
         if not config.pool_size:
             return 0
         claims = self._claims.get(name, ())
@@ -77,7 +77,7 @@ class Pools:
         for pool in self._lists.values():
             for pooled in pool:
                 try:
-                    total += self.service.runtime.usage(pooled.rt.sandbox_id).memory_bytes
+                    total += self.runtime.usage(pooled.rt.sandbox_id).memory_bytes
                 except Exception:  # gone meanwhile: a claim finds it dead and discards it
                     pass
         return total / (1 << 20)
@@ -87,14 +87,14 @@ class Pools:
         (the base size is kept whatever the budget: SANDLOT_POOL_SIZE is the operator's own)."""
         if len(pool) >= self.target(name):
             return False
-        return len(pool) < self.service.config.pool_size or self._memory_mb() < self.service.config.pool_memory_mb
+        return len(pool) < self.config.pool_size or self._memory_mb() < self.config.pool_memory_mb
 
     def _note_claim(self, name: str) -> None:
         self._claims.setdefault(name, deque(maxlen=1024)).append(time.monotonic())
         handle = self._trims.pop(name, None)
         if handle is not None:
             handle.cancel()
-        self._trims[name] = asyncio.get_running_loop().call_later(self.service.config.pool_window + 1, self._trim, name)
+        self._trims[name] = asyncio.get_running_loop().call_later(self.config.pool_window + 1, self._trim, name)
 
     def _trim(self, name: str) -> None:
         """Kill what a pool holds past its target, oldest first (demand went down)."""
@@ -107,7 +107,7 @@ class Pools:
             gone, pool[:] = pool[:surplus], pool[surplus:]
             loop = asyncio.get_running_loop()
             for pooled in gone:
-                loop.run_in_executor(None, self.service.runtime.kill, pooled.rt.sandbox_id)
+                loop.run_in_executor(None, self.runtime.kill, pooled.rt.sandbox_id)
             log.info("pool %s: %d warm sandbox(es) fewer, demand went down", name, surplus)
 
     def stop(self) -> None:
@@ -124,7 +124,7 @@ class Pools:
         pooled = [p.rt.sandbox_id for pool in self._lists.values() for p in pool]
         self._lists.clear()
         for sid in pooled:
-            await asyncio.to_thread(self.service.runtime.kill, sid)
+            await asyncio.to_thread(self.runtime.kill, sid)
 
     def claim(self, req: CreateRequest) -> Pooled | None:
         # Pooled sandboxes start with default limits and no env vars (the agent reads its env vars
@@ -136,12 +136,12 @@ class Pools:
         self._note_claim(req.template)  # asked of the pool, taken or not: its demand
         while pool:
             pooled = pool.pop()
-            if self.service.runtime.alive(pooled.rt):
-                self.service.runtime.foreground(pooled.rt.sandbox_id)
+            if self.runtime.alive(pooled.rt):
+                self.runtime.foreground(pooled.rt.sandbox_id)
                 self.refill(req.template, delay=REFILL_DELAY if pool else 0)
                 return pooled
             log.warning("pooled sandbox %s died while idle; discarding it", pooled.rt.sandbox_id)
-            asyncio.get_running_loop().run_in_executor(None, self.service.runtime.kill, pooled.rt.sandbox_id)
+            asyncio.get_running_loop().run_in_executor(None, self.runtime.kill, pooled.rt.sandbox_id)
         self.refill(req.template)
         return None
 
@@ -154,19 +154,19 @@ class Pools:
         try:
             if delay:
                 await asyncio.sleep(delay)
-            template = await self.service._template(name, wait=True)
+            template = await self.template_of(name, wait=True)
             pool = self._lists.setdefault(name, [])
             # drop (a snapshot deleted or replaced) unregisters the list: stop filling it
             while not self._closed and self._lists.get(name) is pool and self._room(name, pool):
                 spec = SandboxSpec(new_sandbox_id(), name, background=True,
-                                   network_ready=self.service.config.egress != "off")
-                rt = await asyncio.to_thread(self.service.runtime.create, spec, template)
+                                   network_ready=self.config.egress != "off")
+                rt = await asyncio.to_thread(self.runtime.create, spec, template)
                 kernels = None
                 if not self._closed and self._lists.get(name) is pool:
-                    kernels = self.service._kernels(rt, template)
+                    kernels = kernel_session(rt, template, self.config.max_output_bytes)
                     await _warm_up(rt, kernels)
                 if self._closed or self._lists.get(name) is not pool:
-                    await asyncio.to_thread(self.service.runtime.kill, rt.sandbox_id)
+                    await asyncio.to_thread(self.runtime.kill, rt.sandbox_id)
                     return
                 pool.append(Pooled(rt, kernels, spec))
         except asyncio.CancelledError:
@@ -183,7 +183,7 @@ class Pools:
     async def drop(self, name: str) -> None:
         """Kill the warm sandboxes of `name` (a snapshot deleted or replaced)."""
         for pooled in self._lists.pop(name, []):
-            await asyncio.to_thread(self.service.runtime.kill, pooled.rt.sandbox_id)
+            await asyncio.to_thread(self.runtime.kill, pooled.rt.sandbox_id)
 
 
 async def _warm_up(rt: RuntimeSandbox, kernels: KernelSession | None) -> None:

@@ -13,13 +13,11 @@ import asyncio
 import logging
 import os
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
 
 from .. import _exceptions as E
-
-if TYPE_CHECKING:
-    from .live import LiveSandbox
-    from .service import SandboxService
+from ..runtimes.interface import Runtime
+from .live import LiveSandbox, Sandboxes
 
 log = logging.getLogger("sandlot.service")
 
@@ -27,8 +25,10 @@ REAP_INTERVAL = 0.2
 
 
 class Reaper:
-    def __init__(self, service: SandboxService):
-        self.service = service
+    def __init__(self, sandboxes: Sandboxes, runtime: Runtime, kill: Callable[..., Awaitable[None]],
+                 pause: Callable[[str, str], Awaitable[None]]):
+        """`kill(sandbox_id, reason=...)` and `pause(sandbox_id, mode)`: the service's own."""
+        self.sandboxes, self.runtime, self.kill, self.pause = sandboxes, runtime, kill, pause
         self._exit_fds: dict[str, int] = {}  # running sandbox -> pidfd of its outermost process
         self._exited: set[str] = set()  # running sandboxes whose process ended (the reaper ends them)
         self._polled: set[str] = set()  # running sandboxes with no pidfd: the reaper asks the runtime
@@ -48,7 +48,7 @@ class Reaper:
         except OSError:
             self._polled.add(sid)
             return
-        if not self.service.runtime.alive(live.rt):  # gone, or the pid is another process's now
+        if not self.runtime.alive(live.rt):  # gone, or the pid is another process's now
             os.close(fd)
             self._exited.add(sid)
             return
@@ -69,7 +69,7 @@ class Reaper:
 
     def _ended(self, live: LiveSandbox) -> bool:
         if live.id in self._polled:
-            return not self.service.runtime.alive(live.rt)
+            return not self.runtime.alive(live.rt)
         return live.id in self._exited
 
     async def run(self) -> None:
@@ -79,18 +79,19 @@ class Reaper:
             now = time.time()
             # paused sandboxes keep until killed or resumed; many due at once end together, so
             # the last of them is not late by the sum of the others' kills
-            due = [live for live in list(self.service.live.values()) if live.record.end_at <= now or self._ended(live)]
+            due = [live for live in list(self.sandboxes.live.values())
+                   if live.record.end_at <= now or self._ended(live)]
             await asyncio.gather(*(self._reap(live, now) for live in due))
 
     async def _reap(self, live: LiveSandbox, now: float) -> None:
         try:
             if live.record.end_at > now:
-                await self.service.kill(live.id, reason="sandbox exited")
+                await self.kill(live.id, reason="sandbox exited")
             elif live.record.auto_pause:
                 # a workspace lives outside the sandbox's layers: only a full pause keeps it (lifecycle.py)
-                await self.service.pause(live.id, "full" if live.record.workspace else live.record.auto_pause_mode)
+                await self.pause(live.id, "full" if live.record.workspace else live.record.auto_pause_mode)
             else:
-                await self.service.kill(live.id, reason="timeout")
+                await self.kill(live.id, reason="timeout")
         except (E.NotFound, E.AlreadyExists):  # killed or paused by a request meanwhile
             pass
         except Exception:

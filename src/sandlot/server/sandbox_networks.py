@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
 
 from .. import _exceptions as E
+from ..runtimes.interface import Runtime
 from ..runtimes.policy import NetworkPolicy
-from .store import SandboxRecord
-
-if TYPE_CHECKING:
-    from .pools import Pooled
-    from .service import SandboxService
+from .config import Config
+from .journal import Journal
+from .live import Sandboxes
+from .pools import Pooled
+from .store import SandboxRecord, Store
 
 log = logging.getLogger("sandlot.service")
 
@@ -35,8 +35,8 @@ CA_ENV = (f"export SSL_CERT_FILE={CA_BUNDLE} REQUESTS_CA_BUNDLE={CA_BUNDLE} "
 
 
 class SandboxNetworks:
-    def __init__(self, service: SandboxService):
-        self.service = service
+    def __init__(self, sandboxes: Sandboxes, config: Config, runtime: Runtime, store: Store, journal: Journal):
+        self.sandboxes, self.config, self.runtime, self.store, self.journal = sandboxes, config, runtime, store, journal
         self._locks: dict[str, asyncio.Lock] = {}  # a sandbox's network changes, one at a time
         self.egress_tls = None  # the rules proxy's CA and upstream trust (app.py sets it)
 
@@ -45,32 +45,32 @@ class SandboxNetworks:
         if egress is None:
             return
         try:
-            if self.service.config.egress == "off":  # started sealed: what an earlier run gave is taken away
+            if self.config.egress == "off":  # started sealed: what an earlier run gave is taken away
                 log.warning("sandbox %s: its network is removed (SANDLOT_EGRESS=off)", rec.id)
                 if running:
-                    self.service.runtime.set_network(rec.id, None)
+                    self.runtime.set_network(rec.id, None)
                 rec.network = network_record(None, (rec.network or {}).get("ingress", {}))
-                self.service.store.update(rec.id, network=rec.network)
+                self.store.update(rec.id, network=rec.network)
             elif running:  # the table outlived the server; the resolver must know it again
-                self.service.runtime.set_network(rec.id, egress, adopting=True)
+                self.runtime.set_network(rec.id, egress, adopting=True)
         except Exception:
             log.exception("sandbox %s: could not take its network over again", rec.id)
 
     async def for_pooled(self, pooled: Pooled, egress: NetworkPolicy | None) -> None:
         rt = pooled.rt
         if egress is not None:
-            await asyncio.to_thread(self.service.runtime.set_network, rt.sandbox_id, egress)
+            await asyncio.to_thread(self.runtime.set_network, rt.sandbox_id, egress)
         elif pooled.spec.network_ready:  # its unconfigured link goes after the create has answered (~20-50 ms)
             loop = asyncio.get_running_loop()
             loop.call_later(UNUSED_LINK_DELAY, lambda: loop.create_task(self._drop_unused_link(rt.sandbox_id)))
 
     async def _drop_unused_link(self, sandbox_id: str) -> None:
         async with self.lock(sandbox_id):  # not over a network given meanwhile
-            live = self.service.live.get(sandbox_id) or self.service.paused.get(sandbox_id)
+            live = self.sandboxes.live.get(sandbox_id) or self.sandboxes.paused.get(sandbox_id)
             if live is None or (live.record.network or {}).get("egress") is not None:
                 return
             try:
-                await asyncio.to_thread(self.service.runtime.set_network, sandbox_id, None)
+                await asyncio.to_thread(self.runtime.set_network, sandbox_id, None)
             except (E.NotFound, E.SandboxNotRunning):  # killed meanwhile: kill removed the link
                 pass
             except Exception:
@@ -92,9 +92,9 @@ class SandboxNetworks:
         egress off, 501 where the runtime cannot enforce them)."""
         if egress is None:
             return None
-        off = self.service.config.egress == "off"
+        off = self.config.egress == "off"
         missing = "outbound access is off on this server (SANDLOT_EGRESS=off)" if off else \
-            getattr(self.service.runtime, "network_missing", None)
+            getattr(self.runtime, "network_missing", None)
         if missing is None:
             return egress
         if egress == NetworkPolicy():
@@ -128,27 +128,27 @@ class SandboxNetworks:
 
     async def update(self, sandbox_id: str, egress: NetworkPolicy | None) -> None:
         """Replace the sandbox's egress policy live (E2B's PUT /sandboxes/{id}/network)."""
-        live = self.service._known(sandbox_id)
+        live = self.sandboxes.known(sandbox_id)
         egress = self.allowed(egress)
         async with self.lock(sandbox_id):
             await self.trust_ca(live, egress)  # trusted before the rules apply
-            await asyncio.to_thread(self.service.runtime.set_network, sandbox_id, egress)
+            await asyncio.to_thread(self.runtime.set_network, sandbox_id, egress)
             live.record.network = network_record(egress, (live.record.network or {}).get("ingress", {}))
-            self.service.store.update(sandbox_id, network=live.record.network)
+            self.store.update(sandbox_id, network=live.record.network)
         network = egress.describe() if egress is not None else "none"
         log.info("sandbox %s network updated: %s", sandbox_id, network)
-        self.service.journal.record(sandbox_id, f"network updated: {network}", network=network)
+        self.journal.record(sandbox_id, f"network updated: {network}", network=network)
 
     def set_ingress(self, sandbox_id: str, **fields) -> None:
         """Change the ingress settings the port proxy reads (server/proxy.py), e.g. exposures."""
-        rec = self.service.record(sandbox_id)
+        rec = self.sandboxes.record(sandbox_id)
         net = rec.network or network_record(None, {})
         net["ingress"] = {**(net.get("ingress") or {}), **fields}
         rec.network = net
-        self.service.store.update(sandbox_id, network=net)
+        self.store.update(sandbox_id, network=net)
 
     def usage(self, sandbox_id: str) -> tuple[int, int]:
-        usage = getattr(self.service.runtime, "network_usage", None)
+        usage = getattr(self.runtime, "network_usage", None)
         return usage(sandbox_id) if usage else (0, 0)
 
 def network_record(egress: NetworkPolicy | None, ingress: dict) -> dict:

@@ -12,8 +12,7 @@ from starlette.requests import Request
 from .. import _exceptions as E
 from ..runtimes.policy import Limits, NetworkPolicy
 from .network_api import network_json
-from .live import ENVD_VERSION, LiveSandbox
-from .service import SandboxService
+from .live import ENVD_VERSION, LiveSandbox, Sandboxes
 from .store import SandboxRecord
 
 CLIENT_ID = "sandlot"
@@ -23,16 +22,12 @@ def rfc3339(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def service_of(request: Request) -> SandboxService:
-    return request.app.state.service
-
-
 def running(request: Request) -> LiveSandbox:
     sandbox_id = request.path_params["sandbox_id"]
-    svc = service_of(request)
-    live = svc.get_running(sandbox_id)
+    sandboxes: Sandboxes = request.app.state.service
+    live = sandboxes.get_running(sandbox_id)
     if live is None:
-        svc.record(sandbox_id)  # NotFound if unknown
+        sandboxes.record(sandbox_id)  # NotFound if unknown
         raise E.SandboxNotRunning(f"sandbox \"{sandbox_id}\" is paused")
     return live
 

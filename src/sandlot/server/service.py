@@ -5,9 +5,9 @@ before and after every runtime action, so a crash at any point leaves a record t
 resolves: live sandboxes are adopted, broken ones are killed and marked so.
 
 Composed of: warm pools (pools.py), the reaper (reaper.py), usage samples (usage.py), networks
-(sandbox_networks.py); pause modes, resume and wake (lifecycle.py); snapshots (snapshots.py).
-Over 400 lines: the transitions themselves (create, adopt, connect, pause, thaw, kill), each
-writing the store before and after its runtime step, read best side by side.
+(sandbox_networks.py); pause modes, resume and wake (lifecycle.py); snapshots (snapshots.py). The
+parts are handed what they use (the sandboxes as live.py's `Sandboxes`, the runtime, the store...)
+and import nothing from here: the arrows run from the service down to its parts.
 """
 
 from __future__ import annotations
@@ -22,8 +22,10 @@ from dataclasses import asdict, replace
 from typing import TYPE_CHECKING
 
 from .. import _exceptions as E
+from ..layers import LayerStore
 from ..runtimes.interface import Runtime, RuntimeSandbox
 from ..runtimes.policy import Limits, SandboxSpec, Workspace
+from ..templates import TemplateStore
 from ..templates.spec import Template
 from .agent_client import AgentClient
 from .builds import TemplateBuilds
@@ -31,7 +33,8 @@ from .config import Config
 from .code_contexts import KernelSession
 from .events import Events
 from .journal import Journal
-from .live import CreateRequest, LiveSandbox, log_failure
+from .lifecycle import Lifecycle
+from .live import CreateRequest, LiveSandbox, check_timeout, kernel_session, log_failure
 from .pools import Pools, new_sandbox_id
 from .quotas import Holding, Quotas
 from .reaper import Reaper
@@ -43,17 +46,14 @@ from .volumes import volume_binds
 
 if TYPE_CHECKING:
     from ..volumes import VolumeStore
-    from .lifecycle import Lifecycle
     from .snapshots import Snapshots
 
 log = logging.getLogger("sandlot.service")
 
 
-
-
-
 class SandboxService:
-    def __init__(self, config: Config, store: Store, runtime: Runtime, templates, events: Events | None = None):
+    def __init__(self, config: Config, store: Store, runtime: Runtime, templates: TemplateStore, layers: LayerStore,
+                 events: Events | None = None):
         self.config = config
         self.events = events or Events()  # log lines and metrics of lifecycle events
         self.store = store
@@ -62,21 +62,23 @@ class SandboxService:
         self.builds = TemplateBuilds(templates)  # in worker processes, so that shutdown is prompt
         self.live: dict[str, LiveSandbox] = {}
         self.paused: dict[str, LiveSandbox] = {}
-        self.pools = Pools(self)
-        self.reaper = Reaper(self)
-        self.usage = UsageSampler(self)
-        self.networks = SandboxNetworks(self)
-        self._tasks: list[asyncio.Task] = []  # the reaper's and the sampler's loops
-        # set by the app: pause modes, cold resume, wake (lifecycle.Lifecycle); snapshots a create
-        # may name (snapshots.Snapshots); volumes (volumes.VolumeStore)
-        self.lifecycle: Lifecycle = None  # type: ignore[assignment]
-        self.snapshots: Snapshots | None = None
-        self.volumes: VolumeStore | None = None
         self.journal = Journal()  # each sandbox's log (logs_api.py)
         # team quotas and host memory, checked on create and resume (quotas.py)
         self.quotas = Quotas(store.teams, self._holdings, overcommit=config.memory_overcommit,
                              reserve_mb=config.host_memory_reserve_mb, disk=config.home,
                              disk_overcommit=config.disk_overcommit, disk_reserve_mb=config.host_disk_reserve_mb)
+        self.pools = Pools(config, runtime, self._template)
+        self.reaper = Reaper(self, runtime, kill=self.kill, pause=self.pause)
+        self.networks = SandboxNetworks(self, config, runtime, store, self.journal)
+        self.usage = UsageSampler(self, runtime, self.networks.usage)
+        # pause modes (full, filesystem), resume, wake, paused sandboxes across restarts
+        self.lifecycle = Lifecycle(self, runtime, store, layers, config=config, builds=self.builds,
+                                   templates=templates, journal=self.journal, events=self.events,
+                                   quotas=self.quotas, reaper=self.reaper, volume_binds=self.volume_binds)
+        self._tasks: list[asyncio.Task] = []  # the reaper's and the sampler's loops
+        # set by the app: snapshots a create may name (snapshots.Snapshots); volumes (volumes.VolumeStore)
+        self.snapshots: Snapshots | None = None
+        self.volumes: VolumeStore | None = None
 
     # ---- start and stop ----------------------------------------------------------------------
 
@@ -107,9 +109,8 @@ class SandboxService:
                 rt = self.runtime.adopt(rec.id)
             if rt is None and rec.state == "paused":
                 self.networks.adopt(rec, running=False)  # its network comes back at resume
-                live = self.lifecycle.adopt_paused(rec)
-                if live is not None:
-                    self.paused[rec.id] = live
+                if self.lifecycle.adopt_paused(rec):
+                    self.paused[rec.id] = self._live(rec, None, None)
                     self.journal.record(rec.id, "adopted after a server restart (paused, files only)")
                     continue
             if rt is None:
@@ -120,7 +121,8 @@ class SandboxService:
             self.networks.adopt(rec)
             try:
                 # a sandbox from a snapshot runs on the snapshot's built template
-                kernels = self._kernels(rt, self.templates.describe(rec.stack.get("template", rec.template)))
+                template = self.templates.describe(rec.stack.get("template", rec.template))
+                kernels = kernel_session(rt, template, self.config.max_output_bytes)
             except E.NotFound:
                 kernels = None
             live = self._live(rec, rt, kernels)
@@ -150,7 +152,8 @@ class SandboxService:
             for sid in list(self.live):
                 await self.kill(sid, reason="server shutdown")
             for live in list(self.paused.values()):  # paused ones keep their files (lifecycle.py)
-                await self.lifecycle.keep_paused(live)
+                if not await self.lifecycle.keep_paused(live):
+                    await self.kill(live.id, reason="server shutdown")
         await asyncio.to_thread(self.runtime.close)
         self.usage.close()
 
@@ -167,7 +170,7 @@ class SandboxService:
         return live
 
     async def _create(self, req: CreateRequest) -> tuple[LiveSandbox, bool]:
-        self._check_timeout(req.timeout, minimum=1)
+        check_timeout(req.timeout, self.config.max_timeout, minimum=1)
         req.limits.validate()
         req.egress = self.networks.allowed(req.egress)
         with self.quotas.admit(req.team, req.limits):  # its share is held until it is listed
@@ -189,7 +192,7 @@ class SandboxService:
             spec = SandboxSpec(new_sandbox_id(), req.template, req.limits, envs=req.envs, volumes=volumes,
                                workspace=req.workspace, security=req.security, network=req.egress)
             rt = await asyncio.to_thread(self.runtime.create, spec, template)
-            kernels = self._kernels(rt, template)
+            kernels = kernel_session(rt, template, self.config.max_output_bytes)
             if kernels is not None and req.security.max_output_size:  # the policy's output cap, per run
                 kernels.max_output = min(kernels.max_output, req.security.max_output_size)
             if kernels is not None:  # its first run_code should not wait for a whole kernel start
@@ -244,14 +247,9 @@ class SandboxService:
             raise E.Unsupported("this server has no volumes")
         return volume_binds(self.volumes, mounts, team)
 
-    def _kernels(self, rt: RuntimeSandbox, template: Template) -> KernelSession | None:
-        if not template.kernels:
-            return None
-        return KernelSession(AgentClient(str(rt.socket_path)), "user", self.config.max_output_bytes)
+    # ---- lookups (live.Sandboxes, as the parts use them) ---------------------------------------
 
-    # ---- lookups -----------------------------------------------------------------------------
-
-    def _known(self, sandbox_id: str, table: dict[str, LiveSandbox] | None = None) -> LiveSandbox:
+    def known(self, sandbox_id: str, table: dict[str, LiveSandbox] | None = None) -> LiveSandbox:
         """The sandbox from `table` (default: running or paused), or NotFound."""
         live = table.get(sandbox_id) if table is not None else \
             self.live.get(sandbox_id) or self.paused.get(sandbox_id)
@@ -259,12 +257,8 @@ class SandboxService:
             raise E.NotFound(f"sandbox \"{sandbox_id}\" not found")
         return live
 
-    def _check_timeout(self, timeout: int, minimum: int = 0) -> None:
-        if not minimum <= timeout <= self.config.max_timeout:
-            raise E.InvalidArgument(f"timeout must be between {minimum} and {self.config.max_timeout} seconds")
-
     def record(self, sandbox_id: str) -> SandboxRecord:
-        return self._known(sandbox_id).record
+        return self.known(sandbox_id).record
 
     def team_of(self, sandbox_id: str) -> str | None:
         """The team owning a sandbox this server runs, holds paused or ran; None if unknown (the
@@ -312,7 +306,7 @@ class SandboxService:
 
     async def _kill(self, sandbox_id: str, reason: str) -> None:
         started = time.monotonic()
-        self._known(sandbox_id)
+        self.known(sandbox_id)
         live = self.live.pop(sandbox_id, None) or self.paused.pop(sandbox_id)
         self.networks.forget(sandbox_id)
         self.reaper.unwatch(sandbox_id)
@@ -337,7 +331,7 @@ class SandboxService:
         await self.lifecycle.wake(sandbox_id)
 
     def set_timeout(self, sandbox_id: str, timeout: int) -> None:
-        self._check_timeout(timeout)
+        check_timeout(timeout, self.config.max_timeout)
         rec = self.record(sandbox_id)
         rec.end_at = time.time() + timeout
         self.store.update(sandbox_id, end_at=rec.end_at)
@@ -349,12 +343,12 @@ class SandboxService:
         Returns the sandbox and whether it was resumed.
         """
         if timeout is not None:  # before resuming: a refused request changes nothing
-            self._check_timeout(timeout)
+            check_timeout(timeout, self.config.max_timeout)
         resumed = False
         if sandbox_id in self.paused:
             await self.resume(sandbox_id)
             resumed = True
-        live = self._known(sandbox_id, self.live)
+        live = self.known(sandbox_id, self.live)
         if timeout is not None:
             end = time.time() + timeout
             if end > live.record.end_at:
@@ -369,59 +363,6 @@ class SandboxService:
     async def resume(self, sandbox_id: str, timeout: int | None = None) -> LiveSandbox:
         return await self.lifecycle.resume(sandbox_id, timeout)
 
-    async def _freeze_pause(self, sandbox_id: str) -> None:
-        if sandbox_id in self.paused:
-            raise E.AlreadyExists(f"sandbox \"{sandbox_id}\" is already paused")
-        live = self._known(sandbox_id, self.live)
-        try:
-            await asyncio.to_thread(self.runtime.freeze, sandbox_id, True)
-        except OSError:  # its cgroup may be gone: killed meanwhile
-            self._check_still(sandbox_id, live, self.live)
-            raise
-        self._check_still(sandbox_id, live, self.live)
-        del self.live[sandbox_id]
-        self.reaper.unwatch(sandbox_id)  # a paused sandbox is not looked after; its resume looks again
-        live.closed.set()  # open streams end: a paused sandbox answers like a gone one
-        live.closed = asyncio.Event()
-        self.paused[sandbox_id] = live
-        live.record.state = "paused"
-        self.store.update(sandbox_id, state="paused")
-        self.journal.record(sandbox_id, "paused")
-        self.events.paused(sandbox_id, team=live.team)
-
-    async def _thaw(self, sandbox_id: str, timeout: int | None = None) -> LiveSandbox:
-        if timeout is not None:  # as on create: it runs again for `timeout` seconds
-            self._check_timeout(timeout, minimum=1)
-        if sandbox_id in self.live:
-            raise E.AlreadyExists(f"sandbox \"{sandbox_id}\" is already running")
-        live = self._known(sandbox_id, self.paused)
-        try:
-            with self.quotas.admit(live.record.team, Limits(**live.record.limits), sandbox_id):
-                await asyncio.to_thread(self.runtime.freeze, sandbox_id, False)
-        except OSError:
-            self._check_still(sandbox_id, live, self.paused)
-            raise
-        self._check_still(sandbox_id, live, self.paused)
-        del self.paused[sandbox_id]
-        self.live[sandbox_id] = live
-        self.reaper.watch(live)
-        live.record.state = "running"
-        live.record.end_at = time.time() + (timeout if timeout is not None else self.config.default_timeout)
-        self.store.update(sandbox_id, state="running", end_at=live.record.end_at)
-        self.journal.record(sandbox_id, "resumed")
-        self.events.resumed(sandbox_id, team=live.team)
-        return live
-
-    def _check_still(self, sandbox_id: str, live: LiveSandbox, table: dict[str, LiveSandbox]) -> None:
-        """After awaiting the freezer: another request may have killed, paused or resumed the sandbox
-        meanwhile. Answer as if this request came second."""
-        if table.get(sandbox_id) is live:
-            return
-        if sandbox_id in self.paused:
-            raise E.AlreadyExists(f"sandbox \"{sandbox_id}\" is already paused")
-        if sandbox_id in self.live:
-            raise E.AlreadyExists(f"sandbox \"{sandbox_id}\" is already running")
-        raise E.NotFound(f"sandbox \"{sandbox_id}\" not found")
 
 def _apart(workspace: Workspace | None, volume_mounts: list[dict]) -> None:
     """A volume and the workspace cannot share a path: one bind would cover the other."""

@@ -32,8 +32,8 @@ import re
 import secrets
 import string
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -43,16 +43,17 @@ from .. import _exceptions as E
 from ..shared_db import SharedDb
 from ..layers import LayerStore
 from ..runtimes.policy import Limits, SecurityPolicy
+from ..templates import TemplateStore
 from ..templates.spec import Template
 from .auth import caller
 from .bodies import page_limit, read_json_object
+from .config import Config
 from .lifecycle import Lifecycle
-from .live import CreateRequest
+from .live import CreateRequest, LiveSandbox, Sandboxes, check_timeout
+from .pools import Pools
 from .request_info import note
 from .sandbox_networks import egress_of
-
-if TYPE_CHECKING:
-    from .service import SandboxService
+from .sandbox_views import sandbox_json
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS snapshots (
@@ -106,13 +107,16 @@ def _split(ref: str) -> str:
 
 
 class Snapshots:
-    def __init__(self, service: SandboxService, lifecycle: Lifecycle, layers: LayerStore):
-        self.service = service
+    def __init__(self, sandboxes: Sandboxes, create_sandbox: Callable[[CreateRequest], Awaitable[LiveSandbox]],
+                 config: Config, templates: TemplateStore, pools: Pools, lifecycle: Lifecycle, layers: LayerStore):
+        """`create_sandbox`: the service's create (a fork's children)."""
+        self.sandboxes, self.create_sandbox = sandboxes, create_sandbox
+        self.config, self.templates, self.pools = config, templates, pools
         self.lifecycle = lifecycle
         self.layers = layers
         # its own connection (WAL: the store's is used on the event loop; templates are resolved
         # in threads), one thread at a time
-        self._db = SharedDb(service.config.db_path, SCHEMA)
+        self._db = SharedDb(config.db_path, SCHEMA)
         self._sql = self._db.sql
 
     def close(self) -> None:
@@ -172,7 +176,7 @@ class Snapshots:
         if not isinstance(name, str) or not _NAME.match(name):
             raise E.InvalidArgument("a snapshot name is 1-128 letters, digits, '_', '.' or '-', "
                                     "starting with a letter or digit")
-        if name in self.service.templates.list():
+        if name in self.templates.list():
             raise E.InvalidArgument(f"\"{name}\" is a template's name: choose another for the snapshot")
 
     def _replaced(self, name: str | None, team: str) -> Snapshot | None:
@@ -201,15 +205,15 @@ class Snapshots:
     async def create(self, sandbox_id: str, name: str | None = None, warm: bool = False) -> Snapshot:
         """A snapshot of the sandbox, of the sandbox's team."""
         self._check_name(name)
-        team = self.service.record(sandbox_id).team
+        team = self.sandboxes.record(sandbox_id).team
         existing = self._replaced(name, team)
         snap_id = existing.id if existing else self._new_id()
         holder = f"snapshot:{snap_id}"
         async with self.lifecycle.lock(sandbox_id):
-            live = self.service._known(sandbox_id)
+            live = self.sandboxes.known(sandbox_id)
             rec = live.record
             stack = {"template": rec.template, **rec.stack}
-            paused = sandbox_id in self.service.paused
+            paused = sandbox_id in self.sandboxes.paused
             if rec.pause_mode == "filesystem":  # its files are its layers already
                 stack = await asyncio.to_thread(self.lifecycle.stacked, stack, None, holder)
             else:
@@ -219,10 +223,10 @@ class Snapshots:
         snap = Snapshot(snap_id, team, name, sandbox_id, stack, dict(rec.metadata), stack["envs"], warm, time.time())
         self._save(snap)
         if existing:  # a new build under the same name: the old one's pooled sandboxes are stale
-            await self.service.pools.drop(snap.id)
+            await self.pools.drop(snap.id)
         await asyncio.to_thread(self.layers.gc)
         if warm:
-            self.service.pools.refill(snap.id)
+            self.pools.refill(snap.id)
         return snap
 
     def _commit(self, sandbox_id: str, stack: dict, holder: str, frozen: bool) -> dict:
@@ -234,7 +238,7 @@ class Snapshots:
         if snap is None:
             return False
         self._sql("DELETE FROM snapshots WHERE id=?", (snap.id,))
-        await self.service.pools.drop(snap.id)
+        await self.pools.drop(snap.id)
         self.layers.release(snap.holder)
         await asyncio.to_thread(self.layers.gc)
         return True
@@ -247,11 +251,9 @@ class Snapshots:
     async def fork(self, sandbox_id: str, count: int, timeout: int) -> list[dict]:
         """`count` children on the parent's files at this instant: one commit, then each child
         succeeds or fails on its own (an entry per child: {"sandbox"} or {"error"})."""
-        from .sandbox_views import sandbox_json  # it imports the service
-
         holder = f"fork:{secrets.token_hex(6)}"
         async with self.lifecycle.lock(sandbox_id):
-            live = self.service._known(sandbox_id)
+            live = self.sandboxes.known(sandbox_id)
             rec = live.record
             if rec.workspace:
                 raise E.Unsupported(f"sandbox \"{sandbox_id}\" has a workspace, which a fork would not copy")
@@ -260,7 +262,7 @@ class Snapshots:
                 stack = await asyncio.to_thread(self.lifecycle.stacked, stack, None, holder)
             else:
                 stack = await asyncio.to_thread(self._commit, sandbox_id, stack, holder,
-                                                sandbox_id in self.service.paused)
+                                                sandbox_id in self.sandboxes.paused)
         try:
             template = await self.lifecycle.template_for(stack, rec.template)
             results = await asyncio.gather(*(self._child(rec, template, timeout) for _ in range(count)),
@@ -275,7 +277,7 @@ class Snapshots:
             elif isinstance(r, BaseException):
                 out.append({"error": {"code": 500, "message": f"the fork failed: {type(r).__name__}"}})
             else:  # files, not processes (this tier cannot checkpoint): said where E2B's SDK ignores it
-                out.append({"sandbox": sandbox_json(r, self.service.config.domain), "mode": "filesystem"})
+                out.append({"sandbox": sandbox_json(r, self.config.domain), "mode": "filesystem"})
         return out
 
     async def _child(self, parent, template: Template, timeout: int):
@@ -287,7 +289,7 @@ class Snapshots:
                             volume_mounts=list(parent.volume_mounts), team=parent.team,
                             security=SecurityPolicy.from_changes(parent.security),
                             egress=egress_of(parent), network=ingress)
-        return await self.service.create(req)
+        return await self.create_sandbox(req)
 
     # ---- create from a snapshot --------------------------------------------------------------
 
@@ -296,7 +298,7 @@ class Snapshots:
         id of another team's snapshot fails as an unknown template would."""
         snap = self.find(template_ref, team)
         if snap is None and self.team_of(template_ref) is not None:
-            self.service.templates.describe(template_ref)  # NotFound, worded as for any unknown name
+            self.templates.describe(template_ref)  # NotFound, worded as for any unknown name
             raise E.NotFound(f"template \"{template_ref}\" not found")  # (a recipe named like an id)
         return snap
 
@@ -365,8 +367,7 @@ async def fork(request: Request) -> Response:
     timeout = _typed(data, "timeout", int, FORK_TIMEOUT)
     if not 1 <= count <= MAX_FORKS:
         raise E.InvalidArgument(f"count must be between 1 and {MAX_FORKS}")
-    svc: SandboxService = request.app.state.service
-    svc._check_timeout(timeout, minimum=1)
+    check_timeout(timeout, request.app.state.config.max_timeout, minimum=1)
     results = await _snapshots(request).fork(request.path_params["sandbox_id"], count, timeout)
     note(count=count, children=[r["sandbox"]["sandboxID"] for r in results if "sandbox" in r])
     return JSONResponse(results, status_code=201)

@@ -74,7 +74,7 @@ class Transfer:
                 uploaded += 1
             finally:
                 tmp.unlink(missing_ok=True)
-        template = self.snapshots.service.templates.manifest(snap.stack["template"]) or {}
+        template = self.snapshots.templates.manifest(snap.stack["template"]) or {}
         manifest = {"format": FORMAT, "id": snap.id, "team": snap.team, "name": snap.name, "stack": snap.stack,
                     "metadata": snap.metadata, "template": {"name": snap.stack["template"],
                                                              "recipe": template.get("recipe")},
@@ -106,7 +106,7 @@ class Transfer:
         if manifest.get("format") != FORMAT:
             raise E.InvalidArgument(f"snapshot {snapshot_id} was exported in an unknown format")
         stack = manifest["stack"]
-        templates = self.snapshots.service.templates
+        templates = self.snapshots.templates
         here = (templates.manifest(stack["template"]) or {}).get("recipe")
         if here and here != manifest["template"].get("recipe"):
             log.warning("snapshot %s was taken on a %s template built from another recipe than this "

@@ -15,15 +15,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
 
 from .. import _exceptions as E
+from ..runtimes.interface import Runtime
 from ..runtimes.policy import Limits
-
-if TYPE_CHECKING:
-    from .live import LiveSandbox
-    from .service import SandboxService
+from .live import LiveSandbox, Sandboxes
 
 log = logging.getLogger("sandlot.service")
 
@@ -33,8 +31,9 @@ DISK_WALK_SPACING = 10
 
 
 class UsageSampler:
-    def __init__(self, service: SandboxService):
-        self.service = service
+    def __init__(self, sandboxes: Sandboxes, runtime: Runtime, network_usage: Callable[[str], tuple[int, int]]):
+        """`network_usage(sandbox_id)`: (bytes out, bytes in) of its network (sandbox_networks.py)."""
+        self.sandboxes, self.runtime, self.network_usage = sandboxes, runtime, network_usage
         self._threads = ThreadPoolExecutor(USAGE_THREADS, thread_name_prefix="sandlot-usage")
 
     def close(self) -> None:
@@ -43,7 +42,7 @@ class UsageSampler:
     async def metrics(self, sandbox_id: str, start: float | None = None, end: float | None = None) -> list[dict]:
         """Samples taken every METRICS_INTERVAL s within [start, end] (unix s), and one taken now if
         `end` is not in the past (in a thread: it walks the sandbox's writable layer)."""
-        live = self.service._known(sandbox_id)
+        live = self.sandboxes.known(sandbox_id)
         if start is not None and end is not None and start > end:
             raise E.InvalidArgument("start must not be after end")
         found = [m for m in live.samples if (start is None or m["timestamp"] >= start)
@@ -67,25 +66,25 @@ class UsageSampler:
 
     def _walk(self, live: LiveSandbox) -> int:
         started = time.monotonic()
-        cpu_ns = self.service.runtime.usage(live.id).cpu_usage_ns
+        cpu_ns = self.runtime.usage(live.id).cpu_usage_ns
         if live.disk is not None and live.disk_cpu_ns == cpu_ns:
             # nothing ran in the sandbox since the last walk (its agent writes files too), so nothing
             # wrote to its layer: the walk (~0.3 ms for an idle sandbox) is skipped
             used, took = live.disk[1], 0.0
         else:
-            used = self.service.runtime.disk_used(live.id)
+            used = self.runtime.disk_used(live.id)
             took = time.monotonic() - started
         live.disk, live.disk_cpu_ns = (time.monotonic() + max(METRICS_INTERVAL, DISK_WALK_SPACING * took), used), cpu_ns
         return used
 
     def _sample(self, live: LiveSandbox, now: float, disk_used: int) -> dict:
         """One reading; cpu is the share used since the previous sample (or since the start)."""
-        usage = self.service.runtime.usage(live.id)
+        usage = self.runtime.usage(live.id)
         limits = Limits(**live.record.limits)
         before = live.samples[-1] if live.samples else {"timestamp": live.record.started_at, "cpu_ns": 0}
         elapsed_ns = max(now - before["timestamp"], 1e-3) * 1e9
         cpu_pct = max(0.0, (usage.cpu_usage_ns - before["cpu_ns"]) / elapsed_ns / limits.cpu_count * 100)
-        net_out, net_in = self.service.networks.usage(live.id)
+        net_out, net_in = self.network_usage(live.id)
         return {
             "net_out": net_out, "net_in": net_in,
             "timestamp": now, "cpu_ns": usage.cpu_usage_ns,
@@ -106,7 +105,7 @@ class UsageSampler:
 
         while True:
             await asyncio.sleep(METRICS_INTERVAL)
-            running = list(self.service.live.values())
+            running = list(self.sandboxes.live.values())
             disks = {}
             for live in running:
                 try:
