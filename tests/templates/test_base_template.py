@@ -102,6 +102,24 @@ def test_login_shell_is_fast(base):
     assert time.monotonic() - started < 1.0
 
 
+def test_a_login_shell_forks_no_id(base):
+    """Every E2B command is a `bash -l -c`: Debian's /etc/profile asked `id -u` (a fork and an exec,
+    1.5 ms of each command). bash knows its EUID; root still gets the sbin directories."""
+    spy = ("mkdir -p /tmp/spy && printf '#!/bin/sh\\ntouch /tmp/id-ran\\nexec /usr/bin/id \"$@\"\\n' > /tmp/spy/id && "
+           "chmod +x /tmp/spy/id && ")
+    login = "env -i PATH=/tmp/spy:/usr/bin:/bin HOME=/root {shell} -l -c 'echo $PATH'"
+    try:
+        done = chroot(base.rootfs, spy + login.format(shell="bash") + "; test -e /tmp/id-ran && echo forked; "
+                      + login.format(shell="sh") + "; test -e /tmp/id-ran && echo asked")
+        assert done.returncode == 0, done.stderr
+        root_path, sh_path, asked = done.stdout.split()  # no "forked" line from bash
+        assert "/usr/sbin" in root_path.split(":") and asked == "asked"  # sh has no EUID: it asks id
+        user = chroot(base.rootfs, "echo $PATH", user="1000")
+        assert "/usr/sbin" not in user.stdout.strip().split(":")
+    finally:
+        chroot(base.rootfs, "rm -rf /tmp/spy /tmp/id-ran")
+
+
 def test_not_rebuilt_unless_forced_or_changed(store, base):
     built_at = store.manifest("base")["built_at"]
     inode = base.rootfs.stat().st_ino

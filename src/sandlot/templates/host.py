@@ -46,8 +46,9 @@ FILES = {
     "etc/nsswitch.conf": "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\n"
                          "networks: files\nprotocols: files\nservices: files\n",
     "etc/shells": "/bin/sh\n/bin/bash\n/usr/bin/bash\n",
-    # Debian's /etc/profile, minus the host's profile.d (which may export anything)
-    "etc/profile": 'if [ "$(id -u)" -eq 0 ]; then\n'
+    # Debian's /etc/profile, minus the host's profile.d (which may export anything), and without its
+    # fork of `id` in bash (debian.py: PROFILE_FORK)
+    "etc/profile": 'if [ "${EUID:-$(id -u)}" -eq 0 ]; then\n'
                    '  PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"\nelse\n'
                    '  PATH="/usr/local/bin:/usr/bin:/bin:/usr/local/games:/usr/games"\nfi\nexport PATH\n'
                    'if [ "${PS1-}" ] && [ "${BASH-}" ] && [ "$BASH" != "/bin/sh" ] && [ -f /etc/bash.bashrc ]; then\n'
