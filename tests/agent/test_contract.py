@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import subprocess
 
+import pytest
 from agent_support import AGENT_PYTHON
 
-from sandlot.protocol import contract
+from sandlot.protocol import contract, wire
 from sandlot.runtimes.agent_setup import install_agent
 
 
@@ -57,16 +59,19 @@ def test_the_in_sandbox_tree_holds_only_the_agent_protocol_and_driver(tmp_path):
 def test_the_agent_imports_only_the_stdlib_and_starts_light(tmp_path):
     """Run with the template's kind of python (-S: no site-packages) from the installed tree: every
     agent and protocol module imports, nothing outside the stdlib loads, and what an idle agent
-    imports (main, server, config) pulls in neither dataclasses nor typing (~8 ms per sandbox)."""
+    imports before it answers (main, server, config, loop) pulls in neither dataclasses nor typing
+    (~8 ms per sandbox), nor json, re, enum, signal, socket or selectors (~10 ms)."""
     (tmp_path / "opt").mkdir()
     (tmp_path / "opt" / "sandlot").symlink_to(install_agent(tmp_path))
     agent_modules = sorted(p.stem for p in (tmp_path / "opt" / "sandlot" / "agent").glob("*.py")
                            if p.stem != "__init__")
     code = (
-        "import importlib, json, sys\n"
+        "import sys\n"
         "sys.path.insert(0, sys.argv[1])\n"
-        "import sandlot.agent.main, sandlot.agent.server, sandlot.agent.config\n"
-        "idle = sorted(m for m in ('dataclasses', 'typing', 'inspect', 'asyncio') if m in sys.modules)\n"
+        "import sandlot.agent.main, sandlot.agent.server, sandlot.agent.config, sandlot.agent.loop\n"
+        "idle = sorted(m for m in ('dataclasses', 'typing', 'inspect', 'asyncio', 'json', 're', 'enum', 'signal',"
+        " 'socket', 'selectors', 'collections') if m in sys.modules)\n"
+        "import importlib, json\n"
         "for m in sys.argv[2:]:\n"
         "    importlib.import_module(m)\n"
         "import sandlot.agent.sudo_shim as shim\n"
@@ -87,3 +92,31 @@ def test_the_agent_imports_only_the_stdlib_and_starts_light(tmp_path):
     assert found["idle"] == []
     # the sudo shim is a lone script: it names the agent's socket itself, and must name the contract's
     assert found["socket"] == contract.AGENT_SOCKET
+
+
+def test_the_wire_json_is_the_json_package_s():
+    """wire.dumps/loads drive json's C functions without importing json (protocol/wire.py): same text
+    out, same values in, and every malformed frame refused as json.loads refuses it."""
+    values = [{"op": "files.write", "path": "/tmp/\u00e9 \"q\"\n\x01", "n": [0, -1, 2**70, 1.5, 1e-300, -0.0],
+               "flags": [True, False, None], "nested": {"a": {"b": []}}}, [], "text", 7, {"emoji": "\U0001f600"}]
+    for value in values:
+        text = json.dumps(value, separators=(",", ":"))
+        assert wire.dumps(value) == text
+        assert repr(wire.loads(text)) == repr(json.loads(text))
+        assert wire.loads(" \n" + json.dumps(value, indent=2) + "\t\r\n") == json.loads(text)
+    assert math.isnan(wire.loads('{"x": NaN}')["x"]) and wire.loads("[-Infinity]") == [float("-inf")]
+    for bad in ["", "  ", "{", "[1,]", "{} x", "nul", '{"a":1}}', "[1] [2]", '"\x01"', "{'a': 1}"]:
+        with pytest.raises(ValueError):
+            json.loads(bad)
+        with pytest.raises(ValueError):
+            wire.loads(bad)
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        wire.dumps({"x": object()})
+    loop = []
+    loop.append(loop)
+    with pytest.raises(ValueError, match="Circular"):
+        wire.dumps(loop)
+    assert wire.dumps([{"a": 1}]) == '[{"a":1}]'  # a failed call leaves nothing behind
+    for frame in (b"", b"{", b"[1]", b'{"a":1} x', b"\xff"):
+        with pytest.raises(wire.WireError):
+            wire.decode_json(frame)

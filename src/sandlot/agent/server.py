@@ -3,7 +3,7 @@
 import errno
 import importlib
 import os
-import socket
+import _socket as socket  # socket.py adds enums and makefile() to it (~6 ms of imports before ready)
 import struct
 import sys
 import time
@@ -319,7 +319,8 @@ class Server:
     def _accept(self):
         while True:
             try:
-                sock, _ = self.listener.accept()
+                fd, _ = self.listener._accept()  # what socket.socket.accept() wraps
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, fd)
             except BlockingIOError:
                 return
             except OSError as e:

@@ -84,7 +84,7 @@ SESSION = {"id", "user", "pid" (the shell's), "cwd" (the shell's current directo
 at create), "created_at" (unix seconds), "busy" (a command is running)}.
 """
 
-import json
+from .wire import dumps, loads
 
 # ---- paths inside a sandbox ----------------------------------------------------------------------
 
@@ -153,11 +153,11 @@ class AgentConfig:
         self.output_replay_bytes = int(output_replay_bytes)
 
     def to_json(self):
-        return json.dumps({name: getattr(self, name) for name in self.__slots__})
+        return dumps({name: getattr(self, name) for name in self.__slots__})
 
     @classmethod
     def from_json(cls, text):
-        data = json.loads(text)
+        data = loads(text)
         if not isinstance(data, dict):
             raise ValueError("agent.json is not an object")
         return cls(**{k: v for k, v in data.items() if k in cls.__slots__})

@@ -22,8 +22,14 @@ name (``not_found``, ``invalid_argument``, ``already_exists``, ``permission_deni
 Streams send ``{"keepalive": {}}`` after 50 s of silence (agent.json's ``keepalive_interval``).
 """
 
-import json
 import struct
+
+try:  # json's C half, without importing json itself (see dumps)
+    from _json import encode_basestring_ascii as _ascii
+    from _json import make_encoder as _make_encoder
+    from _json import make_scanner as _make_scanner
+except ImportError:  # a Python without it: the json package
+    _make_encoder = None
 
 JSON = b"J"
 STDOUT = b"O"
@@ -47,7 +53,7 @@ def encode(kind, payload):
 
 
 def encode_json(obj):
-    return encode(JSON, json.dumps(obj, separators=(",", ":")).encode())
+    return encode(JSON, dumps(obj).encode())
 
 
 def error_frame(code, message):
@@ -69,9 +75,57 @@ def split_frame(buf):
 
 def decode_json(payload):
     try:
-        obj = json.loads(payload)
+        obj = loads(payload.decode("utf-8") if isinstance(payload, (bytes, bytearray)) else payload)
     except ValueError as e:
         raise WireError("bad JSON frame: %s" % e)
     if not isinstance(obj, dict):
         raise WireError("JSON frame is not an object")
     return obj
+
+
+# ---- JSON -----------------------------------------------------------------------------------------
+# What json.dumps(obj, separators=(",", ":")) and json.loads(text) do, through the same C functions,
+# without importing the json package: it compiles regular expressions at import (re, enum), ~4 ms of
+# every sandbox's start, before its agent can answer.
+
+_WHITESPACE = " \t\n\r"
+
+
+def _not_serializable(o):
+    raise TypeError("Object of type %s is not JSON serializable" % type(o).__name__)
+
+
+class _Decoding:
+    """The attributes of a json.JSONDecoder that its C scanner reads, at json.loads' defaults."""
+
+    strict = True
+    object_hook = object_pairs_hook = None
+    parse_float, parse_int = float, int
+    parse_constant = {"-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan")}.__getitem__
+
+
+if _make_encoder is not None:
+    _scan = _make_scanner(_Decoding())
+
+    def dumps(obj):
+        """json.dumps(obj, separators=(",", ":"))."""
+        # an encoder per call, as json makes one: its circular-reference marks outlive a failed call
+        return "".join(_make_encoder({}, _not_serializable, _ascii, None, ":", ",", False, False, True)(obj, 0))
+
+    def loads(text):
+        """json.loads(text) of a str; ValueError if it is not one JSON value."""
+        start = len(text) - len(text.lstrip(_WHITESPACE))
+        try:
+            obj, end = _scan(text, start)
+        except StopIteration as e:  # json.loads says the same
+            raise ValueError("expecting value at %d" % e.value) from None
+        if text[end:].strip(_WHITESPACE):
+            raise ValueError("extra data at %d" % end)
+        return obj
+else:
+    import json as _json
+
+    def dumps(obj):
+        return _json.dumps(obj, separators=(",", ":"))
+
+    loads = _json.loads
