@@ -272,9 +272,11 @@ class _Copier:
                 if not names:
                     stack.pop()
                     if st is not None:
-                        os.utime(d_fd, ns=(st.st_atime_ns, st.st_mtime_ns))
-                        os.close(d_fd)
-                        os.close(s_fd)
+                        try:
+                            os.utime(d_fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+                        finally:
+                            os.close(d_fd)
+                            os.close(s_fd)
                     continue
                 self._enter(stack, s_fd, d_fd, prefix, names.pop())
         finally:
