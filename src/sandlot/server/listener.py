@@ -84,6 +84,9 @@ class Admission:
     def drop(self, conn: BoundedH11, reason: str) -> None:
         self.forget(conn)
         conn.transport.close()
+        # uvicorn counts a connection towards limit_concurrency until its connection_lost, a loop
+        # turn later: a flood accepted in one round would have live clients answered 503 meanwhile
+        conn.connections.discard(conn)
         self.on_drop(reason)
         log.warning("closing client connections: %s (max %d open, %g s for a request's headers)",
                     reason.replace("_", " "), self.max_connections, self.header_timeout)
