@@ -4,6 +4,7 @@ socket must land below FD_SETSIZE however many files the process holds."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 
@@ -11,23 +12,31 @@ from sandlot.runtimes import nft
 from sandlot.runtimes.nft import FD_SETSIZE, Nft
 
 
-def test_a_context_made_with_more_than_1024_files_open_still_works():
+@contextlib.contextmanager
+def over_fd_setsize():
+    """Every fd up to past FD_SETSIZE taken (the list of them, which the caller may add to; all are
+    closed and the fd limit restored on the way out)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 4096), max(hard, 4096)))
     held = []
     try:
         while not held or held[-1] < FD_SETSIZE + 64:
             held.append(os.open("/dev/null", os.O_RDONLY))
+        yield held
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_context_made_with_more_than_1024_files_open_still_works():
+    with over_fd_setsize():
         tables = Nft()
         try:
             tables.run("list tables")  # aborted the process before
             tables.run("list tables")
         finally:
             tables.close()
-    finally:
-        for fd in held:
-            os.close(fd)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def test_a_spare_taken_by_another_thread_is_not_fatal():
@@ -48,37 +57,25 @@ def test_a_spare_taken_by_another_thread_is_not_fatal():
                 stolen.append(os.open("/dev/null", os.O_RDONLY))
             return lib.nft_ctx_new(flags)
 
-    held = []
     try:
-        while not held or held[-1] < FD_SETSIZE + 64:
-            held.append(os.open("/dev/null", os.O_RDONLY))
-        ctx = nft._new_context(Thief())
-        assert ctx and stolen and stolen[0] < FD_SETSIZE
-        assert all(fd < FD_SETSIZE for fd in nft._netfilter_sockets())
-        lib.nft_ctx_free(ctx)
+        with over_fd_setsize():
+            ctx = nft._new_context(Thief())
+            assert ctx and stolen and stolen[0] < FD_SETSIZE
+            assert all(fd < FD_SETSIZE for fd in nft._netfilter_sockets())
+            lib.nft_ctx_free(ctx)
     finally:
-        for fd in held + stolen:
+        for fd in stolen:
             os.close(fd)
         real.close()
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def test_a_closed_context_gives_its_low_fd_back():
     """In a process holding over 1024 files, each context's socket takes a spare; closing the context
     must make that fd a spare again before some other open takes it, or the spares run out."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 4096), max(hard, 4096)))
-    held = []
-    try:
-        while not held or held[-1] < FD_SETSIZE + 64:
-            held.append(os.open("/dev/null", os.O_RDONLY))
+    with over_fd_setsize() as held:
         for _ in range(nft._SPARES * 2):
             tables = Nft()
             tables.run("list tables")
             tables.close()
             held.append(os.open("/dev/null", os.O_RDONLY))  # the server opens files all the time
         assert len(nft._spares) == nft._SPARES
-    finally:
-        for fd in held:
-            os.close(fd)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
