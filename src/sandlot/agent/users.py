@@ -2,7 +2,6 @@
 
 import os
 import pwd
-from contextlib import contextmanager
 
 from . import config
 from .errors import OpError
@@ -73,8 +72,7 @@ def identity(user):
 _libc = None
 
 
-@contextmanager
-def acting_as(user):
+class acting_as:
     """Run the enclosed file operations with ``user``'s permissions; files created belong to it.
 
     setfsuid/setfsgid change only the identity used for file access, and only for this thread. A
@@ -82,20 +80,31 @@ def acting_as(user):
     set and the switch back restores them from the permitted set, so root's powers come back after.
     The block must not await (another request would run with this identity) and must not enter
     another acting_as (the inner one restores the agent's identity, not the outer one's).
+    A class, not contextlib.contextmanager: contextlib and collections are ~3.5 ms of imports at
+    the agent's start.
     """
-    global _libc
-    euid, egid = os.geteuid(), os.getegid()
-    if user.uid == euid and user.gid == egid:
-        yield
-        return
-    if _libc is None:
-        import ctypes
 
-        _libc = ctypes.CDLL(None, use_errno=True)
-    _libc.setfsgid(user.gid)
-    _libc.setfsuid(user.uid)
-    try:
-        yield
-    finally:
-        _libc.setfsuid(euid)
-        _libc.setfsgid(egid)
+    __slots__ = ("user", "saved")
+
+    def __init__(self, user):
+        self.user, self.saved = user, None
+
+    def __enter__(self):
+        global _libc
+        euid, egid = os.geteuid(), os.getegid()
+        if self.user.uid == euid and self.user.gid == egid:
+            return
+        if _libc is None:
+            import ctypes
+
+            _libc = ctypes.CDLL(None, use_errno=True)
+        self.saved = (euid, egid)
+        _libc.setfsgid(self.user.gid)
+        _libc.setfsuid(self.user.uid)
+
+    def __exit__(self, *exc):
+        if self.saved is not None:
+            euid, egid = self.saved
+            self.saved = None
+            _libc.setfsuid(euid)
+            _libc.setfsgid(egid)
