@@ -224,6 +224,27 @@ def test_dangerous_syscalls_are_blocked(make_sandbox):
     assert "CapEff:\t0000000000000000" in out  # `user` has no capabilities at all
 
 
+def test_the_agent_holds_only_what_it_spawns_with(make_sandbox):
+    """The agent (pid 1 inside) drops its privileges itself (agent/privileges.py, through
+    agent/libc.py): its bounding set is the runtime's list, so root inside never gains more, and
+    as the default user it keeps in effect only what switching users and signalling need."""
+    from sandlot.agent.privileges import CAPS
+    from sandlot.runtimes.policy import SANDBOX_ROOT_CAPS
+
+    sbx = make_sandbox()
+    sbx.commands.run("true")  # answered: the drop is done
+    status = dict(line.split(":\t", 1) for line in sbx.files.read("/proc/1/status").splitlines() if ":\t" in line)
+    allowed = sum(1 << CAPS[name] for name in SANDBOX_ROOT_CAPS)
+    effective = sum(1 << CAPS[name] for name in ("CAP_SETUID", "CAP_SETGID", "CAP_KILL"))
+    assert int(status["CapBnd"], 16) == allowed
+    assert int(status["CapPrm"], 16) == allowed
+    assert int(status["CapEff"], 16) == effective
+    assert int(status["CapInh"], 16) == 0
+    assert status["Uid"].split()[:2] == ["1000", "1000"]  # real and effective: the default user
+    code, out = run(sbx, "grep CapBnd /proc/self/status", user="root")
+    assert int(out.split()[1], 16) == allowed  # root inside: no more than the list
+
+
 def test_a_sandbox_cannot_redirect_its_agent_socket_to_a_neighbour(make_sandbox):
     # Root inside a sandbox owns /run/sandlot: it may replace the agent socket with a symlink to
     # another sandbox's socket on the host. The control plane must keep talking to its own agent.

@@ -63,7 +63,7 @@ def main(argv=None):
     loop.add_reader(wake_r, woken)
     srv = server.Server(socket_path)
     srv.start()  # the socket is made while still root: /run/sandlot belongs to the sandbox's root
-    # Ready first: the runtime's create goes on while the drop loads ctypes (~5 ms). Nothing of the
+    # Ready first: the runtime's create goes on while the drop runs (~2 ms). Nothing of the
     # sandbox's runs before the drop: the loop below answers no request until it is done, and a
     # failed drop ends the agent, and with it the sandbox.
     _say_ready()
@@ -99,7 +99,7 @@ def _drop_privileges():
     from . import config
 
     if config.settings.root_caps is None and not config.settings.run_as_default_user:
-        return  # not in a sandbox (host tests): nothing to drop, and no ctypes to load
+        return  # not in a sandbox (host tests): nothing to drop
     from . import privileges, users
 
     if config.settings.root_caps is not None:

@@ -9,8 +9,10 @@
    root (setfsuid(0), see users.acting_as), so file operations as the user are checked like the user's.
 """
 
-import ctypes
 import os
+import struct
+
+from . import libc
 
 # capability numbers (linux/capability.h)
 CAPS = {
@@ -34,28 +36,16 @@ PR_SET_KEEPCAPS = 8
 _CAP_V3 = 0x20080522
 
 
-class _Header(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+_CAP_HEADER = struct.pack("=Ii", _CAP_V3, 0)  # struct __user_cap_header_struct, this process
 
 
-class _Data(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
-                ("inheritable", ctypes.c_uint32)]
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _check(rc):
-    if rc != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-
-
-def _capget():
-    header, data = _Header(_CAP_V3, 0), (_Data * 2)()
-    _check(_libc.capget(ctypes.byref(header), data))
-    return header, data
+def _permitted():
+    """The permitted set, as a 64-bit mask (from /proc: capget would need a writable buffer)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("CapPrm:"):
+                return int(line.split()[1], 16)
+    raise OSError("no CapPrm in /proc/self/status")
 
 
 def limit_bounding_set(allowed):
@@ -64,19 +54,22 @@ def limit_bounding_set(allowed):
     for cap in range(64):
         if cap in keep:
             continue
-        if _libc.prctl(PR_CAPBSET_READ, cap, 0, 0, 0) < 0:
+        if libc.prctl(PR_CAPBSET_READ, cap, 0, 0, 0) < 0:
             break  # past the last capability this kernel knows
-        _check(_libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0))
+        libc.check(libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0))
 
 
 def run_as(uid, gid):
     """Become ``uid``/``gid`` (saved ids stay 0) and keep the spawning capabilities in effect."""
-    _check(_libc.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0))
+    libc.check(libc.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0))
     os.setresgid(gid, gid, 0)
     os.setresuid(uid, uid, 0)
-    header, data = _capget()
+    permitted = _permitted()
+    effective = 0
     for name in _EFFECTIVE:
-        cap = CAPS[name]
-        data[cap // 32].effective |= (1 << (cap % 32)) & data[cap // 32].permitted
-    data[0].inheritable = data[1].inheritable = 0
-    _check(_libc.capset(ctypes.byref(header), data))
+        effective |= 1 << CAPS[name]
+    effective &= permitted
+    # struct __user_cap_data_struct[2]: effective, permitted, inheritable (none), low word first
+    data = struct.pack("=6I", effective & 0xFFFFFFFF, permitted & 0xFFFFFFFF, 0,
+                       effective >> 32, permitted >> 32, 0)
+    libc.check(libc.capset(_CAP_HEADER, data))

@@ -3,7 +3,7 @@
 import os
 import pwd
 
-from . import config
+from . import config, libc
 from .errors import OpError
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -69,9 +69,6 @@ def identity(user):
     return kwargs
 
 
-_libc = None
-
-
 class acting_as:
     """Run the enclosed file operations with ``user``'s permissions; files created belong to it.
 
@@ -90,21 +87,16 @@ class acting_as:
         self.user, self.saved = user, None
 
     def __enter__(self):
-        global _libc
         euid, egid = os.geteuid(), os.getegid()
         if self.user.uid == euid and self.user.gid == egid:
             return
-        if _libc is None:
-            import ctypes
-
-            _libc = ctypes.CDLL(None, use_errno=True)
         self.saved = (euid, egid)
-        _libc.setfsgid(self.user.gid)
-        _libc.setfsuid(self.user.uid)
+        libc.setfsgid(self.user.gid)
+        libc.setfsuid(self.user.uid)
 
     def __exit__(self, *exc):
         if self.saved is not None:
             euid, egid = self.saved
             self.saved = None
-            _libc.setfsuid(euid)
-            _libc.setfsgid(egid)
+            libc.setfsuid(euid)
+            libc.setfsgid(egid)
