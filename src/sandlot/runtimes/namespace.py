@@ -100,6 +100,7 @@ class NamespaceRuntime:
         self.stems = Stems(self.cgroup_version, self.cgroup_group, self._reap_in_background) \
             if self.cgroup_version else None
         self.uids = UidRanges(self.mnt)
+        self._slots: dict[str, int] = {}  # sandbox -> its uid slot, from create/adopt to kill (network_usage)
         self.workspaces = Workspaces(home, self.root, self.mnt)  # codebases with path permissions (issue 13)
         # each sandbox on a disk of its own where loop devices allow (disk.py)
         self.disks = disk.available() is None
@@ -304,6 +305,7 @@ class NamespaceRuntime:
         # sandbox's has run, in a directory the sandbox cannot reach: its root could later replace
         # /run/sandlot/agent.sock with a symlink to another sandbox's socket.
         os.link(m / "run" / contract.AGENT_SOCKET_NAME, m / "agent.sock", follow_symlinks=False)
+        self._slots[sid] = slot
         return RuntimeSandbox(sid, m / "agent.sock", pid, state["started_ticks"])
 
     def _bwrap_argv(self, spec: SandboxSpec, template, m: Path, late=()) -> list[str]:
@@ -353,6 +355,7 @@ class NamespaceRuntime:
         if not self.uids.reclaim(state["slot"], sandbox_id):
             log.error("sandbox %s: its uid range is now another server's; not adopting it", sandbox_id)
             return None
+        self._slots[sandbox_id] = state["slot"]
         return RuntimeSandbox(sandbox_id, sock, pid, state["started_ticks"])
 
     def _cgroup(self, sandbox_id: str) -> SandboxCgroup | None:
@@ -403,6 +406,7 @@ class NamespaceRuntime:
             cg.set_background(False)
 
     def kill(self, sandbox_id: str) -> None:
+        self._slots.pop(sandbox_id, None)
         d = self._dir(sandbox_id)
         state = self._read_state(sandbox_id) or {}
         cg = self._cgroup(sandbox_id)
@@ -501,10 +505,12 @@ class NamespaceRuntime:
 
     def network_usage(self, sandbox_id: str) -> tuple[int, int]:
         """(bytes sent, bytes received) by the sandbox through its link; (0, 0) without one."""
-        state = self._read_state(sandbox_id) or {}
-        if self.network is None or "slot" not in state:
+        if self.network is None:
             return 0, 0
-        return self.network.usage(state["slot"])
+        slot = self._slots.get(sandbox_id)
+        if slot is None:  # not made or adopted by this runtime object: its state names it
+            slot = (self._read_state(sandbox_id) or {}).get("slot")
+        return (0, 0) if slot is None else self.network.usage(slot)
 
 
 def _upper(d: Path) -> Path:

@@ -8,6 +8,9 @@ flight; a reading is fresh for METRICS_INTERVAL, and one that took t seconds for
 DISK_WALK_SPACING * t, so walks keep that thread busy at most ~1/DISK_WALK_SPACING of the time
 however many clients poll. A reader never waits for a walk but a sandbox's first: it gets the last
 reading while the next is taken.
+
+The periodic pass is one job in that thread for all running sandboxes (each one's cgroup read once):
+the event loop's share of it does not grow with the number of sandboxes.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from .. import _exceptions as E
-from ..runtimes.interface import Runtime
+from ..runtimes.interface import Runtime, Usage
 from ..runtimes.policy import Limits
 from .live import LiveSandbox, Sandboxes
 
@@ -64,9 +67,11 @@ class UsageSampler:
             return live.disk[1]
         return await asyncio.shield(live.walking)
 
-    def _walk(self, live: LiveSandbox) -> int:
+    def _walk(self, live: LiveSandbox, cpu_ns: int | None = None) -> int:
+        """`cpu_ns`: the sandbox's CPU time, if just read."""
         started = time.monotonic()
-        cpu_ns = self.runtime.usage(live.id).cpu_usage_ns
+        if cpu_ns is None:
+            cpu_ns = self.runtime.usage(live.id).cpu_usage_ns
         if live.disk is not None and live.disk_cpu_ns == cpu_ns:
             # nothing ran in the sandbox since the last walk (its agent writes files too), so nothing
             # wrote to its layer: the walk (~0.3 ms for an idle sandbox) is skipped
@@ -77,9 +82,9 @@ class UsageSampler:
         live.disk, live.disk_cpu_ns = (time.monotonic() + max(METRICS_INTERVAL, DISK_WALK_SPACING * took), used), cpu_ns
         return used
 
-    def _sample(self, live: LiveSandbox, now: float, disk_used: int) -> dict:
+    def _sample(self, live: LiveSandbox, now: float, disk_used: int, usage: Usage | None = None) -> dict:
         """One reading; cpu is the share used since the previous sample (or since the start)."""
-        usage = self.runtime.usage(live.id)
+        usage = usage or self.runtime.usage(live.id)
         limits = Limits(**live.record.limits)
         before = live.samples[-1] if live.samples else {"timestamp": live.record.started_at, "cpu_ns": 0}
         elapsed_ns = max(now - before["timestamp"], 1e-3) * 1e9
@@ -96,23 +101,22 @@ class UsageSampler:
 
     async def run(self) -> None:
         """Sample every running sandbox every METRICS_INTERVAL s (the server's task)."""
-        def sample_all(running: list[LiveSandbox], disks: dict[str, int]) -> None:
-            for live in running:
-                try:
-                    live.samples.append(self._sample(live, time.time(), disks[live.id]))
-                except Exception as e:  # gone meanwhile: the reaper deals with it
-                    log.debug("no metrics for sandbox %s: %s", live.id, e)
-
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(METRICS_INTERVAL)
-            running = list(self.sandboxes.live.values())
-            disks = {}
-            for live in running:
-                try:
-                    disks[live.id] = await self.disk_used(live)
-                except Exception:  # gone meanwhile: the reaper deals with it
-                    disks[live.id] = 0
-            await asyncio.to_thread(sample_all, running, disks)
+            await loop.run_in_executor(self._threads, self._sample_all, list(self.sandboxes.live.values()))
+
+    def _sample_all(self, running: list[LiveSandbox]) -> None:
+        """One pass, in the usage thread: each sandbox's cgroup read once, its disk when its last
+        reading is stale (a walk is skipped if nothing ran since, see _walk), its link's counters."""
+        for live in running:
+            try:
+                now, usage = time.time(), self.runtime.usage(live.id)
+                fresh = live.disk is not None and time.monotonic() < live.disk[0]
+                disk = live.disk[1] if fresh else self._walk(live, usage.cpu_usage_ns)
+                live.samples.append(self._sample(live, now, disk, usage))
+            except Exception as e:  # gone meanwhile: the reaper deals with it
+                log.debug("no metrics for sandbox %s: %s", live.id, e)
 
 
 def _walked(walk: asyncio.Future) -> None:
