@@ -31,9 +31,6 @@ log = logging.getLogger("sandlot.runtime")
 
 SPARE_PREFIX = "spare-"
 READY = b"R"
-# A refill forks the whole server: while a stem is left it waits this long, so the fork is not
-# run beside the create that took one (on 2 cores it competes with that sandbox's start)
-REFILL_DELAY = 0.1
 
 
 @dataclass
@@ -54,7 +51,6 @@ class Stems:
         self._lock = threading.Lock()
         self._closed = False
         self._filling: threading.Thread | None = None
-        self._hurry = threading.Event()  # the stock ran out (or close): a waiting refill forks now
 
     def take(self) -> Stem | None:
         with self._lock:
@@ -70,8 +66,6 @@ class Stems:
                 self._stems.remove(stem)
                 found = stem
                 break
-            if not self._stems:
-                self._hurry.set()
             self._refill_later()
             return found
 
@@ -86,11 +80,6 @@ class Stems:
                 with self._lock:
                     if self._closed or len(self._stems) >= self.keep:
                         return
-                    wait = bool(self._stems)
-                hurried = wait and self._hurry.wait(REFILL_DELAY)
-                self._hurry.clear()
-                if hurried:
-                    continue  # the stock ran out, or close: look again (then fork at once)
                 stem = self._fork()
                 with self._lock:
                     if self._closed:
@@ -126,7 +115,6 @@ class Stems:
             self._closed = True
             stems, self._stems = self._stems, []
             filling = self._filling
-        self._hurry.set()
         if filling is not None:
             filling.join()  # a stem being forked now is discarded by the refill itself
         for stem in stems:
