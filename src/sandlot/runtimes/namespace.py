@@ -55,6 +55,7 @@ from .sandbox_process import alive, become_sandbox, start_ticks
 from .stems import Stems, discard, hand_over
 from .uids import UID_RANGE, UidRanges, uid_base
 from .workspace import Workspaces
+from .zygote import Zygote
 
 log = logging.getLogger("sandlot.runtime")
 
@@ -96,8 +97,9 @@ class NamespaceRuntime:
         self.agent_dir = install_agent(self.code)
         self.bwrap = install_bwrap(self.code)
         self.cgroup_version = cgroups.detect()
-        # with cgroups, sandbox processes are forked (and attached) ahead of time
-        self.stems = Stems(self.cgroup_version, self.cgroup_group, self._reap_in_background) \
+        # with cgroups, sandbox processes are forked (and attached) ahead of time, by a small process
+        self.zygote = _start_zygote() if self.cgroup_version else None
+        self.stems = Stems(self.cgroup_version, self.cgroup_group, self._reap_in_background, zygote=self.zygote) \
             if self.cgroup_version else None
         self.uids = UidRanges(self.mnt)
         self._slots: dict[str, int] = {}  # sandbox -> its uid slot, from create/adopt to kill (network_usage)
@@ -159,6 +161,8 @@ class NamespaceRuntime:
         """At server stop: stems go; with no sandbox left, this server's directory under /run too."""
         if self.stems:
             self.stems.close()
+        if self.zygote:
+            self.zygote.close()
         self.workspaces.close(sandboxes_left=bool(self.leftovers()))
         if self.network:
             self.network.close(sandboxes_left=bool(self.leftovers()))
@@ -511,6 +515,14 @@ class NamespaceRuntime:
         if slot is None:  # not made or adopted by this runtime object: its state names it
             slot = (self._read_state(sandbox_id) or {}).get("slot")
         return (0, 0) if slot is None else self.network.usage(slot)
+
+
+def _start_zygote() -> Zygote | None:
+    try:
+        return Zygote()
+    except OSError as e:
+        log.error("could not start the stem zygote (%s): the server forks its stems itself", e)
+        return None
 
 
 def _upper(d: Path) -> Path:

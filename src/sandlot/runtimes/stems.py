@@ -2,7 +2,8 @@
 
 Moving a process into a cgroup v1 group waits for an RCU grace period (cgroup_threadgroup_rwsem):
 3-28 ms on these machines, most of a cold create's time outside the agent and all of its spread. A
-stem is a child of the server forked in the background into spare groups of its own
+stem is forked in the background, by the stem zygote (zygote.py: not the server, whose fork stops
+it for milliseconds) or by the server where that is not running, into spare groups of its own
 (`<group>/spare-<token>`). A create renames those groups to the sandbox's, writes its limits, and
 sends the stem the sandbox's uid base and fds over a socketpair; the stem then goes on exactly as a
 freshly forked child would (`become_sandbox`). Without a ready stem, a create forks as before.
@@ -23,9 +24,13 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .cgroups import SandboxCgroup
 from .sandbox_process import become_sandbox
+
+if TYPE_CHECKING:
+    from .zygote import Zygote
 
 log = logging.getLogger("sandlot.runtime")
 
@@ -44,9 +49,11 @@ class Stem:
 class Stems:
     """Keeps `keep` stems forked and attached; `take()` hands one out (or None)."""
 
-    def __init__(self, cgroup_version: str, group: str, on_fork: Callable[[int], None], keep: int = 2):
+    def __init__(self, cgroup_version: str, group: str, on_fork: Callable[[int], None], keep: int = 2,
+                 zygote: Zygote | None = None):
         self.version, self.group, self.keep = cgroup_version, group, keep
-        self.on_fork = on_fork  # called with each stem's pid (the runtime reaps it)
+        self.on_fork = on_fork  # called with the pid of each stem the server forks itself (it reaps them)
+        self.zygote = zygote  # forks (and reaps) the stems instead of the server, while it runs (zygote.py)
         self._stems: list[Stem] = []
         self._lock = threading.Lock()
         self._closed = False
@@ -98,6 +105,15 @@ class Stems:
         cg.make_dirs()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         procs = cg.proc_files()
+        if self.zygote is not None:
+            try:
+                pid = self.zygote.fork_stem(theirs, procs)
+            except OSError as e:
+                log.error("the stem zygote failed (%s): the server forks its stems itself from now on", e)
+                self.zygote = None
+            else:
+                theirs.close()
+                return Stem(pid, ours, spare)
         pid = os.fork()
         if pid == 0:
             _stem_main(theirs.fileno(), procs)  # never returns

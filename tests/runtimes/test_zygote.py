@@ -1,0 +1,111 @@
+"""The stem zygote (runtimes/zygote.py): stems are forked by a small process of their own, not by
+the server (whose fork stopped it for milliseconds and left its memory copy-on-write shared with
+every waiting stem), and nothing of it outlives a server that is killed."""
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from sandlot.runtimes import cgroups
+from sandlot.runtimes.sandbox_process import start_ticks
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not cgroups.detect(), reason="needs root and cgroups")
+
+TEMPLATE_CACHE = Path("/var/tmp/sandlot-test-home/templates")
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def _stems_ready(stems, within: float = 20.0) -> None:
+    """Wait until the stems are forked and attached (each has said it is ready)."""
+    from sandlot.runtimes.stems import _readable
+
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        with stems._lock:
+            if len(stems._stems) >= stems.keep and all(st.ready or _readable(st.sock) for st in stems._stems):
+                return
+        time.sleep(0.02)
+    raise AssertionError("the stems did not become ready")
+
+
+def test_stems_are_the_zygote_s_children_not_the_server_s(tmp_path):
+    if not (TEMPLATE_CACHE / "base").is_dir():
+        pytest.skip("the shared base template is not built")
+    from sandlot.runtimes.namespace import NamespaceRuntime
+    from sandlot.runtimes.policy import SandboxSpec
+    from sandlot.templates.store import TemplateStore
+
+    home = Path(tempfile.mkdtemp(prefix="sandlot test home ", dir=tmp_path))
+    (home / "templates").symlink_to(TEMPLATE_CACHE)
+    template = TemplateStore(home).get("base")
+    runtime = NamespaceRuntime(home)
+    made = []
+    try:
+        assert runtime.zygote is not None and runtime.zygote.proc.poll() is None
+        parents = []
+        for i in range(3):  # the first takes no stem (none forked yet): it forks itself
+            sid = f"izygote{i:013d}"
+            rt = runtime.create(SandboxSpec(sid, "base"), template)
+            made.append(sid)
+            parents.append(_parent(rt.pid))
+            _stems_ready(runtime.stems)
+        assert parents[0] == os.getpid()
+        assert parents[1:] == [runtime.zygote.proc.pid] * 2, (parents, runtime.zygote.proc.pid)
+        for sid in made:
+            runtime.kill(sid)
+        assert runtime.leftovers() == set()
+    finally:
+        for sid in made:
+            runtime.kill(sid)
+        runtime.close()
+    assert runtime.zygote.proc.returncode == 0  # it ended with its control socket
+
+
+CRASHING_SERVER = textwrap.dedent("""
+    import sys, time
+    from sandlot.runtimes import cgroups
+    from sandlot.runtimes.stems import Stems
+    from sandlot.runtimes.zygote import Zygote
+
+    zygote = Zygote()
+    stems = Stems(cgroups.detect(), sys.argv[1], lambda pid: None, zygote=zygote)
+    stems.take()  # the first fill
+    deadline = time.monotonic() + 20
+    while len(stems.spares()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    print(zygote.proc.pid, *(stem.pid for stem in stems._stems), flush=True)
+    time.sleep(600)
+""")
+
+
+def test_a_killed_server_leaves_neither_zygote_nor_stems():
+    group = "sandlot-zygotetest-" + secrets.token_hex(4)
+    server = subprocess.Popen([sys.executable, "-c", CRASHING_SERVER, group], stdout=subprocess.PIPE, text=True)
+    try:
+        pids = [int(p) for p in server.stdout.readline().split()]
+        assert len(pids) == 3, pids  # the zygote and two stems
+        assert all(start_ticks(pid) for pid in pids)
+        assert all(_parent(pid) == pids[0] for pid in pids[1:])
+        server.send_signal(signal.SIGKILL)
+        server.wait()
+        deadline = time.monotonic() + 10
+        while any(start_ticks(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(start_ticks(pid) for pid in pids)  # gone (or a zombie no one waits for)
+    finally:
+        server.kill()
+        server.wait()
+        for name in cgroups.leftovers(group):  # the spare groups: a next start removes them
+            cgroups.SandboxCgroup(name, cgroups.detect(), group).remove()
+    assert not cgroups.leftovers(group)
