@@ -82,7 +82,7 @@ CRASHING_SERVER = textwrap.dedent("""
     stems = Stems(cgroups.detect(), sys.argv[1], lambda pid: None, zygote=zygote)
     stems.take()  # the first fill
     deadline = time.monotonic() + 20
-    while len(stems.spares()) < 2 and time.monotonic() < deadline:
+    while len(stems._stems) < 2 and time.monotonic() < deadline:
         time.sleep(0.02)
     print(zygote.proc.pid, *(stem.pid for stem in stems._stems), flush=True)
     time.sleep(600)

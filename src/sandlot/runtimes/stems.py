@@ -59,6 +59,7 @@ class Stems:
         self._lock = threading.Lock()
         self._closed = False
         self._filling: threading.Thread | None = None
+        self._forking: str | None = None  # the spare group of the stem being forked now
 
     def take(self) -> Stem | None:
         with self._lock:
@@ -88,8 +89,14 @@ class Stems:
                 with self._lock:
                     if self._closed or len(self._stems) >= self.keep:
                         return
-                stem = self._fork()
+                try:
+                    stem = self._fork()
+                except BaseException:
+                    with self._lock:
+                        self._forking = None
+                    raise
                 with self._lock:
+                    self._forking = None  # in the same hold as the append: never out of spares()
                     if self._closed:
                         discard(stem, self.version, self.group)
                         return
@@ -102,6 +109,8 @@ class Stems:
 
     def _fork(self) -> Stem:
         spare = SPARE_PREFIX + secrets.token_hex(6)
+        with self._lock:
+            self._forking = spare  # a spare already, for spares(), from its first directory on
         cg = SandboxCgroup(spare, self.version, self.group)
         cg.make_dirs()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -125,7 +134,7 @@ class Stems:
     def spares(self) -> set[str]:
         """Cgroup names of the stems (not leftovers of sandboxes)."""
         with self._lock:
-            return {stem.spare for stem in self._stems}
+            return {stem.spare for stem in self._stems} | ({self._forking} if self._forking else set())
 
     def close(self) -> None:
         with self._lock:
