@@ -52,7 +52,7 @@ def test_stems_are_the_zygote_s_children_not_the_server_s(tmp_path):
     runtime = NamespaceRuntime(home)
     made = []
     try:
-        assert runtime.zygote is not None and runtime.zygote.proc.poll() is None
+        assert runtime.zygote is not None and runtime.zygote.proc is None  # started at the first stem
         parents = []
         for i in range(3):  # the first takes no stem (none forked yet): it forks itself
             sid = f"izygote{i:013d}"
@@ -60,6 +60,7 @@ def test_stems_are_the_zygote_s_children_not_the_server_s(tmp_path):
             made.append(sid)
             parents.append(_parent(rt.pid))
             _stems_ready(runtime.stems)
+        assert runtime.zygote.proc.poll() is None
         assert parents[0] == os.getpid()
         assert parents[1:] == [runtime.zygote.proc.pid] * 2, (parents, runtime.zygote.proc.pid)
         for sid in made:
@@ -80,7 +81,7 @@ CRASHING_SERVER = textwrap.dedent("""
 
     zygote = Zygote()
     stems = Stems(cgroups.detect(), sys.argv[1], lambda pid: None, zygote=zygote)
-    stems.take()  # the first fill
+    stems.take()  # the first fill (starts the zygote)
     deadline = time.monotonic() + 20
     while len(stems._stems) < 2 and time.monotonic() < deadline:
         time.sleep(0.02)

@@ -98,7 +98,7 @@ class NamespaceRuntime:
         self.bwrap = install_bwrap(self.code)
         self.cgroup_version = cgroups.detect()
         # with cgroups, sandbox processes are forked (and attached) ahead of time, by a small process
-        self.zygote = _start_zygote() if self.cgroup_version else None
+        self.zygote = Zygote() if self.cgroup_version else None
         self.stems = Stems(self.cgroup_version, self.cgroup_group, self._reap_in_background, zygote=self.zygote) \
             if self.cgroup_version else None
         self.uids = UidRanges(self.mnt)
@@ -515,14 +515,6 @@ class NamespaceRuntime:
         if slot is None:  # not made or adopted by this runtime object: its state names it
             slot = (self._read_state(sandbox_id) or {}).get("slot")
         return (0, 0) if slot is None else self.network.usage(slot)
-
-
-def _start_zygote() -> Zygote | None:
-    try:
-        return Zygote()
-    except OSError as e:
-        log.error("could not start the stem zygote (%s): the server forks its stems itself", e)
-        return None
 
 
 def _upper(d: Path) -> Path:

@@ -6,7 +6,7 @@ stem that may wait for minutes: each page the server writes meanwhile is copied.
 fresh interpreter with only the stems' code loaded; a fork of it costs a fraction of that and runs
 beside the server, not inside it.
 
-It is started by the namespace runtime, lives while its control socket is open (the server's end:
+It is started at the first stem a namespace runtime forks, lives while its control socket is open (the server's end:
 a stopped or killed server closes it) and reaps what it forked: the stems, and the sandboxes' outer
 bwrap they become. Stems waiting when it exits see their own socket close and exit too; running
 sandboxes carry on (a restarted server adopts them, as before).
@@ -31,9 +31,15 @@ PID = 8  # bytes of an answer
 
 
 class Zygote:
-    """The server's end: start it, ask it for stems."""
+    """The server's end: asks the zygote for stems, starting it at the first ask."""
 
     def __init__(self) -> None:
+        self.proc: subprocess.Popen | None = None
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()  # one request and its answer at a time
+        self._closed = False
+
+    def _start(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self.proc = subprocess.Popen([sys.executable, "-m", "sandlot.runtimes.zygote", str(theirs.fileno())],
@@ -44,12 +50,15 @@ class Zygote:
         finally:
             theirs.close()
         self._sock = ours
-        self._lock = threading.Lock()  # one request and its answer at a time
 
     def fork_stem(self, stem_sock: socket.socket, procs: list[str]) -> int:
-        """Fork a stem that runs stems._stem_main on `stem_sock`; its pid. OSError if the zygote is
-        gone or could not fork."""
+        """Fork a stem that runs stems._stem_main on `stem_sock`; its pid. OSError if the zygote
+        cannot be started, is gone or could not fork."""
         with self._lock:
+            if self._closed:
+                raise OSError("the stem zygote is closed")
+            if self.proc is None:
+                self._start()
             socket.send_fds(self._sock, [json.dumps(procs).encode()], [stem_sock.fileno()])
             answer = self._sock.recv(PID)
         if len(answer) != PID:
@@ -60,12 +69,16 @@ class Zygote:
         return pid
 
     def close(self) -> None:
-        self._sock.close()  # it exits at EOF
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        with self._lock:
+            self._closed = True
+            if self._sock is not None:
+                self._sock.close()  # it exits at EOF
+        if self.proc is not None:
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
 
 def _reap(*_) -> None:
@@ -85,7 +98,10 @@ def main(fd: int) -> None:
     signal.signal(signal.SIGCHLD, _reap)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a ^C to the server's terminal: the server decides
     while True:
-        msg, fds, _, _ = socket.recv_fds(ctl, 1 << 16, 1)
+        try:
+            msg, fds, _, _ = socket.recv_fds(ctl, 1 << 16, 1)
+        except ConnectionError:
+            return
         if not msg:
             return  # the server went away
         try:
@@ -103,7 +119,10 @@ def main(fd: int) -> None:
                 _stem_main(fds[0], procs)  # never returns
         for f in fds:
             os.close(f)
-        ctl.send(pid.to_bytes(PID, "little", signed=True))
+        try:
+            ctl.send(pid.to_bytes(PID, "little", signed=True))
+        except ConnectionError:
+            return  # the server went away meanwhile (its stem exits at its own socket's end)
 
 
 if __name__ == "__main__":
