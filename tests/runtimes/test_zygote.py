@@ -110,3 +110,35 @@ def test_a_killed_server_leaves_neither_zygote_nor_stems():
         for name in cgroups.leftovers(group):  # the spare groups: a next start removes them
             cgroups.SandboxCgroup(name, cgroups.detect(), group).remove()
     assert not cgroups.leftovers(group)
+
+
+def test_a_zygote_that_stops_answering_is_given_up(monkeypatch):
+    """A stopped (or wedged) zygote fails the refill within ANSWER_TIMEOUT (the stems then come from
+    the server's own fork) instead of holding the refill, and with it the server's stop, forever."""
+    import socket
+
+    from sandlot.runtimes import zygote as zygote_module
+
+    monkeypatch.setattr(zygote_module, "ANSWER_TIMEOUT", 0.5)
+    z = zygote_module.Zygote()
+    socks = []
+    try:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        socks += [ours, theirs]
+        assert z.fork_stem(theirs, []) > 0  # started, and answering
+        os.kill(z.proc.pid, signal.SIGSTOP)
+        ours2, theirs2 = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        socks += [ours2, theirs2]
+        started = time.monotonic()
+        with pytest.raises(OSError):
+            z.fork_stem(theirs2, [])
+        assert time.monotonic() - started < 5
+        with pytest.raises(OSError, match="closed"):  # never asked again: its late answer is not taken
+            z.fork_stem(theirs2, [])
+    finally:
+        if z.proc is not None:
+            os.kill(z.proc.pid, signal.SIGCONT)
+        for s in socks:
+            s.close()  # its stems see their sockets close and exit
+        z.close()
+    assert z.proc.returncode is not None

@@ -28,6 +28,7 @@ import sys
 import threading
 
 PID = 8  # bytes of an answer
+ANSWER_TIMEOUT = 10.0  # seconds: a fork takes milliseconds
 
 
 class Zygote:
@@ -49,6 +50,7 @@ class Zygote:
             raise
         finally:
             theirs.close()
+        ours.settimeout(ANSWER_TIMEOUT)  # one that stopped answering is given up (OSError), not waited for
         self._sock = ours
 
     def fork_stem(self, stem_sock: socket.socket, procs: list[str]) -> int:
@@ -57,12 +59,18 @@ class Zygote:
         with self._lock:
             if self._closed:
                 raise OSError("the stem zygote is closed")
-            if self.proc is None:
-                self._start()
-            socket.send_fds(self._sock, [json.dumps(procs).encode()], [stem_sock.fileno()])
-            answer = self._sock.recv(PID)
-        if len(answer) != PID:
-            raise OSError("the stem zygote has exited")
+            try:
+                if self.proc is None:
+                    self._start()
+                socket.send_fds(self._sock, [json.dumps(procs).encode()], [stem_sock.fileno()])
+                answer = self._sock.recv(PID)
+                if len(answer) != PID:
+                    raise OSError("the stem zygote has exited")
+            except OSError:  # not asked again: a late answer would be taken for the next request's
+                self._closed = True
+                if self._sock is not None:
+                    self._sock.close()
+                raise
         pid = int.from_bytes(answer, "little", signed=True)
         if pid < 0:
             raise OSError(-pid, os.strerror(-pid))
