@@ -107,6 +107,18 @@ def start_tls_server(home: Path) -> Server:
     return srv
 
 
+def runtime_home(tmp_path: Path):
+    """A state dir under `tmp_path` (its name holds a space) on the shared template cache, and its
+    `base` template: for tests that drive a NamespaceRuntime in-process. Skips without `base`."""
+    from sandlot.templates import TemplateStore
+
+    if not (TEMPLATE_CACHE / "base").is_dir():
+        pytest.skip("the shared base template is not built")
+    home = Path(tempfile.mkdtemp(prefix="sandlot test home ", dir=tmp_path))
+    (home / "templates").symlink_to(TEMPLATE_CACHE)
+    return home, TemplateStore(home).get("base")
+
+
 def link_templates(home: Path) -> None:
     """Give the state dir `home` the shared template cache, unless it has templates of its own, and
     build there the templates the suites use."""

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import os
 import subprocess
-import tempfile
-from pathlib import Path
 
 import pytest
-from support import TEMPLATE_CACHE
+from support import runtime_home
 
 from sandlot.hostfs import Mount, mounted_under, parse_mountinfo, remove_tree, source_in_use
 
@@ -84,13 +82,8 @@ def test_namespace_runtime_in_a_state_dir_with_a_space_keeps_its_guards(tmp_path
     finds a mount it did not make leaves the directory (and what is mounted there) alone."""
     from sandlot.runtimes.namespace import NamespaceRuntime
     from sandlot.runtimes.policy import SandboxSpec
-    from sandlot.templates import TemplateStore
 
-    if not (TEMPLATE_CACHE / "base").is_dir():
-        pytest.skip("the shared base template is not built")
-    home = Path(tempfile.mkdtemp(prefix="sandlot test home ", dir=tmp_path))
-    (home / "templates").symlink_to(TEMPLATE_CACHE)
-    template = TemplateStore(home).get("base")
+    home, template = runtime_home(tmp_path)
     runtime = NamespaceRuntime(home)
     outside = tmp_path / "host files"
     outside.mkdir()

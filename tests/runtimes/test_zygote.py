@@ -7,19 +7,17 @@ import secrets
 import signal
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
+from support import runtime_home
 
 from sandlot.runtimes import cgroups
 from sandlot.runtimes.sandbox_process import start_ticks
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not cgroups.detect(), reason="needs root and cgroups")
-
-TEMPLATE_CACHE = Path("/var/tmp/sandlot-test-home/templates")
 
 
 def _parent(pid: int) -> int:
@@ -40,15 +38,10 @@ def _stems_ready(stems, within: float = 20.0) -> None:
 
 
 def test_stems_are_the_zygote_s_children_not_the_server_s(tmp_path):
-    if not (TEMPLATE_CACHE / "base").is_dir():
-        pytest.skip("the shared base template is not built")
     from sandlot.runtimes.namespace import NamespaceRuntime
     from sandlot.runtimes.policy import SandboxSpec
-    from sandlot.templates.store import TemplateStore
 
-    home = Path(tempfile.mkdtemp(prefix="sandlot test home ", dir=tmp_path))
-    (home / "templates").symlink_to(TEMPLATE_CACHE)
-    template = TemplateStore(home).get("base")
+    home, template = runtime_home(tmp_path)
     runtime = NamespaceRuntime(home)
     made = []
     try:

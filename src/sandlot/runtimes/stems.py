@@ -89,8 +89,11 @@ class Stems:
                 with self._lock:
                     if self._closed or len(self._stems) >= self.keep:
                         return
+                spare = SPARE_PREFIX + secrets.token_hex(6)
+                with self._lock:
+                    self._forking = spare  # a spare already, for spares(), from its first directory on
                 try:
-                    stem = self._fork()
+                    stem = self._fork(spare)
                 except BaseException:
                     with self._lock:
                         self._forking = None
@@ -107,10 +110,7 @@ class Stems:
             with self._lock:
                 self._filling = None
 
-    def _fork(self) -> Stem:
-        spare = SPARE_PREFIX + secrets.token_hex(6)
-        with self._lock:
-            self._forking = spare  # a spare already, for spares(), from its first directory on
+    def _fork(self, spare: str) -> Stem:
         cg = SandboxCgroup(spare, self.version, self.group)
         cg.make_dirs()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -6,10 +6,10 @@ stem that may wait for minutes: each page the server writes meanwhile is copied.
 fresh interpreter with only the stems' code loaded; a fork of it costs a fraction of that and runs
 beside the server, not inside it.
 
-It is started at the first stem a namespace runtime forks, lives while its control socket is open (the server's end:
-a stopped or killed server closes it) and reaps what it forked: the stems, and the sandboxes' outer
-bwrap they become. Stems waiting when it exits see their own socket close and exit too; running
-sandboxes carry on (a restarted server adopts them, as before).
+It is started at the first stem a namespace runtime forks, lives while its control socket is open
+(the server's end: a stopped or killed server closes it) and reaps what it forked: the stems, and
+the sandboxes' outer bwrap they become. Stems waiting when it exits see their own socket close and
+exit too; running sandboxes carry on (a restarted server adopts them, as before).
 
 Control socket (SOCK_SEQPACKET): the server sends a new stem's socket (SCM_RIGHTS) with the JSON
 list of the cgroup.procs files it attaches to; the zygote answers the stem's pid (8 bytes, signed;

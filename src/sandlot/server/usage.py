@@ -58,8 +58,8 @@ class UsageSampler:
 
     async def disk_used(self, live: LiveSandbox) -> int:
         """The sandbox's disk use as last read; a stale reading starts the next walk (USAGE_THREADS)."""
-        if live.disk is not None and time.monotonic() < live.disk[0]:
-            return live.disk[1]
+        if (fresh := _fresh_disk(live)) is not None:
+            return fresh
         if live.walking is None or live.walking.done():
             live.walking = asyncio.get_running_loop().run_in_executor(self._threads, self._walk, live)
             live.walking.add_done_callback(_walked)
@@ -112,11 +112,19 @@ class UsageSampler:
         for live in running:
             try:
                 now, usage = time.time(), self.runtime.usage(live.id)
-                fresh = live.disk is not None and time.monotonic() < live.disk[0]
-                disk = live.disk[1] if fresh else self._walk(live, usage.cpu_usage_ns)
+                disk = _fresh_disk(live)
+                if disk is None:
+                    disk = self._walk(live, usage.cpu_usage_ns)
                 live.samples.append(self._sample(live, now, disk, usage))
             except Exception as e:  # gone meanwhile: the reaper deals with it
                 log.debug("no metrics for sandbox %s: %s", live.id, e)
+
+
+def _fresh_disk(live: LiveSandbox) -> int | None:
+    """The sandbox's disk use as last read, if that reading is still fresh."""
+    if live.disk is not None and time.monotonic() < live.disk[0]:
+        return live.disk[1]
+    return None
 
 
 def _walked(walk: asyncio.Future) -> None:
