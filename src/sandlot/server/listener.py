@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import resource
+import socket
 import ssl
 from collections import Counter
 from collections.abc import Callable
@@ -146,24 +148,52 @@ def connection_budget(wanted: int) -> int:
     return min(wanted, budget)
 
 
-def uvicorn_config(app, config: Config, on_drop: Callable[[str], None],
-                   tls: ssl.SSLContext | None = None) -> uvicorn.Config:
+def accepts_per_round(max_connections: int) -> int:
+    """How many connections asyncio accepts per loop turn (its `backlog`). A connection dropped
+    on admission holds its fd until its close runs, three turns after its accept (accept, then
+    the transport's task, connection_made, the close), so a flood keeps up to three rounds of
+    accepted fds on top of the open connections: a quarter each keeps all under 2 * max
+    (FDS_PER_CONNECTION_SHARE's budget)."""
+    return max(8, accept_queue(max_connections) // 4)
+
+
+def accept_queue(max_connections: int) -> int:
+    return min(2048, max_connections)
+
+
+class Listener(uvicorn.Server):
+    """uvicorn's server with the kernel's accept queue at the connection limit: asyncio sets it
+    to `backlog`, kept small as the per-turn accept count, and a short queue would leave clients'
+    handshakes waiting on SYN retries whenever a flood fills it."""
+
+    def __init__(self, config: uvicorn.Config, queue: int):
+        super().__init__(config)
+        self.queue = queue
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        for server in getattr(self, "servers", []):  # none if the start failed
+            for sock in server.sockets:
+                # listen() again only widens the queue; asyncio's per-turn accept count stays
+                with socket.socket(fileno=os.dup(sock.fileno())) as same:
+                    same.listen(self.queue)
+
+
+def listener(app, config: Config, on_drop: Callable[[str], None], tls: ssl.SSLContext | None = None) -> Listener:
     """`tls`: the listener's TLS context (server/tls.py), None for plain HTTP."""
     max_connections = connection_budget(config.max_connections)
     admission = Admission(max_connections, config.header_timeout, on_drop)
-    return uvicorn.Config(
+    return Listener(uvicorn.Config(
         # WebSocket: the port proxy relays it into sandboxes (server/proxy.py)
         app, host=config.host, port=config.port, http=protocol_class(admission), ws="websockets-sansio",
         log_config=None, log_level=config.log_level, access_log=False,  # observe.py writes the access log
         timeout_keep_alive=config.keepalive_timeout, h11_max_incomplete_event_size=MAX_HEADER_BYTES,
         # a backstop for requests in flight (answered 503 past it); connections are bounded above
         limit_concurrency=2 * max_connections,
-        # also how many connections one accept round may take: a closed connection's fd is freed
-        # on the next round, so open fds stay under 2 * max_connections (within the fd budget)
-        backlog=min(2048, max_connections),
+        backlog=accepts_per_round(max_connections),
         ssl_context_factory=(lambda _config, _default: tls) if tls is not None else None,
-    )
+    ), queue=accept_queue(max_connections))
 
 
 def run(app, config: Config, on_drop: Callable[[str], None], tls: ssl.SSLContext | None = None) -> None:
-    uvicorn.Server(uvicorn_config(app, config, on_drop, tls)).run()
+    listener(app, config, on_drop, tls).run()
