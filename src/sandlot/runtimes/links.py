@@ -159,9 +159,9 @@ class Netlink:
 
     # ---- what the runtime does with them -----------------------------------------------------
 
-    def add_veth(self, name: str, netns_fd: int, host_cidr: str) -> int:
-        """A veth pair: `name` here with `host_cidr` and up, its peer eth0 (down, no address) in the
-        sandbox's namespace. Returns the host end's index."""
+    def add_veth(self, name: str, netns_fd: int, host_cidr: str, up: bool = True) -> int:
+        """A veth pair: `name` here with `host_cidr` (and up unless not `up`), its peer eth0 (down,
+        no address) in the sandbox's namespace. Returns the host end's index."""
         addr, plen = host_cidr.split("/")
         with contextlib.closing(self.socket()) as s:
             self.run(s, [self._msg(ifinfmsg, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, {}, [
@@ -174,9 +174,18 @@ class Netlink:
                 self._msg(ifaddrmsg, RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL,
                           {"index": index, "family": socket.AF_INET, "prefixlen": int(plen)},
                           [("IFA_LOCAL", addr), ("IFA_ADDRESS", addr)]),
-                self._msg(ifinfmsg, RTM_NEWLINK, 0, {"index": index, "flags": IFF_UP, "change": IFF_UP}, []),
+                *([self._up(index)] if up else []),
             ])
         return index
+
+    def set_up(self, link: int | str) -> None:
+        """A link of the host's up, by index or name."""
+        with contextlib.closing(self.socket()) as s:
+            self.run(s, [self._up(link)])
+
+    def _up(self, link: int | str) -> tuple[int, bytes]:
+        index, attrs = (link, []) if isinstance(link, int) else (0, [("IFLA_IFNAME", link)])
+        return self._msg(ifinfmsg, RTM_NEWLINK, 0, {"index": index, "flags": IFF_UP, "change": IFF_UP}, attrs)
 
     def configure_peer(self, netns_fd: int, cidr: str, gateway: str) -> None:
         """eth0 in the sandbox: its address, up, and the default route through the host end
@@ -191,7 +200,7 @@ class Netlink:
                 self._msg(ifaddrmsg, RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL,
                           {"index": index, "family": socket.AF_INET, "prefixlen": int(plen)},
                           [("IFA_LOCAL", addr), ("IFA_ADDRESS", addr)]),
-                self._msg(ifinfmsg, RTM_NEWLINK, 0, {"index": index, "flags": IFF_UP, "change": IFF_UP}, []),
+                self._up(index),
                 self._msg(rtmsg, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL,
                           {"family": socket.AF_INET, "dst_len": 0, "table": 254, "proto": 4, "scope": 0,
                            "type": 1},
