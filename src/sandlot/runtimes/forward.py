@@ -28,9 +28,11 @@ from .nft import Nft
 
 log = logging.getLogger("sandlot.network")
 
-# nftables' chains are looked at whenever a sandbox is given a network (one list, ~1 ms here), so a
-# firewall started after this server (dockerd) is seen at the next one; iptables-legacy's need a
-# process (~5 ms): at most this often
+# nftables' chains are looked at whenever a pooled sandbox's link is made and when a sandbox is given
+# a network, unless the last look is younger than RECHECK_S (one list, ~0.5-1 ms here: not on every
+# warm create), so a firewall started after this server (dockerd) is seen within a second or at the
+# next pool refill; iptables-legacy's need a process (~5 ms): at most every LEGACY_RECHECK_S
+RECHECK_S = 1.0
 LEGACY_RECHECK_S = 30.0
 
 
@@ -42,13 +44,21 @@ class ForwardDrops:
         self.nft, self.table, self.prefix = nft, table, link_prefix
         self.comment = f"{table} sandboxes"  # tags this server's rules in other tables
         self._lock = threading.Lock()  # attaches run in threads: one look at a time
-        self._legacy_at = float("-inf")
+        self._legacy_at = self._checked_at = float("-inf")
         self._legacy: str | None = None
         self._reported: set[str] = set()  # dropping chains already named in the log
 
-    def check(self) -> None:
-        """Look again: let this server's links through DOCKER-USER chains, report other drops."""
+    @property
+    def checked(self) -> bool:
+        return self._checked_at > float("-inf")
+
+    def check(self, unless_within: float = 0.0) -> None:
+        """Look again (unless the last look is younger than `unless_within` seconds): let this
+        server's links through DOCKER-USER chains, report other drops."""
         with self._lock:
+            if time.monotonic() - self._checked_at < unless_within:
+                return
+            self._checked_at = time.monotonic()
             try:
                 self._check()
             except E.RuntimeFailure as e:  # sandlot's own rules do not depend on it: the network is given

@@ -49,7 +49,7 @@ from .attachment import Attached, cap_chain, split_explicit
 from .dns import Resolver
 from .egress_proxy import EgressTls, RulesProxy
 from .egress_rules import headers_for
-from .forward import ForwardDrops
+from .forward import RECHECK_S, ForwardDrops
 from .nft import Nft
 from .policy import ALWAYS_BLOCKED, SANDBOX_SUBNET, NetworkPolicy, closed, name_matches
 
@@ -250,6 +250,10 @@ class Network:
         link, (host_cidr, cidr) = self.link_name(slot), addresses(slot)
         index = self._make_link(slot, netns_fd, up=False)
         self.netlink.configure_peer(netns_fd, cidr, host_cidr.split("/")[0])
+        # off the claim's path: attach looks again only if this is stale. Not before a first
+        # network is given, which is when other firewalls' chains are first touched
+        if self.forward.checked:
+            self.forward.check()
         with self._lock:
             self._prepared[link] = index
 
@@ -281,7 +285,7 @@ class Network:
         # at the first network given, not at start: a server that gives none (SANDLOT_EGRESS=off)
         # leaves the host's forwarding as it found it
         self._enable_forwarding()
-        self.forward.check()
+        self.forward.check(unless_within=RECHECK_S)
         with self._lock:
             prepared = self._prepared.pop(link, None)
         if prepared is not None:  # made ahead for this sandbox, eth0 ready: the host end up

@@ -180,12 +180,9 @@ class SandboxService:
         # TemplateBuilding (503) while it builds; a fork's children come with their stack
         template = req.stack or await self._template(req.template)
         pooled = self.pools.claim(req) if req.stack is None else None
-        if pooled is not None:
-            try:  # a pool sandbox has its link made, unconfigured; configure it or take it away
-                await self.networks.for_pooled(pooled, req.egress)
-            except BaseException:
-                asyncio.get_running_loop().run_in_executor(None, self.runtime.kill, pooled.rt.sandbox_id)
-                raise
+        # a pool sandbox has its link made ahead: attach it or take it away, in a thread while
+        # this one logs and builds the record (awaited before the record is stored)
+        network = asyncio.ensure_future(self.networks.for_pooled(pooled, req.egress)) if pooled else None
         if pooled is None:
             _apart(req.workspace, req.volume_mounts)  # before a volume is mounted
             volumes = await asyncio.to_thread(self.volume_binds, req.volume_mounts, req.team)
@@ -212,6 +209,12 @@ class SandboxService:
             stack=self.lifecycle.stack_of(template), volume_mounts=req.volume_mounts,
             security=req.security.changes(), workspace=req.workspace is not None, team=req.team,
             network=network_record(req.egress, req.network))
+        if network is not None:
+            try:
+                await network
+            except BaseException:
+                asyncio.get_running_loop().run_in_executor(None, self.runtime.kill, rt.sandbox_id)
+                raise
         self.store.insert(rec)
         live = self._live(rec, rt, kernels)
         self.live[rec.id] = live
