@@ -20,7 +20,7 @@ from .store import SandboxRecord, Store
 
 log = logging.getLogger("sandlot.service")
 
-# A pool sandbox claimed without a network has its unconfigured link removed this much later: after
+# A pool sandbox claimed without a network has its unused link removed this much later: after
 # the create has answered (~20-50 ms of work the create should not wait for).
 UNUSED_LINK_DELAY = 0.1
 
@@ -60,7 +60,7 @@ class SandboxNetworks:
         rt = pooled.rt
         if egress is not None:
             await asyncio.to_thread(self.runtime.set_network, rt.sandbox_id, egress)
-        elif pooled.spec.network_ready:  # its unconfigured link goes after the create has answered (~20-50 ms)
+        elif pooled.spec.network_ready:  # its unused link goes after the create has answered (~20-50 ms)
             loop = asyncio.get_running_loop()
             loop.call_later(UNUSED_LINK_DELAY, lambda: loop.create_task(self._drop_unused_link(rt.sandbox_id)))
 
