@@ -277,6 +277,31 @@ async def test_stdio_fds_connect_the_caller_to_the_process_directly(client):
         assert out.read() == b"got hello\n"  # then EOF: nobody else holds the pipe
 
 
+async def test_a_command_inherits_its_stdio_and_nothing_else(client, run):
+    """What a started command gets from the agent: fds 0-2 only (not the agent's sockets or pipes,
+    nor fds another client passed and the agent still holds), no ignored standard signal (the
+    interpreter ignores SIGPIPE and SIGXFSZ), and a session of its own. glibc's posix_spawn leaves
+    its two internal signals (32, 33) ignored in the child (spawn.py): not checked."""
+    in_r, in_w = os.pipe()
+    out_r, out_w = os.pipe()
+    held = client.start("/bin/bash", ["-c", "read line"], stdio_fds=(in_r, out_w))  # its fds stay open
+    assert "start" in await held.__anext__()
+    try:
+        for user in (None, "root"):  # as the agent's own user, and through a user switch
+            # the ignored signals of grep itself: bash ignores SIGQUIT in its own process
+            result = await run("ls /proc/$$/fd; grep SigIgn /proc/self/status; ps -o sid= -p $$; echo $$",
+                               user=user)
+            *fds, ignored, sid, pid = result.stdout.decode().split("\n")[:-1]
+            assert fds == ["0", "1", "2"], (user, fds)
+            assert int(ignored.split()[1], 16) & 0x7FFFFFFF == 0, (user, ignored)  # signals 1-31
+            assert sid.strip() == pid, (user, sid, pid)
+    finally:
+        os.write(in_w, b"done\n")
+        for fd in (in_r, in_w, out_r, out_w):
+            os.close(fd)
+        await collect(held)
+
+
 @pytest.mark.parametrize("fds, pty", [(1, None), (3, None), (2, {"cols": 80, "rows": 24})])
 async def test_stdio_fds_needs_two_fds_and_no_pty(client, fds, pty):
     pipes = [os.pipe() for _ in range(2)]

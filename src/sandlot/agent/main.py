@@ -39,11 +39,14 @@ def main(argv=None):
     # signal: the kernel then keeps every signal from inside the sandbox away from it (its users
     # cannot take it down), and the runtime ends it with SIGKILL. Elsewhere (tests on the host),
     # SIGTERM and SIGINT stop it.
-    # An ignored SIGHUP is inherited through exec (a server started under nohup passes it on): the
-    # sandbox's commands must still get a hang-up (a closed terminal, a sudo shim gone). As pid 1
-    # the agent itself takes no signal it has no handler for.
-    if signal.getsignal(signal.SIGHUP) == signal.SIG_IGN:
-        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    # An ignored signal is inherited through exec: a server started under nohup passes SIGHUP on
+    # ignored, one started in the background by a script SIGINT and SIGQUIT. The sandbox's commands
+    # must still get a hang-up (a closed terminal, a sudo shim gone) or an interrupt. As pid 1 the
+    # agent itself takes no signal it has no handler for. SIGPIPE and SIGXFSZ are the
+    # interpreter's own; children get them back as default when started (spawn.py).
+    for sig in range(1, signal.NSIG):
+        if sig not in (signal.SIGPIPE, signal.SIGXFSZ) and signal.getsignal(sig) == signal.SIG_IGN:
+            signal.signal(sig, signal.SIG_DFL)
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_w)
     handled = (signal.SIGCHLD,) if os.getpid() == 1 else (signal.SIGTERM, signal.SIGINT)

@@ -5,13 +5,12 @@ Each process keeps its latest output (AgentConfig.output_replay_bytes, 64 KiB by
 it to a client that connects later, so what a background process printed before is not lost.
 Over 400 lines: one process's whole life (start, output, input, signals, end) is one state machine."""
 
+import _signal as signal  # signal.py only adds enums to it
 import binascii
 import fcntl
 import os
-import signal
 import struct
-import subprocess
-from collections import deque
+from _collections import deque  # the collections package is ~1.5 ms of imports at a first command
 
 from ..protocol import wire
 from . import config, loop, spawn, users
@@ -258,7 +257,7 @@ def read_available(fd):
 def _spawn_pipes(argv, user, cwd, env, with_stdin, restricted=True):
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
-    in_r, in_w = os.pipe() if with_stdin else (subprocess.DEVNULL, None)
+    in_r, in_w = os.pipe() if with_stdin else (spawn.DEVNULL, None)
     try:
         popen = spawn.popen(argv, user, cwd, env, in_r, out_w, err_w, restricted=restricted)
     except BaseException:
@@ -268,7 +267,7 @@ def _spawn_pipes(argv, user, cwd, env, with_stdin, restricted=True):
         raise
     finally:
         for fd in (out_w, err_w, in_r):
-            if fd != subprocess.DEVNULL:
+            if fd != spawn.DEVNULL:
                 os.close(fd)
     for fd in (out_r, err_r, in_w):
         if fd is not None:

@@ -218,7 +218,8 @@ async def _read_request(sock):
                 if len(buf) >= end:
                     return wire.decode_json(buf[wire.HEADER_SIZE:end]), fds, buf[end:]
             try:
-                data, ancdata, _, _ = sock.recvmsg(65536, fd_space)
+                # close-on-exec: a passed fd reaches a child only as the stdio it is given as
+                data, ancdata, _, _ = sock.recvmsg(65536, fd_space, socket.MSG_CMSG_CLOEXEC)
             except BlockingIOError:
                 await loop.wait_readable(sock.fileno(), deadline - time.monotonic())
                 continue

@@ -33,7 +33,6 @@ SIGINT. A shell that still does not answer is killed, and the session ends.
 """
 
 import os
-import subprocess
 import time
 from collections import deque
 
@@ -456,7 +455,7 @@ async def start(sid, user, cwd, envs):
     control_r, control_w = os.pipe()
     status_r, status_w = os.pipe()
     try:
-        popen = spawn.popen(SHELL, user, cwd, env, control_r, status_w, subprocess.DEVNULL)
+        popen = spawn.popen(SHELL, user, cwd, env, control_r, status_w, spawn.DEVNULL)
     except BaseException:
         for fd in (control_w, status_r):
             os.close(fd)

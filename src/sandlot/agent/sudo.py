@@ -5,8 +5,8 @@ the caller's terminal or pipes directly; the agent relays the signals the shim f
 answers with the exit status. no_new_privs stays set in the sandbox: nothing setuid is needed.
 """
 
+import _signal as signal  # signal.py only adds enums to it
 import os
-import signal
 
 from ..protocol import wire
 from . import config, loop, spawn, users
