@@ -57,7 +57,8 @@ def popen(argv, user, cwd, env, stdin, stdout, stderr, preexec_fn=None, restrict
         # The child changes directory before it switches user: with the agent's file identity set to
         # the user's meanwhile, that chdir is checked (and allowed) as it would be for the user.
         identity = users.identity(user)
-        fast = preexec_fn is None and not identity
+        # and stdio above 0-2: the dup2s into 0-2 would overwrite one another otherwise
+        fast = preexec_fn is None and not identity and all(fd > 2 for fd in (stdin, stdout, stderr) if fd != DEVNULL)
         if not fast:
             import subprocess  # here, not as the user below: the stdlib may not be theirs to read
         with users.acting_as(user):
@@ -92,8 +93,8 @@ def _posix_spawn(argv, cwd, env, stdio):
             actions.append((os.POSIX_SPAWN_OPEN, target, os.devnull, os.O_RDONLY if target == 0 else os.O_RDWR, 0))
         else:
             actions.append((os.POSIX_SPAWN_DUP2, fd, target))
-    # subprocess's close_fds: every fd the child would inherit besides its stdio (fds received
-    # from clients are not close-on-exec)
+    # subprocess's close_fds, belt and braces: the agent's fds are close-on-exec (those clients
+    # pass included), but one that is not must not reach a sandbox's command
     keep = {fd for fd in stdio if fd != DEVNULL}
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
