@@ -46,6 +46,10 @@ NETNS_SYSCTLS = (
     ("/proc/sys/net/ipv4/ping_group_range", b"0 2147483647"),
     # IPv4 only: links made later (eth0) get no IPv6; loopback keeps ::1
     ("/proc/sys/net/ipv6/conf/default/disable_ipv6", b"1"),
+    # a route through a link without carrier is not taken: a pool sandbox's eth0 is routed ahead
+    # with its host end down, and a connect must fail at once (network unreachable), as with no
+    # link at all, not wait out its timeout
+    ("/proc/sys/net/ipv4/conf/default/ignore_routes_with_linkdown", b"1"),
 )
 
 
