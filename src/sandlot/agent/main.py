@@ -47,6 +47,14 @@ def main(argv=None):
     for sig in range(1, signal.NSIG):
         if sig not in (signal.SIGPIPE, signal.SIGXFSZ) and signal.getsignal(sig) == signal.SIG_IGN:
             signal.signal(sig, signal.SIG_DFL)
+    # Whatever the agent inherited beyond its stdio is closed at exec: no command may get it
+    # (spawn.py starts commands without a close list)
+    for fd in os.listdir("/proc/self/fd"):
+        if int(fd) > 2:
+            try:
+                os.set_inheritable(int(fd), False)
+            except OSError:
+                pass  # the listing's own fd
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_w)
     handled = (signal.SIGCHLD,) if os.getpid() == 1 else (signal.SIGTERM, signal.SIGINT)
