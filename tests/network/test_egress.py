@@ -26,7 +26,7 @@ def _sandbox_address(sbx) -> str:
 
 def test_no_network_by_default(world, make_sandbox):
     sbx = make_sandbox()
-    # at once, while the pool sandbox's link (eth0 routed ahead, its host end down) is still there:
+    # at once, while the pool sandbox's unused link (eth0 down, unaddressed) is still there:
     # refused on the spot, as with no link at all, not a connect left to time out
     code, out = sh(sbx, f"python3 -c \"import socket; socket.create_connection(('{ALLOWED}', 80), timeout=5)\"")
     assert code != 0 and "unreachable" in out.lower(), out

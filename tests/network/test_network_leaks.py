@@ -66,11 +66,6 @@ def test_200_networked_creates_and_kills_leave_nothing(world, own_server, tmp_pa
     running = fp.resources(server_pid=srv.proc.pid)
     assert all(any(sid in link for sid in pooled) for link in running["links"]), running["links"]
     assert running["nft"] == [], running["nft"]
-    # a prepared link's host end is down, so eth0 inside (addressed ahead) has no carrier
-    for link in running["links"]:
-        name = link.split()[1]
-        assert int(open(f"/sys/class/net/{name}/flags").read(), 16) & 1 == 0, link
-        assert open(f"/sys/class/net/{name}/operstate").read().strip() == "down", link
     srv.stop()
     left = fp.resources()
     assert not any(left.values()), left

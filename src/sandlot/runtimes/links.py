@@ -46,10 +46,6 @@ NETNS_SYSCTLS = (
     ("/proc/sys/net/ipv4/ping_group_range", b"0 2147483647"),
     # IPv4 only: links made later (eth0) get no IPv6; loopback keeps ::1
     ("/proc/sys/net/ipv6/conf/default/disable_ipv6", b"1"),
-    # a route through a link without carrier is not taken: a pool sandbox's eth0 is routed ahead
-    # with its host end down, and a connect must fail at once (network unreachable), as with no
-    # link at all, not wait out its timeout
-    ("/proc/sys/net/ipv4/conf/default/ignore_routes_with_linkdown", b"1"),
 )
 
 
@@ -164,9 +160,9 @@ class Netlink:
 
     # ---- what the runtime does with them -----------------------------------------------------
 
-    def add_veth(self, name: str, netns_fd: int, host_cidr: str, up: bool = True) -> int:
-        """A veth pair: `name` here with `host_cidr` (and up unless not `up`), its peer eth0 (down,
-        no address) in the sandbox's namespace. Returns the host end's index."""
+    def add_veth(self, name: str, netns_fd: int, host_cidr: str) -> int:
+        """A veth pair: `name` here with `host_cidr` and up, its peer eth0 (down, no address) in the
+        sandbox's namespace. Returns the host end's index."""
         addr, plen = host_cidr.split("/")
         with contextlib.closing(self.socket()) as s:
             self.run(s, [self._msg(ifinfmsg, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, {}, [
@@ -179,18 +175,12 @@ class Netlink:
                 self._msg(ifaddrmsg, RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL,
                           {"index": index, "family": socket.AF_INET, "prefixlen": int(plen)},
                           [("IFA_LOCAL", addr), ("IFA_ADDRESS", addr)]),
-                *([self._up(index)] if up else []),
+                self._up(index),
             ])
         return index
 
-    def set_up(self, link: int | str) -> None:
-        """A link of the host's up, by index or name."""
-        with contextlib.closing(self.socket()) as s:
-            self.run(s, [self._up(link)])
-
-    def _up(self, link: int | str) -> tuple[int, bytes]:
-        index, attrs = (link, []) if isinstance(link, int) else (0, [("IFLA_IFNAME", link)])
-        return self._msg(ifinfmsg, RTM_NEWLINK, 0, {"index": index, "flags": IFF_UP, "change": IFF_UP}, attrs)
+    def _up(self, index: int) -> tuple[int, bytes]:
+        return self._msg(ifinfmsg, RTM_NEWLINK, 0, {"index": index, "flags": IFF_UP, "change": IFF_UP}, [])
 
     def configure_peer(self, netns_fd: int, cidr: str, gateway: str) -> None:
         """eth0 in the sandbox: its address, up, and the default route through the host end

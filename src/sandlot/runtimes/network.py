@@ -81,9 +81,6 @@ class Network:
         self.netlink = links.Netlink()
         self._lock = threading.Lock()
         self._attached: dict[str, Attached] = {}  # by sandbox id
-        # links made ahead (pooled sandboxes): eth0 configured, the host end down (so no carrier
-        # either side) until attach brings it up; host end index by link name
-        self._prepared: dict[str, int] = {}
         self.resolver = Resolver(self.pin, self.pin_rule, port=self._saved_port("dns_port"))
         # without TLS material (a runtime built outside a server) there are no header rules
         self.proxy = RulesProxy(self.target, tls, port=self._saved_port("proxy_port")) if tls else None
@@ -244,26 +241,19 @@ class Network:
         return f"{self.prefix}{slot}"
 
     def prepare(self, slot: int, netns_fd: int) -> None:
-        """Make the sandbox's veth now, all but the host end's up: eth0 addressed and routed, but
-        with its peer down it has no carrier, and no elements are loaded: it carries nothing. An
-        attach is then one message (the host end up) and the nftables transaction."""
-        link, (host_cidr, cidr) = self.link_name(slot), addresses(slot)
-        index = self._make_link(slot, netns_fd, up=False)
-        self.netlink.configure_peer(netns_fd, cidr, host_cidr.split("/")[0])
+        """Make the sandbox's veth now (eth0 down, no address, no elements: it carries nothing)."""
+        self._make_link(slot, netns_fd)
         # off the claim's path: attach looks again only if this is stale. Not before a first
         # network is given, which is when other firewalls' chains are first touched
         if self.forward.checked:
             self.forward.check()
-        with self._lock:
-            self._prepared[link] = index
 
-    def _make_link(self, slot: int, netns_fd: int, up: bool = True) -> int:
+    def _make_link(self, slot: int, netns_fd: int) -> None:
         link, (host_cidr, _) = self.link_name(slot), addresses(slot)
-        with self._lock:
-            self._prepared.pop(link, None)  # a new link; any made ahead is gone
         for attempt in range(3):
             try:
-                return self.netlink.add_veth(link, netns_fd, host_cidr, up)
+                self.netlink.add_veth(link, netns_fd, host_cidr)
+                return
             except FileExistsError:
                 # the slot's last sandbox's link, its namespace still being torn down by the kernel
                 # (asynchronous after its last process): the slot is ours now, so it goes
@@ -272,7 +262,7 @@ class Network:
                     time.sleep(0.02)
                 if attempt == 1:
                     self.netlink.delete(link)
-        return self.netlink.add_veth(link, netns_fd, host_cidr, up)
+        self.netlink.add_veth(link, netns_fd, host_cidr)
 
     def attach(self, sandbox_id: str, slot: int, netns_fd: int, policy: NetworkPolicy,
                adopting: bool = False) -> None:
@@ -286,12 +276,7 @@ class Network:
         # leaves the host's forwarding as it found it
         self._enable_forwarding()
         self.forward.check(unless_within=RECHECK_S)
-        with self._lock:
-            prepared = self._prepared.pop(link, None)
-        if prepared is not None:  # made ahead for this sandbox, eth0 ready: the host end up
-            self.netlink.set_up(prepared)
-        else:
-            self._link_up(slot, netns_fd)
+        self._link_up(slot, netns_fd)
         with self._lock:
             before = self._attached.get(sandbox_id)
             a = Attached(sandbox_id, link, cidr.split("/")[0], policy)
@@ -322,7 +307,6 @@ class Network:
                 raise
             self._make_link(slot, netns_fd)  # no eth0 here: the link of that name was a dead sandbox's
             self.netlink.configure_peer(netns_fd, cidr, host_cidr.split("/")[0])
-        self.netlink.set_up(link)  # a link made ahead by an earlier server is still down
 
     def _keep_pins(self, before: Attached, a: Attached) -> None:
         """After a policy change: the pins of names the new policy still names stay, others go."""
@@ -427,8 +411,6 @@ class Network:
         link = a.link if a else (self.link_name(slot) if slot is not None else None)
         if link is None:
             return
-        with self._lock:
-            self._prepared.pop(link, None)
         if a:
             self.resolver.unregister(a.address)
             elements = a.elements()

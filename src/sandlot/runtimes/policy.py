@@ -140,7 +140,7 @@ class SandboxSpec:
     limits: Limits = field(default_factory=Limits)
     envs: dict[str, str] = field(default_factory=dict)
     network: NetworkPolicy | None = None  # loosening: outbound network (None: only loopback)
-    # a pool sandbox: make its link now, down on the host's side, so a claim with a network is quick
+    # a pool sandbox: make its link now, unconfigured and down, so a claim with a network is quick
     network_ready: bool = False
     allow_sudo: bool = True  # the sandbox's `user` may become root *inside its own user namespace*
     hostname: str = "sandbox"
