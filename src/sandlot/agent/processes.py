@@ -10,7 +10,8 @@ import binascii
 import fcntl
 import os
 import struct
-from _collections import deque  # the collections package is ~1.5 ms of imports at a first command
+# not the collections package: ~1.5 ms of imports at a sandbox's first command
+from _collections import deque
 
 from ..protocol import wire
 from . import config, loop, spawn, users

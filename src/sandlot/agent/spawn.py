@@ -6,10 +6,9 @@ threading: ~12 ms, ~17 ms while a create is being answered) each sandbox's first
 for. Others (another user, a terminal to take, the no-subprocess filter) go through subprocess.
 """
 
+import _signal as signal  # signal.py only adds enums to it
 import errno
 import os
-
-import _signal as signal  # signal.py only adds enums to it
 
 from . import children, config, loop, users
 from .errors import OpError

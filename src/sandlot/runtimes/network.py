@@ -269,7 +269,7 @@ class Network:
         """Give the sandbox its network under `policy`, or replace the policy of one that has one
         (one nftables transaction). `adopting`: a new server takes over what the last one loaded."""
         link = self.link_name(slot)
-        host_cidr, cidr = addresses(slot)
+        _, cidr = addresses(slot)
         if (policy.rules or policy.socks) and self.proxy is None:
             raise E.Unsupported("this server has no egress proxy: network.rules and egressProxy cannot be applied")
         # at the first network given, not at start: a server that gives none (SANDLOT_EGRESS=off)
