@@ -10,8 +10,7 @@ import binascii
 import fcntl
 import os
 import struct
-# not the collections package: ~1.5 ms of imports at a sandbox's first command
-from _collections import deque
+from _collections import deque  # the collections package: ~1.5 ms more at a first command
 
 from ..protocol import wire
 from . import config, loop, spawn, users
