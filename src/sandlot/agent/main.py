@@ -49,10 +49,10 @@ def main(argv=None):
             signal.signal(sig, signal.SIG_DFL)
     # Whatever the agent inherited beyond its stdio is closed at exec: no command may get it
     # (spawn.py starts commands without a close list)
-    for fd in os.listdir("/proc/self/fd"):
-        if int(fd) > 2:
+    for fd in map(int, os.listdir("/proc/self/fd")):
+        if fd > 2:
             try:
-                os.set_inheritable(int(fd), False)
+                os.set_inheritable(fd, False)
             except OSError:
                 pass  # the listing's own fd
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)

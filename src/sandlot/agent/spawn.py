@@ -60,12 +60,13 @@ def popen(argv, user, cwd, env, stdin, stdout, stderr, preexec_fn=None, restrict
         # the user's meanwhile, that chdir is checked (and allowed) as it would be for the user.
         identity = users.identity(user)
         # and stdio above 0-2: the dup2s into 0-2 would overwrite one another otherwise
-        fast = preexec_fn is None and not identity and all(fd > 2 for fd in (stdin, stdout, stderr) if fd != DEVNULL)
+        stdio = (stdin, stdout, stderr)
+        fast = preexec_fn is None and not identity and all(fd > 2 for fd in stdio if fd != DEVNULL)
         if not fast:
             import subprocess  # here, not as the user below: the stdlib may not be theirs to read
         with users.acting_as(user):
             if fast:
-                proc = _posix_spawn(argv, cwd, env, (stdin, stdout, stderr))
+                proc = _posix_spawn(argv, cwd, env, stdio)
             else:
                 proc = subprocess.Popen(
                     argv, stdin=stdin, stdout=stdout, stderr=stderr, cwd=cwd, env=env,
@@ -86,9 +87,10 @@ def _posix_spawn(argv, cwd, env, stdio):
     """Start ``argv`` as subprocess.Popen would here (its PATH search in ``env``, a new session,
     stdio dup'd to 0-2, no other fd inherited, SIGPIPE and SIGXFSZ back to default), in ``cwd``.
     The agent enters ``cwd`` for the spawn and comes back: posix_spawn has no chdir of its own in
-    Python, and the agent is single-threaded and uses no relative path. One difference: glibc's posix_spawn sets its two
-    internal signals (32, 33: thread cancellation, setxid) to ignored in the child, and exec keeps
-    that; glibc and musl programs install their own handlers for them when they use them."""
+    Python, and the agent is single-threaded and uses no relative path. One difference: glibc's
+    posix_spawn sets its two internal signals (32, 33: thread cancellation, setxid) to ignored in
+    the child, and exec keeps that; glibc and musl programs install their own handlers for them
+    when they use them."""
     actions = []
     for target, fd in enumerate(stdio):
         if fd == DEVNULL:
