@@ -180,9 +180,9 @@ class SandboxService:
         # TemplateBuilding (503) while it builds; a fork's children come with their stack
         template = req.stack or await self._template(req.template)
         pooled = self.pools.claim(req) if req.stack is None else None
-        # a pool sandbox has its link made ahead: attach it or take it away, in a thread while
-        # this one logs and builds the record (awaited before the record is stored)
-        network = asyncio.ensure_future(self.networks.for_pooled(pooled, req.egress)) if pooled else None
+        # a pool sandbox has its link made ahead: attached in a thread while this one logs and
+        # builds the record (a task would not start before this one awaits)
+        network = self.networks.for_pooled(pooled, req.egress) if pooled else None
         if pooled is None:
             _apart(req.workspace, req.volume_mounts)  # before a volume is mounted
             volumes = await asyncio.to_thread(self.volume_binds, req.volume_mounts, req.team)
