@@ -180,9 +180,12 @@ class SandboxService:
         # TemplateBuilding (503) while it builds; a fork's children come with their stack
         template = req.stack or await self._template(req.template)
         pooled = self.pools.claim(req) if req.stack is None else None
-        # a pool sandbox has its link made ahead: attached in a thread while this one logs and
-        # builds the record (a task would not start before this one awaits)
-        network = self.networks.for_pooled(pooled, req.egress) if pooled else None
+        if pooled is not None:  # its link was made ahead: attached now, or taken away later
+            try:
+                self.networks.for_pooled(pooled, req.egress)
+            except BaseException:
+                asyncio.get_running_loop().run_in_executor(None, self.runtime.kill, pooled.rt.sandbox_id)
+                raise
         if pooled is None:
             _apart(req.workspace, req.volume_mounts)  # before a volume is mounted
             volumes = await asyncio.to_thread(self.volume_binds, req.volume_mounts, req.team)
@@ -209,12 +212,6 @@ class SandboxService:
             stack=self.lifecycle.stack_of(template), volume_mounts=req.volume_mounts,
             security=req.security.changes(), workspace=req.workspace is not None, team=req.team,
             network=network_record(req.egress, req.network))
-        if network is not None:
-            try:
-                await network
-            except BaseException:
-                asyncio.get_running_loop().run_in_executor(None, self.runtime.kill, rt.sandbox_id)
-                raise
         self.store.insert(rec)
         live = self._live(rec, rt, kernels)
         self.live[rec.id] = live
