@@ -272,9 +272,11 @@ def routes(config: Config, service: SandboxService, metrics: Metrics, keys: ApiK
     [sandbox_health] = _take(envd, lambda r: isinstance(r, Route) and r.path == "/health")
     # these stream their bodies and bound them themselves: uploads (SANDLOT_MAX_UPLOAD_BYTES), the
     # Connect services (connectrpc's read_max_bytes per message)
-    streaming = [*_take(envd, lambda r: isinstance(r, Route) and r.path == "/files" and "POST" in (r.methods or ())),
-                 *_take(envd, lambda r: isinstance(r, Mount))]
+    uploads = _take(envd, lambda r: isinstance(r, Route) and r.path == "/files" and "POST" in (r.methods or ()))
+    connect = _take(envd, lambda r: isinstance(r, Mount))  # first: every command is one of their calls,
+    # and the router tries each route's pattern in turn (no other path starts as theirs do)
     return secure([
+        *requires(Access.SANDBOX, connect, keys, body=None),
         *requires(Access.PUBLIC, [
             Route("/health", Health(sandbox_health.app), methods=["GET"]),
             Route("/_sandlot/health", _sandlot_health, methods=["GET"]),
@@ -302,7 +304,7 @@ def routes(config: Config, service: SandboxService, metrics: Metrics, keys: ApiK
         *requires(Access.API_KEY, [ext.route(path) for path, ext in (extensions or {}).items()], keys,
                   body=json_bytes),
         *requires(Access.SANDBOX, envd, keys, body=json_bytes),
-        *requires(Access.SANDBOX, streaming, keys, body=None),
+        *requires(Access.SANDBOX, uploads, keys, body=None),
     ], keys)
 
 
