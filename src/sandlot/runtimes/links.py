@@ -3,10 +3,11 @@ the nested veth request with pyroute2's message classes).
 
 Measured here: pyroute2's IPRoute calls cost ~0.4-0.5 ms each and an `ip` process ~3 ms; a batch
 of messages in one send costs what the kernel does. Encoding a claim's four messages with
-pyroute2's classes took ~0.45 ms, more than the kernel's work on them (~0.2 ms); with struct ~20 us. Making a veth pair with one end straight in
-the sandbox's namespace takes ~2.7 ms; moving an existing link into a namespace ~20 ms (an RCU
-grace period), so links are made where they will live and never moved. Deleting one waits out a
-grace period too (~20-50 ms): it happens in kill(), never on a create's path.
+pyroute2's classes took ~0.45 ms, more than the kernel's work on them (~0.2 ms); with struct
+~20 us. Making a veth pair with one end straight in the sandbox's namespace takes ~2.7 ms; moving
+an existing link into a namespace ~20 ms (an RCU grace period), so links are made where they will
+live and never moved. Deleting one waits out a grace period too (~20-50 ms): it happens in kill(),
+never on a create's path.
 
 A sandbox's namespace is made by its own process (`new_netns`, in the forked child while it is
 still host root), so it belongs to the host's user namespace: root inside the sandbox has no
