@@ -103,16 +103,17 @@ class RulesProxy:
 
     def _run(self) -> None:
         loop = self._loop = asyncio.new_event_loop()
+        accept = loop.create_task(self._accept())
         try:
-            accept = loop.create_task(self._accept())
             self._ready.set()
             loop.run_forever()
-            accept.cancel()
         finally:
-            for task in list(self._tasks):
+            # the acceptor and the connections end (their clean-ups close transports) before the
+            # loop goes; a task left pending is logged as destroyed
+            tasks = [accept, *self._tasks]
+            for task in tasks:
                 task.cancel()
-            if self._tasks:  # their clean-ups (closing transports) run before the loop goes
-                loop.run_until_complete(asyncio.wait(list(self._tasks), timeout=5))
+            loop.run_until_complete(asyncio.wait(tasks, timeout=5))
             loop.close()
 
     def stop(self) -> None:
