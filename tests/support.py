@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -30,9 +31,19 @@ TEMPLATE_CACHE = Path(os.environ.get("SANDLOT_TEST_HOME", "/var/tmp/sandlot-test
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free now, below the kernel's ephemeral range. One from that range (what binding port 0
+    gives) may become the local port of any outgoing connection before the server binds it: CI saw
+    a server exit with "address already in use"."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(200):
+        port = random.randrange(max(1024, low - 10000), low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:  # someone's listener, or a connection of its in TIME_WAIT
+                continue
+            return port
+    raise RuntimeError(f"no free port below {low}")
 
 
 @dataclass

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import socket
 import threading
 import time
 
@@ -27,6 +26,7 @@ from sandlot import (
 )
 from sandlot.client._http import _PlainHTTPError, translate
 from sdk_support import maybe
+from support import free_port
 
 SANDBOX_JSON = {"sandboxID": "sbx1", "templateID": "base", "clientID": "x", "envdVersion": "0.6.4",
                 "envdAccessToken": "tok"}
@@ -110,15 +110,9 @@ APP = Starlette(routes=[
 ])
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def scripted():
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(APP, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -214,7 +208,7 @@ async def test_request_timeout(scripted, surface):
 
 
 async def test_unreachable_server(surface):
-    url = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     S = cls(surface)
     with pytest.raises(SandlotError, match="cannot reach"):
         await maybe(S.create(api_url=url, api_key="k"))
