@@ -40,9 +40,19 @@ _RTATTR = struct.Struct("HH")  # length, type
 IFLA_IFNAME, IFA_ADDRESS, IFA_LOCAL, RTA_OIF, RTA_GATEWAY = 3, 1, 2, 4, 5
 RT_TABLE_MAIN, RTPROT_STATIC, RTN_UNICAST = 254, 4, 1
 
+
+def _request(kind: int, flags: int, body: bytes, seq: int) -> bytes:
+    """nlmsghdr (a request the kernel acks) then `body`: the fixed header and its attributes."""
+    return _HDR.pack(_HDR.size + len(body), kind, NLM_F_REQUEST | NLM_F_ACK | flags, seq, 0) + body
+
+
+def _up_body(index: int) -> bytes:
+    return _IFINFO.pack(0, 0, index, IFF_UP, IFF_UP)
+
+
 # `ip link set lo up` for the child: it may only make syscalls between fork and exec, so the
-# message is built here once (nlmsghdr + ifinfomsg: index 1, flags and change IFF_UP).
-_LO_UP = _HDR.pack(32, RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, 1, 0) + _IFINFO.pack(0, 0, 1, IFF_UP, IFF_UP)
+# message is built here once.
+_LO_UP = _request(RTM_NEWLINK, 0, _up_body(1), seq=1)
 # Per-namespace settings of a sandbox's own namespace (written from inside it):
 NETNS_SYSCTLS = (
     # root inside holds CAP_NET_BIND_SERVICE in its own user namespace only, which does not count
@@ -130,7 +140,7 @@ class Netlink:
     def _packed(self, kind: int, flags: int, body: bytes) -> tuple[int, bytes]:
         """A request: nlmsghdr with its own sequence number, then `body` (fixed header and attrs)."""
         seq = next(self._seq) & 0x7FFFFFFF
-        return seq, _HDR.pack(_HDR.size + len(body), kind, NLM_F_REQUEST | NLM_F_ACK | flags, seq, 0) + body
+        return seq, _request(kind, flags, body, seq)
 
     def _named(self, kind: int, name: str) -> tuple[int, bytes]:
         """A request about the link called `name` (GETLINK, DELLINK)."""
@@ -187,9 +197,9 @@ class Netlink:
 
     # ---- what the runtime does with them -----------------------------------------------------
 
-    def add_veth(self, name: str, netns_fd: int, host_cidr: str) -> int:
+    def add_veth(self, name: str, netns_fd: int, host_cidr: str) -> None:
         """A veth pair: `name` here with `host_cidr` and up, its peer eth0 (down, no address) in the
-        sandbox's namespace. Returns the host end's index."""
+        sandbox's namespace."""
         with contextlib.closing(self.socket()) as s:
             self.run(s, [self._msg(ifinfmsg, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, {}, [
                 ("IFLA_IFNAME", name),
@@ -198,10 +208,9 @@ class Netlink:
             ])])
             index = self.index(name, s)
             self.run(s, [self._address(index, host_cidr), self._up(index)])
-        return index
 
     def _up(self, index: int) -> tuple[int, bytes]:
-        return self._packed(RTM_NEWLINK, 0, _IFINFO.pack(0, 0, index, IFF_UP, IFF_UP))
+        return self._packed(RTM_NEWLINK, 0, _up_body(index))
 
     def configure_peer(self, netns_fd: int, cidr: str, gateway: str) -> None:
         """eth0 in the sandbox: its address, up, and the default route through the host end

@@ -180,12 +180,6 @@ class SandboxService:
         # TemplateBuilding (503) while it builds; a fork's children come with their stack
         template = req.stack or await self._template(req.template)
         pooled = self.pools.claim(req) if req.stack is None else None
-        if pooled is not None:  # its link was made ahead: attached now, or taken away later
-            try:
-                self.networks.for_pooled(pooled, req.egress)
-            except BaseException:
-                asyncio.get_running_loop().run_in_executor(None, self.runtime.kill, pooled.rt.sandbox_id)
-                raise
         if pooled is None:
             _apart(req.workspace, req.volume_mounts)  # before a volume is mounted
             volumes = await asyncio.to_thread(self.volume_binds, req.volume_mounts, req.team)
@@ -199,6 +193,11 @@ class SandboxService:
                 log_failure(kernels.start(), rt.sandbox_id)
         else:
             rt, kernels, spec = pooled.rt, pooled.kernels, replace(pooled.spec, network=req.egress)
+            try:  # its link was made ahead: attached now, or taken away later
+                self.networks.for_pooled(pooled, req.egress)
+            except BaseException:
+                asyncio.get_running_loop().run_in_executor(None, self.runtime.kill, rt.sandbox_id)
+                raise
         # once per sandbox handed out (not per pooled one made ahead)
         log.info("sandbox %s loosenings: %s", rt.sandbox_id, "; ".join(spec.loosenings(template)) or "none")
         if restrictions := spec.security.restrictions():
