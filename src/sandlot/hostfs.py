@@ -102,6 +102,12 @@ def remove_tree(path: Path, *, detach_mounts: bool = False) -> None:
             raise OSError(f"{e}: not removing {path}") from None
     elif inside := mounted_under(path):
         raise OSError(f"{inside[0]} is still mounted: not removing {path}")
+    rm_rf(path)
+
+
+def rm_rf(path: Path) -> None:
+    """rm -rf of `path`, checking for no mount: only where none can be below it (remove_tree
+    checks, runtimes/mount_ns.py runs it where the runtime's directories have none)."""
     done = subprocess.run(["rm", "-rf", "--one-file-system", "--", str(path)],
                           stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
     if os.path.lexists(path):

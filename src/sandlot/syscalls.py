@@ -21,6 +21,8 @@ SYS_mount_setattr = 442
 if platform.machine() not in ("x86_64", "aarch64"):  # pragma: no cover - documented limitation
     raise ImportError(f"sandlot's namespace runtime supports x86_64 and aarch64, not {platform.machine()}")
 
+CLONE_FS = 0x200
+CLONE_NEWNS = 0x20000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
 CLONE_NEWTIME = 0x80
@@ -39,6 +41,9 @@ MS_NOSUID = 2
 MS_NODEV = 4
 MS_NOEXEC = 8
 MS_PRIVATE = 1 << 18
+STATX_ATTR_MOUNT_ROOT = 0x2000
+AT_SYMLINK_NOFOLLOW = 0x100
+AT_NO_AUTOMOUNT = 0x800
 MS_REC = 1 << 14
 MS_BIND = 4096
 MNT_DETACH = 2
@@ -91,16 +96,47 @@ def idmapped_bind(source: str, target: str, userns_fd: int, readonly: bool = Tru
     the template stays owned by host root yet each sandbox sees it under its own unique uid range.
     nosuid: the template's setuid files would run as the sandbox's uids for whoever reaches the mount.
     """
-    tree = _check(_libc.syscall(SYS_open_tree, AT_FDCWD, source.encode(),
-                                OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC))
+    tree = open_tree(source)
     try:
         attr = _MountAttr(MOUNT_ATTR_IDMAP | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV
                           | (MOUNT_ATTR_RDONLY if readonly else 0), 0, 0, userns_fd)
         _check(_libc.syscall(SYS_mount_setattr, tree, b"", AT_EMPTY_PATH, ctypes.byref(attr),
                              ctypes.sizeof(attr)))
-        _check(_libc.syscall(SYS_move_mount, tree, b"", AT_FDCWD, target.encode(), MOVE_MOUNT_F_EMPTY_PATH))
+        move_mount(tree, target)
     finally:
         os.close(tree)
+
+
+def open_tree(path: str, recursive: bool = False) -> int:
+    """A detached copy of the mount at `path` (with those below it if `recursive`): an fd that
+    move_mount attaches anywhere, in any mount namespace the caller can enter."""
+    return _check(_libc.syscall(SYS_open_tree, AT_FDCWD, path.encode(),
+                                OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (AT_RECURSIVE if recursive else 0)))
+
+
+def move_mount(tree: int, target: str) -> None:
+    """Attach the detached mount `tree` (open_tree) at `target`, in the caller's mount namespace."""
+    _check(_libc.syscall(SYS_move_mount, tree, b"", AT_FDCWD, target.encode(), MOVE_MOUNT_F_EMPTY_PATH))
+
+
+class _Statx(ctypes.Structure):
+    _fields_ = [("mask", ctypes.c_uint32), ("blksize", ctypes.c_uint32), ("attributes", ctypes.c_uint64),
+                ("rest_before_mask", ctypes.c_uint8 * 40), ("attributes_mask", ctypes.c_uint64),
+                ("rest", ctypes.c_uint8 * 192)]
+
+
+def is_mount_root(path: str) -> bool:
+    """Is `path` (not followed if a symlink) the root of a mount? Binds of a directory of the same
+    filesystem too, which os.path.ismount misses. False if it does not exist."""
+    buf = _Statx()
+    if _libc.statx(AT_FDCWD, path.encode(), AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT, 0, ctypes.byref(buf)) < 0:
+        err = ctypes.get_errno()
+        if err in (2, 20):  # ENOENT, ENOTDIR
+            return False
+        raise OSError(err, os.strerror(err), path)
+    if not buf.attributes_mask & STATX_ATTR_MOUNT_ROOT:  # pragma: no cover - Linux < 5.8
+        raise OSError(95, "statx does not report mount roots on this kernel", path)
+    return bool(buf.attributes & STATX_ATTR_MOUNT_ROOT)
 
 
 # ---- openat2: path resolution confined to a directory (the permission filesystem's daemon) ----

@@ -2,13 +2,15 @@
 
 How a sandbox is built (as root on the host):
 
-1. Fork. The child joins the sandbox's cgroups, makes its own network namespace while still host
-   root (only loopback; owned by the host, see runtimes/network.py), becomes the sandbox's unique
+1. Fork. The child joins the sandbox's cgroups, makes its own mount namespace from a base without
+   the other sandboxes' mounts (mount_ns.py) and its own network namespace while still host root
+   (only loopback; owned by the host, see runtimes/network.py), becomes the sandbox's unique
    host uid range base (never root) and unshares a user namespace; the parent maps inside
    0..65535 onto that range.
 2. The parent id-maps the template's root filesystem through that user namespace (so the template,
    owned by host root, appears owned by the sandbox's own root and `user`) and mounts an overlay with a
-   per-sandbox upper layer on top. Sandbox writes land in the upper layer only.
+   per-sandbox upper layer on top. Sandbox writes land in the upper layer only. It makes these
+   mounts in the host's namespace, then attaches a copy of them in the child's.
 3. The child execs bwrap, which (root inside its user namespace only) makes the mount, pid, ipc, uts
    and cgroup namespaces (the network namespace the child made itself, as host root: links.new_netns),
    binds the overlay as /, adds /proc, /dev, the agent code and its socket directory, drops to the
@@ -38,7 +40,7 @@ import uuid
 from pathlib import Path
 
 from .. import _exceptions as E
-from ..hostfs import allocated, mounted_under, remove_tree, tree_usage
+from ..hostfs import allocated, mounted_under, tree_usage
 from ..layers.mount import mount_lowers, mount_overlay, unmount_lowers
 from ..permfs.client import missing as permfs_missing
 from ..volumes.mount import mount_volumes, unmount_volumes
@@ -49,6 +51,7 @@ from .agent_setup import agent_answers, install_agent, policy_settings, wait_for
 from .bwrap import bind, install_bwrap, policy_ops, render, sandbox_setup, volume_binds
 from .cgroups import SandboxCgroup
 from .interface import RuntimeSandbox
+from .mount_ns import MountNamespaces, own_namespace
 from .network import start_network, write_resolv_conf
 from .policy import SANDBOX_ROOT_CAPS, Limits, MiB, NetworkPolicy, SandboxSpec
 from .sandbox_process import alive, become_sandbox, start_ticks
@@ -61,6 +64,9 @@ log = logging.getLogger("sandlot.runtime")
 
 RUN_MOUNT_FLAGS = syscalls.MS_NODEV | syscalls.MS_NOSUID | syscalls.MS_NOEXEC
 RUN_TMPFS = "size=1m,nr_inodes=256"  # agent.json, its socket, boot_id, the mount points
+RUN_ROOT = Path("/run/sandlot")
+WORKSPACE_POINT = "ws"  # in a sandbox's run dir: its workspace, in its own mount namespace only
+HOME_RECORD = ".home"  # in a server's mount root: its state dir (sandlot_dirs)
 CODE_MOUNT = "code"  # in the server's run directory: the in-sandbox tree and bwrap, one copy per version
 CODE_TMPFS = "size=64m,mode=0711"
 # Terminals per sandbox. The kernel's are host-wide (kernel.pty.max 4096, of which new devpts
@@ -72,7 +78,19 @@ TTY_GID = 5  # the tty group of Debian's /etc/group: a terminal's group inside
 
 def mount_root(home: Path) -> Path:
     """Where the sandboxes of the server with this state dir have their mounts."""
-    return Path("/run/sandlot") / hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:12]
+    return RUN_ROOT / hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:12]
+
+
+def sandlot_dirs() -> list[Path]:
+    """Where the namespace runtimes of this host make mounts: /run/sandlot, and the state dir of
+    each (recorded in its mount root: a server that is not running may still have sandboxes)."""
+    homes = set()
+    for record in RUN_ROOT.glob(f"*/{HOME_RECORD}"):
+        try:
+            homes.add(Path(record.read_text()))
+        except OSError:  # its server removed it meanwhile
+            pass
+    return [RUN_ROOT, *(h for h in homes if h.is_absolute() and h != Path("/"))]
 
 
 class NamespaceRuntime:
@@ -96,11 +114,14 @@ class NamespaceRuntime:
             syscalls.mount("tmpfs", str(self.code), "tmpfs", syscalls.MS_NODEV | syscalls.MS_NOSUID, CODE_TMPFS)
         self.agent_dir = install_agent(self.code)
         self.bwrap = install_bwrap(self.code)
+        (self.mnt / HOME_RECORD).write_text(str(home.resolve()))
+        # sandboxes' mount namespaces are made from one without the sandboxes' mounts (mount_ns.py)
+        self.mount_ns = MountNamespaces(clear=sandlot_dirs(), keep=[self.code])
         self.cgroup_version = cgroups.detect()
         # with cgroups, sandbox processes are forked (and attached) ahead of time, by a small process
-        self.zygote = Zygote() if self.cgroup_version else None
-        self.stems = Stems(self.cgroup_version, self.cgroup_group, self._reap_in_background, zygote=self.zygote) \
-            if self.cgroup_version else None
+        self.zygote = Zygote(self.mount_ns.base) if self.cgroup_version else None
+        self.stems = Stems(self.cgroup_version, self.cgroup_group, self._reap_in_background, zygote=self.zygote,
+                           base_ns=self.mount_ns.base) if self.cgroup_version else None
         self.uids = UidRanges(self.mnt)
         self._slots: dict[str, int] = {}  # sandbox -> its uid slot, from create/adopt to kill (network_usage)
         self.workspaces = Workspaces(home, self.root, self.mnt)  # codebases with path permissions (issue 13)
@@ -163,6 +184,7 @@ class NamespaceRuntime:
             self.stems.close()
         if self.zygote:
             self.zygote.close()
+        self.mount_ns.close()
         self.workspaces.close(sandboxes_left=bool(self.leftovers()))
         if self.network:
             self.network.close(sandboxes_left=bool(self.leftovers()))
@@ -229,6 +251,9 @@ class NamespaceRuntime:
 
         # bwrap reads its options from an fd: it is pid 1 inside, and a command line would show
         # host paths to anyone running `ps` there.
+        if workspace:  # bound from the sandbox's run dir, where its mount namespace has it (_attach)
+            (m / WORKSPACE_POINT).mkdir(mode=0o700)
+            workspace = m / WORKSPACE_POINT / workspace.relative_to(self.workspaces.permfs.mount)
         argv = self._bwrap_argv(spec, template, m, policy_ops(spec, template, workspace))
         split = argv.index("--")
         args_fd = os.memfd_create("sandlot-bwrap-args", 0)
@@ -264,6 +289,7 @@ class NamespaceRuntime:
                         with open(path, "w") as f:
                             f.write("0")
                     os.setsid()
+                    own_namespace(self.mount_ns.base)
                     links.new_netns()
                     become_sandbox(base, log_fd, seccomp_fd, ready_w, go_r, args_fd, agent_ready_w, self.bwrap,
                                    command, fsize)
@@ -295,6 +321,7 @@ class NamespaceRuntime:
             # (inside, no_new_privs makes them inert; on the host only the mount flag does)
             mount_overlay(m / "root", lowerdir, d / "disk" / "upper", d / "disk" / "work",
                           syscalls.MS_NODEV | syscalls.MS_NOSUID)
+            self._attach(pid, m, workspace is not None)
             os.write(go_w, b"1")
             state = json.loads((d / "state.json").read_text())
             state.update(pid=pid, started_ticks=start_ticks(pid))
@@ -311,6 +338,19 @@ class NamespaceRuntime:
         os.link(m / "run" / contract.AGENT_SOCKET_NAME, m / "agent.sock", follow_symlinks=False)
         self._slots[sid] = slot
         return RuntimeSandbox(sid, m / "agent.sock", pid, state["started_ticks"])
+
+    def _attach(self, pid: int, m: Path, workspace: bool) -> None:
+        """What bwrap binds from the host, into the sandbox process's own mount namespace
+        (mount_ns.py): its run dir with the mounts below it, and for a workspace the permission
+        filesystem (whole: its daemon shows a sandbox's directory to that sandbox's uids only)."""
+        trees = [(syscalls.open_tree(str(m), recursive=True), m)]
+        try:
+            if workspace:
+                trees.append((syscalls.open_tree(str(self.workspaces.permfs.mount)), m / WORKSPACE_POINT))
+            self.mount_ns.attach(pid, trees)
+        finally:
+            for fd, _ in trees:
+                os.close(fd)
 
     def _bwrap_argv(self, spec: SandboxSpec, template, m: Path, late=()) -> list[str]:
         # / is the overlay the parent mounted (template id-mapped below, the sandbox's layer above);
@@ -445,8 +485,9 @@ class NamespaceRuntime:
         # the sandbox's cgroups or uid range. What remains is a leftover, retried at next start.
         for path in (m, d):
             try:
-                # never through a mount (that could reach the template): what stays is left for adoption
-                remove_tree(path)
+                # never through a mount (that could reach the template): removed where nothing is
+                # mounted (mount_ns.py)
+                self.mount_ns.remove_tree(path)
             except OSError as e:
                 log.error("sandbox %s: %s", sandbox_id, e)
         if cg is not None:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from .cgroups import SandboxCgroup
 from .links import new_netns
+from .mount_ns import own_namespace
 from .sandbox_process import become_sandbox
 
 if TYPE_CHECKING:
@@ -51,10 +52,11 @@ class Stems:
     """Keeps `keep` stems forked and attached; `take()` hands one out (or None)."""
 
     def __init__(self, cgroup_version: str, group: str, on_fork: Callable[[int], None], keep: int = 2,
-                 zygote: Zygote | None = None):
+                 zygote: Zygote | None = None, base_ns: int | None = None):
         self.version, self.group, self.keep = cgroup_version, group, keep
         self.on_fork = on_fork  # called with the pid of each stem the server forks itself (it reaps them)
         self.zygote = zygote  # forks (and reaps) the stems instead of the server, while it runs (zygote.py)
+        self.base_ns = base_ns  # where a stem the server forks makes its mount namespace (mount_ns.py)
         self._stems: list[Stem] = []
         self._lock = threading.Lock()
         self._closed = False
@@ -126,7 +128,7 @@ class Stems:
                 return Stem(pid, ours, spare)
         pid = os.fork()
         if pid == 0:
-            _stem_main(theirs.fileno(), procs)  # never returns
+            _stem_main(theirs.fileno(), procs, self.base_ns)  # never returns
         theirs.close()
         self.on_fork(pid)
         return Stem(pid, ours, spare)
@@ -163,10 +165,12 @@ def hand_over(stem: Stem, base: int, fds: list[int], exec_args: dict) -> None:
     stem.sock.close()
 
 
-def _stem_main(fd: int, procs: list[str]) -> None:
+def _stem_main(fd: int, procs: list[str], base_ns: int | None = None) -> None:
     """In the forked child: only syscalls and a few bytes of Python until exec (everything it
-    calls is imported at the top: an import in a child of the zygote took ~190 ms)."""
+    calls is imported at the top: an import in a child of the zygote took ~190 ms). `base_ns`:
+    the base mount namespace to enter first (a stem of the zygote is in it already)."""
     try:
+        own_namespace(base_ns)  # mount_ns.py
         os.closerange(0, fd)
         os.closerange(fd + 1, 65536)  # none of the server's sockets may stay open in a stem
         for path in procs:

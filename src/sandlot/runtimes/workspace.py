@@ -165,7 +165,7 @@ class Workspaces:
     def _unmount(d: Path, n: int, state: dict) -> None:
         merged = d / f"ws.{n}"
         for _ in range(3):
-            if not merged.exists() or not mounted_under(merged):
+            if not syscalls.is_mount_root(str(merged)):
                 break
             try:
                 syscalls.umount(str(merged))

@@ -27,6 +27,8 @@ import subprocess
 import sys
 import threading
 
+from .. import syscalls
+
 PID = 8  # bytes of an answer
 ANSWER_TIMEOUT = 10.0  # seconds: a fork takes milliseconds
 
@@ -34,7 +36,8 @@ ANSWER_TIMEOUT = 10.0  # seconds: a fork takes milliseconds
 class Zygote:
     """The server's end: asks the zygote for stems, starting it at the first ask."""
 
-    def __init__(self) -> None:
+    def __init__(self, base_ns: int | None = None) -> None:
+        self.base_ns = base_ns  # the mount namespace it forks in (mount_ns.py); None: the server's
         self.proc: subprocess.Popen | None = None
         self._sock: socket.socket | None = None
         self._lock = threading.Lock()  # one request and its answer at a time
@@ -43,8 +46,9 @@ class Zygote:
     def _start(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            self.proc = subprocess.Popen([sys.executable, "-m", "sandlot.runtimes.zygote", str(theirs.fileno())],
-                                         pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
+            base = [] if self.base_ns is None else [self.base_ns]
+            self.proc = subprocess.Popen([sys.executable, "-m", "sandlot.runtimes.zygote", str(theirs.fileno()),
+                                          *map(str, base)], pass_fds=[theirs.fileno(), *base], stdin=subprocess.DEVNULL)
         except BaseException:
             ours.close()
             raise
@@ -99,9 +103,12 @@ def _reap(*_) -> None:
             return
 
 
-def main(fd: int) -> None:
+def main(fd: int, base_ns: int | None = None) -> None:
     from .stems import _stem_main  # loaded before any fork: a stem imports nothing
 
+    if base_ns is not None:  # its stems make their mount namespaces from there (mount_ns.py)
+        syscalls.setns(base_ns, syscalls.CLONE_NEWNS)
+        os.close(base_ns)
     ctl = socket.socket(fileno=fd)
     signal.signal(signal.SIGCHLD, _reap)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a ^C to the server's terminal: the server decides
@@ -134,4 +141,4 @@ def main(fd: int) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]))
+    main(*map(int, sys.argv[1:3]))
