@@ -112,7 +112,7 @@ def check(n: int, per: dict[str, float], server_pid: int | None = None) -> list[
         ("host file handles", per["file_handles"], now["file_handles"] + n * per["file_handles"],
          _sysctl("fs.file-max"), "fs.file-max"),
         ("mounts in the host's mount namespace", per["host_mounts"], now["host_mounts"] + n * per["host_mounts"],
-         _sysctl("fs.mount-max"), "fs.mount-max; each new mount namespace copies the table (O(n) per create)"),
+         _sysctl("fs.mount-max"), "fs.mount-max (a sandbox's namespace copies the runtime's base, not this: runtimes/mount_ns.py)"),
         ("memory cgroups (host-wide)", per["memcgs"], now["memcgs"] + n * per["memcgs"], MEMCG_ID_MAX,
          "memory cgroup ids (65535); removed groups hold theirs while their page cache lives"),
         ("users with keys (/proc/key-users)", per["key_users"], now["key_users"] + n * per["key_users"], None,

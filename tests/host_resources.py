@@ -223,13 +223,13 @@ class Footprint:
         processes forked ahead for creates, kept apart because a live server owns them)."""
         home, mnt = str(self.home), str(self.mnt)
         self.note_slots()
-        # the server's own: its code/ (the in-sandbox tree and bwrap's copy), the permission
-        # filesystem's (below)
+        # the server's own: its code/ (the in-sandbox tree and bwrap's copy), .home (its state dir,
+        # for other servers' mount namespaces: runtimes/mount_ns.py), the permission filesystem's (below)
         code = mnt + "/code"
         mounts = [point for point in (line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
                                       if home in line or mnt in line) if point != code]
         dirs = [str(p) for p in (self.home / "sandboxes").glob("*")]
-        dirs += [str(p) for p in self.mnt.glob("*") if not p.name.startswith(("agent-", "bwrap-", ".permfs", "code"))]
+        dirs += [str(p) for p in self.mnt.glob("*") if not p.name.startswith(("agent-", "bwrap-", ".permfs", "code", ".home"))]
         groups = list(CGROUP_ROOT.glob(f"*/{self.group}/*")) + list(CGROUP_ROOT.glob(f"{self.group}/*"))
         cgroups = [str(p) for p in groups if p.is_dir() and not p.name.startswith("spare-")]
         stems = [str(p) for p in groups if p.is_dir() and p.name.startswith("spare-")]
