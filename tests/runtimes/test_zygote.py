@@ -66,6 +66,34 @@ def test_stems_are_the_zygote_s_children_not_the_server_s(tmp_path):
     assert runtime.zygote.proc.returncode == 0  # it ended with its control socket
 
 
+def test_a_create_without_a_ready_stem_has_the_zygote_fork_one(tmp_path):
+    """A burst takes the stems faster than they refill: the creates that find none ask the zygote
+    for one at once, rather than fork the server (whose fork, with thousands of sandboxes alive,
+    was most of a create's CPU)."""
+    from sandlot.runtimes.namespace import NamespaceRuntime
+    from sandlot.runtimes.policy import SandboxSpec
+
+    home, template = runtime_home(tmp_path)
+    runtime = NamespaceRuntime(home)
+    made = []
+    try:
+        made.append("inowstem0000000000a")
+        runtime.create(SandboxSpec(made[-1], "base"), template)  # starts the zygote (the refill)
+        _stems_ready(runtime.stems)
+        runtime.stems.take = lambda: None  # as if the burst had taken them all
+        for name in ("inowstem0000000000b", "inowstem0000000000c"):
+            made.append(name)
+            rt = runtime.create(SandboxSpec(name, "base"), template)
+            assert _parent(rt.pid) == runtime.zygote.proc.pid
+        for sid in made:
+            runtime.kill(sid)
+        assert runtime.leftovers() == set()
+    finally:
+        for sid in made:
+            runtime.kill(sid)
+        runtime.close()
+
+
 CRASHING_SERVER = textwrap.dedent("""
     import sys, time
     from sandlot.runtimes import cgroups

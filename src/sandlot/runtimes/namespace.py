@@ -266,7 +266,7 @@ class NamespaceRuntime:
         go_r, go_w = os.pipe()
         agent_ready_r, agent_ready_w = os.pipe()  # the agent writes once it listens (contract.READY_FD)
         fsize = spec.limits.disk_mb * MiB
-        stem = self.stems.take() if self.stems and cg else None
+        stem = (self.stems.take() or self.stems.fork_now()) if self.stems and cg else None
         if stem is not None:  # already forked and in its cgroups: the groups become the sandbox's
             try:
                 cg.adopt(stem.spare, spec.limits)

@@ -6,7 +6,8 @@ stem is forked in the background, by the stem zygote (zygote.py: not the server,
 it for milliseconds) or by the server where that is not running, into spare groups of its own
 (`<group>/spare-<token>`). A create renames those groups to the sandbox's, writes its limits, and
 sends the stem the sandbox's uid base and fds over a socketpair; the stem then goes on exactly as a
-freshly forked child would (`become_sandbox`). Without a ready stem, a create forks as before.
+freshly forked child would (`become_sandbox`). Without a ready stem, a create has the zygote fork
+one at once and waits for it (fork_now); it forks itself only while the zygote is not running.
 
 A stem closes every inherited fd at once (it must not hold the server's sockets open), and exits
 when its socketpair closes: a stopped or killed server leaves no stem behind, only spare groups,
@@ -62,6 +63,7 @@ class Stems:
         self._closed = False
         self._filling: threading.Thread | None = None
         self._forking: str | None = None  # the spare group of the stem being forked now
+        self._forking_now: set[str] = set()  # those of stems forked for a create (fork_now)
 
     def take(self) -> Stem | None:
         with self._lock:
@@ -79,6 +81,45 @@ class Stems:
                 break
             self._refill_later()
             return found
+
+    def fork_now(self, timeout: float = 30.0) -> Stem | None:
+        """For a create that found no stem ready: one forked now by the zygote, once it is attached;
+        None if the zygote is not running (the create forks itself). The server's own fork copies
+        its page tables, then its heap page by page while the child lives (its garbage collector
+        writes to every object): with 2000 sandboxes alive, most of a create's CPU."""
+        if self.zygote is None or self.zygote.proc is None or self._closed:
+            return None
+        spare = SPARE_PREFIX + secrets.token_hex(6)
+        with self._lock:
+            self._forking_now.add(spare)
+        try:
+            cg = SandboxCgroup(spare, self.version, self.group)
+            cg.make_dirs()
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                pid = self.zygote.fork_stem(theirs, cg.proc_files())
+            except OSError as e:
+                ours.close()
+                cg.remove()
+                log.error("the stem zygote failed (%s): creates fork their own", e)
+                return None
+            finally:
+                theirs.close()
+            stem = Stem(pid, ours, spare)
+            ours.settimeout(timeout)
+            try:
+                ready = ours.recv(1) == READY
+            except OSError:
+                ready = False
+            if not ready:
+                discard(stem, self.version, self.group)
+                return None
+            ours.settimeout(None)
+            stem.ready = True
+            return stem
+        finally:
+            with self._lock:
+                self._forking_now.discard(spare)
 
     def _refill_later(self) -> None:
         if self._filling is None and not self._closed and len(self._stems) < self.keep:
@@ -136,7 +177,8 @@ class Stems:
     def spares(self) -> set[str]:
         """Cgroup names of the stems (not leftovers of sandboxes)."""
         with self._lock:
-            return {stem.spare for stem in self._stems} | ({self._forking} if self._forking else set())
+            return {stem.spare for stem in self._stems} | ({self._forking} if self._forking else set()) \
+                | self._forking_now
 
     def close(self) -> None:
         with self._lock:
