@@ -103,7 +103,7 @@ def check(n: int, per: dict[str, float], server_pid: int | None = None) -> list[
         ("server fds", per["server_fds"], now["server_fds"] + n * per["server_fds"],
          _rlimit(server_pid, "Max open files") if server_pid else None, "RLIMIT_NOFILE of the server"),
         ("server threads", per["server_threads"], now["server_threads"] + n * per["server_threads"],
-         _sysctl("kernel.threads-max"), "kernel.threads-max (one waitpid thread per sandbox: namespace.py)"),
+         _sysctl("kernel.threads-max"), "kernel.threads-max (a waitpid thread per sandbox the server forks itself, when the stem zygote is not running: namespace.py)"),
         ("server memory maps", per["server_maps"], now["server_maps"] + n * per["server_maps"],
          _sysctl("vm.max_map_count"), "vm.max_map_count (each thread's stack and guard)"),
         ("host tasks (processes + threads)", per["tasks"], now["tasks"] + n * per["tasks"],

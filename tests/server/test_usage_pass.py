@@ -21,7 +21,7 @@ class CountingRuntime:
         self.busy = busy  # these sandboxes use CPU between passes
         self.reads, self.walks, self.cpu = Counter(), Counter(), Counter()
 
-    def usage(self, sandbox_id: str) -> Usage:
+    def usage(self, sandbox_id: str, previous: Usage | None = None) -> Usage:
         self.reads[sandbox_id] += 1
         if sandbox_id in self.busy:
             self.cpu[sandbox_id] += 1_000_000

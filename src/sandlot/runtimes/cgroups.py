@@ -154,6 +154,11 @@ class SandboxCgroup:
         except OSError:
             return []
 
+    def cpu_usage_ns(self) -> int:
+        if self.version == "v1":
+            return _read_int(self.dirs["cpuacct"] / "cpuacct.usage")
+        return _kv(self.dirs["unified"] / "cpu.stat").get("usage_usec", 0) * 1000
+
     def usage(self) -> Usage:
         if self.version == "v1":
             m, a = self.dirs["memory"], self.dirs["cpuacct"]

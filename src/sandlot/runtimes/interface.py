@@ -43,7 +43,9 @@ class Runtime(Protocol):
     def kill(self, sandbox_id: str) -> None:
         """Stop every process and remove every resource of the sandbox. Idempotent."""
 
-    def usage(self, sandbox_id: str) -> Usage: ...
+    def usage(self, sandbox_id: str, previous: Usage | None = None) -> Usage:
+        """Its cgroup's readings now. `previous` (a reading of this sandbox's) may come back as it
+        is if the sandbox has used no CPU since: an idle sandbox's memory and pids cannot grow."""
 
     def disk_used(self, sandbox_id: str) -> int:
         """Bytes the sandbox's writable layer occupies."""

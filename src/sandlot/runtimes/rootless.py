@@ -203,7 +203,7 @@ class RootlessRuntime:
             return None
         return RuntimeSandbox(sandbox_id, sock, state["pid"], state["started_ticks"])
 
-    def usage(self, sandbox_id: str) -> Usage:
+    def usage(self, sandbox_id: str, previous: Usage | None = None) -> Usage:
         """Summed over the processes of the sandbox's pid namespace; cpu includes exited ones
         (their time is in their parents' cutime/cstime)."""
         state = self._read_state(sandbox_id)

@@ -226,7 +226,7 @@ class Lifecycle:
         del self.sandboxes.paused[sandbox_id]
         self.sandboxes.live[sandbox_id] = live
         self.reaper.watch(live)
-        live.disk = None  # a fresh writable layer: the last reading is not its own
+        live.disk = live.usage = None  # a fresh writable layer and cgroup: the last readings are not its own
         live.record.state, live.record.pause_mode = "running", None
 
     async def resume(self, sandbox_id: str, timeout: int | None = None) -> LiveSandbox:

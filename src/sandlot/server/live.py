@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from .. import _exceptions as E
+from ..runtimes.cgroups import Usage
 from ..runtimes.interface import RuntimeSandbox
 from ..runtimes.policy import Limits, NetworkPolicy, SecurityPolicy, Workspace
 from ..templates.spec import Template
@@ -40,6 +41,7 @@ class LiveSandbox:
     default_user: str = "user"
     kernels: KernelSession | None = None  # code contexts, if the template has kernels
     samples: deque = field(default_factory=lambda: deque(maxlen=METRICS_KEPT))  # usage.py
+    usage: Usage | None = None  # its cgroup's last reading (usage.py)
     output_rate: ByteRate | None = None  # command output relayed to clients (throttle.py); None: unbounded
     disk: tuple[float, int] | None = None  # (fresh until, bytes): the last reading of its disk use
     disk_cpu_ns: int = -1  # the sandbox's CPU time when its disk was last walked

@@ -111,7 +111,8 @@ class UsageSampler:
         reading is stale (a walk is skipped if nothing ran since, see _walk), its link's counters."""
         for live in running:
             try:
-                now, usage = time.time(), self.runtime.usage(live.id)
+                now, usage = time.time(), self.runtime.usage(live.id, live.usage)
+                live.usage = usage
                 disk = _fresh_disk(live)
                 if disk is None:
                     disk = self._walk(live, usage.cpu_usage_ns)
