@@ -77,6 +77,32 @@ def test_a_full_host_refuses_creates_and_resumes_until_room_is_made(server):
             assert http.delete(f"/sandboxes/{s['sandboxID']}").status_code == 204
 
 
+def test_a_sandbox_paused_with_its_files_only_makes_room_until_it_resumes(server):
+    """Its processes end, so its memory is free for others; resuming needs that room again, and a
+    full pause keeps it. (Admission keeps each sandbox's holding between creates, service.py
+    _holdings: each of these changes must be seen.)"""
+    srv = server(SANDLOT_HOST_MEMORY_RESERVE_MB=str(HOST_MB - 1100))
+    with httpx.Client(base_url=srv.url, headers={"X-API-KEY": srv.api_key}, timeout=60) as http:
+        def create() -> httpx.Response:
+            return http.post("/v2/sandboxes", json={"templateID": "base", "timeout": 120,
+                                                    "limits": {"memory_mb": 512}})
+
+        first, second = create().json()["sandboxID"], create().json()["sandboxID"]
+        assert create().status_code == 429
+        assert http.post(f"/sandboxes/{first}/pause", json={"memory": False}).status_code == 204
+        third = create()
+        assert third.status_code == 201, third.text  # the files-only pause freed its 512 MiB
+        refused = http.post(f"/sandboxes/{first}/resume", json={"timeout": 60})
+        assert refused.status_code == 429, refused.text  # ...which it needs again to run
+        assert http.delete(f"/sandboxes/{third.json()['sandboxID']}").status_code == 204
+        assert http.post(f"/sandboxes/{first}/resume", json={"timeout": 60}).status_code == 201
+        assert create().status_code == 429  # running again, it holds its memory
+        assert http.post(f"/sandboxes/{second}/pause").status_code == 204  # full: still held
+        assert create().status_code == 429
+        for s in http.get("/v2/sandboxes").json():
+            assert http.delete(f"/sandboxes/{s['sandboxID']}").status_code == 204
+
+
 def test_admission_can_be_turned_off(server):
     srv = server(SANDLOT_MEMORY_OVERCOMMIT="0")
     with httpx.Client(base_url=srv.url, headers={"X-API-KEY": srv.api_key}, timeout=60) as http:

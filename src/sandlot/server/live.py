@@ -42,6 +42,7 @@ class LiveSandbox:
     kernels: KernelSession | None = None  # code contexts, if the template has kernels
     samples: deque = field(default_factory=lambda: deque(maxlen=METRICS_KEPT))  # usage.py
     usage: Usage | None = None  # its cgroup's last reading (usage.py)
+    holding: tuple | None = None  # ((state, paused with its files only), quotas.Holding): service._holdings
     output_rate: ByteRate | None = None  # command output relayed to clients (throttle.py); None: unbounded
     disk: tuple[float, int] | None = None  # (fresh until, bytes): the last reading of its disk use
     disk_cpu_ns: int = -1  # the sandbox's CPU time when its disk was last walked
