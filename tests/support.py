@@ -130,6 +130,19 @@ def runtime_home(tmp_path: Path):
     return home, TemplateStore(home).get("base")
 
 
+def stems_ready(stems, within: float = 20.0) -> None:
+    """Wait until the stems are forked and attached (each has said it is ready)."""
+    from sandlot.runtimes.stems import _readable
+
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        with stems._lock:
+            if len(stems._stems) >= stems.keep and all(st.ready or _readable(st.sock) for st in stems._stems):
+                return
+        time.sleep(0.02)
+    raise AssertionError("the stems did not become ready")
+
+
 def link_templates(home: Path) -> None:
     """Give the state dir `home` the shared template cache, unless it has templates of its own, and
     build there the templates the suites use."""

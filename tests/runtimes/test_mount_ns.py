@@ -5,12 +5,11 @@ the sandbox's kill)."""
 
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 from host_resources import sandbox_traces
-from support import runtime_home
+from support import runtime_home, stems_ready
 
 from sandlot.hostfs import parse_mountinfo
 from sandlot.runtimes import cgroups
@@ -20,18 +19,6 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the namespace runtime
 
 def _mountinfo(pid: int) -> list[str]:
     return Path(f"/proc/{pid}/mountinfo").read_text().splitlines()
-
-
-def _wait_for_stems(runtime) -> None:
-    from sandlot.runtimes.stems import _readable
-
-    deadline = time.monotonic() + 20
-    while runtime.stems and time.monotonic() < deadline:
-        with runtime.stems._lock:
-            stems = list(runtime.stems._stems)
-        if len(stems) >= runtime.stems.keep and all(st.ready or _readable(st.sock) for st in stems):
-            return
-        time.sleep(0.02)
 
 
 def test_a_sandbox_s_mount_namespace_holds_none_of_the_other_sandboxes_mounts(tmp_path):
@@ -45,7 +32,8 @@ def test_a_sandbox_s_mount_namespace_holds_none_of_the_other_sandboxes_mounts(tm
         for i in range(4):  # the first forks itself (no stem yet), the others are stems
             sid = f"imountns{i:012d}"
             made[sid] = runtime.create(SandboxSpec(sid, "base"), template).pid
-            _wait_for_stems(runtime)
+            if runtime.stems:
+                stems_ready(runtime.stems)
         host = "\n".join(_mountinfo(os.getpid()))
         assert all(sid in host for sid in made)  # the host's namespace keeps every sandbox's mounts
         sizes = set()

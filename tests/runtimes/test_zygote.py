@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support import runtime_home
+from support import runtime_home, stems_ready
 
 from sandlot.runtimes import cgroups
 from sandlot.runtimes.sandbox_process import start_ticks
@@ -22,19 +22,6 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not cgroups.detect(), reaso
 
 def _parent(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-
-
-def _stems_ready(stems, within: float = 20.0) -> None:
-    """Wait until the stems are forked and attached (each has said it is ready)."""
-    from sandlot.runtimes.stems import _readable
-
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        with stems._lock:
-            if len(stems._stems) >= stems.keep and all(st.ready or _readable(st.sock) for st in stems._stems):
-                return
-        time.sleep(0.02)
-    raise AssertionError("the stems did not become ready")
 
 
 def test_stems_are_the_zygote_s_children_not_the_server_s(tmp_path):
@@ -52,7 +39,7 @@ def test_stems_are_the_zygote_s_children_not_the_server_s(tmp_path):
             rt = runtime.create(SandboxSpec(sid, "base"), template)
             made.append(sid)
             parents.append(_parent(rt.pid))
-            _stems_ready(runtime.stems)
+            stems_ready(runtime.stems)
         assert runtime.zygote.proc.poll() is None
         assert parents[0] == os.getpid()
         assert parents[1:] == [runtime.zygote.proc.pid] * 2, (parents, runtime.zygote.proc.pid)
@@ -79,7 +66,7 @@ def test_a_create_without_a_ready_stem_has_the_zygote_fork_one(tmp_path):
     try:
         made.append("inowstem0000000000a")
         runtime.create(SandboxSpec(made[-1], "base"), template)  # starts the zygote (the refill)
-        _stems_ready(runtime.stems)
+        stems_ready(runtime.stems)
         runtime.stems.take = lambda: None  # as if the burst had taken them all
         for name in ("inowstem0000000000b", "inowstem0000000000c"):
             made.append(name)

@@ -93,28 +93,18 @@ class Stems:
         with self._lock:
             self._forking_now.add(spare)
         try:
-            cg = SandboxCgroup(spare, self.version, self.group)
-            cg.make_dirs()
-            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                pid = self.zygote.fork_stem(theirs, cg.proc_files())
-            except OSError as e:
-                ours.close()
-                cg.remove()
-                log.error("the stem zygote failed (%s): creates fork their own", e)
+            stem = self._fork(spare, server_may_fork=False)
+            if stem is None:
                 return None
-            finally:
-                theirs.close()
-            stem = Stem(pid, ours, spare)
-            ours.settimeout(timeout)
+            stem.sock.settimeout(timeout)
             try:
-                ready = ours.recv(1) == READY
+                ready = stem.sock.recv(1) == READY
             except OSError:
                 ready = False
             if not ready:
                 discard(stem, self.version, self.group)
                 return None
-            ours.settimeout(None)
+            stem.sock.settimeout(None)
             stem.ready = True
             return stem
         finally:
@@ -153,7 +143,9 @@ class Stems:
             with self._lock:
                 self._filling = None
 
-    def _fork(self, spare: str) -> Stem:
+    def _fork(self, spare: str, server_may_fork: bool = True) -> Stem | None:
+        """A stem in the spare group `spare`: the zygote's, else (if `server_may_fork`) the
+        server's own; None if neither."""
         cg = SandboxCgroup(spare, self.version, self.group)
         cg.make_dirs()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -167,6 +159,11 @@ class Stems:
             else:
                 theirs.close()
                 return Stem(pid, ours, spare)
+        if not server_may_fork:
+            ours.close()
+            theirs.close()
+            cg.remove()
+            return None
         pid = os.fork()
         if pid == 0:
             _stem_main(theirs.fileno(), procs, self.base_ns)  # never returns
