@@ -186,6 +186,40 @@ def test_rules_grant_no_access(world, make_sandbox):
     assert _seen(world, path) == []
 
 
+def test_rules_keyed_by_an_address_or_a_cidr(world, make_sandbox):
+    """E2B's rules may be keyed by an IP or CIDR: every connection dialled inside it gets the
+    headers, whatever name it carries; the narrowest key wins, and a name's own rule before any."""
+    rules = {ALLOWED: [{"transform": {"headers": {"X-Rule": "address"}}}],
+             "198.18.0.0/30": [{"transform": {"headers": {"X-Rule": "cidr"}}}],
+             "other.test": [{"transform": {"headers": {"X-Rule": "name"}}}]}
+    sbx = make_sandbox(network=network(allow_out=["198.18.0.0/29", "allowed.test", "other.test"],
+                                       deny_out=[ALL_TRAFFIC], rules=rules))
+    path = f"/by-address-{uuid.uuid4().hex}"
+    for url, expected in ((f"http://{ALLOWED}{path}/1", "address"), (f"http://{OTHER}{path}/2", "cidr"),
+                          (f"http://other.test{path}/3", "name"), (f"http://{NEIGHBOUR}{path}/4", None)):
+        assert fetch(sbx, url)[0] == 0, url
+        (seen,) = _seen(world, path + url[-2:])
+        assert seen["headers"].get("X-Rule") == expected, url
+    # HTTPS to a name no rule names, at an address a rule holds: terminated and verified for the name
+    code, out = _curl(sbx, f"https://allowed.test{path}/5", "-v")
+    assert code == 0 and "sandlot egress CA" in out, out
+    assert _seen(world, f"{path}/5")[0]["headers"]["X-Rule"] == "address"
+    # no name at all: verified for the address, which the world's certificate does not name: closed
+    for flags in ((), ("-k",)):
+        assert _curl(sbx, f"https://{ALLOWED}{path}/6", *flags)[0] != 0
+    assert _seen(world, f"{path}/6") == []
+
+
+def test_an_address_rule_grants_no_access(world, make_sandbox):
+    rules = {OTHER: [{"transform": {"headers": {"X-Rule": "address"}}}]}
+    sbx = make_sandbox(network=network(allow_out=["allowed.test"], deny_out=[ALL_TRAFFIC], rules=rules))
+    path = f"/address-refused-{uuid.uuid4().hex}"
+    assert fetch(sbx, f"http://{OTHER}{path}")[0] != 0
+    assert _seen(world, path) == []
+    assert fetch(sbx, f"http://allowed.test{path}-ok")[0] == 0
+    assert "X-Rule" not in _seen(world, f"{path}-ok")[0]["headers"]
+
+
 @pytest.mark.parametrize("name", ["metadata.test", "host.test", "loop.test"])
 def test_a_rule_name_rebound_to_a_closed_address_stays_closed(world, make_sandbox, name):
     """DNS rebinding: the proxy dials from the host, so a rule's name that resolves to metadata, the
@@ -216,7 +250,8 @@ def test_live_update_applies_rules(world, make_sandbox):
     ({"allowed.test": [{"transform": {"headers": {"Host": "x"}}}]}, 400, "Host"),
     ({"allowed.test": [{"transform": {"headers": {"X-A": "a\r\nX-B: b"}}}]}, 400, "CR"),
     ({"allowed.test": [{"transform": {"headers": {"bad name": "x"}}}]}, 400, "header name"),
-    ({"10.0.0.1": [{"transform": {"headers": {"X-A": "a"}}}]}, 400, "address"),
+    ({"2001:db8::1": [{"transform": {"headers": {"X-A": "a"}}}]}, 400, "IPv6"),
+    ({"10.0.0.0/33": [{"transform": {"headers": {"X-A": "a"}}}]}, 400, "10.0.0.0/33"),
     ({"*": [{"transform": {"headers": {"X-A": "a"}}}]}, 400, "'*'"),
     ({"allowed.test": {"transform": {}}}, 400, "list"),
     ({"allowed.test": [{"transform": {"body": "x"}}]}, 400, "headers"),

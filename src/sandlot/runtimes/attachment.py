@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+from .egress_rules import address_keys
 from .policy import ALWAYS_BLOCKED, SANDBOX_SUBNET, NetworkPolicy
 
 
@@ -28,6 +29,8 @@ class Attached:
                  "explicit": [key + str(n) for n in explicit], "allow": [key + str(n) for n in allow],
                  "deny": [key + str(n) for n in ipaddress.collapse_addresses(self.policy.networks("deny"))],
                  "verdicts": [f'"{self.link}" : {"accept" if self.policy.internet else "drop"}']}
+        if self.policy.rules:  # rules keyed by address: their TCP goes to the egress proxy
+            found["ruleaddrs"] = [key + str(n) for n in address_keys(self.policy.rules)]
         if self.policy.socks:
             found["socks"] = [f'"{self.link}"']
         if self.policy.bandwidth_mbps:

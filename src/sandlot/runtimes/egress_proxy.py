@@ -3,7 +3,8 @@ and HTTPS requests to the rule's host, on the host, so the secret never enters t
 
 How connections get here: when a sandbox's resolver answers a name some rule names, the answer's
 addresses are pinned into the `rulepins` set (network.py), and nftables redirects the sandbox's TCP
-to those addresses (any port) to this proxy; SO_ORIGINAL_DST gives the address and port asked for.
+to those addresses (any port) to this proxy, as it does TCP to an address inside a rule keyed by
+an address or CIDR (`ruleaddrs`); SO_ORIGINAL_DST gives the address and port asked for.
 Only a connection from a sandbox's own address to an address pinned for it is served; the proxy
 dials exactly that address and port, and only if the sandbox's policy lets it reach it (the
 question the forward chain would ask, checked again here: the redirect takes the connection off
@@ -14,7 +15,10 @@ that chain). Then, by the first bytes the sandbox sends:
   sandbox's connection is closed, never served unverified. Then the sandbox's TLS is terminated with
   a leaf for the name signed by the server's egress CA (which the sandbox trusts), and every request
   on it gets the rule's headers (replacing any of the same name);
-- an HTTP/1.x request: each request whose Host names a pinned rule name gets its headers;
+- a TLS ClientHello to an address inside a rule's address key (its SNI no rule name): the same,
+  verified for the SNI's name, or for the address itself when there is no SNI (an IP SAN);
+- an HTTP/1.x request: each request whose Host names a pinned rule name gets its headers, any
+  other the headers of a rule keyed by the address dialled, if one holds it;
 - anything else (another SNI, no SNI, a protocol where the server speaks first): relayed as is.
 
 Requests are parsed only for their framing (egress_http.py), so each one on a kept-alive
@@ -39,7 +43,7 @@ from python_socks import ProxyError, ProxyTimeoutError
 
 from . import socks
 from .egress_http import IDLE_TIMEOUT, both_ways, client_hello_sni, is_http, relay_http
-from .egress_rules import headers_for
+from .egress_rules import headers_for, headers_for_address
 from .policy import closed
 
 log = logging.getLogger("sandlot.egress")
@@ -171,10 +175,19 @@ class RulesProxy:
                 await asyncio.wait_for(loop.sock_connect(up, (address, port)), CONNECT_TIMEOUT)
             hello = await _first_bytes(conn, up)
             rules = attached.policy.rules
+            by_address = headers_for_address(rules, address)  # a rule keyed by an address holding it
+
+            def for_host(host: str):  # a pinned rule name's headers, else the address rule's
+                found = headers_for(rules, host) if host in names else None
+                return by_address if found is None else found
+
             if hello[:1] == b"\x16":
-                name = client_hello_sni(hello)
-                if name in names and headers_for(rules, name) is not None:
-                    await self._tls(conn, up, name, lambda _host: headers_for(rules, name), writers, handed)
+                sni = client_hello_sni(hello)
+                if sni in names and headers_for(rules, sni) is not None:
+                    await self._tls(conn, up, sni, lambda _host: headers_for(rules, sni), writers, handed)
+                    return
+                if by_address is not None:  # verified for the name asked, or for the address itself
+                    await self._tls(conn, up, sni or address, lambda _host: by_address, writers, handed)
                     return
             handed += [conn, up]
             cr, cw = await asyncio.open_connection(sock=conn, limit=MAX_HEAD)
@@ -182,7 +195,7 @@ class RulesProxy:
             ur, uw = await asyncio.open_connection(sock=up)
             writers.append(uw)
             if is_http(hello):
-                await relay_http(cr, cw, ur, uw, lambda host: headers_for(rules, host) if host in names else None)
+                await relay_http(cr, cw, ur, uw, for_host)
             else:
                 await both_ways(cr, cw, ur, uw)
         except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,

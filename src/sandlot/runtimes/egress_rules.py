@@ -3,13 +3,17 @@ a sandbox's HTTP(S) requests, so that a secret (an Authorization token) reaches 
 ever entering the sandbox.
 
 Wire shape (E2B's SandboxNetworkConfig.rules): `{host: [{"transform": {"headers": {name: value}}}]}`.
-A host is a DNS name or `*.zone` (any depth below zone, not zone itself). For a request, the exact
-name's rules win, else the longest matching wildcard; rules of different keys are never merged; the
-rules of one key apply in order (a later value of a header replaces an earlier one).
+A key is a DNS name, `*.zone` (any depth below zone, not zone itself), or an IPv4 address or CIDR
+(every connection to an address inside it, whatever name the request carries). For a request, the
+exact name's rules win, else the longest matching wildcard, else the narrowest CIDR holding the
+address dialled; rules of different keys are never merged; the rules of one key apply in order (a
+later value of a header replaces an earlier one). A key grants no access: the policy must let the
+sandbox reach the host.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 from .._exceptions import InvalidArgument, Unsupported
@@ -56,13 +60,21 @@ def parse(rules) -> tuple[HostRules, ...]:
 
 
 def _host(key) -> str:
+    """A key as kept: a lower-case name, `*.zone`, an address (`1.2.3.4`) or a CIDR (`1.2.3.0/24`)."""
     if not isinstance(key, str):
-        raise InvalidArgument("network.rules: keys must be host names")
-    host = _entry(key, "network.rules")  # a name, `*.zone`, or an address (refused below)
-    if not isinstance(host, str):
-        raise InvalidArgument(f"network.rules: {key!r} is an address; rules are keyed by host name "
-                              "(the name a request's TLS SNI or Host header carries)")
-    return host
+        raise InvalidArgument("network.rules: keys must be host names, IPv4 addresses or CIDRs")
+    host = _entry(key, "network.rules")
+    if isinstance(host, str):
+        return host
+    return str(host.network_address) if host.prefixlen == 32 else str(host)
+
+
+def _network(key: str) -> ipaddress.IPv4Network | None:
+    """The network of an address key; None for a name."""
+    try:
+        return ipaddress.IPv4Network(key)
+    except ValueError:
+        return None
 
 
 def _headers(key: str, item) -> dict[str, str]:
@@ -91,15 +103,33 @@ def _headers(key: str, item) -> dict[str, str]:
 
 def headers_for(rules: tuple[HostRules, ...], name: str) -> tuple[tuple[str, str], ...] | None:
     """The headers for a request to `name`: the exact key's, else the longest matching wildcard's;
-    None when no key matches."""
+    None when no name key matches (address keys are headers_for_address's)."""
     name = name.lower().rstrip(".")
     best, best_len = None, -1
     for host, headers in rules:
+        if _network(host) is not None:
+            continue
         if host == name:
             return headers
         if host.startswith("*.") and name.endswith(host[1:]) and len(host) > best_len:
             best, best_len = headers, len(host)
     return best
+
+
+def headers_for_address(rules: tuple[HostRules, ...], ip: str) -> tuple[tuple[str, str], ...] | None:
+    """The headers for a connection dialled to `ip`: the narrowest address key holding it, or None."""
+    address = ipaddress.IPv4Address(ip)
+    best, best_len = None, -1
+    for host, headers in rules:
+        net = _network(host)
+        if net is not None and address in net and net.prefixlen > best_len:
+            best, best_len = headers, net.prefixlen
+    return best
+
+
+def address_keys(rules: tuple[HostRules, ...]) -> list[ipaddress.IPv4Network]:
+    """The networks of the address keys, overlaps merged (what nftables sends to the proxy)."""
+    return list(ipaddress.collapse_addresses(n for n in map(_network, (h for h, _ in rules)) if n is not None))
 
 
 def redacted(rules: tuple[HostRules, ...]) -> dict:

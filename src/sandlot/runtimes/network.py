@@ -12,9 +12,10 @@ per sandbox cost ~7 ms, since nftables re-reads the table for each).
 
     c_pre    (prerouting -300)  from a sandbox link: no IPv6; the source must be its own address
     c_dns    (prerouting nat)   DNS (udp/tcp 53, to any address) goes to this server's resolver;
-                                TCP to an address pinned for a `network.rules` name (`rulepins`),
-                                and all TCP of a link in `socks` (a user's SOCKS5 proxy), goes to
-                                the egress proxy (egress_proxy.py), which dials it itself
+                                TCP to an address pinned for a `network.rules` name (`rulepins`)
+                                or inside a rule's address key (`ruleaddrs`), and all TCP of a
+                                link in `socks` (a user's SOCKS5 proxy), goes to the egress proxy
+                                (egress_proxy.py), which dials it itself
     c_input, c_fwd              from a sandbox link: `egress`; to one: its cap, then replies only
     c_post   (postrouting nat)  masquerade the sandboxes' subnet on its way out
     egress   [cap] · replies · other sandboxes ✗ · explicit allows inside closed ranges ✓ ·
@@ -48,7 +49,7 @@ from . import links
 from .attachment import Attached, cap_chain, split_explicit
 from .dns import Resolver
 from .egress_proxy import EgressTls, RulesProxy
-from .egress_rules import headers_for
+from .egress_rules import headers_for, headers_for_address
 from .forward import RECHECK_S, ForwardDrops
 from .nft import Nft
 from .policy import ALWAYS_BLOCKED, SANDBOX_SUBNET, NetworkPolicy, closed, name_matches
@@ -57,7 +58,7 @@ log = logging.getLogger("sandlot.network")
 
 PIN_MIN_S, PIN_MAX_S = 30, 3600  # a pinned answer lives its TTL within these bounds
 PIN_SET_SIZE = 65536  # addresses pinned at once, all sandboxes together (kernel memory is bounded)
-RULE_SETS = ("explicit", "allow", "deny")  # interval sets of `ifname . ipv4_addr` a policy fills
+RULE_SETS = ("explicit", "allow", "deny", "ruleaddrs")  # interval sets of `ifname . ipv4_addr` a policy fills
 
 
 def addresses(slot: int) -> tuple[str, str]:
@@ -173,6 +174,7 @@ class Network:
             return []
         t, p, port = self.t, self.prefix + "*", self.proxy.port
         return [f'add rule {t} c_dns iifname "{p}" iifname . ip daddr @rulepins meta l4proto tcp redirect to :{port}',
+                f'add rule {t} c_dns iifname "{p}" iifname . ip daddr @ruleaddrs meta l4proto tcp redirect to :{port}',
                 f'add rule {t} c_dns iifname "{p}" iifname @socks meta l4proto tcp redirect to :{port}',
                 # only what the rule above redirected: the proxy's port itself stays closed to sandboxes
                 f'add rule {t} c_input iifname "{p}" tcp dport {port} ct status dnat accept',
@@ -391,7 +393,8 @@ class Network:
     def target(self, source: str, ip: str) -> tuple[Attached, set[str], str | None] | None:
         """For the egress proxy, a connection from `source` redirected away from `ip`: the sandbox,
         the rule names `ip` was pinned for, and the allowed name it was pinned for (what a SOCKS5
-        proxy is asked for), if the sandbox may reach `ip`; None for anything else."""
+        proxy is asked for), if the sandbox may reach `ip`; None for anything else. (A rule keyed
+        by an address holding `ip` is the proxy's to look up: it comes here only if reachable.)"""
         a = self.resolver.attached(source)
         if a is None or self._attached.get(a.sandbox_id) is not a:
             return None
@@ -402,7 +405,9 @@ class Network:
         name = pinned[1] if pinned and not pinned[2] and pinned[0] > now else None
         if a.policy.socks:  # all its TCP comes here: the egress chain's question, for every connection
             return (a, names, name or min(names, default=None)) if self._reaches(a, ip, name) or names else None
-        return (a, names, name) if names else None
+        if names or headers_for_address(a.policy.rules, ip) is not None and self._reaches(a, ip, name):
+            return a, names, name
+        return None
 
     def detach(self, sandbox_id: str, slot: int | None) -> None:
         """Remove everything of the sandbox's network: elements, cap chains, resolver entry, link."""
