@@ -65,6 +65,9 @@ class EgressTls:
 
     make_ca: Callable[[], Any]
     upstream: ssl.SSLContext
+    # identity(sandbox_id, headers): the headers with workload identity placeholders replaced by
+    # tokens minted now (server/identity.py); ValueError for a token the sandbox does not have
+    identity: Callable[[str, Any], Any] | None = None
     _ca: Any = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -179,15 +182,17 @@ class RulesProxy:
 
             def for_host(host: str):  # a pinned rule name's headers, else the address rule's
                 found = headers_for(rules, host) if host in names else None
-                return by_address if found is None else found
+                return self._minted(attached.sandbox_id, by_address if found is None else found)
 
             if hello[:1] == b"\x16":
                 sni = client_hello_sni(hello)
                 if sni in names and headers_for(rules, sni) is not None:
-                    await self._tls(conn, up, sni, lambda _host: headers_for(rules, sni), writers, handed)
+                    await self._tls(conn, up, sni, lambda _host: self._minted(attached.sandbox_id, headers_for(
+                        rules, sni)), writers, handed)
                     return
                 if by_address is not None:  # verified for the name asked, or for the address itself
-                    await self._tls(conn, up, sni or address, lambda _host: by_address, writers, handed)
+                    await self._tls(conn, up, sni or address, lambda _host: self._minted(
+                        attached.sandbox_id, by_address), writers, handed)
                     return
             handed += [conn, up]
             cr, cw = await asyncio.open_connection(sock=conn, limit=MAX_HEAD)
@@ -214,6 +219,13 @@ class RulesProxy:
             for sock in (conn, up):
                 if sock is not None and sock not in handed:
                     sock.close()
+
+    def _minted(self, sandbox_id: str, headers):
+        """Rule headers as sent: workload identity placeholders replaced by fresh tokens. A request
+        whose token cannot be minted is not sent (ValueError ends the connection)."""
+        if headers and self.tls.identity is not None:
+            return self.tls.identity(sandbox_id, headers)
+        return headers
 
     async def _tls(self, conn: socket.socket, up: socket.socket, name: str,
                    for_host: Callable[[str], Any], writers: list, handed: list) -> None:

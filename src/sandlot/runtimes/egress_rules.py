@@ -16,7 +16,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from .._exceptions import InvalidArgument, Unsupported
+from .._exceptions import InvalidArgument
 from .policy import _entry
 
 MAX_HOSTS = 64  # keys of `rules`
@@ -27,15 +27,14 @@ _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$")  # RFC 9110 field-na
 # past the proxy, or send it elsewhere
 _FRAMING = {"host", "content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer",
             "keep-alive", "proxy-connection", "expect"}
-IAM_PLACEHOLDER = "${e2b.identity.tokens."
 
 # (host pattern, ((header, value), ...)) per key, as kept in a NetworkPolicy
 HostRules = tuple[str, tuple[tuple[str, str], ...]]
 
 
 def parse(rules) -> tuple[HostRules, ...]:
-    """E2B's `rules` object checked and merged per host; InvalidArgument (400) names what is wrong,
-    Unsupported (501) what this server does not do (workload identity tokens)."""
+    """E2B's `rules` object checked and merged per host; InvalidArgument (400) names what is wrong.
+    A value may carry workload identity placeholders (server/identity.py checks their names)."""
     if rules is None:
         return ()
     if not isinstance(rules, dict):
@@ -95,9 +94,6 @@ def _headers(key: str, item) -> dict[str, str]:
                 any(c in value for c in "\r\n\0"):
             raise InvalidArgument(f"network.rules[{key!r}]: the value of {name} must be a string of at "
                                   f"most {MAX_VALUE} bytes without CR, LF or NUL")
-        if IAM_PLACEHOLDER in value:
-            raise Unsupported(f"network.rules[{key!r}]: workload identity tokens ({IAM_PLACEHOLDER}...}}, "
-                              "E2B's `iam`) are not supported on this server; put the header's value itself")
     return headers
 
 

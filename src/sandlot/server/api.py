@@ -20,6 +20,7 @@ import base64
 import functools
 import json
 from collections.abc import Awaitable
+from typing import Any
 from datetime import datetime, timezone
 from urllib.parse import parse_qsl, unquote
 
@@ -30,7 +31,7 @@ from starlette.routing import Route
 
 from .. import _exceptions as E
 from ..runtimes.policy import Limits
-from . import logs_api, template_sandboxes
+from . import identity, logs_api, template_sandboxes
 from .network_api import NetworkIn, egress_from, ingress_from
 from .auth import caller
 from .bodies import JsonBody, page_limit, read_model
@@ -75,6 +76,7 @@ class CreateIn(JsonBody):
     volumeMounts: list[VolumeMountIn] | None = None
     allow_internet_access: bool | None = None
     network: NetworkIn | None = None
+    iam: Any = None  # E2B's workload identity, checked by identity.parse
     limits: LimitsIn | None = None
     # sandlot's own, checked in workspaces.py
     workspace: dict | None = Field(None, description="a codebase at /workspace with path permissions: "
@@ -132,7 +134,9 @@ async def create(request: Request) -> Response:
         limits=limits, auto_pause=body.autoPause, secure=body.secure, team=team, **lifecycle_fields(body),
         volume_mounts=[m.model_dump() for m in body.volumeMounts or []], workspace=workspace, security=security,
         stack=built.template if built else None,
-        egress=egress_from(body.allow_internet_access, body.network), network=ingress_from(body.network))
+        egress=egress_from(body.allow_internet_access, body.network), network=ingress_from(body.network),
+        iam=identity.parse(body.iam))
+    identity.check_references(req.egress.rules if req.egress else (), req.iam)
     info = request_info(request.scope)
     info.detail["template"] = req.template
     try:

@@ -7,6 +7,8 @@ One ASGI app, one port, every front door (paths are disjoint, docs/e2b.md §1.2)
                                                                  (routing headers) → envd's /health
     /_sandlot/health, /openapi.json         public               here, openapi.py
     /ca.pem                                 public               tls.py (the local CA's certificate)
+    /.well-known/openid-configuration,      public               identity.py (the key verifying the
+    /.well-known/jwks.json                                       sandboxes' workload identity tokens)
     /metrics                                SANDLOT_METRICS_AUTH metrics.py
                                             (an admin key)
     /sandboxes, /v2/sandboxes ...           API key, of the      api.py
@@ -67,8 +69,8 @@ from ..runtimes import make_runtime
 from ..runtimes.egress_proxy import EgressTls, upstream_context
 from ..templates import TemplateStore
 from ..volumes import VolumeStore
-from . import (api, audit_api, codebases, network_api, openapi, packages_api, sessions, snapshots, template_routes,
-               tls, transfer, volumes, workspaces)
+from . import (api, audit_api, codebases, identity, network_api, openapi, packages_api, sessions, snapshots,
+               template_routes, tls, transfer, volumes, workspaces)
 from .audit import AuditLog
 from .auth import Access, ApiKeys, requires, secure
 from .certs import LocalCA
@@ -182,6 +184,10 @@ def build_app(config: Config, extensions: Mapping[str, Extension] | None = None)
     runtime = HoldingRuntime(make_runtime(config.home, egress_tls), layers)
     service = SandboxService(config, store, runtime, TemplateStore(config.home), layers, Events(metrics, audit))
     service.networks.egress_tls = egress_tls
+    # workload identity tokens (E2B's iam) the egress proxy mints into rule headers (identity.py)
+    service.networks.identity = identity.Issuer(config.home, config.identity_issuer or (
+        f"{config.scheme}://{config.domain or f'{config.host}:{config.port}'}"))
+    egress_tls.identity = service.networks.resolve_identity
     # snapshots a create may name (snapshots.py); volumes (volumes.py)
     service.snapshots = snapshot_store = Snapshots(service, service.create, config, service.templates, service.pools,
                                                    service.lifecycle, layers)
@@ -248,6 +254,7 @@ def build_app(config: Config, extensions: Mapping[str, Extension] | None = None)
     )
     app.state.serving = False
     app.state.service = service
+    app.state.identity = service.networks.identity
     app.state.snapshots = snapshot_store
     app.state.custom_templates = custom
     app.state.template_builder = builder
@@ -282,6 +289,7 @@ def routes(config: Config, service: SandboxService, metrics: Metrics, keys: ApiK
             Route("/_sandlot/health", _sandlot_health, methods=["GET"]),
             Route("/openapi.json", openapi.endpoint, methods=["GET"]),
             Route("/ca.pem", tls.ca_pem, methods=["GET"]),  # what clients trust with SANDLOT_TLS=local-ca
+            *identity.routes(),  # what verifiers of the sandboxes' workload identity tokens fetch
         ], keys, body=json_bytes),
         *requires(METRICS_ACCESS[config.metrics_auth], [Route("/metrics", metrics.endpoint, methods=["GET"])], keys,
                   body=json_bytes),

@@ -98,6 +98,9 @@ class Config(BaseSettings):
     # CA certificates (a PEM bundle) the `network.rules` egress proxy trusts for upstream hosts, besides
     # the system's trust store (a private API's own CA); None: the system's only
     egress_ca_file: Path | None = None
+    # The issuer URL of the sandboxes' workload identity tokens (E2B's `iam`, identity.py): where
+    # verifiers fetch /.well-known/openid-configuration; None: this server's own address
+    identity_issuer: str | None = None
     # -- bounds on what clients send and receive
     max_upload_bytes: Bytes = 1 << 30  # one POST /files, all its files after gunzip: past it 413
     max_json_bytes: Bytes = 4 << 20  # a request body on the JSON routes (REST, /execute, /contexts)

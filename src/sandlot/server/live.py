@@ -85,6 +85,7 @@ class CreateRequest:
     security: SecurityPolicy = field(default_factory=SecurityPolicy)
     egress: NetworkPolicy | None = None  # None: no network, only loopback
     network: dict = field(default_factory=dict)  # ingress settings as the API took them (issue 12)
+    iam: dict = field(default_factory=dict)  # workload identity tokens by name (identity.py)
 
 
 class Sandboxes(Protocol):

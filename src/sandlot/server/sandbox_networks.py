@@ -12,6 +12,7 @@ import logging
 from .. import _exceptions as E
 from ..runtimes.interface import Runtime
 from ..runtimes.policy import NetworkPolicy
+from . import identity
 from .config import Config
 from .journal import Journal
 from .live import Sandboxes
@@ -39,6 +40,7 @@ class SandboxNetworks:
         self.sandboxes, self.config, self.runtime, self.store, self.journal = sandboxes, config, runtime, store, journal
         self._locks: dict[str, asyncio.Lock] = {}  # a sandbox's network changes, one at a time
         self.egress_tls = None  # the rules proxy's CA and upstream trust (app.py sets it)
+        self.identity: identity.Issuer | None = None  # workload identity tokens' signer (app.py sets it)
 
     def adopt(self, rec: SandboxRecord, running: bool = True) -> None:
         egress = egress_of(rec)
@@ -49,7 +51,7 @@ class SandboxNetworks:
                 log.warning("sandbox %s: its network is removed (SANDLOT_EGRESS=off)", rec.id)
                 if running:
                     self.runtime.set_network(rec.id, None)
-                rec.network = network_record(None, (rec.network or {}).get("ingress", {}))
+                rec.network = network_record(None, (rec.network or {}).get("ingress", {}), iam_of(rec))
                 self.store.update(rec.id, network=rec.network)
             elif running:  # the table outlived the server; the resolver must know it again
                 self.runtime.set_network(rec.id, egress, adopting=True)
@@ -88,6 +90,17 @@ class SandboxNetworks:
 
     def forget(self, sandbox_id: str) -> None:
         self._locks.pop(sandbox_id, None)
+        if self.identity is not None:
+            self.identity.forget(sandbox_id)
+
+    def resolve_identity(self, sandbox_id: str, headers):
+        """For the egress proxy (its thread): a rule's headers with the sandbox's workload identity
+        placeholders replaced by tokens minted now; ValueError if it has no such token."""
+        live = self.sandboxes.live.get(sandbox_id)
+        if live is None or self.identity is None:
+            raise ValueError(f"sandbox {sandbox_id}: no workload identity here")
+        rec = live.record
+        return self.identity.resolve(sandbox_id, rec.team, rec.template, iam_of(rec), headers)
 
     def allowed(self, egress: NetworkPolicy | None) -> NetworkPolicy | None:
         """What this server gives: with SANDLOT_EGRESS=off, or where the runtime has no networks, a
@@ -134,10 +147,12 @@ class SandboxNetworks:
         """Replace the sandbox's egress policy live (E2B's PUT /sandboxes/{id}/network)."""
         live = self.sandboxes.known(sandbox_id)
         egress = self.allowed(egress)
+        identity.check_references(egress.rules if egress else (), iam_of(live.record))
         async with self.lock(sandbox_id):
             await self.trust_ca(live, egress)  # trusted before the rules apply
             await asyncio.to_thread(self.runtime.set_network, sandbox_id, egress)
-            live.record.network = network_record(egress, (live.record.network or {}).get("ingress", {}))
+            live.record.network = network_record(egress, (live.record.network or {}).get("ingress", {}),
+                                                 iam_of(live.record))
             self.store.update(sandbox_id, network=live.record.network)
         network = egress.describe() if egress is not None else "none"
         log.info("sandbox %s network updated: %s", sandbox_id, network)
@@ -155,8 +170,14 @@ class SandboxNetworks:
         usage = getattr(self.runtime, "network_usage", None)
         return usage(sandbox_id) if usage else (0, 0)
 
-def network_record(egress: NetworkPolicy | None, ingress: dict) -> dict:
-    return {"egress": None if egress is None else egress.as_json(), "ingress": ingress}
+def network_record(egress: NetworkPolicy | None, ingress: dict, iam: dict | None = None) -> dict:
+    record = {"egress": None if egress is None else egress.as_json(), "ingress": ingress}
+    return {**record, "iam": iam} if iam else record
+
+
+def iam_of(rec: SandboxRecord) -> dict:
+    """The sandbox's workload identity tokens (identity.py), {} if none."""
+    return (rec.network or {}).get("iam") or {}
 
 
 def egress_of(rec: SandboxRecord) -> NetworkPolicy | None:

@@ -211,7 +211,7 @@ class SandboxService:
             auto_pause_mode=req.auto_pause_mode, auto_resume=req.auto_resume,
             stack=self.lifecycle.stack_of(template), volume_mounts=req.volume_mounts,
             security=req.security.changes(), workspace=req.workspace is not None, team=req.team,
-            network=network_record(req.egress, req.network))
+            network=network_record(req.egress, req.network, req.iam))
         self.store.insert(rec)
         live = self._live(rec, rt, kernels)
         self.live[rec.id] = live
