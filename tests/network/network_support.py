@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import subprocess
@@ -63,9 +64,21 @@ def _remove_dead_worlds() -> None:
         subprocess.run(["ip", "netns", "del", name], capture_output=True)
 
 
+WORLD_LOCK = Path("/run/sandlot-test-world.lock")
+
+
 @contextlib.contextmanager
 def outside_world(d: Path):
-    """The world of conftest.py's docstring, its files in `d`; removed on exit."""
+    """The world of conftest.py's docstring, its files in `d`; removed on exit. One at a time on a
+    machine (its addresses and the metadata route are the host's): a second test run waits."""
+    with open(WORLD_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with _world(d) as world:
+            yield world
+
+
+@contextlib.contextmanager
+def _world(d: Path):
     _remove_dead_worlds()
     netns, link = f"sandlot-world-{os.getpid()}", f"slw{os.getpid() % 100000}"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(d / "key.pem"),
