@@ -116,7 +116,9 @@ async def test_every_route_of_the_app_declares_its_access(client):
               for route in client.app.routes}
     assert None not in access.values(), access
     public = sorted(path for (path, _), a in access.items() if a is Access.PUBLIC)
-    assert public == ["/_sandlot/health", "/ca.pem", "/health", "/openapi.json"]
+    # the workload identity verifiers' key (identity.py) is public, as an OIDC issuer's must be
+    assert public == ["/.well-known/jwks.json", "/.well-known/openid-configuration", "/_sandlot/health", "/ca.pem",
+                      "/health", "/openapi.json"]
     keyed = {path for (path, _), a in access.items() if a is Access.API_KEY}
     own = [*sessions.routes(), *workspaces.routes(), *codebases.routes(), *codebases.upload_routes(),
            *snapshots.routes(), *transfer.routes(), *volumes.routes(), *template_routes.routes(), *ports.routes()]

@@ -213,6 +213,11 @@ OPERATIONS: dict[tuple[str, str], dict] = {
     ("get", "/ca.pem"): _op("The certificate of the CA that signed this server's TLS certificate (SANDLOT_TLS=local-ca)",
                             {"200": {"description": "PEM", "content": {"application/x-pem-file": {"schema": {
                                 "type": "string"}}}}, "404": {"description": "TLS is off or uses a given certificate"}}),
+    ("get", "/.well-known/openid-configuration"): _op(
+        "OIDC discovery of the sandboxes' workload identity tokens (E2B's iam): issuer and JWKS address",
+        {"200": _json({"type": "object"})}),
+    ("get", "/.well-known/jwks.json"): _op("The public keys that verify the sandboxes' workload identity tokens",
+                                           {"200": _json({"type": "object"})}),
     ("get", "/metrics"): _op("Prometheus metrics (text exposition format)", {"200": {
         "description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}}),
     ("post", "/sandboxes"): _CREATE,
