@@ -29,7 +29,7 @@ from h2.events import (ConnectionTerminated, DataReceived, InformationalResponse
                        ResponseReceived, StreamReset, TrailersReceived)
 from h2.exceptions import ProtocolError, StreamClosedError, TooManyStreamsError
 from h2.settings import SettingCodes, Settings
-from hpack import HeaderTuple, NeverIndexedHeaderTuple
+from hpack import NeverIndexedHeaderTuple
 
 from .egress_http import CHUNK, IDLE_TIMEOUT, _end, _host_only
 
@@ -119,7 +119,7 @@ class _Relay:
             self.request(ev)
         elif isinstance(ev, (ResponseReceived, InformationalResponseReceived, TrailersReceived)):
             if (target := self.streams.get((id(side), ev.stream_id))) is not None:
-                end = ev.stream_ended is not None
+                end = getattr(ev, "stream_ended", None) is not None  # a 1xx never ends one
                 other.queues.setdefault(target, deque()).append(("h", ev.headers, end))
         elif isinstance(ev, DataReceived):
             target = self.streams.get((id(side), ev.stream_id))
@@ -161,8 +161,7 @@ class _Relay:
             return headers
         add = [(n.lower().encode(), v.encode()) for n, v in add if not n.startswith(":")]
         names = {n for n, _ in add}
-        kept = [h if h[0].startswith(b":") else HeaderTuple(*h) for h in headers if h[0] not in names]
-        return kept + [NeverIndexedHeaderTuple(n, v) for n, v in add]
+        return [h for h in headers if h[0] not in names] + [NeverIndexedHeaderTuple(n, v) for n, v in add]
 
     def goaway_received(self, side: _Side, ev: ConnectionTerminated) -> None:
         # h2 closes its whole connection on a GOAWAY, though the streams admitted before it may
