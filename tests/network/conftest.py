@@ -7,6 +7,8 @@ Names that rebind to closed addresses resolve there too. Nothing is ever sent to
 the metadata address is routed into the world for the session, so a rule that let it through would
 show up as an answer from the world, not as traffic leaving the machine. `socks`: a SOCKS5 server
 in the world (socks_server.py, on SOCKS:1080, SOCKS_USER/SOCKS_PASSWORD) and its CONNECT log.
+`h2_world`: an HTTP/2 server in the world (h2_server.py, h2.test on H2: h2 over TLS on 443 with
+the world's certificate, h2c on 80) and its request log.
 
 The shared fixtures (tests/conftest.py) start the server and make sandboxes of `sdk_class`, the
 official e2b SDK's; its environment points at the server for every module here.
@@ -20,7 +22,7 @@ import sys
 
 import pytest
 from e2b import Sandbox
-from network_support import HERE, SOCKS, SOCKS_PASSWORD, SOCKS_USER, outside_world
+from network_support import H2, HERE, SOCKS, SOCKS_PASSWORD, SOCKS_USER, outside_world
 
 
 @pytest.fixture(scope="session")
@@ -37,6 +39,22 @@ def socks(world, tmp_path_factory):
     log = tmp_path_factory.mktemp("socks") / "connects.log"
     proc = subprocess.Popen(["ip", "netns", "exec", world.netns, sys.executable, str(HERE / "socks_server.py"),
                              SOCKS, "1080", str(world.zone), str(log), SOCKS_USER, SOCKS_PASSWORD],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        yield log
+    finally:
+        proc.stdin.close()
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="session")
+def h2_world(world, tmp_path_factory):
+    """The world's HTTP/2 server on H2 (h2.test); its request log (JSON lines)."""
+    log = tmp_path_factory.mktemp("h2") / "requests.log"
+    proc = subprocess.Popen(["ip", "netns", "exec", world.netns, sys.executable, str(HERE / "h2_server.py"),
+                             H2, str(world.ca), str(world.ca.with_name("key.pem")), str(log)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "ready"

@@ -14,6 +14,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 HOST = "198.18.0.1"
 ALLOWED, OTHER, NEIGHBOUR, DNS = "198.18.0.2", "198.18.0.3", "198.18.0.4", "198.18.0.53"
+H2 = "198.18.0.5"  # the world's HTTP/2 server (h2_server.py, the `h2_world` fixture)
 SOCKS = "198.18.0.10"  # where the `socks` fixture runs its SOCKS5 server (socks_server.py)
 SOCKS_USER, SOCKS_PASSWORD = "sandlot", f"pw-{os.getpid()}"
 METADATA = "169.254.169.254"
@@ -21,6 +22,7 @@ ZONE = {
     "allowed.test": [ALLOWED],
     "other.test": [OTHER],
     "a.wild.test": [NEIGHBOUR],
+    "h2.test": [H2],
     # DNS rebinding: allowed names whose answers are closed addresses
     "metadata.test": [METADATA],
     "host.test": [HOST],
@@ -83,7 +85,7 @@ def _world(d: Path):
     netns, link = f"sandlot-world-{os.getpid()}", f"slw{os.getpid() % 100000}"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(d / "key.pem"),
                     "-out", str(d / "cert.pem"), "-days", "1", "-subj", "/CN=allowed.test",
-                    "-addext", "subjectAltName=DNS:allowed.test"],
+                    "-addext", "subjectAltName=DNS:allowed.test,DNS:h2.test"],
                    check=True, capture_output=True)
     (d / "zone.json").write_text(json.dumps(ZONE))
     _ip("netns", "add", netns)
@@ -92,7 +94,7 @@ def _world(d: Path):
         _ip("link", "add", link, "type", "veth", "peer", "name", "eth0", "netns", netns)
         _ip("addr", "add", f"{HOST}/24", "dev", link)
         _ip("link", "set", link, "up")
-        for address in (ALLOWED, OTHER, NEIGHBOUR, DNS, SOCKS, METADATA):
+        for address in (ALLOWED, OTHER, NEIGHBOUR, H2, DNS, SOCKS, METADATA):
             _ip("-n", netns, "addr", "add", f"{address}/{24 if address != METADATA else 32}", "dev", "eth0")
         _ip("-n", netns, "link", "set", "eth0", "up")
         _ip("-n", netns, "link", "set", "lo", "up")

@@ -3,18 +3,24 @@ the egress proxy on the host (runtimes/egress_proxy.py), seen at the world's ser
 inside the sandbox. HTTPS is terminated with a leaf of the server's egress CA, which the sandbox
 trusts (curl verifies, no -k), and dialled upstream with real verification: this module's server
 trusts the world's self-signed certificate through SANDLOT_EGRESS_CA_FILE, and a name the
-certificate does not cover fails closed."""
+certificate does not cover fails closed.
+
+HTTP/2: the world's h2 server (h2_server.py, h2.test) speaks only h2, its HTTP/1.1 server on
+allowed.test only HTTP/1.1; curl in the sandbox offers h2 to both, and gets what the upstream
+chose. A hyper-h2 client copied into the sandbox (h2_client.py) checks what curl cannot show."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from e2b.sandbox.network import ALL_TRAFFIC
-from network_support import ALLOWED, NEIGHBOUR, OTHER, SOCKS, SOCKS_PASSWORD, SOCKS_USER, fetch, network, sh
+from network_support import ALLOWED, HERE, NEIGHBOUR, OTHER, SOCKS, SOCKS_PASSWORD, SOCKS_USER, fetch, network, sh
 
 from support import checked_server
 
@@ -22,6 +28,8 @@ SECRET = f"Bearer sandlot-{uuid.uuid4().hex}"
 RULES = {"allowed.test": [{"transform": {"headers": {"Authorization": SECRET}}},
                           {"transform": {"headers": {"X-Team": "blue"}}}]}
 CA_FILE = "/usr/local/share/ca-certificates/sandlot-egress.crt"
+H2_SECRET = f"Bearer h2-{uuid.uuid4().hex}"
+H2_RULES = {"h2.test": [{"transform": {"headers": {"Authorization": H2_SECRET, "X-Team": "green"}}}], **RULES}
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +40,8 @@ def server(world):
 
 
 def _allow_list(**kwargs) -> dict:
-    return network(allow_out=["allowed.test", "other.test", "mismatch.test"], deny_out=[ALL_TRAFFIC], **kwargs)
+    return network(allow_out=["allowed.test", "other.test", "mismatch.test", "h2.test"], deny_out=[ALL_TRAFFIC],
+                   **kwargs)
 
 
 def _seen(world, path: str) -> list[dict]:
@@ -268,3 +277,137 @@ def test_bad_rules_are_refused_clearly(api, rules, status, word):
 def test_rules_without_a_network_are_refused(api):
     r = api.post("/sandboxes", json={"templateID": "base", "network": {"rules": RULES}})
     assert r.status_code == 400 and "allowOut" in r.json()["message"]
+
+
+# ---- HTTP/2 ----------------------------------------------------------------------------------
+
+def _h2_seen(log: Path, path: str) -> list[dict]:
+    if not log.exists():
+        return []
+    return [r for r in map(json.loads, log.read_text().splitlines()) if r["path"] == path]
+
+
+def _values(request: dict, name: str) -> list[str]:
+    return [v for n, v in request["headers"] if n == name]
+
+
+def _pattern_sha256(n: int) -> str:
+    block = bytes(range(256)) * 64  # h2_server.py's /bytes/N
+    return hashlib.sha256((block * (n // len(block) + 1))[:n]).hexdigest()
+
+
+def test_http2_is_relayed_with_the_rule_headers(world, h2_world, make_sandbox):
+    sbx = make_sandbox(network=_allow_list(rules=H2_RULES))
+    path = f"/h2-{uuid.uuid4().hex}"
+    code, out = _curl(sbx, f"https://h2.test{path}", "--http2", "-v", "-H 'Authorization: mine'")
+    assert code == 0, out
+    assert "ALPN: server accepted h2" in out and "using HTTP/2" in out and "< HTTP/2 200" in out, out
+    assert "sandlot egress CA" in out  # the proxy's leaf, verified inside
+    assert out.startswith("h2 world h2.test\n"), out  # stdout, then curl -v
+    (seen,) = _h2_seen(h2_world, path)
+    assert seen["protocol"] == "h2"
+    assert _values(seen, "authorization") == [H2_SECRET]  # the sandbox's own value replaced, not added to
+    assert _values(seen, "x-team") == ["green"]
+    assert H2_SECRET.split()[1] not in out
+
+
+def test_http2_to_an_address_rule_gets_its_headers_on_every_stream(world, h2_world, make_sandbox):
+    """A rule keyed by the address: over h2 every request gets its headers, whatever its :authority
+    (the address is what the rule names), with a workload identity token minted into them."""
+    from network_support import H2
+    rules = {H2: [{"transform": {"headers": {"Authorization": "Bearer ${e2b.identity.tokens.api}"}}}]}
+    sbx = make_sandbox(network=_allow_list(rules=rules),
+                       iam={"tokens": {"api": {"audience": "h2.test", "token_type": "JWT-SVID"}}})
+    path = f"/h2-address-{uuid.uuid4().hex}"
+    code, out = _curl(sbx, f"https://h2.test{path}/1 https://h2.test{path}/2", "--http2", "-v")
+    assert code == 0 and "using HTTP/2" in out and "sandlot egress CA" in out, out
+    tokens = [_values(r, "authorization") for p in ("/1", "/2") for r in _h2_seen(h2_world, path + p)]
+    assert len(tokens) == 2 and all(len(t) == 1 and t[0].startswith("Bearer ey") for t in tokens), tokens
+    assert tokens[0][0].split()[1] not in out
+
+
+def test_http2_streams_are_concurrent_and_large_bodies_pass_whole(world, h2_world, make_sandbox):
+    """Six streams open at once on one connection (the world answers /together/6/... only when
+    all six are open), and 8 MB up and 9 MB down through 256 KiB windows (flow control)."""
+    sbx = make_sandbox(network=_allow_list(rules=H2_RULES))
+    group = uuid.uuid4().hex
+    urls = " ".join([f"https://h2.test/together/6/{group}"] * 6)
+    code, out = _curl(sbx, urls, "--http2", "-Z", "-v")
+    assert code == 0, out
+    assert out.count("together 6") == 6, out
+    assert out.count("Multiplexed connection found") == 5, out  # one connection, six streams
+    seen = _h2_seen(h2_world, f"/together/6/{group}")
+    assert len(seen) == 6 and len({tuple(r["client"]) for r in seen}) == 1
+    assert all(_values(r, "authorization") == [H2_SECRET] for r in seen)
+
+    code, out = sh(sbx, "head -c 8000000 /dev/urandom > /tmp/big && "
+                        "curl -sS --http2 -m 60 --data-binary @/tmp/big https://h2.test/echo -o /tmp/back && "
+                        "sha256sum /tmp/big /tmp/back && curl -sS --http2 -m 60 https://h2.test/bytes/9000000 | "
+                        "sha256sum", timeout=90)
+    assert code == 0, out
+    sent, back, down = (line.split()[0] for line in out.splitlines())
+    assert sent == back
+    assert down == _pattern_sha256(9000000)
+    (echo,) = [r for r in _h2_seen(h2_world, "/echo") if r["body_sha256"] == sent]
+    assert echo["body_len"] == 8000000 and _values(echo, "authorization") == [H2_SECRET]
+
+
+def test_http2_trailers_resets_and_other_authorities(world, h2_world, make_sandbox):
+    """On one h2 connection to h2.test: a response's trailers arrive; a request whose :authority is
+    another rule's name gets neither rule's headers (the connection was verified for h2.test only);
+    a stream reset halfway through a download leaves the connection working."""
+    import h2
+    import hpack
+    import hyperframe
+
+    sbx = make_sandbox(network=_allow_list(rules=H2_RULES))
+    for mod in (h2, hpack, hyperframe):
+        root = Path(mod.__file__).parent
+        for f in root.rglob("*.py"):
+            sbx.files.write(f"/tmp/h2lib/{mod.__name__}/{f.relative_to(root)}", f.read_text())
+    sbx.files.write("/tmp/h2lib/h2_client.py", (HERE / "h2_client.py").read_text())
+    tag = uuid.uuid4().hex
+    code, out = sh(sbx, f"PYTHONPATH=/tmp/h2lib python3 /tmp/h2lib/h2_client.py h2.test allowed.test {tag}",
+                   timeout=60)
+    assert code == 0, out
+    got = json.loads(out)
+    assert got["alpn"] == "h2"
+    assert got["trailers"]["trailers"] == [["x-trailer", f"done /trailers-{tag}"], ["grpc-status", "0"]]
+    (trailers,) = _h2_seen(h2_world, f"/trailers-{tag}")
+    assert _values(trailers, "authorization") == [H2_SECRET]
+    (other,) = _h2_seen(h2_world, f"/other-{tag}")
+    assert other["authority"] == "allowed.test"
+    assert _values(other, "authorization") == ["from-the-sandbox"] and _values(other, "x-team") == []
+    assert got["reset"]["ended"] == "reset" and got["reset"]["len"] < 20000000
+    assert got["after_reset"]["len"] == 3000000
+    assert got["after_reset"]["sha256"] == _pattern_sha256(3000000)
+    assert H2_SECRET.split()[1] not in out
+
+
+def test_http2_falls_back_to_http1_when_the_upstream_has_no_h2(world, h2_world, make_sandbox):
+    """allowed.test's HTTPS server speaks HTTP/1.1 only: a sandbox offering h2 is offered only
+    HTTP/1.1 by the proxy, and its requests still get the headers."""
+    sbx = make_sandbox(network=_allow_list(rules=H2_RULES))
+    path = f"/h1-{uuid.uuid4().hex}"
+    code, out = _curl(sbx, f"https://allowed.test{path}", "--http2", "-v")
+    assert code == 0, out
+    assert "ALPN: offers h2" in out and "ALPN: server accepted http/1.1" in out and "< HTTP/1.1 200" in out, out
+    (seen,) = _seen(world, path)
+    assert seen["headers"]["Authorization"] == SECRET
+
+
+def test_h2c_with_prior_knowledge_gets_the_headers(world, h2_world, make_sandbox):
+    """Cleartext HTTP/2 (cleartext gRPC's way): a request whose :authority is a rule's name gets its
+    headers, like plain HTTP/1; one for another name gets none. (One request per connection: the
+    template's curl 7.88 fails a second h2c request on a reused connection, to any server.)"""
+    sbx = make_sandbox(network=_allow_list(rules=H2_RULES))
+    path = f"/h2c-{uuid.uuid4().hex}"
+    code, out = _curl(sbx, f"http://h2.test{path}", "--http2-prior-knowledge", "-v")
+    assert code == 0, out
+    assert out.startswith("h2 world h2.test\n") and "< HTTP/2 200" in out, out
+    code, out = _curl(sbx, f"http://h2.test{path}-elsewhere", "--http2-prior-knowledge", "-H 'Host: elsewhere.test'")
+    assert code == 0 and out == "h2 world elsewhere.test\n", out
+    (seen,) = _h2_seen(h2_world, path)
+    assert seen["protocol"] == "h2c" and _values(seen, "authorization") == [H2_SECRET]
+    (elsewhere,) = _h2_seen(h2_world, f"{path}-elsewhere")
+    assert _values(elsewhere, "authorization") == []

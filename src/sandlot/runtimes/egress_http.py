@@ -1,6 +1,7 @@
 """What the egress proxy (egress_proxy.py) reads of a sandbox's connection: the server name of a
-TLS ClientHello, and HTTP/1.x requests, parsed only for their framing so that each request on a
-kept-alive connection gets a rule's headers; and the byte relays. Responses are never parsed.
+TLS ClientHello and the protocols it offers (ALPN), and HTTP/1.x requests, parsed only for their
+framing so that each request on a kept-alive connection gets a rule's headers; and the byte relays.
+Responses are never parsed. HTTP/2 is egress_h2.py's.
 """
 
 from __future__ import annotations
@@ -137,6 +138,32 @@ def is_http(data: bytes) -> bool:
 
 def client_hello_sni(data: bytes) -> str | None:
     """The server name of a TLS ClientHello (RFC 8446 4.1.2, RFC 6066 3), or None."""
+    ext = _hello_extension(data, 0)
+    try:  # server_name: list length, then (type 0 = host_name, length, name)
+        if ext is None or ext[2] != 0:
+            return None
+        n = struct.unpack("!H", ext[3:5])[0]
+        return ext[5:5 + n].decode("ascii").lower().rstrip(".")
+    except (IndexError, struct.error, UnicodeDecodeError):
+        return None
+
+
+def client_hello_alpn(data: bytes) -> list[str]:
+    """The protocols a TLS ClientHello offers by ALPN (RFC 7301 3.1), [] if none."""
+    ext = _hello_extension(data, 16)
+    out: list[str] = []
+    try:  # list length, then (length, name) each
+        i, end = 2, min(len(ext or b""), 2 + struct.unpack("!H", ext[:2])[0]) if ext else 0
+        while i < end:
+            out.append(ext[i + 1:i + 1 + ext[i]].decode("ascii"))
+            i += 1 + ext[i]
+    except (IndexError, struct.error, UnicodeDecodeError):
+        return []
+    return out
+
+
+def _hello_extension(data: bytes, kind: int) -> bytes | None:
+    """The body of extension `kind` of a TLS ClientHello, or None."""
     try:
         if data[0] != 0x16 or data[5] != 0x01:
             return None
@@ -148,14 +175,11 @@ def client_hello_sni(data: bytes) -> str | None:
         ext_end = min(end, i + 2 + struct.unpack("!H", data[i:i + 2])[0])
         i += 2
         while i + 4 <= ext_end:
-            kind, size = struct.unpack("!HH", data[i:i + 4])
+            found, size = struct.unpack("!HH", data[i:i + 4])
             i += 4
-            if kind == 0:  # server_name: list length, then (type 0 = host_name, length, name)
-                if data[i + 2] != 0:
-                    return None
-                n = struct.unpack("!H", data[i + 3:i + 5])[0]
-                return data[i + 5:i + 5 + n].decode("ascii").lower().rstrip(".")
+            if found == kind:
+                return data[i:i + size]
             i += size
-    except (IndexError, struct.error, UnicodeDecodeError):
+    except (IndexError, struct.error):
         return None
     return None

@@ -14,14 +14,20 @@ that chain). Then, by the first bytes the sandbox sends:
   verified (the system trust store plus the server's extra CA file) for that name; if that fails the
   sandbox's connection is closed, never served unverified. Then the sandbox's TLS is terminated with
   a leaf for the name signed by the server's egress CA (which the sandbox trusts), and every request
-  on it gets the rule's headers (replacing any of the same name);
+  on it gets the rule's headers (replacing any of the same name). HTTP/2 when both ends want it:
+  a sandbox offering h2 (ALPN) has the upstream dialled offering h2 and HTTP/1.1, and is offered
+  what the upstream chose, h2 (relayed by egress_h2.py, a request's :authority must be the name to
+  get the headers) or HTTP/1.1 only;
 - a TLS ClientHello to an address inside a rule's address key (its SNI no rule name): the same,
-  verified for the SNI's name, or for the address itself when there is no SNI (an IP SAN);
+  verified for the SNI's name, or for the address itself when there is no SNI (an IP SAN), and
+  every request gets the headers, whatever its Host or :authority;
 - an HTTP/1.x request: each request whose Host names a pinned rule name gets its headers, any
-  other the headers of a rule keyed by the address dialled, if one holds it;
+  other the headers of a rule keyed by the address dialled, if one holds it; HTTP/2 with prior
+  knowledge (h2c, cleartext gRPC) likewise, by each request's :authority. An h2c Upgrade is
+  relayed as is after its first request (which gets the headers);
 - anything else (another SNI, no SNI, a protocol where the server speaks first): relayed as is.
 
-Requests are parsed only for their framing (egress_http.py), so each one on a kept-alive
+HTTP/1 requests are parsed only for their framing (egress_http.py), so each one on a kept-alive
 connection gets the headers; responses are relayed as they come. Runs on an asyncio loop in a thread
 of its own, like the resolver (dns.py).
 """
@@ -42,7 +48,8 @@ from typing import Any, Callable
 from python_socks import ProxyError, ProxyTimeoutError
 
 from . import socks
-from .egress_http import IDLE_TIMEOUT, both_ways, client_hello_sni, is_http, relay_http
+from .egress_h2 import PREFACE, relay_h2
+from .egress_http import IDLE_TIMEOUT, both_ways, client_hello_alpn, client_hello_sni, is_http, relay_http
 from .egress_rules import headers_for, headers_for_address
 from .policy import closed
 
@@ -61,10 +68,12 @@ MAX_PER_SANDBOX = 256  # at once, one sandbox's (its neighbours keep the rest)
 class EgressTls:
     """What the proxy needs for HTTPS: `ca` presents leaves (server/certs.py's LocalCA: its
     server_context(name) and cert_pem), made by `make_ca` at its first use, so a server whose
-    sandboxes never have rules keeps no CA; `upstream` verifies the real hosts."""
+    sandboxes never have rules keeps no CA; `upstream` verifies the real hosts, offering HTTP/1.1
+    only, `upstream_h2` the same offering h2 too (for sandboxes that offer h2; None: never h2)."""
 
     make_ca: Callable[[], Any]
     upstream: ssl.SSLContext
+    upstream_h2: ssl.SSLContext | None = None
     # identity(sandbox_id, headers): the headers with workload identity placeholders replaced by
     # tokens minted now (server/identity.py); ValueError for a token the sandbox does not have
     identity: Callable[[str, Any], Any] | None = None
@@ -79,14 +88,15 @@ class EgressTls:
             return self._ca
 
 
-def upstream_context(extra_ca_file: Path | None = None) -> ssl.SSLContext:
+def upstream_context(extra_ca_file: Path | None = None, alpn: tuple[str, ...] = ("http/1.1",)) -> ssl.SSLContext:
     """The upstream side: the system's trust store, and the operator's extra CA bundle if given;
-    host names checked, TLS 1.2 at least, HTTP/1.1 only (requests are parsed as HTTP/1.x)."""
+    host names checked, TLS 1.2 at least, offering `alpn`: HTTP/1.1 only for a sandbox that did
+    not offer h2, ("h2", "http/1.1") for one that did (the upstream's choice is then offered to it)."""
     ctx = ssl.create_default_context()
     if extra_ca_file is not None:
         ctx.load_verify_locations(cafile=str(extra_ca_file))
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.set_alpn_protocols(["http/1.1"])
+    ctx.set_alpn_protocols(list(alpn))
     return ctx
 
 
@@ -186,20 +196,23 @@ class RulesProxy:
 
             if hello[:1] == b"\x16":
                 sni = client_hello_sni(hello)
-                if sni in names and headers_for(rules, sni) is not None:
-                    await self._tls(conn, up, sni, lambda _host: self._minted(attached.sandbox_id, headers_for(
-                        rules, sni)), writers, handed)
+                wants_h2 = "h2" in client_hello_alpn(hello)
+                if sni in names and (headers := headers_for(rules, sni)) is not None:
+                    await self._tls(conn, up, sni, lambda: self._minted(attached.sandbox_id, headers), True,
+                                    wants_h2, writers, handed)
                     return
                 if by_address is not None:  # verified for the name asked, or for the address itself
-                    await self._tls(conn, up, sni or address, lambda _host: self._minted(
-                        attached.sandbox_id, by_address), writers, handed)
+                    await self._tls(conn, up, sni or address, lambda: self._minted(attached.sandbox_id, by_address),
+                                    False, wants_h2, writers, handed)
                     return
             handed += [conn, up]
             cr, cw = await asyncio.open_connection(sock=conn, limit=MAX_HEAD)
             writers.append(cw)
             ur, uw = await asyncio.open_connection(sock=up)
             writers.append(uw)
-            if is_http(hello):
+            if hello.startswith(PREFACE[:14]):  # "PRI * HTTP/2.0": h2c with prior knowledge
+                await relay_h2(cr, cw, ur, uw, for_host)
+            elif is_http(hello):
                 await relay_http(cr, cw, ur, uw, for_host)
             else:
                 await both_ways(cr, cw, ur, uw)
@@ -227,27 +240,40 @@ class RulesProxy:
             return self.tls.identity(sandbox_id, headers)
         return headers
 
-    async def _tls(self, conn: socket.socket, up: socket.socket, name: str,
-                   for_host: Callable[[str], Any], writers: list, handed: list) -> None:
+    async def _tls(self, conn: socket.socket, up: socket.socket, name: str, headers: Callable[[], Any],
+                   only_name: bool, wants_h2: bool, writers: list, handed: list) -> None:
+        """`headers()`: what a request gets; `only_name`: on h2, only requests for `name` get them."""
         # the upstream first: if its certificate does not verify for the name, the sandbox's
         # handshake never completes and nothing is sent anywhere
         handed.append(up)
+        wants_h2 = wants_h2 and self.tls.upstream_h2 is not None
         try:
             ur, uw = await asyncio.wait_for(asyncio.open_connection(
-                sock=up, ssl=self.tls.upstream, server_hostname=name), HANDSHAKE_TIMEOUT)
+                sock=up, ssl=self.tls.upstream_h2 if wants_h2 else self.tls.upstream, server_hostname=name),
+                HANDSHAKE_TIMEOUT)
         except (ssl.SSLError, ssl.CertificateError) as e:
             log.warning("egress proxy: %s did not verify (%s): connection closed", name, e)
             return
         writers.append(uw)
+        # the sandbox is offered what the upstream chose (h2, or HTTP/1.1 only); no ALPN to a
+        # sandbox that offered no h2, as before
+        h2 = wants_h2 and uw.get_extra_info("ssl_object").selected_alpn_protocol() == "h2"
+        alpn = ("h2",) if h2 else ("http/1.1",) if wants_h2 else ()
         loop = asyncio.get_running_loop()
         cr = asyncio.StreamReader(limit=MAX_HEAD)
         protocol = asyncio.StreamReaderProtocol(cr)
         handed.append(conn)
         transport, _ = await loop.connect_accepted_socket(
-            lambda: protocol, conn, ssl=self.tls.ca.server_context(name), ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
+            lambda: protocol, conn, ssl=self.tls.ca.server_context(name, alpn=alpn),
+            ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
         cw = asyncio.StreamWriter(transport, protocol, cr, loop)
         writers.append(cw)
-        await relay_http(cr, cw, ur, uw, for_host)
+        if not h2:  # every request on the connection: its TLS was verified for `name`
+            await relay_http(cr, cw, ur, uw, lambda _host: headers())
+        elif transport.get_extra_info("ssl_object").selected_alpn_protocol() == "h2":
+            # a name's rule: only requests for `name` (a client may send others over one h2
+            # connection); an address's rule: every request
+            await relay_h2(cr, cw, ur, uw, lambda host: headers() if host == name or not only_name else None)
 
 
 # ---- sockets -------------------------------------------------------------------------------------

@@ -180,7 +180,8 @@ def build_app(config: Config, extensions: Mapping[str, Extension] | None = None)
     # namespace as root, rootless otherwise; its sandboxes hold the layers they are stacked on
     # the network.rules proxy's HTTPS: leaves from a CA of this server's, upstreams verified
     egress_tls = EgressTls(lambda: LocalCA(config.home / "ca" / "egress", "sandlot egress CA"),
-                           upstream_context(config.egress_ca_file))
+                           upstream_context(config.egress_ca_file),
+                           upstream_context(config.egress_ca_file, ("h2", "http/1.1")))
     runtime = HoldingRuntime(make_runtime(config.home, egress_tls), layers)
     service = SandboxService(config, store, runtime, TemplateStore(config.home), layers, Events(metrics, audit))
     service.networks.egress_tls = egress_tls

@@ -53,7 +53,7 @@ class LocalCA:
         self.label = label
         self._lock = threading.Lock()
         self._leaves: dict[tuple[str, ...], tuple[bytes, bytes]] = {}
-        self._contexts: dict[tuple[str, ...], ssl.SSLContext] = {}
+        self._contexts: dict[tuple[tuple[str, ...], tuple[str, ...]], ssl.SSLContext] = {}
         self._cert, self._key = self._load_or_make()
 
     @property
@@ -112,16 +112,19 @@ class LocalCA:
         with self._lock:
             return self._leaves.setdefault(names, made)
 
-    def server_context(self, *names: str) -> ssl.SSLContext:
-        """A server-side SSLContext presenting a leaf for these names (cached)."""
+    def server_context(self, *names: str, alpn: tuple[str, ...] = ()) -> ssl.SSLContext:
+        """A server-side SSLContext presenting a leaf for these names (cached), offering the `alpn`
+        protocols (none by default: the client then speaks HTTP/1.1)."""
         names = tuple(n.lower() for n in names)
         with self._lock:
-            if names in self._contexts:
-                return self._contexts[names]
+            if (names, alpn) in self._contexts:
+                return self._contexts[(names, alpn)]
         chain, key = self.leaf(*names)
         ctx = server_context_from_pem(chain, key)
+        if alpn:
+            ctx.set_alpn_protocols(list(alpn))
         with self._lock:
-            return self._contexts.setdefault(names, ctx)
+            return self._contexts.setdefault((names, alpn), ctx)
 
 
 def server_context_from_pem(chain: bytes, key: bytes, ctx: ssl.SSLContext | None = None) -> ssl.SSLContext:
