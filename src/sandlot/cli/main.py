@@ -1,6 +1,6 @@
 """`sandlot` command line: one module per command (or small group), assembled here.
 
-    sandboxes   create.py  ls.py  exec.py  shell.py  cp.py (+ _tar.py)  kill.py
+    sandboxes   create.py  ls.py  exec.py  shell.py  cp.py (+ _tar.py)  kill.py  network.py (network ...)
                 lifecycle.py (pause, resume)  logs.py  metrics.py (metrics, stats)
     code        code.py (run-code)   packages.py (packages ...)   codebase.py (codebase ...)
     snapshots   snapshot.py (snapshot create|list|delete|fork|export|import)
@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import typer
 
-from . import (audit, ca, code, codebase, cp, create, exec, keys, kill, lifecycle, logs, ls, mcp, metrics, packages, serve,
-               shell, snapshot, teams, template)
+from . import (audit, ca, code, codebase, cp, create, exec, keys, kill, lifecycle, logs, ls, mcp, metrics, network,
+               packages, serve, shell, snapshot, teams, template)
 
 # plain click help: typer's rich help costs ~0.1-0.2 s at every start
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="sandlot: self-hosted sandboxes for AI agents.")
@@ -46,6 +46,7 @@ app.add_typer(template.app, name="template")
 app.add_typer(packages.app, name="packages")
 app.add_typer(codebase.app, name="codebase")
 app.add_typer(snapshot.app, name="snapshot")
+app.add_typer(network.app, name="network")
 
 if __name__ == "__main__":
     app()

@@ -10,6 +10,7 @@ from typing import Any
 from ..protocol import filesystem_pb2 as fs_pb
 from ..protocol import process_pb2 as proc_pb
 from ..limits import Limits
+from ._network import shown
 
 __all__ = [
     "CodeContext", "CommandResult", "EntryInfo", "Execution", "ExecutionError", "ExposedPort", "FileType", "FilesystemEvent",
@@ -37,6 +38,10 @@ class SandboxInfo:
     disk_size_mb: int = 0
     envd_version: str = ""
     alias: str | None = None
+    allow_internet_access: bool = False  # true only for egress open to the whole internet
+    network: dict[str, Any] = field(default_factory=dict)
+    """The network it was given, in `create(network=...)`'s keys (`allow_out`, `deny_out`,
+    `dns_servers`, `rules` with header values `<redacted>`, `egress_proxy` without password...)."""
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> SandboxInfo:
@@ -45,7 +50,8 @@ class SandboxInfo:
             started_at=_time(d.get("startedAt")), end_at=_time(d.get("endAt")),
             metadata=dict(d.get("metadata") or {}), cpu_count=d.get("cpuCount", 0),
             memory_mb=d.get("memoryMB", 0), disk_size_mb=d.get("diskSizeMB", 0),
-            envd_version=d.get("envdVersion", ""), alias=d.get("alias"))
+            envd_version=d.get("envdVersion", ""), alias=d.get("alias"),
+            allow_internet_access=bool(d.get("allowInternetAccess")), network=shown(d.get("network")))
 
 
 @dataclass(frozen=True)

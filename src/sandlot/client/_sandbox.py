@@ -32,7 +32,7 @@ from .. import _exceptions as E
 from .._exceptions import SandlotError
 from ..limits import SecurityPolicy
 from ..permissions import PermissionRule
-from . import _mcp, _sessions, _snapshots, _state, _workspace
+from . import _mcp, _network, _sessions, _snapshots, _state, _workspace
 from ._code import AsyncCodeInterpreter
 from ._codebases import AsyncCodebase
 from ._commands import AsyncCommands, wait_for_port
@@ -185,7 +185,9 @@ class AsyncSandbox:
                      permissions: _workspace.Rules | None = None, workspace_path: str | None = None,
                      security: SecurityPolicy | Mapping[str, Any] | None = None,
                      ca_file: str | os.PathLike[str] | None = None,
-                     mcp: Mapping[str, Any] | None = None) -> AsyncSandbox:
+                     mcp: Mapping[str, Any] | None = None, allow_internet_access: bool | None = None,
+                     network: Mapping[str, Any] | None = None,
+                     iam: Mapping[str, Any] | None = None) -> AsyncSandbox:
         """Start a sandbox from `template` (or a snapshot's id or name; None: the server's default
         template, `base` unless its operator set SANDLOT_DEFAULT_TEMPLATE) that lives `timeout`
         seconds unless extended.
@@ -210,12 +212,24 @@ class AsyncSandbox:
         `template` names one (built from it), and the gateway starts before create() returns;
         reach it at `get_mcp_url()` with `get_mcp_token()`. If it cannot start, the sandbox is
         killed and McpGatewayError says why.
+
+        Network (docs/network.md): none unless asked. `network` takes E2B's SDK's keys:
+        `allow_out`, `deny_out` (addresses, CIDRs, names, `*.` names), `dns_servers`,
+        `rules` (`{host: [{"transform": {"headers": {...}}}]}`), `egress_proxy` (a SOCKS5
+        `{"address", "username"?, "password"?}`), `bandwidth_mbps`, and for ports in
+        `allow_public_traffic`, `mask_request_host`, `https_ports`. `allow_internet_access=True`
+        opens what `deny_out` does not close. `iam={"tokens": {name: {"audience": ...,
+        "token_type": "JWT-SVID"}}}` registers workload tokens for `${e2b.identity.tokens.<name>}`
+        in rule headers. An unknown key is InvalidArgument:
+
+            await AsyncSandbox.create(network={"allow_out": ["api.example.com"], "deny_out": ["0.0.0.0/0"]})
         """
         gateway = _mcp.config_json(mcp) if mcp is not None else None
         if gateway is not None and template is None:
             template = _mcp.MCP_TEMPLATE
         body: dict[str, Any] = {"timeout": timeout, "metadata": metadata or {}, "envVars": envs or {},
-                                **_workspace.create_fields(codebase, preset, permissions, workspace_path, security)}
+                                **_workspace.create_fields(codebase, preset, permissions, workspace_path, security),
+                                **_network.create_fields(allow_internet_access, network, iam)}
         if template is not None:
             body["templateID"] = template
         if volume_mounts:
@@ -339,6 +353,27 @@ class AsyncSandbox:
     async def set_timeout(self, timeout: int, request_timeout: float | None = None) -> None:
         """Make the sandbox end `timeout` seconds from now (this may shorten its life)."""
         await self._transport.api("POST", self._path("/timeout"), json={"timeout": timeout},
+                                  request_timeout=request_timeout)
+
+    @overload  # type: ignore[misc]  # an instance and a static form: see _instance_or_id
+    async def update_network(self, network: Mapping[str, Any], allow_internet_access: bool | None = None,
+                             request_timeout: float | None = None) -> None: ...
+
+    @overload
+    @staticmethod
+    async def update_network(sandbox_id: str, network: Mapping[str, Any], allow_internet_access: bool | None = None,
+                             request_timeout: float | None = None, *, api_url: str | None = None,
+                             api_key: str | None = None, ca_file: str | os.PathLike[str] | None = None) -> None: ...
+
+    @_instance_or_id  # type: ignore[misc]
+    async def update_network(self, network: Mapping[str, Any], allow_internet_access: bool | None = None,
+                             request_timeout: float | None = None) -> None:
+        """Replace the sandbox's egress while it runs: `network` takes create()'s `allow_out`,
+        `deny_out`, `dns_servers`, `rules`, `egress_proxy`, `bandwidth_mbps` (and E2B's
+        `allow_internet_access`, also an argument). What is left out is cleared: `{}` takes the
+        network away."""
+        await self._transport.api("PUT", self._path("/network"),
+                                  json=_network.update_body(network, allow_internet_access),
                                   request_timeout=request_timeout)
 
     @overload  # type: ignore[misc]  # an instance and a static form: see _instance_or_id

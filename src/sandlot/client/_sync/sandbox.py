@@ -101,6 +101,9 @@ class Sandbox(_loop.SyncWrapper[AsyncSandbox]):
             security: SecurityPolicy | Mapping[str, Any] | None = None,
             ca_file: str | os.PathLike[str] | None = None,
             mcp: Mapping[str, Any] | None = None,
+            allow_internet_access: bool | None = None,
+            network: Mapping[str, Any] | None = None,
+            iam: Mapping[str, Any] | None = None,
     ) -> 'Sandbox':
         """Start a sandbox from `template` (or a snapshot's id or name; None: the server's default
         template, `base` unless its operator set SANDLOT_DEFAULT_TEMPLATE) that lives `timeout`
@@ -126,12 +129,24 @@ class Sandbox(_loop.SyncWrapper[AsyncSandbox]):
         `template` names one (built from it), and the gateway starts before create() returns;
         reach it at `get_mcp_url()` with `get_mcp_token()`. If it cannot start, the sandbox is
         killed and McpGatewayError says why.
+
+        Network (docs/network.md): none unless asked. `network` takes E2B's SDK's keys:
+        `allow_out`, `deny_out` (addresses, CIDRs, names, `*.` names), `dns_servers`,
+        `rules` (`{host: [{"transform": {"headers": {...}}}]}`), `egress_proxy` (a SOCKS5
+        `{"address", "username"?, "password"?}`), `bandwidth_mbps`, and for ports in
+        `allow_public_traffic`, `mask_request_host`, `https_ports`. `allow_internet_access=True`
+        opens what `deny_out` does not close. `iam={"tokens": {name: {"audience": ...,
+        "token_type": "JWT-SVID"}}}` registers workload tokens for `${e2b.identity.tokens.<name>}`
+        in rule headers. An unknown key is InvalidArgument:
+
+            Sandbox.create(network={"allow_out": ["api.example.com"], "deny_out": ["0.0.0.0/0"]})
         """
         return Sandbox._wrap(_loop.run(AsyncSandbox.create(
             template=template, timeout=timeout, metadata=metadata, envs=envs, limits=limits, api_url=api_url,
             api_key=api_key, request_timeout=request_timeout, volume_mounts=volume_mounts,
             codebase=_loop.unwrap(codebase), preset=preset, permissions=permissions,
-            workspace_path=workspace_path, security=security, ca_file=ca_file, mcp=mcp)))
+            workspace_path=workspace_path, security=security, ca_file=ca_file, mcp=mcp,
+            allow_internet_access=allow_internet_access, network=network, iam=iam)))
 
     @classmethod
     def from_local(
@@ -243,6 +258,41 @@ class Sandbox(_loop.SyncWrapper[AsyncSandbox]):
     def set_timeout(self, timeout: int, request_timeout: float | None = None) -> None:
         """Make the sandbox end `timeout` seconds from now (this may shorten its life)."""
         _loop.run(self._impl.set_timeout(timeout=timeout, request_timeout=request_timeout))
+
+    @overload  # type: ignore[misc]  # see _loop.instance_or_id
+    def update_network(
+            self,
+            network: Mapping[str, Any],
+            allow_internet_access: bool | None = None,
+            request_timeout: float | None = None,
+    ) -> None: ...
+
+    @overload
+    @staticmethod
+    def update_network(
+            sandbox_id: str,
+            network: Mapping[str, Any],
+            allow_internet_access: bool | None = None,
+            request_timeout: float | None = None,
+            *,
+            api_url: str | None = None,
+            api_key: str | None = None,
+            ca_file: str | os.PathLike[str] | None = None,
+    ) -> None: ...
+
+    @_loop.instance_or_id  # type: ignore[misc]
+    def update_network(
+            self,
+            network: Mapping[str, Any],
+            allow_internet_access: bool | None = None,
+            request_timeout: float | None = None,
+    ) -> None:
+        """Replace the sandbox's egress while it runs: `network` takes create()'s `allow_out`,
+        `deny_out`, `dns_servers`, `rules`, `egress_proxy`, `bandwidth_mbps` (and E2B's
+        `allow_internet_access`, also an argument). What is left out is cleared: `{}` takes the
+        network away."""
+        _loop.run(self._impl.update_network(
+            network=network, allow_internet_access=allow_internet_access, request_timeout=request_timeout))
 
     @overload  # type: ignore[misc]  # see _loop.instance_or_id
     def get_info(self, request_timeout: float | None = None) -> SandboxInfo: ...
