@@ -1,9 +1,11 @@
 """A SOCKS5 server for the network tests (RFC 1928 CONNECT, RFC 1929 username/password), run in the
 world's network namespace (stdlib only). Names are resolved from the world's zone file; outgoing
 connections leave from the server's own address, so the world's HTTP log shows they came this way.
-Each CONNECT is logged as a JSON line: {"user", "atyp", "host", "port"}. Prints "ready".
+Each CONNECT is logged as a JSON line: {"user", "atyp", "host", "port", "tls"}. Prints "ready".
+With --tls, the same server also listens on TLS_PORT with CERT and KEY (SOCKS5 inside TLS, E2B's
+egressProxy.tls).
 
-    python socks_server.py ADDRESS PORT ZONE_JSON LOG [USER PASSWORD]
+    python socks_server.py ADDRESS PORT ZONE_JSON LOG [USER PASSWORD] [--tls TLS_PORT CERT KEY]
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import ssl
 import struct
 import sys
 
@@ -20,7 +23,10 @@ async def pipe(reader, writer):
         while data := await reader.read(65536):
             writer.write(data)
             await writer.drain()
-        writer.write_eof()
+        if writer.can_write_eof():
+            writer.write_eof()
+        else:  # TLS has no half-close
+            writer.close()
     except (ConnectionError, OSError):
         writer.close()
 
@@ -53,7 +59,8 @@ async def client(reader, writer, address, zone, log, creds):
             return
         port = struct.unpack("!H", await reader.readexactly(2))[0]
         with open(log, "a") as f:
-            f.write(json.dumps({"user": user, "atyp": kind, "host": host, "port": port}) + "\n")
+            f.write(json.dumps({"user": user, "atyp": kind, "host": host, "port": port,
+                                "tls": writer.get_extra_info("sslcontext") is not None}) + "\n")
         target = zone.get(host, [host])[0] if kind == "domain" else host
         try:
             up_r, up_w = await asyncio.open_connection(target, port, local_addr=(address, 0))
@@ -70,14 +77,26 @@ async def client(reader, writer, address, zone, log, creds):
 
 
 async def main():
-    address, port, zone_file, log = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-    creds = tuple(sys.argv[5:7]) if len(sys.argv) > 6 else None
+    args, tls = sys.argv[1:], None
+    if "--tls" in args:
+        at = args.index("--tls")
+        args, tls = args[:at], args[at + 1:at + 4]
+    address, port, zone_file, log = args[0], int(args[1]), args[2], args[3]
+    creds = tuple(args[4:6]) if len(args) > 5 else None
     with open(zone_file) as f:
         zone = json.load(f)
-    server = await asyncio.start_server(lambda r, w: client(r, w, address, zone, log, creds), address, port)
+    serve = lambda r, w: client(r, w, address, zone, log, creds)  # noqa: E731
+    servers = [await asyncio.start_server(serve, address, port)]
+    if tls:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(tls[1], tls[2])
+        servers.append(await asyncio.start_server(serve, address, int(tls[0]), ssl=ctx))
     print("ready", flush=True)
-    async with server:  # until the test closes our stdin
+    try:  # until the test closes our stdin
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    finally:
+        for server in servers:
+            server.close()
 
 
 if __name__ == "__main__":
