@@ -187,8 +187,7 @@ def test_bad_tls_options_are_refused_through_the_sdk(socks, socks_ca, make_sandb
 
 
 def test_tls_hops_leave_no_descriptors(world, socks, socks_ca, make_sandbox, sdk_env):
-    """Each connection's TLS hop (a socket pair and the TLS connection) ends with it, also when the
-    proxy's side would stay open (the world keeps HTTP/1.1 connections alive)."""
+    """Each connection's TLS hop (a socket pair and the TLS connection) ends with it."""
     sbx = make_sandbox(network=_proxied(address=TLS_ADDRESS, tls=_tls(socks_ca, server_name=SOCKS_NAME)))
     url = f"http://allowed.test/fds-{uuid.uuid4().hex}"
     assert fetch(sbx, url)[0] == 0  # warm: the sandbox's resolver, the egress proxy's loop
@@ -200,3 +199,27 @@ def test_tls_hops_leave_no_descriptors(world, socks, socks_ca, make_sandbox, sdk
     while fds() > before + 4 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert fds() <= before + 4, (before, fds())
+
+
+HALF_CLOSE = """
+import socket
+s = socket.create_connection(("allowed.test", 80), timeout=8)
+s.sendall(b"get /half-close HTTP/1.0")  # no line end: the world answers at the end of the request
+s.shutdown(socket.SHUT_WR)
+answer = b""
+while chunk := s.recv(65536):
+    answer += chunk
+print(answer.split(b"\\r\\n")[0].decode())
+"""
+
+
+@pytest.mark.parametrize("tls", [True, False])
+def test_a_half_close_reaches_the_world_and_the_answer_comes_back(world, socks, socks_ca, make_sandbox, tls):
+    """The sandbox ends its sending and waits for the answer: over TLS the end goes to the proxy as
+    a close_notify (E2B's behaviour), which the proxy passes on as a FIN. Lower case: not HTTP to
+    the egress proxy, relayed as bytes."""
+    net = _proxied(address=TLS_ADDRESS, tls=_tls(socks_ca)) if tls else _proxied()
+    sbx = make_sandbox(network=net)
+    sbx.files.write("/tmp/half_close.py", HALF_CLOSE)
+    code, out = sh(sbx, "python3 /tmp/half_close.py")
+    assert code == 0 and "501" in out, out  # the world's answer to a method it does not know

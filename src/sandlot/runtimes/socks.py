@@ -7,22 +7,17 @@ only: if that proxy is unreachable or refuses, the sandbox's connection fails; n
 directly. Names the sandbox resolved for an allowed host go to the proxy as names (remote DNS,
 ATYP=domain); other destinations as addresses. UDP (DNS, QUIC) is not tunnelled, as at E2B.
 
-With `tls`, the hop to the proxy is TLS (1.2 or newer), the SOCKS5 handshake, the credentials and
-the tunnelled bytes inside it: the proxy's certificate is always verified, for `serverName` (the
-address's host by default), against `caCert` alone when given (E2B: it replaces the system trust
-store), else the system's trust store; the server's SANDLOT_EGRESS_CA_FILE is for the upstream
-hosts of header rules, not for this hop. A failed handshake fails the connection: never plaintext.
-The egress proxy wants a plain socket (it peeks at it, wraps it in TLS for header rules), so a TLS
-hop is a socket pair: one end is the egress proxy's, the other is relayed to the TLS connection by
-a task on the egress proxy's loop that ends when that end is closed. TLS has no half-close: a
-sandbox that ends its sending keeps the hop open until either side closes.
+With `tls`, the hop to the proxy is TLS (1.2 or newer; socks_tls.py), the SOCKS5 handshake, the
+credentials and the tunnelled bytes inside it: the proxy's certificate is always verified, for
+`serverName` (the address's host by default; the connection goes to the address resolved and
+checked here), against `caCert` alone when given (E2B: it replaces the system trust store), else
+the system's; the server's SANDLOT_EGRESS_CA_FILE is for header rules' upstream hosts, not for this
+hop. A failed handshake fails the sandbox's connection: never plaintext.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import ipaddress
 import socket
 import ssl
@@ -32,12 +27,12 @@ from python_socks.async_.asyncio import Proxy
 
 from .._exceptions import InvalidArgument
 from .policy import _entry, closed
+from .socks_tls import Hop, context
 
 # (host, port, username, password, tls) as a NetworkPolicy keeps it; tls is None (plaintext) or
 # (serverName or None for the host, caCert PEM or None for the system's trust store)
 Socks = tuple[str, int, "str | None", "str | None", "tuple[str | None, str | None] | None"]
 MAX_CA_BYTES = 8192  # E2B's limit on caCert
-CHUNK = 64 * 1024
 
 
 def parse(config) -> Socks | None:
@@ -105,7 +100,7 @@ def _tls(tls) -> tuple[str | None, str | None] | None:
         if "PRIVATE KEY" in ca:  # it is kept in the state db and never meant to be a secret
             raise InvalidArgument("network.egressProxy.tls.caCert holds a private key: give only certificates")
         try:
-            _context(ca)
+            context(ca)
         except ssl.SSLError as e:
             raise InvalidArgument(f"network.egressProxy.tls.caCert is not PEM certificates: "
                                   f"{str(e).split(' (_ssl')[0]}") from None
@@ -121,15 +116,6 @@ def shown(socks) -> dict:
     return out
 
 
-@functools.lru_cache(maxsize=32)
-def _context(ca_pem: str | None) -> ssl.SSLContext:
-    """Verifies the proxy: host name checked, TLS 1.2 at least; `ca_pem` alone when given, else
-    the system's trust store (loading that takes milliseconds: kept)."""
-    ctx = ssl.create_default_context(cadata=ca_pem) if ca_pem else ssl.create_default_context()
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    return ctx
-
-
 async def dial(socks, host: str, port: int, closed, timeout: float) -> socket.socket:
     """A socket to host:port through the user's proxy. `closed(ip)`: whether the proxy's own
     address is one the host must not be made to reach (its loopback, metadata, a sandbox): those
@@ -141,67 +127,7 @@ async def dial(socks, host: str, port: int, closed, timeout: float) -> socket.so
     ip = found[0][4][0]
     if closed(ip):
         raise ConnectionRefusedError(f"the SOCKS5 proxy {proxy_host} is at {ip}, a closed address")
-    hop = None if not tls else _TlsHop(ip, proxy_port, tls[0] or proxy_host, tls[1])
+    hop = None if not tls else Hop(ip, proxy_port, tls[0] or proxy_host, tls[1])
     proxy = Proxy(ProxyType.SOCKS5, ip, proxy_port, user, password, rdns=True, forward=hop)
     return await proxy.connect(host, port, timeout=timeout)
 
-
-class _TlsHop:
-    """python-socks' `forward` (the connection to the proxy, made by another): TLS to the proxy's
-    pinned address, verified for `server_name`; the SOCKS5 handshake then runs over its socket."""
-
-    def __init__(self, ip: str, port: int, server_name: str, ca_pem: str | None):
-        self.ip, self.port, self.server_name, self.ca_pem = ip, port, server_name, ca_pem
-
-    async def connect(self, **_) -> socket.socket:
-        reader, writer = await asyncio.open_connection(self.ip, self.port, ssl=_context(self.ca_pem),
-                                                       server_hostname=self.server_name)
-        # from here on nothing awaits: the pair and the relay exist together, or not at all
-        ours, theirs = socket.socketpair()
-        hop = _HopSocket(ours.family, ours.type, fileno=ours.detach())
-        hop.setblocking(False)
-        theirs.setblocking(False)
-        hop.relay = asyncio.get_running_loop().create_task(_relay(theirs, reader, writer))
-        return hop
-
-
-class _HopSocket(socket.socket):
-    """The egress proxy's end of a TLS hop: closing it (the egress proxy does, or a transport it
-    was handed to) ends the relay, which closes the other end and the TLS connection."""
-
-    relay: asyncio.Task | None = None
-
-    def close(self) -> None:
-        super().close()
-        if self.relay is not None and not self.relay.done():
-            with contextlib.suppress(RuntimeError):  # the loop is already closed
-                self.relay.cancel()
-
-
-async def _relay(sock: socket.socket, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Bytes between the pair's other end and the TLS connection, until both ways ended or one
-    failed (the pair's first end closed, the TLS connection broken)."""
-    loop = asyncio.get_running_loop()
-
-    async def down() -> None:
-        while data := await reader.read(CHUNK):
-            await loop.sock_sendall(sock, data)
-        sock.shutdown(socket.SHUT_WR)
-
-    async def up() -> None:
-        while data := await loop.sock_recv(sock, CHUNK):
-            writer.write(data)
-            await writer.drain()
-
-    ways = [asyncio.ensure_future(down()), asyncio.ensure_future(up())]
-    try:
-        await asyncio.wait(ways, return_when=asyncio.FIRST_EXCEPTION)
-    finally:
-        try:
-            for way in ways:
-                way.cancel()
-            # both ended before the socket closes: a pending sock_recv keeps its fd in the selector
-            await asyncio.gather(*ways, return_exceptions=True)
-        finally:
-            sock.close()
-            writer.close()
