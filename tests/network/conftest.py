@@ -6,7 +6,8 @@ name's neighbour that no name points at), HTTPS on .2, DNS on .53 (dnslib, tests
 Names that rebind to closed addresses resolve there too. Nothing is ever sent to another address:
 the metadata address is routed into the world for the session, so a rule that let it through would
 show up as an answer from the world, not as traffic leaving the machine. `socks`: a SOCKS5 server
-in the world (socks_server.py, on SOCKS:1080, SOCKS_USER/SOCKS_PASSWORD) and its CONNECT log.
+in the world (socks_server.py, on SOCKS:1080, SOCKS_USER/SOCKS_PASSWORD; inside TLS on
+SOCKS:SOCKS_TLS_PORT, its certificate from `socks_ca`) and its CONNECT log.
 `h2_world`: an HTTP/2 server in the world (h2_server.py, h2.test on H2: h2 over TLS on 443 with
 the world's certificate, h2c on 80) and its request log.
 
@@ -22,7 +23,8 @@ import sys
 
 import pytest
 from e2b import Sandbox
-from network_support import H2, HERE, SOCKS, SOCKS_PASSWORD, SOCKS_USER, outside_world
+from network_support import (H2, HERE, SOCKS, SOCKS_NAME, SOCKS_PASSWORD, SOCKS_TLS_PORT, SOCKS_USER,
+                             outside_world, make_ca, make_leaf)
 
 
 @pytest.fixture(scope="session")
@@ -34,11 +36,23 @@ def world(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def socks(world, tmp_path_factory):
-    """The world's SOCKS5 server on SOCKS:1080 (username/password); its CONNECT log."""
-    log = tmp_path_factory.mktemp("socks") / "connects.log"
+def socks_ca():
+    """The CA (certificate, key) of the SOCKS5 server's TLS certificate (for SOCKS and SOCKS_NAME)."""
+    return make_ca("sandlot test SOCKS CA")
+
+
+@pytest.fixture(scope="session")
+def socks(world, socks_ca, tmp_path_factory):
+    """The world's SOCKS5 server on SOCKS:1080 and, inside TLS, SOCKS:SOCKS_TLS_PORT
+    (username/password); its CONNECT log."""
+    d = tmp_path_factory.mktemp("socks")
+    log = d / "connects.log"
+    cert, key = make_leaf(socks_ca, [SOCKS_NAME], [SOCKS])
+    (d / "cert.pem").write_bytes(cert)
+    (d / "key.pem").write_bytes(key)
     proc = subprocess.Popen(["ip", "netns", "exec", world.netns, sys.executable, str(HERE / "socks_server.py"),
-                             SOCKS, "1080", str(world.zone), str(log), SOCKS_USER, SOCKS_PASSWORD],
+                             SOCKS, "1080", str(world.zone), str(log), SOCKS_USER, SOCKS_PASSWORD,
+                             "--tls", str(SOCKS_TLS_PORT), str(d / "cert.pem"), str(d / "key.pem")],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "ready"

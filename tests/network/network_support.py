@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 import fcntl
+import ipaddress
 import json
 import os
 import subprocess
@@ -11,11 +13,18 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
 HERE = Path(__file__).resolve().parent
 HOST = "198.18.0.1"
 ALLOWED, OTHER, NEIGHBOUR, DNS = "198.18.0.2", "198.18.0.3", "198.18.0.4", "198.18.0.53"
 H2 = "198.18.0.5"  # the world's HTTP/2 server (h2_server.py, the `h2_world` fixture)
 SOCKS = "198.18.0.10"  # where the `socks` fixture runs its SOCKS5 server (socks_server.py)
+SOCKS_TLS_PORT = 1443  # the same server inside TLS, its certificate for SOCKS and SOCKS_NAME
+SOCKS_NAME = "socks.test"
 SOCKS_USER, SOCKS_PASSWORD = "sandlot", f"pw-{os.getpid()}"
 METADATA = "169.254.169.254"
 ZONE = {
@@ -137,3 +146,38 @@ def fetch(sbx, url: str) -> tuple[int, str]:
 def network(**kwargs) -> dict:
     """An E2B `network` option that resolves through the world's DNS server."""
     return {"dns_servers": [DNS], **kwargs}
+
+
+def make_ca(name: str) -> tuple:
+    """A throwaway CA: (certificate, key) (cryptography objects)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    cert = (_builder(subject, subject, key.public_key())
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+            .sign(key, hashes.SHA256()))
+    return cert, key
+
+
+def make_leaf(ca: tuple, dns: list[str], ips: list[str]) -> tuple[bytes, bytes]:
+    """A server certificate signed by `ca` for those names and addresses: (cert PEM, key PEM)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, (dns or ips)[0])])
+    sans = [x509.DNSName(d) for d in dns] + [x509.IPAddress(ipaddress.ip_address(a)) for a in ips]
+    cert = (_builder(subject, ca[0].subject, key.public_key())
+            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .sign(ca[1], hashes.SHA256()))
+    return pem(cert).encode(), key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                 serialization.NoEncryption())
+
+
+def pem(cert) -> str:
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _builder(subject, issuer, public_key):
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(public_key)
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1)))

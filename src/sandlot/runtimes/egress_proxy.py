@@ -120,17 +120,19 @@ class RulesProxy:
 
     def _run(self) -> None:
         loop = self._loop = asyncio.new_event_loop()
-        accept = loop.create_task(self._accept())
+        accept = loop.create_task(self._accept())  # kept: the loop holds its tasks weakly
         try:
             self._ready.set()
             loop.run_forever()
         finally:
-            # the acceptor and the connections end (their clean-ups close transports) before the
-            # loop goes; a task left pending is logged as destroyed
-            tasks = [accept, *self._tasks]
+            # the acceptor, the connections and the relays of TLS hops to SOCKS5 proxies (socks.py)
+            # end (their clean-ups close transports) before the loop goes; a task left pending is
+            # logged as destroyed
+            tasks = asyncio.all_tasks(loop)
             for task in tasks:
                 task.cancel()
-            loop.run_until_complete(asyncio.wait(tasks, timeout=5))
+            if tasks:
+                loop.run_until_complete(asyncio.wait(tasks, timeout=5))
             loop.close()
 
     def stop(self) -> None:

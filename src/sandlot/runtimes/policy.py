@@ -225,8 +225,8 @@ class NetworkPolicy:
     bandwidth_mbps: float | None = None  # cap, each direction (sandlot's own)
     # E2B's network.rules: headers the egress proxy sets per host (egress_rules.py; secrets)
     rules: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
-    # E2B's network.egressProxy: (host, port, username, password) of a user's SOCKS5 proxy that all
-    # of the sandbox's TCP goes through (socks.py), or None
+    # E2B's network.egressProxy: (host, port, username, password, tls) of a user's SOCKS5 proxy that
+    # all of the sandbox's TCP goes through (socks.py), or None
     socks: tuple | None = None
 
     @classmethod
@@ -297,7 +297,8 @@ class NetworkPolicy:
         if self.rules:
             parts.append(f"header rules for {len(self.rules)} hosts")
         if self.socks:
-            parts.append(f"through the SOCKS5 proxy {self.socks[0]}:{self.socks[1]}")
+            tls = " over TLS" if len(self.socks) > 4 and self.socks[4] else ""
+            parts.append(f"through the SOCKS5 proxy {self.socks[0]}:{self.socks[1]}{tls}")
         return ", ".join(parts)
 
     def as_json(self) -> dict:
@@ -305,7 +306,7 @@ class NetworkPolicy:
                 "dns_servers": None if self.dns_servers is None else list(self.dns_servers),
                 "bandwidth_mbps": self.bandwidth_mbps,
                 "rules": [[host, [list(h) for h in headers]] for host, headers in self.rules],
-                "socks": None if self.socks is None else list(self.socks)}
+                "socks": None if self.socks is None else [list(v) if isinstance(v, tuple) else v for v in self.socks]}
 
     @classmethod
     def from_json(cls, data: dict) -> "NetworkPolicy":
@@ -314,7 +315,15 @@ class NetworkPolicy:
         return cls(internet=bool(data.get("internet", True)), allow=tuple(data.get("allow", ())),
                    deny=tuple(data.get("deny", ())), dns_servers=None if dns is None else tuple(dns),
                    bandwidth_mbps=data.get("bandwidth_mbps"), rules=rules,
-                   socks=None if data.get("socks") is None else tuple(data["socks"]))
+                   socks=_socks(data.get("socks")))
+
+
+def _socks(stored: list | None) -> tuple | None:
+    """A stored egressProxy as socks.py's tuple; one stored before TLS (four fields) has none."""
+    if stored is None:
+        return None
+    host, port, user, password, tls = (*stored, None)[:5]
+    return host, port, user, password, None if tls is None else tuple(tls)
 
 
 def closed(ip: str) -> bool:
