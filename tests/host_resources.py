@@ -225,11 +225,15 @@ class Footprint:
         self.note_slots()
         # the server's own: its code/ (the in-sandbox tree and bwrap's copy), .home (its state dir,
         # for other servers' mount namespaces: runtimes/mount_ns.py), the permission filesystem's (below)
-        code = mnt + "/code"
+        # and .sources (the binds its sandboxes' lowers are cloned from: runtimes/sources.py; a stopped
+        # server leaves none, or its run dir would stay: the tests that stop one check that it goes)
+        code, own = mnt + "/code", (".sources",)
         mounts = [point for point in (line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
-                                      if home in line or mnt in line) if point != code]
+                                      if home in line or mnt in line)
+                  if point != code and not any(point.startswith(f"{mnt}/{name}/") for name in own)]
         dirs = [str(p) for p in (self.home / "sandboxes").glob("*")]
-        dirs += [str(p) for p in self.mnt.glob("*") if not p.name.startswith(("agent-", "bwrap-", ".permfs", "code", ".home"))]
+        dirs += [str(p) for p in self.mnt.glob("*")
+                 if not p.name.startswith(("agent-", "bwrap-", ".permfs", "code", ".home", *own))]
         groups = list(CGROUP_ROOT.glob(f"*/{self.group}/*")) + list(CGROUP_ROOT.glob(f"{self.group}/*"))
         cgroups = [str(p) for p in groups if p.is_dir() and not p.name.startswith("spare-")]
         stems = [str(p) for p in groups if p.is_dir() and p.name.startswith("spare-")]

@@ -55,6 +55,7 @@ from .mount_ns import MountNamespaces, own_namespace
 from .network import start_network, write_resolv_conf
 from .policy import SANDBOX_ROOT_CAPS, Limits, MiB, NetworkPolicy, SandboxSpec
 from .sandbox_process import alive, become_sandbox, start_ticks
+from .sources import Sources
 from .stems import Stems, discard, hand_over
 from .uids import UID_RANGE, UidRanges, uid_base
 from .workspace import Workspaces
@@ -115,6 +116,7 @@ class NamespaceRuntime:
         self.agent_dir = install_agent(self.code)
         self.bwrap = install_bwrap(self.code)
         (self.mnt / HOME_RECORD).write_text(str(home.resolve()))
+        self.sources = Sources(self.mnt)  # templates and layers on mounts of their own, to clone
         # sandboxes' mount namespaces are made from one without the sandboxes' mounts (mount_ns.py)
         self.mount_ns = MountNamespaces(clear=sandlot_dirs(), keep=[self.code])
         self.cgroup_version = cgroups.detect()
@@ -185,6 +187,7 @@ class NamespaceRuntime:
         if self.zygote:
             self.zygote.close()
         self.mount_ns.close()
+        self.sources.close()
         self.workspaces.close(sandboxes_left=bool(self.leftovers()))
         if self.network:
             self.network.close(sandboxes_left=bool(self.leftovers()))
@@ -313,7 +316,7 @@ class NamespaceRuntime:
                 Path(f"/proc/{pid}/{name}").write_text(f"0 {base} {UID_RANGE}\n")
             userns = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
             try:  # the template, and the layers above it (snapshots: layers/mount.py)
-                lowerdir = mount_lowers(d, template.rootfs, template.layers, userns)
+                lowerdir = mount_lowers(d, template.rootfs, template.layers, userns, self.sources.of)
                 mount_volumes(m, spec.volumes, userns)  # volumes/mount.py
             finally:
                 os.close(userns)
