@@ -47,12 +47,21 @@ def mounted_under(path: Path) -> list[str]:
     return sorted((m.point for m in mounts() if (m.point + "/").startswith(prefix)), key=len, reverse=True)
 
 
+# Where a runtime keeps a bind of each template and layer to clone sandboxes' lowers from
+# (runtimes/sources.py): a cache, not a use; the runtime drops a bind whose source is removed.
+SOURCE_CACHE = ".sources"
+
+
+def _cached(point: str) -> bool:
+    return f"/{SOURCE_CACHE}/" in point
+
+
 def source_in_use(path: Path) -> bool:
     """Is `path`, or something in it, the source of a mount (e.g. a template a sandbox's lower layer
     binds)? mountinfo shows a source only relative to its filesystem's root, so this matches on the
     directory's name, which callers make unique."""
     marker = f"/{Path(path).name}/"
-    return any(marker in m.root + "/" for m in mounts())
+    return any(marker in m.root + "/" for m in mounts() if not _cached(m.point))
 
 
 def source_mounted(path: Path) -> bool:
@@ -65,7 +74,7 @@ def source_mounted(path: Path) -> bool:
     want = f"{os.major(dev)}:{os.minor(dev)}"
     with open(MOUNTINFO) as f:
         fields = [line.split() for line in f.read().splitlines()]
-    entries = [(f[2], unescape(f[3]), unescape(f[4])) for f in fields if len(f) > 4]
+    entries = [(f[2], unescape(f[3]), unescape(f[4])) for f in fields if len(f) > 4 and not _cached(unescape(f[4]))]
     holders = [(point, root) for devno, root, point in entries if devno == want
                and (real + "/").startswith(point.rstrip("/") + "/")]
     if not holders:

@@ -225,7 +225,7 @@ def test_a_given_certificate_without_the_sandbox_hosts_is_named_at_start(tmp_pat
 def test_plain_http_stays_the_default(sdk_env):
     r = httpx.get(f"{sdk_env.url}/ca.pem", timeout=10)
     assert sdk_env.url.startswith("http://") and r.status_code == 404 and "TLS is off" in r.json()["message"]
-    assert not (sdk_env.home / "ca").exists()
+    assert not (sdk_env.home / "ca" / "proxy").exists()  # (ca/egress is the header rules' CA, made at their first use)
 
 
 def _serve_fails(tmp_path, *args: str, env: dict | None = None) -> str:

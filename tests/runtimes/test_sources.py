@@ -1,4 +1,4 @@
-"""A sandbox's lowers are cloned from a bind of the template of its own (runtimes/sources.py), so
+"""A sandbox's lower is cloned from a bind of the template of its own (runtimes/sources.py), so
 the clone walks no other mount: cloning straight from the state dir's filesystem made the kernel
 check every sandbox's mounts under `/` at each create (is_subdir, ~9% of the server's CPU with
 2000 alive). The binds go with the runtime, with a source deleted, or replaced on disk."""
@@ -47,7 +47,7 @@ def test_a_source_is_bound_once_on_a_mount_with_nothing_below(tmp_path):
         again = found.of(src)
         assert again != bind and (again / "marker").read_text() == "v2"
         assert not bind.exists()
-        # deleted (a snapshot's layer): its bind goes at the next prune, not at the server's stop
+        # deleted: its bind goes at the next prune, not at the server's stop
         shutil.rmtree(src)
         found._pruned -= sources.PRUNE_S + 1
         other = tmp_path / "other"

@@ -25,7 +25,9 @@ OVERLAY_OPTIONS = "redirect_dir=off,metacopy=off,index=off"
 def mount_lowers(sandbox_dir: Path, rootfs: Path, layers: tuple[Path, ...], userns_fd: int,
                  source=lambda path: path) -> str:
     """Bind the template and its layers id-mapped under `sandbox_dir`; the overlay's lowerdir.
-    `source(path)`: where to clone `path` from (runtimes/sources.py: a bind of its own)."""
+    `source(rootfs)`: where to clone the template from (runtimes/sources.py: a bind of its own).
+    Layers are cloned where they are: a bind would count as a use and keep them from the layer
+    store's collection."""
     lower = sandbox_dir / "lower"
     syscalls.idmapped_bind(str(source(rootfs)), str(lower), userns_fd)
     parts = [str(lower)]
@@ -34,7 +36,7 @@ def mount_lowers(sandbox_dir: Path, rootfs: Path, layers: tuple[Path, ...], user
     for i, layer in enumerate(layers):
         target = sandbox_dir / "layers" / str(i)
         target.mkdir()
-        syscalls.idmapped_bind(str(source(layer)), str(target), userns_fd)
+        syscalls.idmapped_bind(str(layer), str(target), userns_fd)
         parts.append(str(target))
     return ":".join(reversed(parts))
 

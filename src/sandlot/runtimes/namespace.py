@@ -116,7 +116,7 @@ class NamespaceRuntime:
         self.agent_dir = install_agent(self.code)
         self.bwrap = install_bwrap(self.code)
         (self.mnt / HOME_RECORD).write_text(str(home.resolve()))
-        self.sources = Sources(self.mnt)  # templates and layers on mounts of their own, to clone
+        self.sources = Sources(self.mnt)  # templates on mounts of their own, to clone
         # sandboxes' mount namespaces are made from one without the sandboxes' mounts (mount_ns.py)
         self.mount_ns = MountNamespaces(clear=sandlot_dirs(), keep=[self.code])
         self.cgroup_version = cgroups.detect()

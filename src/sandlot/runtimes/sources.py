@@ -5,13 +5,15 @@ layers/mount.py). Cloning a directory makes the kernel check every mount below t
 holds it (has_locked_children: is_subdir per child). The state dir sits on the host's `/` like the
 sandboxes' own mounts (their disks, lowers: 3 per sandbox), so with 2000 alive each create walked
 ~6000 mounts twice (perf: is_subdir and __do_loopback ~9% of the server's CPU). A bind of its own
-has no mount below it: the clone of it walks none.
+has no mount below it: the clone of it walks none. Only the template's rootfs is bound: a
+snapshot's layers are collected by the layer store once nothing uses them, and a bind is a use.
 
 The binds live in `<run dir>/.sources/` until the runtime closes (a sandbox's clone does not
 depend on them); a crashed server's are detached at the next start. A source replaced on disk (a
 rebuilt template at the same path: another inode) gets a new bind, and the old one goes; so does
-the bind of a source deleted (a snapshot's layer), at most PRUNE_S later, so that its disk space
-is not held until the server stops.
+the bind of a source deleted, at most PRUNE_S later, so that its disk space is not held until the
+server stops. The binds do not count as uses of their sources (hostfs's source_in_use): a
+replaced template no sandbox uses is swept as before.
 """
 
 from __future__ import annotations
@@ -23,8 +25,7 @@ import time
 from pathlib import Path
 
 from .. import syscalls
-
-DIR = ".sources"
+from ..hostfs import SOURCE_CACHE as DIR
 PRUNE_S = 10.0  # binds of sources deleted or replaced are looked for at most this often
 
 
