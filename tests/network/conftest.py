@@ -17,6 +17,7 @@ official e2b SDK's; its environment points at the server for every module here.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -50,29 +51,27 @@ def socks(world, socks_ca, tmp_path_factory):
     cert, key = make_leaf(socks_ca, [SOCKS_NAME], [SOCKS])
     (d / "cert.pem").write_bytes(cert)
     (d / "key.pem").write_bytes(key)
-    proc = subprocess.Popen(["ip", "netns", "exec", world.netns, sys.executable, str(HERE / "socks_server.py"),
-                             SOCKS, "1080", str(world.zone), str(log), SOCKS_USER, SOCKS_PASSWORD,
-                             "--tls", str(SOCKS_TLS_PORT), str(d / "cert.pem"), str(d / "key.pem")],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "ready"
+    with _in_world(world, "socks_server.py", SOCKS, "1080", str(world.zone), str(log), SOCKS_USER, SOCKS_PASSWORD,
+                   "--tls", str(SOCKS_TLS_PORT), str(d / "cert.pem"), str(d / "key.pem")):
         yield log
-    finally:
-        proc.stdin.close()
-        proc.kill()
-        proc.wait()
 
 
 @pytest.fixture(scope="session")
 def h2_world(world, tmp_path_factory):
     """The world's HTTP/2 server on H2 (h2.test); its request log (JSON lines)."""
     log = tmp_path_factory.mktemp("h2") / "requests.log"
-    proc = subprocess.Popen(["ip", "netns", "exec", world.netns, sys.executable, str(HERE / "h2_server.py"),
-                             H2, str(world.ca), str(world.ca.with_name("key.pem")), str(log)],
+    with _in_world(world, "h2_server.py", H2, str(world.ca), str(world.ca.with_name("key.pem")), str(log)):
+        yield log
+
+
+@contextlib.contextmanager
+def _in_world(world, script: str, *args: str):
+    """One of this directory's servers run in the world's namespace, once it prints "ready"."""
+    proc = subprocess.Popen(["ip", "netns", "exec", world.netns, sys.executable, str(HERE / script), *args],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "ready"
-        yield log
+        yield proc
     finally:
         proc.stdin.close()
         proc.kill()
