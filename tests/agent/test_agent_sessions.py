@@ -32,7 +32,10 @@ async def test_state_carries_between_commands(client, session, home):
                 "alias ll='echo listed'",
                 "python3 -m venv --without-pip /tmp/venv-$$ >/dev/null && source /tmp/venv-$$/bin/activate"):
         assert (await run(client, session, cmd)).exit_code == 0, cmd
-    result = await run(client, session, "pwd; echo $FOO ${arr[2]}; greet you; ll; command -v python3")
+    try:
+        result = await run(client, session, "pwd; echo $FOO ${arr[2]}; greet you; ll; command -v python3")
+    finally:  # the agent runs on the host here: its /tmp is the host's
+        await run(client, session, "rm -rf /tmp/venv-$$")
     lines = result.stdout.decode().splitlines()
     assert lines[:4] == ["/tmp", "bar 3", "hi you", "listed"]
     assert lines[4].startswith("/tmp/venv-") and lines[4].endswith("/bin/python3")

@@ -241,25 +241,50 @@ def test_a_warm_snapshot_keeps_a_pool(made, sdk_env, server):
                    headers={"X-API-KEY": server.api_key})
     assert r.status_code == 201, r.text
     snapshots.append(r.json()["snapshotID"])
-    before = set((server.home / "sandboxes").iterdir())
+    snap_id = _internal_id(server, name)
+    # The pool is its ready sandboxes as the server counts them; a sandbox is the pool's by the
+    # template its runtime state names (other pools refill meanwhile, and a pool sandbox's
+    # directory appears before it is warm).
     deadline = time.monotonic() + 60
-    while len(set((server.home / "sandboxes").iterdir()) - before) < 2:  # the pool fills
+    while _pool_ready(server, snap_id) < 2:
         assert time.monotonic() < deadline, "the snapshot's pool did not fill"
         time.sleep(0.2)
-    pooled = {p.name for p in set((server.home / "sandboxes").iterdir()) - before}
+    pooled = _sandboxes_of(server, snap_id)
+    assert len(pooled) == 2
     child = Sandbox.create(name, timeout=60)
     sandboxes.append(child)
     assert child.sandbox_id in pooled
     assert child.commands.run("cat /home/user/warm.txt; echo \" $WARM\"").stdout == "pooled yes\n"
-    assert child.get_info().template_id == _internal_id(server, name)
+    assert child.get_info().template_id == snap_id
     # deleting the snapshot empties its pool: no sandbox is left on a deleted snapshot's layers
     Sandbox.delete_snapshot(r.json()["snapshotID"])
     snapshots.remove(r.json()["snapshotID"])
-    leftover = pooled - {child.sandbox_id}
     deadline = time.monotonic() + 30
-    while leftover & {p.name for p in (server.home / "sandboxes").iterdir()}:
+    while _sandboxes_of(server, snap_id) - {child.sandbox_id}:
         assert time.monotonic() < deadline, "the deleted snapshot's pool stayed"
         time.sleep(0.2)
+    assert _pool_ready(server, snap_id) == 0
+
+
+def _pool_ready(server, template: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    metrics = httpx.get(f"{server.url}/metrics", headers={"X-API-KEY": server.api_key}).text
+    return sum(s.value for family in text_string_to_metric_families(metrics) for s in family.samples
+               if s.name == "sandlot_pool_ready" and s.labels.get("template") == template)
+
+
+def _sandboxes_of(server, template: str) -> set[str]:
+    """The sandboxes whose runtime state names `template` (one being made or removed is skipped)."""
+    found = set()
+    for d in (server.home / "sandboxes").iterdir():
+        try:
+            state = json.loads((d / "state.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if state.get("template") == template:
+            found.add(d.name)
+    return found
 
 
 def _internal_id(server, name: str) -> str:

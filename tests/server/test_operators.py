@@ -6,6 +6,7 @@ document."""
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -28,7 +29,9 @@ def srv():
     server = start_server(home, pool_size=0, extra_env={**QUIET, "SANDLOT_DEFAULT_TEMPLATE": "code-interpreter"})
     yield server
     server.stop()
-    assert not leftovers(home)
+    left = leftovers(home)
+    shutil.rmtree(home, ignore_errors=True)
+    assert not left
 
 
 @pytest.fixture(scope="module")

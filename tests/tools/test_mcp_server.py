@@ -108,6 +108,7 @@ async def test_standalone_http(server, mode):
     finally:
         proc.terminate()
         proc.wait(20)
+        log.unlink()
     # the HTTP sessions' sandboxes stay for their callers until idle; release them here
     SandboxService(api_url=server.url, api_key=server.api_key, namespace="mcp").release_all()
 
