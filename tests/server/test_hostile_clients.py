@@ -208,6 +208,23 @@ def test_half_sent_requests_keep_nobody_out(srv):
     assert not any("Traceback" in line or "Too many open files" in line for line in added)
 
 
+def test_websocket_upgrades_do_not_use_up_the_connection_limit(srv):
+    """A connection upgraded to WebSocket leaves the HTTP protocol without its connection_lost: it
+    must leave the admission count then, or after max_connections upgrades (no key needed: the
+    app refuses them after the upgrade) every newcomer was dropped as over the limit."""
+    head = (b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    for attempt in range(2 * MAX_CONNECTIONS):
+        with socket.create_connection(("127.0.0.1", port(srv)), timeout=10, source_address=(ATTACKER, 0)) as sock:
+            sock.sendall(head)
+            answer = b""
+            while chunk := _recv(sock):
+                answer += chunk
+            assert answer.startswith(b"HTTP/1.1 403"), (attempt, answer[:200])
+    for _ in range(3):
+        assert httpx.get(f"{srv.url}/health", timeout=5).status_code == 200
+
+
 def test_a_trickling_request_is_closed_after_the_header_timeout(srv):
     with socket.create_connection(("127.0.0.1", port(srv)), timeout=10) as sock:
         started = time.monotonic()

@@ -118,6 +118,14 @@ class BoundedH11(H11Protocol):
         if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
             self.admission.wait_for_headers(self)  # the next request's headers, in time
 
+    def handle_websocket_upgrade(self, event: h11.Request) -> None:
+        # the connection goes on under the WebSocket protocol, and this one's connection_lost never
+        # runs: out of the count now (else every upgrade held a place for good, and after
+        # max_connections of them every newcomer was dropped); uvicorn's limit_concurrency still
+        # bounds open WebSockets
+        self.admission.forget(self)
+        super().handle_websocket_upgrade(event)
+
     def shutdown(self) -> None:
         super().shutdown()
         if self.transport.is_closing():  # it was idle: closed now, or when TLS has said goodbye
