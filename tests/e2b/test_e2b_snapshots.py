@@ -267,11 +267,10 @@ def test_a_warm_snapshot_keeps_a_pool(made, sdk_env, server):
 
 
 def _pool_ready(server, template: str) -> float:
-    from prometheus_client.parser import text_string_to_metric_families
-
+    # read by hand: this suite also runs in a venv of the old SDK alone, without prometheus_client
     metrics = httpx.get(f"{server.url}/metrics", headers={"X-API-KEY": server.api_key}).text
-    return sum(s.value for family in text_string_to_metric_families(metrics) for s in family.samples
-               if s.name == "sandlot_pool_ready" and s.labels.get("template") == template)
+    sample = f'sandlot_pool_ready{{template="{template}"}} '
+    return sum(float(line.split()[-1]) for line in metrics.splitlines() if line.startswith(sample))
 
 
 def _sandboxes_of(server, template: str) -> set[str]:
