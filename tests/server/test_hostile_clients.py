@@ -178,6 +178,10 @@ class HalfRequests:
                 try:
                     sock = socket.create_connection(self.address, timeout=2, source_address=(ATTACKER, 0))
                     sock.sendall(self.HALF)
+                    # blocking again: with a timeout set, Python polls before a recv even with
+                    # MSG_DONTWAIT, so each check above waited 2 s and counted its own timeout as
+                    # the server's close
+                    sock.settimeout(None)
                 except OSError:
                     break
                 self.socks.append(sock)
@@ -223,6 +227,36 @@ def test_websocket_upgrades_do_not_use_up_the_connection_limit(srv):
             assert answer.startswith(b"HTTP/1.1 403"), (attempt, answer[:200])
     for _ in range(3):
         assert httpx.get(f"{srv.url}/health", timeout=5).status_code == 200
+
+
+def test_a_header_block_is_bounded(srv):
+    """The parser (llhttp) keeps whatever a header block grows to: the listener answers 400 and
+    closes past 16 KiB, for a whole block in one write as for one that never ends; a block under
+    it is served."""
+    def pad(n: int) -> bytes:
+        return b"".join(b"X-Pad-%d: %s\r\n" % (i, b"a" * 1000) for i in range(n))
+
+    head = b"GET /health HTTP/1.1\r\nHost: x\r\n"
+    with socket.create_connection(("127.0.0.1", port(srv)), timeout=10) as sock:
+        sock.sendall(head + pad(8) + b"\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200"), "an 8 KB header block is served"
+    with socket.create_connection(("127.0.0.1", port(srv)), timeout=10) as sock:
+        sock.sendall(head + pad(20) + b"\r\n")  # parsed whole in one read
+        assert sock.recv(65536).startswith(b"HTTP/1.1 400")
+    with socket.create_connection(("127.0.0.1", port(srv)), timeout=10) as sock:
+        sock.sendall(head)
+        answered = select.poll()
+        answered.register(sock, select.POLLIN)
+        sent = 0
+        try:  # 1 KiB headers until the server answers
+            while sent < 1 << 20 and not answered.poll(0):
+                sock.sendall(pad(1))
+                sent += 1024
+                time.sleep(0.001)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        assert sock.recv(65536).startswith(b"HTTP/1.1 400")
+        assert sent < 64 << 10, "the server read on past the limit"
 
 
 def test_a_trickling_request_is_closed_after_the_header_timeout(srv):
