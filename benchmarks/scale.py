@@ -216,6 +216,13 @@ async def burst(b: Bench) -> None:
                  f"({n / kill_s:.0f}/s).")
     notes.append(cpu_line(f"Machine CPU per create in the burst (create -> `echo`, all processes)", per_op) + ".")
     notes.append(cpu_line("Machine CPU per create one at a time (create -> `echo` -> kill)", seq_cost) + ".")
+    if b.args.pool or b.args.demand:
+        cores = os.cpu_count() or 1
+        notes.append(f"A floor for the p50 on {cores} cores: at {per_op['total']:.1f} ms of machine CPU per create -> "
+                     f"`echo`, the {n // 2}th of {n} cannot end before {n // 2 * per_op['total'] / cores:.0f} ms even "
+                     f"if the machine served them one at a time in order (concurrent, they end together, near the "
+                     f"burst's wall time); the client's share alone, the official SDK in one process, is "
+                     f"{n // 2 * per_op['client']:.0f} ms of one core for {n // 2} of them.")
     notes.append("Sandbox processes' CPU per sandbox at the end of the burst, by command: " + ", ".join(
         f"{name} {s / n * 1000:.1f} ms" for name, s in per_sandbox.most_common(6)) + ".")
     pooled = b.args.pool or b.args.demand
