@@ -71,23 +71,26 @@ class Pools:
             claims.popleft()
         return min(max(config.pool_size, len(claims)), max(config.pool_max, config.pool_size))
 
-    def _memory_mb(self) -> float:
-        """What the warm sandboxes of all pools use now (their cgroups' memory)."""
+    def _memory_mb(self, sandbox_ids: list[str]) -> float:
+        """What these warm sandboxes use now (their cgroups' memory)."""
         total = 0
-        for pool in self._lists.values():
-            for pooled in pool:
-                try:
-                    total += self.runtime.usage(pooled.rt.sandbox_id).memory_bytes
-                except Exception:  # gone meanwhile: a claim finds it dead and discards it
-                    pass
+        for sandbox_id in sandbox_ids:
+            try:
+                total += self.runtime.usage(sandbox_id).memory_bytes
+            except Exception:  # gone meanwhile: a claim finds it dead and discards it
+                pass
         return total / (1 << 20)
 
-    def _room(self, name: str, pool: list[Pooled]) -> bool:
+    async def _room(self, name: str, pool: list[Pooled]) -> bool:
         """One more for `name`: under its target, and, past its base size, within the memory budget
-        (the base size is kept whatever the budget: SANDLOT_POOL_SIZE is the operator's own)."""
+        (the base size is kept whatever the budget: SANDLOT_POOL_SIZE is the operator's own). The
+        budget reads every pooled sandbox's cgroup (~0.2 ms each): in a thread, not on the loop."""
         if len(pool) >= self.target(name):
             return False
-        return len(pool) < self.config.pool_size or self._memory_mb() < self.config.pool_memory_mb
+        if len(pool) < self.config.pool_size:
+            return True
+        warm = [p.rt.sandbox_id for each in self._lists.values() for p in each]  # on the loop: a stable view
+        return await asyncio.to_thread(self._memory_mb, warm) < self.config.pool_memory_mb
 
     def _note_claim(self, name: str) -> None:
         self._claims.setdefault(name, deque(maxlen=1024)).append(time.monotonic())
@@ -157,7 +160,7 @@ class Pools:
             template = await self.template_of(name, wait=True)
             pool = self._lists.setdefault(name, [])
             # drop (a snapshot deleted or replaced) unregisters the list: stop filling it
-            while not self._closed and self._lists.get(name) is pool and self._room(name, pool):
+            while not self._closed and self._lists.get(name) is pool and await self._room(name, pool):
                 spec = SandboxSpec(new_sandbox_id(), name, background=True,
                                    network_ready=self.config.egress != "off")
                 rt = await asyncio.to_thread(self.runtime.create, spec, template)
