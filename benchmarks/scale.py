@@ -56,11 +56,14 @@ PHASES = ("burst", "exec", "files", "density", "limits")
 BATCH = 20
 
 
+PHASE_START_LOAD = [0.0]  # the 1-minute load average when the running phase began (run() sets it)
+
+
 def header(script_args: str) -> list[str]:
-    load = os.getloadavg()
+    """Written at a phase's end: the load then includes the phase's own work, the start's does not."""
     return [f"Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `benchmarks/scale.py {script_args}` on: "
-            f"{machine()}; load average {load[0]:.1f} at its start (other work on the machine shares its "
-            "cores: absolute numbers are an upper bound).", ""]
+            f"{machine()}; load average {PHASE_START_LOAD[0]:.1f} at its start, {os.getloadavg()[0]:.1f} at its end "
+            "(its own work raises it; other work on the machine would share its cores).", ""]
 
 
 def ms_row(name: str, samples_s: list[float]) -> str:
@@ -475,6 +478,7 @@ def write_intro() -> None:
 
 async def run(args) -> None:
     if args.soak:
+        PHASE_START_LOAD[0] = os.getloadavg()[0]
         b = Bench(args)
         try:
             await soak_phase(b)
@@ -489,6 +493,7 @@ async def run(args) -> None:
     try:
         for phase in phases:
             print(f"-- {phase}", flush=True)
+            PHASE_START_LOAD[0] = os.getloadavg()[0]
             if phase == "burst":
                 await burst(b)
             elif phase == "exec":
