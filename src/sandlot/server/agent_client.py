@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import socket
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from typing import Any
 
 from .. import _exceptions as E
@@ -63,20 +63,29 @@ def _json(payload: bytes) -> dict:
 
 async def _read_frame(reader: asyncio.StreamReader):
     """Return (kind, payload), or (None, b"") at a clean end of stream."""
+    head = await _read_head(reader)
+    return (None, b"") if head is None else (head[:1], await _read_payload(reader, head))
+
+
+async def _read_head(reader: asyncio.StreamReader) -> bytes | None:
+    """A frame's header, or None at a clean end of stream. Cancelled while it waits, it has read
+    nothing (readexactly takes bytes only once all are in)."""
     try:
-        head = await reader.readexactly(wire.HEADER_SIZE)
+        return await reader.readexactly(wire.HEADER_SIZE)
     except asyncio.IncompleteReadError as e:
         if not e.partial:
-            return None, b""
+            return None
         raise wire.WireError("truncated frame header")
+
+
+async def _read_payload(reader: asyncio.StreamReader, head: bytes) -> bytes:
     length = int.from_bytes(head[1:], "big")
     if length > wire.MAX_FRAME:
         raise wire.WireError("frame too large: %d bytes" % length)
     try:
-        payload = await reader.readexactly(length)
+        return await reader.readexactly(length)
     except asyncio.IncompleteReadError:
         raise wire.WireError("truncated frame")
-    return head[:1], payload
 
 
 class AgentClient:
@@ -140,7 +149,7 @@ class AgentClient:
     def start(self, cmd: str, args: list[str] = (), *, envs: dict | None = None, cwd: str | None = None,
               user: str | None = None, pty: dict | None = None, stdin: bool = False,
               tag: str | None = None, timeout_ms: int = 0, internal: bool = False,
-              stdio_fds: tuple[int, int] | None = None) -> AsyncIterator[dict]:
+              stdio_fds: tuple[int, int] | None = None) -> AgentStream:
         """Start a process; yields its events (see the module doc). ``pty`` is {"cols", "rows"}.
         ``stdio_fds``: (stdin, stdout) fds the process gets instead of pipes to the agent, so the
         caller talks to it directly (its stdout then never comes as events)."""
@@ -149,26 +158,12 @@ class AgentClient:
                    "internal": internal, "stdio_fds": stdio_fds is not None}
         return self._process_events(request, stdio_fds or ())
 
-    def connect(self, *, pid: int | None = None, tag: str | None = None) -> AsyncIterator[dict]:
+    def connect(self, *, pid: int | None = None, tag: str | None = None) -> AgentStream:
         """Follow a running process: its events from now on."""
         return self._process_events({"op": contract.PROCESS_CONNECT, **_selector(pid, tag)})
 
-    async def _process_events(self, request: dict, fds: Sequence[int] = ()) -> AsyncIterator[dict]:
-        reader, writer = await self._open(request, fds)
-        try:
-            while True:
-                kind, payload = await self._frame(reader)
-                if kind == wire.JSON:
-                    event = _json(payload)
-                    yield event
-                    if "end" in event:
-                        return
-                elif kind in _OUTPUT:
-                    yield {_OUTPUT[kind]: payload}
-                else:
-                    raise E.SandboxNotRunning("the process stream ended without an end event")
-        finally:
-            writer.close()
+    def _process_events(self, request: dict, fds: Sequence[int] = ()) -> AgentStream:
+        return AgentStream(self, request, fds, _process_event, last=lambda event: "end" in event)
 
     async def list_processes(self, all: bool = False) -> list[dict]:  # noqa: A002 - the wire's name
         return (await self.call(contract.PROCESS_LIST, all=all))["processes"]
@@ -263,21 +258,11 @@ class AgentClient:
             writer.write(wire.encode(wire.DATA, view[i:i + wire.CHUNK]))
             await writer.drain()
 
-    async def watch(self, path: str, user: str | None = None, recursive: bool = False,
-                    include_entry: bool = False) -> AsyncIterator[dict]:
+    def watch(self, path: str, user: str | None = None, recursive: bool = False,
+              include_entry: bool = False) -> AgentStream:
         """Yields ``{"start": {}}``, then ``{"event": {"name", "type", "entry"?}}`` and keepalives."""
-        reader, writer = await self._open({"op": contract.FILES_WATCH, "path": path, "user": user,
-                                           "recursive": recursive, "include_entry": include_entry})
-        try:
-            while True:
-                kind, payload = await self._frame(reader)
-                if kind is None:
-                    return  # the watched directory is gone
-                if kind != wire.JSON:
-                    raise E.SandboxNotRunning("unexpected frame on a watch stream")
-                yield _json(payload)
-        finally:
-            writer.close()
+        return AgentStream(self, {"op": contract.FILES_WATCH, "path": path, "user": user, "recursive": recursive,
+                                  "include_entry": include_entry}, (), _watch_event)
 
     # ---- sessions (agent/sessions.py) ---------------------------------------------------------
 
@@ -287,7 +272,7 @@ class AgentClient:
                                 envs=envs or {}))["session"]
 
     def session_exec(self, session_id: str, cmd: str, *, stdin: bytes | None = None, timeout_ms: int = 0,
-                     announce: bool = False) -> AsyncIterator[dict]:
+                     announce: bool = False) -> AgentStream:
         """Run a command in a session: yields {"start": {"pid": N}} (the shell) when it runs (after
         the session's earlier commands; only if `announce`), then {"stdout": bytes}, {"stderr":
         bytes}, keepalives and last {"end": {"exit_code", "timed_out", "interrupted",
@@ -305,3 +290,101 @@ class AgentClient:
 
     async def session_delete(self, session_id: str) -> None:
         await self.call(contract.SESSION_DELETE, id=session_id)
+
+
+class AgentStream:
+    """A stream op's events (a process's, a session command's, a watch's): the frames of one agent
+    connection, as an async iterator of dicts.
+
+    ``read()`` cancelled while it waits loses nothing: the next read goes on where it stopped. So
+    envd/streams.py waits for the next event under a timeout (keepalives, the deadline, the
+    sandbox's end) in the request's own task; with an async generator it needed a task and three
+    loop turns per event. Cancelled before its request is sent, the stream has not begun and the
+    next read begins it; cancelled after, it is broken (a second request would start a second
+    process). Iterated (``anext``, ``async for``), a cancel closes it, as it would an async
+    generator. Closing it (``aclose()``, or dropping it) closes the connection, which ends what
+    the agent runs for it where the op says so (a session's command, a watch)."""
+
+    def __init__(self, client: AgentClient, request: dict, fds: Sequence[int],
+                 event: Callable[[bytes | None, bytes], dict | None],
+                 last: Callable[[dict], bool] = lambda _: False):
+        self._client, self._request, self._fds = client, request, fds
+        self._event, self._last = event, last
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._head: bytes | None = None  # a frame's header whose payload a cancel kept from arriving
+        self._state = "new"  # -> "opening" -> "open" -> "over"
+
+    def __aiter__(self) -> AgentStream:
+        return self
+
+    async def __anext__(self) -> dict:
+        try:
+            return await self.read()
+        except asyncio.CancelledError:
+            self.close()
+            raise
+
+    async def read(self) -> dict:
+        """The next event; StopAsyncIteration past the last."""
+        if self._state == "over":
+            raise StopAsyncIteration
+        if self._state == "opening":
+            raise E.SandboxNotRunning("the stream was interrupted while it began")
+        try:
+            if self._state == "new":
+                self._state = "opening"
+                self._reader, self._writer = await self._client._open(self._request, self._fds)
+                self._state = "open"
+            if self._head is None:
+                self._head = await _read_head(self._reader) or b""  # b"": the connection's end
+            payload = await _read_payload(self._reader, self._head) if self._head else b""
+            kind, self._head = self._head[:1] or None, None
+            event = self._event(kind, payload)
+        except asyncio.CancelledError:
+            if self._state == "opening" and self._writer is None and not self._fds:
+                self._state = "new"  # nothing was sent: the next read begins it
+            raise
+        except (wire.WireError, ConnectionError) as e:
+            self.close()
+            raise E.SandboxNotRunning(f"the agent connection broke: {e}") from None
+        except BaseException:
+            self.close()
+            raise
+        if event is None or self._last(event):
+            self.close()
+            if event is None:
+                raise StopAsyncIteration
+        return event
+
+    def close(self) -> None:
+        self._state = "over"
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    async def aclose(self) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # dropped unclosed (an async generator was closed by asyncio)
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            except RuntimeError:
+                pass  # its loop is closed: so is the connection
+
+
+def _process_event(kind: bytes | None, payload: bytes) -> dict:
+    if kind == wire.JSON:
+        return _json(payload)
+    if kind in _OUTPUT:
+        return {_OUTPUT[kind]: payload}
+    raise E.SandboxNotRunning("the process stream ended without an end event")
+
+
+def _watch_event(kind: bytes | None, payload: bytes) -> dict | None:
+    if kind is None:
+        return None  # the watched directory is gone
+    if kind != wire.JSON:
+        raise E.SandboxNotRunning("unexpected frame on a watch stream")
+    return _json(payload)

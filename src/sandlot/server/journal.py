@@ -18,10 +18,10 @@ afresh (an adopted sandbox's log opens with "adopted").
 
 from __future__ import annotations
 
+import asyncio
 import shlex
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 LEVELS = ("debug", "info", "warn", "error")  # E2B's LogLevel, least severe first
@@ -96,23 +96,43 @@ class RecordingAgent:
     def __getattr__(self, name: str):
         return getattr(self._agent, name)
 
-    def start(self, cmd: str, args=(), **options) -> AsyncIterator[dict]:
-        return self._recorded(self._agent.start(cmd, args, **options), shlex.join([cmd, *args]), options)
+    def start(self, cmd: str, args=(), **options) -> Recorded:
+        return Recorded(self._agent.start(cmd, args, **options), self._journal, self._sandbox_id,
+                        shlex.join([cmd, *args]), options)
 
-    async def _recorded(self, events: AsyncIterator[dict], line: str, options: dict) -> AsyncIterator[dict]:
-        pid = None
+
+class Recorded:
+    """A process's events (an AgentStream), its start and end noted in the journal as they pass.
+    Its `read()` loses nothing when cancelled, as the stream's (agent_client.py)."""
+
+    def __init__(self, events, journal: Journal, sandbox_id: str, line: str, options: dict):
+        self._events, self._journal, self._sandbox_id = events, journal, sandbox_id
+        self._line, self._options = line, options
+        self._pid = None
+
+    def __aiter__(self) -> Recorded:
+        return self
+
+    async def __anext__(self) -> dict:
         try:
-            async for event in events:
-                if "start" in event:
-                    pid = event["start"].get("pid")
-                    self._journal.record(self._sandbox_id, f"process {pid} started: {line[:1000]}", logger="process",
-                                         pid=pid, user=options.get("user"), cwd=options.get("cwd"),
-                                         pty=True if options.get("pty") else None)
-                elif "end" in event:
-                    end = event["end"]
-                    how = f"exited with code {end.get('exit_code')}" if end.get("exited") else end.get("status")
-                    self._journal.record(self._sandbox_id, f"process {pid} {how}", logger="process", pid=pid,
-                                         exit_code=end.get("exit_code"), status=end.get("status"))
-                yield event
-        finally:
-            await events.aclose()
+            return await self.read()
+        except asyncio.CancelledError:
+            await self.aclose()
+            raise
+
+    async def read(self) -> dict:
+        event = await self._events.read()
+        if "start" in event:
+            self._pid = pid = event["start"].get("pid")
+            self._journal.record(self._sandbox_id, f"process {pid} started: {self._line[:1000]}", logger="process",
+                                 pid=pid, user=self._options.get("user"), cwd=self._options.get("cwd"),
+                                 pty=True if self._options.get("pty") else None)
+        elif "end" in event:
+            end = event["end"]
+            how = f"exited with code {end.get('exit_code')}" if end.get("exited") else end.get("status")
+            self._journal.record(self._sandbox_id, f"process {self._pid} {how}", logger="process", pid=self._pid,
+                                 exit_code=end.get("exit_code"), status=end.get("status"))
+        return event
+
+    async def aclose(self) -> None:
+        await self._events.aclose()

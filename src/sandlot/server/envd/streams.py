@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import AsyncIterator, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING
 
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
@@ -20,7 +20,8 @@ from connectrpc.request import RequestContext
 from .errors import as_connect_errors
 from .routing import SandboxHandle
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from ..agent_client import AgentStream
 
 KEEPALIVE_HEADER = "keepalive-ping-interval"
 DEFAULT_KEEPALIVE_S = 50.0
@@ -29,42 +30,50 @@ MAX_KEEPALIVE_S = 3600.0
 
 
 async def guarded(
-    events: AsyncIterator[T], sandbox: SandboxHandle, ctx: RequestContext, keepalive: Callable[[], T]
-) -> AsyncIterator[T]:
-    """Yield `events` until they end, the sandbox closes (`unavailable`) or the deadline passes."""
+    events: AgentStream, sandbox: SandboxHandle, ctx: RequestContext, keepalive: Callable[[], dict]
+) -> AsyncIterator[dict]:
+    """Yield `events` until they end, the sandbox closes (`unavailable`) or the deadline passes.
+
+    `events` is an agent stream (server/agent_client.py AgentStream, or one that wraps it): its
+    `read()` loses nothing when a timeout cancels it, so the next event is awaited here, in the
+    request's task, under a timeout that the keepalive interval, the deadline or the sandbox's end
+    brings forward."""
     loop = asyncio.get_running_loop()
     timeout_ms = ctx.timeout_ms
     end = None if timeout_ms is None else loop.time() + timeout_ms / 1000
     idle = _keepalive_interval(ctx)
+    reading: asyncio.Timeout | None = None  # the timeout of the read under way
+
+    def sandbox_closed(_: asyncio.Future) -> None:
+        if reading is not None and not reading.expired():
+            reading.reschedule(loop.time())
+
     closed = asyncio.ensure_future(sandbox.closed.wait())
-    pending: asyncio.Future | None = None
+    closed.add_done_callback(sandbox_closed)
     try:
-        while True:
-            if pending is None:
-                pending = asyncio.ensure_future(anext(events))
+        while not closed.done():
             wait = idle if end is None else min(idle, end - loop.time())
-            await asyncio.wait((pending, closed), timeout=max(wait, 0), return_when=asyncio.FIRST_COMPLETED)
-            if pending.done():
-                step, pending = pending, None
-                try:
-                    with as_connect_errors():
-                        item = step.result()
-                except StopAsyncIteration:
-                    return
-                yield item
-            elif closed.done():
-                raise ConnectError(Code.UNAVAILABLE, f"sandbox {sandbox.id} stopped running")
-            elif end is not None and loop.time() >= end:
-                raise ConnectError(Code.DEADLINE_EXCEEDED, "the stream's deadline passed")
-            else:
+            try:
+                async with asyncio.timeout(max(wait, 0)) as reading:
+                    try:
+                        with as_connect_errors():
+                            item = await events.read()
+                    finally:
+                        reading = None
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                if closed.done():
+                    break
+                if end is not None and loop.time() >= end:
+                    raise ConnectError(Code.DEADLINE_EXCEEDED, "the stream's deadline passed") from None
                 yield keepalive()
+                continue
+            yield item
+        raise ConnectError(Code.UNAVAILABLE, f"sandbox {sandbox.id} stopped running")
     finally:
         closed.cancel()
-        if pending is not None:  # let the step finish cancelling before closing its iterator
-            pending.cancel()
-            await asyncio.wait((pending,))
-        if (aclose := getattr(events, "aclose", None)) is not None:
-            await aclose()
+        await events.aclose()
 
 
 def _keepalive_interval(ctx: RequestContext) -> float:
