@@ -76,6 +76,10 @@ class RateLimit(logging.Filter):
 
 def setup(level: str = "info", fmt: str = "text") -> None:
     """Send every logger (sandlot's and uvicorn's) to stderr in `fmt` ("text" or "json")."""
+    # What no line here shows is not gathered for each record (the logging HOWTO's "Optimization":
+    # the caller's frame, thread and process): ~17% of an access-log line's cost, on every request.
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
