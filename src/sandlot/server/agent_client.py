@@ -292,7 +292,28 @@ class AgentClient:
         await self.call(contract.SESSION_DELETE, id=session_id)
 
 
-class AgentStream:
+class Readable:
+    """An async iterator over its `read()` and `aclose()`: iterated, a cancel closes it, as it
+    would an async generator (callers that wait under a timeout call `read()` itself)."""
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self) -> dict:
+        try:
+            return await self.read()
+        except asyncio.CancelledError:
+            await self.aclose()
+            raise
+
+    async def read(self) -> dict:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+
+class AgentStream(Readable):
     """A stream op's events (a process's, a session command's, a watch's): the frames of one agent
     connection, as an async iterator of dicts.
 
@@ -314,16 +335,6 @@ class AgentStream:
         self._writer: asyncio.StreamWriter | None = None
         self._head: bytes | None = None  # a frame's header whose payload a cancel kept from arriving
         self._state = "new"  # -> "opening" -> "open" -> "over"
-
-    def __aiter__(self) -> AgentStream:
-        return self
-
-    async def __anext__(self) -> dict:
-        try:
-            return await self.read()
-        except asyncio.CancelledError:
-            self.close()
-            raise
 
     async def read(self) -> dict:
         """The next event; StopAsyncIteration past the last."""

@@ -18,11 +18,12 @@ afresh (an adopted sandbox's log opens with "adopted").
 
 from __future__ import annotations
 
-import asyncio
 import shlex
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
+
+from .agent_client import Readable
 
 LEVELS = ("debug", "info", "warn", "error")  # E2B's LogLevel, least severe first
 # An entry is ~0.5 KiB: a sandbox's log stays under ~0.5 MiB (an idle sandbox costs ~5.5 MiB), and
@@ -101,7 +102,7 @@ class RecordingAgent:
                         shlex.join([cmd, *args]), options)
 
 
-class Recorded:
+class Recorded(Readable):
     """A process's events (an AgentStream), its start and end noted in the journal as they pass.
     Its `read()` loses nothing when cancelled, as the stream's (agent_client.py)."""
 
@@ -109,16 +110,6 @@ class Recorded:
         self._events, self._journal, self._sandbox_id = events, journal, sandbox_id
         self._line, self._options = line, options
         self._pid = None
-
-    def __aiter__(self) -> Recorded:
-        return self
-
-    async def __anext__(self) -> dict:
-        try:
-            return await self.read()
-        except asyncio.CancelledError:
-            await self.aclose()
-            raise
 
     async def read(self) -> dict:
         event = await self._events.read()
