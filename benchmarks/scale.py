@@ -10,7 +10,8 @@ A real `sandlot serve` (namespace runtime, `base` template, no warm pool unless 
 official async e2b SDK from this process, on the same machine. Phases (`--only`):
 
 - burst: `--burst` concurrent create -> first `echo`, then the same one at a time: latency, and
-  machine CPU per create (server, sandboxes, client);
+  machine CPU per create (server, sandboxes, client); from a pool, also the client's floor (the
+  same burst against stub_e2b.py, a server that answers at once);
 - exec: `--live` sandboxes, one client loop each running `true` for `--seconds`: throughput,
   latency, CPU per exec against the floor (`bash -l -c true` inside a sandbox; fork/exec on the host);
 - files: 10 MB written and read back through the files API: MB/s moved;
@@ -226,6 +227,19 @@ async def burst(b: Bench) -> None:
                      f"if the machine served them one at a time in order (concurrent, they end together, near the "
                      f"burst's wall time); the client's share alone, the official SDK in one process, is "
                      f"{n // 2 * per_op['client']:.0f} ms of one core for {n // 2} of them.")
+        await b.pool_filled(b.args.pool or n)  # the machine quiet again: the pool's refill done
+        floor, floor_cpu = await client_floor(n)
+        rows.append(ms_row(f"the client's floor: {n} concurrent create -> first `echo` against a stub that answers "
+                           "at once", floor))
+        notes.append(f"The client's floor (the last row): the same burst through the same SDK against "
+                     f"benchmarks/stub_e2b.py, a process that answers each create and command at once "
+                     f"({floor_cpu['stub']:.2f} ms of CPU per create -> `echo`), with the server idle. The client "
+                     f"used {floor_cpu['client']:.2f} ms of CPU per create -> `echo`, and its p50 was "
+                     f"{pct([x * 1000 for x in floor], 50):.0f} ms with a core to itself: its 100 coroutines share "
+                     f"one event loop fairly, so they end together. That leaves the real server and sandboxes "
+                     f"({per_op['server'] + per_op['sandboxes']:.1f} ms of CPU per create -> `echo` above) "
+                     f"{max(0.0, 200 - pct([x * 1000 for x in floor], 50)):.0f} ms of the target's 200, on the "
+                     f"same {cores} cores.")
     notes.append("Sandbox processes' CPU per sandbox at the end of the burst, by command: " + ", ".join(
         f"{name} {s / n * 1000:.1f} ms" for name, s in per_sandbox.most_common(6)) + ".")
     pooled = b.args.pool or b.args.demand
@@ -245,6 +259,33 @@ async def burst(b: Bench) -> None:
           if b.args.demand else []),
         "| operation | p50 ms | p99 ms | runs |", "|---|---|---|---|", *rows, "",
         *[f"- {x}" for x in notes], "", "Targets (issue 17):", "", *[f"- {v}" for v in verdicts]]))
+
+
+async def client_floor(n: int) -> tuple[list[float], dict[str, float]]:
+    """A burst of n create -> `echo` through the official SDK against stub_e2b.py (a server that
+    answers at once): each one's seconds; CPU ms per create -> `echo` of the client and the stub."""
+    from e2b import AsyncSandbox
+    from stub_e2b import StubE2B
+
+    def stub_cpu(pid: int) -> float:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    with StubE2B() as stub:
+        urls = {"api_url": stub.url, "sandbox_url": stub.url}
+
+        async def one() -> float:
+            t = time.perf_counter()
+            sbx = await AsyncSandbox.create("base", **urls)
+            assert (await sbx.commands.run("echo hi")).stdout == "hi\n"
+            return time.perf_counter() - t
+
+        await asyncio.gather(*(one() for _ in range(n)))  # as for the measured burst: the SDK's connections open
+        await asyncio.sleep(1)
+        client, server = time.process_time(), stub_cpu(stub.proc.pid)
+        took = await asyncio.gather(*(one() for _ in range(n)))
+        cpu = {"client": (time.process_time() - client) / n * 1000, "stub": (stub_cpu(stub.proc.pid) - server) / n * 1000}
+    return list(took), cpu
 
 
 async def exec_throughput(b: Bench) -> None:
