@@ -3,6 +3,7 @@ metadata xattrs, ownership and permissions of the requesting user."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
 
@@ -43,6 +44,20 @@ async def test_large_file_streams_both_ways(client, home):
             received.append(chunk)
             count += 1
     assert b"".join(received) == blob and count > 1
+
+
+async def test_a_slow_reader_gets_every_byte_in_order(client, home):
+    # the agent sends each chunk after its header without joining them; a reader slower than the
+    # agent fills the socket, so chunks go out in parts and the rest is queued: nothing may be lost,
+    # repeated or reordered (the blob repeats no pattern)
+    blob = os.urandom(3 << 20)
+    await client.write("slow.bin", None, blob)
+    received = []
+    async for chunk in client.read("slow.bin"):
+        if isinstance(chunk, bytes):
+            received.append(chunk)
+            await asyncio.sleep(0.01)
+    assert b"".join(received) == blob
 
 
 async def test_append_and_overwrite(client, home):

@@ -300,7 +300,7 @@ async def read(req, conn):
             data = os.read(fd, wire.CHUNK)
             if not data:
                 break
-            conn.send_frame(wire.encode(wire.DATA, data))
+            conn.send_frame(wire.head(wire.DATA, len(data)), data)
             await conn.drain()
         conn.send_frame(wire.encode(wire.END, b""))
     finally:

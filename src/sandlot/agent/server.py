@@ -45,22 +45,28 @@ class Connection:
     def send(self, obj):
         self.send_frame(wire.encode_json(obj))
 
-    def send_frame(self, frame):
+    def send_frame(self, frame, payload=b""):
+        """Send ``frame``, then ``payload`` (a file's chunk after its header: not joined first)."""
         self.last_sent = time.monotonic()
         if self.closing or self.broken:
             return
         if self.out:
             self.out += frame
+            self.out += payload
             return
         try:
-            sent = self.sock.send(frame)
+            sent = self.sock.sendmsg((frame, payload)) if payload else self.sock.send(frame)
         except BlockingIOError:
             sent = 0
         except OSError:
             self._break()
             return
-        if sent < len(frame):
-            self.out += frame[sent:]
+        if sent < len(frame) + len(payload):
+            if sent < len(frame):
+                self.out += memoryview(frame)[sent:]
+                self.out += payload
+            else:
+                self.out += memoryview(payload)[sent - len(frame):]
             loop.add_writer(self.fd, self._flush)
 
     def _flush(self):

@@ -52,6 +52,11 @@ def encode(kind, payload):
     return _HEADER.pack(kind, len(payload)) + payload
 
 
+def head(kind, length):
+    """A frame's header alone, for a payload sent after it without joining the two."""
+    return _HEADER.pack(kind, length)
+
+
 def encode_json(obj):
     return encode(JSON, dumps(obj).encode())
 
@@ -70,7 +75,8 @@ def split_frame(buf):
     end = HEADER_SIZE + length
     if len(buf) < end:
         return None
-    return kind, bytes(buf[HEADER_SIZE:end]), end
+    with memoryview(buf) as view:  # one copy of the payload, not a slice and then its bytes
+        return kind, bytes(view[HEADER_SIZE:end]), end
 
 
 def decode_json(payload):

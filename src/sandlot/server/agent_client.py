@@ -255,7 +255,9 @@ class AgentClient:
     async def _send_data(writer: asyncio.StreamWriter, data) -> None:
         view = memoryview(data)
         for i in range(0, len(view), wire.CHUNK):
-            writer.write(wire.encode(wire.DATA, view[i:i + wire.CHUNK]))
+            chunk = view[i:i + wire.CHUNK]
+            writer.write(wire.head(wire.DATA, len(chunk)))  # the chunk goes out as it is, not copied
+            writer.write(chunk)
             await writer.drain()
 
     def watch(self, path: str, user: str | None = None, recursive: bool = False,
