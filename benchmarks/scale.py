@@ -267,25 +267,42 @@ async def client_floor(n: int) -> tuple[list[float], dict[str, float]]:
     from e2b import AsyncSandbox
     from stub_e2b import StubE2B
 
-    def stub_cpu(pid: int) -> float:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
     with StubE2B() as stub:
-        urls = {"api_url": stub.url, "sandbox_url": stub.url}
-
         async def one() -> float:
             t = time.perf_counter()
-            sbx = await AsyncSandbox.create("base", **urls)
+            sbx = await AsyncSandbox.create("base", **stub.options)
             assert (await sbx.commands.run("echo hi")).stdout == "hi\n"
             return time.perf_counter() - t
 
         await asyncio.gather(*(one() for _ in range(n)))  # as for the measured burst: the SDK's connections open
         await asyncio.sleep(1)
-        client, server = time.process_time(), stub_cpu(stub.proc.pid)
+        client, server = time.process_time(), stub.cpu_s()
         took = await asyncio.gather(*(one() for _ in range(n)))
-        cpu = {"client": (time.process_time() - client) / n * 1000, "stub": (stub_cpu(stub.proc.pid) - server) / n * 1000}
+        cpu = {"client": (time.process_time() - client) / n * 1000, "stub": (stub.cpu_s() - server) / n * 1000}
     return list(took), cpu
+
+
+async def exec_floor(live: int, seconds: float) -> tuple[float, dict[str, float]]:
+    """`live` loops of commands.run("true") through the official SDK against stub_e2b.py for
+    `seconds`: commands/s, and CPU ms per command of the client and the stub."""
+    from e2b import AsyncSandbox
+    from stub_e2b import StubE2B
+
+    with StubE2B() as stub:
+        sandboxes = [await AsyncSandbox.create("base", **stub.options) for _ in range(live)]
+        await asyncio.gather(*(s.commands.run("true") for s in sandboxes))
+        count, stop = [0], time.perf_counter() + seconds
+
+        async def loop(s):
+            while time.perf_counter() < stop:
+                await s.commands.run("true")
+                count[0] += 1
+
+        t, client, server = time.perf_counter(), time.process_time(), stub.cpu_s()
+        await asyncio.gather(*(loop(s) for s in sandboxes))
+        n = count[0]
+        cpu = {"client": (time.process_time() - client) / n * 1000, "stub": (stub.cpu_s() - server) / n * 1000}
+    return n / (time.perf_counter() - t), cpu
 
 
 async def exec_throughput(b: Bench) -> None:
@@ -329,6 +346,7 @@ async def exec_throughput(b: Bench) -> None:
     fork_wall = (time.perf_counter() - t) / runs * 1000
     fork_cpu = (r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime) / runs * 1000
     await b.kill_all(sandboxes)
+    floor_rate, floor_cpu = await exec_floor(live, seconds)
 
     rate = n / elapsed
     notes = [
@@ -339,6 +357,12 @@ async def exec_throughput(b: Bench) -> None:
         f"wall, {fork_cpu:.2f} ms CPU.",
         f"Machine CPU per exec / the floor (`bash -l -c true` inside): {per_op['total'] / max(bash_cpu, 1e-6):.1f}x; "
         f"sandlot's own share (everything but the command): {per_op['total'] - bash_cpu:.2f} ms.",
+        f"The client's floor: the same {live} loops through the same SDK against benchmarks/stub_e2b.py, a "
+        f"server that answers each command at once ({floor_cpu['stub']:.2f} ms of CPU per command): "
+        f"{floor_rate:.0f} commands/s, the client {floor_cpu['client']:.2f} ms of CPU per command. With the "
+        f"command's own {bash_cpu:.2f} ms, that leaves sandlot (server, agent, the sandbox's kernel work) "
+        f"{max(0.0, 4 - floor_cpu['client'] - bash_cpu):.2f} ms of the 4 ms target; it used "
+        f"{per_op['total'] - floor_cpu['client'] - bash_cpu:.2f} ms here.",
     ]
     verdicts = [verdict(f"exec `true` throughput, {live} live sandboxes", rate, 500, "cmd/s", at_least=True),
                 verdict("machine CPU per exec", per_op["total"], 4)]

@@ -5,7 +5,7 @@ printed "hi" and exited 0; anything else with 204. No sandbox exists: what a bur
 costs is the official SDK's own work, with the server's near zero (another process).
 
     with StubE2B() as stub:
-        sbx = await AsyncSandbox.create(api_url=stub.url, sandbox_url=stub.url)
+        sbx = await AsyncSandbox.create(**stub.options)
 """
 
 from __future__ import annotations
@@ -83,6 +83,16 @@ class StubE2B:
             time.sleep(0.1)
         self.__exit__()
         raise RuntimeError("the stub E2B server did not answer")
+
+    @property
+    def options(self) -> dict[str, str]:
+        """The SDK's create options that send it here (any key will do)."""
+        return {"api_url": self.url, "sandbox_url": self.url, "api_key": "e2b_stub"}
+
+    def cpu_s(self) -> float:
+        """CPU seconds the stub has used."""
+        fields = open(f"/proc/{self.proc.pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def __exit__(self, *exc) -> None:
         if self.proc is not None:
