@@ -188,6 +188,7 @@ class NamespaceRuntime:
             self.zygote.close()
         self.mount_ns.close()
         self.sources.close()
+        disk.drain_removals()
         self.workspaces.close(sandboxes_left=bool(self.leftovers()))
         if self.network:
             self.network.close(sandboxes_left=bool(self.leftovers()))
