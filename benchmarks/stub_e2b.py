@@ -1,8 +1,9 @@
-"""A stand-in for the E2B API that answers at once: the client's own floor in a burst (scale.py).
+"""A stand-in for the E2B API that answers at once: the client's own floor in scale.py's bursts
+and exec loops.
 
 It answers `POST /sandboxes` with a new sandbox and `process.Process/Start` with a command that
-printed "hi" and exited 0; anything else with 204. No sandbox exists: what a burst against it
-costs is the official SDK's own work, with the server's near zero (another process).
+printed "hi" and exited 0; anything else with 204. No sandbox exists: what work against it costs
+is the official SDK's own, with the server's near zero (another process).
 
     with StubE2B() as stub:
         sbx = await AsyncSandbox.create(**stub.options)

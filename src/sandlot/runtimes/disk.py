@@ -192,12 +192,12 @@ def unmount(target: Path) -> None:
 
 def _loop_number(mounted: Path) -> int | None:
     """N of the /dev/loopN a filesystem is mounted from, or None (not a loop device)."""
-    dev = os.stat(mounted).st_dev
-    if os.major(dev) != _LOOP_MAJOR:
-        return None
     try:  # the minor is N only without partitions (max_part): the kernel's name says
+        dev = os.stat(mounted).st_dev
+        if os.major(dev) != _LOOP_MAJOR:
+            return None
         name = os.path.basename(os.readlink(f"/sys/dev/block/{_LOOP_MAJOR}:{os.minor(dev)}"))
-    except OSError:
+    except OSError:  # the unmount goes ahead; the device stays, free for the next attach
         return None
     return int(name[4:]) if name.startswith("loop") and name[4:].isdigit() else None
 
