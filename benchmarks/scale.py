@@ -11,7 +11,8 @@ official async e2b SDK from this process, on the same machine. Phases (`--only`)
 
 - burst: `--burst` concurrent create -> first `echo`, then the same one at a time: latency, and
   machine CPU per create (server, sandboxes, client); from a pool, also the client's floor (the
-  same burst against stub_e2b.py, a server that answers at once);
+  same burst against stub_e2b.py, a server that answers at once); then another client's running
+  sandbox (bystander.py) before and during a second burst: its commands' round trips;
 - exec: `--live` sandboxes, one client loop each running `true` for `--seconds`: throughput,
   latency, CPU per exec against the floor (`bash -l -c true` inside a sandbox; fork/exec on the host);
 - files: 10 MB written and read back through the files API: MB/s moved;
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import statistics
@@ -231,7 +233,7 @@ async def burst(b: Bench) -> None:
         floor, floor_cpu = await client_floor(n)
         rows.append(ms_row(f"the client's floor: {n} concurrent create -> first `echo` against a stub that answers "
                            "at once", floor))
-        notes.append(f"The client's floor (the last row): the same burst through the same SDK against "
+        notes.append(f"The client's floor (the row so named): the same burst through the same SDK against "
                      f"benchmarks/stub_e2b.py, a process that answers each create and command at once "
                      f"({floor_cpu['stub']:.2f} ms of CPU per create -> `echo`), with the server idle. The client "
                      f"used {floor_cpu['client']:.2f} ms of CPU per create -> `echo`, and its p50 was "
@@ -240,9 +242,30 @@ async def burst(b: Bench) -> None:
                      f"({per_op['server'] + per_op['sandboxes']:.1f} ms of CPU per create -> `echo` above) "
                      f"{max(0.0, 200 - pct([x * 1000 for x in floor], 50)):.0f} ms of the target's 200, on the "
                      f"same {cores} cores.")
+    # another client's running sandbox, before and during a second burst like the first (its own
+    # commands' CPU kept out of the figures above)
+    pooled = b.args.pool or b.args.demand
+    if pooled:
+        await b.pool_filled(b.args.pool or n)
+    bystander = await Bystander.start(b)
+    quiet = time.time()
+    await asyncio.sleep(1)
+    began = time.time()
+    again = await asyncio.gather(*(one() for _ in range(n)))
+    ended = time.time()
+    trips = await bystander.stop()
+    await b.kill_all([s for s, _, _ in again])
+    idle, during = Bystander.within(trips, quiet, began), Bystander.within(trips, began, ended)
+    rows.append(ms_row("another client's running sandbox: exec `true`, nothing else running", idle))
+    rows.append(ms_row(f"the same during a second burst of {n} (its p50 {pct([e * 1000 for _, _, e in again], 50):.0f} ms)",
+                       during))
+    notes.append(f"A running sandbox's commands during a burst: another client (benchmarks/bystander.py, a process of "
+                 f"its own, the official sync SDK) runs `true` in a loop on a sandbox of its own, for 1 s before a "
+                 f"second burst like the measured one and during it (rows 'another client's ...'). Its exec p50 went "
+                 f"from {pct([x * 1000 for x in idle], 50):.1f} to {pct([x * 1000 for x in during], 50):.1f} ms, its "
+                 f"p99 to {pct([x * 1000 for x in during], 99):.1f} ms, while the burst's {n} sandboxes started.")
     notes.append("Sandbox processes' CPU per sandbox at the end of the burst, by command: " + ", ".join(
         f"{name} {s / n * 1000:.1f} ms" for name, s in per_sandbox.most_common(6)) + ".")
-    pooled = b.args.pool or b.args.demand
     verdicts = [verdict(f"{n} concurrent create -> first `echo`, p50", pct([e * 1000 for _, _, e in done], 50), 200),
                 verdict(f"{n} concurrent create -> first `echo`, p99", pct([e * 1000 for _, _, e in done], 99), 1000),
                 verdict(f"machine CPU per {'pooled' if pooled else 'cold'} create (burst)", per_op["total"], 40)]
@@ -259,6 +282,35 @@ async def burst(b: Bench) -> None:
           if b.args.demand else []),
         "| operation | p50 ms | p99 ms | runs |", "|---|---|---|---|", *rows, "",
         *[f"- {x}" for x in notes], "", "Targets (issue 17):", "", *[f"- {v}" for v in verdicts]]))
+
+
+class Bystander:
+    """bystander.py on a sandbox of its own: another client's commands, before and during a burst."""
+
+    def __init__(self, proc, sandbox):
+        self.proc, self.sandbox = proc, sandbox
+
+    @classmethod
+    async def start(cls, b: Bench) -> Bystander:
+        sandbox = await b.create()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, str(Path(__file__).parent / "bystander.py"), sandbox.sandbox_id,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert (await proc.stdout.readline()).strip() == b"ready"
+        return cls(proc, sandbox)
+
+    async def stop(self) -> list[tuple[float, float]]:
+        """End its loop and kill its sandbox: (when it began, seconds) of each round trip."""
+        self.proc.stdin.write(b"stop\n")
+        await self.proc.stdin.drain()
+        trips = json.loads(await self.proc.stdout.readline())
+        await self.proc.wait()
+        await self.sandbox.kill()
+        return [tuple(trip) for trip in trips]
+
+    @staticmethod
+    def within(trips: list[tuple[float, float]], start: float, end: float) -> list[float]:
+        return [took for began, took in trips if start <= began and began + took <= end]
 
 
 async def client_floor(n: int) -> tuple[list[float], dict[str, float]]:
