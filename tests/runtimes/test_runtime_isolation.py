@@ -186,3 +186,17 @@ async def test_a_sandbox_cannot_redirect_its_agent_socket_to_a_neighbour(runtime
     assert (await attacker.run("cat ~/owner.txt")).stdout == b"attacker"
     chunks = [c async for c in attacker.agent.read("/home/user/owner.txt")]
     assert b"".join(chunks[1:]) == b"attacker"
+
+
+async def test_any_user_binds_low_ports_and_pings_in_its_namespace_and_gets_no_ipv6(runtime, sandbox):
+    # links.NETNS_SYSCTLS, written in the namespace the namespace runtime makes for each sandbox as
+    # host root: its root's capabilities do not count there, so these are what let a web server on
+    # port 80 and `ping` work at all; links made later get no IPv6
+    if runtime.case.name != "namespace":
+        pytest.skip("the rootless runtime's network namespace is owned by the sandbox's user namespace")
+    check = await sandbox.python(
+        "import os, socket\n"
+        "s = socket.socket(); s.bind(('127.0.0.1', 80)); print('bound', os.getuid() != 0)\n"
+        "socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP); print('ping socket')\n"
+        "print(open('/proc/sys/net/ipv6/conf/default/disable_ipv6').read().strip())")
+    assert check.stdout == b"bound True\nping socket\n1\n", check

@@ -53,15 +53,18 @@ def _up_body(index: int) -> bytes:
 # `ip link set lo up` for the child: it may only make syscalls between fork and exec, so the
 # message is built here once.
 _LO_UP = _request(RTM_NEWLINK, 0, _up_body(1), seq=1)
-# Per-namespace settings of a sandbox's own namespace (written from inside it):
+# Per-namespace settings of a sandbox's own namespace (written from inside it), under /proc/sys/net.
+# Each network namespace has a "net" directory of its own there, all on one dentry hash chain: a
+# path through it walks one entry per namespace on the host, so it is looked up once, not per file
+# (first lookups in a new namespace with 2000 alive: 2.6-5.6 ms for three paths, 1.6-3.4 ms so).
 NETNS_SYSCTLS = (
     # root inside holds CAP_NET_BIND_SERVICE in its own user namespace only, which does not count
     # in a namespace the host owns: let every uid bind low ports there (Docker does the same)
-    ("/proc/sys/net/ipv4/ip_unprivileged_port_start", b"0"),
+    ("ipv4/ip_unprivileged_port_start", b"0"),
     # ICMP echo sockets (ping) for every group: raw sockets stay refused (no CAP_NET_RAW)
-    ("/proc/sys/net/ipv4/ping_group_range", b"0 2147483647"),
+    ("ipv4/ping_group_range", b"0 2147483647"),
     # IPv4 only: links made later (eth0) get no IPv6; loopback keeps ::1
-    ("/proc/sys/net/ipv6/conf/default/disable_ipv6", b"1"),
+    ("ipv6/conf/default/disable_ipv6", b"1"),
 )
 
 
@@ -78,12 +81,16 @@ def new_netns() -> None:
             raise OSError(-err, "could not bring loopback up")
     finally:
         s.close()
-    for path, value in NETNS_SYSCTLS:
-        fd = os.open(path, os.O_WRONLY)
-        try:
-            os.write(fd, value)
-        finally:
-            os.close(fd)
+    net = os.open("/proc/sys/net", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for path, value in NETNS_SYSCTLS:
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC, dir_fd=net)
+            try:
+                os.write(fd, value)
+            finally:
+                os.close(fd)
+    finally:
+        os.close(net)
 
 
 # The server's own namespace, the host's: taken at import, before any thread has entered another.
