@@ -30,6 +30,12 @@ def _stat(pid: int) -> list[str]:
         return f.read().rsplit(")", 1)[1].split()
 
 
+def process_cpu_s(pid: int) -> float:
+    """Seconds of CPU the process (all its threads) has used."""
+    f = _stat(pid)
+    return (int(f[11]) + int(f[12])) * TICK
+
+
 def group_usage_s(group: str) -> float:
     """Seconds of CPU the cgroup group (v1 cpuacct, else v2 cpu.stat) has used, 0 if it is gone."""
     for path in (CGROUP / "cpuacct" / group / "cpuacct.usage", CGROUP / "cpu,cpuacct" / group / "cpuacct.usage"):

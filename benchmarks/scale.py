@@ -51,7 +51,7 @@ sys.path.insert(0, str(REPO / "tests"))
 from support import TEMPLATE_CACHE, Server, start_server  # noqa: E402
 
 import limits as host_limits  # noqa: E402
-from cputime import RunCPU, by_command, descendants, group_usage_s  # noqa: E402
+from cputime import RunCPU, by_command, descendants, group_usage_s, process_cpu_s  # noqa: E402
 from profiles import Perf, PySpy, summary  # noqa: E402
 from report import machine, pct, pss_of_pids, sandbox_pids, verdict, write_section  # noqa: E402
 
@@ -222,7 +222,8 @@ async def burst(b: Bench) -> None:
                  f"({n / kill_s:.0f}/s).")
     notes.append(cpu_line(f"Machine CPU per create in the burst (create -> `echo`, all processes)", per_op) + ".")
     notes.append(cpu_line("Machine CPU per create one at a time (create -> `echo` -> kill)", seq_cost) + ".")
-    if b.args.pool or b.args.demand:
+    pooled = b.args.pool or b.args.demand
+    if pooled:
         cores = os.cpu_count() or 1
         notes.append(f"A floor for the p50 on {cores} cores: at {per_op['total']:.1f} ms of machine CPU per create -> "
                      f"`echo`, the {n // 2}th of {n} cannot end before {n // 2 * per_op['total'] / cores:.0f} ms even "
@@ -231,22 +232,20 @@ async def burst(b: Bench) -> None:
                      f"{n // 2 * per_op['client']:.0f} ms of one core for {n // 2} of them.")
         await b.pool_filled(b.args.pool or n)  # the machine quiet again: the pool's refill done
         floor, floor_cpu = await client_floor(n)
+        floor_p50 = pct([x * 1000 for x in floor], 50)
         rows.append(ms_row(f"the client's floor: {n} concurrent create -> first `echo` against a stub that answers "
                            "at once", floor))
         notes.append(f"The client's floor (the row so named): the same burst through the same SDK against "
                      f"benchmarks/stub_e2b.py, a process that answers each create and command at once "
                      f"({floor_cpu['stub']:.2f} ms of CPU per create -> `echo`), with the server idle. The client "
                      f"used {floor_cpu['client']:.2f} ms of CPU per create -> `echo`, and its p50 was "
-                     f"{pct([x * 1000 for x in floor], 50):.0f} ms with a core to itself: its 100 coroutines share "
+                     f"{floor_p50:.0f} ms with a core to itself: its 100 coroutines share "
                      f"one event loop fairly, so they end together. That leaves the real server and sandboxes "
                      f"({per_op['server'] + per_op['sandboxes']:.1f} ms of CPU per create -> `echo` above) "
-                     f"{max(0.0, 200 - pct([x * 1000 for x in floor], 50)):.0f} ms of the target's 200, on the "
+                     f"{max(0.0, 200 - floor_p50):.0f} ms of the target's 200, on the "
                      f"same {cores} cores.")
     # another client's running sandbox, before and during a second burst like the first (its own
-    # commands' CPU kept out of the figures above)
-    pooled = b.args.pool or b.args.demand
-    if pooled:
-        await b.pool_filled(b.args.pool or n)
+    # commands' CPU kept out of the figures above); from the pool the floor's run left full
     bystander = await Bystander.start(b)
     quiet = time.time()
     await asyncio.sleep(1)
@@ -328,9 +327,9 @@ async def client_floor(n: int) -> tuple[list[float], dict[str, float]]:
 
         await asyncio.gather(*(one() for _ in range(n)))  # as for the measured burst: the SDK's connections open
         await asyncio.sleep(1)
-        client, server = time.process_time(), stub.cpu_s()
+        client, server = time.process_time(), process_cpu_s(stub.proc.pid)
         took = await asyncio.gather(*(one() for _ in range(n)))
-        cpu = {"client": (time.process_time() - client) / n * 1000, "stub": (stub.cpu_s() - server) / n * 1000}
+        cpu = {"client": (time.process_time() - client) / n * 1000, "stub": (process_cpu_s(stub.proc.pid) - server) / n * 1000}
     return list(took), cpu
 
 
@@ -350,10 +349,10 @@ async def exec_floor(live: int, seconds: float) -> tuple[float, dict[str, float]
                 await s.commands.run("true")
                 count[0] += 1
 
-        t, client, server = time.perf_counter(), time.process_time(), stub.cpu_s()
+        t, client, server = time.perf_counter(), time.process_time(), process_cpu_s(stub.proc.pid)
         await asyncio.gather(*(loop(s) for s in sandboxes))
         n = count[0]
-        cpu = {"client": (time.process_time() - client) / n * 1000, "stub": (stub.cpu_s() - server) / n * 1000}
+        cpu = {"client": (time.process_time() - client) / n * 1000, "stub": (process_cpu_s(stub.proc.pid) - server) / n * 1000}
     return n / (time.perf_counter() - t), cpu
 
 

@@ -90,11 +90,6 @@ class StubE2B:
         """The SDK's create options that send it here (any key will do)."""
         return {"api_url": self.url, "sandbox_url": self.url, "api_key": "e2b_stub"}
 
-    def cpu_s(self) -> float:
-        """CPU seconds the stub has used."""
-        fields = open(f"/proc/{self.proc.pid}/stat").read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
     def __exit__(self, *exc) -> None:
         if self.proc is not None:
             self.proc.terminate()
