@@ -192,3 +192,23 @@ async def test_closing_or_dropping_a_stream_closes_its_connection(agent, client,
     await stream.__anext__()
     del stream  # dropped without aclose(): asyncio finalizes the generator
     assert await settle(baseline) <= baseline
+
+
+async def test_a_keeping_client_gets_every_answer_from_an_agent_that_does_not_keep(agent, home):
+    """This agent's peer is in its own pid namespace (not the host's control plane), so it closes
+    each connection after its op whatever the request says. A client that keeps connections then
+    finds the kept one closed, often just as it sends the next request on it, and sends the
+    request again on a new connection: every command runs once and every call gets its answer."""
+    log = home / "kept.log"
+    log.unlink(missing_ok=True)
+    keeping = AgentClient(agent.socket, keep=True)
+    try:
+        for i in range(40):
+            result = await collect(keeping.start("/bin/sh", ["-c", f"echo {i} | tee -a {log}"]))
+            assert (result.stdout, result.exit_code) == (f"{i}\n".encode(), 0)
+            assert (await keeping.stat(str(log)))["type"] == "file"
+            if i % 10 == 0:
+                await asyncio.sleep(0.05)  # the agent's close seen before the next request, too
+        assert log.read_text().split() == [str(i) for i in range(40)]  # each once, in order
+    finally:
+        keeping.close()

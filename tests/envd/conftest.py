@@ -29,6 +29,7 @@ from starlette.routing import Route
 
 from sandlot.server.agent_client import AgentClient
 from sandlot.server.envd import envd_routes
+from sandlot.server.envd.routing import Closing
 from envd_support import MAX_UPLOAD, SANDBOX_ENVS
 
 if os.geteuid() != 0:
@@ -46,7 +47,7 @@ class FakeSandbox:
     access_token: str | None
     default_user: str
     agent: AgentClient
-    closed: asyncio.Event = field(default_factory=asyncio.Event)
+    closed: Closing = field(default_factory=Closing)
     output_rate: None = None  # the relay's throttle: none for these wire tests
 
 
@@ -81,7 +82,7 @@ class Envd:
         Returns the sandbox with a fresh `closed` event, as a pause leaves it for a later resume."""
         sandbox = self.lookup.sandboxes.pop(sandbox_id)
         self.loop.call_soon_threadsafe(sandbox.closed.set)
-        return dataclasses.replace(sandbox, closed=asyncio.Event())
+        return dataclasses.replace(sandbox, closed=Closing())
 
     def connect(self, sandbox_id: str, cls=Sandbox):
         return cls.connect(sandbox_id, api_key=API_KEY, api_url=self.url, sandbox_url=self.url)

@@ -4,9 +4,15 @@ that outlive the request that started them."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 
+import pytest
 from agent_support import collect
+from runtime_support import agent_host_pid
+
+from sandlot import SandlotError
+from sandlot.server.agent_client import AgentClient
 
 
 async def test_output_and_exit_codes(sandbox):
@@ -53,3 +59,63 @@ async def test_a_process_outlives_its_request_and_can_be_followed(sandbox):
     await sandbox.agent.send_input(b"work\n", tag="worker")
     result = await asyncio.wait_for(collect(follower), 20)
     assert (result.stdout, result.exit_code) == (b"got work\n", 0)
+
+
+async def test_the_agent_serves_a_kept_connection_one_request_after_another(sandbox):
+    """The control plane keeps the agent connection of a command or call that ended cleanly and
+    sends its next request on it: the agent accepts no new connection for it. An error reply and
+    a stream dropped before its end each end their connection, and the next request still gets
+    through."""
+    agent_pid = agent_host_pid(sandbox.rt.socket_path)
+    keeping = AgentClient(str(sandbox.rt.socket_path), keep=True)
+
+    def sockets() -> set[str]:
+        found = set()
+        for fd in os.listdir(f"/proc/{agent_pid}/fd"):
+            try:
+                link = os.readlink(f"/proc/{agent_pid}/fd/{fd}")
+            except FileNotFoundError:  # closed meanwhile
+                continue
+            if link.startswith("socket:"):
+                found.add(link)
+        return found
+
+    async def settled(expected: set[str]) -> set[str]:
+        for _ in range(300):  # the agent closes a connection once it sees the client's end
+            if sockets() == expected:
+                break
+            await asyncio.sleep(0.01)
+        return sockets()
+
+    async def run(code: str) -> bytes:
+        result = await asyncio.wait_for(collect(keeping.start("/bin/bash", ["-c", code])), 60)
+        assert result.exit_code == 0
+        return result.stdout
+
+    with open(f"/proc/{agent_pid}/net/unix") as table:  # its listener: the one socket it holds at rest
+        before = {f"socket:[{line.split()[6]}]" for line in table
+                  if line.split()[3:4] == ["00010000"] and line.rstrip().endswith("/agent.sock")}
+    try:
+        assert await settled(before) == before  # agent_host_pid's connection gone
+        assert await run("echo one") == b"one\n"
+        kept = sockets() - before
+        assert len(kept) == 1  # the connection the command came on, open after its end
+        for i in range(5):
+            assert await run(f"echo {i}") == f"{i}\n".encode()
+            assert isinstance(await keeping.list_processes(), list)
+            assert sockets() - before == kept  # the same connection carried them all
+
+        with pytest.raises(SandlotError):  # an error reply ends the connection that got it
+            await collect(keeping.start("/bin/true", cwd="/no/such/dir"))
+        assert await settled(before) == before
+        assert await run("echo after an error") == b"after an error\n"
+
+        stream = keeping.start("/bin/sleep", ["60"])
+        pid = (await stream.__anext__())["start"]["pid"]
+        await stream.aclose()  # dropped before its end: its connection closes, the process runs on
+        assert await settled(before) == before
+        await keeping.send_signal(signal.SIGKILL, pid=pid)
+        assert await run("echo after a dropped stream") == b"after a dropped stream\n"
+    finally:
+        keeping.close()
+    assert await settled(before) == before  # close() ends the kept connection

@@ -205,12 +205,13 @@ def _handler(op):
     return handler
 
 
-async def _read_request(sock):
-    """Read the request frame with recvmsg, to keep the fds it may carry.
+async def _read_request(sock, buf=b"", timeout=REQUEST_TIMEOUT):
+    """Read the request frame with recvmsg, to keep the fds it may carry. ``buf``: what the
+    connection already holds of it. ``timeout`` None: wait as long as the client keeps it open.
 
     Returns (request, fds, bytes received after the request)."""
-    deadline = time.monotonic() + REQUEST_TIMEOUT
-    buf, fds = b"", []
+    deadline = None if timeout is None else time.monotonic() + timeout
+    fds = []
     fd_space = socket.CMSG_SPACE(MAX_FDS * 4)
     try:
         while True:
@@ -227,7 +228,7 @@ async def _read_request(sock):
                 # close-on-exec: a passed fd reaches a child only as the stdio it is given as
                 data, ancdata, _, _ = sock.recvmsg(65536, fd_space, socket.MSG_CMSG_CLOEXEC)
             except BlockingIOError:
-                await loop.wait_readable(sock.fileno(), deadline - time.monotonic())
+                await loop.wait_readable(sock.fileno(), None if deadline is None else deadline - time.monotonic())
                 continue
             for level, kind, payload in ancdata:
                 if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
@@ -242,29 +243,39 @@ async def _read_request(sock):
 
 
 async def _serve_one(sock):
+    """Serve the connection's request; then, if the host's control plane asked to keep the
+    connection (``keep``) and the op ended cleanly, its next request, and so on."""
     conn = None
     fds = []
     try:
         peer_pid, peer_uid, _ = _PEERCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
                                                                  _PEERCRED.size))
-        try:
-            req, fds, rest = await _read_request(sock)
-        except (OpError, wire.WireError):
-            conn = Connection(sock, [], peer_uid)
-            raise
-        conn = Connection(sock, fds, peer_uid, rest)
-        op = req.get("op")
-        # pid 0: the peer lives outside this pid namespace, i.e. it is the host's control plane.
-        if peer_pid != 0 and peer_uid != 0 and op not in contract.UNPRIVILEGED:
-            raise OpError("permission_denied", "only root may use the agent's %r op" % (op,))
-        if peer_pid != 0 and op != contract.PING and config.settings.process_filter:
-            # no process creation after start: none by the agent for a caller inside, root included
-            raise OpError("permission_denied", "this sandbox may not create processes")
-        reply = _handler(op)(req, conn)
-        if isinstance(reply, types.CoroutineType):
-            reply = await reply
-        if reply is not None:
-            conn.send(reply)
+        rest, timeout = b"", REQUEST_TIMEOUT
+        while True:
+            try:
+                req, fds, rest = await _read_request(sock, rest, timeout)
+            except (OpError, wire.WireError):
+                conn = Connection(sock, [], peer_uid)
+                raise
+            conn = Connection(sock, fds, peer_uid, rest)
+            keep = req.get("keep") is True and peer_pid == 0 and not fds
+            op = req.get("op")
+            # pid 0: the peer lives outside this pid namespace, i.e. it is the host's control plane.
+            if peer_pid != 0 and peer_uid != 0 and op not in contract.UNPRIVILEGED:
+                raise OpError("permission_denied", "only root may use the agent's %r op" % (op,))
+            if peer_pid != 0 and op != contract.PING and config.settings.process_filter:
+                # no process creation after start: none by the agent for a caller inside, root included
+                raise OpError("permission_denied", "this sandbox may not create processes")
+            reply = _handler(op)(req, conn)
+            if isinstance(reply, types.CoroutineType):
+                reply = await reply
+            if reply is not None:
+                conn.send(reply)
+            # Kept: only for the host, whose connections carry one request at a time, and only once
+            # everything of this op has gone out (a frame queued behind would follow the next reply).
+            if not keep or conn.out or conn.closing or conn.broken:
+                return
+            rest, timeout, conn = bytes(conn.inbuf), None, None
     except OpError as e:
         await _refuse(conn, e.code, e.message)
     except (wire.WireError, ValueError) as e:  # ValueError: e.g. a NUL byte in a path or argument

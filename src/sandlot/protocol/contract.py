@@ -17,6 +17,11 @@ Operations (arguments -> reply).
 inside the sandbox (for sudo): a peer there that is not root may only use the ops in UNPRIVILEGED;
 the host's control plane (a peer outside the sandbox's pid namespace) and root may use everything.
 
+A connection carries one request. A request from the host's control plane that carries no fds may
+say ``keep: true``: once its op is over with everything of it sent (a reply, or a stream's last
+frame), the agent reads the next request on the same connection instead of closing it, and waits
+for it as long as the client keeps the connection open. An error reply still ends the connection.
+
     ping                                 -> {"ok": true, "pid": agent_pid}
     env                                  -> {"envs": {..sandbox-wide env vars..}}
     process.start  cmd, args, envs, cwd, user, pty: {cols, rows} | null, stdin: bool, tag,

@@ -1,5 +1,10 @@
 """AgentClient: the control plane's side of the agent protocol (protocol/wire.py for the frames,
-protocol/contract.py for the operations), one unix connection per request.
+protocol/contract.py for the operations), one unix connection per request at a time.
+
+A client made with ``keep=True`` (the service's own, one per sandbox) keeps the connection of a
+command or a unary call that ended cleanly and sends its next such request on it: a command then
+costs neither side a connect, an accept and a close (~15% of the server's path for a command).
+It keeps at most KEPT_CONNECTIONS idle, and ``close()`` closes them when the sandbox goes.
 
 Unary ops are coroutines returning the reply's payload; streams are async iterators that close
 their connection when closed early (``aclose()``, or when dropped). Every failure is a SandlotError:
@@ -26,6 +31,7 @@ from ..protocol import wire
 
 _OUTPUT = {wire.STDOUT: "stdout", wire.STDERR: "stderr", wire.PTY: "pty"}
 _READ_LIMIT = 1 << 20
+KEPT_CONNECTIONS = 1  # idle per sandbox: one fd each side; a sandbox's commands mostly come one at a time
 
 
 class SandboxExhausted(E.ResourceExhausted):
@@ -78,6 +84,16 @@ async def _read_head(reader: asyncio.StreamReader) -> bytes | None:
         raise wire.WireError("truncated frame header")
 
 
+async def _first_head(reader: asyncio.StreamReader) -> bytes | None:
+    """The first frame header on a kept connection; None if the connection ended or broke before
+    any byte came: the agent had closed it without reading the request (one that reads a request
+    answers it), which may then go again on a new connection."""
+    try:
+        return await _read_head(reader)
+    except ConnectionError:
+        return None
+
+
 async def _read_payload(reader: asyncio.StreamReader, head: bytes) -> bytes:
     length = int.from_bytes(head[1:], "big")
     if length > wire.MAX_FRAME:
@@ -89,15 +105,32 @@ async def _read_payload(reader: asyncio.StreamReader, head: bytes) -> bytes:
 
 
 class AgentClient:
-    def __init__(self, socket_path: str):
+    def __init__(self, socket_path: str, keep: bool = False):
         self.socket_path = str(socket_path)
+        self.keep = keep
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
     # ---- plumbing ----------------------------------------------------------------------------
 
-    async def _open(self, request: dict, fds: Sequence[int] = ()):
+    def _reuse(self, request: dict):
+        """A kept connection with ``request`` sent on it, or None. If its first read finds the
+        connection's end, the agent had closed it before reading the request: send it again on a
+        new connection (``_open``)."""
+        while self._idle:
+            reader, writer = self._idle.pop()
+            if not reader.at_eof() and not writer.is_closing():
+                writer.write(wire.encode_json({**request, "keep": True}))
+                return reader, writer
+            writer.close()
+        return None
+
+    async def _open(self, request: dict, fds: Sequence[int] = (), keep: bool = False):
         """Connect and send the request, with ``fds`` as SCM_RIGHTS if any (the caller keeps and
-        closes its own copies)."""
+        closes its own copies). ``keep``: ask the agent to keep the connection after this request
+        (the caller hands it back with ``_release``)."""
         if not fds:
+            if keep and self.keep:
+                request = {**request, "keep": True}
             try:
                 reader, writer = await asyncio.open_unix_connection(self.socket_path, limit=_READ_LIMIT)
             except OSError as e:
@@ -117,6 +150,20 @@ class AgentClient:
             sock.close()
             raise E.SandboxNotRunning(f"cannot reach the sandbox agent: {e}") from None
 
+    def _release(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """A kept request's connection, its op over and every frame of it read: kept for the next."""
+        if self.keep and len(self._idle) < KEPT_CONNECTIONS and not reader.at_eof() and not writer.is_closing():
+            self._idle.append((reader, writer))
+        else:
+            writer.close()
+
+    def close(self) -> None:
+        """Close the kept connections, and keep none from now on (the sandbox is going)."""
+        self.keep = False
+        idle, self._idle = self._idle, []
+        for _, writer in idle:
+            writer.close()
+
     @staticmethod
     async def _frame(reader: asyncio.StreamReader):
         try:
@@ -132,11 +179,26 @@ class AgentClient:
 
     async def call(self, op: str, **args: Any) -> dict:
         """Send one unary request and return its reply."""
-        reader, writer = await self._open({"op": op, **args})
+        request = {"op": op, **args}
+        kept = self._reuse(request) if self.keep else None
+        reader, writer = kept or await self._open(request, keep=True)
         try:
-            return await self._reply(reader)
-        finally:
+            head = await _first_head(reader) if kept else await _read_head(reader)
+            if head is None and kept:  # the agent had closed it before reading the request: again, anew
+                writer.close()
+                reader, writer = await self._open(request, keep=True)
+                head = await _read_head(reader)
+            if head is None or head[:1] != wire.JSON:
+                raise E.SandboxNotRunning("the agent closed the connection without a reply")
+            reply = _json(await _read_payload(reader, head))
+        except (wire.WireError, ConnectionError) as e:
             writer.close()
+            raise E.SandboxNotRunning(f"the agent connection broke: {e}") from None
+        except BaseException:
+            writer.close()
+            raise
+        self._release(reader, writer)
+        return reply
 
     # ---- agent and processes -----------------------------------------------------------------
 
@@ -163,7 +225,7 @@ class AgentClient:
         return self._process_events({"op": contract.PROCESS_CONNECT, **_selector(pid, tag)})
 
     def _process_events(self, request: dict, fds: Sequence[int] = ()) -> AgentStream:
-        return AgentStream(self, request, fds, _process_event, last=lambda event: "end" in event)
+        return AgentStream(self, request, fds, _process_event, last=lambda event: "end" in event, keep=True)
 
     async def list_processes(self, all: bool = False) -> list[dict]:  # noqa: A002 - the wire's name
         return (await self.call(contract.PROCESS_LIST, all=all))["processes"]
@@ -330,13 +392,13 @@ class AgentStream(Readable):
 
     def __init__(self, client: AgentClient, request: dict, fds: Sequence[int],
                  event: Callable[[bytes | None, bytes], dict | None],
-                 last: Callable[[dict], bool] = lambda _: False):
+                 last: Callable[[dict], bool] = lambda _: False, keep: bool = False):
         self._client, self._request, self._fds = client, request, fds
-        self._event, self._last = event, last
+        self._event, self._last, self._keep = event, last, keep
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._head: bytes | None = None  # a frame's header whose payload a cancel kept from arriving
-        self._state = "new"  # -> "opening" -> "open" -> "over"
+        self._state = "new"  # -> "opening" -> "open" (or "kept": sent on a kept connection, no frame yet) -> "over"
 
     async def read(self) -> dict:
         """The next event; StopAsyncIteration past the last."""
@@ -347,8 +409,17 @@ class AgentStream(Readable):
         try:
             if self._state == "new":
                 self._state = "opening"
-                self._reader, self._writer = await self._client._open(self._request, self._fds)
+                kept = self._client._reuse(self._request) if self._keep and self._client.keep else None
+                self._reader, self._writer = kept or await self._client._open(self._request, self._fds, self._keep)
+                self._state = "kept" if kept else "open"
+            if self._head is None and self._state == "kept":
+                self._head = await _first_head(self._reader)
                 self._state = "open"
+                if self._head is None:  # the agent had closed it before reading the request: again, anew
+                    self._writer.close()
+                    self._state, self._writer = "opening", None
+                    self._reader, self._writer = await self._client._open(self._request, self._fds, self._keep)
+                    self._state = "open"
             if self._head is None:
                 self._head = await _read_head(self._reader) or b""  # b"": the connection's end
             payload = await _read_payload(self._reader, self._head) if self._head else b""
@@ -364,10 +435,16 @@ class AgentStream(Readable):
         except BaseException:
             self.close()
             raise
-        if event is None or self._last(event):
+        if event is None:
             self.close()
-            if event is None:
-                raise StopAsyncIteration
+            raise StopAsyncIteration
+        if self._last(event):
+            self._state = "over"
+            reader, writer, self._reader, self._writer = self._reader, self._writer, None, None
+            if self._keep:
+                self._client._release(reader, writer)
+            else:
+                writer.close()
         return event
 
     def close(self) -> None:

@@ -41,6 +41,7 @@ from .builds import TemplateBuilds
 from .config import Config
 from .events import Events
 from .journal import Journal
+from .envd.routing import Closing
 from .live import LiveSandbox, Sandboxes, check_timeout, kernel_session, log_failure
 from .quotas import Quotas
 from .reaper import Reaper
@@ -151,7 +152,7 @@ class Lifecycle:
         del sbx.live[sandbox_id]
         self.reaper.unwatch(sandbox_id)  # a paused sandbox is not looked after; its resume looks again
         live.closed.set()  # open streams end: a paused sandbox answers like a gone one
-        live.closed = asyncio.Event()
+        live.closed = Closing()
         sbx.paused[sandbox_id] = live
         live.record.state = "paused"
         self.store.update(sandbox_id, state="paused")
@@ -176,7 +177,9 @@ class Lifecycle:
         sbx.live.pop(sandbox_id, None)
         sbx.paused[sandbox_id] = live
         live.closed.set()  # open streams end: a paused sandbox answers like a gone one
-        live.closed = asyncio.Event()
+        live.closed = Closing()
+        if live.agent is not None:
+            live.agent.close()  # its kept connections: the agent is gone with the processes
         kernels, live.kernels, live.rt, live.agent = live.kernels, None, None, None
         live.record.state = "paused"
         live.record.pause_mode = "filesystem"
@@ -218,7 +221,7 @@ class Lifecycle:
 
     def _running_again(self, live: LiveSandbox, rt, template: Template) -> None:
         sandbox_id = live.id
-        live.rt, live.agent = rt, self.journal.recording(sandbox_id, AgentClient(str(rt.socket_path)))
+        live.rt, live.agent = rt, self.journal.recording(sandbox_id, AgentClient(str(rt.socket_path), keep=True))
         live.kernels = kernel_session(rt, template, self.config.max_output_bytes)
         if live.kernels is not None:
             log_failure(live.kernels.start(), sandbox_id)

@@ -39,6 +39,8 @@ FDS_PER_CONNECTION_SHARE = 2  # at most half the process's fds go to client conn
 # (asyncio: up to 30 s), which an idle keep-alive client never reads its socket to send; the stop
 # would wait for it. Past this grace the connection is aborted instead.
 SHUTDOWN_GRACE = 1.0
+# Writes below this many bytes in one loop turn wait for the turn's end and go out as one send
+COALESCE_BYTES = 16 * 1024
 
 
 class Admission:
@@ -93,6 +95,70 @@ class Admission:
                     reason.replace("_", " "), self.max_connections, self.header_timeout)
 
 
+class CoalescedWrites:
+    """A connection's transport whose small writes within one loop turn go out in one send, at
+    the start of the next turn.
+
+    A streamed answer is written in pieces (uvicorn writes the headers, then each body message):
+    a command's Connect stream was four sends, each a trip through the kernel's TCP path and a
+    wake-up of the client; coalesced, two (headers with the start event, the end event with the
+    stream's end). Writes reach the socket in order: once COALESCE_BYTES are waiting they go at
+    once (so the transport's flow control sees a large body as it did), and a close or an
+    end-of-file sends what is waiting first. Everything else is the transport's own."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop):
+        self.transport, self._loop = transport, loop
+        self._waiting: list[bytes] = []
+        self._size = 0
+        self._flush_at: asyncio.Handle | None = None
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        self._waiting.append(data)
+        self._size += len(data)
+        if self._size >= COALESCE_BYTES:
+            self.flush()
+        elif self._flush_at is None:
+            self._flush_at = self._loop.call_soon(self.flush)
+
+    def writelines(self, chunks) -> None:
+        for data in chunks:
+            self.write(data)
+
+    def flush(self) -> None:
+        if self._flush_at is not None:
+            self._flush_at.cancel()
+            self._flush_at = None
+        if self._waiting:
+            data = self._waiting[0] if len(self._waiting) == 1 else b"".join(self._waiting)
+            self._waiting.clear()
+            self._size = 0
+            self.transport.write(data)
+
+    def write_eof(self) -> None:
+        self.flush()
+        self.transport.write_eof()
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def abort(self) -> None:
+        if self._flush_at is not None:
+            self._flush_at.cancel()
+            self._flush_at = None
+        self._waiting.clear()
+        self._size = 0
+        self.transport.abort()
+
+    def get_write_buffer_size(self) -> int:
+        return self._size + self.transport.get_write_buffer_size()
+
+    def __getattr__(self, name: str):
+        return getattr(self.transport, name)
+
+
 class BoundedHttp(HttpToolsProtocol):
     """uvicorn's httptools protocol, admitted and timed by the server's Admission, with the header
     block bounded as h11's was (llhttp does not bound it). llhttp parses in C: with h11's pure-Python
@@ -109,7 +175,7 @@ class BoundedHttp(HttpToolsProtocol):
         return self.client[0] if self.client else ""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        super().connection_made(CoalescedWrites(transport, self.loop))  # type: ignore[arg-type]
         if self.admission.admit(self):
             self.admission.wait_for_headers(self)
 
@@ -155,6 +221,9 @@ class BoundedHttp(HttpToolsProtocol):
         # max_connections of them every newcomer was dropped); uvicorn's limit_concurrency still
         # bounds open WebSockets
         self.admission.forget(self)
+        if isinstance(self.transport, CoalescedWrites):  # the WebSocket protocol writes its own frames
+            self.transport.flush()
+            self.transport = self.transport.transport
         super().handle_websocket_upgrade()
 
     def shutdown(self) -> None:

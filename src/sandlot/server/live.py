@@ -20,6 +20,7 @@ from ..runtimes.policy import Limits, NetworkPolicy, SecurityPolicy, Workspace
 from ..templates.spec import Template
 from .agent_client import AgentClient
 from .code_contexts import KernelSession
+from .envd.routing import Closing
 from .store import SandboxRecord
 from .teams import DEFAULT_TEAM
 from .throttle import ByteRate
@@ -37,7 +38,7 @@ class LiveSandbox:
     record: SandboxRecord
     rt: RuntimeSandbox | None  # None while paused in filesystem mode (lifecycle.py): nothing runs
     agent: AgentClient | None
-    closed: asyncio.Event = field(default_factory=asyncio.Event)
+    closed: Closing = field(default_factory=Closing)
     default_user: str = "user"
     kernels: KernelSession | None = None  # code contexts, if the template has kernels
     samples: deque = field(default_factory=lambda: deque(maxlen=METRICS_KEPT))  # usage.py

@@ -227,7 +227,7 @@ class SandboxService:
 
     def _live(self, rec: SandboxRecord, rt: RuntimeSandbox | None, kernels: KernelSession | None) -> LiveSandbox:
         """The control plane's handle on a sandbox (rt None: paused with its files only)."""
-        agent = self.journal.recording(rec.id, AgentClient(str(rt.socket_path))) if rt is not None else None
+        agent = self.journal.recording(rec.id, AgentClient(str(rt.socket_path), keep=True)) if rt is not None else None
         return LiveSandbox(rec, rt, agent, kernels=kernels, output_rate=ByteRate(self.config.output_rate_bytes))
 
     async def _template(self, name: str, *, wait: bool = False) -> Template:
@@ -319,6 +319,8 @@ class SandboxService:
         self.networks.forget(sandbox_id)
         self.reaper.unwatch(sandbox_id)
         live.closed.set()
+        if live.agent is not None:
+            live.agent.close()  # its kept connections
         self.store.update(sandbox_id, state="killed", ended_at=time.time(), end_reason=reason)
         self.journal.record(sandbox_id, f"ended: {reason}", level="warn" if reason == "sandbox exited" else "info",
                             reason=reason)

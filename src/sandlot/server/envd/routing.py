@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
 from starlette.requests import HTTPConnection
@@ -36,6 +36,28 @@ if TYPE_CHECKING:
 SANDBOX_ID_HEADER = "e2b-sandbox-id"
 
 
+class Closing(asyncio.Event):
+    """A sandbox's `closed`: an Event that also calls back when set, so a stream waits on it with
+    a callback, not a task of its own (a task per command was ~5% of the server's CPU for one)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._callbacks: set[Callable[[], None]] = set()
+
+    def set(self) -> None:
+        super().set()
+        callbacks, self._callbacks = self._callbacks, set()
+        for callback in callbacks:
+            callback()
+
+    def subscribe(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (on the loop, once) when this is set; never if it is set already."""
+        self._callbacks.add(callback)
+
+    def unsubscribe(self, callback: Callable[[], None]) -> None:
+        self._callbacks.discard(callback)
+
+
 class SandboxHandle(Protocol):
     """A running sandbox as the front door sees it."""
 
@@ -48,7 +70,7 @@ class SandboxHandle(Protocol):
     @property
     def agent(self) -> AgentClient: ...
     @property
-    def closed(self) -> asyncio.Event: ...  # set on kill or pause: open streams end
+    def closed(self) -> Closing: ...  # set on kill or pause: open streams end
     @property
     def kernels(self) -> KernelSession | None: ...  # code contexts; None if the template has none
     @property

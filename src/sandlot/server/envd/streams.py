@@ -43,15 +43,15 @@ async def guarded(
     end = None if timeout_ms is None else loop.time() + timeout_ms / 1000
     idle = _keepalive_interval(ctx)
     reading: asyncio.Timeout | None = None  # the timeout of the read under way
+    closing = sandbox.closed  # taken now: a pause swaps in a new one
 
-    def sandbox_closed(_: asyncio.Future) -> None:
+    def sandbox_closed() -> None:
         if reading is not None and not reading.expired():
             reading.reschedule(loop.time())
 
-    closed = asyncio.ensure_future(sandbox.closed.wait())
-    closed.add_done_callback(sandbox_closed)
+    closing.subscribe(sandbox_closed)
     try:
-        while not closed.done():
+        while not closing.is_set():
             wait = idle if end is None else min(idle, end - loop.time())
             try:
                 async with asyncio.timeout(max(wait, 0)) as reading:
@@ -63,7 +63,7 @@ async def guarded(
             except StopAsyncIteration:
                 return
             except TimeoutError:
-                if closed.done():
+                if closing.is_set():
                     break
                 if end is not None and loop.time() >= end:
                     raise ConnectError(Code.DEADLINE_EXCEEDED, "the stream's deadline passed") from None
@@ -72,7 +72,7 @@ async def guarded(
             yield item
         raise ConnectError(Code.UNAVAILABLE, f"sandbox {sandbox.id} stopped running")
     finally:
-        closed.cancel()
+        closing.unsubscribe(sandbox_closed)
         await events.aclose()
 
 
