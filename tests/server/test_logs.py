@@ -23,6 +23,14 @@ def test_text_lines_show_fields_the_message_does_not():
     assert line.endswith('sandlot.test: GET /health 200 key=key_1 note="two words"'), line
 
 
+def test_text_lines_carry_each_records_own_time_across_seconds():
+    ours, logging_own = TextFormatter(), logging.Formatter("%(asctime)s")
+    for created in (1700000000.25, 1700000000.999, 1700000001.0004, 1700000001.5, 1700003600.0):
+        record = _record("tick")
+        record.created, record.msecs = created, float(int(created * 1000) % 1000)
+        assert ours.format(record).split(" INFO ")[0] == logging_own.format(record)
+
+
 def test_json_lines_are_one_object_each_even_with_a_traceback():
     try:
         raise ValueError("boom\nsecond line")

@@ -25,6 +25,14 @@ _NOISY = {"Invalid HTTP request received.", "Exceeded concurrency limit."}
 class TextFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__(TEXT_FORMAT)
+        self._second, self._stamp = -1, ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        # logging's own, with the date and time made once per second (an access-log line each command)
+        second = int(record.created)
+        if second != self._second:
+            self._second, self._stamp = second, time.strftime(self.default_time_format, self.converter(second))
+        return self.default_msec_format % (self._stamp, record.msecs)
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         line = super().formatMessage(record)
