@@ -48,7 +48,7 @@ async def test_a_large_write_a_close_and_an_eof_send_at_once_an_abort_drops():
     writes, peer = await pair()
     writes.write(b"head")
     big = b"x" * COALESCE_BYTES
-    writes.write(big)  # what waited goes first, with it, before the turn ends
+    writes.write(big)  # what waited goes first, then it, before the turn ends
     got = b""
     for _ in range(100):  # no loop turn in between: sent by write() itself
         got += received(peer)

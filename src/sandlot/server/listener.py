@@ -101,10 +101,11 @@ class CoalescedWrites:
 
     A streamed answer is written in pieces (uvicorn writes the headers, then each body message):
     a command's Connect stream was four sends, each a trip through the kernel's TCP path and a
-    wake-up of the client; coalesced, two (headers with the start event, the end event with the
-    stream's end). Writes reach the socket in order: once COALESCE_BYTES are waiting they go at
-    once (so the transport's flow control sees a large body as it did), and a close or an
-    end-of-file sends what is waiting first. Everything else is the transport's own."""
+    wake-up of the client; coalesced, three (headers with the start event). Writes reach the
+    socket in order: once COALESCE_BYTES are waiting they go at once, and a large write goes as it
+    is, after them (so the transport's flow control sees a large body as it did); an answer's end
+    (BoundedHttp.on_response_complete), a close or an end-of-file sends what is waiting at once.
+    Everything else is the transport's own."""
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop):
         self.transport, self._loop = transport, loop
@@ -114,6 +115,10 @@ class CoalescedWrites:
 
     def write(self, data: bytes) -> None:
         if not data:
+            return
+        if len(data) >= COALESCE_BYTES:  # not copied into one with what waits: sent after it
+            self.flush()
+            self.transport.write(data)
             return
         self._waiting.append(data)
         self._size += len(data)
@@ -210,6 +215,8 @@ class BoundedHttp(HttpToolsProtocol):
         super().on_headers_complete()
 
     def on_response_complete(self) -> None:
+        if isinstance(self.transport, CoalescedWrites):
+            self.transport.flush()  # an answer's end goes now, not a loop turn later
         self._unanswered -= 1
         super().on_response_complete()
         if not self.transport.is_closing() and not self._unanswered:
