@@ -1,4 +1,4 @@
-"""The host <-> agent frames: one unix-socket connection per request.
+"""The host <-> agent frames: one request at a time on a unix-socket connection.
 
 Stdlib only: this module runs inside sandboxes (python3 >= 3.9) and in the control plane. What the
 requests are (operation names, arguments, replies, who may send them) is in contract.py.
@@ -9,7 +9,8 @@ A frame is ``kind`` (1 byte) + ``length`` (4 bytes, big endian) + ``payload``.
     O  stdout bytes of a process      E  stderr bytes      P  pty output bytes
     D  file data bytes                Z  end of data (empty payload)
 
-Every connection carries exactly one request. The client sends a ``J`` frame
+A connection carries one request, or, when the host's control plane asks to keep it (contract.py:
+``keep``), one request after another, each once the last is over. The client sends a ``J`` frame
 ``{"op": NAME, ...arguments}``; for ``files.write`` it then sends ``D`` frames and one ``Z``;
 for ``process.stream_input`` it sends ``J`` frames ``{"data": b64, "pty": bool}`` until it closes.
 

@@ -39,9 +39,9 @@ from ..templates.spec import Template
 from .agent_client import AgentClient
 from .builds import TemplateBuilds
 from .config import Config
+from .envd.routing import Closing
 from .events import Events
 from .journal import Journal
-from .envd.routing import Closing
 from .live import LiveSandbox, Sandboxes, check_timeout, kernel_session, log_failure
 from .quotas import Quotas
 from .reaper import Reaper

@@ -39,7 +39,7 @@ FDS_PER_CONNECTION_SHARE = 2  # at most half the process's fds go to client conn
 # (asyncio: up to 30 s), which an idle keep-alive client never reads its socket to send; the stop
 # would wait for it. Past this grace the connection is aborted instead.
 SHUTDOWN_GRACE = 1.0
-# Writes below this many bytes in one loop turn wait for the turn's end and go out as one send
+# Writes below this many bytes in one loop turn wait for the next turn and go out as one send
 COALESCE_BYTES = 16 * 1024
 
 
