@@ -18,6 +18,9 @@ _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 SYS_open_tree = 428
 SYS_move_mount = 429
 SYS_mount_setattr = 442
+SYS_fsopen = 430
+SYS_fsconfig = 431
+SYS_fsmount = 432
 if platform.machine() not in ("x86_64", "aarch64"):  # pragma: no cover - documented limitation
     raise ImportError(f"sandlot's namespace runtime supports x86_64 and aarch64, not {platform.machine()}")
 
@@ -36,6 +39,10 @@ MOUNT_ATTR_NOSUID = 0x2
 MOUNT_ATTR_NODEV = 0x4
 MOUNT_ATTR_IDMAP = 0x00100000
 MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOUNT_ATTR_NOEXEC = 0x8
+FSOPEN_CLOEXEC = 1
+FSCONFIG_CMD_CREATE = 6
+FSMOUNT_CLOEXEC = 1
 MS_RDONLY = 1
 MS_NOSUID = 2
 MS_NODEV = 4
@@ -112,6 +119,17 @@ def open_tree(path: str, recursive: bool = False) -> int:
     move_mount attaches anywhere, in any mount namespace the caller can enter."""
     return _check(_libc.syscall(SYS_open_tree, AT_FDCWD, path.encode(),
                                 OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (AT_RECURSIVE if recursive else 0)))
+
+
+def new_mount(fstype: str, attrs: int = 0) -> int:
+    """A fresh filesystem of `fstype` (no source, no options) as a detached mount: an fd to open
+    paths under (dir_fd), attached nowhere, gone with the last fd on it. `attrs`: MOUNT_ATTR_*."""
+    fs = _check(_libc.syscall(SYS_fsopen, fstype.encode(), FSOPEN_CLOEXEC))
+    try:
+        _check(_libc.syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, None, None, 0))
+        return _check(_libc.syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, attrs))
+    finally:
+        os.close(fs)
 
 
 def move_mount(tree: int, target: str) -> None:
