@@ -14,7 +14,12 @@ from sandlot import SandlotError
 
 async def read_all(client, path, user=None):
     chunks = [c async for c in client.read(path, user)]
-    return chunks[0], b"".join(chunks[1:])
+    return chunks[0]["entry"], b"".join(chunks[1:])
+
+
+async def read_with_length(client, path):
+    chunks = [c async for c in client.read(path)]
+    return chunks[0]["length"], b"".join(chunks[1:])
 
 
 async def test_write_then_read_and_entry(client, home, user):
@@ -57,6 +62,50 @@ async def test_a_slow_reader_gets_every_byte_in_order(client, home):
         if isinstance(chunk, bytes):
             received.append(chunk)
             await asyncio.sleep(0.01)
+    assert b"".join(received) == blob
+
+
+async def test_a_read_promises_its_length_only_where_storage_backs_the_size(client, home):
+    blob = os.urandom(300_000)
+    await client.write("sized.bin", None, blob)
+    assert await read_with_length(client, str(home / "sized.bin")) == (len(blob), blob)
+    # procfs reports 0 bytes and sysfs a page, whatever they hold: read to the end, no promise
+    length, data = await read_with_length(client, "/proc/self/status")
+    assert length is None and b"Name:" in data
+    sysfs = "/sys/kernel/mm/transparent_hugepage/enabled"
+    if os.path.exists(sysfs):
+        length, data = await read_with_length(client, sysfs)
+        assert os.stat(sysfs).st_size == 4096 and length is None and 0 < len(data) < 4096
+    # a sparse file's holes hold no blocks: read to the end too
+    with open(home / "sparse.bin", "wb") as f:
+        f.truncate(1 << 20)
+    assert await read_with_length(client, str(home / "sparse.bin")) == (None, bytes(1 << 20))
+    await client.write("empty", None, b"")
+    assert await read_with_length(client, str(home / "empty")) == (None, b"")
+
+
+async def test_a_file_cut_short_while_read_is_an_error_and_one_that_grows_is_sent_as_opened(client, home):
+    # the agent reads ahead only as far as the socket takes: 20 MiB cannot all be sent before the
+    # reader takes its second chunk
+    blob = os.urandom(20 << 20)
+    path = home / "changing.bin"
+    path.write_bytes(blob)
+    stream = client.read(str(path))
+    assert (await anext(stream))["length"] == len(blob)
+    first = await anext(stream)
+    os.truncate(path, len(first))
+    with pytest.raises(SandlotError) as e:
+        async for _ in stream:
+            pass
+    assert e.value.code == "failed_precondition" and "shorter" in e.value.message
+    # what a file grows by after its open is not sent: the promised length holds
+    path.write_bytes(blob)
+    stream = client.read(str(path))
+    assert (await anext(stream))["length"] == len(blob)
+    received = [await anext(stream)]
+    with open(path, "ab") as f:
+        f.write(b"more" * 1000)
+    received += [chunk async for chunk in stream]
     assert b"".join(received) == blob
 
 

@@ -190,6 +190,28 @@ def test_gzip_download_on_the_wire(sdk_env, sandbox, workdir):
     assert bytes(sandbox.files.read(f"{workdir}/big.txt", format="bytes")) == text
 
 
+def test_a_download_tells_its_length_when_the_files_storage_backs_it(sdk_env, sandbox, workdir):
+    """A file sent as it is has a Content-Length (as real envd's downloads do), so that clients can
+    size their buffers and see a cut-off body; a file whose size says nothing of its content
+    (procfs, a sparse file) is sent chunked."""
+    noise = os.urandom(3 * 1024 * 1024 + 5)
+    sandbox.files.write(f"{workdir}/noise.bin", noise)
+    run(sandbox, f"truncate -s 1M {workdir}/sparse.bin")
+    with _files_client(sdk_env, sandbox) as http:
+        for accept in ("gzip", "identity"):
+            with http.stream("GET", "/files", params={"path": f"{workdir}/noise.bin"},
+                             headers={"Accept-Encoding": accept}) as r:
+                assert r.status_code == 200 and "content-encoding" not in r.headers, r.headers
+                assert r.headers["content-length"] == str(len(noise)) and "transfer-encoding" not in r.headers
+                assert b"".join(r.iter_raw()) == noise
+        for path, check in (("/proc/self/status", lambda body: b"Name:" in body),
+                            (f"{workdir}/sparse.bin", lambda body: body == bytes(1 << 20))):
+            r = http.get("/files", params={"path": path}, headers={"Accept-Encoding": "identity"})
+            assert r.status_code == 200 and "content-length" not in r.headers, (path, r.headers)
+            assert r.headers["transfer-encoding"] == "chunked" and check(r.content), path
+    assert bytes(sandbox.files.read(f"{workdir}/noise.bin", format="bytes")) == noise
+
+
 def test_single_byte_range_download(sdk_env, sandbox, workdir):
     data = bytes(range(256)) * 4096  # 1 MiB
     sandbox.files.write(f"{workdir}/r.bin", data)

@@ -279,6 +279,14 @@ def remove(req, conn):
     return {}
 
 
+def promised_length(info):
+    """The bytes a read of this open file will send, told before the first (the server's
+    Content-Length), or None: read to the end. Only a size that storage backs is promised:
+    procfs and sysfs files report 0 or a page whatever they hold, and their blocks are 0; a sparse
+    file is read to its end too."""
+    return info.st_size if 0 < info.st_size <= info.st_blocks * 512 else None
+
+
 async def read(req, conn):
     user, path = _target(req)
     with users.acting_as(user):
@@ -289,17 +297,23 @@ async def read(req, conn):
         except OSError as e:
             raise from_os(e, path) from None
     try:
-        mode = os.fstat(fd).st_mode
-        if statmod.S_ISDIR(mode):
+        info = os.fstat(fd)
+        if statmod.S_ISDIR(info.st_mode):
             raise OpError("invalid_argument", "path '%s' is a directory" % path)
-        if not statmod.S_ISREG(mode):
+        if not statmod.S_ISREG(info.st_mode):
             raise OpError("invalid_argument", "path '%s' is not a regular file" % path)
+        length = promised_length(info)
         with users.acting_as(user):
-            conn.send({"entry": _stat_entry(path)})
-        while True:
-            data = os.read(fd, wire.CHUNK)
+            conn.send({"entry": _stat_entry(path), "length": length})
+        left = length
+        while left is None or left > 0:
+            data = os.read(fd, wire.CHUNK if left is None else min(wire.CHUNK, left))
             if not data:
+                if left:
+                    raise OpError("failed_precondition", "%s became shorter while it was read" % path)
                 break
+            if left is not None:
+                left -= len(data)
             conn.send_frame(wire.head(wire.DATA, len(data)), data)
             await conn.drain()
         conn.send_frame(wire.encode(wire.END, b""))

@@ -50,7 +50,11 @@ for it as long as the client keeps the connection open. An error reply still end
     files.mkdir    path, user        -> {"entry": ENTRY}   (already_exists if a directory is there)
     files.move     source, destination, user  -> {"entry": ENTRY}
     files.remove   path, user        -> {}                 (a missing path is not an error)
-    files.read     path, user        -> {"entry": ENTRY}, D frames, Z
+    files.read     path, user        -> {"entry": ENTRY, "length": int | null}, D frames, Z
+                   (length: the bytes the D frames will hold, when the agent can promise them
+                   up front; null: read to the file's end. A file that ends short of a promised
+                   length is an error frame instead of Z; what it grows by after the open is
+                   not sent)
     files.write    path, user, metadata: {k: v} | null, append: bool
                    then D frames and Z from the client  -> {"entry": ENTRY}
                    (parents are created; ownership is the user's; metadata replaces xattrs,

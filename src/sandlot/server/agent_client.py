@@ -277,10 +277,11 @@ class AgentClient:
         await self.call(contract.FILES_REMOVE, path=path, user=user)
 
     async def read(self, path: str, user: str | None = None) -> AsyncIterator[dict | bytes]:
-        """Yields the file's ENTRY, then its content in chunks."""
+        """Yields the agent's first reply ({"entry": ENTRY, "length": int | None}), then the
+        file's content in chunks."""
         reader, writer = await self._open({"op": contract.FILES_READ, "path": path, "user": user})
         try:
-            yield (await self._reply(reader))["entry"]
+            yield await self._reply(reader)
             while True:
                 kind, payload = await self._frame(reader)
                 if kind == wire.DATA:

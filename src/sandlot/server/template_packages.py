@@ -224,7 +224,7 @@ async def _read(agent: AgentClient, path: str) -> bytes:
     data = bytearray()
     stream = agent.read(path, "root")
     try:
-        await anext(stream)  # its entry
+        await anext(stream)  # its entry and length
         async for chunk in stream:
             data += chunk
             if len(data) > MAX_READ:

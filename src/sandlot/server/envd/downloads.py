@@ -44,9 +44,10 @@ async def download(request: Request) -> Response:
     user = request.query_params.get("username") or sandbox.default_user
     stream = sandbox.agent.read(path, user)
     try:
-        entry = await anext(stream)  # the agent refuses directories (400) and missing paths (404)
+        opened = await anext(stream)  # the agent refuses directories (400) and missing paths (404)
     except SandlotError as e:
         return error_response(e, sandbox.id)
+    entry, length = opened["entry"], opened.get("length")
     headers = {"Content-Disposition": content_disposition(entry["name"]), "Accept-Ranges": "bytes"}
     size = entry["size"]
     span = _byte_range(request.headers.get("range"), size)
@@ -72,6 +73,11 @@ async def download(request: Request) -> Response:
         if _compressible(first):
             headers["Content-Encoding"] = "gzip"
             body = _gzip(body)
+    if "Content-Encoding" not in headers and type(length) is int and length >= 0:
+        # a sized body is sent as it comes; a chunked one was copied once more per chunk to frame
+        # it, and the SDKs' readers spent ~20% more CPU on it (uvicorn ends the connection if the
+        # agent sends more or less than it promised)
+        headers["Content-Length"] = str(length)
     return StreamingResponse(body, media_type="application/octet-stream", headers=headers)
 
 
