@@ -212,6 +212,24 @@ def test_a_download_tells_its_length_when_the_files_storage_backs_it(sdk_env, sa
     assert bytes(sandbox.files.read(f"{workdir}/noise.bin", format="bytes")) == noise
 
 
+def test_a_file_cut_short_during_its_download_gives_a_cut_off_body(sdk_env, sandbox, workdir):
+    """The promised length cannot be kept: the body ends short of it and the connection closes,
+    so the client sees an incomplete download, never a complete-looking one."""
+    sandbox.files.write(f"{workdir}/big.bin", os.urandom(40 * 1024 * 1024))  # more than the sockets hold
+    with _files_client(sdk_env, sandbox) as http:
+        with http.stream("GET", "/files", params={"path": f"{workdir}/big.bin"},
+                         headers={"Accept-Encoding": "identity"}) as r:
+            assert r.headers["content-length"] == str(40 * 1024 * 1024)
+            chunks = r.iter_raw()
+            next(chunks)
+            run(sandbox, f"truncate -s 1000 {workdir}/big.bin")
+            with pytest.raises(httpx.RemoteProtocolError, match="incomplete|complete message body"):
+                for _ in chunks:
+                    pass
+        r = http.get("/files", params={"path": f"{workdir}/big.bin"})  # the server serves on
+        assert r.status_code == 200 and len(r.content) == 1000
+
+
 def test_single_byte_range_download(sdk_env, sandbox, workdir):
     data = bytes(range(256)) * 4096  # 1 MiB
     sandbox.files.write(f"{workdir}/r.bin", data)

@@ -7,6 +7,7 @@ does; the SDKs decode it), or one byte range (206) for a single `Range: bytes=a-
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import zlib
 from collections.abc import AsyncIterator
@@ -22,6 +23,27 @@ from .routing import current_sandbox
 # Level 1: on loopback the CPU spent compressing matters more than the bytes saved.
 GZIP_LEVEL = 1
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+log = logging.getLogger("sandlot.files")
+
+
+class Download(StreamingResponse):
+    """A file's bytes from the agent. If they break off once sent (the file became shorter than
+    its promised length or unreadable, the sandbox went), the response ends where it stands,
+    without its last chunk: the client sees a cut-off body, never one that looks complete."""
+
+    def __init__(self, body: AsyncIterator[bytes], sandbox_id: str, **kwargs):
+        super().__init__(body, media_type="application/octet-stream", **kwargs)
+        self.sandbox_id = sandbox_id
+
+    async def stream_response(self, send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        try:
+            async for chunk in self.body_iterator:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except SandlotError as e:
+            log.warning("sandbox %s: a download broke off: %s", self.sandbox_id, e)
+            return
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 async def health(request: Request) -> Response:
@@ -58,8 +80,7 @@ async def download(request: Request) -> Response:
     if span is not None:
         first, last = span
         headers.update({"Content-Range": f"bytes {first}-{last}/{size}", "Content-Length": str(last - first + 1)})
-        return StreamingResponse(_slice(stream, first, last + 1), status_code=206,
-                                 media_type="application/octet-stream", headers=headers)
+        return Download(_slice(stream, first, last + 1), sandbox.id, status_code=206, headers=headers)
     headers["Vary"] = "Accept-Encoding"
     body: AsyncIterator[bytes] = stream
     if _accepts_gzip(request.headers.get("accept-encoding", "")):
@@ -78,7 +99,7 @@ async def download(request: Request) -> Response:
         # it, and the SDKs' readers spent ~20% more CPU on it (uvicorn ends the connection if the
         # agent sends more or less than it promised)
         headers["Content-Length"] = str(length)
-    return StreamingResponse(body, media_type="application/octet-stream", headers=headers)
+    return Download(body, sandbox.id, headers=headers)
 
 
 def content_disposition(name: str) -> str:
