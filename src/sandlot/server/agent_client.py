@@ -178,27 +178,13 @@ class AgentClient:
         return _json(payload)
 
     async def call(self, op: str, **args: Any) -> dict:
-        """Send one unary request and return its reply."""
-        request = {"op": op, **args}
-        kept = self._reuse(request) if self.keep else None
-        reader, writer = kept or await self._open(request, keep=True)
+        """Send one unary request and return its reply: a stream of one event (AgentStream holds
+        the kept connection's steps once, for both)."""
+        stream = AgentStream(self, {"op": op, **args}, (), _reply_event, last=lambda _: True, keep=True)
         try:
-            head = await _first_head(reader) if kept else await _read_head(reader)
-            if head is None and kept:  # the agent had closed it before reading the request: again, anew
-                writer.close()
-                reader, writer = await self._open(request, keep=True)
-                head = await _read_head(reader)
-            if head is None or head[:1] != wire.JSON:
-                raise E.SandboxNotRunning("the agent closed the connection without a reply")
-            reply = _json(await _read_payload(reader, head))
-        except (wire.WireError, ConnectionError) as e:
-            writer.close()
-            raise E.SandboxNotRunning(f"the agent connection broke: {e}") from None
-        except BaseException:
-            writer.close()
-            raise
-        self._release(reader, writer)
-        return reply
+            return await stream.read()
+        finally:
+            stream.close()  # cancelled: the connection goes (once read, the stream kept or closed it)
 
     # ---- agent and processes -----------------------------------------------------------------
 
@@ -379,8 +365,8 @@ class Readable:
 
 
 class AgentStream(Readable):
-    """A stream op's events (a process's, a session command's, a watch's): the frames of one agent
-    connection, as an async iterator of dicts.
+    """A stream op's events (a process's, a session command's, a watch's; a unary call's one
+    reply): the frames of one agent connection, as an async iterator of dicts.
 
     ``read()`` cancelled while it waits loses nothing: the next read goes on where it stopped. So
     envd/streams.py waits for the next event under a timeout (keepalives, the deadline, the
@@ -410,7 +396,7 @@ class AgentStream(Readable):
         try:
             if self._state == "new":
                 self._state = "opening"
-                kept = self._client._reuse(self._request) if self._keep and self._client.keep else None
+                kept = self._client._reuse(self._request) if self._keep else None
                 self._reader, self._writer = kept or await self._client._open(self._request, self._fds, self._keep)
                 self._state = "kept" if kept else "open"
             if self._head is None and self._state == "kept":
@@ -463,6 +449,12 @@ class AgentStream(Readable):
                 self._writer.close()
             except RuntimeError:
                 pass  # its loop is closed: so is the connection
+
+
+def _reply_event(kind: bytes | None, payload: bytes) -> dict:
+    if kind != wire.JSON:
+        raise E.SandboxNotRunning("the agent closed the connection without a reply")
+    return _json(payload)
 
 
 def _process_event(kind: bytes | None, payload: bytes) -> dict:
