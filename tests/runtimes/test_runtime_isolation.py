@@ -189,7 +189,7 @@ async def test_a_sandbox_cannot_redirect_its_agent_socket_to_a_neighbour(runtime
 
 
 async def test_any_user_binds_low_ports_and_pings_in_its_namespace_and_gets_no_ipv6(runtime, sandbox):
-    # links.NETNS_SYSCTLS, written in the namespace the namespace runtime makes for each sandbox as
+    # netns.NETNS_SYSCTLS, written in the namespace the namespace runtime makes for each sandbox as
     # host root: its root's capabilities do not count there, so these are what let a web server on
     # port 80 and `ping` work at all; links made later get no IPv6
     if runtime.case.name != "namespace":

@@ -150,3 +150,18 @@ def test_a_zygote_that_stops_answering_is_given_up(monkeypatch):
             s.close()  # its stems see their sockets close and exit
         z.close()
     assert z.proc.returncode is not None
+
+
+def test_the_zygote_loads_only_what_stems_run():
+    # every stem is a fork of the zygote: its page tables are copied at each fork and torn down at
+    # each exec, so what the zygote imports costs every create. pyroute2 alone (links.py, the
+    # veth code) held ~15 MiB of it; a stem makes its namespace with netns.py only
+    code = textwrap.dedent("""
+        import sys
+        from sandlot.runtimes import zygote
+        from sandlot.runtimes.stems import _stem_main  # what zygote.main loads before any fork
+        heavy = sorted({m.split(".")[0] for m in sys.modules} & {"pyroute2", "pydantic", "starlette", "asyncio", "httpx"})
+        print(",".join(heavy))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == ""

@@ -119,7 +119,7 @@ def sandbox_setup(spec: SandboxSpec, template, *, root: Sequence[Op], code_dir: 
     file bound over /proc's boot id (none: the host's shows). `code_dir` is
     the installed in-sandbox tree (agent_setup.install_agent), `run_dir` the sandbox's own host
     directory for the agent's socket and config. `own_netns`: the process bwrap runs as already
-    has a network namespace of its own (the namespace runtime's: links.new_netns). `tmp_in_memory`:
+    has a network namespace of its own (the namespace runtime's: netns.new_netns). `tmp_in_memory`:
     /tmp is a tmpfs (bounded, charged to the sandbox's memory); otherwise it is the root
     filesystem's own, on the sandbox's disk. `ptys`: a devpts instance of the sandbox's own,
     bounded, for /dev/pts (bwrap's has no bound)."""

@@ -9,9 +9,9 @@ an existing link into a namespace ~20 ms (an RCU grace period), so links are mad
 live and never moved. Deleting one waits out a grace period too (~20-50 ms): it happens in kill(),
 never on a create's path.
 
-A sandbox's namespace is made by its own process (`new_netns`, in the forked child while it is
-still host root), so it belongs to the host's user namespace: root inside the sandbox has no
-CAP_NET_ADMIN over its links, routes or firewall, whatever capabilities it holds in its own.
+A sandbox's namespace is made by its own process (netns.py), so it belongs to the host's user
+namespace: root inside the sandbox has no CAP_NET_ADMIN over its links, routes or firewall,
+whatever capabilities it holds in its own.
 """
 
 from __future__ import annotations
@@ -23,86 +23,20 @@ import socket
 import struct
 from pathlib import Path
 
-from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, NLMSG_ERROR
-from pyroute2.netlink.rtnl import RTM_DELLINK, RTM_GETLINK, RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE
+from pyroute2.netlink import NLM_F_CREATE, NLM_F_EXCL
+from pyroute2.netlink.rtnl import RTM_DELLINK, RTM_GETLINK, RTM_NEWADDR, RTM_NEWROUTE
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
 from .. import syscalls
+from .netns import HDR, IFF_UP, IFINFO, NLM_F_ACK, NLM_F_REQUEST, NLMSG_ERROR, RTM_NEWLINK, request, up_body
 
 PEER_NAME = "eth0"
 ANSWER_TIMEOUT = 10.0  # seconds for the kernel's answer to a request (it takes ~0.1-50 ms)
-IFF_UP = 1
-_HDR = struct.Struct("IHHII")
-_IFINFO = struct.Struct("BxHiII")  # ifinfomsg: family, type, index, flags, change
 _IFADDR = struct.Struct("BBBBI")  # ifaddrmsg: family, prefixlen, flags, scope, index
 _RTMSG = struct.Struct("BBBBBBBBI")  # rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags
 _RTATTR = struct.Struct("HH")  # length, type
 IFLA_IFNAME, IFA_ADDRESS, IFA_LOCAL, RTA_OIF, RTA_GATEWAY = 3, 1, 2, 4, 5
 RT_TABLE_MAIN, RTPROT_STATIC, RTN_UNICAST = 254, 4, 1
-
-
-def _request(kind: int, flags: int, body: bytes, seq: int) -> bytes:
-    """nlmsghdr (a request the kernel acks) then `body`: the fixed header and its attributes."""
-    return _HDR.pack(_HDR.size + len(body), kind, NLM_F_REQUEST | NLM_F_ACK | flags, seq, 0) + body
-
-
-def _up_body(index: int) -> bytes:
-    return _IFINFO.pack(0, 0, index, IFF_UP, IFF_UP)
-
-
-# `ip link set lo up` for the child: it may only make syscalls between fork and exec, so the
-# message is built here once.
-_LO_UP = _request(RTM_NEWLINK, 0, _up_body(1), seq=1)
-# Per-namespace settings of a sandbox's own namespace (written from inside it), under sys/net of a
-# procfs. Each network namespace has a "net" directory of its own under a procfs's sys, and in
-# one procfs all of them sit on one dentry hash chain (the parent and the name are the same): in
-# the host's /proc the first lookup of a path in a new namespace walked one entry per namespace on
-# the host (`proc_sys_compare`: 4.5% of the machine while creating with 1800-2000 alive, with the
-# three paths looked up from one "net" fd). So they are written through a procfs made for the
-# purpose (~60 us), a detached mount that only this namespace's lookups ever fill.
-PROC_ATTRS = syscalls.MOUNT_ATTR_NOSUID | syscalls.MOUNT_ATTR_NODEV | syscalls.MOUNT_ATTR_NOEXEC
-NETNS_SYSCTLS = (
-    # root inside holds CAP_NET_BIND_SERVICE in its own user namespace only, which does not count
-    # in a namespace the host owns: let every uid bind low ports there (Docker does the same)
-    ("ipv4/ip_unprivileged_port_start", b"0"),
-    # ICMP echo sockets (ping) for every group: raw sockets stay refused (no CAP_NET_RAW)
-    ("ipv4/ping_group_range", b"0 2147483647"),
-    # IPv4 only: links made later (eth0) get no IPv6; loopback keeps ::1
-    ("ipv6/conf/default/disable_ipv6", b"1"),
-)
-
-
-def new_netns() -> None:
-    """In a forked child that is still host root: a network namespace of its own with loopback up.
-    Only syscalls (no imports, no allocation worth naming); raises OSError."""
-    syscalls.unshare(syscalls.CLONE_NEWNET)
-    s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
-    try:
-        s.send(_LO_UP)
-        reply = s.recv(4096)
-        err = struct.unpack_from("i", reply, 16)[0] if _HDR.unpack_from(reply)[1] == NLMSG_ERROR else 0
-        if err:
-            raise OSError(-err, "could not bring loopback up")
-    finally:
-        s.close()
-    try:
-        proc = syscalls.new_mount("proc", PROC_ATTRS)
-    except OSError:  # a host where a new procfs is refused (a container's masked /proc): the shared one
-        net = os.open("/proc/sys/net", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    else:
-        try:
-            net = os.open("sys/net", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=proc)
-        finally:
-            os.close(proc)
-    try:
-        for path, value in NETNS_SYSCTLS:
-            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC, dir_fd=net)
-            try:
-                os.write(fd, value)
-            finally:
-                os.close(fd)
-    finally:
-        os.close(net)
 
 
 # The server's own namespace, the host's: taken at import, before any thread has entered another.
@@ -159,11 +93,11 @@ class Netlink:
     def _packed(self, kind: int, flags: int, body: bytes) -> tuple[int, bytes]:
         """A request: nlmsghdr with its own sequence number, then `body` (fixed header and attrs)."""
         seq = next(self._seq) & 0x7FFFFFFF
-        return seq, _request(kind, flags, body, seq)
+        return seq, request(kind, flags, body, seq)
 
     def _named(self, kind: int, name: str) -> tuple[int, bytes]:
         """A request about the link called `name` (GETLINK, DELLINK)."""
-        return self._packed(kind, 0, _IFINFO.pack(0, 0, 0, 0, 0) + _attr(IFLA_IFNAME, name.encode() + b"\0"))
+        return self._packed(kind, 0, IFINFO.pack(0, 0, 0, 0, 0) + _attr(IFLA_IFNAME, name.encode() + b"\0"))
 
     def _address(self, index: int, cidr: str) -> tuple[int, bytes]:
         addr, plen = cidr.split("/")
@@ -200,8 +134,8 @@ class Netlink:
         while waiting:
             data = sock.recv(65536)
             off = 0
-            while off + _HDR.size <= len(data):
-                length, kind, _flags, seq, _ = _HDR.unpack_from(data, off)
+            while off + HDR.size <= len(data):
+                length, kind, _flags, seq, _ = HDR.unpack_from(data, off)
                 if kind == NLMSG_ERROR:
                     err = struct.unpack_from("i", data, off + 16)[0]
                     waiting.discard(seq)
@@ -229,7 +163,7 @@ class Netlink:
             self.run(s, [self._address(index, host_cidr), self._up(index)])
 
     def _up(self, index: int) -> tuple[int, bytes]:
-        return self._packed(RTM_NEWLINK, 0, _up_body(index))
+        return self._packed(RTM_NEWLINK, 0, up_body(index))
 
     def configure_peer(self, netns_fd: int, cidr: str, gateway: str) -> None:
         """eth0 in the sandbox: its address, up, and the default route through the host end
@@ -250,7 +184,7 @@ class Netlink:
         """(index, flags) of a link: read from the answer's fixed ifinfomsg header, not decoded
         whole (pyroute2 decoding every attribute took ~0.6 ms)."""
         got = self.run(sock, [self._named(RTM_GETLINK, name)], replies=True)
-        return _IFINFO.unpack_from(got[0], _HDR.size)[2:4]
+        return IFINFO.unpack_from(got[0], HDR.size)[2:4]
 
     def delete(self, name: str) -> bool:
         """Delete a link of the host's (a veth: both ends). False if there was none."""

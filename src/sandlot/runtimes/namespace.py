@@ -12,7 +12,7 @@ How a sandbox is built (as root on the host):
    per-sandbox upper layer on top. Sandbox writes land in the upper layer only. It makes these
    mounts in the host's namespace, then attaches a copy of them in the child's.
 3. The child execs bwrap, which (root inside its user namespace only) makes the mount, pid, ipc, uts
-   and cgroup namespaces (the network namespace the child made itself, as host root: links.new_netns),
+   and cgroup namespaces (the network namespace the child made itself, as host root: netns.new_netns),
    binds the overlay as /, adds /proc, /dev, the agent code and its socket directory, drops to the
    agent's capability set, loads the seccomp filter and sets no_new_privs, then starts the agent.
 
@@ -46,7 +46,7 @@ from ..permfs.client import missing as permfs_missing
 from ..volumes.mount import mount_volumes, unmount_volumes
 from ..protocol import contract
 from .. import syscalls
-from . import cgroups, disk, hidden, links, seccomp
+from . import cgroups, disk, hidden, links, netns, seccomp
 from .agent_setup import agent_answers, install_agent, policy_settings, wait_for_ready, write_config
 from .bwrap import bind, install_bwrap, policy_ops, render, sandbox_setup, volume_binds
 from .cgroups import SandboxCgroup
@@ -294,7 +294,7 @@ class NamespaceRuntime:
                             f.write("0")
                     os.setsid()
                     own_namespace(self.mount_ns.base)
-                    links.new_netns()
+                    netns.new_netns()
                     become_sandbox(base, log_fd, seccomp_fd, ready_w, go_r, args_fd, agent_ready_w, self.bwrap,
                                    command, fsize)
                 except BaseException:
@@ -365,7 +365,7 @@ class NamespaceRuntime:
         setup = sandbox_setup(spec, template, root=[bind(m / "root", "/")], code_dir=self.agent_dir,
                               run_dir=m / "run", seccomp_fd=3, caps=SANDBOX_ROOT_CAPS, boot_id=boot_id,
                               ptys=m / "pts", late=[*volume_binds(m, spec.volumes), *late],  # volumes, then the policy
-                              own_netns=True,  # made by the process itself (links.new_netns)
+                              own_netns=True,  # made by the process itself (netns.new_netns)
                               # on its disk a full /tmp kills nothing; a read-only / keeps a
                               # scratch /tmp in memory (remounting / leaves that tmpfs writable)
                               tmp_in_memory=not self.disks or not spec.security.allow_file_write)

@@ -1,7 +1,7 @@
 """Sandbox egress: a NetworkPolicy (policy.py) made real with a veth, nftables and a resolver.
 
 Every sandbox of the namespace runtime lives in a network namespace of its own, made by its process
-while still host root (links.new_netns): only loopback. A sandbox with a network also gets a veth
+while still host root (netns.new_netns): only loopback. A sandbox with a network also gets a veth
 pair: `sl<server>-<slot>` on the host, eth0 inside, a /30 from SANDBOX_SUBNET chosen by its uid
 slot (host-wide unique, so two servers never collide), default route through the host end, NAT out.
 

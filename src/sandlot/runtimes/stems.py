@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .cgroups import SandboxCgroup
-from .links import new_netns
+from .netns import new_netns
 from .mount_ns import own_namespace
 from .sandbox_process import become_sandbox
 
