@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .cgroups import SandboxCgroup
-from .netns import new_netns
 from .mount_ns import own_namespace
+from .netns import new_netns
 from .sandbox_process import become_sandbox
 
 if TYPE_CHECKING:

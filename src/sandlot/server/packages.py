@@ -245,7 +245,7 @@ async def _read_text(live: LiveSandbox, path: str, user: str, limit: int) -> str
     stream = live.agent.read(path, user)
     try:
         with _agent_errors():
-            entry = (await anext(stream))["entry"]
+            entry = (await anext(stream)).get("entry")
             if isinstance(entry, dict) and isinstance(entry.get("size"), int) and entry["size"] > limit:
                 raise E.InvalidArgument(f"{path} is larger than {limit} bytes")
             async for chunk in stream:
