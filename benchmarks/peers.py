@@ -243,7 +243,7 @@ def _shim_pids(d: Dockerd, c) -> list[int]:
 
 async def sandlot_workload(args) -> dict:
     """The same workload on sandlot, through the async e2b SDK."""
-    b = Bench(argparse.Namespace(pool=0, profile=False))
+    b = Bench(argparse.Namespace(pool=0, profile=False, demand=False))
     m = {}
     try:
         async def create_echo():
