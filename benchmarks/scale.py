@@ -558,13 +558,15 @@ def write_profiles(b: Bench) -> None:
 async def soak_phase(b: Bench) -> None:
     """--soak N: N cycles, --concurrency at a time; leaks checked while the server runs."""
     from host_resources import Footprint
-    from soak_support import soak
+    from soak_support import FD_SLACK, soak
 
     n, code = b.args.soak, (TEMPLATE_CACHE / "code-interpreter" / "manifest.json").exists()
     footprint = Footprint(b.home)
     result = await soak(b.srv, n, concurrency=b.args.concurrency, pause_every=5, code_every=25 if code else 0,
                         rss_every=max(10, n // 100))
     held = {kind: found for kind, found in footprint.resources(b.srv.proc.pid).items() if found and kind != "stems"}
+    if result.fds_grown() > FD_SLACK:
+        held["server fds"] = [f"{result.fds[0]} -> {result.fds[1]}"]
     start, growth = result.rss_growth(1000 if n >= 2000 else n // 10)
     notes = [
         f"{n} cycles in {result.seconds:.0f} s ({n / result.seconds:.1f}/s), {b.args.concurrency} at a time: "
@@ -572,7 +574,9 @@ async def soak_phase(b: Bench) -> None:
         "code: a `code-interpreter` sandbox running a cell in a new context).",
         f"Errors: {len(result.errors)}" + (": " + result.errors[0].splitlines()[0] if result.errors else "."),
         "Left on the host by killed sandboxes, while the server runs (processes, mounts, cgroups, uid claims, "
-        f"directories, network namespaces): {held or 'nothing'}.",
+        f"directories, network namespaces, the server's fds): {held or 'nothing'}.",
+        f"The server's open fds: {result.fds[0]} before the first cycle, {result.fds[1]} after the last "
+        "(each sandbox's kept agent connection is closed when it is killed).",
         f"Server RSS: {result.rss[0] / 2**20:.0f} MiB at the start, {result.rss[start] / 2**20:.0f} MiB after "
         f"{start} cycles, {result.rss[n] / 2**20:.0f} MiB at the end: {growth * 100:+.1f}% from cycle {start} to {n}.",
     ]

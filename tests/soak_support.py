@@ -1,8 +1,9 @@
 """The soak workload (issue 17), run against a real server through the official async SDKs: cycles of
 create -> exec -> file write and read -> kill, every `pause_every`-th one paused and resumed on the
 way (its file still there), every `code_every`-th one a `code-interpreter` sandbox whose code context
-runs a cell, `concurrency` cycles at a time. It records every error and the server's RSS as the
-cycles go; `host_resources.Footprint` then says what the server's sandboxes still hold.
+runs a cell, `concurrency` cycles at a time. It records every error, the server's RSS as the
+cycles go and its open fds before and after; `host_resources.Footprint` then says what the server's
+sandboxes still hold.
 
 Used by tests/server/test_soak.py (short) and benchmarks/scale.py --soak (long).
 """
@@ -10,12 +11,35 @@ Used by tests/server/test_soak.py (short) and benchmarks/scale.py --soak (long).
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from support import Server
+
+
+# fds the server opens for good on its way: 4 in the short soak (the stem zygote's socket,
+# /dev/loop-control, two unix sockets). A kill that left its sandbox's kept agent connection open
+# showed +14 there (the rest closed only as their objects were collected).
+FD_SLACK = 8
+
+
+def open_fds(pid: int) -> int:
+    """The process's open fds but its TCP sockets: those are the HTTP connections the soak's own
+    SDK clients keep alive (the server's to its agents are unix sockets)."""
+    tcp = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        tcp.update(f"socket:[{line.split()[9]}]" for line in Path(table).read_text().splitlines()[1:])
+    fds = Path(f"/proc/{pid}/fd")
+    targets = []
+    for fd in fds.iterdir():
+        try:
+            targets.append(os.readlink(fd))
+        except OSError:
+            pass  # closed meanwhile
+    return sum(target not in tcp for target in targets)
 
 
 def rss(pid: int) -> int:
@@ -32,6 +56,10 @@ class SoakResult:
     errors: list[str] = field(default_factory=list)
     rss: dict[int, int] = field(default_factory=dict)  # cycles done -> the server's RSS then
     kinds: dict[str, int] = field(default_factory=dict)  # cycles of each kind that completed
+    fds: tuple[int, int] = (0, 0)  # the server's open fds before the first cycle and after the last
+
+    def fds_grown(self) -> int:
+        return self.fds[1] - self.fds[0]
 
     def rss_growth(self, start: int) -> tuple[int, float]:
         """(cycles, growth): the first RSS sample at or after `start` cycles, and the relative growth
@@ -94,6 +122,8 @@ async def soak(server: Server, cycles: int, concurrency: int = 20, pause_every: 
                 result.rss[done] = rss(server.proc.pid)
 
     result.rss[0] = rss(server.proc.pid)
+    fds = open_fds(server.proc.pid)
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     result.seconds = time.monotonic() - started
+    result.fds = (fds, open_fds(server.proc.pid))  # every cycle's sandbox is killed: what it held is closed
     return result

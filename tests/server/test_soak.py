@@ -10,7 +10,7 @@ import asyncio
 import httpx
 
 from host_resources import Footprint
-from soak_support import soak
+from soak_support import FD_SLACK, soak
 from support import leftovers, sdk_environment, start_server, tracebacks
 
 CYCLES = 200
@@ -30,8 +30,10 @@ def test_soak_fails_nothing_and_leaks_nothing(tmp_path):
         assert (health["running"], health["paused"]) == (0, 0)
         held = {kind: found for kind, found in footprint.resources(srv.proc.pid).items() if found and kind != "stems"}
         assert not held, f"killed sandboxes still hold host resources while the server runs: {held}"
+        # the server keeps each sandbox's agent connection: a kill must close it
+        assert result.fds_grown() <= FD_SLACK, f"the server's open fds went from {result.fds[0]} to {result.fds[1]}"
         print(f"soak: {CYCLES} cycles in {result.seconds:.0f} s; server RSS "
-              f"{result.rss[0] / 2**20:.0f} -> {result.rss[CYCLES] / 2**20:.0f} MiB")
+              f"{result.rss[0] / 2**20:.0f} -> {result.rss[CYCLES] / 2**20:.0f} MiB, fds {result.fds[0]} -> {result.fds[1]}")
     finally:
         srv.stop()
     assert not leftovers(home)
