@@ -281,6 +281,44 @@ def test_rules_without_a_network_are_refused(api):
 
 # ---- HTTP/2 ----------------------------------------------------------------------------------
 
+# An h2c client that sends its preface only after the server's SETTINGS have reached the proxy
+# (as a slow or loaded client does): HPACK literals without indexing, one GET, then it reads the
+# answer until the server's DATA ends the stream.
+_SLOW_H2C = """
+import socket, struct, sys, time
+path = sys.argv[1]
+def literal(name, value):
+    name, value = name.encode(), value.encode()
+    return bytes([0, len(name)]) + name + bytes([len(value)]) + value
+block = b"".join(literal(n, v) for n, v in ((":method", "GET"), (":scheme", "http"), (":path", path),
+                                            (":authority", "h2.test")))
+s = socket.create_connection(("h2.test", 80), timeout=10)
+time.sleep(0.5)
+s.sendall(b"PRI * HTTP/2.0\\r\\n\\r\\nSM\\r\\n\\r\\n" + bytes(9)[:3] + b"\\x04" + bytes(5)
+          + len(block).to_bytes(3, "big") + b"\\x01\\x05" + (1).to_bytes(4, "big") + block)
+got = b""
+while b"h2 world" not in got:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    got += chunk
+print("answered" if b"h2 world h2.test" in got else "no answer: %r" % got[:200])
+"""
+
+
+def test_h2c_from_a_client_slower_than_the_servers_settings_gets_the_headers(world, h2_world, make_sandbox):
+    """An HTTP/2 server sends its SETTINGS as soon as the proxy connects (RFC 9113 3.4). If they came
+    before the sandbox's preface, the proxy took the server for one that speaks first and relayed
+    the connection as it was: no headers (seen in CI under load)."""
+    sbx = make_sandbox(network=_allow_list(rules=H2_RULES))
+    sbx.files.write("/tmp/slow_h2c.py", _SLOW_H2C)
+    path = f"/slow-h2c-{uuid.uuid4().hex}"
+    code, out = sh(sbx, f"python3 /tmp/slow_h2c.py {path}")
+    assert code == 0 and out.strip() == "answered", out
+    (seen,) = _h2_seen(h2_world, path)
+    assert seen["protocol"] == "h2c" and _values(seen, "authorization") == [H2_SECRET]
+
+
 def _h2_seen(log: Path, path: str) -> list[dict]:
     if not log.exists():
         return []

@@ -26,6 +26,8 @@ that chain). Then, by the first bytes the sandbox sends:
   knowledge (h2c, cleartext gRPC) likewise, by each request's :authority. An h2c Upgrade is
   relayed as is after its first request (which gets the headers);
 - anything else (another SNI, no SNI, a protocol where the server speaks first): relayed as is.
+  An HTTP/2 server's SETTINGS, sent on connect (RFC 9113 3.4), is not taken for a server that
+  speaks first: the sandbox's preface is waited for.
 
 HTTP/1 requests are parsed only for their framing (egress_http.py), so each one on a kept-alive
 connection gets the headers; responses are relayed as they come. Runs on an asyncio loop in a thread
@@ -304,16 +306,15 @@ def _original_dst(conn: socket.socket) -> tuple[str, int]:
 
 async def _first_bytes(conn: socket.socket, up: socket.socket) -> bytes:
     """What the sandbox sends first (peeked: it stays in the socket), or b"" when the server speaks
-    first. A TLS record is waited for whole (HELLO_WAIT at most), for its SNI."""
-    loop = asyncio.get_running_loop()
-    ready: asyncio.Future = loop.create_future()
-    for sock, who in ((conn, "client"), (up, "server")):
-        loop.add_reader(sock.fileno(), lambda w=who: ready.done() or ready.set_result(w))
-    try:
-        who = await asyncio.wait_for(ready, IDLE_TIMEOUT)
-    finally:
-        loop.remove_reader(conn.fileno())
-        loop.remove_reader(up.fileno())
+    first. A TLS record is waited for whole (HELLO_WAIT at most), for its SNI. An HTTP/2 server
+    sends its SETTINGS without waiting for the client (RFC 9113 3.4): an h2c client's preface comes
+    all the same, and is waited for (HELLO_WAIT at most)."""
+    who = await _readable_first(conn, up, IDLE_TIMEOUT)
+    if who == "server" and _h2_settings(up.recv(9, socket.MSG_PEEK)):
+        try:
+            who = await _readable_first(conn, None, HELLO_WAIT)
+        except asyncio.TimeoutError:
+            return b""
     if who == "server":
         return b""
     deadline = time.monotonic() + HELLO_WAIT
@@ -324,3 +325,24 @@ async def _first_bytes(conn: socket.socket, up: socket.socket) -> bytes:
         if len(data) >= 5 + struct.unpack("!H", data[3:5])[0] or len(data) >= 16384 or time.monotonic() > deadline:
             return data
         await asyncio.sleep(0.01)
+
+
+async def _readable_first(conn: socket.socket, up: socket.socket | None, timeout: float) -> str:
+    """"client" or "server": whichever socket has bytes to read first (TimeoutError past `timeout`)."""
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future = loop.create_future()
+    watched = [(conn, "client")] + ([(up, "server")] if up is not None else [])
+    for sock, who in watched:
+        loop.add_reader(sock.fileno(), lambda w=who: ready.done() or ready.set_result(w))
+    try:
+        return await asyncio.wait_for(ready, timeout)
+    finally:
+        for sock, _ in watched:
+            loop.remove_reader(sock.fileno())
+
+
+def _h2_settings(head: bytes) -> bool:
+    """Whether `head` is the header of an HTTP/2 SETTINGS frame that is no ACK, on stream 0: an h2
+    server's first frame."""
+    return (len(head) == 9 and head[3] == 0x4 and head[4] == 0 and head[5:9] == bytes(4)
+            and int.from_bytes(head[:3], "big") % 6 == 0)
