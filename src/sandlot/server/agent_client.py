@@ -172,10 +172,7 @@ class AgentClient:
             raise E.SandboxNotRunning(f"the agent connection broke: {e}") from None
 
     async def _reply(self, reader: asyncio.StreamReader) -> dict:
-        kind, payload = await self._frame(reader)
-        if kind != wire.JSON:
-            raise E.SandboxNotRunning("the agent closed the connection without a reply")
-        return _json(payload)
+        return _reply_event(*await self._frame(reader))
 
     async def call(self, op: str, **args: Any) -> dict:
         """Send one unary request and return its reply: a stream of one event (AgentStream holds
