@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import math
 import socket
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from typing import Any
@@ -65,6 +66,38 @@ def _json(payload: bytes) -> dict:
         error = error if isinstance(error, dict) else {}
         raise agent_error(str(error.get("code", "internal")), str(error.get("message", "")))
     return obj
+
+
+# What each field of an ENTRY (protocol/contract.py) must be, and the bounds of its numbers: what
+# protobuf's int64, uint32 and Timestamp (years 1 to 9999) hold. The sandbox's root user controls
+# its agent: an ENTRY that is not one fails here, as a broken protocol, not later as a 500.
+_ENTRY_TEXT = ("name", "type", "path", "permissions", "owner", "group")
+_ENTRY_NUMBERS = {"size": (int,), "mode": (int,), "mtime": (int, float)}
+_ENTRY_BOUNDS = {"size": (0, 2**63 - 1), "mode": (0, 2**32 - 1), "mtime": (-62135596800, 253402300799)}
+
+
+def _entry(entry: Any) -> dict:
+    """An agent's ENTRY, checked (see _ENTRY_TEXT)."""
+    if not isinstance(entry, dict):
+        raise _broken("an entry is not an object")
+    for key in _ENTRY_TEXT:
+        if type(entry.get(key)) is not str:
+            raise _broken(f"an entry's {key} is not a string")
+    for key, types in _ENTRY_NUMBERS.items():
+        value, (low, high) = entry.get(key), _ENTRY_BOUNDS[key]
+        if type(value) not in types or not (math.isfinite(value) and low <= value <= high):
+            raise _broken(f"an entry's {key} is not a number in [{low}, {high}]")
+    target, metadata = entry.get("symlink_target"), entry.get("metadata")
+    if target is not None and type(target) is not str:
+        raise _broken("an entry's symlink_target is not a string")
+    if metadata is not None and not (isinstance(metadata, dict) and
+                                     all(type(v) is str for v in metadata.values())):
+        raise _broken("an entry's metadata is not an object of strings")
+    return entry
+
+
+def _broken(what: str) -> E.SandboxNotRunning:
+    return E.SandboxNotRunning(f"the agent broke the protocol: {what}")
 
 
 async def _read_frame(reader: asyncio.StreamReader):
@@ -245,16 +278,20 @@ class AgentClient:
     # ---- files -------------------------------------------------------------------------------
 
     async def stat(self, path: str, user: str | None = None) -> dict:
-        return (await self.call(contract.FILES_STAT, path=path, user=user))["entry"]
+        return _entry((await self.call(contract.FILES_STAT, path=path, user=user)).get("entry"))
 
     async def list_dir(self, path: str, depth: int = 1, user: str | None = None) -> list[dict]:
-        return (await self.call(contract.FILES_LIST, path=path, depth=depth, user=user))["entries"]
+        entries = (await self.call(contract.FILES_LIST, path=path, depth=depth, user=user)).get("entries")
+        if not isinstance(entries, list):
+            raise _broken("the entries are not a list")
+        return [_entry(e) for e in entries]
 
     async def make_dir(self, path: str, user: str | None = None) -> dict:
-        return (await self.call(contract.FILES_MKDIR, path=path, user=user))["entry"]
+        return _entry((await self.call(contract.FILES_MKDIR, path=path, user=user)).get("entry"))
 
     async def move(self, source: str, destination: str, user: str | None = None) -> dict:
-        return (await self.call(contract.FILES_MOVE, source=source, destination=destination, user=user))["entry"]
+        return _entry((await self.call(contract.FILES_MOVE, source=source, destination=destination,
+                                       user=user)).get("entry"))
 
     async def remove(self, path: str, user: str | None = None) -> None:
         await self.call(contract.FILES_REMOVE, path=path, user=user)
@@ -264,7 +301,11 @@ class AgentClient:
         file's content in chunks."""
         reader, writer = await self._open({"op": contract.FILES_READ, "path": path, "user": user})
         try:
-            yield await self._reply(reader)
+            opened = await self._reply(reader)
+            length = opened.get("length")
+            if length is not None and (type(length) is not int or length < 0):
+                raise _broken("a read's length is not a size")
+            yield {"entry": _entry(opened.get("entry")), "length": length}
             while True:
                 kind, payload = await self._frame(reader)
                 if kind == wire.DATA:
@@ -293,7 +334,7 @@ class AgentClient:
                 writer.write(wire.encode(wire.END, b""))
             except ConnectionError:
                 pass  # the agent refused early and closed; its reply says why
-            return (await self._reply(reader))["entry"]
+            return _entry((await self._reply(reader)).get("entry"))
         finally:
             writer.close()
 
@@ -467,4 +508,11 @@ def _watch_event(kind: bytes | None, payload: bytes) -> dict | None:
         return None  # the watched directory is gone
     if kind != wire.JSON:
         raise E.SandboxNotRunning("unexpected frame on a watch stream")
-    return _json(payload)
+    message = _json(payload)
+    if "event" in message:
+        event = message["event"]
+        if not (isinstance(event, dict) and type(event.get("name")) is str and type(event.get("type")) is str):
+            raise _broken("a watch event is not {name, type}")
+        if event.get("entry") is not None:
+            _entry(event["entry"])
+    return message

@@ -16,7 +16,7 @@ from urllib.parse import quote
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from ..._exceptions import InvalidArgument, SandlotError
+from ..._exceptions import InvalidArgument, SandboxNotRunning, SandlotError
 from .errors import error_response
 from .routing import current_sandbox
 
@@ -29,21 +29,36 @@ log = logging.getLogger("sandlot.files")
 class Download(StreamingResponse):
     """A file's bytes from the agent. If they break off once sent (the file became shorter than
     its promised length or unreadable, the sandbox went), the response ends where it stands,
-    without its last chunk: the client sees a cut-off body, never one that looks complete."""
+    without its last chunk: the client sees a cut-off body, never one that looks complete.
 
-    def __init__(self, body: AsyncIterator[bytes], sandbox_id: str, **kwargs):
+    `length` is the Content-Length, which the agent promised: a forged agent may send more or
+    less. Its body is held to it (uvicorn would raise mid-response), the chunk that completes it
+    sent only once the stream ends, so that more after it still cuts the body short."""
+
+    def __init__(self, body: AsyncIterator[bytes], sandbox_id: str, length: int | None = None, **kwargs):
+        if length is not None:
+            kwargs["headers"] = {**kwargs.get("headers", {}), "Content-Length": str(length)}
         super().__init__(body, media_type="application/octet-stream", **kwargs)
-        self.sandbox_id = sandbox_id
+        self.sandbox_id, self.length = sandbox_id, length
 
     async def stream_response(self, send) -> None:
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        promised, sent, last = self.length, 0, b""
         try:
             async for chunk in self.body_iterator:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                if promised is not None and sent + len(chunk) > promised:
+                    raise SandboxNotRunning(f"the agent sent more than the {promised} bytes it promised")
+                sent += len(chunk)
+                if sent == promised:
+                    last = chunk
+                elif chunk:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if promised is not None and sent < promised:
+                raise SandboxNotRunning(f"the agent sent {sent} of the {promised} bytes it promised")
         except SandlotError as e:
             log.warning("sandbox %s: a download broke off: %s", self.sandbox_id, e)
             return
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        await send({"type": "http.response.body", "body": last, "more_body": False})
 
 
 async def health(request: Request) -> Response:
@@ -79,8 +94,8 @@ async def download(request: Request) -> Response:
                             status_code=416, headers={"Content-Range": f"bytes */{size}"})
     if span is not None:
         first, last = span
-        headers.update({"Content-Range": f"bytes {first}-{last}/{size}", "Content-Length": str(last - first + 1)})
-        return Download(_slice(stream, first, last + 1), sandbox.id, status_code=206, headers=headers)
+        headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+        return Download(_slice(stream, first, last + 1), sandbox.id, last - first + 1, status_code=206, headers=headers)
     headers["Vary"] = "Accept-Encoding"
     body: AsyncIterator[bytes] = stream
     if _accepts_gzip(request.headers.get("accept-encoding", "")):
@@ -94,12 +109,9 @@ async def download(request: Request) -> Response:
         if _compressible(first):
             headers["Content-Encoding"] = "gzip"
             body = _gzip(body)
-    if "Content-Encoding" not in headers and type(length) is int and length >= 0:
-        # a sized body is sent as it comes; a chunked one was copied once more per chunk to frame
-        # it, and the SDKs' readers spent ~20% more CPU on it (uvicorn ends the connection if the
-        # agent sends more or less than it promised)
-        headers["Content-Length"] = str(length)
-    return Download(body, sandbox.id, headers=headers)
+    # a sized body is sent as it comes; a chunked one was copied once more per chunk to frame it,
+    # and the SDKs' readers spent ~20% more CPU on it
+    return Download(body, sandbox.id, None if "Content-Encoding" in headers else length, headers=headers)
 
 
 def content_disposition(name: str) -> str:

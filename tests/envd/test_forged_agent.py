@@ -1,0 +1,191 @@
+"""What a sandbox's root user can make its agent answer, and how the front door takes it: the
+agent inside is the sandbox's, so every reply may be forged. A malformed reply is a clear error
+(the sandbox's agent broke the protocol: 502, as for an agent that went), never a 500, a traceback
+in the server's log or a body that looks whole when it is not.
+
+The forged agent is a stand-in on a real unix socket; the front door is the real one, served by
+uvicorn with the server's own HTTP protocol (httptools), and requests come over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+import uvicorn
+
+from sandlot.protocol import wire
+from sandlot.server.agent_client import AgentClient
+from sandlot.server.envd import envd_app
+from sandlot.server.envd.routing import Closing
+
+ENTRY = {"name": "f.bin", "type": "file", "path": "/home/user/f.bin", "size": 10, "mode": 0o644,
+         "permissions": "-rw-r--r--", "owner": "user", "group": "user", "mtime": 1.0, "symlink_target": None,
+         "metadata": {}}
+
+
+@dataclass
+class _Sandbox:
+    id: str
+    agent: AgentClient
+    access_token: None = None
+    default_user: str = "user"
+    closed: Closing = field(default_factory=Closing)
+    output_rate: None = None
+
+
+class _Lookup:
+    def __init__(self, sandbox):
+        self.sandbox = sandbox
+
+    def get_running(self, sandbox_id):
+        return self.sandbox if sandbox_id == self.sandbox.id else None
+
+    def running(self):
+        return [self.sandbox]
+
+
+@dataclass
+class Forged:
+    """The front door's URL; set `answer(request) -> frames` for the agent's next replies."""
+
+    url: str
+    answer: Callable[[dict], list[bytes]] = lambda request: [wire.error_frame("internal", "no answer set")]
+
+
+@pytest.fixture
+def forged(tmp_path) -> Iterator[Forged]:
+    path = str(tmp_path / "agent.sock")
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    forged = Forged(f"http://127.0.0.1:{sock.getsockname()[1]}")
+
+    async def serve(reader, writer):
+        try:
+            head = await reader.readexactly(wire.HEADER_SIZE)
+            request = wire.decode_json(await reader.readexactly(int.from_bytes(head[1:], "big")))
+            for frame in forged.answer(request):
+                writer.write(frame)
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    app = envd_app(_Lookup(_Sandbox("sbxforged", AgentClient(path))))
+    server = uvicorn.Server(uvicorn.Config(app, http="httptools", log_config=None, lifespan="off"))
+    loop = asyncio.new_event_loop()
+
+    async def main():
+        agent = await asyncio.start_unix_server(serve, path)
+        async with agent:
+            await server.serve(sockets=[sock])
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    errors = _Errors()
+    logging.getLogger().addHandler(errors)
+    try:
+        thread.start()
+        while not server.started:
+            assert thread.is_alive(), "uvicorn did not start"
+            time.sleep(0.01)
+        yield forged
+        server.should_exit = True
+        thread.join(10)
+        loop.close()
+        gc.collect()  # a task that failed unawaited logs its traceback when collected
+    finally:
+        logging.getLogger().removeHandler(errors)
+    assert not errors.seen, errors.seen
+
+
+class _Errors(logging.Handler):
+    """The server's errors with a traceback (uvicorn logs an exception in the app so; a body it
+    cuts short, without one), as the server tests' log check (support.tracebacks)."""
+
+    def __init__(self):
+        super().__init__(logging.ERROR)
+        self.seen: list[str] = []
+
+    def emit(self, record):
+        if record.exc_info:
+            self.seen.append(f"{record.getMessage()} {record.exc_info[1]!r}")
+
+
+def _read_reply(entry, length, *chunks: bytes) -> Callable[[dict], list[bytes]]:
+    def answer(request):
+        assert request["op"] == "files.read"
+        return [wire.encode_json({"entry": entry, "length": length}),
+                *(wire.encode(wire.DATA, c) for c in chunks), wire.encode(wire.END, b"")]
+    return answer
+
+
+@pytest.mark.parametrize("entry", [
+    None, "f.bin", {}, {**ENTRY, "size": "10"}, {**ENTRY, "size": -5}, {**ENTRY, "name": 7},
+    {**ENTRY, "size": True}, {**ENTRY, "size": 1.5},
+])
+@pytest.mark.parametrize("range_", [None, "bytes=0-3"])
+def test_a_forged_entry_is_a_clear_error(forged, entry, range_):
+    forged.answer = _read_reply(entry, 10, b"0123456789")
+    r = httpx.get(f"{forged.url}/files", params={"path": "f.bin"}, headers={"Range": range_} if range_ else {})
+    assert r.status_code == 502, (r.status_code, r.text)
+
+
+@pytest.mark.parametrize("accept", ["identity", "gzip"])
+def test_more_bytes_than_the_agent_promised_cut_the_body_short(forged, accept):
+    """The agent promised 10 bytes and sends 20: the body is cut off (the client sees an incomplete
+    download), with no traceback in the server's log."""
+    forged.answer = _read_reply(ENTRY, 10, b"0123456789", b"abcdefghij")
+    with httpx.Client() as http:
+        with pytest.raises(httpx.RemoteProtocolError):
+            http.get(f"{forged.url}/files", params={"path": "f.bin"}, headers={"Accept-Encoding": accept})
+        forged.answer = _read_reply(ENTRY, 10, b"0123456789")
+        assert http.get(f"{forged.url}/files", params={"path": "f.bin"}).content == b"0123456789"
+
+
+@pytest.mark.parametrize("range_", [None, "bytes=5-50"])
+def test_fewer_bytes_than_promised_cut_the_body_short(forged, range_):
+    """The agent promised 100 bytes (its length, or the size a range is cut from) and ends after
+    10: the body is cut off, no traceback."""
+    forged.answer = _read_reply({**ENTRY, "size": 100}, 100, b"0123456789")
+    with pytest.raises(httpx.RemoteProtocolError):
+        httpx.get(f"{forged.url}/files", params={"path": "f.bin"}, headers={"Range": range_} if range_ else {})
+
+
+def _rpc(forged: Forged, method: str, body: dict) -> httpx.Response:
+    return httpx.post(f"{forged.url}/filesystem.Filesystem/{method}", json=body,
+                      headers={"Connect-Protocol-Version": "1"})
+
+
+@pytest.mark.parametrize("op, method, reply", [
+    ("files.stat", "Stat", {"entry": {**ENTRY, "mtime": float("inf")}}),
+    ("files.stat", "Stat", {"entry": {**ENTRY, "size": 2**70}}),
+    ("files.stat", "Stat", {"entry": {**ENTRY, "metadata": {"k": 1}}}),
+    ("files.stat", "Stat", {}),
+    ("files.list", "ListDir", {"entries": {"a": ENTRY}}),
+    ("files.list", "ListDir", {"entries": [ENTRY, {**ENTRY, "owner": None}]}),
+])
+def test_a_forged_entry_is_an_unavailable_sandbox_on_the_rpcs(forged, op, method, reply):
+    forged.answer = lambda request: [wire.encode_json(reply if request["op"] == op else {})]
+    r = _rpc(forged, method, {"path": "/home/user"})
+    assert r.status_code == 503 and r.json()["code"] == "unavailable", r.text
+
+
+def test_a_forged_watch_event_ends_the_watcher(forged):
+    def answer(request):
+        if request["op"] == "files.stat":
+            return [wire.encode_json({"entry": {**ENTRY, "type": "dir"}})]
+        return [wire.encode_json({"start": {}}), wire.encode_json({"event": "not an event"})]
+
+    forged.answer = answer
+    watcher = _rpc(forged, "CreateWatcher", {"path": "/home/user"}).json()["watcherId"]
+    time.sleep(0.2)
+    r = _rpc(forged, "GetWatcherEvents", {"watcherId": watcher})
+    assert r.status_code == 404 and r.json()["code"] == "not_found", r.text  # its stream broke: it went
