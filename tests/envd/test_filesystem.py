@@ -152,3 +152,22 @@ async def test_async_files(async_sandbox, workdir):
     assert await async_sandbox.files.read(f"{workdir}/b.bin", format="bytes") == bytearray(b"\x00\xff")
     assert [e.name for e in await async_sandbox.files.list(workdir)] == ["b.bin"]
     assert await async_sandbox.files.exists(f"{workdir}/b.bin")
+
+
+def test_names_that_are_not_utf8_are_listed_and_watched(sandbox, workdir):
+    """A file name may hold any byte but '/' and NUL: one that is not UTF-8 (a sandbox's user made
+    it) is listed, stat'ed and watched with U+FFFD in place of its bad bytes (protobuf strings are
+    UTF-8; it failed the whole listing)."""
+    watcher = sandbox.files.watch_dir(workdir)
+    raw = os.fsencode(workdir) + b"/bad-\xff.txt"
+    os.close(os.open(raw, os.O_CREAT | os.O_WRONLY, 0o644))
+    os.symlink(raw, os.fsencode(workdir) + b"/link")
+    listed = {e.name: e for e in sandbox.files.list(workdir)}
+    assert set(listed) == {"bad-\ufffd.txt", "link"}
+    assert listed["bad-\ufffd.txt"].path == f"{workdir}/bad-\ufffd.txt"
+    assert sandbox.files.get_info(f"{workdir}/link").symlink_target == f"{workdir}/bad-\ufffd.txt"
+    deadline = time.monotonic() + 5
+    while not (events := watcher.get_new_events()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "bad-\ufffd.txt" in {e.name for e in events}
+    watcher.stop()

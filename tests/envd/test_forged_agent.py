@@ -189,3 +189,9 @@ def test_a_forged_watch_event_ends_the_watcher(forged):
     time.sleep(0.2)
     r = _rpc(forged, "GetWatcherEvents", {"watcherId": watcher})
     assert r.status_code == 404 and r.json()["code"] == "not_found", r.text  # its stream broke: it went
+
+
+def test_a_forged_name_with_a_lone_surrogate_is_listed(forged):
+    forged.answer = lambda request: [wire.encode_json({"entries": [{**ENTRY, "name": "a\ud800", "owner": "\udcff"}]})]
+    r = _rpc(forged, "ListDir", {"path": "/home/user"})
+    assert r.status_code == 200 and r.json()["entries"][0]["name"].startswith("a\ufffd"), r.text
