@@ -133,8 +133,9 @@ class SandboxNetworks:
             raise E.Unsupported("this server has no egress CA: network.rules cannot be applied")
         agent, pem = live.agent, self.egress_tls.ca.cert_pem
         try:  # its own file, written last, says it is done (a live update need not read the bundle)
-            installed = b"" if fresh else \
-                b"".join([p async for p in agent.read(CA_FILE, "root") if isinstance(p, bytes)])
+            # one byte more than the certificate tells a different file: the sandbox's root may have
+            # put terabytes there (a sparse file costs it nothing), so no more is read
+            installed = b"" if fresh else await _head(agent, CA_FILE, len(pem) + 1)
         except E.NotFound:
             installed = b""
         if installed == pem:
@@ -185,3 +186,16 @@ def egress_of(rec: SandboxRecord) -> NetworkPolicy | None:
     return None if egress is None else NetworkPolicy.from_json(egress)
 
 
+async def _head(agent, path: str, limit: int) -> bytes:
+    """The first `limit` bytes of a file of the sandbox (as root); the rest is not read."""
+    data = bytearray()
+    stream = agent.read(path, "root")
+    try:
+        await anext(stream)  # its entry
+        async for chunk in stream:
+            data += chunk[:limit - len(data)]
+            if len(data) >= limit:
+                break
+    finally:
+        await stream.aclose()
+    return bytes(data)
