@@ -69,7 +69,7 @@ class VolumeFiles:
             return self._entry(fd, name, "/" + "/".join(parts(path)))
 
     @staticmethod
-    def _entry(fd: int, name: str, shown: str) -> dict:
+    def _entry(fd: int, name: str, shown: str, tries: int = 3) -> dict:
         try:
             st = os.stat(name, dir_fd=fd, follow_symlinks=False)
         except FileNotFoundError:
@@ -81,7 +81,12 @@ class VolumeFiles:
                  **{k: datetime.fromtimestamp(getattr(st, f"st_{k}"), UTC).isoformat()
                     for k in ("atime", "mtime", "ctime")}}
         if kind == "symlink":
-            entry["target"] = os.readlink(name, dir_fd=fd)
+            try:
+                entry["target"] = os.readlink(name, dir_fd=fd)
+            except OSError:  # replaced or removed since the stat (a sandbox writes here): what is there now
+                if tries <= 1:
+                    raise E.PathError(f"path '{shown}' changes as it is read") from None
+                return VolumeFiles._entry(fd, name, shown, tries - 1)
         return entry
 
     def list(self, path: str, depth: int = 1) -> list[dict]:
@@ -97,15 +102,25 @@ class VolumeFiles:
                 raise E.InvalidArgument(f"path '{base}' is not a directory") from None
         found: list[dict] = []
         stack = [(fd, base.rstrip("/"), 1)]
-        while stack:
-            fd, prefix, level = stack.pop()
-            try:
+        try:
+            while stack:
+                fd, prefix, level = stack[-1]
                 for n in sorted(os.listdir(fd)):
-                    entry = self._entry(fd, n, f"{prefix}/{n}")
+                    try:
+                        entry = self._entry(fd, n, f"{prefix}/{n}")
+                    except E.FileNotFound:
+                        continue  # removed since the listing (a sandbox writes here)
                     found.append(entry)
                     if entry["type"] == "directory" and level < depth:
-                        stack.append((os.open(n, _DIR, dir_fd=fd), f"{prefix}/{n}", level + 1))
-            finally:
+                        try:
+                            sub = os.open(n, _DIR, dir_fd=fd)
+                        except OSError:  # replaced or removed since its stat: listed, not entered
+                            continue
+                        stack.insert(-1, (sub, f"{prefix}/{n}", level + 1))
+                stack.pop()
+                os.close(fd)
+        finally:
+            for fd, _, _ in stack:
                 os.close(fd)
         return found
 
@@ -114,12 +129,17 @@ class VolumeFiles:
             raise E.AlreadyExists("the volume's root exists")
         with self._parent(path, create=force, uid=uid, gid=gid) as (fd, name):
             try:
-                os.mkdir(name, mode, dir_fd=fd)
-            except FileExistsError:
-                if not force:
-                    raise E.AlreadyExists(f"path '{path}' exists") from None
-            os.chown(name, uid, gid, dir_fd=fd, follow_symlinks=False)
-            os.chmod(name, mode, dir_fd=fd, follow_symlinks=False)
+                try:
+                    os.mkdir(name, mode, dir_fd=fd)
+                except FileExistsError:
+                    if not force:
+                        raise E.AlreadyExists(f"path '{path}' exists") from None
+                    if not stat.S_ISDIR(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
+                        raise E.AlreadyExists(f"path '{path}' exists and is not a directory") from None
+                os.chown(name, uid, gid, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:  # removed meanwhile (a sandbox writes here)
+                raise E.FileNotFound(f"path '{path}' does not exist") from None
+            _chmod(fd, name, mode, path)
             return self._entry(fd, name, "/" + "/".join(parts(path)))
 
     def read(self, path: str) -> bytes:
@@ -175,12 +195,15 @@ class VolumeFiles:
 
     def update(self, path: str, uid: int | None, gid: int | None, mode: int | None) -> dict:
         with self._parent(path) as (fd, name):
-            st = os.stat(name, dir_fd=fd, follow_symlinks=False) if parts(path) else os.fstat(fd)
-            if uid is not None or gid is not None:
-                os.chown(name, -1 if uid is None else uid, -1 if gid is None else gid, dir_fd=fd,
-                         follow_symlinks=False)
+            try:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False) if parts(path) else os.fstat(fd)
+                if uid is not None or gid is not None:
+                    os.chown(name, -1 if uid is None else uid, -1 if gid is None else gid, dir_fd=fd,
+                             follow_symlinks=False)
+            except FileNotFoundError:
+                raise E.FileNotFound(f"path '{path}' does not exist") from None
             if mode is not None and not stat.S_ISLNK(st.st_mode):
-                os.chmod(name, mode, dir_fd=fd)
+                _chmod(fd, name, mode, path)
             return self._entry(fd, name, "/" + "/".join(parts(path)))
 
     def remove(self, path: str) -> None:
@@ -195,6 +218,20 @@ class VolumeFiles:
                 _remove_dir(fd, name)
             else:
                 os.unlink(name, dir_fd=fd)
+
+
+def _chmod(fd: int, name: str, mode: int, path: str) -> None:
+    """chmod, never through a symlink: the sandbox may swap one in at `name` after any check (a
+    link followed here, as root, would chmod a host file). A link has no mode of its own: Linux
+    refuses it (Python 3.11 says so with a ValueError)."""
+    try:
+        os.chmod(name, mode, dir_fd=fd, follow_symlinks=False)
+    except FileNotFoundError:
+        raise E.FileNotFound(f"path '{path}' does not exist") from None
+    except (ValueError, NotImplementedError, OSError) as e:
+        if isinstance(e, OSError) and e.errno not in (errno.EOPNOTSUPP, errno.ENOTSUP):
+            raise
+        raise E.InvalidArgument(f"path '{path}' is a symlink, which has no mode of its own") from None
 
 
 def _full(error: OSError) -> Exception:
