@@ -3,7 +3,9 @@ shared between them, surviving them, with a hard quota; the content API; deletio
 
 from __future__ import annotations
 
+import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -153,3 +155,43 @@ def test_content_writes_are_whole_or_nothing_and_never_open_a_fifo(server, make_
     finally:
         content.close()
         httpx.delete(f"{server.url}/volumes/{vol['volumeID']}", headers={"X-API-KEY": server.api_key})
+
+
+def _rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def test_a_file_is_streamed_from_a_volume_never_held_whole(server, make_sandbox, volumes):
+    """A sandbox's sparse file of 2 GiB (no disk: `truncate`) is sent as it is read: the server's
+    memory stays flat, and the client that stops early stops the read. Held whole, one of 1 TiB
+    was the server's end."""
+    vol = volumes()
+    sbx = make_sandbox(timeout=60, volume_mounts={"/v": vol})
+    sbx.commands.run("truncate -s 2G /v/sparse && printf hello > /v/small")
+    sbx.kill()
+    assert vol.read_file("/small") == "hello"
+    base, peak, done = _rss(server.proc.pid), [0], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss(server.proc.pid))
+            time.sleep(0.005)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        with httpx.stream("GET", f"{server.url}/volumecontent/{vol.volume_id}/file", params={"path": "/sparse"},
+                          headers={"Authorization": f"Bearer {vol.token}"}, timeout=60) as r:
+            assert r.status_code == 200
+            got = 0
+            for chunk in r.iter_raw():
+                got += len(chunk)
+                if got >= 64 << 20:
+                    break
+    finally:
+        done.set()
+        sampler.join()
+    assert peak[0] - base < 256 << 20, f"the server grew by {(peak[0] - base) >> 20} MiB"

@@ -21,11 +21,12 @@ creating team's volumes only, and a volume's size counts toward its team's max_d
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 import posixpath
+from typing import BinaryIO
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
@@ -39,6 +40,7 @@ from .bodies import read_json_object
 from .request_info import note
 from .volume_gate import VolumeGate, gated_volume
 
+READ_CHUNK = 1024 * 1024
 # Where a volume may not go: what the runtime itself mounts, or the root
 _RESERVED = ("/proc", "/dev", "/sys", contract.RUN_DIR, contract.CODE_ROOT)
 
@@ -165,12 +167,21 @@ async def content_file(request: Request) -> Response:
     files = await _files(request)
     path = _path(request)
     if request.method == "GET":
-        data = await asyncio.to_thread(files.read, path)
-        return Response(data, media_type="application/octet-stream")
+        f = await asyncio.to_thread(files.open, path)
+        return StreamingResponse(_file_chunks(f), media_type="application/octet-stream")
     uid, gid, mode = _int(request, "uid", DEFAULT_UID), _int(request, "gid", DEFAULT_GID), _int(request, "mode", 0o644)
     entry = await asyncio.to_thread(files.write, path, _chunks(request, asyncio.get_running_loop()), uid, gid, mode,
                                     request.query_params.get("force") == "true")
     return JSONResponse(entry, status_code=201)
+
+
+async def _file_chunks(f: BinaryIO) -> AsyncIterator[bytes]:
+    """A volume's file, read chunk by chunk as the client takes them: never held whole."""
+    try:
+        while chunk := await asyncio.to_thread(f.read, READ_CHUNK):
+            yield chunk
+    finally:
+        f.close()
 
 
 def _chunks(request: Request, loop: asyncio.AbstractEventLoop) -> Iterator[bytes]:

@@ -13,6 +13,7 @@ import os
 import secrets
 import stat
 from collections.abc import Iterable, Iterator
+from typing import BinaryIO
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -142,7 +143,9 @@ class VolumeFiles:
             _chmod(fd, name, mode, path)
             return self._entry(fd, name, "/" + "/".join(parts(path)))
 
-    def read(self, path: str) -> bytes:
+    def open(self, path: str) -> BinaryIO:
+        """The regular file at `path`, open for reading. The caller streams it: a file may be as
+        large as the volume (a sparse one far larger: a sandbox's `truncate -s 1T`)."""
         with self._parent(path) as (fd, name):
             try:
                 f = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=fd)
@@ -153,10 +156,10 @@ class VolumeFiles:
             try:
                 if not stat.S_ISREG(os.fstat(f).st_mode):
                     raise E.InvalidArgument(f"path '{path}' is not a file")
-                with os.fdopen(os.dup(f), "rb") as src:
-                    return src.read()
-            finally:
+            except BaseException:
                 os.close(f)
+                raise
+            return os.fdopen(f, "rb")
 
     def write(self, path: str, chunks: Iterable[bytes], uid: int, gid: int, mode: int, force: bool) -> dict:
         """Write `chunks` (read as they come: an upload is never held whole) to a new file beside
