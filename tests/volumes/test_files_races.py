@@ -67,18 +67,20 @@ def _fds() -> int:
 
 
 def test_a_race_is_a_clear_error_and_leaks_no_fd(tmp_path):
-    """Stat, list, chmod and mkdir where a name turns from a directory into a link and back:
+    """Stat, list, chmod, mkdir and remove where a name turns from a directory into a link and back:
     each answers (an error of sandlot's: a 4xx, never a 500) and holds no fd after."""
     root, host = tmp_path / "vol", tmp_path / "host-dir"
     root.mkdir()
     host.mkdir(0o755)
+    (host / "keep").write_text("the host's")
     files = VolumeFiles(root)
     before, answered, failures = _fds(), 0, []
     with Swapper(root, "d", host, lambda p: p.mkdir()):
         deadline = time.monotonic() + RACE_S
         while time.monotonic() < deadline:
             for op in (lambda: files.stat("d"), lambda: files.list("/", 2),
-                       lambda: files.make_dir("d", 0, 0, 0o700, True), lambda: files.update("d", None, None, 0o700)):
+                       lambda: files.make_dir("d", 0, 0, 0o700, True), lambda: files.update("d", None, None, 0o700),
+                       lambda: files.remove("d")):
                 try:
                     op()
                     answered += 1
@@ -88,4 +90,4 @@ def test_a_race_is_a_clear_error_and_leaks_no_fd(tmp_path):
                     failures.append("".join(traceback.format_exception(e)[-3:]))
     assert not failures, sorted(set(failures))
     assert answered and _fds() == before
-    assert stat.S_IMODE(host.stat().st_mode) == 0o755
+    assert stat.S_IMODE(host.stat().st_mode) == 0o755 and (host / "keep").exists()

@@ -217,10 +217,17 @@ class VolumeFiles:
                 st = os.stat(name, dir_fd=fd, follow_symlinks=False)
             except FileNotFoundError:
                 raise E.FileNotFound(f"path '{path}' does not exist") from None
-            if stat.S_ISDIR(st.st_mode):
-                _remove_dir(fd, name)
-            else:
-                os.unlink(name, dir_fd=fd)
+            try:
+                if stat.S_ISDIR(st.st_mode):
+                    _remove_dir(fd, name)
+                else:
+                    os.unlink(name, dir_fd=fd)
+            except FileNotFoundError:
+                raise E.FileNotFound(f"path '{path}' does not exist") from None
+            except OSError as e:  # a sandbox changed the tree meanwhile: made a link, a file, a directory
+                if e.errno not in (errno.ELOOP, errno.ENOTDIR, errno.EISDIR, errno.ENOTEMPTY):
+                    raise
+                raise E.PathError(f"path '{path}' changed as it was removed: {e.strerror}") from None
 
 
 def _chmod(fd: int, name: str, mode: int, path: str) -> None:
@@ -247,6 +254,15 @@ def _full(error: OSError) -> Exception:
 def _remove_dir(parent: int, name: str) -> None:
     """rm -r through fds, iteratively (never following a link)."""
     stack = [(parent, name, None)]
+    try:
+        _remove_stack(stack)
+    finally:  # failed midway: the fds still open
+        for _, _, fd in stack:
+            if fd is not None:
+                os.close(fd)
+
+
+def _remove_stack(stack: list) -> None:
     while stack:
         p, n, fd = stack[-1]
         if fd is None:
@@ -254,11 +270,13 @@ def _remove_dir(parent: int, name: str) -> None:
             stack[-1] = (p, n, fd)
         sub = None
         for child in os.listdir(fd):
-            st = os.stat(child, dir_fd=fd, follow_symlinks=False)
-            if stat.S_ISDIR(st.st_mode):
-                sub = child
-                break
-            os.unlink(child, dir_fd=fd)
+            try:
+                if stat.S_ISDIR(os.stat(child, dir_fd=fd, follow_symlinks=False).st_mode):
+                    sub = child
+                    break
+                os.unlink(child, dir_fd=fd)
+            except FileNotFoundError:
+                pass  # removed meanwhile (a sandbox writes here)
         if sub is not None:
             stack.append((fd, sub, None))
             continue
