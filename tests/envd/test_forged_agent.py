@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import logging
 import socket
 import threading
@@ -21,10 +22,12 @@ import httpx
 import pytest
 import uvicorn
 
+from sandlot._exceptions import SandboxNotRunning
 from sandlot.protocol import wire
 from sandlot.server.agent_client import AgentClient
 from sandlot.server.envd import envd_app
 from sandlot.server.envd.routing import Closing
+from support import wait_until
 
 ENTRY = {"name": "f.bin", "type": "file", "path": "/home/user/f.bin", "size": 10, "mode": 0o644,
          "permissions": "-rw-r--r--", "owner": "user", "group": "user", "mtime": 1.0, "symlink_target": None,
@@ -186,12 +189,100 @@ def test_a_forged_watch_event_ends_the_watcher(forged):
 
     forged.answer = answer
     watcher = _rpc(forged, "CreateWatcher", {"path": "/home/user"}).json()["watcherId"]
-    time.sleep(0.2)
-    r = _rpc(forged, "GetWatcherEvents", {"watcherId": watcher})
-    assert r.status_code == 404 and r.json()["code"] == "not_found", r.text  # its stream broke: it went
+    # its stream broke: it went (the break is read by the watcher's task, after the create answered)
+    r = wait_until(lambda: (r := _rpc(forged, "GetWatcherEvents", {"watcherId": watcher})).status_code != 200 and r,
+                   timeout=20, message="the watcher to go")
+    assert r.status_code == 404 and r.json()["code"] == "not_found", r.text
 
 
 def test_a_forged_name_with_a_lone_surrogate_is_listed(forged):
     forged.answer = lambda request: [wire.encode_json({"entries": [{**ENTRY, "name": "a\ud800", "owner": "\udcff"}]})]
     r = _rpc(forged, "ListDir", {"path": "/home/user"})
     assert r.status_code == 200 and r.json()["entries"][0]["name"].startswith("a\ufffd"), r.text
+
+
+def _connect_stream(forged: Forged, method: str, body: dict) -> list[tuple[int, dict]]:
+    """A Connect server stream over real HTTP: its (flags, message) envelopes."""
+    payload = json.dumps(body).encode()
+    r = httpx.post(f"{forged.url}/process.Process/{method}", content=b"\0" + len(payload).to_bytes(4, "big") + payload,
+                   headers={"Content-Type": "application/connect+json", "Connect-Protocol-Version": "1"})
+    assert r.status_code == 200, r.text
+    data, envelopes = r.content, []
+    while data:
+        size = int.from_bytes(data[1:5], "big")
+        envelopes.append((data[0], json.loads(data[5:5 + size])))
+        data = data[5 + size:]
+    return envelopes
+
+
+@pytest.mark.parametrize("event", [
+    {"start": {"pid": "1"}}, {"start": {}}, {"start": {"pid": 2**40}}, {"end": None},
+    {"end": {"exit_code": 0, "exited": True}},  # no status
+    {"end": {"exit_code": "0", "exited": True, "status": "exit status 0"}},
+    {"end": {"exit_code": 2**40, "exited": True, "status": "exit status 0"}},
+    {"start": {"pid": 1}, "end": {"exit_code": 0, "exited": True, "status": "exit status 0"}},
+    {"stdout": "aGk="}, {},
+])
+def test_a_forged_process_event_ends_the_stream_as_an_unavailable_sandbox(forged, event):
+    first = {"start": {"pid": 7}} if "start" not in event else {"keepalive": {}}
+    forged.answer = lambda request: [wire.encode_json(first), wire.encode_json(event)]
+    envelopes = _connect_stream(forged, "Start", {"process": {"cmd": "true"}})
+    flags, end = envelopes[-1]
+    assert flags == 2 and end["error"]["code"] == "unavailable", envelopes
+    assert "broke the protocol" in end["error"]["message"]
+
+
+def test_a_well_formed_process_stream_passes(forged):
+    """The check above refuses forgeries only: the agent's own events go through."""
+    forged.answer = lambda request: [
+        wire.encode_json({"start": {"pid": 7}}), wire.encode(wire.STDOUT, b"hi\n"), wire.encode_json({"keepalive": {}}),
+        wire.encode_json({"end": {"exit_code": 1, "exited": True, "status": "exit status 1", "error": "exit status 1"}})]
+    envelopes = _connect_stream(forged, "Start", {"process": {"cmd": "true"}})
+    events = [m["event"] for flags, m in envelopes if flags == 0]
+    assert events[0] == {"start": {"pid": 7}} and events[-1]["end"]["exitCode"] == 1, envelopes
+    assert envelopes[-1] == (2, {}), envelopes
+
+
+@pytest.mark.parametrize("reply", [
+    {}, {"processes": {"pid": 1}}, {"processes": [{"pid": 1, "cmd": "sh", "args": ["-c", 1], "envs": {}}]},
+    {"processes": [{"pid": 1, "cmd": "sh", "args": [], "envs": {"A": None}}]},
+    {"processes": [{"pid": None, "cmd": "sh", "args": [], "envs": {}}]},
+])
+def test_a_forged_process_list_is_an_unavailable_sandbox(forged, reply):
+    forged.answer = lambda request: [wire.encode_json(reply)]
+    r = httpx.post(f"{forged.url}/process.Process/List", json={}, headers={"Connect-Protocol-Version": "1"})
+    assert r.status_code == 503 and r.json()["code"] == "unavailable", r.text
+
+
+@pytest.mark.parametrize("reply", [{}, {"envs": ["A=1"]}, {"envs": {"A": 1}}])
+def test_forged_envs_are_a_clear_error(forged, reply):
+    forged.answer = lambda request: [wire.encode_json(reply)]
+    r = httpx.get(f"{forged.url}/envs")
+    assert r.status_code == 502, (r.status_code, r.text)
+
+
+SESSION = {"id": "s1", "user": "user", "pid": 9, "cwd": "/home/user", "envs": {}, "created_at": 1.5, "busy": False}
+
+
+@pytest.mark.parametrize("call, reply", [
+    ("session_get", {}), ("session_get", {"session": {**SESSION, "pid": "9"}}),
+    ("session_get", {"session": {**SESSION, "created_at": float("nan")}}),
+    ("session_list", {"sessions": [SESSION, {**SESSION, "envs": None}]}), ("session_list", {"sessions": SESSION}),
+    ("session_create", {"session": {**SESSION, "busy": "no"}}),
+])
+async def test_a_forged_session_is_a_broken_protocol(tmp_path, call, reply):
+    """The sessions API (server/sessions.py) reads these replies field by field."""
+    async def serve(reader, writer):
+        head = await reader.readexactly(wire.HEADER_SIZE)
+        await reader.readexactly(int.from_bytes(head[1:], "big"))
+        writer.write(wire.encode_json(reply))
+        writer.close()
+
+    path = str(tmp_path / "agent.sock")
+    async with await asyncio.start_unix_server(serve, path):
+        agent = AgentClient(path)
+        args = () if call == "session_list" else ("s1",)
+        with pytest.raises(SandboxNotRunning, match="broke the protocol"):
+            await getattr(agent, call)(*args)
+        reply = {"session": SESSION} if call != "session_list" else {"sessions": [SESSION]}
+        assert await getattr(agent, call)(*args)  # a well-formed one passes

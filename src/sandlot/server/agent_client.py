@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import math
 import socket
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
@@ -98,6 +99,52 @@ def _entry(entry: Any) -> dict:
 
 def _broken(what: str) -> E.SandboxNotRunning:
     return E.SandboxNotRunning(f"the agent broke the protocol: {what}")
+
+
+def _text_map(v: Any) -> bool:
+    return isinstance(v, dict) and all(type(k) is str and type(x) is str for k, x in v.items())
+
+
+def _opt_text(v: Any) -> bool:
+    return v is None or type(v) is str
+
+
+def _pid(v: Any) -> bool:
+    return type(v) is int and 0 <= v < 2**31
+
+
+def _int32(v: Any) -> bool:
+    return type(v) is int and -2**31 <= v < 2**31
+
+
+# The other replies the server reads field by field, as data: each field's check (a missing
+# field is None). What the agent sends past them is not read.
+_SHAPES: dict[str, dict[str, Callable[[Any], bool]]] = {
+    "process": {"pid": _pid, "cmd": lambda v: type(v) is str, "tag": _opt_text, "cwd": _opt_text, "envs": _text_map,
+                "args": lambda v: isinstance(v, list) and all(type(a) is str for a in v)},
+    "session": {"id": lambda v: type(v) is str, "user": lambda v: type(v) is str, "pid": _pid, "cwd": _opt_text,
+                "envs": _text_map, "busy": lambda v: type(v) is bool,
+                "created_at": lambda v: type(v) in (int, float) and 0 <= v < 253402300800},
+    "start": {"pid": _pid},
+    "end": {"exit_code": _int32, "status": _opt_text, "error": _opt_text},  # and one of the two below
+    "process end": {"exited": lambda v: type(v) is bool, "status": lambda v: type(v) is str},
+    "session end": {"timed_out": lambda v: type(v) is bool, "interrupted": lambda v: type(v) is bool,
+                    "shell_exited": lambda v: type(v) is bool},
+}
+
+
+def _shaped(value: Any, shape: str) -> Any:
+    """`value` if it is a `shape` (see _SHAPES), else a broken protocol."""
+    fields = _SHAPES[shape]
+    if not (isinstance(value, dict) and all(check(value.get(key)) for key, check in fields.items())):
+        raise _broken(f"a {shape} is not {{{', '.join(fields)}}}")
+    return value
+
+
+def _listed(value: Any, shape: str) -> list:
+    if not isinstance(value, list):
+        raise _broken(f"a list of {shape}s is not a list")
+    return [_shaped(v, shape) for v in value]
 
 
 async def _read_frame(reader: asyncio.StreamReader):
@@ -222,7 +269,10 @@ class AgentClient:
         return await self.call(contract.PING)
 
     async def env(self) -> dict:
-        return (await self.call(contract.ENV))["envs"]
+        envs = (await self.call(contract.ENV)).get("envs")
+        if not _text_map(envs):
+            raise _broken("the envs are not an object of strings")
+        return envs
 
     def start(self, cmd: str, args: list[str] = (), *, envs: dict | None = None, cwd: str | None = None,
               user: str | None = None, pty: dict | None = None, stdin: bool = False,
@@ -240,11 +290,12 @@ class AgentClient:
         """Follow a running process: its events from now on."""
         return self._process_events({"op": contract.PROCESS_CONNECT, **_selector(pid, tag)})
 
-    def _process_events(self, request: dict, fds: Sequence[int] = ()) -> AgentStream:
-        return AgentStream(self, request, fds, _process_event, last=lambda event: "end" in event, keep=True)
+    def _process_events(self, request: dict, fds: Sequence[int] = (), end: str = "process end") -> AgentStream:
+        return AgentStream(self, request, fds, functools.partial(_process_event, end),
+                           last=lambda event: "end" in event, keep=True)
 
     async def list_processes(self, all: bool = False) -> list[dict]:  # noqa: A002 - the wire's name
-        return (await self.call(contract.PROCESS_LIST, all=all))["processes"]
+        return _listed((await self.call(contract.PROCESS_LIST, all=all)).get("processes"), "process")
 
     async def send_input(self, data: bytes, *, pid: int | None = None, tag: str | None = None,
                          pty: bool = False) -> None:
@@ -357,8 +408,8 @@ class AgentClient:
 
     async def session_create(self, session_id: str | None = None, *, user: str | None = None,
                              cwd: str | None = None, envs: dict | None = None) -> dict:
-        return (await self.call(contract.SESSION_CREATE, id=session_id, user=user, cwd=cwd,
-                                envs=envs or {}))["session"]
+        return _shaped((await self.call(contract.SESSION_CREATE, id=session_id, user=user, cwd=cwd,
+                                        envs=envs or {})).get("session"), "session")
 
     def session_exec(self, session_id: str, cmd: str, *, stdin: bytes | None = None, timeout_ms: int = 0,
                      announce: bool = False) -> AgentStream:
@@ -369,13 +420,13 @@ class AgentClient:
         request = {"op": contract.SESSION_EXEC, "id": session_id, "cmd": cmd, "timeout_ms": timeout_ms,
                    "stdin": base64.b64encode(stdin).decode() if stdin is not None else None,
                    "announce": announce}
-        return self._process_events(request)
+        return self._process_events(request, end="session end")
 
     async def session_get(self, session_id: str) -> dict:
-        return (await self.call(contract.SESSION_GET, id=session_id))["session"]
+        return _shaped((await self.call(contract.SESSION_GET, id=session_id)).get("session"), "session")
 
     async def session_list(self) -> list[dict]:
-        return (await self.call(contract.SESSION_LIST))["sessions"]
+        return _listed((await self.call(contract.SESSION_LIST)).get("sessions"), "session")
 
     async def session_delete(self, session_id: str) -> None:
         await self.call(contract.SESSION_DELETE, id=session_id)
@@ -495,9 +546,19 @@ def _reply_event(kind: bytes | None, payload: bytes) -> dict:
     return _json(payload)
 
 
-def _process_event(kind: bytes | None, payload: bytes) -> dict:
+def _process_event(end: str, kind: bytes | None, payload: bytes) -> dict:
+    """An event of a process stream: one of start, end (a `end`: "process end" or "session end")
+    and keepalive, or output."""
     if kind == wire.JSON:
-        return _json(payload)
+        event = _json(payload)
+        what = next(iter(event)) if len(event) == 1 else None
+        if what == "end":
+            _shaped(_shaped(event["end"], "end"), end)
+        elif what == "start":
+            _shaped(event["start"], "start")
+        elif what != "keepalive":
+            raise _broken("a process event is not one of start, end and keepalive")
+        return event
     if kind in _OUTPUT:
         return {_OUTPUT[kind]: payload}
     raise E.SandboxNotRunning("the process stream ended without an end event")
