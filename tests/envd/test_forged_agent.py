@@ -204,7 +204,8 @@ def test_a_forged_name_with_a_lone_surrogate_is_listed(forged):
 def _connect_stream(forged: Forged, method: str, body: dict) -> list[tuple[int, dict]]:
     """A Connect server stream over real HTTP: its (flags, message) envelopes."""
     payload = json.dumps(body).encode()
-    r = httpx.post(f"{forged.url}/process.Process/{method}", content=b"\0" + len(payload).to_bytes(4, "big") + payload,
+    envelope = b"\0" + len(payload).to_bytes(4, "big") + payload
+    r = httpx.post(f"{forged.url}/process.Process/{method}", content=envelope,
                    headers={"Content-Type": "application/connect+json", "Connect-Protocol-Version": "1"})
     assert r.status_code == 200, r.text
     data, envelopes = r.content, []

@@ -69,76 +69,64 @@ def _json(payload: bytes) -> dict:
     return obj
 
 
-# What each field of an ENTRY (protocol/contract.py) must be, and the bounds of its numbers: what
-# protobuf's int64, uint32 and Timestamp (years 1 to 9999) hold. The sandbox's root user controls
-# its agent: an ENTRY that is not one fails here, as a broken protocol, not later as a 500.
-_ENTRY_TEXT = ("name", "type", "path", "permissions", "owner", "group")
-_ENTRY_NUMBERS = {"size": (int,), "mode": (int,), "mtime": (int, float)}
-_ENTRY_BOUNDS = {"size": (0, 2**63 - 1), "mode": (0, 2**32 - 1), "mtime": (-62135596800, 253402300799)}
-
-
-def _entry(entry: Any) -> dict:
-    """An agent's ENTRY, checked (see _ENTRY_TEXT)."""
-    if not isinstance(entry, dict):
-        raise _broken("an entry is not an object")
-    for key in _ENTRY_TEXT:
-        if type(entry.get(key)) is not str:
-            raise _broken(f"an entry's {key} is not a string")
-    for key, types in _ENTRY_NUMBERS.items():
-        value, (low, high) = entry.get(key), _ENTRY_BOUNDS[key]
-        if type(value) not in types or not (math.isfinite(value) and low <= value <= high):
-            raise _broken(f"an entry's {key} is not a number in [{low}, {high}]")
-    target, metadata = entry.get("symlink_target"), entry.get("metadata")
-    if target is not None and type(target) is not str:
-        raise _broken("an entry's symlink_target is not a string")
-    if metadata is not None and not (isinstance(metadata, dict) and
-                                     all(type(v) is str for v in metadata.values())):
-        raise _broken("an entry's metadata is not an object of strings")
-    return entry
-
-
 def _broken(what: str) -> E.SandboxNotRunning:
     return E.SandboxNotRunning(f"the agent broke the protocol: {what}")
 
 
-def _text_map(v: Any) -> bool:
-    return isinstance(v, dict) and all(type(k) is str and type(x) is str for k, x in v.items())
+def _text(v: Any) -> bool:
+    return type(v) is str
 
 
 def _opt_text(v: Any) -> bool:
     return v is None or type(v) is str
 
 
-def _pid(v: Any) -> bool:
-    return type(v) is int and 0 <= v < 2**31
+def _text_map(v: Any) -> bool:
+    return isinstance(v, dict) and all(type(k) is str and type(x) is str for k, x in v.items())
 
 
-def _int32(v: Any) -> bool:
-    return type(v) is int and -2**31 <= v < 2**31
+def _flag(v: Any) -> bool:
+    return type(v) is bool
 
 
-# The other replies the server reads field by field, as data: each field's check (a missing
-# field is None). What the agent sends past them is not read.
+def _number(low: float, high: float, types: tuple[type, ...] = (int,)) -> Callable[[Any], bool]:
+    return lambda v: type(v) in types and math.isfinite(v) and low <= v <= high
+
+
+_pid, _int32 = _number(0, 2**31 - 1), _number(-2**31, 2**31 - 1)
+
+# What the server reads of the agent's replies, field by field (a missing field is None), as
+# data. The sandbox's root user controls its agent: a reply that is not so is a broken protocol
+# here, never a KeyError or a 500 later. Numbers are bounded by what their protobuf fields hold
+# (int64, uint32, a Timestamp's years 1 to 9999); what the agent sends past these is not read.
 _SHAPES: dict[str, dict[str, Callable[[Any], bool]]] = {
-    "process": {"pid": _pid, "cmd": lambda v: type(v) is str, "tag": _opt_text, "cwd": _opt_text, "envs": _text_map,
+    "entry": {**dict.fromkeys(("name", "type", "path", "permissions", "owner", "group"), _text),
+              "size": _number(0, 2**63 - 1), "mode": _number(0, 2**32 - 1),
+              "mtime": _number(-62135596800, 253402300799, (int, float)),
+              "symlink_target": _opt_text, "metadata": lambda v: v is None or _text_map(v)},
+    "process": {"pid": _pid, "cmd": _text, "tag": _opt_text, "cwd": _opt_text, "envs": _text_map,
                 "args": lambda v: isinstance(v, list) and all(type(a) is str for a in v)},
-    "session": {"id": lambda v: type(v) is str, "user": lambda v: type(v) is str, "pid": _pid, "cwd": _opt_text,
-                "envs": _text_map, "busy": lambda v: type(v) is bool,
-                "created_at": lambda v: type(v) in (int, float) and 0 <= v < 253402300800},
+    "session": {"id": _text, "user": _text, "pid": _pid, "cwd": _opt_text, "envs": _text_map, "busy": _flag,
+                "created_at": _number(0, 253402300799, (int, float))},
     "start": {"pid": _pid},
     "end": {"exit_code": _int32, "status": _opt_text, "error": _opt_text},  # and one of the two below
-    "process end": {"exited": lambda v: type(v) is bool, "status": lambda v: type(v) is str},
-    "session end": {"timed_out": lambda v: type(v) is bool, "interrupted": lambda v: type(v) is bool,
-                    "shell_exited": lambda v: type(v) is bool},
+    "process end": {"exited": _flag, "status": _text},
+    "session end": {"timed_out": _flag, "interrupted": _flag, "shell_exited": _flag},
 }
 
 
 def _shaped(value: Any, shape: str) -> Any:
     """`value` if it is a `shape` (see _SHAPES), else a broken protocol."""
-    fields = _SHAPES[shape]
-    if not (isinstance(value, dict) and all(check(value.get(key)) for key, check in fields.items())):
-        raise _broken(f"a {shape} is not {{{', '.join(fields)}}}")
+    if not isinstance(value, dict):
+        raise _broken(f"a {shape} is not an object")
+    for key, check in _SHAPES[shape].items():
+        if not check(value.get(key)):
+            raise _broken(f"a {shape} with a bad {key!r}")
     return value
+
+
+def _entry(entry: Any) -> dict:
+    return _shaped(entry, "entry")
 
 
 def _listed(value: Any, shape: str) -> list:
@@ -332,10 +320,8 @@ class AgentClient:
         return _entry((await self.call(contract.FILES_STAT, path=path, user=user)).get("entry"))
 
     async def list_dir(self, path: str, depth: int = 1, user: str | None = None) -> list[dict]:
-        entries = (await self.call(contract.FILES_LIST, path=path, depth=depth, user=user)).get("entries")
-        if not isinstance(entries, list):
-            raise _broken("the entries are not a list")
-        return [_entry(e) for e in entries]
+        reply = await self.call(contract.FILES_LIST, path=path, depth=depth, user=user)
+        return _listed(reply.get("entries"), "entry")
 
     async def make_dir(self, path: str, user: str | None = None) -> dict:
         return _entry((await self.call(contract.FILES_MKDIR, path=path, user=user)).get("entry"))
