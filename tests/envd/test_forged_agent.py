@@ -236,8 +236,10 @@ def test_a_forged_process_event_ends_the_stream_as_an_unavailable_sandbox(forged
 def test_a_well_formed_process_stream_passes(forged):
     """The check above refuses forgeries only: the agent's own events go through."""
     forged.answer = lambda request: [
-        wire.encode_json({"start": {"pid": 7}}), wire.encode(wire.STDOUT, b"hi\n"), wire.encode_json({"keepalive": {}}),
-        wire.encode_json({"end": {"exit_code": 1, "exited": True, "status": "exit status 1", "error": "exit status 1"}})]
+        wire.encode_json({"start": {"pid": 7}}), wire.encode(wire.STDOUT, b"hi\n"),
+        wire.encode_json({"keepalive": {}}),
+        wire.encode_json({"end": {"exit_code": 1, "exited": True, "status": "exit status 1",
+                                  "error": "exit status 1"}})]
     envelopes = _connect_stream(forged, "Start", {"process": {"cmd": "true"}})
     events = [m["event"] for flags, m in envelopes if flags == 0]
     assert events[0] == {"start": {"pid": 7}} and events[-1]["end"]["exitCode"] == 1, envelopes
