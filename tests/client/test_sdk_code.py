@@ -205,11 +205,13 @@ async def test_timeout_interrupts_the_run_and_keeps_the_state(ci):
     with pytest.raises(TimeoutError) as caught:
         await maybe(ci.run_code("import time\nprint('started', flush=True)\ntime.sleep(60)", timeout=2))
     elapsed = time.monotonic() - started
-    assert 1.9 < elapsed < 3.5, elapsed
+    # not before its 2 s, and far short of the 60 s it wanted: the rest of the bound is for the
+    # interrupt and the reply on a loaded CI host (3.5 s was once all of it)
+    assert 1.9 < elapsed < 15, elapsed
     assert caught.value.details["execution"].logs.stdout == ["started\n"]  # what ran before the deadline
     started = time.monotonic()
     assert (await maybe(ci.run_code("kept"))).text == "yes"  # the kernel was interrupted, not restarted
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 15  # not queued behind the rest of the 60 s sleep
 
 
 async def test_a_run_within_its_timeout_is_not_affected(ci):
@@ -231,7 +233,7 @@ async def test_cancelling_a_run_interrupts_it(server):
             await asyncio.wait_for(sbx.run_code("import time\ntime.sleep(60)"), 1)
         started = time.monotonic()
         assert (await sbx.run_code("kept + 1")).text == "2"
-        assert time.monotonic() - started < 3
+        assert time.monotonic() - started < 15  # not queued behind the rest of the 60 s sleep
 
 
 async def test_run_envs_apply_to_one_run_only(ci):
