@@ -9,6 +9,7 @@ import time
 
 import pytest
 from agent_support import collect, pid_alive
+from support import wait_until
 
 from sandlot import AlreadyExists, InvalidArgument, NotFound
 
@@ -143,7 +144,10 @@ async def test_create_get_list_delete(client, user, home):
     child = int((await run(client, "named-1", "sleep 60 & echo $!")).stdout)
     await client.session_delete("named-1")
     await client.session_delete(root["id"])
-    assert not pid_alive(shell) and not pid_alive(child)
+    assert not pid_alive(shell)  # the delete waits for the shell's end
+    # the child is killed with it, and dies when next scheduled: a moment later under load (its
+    # `sleep 60` outlives the wait if it was not killed)
+    wait_until(lambda: not pid_alive(child), timeout=20, message="the session's child to die")
     for call in (client.session_get("named-1"), client.session_delete("named-1"),
                  collect(client.session_exec("named-1", "true"))):
         with pytest.raises(NotFound):
