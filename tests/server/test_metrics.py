@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from e2b import Sandbox
+from support import wait_until
 
 
 @pytest.fixture
@@ -17,13 +18,21 @@ def sbx(sdk_env):
     sandbox.kill()
 
 
+def _with_a_recorded_sample(sbx):
+    """The sandbox's metrics once they hold a 5 s sample besides the fresh reading: 5 s on when
+    idle, waited for as the sampler's pass may come late under load."""
+    def metrics():
+        found = sbx.get_metrics()
+        return found if len(found) >= 2 else None
+
+    return wait_until(metrics, timeout=30, interval=0.5, message="a recorded sample")
+
+
 def test_cpu_use_shows_and_samples_accumulate(sbx):
     sbx.commands.run("timeout 1.5 sh -c 'while :; do :; done'; true")
     first = sbx.get_metrics()
     assert first[-1].cpu_used_pct > 25, first  # 1.5 s of a busy core in a sandbox ~2 s old
-    time.sleep(5.5)  # at least one 5 s sample is now on record besides the fresh reading
-    later = sbx.get_metrics()
-    assert len(later) >= 2
+    later = _with_a_recorded_sample(sbx)
     stamps = [m.timestamp for m in later]
     assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
     # A range in the past holds only recorded samples; one in the future holds nothing. The range
@@ -45,8 +54,7 @@ def test_disk_use_follows_writes_after_idle_samples(sbx):
     """An idle sandbox's samples reuse the last walk of its layer (nothing ran, nothing wrote); after
     a write its layer is walked again (readers get the last reading at once, never waiting for a
     walk: the one after the write comes with the next walk, within a sampling period or two)."""
-    time.sleep(5.5)  # a recorded sample, then nothing runs in the sandbox
-    idle = sbx.get_metrics()
+    idle = _with_a_recorded_sample(sbx)  # and nothing runs in the sandbox
     assert idle[-1].disk_used == idle[-2].disk_used
     sbx.files.write("/home/user/blob.bin", b"x" * (3 << 20))
     deadline = time.monotonic() + 15
