@@ -352,8 +352,9 @@ def sandbox_traces(sandbox_id: str, home: Path, pid_ns: str | None = None) -> di
 def _loop_devices(sandbox_id: str) -> list[str]:
     """Loop devices backed by the sandbox's disk (runtimes/disk.py). The kernel frees one after
     its filesystem's last unmount, in a work queue: a moment after kill() it may still show, its
-    image deleted; such a one gets 2 s to go."""
-    deadline = time.monotonic() + 2
+    image deleted; such a one gets 10 s to go (the work queue waits its turn on a loaded host; one
+    that is never freed still shows)."""
+    deadline = time.monotonic() + 10
     while True:
         found = [f"{p.parent.parent.name} {_read(str(p)).strip()}"
                  for p in Path("/sys/block").glob("loop*/loop/backing_file")
