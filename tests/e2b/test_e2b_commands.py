@@ -25,7 +25,7 @@ def pids(sandbox) -> set[int]:
 
 def process_count(sandbox, pattern: str) -> int:
     """How many processes in the sandbox have `pattern` in their command line (per ps)."""
-    # the brackets keep grep from matching itself: '[s]leep 10.123' matches 'sleep 10.123'
+    # the brackets keep grep from matching itself: '[s]leep 600.123' matches 'sleep 600.123'
     grep = f"[{pattern[0]}]{pattern[1:]}"
     _, out, _ = run(sandbox, f"ps -eo args= | grep -c -- '{grep}' || true")
     return int(out.strip() or 0)
@@ -96,7 +96,7 @@ def test_background_command(sandbox):
     result = handle.wait()
     assert result.exit_code == 0
     assert result.stdout == "done\n" and result.stderr == "warn\n"
-    assert wait_until(lambda: handle.pid not in pids(sandbox), timeout=5, message="process to leave the list")
+    assert wait_until(lambda: handle.pid not in pids(sandbox), timeout=20, message="process to leave the list")
 
     failing = sandbox.commands.run("sleep 0.2; exit 7", background=True)
     with pytest.raises(CommandExitException) as info:
@@ -143,7 +143,7 @@ def test_kill_background_process(sandbox):
     with pytest.raises(CommandExitException) as info:
         handle.wait()
     assert info.value.exit_code != 0
-    assert wait_until(lambda: handle.pid not in pids(sandbox), timeout=5, message="killed process gone")
+    assert wait_until(lambda: handle.pid not in pids(sandbox), timeout=20, message="killed process gone")  # a sleep 600
     # killing again, or an unknown pid: False
     assert sandbox.commands.kill(handle.pid) is False
     assert sandbox.commands.kill(999_999) is False
@@ -171,13 +171,18 @@ def test_kill_through_the_handle(sandbox):
 
 
 def test_connect_to_running_process_receives_later_output(sandbox):
-    handle = sandbox.commands.run("echo early; sleep 1.5; echo later; sleep 0.2; echo last", background=True)
+    # "later" is printed once the test says so, after it has connected (a fixed 1.5 s sleep could
+    # end before the connect on a loaded host)
+    go = f"/tmp/{unique('go-')}"
+    handle = sandbox.commands.run(f"echo early; while [ ! -e {go} ]; do sleep 0.05; done; echo later; sleep 0.2; "
+                                  "echo last", background=True)
     time.sleep(0.5)
     handle.disconnect()  # detaching does not stop the process
     assert handle.pid in pids(sandbox)
     seen: list[str] = []
     connected = sandbox.commands.connect(handle.pid)
     assert connected.pid == handle.pid
+    sandbox.files.write(go, "")
     result = connected.wait(on_stdout=seen.append)
     assert result.exit_code == 0
     assert "later\nlast\n" in "".join(seen)
@@ -204,23 +209,27 @@ def test_list_shows_background_processes(sandbox, workdir):
         handle.kill()
 
 
+# The commands below sleep far longer than the test waits for their end (600 s, not 10 s): each
+# wait can then be generous for a loaded host and still fail if the command is not killed.
+
+
 def test_timeout_raises_quickly_and_kills_the_process(sandbox):
     start = time.monotonic()
     with pytest.raises(TimeoutException):
-        sandbox.commands.run("sleep 10.123", timeout=1)
-    assert time.monotonic() - start < 5
+        sandbox.commands.run("sleep 600.123", timeout=1)
+    assert time.monotonic() - start < 15  # at its 1 s deadline (plus a loaded host's delays), not 600 s
     # the server kills the command at its deadline, like envd (docs/e2b.md §3.3)
-    wait_until(lambda: not any("sleep 10.123" in " ".join(p.args) for p in sandbox.commands.list()),
-               timeout=3, message="timed-out command to leave commands.list")
-    wait_until(lambda: process_count(sandbox, "sleep 10.123") == 0, timeout=3,
+    wait_until(lambda: not any("sleep 600.123" in " ".join(p.args) for p in sandbox.commands.list()),
+               timeout=30, message="timed-out command to leave commands.list")
+    wait_until(lambda: process_count(sandbox, "sleep 600.123") == 0, timeout=30,
                message="timed-out command to be killed")
 
 
 def test_background_command_is_killed_at_its_deadline(sandbox):
-    handle = sandbox.commands.run("sleep 10.456", background=True, timeout=1)
+    handle = sandbox.commands.run("sleep 600.456", background=True, timeout=1)
     assert handle.pid in pids(sandbox)
-    wait_until(lambda: handle.pid not in pids(sandbox), timeout=5, message="process killed at its deadline")
-    assert process_count(sandbox, "sleep 10.456") == 0
+    wait_until(lambda: handle.pid not in pids(sandbox), timeout=30, message="process killed at its deadline")
+    assert process_count(sandbox, "sleep 600.456") == 0
 
 
 def test_envs_apply_to_one_command_only(sandbox):
