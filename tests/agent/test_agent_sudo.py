@@ -78,12 +78,12 @@ def test_failures_are_reported_like_sudo(agent, user):
 
 
 def test_signals_are_forwarded(agent, user):
-    shim = sudo(agent, "sh", "-c", "echo $$; exec sleep 30", as_user=user, popen=True)
+    shim = sudo(agent, "sh", "-c", "echo $$; exec sleep 600", as_user=user, popen=True)
     try:
         pid = int(shim.stdout.readline())
         shim.send_signal(signal.SIGTERM)
         assert shim.wait(10) == -signal.SIGTERM  # dies of the command's signal, as sudo does
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 20  # generous for a loaded host: the command would run 600 s
         while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.02)
         assert not pid_alive(pid)
@@ -93,11 +93,11 @@ def test_signals_are_forwarded(agent, user):
 
 
 def _assert_a_killed_shim_hangs_up(agent, user) -> None:
-    shim = sudo(agent, "sh", "-c", "echo $$; exec sleep 30", as_user=user, popen=True)
+    shim = sudo(agent, "sh", "-c", "echo $$; exec sleep 600", as_user=user, popen=True)
     pid = int(shim.stdout.readline())
     shim.kill()
     shim.wait()
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 20  # generous for a loaded host: the command would run 600 s
     while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not pid_alive(pid)

@@ -72,7 +72,7 @@ def test_pty_echo_resize_and_kill(sandbox):
     assert killed is True
     assert term.ended(), "the PTY stream must end after kill"
     assert isinstance(term.error, CommandExitException), term.error
-    assert wait_until(lambda: term.pid not in {p.pid for p in sandbox.commands.list()}, timeout=5,
+    assert wait_until(lambda: term.pid not in {p.pid for p in sandbox.commands.list()}, timeout=20,
                       message="killed PTY to leave the process list")
     assert sandbox.pty.kill(term.pid) is False
 
