@@ -7,14 +7,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from interp_support import driver_stdout, ok, plain, stderr, stdout, wait_for_file, write_until
-from support import leftovers, sdk_environment, start_server
+import httpx
+from interp_support import driver_pid, driver_stdout, jupyter_headers, ok, plain, stderr, stdout, wait_for_file, write_until
+from support import access_token, leftovers, sdk_environment, start_server
 
 LIMIT = 64 << 10  # far below a 1 MiB display, so every case here overflows the control plane's margin too
 MARKER = f"[sandlot: output truncated: this run produced more than {LIMIT} bytes]"
@@ -155,3 +158,46 @@ def test_forged_output_on_the_interpreter_pipe_is_bounded(make_sandbox):
     assert 0 < received <= bound, received
     assert execution.error is not None and "stopped" in execution.error.value, execution.error
     assert ok(sbx.run_code("'fresh'", timeout=60)).text == "fresh"
+
+def _forge(sbx, server, method: str, path: str, line: Callable[[int], bytes], hold: float = 30) -> httpx.Response:
+    """`method path` answered by a driver taken over (played from the host, as above): the driver
+    itself is stopped, and `line(rid)` written for the next request ids every 50 ms (a line for an
+    id not yet asked answers nothing), until the request is answered or `hold` s have passed; then
+    the driver goes on."""
+    ok(sbx.run_code("1", timeout=60))  # the driver runs
+    headers = jupyter_headers(sbx.sandbox_id, access_token(server, sbx.sandbox_id))
+    answer = {}
+    request = threading.Thread(target=lambda: answer.update(r=httpx.request(
+        method, f"{server.url}{path}", json={} if method == "POST" else None, headers=headers, timeout=60)))
+    pid, fd = driver_pid(sbx.sandbox_id), driver_stdout(sbx.sandbox_id)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        request.start()
+        deadline = time.monotonic() + hold
+        while request.is_alive() and time.monotonic() < deadline:
+            write_until(fd, b"".join(line(rid) for rid in range(2, 12)), lambda: False)
+            request.join(0.05)
+    finally:
+        os.close(fd)
+        os.kill(pid, signal.SIGCONT)
+    request.join(60)
+    return answer["r"]
+
+
+@pytest.mark.parametrize("method, path, forged", [
+    ("POST", "/contexts", {"reply": {}}),
+    ("POST", "/contexts", {"reply": {"context": ["not", "a", "context"]}}),
+    ("GET", "/contexts", {"reply": {"contexts": {"id": "x"}}}),
+])
+def test_a_forged_answer_about_contexts_is_a_clear_error(make_sandbox, small_server, method, path, forged):
+    """An answer to a context request with no context is a broken protocol (502), not a KeyError (500)."""
+    r = _forge(make_sandbox(), small_server, method, path,
+               lambda rid: (json.dumps({"id": rid, **forged}) + "\n").encode())
+    assert r.status_code == 502, (r.status_code, r.text)
+
+
+def test_nan_on_the_interpreter_pipe_is_not_relayed(make_sandbox, small_server):
+    """NaN is not JSON (a response relaying it failed, 500): a line with one answers nothing."""
+    r = _forge(make_sandbox(), small_server, "GET", "/contexts",
+               lambda rid: b'{"id": %d, "reply": {"contexts": [{"id": NaN}]}}\n' % rid, hold=1)
+    assert r.status_code == 200 and all(isinstance(c["id"], str) for c in r.json()), (r.status_code, r.text)

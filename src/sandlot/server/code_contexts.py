@@ -214,8 +214,8 @@ class KernelSession:
 
     def _dispatch(self, line: bytes) -> str | None:
         """Route one line; returns what was wrong with it if the driver must be stopped."""
-        try:
-            msg = json.loads(line)
+        try:  # NaN and Infinity are not JSON: the responses that relay a line would fail on them
+            msg = json.loads(line, parse_constant=_not_json)
         except ValueError:
             return self._garbage(line)
         if not isinstance(msg, dict):
@@ -377,6 +377,10 @@ class KernelSession:
 def _close_all(fds: list[int]) -> None:
     while fds:
         os.close(fds.pop())
+
+
+def _not_json(constant: str) -> None:
+    raise ValueError(f"{constant} is not JSON")
 
 
 def _reply(msg: dict) -> dict:

@@ -197,18 +197,18 @@ async def create_context(request: Request) -> Response:
             "create", language=_optional(body, "language", str) or "python",
             cwd=_optional(body, "cwd", str) or None, envs=_names(body, "envs", str),
             variables=_names(body, "variables")))
+        return _answer(reply, "context", dict)
     except SandlotError as e:
         return _error(e, sandbox)
-    return JSONResponse(reply["context"])
 
 
 async def list_contexts(request: Request) -> Response:
     sandbox = current_sandbox()
     try:
         reply = await _while_running(sandbox, _session(sandbox).call("list"))
+        return _answer(reply, "contexts", list)
     except SandlotError as e:
         return _error(e, sandbox)
-    return JSONResponse(reply["contexts"])
 
 
 async def restart_context(request: Request) -> Response:
@@ -216,9 +216,18 @@ async def restart_context(request: Request) -> Response:
     try:
         restart = _session(sandbox).call("restart", context=request.path_params["context_id"])
         reply = await _while_running(sandbox, restart)
+        return _answer(reply, "context", dict)
     except SandlotError as e:
         return _error(e, sandbox)
-    return JSONResponse(reply["context"])
+
+
+def _answer(reply: dict, key: str, kind: type) -> Response:
+    """The driver's `reply[key]` as the response. The driver runs in the sandbox, whose root may
+    forge its lines: one without it is a broken protocol (502), not a KeyError (500)."""
+    value = reply.get(key)
+    if not isinstance(value, kind):
+        raise SandboxNotRunning(f"the code interpreter broke its protocol: its answer has no {key!r}")
+    return JSONResponse(value)
 
 
 async def remove_context(request: Request) -> Response:
