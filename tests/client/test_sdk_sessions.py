@@ -189,5 +189,7 @@ async def test_rest_routes_answer_errors_with_their_status(server, sandbox):
         assert ran.json() == {"stdout": "in", "stderr": "", "exitCode": 0, "timedOut": False,
                               "interrupted": False, "shellExited": False, "truncated": False}
         assert (await http.post(base + "/rest/exec", json={"cmd": "true", "stdinBase64": "%%%"})).status_code == 400
+        for timeout in (-1, 1e308, "soon"):  # 1e308 s in ms is no integer (was a 500)
+            assert (await http.post(base + "/rest/exec", json={"cmd": "true", "timeout": timeout})).status_code == 400
         assert (await http.delete(base + "/rest")).status_code == 204
         assert (await http.get(f"{server.url}/sandboxes/nosuchsandbox/sessions")).status_code == 404

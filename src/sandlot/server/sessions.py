@@ -38,6 +38,7 @@ from .bodies import JsonBody, read_model
 from .request_info import note
 
 DEFAULT_TIMEOUT = 60.0
+MAX_TIMEOUT = 366 * 24 * 3600.0  # past any sandbox's life; a bound keeps it an integer of milliseconds
 
 
 class SessionIn(JsonBody):
@@ -49,7 +50,7 @@ class SessionIn(JsonBody):
 
 class ExecIn(JsonBody):
     cmd: str
-    timeout: float | None = Field(default=DEFAULT_TIMEOUT, ge=0)
+    timeout: float | None = Field(default=DEFAULT_TIMEOUT, ge=0, le=MAX_TIMEOUT)
     stdin: str | None = None
     stdinBase64: str | None = None
     stream: bool = False

@@ -320,8 +320,10 @@ def _snapshots(request: Request) -> Snapshots:
 
 
 def _typed(data: dict, key: str, kind, default=None):
-    value = data.get(key, default)
-    if value is not None and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
+    value = data.get(key)
+    if value is None:  # absent or null: the default
+        return default
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise E.InvalidArgument(f"invalid {key}: expected {kind.__name__}")
     return value
 
