@@ -5,6 +5,7 @@ files kept exactly, layers uploaded and downloaded once, a tampered layer refuse
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -183,3 +184,54 @@ def _tampered(archive: bytes, tmp_path) -> bytes:
 def test_through_a_shared_directory(two_hosts, tmp_path):
     env = {"SANDLOT_STORAGE": str(tmp_path / "shared")}
     _carry(two_hosts("a", env), two_hosts("b", env), tmp_path)
+
+
+
+def _forged(shared, digest: str, members) -> str:
+    """A snapshot in the storage at `shared` whose one layer is an archive of `members` (name, type,
+    mode, link target, pax headers); its export id."""
+    import io
+    import json
+    import tarfile
+
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
+        for name, kind, mode, link, pax in members:
+            m = tarfile.TarInfo(name)
+            m.type, m.mode, m.linkname, m.pax_headers = kind, mode, link, pax
+            m.size = 1 if kind == tarfile.REGTYPE else 0
+            tar.addfile(m, io.BytesIO(b"x") if m.size else None)
+    (shared / "layers").mkdir(parents=True, exist_ok=True)
+    (shared / "layers" / f"{digest}.tar.gz").write_bytes(out.getvalue())
+    snap = "snap" + digest[:16]
+    (shared / "snapshots" / snap).mkdir(parents=True)
+    (shared / "snapshots" / snap / "manifest.json").write_text(json.dumps({
+        "format": 1, "id": snap, "team": "t", "name": None, "metadata": {},
+        "stack": {"template": "base", "layers": [f"sha256:{digest}"]}, "template": {"name": "base"}}))
+    return snap
+
+
+def test_a_forged_archive_reaches_no_host_file(two_hosts, tmp_path):
+    """Archives in storage a host did not write: one naming a path twice (a setuid file, then a
+    symlink to a host file), one with an xattr on a symlink. Each import is refused (400, not a
+    500), and what the host does after extracting (modes, times) never goes through the symlink."""
+    import tarfile
+
+    victim = tmp_path / "victim"
+    victim.write_text("host file")
+    os.chmod(victim, 0o600)
+    shared = tmp_path / "shared"
+    root = (".", tarfile.DIRTYPE, 0o755, "", {})
+    twice = _forged(shared, "ab" * 32, [root, ("f", tarfile.REGTYPE, 0o4777, "", {}),
+                                         ("./f", tarfile.SYMTYPE, 0o777, str(victim), {})])
+    xattr = _forged(shared, "cd" * 32, [root, ("l", tarfile.SYMTYPE, 0o777, str(victim),
+                                               {"SANDLOT.xattr.user.forged": "eA=="})])
+    srv = two_hosts("a", {"SANDLOT_STORAGE": str(shared)})
+    with _api(srv) as c:
+        for snap in (twice, xattr):
+            r = c.post("/snapshots/import", json={"snapshotID": snap})
+            assert r.status_code == 400, r.text
+    st = os.stat(victim)
+    assert stat.S_IMODE(st.st_mode) == 0o600 and not os.listxattr(victim), oct(st.st_mode)
+    left = Footprint(srv.home).resources()
+    assert not left["layers"], left

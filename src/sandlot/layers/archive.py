@@ -9,7 +9,9 @@ altered archive is refused.
 
 Extraction trusts no archive: every member passes tarfile's `data` filter's path checks (no
 absolute names, nothing resolving outside the destination, links included) while keeping its own
-mode and owner; devices other than whiteouts are refused.
+mode and owner; devices other than whiteouts are refused. A path named twice is refused too (write()
+never does): a later member would replace an earlier one, a file by a symlink to a host file, and
+the pass that sets modes after extraction would chmod through it.
 """
 
 from __future__ import annotations
@@ -70,16 +72,30 @@ def extract(archive: Path, dest: Path) -> None:
     with tarfile.open(archive, "r:gz") as tar:
         try:
             members = tar.getmembers()
+            _unique(members)
             tar.extractall(dest, members=members, numeric_owner=True, filter=_checked)
-        except (tarfile.TarError, OSError) as e:
+            _finish(members, dest)
+        except (tarfile.TarError, OSError, ValueError) as e:
             raise E.InvalidArgument(f"the layer archive is damaged: {e}") from e
-    # xattrs and exact times, deepest first (setting them on a directory's children changes it)
+
+
+def _unique(members: list[tarfile.TarInfo]) -> None:
+    seen = set()
+    for member in members:
+        name = os.path.normpath(member.name)
+        if name in seen:
+            raise E.InvalidArgument(f"the layer archive names {member.name!r} twice")
+        seen.add(name)
+
+
+def _finish(members: list[tarfile.TarInfo], dest: Path) -> None:
+    """xattrs and exact times, deepest first (setting them on a directory's children changes it)."""
     for member in sorted(members, key=lambda m: m.name.count("/"), reverse=True):
         path = dest / member.name if member.name not in (".", "./") else dest
         for key, value in member.pax_headers.items():
             if key.startswith(_XATTR):
                 os.setxattr(path, key[len(_XATTR):], base64.b64decode(value), follow_symlinks=False)
-        if not member.issym():
+        if not stat.S_ISLNK(os.lstat(path).st_mode):  # chmod follows symlinks: never through one
             os.chmod(path, stat.S_IMODE(member.mode))  # after chown: it clears setuid bits
         ns = int(member.pax_headers.get(_MTIME, int(member.mtime * 1e9)))
         os.utime(path, ns=(ns, ns), follow_symlinks=False)
