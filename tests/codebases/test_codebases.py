@@ -227,3 +227,46 @@ def test_a_committed_symlink_never_leads_the_server_off_the_tree(conn, server, t
         assert sorted(names) == ["out", "pw"]  # the links themselves, not what they point at
     finally:
         cb.delete()
+
+
+def test_a_commit_never_follows_a_directory_the_sandbox_swaps_for_a_symlink(conn, tmp_path):
+    """The sandbox runs on while its changes are committed: a directory of its layer that it keeps
+    exchanging (renameat2 RENAME_EXCHANGE) with a symlink to a host directory holding the same names
+    must not lead the commit to copy the host's files into the codebase."""
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    names = [f"f{i:03}" for i in range(100)]
+    for name in names:
+        (secret / name).write_text("host-secret")
+    swap = ("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+            "while True:\n    libc.renameat2(-100, b'd', -100, b's', 2)\n")  # AT_FDCWD, RENAME_EXCHANGE
+    cb = Codebase.create("swaps", **conn)
+    try:
+        with Sandbox.create(codebase=cb, preset="full-access", **conn) as sandbox:
+            sandbox.files.write("/tmp/swap.py", swap)
+            for _ in range(4):
+                sandbox.commands.run(
+                    f"cd {W} && (kill $(cat /tmp/swap.pid) 2>/dev/null; rm -rf d s; mkdir d && ln -s {secret} s && "
+                    f"for n in {' '.join(names)}; do head -c 300000 /dev/zero | tr '\\0' x > d/$n; done; "
+                    "python3 /tmp/swap.py >/dev/null 2>&1 & echo $! > /tmp/swap.pid)")
+                sandbox.commit()
+                assert b"host-secret" not in cb.download_tar()
+            sandbox.commands.run("kill $(cat /tmp/swap.pid)")
+    finally:
+        cb.delete()
+
+
+def test_a_commit_replays_deletions_and_replaced_directories(conn, local):
+    """Whiteouts delete, an opaque directory (removed and made again) replaces what was there."""
+    cb = Codebase.create("replays", **conn)
+    cb.upload_dir(local, exclude=["node_modules"])
+    try:
+        with Sandbox.create(codebase=cb, preset="full-access", **conn) as sandbox:
+            sandbox.commands.run(f"cd {W} && rm README.md && rm -rf src && mkdir src && echo n > src/new.py && "
+                                 "mkfifo pipe && ln -sf /etc link.py")
+            sandbox.commit()
+        assert {f.path: f.type for f in cb.list_files()} == {"/link.py": "symlink", "/src": "dir",
+                                                            "/src/new.py": "file"}
+        assert cb.read_file("src/new.py") == b"n\n"
+    finally:
+        cb.delete()

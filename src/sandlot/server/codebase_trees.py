@@ -1,7 +1,7 @@
 """File trees of codebases on the host (server/codebase_store.py keeps them): paths that never go
 through a symlink, hard-link copies, replaying a sandbox's overlay layer, merging a staged upload,
 tar streams. Host root does all this, and a codebase holds whatever a sandbox committed, links to
-anywhere included: nothing here follows a symlink of the tree.
+anywhere included: nothing here follows a symlink of the tree (nor of a running sandbox's layer).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import BinaryIO
 
 from .. import _exceptions as E
 from ..hostfs import remove_tree
+from ..layers.tree import _DIR_FLAGS, MAX_DEPTH, enough_fds
 from .envd.uploads import UploadTooLarge
 
 OVERLAY_OPAQUE = "trusted.overlay.opaque"
@@ -98,37 +99,85 @@ def link_copy(src: Path, dst: Path) -> None:
 
 def apply_layer(upper: Path, tree: Path) -> None:
     """Replay an overlay's upper layer onto ``tree`` (whose files are shared: replaced, never
-    written in place)."""
-    for dirpath, dirs, files in os.walk(upper):
-        rel = os.path.relpath(dirpath, upper)
-        here = tree / rel if rel != "." else tree
-        for name in list(dirs):
-            s = Path(dirpath) / name
-            t = here / name
-            st = s.lstat()
-            if stat.S_ISLNK(st.st_mode):
-                _remove(t)
-                os.symlink(os.readlink(s), t)
-                dirs.remove(name)
+    written in place).
+
+    The sandbox runs on meanwhile and may swap any directory of its layer for a symlink to a host
+    directory: the layer is walked through directory fds (O_NOFOLLOW), never by path, and each
+    file copied from the fd it was opened as. An entry changed under the walk is skipped."""
+    enough_fds(per_level=1)
+    top = os.open(upper, _DIR_FLAGS)
+    stack = [(top, tree, _names(top))]
+    try:
+        while stack:
+            fd, here, names = stack[-1]
+            if not names:
+                os.close(fd)
+                stack.pop()
                 continue
-            opaque = _is_opaque(s)
-            if opaque or not t.is_dir() or t.is_symlink():
+            child = _apply_entry(fd, here, names.pop())
+            if child is not None:
+                if len(stack) >= MAX_DEPTH:
+                    os.close(child[0])
+                    raise E.InvalidArgument(f"directories nest deeper than {MAX_DEPTH} levels: cannot commit them")
+                stack.append((*child, _names(child[0])))
+    finally:
+        for fd, *_ in stack:
+            os.close(fd)
+
+
+def _names(fd: int) -> list[str]:
+    try:
+        return os.listdir(fd)
+    except OSError:  # removed meanwhile
+        return []
+
+
+def _apply_entry(fd: int, here: Path, name: str) -> tuple[int, Path] | None:
+    """Replay one entry of the layer's directory `fd` onto `here`; a directory is returned open."""
+    t = here / name
+    try:
+        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISDIR(st.st_mode):
+        try:
+            child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+        except OSError:  # swapped for something else meanwhile
+            return None
+        try:
+            if _is_opaque(child) or not t.is_dir() or t.is_symlink():
                 _remove(t)
                 t.mkdir()
-            os.chmod(t, stat.S_IMODE(st.st_mode))
-        for name in files:
-            s = Path(dirpath) / name
-            t = here / name
-            st = s.lstat()
+            os.chmod(t, stat.S_IMODE(os.fstat(child).st_mode))
+        except BaseException:
+            os.close(child)
+            raise
+        return child, t
+    if stat.S_ISLNK(st.st_mode):
+        try:
+            target = os.readlink(name, dir_fd=fd)
+        except OSError:
+            return None
+        _remove(t)
+        os.symlink(target, t)
+    elif stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+        _remove(t)  # a whiteout: deleted
+    elif stat.S_ISREG(st.st_mode):
+        try:
+            src = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=fd)
+        except OSError:
+            return None
+        try:
+            if not stat.S_ISREG(os.fstat(src).st_mode):
+                return None
             _remove(t)
-            if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
-                continue  # a whiteout: deleted
-            if stat.S_ISLNK(st.st_mode):
-                os.symlink(os.readlink(s), t)
-            elif stat.S_ISREG(st.st_mode):
-                shutil.copy2(s, t, follow_symlinks=False)
-                os.chmod(t, stat.S_IMODE(st.st_mode) & 0o777)
-            # fifos, sockets and devices are not part of a codebase
+            shutil.copy2(f"/proc/self/fd/{src}", t)  # the file opened above, whatever its name is now
+            os.chmod(t, stat.S_IMODE(os.fstat(src).st_mode) & 0o777)
+        finally:
+            os.close(src)
+    else:  # fifos, sockets and devices are not part of a codebase
+        _remove(t)
+    return None
 
 
 def merge(staging: Path, dest: Path) -> None:
@@ -150,9 +199,9 @@ def merge(staging: Path, dest: Path) -> None:
             os.replace(Path(dirpath) / name, target)
 
 
-def _is_opaque(path: Path) -> bool:
+def _is_opaque(fd: int) -> bool:
     try:
-        return os.getxattr(path, OVERLAY_OPAQUE, follow_symlinks=False) == b"y"
+        return os.getxattr(fd, OVERLAY_OPAQUE) == b"y"
     except OSError:
         return False
 
