@@ -143,6 +143,29 @@ def test_hostile_tree_is_never_followed(tmp_path):
             remove_tree(made)
 
 
+
+def test_names_held_at_once_are_bounded(tmp_path, monkeypatch):
+    """Hard links make millions of names on a small disk; listed at once they would take the
+    server's memory: past MAX_NAMES pending (a directory and the rest of its ancestors) the copy is
+    refused, fds closed."""
+    monkeypatch.setattr(tree, "MAX_NAMES", 100)
+    src = tmp_path / "upper"
+    (src / "a" / "b").mkdir(parents=True)
+    (src / "a" / "one").write_text("x")
+    for i in range(60):  # ~60 names left in a/ while a/b/ is listed: 120 at once
+        os.link(src / "a" / "one", src / "a" / f"n{i:02}")
+        os.link(src / "a" / "one", src / "a" / "b" / f"n{i:02}")
+    copy_tree(src / "a" / "b", tmp_path / "fits")  # 60 alone
+    open_fds = set(os.listdir("/proc/self/fd"))
+    with pytest.raises(E.InvalidArgument, match="names"):
+        copy_tree(src, tmp_path / "layer")
+    assert set(os.listdir("/proc/self/fd")) <= open_fds
+    for i in range(150):
+        (src / f"f{i}").touch()
+    with pytest.raises(E.InvalidArgument, match="names"):
+        copy_tree(src, tmp_path / "layer2")
+
+
 def test_merge_is_what_overlay_shows(tmp_path):
     """Three layers merged into one, over a lower 'template', read the same through overlay as the
     three stacked."""

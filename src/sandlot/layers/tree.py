@@ -42,6 +42,10 @@ NOBODY = 65534  # owners outside the sandbox's range (none should exist) become 
 # Two fds (source and copy) are held per directory level: past this depth the copy is refused
 # rather than run out of fds; a tree that deep is a sandbox being hostile, not a user's project.
 MAX_DEPTH = 1000
+# Names listed and not yet copied (the directory being copied and its ancestors' rest) cost the
+# server ~600 bytes each for 255-byte names: hard links make millions of names on a disk of 2 GiB
+# in a minute (~5 GB to list). Past this many the copy is refused rather than the server's memory.
+MAX_NAMES = 1 << 20
 CHUNK = 1 << 20
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _CAP = "security.capability"
@@ -265,7 +269,7 @@ class _Copier:
     def _walk(self, src_fd: int, dst_fd: int, rel: bytes) -> None:
         # iterative: sandboxes make trees deeper than Python's recursion limit. Each level below the
         # top holds its two directory fds until it is left; a refusal or an error part-way closes them
-        stack = [(src_fd, dst_fd, rel, _sorted_names(src_fd), None)]
+        stack = [(src_fd, dst_fd, rel, _sorted_names(src_fd, MAX_NAMES), None)]
         try:
             while stack:
                 s_fd, d_fd, prefix, names, st = stack[-1]
@@ -310,12 +314,20 @@ class _Copier:
         xattrs = self._dir_xattrs(child)
         self._dir_meta(out, st, xattrs)
         self.record(*self.head(path, "dir", st, xattrs))
-        stack[-1][3].extend(_sorted_names(child))
+        stack[-1][3].extend(_sorted_names(child, MAX_NAMES - sum(len(level[3]) for level in stack)))
 
 
-def _sorted_names(fd: int) -> list[str]:
-    """Names in the directory, in reverse order (popped from the end: sorted walk)."""
-    return [os.fsdecode(n) for n in sorted((os.fsencode(n) for n in os.listdir(fd)), reverse=True)]
+def _sorted_names(fd: int, room: int | None = None) -> list[str]:
+    """Names in the directory, in reverse order (popped from the end: sorted walk); refused past
+    `room` of them, counted as they are read."""
+    names = []
+    with os.scandir(fd) as entries:
+        for entry in entries:
+            names.append(os.fsencode(entry.name))
+            if room is not None and len(names) > room:
+                raise E.InvalidArgument(f"more than {MAX_NAMES} names in the directories being copied")
+    names.sort(reverse=True)
+    return [os.fsdecode(n) for n in names]
 
 
 def enough_fds(per_level: int = 2) -> None:
