@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 from .. import _exceptions as E
 from ..hostfs import remove_tree
-from ..layers.tree import _DIR_FLAGS, MAX_DEPTH, enough_fds
+from ..layers.tree import _DIR_FLAGS, MAX_DEPTH, MAX_NAMES, _sorted_names, enough_fds
 from .envd.uploads import UploadTooLarge
 
 OVERLAY_OPAQUE = "trusted.overlay.opaque"
@@ -106,7 +106,7 @@ def apply_layer(upper: Path, tree: Path) -> None:
     file copied from the fd it was opened as. An entry changed under the walk is skipped."""
     enough_fds(per_level=1)
     top = os.open(upper, _DIR_FLAGS)
-    stack = [(top, tree, _names(top))]
+    stack = [(top, tree, _names(top, MAX_NAMES))]
     try:
         while stack:
             fd, here, names = stack[-1]
@@ -119,15 +119,17 @@ def apply_layer(upper: Path, tree: Path) -> None:
                 if len(stack) >= MAX_DEPTH:
                     os.close(child[0])
                     raise E.InvalidArgument(f"directories nest deeper than {MAX_DEPTH} levels: cannot commit them")
-                stack.append((*child, _names(child[0])))
+                stack.append((*child, []))  # owned by the stack from here
+                stack[-1][2].extend(_names(child[0], MAX_NAMES - sum(len(level[2]) for level in stack)))
     finally:
         for fd, *_ in stack:
             os.close(fd)
 
 
-def _names(fd: int) -> list[str]:
+def _names(fd: int, room: int) -> list[str]:
+    """The directory's names, bounded as a layer's copy bounds them (layers/tree.py)."""
     try:
-        return os.listdir(fd)
+        return _sorted_names(fd, room)
     except OSError:  # removed meanwhile
         return []
 
