@@ -5,6 +5,7 @@ files and ends the processes, and its resume is a cold boot (new boot id, uptime
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -32,6 +33,18 @@ def wait_state(sbx, state: SandboxState, timeout: float = 20):
             return
         time.sleep(0.2)
     raise AssertionError(f"{sbx.sandbox_id} did not become {state}")
+
+
+def freezer_state(sandbox_id: str) -> str:
+    """The kernel's word on the sandbox's freezer: freezer.state (cgroup v1) or the frozen line of
+    cgroup.events (v2). Reading the v1 file is what makes the kernel check the tasks."""
+    cgroups = Path("/sys/fs/cgroup")
+    for path in [*cgroups.glob(f"freezer/*/{sandbox_id}/freezer.state"),
+                 *cgroups.glob(f"*/{sandbox_id}/cgroup.events")]:
+        text = path.read_text()
+        return text.strip() if path.name == "freezer.state" else next(
+            line for line in text.splitlines() if line.startswith("frozen"))
+    raise AssertionError(f"no freezer for {sandbox_id}")
 
 
 def boot(sbx) -> tuple[str, float]:
@@ -151,3 +164,16 @@ def test_a_filesystem_paused_sandbox_answers_info_and_metrics(make_sandbox):
     assert sbx.pause(mode="filesystem") is True
     assert sbx.get_info().state == SandboxState.PAUSED
     assert isinstance(sbx.get_metrics(), list)  # its samples so far; nothing runs to sample now
+
+
+def test_a_full_pause_returns_once_every_process_is_frozen(make_sandbox):
+    """Busy processes on both cores: the pause (and so a snapshot's copy, which freezes the same
+    way) is answered only once the kernel reports the whole group frozen, not when it was asked."""
+    sbx = make_sandbox(timeout=300)
+    sbx.commands.run("for i in $(seq 16); do (while :; do :; done) & done", background=True)
+    time.sleep(0.3)
+    for _ in range(3):
+        assert sbx.pause() is True
+        state = freezer_state(sbx.sandbox_id)
+        assert state in ("FROZEN", "frozen 1"), state
+        sbx = Sandbox.connect(sbx.sandbox_id)

@@ -20,6 +20,7 @@ ROOT = Path("/sys/fs/cgroup")
 V1_CONTROLLERS = ("memory", "pids", "cpu", "cpuacct", "freezer")
 V2_CONTROLLERS = ("memory", "pids", "cpu")  # the freezer is built into every v2 group
 CFS_PERIOD_US = 100_000
+FREEZE_WAIT = 5.0  # s: a freeze waits this long for every task to stop
 log = logging.getLogger("sandlot.runtime")
 # CPU weight (v1 cpu.shares, v2 cpu.weight): a pool sandbox warming up gets only CPU that live
 # sandboxes leave unused, so refilling a pool never slows the sandbox just claimed from it.
@@ -184,10 +185,29 @@ class SandboxCgroup:
         return _kv(self.dirs["unified"] / "memory.events").get("oom_kill", 0) > 0
 
     def freeze(self, frozen: bool) -> None:
+        """Freeze or thaw the group's processes. Freezing returns once they all are: the kernel
+        takes the write as a request that each task meets at its next stop (a pause or a snapshot
+        made before that would catch processes still running). A task that does not freeze in
+        FREEZE_WAIT (one in an uninterruptible wait) is logged, and the group stays freezing."""
         if self.version == "v1":
             _write(self.dirs["freezer"] / "freezer.state", "FROZEN" if frozen else "THAWED")
         else:
             _write(self.dirs["unified"] / "cgroup.freeze", "1" if frozen else "0")
+        if not frozen:
+            return
+        deadline, pause = time.monotonic() + FREEZE_WAIT, 0.0005
+        while not self.frozen():
+            if time.monotonic() > deadline:
+                log.warning("cgroup %s: its processes did not all freeze within %g s", self._dir("freezer"),
+                            FREEZE_WAIT)
+                return
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
+    def frozen(self) -> bool:
+        if self.version == "v1":  # reading the state is what checks the tasks (FREEZING until all are)
+            return (self.dirs["freezer"] / "freezer.state").read_text().strip() == "FROZEN"
+        return _kv(self.dirs["unified"] / "cgroup.events").get("frozen", 0) == 1
 
     def kill_all(self) -> None:
         """SIGKILL every process in the group (a frozen group is thawed so the kills land)."""
