@@ -235,3 +235,32 @@ def test_a_forged_archive_reaches_no_host_file(two_hosts, tmp_path):
     assert stat.S_IMODE(st.st_mode) == 0o600 and not os.listxattr(victim), oct(st.st_mode)
     left = Footprint(srv.home).resources()
     assert not left["layers"], left
+
+
+def test_a_snapshot_as_deep_as_a_copy_allows_is_carried(two_hosts, tmp_path):
+    """A tree 990 directories deep (a layer copy takes up to 1000): its export walked it by
+    recursion and failed with a 500 (RecursionError); it is carried whole."""
+    env = {"SANDLOT_STORAGE": str(tmp_path / "shared")}
+    a, b = two_hosts("a", env), two_hosts("b", env)
+    deep = "/".join(["d"] * 990)
+    try:
+        with _api(a) as api_a, _api(b) as api_b:
+            sid = api_a.post("/v2/sandboxes", json={"templateID": "base", "timeout": 300}).json()["sandboxID"]
+            _run(a, sid, f"cd /home/user && mkdir -p {deep} && echo bottom > {deep}/f")
+            r = api_a.post(f"/sandboxes/{sid}/snapshots", json={"name": "deep"})
+            assert r.status_code == 201, r.text
+            r = api_a.post(f"/snapshots/{r.json()['snapshotID']}/export")
+            assert r.status_code == 200, r.text
+            r = api_b.post("/snapshots/import", json={"snapshotID": r.json()["exportID"]})
+            assert r.status_code == 201, r.text
+            child = api_b.post("/v2/sandboxes", json={"templateID": "deep", "timeout": 120}).json()["sandboxID"]
+            assert _run(b, child, f"cat /home/user/{deep}/f") == "bottom\n"
+            for api, s, snap in ((api_a, sid, "deep"), (api_b, child, "deep")):
+                assert api.delete(f"/sandboxes/{s}").status_code == 204
+                assert api.delete(f"/templates/{snap}").status_code == 204
+    finally:
+        # a layer left by a failure is deeper than pytest's (recursive) clean-up of old temp dirs
+        # can remove: every later session would end in a RecursionError. rm walks it iteratively.
+        for srv in (a, b):
+            srv.stop()
+        subprocess.run(["rm", "-rf", str(tmp_path / "a"), str(tmp_path / "b")], check=True)

@@ -41,8 +41,16 @@ def write(layer_tree: Path, dest: Path) -> None:
         info.uname = info.gname = ""  # numeric owners only
         return info
 
+    # walked here, not by tar.add's recursion: a layer may be as deep as a copy allows (tree.py
+    # MAX_DEPTH), past Python's recursion limit. The same order: each directory, then its sorted names
+    stack = [(str(layer_tree), ".")]
     with tarfile.open(dest, "w:gz", format=tarfile.PAX_FORMAT, compresslevel=1) as tar:
-        tar.add(str(layer_tree), arcname=".", recursive=True, filter=annotate)
+        while stack:
+            path, arcname = stack.pop()
+            tar.add(path, arcname=arcname, recursive=False, filter=annotate)
+            if stat.S_ISDIR(os.lstat(path).st_mode):
+                stack.extend((os.path.join(path, name), os.path.join(arcname, name))
+                             for name in sorted(os.listdir(path), reverse=True))
 
 
 def _checked(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
