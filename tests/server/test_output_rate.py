@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from e2b import Sandbox
-from support import leftovers, sdk_environment, start_server
+from support import leftovers, sdk_environment, start_server, wait_until
 
 RATE = 8 << 20  # a small rate, so that the flood below takes seconds
 FLOOD = 40 << 20
@@ -43,7 +43,7 @@ def _true_latency(sbx, runs: int = 15) -> float:
 def test_a_flood_is_slowed_down_and_its_neighbour_is_not(slow_relay):
     neighbour, floods = Sandbox.create(timeout=120), [Sandbox.create(timeout=120) for _ in range(2)]
     try:
-        idle = _true_latency(neighbour)
+        before = _true_latency(neighbour)
         received, took = [0, 0], [0.0, 0.0]
 
         def flood(i: int) -> None:
@@ -57,16 +57,19 @@ def test_a_flood_is_slowed_down_and_its_neighbour_is_not(slow_relay):
         threads = [threading.Thread(target=flood, args=(i,)) for i in range(2)]
         for t in threads:
             t.start()
-        time.sleep(1)  # both floods under way
+        wait_until(lambda: all(received), 60, message="both floods under way")
         during = _true_latency(neighbour)
         for t in threads:
             t.join(180)
+        idle = max(before, _true_latency(neighbour))  # the load from elsewhere can change in the meantime
         assert received == [FLOOD, FLOOD]  # slowed down, nothing lost
         # each sandbox's output came at most at its rate (after its burst of a quarter second's worth)
         for seconds in took:
             assert seconds >= (FLOOD - RATE // 4) / RATE * 0.9, took
-        # the neighbour's commands did not wait for the floods (within 2x of idle, plus scheduling noise)
-        assert during <= 2 * idle + 0.005, (idle, during)
+        # the neighbour's commands did not wait for the floods: within 3x of idle plus 50 ms for a loaded
+        # host (idle ~3 ms, during ~3-9 ms under load); a relay that blocks its loop while a flood waits
+        # (time.sleep for asyncio.sleep in ByteRate.take) took ~130 ms
+        assert during <= 3 * idle + 0.05, (idle, during)
     finally:
         for sbx in (neighbour, *floods):
             sbx.kill()
