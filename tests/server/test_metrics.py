@@ -10,6 +10,8 @@ import pytest
 from e2b import Sandbox
 from support import wait_until
 
+BUSY = 1.5  # CPU seconds of busy work in the sandbox
+
 
 @pytest.fixture
 def sbx(sdk_env):
@@ -29,9 +31,19 @@ def _with_a_recorded_sample(sbx):
 
 
 def test_cpu_use_shows_and_samples_accumulate(sbx):
-    sbx.commands.run("timeout 1.5 sh -c 'while :; do :; done'; true")
-    first = sbx.get_metrics()
-    assert first[-1].cpu_used_pct > 25, first  # 1.5 s of a busy core in a sandbox ~2 s old
+    # 1.5 s of the sandbox's CPU time (a loaded host stretches the wall time it takes): the share
+    # the fresh reading shows, over the time since the sample before it, must hold them, once no
+    # 5 s sample was taken during the work (which would split it)
+    for _ in range(3):
+        began = datetime.now(timezone.utc)
+        sbx.commands.run(f"python3 -c 'import time\nwhile time.process_time() < {BUSY}: pass'")
+        first = sbx.get_metrics()
+        since = first[-2].timestamp if len(first) >= 2 else sbx.get_info().started_at
+        if since <= began:
+            break
+    reading = first[-1]
+    used = reading.cpu_used_pct / 100 * reading.cpu_count * (reading.timestamp - since).total_seconds()
+    assert since <= began and used >= 0.9 * BUSY, (used, since, began, first)
     later = _with_a_recorded_sample(sbx)
     stamps = [m.timestamp for m in later]
     assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
