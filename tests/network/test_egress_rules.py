@@ -106,7 +106,8 @@ def test_finished_connections_hold_nothing_upstream(world, make_sandbox):
                              capture_output=True, text=True, check=True).stdout
         return out.strip() or None
 
-    deadline = time.monotonic() + 5
+    # 20 s for a loaded host; held until an idle timeout, they stay 300 s (egress_http.IDLE_TIMEOUT)
+    deadline = time.monotonic() + 20
     while held() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert held() is None
