@@ -33,6 +33,11 @@ from support import (
     throwaway_user,
 )
 
+# Tests make trees as deep as sandlot allows (1000 directories). One a failure leaves behind is
+# removed by a later session's clean-up of old temp dirs (shutil.rmtree recurses, ~3 frames a
+# level), which at Python's default limit ends that whole session in a RecursionError.
+sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
+
 # Suites whose async tests run on the session's event loop, like their session-scoped async fixtures
 SESSION_LOOP_SUITES = ("client", "packages")
 
