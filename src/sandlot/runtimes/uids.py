@@ -3,15 +3,19 @@
 Slot N is host uids UID_FIRST + N * UID_RANGE onwards, mapped onto 0..65535 inside the sandbox. A
 slot is held by a claim file /run/sandlot/uids/N ("<server> <sandbox id>"), made with O_EXCL, so two
 servers (two state dirs) never hand out the same range. A claim costs O(1) however many sandboxes
-run (reading every claim took 77 ms at 2000 sandboxes, per create and per kill): it tries slots
-from the lowest this server freed, and reads claims only when every slot is taken, to take over
-stale ones: a claim whose server directory (/run/sandlot/<server>) is gone; /run empties at boot.
+run (reading every claim took 77 ms at 2000 sandboxes, per create and per kill; trying each slot
+from the lowest freed one up took ~6 ms when a kill freed one below 2000 taken): it tries the slots
+this server freed, lowest first, then those it never held, and every slot only when those are
+taken (another server's). It reads claims only when every slot is taken, to take over stale ones:
+a claim whose server directory (/run/sandlot/<server>) is gone; /run empties at boot.
 Taking a slot over, adoption and listing hold a host-wide lock.
 """
 
 from __future__ import annotations
 
 import fcntl
+import heapq
+import itertools
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,7 +40,8 @@ class UidRanges:
         self.owner = server_dir.name
         self.claims = claims
         self.slots = slots
-        self._hint = 0  # the lowest slot this server may find free
+        self._freed: list[int] = []  # a heap of the slots this server released: tried first
+        self._fresh = 0  # slots from here on were never held by this server: tried next
         claims.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     @contextmanager
@@ -70,22 +75,32 @@ class UidRanges:
 
     def claim(self, sandbox_id: str) -> int:
         """A free slot, now held for `sandbox_id`."""
-        for i in range(self.slots):
-            slot = (self._hint + i) % self.slots
-            try:
-                fd = os.open(self.claims / str(slot), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            except FileExistsError:
-                continue
-            with os.fdopen(fd, "w") as f:  # read half-written, a claim is taken (never stale): safe
-                f.write(f"{self.owner} {sandbox_id}\n")
-            self._hint = (slot + 1) % self.slots
-            return slot
+        while self._freed:
+            slot = heapq.heappop(self._freed)
+            if self._take(slot, sandbox_id):
+                return slot
+        for slot in itertools.chain(range(self._fresh, self.slots), range(self._fresh)):  # all, once
+            if self._take(slot, sandbox_id):
+                self._fresh = max(self._fresh, slot + 1)
+                return slot
         with self._locked():  # every slot taken: those of servers that are gone may be had
             for slot, (owner, _) in sorted(self._read().items()):
                 if slot < self.slots and self._stale(owner):
                     self._write(slot, sandbox_id)
                     return slot
         raise E.ResourceExhausted(f"all {self.slots} sandbox uid ranges on this host are in use")
+
+    def _take(self, slot: int, sandbox_id: str) -> bool:
+        try:
+            fd = os.open(self.claims / str(slot), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as f:  # read half-written, a claim is taken (never stale): safe
+            f.write(f"{self.owner} {sandbox_id}\n")
+        return True
+
+    def _freed_now(self, slot: int) -> None:
+        heapq.heappush(self._freed, slot)  # twice is harmless: the second try finds it taken
 
     def reclaim(self, slot: int, sandbox_id: str) -> bool:
         """Hold `slot` for an adopted sandbox again; False if another server's sandbox holds it."""
@@ -103,7 +118,7 @@ class UidRanges:
             try:
                 if path.read_text().split() == [self.owner, sandbox_id]:
                     path.unlink(missing_ok=True)
-                    self._hint = min(self._hint, slot)
+                    self._freed_now(slot)
                     return
             except (OSError, ValueError):
                 pass
@@ -111,7 +126,7 @@ class UidRanges:
             for found, claim in self._read().items():
                 if claim == (self.owner, sandbox_id):
                     (self.claims / str(found)).unlink(missing_ok=True)
-                    self._hint = min(self._hint, found)
+                    self._freed_now(found)
 
     def mine(self) -> dict[int, str]:
         """This server's claims: slot -> sandbox id."""
