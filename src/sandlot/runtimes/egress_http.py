@@ -7,6 +7,7 @@ Responses are never parsed. HTTP/2 is egress_h2.py's.
 from __future__ import annotations
 
 import asyncio
+import re
 import struct
 import time
 
@@ -15,6 +16,14 @@ IDLE_TIMEOUT = 300.0  # a connection with nothing to relay either way this long 
 # the upstream is this quiet (a kept-alive upstream over TLS would otherwise hold it IDLE_TIMEOUT)
 QUIET = 1.0
 CHUNK = 64 * 1024
+# What a request's head and a chunked body may hold to be passed on: servers differ on anything
+# else (a bare LF ending a line, a vertical tab taken for a space, "0x5" for a chunk size), and a
+# request the upstream frames otherwise than the proxy makes the proxy's next request, with a
+# rule's secret, part of a body the sandbox chose (smuggling)
+_TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 5.6.2
+_CTL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # control characters but HTAB
+_REQUEST_LINE = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+) ([\x21-\x7e]+) HTTP/1\.[01]")
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
 
 
 async def relay_http(cr, cw, ur, uw, for_host) -> None:
@@ -42,15 +51,20 @@ async def _requests(cr, uw, for_host) -> bool:
                 uw.write_eof()
             return not e.partial
         lines = head[:-4].split(b"\r\n")
+        start = _REQUEST_LINE.fullmatch(lines[0])
+        if start is None:
+            return False
         fields = []
         for line in lines[1:]:
             name, sep, value = line.partition(b":")
-            if not sep or not name or name != name.strip() or line[:1] in b" \t":
-                return False  # obsolete folding, no colon: not forwarded (a smuggling trick)
-            fields.append((name.decode("latin-1"), value.strip()))
+            if not sep or not _TOKEN.fullmatch(name) or _CTL.search(value):
+                return False  # obsolete folding, no colon, a bare LF: not forwarded (a smuggling trick)
+            fields.append((name.decode("latin-1"), value.strip(b" \t")))
         lower = [n.lower() for n, _ in fields]
-        host = next((v.decode("latin-1") for n, v in fields if n.lower() == "host"), "")
-        add = for_host(_host_only(host)) or ()
+        host = _request_host(start[1], start[2], [v for n, v in fields if n.lower() == "host"])
+        if host is None:
+            return False
+        add = for_host(host) or ()
         if add:
             replaced = {n.lower() for n, _ in add}
             fields = [f for f in fields if f[0].lower() not in replaced] + [(n, v.encode()) for n, v in add]
@@ -75,17 +89,26 @@ async def _requests(cr, uw, for_host) -> bool:
 
 
 async def _chunked(cr, uw) -> None:
+    """A chunked body, passed on only as RFC 9112 7.1 frames it (ValueError else): a chunk size
+    Python's int() takes ("0x5", "+5") or a bare LF may be framed otherwise by the upstream."""
     while True:
         line = await cr.readuntil(b"\r\n")
-        size = int(line.split(b";", 1)[0].strip(), 16)
+        size, _, ext = line[:-2].partition(b";")
+        if not _HEX.fullmatch(size.rstrip(b" \t")) or _CTL.search(ext):
+            raise ValueError(f"a chunk line servers may frame otherwise: {line[:40]!r}")
         uw.write(line)
-        if size == 0:
+        if int(size, 16) == 0:
             while True:  # trailers, then the empty line
                 trailer = await cr.readuntil(b"\r\n")
+                if _CTL.search(trailer[:-2]):
+                    raise ValueError("a trailer with a control character")
                 uw.write(trailer)
                 if trailer == b"\r\n":
                     return
-        await _copy(cr, uw, size + 2)
+        await _copy(cr, uw, int(size, 16))
+        if await cr.readexactly(2) != b"\r\n":
+            raise ValueError("chunk data not ended by CRLF")
+        uw.write(b"\r\n")
 
 
 async def _copy(reader, writer, n: int) -> None:
@@ -121,6 +144,21 @@ async def _end(*tasks: asyncio.Future) -> None:
     for t in tasks:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _request_host(method: bytes, target: bytes, hosts: list[bytes]) -> str | None:
+    """The host a request is for, by its Host field and by its target where that names one (the
+    authority of an absolute-form target, which a server takes over Host, RFC 9112 3.2.2; a
+    CONNECT's); None when they disagree or Host comes twice (a server may go by either)."""
+    named = {_host_only(h.decode("latin-1")).rstrip(".") for h in hosts}
+    if method == b"CONNECT":
+        named.add(_host_only(target.decode("latin-1")).rstrip("."))
+    elif b"://" in target and not target.startswith(b"/"):
+        authority = re.split(rb"[/?#]", target.split(b"://", 1)[1], maxsplit=1)[0].rsplit(b"@", 1)[-1]
+        named.add(_host_only(authority.decode("latin-1")).rstrip("."))
+    if len(hosts) > 1 or len(named) > 1:
+        return None
+    return named.pop() if named else ""
 
 
 def _host_only(host: str) -> str:

@@ -14,10 +14,10 @@ that chain). Then, by the first bytes the sandbox sends:
   verified (the system trust store plus the server's extra CA file) for that name; if that fails the
   sandbox's connection is closed, never served unverified. Then the sandbox's TLS is terminated with
   a leaf for the name signed by the server's egress CA (which the sandbox trusts), and every request
-  on it gets the rule's headers (replacing any of the same name). HTTP/2 when both ends want it:
-  a sandbox offering h2 (ALPN) has the upstream dialled offering h2 and HTTP/1.1, and is offered
-  what the upstream chose, h2 (relayed by egress_h2.py, a request's :authority must be the name to
-  get the headers) or HTTP/1.1 only;
+  on it for the name (its Host, or :authority) gets the rule's headers (replacing any of the same
+  name): one for another host, which a shared front end would route there, gets none. HTTP/2 when
+  both ends want it: a sandbox offering h2 (ALPN) has the upstream dialled offering h2 and
+  HTTP/1.1, and is offered what the upstream chose, h2 (relayed by egress_h2.py) or HTTP/1.1 only;
 - a TLS ClientHello to an address inside a rule's address key (its SNI no rule name): the same,
   verified for the SNI's name, or for the address itself when there is no SNI (an IP SAN), and
   every request gets the headers, whatever its Host or :authority;
@@ -30,7 +30,8 @@ that chain). Then, by the first bytes the sandbox sends:
   speaks first: the sandbox's preface is waited for.
 
 HTTP/1 requests are parsed only for their framing (egress_http.py), so each one on a kept-alive
-connection gets the headers; responses are relayed as they come. Runs on an asyncio loop in a thread
+connection gets the headers, and passed on only if framed unambiguously (else the connection
+ends); responses are relayed as they come. Runs on an asyncio loop in a thread
 of its own, like the resolver (dns.py).
 """
 
@@ -246,7 +247,7 @@ class RulesProxy:
 
     async def _tls(self, conn: socket.socket, up: socket.socket, name: str, headers: Callable[[], Any],
                    only_name: bool, wants_h2: bool, writers: list, handed: list) -> None:
-        """`headers()`: what a request gets; `only_name`: on h2, only requests for `name` get them."""
+        """`headers()`: what a request gets; `only_name`: only requests for `name` get them."""
         # the upstream first: if its certificate does not verify for the name, the sandbox's
         # handshake never completes and nothing is sent anywhere
         handed.append(up)
@@ -272,12 +273,16 @@ class RulesProxy:
             ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
         cw = asyncio.StreamWriter(transport, protocol, cr, loop)
         writers.append(cw)
-        if not h2:  # every request on the connection: its TLS was verified for `name`
-            await relay_http(cr, cw, ur, uw, lambda _host: headers())
+
+        # a name's rule: only requests for `name` (a client may send others on one connection, by
+        # Host or :authority, which a shared front end routes by); an address's rule: every request
+        def for_host(host: str):
+            return headers() if host == name or not only_name else None
+
+        if not h2:
+            await relay_http(cr, cw, ur, uw, for_host)
         elif transport.get_extra_info("ssl_object").selected_alpn_protocol() == "h2":
-            # a name's rule: only requests for `name` (a client may send others over one h2
-            # connection); an address's rule: every request
-            await relay_h2(cr, cw, ur, uw, lambda host: headers() if host == name or not only_name else None)
+            await relay_h2(cr, cw, ur, uw, for_host)
 
 
 # ---- sockets -------------------------------------------------------------------------------------

@@ -1,0 +1,130 @@
+"""The egress proxy (runtimes/egress_proxy.py) against a sandbox that wants a rule's secret on a
+request the rule does not name: a request for another host on a connection to the rule's host (a
+CDN or a shared front end routes by the request's host, not by the address or the SNI), and
+requests framed so that the upstream reads them otherwise than the proxy does (smuggling: the
+proxy's next request head, with the secret, read by the upstream as the body of the sandbox's
+own request, which an echoing or storing endpoint hands back)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from e2b.sandbox.network import ALL_TRAFFIC
+from network_support import ALLOWED, network, sh
+
+from support import checked_server
+
+SECRET = f"Bearer sandlot-{uuid.uuid4().hex}"
+TOKEN = SECRET.split()[1]
+RULES = {"allowed.test": [{"transform": {"headers": {"Authorization": SECRET}}}]}
+
+# Sends argv[2] (hex) on one connection to argv[1]:80, ends its side, prints what came back
+_RAW = """
+import socket, sys
+s = socket.create_connection((sys.argv[1], 80), timeout=5)
+s.sendall(bytes.fromhex(sys.argv[2]))
+s.shutdown(socket.SHUT_WR)
+got = b""
+try:
+    while chunk := s.recv(65536):
+        got += chunk
+except OSError:
+    pass
+print(got.decode("latin-1"))
+"""
+
+
+@pytest.fixture(scope="module")
+def server(world):
+    """This module's own server: its proxy must trust the world's HTTPS certificate."""
+    with checked_server(extra_env={"SANDLOT_EGRESS_CA_FILE": str(world.ca), "SANDLOT_POOL_TEMPLATES": "base"}) as srv:
+        yield srv
+
+
+@pytest.fixture
+def sbx(world, make_sandbox):
+    sbx = make_sandbox(network=network(allow_out=["allowed.test", "other.test"], deny_out=[ALL_TRAFFIC],
+                                       rules=RULES))
+    sbx.files.write("/tmp/raw.py", _RAW)
+    return sbx
+
+
+def _raw(sbx, data: bytes) -> str:
+    return sh(sbx, f"python3 /tmp/raw.py allowed.test {data.hex()}")[1]
+
+
+def _seen(world, path: str) -> list[dict]:
+    return [r for r in world.requests() if path in r["path"] or path in r.get("body", "")]
+
+
+def _leaked(world) -> list[dict]:
+    """Requests the world saw with the secret anywhere but the Authorization header."""
+    return [r for r in world.requests()
+            if TOKEN in r.get("body", "") or TOKEN in r["path"]
+            or any(TOKEN in v for n, v in r["headers"].items() if n.lower() != "authorization")]
+
+
+def test_https_requests_for_another_host_get_no_headers(world, sbx):
+    """TLS verified for allowed.test, HTTP/1.1 requests on it for other.test: a shared front end
+    would route them to other.test, so they get nothing (as over HTTP/2, by :authority)."""
+    path = f"/fronted-{uuid.uuid4().hex}"
+    code, out = sh(sbx, f"curl -sS -m 10 -H 'Host: other.test' https://allowed.test{path}/1 "
+                        f"-H 'Host: other.test' https://allowed.test{path}/2")
+    assert code == 0 and out == f"world {ALLOWED}\n" * 2, out
+    seen = _seen(world, path)
+    assert [r["headers"]["Host"] for r in seen] == ["other.test"] * 2
+    assert all("Authorization" not in r["headers"] for r in seen), seen
+    # the rule's own host still gets them, with a port in its Host too
+    code, out = sh(sbx, f"curl -sS -m 10 https://allowed.test{path}/3 -H 'Host: allowed.test:443' "
+                        f"https://allowed.test{path}/4")
+    assert code == 0, out
+    assert [r["headers"].get("Authorization") for r in _seen(world, f"{path}/")[2:]] == [SECRET] * 2
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_request_target_naming_another_host_gets_no_headers(world, sbx, scheme):
+    """An absolute-form target names the host a server must use, whatever the Host field says
+    (RFC 9112 3.2.2); two Host fields are ambiguous. Such requests are not sent with the secret."""
+    path = f"/absolute-{scheme}-{uuid.uuid4().hex}"
+    sh(sbx, f"curl -sS -m 10 --request-target http://other.test{path} {scheme}://allowed.test/")
+    if scheme == "http":
+        _raw(sbx, f"GET {path}/twice HTTP/1.1\r\nHost: allowed.test\r\nHost: other.test\r\n\r\n".encode())
+    assert all("Authorization" not in r["headers"] for r in _seen(world, path)), _seen(world, path)
+    # a target that names the rule's host is its host
+    code, out = sh(sbx, f"curl -sS -m 10 --request-target http://allowed.test{path}/ok {scheme}://allowed.test/")
+    assert code == 0 and out == f"world {ALLOWED}\n", out
+    assert [r["headers"].get("Authorization") for r in _seen(world, f"{path}/ok")] == [SECRET]
+
+
+def test_a_bare_lf_cannot_smuggle_the_next_request_into_a_body(world, sbx):
+    """The proxy ends a field at CRLF, many servers (Python's, nginx) at a bare LF too: a
+    Content-Length hidden behind one made the upstream read the proxy's next request, its
+    Authorization set by the rule, as the body of the sandbox's POST."""
+    path = f"/smuggle-{uuid.uuid4().hex}"
+    _raw(sbx, (f"POST {path} HTTP/1.1\r\nHost: allowed.test\r\nX-A: a\nContent-Length: 600\r\n\r\n"
+               f"GET {path}/next HTTP/1.1\r\nHost: allowed.test\r\n\r\n"
+               f"GET {path}/pad HTTP/1.1\r\nX-Pad: {'p' * 700}\r\n\r\n").encode())
+    assert _leaked(world) == []
+
+
+@pytest.mark.parametrize("request_bytes", [
+    # a field ended by a bare LF, or holding a control character a server may take as whitespace
+    b"POST {path} HTTP/1.1\r\nHost: allowed.test\r\nX: y\nContent-Length: 5\r\n\r\nhello",
+    b"POST {path} HTTP/1.1\r\nHost: allowed.test\r\nTransfer-Encoding: \x0bchunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    # a chunk size Python reads and others do not (a prefix, an underscore, a sign)
+    b"POST {path} HTTP/1.1\r\nHost: allowed.test\r\nTransfer-Encoding: chunked\r\n\r\n0x5\r\nhello\r\n0\r\n\r\n",
+    b"POST {path} HTTP/1.1\r\nHost: allowed.test\r\nTransfer-Encoding: chunked\r\n\r\n+5\r\nhello\r\n0\r\n\r\n",
+    # chunk data not ended by CRLF
+    b"POST {path} HTTP/1.1\r\nHost: allowed.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXY0\r\n\r\n",
+], ids=["bare-lf", "vtab-te", "hex-prefix", "signed", "no-crlf-after-data"])
+def test_requests_framed_ambiguously_are_not_forwarded(world, sbx, request_bytes):
+    """What servers may frame otherwise than the proxy never reaches one (the connection ends)."""
+    path = f"/framing-{uuid.uuid4().hex}"
+    _raw(sbx, request_bytes.replace(b"{path}", path.encode()))
+    assert _seen(world, path) == []
+    # a well-framed chunked POST still passes, with the headers
+    _raw(sbx, f"POST {path}-ok HTTP/1.1\r\nHost: allowed.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+              "5;ext=1\r\nhello\r\n0\r\nX-Trailer: t\r\n\r\n".encode())
+    (ok,) = _seen(world, f"{path}-ok")
+    assert ok["body"] == "hello" and ok["headers"]["Authorization"] == SECRET
