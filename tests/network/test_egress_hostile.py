@@ -128,3 +128,33 @@ def test_requests_framed_ambiguously_are_not_forwarded(world, sbx, request_bytes
               "5;ext=1\r\nhello\r\n0\r\nX-Trailer: t\r\n\r\n".encode())
     (ok,) = _seen(world, f"{path}-ok")
     assert ok["body"] == "hello" and ok["headers"]["Authorization"] == SECRET
+
+
+@pytest.mark.parametrize("rules", ["name", "socks", "none"])
+def test_the_bandwidth_cap_holds_through_the_proxy(world, socks, api, rules):
+    """sandlot's `bandwidthMbps` caps a sandbox's link each way in the egress and forward chains;
+    what goes through the egress proxy (a rule's host; all TCP with a SOCKS5 proxy) must be capped
+    as well. 4 Mbit/s is 500 KiB/s, 125 KiB of burst (test_egress.py): 1.5 MB takes over 1.6 s."""
+    from e2b import Sandbox
+    from network_support import SOCKS, SOCKS_PASSWORD, SOCKS_USER
+    extra = {"name": {"rules": RULES}, "none": {},
+             "socks": {"egressProxy": {"address": f"{SOCKS}:1080", "username": SOCKS_USER,
+                                       "password": SOCKS_PASSWORD}}}[rules]
+    net = {"dnsServers": [world.dns], "allowOut": ["allowed.test"], "denyOut": [ALL_TRAFFIC], "bandwidthMbps": 4,
+           **extra}
+    r = api.post("/v2/sandboxes", json={"templateID": "base", "network": net})
+    assert r.status_code == 201, r.text
+    sbx = Sandbox.connect(r.json()["sandboxID"])
+    try:
+        size = 1_500_000
+        least = 0.95 * (size - 625 * 1024) / (500 * 1024)
+        code, out = sh(sbx, f"curl -sS -m 20 -o /dev/null -w '%{{time_total}} %{{size_download}}' "
+                            f"http://allowed.test/bytes/{size}")
+        assert code == 0 and out.split()[1] == str(size), out
+        assert float(out.split()[0]) >= least, f"down: {out}"
+        code, out = sh(sbx, f"head -c {size} /dev/zero > /tmp/up && curl -sS -m 20 -o /dev/null "
+                            f"-w '%{{time_total}}' --data-binary @/tmp/up http://allowed.test/up")
+        assert code == 0, out
+        assert float(out) >= least, f"up: {out}"
+    finally:
+        sbx.kill()

@@ -17,6 +17,8 @@ per sandbox cost ~7 ms, since nftables re-reads the table for each).
                                 link in `socks` (a user's SOCKS5 proxy), goes to the egress proxy
                                 (egress_proxy.py), which dials it itself
     c_input, c_fwd              from a sandbox link: `egress`; to one: its cap, then replies only
+                                (what goes to the egress proxy: its cap, then accepted)
+    c_out    (output)           to a sandbox link from the host (the egress proxy): its cap
     c_post   (postrouting nat)  masquerade the sandboxes' subnet on its way out
     egress   [cap] · replies · other sandboxes ✗ · explicit allows inside closed ranges ✓ ·
              ALWAYS_BLOCKED ✗ · the host's own addresses ✗ · allow ✓ · pins ✓ · deny ✗ ·
@@ -123,7 +125,7 @@ class Network:
         t, p, port = self.t, self.prefix + "*", self.resolver.port
         chains = (("c_pre", "filter", "prerouting", -300), ("c_dns", "nat", "prerouting", -100),
                   ("c_input", "filter", "input", 0), ("c_fwd", "filter", "forward", 0),
-                  ("c_post", "nat", "postrouting", 100))
+                  ("c_out", "filter", "output", 0), ("c_post", "nat", "postrouting", 100))
         egress = [
             "iifname vmap @up",
             "ct state established,related accept",
@@ -165,6 +167,8 @@ class Network:
             f'add rule {t} c_fwd oifname "{p}" oifname vmap @down',
             f'add rule {t} c_fwd oifname "{p}" ct state established,related accept',
             f'add rule {t} c_fwd oifname "{p}" drop',
+            # what the host itself sends into a link (the egress proxy's answers) is capped as well
+            f'add rule {t} c_out oifname "{p}" oifname vmap @down',
             f'add rule {t} c_post ip saddr {SANDBOX_SUBNET} oifname != "{p}" masquerade',
             *(f"add rule {t} egress {rule}" for rule in egress),
         ]) + "\n"
@@ -176,7 +180,9 @@ class Network:
         return [f'add rule {t} c_dns iifname "{p}" iifname . ip daddr @rulepins meta l4proto tcp redirect to :{port}',
                 f'add rule {t} c_dns iifname "{p}" iifname . ip daddr @ruleaddrs meta l4proto tcp redirect to :{port}',
                 f'add rule {t} c_dns iifname "{p}" iifname @socks meta l4proto tcp redirect to :{port}',
-                # only what the rule above redirected: the proxy's port itself stays closed to sandboxes
+                # only what the rule above redirected: the proxy's port itself stays closed to sandboxes;
+                # capped here, since it leaves before `egress`, which caps the rest
+                f'add rule {t} c_input iifname "{p}" tcp dport {port} ct status dnat iifname vmap @up',
                 f'add rule {t} c_input iifname "{p}" tcp dport {port} ct status dnat accept',
                 f'add rule {t} c_input iifname != "{p}" tcp dport {port} drop']
 
