@@ -1,12 +1,16 @@
-"""The egress proxy (runtimes/egress_proxy.py) against a sandbox that wants a rule's secret on a
-request the rule does not name: a request for another host on a connection to the rule's host (a
-CDN or a shared front end routes by the request's host, not by the address or the SNI), and
-requests framed so that the upstream reads them otherwise than the proxy does (smuggling: the
-proxy's next request head, with the secret, read by the upstream as the body of the sandbox's
-own request, which an echoing or storing endpoint hands back)."""
+"""The egress proxy (runtimes/egress_proxy.py) and the resolver (runtimes/dns.py) against a hostile
+sandbox. One that wants a rule's secret on a request the rule does not name: a request for another
+host on a connection to the rule's host (a CDN or a shared front end routes by the request's host,
+not by the address or the SNI), and requests framed so that the upstream reads them otherwise than
+the proxy does (smuggling: the proxy's next request head, with the secret, read by the upstream as
+the body of the sandbox's own request, which an echoing or storing endpoint hands back). One that
+wants more than its policy gives (its bandwidth cap), or to starve its neighbours of the host's
+shared resolver."""
 
 from __future__ import annotations
 
+import os
+import time
 import uuid
 
 import pytest
@@ -158,3 +162,66 @@ def test_the_bandwidth_cap_holds_through_the_proxy(world, socks, api, rules):
         assert float(out) >= least, f"up: {out}"
     finally:
         sbx.kill()
+
+
+# Holds argv[2] TCP connections to argv[1]:53 (the resolver) for argv[3] seconds, having said how many
+_HOLD = """
+import socket, sys, time
+held = []
+for _ in range(int(sys.argv[2])):
+    try:
+        held.append(socket.create_connection((sys.argv[1], 53), timeout=2))
+    except OSError:
+        break
+print(len(held), flush=True)
+time.sleep(float(sys.argv[3]))
+"""
+
+# Sends UDP questions for new names to argv[1]:53 at argv[2] a second for argv[3] seconds
+_FLOOD = """
+import os, socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+end, n = time.monotonic() + float(sys.argv[3]), 0
+while time.monotonic() < end:
+    name = b"".join(bytes([len(p)]) + p for p in (os.urandom(6).hex().encode(), b"slow", b"test")) + b"\\0"
+    s.sendto(os.urandom(2) + b"\\1\\0\\0\\1\\0\\0\\0\\0\\0\\0" + name + b"\\0\\1\\0\\1", (sys.argv[1], 53))
+    n += 1
+    time.sleep(max(0, n / float(sys.argv[2]) - (time.monotonic() - end + float(sys.argv[3]))))
+print(n)
+"""
+
+
+def _gateway(sbx) -> str:
+    return sh(sbx, "awk '/^nameserver/ {print $2}' /etc/resolv.conf")[1].strip()
+
+
+def _fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_one_sandbox_cannot_hold_the_resolvers_fds(server, sbx):
+    """TCP to port 53 goes to the host's resolver, in the server's process, whose open files every
+    sandbox and the API share: one sandbox holding connections open (a question every few seconds
+    keeps each one) must not take them all."""
+    sbx.files.write("/tmp/hold.py", _HOLD)
+    before = _fds(server.proc.pid)
+    sbx.commands.run(f"python3 /tmp/hold.py {_gateway(sbx)} 1000 10 > /tmp/held 2>&1", background=True)
+    deadline = time.monotonic() + 20
+    while not (held := sh(sbx, "cat /tmp/held")[1].strip()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert held == "1000", held  # the sandbox did open them (the server may close them at once)
+    assert _fds(server.proc.pid) - before < 100
+
+
+def test_one_sandbox_cannot_starve_its_neighbours_of_dns(world, make_sandbox):
+    """A sandbox asking for names its upstream is slow to answer (here an upstream that never does,
+    an address of the world's link nobody holds) fills the resolver's questions in flight: its
+    neighbour's questions must still be answered."""
+    slow = make_sandbox(allow_internet_access=True, network={"dns_servers": ["198.18.0.99"]})
+    slow.files.write("/tmp/flood.py", _FLOOD)
+    sbx = make_sandbox(network=network(allow_out=["allowed.test"], deny_out=[ALL_TRAFFIC]))
+    flood = slow.commands.run(f"python3 /tmp/flood.py {_gateway(slow)} 500 8", background=True)
+    time.sleep(1)
+    code, out = sh(sbx, "python3 -c \"import socket; print(socket.gethostbyname('allowed.test'))\"")
+    assert int(flood.wait().stdout) > 3000  # the flood did run
+    assert (code, out.strip()) == (0, ALLOWED), out

@@ -13,6 +13,8 @@ address (the rules drop spoofed ones) and answers by its policy:
 - and an answer for a name a header rule (`network.rules`) names is also pinned into the set that
   redirects the sandbox's TCP to the egress proxy (egress_proxy.py).
 
+Questions in flight and TCP connections are bounded, all sandboxes together and each sandbox's
+(MAX_IN_FLIGHT_PER_SANDBOX, MAX_TCP_PER_SANDBOX), so that one cannot starve its neighbours.
 AAAA questions get an empty answer (sandboxes have IPv4 only). Answers are never trusted beyond
 pinning: an allowed name that resolves into a closed range (DNS rebinding) is still dropped by the
 rules, which check closed ranges before pins.
@@ -41,6 +43,13 @@ Pin = Callable[..., None]
 
 UPSTREAM_TIMEOUT = 2.0  # per upstream server and try
 MAX_IN_FLIGHT = 256  # questions being answered at once, all sandboxes together
+# one sandbox's share (its neighbours keep the rest): one asking for names its upstream is slow to
+# answer (each holds a slot UPSTREAM_TIMEOUT per upstream) would otherwise fill them all
+MAX_IN_FLIGHT_PER_SANDBOX = 32
+# TCP connections at once, all sandboxes together and one sandbox's: each holds a file of the
+# server's process (a question every few seconds keeps it), which the API and every sandbox share
+MAX_TCP = 256
+MAX_TCP_PER_SANDBOX = 16
 EVERYTHING = ipaddress.IPv4Network("0.0.0.0/0")
 
 
@@ -82,7 +91,7 @@ class _Listener(asyncio.DatagramProtocol):
         self.transport = transport
 
     def datagram_received(self, data: bytes, addr) -> None:
-        self.resolver.spawn(self._answer(data, addr))
+        self.resolver.spawn(self._answer(data, addr), addr[0])
 
     async def _answer(self, data: bytes, addr) -> None:
         reply = await self.resolver.answer(data, addr[0])
@@ -102,6 +111,8 @@ class Resolver:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._in_flight: dict[str, int] = {}  # by source address: questions over UDP being answered
+        self._tcp_held: dict[str, int] = {}  # by source address: TCP connections open
         self._ready = threading.Event()
 
     # ---- sandboxes ---------------------------------------------------------------------------
@@ -146,16 +157,26 @@ class Resolver:
         self._udp.close()
         self._tcp.close()
 
-    def spawn(self, coro) -> None:
-        if len(self._tasks) >= MAX_IN_FLIGHT:  # a flood: the sandbox's resolver library retries
+    def spawn(self, coro, source: str) -> None:
+        # a flood: dropped (the sandbox's resolver library retries)
+        if len(self._tasks) >= MAX_IN_FLIGHT or self._in_flight.get(source, 0) >= MAX_IN_FLIGHT_PER_SANDBOX:
             coro.close()
             return
+        _count(self._in_flight, source, 1)
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda t: self._done(t, source))
+
+    def _done(self, task: asyncio.Task, source: str) -> None:
+        self._tasks.discard(task)
+        _count(self._in_flight, source, -1)
 
     async def _tcp_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")[0]
+        if sum(self._tcp_held.values()) >= MAX_TCP or self._tcp_held.get(peer, 0) >= MAX_TCP_PER_SANDBOX:
+            writer.close()  # its file goes now (a client falls back to UDP or retries)
+            return
+        _count(self._tcp_held, peer, 1)
         try:
             while True:
                 size = struct.unpack("!H", await asyncio.wait_for(reader.readexactly(2), 10))[0]
@@ -168,6 +189,7 @@ class Resolver:
         except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError, struct.error):
             pass
         finally:
+            _count(self._tcp_held, peer, -1)
             writer.close()
 
     # ---- answering ---------------------------------------------------------------------------
@@ -245,6 +267,15 @@ class Resolver:
             return await asyncio.wait_for(reader.readexactly(size), UPSTREAM_TIMEOUT)
         finally:
             writer.close()
+
+
+def _count(counts: dict[str, int], key: str, by: int) -> None:
+    """Add `by` to a per-source count (a count down to 0 goes)."""
+    left = counts.get(key, 0) + by
+    if left > 0:
+        counts[key] = left
+    else:
+        counts.pop(key, None)
 
 
 def _reply(query: DNSRecord, rcode: int) -> bytes:
