@@ -225,3 +225,58 @@ def test_one_sandbox_cannot_starve_its_neighbours_of_dns(world, make_sandbox):
     code, out = sh(sbx, "python3 -c \"import socket; print(socket.gethostbyname('allowed.test'))\"")
     assert int(flood.wait().stdout) > 3000  # the flood did run
     assert (code, out.strip()) == (0, ALLOWED), out
+
+
+# One kept-alive connection to allowed.test:80: a request, then (once /tmp/go exists) another;
+# prints what each got
+_KEPT = """
+import os, socket, sys, time
+s = socket.create_connection(("allowed.test", 80), timeout=3)
+def ask(path):
+    s.sendall(f"GET {path} HTTP/1.1\\r\\nHost: allowed.test\\r\\n\\r\\n".encode())
+    got = ""
+    try:
+        while "world" not in got and (chunk := s.recv(65536).decode()):
+            got += chunk
+    except OSError as e:
+        got = repr(e)
+    print(repr(got.splitlines()[-1] if got else "closed"), flush=True)
+ask(sys.argv[1] + "/1")
+open("/tmp/asked", "w").close()
+while not os.path.exists("/tmp/go"):
+    time.sleep(0.05)
+ask(sys.argv[1] + "/2")
+"""
+
+
+@pytest.mark.parametrize("change", ["deny", "no-rules", "still-allowed"])
+def test_a_policy_change_reaches_open_connections(world, make_sandbox, change):
+    """A live update (PUT /sandboxes/{id}/network) takes a host away, or a rule's secret (one that
+    leaked, being replaced): a connection the sandbox opened before must not keep either. One the
+    new policy still passes goes on."""
+    kept = network(allow_out=["allowed.test", "other.test"], deny_out=[ALL_TRAFFIC],
+                   **({"rules": RULES} if change == "no-rules" else {}))
+    sbx = make_sandbox(network=kept)
+    sbx.files.write("/tmp/kept.py", _KEPT)
+    path = f"/kept-{change}-{uuid.uuid4().hex}"
+    run = sbx.commands.run(f"python3 /tmp/kept.py {path}", background=True)
+    deadline = time.monotonic() + 10
+    while sh(sbx, "test -e /tmp/asked")[0] != 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if change == "deny":
+        sbx.update_network(network(allow_out=["other.test"], deny_out=[ALL_TRAFFIC]))
+    elif change == "still-allowed":
+        sbx.update_network(network(allow_out=["allowed.test", "a.wild.test"], deny_out=[ALL_TRAFFIC]))
+    else:
+        sbx.update_network(network(allow_out=["allowed.test", "other.test"], deny_out=[ALL_TRAFFIC]))
+    sh(sbx, "touch /tmp/go")
+    first, second = run.wait().stdout.splitlines()
+    assert first == repr(f"world {ALLOWED}"), first
+    seen = _seen(world, path)
+    assert [r["path"] for r in seen][:1] == [f"{path}/1"]
+    if change == "deny":
+        assert second != repr(f"world {ALLOWED}") and len(seen) == 1, (second, seen)
+    elif change == "still-allowed":
+        assert second == repr(f"world {ALLOWED}") and len(seen) == 2, (second, seen)
+    else:
+        assert all(r["headers"].get("Authorization") != SECRET for r in seen[1:]), seen

@@ -38,6 +38,7 @@ of its own, like the resolver (dns.py).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import socket
 import ssl
@@ -112,7 +113,7 @@ class RulesProxy:
         self.port = self._sock.getsockname()[1]
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: dict[asyncio.Task, str] = {}  # connection -> the sandbox address it came from
         self._per_source: dict[str, int] = {}
         self._ready = threading.Event()
 
@@ -144,6 +145,26 @@ class RulesProxy:
             self._thread.join(10)
         self._sock.close()
 
+    def drop(self, source: str, wait: bool = True) -> None:
+        """End the connections of the sandbox at `source`: its policy changed (what they were
+        served under, rules and secrets included, no longer holds; its next ones are served
+        under the new one), or it is gone. `wait`: until they have ended (at most 5 s)."""
+        if self._loop is None:
+            return
+        ended = asyncio.run_coroutine_threadsafe(self._drop(source), self._loop)
+        if wait:
+            try:
+                ended.result(5)
+            except (concurrent.futures.TimeoutError, RuntimeError) as e:
+                log.warning("egress proxy: connections from %s did not end in time: %s", source, e)
+
+    async def _drop(self, source: str) -> None:
+        tasks = [t for t, s in self._tasks.items() if s == source]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=4)
+
     async def _accept(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
@@ -153,11 +174,11 @@ class RulesProxy:
                 continue
             self._per_source[source] = self._per_source.get(source, 0) + 1
             task = loop.create_task(self._serve(conn, source))
-            self._tasks.add(task)
+            self._tasks[task] = source
             task.add_done_callback(lambda t, s=source: self._done(t, s))
 
     def _done(self, task: asyncio.Task, source: str) -> None:
-        self._tasks.discard(task)
+        self._tasks.pop(task, None)
         left = self._per_source.pop(source, 1) - 1
         if left:
             self._per_source[source] = left

@@ -28,7 +28,9 @@ A name in allow_out passes on the wire only as the addresses the sandbox's resol
 (pinned with the record's TTL, bounded): a hard-coded address, or a name rebound to a closed
 address, does not pass. An answer for a name with header rules is pinned into `rulepins` only if
 the sandbox's policy lets it reach the address (`_reaches`: the egress chain's question, asked in
-Python, since a redirected connection leaves that chain). Everything a sandbox owns here (link,
+Python, since a redirected connection leaves that chain). A policy change reaches open connections:
+flows the new policy does not pass lose their conntrack entries (the chain passes an established
+flow unchecked), and the egress proxy ends the sandbox's connections (served under the old rules). Everything a sandbox owns here (link,
 set elements, cap chains, resolver entry) is removed by `detach`, which the runtime's kill() calls.
 
 Over 400 lines: the table, its sets and the verdict order above are one security argument, kept
@@ -37,6 +39,7 @@ in one file so that it can be read as one.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import ipaddress
 import json
@@ -45,6 +48,10 @@ import os
 import threading
 import time
 from pathlib import Path
+
+from pyroute2 import Conntrack
+from pyroute2.conntrack import NFCTAttrTuple
+from pyroute2.netlink.exceptions import NetlinkError
 
 from .. import _exceptions as E
 from . import links
@@ -59,6 +66,7 @@ from .policy import ALWAYS_BLOCKED, SANDBOX_SUBNET, NetworkPolicy, closed, name_
 log = logging.getLogger("sandlot.network")
 
 PIN_MIN_S, PIN_MAX_S = 30, 3600  # a pinned answer lives its TTL within these bounds
+IPS_DST_NAT = 0x20  # linux/netfilter/nf_conntrack_common.h: a redirected flow (resolver, egress proxy)
 PIN_SET_SIZE = 65536  # addresses pinned at once, all sandboxes together (kernel memory is bounded)
 RULE_SETS = ("explicit", "allow", "deny", "ruleaddrs")  # interval sets of `ifname . ipv4_addr` a policy fills
 
@@ -302,6 +310,10 @@ class Network:
             if before is not None:
                 self._keep_pins(before, a)
         self.resolver.register(a.address, a)
+        if before is not None:  # what was opened under the old policy does not outlive it
+            self._cut_flows(a)
+            if self.proxy:
+                self.proxy.drop(a.address)
 
     def _link_up(self, slot: int, netns_fd: int) -> None:
         """The sandbox's link made if missing, and eth0 configured if it is not yet."""
@@ -334,6 +346,28 @@ class Network:
                 gone.setdefault("rulepins", []).append(f'"{a.link}" . {ip}')
         if gone:
             self._delete(a.link, gone)
+
+    def _cut_flows(self, a: Attached) -> None:
+        """After a policy change: the sandbox's open flows to addresses its new policy does not
+        pass lose their conntrack entries. The egress chain passes an established flow unchecked,
+        so without this a connection opened before (an upload, a tunnel) went on as if allowed;
+        now its next packet is a new one, and dropped. Flows redirected to the resolver or the
+        egress proxy are theirs to end."""
+        try:
+            with contextlib.closing(Conntrack()) as ct:
+                for entry in list(ct.dump_entries(tuple_orig=NFCTAttrTuple(saddr=a.address))):
+                    ip = entry.tuple_orig.daddr
+                    pinned = a.pins.get(ip)
+                    name = pinned[1] if pinned and not pinned[2] else None
+                    if entry.status & IPS_DST_NAT or self._reaches(a, ip, name):
+                        continue
+                    try:
+                        ct.delete(entry)
+                    except NetlinkError:  # ended meanwhile
+                        pass
+        except (OSError, NetlinkError) as e:
+            log.warning("sandbox %s: its open connections could not be checked against its new policy: %s",
+                        a.sandbox_id, e)
 
     def pin(self, a: Attached, name: str, ip: str, until: float, denied: bool = False) -> None:
         """Let the sandbox reach `ip` (an answer for allowed `name`) until `until` (or, denied,
@@ -424,6 +458,8 @@ class Network:
             return
         if a:
             self.resolver.unregister(a.address)
+            if self.proxy:  # its proxied connections go with it (their slots are the next sandbox's)
+                self.proxy.drop(a.address, wait=False)
             elements = a.elements()
             for ip, (_, _, denied) in a.pins.items():
                 elements.setdefault("denypins" if denied else "pins", []).append(f'"{link}" . {ip}')
