@@ -352,7 +352,13 @@ class Network:
         pass lose their conntrack entries. The egress chain passes an established flow unchecked,
         so without this a connection opened before (an upload, a tunnel) went on as if allowed;
         now its next packet is a new one, and dropped. Flows redirected to the resolver or the
-        egress proxy are theirs to end."""
+        egress proxy are theirs to end. In a thread of its own: pyroute2 runs an event loop of its
+        own, which a thread already running one (the server's) refuses."""
+        worker = threading.Thread(target=self._cut_flows_now, args=(a,), name="sandlot-conntrack")
+        worker.start()
+        worker.join(10)
+
+    def _cut_flows_now(self, a: Attached) -> None:
         try:
             with contextlib.closing(Conntrack()) as ct:
                 for entry in list(ct.dump_entries(tuple_orig=NFCTAttrTuple(saddr=a.address))):
@@ -365,7 +371,7 @@ class Network:
                         ct.delete(entry)
                     except NetlinkError:  # ended meanwhile
                         pass
-        except (OSError, NetlinkError) as e:
+        except (OSError, NetlinkError, RuntimeError) as e:
             log.warning("sandbox %s: its open connections could not be checked against its new policy: %s",
                         a.sandbox_id, e)
 
