@@ -112,6 +112,23 @@ def test_a_bare_lf_cannot_smuggle_the_next_request_into_a_body(world, sbx):
     assert _leaked(world) == []
 
 
+def test_a_get_body_cannot_smuggle_the_next_request_into_a_body(world, sbx):
+    """Framed alike by the proxy and by RFC 9112, but a server may leave a GET's body unread and
+    take it for the next request (Python's http.server does): a POST whose Content-Length then
+    swallowed the proxy's next request, with the secret."""
+    path = f"/get-body-{uuid.uuid4().hex}"
+    inner = f"POST {path}/capture HTTP/1.1\r\nHost: allowed.test\r\nContent-Length: 300\r\n\r\n"
+    out = _raw(sbx, (f"GET {path} HTTP/1.1\r\nHost: allowed.test\r\nContent-Length: {len(inner)}\r\n\r\n{inner}"
+                     f"GET {path}/next HTTP/1.1\r\nHost: allowed.test\r\n\r\n"
+                     f"GET {path}/pad HTTP/1.1\r\nX-Pad: {'p' * 400}\r\n\r\n").encode())
+    assert out.startswith("HTTP/1.1 200"), out  # the GET itself is answered
+    assert _leaked(world) == []
+    # a GET with a body on a connection of its own still gets the headers
+    code, out = sh(sbx, f"curl -sS -m 10 -X GET -d q=1 http://allowed.test{path}/alone")
+    assert code == 0 and out == f"world {ALLOWED}\n", out
+    assert [r["headers"].get("Authorization") for r in _seen(world, f"{path}/alone")] == [SECRET]
+
+
 @pytest.mark.parametrize("request_bytes", [
     # a field ended by a bare LF, or holding a control character a server may take as whitespace
     b"POST {path} HTTP/1.1\r\nHost: allowed.test\r\nX: y\nContent-Length: 5\r\n\r\nhello",

@@ -24,6 +24,9 @@ _TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 5.6.2
 _CTL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # control characters but HTAB
 _REQUEST_LINE = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+) ([\x21-\x7e]+) HTTP/1\.[01]")
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
+# Methods whose content has no defined meaning (RFC 9110 9.3): a server may leave it unread, and
+# take it for the next request (Python's http.server does, for a GET)
+_BODY_IGNORED = {b"GET", b"HEAD", b"DELETE", b"OPTIONS", b"TRACE"}
 
 
 async def relay_http(cr, cw, ur, uw, for_host) -> None:
@@ -85,6 +88,12 @@ async def _requests(cr, uw, for_host) -> bool:
         await uw.drain()
         if "upgrade" in lower or lines[0].upper().startswith(b"CONNECT "):
             await _pipe(cr, uw)  # a WebSocket or tunnel: its bytes are no longer HTTP requests
+            return True
+        if start[1] in _BODY_IGNORED and (te or cl and int(next(iter(cl))) > 0):
+            # the upstream may read this body as a request, whose own body would then be the next
+            # request's head with a rule's secret: the connection takes no more requests
+            if uw.can_write_eof():
+                uw.write_eof()
             return True
 
 
