@@ -30,8 +30,9 @@ address, does not pass. An answer for a name with header rules is pinned into `r
 the sandbox's policy lets it reach the address (`_reaches`: the egress chain's question, asked in
 Python, since a redirected connection leaves that chain). A policy change reaches open connections:
 flows the new policy does not pass lose their conntrack entries (the chain passes an established
-flow unchecked), and the egress proxy ends the sandbox's connections (served under the old rules). Everything a sandbox owns here (link,
-set elements, cap chains, resolver entry) is removed by `detach`, which the runtime's kill() calls.
+flow unchecked), and the egress proxy ends the sandbox's connections (served under the old rules).
+Everything a sandbox owns here (link, set elements, cap chains, resolver entry) is removed by
+`detach`, which the runtime's kill() calls.
 
 Over 400 lines: the table, its sets and the verdict order above are one security argument, kept
 in one file so that it can be read as one.
@@ -48,10 +49,6 @@ import os
 import threading
 import time
 from pathlib import Path
-
-from pyroute2 import Conntrack
-from pyroute2.conntrack import NFCTAttrTuple
-from pyroute2.netlink.exceptions import NetlinkError
 
 from .. import _exceptions as E
 from . import links
@@ -359,6 +356,11 @@ class Network:
         worker.join(10)
 
     def _cut_flows_now(self, a: Attached) -> None:
+        # here, not at the top: only a policy change needs them, and `pyroute2` loads most of itself
+        from pyroute2 import Conntrack
+        from pyroute2.conntrack import NFCTAttrTuple
+        from pyroute2.netlink.exceptions import NetlinkError
+
         try:
             with contextlib.closing(Conntrack()) as ct:
                 for entry in list(ct.dump_entries(tuple_orig=NFCTAttrTuple(saddr=a.address))):
