@@ -10,6 +10,7 @@ import threading
 
 import pytest
 
+from sandlot.server import certs
 from sandlot.server.certs import LocalCA
 
 
@@ -55,3 +56,18 @@ def test_the_ca_is_kept_private_and_reused(tmp_path):
     assert _handshake(again, ("x.test",), "x.test") == "hello"
     with pytest.raises(ssl.SSLCertVerificationError):  # and not against another CA
         _handshake(again, ("x.test",), "x.test", trusted=LocalCA(tmp_path / "other"))
+
+
+def test_the_cache_of_leaves_is_bounded(tmp_path, monkeypatch):
+    """A sandbox picks the SNI it sends to an address rule's host, and a host with a wildcard
+    certificate verifies any name under it: the leaves (and contexts) kept are bounded, the least
+    recently used going first, and one made again still verifies."""
+    monkeypatch.setattr(certs, "CACHED", 4)
+    ca = LocalCA(tmp_path / "ca")
+    first = ca.server_context("n0.example.test")
+    for i in range(1, 10):
+        ca.server_context(f"n{i}.example.test")
+        ca.server_context("n0.example.test")  # used again: kept
+    assert len(ca._leaves) <= 4 and len(ca._contexts) <= 4
+    assert ca.server_context("n0.example.test") is first
+    assert _handshake(ca, ("n1.example.test",), "n1.example.test") == "hello"  # evicted, made again

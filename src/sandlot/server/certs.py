@@ -14,6 +14,7 @@ import os
 import ssl
 import tempfile
 import threading
+from collections import OrderedDict
 from pathlib import Path
 
 from cryptography import x509
@@ -23,6 +24,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 _CA_DAYS = 3650
 _LEAF_DAYS = 90  # leaves are made again at start and on demand: short lived costs nothing
+# leaves (and contexts) kept, the least recently used going first: the egress proxy asks for one
+# per name a sandbox sends as SNI to an address rule's host, so a host with a wildcard
+# certificate would let a sandbox fill the server's memory with them
+CACHED = 1024
 
 
 def _name(common: str) -> x509.Name:
@@ -52,8 +57,8 @@ class LocalCA:
         self.directory = Path(directory)
         self.label = label
         self._lock = threading.Lock()
-        self._leaves: dict[tuple[str, ...], tuple[bytes, bytes]] = {}
-        self._contexts: dict[tuple[tuple[str, ...], tuple[str, ...]], ssl.SSLContext] = {}
+        self._leaves: OrderedDict[tuple[str, ...], tuple[bytes, bytes]] = OrderedDict()
+        self._contexts: OrderedDict[tuple[tuple[str, ...], tuple[str, ...]], ssl.SSLContext] = OrderedDict()
         self._cert, self._key = self._load_or_make()
 
     @property
@@ -94,8 +99,8 @@ class LocalCA:
             raise ValueError("a certificate needs at least one name")
         names = tuple(n.lower() for n in names)
         with self._lock:
-            if names in self._leaves:
-                return self._leaves[names]
+            if (found := _used(self._leaves, names)) is not None:
+                return found
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.timezone.utc)
         cert = (x509.CertificateBuilder().subject_name(_name(names[0])).issuer_name(self._cert.subject)
@@ -110,21 +115,37 @@ class LocalCA:
                 .sign(self._key, hashes.SHA256()))
         made = (cert.public_bytes(serialization.Encoding.PEM) + self.cert_pem, _pem_key(key))
         with self._lock:
-            return self._leaves.setdefault(names, made)
+            return _kept(self._leaves, names, made)
 
     def server_context(self, *names: str, alpn: tuple[str, ...] = ()) -> ssl.SSLContext:
         """A server-side SSLContext presenting a leaf for these names (cached), offering the `alpn`
         protocols (none by default: the client then speaks HTTP/1.1)."""
         names = tuple(n.lower() for n in names)
         with self._lock:
-            if (names, alpn) in self._contexts:
-                return self._contexts[(names, alpn)]
+            if (found := _used(self._contexts, (names, alpn))) is not None:
+                return found
         chain, key = self.leaf(*names)
         ctx = server_context_from_pem(chain, key)
         if alpn:
             ctx.set_alpn_protocols(list(alpn))
         with self._lock:
-            return self._contexts.setdefault((names, alpn), ctx)
+            return _kept(self._contexts, (names, alpn), ctx)
+
+
+def _used(cache: OrderedDict, key):
+    """The cached value, now the most recently used; None if there is none."""
+    if key in cache:
+        cache.move_to_end(key)
+        return cache[key]
+    return None
+
+
+def _kept(cache: OrderedDict, key, value):
+    """`value` cached (or the one another thread cached first), the oldest going past CACHED."""
+    value = cache.setdefault(key, value)
+    while len(cache) > CACHED:
+        cache.popitem(last=False)
+    return value
 
 
 def server_context_from_pem(chain: bytes, key: bytes, ctx: ssl.SSLContext | None = None) -> ssl.SSLContext:
