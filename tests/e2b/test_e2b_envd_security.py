@@ -17,7 +17,7 @@ import httpx
 import pytest
 from e2b import FileNotFoundException, InvalidArgumentException, Sandbox, SandboxException
 from e2b_support import SANDBOX_NOT_FOUND, SDK_SENDS_SECURE, assert_json_error, envd_headers, run
-from support import access_token, unique
+from support import access_token, checked_server, team_key, unique
 
 UNAUTHORIZED = "unauthorized access, please provide a valid access token or method signing if supported"
 EXPIRED = {"code": 401, "message": "signature is already expired"}
@@ -160,6 +160,32 @@ def test_secure_false_works_without_an_access_token(http, server, make_sandbox, 
             assert_json_error(http.get("/files", params={"path": "/home/user"}, headers=headers), 401)
     finally:
         opened.kill()
+
+
+def test_an_unsecured_sandbox_alone_is_not_reached_without_its_id():
+    """Its id is its only secret: a caller with no key, no token and no sandbox id must not reach
+    another team's `secure: false` sandbox because it happens to be the only one running."""
+    with checked_server() as srv, httpx.Client(base_url=srv.url, timeout=60) as http:
+        key = team_key(srv)[2]
+        r = http.post("/sandboxes", json={"templateID": "base", "timeout": 120, "secure": False},
+                      headers={"X-API-KEY": key})
+        assert r.status_code == 201 and r.json()["envdAccessToken"] is None, r.text
+        sid = r.json()["sandboxID"]
+        try:
+            marker = unique("/tmp/pwned-")
+            r = http.post("/process.Process/Start", content=_envelope(
+                {"process": {"cmd": "/bin/bash", "args": ["-c", f"touch {marker}"]}}),
+                headers={"Content-Type": "application/connect+json", "Connect-Protocol-Version": "1"})
+            assert r.status_code == 401 or b"unauthenticated" in r.content, r.content[:300]
+            for path in ("/files?path=/etc/hostname", "/envs"):
+                assert_json_error(http.get(path), 401)
+            # named, it admits everyone, as E2B's does
+            named = envd_headers(sid)
+            r = connect_unary(http, "filesystem.Filesystem/Stat", {"path": marker}, named)
+            assert r.status_code == 404, r.text  # the command above never ran
+            assert http.get("/files", params={"path": "/etc/hostname"}, headers=named).status_code == 200
+        finally:
+            http.delete(f"/sandboxes/{sid}", headers={"X-API-KEY": key})
 
 
 def _envelope(message: dict) -> bytes:

@@ -1,8 +1,8 @@
 """Which sandbox an envd request is for, and the seam the control plane fills in (docs/e2b.md §1.3, §3.13).
 
 Requests carry `E2b-Sandbox-Id`. Without it (SDK 2.0–2.25 after `connect()`, signed URLs fetched
-by other tools) the sandbox is inferred: the only running one, else the one whose access token the
-request's credentials prove. An unknown, killed or paused sandbox answers 502 like E2B's proxy, so
+by other tools) the sandbox is inferred: the only running one if it has an access token, else the
+one whose access token the request's credentials prove; a sandbox without a token must be named. An unknown, killed or paused sandbox answers 502 like E2B's proxy, so
 the SDK's `is_running()` turns False and failed calls become `SandboxNotRunningException`. A paused
 one says so (and how to resume it) to a caller holding its access token, its message still containing the
 "was not found" the e2b SDK looks for.
@@ -167,7 +167,9 @@ def _paused(err: SandboxNotRunning) -> JSONResponse:
 
 
 def _infer(running: list[SandboxHandle], request: HTTPConnection, policy: Policy) -> SandboxHandle:
-    if len(running) == 1:
+    # Only one whose token find_sandbox then checks: a sandbox without one (`secure: false`) admits
+    # everyone who names it, its id being the only secret (E2B's model), so it is never guessed.
+    if len(running) == 1 and running[0].access_token is not None:
         return running[0]
     if not running:
         # Whatever sandbox the client means is not running: say so the way the SDK understands.
