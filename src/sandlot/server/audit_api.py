@@ -57,7 +57,13 @@ async def audit(request: Request) -> Response:
     log: AuditLog = request.app.state.audit
     team = q.get("team") or None
     if team is not None:
-        team = request.app.state.store.teams.get(team).id  # a name or an id; NotFound if neither
+        try:
+            team = request.app.state.store.teams.get(team).id  # a name or an id
+        except E.NotFound:
+            if who.admin:
+                raise
+            team = None
+        # refused alike whether or not such a team exists: a key learns no other team's name
         if not who.admin and team != who.team:
             raise E.PermissionDenied("only an admin key reads another team's audit trail")
     limit = _int("limit", q.get("limit"), 100, 1, MAX_LIMIT)
