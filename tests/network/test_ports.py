@@ -15,7 +15,7 @@ from network_support import HERE, sh
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
-from support import access_token
+from support import access_token, wait_until
 
 PORT = 8000
 
@@ -118,6 +118,44 @@ def test_loopback_only_servers_and_closed_ports(make_sandbox, sdk_env):
     assert r.status_code == 502 and r.json()["message"] == "The sandbox is running but port is not open"
     r = httpx.get(f"http://8000-inosuchsandbox0000000.localhost:{sdk_env.url.rsplit(':', 1)[1]}/", timeout=10)
     assert r.status_code == 502 and r.json()["message"] == "The sandbox was not found"
+
+
+# A listener in the sandbox answering each request with `reply` (raw bytes), then closing.
+_RAW_SERVER = r"""
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(5)
+reply = bytes.fromhex(sys.argv[2])
+while True:
+    c, _ = s.accept(); c.recv(65536); c.sendall(reply); c.close()
+"""
+
+
+def test_hostile_ports_and_framings_are_answered_never_failures(make_sandbox, sdk_env):
+    """Ports out of range (from the Host or the routing headers) and a sandbox's answer claiming two
+    framings are answered cleanly: before, each was a traceback in the server's log, and the client
+    got a Content-Length the body never matched."""
+    sbx = make_sandbox()
+    base = sdk_env.url
+    since = len(sdk_env.log.read_text().splitlines())
+    for headers in ({"Host": f"99999-{sbx.sandbox_id}.localhost"}, {"Host": f"0-{sbx.sandbox_id}.localhost"},
+                    {"Host": f"65536-{sbx.sandbox_id}.localhost"},
+                    {"E2b-Sandbox-Id": sbx.sandbox_id, "E2b-Sandbox-Port": "70000"}):
+        r = httpx.get(base + "/", headers=headers, timeout=10)
+        assert r.status_code == 400 and "1-65535" in r.json()["message"], (headers, r.text)
+    reply = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+    sbx.files.write("/tmp/raw_server.py", _RAW_SERVER)
+    sbx.commands.run(f"python3 /tmp/raw_server.py 8100 {reply.hex()}", background=True)
+
+    def answered():  # once it listens
+        r = httpx.get(_url(sdk_env, sbx, port=8100), timeout=10)
+        return r if r.status_code != 502 else None
+
+    r = wait_until(answered, 10)
+    assert r.status_code == 200 and r.content == b"hello", (r.headers, r.content)
+    time.sleep(0.5)
+    added = "\n".join(sdk_env.log.read_text().splitlines()[since:])
+    assert "Traceback" not in added, added
 
 
 def test_private_traffic_needs_the_token(make_sandbox, sdk_env):

@@ -125,6 +125,8 @@ class PortProxy:
         if target is None:
             return await self.app(scope, receive, send)
         sid, port, token, by_host = target
+        if not 0 < port < 65536:  # before any lookup: says nothing of the sandbox
+            return await _refuse(scope, send, 400, f"port must be 1-65535, got {port}")
         if port in ENVD_PORTS:  # envd and the interpreter: the app's own routes
             if by_host and b"e2b-sandbox-id" not in headers:
                 scope = {**scope, "headers": [*scope["headers"], (b"e2b-sandbox-id", sid.encode())]}
@@ -193,7 +195,7 @@ class PortProxy:
                 async with pool.stream(method, url, headers=headers,
                                        content=body.chunks() if body.present else None) as response:
                     await send({"type": "http.response.start", "status": response.status,
-                                "headers": [(k, v) for k, v in response.headers if k.lower() not in _DROP]})
+                                "headers": _returned(response.headers)})
                     started = True
                     async for chunk in response.aiter_stream():
                         await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -287,6 +289,14 @@ def _masked_host(live, port: int, host: str) -> str:
     request's own."""
     mask = ((live.record.network or {}).get("ingress") or {}).get("maskRequestHost")
     return mask.replace("${PORT}", str(port)) if mask else (host or f"127.0.0.1:{port}")
+
+
+def _returned(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The sandbox's response headers the client gets. A chunked answer's body is the decoded chunks
+    whatever Content-Length it also claims (RFC 9112, section 6.3): the claim is dropped, else the
+    server would refuse to send a body of another length (a traceback per request, any sandbox)."""
+    chunked = any(k.lower() == b"transfer-encoding" for k, _ in headers)
+    return [(k, v) for k, v in headers if k.lower() not in _DROP and not (chunked and k.lower() == b"content-length")]
 
 
 def _forwarded(scope: Scope) -> list[tuple[bytes, bytes]]:
