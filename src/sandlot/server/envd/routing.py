@@ -2,10 +2,11 @@
 
 Requests carry `E2b-Sandbox-Id`. Without it (SDK 2.0–2.25 after `connect()`, signed URLs fetched
 by other tools) the sandbox is inferred: the only running one if it has an access token, else the
-one whose access token the request's credentials prove; a sandbox without a token must be named. An unknown, killed or paused sandbox answers 502 like E2B's proxy, so
-the SDK's `is_running()` turns False and failed calls become `SandboxNotRunningException`. A paused
-one says so (and how to resume it) to a caller holding its access token, its message still containing the
-"was not found" the e2b SDK looks for.
+one whose access token the request's credentials prove; a sandbox without a token must be named.
+An unknown, killed or paused sandbox answers 502 like E2B's proxy, so the SDK's `is_running()`
+turns False and failed calls become `SandboxNotRunningException`. A paused one says so (and how to
+resume it) to a caller holding its access token, its message still containing the "was not found"
+the e2b SDK looks for.
 
 Teams play no part here: the access token (or a URL signed with it) is the credential, and only
 the sandbox's own team is ever handed it (teams.py). The gate notes the sandbox and its team for
