@@ -100,6 +100,13 @@ class Rule:
             raise RuleError(f"unknown pattern type {self.type!r}: use one of {', '.join(KINDS)}")
         if not isinstance(self.priority, int) or isinstance(self.priority, bool) or abs(self.priority) > 10 ** 9:
             raise RuleError("a rule's priority must be an integer")
+        # "." and ".." never match (paths are normalized): a rule with them would silently do nothing
+        if any(seg in (".", "..") for seg in self.pattern.split("/")):
+            raise RuleError(f"a rule's pattern cannot contain . or .. segments: {self.pattern!r}")
+        try:
+            _Compiled(self, 0)
+        except re.error as e:
+            raise RuleError(f"bad pattern {self.pattern!r}: {e}") from None
 
     def to_json(self) -> dict:
         return {"pattern": self.pattern, "permission": self.permission, "type": self.type, "priority": self.priority}
@@ -120,25 +127,6 @@ class Rule:
 
 
 PermissionRule = Rule  # AgentFense's name
-
-
-def _rules(*specs) -> tuple[Rule, ...]:
-    return tuple(Rule(p, level, priority=priority) for p, level, priority in specs)
-
-
-_SECRETS = (("**/.env*", "none", 100), ("**/secrets/**", "none", 100), ("**/*.key", "none", 100),
-            ("**/*.pem", "none", 100))
-
-# AgentFense's presets, with its rules and priorities.
-PRESETS: dict[str, tuple[Rule, ...]] = {
-    "view-only": _rules(("**/*", "view", 0)),
-    "read-only": _rules(("**/*", "read", 0)),
-    "agent-safe": _rules(("**/*", "read", 0), ("/output/**", "write", 10), ("/tmp/**", "write", 10),
-                         *_SECRETS, ("**/credentials*", "none", 100), ("**/.git/**", "none", 50)),
-    "development": _rules(("**/*", "write", 0), *_SECRETS),
-    "full-access": _rules(("**/*", "write", 0)),
-}
-DEFAULT_PRESET = "view-only"
 
 
 def resolve(preset: str | None = None, rules=()) -> tuple[Rule, ...]:
@@ -228,8 +216,8 @@ def _segment_regex(seg: str) -> str:
                 continue
             body, i = seg[i:j], j + 1
             negated = body[:1] in ("!", "^")
-            body = (body[1:] if negated else body).replace("\\", "\\\\")
-            out.append(("[^/" if negated else "[") + body + "]")
+            body = (body[1:] if negated else body).replace("\\", "\\\\").replace("[", "\\[")
+            out.append(("[^/" if negated else "(?!/)[") + body + "]")  # a range may span "/"
         else:
             out.append(re.escape(c))
     return "".join(out)
@@ -307,3 +295,23 @@ class Permissions:
 
     def to_json(self) -> list[dict]:
         return [r.to_json() for r in self.rules]
+
+
+# below the matcher: a Rule compiles its pattern when it is made
+def _rules(*specs) -> tuple[Rule, ...]:
+    return tuple(Rule(p, level, priority=priority) for p, level, priority in specs)
+
+
+_SECRETS = (("**/.env*", "none", 100), ("**/secrets/**", "none", 100), ("**/*.key", "none", 100),
+            ("**/*.pem", "none", 100))
+
+# AgentFense's presets, with its rules and priorities.
+PRESETS: dict[str, tuple[Rule, ...]] = {
+    "view-only": _rules(("**/*", "view", 0)),
+    "read-only": _rules(("**/*", "read", 0)),
+    "agent-safe": _rules(("**/*", "read", 0), ("/output/**", "write", 10), ("/tmp/**", "write", 10),
+                         *_SECRETS, ("**/credentials*", "none", 100), ("**/.git/**", "none", 50)),
+    "development": _rules(("**/*", "write", 0), *_SECRETS),
+    "full-access": _rules(("**/*", "write", 0)),
+}
+DEFAULT_PRESET = "view-only"

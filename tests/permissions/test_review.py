@@ -1,0 +1,33 @@
+"""Findings of the hostile review of the permission filesystem: rule input that must be refused
+with a 400 (never a 500, never saved), and what a sandbox can make the daemon do on the host."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from perm_helpers import W, outcomes, probe
+
+from sandlot import permissions as P
+
+# a character class whose range is reversed does not compile; one that spans "/" would cross segments
+BAD_PATTERNS = ["/[z-a]", "/data/[a-\\]", "/a/../secrets/**", "./x"]
+
+
+@pytest.mark.parametrize("pattern", BAD_PATTERNS)
+def test_bad_patterns_are_refused_when_made_and_when_changed(server, open_sandbox, pattern):
+    sandbox = open_sandbox(preset="full-access")
+    with httpx.Client(base_url=server.url, headers={"X-API-KEY": server.api_key}) as http:
+        made = http.post("/v2/sandboxes", json={"templateID": "base", "workspace": {
+            "permissions": [{"pattern": pattern, "permission": "none"}]}})
+        assert made.status_code == 400, made.text
+        put = http.put(f"/sandboxes/{sandbox.sandbox_id}/permissions",
+                       json={"permissions": [{"pattern": pattern, "permission": "none"}]})
+        assert put.status_code == 400, put.text
+    assert [r.pattern for r in sandbox.get_permissions()] == ["**/*"]  # not saved
+    assert outcomes(probe(sandbox, "read", f"{W}/main.py")) == {"ok"}
+
+
+def test_a_character_class_never_matches_a_slash():
+    decide = P.Permissions([P.Rule("/out[+-0]put/**", "write")])  # "+" to "0" includes "/"
+    assert decide.level("/out/put/x") == P.NONE and decide.level("/out.put/x") == P.WRITE
+
