@@ -31,3 +31,11 @@ def test_a_character_class_never_matches_a_slash():
     decide = P.Permissions([P.Rule("/out[+-0]put/**", "write")])  # "+" to "0" includes "/"
     assert decide.level("/out/put/x") == P.NONE and decide.level("/out.put/x") == P.WRITE
 
+
+def test_a_blocked_path_is_that_path_not_a_pattern(open_sandbox):
+    # a name with glob characters in it: the policy blocks exactly it, not what it would match as a glob
+    sandbox = open_sandbox(preset="full-access", security={"blocked_paths": [f"{W}/data[1]", f"{W}/a*"]})
+    assert outcomes(probe(sandbox, "create", f"{W}/data[1]", user="root")) == {"EACCES"}
+    assert outcomes(probe(sandbox, "create", f"{W}/a*", user="root")) == {"EACCES"}
+    assert outcomes(probe(sandbox, "create", f"{W}/data1", user="root")) == {"ok"}
+    assert outcomes(probe(sandbox, "create", f"{W}/ab", user="root")) == {"ok"}

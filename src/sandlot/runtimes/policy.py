@@ -109,11 +109,16 @@ def workspace_rules(workspace: Workspace, security: SecurityPolicy) -> tuple[Rul
     top = workspace.mount_path.rstrip("/")
     for path in security.blocked_paths:
         if path == top or path.startswith(top + "/"):
-            rel = path[len(top):] or "/"
+            rel = _literal(path[len(top):] or "/")  # a path, not a pattern: data[1] is that name only
             rules.append(Rule(rel.rstrip("/") + "/**" if rel != "/" else "/**", "none", priority=10 ** 9))
     if not security.allow_file_write:
         rules = [Rule(r.pattern, "read", r.type, r.priority) if LEVELS[r.permission] == WRITE else r for r in rules]
     return tuple(rules)
+
+
+def _literal(path: str) -> str:
+    """``path`` as a glob that matches only itself (each wildcard character in a class of its own)."""
+    return re.sub(r"([*?\[])", r"[\1]", path)
 
 
 def rules_of(preset: str | None = None, rules=()) -> tuple[Rule, ...]:
