@@ -6,6 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 from perm_helpers import W, outcomes, probe
+from support import denials, wait_until
 
 from sandlot import permissions as P
 
@@ -39,3 +40,13 @@ def test_a_blocked_path_is_that_path_not_a_pattern(open_sandbox):
     assert outcomes(probe(sandbox, "create", f"{W}/a*", user="root")) == {"EACCES"}
     assert outcomes(probe(sandbox, "create", f"{W}/data1", user="root")) == {"ok"}
     assert outcomes(probe(sandbox, "create", f"{W}/ab", user="root")) == {"ok"}
+
+
+def test_a_denial_on_a_name_that_is_not_utf8_keeps_the_audit_trail_readable(server, open_sandbox):
+    sandbox = open_sandbox(preset="full-access")
+    sandbox.commands.run(f"touch {W}/output/$(printf 'x\\377y')")
+    sandbox.set_permissions(preset="read-only")
+    assert sandbox.commands.run(f"echo > {W}/output/$(printf 'x\\377y')", check=False).exit_code != 0
+    wait_until(lambda: denials(server, sandbox.sandbox_id), message="the denial in the audit trail")
+    assert [r["detail"]["path"] for r in denials(server, sandbox.sandbox_id)] == ["/output/x\\xffy"]
+    assert any(e.message.startswith("denied open for writing '/output/x\\\\xffy'") for e in sandbox.get_logs())

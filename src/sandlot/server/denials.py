@@ -71,9 +71,15 @@ class Denials:
             detail = {"more": int(report["more"])}
             message = f"{detail['more']} more denied file operations not shown"
         else:
-            detail = {"op": str(report["op"]), "path": str(report["path"]), "pid": int(report["pid"]),
-                      "process": str(report["process"])[:64]}
+            detail = {"op": _text(report["op"]), "path": _text(report["path"]), "pid": int(report["pid"]),
+                      "process": _text(report["process"])[:64]}
             message = f"denied {detail['op']} {detail['path']!r} (pid {detail['pid']}, {detail['process']})"
         self.audit.record("file.denied", "denied", team=live.record.team, sandbox=sandbox_id, detail=detail,
                           when=when)
         self.service.journal.record(sandbox_id, message, logger="permfs", level="warn", **detail)
+
+
+def _text(value) -> str:
+    """A name as the daemon decoded it (os.fsdecode), bytes that are not UTF-8 shown as \\xff:
+    the audit trail and the log are UTF-8, and one such name must not make them unreadable."""
+    return str(value).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
