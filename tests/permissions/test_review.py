@@ -50,3 +50,16 @@ def test_a_denial_on_a_name_that_is_not_utf8_keeps_the_audit_trail_readable(serv
     wait_until(lambda: denials(server, sandbox.sandbox_id), message="the denial in the audit trail")
     assert [r["detail"]["path"] for r in denials(server, sandbox.sandbox_id)] == ["/output/x\\xffy"]
     assert any(e.message.startswith("denied open for writing '/output/x\\\\xffy'") for e in sandbox.get_logs())
+
+
+def test_df_of_the_workspace_is_the_sandboxs_own_disk(open_sandbox):
+    # statfs answered with the first workspace's disk: its size and how much another sandbox used
+    small = open_sandbox(preset="full-access", limits={"disk_mb": 256})
+    other = open_sandbox(preset="full-access", limits={"disk_mb": 512})
+    small.commands.run(f"head -c 30000000 /dev/zero > {W}/output/big")
+
+    def df(sandbox):
+        return [int(n) for n in sandbox.commands.run(f"df --output=size,used {W} | tail -1").stdout.split()]
+
+    assert 200_000 < df(small)[0] < 300_000 and df(small)[1] > 25_000
+    assert 450_000 < df(other)[0] < 600_000 and df(other)[1] < 10_000

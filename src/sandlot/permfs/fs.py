@@ -310,7 +310,8 @@ class PermFS(pyfuse3.Operations):
         return not (mode & os.X_OK and not st.st_mode & 0o111)
 
     async def statfs(self, ctx):
-        ws = next(iter(self.workspaces.values()), None)
+        # the caller's own workspace (its disk): any other's would show another sandbox's usage
+        ws = next((w for w in self.workspaces.values() if w.admits(ctx.uid)), None)
         out = pyfuse3.StatvfsData()
         if ws is not None:
             fd = ws.open("/", os.O_RDONLY | os.O_DIRECTORY)
