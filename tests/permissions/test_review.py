@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from host_resources import permfs_daemons
 from perm_helpers import W, outcomes, probe
 from support import denials, wait_until
 
 from sandlot import permissions as P
+from sandlot.runtimes.namespace import mount_root
 
 # a character class whose range is reversed does not compile; one that spans "/" would cross segments
 BAD_PATTERNS = ["/[z-a]", "/data/[a-\\]", "/a/../secrets/**", "./x"]
@@ -63,3 +65,27 @@ def test_df_of_the_workspace_is_the_sandboxs_own_disk(open_sandbox):
 
     assert 200_000 < df(small)[0] < 300_000 and df(small)[1] > 25_000
     assert 450_000 < df(other)[0] < 600_000 and df(other)[1] < 10_000
+
+
+def _daemon_rss_kb(server) -> int:
+    (pid,) = permfs_daemons(mount_root(server.home))
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+def test_open_directories_cannot_take_the_daemons_memory(server, open_sandbox):
+    # each open directory held its whole listing with a stat of each entry (~16 MB for 20,000
+    # names): a sandbox holding a few hundred open took the memory every workspace's daemon shares
+    sandbox = open_sandbox(preset="full-access")
+    sandbox.commands.run(f"mkdir {W}/output/many && cd {W}/output/many && "
+                         "python3 -c 'for i in range(20000): open(\"f%05d-%s\" % (i, \"x\" * 40), \"w\").close()'")
+    before = _daemon_rss_kb(server)
+    held = sandbox.commands.run(
+        f"python3 -c 'import os, time\nfds = []\ntry:\n    for _ in range(200): "
+        f"fds.append(os.open(\"{W}/output/many\", os.O_RDONLY | os.O_DIRECTORY))\n"
+        f"except OSError as e: print(e.strerror)\nprint(len(fds), flush=True)\ntime.sleep(3)'", background=True)
+    wait_until(lambda: "\n" in held.stdout, timeout=120, message="the directories opened")
+    grown = _daemon_rss_kb(server) - before
+    assert held.wait().stdout.split("\n")[:2] == ["Too many open files", "25"], held.stdout
+    assert grown < 150_000, grown
+    assert len(sandbox.commands.run(f"ls {W}/output/many").stdout.split()) == 20000  # once they are closed

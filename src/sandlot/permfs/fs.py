@@ -34,6 +34,9 @@ from .workspace import Workspace
 
 ROOT = pyfuse3.ROOT_INODE
 TIMEOUT = 5.0  # seconds the kernel may cache lookups and attributes; rule changes invalidate them
+# names held by a workspace's open directories (~100 bytes each): a sandbox holding many open
+# listings of a big directory must not take the daemon's memory, which every workspace shares
+MAX_LISTED = 500_000
 MAX_RENAMED = 20000  # entries a directory rename checks one by one; past it: EXDEV (mv copies instead)
 # O_TRUNC writes too (the kernel passes it to open: libfuse asks for atomic_o_trunc)
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_TRUNC
@@ -70,7 +73,7 @@ class PermFS(pyfuse3.Operations):
         self.files: dict[int, int] = {}  # fh -> fd
         self.file_inodes: dict[int, int] = {}  # fh -> inode
         self.opened: dict[int, int] = {}  # inode -> open file handles
-        self.dirs: dict[int, list] = {}  # fh -> [(name, attrs)] of a listing
+        self.dirs: dict[int, tuple] = {}  # fh -> (workspace, its inode, the names in it) of a listing
         self._next_ino = ROOT + 1
         self._next_fh = 1
 
@@ -327,7 +330,8 @@ class PermFS(pyfuse3.Operations):
     # ---- directories ---------------------------------------------------------------------------
 
     async def opendir(self, inode, ctx):
-        entries = []
+        names: list[str] = []
+        ws = None
         if inode != ROOT:
             node = self._get(inode, ctx)
             ws = node.ws
@@ -336,34 +340,48 @@ class PermFS(pyfuse3.Operations):
                 fd = ws.open(node.path, os.O_RDONLY | os.O_DIRECTORY)
                 try:
                     names = sorted(os.listdir(fd))
-                    for name in names:
-                        path = _child(node.path, os.fsencode(name))
-                        try:
-                            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-                        except FileNotFoundError:
-                            continue
-                        if self._level(ws, path, st) >= P.VIEW:
-                            entries.append((ws, path, st))
                 finally:
                     os.close(fd)
             except OSError as e:
                 raise _oserror(e) from None
+            if ws.listed + len(names) > MAX_LISTED:
+                raise FUSEError(errno.EMFILE)
+            ws.listed += len(names)
         fh, self._next_fh = self._next_fh, self._next_fh + 1
-        self.dirs[fh] = entries
+        self.dirs[fh] = (ws, inode, names)
         return fh
 
     async def readdir(self, fh, start_id, token):
-        entries = self.dirs.get(fh, [])
-        for i in range(start_id, len(entries)):
-            ws, path, st = entries[i]
-            node = self._node(ws, path)
-            if not pyfuse3.readdir_reply(token, os.fsencode(path.rpartition("/")[2]),
-                                         self._attrs(ws, node, st), i + 1):
-                return
-            node.lookups += 1
+        ws, inode, names = self.dirs.get(fh, (None, ROOT, []))
+        node = self.nodes.get(inode)
+        if not names or node is None or node.path is None:
+            return
+        # names only are held while the directory is open; what each is, and whether it may be seen,
+        # is looked at as the listing is read
+        try:
+            fd = ws.open(node.path, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as e:
+            raise _oserror(e) from None
+        try:
+            for i in range(start_id, len(names)):
+                path = _child(node.path, os.fsencode(names[i]))
+                try:
+                    st = os.stat(names[i], dir_fd=fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                if self._level(ws, path, st) < P.VIEW:
+                    continue
+                child = self._node(ws, path)
+                if not pyfuse3.readdir_reply(token, os.fsencode(names[i]), self._attrs(ws, child, st), i + 1):
+                    return
+                child.lookups += 1
+        finally:
+            os.close(fd)
 
     async def releasedir(self, fh):
-        self.dirs.pop(fh, None)
+        ws, _, names = self.dirs.pop(fh, (None, ROOT, []))
+        if ws is not None:
+            ws.listed -= len(names)
 
     async def mkdir(self, parent_inode, name, mode, ctx):
         parent = self._get(parent_inode, ctx)

@@ -42,6 +42,7 @@ class Workspace:
         self.reporter = reporter(report) if report else None  # to the server's socket for denials
         self.audit = audit
         self.top = 0  # the inode of its directory in the mount
+        self.listed = 0  # names held by its open directories (fs.py: MAX_LISTED)
         self._window, self._reported, self._dropped = -DENIAL_WINDOW, 0, 0
 
     def close(self) -> None:
