@@ -52,6 +52,7 @@ KINDS = ("glob", "directory", "file")
 _KIND_RANK = {"glob": 1, "directory": 2, "file": 3}
 MAX_RULES = 1000
 MAX_PATTERN = 4096
+MAX_CACHED, MAX_CACHED_CHARS = 65536, 4_000_000  # decisions a rule set remembers (the daemon has one per workspace)
 
 
 class RuleError(ValueError):
@@ -258,6 +259,7 @@ class Permissions:
         self.rules = tuple(rules)
         self._ordered = sorted(compiled, key=lambda c: c.rank, reverse=True)
         self._cache: dict[tuple[str, bool], int] = {}
+        self._cached_chars = 0
 
     @classmethod
     def of(cls, preset: str | None = None, rules=()) -> Permissions:
@@ -275,9 +277,12 @@ class Permissions:
         key = (path, is_dir)
         found = self._cache.get(key)
         if found is None:
-            if len(self._cache) > 65536:
+            # bounded in entries and in characters: a sandbox can ask about paths of ~4,000 each
+            if len(self._cache) > MAX_CACHED or self._cached_chars > MAX_CACHED_CHARS:
                 self._cache.clear()
+                self._cached_chars = 0
             found = self._cache[key] = self._compute(path, is_dir)
+            self._cached_chars += len(path)
         return found
 
     def dir_level(self, path: str) -> int:

@@ -89,3 +89,26 @@ def test_open_directories_cannot_take_the_daemons_memory(server, open_sandbox):
     assert held.wait().stdout.split("\n")[:2] == ["Too many open files", "25"], held.stdout
     assert grown < 150_000, grown
     assert len(sandbox.commands.run(f"ls {W}/output/many").stdout.split()) == 20000  # once they are closed
+
+
+DEEP = """
+import errno, os
+os.chdir("/workspace/output")
+for _ in range(15):  # a path of ~3,800 characters: the longest the daemon reaches
+    os.mkdir("d" * 250)
+    os.chdir("d" * 250)
+for i in range(70000):
+    try:
+        os.close(os.open("%06d.pem" % i, os.O_CREAT | os.O_WRONLY))
+    except OSError as e:
+        assert e.errno == errno.EACCES, e
+"""
+
+
+def test_decisions_on_long_paths_cannot_take_the_daemons_memory(server, open_sandbox):
+    # each decision was remembered, up to 65,536 of them whatever their length: ~250 MB a workspace
+    sandbox = open_sandbox(preset="agent-safe")
+    sandbox.files.write("/tmp/deep.py", DEEP)
+    before = _daemon_rss_kb(server)
+    sandbox.commands.run("python3 /tmp/deep.py", timeout=300)
+    assert _daemon_rss_kb(server) - before < 60_000
