@@ -112,3 +112,16 @@ def test_decisions_on_long_paths_cannot_take_the_daemons_memory(server, open_san
     before = _daemon_rss_kb(server)
     sandbox.commands.run("python3 /tmp/deep.py", timeout=300)
     assert _daemon_rss_kb(server) - before < 60_000
+
+
+def test_no_setuid_file_is_made_on_the_host(server, open_sandbox):
+    # the daemon makes every file as host root: a setuid bit would give host root's setuid programs
+    # to whatever the sandbox wrote (the mount is nosuid, its layer on the host's disk is not)
+    sandbox = open_sandbox(preset="full-access")
+    sandbox.commands.run(f"cp /bin/true {W}/output/t && chmod 6755 {W}/output/t && "
+                         f"python3 -c 'import os; os.close(os.open(\"{W}/output/n\", os.O_CREAT | os.O_WRONLY, 0o6755))'"
+                         f" && python3 -c 'import os; os.mknod(\"{W}/output/p\", 0o16755)'", user="root")
+    assert sandbox.commands.run(f"stat -c %a {W}/output/t {W}/output/n {W}/output/p").stdout.split() == \
+        ["755", "755", "755"]
+    layer = server.home / "sandboxes" / sandbox.sandbox_id / "disk" / "ws-upper.1" / "output"
+    assert {oct(p.lstat().st_mode & 0o6000) for p in layer.iterdir()} == {"0o0"}

@@ -42,6 +42,9 @@ MAX_RENAMED = 20000  # entries a directory rename checks one by one; past it: EX
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_TRUNC
 _OPEN_DROP = os.O_CREAT | os.O_EXCL | os.O_NOCTTY | getattr(os, "O_DIRECT", 0)
 _XATTR_PREFIX = b"user."
+# no setuid or setgid: the daemon makes every file as host root, and the sandbox's layer is on the
+# host's disk (the mount is nosuid, the layer is not)
+_MODE_BITS = 0o1777
 log = logging.getLogger("sandlot.permfs")
 
 
@@ -272,7 +275,7 @@ class PermFS(pyfuse3.Operations):
                 pfd, name, close = ws.parent_fd(path) if path != "/" else (ws.root_fd, b".", False)
                 try:
                     if fields.update_mode and not S.S_ISLNK(st.st_mode):
-                        os.chmod(name, S.S_IMODE(attr.st_mode), dir_fd=pfd)
+                        os.chmod(name, attr.st_mode & _MODE_BITS, dir_fd=pfd)
                     if fields.update_atime or fields.update_mtime:
                         ns = (attr.st_atime_ns if fields.update_atime else st.st_atime_ns,
                               attr.st_mtime_ns if fields.update_mtime else st.st_mtime_ns)
@@ -387,7 +390,7 @@ class PermFS(pyfuse3.Operations):
         parent = self._get(parent_inode, ctx)
         ws, path = parent.ws, _child(parent.path, name)
         self._need(ws, path, P.WRITE, "mkdir", ctx, exists=False)
-        self._at(ws, path, lambda d, n: os.mkdir(n, mode & 0o7777, dir_fd=d))
+        self._at(ws, path, lambda d, n: os.mkdir(n, mode & _MODE_BITS, dir_fd=d))
         return self._entry(ws, path, ctx)
 
     async def rmdir(self, parent_inode, name, ctx):
@@ -425,7 +428,7 @@ class PermFS(pyfuse3.Operations):
         ws, path = parent.ws, _child(parent.path, name)
         self._need(ws, path, P.WRITE, "create", ctx, exists=False)
         try:
-            fd = ws.open(path, (flags & ~(os.O_NOCTTY | getattr(os, "O_DIRECT", 0))) | os.O_CREAT, mode & 0o7777)
+            fd = ws.open(path, (flags & ~(os.O_NOCTTY | getattr(os, "O_DIRECT", 0))) | os.O_CREAT, mode & _MODE_BITS)
         except OSError as e:
             raise _oserror(e) from None
         entry = self._entry(ws, path, ctx)
@@ -468,7 +471,7 @@ class PermFS(pyfuse3.Operations):
         parent = self._get(parent_inode, ctx)
         ws, path = parent.ws, _child(parent.path, name)
         self._need(ws, path, P.WRITE, "mknod", ctx, exists=False)
-        self._at(ws, path, lambda d, n: os.mknod(n, mode, 0, dir_fd=d))
+        self._at(ws, path, lambda d, n: os.mknod(n, S.S_IFMT(mode) | mode & _MODE_BITS, 0, dir_fd=d))
         return self._entry(ws, path, ctx)
 
     async def symlink(self, parent_inode, name, target, ctx):
