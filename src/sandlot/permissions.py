@@ -95,6 +95,10 @@ class Rule:
         if not isinstance(self.pattern, str) or not self.pattern or len(self.pattern) > MAX_PATTERN \
                 or "\0" in self.pattern:
             raise RuleError(f"a rule's pattern must be a non-empty string (at most {MAX_PATTERN} characters)")
+        try:
+            self.pattern.encode()  # a lone surrogate (JSON "\udc80") is not text: it cannot be stored
+        except UnicodeEncodeError:
+            raise RuleError("a rule's pattern must be text (a name that is not UTF-8: match it with a wildcard)") from None
         if self.permission not in LEVELS:
             raise RuleError(f"unknown permission {self.permission!r}: use one of {', '.join(LEVELS)}")
         if self.type not in KINDS:
