@@ -127,3 +127,12 @@ def test_no_setuid_file_is_made_on_the_host(server, open_sandbox):
         ["755", "755", "755"]
     layer = server.home / "sandboxes" / sandbox.sandbox_id / "disk" / "ws-upper.1" / "output"
     assert {oct(p.lstat().st_mode & 0o6000) for p in layer.iterdir()} == {"0o0"}
+
+
+def test_a_directorys_link_count_does_not_count_hidden_subdirectories(open_sandbox):
+    # a directory's links are 2 + its subdirectories: it counted the hidden ones
+    sandbox = open_sandbox(preset="full-access")
+    sandbox.commands.run(f"mkdir -p {W}/output/b/secrets {W}/output/b/x")
+    sandbox.set_permissions(preset="agent-safe")
+    assert sandbox.commands.run(f"ls -A {W}/output/b").stdout.split() == ["x"]
+    assert sandbox.commands.run(f"stat -c %h {W}/output/b").stdout.strip() == "1"  # as overlayfs and btrfs

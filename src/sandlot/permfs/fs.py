@@ -199,7 +199,8 @@ class PermFS(pyfuse3.Operations):
         a.st_ino = node.ino
         a.generation = 0
         a.entry_timeout = a.attr_timeout = TIMEOUT
-        a.st_mode, a.st_nlink, a.st_rdev = mode, st.st_nlink, st.st_rdev
+        # a directory's real count is 2 + its subdirectories, hidden ones too: 1, "unknown" (as overlayfs)
+        a.st_mode, a.st_nlink, a.st_rdev = mode, 1 if S.S_ISDIR(mode) else st.st_nlink, st.st_rdev
         a.st_uid, a.st_gid = ws.owner
         a.st_size, a.st_blksize, a.st_blocks = st.st_size, st.st_blksize, st.st_blocks
         a.st_atime_ns, a.st_mtime_ns, a.st_ctime_ns = st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns
