@@ -98,7 +98,8 @@ class Rule:
         try:
             self.pattern.encode()  # a lone surrogate (JSON "\udc80") is not text: it cannot be stored
         except UnicodeEncodeError:
-            raise RuleError("a rule's pattern must be text (a name that is not UTF-8: match it with a wildcard)") from None
+            raise RuleError("a rule's pattern must be text (a name that is not UTF-8: match it with a "
+                            "wildcard)") from None
         if self.permission not in LEVELS:
             raise RuleError(f"unknown permission {self.permission!r}: use one of {', '.join(LEVELS)}")
         if self.type not in KINDS:

@@ -24,7 +24,8 @@ def test_bad_patterns_are_refused_when_made_and_when_changed(server, open_sandbo
     rules = [{"pattern": pattern, "permission": "none"}]
     with httpx.Client(base_url=server.url, headers={"X-API-KEY": server.api_key,
                                                     "Content-Type": "application/json"}) as http:
-        made = http.post("/v2/sandboxes", content=json.dumps({"templateID": "base", "workspace": {"permissions": rules}}))
+        made = http.post("/v2/sandboxes",
+                         content=json.dumps({"templateID": "base", "workspace": {"permissions": rules}}))
         assert made.status_code == 400, made.text
         put = http.put(f"/sandboxes/{sandbox.sandbox_id}/permissions", content=json.dumps({"permissions": rules}))
         assert put.status_code == 400, put.text
@@ -120,8 +121,9 @@ def test_no_setuid_file_is_made_on_the_host(server, open_sandbox):
     # the daemon makes every file as host root: a setuid bit would give host root's setuid programs
     # to whatever the sandbox wrote (the mount is nosuid, its layer on the host's disk is not)
     sandbox = open_sandbox(preset="full-access")
+    made = f"{W}/output/n"
     sandbox.commands.run(f"cp /bin/true {W}/output/t && chmod 6755 {W}/output/t && "
-                         f"python3 -c 'import os; os.close(os.open(\"{W}/output/n\", os.O_CREAT | os.O_WRONLY, 0o6755))'"
+                         f"python3 -c 'import os; os.close(os.open(\"{made}\", os.O_CREAT | os.O_WRONLY, 0o6755))'"
                          f" && python3 -c 'import os; os.mknod(\"{W}/output/p\", 0o16755)'", user="root")
     assert sandbox.commands.run(f"stat -c %a {W}/output/t {W}/output/n {W}/output/p").stdout.split() == \
         ["755", "755", "755"]
