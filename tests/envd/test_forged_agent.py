@@ -82,7 +82,7 @@ def forged(tmp_path) -> Iterator[Forged]:
         finally:
             writer.close()
 
-    app = envd_app(_Lookup(_Sandbox("sbxforged", AgentClient(path))))
+    app = _named(envd_app(_Lookup(_Sandbox("sbxforged", AgentClient(path)))), "sbxforged")
     server = uvicorn.Server(uvicorn.Config(app, http="httptools", log_config=None, lifespan="off"))
     loop = asyncio.new_event_loop()
 
@@ -107,6 +107,16 @@ def forged(tmp_path) -> Iterator[Forged]:
     finally:
         logging.getLogger().removeHandler(errors)
     assert not errors.seen, errors.seen
+
+
+def _named(app, sandbox_id: str):
+    """Every request names the sandbox (E2b-Sandbox-Id), as the SDKs send it: this one has no
+    access token, and a sandbox without one is never inferred (envd/routing.py)."""
+    async def routed(scope, receive, send):
+        if scope["type"] == "http":
+            scope = {**scope, "headers": [*scope["headers"], (b"e2b-sandbox-id", sandbox_id.encode())]}
+        await app(scope, receive, send)
+    return routed
 
 
 class _Errors(logging.Handler):
