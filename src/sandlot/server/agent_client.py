@@ -109,6 +109,7 @@ _SHAPES: dict[str, dict[str, Callable[[Any], bool]]] = {
     "session": {"id": _text, "user": _text, "pid": _pid, "cwd": _opt_text, "envs": _text_map, "busy": _flag,
                 "created_at": _number(0, 253402300799, (int, float))},
     "start": {"pid": _pid},
+    "watch event": {"name": _text, "type": _text},  # and its entry, if any (an "entry")
     "end": {"exit_code": _int32, "status": _opt_text, "error": _opt_text},  # and one of the two below
     "process end": {"exited": _flag, "status": _text},
     "session end": {"timed_out": _flag, "interrupted": _flag, "shell_exited": _flag},
@@ -557,9 +558,7 @@ def _watch_event(kind: bytes | None, payload: bytes) -> dict | None:
         raise E.SandboxNotRunning("unexpected frame on a watch stream")
     message = _json(payload)
     if "event" in message:
-        event = message["event"]
-        if not (isinstance(event, dict) and type(event.get("name")) is str and type(event.get("type")) is str):
-            raise _broken("a watch event is not {name, type}")
+        event = _shaped(message["event"], "watch event")
         if event.get("entry") is not None:
             _entry(event["entry"])
     return message
