@@ -4,6 +4,7 @@
                 lifecycle.py (pause, resume)  logs.py  metrics.py (metrics, stats)
     code        code.py (run-code)   packages.py (packages ...)   codebase.py (codebase ...)
     snapshots   snapshot.py (snapshot create|list|delete|fork|export|import)
+    volumes     volume.py (volume create|list|delete; create -v NAME:/path)
     the host    serve.py  ca.py  keys.py (keys ...)  teams.py (teams ...)  audit.py  template.py (template ...)
     shared      _common.py (options, errors, JSON)  _terminal.py (output filter for terminals)
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 import typer
 
 from . import (audit, ca, code, codebase, cp, create, exec, keys, kill, lifecycle, logs, ls, mcp, metrics, network,
-               packages, serve, shell, snapshot, teams, template)
+               packages, serve, shell, snapshot, teams, template, volume)
 
 # plain click help: typer's rich help costs ~0.1-0.2 s at every start
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="sandlot: self-hosted sandboxes for AI agents.")
@@ -47,6 +48,7 @@ app.add_typer(packages.app, name="packages")
 app.add_typer(codebase.app, name="codebase")
 app.add_typer(snapshot.app, name="snapshot")
 app.add_typer(network.app, name="network")
+app.add_typer(volume.app, name="volume")
 
 if __name__ == "__main__":
     app()
