@@ -10,7 +10,7 @@ from ._common import ApiKey, ApiUrl, JsonOpt, QuietOpt, console, error, friendly
 app = typer.Typer(no_args_is_help=True, help="Persistent named volumes: files that outlive sandboxes.")
 
 VolumeOpt = typer.Option(None, "--volume", "-v",
-                         help="Mount a volume: NAME:/path (its name or id; repeatable; made with `sandlot volume create`).")
+                         help="Mount a volume: NAME:/path (its name or id; repeatable; see `sandlot volume create`).")
 
 
 def mounts(items: list[str] | None) -> dict[str, str] | None:
