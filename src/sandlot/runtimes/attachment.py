@@ -18,6 +18,8 @@ class Attached:
     link: str
     address: str  # the sandbox's own address
     policy: NetworkPolicy
+    # whose share of the host's egress budgets it counts against (budgets.py); None: its own bounds only
+    team: str | None = None
     pins: dict[str, tuple[float, str, bool]] = field(default_factory=dict)  # ip -> (until, name, denied)
     rule_pins: dict[str, dict[str, float]] = field(default_factory=dict)  # ip -> {rule name: until}
 

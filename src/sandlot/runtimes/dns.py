@@ -13,8 +13,9 @@ address (the rules drop spoofed ones) and answers by its policy:
 - and an answer for a name a header rule (`network.rules`) names is also pinned into the set that
   redirects the sandbox's TCP to the egress proxy (egress_proxy.py).
 
-Questions in flight and TCP connections are bounded, all sandboxes together and each sandbox's
-(MAX_IN_FLIGHT_PER_SANDBOX, MAX_TCP_PER_SANDBOX), so that one cannot starve its neighbours.
+Questions in flight and TCP connections are bounded, all sandboxes together, each sandbox's
+(MAX_IN_FLIGHT_PER_SANDBOX, MAX_TCP_PER_SANDBOX) and each team's (a share of the whole, budgets.py),
+so that neither one sandbox nor one team's sandboxes can starve the others.
 AAAA questions get an empty answer (sandboxes have IPv4 only). Answers are never trusted beyond
 pinning: an allowed name that resolves into a closed range (DNS rebinding) is still dropped by the
 rules, which check closed ranges before pins.
@@ -34,6 +35,7 @@ from collections.abc import Callable
 from dnslib import QTYPE, RCODE, DNSError, DNSRecord
 
 from .attachment import Attached
+from .budgets import TEAM_SHARE, Budget
 from .egress_rules import headers_for
 from .policy import name_matches
 
@@ -50,6 +52,7 @@ MAX_IN_FLIGHT_PER_SANDBOX = 32
 # server's process (a question every few seconds keeps it), which the API and every sandbox share
 MAX_TCP = 256
 MAX_TCP_PER_SANDBOX = 16
+# and one team's sandboxes together hold at most TEAM_SHARE of each (budgets.py says why)
 EVERYTHING = ipaddress.IPv4Network("0.0.0.0/0")
 
 
@@ -100,9 +103,10 @@ class _Listener(asyncio.DatagramProtocol):
 
 
 class Resolver:
-    def __init__(self, pin: Pin, pin_rule: Pin, port: int = 0):
+    def __init__(self, pin: Pin, pin_rule: Pin, port: int = 0, team_share: float = TEAM_SHARE):
         """`pin(attached, name, ip, until, denied=)`: let a sandbox reach an answer (network.py's
-        Network.pin) before it is sent; `pin_rule(...)`: the same for a name a header rule names."""
+        Network.pin) before it is sent; `pin_rule(...)`: the same for a name a header rule names;
+        `team_share`: of each budget, what one team's sandboxes may hold together."""
         self._pin, self._pin_rule = pin, pin_rule
         self.default_upstreams = host_nameservers()
         self._by_address: dict[str, Attached] = {}
@@ -111,8 +115,8 @@ class Resolver:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._tasks: set[asyncio.Task] = set()
-        self._in_flight: dict[str, int] = {}  # by source address: questions over UDP being answered
-        self._tcp_held: dict[str, int] = {}  # by source address: TCP connections open
+        self._in_flight = Budget(MAX_IN_FLIGHT, MAX_IN_FLIGHT_PER_SANDBOX, team_share)  # questions over UDP
+        self._tcp_held = Budget(MAX_TCP, MAX_TCP_PER_SANDBOX, team_share)  # TCP connections open
         self._ready = threading.Event()
 
     # ---- sandboxes ---------------------------------------------------------------------------
@@ -125,6 +129,11 @@ class Resolver:
 
     def attached(self, address: str) -> Attached | None:
         return self._by_address.get(address)
+
+    def team_of(self, address: str) -> str | None:
+        """The team of the sandbox at `address` (None: none there, or of no team)."""
+        a = self._by_address.get(address)
+        return a.team if a is not None else None
 
     # ---- the loop ----------------------------------------------------------------------------
 
@@ -159,24 +168,24 @@ class Resolver:
 
     def spawn(self, coro, source: str) -> None:
         # a flood: dropped (the sandbox's resolver library retries)
-        if len(self._tasks) >= MAX_IN_FLIGHT or self._in_flight.get(source, 0) >= MAX_IN_FLIGHT_PER_SANDBOX:
+        team = self.team_of(source)
+        if not self._in_flight.take(source, team):
             coro.close()
             return
-        _count(self._in_flight, source, 1)
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(lambda t: self._done(t, source))
+        task.add_done_callback(lambda t: self._done(t, source, team))
 
-    def _done(self, task: asyncio.Task, source: str) -> None:
+    def _done(self, task: asyncio.Task, source: str, team: str | None) -> None:
         self._tasks.discard(task)
-        _count(self._in_flight, source, -1)
+        self._in_flight.give_back(source, team)
 
     async def _tcp_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")[0]
-        if sum(self._tcp_held.values()) >= MAX_TCP or self._tcp_held.get(peer, 0) >= MAX_TCP_PER_SANDBOX:
+        team = self.team_of(peer)
+        if not self._tcp_held.take(peer, team):
             writer.close()  # its file goes now (a client falls back to UDP or retries)
             return
-        _count(self._tcp_held, peer, 1)
         try:
             while True:
                 size = struct.unpack("!H", await asyncio.wait_for(reader.readexactly(2), 10))[0]
@@ -189,7 +198,7 @@ class Resolver:
         except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError, struct.error):
             pass
         finally:
-            _count(self._tcp_held, peer, -1)
+            self._tcp_held.give_back(peer, team)
             writer.close()
 
     # ---- answering ---------------------------------------------------------------------------
@@ -267,15 +276,6 @@ class Resolver:
             return await asyncio.wait_for(reader.readexactly(size), UPSTREAM_TIMEOUT)
         finally:
             writer.close()
-
-
-def _count(counts: dict[str, int], key: str, by: int) -> None:
-    """Add `by` to a per-source count (a count down to 0 goes)."""
-    left = counts.get(key, 0) + by
-    if left > 0:
-        counts[key] = left
-    else:
-        counts.pop(key, None)
 
 
 def _reply(query: DNSRecord, rcode: int) -> bytes:

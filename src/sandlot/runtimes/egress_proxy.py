@@ -52,6 +52,7 @@ from typing import Any, Callable
 from python_socks import ProxyError, ProxyTimeoutError
 
 from . import socks
+from .budgets import TEAM_SHARE, Budget
 from .egress_h2 import PREFACE, relay_h2
 from .egress_http import IDLE_TIMEOUT, both_ways, client_hello_alpn, client_hello_sni, is_http, relay_http
 from .egress_rules import headers_for, headers_for_address
@@ -66,6 +67,7 @@ HELLO_WAIT = 2.0  # for a ClientHello split over several segments
 MAX_HEAD = 64 * 1024  # a request's head (request line and fields)
 MAX_CONNECTIONS = 1024  # at once, all sandboxes together
 MAX_PER_SANDBOX = 256  # at once, one sandbox's (its neighbours keep the rest)
+# and one team's sandboxes together hold at most TEAM_SHARE of them (budgets.py says why)
 
 
 @dataclass
@@ -105,16 +107,19 @@ def upstream_context(extra_ca_file: Path | None = None, alpn: tuple[str, ...] = 
 
 
 class RulesProxy:
-    def __init__(self, target: Callable[[str, str], Any], tls: EgressTls, port: int = 0):
-        """`target(source, ip)`: what a redirected connection is (network.py's Network.target)."""
-        self._target = target
+    def __init__(self, target: Callable[[str, str], Any], tls: EgressTls, port: int = 0,
+                 team_of: Callable[[str], str | None] = lambda source: None, team_share: float = TEAM_SHARE):
+        """`target(source, ip)`: what a redirected connection is (network.py's Network.target);
+        `team_of(source)`: the team of the sandbox at that address, whose `team_share` of the
+        connections its sandboxes may hold together."""
+        self._target, self._team_of = target, team_of
         self.tls = tls
         self._sock = _listen(port)
         self.port = self._sock.getsockname()[1]
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._tasks: dict[asyncio.Task, str] = {}  # connection -> the sandbox address it came from
-        self._per_source: dict[str, int] = {}
+        self._held = Budget(MAX_CONNECTIONS, MAX_PER_SANDBOX, team_share)
         self._ready = threading.Event()
 
     def start(self) -> None:
@@ -169,19 +174,17 @@ class RulesProxy:
         loop = asyncio.get_running_loop()
         while True:
             conn, (source, _) = await loop.sock_accept(self._sock)
-            if len(self._tasks) >= MAX_CONNECTIONS or self._per_source.get(source, 0) >= MAX_PER_SANDBOX:
+            team = self._team_of(source)
+            if not self._held.take(source, team):
                 conn.close()
                 continue
-            self._per_source[source] = self._per_source.get(source, 0) + 1
             task = loop.create_task(self._serve(conn, source))
             self._tasks[task] = source
-            task.add_done_callback(lambda t, s=source: self._done(t, s))
+            task.add_done_callback(lambda t, s=source, g=team: self._done(t, s, g))
 
-    def _done(self, task: asyncio.Task, source: str) -> None:
+    def _done(self, task: asyncio.Task, source: str, team: str | None) -> None:
         self._tasks.pop(task, None)
-        left = self._per_source.pop(source, 1) - 1
-        if left:
-            self._per_source[source] = left
+        self._held.give_back(source, team)
 
     # ---- one connection ----------------------------------------------------------------------
 

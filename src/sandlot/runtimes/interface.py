@@ -57,9 +57,11 @@ class Runtime(Protocol):
     # Optional: disk_written(sandbox_id) -> bytes its disk image holds on the host's disk (host
     # admission, server/quotas.py); a runtime without it counts 0.
 
-    def set_network(self, sandbox_id: str, policy: NetworkPolicy | None, adopting: bool = False) -> None:
+    def set_network(self, sandbox_id: str, policy: NetworkPolicy | None, adopting: bool = False,
+                    team: str | None = None) -> None:
         """Give a running sandbox a network under `policy`, replace its policy, or (None) take its
-        network away; Unsupported where the tier cannot. `adopting`: a restart takes it over."""
+        network away; Unsupported where the tier cannot. `adopting`: a restart takes it over;
+        `team`: the sandbox's, whose share of the host's egress budgets it counts against."""
 
     def writable_layer(self, sandbox_id: str) -> tuple[Path, int]:
         """The sandbox's writable layer (a directory to commit as a layer: snapshots, fork,

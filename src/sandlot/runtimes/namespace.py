@@ -52,6 +52,7 @@ from .bwrap import bind, install_bwrap, policy_ops, render, sandbox_setup, volum
 from .cgroups import SandboxCgroup
 from .interface import RuntimeSandbox
 from .mount_ns import MountNamespaces, own_namespace
+from .budgets import TEAM_SHARE
 from .network import start_network, write_resolv_conf
 from .policy import SANDBOX_ROOT_CAPS, Limits, MiB, NetworkPolicy, SandboxSpec
 from .sandbox_process import alive, become_sandbox, start_ticks
@@ -97,7 +98,7 @@ def sandlot_dirs() -> list[Path]:
 class NamespaceRuntime:
     name = "namespace"
 
-    def __init__(self, home: Path, egress_tls=None):
+    def __init__(self, home: Path, egress_tls=None, team_share: float = TEAM_SHARE):
         self.home = home
         self.root = home / "sandboxes"
         self.root.mkdir(parents=True, exist_ok=True)
@@ -133,7 +134,7 @@ class NamespaceRuntime:
             disk.blank(home / "disks", Limits.disk_mb)
         # claims of sandboxes that never got a state dir (a crash mid-create) are stale; the
         # others stay until the service adopts or kills their sandbox
-        self.network, self.network_missing = start_network(self.mnt.name, home, egress_tls)
+        self.network, self.network_missing = start_network(self.mnt.name, home, egress_tls, team_share)
         known = self.leftovers()
         for sid in set(self.uids.mine().values()) - known:
             self.uids.release(sid)
@@ -331,7 +332,7 @@ class NamespaceRuntime:
             state.update(pid=pid, started_ticks=start_ticks(pid))
             (d / "state.json").write_text(json.dumps(state))
             if spec.network is not None or spec.network_ready:  # while the agent starts
-                self._network_of(sid, spec.network, pid, slot, prepare_only=spec.network is None)
+                self._network_of(sid, spec.network, pid, slot, prepare_only=spec.network is None, team=spec.team)
             wait_for_ready(agent_ready_r, d / "disk" / "sandbox.log")
         finally:
             for fd in (ready_r, go_w, agent_ready_r):
@@ -510,7 +511,8 @@ class NamespaceRuntime:
 
     # ---- network (runtimes/network.py) -------------------------------------------------------
 
-    def set_network(self, sandbox_id: str, policy: NetworkPolicy | None, adopting: bool = False) -> None:
+    def set_network(self, sandbox_id: str, policy: NetworkPolicy | None, adopting: bool = False,
+                    team: str | None = None) -> None:
         """Give a running sandbox a network under `policy`, change its policy, or (None) take its
         network away: its link goes, only loopback stays."""
         state = self._read_state(sandbox_id) or {}
@@ -521,10 +523,11 @@ class NamespaceRuntime:
                 self.network.detach(sandbox_id, state["slot"])
             return
         self._network_of(sandbox_id, policy, state["pid"], state["slot"], adopting=adopting,
-                         started=state.get("started_ticks"))
+                         started=state.get("started_ticks"), team=team)
 
     def _network_of(self, sandbox_id: str, policy: NetworkPolicy | None, pid: int, slot: int,
-                    prepare_only: bool = False, adopting: bool = False, started: int | None = None) -> None:
+                    prepare_only: bool = False, adopting: bool = False, started: int | None = None,
+                    team: str | None = None) -> None:
         if self.network is None:
             if prepare_only:
                 return
@@ -536,7 +539,7 @@ class NamespaceRuntime:
             if prepare_only:
                 self.network.prepare(slot, netns)
             else:
-                self.network.attach(sandbox_id, slot, netns, policy, adopting=adopting)
+                self.network.attach(sandbox_id, slot, netns, policy, adopting=adopting, team=team)
         except OSError as e:
             raise E.RuntimeFailure(f"sandbox {sandbox_id}: could not set up its network link: {e}") from e
         finally:

@@ -53,6 +53,7 @@ from pathlib import Path
 from .. import _exceptions as E
 from . import links
 from .attachment import Attached, cap_chain, split_explicit
+from .budgets import TEAM_SHARE
 from .dns import Resolver
 from .egress_proxy import EgressTls, RulesProxy
 from .egress_rules import headers_for, headers_for_address
@@ -79,7 +80,7 @@ def addresses(slot: int) -> tuple[str, str]:
 class Network:
     """The egress of one server's sandboxes (see the module docstring)."""
 
-    def __init__(self, server: str, state_dir: Path, tls: EgressTls | None = None):
+    def __init__(self, server: str, state_dir: Path, tls: EgressTls | None = None, team_share: float = TEAM_SHARE):
         self.table = f"sandlot_{server}"
         self.t = f"inet {self.table}"
         self.prefix = f"sl{server[:6]}-"
@@ -89,9 +90,10 @@ class Network:
         self.netlink = links.Netlink()
         self._lock = threading.Lock()
         self._attached: dict[str, Attached] = {}  # by sandbox id
-        self.resolver = Resolver(self.pin, self.pin_rule, port=self._saved_port("dns_port"))
+        self.resolver = Resolver(self.pin, self.pin_rule, port=self._saved_port("dns_port"), team_share=team_share)
         # without TLS material (a runtime built outside a server) there are no header rules
-        self.proxy = RulesProxy(self.target, tls, port=self._saved_port("proxy_port")) if tls else None
+        self.proxy = RulesProxy(self.target, tls, port=self._saved_port("proxy_port"), team_of=self.resolver.team_of,
+                                team_share=team_share) if tls else None
         try:
             self.nft.run(self._base_rules())
         except BaseException:
@@ -278,9 +280,10 @@ class Network:
         self.netlink.add_veth(link, netns_fd, host_cidr)
 
     def attach(self, sandbox_id: str, slot: int, netns_fd: int, policy: NetworkPolicy,
-               adopting: bool = False) -> None:
+               adopting: bool = False, team: str | None = None) -> None:
         """Give the sandbox its network under `policy`, or replace the policy of one that has one
-        (one nftables transaction). `adopting`: a new server takes over what the last one loaded."""
+        (one nftables transaction). `adopting`: a new server takes over what the last one loaded;
+        `team`: whose share of the resolver's and the proxy's budgets its use counts against."""
         link = self.link_name(slot)
         _, cidr = addresses(slot)
         if (policy.rules or policy.socks) and self.proxy is None:
@@ -292,7 +295,7 @@ class Network:
         self._link_up(slot, netns_fd)
         with self._lock:
             before = self._attached.get(sandbox_id)
-            a = Attached(sandbox_id, link, cidr.split("/")[0], policy)
+            a = Attached(sandbox_id, link, cidr.split("/")[0], policy, team)
             if before is not None:  # the old elements go and the new come in one transaction
                 old = before.elements()
                 old.pop("sources")
@@ -550,11 +553,11 @@ def _element_key(elem) -> list[str] | None:
     return None
 
 
-def start_network(server: str, home: Path, tls: EgressTls | None = None):
+def start_network(server: str, home: Path, tls: EgressTls | None = None, team_share: float = TEAM_SHARE):
     """The server's egress machinery, or (None, why not): a host without nftables still runs
     sandboxes, without networks."""
     try:
-        return Network(server, home, tls), None
+        return Network(server, home, tls, team_share), None
     except (E.SandlotError, OSError) as e:
         reason = e.message if isinstance(e, E.SandlotError) else str(e)
         log.warning("sandbox networking unavailable: %s", reason)

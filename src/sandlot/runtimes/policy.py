@@ -145,6 +145,9 @@ class SandboxSpec:
     limits: Limits = field(default_factory=Limits)
     envs: dict[str, str] = field(default_factory=dict)
     network: NetworkPolicy | None = None  # loosening: outbound network (None: only loopback)
+    # whose share of the host's egress budgets its network counts against (runtimes/budgets.py);
+    # None: a pool sandbox's, whose team comes with its network when it is claimed
+    team: str | None = None
     # a pool sandbox: make its link now, unconfigured and down, so a claim with a network is quick
     network_ready: bool = False
     allow_sudo: bool = True  # the sandbox's `user` may become root *inside its own user namespace*

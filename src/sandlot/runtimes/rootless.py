@@ -231,7 +231,7 @@ class RootlessRuntime:
     def disk_used(self, sandbox_id: str) -> int:
         return tree_usage(self._dir(sandbox_id) / "home")
 
-    def set_network(self, sandbox_id: str, policy, adopting: bool = False) -> None:
+    def set_network(self, sandbox_id: str, policy, adopting: bool = False, team: str | None = None) -> None:
         if policy is not None:
             raise E.Unsupported(NO_NETWORK)
 

@@ -182,7 +182,7 @@ def build_app(config: Config, extensions: Mapping[str, Extension] | None = None)
     egress_tls = EgressTls(lambda: LocalCA(config.home / "ca" / "egress", "sandlot egress CA"),
                            upstream_context(config.egress_ca_file),
                            upstream_context(config.egress_ca_file, ("h2", "http/1.1")))
-    runtime = HoldingRuntime(make_runtime(config.home, egress_tls), layers)
+    runtime = HoldingRuntime(make_runtime(config.home, egress_tls, config.egress_team_share), layers)
     service = SandboxService(config, store, runtime, TemplateStore(config.home), layers, Events(metrics, audit))
     service.networks.egress_tls = egress_tls
     # workload identity tokens (E2B's iam) the egress proxy mints into rule headers (identity.py)

@@ -23,6 +23,7 @@ from pydantic import BeforeValidator, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from .._exceptions import InvalidArgument
+from ..runtimes.budgets import TEAM_SHARE
 
 ENV_PREFIX = "SANDLOT_"
 CONFIG_FILE_ENV = "SANDLOT_CONFIG"
@@ -98,6 +99,9 @@ class Config(BaseSettings):
     # CA certificates (a PEM bundle) the `network.rules` egress proxy trusts for upstream hosts, besides
     # the system's trust store (a private API's own CA); None: the system's only
     egress_ca_file: Path | None = None
+    # Of the sandboxes' resolver's and egress proxy's budgets (questions in flight, connections held),
+    # what one team's sandboxes may hold together (runtimes/budgets.py); 1: a team may take them all
+    egress_team_share: float = Field(TEAM_SHARE, gt=0, le=1, allow_inf_nan=False)
     # The issuer URL of the sandboxes' workload identity tokens (E2B's `iam`, identity.py): where
     # verifiers fetch /.well-known/openid-configuration; None: this server's own address
     identity_issuer: str | None = None

@@ -209,7 +209,7 @@ class Lifecycle:
             spec = SandboxSpec(sandbox_id, rec.template, Limits(**rec.limits), envs=rec.envs,
                                volumes=await asyncio.to_thread(self.volume_binds, rec.volume_mounts, rec.team),
                                security=SecurityPolicy.from_changes(rec.security),
-                               network=egress_of(rec))  # its network as before the pause
+                               network=egress_of(rec), team=rec.team)  # its network as before the pause
             rt = await asyncio.to_thread(self.runtime.create, spec, template)
             self._running_again(live, rt, template)
         rec.end_at = time.time() + (timeout if timeout is not None else self.config.default_timeout)

@@ -54,18 +54,19 @@ class SandboxNetworks:
                 rec.network = network_record(None, (rec.network or {}).get("ingress", {}), iam_of(rec))
                 self.store.update(rec.id, network=rec.network)
             elif running:  # the table outlived the server; the resolver must know it again
-                self.runtime.set_network(rec.id, egress, adopting=True)
+                self.runtime.set_network(rec.id, egress, adopting=True, team=rec.team)
         except Exception:
             log.exception("sandbox %s: could not take its network over again", rec.id)
 
-    def for_pooled(self, pooled: Pooled, egress: NetworkPolicy | None) -> None:
+    def for_pooled(self, pooled: Pooled, egress: NetworkPolicy | None, team: str) -> None:
         """A claimed pool sandbox's network: its link made ready ahead is attached under `egress`
         here, on the event loop (~1.2 ms: in a worker thread, the GIL's hand-offs with the create
         going on beside it made the create ~0.5 ms slower, and it waited for the thread anyway);
-        without one, the unused link goes after the create has answered (~20-50 ms)."""
+        without one, the unused link goes after the create has answered (~20-50 ms). `team`: the
+        claiming request's."""
         rt = pooled.rt
         if egress is not None:
-            self.runtime.set_network(rt.sandbox_id, egress)
+            self.runtime.set_network(rt.sandbox_id, egress, team=team)
         elif pooled.spec.network_ready:
             loop = asyncio.get_running_loop()
             loop.call_later(UNUSED_LINK_DELAY, lambda: loop.create_task(self._drop_unused_link(rt.sandbox_id)))
@@ -151,7 +152,7 @@ class SandboxNetworks:
         identity.check_references(egress.rules if egress else (), iam_of(live.record))
         async with self.lock(sandbox_id):
             await self.trust_ca(live, egress)  # trusted before the rules apply
-            await asyncio.to_thread(self.runtime.set_network, sandbox_id, egress)
+            await asyncio.to_thread(self.runtime.set_network, sandbox_id, egress, team=live.record.team)
             live.record.network = network_record(egress, (live.record.network or {}).get("ingress", {}),
                                                  iam_of(live.record))
             self.store.update(sandbox_id, network=live.record.network)

@@ -185,7 +185,7 @@ class SandboxService:
             volumes = await asyncio.to_thread(self.volume_binds, req.volume_mounts, req.team) \
                 if req.volume_mounts else ()
             spec = SandboxSpec(new_sandbox_id(), req.template, req.limits, envs=req.envs, volumes=volumes,
-                               workspace=req.workspace, security=req.security, network=req.egress)
+                               workspace=req.workspace, security=req.security, network=req.egress, team=req.team)
             rt = await asyncio.to_thread(self.runtime.create, spec, template)
             kernels = kernel_session(rt, template, self.config.max_output_bytes)
             if kernels is not None and req.security.max_output_size:  # the policy's output cap, per run
@@ -193,9 +193,9 @@ class SandboxService:
             if kernels is not None:  # its first run_code should not wait for a whole kernel start
                 log_failure(kernels.start(), rt.sandbox_id)
         else:
-            rt, kernels, spec = pooled.rt, pooled.kernels, replace(pooled.spec, network=req.egress)
+            rt, kernels, spec = pooled.rt, pooled.kernels, replace(pooled.spec, network=req.egress, team=req.team)
             try:  # its link was made ahead: attached now, or taken away later
-                self.networks.for_pooled(pooled, req.egress)
+                self.networks.for_pooled(pooled, req.egress, req.team)
             except BaseException:
                 asyncio.get_running_loop().run_in_executor(None, self.runtime.kill, rt.sandbox_id)
                 raise
