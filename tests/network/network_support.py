@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,6 +125,36 @@ def _world(d: Path):
         subprocess.run(["ip", "link", "del", link], capture_output=True)
         subprocess.run(["ip", "netns", "del", netns], capture_output=True)
 
+
+
+def loop_thread(pid: int, port: int, timeout: float = 10) -> int:
+    """The thread of process `pid` whose event loop accepts on TCP `port` (the egress proxy's, in
+    network.json): the one waiting in the epoll instance that watches that listening socket."""
+    inode = next(line.split()[9] for line in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]
+                 if line.split()[1].endswith(f":{port:04X}") and line.split()[3] == "0A")
+    fds = {fd: os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+    listening = next(int(fd) for fd, target in fds.items() if target == f"socket:[{inode}]")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:  # the loop watches it while it waits for the next connection
+        for fd in (fd for fd, target in fds.items() if target == "anon_inode:[eventpoll]"):
+            watched = [int(line.split()[1]) for line in Path(f"/proc/{pid}/fdinfo/{fd}").read_text().splitlines()
+                       if line.startswith("tfd:")]
+            if listening not in watched:
+                continue
+            for tid in os.listdir(f"/proc/{pid}/task"):  # blocked in epoll_wait on that instance
+                call = Path(f"/proc/{pid}/task/{tid}/syscall").read_text().split()
+                if len(call) > 1 and int(call[1], 16) == int(fd):
+                    return int(tid)
+        time.sleep(0.05)
+    raise AssertionError(f"no thread of {pid} waits for connections on port {port}")
+
+
+def wakeups(pid: int, tid: int) -> int:
+    """How often the thread has blocked and woken again so far (its voluntary context switches)."""
+    for line in Path(f"/proc/{pid}/task/{tid}/status").read_text().splitlines():
+        if line.startswith("voluntary_ctxt_switches:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no context switches in /proc/{pid}/task/{tid}/status")
 
 
 def sh(sbx, cmd: str, user: str | None = None, timeout: float = 30) -> tuple[int, str]:

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 from e2b.sandbox.network import ALL_TRAFFIC
-from network_support import ALLOWED, HERE, NEIGHBOUR, OTHER, SOCKS, SOCKS_PASSWORD, SOCKS_USER, fetch, network, sh
+from network_support import (ALLOWED, HERE, NEIGHBOUR, OTHER, SOCKS, SOCKS_PASSWORD, SOCKS_USER, fetch, loop_thread,
+                             network, sh, wakeups)
 
 from support import checked_server
 
@@ -129,6 +130,61 @@ def test_https_is_verified_inside_and_gets_the_headers(world, make_sandbox):
                         ".read().decode(), end='')\"")
     assert code == 0 and out == f"world {ALLOWED}\n", out
     assert _seen(world, f"{path}-py")[0]["headers"]["Authorization"] == SECRET
+
+
+# An HTTPS GET of allowed.test argv[1] whose ClientHello goes in pieces (the record's header, then
+# two more), argv[2] seconds apart (comma-separated); prints the answer's last line
+_SPLIT_HELLO = """
+import socket, ssl, sys, time
+pauses = [float(p) for p in sys.argv[2].split(",")]
+inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+tls = ssl.create_default_context().wrap_bio(inc, out, server_hostname="allowed.test")
+try:
+    tls.do_handshake()
+except ssl.SSLWantReadError:
+    pass
+hello = out.read()
+s = socket.create_connection(("allowed.test", 443), timeout=10)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+for piece, pause in zip((hello[:5], hello[5:60], hello[60:]), pauses + [0]):
+    s.sendall(piece)
+    time.sleep(pause)
+def step(call):
+    while True:
+        try:
+            result = call()
+            s.sendall(out.read())
+            return result
+        except ssl.SSLWantReadError:
+            s.sendall(out.read())
+            inc.write(s.recv(65536) or sys.exit("closed"))
+step(tls.do_handshake)
+step(lambda: tls.write(f"GET {sys.argv[1]} HTTP/1.1\\r\\nHost: allowed.test\\r\\n\\r\\n".encode()))
+got = b""
+while not (b"\\r\\n\\r\\nworld" in got and got.endswith(b"\\n")):
+    got += step(lambda: tls.read(65536))
+print(got.decode().splitlines()[-1])
+"""
+
+
+def test_a_client_hello_sent_in_pieces_is_read_without_polling(server, world, make_sandbox):
+    """A ClientHello may come over several segments, far apart (a slow or hostile client): the proxy
+    waits for the whole record (2 s at most) to read its SNI, so the rule's headers are still set;
+    and while it waits it does not wake to look (it polled every 10 ms: ~150 wakeups of its thread
+    in a 1.5 s pause, where a hello sent at once costs the same as one paused)."""
+    sbx = make_sandbox(network=_allow_list(rules=RULES))
+    sbx.files.write("/tmp/split.py", _SPLIT_HELLO)
+    proxy = loop_thread(server.proc.pid, json.loads((server.home / "network.json").read_text())["proxy_port"])
+    costs = {}
+    for pauses in ("0,0", "0.2,1.5"):
+        path = f"/split-{uuid.uuid4().hex}"
+        before = wakeups(server.proc.pid, proxy)
+        code, out = sh(sbx, f"python3 /tmp/split.py {path} {pauses}")
+        costs[pauses] = wakeups(server.proc.pid, proxy) - before
+        assert (code, out.strip()) == (0, f"world {ALLOWED}"), out
+        (seen,) = _seen(world, path)
+        assert seen["headers"]["Authorization"] == SECRET  # the SNI was read: terminated for the rule
+    assert costs["0.2,1.5"] - costs["0,0"] < 30, costs
 
 
 def test_the_secret_never_enters_the_sandbox(world, make_sandbox):

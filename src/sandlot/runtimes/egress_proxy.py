@@ -346,14 +346,37 @@ async def _first_bytes(conn: socket.socket, up: socket.socket) -> bytes:
             return b""
     if who == "server":
         return b""
+    return await _whole_record(conn)
+
+
+async def _whole_record(conn: socket.socket) -> bytes:
+    """The sandbox's first bytes, peeked; a TLS record (a ClientHello split over segments, which a
+    client may send one at a time) once it is all there, up to 16 KiB, or what came in HELLO_WAIT.
+    Peeked bytes leave the socket readable, so a wait for "readable" would return at once: SO_RCVLOWAT
+    makes it readable only once the bytes still missing are there (or at its end), and the loop wakes
+    when they arrive, not every few milliseconds to look."""
     deadline = time.monotonic() + HELLO_WAIT
-    while True:
-        data = conn.recv(16384, socket.MSG_PEEK)
-        if data[:1] != b"\x16" or len(data) < 5:
-            return data
-        if len(data) >= 5 + struct.unpack("!H", data[3:5])[0] or len(data) >= 16384 or time.monotonic() > deadline:
-            return data
-        await asyncio.sleep(0.01)
+    data, lowat = b"", 1
+    try:
+        while True:
+            before, data = data, conn.recv(16384, socket.MSG_PEEK)
+            if data[:1] != b"\x16":
+                return data
+            need = 5 if len(data) < 5 else min(5 + struct.unpack("!H", data[3:5])[0], 16384)
+            left = deadline - time.monotonic()
+            # whole; or woken with nothing more (the sandbox ended its side); or out of time
+            if len(data) >= need or len(data) == len(before) or left <= 0:
+                return data
+            if need != lowat:
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, need)
+                lowat = need
+            try:
+                await _readable_first(conn, None, left)
+            except asyncio.TimeoutError:
+                return conn.recv(16384, socket.MSG_PEEK)
+    finally:
+        if lowat != 1:  # the relays read whatever comes
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
 
 
 async def _readable_first(conn: socket.socket, up: socket.socket | None, timeout: float) -> str:
