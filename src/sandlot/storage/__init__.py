@@ -4,7 +4,9 @@
     make_backend("s3://bucket/prefix") or make_backend("/a/dir") -> Backend
 
 A backend stores objects by key ("snapshots/<id>/manifest.json", "layers/<hex>.tar.gz"): put a
-local file, get one into a local file, ask whether a key exists, delete, list keys by prefix.
+local file, get one into a local file (at most so many bytes), ask whether a key exists, delete,
+list keys by prefix. What is read is whatever its writers put there: the storage may be shared by
+hosts that do not trust one another's contents (server/transfer.py checks them).
 S3 settings come from boto3's own configuration (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
 AWS_DEFAULT_REGION, AWS_ENDPOINT_URL for a server other than AWS's, ~/.aws/config).
 """
