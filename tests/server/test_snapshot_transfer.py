@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from host_resources import Footprint
-from support import free_port, start_server
+from support import free_port, start_server, team_key, tracebacks
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the namespace runtime needs root")
 
@@ -55,15 +55,15 @@ def s3(tmp_path):
         proc.wait(10)
 
 
-def _api(srv) -> httpx.Client:
-    return httpx.Client(base_url=srv.url, headers={"X-API-KEY": srv.api_key}, timeout=300)
+def _api(srv, key: str | None = None) -> httpx.Client:
+    return httpx.Client(base_url=srv.url, headers={"X-API-KEY": key or srv.api_key}, timeout=300)
 
 
-def _run(srv, sandbox_id: str, cmd: str) -> str:
+def _run(srv, sandbox_id: str, cmd: str, key: str | None = None) -> str:
     from e2b import Sandbox
 
     os.environ.update(srv.env())
-    return Sandbox.connect(sandbox_id).commands.run(cmd, timeout=120).stdout
+    return Sandbox.connect(sandbox_id, api_key=key or srv.api_key).commands.run(cmd, timeout=120).stdout
 
 
 def _source(srv) -> tuple[str, str, str]:
@@ -116,8 +116,8 @@ def _internal_id(srv, name: str) -> str:
 def two_hosts(tmp_path):
     servers = []
 
-    def start(name: str, env: dict):
-        srv = start_server(tmp_path / name, pool_size=0, extra_env=env)
+    def start(name: str, env: dict, pool_size: int = 0):
+        srv = start_server(tmp_path / name, pool_size=pool_size, extra_env=env)
         servers.append(srv)
         return srv
 
@@ -191,7 +191,6 @@ def _forged(shared, digest: str, members) -> str:
     """A snapshot in the storage at `shared` whose one layer is an archive of `members` (name, type,
     mode, link target, pax headers); its export id."""
     import io
-    import json
     import tarfile
 
     out = io.BytesIO()
@@ -201,13 +200,15 @@ def _forged(shared, digest: str, members) -> str:
             m.type, m.mode, m.linkname, m.pax_headers = kind, mode, link, pax
             m.size = 1 if kind == tarfile.REGTYPE else 0
             tar.addfile(m, io.BytesIO(b"x") if m.size else None)
+    return _forged_raw(shared, digest, out.getvalue())
+
+
+def _forged_raw(shared, digest: str, archive: bytes) -> str:
+    """A snapshot in the storage at `shared` whose one layer (`digest`, hex) is `archive`; its export id."""
     (shared / "layers").mkdir(parents=True, exist_ok=True)
-    (shared / "layers" / f"{digest}.tar.gz").write_bytes(out.getvalue())
+    (shared / "layers" / f"{digest}.tar.gz").write_bytes(archive)
     snap = "snap" + digest[:16]
-    (shared / "snapshots" / snap).mkdir(parents=True)
-    (shared / "snapshots" / snap / "manifest.json").write_text(json.dumps({
-        "format": 1, "id": snap, "team": "t", "name": None, "metadata": {},
-        "stack": {"template": "base", "layers": [f"sha256:{digest}"]}, "template": {"name": "base"}}))
+    _manifest(shared, snap, _valid(snap, {"layers": [f"sha256:{digest}"]}))
     return snap
 
 
@@ -264,3 +265,283 @@ def test_a_snapshot_as_deep_as_a_copy_allows_is_carried(two_hosts, tmp_path):
         for srv in (a, b):
             srv.stop()
         subprocess.run(["rm", "-rf", str(tmp_path / "a"), str(tmp_path / "b")], check=True)
+
+
+DIGEST = "sha256:" + "ab" * 32
+
+
+def _manifest(shared, snap: str, manifest) -> None:
+    """`manifest` (bytes as they are, or anything JSON) as the export `snap` in the storage at `shared`."""
+    import json
+
+    (shared / "snapshots" / snap).mkdir(parents=True, exist_ok=True)
+    raw = manifest if isinstance(manifest, bytes) else json.dumps(manifest).encode()
+    (shared / "snapshots" / snap / "manifest.json").write_bytes(raw)
+
+
+def _valid(snap: str, stack: dict | None = None, **changes) -> dict:
+    """A manifest as export() writes it (of a stack of no layers: the base template), with `changes`."""
+    return {"format": 1, "id": snap, "team": "t", "name": None, "metadata": {}, "template": {"name": "base"},
+            "stack": {"template": "base", "layers": [], "envs": {}, **(stack or {})}, **changes}
+
+
+# manifests a writer of the storage may leave (snapshot id -> manifest); each import must be a 400
+HOSTILE = {
+    "a JSON list": lambda s: [s],
+    "a JSON string": lambda s: s,
+    "no stack": lambda s: {k: v for k, v in _valid(s).items() if k != "stack"},
+    "a stack that is a string": lambda s: {**_valid(s), "stack": "base"},
+    "layers that are a string": lambda s: _valid(s, {"layers": DIGEST}),
+    "layers that are an object": lambda s: _valid(s, {"layers": {DIGEST: 1}}),
+    "a layer that is a number": lambda s: _valid(s, {"layers": [1]}),
+    "a layer outside the store": lambda s: _valid(s, {"layers": ["sha256:../../../../etc"]}),
+    "more layers than a stack has": lambda s: _valid(s, {"layers": [DIGEST] * 17}),
+    "no template": lambda s: _valid(s, {"template": None}),
+    "a template that is a list": lambda s: _valid(s, {"template": ["base"]}),
+    "a template that is a path": lambda s: _valid(s, {"template": "../../../etc/passwd"}),
+    "a template described by a string": lambda s: _valid(s, template="base"),
+    "env vars that are a string": lambda s: _valid(s, {"envs": "A=1"}),
+    "an env var named with '='": lambda s: _valid(s, {"envs": {"A=B": "1"}}),
+    "an env var holding NUL": lambda s: _valid(s, {"envs": {"A": "1\0"}}),
+    "metadata that is a list": lambda s: _valid(s, metadata=["a"]),
+    "metadata of numbers": lambda s: _valid(s, metadata={"a": 1}),
+    "metadata no response can carry": lambda s: _valid(s, metadata={"a": "\udc80"}),
+    "a name that is a number": lambda s: _valid(s, name=5),
+    "a name that is a path": lambda s: _valid(s, name="../x"),
+    "another export's id": lambda s: _valid("snap" + "z" * 16),
+    "an unknown format": lambda s: _valid(s, format=2),
+    "not JSON": lambda s: b"{",
+    "JSON nested past the parser": lambda s: b"[" * 100000 + b"]" * 100000,
+    "more than a manifest holds": lambda s: _valid(s, metadata={"big": "x" * (9 << 20)}),
+}
+
+
+def _snap_id(label: str) -> str:
+    import hashlib
+
+    return "snap" + hashlib.sha256(label.encode()).hexdigest()[:16]
+
+
+def test_a_hostile_manifest_is_refused_with_a_400(two_hosts, tmp_path):
+    """Manifests of any shape (gap: each was used as-is: 500s, a snapshot of another export's id, a
+    metadata value no response can carry), and storage entries that are not files: a manifest or a
+    layer archive linked to a host file, a fifo (the import blocked on it for ever). Each import is
+    a 400 saying why, the server logs no traceback and keeps no layer or temporary file."""
+    import json
+
+    shared = tmp_path / "shared"
+    srv = two_hosts("a", {"SANDLOT_STORAGE": str(shared)})
+    cases = {}
+    for label, make in HOSTILE.items():
+        cases[label] = snap = _snap_id(label)
+        _manifest(shared, snap, make(snap))
+
+    # a host file that is a valid manifest, and one that is a valid archive of the layer it names
+    host = tmp_path / "host"
+    host.mkdir()
+    digest = _layer_archive(tmp_path, host / "layer.tar.gz")
+    (host / "manifest.json").write_text(json.dumps(_valid(_snap_id("linked manifest"))))
+    cases["a manifest linked to a host file"] = snap = _snap_id("linked manifest")
+    (shared / "snapshots" / snap).mkdir(parents=True)
+    (shared / "snapshots" / snap / "manifest.json").symlink_to(host / "manifest.json")
+    cases["a layer linked to a host file"] = snap = _snap_id("linked layer")
+    _manifest(shared, snap, _valid(snap, {"layers": [digest]}))
+    (shared / "layers").mkdir(exist_ok=True)
+    (shared / "layers" / f"{digest.split(':')[1]}.tar.gz").symlink_to(host / "layer.tar.gz")
+    cases["a manifest that is a fifo"] = snap = _snap_id("fifo")
+    (shared / "snapshots" / snap).mkdir(parents=True)
+    os.mkfifo(shared / "snapshots" / snap / "manifest.json")
+
+    failures = []
+    with _api(srv) as c:
+        _manifest(shared, _snap_id("valid"), _valid(_snap_id("valid"), name="valid"))  # the baseline: taken
+        r = c.post("/snapshots/import", json={"snapshotID": _snap_id("valid")})
+        assert r.status_code == 201, r.text
+        for label, snap in cases.items():
+            try:
+                r = httpx.post(f"{srv.url}/snapshots/import", json={"snapshotID": snap}, timeout=30,
+                               headers={"X-API-KEY": srv.api_key})  # its own connection: a 500 closes one
+            except httpx.HTTPError as e:
+                failures.append(f"{label}: no answer ({type(e).__name__})")
+                continue
+            if r.status_code != 400 or not r.json().get("message"):
+                failures.append(f"{label}: {r.status_code} {r.text[:200]}")
+        r = httpx.get(f"{srv.url}/snapshots", headers={"X-API-KEY": srv.api_key})
+        if r.status_code != 200 or [s["snapshotID"] for s in r.json()] != ["valid:default"]:
+            failures.append(f"snapshots made: {r.status_code} {r.text[:300]}")
+
+        # the storage's directories are reached without following links: an export writes nowhere else
+        outside = tmp_path / "outside"
+        outside.mkdir()
+        (shared / "snapshots").rename(tmp_path / "snapshots-moved")
+        (shared / "snapshots").symlink_to(outside)
+        r = c.post("/snapshots/valid/export")
+        if r.status_code == 200 or any(outside.iterdir()):
+            failures.append(f"an export through a linked directory: {r.status_code}, wrote {list(outside.iterdir())}")
+        assert c.delete("/templates/valid").status_code == 204
+    assert not failures, "\n".join(failures)
+    assert not tracebacks(srv.log.read_text(errors="replace"))
+    left = Footprint(srv.home).resources()
+    assert not left["layers"], left
+    assert not [p for p in (srv.home / "layers").iterdir() if p.name.startswith(".transfer-")]
+
+
+def _layer_archive(tmp_path, dest) -> str:
+    """An archive at `dest` of a small layer, as export() writes one; its digest."""
+    from sandlot.layers import archive
+    from sandlot.layers.tree import copy_tree
+
+    src = tmp_path / "layer-src"
+    src.mkdir()
+    (src / "hello").write_text("from a host file")
+    result = copy_tree(src, tmp_path / "layer-tree", 0)
+    archive.write(tmp_path / "layer-tree", dest)
+    return result.digest
+
+
+def test_a_layer_of_this_host_is_reused_only_for_its_own_team(two_hosts, tmp_path):
+    """A manifest may name any digest, another team's private layer among them (gap: a layer on the
+    host was reused whenever it existed, so whoever could write the storage and knew a digest gave
+    any team a snapshot of it). A layer the importing team holds is reused without a download, if
+    the storage has its archive; any other is downloaded and checked like a layer the host lacks."""
+    shared = tmp_path / "shared"
+    srv = two_hosts("a", {"SANDLOT_STORAGE": str(shared)})
+    red, blue = team_key(srv)[2], team_key(srv)[2]
+    with _api(srv, red) as r_api, _api(srv, blue) as b_api:
+        sid = r_api.post("/v2/sandboxes", json={"templateID": "base", "timeout": 300}).json()["sandboxID"]
+        _run(srv, sid, "echo red-secret > /home/user/secret", red)
+        assert r_api.post(f"/sandboxes/{sid}/snapshots", json={"name": "secret"}).status_code == 201
+        snap = _internal_id(srv, "secret")
+        digest = "sha256:" + _layer_of(srv, snap)
+        archive = shared / "layers" / f"{digest.split(':')[1]}.tar.gz"
+        forged = "snap" + "f" * 16  # written by someone who can write the storage and knows the digest
+        _manifest(shared, forged, _valid(forged, {"layers": [digest]}))
+
+        # the storage has no archive of it: nobody gets it, its own team neither
+        for api in (b_api, r_api):
+            r = api.post("/snapshots/import", json={"snapshotID": forged})
+            assert r.status_code == 404 and "is not in" in r.json()["message"], r.text
+
+        # red's export: red's import of it reuses red's layer (the archive is not even read: damaged
+        # here), blue's import of the forged manifest downloads the archive and refuses it
+        assert r_api.post(f"/snapshots/{snap}/export").status_code == 200
+        real = archive.read_bytes()
+        archive.write_bytes(_tampered(real, tmp_path))
+        r = r_api.post("/snapshots/import", json={"snapshotID": snap, "name": "again"})
+        assert r.status_code == 201, r.text
+        r = b_api.post("/snapshots/import", json={"snapshotID": forged})
+        assert r.status_code == 400 and "does not match its digest" in r.json()["message"], r.text
+        assert b_api.get("/snapshots").json() == []
+
+        # with the real archive in storage the content is the storage's anyway: blue gets it, checked
+        archive.write_bytes(real)
+        r = b_api.post("/snapshots/import", json={"snapshotID": forged, "name": "copy"})
+        assert r.status_code == 201, r.text
+
+        assert r_api.delete(f"/sandboxes/{sid}").status_code == 204
+        for api, name in ((r_api, "secret"), (r_api, "again"), (b_api, "copy")):
+            assert api.delete(f"/templates/{name}").status_code == 204
+    assert not tracebacks(srv.log.read_text(errors="replace"))
+    left = Footprint(srv.home).resources()
+    assert not left["layers"], left
+
+
+def _bad_archives() -> dict[str, tuple[bytes, int]]:
+    """Layer archives write() never makes, each with the status its import must get: damaged ones,
+    and ones that would make the server hold what they say (each header, every member, the disk)."""
+    import gzip
+    import io
+    import tarfile
+
+    def tar(*members, fmt=tarfile.PAX_FORMAT, **options) -> bytes:
+        out = io.BytesIO()
+        with tarfile.open(fileobj=out, mode="w:gz", format=fmt, **options) as t:
+            root = tarfile.TarInfo(".")
+            root.type, root.mode = tarfile.DIRTYPE, 0o755
+            t.addfile(root)
+            for m in members:
+                t.addfile(m, io.BytesIO(b"x" * m.size) if m.size else None)
+        return out.getvalue()
+
+    def member(name: str, **fields) -> tarfile.TarInfo:
+        m = tarfile.TarInfo(name)
+        m.mode = 0o644
+        for k, v in fields.items():
+            setattr(m, k, v)
+        return m
+
+    def header(kind: bytes, size: int, body: bytes = b"") -> bytes:
+        h = member("././@PaxHeader", type=kind, size=size)
+        return h.tobuf(tarfile.GNU_FORMAT) + body + b"\0" * (-len(body) % 512)
+
+    record = b"11 foo=bar\n"
+    good = tar(member("f", size=1))
+    return {
+        "not gzip": (b"layer" * 100, 400),
+        "a truncated gzip stream": (good[:len(good) // 2], 400),
+        "a time past what the host can store": (tar(member("f", size=1, pax_headers={
+            "SANDLOT.mtime_ns": "1" + "0" * 30})), 400),
+        "a hard link to no file": (tar(member("h", type=tarfile.LNKTYPE, linkname="nothing")), 400),
+        "thousands of chained headers": (gzip.compress(header(tarfile.XHDTYPE, len(record), record) * 5000
+                                                       + member("f").tobuf(tarfile.USTAR_FORMAT) + b"\0" * 1024), 400),
+        "a header of 8 GiB": (gzip.compress(header(tarfile.XHDTYPE, 8 << 30) + b"\0" * 4096), 400),
+        "a global header": (tar(member("f", size=1), pax_headers={"comment": "x"}), 400),
+        "a sparse file": (tar(member("s", type=tarfile.GNUTYPE_SPARSE, size=1), fmt=tarfile.GNU_FORMAT), 400),
+        "a file larger than the disk": (gzip.compress(member("big", size=1 << 50).tobuf(tarfile.GNU_FORMAT)), 429),
+    }
+
+
+def test_an_archive_that_is_damaged_or_unbounded_is_refused(two_hosts, tmp_path):
+    """Archives in storage a host did not write, damaged (gap: a 500 for each of not gzip, a
+    truncated stream, a time out of range, a hard link to nothing, headers chained past the
+    recursion limit) or asking for more than the server should give: a header tarfile reads into
+    memory whole, a global header every member copies, a sparse map, more data than the disk has.
+    Each is refused with a 4xx before it is held, and leaves nothing behind."""
+    import hashlib
+
+    shared = tmp_path / "shared"
+    cases = {label: (_forged_raw(shared, hashlib.sha256(label.encode()).hexdigest(), raw), status)
+             for label, (raw, status) in _bad_archives().items()}
+    srv = two_hosts("a", {"SANDLOT_STORAGE": str(shared)})
+    failures = []
+    for label, (snap, status) in cases.items():
+        try:
+            r = httpx.post(f"{srv.url}/snapshots/import", json={"snapshotID": snap}, timeout=60,
+                           headers={"X-API-KEY": srv.api_key})
+        except httpx.HTTPError as e:
+            failures.append(f"{label}: no answer ({type(e).__name__})")
+            continue
+        if r.status_code != status:
+            failures.append(f"{label}: {r.status_code} {r.text[:200]}")
+    assert not failures, "\n".join(failures)
+    assert not tracebacks(srv.log.read_text(errors="replace"))
+    left = Footprint(srv.home).resources()
+    assert not left["layers"], left
+    assert not [p for p in (srv.home / "layers").iterdir() if p.name.startswith(".transfer-")]
+
+
+def test_an_import_under_a_warm_snapshots_name_empties_its_pool(two_hosts, tmp_path):
+    """An import named as a snapshot of the team replaces its content, as a snapshot taken under
+    that name does (gap: the old content's warm sandboxes stayed in its pool, and a create by the
+    name got one of them: the files the import replaced)."""
+    srv = two_hosts("a", {"SANDLOT_STORAGE": str(tmp_path / "shared"), "SANDLOT_POOL_TEMPLATES": ""}, pool_size=1)
+    with _api(srv) as c:
+        sid = c.post("/v2/sandboxes", json={"templateID": "base", "timeout": 300}).json()["sandboxID"]
+        _run(srv, sid, "echo one > /home/user/v")
+        assert c.post(f"/sandboxes/{sid}/snapshots", json={"name": "w", "warm": True}).status_code == 201
+        _run(srv, sid, "echo two > /home/user/v")
+        assert c.post(f"/sandboxes/{sid}/snapshots", json={"name": "two"}).status_code == 201
+        export = c.post("/snapshots/two/export").json()["exportID"]
+        warm = _internal_id(srv, "w")
+        deadline = time.monotonic() + 60
+        while f'sandlot_pool_ready{{template="{warm}"}} 1.0' not in c.get("/metrics").text:
+            assert time.monotonic() < deadline, "the warm snapshot's pool did not fill"
+            time.sleep(0.2)
+        r = c.post("/snapshots/import", json={"snapshotID": export, "name": "w"})
+        assert r.status_code == 201 and _internal_id(srv, "w") == warm, r.text
+        child = c.post("/v2/sandboxes", json={"templateID": "w", "timeout": 60}).json()["sandboxID"]
+        assert _run(srv, child, "cat /home/user/v") == "two\n"
+        for s in (sid, child):
+            assert c.delete(f"/sandboxes/{s}").status_code == 204
+        for name in ("w", "two"):
+            assert c.delete(f"/templates/{name}").status_code == 204

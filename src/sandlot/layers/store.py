@@ -174,6 +174,9 @@ class LayerStore:
     def held_by(self, holder: str) -> list[str]:
         return [r[0] for r in self._sql("SELECT layer FROM refs WHERE holder=?", (holder,))]
 
+    def holders_of(self, digest: str) -> set[str]:
+        return {r[0] for r in self._sql("SELECT holder FROM refs WHERE layer=?", (digest,))}
+
     def holders(self, prefix: str = "") -> set[str]:
         rows = self._sql("SELECT DISTINCT holder FROM refs WHERE holder LIKE ? ESCAPE '\\'",
                                 (prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%",))

@@ -261,7 +261,13 @@ def build_app(config: Config, extensions: Mapping[str, Extension] | None = None)
     app.state.template_builder = builder
     app.state.upload_key = secrets.token_bytes(32)  # signs template file upload URLs (template_routes.py)
     app.state.volumes = service.volumes
-    app.state.transfer = Transfer(snapshot_store, layers, config.storage or str(config.home / "storage"))
+    # who holds a layer, by holder kind: an import reuses a layer of this host only if the
+    # importing team holds it already (transfer.py). Sandboxes' holders are not asked: what an export
+    # names, they hold through a snapshot or template of their team
+    layer_owners = {"snapshot": snapshot_store.team_of, "tplbuild": custom.team_of_build,
+                    "tplstep": custom.team_of_build, "tplfailed": custom.team_of}
+    app.state.transfer = Transfer(snapshot_store, layers, config.storage or str(config.home / "storage"),
+                                  layer_owners)
     app.state.store = store
     app.state.audit = audit
     app.state.codebases = codebase_store

@@ -141,6 +141,12 @@ class CustomTemplates:
         tpl = self.by_id(split_ref(ref)[0])
         return tpl.team if tpl else None
 
+    def team_of_build(self, build_id: str) -> str | None:
+        """The team whose template a build is of (a layer holder's, transfer.py); None if unknown."""
+        rows = self._sql("SELECT t.team FROM template_builds b JOIN custom_templates t ON t.id = b.template_id "
+                         "WHERE b.id=?", (build_id,))
+        return rows[0][0] if rows else None
+
     def list(self, team: str) -> list[CustomTemplate]:
         return self._templates("WHERE team=? ORDER BY name", (team,))
 

@@ -170,10 +170,10 @@ class Snapshots:
 
     # ---- taking and deleting -----------------------------------------------------------------
 
-    def _check_name(self, name: str | None) -> None:
+    def check_name(self, name: str | None) -> None:
         if name is None:
             return
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise E.InvalidArgument("a snapshot name is 1-128 letters, digits, '_', '.' or '-', "
                                     "starting with a letter or digit")
         if name in self.templates.list():
@@ -194,7 +194,7 @@ class Snapshots:
 
     def add(self, stack: dict, metadata: dict, name: str | None, source: str, team: str) -> Snapshot:
         """A snapshot of `team` of an existing stack (an import; in a thread): its layers held by it."""
-        self._check_name(name)
+        self.check_name(name)
         existing = self._replaced(name, team)
         snap = Snapshot(existing.id if existing else self._new_id(), team, name, source, stack, metadata,
                         stack.get("envs", {}), False, time.time())
@@ -204,7 +204,7 @@ class Snapshots:
 
     async def create(self, sandbox_id: str, name: str | None = None, warm: bool = False) -> Snapshot:
         """A snapshot of the sandbox, of the sandbox's team."""
-        self._check_name(name)
+        self.check_name(name)
         team = self.sandboxes.record(sandbox_id).team
         existing = self._replaced(name, team)
         snap_id = existing.id if existing else self._new_id()
