@@ -3,8 +3,9 @@ reach the server as RUN steps of known shapes (below); a build's sandbox has no 
 these the host fetches what the install needs and the sandbox installs it offline. Nothing fetched
 runs on the host: pip downloads wheels only (wheels.py), apt downloads .debs (no maintainer
 scripts: --download-only, into private state and cache directories, with the host's sources and
-the sandbox's own dpkg status), npm installs with --ignore-scripts into a throwaway prefix whose
-tree is copied into the sandbox. Other RUN steps run as written, without network.
+the sandbox's own dpkg status), npm installs with --ignore-scripts, from its registry only (no URL,
+git, tarball or directory specs: NPM_REGISTRY_ONLY), into a throwaway prefix whose tree is copied
+into the sandbox. Other RUN steps run as written, without network.
 
     pip install [--user] PKG...       -> the wheels through the host's pip configuration; installed
                                          system-wide by pip in the sandbox (packages.py's way)
@@ -49,6 +50,11 @@ NPM = re.compile(rf"^npm install(?P<g> -g)?(?P<dev> --save-dev)?(?P<pkgs>( {_WOR
 APT_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]*(:[a-z0-9]+)?(=[A-Za-z0-9.+~:-]+)?$")
 INST = re.compile(r"^Inst (\S+) (?:\[[^]]*\] )?\((\S+) .*\[(\S+)\]\)")
 LISTS_FRESH_S = 3600
+# The host's npm fetches from its registry only. A spec naming a URL, a git repository, a tarball or a
+# directory (the step's, the project's package.json or lock, any dependency's) would have the host
+# fetch an address or read a file of the team's choosing, and put what it got in the sandbox. npm
+# refuses them all with these (11.14 and later: older releases ignore them, so they are refused).
+NPM_REGISTRY_ONLY = {"allow-git": "none", "allow-remote": "none", "allow-file": "none", "allow-directory": "none"}
 MAX_READ = 64 << 20  # a dpkg status or package.json read from the sandbox (bookworm's full status: ~1 MB)
 TOOL_TIMEOUT_S = 1800
 
@@ -90,6 +96,7 @@ class Installer:
         self.packages = packages
         self.root = cache / "template-builds"
         self._apt_lock = threading.Lock()  # one apt run at a time on the private state directory
+        self._npm_fenced: bool | None = None  # whether the host's npm knows NPM_REGISTRY_ONLY
 
     async def run(self, install: Install, sandbox_id: str, agent: AgentClient, user: str, cwd: str,
                   out: BuildLog, run_cmd) -> None:
@@ -193,13 +200,20 @@ class Installer:
     def _npm_tree(self, install: Install, project: dict[str, bytes]) -> bytes:
         if shutil.which("npm") is None:
             raise E.Unsupported("npm installs need npm on the server's host")
+        if self._npm_fenced is None:
+            known = _tool(["npm", "config", "get", *NPM_REGISTRY_ONLY], "npm config on the host")
+            self._npm_fenced = "=undefined" not in known
+        if not self._npm_fenced:
+            raise E.Unsupported("npm installs need npm 11.14 or later on the server's host (earlier ones cannot be "
+                                "kept to the registry)")
         with tempfile.TemporaryDirectory(prefix="sandlot-npm-") as tmp:
             prefix = Path(tmp) / "prefix"
             prefix.mkdir()
             for name, content in project.items():
                 (prefix / name).write_bytes(content)
+            fences = [f"--{k}={v}" for k, v in NPM_REGISTRY_ONLY.items()]
             _tool(["npm", "install", "--ignore-scripts", "--no-audit", "--no-fund", "--cache", str(Path(tmp) / "cache"),
-                   "--prefix", str(prefix), *install.flags, "--", *install.packages], "npm install on the host",
+                   "--prefix", str(prefix), *fences, *install.flags, "--", *install.packages], "npm install on the host",
                   cwd=prefix)
             buf = io.BytesIO()
             with tarfile.open(fileobj=buf, mode="w") as tar:

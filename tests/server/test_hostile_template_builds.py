@@ -1,0 +1,126 @@
+"""Template builds driven by a hostile team (docs/templates.md, docs/security.md): recipes whose
+installs name host files or addresses, output that never ends a line, image archives whose unpacking
+swaps its own root for a link to a host path, text that is not UTF-8. Each must fail (or be bounded)
+inside the build, never reach the host, and never leave a traceback in the server's log (the
+session's server checks that when it stops)."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import io
+import json
+import shlex
+import tarfile
+import threading
+import time
+import uuid
+
+import httpx
+import pytest
+
+# stands in for the sandbox's npm (base has none), so that only what the host does decides the step
+FAKE_NPM = ("printf '#!/bin/sh\\n[ \"$1\" = prefix ] && echo /usr/local; exit 0\\n' > /usr/local/bin/npm && "
+            "chmod +x /usr/local/bin/npm")
+
+
+def _tarball(files: dict[str, bytes], mode: str = "w") -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode=mode) as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@pytest.fixture
+def build(api):
+    """build(spec): build `spec` as a new template of the api's team; its last status (logs all
+    included). The templates are deleted afterwards (the layers of failed builds with them)."""
+    made: list[str] = []
+
+    def run(spec: dict, timeout: float = 300) -> dict:
+        answer = api.post("/v3/templates", json={"name": f"hostile-{uuid.uuid4().hex[:8]}"})
+        assert answer.status_code == 202, answer.text
+        made.append(answer.json()["templateID"])
+        return _run_build(api, answer.json()["templateID"], answer.json()["buildID"], spec, timeout)
+
+    yield run
+    for tid in made:
+        assert api.delete(f"/templates/{tid}").status_code == 204
+
+
+def _run_build(api, tid: str, bid: str, spec: dict, timeout: float) -> dict:
+    started = api.post(f"/v2/templates/{tid}/builds/{bid}", json=spec)
+    assert started.status_code == 202, started.text
+    logs: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = api.get(f"/templates/{tid}/builds/{bid}/status", params={"logsOffset": len(logs)})
+        assert status.status_code == 200, status.text
+        body = status.json()
+        logs += [e["message"] for e in body["logEntries"]]
+        if body["status"] in ("ready", "error"):
+            return {**body, "logs": logs, "templateID": tid}
+        time.sleep(0.3)
+    raise AssertionError(f"the build did not end within {timeout} s: {logs[-5:]}")
+
+
+@pytest.fixture
+def loopback():
+    """An HTTP server on the host's loopback serving an npm package tarball; the paths it was asked for."""
+    package = _tarball({"package/package.json": b'{"name":"leaky","version":"1.0.0"}',
+                        "package/secret.txt": b"from the host\n"}, "w:gz")
+    asked: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            asked.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(package)))
+            self.end_headers()
+            self.wfile.write(package)
+
+        def log_message(self, *args):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}/leaky-1.0.0.tgz", asked
+    srv.shutdown()
+    thread.join()
+
+
+@pytest.mark.parametrize("how", ["url", "host file", "package.json", "package-lock.json"])
+def test_npm_installs_take_nothing_but_the_registry(build, loopback, tmp_path, how):
+    """An npm spec naming a URL or a file is fetched by the host's npm: it must reach neither the
+    host's addresses nor its files (here: a loopback server, a root-only tarball)."""
+    url, asked = loopback
+    host_file = tmp_path / "host-only.tgz"
+    host_file.write_bytes(_tarball({"package/package.json": b'{"name":"leaky","version":"1.0.0"}',
+                                    "package/secret.txt": b"from the host\n"}, "w:gz"))
+    host_file.chmod(0o600)
+    project = {"name": "app", "version": "1.0.0", "dependencies": {"leaky": "^1.0.0"}}
+    lock = {"name": "app", "version": "1.0.0", "lockfileVersion": 3, "requires": True,
+            "packages": {"": {"name": "app", "version": "1.0.0", "dependencies": {"leaky": "^1.0.0"}},
+                         "node_modules/leaky": {"version": "1.0.0", "resolved": url}}}
+    steps = [{"type": "RUN", "args": [FAKE_NPM, "root"]}, {"type": "WORKDIR", "args": ["/home/user/app"]}]
+    if how == "url":
+        steps.append({"type": "RUN", "args": [f"npm install -g {url}", "root"]})
+    elif how == "host file":
+        steps.append({"type": "RUN", "args": [f"npm install -g file:{host_file}", "root"]})
+    else:
+        if how == "package.json":
+            project["dependencies"]["leaky"] = url
+        files = {"package.json": project, **({"package-lock.json": lock} if how == "package-lock.json" else {})}
+        steps.append({"type": "RUN", "args": ["; ".join(f"echo {shlex.quote(json.dumps(v))} > {k}"
+                                                       for k, v in files.items())]})
+        steps.append({"type": "RUN", "args": ["npm install"]})
+    steps.append({"type": "RUN", "args": ["cat /usr/local/lib/node_modules/*/secret.txt node_modules/*/secret.txt",
+                                          "root"]})
+    done = build({"fromTemplate": "base", "steps": steps})
+    assert asked == [], "the host's npm fetched from an address the recipe named"
+    assert done["status"] == "error" and not any("from the host" in m for m in done["logs"]), done["logs"][-8:]
+    assert "disabled" in done["reason"]["message"], done["reason"]
