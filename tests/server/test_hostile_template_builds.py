@@ -124,3 +124,15 @@ def test_npm_installs_take_nothing_but_the_registry(build, loopback, tmp_path, h
     assert asked == [], "the host's npm fetched from an address the recipe named"
     assert done["status"] == "error" and not any("from the host" in m for m in done["logs"]), done["logs"][-8:]
     assert "disabled" in done["reason"]["message"], done["reason"]
+
+
+def test_output_that_never_ends_a_line_is_bounded(build):
+    """64 MiB on one line: the log shows its first MAX_LINE (4000) characters, and the build's output
+    is read at the pace it comes. (The whole unended line was held, and copied again with each chunk:
+    ~75 s of the server's event loop for these 64 MiB, quadratic beyond.)"""
+    started = time.monotonic()
+    done = build({"fromTemplate": "base", "steps": [{"type": "RUN", "args": [
+        "head -c 67108864 /dev/zero | tr '\\0' a; echo; echo after-the-long-line"]}]}, timeout=30)
+    assert done["status"] == "ready", done["logs"][-5:]
+    assert "a" * 4000 in done["logs"] and "after-the-long-line" in done["logs"]
+    assert time.monotonic() - started < 30

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 ROOT = "/.sandlot-image"
 MAX_JSON = 1 << 20
+MAX_OUTPUT = 64 << 10  # of an unpacker's output, the end kept for the log (its last 20 lines)
 UNPACK = r"""
 import os, shutil, sys, tarfile
 root = sys.argv[1]
@@ -204,7 +205,7 @@ async def _unpack(agent: AgentClient, archive: Path, member: str, out: BuildLog)
     code, output = None, b""
     try:
         async for event in events:
-            output += event.get("stdout", b"") + event.get("stderr", b"")
+            output = (output + event.get("stdout", b"") + event.get("stderr", b""))[-MAX_OUTPUT:]
             if end := event.get("end"):
                 code = end.get("exit_code")
         await feeding

@@ -27,7 +27,7 @@ from .. import _exceptions as E
 from ..runtimes.policy import SandboxSpec
 from ..templates.build_spec import BuildSpec, Step
 from .agent_client import AgentClient
-from .build_log import BUILD_LIMITS, BuildLog, State, StepFailed
+from .build_log import BUILD_LIMITS, MAX_LINE, BuildLog, State, StepFailed
 from .custom_templates import Build, CustomTemplate, CustomTemplates
 from .service import SandboxService, new_sandbox_id
 from .packages import PackageManager
@@ -258,9 +258,12 @@ class TemplateBuilder:
             for stream in ("stdout", "stderr"):
                 if stream in event:
                     data = buffered[stream] + event[stream]
-                    *lines, buffered[stream] = data.split(b"\n")
+                    *lines, rest = data.split(b"\n")
                     for line in lines:
                         out.add(line.decode(errors="replace"), "info" if stream == "stdout" else "warn")
+                    # a line is shown up to MAX_LINE characters (at most 4 bytes each): more of one that
+                    # never ends would grow without bound, and be copied again with every chunk
+                    buffered[stream] = rest[:4 * MAX_LINE]
             if end := event.get("end"):
                 code = end.get("exit_code")
                 if end.get("error"):
