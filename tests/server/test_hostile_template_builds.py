@@ -136,3 +136,45 @@ def test_output_that_never_ends_a_line_is_bounded(build):
     assert done["status"] == "ready", done["logs"][-5:]
     assert "a" * 4000 in done["logs"] and "after-the-long-line" in done["logs"]
     assert time.monotonic() - started < 30
+
+
+def _image(layers: list[bytes]) -> bytes:
+    """A `docker save` archive of these layer tars."""
+    names = [f"{i}/layer.tar" for i in range(len(layers))]
+    manifest = json.dumps([{"Config": "config.json", "Layers": names}]).encode()
+    return _tarball({**dict(zip(names, layers)), "config.json": b'{"config": {"Env": []}}', "manifest.json": manifest})
+
+
+def _upload(api, tid: str, data: bytes) -> str:
+    files_hash = hashlib.sha256(data).hexdigest()
+    link = api.get(f"/templates/{tid}/files/{files_hash}").json()
+    if not link["present"]:
+        assert httpx.put(link["url"], content=data, timeout=60).status_code == 200
+    return files_hash
+
+
+@pytest.mark.parametrize("target", ["/etc", "empty", "/no/such/dir"])
+def test_an_image_cannot_point_its_import_at_a_host_directory(api, build, tmp_path, target):
+    """A layer writes through a link of its own (`x` -> /) into the sandbox's python, whose next run
+    (the next layer's unpacker) swaps the import's root for a link to `target`. The host must not
+    follow it: one answer, whatever the host holds there (the old code listed it: "holds no files"
+    for an empty host directory, an internal error and a traceback for the others)."""
+    target = str(tmp_path) if target == "empty" else target
+    hook = (f"import os; os.path.islink('/.sandlot-image') or (os.rename('/.sandlot-image', '/.was-image'), "
+            f"os.makedirs({target!r}, exist_ok=True), os.symlink({target!r}, '/.sandlot-image'))\n")
+    first = io.BytesIO()
+    with tarfile.open(fileobj=first, mode="w") as tar:
+        link = tarfile.TarInfo("x")
+        link.type, link.linkname = tarfile.SYMTYPE, "/"
+        tar.addfile(link)
+        pth = tarfile.TarInfo("x/usr/lib/python3/dist-packages/zz-hostile.pth")
+        pth.size = len(hook)
+        tar.addfile(pth, io.BytesIO(hook.encode()))
+    archive = _image([first.getvalue(), _tarball({"hello.txt": b"hi\n"})])
+    tid = api.post("/v3/templates", json={"name": f"hostile-{uuid.uuid4().hex[:8]}"}).json()["templateID"]
+    try:
+        done = build({"fromImage": f"upload:{_upload(api, tid, archive)}"})
+    finally:
+        api.delete(f"/templates/{tid}")
+    assert done["status"] == "error"
+    assert "left no directory /.sandlot-image" in done["reason"]["message"], done["reason"]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import stat
 import tarfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -166,9 +167,7 @@ async def import_archive(service: SandboxService, store: CustomTemplates, archiv
         agent = AgentClient(str(rt.socket_path))
         for member in layers:
             await _unpack(agent, archive, member, out)
-        upper, uid_base = service.runtime.writable_layer(rt.sandbox_id)
-        digest = await asyncio.to_thread(store.layers.commit, upper / ROOT.lstrip("/"), holder, uid_base=uid_base,
-                                         made_from=f"image archive {archive.name}")
+        digest = await asyncio.to_thread(_commit, service, store, rt.sandbox_id, holder, archive)
     finally:
         await asyncio.shield(asyncio.to_thread(service.runtime.kill, rt.sandbox_id))
     if digest is None:
@@ -176,6 +175,23 @@ async def import_archive(service: SandboxService, store: CustomTemplates, archiv
     envs = image_envs(config)
     store.remember(key, {"layers": [digest], "envs": envs})
     return digest, envs
+
+
+def _commit(service: SandboxService, store: CustomTemplates, sandbox_id: str, holder: str,
+            archive: Path) -> str | None:
+    """The unpacked files as a layer. The unpacker ran the sandbox's python3, which a layer may have
+    replaced: frozen first, the sandbox must still hold ROOT as the directory it was made, never a link
+    the host would follow (to a host directory: its listing answered whether it exists or is empty)."""
+    upper, uid_base = service.runtime.writable_layer(sandbox_id)
+    service.runtime.freeze(sandbox_id, True)  # killed next: nothing changes the tree meanwhile
+    tree = upper / ROOT.lstrip("/")
+    try:
+        is_dir = stat.S_ISDIR(os.lstat(tree).st_mode)
+    except FileNotFoundError:
+        is_dir = False
+    if not is_dir:
+        raise E.InvalidArgument(f"unpacking the image left no directory {ROOT}: its layers replaced the unpacker")
+    return store.layers.commit(tree, holder, uid_base=uid_base, made_from=f"image archive {archive.name}")
 
 
 async def _unpack(agent: AgentClient, archive: Path, member: str, out: BuildLog) -> None:
