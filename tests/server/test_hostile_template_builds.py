@@ -178,3 +178,35 @@ def test_an_image_cannot_point_its_import_at_a_host_directory(api, build, tmp_pa
         api.delete(f"/templates/{tid}")
     assert done["status"] == "error"
     assert "left no directory /.sandlot-image" in done["reason"]["message"], done["reason"]
+
+
+def _post_raw(api, path: str, body: str, method: str = "POST") -> httpx.Response:
+    """`body` sent as written: JSON escapes such as "\\udc80" (a lone surrogate, not text) included."""
+    return api.request(method, path, content=body.encode(), headers={"content-type": "application/json"})
+
+
+def test_names_and_recipes_that_are_not_text_are_refused(api):
+    """A lone surrogate in a name, a tag or a recipe is a 400, never a 500 (a traceback); one in a RUN
+    step was taken, and every status answer of that build was then a 500."""
+    name = f"hostile-{uuid.uuid4().hex[:8]}"
+    assert _post_raw(api, "/v3/templates", '{"name": "bad\\udc80"}').status_code == 400
+    assert _post_raw(api, "/v3/templates", '{"name": "%s", "tags": ["t\\udc80"]}' % name).status_code == 400
+    assert api.post("/v3/templates", json={"name": name, "tags": ["not a tag"]}).status_code == 400
+    assert api.get(f"/templates/aliases/{name}").status_code == 404, "a refused build request made its template"
+    assert _post_raw(api, "/templates/tags", '{"target": "x\\udc80", "tags": ["a"]}').status_code == 400
+    assert _post_raw(api, "/templates/tags", '{"target": "%s", "tags": ["a\\udc80"]}' % name).status_code == 400
+    assert _post_raw(api, "/templates/tags", '{"name": "x\\udc80", "tags": ["a"]}', "DELETE").status_code == 400
+    untag = _post_raw(api, "/templates/tags", '{"name": "%s", "tags": ["a\\udc80"]}' % name, "DELETE")
+    assert untag.status_code == 400
+    made = api.post("/v3/templates", json={"name": name}).json()
+    try:
+        start = f"/v2/templates/{made['templateID']}/builds/{made['buildID']}"
+        for spec in ('{"fromTemplate": "base", "steps": [{"type": "RUN", "args": ["echo \\udc80"]}]}',
+                     '{"fromTemplate": "base", "steps": [{"type": "ENV", "args": ["A", "\\udc80"]}]}',
+                     '{"fromTemplate": "ba\\udc80se"}', '{"fromImage": "docker-archive:\\udc80.tar"}',
+                     '{"fromTemplate": "base", "startCmd": "echo \\udc80"}'):
+            refused = _post_raw(api, start, spec)
+            assert refused.status_code == 400, (spec, refused.text)
+        assert api.get(f"{start.replace('/v2', '')}/status").status_code == 200
+    finally:
+        api.delete(f"/templates/{made['templateID']}")

@@ -103,6 +103,16 @@ class Build:
         return f"tplbuild:{self.id}"
 
 
+def check_name(name: str, tags: list[str] = ()) -> None:
+    """InvalidArgument unless the name and the tags are well formed (before either is looked up)."""
+    if not NAME.match(name):
+        raise E.InvalidArgument("a template name is 1-128 lower-case letters, digits, '_', '.' or '-', "
+                                "starting with a letter or digit")
+    for tag in tags:
+        if not TAG.match(tag):
+            raise E.InvalidArgument(f"invalid tag {tag!r}")
+
+
 def split_ref(ref: str) -> tuple[str, str]:
     """"name", "name:tag" or "team/name:tag" -> (name, tag)."""
     ref = ref.rsplit("/", 1)[-1]
@@ -129,6 +139,8 @@ class CustomTemplates:
     def find(self, ref: str, team: str) -> CustomTemplate | None:
         """The team's template named or identified by `ref` (a tag, if any, is ignored here)."""
         name, _ = split_ref(ref)
+        if not NAME.match(name):  # (ids match it too) names nothing, nor can be looked up ("\udc80")
+            return None
         found = self._templates("WHERE team=? AND (id=? OR name=?)", (team, name, name))
         return found[0] if found else None
 
@@ -152,9 +164,7 @@ class CustomTemplates:
 
     def ensure(self, name: str, team: str) -> CustomTemplate:
         """The team's template of that name, made if new."""
-        if not NAME.match(name):
-            raise E.InvalidArgument("a template name is 1-128 lower-case letters, digits, '_', '.' or '-', "
-                                    "starting with a letter or digit")
+        check_name(name)
         self._sql("INSERT OR IGNORE INTO custom_templates VALUES (?,?,?,?)",
                   ("tpl" + "".join(secrets.choice(_ALPHABET) for _ in range(16)), team, name, time.time()))
         found = self.find(name, team)

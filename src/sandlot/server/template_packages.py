@@ -213,8 +213,8 @@ class Installer:
                 (prefix / name).write_bytes(content)
             fences = [f"--{k}={v}" for k, v in NPM_REGISTRY_ONLY.items()]
             _tool(["npm", "install", "--ignore-scripts", "--no-audit", "--no-fund", "--cache", str(Path(tmp) / "cache"),
-                   "--prefix", str(prefix), *fences, *install.flags, "--", *install.packages], "npm install on the host",
-                  cwd=prefix)
+                   "--prefix", str(prefix), *fences, *install.flags, "--", *install.packages],
+                  "npm install on the host", cwd=prefix)
             buf = io.BytesIO()
             with tarfile.open(fileobj=buf, mode="w") as tar:
                 tar.add(prefix, arcname=".")

@@ -36,7 +36,7 @@ from .. import _exceptions as E
 from ..templates import build_spec
 from .auth import caller
 from .bodies import read_json_object
-from .custom_templates import DEFAULT_TAG, CustomTemplates, split_ref
+from .custom_templates import DEFAULT_TAG, CustomTemplates, check_name, split_ref
 from .request_info import note
 from .snapshots import delete_snapshot
 from .template_builder import TemplateBuilder
@@ -74,6 +74,7 @@ async def request_build(request: Request) -> Response:
     tags = list(dict.fromkeys([tag, *_strings(data, "tags")]))
     limits = {k: data[k] for k in ("cpuCount", "memoryMB") if isinstance(data.get(k), int)}
     team = caller(request).team
+    check_name(name, tags)  # before anything is looked up or made
     if name in request.app.state.service.templates.list():
         raise E.InvalidArgument(f"\"{name}\" is one of sandlot's templates: choose another name")
     if request.app.state.snapshots.find(name, team) is not None:
@@ -205,6 +206,7 @@ async def assign_tags(request: Request) -> Response:
     target, tags = data.get("target"), _strings(data, "tags")
     if not isinstance(target, str) or not tags:
         raise E.InvalidArgument("target (name:tag) and tags are required")
+    check_name(split_ref(target)[0], [split_ref(target)[1], *tags])  # well formed (and text) before any use
     found = _store(request).resolve(target, caller(request).team)
     if found is None:
         raise E.NotFound(f"template \"{target}\" not found")
@@ -216,6 +218,8 @@ async def assign_tags(request: Request) -> Response:
 async def remove_tags(request: Request) -> Response:
     data = await read_json_object(request)
     name, tags = data.get("name"), _strings(data, "tags")
+    if isinstance(name, str):
+        check_name(split_ref(name)[0], tags)  # well formed (and text) before any use
     tpl = _store(request).find(name, caller(request).team) if isinstance(name, str) else None
     if tpl is None:
         raise E.NotFound(f"template \"{name}\" not found")

@@ -55,8 +55,20 @@ class BuildSpec:
         return [s.files_hash for s in self.steps if s.files_hash]
 
 
+def _text(value) -> bool:
+    """A string with no NUL that is text: a lone surrogate (JSON "\\udc80") cannot be stored, shown
+    in the build's log or answered."""
+    if not isinstance(value, str) or "\x00" in value:
+        return False
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _str(value, what: str, *, empty: bool = False) -> str:
-    if not isinstance(value, str) or (not value and not empty) or "\x00" in value:
+    if not _text(value) or (not value and not empty):
         raise E.InvalidArgument(f"{what} must be a non-empty string")
     return value
 
@@ -91,7 +103,7 @@ def _step(number: int, raw) -> Step:
     if kind not in KINDS:
         raise E.InvalidArgument(f"step {number}: type {kind!r} is not supported (supported: {', '.join(KINDS)})")
     args = raw.get("args") or []
-    if not isinstance(args, list) or not all(isinstance(a, str) and "\x00" not in a for a in args):
+    if not isinstance(args, list) or not all(_text(a) for a in args):
         raise E.InvalidArgument(f"step {number}: args must be a list of strings")
     files_hash = raw.get("filesHash")
     if kind == "COPY":
