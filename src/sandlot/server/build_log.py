@@ -16,6 +16,11 @@ from .custom_templates import Build
 BUILD_LIMITS = Limits(memory_mb=2048, cpu_count=2.0, pids=4096)
 MAX_LOG_ENTRIES = 20_000  # per build; older output lines are dropped first
 MAX_LINE = 4000
+# Per build, its entries' characters (each counted ENTRY_CHARS more for its timestamp, level and
+# step); older ones are dropped first. The log is stored whole and a status answer of a finished build
+# reads it whole: at 20,000 lines of 4000 characters (80 MB) that took 0.17 s of the event loop each.
+MAX_LOG_CHARS = 4 << 20
+ENTRY_CHARS = 100
 
 
 class StepFailed(E.SandlotError):
@@ -47,9 +52,15 @@ class BuildLog:
         self.entries = build.logs
         self.step = "base"
         self.total = 0  # steps in the recipe
+        self.chars = sum(len(e["message"]) + ENTRY_CHARS for e in self.entries)
 
     def add(self, message: str, level: str = "info") -> None:
         now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         for line in (message.splitlines() or [""]):
             self.entries.append({"timestamp": now, "level": level, "message": line[:MAX_LINE], "step": self.step})
-        del self.entries[:max(0, len(self.entries) - MAX_LOG_ENTRIES)]
+            self.chars += len(line[:MAX_LINE]) + ENTRY_CHARS
+        dropped = 0
+        while len(self.entries) - dropped > MAX_LOG_ENTRIES or self.chars > MAX_LOG_CHARS:
+            self.chars -= len(self.entries[dropped]["message"]) + ENTRY_CHARS
+            dropped += 1
+        del self.entries[:dropped]
