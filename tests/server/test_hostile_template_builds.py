@@ -227,3 +227,34 @@ def test_a_builds_log_is_bounded(api, build):
         offset += len(page)
     assert sum(len(e["message"]) + 100 for e in entries) <= 4 << 20
     assert entries[-1]["message"].startswith("Build finished") and any(e["message"] == "the-end" for e in entries)
+
+
+def test_a_build_starts_once(api):
+    """Two starts of one build, the first one's body still arriving when the second is taken: one is
+    202, the other 409. Both were taken (the status was checked before the body was read): two
+    tasks ran one build, and the one the server no longer tracked outlived its stop with its sandbox."""
+    made = api.post("/v3/templates", json={"name": f"hostile-{uuid.uuid4().hex[:8]}"}).json()
+    start = f"/v2/templates/{made['templateID']}/builds/{made['buildID']}"
+    spec = json.dumps({"fromTemplate": "base", "steps": [{"type": "RUN", "args": ["sleep 2"]}]}).encode()
+    answers = {}
+    second_taken = threading.Event()
+
+    def slow_body():
+        yield spec[:10]
+        second_taken.wait(30)
+        yield spec[10:]
+
+    def first():
+        answers["first"] = api.post(start, content=slow_body(), headers={"content-type": "application/json"})
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    try:
+        time.sleep(0.5)  # its head and first bytes are in
+        answers["second"] = api.post(start, content=spec, headers={"content-type": "application/json"})
+    finally:
+        second_taken.set()
+        thread.join()
+        api.delete(f"/templates/{made['templateID']}")
+    assert sorted(a.status_code for a in answers.values()) == [202, 409], {k: a.text for k, a in answers.items()}
+

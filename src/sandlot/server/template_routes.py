@@ -126,13 +126,15 @@ async def upload(request: Request) -> Response:
 
 async def start_build(request: Request) -> Response:
     tpl = _own_template(request)
+    raw = await read_json_object(request)
+    spec = build_spec.parse(raw)
+    # checked after the body, with nothing awaited until the start: two starts of one build must not
+    # both pass (two tasks of one build, the second one's never stopped with the server)
     build = _store(request).build(request.path_params["build_id"])
     if build is None or build.template_id != tpl.id:
         raise E.NotFound(f"build \"{request.path_params['build_id']}\" not found")
-    if build.status != "waiting":
+    if build.status != "waiting" or build.spec is not None:  # a started one waiting for a slot has its spec
         raise E.AlreadyExists(f"build \"{build.id}\" was started already")
-    raw = await read_json_object(request)
-    spec = build_spec.parse(raw)
     missing = [h for h in spec.file_hashes() if not _store(request).files_path(tpl.team, h).is_file()]
     if missing:
         raise E.InvalidArgument(f"the files of hash {missing[0]} were not uploaded")
