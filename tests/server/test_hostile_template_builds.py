@@ -258,3 +258,20 @@ def test_a_build_starts_once(api):
         api.delete(f"/templates/{made['templateID']}")
     assert sorted(a.status_code for a in answers.values()) == [202, 409], {k: a.text for k, a in answers.items()}
 
+
+def test_deleting_a_template_while_its_build_makes_a_sandbox_leaves_none(api, server):
+    """A delete cancels the template's build: one cancelled while its step's sandbox was being made
+    (in a thread, which runs on) left that sandbox running, untracked, past the server's stop."""
+    sandboxes = server.home / "sandboxes"
+    before = set(sandboxes.iterdir())
+    for delay in (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5):
+        made = api.post("/v3/templates", json={"name": f"hostile-{uuid.uuid4().hex[:8]}"}).json()
+        started = api.post(f"/v2/templates/{made['templateID']}/builds/{made['buildID']}",
+                           json={"fromTemplate": "base", "steps": [{"type": "RUN", "args": ["sleep 30"]}]})
+        assert started.status_code == 202
+        time.sleep(delay)
+        assert api.delete(f"/templates/{made['templateID']}").status_code == 204
+    deadline = time.monotonic() + 20
+    while set(sandboxes.iterdir()) - before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert set(sandboxes.iterdir()) - before == set()

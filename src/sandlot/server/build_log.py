@@ -1,10 +1,13 @@
 """A template build's running state: its log (E2B's BuildLogEntry), what each step runs with, how a
-step fails, and the limits of its sandboxes. Shared by the builder (template_builder.py) and what it
-calls: bases (template_bases.py, image_archive.py) and package installs (template_packages.py).
+step fails, and its sandboxes (their limits, how one is made). Shared by the builder
+(template_builder.py) and what it calls: bases (template_bases.py, image_archive.py) and package
+installs (template_packages.py).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -64,3 +67,17 @@ class BuildLog:
             self.chars -= len(self.entries[dropped]["message"]) + ENTRY_CHARS
             dropped += 1
         del self.entries[:dropped]
+
+
+async def build_sandbox(runtime, spec, template):
+    """runtime.create(spec, template) in a thread. A build cancelled meanwhile (its template deleted,
+    the server stopping) kills the sandbox once made: the thread cannot be stopped, and what it makes
+    would run on, tracked by nobody, past the server's stop."""
+    making = asyncio.ensure_future(asyncio.to_thread(runtime.create, spec, template))
+    try:
+        return await asyncio.shield(making)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):  # (one that failed to be made left nothing)
+            rt = await making
+            await asyncio.to_thread(runtime.kill, rt.sandbox_id)
+        raise

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from .. import _exceptions as E
 from ..runtimes.policy import SandboxSpec
 from .agent_client import AgentClient
-from .build_log import BUILD_LIMITS, BuildLog
+from .build_log import BUILD_LIMITS, BuildLog, build_sandbox
 from .service import new_sandbox_id
 
 if TYPE_CHECKING:
@@ -162,7 +162,7 @@ async def import_archive(service: SandboxService, store: CustomTemplates, archiv
     out.add(f"unpacking {len(layers)} layer(s) in a sandbox")
     base = await service.lifecycle.template_for({"template": "base", "layers": []}, "base", wait=True)
     spec = SandboxSpec(new_sandbox_id(), "template-build", BUILD_LIMITS)
-    rt = await asyncio.to_thread(service.runtime.create, spec, base)
+    rt = await build_sandbox(service.runtime, spec, base)
     try:
         agent = AgentClient(str(rt.socket_path))
         for member in layers:

@@ -27,7 +27,7 @@ from .. import _exceptions as E
 from ..runtimes.policy import SandboxSpec
 from ..templates.build_spec import BuildSpec, Step
 from .agent_client import AgentClient
-from .build_log import BUILD_LIMITS, MAX_LINE, BuildLog, State, StepFailed
+from .build_log import BUILD_LIMITS, MAX_LINE, BuildLog, State, StepFailed, build_sandbox
 from .custom_templates import Build, CustomTemplate, CustomTemplates
 from .service import SandboxService, new_sandbox_id
 from .packages import PackageManager
@@ -210,7 +210,7 @@ class TemplateBuilder:
         envs = {**stack.get("envs", {}), **state.envs}
         template = replace(template, envs=tuple(envs.items()))
         spec = SandboxSpec(new_sandbox_id(), "template-build", BUILD_LIMITS, envs=envs)
-        rt = await asyncio.to_thread(svc.runtime.create, spec, template)
+        rt = await build_sandbox(svc.runtime, spec, template)
         try:
             agent = AgentClient(str(rt.socket_path))
             if step.kind == "RUN":
