@@ -275,3 +275,27 @@ def test_deleting_a_template_while_its_build_makes_a_sandbox_leaves_none(api, se
     while set(sandboxes.iterdir()) - before and time.monotonic() < deadline:
         time.sleep(0.2)
     assert set(sandboxes.iterdir()) - before == set()
+
+
+def test_an_archive_of_many_members_is_refused(api, build):
+    """The host reads an image archive's member list (to find its JSON): 20,000 empty members (90 KB
+    gzipped) are refused past 10,000. Each member cost the server ~400 bytes of memory, all held at
+    once: 10 MB of gzip held 1.5 million of them (600 MB), a 1 GiB upload ~60 GB."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        empty = tarfile.TarInfo("f")
+        for i in range(20_000):
+            empty.name = f"f{i}"
+            tar.addfile(empty)
+        manifest = json.dumps([{"Config": "config.json", "Layers": ["f0"]}]).encode()
+        for name, data in (("config.json", b"{}"), ("manifest.json", manifest)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    tid = api.post("/v3/templates", json={"name": f"hostile-{uuid.uuid4().hex[:8]}"}).json()["templateID"]
+    try:
+        done = build({"fromImage": f"upload:{_upload(api, tid, buf.getvalue())}"})
+    finally:
+        api.delete(f"/templates/{tid}")
+    assert done["status"] == "error"
+    assert "more than 10000 members" in done["reason"]["message"], done["reason"]
