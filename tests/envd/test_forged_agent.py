@@ -211,6 +211,25 @@ def test_a_forged_name_with_a_lone_surrogate_is_listed(forged):
     assert r.status_code == 200 and r.json()["entries"][0]["name"].startswith("a\ufffd"), r.text
 
 
+def test_a_forged_error_message_with_a_lone_surrogate_is_relayed(forged):
+    """An agent's error message is relayed as it is: one that cannot be UTF-8 (forged, or naming a
+    path that is not) comes with U+FFFD, not as a 500."""
+    forged.answer = lambda request: [wire.error_frame("not_found", "no \udcff here")]
+    r = httpx.get(f"{forged.url}/files", params={"path": "f.bin"})
+    assert r.status_code == 404 and r.json()["message"] == "no \ufffd here", (r.status_code, r.text)
+
+
+def test_a_forged_process_list_with_lone_surrogates_is_listed(forged):
+    forged.answer = lambda request: [wire.encode_json({"processes": [
+        {"pid": 1, "cmd": "\udcff", "args": ["a\ud800"], "envs": {"\udcff": "\udcff"}, "cwd": "\udcff",
+         "tag": "\udcff"}]})]
+    r = httpx.post(f"{forged.url}/process.Process/List", json={}, headers={"Connect-Protocol-Version": "1"})
+    assert r.status_code == 200, r.text
+    [process] = r.json()["processes"]
+    assert process["config"]["cmd"] == "\ufffd" and process["config"]["args"][0].startswith("a\ufffd"), process
+    assert process["tag"] == "\ufffd" and process["config"]["envs"] == {"\ufffd": "\ufffd"}, process
+
+
 def _connect_stream(forged: Forged, method: str, body: dict) -> list[tuple[int, dict]]:
     """A Connect server stream over real HTTP: its (flags, message) envelopes."""
     payload = json.dumps(body).encode()
@@ -254,6 +273,16 @@ def test_a_well_formed_process_stream_passes(forged):
     events = [m["event"] for flags, m in envelopes if flags == 0]
     assert events[0] == {"start": {"pid": 7}} and events[-1]["end"]["exitCode"] == 1, envelopes
     assert envelopes[-1] == (2, {}), envelopes
+
+
+
+def test_a_forged_end_status_with_a_lone_surrogate_passes(forged):
+    forged.answer = lambda request: [
+        wire.encode_json({"start": {"pid": 7}}),
+        wire.encode_json({"end": {"exit_code": 1, "exited": True, "status": "\udcff", "error": "\udcff"}})]
+    envelopes = _connect_stream(forged, "Start", {"process": {"cmd": "true"}})
+    end = [m["event"] for flags, m in envelopes if flags == 0][-1]["end"]
+    assert (end["status"], end["error"]) == ("\ufffd", "\ufffd") and envelopes[-1] == (2, {}), envelopes
 
 
 @pytest.mark.parametrize("reply", [

@@ -30,6 +30,7 @@ from typing import Any
 from .. import _exceptions as E
 from ..protocol import contract
 from ..protocol import wire
+from .sandbox_text import utf8
 
 _OUTPUT = {wire.STDOUT: "stdout", wire.STDERR: "stderr", wire.PTY: "pty"}
 _READ_LIMIT = 1 << 20
@@ -43,7 +44,9 @@ class SandboxExhausted(E.ResourceExhausted):
 
 
 def agent_error(code: str, message: str) -> E.SandlotError:
-    """The error an agent's reply with this Connect code name stands for."""
+    """The error an agent's reply with this Connect code name stands for (its message may name a
+    path that is not UTF-8: every answer that relays it is UTF-8)."""
+    message = utf8(message)
     if code == "resource_exhausted":
         return SandboxExhausted(message)
     return E.from_code(code, message)

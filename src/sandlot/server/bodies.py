@@ -60,13 +60,18 @@ class BodyLimit:
 
 
 async def read_json(request: Request) -> Any:
-    """The request's JSON body ({} when empty). Not JSON, or nested past what the parser takes
-    (Python's json recurses): InvalidArgument, never a 500."""
+    """The request's JSON body ({} when empty). Not JSON, nested past what the parser takes
+    (Python's json recurses), or holding a string that is not text: InvalidArgument, never a 500."""
     raw = await request.body()
     if not raw.strip():
         return {}
     try:
-        return json.loads(raw)
+        data = json.loads(raw)
+        if b"\\u" in raw:  # only an escape makes a lone surrogate ("\udcff"): UTF-8 cannot hold it
+            json.dumps(data, ensure_ascii=False).encode()
+        return data
+    except UnicodeEncodeError:
+        raise InvalidArgument("the request body holds a string that is not text (a lone surrogate)") from None
     except ValueError:
         raise InvalidArgument("the request body is not valid JSON") from None
     except RecursionError:

@@ -9,6 +9,7 @@ from connectrpc.request import RequestContext
 from ...protocol import filesystem_pb2 as pb
 from ...protocol.filesystem_connect import Filesystem
 from ..request_info import note
+from ..sandbox_text import utf8
 from .errors import as_connect_errors
 from .routing import current_sandbox
 from .rpc import request_user, unary
@@ -100,29 +101,17 @@ def entry_info(entry: dict) -> pb.EntryInfo:
     """An agent ENTRY as EntryInfo; `is_symlink` stays unset (the SDK would call it a SYMLINK)."""
     target = entry.get("symlink_target")
     info = pb.EntryInfo(
-        name=_text(entry["name"]), type=_FILE_TYPES.get(entry["type"], pb.FILE_TYPE_UNSPECIFIED),
-        path=_text(entry["path"]), size=entry["size"], mode=entry["mode"], permissions=entry["permissions"],
-        owner=_text(entry["owner"]), group=_text(entry["group"]),
-        symlink_target=None if target is None else _text(target),
-        metadata={_text(k): _text(v) for k, v in (entry.get("metadata") or {}).items()})
+        name=utf8(entry["name"]), type=_FILE_TYPES.get(entry["type"], pb.FILE_TYPE_UNSPECIFIED),
+        path=utf8(entry["path"]), size=entry["size"], mode=entry["mode"], permissions=utf8(entry["permissions"]),
+        owner=utf8(entry["owner"]), group=utf8(entry["group"]),
+        symlink_target=None if target is None else utf8(target),
+        metadata={utf8(k): utf8(v) for k, v in (entry.get("metadata") or {}).items()})
     info.modified_time.FromNanoseconds(round(entry["mtime"] * 1e9))
     return info
 
 
 def filesystem_event(event: dict) -> pb.FilesystemEvent:
     entry = event.get("entry")
-    return pb.FilesystemEvent(name=_text(event["name"]),
+    return pb.FilesystemEvent(name=utf8(event["name"]),
                               type=_EVENT_TYPES.get(event["type"], pb.EVENT_TYPE_UNSPECIFIED),
                               entry=entry_info(entry) if entry else None)
-
-
-def _text(name: str) -> str:
-    """A name as protobuf can hold it (UTF-8): a file name may hold any byte but '/' and NUL, and
-    the agent hands one that is not UTF-8 with surrogate escapes; its bad bytes become U+FFFD."""
-    if name.isascii():
-        return name
-    try:
-        raw = name.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:  # a surrogate no byte stands for: only a forged agent sends one
-        raw = name.encode("utf-8", "surrogatepass")
-    return raw.decode("utf-8", "replace")

@@ -11,6 +11,7 @@ from connectrpc.request import RequestContext
 from ...protocol import process_pb2 as pb
 from ...protocol.process_connect import Process
 from ..request_info import note
+from ..sandbox_text import utf8, utf8_json
 from .routing import SandboxHandle, current_sandbox
 from .rpc import deadline, request_user, unary
 from .streams import guarded
@@ -22,9 +23,9 @@ class ProcessService(Process):
     async def list(self, request: pb.ListRequest, ctx: RequestContext) -> pb.ListResponse:
         sandbox = current_sandbox()
         reply = await unary(ctx, sandbox.agent.list_processes())
-        return pb.ListResponse(processes=[
-            pb.ProcessInfo(pid=p["pid"], tag=p.get("tag"), config=pb.ProcessConfig(
-                cmd=p["cmd"], args=p["args"], envs=p["envs"], cwd=p.get("cwd")))
+        return pb.ListResponse(processes=[  # a forged agent's text may hold lone surrogates: protobuf refuses them
+            pb.ProcessInfo(pid=p["pid"], tag=_text(p.get("tag")), config=pb.ProcessConfig(
+                cmd=utf8(p["cmd"]), args=map(utf8, p["args"]), envs=utf8_json(p["envs"]), cwd=_text(p.get("cwd"))))
             for p in reply])
 
     async def start(self, request: pb.StartRequest, ctx: RequestContext) -> AsyncIterator[pb.StartResponse]:
@@ -126,8 +127,13 @@ async def _process_events(events: AsyncIterator[dict], sandbox: SandboxHandle,
             yield pb.ProcessEvent(start=pb.ProcessEvent.StartEvent(pid=start["pid"]))
         elif end := event.get("end"):
             yield pb.ProcessEvent(end=pb.ProcessEvent.EndEvent(
-                exit_code=end["exit_code"], exited=end["exited"], status=end["status"], error=end.get("error")))
+                exit_code=end["exit_code"], exited=end["exited"], status=utf8(end["status"]),
+                error=_text(end.get("error"))))
         else:
             yield pb.ProcessEvent(data=pb.ProcessEvent.DataEvent(**event))
             if sandbox.output_rate is not None:  # the relay's CPU is ours: bounded per sandbox
                 await sandbox.output_rate.take(len(next(iter(event.values()))))
+
+
+def _text(value: str | None) -> str | None:
+    return None if value is None else utf8(value)
