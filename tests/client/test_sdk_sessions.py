@@ -3,6 +3,9 @@ REST routes."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import time
 
 import httpx
@@ -193,3 +196,80 @@ async def test_rest_routes_answer_errors_with_their_status(server, sandbox):
             assert (await http.post(base + "/rest/exec", json={"cmd": "true", "timeout": timeout})).status_code == 400
         assert (await http.delete(base + "/rest")).status_code == 204
         assert (await http.get(f"{server.url}/sandboxes/nosuchsandbox/sessions")).status_code == 404
+
+
+async def test_a_cwd_that_is_not_utf8_is_shown_with_replacement_characters(server, sandbox):
+    """A shell's directory is whatever the sandbox made it: a name that is not UTF-8 comes with U+FFFD
+    (get and list answered 500: a JSON answer is UTF-8)."""
+    base = f"{server.url}/sandboxes/{sandbox.sandbox_id}/sessions"
+    async with httpx.AsyncClient(headers={"X-API-KEY": server.api_key}, timeout=60) as http:
+        sid = (await http.post(base, json={})).json()["sessionID"]
+        ran = await http.post(f"{base}/{sid}/exec", json={"cmd": "mkdir -p /tmp/bad-$'\\xff' && cd /tmp/bad-$'\\xff'"})
+        assert ran.json()["exitCode"] == 0, ran.text
+        one = await http.get(f"{base}/{sid}")
+        assert one.status_code == 200 and one.json()["cwd"] == "/tmp/bad-\ufffd", (one.status_code, one.text)
+        listed = await http.get(base)
+        assert listed.status_code == 200 and "/tmp/bad-\ufffd" in [s["cwd"] for s in listed.json()], listed.text
+        assert (await http.delete(f"{base}/{sid}")).status_code == 204
+
+
+async def test_a_string_that_is_not_text_is_refused(server, sandbox):
+    """JSON can escape a lone surrogate ("\\udcff"), which no UTF-8 text holds: such a body is a 400
+    (envs, cwd, user and stdin were 500s); a surrogate pair is a character like any other."""
+    base = f"{server.url}/sandboxes/{sandbox.sandbox_id}/sessions"
+    headers = {"X-API-KEY": server.api_key, "Content-Type": "application/json"}
+    async with httpx.AsyncClient(headers=headers, timeout=60) as http:
+        made = (await http.post(base, content='{"envs": {"A": "\\ud83d\\ude00"}}')).json()
+        assert made["envs"] == {"A": "\U0001f600"}, made
+        sid = made["sessionID"]
+        for path, body in [(base, '{"envs": {"A": "\\udcff"}}'), (base, '{"cwd": "/tmp/\\udcff"}'),
+                           (base, '{"user": "\\udcff"}'), (f"{base}/{sid}/exec", '{"cmd": "cat", "stdin": "\\udcff"}')]:
+            r = await http.post(path, content=body)
+            assert r.status_code == 400 and "not text" in r.json()["message"], (body, r.status_code, r.text)
+        assert (await http.delete(f"{base}/{sid}")).status_code == 204
+
+
+def _rss(server) -> int:
+    with open(f"/proc/{server.proc.pid}/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+
+
+async def test_a_command_whose_client_left_is_not_held(server, sandbox):
+    """A client that leaves ends its command's request, streamed or not: one waiting for its turn
+    leaves the queue, one running is interrupted. The server held each such request, its body
+    included, until the command ended (with timeout 0: never), and the command ran on."""
+    base = f"{server.url}/sandboxes/{sandbox.sandbox_id}/sessions"
+    headers = {"X-API-KEY": server.api_key}
+    big = json.dumps({"cmd": "true #" + "x" * (3 << 20), "timeout": 0})
+    async with httpx.AsyncClient(headers=headers, timeout=60) as http:
+        sid = (await http.post(base, json={})).json()["sessionID"]
+
+        async def busy() -> bool:
+            return (await http.get(f"{base}/{sid}")).json()["busy"]
+
+        async with httpx.AsyncClient(headers=headers, timeout=None) as holder:
+            running = asyncio.ensure_future(holder.post(f"{base}/{sid}/exec", json={"cmd": "sleep infinity",
+                                                                                    "timeout": 0}))
+            for _ in range(200):
+                if await busy():
+                    break
+                await asyncio.sleep(0.05)
+            before = _rss(server)
+            for stream in [False, True] * 10:  # 60 MiB of commands waiting for their turn, given up
+                with pytest.raises(httpx.ReadTimeout):
+                    async with httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(30, read=0.3)) as quick:
+                        await quick.post(f"{base}/{sid}/exec", content=big[:-1] + f', "stream": {json.dumps(stream)}}}',
+                                         headers={"Content-Type": "application/json"})
+            await asyncio.sleep(0.5)
+            grown = _rss(server) - before
+            running.cancel()  # and the running command's client leaves
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+        assert grown < 40 << 20, f"20 commands given up grew the server by {grown >> 20} MiB"
+        for _ in range(200):
+            if not await busy():
+                break
+            await asyncio.sleep(0.05)
+        assert not await busy(), "the command whose client left still runs"
+        assert (await http.post(f"{base}/{sid}/exec", json={"cmd": "echo free"})).json()["stdout"] == "free\n"
+        assert (await http.delete(f"{base}/{sid}")).status_code == 204

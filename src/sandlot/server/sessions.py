@@ -14,28 +14,34 @@ them). sandlot's own API, authenticated with the API key like every /sandboxes r
 SESSION = {sessionID, user, pid, cwd, envs, createdAt (RFC 3339), busy}. A session starts in `cwd`,
 else the sandbox's workspace (/workspace) if it has one, else the user's home. `timeout` is seconds
 (default 60, 0 = none): past it the command is interrupted like Ctrl-C (then killed), the shell and
-its state stay, and the answer has timedOut: true. A client that leaves a streamed exec interrupts
-its command the same way. Output past the server's max output size (SANDLOT_MAX_OUTPUT_BYTES) is
-dropped from a collected answer, which then says truncated: true.
+its state stay, and the answer has timedOut: true. A client that leaves (streamed or not) interrupts
+its command the same way, or takes it out of the queue. Output past the server's max output size
+(SANDLOT_MAX_OUTPUT_BYTES) is dropped from a collected answer, which then says truncated: true.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import codecs
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
+from typing import TypeVar
 from urllib.parse import quote
 
 from pydantic import Field
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import Receive
 
 from .. import _exceptions as E
 from .sandbox_views import rfc3339, running
 from .bodies import JsonBody, read_model
 from .request_info import note
+from .sandbox_text import utf8, utf8_json
+
+T = TypeVar("T")
 
 DEFAULT_TIMEOUT = 60.0
 MAX_TIMEOUT = 366 * 24 * 3600.0  # past any sandbox's life; a bound keeps it an integer of milliseconds
@@ -57,8 +63,11 @@ class ExecIn(JsonBody):
 
 
 def session_json(info: dict) -> dict:
-    return {"sessionID": info["id"], "user": info["user"], "pid": info["pid"], "cwd": info["cwd"],
-            "envs": info["envs"], "createdAt": rfc3339(info["created_at"]), "busy": info["busy"]}
+    """The agent's session info as the API shows it: its text as UTF-8 can hold it (the shell's
+    current directory is whatever the sandbox made it, bytes that are not UTF-8 included)."""
+    return {"sessionID": utf8(info["id"]), "user": utf8(info["user"]), "pid": info["pid"],
+            "cwd": None if info["cwd"] is None else utf8(info["cwd"]), "envs": utf8_json(info["envs"]),
+            "createdAt": rfc3339(info["created_at"]), "busy": info["busy"]}
 
 
 def _end_json(end: dict) -> dict:
@@ -70,10 +79,10 @@ async def create(request: Request) -> Response:
     body = await read_model(request, SessionIn)
     live = running(request)
     cwd = body.cwd or _workspace_path(request, live.id)
-    info = await live.agent.session_create(body.id, user=body.user, cwd=cwd, envs=body.envs)
-    note(session=info["id"])
-    return JSONResponse(session_json(info), status_code=201,
-                        headers={"Location": request.url.path + "/" + quote(info["id"], safe="")})
+    info = session_json(await live.agent.session_create(body.id, user=body.user, cwd=cwd, envs=body.envs))
+    note(session=info["sessionID"])
+    return JSONResponse(info, status_code=201,
+                        headers={"Location": request.url.path + "/" + quote(info["sessionID"], safe="")})
 
 
 def _workspace_path(request: Request, sandbox_id: str) -> str | None:
@@ -116,9 +125,37 @@ async def exec_command(request: Request) -> Response:
     events = live.agent.session_exec(_session_id(request), body.cmd, stdin=stdin,
                                      timeout_ms=timeout_ms, announce=body.stream)
     if body.stream:
-        first = await _first_event(events)  # errors (no such session) answer with their status
+        # errors (no such session) answer with their status
+        first = await _unless_client_left(request, _first_event(events))
         return StreamingResponse(_ndjson(first, events), media_type="application/x-ndjson")
     limit = request.app.state.config.max_output_bytes
+    return JSONResponse(await _unless_client_left(request, _collected(events, limit)))
+
+
+async def _unless_client_left(request: Request, work: Awaitable[T]) -> T:
+    """`work`, or ClientDisconnect once the client has left (which closes the agent's stream: the
+    command is interrupted, or leaves the queue). A command waits for the session's earlier ones
+    and may run for ever (timeout 0): a request given up would hold its body as long."""
+    task = asyncio.ensure_future(work)
+    left = asyncio.ensure_future(_client_left(request.receive))
+    try:
+        await asyncio.wait((task, left), return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            task.cancel()  # reading the agent's stream, cancelled: it closes it
+            await asyncio.wait((task,))
+            raise ClientDisconnect()
+        return task.result()
+    finally:
+        left.cancel()
+
+
+async def _client_left(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":  # the body is read: only its end comes
+        pass
+
+
+async def _collected(events: AsyncIterator[dict], limit: int) -> dict:
+    """A command's answer, its output past `limit` bytes dropped."""
     parts: dict[str, list[str]] = {"stdout": [], "stderr": []}
     decoders = {k: codecs.getincrementaldecoder("utf-8")(errors="replace") for k in parts}
     size, truncated, end = 0, False, None
@@ -135,8 +172,8 @@ async def exec_command(request: Request) -> Response:
         raise E.SandboxNotRunning("the session's command stream broke off")
     for kind, decoder in decoders.items():
         parts[kind].append(decoder.decode(b"", final=True))
-    return JSONResponse({"stdout": "".join(parts["stdout"]), "stderr": "".join(parts["stderr"]),
-                         **_end_json(end), "truncated": truncated})
+    return {"stdout": "".join(parts["stdout"]), "stderr": "".join(parts["stderr"]), **_end_json(end),
+            "truncated": truncated}
 
 
 async def _first_event(events: AsyncIterator[dict]) -> dict | None:
