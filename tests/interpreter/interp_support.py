@@ -66,7 +66,8 @@ def jupyter_headers(sandbox_id: str, token: str | None = None, **extra: str) -> 
 # Code in the sandbox cannot reach the driver's stdout, the pipe the control plane reads (the
 # pipe is host root's, the driver is not dumpable, pidfd_getfd is denied: test_interp_lifecycle).
 # These helpers play a driver taken over anyway, from the host, to show that the control plane does
-# not trust what comes on that pipe.
+# not trust what comes on that pipe (the sandbox's root can start its own program in the driver's
+# place: test_interp_forged_driver.py).
 KERNEL_DRIVER = b"kernels/driver.py"
 SYS_PIDFD_GETFD = 438
 

@@ -23,6 +23,7 @@ from typing import Any
 from .. import _exceptions as E
 from ..protocol import contract
 from .agent_client import AgentClient
+from .sandbox_text import utf8
 
 log = logging.getLogger("sandlot.kernels")
 
@@ -34,8 +35,13 @@ MAX_LINE_MARGIN = 1 << 20  # a line may exceed the driver's output cap by its JS
 # Lines that answer no request a driver may send before it is stopped: the driver sends none that
 # are not JSON objects or name a request never made, and late ones only for a request given up
 # (its run is interrupted then). A flood would cost the shared event loop parsing time (a driver
-# taken over: the sandbox cannot reach its pipe, see tests/interpreter), so it is bounded.
+# taken over: sandbox code cannot reach the running driver's pipes, but the sandbox's root can put
+# its own program where the driver's python3 is, see tests/interpreter), so it is bounded.
 MAX_GARBAGE_BYTES = 64 << 10
+# What the driver may leave unread on its stdin: it reads every request as it comes (a busy context
+# queues its runs itself), so only a driver taken over leaves them, each up to the JSON body limit
+# (4 MiB), held in this process until the driver reads them.
+MAX_UNREAD_BYTES = 64 << 20
 STOPPED = "the code interpreter stopped"
 
 
@@ -185,9 +191,12 @@ class KernelSession:
                 self._stop_io(writer=False)
                 return
             left -= len(data)
-            self._buf += data
-            *lines, rest = self._buf.split(b"\n")
-            self._buf = bytearray(rest)
+            lines: list[bytes] = []
+            if b"\n" in data:  # the buffer is split only at a line's end: once per line, not per read
+                *lines, rest = (self._buf + data).split(b"\n")
+                self._buf = bytearray(rest)
+            else:
+                self._buf += data
             breach = None
             for line in lines:
                 if (breach := self._dispatch(line)) is not None:
@@ -195,13 +204,17 @@ class KernelSession:
             if breach is None and len(self._buf) > self.max_output + MAX_LINE_MARGIN:
                 breach = "a line over its output limit"
             if breach is not None:
-                log.warning("a code interpreter sent %s: stopping it", breach)
-                self._stop_io(writer=False)
-                self._condemned = True  # the next request starts a fresh driver, whatever this one does
-                asyncio.ensure_future(self._kill())
+                self._condemn(f"sent {breach}")
                 return
             if not drain:
                 return
+
+    def _condemn(self, what: str) -> None:
+        """The driver broke the protocol: read no more of it and kill it."""
+        log.warning("a code interpreter %s: stopping it", what)
+        self._stop_io(writer=False)
+        self._condemned = True  # the next request starts a fresh driver, whatever this one does
+        asyncio.ensure_future(self._kill())
 
     def _stop_io(self, writer: bool = True) -> None:
         if self._output is not None:
@@ -216,7 +229,7 @@ class KernelSession:
         """Route one line; returns what was wrong with it if the driver must be stopped."""
         try:  # NaN and Infinity are not JSON: the responses that relay a line would fail on them
             msg = json.loads(line, parse_constant=_not_json)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested past what json parses
             return self._garbage(line)
         if not isinstance(msg, dict):
             return self._garbage(line)
@@ -252,6 +265,11 @@ class KernelSession:
         if writer is None or writer.is_closing():
             return False
         writer.write(json.dumps(request).encode() + b"\n")
+        if writer.get_write_buffer_size() > MAX_UNREAD_BYTES:
+            writer.abort()  # what it holds is dropped now, not when the killed driver's pipe breaks
+            self._writer = None
+            self._condemn(f"left {MAX_UNREAD_BYTES >> 20} MiB of requests unread")
+            return False
         return True
 
     async def _kill_orphans(self) -> None:
@@ -386,6 +404,6 @@ def _not_json(constant: str) -> None:
 def _reply(msg: dict) -> dict:
     if "error" in msg:
         error = msg["error"] if isinstance(msg["error"], dict) else {}
-        raise E.from_code(str(error.get("code", "internal")), str(error.get("message", "")))
+        raise E.from_code(str(error.get("code", "internal")), utf8(str(error.get("message", ""))))
     reply = msg.get("reply")
     return reply if isinstance(reply, dict) else {}

@@ -15,11 +15,12 @@ import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from ..._exceptions import InvalidArgument, NotFound, SandboxNotRunning, SandlotError
 from ..bodies import read_json
+from ..sandbox_text import utf8_json
 from .errors import error_response
 from .routing import SandboxHandle, current_sandbox
 
@@ -43,19 +44,27 @@ def _error(e: SandlotError, sandbox: SandboxHandle | None = None) -> Response:
     return PlainTextResponse(e.message, status_code=e.status)
 
 
-async def _while_running(sandbox: SandboxHandle, work: Awaitable[T]) -> T:
+async def _while_running(sandbox: SandboxHandle, work: Awaitable[T], request: Request) -> T:
     """`work`, unless the sandbox is killed or paused first: then SandboxNotRunning, not whatever
-    the dying interpreter answered (the Event is taken now: pause() swaps in a new one)."""
+    the dying interpreter answered (the Event is taken now: pause() swaps in a new one). Nor once
+    the client has left (ClientDisconnect): the interpreter is the sandbox's, and one that never
+    answers would otherwise hold every request given up, its body included, as long as it runs."""
     closed = asyncio.ensure_future(sandbox.closed.wait())
+    left = asyncio.ensure_future(_disconnect(request.receive))  # the body is read: only the end comes
     task = asyncio.ensure_future(work)
     try:
-        await asyncio.wait((task, closed), return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait((task, closed, left), return_when=asyncio.FIRST_COMPLETED)
         if closed.done():
             task.cancel()
             raise SandboxNotRunning(f"sandbox {sandbox.id} stopped running", sandbox_id=sandbox.id)
+        if not task.done():
+            task.cancel()
+            await asyncio.wait((task,))  # a cancelled run sends its cancel before the request ends
+            raise ClientDisconnect()
         return task.result()
     finally:
         closed.cancel()
+        left.cancel()
 
 
 async def _body(request: Request) -> dict:
@@ -129,7 +138,7 @@ async def execute(request: Request) -> Response:
         args = {"code": code, "envs": _names(body, "env_vars", str), "timeout": max(0, timeout)}
         args.update({"context": context} if context else {"language": language or "python"})
         batches = _session(sandbox).execute(**args)
-        first = await _while_running(sandbox, anext(batches))  # "accepted", or 4xx for a bad context
+        first = await _while_running(sandbox, anext(batches), request)  # "accepted", or 4xx for a bad context
     except SandlotError as e:
         return _error(e, sandbox)
     return NDJSONStream(first, batches, sandbox)
@@ -196,7 +205,7 @@ async def create_context(request: Request) -> Response:
         reply = await _while_running(sandbox, _session(sandbox).call(
             "create", language=_optional(body, "language", str) or "python",
             cwd=_optional(body, "cwd", str) or None, envs=_names(body, "envs", str),
-            variables=_names(body, "variables")))
+            variables=_names(body, "variables")), request)
         return _answer(reply, "context", dict)
     except SandlotError as e:
         return _error(e, sandbox)
@@ -205,7 +214,7 @@ async def create_context(request: Request) -> Response:
 async def list_contexts(request: Request) -> Response:
     sandbox = current_sandbox()
     try:
-        reply = await _while_running(sandbox, _session(sandbox).call("list"))
+        reply = await _while_running(sandbox, _session(sandbox).call("list"), request)
         return _answer(reply, "contexts", list)
     except SandlotError as e:
         return _error(e, sandbox)
@@ -215,7 +224,7 @@ async def restart_context(request: Request) -> Response:
     sandbox = current_sandbox()
     try:
         restart = _session(sandbox).call("restart", context=request.path_params["context_id"])
-        reply = await _while_running(sandbox, restart)
+        reply = await _while_running(sandbox, restart, request)
         return _answer(reply, "context", dict)
     except SandlotError as e:
         return _error(e, sandbox)
@@ -227,13 +236,17 @@ def _answer(reply: dict, key: str, kind: type) -> Response:
     value = reply.get(key)
     if not isinstance(value, kind):
         raise SandboxNotRunning(f"the code interpreter broke its protocol: its answer has no {key!r}")
-    return JSONResponse(value)
+    try:
+        return JSONResponse(utf8_json(value))  # a forged driver's text may hold lone surrogates
+    except RecursionError:  # parsed where the stack was shallow, it may not render here
+        raise SandboxNotRunning("the code interpreter broke its protocol: its answer is nested too deeply") from None
 
 
 async def remove_context(request: Request) -> Response:
     sandbox = current_sandbox()
     try:
-        await _while_running(sandbox, _session(sandbox).call("remove", context=request.path_params["context_id"]))
+        await _while_running(sandbox, _session(sandbox).call("remove", context=request.path_params["context_id"]),
+                             request)
     except SandlotError as e:
         return _error(e, sandbox)
     return Response(status_code=200)
