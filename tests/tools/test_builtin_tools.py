@@ -112,6 +112,16 @@ def test_long_output_is_cut_and_pageable(sandbox):
     assert f"continue with read_file(path=\"{saved}\", offset={len(shown) + 6})" in page.text
 
 
+def test_a_huge_output_is_not_kept_whole(sandbox, tools):
+    """A command tool keeps the first 4 MiB of each stream and counts the rest: `sandlot serve` runs
+    these tools for /mcp callers, and 800 MB of output grew it by 5 GB."""
+    r = tools.call_tool("run_shell_command", {"command": "head -c 12M /dev/zero | tr '\\0' a; echo; echo err >&2"})
+    assert not r.is_error and r.text.startswith("a" * 1000)
+    assert r.data["truncated"]["total_chars"] < 5 << 20, r.data
+    tail = sandbox.commands.run(f"tail -c 200 {r.data['truncated']['saved_to']}").stdout
+    assert tail.endswith("a\n[... 8.0 MiB more output not kept]\n[stderr]\nerr"), tail
+
+
 def test_binary_refused_images_returned(sandbox, tools):
     sandbox.files.write("blob.bin", b"\x00\x01\x02" * 100)
     r = tools.call_tool("read_file", {"path": "blob.bin"})

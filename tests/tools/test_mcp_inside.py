@@ -138,3 +138,40 @@ def test_a_server_that_does_not_start_is_an_error(sandbox):
     with pytest.raises(Exception, match="did not start|exited|closed|Connection"):
         toolset.add_mcp_servers({"mcpServers": {"broken": {"command": "python3", "args": ["-c", "raise SystemExit(3)"]}}})
     toolset.close()
+
+
+# Run apart (a process of its own, whose peak memory is its own): start CALC_SERVER in the sandbox
+# after NOISE bytes of stdout without a newline, call `add`, print the peak RSS in KiB.
+_NOISY_CLIENT = textwrap.dedent('''
+    import resource, sys
+    from sandlot import Sandbox
+    from sandlot.tools import Toolset
+    url, key, sandbox_id, noise = sys.argv[1:5]
+    sandbox = Sandbox.connect(sandbox_id, api_url=url, api_key=key)
+    command = f"head -c {noise} /dev/zero | tr '\\\\0' x; echo; exec python3 /home/user/calc_server.py"
+    toolset = Toolset(sandbox, [])
+    toolset.add_mcp_servers({"mcpServers": {"calc": {"command": "bash", "args": ["-c", command]}}})
+    assert toolset.call_tool("add", {"a": 1, "b": 2}).text == "3"
+    toolset.close()
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+''')
+
+
+def test_a_server_writing_endless_lines_costs_the_host_a_bounded_line(server, sandbox):
+    """The server is the sandbox's: what it writes on stdout is held no longer than a line, and
+    no more of a line than MAX_MESSAGE_BYTES. The host held every byte it ever wrote (the command
+    handle kept its output) and joined the line begun with each chunk (quadratic)."""
+    import os
+    import subprocess
+    import sys
+
+    sandbox.files.write("calc_server.py", CALC_SERVER)
+
+    def peak(noise: int) -> int:
+        done = subprocess.run([sys.executable, "-c", _NOISY_CLIENT, server.url, server.api_key, sandbox.sandbox_id,
+                               str(noise)], capture_output=True, text=True, timeout=300, env=os.environ)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return int(done.stdout.split()[-1]) * 1024
+
+    grown = peak(96 << 20) - peak(0)
+    assert grown < 48 << 20, f"96 MiB without a newline grew the host's client by {grown >> 20} MiB"

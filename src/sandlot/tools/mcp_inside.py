@@ -32,6 +32,7 @@ from ._tool import Tool
 STOP_GRACE = 2.0  # seconds a server gets to exit after its stdin closes, before SIGKILL
 INSTALL_TIMEOUT = 600
 START_TIMEOUT = 120.0  # seconds for a server to answer `initialize`
+MAX_MESSAGE_BYTES = 16 << 20  # a line of a server's stdout (a JSON-RPC message), as the agent's frames
 
 
 def parse_config(config: Mapping) -> list[ServerConfig]:
@@ -49,21 +50,32 @@ async def sandbox_stdio(sandbox: Any, server: ServerConfig, user: str | None = N
     (read, write) streams of SessionMessages the `mcp` Client expects."""
     read_writer, read_stream = anyio.create_memory_object_stream[SessionMessage | Exception](64)
     write_stream, write_reader = anyio.create_memory_object_stream[SessionMessage](64)
-    buffer = ""
+    buffer = bytearray()  # the line begun
+    skipping = False  # a line past MAX_MESSAGE_BYTES: dropped up to its end
 
-    async def on_stdout(chunk: str) -> None:
-        nonlocal buffer
-        *lines, buffer = (buffer + chunk).split("\n")
-        for line in filter(str.strip, lines):
-            try:
-                message: SessionMessage | Exception = SessionMessage(types.jsonrpc_message_adapter.validate_json(line))
-            except ValueError as e:  # a server that prints something else on stdout
-                message = e
-            with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
-                await read_writer.send(message)
+    async def deliver(item: bytes | Exception) -> None:
+        message: SessionMessage | Exception = item if isinstance(item, Exception) else _message(item)
+        with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
+            await read_writer.send(message)
 
+    async def on_stdout(chunk: bytes) -> None:
+        # The server is the sandbox's: its output is split where its lines end, each byte looked at
+        # once, and no more of a line is held than MAX_MESSAGE_BYTES, whatever it writes.
+        nonlocal buffer, skipping
+        *ended, rest = chunk.split(b"\n")
+        for part in ended:
+            if not skipping and (line := bytes(buffer + part)).strip():
+                await deliver(line)
+            buffer, skipping = bytearray(), False
+        if not skipping:
+            buffer += rest
+            if len(buffer) > MAX_MESSAGE_BYTES:
+                buffer, skipping = bytearray(), True
+                await deliver(ValueError(f"the server wrote a line longer than {MAX_MESSAGE_BYTES >> 20} MiB"))
+
+    # raw: the output comes as bytes and the handle keeps none of it (a server may run for hours)
     handle = await sandbox.commands.run(server.command, background=True, stdin=True, envs=server.env,
-                                        cwd=server.cwd, user=user, timeout=0, on_stdout=on_stdout)
+                                        cwd=server.cwd, user=user, timeout=0, on_stdout=on_stdout, raw=True)
 
     async def pump_in() -> None:
         async with write_reader:
@@ -93,6 +105,13 @@ async def sandbox_stdio(sandbox: Any, server: ServerConfig, user: str | None = N
                 if handle.exit_code is None:
                     await handle.kill()
             await handle.disconnect()
+
+
+def _message(line: bytes) -> SessionMessage | Exception:
+    try:
+        return SessionMessage(types.jsonrpc_message_adapter.validate_json(line))
+    except ValueError as e:  # a server that prints something else on stdout
+        return e
 
 
 def _result(result: types.CallToolResult) -> ToolResult:

@@ -11,6 +11,7 @@ from .._result import ImageContent, TextContent, ToolResult
 MAX_READ_BYTES = 10 << 20  # read_file refuses bigger files (head/tail/grep through a command instead)
 MAX_IMAGE_BYTES = 5 << 20  # the most the model APIs take for one image
 MAX_LINE_CHARS = 2000  # read_file cuts longer lines (minified code, data dumps)
+MAX_KEPT_BYTES = 4 << 20  # of a command's stdout, and of its stderr: far past what a model is shown at once
 DEFAULT_TIMEOUT = 60.0
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _IMAGES = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF87a", "image/gif"),
@@ -38,20 +39,42 @@ def image_type(data: bytes) -> str | None:
     return None
 
 
+class _Kept:
+    """The first MAX_KEPT_BYTES of one output stream; the rest is counted, not held."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.size = self.dropped = 0
+
+    def __call__(self, data: bytes) -> None:
+        room = MAX_KEPT_BYTES - self.size
+        if room > 0:
+            self.parts.append(data[:room])
+            self.size += min(room, len(data))
+        self.dropped += max(0, len(data) - room)
+
+    def text(self) -> str:
+        text = b"".join(self.parts).decode("utf-8", "replace")
+        return text + (f"\n[... {human(self.dropped)} more output not kept]" if self.dropped else "")
+
+
 async def run_command(ctx: ToolContext, cmd: str, timeout: float, cwd: str | None = None) -> ToolResult:
     """Run a shell command for a model: its output as text (stderr marked, a non-zero exit code and a
-    timeout said in words), cut to the output budget; an error result if it did not succeed."""
+    timeout said in words), cut to the output budget; an error result if it did not succeed. Of
+    each stream only the first MAX_KEPT_BYTES are kept: the handle would keep it all (`raw` keeps
+    nothing), and `sandlot serve` runs these tools for /mcp callers in its own process."""
     if not timeout > 0:
         raise E.InvalidArgument("timeout must be above 0 seconds")
+    stdout, stderr = _Kept(), _Kept()
     handle = await ctx.sandbox.commands.run(cmd, background=True, timeout=timeout, cwd=cwd, user=ctx.user,
-                                            check=False)
+                                            check=False, raw=True, on_stdout=stdout, on_stderr=stderr)
     timed_out = False
     try:
         result = await handle.wait()
         exit_code, duration = result.exit_code, result.duration
     except E.TimeoutError:
         timed_out, exit_code, duration = True, None, timeout
-    return await command_result(ctx, handle.stdout, handle.stderr, exit_code, duration,
+    return await command_result(ctx, stdout.text(), stderr.text(), exit_code, duration,
                                 f"[timed out after {timeout:g} s: the command was killed]" if timed_out else None)
 
 
