@@ -72,3 +72,17 @@ async def test_no_gateway_no_token(sandbox):
     assert await maybe(sandbox.get_mcp_token()) is None
     with pytest.raises(InvalidArgument, match="port must be a number from 1 to 65535"):
         sandbox.get_host(0)
+
+
+async def test_a_token_file_the_sandbox_made_huge_is_not_read_whole(sandbox):
+    """The token file is the sandbox's: its root may make it any size (here 64 MiB, sparse), and the
+    SDK reads no more of it than a token's size."""
+    await maybe(sandbox.commands.run("mkdir -p /etc/mcp-gateway && truncate -s 64M /etc/mcp-gateway/.token",
+                                     user="root"))
+    try:
+        with pytest.raises(InvalidArgument, match="larger than a token"):
+            await maybe(sandbox.get_mcp_token())
+        await maybe(sandbox.commands.run("printf t0ken > /etc/mcp-gateway/.token", user="root"))
+        assert await maybe(sandbox.get_mcp_token()) == "t0ken"
+    finally:
+        await maybe(sandbox.commands.run("rm -rf /etc/mcp-gateway", user="root"))

@@ -21,6 +21,7 @@ from ._files import AsyncFiles
 MCP_PORT = 50005  # E2B's `Sandbox.mcp_port`
 MCP_TEMPLATE = "mcp-gateway"  # E2B's `default_mcp_template`; templates/gateway.py builds it
 TOKEN_PATH = "/etc/mcp-gateway/.token"  # written by the gateway, root's (0600)
+MAX_TOKEN_BYTES = 4096  # the gateway's are 36 characters (a uuid4)
 
 
 def config_json(mcp: Mapping[str, Any]) -> str:
@@ -51,8 +52,19 @@ async def start_gateway(commands: AsyncCommands, sandbox_id: str, config: str) -
 
 
 async def read_token(files: AsyncFiles) -> str | None:
-    """The running gateway's token, read as root; None when the sandbox runs no gateway."""
+    """The running gateway's token, read as root; None when the sandbox runs no gateway. Read no
+    further than MAX_TOKEN_BYTES: the file is the sandbox's, whose root may make it any size."""
     try:
-        return await files.read(TOKEN_PATH, user="root")
+        chunks = await files.read(TOKEN_PATH, format="stream", user="root")
     except E.FileNotFound:
         return None
+    token = b""
+    try:
+        async for chunk in chunks:
+            token += chunk
+            if len(token) > MAX_TOKEN_BYTES:
+                raise E.InvalidArgument(f"{TOKEN_PATH} in the sandbox is larger than a token "
+                                        f"({MAX_TOKEN_BYTES} bytes): not the gateway's")
+    finally:
+        await chunks.aclose()
+    return token.decode(errors="replace")
