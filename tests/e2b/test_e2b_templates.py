@@ -9,6 +9,8 @@ in test_e2b_template_images.py.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
 import time
 import uuid
 
@@ -108,6 +110,34 @@ def test_cache_hits_on_a_rebuild_and_skip_cache(context, names):
     assert not any(m == "CACHED" for m in third)
     with Sandbox.create(name) as sbx:
         assert sbx.files.read("/home/user/stamp") != stamp
+
+
+def test_a_deleted_templates_uploads_go_with_it(server, tmp_path):
+    """The files `copy` uploaded go when the last template of the team that builds from them is
+    deleted (they were kept forever)."""
+    (tmp_path / "unique.txt").write_text(f"{uuid.uuid4()}\n")
+    folder = server.home / "template-files" / hashlib.sha256(b"default").hexdigest()[:32]
+
+    def kept() -> set[str]:
+        return set(os.listdir(folder)) if folder.is_dir() else set()
+
+    def delete(name: str) -> None:
+        answer = httpx.delete(f"{server.url}/templates/{name}", headers={"X-API-KEY": server.api_key}, timeout=60)
+        assert answer.status_code == 204, answer.text
+
+    before, first, second = kept(), _name(), _name()
+    recipe = Template(file_context_path=str(tmp_path)).from_template("base").copy("unique.txt", "/home/user/")
+    Template.build(recipe, first)
+    added = kept() - before
+    assert len(added) == 1, added
+    try:
+        Template.build(recipe, second)  # the same files: present, not uploaded again
+        assert kept() - before == added
+    finally:
+        delete(first)
+    assert added <= kept()  # the second template's build names them
+    delete(second)
+    assert not added & kept()
 
 
 def test_logs_stream_while_the_build_runs(names):

@@ -92,6 +92,7 @@ from .service import SandboxService
 from .snapshots import Snapshots
 from .store import Store
 from .template_builder import TemplateBuilder
+from .template_files import TemplateFiles
 from .transfer import Transfer
 
 log = logging.getLogger("sandlot.server")
@@ -197,6 +198,10 @@ def build_app(config: Config, extensions: Mapping[str, Extension] | None = None)
     custom = CustomTemplates(config.db_path, config.home, layers)
     packages = PackageManager(config.home / "cache" / "wheels")
     builder = TemplateBuilder(service, custom, packages)
+    # their uploaded files: bounded per team, counted in max_disk_mb, swept by the reaper's loop
+    service.template_files = template_files = TemplateFiles(custom, service.quotas, config.template_files_max_bytes,
+                                                            config.template_files_ttl)
+    service.reaper.every(template_files.sweep_s, template_files.sweep)
     config.pool_templates = tuple(snapshot_store.canonical(n) for n in config.pool_templates)
     codebase_store = CodebaseStore(config.home / "codebases", config.max_upload_bytes)
     # what a route's path names must be the caller's team's (auth.py): every /sandboxes/{sandbox_id}...
@@ -259,6 +264,7 @@ def build_app(config: Config, extensions: Mapping[str, Extension] | None = None)
     app.state.snapshots = snapshot_store
     app.state.custom_templates = custom
     app.state.template_builder = builder
+    app.state.template_files = template_files
     app.state.upload_key = secrets.token_bytes(32)  # signs template file upload URLs (template_routes.py)
     app.state.volumes = service.volumes
     # who holds a layer, by holder kind: an import reuses a layer of this host only if the

@@ -131,6 +131,11 @@ class Config(BaseSettings):
     host_disk_reserve_mb: int = Field(2048, ge=0)  # kept for the server's state, templates and layers
     audit_retention_days: float = Field(90.0, gt=0, allow_inf_nan=False)
     audit_max_rows: int = Field(1_000_000, ge=1000)  # per team (and for requests of no team)
+    # -- template builds (template_builder.py, template_files.py)
+    # uploaded build files (COPY sources, image archives) one team keeps; past it an upload is a 429
+    template_files_max_bytes: Bytes = 10 << 30
+    # an upload no build names goes this long after it came (or was last asked for)
+    template_files_ttl: Seconds = 24 * 3600.0
     # -- snapshots: where they are exported to and imported from (server/transfer.py): a directory,
     # or s3://bucket/prefix with boto3's own settings (AWS_* variables); empty: <home>/storage
     storage: str = ""

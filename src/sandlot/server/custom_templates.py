@@ -7,13 +7,15 @@ the step cache and the uploaded build files, per team (docs/templates.md).
                        user and workdir; its logs once finished
     template_tags      (template, tag) -> build: "default" is the last ready build
     template_steps     step cache key -> the stack after that step (build_cache.py)
+    template_uploads   (build, team, files hash): the uploads a started build names (template_files.py
+                       keeps them while one does)
 
 Layers: a ready build's stack is held by `tplbuild:<build id>`; the layers a failed build made by
 `tplfailed:<template id>` (its successful steps are cache hits for the next attempt). Deleting a
 template releases both; a cache entry whose layers are gone is a miss.
 
 Uploaded files (`/templates/{id}/files/{hash}`) live in <home>/template-files/<team digest>/<hash>:
-a team never sees whether another team uploaded the same files.
+a team never sees whether another team uploaded the same files. How many and how long: template_files.py.
 """
 
 from __future__ import annotations
@@ -65,6 +67,27 @@ CREATE TABLE IF NOT EXISTS template_steps (
     stack TEXT NOT NULL,
     created_at REAL NOT NULL
 );
+"""
+UPLOADS_SCHEMA = """
+CREATE TABLE template_uploads (
+    build_id TEXT NOT NULL,
+    team TEXT NOT NULL,
+    files_hash TEXT NOT NULL,
+    PRIMARY KEY (build_id, files_hash)
+);
+CREATE INDEX template_uploads_team ON template_uploads (team, files_hash);
+"""
+# the builds of a database from before template_uploads: what their recipes name (COPY steps'
+# filesHash, an `upload:<hash>` image)
+UPLOADS_OF_OLD_BUILDS = """
+INSERT OR IGNORE INTO template_uploads
+SELECT b.id, t.team, json_extract(s.value, '$.filesHash')
+  FROM template_builds b JOIN custom_templates t ON t.id = b.template_id, json_each(b.spec, '$.steps') s
+  WHERE b.spec IS NOT NULL AND json_type(s.value, '$.filesHash') = 'text'
+UNION
+SELECT b.id, t.team, substr(json_extract(b.spec, '$.fromImage'), 8)
+  FROM template_builds b JOIN custom_templates t ON t.id = b.template_id
+  WHERE b.spec IS NOT NULL AND json_extract(b.spec, '$.fromImage') LIKE 'upload:%'
 """
 NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,127}$")
 TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -126,6 +149,21 @@ class CustomTemplates:
         self.files_root = Path(home) / "template-files"
         self._db = SharedDb(db_path, SCHEMA)
         self._sql = self._db.sql
+        self._add_uploads()
+
+    def _add_uploads(self) -> None:
+        """template_uploads, made and filled once on a database from before it."""
+        with self._db.locked() as db:
+            db.execute("BEGIN IMMEDIATE")  # the CLI may open the database at once
+            try:
+                if not db.execute("SELECT 1 FROM sqlite_master WHERE name='template_uploads'").fetchall():
+                    for statement in filter(str.strip, UPLOADS_SCHEMA.split(";")):  # executescript() would commit
+                        db.execute(statement)
+                    db.execute(UPLOADS_OF_OLD_BUILDS)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
 
     def close(self) -> None:
         self._db.close()
@@ -175,6 +213,8 @@ class CustomTemplates:
         """Forget the template and release its layers; the ids of its builds (for their pools)."""
         builds = [r[0] for r in self._sql("SELECT id FROM template_builds WHERE template_id=?", (tpl.id,))]
         with self._db.locked() as db:
+            db.execute("DELETE FROM template_uploads WHERE build_id IN (SELECT id FROM template_builds WHERE "
+                       "template_id=?)", (tpl.id,))
             db.execute("DELETE FROM template_tags WHERE template_id=?", (tpl.id,))
             db.execute("DELETE FROM template_builds WHERE template_id=?", (tpl.id,))
             db.execute("DELETE FROM custom_templates WHERE id=?", (tpl.id,))
@@ -286,7 +326,26 @@ class CustomTemplates:
 
     # ---- uploaded files ----------------------------------------------------------------------
 
+    def name_uploads(self, build: Build, team: str, hashes: set[str]) -> None:
+        """Record the uploads a build being started names (kept while it exists)."""
+        self._sql("INSERT OR IGNORE INTO template_uploads VALUES (?,?,?)", [(build.id, team, h) for h in hashes],
+                  many=True)
+
+    def uploads_named(self, team: str | None = None, template_id: str | None = None) -> set[tuple[str, str]]:
+        """(team, files hash) of the uploads builds name: all builds', a team's or a template's."""
+        if template_id is not None:
+            rows = self._sql("SELECT u.team, u.files_hash FROM template_uploads u JOIN template_builds b "
+                             "ON b.id = u.build_id WHERE b.template_id=?", (template_id,))
+        elif team is not None:
+            rows = self._sql("SELECT team, files_hash FROM template_uploads WHERE team=?", (team,))
+        else:
+            rows = self._sql("SELECT DISTINCT team, files_hash FROM template_uploads")
+        return {(r[0], r[1]) for r in rows}
+
+    def files_folder(self, team: str) -> Path:
+        return self.files_root / hashlib.sha256(team.encode()).hexdigest()[:32]
+
     def files_path(self, team: str, files_hash: str) -> Path:
         if not re.fullmatch(r"[0-9a-f]{64}", files_hash):
             raise E.InvalidArgument("a files hash is 64 hex digits")
-        return self.files_root / hashlib.sha256(team.encode()).hexdigest()[:32] / files_hash
+        return self.files_folder(team) / files_hash

@@ -5,7 +5,8 @@ and disk.
                   and max_disk_mb: the limits of the team's running and paused sandboxes, summed (a
                   paused sandbox is frozen in memory and keeps its files; one paused with its files
                   only holds no memory); max_disk_mb also counts the sizes of the team's volumes,
-                  checked when one is made (`admit_volume`)
+                  checked when one is made (`admit_volume`), and its uploaded template build files,
+                  checked as they arrive (template_files.py, `disk_left_mb`)
     host memory   the memory limits of every running and paused sandbox, summed, stay within
                   (host RAM - SANDLOT_HOST_MEMORY_RESERVE_MB) * SANDLOT_MEMORY_OVERCOMMIT; at the
                   default ratio of 1 sandboxes that each stay within their own limit cannot, together,
@@ -89,6 +90,15 @@ class Quotas:
         with self._held(Holding(None, team, 0, size_mb, running=False)):
             yield
 
+    def disk_left_mb(self, team: str, besides: str) -> tuple[int, int] | None:
+        """(max_disk_mb, what `team`'s holdings but `besides` hold of it); None: no such quota.
+        For uploads, which grow as they arrive (template_files.py: `besides` is their holding)."""
+        allowed = self.teams.get(team).max_disk_mb
+        if allowed is None:
+            return None
+        return allowed, sum(h.disk_mb for h in [*self.holdings(), *self._reserved]
+                            if h.team == team and h.sandbox_id != besides)
+
     @contextlib.contextmanager
     def _held(self, claim: Holding) -> Iterator[None]:
         self.check(claim)
@@ -111,7 +121,7 @@ class Quotas:
             held = sum(getattr(h, attr) for h in mine)
             if allowed is not None and held + getattr(claim, attr) > allowed:
                 raise refusal(f"team \"{team.name}\" would pass its quota of {allowed} MiB ({quota}): its sandboxes "
-                              f"{'and volumes ' if attr == 'disk_mb' else ''}hold {held} MiB and this one asks {getattr(claim, attr)} MiB")
+                              f"{'and volumes (and uploaded build files) ' if attr == 'disk_mb' else ''}hold {held} MiB and this one asks {getattr(claim, attr)} MiB")
         capacity = self.host_capacity_mb
         committed = sum(h.memory_mb for h in others)
         if capacity is not None and claim.memory_mb and committed + claim.memory_mb > capacity:

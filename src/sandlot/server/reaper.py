@@ -5,6 +5,9 @@ A running sandbox that ends by itself is seen through a pidfd of its outermost p
 once it exits: the loop then only compares deadlines. Asking /proc about every sandbox five times a
 second cost the event loop ~15-40 us each (at 2000 sandboxes, a fifth of a core or more, all of
 them idle). Where no pidfd can be had (fds exhausted, no such pid), the reaper asks the runtime.
+
+Its loop also runs the server's sweeps (`every`: uploaded template files past their TTL), so that
+they need no loop of their own.
 """
 
 from __future__ import annotations
@@ -32,10 +35,18 @@ class Reaper:
         self._exit_fds: dict[str, int] = {}  # running sandbox -> pidfd of its outermost process
         self._exited: set[str] = set()  # running sandboxes whose process ended (the reaper ends them)
         self._polled: set[str] = set()  # running sandboxes with no pidfd: the reaper asks the runtime
+        self._chores: list[list] = []  # [period s, next run (monotonic), chore, its task]
+
+    def every(self, period_s: float, chore: Callable[[], Awaitable[None]]) -> None:
+        """Also run `chore` every `period_s` s (in a task of its own: the reaper does not wait for it)."""
+        self._chores.append([period_s, time.monotonic() + period_s, chore, None])
 
     def close(self) -> None:
         for sid in list(self._exit_fds):
             self.unwatch(sid)
+        for chore in self._chores:
+            if chore[3] is not None:
+                chore[3].cancel()
 
 
     def watch(self, live: LiveSandbox) -> None:
@@ -82,6 +93,17 @@ class Reaper:
             due = [live for live in list(self.sandboxes.live.values())
                    if live.record.end_at <= now or self._ended(live)]
             await asyncio.gather(*(self._reap(live, now) for live in due))
+            for chore in self._chores:
+                if time.monotonic() >= chore[1] and (chore[3] is None or chore[3].done()):
+                    chore[1] = time.monotonic() + chore[0]
+                    chore[3] = asyncio.create_task(self._chore(chore[2]), name="sandlot-chore")
+
+    @staticmethod
+    async def _chore(chore: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await chore()
+        except Exception:
+            log.exception("the reaper's chore %s failed", getattr(chore, "__qualname__", chore))
 
     async def _reap(self, live: LiveSandbox, now: float) -> None:
         try:

@@ -47,6 +47,7 @@ from .volumes import volume_binds
 if TYPE_CHECKING:
     from ..volumes import VolumeStore
     from .snapshots import Snapshots
+    from .template_files import TemplateFiles
 
 log = logging.getLogger("sandlot.service")
 
@@ -76,9 +77,11 @@ class SandboxService:
                                    templates=templates, journal=self.journal, events=self.events,
                                    quotas=self.quotas, reaper=self.reaper, volume_binds=self.volume_binds)
         self._tasks: list[asyncio.Task] = []  # the reaper's and the sampler's loops
-        # set by the app: snapshots a create may name (snapshots.Snapshots); volumes (volumes.VolumeStore)
+        # set by the app: snapshots a create may name (snapshots.Snapshots); volumes (volumes.VolumeStore);
+        # uploaded template build files (template_files.TemplateFiles), which count toward max_disk_mb
         self.snapshots: Snapshots | None = None
         self.volumes: VolumeStore | None = None
+        self.template_files: TemplateFiles | None = None
 
     # ---- start and stop ----------------------------------------------------------------------
 
@@ -270,7 +273,8 @@ class SandboxService:
         return rec.team if rec is not None else None
 
     def _holdings(self) -> list[Holding]:
-        """What the running and paused sandboxes hold, and the volumes (quotas.py). A sandbox paused
+        """What the running and paused sandboxes hold, the volumes and the uploaded template build
+        files (quotas.py). A sandbox paused
         with its files only holds no memory. Each sandbox's holding is kept on it while what it
         depends on is unchanged: every create walks them all (~5 -> ~1 ms with 2000 alive)."""
         found = []
@@ -284,6 +288,8 @@ class SandboxService:
             found.extend(Holding(f"volume:{v.id}", v.team, 0, v.size_mb, running=False,
                                  disk_written_mb=functools.partial(self.volumes.written_mb, v))
                          for v in self.volumes.list())
+        if self.template_files is not None:
+            found.extend(self.template_files.holdings())
         return found
 
     def _holding(self, live: LiveSandbox) -> Holding:

@@ -93,6 +93,7 @@ class TemplateBuilder:
     def start(self, tpl: CustomTemplate, build: Build, spec: BuildSpec, raw: dict) -> None:
         build.spec = raw  # "waiting" until one of the server's MAX_BUILDS slots is free
         self.store.save_build(build)
+        self.store.name_uploads(build, tpl.team, spec.uploads())  # its files stay while it does
         task = asyncio.create_task(self._queued(tpl, build, spec), name=f"template-build-{build.id}")
         self.running[build.id] = (build, task)
         task.add_done_callback(lambda _: self.running.pop(build.id, None))

@@ -16,14 +16,13 @@
 Every route but the upload takes an API key and serves the caller's team only (`{template_id}` is
 team-checked by auth.py through `team_of`, names resolve within the team). The upload URL stands in
 for E2B's presigned S3 URL: signed (upload_gate.py), the PUT streamed to disk, bounded by
-SANDLOT_MAX_UPLOAD_BYTES.
+SANDLOT_MAX_UPLOAD_BYTES, and with the team's other uploads by SANDLOT_TEMPLATE_FILES_MAX_BYTES and
+its max_disk_mb (template_files.py, which also removes them).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import secrets
 import time
 from datetime import UTC, datetime
 
@@ -40,6 +39,7 @@ from .custom_templates import DEFAULT_TAG, CustomTemplates, check_name, split_re
 from .request_info import note
 from .snapshots import delete_snapshot
 from .template_builder import TemplateBuilder
+from .template_files import TemplateFiles
 from .upload_gate import UploadGate, sign
 
 UPLOAD_TTL_S = 3600
@@ -52,6 +52,10 @@ def _store(request: Request) -> CustomTemplates:
 
 def _builder(request: Request) -> TemplateBuilder:
     return request.app.state.template_builder
+
+
+def _files(request: Request) -> TemplateFiles:
+    return request.app.state.template_files
 
 
 def _iso(t: float | None) -> str | None:
@@ -96,8 +100,7 @@ def _own_template(request: Request):
 async def file_upload_link(request: Request) -> Response:
     tpl = _own_template(request)
     files_hash = request.path_params["hash"]
-    path = _store(request).files_path(tpl.team, files_hash)
-    if path.is_file():
+    if _files(request).asked(tpl, files_hash):
         return JSONResponse({"present": True}, status_code=201)
     expires = int(time.time()) + UPLOAD_TTL_S
     signature = sign(request.app.state.upload_key, tpl.team, tpl.id, files_hash, expires)
@@ -111,16 +114,8 @@ async def upload(request: Request) -> Response:
     tpl = store.by_id(request.path_params["template_id"])
     files_hash = request.path_params["hash"]
     note(template=tpl.id, files=files_hash)
-    path = store.files_path(tpl.team, files_hash)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    partial = path.with_name(f".{files_hash}.{secrets.token_hex(4)}")
-    try:
-        with open(partial, "xb") as f:  # bounded by the route's body limit (SANDLOT_MAX_UPLOAD_BYTES)
-            async for chunk in request.stream():
-                await asyncio.to_thread(f.write, chunk)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
+    length = request.headers.get("content-length", "")
+    await _files(request).receive(tpl.team, files_hash, request.stream(), int(length) if length.isdigit() else None)
     return Response(status_code=200)
 
 
@@ -199,7 +194,9 @@ async def delete_template(request: Request) -> Response:
     for task in running:
         task.cancel()
     await asyncio.gather(*running, return_exceptions=True)  # their sandboxes gone, their layers let go
+    named = {h for _, h in _store(request).uploads_named(template_id=tpl.id)}
     await asyncio.to_thread(_store(request).delete, tpl)
+    _files(request).forget(tpl, named)  # those of its files no other template of the team uses
     return Response(status_code=204)
 
 

@@ -54,6 +54,11 @@ class BuildSpec:
     def file_hashes(self) -> list[str]:
         return [s.files_hash for s in self.steps if s.files_hash]
 
+    def uploads(self) -> set[str]:
+        """The hashes of the uploaded files it names: its COPY steps' and an `upload:<hash>` image's."""
+        image = self.from_image or ""
+        return {*self.file_hashes(), *([image[len("upload:"):]] if image.startswith("upload:") else [])}
+
 
 def _text(value) -> bool:
     """A string with no NUL that is text: a lone surrogate (JSON "\\udc80") cannot be stored, shown
