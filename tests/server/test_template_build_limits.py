@@ -1,6 +1,7 @@
 """Bounds on template builds (docs/templates.md), each on a server of its own with small settings:
 a team's uploaded build files (bounded, counted in its max_disk_mb, removed with their template or
-after SANDLOT_TEMPLATE_FILES_TTL)."""
+after SANDLOT_TEMPLATE_FILES_TTL), a build's whole duration (SANDLOT_TEMPLATE_BUILD_TIMEOUT), and
+the build slots shared fairly between teams."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import hashlib
 import io
 import os
 import tarfile
+import time
 import uuid
 
 import httpx
@@ -17,6 +19,7 @@ from support import checked_server, sdk_environment, team_key, wait_until
 
 BOUND = 2 << 20  # SANDLOT_TEMPLATE_FILES_MAX_BYTES of the uploads' server
 TTL = 2  # SANDLOT_TEMPLATE_FILES_TTL of the sweep's server
+TIME_LIMIT = 8  # SANDLOT_TEMPLATE_BUILD_TIMEOUT of the same server (a build of one COPY takes ~1 s)
 NO_POOLS = {"SANDLOT_POOL_TEMPLATES": ""}
 
 
@@ -28,7 +31,8 @@ def uploads_server():
 
 @pytest.fixture(scope="module")
 def short_server():
-    with checked_server(extra_env={**NO_POOLS, "SANDLOT_TEMPLATE_FILES_TTL": str(TTL)}) as srv:
+    with checked_server(extra_env={**NO_POOLS, "SANDLOT_TEMPLATE_FILES_TTL": str(TTL),
+                                   "SANDLOT_TEMPLATE_BUILD_TIMEOUT": str(TIME_LIMIT)}) as srv:
         yield srv
 
 
@@ -200,3 +204,63 @@ def test_uploads_no_build_names_are_swept_after_the_ttl(short_server):
         assert _upload(api, tid, used) is None
         assert api.delete(f"/templates/{tid}").status_code == 204
         assert _kept(srv, "default") == []
+
+
+# ---- builds --------------------------------------------------------------------------------------
+
+def test_a_build_past_its_time_limit_fails_and_its_sandbox_is_killed(short_server):
+    """A build's base and steps run for at most SANDLOT_TEMPLATE_BUILD_TIMEOUT: then it fails
+    saying so, its step's sandbox killed and its slot free. (It ran as long as its steps did: 200
+    steps of an hour each held a slot for 200 hours.)"""
+    srv = short_server
+    sandboxes = srv.home / "sandboxes"
+    before = set(sandboxes.iterdir())
+    with _client(srv) as api:
+        tid, bid = _template(api)
+        started = time.monotonic()
+        # steps each shorter than the limit: it bounds them all together
+        steps = [{"type": "RUN", "args": [f"sleep {TIME_LIMIT // 2}; echo {i}"]} for i in range(4)]
+        _start(api, tid, bid, {"fromTemplate": "base", "steps": steps})
+        done = _ended(api, tid, bid, within=60)
+        assert done["status"] == "error" and time.monotonic() - started < 60
+        step = done["reason"]["step"]
+        message = f"the build passed its time limit of {TIME_LIMIT} s (SANDLOT_TEMPLATE_BUILD_TIMEOUT) at step {step}"
+        assert step in ("2", "3") and done["reason"]["message"].startswith(message), done["reason"]
+        logs = api.get(f"/templates/{tid}/builds/{bid}/status", params={"limit": 100}).json()["logEntries"]
+        assert any(e["level"] == "error" and e["message"].startswith(message) for e in logs), logs[-3:]
+        wait_until(lambda: set(sandboxes.iterdir()) == before, 20, message="the step's sandbox gone")
+        # its slot is free: the next build runs
+        tid2, bid2 = _template(api)
+        _start(api, tid2, bid2, {"fromTemplate": "base", "steps": [{"type": "RUN", "args": ["true"]}]})
+        assert _ended(api, tid2, bid2)["status"] == "ready"
+        for t in (tid, tid2):
+            assert api.delete(f"/templates/{t}").status_code == 204
+
+
+def test_a_freed_slot_goes_to_the_team_holding_fewest(uploads_server):
+    """A team alone uses both slots; once another team's build waits, the next slot freed goes to
+    it, before the first team's own waiting build. (Builds waited in one queue: a team that queued
+    long builds first kept every other team waiting.)"""
+    srv = uploads_server
+    _, _, key = team_key(srv)
+    sleep = {"fromTemplate": "base", "steps": [{"type": "RUN", "args": ["sleep 600"]}]}
+    with _client(srv) as api, _client(srv, key) as other:
+        mine, theirs = [_template(api) for _ in range(3)], _template(other)
+        try:
+            for tid, bid in mine:
+                _start(api, tid, bid, sleep)
+            wait_until(lambda: [_status(api, *m)["status"] for m in mine] == ["building", "building", "waiting"],
+                       30, interval=0.1, message="both slots used by one team")
+            _start(other, *theirs, {"fromTemplate": "base", "steps": [{"type": "RUN", "args": ["true"]}]})
+            assert api.delete(f"/templates/{mine[0][0]}").status_code == 204  # its slot is freed
+            wait_until(lambda: _status(other, *theirs)["status"] != "waiting", 30, interval=0.05,
+                       message="the other team's build to start")
+            assert _status(api, *mine[2])["status"] == "waiting"
+            assert _ended(other, *theirs)["status"] == "ready"
+            # then the first team's: it takes the slot back
+            wait_until(lambda: _status(api, *mine[2])["status"] == "building", 30, interval=0.1,
+                       message="the first team's waiting build to start")
+        finally:
+            for tid, _ in mine[1:]:
+                api.delete(f"/templates/{tid}")
+            other.delete(f"/templates/{theirs[0]}")

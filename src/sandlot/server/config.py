@@ -132,6 +132,8 @@ class Config(BaseSettings):
     audit_retention_days: float = Field(90.0, gt=0, allow_inf_nan=False)
     audit_max_rows: int = Field(1_000_000, ge=1000)  # per team (and for requests of no team)
     # -- template builds (template_builder.py, template_files.py)
+    # a build's base and steps, all together; past it the build fails and its sandbox is killed
+    template_build_timeout: Seconds = 3600.0
     # uploaded build files (COPY sources, image archives) one team keeps; past it an upload is a 429
     template_files_max_bytes: Bytes = 10 << 30
     # an upload no build names goes this long after it came (or was last asked for)

@@ -10,6 +10,10 @@ uploaded tarball in the sandbox's /tmp (a tmpfs: not committed) and copies what 
 to its destination; WORKDIR makes its directory; ENV and USER only change the state the following
 steps run with. A failing step (non-zero exit, a timeout) ends the build with its output in the
 logs; the template's previous build stays what its name and tags give.
+
+Bounds: MAX_BUILDS run at once on a server, shared fairly between teams (build_slots.py); a build's
+base and steps, all together, run for at most SANDLOT_TEMPLATE_BUILD_TIMEOUT (its step's sandbox
+killed past it, the build failed).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from ..runtimes.policy import SandboxSpec
 from ..templates.build_spec import BuildSpec, Step
 from .agent_client import AgentClient
 from .build_log import BUILD_LIMITS, MAX_LINE, BuildLog, State, StepFailed, build_sandbox
+from .build_slots import BuildSlots
 from .custom_templates import Build, CustomTemplate, CustomTemplates
 from .service import SandboxService, new_sandbox_id
 from .packages import PackageManager
@@ -84,7 +89,8 @@ class TemplateBuilder:
         self.layers = store.layers
         self.bases = Bases(service, store)
         self.running: dict[str, tuple[Build, asyncio.Task]] = {}
-        self.slots = asyncio.Semaphore(MAX_BUILDS)
+        self.slots = BuildSlots(MAX_BUILDS)
+        self.timeout_s = service.config.template_build_timeout
 
     def live(self, build_id: str) -> Build | None:
         found = self.running.get(build_id)
@@ -109,7 +115,7 @@ class TemplateBuilder:
 
     async def _queued(self, tpl: CustomTemplate, build: Build, spec: BuildSpec) -> None:
         try:
-            async with self.slots:
+            async with self.slots.slot(tpl.team):
                 build.status = "building"
                 self.store.save_build(build)
                 await self._run(tpl, build, spec)
@@ -127,14 +133,7 @@ class TemplateBuilder:
         try:
             out.total = len(spec.steps)
             out.add(f"Building template {tpl.name} from {spec.base}")
-            stack, base_id, state = await self.bases.resolve(spec, tpl.team, out, holder)
-            self.layers.hold(holder, stack["layers"])
-            key = _key(tpl.team, base_id, stack)
-            force = spec.force
-            for number, step in enumerate(spec.steps, 1):
-                out.step = str(number)
-                force = force or step.force
-                stack, key = await self._step(step, stack, key, state, holder, force, out, tpl.team)
+            stack, state = await self._bounded(self._steps(tpl, spec, out, holder), out)
             out.step = "finalize"
             result = await asyncio.to_thread(self._finish, build, stack, state, spec, holder)
             if spec.start_cmd:
@@ -164,6 +163,31 @@ class TemplateBuilder:
         finally:
             build.finished_at = time.time()
             await asyncio.shield(asyncio.to_thread(self._end, build, holder))
+
+    async def _bounded(self, work, out: BuildLog):
+        """`work`, cancelled past SANDLOT_TEMPLATE_BUILD_TIMEOUT (its step's sandbox killed, as when
+        the template is deleted): then the build fails saying so."""
+        bound = asyncio.timeout(self.timeout_s)
+        try:
+            async with bound:
+                return await work
+        except TimeoutError:
+            if not bound.expired():  # not ours
+                raise
+            raise StepFailed(f"the build passed its time limit of {self.timeout_s:g} s "
+                             f"(SANDLOT_TEMPLATE_BUILD_TIMEOUT) at step {out.step}: stopped", out.step) from None
+
+    async def _steps(self, tpl: CustomTemplate, spec: BuildSpec, out: BuildLog, holder: str) -> tuple[dict, State]:
+        """The base and every step: the stack they make, and the state the last one left."""
+        stack, base_id, state = await self.bases.resolve(spec, tpl.team, out, holder)
+        self.layers.hold(holder, stack["layers"])
+        key = _key(tpl.team, base_id, stack)
+        force = spec.force
+        for number, step in enumerate(spec.steps, 1):
+            out.step = str(number)
+            force = force or step.force
+            stack, key = await self._step(step, stack, key, state, holder, force, out, tpl.team)
+        return stack, state
 
     def _end(self, build: Build, holder: str) -> None:
         self.store.save_build(build)
