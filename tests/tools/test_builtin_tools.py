@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shlex
 
 import pytest
 
@@ -142,6 +143,20 @@ def test_allowed_dirs_refuse_escapes(sandbox):
         r = tools.call_tool("read_file", {"path": path})
         assert r.is_error and "PathError" in r.text, path
     assert tools.call_tool("list_allowed_directories").data == {"directories": ["/home/user/work"]}
+
+
+def test_a_realpath_the_sandbox_replaced_is_read_no_further_than_a_path(sandbox):
+    """The sandbox's root owns its realpath: one that prints 64 MiB is refused, and no more than a
+    path's worth of it is kept on this side (the error quotes none of it)."""
+    sandbox.files.write("work/ok.txt", "fine")
+    fake = "#!/bin/sh\nhead -c 67108864 /dev/zero | tr '\\0' a\n"
+    sandbox.commands.run(f"cp /usr/bin/realpath /tmp/realpath.real && printf %s {shlex.quote(fake)} > "
+                         "/usr/bin/realpath", user="root")
+    try:
+        r = Toolset(sandbox, allowed_dirs=["/home/user/work"]).call_tool("read_file", {"path": "work/ok.txt"})
+        assert r.is_error and "PathError" in r.text and len(r.text) < 1000, r.text[:200]
+    finally:
+        sandbox.commands.run("cp /tmp/realpath.real /usr/bin/realpath", user="root")
 
 
 def test_bad_arguments_are_tool_errors(tools):

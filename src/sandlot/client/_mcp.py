@@ -65,6 +65,6 @@ async def read_token(files: AsyncFiles) -> str | None:
             if len(token) > MAX_TOKEN_BYTES:
                 raise E.InvalidArgument(f"{TOKEN_PATH} in the sandbox is larger than a token "
                                         f"({MAX_TOKEN_BYTES} bytes): not the gateway's")
-    finally:
-        await chunks.aclose()
+    finally:  # its response is closed now, not when the generator is collected
+        await getattr(chunks, "aclose")()
     return token.decode(errors="replace")

@@ -25,6 +25,7 @@ from .. import _exceptions as E
 HOME = "/home/user"  # the default user's home, where relative paths resolve (as in the SDK)
 OUTPUT_DIR = "/tmp/sandlot-tool-output"
 DEFAULT_MAX_OUTPUT_CHARS = 20_000
+MAX_PATH_BYTES = 4096  # PATH_MAX, and a newline
 
 
 @dataclass(frozen=True)
@@ -74,9 +75,16 @@ class ToolContext:
             return resolved
         if not _inside(resolved, dirs):
             raise E.PathError(f"{path} is outside the allowed directories ({', '.join(dirs)})")
+        # realpath is the sandbox's: its root may make it print without end, so no more than a
+        # path's worth is kept here (the command's timeout bounds how long it may go on)
+        answer = bytearray()
+
+        def keep(chunk: bytes) -> None:
+            answer.extend(chunk[:MAX_PATH_BYTES + 1 - len(answer)])
+
         real = await self.sandbox.commands.run(f"realpath -m -- {shlex.quote(resolved)}", user=self.user,
-                                               check=False)
-        target = real.stdout.strip()
+                                               check=False, raw=True, on_stdout=keep)
+        target = answer.decode(errors="replace").strip() if len(answer) <= MAX_PATH_BYTES else ""
         if real.exit_code != 0 or not target or not _inside(target, dirs):
             raise E.PathError(f"{path} leads outside the allowed directories (to {target or '?'})")
         return resolved
