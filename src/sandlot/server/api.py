@@ -34,7 +34,7 @@ from ..runtimes.policy import Limits
 from . import identity, logs_api, template_sandboxes
 from .network_api import NetworkIn, egress_from, ingress_from
 from .auth import caller
-from .bodies import JsonBody, page_limit, read_model
+from .bodies import JsonBody, client_left, page_limit, read_model
 from .request_info import note, request_info
 from .sandbox_views import detail_json, domain_of, rfc3339, sandbox_json
 from .live import CreateRequest, LiveSandbox
@@ -154,7 +154,7 @@ async def _for_its_client(request: Request, svc: SandboxService, creating: Await
     may be making the sandbox); a sandbox whose client left before learning its id is then killed
     at once, rather than left running (and counted in its team's quota) until its timeout."""
     task = asyncio.ensure_future(creating)
-    gone = asyncio.ensure_future(_disconnected(request))
+    gone = asyncio.ensure_future(client_left(request.receive))
     try:
         live = await asyncio.shield(task)
     except asyncio.CancelledError:
@@ -171,11 +171,6 @@ async def _for_its_client(request: Request, svc: SandboxService, creating: Await
 
 
 UNCLAIMED = "client left during create"
-
-
-async def _disconnected(request: Request) -> None:
-    while (await request.receive())["type"] != "http.disconnect":  # the body was read: only the end is left
-        pass
 
 
 def _kill_unclaimed(svc: SandboxService, task: asyncio.Future) -> None:

@@ -59,6 +59,13 @@ class BodyLimit:
         await self.app(scope, counted, closing)
 
 
+async def client_left(receive: Receive) -> None:
+    """Return once the client has gone (http.disconnect). For a handler that has read its whole
+    body, while it waits on something that may never end (a sandbox's answer): only the end comes."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
 async def read_json(request: Request) -> Any:
     """The request's JSON body ({} when empty). Not JSON, nested past what the parser takes
     (Python's json recurses), or holding a string that is not text: InvalidArgument, never a 500."""

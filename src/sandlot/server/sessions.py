@@ -33,11 +33,10 @@ from pydantic import Field
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
-from starlette.types import Receive
 
 from .. import _exceptions as E
 from .sandbox_views import rfc3339, running
-from .bodies import JsonBody, read_model
+from .bodies import JsonBody, client_left, read_model
 from .request_info import note
 from .sandbox_text import utf8, utf8_json
 
@@ -137,7 +136,7 @@ async def _unless_client_left(request: Request, work: Awaitable[T]) -> T:
     command is interrupted, or leaves the queue). A command waits for the session's earlier ones
     and may run for ever (timeout 0): a request given up would hold its body as long."""
     task = asyncio.ensure_future(work)
-    left = asyncio.ensure_future(_client_left(request.receive))
+    left = asyncio.ensure_future(client_left(request.receive))
     try:
         await asyncio.wait((task, left), return_when=asyncio.FIRST_COMPLETED)
         if not task.done():
@@ -147,11 +146,6 @@ async def _unless_client_left(request: Request, work: Awaitable[T]) -> T:
         return task.result()
     finally:
         left.cancel()
-
-
-async def _client_left(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":  # the body is read: only its end comes
-        pass
 
 
 async def _collected(events: AsyncIterator[dict], limit: int) -> dict:

@@ -19,7 +19,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from ..._exceptions import InvalidArgument, NotFound, SandboxNotRunning, SandlotError
-from ..bodies import read_json
+from ..bodies import client_left, read_json
 from ..sandbox_text import utf8_json
 from .errors import error_response
 from .routing import SandboxHandle, current_sandbox
@@ -50,7 +50,7 @@ async def _while_running(sandbox: SandboxHandle, work: Awaitable[T], request: Re
     the client has left (ClientDisconnect): the interpreter is the sandbox's, and one that never
     answers would otherwise hold every request given up, its body included, as long as it runs."""
     closed = asyncio.ensure_future(sandbox.closed.wait())
-    left = asyncio.ensure_future(_disconnect(request.receive))  # the body is read: only the end comes
+    left = asyncio.ensure_future(client_left(request.receive))  # the body is read: only the end comes
     task = asyncio.ensure_future(work)
     try:
         await asyncio.wait((task, closed, left), return_when=asyncio.FIRST_COMPLETED)
@@ -154,7 +154,7 @@ class NDJSONStream:
         self.first, self.batches, self.sandbox = first, batches, sandbox
 
     async def __call__(self, scope, receive, send) -> None:
-        stops = [asyncio.ensure_future(self.sandbox.closed.wait()), asyncio.ensure_future(_disconnect(receive))]
+        stops = [asyncio.ensure_future(self.sandbox.closed.wait()), asyncio.ensure_future(client_left(receive))]
         pending: asyncio.Future | None = None
         try:
             await send({"type": "http.response.start", "status": 200,
@@ -187,11 +187,6 @@ class NDJSONStream:
                 pending.cancel()
                 await asyncio.wait((pending,))
             await self.batches.aclose()  # interrupts the run if it is still going
-
-
-async def _disconnect(receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
 
 
 def _line(obj: dict) -> bytes:
