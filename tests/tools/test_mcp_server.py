@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import ssl
 import subprocess
-import tempfile
 import uuid
 from pathlib import Path
 
@@ -87,11 +86,11 @@ def key_client(key: str | None, verify: ssl.SSLContext | bool = True) -> httpx2.
 
 
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
-async def test_standalone_http(server, mode):
+async def test_standalone_http(server, mode, tmp_path):
     port = free_port()
     env = {**os.environ, "SANDLOT_API_URL": server.url}
     env.pop("SANDLOT_API_KEY", None)
-    log = Path(tempfile.mkstemp(prefix="sandlot-mcp-")[1])
+    log = tmp_path / "mcp.log"  # pytest's: removed whether or not the server could start
     proc = subprocess.Popen([SANDLOT, "mcp", "--transport", "http", "--port", str(port)], env=env,
                             stdout=open(log, "wb"), stderr=subprocess.STDOUT)
     try:
@@ -108,7 +107,6 @@ async def test_standalone_http(server, mode):
     finally:
         proc.terminate()
         proc.wait(20)
-        log.unlink()
     # the HTTP sessions' sandboxes stay for their callers until idle; release them here
     SandboxService(api_url=server.url, api_key=server.api_key, namespace="mcp").release_all()
 
