@@ -57,6 +57,20 @@ class World:
         return [json.loads(line) for line in self.log.read_text().splitlines()]
 
 
+# Sends UDP questions for new names to argv[1]:53 at argv[2] a second for argv[3] seconds
+DNS_FLOOD = """
+import os, socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+end, n = time.monotonic() + float(sys.argv[3]), 0
+while time.monotonic() < end:
+    name = b"".join(bytes([len(p)]) + p for p in (os.urandom(6).hex().encode(), b"slow", b"test")) + b"\\0"
+    s.sendto(os.urandom(2) + b"\\1\\0\\0\\1\\0\\0\\0\\0\\0\\0" + name + b"\\0\\1\\0\\1", (sys.argv[1], 53))
+    n += 1
+    time.sleep(max(0, n / float(sys.argv[2]) - (time.monotonic() - end + float(sys.argv[3]))))
+print(n)
+"""
+
+
 def _ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True)
 

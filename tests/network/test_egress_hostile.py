@@ -15,7 +15,7 @@ import uuid
 
 import pytest
 from e2b.sandbox.network import ALL_TRAFFIC
-from network_support import ALLOWED, network, sh
+from network_support import ALLOWED, DNS_FLOOD, network, sh
 
 from support import checked_server
 
@@ -194,19 +194,6 @@ print(len(held), flush=True)
 time.sleep(float(sys.argv[3]))
 """
 
-# Sends UDP questions for new names to argv[1]:53 at argv[2] a second for argv[3] seconds
-_FLOOD = """
-import os, socket, sys, time
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-end, n = time.monotonic() + float(sys.argv[3]), 0
-while time.monotonic() < end:
-    name = b"".join(bytes([len(p)]) + p for p in (os.urandom(6).hex().encode(), b"slow", b"test")) + b"\\0"
-    s.sendto(os.urandom(2) + b"\\1\\0\\0\\1\\0\\0\\0\\0\\0\\0" + name + b"\\0\\1\\0\\1", (sys.argv[1], 53))
-    n += 1
-    time.sleep(max(0, n / float(sys.argv[2]) - (time.monotonic() - end + float(sys.argv[3]))))
-print(n)
-"""
-
 
 def _gateway(sbx) -> str:
     return sh(sbx, "awk '/^nameserver/ {print $2}' /etc/resolv.conf")[1].strip()
@@ -235,7 +222,7 @@ def test_one_sandbox_cannot_starve_its_neighbours_of_dns(world, make_sandbox):
     an address of the world's link nobody holds) fills the resolver's questions in flight: its
     neighbour's questions must still be answered."""
     slow = make_sandbox(allow_internet_access=True, network={"dns_servers": ["198.18.0.99"]})
-    slow.files.write("/tmp/flood.py", _FLOOD)
+    slow.files.write("/tmp/flood.py", DNS_FLOOD)
     sbx = make_sandbox(network=network(allow_out=["allowed.test"], deny_out=[ALL_TRAFFIC]))
     flood = slow.commands.run(f"python3 /tmp/flood.py {_gateway(slow)} 500 8", background=True)
     time.sleep(1)

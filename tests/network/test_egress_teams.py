@@ -15,7 +15,7 @@ import uuid
 
 import pytest
 from e2b.sandbox.network import ALL_TRAFFIC
-from network_support import network, sh
+from network_support import DNS_FLOOD, network, sh
 
 from support import checked_server, team_key
 
@@ -79,20 +79,6 @@ for _ in range(int(sys.argv[2])):
     except OSError:
         pass
 print(answered)
-"""
-
-# Sends UDP questions for new names to argv[1]:53 at argv[2] a second for argv[3] seconds (as
-# test_egress_hostile.py's flood)
-_FLOOD = """
-import os, socket, sys, time
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-end, n = time.monotonic() + float(sys.argv[3]), 0
-while time.monotonic() < end:
-    name = b"".join(bytes([len(p)]) + p for p in (os.urandom(6).hex().encode(), b"slow", b"test")) + b"\\0"
-    s.sendto(os.urandom(2) + b"\\1\\0\\0\\1\\0\\0\\0\\0\\0\\0" + name + b"\\0\\1\\0\\1", (sys.argv[1], 53))
-    n += 1
-    time.sleep(max(0, n / float(sys.argv[2]) - (time.monotonic() - end + float(sys.argv[3]))))
-print(n)
 """
 
 
@@ -172,7 +158,7 @@ def test_one_teams_slow_questions_leave_other_teams_answered(teams, make_sandbox
     for a slot, another team's sandbox is answered as ever."""
     key_a, key_b = teams
     slow = make_sandbox(api_key=key_a, allow_internet_access=True, network={"dns_servers": ["198.18.0.99"]})
-    slow.files.write("/tmp/flood.py", _FLOOD)
+    slow.files.write("/tmp/flood.py", DNS_FLOOD)
     a2, b = (make_sandbox(api_key=key, network=network(allow_out=["allowed.test"], deny_out=[ALL_TRAFFIC]))
              for key in (key_a, key_b))
     for sbx in (a2, b):
