@@ -153,6 +153,15 @@ def _upload(api, tid: str, data: bytes) -> str:
     return files_hash
 
 
+def _build_archive(api, build, archive: bytes) -> dict:
+    """A build from `archive` (an uploaded `docker save`) in a template of its own, deleted after."""
+    tid = api.post("/v3/templates", json={"name": f"hostile-{uuid.uuid4().hex[:8]}"}).json()["templateID"]
+    try:
+        return build({"fromImage": f"upload:{_upload(api, tid, archive)}"})
+    finally:
+        api.delete(f"/templates/{tid}")
+
+
 @pytest.mark.parametrize("target", ["/etc", "empty", "/no/such/dir"])
 def test_an_image_cannot_point_its_import_at_a_host_directory(api, build, tmp_path, target):
     """A layer writes through a link of its own (`x` -> /) into the sandbox's python, whose next run
@@ -170,12 +179,7 @@ def test_an_image_cannot_point_its_import_at_a_host_directory(api, build, tmp_pa
         pth = tarfile.TarInfo("x/usr/lib/python3/dist-packages/zz-hostile.pth")
         pth.size = len(hook)
         tar.addfile(pth, io.BytesIO(hook.encode()))
-    archive = _image([first.getvalue(), _tarball({"hello.txt": b"hi\n"})])
-    tid = api.post("/v3/templates", json={"name": f"hostile-{uuid.uuid4().hex[:8]}"}).json()["templateID"]
-    try:
-        done = build({"fromImage": f"upload:{_upload(api, tid, archive)}"})
-    finally:
-        api.delete(f"/templates/{tid}")
+    done = _build_archive(api, build, _image([first.getvalue(), _tarball({"hello.txt": b"hi\n"})]))
     assert done["status"] == "error"
     assert "left no directory /.sandlot-image" in done["reason"]["message"], done["reason"]
 
@@ -292,10 +296,6 @@ def test_an_archive_of_many_members_is_refused(api, build):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
-    tid = api.post("/v3/templates", json={"name": f"hostile-{uuid.uuid4().hex[:8]}"}).json()["templateID"]
-    try:
-        done = build({"fromImage": f"upload:{_upload(api, tid, buf.getvalue())}"})
-    finally:
-        api.delete(f"/templates/{tid}")
+    done = _build_archive(api, build, buf.getvalue())
     assert done["status"] == "error"
     assert "more than 10000 members" in done["reason"]["message"], done["reason"]
